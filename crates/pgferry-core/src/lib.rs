@@ -1,0 +1,9 @@
+//! pgferry's pure core: how names reach SQL, the names pgferry gives its objects,
+//! and the decisions (preflight verdicts, plans, go/no-go) that executors act on.
+//!
+//! Nothing in this crate performs I/O, so every decision is a plain function that a
+//! plain `#[test]` can pin down.
+
+pub mod names;
+pub mod preflight;
+pub mod sql;

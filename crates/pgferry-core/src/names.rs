@@ -1,0 +1,136 @@
+//! Deterministic names for everything pgferry creates.
+//!
+//! Cleanup must touch only what pgferry made, and a rerun after a crash must find
+//! what the previous run left. Both follow from one rule: every object's name is a
+//! pure function of the migration's name, and can be parsed back into it. The
+//! migration name is restricted to lower-case ASCII so that the derived names need no
+//! quoting, fit PostgreSQL's 63-byte limit, and are valid replication slot names
+//! (`[a-z0-9_]`, see
+//! [Replication Slots](https://www.postgresql.org/docs/current/warm-standby.html#STREAMING-REPLICATION-SLOTS)).
+
+use std::fmt;
+
+use crate::sql::Ident;
+
+/// The prefix of every object pgferry creates on a server.
+pub const PREFIX: &str = "pgferry_";
+
+/// The schema on the target (and for the fence, on the source) where pgferry keeps
+/// its journal and saved definitions.
+pub const STATE_SCHEMA: &str = "pgferry";
+
+const MAX_MIGRATION_NAME: usize = 40;
+
+/// A migration's name: 1 to 40 characters of `a-z`, `0-9` and `_`, starting with a
+/// letter.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MigrationName(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid migration name {name:?}: use 1 to {MAX_MIGRATION_NAME} characters of a-z, 0-9 and _, starting with a letter (for example \"orders_2026\")"
+)]
+pub struct InvalidMigrationName {
+    pub name: String,
+}
+
+impl MigrationName {
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidMigrationName> {
+        let name = name.into();
+        let valid = !name.is_empty()
+            && name.len() <= MAX_MIGRATION_NAME
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if valid {
+            Ok(MigrationName(name))
+        } else {
+            Err(InvalidMigrationName { name })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The logical replication slot on the source.
+    pub fn slot(&self) -> String {
+        format!("{PREFIX}{}", self.0)
+    }
+
+    /// The publication on the source.
+    pub fn publication(&self) -> Ident {
+        Ident::from_catalog(format!("{PREFIX}{}", self.0))
+    }
+
+    /// The replication origin on the target that records the applied position.
+    pub fn origin(&self) -> String {
+        format!("{PREFIX}{}", self.0)
+    }
+
+    /// Parses a slot, publication or origin name back into the migration's name.
+    pub fn from_object_name(object: &str) -> Option<MigrationName> {
+        MigrationName::new(object.strip_prefix(PREFIX)?).ok()
+    }
+}
+
+impl TryFrom<String> for MigrationName {
+    type Error = InvalidMigrationName;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        MigrationName::new(value)
+    }
+}
+
+impl From<MigrationName> for String {
+    fn from(value: MigrationName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for MigrationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The state schema as an identifier.
+pub fn state_schema() -> Ident {
+    Ident::from_catalog(STATE_SCHEMA)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_names_derive_parseable_object_names() {
+        let name = MigrationName::new("orders_2026").unwrap();
+        assert_eq!(name.slot(), "pgferry_orders_2026");
+        assert_eq!(name.publication().as_str(), "pgferry_orders_2026");
+        assert_eq!(MigrationName::from_object_name(&name.slot()), Some(name));
+    }
+
+    #[test]
+    fn derived_names_fit_the_identifier_limit() {
+        let name = MigrationName::new("a".repeat(40)).unwrap();
+        assert!(name.publication().fits_namedatalen());
+        assert!(name.slot().len() <= 63);
+    }
+
+    #[test]
+    fn invalid_names_are_refused_with_an_example() {
+        for bad in ["", "1abc", "Abc", "a-b", "a b", "é", &"a".repeat(41)] {
+            let err = MigrationName::new(bad).unwrap_err();
+            assert!(err.to_string().contains("for example"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn foreign_objects_do_not_parse_as_ours() {
+        assert_eq!(MigrationName::from_object_name("other_slot"), None);
+        assert_eq!(MigrationName::from_object_name("pgferry_"), None);
+        assert_eq!(MigrationName::from_object_name("pgferry_Bad"), None);
+    }
+}

@@ -1,0 +1,588 @@
+//! The preflight decision: given what was observed on both servers and on this
+//! machine, which problems stand between the operator and a migration.
+//!
+//! This module is a pure function of [`ServerFacts`] and [`ToolFacts`]; gathering
+//! them is the PostgreSQL layer's job. Every finding carries the fix, so the report
+//! is a to-do list rather than a riddle, and every finding is reported at once.
+
+use serde::Serialize;
+
+/// Which side a finding is about.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Source,
+    Target,
+    /// This machine: pg_dump, pg_restore.
+    Tools,
+}
+
+/// Whether a finding blocks the migration.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Must be fixed before a migration can start.
+    Problem,
+    /// The migration can run, but the operator should know.
+    Warning,
+}
+
+/// One thing the preflight found, with its fix.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+pub struct Finding {
+    pub side: Side,
+    pub severity: Severity,
+    /// A stable identifier for scripts and tests, such as `wal_level`.
+    pub code: &'static str,
+    /// What is wrong, with the observed values.
+    pub what: String,
+    /// How to fix it.
+    pub fix: String,
+    /// The objects concerned, such as table names, when there are any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+}
+
+/// A table named in a finding, with its size so the operator can weigh the fix.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+pub struct TableFact {
+    /// The quoted, schema-qualified name.
+    pub name: String,
+    pub bytes: i64,
+}
+
+/// An open transaction on the source.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+pub struct OpenTransaction {
+    pub pid: i32,
+    pub age_seconds: i64,
+    pub state: String,
+    pub user: String,
+}
+
+/// What was observed on one server. Every field is read from the catalog or the
+/// settings; see `pgferry_pg::facts`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize)]
+pub struct ServerFacts {
+    pub server_version_num: i32,
+    pub server_version: String,
+    /// True when `rds.*` settings exist: the server is Amazon RDS or Aurora.
+    pub is_rds: bool,
+    pub wal_level: String,
+    pub is_superuser: bool,
+    /// REPLICATION attribute, or membership in `rds_replication` on RDS.
+    pub can_replicate: bool,
+    pub max_replication_slots: i32,
+    pub used_replication_slots: i32,
+    pub max_wal_senders: i32,
+    pub used_wal_senders: i32,
+    /// `max_slot_wal_keep_size` in megabytes; -1 means unlimited.
+    pub max_slot_wal_keep_size_mb: i64,
+    pub tables_without_identity: Vec<TableFact>,
+    pub unlogged_tables: Vec<TableFact>,
+    pub large_object_count: i64,
+    /// `schema.table.column` of each generated column.
+    pub generated_columns: Vec<String>,
+    /// Extensions installed in the database (not plpgsql).
+    pub extensions: Vec<String>,
+    /// Extensions that could be created (`pg_available_extensions`).
+    pub available_extensions: Vec<String>,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    pub open_transactions: Vec<OpenTransaction>,
+    pub prepared_transactions: Vec<String>,
+    /// User tables (outside system schemas), counted.
+    pub user_table_count: i64,
+}
+
+/// What was observed on this machine.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize)]
+pub struct ToolFacts {
+    /// `pg_dump --version` as a version number (such as 180006), when found.
+    pub pg_dump_version_num: Option<i32>,
+    pub pg_restore_version_num: Option<i32>,
+}
+
+/// What the operator plans, which changes what counts as a problem.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CheckPlan {
+    /// A full copy needs an empty target; a seeded migration needs the opposite.
+    pub full_copy: bool,
+    /// Transactions open longer than this are reported.
+    pub long_transaction_seconds: i64,
+}
+
+impl Default for CheckPlan {
+    fn default() -> Self {
+        CheckPlan {
+            full_copy: true,
+            long_transaction_seconds: 300,
+        }
+    }
+}
+
+/// Slots and WAL senders one migration needs on the source.
+const SLOTS_NEEDED: i32 = 1;
+const WAL_SENDERS_NEEDED: i32 = 1;
+
+/// Evaluates the observed facts. The result is sorted: problems first, then by side.
+pub fn evaluate(
+    source: &ServerFacts,
+    target: &ServerFacts,
+    tools: &ToolFacts,
+    plan: &CheckPlan,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    check_versions(source, target, &mut findings);
+    check_source_replication(source, &mut findings);
+    check_source_tables(source, &mut findings);
+    check_source_transactions(source, plan, &mut findings);
+    check_pair(source, target, plan, &mut findings);
+    check_tools(source, tools, &mut findings);
+    findings.sort_by(|a, b| (a.severity, a.side).cmp(&(b.severity, b.side)));
+    findings
+}
+
+/// True when no finding blocks the migration.
+pub fn is_ready(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.severity != Severity::Problem)
+}
+
+fn major(version_num: i32) -> i32 {
+    version_num / 10000
+}
+
+fn finding(side: Side, severity: Severity, code: &'static str, what: String, fix: String) -> Finding {
+    Finding {
+        side,
+        severity,
+        code,
+        what,
+        fix,
+        objects: Vec::new(),
+    }
+}
+
+fn check_versions(source: &ServerFacts, target: &ServerFacts, out: &mut Vec<Finding>) {
+    if major(target.server_version_num) < major(source.server_version_num) {
+        out.push(finding(
+            Side::Target,
+            Severity::Problem,
+            "target_version",
+            format!(
+                "the target runs PostgreSQL {} but the source runs {}: a migration cannot go to an older major version",
+                target.server_version, source.server_version
+            ),
+            format!(
+                "use a target on PostgreSQL {} or newer",
+                major(source.server_version_num)
+            ),
+        ));
+    }
+    if major(source.server_version_num) < 10 {
+        out.push(finding(
+            Side::Source,
+            Severity::Problem,
+            "source_version",
+            format!(
+                "the source runs PostgreSQL {}, which has no logical replication",
+                source.server_version
+            ),
+            "upgrade the source to PostgreSQL 10 or newer first".into(),
+        ));
+    }
+}
+
+fn check_source_replication(source: &ServerFacts, out: &mut Vec<Finding>) {
+    if source.wal_level != "logical" {
+        let fix = if source.is_rds {
+            "set the parameter rds.logical_replication = 1 in a custom DB parameter group attached to the instance, then reboot it (a short outage: schedule it before the migration day)".to_string()
+        } else {
+            "run ALTER SYSTEM SET wal_level = logical on the source, then restart it".to_string()
+        };
+        out.push(finding(
+            Side::Source,
+            Severity::Problem,
+            "wal_level",
+            format!(
+                "wal_level is {:?}; logical replication needs \"logical\"",
+                source.wal_level
+            ),
+            fix,
+        ));
+    }
+    if !source.is_superuser && !source.can_replicate {
+        let fix = if source.is_rds {
+            "GRANT rds_replication TO the migration user (as the master user)"
+        } else {
+            "ALTER ROLE the migration user WITH REPLICATION (as a superuser)"
+        };
+        out.push(finding(
+            Side::Source,
+            Severity::Problem,
+            "replication_privilege",
+            "the connecting role may not use replication".into(),
+            fix.into(),
+        ));
+    }
+    let free_slots = source.max_replication_slots - source.used_replication_slots;
+    if free_slots < SLOTS_NEEDED {
+        out.push(finding(
+            Side::Source,
+            Severity::Problem,
+            "replication_slots",
+            format!(
+                "{} of max_replication_slots = {} are in use; pgferry needs {SLOTS_NEEDED} free",
+                source.used_replication_slots, source.max_replication_slots
+            ),
+            "raise max_replication_slots (restart needed) or drop unused slots with pg_drop_replication_slot()".into(),
+        ));
+    }
+    let free_senders = source.max_wal_senders - source.used_wal_senders;
+    if free_senders < WAL_SENDERS_NEEDED {
+        out.push(finding(
+            Side::Source,
+            Severity::Problem,
+            "wal_senders",
+            format!(
+                "{} of max_wal_senders = {} are in use; pgferry needs {WAL_SENDERS_NEEDED} free",
+                source.used_wal_senders, source.max_wal_senders
+            ),
+            "raise max_wal_senders (restart needed) or stop an idle replication client".into(),
+        ));
+    }
+    if source.max_slot_wal_keep_size_mb < 0 {
+        out.push(finding(
+            Side::Source,
+            Severity::Warning,
+            "max_slot_wal_keep_size",
+            "max_slot_wal_keep_size is unlimited: if the migration stalls, its slot keeps WAL until the source's disk is full".into(),
+            "set max_slot_wal_keep_size to what the disk can spare (for example 50GB); pgferry status shows the headroom".into(),
+        ));
+    }
+}
+
+fn check_source_tables(source: &ServerFacts, out: &mut Vec<Finding>) {
+    if !source.tables_without_identity.is_empty() {
+        let mut f = finding(
+            Side::Source,
+            Severity::Problem,
+            "replica_identity",
+            format!(
+                "{} table(s) have no primary key and no usable replica identity: their UPDATEs and DELETEs cannot be replicated, and publishing them would make those statements fail on the source",
+                source.tables_without_identity.len()
+            ),
+            "add a primary key, or run ALTER TABLE ... REPLICA IDENTITY FULL (each update then logs the whole old row)".into(),
+        );
+        f.objects = source
+            .tables_without_identity
+            .iter()
+            .map(|t| format!("{} ({})", t.name, human_bytes(t.bytes)))
+            .collect();
+        out.push(f);
+    }
+    if !source.unlogged_tables.is_empty() {
+        let mut f = finding(
+            Side::Source,
+            Severity::Warning,
+            "unlogged_tables",
+            "unlogged tables are copied but their later changes are not replicated (they are not written to WAL)".into(),
+            "make them logged (ALTER TABLE ... SET LOGGED) or accept that they are copied again inside the cutover".into(),
+        );
+        f.objects = source.unlogged_tables.iter().map(|t| t.name.clone()).collect();
+        out.push(f);
+    }
+    if source.large_object_count > 0 {
+        out.push(finding(
+            Side::Source,
+            Severity::Warning,
+            "large_objects",
+            format!(
+                "the database holds {} large object(s): their contents are copied, but logical replication does not carry later changes to them",
+                source.large_object_count
+            ),
+            "avoid writing large objects during the migration, or move them to bytea columns".into(),
+        ));
+    }
+    if !source.generated_columns.is_empty() {
+        let mut f = finding(
+            Side::Source,
+            Severity::Warning,
+            "generated_columns",
+            "generated columns are not copied or replicated: the target computes them from its own copy of the expression".into(),
+            "nothing to do unless the expression calls functions that differ between the servers".into(),
+        );
+        f.objects = source.generated_columns.clone();
+        out.push(f);
+    }
+}
+
+fn check_source_transactions(source: &ServerFacts, plan: &CheckPlan, out: &mut Vec<Finding>) {
+    let long: Vec<_> = source
+        .open_transactions
+        .iter()
+        .filter(|t| t.age_seconds >= plan.long_transaction_seconds)
+        .collect();
+    if !long.is_empty() {
+        let mut f = finding(
+            Side::Source,
+            Severity::Warning,
+            "long_transactions",
+            format!(
+                "{} transaction(s) have been open for more than {} s: creating the replication slot waits until they end",
+                long.len(),
+                plan.long_transaction_seconds
+            ),
+            "let them finish, or end them with pg_terminate_backend(pid), before starting".into(),
+        );
+        f.objects = long
+            .iter()
+            .map(|t| format!("pid {} by {} ({} s, {})", t.pid, t.user, t.age_seconds, t.state))
+            .collect();
+        out.push(f);
+    }
+    if !source.prepared_transactions.is_empty() {
+        let mut f = finding(
+            Side::Source,
+            Severity::Problem,
+            "prepared_transactions",
+            "prepared transactions are pending: creating the replication slot waits until they are committed or rolled back".into(),
+            "COMMIT PREPARED or ROLLBACK PREPARED each of them (see pg_prepared_xacts)".into(),
+        );
+        f.objects = source.prepared_transactions.clone();
+        out.push(f);
+    }
+}
+
+fn check_pair(source: &ServerFacts, target: &ServerFacts, plan: &CheckPlan, out: &mut Vec<Finding>) {
+    let missing: Vec<String> = source
+        .extensions
+        .iter()
+        .filter(|e| !target.available_extensions.contains(e))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        let mut f = finding(
+            Side::Target,
+            Severity::Problem,
+            "extensions",
+            format!(
+                "{} extension(s) used on the source are not available on the target",
+                missing.len()
+            ),
+            "install them on the target's server (or on RDS, pick a version that offers them)".into(),
+        );
+        f.objects = missing;
+        out.push(f);
+    }
+    if source.encoding != target.encoding {
+        out.push(finding(
+            Side::Target,
+            Severity::Problem,
+            "encoding",
+            format!(
+                "the target database's encoding is {} but the source's is {}",
+                target.encoding, source.encoding
+            ),
+            format!(
+                "create the target database with ENCODING '{}'",
+                source.encoding
+            ),
+        ));
+    }
+    if source.collate != target.collate || source.ctype != target.ctype {
+        out.push(finding(
+            Side::Target,
+            Severity::Warning,
+            "collation",
+            format!(
+                "the target's collation is {}/{} but the source's is {}/{}: text sorts differently, and unique indexes on text may disagree",
+                target.collate, target.ctype, source.collate, source.ctype
+            ),
+            format!(
+                "create the target database with LC_COLLATE '{}' LC_CTYPE '{}'",
+                source.collate, source.ctype
+            ),
+        ));
+    }
+    if plan.full_copy && target.user_table_count > 0 {
+        out.push(finding(
+            Side::Target,
+            Severity::Problem,
+            "target_not_empty",
+            format!(
+                "the target database already holds {} table(s); a full copy needs an empty database",
+                target.user_table_count
+            ),
+            "point --target at a new, empty database, or use a seeded migration if the target is a copy of the source".into(),
+        ));
+    }
+}
+
+fn check_tools(source: &ServerFacts, tools: &ToolFacts, out: &mut Vec<Finding>) {
+    let needed = major(source.server_version_num);
+    for (program, found) in [
+        ("pg_dump", tools.pg_dump_version_num),
+        ("pg_restore", tools.pg_restore_version_num),
+    ] {
+        let what = match found {
+            None => format!("{program} was not found on PATH"),
+            Some(v) if major(v) < needed => format!(
+                "{program} is version {} but the source runs {needed}: an older {program} cannot read a newer server",
+                major(v)
+            ),
+            Some(_) => continue,
+        };
+        out.push(finding(
+            Side::Tools,
+            Severity::Problem,
+            if program == "pg_dump" { "pg_dump" } else { "pg_restore" },
+            what,
+            format!(
+                "install the PostgreSQL {needed} client (or newer), e.g. apt-get install postgresql-client-{needed}, or set PGFERRY_PG_BIN to its bin directory"
+            ),
+        ));
+    }
+}
+
+/// Renders a byte count for people: `12.3 MB`.
+pub fn human_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> ServerFacts {
+        ServerFacts {
+            server_version_num: 150018,
+            server_version: "15.18".into(),
+            wal_level: "logical".into(),
+            is_superuser: true,
+            can_replicate: true,
+            max_replication_slots: 10,
+            max_wal_senders: 10,
+            max_slot_wal_keep_size_mb: 10240,
+            encoding: "UTF8".into(),
+            collate: "C.UTF-8".into(),
+            ctype: "C.UTF-8".into(),
+            ..ServerFacts::default()
+        }
+    }
+
+    fn tools() -> ToolFacts {
+        ToolFacts {
+            pg_dump_version_num: Some(150018),
+            pg_restore_version_num: Some(150018),
+        }
+    }
+
+    fn codes(findings: &[Finding]) -> Vec<&'static str> {
+        findings.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn a_healthy_pair_is_ready() {
+        let findings = evaluate(&healthy(), &healthy(), &tools(), &CheckPlan::default());
+        assert!(findings.is_empty(), "{findings:?}");
+        assert!(is_ready(&findings));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut source = healthy();
+        source.wal_level = "replica".into();
+        source.is_superuser = false;
+        source.can_replicate = false;
+        source.used_replication_slots = 10;
+        let mut target = healthy();
+        target.server_version_num = 140005;
+        target.server_version = "14.5".into();
+        target.user_table_count = 3;
+        let findings = evaluate(&source, &target, &ToolFacts::default(), &CheckPlan::default());
+        let codes = codes(&findings);
+        for code in [
+            "wal_level",
+            "replication_privilege",
+            "replication_slots",
+            "target_version",
+            "target_not_empty",
+            "pg_dump",
+            "pg_restore",
+        ] {
+            assert!(codes.contains(&code), "{code} missing from {codes:?}");
+        }
+        assert!(!is_ready(&findings));
+    }
+
+    #[test]
+    fn rds_sources_get_the_parameter_group_fix() {
+        let mut source = healthy();
+        source.wal_level = "replica".into();
+        source.is_rds = true;
+        let findings = evaluate(&source, &healthy(), &tools(), &CheckPlan::default());
+        assert!(findings[0].fix.contains("rds.logical_replication = 1"));
+        assert!(findings[0].fix.contains("reboot"));
+    }
+
+    #[test]
+    fn warnings_do_not_block() {
+        let mut source = healthy();
+        source.max_slot_wal_keep_size_mb = -1;
+        source.large_object_count = 2;
+        let findings = evaluate(&source, &healthy(), &tools(), &CheckPlan::default());
+        assert_eq!(codes(&findings), ["max_slot_wal_keep_size", "large_objects"]);
+        assert!(is_ready(&findings));
+    }
+
+    #[test]
+    fn problems_sort_before_warnings() {
+        let mut source = healthy();
+        source.large_object_count = 1;
+        let mut target = healthy();
+        target.encoding = "LATIN1".into();
+        let findings = evaluate(&source, &target, &tools(), &CheckPlan::default());
+        assert_eq!(codes(&findings), ["encoding", "large_objects"]);
+    }
+
+    #[test]
+    fn old_client_tools_are_a_problem() {
+        let mut source = healthy();
+        source.server_version_num = 180006;
+        let mut target = healthy();
+        target.server_version_num = 180006;
+        let findings = evaluate(&source, &target, &tools(), &CheckPlan::default());
+        assert_eq!(codes(&findings), ["pg_dump", "pg_restore"]);
+        assert!(findings[0].what.contains("version 15"));
+    }
+
+    #[test]
+    fn a_seeded_plan_accepts_a_full_target() {
+        let mut target = healthy();
+        target.user_table_count = 5;
+        let plan = CheckPlan {
+            full_copy: false,
+            ..CheckPlan::default()
+        };
+        assert!(evaluate(&healthy(), &target, &tools(), &plan).is_empty());
+    }
+
+    #[test]
+    fn human_bytes_is_readable() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(12_300_000), "12.3 MB");
+    }
+}
