@@ -1,1 +1,48 @@
-fn main() {}
+//! The `pgferry` command. It parses arguments, sets up logging to stderr, runs one
+//! library executor and renders its result to stdout; only this crate draws output.
+//!
+//! Exit codes: 0 success (for `check`: the pair is ready), 1 the command ran and
+//! found problems (for `check`: findings that block a migration), 2 usage,
+//! configuration or connection errors, 3 a failure while changing a server (a
+//! rerun resumes).
+
+mod cli;
+mod commands;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the async runtime");
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", err.message);
+            if let Some(hint) = &err.hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(commands::exit_code(err.kind))
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,pgferry=info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGFERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,1 +1,13 @@
-//! placeholder
+//! pgferry's PostgreSQL layer: how connections are specified and opened (with TLS),
+//! and the catalog queries that observe a server.
+
+pub mod connect;
+pub mod connspec;
+pub mod facts;
+mod pgpass;
+mod tls;
+pub mod tools;
+
+pub use connect::{connect, ConnectError, ConnectFailure};
+pub use connspec::{ConnSpec, ConnSpecError, Host, Secret, SslMode};
+pub use tls::TlsConfigError;

@@ -1,1 +1,7 @@
-//! placeholder
+//! pgferry's library facade: the executors behind each command. Decisions come
+//! from `pgferry_core`; the I/O they need happens here and in `pgferry_pg`.
+
+pub mod check;
+pub mod error;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,214 @@
+//! `pgferry check` against real clusters: a clean pair passes, every injected
+//! problem is reported at once with its fix, and nothing leaks a password.
+
+use std::process::{Command, Output};
+
+use pgferry_testkit::{Cluster, PgVersion};
+
+fn pgferry(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .env("HOME", home.path())
+        .env_remove("PGFERRY_PG_BIN")
+        .output()
+        .expect("run pgferry")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(output)))
+}
+
+fn codes(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_clean_pair_is_ready_on_15_to_15_and_15_to_18() {
+    let source = Cluster::start(PgVersion::V15);
+    source.psql("postgres", "CREATE TABLE t (id int PRIMARY KEY, v text)");
+    for target_version in [PgVersion::V15, PgVersion::V18] {
+        let target = Cluster::start(target_version);
+        let out = pgferry(&["check", "--source", &source.url("postgres"), "--target", &target.url("postgres")]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("READY: 0 problem(s)"), "{stdout}");
+        assert!(stdout.contains("SOURCE  postgresql://postgres@127.0.0.1:"), "{stdout}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_fix() {
+    let source = Cluster::builder(PgVersion::V15)
+        .setting("wal_level", "replica")
+        .setting("max_replication_slots", "0")
+        .setting("max_wal_senders", "0")
+        .setting("max_prepared_transactions", "5")
+        .start();
+    let target = Cluster::start(PgVersion::V18);
+    source.psql(
+        "postgres",
+        "CREATE ROLE app LOGIN PASSWORD 'app-pw';
+         CREATE SCHEMA sales AUTHORIZATION app;
+         CREATE TABLE sales.no_key (a int, b text);
+         CREATE TABLE sales.keyed (id int PRIMARY KEY, n int, doubled int GENERATED ALWAYS AS (n * 2) STORED);
+         CREATE TABLE sales.nothing (id int PRIMARY KEY); ALTER TABLE sales.nothing REPLICA IDENTITY NOTHING;
+         CREATE UNLOGGED TABLE sales.scratch (id int PRIMARY KEY);
+         SELECT lo_create(0);
+         CREATE EXTENSION adminpack;",
+    );
+    source.psql("postgres", "BEGIN; CREATE TABLE pt (id int); PREPARE TRANSACTION 'stuck_gid';");
+    target.psql(
+        "postgres",
+        "CREATE DATABASE ascii_db ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    );
+    target.psql("ascii_db", "CREATE TABLE already_here (id int)");
+
+    let out = pgferry(&[
+        "check",
+        "--source",
+        &source.url_as("app", "app-pw", "postgres"),
+        "--target",
+        &target.url("ascii_db"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let report = json(&out);
+    let found = codes(&report);
+    for code in [
+        "wal_level",
+        "replication_privilege",
+        "replication_slots",
+        "wal_senders",
+        "replica_identity",
+        "prepared_transactions",
+        "extensions",
+        "encoding",
+        "target_not_empty",
+        "max_slot_wal_keep_size",
+        "unlogged_tables",
+        "large_objects",
+        "generated_columns",
+        "collation",
+    ] {
+        assert!(found.contains(&code.to_string()), "{code} not in {found:?}");
+    }
+    let finding = |code: &str| {
+        report["findings"].as_array().unwrap().iter().find(|f| f["code"] == code).unwrap().clone()
+    };
+    let identity = finding("replica_identity");
+    let objects: Vec<&str> = identity["objects"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert!(objects[0].starts_with("\"sales\".\"no_key\" ("), "{objects:?}");
+    assert!(objects[1].starts_with("\"sales\".\"nothing\" ("), "{objects:?}");
+    assert!(identity["fix"].as_str().unwrap().contains("REPLICA IDENTITY FULL"));
+    assert!(finding("wal_level")["fix"].as_str().unwrap().contains("wal_level = logical"));
+    assert_eq!(finding("extensions")["objects"][0], "adminpack");
+    assert_eq!(finding("prepared_transactions")["objects"][0], "stuck_gid");
+    assert_eq!(finding("generated_columns")["objects"][0], "\"sales\".\"keyed\".\"doubled\"");
+    assert_eq!(report["ready"], false);
+
+    // The table form carries the same findings, grouped by side, with fixes.
+    let out = pgferry(&["check", "--source", &source.url_as("app", "app-pw", "postgres"), "--target", &target.url("ascii_db")]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let source_part = &stdout[..stdout.find("TARGET").unwrap()];
+    assert!(source_part.contains("PROBLEM [wal_level]"), "{stdout}");
+    assert!(source_part.contains("fix: "), "{stdout}");
+    assert!(stdout[stdout.find("TARGET").unwrap()..].contains("PROBLEM [encoding]"), "{stdout}");
+    assert!(stdout.contains("NOT READY"), "{stdout}");
+    source.psql("postgres", "ROLLBACK PREPARED 'stuck_gid'");
+}
+
+#[test]
+fn long_transactions_are_named_with_their_pid() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let holder = runtime.block_on(async {
+        let client = source.connect("postgres").await;
+        client.batch_execute("BEGIN; SELECT txid_current();").await.unwrap();
+        client
+    });
+    let pid: i32 = runtime.block_on(async {
+        holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
+    });
+    let out = pgferry(&[
+        "check", "--source", &source.url("postgres"), "--target", &target.url("postgres"),
+        "--long-transaction-seconds", "0", "--format", "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "a warning does not block: {:?}", text(&out));
+    let report = json(&out);
+    let long = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "long_transactions").unwrap();
+    assert!(long["objects"][0].as_str().unwrap().starts_with(&format!("pid {pid} ")), "{long}");
+}
+
+#[test]
+fn an_older_target_and_an_old_pg_dump_are_problems() {
+    let source = Cluster::start(PgVersion::V18);
+    let target = Cluster::start(PgVersion::V15);
+    let out = pgferry(&["check", "--source", &source.url("postgres"), "--target", &target.url("postgres"), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let found = codes(&json(&out));
+    assert!(found.contains(&"target_version".to_string()), "{found:?}");
+    assert!(found.contains(&"pg_dump".to_string()), "pg_dump 15 cannot dump 18: {found:?}");
+}
+
+#[test]
+fn unreachable_servers_exit_2_and_both_sides_are_named() {
+    let out = pgferry(&[
+        "check",
+        "--source", "postgresql://u:secret-one@127.0.0.1:1/db?sslmode=disable&connect_timeout=5",
+        "--target", "host=127.0.0.1 port=2 user=u password=secret-two dbname=db sslmode=disable",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("source: cannot connect to postgresql://u@127.0.0.1:1/db"), "{stderr}");
+    assert!(stderr.contains("target: cannot connect to postgresql://u@127.0.0.1:2/db"), "{stderr}");
+    assert!(stderr.contains("hint: check the host and port"), "{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("secret-"), "{stderr}");
+}
+
+#[test]
+fn bad_connection_strings_exit_2_with_the_reason() {
+    let out = pgferry(&["check", "--source", "sslmode=bogus", "--target", "port=notaport"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("--source: invalid sslmode \"bogus\""), "{stderr}");
+    assert!(stderr.contains("--target: invalid port"), "{stderr}");
+}
+
+#[test]
+fn a_password_in_a_url_appears_in_no_output_or_log() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    let password = "Sup3r-S3cret-pw";
+    source.psql("postgres", &format!("CREATE ROLE mover LOGIN SUPERUSER PASSWORD '{password}'"));
+    let good = source.url_as("mover", password, "postgres");
+    let wrong = source.url_as("mover", "Wr0ng-S3cret-pw", "postgres");
+    for (source_url, expected) in [(&good, 0), (&wrong, 2)] {
+        for format in ["table", "json"] {
+            let out = pgferry(&["-vv", "check", "--source", source_url, "--target", &target.url("postgres"), "--format", format]);
+            let (stdout, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(expected), "{stdout}{stderr}");
+            let all = format!("{stdout}{stderr}");
+            assert!(!all.contains("S3cret"), "password leaked:\n{all}");
+            assert!(all.contains("postgresql://mover@127.0.0.1"), "{all}");
+        }
+    }
+    let out = pgferry(&["check", "--source", &wrong, "--target", &target.url("postgres")]);
+    assert!(text(&out).1.contains("hint: check the user name and password"), "{:?}", text(&out));
+}

@@ -1,0 +1,150 @@
+//! Opening connections, and saying plainly why one could not be opened.
+//!
+//! A failed connection is the first error most operators meet. The cause is sorted
+//! into what the operator must do about it ([`ConnectFailure`]), and the message
+//! names the server by its redacted URL, never with the password.
+
+use std::error::Error as _;
+
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::connspec::{ConnSpec, Host, SslMode};
+use crate::tls::{client_config, TlsConfigError};
+
+/// What went wrong, by what the operator should do about it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConnectFailure {
+    /// Nothing answered: wrong host or port, server down, firewall.
+    Unreachable,
+    /// The server refused the user or password.
+    Authentication,
+    /// The database does not exist.
+    NoDatabase,
+    /// The TLS handshake or certificate check failed.
+    Tls,
+    /// The server refused for another reason (pg_hba.conf, too many connections, ...).
+    Refused,
+}
+
+/// A connection that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {server}: {cause}")]
+pub struct ConnectError {
+    /// The redacted URL of the server.
+    pub server: String,
+    pub failure: ConnectFailure,
+    /// The cause in one sentence.
+    pub cause: String,
+}
+
+impl ConnectError {
+    /// How to fix it.
+    pub fn hint(&self) -> &'static str {
+        match self.failure {
+            ConnectFailure::Unreachable => "check the host and port, that the server runs, and that this machine may reach it (security groups, firewalls)",
+            ConnectFailure::Authentication => "check the user name and password (in the URL, PGPASSWORD or ~/.pgpass)",
+            ConnectFailure::NoDatabase => "create the database first, or fix the database name in the URL",
+            ConnectFailure::Tls => "check sslmode and sslrootcert: sslrootcert must be the CA that signed the server's certificate (for RDS, the region's or the global bundle), and with verify-full the host must match the certificate",
+            ConnectFailure::Refused => "read the server's message above; pg_hba.conf or connection limits may need a change",
+        }
+    }
+}
+
+/// Connects and spawns the connection's I/O task.
+pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
+    let fail = |failure, cause: String| ConnectError {
+        server: spec.to_string(),
+        failure,
+        cause,
+    };
+    let tls = client_config(spec).map_err(|e: TlsConfigError| fail(ConnectFailure::Tls, e.to_string()))?;
+    let (client, connection) = pg_config(spec)
+        .connect(MakeRustlsConnect::new(tls))
+        .await
+        .map_err(|e| {
+            let (failure, cause) = classify(&e);
+            fail(failure, cause)
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection closed with an error");
+        }
+    });
+    Ok(client)
+}
+
+/// The tokio-postgres configuration for a spec.
+pub(crate) fn pg_config(spec: &ConnSpec) -> Config {
+    let mut config = Config::new();
+    match &spec.host {
+        Host::Tcp(h) => config.host(h),
+        Host::Socket(p) => config.host_path(p),
+    };
+    config
+        .port(spec.port)
+        .user(&spec.user)
+        .dbname(&spec.dbname)
+        .application_name(&spec.application_name)
+        .ssl_mode(match spec.sslmode {
+            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Allow | SslMode::Prefer => PgSslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
+        });
+    if let Some(p) = &spec.password {
+        config.password(p.expose());
+    }
+    if let Some(t) = spec.connect_timeout {
+        config.connect_timeout(t);
+    }
+    if let Some(o) = &spec.options {
+        config.options(o);
+    }
+    config
+}
+
+fn classify(error: &tokio_postgres::Error) -> (ConnectFailure, String) {
+    if let Some(db) = error.as_db_error() {
+        let failure = match db.code().code() {
+            "28P01" | "28000" => ConnectFailure::Authentication,
+            "3D000" => ConnectFailure::NoDatabase,
+            _ => ConnectFailure::Refused,
+        };
+        return (failure, format!("the server says: {}", db.message()));
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return (ConnectFailure::Tls, describe_tls(tls));
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return (ConnectFailure::Tls, describe_tls(tls));
+            }
+            return (ConnectFailure::Unreachable, io.to_string());
+        }
+        source = cause.source();
+    }
+    let text = error.to_string();
+    if text.contains("TLS") || text.contains("SSL") {
+        return (ConnectFailure::Tls, text);
+    }
+    (ConnectFailure::Unreachable, text)
+}
+
+fn describe_tls(error: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match error {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "TLS: the server's certificate is not signed by a CA in sslrootcert (wrong CA file?)".into()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "TLS: the server's certificate does not name this host (verify-full checks the host name)".into()
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "TLS: the server's certificate has expired".into()
+        }
+        other => format!("TLS: {other}"),
+    }
+}

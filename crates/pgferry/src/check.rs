@@ -1,0 +1,83 @@
+//! `pgferry check`: observe both servers and this machine, then judge.
+//!
+//! Both servers are read at once, and a connection failure on one side does not
+//! hide the other's: every problem is reported in one run.
+
+use pgferry_core::preflight::{evaluate, CheckPlan, Finding, ServerFacts, ToolFacts};
+use pgferry_pg::tools::find_tool;
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// What `pgferry check` found.
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub ready: bool,
+    pub source: ServerSummary,
+    pub target: ServerSummary,
+    pub tools: Vec<ToolSummary>,
+    pub findings: Vec<Finding>,
+}
+
+/// One server, as the report names it (redacted).
+#[derive(Debug, Serialize)]
+pub struct ServerSummary {
+    pub url: String,
+    pub version: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ToolSummary {
+    pub program: &'static str,
+    pub path: Option<String>,
+    pub version_num: Option<i32>,
+}
+
+/// Runs the preflight.
+pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Result<CheckReport> {
+    let (source_facts, target_facts) = tokio::join!(observe(source, "source"), observe(target, "target"));
+    let (source_facts, target_facts) = match (source_facts, target_facts) {
+        (Ok(s), Ok(t)) => (s, t),
+        (s, t) => return Err(Error::combine(s.err().into_iter().chain(t.err()).collect())),
+    };
+    let dump = find_tool("pg_dump");
+    let restore = find_tool("pg_restore");
+    let tool_facts = ToolFacts {
+        pg_dump_version_num: dump.as_ref().map(|t| t.version_num),
+        pg_restore_version_num: restore.as_ref().map(|t| t.version_num),
+    };
+    let findings = evaluate(&source_facts, &target_facts, &tool_facts, plan);
+    Ok(CheckReport {
+        ready: pgferry_core::preflight::is_ready(&findings),
+        source: summary(source, &source_facts),
+        target: summary(target, &target_facts),
+        tools: [("pg_dump", dump), ("pg_restore", restore)]
+            .into_iter()
+            .map(|(program, tool)| ToolSummary {
+                program,
+                path: tool.as_ref().map(|t| t.path.display().to_string()),
+                version_num: tool.map(|t| t.version_num),
+            })
+            .collect(),
+        findings,
+    })
+}
+
+async fn observe(spec: &ConnSpec, side: &str) -> Result<ServerFacts> {
+    let client = pgferry_pg::connect(spec).await.map_err(|e| {
+        let mut err = Error::from(e);
+        err.message = format!("{side}: {}", err.message);
+        err
+    })?;
+    pgferry_pg::facts::server_facts(&client)
+        .await
+        .map_err(|e| Error::server(&format!("reading the {side}'s catalog"), e))
+}
+
+fn summary(spec: &ConnSpec, facts: &ServerFacts) -> ServerSummary {
+    ServerSummary {
+        url: spec.to_string(),
+        version: facts.server_version.clone(),
+    }
+}
