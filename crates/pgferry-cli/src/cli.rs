@@ -20,6 +20,13 @@ const EXIT_CODES: &str = "Exit codes: 0 success (check: ready), 1 problems found
 pub(crate) enum Command {
     /// Preflight: report every problem that stands between these servers and a migration.
     Check(CheckArgs),
+    /// Copy schema and data into an empty target under one consistent snapshot (resumable).
+    Copy(CopyArgs),
+    /// List what a database holds: tables, keys, triggers, sequences, indexes, views.
+    Inventory(crate::target::InventoryArgs),
+    /// Steps 3 and 6 of an AWS DMS migration: the target's foreign keys, triggers and sequences.
+    #[command(subcommand)]
+    Target(crate::target::TargetCommand),
 }
 
 /// Where to connect. URLs or key=value strings; PG* variables and ~/.pgpass fill gaps.
@@ -51,4 +58,55 @@ pub(crate) struct CheckArgs {
 pub(crate) enum Format {
     Table,
     Json,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct CopyArgs {
+    #[command(flatten)]
+    pub(crate) pair: Pair,
+    /// The migration's name: its slot, publications and journal rows derive from it.
+    #[arg(long, default_value = "main")]
+    pub(crate) name: String,
+    /// Parallel COPY workers.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) jobs: usize,
+    /// Parallel index and constraint builds.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) index_jobs: usize,
+    /// Split tables larger than this into page ranges copied in parallel (e.g. 100MB; 0 = never).
+    #[arg(long, default_value = "100MB", value_parser = parse_size)]
+    pub(crate) split_larger_than: i64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+/// Reads sizes such as `0`, `512kB`, `100MB`, `2GB` (PostgreSQL's units, powers of 1024).
+pub(crate) fn parse_size(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| format!("{text:?} is not a size such as 100MB"))?;
+    let factor: i64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?}: use B, kB, MB, GB or TB")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_use_postgresql_units() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("100MB"), Ok(100 << 20));
+        assert_eq!(parse_size("2 GB"), Ok(2 << 30));
+        assert!(parse_size("12XB").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("MB").is_err());
+    }
 }

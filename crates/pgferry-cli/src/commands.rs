@@ -6,12 +6,15 @@ use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{CheckArgs, Command, Format};
+use crate::cli::{CheckArgs, Command, CopyArgs, Format};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Check(args) => check(args).await,
+        Command::Copy(args) => copy(args).await,
+        Command::Inventory(args) => crate::target::inventory(args).await,
+        Command::Target(command) => crate::target::run(command).await,
     }
 }
 
@@ -23,12 +26,7 @@ pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
 }
 
 async fn check(args: CheckArgs) -> Result<ExitCode> {
-    let source = parse_spec("--source", &args.pair.source);
-    let target = parse_spec("--target", &args.pair.target);
-    let (source, target) = match (source, target) {
-        (Ok(s), Ok(t)) => (s, t),
-        (s, t) => return Err(pgferry::Error::combine(s.err().into_iter().chain(t.err()).collect())),
-    };
+    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let plan = CheckPlan {
         full_copy: !args.seeded,
         long_transaction_seconds: args.long_transaction_seconds,
@@ -41,10 +39,39 @@ async fn check(args: CheckArgs) -> Result<ExitCode> {
     Ok(if report.ready { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn parse_spec(flag: &str, value: &str) -> Result<ConnSpec> {
+pub(crate) fn parse_spec(flag: &str, value: &str) -> Result<ConnSpec> {
     ConnSpec::parse(value).map_err(|e| {
         let mut err = pgferry::Error::from(e);
         err.message = format!("{flag}: {}", err.message);
         err
     })
+}
+
+async fn copy(args: CopyArgs) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
+    let migration = pgferry_core::names::MigrationName::new(&args.name)
+        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let options = pgferry::copy::CopyOptions {
+        migration,
+        jobs: args.jobs.max(1),
+        index_jobs: args.index_jobs.max(1),
+        split_larger_than: args.split_larger_than,
+    };
+    let view = crate::progress::CopyView::new();
+    let report = pgferry::copy::copy(&source, &target, &options, &view.progress()).await;
+    view.finish();
+    let report = report?;
+    match args.format {
+        Format::Table => print!("{}", render::copy_summary(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses both connection strings, reporting both when both are wrong.
+fn parse_pair(source: &str, target: &str) -> Result<(ConnSpec, ConnSpec)> {
+    match (parse_spec("--source", source), parse_spec("--target", target)) {
+        (Ok(s), Ok(t)) => Ok((s, t)),
+        (s, t) => Err(pgferry::Error::combine(s.err().into_iter().chain(t.err()).collect())),
+    }
 }

@@ -8,7 +8,9 @@
 
 mod cli;
 mod commands;
+mod progress;
 mod render;
+mod target;
 
 use std::process::ExitCode;
 

@@ -3,6 +3,8 @@
 use std::fmt::Write;
 
 use pgferry::check::CheckReport;
+use pgferry::copy::CopyReport;
+use pgferry_core::preflight::human_bytes;
 use pgferry_core::preflight::{Finding, Severity, Side};
 
 /// The check report as a table grouped by side: each finding, its fix, its objects.
@@ -49,4 +51,29 @@ fn tools_line(report: &CheckReport) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The copy's summary: per table rows, bytes and pieces; per phase seconds.
+pub(crate) fn copy_summary(report: &CopyReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<48} {:>12} {:>10} {:>6}", "table", "rows", "bytes", "pieces");
+    for t in &report.tables {
+        let _ = writeln!(out, "{:<48} {:>12} {:>10} {:>6}", t.table, t.rows, human_bytes(t.bytes), t.chunks);
+    }
+    let rows: i64 = report.tables.iter().map(|t| t.rows).sum();
+    let bytes: i64 = report.tables.iter().map(|t| t.bytes).sum();
+    let _ = writeln!(out, "{:<48} {:>12} {:>10}", format!("{} table(s)", report.tables.len()), rows, human_bytes(bytes));
+    out.push('\n');
+    for (phase, seconds) in &report.phases {
+        let _ = writeln!(out, "{phase:<28} {seconds:>8.1} s");
+    }
+    if !report.missing_roles.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nownership and grants were not restored: these roles do not exist on the target: {}",
+            report.missing_roles.join(", ")
+        );
+    }
+    let _ = writeln!(out, "\nmigration {}: copied; change capture starts at {}", report.migration, report.slot_lsn);
+    out
 }

@@ -4,6 +4,11 @@
 //! Nothing in this crate performs I/O, so every decision is a plain function that a
 //! plain `#[test]` can pin down.
 
+pub mod copy_plan;
+pub mod inventory;
+pub mod journal;
 pub mod names;
+pub mod phase;
 pub mod preflight;
 pub mod sql;
+pub mod target;

@@ -21,15 +21,17 @@ pub const STATE_SCHEMA: &str = "pgferry";
 
 const MAX_MIGRATION_NAME: usize = 40;
 
+const INSERT_ONLY_SUFFIX: &str = "__insert_only";
+
 /// A migration's name: 1 to 40 characters of `a-z`, `0-9` and `_`, starting with a
-/// letter.
+/// letter, without `__` (which separates the suffixes of derived names).
 #[derive(Clone, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MigrationName(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "invalid migration name {name:?}: use 1 to {MAX_MIGRATION_NAME} characters of a-z, 0-9 and _, starting with a letter (for example \"orders_2026\")"
+    "invalid migration name {name:?}: use 1 to {MAX_MIGRATION_NAME} characters of a-z, 0-9 and single _, starting with a letter (for example \"orders_2026\")"
 )]
 pub struct InvalidMigrationName {
     pub name: String,
@@ -41,6 +43,7 @@ impl MigrationName {
         let valid = !name.is_empty()
             && name.len() <= MAX_MIGRATION_NAME
             && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && !name.contains("__")
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -65,6 +68,13 @@ impl MigrationName {
         Ident::from_catalog(format!("{PREFIX}{}", self.0))
     }
 
+    /// The publication for tables without a usable replica identity: it carries
+    /// only inserts and truncates, so the source's UPDATEs and DELETEs on those
+    /// tables keep working (a publication that carried them would make them fail).
+    pub fn insert_only_publication(&self) -> Ident {
+        Ident::from_catalog(format!("{PREFIX}{}{INSERT_ONLY_SUFFIX}", self.0))
+    }
+
     /// The replication origin on the target that records the applied position.
     pub fn origin(&self) -> String {
         format!("{PREFIX}{}", self.0)
@@ -72,7 +82,8 @@ impl MigrationName {
 
     /// Parses a slot, publication or origin name back into the migration's name.
     pub fn from_object_name(object: &str) -> Option<MigrationName> {
-        MigrationName::new(object.strip_prefix(PREFIX)?).ok()
+        let rest = object.strip_prefix(PREFIX)?;
+        MigrationName::new(rest.strip_suffix(INSERT_ONLY_SUFFIX).unwrap_or(rest)).ok()
     }
 }
 
@@ -109,7 +120,9 @@ mod tests {
         let name = MigrationName::new("orders_2026").unwrap();
         assert_eq!(name.slot(), "pgferry_orders_2026");
         assert_eq!(name.publication().as_str(), "pgferry_orders_2026");
-        assert_eq!(MigrationName::from_object_name(&name.slot()), Some(name));
+        assert_eq!(MigrationName::from_object_name(&name.slot()), Some(name.clone()));
+        let insert_only = name.insert_only_publication();
+        assert_eq!(MigrationName::from_object_name(insert_only.as_str()), Some(name));
     }
 
     #[test]
@@ -117,11 +130,12 @@ mod tests {
         let name = MigrationName::new("a".repeat(40)).unwrap();
         assert!(name.publication().fits_namedatalen());
         assert!(name.slot().len() <= 63);
+        assert!(name.insert_only_publication().fits_namedatalen());
     }
 
     #[test]
     fn invalid_names_are_refused_with_an_example() {
-        for bad in ["", "1abc", "Abc", "a-b", "a b", "é", &"a".repeat(41)] {
+        for bad in ["", "a__b", "1abc", "Abc", "a-b", "a b", "é", &"a".repeat(41)] {
             let err = MigrationName::new(bad).unwrap_err();
             assert!(err.to_string().contains("for example"), "{bad}");
         }

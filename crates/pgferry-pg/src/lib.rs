@@ -2,9 +2,13 @@
 //! and the catalog queries that observe a server.
 
 pub mod connect;
+pub mod copy_pipe;
 pub mod connspec;
 pub mod facts;
+pub mod inventory;
+pub mod journal;
 mod pgpass;
+pub mod replication;
 mod tls;
 pub mod tools;
 

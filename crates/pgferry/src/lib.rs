@@ -2,6 +2,10 @@
 //! from `pgferry_core`; the I/O they need happens here and in `pgferry_pg`.
 
 pub mod check;
+pub mod copy;
 pub mod error;
+pub mod inventory;
+pub mod target;
+pub mod failpoint;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,296 @@
+//! `pgferry copy` against real clusters: a database full of awkward types and
+//! names comes out identical, the copy holds exactly its snapshot's state while
+//! writes go on, and a copy killed half-way through a split table, rerun, ends
+//! identical too.
+
+use std::process::{Command, Output};
+use std::thread;
+use std::time::Duration;
+
+use pgferry_testkit::{q, Cluster, PgVersion, HOSTILE_NAMES};
+
+fn pgferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run pgferry")
+}
+
+fn copy(source: &Cluster, target: &Cluster, extra: &[&str], envs: &[(&str, &str)]) -> Output {
+    let (source_url, target_url) = (source.url("app"), target.url("app"));
+    let mut args = vec!["copy", "--source", &source_url, "--target", &target_url];
+    args.extend_from_slice(extra);
+    pgferry(&args, envs)
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "pgferry failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A database with several schemas, hostile names, every common type, TOAST,
+/// partitions, generated and identity columns and a table without a key.
+fn load_rich_database(c: &Cluster) {
+    c.create_database("app");
+    c.psql(
+        "app",
+        "CREATE SCHEMA shop;
+         CREATE TYPE shop.mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE DOMAIN shop.positive AS numeric CHECK (VALUE > 0);
+         CREATE TYPE shop.pair AS (a int, b text);
+         CREATE TABLE shop.customers (id bigserial PRIMARY KEY, name text NOT NULL, email text UNIQUE);
+         CREATE TABLE shop.orders (
+             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             customer_id bigint NOT NULL REFERENCES shop.customers,
+             total numeric(30,10), price shop.positive, mood shop.mood, pair shop.pair,
+             at timestamptz, span interval, tags text[], doc jsonb, raw bytea, uid uuid, addr inet,
+             bits bit varying(16), period tstzrange, nan numeric,
+             doubled numeric GENERATED ALWAYS AS (total * 2) STORED);
+         CREATE INDEX ON shop.orders (customer_id);
+         CREATE TABLE shop.big_text (id int PRIMARY KEY, body text);
+         CREATE TABLE shop.events (id int, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE shop.events_2024 PARTITION OF shop.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE shop.events_rest PARTITION OF shop.events DEFAULT;
+         CREATE TABLE public.audit (at timestamptz DEFAULT now(), message text);
+         CREATE SEQUENCE shop.free_counter INCREMENT -3 START 100 MINVALUE -1000 MAXVALUE 100;
+         SELECT nextval('shop.free_counter'); SELECT nextval('shop.free_counter');
+         INSERT INTO shop.customers (name, email) SELECT 'c' || g, 'c' || g || '@x' FROM generate_series(1, 500) g;
+         INSERT INTO shop.orders (customer_id, total, price, mood, pair, at, span, tags, doc, raw, uid, addr, bits, period, nan)
+         SELECT 1 + g % 500, 12345678901234567890.0123456789 / g, g, (ARRAY['sad','ok','happy'])[1 + g % 3]::shop.mood,
+                ROW(g, 'p' || g)::shop.pair,
+                CASE WHEN g = 1 THEN 'infinity'::timestamptz WHEN g = 2 THEN '-infinity' ELSE '2024-01-01'::timestamptz + g * interval '1 minute' END,
+                g * interval '1 day 2 hours', ARRAY['a' || g, NULL, ''], jsonb_build_object('g', g, 'nested', jsonb_build_array(1, 'two', NULL)),
+                decode(md5(g::text), 'hex'), md5(g::text)::uuid, ('10.0.' || (g % 255) || '.1/24')::inet,
+                (g % 65536)::bit(16)::varbit, tstzrange('2024-01-01', '2024-01-01'::timestamptz + g * interval '1 hour'),
+                CASE WHEN g % 7 = 0 THEN 'NaN'::numeric ELSE g END
+         FROM generate_series(1, 3000) g;
+         INSERT INTO shop.big_text SELECT g, string_agg(md5(g::text || i::text), '') FROM generate_series(1, 20) g, generate_series(1, 400) i GROUP BY g;
+         INSERT INTO shop.events SELECT g, '2024-01-01'::date + g, 'e' || g FROM generate_series(1, 800) g;
+         INSERT INTO public.audit (message) SELECT 'm' || g FROM generate_series(1, 100) g;
+         INSERT INTO public.audit (message) SELECT 'm' || g FROM generate_series(1, 100) g;",
+    );
+    for (i, name) in HOSTILE_NAMES.iter().enumerate() {
+        let schema = if i % 2 == 0 { "public".to_string() } else { q(name) };
+        if i % 2 == 1 {
+            c.psql("app", &format!("CREATE SCHEMA {schema}"));
+        }
+        let table = format!("{schema}.{}", q(name));
+        c.psql(
+            "app",
+            &format!(
+                "CREATE TABLE {table} ({col} int PRIMARY KEY, {other} text);
+                 INSERT INTO {table} SELECT g, 'v' || g FROM generate_series(1, 50) g;",
+                col = q("id"),
+                other = q(name)
+            ),
+        );
+    }
+}
+
+/// Row content of every table, compared with a fingerprint per table.
+fn fingerprints(c: &Cluster) -> String {
+    c.psql(
+        "app",
+        "SELECT string_agg(format('%I.%I', schemaname, tablename), ',' ORDER BY schemaname, tablename) FROM pg_tables
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'pgferry')",
+    )
+    .split(',')
+    .map(|table| {
+        let sum = c.psql(
+            "app",
+            &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
+        );
+        format!("{table} {sum}")
+    })
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+fn sequences(c: &Cluster) -> String {
+    c.psql(
+        "app",
+        "SELECT string_agg(schemaname || '.' || sequencename || '=' || coalesce(last_value::text, 'null'), ',' ORDER BY schemaname, sequencename)
+         FROM pg_sequences WHERE schemaname <> 'pgferry'",
+    )
+}
+
+/// The schema as pg_dump (of the newer version) prints it.
+fn schema(c: &Cluster, pg_dump: PgVersion) -> String {
+    let out = pg_dump
+        .client_command("pg_dump")
+        .args(["--schema-only", "--exclude-schema=pgferry", "--no-publications", "-h"])
+        .arg(c.socket_dir())
+        .args(["-p", &c.port().to_string(), "-U", "postgres", "app"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict") && !l.starts_with("-- Dumped"))
+        .map(without_not_null_name)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// PostgreSQL 18 names NOT NULL constraints, and a table restored on 18 gets
+/// names derived by 18's rules, which pg_dump prints when they differ from the
+/// default pattern (long table names). That is the server's naming, not a copy
+/// difference, so `CONSTRAINT <name> NOT NULL` is read as `NOT NULL`.
+fn without_not_null_name(line: &str) -> String {
+    match (line.find(" CONSTRAINT "), line.ends_with(" NOT NULL,") || line.ends_with(" NOT NULL")) {
+        (Some(at), true) => {
+            let rest = &line[at + " CONSTRAINT ".len()..];
+            match rest.find(" NOT NULL") {
+                Some(end) => format!("{}{}", &line[..at], &rest[end..]),
+                None => line.to_string(),
+            }
+        }
+        _ => line.to_string(),
+    }
+}
+
+fn assert_same_lines(left: &str, right: &str, what: &str) {
+    for (i, (l, r)) in left.lines().zip(right.lines()).enumerate() {
+        assert_eq!(l, r, "{what}: first difference at line {}", i + 1);
+    }
+    assert_eq!(left.lines().count(), right.lines().count(), "{what}: line counts differ");
+}
+
+#[test]
+fn a_rich_database_comes_out_identical_on_15_and_18() {
+    let source = Cluster::start(PgVersion::V15);
+    load_rich_database(&source);
+    for version in [PgVersion::V15, PgVersion::V18] {
+        let target = Cluster::start(version);
+        target.create_database("app");
+        let out = copy(&source, &target, &["--jobs", "2", "--split-larger-than", "64kB"], &[]);
+        assert_ok(&out);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("change capture starts at"), "{stdout}");
+        assert_eq!(fingerprints(&source), fingerprints(&target), "content differs on {version:?}");
+        assert_eq!(sequences(&source), sequences(&target), "sequences differ on {version:?}");
+        assert_same_lines(&schema(&source, version), &schema(&target, version), &format!("schema on {version:?}"));
+        assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied");
+        // The slot and the publications are there for change capture, with the
+        // keyless table in the insert-only publication.
+        assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_main'"), "1");
+        assert_eq!(
+            source.psql("app", "SELECT string_agg(tablename, ',') FROM pg_publication_tables WHERE pubname = 'pgferry_main__insert_only'"),
+            "audit"
+        );
+        // The source keeps accepting UPDATE and DELETE on the keyless table.
+        source.psql("app", "UPDATE public.audit SET message = message WHERE false; DELETE FROM public.audit WHERE false;");
+        source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
+    }
+}
+
+#[test]
+fn a_non_empty_target_is_refused_and_left_alone() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    target.psql("app", "CREATE TABLE precious (id int); INSERT INTO precious VALUES (1)");
+    let out = copy(&source, &target, &[], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already holds 1 table(s)"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM precious"), "1");
+    assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0");
+}
+
+fn load_split_table(c: &Cluster) {
+    c.create_database("app");
+    c.psql(
+        "app",
+        "CREATE TABLE items (id bigint PRIMARY KEY, version int NOT NULL DEFAULT 0, pad text);
+         INSERT INTO items SELECT g, 0, repeat('x', 200) FROM generate_series(1, 40000) g;
+         CREATE TABLE counters (id int PRIMARY KEY); INSERT INTO counters SELECT generate_series(1, 10);",
+    );
+}
+
+#[test]
+fn writes_during_the_copy_never_reach_the_target_and_nothing_before_is_missed() {
+    let source = Cluster::start(PgVersion::V15);
+    load_split_table(&source);
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let url = source.url("app");
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                let mut next = 40001i64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    // One transaction: a new row at the end and a move of an old one.
+                    client
+                        .batch_execute(&format!(
+                            "BEGIN; INSERT INTO items VALUES ({next}, 0, 'new');
+                             UPDATE items SET version = version + 1 WHERE id = {}; COMMIT;",
+                            1 + next % 40000
+                        ))
+                        .await
+                        .unwrap();
+                    next += 1;
+                }
+                next
+            })
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let out = copy(&source, &target, &["--jobs", "2", "--split-larger-than", "1MB"], &[]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_ok(&out);
+    // A consistent snapshot holds a prefix of the writer's transactions: new ids
+    // 40001..=k with no gap, and exactly k - 40000 updates applied.
+    let row = target.psql(
+        "app",
+        "SELECT count(*), count(DISTINCT id), max(id), coalesce(sum(version), 0) FROM items",
+    );
+    let v: Vec<i64> = row.split('|').map(|x| x.parse().unwrap()).collect();
+    let (count, distinct, max, versions) = (v[0], v[1], v[2], v[3]);
+    assert_eq!(count, distinct, "a row was copied twice");
+    assert_eq!(count, max, "ids have a gap: a row written before the snapshot is missing");
+    assert_eq!(versions, max - 40000, "updates do not match the inserts of the same transactions");
+    assert!(source.psql("app", "SELECT max(id) FROM items").parse::<i64>().unwrap() > max, "the writer kept going after the snapshot");
+}
+
+#[test]
+fn a_copy_killed_inside_a_split_table_resumes_to_an_identical_target() {
+    let source = Cluster::start(PgVersion::V15);
+    load_split_table(&source);
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    let args = ["--jobs", "1", "--split-larger-than", "1MB"];
+    let out = copy(&source, &target, &args, &[("PGFERRY_FAILPOINT", "copy-after-chunk:3")]);
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    let chunks: i64 = target.psql("app", "SELECT count(*) FROM pgferry.copied_chunk").parse().unwrap();
+    assert_eq!(chunks, 3, "three pieces committed before the kill");
+    assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "data");
+    // A write between the runs: the rerun copies unfinished tables under a new snapshot.
+    source.psql("app", "INSERT INTO items VALUES (90001, 0, 'between runs')");
+    let out = copy(&source, &target, &args, &[]);
+    assert_ok(&out);
+    assert_eq!(fingerprints(&source), fingerprints(&target));
+    assert_same_lines(&schema(&source, PgVersion::V15), &schema(&target, PgVersion::V15), "schema");
+    // Tables redone under the fresh snapshot carry its position, later than the slot's.
+    assert_eq!(
+        target.psql(
+            "app",
+            "SELECT bool_and(c.snapshot_lsn > m.slot_lsn) FROM pgferry.copied_chunk c JOIN pgferry.migration m ON m.name = c.migration WHERE c.table_name = 'items'"
+        ),
+        "t"
+    );
+}

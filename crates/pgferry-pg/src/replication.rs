@@ -1,0 +1,96 @@
+//! The replication connection, and the slot whose exported snapshot every copy
+//! worker reads through.
+//!
+//! `CREATE_REPLICATION_SLOT ... LOGICAL pgoutput EXPORT_SNAPSHOT` returns the slot's
+//! consistent point and the name of a snapshot that shows exactly the data committed
+//! before that point. Workers import it with `SET TRANSACTION SNAPSHOT`, so the copy
+//! and the change stream meet without a gap or an overlap. The snapshot lives only
+//! while the replication session stays idle, so [`SnapshotSlot`] keeps the session
+//! open until it is dropped
+//! ([Streaming Replication Protocol](https://www.postgresql.org/docs/current/protocol-replication.html)).
+
+use pgferry_core::sql::{Ident, Sql};
+use pgwire_replication::{ReplicationClient, ReplicationConfig, TlsConfig};
+
+use crate::connspec::{ConnSpec, SslMode};
+
+/// A slot's consistent point with the snapshot exported at it.
+pub struct SnapshotSlot {
+    /// The LSN from which the slot's change stream starts, as PostgreSQL prints it.
+    pub consistent_point: String,
+    /// The exported snapshot, valid while this value lives.
+    pub snapshot_name: String,
+    _session: ReplicationClient,
+}
+
+/// Why a replication session failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {cause}")]
+pub struct ReplicationError {
+    pub doing: String,
+    pub cause: String,
+}
+
+/// The transport's configuration for a connection spec.
+pub fn replication_config(spec: &ConnSpec, slot: &str, publications: Vec<String>) -> ReplicationConfig {
+    let root = spec.sslrootcert.clone();
+    let tls = match spec.sslmode {
+        SslMode::Disable => TlsConfig::disabled(),
+        SslMode::Allow | SslMode::Prefer => TlsConfig { mode: pgwire_replication::SslMode::Prefer, ..TlsConfig::disabled() },
+        SslMode::Require if root.is_none() => TlsConfig::require(),
+        SslMode::Require | SslMode::VerifyCa => TlsConfig::verify_ca(root),
+        SslMode::VerifyFull => TlsConfig::verify_full(root),
+    };
+    let mut config = ReplicationConfig::default();
+    config.host = spec.host_str();
+    config.port = spec.port;
+    config.user = spec.user.clone();
+    config.password = spec.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+    config.database = spec.dbname.clone();
+    config.tls = tls;
+    config.slot = slot.to_string();
+    config.publication = publications.into();
+    config.application_name = Some(spec.application_name.clone());
+    config.options = spec.options.clone();
+    config
+}
+
+/// Creates a logical slot (permanent, or temporary: gone with the session) and
+/// exports its snapshot.
+pub async fn create_slot_with_snapshot(
+    spec: &ConnSpec,
+    slot: &str,
+    temporary: bool,
+) -> Result<SnapshotSlot, ReplicationError> {
+    let fail = |doing: &str| {
+        let doing = doing.to_string();
+        move |e: pgwire_replication::PgWireError| ReplicationError { doing, cause: e.to_string() }
+    };
+    let config = replication_config(spec, slot, Vec::new());
+    let mut session = ReplicationClient::connect_gated(config)
+        .await
+        .map_err(fail("opening a replication connection to the source"))?;
+    let command = Sql::new("CREATE_REPLICATION_SLOT ")
+        .ident(&Ident::from_catalog(slot))
+        .push(if temporary { " TEMPORARY" } else { "" })
+        .push(" LOGICAL pgoutput EXPORT_SNAPSHOT");
+    let rows = session
+        .simple_query(command.as_str())
+        .await
+        .map_err(fail(&format!("creating the replication slot {slot}")))?;
+    let text = |row: &Vec<Option<bytes::Bytes>>, i: usize| {
+        row.get(i)
+            .and_then(|v| v.as_ref())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    let row = rows.first().ok_or_else(|| ReplicationError {
+        doing: format!("creating the replication slot {slot}"),
+        cause: "the server returned no row".into(),
+    })?;
+    Ok(SnapshotSlot {
+        consistent_point: text(row, 1),
+        snapshot_name: text(row, 2),
+        _session: session,
+    })
+}

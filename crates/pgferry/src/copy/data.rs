@@ -1,0 +1,160 @@
+//! The data phase: `--jobs` workers, each holding one source transaction on the
+//! shared snapshot and one target connection, take units off the plan (largest
+//! first) and pipe them with binary COPY. Each unit's rows and its journal row
+//! commit together on the target.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use pgferry_core::copy_plan::{CopyTable, CopyUnit};
+use pgferry_core::names::MigrationName;
+use pgferry_core::sql::Sql;
+use pgferry_pg::copy_pipe::pipe;
+use pgferry_pg::ConnSpec;
+
+use super::journal::{self, ChunkRecord};
+use super::{CopyEvent, Progress};
+use crate::error::{Error, Result};
+use crate::failpoint;
+
+/// A snapshot to read under, and the position it shows the database at.
+pub(crate) struct Snapshot<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) lsn: &'a str,
+}
+
+/// Copies `units` of `tables` with `jobs` workers.
+pub(crate) async fn copy_units(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    migration: &MigrationName,
+    snapshot: Snapshot<'_>,
+    tables: &[CopyTable],
+    units: Vec<CopyUnit>,
+    jobs: usize,
+    progress: &Progress,
+) -> Result<()> {
+    let queue = Arc::new(Mutex::new(VecDeque::from(units)));
+    let workers = (0..jobs.max(1)).map(|_| worker(source, target, migration, &snapshot, tables, &queue, progress));
+    futures_util::future::try_join_all(workers).await?;
+    Ok(())
+}
+
+async fn worker(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    migration: &MigrationName,
+    snapshot: &Snapshot<'_>,
+    tables: &[CopyTable],
+    queue: &Mutex<VecDeque<CopyUnit>>,
+    progress: &Progress,
+) -> Result<()> {
+    let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+    let Some(mut unit) = next() else { return Ok(()) };
+    let src = pgferry_pg::connect(source).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    src.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| Error::server("starting a snapshot transaction on the source", e))?;
+    let set = Sql::new("SET TRANSACTION SNAPSHOT ").literal(snapshot.name);
+    src.batch_execute(set.as_str())
+        .await
+        .map_err(|e| Error::server("importing the copy's snapshot on the source", e))?;
+    dst.batch_execute("SET synchronous_commit = off")
+        .await
+        .map_err(|e| Error::server("configuring a target session", e))?;
+    loop {
+        let table = &tables[unit.table];
+        let started = Instant::now();
+        progress.emit(CopyEvent::ChunkStarted { table: table.name.to_string(), chunk: unit.chunk, chunks: unit.chunks });
+        dst.batch_execute("BEGIN").await.map_err(|e| Error::server("starting a target transaction", e))?;
+        let table_name = table.name.to_string();
+        let piped = pipe(&src, copy_out(table, &unit).as_str(), &dst, copy_in(table).as_str(), |bytes| {
+            progress.emit(CopyEvent::Bytes { table: table_name.clone(), bytes })
+        })
+        .await
+        .map_err(|e| Error::server(&format!("copying {}", table.name), e))?;
+        let record = ChunkRecord {
+            table: &table.name,
+            chunk: unit.chunk,
+            chunks: unit.chunks,
+            rows: piped.rows as i64,
+            bytes: piped.bytes as i64,
+            snapshot_lsn: snapshot.lsn,
+        };
+        journal::record_chunk(&dst, migration, &record)
+            .await
+            .map_err(|e| Error::server("journaling a copied chunk", e))?;
+        dst.batch_execute("COMMIT").await.map_err(|e| Error::server(&format!("committing {}", table.name), e))?;
+        failpoint::hit("copy-after-chunk");
+        progress.emit(CopyEvent::ChunkDone {
+            table: table.name.to_string(),
+            chunk: unit.chunk,
+            rows: piped.rows,
+            bytes: piped.bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        match next() {
+            Some(u) => unit = u,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `COPY (SELECT cols FROM ONLY t [WHERE ctid range]) TO STDOUT (FORMAT binary)`.
+fn copy_out(table: &CopyTable, unit: &CopyUnit) -> Sql {
+    let select = Sql::new("SELECT ").ident_list(&table.columns).push(" FROM ONLY ").name(&table.name);
+    let select = match unit.range {
+        None => select,
+        Some(range) => {
+            let select = select.push(" WHERE ctid >= ").literal(&tid(range.first));
+            match range.end {
+                Some(end) => select.push("::tid AND ctid < ").literal(&tid(end)).push("::tid"),
+                None => select.push("::tid"),
+            }
+        }
+    };
+    Sql::new("COPY (").append(select).push(") TO STDOUT (FORMAT binary)")
+}
+
+fn tid(page: i64) -> String {
+    format!("({page},0)")
+}
+
+/// `COPY t (cols) FROM STDIN (FORMAT binary)`.
+fn copy_in(table: &CopyTable) -> Sql {
+    Sql::new("COPY ")
+        .name(&table.name)
+        .push(" (")
+        .ident_list(&table.columns)
+        .push(") FROM STDIN (FORMAT binary)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgferry_core::copy_plan::PageRange;
+    use pgferry_core::sql::{Ident, QualifiedName};
+
+    fn table() -> CopyTable {
+        CopyTable {
+            name: QualifiedName::from_catalog("s\"x", "T"),
+            columns: vec![Ident::from_catalog("id"), Ident::from_catalog("a b")],
+            bytes: 0,
+            pages: 0,
+        }
+    }
+
+    #[test]
+    fn copy_statements_quote_every_name_and_bound_ranges() {
+        let unit = CopyUnit { table: 0, chunk: 1, chunks: 3, range: Some(PageRange { first: 10, end: Some(20) }), bytes: 0 };
+        assert_eq!(
+            copy_out(&table(), &unit).as_str(),
+            "COPY (SELECT \"id\", \"a b\" FROM ONLY \"s\"\"x\".\"T\" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT (FORMAT binary)"
+        );
+        let last = CopyUnit { range: Some(PageRange { first: 20, end: None }), ..unit };
+        assert!(copy_out(&table(), &last).as_str().ends_with("WHERE ctid >= '(20,0)'::tid) TO STDOUT (FORMAT binary)"));
+        assert_eq!(copy_in(&table()).as_str(), "COPY \"s\"\"x\".\"T\" (\"id\", \"a b\") FROM STDIN (FORMAT binary)");
+    }
+}

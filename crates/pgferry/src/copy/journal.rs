@@ -1,0 +1,143 @@
+//! The copy's journal on the target, in pgferry's schema.
+//!
+//! `pgferry.migration` holds each migration's phase and its slot's consistent point;
+//! `pgferry.copied_chunk` holds one row per finished piece of a table, inserted in
+//! the same transaction as that piece's rows, so after any crash the journal says
+//! exactly which data is on the target. `snapshot_lsn` is the position of the
+//! snapshot the piece was read under: change capture skips, for that table, every
+//! change the copy already holds.
+
+use pgferry_core::names::MigrationName;
+use pgferry_core::phase::MigrationPhase;
+use pgferry_core::sql::QualifiedName;
+use tokio_postgres::{Client, GenericClient};
+
+use crate::error::{Error, Result};
+
+const SCHEMA_SQL: &str = "
+CREATE SCHEMA IF NOT EXISTS pgferry;
+CREATE TABLE IF NOT EXISTS pgferry.migration (
+    name text PRIMARY KEY,
+    phase text NOT NULL,
+    slot_lsn pg_lsn,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pgferry.copied_chunk (
+    migration text NOT NULL,
+    table_schema text NOT NULL,
+    table_name text NOT NULL,
+    chunk int NOT NULL,
+    chunks int NOT NULL,
+    rows bigint NOT NULL,
+    bytes bigint NOT NULL,
+    snapshot_lsn pg_lsn NOT NULL,
+    copied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, table_schema, table_name, chunk)
+);";
+
+/// Creates the journal's tables when missing.
+pub(crate) async fn ensure(target: &Client) -> Result<()> {
+    target
+        .batch_execute(SCHEMA_SQL)
+        .await
+        .map_err(|e| Error::server("creating pgferry's journal on the target", e))
+}
+
+/// The migration's phase and slot position, if it was started before.
+pub(crate) async fn phase(target: &Client, name: &MigrationName) -> Result<Option<(MigrationPhase, Option<String>)>> {
+    let row = target
+        .query_opt("SELECT phase, slot_lsn::text FROM pgferry.migration WHERE name = $1", &[&name.as_str()])
+        .await
+        .map_err(|e| Error::server("reading the journal", e))?;
+    row.map(|r| {
+        let stored: String = r.get(0);
+        let phase = MigrationPhase::parse(&stored).ok_or_else(|| {
+            Error::new(
+                crate::ErrorKind::Precondition,
+                format!("the journal holds phase {stored:?}, which this version of pgferry does not know"),
+            )
+            .with_hint("run the pgferry version that started this migration")
+        })?;
+        Ok((phase, r.get(1)))
+    })
+    .transpose()
+}
+
+/// Records the migration's phase (and slot position, when known).
+pub(crate) async fn set_phase(
+    target: &impl GenericClient,
+    name: &MigrationName,
+    phase: MigrationPhase,
+    slot_lsn: Option<&str>,
+) -> Result<()> {
+    target
+        .execute(
+            "INSERT INTO pgferry.migration (name, phase, slot_lsn) VALUES ($1, $2, $3::text::pg_lsn)
+             ON CONFLICT (name) DO UPDATE
+             SET phase = excluded.phase, slot_lsn = coalesce(excluded.slot_lsn, pgferry.migration.slot_lsn), updated_at = now()",
+            &[&name.as_str(), &phase.as_str(), &slot_lsn],
+        )
+        .await
+        .map_err(|e| Error::server("writing the journal", e))?;
+    Ok(())
+}
+
+/// A finished piece, recorded inside the transaction that holds its rows.
+pub(crate) struct ChunkRecord<'a> {
+    pub(crate) table: &'a QualifiedName,
+    pub(crate) chunk: i32,
+    pub(crate) chunks: i32,
+    pub(crate) rows: i64,
+    pub(crate) bytes: i64,
+    pub(crate) snapshot_lsn: &'a str,
+}
+
+pub(crate) async fn record_chunk(
+    tx: &impl GenericClient,
+    name: &MigrationName,
+    record: &ChunkRecord<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO pgferry.copied_chunk (migration, table_schema, table_name, chunk, chunks, rows, bytes, snapshot_lsn)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::pg_lsn)",
+        &[
+            &name.as_str(),
+            &record.table.schema.as_str(),
+            &record.table.name.as_str(),
+            &record.chunk,
+            &record.chunks,
+            &record.rows,
+            &record.bytes,
+            &record.snapshot_lsn,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Tables whose every chunk is recorded: (schema, name) pairs.
+pub(crate) async fn finished_tables(target: &Client, name: &MigrationName) -> Result<Vec<(String, String)>> {
+    let rows = target
+        .query(
+            "SELECT table_schema, table_name FROM pgferry.copied_chunk WHERE migration = $1
+             GROUP BY 1, 2 HAVING count(*) = max(chunks)",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the journal", e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Forgets a table's recorded chunks, inside the transaction that empties it.
+pub(crate) async fn forget_table(
+    tx: &impl GenericClient,
+    name: &MigrationName,
+    table: &QualifiedName,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "DELETE FROM pgferry.copied_chunk WHERE migration = $1 AND table_schema = $2 AND table_name = $3",
+        &[&name.as_str(), &table.schema.as_str(), &table.name.as_str()],
+    )
+    .await?;
+    Ok(())
+}

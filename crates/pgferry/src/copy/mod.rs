@@ -1,0 +1,292 @@
+//! `pgferry copy`: the first phase of a migration. It moves the schema and every
+//! row from the source to an empty target under one consistent snapshot, the one
+//! exported by the migration's replication slot, so change capture can start
+//! exactly where the copy ends.
+//!
+//! Phases (journaled in `pgferry.migration`, see [`MigrationPhase`]):
+//! 1. `created`: publications and the slot are made on the source;
+//! 2. `schema`: the pre-data part of a `pg_dump` of the snapshot is restored;
+//! 3. `data`: tables are piped with binary COPY by `--jobs` workers, largest first,
+//!    big tables split into page ranges; each piece commits with its journal row;
+//! 4. `post_data`: indexes, constraints and triggers are built with `--index-jobs`;
+//!    sequences are set; ANALYZE;
+//! 5. `copied`.
+//!
+//! A run killed anywhere and rerun continues: before `data` it starts over (nothing
+//! was copied yet); during `data` it keeps every table whose pieces all committed,
+//! and copies the others again, emptied first, under a fresh snapshot whose
+//! position is journaled with those pieces (change capture skips, per table, what
+//! the copy already holds, as PostgreSQL's table synchronization does).
+
+mod data;
+mod journal;
+mod schema;
+mod source;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pgferry_core::copy_plan::{plan_copy, CopyTable};
+use pgferry_core::names::MigrationName;
+use pgferry_core::phase::MigrationPhase;
+use pgferry_core::sql::Sql;
+use pgferry_pg::replication::create_slot_with_snapshot;
+use pgferry_pg::tools::{find_tool, Tool};
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::failpoint;
+use data::Snapshot;
+use schema::Section;
+
+/// What the operator asked for.
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    pub migration: MigrationName,
+    pub jobs: usize,
+    pub index_jobs: usize,
+    /// Tables larger than this many bytes are split; 0 never splits.
+    pub split_larger_than: i64,
+}
+
+/// Progress, for whoever draws it (the CLI).
+#[derive(Clone, Debug)]
+pub enum CopyEvent {
+    Phase { phase: &'static str },
+    Planned { tables: usize, units: usize, bytes: i64 },
+    ChunkStarted { table: String, chunk: i32, chunks: i32 },
+    Bytes { table: String, bytes: u64 },
+    ChunkDone { table: String, chunk: i32, rows: u64, bytes: u64, seconds: f64 },
+    Kept { table: String },
+}
+
+/// A progress callback shared by the workers.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(CopyEvent) + Send + Sync>);
+
+impl Progress {
+    pub fn new(f: impl Fn(CopyEvent) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(f))
+    }
+
+    pub fn silent() -> Self {
+        Progress::new(|_| {})
+    }
+
+    fn emit(&self, event: CopyEvent) {
+        (self.0)(event)
+    }
+}
+
+/// The copy's outcome, for the summary.
+#[derive(Debug, Serialize)]
+pub struct CopyReport {
+    pub migration: String,
+    pub slot_lsn: String,
+    pub tables: Vec<TableSummary>,
+    /// Seconds per phase, in order.
+    pub phases: Vec<(&'static str, f64)>,
+    /// Set when ownership and grants were skipped, with the roles missing on the target.
+    pub missing_roles: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub rows: i64,
+    pub bytes: i64,
+    pub chunks: i32,
+}
+
+/// Runs (or resumes) the copy.
+pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, progress: &Progress) -> Result<CopyReport> {
+    let pg_dump = require_tool("pg_dump")?;
+    let pg_restore = require_tool("pg_restore")?;
+    let src = pgferry_pg::connect(source).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    journal::ensure(&dst).await?;
+    let name = &options.migration;
+    let phase = journal::phase(&dst, name).await?;
+    if phase.is_none() {
+        ensure_empty_target(&dst).await?;
+    }
+    let missing_roles = missing_roles(&src, &dst).await?;
+    let keep_owners = missing_roles.is_empty();
+    let workdir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Precondition, format!("making a work directory: {e}")))?;
+    let mut phases = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |phases: &mut Vec<(&'static str, f64)>, what: &'static str| {
+        phases.push((what, clock.elapsed().as_secs_f64()));
+        clock = Instant::now();
+    };
+
+    let (current, slot_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
+    let (slot_lsn, dump) = if current < MigrationPhase::Data {
+        progress.emit(CopyEvent::Phase { phase: "schema" });
+        journal::set_phase(&dst, name, MigrationPhase::Created, None).await?;
+        failpoint::hit("copy-after-created");
+        source::drop_stale_slot(&src, name).await?;
+        let tables = source::list_tables(&src).await?;
+        source::ensure_publications(&src, name, &tables).await?;
+        let slot = create_slot_with_snapshot(source, &name.slot(), false)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+        journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
+        failpoint::hit("copy-after-slot");
+        let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), workdir.path()).await?;
+        schema::restore(&pg_restore, target, &dump, Section::PreData, 1, current == MigrationPhase::Schema, keep_owners).await?;
+        journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;
+        lap(&mut phases, "schema");
+        progress.emit(CopyEvent::Phase { phase: "data" });
+        copy_data(source, target, &src, &dst, options, &slot.snapshot_name, &slot.consistent_point, progress).await?;
+        (slot.consistent_point, dump)
+    } else {
+        let slot_lsn = slot_lsn.unwrap_or_default();
+        if current == MigrationPhase::Data {
+            progress.emit(CopyEvent::Phase { phase: "data" });
+            let temp = create_slot_with_snapshot(source, &format!("{}_resume", name.slot()), true)
+                .await
+                .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+            copy_data(source, target, &src, &dst, options, &temp.snapshot_name, &temp.consistent_point, progress).await?;
+        }
+        let dump = schema::dump(&pg_dump, source, None, workdir.path()).await?;
+        (slot_lsn, dump)
+    };
+    lap(&mut phases, "data");
+
+    if current < MigrationPhase::Copied {
+        progress.emit(CopyEvent::Phase { phase: "indexes and constraints" });
+        journal::set_phase(&dst, name, MigrationPhase::PostData, None).await?;
+        failpoint::hit("copy-after-data");
+        let clean = current == MigrationPhase::PostData;
+        schema::restore(&pg_restore, target, &dump, Section::PostData, options.index_jobs, clean, keep_owners).await?;
+        lap(&mut phases, "indexes and constraints");
+        progress.emit(CopyEvent::Phase { phase: "sequences and statistics" });
+        source::sync_sequences(&src, &dst).await?;
+        dst.batch_execute("ANALYZE").await.map_err(|e| Error::server("running ANALYZE on the target", e))?;
+        journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
+        lap(&mut phases, "sequences and statistics");
+    }
+    Ok(CopyReport {
+        migration: name.to_string(),
+        slot_lsn,
+        tables: summaries(&dst, name).await?,
+        phases,
+        missing_roles,
+    })
+}
+
+/// Copies every table not yet finished, under the given snapshot.
+#[allow(clippy::too_many_arguments)]
+async fn copy_data(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    src: &Client,
+    dst: &Client,
+    options: &CopyOptions,
+    snapshot_name: &str,
+    snapshot_lsn: &str,
+    progress: &Progress,
+) -> Result<()> {
+    let name = &options.migration;
+    let finished = journal::finished_tables(dst, name).await?;
+    let listing = {
+        let tx_sql = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot_name);
+        src.batch_execute(tx_sql.as_str()).await.map_err(|e| Error::server("importing the snapshot", e))?;
+        let tables = source::list_tables(src).await;
+        src.batch_execute("COMMIT").await.map_err(|e| Error::server("ending the listing transaction", e))?;
+        tables?
+    };
+    let mut todo: Vec<CopyTable> = Vec::new();
+    for (table, _) in listing {
+        let key = (table.name.schema.as_str().to_string(), table.name.name.as_str().to_string());
+        if finished.contains(&key) {
+            progress.emit(CopyEvent::Kept { table: table.name.to_string() });
+            continue;
+        }
+        empty_table(dst, name, &table).await?;
+        todo.push(table);
+    }
+    let units = plan_copy(&todo, options.split_larger_than);
+    progress.emit(CopyEvent::Planned { tables: todo.len(), units: units.len(), bytes: todo.iter().map(|t| t.bytes).sum() });
+    let snapshot = Snapshot { name: snapshot_name, lsn: snapshot_lsn };
+    data::copy_units(source, target, name, snapshot, &todo, units, options.jobs, progress).await
+}
+
+/// Empties a table that is about to be copied (again), with its journal rows.
+async fn empty_table(dst: &Client, name: &MigrationName, table: &CopyTable) -> Result<()> {
+    let truncate = Sql::new("TRUNCATE ONLY ").name(&table.name);
+    let conn_tx = || async {
+        dst.batch_execute("BEGIN").await?;
+        dst.batch_execute(truncate.as_str()).await?;
+        journal::forget_table(dst, name, &table.name).await?;
+        dst.batch_execute("COMMIT").await
+    };
+    conn_tx().await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))
+}
+
+fn require_tool(program: &str) -> Result<Tool> {
+    find_tool(program).ok_or_else(|| {
+        Error::new(ErrorKind::Precondition, format!("{program} was not found"))
+            .with_hint("install the PostgreSQL client programs (apt-get install postgresql-client) or set PGFERRY_PG_BIN")
+    })
+}
+
+async fn ensure_empty_target(dst: &Client) -> Result<()> {
+    let facts = pgferry_pg::facts::server_facts(dst).await.map_err(|e| Error::server("reading the target", e))?;
+    if facts.user_table_count > 0 {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!("the target already holds {} table(s); a copy needs an empty database", facts.user_table_count),
+        )
+        .with_hint("point --target at a new, empty database (pgferry check lists what is there)"));
+    }
+    Ok(())
+}
+
+/// Roles that own objects or hold grants on the source but do not exist on the
+/// target. When there are any, ownership and grants are not restored.
+async fn missing_roles(src: &Client, dst: &Client) -> Result<Vec<String>> {
+    let rows = src
+        .query(
+            "SELECT DISTINCT r.rolname::text FROM pg_roles r WHERE r.oid IN (
+                 SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%'
+                 UNION SELECT nspowner FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND nspname NOT LIKE 'pg\\_%'
+                 UNION SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relacl IS NOT NULL AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%')
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's roles", e))?;
+    let wanted: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let present = dst
+        .query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)", &[&wanted])
+        .await
+        .map_err(|e| Error::server("listing the target's roles", e))?;
+    let present: Vec<String> = present.iter().map(|r| r.get(0)).collect();
+    Ok(wanted.into_iter().filter(|r| !present.contains(r)).collect())
+}
+
+async fn summaries(dst: &Client, name: &MigrationName) -> Result<Vec<TableSummary>> {
+    let rows = dst
+        .query(
+            "SELECT table_schema, table_name, sum(rows)::bigint, sum(bytes)::bigint, max(chunks)
+             FROM pgferry.copied_chunk WHERE migration = $1 GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the journal", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| TableSummary {
+            table: pgferry_core::sql::QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)).to_string(),
+            rows: r.get(2),
+            bytes: r.get(3),
+            chunks: r.get(4),
+        })
+        .collect())
+}

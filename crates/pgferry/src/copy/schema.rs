@@ -1,0 +1,101 @@
+//! The schema, moved with `pg_dump` and `pg_restore` rather than hand-written DDL.
+//!
+//! One custom-format schema dump, taken under the copy's snapshot, is restored in
+//! two parts: pre-data (types, tables, functions) before the rows, post-data
+//! (indexes, constraints, triggers, rules, policies) after them, with `-j` jobs
+//! ([pg_restore](https://www.postgresql.org/docs/current/app-pgrestore.html)).
+//! The password reaches both programs through their environment only.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use pgferry_core::names::STATE_SCHEMA;
+use pgferry_pg::tools::Tool;
+use pgferry_pg::ConnSpec;
+use tokio::process::Command;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Which part of the dump to restore.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Section {
+    PreData,
+    PostData,
+}
+
+impl Section {
+    fn flag(self) -> &'static str {
+        match self {
+            Section::PreData => "--section=pre-data",
+            Section::PostData => "--section=post-data",
+        }
+    }
+}
+
+/// Dumps the source's schema into `dir`, under `snapshot` when given.
+pub(crate) async fn dump(pg_dump: &Tool, source: &ConnSpec, snapshot: Option<&str>, dir: &Path) -> Result<PathBuf> {
+    let file = dir.join("schema.dump");
+    let mut cmd = libpq_command(&pg_dump.path, source);
+    cmd.args(["--format=custom", "--schema-only", "--no-publications", "--no-subscriptions"])
+        .arg(format!("--exclude-schema={STATE_SCHEMA}"))
+        .arg("--file")
+        .arg(&file);
+    if let Some(s) = snapshot {
+        cmd.arg(format!("--snapshot={s}"));
+    }
+    run(cmd, "pg_dump of the source's schema").await?;
+    Ok(file)
+}
+
+/// Restores one section of the dump into the target.
+pub(crate) async fn restore(
+    pg_restore: &Tool,
+    target: &ConnSpec,
+    dump: &Path,
+    section: Section,
+    jobs: usize,
+    clean: bool,
+    keep_owners: bool,
+) -> Result<()> {
+    let mut cmd = libpq_command(&pg_restore.path, target);
+    cmd.arg(section.flag())
+        .arg("--exit-on-error")
+        .arg(format!("--jobs={}", jobs.max(1)))
+        .arg(format!("--dbname={}", target.dbname));
+    if clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    if !keep_owners {
+        cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    cmd.arg(dump);
+    run(cmd, "pg_restore into the target").await
+}
+
+fn libpq_command(program: &Path, spec: &ConnSpec) -> Command {
+    let mut cmd = Command::new(program);
+    for var in ["PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGOPTIONS"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(spec.libpq_env());
+    if let Some(lib) = program.parent().and_then(Path::parent).map(|p| p.join("lib")) {
+        if lib.join("libpq.so.5").exists() {
+            cmd.env("LD_LIBRARY_PATH", lib);
+        }
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd
+}
+
+async fn run(mut cmd: Command, what: &str) -> Result<()> {
+    let output = cmd
+        .output()
+        .await
+        .map_err(|e| Error::new(ErrorKind::Precondition, format!("{what} could not start: {e}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(Error::new(ErrorKind::Server, format!("{what} failed: {}", stderr.trim()))
+        .with_hint("fix the cause above and rerun: the copy resumes where it stopped"))
+}

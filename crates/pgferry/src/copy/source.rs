@@ -1,0 +1,136 @@
+//! What the copy reads and creates on the source: the table list under the
+//! snapshot, the publications, and a stale slot of this migration's name.
+
+use pgferry_core::copy_plan::{CopyTable, PAGE_BYTES};
+use pgferry_core::names::{MigrationName, STATE_SCHEMA};
+use pgferry_core::sql::{Ident, QualifiedName, Sql};
+use tokio_postgres::{Client, GenericClient};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Leaf tables of user schemas (partitions included, partitioned parents and
+/// extension-owned tables left out), with the columns that hold data.
+pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(CopyTable, bool)>> {
+    let rows = source
+        .query(
+            "SELECT n.nspname::text, c.relname::text,
+                    array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
+                    pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
+                    pg_relation_size(c.oid) / $2,
+                    c.relreplident = 'f'
+                    OR (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+                    OR (c.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE c.relkind = 'r'
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.deptype = 'e')
+             GROUP BY c.oid, n.nspname, c.relname
+             ORDER BY 1, 2",
+            &[&STATE_SCHEMA, &PAGE_BYTES],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's tables", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let columns: Vec<String> = r.get::<_, Option<Vec<String>>>(2).unwrap_or_default();
+            let table = CopyTable {
+                name: QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)),
+                columns: columns.into_iter().map(Ident::from_catalog).collect(),
+                bytes: r.get(3),
+                pages: r.get(4),
+            };
+            (table, r.get::<_, bool>(5))
+        })
+        .collect())
+}
+
+/// Creates the migration's publications when missing: one for the tables with a
+/// replica identity, and an inserts-and-truncates-only one for the others, so that
+/// no UPDATE or DELETE on the source starts failing because of pgferry.
+pub(crate) async fn ensure_publications(
+    source: &Client,
+    name: &MigrationName,
+    tables: &[(CopyTable, bool)],
+) -> Result<()> {
+    let full: Vec<&QualifiedName> = tables.iter().filter(|(_, id)| *id).map(|(t, _)| &t.name).collect();
+    let insert_only: Vec<&QualifiedName> = tables.iter().filter(|(_, id)| !*id).map(|(t, _)| &t.name).collect();
+    for (publication, members, options) in [
+        (name.publication(), full, Sql::new("")),
+        (name.insert_only_publication(), insert_only, Sql::new(" WITH (publish = 'insert, truncate')")),
+    ] {
+        let exists = source
+            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication.as_str()])
+            .await
+            .map_err(|e| Error::server("reading the source's publications", e))?
+            .is_some();
+        if exists {
+            continue;
+        }
+        let mut sql = Sql::new("CREATE PUBLICATION ").ident(&publication);
+        for (i, table) in members.iter().enumerate() {
+            sql = sql.push(if i == 0 { " FOR TABLE " } else { ", " }).name(table);
+        }
+        let sql = sql.append(options);
+        source
+            .batch_execute(sql.as_str())
+            .await
+            .map_err(|e| Error::server(&format!("creating the publication {publication} on the source"), e))?;
+    }
+    Ok(())
+}
+
+/// Drops this migration's slot when a previous attempt left it behind before any
+/// data was copied. A slot in use by a running process is never touched.
+pub(crate) async fn drop_stale_slot(source: &Client, name: &MigrationName) -> Result<()> {
+    let slot = name.slot();
+    let row = source
+        .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await
+        .map_err(|e| Error::server("reading the source's replication slots", e))?;
+    match row.map(|r| r.get::<_, bool>(0)) {
+        None => Ok(()),
+        Some(true) => Err(Error::new(
+            ErrorKind::Precondition,
+            format!("the replication slot {slot} is in use by another process"),
+        )
+        .with_hint("another pgferry run of this migration is active: stop it first")),
+        Some(false) => source
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::server(&format!("dropping the stale slot {slot}"), e)),
+    }
+}
+
+/// Sets every sequence on the target to the source's `last_value`/`is_called`.
+/// Sequences are not transactional, so this reads current values; the cutover sets
+/// them again once writes have stopped.
+pub(crate) async fn sync_sequences(source: &Client, target: &Client) -> Result<usize> {
+    let rows = source
+        .query(
+            "SELECT schemaname::text, sequencename::text FROM pg_sequences
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema', $1) ORDER BY 1, 2",
+            &[&STATE_SCHEMA],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's sequences", e))?;
+    for row in &rows {
+        let name = QualifiedName::from_catalog(row.get::<_, String>(0), row.get::<_, String>(1));
+        let read = Sql::new("SELECT last_value, is_called FROM ").name(&name);
+        let values = source
+            .query_one(read.as_str(), &[])
+            .await
+            .map_err(|e| Error::server(&format!("reading the sequence {name}"), e))?;
+        let (last, called): (i64, bool) = (values.get(0), values.get(1));
+        target
+            .execute("SELECT setval($1::text::regclass, $2, $3)", &[&name.to_string(), &last, &called])
+            .await
+            .map_err(|e| Error::server(&format!("setting the sequence {name} on the target"), e))?;
+    }
+    Ok(rows.len())
+}

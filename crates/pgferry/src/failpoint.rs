@@ -1,0 +1,36 @@
+//! Named failpoints, for tests that kill pgferry at a step boundary.
+//!
+//! `PGFERRY_FAILPOINT=<name>:<n>` makes the process exit at once, as abruptly as a
+//! `kill -9` (no destructors, no cleanup, exit status 137), the `n`-th time the
+//! failpoint `<name>` is passed (1-based). Tests set it on the `pgferry` binary,
+//! rerun without it, and compare the outcome with an uninterrupted run. Unset, a
+//! failpoint costs one environment look-up per process.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Parsed once: the armed failpoint's name and the pass that fires it.
+fn armed() -> Option<&'static (String, u64)> {
+    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let value = std::env::var("PGFERRY_FAILPOINT").ok()?;
+            let (name, n) = value.rsplit_once(':')?;
+            Some((name.to_string(), n.parse().ok()?))
+        })
+        .as_ref()
+}
+
+static PASSES: AtomicU64 = AtomicU64::new(0);
+
+/// Marks a step boundary named `name`; exits the process here when armed.
+pub fn hit(name: &str) {
+    let Some((armed_name, at)) = armed() else { return };
+    if armed_name != name {
+        return;
+    }
+    if PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *at {
+        eprintln!("failpoint {name}:{at} reached: exiting as if killed");
+        std::process::exit(137);
+    }
+}
