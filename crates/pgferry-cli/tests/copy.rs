@@ -73,7 +73,8 @@ fn load_rich_database(c: &Cluster) {
          INSERT INTO shop.big_text SELECT g, string_agg(md5(g::text || i::text), '') FROM generate_series(1, 20) g, generate_series(1, 400) i GROUP BY g;
          INSERT INTO shop.events SELECT g, '2024-01-01'::date + g, 'e' || g FROM generate_series(1, 800) g;
          INSERT INTO public.audit (message) SELECT 'm' || g FROM generate_series(1, 100) g;
-         INSERT INTO public.audit (message) SELECT 'm' || g FROM generate_series(1, 100) g;",
+         INSERT INTO public.audit (message) SELECT 'm' || g FROM generate_series(1, 100) g;
+         SELECT lo_from_bytea(0, 'small object'), lo_from_bytea(0, decode(repeat('ab', 300000), 'hex'));",
     );
     for (i, name) in HOSTILE_NAMES.iter().enumerate() {
         let schema = if i % 2 == 0 { "public".to_string() } else { q(name) };
@@ -117,6 +118,13 @@ fn sequences(c: &Cluster) -> String {
         "app",
         "SELECT string_agg(schemaname || '.' || sequencename || '=' || coalesce(last_value::text, 'null'), ',' ORDER BY schemaname, sequencename)
          FROM pg_sequences WHERE schemaname <> 'pgferry'",
+    )
+}
+
+fn large_objects(c: &Cluster) -> String {
+    c.psql(
+        "app",
+        "SELECT string_agg(oid || ':' || md5(lo_get(oid)), ',' ORDER BY oid) FROM pg_largeobject_metadata",
     )
 }
 
@@ -175,6 +183,7 @@ fn a_rich_database_comes_out_identical_on_15_and_18() {
         assert!(stdout.contains("change capture starts at"), "{stdout}");
         assert_eq!(fingerprints(&source), fingerprints(&target), "content differs on {version:?}");
         assert_eq!(sequences(&source), sequences(&target), "sequences differ on {version:?}");
+        assert_eq!(large_objects(&source), large_objects(&target), "large objects differ on {version:?}");
         assert_same_lines(&schema(&source, version), &schema(&target, version), &format!("schema on {version:?}"));
         assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied");
         // The slot and the publications are there for change capture, with the

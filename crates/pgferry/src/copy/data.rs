@@ -68,9 +68,13 @@ async fn worker(
         let table = &tables[unit.table];
         let started = Instant::now();
         progress.emit(CopyEvent::ChunkStarted { table: table.name.to_string(), chunk: unit.chunk, chunks: unit.chunks });
-        dst.batch_execute("BEGIN").await.map_err(|e| Error::server("starting a target transaction", e))?;
+        // A table copied in one piece is emptied in the same transaction, which lets
+        // COPY write its rows frozen: no hint-bit rewrite and no freeze vacuum later.
+        let whole = unit.chunks == 1;
+        let begin = if whole { Sql::new("BEGIN; TRUNCATE ONLY ").name(&table.name) } else { Sql::new("BEGIN") };
+        dst.batch_execute(begin.as_str()).await.map_err(|e| Error::server("starting a target transaction", e))?;
         let table_name = table.name.to_string();
-        let piped = pipe(&src, copy_out(table, &unit).as_str(), &dst, copy_in(table).as_str(), |bytes| {
+        let piped = pipe(&src, copy_out(table, &unit).as_str(), &dst, copy_in(table, whole).as_str(), |bytes| {
             progress.emit(CopyEvent::Bytes { table: table_name.clone(), bytes })
         })
         .await
@@ -122,13 +126,13 @@ fn tid(page: i64) -> String {
     format!("({page},0)")
 }
 
-/// `COPY t (cols) FROM STDIN (FORMAT binary)`.
-fn copy_in(table: &CopyTable) -> Sql {
+/// `COPY t (cols) FROM STDIN (FORMAT binary[, FREEZE])`.
+fn copy_in(table: &CopyTable, freeze: bool) -> Sql {
     Sql::new("COPY ")
         .name(&table.name)
         .push(" (")
         .ident_list(&table.columns)
-        .push(") FROM STDIN (FORMAT binary)")
+        .push(if freeze { ") FROM STDIN (FORMAT binary, FREEZE)" } else { ") FROM STDIN (FORMAT binary)" })
 }
 
 #[cfg(test)]
@@ -155,6 +159,7 @@ mod tests {
         );
         let last = CopyUnit { range: Some(PageRange { first: 20, end: None }), ..unit };
         assert!(copy_out(&table(), &last).as_str().ends_with("WHERE ctid >= '(20,0)'::tid) TO STDOUT (FORMAT binary)"));
-        assert_eq!(copy_in(&table()).as_str(), "COPY \"s\"\"x\".\"T\" (\"id\", \"a b\") FROM STDIN (FORMAT binary)");
+        assert_eq!(copy_in(&table(), false).as_str(), "COPY \"s\"\"x\".\"T\" (\"id\", \"a b\") FROM STDIN (FORMAT binary)");
+        assert!(copy_in(&table(), true).as_str().ends_with("(FORMAT binary, FREEZE)"));
     }
 }

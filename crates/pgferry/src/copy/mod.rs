@@ -5,7 +5,8 @@
 //!
 //! Phases (journaled in `pgferry.migration`, see [`MigrationPhase`]):
 //! 1. `created`: publications and the slot are made on the source;
-//! 2. `schema`: the pre-data part of a `pg_dump` of the snapshot is restored;
+//! 2. `schema`: the pre-data part of a `pg_dump` of the snapshot is restored, and
+//!    the large objects (metadata and contents) of the same snapshot;
 //! 3. `data`: tables are piped with binary COPY by `--jobs` workers, largest first,
 //!    big tables split into page ranges; each piece commits with its journal row;
 //! 4. `post_data`: indexes, constraints and triggers are built with `--index-jobs`;
@@ -136,7 +137,12 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
         failpoint::hit("copy-after-slot");
         let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), workdir.path()).await?;
-        schema::restore(&pg_restore, target, &dump, Section::PreData, 1, current == MigrationPhase::Schema, keep_owners).await?;
+        let rerun = current == MigrationPhase::Schema;
+        schema::restore(&pg_restore, target, &dump, Some(Section::PreData), 1, rerun, keep_owners).await?;
+        if has_large_objects(&src).await? {
+            let objects = schema::dump_large_objects(&pg_dump, source, &slot.snapshot_name, workdir.path()).await?;
+            schema::restore(&pg_restore, target, &objects, None, 1, rerun, keep_owners).await?;
+        }
         journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;
         lap(&mut phases, "schema");
         progress.emit(CopyEvent::Phase { phase: "data" });
@@ -161,11 +167,11 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         journal::set_phase(&dst, name, MigrationPhase::PostData, None).await?;
         failpoint::hit("copy-after-data");
         let clean = current == MigrationPhase::PostData;
-        schema::restore(&pg_restore, target, &dump, Section::PostData, options.index_jobs, clean, keep_owners).await?;
+        schema::restore(&pg_restore, target, &dump, Some(Section::PostData), options.index_jobs, clean, keep_owners).await?;
         lap(&mut phases, "indexes and constraints");
         progress.emit(CopyEvent::Phase { phase: "sequences and statistics" });
         source::sync_sequences(&src, &dst).await?;
-        dst.batch_execute("ANALYZE").await.map_err(|e| Error::server("running ANALYZE on the target", e))?;
+        analyze(target, &dst, options.index_jobs).await?;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
         lap(&mut phases, "sequences and statistics");
     }
@@ -225,6 +231,41 @@ async fn empty_table(dst: &Client, name: &MigrationName, table: &CopyTable) -> R
         dst.batch_execute("COMMIT").await
     };
     conn_tx().await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))
+}
+
+/// ANALYZE every table, `jobs` at a time, largest first.
+async fn analyze(target: &ConnSpec, dst: &Client, jobs: usize) -> Result<()> {
+    let rows = dst
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
+               AND n.nspname NOT LIKE 'pg\\_%'
+             ORDER BY pg_relation_size(c.oid) DESC",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("listing the target's tables", e))?;
+    let queue = std::sync::Mutex::new(
+        rows.iter()
+            .map(|r| pgferry_core::sql::QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    let worker = || async {
+        let client = pgferry_pg::connect(target).await?;
+        loop {
+            let Some(table) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok(()) };
+            let sql = Sql::new("ANALYZE ").name(&table);
+            client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))?;
+        }
+    };
+    futures_util::future::try_join_all((0..jobs.max(1)).map(|_| worker())).await.map(|_: Vec<()>| ())
+}
+
+async fn has_large_objects(src: &Client) -> Result<bool> {
+    src.query_one("SELECT EXISTS (SELECT 1 FROM pg_largeobject_metadata)", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("looking for large objects on the source", e))
 }
 
 fn require_tool(program: &str) -> Result<Tool> {

@@ -16,7 +16,7 @@ use tokio::process::Command;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Which part of the dump to restore.
+/// Which part of the dump to restore (`None` restores all of it).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Section {
     PreData,
@@ -47,19 +47,34 @@ pub(crate) async fn dump(pg_dump: &Tool, source: &ConnSpec, snapshot: Option<&st
     Ok(file)
 }
 
+/// Dumps the source's large objects (metadata and contents, nothing else) under
+/// `snapshot`: `--blobs` with every schema excluded.
+pub(crate) async fn dump_large_objects(pg_dump: &Tool, source: &ConnSpec, snapshot: &str, dir: &Path) -> Result<PathBuf> {
+    let file = dir.join("large-objects.dump");
+    let mut cmd = libpq_command(&pg_dump.path, source);
+    cmd.args(["--format=custom", "--blobs", "--exclude-schema=*"])
+        .arg(format!("--snapshot={snapshot}"))
+        .arg("--file")
+        .arg(&file);
+    run(cmd, "pg_dump of the source's large objects").await?;
+    Ok(file)
+}
+
 /// Restores one section of the dump into the target.
 pub(crate) async fn restore(
     pg_restore: &Tool,
     target: &ConnSpec,
     dump: &Path,
-    section: Section,
+    section: Option<Section>,
     jobs: usize,
     clean: bool,
     keep_owners: bool,
 ) -> Result<()> {
     let mut cmd = libpq_command(&pg_restore.path, target);
-    cmd.arg(section.flag())
-        .arg("--exit-on-error")
+    if let Some(section) = section {
+        cmd.arg(section.flag());
+    }
+    cmd.arg("--exit-on-error")
         .arg(format!("--jobs={}", jobs.max(1)))
         .arg(format!("--dbname={}", target.dbname));
     if clean {

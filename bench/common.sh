@@ -1,0 +1,65 @@
+# Shared settings and helpers for pgferry's benchmarks (sourced, not run).
+# Two PostgreSQL 15 clusters on unix sockets under $BENCH_DIR; servers run as the
+# postgres user when the benchmark runs as root.
+set -euo pipefail
+BENCH_DIR=${BENCH_DIR:-/tmp/pgferry-bench}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+SRC_PORT=${SRC_PORT:-55432}
+TGT_PORT=${TGT_PORT:-55433}
+DB=${DB:-bench}
+JOBS=${JOBS:-2}
+SOCK=$BENCH_DIR/sock
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PGFERRY=${PGFERRY:-$ROOT/target/release/pgferry}
+SRC_URL="postgresql:///$DB?host=$SOCK&port=$SRC_PORT&user=postgres&sslmode=disable"
+TGT_URL="postgresql:///$DB?host=$SOCK&port=$TGT_PORT&user=postgres&sslmode=disable"
+S=(-h "$SOCK" -p "$SRC_PORT" -U postgres)
+T=(-h "$SOCK" -p "$TGT_PORT" -U postgres)
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+psql_s() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "${S[@]}" "$@"; }
+psql_t() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "${T[@]}" "$@"; }
+now() { date +%s.%N; }
+
+clusters_up() {
+  mkdir -p "$BENCH_DIR" "$SOCK"
+  [ "$(id -u)" = 0 ] && chown postgres "$BENCH_DIR" "$SOCK"
+  for side in src:$SRC_PORT tgt:$TGT_PORT; do
+    local name=${side%%:*} port=${side##*:}
+    if [ ! -f "$BENCH_DIR/$name/PG_VERSION" ]; then
+      as_pg "$PGBIN/initdb" -D "$BENCH_DIR/$name" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+      cat >> "$BENCH_DIR/$name/postgresql.conf" <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$SOCK'
+wal_level = logical
+max_replication_slots = 10
+max_wal_senders = 10
+max_worker_processes = 8
+max_logical_replication_workers = 4
+shared_buffers = 1GB
+maintenance_work_mem = 256MB
+work_mem = 16MB
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+CONF
+      [ "$name" = tgt ] && echo "synchronous_commit = off" >> "$BENCH_DIR/$name/postgresql.conf"
+    fi
+    as_pg "$PGBIN/pg_ctl" -D "$BENCH_DIR/$name" -l "$BENCH_DIR/$name.log" -w status >/dev/null 2>&1 ||
+      as_pg "$PGBIN/pg_ctl" -D "$BENCH_DIR/$name" -l "$BENCH_DIR/$name.log" -w start >/dev/null
+  done
+}
+
+clusters_down() {
+  for name in src tgt; do as_pg "$PGBIN/pg_ctl" -D "$BENCH_DIR/$name" -m fast -w stop >/dev/null 2>&1 || true; done
+}
+
+# A fresh, empty target database; and nothing of an earlier run left on the source.
+reset_target() {
+  psql_t -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+  psql_s -d "$DB" -Atc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots" >/dev/null
+  psql_s -d "$DB" -Atc "SELECT 'DROP PUBLICATION ' || quote_ident(pubname) || ';' FROM pg_publication" | psql_s -d "$DB" >/dev/null
+  psql_s -d postgres -c "CHECKPOINT" >/dev/null; psql_t -d postgres -c "CHECKPOINT" >/dev/null
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Copy benchmark: pgferry and its peers move the same dataset from an empty
+# target to a usable one (data, indexes, constraints, sequences), round-robin,
+# REPEAT times each. Prints medians and ratios; appends them to bench/RESULTS.md.
+source "$(dirname "$0")/common.sh"
+REPEAT=${REPEAT:-3}
+PEERS=${PEERS:-"pgferry floor dump_dir dump_pipe pgcopydb lr"}
+OUT=$BENCH_DIR/copy-results.tsv
+clusters_up
+: > "$OUT"
+
+floor_copy() {  # bare binary COPY pipes into index-less tables, then the index builds
+  "$PGBIN/pg_dump" "${S[@]}" -Fc --schema-only -f "$BENCH_DIR/floor.dump" "$DB"
+  "$PGBIN/pg_restore" "${T[@]}" -d "$DB" --section=pre-data "$BENCH_DIR/floor.dump"
+  psql_s -d "$DB" -Atc "SELECT format('%I.%I', n.nspname, c.relname) || ' ' || (pg_relation_size(c.oid) / 8192)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = 'public'" |
+  while read -r t pages; do
+    if [ "$pages" -gt 12800 ]; then half=$((pages / 2))
+      echo "COPY (SELECT * FROM ONLY $t WHERE ctid < '($half,0)') TO STDOUT (FORMAT binary)|$t"
+      echo "COPY (SELECT * FROM ONLY $t WHERE ctid >= '($half,0)') TO STDOUT (FORMAT binary)|$t"
+    else echo "COPY $t TO STDOUT (FORMAT binary)|$t"; fi
+  done | xargs -P "$JOBS" -I{} bash -c 'IFS="|" read -r out t <<< "{}"; '"$PGBIN"'/psql -X -h '"$SOCK"' -p '"$SRC_PORT"' -U postgres -d '"$DB"' -c "$out" | '"$PGBIN"'/psql -X -q -h '"$SOCK"' -p '"$TGT_PORT"' -U postgres -d '"$DB"' -c "COPY $t FROM STDIN (FORMAT binary)"'
+  "$PGBIN/pg_restore" "${T[@]}" -d "$DB" --section=post-data -j "$JOBS" "$BENCH_DIR/floor.dump"
+}
+
+run_peer() {
+  case $1 in
+    pgferry) "$PGFERRY" copy --source "$SRC_URL" --target "$TGT_URL" --jobs "$JOBS" --index-jobs "$JOBS" --split-larger-than 100MB >/dev/null ;;
+    floor) floor_copy ;;
+    dump_dir) rm -rf "$BENCH_DIR/dumpdir"
+      "$PGBIN/pg_dump" "${S[@]}" -Fd -j "$JOBS" -Z0 -f "$BENCH_DIR/dumpdir" "$DB"
+      "$PGBIN/pg_restore" "${T[@]}" -d "$DB" -j "$JOBS" --exit-on-error "$BENCH_DIR/dumpdir" ;;
+    dump_pipe) "$PGBIN/pg_dump" "${S[@]}" "$DB" | "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "${T[@]}" -d "$DB" >/dev/null ;;
+    pgcopydb) rm -rf "$BENCH_DIR/pgcopydb"
+      PGCOPYDB_SOURCE_PGURI="postgresql:///$DB?host=$SOCK&port=$SRC_PORT&user=postgres" \
+      PGCOPYDB_TARGET_PGURI="postgresql:///$DB?host=$SOCK&port=$TGT_PORT&user=postgres" \
+        pgcopydb clone --table-jobs "$JOBS" --index-jobs "$JOBS" --split-tables-larger-than 100MB --dir "$BENCH_DIR/pgcopydb" >/dev/null 2>&1 ;;
+    lr) "$PGBIN/pg_dump" "${S[@]}" -Fc --schema-only -f "$BENCH_DIR/lr.dump" "$DB"
+      "$PGBIN/pg_restore" "${T[@]}" -d "$DB" --section=pre-data "$BENCH_DIR/lr.dump"
+      psql_s -d "$DB" -c "CREATE PUBLICATION bench_pub FOR ALL TABLES" >/dev/null
+      psql_t -d "$DB" -c "CREATE SUBSCRIPTION bench_sub CONNECTION 'host=$SOCK port=$SRC_PORT dbname=$DB user=postgres' PUBLICATION bench_pub" >/dev/null
+      until [ "$(psql_t -d "$DB" -Atc "SELECT count(*) FILTER (WHERE srsubstate <> 'r') FROM pg_subscription_rel")" = 0 ]; do sleep 0.2; done
+      "$PGBIN/pg_restore" "${T[@]}" -d "$DB" --section=post-data -j "$JOBS" "$BENCH_DIR/lr.dump"
+      psql_t -d "$DB" -c "ALTER SUBSCRIPTION bench_sub DISABLE" -c "ALTER SUBSCRIPTION bench_sub SET (slot_name = NONE)" -c "DROP SUBSCRIPTION bench_sub" >/dev/null ;;
+  esac
+}
+
+verify() {
+  local q="SELECT (SELECT count(*) FROM pgbench_accounts) || '/' || (SELECT count(*) FROM documents) || '/' || (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public')"
+  [ "$(psql_s -d "$DB" -Atc "$q")" = "$(psql_t -d "$DB" -Atc "$q")" ] && echo ok || echo FAIL
+}
+
+for run in $(seq "$REPEAT"); do
+  for peer in $PEERS; do
+    if [ "$peer" = pgcopydb ] && ! command -v pgcopydb >/dev/null; then continue; fi
+    reset_target
+    start=$(now); run_peer "$peer"; end=$(now)
+    secs=$(echo "$end - $start" | bc)
+    printf '%s\t%s\t%s\t%s\n' "$peer" "$run" "$secs" "$(verify)" | tee -a "$OUT"
+  done
+done
+
+echo; echo "median wall seconds (JOBS=$JOBS, REPEAT=$REPEAT):"
+for peer in $PEERS; do
+  m=$(awk -v p="$peer" '$1 == p {print $3}' "$OUT" | median)
+  [ -n "$m" ] && printf '%-10s %6.2f s  runs: %s  verify: %s\n' "$peer" "$m" "$(awk -v p="$peer" '$1 == p {printf "%.1f ", $3}' "$OUT")" "$(awk -v p="$peer" '$1 == p {print $4}' "$OUT" | sort -u | tr '\n' ' ')"
+done | tee "$BENCH_DIR/copy-medians.txt"
+pg=$(awk '$1 == "pgferry" {print $2}' "$BENCH_DIR/copy-medians.txt")
+floor=$(awk '$1 == "floor" {print $2}' "$BENCH_DIR/copy-medians.txt")
+best=$(awk '$1 != "pgferry" && $1 != "floor" {print $2}' "$BENCH_DIR/copy-medians.txt" | sort -n | head -1)
+echo "pgferry / best peer = $(echo "scale=2; $pg / $best" | bc)   pgferry / floor = $(echo "scale=2; $pg / $floor" | bc)"
