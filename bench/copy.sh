@@ -13,13 +13,11 @@ floor_copy() {  # bare binary COPY pipes into index-less tables, then the index 
   "$PGBIN/pg_dump" "${S[@]}" -Fc --schema-only -f "$BENCH_DIR/floor.dump" "$DB"
   "$PGBIN/pg_restore" "${T[@]}" -d "$DB" --section=pre-data "$BENCH_DIR/floor.dump"
   psql_s -d "$DB" -Atc "SELECT format('%I.%I', n.nspname, c.relname) || ' ' || (pg_relation_size(c.oid) / 8192)
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = 'public'" |
-  while read -r t pages; do
-    if [ "$pages" -gt 12800 ]; then half=$((pages / 2))
-      echo "COPY (SELECT * FROM ONLY $t WHERE ctid < '($half,0)') TO STDOUT (FORMAT binary)|$t"
-      echo "COPY (SELECT * FROM ONLY $t WHERE ctid >= '($half,0)') TO STDOUT (FORMAT binary)|$t"
-    else echo "COPY $t TO STDOUT (FORMAT binary)|$t"; fi
-  done | xargs -P "$JOBS" -I{} bash -c 'IFS="|" read -r out t <<< "{}"; '"$PGBIN"'/psql -X -h '"$SOCK"' -p '"$SRC_PORT"' -U postgres -d '"$DB"' -c "$out" | '"$PGBIN"'/psql -X -q -h '"$SOCK"' -p '"$TGT_PORT"' -U postgres -d '"$DB"' -c "COPY $t FROM STDIN (FORMAT binary)"'
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = 'public'
+      ORDER BY pg_relation_size(c.oid) DESC" |
+  while read -r t pages; do  # tables over 100 MB in two page ranges, as the research's floor2
+    if [ "$pages" -gt 12800 ]; then echo "$t 0 $((pages / 2))"; echo "$t $((pages / 2))"; else echo "$t"; fi
+  done | xargs -P "$JOBS" -L 1 "$(dirname "$0")/floor_piece.sh"
   "$PGBIN/pg_restore" "${T[@]}" -d "$DB" --section=post-data -j "$JOBS" "$BENCH_DIR/floor.dump"
 }
 

@@ -303,3 +303,24 @@ fn a_copy_killed_inside_a_split_table_resumes_to_an_identical_target() {
         "t"
     );
 }
+
+#[test]
+fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
+    let source = Cluster::start(PgVersion::V15);
+    load_split_table(&source);
+    source.psql("app", "CREATE INDEX items_version ON items (version); CREATE TABLE child (id int PRIMARY KEY, item bigint REFERENCES items);
+                        INSERT INTO child SELECT g, g FROM generate_series(1, 100) g;");
+    let args = ["--jobs", "2", "--split-larger-than", "1MB"];
+    for failpoint in ["copy-after-created:1", "copy-after-slot:1", "copy-after-chunk:2", "copy-after-index:1", "copy-after-data:1"] {
+        let target = Cluster::start(PgVersion::V15);
+        target.create_database("app");
+        let out = copy(&source, &target, &args, &[("PGFERRY_FAILPOINT", failpoint)]);
+        assert_eq!(out.status.code(), Some(137), "{failpoint}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = copy(&source, &target, &args, &[]);
+        assert_ok(&out);
+        assert_eq!(fingerprints(&source), fingerprints(&target), "{failpoint}");
+        assert_same_lines(&schema(&source, PgVersion::V15), &schema(&target, PgVersion::V15), failpoint);
+        assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied", "{failpoint}");
+        source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
+    }
+}

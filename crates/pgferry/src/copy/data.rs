@@ -13,6 +13,7 @@ use pgferry_core::sql::Sql;
 use pgferry_pg::copy_pipe::pipe;
 use pgferry_pg::ConnSpec;
 
+use super::indexes::IndexQueue;
 use super::journal::{self, ChunkRecord};
 use super::{CopyEvent, Progress};
 use crate::error::{Error, Result};
@@ -24,32 +25,33 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) lsn: &'a str,
 }
 
-/// Copies `units` of `tables` with `jobs` workers.
-pub(crate) async fn copy_units(
-    source: &ConnSpec,
-    target: &ConnSpec,
-    migration: &MigrationName,
-    snapshot: Snapshot<'_>,
-    tables: &[CopyTable],
-    units: Vec<CopyUnit>,
-    jobs: usize,
-    progress: &Progress,
-) -> Result<()> {
+/// Where the pieces go and who hears that a table is complete.
+pub(crate) struct DataJob<'a> {
+    pub(crate) source: &'a ConnSpec,
+    pub(crate) target: &'a ConnSpec,
+    pub(crate) migration: &'a MigrationName,
+    pub(crate) snapshot: Snapshot<'a>,
+    pub(crate) tables: &'a [CopyTable],
+    pub(crate) indexes: &'a IndexQueue,
+    pub(crate) progress: &'a Progress,
+}
+
+/// Copies `units` with `jobs` workers; each table whose last piece commits is
+/// handed to the index builders.
+pub(crate) async fn copy_units(job: &DataJob<'_>, units: Vec<CopyUnit>, jobs: usize) -> Result<()> {
+    let mut pieces_left = vec![0i32; job.tables.len()];
+    for unit in &units {
+        pieces_left[unit.table] += 1;
+    }
+    let pieces_left = Mutex::new(pieces_left);
     let queue = Arc::new(Mutex::new(VecDeque::from(units)));
-    let workers = (0..jobs.max(1)).map(|_| worker(source, target, migration, &snapshot, tables, &queue, progress));
+    let workers = (0..jobs.max(1)).map(|_| worker(job, &queue, &pieces_left));
     futures_util::future::try_join_all(workers).await?;
     Ok(())
 }
 
-async fn worker(
-    source: &ConnSpec,
-    target: &ConnSpec,
-    migration: &MigrationName,
-    snapshot: &Snapshot<'_>,
-    tables: &[CopyTable],
-    queue: &Mutex<VecDeque<CopyUnit>>,
-    progress: &Progress,
-) -> Result<()> {
+async fn worker(job: &DataJob<'_>, queue: &Mutex<VecDeque<CopyUnit>>, pieces_left: &Mutex<Vec<i32>>) -> Result<()> {
+    let DataJob { source, target, migration, snapshot, tables, indexes, progress } = job;
     let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
     let Some(mut unit) = next() else { return Ok(()) };
     let src = pgferry_pg::connect(source).await?;
@@ -92,6 +94,14 @@ async fn worker(
             .map_err(|e| Error::server("journaling a copied chunk", e))?;
         dst.batch_execute("COMMIT").await.map_err(|e| Error::server(&format!("committing {}", table.name), e))?;
         failpoint::hit("copy-after-chunk");
+        let table_done = {
+            let mut left = pieces_left.lock().unwrap_or_else(|e| e.into_inner());
+            left[unit.table] -= 1;
+            left[unit.table] == 0
+        };
+        if table_done {
+            indexes.table_ready(&table.name);
+        }
         progress.emit(CopyEvent::ChunkDone {
             table: table.name.to_string(),
             chunk: unit.chunk,

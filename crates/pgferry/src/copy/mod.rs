@@ -9,8 +9,11 @@
 //!    the large objects (metadata and contents) of the same snapshot;
 //! 3. `data`: tables are piped with binary COPY by `--jobs` workers, largest first,
 //!    big tables split into page ranges; each piece commits with its journal row;
-//! 4. `post_data`: indexes, constraints and triggers are built with `--index-jobs`;
-//!    sequences are set; ANALYZE;
+//!    meanwhile `--index-jobs` builders index each table as soon as its rows are in
+//!    (see [`indexes`]);
+//! 4. `post_data`: primary keys and unique constraints are attached to their
+//!    indexes, the rest of post-data (foreign keys, triggers, ...) is restored by
+//!    `pg_restore`; sequences are set; ANALYZE runs in parallel;
 //! 5. `copied`.
 //!
 //! A run killed anywhere and rerun continues: before `data` it starts over (nothing
@@ -20,6 +23,7 @@
 //! the copy already holds, as PostgreSQL's table synchronization does).
 
 mod data;
+mod indexes;
 mod journal;
 mod schema;
 mod source;
@@ -40,6 +44,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
 use data::Snapshot;
+use indexes::IndexQueue;
 use schema::Section;
 
 /// What the operator asked for.
@@ -116,14 +121,11 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
     let missing_roles = missing_roles(&src, &dst).await?;
     let keep_owners = missing_roles.is_empty();
     let workdir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Precondition, format!("making a work directory: {e}")))?;
-    let mut phases = Vec::new();
-    let mut clock = Instant::now();
-    let mut lap = |phases: &mut Vec<(&'static str, f64)>, what: &'static str| {
-        phases.push((what, clock.elapsed().as_secs_f64()));
-        clock = Instant::now();
-    };
+    let mut laps = Laps::start();
+    let (current, stored_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
+    let builds = indexes::plan(&src).await?;
+    let data = DataPhase { source, target, src: &src, dst: &dst, options, builds: &builds, progress };
 
-    let (current, slot_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
     let (slot_lsn, dump) = if current < MigrationPhase::Data {
         progress.emit(CopyEvent::Phase { phase: "schema" });
         journal::set_phase(&dst, name, MigrationPhase::Created, None).await?;
@@ -138,87 +140,137 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         failpoint::hit("copy-after-slot");
         let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), workdir.path()).await?;
         let rerun = current == MigrationPhase::Schema;
-        schema::restore(&pg_restore, target, &dump, Some(Section::PreData), 1, rerun, keep_owners).await?;
+        schema::restore(&pg_restore, target, &dump, Some(Section::PreData), 1, rerun, keep_owners, None).await?;
         if has_large_objects(&src).await? {
             let objects = schema::dump_large_objects(&pg_dump, source, &slot.snapshot_name, workdir.path()).await?;
-            schema::restore(&pg_restore, target, &objects, None, 1, rerun, keep_owners).await?;
+            schema::restore(&pg_restore, target, &objects, None, 1, rerun, keep_owners, None).await?;
         }
         journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;
-        lap(&mut phases, "schema");
-        progress.emit(CopyEvent::Phase { phase: "data" });
-        copy_data(source, target, &src, &dst, options, &slot.snapshot_name, &slot.consistent_point, progress).await?;
+        laps.lap("schema");
+        data.run(&slot.snapshot_name, &slot.consistent_point).await?;
         (slot.consistent_point, dump)
     } else {
-        let slot_lsn = slot_lsn.unwrap_or_default();
         if current == MigrationPhase::Data {
-            progress.emit(CopyEvent::Phase { phase: "data" });
             let temp = create_slot_with_snapshot(source, &format!("{}_resume", name.slot()), true)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
-            copy_data(source, target, &src, &dst, options, &temp.snapshot_name, &temp.consistent_point, progress).await?;
+            data.run(&temp.snapshot_name, &temp.consistent_point).await?;
         }
-        let dump = schema::dump(&pg_dump, source, None, workdir.path()).await?;
-        (slot_lsn, dump)
+        (stored_lsn.unwrap_or_default(), schema::dump(&pg_dump, source, None, workdir.path()).await?)
     };
-    lap(&mut phases, "data");
+    laps.lap("data and indexes");
 
     if current < MigrationPhase::Copied {
-        progress.emit(CopyEvent::Phase { phase: "indexes and constraints" });
+        progress.emit(CopyEvent::Phase { phase: "constraints, triggers and the rest of post-data" });
         journal::set_phase(&dst, name, MigrationPhase::PostData, None).await?;
         failpoint::hit("copy-after-data");
+        if current == MigrationPhase::PostData {
+            // A rerun: indexes from the killed run are kept, missing ones built.
+            let queue = IndexQueue::new(&builds);
+            queue.data_finished();
+            indexes::build_all(target, &queue, options.index_jobs).await?;
+        }
+        indexes::attach_constraints(&dst, &builds).await?;
+        let list = indexes::filter_restore_list(&schema::list(&pg_restore, &dump).await?, &builds);
+        let list_file = workdir.path().join("post-data.list");
+        std::fs::write(&list_file, list).map_err(|e| Error::new(ErrorKind::Precondition, format!("writing {}: {e}", list_file.display())))?;
         let clean = current == MigrationPhase::PostData;
-        schema::restore(&pg_restore, target, &dump, Some(Section::PostData), options.index_jobs, clean, keep_owners).await?;
-        lap(&mut phases, "indexes and constraints");
+        schema::restore(&pg_restore, target, &dump, Some(Section::PostData), options.index_jobs, clean, keep_owners, Some(&list_file))
+            .await?;
+        laps.lap("constraints and the rest");
         progress.emit(CopyEvent::Phase { phase: "sequences and statistics" });
         source::sync_sequences(&src, &dst).await?;
         analyze(target, &dst, options.index_jobs).await?;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
-        lap(&mut phases, "sequences and statistics");
+        laps.lap("sequences and statistics");
     }
     Ok(CopyReport {
         migration: name.to_string(),
         slot_lsn,
         tables: summaries(&dst, name).await?,
-        phases,
+        phases: laps.done(),
         missing_roles,
     })
 }
 
-/// Copies every table not yet finished, under the given snapshot.
-#[allow(clippy::too_many_arguments)]
-async fn copy_data(
-    source: &ConnSpec,
-    target: &ConnSpec,
-    src: &Client,
-    dst: &Client,
-    options: &CopyOptions,
-    snapshot_name: &str,
-    snapshot_lsn: &str,
-    progress: &Progress,
-) -> Result<()> {
-    let name = &options.migration;
-    let finished = journal::finished_tables(dst, name).await?;
-    let listing = {
-        let tx_sql = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot_name);
-        src.batch_execute(tx_sql.as_str()).await.map_err(|e| Error::server("importing the snapshot", e))?;
-        let tables = source::list_tables(src).await;
-        src.batch_execute("COMMIT").await.map_err(|e| Error::server("ending the listing transaction", e))?;
-        tables?
-    };
-    let mut todo: Vec<CopyTable> = Vec::new();
-    for (table, _) in listing {
-        let key = (table.name.schema.as_str().to_string(), table.name.name.as_str().to_string());
-        if finished.contains(&key) {
-            progress.emit(CopyEvent::Kept { table: table.name.to_string() });
-            continue;
-        }
-        empty_table(dst, name, &table).await?;
-        todo.push(table);
+/// Seconds per phase.
+struct Laps {
+    clock: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        Laps { clock: Instant::now(), laps: Vec::new() }
     }
-    let units = plan_copy(&todo, options.split_larger_than);
-    progress.emit(CopyEvent::Planned { tables: todo.len(), units: units.len(), bytes: todo.iter().map(|t| t.bytes).sum() });
-    let snapshot = Snapshot { name: snapshot_name, lsn: snapshot_lsn };
-    data::copy_units(source, target, name, snapshot, &todo, units, options.jobs, progress).await
+
+    fn lap(&mut self, what: &'static str) {
+        self.laps.push((what, self.clock.elapsed().as_secs_f64()));
+        self.clock = Instant::now();
+    }
+
+    fn done(self) -> Vec<(&'static str, f64)> {
+        self.laps
+    }
+}
+
+/// The data phase: rows piped by `--jobs` workers while `--index-jobs` builders
+/// index every table whose rows are complete.
+struct DataPhase<'a> {
+    source: &'a ConnSpec,
+    target: &'a ConnSpec,
+    src: &'a Client,
+    dst: &'a Client,
+    options: &'a CopyOptions,
+    builds: &'a [indexes::IndexBuild],
+    progress: &'a Progress,
+}
+
+impl DataPhase<'_> {
+    /// Copies every table not yet finished, under the given snapshot.
+    async fn run(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<()> {
+        self.progress.emit(CopyEvent::Phase { phase: "data" });
+        let name = &self.options.migration;
+        let finished = journal::finished_tables(self.dst, name).await?;
+        let tx_sql = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot_name);
+        self.src.batch_execute(tx_sql.as_str()).await.map_err(|e| Error::server("importing the snapshot", e))?;
+        let listing = source::list_tables(self.src).await;
+        self.src.batch_execute("COMMIT").await.map_err(|e| Error::server("ending the listing transaction", e))?;
+        let queue = IndexQueue::new(self.builds);
+        let mut todo: Vec<CopyTable> = Vec::new();
+        for (table, _) in listing? {
+            let key = (table.name.schema.as_str().to_string(), table.name.name.as_str().to_string());
+            if finished.contains(&key) {
+                self.progress.emit(CopyEvent::Kept { table: table.name.to_string() });
+                queue.table_ready(&table.name);
+                continue;
+            }
+            empty_table(self.dst, name, &table).await?;
+            todo.push(table);
+        }
+        let units = plan_copy(&todo, self.options.split_larger_than);
+        self.progress.emit(CopyEvent::Planned {
+            tables: todo.len(),
+            units: units.len(),
+            bytes: todo.iter().map(|t| t.bytes).sum(),
+        });
+        let job = data::DataJob {
+            source: self.source,
+            target: self.target,
+            migration: name,
+            snapshot: Snapshot { name: snapshot_name, lsn: snapshot_lsn },
+            tables: &todo,
+            indexes: &queue,
+            progress: self.progress,
+        };
+        let copying = async {
+            let result = data::copy_units(&job, units, self.options.jobs).await;
+            queue.data_finished();
+            result
+        };
+        let building = indexes::build_all(self.target, &queue, self.options.index_jobs);
+        tokio::try_join!(copying, building).map(|_| ())
+    }
 }
 
 /// Empties a table that is about to be copied (again), with its journal rows.

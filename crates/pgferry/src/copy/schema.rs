@@ -69,8 +69,12 @@ pub(crate) async fn restore(
     jobs: usize,
     clean: bool,
     keep_owners: bool,
+    list: Option<&Path>,
 ) -> Result<()> {
     let mut cmd = libpq_command(&pg_restore.path, target);
+    if let Some(list) = list {
+        cmd.arg("--use-list").arg(list);
+    }
     if let Some(section) = section {
         cmd.arg(section.flag());
     }
@@ -85,6 +89,23 @@ pub(crate) async fn restore(
     }
     cmd.arg(dump);
     run(cmd, "pg_restore into the target").await
+}
+
+/// The dump's table of contents, as `pg_restore --list` prints it.
+pub(crate) async fn list(pg_restore: &Tool, dump: &Path) -> Result<String> {
+    let mut cmd = Command::new(&pg_restore.path);
+    cmd.arg("--list").arg(dump).stdin(Stdio::null()).stderr(Stdio::piped()).stdout(Stdio::piped());
+    let output = cmd
+        .output()
+        .await
+        .map_err(|e| Error::new(ErrorKind::Precondition, format!("pg_restore --list could not start: {e}")))?;
+    if !output.status.success() {
+        return Err(Error::new(
+            ErrorKind::Server,
+            format!("pg_restore --list failed: {}", String::from_utf8_lossy(&output.stderr).trim()),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn libpq_command(program: &Path, spec: &ConnSpec) -> Command {

@@ -1,0 +1,300 @@
+//! Index builds that start as soon as a table's rows are in.
+//!
+//! Building indexes after all the data, as `pg_restore --section=post-data` does,
+//! leaves the machine half idle at the end, waiting on the largest table's primary
+//! key. Here each plain table's indexes are queued the moment its last piece
+//! commits, and `--index-jobs` workers build them while other tables are still
+//! being copied. Primary keys and unique constraints are built as unique indexes
+//! first (which, unlike `ADD CONSTRAINT`, run side by side on one table) and
+//! attached afterwards with `ADD CONSTRAINT ... USING INDEX`, which is instant
+//! ([ALTER TABLE](https://www.postgresql.org/docs/current/sql-altertable.html)).
+//!
+//! Definitions come from the server (`pg_get_indexdef`, read with an empty
+//! `search_path` so every name is qualified). Everything else of post-data
+//! (foreign keys, triggers, exclusion constraints, partitioned indexes, ...) is left
+//! to `pg_restore`, with the entries built here removed from its list by OID.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+
+use pgferry_core::names::STATE_SCHEMA;
+use pgferry_core::sql::{Ident, QualifiedName, ServerSql, Sql};
+use pgferry_pg::ConnSpec;
+use tokio::sync::Notify;
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+
+/// A constraint attached to a built index.
+#[derive(Clone, Debug)]
+pub(crate) struct IndexConstraint {
+    pub(crate) oid: u32,
+    pub(crate) name: Ident,
+    pub(crate) primary: bool,
+    pub(crate) deferrable: bool,
+    pub(crate) deferred: bool,
+}
+
+/// One index to build on the target.
+#[derive(Clone, Debug)]
+pub(crate) struct IndexBuild {
+    pub(crate) table: QualifiedName,
+    pub(crate) index: QualifiedName,
+    pub(crate) oid: u32,
+    pub(crate) definition: ServerSql,
+    pub(crate) constraint: Option<IndexConstraint>,
+}
+
+/// Reads the indexes of plain tables (not partitioned, not partitions) whose
+/// build this module takes over: plain indexes, and those of primary key and
+/// unique constraints.
+pub(crate) async fn plan(src: &Client) -> Result<Vec<IndexBuild>> {
+    src.batch_execute("SET search_path = ''").await.map_err(|e| Error::server("preparing to read index definitions", e))?;
+    let rows = src
+        .query(
+            "SELECT n.nspname::text, t.relname::text, i.relname::text, i.oid, pg_get_indexdef(i.oid),
+                    c.oid, c.conname::text, c.contype = 'p', c.condeferrable, c.condeferred
+             FROM pg_index x
+             JOIN pg_class i ON i.oid = x.indexrelid
+             JOIN pg_class t ON t.oid = x.indrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+             LEFT JOIN pg_constraint c ON c.conindid = i.oid AND c.conrelid = t.oid AND c.contype IN ('p', 'u', 'x')
+             WHERE t.relkind = 'r' AND NOT t.relispartition AND i.relkind = 'i' AND x.indisvalid
+               AND coalesce(c.contype, 'u') <> 'x'
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = t.oid AND d.deptype = 'e')
+             ORDER BY n.nspname, t.relname, i.relname",
+            &[&STATE_SCHEMA],
+        )
+        .await;
+    src.batch_execute("RESET search_path").await.map_err(|e| Error::server("reading index definitions", e))?;
+    let rows = rows.map_err(|e| Error::server("reading the source's index definitions", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let schema: String = r.get(0);
+            IndexBuild {
+                table: QualifiedName::from_catalog(schema.clone(), r.get::<_, String>(1)),
+                index: QualifiedName::from_catalog(schema, r.get::<_, String>(2)),
+                oid: r.get(3),
+                definition: ServerSql::from_catalog(r.get::<_, String>(4)),
+                constraint: r.get::<_, Option<u32>>(5).map(|oid| IndexConstraint {
+                    oid,
+                    name: Ident::from_catalog(r.get::<_, String>(6)),
+                    primary: r.get(7),
+                    deferrable: r.get(8),
+                    deferred: r.get(9),
+                }),
+            }
+        })
+        .collect())
+}
+
+/// The builds, released table by table as their data lands.
+pub(crate) struct IndexQueue {
+    state: Mutex<QueueState>,
+    changed: Notify,
+}
+
+struct QueueState {
+    waiting: HashMap<QualifiedName, Vec<IndexBuild>>,
+    ready: VecDeque<IndexBuild>,
+    data_done: bool,
+}
+
+impl IndexQueue {
+    pub(crate) fn new(builds: &[IndexBuild]) -> Self {
+        let mut waiting: HashMap<QualifiedName, Vec<IndexBuild>> = HashMap::new();
+        for build in builds {
+            waiting.entry(build.table.clone()).or_default().push(build.clone());
+        }
+        IndexQueue {
+            state: Mutex::new(QueueState { waiting, ready: VecDeque::new(), data_done: false }),
+            changed: Notify::new(),
+        }
+    }
+
+    /// All of `table`'s rows are on the target: its indexes may be built.
+    pub(crate) fn table_ready(&self, table: &QualifiedName) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(builds) = state.waiting.remove(table) {
+            state.ready.extend(builds);
+            drop(state);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// No more data will land: every remaining build may start.
+    pub(crate) fn data_finished(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.data_done = true;
+        let rest: Vec<IndexBuild> = state.waiting.drain().flat_map(|(_, b)| b).collect();
+        state.ready.extend(rest);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// The next build, waiting for one; `None` when all are handed out.
+    async fn next(&self) -> Option<IndexBuild> {
+        loop {
+            let notified = self.changed.notified();
+            {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(build) = state.ready.pop_front() {
+                    return Some(build);
+                }
+                if state.data_done {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Runs `jobs` builders until the queue is drained and the data is done.
+pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize) -> Result<()> {
+    let builder = || async {
+        let client = pgferry_pg::connect(target).await?;
+        while let Some(build) = queue.next().await {
+            build_one(&client, &build).await?;
+        }
+        Ok::<(), Error>(())
+    };
+    futures_util::future::try_join_all((0..jobs.max(1)).map(|_| builder())).await.map(|_| ())
+}
+
+/// Builds one index unless a previous run already did.
+async fn build_one(client: &Client, build: &IndexBuild) -> Result<()> {
+    let exists = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&build.index.to_string()])
+        .await
+        .map_err(|e| Error::server("looking up an index on the target", e))?
+        .get::<_, bool>(0);
+    if exists {
+        return Ok(());
+    }
+    let sql = Sql::new("").server_sql(&build.definition);
+    client
+        .batch_execute(sql.as_str())
+        .await
+        .map_err(|e| Error::server(&format!("building the index {} on the target", build.index), e))?;
+    crate::failpoint::hit("copy-after-index");
+    Ok(())
+}
+
+/// Attaches primary keys and unique constraints to their built indexes; skips
+/// those already attached.
+pub(crate) async fn attach_constraints(client: &Client, builds: &[IndexBuild]) -> Result<()> {
+    for build in builds {
+        let Some(c) = &build.constraint else { continue };
+        let exists = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = $1::text::regclass AND conname = $2)",
+                &[&build.table.to_string(), &c.name.as_str()],
+            )
+            .await
+            .map_err(|e| Error::server("looking up a constraint on the target", e))?
+            .get::<_, bool>(0);
+        if !exists {
+            client
+                .batch_execute(attach_sql(build, c).as_str())
+                .await
+                .map_err(|e| Error::server(&format!("adding the constraint {} on {}", c.name, build.table), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn attach_sql(build: &IndexBuild, c: &IndexConstraint) -> Sql {
+    Sql::new("ALTER TABLE ONLY ")
+        .name(&build.table)
+        .push(" ADD CONSTRAINT ")
+        .ident(&c.name)
+        .push(if c.primary { " PRIMARY KEY USING INDEX " } else { " UNIQUE USING INDEX " })
+        .ident(&build.index.name)
+        .push(match (c.deferrable, c.deferred) {
+            (true, true) => " DEFERRABLE INITIALLY DEFERRED",
+            (true, false) => " DEFERRABLE",
+            (false, _) => "",
+        })
+}
+
+/// The `pg_restore` list without the entries built here (matched by catalog and
+/// OID: `1259` is pg_class for indexes, `2606` pg_constraint for constraints).
+pub(crate) fn filter_restore_list(list: &str, builds: &[IndexBuild]) -> String {
+    let mut skip: HashSet<(u32, u32)> = HashSet::new();
+    for build in builds {
+        skip.insert((1259, build.oid));
+        if let Some(c) = &build.constraint {
+            skip.insert((2606, c.oid));
+        }
+    }
+    list.lines()
+        .filter(|line| entry_key(line).is_none_or(|key| !skip.contains(&key)))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// `3337; 1259 16385 INDEX public i owner` -> (1259, 16385).
+fn entry_key(line: &str) -> Option<(u32, u32)> {
+    let (_, rest) = line.split_once("; ")?;
+    let mut fields = rest.split_whitespace();
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(oid: u32, constraint: Option<u32>) -> IndexBuild {
+        IndexBuild {
+            table: QualifiedName::from_catalog("s", "t"),
+            index: QualifiedName::from_catalog("s", "t_pkey"),
+            oid,
+            definition: ServerSql::from_catalog("CREATE UNIQUE INDEX t_pkey ON s.t USING btree (id)"),
+            constraint: constraint.map(|oid| IndexConstraint {
+                oid,
+                name: Ident::from_catalog("t pkey"),
+                primary: true,
+                deferrable: false,
+                deferred: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn restore_lists_lose_exactly_the_built_entries() {
+        let list = ";\n; Archive created\n3001; 1259 500 INDEX s i owner\n3002; 2606 600 CONSTRAINT s t t_pkey owner\n3003; 2606 700 FK CONSTRAINT s t t_fk owner\n3004; 2620 800 TRIGGER s t tr owner\n";
+        let kept = filter_restore_list(list, &[build(500, Some(600))]);
+        assert_eq!(kept, ";\n; Archive created\n3003; 2606 700 FK CONSTRAINT s t t_fk owner\n3004; 2620 800 TRIGGER s t tr owner\n");
+    }
+
+    #[test]
+    fn constraints_attach_with_quoted_names_and_deferral() {
+        let b = build(1, Some(2));
+        let mut c = b.constraint.clone().unwrap();
+        assert_eq!(
+            attach_sql(&b, &c).as_str(),
+            "ALTER TABLE ONLY \"s\".\"t\" ADD CONSTRAINT \"t pkey\" PRIMARY KEY USING INDEX \"t_pkey\""
+        );
+        c.primary = false;
+        c.deferrable = true;
+        c.deferred = true;
+        assert!(attach_sql(&b, &c).as_str().ends_with("UNIQUE USING INDEX \"t_pkey\" DEFERRABLE INITIALLY DEFERRED"));
+    }
+
+    #[tokio::test]
+    async fn builds_are_released_when_their_table_is_ready() {
+        let queue = IndexQueue::new(&[build(1, None)]);
+        let other = QualifiedName::from_catalog("s", "other");
+        queue.table_ready(&other);
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), queue.next()).await.is_err());
+        queue.table_ready(&QualifiedName::from_catalog("s", "t"));
+        assert_eq!(queue.next().await.unwrap().oid, 1);
+        queue.data_finished();
+        assert!(queue.next().await.is_none());
+    }
+}
