@@ -58,6 +58,8 @@ fn load_rich_database(c: &Cluster) {
          CREATE TABLE shop.events_2024 PARTITION OF shop.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
          CREATE TABLE shop.events_rest PARTITION OF shop.events DEFAULT;
          CREATE TABLE public.audit (at timestamptz DEFAULT now(), message text);
+         CREATE UNLOGGED TABLE public.scratch (id int PRIMARY KEY, note text);
+         INSERT INTO public.scratch SELECT g, 'note ' || g FROM generate_series(1, 300) g;
          CREATE SEQUENCE shop.free_counter INCREMENT -3 START 100 MINVALUE -1000 MAXVALUE 100;
          SELECT nextval('shop.free_counter'); SELECT nextval('shop.free_counter');
          INSERT INTO shop.customers (name, email) SELECT 'c' || g, 'c' || g || '@x' FROM generate_series(1, 500) g;

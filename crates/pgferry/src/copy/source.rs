@@ -8,18 +8,32 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// How a table can be published.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Publishable {
+    /// It has a replica identity: every change can be replicated.
+    Fully,
+    /// No replica identity: only inserts and truncates can be published without
+    /// making the source's UPDATE and DELETE fail.
+    InsertsOnly,
+    /// Unlogged: nothing reaches the WAL, so it is copied, never published.
+    Never,
+}
+
 /// Leaf tables of user schemas (partitions included, partitioned parents and
 /// extension-owned tables left out), with the columns that hold data.
-pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(CopyTable, bool)>> {
+pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(CopyTable, Publishable)>> {
     let rows = source
         .query(
             "SELECT n.nspname::text, c.relname::text,
                     array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
                     pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
                     pg_relation_size(c.oid) / $2,
-                    c.relreplident = 'f'
+                    CASE WHEN c.relpersistence <> 'p' THEN 'never'
+                    WHEN c.relreplident = 'f'
                     OR (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
                     OR (c.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))
+                    THEN 'fully' ELSE 'inserts_only' END
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -44,21 +58,29 @@ pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(Copy
                 bytes: r.get(3),
                 pages: r.get(4),
             };
-            (table, r.get::<_, bool>(5))
+            let publishable = match r.get::<_, &str>(5) {
+                "fully" => Publishable::Fully,
+                "inserts_only" => Publishable::InsertsOnly,
+                _ => Publishable::Never,
+            };
+            (table, publishable)
         })
         .collect())
 }
 
 /// Creates the migration's publications when missing: one for the tables with a
 /// replica identity, and an inserts-and-truncates-only one for the others, so that
-/// no UPDATE or DELETE on the source starts failing because of pgferry.
+/// no UPDATE or DELETE on the source starts failing because of pgferry. Unlogged
+/// tables cannot be published at all.
 pub(crate) async fn ensure_publications(
     source: &Client,
     name: &MigrationName,
-    tables: &[(CopyTable, bool)],
+    tables: &[(CopyTable, Publishable)],
 ) -> Result<()> {
-    let full: Vec<&QualifiedName> = tables.iter().filter(|(_, id)| *id).map(|(t, _)| &t.name).collect();
-    let insert_only: Vec<&QualifiedName> = tables.iter().filter(|(_, id)| !*id).map(|(t, _)| &t.name).collect();
+    let members = |kind: Publishable| -> Vec<&QualifiedName> {
+        tables.iter().filter(|(_, p)| *p == kind).map(|(t, _)| &t.name).collect()
+    };
+    let (full, insert_only) = (members(Publishable::Fully), members(Publishable::InsertsOnly));
     for (publication, members, options) in [
         (name.publication(), full, Sql::new("")),
         (name.insert_only_publication(), insert_only, Sql::new(" WITH (publish = 'insert, truncate')")),
