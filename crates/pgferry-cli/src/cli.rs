@@ -22,6 +22,8 @@ pub(crate) enum Command {
     Check(CheckArgs),
     /// Copy schema and data into an empty target under one consistent snapshot (resumable).
     Copy(CopyArgs),
+    /// Prove that source and target hold the same rows (exit 0 equal, 1 different).
+    Validate(ValidateArgs),
     /// List what a database holds: tables, keys, triggers, sequences, indexes, views.
     Inventory(crate::target::InventoryArgs),
     /// Steps 3 and 6 of an AWS DMS migration: the target's foreign keys, triggers and sequences.
@@ -76,6 +78,26 @@ pub(crate) struct CopyArgs {
     /// Split tables larger than this into page ranges copied in parallel (e.g. 100MB; 0 = never).
     #[arg(long, default_value = "100MB", value_parser = parse_size)]
     pub(crate) split_larger_than: i64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ValidateArgs {
+    #[command(flatten)]
+    pub(crate) pair: Pair,
+    /// Parallel workers (each holds one connection per side).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) jobs: usize,
+    /// Rows per chunk of a table with a key.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) chunk_rows: i64,
+    /// Keys listed per differing table.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) max_differences: usize,
+    /// Show the rows' values in differences (they may be personal data).
+    #[arg(long)]
+    pub(crate) show_values: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

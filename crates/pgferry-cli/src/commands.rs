@@ -6,13 +6,14 @@ use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{CheckArgs, Command, CopyArgs, Format};
+use crate::cli::{CheckArgs, Command, CopyArgs, Format, ValidateArgs};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Check(args) => check(args).await,
         Command::Copy(args) => copy(args).await,
+        Command::Validate(args) => validate(args).await,
         Command::Inventory(args) => crate::target::inventory(args).await,
         Command::Target(command) => crate::target::run(command).await,
     }
@@ -74,4 +75,20 @@ fn parse_pair(source: &str, target: &str) -> Result<(ConnSpec, ConnSpec)> {
         (Ok(s), Ok(t)) => Ok((s, t)),
         (s, t) => Err(pgferry::Error::combine(s.err().into_iter().chain(t.err()).collect())),
     }
+}
+
+async fn validate(args: ValidateArgs) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
+    let options = pgferry::validate::ValidateOptions {
+        jobs: args.jobs.max(1),
+        chunk_rows: args.chunk_rows.max(1),
+        max_differences: args.max_differences,
+        show_values: args.show_values,
+    };
+    let report = pgferry::validate::validate(&source, &target, &options).await?;
+    match args.format {
+        Format::Table => print!("{}", render::validation(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+    }
+    Ok(if report.equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use pgferry::check::CheckReport;
 use pgferry::copy::CopyReport;
+use pgferry::validate::ValidationReport;
 use pgferry_core::preflight::human_bytes;
 use pgferry_core::preflight::{Finding, Severity, Side};
 
@@ -75,5 +76,38 @@ pub(crate) fn copy_summary(report: &CopyReport) -> String {
         );
     }
     let _ = writeln!(out, "\nmigration {}: copied; change capture starts at {}", report.migration, report.slot_lsn);
+    out
+}
+
+/// The validation report: per table rows on each side and chunks; each
+/// difference by key; a summary line.
+pub(crate) fn validation(report: &ValidationReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<44} {:>12} {:>12} {:>7} {:>8} {:>10}", "table", "source rows", "target rows", "chunks", "matched", "mismatched");
+    for t in &report.tables {
+        let _ = writeln!(
+            out,
+            "{:<44} {:>12} {:>12} {:>7} {:>8} {:>10}",
+            t.table, t.source_rows, t.target_rows, t.chunks, t.matched, t.mismatched
+        );
+        if let Some(problem) = &t.problem {
+            let _ = writeln!(out, "    {problem}");
+        }
+        for d in &t.differences {
+            let _ = writeln!(out, "    {:?} key {}", d.difference, d.key);
+            if let Some(row) = &d.source_row {
+                let _ = writeln!(out, "      source: {row}");
+            }
+            if let Some(row) = &d.target_row {
+                let _ = writeln!(out, "      target: {row}");
+            }
+        }
+        if !t.keyed && t.mismatched > 0 {
+            let _ = writeln!(out, "    (no key: the differing rows are listed by their whole value)");
+        }
+    }
+    let differing = report.tables.iter().filter(|t| t.mismatched > 0 || t.problem.is_some()).count();
+    let verdict = if report.equal { "EQUAL" } else { "DIFFERENT" };
+    let _ = writeln!(out, "{verdict}: {} table(s) compared, {differing} differ", report.tables.len());
     out
 }

@@ -12,3 +12,4 @@ pub mod phase;
 pub mod preflight;
 pub mod sql;
 pub mod target;
+pub mod validation;

@@ -6,6 +6,7 @@ pub mod copy;
 pub mod error;
 pub mod inventory;
 pub mod target;
+pub mod validate;
 pub mod failpoint;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,227 @@
+//! `pgferry validate`: proof that source and target hold the same rows.
+//!
+//! Both sides are read under one exported snapshot each
+//! ([`pg_export_snapshot`](https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-SNAPSHOT-SYNCHRONIZATION)),
+//! shared by `--jobs` workers, so the comparison is of two consistent states.
+//! Tables are cut into key-range chunks (see [`tables`]); each chunk's fingerprint
+//! is compared, and only a chunk that differs is listed row by row to name the keys
+//! that are missing, extra or changed (`pgferry_core::validation`).
+
+mod tables;
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use pgferry_core::sql::{QualifiedName, Sql};
+use pgferry_core::validation::{diff_rows, Fingerprint, KeyDifference, RowDigest};
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use tables::ValidatedTable;
+
+/// What the operator asked for.
+#[derive(Clone, Debug)]
+pub struct ValidateOptions {
+    pub jobs: usize,
+    pub chunk_rows: i64,
+    /// Keys listed per differing table.
+    pub max_differences: usize,
+    /// Show row values in differences (they may be personal data).
+    pub show_values: bool,
+}
+
+/// The verdict for one table.
+#[derive(Debug, Serialize)]
+pub struct TableVerdict {
+    pub table: String,
+    pub keyed: bool,
+    pub source_rows: i64,
+    pub target_rows: i64,
+    pub chunks: usize,
+    pub matched: usize,
+    pub mismatched: usize,
+    pub differences: Vec<KeyDifference>,
+    /// Set when the table could not be compared (missing on the target, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ValidationReport {
+    pub equal: bool,
+    pub tables: Vec<TableVerdict>,
+}
+
+struct Chunk {
+    table: usize,
+    low: Option<Vec<String>>,
+    high: Option<Vec<String>>,
+}
+
+/// Compares every table of the source with the target.
+pub async fn validate(source: &ConnSpec, target: &ConnSpec, options: &ValidateOptions) -> Result<ValidationReport> {
+    let src = pgferry_pg::connect(source).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    let src_snapshot = export_snapshot(&src, "source").await?;
+    let dst_snapshot = export_snapshot(&dst, "target").await?;
+    let tables = tables::list(&src).await?;
+    let mut verdicts: Vec<TableVerdict> = tables.iter().map(|t| verdict(&t.name, !t.key.is_empty())).collect();
+    let mut chunks = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        if !exists(&dst, &table.name).await? {
+            verdicts[index].problem = Some("missing on the target".into());
+            continue;
+        }
+        let bounds = tables::boundaries(&src, table, options.chunk_rows.max(1)).await?;
+        let mut low = None;
+        for bound in bounds {
+            chunks.push(Chunk { table: index, low: low.take(), high: Some(bound.clone()) });
+            low = Some(bound);
+        }
+        chunks.push(Chunk { table: index, low, high: None });
+    }
+    let queue = Mutex::new(VecDeque::from(chunks));
+    let results = Mutex::new(Vec::new());
+    let worker = || async {
+        let s = open_worker(source, &src_snapshot).await?;
+        let t = open_worker(target, &dst_snapshot).await?;
+        loop {
+            let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok::<(), Error>(()) };
+            let table = &tables[chunk.table];
+            let (a, b) = tokio::try_join!(fingerprint(&s, table, &chunk), fingerprint(&t, table, &chunk))?;
+            let differences = if a == b {
+                Vec::new()
+            } else {
+                let (x, y) = tokio::try_join!(rows(&s, table, &chunk), rows(&t, table, &chunk))?;
+                let mut found = diff_rows(&x, &y, options.max_differences, options.show_values);
+                for d in &mut found {
+                    d.key = key_text(std::mem::take(&mut d.key));
+                }
+                found
+            };
+            results.lock().unwrap_or_else(|e| e.into_inner()).push((chunk.table, a, b, differences));
+        }
+    };
+    futures_util::future::try_join_all((0..options.jobs.max(1)).map(|_| worker())).await?;
+    for (index, a, b, differences) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        let v = &mut verdicts[index];
+        v.chunks += 1;
+        v.source_rows += a.rows;
+        v.target_rows += b.rows;
+        if a == b {
+            v.matched += 1;
+        } else {
+            v.mismatched += 1;
+            let room = options.max_differences.saturating_sub(v.differences.len());
+            v.differences.extend(differences.into_iter().take(room));
+        }
+    }
+    for v in &mut verdicts {
+        v.differences.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    let equal = verdicts.iter().all(|v| v.mismatched == 0 && v.problem.is_none());
+    Ok(ValidationReport { equal, tables: verdicts })
+}
+
+fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
+    TableVerdict {
+        table: name.to_string(),
+        keyed,
+        source_rows: 0,
+        target_rows: 0,
+        chunks: 0,
+        matched: 0,
+        mismatched: 0,
+        differences: Vec::new(),
+        problem: None,
+    }
+}
+
+/// Opens a snapshot transaction whose snapshot the workers import; the returned
+/// client must stay open while they work.
+async fn export_snapshot(client: &Client, side: &str) -> Result<String> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| Error::server(&format!("starting a snapshot on the {side}"), e))?;
+    client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server(&format!("exporting a snapshot on the {side}"), e))
+}
+
+async fn open_worker(spec: &ConnSpec, snapshot: &str) -> Result<Client> {
+    let client = pgferry_pg::connect(spec).await?;
+    let sql = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot);
+    client.batch_execute(sql.as_str()).await.map_err(|e| Error::server("importing the validation snapshot", e))?;
+    Ok(client)
+}
+
+async fn exists(client: &Client, table: &QualifiedName) -> Result<bool> {
+    client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.to_string()])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("looking up a table on the target", e))
+}
+
+fn bound_params(chunk: &Chunk) -> Vec<&(dyn ToSql + Sync)> {
+    chunk
+        .low
+        .iter()
+        .chain(chunk.high.iter())
+        .flatten()
+        .map(|v| v as &(dyn ToSql + Sync))
+        .collect()
+}
+
+async fn fingerprint(client: &Client, table: &ValidatedTable, chunk: &Chunk) -> Result<Fingerprint> {
+    let sql = Sql::new("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM ONLY ")
+        .name(&table.name)
+        .push(" t")
+        .append(tables::range_predicate(table, chunk.low.is_some(), chunk.high.is_some()));
+    let row = client
+        .query_one(sql.as_str(), &bound_params(chunk))
+        .await
+        .map_err(|e| Error::server(&format!("fingerprinting {}", table.name), e))?;
+    Ok(Fingerprint { rows: row.get(0), hash_sum: row.get(1) })
+}
+
+/// The chunk's rows by key (in byte order of the key's text, the same on both
+/// sides whatever their collation), with hashes and text forms.
+async fn rows(client: &Client, table: &ValidatedTable, chunk: &Chunk) -> Result<Vec<RowDigest>> {
+    let key = if table.key.is_empty() {
+        Sql::new("t::text")
+    } else {
+        Sql::new("ROW(").ident_list(table.key.iter().map(|k| &k.name)).push(", NULL)::text")
+    };
+    let sql = Sql::new("SELECT (")
+        .append(key)
+        .push(") COLLATE \"C\" AS pgferry_key, hashtextextended(t::text, 0), t::text COLLATE \"C\" AS pgferry_row FROM ONLY ")
+        .name(&table.name)
+        .push(" t")
+        .append(tables::range_predicate(table, chunk.low.is_some(), chunk.high.is_some()))
+        .push(" ORDER BY pgferry_key, pgferry_row");
+    let rows = client
+        .query(sql.as_str(), &bound_params(chunk))
+        .await
+        .map_err(|e| Error::server(&format!("listing rows of {}", table.name), e))?;
+    Ok(rows
+        .iter()
+        .map(|r| RowDigest { key: r.get(0), hash: r.get(1), text: r.get(2) })
+        .collect())
+}
+
+/// `ROW(k1, k2, NULL)::text` is `(a,b,)`: shown as `(a,b)`. (The trailing NULL
+/// keeps a one-column key a row, so every key prints the same way; rows are
+/// ordered and merged on the raw form.)
+fn key_text(raw: String) -> String {
+    match raw.strip_suffix(",)") {
+        Some(prefix) => format!("{prefix})"),
+        None => raw,
+    }
+}

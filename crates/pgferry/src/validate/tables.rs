@@ -1,0 +1,134 @@
+//! The tables to validate and how to cut them into chunks.
+//!
+//! A table with a primary key (or a replica identity index) is cut at every
+//! `chunk_rows`-th key of the source, in the key's own order, so each chunk is an
+//! index range scan on both sides. A table without one is compared whole, with an
+//! order-independent fingerprint.
+
+use pgferry_core::names::STATE_SCHEMA;
+use pgferry_core::sql::{Ident, QualifiedName, ServerSql, Sql};
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+
+/// A key column and its type as the server names it (for casts of bound text).
+#[derive(Clone, Debug)]
+pub(crate) struct KeyColumn {
+    pub(crate) name: Ident,
+    pub(crate) type_name: ServerSql,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ValidatedTable {
+    pub(crate) name: QualifiedName,
+    /// Empty for a table without a usable key.
+    pub(crate) key: Vec<KeyColumn>,
+}
+
+/// Leaf tables of user schemas with their key columns (primary key, else the
+/// replica identity index).
+pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
+    let rows = src
+        .query(
+            "SELECT n.nspname::text, c.relname::text,
+                    coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
+                              FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
+                              WHERE x.indrelid = c.oid AND (x.indisprimary OR x.indisreplident) AND a.attrelid = c.oid AND a.attnum = k.attnum
+                              GROUP BY x.indexrelid, x.indisprimary ORDER BY x.indisprimary DESC LIMIT 1), '{}'),
+                    coalesce((SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+                              FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
+                              WHERE x.indrelid = c.oid AND (x.indisprimary OR x.indisreplident) AND a.attrelid = c.oid AND a.attnum = k.attnum
+                              GROUP BY x.indexrelid, x.indisprimary ORDER BY x.indisprimary DESC LIMIT 1), '{}')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.deptype = 'e')
+             ORDER BY pg_relation_size(c.oid) DESC, 1, 2",
+            &[&STATE_SCHEMA],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's tables", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let names: Vec<String> = r.get(2);
+            let types: Vec<String> = r.get(3);
+            ValidatedTable {
+                name: QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)),
+                key: names
+                    .into_iter()
+                    .zip(types)
+                    .map(|(n, t)| KeyColumn { name: Ident::from_catalog(n), type_name: ServerSql::from_catalog(t) })
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// The source's keys at every `chunk_rows`-th row, as text, in key order.
+pub(crate) async fn boundaries(src: &Client, table: &ValidatedTable, chunk_rows: i64) -> Result<Vec<Vec<String>>> {
+    if table.key.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&Ident> = table.key.iter().map(|k| &k.name).collect();
+    let mut texts = Sql::new("");
+    for (i, k) in table.key.iter().enumerate() {
+        texts = texts.push(if i == 0 { "" } else { ", " }).ident(&k.name).push("::text");
+    }
+    let sql = Sql::new("SELECT ")
+        .append(texts)
+        .push(" FROM (SELECT ")
+        .ident_list(names.iter().copied())
+        .push(", row_number() OVER (ORDER BY ")
+        .ident_list(names.iter().copied())
+        .push(") AS pgferry_rn FROM ONLY ")
+        .name(&table.name)
+        .push(") s WHERE pgferry_rn % $1 = 1 AND pgferry_rn > 1 ORDER BY pgferry_rn");
+    let rows = src
+        .query(sql.as_str(), &[&chunk_rows])
+        .await
+        .map_err(|e| Error::server(&format!("cutting {} into chunks", table.name), e))?;
+    Ok(rows.iter().map(|r| (0..table.key.len()).map(|i| r.get::<_, String>(i)).collect()).collect())
+}
+
+/// `WHERE (k1, k2) >= (lo...) AND (k1, k2) < (hi...)`, with bound values as
+/// parameters `$1..` cast from text to each key column's type.
+pub(crate) fn range_predicate(table: &ValidatedTable, has_low: bool, has_high: bool) -> Sql {
+    let mut sql = Sql::new(" WHERE true");
+    let mut param = 1;
+    for (present, op) in [(has_low, " >= "), (has_high, " < ")] {
+        if !present {
+            continue;
+        }
+        sql = sql.push(" AND (").ident_list(table.key.iter().map(|k| &k.name)).push(")").push(op).push("(");
+        for (i, k) in table.key.iter().enumerate() {
+            sql = sql.push(if i == 0 { "$" } else { ", $" }).int(param).push("::text::").server_sql(&k.type_name);
+            param += 1;
+        }
+        sql = sql.push(")");
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_compare_key_rows_with_typed_parameters() {
+        let table = ValidatedTable {
+            name: QualifiedName::from_catalog("s", "t"),
+            key: vec![
+                KeyColumn { name: Ident::from_catalog("a"), type_name: ServerSql::from_catalog("integer") },
+                KeyColumn { name: Ident::from_catalog("B"), type_name: ServerSql::from_catalog("text") },
+            ],
+        };
+        assert_eq!(
+            range_predicate(&table, true, true).as_str(),
+            " WHERE true AND (\"a\", \"B\") >= ($1::text::integer, $2::text::text) AND (\"a\", \"B\") < ($3::text::integer, $4::text::text)"
+        );
+        assert_eq!(range_predicate(&table, false, false).as_str(), " WHERE true");
+        assert!(range_predicate(&table, false, true).as_str().contains("< ($1::text::integer"));
+    }
+}
