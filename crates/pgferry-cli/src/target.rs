@@ -163,7 +163,7 @@ fn report_table(report: &TargetReport) -> String {
     let done = report.objects.len() - report.objects.iter().filter(|o| matches!(o.outcome, Outcome::Failed { .. })).count();
     let _ = writeln!(out, "{done} object(s) done, {} failure(s)", report.failures);
     if report.objects.iter().any(|o| matches!(o.outcome, Outcome::Failed { .. })) {
-        let _ = writeln!(out, "fix the rows above (delete or repair the orphans), then run: pgferry target validate-constraints --target ...");
+        let _ = writeln!(out, "repair or delete the rows named above, then run pgferry target validate-constraints (rerun pgferry target restore for a foreign key that could not be added)");
     }
     out
 }

@@ -221,8 +221,9 @@ pub fn save_statements(fresh: &Journal) -> Vec<Sql> {
                 .push(", ")
                 .literal(t.name.as_str())
                 .push(", ")
-                .push(state_word(t.saved_state))
-                .push(", ")
+                .push("'")
+                .push(t.saved_state.as_str())
+                .push("', ")
                 .bool(t.cloned_from_parent)
                 .push(", ")
                 .literal(t.definition.as_str())
@@ -233,26 +234,13 @@ pub fn save_statements(fresh: &Journal) -> Vec<Sql> {
     out
 }
 
-fn state_word(state: TriggerState) -> &'static str {
-    match state {
-        TriggerState::Origin => "'origin'",
-        TriggerState::Disabled => "'disabled'",
-        TriggerState::Replica => "'replica'",
-        TriggerState::Always => "'always'",
-    }
-}
-
 /// `UPDATE pgferry.saved_foreign_key SET state = ... WHERE <this key>`.
 pub(crate) fn set_foreign_key_step(fk: &SavedForeignKey, step: ForeignKeyStep) -> Sql {
-    let word = match step {
-        ForeignKeyStep::Saved => "'saved'",
-        ForeignKeyStep::Dropped => "'dropped'",
-        ForeignKeyStep::Added => "'added'",
-    };
     Sql::new("UPDATE ")
         .ident(&state_schema())
-        .push(".saved_foreign_key SET state = ")
-        .push(word)
+        .push(".saved_foreign_key SET state = '")
+        .push(step.as_str())
+        .push("'")
         .append(foreign_key_row(fk))
 }
 
@@ -272,7 +260,9 @@ fn foreign_key_row(fk: &SavedForeignKey) -> Sql {
 pub(crate) fn set_trigger_disabled(t: &SavedTrigger) -> Sql {
     Sql::new("UPDATE ")
         .ident(&state_schema())
-        .push(".saved_trigger SET state = 'disabled'")
+        .push(".saved_trigger SET state = '")
+        .push(TriggerStep::Disabled.as_str())
+        .push("'")
         .append(trigger_row(t))
 }
 
