@@ -46,7 +46,19 @@ pub async fn restore(source: &ConnSpec, target: &ConnSpec, validate_now: bool) -
     // The validations come last; everything before them is the downtime part.
     let split = plan.steps.iter().position(|s| s.action == Action::ValidateForeignKey).unwrap_or(plan.steps.len());
     let started = Instant::now();
+    // Each step commits with its journal row, so a step lost in a server crash is
+    // lost with its row and redone by a rerun: the steps need not wait for their
+    // own WAL flush. One synchronous commit at the end makes them all durable
+    // before writes are allowed to resume.
+    client
+        .batch_execute("SET synchronous_commit = off")
+        .await
+        .map_err(|e| Error::server("configuring the target session", e))?;
     let mut objects = run_steps(&mut client, RESTORE_FAILPOINT, &plan.steps[..split]).await?;
+    client
+        .batch_execute("SET synchronous_commit = on; BEGIN; SELECT txid_current(); COMMIT;")
+        .await
+        .map_err(|e| Error::server("flushing the restored objects to disk", e))?;
     eprintln!(
         "restore: foreign keys, triggers and sequences done in {:.1} s; writes may resume{}",
         started.elapsed().as_secs_f64(),
