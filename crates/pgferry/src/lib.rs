@@ -8,5 +8,6 @@ pub mod inventory;
 pub mod target;
 pub mod validate;
 pub mod failpoint;
+pub mod fence;
 
 pub use error::{Error, ErrorKind, Result};
