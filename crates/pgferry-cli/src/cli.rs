@@ -24,6 +24,10 @@ pub(crate) enum Command {
     Copy(CopyArgs),
     /// Prove that source and target hold the same rows (exit 0 equal, 1 different).
     Validate(ValidateArgs),
+    /// Stop a migration: lift any fence, drop its slot, publications and journal rows.
+    Abort(NamedPair),
+    /// After the cutover: drop the migration's slot, publications and journal rows.
+    Cleanup(NamedPair),
     /// List what a database holds: tables, keys, triggers, sequences, indexes, views.
     Inventory(crate::target::InventoryArgs),
     /// Steps 3 and 6 of an AWS DMS migration: the target's foreign keys, triggers and sequences.
@@ -80,6 +84,15 @@ pub(crate) struct CopyArgs {
     pub(crate) split_larger_than: i64,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct NamedPair {
+    #[command(flatten)]
+    pub(crate) pair: Pair,
+    /// The migration's name.
+    #[arg(long, default_value = "main")]
+    pub(crate) name: String,
 }
 
 #[derive(Args, Debug)]

@@ -6,7 +6,7 @@ use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{CheckArgs, Command, CopyArgs, Format, ValidateArgs};
+use crate::cli::{CheckArgs, Command, CopyArgs, Format, NamedPair, ValidateArgs};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
@@ -14,6 +14,8 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Check(args) => check(args).await,
         Command::Copy(args) => copy(args).await,
         Command::Validate(args) => validate(args).await,
+        Command::Abort(args) => remove(args, pgferry::cleanup::Fence::Lift).await,
+        Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
         Command::Inventory(args) => crate::target::inventory(args).await,
         Command::Target(command) => crate::target::run(command).await,
     }
@@ -91,4 +93,13 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
     }
     Ok(if report.equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn remove(args: NamedPair, fence: pgferry::cleanup::Fence) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
+    let migration = pgferry_core::names::MigrationName::new(&args.name)
+        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let report = pgferry::cleanup::remove(&source, &target, &migration, fence).await?;
+    println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    Ok(ExitCode::SUCCESS)
 }

@@ -52,6 +52,7 @@ pub async fn raise(
     administrators: &[String],
 ) -> Result<FenceReport> {
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the fence journal", e))?;
+    allow_writes(src).await?;
     let own_role: String = query_one(src, "SELECT current_user::text").await?;
     let roles = login_roles(src).await?;
     let fenced = roles_to_fence(&roles, &own_role, administrators);
@@ -71,10 +72,19 @@ pub async fn raise(
     Ok(FenceReport { fenced_roles: names, terminated_sessions: terminated })
 }
 
+/// Lets a session of pgferry's write on a fenced source: sessions opened during
+/// the fence start read-only like everyone else's.
+pub async fn allow_writes(src: &Client) -> Result<()> {
+    src.batch_execute("SET default_transaction_read_only = off")
+        .await
+        .map_err(|e| Error::server("preparing a session on the source", e))
+}
+
 /// Lowers the fence: every saved setting back as it was, journal rows deleted.
 /// Does nothing when no fence is recorded.
 pub async fn lower(src: &Client, dst: &Client, migration: &MigrationName) -> Result<usize> {
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the fence journal", e))?;
+    allow_writes(src).await?;
     let rows = dst
         .query("SELECT kind, name, previous FROM pgferry.fence WHERE migration = $1 ORDER BY kind, name", &[&migration.as_str()])
         .await

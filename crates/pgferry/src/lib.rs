@@ -2,6 +2,7 @@
 //! from `pgferry_core`; the I/O they need happens here and in `pgferry_pg`.
 
 pub mod check;
+pub mod cleanup;
 pub mod copy;
 pub mod error;
 pub mod inventory;

@@ -1,0 +1,142 @@
+//! `pgferry abort` and `pgferry cleanup`: remove exactly what one migration made,
+//! found by its deterministic names, and nothing else.
+//!
+//! On the source: the slot `pgferry_<name>` and the publications `pgferry_<name>`
+//! and `pgferry_<name>__insert_only`. `abort` lowers a recorded fence first, so
+//! every role gets its settings back; `cleanup` after a cutover keeps the old
+//! source fenced, and keeps the saved settings with it until `abort` lifts it. On the target: this migration's journal rows,
+//! and pgferry's schema once no migration has rows left in it. Other migrations'
+//! objects and anything not named by pgferry are never touched. Both commands can
+//! be rerun: each step skips what is already gone.
+
+use pgferry_core::names::{state_schema, MigrationName, STATE_SCHEMA};
+use pgferry_core::sql::{Ident, QualifiedName, Sql};
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fence;
+
+/// What was removed.
+#[derive(Debug, Default, Serialize)]
+pub struct CleanupReport {
+    pub fence_settings_restored: usize,
+    pub dropped_slot: bool,
+    pub dropped_publications: Vec<String>,
+    pub journal_rows_deleted: u64,
+    pub dropped_state_schema: bool,
+}
+
+/// What to do with a fence that is still up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fence {
+    /// Lift it (abort: the source goes back to the application).
+    Lift,
+    /// Keep it and its saved settings (cleanup after the cutover).
+    Keep,
+}
+
+/// Removes the migration's objects on both sides.
+pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationName, fence_policy: Fence) -> Result<CleanupReport> {
+    let src = pgferry_pg::connect(source).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    fence::allow_writes(&src).await?;
+    let restored = match fence_policy {
+        Fence::Lift => fence::lower(&src, &dst, migration).await?,
+        Fence::Keep => 0,
+    };
+    let mut report = CleanupReport { fence_settings_restored: restored, ..Default::default() };
+    report.dropped_slot = drop_slot(&src, &migration.slot()).await?;
+    for publication in [migration.publication(), migration.insert_only_publication()] {
+        let exists: bool = src
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", &[&publication.as_str()])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::server("reading the source's publications", e))?;
+        if exists {
+            let sql = Sql::new("DROP PUBLICATION IF EXISTS ").ident(&publication);
+            src.batch_execute(sql.as_str()).await.map_err(|e| Error::server("dropping a publication", e))?;
+            report.dropped_publications.push(publication.as_str().to_string());
+        }
+    }
+    report.journal_rows_deleted = delete_journal_rows(&dst, migration).await?;
+    report.dropped_state_schema = drop_state_schema_if_unused(&dst).await?;
+    Ok(report)
+}
+
+async fn drop_slot(src: &Client, slot: &str) -> Result<bool> {
+    let active: Option<bool> = src
+        .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await
+        .map_err(|e| Error::server("reading the source's replication slots", e))?
+        .map(|r| r.get(0));
+    match active {
+        None => Ok(false),
+        Some(true) => Err(Error::new(ErrorKind::Precondition, format!("the replication slot {slot} is in use"))
+            .with_hint("stop the pgferry process that streams this migration first")),
+        Some(false) => src
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await
+            .map(|_| true)
+            .map_err(|e| Error::server("dropping the replication slot", e)),
+    }
+}
+
+/// Deletes the migration's rows from pgferry's journal tables: those keyed by a
+/// `migration` column, and `pgferry.migration` itself (keyed by `name`). The
+/// fence's rows go only when the fence is lowered.
+async fn delete_journal_rows(dst: &Client, migration: &MigrationName) -> Result<u64> {
+    let tables = dst
+        .query(
+            "SELECT c.relname::text, a.attname::text FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND NOT a.attisdropped
+             WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> 'fence'
+               AND (a.attname = 'migration' OR (c.relname = 'migration' AND a.attname = 'name'))",
+            &[&STATE_SCHEMA],
+        )
+        .await
+        .map_err(|e| Error::server("listing pgferry's journal tables", e))?;
+    let mut deleted = 0;
+    for row in &tables {
+        let table = QualifiedName::new(state_schema(), Ident::from_catalog(row.get::<_, String>(0)));
+        let column = Ident::from_catalog(row.get::<_, String>(1));
+        let sql = Sql::new("DELETE FROM ").name(&table).push(" WHERE ").ident(&column).push(" = $1");
+        deleted += dst
+            .execute(sql.as_str(), &[&migration.as_str()])
+            .await
+            .map_err(|e| Error::server(&format!("deleting journal rows from {table}"), e))?;
+    }
+    Ok(deleted)
+}
+
+/// Drops pgferry's schema on the target when none of its tables holds a row.
+async fn drop_state_schema_if_unused(dst: &Client) -> Result<bool> {
+    let tables = dst
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+            &[&STATE_SCHEMA],
+        )
+        .await
+        .map_err(|e| Error::server("listing pgferry's journal tables", e))?;
+    let schema_exists: bool = dst
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&STATE_SCHEMA])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("looking for pgferry's schema", e))?;
+    if !schema_exists {
+        return Ok(false);
+    }
+    for row in &tables {
+        let table = QualifiedName::new(state_schema(), Ident::from_catalog(row.get::<_, String>(0)));
+        let sql = Sql::new("SELECT EXISTS (SELECT 1 FROM ").name(&table).push(")");
+        let used: bool = dst.query_one(sql.as_str(), &[]).await.map(|r| r.get(0)).map_err(|e| Error::server("reading the journal", e))?;
+        if used {
+            return Ok(false);
+        }
+    }
+    let sql = Sql::new("DROP SCHEMA ").ident(&state_schema()).push(" CASCADE");
+    dst.batch_execute(sql.as_str()).await.map_err(|e| Error::server("dropping pgferry's schema on the target", e))?;
+    Ok(true)
+}

@@ -1,0 +1,82 @@
+//! `abort` and `cleanup` remove exactly what one migration made, on both sides.
+
+use pgferry::cleanup::{remove, Fence};
+use pgferry::copy::{copy, CopyOptions, Progress};
+use pgferry_core::names::MigrationName;
+use pgferry_pg::ConnSpec;
+use pgferry_testkit::{Cluster, PgVersion};
+
+struct Setup {
+    source: Cluster,
+    target: Cluster,
+    source_spec: ConnSpec,
+    target_spec: ConnSpec,
+    migration: MigrationName,
+}
+
+async fn copied() -> Setup {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE app1 LOGIN CONNECTION LIMIT 4;
+         CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE keyless (v int);
+         CREATE PUBLICATION mypub FOR TABLE t;
+         CREATE PUBLICATION pgferry_other FOR TABLE t;",
+    );
+    source.psql("app", "SELECT pg_create_logical_replication_slot('pgferry_other', 'pgoutput')");
+    source.psql("app", "SELECT pg_create_logical_replication_slot('users_slot', 'pgoutput')");
+    let source_spec = ConnSpec::parse(&source.url("app")).unwrap();
+    let target_spec = ConnSpec::parse(&target.url("app")).unwrap();
+    let migration = MigrationName::new("main").unwrap();
+    let options = CopyOptions { migration: migration.clone(), jobs: 1, index_jobs: 1, split_larger_than: 0 };
+    copy(&source_spec, &target_spec, &options, &Progress::silent()).await.unwrap();
+    Setup { source, target, source_spec, target_spec, migration }
+}
+
+fn objects(c: &Cluster) -> String {
+    c.psql(
+        "app",
+        "SELECT (SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots) || ' / ' ||
+                (SELECT string_agg(pubname, ',' ORDER BY pubname) FROM pg_publication)",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_lifts_the_fence_and_removes_only_this_migrations_objects() {
+    let s = copied().await;
+    assert_eq!(objects(&s.source), "pgferry_main,pgferry_other,users_slot / mypub,pgferry_main,pgferry_main__insert_only,pgferry_other");
+    let src = pgferry_pg::connect(&s.source_spec).await.unwrap();
+    let dst = pgferry_pg::connect(&s.target_spec).await.unwrap();
+    pgferry::fence::raise(&s.source_spec, &src, &dst, &s.migration, &[]).await.unwrap();
+    assert_eq!(s.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app1'"), "0");
+
+    let report = remove(&s.source_spec, &s.target_spec, &s.migration, Fence::Lift).await.unwrap();
+    assert_eq!(report.fence_settings_restored, 2);
+    assert!(report.dropped_slot && report.dropped_state_schema);
+    assert_eq!(objects(&s.source), "pgferry_other,users_slot / mypub,pgferry_other");
+    assert_eq!(s.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app1'"), "4");
+    assert_eq!(s.target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
+    assert_eq!(s.target.psql("app", "SELECT count(*) FROM t"), "0", "the copied tables stay");
+    // A second run finds nothing left to do.
+    let again = remove(&s.source_spec, &s.target_spec, &s.migration, Fence::Lift).await.unwrap();
+    assert!(!again.dropped_slot && again.dropped_publications.is_empty() && again.journal_rows_deleted == 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_after_a_cutover_keeps_the_old_source_fenced() {
+    let s = copied().await;
+    let src = pgferry_pg::connect(&s.source_spec).await.unwrap();
+    let dst = pgferry_pg::connect(&s.target_spec).await.unwrap();
+    pgferry::fence::raise(&s.source_spec, &src, &dst, &s.migration, &[]).await.unwrap();
+    let report = remove(&s.source_spec, &s.target_spec, &s.migration, Fence::Keep).await.unwrap();
+    assert_eq!(report.fence_settings_restored, 0);
+    assert!(report.dropped_slot && !report.dropped_state_schema, "the fence's saved settings stay");
+    assert_eq!(s.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app1'"), "0");
+    assert!(pgferry::fence::is_recorded(&dst, &s.migration).await.unwrap());
+    let report = remove(&s.source_spec, &s.target_spec, &s.migration, Fence::Lift).await.unwrap();
+    assert_eq!(report.fence_settings_restored, 2);
+    assert!(report.dropped_state_schema);
+}
