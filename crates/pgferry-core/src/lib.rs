@@ -5,6 +5,7 @@
 //! plain `#[test]` can pin down.
 
 pub mod copy_plan;
+pub mod cutover;
 pub mod fence;
 pub mod inventory;
 pub mod journal;
