@@ -107,7 +107,8 @@ prepared target (\`CREATE DATABASE target TEMPLATE prepared\`).
 
 Each run, in seconds (later / now): $(paste -d/ <(printf '%s' "${times[later]}") <(printf '%s' "${times[now]}") | paste -sd' ' | sed 's/ /, /g').
 The machine's two cores are shared with other builds and benchmarks, so single runs
-vary; the downtime part is one transaction (one WAL flush) per object, 3 per child table.
+vary; the downtime part is one transaction per object (3 per child table), committed
+asynchronously, with one synchronous commit at the end making all of them durable.
 
 Commands (\`URL(db)\` = \`$(url DB)\`):
 
