@@ -9,6 +9,9 @@
 //! attached afterwards with `ADD CONSTRAINT ... USING INDEX`, which is instant
 //! ([ALTER TABLE](https://www.postgresql.org/docs/current/sql-altertable.html)).
 //!
+//! Each table's ANALYZE runs the same way once its indexes are queued, so
+//! statistics are ready when the data is.
+//!
 //! Definitions come from the server (`pg_get_indexdef`, read with an empty
 //! `search_path` so every name is qualified). Everything else of post-data
 //! (foreign keys, triggers, exclusion constraints, partitioned indexes, ...) is left
@@ -92,7 +95,9 @@ pub(crate) async fn plan(src: &Client) -> Result<Vec<IndexBuild>> {
         .collect())
 }
 
-/// The builds, released table by table as their data lands.
+/// The builds, released table by table as their data lands, and each table's
+/// ANALYZE, run when no index build is ready (ANALYZE waits for builds on the same
+/// table, so it goes last).
 pub(crate) struct IndexQueue {
     state: Mutex<QueueState>,
     changed: Notify,
@@ -101,7 +106,14 @@ pub(crate) struct IndexQueue {
 struct QueueState {
     waiting: HashMap<QualifiedName, Vec<IndexBuild>>,
     ready: VecDeque<IndexBuild>,
+    to_analyze: VecDeque<QualifiedName>,
     data_done: bool,
+}
+
+/// One piece of work for a builder.
+enum Work {
+    Build(IndexBuild),
+    Analyze(QualifiedName),
 }
 
 impl IndexQueue {
@@ -111,19 +123,21 @@ impl IndexQueue {
             waiting.entry(build.table.clone()).or_default().push(build.clone());
         }
         IndexQueue {
-            state: Mutex::new(QueueState { waiting, ready: VecDeque::new(), data_done: false }),
+            state: Mutex::new(QueueState { waiting, ready: VecDeque::new(), to_analyze: VecDeque::new(), data_done: false }),
             changed: Notify::new(),
         }
     }
 
-    /// All of `table`'s rows are on the target: its indexes may be built.
+    /// All of `table`'s rows are on the target: its indexes may be built, then
+    /// its statistics gathered.
     pub(crate) fn table_ready(&self, table: &QualifiedName) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(builds) = state.waiting.remove(table) {
             state.ready.extend(builds);
-            drop(state);
-            self.changed.notify_waiters();
         }
+        state.to_analyze.push_back(table.clone());
+        drop(state);
+        self.changed.notify_waiters();
     }
 
     /// No more data will land: every remaining build may start.
@@ -136,14 +150,17 @@ impl IndexQueue {
         self.changed.notify_waiters();
     }
 
-    /// The next build, waiting for one; `None` when all are handed out.
-    async fn next(&self) -> Option<IndexBuild> {
+    /// The next piece of work, waiting for one; `None` when all are handed out.
+    async fn next(&self) -> Option<Work> {
         loop {
             let notified = self.changed.notified();
             {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(build) = state.ready.pop_front() {
-                    return Some(build);
+                    return Some(Work::Build(build));
+                }
+                if let Some(table) = state.to_analyze.pop_front() {
+                    return Some(Work::Analyze(table));
                 }
                 if state.data_done {
                     return None;
@@ -158,8 +175,14 @@ impl IndexQueue {
 pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize) -> Result<()> {
     let builder = || async {
         let client = pgferry_pg::connect(target).await?;
-        while let Some(build) = queue.next().await {
-            build_one(&client, &build).await?;
+        while let Some(work) = queue.next().await {
+            match work {
+                Work::Build(build) => build_one(&client, &build).await?,
+                Work::Analyze(table) => {
+                    let sql = Sql::new("ANALYZE ").name(&table);
+                    client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))?;
+                }
+            }
         }
         Ok::<(), Error>(())
     };
@@ -290,10 +313,12 @@ mod tests {
     async fn builds_are_released_when_their_table_is_ready() {
         let queue = IndexQueue::new(&[build(1, None)]);
         let other = QualifiedName::from_catalog("s", "other");
-        queue.table_ready(&other);
         assert!(tokio::time::timeout(std::time::Duration::from_millis(50), queue.next()).await.is_err());
+        queue.table_ready(&other);
         queue.table_ready(&QualifiedName::from_catalog("s", "t"));
-        assert_eq!(queue.next().await.unwrap().oid, 1);
+        assert!(matches!(queue.next().await, Some(Work::Build(b)) if b.oid == 1), "builds come before analyzes");
+        assert!(matches!(queue.next().await, Some(Work::Analyze(t)) if t == other));
+        assert!(matches!(queue.next().await, Some(Work::Analyze(t)) if t.name.as_str() == "t"));
         queue.data_finished();
         assert!(queue.next().await.is_none());
     }

@@ -180,7 +180,10 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         laps.lap("constraints and the rest");
         progress.emit(CopyEvent::Phase { phase: "sequences and statistics" });
         source::sync_sequences(&src, &dst).await?;
-        analyze(target, &dst, options.index_jobs).await?;
+        // Plain tables were analyzed as their data landed; partitioned parents and
+        // materialized views (filled by post-data) now; everything after a rerun.
+        let kinds: &[i8] = if current == MigrationPhase::PostData { &[b'r' as i8, b'p' as i8, b'm' as i8] } else { &[b'p' as i8, b'm' as i8] };
+        analyze(target, &dst, options.index_jobs, kinds).await?;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
         laps.lap("sequences and statistics");
     }
@@ -285,15 +288,16 @@ async fn empty_table(dst: &Client, name: &MigrationName, table: &CopyTable) -> R
     conn_tx().await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))
 }
 
-/// ANALYZE every table, `jobs` at a time, largest first.
-async fn analyze(target: &ConnSpec, dst: &Client, jobs: usize) -> Result<()> {
+/// ANALYZE every relation of the given kinds (`pg_class.relkind`), `jobs` at a
+/// time, largest first.
+async fn analyze(target: &ConnSpec, dst: &Client, jobs: usize, kinds: &[i8]) -> Result<()> {
     let rows = dst
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
+             WHERE c.relkind::\"char\" = ANY($1) AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
                AND n.nspname NOT LIKE 'pg\\_%'
              ORDER BY pg_relation_size(c.oid) DESC",
-            &[],
+            &[&kinds],
         )
         .await
         .map_err(|e| Error::server("listing the target's tables", e))?;
