@@ -180,7 +180,9 @@ fn bound_params(chunk: &Chunk) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 async fn fingerprint(client: &Client, table: &ValidatedTable, chunk: &Chunk) -> Result<Fingerprint> {
-    let sql = Sql::new("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM ONLY ")
+    // sum(bigint) accumulates in 128 bits and returns numeric: no overflow, and no
+    // per-row numeric arithmetic.
+    let sql = Sql::new("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM ONLY ")
         .name(&table.name)
         .push(" t")
         .append(tables::range_predicate(table, chunk.low.is_some(), chunk.high.is_some()));

@@ -66,10 +66,16 @@ pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
         .collect())
 }
 
-/// The source's keys at every `chunk_rows`-th row, as text, in key order.
+/// Chunk boundaries, as text, in key order: for a single integer key, steps of
+/// `chunk_rows` between its minimum and maximum (two index look-ups), unless the
+/// keys are so sparse that this would make far more chunks than rows warrant; for
+/// any other key, every `chunk_rows`-th key of the source.
 pub(crate) async fn boundaries(src: &Client, table: &ValidatedTable, chunk_rows: i64) -> Result<Vec<Vec<String>>> {
     if table.key.is_empty() {
         return Ok(Vec::new());
+    }
+    if let Some(steps) = integer_steps(src, table, chunk_rows).await? {
+        return Ok(steps);
     }
     let names: Vec<&Ident> = table.key.iter().map(|k| &k.name).collect();
     let mut texts = Sql::new("");
@@ -90,6 +96,41 @@ pub(crate) async fn boundaries(src: &Client, table: &ValidatedTable, chunk_rows:
         .await
         .map_err(|e| Error::server(&format!("cutting {} into chunks", table.name), e))?;
     Ok(rows.iter().map(|r| (0..table.key.len()).map(|i| r.get::<_, String>(i)).collect()).collect())
+}
+
+/// Integer types whose values step by arithmetic.
+const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
+
+async fn integer_steps(src: &Client, table: &ValidatedTable, chunk_rows: i64) -> Result<Option<Vec<Vec<String>>>> {
+    let [key] = table.key.as_slice() else { return Ok(None) };
+    if !INTEGER_TYPES.contains(&key.type_name.as_str()) {
+        return Ok(None);
+    }
+    let sql = Sql::new("SELECT min(")
+        .ident(&key.name)
+        .push(")::bigint, max(")
+        .ident(&key.name)
+        .push(")::bigint, (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = $1::text::regclass) FROM ONLY ")
+        .name(&table.name);
+    let row = src
+        .query_one(sql.as_str(), &[&table.name.to_string()])
+        .await
+        .map_err(|e| Error::server(&format!("reading the key range of {}", table.name), e))?;
+    let (min, max, rows): (Option<i64>, Option<i64>, i64) = (row.get(0), row.get(1), row.get(2));
+    let (Some(min), Some(max)) = (min, max) else { return Ok(Some(Vec::new())) };
+    Ok(plan_integer_steps(min, max, rows, chunk_rows).map(|steps| steps.into_iter().map(|b| vec![b.to_string()]).collect()))
+}
+
+/// Steps of `chunk_rows` keys from `min` to `max`; `None` when the key range is
+/// more than four times sparser than the row estimate (row-number cuts then).
+fn plan_integer_steps(min: i64, max: i64, rows: i64, chunk_rows: i64) -> Option<Vec<i64>> {
+    let span = (max as i128) - (min as i128) + 1;
+    let chunks = span / chunk_rows as i128;
+    let warranted = (rows.max(1) as i128 / chunk_rows as i128 + 1) * 4;
+    if chunks > warranted {
+        return None;
+    }
+    Some((1..=chunks as i64).map(|i| min + i * chunk_rows).filter(|b| *b <= max).collect())
 }
 
 /// `WHERE (k1, k2) >= (lo...) AND (k1, k2) < (hi...)`, with bound values as
@@ -114,6 +155,14 @@ pub(crate) fn range_predicate(table: &ValidatedTable, has_low: bool, has_high: b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dense_integer_keys_step_by_arithmetic_and_sparse_ones_do_not() {
+        assert_eq!(plan_integer_steps(1, 2000, 2000, 500), Some(vec![501, 1001, 1501]));
+        assert_eq!(plan_integer_steps(5, 5, 1, 500), Some(vec![]));
+        assert_eq!(plan_integer_steps(1, 1_000_000_000, 2000, 500), None);
+        assert_eq!(plan_integer_steps(i64::MIN, i64::MAX, 10, 500), None);
+    }
 
     #[test]
     fn predicates_compare_key_rows_with_typed_parameters() {
