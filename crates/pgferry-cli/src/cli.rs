@@ -22,8 +22,12 @@ pub(crate) enum Command {
     Check(CheckArgs),
     /// Copy schema and data into an empty target under one consistent snapshot (resumable).
     Copy(CopyArgs),
+    /// Change capture: apply the source's changes to the copied target until stopped.
+    Follow(FollowArgs),
     /// Prove that source and target hold the same rows (exit 0 equal, 1 different).
     Validate(ValidateArgs),
+    /// Fence the source, drain, set sequences, switch; rolls back by itself before the switch.
+    Cutover(CutoverArgs),
     /// Stop a migration: lift any fence, drop its slot, publications and journal rows.
     Abort(NamedPair),
     /// After the cutover: drop the migration's slot, publications and journal rows.
@@ -87,6 +91,24 @@ pub(crate) struct CopyArgs {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct CutoverArgs {
+    #[command(flatten)]
+    pub(crate) named: NamedPair,
+    /// Run with `sh -c` to send the application to the target (DNS, pooler, config);
+    /// if it fails, the cutover rolls back.
+    #[arg(long)]
+    pub(crate) switch_command: Option<String>,
+    /// A role that keeps its connections during the fence (repeatable).
+    #[arg(long = "admin-role")]
+    pub(crate) admin_roles: Vec<String>,
+    /// Refuse to start when the target is further behind than this many bytes of WAL.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub(crate) max_lag_bytes: i64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct NamedPair {
     #[command(flatten)]
     pub(crate) pair: Pair,
@@ -111,6 +133,23 @@ pub(crate) struct ValidateArgs {
     /// Show the rows' values in differences (they may be personal data).
     #[arg(long)]
     pub(crate) show_values: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct FollowArgs {
+    #[command(flatten)]
+    pub(crate) pair: Pair,
+    /// The migration's name, as given to pgferry copy.
+    #[arg(long, default_value = "main")]
+    pub(crate) name: String,
+    /// Stop once every transaction committed before this source position (e.g. 0/3A0B1C8) is applied.
+    #[arg(long, conflicts_with = "until_caught_up")]
+    pub(crate) until_lsn: Option<String>,
+    /// Stop once every transaction committed on the source before the start is applied.
+    #[arg(long)]
+    pub(crate) until_caught_up: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

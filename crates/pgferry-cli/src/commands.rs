@@ -6,14 +6,16 @@ use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{CheckArgs, Command, CopyArgs, Format, NamedPair, ValidateArgs};
+use crate::cli::{CheckArgs, Command, CopyArgs, CutoverArgs, Format, NamedPair, ValidateArgs};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Check(args) => check(args).await,
         Command::Copy(args) => copy(args).await,
+        Command::Follow(args) => crate::follow::follow(args).await,
         Command::Validate(args) => validate(args).await,
+        Command::Cutover(args) => cutover(args).await,
         Command::Abort(args) => remove(args, pgferry::cleanup::Fence::Lift).await,
         Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
         Command::Inventory(args) => crate::target::inventory(args).await,
@@ -72,7 +74,7 @@ async fn copy(args: CopyArgs) -> Result<ExitCode> {
 }
 
 /// Parses both connection strings, reporting both when both are wrong.
-fn parse_pair(source: &str, target: &str) -> Result<(ConnSpec, ConnSpec)> {
+pub(crate) fn parse_pair(source: &str, target: &str) -> Result<(ConnSpec, ConnSpec)> {
     match (parse_spec("--source", source), parse_spec("--target", target)) {
         (Ok(s), Ok(t)) => Ok((s, t)),
         (s, t) => Err(pgferry::Error::combine(s.err().into_iter().chain(t.err()).collect())),
@@ -101,5 +103,23 @@ async fn remove(args: NamedPair, fence: pgferry::cleanup::Fence) -> Result<ExitC
         .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
     let report = pgferry::cleanup::remove(&source, &target, &migration, fence).await?;
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
+    let migration = pgferry_core::names::MigrationName::new(&args.named.name)
+        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let options = pgferry::cutover::CutoverOptions {
+        migration,
+        administrators: args.admin_roles,
+        switch_command: args.switch_command,
+        policy: pgferry_core::cutover::Policy { max_lag_bytes: args.max_lag_bytes },
+    };
+    let report = pgferry::cutover::cutover(&source, &target, &options).await?;
+    match args.format {
+        Format::Table => print!("{}", render::cutover(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use pgferry::check::CheckReport;
 use pgferry::copy::CopyReport;
+use pgferry::cutover::CutoverReport;
 use pgferry::validate::ValidationReport;
 use pgferry_core::preflight::human_bytes;
 use pgferry_core::preflight::{Finding, Severity, Side};
@@ -109,5 +110,23 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
     let differing = report.tables.iter().filter(|t| t.mismatched > 0 || t.problem.is_some()).count();
     let verdict = if report.equal { "EQUAL" } else { "DIFFERENT" };
     let _ = writeln!(out, "{verdict}: {} table(s) compared, {differing} differ", report.tables.len());
+    out
+}
+
+/// The cutover's report: each step's time and the downtime.
+pub(crate) fn cutover(report: &CutoverReport) -> String {
+    let mut out = String::new();
+    for (step, seconds) in &report.steps {
+        let _ = writeln!(out, "{step:<28} {seconds:>8.3} s");
+    }
+    let _ = writeln!(
+        out,
+        "\nmigration {}: cut over. Downtime (fence to switch): {:.3} s; {} change(s) drained; {} sequence(s) set; fenced roles: {}",
+        report.migration,
+        report.downtime_seconds,
+        report.changes_drained,
+        report.sequences_set,
+        if report.fenced_roles.is_empty() { "none".to_string() } else { report.fenced_roles.join(", ") }
+    );
     out
 }

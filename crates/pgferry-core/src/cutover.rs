@@ -16,26 +16,25 @@ use serde::Serialize;
 pub struct Observed {
     /// Bytes of WAL between the source's current position and the applied one.
     pub lag_bytes: i64,
-    /// Seconds since the last applied commit was made on the source.
-    pub lag_seconds: i64,
     /// Chunks that validation found different and did not clear since.
     pub validation_mismatches: i64,
     /// Tables whose source definition no longer matches the target.
     pub pending_schema_changes: Vec<String>,
     /// The copy's phase is `copied` and change capture has applied at least once.
     pub replicating: bool,
+    /// Another process holds the slot; the cutover drains the stream itself.
+    pub stream_in_use: bool,
 }
 
 /// Limits set by the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub max_lag_bytes: i64,
-    pub max_lag_seconds: i64,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_lag_bytes: 16 * 1024 * 1024, max_lag_seconds: 5 }
+        Policy { max_lag_bytes: 16 * 1024 * 1024 }
     }
 }
 
@@ -59,17 +58,14 @@ pub fn go_no_go(observed: &Observed, policy: &Policy) -> Decision {
             observed.lag_bytes, policy.max_lag_bytes
         ));
     }
-    if observed.lag_seconds > policy.max_lag_seconds {
-        reasons.push(format!(
-            "the target is {} s behind (limit {} s): wait for change capture to catch up",
-            observed.lag_seconds, policy.max_lag_seconds
-        ));
-    }
     if observed.validation_mismatches > 0 {
         reasons.push(format!(
             "validation found {} differing chunk(s): run pgferry validate and resolve them",
             observed.validation_mismatches
         ));
+    }
+    if observed.stream_in_use {
+        reasons.push("the replication slot is in use: stop pgferry follow first (the cutover drains the stream itself)".to_string());
     }
     for table in &observed.pending_schema_changes {
         reasons.push(format!("{table} changed on the source: apply the same DDL on the target, then resume"));
@@ -160,7 +156,7 @@ mod tests {
     use super::*;
 
     fn healthy() -> Observed {
-        Observed { replicating: true, lag_bytes: 1000, lag_seconds: 0, ..Observed::default() }
+        Observed { replicating: true, lag_bytes: 1000, ..Observed::default() }
     }
 
     #[test]
@@ -173,9 +169,9 @@ mod tests {
         let observed = Observed {
             replicating: false,
             lag_bytes: 1 << 30,
-            lag_seconds: 60,
             validation_mismatches: 2,
             pending_schema_changes: vec!["\"public\".\"t\"".into()],
+            stream_in_use: true,
         };
         let Decision::NoGo(reasons) = go_no_go(&observed, &Policy::default()) else { panic!("must be no-go") };
         assert_eq!(reasons.len(), 5, "{reasons:?}");

@@ -1,9 +1,11 @@
 //! pgferry's library facade: the executors behind each command. Decisions come
 //! from `pgferry_core`; the I/O they need happens here and in `pgferry_pg`.
 
+pub mod apply;
 pub mod check;
 pub mod cleanup;
 pub mod copy;
+pub mod cutover;
 pub mod error;
 pub mod inventory;
 pub mod target;

@@ -28,6 +28,8 @@ mod journal;
 mod schema;
 mod source;
 
+pub(crate) use source::sync_sequences;
+
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -1,0 +1,42 @@
+//! `pgferry follow`: runs change capture in the foreground, with a status line on
+//! stderr every few seconds. Stopping it at any moment (Ctrl-C, kill) is safe: the
+//! next run resumes from the last position committed on the target.
+
+use std::process::ExitCode;
+
+use pgferry::apply::{follow as run, BatchLimits, FollowEvent, FollowOptions, FollowProgress, Until};
+use pgferry::{Error, ErrorKind, Result};
+use pgferry_core::names::MigrationName;
+
+use crate::cli::{FollowArgs, Format};
+use crate::commands::parse_pair;
+
+pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
+    let migration = MigrationName::new(&args.name).map_err(|e| Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let until = match (&args.until_lsn, args.until_caught_up) {
+        (Some(lsn), _) => Until::Lsn(
+            lsn.parse()
+                .map_err(|e| Error::new(ErrorKind::Usage, format!("--until-lsn: {e}")))?,
+        ),
+        (None, true) => Until::CaughtUp,
+        (None, false) => Until::Stopped,
+    };
+    let options = FollowOptions { migration, until, batch: BatchLimits::default() };
+    let progress = FollowProgress::new(|event| match event {
+        FollowEvent::Started { from } => eprintln!("following the source from {from}"),
+        FollowEvent::Status { applied, lag_bytes, lag_seconds, changes_per_second } => eprintln!(
+            "applied {applied}  lag {lag_bytes} bytes, {lag_seconds:.1} s  {changes_per_second:.0} changes/s"
+        ),
+        FollowEvent::Reconnecting { cause } => eprintln!("reconnecting after: {cause}"),
+    });
+    let report = run(&source, &target, &options, &progress).await?;
+    match args.format {
+        Format::Table => println!(
+            "migration {}: applied up to {} ({} transactions, {} changes in this run)",
+            report.migration, report.applied_lsn, report.transactions, report.changes
+        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+    }
+    Ok(ExitCode::SUCCESS)
+}

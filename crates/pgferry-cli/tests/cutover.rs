@@ -1,0 +1,120 @@
+//! `pgferry cutover` against real clusters: the target ends equal to the fenced
+//! source, sequences continue without collision, the downtime is reported, and a
+//! cutover that fails or is killed before the switch rolls back exactly.
+
+use std::process::{Command, Output};
+
+use pgferry_testkit::{Cluster, PgVersion};
+
+fn pgferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).envs(envs.iter().copied()).output().expect("run pgferry")
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Pair {
+    source: Cluster,
+    target: Cluster,
+}
+
+impl Pair {
+    fn args<'a>(&'a self, command: &'a str, urls: &'a [String; 2]) -> Vec<&'a str> {
+        let _ = self;
+        vec![command, "--source", &urls[0], "--target", &urls[1]]
+    }
+    fn urls(&self) -> [String; 2] {
+        [self.source.url("app"), self.target.url("app")]
+    }
+}
+
+/// Copied and caught up, with an application role writing.
+fn migrated() -> Pair {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE app LOGIN PASSWORD 'app-pw' CONNECTION LIMIT 20;
+         CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
+         GRANT ALL ON orders, orders_id_seq TO app;
+         INSERT INTO orders (note) SELECT 'before copy ' || g FROM generate_series(1, 1000) g;",
+    );
+    let pair = Pair { source, target };
+    let urls = pair.urls();
+    ok(pgferry(&pair.args("copy", &urls), &[]));
+    pair.source.psql("app", "INSERT INTO orders (note) SELECT 'after copy ' || g FROM generate_series(1, 500) g");
+    let mut follow = pair.args("follow", &urls);
+    follow.push("--until-caught-up");
+    ok(pgferry(&follow, &[]));
+    pair.source.psql("app", "INSERT INTO orders (note) SELECT 'before cutover ' || g FROM generate_series(1, 200) g");
+    pair
+}
+
+fn content(c: &Cluster) -> String {
+    c.psql("app", "SELECT count(*) || ':' || md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o")
+}
+
+fn app_role(c: &Cluster) -> String {
+    c.psql("app", "SELECT rolconnlimit || ',' || coalesce((SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting WHERE setrole = 0), 'none') FROM pg_roles WHERE rolname = 'app'")
+}
+
+#[test]
+fn a_cutover_leaves_an_equal_target_with_sequences_ahead_and_reports_the_downtime() {
+    let pair = migrated();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("switched");
+    let switch = format!("touch {}", flag.display());
+    let urls = pair.urls();
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", &switch]);
+    let stdout = ok(pgferry(&args, &[]));
+    assert!(stdout.contains("Downtime (fence to switch):"), "{stdout}");
+    assert!(stdout.contains("fenced roles: app"), "{stdout}");
+    assert!(flag.exists(), "the switch command ran");
+    assert_eq!(content(&pair.source), content(&pair.target));
+    assert_eq!(pair.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app'"), "0", "the old source stays fenced");
+    // New rows on the target continue the sequence without a collision.
+    pair.target.psql("app", "INSERT INTO orders (note) VALUES ('first on the target')");
+    assert_eq!(pair.target.psql("app", "SELECT max(id) FROM orders"), "1701");
+}
+
+#[test]
+fn a_failing_switch_rolls_back_exactly_and_replication_can_go_on() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", "exit 3"]);
+    let out = pgferry(&args, &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    assert_eq!(app_role(&pair.source), before);
+    pair.source.psql("app", "INSERT INTO orders (note) VALUES ('after the rollback')");
+    let mut follow = pair.args("follow", &urls);
+    follow.push("--until-caught-up");
+    ok(pgferry(&follow, &[]));
+    assert_eq!(content(&pair.source), content(&pair.target));
+}
+
+#[test]
+fn a_cutover_killed_before_the_switch_is_rolled_back_by_the_rerun_then_completes() {
+    for failpoint in ["cutover-after-fenced:1", "cutover-after-drained:1", "cutover-before-switch:1"] {
+        let pair = migrated();
+        let before = app_role(&pair.source);
+        let urls = pair.urls();
+        let out = pgferry(&pair.args("cutover", &urls), &[("PGFERRY_FAILPOINT", failpoint)]);
+        assert_eq!(out.status.code(), Some(137), "{failpoint}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_ne!(app_role(&pair.source), before, "{failpoint}: killed while fenced");
+        let out = pgferry(&pair.args("cutover", &urls), &[]);
+        assert_eq!(out.status.code(), Some(3), "{failpoint}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"), "{failpoint}");
+        assert_eq!(app_role(&pair.source), before, "{failpoint}: every setting back");
+        ok(pgferry(&pair.args("cutover", &urls), &[]));
+        assert_eq!(content(&pair.source), content(&pair.target), "{failpoint}");
+    }
+}

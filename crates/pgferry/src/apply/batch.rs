@@ -1,0 +1,100 @@
+//! Grouping source transactions into target transactions, and the rule that
+//! skips what the copy already holds.
+//!
+//! Source transactions arrive one after the other in commit order. Applying each
+//! in its own target transaction would cost a commit (a WAL flush) per source
+//! transaction; pgferry instead applies many of them, in order, inside one target
+//! transaction and commits it together with the applied position. Commit order is
+//! kept because a single session applies them sequentially. A batch ends at a
+//! source transaction boundary when it holds enough changes or bytes, when it is
+//! old enough, or when the stream goes quiet, so lag stays bounded.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use pgferry_core::sql::QualifiedName;
+use pgferry_pgoutput::Lsn;
+
+use super::progress::Counts;
+
+/// When a batch is committed.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    pub max_changes: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits { max_changes: 20_000, max_bytes: 32 << 20, max_age: Duration::from_millis(500) }
+    }
+}
+
+/// Whether a batch that just completed a source transaction is to be committed.
+pub(crate) fn should_flush(limits: &BatchLimits, changes: usize, bytes: usize, age: Duration) -> bool {
+    changes >= limits.max_changes || bytes >= limits.max_bytes || age >= limits.max_age
+}
+
+/// Whether a transaction's changes to a table are already in the copy.
+///
+/// A table copied again on a resumed copy was read under a snapshot taken at
+/// `copied_at` (a later slot's consistent point). That snapshot holds exactly the
+/// transactions whose commit record starts before `copied_at` (equivalently,
+/// whose commit ends at or before it, since a consistent point is a record
+/// boundary). So a transaction is skipped for that table when its commit LSN
+/// (`final_lsn` in Begin) is below `copied_at`, the test PostgreSQL's apply worker
+/// makes for tables synchronized after the subscription started
+/// (`should_apply_changes_for_rel` in `src/backend/replication/logical/worker.c`).
+pub(crate) fn already_copied(final_lsn: Lsn, copied_at: Option<Lsn>) -> bool {
+    copied_at.is_some_and(|at| final_lsn < at)
+}
+
+/// The target transaction being filled.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// When the first change was applied: the target transaction is open.
+    pub(crate) opened: Option<Instant>,
+    pub(crate) changes: usize,
+    pub(crate) bytes: usize,
+    pub(crate) transactions: u64,
+    /// The last complete source transaction: its end LSN and commit time.
+    pub(crate) end: Option<(Lsn, i64)>,
+    pub(crate) stats: BTreeMap<QualifiedName, Counts>,
+}
+
+impl Batch {
+    pub(crate) fn counts(&mut self, table: &QualifiedName) -> &mut Counts {
+        if !self.stats.contains_key(table) {
+            self.stats.insert(table.clone(), Counts::default());
+        }
+        self.stats.get_mut(table).expect("inserted above")
+    }
+
+    pub(crate) fn age(&self) -> Duration {
+        self.opened.map(|o| o.elapsed()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_end_on_size_bytes_or_age() {
+        let limits = BatchLimits { max_changes: 10, max_bytes: 100, max_age: Duration::from_millis(50) };
+        assert!(!should_flush(&limits, 9, 99, Duration::from_millis(49)));
+        assert!(should_flush(&limits, 10, 0, Duration::ZERO));
+        assert!(should_flush(&limits, 1, 100, Duration::ZERO));
+        assert!(should_flush(&limits, 1, 1, Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_recopied_table_skips_exactly_the_transactions_its_snapshot_holds() {
+        let at = Lsn(1000);
+        assert!(already_copied(Lsn(999), Some(at)), "committed before the snapshot: in the copy");
+        assert!(!already_copied(Lsn(1000), Some(at)), "commit record at the consistent point: after it");
+        assert!(!already_copied(Lsn(1001), Some(at)));
+        assert!(!already_copied(Lsn(1), None), "tables copied under the slot's own snapshot skip nothing");
+    }
+}

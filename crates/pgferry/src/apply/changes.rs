@@ -1,0 +1,268 @@
+//! Applying decoded changes to the target, inside the open batch.
+//!
+//! Each change must touch exactly one row: an UPDATE or DELETE that finds none
+//! means the target no longer holds what the source held, and apply stops with
+//! the table named rather than let the two drift apart silently (PostgreSQL's own
+//! subscriber only logs such a miss). TRUNCATE names exactly the tables the source
+//! truncated (its CASCADE already put the referencing tables in the message) with
+//! RESTART IDENTITY when the source used it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pgferry_core::sql::Sql;
+use pgferry_pgoutput::{Column, Delete, Insert, Lsn, Message, OldTuple, Oid, Truncate, Update};
+use tokio_postgres::Client;
+
+use super::batch::{already_copied, Batch};
+use super::relation::{map_relation, Mapped};
+use super::statements::{matching, update_shape, Shape, Statements};
+use super::Stop;
+use crate::error::{Error, ErrorKind};
+use pgferry_core::sql::QualifiedName;
+
+/// A relation as the stream described it, mapped onto the target.
+struct Relation {
+    mapped: Arc<Mapped>,
+    /// Set for tables copied again under a later snapshot.
+    copied_at: Option<Lsn>,
+}
+
+/// The apply state of one target session.
+pub(crate) struct Applier<'a> {
+    pub(crate) target: &'a Client,
+    pub(crate) batch: Batch,
+    skip_before: &'a HashMap<QualifiedName, Lsn>,
+    relations: HashMap<Oid, Relation>,
+    type_names: HashMap<Oid, (String, String)>,
+    statements: Statements,
+    /// The commit LSN of the source transaction being applied.
+    current: Option<Lsn>,
+}
+
+impl<'a> Applier<'a> {
+    pub(crate) fn new(target: &'a Client, skip_before: &'a HashMap<QualifiedName, Lsn>) -> Self {
+        Applier {
+            target,
+            batch: Batch::default(),
+            skip_before,
+            relations: HashMap::new(),
+            type_names: HashMap::new(),
+            statements: Statements::default(),
+            current: None,
+        }
+    }
+
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// A source transaction starts: opens the target transaction if needed.
+    pub(crate) async fn begin(&mut self, final_lsn: Lsn) -> Result<(), Stop> {
+        if self.batch.opened.is_none() {
+            self.target.batch_execute("BEGIN").await.map_err(|e| Stop::target("opening a transaction on the target", e))?;
+            self.batch.opened = Some(std::time::Instant::now());
+        }
+        self.current = Some(final_lsn);
+        Ok(())
+    }
+
+    /// A source transaction ended at `end_lsn`.
+    pub(crate) fn commit(&mut self, end_lsn: Lsn, commit_time: i64) {
+        self.current = None;
+        self.batch.transactions += 1;
+        self.batch.end = Some((end_lsn, commit_time));
+    }
+
+    /// Applies one decoded message of the current transaction.
+    pub(crate) async fn apply(&mut self, message: Message, bytes: usize) -> Result<(), Stop> {
+        let at = self.current;
+        match message {
+            Message::Relation(relation) => {
+                self.statements.forget(relation.oid);
+                let mapped = map_relation(self.target, &relation, &self.type_names).await?;
+                let copied_at = self.skip_before.get(&mapped.table).copied();
+                self.relations.insert(relation.oid, Relation { mapped: Arc::new(mapped), copied_at });
+                return Ok(());
+            }
+            Message::Type(t) => {
+                self.type_names.insert(t.oid, (t.namespace, t.name));
+                return Ok(());
+            }
+            Message::Insert(insert) => self.insert(insert, at).await?,
+            Message::Update(update) => self.update(update, at).await?,
+            Message::Delete(delete) => self.delete(delete, at).await?,
+            Message::Truncate(truncate) => self.truncate(truncate, at).await?,
+            Message::Origin(_) | Message::LogicalMessage(_) => return Ok(()),
+            other => {
+                return Err(Stop::Fatal(Error::new(
+                    ErrorKind::Server,
+                    format!("the source sent a {:?} message, which protocol version 1 does not use", other.kind()),
+                )))
+            }
+        }
+        self.batch.changes += 1;
+        self.batch.bytes += bytes;
+        Ok(())
+    }
+
+    /// The relation of a change, or `None` when the copy already holds the change.
+    fn relation(&self, oid: Oid, at: Option<Lsn>) -> Result<Option<Arc<Mapped>>, Stop> {
+        let relation = self.relations.get(&oid).ok_or_else(|| {
+            Stop::Fatal(Error::new(ErrorKind::Server, format!("the source sent a change for relation OID {oid} before describing it")))
+        })?;
+        let skip = at.is_some_and(|at| already_copied(at, relation.copied_at));
+        Ok((!skip).then(|| relation.mapped.clone()))
+    }
+
+    async fn insert(&mut self, insert: Insert, at: Option<Lsn>) -> Result<(), Stop> {
+        let Some(table) = self.relation(insert.relation_oid, at)? else { return Ok(()) };
+        let values = values(&insert.new_tuple, &table, |_| true)?;
+        self.run(insert.relation_oid, &table, &Shape::Insert, &values, "insert into").await?;
+        self.batch.counts(&table.table).inserts += 1;
+        Ok(())
+    }
+
+    async fn update(&mut self, update: Update, at: Option<Lsn>) -> Result<(), Stop> {
+        let Some(table) = self.relation(update.relation_oid, at)? else { return Ok(()) };
+        require_identity(&table, "UPDATE")?;
+        let old = update.old_tuple.as_ref().map(OldTuple::columns);
+        let shape = update_shape(&table.columns, table.full, old, &update.new_tuple);
+        let Shape::Update { set, matching, guard } = &shape else { unreachable!("update_shape builds updates") };
+        if set.iter().any(|s| *s) {
+            let mut params = values(&update.new_tuple, &table, |i| set[i])?;
+            params.extend(match_values(&table, matching, old, &update.new_tuple)?);
+            params.extend(values(&update.new_tuple, &table, |i| guard[i])?);
+            self.run(update.relation_oid, &table, &shape, &params, "update").await?;
+        }
+        self.batch.counts(&table.table).updates += 1;
+        Ok(())
+    }
+
+    async fn delete(&mut self, delete: Delete, at: Option<Lsn>) -> Result<(), Stop> {
+        let Some(table) = self.relation(delete.relation_oid, at)? else { return Ok(()) };
+        require_identity(&table, "DELETE")?;
+        let old = delete.old_tuple.columns();
+        let shape = Shape::Delete { matching: matching(table.full, Some(old)) };
+        let Shape::Delete { matching } = &shape else { unreachable!() };
+        let params = match_values(&table, matching, Some(old), old)?;
+        self.run(delete.relation_oid, &table, &shape, &params, "delete from").await?;
+        self.batch.counts(&table.table).deletes += 1;
+        Ok(())
+    }
+
+    async fn truncate(&mut self, truncate: Truncate, at: Option<Lsn>) -> Result<(), Stop> {
+        let mut tables = Vec::new();
+        for oid in &truncate.relation_oids {
+            if let Some(table) = self.relation(*oid, at)? {
+                tables.push(table.table.clone());
+            }
+        }
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new("TRUNCATE ");
+        for (i, table) in tables.iter().enumerate() {
+            sql = sql.push(if i == 0 { "ONLY " } else { ", ONLY " }).name(table);
+        }
+        if truncate.restart_identity {
+            sql = sql.push(" RESTART IDENTITY");
+        }
+        self.target
+            .batch_execute(sql.as_str())
+            .await
+            .map_err(|e| Stop::target("applying a TRUNCATE on the target", e))?;
+        for table in &tables {
+            self.batch.counts(table).truncates += 1;
+        }
+        Ok(())
+    }
+
+    /// Runs one statement and insists on exactly one row.
+    async fn run(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: &[Option<&str>], verb: &str) -> Result<(), Stop> {
+        let doing = || format!("applying a change ({verb} {}) on the target", table.table);
+        let statement = self
+            .statements
+            .get(self.target, oid, table, shape)
+            .await
+            .map_err(|e| Stop::target(&doing(), e))?;
+        let rows = self
+            .target
+            .execute_raw(&statement, params.iter().copied())
+            .await
+            .map_err(|e| Stop::target(&doing(), e))?;
+        if rows != 1 {
+            let at = self.current.map(|l| l.to_string()).unwrap_or_default();
+            return Err(Stop::Fatal(
+                Error::new(
+                    ErrorKind::Precondition,
+                    format!("the row to {verb} {} was not found on the target (source transaction committing at {at})", table.table),
+                )
+                .with_hint("the target no longer holds what the source held (a write on the target, or a table changed by hand); pgferry stops rather than let them drift apart: find the cause, then copy this table again"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn require_identity(table: &Mapped, what: &str) -> Result<(), Stop> {
+    if table.has_key() {
+        return Ok(());
+    }
+    Err(Stop::Fatal(
+        Error::new(ErrorKind::Precondition, format!("the source sent an {what} for {}, which has no replica identity", table.table))
+            .with_hint("give the table a primary key or REPLICA IDENTITY FULL on the source and the target, then copy it again"),
+    ))
+}
+
+/// The values of the columns `pick` selects, as text (`None` for NULL).
+fn values<'t>(tuple: &'t [Column], table: &Mapped, pick: impl Fn(usize) -> bool) -> Result<Vec<Option<&'t str>>, Stop> {
+    if tuple.len() != table.columns.len() {
+        return Err(Stop::Fatal(Error::new(
+            ErrorKind::Server,
+            format!("a change to {} has {} columns where its description has {}", table.table, tuple.len(), table.columns.len()),
+        )));
+    }
+    tuple
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| pick(*i))
+        .map(|(i, column)| text(column, table, i))
+        .collect()
+}
+
+/// The values that find the row: key columns from the old key (or from the new
+/// tuple when the key did not change), or every sent old value under FULL.
+fn match_values<'t>(
+    table: &Mapped,
+    matching: &super::statements::Matching,
+    old: Option<&'t [Column]>,
+    new: &'t [Column],
+) -> Result<Vec<Option<&'t str>>, Stop> {
+    match matching {
+        super::statements::Matching::Key => values(old.unwrap_or(new), table, |i| table.columns[i].is_key),
+        super::statements::Matching::Full(mask) => values(old.unwrap_or(new), table, |i| mask[i]),
+    }
+}
+
+fn text<'t>(column: &'t Column, table: &Mapped, i: usize) -> Result<Option<&'t str>, Stop> {
+    let name = || table.columns[i].name.as_str().to_string();
+    match column {
+        Column::Null => Ok(None),
+        Column::Text(bytes) => std::str::from_utf8(bytes).map(Some).map_err(|_| {
+            Stop::Fatal(Error::new(
+                ErrorKind::Precondition,
+                format!("a value of {}.{} is not valid UTF-8", table.table, name()),
+            )
+            .with_hint("pgferry needs UTF8 databases for change capture"))
+        }),
+        Column::UnchangedToast => Err(Stop::Fatal(Error::new(
+            ErrorKind::Server,
+            format!("the source sent no value for the key column {}.{}", table.table, name()),
+        ))),
+        Column::Binary(_) => Err(Stop::Fatal(Error::new(
+            ErrorKind::Server,
+            format!("the source sent a binary value for {}.{} though text was asked for", table.table, name()),
+        ))),
+    }
+}

@@ -1,0 +1,399 @@
+//! `pgferry follow`: change capture. After the copy, the target is kept current by
+//! reading the source's changes from the migration's logical replication slot
+//! (plugin pgoutput) and applying them in commit order until the cutover
+//! ([Logical Decoding](https://www.postgresql.org/docs/current/logicaldecoding.html)).
+//!
+//! Guarantees, and where each comes from:
+//! - **Nothing lost, nothing twice.** Changes are applied in batches of whole
+//!   source transactions; each batch commits on the target together with the end
+//!   LSN of its last transaction ([`progress`]). Only after that commit is the
+//!   position reported to the source as flushed, so the slot keeps everything the
+//!   target does not hold. A restart (after a crash, a kill, a server restart)
+//!   resumes from the journaled position: the server sends only transactions that
+//!   commit after it.
+//! - **Exact values.** Values travel as text under pinned settings and are cast to
+//!   the target column's type ([`stream`], [`statements`]).
+//! - **The target's own logic stays out.** The apply session runs with
+//!   `session_replication_role = replica`: foreign keys and user triggers do not
+//!   fire, as for PostgreSQL's own subscriber.
+//! - **Schema changes stop apply** before the changed table is touched, naming the
+//!   table and column ([`relation`]).
+//! - **The copy's resumed tables** skip what their later snapshot already holds
+//!   ([`batch::already_copied`]).
+//!
+//! Lost connections to either server (a restart, a network cut) are retried; the
+//! open batch is rolled back by the server and applied again from the stream.
+
+mod batch;
+mod changes;
+mod progress;
+mod relation;
+mod statements;
+mod stream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pgferry_core::names::MigrationName;
+use pgferry_pg::ConnSpec;
+use pgferry_pgoutput::{Decoder, Lsn};
+use pgwire_replication::{ReplicationClient, ReplicationEvent};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+pub use batch::BatchLimits;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::failpoint;
+use changes::Applier;
+
+/// The prefix of the logical message that marks "caught up" in the stream.
+const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
+/// How long connection failures are retried before giving up.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+/// How often a status line is emitted.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// What the operator asked for.
+#[derive(Clone, Debug)]
+pub struct FollowOptions {
+    pub migration: MigrationName,
+    pub until: Until,
+    pub batch: BatchLimits,
+}
+
+/// When `follow` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Runs until stopped.
+    Stopped,
+    /// Once every transaction committed before this position is applied.
+    Lsn(Lsn),
+    /// Once every transaction committed on the source before the start is applied.
+    CaughtUp,
+}
+
+/// Progress, for whoever draws it.
+#[derive(Clone, Debug)]
+pub enum FollowEvent {
+    Started { from: Lsn },
+    Status { applied: Lsn, lag_bytes: u64, lag_seconds: f64, changes_per_second: f64 },
+    Reconnecting { cause: String },
+}
+
+/// A progress callback.
+#[derive(Clone)]
+pub struct FollowProgress(Arc<dyn Fn(FollowEvent) + Send + Sync>);
+
+impl FollowProgress {
+    pub fn new(f: impl Fn(FollowEvent) + Send + Sync + 'static) -> Self {
+        FollowProgress(Arc::new(f))
+    }
+
+    fn emit(&self, event: FollowEvent) {
+        (self.0)(event)
+    }
+}
+
+/// The outcome of a run that reached its end position.
+#[derive(Debug, Serialize)]
+pub struct FollowReport {
+    pub migration: String,
+    pub applied_lsn: String,
+    pub transactions: u64,
+    pub changes: u64,
+}
+
+/// Why a session ended: retry it, or give up.
+pub(crate) enum Stop {
+    Transient(Error),
+    Fatal(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Fatal(e)
+    }
+}
+
+impl Stop {
+    /// A failed statement on the target: transient when the connection went away.
+    pub(crate) fn target(doing: &str, e: tokio_postgres::Error) -> Stop {
+        let lost = e.is_closed()
+            || match e.as_db_error() {
+                Some(db) => ["08", "57P01", "57P02", "57P03", "53300"].iter().any(|c| db.code().code().starts_with(c)),
+                None => true,
+            };
+        let error = Error::server(doing, e);
+        if lost {
+            Stop::Transient(error)
+        } else {
+            Stop::Fatal(error)
+        }
+    }
+
+    fn stream(e: pgwire_replication::PgWireError) -> Stop {
+        let error = Error::new(ErrorKind::Server, format!("reading the source's change stream: {e}"));
+        if stream::transient(&e) {
+            Stop::Transient(error)
+        } else {
+            Stop::Fatal(error)
+        }
+    }
+}
+
+/// Totals across sessions.
+#[derive(Default)]
+struct Totals {
+    transactions: u64,
+    changes: u64,
+    applied: Lsn,
+}
+
+/// Runs change capture until `options.until` (or an error).
+pub async fn follow(source: &ConnSpec, target: &ConnSpec, options: &FollowOptions, progress: &FollowProgress) -> Result<FollowReport> {
+    let stop_at = match options.until {
+        Until::Stopped => None,
+        Until::Lsn(lsn) => Some(lsn),
+        Until::CaughtUp => Some(caught_up_mark(source).await?),
+    };
+    let mut totals = Totals::default();
+    let mut failing_since: Option<Instant> = None;
+    let mut first = true;
+    loop {
+        let before = (totals.transactions, totals.applied);
+        match session(source, target, options, stop_at, progress, &mut totals, first).await {
+            Ok(()) => break,
+            Err(Stop::Fatal(e)) => return Err(e),
+            Err(Stop::Transient(e)) => {
+                if before != (totals.transactions, totals.applied) {
+                    failing_since = None;
+                }
+                if failing_since.get_or_insert_with(Instant::now).elapsed() > RETRY_FOR {
+                    return Err(e);
+                }
+                progress.emit(FollowEvent::Reconnecting { cause: e.message });
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        first = false;
+    }
+    Ok(FollowReport {
+        migration: options.migration.to_string(),
+        applied_lsn: totals.applied.to_string(),
+        transactions: totals.transactions,
+        changes: totals.changes,
+    })
+}
+
+/// Writes a non-transactional logical message on the source and returns its
+/// position. Decoding is in WAL order, so once the stream delivers this message,
+/// every transaction that committed before it has been delivered too.
+async fn caught_up_mark(source: &ConnSpec) -> Result<Lsn> {
+    let client = pgferry_pg::connect(source).await?;
+    let row = client
+        .query_one("SELECT pg_logical_emit_message(false, $1, '')::text", &[&CAUGHT_UP_PREFIX])
+        .await
+        .map_err(|e| Error::server("marking the source's current position", e))?;
+    row.get::<_, String>(0)
+        .parse()
+        .map_err(|e| Error::new(ErrorKind::Server, format!("the source returned an invalid position: {e}")))
+}
+
+/// One connection to each side, until the end position or an error.
+async fn session(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    options: &FollowOptions,
+    stop_at: Option<Lsn>,
+    progress: &FollowProgress,
+    totals: &mut Totals,
+    first: bool,
+) -> Result<(), Stop> {
+    let connect_stop = |e: pgferry_pg::ConnectError| if first { Stop::Fatal(e.into()) } else { Stop::Transient(e.into()) };
+    let dst = pgferry_pg::connect(target).await.map_err(connect_stop)?;
+    dst.batch_execute(stream::TARGET_SESSION_SQL)
+        .await
+        .map_err(|e| Stop::target("setting up the apply session on the target", e))?;
+    let state = progress::start_state(&dst, &options.migration).await?;
+    totals.applied = state.start;
+    if stop_at.is_some_and(|s| state.start >= s) {
+        return Ok(());
+    }
+    let mut source_stream = stream::open(source, &options.migration, state.start).await.map_err(|e| match e {
+        e if first && !stream::transient(&e) => Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}"))),
+        e => Stop::stream(e),
+    })?;
+    progress.emit(FollowEvent::Started { from: state.start });
+    let mut run = Run {
+        applier: Applier::new(&dst, &state.skip_before),
+        stream: &mut source_stream,
+        target: &dst,
+        options,
+        totals,
+        server_end: state.start,
+        last_commit_micros: None,
+        status: (Instant::now(), 0),
+        progress,
+    };
+    run.stream_until(stop_at).await
+}
+
+/// The state of one session's loop.
+struct Run<'a> {
+    applier: Applier<'a>,
+    stream: &'a mut ReplicationClient,
+    target: &'a Client,
+    options: &'a FollowOptions,
+    totals: &'a mut Totals,
+    /// The source's latest WAL position seen in the stream.
+    server_end: Lsn,
+    /// Commit time (unix microseconds) of the last applied transaction.
+    last_commit_micros: Option<i64>,
+    /// When the last status line was emitted, and the change count then.
+    status: (Instant, u64),
+    progress: &'a FollowProgress,
+}
+
+impl Run<'_> {
+    async fn stream_until(&mut self, stop_at: Option<Lsn>) -> Result<(), Stop> {
+        let mut decoder = Decoder::new();
+        loop {
+            let event = self.next_event().await?;
+            match event {
+                None => self.flush().await?,
+                Some(ReplicationEvent::Begin { final_lsn, .. }) => self.applier.begin(Lsn(final_lsn.0)).await?,
+                Some(ReplicationEvent::XLogData { data, wal_end, .. }) => {
+                    self.server_end = self.server_end.max(Lsn(wal_end.0));
+                    let bytes = data.len();
+                    let message = decoder
+                        .decode(data)
+                        .map_err(|e| Stop::Fatal(Error::new(ErrorKind::Server, format!("decoding the change stream: {e}"))))?;
+                    self.applier.apply(message, bytes).await?;
+                }
+                Some(ReplicationEvent::Commit { end_lsn, commit_time_micros, .. }) => {
+                    let end = Lsn(end_lsn.0);
+                    self.applier.commit(end, commit_time_micros);
+                    let batch = &self.applier.batch;
+                    if stop_at.is_some_and(|s| end >= s)
+                        || batch::should_flush(&self.options.batch, batch.changes, batch.bytes, batch.age())
+                    {
+                        self.flush().await?;
+                    }
+                }
+                Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
+                    self.server_end = self.server_end.max(Lsn(wal_end.0));
+                    self.advance_idle(Lsn(wal_end.0)).await?;
+                }
+                Some(ReplicationEvent::Message { transactional: false, lsn, .. }) => self.advance_idle(Lsn(lsn.0)).await?,
+                Some(_) => {}
+            }
+            if stop_at.is_some_and(|s| self.totals.applied >= s) && !self.applier.in_transaction() {
+                self.flush().await?;
+                self.finish().await;
+                return Ok(());
+            }
+            self.report_status();
+        }
+    }
+
+    /// The next event; `None` when an open batch has waited long enough.
+    async fn next_event(&mut self) -> Result<Option<ReplicationEvent>, Stop> {
+        let waiting = self.applier.batch.opened.is_some() && !self.applier.in_transaction();
+        let received = if waiting {
+            let left = self.options.batch.max_age.saturating_sub(self.applier.batch.age());
+            match tokio::time::timeout(left, self.stream.recv()).await {
+                Ok(received) => received,
+                Err(_) => return Ok(None),
+            }
+        } else {
+            self.stream.recv().await
+        };
+        match received.map_err(Stop::stream)? {
+            Some(event) => Ok(Some(event)),
+            None => Err(Stop::Transient(Error::new(ErrorKind::Server, "the source ended the change stream"))),
+        }
+    }
+
+    /// Commits the open batch with its position, then tells the source.
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if self.applier.batch.opened.is_none() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.applier.batch);
+        let commit = || async {
+            if let Some((end, commit_time)) = batch.end {
+                progress::record(self.target, &self.options.migration, end, Some(commit_time), &batch.stats).await?;
+            }
+            failpoint::hit("apply-before-commit");
+            self.target.batch_execute("COMMIT").await
+        };
+        commit().await.map_err(|e| Stop::target("committing applied changes on the target", e))?;
+        failpoint::hit("apply-after-commit");
+        if let Some((end, commit_time)) = batch.end {
+            self.acknowledge(end);
+            self.last_commit_micros = Some(commit_time.saturating_add(PG_EPOCH_UNIX_MICROS));
+        }
+        self.totals.transactions += batch.transactions;
+        self.totals.changes += batch.changes as u64;
+        Ok(())
+    }
+
+    /// Between transactions, with nothing pending, a position from the server
+    /// (a keepalive's, or a non-transactional message's) is past every
+    /// transaction the stream has delivered: it becomes the applied position, so
+    /// the slot releases WAL that holds no published change.
+    async fn advance_idle(&mut self, position: Lsn) -> Result<(), Stop> {
+        if self.applier.in_transaction() || position <= self.totals.applied {
+            return Ok(());
+        }
+        self.flush().await?;
+        let record = || async {
+            self.target.batch_execute("BEGIN").await?;
+            progress::record(self.target, &self.options.migration, position, None, &Default::default()).await?;
+            self.target.batch_execute("COMMIT").await
+        };
+        record().await.map_err(|e| Stop::target("recording the applied position on the target", e))?;
+        self.acknowledge(position);
+        Ok(())
+    }
+
+    /// Waits (briefly) until the source was told the applied position, so the
+    /// slot releases what was applied, then ends the stream.
+    async fn finish(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let metrics = self.stream.metrics();
+        while metrics.last_applied_lsn().0 < self.totals.applied.0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.stream.shutdown().await;
+    }
+
+    fn acknowledge(&mut self, position: Lsn) {
+        self.totals.applied = position;
+        self.stream.update_applied_lsn(pgwire_replication::Lsn(position.0));
+    }
+
+    fn report_status(&mut self) {
+        let (since, changes_then) = self.status;
+        if since.elapsed() < STATUS_EVERY {
+            return;
+        }
+        let lag_bytes = self.server_end.0.saturating_sub(self.totals.applied.0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or_default();
+        let lag_seconds = match self.last_commit_micros {
+            Some(at) if lag_bytes > 0 => (now - at).max(0) as f64 / 1e6,
+            _ => 0.0,
+        };
+        let changes = self.totals.changes;
+        self.progress.emit(FollowEvent::Status {
+            applied: self.totals.applied,
+            lag_bytes,
+            lag_seconds,
+            changes_per_second: (changes - changes_then) as f64 / since.elapsed().as_secs_f64(),
+        });
+        self.status = (Instant::now(), changes);
+    }
+}

@@ -1,0 +1,164 @@
+//! Change capture's journal on the target.
+//!
+//! `pgferry.apply_progress` holds, per migration, the end LSN of the last source
+//! transaction applied, and `pgferry.apply_table_stats` the per-table counters.
+//! Both are written in the same target transaction as the changes they account
+//! for, so the applied position can never disagree with the data: after a crash
+//! the next run starts exactly after the last committed batch, and nothing is
+//! applied twice or skipped. The source's slot is told about a position only
+//! after that commit (see [`super`]), which is the rule PostgreSQL's own apply
+//! worker follows with its replication origin
+//! ([Replication Progress Tracking](https://www.postgresql.org/docs/current/replication-origins.html)).
+
+use std::collections::{BTreeMap, HashMap};
+
+use pgferry_core::names::MigrationName;
+use pgferry_core::phase::MigrationPhase;
+use pgferry_core::sql::QualifiedName;
+use pgferry_pgoutput::Lsn;
+use tokio_postgres::Client;
+
+use crate::error::{Error, ErrorKind, Result};
+
+const SCHEMA_SQL: &str = "
+CREATE SCHEMA IF NOT EXISTS pgferry;
+CREATE TABLE IF NOT EXISTS pgferry.apply_progress (
+    migration text PRIMARY KEY,
+    applied_lsn pg_lsn NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    source_commit_time timestamptz
+);
+CREATE TABLE IF NOT EXISTS pgferry.apply_table_stats (
+    migration text NOT NULL,
+    table_schema text NOT NULL,
+    table_name text NOT NULL,
+    inserts bigint NOT NULL DEFAULT 0,
+    updates bigint NOT NULL DEFAULT 0,
+    deletes bigint NOT NULL DEFAULT 0,
+    truncates bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (migration, table_schema, table_name)
+);";
+
+/// Changes applied to one table in a batch.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) inserts: i64,
+    pub(crate) updates: i64,
+    pub(crate) deletes: i64,
+    pub(crate) truncates: i64,
+}
+
+/// Where change capture starts, and what the copy left to skip.
+pub(crate) struct StartState {
+    /// The last applied transaction's end, or the slot's consistent point.
+    pub(crate) start: Lsn,
+    /// Tables copied again under a later snapshot than the slot's, with that
+    /// snapshot's position.
+    pub(crate) skip_before: HashMap<QualifiedName, Lsn>,
+}
+
+/// Creates the tables when missing and reads where to start. The copy must be
+/// complete: before that, the target does not hold the slot's snapshot yet.
+pub(crate) async fn start_state(target: &Client, name: &MigrationName) -> Result<StartState> {
+    let no_copy = || {
+        Error::new(ErrorKind::Precondition, format!("migration {name} has not been copied to this target"))
+            .with_hint("run pgferry copy with the same --source, --target and --name first")
+    };
+    let exists: bool = target
+        .query_one("SELECT to_regclass('pgferry.migration') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::server("reading the journal", e))?
+        .get(0);
+    if !exists {
+        return Err(no_copy());
+    }
+    let row = target
+        .query_opt("SELECT phase, slot_lsn::text FROM pgferry.migration WHERE name = $1", &[&name.as_str()])
+        .await
+        .map_err(|e| Error::server("reading the journal", e))?
+        .ok_or_else(no_copy)?;
+    let phase: String = row.get(0);
+    if MigrationPhase::parse(&phase) != Some(MigrationPhase::Copied) {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!("the copy of migration {name} is not finished (phase {phase})"),
+        )
+        .with_hint("rerun pgferry copy: it resumes, and change capture can start once it reports the copy complete"));
+    }
+    let slot_lsn = parse_lsn(row.get::<_, Option<String>>(1).unwrap_or_default().as_str())?;
+    target
+        .batch_execute(SCHEMA_SQL)
+        .await
+        .map_err(|e| Error::server("creating pgferry's apply journal on the target", e))?;
+    let applied = target
+        .query_opt("SELECT applied_lsn::text FROM pgferry.apply_progress WHERE migration = $1", &[&name.as_str()])
+        .await
+        .map_err(|e| Error::server("reading the applied position", e))?
+        .map(|r| parse_lsn(&r.get::<_, String>(0)))
+        .transpose()?;
+    let rows = target
+        .query(
+            "SELECT table_schema, table_name, max(snapshot_lsn)::text FROM pgferry.copied_chunk
+             WHERE migration = $1 AND snapshot_lsn > $2::text::pg_lsn GROUP BY 1, 2",
+            &[&name.as_str(), &slot_lsn.to_string()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the copy's journal", e))?;
+    let mut skip_before = HashMap::new();
+    for r in rows {
+        let table = QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1));
+        skip_before.insert(table, parse_lsn(&r.get::<_, String>(2))?);
+    }
+    Ok(StartState { start: applied.unwrap_or(slot_lsn).max(slot_lsn), skip_before })
+}
+
+fn parse_lsn(text: &str) -> Result<Lsn> {
+    text.parse()
+        .map_err(|e| Error::new(ErrorKind::Precondition, format!("the journal holds an invalid position: {e}")))
+}
+
+/// Records a batch's end position and counters; runs inside the batch's
+/// transaction.
+pub(crate) async fn record(
+    target: &Client,
+    name: &MigrationName,
+    end_lsn: Lsn,
+    commit_time_micros: Option<i64>,
+    stats: &BTreeMap<QualifiedName, Counts>,
+) -> Result<(), tokio_postgres::Error> {
+    target
+        .execute(
+            "INSERT INTO pgferry.apply_progress (migration, applied_lsn, applied_at, source_commit_time)
+             VALUES ($1, $2::text::pg_lsn, now(),
+                     timestamptz '2000-01-01 00:00:00+00' + $3::bigint * interval '1 microsecond')
+             ON CONFLICT (migration) DO UPDATE SET applied_lsn = excluded.applied_lsn, applied_at = excluded.applied_at,
+                 source_commit_time = coalesce(excluded.source_commit_time, pgferry.apply_progress.source_commit_time)",
+            &[&name.as_str(), &end_lsn.to_string(), &commit_time_micros],
+        )
+        .await?;
+    if stats.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&Counts) -> i64| stats.values().map(f).collect::<Vec<i64>>();
+    let schemas: Vec<&str> = stats.keys().map(|t| t.schema.as_str()).collect();
+    let tables: Vec<&str> = stats.keys().map(|t| t.name.as_str()).collect();
+    target
+        .execute(
+            "INSERT INTO pgferry.apply_table_stats AS s (migration, table_schema, table_name, inserts, updates, deletes, truncates)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+             ON CONFLICT (migration, table_schema, table_name) DO UPDATE SET
+                 inserts = s.inserts + excluded.inserts, updates = s.updates + excluded.updates,
+                 deletes = s.deletes + excluded.deletes, truncates = s.truncates + excluded.truncates",
+            &[
+                &name.as_str(),
+                &schemas,
+                &tables,
+                &column(|c| c.inserts),
+                &column(|c| c.updates),
+                &column(|c| c.deletes),
+                &column(|c| c.truncates),
+            ],
+        )
+        .await?;
+    Ok(())
+}

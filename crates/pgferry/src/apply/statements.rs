@@ -1,0 +1,252 @@
+//! The statements that apply one change, built with [`Sql`] and prepared once
+//! per relation and shape.
+//!
+//! Every value travels as a text parameter cast to the target column's type,
+//! `$n::text::<format_type>`: the source rendered it with its type's output
+//! function under pinned settings (see [`super::stream`]) and the target reads it
+//! back with the same type's input function, which round-trips every type exactly
+//! (numeric precision and NaN, infinite timestamps, intervals, arrays, ranges,
+//! composites, enums, domains). The type name comes from the target's catalog.
+//!
+//! Shapes: an INSERT names the columns the stream sends (generated columns are
+//! never sent) with OVERRIDING SYSTEM VALUE, so GENERATED ALWAYS identity values
+//! are kept. An UPDATE sets only the columns whose new value was sent: an
+//! unchanged TOASTed value arrives as "unchanged" and keeps the target's value;
+//! identity columns that are GENERATED ALWAYS cannot be assigned, so they are
+//! checked in the WHERE clause instead (a source that changed one stops apply
+//! rather than diverge). Rows are found by the replica identity's columns, or,
+//! under REPLICA IDENTITY FULL, by every old value with IS NOT DISTINCT FROM
+//! (NULL-safe), one row only through `ctid = (SELECT ctid ... LIMIT 1)` since
+//! duplicates are possible
+//! ([REPLICA IDENTITY](https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-REPLICA-IDENTITY)).
+
+use std::collections::HashMap;
+
+use pgferry_core::sql::Sql;
+use pgferry_pgoutput::{Column, Oid};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Statement};
+
+use super::relation::{Mapped, MappedColumn};
+
+/// Which columns a statement mentions; one prepared statement per distinct shape.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Shape {
+    Insert,
+    /// `set`: the columns assigned; `matching`: how the row is found; `guard`:
+    /// GENERATED ALWAYS identity columns checked against their new value.
+    Update { set: Vec<bool>, matching: Matching, guard: Vec<bool> },
+    Delete { matching: Matching },
+}
+
+/// How the target row is found.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Matching {
+    /// The replica identity's key columns, with `=`.
+    Key,
+    /// REPLICA IDENTITY FULL: these columns' old values, NULL-safe, one row.
+    Full(Vec<bool>),
+}
+
+/// The columns whose values a tuple carries (not "unchanged TOAST").
+pub(crate) fn present(tuple: &[Column]) -> Vec<bool> {
+    tuple.iter().map(|c| !matches!(c, Column::UnchangedToast)).collect()
+}
+
+/// The UPDATE shape for a new tuple (pure).
+pub(crate) fn update_shape(columns: &[MappedColumn], full: bool, old: Option<&[Column]>, new: &[Column]) -> Shape {
+    let sent = present(new);
+    let set = columns.iter().zip(&sent).map(|(c, s)| *s && !c.identity_always).collect();
+    let guard = columns.iter().zip(&sent).map(|(c, s)| *s && c.identity_always).collect();
+    Shape::Update { set, matching: matching(full, old), guard }
+}
+
+/// How a change finds its row (pure).
+pub(crate) fn matching(full: bool, old: Option<&[Column]>) -> Matching {
+    match (full, old) {
+        (true, Some(old)) => Matching::Full(present(old)),
+        _ => Matching::Key,
+    }
+}
+
+/// Numbers parameters as they are appended.
+#[derive(Default)]
+struct Params(i64);
+
+impl Params {
+    /// `$n::text::<type>`: a value cast to the column's type.
+    fn typed(&mut self, sql: Sql, column: &MappedColumn) -> Sql {
+        self.0 += 1;
+        sql.push("$").int(self.0).push("::text::").server_sql(&column.type_sql)
+    }
+
+    /// `$n`: a value left as text.
+    fn text(&mut self, sql: Sql) -> Sql {
+        self.0 += 1;
+        sql.push("$").int(self.0)
+    }
+}
+
+/// Builds a shape's SQL text. Parameters: assigned or inserted values in column
+/// order, then the matching values, then the guarded values. Returns the text and
+/// the number of parameters.
+pub(crate) fn build(table: &Mapped, shape: &Shape) -> (Sql, usize) {
+    let mut params = Params::default();
+    let sql = match shape {
+        Shape::Insert => {
+            let mut sql = Sql::new("INSERT INTO ")
+                .name(&table.table)
+                .push(" (")
+                .ident_list(table.columns.iter().map(|c| &c.name))
+                .push(") OVERRIDING SYSTEM VALUE VALUES (");
+            for (i, column) in table.columns.iter().enumerate() {
+                sql = params.typed(sql.push(if i == 0 { "" } else { ", " }), column);
+            }
+            sql.push(")")
+        }
+        Shape::Update { set, matching, guard } => {
+            let mut sql = Sql::new("UPDATE ONLY ").name(&table.table).push(" SET ");
+            for (i, column) in selected(&table.columns, set).enumerate() {
+                sql = params.typed(sql.push(if i == 0 { "" } else { ", " }).ident(&column.name).push(" = "), column);
+            }
+            sql = where_clause(sql, table, matching, &mut params);
+            for column in selected(&table.columns, guard) {
+                sql = params.typed(sql.push(" AND ").ident(&column.name).push(" IS NOT DISTINCT FROM "), column);
+            }
+            sql
+        }
+        Shape::Delete { matching } => {
+            let sql = Sql::new("DELETE FROM ONLY ").name(&table.table);
+            where_clause(sql, table, matching, &mut params)
+        }
+    };
+    (sql, params.0 as usize)
+}
+
+fn selected<'a>(columns: &'a [MappedColumn], mask: &'a [bool]) -> impl Iterator<Item = &'a MappedColumn> {
+    columns.iter().zip(mask).filter(|(_, m)| **m).map(|(c, _)| c)
+}
+
+fn where_clause(mut sql: Sql, table: &Mapped, matching: &Matching, params: &mut Params) -> Sql {
+    match matching {
+        Matching::Key => {
+            for (i, column) in table.columns.iter().filter(|c| c.is_key).enumerate() {
+                sql = params.typed(sql.push(if i == 0 { " WHERE " } else { " AND " }).ident(&column.name).push(" = "), column);
+            }
+            sql
+        }
+        Matching::Full(mask) => {
+            sql = sql.push(" WHERE ctid = (SELECT ctid FROM ONLY ").name(&table.table);
+            for (i, column) in selected(&table.columns, mask).enumerate() {
+                sql = sql.push(if i == 0 { " WHERE " } else { " AND " }).ident(&column.name);
+                sql = if column.compare_as_text {
+                    params.text(sql.push("::text IS NOT DISTINCT FROM "))
+                } else {
+                    params.typed(sql.push(" IS NOT DISTINCT FROM "), column)
+                };
+            }
+            sql.push(" LIMIT 1)")
+        }
+    }
+}
+
+/// Prepared statements of one target session, by relation and shape.
+#[derive(Default)]
+pub(crate) struct Statements {
+    prepared: HashMap<(Oid, Shape), Statement>,
+}
+
+impl Statements {
+    /// The statement for a shape, prepared on first use.
+    pub(crate) async fn get(
+        &mut self,
+        target: &Client,
+        oid: Oid,
+        table: &Mapped,
+        shape: &Shape,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.prepared.get(&(oid, shape.clone())) {
+            return Ok(statement.clone());
+        }
+        let (sql, params) = build(table, shape);
+        let statement = target.prepare_typed(sql.as_str(), &vec![Type::TEXT; params]).await?;
+        self.prepared.insert((oid, shape.clone()), statement.clone());
+        Ok(statement)
+    }
+
+    /// Forgets a relation's statements when its definition is sent again.
+    pub(crate) fn forget(&mut self, oid: Oid) {
+        self.prepared.retain(|(o, _), _| *o != oid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgferry_core::sql::{Ident, QualifiedName, ServerSql};
+
+    fn column(name: &str, key: bool) -> MappedColumn {
+        MappedColumn {
+            name: Ident::from_catalog(name),
+            type_sql: ServerSql::from_catalog("integer"),
+            is_key: key,
+            identity_always: false,
+            compare_as_text: false,
+        }
+    }
+
+    fn table(columns: Vec<MappedColumn>, full: bool) -> Mapped {
+        Mapped { table: QualifiedName::from_catalog("s", "t\"x"), columns, full }
+    }
+
+    fn text(v: &str) -> Column {
+        Column::Text(bytes::Bytes::copy_from_slice(v.as_bytes()))
+    }
+
+    #[test]
+    fn inserts_keep_identity_values_and_cast_text_to_the_target_type() {
+        let t = table(vec![column("id", true), column("v", false)], false);
+        assert_eq!(
+            build(&t, &Shape::Insert).0.as_str(),
+            "INSERT INTO \"s\".\"t\"\"x\" (\"id\", \"v\") OVERRIDING SYSTEM VALUE VALUES ($1::text::integer, $2::text::integer)"
+        );
+    }
+
+    #[test]
+    fn updates_leave_unchanged_toast_alone_and_find_the_row_by_key() {
+        let t = table(vec![column("id", true), column("big", false), column("v", false)], false);
+        let new = [text("1"), Column::UnchangedToast, Column::Null];
+        let shape = update_shape(&t.columns, false, None, &new);
+        assert_eq!(
+            build(&t, &shape).0.as_str(),
+            "UPDATE ONLY \"s\".\"t\"\"x\" SET \"id\" = $1::text::integer, \"v\" = $2::text::integer WHERE \"id\" = $3::text::integer"
+        );
+        let other = update_shape(&t.columns, false, None, &[text("1"), text("x"), Column::Null]);
+        assert_ne!(shape, other, "a different set of columns is a different statement");
+    }
+
+    #[test]
+    fn identity_always_columns_are_guarded_not_assigned() {
+        let mut id = column("id", true);
+        id.identity_always = true;
+        let t = table(vec![id, column("v", false)], false);
+        let shape = update_shape(&t.columns, false, Some(&[text("1"), Column::Null]), &[text("1"), text("2")]);
+        assert_eq!(
+            build(&t, &shape).0.as_str(),
+            "UPDATE ONLY \"s\".\"t\"\"x\" SET \"v\" = $1::text::integer WHERE \"id\" = $2::text::integer AND \"id\" IS NOT DISTINCT FROM $3::text::integer"
+        );
+    }
+
+    #[test]
+    fn replica_identity_full_matches_old_values_null_safe_and_one_row() {
+        let mut doc = column("doc", true);
+        doc.compare_as_text = true;
+        let t = table(vec![column("a", true), doc, column("b", true)], true);
+        let old = [text("1"), text("{}"), Column::Null];
+        let shape = Shape::Delete { matching: matching(true, Some(&old)) };
+        assert_eq!(
+            build(&t, &shape).0.as_str(),
+            "DELETE FROM ONLY \"s\".\"t\"\"x\" WHERE ctid = (SELECT ctid FROM ONLY \"s\".\"t\"\"x\" WHERE \"a\" IS NOT DISTINCT FROM $1::text::integer AND \"doc\"::text IS NOT DISTINCT FROM $2 AND \"b\" IS NOT DISTINCT FROM $3::text::integer LIMIT 1)"
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! The source's change stream: the migration's slot read with pgoutput over a
+//! replication connection
+//! ([Streaming Replication Protocol](https://www.postgresql.org/docs/current/protocol-replication.html)).
+//!
+//! pgoutput renders each value with its type's output function in the walsender's
+//! session, so the settings that shape text output are pinned at connection
+//! start: ISO dates, `postgres` intervals, UTC, shortest-exact floats, hex bytea,
+//! and the C locale's money format. The apply sessions on the target set the same
+//! values ([`TARGET_SESSION_SQL`]) so each value is read back by the matching
+//! input function under the same settings.
+//!
+//! The stream starts at the last applied position (or the slot's consistent
+//! point), and the server is told the same position as flushed until a later one
+//! is committed on the target, so the slot never releases a change the target
+//! does not hold.
+
+use pgferry_core::names::MigrationName;
+use pgferry_pg::replication::replication_config;
+use pgferry_pg::ConnSpec;
+use pgferry_pgoutput::Lsn;
+use pgwire_replication::{PgWireError, ReplicationClient};
+
+/// Startup options of the replication connection.
+const OUTPUT_SETTINGS: &str =
+    "-c datestyle=ISO -c intervalstyle=postgres -c timezone=UTC -c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C";
+
+/// The same settings for the target's apply session, plus what apply needs:
+/// replica mode (user triggers and foreign-key triggers do not fire, as for
+/// PostgreSQL's own subscriber, see
+/// [session_replication_role](https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SESSION-REPLICATION-ROLE)),
+/// an empty search_path (type names are read schema-qualified) and no timeouts.
+pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalstyle = postgres; SET timezone = UTC;
+    SET extra_float_digits = 3; SET bytea_output = hex; SET lc_monetary = 'C';
+    SET session_replication_role = replica; SET search_path = '';
+    SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+
+/// Opens the stream at `start`.
+pub(crate) async fn open(source: &ConnSpec, name: &MigrationName, start: Lsn) -> Result<ReplicationClient, PgWireError> {
+    let publications = vec![name.publication().as_str().to_string(), name.insert_only_publication().as_str().to_string()];
+    let mut config = replication_config(source, &name.slot(), publications);
+    config.options = Some(match &source.options {
+        Some(user) => format!("{user} {OUTPUT_SETTINGS}"),
+        None => OUTPUT_SETTINGS.to_string(),
+    });
+    let start = pgwire_replication::Lsn(start.0);
+    config = config
+        .with_start_lsn(start)
+        .with_ack_lsn(start)
+        .with_status_interval(std::time::Duration::from_secs(1))
+        .with_wakeup_interval(std::time::Duration::from_secs(1));
+    ReplicationClient::connect(config).await
+}
+
+/// Whether a stream error is worth a reconnect: the network, a server restart,
+/// or the previous session's walsender still holding the slot.
+pub(crate) fn transient(error: &PgWireError) -> bool {
+    const CODES: [&str; 6] = ["SQLSTATE 55006", "SQLSTATE 57P01", "SQLSTATE 57P02", "SQLSTATE 57P03", "SQLSTATE 08", "SQLSTATE 53300"];
+    match error {
+        PgWireError::Server(text) => CODES.iter().any(|c| text.contains(c)),
+        other => other.is_transient(),
+    }
+}
