@@ -140,7 +140,7 @@ pub fn evaluate(
     check_source_transactions(source, plan, &mut findings);
     check_pair(source, target, plan, &mut findings);
     check_tools(source, tools, &mut findings);
-    findings.sort_by(|a, b| (a.severity, a.side).cmp(&(b.severity, b.side)));
+    findings.sort_by_key(|f| (f.severity, f.side));
     findings
 }
 

@@ -47,7 +47,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
 use data::Snapshot;
 use indexes::IndexQueue;
-use schema::Section;
+use schema::{Restore, Section};
 
 /// What the operator asked for.
 #[derive(Clone, Debug)]
@@ -142,10 +142,12 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         failpoint::hit("copy-after-slot");
         let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), workdir.path()).await?;
         let rerun = current == MigrationPhase::Schema;
-        schema::restore(&pg_restore, target, &dump, Some(Section::PreData), 1, rerun, keep_owners, None).await?;
+        let pre_data = Restore { section: Some(Section::PreData), jobs: 1, clean: rerun, keep_owners, list: None };
+        schema::restore(&pg_restore, target, &dump, &pre_data).await?;
         if has_large_objects(&src).await? {
             let objects = schema::dump_large_objects(&pg_dump, source, &slot.snapshot_name, workdir.path()).await?;
-            schema::restore(&pg_restore, target, &objects, None, 1, rerun, keep_owners, None).await?;
+            let all = Restore { section: None, ..pre_data };
+            schema::restore(&pg_restore, target, &objects, &all).await?;
         }
         journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;
         laps.lap("schema");
@@ -177,7 +179,8 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         let list_file = workdir.path().join("post-data.list");
         std::fs::write(&list_file, list).map_err(|e| Error::new(ErrorKind::Precondition, format!("writing {}: {e}", list_file.display())))?;
         let clean = current == MigrationPhase::PostData;
-        schema::restore(&pg_restore, target, &dump, Some(Section::PostData), options.index_jobs, clean, keep_owners, Some(&list_file))
+        let post_data = Restore { section: Some(Section::PostData), jobs: options.index_jobs, clean, keep_owners, list: Some(&list_file) };
+        schema::restore(&pg_restore, target, &dump, &post_data)
             .await?;
         laps.lap("constraints and the rest");
         progress.emit(CopyEvent::Phase { phase: "sequences and statistics" });

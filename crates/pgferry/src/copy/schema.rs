@@ -60,31 +60,35 @@ pub(crate) async fn dump_large_objects(pg_dump: &Tool, source: &ConnSpec, snapsh
     Ok(file)
 }
 
-/// Restores one section of the dump into the target.
-pub(crate) async fn restore(
-    pg_restore: &Tool,
-    target: &ConnSpec,
-    dump: &Path,
-    section: Option<Section>,
-    jobs: usize,
-    clean: bool,
-    keep_owners: bool,
-    list: Option<&Path>,
-) -> Result<()> {
+/// How to restore a dump.
+pub(crate) struct Restore<'a> {
+    /// `None` restores every section.
+    pub(crate) section: Option<Section>,
+    pub(crate) jobs: usize,
+    /// Drop what the dump would create first (a rerun after a kill).
+    pub(crate) clean: bool,
+    /// Restore ownership and grants (every role they name exists on the target).
+    pub(crate) keep_owners: bool,
+    /// Restore only the entries of this `pg_restore --list` file.
+    pub(crate) list: Option<&'a Path>,
+}
+
+/// Restores (part of) the dump into the target.
+pub(crate) async fn restore(pg_restore: &Tool, target: &ConnSpec, dump: &Path, how: &Restore<'_>) -> Result<()> {
     let mut cmd = libpq_command(&pg_restore.path, target);
-    if let Some(list) = list {
+    if let Some(list) = how.list {
         cmd.arg("--use-list").arg(list);
     }
-    if let Some(section) = section {
+    if let Some(section) = how.section {
         cmd.arg(section.flag());
     }
     cmd.arg("--exit-on-error")
-        .arg(format!("--jobs={}", jobs.max(1)))
+        .arg(format!("--jobs={}", how.jobs.max(1)))
         .arg(format!("--dbname={}", target.dbname));
-    if clean {
+    if how.clean {
         cmd.args(["--clean", "--if-exists"]);
     }
-    if !keep_owners {
+    if !how.keep_owners {
         cmd.args(["--no-owner", "--no-privileges"]);
     }
     cmd.arg(dump);
