@@ -176,6 +176,28 @@ impl Cluster {
         }
     }
 
+    /// The row content of every user table (pgferry's own left out), one line per
+    /// table: its name, row count and a digest of its rows in a fixed order. Two
+    /// databases with equal fingerprints hold the same rows.
+    pub fn fingerprints(&self, db: &str) -> String {
+        let tables = self.psql(
+            db,
+            "SELECT string_agg(format('%I.%I', schemaname, tablename), E'\\n' ORDER BY schemaname, tablename) FROM pg_tables
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'pgferry')",
+        );
+        tables
+            .lines()
+            .map(|table| {
+                let digest = self.psql(
+                    db,
+                    &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
+                );
+                format!("{table} {digest}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Creates a database (as the superuser).
     pub fn create_database(&self, name: &str) {
         self.psql("postgres", &format!("CREATE DATABASE {}", crate::q(name)));
