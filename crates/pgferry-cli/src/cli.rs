@@ -26,6 +26,8 @@ pub(crate) enum Command {
     Follow(FollowArgs),
     /// Prove that source and target hold the same rows (exit 0 equal, 1 different).
     Validate(ValidateArgs),
+    /// Where a migration stands: phase, lag, per-table changes, slot headroom, cutover readiness.
+    Status(StatusArgs),
     /// Fence the source, drain, set sequences, switch; rolls back by itself before the switch.
     Cutover(CutoverArgs),
     /// Stop a migration: lift any fence, drop its slot, publications and journal rows.
@@ -86,6 +88,14 @@ pub(crate) struct CopyArgs {
     /// Split tables larger than this into page ranges copied in parallel (e.g. 100MB; 0 = never).
     #[arg(long, default_value = "100MB", value_parser = parse_size)]
     pub(crate) split_larger_than: i64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) named: NamedPair,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

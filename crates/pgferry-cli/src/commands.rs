@@ -6,7 +6,7 @@ use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{CheckArgs, Command, CopyArgs, CutoverArgs, Format, NamedPair, ValidateArgs};
+use crate::cli::{CheckArgs, Command, CopyArgs, CutoverArgs, Format, NamedPair, StatusArgs, ValidateArgs};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
@@ -15,6 +15,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Copy(args) => copy(args).await,
         Command::Follow(args) => crate::follow::follow(args).await,
         Command::Validate(args) => validate(args).await,
+        Command::Status(args) => status(args).await,
         Command::Cutover(args) => cutover(args).await,
         Command::Abort(args) => remove(args, pgferry::cleanup::Fence::Lift).await,
         Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
@@ -120,6 +121,18 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
     match args.format {
         Format::Table => print!("{}", render::cutover(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
+    let migration = pgferry_core::names::MigrationName::new(&args.named.name)
+        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let status = pgferry::status::status(&source, &target, &migration).await?;
+    match args.format {
+        Format::Table => print!("{}", render::status(&status)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&status).expect("status serializes")),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,8 @@ use std::fmt::Write;
 use pgferry::check::CheckReport;
 use pgferry::copy::CopyReport;
 use pgferry::cutover::CutoverReport;
+use pgferry::status::Status;
+use pgferry_core::cutover::Decision;
 use pgferry::validate::ValidationReport;
 use pgferry_core::preflight::human_bytes;
 use pgferry_core::preflight::{Finding, Severity, Side};
@@ -128,5 +130,54 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
         report.sequences_set,
         if report.fenced_roles.is_empty() { "none".to_string() } else { report.fenced_roles.join(", ") }
     );
+    out
+}
+
+/// The migration's status, for people.
+pub(crate) fn status(s: &Status) -> String {
+    let mut out = String::new();
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let _ = writeln!(out, "migration      {}", s.migration);
+    let _ = writeln!(out, "phase          {}", s.phase.clone().unwrap_or_else(|| "not started (run pgferry copy)".into()));
+    let _ = writeln!(out, "slot start     {}", or_none(&s.slot_lsn));
+    let _ = writeln!(out, "applied        {} (at {})", or_none(&s.applied_lsn), or_none(&s.applied_at));
+    let _ = writeln!(out, "source now     {}", s.source_lsn);
+    if let Some(lag) = s.lag_bytes {
+        let _ = writeln!(out, "lag            {}", human_bytes(lag));
+    }
+    if let Some(slot) = &s.slot {
+        let headroom = slot.safe_wal_size.map(human_bytes).unwrap_or_else(|| "unlimited".into());
+        let _ = writeln!(
+            out,
+            "slot           {}, retains {} of WAL, status {}, headroom {headroom}",
+            if slot.active { "in use" } else { "idle" },
+            human_bytes(slot.retained_wal_bytes),
+            slot.wal_status.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = writeln!(out, "fence          {}", if s.fenced { "RAISED on the source" } else { "none" });
+    if let Some(step) = &s.cutover_step {
+        let _ = writeln!(out, "cutover step   {step}");
+    }
+    match &s.cutover {
+        Decision::Go => {
+            let _ = writeln!(out, "cutover        would start now");
+        }
+        Decision::NoGo(reasons) => {
+            let _ = writeln!(out, "cutover        not now:");
+            for r in reasons {
+                let _ = writeln!(out, "                 - {r}");
+            }
+        }
+    }
+    if !s.tables.is_empty() {
+        let _ = writeln!(out, "\n{:<44} {:>10} {:>10} {:>10} {:>10}", "table", "inserts", "updates", "deletes", "truncates");
+        for t in &s.tables {
+            let _ = writeln!(out, "{:<44} {:>10} {:>10} {:>10} {:>10}", t.table, t.inserts, t.updates, t.deletes, t.truncates);
+        }
+    }
+    for w in &s.warnings {
+        let _ = writeln!(out, "\nWARNING: {w}");
+    }
     out
 }
