@@ -3,9 +3,10 @@
 //!
 //! Raising it, in order: the journal on the target saves each setting about to
 //! change (intent, before the change, never overwritten by a rerun); application
-//! roles get `CONNECTION LIMIT 0`; the database's new sessions start read-only; the
-//! fenced roles' open sessions are terminated; then a fresh session's write must
-//! fail and no fenced session may remain. Lowering puts each saved setting back and
+//! roles get `CONNECTION LIMIT 0`; the database's new sessions start read-only;
+//! every open client session but pgferry's and the administrators' is terminated
+//! (superusers' too); then a fresh session's write must fail and no other session
+//! may remain. Lowering puts each saved setting back and
 //! deletes its journal row, so a crash at any point leaves the journal naming what
 //! is still fenced, and lowering again finishes the job.
 //! See [ALTER ROLE](https://www.postgresql.org/docs/current/sql-alterrole.html) and
@@ -66,9 +67,11 @@ pub async fn raise(
     }
     exec(src, Sql::new("ALTER DATABASE ").ident(&database).push(" SET default_transaction_read_only = on"), "making the source read-only").await?;
     let names: Vec<String> = fenced.iter().map(|r| r.name.clone()).collect();
-    let terminated = terminate_sessions(src, &names).await?;
+    let mut spared = administrators.to_vec();
+    spared.push(own_role);
+    let terminated = terminate_sessions(src, &spared).await?;
     failpoint::hit("fence-after-raise");
-    verify(source, src, &names).await?;
+    verify(source, src, &spared).await?;
     Ok(FenceReport { fenced_roles: names, terminated_sessions: terminated })
 }
 
@@ -169,19 +172,21 @@ async fn save_intent(
     Ok(())
 }
 
-/// Terminates the fenced roles' sessions on this database and waits until they
-/// are gone.
-async fn terminate_sessions(src: &Client, roles: &[String]) -> Result<i64> {
-    const SESSIONS: &str = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = ANY($1)";
+/// Terminates every client session on this database except those of the spared
+/// roles (pgferry's own and the administrators), superusers' included, and waits
+/// until they are gone.
+async fn terminate_sessions(src: &Client, spared: &[String]) -> Result<i64> {
+    const SESSIONS: &str = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                            AND backend_type = 'client backend' AND NOT (usename = ANY($1))";
     let terminated: i64 = src
-        .query_one(&format!("SELECT count(pg_terminate_backend(pid)) {SESSIONS}"), &[&roles])
+        .query_one(&format!("SELECT count(pg_terminate_backend(pid)) {SESSIONS}"), &[&spared])
         .await
         .map(|r| r.get(0))
         .map_err(|e| Error::server("terminating the application's sessions on the source", e))?;
     let started = Instant::now();
     loop {
         let left: i64 = src
-            .query_one(&format!("SELECT count(*) {SESSIONS}"), &[&roles])
+            .query_one(&format!("SELECT count(*) {SESSIONS}"), &[&spared])
             .await
             .map(|r| r.get(0))
             .map_err(|e| Error::server("watching the source's sessions", e))?;
@@ -189,14 +194,16 @@ async fn terminate_sessions(src: &Client, roles: &[String]) -> Result<i64> {
             return Ok(terminated);
         }
         if started.elapsed() > TERMINATE_WAIT {
-            return Err(Error::new(ErrorKind::Precondition, format!("{left} fenced session(s) on the source did not end within {} s", TERMINATE_WAIT.as_secs())));
+            return Err(Error::new(ErrorKind::Precondition, format!("{left} session(s) on the source did not end within {} s", TERMINATE_WAIT.as_secs())));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// A new session must start read-only, and no fenced session may remain.
-async fn verify(source: &ConnSpec, src: &Client, fenced: &[String]) -> Result<()> {
+/// A new session must start read-only, and no session but the spared ones may
+/// remain (a superuser application could reconnect: its sessions start read-only
+/// too, but a superuser can override that, so applications should not run as one).
+async fn verify(source: &ConnSpec, src: &Client, spared: &[String]) -> Result<()> {
     let probe = pgferry_pg::connect(source).await?;
     match probe.batch_execute("CREATE TEMPORARY TABLE pgferry_fence_probe (x int)").await {
         Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "25006") => {}
@@ -208,14 +215,16 @@ async fn verify(source: &ConnSpec, src: &Client, fenced: &[String]) -> Result<()
     }
     let left: i64 = src
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = ANY($1)",
-            &[&fenced],
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'
+             AND NOT (usename = ANY($1))",
+            &[&spared],
         )
         .await
         .map(|r| r.get(0))
         .map_err(|e| Error::server("verifying the fence", e))?;
     if left > 0 {
-        return Err(Error::new(ErrorKind::Precondition, format!("{left} fenced session(s) reconnected during the fence")));
+        return Err(Error::new(ErrorKind::Precondition, format!("{left} session(s) reconnected to the source during the fence"))
+            .with_hint("an application that connects as a superuser is not stopped by the connection limit: stop it, or name a role it does not use"));
     }
     Ok(())
 }

@@ -33,13 +33,14 @@ async fn the_fence_stops_every_application_writer_and_lifts_exactly() {
     source.psql(
         "app",
         "CREATE ROLE app1 LOGIN PASSWORD 'pw1'; CREATE ROLE app2 LOGIN PASSWORD 'pw2' CONNECTION LIMIT 7;
-         CREATE ROLE dba LOGIN PASSWORD 'pwd';
+         CREATE ROLE dba LOGIN PASSWORD 'pwd'; CREATE ROLE super_app LOGIN SUPERUSER PASSWORD 'pws';
          CREATE TABLE t (id int); GRANT ALL ON t TO app1, app2, dba;
          ALTER DATABASE app SET work_mem = '8MB';",
     );
     let before = settings(&source);
     let open1 = connect(&source.url_as("app1", "pw1", "app")).await.unwrap();
     let open2 = connect(&source.url_as("app2", "pw2", "app")).await.unwrap();
+    let superuser_app = connect(&source.url_as("super_app", "pws", "app")).await.unwrap();
     open2.batch_execute("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
 
     let spec = ConnSpec::parse(&source.url("app")).unwrap();
@@ -48,7 +49,8 @@ async fn the_fence_stops_every_application_writer_and_lifts_exactly() {
     let migration = MigrationName::new("main").unwrap();
     let report = fence::raise(&spec, &src, &dst, &migration, &["dba".to_string()]).await.unwrap();
     assert_eq!(report.fenced_roles, ["app1", "app2"]);
-    assert_eq!(report.terminated_sessions, 2);
+    assert_eq!(report.terminated_sessions, 3, "the superuser application's session too");
+    assert!(superuser_app.batch_execute("INSERT INTO t VALUES (7)").await.is_err());
     assert!(fence::is_recorded(&dst, &migration).await.unwrap());
 
     // Open sessions are gone, new ones refused.

@@ -46,7 +46,9 @@ pub(crate) async fn open(source: &ConnSpec, name: &MigrationName, start: Lsn) ->
     config = config
         .with_start_lsn(start)
         .with_ack_lsn(start)
-        .with_status_interval(std::time::Duration::from_secs(1))
+        // Acknowledgements reach the source within this: a drain that ends with one
+        // (follow --until-caught-up, the cutover) waits for it.
+        .with_status_interval(std::time::Duration::from_millis(100))
         .with_wakeup_interval(std::time::Duration::from_secs(1));
     ReplicationClient::connect(config).await
 }
