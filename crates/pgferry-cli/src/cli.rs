@@ -114,6 +114,10 @@ pub(crate) struct CutoverArgs {
     /// Refuse to start when the target is further behind than this many bytes of WAL.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_lag_bytes: i64,
+    /// The tables without a replica identity only ever receive inserts (logs,
+    /// histories): their missing UPDATE/DELETE replication does not matter.
+    #[arg(long)]
+    pub(crate) keyless_tables_are_insert_only: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

@@ -115,7 +115,10 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
         migration,
         administrators: args.admin_roles,
         switch_command: args.switch_command,
-        policy: pgferry_core::cutover::Policy { max_lag_bytes: args.max_lag_bytes },
+        policy: pgferry_core::cutover::Policy {
+            max_lag_bytes: args.max_lag_bytes,
+            accept_insert_only_tables: args.keyless_tables_are_insert_only,
+        },
     };
     let report = pgferry::cutover::cutover(&source, &target, &options).await?;
     match args.format {

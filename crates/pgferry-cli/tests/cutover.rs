@@ -32,6 +32,11 @@ impl Pair {
 
 /// Copied and caught up, with an application role writing.
 fn migrated() -> Pair {
+    migrated_with(|_| String::new())
+}
+
+/// The same, with extra set-up on the source before the copy.
+fn migrated_with(extra: impl Fn(&Cluster) -> String) -> Pair {
     let source = Cluster::start(PgVersion::V15);
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
@@ -43,6 +48,7 @@ fn migrated() -> Pair {
          GRANT ALL ON orders, orders_id_seq TO app;
          INSERT INTO orders (note) SELECT 'before copy ' || g FROM generate_series(1, 1000) g;",
     );
+    extra(&source);
     let pair = Pair { source, target };
     let urls = pair.urls();
     ok(pgferry(&pair.args("copy", &urls), &[]));
@@ -117,4 +123,20 @@ fn a_cutover_killed_before_the_switch_is_rolled_back_by_the_rerun_then_completes
         ok(pgferry(&pair.args("cutover", &urls), &[]));
         assert_eq!(content(&pair.source), content(&pair.target), "{failpoint}");
     }
+}
+
+#[test]
+fn keyless_tables_stop_the_cutover_until_the_operator_vouches_for_them() {
+    let pair = migrated_with(|c| c.psql("app", "CREATE TABLE history (at timestamptz DEFAULT now(), what text); INSERT INTO history (what) VALUES ('x')"));
+    let urls = pair.urls();
+    let out = pgferry(&pair.args("cutover", &urls), &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("public.history have no replica identity"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(pair.source.psql("app", "SELECT count(*) FROM pg_db_role_setting"), "0", "no fence was raised");
+    let mut args = pair.args("cutover", &urls);
+    args.push("--keyless-tables-are-insert-only");
+    ok(pgferry(&args, &[]));
+    assert_eq!(content(&pair.source), content(&pair.target));
 }

@@ -24,17 +24,23 @@ pub struct Observed {
     pub replicating: bool,
     /// Another process holds the slot; the cutover drains the stream itself.
     pub stream_in_use: bool,
+    /// Tables without a replica identity: only their inserts and truncates are
+    /// replicated, so an UPDATE or DELETE on them since the copy would be missing.
+    pub insert_only_tables: Vec<String>,
 }
 
 /// Limits set by the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub max_lag_bytes: i64,
+    /// The operator vouches that the tables without a replica identity only ever
+    /// receive inserts (logs, histories).
+    pub accept_insert_only_tables: bool,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_lag_bytes: 16 * 1024 * 1024 }
+        Policy { max_lag_bytes: 16 * 1024 * 1024, accept_insert_only_tables: false }
     }
 }
 
@@ -62,6 +68,12 @@ pub fn go_no_go(observed: &Observed, policy: &Policy) -> Decision {
         reasons.push(format!(
             "validation found {} differing chunk(s): run pgferry validate and resolve them",
             observed.validation_mismatches
+        ));
+    }
+    if !observed.insert_only_tables.is_empty() && !policy.accept_insert_only_tables {
+        reasons.push(format!(
+            "{} have no replica identity, so only their inserts and truncates were replicated: give them a primary key or REPLICA IDENTITY FULL and copy again, or, if they only ever receive inserts, say so with --keyless-tables-are-insert-only (pgferry validate shows any difference)",
+            observed.insert_only_tables.join(", ")
         ));
     }
     if observed.stream_in_use {
@@ -172,10 +184,14 @@ mod tests {
             validation_mismatches: 2,
             pending_schema_changes: vec!["\"public\".\"t\"".into()],
             stream_in_use: true,
+            insert_only_tables: vec!["\"public\".\"log\"".into()],
         };
         let Decision::NoGo(reasons) = go_no_go(&observed, &Policy::default()) else { panic!("must be no-go") };
-        assert_eq!(reasons.len(), 5, "{reasons:?}");
-        assert!(reasons[4].contains("\"public\".\"t\" changed on the source"));
+        assert_eq!(reasons.len(), 6, "{reasons:?}");
+        let vouched = Policy { accept_insert_only_tables: true, ..Policy::default() };
+        let Decision::NoGo(fewer) = go_no_go(&observed, &vouched) else { panic!("still no-go") };
+        assert_eq!(fewer.len(), 5);
+        assert!(reasons[5].contains("\"public\".\"t\" changed on the source"));
     }
 
     #[test]

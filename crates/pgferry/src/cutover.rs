@@ -227,5 +227,18 @@ async fn observe(src: &Client, dst: &Client, name: &MigrationName) -> Result<Obs
         pending_schema_changes: Vec::new(),
         replicating: phase.as_deref() == Some("copied") && applied.is_some(),
         stream_in_use: slot_active,
+        insert_only_tables: insert_only_tables(src, name).await?,
     })
+}
+
+/// The tables of the migration's inserts-and-truncates-only publication.
+pub(crate) async fn insert_only_tables(src: &Client, name: &MigrationName) -> Result<Vec<String>> {
+    let rows = src
+        .query(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1",
+            &[&name.insert_only_publication().as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the source's publications", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }

@@ -110,6 +110,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         lag_bytes: lag_bytes.unwrap_or(0),
         replicating: phase.as_deref() == Some("copied") && applied_lsn.is_some(),
         stream_in_use: slot.as_ref().is_some_and(|s| s.active),
+        insert_only_tables: crate::cutover::insert_only_tables(&src, migration).await?,
         ..Default::default()
     };
     let mut warnings = Vec::new();
