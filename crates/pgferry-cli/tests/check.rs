@@ -212,3 +212,26 @@ fn a_password_in_a_url_appears_in_no_output_or_log() {
     let out = pgferry(&["check", "--source", &wrong, "--target", &target.url("postgres")]);
     assert!(text(&out).1.contains("hint: check the user name and password"), "{:?}", text(&out));
 }
+
+#[test]
+fn a_password_in_a_url_appears_in_no_output_of_copy_follow_status_and_validate() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    let password = "Cl0ud-S3cret-pw";
+    for c in [&source, &target] {
+        c.psql("postgres", &format!("CREATE ROLE mover LOGIN SUPERUSER REPLICATION PASSWORD '{password}'"));
+    }
+    source.psql("postgres", "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10)");
+    let (s, t) = (source.url_as("mover", password, "postgres"), target.url_as("mover", password, "postgres"));
+    for args in [
+        vec!["-vv", "copy", "--source", &s, "--target", &t],
+        vec!["-vv", "follow", "--source", &s, "--target", &t, "--until-caught-up"],
+        vec!["-vv", "status", "--source", &s, "--target", &t, "--format", "json"],
+        vec!["-vv", "validate", "--source", &s, "--target", &t],
+    ] {
+        let out = pgferry(&args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}{stderr}");
+        assert!(!format!("{stdout}{stderr}").contains("S3cret"), "password leaked by {}: {stdout}{stderr}", args[1]);
+    }
+}
