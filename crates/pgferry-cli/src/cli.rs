@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Status(StatusArgs),
     /// Fence the source, drain, set sequences, switch; rolls back by itself before the switch.
     Cutover(CutoverArgs),
+    /// Every cutover step that does not stop writes, timed: the downtime to expect (exit 0 ready, 1 not).
+    Rehearse(CutoverArgs),
     /// Stop a migration: lift any fence, drop its slot, publications and journal rows.
     Abort(NamedPair),
     /// After the cutover: drop the migration's slot, publications and journal rows.

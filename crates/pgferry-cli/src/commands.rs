@@ -17,6 +17,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Validate(args) => validate(args).await,
         Command::Status(args) => status(args).await,
         Command::Cutover(args) => cutover(args).await,
+        Command::Rehearse(args) => rehearse(args).await,
         Command::Abort(args) => remove(args, pgferry::cleanup::Fence::Lift).await,
         Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
         Command::Inventory(args) => crate::target::inventory(args).await,
@@ -107,19 +108,35 @@ async fn remove(args: NamedPair, fence: pgferry::cleanup::Fence) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
+fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::cutover::CutoverOptions)> {
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
     let migration = pgferry_core::names::MigrationName::new(&args.named.name)
         .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
     let options = pgferry::cutover::CutoverOptions {
         migration,
-        administrators: args.admin_roles,
-        switch_command: args.switch_command,
+        administrators: args.admin_roles.clone(),
+        switch_command: args.switch_command.clone(),
         policy: pgferry_core::cutover::Policy {
             max_lag_bytes: args.max_lag_bytes,
             accept_insert_only_tables: args.keyless_tables_are_insert_only,
         },
     };
+    Ok((source, target, options))
+}
+
+async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {
+    let (source, target, options) = cutover_options(&args)?;
+    let validation = pgferry::validate::ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
+    let rehearsal = pgferry::rehearse::rehearse(&source, &target, &options, &validation).await?;
+    match args.format {
+        Format::Table => print!("{}", render::rehearsal(&rehearsal)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rehearsal).expect("rehearsal serializes")),
+    }
+    Ok(if rehearsal.ready() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
+    let (source, target, options) = cutover_options(&args)?;
     let report = pgferry::cutover::cutover(&source, &target, &options).await?;
     match args.format {
         Format::Table => print!("{}", render::cutover(&report)),

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use pgferry::check::CheckReport;
 use pgferry::copy::CopyReport;
 use pgferry::cutover::CutoverReport;
+use pgferry::rehearse::Rehearsal;
 use pgferry::status::Status;
 use pgferry_core::cutover::Decision;
 use pgferry::validate::ValidationReport;
@@ -179,5 +180,32 @@ pub(crate) fn status(s: &Status) -> String {
     for w in &s.warnings {
         let _ = writeln!(out, "\nWARNING: {w}");
     }
+    out
+}
+
+/// The rehearsal: each step's time, the verdicts and the downtime to expect.
+pub(crate) fn rehearsal(r: &Rehearsal) -> String {
+    let mut out = String::new();
+    match &r.decision {
+        Decision::Go => {
+            let _ = writeln!(out, "go/no-go       go");
+        }
+        Decision::NoGo(reasons) => {
+            let _ = writeln!(out, "go/no-go       no go:");
+            for reason in reasons {
+                let _ = writeln!(out, "                 - {reason}");
+            }
+        }
+    }
+    let _ = writeln!(out, "drain          {:.3} s ({} change(s))", r.drain_seconds, r.changes_drained);
+    let _ = writeln!(out, "sequences      {:.3} s ({} present on both sides)", r.sequence_seconds, r.sequences);
+    let _ = writeln!(
+        out,
+        "validation     {} in {:.1} s (outside the downtime)",
+        if r.validation_equal { "equal" } else { "DIFFERENT: run pgferry validate" },
+        r.validation_seconds
+    );
+    let _ = writeln!(out, "switch         would run: {}", r.switch_command.as_deref().unwrap_or("(none given)"));
+    let _ = writeln!(out, "\nexpected downtime: about {:.2} s", r.expected_downtime_seconds);
     out
 }

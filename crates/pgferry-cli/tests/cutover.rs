@@ -140,3 +140,22 @@ fn keyless_tables_stop_the_cutover_until_the_operator_vouches_for_them() {
     ok(pgferry(&args, &[]));
     assert_eq!(content(&pair.source), content(&pair.target));
 }
+
+#[test]
+fn a_rehearsal_changes_nothing_the_application_sees_and_predicts_the_downtime() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let mut args = pair.args("rehearse", &urls);
+    args.extend(["--switch-command", "echo switched > /dev/null", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(pgferry(&args, &[]))).unwrap();
+    assert_eq!(report["decision"]["decision"], "go", "{report:#}");
+    assert_eq!(report["validation_equal"], true);
+    assert_eq!(report["changes_drained"], 200, "the rows written after the last follow");
+    assert_eq!(report["switch_command"], "echo switched > /dev/null");
+    assert!(report["expected_downtime_seconds"].as_f64().unwrap() < 5.0);
+    assert_eq!(app_role(&pair.source), before, "no fence");
+    let app = format!("postgresql://app:app-pw@127.0.0.1:{}/app?sslmode=disable", pair.source.port());
+    let out = Command::new("psql").args([app.as_str(), "-Xqc", "INSERT INTO orders (note) VALUES ('the application still writes')"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -194,7 +194,7 @@ async fn record(dst: &Client, name: &MigrationName, step: CutoverStep) -> Result
 }
 
 /// The figures the go/no-go needs.
-async fn observe(src: &Client, dst: &Client, name: &MigrationName) -> Result<Observed> {
+pub(crate) async fn observe(src: &Client, dst: &Client, name: &MigrationName) -> Result<Observed> {
     let progress = dst
         .query_opt(
             "SELECT p.applied_lsn::text, m.phase FROM pgferry.migration m

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod cutover;
 pub mod error;
 pub mod inventory;
+pub mod rehearse;
 pub mod status;
 pub mod target;
 pub mod validate;

@@ -1,0 +1,98 @@
+//! `pgferry rehearse`: every cutover step that does not stop the source's writes,
+//! timed, and the downtime to expect. The runbook's author insists on rehearsing;
+//! this makes it one command that changes nothing the application sees.
+//!
+//! It runs the go/no-go, drains the stream to the source's current position (as the
+//! cutover will, but without a fence), reads every sequence on both sides as the
+//! cutover's sequence step would, validates the data, and shows the switch command
+//! without running it. The expected downtime is the fence's own cost plus the
+//! drain and sequence times measured here.
+
+use std::time::Instant;
+
+use pgferry_core::cutover::{go_no_go, Decision};
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+
+use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
+use crate::cutover::CutoverOptions;
+use crate::error::{Error, Result};
+use crate::validate::{validate, ValidateOptions};
+
+/// What raising and verifying the fence cost in the benchmark (bench/RESULTS.md):
+/// added to the measured steps to estimate the downtime.
+const FENCE_SECONDS: f64 = 0.05;
+
+/// The rehearsal's findings.
+#[derive(Debug, Serialize)]
+pub struct Rehearsal {
+    pub decision: Decision,
+    pub drain_seconds: f64,
+    pub changes_drained: u64,
+    pub sequence_seconds: f64,
+    pub sequences: usize,
+    pub validation_equal: bool,
+    pub validation_seconds: f64,
+    pub switch_command: Option<String>,
+    pub expected_downtime_seconds: f64,
+}
+
+pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions, validation: &ValidateOptions) -> Result<Rehearsal> {
+    let src = pgferry_pg::connect(source).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    let observed = crate::cutover::observe(&src, &dst, &options.migration).await?;
+    // The rehearsal drains the stream itself, like the cutover: judge everything else.
+    let decision = go_no_go(&observed, &options.policy);
+    let started = Instant::now();
+    let follow_options = FollowOptions { migration: options.migration.clone(), until: Until::CaughtUp, batch: BatchLimits::default() };
+    let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
+    let drain_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let sequences = count_sequences(&src, &dst).await?;
+    let sequence_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let report = validate(source, target, validation).await?;
+    Ok(Rehearsal {
+        decision,
+        drain_seconds,
+        changes_drained: drained.changes,
+        sequence_seconds,
+        sequences,
+        validation_equal: report.equal,
+        validation_seconds: started.elapsed().as_secs_f64(),
+        switch_command: options.switch_command.clone(),
+        expected_downtime_seconds: FENCE_SECONDS + drain_seconds + sequence_seconds,
+    })
+}
+
+/// Reads every sequence on the source and checks it exists on the target, as
+/// the cutover's sequence step does before it sets them.
+async fn count_sequences(src: &tokio_postgres::Client, dst: &tokio_postgres::Client) -> Result<usize> {
+    let names: Vec<String> = src
+        .query(
+            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'pgferry')",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's sequences", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: i64 = dst
+        .query_one("SELECT count(*) FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL", &[&names])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("looking up the sequences on the target", e))?;
+    if missing > 0 {
+        return Err(Error::new(crate::ErrorKind::Precondition, format!("{missing} sequence(s) of the source are missing on the target"))
+            .with_hint("create them on the target (pgferry inventory lists both sides)"));
+    }
+    Ok(names.len())
+}
+
+impl Rehearsal {
+    /// Whether a cutover now would start and the data is equal.
+    pub fn ready(&self) -> bool {
+        matches!(self.decision, Decision::Go) && self.validation_equal
+    }
+}
