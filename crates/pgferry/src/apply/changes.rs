@@ -7,8 +7,11 @@
 //! truncated (its CASCADE already put the referencing tables in the message) with
 //! RESTART IDENTITY when the source used it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use pgferry_core::sql::Sql;
 use pgferry_pgoutput::{Column, Delete, Insert, Lsn, Message, OldTuple, Oid, Truncate, Update};
@@ -28,6 +31,18 @@ struct Relation {
     copied_at: Option<Lsn>,
 }
 
+/// Statements sent and not yet answered, at most: the server works through them in
+/// order while the next ones travel (pipelining), instead of one round trip each.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// A statement sent to the target whose answer is still to be checked.
+struct InFlight<'a> {
+    answer: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>,
+    table: QualifiedName,
+    verb: &'static str,
+    at: Option<Lsn>,
+}
+
 /// The apply state of one target session.
 pub(crate) struct Applier<'a> {
     pub(crate) target: &'a Client,
@@ -38,6 +53,7 @@ pub(crate) struct Applier<'a> {
     statements: Statements,
     /// The commit LSN of the source transaction being applied.
     current: Option<Lsn>,
+    in_flight: VecDeque<InFlight<'a>>,
 }
 
 impl<'a> Applier<'a> {
@@ -50,6 +66,7 @@ impl<'a> Applier<'a> {
             type_names: HashMap::new(),
             statements: Statements::default(),
             current: None,
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -178,31 +195,60 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Runs one statement and insists on exactly one row.
-    async fn run(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: &[Option<&str>], verb: &str) -> Result<(), Stop> {
-        let doing = || format!("applying a change ({verb} {}) on the target", table.table);
+    /// Sends one statement; its answer (exactly one row) is checked by
+    /// [`Applier::settle`], at the latest before the batch commits.
+    async fn run(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: &[Option<&str>], verb: &'static str) -> Result<(), Stop> {
         let statement = self
             .statements
             .get(self.target, oid, table, shape)
             .await
-            .map_err(|e| Stop::target(&doing(), e))?;
-        let rows = self
-            .target
-            .execute_raw(&statement, params.iter().copied())
-            .await
-            .map_err(|e| Stop::target(&doing(), e))?;
-        if rows != 1 {
-            let at = self.current.map(|l| l.to_string()).unwrap_or_default();
-            return Err(Stop::Fatal(
-                Error::new(
-                    ErrorKind::Precondition,
-                    format!("the row to {verb} {} was not found on the target (source transaction committing at {at})", table.table),
-                )
-                .with_hint("the target no longer holds what the source held (a write on the target, or a table changed by hand); pgferry stops rather than let them drift apart: find the cause, then copy this table again"),
-            ));
+            .map_err(|e| Stop::target(&format!("applying a change ({verb} {}) on the target", table.table), e))?;
+        let owned: Vec<Option<String>> = params.iter().map(|p| p.map(str::to_string)).collect();
+        let client = self.target;
+        let mut answer: Pin<Box<dyn Future<Output = _> + Send + 'a>> =
+            Box::pin(async move { client.execute_raw(&statement, owned.iter().map(|p| p.as_deref())).await });
+        // The first poll sends the request, so requests leave in stream order.
+        match futures_util::poll!(answer.as_mut()) {
+            Poll::Ready(rows) => check(&table.table, verb, self.current, rows)?,
+            Poll::Pending => self.in_flight.push_back(InFlight { answer, table: table.table.clone(), verb, at: self.current }),
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.settle_one().await?;
         }
         Ok(())
     }
+
+    /// Waits for every statement sent, in order, and checks each touched one row.
+    pub(crate) async fn settle(&mut self) -> Result<(), Stop> {
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_one(&mut self) -> Result<(), Stop> {
+        if let Some(mut sent) = self.in_flight.pop_front() {
+            let rows = sent.answer.as_mut().await;
+            check(&sent.table, sent.verb, sent.at, rows)?;
+        }
+        Ok(())
+    }
+}
+
+/// Each change must touch exactly one row.
+fn check(table: &QualifiedName, verb: &str, at: Option<Lsn>, rows: Result<u64, tokio_postgres::Error>) -> Result<(), Stop> {
+    let rows = rows.map_err(|e| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))?;
+    if rows == 1 {
+        return Ok(());
+    }
+    let at = at.map(|l| l.to_string()).unwrap_or_default();
+    Err(Stop::Fatal(
+        Error::new(
+            ErrorKind::Precondition,
+            format!("the row to {verb} {table} was not found on the target (source transaction committing at {at})"),
+        )
+        .with_hint("the target no longer holds what the source held (a write on the target, or a table changed by hand); pgferry stops rather than let them drift apart: find the cause, then copy this table again"),
+    ))
 }
 
 fn require_identity(table: &Mapped, what: &str) -> Result<(), Stop> {

@@ -322,6 +322,7 @@ impl Run<'_> {
         if self.applier.batch.opened.is_none() {
             return Ok(());
         }
+        self.applier.settle().await?;
         let batch = std::mem::take(&mut self.applier.batch);
         let commit = || async {
             if let Some((end, commit_time)) = batch.end {
