@@ -21,6 +21,7 @@ use pgferry_pgoutput::{Oid, Relation, ReplicaIdentity};
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
+use super::Stop;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Types with OIDs below this are built in, with the same OID in every version
@@ -168,7 +169,7 @@ pub(crate) fn map_columns(
 }
 
 /// Reads the target table's columns; empty when the table does not exist.
-async fn target_columns(target: &Client, table: &QualifiedName) -> Result<Vec<TargetColumn>> {
+async fn target_columns(target: &Client, table: &QualifiedName) -> Result<Vec<TargetColumn>, Stop> {
     let rows = target
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypid, a.atttypmod,
@@ -193,7 +194,7 @@ async fn target_columns(target: &Client, table: &QualifiedName) -> Result<Vec<Ta
             &[&table.schema.as_str(), &table.name.as_str()],
         )
         .await
-        .map_err(|e| Error::server(&format!("reading the target's definition of {table}"), e))?;
+        .map_err(|e| Stop::target(&format!("reading the target's definition of {table}"), e))?;
     Ok(rows
         .iter()
         .map(|r| TargetColumn {
@@ -211,11 +212,12 @@ async fn target_columns(target: &Client, table: &QualifiedName) -> Result<Vec<Ta
 }
 
 /// Maps a Relation message onto the target (catalog reads, then [`map_columns`]).
+/// A lost connection is a transient stop (apply reconnects); a mismatch is fatal.
 pub(crate) async fn map_relation(
     target: &Client,
     relation: &Relation,
     type_names: &HashMap<Oid, (String, String)>,
-) -> Result<Mapped> {
+) -> Result<Mapped, Stop> {
     let table = QualifiedName::from_catalog(&relation.namespace, &relation.name);
     let columns = target_columns(target, &table).await?;
     let mut mapped = map_columns(relation, type_names, &columns).map_err(|m| m.into_error(&table))?;
@@ -231,8 +233,8 @@ pub(crate) async fn map_relation(
 /// Whether `=` exists for a type, as the server resolves it (arrays, domains and
 /// ranges included): preparing a comparison fails with 42883 when it does not.
 /// Runs inside the batch's transaction, so the probe is fenced by a savepoint.
-async fn has_equality(target: &Client, type_sql: &ServerSql) -> Result<bool> {
-    let fail = |e| Error::server("checking a column type's equality operator on the target", e);
+async fn has_equality(target: &Client, type_sql: &ServerSql) -> Result<bool, Stop> {
+    let fail = |e| Stop::target("checking a column type's equality operator on the target", e);
     let sql = Sql::new("SELECT $1::text::")
         .server_sql(type_sql)
         .push(" IS NOT DISTINCT FROM $1::text::")
