@@ -241,7 +241,12 @@ fn writes_during_the_copy_never_reach_the_target_and_nothing_before_is_missed() 
             })
         })
     };
-    thread::sleep(Duration::from_millis(300));
+    // Wait until the writer is running, so its writes straddle the snapshot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while source.psql("app", "SELECT max(id) FROM items").parse::<i64>().unwrap() < 40010 {
+        assert!(std::time::Instant::now() < deadline, "the writer did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
     let out = copy(&source, &target, &["--jobs", "2", "--split-larger-than", "1MB"], &[]);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();

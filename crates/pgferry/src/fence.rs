@@ -176,17 +176,21 @@ async fn save_intent(
 /// roles (pgferry's own and the administrators), superusers' included, and waits
 /// until they are gone.
 async fn terminate_sessions(src: &Client, spared: &[String]) -> Result<i64> {
-    const SESSIONS: &str = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
-                            AND backend_type = 'client backend' AND NOT (usename = ANY($1))";
+    macro_rules! other_sessions {
+        () => {
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+             AND backend_type = 'client backend' AND NOT (usename = ANY($1))"
+        };
+    }
     let terminated: i64 = src
-        .query_one(&format!("SELECT count(pg_terminate_backend(pid)) {SESSIONS}"), &[&spared])
+        .query_one(concat!("SELECT count(pg_terminate_backend(pid)) ", other_sessions!()), &[&spared])
         .await
         .map(|r| r.get(0))
         .map_err(|e| Error::server("terminating the application's sessions on the source", e))?;
     let started = Instant::now();
     loop {
         let left: i64 = src
-            .query_one(&format!("SELECT count(*) {SESSIONS}"), &[&spared])
+            .query_one(concat!("SELECT count(*) ", other_sessions!()), &[&spared])
             .await
             .map(|r| r.get(0))
             .map_err(|e| Error::server("watching the source's sessions", e))?;
