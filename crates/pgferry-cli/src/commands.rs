@@ -56,8 +56,7 @@ pub(crate) fn parse_spec(flag: &str, value: &str) -> Result<ConnSpec> {
 
 async fn copy(args: CopyArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
-    let migration = pgferry_core::names::MigrationName::new(&args.name)
-        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let migration = parse_migration(&args.name)?;
     let options = pgferry::copy::CopyOptions {
         migration,
         jobs: args.jobs.max(1),
@@ -73,6 +72,11 @@ async fn copy(args: CopyArgs) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads `--name` as a migration name.
+pub(crate) fn parse_migration(name: &str) -> Result<pgferry_core::names::MigrationName> {
+    pgferry_core::names::MigrationName::new(name).map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))
 }
 
 /// Parses both connection strings, reporting both when both are wrong.
@@ -101,8 +105,7 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
 
 async fn remove(args: NamedPair, fence: pgferry::cleanup::Fence) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
-    let migration = pgferry_core::names::MigrationName::new(&args.name)
-        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let migration = parse_migration(&args.name)?;
     let report = pgferry::cleanup::remove(&source, &target, &migration, fence).await?;
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     Ok(ExitCode::SUCCESS)
@@ -110,8 +113,7 @@ async fn remove(args: NamedPair, fence: pgferry::cleanup::Fence) -> Result<ExitC
 
 fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::cutover::CutoverOptions)> {
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
-    let migration = pgferry_core::names::MigrationName::new(&args.named.name)
-        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let migration = parse_migration(&args.named.name)?;
     let options = pgferry::cutover::CutoverOptions {
         migration,
         administrators: args.admin_roles.clone(),
@@ -147,8 +149,7 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
 
 async fn status(args: StatusArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
-    let migration = pgferry_core::names::MigrationName::new(&args.named.name)
-        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let migration = parse_migration(&args.named.name)?;
     let status = pgferry::status::status(&source, &target, &migration).await?;
     match args.format {
         Format::Table => print!("{}", render::status(&status)),

@@ -6,14 +6,13 @@ use std::process::ExitCode;
 
 use pgferry::apply::{follow as run, BatchLimits, FollowEvent, FollowOptions, FollowProgress, Until};
 use pgferry::{Error, ErrorKind, Result};
-use pgferry_core::names::MigrationName;
 
 use crate::cli::{FollowArgs, Format};
-use crate::commands::parse_pair;
+use crate::commands::{parse_migration, parse_pair};
 
 pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
-    let migration = MigrationName::new(&args.name).map_err(|e| Error::new(ErrorKind::Usage, format!("--name: {e}")))?;
+    let migration = parse_migration(&args.name)?;
     let until = match (&args.until_lsn, args.until_caught_up) {
         (Some(lsn), _) => Until::Lsn(
             lsn.parse()

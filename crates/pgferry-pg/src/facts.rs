@@ -10,8 +10,10 @@ use pgferry_core::preflight::{OpenTransaction, ServerFacts, TableFact};
 use pgferry_core::sql::QualifiedName;
 use tokio_postgres::{Client, Error};
 
-/// A WHERE clause fragment selecting relations `c` in user schemas `n`.
-const USER_RELATION: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
+/// A WHERE clause fragment selecting relations `c` in user schemas `n`, with
+/// pgferry's own schema as parameter `$1`: every query that lists "the user's
+/// tables" uses it, so they all agree on what those are.
+pub const USER_RELATION: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
     AND NOT EXISTS (SELECT 1 FROM pg_depend d
                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";

@@ -4,6 +4,7 @@
 use pgferry_core::copy_plan::{CopyTable, PAGE_BYTES};
 use pgferry_core::names::{MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
+use pgferry_pg::facts::USER_RELATION;
 use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -25,6 +26,7 @@ pub(crate) enum Publishable {
 pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(CopyTable, Publishable)>> {
     let rows = source
         .query(
+            &format!(
             "SELECT n.nspname::text, c.relname::text,
                     array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
                     pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
@@ -38,12 +40,10 @@ pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(Copy
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              WHERE c.relkind = 'r'
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
-               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                               AND d.objid = c.oid AND d.deptype = 'e')
+               AND {USER_RELATION}
              GROUP BY c.oid, n.nspname, c.relname
-             ORDER BY 1, 2",
+             ORDER BY 1, 2"
+            ),
             &[&STATE_SCHEMA, &PAGE_BYTES],
         )
         .await

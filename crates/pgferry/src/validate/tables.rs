@@ -6,6 +6,7 @@
 //! order-independent fingerprint.
 
 use pgferry_core::names::STATE_SCHEMA;
+use pgferry_pg::facts::USER_RELATION;
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql, Sql};
 use tokio_postgres::Client;
 
@@ -30,21 +31,20 @@ pub(crate) struct ValidatedTable {
 pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
     let rows = src
         .query(
+            &format!(
             "SELECT n.nspname::text, c.relname::text,
                     coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
                               FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
                               WHERE x.indrelid = c.oid AND (x.indisprimary OR x.indisreplident) AND a.attrelid = c.oid AND a.attnum = k.attnum
-                              GROUP BY x.indexrelid, x.indisprimary ORDER BY x.indisprimary DESC LIMIT 1), '{}'),
+                              GROUP BY x.indexrelid, x.indisprimary ORDER BY x.indisprimary DESC LIMIT 1), '{{}}'),
                     coalesce((SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
                               FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
                               WHERE x.indrelid = c.oid AND (x.indisprimary OR x.indisreplident) AND a.attrelid = c.oid AND a.attnum = k.attnum
-                              GROUP BY x.indexrelid, x.indisprimary ORDER BY x.indisprimary DESC LIMIT 1), '{}')
+                              GROUP BY x.indexrelid, x.indisprimary ORDER BY x.indisprimary DESC LIMIT 1), '{{}}')
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
-               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                               AND d.objid = c.oid AND d.deptype = 'e')
-             ORDER BY pg_relation_size(c.oid) DESC, 1, 2",
+             WHERE c.relkind = 'r' AND {USER_RELATION}
+             ORDER BY pg_relation_size(c.oid) DESC, 1, 2"
+            ),
             &[&STATE_SCHEMA],
         )
         .await
