@@ -20,6 +20,11 @@ const EXIT_CODES: &str = "Exit codes: 0 success (check: ready), 1 problems found
 pub(crate) enum Command {
     /// Preflight: report every problem that stands between these servers and a migration.
     Check(CheckArgs),
+    /// The whole migration up to replicating: preflight, copy (or seed), then change capture until stopped (rerunnable).
+    Start(crate::start::StartArgs),
+    /// Seeded migrations: make the source ready for a physical copy (snapshot) that becomes the target.
+    #[command(subcommand)]
+    Seed(crate::start::SeedCommand),
     /// Copy schema and data into an empty target under one consistent snapshot (resumable).
     Copy(CopyArgs),
     /// Change capture: apply the source's changes to the copied target until stopped.
@@ -81,6 +86,15 @@ pub(crate) struct CopyArgs {
     /// The migration's name: its slot, publications and journal rows derive from it.
     #[arg(long, default_value = "main")]
     pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) tuning: CopyTuning,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+/// How the copy spreads its work.
+#[derive(Args, Debug)]
+pub(crate) struct CopyTuning {
     /// Parallel COPY workers.
     #[arg(long, default_value_t = 2)]
     pub(crate) jobs: usize,
@@ -90,8 +104,6 @@ pub(crate) struct CopyArgs {
     /// Split tables larger than this into page ranges copied in parallel (e.g. 100MB; 0 = never).
     #[arg(long, default_value = "100MB", value_parser = parse_size)]
     pub(crate) split_larger_than: i64,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub(crate) format: Format,
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,8 @@ use crate::render;
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Check(args) => check(args).await,
+        Command::Start(args) => crate::start::start(args).await,
+        Command::Seed(command) => crate::start::seed(command).await,
         Command::Copy(args) => copy(args).await,
         Command::Follow(args) => crate::follow::follow(args).await,
         Command::Validate(args) => validate(args).await,
@@ -57,13 +59,8 @@ pub(crate) fn parse_spec(flag: &str, value: &str) -> Result<ConnSpec> {
 async fn copy(args: CopyArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let migration = parse_migration(&args.name)?;
-    let options = pgferry::copy::CopyOptions {
-        migration,
-        jobs: args.jobs.max(1),
-        index_jobs: args.index_jobs.max(1),
-        split_larger_than: args.split_larger_than,
-    };
-    let view = crate::progress::CopyView::new();
+    let options = copy_options(migration, &args.tuning);
+    let view = crate::progress::CopyView::new(false);
     let report = pgferry::copy::copy(&source, &target, &options, &view.progress()).await;
     view.finish();
     let report = report?;
@@ -72,6 +69,15 @@ async fn copy(args: CopyArgs) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn copy_options(migration: pgferry_core::names::MigrationName, tuning: &crate::cli::CopyTuning) -> pgferry::copy::CopyOptions {
+    pgferry::copy::CopyOptions {
+        migration,
+        jobs: tuning.jobs.max(1),
+        index_jobs: tuning.index_jobs.max(1),
+        split_larger_than: tuning.split_larger_than,
+    }
 }
 
 /// Reads `--name` as a migration name.

@@ -11,6 +11,7 @@ mod commands;
 mod follow;
 mod progress;
 mod render;
+mod start;
 mod target;
 
 use std::process::ExitCode;

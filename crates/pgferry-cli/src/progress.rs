@@ -29,9 +29,9 @@ pub(crate) struct CopyView {
 }
 
 impl CopyView {
-    pub(crate) fn new() -> Self {
-        let bars = std::io::stderr()
-            .is_terminal()
+    /// Bars on a terminal unless `log_lines` (a service's log wants lines).
+    pub(crate) fn new(log_lines: bool) -> Self {
+        let bars = (!log_lines && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         let now = Instant::now();
         CopyView {

@@ -209,3 +209,45 @@ pub(crate) fn rehearsal(r: &Rehearsal) -> String {
     let _ = writeln!(out, "\nexpected downtime: about {:.2} s", r.expected_downtime_seconds);
     out
 }
+
+/// `seed prepare`: the slot, the marker, and what to do next.
+pub(crate) fn seed_prepared(report: &pgferry::seed::PrepareReport) -> String {
+    let mut out = String::new();
+    let made = if report.created_slot { "created" } else { "exists (kept from an earlier run)" };
+    let _ = writeln!(out, "slot {} {made}; consistent from {}", report.slot, report.consistent_lsn);
+    let _ = writeln!(out, "marker committed at {}", report.marker_lsn);
+    if !report.insert_only_tables.is_empty() {
+        let _ = writeln!(out, "published for inserts and truncates only (no replica identity): {}", report.insert_only_tables.join(", "));
+    }
+    if !report.unlogged_tables.is_empty() {
+        let _ = writeln!(out, "unlogged, not replicated and empty in a physical copy: {}", report.unlogged_tables.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "\nREADY: take the copy now (RDS snapshot, pg_basebackup, storage snapshot); then bring it up as the target and run\n  pgferry start --seeded --name {} --seed-log <the copy's server log>",
+        report.migration
+    );
+    out
+}
+
+/// `start --seeded`: where change capture starts and what the copy inherited.
+pub(crate) fn seed_attached(report: &pgferry::seed::AttachReport) -> String {
+    let mut out = String::new();
+    let verb = if report.attached_now { "seeded" } else { "already seeded" };
+    let _ = writeln!(
+        out,
+        "migration {}: {verb}: the copy ends at {}; change capture sends every transaction committed after it",
+        report.migration, report.redo_lsn
+    );
+    let inherited = &report.inherited;
+    for (what, names) in [
+        ("dropped inherited replication slots", &inherited.dropped_slots),
+        ("dropped inherited publications", &inherited.dropped_publications),
+        ("disabled inherited subscriptions (enable them after the cutover if wanted)", &inherited.disabled_subscriptions),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "{what}: {}", names.join(", "));
+        }
+    }
+    out
+}

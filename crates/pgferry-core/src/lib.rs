@@ -12,6 +12,7 @@ pub mod journal;
 pub mod names;
 pub mod phase;
 pub mod preflight;
+pub mod seed;
 pub mod sql;
 pub mod target;
 pub mod validation;

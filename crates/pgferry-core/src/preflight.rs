@@ -149,6 +149,18 @@ pub fn is_ready(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.severity != Severity::Problem)
 }
 
+/// The findings that stop `pgferry start`: every problem, except the tables
+/// without a replica identity when the operator declared them insert-only (they
+/// are then published for inserts and truncates only, and the source's UPDATEs
+/// and DELETEs on them keep working).
+pub fn blocking(findings: &[Finding], keyless_tables_are_insert_only: bool) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.severity == Severity::Problem)
+        .filter(|f| !(keyless_tables_are_insert_only && f.code == "replica_identity"))
+        .collect()
+}
+
 fn major(version_num: i32) -> i32 {
     version_num / 10000
 }
@@ -578,6 +590,17 @@ mod tests {
             ..CheckPlan::default()
         };
         assert!(evaluate(&healthy(), &target, &tools(), &plan).is_empty());
+    }
+
+    #[test]
+    fn start_accepts_keyless_tables_only_when_declared_insert_only() {
+        let mut source = healthy();
+        source.tables_without_identity = vec![TableFact { name: "public.log".into(), bytes: 10 }];
+        source.wal_level = "replica".into();
+        let findings = evaluate(&source, &healthy(), &tools(), &CheckPlan::default());
+        let codes = |accept| blocking(&findings, accept).iter().map(|f| f.code).collect::<Vec<_>>();
+        assert_eq!(codes(false), vec!["wal_level", "replica_identity"]);
+        assert_eq!(codes(true), vec!["wal_level"]);
     }
 
     #[test]

@@ -212,6 +212,48 @@ impl Cluster {
         client
     }
 
+    /// A physical copy of this running cluster, taken at an arbitrary moment and
+    /// brought up as an independent cluster on another port: what a snapshot
+    /// restore gives. It is a `pg_basebackup` started as a streaming standby,
+    /// then promoted while the source keeps writing, so the copy ends wherever
+    /// replay happened to be (a plain base backup would end at the WAL switch of
+    /// `pg_backup_stop`, never between two commits). Its log holds the
+    /// recovery's `redo done at` line ([`Cluster::log_path`]).
+    pub fn physical_copy(&self) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pgferry-test-copy-")
+            .tempdir_in(std::env::temp_dir())
+            .expect("make test dir");
+        make_traversable(dir.path());
+        let data = dir.path().join("data");
+        let output = self
+            .version
+            .server_command("pg_basebackup")
+            .arg("-D")
+            .arg(&data)
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-X", "stream", "-c", "fast", "--no-sync"])
+            .output()
+            .expect("run pg_basebackup");
+        assert!(output.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&output.stderr));
+        let mut copy = Cluster {
+            version: self.version,
+            data,
+            socket_dir: dir.path().to_path_buf(),
+            port: 0,
+            tls: None,
+            _dir: dir,
+        };
+        fs::write(copy.data.join("standby.signal"), "").expect("write standby.signal");
+        hand_over(&copy.data.join("standby.signal"));
+        let upstream = format!("'host={} port={} user=postgres'", self.socket_dir.display(), self.port);
+        copy.start_on_free_port(&[("log_min_messages".into(), "log".into()), ("primary_conninfo".into(), upstream)]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        copy.pg_ctl(&["promote"]).expect("promote the copy");
+        copy
+    }
+
     /// Stops the server (fast shutdown) and starts it again on the same port.
     pub fn restart(&self) {
         self.pg_ctl(&["restart", "-m", "fast"]).expect("restart cluster");

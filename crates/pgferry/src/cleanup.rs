@@ -1,8 +1,9 @@
 //! `pgferry abort` and `pgferry cleanup`: remove exactly what one migration made,
 //! found by its deterministic names, and nothing else.
 //!
-//! On the source: the slot `pgferry_<name>` and the publications `pgferry_<name>`
-//! and `pgferry_<name>__insert_only`. `abort` lowers a recorded fence first, so
+//! On the source: the slot `pgferry_<name>`, the publications `pgferry_<name>`
+//! and `pgferry_<name>__insert_only`, and a seeded migration's row in
+//! `pgferry.seed_marker`. `abort` lowers a recorded fence first, so
 //! every role gets its settings back; `cleanup` after a cutover keeps the old
 //! source fenced, and keeps the saved settings with it until `abort` lifts it. On the target: this migration's journal rows,
 //! and pgferry's schema once no migration has rows left in it. Other migrations'
@@ -24,6 +25,8 @@ pub struct CleanupReport {
     pub fence_settings_restored: usize,
     pub dropped_slot: bool,
     pub dropped_publications: Vec<String>,
+    /// A seeded migration's marker row on the source.
+    pub dropped_seed_marker: bool,
     pub journal_rows_deleted: u64,
     pub dropped_state_schema: bool,
 }
@@ -60,6 +63,7 @@ pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
             report.dropped_publications.push(publication.as_str().to_string());
         }
     }
+    report.dropped_seed_marker = crate::seed::forget_marker(&src, migration).await?;
     report.journal_rows_deleted = delete_journal_rows(&dst, migration).await?;
     report.dropped_state_schema = drop_state_schema_if_unused(&dst).await?;
     Ok(report)

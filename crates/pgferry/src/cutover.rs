@@ -114,7 +114,7 @@ async fn fenced_part(
     record(dst, name, CutoverStep::Fenced).await?;
     failpoint::hit("cutover-after-fenced");
     lap(laps, "fence (verified)");
-    let follow_options = FollowOptions { migration: name.clone(), until: Until::CaughtUp, batch: BatchLimits::default() };
+    let follow_options = FollowOptions { migration: name.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
     let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
     record(dst, name, CutoverStep::Drained).await?;
     failpoint::hit("cutover-after-drained");

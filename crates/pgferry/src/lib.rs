@@ -9,6 +9,8 @@ pub mod cutover;
 pub mod error;
 pub mod inventory;
 pub mod rehearse;
+pub mod seed;
+pub mod start;
 pub mod status;
 pub mod target;
 pub mod validate;

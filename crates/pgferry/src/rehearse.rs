@@ -44,7 +44,7 @@ pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpt
     // The rehearsal drains the stream itself, like the cutover: judge everything else.
     let decision = go_no_go(&observed, &options.policy);
     let started = Instant::now();
-    let follow_options = FollowOptions { migration: options.migration.clone(), until: Until::CaughtUp, batch: BatchLimits::default() };
+    let follow_options = FollowOptions { migration: options.migration.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
     let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
     let drain_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();

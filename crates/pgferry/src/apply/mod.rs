@@ -62,6 +62,9 @@ pub struct FollowOptions {
     pub migration: MigrationName,
     pub until: Until,
     pub batch: BatchLimits,
+    /// Set to `true` to stop after the current source transaction (a service's
+    /// SIGTERM): the open batch is committed, the position acknowledged.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// When `follow` returns.
@@ -237,6 +240,7 @@ async fn session(
         last_commit_micros: None,
         status: (Instant::now(), 0),
         progress,
+        shutdown: options.shutdown.clone(),
     };
     run.stream_until(stop_at).await
 }
@@ -255,6 +259,7 @@ struct Run<'a> {
     /// When the last status line was emitted, and the change count then.
     status: (Instant, u64),
     progress: &'a FollowProgress,
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Run<'_> {
@@ -263,6 +268,7 @@ impl Run<'_> {
         loop {
             let event = self.next_event().await?;
             match event {
+                None if self.applier.in_transaction() => {}
                 None => self.flush().await?,
                 Some(ReplicationEvent::Begin { final_lsn, .. }) => self.applier.begin(Lsn(final_lsn.0)).await?,
                 Some(ReplicationEvent::XLogData { data, wal_end, .. }) => {
@@ -290,7 +296,8 @@ impl Run<'_> {
                 Some(ReplicationEvent::Message { transactional: false, lsn, .. }) => self.advance_idle(Lsn(lsn.0)).await?,
                 Some(_) => {}
             }
-            if stop_at.is_some_and(|s| self.totals.applied >= s) && !self.applier.in_transaction() {
+            let stopping = stop_at.is_some_and(|s| self.totals.applied >= s) || self.shutdown_requested();
+            if stopping && !self.applier.in_transaction() {
                 self.flush().await?;
                 self.finish().await;
                 return Ok(());
@@ -299,17 +306,33 @@ impl Run<'_> {
         }
     }
 
-    /// The next event; `None` when an open batch has waited long enough.
+    fn shutdown_requested(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// The next event; `None` when an open batch has waited long enough, or a
+    /// shutdown was just requested.
     async fn next_event(&mut self) -> Result<Option<ReplicationEvent>, Stop> {
         let waiting = self.applier.batch.opened.is_some() && !self.applier.in_transaction();
-        let received = if waiting {
-            let left = self.options.batch.max_age.saturating_sub(self.applier.batch.age());
-            match tokio::time::timeout(left, self.stream.recv()).await {
+        let left = if waiting {
+            self.options.batch.max_age.saturating_sub(self.applier.batch.age())
+        } else {
+            Duration::MAX
+        };
+        let shutdown = async {
+            match self.shutdown.as_mut() {
+                Some(s) if !*s.borrow() => {
+                    let _ = s.changed().await;
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        let received = tokio::select! {
+            received = tokio::time::timeout(left, self.stream.recv()) => match received {
                 Ok(received) => received,
                 Err(_) => return Ok(None),
-            }
-        } else {
-            self.stream.recv().await
+            },
+            () = shutdown => return Ok(None),
         };
         match received.map_err(Stop::stream)? {
             Some(event) => Ok(Some(event)),

@@ -63,6 +63,20 @@ pub(crate) async fn phase(target: &Client, name: &MigrationName) -> Result<Optio
     .transpose()
 }
 
+/// [`phase`], on a target that may not hold the journal at all (nothing is created).
+pub(crate) async fn phase_if_journaled(target: &Client, name: &MigrationName) -> Result<Option<(MigrationPhase, Option<String>)>> {
+    let exists: bool = target
+        .query_one("SELECT to_regclass('pgferry.migration') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::server("reading the journal", e))?
+        .get(0);
+    if exists {
+        phase(target, name).await
+    } else {
+        Ok(None)
+    }
+}
+
 /// Records the migration's phase (and slot position, when known).
 pub(crate) async fn set_phase(
     target: &impl GenericClient,

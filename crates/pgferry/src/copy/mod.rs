@@ -24,11 +24,11 @@
 
 mod data;
 mod indexes;
-mod journal;
+pub(crate) mod journal;
 mod schema;
 mod source;
 
-pub(crate) use source::sync_sequences;
+pub(crate) use source::{ensure_publications, list_tables, sync_sequences, Publishable};
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,0 +1,158 @@
+//! `pgferry start` and `pgferry seed prepare`.
+//!
+//! `start` runs in the foreground with live progress, or as a service
+//! (`--service`: log lines only). SIGTERM or Ctrl-C stops it cleanly: change
+//! capture finishes the source transaction at hand and commits; a copy in
+//! progress is cancelled and resumes on the next run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use pgferry::apply::{BatchLimits, FollowOptions, Until};
+use pgferry::seed::{SeedEvent, SeedPosition};
+use pgferry::start::{DataStep, StartOptions};
+use pgferry::{Error, ErrorKind, Result};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::cli::{CopyTuning, Format, Pair};
+use crate::commands::{copy_options, parse_migration, parse_pair, parse_spec};
+use crate::render;
+
+#[derive(Args, Debug)]
+pub(crate) struct StartArgs {
+    #[command(flatten)]
+    pub(crate) pair: Pair,
+    /// The migration's name: its slot, publications and journal rows derive from it.
+    #[arg(long, default_value = "main")]
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) tuning: CopyTuning,
+    /// The target is a physical copy of the source taken after `pgferry seed prepare`: nothing is copied.
+    #[arg(long)]
+    pub(crate) seeded: bool,
+    /// The copy's server log from its first start; its last "redo done at" line is where the copy ends.
+    #[arg(long, requires = "seeded", conflicts_with = "seed_lsn")]
+    pub(crate) seed_log: Option<PathBuf>,
+    /// Where the copy ends, as its "redo done at" line prints it (e.g. 0/3000148).
+    #[arg(long, requires = "seeded")]
+    pub(crate) seed_lsn: Option<String>,
+    /// The tables without a replica identity only ever receive inserts: publish them for inserts only.
+    #[arg(long)]
+    pub(crate) keyless_tables_are_insert_only: bool,
+    /// Stop once the target has caught up with the source instead of following until stopped.
+    #[arg(long)]
+    pub(crate) until_caught_up: bool,
+    /// Run as a service: log lines instead of progress bars.
+    #[arg(long)]
+    pub(crate) service: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum SeedCommand {
+    /// Create the slot (before the copy) and a marker row, then say when the copy may be taken.
+    Prepare(SeedPrepareArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SeedPrepareArgs {
+    /// The database to move (URL or key=value string).
+    #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
+    pub(crate) source: String,
+    #[arg(long, default_value = "main")]
+    pub(crate) name: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
+    let migration = parse_migration(&args.name)?;
+    let seed = match (args.seeded, &args.seed_log, &args.seed_lsn) {
+        (false, ..) => None,
+        (true, Some(log), _) => Some(SeedPosition::Log(log.clone())),
+        (true, None, Some(lsn)) => Some(SeedPosition::Lsn(
+            lsn.parse().map_err(|e| Error::new(ErrorKind::Usage, format!("--seed-lsn: {e}")))?,
+        )),
+        (true, None, None) => {
+            return Err(Error::new(ErrorKind::Usage, "--seeded needs where the copy ends")
+                .with_hint("pass --seed-log with the copy's server log, or --seed-lsn with its 'redo done at' position"))
+        }
+    };
+    let (stop, shutdown) = watch::channel(false);
+    stop_on_signals(stop)?;
+    let options = StartOptions {
+        copy: copy_options(migration.clone(), &args.tuning),
+        seed,
+        follow: FollowOptions {
+            migration,
+            until: if args.until_caught_up { Until::CaughtUp } else { Until::Stopped },
+            batch: BatchLimits::default(),
+            shutdown: Some(shutdown),
+        },
+        keyless_tables_are_insert_only: args.keyless_tables_are_insert_only,
+    };
+    let view = crate::progress::CopyView::new(args.service);
+    let report = pgferry::start::start(&source, &target, &options, &view.progress(), &crate::follow::log_lines()).await;
+    view.finish();
+    let report = report?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+        Format::Table => {
+            match &report.data {
+                Some(DataStep::Copied(copy)) => print!("{}", render::copy_summary(copy)),
+                Some(DataStep::Seeded(seed)) => print!("{}", render::seed_attached(seed)),
+                None => println!("stopped before change capture started; rerun pgferry start to continue"),
+            }
+            if let Some(follow) = &report.follow {
+                println!(
+                    "migration {}: applied up to {} ({} transactions, {} changes in this run)",
+                    follow.migration, follow.applied_lsn, follow.transactions, follow.changes
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM and SIGINT ask for a clean stop; a second one exits at once (safe:
+/// everything committed is journaled).
+fn stop_on_signals(stop: watch::Sender<bool>) -> Result<()> {
+    let signal_error = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("installing signal handlers: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    tokio::spawn(async move {
+        for round in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if round > 0 {
+                std::process::exit(143);
+            }
+            eprintln!("pgferry: stopping after the current transaction (signal again to exit at once)");
+            let _ = stop.send(true);
+        }
+    });
+    Ok(())
+}
+
+pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {
+    let SeedCommand::Prepare(args) = command;
+    let source = parse_spec("--source", &args.source)?;
+    let migration = parse_migration(&args.name)?;
+    let on_event = |event: SeedEvent| match event {
+        SeedEvent::WaitingForTransactions { pids } => {
+            eprintln!("pgferry: creating the slot waits for the open transactions of these sessions to end: {pids:?}")
+        }
+    };
+    let report = pgferry::seed::prepare(&source, &migration, &on_event).await?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+        Format::Table => print!("{}", render::seed_prepared(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,130 @@
+//! `pgferry start`: one command from an empty (or seeded) target to a replicating
+//! one, rerunnable at any point.
+//!
+//! Steps, each resumed from the journal on a rerun:
+//! 1. take the migration's runner lock on the target (a session-level advisory
+//!    lock: one `start` or `cutover` at a time; it goes away with the process,
+//!    so a killed run never leaves it behind);
+//! 2. the preflight, on a migration not journaled yet: every blocking problem at
+//!    once, nothing changed;
+//! 3. the data: the copy ([`crate::copy`]), or for a seeded target the attach
+//!    ([`crate::seed`]);
+//! 4. change capture ([`crate::apply`]) until stopped: a shutdown request
+//!    finishes the current source transaction, commits, and returns.
+//!
+//! A shutdown during step 3 cancels it; what committed stays journaled and the
+//! next run continues from there, exactly as after a kill.
+
+use pgferry_core::names::MigrationName;
+use pgferry_core::preflight::{blocking, CheckPlan};
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use crate::apply::{follow, FollowOptions, FollowProgress, FollowReport};
+use crate::copy::{copy, CopyOptions, CopyReport, Progress};
+use crate::error::{Error, ErrorKind, Result};
+use crate::failpoint;
+use crate::seed::{attach, AttachReport, SeedPosition};
+
+/// What the operator asked for.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    pub copy: CopyOptions,
+    /// `Some` for a seeded target: where the copy ends.
+    pub seed: Option<SeedPosition>,
+    pub follow: FollowOptions,
+    /// Tables without a replica identity only ever get inserts (see `pgferry check`).
+    pub keyless_tables_are_insert_only: bool,
+}
+
+/// How the data reached the target.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataStep {
+    Copied(CopyReport),
+    Seeded(AttachReport),
+}
+
+/// What a run did.
+#[derive(Debug, Serialize)]
+pub struct StartReport {
+    pub data: Option<DataStep>,
+    /// `None` when stopped before change capture started.
+    pub follow: Option<FollowReport>,
+}
+
+/// Runs (or resumes) the migration up to change capture, then follows until
+/// `options.follow.until` or a shutdown request.
+pub async fn start(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    options: &StartOptions,
+    copy_progress: &Progress,
+    follow_progress: &FollowProgress,
+) -> Result<StartReport> {
+    let name = &options.copy.migration;
+    let lock = RunnerLock::take(target, name).await?;
+    failpoint::hit("start-after-lock");
+    if crate::copy::journal::phase_if_journaled(&lock.0, name).await?.is_none() {
+        preflight(source, target, options).await?;
+    }
+    failpoint::hit("start-after-check");
+    let mut shutdown = options.follow.shutdown.clone();
+    let data = async {
+        match &options.seed {
+            Some(position) => attach(source, target, name, position).await.map(DataStep::Seeded),
+            None => copy(source, target, &options.copy, copy_progress).await.map(DataStep::Copied),
+        }
+    };
+    let data = tokio::select! {
+        data = data => data?,
+        () = requested(shutdown.as_mut()) => return Ok(StartReport { data: None, follow: None }),
+    };
+    failpoint::hit("start-after-data");
+    let follow = follow(source, target, &options.follow, follow_progress).await?;
+    drop(lock);
+    Ok(StartReport { data: Some(data), follow: Some(follow) })
+}
+
+async fn requested(shutdown: Option<&mut watch::Receiver<bool>>) {
+    match shutdown {
+        Some(s) => {
+            let _ = s.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn preflight(source: &ConnSpec, target: &ConnSpec, options: &StartOptions) -> Result<()> {
+    let plan = CheckPlan { full_copy: options.seed.is_none(), ..CheckPlan::default() };
+    let report = crate::check::check(source, target, &plan).await?;
+    let problems = blocking(&report.findings, options.keyless_tables_are_insert_only);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = problems.iter().map(|f| format!("- [{}] {}\n  fix: {}", f.code, f.what, f.fix)).collect();
+    Err(Error::new(ErrorKind::Precondition, format!("the preflight found {} problem(s):\n{}", problems.len(), lines.join("\n")))
+        .with_hint("fix them and rerun (pgferry check lists every finding); nothing was changed"))
+}
+
+/// The migration's runner lock: a session advisory lock on the target, held by
+/// this connection for as long as the value lives.
+pub(crate) struct RunnerLock(Client);
+
+impl RunnerLock {
+    pub(crate) async fn take(target: &ConnSpec, name: &MigrationName) -> Result<RunnerLock> {
+        let client = pgferry_pg::connect(target).await?;
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext('pgferry'), hashtext($1))", &[&name.as_str()])
+            .await
+            .map_err(|e| Error::server("taking the migration's runner lock on the target", e))?
+            .get(0);
+        if taken {
+            return Ok(RunnerLock(client));
+        }
+        Err(Error::new(ErrorKind::Precondition, format!("another pgferry process is running migration {name}"))
+            .with_hint("wait for it or stop it (Ctrl-C or SIGTERM stops pgferry start cleanly); pgferry status shows where it stands"))
+    }
+}
