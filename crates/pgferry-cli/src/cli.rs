@@ -149,6 +149,12 @@ pub(crate) struct NamedPair {
 pub(crate) struct ValidateArgs {
     #[command(flatten)]
     pub(crate) pair: Pair,
+    /// The migration whose change capture's touched rows are tracked.
+    #[arg(long, default_value = "main")]
+    pub(crate) name: String,
+    /// Compare only the rows change capture touched since they were last found equal.
+    #[arg(long)]
+    pub(crate) changed_only: bool,
     /// Parallel workers (each holds one connection per side).
     #[arg(long, default_value_t = 2)]
     pub(crate) jobs: usize,

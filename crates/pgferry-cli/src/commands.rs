@@ -101,7 +101,12 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
         max_differences: args.max_differences,
         show_values: args.show_values,
     };
-    let report = pgferry::validate::validate(&source, &target, &options).await?;
+    let migration = parse_migration(&args.name)?;
+    let report = if args.changed_only {
+        pgferry::validate::validate_changed(&source, &target, &migration, &options).await?
+    } else {
+        pgferry::validate::validate(&source, &target, Some(&migration), &options).await?
+    };
     match args.format {
         Format::Table => print!("{}", render::validation(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),

@@ -22,6 +22,7 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
         (None, false) => Until::Stopped,
     };
     let options = FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: None };
+    let _runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
     let report = run(&source, &target, &options, &log_lines()).await?;
     match args.format {
         Format::Table => println!(

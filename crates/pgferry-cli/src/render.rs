@@ -124,10 +124,11 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
     }
     let _ = writeln!(
         out,
-        "\nmigration {}: cut over. Downtime (fence to switch): {:.3} s; {} change(s) drained; {} sequence(s) set; fenced roles: {}",
+        "\nmigration {}: cut over. Downtime (fence to switch): {:.3} s; {} change(s) drained; {} changed row(s) checked equal; {} sequence(s) set; fenced roles: {}",
         report.migration,
         report.downtime_seconds,
         report.changes_drained,
+        report.rows_checked,
         report.sequences_set,
         if report.fenced_roles.is_empty() { "none".to_string() } else { report.fenced_roles.join(", ") }
     );

@@ -79,6 +79,8 @@ fn a_cutover_leaves_an_equal_target_with_sequences_ahead_and_reports_the_downtim
     args.extend(["--switch-command", &switch]);
     let stdout = ok(pgferry(&args, &[]));
     assert!(stdout.contains("Downtime (fence to switch):"), "{stdout}");
+    assert!(stdout.contains("validate changed rows"), "{stdout}");
+    assert!(stdout.contains("700 changed row(s) checked equal"), "the rows written after the copy: {stdout}");
     assert!(stdout.contains("fenced roles: app"), "{stdout}");
     assert!(flag.exists(), "the switch command ran");
     assert_eq!(content(&pair.source), content(&pair.target));
@@ -105,6 +107,26 @@ fn a_failing_switch_rolls_back_exactly_and_replication_can_go_on() {
     follow.push("--until-caught-up");
     ok(pgferry(&follow, &[]));
     assert_eq!(content(&pair.source), content(&pair.target));
+}
+
+#[test]
+fn a_difference_in_a_changed_row_rolls_the_cutover_back_before_the_switch() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("switched");
+    let switch = format!("touch {}", flag.display());
+    // A write on the target to a row change capture touched: the target drifted.
+    pair.target.psql("app", "UPDATE orders SET note = 'written on the target' WHERE id = 1200");
+    let urls = pair.urls();
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", &switch]);
+    let out = pgferry(&args, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rolled back") && stderr.contains("\"orders\" (keys (1200))"), "{stderr}");
+    assert!(!flag.exists(), "the switch never ran");
+    assert_eq!(app_role(&pair.source), before, "the fence is lifted exactly");
 }
 
 #[test]

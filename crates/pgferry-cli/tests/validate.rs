@@ -115,3 +115,59 @@ fn every_kind_of_difference_is_found_with_its_key() {
     assert!(text.contains("source: (20,"), "{text}");
     assert!(text.contains("DIFFERENT: 3 table(s) compared, 3 differ"), "{text}");
 }
+
+fn follow_caught_up(source: &Cluster, target: &Cluster) {
+    let out = pgferry(&["follow", "--source", &source.url("app"), "--target", &target.url("app"), "--until-caught-up"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn table(report: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    report["tables"].as_array().unwrap().iter().find(|t| t["table"] == name).cloned()
+}
+
+#[test]
+fn changed_only_rechecks_exactly_the_rows_change_capture_touched() {
+    let source = Cluster::start(PgVersion::V15);
+    load(&source);
+    let target = Cluster::start(PgVersion::V18);
+    target.create_database("app");
+    copy(&source, &target);
+    source.psql(
+        "app",
+        "UPDATE t SET n = 0 WHERE id IN (5, 6);
+         UPDATE t SET id = 9000 WHERE id = 8;
+         DELETE FROM t WHERE id = 7;
+         INSERT INTO t (id, s) VALUES (10001, 'new');
+         INSERT INTO nokey VALUES (99, 'new');",
+    );
+    follow_caught_up(&source, &target);
+    // A difference in a touched row and one in a row nobody touched.
+    target.psql("app", "UPDATE t SET s = 'drift' WHERE id = 5; UPDATE t SET s = 'drift' WHERE id = 100;");
+
+    let out = validate(&source, &target, &["--changed-only", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let t = table(&report, "\"public\".\"t\"").expect("t was touched");
+    assert_eq!(t["source_rows"], 4, "of the touched keys 5, 6, 7, 8, 9000, 10001, the source holds 5, 6, 9000, 10001: {t:#}");
+    let keys: Vec<&str> = t["differences"].as_array().unwrap().iter().map(|d| d["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, vec!["(5)"], "only the touched row is re-checked");
+    assert_eq!(table(&report, "\"public\".\"nokey\"").expect("nokey was touched")["source_rows"], 101, "keyless: whole table");
+    assert!(table(&report, "\"public\".\"Odd \"\"name\"").is_none(), "an untouched table is not compared");
+
+    // Repaired, the touched rows are found equal and marked checked.
+    target.psql("app", "UPDATE t SET s = 'secret-value-5' WHERE id = 5");
+    let out = validate(&source, &target, &["--changed-only"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = validate(&source, &target, &["--changed-only", "--format", "json"]);
+    assert_eq!(json(&out)["tables"].as_array().unwrap().len(), 0, "nothing touched since");
+    // A full validation still sees the untouched drift.
+    assert_eq!(validate(&source, &target, &[]).status.code(), Some(1));
+
+    // Touched again after the check: re-checked again, and a TRUNCATE covers the whole table.
+    source.psql("app", "UPDATE t SET n = 1 WHERE id = 6; TRUNCATE nokey;");
+    follow_caught_up(&source, &target);
+    let report = json(&validate(&source, &target, &["--changed-only", "--format", "json"]));
+    assert_eq!(table(&report, "\"public\".\"t\"").unwrap()["source_rows"], 1);
+    assert_eq!(table(&report, "\"public\".\"nokey\"").unwrap()["source_rows"], 0);
+    assert_eq!(report["equal"], true, "{report:#}");
+}

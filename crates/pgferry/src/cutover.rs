@@ -1,5 +1,6 @@
 //! `pgferry cutover`: fence the source, drain the change stream to the fenced
-//! position, set the sequences, run the operator's switch command, and report the
+//! position, set the sequences, compare exactly the rows change capture touched
+//! ([`validate_changed`]), run the operator's switch command, and report the
 //! downtime, journaling each step on the target (`pgferry.cutover`).
 //!
 //! The decisions are `pgferry_core::cutover`'s: go/no-go before anything changes,
@@ -18,6 +19,7 @@ use tokio_postgres::Client;
 
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::error::{Error, ErrorKind, Result};
+use crate::validate::{validate_changed, ValidateOptions};
 use crate::{failpoint, fence};
 
 const JOURNAL_SQL: &str = "
@@ -50,10 +52,13 @@ pub struct CutoverReport {
     pub fenced_roles: Vec<String>,
     pub sequences_set: usize,
     pub changes_drained: u64,
+    /// Rows compared by the exact check of the rows change capture touched.
+    pub rows_checked: i64,
 }
 
 /// Runs (or after a kill, finishes or rolls back) the cutover.
 pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions) -> Result<CutoverReport> {
+    let _runner = crate::start::RunnerLock::take(target, &options.migration).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     fence::allow_writes(&src).await?;
@@ -80,7 +85,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let mut laps = Vec::new();
     let fenced_at = Instant::now();
     let result = fenced_part(source, target, &src, &dst, options, &mut laps).await;
-    let (fenced_roles, sequences_set, changes_drained) = match result {
+    let Fenced { fenced_roles, sequences_set, changes_drained, rows_checked } = match result {
         Ok(done) => done,
         Err(error) => {
             roll_back(&src, &dst, name).await?;
@@ -91,7 +96,23 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     record(&dst, name, CutoverStep::Opened).await?;
     failpoint::hit("cutover-after-opened");
     record(&dst, name, CutoverStep::Reported).await?;
-    Ok(CutoverReport { migration: name.to_string(), downtime_seconds, steps: laps, fenced_roles, sequences_set, changes_drained })
+    Ok(CutoverReport {
+        migration: name.to_string(),
+        downtime_seconds,
+        steps: laps,
+        fenced_roles,
+        sequences_set,
+        changes_drained,
+        rows_checked,
+    })
+}
+
+/// What the fenced part did.
+struct Fenced {
+    fenced_roles: Vec<String>,
+    sequences_set: usize,
+    changes_drained: u64,
+    rows_checked: i64,
 }
 
 /// Fence, drain, sequences, switch: everything before the point of no return and
@@ -103,7 +124,7 @@ async fn fenced_part(
     dst: &Client,
     options: &CutoverOptions,
     laps: &mut Vec<(&'static str, f64)>,
-) -> Result<(Vec<String>, usize, u64)> {
+) -> Result<Fenced> {
     let name = &options.migration;
     let mut clock = Instant::now();
     let mut lap = |laps: &mut Vec<(&'static str, f64)>, what| {
@@ -122,18 +143,40 @@ async fn fenced_part(
     let sequences = crate::copy::sync_sequences(src, dst).await?;
     record(dst, name, CutoverStep::SequencesSet).await?;
     lap(laps, "sequences");
-    // pgferry's own engine changes no constraint or trigger on the target, and
-    // its validation of changed chunks is not built yet: both steps are recorded
-    // so that the journal's order stays the same when they are.
+    // pgferry's own engine changes no constraint or trigger on the target: the
+    // step is recorded so that the journal's order is the same for every engine.
     record(dst, name, CutoverStep::ConstraintsRestored).await?;
+    let rows_checked = check_changed_rows(source, target, name).await?;
     record(dst, name, CutoverStep::Validated).await?;
+    lap(laps, "validate changed rows");
     failpoint::hit("cutover-before-switch");
     if let Some(command) = &options.switch_command {
         run_switch(command).await?;
     }
     record(dst, name, CutoverStep::Switched).await?;
     lap(laps, "switch");
-    Ok((fenced.fenced_roles, sequences, drained.changes))
+    Ok(Fenced { fenced_roles: fenced.fenced_roles, sequences_set: sequences, changes_drained: drained.changes, rows_checked })
+}
+
+/// The exact check after the drain: every row change capture touched since it
+/// was last found equal is compared; a difference rolls the cutover back.
+async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<i64> {
+    let options = ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
+    let report = validate_changed(source, target, name, &options).await?;
+    if report.equal {
+        return Ok(report.tables.iter().map(|t| t.source_rows).sum());
+    }
+    let differing: Vec<String> = report
+        .tables
+        .iter()
+        .filter(|t| t.mismatched > 0 || t.problem.is_some())
+        .map(|t| {
+            let keys: Vec<&str> = t.differences.iter().map(|d| d.key.as_str()).collect();
+            format!("{} (keys {})", t.table, keys.join(", "))
+        })
+        .collect();
+    Err(Error::new(ErrorKind::Precondition, format!("rows changed during the migration differ on the target: {}", differing.join("; ")))
+        .with_hint("run pgferry validate --show-values to see them; find the cause (a write on the target?) before cutting over"))
 }
 
 /// After the switch: the remaining steps only record that the target is open.
@@ -147,6 +190,7 @@ async fn finish(dst: &Client, name: &MigrationName) -> Result<CutoverReport> {
         fenced_roles: Vec::new(),
         sequences_set: 0,
         changes_drained: 0,
+        rows_checked: 0,
     })
 }
 

@@ -4,9 +4,11 @@
 //!
 //! It runs the go/no-go, drains the stream to the source's current position (as the
 //! cutover will, but without a fence), reads every sequence on both sides as the
-//! cutover's sequence step would, validates the data, and shows the switch command
-//! without running it. The expected downtime is the fence's own cost plus the
-//! drain and sequence times measured here.
+//! cutover's sequence step would, compares the rows change capture touched as the
+//! cutover's exact check will, and shows the switch command without running it.
+//! The expected downtime is the fence's own cost plus the drain, sequence and
+//! check times measured here. Under live writes, rows written after the drain can
+//! show as different here; the cutover's own check runs fenced.
 
 use std::time::Instant;
 
@@ -17,7 +19,7 @@ use serde::Serialize;
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::cutover::CutoverOptions;
 use crate::error::{Error, Result};
-use crate::validate::{validate, ValidateOptions};
+use crate::validate::{validate_changed, ValidateOptions};
 
 /// What raising and verifying the fence cost in the benchmark (bench/RESULTS.md):
 /// added to the measured steps to estimate the downtime.
@@ -38,6 +40,7 @@ pub struct Rehearsal {
 }
 
 pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions, validation: &ValidateOptions) -> Result<Rehearsal> {
+    let _runner = crate::start::RunnerLock::take(target, &options.migration).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     let observed = crate::cutover::observe(&src, &dst, &options.migration).await?;
@@ -51,7 +54,8 @@ pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpt
     let sequences = count_sequences(&src, &dst).await?;
     let sequence_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let report = validate(source, target, validation).await?;
+    let report = validate_changed(source, target, &options.migration, validation).await?;
+    let validation_seconds = started.elapsed().as_secs_f64();
     Ok(Rehearsal {
         decision,
         drain_seconds,
@@ -59,9 +63,9 @@ pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpt
         sequence_seconds,
         sequences,
         validation_equal: report.equal,
-        validation_seconds: started.elapsed().as_secs_f64(),
+        validation_seconds,
         switch_command: options.switch_command.clone(),
-        expected_downtime_seconds: FENCE_SECONDS + drain_seconds + sequence_seconds,
+        expected_downtime_seconds: FENCE_SECONDS + drain_seconds + sequence_seconds + validation_seconds,
     })
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Steps, each resumed from the journal on a rerun:
 //! 1. take the migration's runner lock on the target (a session-level advisory
-//!    lock: one `start` or `cutover` at a time; it goes away with the process,
+//!    lock: one `start`, `rehearse` or `cutover` at a time; it goes away with the process,
 //!    so a killed run never leaves it behind);
 //! 2. the preflight, on a migration not journaled yet: every blocking problem at
 //!    once, nothing changed;
@@ -104,17 +104,23 @@ async fn preflight(source: &ConnSpec, target: &ConnSpec, options: &StartOptions)
     if problems.is_empty() {
         return Ok(());
     }
-    let lines: Vec<String> = problems.iter().map(|f| format!("- [{}] {}\n  fix: {}", f.code, f.what, f.fix)).collect();
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|f| {
+            let objects: String = f.objects.iter().map(|o| format!("\n    {o}")).collect();
+            format!("- [{}] {}{objects}\n  fix: {}", f.code, f.what, f.fix)
+        })
+        .collect();
     Err(Error::new(ErrorKind::Precondition, format!("the preflight found {} problem(s):\n{}", problems.len(), lines.join("\n")))
         .with_hint("fix them and rerun (pgferry check lists every finding); nothing was changed"))
 }
 
 /// The migration's runner lock: a session advisory lock on the target, held by
 /// this connection for as long as the value lives.
-pub(crate) struct RunnerLock(Client);
+pub struct RunnerLock(Client);
 
 impl RunnerLock {
-    pub(crate) async fn take(target: &ConnSpec, name: &MigrationName) -> Result<RunnerLock> {
+    pub async fn take(target: &ConnSpec, name: &MigrationName) -> Result<RunnerLock> {
         let client = pgferry_pg::connect(target).await?;
         let taken: bool = client
             .query_one("SELECT pg_try_advisory_lock(hashtext('pgferry'), hashtext($1))", &[&name.as_str()])

@@ -16,6 +16,7 @@ use pgferry_core::sql::QualifiedName;
 use pgferry_pgoutput::Lsn;
 
 use super::progress::Counts;
+use super::touched::Touched;
 
 /// When a batch is committed.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +62,7 @@ pub(crate) struct Batch {
     /// The last complete source transaction: its end LSN and commit time.
     pub(crate) end: Option<(Lsn, i64)>,
     pub(crate) stats: BTreeMap<QualifiedName, Counts>,
+    pub(crate) touched: Touched,
 }
 
 impl Batch {

@@ -136,6 +136,7 @@ impl<'a> Applier<'a> {
         let Some(table) = self.relation(insert.relation_oid, at)? else { return Ok(()) };
         let values = values(&insert.new_tuple, &table, |_| true)?;
         self.run(insert.relation_oid, &table, &Shape::Insert, &values, "insert into").await?;
+        self.batch.touched.row(&table, &insert.new_tuple);
         self.batch.counts(&table.table).inserts += 1;
         Ok(())
     }
@@ -152,6 +153,10 @@ impl<'a> Applier<'a> {
             params.extend(values(&update.new_tuple, &table, |i| guard[i])?);
             self.run(update.relation_oid, &table, &shape, &params, "update").await?;
         }
+        if let Some(old) = old {
+            self.batch.touched.row(&table, old);
+        }
+        self.batch.touched.row(&table, &update.new_tuple);
         self.batch.counts(&table.table).updates += 1;
         Ok(())
     }
@@ -164,6 +169,7 @@ impl<'a> Applier<'a> {
         let Shape::Delete { matching } = &shape else { unreachable!() };
         let params = match_values(&table, matching, Some(old), old)?;
         self.run(delete.relation_oid, &table, &shape, &params, "delete from").await?;
+        self.batch.touched.row(&table, old);
         self.batch.counts(&table.table).deletes += 1;
         Ok(())
     }
@@ -190,6 +196,7 @@ impl<'a> Applier<'a> {
             .await
             .map_err(|e| Stop::target("applying a TRUNCATE on the target", e))?;
         for table in &tables {
+            self.batch.touched.whole(table);
             self.batch.counts(table).truncates += 1;
         }
         Ok(())

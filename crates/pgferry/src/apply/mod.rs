@@ -30,6 +30,7 @@ mod progress;
 mod relation;
 mod statements;
 mod stream;
+mod touched;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -350,6 +351,7 @@ impl Run<'_> {
         let commit = || async {
             if let Some((end, commit_time)) = batch.end {
                 progress::record(self.target, &self.options.migration, end, Some(commit_time), &batch.stats).await?;
+                touched::record(self.target, &self.options.migration, end, &batch.touched).await?;
             }
             failpoint::hit("apply-before-commit");
             self.target.batch_execute("COMMIT").await

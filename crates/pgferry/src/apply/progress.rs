@@ -90,6 +90,10 @@ pub(crate) async fn start_state(target: &Client, name: &MigrationName) -> Result
         .batch_execute(SCHEMA_SQL)
         .await
         .map_err(|e| Error::server("creating pgferry's apply journal on the target", e))?;
+    target
+        .batch_execute(super::touched::SCHEMA_SQL)
+        .await
+        .map_err(|e| Error::server("creating pgferry's touched-rows journal on the target", e))?;
     let applied = target
         .query_opt("SELECT applied_lsn::text FROM pgferry.apply_progress WHERE migration = $1", &[&name.as_str()])
         .await

@@ -7,11 +7,15 @@
 //! is compared, and only a chunk that differs is listed row by row to name the keys
 //! that are missing, extra or changed (`pgferry_core::validation`).
 
+mod changed;
 mod tables;
+
+pub use changed::validate_changed;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use pgferry_core::names::MigrationName;
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_core::validation::{diff_rows, Fingerprint, KeyDifference, RowDigest};
 use pgferry_pg::ConnSpec;
@@ -55,18 +59,36 @@ pub struct ValidationReport {
     pub tables: Vec<TableVerdict>,
 }
 
+/// A piece of one table compared at once.
 struct Chunk {
     table: usize,
-    low: Option<Vec<String>>,
-    high: Option<Vec<String>>,
+    scope: Scope,
 }
 
-/// Compares every table of the source with the target.
-pub async fn validate(source: &ConnSpec, target: &ConnSpec, options: &ValidateOptions) -> Result<ValidationReport> {
+/// Which rows of a table a chunk holds.
+pub(crate) enum Scope {
+    /// A key range (bounds as text; `None` is open), or the whole table.
+    Range { low: Option<Vec<String>>, high: Option<Vec<String>> },
+    /// The rows with these keys: one text array per key column.
+    Keys(Vec<Vec<String>>),
+}
+
+/// Compares every table of the source with the target. When `migration` is
+/// given and the tables are equal, the rows its change capture touched up to the
+/// position the target's snapshot holds are marked checked (see [`changed`]).
+pub async fn validate(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    migration: Option<&MigrationName>,
+    options: &ValidateOptions,
+) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let src_snapshot = export_snapshot(&src, "source").await?;
-    let dst_snapshot = export_snapshot(&dst, "target").await?;
+    let snapshots = Snapshots::export(&src, &dst).await?;
+    let applied = match migration {
+        Some(name) => changed::applied(&dst, name).await?,
+        None => None,
+    };
     let tables = tables::list(&src).await?;
     let mut verdicts: Vec<TableVerdict> = tables.iter().map(|t| verdict(&t.name, !t.key.is_empty())).collect();
     let mut chunks = Vec::new();
@@ -75,27 +97,65 @@ pub async fn validate(source: &ConnSpec, target: &ConnSpec, options: &ValidateOp
             verdicts[index].problem = Some("missing on the target".into());
             continue;
         }
-        let bounds = tables::boundaries(&src, table, options.chunk_rows.max(1)).await?;
-        let mut low = None;
-        for bound in bounds {
-            chunks.push(Chunk { table: index, low: low.take(), high: Some(bound.clone()) });
-            low = Some(bound);
-        }
-        chunks.push(Chunk { table: index, low, high: None });
+        chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?);
     }
+    let report = compare(source, target, &snapshots, &tables, chunks, verdicts, options).await?;
+    if let (Some(name), Some(applied), true) = (migration, applied, report.equal) {
+        changed::mark_checked(target, name, applied).await?;
+    }
+    Ok(report)
+}
+
+/// The range chunks covering a whole table.
+async fn range_chunks(src: &Client, index: usize, table: &ValidatedTable, chunk_rows: i64) -> Result<Vec<Chunk>> {
+    let bounds = tables::boundaries(src, table, chunk_rows.max(1)).await?;
+    let mut chunks = Vec::new();
+    let mut low = None;
+    for bound in bounds {
+        chunks.push(Chunk { table: index, scope: Scope::Range { low: low.take(), high: Some(bound.clone()) } });
+        low = Some(bound);
+    }
+    chunks.push(Chunk { table: index, scope: Scope::Range { low, high: None } });
+    Ok(chunks)
+}
+
+/// The two exported snapshots the workers share; the exporting sessions must
+/// stay open while they work.
+struct Snapshots {
+    source: String,
+    target: String,
+}
+
+impl Snapshots {
+    async fn export(src: &Client, dst: &Client) -> Result<Snapshots> {
+        Ok(Snapshots { source: export_snapshot(src, "source").await?, target: export_snapshot(dst, "target").await? })
+    }
+}
+
+/// Compares the chunks with `--jobs` workers and folds the results into the
+/// tables' verdicts.
+async fn compare(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    snapshots: &Snapshots,
+    tables: &[ValidatedTable],
+    chunks: Vec<Chunk>,
+    mut verdicts: Vec<TableVerdict>,
+    options: &ValidateOptions,
+) -> Result<ValidationReport> {
     let queue = Mutex::new(VecDeque::from(chunks));
     let results = Mutex::new(Vec::new());
     let worker = || async {
-        let s = open_worker(source, &src_snapshot).await?;
-        let t = open_worker(target, &dst_snapshot).await?;
+        let s = open_worker(source, &snapshots.source).await?;
+        let t = open_worker(target, &snapshots.target).await?;
         loop {
             let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok::<(), Error>(()) };
             let table = &tables[chunk.table];
-            let (a, b) = tokio::try_join!(fingerprint(&s, table, &chunk), fingerprint(&t, table, &chunk))?;
+            let (a, b) = tokio::try_join!(fingerprint(&s, table, &chunk.scope), fingerprint(&t, table, &chunk.scope))?;
             let differences = if a == b {
                 Vec::new()
             } else {
-                let (x, y) = tokio::try_join!(rows(&s, table, &chunk), rows(&t, table, &chunk))?;
+                let (x, y) = tokio::try_join!(rows(&s, table, &chunk.scope), rows(&t, table, &chunk.scope))?;
                 let mut found = diff_rows(&x, &y, options.max_differences, options.show_values);
                 for d in &mut found {
                     d.key = key_text(std::mem::take(&mut d.key));
@@ -169,25 +229,29 @@ async fn exists(client: &Client, table: &QualifiedName) -> Result<bool> {
         .map_err(|e| Error::server("looking up a table on the target", e))
 }
 
-fn bound_params(chunk: &Chunk) -> Vec<&(dyn ToSql + Sync)> {
-    chunk
-        .low
-        .iter()
-        .chain(chunk.high.iter())
-        .flatten()
-        .map(|v| v as &(dyn ToSql + Sync))
-        .collect()
+fn scope_params(scope: &Scope) -> Vec<&(dyn ToSql + Sync)> {
+    match scope {
+        Scope::Range { low, high } => low.iter().chain(high.iter()).flatten().map(|v| v as &(dyn ToSql + Sync)).collect(),
+        Scope::Keys(columns) => columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect(),
+    }
 }
 
-async fn fingerprint(client: &Client, table: &ValidatedTable, chunk: &Chunk) -> Result<Fingerprint> {
+fn scope_predicate(table: &ValidatedTable, scope: &Scope) -> Sql {
+    match scope {
+        Scope::Range { low, high } => tables::range_predicate(table, low.is_some(), high.is_some()),
+        Scope::Keys(_) => tables::keys_predicate(table),
+    }
+}
+
+async fn fingerprint(client: &Client, table: &ValidatedTable, scope: &Scope) -> Result<Fingerprint> {
     // sum(bigint) accumulates in 128 bits and returns numeric: no overflow, and no
     // per-row numeric arithmetic.
     let sql = Sql::new("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM ONLY ")
         .name(&table.name)
         .push(" t")
-        .append(tables::range_predicate(table, chunk.low.is_some(), chunk.high.is_some()));
+        .append(scope_predicate(table, scope));
     let row = client
-        .query_one(sql.as_str(), &bound_params(chunk))
+        .query_one(sql.as_str(), &scope_params(scope))
         .await
         .map_err(|e| Error::server(&format!("fingerprinting {}", table.name), e))?;
     Ok(Fingerprint { rows: row.get(0), hash_sum: row.get(1) })
@@ -195,7 +259,7 @@ async fn fingerprint(client: &Client, table: &ValidatedTable, chunk: &Chunk) -> 
 
 /// The chunk's rows by key (in byte order of the key's text, the same on both
 /// sides whatever their collation), with hashes and text forms.
-async fn rows(client: &Client, table: &ValidatedTable, chunk: &Chunk) -> Result<Vec<RowDigest>> {
+async fn rows(client: &Client, table: &ValidatedTable, scope: &Scope) -> Result<Vec<RowDigest>> {
     let key = if table.key.is_empty() {
         Sql::new("t::text")
     } else {
@@ -206,10 +270,10 @@ async fn rows(client: &Client, table: &ValidatedTable, chunk: &Chunk) -> Result<
         .push(") COLLATE \"C\" AS pgferry_key, hashtextextended(t::text, 0), t::text COLLATE \"C\" AS pgferry_row FROM ONLY ")
         .name(&table.name)
         .push(" t")
-        .append(tables::range_predicate(table, chunk.low.is_some(), chunk.high.is_some()))
+        .append(scope_predicate(table, scope))
         .push(" ORDER BY pgferry_key, pgferry_row");
     let rows = client
-        .query(sql.as_str(), &bound_params(chunk))
+        .query(sql.as_str(), &scope_params(scope))
         .await
         .map_err(|e| Error::server(&format!("listing rows of {}", table.name), e))?;
     Ok(rows

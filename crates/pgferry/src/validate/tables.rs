@@ -26,8 +26,9 @@ pub(crate) struct ValidatedTable {
     pub(crate) key: Vec<KeyColumn>,
 }
 
-/// Leaf tables of user schemas with their key columns (primary key, else the
-/// replica identity index).
+/// Leaf tables of user schemas with their key columns: the replica identity
+/// index, else the primary key (so the key is the one change capture reports
+/// touched rows by).
 pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
     let rows = src
         .query(
@@ -36,11 +37,11 @@ pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
                     coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
                               FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
                               WHERE x.indrelid = c.oid AND (x.indisprimary OR x.indisreplident) AND a.attrelid = c.oid AND a.attnum = k.attnum
-                              GROUP BY x.indexrelid, x.indisprimary ORDER BY x.indisprimary DESC LIMIT 1), '{{}}'),
+                              GROUP BY x.indexrelid, x.indisprimary, x.indisreplident ORDER BY x.indisreplident DESC, x.indisprimary DESC LIMIT 1), '{{}}'),
                     coalesce((SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
                               FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
                               WHERE x.indrelid = c.oid AND (x.indisprimary OR x.indisreplident) AND a.attrelid = c.oid AND a.attnum = k.attnum
-                              GROUP BY x.indexrelid, x.indisprimary ORDER BY x.indisprimary DESC LIMIT 1), '{{}}')
+                              GROUP BY x.indexrelid, x.indisprimary, x.indisreplident ORDER BY x.indisreplident DESC, x.indisprimary DESC LIMIT 1), '{{}}')
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind = 'r' AND {USER_RELATION}
              ORDER BY pg_relation_size(c.oid) DESC, 1, 2"
@@ -152,6 +153,24 @@ pub(crate) fn range_predicate(table: &ValidatedTable, has_low: bool, has_high: b
     sql
 }
 
+/// `WHERE (k1, k2) IN (SELECT k1, k2 FROM unnest($1::text[], $2::text[]))`,
+/// each unnested text cast to its key column's type.
+pub(crate) fn keys_predicate(table: &ValidatedTable) -> Sql {
+    let mut sql = Sql::new(" WHERE (").ident_list(table.key.iter().map(|k| &k.name)).push(") IN (SELECT ");
+    for (i, k) in table.key.iter().enumerate() {
+        sql = sql.push(if i == 0 { "pgferry_k" } else { ", pgferry_k" }).int(i as i64 + 1).push("::").server_sql(&k.type_name);
+    }
+    sql = sql.push(" FROM unnest(");
+    for i in 0..table.key.len() {
+        sql = sql.push(if i == 0 { "$" } else { ", $" }).int(i as i64 + 1).push("::text[]");
+    }
+    sql = sql.push(") AS pgferry_keys(");
+    for i in 0..table.key.len() {
+        sql = sql.push(if i == 0 { "pgferry_k" } else { ", pgferry_k" }).int(i as i64 + 1);
+    }
+    sql.push("))")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +198,9 @@ mod tests {
         );
         assert_eq!(range_predicate(&table, false, false).as_str(), " WHERE true");
         assert!(range_predicate(&table, false, true).as_str().contains("< ($1::text::integer"));
+        assert_eq!(
+            keys_predicate(&table).as_str(),
+            " WHERE (\"a\", \"B\") IN (SELECT pgferry_k1::integer, pgferry_k2::text FROM unnest($1::text[], $2::text[]) AS pgferry_keys(pgferry_k1, pgferry_k2))"
+        );
     }
 }

@@ -1,0 +1,129 @@
+//! `pgferry validate --changed-only`: re-compare only the rows change capture
+//! touched since they were last found equal (`pgferry.touched`, written by apply
+//! in each batch's transaction), which makes the cutover's exact check after the
+//! drain take seconds instead of a full pass.
+//!
+//! Keyed tables are compared key by key (groups of [`KEYS_PER_CHUNK`] keys, each
+//! side read under its exported snapshot); a table marked whole (truncated, or
+//! without a usable key) is compared in full. When everything is equal, the
+//! touched rows up to the applied position the target's snapshot held are
+//! deleted: they are checked. Anything touched later keeps its row.
+
+use std::collections::BTreeMap;
+
+use pgferry_core::names::MigrationName;
+use pgferry_core::sql::QualifiedName;
+use pgferry_pg::ConnSpec;
+use tokio_postgres::Client;
+
+use super::tables::{self, ValidatedTable};
+use super::{compare, exists, range_chunks, verdict, Chunk, Scope, Snapshots, ValidateOptions, ValidationReport};
+use crate::error::{Error, Result};
+
+/// Keys compared by one query.
+const KEYS_PER_CHUNK: usize = 5_000;
+
+/// What one table needs re-checked.
+enum Touch {
+    Whole,
+    Keys(Vec<Vec<String>>),
+}
+
+/// Compares the rows touched by change capture since they were last found equal.
+pub async fn validate_changed(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, options: &ValidateOptions) -> Result<ValidationReport> {
+    let src = pgferry_pg::connect(source).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    let snapshots = Snapshots::export(&src, &dst).await?;
+    let applied = applied(&dst, name).await?;
+    let touched = read_touched(&dst, name).await?;
+    let listed = tables::list(&src).await?;
+    let mut tables: Vec<ValidatedTable> = Vec::new();
+    let mut verdicts = Vec::new();
+    let mut chunks = Vec::new();
+    for (table_name, touch) in touched {
+        let Some(table) = listed.iter().find(|t| t.name == table_name) else { continue };
+        let index = tables.len();
+        tables.push(table.clone());
+        verdicts.push(verdict(&table.name, !table.key.is_empty()));
+        if !exists(&dst, &table.name).await? {
+            verdicts[index].problem = Some("missing on the target".into());
+            continue;
+        }
+        match touch {
+            Touch::Keys(keys) if !table.key.is_empty() && keys.iter().all(|k| k.len() == table.key.len()) => {
+                for group in keys.chunks(KEYS_PER_CHUNK) {
+                    let columns = (0..table.key.len()).map(|c| group.iter().map(|k| k[c].clone()).collect()).collect();
+                    chunks.push(Chunk { table: index, scope: Scope::Keys(columns) });
+                }
+            }
+            _ => chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?),
+        }
+    }
+    let report = compare(source, target, &snapshots, &tables, chunks, verdicts, options).await?;
+    if let (Some(applied), true) = (applied, report.equal) {
+        mark_checked(target, name, applied).await?;
+    }
+    Ok(report)
+}
+
+/// The touched rows, per table (read in the target's snapshot).
+async fn read_touched(dst: &Client, name: &MigrationName) -> Result<BTreeMap<QualifiedName, Touch>> {
+    let exists: bool = dst
+        .query_one("SELECT to_regclass('pgferry.touched') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::server("looking for the touched-rows journal", e))?
+        .get(0);
+    let mut touched = BTreeMap::new();
+    if !exists {
+        return Ok(touched);
+    }
+    let rows = dst
+        .query(
+            "SELECT table_schema, table_name, key::text FROM pgferry.touched WHERE migration = $1 ORDER BY 1, 2, 3",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the touched rows", e))?;
+    for row in rows {
+        let table = QualifiedName::from_catalog(row.get::<_, String>(0), row.get::<_, String>(1));
+        let key: Vec<String> = serde_json::from_str(row.get(2))
+            .map_err(|e| Error::new(crate::ErrorKind::Server, format!("the touched-rows journal holds an invalid key: {e}")))?;
+        let entry = touched.entry(table).or_insert_with(|| Touch::Keys(Vec::new()));
+        match (entry, key.is_empty()) {
+            (entry, true) => *entry = Touch::Whole,
+            (Touch::Keys(keys), false) => keys.push(key),
+            (Touch::Whole, false) => {}
+        }
+    }
+    Ok(touched)
+}
+
+/// The migration's applied position, as the target's snapshot sees it.
+pub(super) async fn applied(dst: &Client, name: &MigrationName) -> Result<Option<String>> {
+    let exists: bool = dst
+        .query_one("SELECT to_regclass('pgferry.apply_progress') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::server("looking for the apply journal", e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(dst
+        .query_opt("SELECT applied_lsn::text FROM pgferry.apply_progress WHERE migration = $1", &[&name.as_str()])
+        .await
+        .map_err(|e| Error::server("reading the applied position", e))?
+        .map(|r| r.get(0)))
+}
+
+/// Forgets the touched rows recorded up to `applied`: they were found equal.
+pub(super) async fn mark_checked(target: &ConnSpec, name: &MigrationName, applied: String) -> Result<()> {
+    let client = pgferry_pg::connect(target).await?;
+    client
+        .execute(
+            "DELETE FROM pgferry.touched WHERE migration = $1 AND lsn <= $2::text::pg_lsn",
+            &[&name.as_str(), &applied],
+        )
+        .await
+        .map_err(|e| Error::server("marking the touched rows checked", e))?;
+    Ok(())
+}
