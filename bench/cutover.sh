@@ -5,6 +5,10 @@
 # including the fence's verification, the drain and the sequences) is recorded.
 # `pgferry abort` then lifts the fence for the next run. Prints the median.
 # (pgbench_history has no key and only receives inserts: the cutover is told so.)
+# Beside it, in the same run, the bare cutover done by hand with a native
+# subscription under the same load: database read-only, application sessions
+# terminated, wait for the subscription's slot to pass the source's position, set
+# the sequences (no fence check, no validation).
 source "$(dirname "$0")/common.sh"
 REPEAT=${REPEAT:-3}
 OUT=$BENCH_DIR/cutover-results.tsv
@@ -29,4 +33,30 @@ for run in $(seq "$REPEAT"); do
   [ -n "$downtime" ] || echo "$report"
   "$PGFERRY" abort --source "$SRC_URL" --target "$TGT_URL" >/dev/null
 done
-echo "median downtime: $(awk '{print $3}' "$OUT" | median) s"
+
+# The native subscription: schema by pg_dump, initial copy by the subscription.
+reset_target
+"$PGBIN/pg_dump" -s "${S[@]}" "$DB" | psql_t -d "$DB" >/dev/null
+psql_s -d "$DB" -c "CREATE PUBLICATION native_pub FOR ALL TABLES" >/dev/null
+psql_t -d "$DB" -c "CREATE SUBSCRIPTION native_sub CONNECTION 'host=$SOCK port=$SRC_PORT dbname=$DB user=postgres' PUBLICATION native_pub" >/dev/null
+until [ "$(psql_t -d "$DB" -Atc "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")" = 0 ]; do sleep 1; done
+for run in $(seq "$REPEAT"); do
+  "$PGBIN/pgbench" -n -c 2 -j 1 -R 100 -T 300 "${S[@]/postgres/bench_app}" "$DB" >/dev/null 2>&1 &
+  load=$!
+  sleep 6
+  t0=$(now)
+  psql_s -d "$DB" -c "ALTER DATABASE $DB SET default_transaction_read_only = on" \
+    -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$DB' AND usename = 'bench_app'" >/dev/null
+  position=$(psql_s -d "$DB" -Atc "SELECT pg_current_wal_lsn()")
+  until [ "$(psql_s -d "$DB" -Atc "SELECT confirmed_flush_lsn >= '$position' FROM pg_replication_slots WHERE slot_name = 'native_sub'")" = t ]; do :; done
+  psql_s -d "$DB" -Atc "SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), last_value IS NOT NULL) FROM pg_sequences" | psql_t -d "$DB" >/dev/null
+  t1=$(now)
+  kill "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true
+  printf 'native\t%s\t%s\t\n' "$run" "$(echo "$t1 - $t0" | bc)" | tee -a "$OUT"
+  psql_s -d "$DB" -c "ALTER DATABASE $DB RESET default_transaction_read_only" >/dev/null
+done
+psql_t -d "$DB" -c "DROP SUBSCRIPTION native_sub" >/dev/null
+psql_s -d "$DB" -c "DROP PUBLICATION native_pub" >/dev/null
+p=$(awk '$1 == "pgferry" {print $3}' "$OUT" | median)
+n=$(awk '$1 == "native" {print $3}' "$OUT" | median)
+echo "median downtime: pgferry $p s (fence verified, changed rows validated), native by hand $n s; ratio $(echo "$p / $n" | bc -l | cut -c1-5)"

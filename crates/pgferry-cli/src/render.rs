@@ -97,6 +97,9 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         if let Some(problem) = &t.problem {
             let _ = writeln!(out, "    {problem}");
         }
+        if t.changing > 0 {
+            let _ = writeln!(out, "    {} chunk(s) kept changing on the source while re-checked (not a failure; the cutover checks them fenced)", t.changing);
+        }
         for d in &t.differences {
             let _ = writeln!(out, "    {:?} key {}", d.difference, d.key);
             if let Some(row) = &d.source_row {

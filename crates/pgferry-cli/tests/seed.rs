@@ -6,11 +6,8 @@
 //! with nothing applied.
 
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 
-use pgferry_testkit::{Cluster, PgVersion};
+use pgferry_testkit::{Cluster, PgVersion, Writer};
 
 fn pgferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).output().expect("run pgferry")
@@ -39,47 +36,16 @@ fn source() -> Cluster {
 
 /// Small transactions committing back to back until stopped: an insert into the
 /// keyless table, an update and an insert on the keyed one.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<u64>,
-}
-
-impl Writer {
-    fn start(url: String, first: u64) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let running = Arc::clone(&stop);
-        let started = Arc::new(AtomicU64::new(0));
-        let seen = Arc::clone(&started);
-        let handle = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(connection);
-                let mut k = first;
-                while !running.load(Ordering::Relaxed) {
-                    k += 1;
-                    let sql = format!(
-                        "BEGIN; INSERT INTO events VALUES ({k}, 'live'); UPDATE accounts SET n = n + 1 WHERE id = {}; \
-                         INSERT INTO accounts VALUES ({}, {k}, 'new'); COMMIT;",
-                        k % 2000 + 1,
-                        1_000_000 + k
-                    );
-                    client.batch_execute(&sql).await.unwrap();
-                    seen.store(k - first, Ordering::Relaxed);
-                }
-                k - first
-            })
-        });
-        while started.load(Ordering::Relaxed) < 20 {
-            thread::sleep(std::time::Duration::from_millis(5));
-        }
-        Writer { stop, handle }
-    }
-
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("writer thread")
-    }
+fn writer(source: &Cluster, first: u64) -> Writer {
+    Writer::start(source.url("app"), move |n| {
+        let k = first + n;
+        format!(
+            "BEGIN; INSERT INTO events VALUES ({k}, 'live'); UPDATE accounts SET n = n + 1 WHERE id = {}; \
+             INSERT INTO accounts VALUES ({}, {k}, 'new'); COMMIT;",
+            k % 2000 + 1,
+            1_000_000 + k
+        )
+    })
 }
 
 fn prepare(source: &Cluster, name: &str) -> String {
@@ -109,7 +75,7 @@ fn seeding_a_copy_taken_under_writes_loses_and_doubles_nothing_at_the_boundary()
     let source = source();
     source.psql("app", "SELECT pg_create_physical_replication_slot('standby_a')");
     for (round, name) in ["s1", "s2", "s3"].into_iter().enumerate() {
-        let writer = Writer::start(source.url("app"), 10_000_000 * (round as u64 + 1));
+        let writer = writer(&source, 10_000_000 * (round as u64 + 1));
         let prepared = prepare(&source, name);
         assert!(prepared.contains("READY: take the copy now"), "{prepared}");
         let copy = source.physical_copy();

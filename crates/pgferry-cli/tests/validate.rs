@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use pgferry_testkit::{Cluster, PgVersion};
+use pgferry_testkit::{Cluster, PgVersion, Writer};
 
 fn pgferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).output().expect("run pgferry")
@@ -170,4 +170,43 @@ fn changed_only_rechecks_exactly_the_rows_change_capture_touched() {
     assert_eq!(table(&report, "\"public\".\"t\"").unwrap()["source_rows"], 1);
     assert_eq!(table(&report, "\"public\".\"nokey\"").unwrap()["source_rows"], 0);
     assert_eq!(report["equal"], true, "{report:#}");
+}
+
+#[test]
+fn under_a_steady_write_load_with_change_capture_running_only_real_differences_are_reported() {
+    let source = Cluster::start(PgVersion::V15);
+    load(&source);
+    let target = Cluster::start(PgVersion::V18);
+    target.create_database("app");
+    copy(&source, &target);
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["follow", "--source", &source.url("app"), "--target", &target.url("app")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Hot rows: ids 1 to 1000 updated all the time, and new rows appended.
+    let writer = Writer::start(source.url("app"), |n| {
+        format!(
+            "UPDATE t SET n = n + 1, s = 'w{n}' WHERE id = {}; INSERT INTO t (id, s) VALUES ({}, 'appended');",
+            n * 7 % 1000 + 1,
+            100_000 + n
+        )
+    });
+    let out = validate(&source, &target, &["--format", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "no false mismatch under writes: {report:#}");
+
+    // A real difference in a row nobody writes is still found, with its key.
+    target.psql("app", "UPDATE t SET s = 'drift' WHERE id = 1500");
+    let out = validate(&source, &target, &["--format", "json"]);
+    let report = json(&out);
+    writer.stop();
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let t = table(&report, "\"public\".\"t\"").unwrap();
+    let keys: Vec<&str> = t["differences"].as_array().unwrap().iter().map(|d| d["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, vec!["(1500)"], "{t:#}");
+    assert_eq!(t["mismatched"], 1, "{t:#}");
 }

@@ -17,10 +17,12 @@
 mod cluster;
 mod install;
 mod tls;
+mod workload;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use install::PgVersion;
 pub use tls::TlsFiles;
+pub use workload::Writer;
 
 /// Names that break naive quoting, for tests that create objects with them.
 pub const HOSTILE_NAMES: &[&str] = &[

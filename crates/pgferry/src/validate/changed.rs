@@ -17,6 +17,7 @@ use pgferry_pg::ConnSpec;
 use tokio_postgres::Client;
 
 use super::tables::{self, ValidatedTable};
+use super::live::Live;
 use super::{compare, exists, range_chunks, verdict, Chunk, Scope, Snapshots, ValidateOptions, ValidationReport};
 use crate::error::{Error, Result};
 
@@ -59,7 +60,8 @@ pub async fn validate_changed(source: &ConnSpec, target: &ConnSpec, name: &Migra
             _ => chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?),
         }
     }
-    let report = compare(source, target, &snapshots, &tables, chunks, verdicts, options).await?;
+    let live = Live::open(source, target, name).await?;
+    let report = compare(source, target, &snapshots, &tables, chunks, verdicts, live.as_ref(), options).await?;
     if let (Some(applied), true) = (applied, report.equal) {
         mark_checked(target, name, applied).await?;
     }

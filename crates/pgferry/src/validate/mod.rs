@@ -8,6 +8,7 @@
 //! that are missing, extra or changed (`pgferry_core::validation`).
 
 mod changed;
+mod live;
 mod tables;
 
 pub use changed::validate_changed;
@@ -24,6 +25,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
+use live::{Live, Outcome};
 use tables::ValidatedTable;
 
 /// What the operator asked for.
@@ -47,6 +49,9 @@ pub struct TableVerdict {
     pub chunks: usize,
     pub matched: usize,
     pub mismatched: usize,
+    /// Chunks that still differed after live re-checks while their rows on the
+    /// source kept changing: not failures.
+    pub changing: usize,
     pub differences: Vec<KeyDifference>,
     /// Set when the table could not be compared (missing on the target, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,7 +104,11 @@ pub async fn validate(
         }
         chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?);
     }
-    let report = compare(source, target, &snapshots, &tables, chunks, verdicts, options).await?;
+    let live = match migration {
+        Some(name) => Live::open(source, target, name).await?,
+        None => None,
+    };
+    let report = compare(source, target, &snapshots, &tables, chunks, verdicts, live.as_ref(), options).await?;
     if let (Some(name), Some(applied), true) = (migration, applied, report.equal) {
         changed::mark_checked(target, name, applied).await?;
     }
@@ -141,6 +150,7 @@ async fn compare(
     tables: &[ValidatedTable],
     chunks: Vec<Chunk>,
     mut verdicts: Vec<TableVerdict>,
+    live: Option<&Live>,
     options: &ValidateOptions,
 ) -> Result<ValidationReport> {
     let queue = Mutex::new(VecDeque::from(chunks));
@@ -152,31 +162,43 @@ async fn compare(
             let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok::<(), Error>(()) };
             let table = &tables[chunk.table];
             let (a, b) = tokio::try_join!(fingerprint(&s, table, &chunk.scope), fingerprint(&t, table, &chunk.scope))?;
-            let differences = if a == b {
-                Vec::new()
+            let outcome = if a == b {
+                Outcome::Equal { rows: a.rows }
+            } else if let Some(live) = live {
+                live.recheck(table, &chunk.scope, options).await?
             } else {
                 let (x, y) = tokio::try_join!(rows(&s, table, &chunk.scope), rows(&t, table, &chunk.scope))?;
-                let mut found = diff_rows(&x, &y, options.max_differences, options.show_values);
-                for d in &mut found {
-                    d.key = key_text(std::mem::take(&mut d.key));
-                }
-                found
+                let differences = diff_rows(&x, &y, options.max_differences, options.show_values);
+                Outcome::Differs { source_rows: a.rows, target_rows: b.rows, differences }
             };
-            results.lock().unwrap_or_else(|e| e.into_inner()).push((chunk.table, a, b, differences));
+            results.lock().unwrap_or_else(|e| e.into_inner()).push((chunk.table, outcome));
         }
     };
     futures_util::future::try_join_all((0..options.jobs.max(1)).map(|_| worker())).await?;
-    for (index, a, b, differences) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    for (index, outcome) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
         let v = &mut verdicts[index];
         v.chunks += 1;
-        v.source_rows += a.rows;
-        v.target_rows += b.rows;
-        if a == b {
-            v.matched += 1;
-        } else {
-            v.mismatched += 1;
-            let room = options.max_differences.saturating_sub(v.differences.len());
-            v.differences.extend(differences.into_iter().take(room));
+        match outcome {
+            Outcome::Equal { rows } => {
+                v.matched += 1;
+                v.source_rows += rows;
+                v.target_rows += rows;
+            }
+            Outcome::Changing { source_rows, target_rows } => {
+                v.changing += 1;
+                v.source_rows += source_rows;
+                v.target_rows += target_rows;
+            }
+            Outcome::Differs { source_rows, target_rows, differences } => {
+                v.mismatched += 1;
+                v.source_rows += source_rows;
+                v.target_rows += target_rows;
+                let room = options.max_differences.saturating_sub(v.differences.len());
+                v.differences.extend(differences.into_iter().take(room).map(|mut d| {
+                    d.key = key_text(std::mem::take(&mut d.key));
+                    d
+                }));
+            }
         }
     }
     for v in &mut verdicts {
@@ -195,6 +217,7 @@ fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
         chunks: 0,
         matched: 0,
         mismatched: 0,
+        changing: 0,
         differences: Vec::new(),
         problem: None,
     }

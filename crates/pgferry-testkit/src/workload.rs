@@ -1,0 +1,55 @@
+//! An application writing to a cluster in the background: one connection
+//! committing the statements a closure makes for each round, back to back, until
+//! stopped.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// A running writer; [`Writer::stop`] ends it and returns the rounds committed.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<u64>,
+}
+
+impl Writer {
+    /// Starts writing to `url`; `round(n)` gives the SQL of the `n`-th round
+    /// (from 1), run as one `batch_execute`. Returns once a few rounds committed.
+    ///
+    /// # Panics
+    /// In the writer thread when a round fails (seen at [`Writer::stop`]).
+    pub fn start(url: String, round: impl Fn(u64) -> String + Send + 'static) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let committed = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&committed);
+        let handle = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("writer connects");
+                tokio::spawn(connection);
+                let mut n = 0;
+                while !stopping.load(Ordering::Relaxed) {
+                    n += 1;
+                    client.batch_execute(&round(n)).await.unwrap_or_else(|e| panic!("writer round {n}: {e}"));
+                    counter.store(n, Ordering::Relaxed);
+                }
+                n
+            })
+        });
+        while committed.load(Ordering::Relaxed) < 20 && !handle.is_finished() {
+            thread::sleep(Duration::from_millis(5));
+        }
+        Writer { stop, handle }
+    }
+
+    /// Stops after the round in progress; the rounds committed.
+    ///
+    /// # Panics
+    /// When a round failed.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("writer thread")
+    }
+}
