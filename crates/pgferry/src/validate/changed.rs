@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use super::tables::{self, ValidatedTable};
 use super::live::Live;
-use super::{compare, exists, range_chunks, verdict, Chunk, Scope, Snapshots, ValidateOptions, ValidationReport};
+use super::{compare, exists, range_chunks, verdict, Chunk, Scope, Sides, ValidateOptions, ValidationReport};
 use crate::error::{Error, Result};
 
 /// Keys compared by one query.
@@ -34,7 +34,7 @@ enum Touch {
 pub async fn validate_changed(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, options: &ValidateOptions) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let snapshots = Snapshots::export(&src, &dst).await?;
+    let sides = Sides::export(source, target, &src, &dst).await?;
     let applied = applied(&dst, name).await?;
     let touched = read_touched(&dst, name).await?;
     let listed = tables::list(&src).await?;
@@ -61,7 +61,7 @@ pub async fn validate_changed(source: &ConnSpec, target: &ConnSpec, name: &Migra
         }
     }
     let live = Live::open(source, target, name).await?;
-    let report = compare(source, target, &snapshots, &tables, chunks, verdicts, live.as_ref(), options).await?;
+    let report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
     if let (Some(applied), true) = (applied, report.equal) {
         mark_checked(target, name, applied).await?;
     }

@@ -89,7 +89,7 @@ pub async fn validate(
 ) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let snapshots = Snapshots::export(&src, &dst).await?;
+    let sides = Sides::export(source, target, &src, &dst).await?;
     let applied = match migration {
         Some(name) => changed::applied(&dst, name).await?,
         None => None,
@@ -108,7 +108,7 @@ pub async fn validate(
         Some(name) => Live::open(source, target, name).await?,
         None => None,
     };
-    let report = compare(source, target, &snapshots, &tables, chunks, verdicts, live.as_ref(), options).await?;
+    let report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
     if let (Some(name), Some(applied), true) = (migration, applied, report.equal) {
         changed::mark_checked(target, name, applied).await?;
     }
@@ -128,25 +128,30 @@ async fn range_chunks(src: &Client, index: usize, table: &ValidatedTable, chunk_
     Ok(chunks)
 }
 
-/// The two exported snapshots the workers share; the exporting sessions must
-/// stay open while they work.
-struct Snapshots {
-    source: String,
-    target: String,
+/// Both servers and the snapshots the workers share; the exporting sessions
+/// must stay open while they work.
+struct Sides<'a> {
+    source: &'a ConnSpec,
+    target: &'a ConnSpec,
+    source_snapshot: String,
+    target_snapshot: String,
 }
 
-impl Snapshots {
-    async fn export(src: &Client, dst: &Client) -> Result<Snapshots> {
-        Ok(Snapshots { source: export_snapshot(src, "source").await?, target: export_snapshot(dst, "target").await? })
+impl<'a> Sides<'a> {
+    async fn export(source: &'a ConnSpec, target: &'a ConnSpec, src: &Client, dst: &Client) -> Result<Sides<'a>> {
+        Ok(Sides {
+            source,
+            target,
+            source_snapshot: export_snapshot(src, "source").await?,
+            target_snapshot: export_snapshot(dst, "target").await?,
+        })
     }
 }
 
 /// Compares the chunks with `--jobs` workers and folds the results into the
 /// tables' verdicts.
 async fn compare(
-    source: &ConnSpec,
-    target: &ConnSpec,
-    snapshots: &Snapshots,
+    sides: &Sides<'_>,
     tables: &[ValidatedTable],
     chunks: Vec<Chunk>,
     mut verdicts: Vec<TableVerdict>,
@@ -156,8 +161,8 @@ async fn compare(
     let queue = Mutex::new(VecDeque::from(chunks));
     let results = Mutex::new(Vec::new());
     let worker = || async {
-        let s = open_worker(source, &snapshots.source).await?;
-        let t = open_worker(target, &snapshots.target).await?;
+        let s = open_worker(sides.source, &sides.source_snapshot).await?;
+        let t = open_worker(sides.target, &sides.target_snapshot).await?;
         loop {
             let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok::<(), Error>(()) };
             let table = &tables[chunk.table];
