@@ -130,8 +130,12 @@ pub(crate) struct CutoverArgs {
     pub(crate) max_lag_bytes: i64,
     /// The tables without a replica identity only ever receive inserts (logs,
     /// histories): their missing UPDATE/DELETE replication does not matter.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recopy_keyless_tables")]
     pub(crate) keyless_tables_are_insert_only: bool,
+    /// Copy the tables without a replica identity again inside the fence (exact;
+    /// their copy time adds to the downtime).
+    #[arg(long)]
+    pub(crate) recopy_keyless_tables: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

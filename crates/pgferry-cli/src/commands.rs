@@ -131,7 +131,11 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
         switch_command: args.switch_command.clone(),
         policy: pgferry_core::cutover::Policy {
             max_lag_bytes: args.max_lag_bytes,
-            accept_insert_only_tables: args.keyless_tables_are_insert_only,
+            keyless_tables: match (args.keyless_tables_are_insert_only, args.recopy_keyless_tables) {
+                (true, _) => pgferry_core::cutover::KeylessTables::InsertOnly,
+                (false, true) => pgferry_core::cutover::KeylessTables::Recopy,
+                (false, false) => pgferry_core::cutover::KeylessTables::Refuse,
+            },
         },
     };
     Ok((source, target, options))

@@ -29,18 +29,29 @@ pub struct Observed {
     pub insert_only_tables: Vec<String>,
 }
 
+/// What to do about tables without a replica identity, whose UPDATEs and
+/// DELETEs change capture cannot carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeylessTables {
+    /// No cutover while there are any.
+    Refuse,
+    /// The operator vouches that they only ever receive inserts (logs, histories).
+    InsertOnly,
+    /// Copy them again inside the fence, once writes have stopped: exact, at the
+    /// cost of their copy time in the downtime.
+    Recopy,
+}
+
 /// Limits set by the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub max_lag_bytes: i64,
-    /// The operator vouches that the tables without a replica identity only ever
-    /// receive inserts (logs, histories).
-    pub accept_insert_only_tables: bool,
+    pub keyless_tables: KeylessTables,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_lag_bytes: 16 * 1024 * 1024, accept_insert_only_tables: false }
+        Policy { max_lag_bytes: 16 * 1024 * 1024, keyless_tables: KeylessTables::Refuse }
     }
 }
 
@@ -70,9 +81,9 @@ pub fn go_no_go(observed: &Observed, policy: &Policy) -> Decision {
             observed.validation_mismatches
         ));
     }
-    if !observed.insert_only_tables.is_empty() && !policy.accept_insert_only_tables {
+    if !observed.insert_only_tables.is_empty() && policy.keyless_tables == KeylessTables::Refuse {
         reasons.push(format!(
-            "{} have no replica identity, so only their inserts and truncates were replicated: give them a primary key or REPLICA IDENTITY FULL and copy again, or, if they only ever receive inserts, say so with --keyless-tables-are-insert-only (pgferry validate shows any difference)",
+            "{} have no replica identity, so only their inserts and truncates were replicated: copy them again inside the fence with --recopy-keyless-tables (their copy time adds to the downtime), or, if they only ever receive inserts, say so with --keyless-tables-are-insert-only (pgferry validate shows any difference)",
             observed.insert_only_tables.join(", ")
         ));
     }
@@ -188,9 +199,12 @@ mod tests {
         };
         let Decision::NoGo(reasons) = go_no_go(&observed, &Policy::default()) else { panic!("must be no-go") };
         assert_eq!(reasons.len(), 6, "{reasons:?}");
-        let vouched = Policy { accept_insert_only_tables: true, ..Policy::default() };
-        let Decision::NoGo(fewer) = go_no_go(&observed, &vouched) else { panic!("still no-go") };
-        assert_eq!(fewer.len(), 5);
+        let vouched = Policy { keyless_tables: KeylessTables::InsertOnly, ..Policy::default() };
+        let recopied = Policy { keyless_tables: KeylessTables::Recopy, ..Policy::default() };
+        for policy in [vouched, recopied] {
+            let Decision::NoGo(fewer) = go_no_go(&observed, &policy) else { panic!("still no-go") };
+            assert_eq!(fewer.len(), 5, "{policy:?}");
+        }
         assert!(reasons[5].contains("\"public\".\"t\" changed on the source"));
     }
 

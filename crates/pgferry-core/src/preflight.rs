@@ -285,7 +285,7 @@ fn check_source_tables(source: &ServerFacts, out: &mut Vec<Finding>) {
                 "{} table(s) have no primary key and no usable replica identity: their UPDATEs and DELETEs cannot be replicated, and publishing them would make those statements fail on the source",
                 source.tables_without_identity.len()
             ),
-            "add a primary key, or run ALTER TABLE ... REPLICA IDENTITY FULL (each update then logs the whole old row)".into(),
+            "add a primary key, or run ALTER TABLE ... REPLICA IDENTITY FULL (each update then logs the whole old row); or keep them as they are: pgferry publishes them for inserts and truncates only, and the cutover copies them again inside its fence with --recopy-keyless-tables (their sizes below are what that adds to the downtime) or trusts --keyless-tables-are-insert-only for logs and histories".into(),
         );
         f.objects = source
             .tables_without_identity

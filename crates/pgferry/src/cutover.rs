@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use pgferry_core::cutover::{go_no_go, recovery, CutoverStep, Decision, Observed, Policy, Recovery};
+use pgferry_core::cutover::{go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery};
 use pgferry_core::names::MigrationName;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
@@ -137,9 +137,20 @@ async fn fenced_part(
     lap(laps, "fence (verified)");
     let follow_options = FollowOptions { migration: name.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
     let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
+    lap(laps, "drain");
+    if options.policy.keyless_tables == KeylessTables::Recopy {
+        let keyless: Vec<_> = crate::copy::list_tables(src)
+            .await?
+            .into_iter()
+            .filter(|(_, p)| *p == crate::copy::Publishable::InsertsOnly)
+            .map(|(t, _)| t)
+            .collect();
+        crate::copy::recopy(source, target, &keyless).await?;
+        failpoint::hit("cutover-after-recopy");
+        lap(laps, "re-copy keyless tables");
+    }
     record(dst, name, CutoverStep::Drained).await?;
     failpoint::hit("cutover-after-drained");
-    lap(laps, "drain");
     let sequences = crate::copy::sync_sequences(src, dst).await?;
     record(dst, name, CutoverStep::SequencesSet).await?;
     lap(laps, "sequences");

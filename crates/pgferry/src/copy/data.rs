@@ -116,6 +116,27 @@ async fn worker(job: &DataJob<'_>, queue: &Mutex<VecDeque<CopyUnit>>, pieces_lef
     }
 }
 
+/// Copies whole tables again, each in one target transaction (emptied first,
+/// its triggers and foreign keys silent as under change capture), from the
+/// source as it is now: for the cutover's re-copy of tables without a replica
+/// identity, once the fence has stopped every writer. Returns the rows copied.
+pub(crate) async fn recopy(source: &ConnSpec, target: &ConnSpec, tables: &[CopyTable]) -> Result<u64> {
+    let src = pgferry_pg::connect(source).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    let mut rows = 0;
+    for table in tables {
+        let begin = Sql::new("BEGIN; SET LOCAL session_replication_role = replica; TRUNCATE ONLY ").name(&table.name);
+        dst.batch_execute(begin.as_str()).await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))?;
+        let whole = CopyUnit { table: 0, chunk: 0, chunks: 1, range: None, bytes: table.bytes };
+        let piped = pipe(&src, copy_out(table, &whole).as_str(), &dst, copy_in(table, false).as_str(), |_| {})
+            .await
+            .map_err(|e| Error::server(&format!("copying {} again", table.name), e))?;
+        dst.batch_execute("COMMIT").await.map_err(|e| Error::server(&format!("committing {}", table.name), e))?;
+        rows += piped.rows;
+    }
+    Ok(rows)
+}
+
 /// `COPY (SELECT cols FROM ONLY t [WHERE ctid range]) TO STDOUT (FORMAT binary)`.
 fn copy_out(table: &CopyTable, unit: &CopyUnit) -> Sql {
     let select = Sql::new("SELECT ").ident_list(&table.columns).push(" FROM ONLY ").name(&table.name);

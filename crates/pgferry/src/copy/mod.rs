@@ -28,6 +28,7 @@ pub(crate) mod journal;
 mod schema;
 mod source;
 
+pub(crate) use data::recopy;
 pub(crate) use source::{ensure_publications, list_tables, sync_sequences, Publishable};
 
 use std::sync::Arc;
