@@ -159,6 +159,9 @@ pub(crate) struct ValidateArgs {
     /// Compare only the rows change capture touched since they were last found equal.
     #[arg(long)]
     pub(crate) changed_only: bool,
+    /// Copy every differing table again from a fresh snapshot (change capture must be stopped), then validate again.
+    #[arg(long)]
+    pub(crate) repair: bool,
     /// Parallel workers (each holds one connection per side).
     #[arg(long, default_value_t = 2)]
     pub(crate) jobs: usize,

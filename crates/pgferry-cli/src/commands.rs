@@ -102,16 +102,34 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
         show_values: args.show_values,
     };
     let migration = parse_migration(&args.name)?;
-    let report = if args.changed_only {
-        pgferry::validate::validate_changed(&source, &target, &migration, &options).await?
-    } else {
-        pgferry::validate::validate(&source, &target, Some(&migration), &options).await?
+    let run = || async {
+        if args.changed_only {
+            pgferry::validate::validate_changed(&source, &target, &migration, &options).await
+        } else {
+            pgferry::validate::validate(&source, &target, Some(&migration), &options).await
+        }
     };
-    match args.format {
-        Format::Table => print!("{}", render::validation(&report)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+    let mut report = run().await?;
+    let differing: Vec<_> = report.tables.iter().filter(|t| t.mismatched > 0).map(|t| t.name.clone()).collect();
+    if args.repair && !differing.is_empty() {
+        if args.format == Format::Table {
+            print_validation(&report, args.format);
+        }
+        let repaired = pgferry::copy::repair_tables(&source, &target, &migration, &differing).await?;
+        for table in &repaired {
+            eprintln!("pgferry: repaired {}: {} row(s) copied again from the snapshot at {}", table.table, table.rows, table.snapshot_lsn);
+        }
+        report = run().await?;
     }
+    print_validation(&report, args.format);
     Ok(if report.equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_validation(report: &pgferry::validate::ValidationReport, format: Format) {
+    match format {
+        Format::Table => print!("{}", render::validation(report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(report).expect("report serializes")),
+    }
 }
 
 async fn remove(args: NamedPair, fence: pgferry::cleanup::Fence) -> Result<ExitCode> {

@@ -210,3 +210,46 @@ fn under_a_steady_write_load_with_change_capture_running_only_real_differences_a
     assert_eq!(keys, vec!["(1500)"], "{t:#}");
     assert_eq!(t["mismatched"], 1, "{t:#}");
 }
+
+#[test]
+fn repair_copies_differing_tables_again_and_change_capture_stays_exact() {
+    let source = Cluster::start(PgVersion::V15);
+    load(&source);
+    source.psql("app", "CREATE TABLE child (id int PRIMARY KEY, t_id int REFERENCES t)");
+    source.psql("app", "INSERT INTO child SELECT g, g FROM generate_series(1, 50) g");
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    copy(&source, &target);
+    source.psql("app", "UPDATE t SET s = 'before repair' WHERE id = 30; INSERT INTO t (id) VALUES (7000);");
+    follow_caught_up(&source, &target);
+    // Drift on the target, and more changes on the source not applied yet.
+    target.psql("app", "UPDATE t SET s = 'drift' WHERE id = 40; DELETE FROM t WHERE id = 1999;");
+    source.psql("app", "UPDATE t SET s = 'pending' WHERE id = 41; INSERT INTO t (id) VALUES (7001);");
+
+    // Not while change capture runs.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["follow", "--source", &source.url("app"), "--target", &target.url("app")])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE active") == "0" {
+        assert!(std::time::Instant::now() < deadline, "follow did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let refused = validate(&source, &target, &["--repair"]);
+    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("repair needs change capture stopped"));
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    target.psql("app", "UPDATE t SET s = 'drift again' WHERE id = 40");
+
+    let out = validate(&source, &target, &["--repair"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("repaired \"public\".\"t\""), "{stderr}");
+    // Change capture resumes: what the repair's snapshot held is skipped, the rest applied.
+    source.psql("app", "UPDATE t SET s = 'after repair' WHERE id = 42; DELETE FROM t WHERE id = 1998; INSERT INTO t (id) VALUES (7002);");
+    follow_caught_up(&source, &target);
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pgferry.repair"), "1");
+}

@@ -127,14 +127,18 @@ pub(crate) async fn recopy(source: &ConnSpec, target: &ConnSpec, tables: &[CopyT
     for table in tables {
         let begin = Sql::new("BEGIN; SET LOCAL session_replication_role = replica; TRUNCATE ONLY ").name(&table.name);
         dst.batch_execute(begin.as_str()).await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))?;
-        let whole = CopyUnit { table: 0, chunk: 0, chunks: 1, range: None, bytes: table.bytes };
-        let piped = pipe(&src, copy_out(table, &whole).as_str(), &dst, copy_in(table, false).as_str(), |_| {})
+        let piped = pipe(&src, copy_out_whole(table).as_str(), &dst, copy_in(table, false).as_str(), |_| {})
             .await
             .map_err(|e| Error::server(&format!("copying {} again", table.name), e))?;
         dst.batch_execute("COMMIT").await.map_err(|e| Error::server(&format!("committing {}", table.name), e))?;
         rows += piped.rows;
     }
     Ok(rows)
+}
+
+/// The whole table's `COPY ... TO STDOUT`.
+pub(crate) fn copy_out_whole(table: &CopyTable) -> Sql {
+    copy_out(table, &CopyUnit { table: 0, chunk: 0, chunks: 1, range: None, bytes: table.bytes })
 }
 
 /// `COPY (SELECT cols FROM ONLY t [WHERE ctid range]) TO STDOUT (FORMAT binary)`.
@@ -158,7 +162,7 @@ fn tid(page: i64) -> String {
 }
 
 /// `COPY t (cols) FROM STDIN (FORMAT binary[, FREEZE])`.
-fn copy_in(table: &CopyTable, freeze: bool) -> Sql {
+pub(crate) fn copy_in(table: &CopyTable, freeze: bool) -> Sql {
     Sql::new("COPY ")
         .name(&table.name)
         .push(" (")

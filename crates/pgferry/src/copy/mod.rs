@@ -25,10 +25,13 @@
 mod data;
 mod indexes;
 pub(crate) mod journal;
+mod repair;
 mod schema;
 mod source;
 
 pub(crate) use data::recopy;
+use data::{copy_in, copy_out_whole};
+pub use repair::{repair_tables, Repaired};
 pub(crate) use source::{ensure_publications, list_tables, sync_sequences, Publishable};
 
 use std::sync::Arc;

@@ -43,6 +43,8 @@ pub struct ValidateOptions {
 #[derive(Debug, Serialize)]
 pub struct TableVerdict {
     pub table: String,
+    #[serde(skip)]
+    pub name: QualifiedName,
     pub keyed: bool,
     pub source_rows: i64,
     pub target_rows: i64,
@@ -216,6 +218,7 @@ async fn compare(
 fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
     TableVerdict {
         table: name.to_string(),
+        name: name.clone(),
         keyed,
         source_rows: 0,
         target_rows: 0,
