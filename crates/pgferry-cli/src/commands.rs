@@ -104,7 +104,7 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let migration = parse_migration(&args.name)?;
     let run = || async {
         if args.changed_only {
-            pgferry::validate::validate_changed(&source, &target, &migration, &options).await
+            pgferry::validate::validate_changed(&source, &target, &migration, &options, pgferry::validate::Verdict::Record).await
         } else {
             pgferry::validate::validate(&source, &target, Some(&migration), &options).await
         }

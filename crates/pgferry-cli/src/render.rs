@@ -160,6 +160,16 @@ pub(crate) fn status(s: &Status) -> String {
             slot.wal_status.as_deref().unwrap_or("-")
         );
     }
+    match &s.validation {
+        Some(v) => {
+            let verdict = if v.equal { "equal".to_string() } else { format!("{} differing chunk(s)", v.mismatched_chunks) };
+            let _ = writeln!(out, "validation     {} ({}, {} rows, at {})", verdict, v.mode, v.rows_compared, v.finished_at);
+        }
+        None => {
+            let _ = writeln!(out, "validation     never run (pgferry validate)");
+        }
+    }
+    let _ = writeln!(out, "changed rows   {} to re-check (pgferry validate --changed-only; the cutover checks them)", s.touched_rows);
     let _ = writeln!(out, "fence          {}", if s.fenced { "RAISED on the source" } else { "none" });
     if let Some(step) = &s.cutover_step {
         let _ = writeln!(out, "cutover step   {step}");

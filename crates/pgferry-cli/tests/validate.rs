@@ -153,6 +153,13 @@ fn changed_only_rechecks_exactly_the_rows_change_capture_touched() {
     assert_eq!(keys, vec!["(5)"], "only the touched row is re-checked");
     assert_eq!(table(&report, "\"public\".\"nokey\"").expect("nokey was touched")["source_rows"], 101, "keyless: whole table");
     assert!(table(&report, "\"public\".\"Odd \"\"name\"").is_none(), "an untouched table is not compared");
+    let status = |source: &Cluster, target: &Cluster| {
+        json(&pgferry(&["status", "--source", &source.url("app"), "--target", &target.url("app"), "--format", "json"]))
+    };
+    let seen = status(&source, &target);
+    assert_eq!(seen["validation"]["equal"], false, "{seen:#}");
+    assert_eq!(seen["validation"]["mode"], "changed_only");
+    assert!(seen["cutover"]["reasons"].to_string().contains("validation found 1 differing chunk"), "{seen:#}");
 
     // Repaired, the touched rows are found equal and marked checked.
     target.psql("app", "UPDATE t SET s = 'secret-value-5' WHERE id = 5");
@@ -160,6 +167,9 @@ fn changed_only_rechecks_exactly_the_rows_change_capture_touched() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let out = validate(&source, &target, &["--changed-only", "--format", "json"]);
     assert_eq!(json(&out)["tables"].as_array().unwrap().len(), 0, "nothing touched since");
+    let seen = status(&source, &target);
+    assert_eq!(seen["validation"]["equal"], true, "{seen:#}");
+    assert_eq!(seen["touched_rows"], 0, "{seen:#}");
     // A full validation still sees the untouched drift.
     assert_eq!(validate(&source, &target, &[]).status.code(), Some(1));
 

@@ -19,7 +19,7 @@ use tokio_postgres::Client;
 
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::error::{Error, ErrorKind, Result};
-use crate::validate::{validate_changed, ValidateOptions};
+use crate::validate::{validate_changed, ValidateOptions, Verdict};
 use crate::{failpoint, fence};
 
 const JOURNAL_SQL: &str = "
@@ -173,7 +173,7 @@ async fn fenced_part(
 /// was last found equal is compared; a difference rolls the cutover back.
 async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<i64> {
     let options = ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
-    let report = validate_changed(source, target, name, &options).await?;
+    let report = validate_changed(source, target, name, &options, Verdict::Record).await?;
     if report.equal {
         return Ok(report.tables.iter().map(|t| t.source_rows).sum());
     }
@@ -276,9 +276,10 @@ pub(crate) async fn observe(src: &Client, dst: &Client, name: &MigrationName) ->
         .map_err(|e| Error::server("reading the source's replication slots", e))?
         .map(|r| r.get(0))
         .unwrap_or(false);
+    let last = crate::validate::last_validation(dst, name).await?;
     Ok(Observed {
         lag_bytes,
-        validation_mismatches: 0,
+        validation_mismatches: last.map_or(0, |v| v.mismatched_chunks),
         pending_schema_changes: Vec::new(),
         replicating: phase.as_deref() == Some("copied") && applied.is_some(),
         stream_in_use: slot_active,

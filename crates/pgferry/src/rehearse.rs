@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::cutover::CutoverOptions;
 use crate::error::{Error, Result};
-use crate::validate::{validate_changed, ValidateOptions};
+use crate::validate::{validate_changed, ValidateOptions, Verdict};
 
 /// What raising and verifying the fence cost in the benchmark (bench/RESULTS.md):
 /// added to the measured steps to estimate the downtime.
@@ -54,7 +54,7 @@ pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpt
     let sequences = count_sequences(&src, &dst).await?;
     let sequence_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let report = validate_changed(source, target, &options.migration, validation).await?;
+    let report = validate_changed(source, target, &options.migration, validation, Verdict::Discard).await?;
     let validation_seconds = started.elapsed().as_secs_f64();
     Ok(Rehearsal {
         decision,

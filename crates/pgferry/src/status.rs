@@ -30,6 +30,11 @@ pub struct Status {
     pub tables: Vec<TableCounters>,
     pub fenced: bool,
     pub cutover_step: Option<String>,
+    /// The last `pgferry validate`, if any.
+    pub validation: Option<crate::validate::LastValidation>,
+    /// Rows change capture touched since they were last found equal: what
+    /// `validate --changed-only` and the cutover will compare.
+    pub touched_rows: i64,
     /// Whether `pgferry cutover` would start now, and if not, why.
     pub cutover: Decision,
     pub warnings: Vec<String>,
@@ -106,8 +111,18 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         None => None,
     };
     let slot = slot_status(&src, &migration.slot()).await?;
+    let validation = crate::validate::last_validation(&dst, migration).await?;
+    let touched_rows: i64 = if has("pgferry.touched").await? {
+        dst.query_one("SELECT count(*) FROM pgferry.touched WHERE migration = $1", &[&migration.as_str()])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::server("reading the touched rows", e))?
+    } else {
+        0
+    };
     let observed = pgferry_core::cutover::Observed {
         lag_bytes: lag_bytes.unwrap_or(0),
+        validation_mismatches: validation.as_ref().map_or(0, |v| v.mismatched_chunks),
         replicating: phase.as_deref() == Some("copied") && applied_lsn.is_some(),
         stream_in_use: slot.as_ref().is_some_and(|s| s.active),
         insert_only_tables: crate::cutover::insert_only_tables(&src, migration).await?,
@@ -138,6 +153,8 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         tables,
         fenced,
         cutover_step,
+        validation,
+        touched_rows,
         cutover: go_no_go(&observed, &Policy::default()),
         warnings,
     })

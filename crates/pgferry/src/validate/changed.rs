@@ -30,8 +30,23 @@ enum Touch {
     Keys(Vec<Vec<String>>),
 }
 
+/// Whether a changed-rows check journals its outcome.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// Recorded for `status` and the go/no-go; rows found equal marked checked.
+    Record,
+    /// A rehearsal's estimate under live writes: nothing written.
+    Discard,
+}
+
 /// Compares the rows touched by change capture since they were last found equal.
-pub async fn validate_changed(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, options: &ValidateOptions) -> Result<ValidationReport> {
+pub async fn validate_changed(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+    options: &ValidateOptions,
+    verdict_use: Verdict,
+) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     let sides = Sides::export(source, target, &src, &dst).await?;
@@ -62,8 +77,11 @@ pub async fn validate_changed(source: &ConnSpec, target: &ConnSpec, name: &Migra
     }
     let live = Live::open(source, target, name).await?;
     let report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
-    if let (Some(applied), true) = (applied, report.equal) {
-        mark_checked(target, name, applied).await?;
+    if verdict_use == Verdict::Record {
+        super::journal::record(target, name, "changed_only", &report).await?;
+        if let (Some(applied), true) = (applied, report.equal) {
+            mark_checked(target, name, applied).await?;
+        }
     }
     Ok(report)
 }

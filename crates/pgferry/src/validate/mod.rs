@@ -8,10 +8,12 @@
 //! that are missing, extra or changed (`pgferry_core::validation`).
 
 mod changed;
+mod journal;
 mod live;
 mod tables;
 
-pub use changed::validate_changed;
+pub use changed::{validate_changed, Verdict};
+pub use journal::{last_validation, LastValidation};
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -111,8 +113,11 @@ pub async fn validate(
         None => None,
     };
     let report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
-    if let (Some(name), Some(applied), true) = (migration, applied, report.equal) {
-        changed::mark_checked(target, name, applied).await?;
+    if let Some(name) = migration {
+        journal::record(target, name, "full", &report).await?;
+        if let (Some(applied), true) = (applied, report.equal) {
+            changed::mark_checked(target, name, applied).await?;
+        }
     }
     Ok(report)
 }

@@ -1,0 +1,90 @@
+//! The last validation's verdict per migration, kept on the target
+//! (`pgferry.validation`) so that `pgferry status` can show it and the
+//! cutover's go/no-go refuses while a difference is unresolved.
+
+use pgferry_core::names::MigrationName;
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::ValidationReport;
+use crate::error::{Error, Result};
+
+const SCHEMA_SQL: &str = "
+CREATE SCHEMA IF NOT EXISTS pgferry;
+CREATE TABLE IF NOT EXISTS pgferry.validation (
+    migration text PRIMARY KEY,
+    mode text NOT NULL,
+    equal boolean NOT NULL,
+    mismatched_chunks bigint NOT NULL,
+    changing_chunks bigint NOT NULL,
+    rows_compared bigint NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now()
+);";
+
+/// The last validation of a migration, as `pgferry status` shows it.
+#[derive(Debug, Serialize)]
+pub struct LastValidation {
+    /// `full` or `changed_only`.
+    pub mode: String,
+    pub equal: bool,
+    pub mismatched_chunks: i64,
+    pub changing_chunks: i64,
+    pub rows_compared: i64,
+    pub finished_at: String,
+}
+
+/// Records a finished validation's verdict, replacing the previous one.
+pub(super) async fn record(target: &ConnSpec, name: &MigrationName, mode: &str, report: &ValidationReport) -> Result<()> {
+    let client = pgferry_pg::connect(target).await?;
+    let sum = |f: fn(&super::TableVerdict) -> i64| report.tables.iter().map(f).sum::<i64>();
+    let write = || async {
+        client.batch_execute(SCHEMA_SQL).await?;
+        client
+            .execute(
+                "INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (migration) DO UPDATE SET mode = excluded.mode, equal = excluded.equal,
+                     mismatched_chunks = excluded.mismatched_chunks, changing_chunks = excluded.changing_chunks,
+                     rows_compared = excluded.rows_compared, finished_at = now()",
+                &[
+                    &name.as_str(),
+                    &mode,
+                    &report.equal,
+                    &sum(|t| t.mismatched as i64),
+                    &sum(|t| t.changing as i64),
+                    &sum(|t| t.source_rows),
+                ],
+            )
+            .await
+    };
+    write().await.map(|_| ()).map_err(|e| Error::server("recording the validation's verdict", e))
+}
+
+/// The migration's last validation, if any.
+pub async fn last_validation(dst: &Client, name: &MigrationName) -> Result<Option<LastValidation>> {
+    let exists: bool = dst
+        .query_one("SELECT to_regclass('pgferry.validation') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::server("looking for the validation journal", e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = dst
+        .query_opt(
+            "SELECT mode, equal, mismatched_chunks, changing_chunks, rows_compared, finished_at::text
+             FROM pgferry.validation WHERE migration = $1",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the validation journal", e))?;
+    Ok(row.map(|r| LastValidation {
+        mode: r.get(0),
+        equal: r.get(1),
+        mismatched_chunks: r.get(2),
+        changing_chunks: r.get(3),
+        rows_compared: r.get(4),
+        finished_at: r.get(5),
+    }))
+}
