@@ -11,6 +11,7 @@ use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
     match command {
+        Command::Demo(args) => crate::demo::run(args).await,
         Command::Check(args) => check(args).await,
         Command::Copy(args) => copy(args).await,
         Command::Follow(args) => crate::follow::follow(args).await,

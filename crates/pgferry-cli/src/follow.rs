@@ -22,14 +22,7 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
         (None, false) => Until::Stopped,
     };
     let options = FollowOptions { migration, until, batch: BatchLimits::default() };
-    let progress = FollowProgress::new(|event| match event {
-        FollowEvent::Started { from } => eprintln!("following the source from {from}"),
-        FollowEvent::Status { applied, lag_bytes, lag_seconds, changes_per_second } => eprintln!(
-            "applied {applied}  lag {lag_bytes} bytes, {lag_seconds:.1} s  {changes_per_second:.0} changes/s"
-        ),
-        FollowEvent::Reconnecting { cause } => eprintln!("reconnecting after: {cause}"),
-    });
-    let report = run(&source, &target, &options, &progress).await?;
+    let report = run(&source, &target, &options, &stderr_progress()).await?;
     match args.format {
         Format::Table => println!(
             "migration {}: applied up to {} ({} transactions, {} changes in this run)",
@@ -38,4 +31,15 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Change capture's progress as lines on stderr.
+pub(crate) fn stderr_progress() -> FollowProgress {
+    FollowProgress::new(|event| match event {
+        FollowEvent::Started { from } => eprintln!("following the source from {from}"),
+        FollowEvent::Status { applied, lag_bytes, lag_seconds, changes_per_second } => eprintln!(
+            "applied {applied}  lag {lag_bytes} bytes, {lag_seconds:.1} s  {changes_per_second:.0} changes/s"
+        ),
+        FollowEvent::Reconnecting { cause } => eprintln!("reconnecting after: {cause}"),
+    })
 }

@@ -8,6 +8,7 @@
 
 mod cli;
 mod commands;
+mod demo;
 mod follow;
 mod progress;
 mod render;
