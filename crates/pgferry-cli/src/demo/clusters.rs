@@ -104,7 +104,7 @@ fn default_candidates() -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
         .collect();
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    versioned.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
     found.extend(versioned.into_iter().map(|(_, dir)| dir));
     found.dedup();
     found

@@ -12,17 +12,17 @@
 //! database per unit (measured with `pg_database_size` on PostgreSQL 15).
 
 use pgferry::{Error, Result};
-use pgferry_core::sql::Sql;
+use pgferry_core::sql::{Ident, Sql};
 use pgferry_pg::Secret;
 use tokio_postgres::Client;
 
 /// The database the demo migrates.
 pub(crate) const DATABASE: &str = "shopdb";
-/// The application's role.
+/// The application's role (also named in [`GRANTS`]).
 pub(crate) const APP_ROLE: &str = "shop_app";
 
-const CUSTOMERS_PER_MB: i64 = 160;
-const ORDERS_PER_MB: i64 = 1_900;
+const CUSTOMERS_PER_MB: i64 = 180;
+const ORDERS_PER_MB: i64 = 2_200;
 
 const SCHEMA: &str = "
 CREATE SCHEMA catalog;
@@ -70,10 +70,11 @@ const SIZE: &str = "SELECT pg_database_size(current_database())";
 /// Creates the demo's database and application role on a fresh cluster (through
 /// the superuser's socket connection to `postgres`), and sets the superuser's password.
 pub(crate) async fn prepare_cluster(postgres: &Client, superuser: &Secret, app: &Secret) -> Result<()> {
+    let name = |n: &str| Ident::new(n).expect("a valid name");
     let statements = [
         Sql::new("ALTER ROLE postgres PASSWORD ").literal(superuser.expose()),
-        Sql::new("CREATE ROLE shop_app LOGIN PASSWORD ").literal(app.expose()),
-        Sql::new("CREATE DATABASE shopdb"),
+        Sql::new("CREATE ROLE ").ident(&name(APP_ROLE)).push(" LOGIN PASSWORD ").literal(app.expose()),
+        Sql::new("CREATE DATABASE ").ident(&name(DATABASE)),
     ];
     for sql in statements {
         postgres.batch_execute(sql.as_str()).await.map_err(|e| Error::server("preparing a demo cluster", e))?;

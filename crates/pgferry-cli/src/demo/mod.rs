@@ -38,24 +38,22 @@ use clusters::{random_password, Binaries, Sandbox};
 use dataset::{APP_ROLE, DATABASE};
 use workload::Workload;
 
-/// The exit code after Ctrl-C, as shells report a SIGINT death.
-const INTERRUPTED: u8 = 130;
-
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let binaries = Binaries::find(args.pg_bin.as_deref())?;
     // Listening before the clusters exist, so that Ctrl-C or a kill during any step
     // drops the demo's future and with it the clusters (see `clusters::Sandbox`).
     let listen = |kind| signal(kind).map_err(|e| Error::new(ErrorKind::Usage, format!("cannot listen for signals: {e}")));
     let (mut interrupt, mut terminate) = (listen(SignalKind::interrupt())?, listen(SignalKind::terminate())?);
+    // The exit codes are those a shell reports for a death by SIGINT or SIGTERM.
     let outcome = tokio::select! {
         biased;
-        _ = interrupt.recv() => None,
-        _ = terminate.recv() => None,
-        result = demo(binaries, args.size_mb) => Some(result),
+        _ = interrupt.recv() => Err(130),
+        _ = terminate.recv() => Err(143),
+        result = demo(binaries, args.size_mb) => Ok(result),
     };
-    outcome.unwrap_or_else(|| {
+    outcome.unwrap_or_else(|code| {
         eprintln!("pgferry demo: interrupted; the demo's clusters are stopped and removed");
-        Ok(ExitCode::from(INTERRUPTED))
+        Ok(ExitCode::from(code))
     })
 }
 
