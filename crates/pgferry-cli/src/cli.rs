@@ -18,6 +18,8 @@ const EXIT_CODES: &str = "Exit codes: 0 success (check: ready), 1 problems found
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
+    /// Try it: two throwaway local clusters, a sample database under live writes, migrated end to end.
+    Demo(DemoArgs),
     /// Preflight: report every problem that stands between these servers and a migration.
     Check(CheckArgs),
     /// The whole migration up to replicating: preflight, copy (or seed), then change capture until stopped (rerunnable).
@@ -46,6 +48,17 @@ pub(crate) enum Command {
     /// Steps 3 and 6 of an AWS DMS migration: the target's foreign keys, triggers and sequences.
     #[command(subcommand)]
     Target(crate::target::TargetCommand),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// The directory holding PostgreSQL's initdb and pg_ctl (default: PATH, then
+    /// `pg_config --bindir`, then /usr/lib/postgresql/*/bin, newest first).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) pg_bin: Option<std::path::PathBuf>,
+    /// The sample database's approximate size in MB.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) size_mb: u32,
 }
 
 /// Where to connect. URLs or key=value strings; PG* variables and ~/.pgpass fill gaps.

@@ -11,6 +11,7 @@ use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
     match command {
+        Command::Demo(args) => crate::demo::run(args).await,
         Command::Check(args) => check(args).await,
         Command::Start(args) => crate::start::start(args).await,
         Command::Seed(command) => crate::start::seed(command).await,

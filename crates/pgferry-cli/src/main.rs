@@ -4,10 +4,12 @@
 //! Exit codes: 0 success (for `check`: the pair is ready), 1 the command ran and
 //! found problems (for `check`: findings that block a migration), 2 usage,
 //! configuration or connection errors, 3 a failure while changing a server (a
-//! rerun resumes).
+//! rerun resumes); `demo` stopped by SIGINT or SIGTERM exits 130 or 143 after
+//! removing its clusters.
 
 mod cli;
 mod commands;
+mod demo;
 mod follow;
 mod progress;
 mod render;
