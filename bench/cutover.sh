@@ -36,7 +36,7 @@ done
 
 # The native subscription: schema by pg_dump, initial copy by the subscription.
 reset_target
-"$PGBIN/pg_dump" -s "${S[@]}" "$DB" | psql_t -d "$DB" >/dev/null
+"$PGBIN/pg_dump" -s -x -O "${S[@]}" "$DB" | psql_t -d "$DB" >/dev/null
 psql_s -d "$DB" -c "CREATE PUBLICATION native_pub FOR ALL TABLES" >/dev/null
 psql_t -d "$DB" -c "CREATE SUBSCRIPTION native_sub CONNECTION 'host=$SOCK port=$SRC_PORT dbname=$DB user=postgres' PUBLICATION native_pub" >/dev/null
 until [ "$(psql_t -d "$DB" -Atc "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")" = 0 ]; do sleep 1; done

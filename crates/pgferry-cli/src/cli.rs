@@ -149,6 +149,9 @@ pub(crate) struct CutoverArgs {
     /// their copy time adds to the downtime).
     #[arg(long)]
     pub(crate) recopy_keyless_tables: bool,
+    /// Print what the cutover would do (go/no-go, the roles fenced, the steps) and change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

@@ -173,6 +173,14 @@ async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {
 
 async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
     let (source, target, options) = cutover_options(&args)?;
+    if args.dry_run {
+        let plan = pgferry::cutover::plan(&source, &target, &options).await?;
+        match args.format {
+            Format::Table => print!("{}", render::cutover_plan(&plan)),
+            Format::Json => println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes")),
+        }
+        return Ok(if matches!(plan.decision, pgferry_core::cutover::Decision::Go) { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
     let report = pgferry::cutover::cutover(&source, &target, &options).await?;
     match args.format {
         Format::Table => print!("{}", render::cutover(&report)),

@@ -138,6 +138,35 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
     out
 }
 
+/// `cutover --dry-run`: the verdict, then what would happen, in order.
+pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
+    let mut out = String::new();
+    match &plan.decision {
+        Decision::Go => {
+            let _ = writeln!(out, "migration {}: the cutover would start now", plan.migration);
+        }
+        Decision::NoGo(reasons) => {
+            let _ = writeln!(out, "migration {}: the cutover would NOT start:", plan.migration);
+            for r in reasons {
+                let _ = writeln!(out, "  - {r}");
+            }
+        }
+    }
+    let _ = writeln!(out, "\nsteps:");
+    for (i, step) in plan.steps.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {step}", i + 1);
+    }
+    let roles: Vec<String> = plan.fenced_roles.iter().map(|r| format!("{} (limit {} restored after)", r.name, r.previous_connection_limit)).collect();
+    let _ = writeln!(out, "\nroles fenced: {}", if roles.is_empty() { "none".into() } else { roles.join(", ") });
+    if !plan.keyless_tables.is_empty() {
+        let _ = writeln!(out, "keyless tables ({}): {}", plan.keyless_policy, plan.keyless_tables.join(", "));
+    }
+    let _ = writeln!(out, "changed rows to compare: {}", plan.changed_rows_to_check);
+    let _ = writeln!(out, "switch command: {}", plan.switch_command.as_deref().unwrap_or("none"));
+    let _ = writeln!(out, "\n(dry run: nothing was changed)");
+    out
+}
+
 /// The migration's status, for people.
 pub(crate) fn status(s: &Status) -> String {
     let mut out = String::new();

@@ -180,6 +180,18 @@ fn keyless_tables_updated_and_deleted_since_the_copy_are_copied_again_inside_the
     let urls = pair.urls();
     let mut args = pair.args("cutover", &urls);
     args.push("--recopy-keyless-tables");
+    let mut dry = args.clone();
+    dry.push("--dry-run");
+    let plan = ok(pgferry(&dry, &[]));
+    assert!(plan.contains("the cutover would start now") && plan.contains("copy the keyless tables again"), "{plan}");
+    assert!(plan.contains("roles fenced: app (limit 20 restored after)"), "{plan}");
+    assert!(plan.contains("keyless tables (recopy): public.audit, public.history"), "{plan}");
+    assert_eq!(pair.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app'"), "20", "a dry run changes nothing");
+    // Killed right after the re-copy: the rerun rolls back, the next one completes.
+    let out = pgferry(&args, &[("PGFERRY_FAILPOINT", "cutover-after-recopy:1")]);
+    assert_eq!(out.status.code(), Some(137));
+    let out = pgferry(&args, &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = ok(pgferry(&args, &[]));
     assert!(stdout.contains("re-copy keyless tables"), "{stdout}");
     assert_eq!(pair.target.fingerprints("app"), pair.source.fingerprints("app"));

@@ -42,6 +42,16 @@ pub enum KeylessTables {
     Recopy,
 }
 
+impl KeylessTables {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeylessTables::Refuse => "refuse",
+            KeylessTables::InsertOnly => "insert_only",
+            KeylessTables::Recopy => "recopy",
+        }
+    }
+}
+
 /// Limits set by the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {

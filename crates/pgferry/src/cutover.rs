@@ -56,6 +56,55 @@ pub struct CutoverReport {
     pub rows_checked: i64,
 }
 
+/// What a cutover started now would do (`--dry-run`): nothing is changed.
+#[derive(Debug, Serialize)]
+pub struct CutoverPlan {
+    pub migration: String,
+    pub decision: Decision,
+    /// Roles whose connection limit the fence sets to 0, with the limit restored after.
+    pub fenced_roles: Vec<pgferry_core::fence::FencedRole>,
+    /// Tables without a replica identity, and what the cutover does about them.
+    pub keyless_tables: Vec<String>,
+    pub keyless_policy: String,
+    /// Rows the exact check after the drain will compare.
+    pub changed_rows_to_check: i64,
+    pub steps: Vec<&'static str>,
+    pub switch_command: Option<String>,
+}
+
+/// The plan of a cutover, from the same observations the cutover makes.
+pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions) -> Result<CutoverPlan> {
+    let src = pgferry_pg::connect(source).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    let name = &options.migration;
+    let observed = observe(&src, &dst, name).await?;
+    let touched = dst
+        .query_one(
+            "SELECT CASE WHEN to_regclass('pgferry.touched') IS NULL THEN 0
+                    ELSE (SELECT count(*) FROM pgferry.touched WHERE migration = $1) END",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the touched rows", e))?
+        .get(0);
+    let recopy = options.policy.keyless_tables == KeylessTables::Recopy;
+    let mut steps = vec!["fence the source (roles below, database read-only, sessions ended, verified)", "drain the stream to the fenced position"];
+    if recopy && !observed.insert_only_tables.is_empty() {
+        steps.push("copy the keyless tables again");
+    }
+    steps.extend(["set every sequence from the source", "compare the changed rows", "run the switch command", "open the target; report"]);
+    Ok(CutoverPlan {
+        migration: name.to_string(),
+        decision: go_no_go(&observed, &options.policy),
+        fenced_roles: fence::planned(&src, &options.administrators).await?,
+        keyless_tables: observed.insert_only_tables.clone(),
+        keyless_policy: options.policy.keyless_tables.as_str().to_string(),
+        changed_rows_to_check: touched,
+        steps,
+        switch_command: options.switch_command.clone(),
+    })
+}
+
 /// Runs (or after a kill, finishes or rolls back) the cutover.
 pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions) -> Result<CutoverReport> {
     let _runner = crate::start::RunnerLock::take(target, &options.migration).await?;

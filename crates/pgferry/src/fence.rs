@@ -75,6 +75,12 @@ pub async fn raise(
     Ok(FenceReport { fenced_roles: names, terminated_sessions: terminated })
 }
 
+/// The roles a fence raised now would limit (for `cutover --dry-run`); reads only.
+pub async fn planned(src: &Client, administrators: &[String]) -> Result<Vec<pgferry_core::fence::FencedRole>> {
+    let own_role: String = query_one(src, "SELECT current_user::text").await?;
+    Ok(roles_to_fence(&login_roles(src).await?, &own_role, administrators))
+}
+
 /// Lets a session of pgferry's write on a fenced source: sessions opened during
 /// the fence start read-only like everyone else's.
 pub async fn allow_writes(src: &Client) -> Result<()> {
