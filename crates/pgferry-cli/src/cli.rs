@@ -10,6 +10,10 @@ pub(crate) struct Cli {
     /// More log output on stderr (-v info, -vv debug); PGFERRY_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub(crate) verbose: u8,
+    /// The migration's settings file (default: ./pgferry.toml when it exists);
+    /// flags and PGFERRY_* variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -97,7 +101,7 @@ pub(crate) struct CopyArgs {
     #[command(flatten)]
     pub(crate) pair: Pair,
     /// The migration's name: its slot, publications and journal rows derive from it.
-    #[arg(long, default_value = "main")]
+    #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) tuning: CopyTuning,
@@ -109,13 +113,13 @@ pub(crate) struct CopyArgs {
 #[derive(Args, Debug)]
 pub(crate) struct CopyTuning {
     /// Parallel COPY workers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "PGFERRY_JOBS", default_value_t = 2)]
     pub(crate) jobs: usize,
     /// Parallel index and constraint builds.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "PGFERRY_INDEX_JOBS", default_value_t = 2)]
     pub(crate) index_jobs: usize,
     /// Split tables larger than this into page ranges copied in parallel (e.g. 100MB; 0 = never).
-    #[arg(long, default_value = "100MB", value_parser = parse_size)]
+    #[arg(long, env = "PGFERRY_SPLIT_LARGER_THAN", default_value = "100MB", value_parser = parse_size)]
     pub(crate) split_larger_than: i64,
 }
 
@@ -133,10 +137,10 @@ pub(crate) struct CutoverArgs {
     pub(crate) named: NamedPair,
     /// Run with `sh -c` to send the application to the target (DNS, pooler, config);
     /// if it fails, the cutover rolls back.
-    #[arg(long)]
+    #[arg(long, env = "PGFERRY_SWITCH_COMMAND")]
     pub(crate) switch_command: Option<String>,
     /// A role that keeps its connections during the fence (repeatable).
-    #[arg(long = "admin-role")]
+    #[arg(long = "admin-role", env = "PGFERRY_ADMIN_ROLES", value_delimiter = ',')]
     pub(crate) admin_roles: Vec<String>,
     /// Refuse to start when the target is further behind than this many bytes of WAL.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
@@ -161,7 +165,7 @@ pub(crate) struct NamedPair {
     #[command(flatten)]
     pub(crate) pair: Pair,
     /// The migration's name.
-    #[arg(long, default_value = "main")]
+    #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
     pub(crate) name: String,
 }
 
@@ -170,7 +174,7 @@ pub(crate) struct ValidateArgs {
     #[command(flatten)]
     pub(crate) pair: Pair,
     /// The migration whose change capture's touched rows are tracked.
-    #[arg(long, default_value = "main")]
+    #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
     pub(crate) name: String,
     /// Compare only the rows change capture touched since they were last found equal.
     #[arg(long)]
@@ -199,7 +203,7 @@ pub(crate) struct FollowArgs {
     #[command(flatten)]
     pub(crate) pair: Pair,
     /// The migration's name, as given to pgferry copy.
-    #[arg(long, default_value = "main")]
+    #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
     pub(crate) name: String,
     /// Stop once every transaction committed before this source position (e.g. 0/3A0B1C8) is applied.
     #[arg(long, conflicts_with = "until_caught_up")]

@@ -9,6 +9,7 @@
 
 mod cli;
 mod commands;
+mod config;
 mod demo;
 mod follow;
 mod progress;
@@ -21,7 +22,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(err) = config::load(&args) {
+        eprintln!("error: {}", err.message);
+        eprintln!("hint: write the file as key = value lines (source, target, name, jobs, ...); see pgferry --help");
+        return ExitCode::from(commands::exit_code(err.kind));
+    }
+    let cli = cli::Cli::parse_from(args);
     init_logging(cli.verbose);
     // One thread: pgferry's work is waiting on sockets, and on a small machine the
     // servers it drives need the cores more than it does (measured: a third less

@@ -25,7 +25,7 @@ pub(crate) struct StartArgs {
     #[command(flatten)]
     pub(crate) pair: Pair,
     /// The migration's name: its slot, publications and journal rows derive from it.
-    #[arg(long, default_value = "main")]
+    #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) tuning: CopyTuning,
@@ -62,7 +62,7 @@ pub(crate) struct SeedPrepareArgs {
     /// The database to move (URL or key=value string).
     #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
     pub(crate) source: String,
-    #[arg(long, default_value = "main")]
+    #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
     pub(crate) name: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
