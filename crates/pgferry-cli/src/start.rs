@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use pgferry::apply::{BatchLimits, FollowOptions, Until};
-use pgferry::seed::{SeedEvent, SeedPosition};
+use pgferry::seed::{SeedEvent, SeedPosition, ServerLog};
 use pgferry::start::{DataStep, StartOptions};
 use pgferry::{Error, ErrorKind, Result};
 use tokio::signal::unix::{signal, SignalKind};
@@ -73,7 +73,7 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
     let migration = parse_migration(&args.name)?;
     let seed = match (args.seeded, &args.seed_log, &args.seed_lsn) {
         (false, ..) => None,
-        (true, Some(log), _) => Some(SeedPosition::Log(log.clone())),
+        (true, Some(log), _) => Some(SeedPosition::Log(ServerLog::File(log.clone()))),
         (true, None, Some(lsn)) => Some(SeedPosition::Lsn(
             lsn.parse().map_err(|e| Error::new(ErrorKind::Usage, format!("--seed-lsn: {e}")))?,
         )),

@@ -46,7 +46,28 @@ pub enum SeedPosition {
     /// Given by the operator, as printed in the copy's `redo done at` line.
     Lsn(Lsn),
     /// The copy's server log, holding that line.
-    Log(PathBuf),
+    Log(ServerLog),
+}
+
+/// A server log, from wherever it can be read.
+#[derive(Clone, Debug)]
+pub enum ServerLog {
+    /// A file on this machine (a self-managed copy).
+    File(PathBuf),
+    /// Text fetched elsewhere, such as RDS's log download API (`pgferry aws`);
+    /// `origin` names it in messages.
+    Text { origin: String, text: String },
+}
+
+impl ServerLog {
+    fn read(&self) -> Result<(String, String)> {
+        match self {
+            ServerLog::File(path) => std::fs::read(path)
+                .map(|bytes| (path.display().to_string(), String::from_utf8_lossy(&bytes).into_owned()))
+                .map_err(|e| Error::new(ErrorKind::Usage, format!("reading the copy's log {}: {e}", path.display()))),
+            ServerLog::Text { origin, text } => Ok((origin.clone(), text.clone())),
+        }
+    }
 }
 
 /// Progress, for whoever draws it.
@@ -204,14 +225,13 @@ pub async fn attach(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, 
 }
 
 fn resolve(position: &SeedPosition) -> Result<Lsn> {
-    let path = match position {
+    let log = match position {
         SeedPosition::Lsn(lsn) => return Ok(*lsn),
-        SeedPosition::Log(path) => path,
+        SeedPosition::Log(log) => log,
     };
-    let log = std::fs::read(path)
-        .map_err(|e| Error::new(ErrorKind::Usage, format!("reading the copy's log {}: {e}", path.display())))?;
-    redo_done_at(&String::from_utf8_lossy(&log)).ok_or_else(|| {
-        Error::new(ErrorKind::Precondition, format!("{} has no 'redo done at' line", path.display())).with_hint(
+    let (origin, text) = log.read()?;
+    redo_done_at(&text).ok_or_else(|| {
+        Error::new(ErrorKind::Precondition, format!("{origin} has no 'redo done at' line")).with_hint(
             "give the log of the copy's first start after the restore (log_min_messages at LOG or below), or the position with --seed-lsn",
         )
     })
