@@ -148,6 +148,19 @@ fn a_cutover_killed_before_the_switch_is_rolled_back_by_the_rerun_then_completes
 }
 
 #[test]
+fn a_cutover_killed_after_the_switch_is_finished_by_the_rerun() {
+    let pair = migrated();
+    let urls = pair.urls();
+    let out = pgferry(&pair.args("cutover", &urls), &[("PGFERRY_FAILPOINT", "cutover-after-opened:1")]);
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = ok(pgferry(&pair.args("cutover", &urls), &[]));
+    assert!(stdout.contains("cut over"), "{stdout}");
+    assert_eq!(pair.target.psql("app", "SELECT step FROM pgferry.cutover"), "reported");
+    assert_eq!(content(&pair.source), content(&pair.target));
+    assert_eq!(pair.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app'"), "0", "past the switch the old source stays fenced");
+}
+
+#[test]
 fn keyless_tables_stop_the_cutover_until_the_operator_vouches_for_them() {
     let pair = migrated_with(|c| c.psql("app", "CREATE TABLE history (at timestamptz DEFAULT now(), what text); INSERT INTO history (what) VALUES ('x')"));
     let urls = pair.urls();
