@@ -175,6 +175,9 @@ pub(crate) fn status(s: &Status) -> String {
     let _ = writeln!(out, "phase          {}", s.phase.clone().unwrap_or_else(|| "not started (run pgferry copy)".into()));
     let _ = writeln!(out, "slot start     {}", or_none(&s.slot_lsn));
     let _ = writeln!(out, "applied        {} (at {})", or_none(&s.applied_lsn), or_none(&s.applied_at));
+    if let Some(rate) = s.changes_per_second {
+        let _ = writeln!(out, "throughput     {rate:.0} changes/s (change capture's last 5 s)");
+    }
     let _ = writeln!(out, "source now     {}", s.source_lsn);
     if let Some(lag) = s.lag_bytes {
         let _ = writeln!(out, "lag            {}", human_bytes(lag));

@@ -24,6 +24,8 @@ pub struct Status {
     pub slot_lsn: Option<String>,
     pub applied_lsn: Option<String>,
     pub applied_at: Option<String>,
+    /// Change capture's rate over its last status interval.
+    pub changes_per_second: Option<f64>,
     pub source_lsn: String,
     pub lag_bytes: Option<i64>,
     pub slot: Option<SlotStatus>,
@@ -77,14 +79,18 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     } else {
         (None, None)
     };
-    let (applied_lsn, applied_at): (Option<String>, Option<String>) = if has("pgferry.apply_progress").await? {
-        dst.query_opt("SELECT applied_lsn::text, applied_at::text FROM pgferry.apply_progress WHERE migration = $1", &[&migration.as_str()])
-            .await
-            .map_err(|e| Error::server("reading the apply progress", e))?
-            .map(|r| (r.get(0), r.get(1)))
-            .unwrap_or((None, None))
+    let (applied_lsn, applied_at, changes_per_second): (Option<String>, Option<String>, Option<f64>) = if has("pgferry.apply_progress").await? {
+        // Through to_jsonb: a journal written by an older pgferry lacks the column.
+        dst.query_opt(
+            "SELECT applied_lsn::text, applied_at::text, to_jsonb(p) ->> 'changes_per_second' FROM pgferry.apply_progress p WHERE migration = $1",
+            &[&migration.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the apply progress", e))?
+        .map(|r| (r.get(0), r.get(1), r.get::<_, Option<String>>(2).and_then(|v| v.parse().ok())))
+        .unwrap_or((None, None, None))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let tables = if has("pgferry.apply_table_stats").await? { counters(&dst, migration).await? } else { Vec::new() };
     let fenced = has("pgferry.fence").await? && crate::fence::is_recorded(&dst, migration).await?;
@@ -147,6 +153,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         slot_lsn,
         applied_lsn,
         applied_at,
+        changes_per_second,
         source_lsn,
         lag_bytes,
         slot,

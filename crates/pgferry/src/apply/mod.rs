@@ -242,6 +242,7 @@ async fn session(
         status: (Instant::now(), 0),
         progress,
         shutdown: options.shutdown.clone(),
+        rate: None,
     };
     run.stream_until(stop_at).await
 }
@@ -261,6 +262,8 @@ struct Run<'a> {
     status: (Instant, u64),
     progress: &'a FollowProgress,
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Changes per second over the last status interval, journaled for `status`.
+    rate: Option<f64>,
 }
 
 impl Run<'_> {
@@ -350,7 +353,7 @@ impl Run<'_> {
         let batch = std::mem::take(&mut self.applier.batch);
         let commit = || async {
             if let Some((end, commit_time)) = batch.end {
-                progress::record(self.target, &self.options.migration, end, Some(commit_time), &batch.stats).await?;
+                progress::record(self.target, &self.options.migration, end, Some(commit_time), &batch.stats, self.rate).await?;
                 touched::record(self.target, &self.options.migration, end, &batch.touched).await?;
             }
             failpoint::hit("apply-before-commit");
@@ -378,7 +381,7 @@ impl Run<'_> {
         self.flush().await?;
         let record = || async {
             self.target.batch_execute("BEGIN").await?;
-            progress::record(self.target, &self.options.migration, position, None, &Default::default()).await?;
+            progress::record(self.target, &self.options.migration, position, None, &Default::default(), None).await?;
             self.target.batch_execute("COMMIT").await
         };
         record().await.map_err(|e| Stop::target("recording the applied position on the target", e))?;
@@ -414,12 +417,9 @@ impl Run<'_> {
             _ => 0.0,
         };
         let changes = self.totals.changes;
-        self.progress.emit(FollowEvent::Status {
-            applied: self.totals.applied,
-            lag_bytes,
-            lag_seconds,
-            changes_per_second: (changes - changes_then) as f64 / since.elapsed().as_secs_f64(),
-        });
+        let changes_per_second = (changes - changes_then) as f64 / since.elapsed().as_secs_f64();
+        self.rate = Some(changes_per_second);
+        self.progress.emit(FollowEvent::Status { applied: self.totals.applied, lag_bytes, lag_seconds, changes_per_second });
         self.status = (Instant::now(), changes);
     }
 }

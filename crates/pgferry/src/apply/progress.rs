@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS pgferry.apply_table_stats (
     deletes bigint NOT NULL DEFAULT 0,
     truncates bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (migration, table_schema, table_name)
-);";
+);
+ALTER TABLE pgferry.apply_progress ADD COLUMN IF NOT EXISTS changes_per_second double precision;";
 
 /// Changes applied to one table in a batch.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -129,15 +130,17 @@ pub(crate) async fn record(
     end_lsn: Lsn,
     commit_time_micros: Option<i64>,
     stats: &BTreeMap<QualifiedName, Counts>,
+    changes_per_second: Option<f64>,
 ) -> Result<(), tokio_postgres::Error> {
     target
         .execute(
-            "INSERT INTO pgferry.apply_progress (migration, applied_lsn, applied_at, source_commit_time)
+            "INSERT INTO pgferry.apply_progress (migration, applied_lsn, applied_at, source_commit_time, changes_per_second)
              VALUES ($1, $2::text::pg_lsn, now(),
-                     timestamptz '2000-01-01 00:00:00+00' + $3::bigint * interval '1 microsecond')
+                     timestamptz '2000-01-01 00:00:00+00' + $3::bigint * interval '1 microsecond', $4)
              ON CONFLICT (migration) DO UPDATE SET applied_lsn = excluded.applied_lsn, applied_at = excluded.applied_at,
-                 source_commit_time = coalesce(excluded.source_commit_time, pgferry.apply_progress.source_commit_time)",
-            &[&name.as_str(), &end_lsn.to_string(), &commit_time_micros],
+                 source_commit_time = coalesce(excluded.source_commit_time, pgferry.apply_progress.source_commit_time),
+                 changes_per_second = coalesce(excluded.changes_per_second, pgferry.apply_progress.changes_per_second)",
+            &[&name.as_str(), &end_lsn.to_string(), &commit_time_micros, &changes_per_second],
         )
         .await?;
     if stats.is_empty() {
