@@ -11,12 +11,17 @@
 # the sequences (no fence check, no validation).
 source "$(dirname "$0")/common.sh"
 REPEAT=${REPEAT:-3}
+PARTS=${PARTS:-"pgferry native"}
 OUT=$BENCH_DIR/cutover-results.tsv
 clusters_up
-: > "$OUT"
+touch "$OUT"
+# A run killed inside the native cutover leaves the database read-only.
+psql_s -d postgres -c "ALTER DATABASE $DB RESET default_transaction_read_only" >/dev/null
 psql_s -d "$DB" -c "DO \$\$BEGIN CREATE ROLE bench_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$;
                      GRANT ALL ON ALL TABLES IN SCHEMA public TO bench_app" >/dev/null
+[[ $PARTS == *pgferry* ]] && { grep -v '^pgferry' "$OUT" > "$OUT.new" || true; mv "$OUT.new" "$OUT"; }
 for run in $(seq "$REPEAT"); do
+  [[ $PARTS == *pgferry* ]] || break
   reset_target
   "$PGFERRY" copy --source "$SRC_URL" --target "$TGT_URL" --jobs "$JOBS" >/dev/null 2>&1
   "$PGBIN/pgbench" -n -c 2 -j 1 -R 100 -T 300 "${S[@]/postgres/bench_app}" "$DB" >/dev/null 2>&1 &
@@ -35,6 +40,13 @@ for run in $(seq "$REPEAT"); do
 done
 
 # The native subscription: schema by pg_dump, initial copy by the subscription.
+native_down() {
+  psql_t -d "$DB" -c "DROP SUBSCRIPTION IF EXISTS native_sub" >/dev/null 2>&1 || true
+  psql_s -d "$DB" -c "DROP PUBLICATION IF EXISTS native_pub" >/dev/null
+}
+if [[ $PARTS == *native* ]]; then
+grep -v '^native' "$OUT" > "$OUT.new" || true; mv "$OUT.new" "$OUT"
+native_down
 reset_target
 "$PGBIN/pg_dump" -s -x -O "${S[@]}" "$DB" | psql_t -d "$DB" >/dev/null
 psql_s -d "$DB" -c "CREATE PUBLICATION native_pub FOR ALL TABLES" >/dev/null
@@ -49,14 +61,14 @@ for run in $(seq "$REPEAT"); do
     -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$DB' AND usename = 'bench_app'" >/dev/null
   position=$(psql_s -d "$DB" -Atc "SELECT pg_current_wal_lsn()")
   until [ "$(psql_s -d "$DB" -Atc "SELECT confirmed_flush_lsn >= '$position' FROM pg_replication_slots WHERE slot_name = 'native_sub'")" = t ]; do :; done
-  psql_s -d "$DB" -Atc "SELECT format('SELECT setval(%L, %s, %s);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), last_value IS NOT NULL) FROM pg_sequences" | psql_t -d "$DB" >/dev/null
+  psql_s -d "$DB" -Atc "SELECT format('SELECT setval(%L, %s, %L);', format('%I.%I', schemaname, sequencename), coalesce(last_value, 1), last_value IS NOT NULL) FROM pg_sequences" | psql_t -d "$DB" >/dev/null
   t1=$(now)
   kill "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true
   printf 'native\t%s\t%s\t\n' "$run" "$(echo "$t1 - $t0" | bc)" | tee -a "$OUT"
-  psql_s -d "$DB" -c "ALTER DATABASE $DB RESET default_transaction_read_only" >/dev/null
+  psql_s -d postgres -c "ALTER DATABASE $DB RESET default_transaction_read_only" >/dev/null
 done
-psql_t -d "$DB" -c "DROP SUBSCRIPTION native_sub" >/dev/null
-psql_s -d "$DB" -c "DROP PUBLICATION native_pub" >/dev/null
+native_down
+fi
 p=$(awk '$1 == "pgferry" {print $3}' "$OUT" | median)
 n=$(awk '$1 == "native" {print $3}' "$OUT" | median)
 echo "median downtime: pgferry $p s (fence verified, changed rows validated), native by hand $n s; ratio $(echo "$p / $n" | bc -l | cut -c1-5)"
