@@ -6,6 +6,7 @@
 //! configuration or connection errors, 3 a failure while changing a server (a
 //! rerun resumes).
 
+mod aws;
 mod cli;
 mod commands;
 mod follow;
