@@ -52,6 +52,9 @@ pub(crate) enum Command {
     /// Steps 3 and 6 of an AWS DMS migration: the target's foreign keys, triggers and sequences.
     #[command(subcommand)]
     Target(crate::target::TargetCommand),
+    /// Encrypt an RDS instance by migrating it to an encrypted copy: check, encrypt, fence, switch, finish.
+    #[command(subcommand)]
+    Aws(crate::aws::AwsCommand),
 }
 
 #[derive(Args, Debug)]

@@ -25,6 +25,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
         Command::Inventory(args) => crate::target::inventory(args).await,
         Command::Target(command) => crate::target::run(command).await,
+        Command::Aws(command) => crate::aws::run(command).await,
     }
 }
 

@@ -7,6 +7,7 @@
 //! rerun resumes); `demo` stopped by SIGINT or SIGTERM exits 130 or 143 after
 //! removing its clusters.
 
+mod aws;
 mod cli;
 mod commands;
 mod config;

@@ -1,0 +1,328 @@
+//! `pgferry aws check`: can this RDS instance be encrypted by pgferry?
+//!
+//! The facts are read with two calls ([`gather`]); the verdicts are a pure
+//! function of them ([`verdicts`]). The database-level checks (tables without a
+//! key, the replication role's grants, ...) are `pgferry check`'s.
+
+use serde::Serialize;
+
+use crate::control::ControlPlane;
+use crate::model::{Instance, Parameter};
+use crate::retry::{call, Pacing};
+use pgferry::{Error, ErrorKind, Result};
+
+/// The parameter that turns on logical decoding on RDS (`wal_level = logical`).
+pub const LOGICAL_REPLICATION: &str = "rds.logical_replication";
+
+const BLUE_GREEN: &str = "https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/blue-green-deployments-considerations.html";
+
+/// What the check reads from AWS.
+#[derive(Clone, Debug, Serialize)]
+pub struct Facts {
+    pub instance: Instance,
+    /// `rds.logical_replication` as the instance's parameter group sets it.
+    pub logical_replication: Option<Parameter>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// pgferry cannot start until this is fixed.
+    Blocker,
+    /// Works, but the operator should act or know.
+    Warning,
+    Note,
+}
+
+/// One verdict, with how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub what: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn finding(severity: Severity, what: impl Into<String>, fix: Option<String>) -> Finding {
+    Finding {
+        severity,
+        what: what.into(),
+        fix,
+    }
+}
+
+/// Reads the facts of one instance.
+pub async fn gather<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Facts> {
+    let instance = call(pacing, || cloud.describe_instance(id))
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Precondition,
+                format!("there is no RDS instance {id}"),
+            )
+            .with_hint(
+                "check --source-instance and AWS_REGION (aws rds describe-db-instances lists them)",
+            )
+        })?;
+    let logical_replication = match &instance.parameter_group {
+        Some(group) => {
+            call(pacing, || {
+                cloud.describe_parameter(&group.name, LOGICAL_REPLICATION)
+            })
+            .await?
+        }
+        None => None,
+    };
+    Ok(Facts {
+        instance,
+        logical_replication,
+    })
+}
+
+const REBOOT_WARNING: &str = "the reboot is a short outage (a minute or two; a failover with Multi-AZ): schedule it before the migration day";
+
+/// The verdicts, most severe first.
+pub fn verdicts(facts: &Facts) -> Vec<Finding> {
+    let i = &facts.instance;
+    let mut found = Vec::new();
+    if i.engine != "postgres" {
+        found.push(finding(
+            Severity::Blocker,
+            format!("the engine is {}, not postgres", i.engine),
+            Some("pgferry aws moves RDS for PostgreSQL instances (Aurora encrypts through a cluster snapshot copy)".into()),
+        ));
+    }
+    if i.status != "available" {
+        found.push(finding(
+            Severity::Blocker,
+            format!("the instance is {}, not available", i.status),
+            Some("wait for it to be available, then check again".into()),
+        ));
+    }
+    if i.replica_of.is_some() {
+        found.push(finding(
+            Severity::Blocker,
+            "the instance is a read replica".to_owned(),
+            Some("name its primary: pgferry encrypts a primary and recreates its replicas".into()),
+        ));
+    }
+    found.extend(logical_replication(facts));
+    if i.backup_retention_days == 0 {
+        found.push(finding(
+            Severity::Blocker,
+            "automated backups are off (retention 0 days)".to_owned(),
+            Some(format!(
+                "turn them on: aws rds modify-db-instance --db-instance-identifier {} --backup-retention-period 7 --apply-immediately; the target is given the same retention, and read replicas need it",
+                i.identifier
+            )),
+        ));
+    }
+    if i.storage_encrypted {
+        found.push(finding(
+            Severity::Note,
+            format!(
+                "the instance is already encrypted (key {})",
+                i.kms_key_id.as_deref().unwrap_or("unknown")
+            ),
+            Some("encrypting again only changes the key".into()),
+        ));
+    }
+    found.push(finding(
+        Severity::Note,
+        format!(
+            "pgferry replicates as the master user {} or a role granted rds_replication",
+            i.master_username.as_deref().unwrap_or("(unknown)")
+        ),
+        Some("pgferry check, run against the source, verifies the role's grants".into()),
+    ));
+    if !i.read_replicas.is_empty() {
+        found.push(finding(
+            Severity::Note,
+            format!("read replicas: {}", i.read_replicas.join(", ")),
+            Some("pgferry aws finish creates matching replicas of the target".into()),
+        ));
+    }
+    found.push(finding(
+        Severity::Note,
+        "a Blue/Green deployment is not an option: AWS documents that it cannot change encryption"
+            .to_owned(),
+        Some(format!(
+            "see {BLUE_GREEN}; pgferry restores an encrypted copy of a snapshot instead"
+        )),
+    ));
+    found.sort_by_key(|f| f.severity);
+    found
+}
+
+fn logical_replication(facts: &Facts) -> Option<Finding> {
+    let i = &facts.instance;
+    let Some(group) = &i.parameter_group else {
+        return Some(finding(
+            Severity::Blocker,
+            "the instance has no parameter group".to_owned(),
+            None,
+        ));
+    };
+    let set_it = format!(
+        "aws rds modify-db-parameter-group --db-parameter-group-name {} --parameters ParameterName={LOGICAL_REPLICATION},ParameterValue=1,ApplyMethod=pending-reboot",
+        group.name
+    );
+    let reboot = format!(
+        "aws rds reboot-db-instance --db-instance-identifier {}",
+        i.identifier
+    );
+    if group.name.starts_with("default.") {
+        return Some(finding(
+            Severity::Blocker,
+            format!("{LOGICAL_REPLICATION} cannot be set: the instance uses the default parameter group {}", group.name),
+            Some(format!(
+                "1. aws rds create-db-parameter-group --db-parameter-group-name <name> --db-parameter-group-family <family of {}> --description 'logical replication'\n2. {}\n3. aws rds modify-db-instance --db-instance-identifier {} --db-parameter-group-name <name>\n4. {reboot}\n{REBOOT_WARNING}",
+                group.name,
+                set_it.replace(&group.name, "<name>"),
+                i.identifier
+            )),
+        ));
+    }
+    let on = facts
+        .logical_replication
+        .as_ref()
+        .and_then(|p| p.value.as_deref())
+        == Some("1");
+    if !on {
+        return Some(finding(
+            Severity::Blocker,
+            format!(
+                "{LOGICAL_REPLICATION} is not 1 in parameter group {}",
+                group.name
+            ),
+            Some(format!("1. {set_it}\n2. {reboot}\n{REBOOT_WARNING}")),
+        ));
+    }
+    if group.apply_status != "in-sync" {
+        return Some(finding(
+            Severity::Blocker,
+            format!(
+                "{LOGICAL_REPLICATION}=1 is set in {} but not in effect: the parameter group is {}",
+                group.name, group.apply_status
+            ),
+            Some(format!("{reboot}\n{REBOOT_WARNING}")),
+        ));
+    }
+    None
+}
+
+/// Whether the verdicts let the migration start.
+pub fn ready(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.severity != Severity::Blocker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ParameterGroupMembership;
+
+    fn good() -> Facts {
+        Facts {
+            instance: Instance {
+                identifier: "db".into(),
+                status: "available".into(),
+                engine: "postgres".into(),
+                master_username: Some("postgres".into()),
+                parameter_group: Some(ParameterGroupMembership {
+                    name: "pg16-logical".into(),
+                    apply_status: "in-sync".into(),
+                }),
+                backup_retention_days: 7,
+                ..Instance::default()
+            },
+            logical_replication: Some(Parameter {
+                value: Some("1".into()),
+                apply_method: Some("pending-reboot".into()),
+            }),
+        }
+    }
+
+    fn blockers(facts: &Facts) -> Vec<String> {
+        verdicts(facts)
+            .into_iter()
+            .filter(|f| f.severity == Severity::Blocker)
+            .map(|f| f.what)
+            .collect()
+    }
+
+    #[test]
+    fn a_good_instance_is_ready_and_told_about_blue_green() {
+        let found = verdicts(&good());
+        assert!(ready(&found), "{found:?}");
+        assert!(found.iter().any(|f| f.what.contains("Blue/Green")));
+        assert!(found
+            .iter()
+            .any(|f| f.what.contains("master user postgres")));
+    }
+
+    #[test]
+    fn logical_replication_off_gives_the_steps_and_the_outage_warning() {
+        let mut facts = good();
+        facts.logical_replication = None;
+        let found = verdicts(&facts);
+        assert!(!ready(&found));
+        let fix = found[0].fix.as_deref().unwrap();
+        assert!(
+            fix.contains("ParameterName=rds.logical_replication,ParameterValue=1"),
+            "{fix}"
+        );
+        assert!(
+            fix.contains("reboot-db-instance --db-instance-identifier db"),
+            "{fix}"
+        );
+        assert!(fix.contains("short outage"), "{fix}");
+    }
+
+    #[test]
+    fn the_default_parameter_group_needs_a_custom_one() {
+        let mut facts = good();
+        facts.instance.parameter_group.as_mut().unwrap().name = "default.postgres16".into();
+        let found = verdicts(&facts);
+        assert!(found[0].what.contains("default parameter group"));
+        assert!(found[0]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("create-db-parameter-group"));
+    }
+
+    #[test]
+    fn a_parameter_pending_reboot_is_not_in_effect() {
+        let mut facts = good();
+        facts
+            .instance
+            .parameter_group
+            .as_mut()
+            .unwrap()
+            .apply_status = "pending-reboot".into();
+        assert_eq!(
+            blockers(&facts),
+            vec!["rds.logical_replication=1 is set in pg16-logical but not in effect: the parameter group is pending-reboot"]
+        );
+    }
+
+    #[test]
+    fn other_blockers_and_notes() {
+        let mut facts = good();
+        facts.instance.backup_retention_days = 0;
+        facts.instance.status = "backing-up".into();
+        facts.instance.engine = "mysql".into();
+        facts.instance.read_replicas = vec!["db-r1".into()];
+        assert_eq!(
+            blockers(&facts),
+            vec![
+                "the engine is mysql, not postgres",
+                "the instance is backing-up, not available",
+                "automated backups are off (retention 0 days)"
+            ]
+        );
+        assert!(verdicts(&facts)
+            .iter()
+            .any(|f| f.what == "read replicas: db-r1"));
+    }
+}

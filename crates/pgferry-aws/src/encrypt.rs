@@ -1,0 +1,425 @@
+//! `pgferry aws encrypt`: an encrypted copy of an RDS instance, replicating.
+//!
+//! RDS encrypts an instance only at creation
+//! (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Overview.Encryption.html#Overview.Encryption.Limitations>),
+//! so the copy is made from a snapshot:
+//!
+//! 1. the database side prepares the seed on the source (a logical slot) — before
+//!    the snapshot, so that every change after the snapshot is kept;
+//! 2. a manual snapshot of the source, then a copy of it encrypted with the KMS key;
+//! 3. a restore of the copy, passing every setting of the source, then a modify of
+//!    what a restore cannot set;
+//! 4. the parity report: any difference but the identifier, endpoint, encryption
+//!    and key stops the run;
+//! 5. where the target's recovery ended, from its log, handed to the database side,
+//!    which replicates from there;
+//! 6. stop: the operator rehearses and cuts over with `pgferry rehearse` and
+//!    `pgferry cutover`.
+//!
+//! Each step is journaled ([`crate::journal`]) and resumable ([`crate::step`]).
+
+use std::str::FromStr;
+
+use pgferry::{Error, ErrorKind, Result};
+use pgferry_core::names::MigrationName;
+use pgferry_pgoutput::Lsn;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::control::ControlPlane;
+use crate::journal::{Event, Journal};
+use crate::model::{Instance, RestoreRequest};
+use crate::names::AwsNames;
+use crate::parity::{self, Row};
+use crate::retry::{call, Pacing};
+use crate::step::{done, ensure};
+use crate::{check, logs, wait};
+
+/// The key RDS uses when the operator names none.
+pub const DEFAULT_KEY: &str = "alias/aws/rds";
+
+/// The database side of the flow, implemented over PostgreSQL by the caller.
+// One thread runs pgferry; the futures need not be Send.
+#[allow(async_fn_in_trait)]
+pub trait SeedSide {
+    /// Step 1, before the snapshot: make the source keep every change from now
+    /// on. A run killed before the mark was journaled calls this again, before
+    /// any snapshot exists: it must then reuse what the first call made.
+    async fn prepare(&self) -> Result<SeedMark>;
+    /// Step 5: replicate into the restored target from `redo`, the position its
+    /// recovery ended at. Called again after a crash until journaled as done.
+    async fn start_from(&self, mark: &SeedMark, redo: Lsn) -> Result<()>;
+}
+
+/// What [`SeedSide::prepare`] made: the slot and the position it keeps changes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedMark {
+    pub slot: String,
+    pub consistent_point: Lsn,
+}
+
+/// What to encrypt, and with which key.
+#[derive(Clone, Debug)]
+pub struct EncryptPlan {
+    pub migration: MigrationName,
+    pub source: String,
+    pub target: String,
+    /// An alias (`alias/name`), key ARN or key id; `None` for RDS's default key.
+    pub kms_key: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EncryptReport {
+    pub source: String,
+    pub target: String,
+    pub target_endpoint: Option<String>,
+    pub kms_key_arn: String,
+    pub snapshot: String,
+    pub encrypted_snapshot: String,
+    /// Every compared setting, source beside target; all equal.
+    pub parity: Vec<Row>,
+    pub slot: String,
+    /// Where the target's recovery ended and replication started.
+    pub redo_lsn: String,
+}
+
+/// Runs (or resumes) the flow up to replication.
+pub async fn encrypt<C: ControlPlane, S: SeedSide>(
+    cloud: &C,
+    pacing: &Pacing,
+    journal: &mut Journal,
+    plan: &EncryptPlan,
+    seed: &S,
+) -> Result<EncryptReport> {
+    let names = AwsNames::new(&plan.migration)?;
+    let key = settle_plan(cloud, pacing, journal, plan).await?;
+    let mark = prepare_seed(journal, plan, seed).await?;
+
+    let snapshot = names.snapshot();
+    ensure(
+        journal,
+        "snapshot",
+        &snapshot,
+        json!({"instance": plan.source}),
+        || call(pacing, || cloud.describe_snapshot(&snapshot)),
+        || async {
+            call(pacing, || cloud.create_snapshot(&plan.source, &snapshot))
+                .await
+                .map(drop)
+        },
+    )
+    .await?;
+    wait::snapshot_ready(cloud, pacing, &snapshot).await?;
+    done(journal, "snapshot", &snapshot, Value::Null)?;
+
+    let encrypted = names.encrypted_snapshot();
+    ensure(
+        journal,
+        "encrypted-copy",
+        &encrypted,
+        json!({"source": snapshot, "kms_key": key}),
+        || call(pacing, || cloud.describe_snapshot(&encrypted)),
+        || async {
+            call(pacing, || cloud.copy_snapshot(&snapshot, &encrypted, &key))
+                .await
+                .map(drop)
+        },
+    )
+    .await?;
+    let copy = wait::snapshot_ready(cloud, pacing, &encrypted).await?;
+    if !copy.encrypted || copy.kms_key_id.as_deref() != Some(key.as_str()) {
+        return Err(Error::new(
+            ErrorKind::Server,
+            format!(
+                "the copy {encrypted} is not encrypted with {key} (encrypted: {}, key: {:?})",
+                copy.encrypted, copy.kms_key_id
+            ),
+        )
+        .with_hint(format!("delete the snapshot {encrypted} and rerun")));
+    }
+    done(
+        journal,
+        "encrypted-copy",
+        &encrypted,
+        json!({"kms_key": key}),
+    )?;
+
+    let source = source_instance(cloud, pacing, &plan.source).await?;
+    let request = RestoreRequest {
+        target: plan.target.clone(),
+        snapshot: encrypted.clone(),
+        settings: source.clone(),
+    };
+    ensure(
+        journal,
+        "restore",
+        &plan.target,
+        json!({"snapshot": encrypted, "settings": source}),
+        || call(pacing, || cloud.describe_instance(&plan.target)),
+        || async {
+            call(pacing, || cloud.restore_instance(&request))
+                .await
+                .map(drop)
+        },
+    )
+    .await?;
+    wait::instance_ready(cloud, pacing, &plan.target).await?;
+    done(journal, "restore", &plan.target, Value::Null)?;
+
+    let target = complete_settings(cloud, pacing, journal, &source, &plan.target).await?;
+    let parity = check_parity(journal, &source, &target)?;
+
+    let redo = redo_position(cloud, pacing, journal, &plan.target).await?;
+    if redo < mark.consistent_point {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!("the target's recovery ended at {redo}, before the slot {} starts at {}", mark.slot, mark.consistent_point),
+        )
+        .with_hint("the snapshot predates the slot, so changes in between would be lost: delete the target and both snapshots, then rerun"));
+    }
+    if journal.outcome("seed").is_none() {
+        journal.record(
+            "seed",
+            Event::Intent,
+            &plan.target,
+            json!({"slot": mark.slot, "from": redo.to_string()}),
+        )?;
+        seed.start_from(&mark, redo).await?;
+        done(
+            journal,
+            "seed",
+            &plan.target,
+            json!({"from": redo.to_string()}),
+        )?;
+    }
+    Ok(EncryptReport {
+        source: plan.source.clone(),
+        target: plan.target.clone(),
+        target_endpoint: target.endpoint.clone(),
+        kms_key_arn: key,
+        snapshot,
+        encrypted_snapshot: encrypted,
+        parity,
+        slot: mark.slot,
+        redo_lsn: redo.to_string(),
+    })
+}
+
+/// Resolves the key and pins the plan: a rerun must name the same instances and key.
+async fn settle_plan<C: ControlPlane>(
+    cloud: &C,
+    pacing: &Pacing,
+    journal: &mut Journal,
+    plan: &EncryptPlan,
+) -> Result<String> {
+    let requested = plan
+        .kms_key
+        .clone()
+        .unwrap_or_else(|| DEFAULT_KEY.to_owned());
+    let wanted = json!({"source": plan.source, "target": plan.target, "kms_key": requested});
+    if let Some(pinned) = journal
+        .last("plan", Event::Intent)
+        .map(|e| e.detail.clone())
+    {
+        if pinned != wanted {
+            return Err(Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}"))
+                .with_hint("the source, target and key of a migration are final: rerun with the first values, or use a new --name"));
+        }
+        if let Some(arn) = journal
+            .outcome("plan")
+            .and_then(|o| o["kms_key_arn"].as_str())
+        {
+            return Ok(arn.to_owned());
+        }
+    } else {
+        let facts = check::gather(cloud, pacing, &plan.source).await?;
+        let blockers: Vec<String> = check::verdicts(&facts)
+            .into_iter()
+            .filter(|f| f.severity == check::Severity::Blocker)
+            .map(|f| f.what)
+            .collect();
+        if !blockers.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Precondition,
+                format!(
+                    "{} cannot be encrypted yet: {}",
+                    plan.source,
+                    blockers.join("; ")
+                ),
+            )
+            .with_hint(format!(
+                "pgferry aws check --source-instance {} says how to fix each",
+                plan.source
+            )));
+        }
+        journal.record("plan", Event::Intent, &plan.target, wanted)?;
+    }
+    let key = call(pacing, || cloud.describe_key(&requested)).await?;
+    if !key.enabled {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!("the KMS key {requested} ({}) is not enabled", key.arn),
+        )
+        .with_hint("enable it (aws kms enable-key), or cancel its deletion"));
+    }
+    tracing::warn!(key = %key.arn, "the target is encrypted with this key; RDS cannot change an instance's key later");
+    done(
+        journal,
+        "plan",
+        &plan.target,
+        json!({"kms_key_arn": key.arn}),
+    )?;
+    Ok(key.arn)
+}
+
+async fn prepare_seed<S: SeedSide>(
+    journal: &mut Journal,
+    plan: &EncryptPlan,
+    seed: &S,
+) -> Result<SeedMark> {
+    if let Some(outcome) = journal.outcome("seed-prepare") {
+        let slot = outcome["slot"].as_str().unwrap_or_default().to_owned();
+        let point = outcome["consistent_point"]
+            .as_str()
+            .and_then(|t| Lsn::from_str(t).ok());
+        if let Some(consistent_point) = point {
+            return Ok(SeedMark {
+                slot,
+                consistent_point,
+            });
+        }
+    }
+    journal.record("seed-prepare", Event::Intent, &plan.source, Value::Null)?;
+    let mark = seed.prepare().await?;
+    done(
+        journal,
+        "seed-prepare",
+        &plan.source,
+        json!({"slot": mark.slot, "consistent_point": mark.consistent_point.to_string()}),
+    )?;
+    Ok(mark)
+}
+
+async fn source_instance<C: ControlPlane>(
+    cloud: &C,
+    pacing: &Pacing,
+    id: &str,
+) -> Result<Instance> {
+    call(pacing, || cloud.describe_instance(id))
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Precondition,
+                format!("the source instance {id} no longer exists"),
+            )
+        })
+}
+
+/// Modifies what the restore could not set, and reboots a target whose parameter
+/// group waits for one (a new instance: nobody is connected yet).
+async fn complete_settings<C: ControlPlane>(
+    cloud: &C,
+    pacing: &Pacing,
+    journal: &mut Journal,
+    source: &Instance,
+    id: &str,
+) -> Result<Instance> {
+    let target = wait::instance_ready(cloud, pacing, id).await?;
+    let change = parity::after_restore(source, &target);
+    let target = if change.is_empty() {
+        target
+    } else {
+        journal.record(
+            "modify",
+            Event::Intent,
+            id,
+            serde_json::to_value(&change).expect("a change serializes"),
+        )?;
+        call(pacing, || cloud.modify_instance(id, &change)).await?;
+        journal.record("modify", Event::Call, id, Value::Null)?;
+        let target = wait::instance_ready(cloud, pacing, id).await?;
+        done(journal, "modify", id, Value::Null)?;
+        target
+    };
+    if target
+        .parameter_group
+        .as_ref()
+        .is_some_and(|g| g.apply_status == "pending-reboot")
+    {
+        journal.record(
+            "reboot",
+            Event::Intent,
+            id,
+            json!({"why": "parameter group pending-reboot"}),
+        )?;
+        call(pacing, || cloud.reboot_instance(id)).await?;
+        journal.record("reboot", Event::Call, id, Value::Null)?;
+        let target = wait::instance_ready(cloud, pacing, id).await?;
+        journal.record("reboot", Event::Outcome, id, Value::Null)?;
+        return Ok(target);
+    }
+    Ok(target)
+}
+
+fn check_parity(journal: &mut Journal, source: &Instance, target: &Instance) -> Result<Vec<Row>> {
+    let differences = parity::differences(source, target);
+    if !differences.is_empty() {
+        let lines: Vec<String> = differences
+            .iter()
+            .map(|d| format!("  {}: source {}, target {}", d.setting, d.source, d.target))
+            .collect();
+        journal.record(
+            "parity",
+            Event::Outcome,
+            &target.identifier,
+            json!({"differences": differences}),
+        )?;
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!("{} does not match {}:\n{}", target.identifier, source.identifier, lines.join("\n")),
+        )
+        .with_hint(format!(
+            "pgferry does not replicate into an instance that differs; fix {} with aws rds modify-db-instance (or delete it) and rerun",
+            target.identifier
+        )));
+    }
+    let rows = parity::settings(source)
+        .into_iter()
+        .zip(parity::settings(target))
+        .map(|((setting, source), (_, target))| Row {
+            setting,
+            source,
+            target,
+        })
+        .collect();
+    journal.record(
+        "parity",
+        Event::Outcome,
+        &target.identifier,
+        json!({"differences": []}),
+    )?;
+    Ok(rows)
+}
+
+async fn redo_position<C: ControlPlane>(
+    cloud: &C,
+    pacing: &Pacing,
+    journal: &mut Journal,
+    id: &str,
+) -> Result<Lsn> {
+    if let Some(lsn) = journal
+        .outcome("redo")
+        .and_then(|o| o["lsn"].as_str())
+        .and_then(|t| Lsn::from_str(t).ok())
+    {
+        return Ok(lsn);
+    }
+    let (lsn, file) = logs::redo_done(cloud, pacing, id).await?;
+    done(
+        journal,
+        "redo",
+        id,
+        json!({"lsn": lsn.to_string(), "file": file}),
+    )?;
+    Ok(lsn)
+}

@@ -1,0 +1,187 @@
+//! The cloud's resources as plain structs: what pgferry reads from RDS, KMS, EC2
+//! and Route53, with nothing of the SDK in them, so that every decision over them
+//! (the check's verdicts, the parity report, the restore request) is a pure
+//! function that tests can feed by hand.
+
+use serde::{Deserialize, Serialize};
+
+/// An RDS DB instance: the settings pgferry copies, compares and checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub identifier: String,
+    /// `available`, `creating`, `modifying`, `backing-up`, ...
+    pub status: String,
+    pub engine: String,
+    pub engine_version: String,
+    pub endpoint: Option<String>,
+    pub port: Option<i32>,
+    pub master_username: Option<String>,
+    pub instance_class: String,
+    pub storage_type: Option<String>,
+    pub allocated_storage: i32,
+    pub max_allocated_storage: Option<i32>,
+    pub iops: Option<i32>,
+    pub storage_throughput: Option<i32>,
+    pub subnet_group: Option<String>,
+    pub vpc_id: Option<String>,
+    /// The VPC security group ids, in the order RDS lists them.
+    pub security_groups: Vec<SecurityGroupMembership>,
+    pub parameter_group: Option<ParameterGroupMembership>,
+    pub option_group: Option<String>,
+    pub multi_az: bool,
+    pub availability_zone: Option<String>,
+    pub publicly_accessible: bool,
+    pub auto_minor_version_upgrade: bool,
+    pub iam_auth: bool,
+    pub deletion_protection: bool,
+    pub copy_tags_to_snapshot: bool,
+    pub tags: Vec<Tag>,
+    pub ca_certificate: Option<String>,
+    pub backup_retention_days: i32,
+    pub backup_window: Option<String>,
+    pub maintenance_window: Option<String>,
+    pub monitoring_interval: Option<i32>,
+    pub monitoring_role_arn: Option<String>,
+    pub performance_insights: bool,
+    pub performance_insights_kms_key: Option<String>,
+    pub performance_insights_retention_days: Option<i32>,
+    pub log_exports: Vec<String>,
+    pub storage_encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub read_replicas: Vec<String>,
+    pub replica_of: Option<String>,
+    /// A modification is waiting for the maintenance window or being applied.
+    pub pending_modifications: bool,
+}
+
+impl Instance {
+    pub fn security_group_ids(&self) -> Vec<String> {
+        self.security_groups.iter().map(|g| g.id.clone()).collect()
+    }
+
+    /// The IOPS and throughput to ask for on a restore or replica: gp3 below
+    /// 400 GiB (PostgreSQL's threshold) runs at its baseline and refuses explicit
+    /// values, and gp2 or magnetic storage takes none
+    /// (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/CHAP_Storage.html#gp3-storage>).
+    pub fn provisioned_performance(&self) -> (Option<i32>, Option<i32>) {
+        match self.storage_type.as_deref() {
+            Some("gp3") if self.allocated_storage < 400 => (None, None),
+            Some("gp3" | "io1" | "io2") => (self.iops, self.storage_throughput),
+            _ => (None, None),
+        }
+    }
+
+    /// Every security group change has been applied (none is `adding` or `removing`).
+    pub fn security_groups_settled(&self) -> bool {
+        self.security_groups.iter().all(|g| g.status == "active")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupMembership {
+    pub id: String,
+    /// `active`, `adding`, `removing`.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParameterGroupMembership {
+    pub name: String,
+    /// `in-sync`, `applying` or `pending-reboot`: a static parameter such as
+    /// `rds.logical_replication` is in effect only once this is `in-sync`.
+    pub apply_status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// One parameter of a DB parameter group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parameter {
+    pub value: Option<String>,
+    /// `immediate` or `pending-reboot`.
+    pub apply_method: Option<String>,
+}
+
+/// An RDS DB snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub identifier: String,
+    pub instance: String,
+    /// `creating`, `available`, `copying`, `failed`, ...
+    pub status: String,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub percent_progress: Option<i32>,
+}
+
+/// A KMS key, resolved from an alias, ARN or key id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key {
+    pub arn: String,
+    pub enabled: bool,
+}
+
+/// One log file of a DB instance, as `DescribeDBLogFiles` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFile {
+    pub name: String,
+    pub last_written: i64,
+    pub size: i64,
+}
+
+/// One page of `DownloadDBLogFilePortion`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogPortion {
+    pub data: String,
+    pub marker: Option<String>,
+    pub pending: bool,
+}
+
+/// A DNS record as Route53 holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub value: String,
+    pub ttl: i64,
+}
+
+/// What a restore from a snapshot is given: every setting of the source, passed
+/// explicitly because a restore otherwise falls back to defaults (Single-AZ, the
+/// default security group and parameter group).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreRequest {
+    pub target: String,
+    pub snapshot: String,
+    pub settings: Instance,
+}
+
+/// What `ModifyDBInstance` is given after a restore: the settings a restore cannot take.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Modification {
+    pub backup_retention_days: Option<i32>,
+    pub backup_window: Option<String>,
+    pub maintenance_window: Option<String>,
+    pub max_allocated_storage: Option<i32>,
+    pub monitoring: Option<(i32, Option<String>)>,
+    pub performance_insights: Option<(bool, Option<String>, Option<i32>)>,
+    pub log_exports: Option<(Vec<String>, Vec<String>)>,
+    pub security_groups: Option<Vec<String>>,
+    pub deletion_protection: Option<bool>,
+}
+
+impl Modification {
+    pub fn is_empty(&self) -> bool {
+        *self == Modification::default()
+    }
+}
+
+/// What a read replica is created with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaRequest {
+    pub replica: String,
+    pub primary: String,
+    pub settings: Instance,
+}

@@ -1,0 +1,172 @@
+//! Resources the tests start from, created in moto with the SDK directly.
+
+use aws_config::SdkConfig;
+use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
+
+/// A source instance with every setting pgferry copies set to a non-default value.
+pub struct Source {
+    pub id: String,
+    pub parameter_group: String,
+    pub security_group: String,
+    pub vpc: String,
+}
+
+/// Creates `id` with a custom parameter group and option group (`rds.logical_replication` as given),
+/// a subnet group of the default VPC, its own security group, and `replicas` read replicas.
+pub async fn create_source(
+    config: &SdkConfig,
+    id: &str,
+    logical_replication: Option<&str>,
+    replicas: usize,
+) -> Source {
+    let rds = aws_sdk_rds::Client::new(config);
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let subnets = ec2
+        .describe_subnets()
+        .send()
+        .await
+        .expect("describe subnets");
+    let vpc = subnets.subnets()[0].vpc_id().expect("a vpc").to_owned();
+    let subnet_ids: Vec<String> = subnets
+        .subnets()
+        .iter()
+        .filter(|s| s.vpc_id() == Some(vpc.as_str()))
+        .filter_map(|s| s.subnet_id().map(str::to_owned))
+        .collect();
+    let subnet_group = format!("{id}-subnets");
+    rds.create_db_subnet_group()
+        .db_subnet_group_name(&subnet_group)
+        .db_subnet_group_description("pgferry test")
+        .set_subnet_ids(Some(subnet_ids))
+        .send()
+        .await
+        .expect("create subnet group");
+    let security_group = ec2
+        .create_security_group()
+        .group_name(format!("{id}-app"))
+        .description("pgferry test application access")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("create security group")
+        .group_id()
+        .expect("group id")
+        .to_owned();
+    let parameter_group = format!("{id}-params");
+    rds.create_db_parameter_group()
+        .db_parameter_group_name(&parameter_group)
+        .db_parameter_group_family("postgres16")
+        .description("pgferry test")
+        .send()
+        .await
+        .expect("create parameter group");
+    if let Some(value) = logical_replication {
+        rds.modify_db_parameter_group()
+            .db_parameter_group_name(&parameter_group)
+            .parameters(
+                Parameter::builder()
+                    .parameter_name("rds.logical_replication")
+                    .parameter_value(value)
+                    .apply_method(ApplyMethod::PendingReboot)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("set rds.logical_replication");
+    }
+    // moto knows option groups up to PostgreSQL 13 only, and attaches one to a 16 instance.
+    let option_group = format!("{id}-options");
+    rds.create_option_group()
+        .option_group_name(&option_group)
+        .engine_name("postgres")
+        .major_engine_version("13")
+        .option_group_description("pgferry test")
+        .send()
+        .await
+        .expect("create option group");
+    rds.create_db_instance()
+        .db_instance_identifier(id)
+        .option_group_name(&option_group)
+        .engine("postgres")
+        .engine_version("16.3")
+        .db_instance_class("db.r6g.large")
+        .master_username("postgres")
+        .master_user_password("not-a-secret")
+        .storage_type("gp3")
+        .allocated_storage(400)
+        .max_allocated_storage(1000)
+        .iops(12000)
+        .storage_throughput(500)
+        .db_subnet_group_name(&subnet_group)
+        .vpc_security_group_ids(&security_group)
+        .db_parameter_group_name(&parameter_group)
+        .availability_zone("us-east-1b")
+        .port(5433)
+        .enable_iam_database_authentication(true)
+        .deletion_protection(true)
+        .copy_tags_to_snapshot(true)
+        .tags(Tag::builder().key("team").value("data").build())
+        .ca_certificate_identifier("rds-ca-rsa2048-g1")
+        .backup_retention_period(7)
+        .preferred_backup_window("03:00-03:30")
+        .preferred_maintenance_window("sun:05:00-sun:05:30")
+        .enable_cloudwatch_logs_exports("postgresql")
+        .send()
+        .await
+        .expect("create the source instance");
+    for n in 1..=replicas {
+        rds.create_db_instance_read_replica()
+            .db_instance_identifier(format!("{id}-r{n}"))
+            .source_db_instance_identifier(id)
+            .db_instance_class("db.r6g.large")
+            .availability_zone("us-east-1c")
+            .send()
+            .await
+            .expect("create a read replica");
+    }
+    Source {
+        id: id.to_owned(),
+        parameter_group,
+        security_group,
+        vpc,
+    }
+}
+
+/// A customer-managed KMS key with an alias; returns its (key id, ARN).
+pub async fn create_key(config: &SdkConfig, alias: &str) -> (String, String) {
+    let kms = aws_sdk_kms::Client::new(config);
+    let key = kms
+        .create_key()
+        .description("pgferry test")
+        .send()
+        .await
+        .expect("create key");
+    let meta = key.key_metadata().expect("key metadata");
+    kms.create_alias()
+        .alias_name(alias)
+        .target_key_id(meta.key_id())
+        .send()
+        .await
+        .expect("create alias");
+    (
+        meta.key_id().to_owned(),
+        meta.arn().expect("key arn").to_owned(),
+    )
+}
+
+/// A public hosted zone; returns its id.
+pub async fn create_zone(config: &SdkConfig, name: &str) -> String {
+    let route53 = aws_sdk_route53::Client::new(config);
+    let zone = route53
+        .create_hosted_zone()
+        .name(name)
+        .caller_reference(name)
+        .send()
+        .await
+        .expect("create zone");
+    zone.hosted_zone()
+        .expect("zone")
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_owned()
+}

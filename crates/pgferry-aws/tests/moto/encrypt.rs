@@ -1,0 +1,350 @@
+use pgferry::ErrorKind;
+use pgferry_aws::encrypt::{encrypt, EncryptPlan};
+use pgferry_aws::journal::Event;
+use pgferry_aws::sdk::Aws;
+use pgferry_aws::testing::{create_key, create_source, RecordingSeed, Scripted};
+use pgferry_pgoutput::Lsn;
+
+use crate::{cloud, instance, journal, migration, pacing, snapshot_exists};
+
+const OLD_LOG: &str = "\
+2026-11-28 04:00:00 UTC::@:[300]:LOG:  redo done at 0/1000028 system usage: CPU: user: 0.00 s
+2026-11-28 04:00:01 UTC::@:[300]:LOG:  database system is ready to accept connections
+";
+const RESTORE_LOG: &str = "\
+2026-11-28 05:00:01 UTC::@:[401]:LOG:  database system was interrupted; last known up at 2026-11-28 04:58:00 UTC
+2026-11-28 05:00:02 UTC::@:[401]:LOG:  redo starts at 0/2000028
+2026-11-28 05:00:03 UTC::@:[401]:LOG:  redo done at 0/3000148 system usage: CPU: user: 0.00 s, system: 0.00 s, elapsed: 0.01 s
+2026-11-28 05:00:04 UTC::@:[401]:LOG:  database system is ready to accept connections
+";
+const REDO: Lsn = Lsn(0x300_0148);
+
+fn plan(name: &str, key: Option<String>) -> EncryptPlan {
+    EncryptPlan {
+        migration: migration(&name.replace('-', "_")),
+        source: name.to_owned(),
+        target: format!("{name}-new"),
+        kms_key: key,
+    }
+}
+
+/// The restored target's log, served in small pages so that paging is exercised.
+fn with_logs(cloud: &Scripted<Aws>, target: &str) {
+    cloud.logs(
+        target,
+        &[
+            ("error/postgresql.log.2026-11-28-04", OLD_LOG),
+            ("error/postgresql.log.2026-11-28-05", RESTORE_LOG),
+        ],
+        50,
+    );
+}
+
+#[tokio::test]
+async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_position() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-happy", Some("1"), 0).await;
+    let (_, arn) = create_key(&config, "alias/enc-happy").await;
+    let plan = plan("enc-happy", Some("alias/enc-happy".into()));
+    with_logs(&cloud, &plan.target);
+    cloud
+        .snapshot_states("pgferry-enc-happy-snapshot", &["creating"])
+        .snapshot_states("pgferry-enc-happy-encrypted", &["copying", "copying"])
+        .instance_states(&plan.target, &["creating", "backing-up"])
+        .pending_reboot(&plan.target)
+        .throttle("rds:CopyDBSnapshot", 2)
+        .throttle("rds:DescribeDBInstances", 1);
+    let seed = RecordingSeed::new(Lsn(0x200_0000));
+    let dir = tempfile::tempdir().unwrap();
+
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+        .await
+        .unwrap();
+
+    assert_eq!(report.kms_key_arn, arn);
+    assert_eq!(report.redo_lsn, "0/3000148");
+    assert_eq!(*seed.started.borrow(), vec![REDO]);
+    assert!(
+        report.parity.iter().all(|row| row.source == row.target),
+        "{:?}",
+        report.parity
+    );
+    assert!(report
+        .parity
+        .iter()
+        .any(|row| row.setting == "IOPS" && row.target == "12000"));
+    let target = instance(&config, &plan.target).await.unwrap();
+    assert_eq!(target.storage_encrypted(), Some(true));
+    assert_eq!(target.kms_key_id(), Some(arn.as_str()));
+    assert_eq!(target.db_instance_class(), Some("db.r6g.large"));
+    assert_eq!(target.availability_zone(), Some("us-east-1b"));
+    assert_eq!(target.endpoint().and_then(|e| e.port()), Some(5433));
+    assert_eq!(
+        target.max_allocated_storage(),
+        Some(1000),
+        "set by the modify after the restore"
+    );
+    assert_eq!(
+        cloud.calls("rds:CopyDBSnapshot"),
+        3,
+        "two throttled attempts, then the call"
+    );
+    assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), 1);
+    assert_eq!(cloud.calls("rds:ModifyDBInstance"), 1);
+    assert_eq!(
+        cloud.calls("rds:RebootDBInstance"),
+        1,
+        "the target's parameter group waited for a reboot"
+    );
+    assert!(
+        cloud.calls("rds:DownloadDBLogFilePortion") >= 4,
+        "the log is read page by page"
+    );
+
+    let steps: Vec<(String, Event)> = journal(&dir)
+        .entries()
+        .iter()
+        .map(|e| (e.step.clone(), e.event))
+        .collect();
+    for step in [
+        "plan",
+        "seed-prepare",
+        "snapshot",
+        "encrypted-copy",
+        "restore",
+        "modify",
+        "reboot",
+        "parity",
+        "redo",
+        "seed",
+    ] {
+        assert!(
+            steps.contains(&(step.to_owned(), Event::Outcome)),
+            "no outcome for {step}: {steps:?}"
+        );
+    }
+
+    // A rerun after success changes nothing.
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+        .await
+        .unwrap();
+    assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), 1);
+    assert_eq!((seed.prepared.get(), seed.started.borrow().len()), (1, 1));
+}
+
+#[tokio::test]
+async fn the_key_may_be_an_alias_an_arn_a_key_id_or_the_default() {
+    let (cloud, config) = cloud().await;
+    let (key_id, arn) = create_key(&config, "alias/enc-keys").await;
+    for (name, key) in [
+        ("enc-arn", Some(arn.clone())),
+        ("enc-keyid", Some(key_id.clone())),
+        ("enc-default", None),
+    ] {
+        create_source(&config, name, Some("1"), 0).await;
+        let plan = plan(name, key);
+        with_logs(&cloud, &plan.target);
+        let seed = RecordingSeed::new(Lsn(1));
+        let dir = tempfile::tempdir().unwrap();
+        let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+            .await
+            .unwrap();
+        let target = instance(&config, &plan.target).await.unwrap();
+        assert_eq!(
+            target.kms_key_id(),
+            Some(report.kms_key_arn.as_str()),
+            "{name}"
+        );
+        if name != "enc-default" {
+            assert_eq!(report.kms_key_arn, arn, "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_setting_that_differs_stops_the_run_before_replication() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-parity", Some("1"), 0).await;
+    let plan = plan("enc-parity", None);
+    with_logs(&cloud, &plan.target);
+    cloud.tweak(&plan.target, |t| t.iam_auth = false);
+    let seed = RecordingSeed::new(Lsn(1));
+    let dir = tempfile::tempdir().unwrap();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition);
+    assert!(
+        err.message
+            .contains("IAM authentication: source true, target false"),
+        "{}",
+        err.message
+    );
+    assert!(seed.started.borrow().is_empty());
+    assert_eq!(cloud.calls("rds:DownloadDBLogFilePortion"), 0);
+}
+
+#[tokio::test]
+async fn a_source_that_fails_the_check_is_refused_before_any_change() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-nolr", None, 0).await;
+    let seed = RecordingSeed::new(Lsn(1));
+    let dir = tempfile::tempdir().unwrap();
+    let err = encrypt(
+        &cloud,
+        &pacing(),
+        &mut journal(&dir),
+        &plan("enc-nolr", None),
+        &seed,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition);
+    assert!(
+        err.message.contains("rds.logical_replication"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        (seed.prepared.get(), cloud.calls("rds:CreateDBSnapshot")),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_existing_target_that_pgferry_did_not_create_is_refused() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-taken", Some("1"), 0).await;
+    create_source(&config, "enc-taken-new", Some("1"), 0).await;
+    let seed = RecordingSeed::new(Lsn(1));
+    let dir = tempfile::tempdir().unwrap();
+    let err = encrypt(
+        &cloud,
+        &pacing(),
+        &mut journal(&dir),
+        &plan("enc-taken", None),
+        &seed,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message
+            .contains("enc-taken-new already exists and this migration did not create it"),
+        "{}",
+        err.message
+    );
+    assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), 0);
+}
+
+#[tokio::test]
+async fn a_rerun_with_another_key_is_refused() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-final", Some("1"), 0).await;
+    let seed = RecordingSeed::new(Lsn(1));
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan("enc-final", None);
+    cloud.fail_before("rds:CreateDBSnapshot", "InternalFailure");
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+        .await
+        .unwrap_err();
+    let other = EncryptPlan {
+        kms_key: Some("alias/other".into()),
+        ..plan
+    };
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &other, &seed)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Usage);
+    assert!(err.hint.unwrap().contains("final"));
+}
+
+/// A failure after each step, then a rerun: it resumes from the cloud's state
+/// and asks for no resource twice.
+#[tokio::test]
+async fn a_failure_after_each_step_is_resumed_without_duplicates() {
+    let (cloud, config) = cloud().await;
+    let cases: [(&str, fn(&Scripted<Aws>)); 7] = [
+        ("enc-f1", |c| {
+            c.fail_after("rds:CreateDBSnapshot");
+        }),
+        ("enc-f2", |c| {
+            c.fail_after("rds:CopyDBSnapshot");
+        }),
+        ("enc-f3", |c| {
+            c.fail_after("rds:RestoreDBInstanceFromDBSnapshot");
+        }),
+        ("enc-f4", |c| {
+            c.fail_after("rds:ModifyDBInstance");
+        }),
+        ("enc-f5", |c| {
+            c.fail_before("rds:DescribeDBLogFiles", "InternalFailure");
+        }),
+        ("enc-f6", |c| {
+            c.fail_before("rds:DownloadDBLogFilePortion", "InternalFailure");
+        }),
+        ("enc-f7", |c| {
+            c.fail_before("kms:DescribeKey", "AccessDeniedException");
+        }),
+    ];
+    for (name, inject) in cases {
+        let cloud = Scripted::new(pgferry_aws::testing::Moto::shared().aws().await);
+        create_source(&config, name, Some("1"), 0).await;
+        let plan = plan(name, None);
+        with_logs(&cloud, &plan.target);
+        let seed = RecordingSeed::new(Lsn(1));
+        let dir = tempfile::tempdir().unwrap();
+        inject(&cloud);
+        encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+            .await
+            .expect_err(name);
+        let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(report.redo_lsn, "0/3000148", "{name}");
+        assert_eq!(cloud.calls("rds:CreateDBSnapshot"), 1, "{name}");
+        assert!(cloud.calls("rds:CopyDBSnapshot") <= 1, "{name}");
+        assert!(
+            cloud.calls("rds:RestoreDBInstanceFromDBSnapshot") <= 1,
+            "{name}"
+        );
+        assert_eq!(
+            (seed.prepared.get(), seed.started.borrow().len()),
+            (1, 1),
+            "{name}"
+        );
+        assert!(
+            snapshot_exists(&config, &format!("pgferry-{name}-encrypted")).await,
+            "{name}"
+        );
+    }
+    // The database side failing to start is resumed too.
+    create_source(&config, "enc-f8", Some("1"), 0).await;
+    let plan = plan("enc-f8", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::new(Lsn(1));
+    seed.fail_start.set(true);
+    let dir = tempfile::tempdir().unwrap();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Connection);
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+        .await
+        .unwrap();
+    assert_eq!(*seed.started.borrow(), vec![REDO]);
+}
+
+#[tokio::test]
+async fn a_snapshot_older_than_the_slot_is_refused() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-late", Some("1"), 0).await;
+    let plan = plan("enc-late", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::new(Lsn(0x400_0000));
+    let dir = tempfile::tempdir().unwrap();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("before the slot"), "{}", err.message);
+    assert!(seed.started.borrow().is_empty());
+}

@@ -1,0 +1,58 @@
+//! pgferry-aws against a local moto server, through the real SDK client, with a
+//! scripted layer for what moto does not model. One server serves every test of
+//! this binary; each test keeps to its own resource names.
+
+mod check;
+mod e2e;
+mod cutover;
+mod encrypt;
+mod finish;
+
+use aws_config::SdkConfig;
+use pgferry_aws::journal::Journal;
+use pgferry_aws::retry::Pacing;
+use pgferry_aws::sdk::Aws;
+use pgferry_aws::testing::{Moto, Scripted};
+use pgferry_core::names::MigrationName;
+
+/// A scripted control plane over moto, and the SDK configuration for fixtures.
+pub(crate) async fn cloud() -> (Scripted<Aws>, SdkConfig) {
+    let moto = Moto::shared();
+    (Scripted::new(moto.aws().await), moto.config().await)
+}
+
+pub(crate) fn pacing() -> Pacing {
+    Pacing::quick()
+}
+
+pub(crate) fn migration(name: &str) -> MigrationName {
+    MigrationName::new(name).unwrap()
+}
+
+pub(crate) fn journal(dir: &tempfile::TempDir) -> Journal {
+    Journal::open(dir.path()).unwrap()
+}
+
+pub(crate) async fn instance(
+    config: &SdkConfig,
+    id: &str,
+) -> Option<aws_sdk_rds::types::DbInstance> {
+    let rds = aws_sdk_rds::Client::new(config);
+    rds.describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .ok()?
+        .db_instances()
+        .first()
+        .cloned()
+}
+
+pub(crate) async fn snapshot_exists(config: &SdkConfig, id: &str) -> bool {
+    let rds = aws_sdk_rds::Client::new(config);
+    rds.describe_db_snapshots()
+        .db_snapshot_identifier(id)
+        .send()
+        .await
+        .is_ok_and(|o| !o.db_snapshots().is_empty())
+}
