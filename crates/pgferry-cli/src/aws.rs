@@ -93,12 +93,10 @@ pub(crate) struct EncryptArgs {
 pub(crate) struct FenceArgs {
     #[arg(long)]
     pub(crate) source_instance: String,
-    /// A restrictive security group (sg-...) to put in place; default: pgferry creates pgferry-<name>-fence.
-    #[arg(long, conflicts_with = "lift")]
+    /// The restrictive security group (sg-...) to put in place: ingress only from
+    /// where pgferry and the administrators connect.
+    #[arg(long, required_unless_present = "lift", conflicts_with = "lift")]
     pub(crate) fence_group: Option<String>,
-    /// A CIDR range that keeps access through pgferry's group (repeatable): where pgferry runs.
-    #[arg(long = "allow-cidr", conflicts_with_all = ["lift", "fence_group"])]
-    pub(crate) allow_cidrs: Vec<String>,
     /// Put back the security groups the source had before the fence.
     #[arg(long)]
     pub(crate) lift: bool,
@@ -180,18 +178,19 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AwsCommand::Fence(args) => {
-            let (migration, mut journal) = args.state.open()?;
-            let report = if args.lift {
-                pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &args.source_instance)
-                    .await?
-            } else {
-                let plan = pgferry_aws::fence::FencePlan {
-                    migration,
-                    source: args.source_instance,
-                    group: args.fence_group,
-                    allow: args.allow_cidrs,
-                };
-                pgferry_aws::fence::fence(&cloud, &pacing, &mut journal, &plan).await?
+            let (_, mut journal) = args.state.open()?;
+            let report = match args.fence_group {
+                Some(group) if !args.lift => {
+                    let plan = pgferry_aws::fence::FencePlan {
+                        source: args.source_instance,
+                        group,
+                    };
+                    pgferry_aws::fence::fence(&cloud, &pacing, &mut journal, &plan).await?
+                }
+                _ => {
+                    pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &args.source_instance)
+                        .await?
+                }
             };
             print_json(&report);
             Ok(ExitCode::SUCCESS)

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use pgferry_aws::testing::{create_source, create_zone, Moto};
+use pgferry_aws::testing::{create_source, create_zone, security_group_id, Moto};
 
 fn pgferry(moto: &Moto, args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
@@ -116,6 +116,7 @@ fn fence_lift_and_switch_through_the_command_line() {
         String::from_utf8_lossy(&fenced.stderr)
     );
     assert_eq!(json(&fenced)["previous"], serde_json::json!([group]));
+    assert_eq!(json(&fenced)["now"], serde_json::json!([fence_group]));
 
     let lifted = pgferry(
         moto,
