@@ -94,6 +94,7 @@ fn fence_lift_and_switch_through_the_command_line() {
     let state_dir = state.path().to_str().unwrap();
     let common = ["--name", "cli_fence", "--state-dir", state_dir];
 
+    let fence_group = security_group_id("cli-fence-fence");
     let fenced = pgferry(
         moto,
         &[
@@ -102,8 +103,8 @@ fn fence_lift_and_switch_through_the_command_line() {
                 "fence",
                 "--source-instance",
                 "cli-fence",
-                "--allow-cidr",
-                "10.0.0.5/32",
+                "--fence-group",
+                &fence_group,
             ][..],
             &common,
         ]
