@@ -299,10 +299,13 @@ mod tests {
         assert!(after_restore(&source(), &target()).is_empty());
     }
 
+    /// A setting's name and how to change it.
+    type Flip = (&'static str, fn(&mut Instance));
+
     /// Each listed setting, changed alone on the target, is flagged under its name.
     #[test]
     fn every_setting_is_flagged_when_it_differs() {
-        let flips: Vec<(&str, fn(&mut Instance))> = vec![
+        let flips: Vec<Flip> = vec![
             ("engine version", |t| t.engine_version = "16.4".into()),
             ("master user", |t| t.master_username = Some("admin".into())),
             ("instance class", |t| {

@@ -139,11 +139,12 @@ pub(crate) struct FinishArgs {
 }
 
 pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
+    // The flows' futures hold the SDK's (about 20 kB): boxed, to keep the stack small.
     let cloud = Aws::from_env().await;
     let pacing = Pacing::aws();
     match command {
         AwsCommand::Check(args) => {
-            let facts = check::gather(&cloud, &pacing, &args.source_instance).await?;
+            let facts = Box::pin(check::gather(&cloud, &pacing, &args.source_instance)).await?;
             let findings = check::verdicts(&facts);
             match args.format {
                 Format::Table => print!("{}", render_findings(&args.source_instance, &findings)),
@@ -169,8 +170,14 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                     consistent_point: args.slot_lsn,
                 },
             };
-            let report =
-                pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed).await?;
+            let report = Box::pin(pgferry_aws::encrypt::encrypt(
+                &cloud,
+                &pacing,
+                &mut journal,
+                &plan,
+                &seed,
+            ))
+            .await?;
             match args.format {
                 Format::Table => print!("{}", render_encrypt(&report)),
                 Format::Json => print_json(&report),
@@ -185,11 +192,22 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                         source: args.source_instance,
                         group,
                     };
-                    pgferry_aws::fence::fence(&cloud, &pacing, &mut journal, &plan).await?
+                    Box::pin(pgferry_aws::fence::fence(
+                        &cloud,
+                        &pacing,
+                        &mut journal,
+                        &plan,
+                    ))
+                    .await?
                 }
                 _ => {
-                    pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &args.source_instance)
-                        .await?
+                    Box::pin(pgferry_aws::fence::lift(
+                        &cloud,
+                        &pacing,
+                        &mut journal,
+                        &args.source_instance,
+                    ))
+                    .await?
                 }
             };
             print_json(&report);
@@ -203,7 +221,13 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 instance: args.to_instance,
                 ttl: args.ttl,
             };
-            let report = pgferry_aws::switch::switch(&cloud, &pacing, &mut journal, &plan).await?;
+            let report = Box::pin(pgferry_aws::switch::switch(
+                &cloud,
+                &pacing,
+                &mut journal,
+                &plan,
+            ))
+            .await?;
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
@@ -225,7 +249,13 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 target: args.target_instance,
                 delete_source: args.delete_source,
             };
-            let report = pgferry_aws::finish::finish(&cloud, &pacing, &mut journal, &plan).await?;
+            let report = Box::pin(pgferry_aws::finish::finish(
+                &cloud,
+                &pacing,
+                &mut journal,
+                &plan,
+            ))
+            .await?;
             print_json(&report);
             Ok(ExitCode::SUCCESS)
         }

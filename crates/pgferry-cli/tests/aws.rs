@@ -6,8 +6,13 @@ use std::process::{Command, Output};
 use pgferry_aws::testing::{create_source, create_zone, security_group_id, Moto};
 
 fn pgferry(moto: &Moto, args: &[&str]) -> Output {
+    pgferry_with(moto, args, &[])
+}
+
+fn pgferry_with(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Output {
     let home = tempfile::tempdir().unwrap();
     Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .envs(env.iter().copied())
         .args(args)
         .env("HOME", home.path())
         .env("AWS_ENDPOINT_URL", &moto.url)
@@ -95,21 +100,26 @@ fn fence_lift_and_switch_through_the_command_line() {
     let common = ["--name", "cli_fence", "--state-dir", state_dir];
 
     let fence_group = security_group_id("cli-fence-fence");
-    let fenced = pgferry(
-        moto,
+    let fence_args = [
         &[
-            &[
-                "aws",
-                "fence",
-                "--source-instance",
-                "cli-fence",
-                "--fence-group",
-                &fence_group,
-            ][..],
-            &common,
-        ]
-        .concat(),
+            "aws",
+            "fence",
+            "--source-instance",
+            "cli-fence",
+            "--fence-group",
+            &fence_group,
+        ][..],
+        &common,
+    ]
+    .concat();
+    // Killed once the swap is done, then run again: the groups recorded before the swap win.
+    let killed = pgferry_with(
+        moto,
+        &fence_args,
+        &[("PGFERRY_FAILPOINT", "aws-after-fence:1")],
     );
+    assert_eq!(killed.status.code(), Some(137));
+    let fenced = pgferry(moto, &fence_args);
     assert_eq!(
         fenced.status.code(),
         Some(0),

@@ -258,12 +258,15 @@ async fn a_rerun_with_another_key_is_refused() {
     assert!(err.hint.unwrap().contains("final"));
 }
 
+/// A failure scripted into the control plane.
+type Inject = fn(&Scripted<Aws>);
+
 /// A failure after each step, then a rerun: it resumes from the cloud's state
 /// and asks for no resource twice.
 #[tokio::test]
 async fn a_failure_after_each_step_is_resumed_without_duplicates() {
     let (cloud, config) = cloud().await;
-    let cases: [(&str, fn(&Scripted<Aws>)); 7] = [
+    let cases: [(&str, Inject); 7] = [
         ("enc-f1", |c| {
             c.fail_after("rds:CreateDBSnapshot");
         }),
