@@ -53,5 +53,5 @@ if ! "$MOTO_ROOT/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != 
   "$MOTO_ROOT/bin/pip" install -q "moto[server]==$MOTO_VERSION"
 fi
 
-echo "setup: moto $MOTO_VERSION in $MOTO_ROOT"  >&2
+echo "setup: moto $MOTO_VERSION in $MOTO_ROOT" >&2
 echo "setup: PostgreSQL 15 in /usr/lib/postgresql/15/bin, PostgreSQL 18 in $PG18_BIN" >&2

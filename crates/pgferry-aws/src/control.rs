@@ -110,16 +110,6 @@ pub trait ControlPlane {
         marker: &str,
     ) -> CloudResult<LogPortion>;
     async fn describe_key(&self, key: &str) -> CloudResult<Key>;
-    /// The id of the security group with this name in this VPC.
-    async fn find_security_group(&self, vpc: &str, name: &str) -> CloudResult<Option<String>>;
-    /// Creates a security group with no ingress rule; returns its id.
-    async fn create_security_group(
-        &self,
-        vpc: &str,
-        name: &str,
-        description: &str,
-    ) -> CloudResult<String>;
-    async fn allow_ingress(&self, group: &str, cidr: &str, port: i32) -> CloudResult<()>;
     async fn get_record(&self, zone: &str, name: &str) -> CloudResult<Option<Record>>;
     /// UPSERTs a CNAME; returns the change id.
     async fn upsert_cname(&self, zone: &str, name: &str, record: &Record) -> CloudResult<String>;

@@ -2,34 +2,28 @@
 //!
 //! `pgferry cutover` fences writes inside PostgreSQL; this fence, optional, also
 //! closes the network to the applications, as the manual runbook did. The
-//! operator names the restrictive group, or pgferry creates one named after the
-//! migration whose only ingress rules are the `--allow-cidr` ranges (where
-//! pgferry and the administrators connect from). The source's groups before
+//! operator names the restrictive group: one whose only ingress rules are the
+//! ranges pgferry and the administrators connect from (pgferry leaves EC2 alone:
+//! its SDK alone would double pgferry's build time). The source's groups before
 //! the fence are journaled before the swap, and lifting puts back exactly that
 //! list. A security group change applies to new connections; the cutover's
 //! database fence ends the existing ones.
 
 use pgferry::{Error, ErrorKind, Result};
-use pgferry_core::names::MigrationName;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::control::ControlPlane;
 use crate::journal::{Event, Journal};
 use crate::model::{Instance, Modification};
-use crate::names::AwsNames;
 use crate::retry::{call, Pacing};
-use crate::step::ensure;
 use crate::wait;
 
 #[derive(Clone, Debug)]
 pub struct FencePlan {
-    pub migration: MigrationName,
     pub source: String,
-    /// The operator's restrictive group; `None` to let pgferry create one.
-    pub group: Option<String>,
-    /// CIDR ranges that keep access to the source's port through pgferry's group.
-    pub allow: Vec<String>,
+    /// The restrictive security group (`sg-...`) to put in place of the source's.
+    pub group: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -89,32 +83,17 @@ pub async fn fence<C: ControlPlane>(
             groups(detail, "previous"),
         ),
         None => {
-            let group = match &plan.group {
-                Some(group) => group.clone(),
-                None => {
-                    own_group(
-                        cloud,
-                        pacing,
-                        journal,
-                        &plan.migration,
-                        &source,
-                        &plan.allow,
-                    )
-                    .await?
-                }
-            };
             let previous = source.security_group_ids();
-            if previous == [group.clone()] {
-                return Err(Error::new(ErrorKind::Precondition, format!("{} already has only {group}", plan.source))
-                    .with_hint("pgferry has no record of its groups before that; set them back with aws rds modify-db-instance"));
+            if previous == [plan.group.clone()] {
+                return Err(Error::new(
+                    ErrorKind::Precondition,
+                    format!("{} already has only {}", plan.source, plan.group),
+                )
+                .with_hint("pgferry has no record of its groups before that; set them back with aws rds modify-db-instance"));
             }
-            journal.record(
-                "fence",
-                Event::Intent,
-                &plan.source,
-                json!({"group": group, "previous": previous}),
-            )?;
-            (group, previous)
+            let detail = json!({"group": plan.group, "previous": previous});
+            journal.record("fence", Event::Intent, &plan.source, detail)?;
+            (plan.group.clone(), previous)
         }
     };
     let now = swap(
@@ -184,55 +163,4 @@ async fn swap<C: ControlPlane>(
     journal.record(step, Event::Outcome, id, json!({"groups": now}))?;
     pgferry::failpoint::hit(&format!("aws-after-{step}"));
     Ok(now)
-}
-
-/// pgferry's fence group in the source's VPC: no ingress but the allowed ranges.
-async fn own_group<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    journal: &mut Journal,
-    migration: &MigrationName,
-    source: &Instance,
-    allow: &[String],
-) -> Result<String> {
-    let name = AwsNames::new(migration)?.fence_group();
-    let vpc = source.vpc_id.clone().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Precondition,
-            format!("{} is not in a VPC", source.identifier),
-        )
-        .with_hint("name a restrictive group with --fence-group")
-    })?;
-    let description = format!(
-        "pgferry fence of {}: no ingress but the administrators",
-        source.identifier
-    );
-    ensure(
-        journal,
-        "fence-group",
-        &name,
-        json!({"vpc": vpc, "allow": allow}),
-        || call(pacing, || cloud.find_security_group(&vpc, &name)),
-        || async {
-            call(pacing, || {
-                cloud.create_security_group(&vpc, &name, &description)
-            })
-            .await
-            .map(drop)
-        },
-    )
-    .await?;
-    let id = call(pacing, || cloud.find_security_group(&vpc, &name))
-        .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Server,
-                format!("the security group {name} vanished after its creation"),
-            )
-        })?;
-    let port = source.port.unwrap_or(5432);
-    for cidr in allow {
-        call(pacing, || cloud.allow_ingress(&id, cidr, port)).await?;
-    }
-    Ok(id)
 }

@@ -115,16 +115,6 @@ pub async fn finish<C: ControlPlane>(
         "the final snapshot {} is kept",
         names.final_snapshot()
     ));
-    if journal
-        .entries()
-        .iter()
-        .any(|e| e.step == "fence-group" && e.event == Event::Call)
-    {
-        left.push(format!(
-            "the security group {} is kept (delete it once the source is gone)",
-            names.fence_group()
-        ));
-    }
     Ok(FinishReport {
         created: resources(journal, |step| {
             CREATING_STEPS.contains(&step) || step.starts_with("replica-")

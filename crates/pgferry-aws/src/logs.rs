@@ -9,6 +9,7 @@
 //! (<https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DownloadDBLogFilePortion.html>).
 
 use pgferry::{Error, ErrorKind, Result};
+use pgferry_core::seed::redo_done_at;
 use pgferry_pgoutput::Lsn;
 
 use crate::control::ControlPlane;
@@ -16,16 +17,6 @@ use crate::retry::{call, Pacing};
 
 /// The most pages read from one file; a marker that never ends is a fault.
 const MAX_PAGES: usize = 100_000;
-
-const REDO_DONE: &str = "redo done at ";
-
-/// The LSN of the last `redo done at X/Y` line in `log`.
-pub fn last_redo_done(log: &str) -> Option<Lsn> {
-    log.lines().rev().find_map(|line| {
-        let (_, rest) = line.split_once(REDO_DONE)?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
 
 /// Downloads one log file whole.
 pub async fn download<C: ControlPlane>(
@@ -67,7 +58,7 @@ pub async fn redo_done<C: ControlPlane>(
     });
     for file in files.iter().filter(|f| f.name.contains("postgresql.log")) {
         let text = download(cloud, pacing, instance, &file.name).await?;
-        if let Some(lsn) = last_redo_done(&text) {
+        if let Some(lsn) = redo_done_at(&text) {
             tracing::info!(%instance, file = %file.name, %lsn, "found where recovery ended");
             return Ok((lsn, file.name.clone()));
         }
@@ -84,7 +75,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_redo_line_wins() {
+    fn rds_log_lines_give_the_last_redo_position() {
         let log = "\
 2026-11-28 05:00:01 UTC::@:[401]:LOG:  database system was interrupted; last known up at 2026-11-28 04:58:00 UTC
 2026-11-28 05:00:02 UTC::@:[401]:LOG:  redo starts at 0/2000028
@@ -92,12 +83,12 @@ mod tests {
 2026-11-28 05:09:03 UTC::@:[402]:LOG:  redo done at 1A/FF00D0
 2026-11-28 05:09:04 UTC::@:[402]:LOG:  database system is ready to accept connections
 ";
-        assert_eq!(last_redo_done(log), Some(Lsn(0x1A_00FF_00D0)));
+        assert_eq!(redo_done_at(log), Some(Lsn(0x1A_00FF_00D0)));
         assert_eq!(
-            last_redo_done(&log[..log.find("2026-11-28 05:09:03").unwrap()]),
+            redo_done_at(&log[..log.find("2026-11-28 05:09:03").unwrap()]),
             Some(Lsn(0x300_0148))
         );
-        assert_eq!(last_redo_done("LOG:  redo is not required\n"), None);
-        assert_eq!(last_redo_done("LOG:  redo done at garbage\n"), None);
+        assert_eq!(redo_done_at("LOG:  redo is not required\n"), None);
+        assert_eq!(redo_done_at("LOG:  redo done at garbage\n"), None);
     }
 }

@@ -45,11 +45,6 @@ impl AwsNames {
         format!("{}-final", self.stem)
     }
 
-    /// The security group that fences the source when the operator names none.
-    pub fn fence_group(&self) -> String {
-        format!("{}-fence", self.stem)
-    }
-
     /// The target's `n`-th read replica (1-based), matching the source's `n`-th.
     pub fn replica(&self, n: usize) -> String {
         format!("{}-replica-{n}", self.stem)

@@ -168,21 +168,49 @@ pub fn after_restore(source: &Instance, target: &Instance) -> Modification {
     let mut target_groups = target.security_group_ids();
     source_groups.sort();
     target_groups.sort();
-    let enable: Vec<String> = source.log_exports.iter().filter(|l| !target.log_exports.contains(l)).cloned().collect();
-    let disable: Vec<String> = target.log_exports.iter().filter(|l| !source.log_exports.contains(l)).cloned().collect();
-    let monitoring = |i: &Instance| (i.monitoring_interval.unwrap_or(0), i.monitoring_role_arn.clone());
+    let enable: Vec<String> = source
+        .log_exports
+        .iter()
+        .filter(|l| !target.log_exports.contains(l))
+        .cloned()
+        .collect();
+    let disable: Vec<String> = target
+        .log_exports
+        .iter()
+        .filter(|l| !source.log_exports.contains(l))
+        .cloned()
+        .collect();
+    let monitoring = |i: &Instance| {
+        (
+            i.monitoring_interval.unwrap_or(0),
+            i.monitoring_role_arn.clone(),
+        )
+    };
     let insights = |i: &Instance| {
-        (i.performance_insights, i.performance_insights_kms_key.clone(), i.performance_insights_retention_days)
+        (
+            i.performance_insights,
+            i.performance_insights_kms_key.clone(),
+            i.performance_insights_retention_days,
+        )
     };
     Modification {
-        backup_retention_days: changed(&source.backup_retention_days, &target.backup_retention_days),
+        backup_retention_days: changed(
+            &source.backup_retention_days,
+            &target.backup_retention_days,
+        ),
         backup_window: changed(&source.backup_window, &target.backup_window).flatten(),
-        maintenance_window: changed(&source.maintenance_window, &target.maintenance_window).flatten(),
-        max_allocated_storage: changed(&source.max_allocated_storage, &target.max_allocated_storage).flatten(),
+        maintenance_window: changed(&source.maintenance_window, &target.maintenance_window)
+            .flatten(),
+        max_allocated_storage: changed(
+            &source.max_allocated_storage,
+            &target.max_allocated_storage,
+        )
+        .flatten(),
         monitoring: changed(&monitoring(source), &monitoring(target)),
         performance_insights: changed(&insights(source), &insights(target)),
         log_exports: (!enable.is_empty() || !disable.is_empty()).then_some((enable, disable)),
-        security_groups: changed(&source_groups, &target_groups).map(|_| source.security_group_ids()),
+        security_groups: changed(&source_groups, &target_groups)
+            .map(|_| source.security_group_ids()),
         deletion_protection: changed(&source.deletion_protection, &target.deletion_protection),
     }
 }
@@ -271,10 +299,13 @@ mod tests {
         assert!(after_restore(&source(), &target()).is_empty());
     }
 
+    /// A setting's name and how to change it.
+    type Flip = (&'static str, fn(&mut Instance));
+
     /// Each listed setting, changed alone on the target, is flagged under its name.
     #[test]
     fn every_setting_is_flagged_when_it_differs() {
-        let flips: Vec<(&str, fn(&mut Instance))> = vec![
+        let flips: Vec<Flip> = vec![
             ("engine version", |t| t.engine_version = "16.4".into()),
             ("master user", |t| t.master_username = Some("admin".into())),
             ("instance class", |t| {

@@ -21,7 +21,6 @@ use crate::model::{
 pub struct Aws {
     rds: aws_sdk_rds::Client,
     kms: aws_sdk_kms::Client,
-    ec2: aws_sdk_ec2::Client,
     route53: aws_sdk_route53::Client,
 }
 
@@ -39,7 +38,6 @@ impl Aws {
         Aws {
             rds: aws_sdk_rds::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),
-            ec2: aws_sdk_ec2::Client::new(config),
             route53: aws_sdk_route53::Client::new(config),
         }
     }
@@ -504,74 +502,6 @@ impl ControlPlane for Aws {
             arn: meta.arn().unwrap_or_default().to_owned(),
             enabled: meta.enabled(),
         })
-    }
-
-    async fn find_security_group(&self, vpc: &str, name: &str) -> CloudResult<Option<String>> {
-        use aws_sdk_ec2::types::Filter;
-        const ACTION: &str = "ec2:DescribeSecurityGroups";
-        let out = self
-            .ec2
-            .describe_security_groups()
-            .filters(Filter::builder().name("vpc-id").values(vpc).build())
-            .filters(Filter::builder().name("group-name").values(name).build())
-            .send()
-            .await
-            .map_err(|e| cloud(ACTION, e))?;
-        Ok(out
-            .security_groups()
-            .first()
-            .and_then(|g| text(g.group_id())))
-    }
-
-    async fn create_security_group(
-        &self,
-        vpc: &str,
-        name: &str,
-        description: &str,
-    ) -> CloudResult<String> {
-        const ACTION: &str = "ec2:CreateSecurityGroup";
-        let out = self
-            .ec2
-            .create_security_group()
-            .vpc_id(vpc)
-            .group_name(name)
-            .description(description)
-            .send()
-            .await
-            .map_err(|e| cloud(ACTION, e))?;
-        out.group_id()
-            .map(str::to_owned)
-            .ok_or_else(|| missing(ACTION, "group id"))
-    }
-
-    async fn allow_ingress(&self, group: &str, cidr: &str, port: i32) -> CloudResult<()> {
-        use aws_sdk_ec2::types::{IpPermission, IpRange};
-        const ACTION: &str = "ec2:AuthorizeSecurityGroupIngress";
-        let rule = IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(port)
-            .to_port(port)
-            .ip_ranges(
-                IpRange::builder()
-                    .cidr_ip(cidr)
-                    .description("pgferry fence: administrators")
-                    .build(),
-            )
-            .build();
-        match self
-            .ec2
-            .authorize_security_group_ingress()
-            .group_id(group)
-            .ip_permissions(rule)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Already allowed: a rerun after a crash.
-            Err(err) => {
-                absent(cloud(ACTION, err), &["InvalidPermission.Duplicate"]).map(|_: Option<()>| ())
-            }
-        }
     }
 
     async fn get_record(&self, zone: &str, name: &str) -> CloudResult<Option<Record>> {

@@ -92,12 +92,10 @@ pub(crate) struct EncryptArgs {
 pub(crate) struct FenceArgs {
     #[arg(long)]
     pub(crate) source_instance: String,
-    /// A restrictive security group (sg-...) to put in place; default: pgferry creates pgferry-<name>-fence.
-    #[arg(long, conflicts_with = "lift")]
+    /// The restrictive security group (sg-...) to put in place: ingress only from
+    /// where pgferry and the administrators connect.
+    #[arg(long, required_unless_present = "lift", conflicts_with = "lift")]
     pub(crate) fence_group: Option<String>,
-    /// A CIDR range that keeps access through pgferry's group (repeatable): where pgferry runs.
-    #[arg(long = "allow-cidr", conflicts_with_all = ["lift", "fence_group"])]
-    pub(crate) allow_cidrs: Vec<String>,
     /// Put back the security groups the source had before the fence.
     #[arg(long)]
     pub(crate) lift: bool,
@@ -140,11 +138,12 @@ pub(crate) struct FinishArgs {
 }
 
 pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
+    // The flows' futures hold the SDK's (about 20 kB): boxed, to keep the stack small.
     let cloud = Aws::from_env().await;
     let pacing = Pacing::aws();
     match command {
         AwsCommand::Check(args) => {
-            let facts = check::gather(&cloud, &pacing, &args.source_instance).await?;
+            let facts = Box::pin(check::gather(&cloud, &pacing, &args.source_instance)).await?;
             let findings = check::verdicts(&facts);
             match args.format {
                 Format::Table => print!("{}", render_findings(&args.source_instance, &findings)),
@@ -170,8 +169,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 target: args.target_instance,
                 kms_key: args.kms_key,
             };
-            let report =
-                pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed).await?;
+            let report = Box::pin(pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed)).await?;
             match args.format {
                 Format::Table => print!("{}", render_encrypt(&report)),
                 Format::Json => print_json(&report),
@@ -179,18 +177,30 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AwsCommand::Fence(args) => {
-            let (migration, mut journal) = args.state.open()?;
-            let report = if args.lift {
-                pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &args.source_instance)
+            let (_, mut journal) = args.state.open()?;
+            let report = match args.fence_group {
+                Some(group) if !args.lift => {
+                    let plan = pgferry_aws::fence::FencePlan {
+                        source: args.source_instance,
+                        group,
+                    };
+                    Box::pin(pgferry_aws::fence::fence(
+                        &cloud,
+                        &pacing,
+                        &mut journal,
+                        &plan,
+                    ))
                     .await?
-            } else {
-                let plan = pgferry_aws::fence::FencePlan {
-                    migration,
-                    source: args.source_instance,
-                    group: args.fence_group,
-                    allow: args.allow_cidrs,
-                };
-                pgferry_aws::fence::fence(&cloud, &pacing, &mut journal, &plan).await?
+                }
+                _ => {
+                    Box::pin(pgferry_aws::fence::lift(
+                        &cloud,
+                        &pacing,
+                        &mut journal,
+                        &args.source_instance,
+                    ))
+                    .await?
+                }
             };
             print_json(&report);
             Ok(ExitCode::SUCCESS)
@@ -203,7 +213,13 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 instance: args.to_instance,
                 ttl: args.ttl,
             };
-            let report = pgferry_aws::switch::switch(&cloud, &pacing, &mut journal, &plan).await?;
+            let report = Box::pin(pgferry_aws::switch::switch(
+                &cloud,
+                &pacing,
+                &mut journal,
+                &plan,
+            ))
+            .await?;
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
@@ -225,7 +241,13 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 target: args.target_instance,
                 delete_source: args.delete_source,
             };
-            let report = pgferry_aws::finish::finish(&cloud, &pacing, &mut journal, &plan).await?;
+            let report = Box::pin(pgferry_aws::finish::finish(
+                &cloud,
+                &pacing,
+                &mut journal,
+                &plan,
+            ))
+            .await?;
             print_json(&report);
             Ok(ExitCode::SUCCESS)
         }

@@ -3,11 +3,16 @@
 
 use std::process::{Command, Output};
 
-use pgferry_aws::testing::{create_source, create_zone, Moto};
+use pgferry_aws::testing::{create_source, create_zone, security_group_id, Moto};
 
 fn pgferry(moto: &Moto, args: &[&str]) -> Output {
+    pgferry_with(moto, args, &[])
+}
+
+fn pgferry_with(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Output {
     let home = tempfile::tempdir().unwrap();
     Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .envs(env.iter().copied())
         .args(args)
         .env("HOME", home.path())
         .env("AWS_ENDPOINT_URL", &moto.url)
@@ -94,21 +99,27 @@ fn fence_lift_and_switch_through_the_command_line() {
     let state_dir = state.path().to_str().unwrap();
     let common = ["--name", "cli_fence", "--state-dir", state_dir];
 
-    let fenced = pgferry(
-        moto,
+    let fence_group = security_group_id("cli-fence-fence");
+    let fence_args = [
         &[
-            &[
-                "aws",
-                "fence",
-                "--source-instance",
-                "cli-fence",
-                "--allow-cidr",
-                "10.0.0.5/32",
-            ][..],
-            &common,
-        ]
-        .concat(),
+            "aws",
+            "fence",
+            "--source-instance",
+            "cli-fence",
+            "--fence-group",
+            &fence_group,
+        ][..],
+        &common,
+    ]
+    .concat();
+    // Killed once the swap is done, then run again: the groups recorded before the swap win.
+    let killed = pgferry_with(
+        moto,
+        &fence_args,
+        &[("PGFERRY_FAILPOINT", "aws-after-fence:1")],
     );
+    assert_eq!(killed.status.code(), Some(137));
+    let fenced = pgferry(moto, &fence_args);
     assert_eq!(
         fenced.status.code(),
         Some(0),
@@ -116,6 +127,7 @@ fn fence_lift_and_switch_through_the_command_line() {
         String::from_utf8_lossy(&fenced.stderr)
     );
     assert_eq!(json(&fenced)["previous"], serde_json::json!([group]));
+    assert_eq!(json(&fenced)["now"], serde_json::json!([fence_group]));
 
     let lifted = pgferry(
         moto,

@@ -1,5 +1,8 @@
 //! Resources the tests start from, created in moto with the SDK directly.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
 use aws_config::SdkConfig;
 use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
 
@@ -20,19 +23,7 @@ pub async fn create_source(
     replicas: usize,
 ) -> Source {
     let rds = aws_sdk_rds::Client::new(config);
-    let ec2 = aws_sdk_ec2::Client::new(config);
-    let subnets = ec2
-        .describe_subnets()
-        .send()
-        .await
-        .expect("describe subnets");
-    let vpc = subnets.subnets()[0].vpc_id().expect("a vpc").to_owned();
-    let subnet_ids: Vec<String> = subnets
-        .subnets()
-        .iter()
-        .filter(|s| s.vpc_id() == Some(vpc.as_str()))
-        .filter_map(|s| s.subnet_id().map(str::to_owned))
-        .collect();
+    let (vpc, subnet_ids) = default_subnets(config.endpoint_url().expect("moto's endpoint"));
     let subnet_group = format!("{id}-subnets");
     rds.create_db_subnet_group()
         .db_subnet_group_name(&subnet_group)
@@ -41,17 +32,8 @@ pub async fn create_source(
         .send()
         .await
         .expect("create subnet group");
-    let security_group = ec2
-        .create_security_group()
-        .group_name(format!("{id}-app"))
-        .description("pgferry test application access")
-        .vpc_id(&vpc)
-        .send()
-        .await
-        .expect("create security group")
-        .group_id()
-        .expect("group id")
-        .to_owned();
+    // moto does not check that security groups exist: a made-up id per instance.
+    let security_group = security_group_id(id);
     let parameter_group = format!("{id}-params");
     rds.create_db_parameter_group()
         .db_parameter_group_name(&parameter_group)
@@ -130,6 +112,51 @@ pub async fn create_source(
         security_group,
         vpc,
     }
+}
+
+/// A made-up security group id for `name` (moto accepts any).
+pub fn security_group_id(name: &str) -> String {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("sg-{hash:016x}")
+}
+
+/// The default VPC's id and subnets, asked of moto's EC2 API directly (pgferry
+/// does not link the EC2 SDK). moto routes by the credential scope and does not
+/// check signatures.
+fn default_subnets(endpoint: &str) -> (String, Vec<String>) {
+    let address = endpoint.trim_start_matches("http://");
+    let body = "Action=DescribeSubnets&Version=2016-11-15";
+    let mut stream = TcpStream::connect(address).expect("connect to moto");
+    write!(
+        stream,
+        "POST / HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("ask moto");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("read moto's answer");
+    let tag = |item: &str, name: &str| -> Option<String> {
+        let start = item.find(&format!("<{name}>"))? + name.len() + 2;
+        let end = item[start..].find('<')? + start;
+        Some(item[start..end].to_owned())
+    };
+    let subnets: Vec<(String, String)> = answer
+        .split("<item>")
+        .filter_map(|item| Some((tag(item, "vpcId")?, tag(item, "subnetId")?)))
+        .collect();
+    let vpc = subnets.first().expect("moto's default subnets").0.clone();
+    let ids = subnets
+        .into_iter()
+        .filter(|(v, _)| *v == vpc)
+        .map(|(_, s)| s)
+        .collect();
+    (vpc, ids)
 }
 
 /// A customer-managed KMS key with an alias; returns its (key id, ARN).

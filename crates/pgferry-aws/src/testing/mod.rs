@@ -6,6 +6,6 @@ mod fixtures;
 mod moto;
 mod scripted;
 
-pub use fixtures::{create_key, create_source, create_zone, Source};
+pub use fixtures::{create_key, create_source, create_zone, security_group_id, Source};
 pub use moto::Moto;
 pub use scripted::{RecordingSeed, Scripted};

@@ -40,10 +40,14 @@ impl Drop for Moto {
     }
 }
 
+/// moto's Python: `PGFERRY_MOTO_PYTHON`, else the venv `scripts/setup.sh` makes
+/// (`PGFERRY_MOTO_ROOT`, default `/opt/pgferry/moto`).
 fn python() -> PathBuf {
-    std::env::var_os("PGFERRY_MOTO_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/pgferry/moto/bin/python"))
+    if let Some(python) = std::env::var_os("PGFERRY_MOTO_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let root = std::env::var_os("PGFERRY_MOTO_ROOT").unwrap_or_else(|| "/opt/pgferry/moto".into());
+    PathBuf::from(root).join("bin/python")
 }
 
 fn free_port() -> u16 {

@@ -373,35 +373,6 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
             .await
     }
 
-    async fn find_security_group(&self, vpc: &str, name: &str) -> CloudResult<Option<String>> {
-        self.around(
-            "ec2:DescribeSecurityGroups",
-            self.inner.find_security_group(vpc, name),
-        )
-        .await
-    }
-
-    async fn create_security_group(
-        &self,
-        vpc: &str,
-        name: &str,
-        description: &str,
-    ) -> CloudResult<String> {
-        self.around(
-            "ec2:CreateSecurityGroup",
-            self.inner.create_security_group(vpc, name, description),
-        )
-        .await
-    }
-
-    async fn allow_ingress(&self, group: &str, cidr: &str, port: i32) -> CloudResult<()> {
-        self.around(
-            "ec2:AuthorizeSecurityGroupIngress",
-            self.inner.allow_ingress(group, cidr, port),
-        )
-        .await
-    }
-
     async fn get_record(&self, zone: &str, name: &str) -> CloudResult<Option<Record>> {
         self.around(
             "route53:ListResourceRecordSets",

@@ -1,9 +1,9 @@
 use pgferry_aws::fence::{fence, lift, FencePlan};
 use pgferry_aws::model::Record;
 use pgferry_aws::switch::{switch, SwitchPlan};
-use pgferry_aws::testing::{create_source, create_zone};
+use pgferry_aws::testing::{create_source, create_zone, security_group_id};
 
-use crate::{cloud, instance, journal, migration, pacing};
+use crate::{cloud, instance, journal, pacing};
 
 async fn groups(config: &aws_config::SdkConfig, id: &str) -> Vec<String> {
     let db = instance(config, id).await.unwrap();
@@ -16,18 +16,10 @@ async fn groups(config: &aws_config::SdkConfig, id: &str) -> Vec<String> {
 /// The source gets a second group so that lifting must restore a list, in order.
 async fn with_two_groups(config: &aws_config::SdkConfig, id: &str) -> Vec<String> {
     let source = create_source(config, id, Some("1"), 0).await;
-    let extra = aws_sdk_ec2::Client::new(config)
-        .create_security_group()
-        .group_name(format!("{id}-extra"))
-        .description("second group")
-        .vpc_id(&source.vpc)
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    let wanted = vec![extra, source.security_group];
+    let wanted = vec![
+        security_group_id(&format!("{id}-extra")),
+        source.security_group,
+    ];
     aws_sdk_rds::Client::new(config)
         .modify_db_instance()
         .db_instance_identifier(id)
@@ -41,61 +33,36 @@ async fn with_two_groups(config: &aws_config::SdkConfig, id: &str) -> Vec<String
 }
 
 #[tokio::test]
-async fn fence_with_pgferry_s_group_then_lift_restores_the_exact_list() {
+async fn fence_then_lift_restores_the_exact_list() {
     let (cloud, config) = cloud().await;
-    let before = with_two_groups(&config, "fen-own").await;
+    let before = with_two_groups(&config, "fen-lift").await;
+    let fence_group = security_group_id("fen-lift-fence");
     let plan = FencePlan {
-        migration: migration("fen_own"),
-        source: "fen-own".into(),
-        group: None,
-        allow: vec!["203.0.113.7/32".into()],
+        source: "fen-lift".into(),
+        group: fence_group.clone(),
     };
     let dir = tempfile::tempdir().unwrap();
-    cloud.instance_states("fen-own", &["modifying", "modifying"]);
+    cloud.instance_states("fen-lift", &["modifying", "modifying"]);
     let fenced = fence(&cloud, &pacing(), &mut journal(&dir), &plan)
         .await
         .unwrap();
     assert_eq!(fenced.previous, before);
-    assert_eq!(
-        groups(&config, "fen-own").await,
-        vec![fenced.fence_group.clone()]
-    );
+    assert_eq!(groups(&config, "fen-lift").await, vec![fence_group.clone()]);
 
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let described = ec2
-        .describe_security_groups()
-        .group_ids(&fenced.fence_group)
-        .send()
-        .await
-        .unwrap();
-    let group = &described.security_groups()[0];
-    assert_eq!(group.group_name(), Some("pgferry-fen-own-fence"));
-    let ranges: Vec<_> = group
-        .ip_permissions()
-        .iter()
-        .flat_map(|p| p.ip_ranges())
-        .filter_map(|r| r.cidr_ip())
-        .collect();
-    assert_eq!(
-        ranges,
-        vec!["203.0.113.7/32"],
-        "no ingress but the allowed range"
-    );
-
-    // A second fence is a no-op: no new group, the recorded list unchanged.
+    // A second fence is a no-op: the recorded list is unchanged.
     let again = fence(&cloud, &pacing(), &mut journal(&dir), &plan)
         .await
         .unwrap();
     assert_eq!(again.previous, before);
-    assert_eq!(cloud.calls("ec2:CreateSecurityGroup"), 1);
+    assert_eq!(cloud.calls("rds:ModifyDBInstance"), 1);
 
-    let lifted = lift(&cloud, &pacing(), &mut journal(&dir), "fen-own")
+    let lifted = lift(&cloud, &pacing(), &mut journal(&dir), "fen-lift")
         .await
         .unwrap();
     assert_eq!(lifted.now, before);
-    assert_eq!(groups(&config, "fen-own").await, before);
+    assert_eq!(groups(&config, "fen-lift").await, before);
     assert!(
-        lift(&cloud, &pacing(), &mut journal(&dir), "fen-own")
+        lift(&cloud, &pacing(), &mut journal(&dir), "fen-lift")
             .await
             .is_err(),
         "nothing left to lift"
@@ -105,15 +72,11 @@ async fn fence_with_pgferry_s_group_then_lift_restores_the_exact_list() {
 #[tokio::test]
 async fn a_fence_killed_after_its_call_is_lifted_from_the_journal() {
     let (cloud, config) = cloud().await;
-    let before = with_two_groups(&config, "fen-named").await;
-    let fence_group = create_source(&config, "fen-named-other", Some("1"), 0)
-        .await
-        .security_group;
+    let before = with_two_groups(&config, "fen-killed").await;
+    let fence_group = security_group_id("fen-killed-fence");
     let plan = FencePlan {
-        migration: migration("fen_named"),
-        source: "fen-named".into(),
-        group: Some(fence_group.clone()),
-        allow: vec![],
+        source: "fen-killed".into(),
+        group: fence_group.clone(),
     };
     let dir = tempfile::tempdir().unwrap();
     cloud.fail_after("rds:ModifyDBInstance");
@@ -121,7 +84,7 @@ async fn a_fence_killed_after_its_call_is_lifted_from_the_journal() {
         .await
         .unwrap_err();
     assert_eq!(
-        groups(&config, "fen-named").await,
+        groups(&config, "fen-killed").await,
         vec![fence_group.clone()],
         "the call took effect"
     );
@@ -132,11 +95,10 @@ async fn a_fence_killed_after_its_call_is_lifted_from_the_journal() {
         fenced.previous, before,
         "the list recorded before the call, not the fenced one"
     );
-    lift(&cloud, &pacing(), &mut journal(&dir), "fen-named")
+    lift(&cloud, &pacing(), &mut journal(&dir), "fen-killed")
         .await
         .unwrap();
-    assert_eq!(groups(&config, "fen-named").await, before);
-    assert_eq!(cloud.calls("ec2:CreateSecurityGroup"), 0);
+    assert_eq!(groups(&config, "fen-killed").await, before);
 }
 
 #[tokio::test]

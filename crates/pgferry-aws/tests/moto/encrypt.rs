@@ -124,6 +124,11 @@ async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_posi
         );
     }
 
+    let stored = std::fs::read_to_string(dir.path().join("aws-journal.jsonl")).unwrap();
+    for secret in ["not-a-secret", "AWS_SECRET", "secret_access_key"] {
+        assert!(!stored.contains(secret), "the journal holds {secret}");
+    }
+
     // A rerun after success changes nothing.
     encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
         .await
@@ -258,12 +263,15 @@ async fn a_rerun_with_another_key_is_refused() {
     assert!(err.hint.unwrap().contains("final"));
 }
 
+/// A failure scripted into the control plane.
+type Inject = fn(&Scripted<Aws>);
+
 /// A failure after each step, then a rerun: it resumes from the cloud's state
 /// and asks for no resource twice.
 #[tokio::test]
 async fn a_failure_after_each_step_is_resumed_without_duplicates() {
     let (cloud, config) = cloud().await;
-    let cases: [(&str, fn(&Scripted<Aws>)); 7] = [
+    let cases: [(&str, Inject); 7] = [
         ("enc-f1", |c| {
             c.fail_after("rds:CreateDBSnapshot");
         }),
@@ -332,6 +340,24 @@ async fn a_failure_after_each_step_is_resumed_without_duplicates() {
         .await
         .unwrap();
     assert_eq!(*seed.started.borrow(), vec![REDO]);
+}
+
+#[tokio::test]
+async fn a_restore_that_rds_cannot_complete_stops_the_wait_with_its_state() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-stuck", Some("1"), 0).await;
+    let plan = plan("enc-stuck", None);
+    cloud.instance_states(&plan.target, &["creating", "incompatible-parameters"]);
+    let seed = RecordingSeed::new(Lsn(1));
+    let dir = tempfile::tempdir().unwrap();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Server);
+    assert_eq!(
+        err.message,
+        "instance enc-stuck-new is incompatible-parameters"
+    );
 }
 
 #[tokio::test]
