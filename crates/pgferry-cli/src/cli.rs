@@ -142,6 +142,13 @@ pub(crate) struct CutoverArgs {
     /// if it fails, the cutover rolls back.
     #[arg(long, env = "PGFERRY_SWITCH_COMMAND")]
     pub(crate) switch_command: Option<String>,
+    /// Run with `sh -c` right after pgferry's fence, for writers outside the database
+    /// (e.g. "pgferry aws fence ..."); needs --unfence-command, run on rollback.
+    #[arg(long, requires = "unfence_command")]
+    pub(crate) fence_command: Option<String>,
+    /// Lifts --fence-command's fence when the cutover rolls back (e.g. "pgferry aws fence --lift ...").
+    #[arg(long, requires = "fence_command")]
+    pub(crate) unfence_command: Option<String>,
     /// A role that keeps its connections during the fence (repeatable).
     #[arg(long = "admin-role", env = "PGFERRY_ADMIN_ROLES", value_delimiter = ',')]
     pub(crate) admin_roles: Vec<String>,

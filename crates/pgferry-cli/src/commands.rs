@@ -149,6 +149,10 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
         migration,
         administrators: args.admin_roles.clone(),
         switch_command: args.switch_command.clone(),
+        outside_fence: match (&args.fence_command, &args.unfence_command) {
+            (Some(raise), Some(lift)) => Some(pgferry::outside_fence::OutsideFence { raise: raise.clone(), lift: lift.clone() }),
+            _ => None,
+        },
         policy: pgferry_core::cutover::Policy {
             max_lag_bytes: args.max_lag_bytes,
             keyless_tables: match (args.keyless_tables_are_insert_only, args.recopy_keyless_tables) {

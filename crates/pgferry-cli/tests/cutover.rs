@@ -147,6 +147,39 @@ fn a_cutover_killed_before_the_switch_is_rolled_back_by_the_rerun_then_completes
     }
 }
 
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn the_outside_fence_is_raised_after_pgferrys_and_lifted_on_every_rollback() {
+    let pair = migrated();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("outside-fence-up");
+    let (raise, lift) = (format!("touch {}", flag.display()), format!("rm {}", flag.display()));
+    let urls = pair.urls();
+    let with_fence = |extra: &[&'static str]| -> Vec<String> {
+        let mut args: Vec<String> = pair.args("cutover", &urls).into_iter().map(String::from).collect();
+        args.extend(["--fence-command".into(), raise.clone(), "--unfence-command".into(), lift.clone()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    // Killed while fenced: the rerun lifts both fences.
+    let out = pgferry(&strs(&with_fence(&[])), &[("PGFERRY_FAILPOINT", "cutover-after-fenced:1")]);
+    assert_eq!(out.status.code(), Some(137));
+    assert!(flag.exists(), "raised after pgferry's own fence");
+    let out = pgferry(&strs(&with_fence(&[])), &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!flag.exists(), "lifted by the rollback");
+    // A failing switch: lifted again.
+    let out = pgferry(&strs(&with_fence(&["--switch-command", "exit 4"])), &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!flag.exists());
+    // A cutover that completes keeps it up, like pgferry's own fence.
+    ok(pgferry(&strs(&with_fence(&[])), &[]));
+    assert!(flag.exists());
+}
+
 #[test]
 fn a_cutover_killed_after_the_switch_is_finished_by_the_rerun() {
     let pair = migrated();

@@ -20,6 +20,7 @@ use tokio_postgres::Client;
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::error::{Error, ErrorKind, Result};
 use crate::validate::{validate_changed, ValidateOptions, Verdict};
+use crate::outside_fence::{self, OutsideFence};
 use crate::{failpoint, fence};
 
 const JOURNAL_SQL: &str = "
@@ -39,6 +40,8 @@ pub struct CutoverOptions {
     pub administrators: Vec<String>,
     /// Run by `sh -c` to send the application to the target (DNS, pooler, config).
     pub switch_command: Option<String>,
+    /// The operator's own fence for writers outside the database, if any.
+    pub outside_fence: Option<OutsideFence>,
     pub policy: Policy,
 }
 
@@ -115,7 +118,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let name = &options.migration;
     match recovery(last_step(&dst, name).await?) {
         Recovery::RollBack => {
-            roll_back(&src, &dst, name).await?;
+            roll_back(&src, &dst, name, options.outside_fence.as_ref()).await?;
             return Err(Error::new(
                 ErrorKind::Precondition,
                 "an earlier cutover stopped before the switch; it has been rolled back: the source is unfenced, as before",
@@ -137,7 +140,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let Fenced { fenced_roles, sequences_set, changes_drained, rows_checked } = match result {
         Ok(done) => done,
         Err(error) => {
-            roll_back(&src, &dst, name).await?;
+            roll_back(&src, &dst, name, options.outside_fence.as_ref()).await?;
             return Err(Error { message: format!("the cutover was rolled back, the source is unfenced: {}", error.message), ..error });
         }
     };
@@ -182,6 +185,9 @@ async fn fenced_part(
     };
     let fenced = fence::raise(source, src, dst, name, &options.administrators).await?;
     record(dst, name, CutoverStep::Fenced).await?;
+    if let Some(outside) = &options.outside_fence {
+        outside_fence::raise(dst, name, outside).await?;
+    }
     failpoint::hit("cutover-after-fenced");
     lap(laps, "fence (verified)");
     let follow_options = FollowOptions { migration: name.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
@@ -254,7 +260,8 @@ async fn finish(dst: &Client, name: &MigrationName) -> Result<CutoverReport> {
     })
 }
 
-async fn roll_back(src: &Client, dst: &Client, name: &MigrationName) -> Result<()> {
+async fn roll_back(src: &Client, dst: &Client, name: &MigrationName, outside: Option<&OutsideFence>) -> Result<()> {
+    outside_fence::lift(dst, name, outside).await?;
     fence::lower(src, dst, name).await?;
     dst.execute("DELETE FROM pgferry.cutover WHERE migration = $1", &[&name.as_str()])
         .await
@@ -263,18 +270,9 @@ async fn roll_back(src: &Client, dst: &Client, name: &MigrationName) -> Result<(
 }
 
 async fn run_switch(command: &str) -> Result<()> {
-    let status = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .status()
+    outside_fence::run_shell("the switch command", command)
         .await
-        .map_err(|e| Error::new(ErrorKind::Precondition, format!("the switch command could not start: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::Precondition, format!("the switch command failed ({status})"))
-            .with_hint("fix the switch command; the source is unfenced again and replication can go on"))
-    }
+        .map_err(|e| e.with_hint("fix the switch command; the source is unfenced again and replication can go on"))
 }
 
 async fn last_step(dst: &Client, name: &MigrationName) -> Result<Option<CutoverStep>> {

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod cutover;
 pub mod error;
 pub mod inventory;
+pub mod outside_fence;
 pub mod rehearse;
 pub mod seed;
 pub mod start;

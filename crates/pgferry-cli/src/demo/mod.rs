@@ -121,7 +121,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
     clock.lap("follow");
 
     eprintln!("pgferry demo: cutover ({} application transactions committed so far)", workload.committed());
-    let cutover_options = CutoverOptions { migration, administrators: Vec::new(), switch_command: None, policy: Default::default() };
+    let cutover_options = CutoverOptions { migration, administrators: Vec::new(), switch_command: None, outside_fence: None, policy: Default::default() };
     let cut = pgferry::cutover::cutover(&src, &tgt, &cutover_options).await?;
     eprint!("{}", render::cutover(&cut));
     let application = workload.stopped(Duration::from_secs(5)).await;
