@@ -114,7 +114,12 @@ fn sigterm_stops_change_capture_cleanly() {
     for _ in 0..20 {
         source.psql("app", WRITE);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Stop only once change capture has applied those writes: SIGTERM then ends a running stream.
+    let count = "SELECT count(*) FROM orders";
+    while target.psql("app", count) != source.psql("app", count) {
+        assert!(Instant::now() < deadline, "change capture did not apply the writes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
