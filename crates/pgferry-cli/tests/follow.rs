@@ -82,13 +82,38 @@ const SCHEMA: &str = "
     CREATE TABLE parted_rest PARTITION OF parted DEFAULT;
     CREATE TABLE parent (id int PRIMARY KEY, v text);
     CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent ON DELETE CASCADE);
+    CREATE TABLE hot (k int PRIMARY KEY, v int, big text);
+    CREATE TABLE swap (id int PRIMARY KEY, code int NOT NULL UNIQUE, prev int);
     INSERT INTO kv (id, n, big) SELECT g, g, repeat(md5(g::text), 3) FROM generate_series(1, 200) g;
     INSERT INTO by_index SELECT 'c' || g, g FROM generate_series(1, 50) g;
     INSERT INTO full_dup SELECT g % 10, 'x', '{\"k\": 1}', point(1, 2) FROM generate_series(1, 40) g;
     INSERT INTO ident (v) SELECT 'v' || g FROM generate_series(1, 20) g;
     INSERT INTO parted SELECT g, '2024-01-01'::date + g * 3, 'p' FROM generate_series(1, 200) g;
     INSERT INTO parent SELECT g FROM generate_series(1, 20) g;
-    INSERT INTO child SELECT g, g FROM generate_series(1, 20) g;";
+    INSERT INTO child SELECT g, g FROM generate_series(1, 20) g;
+    INSERT INTO hot SELECT g, 0, (SELECT string_agg(md5(g::text || x::text), '') FROM generate_series(1, 300) x) FROM generate_series(1, 5) g;
+    INSERT INTO swap SELECT g, g FROM generate_series(1, 10) g;";
+
+/// Two rows exchange their unique codes, each statement valid on its own: a
+/// target that applied the net result in one statement would break the unique
+/// index on the way, so `swap` must be applied change by change.
+fn swap_codes(a: u64, b: u64) -> String {
+    format!(
+        "UPDATE swap SET prev = code, code = -code - 1000000 WHERE id IN ({a}, {b});
+         UPDATE swap SET code = (SELECT prev FROM swap WHERE id = {b}) WHERE id = {a};
+         UPDATE swap SET code = (SELECT prev FROM swap WHERE id = {a}) WHERE id = {b};"
+    )
+}
+
+/// A few rows changed many times in one transaction: updated (leaving a
+/// TOASTed value unchanged), deleted and inserted again, updated once more.
+fn churn_hot(a: u64, b: u64, r: u64) -> String {
+    format!(
+        "UPDATE hot SET v = v + 1 WHERE k = {b}; DELETE FROM hot WHERE k = {a};
+         INSERT INTO hot VALUES ({a}, {r}, CASE WHEN {r} % 2 = 0 THEN (SELECT string_agg(md5(x::text), '') FROM generate_series(1, 300) x) END);
+         UPDATE hot SET v = v * 2 WHERE k = {a}; UPDATE hot SET v = v + 1 WHERE k = {b};"
+    )
+}
 
 fn load(c: &Cluster) {
     c.create_database("app");
@@ -136,6 +161,22 @@ const CHANGES: &str = r#"
     INSERT INTO kv (id, n) SELECT g, g FROM generate_series(10000, 12000) g;
     DELETE FROM kv WHERE id BETWEEN 10000 AND 10500;"#;
 
+/// Hot rows and a swap of unique values, in one source transaction and spread
+/// over several.
+fn hot_changes() -> String {
+    let mut sql = String::from("BEGIN;");
+    for r in 0..20 {
+        sql.push_str(&churn_hot(r % 5 + 1, (r + 2) % 5 + 1, r));
+        sql.push_str(&swap_codes(r % 10 + 1, (r + 3) % 10 + 1));
+    }
+    sql.push_str("COMMIT;");
+    for r in 0..10 {
+        sql.push_str(&churn_hot(r % 5 + 1, (r + 1) % 5 + 1, r + 7));
+        sql.push_str(&swap_codes(r % 10 + 1, (r + 5) % 10 + 1));
+    }
+    sql
+}
+
 #[test]
 fn every_change_kind_and_type_arrives_exactly_on_15_and_18() {
     let source = Cluster::start(PgVersion::V15);
@@ -156,6 +197,7 @@ fn every_change_kind_and_type_arrives_exactly_on_15_and_18() {
         })
         .collect();
     source.psql("app", CHANGES);
+    source.psql("app", &hot_changes());
     for (target, name) in &targets {
         let out = catch_up(&source, target, name);
         assert_ok(&out);
@@ -245,7 +287,7 @@ fn spawn_writer(url: String, seed: u64, stop: Arc<AtomicBool>) -> thread::JoinHa
                     for _ in 0..1 + rng.below(4) {
                         next += 1;
                         let r = rng.below(2000) as i64;
-                        sql.push_str(&match rng.below(14) {
+                        sql.push_str(&match rng.below(16) {
                             0 | 1 => format!("INSERT INTO kv (id, n, t, arr, j, m) VALUES ({next}, {next}.{r}, now(), ARRAY['{r}', NULL], '{{\"r\": {r}}}', 'ok');"),
                             2 => format!("UPDATE kv SET n = n * 3, f = {r}.5 WHERE id = (SELECT min(id) FROM kv WHERE id >= {r});"),
                             3 => format!("UPDATE kv SET id = {next} WHERE id = (SELECT min(id) FROM kv WHERE id >= {r});"),
@@ -257,6 +299,11 @@ fn spawn_writer(url: String, seed: u64, stop: Arc<AtomicBool>) -> thread::JoinHa
                             9 | 10 => format!("INSERT INTO audit (seq, message) VALUES ({next}, 'w');"),
                             11 => format!("INSERT INTO ident (v) VALUES ('{r}'); UPDATE ident SET v = v || 'u' WHERE id = (SELECT max(id) FROM ident);"),
                             12 => format!("INSERT INTO parted VALUES ({next}, '2024-01-01'::date + {r}, 'w'); UPDATE parted SET at = at + 400 WHERE (id, at) = (SELECT id, at FROM parted WHERE id >= {r} ORDER BY id LIMIT 1);"),
+                            13 => churn_hot(r as u64 % 5 + 1, r as u64 / 5 % 5 + 1, r as u64),
+                            14 => {
+                                let (a, step) = (r as u64 % 10, 1 + r as u64 / 10 % 9);
+                                swap_codes(a + 1, (a + step) % 10 + 1)
+                            }
                             _ if r < 20 => "TRUNCATE parent CASCADE; INSERT INTO parent VALUES (1, 't'); INSERT INTO child VALUES (1, 1);".to_string(),
                             _ => format!("INSERT INTO parent VALUES ({next}, 'p'); INSERT INTO child VALUES ({next}, {next});"),
                         });

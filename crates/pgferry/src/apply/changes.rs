@@ -18,8 +18,9 @@ use pgferry_pgoutput::{Column, Delete, Insert, Lsn, Message, OldTuple, Oid, Trun
 use tokio_postgres::Client;
 
 use super::batch::{already_copied, Batch};
-use super::relation::{map_relation, Mapped};
-use super::statements::{matching, update_shape, Shape, Statements};
+use super::net::{key_of, kept_key, Key, TableNet};
+use super::relation::{map_relation, Folding, Mapped};
+use super::statements::{matching, row_arrays, update_rows_shape, update_shape, Shape, Statements};
 use super::Stop;
 use crate::error::{Error, ErrorKind};
 use pgferry_core::sql::QualifiedName;
@@ -35,11 +36,21 @@ struct Relation {
 /// order while the next ones travel (pipelining), instead of one round trip each.
 const MAX_IN_FLIGHT: usize = 256;
 
+/// Net changes pending, at most, across tables, before they are sent.
+const MAX_PENDING_ROWS: usize = 50_000;
+
 /// A statement sent to the target whose answer is still to be checked.
 struct InFlight<'a> {
     answer: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>,
+    expect: Expect,
+}
+
+/// What a statement must do: touch `rows` rows of `table`.
+struct Expect {
     table: QualifiedName,
     verb: &'static str,
+    rows: u64,
+    /// The source transaction being applied when it was sent.
     at: Option<Lsn>,
 }
 
@@ -54,6 +65,9 @@ pub(crate) struct Applier<'a> {
     /// The commit LSN of the source transaction being applied.
     current: Option<Lsn>,
     in_flight: VecDeque<InFlight<'a>>,
+    /// Net changes not sent yet, by relation ([`super::net`]).
+    pending: HashMap<Oid, (Arc<Mapped>, TableNet)>,
+    pending_rows: usize,
 }
 
 impl<'a> Applier<'a> {
@@ -67,6 +81,8 @@ impl<'a> Applier<'a> {
             statements: Statements::default(),
             current: None,
             in_flight: VecDeque::new(),
+            pending: HashMap::new(),
+            pending_rows: 0,
         }
     }
 
@@ -96,6 +112,7 @@ impl<'a> Applier<'a> {
         let at = self.current;
         match message {
             Message::Relation(relation) => {
+                self.send_pending(relation.oid).await?;
                 self.statements.forget(relation.oid);
                 let mapped = map_relation(self.target, &relation, &self.type_names).await?;
                 let copied_at = self.skip_before.get(&mapped.table).copied();
@@ -134,17 +151,52 @@ impl<'a> Applier<'a> {
 
     async fn insert(&mut self, insert: Insert, at: Option<Lsn>) -> Result<(), Stop> {
         let Some(table) = self.relation(insert.relation_oid, at)? else { return Ok(()) };
-        let values = values(&insert.new_tuple, &table, |_| true)?;
-        self.run(insert.relation_oid, &table, &Shape::Insert, &values, "insert into").await?;
+        let oid = insert.relation_oid;
         self.batch.touched.row(&table, &insert.new_tuple);
         self.batch.counts(&table.table).inserts += 1;
-        Ok(())
+        let row = insert.new_tuple;
+        check_width(&row, &table)?;
+        match table.folding {
+            Folding::Append => {
+                self.fold(oid, &table, |net| {
+                    net.append(row);
+                    Ok(())
+                })
+                .await?;
+                return Ok(());
+            }
+            Folding::ByKey => {
+                if let Some(key) = key_of(&row, |i| table.columns[i].is_key) {
+                    let folded = row.clone();
+                    if self.fold(oid, &table, |net| net.insert(key, folded)).await? {
+                        return Ok(());
+                    }
+                }
+            }
+            Folding::InOrder => {}
+        }
+        let values = values(&row, &table, |_| true)?;
+        self.run(oid, &table, &Shape::Insert, &values, "insert into").await
     }
 
     async fn update(&mut self, update: Update, at: Option<Lsn>) -> Result<(), Stop> {
         let Some(table) = self.relation(update.relation_oid, at)? else { return Ok(()) };
         require_identity(&table, "UPDATE")?;
         let old = update.old_tuple.as_ref().map(OldTuple::columns);
+        if let Some(old) = old {
+            self.batch.touched.row(&table, old);
+        }
+        self.batch.touched.row(&table, &update.new_tuple);
+        self.batch.counts(&table.table).updates += 1;
+        check_width(&update.new_tuple, &table)?;
+        if table.folding == Folding::ByKey {
+            if let Some(key) = kept_key(old, &update.new_tuple, |i| table.columns[i].is_key) {
+                let row = with_key(&table, &key, update.new_tuple.clone());
+                if self.fold(update.relation_oid, &table, |net| net.update(key, row)).await? {
+                    return Ok(());
+                }
+            }
+        }
         let shape = update_shape(&table.columns, table.full, old, &update.new_tuple);
         let Shape::Update { set, matching, guard } = &shape else { unreachable!("update_shape builds updates") };
         if set.iter().any(|s| *s) {
@@ -153,11 +205,6 @@ impl<'a> Applier<'a> {
             params.extend(values(&update.new_tuple, &table, |i| guard[i])?);
             self.run(update.relation_oid, &table, &shape, &params, "update").await?;
         }
-        if let Some(old) = old {
-            self.batch.touched.row(&table, old);
-        }
-        self.batch.touched.row(&table, &update.new_tuple);
-        self.batch.counts(&table.table).updates += 1;
         Ok(())
     }
 
@@ -165,13 +212,19 @@ impl<'a> Applier<'a> {
         let Some(table) = self.relation(delete.relation_oid, at)? else { return Ok(()) };
         require_identity(&table, "DELETE")?;
         let old = delete.old_tuple.columns();
+        self.batch.touched.row(&table, old);
+        self.batch.counts(&table.table).deletes += 1;
+        if table.folding == Folding::ByKey {
+            if let Some(key) = key_of(old, |i| table.columns[i].is_key) {
+                if self.fold(delete.relation_oid, &table, |net| net.delete(key)).await? {
+                    return Ok(());
+                }
+            }
+        }
         let shape = Shape::Delete { matching: matching(table.full, Some(old)) };
         let Shape::Delete { matching } = &shape else { unreachable!() };
         let params = match_values(&table, matching, Some(old), old)?;
-        self.run(delete.relation_oid, &table, &shape, &params, "delete from").await?;
-        self.batch.touched.row(&table, old);
-        self.batch.counts(&table.table).deletes += 1;
-        Ok(())
+        self.run(delete.relation_oid, &table, &shape, &params, "delete from").await
     }
 
     async fn truncate(&mut self, truncate: Truncate, at: Option<Lsn>) -> Result<(), Stop> {
@@ -184,6 +237,7 @@ impl<'a> Applier<'a> {
         if tables.is_empty() {
             return Ok(());
         }
+        self.send_all_pending().await?;
         let mut sql = Sql::new("TRUNCATE ");
         for (i, table) in tables.iter().enumerate() {
             sql = sql.push(if i == 0 { "ONLY " } else { ", ONLY " }).name(table);
@@ -202,22 +256,90 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Sends one statement; its answer (exactly one row) is checked by
-    /// [`Applier::settle`], at the latest before the batch commits.
+    /// Folds a change into the table's net changes; `false` when it cannot be
+    /// (a [`super::net::Conflict`]): the caller applies the change on its own,
+    /// after the table's net changes ([`Applier::run`] sends them first).
+    async fn fold(
+        &mut self,
+        oid: Oid,
+        table: &Arc<Mapped>,
+        change: impl FnOnce(&mut TableNet) -> Result<(), super::net::Conflict>,
+    ) -> Result<bool, Stop> {
+        let (_, net) = self.pending.entry(oid).or_insert_with(|| (table.clone(), TableNet::default()));
+        let before = net.len();
+        if change(net).is_err() {
+            return Ok(false);
+        }
+        self.pending_rows = self.pending_rows + net.len() - before;
+        if self.pending_rows >= MAX_PENDING_ROWS {
+            self.send_all_pending().await?;
+        }
+        Ok(true)
+    }
+
+    async fn send_all_pending(&mut self) -> Result<(), Stop> {
+        let oids: Vec<Oid> = self.pending.keys().copied().collect();
+        for oid in oids {
+            self.send_pending(oid).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a table's net changes: deletes, then updates, then inserts.
+    async fn send_pending(&mut self, oid: Oid) -> Result<(), Stop> {
+        let Some((table, mut net)) = self.pending.remove(&oid) else { return Ok(()) };
+        self.pending_rows -= net.len();
+        let rows = net.take();
+        if !rows.deletes.is_empty() {
+            let keyed: Vec<Vec<Column>> = rows.deletes.iter().map(|k| with_key(&table, k, vec![Column::Null; table.columns.len()])).collect();
+            self.send_rows(oid, &table, Shape::DeleteRows, &keyed, "delete from").await?;
+        }
+        for (sent, updated) in rows.updates {
+            let shape = update_rows_shape(&table.columns, &sent);
+            let updated: Vec<Vec<Column>> = updated.into_iter().map(|(_, row)| row).collect();
+            self.send_rows(oid, &table, shape, &updated, "update").await?;
+        }
+        if !rows.inserts.is_empty() {
+            self.send_rows(oid, &table, Shape::InsertRows, &rows.inserts, "insert into").await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a set statement over `rows`, one text array per column it uses.
+    async fn send_rows(&mut self, oid: Oid, table: &Mapped, shape: Shape, rows: &[Vec<Column>], verb: &'static str) -> Result<(), Stop> {
+        let arrays = row_arrays(table, &shape)
+            .into_iter()
+            .map(|i| rows.iter().map(|row| Ok(text(&row[i], table, i)?.map(str::to_string))).collect::<Result<Vec<_>, Stop>>())
+            .collect::<Result<Vec<_>, Stop>>()?;
+        self.send(oid, table, &shape, arrays, rows.len() as u64, verb).await
+    }
+
+    /// Sends one change's statement, after the table's net changes.
     async fn run(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: &[Option<&str>], verb: &'static str) -> Result<(), Stop> {
+        self.send_pending(oid).await?;
+        let owned: Vec<Option<String>> = params.iter().map(|p| p.map(str::to_string)).collect();
+        self.send(oid, table, shape, owned, 1, verb).await
+    }
+
+    /// Sends a statement; its answer (exactly `rows` rows touched) is checked by
+    /// [`Applier::settle`], at the latest before the batch commits.
+    async fn send<P>(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: Vec<P>, rows: u64, verb: &'static str) -> Result<(), Stop>
+    where
+        P: tokio_postgres::types::ToSql + Sync + Send + 'a,
+    {
         let statement = self
             .statements
             .get(self.target, oid, table, shape)
             .await
             .map_err(|e| Stop::target(&format!("applying a change ({verb} {}) on the target", table.table), e))?;
-        let owned: Vec<Option<String>> = params.iter().map(|p| p.map(str::to_string)).collect();
         let client = self.target;
         let mut answer: Pin<Box<dyn Future<Output = _> + Send + 'a>> =
-            Box::pin(async move { client.execute_raw(&statement, owned.iter().map(|p| p.as_deref())).await });
+            Box::pin(async move { client.execute_raw(&statement, params.iter()).await });
         // The first poll sends the request, so requests leave in stream order.
+        let expect = Expect { table: table.table.clone(), verb, rows, at: self.current };
         match futures_util::poll!(answer.as_mut()) {
-            Poll::Ready(rows) => check(&table.table, verb, self.current, rows)?,
-            Poll::Pending => self.in_flight.push_back(InFlight { answer, table: table.table.clone(), verb, at: self.current }),
+            Poll::Ready(touched) => check(&expect, touched)?,
+            Poll::Pending => self.in_flight.push_back(InFlight { answer, expect }),
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             self.settle_one().await?;
@@ -225,8 +347,10 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Waits for every statement sent, in order, and checks each touched one row.
+    /// Sends what is pending, waits for every statement sent, in order, and
+    /// checks each touched the rows it had to.
     pub(crate) async fn settle(&mut self) -> Result<(), Stop> {
+        self.send_all_pending().await?;
         while !self.in_flight.is_empty() {
             self.settle_one().await?;
         }
@@ -235,27 +359,50 @@ impl<'a> Applier<'a> {
 
     async fn settle_one(&mut self) -> Result<(), Stop> {
         if let Some(mut sent) = self.in_flight.pop_front() {
-            let rows = sent.answer.as_mut().await;
-            check(&sent.table, sent.verb, sent.at, rows)?;
+            let touched = sent.answer.as_mut().await;
+            check(&sent.expect, touched)?;
         }
         Ok(())
     }
 }
 
-/// Each change must touch exactly one row.
-fn check(table: &QualifiedName, verb: &str, at: Option<Lsn>, rows: Result<u64, tokio_postgres::Error>) -> Result<(), Stop> {
-    let rows = rows.map_err(|e| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))?;
-    if rows == 1 {
+/// Each statement must touch exactly the rows it was sent for.
+fn check(sent: &Expect, touched: Result<u64, tokio_postgres::Error>) -> Result<(), Stop> {
+    let (table, verb) = (&sent.table, sent.verb);
+    let touched = touched.map_err(|e| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))?;
+    if touched == sent.rows {
         return Ok(());
     }
-    let at = at.map(|l| l.to_string()).unwrap_or_default();
+    let at = sent.at.map(|l| l.to_string()).unwrap_or_default();
+    let what = if sent.rows == 1 {
+        format!("the row to {verb} {table} was not found on the target")
+    } else {
+        format!("{} of the {} rows to {verb} {table} were not found on the target", sent.rows.abs_diff(touched), sent.rows)
+    };
     Err(Stop::Fatal(
-        Error::new(
-            ErrorKind::Precondition,
-            format!("the row to {verb} {table} was not found on the target (source transaction committing at {at})"),
-        )
+        Error::new(ErrorKind::Precondition, format!("{what} (source transaction committing at {at})"))
         .with_hint("the target no longer holds what the source held (a write on the target, or a table changed by hand); pgferry stops rather than let them drift apart: find the cause, then copy this table again"),
     ))
+}
+
+/// A row image that carries the key's values in its key columns (an unchanged
+/// TOASTed key is not sent in the new image).
+fn with_key(table: &Mapped, key: &Key, mut row: Vec<Column>) -> Vec<Column> {
+    let key_columns = (0..table.columns.len()).filter(|i| table.columns[*i].is_key);
+    for (i, value) in key_columns.zip(key) {
+        row[i] = Column::Text(value.clone());
+    }
+    row
+}
+
+fn check_width(tuple: &[Column], table: &Mapped) -> Result<(), Stop> {
+    if tuple.len() == table.columns.len() {
+        return Ok(());
+    }
+    Err(Stop::Fatal(Error::new(
+        ErrorKind::Server,
+        format!("a change to {} has {} columns where its description has {}", table.table, tuple.len(), table.columns.len()),
+    )))
 }
 
 fn require_identity(table: &Mapped, what: &str) -> Result<(), Stop> {
@@ -270,12 +417,7 @@ fn require_identity(table: &Mapped, what: &str) -> Result<(), Stop> {
 
 /// The values of the columns `pick` selects, as text (`None` for NULL).
 fn values<'t>(tuple: &'t [Column], table: &Mapped, pick: impl Fn(usize) -> bool) -> Result<Vec<Option<&'t str>>, Stop> {
-    if tuple.len() != table.columns.len() {
-        return Err(Stop::Fatal(Error::new(
-            ErrorKind::Server,
-            format!("a change to {} has {} columns where its description has {}", table.table, tuple.len(), table.columns.len()),
-        )));
-    }
+    check_width(tuple, table)?;
     tuple
         .iter()
         .enumerate()

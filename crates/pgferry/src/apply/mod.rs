@@ -26,6 +26,7 @@
 
 mod batch;
 mod changes;
+mod net;
 mod progress;
 mod relation;
 mod statements;

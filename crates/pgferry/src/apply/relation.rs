@@ -67,6 +67,40 @@ pub(crate) struct Mapped {
     pub(crate) table: QualifiedName,
     pub(crate) columns: Vec<MappedColumn>,
     pub(crate) full: bool,
+    pub(crate) folding: Folding,
+}
+
+/// Whether a table's changes in a batch may be folded into net changes
+/// ([`super::net`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Folding {
+    /// Each change applied on its own, in stream order.
+    InOrder,
+    /// The last image of each key, applied as set statements.
+    ByKey,
+    /// A table without a key: only inserts arrive, sent together in order.
+    Append,
+}
+
+/// Which folding is exact for a table (pure). `uniques` holds, for each unique
+/// index or exclusion constraint of the target table, its key columns' names
+/// (`None` for one on expressions or with a predicate); `replica_logic` says
+/// whether a trigger or rule fires in replica mode. Folding reorders the
+/// changes of a batch, which only the key's own unique index may see.
+pub(crate) fn folding(full: bool, key: &[&str], uniques: &[Option<Vec<String>>], replica_logic: bool) -> Folding {
+    if full || replica_logic {
+        return Folding::InOrder;
+    }
+    if key.is_empty() {
+        return Folding::Append;
+    }
+    let same_columns = |columns: &Vec<String>| {
+        columns.len() == key.len() && key.iter().all(|k| columns.iter().any(|c| c == k))
+    };
+    match uniques {
+        [Some(only)] if same_columns(only) => Folding::ByKey,
+        _ => Folding::InOrder,
+    }
 }
 
 impl Mapped {
@@ -227,7 +261,36 @@ pub(crate) async fn map_relation(
             column.compare_as_text = !has_equality(target, &column.type_sql).await?;
         }
     }
-    Ok(Mapped { table, columns: mapped, full })
+    let (uniques, replica_logic) = target_constraints(target, &table).await?;
+    let key: Vec<&str> = mapped.iter().filter(|c| c.is_key).map(|c| c.name.as_str()).collect();
+    let folding = folding(full, &key, &uniques, replica_logic);
+    Ok(Mapped { table, columns: mapped, full, folding })
+}
+
+/// The target table's unique indexes and exclusion constraints (their key
+/// columns, `None` for expressions or a predicate), and whether a trigger or
+/// rule of it fires in replica mode (enabled ALWAYS or REPLICA).
+async fn target_constraints(target: &Client, table: &QualifiedName) -> Result<(Vec<Option<Vec<String>>>, bool), Stop> {
+    let rows = target
+        .query(
+            "SELECT CASE WHEN i.indexprs IS NULL AND i.indpred IS NULL THEN
+                        ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+                              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                              WHERE k.n <= i.indnkeyatts) END,
+                    i.indexrelid IS NOT NULL,
+                    EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled IN ('A', 'R'))
+                    OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN' AND r.ev_enabled IN ('A', 'R'))
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_index i ON i.indrelid = c.oid AND (i.indisunique OR i.indisexclusion)
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema.as_str(), &table.name.as_str()],
+        )
+        .await
+        .map_err(|e| Stop::target(&format!("reading the target's constraints of {table}"), e))?;
+    let replica_logic = rows.iter().any(|r| r.get::<_, bool>(2));
+    let uniques = rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get::<_, Option<Vec<String>>>(0)).collect();
+    Ok((uniques, replica_logic))
 }
 
 /// Whether `=` exists for a type, as the server resolves it (arrays, domains and
@@ -333,6 +396,21 @@ mod tests {
         let mut g = target("a", 23, false);
         g.generated = true;
         assert!(matches!(map_columns(&relation(&[("a", 23, false)]), &HashMap::new(), &[g]), Err(Mismatch::GeneratedColumn { .. })));
+    }
+
+    #[test]
+    fn only_a_key_that_is_the_sole_unique_constraint_folds() {
+        let key = ["a", "b"];
+        let pk = || Some(vec!["b".to_string(), "a".to_string()]);
+        assert_eq!(folding(false, &key, &[pk()], false), Folding::ByKey, "column order does not matter");
+        assert_eq!(folding(false, &key, &[pk(), Some(vec!["email".into()])], false), Folding::InOrder, "another unique index sees order");
+        assert_eq!(folding(false, &key, &[pk(), None], false), Folding::InOrder, "so does one on an expression");
+        assert_eq!(folding(false, &key, &[Some(vec!["a".into()])], false), Folding::InOrder, "the key is not what the target enforces");
+        assert_eq!(folding(false, &key, &[], false), Folding::InOrder, "no unique index on the target");
+        assert_eq!(folding(false, &key, &[pk()], true), Folding::InOrder, "a trigger firing in replica mode sees every change");
+        assert_eq!(folding(true, &key, &[pk()], false), Folding::InOrder, "REPLICA IDENTITY FULL has no key");
+        assert_eq!(folding(false, &[], &[Some(vec!["x".into()])], false), Folding::Append, "a keyless table only gets inserts");
+        assert_eq!(folding(false, &[], &[], true), Folding::InOrder);
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub(crate) enum Shape {
     /// GENERATED ALWAYS identity columns checked against their new value.
     Update { set: Vec<bool>, matching: Matching, guard: Vec<bool> },
     Delete { matching: Matching },
+    /// Net changes ([`super::net`]), each parameter an array holding one column
+    /// of many rows: `InsertRows` every column; `UpdateRows` the key columns,
+    /// then the columns `set` assigns that are not key columns, then `guard`'s;
+    /// `DeleteRows` the key columns.
+    InsertRows,
+    UpdateRows { set: Vec<bool>, guard: Vec<bool> },
+    DeleteRows,
 }
 
 /// How the target row is found.
@@ -59,6 +66,13 @@ pub(crate) fn update_shape(columns: &[MappedColumn], full: bool, old: Option<&[C
     let set = columns.iter().zip(&sent).map(|(c, s)| *s && !c.identity_always).collect();
     let guard = columns.iter().zip(&sent).map(|(c, s)| *s && c.identity_always).collect();
     Shape::Update { set, matching: matching(full, old), guard }
+}
+
+/// The shape that updates rows carrying the columns `sent` (pure).
+pub(crate) fn update_rows_shape(columns: &[MappedColumn], sent: &[bool]) -> Shape {
+    let set = columns.iter().zip(sent).map(|(c, s)| *s && !c.identity_always).collect();
+    let guard = columns.iter().zip(sent).map(|(c, s)| *s && c.identity_always && !c.is_key).collect();
+    Shape::UpdateRows { set, guard }
 }
 
 /// How a change finds its row (pure).
@@ -119,8 +133,78 @@ pub(crate) fn build(table: &Mapped, shape: &Shape) -> (Sql, usize) {
             let sql = Sql::new("DELETE FROM ONLY ").name(&table.table);
             where_clause(sql, table, matching, &mut params)
         }
+        Shape::InsertRows | Shape::UpdateRows { .. } | Shape::DeleteRows => return build_rows(table, shape),
     };
     (sql, params.0 as usize)
+}
+
+/// Which column each array parameter of a set statement holds, in parameter
+/// order; a column is in at most one array.
+pub(crate) fn row_arrays(table: &Mapped, shape: &Shape) -> Vec<usize> {
+    let columns = &table.columns;
+    let keys = (0..columns.len()).filter(|i| columns[*i].is_key);
+    match shape {
+        Shape::InsertRows => (0..columns.len()).collect(),
+        Shape::DeleteRows => keys.collect(),
+        Shape::UpdateRows { set, guard } => keys
+            .chain((0..columns.len()).filter(|i| set[*i] && !columns[*i].is_key))
+            .chain((0..columns.len()).filter(|i| guard[*i]))
+            .collect(),
+        Shape::Insert | Shape::Update { .. } | Shape::Delete { .. } => Vec::new(),
+    }
+}
+
+/// The set statements of net changes. The rows come from `unnest` over one
+/// text array per column (`pgferry_v.pN`), each value cast to its column's type
+/// as single changes are; the target table is `pgferry_t`, so no column name
+/// can be mistaken for an array's.
+fn build_rows(table: &Mapped, shape: &Shape) -> (Sql, usize) {
+    let columns = &table.columns;
+    let arrays = row_arrays(table, shape);
+    let value = |sql: Sql, i: usize| {
+        let n = arrays.iter().position(|a| *a == i).expect("every column used has an array");
+        sql.push("pgferry_v.p").int(n as i64 + 1).push("::").server_sql(&columns[i].type_sql)
+    };
+    let mut rows = Sql::new(" unnest(");
+    for n in 0..arrays.len() {
+        rows = rows.push(if n == 0 { "$" } else { ", $" }).int(n as i64 + 1).push("::text[]");
+    }
+    rows = rows.push(") AS pgferry_v (");
+    for n in 0..arrays.len() {
+        rows = rows.push(if n == 0 { "p" } else { ", p" }).int(n as i64 + 1);
+    }
+    rows = rows.push(")");
+    let mut key_match = Sql::new("");
+    for (n, i) in (0..columns.len()).filter(|i| columns[*i].is_key).enumerate() {
+        key_match = value(key_match.push(if n == 0 { " WHERE pgferry_t." } else { " AND pgferry_t." }).ident(&columns[i].name).push(" = "), i);
+    }
+    let sql = match shape {
+        Shape::InsertRows => {
+            let mut sql = Sql::new("INSERT INTO ")
+                .name(&table.table)
+                .push(" (")
+                .ident_list(columns.iter().map(|c| &c.name))
+                .push(") OVERRIDING SYSTEM VALUE SELECT ");
+            for i in 0..columns.len() {
+                sql = value(sql.push(if i == 0 { "" } else { ", " }), i);
+            }
+            sql.push(" FROM").append(rows)
+        }
+        Shape::DeleteRows => Sql::new("DELETE FROM ONLY ").name(&table.table).push(" AS pgferry_t USING").append(rows).append(key_match),
+        Shape::UpdateRows { set, guard } => {
+            let mut sql = Sql::new("UPDATE ONLY ").name(&table.table).push(" AS pgferry_t SET ");
+            for (n, i) in (0..columns.len()).filter(|i| set[*i]).enumerate() {
+                sql = value(sql.push(if n == 0 { "" } else { ", " }).ident(&columns[i].name).push(" = "), i);
+            }
+            sql = sql.push(" FROM").append(rows).append(key_match);
+            for i in (0..columns.len()).filter(|i| guard[*i]) {
+                sql = value(sql.push(" AND pgferry_t.").ident(&columns[i].name).push(" IS NOT DISTINCT FROM "), i);
+            }
+            sql
+        }
+        _ => unreachable!("build_rows builds set statements"),
+    };
+    (sql, arrays.len())
 }
 
 fn selected<'a>(columns: &'a [MappedColumn], mask: &'a [bool]) -> impl Iterator<Item = &'a MappedColumn> {
@@ -169,7 +253,11 @@ impl Statements {
             return Ok(statement.clone());
         }
         let (sql, params) = build(table, shape);
-        let statement = target.prepare_typed(sql.as_str(), &vec![Type::TEXT; params]).await?;
+        let param_type = match shape {
+            Shape::InsertRows | Shape::UpdateRows { .. } | Shape::DeleteRows => Type::TEXT_ARRAY,
+            Shape::Insert | Shape::Update { .. } | Shape::Delete { .. } => Type::TEXT,
+        };
+        let statement = target.prepare_typed(sql.as_str(), &vec![param_type; params]).await?;
         self.prepared.insert((oid, shape.clone()), statement.clone());
         Ok(statement)
     }
@@ -184,6 +272,7 @@ impl Statements {
 mod tests {
     use super::*;
     use pgferry_core::sql::{Ident, QualifiedName, ServerSql};
+    use super::super::relation::Folding;
 
     fn column(name: &str, key: bool) -> MappedColumn {
         MappedColumn {
@@ -196,7 +285,7 @@ mod tests {
     }
 
     fn table(columns: Vec<MappedColumn>, full: bool) -> Mapped {
-        Mapped { table: QualifiedName::from_catalog("s", "t\"x"), columns, full }
+        Mapped { table: QualifiedName::from_catalog("s", "t\"x"), columns, full, folding: Folding::InOrder }
     }
 
     fn text(v: &str) -> Column {
@@ -234,6 +323,41 @@ mod tests {
         assert_eq!(
             build(&t, &shape).0.as_str(),
             "UPDATE ONLY \"s\".\"t\"\"x\" SET \"v\" = $1::text::integer WHERE \"id\" = $2::text::integer AND \"id\" IS NOT DISTINCT FROM $3::text::integer"
+        );
+    }
+
+    #[test]
+    fn net_changes_are_set_statements_over_one_array_per_column() {
+        let mut id = column("id", true);
+        id.identity_always = true;
+        let t = table(vec![id, column("big", false), column("v", false)], false);
+        assert_eq!(
+            build(&t, &Shape::InsertRows).0.as_str(),
+            "INSERT INTO \"s\".\"t\"\"x\" (\"id\", \"big\", \"v\") OVERRIDING SYSTEM VALUE SELECT pgferry_v.p1::integer, pgferry_v.p2::integer, pgferry_v.p3::integer FROM unnest($1::text[], $2::text[], $3::text[]) AS pgferry_v (p1, p2, p3)"
+        );
+        assert_eq!(
+            build(&t, &Shape::DeleteRows).0.as_str(),
+            "DELETE FROM ONLY \"s\".\"t\"\"x\" AS pgferry_t USING unnest($1::text[]) AS pgferry_v (p1) WHERE pgferry_t.\"id\" = pgferry_v.p1::integer"
+        );
+        let shape = update_rows_shape(&t.columns, &[true, false, true]);
+        let (sql, arrays) = build(&t, &shape);
+        assert_eq!(
+            sql.as_str(),
+            "UPDATE ONLY \"s\".\"t\"\"x\" AS pgferry_t SET \"v\" = pgferry_v.p2::integer FROM unnest($1::text[], $2::text[]) AS pgferry_v (p1, p2) WHERE pgferry_t.\"id\" = pgferry_v.p1::integer",
+            "the unchanged TOASTed column is left alone; an identity key is matched, not assigned"
+        );
+        assert_eq!(arrays, 2);
+    }
+
+    #[test]
+    fn net_updates_check_identity_columns_they_cannot_assign() {
+        let mut seq = column("seq", false);
+        seq.identity_always = true;
+        let t = table(vec![column("k", true), seq, column("v", false)], false);
+        let shape = update_rows_shape(&t.columns, &[true, true, true]);
+        assert_eq!(
+            build(&t, &shape).0.as_str(),
+            "UPDATE ONLY \"s\".\"t\"\"x\" AS pgferry_t SET \"k\" = pgferry_v.p1::integer, \"v\" = pgferry_v.p2::integer FROM unnest($1::text[], $2::text[], $3::text[]) AS pgferry_v (p1, p2, p3) WHERE pgferry_t.\"k\" = pgferry_v.p1::integer AND pgferry_t.\"seq\" IS NOT DISTINCT FROM pgferry_v.p3::integer"
         );
     }
 

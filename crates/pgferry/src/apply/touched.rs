@@ -110,7 +110,7 @@ pub(crate) async fn record(target: &Client, name: &MigrationName, lsn: Lsn, touc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::relation::MappedColumn;
+    use crate::apply::relation::{Folding, MappedColumn};
     use pgferry_core::sql::{Ident, ServerSql};
 
     fn column(name: &str, is_key: bool) -> MappedColumn {
@@ -129,9 +129,9 @@ mod tests {
 
     #[test]
     fn keys_are_collected_once_and_keyless_changes_mark_the_whole_table() {
-        let keyed = Mapped { table: QualifiedName::from_catalog("s", "k"), columns: vec![column("a", true), column("b", false)], full: false };
-        let full = Mapped { table: QualifiedName::from_catalog("s", "f"), columns: vec![column("a", true)], full: true };
-        let keyless = Mapped { table: QualifiedName::from_catalog("s", "l"), columns: vec![column("a", false)], full: false };
+        let keyed = Mapped { table: QualifiedName::from_catalog("s", "k"), columns: vec![column("a", true), column("b", false)], full: false, folding: Folding::InOrder };
+        let full = Mapped { table: QualifiedName::from_catalog("s", "f"), columns: vec![column("a", true)], full: true, folding: Folding::InOrder };
+        let keyless = Mapped { table: QualifiedName::from_catalog("s", "l"), columns: vec![column("a", false)], full: false, folding: Folding::InOrder };
         let mut touched = Touched::default();
         touched.row(&keyed, &[text("1"), text("x")]);
         touched.row(&keyed, &[text("1"), text("y")]);
