@@ -81,15 +81,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     let dst = pgferry_pg::connect(target).await?;
     let name = &options.migration;
     let observed = observe(&src, &dst, name).await?;
-    let touched = dst
-        .query_one(
-            "SELECT CASE WHEN to_regclass('pgferry.touched') IS NULL THEN 0
-                    ELSE (SELECT count(*) FROM pgferry.touched WHERE migration = $1) END",
-            &[&name.as_str()],
-        )
-        .await
-        .map_err(|e| Error::server("reading the touched rows", e))?
-        .get(0);
+    let touched = crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
     let recopy = options.policy.keyless_tables == KeylessTables::Recopy;
     let mut steps = vec!["fence the source (roles below, database read-only, sessions ended, verified)", "drain the stream to the fenced position"];
     if recopy && !observed.insert_only_tables.is_empty() {

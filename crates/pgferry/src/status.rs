@@ -118,14 +118,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     };
     let slot = slot_status(&src, &migration.slot()).await?;
     let validation = crate::validate::last_validation(&dst, migration).await?;
-    let touched_rows: i64 = if has("pgferry.touched").await? {
-        dst.query_one("SELECT count(*) FROM pgferry.touched WHERE migration = $1", &[&migration.as_str()])
-            .await
-            .map(|r| r.get(0))
-            .map_err(|e| Error::server("reading the touched rows", e))?
-    } else {
-        0
-    };
+    let touched_rows = crate::apply::touched::count(&dst, migration).await.map_err(|e| Error::server("reading the touched rows", e))?;
     let observed = pgferry_core::cutover::Observed {
         lag_bytes: lag_bytes.unwrap_or(0),
         validation_mismatches: validation.as_ref().map_or(0, |v| v.mismatched_chunks),

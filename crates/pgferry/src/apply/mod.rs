@@ -31,7 +31,7 @@ mod progress;
 mod relation;
 mod statements;
 mod stream;
-mod touched;
+pub(crate) mod touched;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

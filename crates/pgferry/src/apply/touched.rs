@@ -2,14 +2,16 @@
 //! re-check exactly those (`pgferry validate --changed-only`, and the cutover's
 //! exact check after the drain) instead of every row.
 //!
-//! `pgferry.touched` holds one row per table and replica-identity key touched
-//! since the last validation that found it equal, with the position of the batch
-//! that last touched it, written in that batch's transaction (so it can never
-//! miss an applied change). A table whose changes carry no usable key (REPLICA
+//! `pgferry.touched_keys` gets one row per table and batch, written in that
+//! batch's transaction (so it can never miss an applied change): the batch's
+//! position and the keys (replica-identity key columns as text) of the rows it
+//! touched, as a JSON array. A table whose changes carry no usable key (REPLICA
 //! IDENTITY FULL, inserts into a keyless table) or that was truncated is marked
-//! whole, with the empty key `[]`. Validation deletes what it found equal, up to
-//! the applied position its snapshot saw; a key touched again later keeps its row
-//! because its position moved on.
+//! whole. One row per batch rather than one per key keeps the cost off the apply
+//! path: appending a row is cheap, upserting thousands of keys per batch was
+//! not. Validation reads the union, and once it found everything equal deletes
+//! the rows up to the applied position its snapshot saw; anything touched later
+//! keeps its row.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,14 +23,22 @@ use tokio_postgres::Client;
 use super::relation::Mapped;
 
 pub(crate) const SCHEMA_SQL: &str = "
-CREATE TABLE IF NOT EXISTS pgferry.touched (
+CREATE TABLE IF NOT EXISTS pgferry.touched_keys (
     migration text NOT NULL,
+    lsn pg_lsn NOT NULL,
     table_schema text NOT NULL,
     table_name text NOT NULL,
-    key jsonb NOT NULL,
-    lsn pg_lsn NOT NULL,
-    PRIMARY KEY (migration, table_schema, table_name, key)
-);";
+    whole boolean NOT NULL,
+    keys jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS touched_keys_position ON pgferry.touched_keys (migration, lsn);";
+
+/// What one table needs re-checked.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TouchedRows {
+    Whole,
+    Keys(Vec<Vec<String>>),
+}
 
 /// What one batch touched.
 #[derive(Default)]
@@ -83,28 +93,75 @@ pub(crate) async fn record(target: &Client, name: &MigrationName, lsn: Lsn, touc
     if touched.tables.is_empty() {
         return Ok(());
     }
-    let (mut schemas, mut tables, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut schemas, mut tables, mut wholes, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (table, touch) in &touched.tables {
-        let rows: Vec<String> = if touch.whole {
-            vec!["[]".to_string()]
-        } else {
-            touch.keys.iter().map(|k| serde_json::to_string(k).expect("strings serialize")).collect()
-        };
-        for key in rows {
-            schemas.push(table.schema.as_str());
-            tables.push(table.name.as_str());
-            keys.push(key);
-        }
+        schemas.push(table.schema.as_str());
+        tables.push(table.name.as_str());
+        wholes.push(touch.whole);
+        keys.push(serde_json::to_string(&touch.keys).expect("strings serialize"));
     }
     target
         .execute(
-            "INSERT INTO pgferry.touched (migration, table_schema, table_name, key, lsn)
-             SELECT $1, s, t, k::jsonb, $5::text::pg_lsn FROM unnest($2::text[], $3::text[], $4::text[]) AS u(s, t, k)
-             ON CONFLICT (migration, table_schema, table_name, key) DO UPDATE SET lsn = excluded.lsn",
-            &[&name.as_str(), &schemas, &tables, &keys, &lsn.to_string()],
+            "INSERT INTO pgferry.touched_keys (migration, lsn, table_schema, table_name, whole, keys)
+             SELECT $1, $2::text::pg_lsn, s, t, w, k::jsonb FROM unnest($3::text[], $4::text[], $5::bool[], $6::text[]) AS u(s, t, w, k)",
+            &[&name.as_str(), &lsn.to_string(), &schemas, &tables, &wholes, &keys],
         )
         .await?;
     Ok(())
+}
+
+/// The rows touched and not yet found equal, per table, as `target`'s snapshot
+/// sees them.
+pub(crate) async fn read(target: &Client, name: &MigrationName) -> Result<BTreeMap<QualifiedName, TouchedRows>, tokio_postgres::Error> {
+    let mut merged: BTreeMap<QualifiedName, (bool, BTreeSet<Vec<String>>)> = BTreeMap::new();
+    let exists: bool = target.query_one("SELECT to_regclass('pgferry.touched_keys') IS NOT NULL", &[]).await?.get(0);
+    if exists {
+        let rows = target
+            .query("SELECT table_schema, table_name, whole, keys::text FROM pgferry.touched_keys WHERE migration = $1", &[&name.as_str()])
+            .await?;
+        for row in rows {
+            let table = QualifiedName::from_catalog(row.get::<_, String>(0), row.get::<_, String>(1));
+            let (whole, keys) = merged.entry(table).or_default();
+            *whole |= row.get::<_, bool>(2);
+            if !*whole {
+                // A key list that cannot be read makes the whole table checked.
+                match serde_json::from_str::<Vec<Vec<String>>>(row.get(3)) {
+                    Ok(batch) => keys.extend(batch),
+                    Err(_) => *whole = true,
+                }
+            }
+        }
+    }
+    Ok(merged
+        .into_iter()
+        .map(|(table, (whole, keys))| (table, if whole { TouchedRows::Whole } else { TouchedRows::Keys(keys.into_iter().collect()) }))
+        .collect())
+}
+
+/// The distinct rows awaiting a check, for `status` and the cutover's plan; a
+/// table marked whole counts as one.
+pub(crate) async fn count(target: &Client, name: &MigrationName) -> Result<i64, tokio_postgres::Error> {
+    let exists: bool = target.query_one("SELECT to_regclass('pgferry.touched_keys') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = target
+        .query_one(
+            "SELECT count(*) FROM (
+                 SELECT DISTINCT table_schema, table_name, CASE WHEN whole THEN NULL ELSE k END
+                 FROM pgferry.touched_keys LEFT JOIN LATERAL jsonb_array_elements(keys) k ON NOT whole
+                 WHERE migration = $1) touched",
+            &[&name.as_str()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Forgets the rows recorded up to `applied`: validation found them equal.
+pub(crate) async fn forget_up_to(target: &Client, name: &MigrationName, applied: &str) -> Result<u64, tokio_postgres::Error> {
+    target
+        .execute("DELETE FROM pgferry.touched_keys WHERE migration = $1 AND lsn <= $2::text::pg_lsn", &[&name.as_str(), &applied])
+        .await
 }
 
 #[cfg(test)]

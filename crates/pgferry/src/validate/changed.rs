@@ -1,5 +1,5 @@
 //! `pgferry validate --changed-only`: re-compare only the rows change capture
-//! touched since they were last found equal (`pgferry.touched`, written by apply
+//! touched since they were last found equal (`pgferry.touched_keys`, written by apply
 //! in each batch's transaction), which makes the cutover's exact check after the
 //! drain take seconds instead of a full pass.
 //!
@@ -9,26 +9,18 @@
 //! touched rows up to the applied position the target's snapshot held are
 //! deleted: they are checked. Anything touched later keeps its row.
 
-use std::collections::BTreeMap;
-
 use pgferry_core::names::MigrationName;
-use pgferry_core::sql::QualifiedName;
 use pgferry_pg::ConnSpec;
 use tokio_postgres::Client;
 
 use super::tables::{self, ValidatedTable};
 use super::live::Live;
 use super::{compare, exists, range_chunks, verdict, Chunk, Scope, Sides, ValidateOptions, ValidationReport};
+use crate::apply::touched::{self, TouchedRows};
 use crate::error::{Error, Result};
 
 /// Keys compared by one query.
 const KEYS_PER_CHUNK: usize = 5_000;
-
-/// What one table needs re-checked.
-enum Touch {
-    Whole,
-    Keys(Vec<Vec<String>>),
-}
 
 /// Whether a changed-rows check journals its outcome.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,7 +43,7 @@ pub async fn validate_changed(
     let dst = pgferry_pg::connect(target).await?;
     let sides = Sides::export(source, target, &src, &dst).await?;
     let applied = applied(&dst, name).await?;
-    let touched = read_touched(&dst, name).await?;
+    let touched = touched::read(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
     let listed = tables::list(&src).await?;
     let mut tables: Vec<ValidatedTable> = Vec::new();
     let mut verdicts = Vec::new();
@@ -66,7 +58,7 @@ pub async fn validate_changed(
             continue;
         }
         match touch {
-            Touch::Keys(keys) if !table.key.is_empty() && keys.iter().all(|k| k.len() == table.key.len()) => {
+            TouchedRows::Keys(keys) if !table.key.is_empty() && keys.iter().all(|k| k.len() == table.key.len()) => {
                 for group in keys.chunks(KEYS_PER_CHUNK) {
                     let columns = (0..table.key.len()).map(|c| group.iter().map(|k| k[c].clone()).collect()).collect();
                     chunks.push(Chunk { table: index, scope: Scope::Keys(columns) });
@@ -84,38 +76,6 @@ pub async fn validate_changed(
         }
     }
     Ok(report)
-}
-
-/// The touched rows, per table (read in the target's snapshot).
-async fn read_touched(dst: &Client, name: &MigrationName) -> Result<BTreeMap<QualifiedName, Touch>> {
-    let exists: bool = dst
-        .query_one("SELECT to_regclass('pgferry.touched') IS NOT NULL", &[])
-        .await
-        .map_err(|e| Error::server("looking for the touched-rows journal", e))?
-        .get(0);
-    let mut touched = BTreeMap::new();
-    if !exists {
-        return Ok(touched);
-    }
-    let rows = dst
-        .query(
-            "SELECT table_schema, table_name, key::text FROM pgferry.touched WHERE migration = $1 ORDER BY 1, 2, 3",
-            &[&name.as_str()],
-        )
-        .await
-        .map_err(|e| Error::server("reading the touched rows", e))?;
-    for row in rows {
-        let table = QualifiedName::from_catalog(row.get::<_, String>(0), row.get::<_, String>(1));
-        let key: Vec<String> = serde_json::from_str(row.get(2))
-            .map_err(|e| Error::new(crate::ErrorKind::Server, format!("the touched-rows journal holds an invalid key: {e}")))?;
-        let entry = touched.entry(table).or_insert_with(|| Touch::Keys(Vec::new()));
-        match (entry, key.is_empty()) {
-            (entry, true) => *entry = Touch::Whole,
-            (Touch::Keys(keys), false) => keys.push(key),
-            (Touch::Whole, false) => {}
-        }
-    }
-    Ok(touched)
 }
 
 /// The migration's applied position, as the target's snapshot sees it.
@@ -138,12 +98,6 @@ pub(super) async fn applied(dst: &Client, name: &MigrationName) -> Result<Option
 /// Forgets the touched rows recorded up to `applied`: they were found equal.
 pub(super) async fn mark_checked(target: &ConnSpec, name: &MigrationName, applied: String) -> Result<()> {
     let client = pgferry_pg::connect(target).await?;
-    client
-        .execute(
-            "DELETE FROM pgferry.touched WHERE migration = $1 AND lsn <= $2::text::pg_lsn",
-            &[&name.as_str(), &applied],
-        )
-        .await
-        .map_err(|e| Error::server("marking the touched rows checked", e))?;
+    touched::forget_up_to(&client, name, &applied).await.map_err(|e| Error::server("marking the touched rows checked", e))?;
     Ok(())
 }
