@@ -8,6 +8,13 @@
 //! kept because a single session applies them sequentially. A batch ends at a
 //! source transaction boundary when it holds enough changes or bytes, when it is
 //! old enough, or when the stream goes quiet, so lag stays bounded.
+//!
+//! Inside a batch, changes to tables whose key is their only unique constraint
+//! are folded into net changes ([`super::net`]); the batch's end state is the
+//! source's state at its last commit either way. A batch's commit (its
+//! statements' answers checked, journal rows, COMMIT) runs while the next batch
+//! is read and folded; nothing of the next batch is sent before that commit
+//! succeeded, and its position is acknowledged to the source only then.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,17 +31,22 @@ pub struct BatchLimits {
     pub max_changes: usize,
     pub max_bytes: usize,
     pub max_age: Duration,
+    /// A batch this old commits as soon as the target has finished the previous
+    /// one: under a light load changes become visible within about this time,
+    /// while a backlog still fills batches up to the limits above.
+    pub min_age: Duration,
 }
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        BatchLimits { max_changes: 20_000, max_bytes: 32 << 20, max_age: Duration::from_millis(500) }
+        BatchLimits { max_changes: 20_000, max_bytes: 32 << 20, max_age: Duration::from_millis(500), min_age: Duration::from_millis(50) }
     }
 }
 
-/// Whether a batch that just completed a source transaction is to be committed.
-pub(crate) fn should_flush(limits: &BatchLimits, changes: usize, bytes: usize, age: Duration) -> bool {
-    changes >= limits.max_changes || bytes >= limits.max_bytes || age >= limits.max_age
+/// Whether a batch that just completed a source transaction is to be committed;
+/// `target_idle`: no earlier batch is still committing.
+pub(crate) fn should_flush(limits: &BatchLimits, changes: usize, bytes: usize, age: Duration, target_idle: bool) -> bool {
+    changes >= limits.max_changes || bytes >= limits.max_bytes || age >= limits.max_age || (target_idle && age >= limits.min_age)
 }
 
 /// Whether a transaction's changes to a table are already in the copy.
@@ -83,12 +95,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_end_on_size_bytes_or_age() {
-        let limits = BatchLimits { max_changes: 10, max_bytes: 100, max_age: Duration::from_millis(50) };
-        assert!(!should_flush(&limits, 9, 99, Duration::from_millis(49)));
-        assert!(should_flush(&limits, 10, 0, Duration::ZERO));
-        assert!(should_flush(&limits, 1, 100, Duration::ZERO));
-        assert!(should_flush(&limits, 1, 1, Duration::from_millis(50)));
+    fn batches_end_on_size_bytes_or_age_or_early_when_the_target_is_idle() {
+        let limits =
+            BatchLimits { max_changes: 10, max_bytes: 100, max_age: Duration::from_millis(50), min_age: Duration::from_millis(5) };
+        assert!(!should_flush(&limits, 9, 99, Duration::from_millis(49), false));
+        assert!(should_flush(&limits, 10, 0, Duration::ZERO, false));
+        assert!(should_flush(&limits, 1, 100, Duration::ZERO, false));
+        assert!(should_flush(&limits, 1, 1, Duration::from_millis(50), false));
+        assert!(!should_flush(&limits, 1, 1, Duration::from_millis(4), true), "too young even for an idle target");
+        assert!(should_flush(&limits, 1, 1, Duration::from_millis(5), true), "old enough, and the target is idle");
+        assert!(!should_flush(&limits, 1, 1, Duration::from_millis(5), false), "the target is busy: the batch grows");
     }
 
     #[test]

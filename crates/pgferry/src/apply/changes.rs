@@ -21,8 +21,10 @@ use super::batch::{already_copied, Batch};
 use super::net::{key_of, kept_key, Key, TableNet};
 use super::relation::{map_relation, Folding, Mapped};
 use super::statements::{matching, row_arrays, update_rows_shape, update_shape, Shape, Statements};
-use super::Stop;
+use super::{progress, touched, Stop};
 use crate::error::{Error, ErrorKind};
+use crate::failpoint;
+use pgferry_core::names::MigrationName;
 use pgferry_core::sql::QualifiedName;
 
 /// A relation as the stream described it, mapped onto the target.
@@ -54,10 +56,29 @@ struct Expect {
     at: Option<Lsn>,
 }
 
+/// A batch whose commit finished on the target.
+pub(crate) struct Committed {
+    /// The end LSN and commit time of its last source transaction.
+    pub(crate) end: Option<(Lsn, i64)>,
+    pub(crate) transactions: u64,
+    pub(crate) changes: u64,
+}
+
+/// A batch's commit on its way: its statements' answers checked, its journal
+/// rows written, COMMIT. It runs while the next batch is read and folded.
+type Committing<'a> = Pin<Box<dyn Future<Output = Result<Committed, Stop>> + Send + 'a>>;
+
 /// The apply state of one target session.
 pub(crate) struct Applier<'a> {
     pub(crate) target: &'a Client,
+    migration: &'a MigrationName,
     pub(crate) batch: Batch,
+    /// A target transaction is open for the batch being filled.
+    open_on_target: bool,
+    /// The previous batch's commit, when still running.
+    pub(crate) committing: Option<Committing<'a>>,
+    /// Commits finished and not yet taken by [`Applier::take_committed`].
+    committed: Vec<Committed>,
     skip_before: &'a HashMap<QualifiedName, Lsn>,
     relations: HashMap<Oid, Relation>,
     type_names: HashMap<Oid, (String, String)>,
@@ -71,10 +92,14 @@ pub(crate) struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    pub(crate) fn new(target: &'a Client, skip_before: &'a HashMap<QualifiedName, Lsn>) -> Self {
+    pub(crate) fn new(target: &'a Client, migration: &'a MigrationName, skip_before: &'a HashMap<QualifiedName, Lsn>) -> Self {
         Applier {
             target,
+            migration,
             batch: Batch::default(),
+            open_on_target: false,
+            committing: None,
+            committed: Vec::new(),
             skip_before,
             relations: HashMap::new(),
             type_names: HashMap::new(),
@@ -90,18 +115,87 @@ impl<'a> Applier<'a> {
         self.current.is_some()
     }
 
-    /// A source transaction starts: opens the target transaction if needed.
-    pub(crate) async fn begin(&mut self, final_lsn: Lsn) -> Result<(), Stop> {
-        if self.batch.opened.is_none() {
-            self.target.batch_execute("BEGIN").await.map_err(|e| Stop::target("opening a transaction on the target", e))?;
-            self.batch.opened = Some(std::time::Instant::now());
-        }
+    /// A source transaction starts; the target transaction opens with the first
+    /// statement sent ([`Applier::open_target`]).
+    pub(crate) fn begin(&mut self, final_lsn: Lsn) {
+        self.batch.opened.get_or_insert_with(std::time::Instant::now);
         self.current = Some(final_lsn);
+    }
+
+    /// Before anything is sent for the batch: the previous batch's commit is
+    /// waited for (a statement sent behind a commit that then failed would
+    /// apply this batch without the previous one), then BEGIN.
+    async fn open_target(&mut self) -> Result<(), Stop> {
+        if self.open_on_target {
+            return Ok(());
+        }
+        self.wait_committed().await?;
+        self.target.batch_execute("BEGIN").await.map_err(|e| Stop::target("opening a transaction on the target", e))?;
+        self.open_on_target = true;
+        Ok(())
+    }
+
+    /// Waits for the previous batch's commit, if one is running.
+    pub(crate) async fn wait_committed(&mut self) -> Result<(), Stop> {
+        if let Some(committing) = self.committing.take() {
+            self.committed.push(committing.await?);
+        }
+        Ok(())
+    }
+
+    /// Whether no commit is running, looking (without waiting) whether the
+    /// running one just finished.
+    pub(crate) fn commit_finished(&mut self) -> Result<bool, Stop> {
+        let Some(committing) = self.committing.as_mut() else { return Ok(true) };
+        match futures_util::FutureExt::now_or_never(committing.as_mut()) {
+            Some(done) => self.committed_now(done).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// A commit that finished (see [`Applier::committing`]).
+    pub(crate) fn committed_now(&mut self, done: Result<Committed, Stop>) -> Result<(), Stop> {
+        self.committing = None;
+        self.committed.push(done?);
+        Ok(())
+    }
+
+    /// The batches committed since the last call, oldest first.
+    pub(crate) fn take_committed(&mut self) -> Vec<Committed> {
+        std::mem::take(&mut self.committed)
+    }
+
+    /// Ends the batch: its net changes are sent, then its commit starts and
+    /// runs on ([`Applier::committing`]) while the next batch is read.
+    pub(crate) async fn commit_batch(&mut self, rate: Option<f64>) -> Result<(), Stop> {
+        self.open_target().await?;
+        self.send_all_pending().await?;
+        let batch = std::mem::take(&mut self.batch);
+        let in_flight = std::mem::take(&mut self.in_flight);
+        let (target, migration) = (self.target, self.migration);
+        self.open_on_target = false;
+        self.committing = Some(Box::pin(async move {
+            for mut sent in in_flight {
+                let answer = sent.answer.as_mut().await;
+                check(&sent.expect, answer)?;
+            }
+            let commit = || async {
+                if let Some((end, commit_time)) = batch.end {
+                    progress::record(target, migration, end, Some(commit_time), &batch.stats, rate).await?;
+                    touched::record(target, migration, end, &batch.touched).await?;
+                }
+                failpoint::hit("apply-before-commit");
+                target.batch_execute("COMMIT").await
+            };
+            commit().await.map_err(|e| Stop::target("committing applied changes on the target", e))?;
+            failpoint::hit("apply-after-commit");
+            Ok(Committed { end: batch.end, transactions: batch.transactions, changes: batch.changes as u64 })
+        }));
         Ok(())
     }
 
     /// A source transaction ended at `end_lsn`.
-    pub(crate) fn commit(&mut self, end_lsn: Lsn, commit_time: i64) {
+    pub(crate) fn end_transaction(&mut self, end_lsn: Lsn, commit_time: i64) {
         self.current = None;
         self.batch.transactions += 1;
         self.batch.end = Some((end_lsn, commit_time));
@@ -113,6 +207,7 @@ impl<'a> Applier<'a> {
         match message {
             Message::Relation(relation) => {
                 self.send_pending(relation.oid).await?;
+                self.open_target().await?;
                 self.statements.forget(relation.oid);
                 let mapped = map_relation(self.target, &relation, &self.type_names).await?;
                 let copied_at = self.skip_before.get(&mapped.table).copied();
@@ -238,6 +333,7 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         self.send_all_pending().await?;
+        self.open_target().await?;
         let mut sql = Sql::new("TRUNCATE ");
         for (i, table) in tables.iter().enumerate() {
             sql = sql.push(if i == 0 { "ONLY " } else { ", ONLY " }).name(table);
@@ -327,6 +423,7 @@ impl<'a> Applier<'a> {
     where
         P: tokio_postgres::types::ToSql + Sync + Send + 'a,
     {
+        self.open_target().await?;
         let statement = self
             .statements
             .get(self.target, oid, table, shape)
@@ -342,16 +439,6 @@ impl<'a> Applier<'a> {
             Poll::Pending => self.in_flight.push_back(InFlight { answer, expect }),
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
-            self.settle_one().await?;
-        }
-        Ok(())
-    }
-
-    /// Sends what is pending, waits for every statement sent, in order, and
-    /// checks each touched the rows it had to.
-    pub(crate) async fn settle(&mut self) -> Result<(), Stop> {
-        self.send_all_pending().await?;
-        while !self.in_flight.is_empty() {
             self.settle_one().await?;
         }
         Ok(())

@@ -16,6 +16,9 @@
 //! - **The target's own logic stays out.** The apply session runs with
 //!   `session_replication_role = replica`: foreign keys and user triggers do not
 //!   fire, as for PostgreSQL's own subscriber.
+//! - **Fast where it is safe.** Within a batch, a table's changes fold into net
+//!   set statements when only its key's unique index could see their order
+//!   ([`net`]), and a batch commits while the next one is read ([`batch`]).
 //! - **Schema changes stop apply** before the changed table is touched, naming the
 //!   table and column ([`relation`]).
 //! - **The copy's resumed tables** skip what their later snapshot already holds
@@ -46,13 +49,14 @@ use tokio_postgres::Client;
 pub use batch::BatchLimits;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::failpoint;
 use changes::Applier;
 
 /// The prefix of the logical message that marks "caught up" in the stream.
 const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
 /// How long connection failures are retried before giving up.
 const RETRY_FOR: Duration = Duration::from_secs(120);
+/// How often, at most, a keepalive's position is recorded while quiet.
+const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
 /// How often a status line is emitted.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
@@ -149,6 +153,23 @@ impl Stop {
     }
 }
 
+/// Whether a position from the server is recorded at once (the caught-up
+/// mark) or only when apply is quiet (a keepalive's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Advance {
+    Now,
+    WhenQuiet,
+}
+
+/// What the loop of a session handles next.
+enum Next {
+    Event(ReplicationEvent),
+    /// The previous batch's commit finished.
+    Committed,
+    /// Nothing arrived in time, or a shutdown was requested.
+    Idle,
+}
+
 /// Totals across sessions.
 #[derive(Default)]
 struct Totals {
@@ -233,7 +254,7 @@ async fn session(
     })?;
     progress.emit(FollowEvent::Started { from: state.start });
     let mut run = Run {
-        applier: Applier::new(&dst, &state.skip_before),
+        applier: Applier::new(&dst, &options.migration, &state.skip_before),
         stream: &mut source_stream,
         target: &dst,
         options,
@@ -244,6 +265,7 @@ async fn session(
         progress,
         shutdown: options.shutdown.clone(),
         rate: None,
+        idle_recorded: Instant::now(),
     };
     run.stream_until(stop_at).await
 }
@@ -265,6 +287,8 @@ struct Run<'a> {
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// Changes per second over the last status interval, journaled for `status`.
     rate: Option<f64>,
+    /// When a keepalive's position was last recorded.
+    idle_recorded: Instant,
 }
 
 impl Run<'_> {
@@ -273,10 +297,11 @@ impl Run<'_> {
         loop {
             let event = self.next_event().await?;
             match event {
-                None if self.applier.in_transaction() => {}
-                None => self.flush().await?,
-                Some(ReplicationEvent::Begin { final_lsn, .. }) => self.applier.begin(Lsn(final_lsn.0)).await?,
-                Some(ReplicationEvent::XLogData { data, wal_end, .. }) => {
+                Next::Committed => {}
+                Next::Idle if self.applier.in_transaction() => {}
+                Next::Idle => self.flush().await?,
+                Next::Event(ReplicationEvent::Begin { final_lsn, .. }) => self.applier.begin(Lsn(final_lsn.0)),
+                Next::Event(ReplicationEvent::XLogData { data, wal_end, .. }) => {
                     self.server_end = self.server_end.max(Lsn(wal_end.0));
                     let bytes = data.len();
                     let message = decoder
@@ -284,26 +309,30 @@ impl Run<'_> {
                         .map_err(|e| Stop::Fatal(Error::new(ErrorKind::Server, format!("decoding the change stream: {e}"))))?;
                     self.applier.apply(message, bytes).await?;
                 }
-                Some(ReplicationEvent::Commit { end_lsn, commit_time_micros, .. }) => {
+                Next::Event(ReplicationEvent::Commit { end_lsn, commit_time_micros, .. }) => {
                     let end = Lsn(end_lsn.0);
-                    self.applier.commit(end, commit_time_micros);
+                    self.applier.end_transaction(end, commit_time_micros);
+                    let target_idle = self.applier.commit_finished()?;
                     let batch = &self.applier.batch;
                     if stop_at.is_some_and(|s| end >= s)
-                        || batch::should_flush(&self.options.batch, batch.changes, batch.bytes, batch.age())
+                        || batch::should_flush(&self.options.batch, batch.changes, batch.bytes, batch.age(), target_idle)
                     {
                         self.flush().await?;
                     }
                 }
-                Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
+                Next::Event(ReplicationEvent::KeepAlive { wal_end, .. }) => {
                     self.server_end = self.server_end.max(Lsn(wal_end.0));
-                    self.advance_idle(Lsn(wal_end.0)).await?;
+                    self.advance_idle(Lsn(wal_end.0), Advance::WhenQuiet).await?;
                 }
-                Some(ReplicationEvent::Message { transactional: false, lsn, .. }) => self.advance_idle(Lsn(lsn.0)).await?,
-                Some(_) => {}
+                Next::Event(ReplicationEvent::Message { transactional: false, lsn, .. }) => self.advance_idle(Lsn(lsn.0), Advance::Now).await?,
+                Next::Event(_) => {}
             }
+            self.acknowledge_committed();
             let stopping = stop_at.is_some_and(|s| self.totals.applied >= s) || self.shutdown_requested();
             if stopping && !self.applier.in_transaction() {
                 self.flush().await?;
+                self.applier.wait_committed().await?;
+                self.acknowledge_committed();
                 self.finish().await;
                 return Ok(());
             }
@@ -315,9 +344,10 @@ impl Run<'_> {
         self.shutdown.as_ref().is_some_and(|s| *s.borrow())
     }
 
-    /// The next event; `None` when an open batch has waited long enough, or a
-    /// shutdown was just requested.
-    async fn next_event(&mut self) -> Result<Option<ReplicationEvent>, Stop> {
+    /// The next event from the stream, or the end of the previous batch's
+    /// commit; `Idle` when an open batch has waited long enough, or a shutdown
+    /// was just requested.
+    async fn next_event(&mut self) -> Result<Next, Stop> {
         let waiting = self.applier.batch.opened.is_some() && !self.applier.in_transaction();
         let left = if waiting {
             self.options.batch.max_age.saturating_sub(self.applier.batch.age())
@@ -332,54 +362,69 @@ impl Run<'_> {
                 _ => std::future::pending().await,
             }
         };
+        let committing = async {
+            match self.applier.committing.as_mut() {
+                Some(committing) => committing.await,
+                None => std::future::pending().await,
+            }
+        };
         let received = tokio::select! {
             received = tokio::time::timeout(left, self.stream.recv()) => match received {
                 Ok(received) => received,
-                Err(_) => return Ok(None),
+                Err(_) => return Ok(Next::Idle),
             },
-            () = shutdown => return Ok(None),
+            () = shutdown => return Ok(Next::Idle),
+            done = committing => {
+                self.applier.committed_now(done)?;
+                return Ok(Next::Committed);
+            }
         };
         match received.map_err(Stop::stream)? {
-            Some(event) => Ok(Some(event)),
+            Some(event) => Ok(Next::Event(event)),
             None => Err(Stop::Transient(Error::new(ErrorKind::Server, "the source ended the change stream"))),
         }
     }
 
-    /// Commits the open batch with its position, then tells the source.
+    /// Ends the open batch: its commit runs on while the stream is read.
     async fn flush(&mut self) -> Result<(), Stop> {
         if self.applier.batch.opened.is_none() {
             return Ok(());
         }
-        self.applier.settle().await?;
-        let batch = std::mem::take(&mut self.applier.batch);
-        let commit = || async {
-            if let Some((end, commit_time)) = batch.end {
-                progress::record(self.target, &self.options.migration, end, Some(commit_time), &batch.stats, self.rate).await?;
-                touched::record(self.target, &self.options.migration, end, &batch.touched).await?;
-            }
-            failpoint::hit("apply-before-commit");
-            self.target.batch_execute("COMMIT").await
-        };
-        commit().await.map_err(|e| Stop::target("committing applied changes on the target", e))?;
-        failpoint::hit("apply-after-commit");
-        if let Some((end, commit_time)) = batch.end {
-            self.acknowledge(end);
-            self.last_commit_micros = Some(commit_time.saturating_add(PG_EPOCH_UNIX_MICROS));
-        }
-        self.totals.transactions += batch.transactions;
-        self.totals.changes += batch.changes as u64;
-        Ok(())
+        self.applier.commit_batch(self.rate).await
     }
 
-    /// Between transactions, with nothing pending, a position from the server
-    /// (a keepalive's, or a non-transactional message's) is past every
-    /// transaction the stream has delivered: it becomes the applied position, so
-    /// the slot releases WAL that holds no published change.
-    async fn advance_idle(&mut self, position: Lsn) -> Result<(), Stop> {
+    /// Tells the source about the batches the target committed.
+    fn acknowledge_committed(&mut self) {
+        for batch in self.applier.take_committed() {
+            if let Some((end, commit_time)) = batch.end {
+                self.acknowledge(end);
+                self.last_commit_micros = Some(commit_time.saturating_add(PG_EPOCH_UNIX_MICROS));
+            }
+            self.totals.transactions += batch.transactions;
+            self.totals.changes += batch.changes;
+        }
+    }
+
+    /// Between transactions, a position from the server (a keepalive's, or a
+    /// non-transactional message's) is past every transaction the stream has
+    /// delivered: it becomes the applied position, so the slot releases WAL that
+    /// holds no published change. The server sends a keepalive whenever it
+    /// waits for WAL, which under a steady load is after nearly every
+    /// transaction: those are recorded only when no batch is open or
+    /// committing, at most every [`IDLE_RECORD_EVERY`], or apply would commit
+    /// twice per source transaction and fall behind.
+    async fn advance_idle(&mut self, position: Lsn, when: Advance) -> Result<(), Stop> {
         if self.applier.in_transaction() || position <= self.totals.applied {
             return Ok(());
         }
+        let busy = self.applier.batch.opened.is_some() || self.applier.committing.is_some();
+        if when == Advance::WhenQuiet && (busy || self.idle_recorded.elapsed() < IDLE_RECORD_EVERY) {
+            return Ok(());
+        }
+        self.idle_recorded = Instant::now();
         self.flush().await?;
+        self.applier.wait_committed().await?;
+        self.acknowledge_committed();
         let record = || async {
             self.target.batch_execute("BEGIN").await?;
             progress::record(self.target, &self.options.migration, position, None, &Default::default(), None).await?;
