@@ -37,11 +37,13 @@ for run in $(seq "$REPEAT"); do
     fi
     stop=$BENCH_DIR/lag-stop; rm -f "$stop"
     (while [ ! -f "$stop" ]; do echo "UPDATE heartbeat SET t = clock_timestamp();"; sleep 0.05; done | psql_s -d "$D" >/dev/null) &
+    beat=$!
     # Sampling starts once a heartbeat written now has arrived.
     until [ "$(psql_t -d "$D" -Atc "SELECT clock_timestamp() - t < interval '1 second' FROM heartbeat" 2>/dev/null)" = t ]; do sleep 0.1; done
     (while [ ! -f "$stop" ]; do echo "SELECT extract(epoch FROM clock_timestamp() - t) FROM heartbeat;"; sleep 0.05; done | psql_t -d "$D" -At > "$BENCH_DIR/lag-samples") &
+    sampler=$!
     "$PGBIN/pgbench" -n -c 4 -j 2 -R "$rate" -T "$DURATION" "${S[@]}" "$D" >/dev/null 2>&1
-    touch "$stop"; wait %2 %3 2>/dev/null || true
+    touch "$stop"; wait "$beat" "$sampler" 2>/dev/null || true
     if [ "$consumer" = pgferry ]; then
       kill -TERM "$follow" 2>/dev/null || true; wait "$follow" 2>/dev/null || true
       # The native subscriber starts from the same data: pgferry's target, caught up.

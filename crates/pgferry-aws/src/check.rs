@@ -2,7 +2,9 @@
 //!
 //! The facts are read with two calls ([`gather`]); the verdicts are a pure
 //! function of them ([`verdicts`]). The database-level checks (tables without a
-//! key, the replication role's grants, ...) are `pgferry check`'s.
+//! key, the replication role's grants, ...) are `pgferry check`'s, run on the
+//! source when its connection is given and joined to these
+//! ([`database_verdicts`]); without it the report says they were not run.
 
 use serde::Serialize;
 
@@ -211,6 +213,34 @@ fn logical_replication(facts: &Facts) -> Option<Finding> {
     None
 }
 
+/// `pgferry check`'s findings on the source database, as verdicts of this check.
+pub fn database_verdicts(findings: &[pgferry_core::preflight::Finding]) -> Vec<Finding> {
+    findings
+        .iter()
+        .map(|f| {
+            let severity = match f.severity {
+                pgferry_core::preflight::Severity::Problem => Severity::Blocker,
+                pgferry_core::preflight::Severity::Warning => Severity::Warning,
+            };
+            let what = if f.objects.is_empty() {
+                format!("database: {}", f.what)
+            } else {
+                format!("database: {} ({})", f.what, f.objects.join(", "))
+            };
+            finding(severity, what, Some(f.fix.clone()))
+        })
+        .collect()
+}
+
+/// The verdict when the source database was not reachable to this check.
+pub fn database_not_checked() -> Finding {
+    finding(
+        Severity::Warning,
+        "the database-level checks of pgferry check were not run (tables without a key, the replication role, settings)",
+        Some("pass --source with the instance's connection (or set PGFERRY_SOURCE) to run them too".into()),
+    )
+}
+
 /// Whether the verdicts let the migration start.
 pub fn ready(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.severity != Severity::Blocker)
@@ -248,6 +278,29 @@ mod tests {
             .filter(|f| f.severity == Severity::Blocker)
             .map(|f| f.what)
             .collect()
+    }
+
+    #[test]
+    fn database_findings_join_the_verdicts_with_their_fix_and_severity() {
+        use pgferry_core::preflight::{Finding as Db, Severity as DbSeverity, Side};
+        let db = [
+            Db {
+                side: Side::Source,
+                severity: DbSeverity::Problem,
+                code: "replica_identity",
+                what: "2 tables have no primary key".into(),
+                fix: "add a key".into(),
+                objects: vec!["public.a".into(), "public.b".into()],
+            },
+            Db { side: Side::Source, severity: DbSeverity::Warning, code: "x", what: "long transaction".into(), fix: "end it".into(), objects: vec![] },
+        ];
+        let found = database_verdicts(&db);
+        assert_eq!(found[0].severity, Severity::Blocker);
+        assert_eq!(found[0].what, "database: 2 tables have no primary key (public.a, public.b)");
+        assert_eq!(found[0].fix.as_deref(), Some("add a key"));
+        assert_eq!(found[1].severity, Severity::Warning);
+        assert!(!ready(&found), "a database problem blocks like a cloud one");
+        assert!(ready(&[database_not_checked()]), "not running them is a warning, not a blocker");
     }
 
     #[test]

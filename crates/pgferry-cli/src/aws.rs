@@ -16,6 +16,7 @@ use pgferry_aws::pg::{derived_target, PgSeed};
 use pgferry_aws::retry::Pacing;
 use pgferry_aws::sdk::Aws;
 use pgferry_core::names::MigrationName;
+use pgferry_core::preflight::CheckPlan;
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -62,6 +63,10 @@ pub(crate) struct CheckArgs {
     /// The RDS instance identifier to check.
     #[arg(long)]
     pub(crate) source_instance: String,
+    /// The instance's database (URL or key=value string): when given, pgferry
+    /// check's database-level checks run too.
+    #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
+    pub(crate) source: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -144,7 +149,16 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
     match command {
         AwsCommand::Check(args) => {
             let facts = Box::pin(check::gather(&cloud, &pacing, &args.source_instance)).await?;
-            let findings = check::verdicts(&facts);
+            let mut findings = check::verdicts(&facts);
+            match &args.source {
+                Some(source) => {
+                    let source = parse_spec("--source", source)?;
+                    let plan = CheckPlan { full_copy: false, ..CheckPlan::default() };
+                    findings.extend(check::database_verdicts(&pgferry::check::check_source(&source, &plan).await?));
+                }
+                None => findings.push(check::database_not_checked()),
+            }
+            findings.sort_by_key(|f| f.severity);
             match args.format {
                 Format::Table => print!("{}", render_findings(&args.source_instance, &findings)),
                 Format::Json => print_json(&findings),

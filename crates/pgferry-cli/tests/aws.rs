@@ -4,6 +4,7 @@
 use std::process::{Command, Output};
 
 use pgferry_aws::testing::{create_source, create_zone, security_group_id, Moto};
+use pgferry_testkit::{Cluster, PgVersion};
 
 fn pgferry(moto: &Moto, args: &[&str]) -> Output {
     pgferry_with(moto, args, &[])
@@ -44,6 +45,39 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+#[test]
+fn check_runs_pgferry_checks_database_checks_when_given_the_source() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-db", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    cluster.create_database("app");
+    cluster.psql("app", "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE loose (v int);");
+    let url = cluster.url("app");
+    let args = ["aws", "check", "--source-instance", "cli-db", "--source", url.as_str(), "--format", "json"];
+    let blocked = pgferry(moto, &args);
+    assert_eq!(blocked.status.code(), Some(1), "{}", stdout(&blocked));
+    let findings = json(&blocked);
+    let keyless = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["what"].as_str().unwrap().starts_with("database:") && f["what"].as_str().unwrap().contains("loose"))
+        .unwrap_or_else(|| panic!("the keyless table is not named: {findings:#}"));
+    assert_eq!(keyless["severity"], "blocker");
+    assert!(!keyless["fix"].as_str().unwrap().is_empty());
+
+    cluster.psql("app", "ALTER TABLE loose ADD PRIMARY KEY (v);");
+    let ready = pgferry(moto, &args);
+    assert_eq!(ready.status.code(), Some(0), "{}", stdout(&ready));
+    assert!(!stdout(&ready).contains("were not run"), "{}", stdout(&ready));
+
+    let unchecked = pgferry(moto, &["aws", "check", "--source-instance", "cli-db"]);
+    assert_eq!(unchecked.status.code(), Some(0), "not running them is a warning: {}", stdout(&unchecked));
+    assert!(stdout(&unchecked).contains("database-level checks of pgferry check were not run"), "{}", stdout(&unchecked));
 }
 
 #[test]

@@ -76,6 +76,10 @@ fn load_rich_database(c: &Cluster) {
          INSERT INTO shop.events SELECT g, '2024-01-01'::date + g, 'e' || g FROM generate_series(1, 800) g;
          INSERT INTO public.audit (message) SELECT 'm' || g FROM generate_series(1, 100) g;
          INSERT INTO public.audit (message) SELECT 'm' || g FROM generate_series(1, 100) g;
+         CREATE TABLE shop.visits (id int, at date, customer_id bigint REFERENCES shop.customers, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE shop.visits_all PARTITION OF shop.visits DEFAULT;
+         INSERT INTO shop.visits SELECT g, '2024-01-01'::date + g, 1 + g % 500 FROM generate_series(1, 200) g;
+         ALTER TABLE shop.orders ADD CONSTRAINT orders_customer_loose FOREIGN KEY (customer_id) REFERENCES shop.customers NOT VALID;
          SELECT lo_from_bytea(0, 'small object'), lo_from_bytea(0, decode(repeat('ab', 300000), 'hex'));",
     );
     for (i, name) in HOSTILE_NAMES.iter().enumerate() {
@@ -170,6 +174,11 @@ fn a_rich_database_comes_out_identical_on_15_and_18() {
         assert_eq!(large_objects(&source), large_objects(&target), "large objects differ on {version:?}");
         assert_same_lines(&schema(&source, version), &schema(&target, version), &format!("schema on {version:?}"));
         assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied");
+        // Foreign keys end as on the source: validated, and the NOT VALID one not
+        // (the schema comparison above says so too).
+        let keys = "SELECT string_agg(conname || '=' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f' AND conparentid = 0";
+        assert_eq!(target.psql("app", keys), source.psql("app", keys), "foreign keys on {version:?}");
+        assert!(source.psql("app", keys).contains("orders_customer_loose=false"));
         // The slot and the publications are there for change capture, with the
         // keyless table in the insert-only publication.
         assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_main'"), "1");
@@ -300,7 +309,14 @@ fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
     source.psql("app", "CREATE INDEX items_version ON items (version); CREATE TABLE child (id int PRIMARY KEY, item bigint REFERENCES items);
                         INSERT INTO child SELECT g, g FROM generate_series(1, 100) g;");
     let args = ["--jobs", "2", "--split-larger-than", "1MB"];
-    for failpoint in ["copy-after-created:1", "copy-after-slot:1", "copy-after-chunk:2", "copy-after-index:1", "copy-after-data:1"] {
+    for failpoint in [
+        "copy-after-created:1",
+        "copy-after-slot:1",
+        "copy-after-chunk:2",
+        "copy-after-index:1",
+        "copy-after-data:1",
+        "copy-after-foreign-keys-added:1",
+    ] {
         let target = Cluster::start(PgVersion::V15);
         target.create_database("app");
         let out = copy(&source, &target, &args, &[("PGFERRY_FAILPOINT", failpoint)]);

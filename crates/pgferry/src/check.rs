@@ -3,7 +3,7 @@
 //! Both servers are read at once, and a connection failure on one side does not
 //! hide the other's: every problem is reported in one run.
 
-use pgferry_core::preflight::{evaluate, CheckPlan, Finding, ServerFacts, ToolFacts};
+use pgferry_core::preflight::{evaluate, CheckPlan, Finding, ServerFacts, Side, ToolFacts};
 use pgferry_pg::tools::find_tool;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
@@ -62,6 +62,19 @@ pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Re
             .collect(),
         findings,
     })
+}
+
+/// The source's side of the preflight, for a seeded migration whose target
+/// does not exist yet: it will be a physical copy of the source (an RDS
+/// snapshot restore), with the same version, settings and contents, so the
+/// source's facts stand for it and only the source's findings are returned.
+pub async fn check_source(source: &ConnSpec, plan: &CheckPlan) -> Result<Vec<Finding>> {
+    let facts = observe(source, "source").await?;
+    let tools = ToolFacts {
+        pg_dump_version_num: find_tool("pg_dump").map(|t| t.version_num),
+        pg_restore_version_num: find_tool("pg_restore").map(|t| t.version_num),
+    };
+    Ok(evaluate(&facts, &facts, &tools, plan).into_iter().filter(|f| f.side == Side::Source).collect())
 }
 
 async fn observe(spec: &ConnSpec, side: &str) -> Result<ServerFacts> {

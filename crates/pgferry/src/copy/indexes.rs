@@ -20,6 +20,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
+use pgferry_core::foreign_keys::is_foreign_key_entry;
 use pgferry_core::names::STATE_SCHEMA;
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql, Sql};
 use pgferry_pg::ConnSpec;
@@ -246,7 +247,9 @@ fn attach_sql(build: &IndexBuild, c: &IndexConstraint) -> Sql {
 }
 
 /// The `pg_restore` list without the entries built here (matched by catalog and
-/// OID: `1259` is pg_class for indexes, `2606` pg_constraint for constraints).
+/// OID: `1259` is pg_class for indexes, `2606` pg_constraint for constraints)
+/// and without the foreign keys, which are added NOT VALID and validated after
+/// it ([`super::foreign_keys`]).
 pub(crate) fn filter_restore_list(list: &str, builds: &[IndexBuild]) -> String {
     let mut skip: HashSet<(u32, u32)> = HashSet::new();
     for build in builds {
@@ -256,7 +259,7 @@ pub(crate) fn filter_restore_list(list: &str, builds: &[IndexBuild]) -> String {
         }
     }
     list.lines()
-        .filter(|line| entry_key(line).is_none_or(|key| !skip.contains(&key)))
+        .filter(|line| entry_key(line).is_none_or(|key| !skip.contains(&key)) && !is_foreign_key_entry(line))
         .map(|line| format!("{line}\n"))
         .collect()
 }
@@ -289,10 +292,10 @@ mod tests {
     }
 
     #[test]
-    fn restore_lists_lose_exactly_the_built_entries() {
+    fn restore_lists_lose_exactly_the_built_entries_and_the_foreign_keys() {
         let list = ";\n; Archive created\n3001; 1259 500 INDEX s i owner\n3002; 2606 600 CONSTRAINT s t t_pkey owner\n3003; 2606 700 FK CONSTRAINT s t t_fk owner\n3004; 2620 800 TRIGGER s t tr owner\n";
         let kept = filter_restore_list(list, &[build(500, Some(600))]);
-        assert_eq!(kept, ";\n; Archive created\n3003; 2606 700 FK CONSTRAINT s t t_fk owner\n3004; 2620 800 TRIGGER s t tr owner\n");
+        assert_eq!(kept, ";\n; Archive created\n3004; 2620 800 TRIGGER s t tr owner\n");
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //!    meanwhile `--index-jobs` builders index each table as soon as its rows are in
 //!    (see [`indexes`]);
 //! 4. `post_data`: primary keys and unique constraints are attached to their
-//!    indexes, the rest of post-data (foreign keys, triggers, ...) is restored by
-//!    `pg_restore`; sequences are set; ANALYZE runs in parallel;
+//!    indexes, the rest of post-data (triggers, rules, policies, ...) is restored
+//!    by `pg_restore`; foreign keys are added NOT VALID, then validated without
+//!    blocking writes (see [`foreign_keys`]); sequences are set; ANALYZE runs in
+//!    parallel;
 //! 5. `copied`.
 //!
 //! A run killed anywhere and rerun continues: before `data` it starts over (nothing
@@ -23,6 +25,7 @@
 //! the copy already holds, as PostgreSQL's table synchronization does).
 
 mod data;
+mod foreign_keys;
 mod indexes;
 pub(crate) mod journal;
 mod repair;
@@ -179,6 +182,10 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
             indexes::build_all(target, &queue, options.index_jobs).await?;
         }
         indexes::attach_constraints(&dst, &builds).await?;
+        let source_keys = foreign_keys::of_source(source).await?;
+        if current == MigrationPhase::PostData {
+            foreign_keys::drop_added(&dst, &source_keys).await?;
+        }
         let list = indexes::filter_restore_list(&schema::list(&pg_restore, &dump).await?, &builds);
         let list_file = workdir.path().join("post-data.list");
         std::fs::write(&list_file, list).map_err(|e| Error::new(ErrorKind::Precondition, format!("writing {}: {e}", list_file.display())))?;
@@ -186,6 +193,8 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         let post_data = Restore { section: Some(Section::PostData), jobs: options.index_jobs, clean, keep_owners, list: Some(&list_file) };
         schema::restore(&pg_restore, target, &dump, &post_data)
             .await?;
+        progress.emit(CopyEvent::Phase { phase: "foreign keys: added NOT VALID, then validated" });
+        foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs).await?;
         laps.lap("constraints and the rest");
         progress.emit(CopyEvent::Phase { phase: "sequences and statistics" });
         source::sync_sequences(&src, &dst).await?;
