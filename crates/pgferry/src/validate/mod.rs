@@ -282,7 +282,9 @@ fn scope_predicate(table: &ValidatedTable, scope: &Scope) -> Sql {
 async fn fingerprint(client: &Client, table: &ValidatedTable, scope: &Scope) -> Result<Fingerprint> {
     // sum(bigint) accumulates in 128 bits and returns numeric: no overflow, and no
     // per-row numeric arithmetic.
-    let sql = Sql::new("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM ONLY ")
+    let sql = Sql::new("SELECT count(*), coalesce(sum(")
+        .append(table.row_hash.clone())
+        .push("), 0)::text FROM ONLY ")
         .name(&table.name)
         .push(" t")
         .append(scope_predicate(table, scope));

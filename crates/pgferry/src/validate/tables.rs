@@ -24,6 +24,33 @@ pub(crate) struct ValidatedTable {
     pub(crate) name: QualifiedName,
     /// Empty for a table without a usable key.
     pub(crate) key: Vec<KeyColumn>,
+    /// The expression that hashes one row `t` exactly ([`row_hash`]).
+    pub(crate) row_hash: Sql,
+}
+
+/// The hash of one row `t`, the same on both sides exactly when the rows
+/// render the same text. Rendering every row as text (`t::text`) is what costs
+/// most in a validation, so columns whose type's own hash is exact are hashed
+/// as they are, through `hash_record_extended` (PostgreSQL 14 and later): that is
+/// integers, booleans, bytea, dates and times, uuid, and strings under a
+/// deterministic collation (whose hash is over their bytes). Those functions are
+/// stable across major versions (hash partitioning relies on it). Any other
+/// column is rendered as text first: numeric (1.0 and 1.00 are equal and hash
+/// alike, but differ), floats (-0 and 0), intervals, jsonb, arrays, enums (whose
+/// hash is their OID, which differs between clusters), domains, composites.
+/// Before 14, the whole row is rendered as text.
+pub(crate) fn row_hash(columns: &[(Ident, bool)], record_hash: bool) -> Sql {
+    if !record_hash || columns.is_empty() {
+        return Sql::new("hashtextextended(t::text, 0)");
+    }
+    let mut sql = Sql::new("hash_record_extended(ROW(");
+    for (i, (name, exact)) in columns.iter().enumerate() {
+        sql = sql.push(if i == 0 { "t." } else { ", t." }).ident(name);
+        if !exact {
+            sql = sql.push("::text");
+        }
+    }
+    sql.push("), 0)")
 }
 
 /// Leaf tables of user schemas with their key columns: the replica identity
@@ -41,7 +68,12 @@ pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
                     coalesce((SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
                               FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
                               WHERE x.indrelid = c.oid AND (x.indisprimary OR x.indisreplident) AND a.attrelid = c.oid AND a.attnum = k.attnum
-                              GROUP BY x.indexrelid, x.indisprimary, x.indisreplident ORDER BY x.indisreplident DESC, x.indisprimary DESC LIMIT 1), '{{}}')
+                              GROUP BY x.indexrelid, x.indisprimary, x.indisreplident ORDER BY x.indisreplident DESC, x.indisprimary DESC LIMIT 1), '{{}}'),
+                    ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+                    ARRAY(SELECT (a.atttypid IN (16, 17, 20, 21, 23, 25, 1043, 1082, 1083, 1114, 1184, 2950) OR (a.atttypid = 1042 AND a.atttypmod > 0))
+                                 AND coalesce((SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation), true)
+                          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+                    current_setting('server_version_num')::int >= 140000
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind = 'r' AND {USER_RELATION}
              ORDER BY pg_relation_size(c.oid) DESC, 1, 2"
@@ -55,7 +87,11 @@ pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
         .map(|r| {
             let names: Vec<String> = r.get(2);
             let types: Vec<String> = r.get(3);
+            let columns: Vec<String> = r.get(4);
+            let exact: Vec<bool> = r.get(5);
+            let columns: Vec<(Ident, bool)> = columns.into_iter().map(Ident::from_catalog).zip(exact).collect();
             ValidatedTable {
+                row_hash: row_hash(&columns, r.get(6)),
                 name: QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)),
                 key: names
                     .into_iter()
@@ -184,6 +220,14 @@ mod tests {
     }
 
     #[test]
+    fn rows_hash_exact_columns_as_they_are_and_render_the_others() {
+        let columns = [(Ident::from_catalog("id"), true), (Ident::from_catalog("Amount"), false), (Ident::from_catalog("note"), true)];
+        assert_eq!(row_hash(&columns, true).as_str(), "hash_record_extended(ROW(t.\"id\", t.\"Amount\"::text, t.\"note\"), 0)");
+        assert_eq!(row_hash(&columns, false).as_str(), "hashtextextended(t::text, 0)", "before PostgreSQL 14");
+        assert_eq!(row_hash(&[], true).as_str(), "hashtextextended(t::text, 0)", "a table without columns");
+    }
+
+    #[test]
     fn predicates_compare_key_rows_with_typed_parameters() {
         let table = ValidatedTable {
             name: QualifiedName::from_catalog("s", "t"),
@@ -191,6 +235,7 @@ mod tests {
                 KeyColumn { name: Ident::from_catalog("a"), type_name: ServerSql::from_catalog("integer") },
                 KeyColumn { name: Ident::from_catalog("B"), type_name: ServerSql::from_catalog("text") },
             ],
+            row_hash: row_hash(&[], true),
         };
         assert_eq!(
             range_predicate(&table, true, true).as_str(),
