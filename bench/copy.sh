@@ -8,6 +8,11 @@ PEERS=${PEERS:-"pgferry floor dump_dir dump_pipe pgcopydb lr"}
 OUT=$BENCH_DIR/copy-results.tsv
 clusters_up
 : > "$OUT"
+# Roles are per cluster: the target gets the source's (as pg_dumpall --roles-only
+# would give it), or the peers' restores of GRANTs fail.
+psql_s -d postgres -Atc "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> 'postgres'" | while read -r role; do
+  psql_t -d postgres -c "DO \$\$BEGIN CREATE ROLE \"$role\"; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$" >/dev/null
+done
 
 floor_copy() {  # bare binary COPY pipes into index-less tables, then the index builds
   "$PGBIN/pg_dump" "${S[@]}" -Fc --schema-only -f "$BENCH_DIR/floor.dump" "$DB"

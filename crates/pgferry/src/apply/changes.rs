@@ -18,14 +18,17 @@ use pgferry_pgoutput::{Column, Delete, Insert, Lsn, Message, OldTuple, Oid, Trun
 use tokio_postgres::Client;
 
 use super::batch::{already_copied, Batch};
-use super::net::{key_of, kept_key, Key, TableNet};
+use super::net::{key_of, kept_key, TableNet};
 use super::relation::{map_relation, Folding, Mapped};
-use super::statements::{matching, row_arrays, update_rows_shape, update_shape, Shape, Statements};
+use super::statements::{matching, update_shape, Shape, Statements};
 use super::{progress, touched, Stop};
 use crate::error::{Error, ErrorKind};
 use crate::failpoint;
+use fold::with_key;
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::QualifiedName;
+
+mod fold;
 
 /// A relation as the stream described it, mapped onto the target.
 struct Relation {
@@ -37,9 +40,6 @@ struct Relation {
 /// Statements sent and not yet answered, at most: the server works through them in
 /// order while the next ones travel (pipelining), instead of one round trip each.
 const MAX_IN_FLIGHT: usize = 256;
-
-/// Net changes pending, at most, across tables, before they are sent.
-const MAX_PENDING_ROWS: usize = 50_000;
 
 /// A statement sent to the target whose answer is still to be checked.
 struct InFlight<'a> {
@@ -352,64 +352,6 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Folds a change into the table's net changes; `false` when it cannot be
-    /// (a [`super::net::Conflict`]): the caller applies the change on its own,
-    /// after the table's net changes ([`Applier::run`] sends them first).
-    async fn fold(
-        &mut self,
-        oid: Oid,
-        table: &Arc<Mapped>,
-        change: impl FnOnce(&mut TableNet) -> Result<(), super::net::Conflict>,
-    ) -> Result<bool, Stop> {
-        let (_, net) = self.pending.entry(oid).or_insert_with(|| (table.clone(), TableNet::default()));
-        let before = net.len();
-        if change(net).is_err() {
-            return Ok(false);
-        }
-        self.pending_rows = self.pending_rows + net.len() - before;
-        if self.pending_rows >= MAX_PENDING_ROWS {
-            self.send_all_pending().await?;
-        }
-        Ok(true)
-    }
-
-    async fn send_all_pending(&mut self) -> Result<(), Stop> {
-        let oids: Vec<Oid> = self.pending.keys().copied().collect();
-        for oid in oids {
-            self.send_pending(oid).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends a table's net changes: deletes, then updates, then inserts.
-    async fn send_pending(&mut self, oid: Oid) -> Result<(), Stop> {
-        let Some((table, mut net)) = self.pending.remove(&oid) else { return Ok(()) };
-        self.pending_rows -= net.len();
-        let rows = net.take();
-        if !rows.deletes.is_empty() {
-            let keyed: Vec<Vec<Column>> = rows.deletes.iter().map(|k| with_key(&table, k, vec![Column::Null; table.columns.len()])).collect();
-            self.send_rows(oid, &table, Shape::DeleteRows, &keyed, "delete from").await?;
-        }
-        for (sent, updated) in rows.updates {
-            let shape = update_rows_shape(&table.columns, &sent);
-            let updated: Vec<Vec<Column>> = updated.into_iter().map(|(_, row)| row).collect();
-            self.send_rows(oid, &table, shape, &updated, "update").await?;
-        }
-        if !rows.inserts.is_empty() {
-            self.send_rows(oid, &table, Shape::InsertRows, &rows.inserts, "insert into").await?;
-        }
-        Ok(())
-    }
-
-    /// Sends a set statement over `rows`, one text array per column it uses.
-    async fn send_rows(&mut self, oid: Oid, table: &Mapped, shape: Shape, rows: &[Vec<Column>], verb: &'static str) -> Result<(), Stop> {
-        let arrays = row_arrays(table, &shape)
-            .into_iter()
-            .map(|i| rows.iter().map(|row| Ok(text(&row[i], table, i)?.map(str::to_string))).collect::<Result<Vec<_>, Stop>>())
-            .collect::<Result<Vec<_>, Stop>>()?;
-        self.send(oid, table, &shape, arrays, rows.len() as u64, verb).await
-    }
-
     /// Sends one change's statement, after the table's net changes.
     async fn run(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: &[Option<&str>], verb: &'static str) -> Result<(), Stop> {
         self.send_pending(oid).await?;
@@ -417,8 +359,9 @@ impl<'a> Applier<'a> {
         self.send(oid, table, shape, owned, 1, verb).await
     }
 
-    /// Sends a statement; its answer (exactly `rows` rows touched) is checked by
-    /// [`Applier::settle`], at the latest before the batch commits.
+    /// Sends a statement; its answer (exactly `rows` rows touched) is checked
+    /// when the batch commits ([`Applier::commit_batch`]), or earlier when
+    /// [`MAX_IN_FLIGHT`] are waiting.
     async fn send<P>(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: Vec<P>, rows: u64, verb: &'static str) -> Result<(), Stop>
     where
         P: tokio_postgres::types::ToSql + Sync + Send + 'a,
@@ -470,16 +413,6 @@ fn check(sent: &Expect, touched: Result<u64, tokio_postgres::Error>) -> Result<(
         Error::new(ErrorKind::Precondition, format!("{what} (source transaction committing at {at})"))
         .with_hint("the target no longer holds what the source held (a write on the target, or a table changed by hand); pgferry stops rather than let them drift apart: find the cause, then copy this table again"),
     ))
-}
-
-/// A row image that carries the key's values in its key columns (an unchanged
-/// TOASTed key is not sent in the new image).
-fn with_key(table: &Mapped, key: &Key, mut row: Vec<Column>) -> Vec<Column> {
-    let key_columns = (0..table.columns.len()).filter(|i| table.columns[*i].is_key);
-    for (i, value) in key_columns.zip(key) {
-        row[i] = Column::Text(value.clone());
-    }
-    row
 }
 
 fn check_width(tuple: &[Column], table: &Mapped) -> Result<(), Stop> {
