@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::inventory::ForeignKey;
-use crate::sql::{Ident, QualifiedName, Sql};
+use crate::sql::{Ident, QualifiedName, ServerSql, Sql};
 use crate::target::NOT_VALID_ON_PARTITIONED_SINCE;
 
 /// What the target holds: each foreign key by table and name, and whether it is
@@ -38,17 +38,23 @@ pub struct ForeignKeyPlan {
     pub validate: Vec<Sql>,
 }
 
+/// `ALTER TABLE <table> ADD CONSTRAINT <name> <definition>`, the definition as
+/// `pg_get_constraintdef` rendered it.
+pub fn add_statement(table: &QualifiedName, name: &Ident, definition: &ServerSql) -> Sql {
+    Sql::new("ALTER TABLE ").name(table).push(" ADD CONSTRAINT ").ident(name).push(" ").server_sql(definition)
+}
+
+/// `ALTER TABLE <table> VALIDATE CONSTRAINT <name>`.
+pub fn validate_statement(table: &QualifiedName, name: &Ident) -> Sql {
+    Sql::new("ALTER TABLE ").name(table).push(" VALIDATE CONSTRAINT ").ident(name)
+}
+
 /// The foreign keys to add and validate so the target holds the source's.
 pub fn plan(source: &[ForeignKey], target: &TargetKeys) -> ForeignKeyPlan {
     let mut plan = ForeignKeyPlan::default();
     for fk in source {
         let key = (fk.table.clone(), fk.name.clone());
-        let add = Sql::new("ALTER TABLE ")
-            .name(&fk.table)
-            .push(" ADD CONSTRAINT ")
-            .ident(&fk.name)
-            .push(" ")
-            .server_sql(&fk.definition);
+        let add = add_statement(&fk.table, &fk.name, &fk.definition);
         let validated_now = match target.present.get(&key) {
             Some(&validated) => validated,
             // pg_get_constraintdef of an unvalidated key already ends in NOT VALID.
@@ -66,7 +72,7 @@ pub fn plan(source: &[ForeignKey], target: &TargetKeys) -> ForeignKeyPlan {
             }
         };
         if fk.validated && !validated_now {
-            plan.validate.push(Sql::new("ALTER TABLE ").name(&fk.table).push(" VALIDATE CONSTRAINT ").ident(&fk.name));
+            plan.validate.push(validate_statement(&fk.table, &fk.name));
         }
     }
     plan
@@ -84,7 +90,6 @@ pub fn is_foreign_key_entry(line: &str) -> bool {
 mod tests {
     use super::*;
     use crate::inventory::{ForeignKeyAction, ForeignKeyMatch};
-    use crate::sql::ServerSql;
 
     fn fk(table: &str, name: &str, validated: bool) -> ForeignKey {
         let definition = if validated { "FOREIGN KEY (p) REFERENCES s.parent(id)" } else { "FOREIGN KEY (p) REFERENCES s.parent(id) NOT VALID" };

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::foreign_keys::{add_statement, validate_statement};
 use crate::inventory::{Sequence, TriggerState};
 use crate::journal::{
     delete_foreign_key, delete_trigger, set_foreign_key_step, set_trigger_disabled, ForeignKeyStep, Journal,
@@ -220,19 +221,14 @@ fn validate_step(fk: &SavedForeignKey) -> Step {
         object: foreign_key_object(fk),
         action: Action::ValidateForeignKey,
         statements: vec![
-            Sql::new("ALTER TABLE ").name(&fk.table).push(" VALIDATE CONSTRAINT ").ident(&fk.name),
+            validate_statement(&fk.table, &fk.name),
             delete_foreign_key(fk),
         ],
     }
 }
 
 fn add_constraint(fk: &SavedForeignKey) -> Sql {
-    Sql::new("ALTER TABLE ")
-        .name(&fk.table)
-        .push(" ADD CONSTRAINT ")
-        .ident(&fk.name)
-        .push(" ")
-        .server_sql(&fk.definition)
+    add_statement(&fk.table, &fk.name, &fk.definition)
 }
 
 fn foreign_key_object(fk: &SavedForeignKey) -> Object {
