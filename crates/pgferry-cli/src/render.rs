@@ -114,6 +114,16 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         }
     }
     let differing = report.tables.iter().filter(|t| t.mismatched > 0 || t.problem.is_some()).count();
+    if let Some(b) = &report.behind {
+        let _ = writeln!(
+            out,
+            "change capture was not running: the target holds the source's changes up to {}, the source is at {} ({} behind); \
+             the differences may be changes not applied yet: start `pgferry follow`, then validate again",
+            b.applied_lsn,
+            b.source_lsn,
+            human_bytes(b.bytes)
+        );
+    }
     let verdict = if report.equal { "EQUAL" } else { "DIFFERENT" };
     let _ = writeln!(out, "{verdict}: {} table(s) compared, {differing} differ", report.tables.len());
     out

@@ -31,6 +31,23 @@ fn copy(source: &Cluster, target: &Cluster) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `pgferry follow` in the background, once it streams from the slot (a
+/// validation started earlier would find change capture not running).
+fn spawn_follow(source: &Cluster, target: &Cluster) -> std::process::Child {
+    let follow = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["follow", "--source", &source.url("app"), "--target", &target.url("app")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE active") == "0" {
+        assert!(std::time::Instant::now() < deadline, "follow did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    follow
+}
+
 fn validate(source: &Cluster, target: &Cluster, extra: &[&str]) -> Output {
     let (s, t) = (source.url("app"), target.url("app"));
     let mut args = vec!["validate", "--source", &s, "--target", &t, "--chunk-rows", "500", "--max-differences", "50"];
@@ -189,12 +206,17 @@ fn under_a_steady_write_load_with_change_capture_running_only_real_differences_a
     let target = Cluster::start(PgVersion::V18);
     target.create_database("app");
     copy(&source, &target);
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(["follow", "--source", &source.url("app"), "--target", &target.url("app")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Change capture not running while the source is written: the differences
+    // are real at the two snapshots, and the report says the target is behind.
+    source.psql("app", "UPDATE t SET s = 'not applied yet' WHERE id = 3");
+    let out = validate(&source, &target, &["--format", "json"]);
+    let report = json(&out);
+    assert_eq!(report["equal"], false, "{report:#}");
+    assert!(report["behind"]["bytes"].as_i64().is_some_and(|b| b > 0), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&validate(&source, &target, &[]).stdout).to_string();
+    assert!(text.contains("change capture was not running"), "{text}");
+
+    let mut follow = spawn_follow(&source, &target);
     // Hot rows: ids 1 to 1000 updated all the time, and new rows appended.
     let writer = Writer::start(source.url("app"), |n| {
         format!(
@@ -237,15 +259,7 @@ fn repair_copies_differing_tables_again_and_change_capture_stays_exact() {
     source.psql("app", "UPDATE t SET s = 'pending' WHERE id = 41; INSERT INTO t (id) VALUES (7001);");
 
     // Not while change capture runs.
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(["follow", "--source", &source.url("app"), "--target", &target.url("app")])
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE active") == "0" {
-        assert!(std::time::Instant::now() < deadline, "follow did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut follow = spawn_follow(&source, &target);
     let refused = validate(&source, &target, &["--repair"]);
     assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("repair needs change capture stopped"));

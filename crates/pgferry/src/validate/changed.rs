@@ -68,7 +68,10 @@ pub async fn validate_changed(
         }
     }
     let live = Live::open(source, target, name).await?;
-    let report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
+    let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
+    if live.is_none() && !report.equal {
+        report.behind = super::live::behind(&src, name, applied.as_deref()).await?;
+    }
     if verdict_use == Verdict::Record {
         super::journal::record(target, name, "changed_only", &report).await?;
         if let (Some(applied), true) = (applied, report.equal) {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use pgferry_core::names::MigrationName;
 use pgferry_core::validation::{diff_rows, KeyDifference, RowDigest};
 use pgferry_pg::ConnSpec;
+use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::tables::ValidatedTable;
@@ -107,6 +108,34 @@ impl Live {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// How far the target was behind the source while the migration's change
+/// capture was not running: its differences may be changes not applied yet.
+#[derive(Debug, Serialize)]
+pub struct Behind {
+    pub applied_lsn: String,
+    pub source_lsn: String,
+    pub bytes: i64,
+}
+
+/// `None` when the target holds everything the source wrote, or there is no
+/// migration slot to tell. Before change capture first ran, the target holds
+/// what the slot's consistent point held.
+pub(super) async fn behind(src: &Client, name: &MigrationName, applied: Option<&str>) -> Result<Option<Behind>> {
+    let row = src
+        .query_opt(
+            "SELECT pg_current_wal_insert_lsn()::text, coalesce($2::text::pg_lsn, confirmed_flush_lsn)::text, \
+                    pg_wal_lsn_diff(pg_current_wal_insert_lsn(), coalesce($2::text::pg_lsn, confirmed_flush_lsn))::bigint \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name.slot(), &applied],
+        )
+        .await
+        .map_err(|e| Error::server("reading the source's WAL position", e))?;
+    Ok(row.and_then(|row| {
+        let bytes: i64 = row.get(2);
+        (bytes > 0).then(|| Behind { source_lsn: row.get(0), applied_lsn: row.get(1), bytes })
+    }))
 }
 
 fn same_rows(a: &[RowDigest], b: &[RowDigest]) -> bool {

@@ -14,6 +14,7 @@ mod tables;
 
 pub use changed::{validate_changed, Verdict};
 pub use journal::{last_validation, LastValidation};
+pub use live::Behind;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -66,6 +67,10 @@ pub struct TableVerdict {
 pub struct ValidationReport {
     pub equal: bool,
     pub tables: Vec<TableVerdict>,
+    /// Set when the tables differ while the migration's change capture was
+    /// not running and the target was behind the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind: Option<Behind>,
 }
 
 /// A piece of one table compared at once.
@@ -112,7 +117,10 @@ pub async fn validate(
         Some(name) => Live::open(source, target, name).await?,
         None => None,
     };
-    let report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
+    let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
+    if let (Some(name), None, false) = (migration, &live, report.equal) {
+        report.behind = live::behind(&src, name, applied.as_deref()).await?;
+    }
     if let Some(name) = migration {
         journal::record(target, name, "full", &report).await?;
         if let (Some(applied), true) = (applied, report.equal) {
@@ -217,7 +225,7 @@ async fn compare(
         v.differences.sort_by(|a, b| a.key.cmp(&b.key));
     }
     let equal = verdicts.iter().all(|v| v.mismatched == 0 && v.problem.is_none());
-    Ok(ValidationReport { equal, tables: verdicts })
+    Ok(ValidationReport { equal, tables: verdicts, behind: None })
 }
 
 fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
