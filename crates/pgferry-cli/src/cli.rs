@@ -112,7 +112,7 @@ pub(crate) struct CopyArgs {
     pub(crate) format: Format,
 }
 
-/// How the copy spreads its work.
+/// How the copy spreads its work, and what it may change on the source.
 #[derive(Args, Debug)]
 pub(crate) struct CopyTuning {
     /// Parallel COPY workers.
@@ -124,6 +124,12 @@ pub(crate) struct CopyTuning {
     /// Split tables larger than this into page ranges copied in parallel (e.g. 100MB; 0 = never).
     #[arg(long, env = "PGFERRY_SPLIT_LARGER_THAN", default_value = "100MB", value_parser = parse_size)]
     pub(crate) split_larger_than: i64,
+    /// Give the source's tables without a primary key or replica identity REPLICA
+    /// IDENTITY FULL, so their UPDATEs and DELETEs are replicated too (each then logs
+    /// the whole old row; `pgferry check` lists the tables). Journaled; abort and
+    /// cleanup set them back.
+    #[arg(long)]
+    pub(crate) replica_identity_full: bool,
 }
 
 #[derive(Args, Debug)]

@@ -79,6 +79,7 @@ pub(crate) fn copy_options(migration: pgferry_core::names::MigrationName, tuning
         jobs: tuning.jobs.max(1),
         index_jobs: tuning.index_jobs.max(1),
         split_larger_than: tuning.split_larger_than,
+        replica_identity_full: tuning.replica_identity_full,
     }
 }
 

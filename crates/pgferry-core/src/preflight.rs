@@ -150,14 +150,15 @@ pub fn is_ready(findings: &[Finding]) -> bool {
 }
 
 /// The findings that stop `pgferry start`: every problem, except the tables
-/// without a replica identity when the operator declared them insert-only (they
-/// are then published for inserts and truncates only, and the source's UPDATEs
-/// and DELETEs on them keep working).
-pub fn blocking(findings: &[Finding], keyless_tables_are_insert_only: bool) -> Vec<&Finding> {
+/// without a replica identity when the operator settled them: declared them
+/// insert-only (they are then published for inserts and truncates only, and the
+/// source's UPDATEs and DELETEs on them keep working) or consented to REPLICA
+/// IDENTITY FULL.
+pub fn blocking(findings: &[Finding], keyless_tables_settled: bool) -> Vec<&Finding> {
     findings
         .iter()
         .filter(|f| f.severity == Severity::Problem)
-        .filter(|f| !(keyless_tables_are_insert_only && f.code == "replica_identity"))
+        .filter(|f| !(keyless_tables_settled && f.code == "replica_identity"))
         .collect()
 }
 
@@ -285,7 +286,7 @@ fn check_source_tables(source: &ServerFacts, out: &mut Vec<Finding>) {
                 "{} table(s) have no primary key and no usable replica identity: their UPDATEs and DELETEs cannot be replicated, and publishing them would make those statements fail on the source",
                 source.tables_without_identity.len()
             ),
-            "add a primary key, or run ALTER TABLE ... REPLICA IDENTITY FULL (each update then logs the whole old row); or keep them as they are: pgferry publishes them for inserts and truncates only, and the cutover copies them again inside its fence with --recopy-keyless-tables (their sizes below are what that adds to the downtime) or trusts --keyless-tables-are-insert-only for logs and histories".into(),
+            "add a primary key; or let pgferry set REPLICA IDENTITY FULL with --replica-identity-full (journaled, set back by abort and cleanup; each UPDATE and DELETE on them then logs the whole old row on the source and scans the table on the target, so busy large tables lag); or keep them as they are: pgferry publishes them for inserts and truncates only, and the cutover copies them again inside its fence with --recopy-keyless-tables (their sizes below are what that adds to the downtime) or trusts --keyless-tables-are-insert-only for logs and histories".into(),
         );
         f.objects = source
             .tables_without_identity

@@ -18,6 +18,13 @@ pub const USER_RELATION: &str = "n.nspname NOT IN ('pg_catalog', 'information_sc
     AND NOT EXISTS (SELECT 1 FROM pg_depend d
                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
 
+/// A table `c` (of `pg_class`) whose UPDATEs and DELETEs a publication could not
+/// replicate: no primary key under REPLICA IDENTITY DEFAULT, NOTHING, or an
+/// identity index that no longer exists.
+pub const WITHOUT_REPLICA_IDENTITY: &str = "(c.relreplident = 'n'
+    OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+    OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))";
+
 /// Reads everything the preflight needs from one server.
 pub async fn server_facts(client: &Client) -> Result<ServerFacts, Error> {
     let row = client
@@ -97,16 +104,7 @@ async fn tables(client: &Client, condition: &str) -> Result<Vec<TableFact>, Erro
 /// Leaf tables whose UPDATEs and DELETEs a publication could not carry: replica
 /// identity NOTHING, DEFAULT without a primary key, or USING INDEX without the index.
 async fn tables_without_identity(client: &Client) -> Result<Vec<TableFact>, Error> {
-    tables(
-        client,
-        "c.relkind = 'r' AND c.relpersistence = 'p' AND (
-             c.relreplident = 'n'
-             OR (c.relreplident = 'd' AND NOT EXISTS (
-                 SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
-             OR (c.relreplident = 'i' AND NOT EXISTS (
-                 SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))",
-    )
-    .await
+    tables(client, &format!("c.relkind = 'r' AND c.relpersistence = 'p' AND {WITHOUT_REPLICA_IDENTITY}")).await
 }
 
 async fn unlogged_tables(client: &Client) -> Result<Vec<TableFact>, Error> {

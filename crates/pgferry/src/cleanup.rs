@@ -25,6 +25,8 @@ pub struct CleanupReport {
     pub fence_settings_restored: usize,
     pub dropped_slot: bool,
     pub dropped_publications: Vec<String>,
+    /// Tables given REPLICA IDENTITY FULL by `--replica-identity-full`, set back.
+    pub replica_identity_restored: Vec<String>,
     /// A seeded migration's marker row on the source.
     pub dropped_seed_marker: bool,
     pub journal_rows_deleted: u64,
@@ -51,18 +53,8 @@ pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     };
     let mut report = CleanupReport { fence_settings_restored: restored, ..Default::default() };
     report.dropped_slot = drop_slot(&src, &migration.slot()).await?;
-    for publication in [migration.publication(), migration.insert_only_publication()] {
-        let exists: bool = src
-            .query_one("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", &[&publication.as_str()])
-            .await
-            .map(|r| r.get(0))
-            .map_err(|e| Error::server("reading the source's publications", e))?;
-        if exists {
-            let sql = Sql::new("DROP PUBLICATION IF EXISTS ").ident(&publication);
-            src.batch_execute(sql.as_str()).await.map_err(|e| Error::server("dropping a publication", e))?;
-            report.dropped_publications.push(publication.as_str().to_string());
-        }
-    }
+    report.dropped_publications = crate::copy::drop_publications(&src, migration).await?;
+    report.replica_identity_restored = crate::copy::restore_replica_identity(&src, &dst, migration).await?;
     report.dropped_seed_marker = crate::seed::forget_marker(&src, migration).await?;
     report.journal_rows_deleted = delete_journal_rows(&dst, migration).await?;
     report.dropped_state_schema = drop_state_schema_if_unused(&dst).await?;

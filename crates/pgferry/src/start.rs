@@ -100,7 +100,8 @@ async fn requested(shutdown: Option<&mut watch::Receiver<bool>>) {
 async fn preflight(source: &ConnSpec, target: &ConnSpec, options: &StartOptions) -> Result<()> {
     let plan = CheckPlan { full_copy: options.seed.is_none(), ..CheckPlan::default() };
     let report = crate::check::check(source, target, &plan).await?;
-    let problems = blocking(&report.findings, options.keyless_tables_are_insert_only);
+    let keyless_settled = options.keyless_tables_are_insert_only || options.copy.replica_identity_full;
+    let problems = blocking(&report.findings, keyless_settled);
     if problems.is_empty() {
         return Ok(());
     }

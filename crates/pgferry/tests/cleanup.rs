@@ -31,7 +31,7 @@ async fn copied() -> Setup {
     let source_spec = ConnSpec::parse(&source.url("app")).unwrap();
     let target_spec = ConnSpec::parse(&target.url("app")).unwrap();
     let migration = MigrationName::new("main").unwrap();
-    let options = CopyOptions { migration: migration.clone(), jobs: 1, index_jobs: 1, split_larger_than: 0 };
+    let options = CopyOptions { migration: migration.clone(), jobs: 1, index_jobs: 1, split_larger_than: 0, replica_identity_full: false };
     copy(&source_spec, &target_spec, &options, &Progress::silent()).await.unwrap();
     Setup { source, target, source_spec, target_spec, migration }
 }

@@ -107,7 +107,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
     clock.lap("check");
 
     let migration = MigrationName::new("demo").expect("a valid migration name");
-    let copy_options = CopyOptions { migration: migration.clone(), jobs: 2, index_jobs: 2, split_larger_than: 100 << 20 };
+    let copy_options = CopyOptions { migration: migration.clone(), jobs: 2, index_jobs: 2, split_larger_than: 100 << 20, replica_identity_full: false };
     let view = CopyView::new(false);
     let copied = pgferry::copy::copy(&src, &tgt, &copy_options, &view.progress()).await;
     view.finish();

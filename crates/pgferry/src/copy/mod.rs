@@ -29,13 +29,15 @@ mod foreign_keys;
 mod indexes;
 pub(crate) mod journal;
 mod repair;
+mod replica_identity;
 mod schema;
 mod source;
 
 pub(crate) use data::recopy;
 use data::{copy_in, copy_out_whole};
 pub use repair::{repair_tables, Repaired};
-pub(crate) use source::{ensure_publications, list_tables, sync_sequences, Publishable};
+pub(crate) use replica_identity::restore as restore_replica_identity;
+pub(crate) use source::{drop_publications, ensure_publications, list_tables, sync_sequences, Publishable};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,6 +66,9 @@ pub struct CopyOptions {
     pub index_jobs: usize,
     /// Tables larger than this many bytes are split; 0 never splits.
     pub split_larger_than: i64,
+    /// The operator consents to REPLICA IDENTITY FULL on the source's tables
+    /// without one ([`replica_identity`]).
+    pub replica_identity_full: bool,
 }
 
 /// Progress, for whoever draws it (the CLI).
@@ -140,6 +145,10 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         journal::set_phase(&dst, name, MigrationPhase::Created, None).await?;
         failpoint::hit("copy-after-created");
         source::drop_stale_slot(&src, name).await?;
+        if options.replica_identity_full {
+            replica_identity::set_full(&src, &dst, name).await?;
+        }
+        source::drop_publications(&src, name).await?;
         let tables = source::list_tables(&src).await?;
         source::ensure_publications(&src, name, &tables).await?;
         let slot = create_slot_with_snapshot(source, &name.slot(), false)

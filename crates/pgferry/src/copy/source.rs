@@ -4,7 +4,7 @@
 use pgferry_core::copy_plan::{CopyTable, PAGE_BYTES};
 use pgferry_core::names::{MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
-use pgferry_pg::facts::USER_RELATION;
+use pgferry_pg::facts::{USER_RELATION, WITHOUT_REPLICA_IDENTITY};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -32,10 +32,7 @@ pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(Copy
                     pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
                     pg_relation_size(c.oid) / $2,
                     CASE WHEN c.relpersistence <> 'p' THEN 'never'
-                    WHEN c.relreplident = 'f'
-                    OR (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
-                    OR (c.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))
-                    THEN 'fully' ELSE 'inserts_only' END
+                    WHEN {WITHOUT_REPLICA_IDENTITY} THEN 'inserts_only' ELSE 'fully' END
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -104,6 +101,26 @@ pub(crate) async fn ensure_publications(
             .map_err(|e| Error::server(&format!("creating the publication {publication} on the source"), e))?;
     }
     Ok(())
+}
+
+/// Drops the migration's publications; the ones that existed. Before the copy's
+/// slot exists nothing reads them, so a rerun makes them again over the tables
+/// as they are now.
+pub(crate) async fn drop_publications(source: &Client, name: &MigrationName) -> Result<Vec<String>> {
+    let mut dropped = Vec::new();
+    for publication in [name.publication(), name.insert_only_publication()] {
+        let exists: bool = source
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", &[&publication.as_str()])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::server("reading the publications", e))?;
+        if exists {
+            let sql = Sql::new("DROP PUBLICATION IF EXISTS ").ident(&publication);
+            source.batch_execute(sql.as_str()).await.map_err(|e| Error::server("dropping a publication", e))?;
+            dropped.push(publication.as_str().to_string());
+        }
+    }
+    Ok(dropped)
 }
 
 /// Drops this migration's slot when a previous attempt left it behind before any

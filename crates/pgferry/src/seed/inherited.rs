@@ -50,19 +50,7 @@ pub(crate) async fn remove(src: &Client, dst: &Client, name: &MigrationName) -> 
             .map_err(|e| Error::server(&format!("dropping the inherited slot {slot} on the target"), e))?;
         done.dropped_slots.push(slot);
     }
-    for publication in [name.publication(), name.insert_only_publication()] {
-        let dropped = dst
-            .execute("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication.as_str()])
-            .await
-            .map_err(|e| Error::server("reading the target's publications", e))?;
-        if dropped > 0 {
-            let sql = Sql::new("DROP PUBLICATION ").ident(&publication);
-            dst.batch_execute(sql.as_str())
-                .await
-                .map_err(|e| Error::server(&format!("dropping the inherited publication {publication} on the target"), e))?;
-            done.dropped_publications.push(publication.as_str().to_string());
-        }
-    }
+    done.dropped_publications = crate::copy::drop_publications(dst, name).await?;
     let subscriptions = dst
         .query(
             "SELECT subname::text FROM pg_subscription

@@ -1,0 +1,152 @@
+//! `--replica-identity-full`: the operator's consent to give the source's tables
+//! that have no primary key and no usable replica identity `REPLICA IDENTITY
+//! FULL`, so that their UPDATEs and DELETEs are published and replicated too
+//! ([REPLICA IDENTITY](https://www.postgresql.org/docs/current/sql-altertable.html#SQL-ALTERTABLE-REPLICA-IDENTITY)).
+//! Without it such a table is published for inserts and truncates only, since a
+//! publication that covers it would make the application's UPDATEs and DELETEs
+//! fail. What FULL costs (named by `pgferry check`): each UPDATE and DELETE on the
+//! table logs the whole old row on the source, and finds its row on the target
+//! by scanning the table.
+//!
+//! Each table's setting before is journaled on the target (`pgferry.replica_identity`)
+//! before the source is changed, so a kill anywhere leaves a row that names what
+//! to put back; a rerun keeps the first row. `abort` and `cleanup` restore every
+//! such table still FULL, on the source and on the target (whose schema dump
+//! carried FULL over): DEFAULT, or NOTHING for a table that had NOTHING (or an
+//! identity index that no longer exists, which behaves as NOTHING). The ALTER
+//! takes a brief ACCESS EXCLUSIVE lock: it waits at most [`LOCK_TIMEOUT`] so that
+//! a long transaction on the table never queues the application behind it.
+
+use pgferry_core::names::{MigrationName, STATE_SCHEMA};
+use pgferry_core::sql::{QualifiedName, Sql};
+use pgferry_pg::facts::{USER_RELATION, WITHOUT_REPLICA_IDENTITY};
+use tokio_postgres::Client;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::failpoint;
+
+/// How long the ALTER waits for its lock on a table the application uses.
+const LOCK_TIMEOUT: &str = "3s";
+
+const JOURNAL_SQL: &str = "
+CREATE TABLE IF NOT EXISTS pgferry.replica_identity (
+    migration text NOT NULL,
+    table_schema text NOT NULL,
+    table_name text NOT NULL,
+    original text NOT NULL,
+    set_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, table_schema, table_name)
+)";
+
+/// Gives every table of the source without a usable replica identity
+/// REPLICA IDENTITY FULL, journaling each first; the tables changed.
+pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -> Result<Vec<QualifiedName>> {
+    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's replica identity journal", e))?;
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text, c.relreplident::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND {USER_RELATION} AND {WITHOUT_REPLICA_IDENTITY}
+         ORDER BY 1, 2"
+    );
+    let rows = src.query(&sql, &[&STATE_SCHEMA]).await.map_err(|e| Error::server("listing the tables without a replica identity", e))?;
+    let mut changed = Vec::new();
+    for row in rows {
+        let (schema, table, original): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let kept = if original == "d" { "d" } else { "n" };
+        dst.execute(
+            "INSERT INTO pgferry.replica_identity (migration, table_schema, table_name, original)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&name.as_str(), &schema, &table, &kept],
+        )
+        .await
+        .map_err(|e| Error::server("journaling a replica identity change", e))?;
+        failpoint::hit("copy-after-replica-identity-journaled");
+        let table = QualifiedName::from_catalog(schema, table);
+        alter(src, &table, "FULL").await?;
+        changed.push(table);
+    }
+    Ok(changed)
+}
+
+/// Puts back the replica identity of every table this migration set FULL (and
+/// still FULL); the tables restored.
+pub(crate) async fn restore(src: &Client, dst: &Client, name: &MigrationName) -> Result<Vec<String>> {
+    let journaled: bool = dst
+        .query_one("SELECT to_regclass('pgferry.replica_identity') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::server("looking for the replica identity journal", e))?
+        .get(0);
+    if !journaled {
+        return Ok(Vec::new());
+    }
+    let rows = dst
+        .query(
+            "SELECT table_schema, table_name, original FROM pgferry.replica_identity WHERE migration = $1 ORDER BY 1, 2",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the replica identity journal", e))?;
+    let mut restored = Vec::new();
+    for row in rows {
+        let (schema, table, original): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let identity = if original == "d" { "DEFAULT" } else { "NOTHING" };
+        let mut put_back = false;
+        for side in [src, dst] {
+            put_back |= restore_on(side, &schema, &table, identity).await?;
+        }
+        if put_back {
+            restored.push(QualifiedName::from_catalog(schema.clone(), table.clone()).to_string());
+        }
+        dst.execute(
+            "DELETE FROM pgferry.replica_identity WHERE migration = $1 AND table_schema = $2 AND table_name = $3",
+            &[&name.as_str(), &schema, &table],
+        )
+        .await
+        .map_err(|e| Error::server("forgetting a restored replica identity", e))?;
+    }
+    Ok(restored)
+}
+
+/// Sets `identity` on one side's table when it is still FULL (the target got
+/// FULL from the source's schema dump); whether it did.
+async fn restore_on(client: &Client, schema: &str, table: &str, identity: &'static str) -> Result<bool> {
+    let current: Option<String> = client
+        .query_opt(
+            "SELECT c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| Error::server("reading a table's replica identity", e))?
+        .map(|r| r.get(0));
+    if current.as_deref() != Some("f") {
+        return Ok(false);
+    }
+    alter(client, &QualifiedName::from_catalog(schema.to_string(), table.to_string()), identity).await?;
+    Ok(true)
+}
+
+/// `ALTER TABLE ONLY t REPLICA IDENTITY <identity>` under [`LOCK_TIMEOUT`].
+async fn alter(client: &Client, table: &QualifiedName, identity: &'static str) -> Result<()> {
+    let sql = Sql::new("BEGIN; SET LOCAL lock_timeout = ")
+        .literal(LOCK_TIMEOUT)
+        .push("; ALTER TABLE ONLY ")
+        .name(table)
+        .push(" REPLICA IDENTITY ")
+        .push(identity)
+        .push("; COMMIT");
+    if let Err(e) = client.batch_execute(sql.as_str()).await {
+        let _ = client.batch_execute("ROLLBACK").await;
+        let locked = e.as_db_error().is_some_and(|d| d.code().code() == "55P03");
+        return Err(if locked {
+            Error::new(
+                ErrorKind::Precondition,
+                format!("{table} stayed locked for {LOCK_TIMEOUT}, so its REPLICA IDENTITY could not be set to {identity}"),
+            )
+            .with_hint("a long transaction holds the table (see pg_locks and pg_stat_activity); rerun when it has ended")
+        } else {
+            Error::server(&format!("setting REPLICA IDENTITY {identity} on {table}"), e)
+        });
+    }
+    Ok(())
+}
