@@ -30,7 +30,8 @@ pub(crate) struct StartArgs {
     #[command(flatten)]
     pub(crate) tuning: CopyTuning,
     /// The target is a physical copy of the source taken after `pgferry seed prepare`: nothing is copied.
-    #[arg(long)]
+    /// (Its publications were made by `seed prepare`, so --replica-identity-full cannot apply.)
+    #[arg(long, conflicts_with = "replica_identity_full")]
     pub(crate) seeded: bool,
     /// The copy's server log from its first start; its last "redo done at" line is where the copy ends.
     #[arg(long, requires = "seeded", conflicts_with = "seed_lsn")]

@@ -38,6 +38,9 @@ pub async fn pipe(
         if buffer.len() >= COALESCE_BYTES {
             let len = buffer.len() as u64;
             sink.feed(buffer.split().freeze()).await?;
+            // Whole again: left to grow from what `split` leaves, the next buffer
+            // would be copied over several times on its way to full size.
+            buffer.reserve(COALESCE_BYTES * 2);
             bytes += len;
             on_bytes(len);
         }
