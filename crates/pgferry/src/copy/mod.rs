@@ -202,17 +202,21 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         let post_data = Restore { section: Some(Section::PostData), jobs: options.index_jobs, clean, keep_owners, list: Some(&list_file) };
         schema::restore(&pg_restore, target, &dump, &post_data)
             .await?;
-        progress.emit(CopyEvent::Phase { phase: "foreign keys: added NOT VALID, then validated" });
-        foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs).await?;
         laps.lap("constraints and the rest");
-        progress.emit(CopyEvent::Phase { phase: "sequences and statistics" });
-        source::sync_sequences(&src, &dst).await?;
+        progress.emit(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });
         // Plain tables were analyzed as their data landed; partitioned parents and
         // materialized views (filled by post-data) now; everything after a rerun.
+        // Side by side with the foreign keys' validation: ANALYZE takes SHARE UPDATE
+        // EXCLUSIVE on a parent and ACCESS SHARE on its partitions, which a foreign
+        // key's locks at most wait for, never in a cycle.
         let kinds: &[i8] = if current == MigrationPhase::PostData { &[b'r' as i8, b'p' as i8, b'm' as i8] } else { &[b'p' as i8, b'm' as i8] };
-        analyze(target, &dst, options.index_jobs, kinds).await?;
+        let statistics = async {
+            source::sync_sequences(&src, &dst).await?;
+            analyze(target, &dst, options.index_jobs, kinds).await
+        };
+        tokio::try_join!(foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs), statistics)?;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
-        laps.lap("sequences and statistics");
+        laps.lap("foreign keys, sequences and statistics");
     }
     Ok(CopyReport {
         migration: name.to_string(),
