@@ -61,9 +61,10 @@ fn tools_line(report: &CheckReport) -> String {
 /// The copy's summary: per table rows, bytes and pieces; per phase seconds.
 pub(crate) fn copy_summary(report: &CopyReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<48} {:>12} {:>10} {:>6}", "table", "rows", "bytes", "pieces");
+    let _ = writeln!(out, "{:<48} {:>12} {:>10} {:>6} {:>9}", "table", "rows", "bytes", "pieces", "time");
     for t in &report.tables {
-        let _ = writeln!(out, "{:<48} {:>12} {:>10} {:>6}", t.table, t.rows, human_bytes(t.bytes), t.chunks);
+        let time = format!("{:.1} s", t.seconds);
+        let _ = writeln!(out, "{:<48} {:>12} {:>10} {:>6} {time:>9}", t.table, t.rows, human_bytes(t.bytes), t.chunks);
     }
     let rows: i64 = report.tables.iter().map(|t| t.rows).sum();
     let bytes: i64 = report.tables.iter().map(|t| t.bytes).sum();
@@ -77,6 +78,13 @@ pub(crate) fn copy_summary(report: &CopyReport) -> String {
             out,
             "\nownership and grants were not restored: these roles do not exist on the target: {}",
             report.missing_roles.join(", ")
+        );
+    }
+    if !report.replica_identity_full.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nREPLICA IDENTITY FULL set on the source (abort and cleanup set it back): {}",
+            report.replica_identity_full.join(", ")
         );
     }
     let _ = writeln!(out, "\nmigration {}: copied; change capture starts at {}", report.migration, report.slot_lsn);

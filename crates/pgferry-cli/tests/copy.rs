@@ -169,6 +169,10 @@ fn a_rich_database_comes_out_identical_on_15_and_18() {
         assert_ok(&out);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("change capture starts at"), "{stdout}");
+        // The summary: per table its rows, bytes, pieces and time.
+        let header = stdout.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>();
+        assert_eq!(header, ["table", "rows", "bytes", "pieces", "time"], "{stdout}");
+        assert!(stdout.lines().nth(1).is_some_and(|l| l.trim_end().ends_with(" s")), "{stdout}");
         assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "content differs on {version:?}");
         assert_eq!(sequences(&source), sequences(&target), "sequences differ on {version:?}");
         assert_eq!(large_objects(&source), large_objects(&target), "large objects differ on {version:?}");

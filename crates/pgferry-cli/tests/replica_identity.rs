@@ -60,7 +60,13 @@ fn keyless_tables_get_full_identity_with_consent_are_replicated_exactly_and_abor
         target.psql("app", "SELECT string_agg(table_name || '=' || original, ',' ORDER BY table_name) FROM pgferry.replica_identity"),
         "events=d,silent=n"
     );
-    ok(pgferry(&copy, &[]));
+    let out = pgferry(&copy, &[]);
+    ok(out.clone());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("REPLICA IDENTITY FULL set on the source (abort and cleanup set it back): \"public\".\"events\", \"public\".\"silent\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(identities(&source), "events:f,silent:f,t:d");
 
     // Their UPDATEs and DELETEs work on the source and reach the target; FULL

@@ -1,7 +1,8 @@
 //! The copy's journal on the target, in pgferry's schema.
 //!
 //! `pgferry.migration` holds each migration's phase and its slot's consistent point;
-//! `pgferry.copied_chunk` holds one row per finished piece of a table, inserted in
+//! `pgferry.copied_chunk` holds one row per finished piece of a table (`copied_at`
+//! is its transaction's start, `finished_at` the moment its rows were in), inserted in
 //! the same transaction as that piece's rows, so after any crash the journal says
 //! exactly which data is on the target. `snapshot_lsn` is the position of the
 //! snapshot the piece was read under: change capture skips, for that table, every
@@ -32,8 +33,10 @@ CREATE TABLE IF NOT EXISTS pgferry.copied_chunk (
     bytes bigint NOT NULL,
     snapshot_lsn pg_lsn NOT NULL,
     copied_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (migration, table_schema, table_name, chunk)
-);";
+);
+ALTER TABLE pgferry.copied_chunk ADD COLUMN IF NOT EXISTS finished_at timestamptz NOT NULL DEFAULT clock_timestamp();";
 
 /// Creates the journal's tables when missing.
 pub(crate) async fn ensure(target: &Client) -> Result<()> {

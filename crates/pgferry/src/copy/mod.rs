@@ -110,6 +110,8 @@ pub struct CopyReport {
     pub phases: Vec<(&'static str, f64)>,
     /// Set when ownership and grants were skipped, with the roles missing on the target.
     pub missing_roles: Vec<String>,
+    /// The source's tables given REPLICA IDENTITY FULL (`--replica-identity-full`).
+    pub replica_identity_full: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,6 +120,9 @@ pub struct TableSummary {
     pub rows: i64,
     pub bytes: i64,
     pub chunks: i32,
+    /// From its first piece's start to its last piece's commit (pieces of other
+    /// tables may have run in between).
+    pub seconds: f64,
 }
 
 /// Runs (or resumes) the copy.
@@ -224,6 +229,7 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         tables: summaries(&dst, name).await?,
         phases: laps.done(),
         missing_roles,
+        replica_identity_full: replica_identity::set_by(&dst, name).await?,
     })
 }
 
@@ -402,7 +408,8 @@ async fn missing_roles(src: &Client, dst: &Client) -> Result<Vec<String>> {
 async fn summaries(dst: &Client, name: &MigrationName) -> Result<Vec<TableSummary>> {
     let rows = dst
         .query(
-            "SELECT table_schema, table_name, sum(rows)::bigint, sum(bytes)::bigint, max(chunks)
+            "SELECT table_schema, table_name, sum(rows)::bigint, sum(bytes)::bigint, max(chunks),
+                    extract(epoch FROM max(finished_at) - min(copied_at))::float8
              FROM pgferry.copied_chunk WHERE migration = $1 GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2",
             &[&name.as_str()],
         )
@@ -415,6 +422,7 @@ async fn summaries(dst: &Client, name: &MigrationName) -> Result<Vec<TableSummar
             rows: r.get(2),
             bytes: r.get(3),
             chunks: r.get(4),
+            seconds: r.get(5),
         })
         .collect())
 }

@@ -39,8 +39,8 @@ CREATE TABLE IF NOT EXISTS pgferry.replica_identity (
 )";
 
 /// Gives every table of the source without a usable replica identity
-/// REPLICA IDENTITY FULL, journaling each first; the tables changed.
-pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -> Result<Vec<QualifiedName>> {
+/// REPLICA IDENTITY FULL, journaling each first.
+pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -> Result<()> {
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's replica identity journal", e))?;
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, c.relreplident::text
@@ -49,7 +49,6 @@ pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -
          ORDER BY 1, 2"
     );
     let rows = src.query(&sql, &[&STATE_SCHEMA]).await.map_err(|e| Error::server("listing the tables without a replica identity", e))?;
-    let mut changed = Vec::new();
     for row in rows {
         let (schema, table, original): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         let kept = if original == "d" { "d" } else { "n" };
@@ -63,20 +62,36 @@ pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -
         failpoint::hit("copy-after-replica-identity-journaled");
         let table = QualifiedName::from_catalog(schema, table);
         alter(src, &table, "FULL").await?;
-        changed.push(table);
     }
-    Ok(changed)
+    Ok(())
+}
+
+/// The tables this migration set FULL, as the journal holds them.
+pub(crate) async fn set_by(dst: &Client, name: &MigrationName) -> Result<Vec<String>> {
+    if !journaled(dst).await? {
+        return Ok(Vec::new());
+    }
+    let rows = dst
+        .query(
+            "SELECT table_schema, table_name FROM pgferry.replica_identity WHERE migration = $1 ORDER BY 1, 2",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the replica identity journal", e))?;
+    Ok(rows.iter().map(|r| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)).to_string()).collect())
+}
+
+async fn journaled(dst: &Client) -> Result<bool> {
+    dst.query_one("SELECT to_regclass('pgferry.replica_identity') IS NOT NULL", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("looking for the replica identity journal", e))
 }
 
 /// Puts back the replica identity of every table this migration set FULL (and
 /// still FULL); the tables restored.
 pub(crate) async fn restore(src: &Client, dst: &Client, name: &MigrationName) -> Result<Vec<String>> {
-    let journaled: bool = dst
-        .query_one("SELECT to_regclass('pgferry.replica_identity') IS NOT NULL", &[])
-        .await
-        .map_err(|e| Error::server("looking for the replica identity journal", e))?
-        .get(0);
-    if !journaled {
+    if !journaled(dst).await? {
         return Ok(Vec::new());
     }
     let rows = dst
