@@ -62,4 +62,16 @@ reset_target() {
   psql_s -d postgres -c "CHECKPOINT" >/dev/null; psql_t -d postgres -c "CHECKPOINT" >/dev/null
 }
 
+# CPU clock ticks used so far by both clusters' finished processes (backends and
+# workers, counted by their postmaster when it reaps them) and by this shell's
+# finished children: the work a peer costs, steadier than wall time on a shared
+# machine (background writers and the checkpointer are not counted).
+cpu_ticks() {
+  local total=0 pid
+  for pid in $(head -1 "$BENCH_DIR/src/postmaster.pid") $(head -1 "$BENCH_DIR/tgt/postmaster.pid"); do
+    total=$((total + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat")))
+  done
+  echo $((total + $(awk '{print $16 + $17}' "/proc/$$/stat")))
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -57,18 +57,29 @@ for run in $(seq "$REPEAT"); do
   for peer in $PEERS; do
     if [ "$peer" = pgcopydb ] && ! command -v pgcopydb >/dev/null; then continue; fi
     reset_target
-    start=$(now); run_peer "$peer"; end=$(now)
+    ticks=$(cpu_ticks); start=$(now); run_peer "$peer"; end=$(now)
+    sleep 1  # lets the postmasters reap the run's last backends
+    cpu=$(echo "scale=2; ($(cpu_ticks) - $ticks) / $(getconf CLK_TCK)" | bc)
     secs=$(echo "$end - $start" | bc)
-    printf '%s\t%s\t%s\t%s\n' "$peer" "$run" "$secs" "$(verify)" | tee -a "$OUT"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$peer" "$run" "$secs" "$(verify)" "$cpu" | tee -a "$OUT"
   done
 done
 
-echo; echo "median wall seconds (JOBS=$JOBS, REPEAT=$REPEAT):"
+echo; echo "median wall seconds and CPU seconds, servers and clients (JOBS=$JOBS, REPEAT=$REPEAT):"
 for peer in $PEERS; do
   m=$(awk -v p="$peer" '$1 == p {print $3}' "$OUT" | median)
-  [ -n "$m" ] && printf '%-10s %6.2f s  runs: %s  verify: %s\n' "$peer" "$m" "$(awk -v p="$peer" '$1 == p {printf "%.1f ", $3}' "$OUT")" "$(awk -v p="$peer" '$1 == p {print $4}' "$OUT" | sort -u | tr '\n' ' ')"
+  c=$(awk -v p="$peer" '$1 == p {print $5}' "$OUT" | median)
+  [ -n "$m" ] && printf '%-10s %6.2f s  runs: %s  verify: %s cpu %6.2f s  runs: %s\n' "$peer" "$m" \
+    "$(awk -v p="$peer" '$1 == p {printf "%.1f ", $3}' "$OUT")" "$(awk -v p="$peer" '$1 == p {print $4}' "$OUT" | sort -u | tr '\n' ' ')" \
+    "$c" "$(awk -v p="$peer" '$1 == p {printf "%.1f ", $5}' "$OUT")"
 done | tee "$BENCH_DIR/copy-medians.txt"
-pg=$(awk '$1 == "pgferry" {print $2}' "$BENCH_DIR/copy-medians.txt")
-floor=$(awk '$1 == "floor" {print $2}' "$BENCH_DIR/copy-medians.txt")
-best=$(awk '$1 != "pgferry" && $1 != "floor" {print $2}' "$BENCH_DIR/copy-medians.txt" | sort -n | head -1)
-echo "pgferry / best peer = $(echo "scale=2; $pg / $best" | bc)   pgferry / floor = $(echo "scale=2; $pg / $floor" | bc)"
+ratio() {  # column: 2 for wall, the one after "cpu" for CPU
+  local pg floor best
+  pg=$(awk -v c="$1" '$1 == "pgferry" {print $c}' "$BENCH_DIR/copy-medians.txt")
+  floor=$(awk -v c="$1" '$1 == "floor" {print $c}' "$BENCH_DIR/copy-medians.txt")
+  best=$(awk -v c="$1" '$1 != "pgferry" && $1 != "floor" {print $c}' "$BENCH_DIR/copy-medians.txt" | sort -n | head -1)
+  echo "pgferry / best peer = $(echo "scale=2; $pg / $best" | bc)   pgferry / floor = $(echo "scale=2; $pg / $floor" | bc)"
+}
+echo "wall: $(ratio 2)"
+cpu_column=$(awk '$1 == "pgferry" {for (i = 1; i <= NF; i++) if ($i == "cpu") print i + 1}' "$BENCH_DIR/copy-medians.txt")
+echo "cpu:  $(ratio "$cpu_column")"
