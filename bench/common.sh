@@ -13,6 +13,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGFERRY=${PGFERRY:-$ROOT/target/release/pgferry}
 SRC_URL="postgresql:///$DB?host=$SOCK&port=$SRC_PORT&user=postgres&sslmode=disable"
 TGT_URL="postgresql:///$DB?host=$SOCK&port=$TGT_PORT&user=postgres&sslmode=disable"
+# A URL for database $2 on the cluster listening on port $1.
+url() { echo "postgresql:///$2?host=$SOCK&port=$1&user=postgres&sslmode=disable"; }
 S=(-h "$SOCK" -p "$SRC_PORT" -U postgres)
 T=(-h "$SOCK" -p "$TGT_PORT" -U postgres)
 

@@ -13,7 +13,6 @@ D=drain
 OUT=$BENCH_DIR/drain-results.tsv
 clusters_up
 : > "$OUT"
-url() { echo "postgresql:///$2?host=$SOCK&port=$1&user=postgres&sslmode=disable"; }
 for run in $(seq "$REPEAT"); do
   psql_s -d "$D" -Atc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots" >/dev/null 2>&1 || true
   psql_s -d postgres -c "DROP DATABASE IF EXISTS $D WITH (FORCE)" -c "CREATE DATABASE $D" >/dev/null

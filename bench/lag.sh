@@ -16,7 +16,6 @@ D=lag
 OUT=$BENCH_DIR/lag-results.tsv
 clusters_up
 : > "$OUT"
-url() { echo "postgresql:///$2?host=$SOCK&port=$1&user=postgres&sslmode=disable"; }
 percentile() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100); if (i<1) i=1; print a[i]}'; }
 for run in $(seq "$REPEAT"); do
   psql_s -d "$D" -Atc "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots" >/dev/null 2>&1 || true
