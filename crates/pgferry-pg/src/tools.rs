@@ -40,7 +40,27 @@ fn candidates(program: &str) -> Vec<PathBuf> {
         found.extend(std::env::split_paths(&path).map(|d| d.join(program)));
     }
     found.retain(|p| p.is_file());
-    found
+    distinct_programs(found, |p| std::fs::canonicalize(p).ok())
+}
+
+/// Each program once (`/bin` is often a link to `/usr/bin`), and without Debian's
+/// `pg_wrapper` when a versioned program was found: the wrapper only dispatches
+/// to one of those, through a Perl start that costs a tenth of a second per
+/// `--version`, which an operator waits for before every copy.
+fn distinct_programs(found: Vec<PathBuf>, canonical: impl Fn(&Path) -> Option<PathBuf>) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    let mut programs: Vec<(PathBuf, bool)> = Vec::new();
+    for path in found {
+        let real = canonical(&path).unwrap_or_else(|| path.clone());
+        let wrapper = real.file_name().is_some_and(|n| n == "pg_wrapper");
+        if seen.insert(real) {
+            programs.push((path, wrapper));
+        }
+    }
+    if programs.iter().any(|(_, wrapper)| !wrapper) {
+        programs.retain(|(_, wrapper)| !wrapper);
+    }
+    programs.into_iter().map(|(path, _)| path).collect()
 }
 
 fn version_of(path: &Path) -> Option<i32> {
@@ -65,7 +85,34 @@ fn parse_version(text: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_version;
+    use std::path::{Path, PathBuf};
+
+    use super::{distinct_programs, parse_version};
+
+    #[test]
+    fn each_program_is_probed_once_and_debian_wrappers_only_when_nothing_else_is_there() {
+        let canonical = |p: &Path| {
+            Some(PathBuf::from(match p.to_str().unwrap() {
+                "/bin/pg_dump" | "/usr/bin/pg_dump" => "/usr/share/postgresql-common/pg_wrapper",
+                "/opt/pg/bin/pg_dump" | "/opt/pg-link/bin/pg_dump" => "/opt/pg/bin/pg_dump",
+                other => other,
+            }))
+        };
+        let paths = |list: &[&str]| list.iter().map(PathBuf::from).collect::<Vec<_>>();
+        let found = paths(&[
+            "/usr/lib/postgresql/15/bin/pg_dump",
+            "/opt/pg/bin/pg_dump",
+            "/opt/pg-link/bin/pg_dump",
+            "/usr/bin/pg_dump",
+            "/bin/pg_dump",
+        ]);
+        assert_eq!(
+            distinct_programs(found, canonical),
+            paths(&["/usr/lib/postgresql/15/bin/pg_dump", "/opt/pg/bin/pg_dump"])
+        );
+        let only_wrappers = paths(&["/usr/bin/pg_dump", "/bin/pg_dump"]);
+        assert_eq!(distinct_programs(only_wrappers, canonical), paths(&["/usr/bin/pg_dump"]));
+    }
 
     #[test]
     fn versions_are_read_like_server_version_num() {

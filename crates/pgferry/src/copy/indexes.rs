@@ -9,8 +9,9 @@
 //! attached afterwards with `ADD CONSTRAINT ... USING INDEX`, which is instant
 //! ([ALTER TABLE](https://www.postgresql.org/docs/current/sql-altertable.html)).
 //!
-//! Each table's ANALYZE runs the same way once its indexes are queued, so
-//! statistics are ready when the data is.
+//! Each table's ANALYZE runs the same way once its indexes are built (it would
+//! otherwise take a lock the builds queue behind), so statistics are ready when
+//! the data is.
 //!
 //! Definitions come from the server (`pg_get_indexdef`, read with an empty
 //! `search_path` so every name is qualified). Everything else of post-data
@@ -97,8 +98,10 @@ pub(crate) async fn plan(src: &Client) -> Result<Vec<IndexBuild>> {
 }
 
 /// The builds, released table by table as their data lands, and each table's
-/// ANALYZE, run when no index build is ready (ANALYZE waits for builds on the same
-/// table, so it goes last).
+/// ANALYZE, run when no index build is ready and the table's own builds are all
+/// done: ANALYZE's SHARE UPDATE EXCLUSIVE lock conflicts with CREATE INDEX's SHARE
+/// lock, and a build queued behind it would hold back the largest table's primary
+/// key, the copy's critical path.
 pub(crate) struct IndexQueue {
     state: Mutex<QueueState>,
     changed: Notify,
@@ -108,7 +111,18 @@ struct QueueState {
     waiting: HashMap<QualifiedName, Vec<IndexBuild>>,
     ready: VecDeque<IndexBuild>,
     to_analyze: VecDeque<QualifiedName>,
+    /// Builds handed out and not yet finished, per table.
+    in_flight: HashMap<QualifiedName, usize>,
     data_done: bool,
+}
+
+impl QueueState {
+    /// Whether `table` has an index build waiting, ready or running.
+    fn has_builds(&self, table: &QualifiedName) -> bool {
+        self.waiting.contains_key(table)
+            || self.in_flight.get(table).is_some_and(|n| *n > 0)
+            || self.ready.iter().any(|b| &b.table == table)
+    }
 }
 
 /// One piece of work for a builder.
@@ -124,7 +138,13 @@ impl IndexQueue {
             waiting.entry(build.table.clone()).or_default().push(build.clone());
         }
         IndexQueue {
-            state: Mutex::new(QueueState { waiting, ready: VecDeque::new(), to_analyze: VecDeque::new(), data_done: false }),
+            state: Mutex::new(QueueState {
+                waiting,
+                ready: VecDeque::new(),
+                to_analyze: VecDeque::new(),
+                in_flight: HashMap::new(),
+                data_done: false,
+            }),
             changed: Notify::new(),
         }
     }
@@ -158,17 +178,28 @@ impl IndexQueue {
             {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(build) = state.ready.pop_front() {
+                    *state.in_flight.entry(build.table.clone()).or_default() += 1;
                     return Some(Work::Build(build));
                 }
-                if let Some(table) = state.to_analyze.pop_front() {
-                    return Some(Work::Analyze(table));
+                if let Some(at) = state.to_analyze.iter().position(|t| !state.has_builds(t)) {
+                    return state.to_analyze.remove(at).map(Work::Analyze);
                 }
-                if state.data_done {
+                if state.data_done && state.to_analyze.is_empty() {
                     return None;
                 }
             }
             notified.await;
         }
+    }
+
+    /// A build handed out by [`IndexQueue::next`] is done.
+    fn built(&self, table: &QualifiedName) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = state.in_flight.get_mut(table) {
+            *n = n.saturating_sub(1);
+        }
+        drop(state);
+        self.changed.notify_waiters();
     }
 }
 
@@ -178,7 +209,10 @@ pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize
         let client = pgferry_pg::connect(target).await?;
         while let Some(work) = queue.next().await {
             match work {
-                Work::Build(build) => build_one(&client, &build).await?,
+                Work::Build(build) => {
+                    build_one(&client, &build).await?;
+                    queue.built(&build.table);
+                }
                 Work::Analyze(table) => {
                     let sql = Sql::new("ANALYZE ").name(&table);
                     client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))?;
@@ -319,10 +353,16 @@ mod tests {
         assert!(tokio::time::timeout(std::time::Duration::from_millis(50), queue.next()).await.is_err());
         queue.table_ready(&other);
         queue.table_ready(&QualifiedName::from_catalog("s", "t"));
+        let t = QualifiedName::from_catalog("s", "t");
         assert!(matches!(queue.next().await, Some(Work::Build(b)) if b.oid == 1), "builds come before analyzes");
-        assert!(matches!(queue.next().await, Some(Work::Analyze(t)) if t == other));
-        assert!(matches!(queue.next().await, Some(Work::Analyze(t)) if t.name.as_str() == "t"));
+        assert!(matches!(queue.next().await, Some(Work::Analyze(a)) if a == other));
         queue.data_finished();
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), queue.next()).await.is_err(),
+            "t's ANALYZE waits for t's build, which would queue behind its lock"
+        );
+        queue.built(&t);
+        assert!(matches!(queue.next().await, Some(Work::Analyze(a)) if a == t));
         assert!(queue.next().await.is_none());
     }
 }
