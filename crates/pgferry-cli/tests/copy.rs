@@ -138,6 +138,17 @@ fn schema(c: &Cluster, pg_dump: PgVersion) -> String {
 /// names derived by 18's rules, which pg_dump prints when they differ from the
 /// default pattern (long table names). That is the server's naming, not a copy
 /// difference, so `CONSTRAINT <name> NOT NULL` is read as `NOT NULL`.
+/// The relations (tables, partitioned tables, expression indexes) that have
+/// statistics.
+fn analyzed(c: &Cluster) -> String {
+    c.psql(
+        "app",
+        "SELECT string_agg(DISTINCT s.starelid::regclass::text, ',') FROM pg_statistic s
+         JOIN pg_class c ON c.oid = s.starelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%'",
+    )
+}
+
 fn without_not_null_name(line: &str) -> String {
     match (line.find(" CONSTRAINT "), line.ends_with(" NOT NULL,") || line.ends_with(" NOT NULL")) {
         (Some(at), true) => {
@@ -178,6 +189,8 @@ fn a_rich_database_comes_out_identical_on_15_and_18() {
         assert_eq!(large_objects(&source), large_objects(&target), "large objects differ on {version:?}");
         assert_same_lines(&schema(&source, version), &schema(&target, version), &format!("schema on {version:?}"));
         assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied");
+        source.psql("app", "ANALYZE");
+        assert_eq!(analyzed(&target), analyzed(&source), "statistics on {version:?}");
         // Foreign keys end as on the source: validated, and the NOT VALID one not
         // (the schema comparison above says so too).
         let keys = "SELECT string_agg(conname || '=' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f' AND conparentid = 0";
@@ -330,6 +343,8 @@ fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
         assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "{failpoint}");
         assert_same_lines(&schema(&source, PgVersion::V15), &schema(&target, PgVersion::V15), failpoint);
         assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied", "{failpoint}");
+        source.psql("app", "ANALYZE");
+        assert_eq!(analyzed(&target), analyzed(&source), "statistics after {failpoint}");
         source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
     }
 }

@@ -9,9 +9,12 @@
 //! attached afterwards with `ADD CONSTRAINT ... USING INDEX`, which is instant
 //! ([ALTER TABLE](https://www.postgresql.org/docs/current/sql-altertable.html)).
 //!
-//! Each table's ANALYZE runs the same way once its indexes are built (it would
-//! otherwise take a lock the builds queue behind), so statistics are ready when
-//! the data is.
+//! The builder that finishes a table's last index attaches its constraints right
+//! away, and the table's ANALYZE is queued behind them (it would otherwise take a
+//! lock the builds queue behind): builders run it while they have nothing to
+//! build. Once every build is done, the analyzes still queued (the largest
+//! table's, typically, whose primary key finished last) are handed back to run
+//! beside the rest of post-data instead of before it.
 //!
 //! Definitions come from the server (`pg_get_indexdef`, read with an empty
 //! `search_path` so every name is qualified). Everything else of post-data
@@ -98,10 +101,10 @@ pub(crate) async fn plan(src: &Client) -> Result<Vec<IndexBuild>> {
 }
 
 /// The builds, released table by table as their data lands, and each table's
-/// ANALYZE, run when no index build is ready and the table's own builds are all
-/// done: ANALYZE's SHARE UPDATE EXCLUSIVE lock conflicts with CREATE INDEX's SHARE
-/// lock, and a build queued behind it would hold back the largest table's primary
-/// key, the copy's critical path.
+/// ANALYZE, run when no index build is ready and the table's own builds and
+/// constraints are all done: ANALYZE's SHARE UPDATE EXCLUSIVE lock conflicts with
+/// CREATE INDEX's SHARE lock, and a build queued behind it would hold back the
+/// largest table's primary key, the copy's critical path.
 pub(crate) struct IndexQueue {
     state: Mutex<QueueState>,
     changed: Notify,
@@ -113,15 +116,26 @@ struct QueueState {
     to_analyze: VecDeque<QualifiedName>,
     /// Builds handed out and not yet finished, per table.
     in_flight: HashMap<QualifiedName, usize>,
+    /// Each table's builds that carry a constraint, attached after its last build.
+    constraints: HashMap<QualifiedName, Vec<IndexBuild>>,
+    /// Tables whose constraints are being attached.
+    attaching: HashSet<QualifiedName>,
     data_done: bool,
 }
 
 impl QueueState {
-    /// Whether `table` has an index build waiting, ready or running.
+    /// Whether `table` has an index build waiting, ready or running, or
+    /// constraints being attached.
     fn has_builds(&self, table: &QualifiedName) -> bool {
         self.waiting.contains_key(table)
             || self.in_flight.get(table).is_some_and(|n| *n > 0)
+            || self.attaching.contains(table)
             || self.ready.iter().any(|b| &b.table == table)
+    }
+
+    /// Whether every build is done: no more will come, none is left.
+    fn builds_done(&self) -> bool {
+        self.data_done && self.ready.is_empty() && self.attaching.is_empty() && self.in_flight.values().all(|n| *n == 0)
     }
 }
 
@@ -134,8 +148,12 @@ enum Work {
 impl IndexQueue {
     pub(crate) fn new(builds: &[IndexBuild]) -> Self {
         let mut waiting: HashMap<QualifiedName, Vec<IndexBuild>> = HashMap::new();
+        let mut constraints: HashMap<QualifiedName, Vec<IndexBuild>> = HashMap::new();
         for build in builds {
             waiting.entry(build.table.clone()).or_default().push(build.clone());
+            if build.constraint.is_some() {
+                constraints.entry(build.table.clone()).or_default().push(build.clone());
+            }
         }
         IndexQueue {
             state: Mutex::new(QueueState {
@@ -143,6 +161,8 @@ impl IndexQueue {
                 ready: VecDeque::new(),
                 to_analyze: VecDeque::new(),
                 in_flight: HashMap::new(),
+                constraints,
+                attaching: HashSet::new(),
                 data_done: false,
             }),
             changed: Notify::new(),
@@ -171,7 +191,8 @@ impl IndexQueue {
         self.changed.notify_waiters();
     }
 
-    /// The next piece of work, waiting for one; `None` when all are handed out.
+    /// The next piece of work, waiting for one; `None` once every build is done
+    /// (the analyzes still queued are then [`IndexQueue::leftover_analyzes`]).
     async fn next(&self) -> Option<Work> {
         loop {
             let notified = self.changed.notified();
@@ -181,29 +202,47 @@ impl IndexQueue {
                     *state.in_flight.entry(build.table.clone()).or_default() += 1;
                     return Some(Work::Build(build));
                 }
+                if state.builds_done() {
+                    return None;
+                }
                 if let Some(at) = state.to_analyze.iter().position(|t| !state.has_builds(t)) {
                     return state.to_analyze.remove(at).map(Work::Analyze);
-                }
-                if state.data_done && state.to_analyze.is_empty() {
-                    return None;
                 }
             }
             notified.await;
         }
     }
 
-    /// A build handed out by [`IndexQueue::next`] is done.
-    fn built(&self, table: &QualifiedName) {
+    /// A build handed out by [`IndexQueue::next`] is done. When it was its table's
+    /// last, returns the table's builds whose constraints are now to be attached
+    /// (then [`IndexQueue::attached`]).
+    fn built(&self, table: &QualifiedName) -> Option<Vec<IndexBuild>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = state.in_flight.get_mut(table) {
             *n = n.saturating_sub(1);
         }
+        let to_attach = if state.has_builds(table) { None } else { state.constraints.remove(table) };
+        if to_attach.is_some() {
+            state.attaching.insert(table.clone());
+        }
         drop(state);
         self.changed.notify_waiters();
+        to_attach
+    }
+
+    /// `table`'s constraints are attached.
+    fn attached(&self, table: &QualifiedName) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).attaching.remove(table);
+        self.changed.notify_waiters();
+    }
+
+    /// The analyzes not run by the builders, for after they are done.
+    pub(crate) fn leftover_analyzes(&self) -> Vec<QualifiedName> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).to_analyze.drain(..).collect()
     }
 }
 
-/// Runs `jobs` builders until the queue is drained and the data is done.
+/// Runs `jobs` builders until every build is done and its constraints attached.
 pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize) -> Result<()> {
     let builder = || async {
         let client = pgferry_pg::connect(target).await?;
@@ -211,17 +250,22 @@ pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize
             match work {
                 Work::Build(build) => {
                     build_one(&client, &build).await?;
-                    queue.built(&build.table);
+                    if let Some(to_attach) = queue.built(&build.table) {
+                        attach_constraints(&client, &to_attach).await?;
+                        queue.attached(&build.table);
+                    }
                 }
-                Work::Analyze(table) => {
-                    let sql = Sql::new("ANALYZE ").name(&table);
-                    client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))?;
-                }
+                Work::Analyze(table) => analyze(&client, &table).await?,
             }
         }
         Ok::<(), Error>(())
     };
     futures_util::future::try_join_all((0..jobs.max(1)).map(|_| builder())).await.map(|_| ())
+}
+
+pub(crate) async fn analyze(client: &Client, table: &QualifiedName) -> Result<()> {
+    let sql = Sql::new("ANALYZE ").name(table);
+    client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))
 }
 
 /// Builds one index unless a previous run already did.
@@ -245,7 +289,7 @@ async fn build_one(client: &Client, build: &IndexBuild) -> Result<()> {
 
 /// Attaches primary keys and unique constraints to their built indexes; skips
 /// those already attached.
-pub(crate) async fn attach_constraints(client: &Client, builds: &[IndexBuild]) -> Result<()> {
+async fn attach_constraints(client: &Client, builds: &[IndexBuild]) -> Result<()> {
     for build in builds {
         let Some(c) = &build.constraint else { continue };
         let exists = client
@@ -348,21 +392,37 @@ mod tests {
 
     #[tokio::test]
     async fn builds_are_released_when_their_table_is_ready() {
-        let queue = IndexQueue::new(&[build(1, None)]);
+        let queue = IndexQueue::new(&[build(1, Some(2))]);
         let other = QualifiedName::from_catalog("s", "other");
+        let t = QualifiedName::from_catalog("s", "t");
+        let pending = |queue: &IndexQueue| futures_util::FutureExt::now_or_never(queue.next()).is_none();
         assert!(tokio::time::timeout(std::time::Duration::from_millis(50), queue.next()).await.is_err());
         queue.table_ready(&other);
-        queue.table_ready(&QualifiedName::from_catalog("s", "t"));
-        let t = QualifiedName::from_catalog("s", "t");
+        queue.table_ready(&t);
         assert!(matches!(queue.next().await, Some(Work::Build(b)) if b.oid == 1), "builds come before analyzes");
         assert!(matches!(queue.next().await, Some(Work::Analyze(a)) if a == other));
         queue.data_finished();
-        assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(50), queue.next()).await.is_err(),
-            "t's ANALYZE waits for t's build, which would queue behind its lock"
-        );
-        queue.built(&t);
-        assert!(matches!(queue.next().await, Some(Work::Analyze(a)) if a == t));
-        assert!(queue.next().await.is_none());
+        assert!(pending(&queue), "t's ANALYZE waits for t's build, which would queue behind its lock");
+        let to_attach = queue.built(&t).expect("the last build hands over its table's constraints");
+        assert_eq!(to_attach.len(), 1);
+        assert!(pending(&queue), "and for the constraints to be attached");
+        queue.attached(&t);
+        assert!(queue.next().await.is_none(), "every build done: the builders stop");
+        assert_eq!(queue.leftover_analyzes(), vec![t], "t's ANALYZE is left for after them");
+    }
+
+    #[tokio::test]
+    async fn only_a_tables_last_build_attaches_its_constraints() {
+        let mut second = build(3, None);
+        second.index = QualifiedName::from_catalog("s", "t_other");
+        let queue = IndexQueue::new(&[build(1, Some(2)), second]);
+        let t = QualifiedName::from_catalog("s", "t");
+        queue.table_ready(&t);
+        queue.data_finished();
+        assert!(matches!(queue.next().await, Some(Work::Build(_))));
+        assert!(matches!(queue.next().await, Some(Work::Build(_))));
+        assert!(queue.built(&t).is_none(), "one build of t still runs");
+        assert!(queue.built(&t).is_some());
+        assert!(queue.built(&t).is_none(), "constraints are handed over once");
     }
 }

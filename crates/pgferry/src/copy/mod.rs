@@ -45,7 +45,7 @@ use std::time::Instant;
 use pgferry_core::copy_plan::{plan_copy, CopyTable};
 use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
-use pgferry_core::sql::Sql;
+use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::replication::create_slot_with_snapshot;
 use pgferry_pg::tools::{find_tool, Tool};
 use pgferry_pg::ConnSpec;
@@ -145,7 +145,7 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
     let builds = indexes::plan(&src).await?;
     let data = DataPhase { source, target, src: &src, dst: &dst, options, builds: &builds, progress };
 
-    let (slot_lsn, dump) = if current < MigrationPhase::Data {
+    let (slot_lsn, dump, leftover_analyzes) = if current < MigrationPhase::Data {
         progress.emit(CopyEvent::Phase { phase: "schema" });
         journal::set_phase(&dst, name, MigrationPhase::Created, None).await?;
         failpoint::hit("copy-after-created");
@@ -172,16 +172,18 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         }
         journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;
         laps.lap("schema");
-        data.run(&slot.snapshot_name, &slot.consistent_point).await?;
-        (slot.consistent_point, dump)
+        let leftover = data.run(&slot.snapshot_name, &slot.consistent_point).await?;
+        (slot.consistent_point, dump, leftover)
     } else {
-        if current == MigrationPhase::Data {
+        let leftover = if current == MigrationPhase::Data {
             let temp = create_slot_with_snapshot(source, &format!("{}_resume", name.slot()), true)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
-            data.run(&temp.snapshot_name, &temp.consistent_point).await?;
-        }
-        (stored_lsn.unwrap_or_default(), schema::dump(&pg_dump, source, None, workdir.path()).await?)
+            data.run(&temp.snapshot_name, &temp.consistent_point).await?
+        } else {
+            Vec::new()
+        };
+        (stored_lsn.unwrap_or_default(), schema::dump(&pg_dump, source, None, workdir.path()).await?, leftover)
     };
     laps.lap("data and indexes");
 
@@ -190,12 +192,12 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         journal::set_phase(&dst, name, MigrationPhase::PostData, None).await?;
         failpoint::hit("copy-after-data");
         if current == MigrationPhase::PostData {
-            // A rerun: indexes from the killed run are kept, missing ones built.
+            // A rerun: indexes from the killed run are kept, missing ones built,
+            // constraints attached where they are not.
             let queue = IndexQueue::new(&builds);
             queue.data_finished();
             indexes::build_all(target, &queue, options.index_jobs).await?;
         }
-        indexes::attach_constraints(&dst, &builds).await?;
         let source_keys = foreign_keys::of_source(source).await?;
         if current == MigrationPhase::PostData {
             foreign_keys::drop_added(&dst, &source_keys).await?;
@@ -209,15 +211,18 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
             .await?;
         laps.lap("constraints and the rest");
         progress.emit(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });
-        // Plain tables were analyzed as their data landed; partitioned parents and
+        // Plain tables were analyzed as their data landed, but for those left when
+        // the last index was built (see [`indexes`]); partitioned parents and
         // materialized views (filled by post-data) now; everything after a rerun.
         // Side by side with the foreign keys' validation: ANALYZE takes SHARE UPDATE
-        // EXCLUSIVE on a parent and ACCESS SHARE on its partitions, which a foreign
-        // key's locks at most wait for, never in a cycle.
+        // EXCLUSIVE on a table and ACCESS SHARE on a parent's partitions, which a
+        // foreign key's locks at most wait for, never in a cycle.
         let kinds: &[i8] = if current == MigrationPhase::PostData { &[b'r' as i8, b'p' as i8, b'm' as i8] } else { &[b'p' as i8, b'm' as i8] };
         let statistics = async {
             source::sync_sequences(&src, &dst).await?;
-            analyze(target, &dst, options.index_jobs, kinds).await
+            let mut tables = leftover_analyzes;
+            tables.extend(relations_of_kinds(&dst, kinds).await?);
+            analyze_all(target, tables, options.index_jobs).await
         };
         tokio::try_join!(foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs), statistics)?;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
@@ -267,8 +272,9 @@ struct DataPhase<'a> {
 }
 
 impl DataPhase<'_> {
-    /// Copies every table not yet finished, under the given snapshot.
-    async fn run(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<()> {
+    /// Copies every table not yet finished, under the given snapshot, and builds
+    /// their indexes. Returns the tables still to be analyzed.
+    async fn run(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
         self.progress.emit(CopyEvent::Phase { phase: "data" });
         let name = &self.options.migration;
         let finished = journal::finished_tables(self.dst, name).await?;
@@ -309,7 +315,8 @@ impl DataPhase<'_> {
             result
         };
         let building = indexes::build_all(self.target, &queue, self.options.index_jobs);
-        tokio::try_join!(copying, building).map(|_| ())
+        tokio::try_join!(copying, building)?;
+        Ok(queue.leftover_analyzes())
     }
 }
 
@@ -325,9 +332,8 @@ async fn empty_table(dst: &Client, name: &MigrationName, table: &CopyTable) -> R
     conn_tx().await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))
 }
 
-/// ANALYZE every relation of the given kinds (`pg_class.relkind`), `jobs` at a
-/// time, largest first.
-async fn analyze(target: &ConnSpec, dst: &Client, jobs: usize, kinds: &[i8]) -> Result<()> {
+/// The target's relations of the given kinds (`pg_class.relkind`), largest first.
+async fn relations_of_kinds(dst: &Client, kinds: &[i8]) -> Result<Vec<QualifiedName>> {
     let rows = dst
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -338,17 +344,17 @@ async fn analyze(target: &ConnSpec, dst: &Client, jobs: usize, kinds: &[i8]) -> 
         )
         .await
         .map_err(|e| Error::server("listing the target's tables", e))?;
-    let queue = std::sync::Mutex::new(
-        rows.iter()
-            .map(|r| pgferry_core::sql::QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect::<std::collections::VecDeque<_>>(),
-    );
+    Ok(rows.iter().map(|r| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
+}
+
+/// ANALYZE each table, in order, `jobs` at a time.
+async fn analyze_all(target: &ConnSpec, tables: Vec<QualifiedName>, jobs: usize) -> Result<()> {
+    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(tables));
     let worker = || async {
         let client = pgferry_pg::connect(target).await?;
         loop {
             let Some(table) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok(()) };
-            let sql = Sql::new("ANALYZE ").name(&table);
-            client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))?;
+            indexes::analyze(&client, &table).await?;
         }
     };
     futures_util::future::try_join_all((0..jobs.max(1)).map(|_| worker())).await.map(|_: Vec<()>| ())
@@ -418,7 +424,7 @@ async fn summaries(dst: &Client, name: &MigrationName) -> Result<Vec<TableSummar
     Ok(rows
         .iter()
         .map(|r| TableSummary {
-            table: pgferry_core::sql::QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)).to_string(),
+            table: QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)).to_string(),
             rows: r.get(2),
             bytes: r.get(3),
             chunks: r.get(4),
