@@ -263,6 +263,7 @@ pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize
     futures_util::future::try_join_all((0..jobs.max(1)).map(|_| builder())).await.map(|_| ())
 }
 
+/// Gathers one table's statistics.
 pub(crate) async fn analyze(client: &Client, table: &QualifiedName) -> Result<()> {
     let sql = Sql::new("ANALYZE ").name(table);
     client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))
