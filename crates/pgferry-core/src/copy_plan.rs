@@ -85,9 +85,34 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     (a + b - 1) / b
 }
 
+/// The `maintenance_work_mem` (in kB) for the sessions that build indexes during
+/// the copy, when it is to be raised above the server's: big enough that a large
+/// table's primary key sorts in memory instead of spilling to temporary files, as
+/// PostgreSQL advises for bulk loads
+/// ([populating a database](https://www.postgresql.org/docs/current/populate.html#POPULATE-WORK-MEM)).
+/// At most 1 GB a builder, and all builders together at most `shared_buffers`,
+/// which managed services size at about a quarter of the machine's memory.
+pub fn index_build_memory_kb(server_kb: i64, shared_buffers_kb: i64, index_jobs: usize) -> Option<i64> {
+    const CAP_KB: i64 = 1024 * 1024;
+    let budget = CAP_KB.min(shared_buffers_kb / index_jobs.max(1) as i64);
+    (budget > server_kb).then_some(budget)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builders_get_more_memory_within_shared_buffers_and_a_gigabyte() {
+        // 256 MB on the server, 1 GB of shared buffers, 2 builders: 512 MB each.
+        assert_eq!(index_build_memory_kb(256 * 1024, 1024 * 1024, 2), Some(512 * 1024));
+        // A large server: capped at 1 GB.
+        assert_eq!(index_build_memory_kb(64 * 1024, 32 * 1024 * 1024, 4), Some(1024 * 1024));
+        // A small one: never above its shared buffers, never below its own setting.
+        assert_eq!(index_build_memory_kb(64 * 1024, 128 * 1024, 4), None);
+        assert_eq!(index_build_memory_kb(2 * 1024 * 1024, 32 * 1024 * 1024, 1), None);
+        assert_eq!(index_build_memory_kb(0, 1024, 0), Some(1024));
+    }
 
     fn table(name: &str, bytes: i64) -> CopyTable {
         CopyTable {

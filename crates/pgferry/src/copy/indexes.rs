@@ -16,6 +16,9 @@
 //! table's, typically, whose primary key finished last) are handed back to run
 //! beside the rest of post-data instead of before it.
 //!
+//! Builder sessions raise `maintenance_work_mem` within the target's shared
+//! buffers, so that large indexes sort in memory ([`index_build_memory_kb`]).
+//!
 //! Definitions come from the server (`pg_get_indexdef`, read with an empty
 //! `search_path` so every name is qualified). Everything else of post-data
 //! (foreign keys, triggers, exclusion constraints, partitioned indexes, ...) is left
@@ -24,6 +27,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
+use pgferry_core::copy_plan::index_build_memory_kb;
 use pgferry_core::foreign_keys::is_foreign_key_entry;
 use pgferry_core::names::STATE_SCHEMA;
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql, Sql};
@@ -246,6 +250,7 @@ impl IndexQueue {
 pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize) -> Result<()> {
     let builder = || async {
         let client = pgferry_pg::connect(target).await?;
+        give_memory(&client, jobs).await?;
         while let Some(work) = queue.next().await {
             match work {
                 Work::Build(build) => {
@@ -261,6 +266,22 @@ pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize
         Ok::<(), Error>(())
     };
     futures_util::future::try_join_all((0..jobs.max(1)).map(|_| builder())).await.map(|_| ())
+}
+
+/// Raises the session's `maintenance_work_mem` for its builds
+/// ([`index_build_memory_kb`]).
+async fn give_memory(client: &Client, jobs: usize) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT pg_size_bytes(current_setting('maintenance_work_mem')) / 1024,
+                    pg_size_bytes(current_setting('shared_buffers')) / 1024",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("reading the target's memory settings", e))?;
+    let Some(kb) = index_build_memory_kb(row.get(0), row.get(1), jobs) else { return Ok(()) };
+    let sql = Sql::new("SET maintenance_work_mem = ").literal(&format!("{kb}kB"));
+    client.batch_execute(sql.as_str()).await.map_err(|e| Error::server("setting maintenance_work_mem for the index builds", e))
 }
 
 /// Gathers one table's statistics.
