@@ -68,17 +68,24 @@ pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -
 
 /// The tables this migration set FULL, as the journal holds them.
 pub(crate) async fn set_by(dst: &Client, name: &MigrationName) -> Result<Vec<String>> {
+    let rows = journal_rows(dst, name).await?;
+    Ok(rows.into_iter().map(|(schema, table, _)| QualifiedName::from_catalog(schema, table).to_string()).collect())
+}
+
+/// The journal's rows for this migration: schema, table and original identity
+/// (`d` or `n`), in name order; none when the journal does not exist.
+async fn journal_rows(dst: &Client, name: &MigrationName) -> Result<Vec<(String, String, String)>> {
     if !journaled(dst).await? {
         return Ok(Vec::new());
     }
     let rows = dst
         .query(
-            "SELECT table_schema, table_name FROM pgferry.replica_identity WHERE migration = $1 ORDER BY 1, 2",
+            "SELECT table_schema, table_name, original FROM pgferry.replica_identity WHERE migration = $1 ORDER BY 1, 2",
             &[&name.as_str()],
         )
         .await
         .map_err(|e| Error::server("reading the replica identity journal", e))?;
-    Ok(rows.iter().map(|r| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)).to_string()).collect())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
 async fn journaled(dst: &Client) -> Result<bool> {
@@ -91,19 +98,8 @@ async fn journaled(dst: &Client) -> Result<bool> {
 /// Puts back the replica identity of every table this migration set FULL (and
 /// still FULL); the tables restored.
 pub(crate) async fn restore(src: &Client, dst: &Client, name: &MigrationName) -> Result<Vec<String>> {
-    if !journaled(dst).await? {
-        return Ok(Vec::new());
-    }
-    let rows = dst
-        .query(
-            "SELECT table_schema, table_name, original FROM pgferry.replica_identity WHERE migration = $1 ORDER BY 1, 2",
-            &[&name.as_str()],
-        )
-        .await
-        .map_err(|e| Error::server("reading the replica identity journal", e))?;
     let mut restored = Vec::new();
-    for row in rows {
-        let (schema, table, original): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    for (schema, table, original) in journal_rows(dst, name).await? {
         let identity = if original == "d" { "DEFAULT" } else { "NOTHING" };
         let mut put_back = false;
         for side in [src, dst] {
