@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Copy benchmark: pgferry and its peers move the same dataset from an empty
 # target to a usable one (data, indexes, constraints, sequences), round-robin,
-# REPEAT times each. Prints medians and ratios; appends them to bench/RESULTS.md.
+# REPEAT times each. Prints medians and ratios (copied by hand, with the runs,
+# into bench/RESULTS.md).
 source "$(dirname "$0")/common.sh"
 REPEAT=${REPEAT:-3}
 PEERS=${PEERS:-"pgferry floor dump_dir dump_pipe pgcopydb lr"}
