@@ -58,6 +58,15 @@ fn tools_line(report: &CheckReport) -> String {
         .join(", ")
 }
 
+/// Writes one `label  seconds s` line per step, the labels padded to the longest
+/// so that the seconds line up.
+pub(crate) fn timings(out: &mut String, indent: &str, steps: &[(&str, f64)], decimals: usize) {
+    let width = steps.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    for (label, seconds) in steps {
+        let _ = writeln!(out, "{indent}{label:<width$}  {seconds:>8.decimals$} s");
+    }
+}
+
 /// The copy's summary: per table rows, bytes and pieces; per phase seconds.
 pub(crate) fn copy_summary(report: &CopyReport) -> String {
     let mut out = String::new();
@@ -70,9 +79,7 @@ pub(crate) fn copy_summary(report: &CopyReport) -> String {
     let bytes: i64 = report.tables.iter().map(|t| t.bytes).sum();
     let _ = writeln!(out, "{:<48} {:>12} {:>10}", format!("{} table(s)", report.tables.len()), rows, human_bytes(bytes));
     out.push('\n');
-    for (phase, seconds) in &report.phases {
-        let _ = writeln!(out, "{phase:<28} {seconds:>8.1} s");
-    }
+    timings(&mut out, "", &report.phases, 1);
     if !report.missing_roles.is_empty() {
         let _ = writeln!(
             out,
@@ -140,9 +147,7 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
 /// The cutover's report: each step's time and the downtime.
 pub(crate) fn cutover(report: &CutoverReport) -> String {
     let mut out = String::new();
-    for (step, seconds) in &report.steps {
-        let _ = writeln!(out, "{step:<28} {seconds:>8.3} s");
-    }
+    timings(&mut out, "", &report.steps, 3);
     let _ = writeln!(
         out,
         "\nmigration {}: cut over. Downtime (fence to switch): {:.3} s; {} change(s) drained; {} changed row(s) checked equal; {} sequence(s) set; fenced roles: {}",
@@ -314,4 +319,20 @@ pub(crate) fn seed_attached(report: &pgferry::seed::AttachReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timings;
+
+    #[test]
+    fn timings_line_up_whatever_the_longest_label() {
+        let mut out = String::new();
+        timings(&mut out, "  ", &[("schema", 0.2), ("foreign keys, sequences and statistics", 12.25)], 1);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("  schema "), "{out}");
+        assert!(lines[1].ends_with("12.2 s") || lines[1].ends_with("12.3 s"), "{out}");
+        assert_eq!(lines[0].len(), lines[1].len(), "the seconds end in the same column:\n{out}");
+    }
 }

@@ -7,6 +7,8 @@ use pgferry::cutover::CutoverReport;
 use pgferry::validate::ValidationReport;
 use pgferry_core::preflight::human_bytes;
 
+use crate::render::timings;
+
 use super::workload::{NewIds, Stopped};
 
 /// Everything the summary shows.
@@ -69,9 +71,7 @@ pub(crate) fn render(s: &Summary<'_>) -> String {
         s.cutover.rows_checked
     );
     let _ = writeln!(out, "downtime             {:.3} s (fence to open target)", s.cutover.downtime_seconds);
-    for (step, seconds) in &s.cutover.steps {
-        let _ = writeln!(out, "  {step:<18} {seconds:>8.3} s");
-    }
+    timings(&mut out, "  ", &s.cutover.steps, 3);
     let (source, target) = s.takeover;
     let continued = if target.order > source.order && target.event > source.event {
         "the sequences continue, no collision"
@@ -84,8 +84,6 @@ pub(crate) fn render(s: &Summary<'_>) -> String {
         target.order, source.order, target.event, source.event
     );
     let _ = writeln!(out, "\nsteps");
-    for (step, seconds) in s.steps {
-        let _ = writeln!(out, "  {step:<18} {seconds:>8.1} s");
-    }
+    timings(&mut out, "  ", s.steps, 1);
     out
 }
