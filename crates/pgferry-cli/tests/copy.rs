@@ -134,10 +134,6 @@ fn schema(c: &Cluster, pg_dump: PgVersion) -> String {
         .join("\n")
 }
 
-/// PostgreSQL 18 names NOT NULL constraints, and a table restored on 18 gets
-/// names derived by 18's rules, which pg_dump prints when they differ from the
-/// default pattern (long table names). That is the server's naming, not a copy
-/// difference, so `CONSTRAINT <name> NOT NULL` is read as `NOT NULL`.
 /// The relations (tables, partitioned tables, expression indexes) that have
 /// statistics.
 fn analyzed(c: &Cluster) -> String {
@@ -149,6 +145,10 @@ fn analyzed(c: &Cluster) -> String {
     )
 }
 
+/// PostgreSQL 18 names NOT NULL constraints, and a table restored on 18 gets
+/// names derived by 18's rules, which pg_dump prints when they differ from the
+/// default pattern (long table names). That is the server's naming, not a copy
+/// difference, so `CONSTRAINT <name> NOT NULL` is read as `NOT NULL`.
 fn without_not_null_name(line: &str) -> String {
     match (line.find(" CONSTRAINT "), line.ends_with(" NOT NULL,") || line.ends_with(" NOT NULL")) {
         (Some(at), true) => {
@@ -170,43 +170,74 @@ fn assert_same_lines(left: &str, right: &str, what: &str) {
 }
 
 #[test]
-fn a_rich_database_comes_out_identical_on_15_and_18() {
-    let source = Cluster::start(PgVersion::V15);
-    load_rich_database(&source);
-    for version in [PgVersion::V15, PgVersion::V18] {
-        let target = Cluster::start(version);
-        target.create_database("app");
-        let out = copy(&source, &target, &["--jobs", "2", "--split-larger-than", "64kB"], &[]);
-        assert_ok(&out);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("change capture starts at"), "{stdout}");
-        // The summary: per table its rows, bytes, pieces and time.
-        let header = stdout.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>();
-        assert_eq!(header, ["table", "rows", "bytes", "pieces", "time"], "{stdout}");
-        assert!(stdout.lines().nth(1).is_some_and(|l| l.trim_end().ends_with(" s")), "{stdout}");
-        assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "content differs on {version:?}");
-        assert_eq!(sequences(&source), sequences(&target), "sequences differ on {version:?}");
-        assert_eq!(large_objects(&source), large_objects(&target), "large objects differ on {version:?}");
-        assert_same_lines(&schema(&source, version), &schema(&target, version), &format!("schema on {version:?}"));
-        assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied");
-        source.psql("app", "ANALYZE");
-        assert_eq!(analyzed(&target), analyzed(&source), "statistics on {version:?}");
-        // Foreign keys end as on the source: validated, and the NOT VALID one not
-        // (the schema comparison above says so too).
-        let keys = "SELECT string_agg(conname || '=' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f' AND conparentid = 0";
-        assert_eq!(target.psql("app", keys), source.psql("app", keys), "foreign keys on {version:?}");
-        assert!(source.psql("app", keys).contains("orders_customer_loose=false"));
-        // The slot and the publications are there for change capture, with the
-        // keyless table in the insert-only publication.
-        assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_main'"), "1");
-        assert_eq!(
-            source.psql("app", "SELECT string_agg(tablename, ',') FROM pg_publication_tables WHERE pubname = 'pgferry_main__insert_only'"),
-            "audit"
-        );
-        // The source keeps accepting UPDATE and DELETE on the keyless table.
-        source.psql("app", "UPDATE public.audit SET message = message WHERE false; DELETE FROM public.audit WHERE false;");
-        source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
+fn a_rich_database_comes_out_identical_from_15_to_15_and_18_and_from_18_to_18() {
+    for (from, to) in [(PgVersion::V15, &[PgVersion::V15, PgVersion::V18][..]), (PgVersion::V18, &[PgVersion::V18][..])] {
+        let source = Cluster::start(from);
+        load_rich_database(&source);
+        for &version in to {
+            copies_identically(&source, version);
+        }
     }
+}
+
+/// Copies the rich database from `source` into a new, empty cluster of `version`
+/// and compares everything, then drops the copy's slot and publications.
+fn copies_identically(source: &Cluster, version: PgVersion) {
+    let target = Cluster::start(version);
+    let pair = format!("{:?} -> {version:?}", source.version());
+    target.create_database("app");
+    // pg_dump must be at least as new as the source: the source's own, as an
+    // operator would point PGFERRY_PG_BIN at it.
+    let bin = source.version().bin_dir();
+    let envs = [("PGFERRY_PG_BIN", bin.to_str().unwrap())];
+    let out = copy(source, &target, &["--jobs", "2", "--split-larger-than", "64kB"], &envs);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("change capture starts at"), "{stdout}");
+    // The summary: per table its rows, bytes, pieces and time.
+    let header = stdout.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>();
+    assert_eq!(header, ["table", "rows", "bytes", "pieces", "time"], "{stdout}");
+    assert!(stdout.lines().nth(1).is_some_and(|l| l.trim_end().ends_with(" s")), "{stdout}");
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "content differs on {pair}");
+    assert_eq!(sequences(source), sequences(&target), "sequences differ on {pair}");
+    assert_eq!(large_objects(source), large_objects(&target), "large objects differ on {pair}");
+    assert_same_lines(&schema(source, version), &schema(&target, version), &format!("schema on {pair}"));
+    assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied");
+    source.psql("app", "ANALYZE");
+    assert_eq!(analyzed(&target), analyzed(source), "statistics on {pair}");
+    // Foreign keys end as on the source: validated, and the NOT VALID one not
+    // (the schema comparison above says so too).
+    let keys = "SELECT string_agg(conname || '=' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f' AND conparentid = 0";
+    assert_eq!(target.psql("app", keys), source.psql("app", keys), "foreign keys on {pair}");
+    assert!(source.psql("app", keys).contains("orders_customer_loose=false"));
+    // The slot and the publications are there for change capture, with the
+    // keyless table in the insert-only publication.
+    assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_main'"), "1");
+    assert_eq!(
+        source.psql("app", "SELECT string_agg(tablename, ',') FROM pg_publication_tables WHERE pubname = 'pgferry_main__insert_only'"),
+        "audit"
+    );
+    // The source keeps accepting UPDATE and DELETE on the keyless table.
+    source.psql("app", "UPDATE public.audit SET message = message WHERE false; DELETE FROM public.audit WHERE false;");
+    source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
+}
+
+#[test]
+fn a_pg_dump_older_than_the_source_is_refused_before_anything_changes() {
+    let source = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY)");
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    let bin = PgVersion::V15.bin_dir();
+    let out = copy(&source, &target, &[], &[("PGFERRY_PG_BIN", bin.to_str().unwrap())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("pg_dump 15") && stderr.contains("the source, which runs PostgreSQL 18"), "{stderr}");
+    assert!(stderr.contains("postgresql-client-18") && stderr.contains("PGFERRY_PG_BIN"), "{stderr}");
+    assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0");
+    assert_eq!(source.psql("app", "SELECT count(*) FROM pg_publication"), "0");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
 }
 
 #[test]

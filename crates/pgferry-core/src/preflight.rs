@@ -166,6 +166,13 @@ fn major(version_num: i32) -> i32 {
     version_num / 10000
 }
 
+/// Whether a client program (`pg_dump`, `pg_restore`) of `client_version_num` can
+/// work with a server of `server_version_num`: its major version must be at least
+/// the server's ([pg_dump's notes](https://www.postgresql.org/docs/current/app-pgdump.html#PG-DUMP-NOTES)).
+pub fn client_reads_server(client_version_num: i32, server_version_num: i32) -> bool {
+    major(client_version_num) >= major(server_version_num)
+}
+
 fn finding(side: Side, severity: Severity, code: &'static str, what: String, fix: String) -> Finding {
     Finding {
         side,
@@ -441,7 +448,7 @@ fn check_tools(source: &ServerFacts, tools: &ToolFacts, out: &mut Vec<Finding>) 
     ] {
         let what = match found {
             None => format!("{program} was not found on PATH"),
-            Some(v) if major(v) < needed => format!(
+            Some(v) if !client_reads_server(v, source.server_version_num) => format!(
                 "{program} is version {} but the source runs {needed}: an older {program} cannot read a newer server",
                 major(v)
             ),
@@ -478,6 +485,13 @@ pub fn human_bytes(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_reads_servers_up_to_its_own_major_version() {
+        assert!(client_reads_server(180006, 150018));
+        assert!(client_reads_server(180000, 180006), "minor versions do not matter");
+        assert!(!client_reads_server(150018, 180006));
+    }
 
     fn healthy() -> ServerFacts {
         ServerFacts {

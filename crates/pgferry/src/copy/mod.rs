@@ -45,6 +45,7 @@ use std::time::Instant;
 use pgferry_core::copy_plan::{plan_copy, CopyTable};
 use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
+use pgferry_core::preflight::client_reads_server;
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::replication::create_slot_with_snapshot;
 use pgferry_pg::tools::{find_tool, Tool};
@@ -127,9 +128,14 @@ pub struct TableSummary {
 
 /// Runs (or resumes) the copy.
 pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, progress: &Progress) -> Result<CopyReport> {
-    let pg_dump = require_tool("pg_dump")?;
-    let pg_restore = require_tool("pg_restore")?;
     let src = pgferry_pg::connect(source).await?;
+    let source_version_num = src
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| Error::server("reading the source's version", e))?
+        .get(0);
+    let pg_dump = require_tool("pg_dump", source_version_num)?;
+    let pg_restore = require_tool("pg_restore", source_version_num)?;
     let dst = pgferry_pg::connect(target).await?;
     journal::ensure(&dst).await?;
     let name = &options.migration;
@@ -367,11 +373,27 @@ async fn has_large_objects(src: &Client) -> Result<bool> {
         .map_err(|e| Error::server("looking for large objects on the source", e))
 }
 
-fn require_tool(program: &str) -> Result<Tool> {
-    find_tool(program).ok_or_else(|| {
-        Error::new(ErrorKind::Precondition, format!("{program} was not found"))
-            .with_hint("install the PostgreSQL client programs (apt-get install postgresql-client) or set PGFERRY_PG_BIN")
-    })
+/// The newest `program` found, which must be at least as new as the source: checked
+/// before anything is changed on either side.
+fn require_tool(program: &str, source_version_num: i32) -> Result<Tool> {
+    let major = source_version_num / 10000;
+    let install = format!(
+        "install the PostgreSQL {major} client programs or newer (apt-get install postgresql-client-{major}) or set PGFERRY_PG_BIN to their bin directory; nothing was changed"
+    );
+    let tool = find_tool(program)
+        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("{program} was not found")).with_hint(install.clone()))?;
+    if !client_reads_server(tool.version_num, source_version_num) {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!(
+                "{program} {} ({}) is older than the source, which runs PostgreSQL {major}: {program} cannot work with a newer server",
+                tool.version_num / 10000,
+                tool.path.display()
+            ),
+        )
+        .with_hint(install));
+    }
+    Ok(tool)
 }
 
 async fn ensure_empty_target(dst: &Client) -> Result<()> {
