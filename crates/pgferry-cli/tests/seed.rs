@@ -28,7 +28,11 @@ const SCHEMA: &str = "
     INSERT INTO events SELECT g, 'initial' FROM generate_series(1, 2000) g;";
 
 fn source() -> Cluster {
-    let source = Cluster::start(PgVersion::V15);
+    source_of(PgVersion::V15)
+}
+
+fn source_of(version: PgVersion) -> Cluster {
+    let source = Cluster::start(version);
     source.create_database("app");
     source.psql("app", SCHEMA);
     source
@@ -75,35 +79,49 @@ fn seeding_a_copy_taken_under_writes_loses_and_doubles_nothing_at_the_boundary()
     let source = source();
     source.psql("app", "SELECT pg_create_physical_replication_slot('standby_a')");
     for (round, name) in ["s1", "s2", "s3"].into_iter().enumerate() {
-        let writer = writer(&source, 10_000_000 * (round as u64 + 1));
-        let prepared = prepare(&source, name);
-        assert!(prepared.contains("READY: take the copy now"), "{prepared}");
-        let copy = source.physical_copy();
-        // A snapshot restore keeps the source's slots; pg_basebackup does not, so plant one.
-        copy.psql("app", "SELECT pg_create_physical_replication_slot('standby_a')");
-        let seeded = start_seeded(&source, &copy, name, &args(&from_log(&copy)));
-        let written = writer.stop();
-        assert_ok(&seeded);
-        let report = text(&seeded);
-        assert!(report.contains("the copy ends at"), "{report}");
-        assert!(report.contains("dropped inherited replication slots: standby_a"), "{report}");
-        assert!(report.contains(&format!("dropped inherited publications: pgferry_{name}")), "{report}");
-        assert!(written > 20, "the writer committed during the copy");
-        // Rerun: the attach is journaled and kept; change capture catches up.
-        let rerun = start_seeded(&source, &copy, name, &args(&from_log(&copy)));
-        assert_ok(&rerun);
-        assert!(text(&rerun).contains("already seeded"), "{}", text(&rerun));
-        assert_eq!(copy.fingerprints("app"), source.fingerprints("app"), "round {round}: copy and source differ");
-        assert_eq!(copy.psql("app", "SELECT count(*) - count(DISTINCT seq) FROM events"), "0", "a transaction was applied twice");
-        assert_eq!(copy.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0");
-        assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'standby_a'"), "1");
-        assert_ok(&pgferry(&["cleanup", "--source", &source.url("app"), "--target", &copy.url("app"), "--name", name]));
-        assert_eq!(
-            source.psql("app", &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_{name}'")),
-            "0"
-        );
-        assert_eq!(source.psql("app", "SELECT count(*) FROM pgferry.seed_marker"), "0", "cleanup leaves the marker");
+        seed_under_writes(&source, round, name);
     }
+}
+
+/// The same from a PostgreSQL 18 source and its copy: 18's server log and catalogs.
+#[test]
+fn seeding_a_postgresql_18_copy_loses_and_doubles_nothing() {
+    let source = source_of(PgVersion::V18);
+    source.psql("app", "SELECT pg_create_physical_replication_slot('standby_a')");
+    seed_under_writes(&source, 0, "s18");
+}
+
+/// One seeded migration: prepared, copied physically under writes, attached, rerun,
+/// compared, cleaned up.
+fn seed_under_writes(source: &Cluster, round: usize, name: &str) {
+    let writer = writer(source, 10_000_000 * (round as u64 + 1));
+    let prepared = prepare(source, name);
+    assert!(prepared.contains("READY: take the copy now"), "{prepared}");
+    let copy = source.physical_copy();
+    // A snapshot restore keeps the source's slots; pg_basebackup does not, so plant one.
+    copy.psql("app", "SELECT pg_create_physical_replication_slot('standby_a')");
+    let seeded = start_seeded(source, &copy, name, &args(&from_log(&copy)));
+    let written = writer.stop();
+    assert_ok(&seeded);
+    let report = text(&seeded);
+    assert!(report.contains("the copy ends at"), "{report}");
+    assert!(report.contains("dropped inherited replication slots: standby_a"), "{report}");
+    assert!(report.contains(&format!("dropped inherited publications: pgferry_{name}")), "{report}");
+    assert!(written > 20, "the writer committed during the copy");
+    // Rerun: the attach is journaled and kept; change capture catches up.
+    let rerun = start_seeded(source, &copy, name, &args(&from_log(&copy)));
+    assert_ok(&rerun);
+    assert!(text(&rerun).contains("already seeded"), "{}", text(&rerun));
+    assert_eq!(copy.fingerprints("app"), source.fingerprints("app"), "round {round}: copy and source differ");
+    assert_eq!(copy.psql("app", "SELECT count(*) - count(DISTINCT seq) FROM events"), "0", "a transaction was applied twice");
+    assert_eq!(copy.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0");
+    assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'standby_a'"), "1");
+    assert_ok(&pgferry(&["cleanup", "--source", &source.url("app"), "--target", &copy.url("app"), "--name", name]));
+    assert_eq!(
+        source.psql("app", &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_{name}'")),
+        "0"
+    );
+    assert_eq!(source.psql("app", "SELECT count(*) FROM pgferry.seed_marker"), "0", "cleanup leaves the marker");
 }
 
 fn assert_refused(out: &Output, needle: &str, copy: &Cluster) {

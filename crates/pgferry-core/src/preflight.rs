@@ -139,7 +139,10 @@ pub fn evaluate(
     check_source_tables(source, &mut findings);
     check_source_transactions(source, plan, &mut findings);
     check_pair(source, target, plan, &mut findings);
-    check_tools(source, tools, &mut findings);
+    if plan.full_copy {
+        // Only a full copy runs pg_dump and pg_restore; a seeded migration reloads nothing.
+        check_tools(source, tools, &mut findings);
+    }
     findings.sort_by_key(|f| (f.severity, f.side));
     findings
 }
@@ -605,6 +608,21 @@ mod tests {
             ..CheckPlan::default()
         };
         assert!(evaluate(&healthy(), &target, &tools(), &plan).is_empty());
+    }
+
+    #[test]
+    fn a_seeded_plan_needs_no_pg_dump() {
+        let plan = CheckPlan { full_copy: false, ..CheckPlan::default() };
+        let mut source = healthy();
+        source.server_version_num = 180006;
+        let mut target = healthy();
+        target.server_version_num = 180006;
+        target.user_table_count = 5;
+        let old_tools = ToolFacts { pg_dump_version_num: Some(150018), pg_restore_version_num: None };
+        assert!(evaluate(&source, &target, &old_tools, &plan).is_empty());
+        target.user_table_count = 0;
+        let full = evaluate(&source, &target, &old_tools, &CheckPlan::default());
+        assert_eq!(codes(&full), ["pg_dump", "pg_restore"], "a full copy still needs both");
     }
 
     #[test]

@@ -70,11 +70,9 @@ pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Re
 /// source's facts stand for it and only the source's findings are returned.
 pub async fn check_source(source: &ConnSpec, plan: &CheckPlan) -> Result<Vec<Finding>> {
     let facts = observe(source, "source").await?;
-    let tools = ToolFacts {
-        pg_dump_version_num: find_tool("pg_dump").map(|t| t.version_num),
-        pg_restore_version_num: find_tool("pg_restore").map(|t| t.version_num),
-    };
-    Ok(evaluate(&facts, &facts, &tools, plan).into_iter().filter(|f| f.side == Side::Source).collect())
+    // Only the source's findings are kept: this machine's tools do not matter here.
+    let no_tools = ToolFacts::default();
+    Ok(evaluate(&facts, &facts, &no_tools, plan).into_iter().filter(|f| f.side == Side::Source).collect())
 }
 
 async fn observe(spec: &ConnSpec, side: &str) -> Result<ServerFacts> {
