@@ -30,9 +30,11 @@ fn assert_ok(out: &Output) {
     );
 }
 
+/// `copy`, with the source's own pg_dump (it must be at least as new as the source).
 fn copy(source: &Cluster, target: &Cluster, name: &str) {
     let (s, t) = (source.url("app"), target.url("app"));
-    assert_ok(&pgferry(&["copy", "--source", &s, "--target", &t, "--name", name], &[]));
+    let bin = source.version().bin_dir();
+    assert_ok(&pgferry(&["copy", "--source", &s, "--target", &t, "--name", name], &[("PGFERRY_PG_BIN", bin.to_str().unwrap())]));
 }
 
 fn follow_args<'a>(s: &'a str, t: &'a str, name: &'a str) -> Vec<&'a str> {
@@ -178,11 +180,22 @@ fn hot_changes() -> String {
 }
 
 #[test]
-fn every_change_kind_and_type_arrives_exactly_on_15_and_18() {
-    let source = Cluster::start(PgVersion::V15);
+fn every_change_kind_and_type_arrives_exactly_from_15_to_15_and_18() {
+    every_change_kind_and_type_arrives_exactly(PgVersion::V15, &[(PgVersion::V15, "to15"), (PgVersion::V18, "to18")]);
+}
+
+/// The same from a PostgreSQL 18 source: 18's pgoutput.
+#[test]
+fn every_change_kind_and_type_arrives_exactly_from_18_to_18() {
+    every_change_kind_and_type_arrives_exactly(PgVersion::V18, &[(PgVersion::V18, "to18")]);
+}
+
+fn every_change_kind_and_type_arrives_exactly(from: PgVersion, to: &[(PgVersion, &'static str)]) {
+    let source = Cluster::start(from);
     load(&source);
-    let targets: Vec<(Cluster, &str)> = [(PgVersion::V15, "to15"), (PgVersion::V18, "to18")]
-        .into_iter()
+    let targets: Vec<(Cluster, &str)> = to
+        .iter()
+        .copied()
         .map(|(version, name)| {
             let target = Cluster::start(version);
             target.create_database("app");
