@@ -82,6 +82,15 @@ fn load_rich_database(c: &Cluster) {
          ALTER TABLE shop.orders ADD CONSTRAINT orders_customer_loose FOREIGN KEY (customer_id) REFERENCES shop.customers NOT VALID;
          SELECT lo_from_bytea(0, 'small object'), lo_from_bytea(0, decode(repeat('ab', 300000), 'hex'));",
     );
+    if c.version() == PgVersion::V18 {
+        // New in 18: a foreign key that is declared but not enforced (never valid).
+        c.psql(
+            "app",
+            "CREATE TABLE shop.notes (id int PRIMARY KEY, customer_id bigint,
+                 CONSTRAINT notes_customer_unenforced FOREIGN KEY (customer_id) REFERENCES shop.customers NOT ENFORCED);
+             INSERT INTO shop.notes VALUES (1, 1), (2, 999999);",
+        );
+    }
     for (i, name) in HOSTILE_NAMES.iter().enumerate() {
         let schema = if i % 2 == 0 { "public".to_string() } else { q(name) };
         if i % 2 == 1 {
