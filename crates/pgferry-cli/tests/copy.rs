@@ -83,10 +83,11 @@ fn load_rich_database(c: &Cluster) {
          SELECT lo_from_bytea(0, 'small object'), lo_from_bytea(0, decode(repeat('ab', 300000), 'hex'));",
     );
     if c.version() == PgVersion::V18 {
-        // New in 18: a foreign key that is declared but not enforced (never valid).
+        // New in 18: a foreign key that is declared but not enforced (never valid),
+        // and a virtual generated column (computed when read, never stored).
         c.psql(
             "app",
-            "CREATE TABLE shop.notes (id int PRIMARY KEY, customer_id bigint,
+            "CREATE TABLE shop.notes (id int PRIMARY KEY, customer_id bigint, twice bigint GENERATED ALWAYS AS (customer_id * 2) VIRTUAL,
                  CONSTRAINT notes_customer_unenforced FOREIGN KEY (customer_id) REFERENCES shop.customers NOT ENFORCED);
              INSERT INTO shop.notes VALUES (1, 1), (2, 999999);",
         );

@@ -190,9 +190,18 @@ fn every_change_kind_and_type_arrives_exactly_from_18_to_18() {
     every_change_kind_and_type_arrives_exactly(PgVersion::V18, &[(PgVersion::V18, "to18")]);
 }
 
+/// New in 18: a virtual generated column, computed when read and never published.
+const VIRTUAL_COLUMN: &str = "CREATE TABLE virt (id int PRIMARY KEY, n int, twice int GENERATED ALWAYS AS (n * 2) VIRTUAL);
+    INSERT INTO virt SELECT g, g FROM generate_series(1, 10) g;";
+const VIRTUAL_COLUMN_CHANGES: &str = "INSERT INTO virt (id, n) VALUES (11, 11); UPDATE virt SET n = n + 100 WHERE id <= 3;
+    DELETE FROM virt WHERE id = 4;";
+
 fn every_change_kind_and_type_arrives_exactly(from: PgVersion, to: &[(PgVersion, &'static str)]) {
     let source = Cluster::start(from);
     load(&source);
+    if from == PgVersion::V18 {
+        source.psql("app", VIRTUAL_COLUMN);
+    }
     let targets: Vec<(Cluster, &str)> = to
         .iter()
         .copied()
@@ -211,6 +220,9 @@ fn every_change_kind_and_type_arrives_exactly(from: PgVersion, to: &[(PgVersion,
         .collect();
     source.psql("app", CHANGES);
     source.psql("app", &hot_changes());
+    if from == PgVersion::V18 {
+        source.psql("app", VIRTUAL_COLUMN_CHANGES);
+    }
     for (target, name) in &targets {
         let out = catch_up(&source, target, name);
         assert_ok(&out);
