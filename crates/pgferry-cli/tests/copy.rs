@@ -196,10 +196,11 @@ fn copies_identically(source: &Cluster, version: PgVersion) {
     let target = Cluster::start(version);
     let pair = format!("{:?} -> {version:?}", source.version());
     target.create_database("app");
-    // pg_dump must be at least as new as the source: the source's own, as an
-    // operator would point PGFERRY_PG_BIN at it.
-    let bin = source.version().bin_dir();
-    let envs = [("PGFERRY_PG_BIN", bin.to_str().unwrap())];
+    // Both clients installed, as on an operator's machine with the latest packages
+    // beside the server's: pgferry must pick one that reads the source and that
+    // the target accepts (pg_restore 18 into a 15 target fails on its first SET).
+    let path = format!("{}:{}", PgVersion::V18.bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let envs = [("PATH", path.as_str())];
     let out = copy(source, &target, &["--jobs", "2", "--split-larger-than", "64kB"], &envs);
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -243,8 +244,30 @@ fn a_pg_dump_older_than_the_source_is_refused_before_anything_changes() {
     let out = copy(&source, &target, &[], &[("PGFERRY_PG_BIN", bin.to_str().unwrap())]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("pg_dump 15") && stderr.contains("the source, which runs PostgreSQL 18"), "{stderr}");
+    assert!(stderr.contains("pg_dump is version 15 but the source runs 18"), "{stderr}");
     assert!(stderr.contains("postgresql-client-18") && stderr.contains("PGFERRY_PG_BIN"), "{stderr}");
+    assert_nothing_changed(&source, &target);
+}
+
+/// pg_restore 17 and newer start with `SET transaction_timeout`, which servers
+/// before 17 reject: with only the 18 client, a copy into 15 is refused up front.
+#[test]
+fn a_pg_restore_the_target_rejects_is_refused_before_anything_changes() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY)");
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    let bin = PgVersion::V18.bin_dir();
+    let out = copy(&source, &target, &[], &[("PGFERRY_PG_BIN", bin.to_str().unwrap())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("pg_restore is version 18 but the target runs 15") && stderr.contains("transaction_timeout"), "{stderr}");
+    assert!(stderr.contains("postgresql-client-15") && stderr.contains("nothing was changed"), "{stderr}");
+    assert_nothing_changed(&source, &target);
+}
+
+fn assert_nothing_changed(source: &Cluster, target: &Cluster) {
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0");
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_publication"), "0");
     assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");

@@ -141,7 +141,7 @@ pub fn evaluate(
     check_pair(source, target, plan, &mut findings);
     if plan.full_copy {
         // Only a full copy runs pg_dump and pg_restore; a seeded migration reloads nothing.
-        check_tools(source, tools, &mut findings);
+        check_tools(source.server_version_num, target.server_version_num, tools, &mut findings);
     }
     findings.sort_by_key(|f| (f.severity, f.side));
     findings
@@ -174,6 +174,26 @@ fn major(version_num: i32) -> i32 {
 /// the server's ([pg_dump's notes](https://www.postgresql.org/docs/current/app-pgdump.html#PG-DUMP-NOTES)).
 pub fn client_reads_server(client_version_num: i32, server_version_num: i32) -> bool {
     major(client_version_num) >= major(server_version_num)
+}
+
+/// Whether a `pg_restore` of `client_version_num` can restore into a server of
+/// `target_version_num`: from 17 on, pg_restore starts its sessions with
+/// `SET transaction_timeout = 0`, a setting that servers before 17 reject (the
+/// trap of pgcopydb's issue 918).
+pub fn client_writes_to_server(client_version_num: i32, target_version_num: i32) -> bool {
+    major(client_version_num) < 17 || major(target_version_num) >= 17
+}
+
+/// Which of the client installations found (their versions) a copy from a
+/// `source_version_num` server to a `target_version_num` one uses: one that reads
+/// the source and writes to the target; of those the newest not newer than the
+/// target (its restore speaks the target's dialect), else the newest.
+pub fn choose_client(found: &[i32], source_version_num: i32, target_version_num: i32) -> Option<usize> {
+    let usable = |v: i32| client_reads_server(v, source_version_num) && client_writes_to_server(v, target_version_num);
+    let newest = |fits: &dyn Fn(i32) -> bool| {
+        found.iter().enumerate().filter(|(_, v)| usable(**v) && fits(**v)).max_by_key(|(_, v)| **v).map(|(i, _)| i)
+    };
+    newest(&|v| major(v) <= major(target_version_num)).or_else(|| newest(&|_| true))
 }
 
 fn finding(side: Side, severity: Severity, code: &'static str, what: String, fix: String) -> Finding {
@@ -443,29 +463,42 @@ fn check_pair(source: &ServerFacts, target: &ServerFacts, plan: &CheckPlan, out:
     }
 }
 
-fn check_tools(source: &ServerFacts, tools: &ToolFacts, out: &mut Vec<Finding>) {
-    let needed = major(source.server_version_num);
+/// What is wrong with the client programs a copy from a `source_version_num`
+/// server to a `target_version_num` one would use: nothing when they fit.
+pub fn tool_problems(source_version_num: i32, target_version_num: i32, tools: &ToolFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_tools(source_version_num, target_version_num, tools, &mut out);
+    out
+}
+
+fn check_tools(source_version_num: i32, target_version_num: i32, tools: &ToolFacts, out: &mut Vec<Finding>) {
+    let needed = major(source_version_num);
+    let install = |version: i32| {
+        format!(
+            "install the PostgreSQL {version} client, e.g. apt-get install postgresql-client-{version}, or set PGFERRY_PG_BIN to its bin directory"
+        )
+    };
     for (program, found) in [
         ("pg_dump", tools.pg_dump_version_num),
         ("pg_restore", tools.pg_restore_version_num),
     ] {
-        let what = match found {
-            None => format!("{program} was not found on PATH"),
-            Some(v) if !client_reads_server(v, source.server_version_num) => format!(
-                "{program} is version {} but the source runs {needed}: an older {program} cannot read a newer server",
-                major(v)
+        let (what, fix) = match found {
+            None => (format!("{program} was not found on PATH"), install(needed)),
+            Some(v) if !client_reads_server(v, source_version_num) => (
+                format!("{program} is version {} but the source runs {needed}: an older {program} cannot read a newer server", major(v)),
+                install(needed),
+            ),
+            Some(v) if program == "pg_restore" && !client_writes_to_server(v, target_version_num) => (
+                format!(
+                    "pg_restore is version {} but the target runs {}: pg_restore 17 and newer set transaction_timeout, which servers before 17 reject",
+                    major(v),
+                    major(target_version_num)
+                ),
+                install(needed.max(major(target_version_num))),
             ),
             Some(_) => continue,
         };
-        out.push(finding(
-            Side::Tools,
-            Severity::Problem,
-            if program == "pg_dump" { "pg_dump" } else { "pg_restore" },
-            what,
-            format!(
-                "install the PostgreSQL {needed} client (or newer), e.g. apt-get install postgresql-client-{needed}, or set PGFERRY_PG_BIN to its bin directory"
-            ),
-        ));
+        out.push(finding(Side::Tools, Severity::Problem, if program == "pg_dump" { "pg_dump" } else { "pg_restore" }, what, fix));
     }
 }
 
@@ -488,6 +521,28 @@ pub fn human_bytes(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_chosen_reads_the_source_and_writes_to_the_target() {
+        let found = [150018, 180006, 160010];
+        assert_eq!(choose_client(&found, 150018, 150018), Some(0), "15 -> 15: not 16, newer than the target");
+        assert_eq!(choose_client(&found, 150018, 180006), Some(1), "15 -> 18: the newest");
+        assert_eq!(choose_client(&found, 150018, 160004), Some(2), "15 -> 16: the target's own");
+        assert_eq!(choose_client(&found, 180006, 180006), Some(1));
+        assert_eq!(choose_client(&[160010, 180006], 150018, 150018), Some(0), "16 writes to 15; 18 does not");
+        assert_eq!(choose_client(&[180006], 150018, 150018), None, "18 sets transaction_timeout, which 15 rejects");
+        assert_eq!(choose_client(&[150018], 180006, 180006), None, "15 cannot read 18");
+        assert_eq!(choose_client(&[], 150018, 150018), None);
+    }
+
+    #[test]
+    fn a_pg_restore_that_the_target_rejects_is_reported() {
+        let old_target = healthy();
+        let new_tools = ToolFacts { pg_dump_version_num: Some(180006), pg_restore_version_num: Some(180006) };
+        let findings = evaluate(&healthy(), &old_target, &new_tools, &CheckPlan::default());
+        assert_eq!(codes(&findings), ["pg_restore"]);
+        assert!(findings[0].what.contains("transaction_timeout") && findings[0].fix.contains("postgresql-client-15"), "{findings:?}");
+    }
 
     #[test]
     fn a_client_reads_servers_up_to_its_own_major_version() {

@@ -1,8 +1,10 @@
 //! Finding PostgreSQL's client programs (pg_dump, pg_restore) on this machine.
 //!
-//! pg_dump must be at least as new as the server it dumps, so pgferry looks in
-//! `PGFERRY_PG_BIN` first, then picks the newest of the versioned directories that
-//! Debian and Ubuntu install (`/usr/lib/postgresql/N/bin`), then `PATH`.
+//! pgferry looks in `PGFERRY_PG_BIN` only when it is set, else in the versioned
+//! directories that Debian and Ubuntu install (`/usr/lib/postgresql/N/bin`) and on
+//! `PATH`, and lists each installation found (pg_dump with the pg_restore beside
+//! it); which one a copy uses is decided by
+//! `pgferry_core::preflight::choose_client` from the servers' versions.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,15 +17,27 @@ pub struct Tool {
     pub version_num: i32,
 }
 
-/// The newest copy of `program` that can be found, with its version.
-pub fn find_tool(program: &str) -> Option<Tool> {
-    candidates(program)
+/// `pg_dump` and the `pg_restore` beside it: one installation of the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientPair {
+    pub pg_dump: Tool,
+    pub pg_restore: Tool,
+}
+
+/// Every installation of `pg_dump` with its `pg_restore` in the same directory,
+/// newest first.
+pub fn find_client_pairs() -> Vec<ClientPair> {
+    let mut pairs: Vec<ClientPair> = candidates("pg_dump")
         .into_iter()
-        .filter_map(|path| {
-            let version_num = version_of(&path)?;
-            Some(Tool { path, version_num })
+        .filter_map(|dump_path| {
+            let restore_path = dump_path.with_file_name("pg_restore");
+            let pg_dump = Tool { version_num: version_of(&dump_path)?, path: dump_path };
+            let pg_restore = Tool { version_num: version_of(&restore_path)?, path: restore_path };
+            Some(ClientPair { pg_dump, pg_restore })
         })
-        .max_by_key(|t| t.version_num)
+        .collect();
+    pairs.sort_by_key(|p| std::cmp::Reverse(p.pg_dump.version_num));
+    pairs
 }
 
 fn candidates(program: &str) -> Vec<PathBuf> {

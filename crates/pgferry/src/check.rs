@@ -3,8 +3,8 @@
 //! Both servers are read at once, and a connection failure on one side does not
 //! hide the other's: every problem is reported in one run.
 
-use pgferry_core::preflight::{evaluate, CheckPlan, Finding, ServerFacts, Side, ToolFacts};
-use pgferry_pg::tools::find_tool;
+use pgferry_core::preflight::{choose_client, evaluate, CheckPlan, Finding, ServerFacts, Side, ToolFacts};
+use pgferry_pg::tools::{find_client_pairs, ClientPair};
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 
@@ -41,13 +41,9 @@ pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Re
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => return Err(Error::combine(s.err().into_iter().chain(t.err()).collect())),
     };
-    let dump = find_tool("pg_dump");
-    let restore = find_tool("pg_restore");
-    let tool_facts = ToolFacts {
-        pg_dump_version_num: dump.as_ref().map(|t| t.version_num),
-        pg_restore_version_num: restore.as_ref().map(|t| t.version_num),
-    };
-    let findings = evaluate(&source_facts, &target_facts, &tool_facts, plan);
+    let client = client_for(source_facts.server_version_num, target_facts.server_version_num);
+    let findings = evaluate(&source_facts, &target_facts, &tool_facts(client.as_ref()), plan);
+    let (dump, restore) = client.map(|c| (c.pg_dump, c.pg_restore)).unzip();
     Ok(CheckReport {
         ready: pgferry_core::preflight::is_ready(&findings),
         source: summary(source, &source_facts),
@@ -62,6 +58,26 @@ pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Re
             .collect(),
         findings,
     })
+}
+
+/// The client installation (pg_dump and pg_restore) a copy between servers of
+/// these versions uses ([`choose_client`]); when none fits, the newest found, for
+/// the preflight to say what is wrong with it.
+pub(crate) fn client_for(source_version_num: i32, target_version_num: i32) -> Option<ClientPair> {
+    let mut pairs = find_client_pairs();
+    let versions: Vec<i32> = pairs.iter().map(|p| p.pg_dump.version_num).collect();
+    match choose_client(&versions, source_version_num, target_version_num) {
+        Some(i) => Some(pairs.swap_remove(i)),
+        None => pairs.into_iter().next(),
+    }
+}
+
+/// The versions of a client installation, as the preflight judges them.
+pub(crate) fn tool_facts(client: Option<&ClientPair>) -> ToolFacts {
+    ToolFacts {
+        pg_dump_version_num: client.map(|c| c.pg_dump.version_num),
+        pg_restore_version_num: client.map(|c| c.pg_restore.version_num),
+    }
 }
 
 /// The source's side of the preflight, for a seeded migration whose target

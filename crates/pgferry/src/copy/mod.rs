@@ -45,14 +45,15 @@ use std::time::Instant;
 use pgferry_core::copy_plan::{plan_copy, CopyTable};
 use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
-use pgferry_core::preflight::client_reads_server;
+use pgferry_core::preflight::tool_problems;
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::replication::create_slot_with_snapshot;
-use pgferry_pg::tools::{find_tool, Tool};
+use pgferry_pg::tools::ClientPair;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::check;
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
 use data::Snapshot;
@@ -129,14 +130,8 @@ pub struct TableSummary {
 /// Runs (or resumes) the copy.
 pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, progress: &Progress) -> Result<CopyReport> {
     let src = pgferry_pg::connect(source).await?;
-    let source_version_num = src
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| Error::server("reading the source's version", e))?
-        .get(0);
-    let pg_dump = require_tool("pg_dump", source_version_num)?;
-    let pg_restore = require_tool("pg_restore", source_version_num)?;
     let dst = pgferry_pg::connect(target).await?;
+    let ClientPair { pg_dump, pg_restore } = require_client(&src, &dst).await?;
     journal::ensure(&dst).await?;
     let name = &options.migration;
     let phase = journal::phase(&dst, name).await?;
@@ -373,27 +368,29 @@ async fn has_large_objects(src: &Client) -> Result<bool> {
         .map_err(|e| Error::server("looking for large objects on the source", e))
 }
 
-/// The newest `program` found, which must be at least as new as the source: checked
-/// before anything is changed on either side.
-fn require_tool(program: &str, source_version_num: i32) -> Result<Tool> {
-    let major = source_version_num / 10000;
-    let install = format!(
-        "install the PostgreSQL {major} client programs or newer (apt-get install postgresql-client-{major}) or set PGFERRY_PG_BIN to their bin directory; nothing was changed"
-    );
-    let tool = find_tool(program)
-        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("{program} was not found")).with_hint(install.clone()))?;
-    if !client_reads_server(tool.version_num, source_version_num) {
-        return Err(Error::new(
-            ErrorKind::Precondition,
-            format!(
-                "{program} {} ({}) is older than the source, which runs PostgreSQL {major}: {program} cannot work with a newer server",
-                tool.version_num / 10000,
-                tool.path.display()
-            ),
-        )
-        .with_hint(install));
+/// The pg_dump and pg_restore to use: at least as new as the source, and a
+/// pg_restore the target accepts (`crate::check::client_for`); checked before
+/// anything is changed on either side.
+async fn require_client(src: &Client, dst: &Client) -> Result<ClientPair> {
+    let (source_version_num, target_version_num) = (server_version_num(src, "source").await?, server_version_num(dst, "target").await?);
+    let client = check::client_for(source_version_num, target_version_num);
+    let problems = tool_problems(source_version_num, target_version_num, &check::tool_facts(client.as_ref()));
+    match (client, problems.first()) {
+        (Some(client), None) => Ok(client),
+        (found, problem) => {
+            let where_found = found.map(|c| format!(" (found: {})", c.pg_dump.path.display())).unwrap_or_default();
+            let (what, fix) = problem.map(|p| (p.what.clone(), p.fix.clone())).unwrap_or_default();
+            Err(Error::new(ErrorKind::Precondition, format!("{what}{where_found}")).with_hint(format!("{fix}; nothing was changed")))
+        }
     }
-    Ok(tool)
+}
+
+async fn server_version_num(client: &Client, side: &str) -> Result<i32> {
+    client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server(&format!("reading the {side}'s version"), e))
 }
 
 async fn ensure_empty_target(dst: &Client) -> Result<()> {
