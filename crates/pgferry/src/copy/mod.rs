@@ -377,10 +377,12 @@ async fn require_client(src: &Client, dst: &Client) -> Result<ClientPair> {
     let problems = tool_problems(source_version_num, target_version_num, &check::tool_facts(client.as_ref()));
     match (client, problems.first()) {
         (Some(client), None) => Ok(client),
-        (found, problem) => {
+        (found, first) => {
+            let whats: Vec<&str> = problems.iter().map(|p| p.what.as_str()).collect();
             let where_found = found.map(|c| format!(" (found: {})", c.pg_dump.path.display())).unwrap_or_default();
-            let (what, fix) = problem.map(|p| (p.what.clone(), p.fix.clone())).unwrap_or_default();
-            Err(Error::new(ErrorKind::Precondition, format!("{what}{where_found}")).with_hint(format!("{fix}; nothing was changed")))
+            let fix = first.map(|p| p.fix.as_str()).unwrap_or_default();
+            Err(Error::new(ErrorKind::Precondition, format!("{}{where_found}", whats.join("; ")))
+                .with_hint(format!("{fix}; nothing was changed")))
         }
     }
 }
