@@ -498,7 +498,7 @@ fn check_tools(source_version_num: i32, target_version_num: i32, tools: &ToolFac
             ),
             Some(_) => continue,
         };
-        out.push(finding(Side::Tools, Severity::Problem, if program == "pg_dump" { "pg_dump" } else { "pg_restore" }, what, fix));
+        out.push(finding(Side::Tools, Severity::Problem, program, what, fix));
     }
 }
 
