@@ -44,9 +44,9 @@ pub(crate) enum Command {
     /// Every cutover step that does not stop writes, timed: the downtime to expect (exit 0 ready, 1 not).
     Rehearse(CutoverArgs),
     /// Stop a migration: lift any fence, drop its slot, publications and journal rows.
-    Abort(NamedPair),
+    Abort(RemoveArgs),
     /// After the cutover: drop the migration's slot, publications and journal rows.
-    Cleanup(NamedPair),
+    Cleanup(RemoveArgs),
     /// List what a database holds: tables, keys, triggers, sequences, indexes, views.
     Inventory(crate::target::InventoryArgs),
     /// Steps 3 and 6 of an AWS DMS migration: the target's foreign keys, triggers and sequences.
@@ -148,6 +148,18 @@ pub(crate) struct CutoverArgs {
     /// if it fails, the cutover rolls back.
     #[arg(long, env = "PGFERRY_SWITCH_COMMAND")]
     pub(crate) switch_command: Option<String>,
+    /// Seconds the switch command (and --fence-command, --unfence-command) may run;
+    /// past it its whole process group is stopped and the cutover rolls back.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) switch_timeout: u64,
+    /// After a cutover was stopped while its switch command ran: the application
+    /// was switched to the target; the cutover finishes and the source stays fenced.
+    #[arg(long, conflicts_with = "switch_did_not_run")]
+    pub(crate) switch_ran: bool,
+    /// After a cutover was stopped while its switch command ran: the application
+    /// still points at the source; the cutover rolls back and the source is unfenced.
+    #[arg(long)]
+    pub(crate) switch_did_not_run: bool,
     /// Run with `sh -c` right after pgferry's fence, for writers outside the database
     /// (e.g. "pgferry aws fence ..."); needs --unfence-command, run on rollback.
     #[arg(long, requires = "unfence_command")]
@@ -174,6 +186,16 @@ pub(crate) struct CutoverArgs {
     pub(crate) dry_run: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RemoveArgs {
+    #[command(flatten)]
+    pub(crate) named: NamedPair,
+    /// Go on where the migration's state says no (abort after the switch lifts the
+    /// old source's fence; cleanup before the cutover ends a live migration).
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Args, Debug)]

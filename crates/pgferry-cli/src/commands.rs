@@ -6,7 +6,7 @@ use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{CheckArgs, Command, CopyArgs, CutoverArgs, Format, NamedPair, StatusArgs, ValidateArgs};
+use crate::cli::{CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, StatusArgs, ValidateArgs};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
@@ -33,6 +33,7 @@ pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Usage | ErrorKind::Connection => 2,
         ErrorKind::Precondition | ErrorKind::Server => 3,
+        ErrorKind::Interrupted => 130,
     }
 }
 
@@ -135,10 +136,10 @@ fn print_validation(report: &pgferry::validate::ValidationReport, format: Format
     }
 }
 
-async fn remove(args: NamedPair, fence: pgferry::cleanup::Fence) -> Result<ExitCode> {
-    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
-    let migration = parse_migration(&args.name)?;
-    let report = pgferry::cleanup::remove(&source, &target, &migration, fence).await?;
+async fn remove(args: RemoveArgs, fence: pgferry::cleanup::Fence) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
+    let migration = parse_migration(&args.named.name)?;
+    let report = pgferry::cleanup::remove(&source, &target, &migration, fence, args.force).await?;
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     Ok(ExitCode::SUCCESS)
 }
@@ -150,10 +151,21 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
         migration,
         administrators: args.admin_roles.clone(),
         switch_command: args.switch_command.clone(),
+        switch_timeout: std::time::Duration::from_secs(args.switch_timeout),
         outside_fence: match (&args.fence_command, &args.unfence_command) {
-            (Some(raise), Some(lift)) => Some(pgferry::outside_fence::OutsideFence { raise: raise.clone(), lift: lift.clone() }),
+            (Some(raise), Some(lift)) => Some(pgferry::outside_fence::OutsideFence {
+                raise: raise.clone(),
+                lift: lift.clone(),
+                timeout: std::time::Duration::from_secs(args.switch_timeout),
+            }),
             _ => None,
         },
+        switch_word: match (args.switch_ran, args.switch_did_not_run) {
+            (true, _) => pgferry_core::cutover::SwitchWord::Ran,
+            (false, true) => pgferry_core::cutover::SwitchWord::DidNotRun,
+            (false, false) => pgferry_core::cutover::SwitchWord::Unspoken,
+        },
+        shutdown: None,
         policy: pgferry_core::cutover::Policy {
             max_lag_bytes: args.max_lag_bytes,
             keyless_tables: match (args.keyless_tables_are_insert_only, args.recopy_keyless_tables) {
@@ -187,6 +199,11 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
         }
         return Ok(if matches!(plan.decision, pgferry_core::cutover::Decision::Go) { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
+    let shutdown = crate::signals::stop_on_signals(
+        "stopping: before the switch the cutover rolls back; a running switch command is waited for",
+        crate::signals::Second::Waits,
+    )?;
+    let options = pgferry::cutover::CutoverOptions { shutdown: Some(shutdown), ..options };
     let report = pgferry::cutover::cutover(&source, &target, &options).await?;
     match args.format {
         Format::Table => print!("{}", render::cutover(&report)),

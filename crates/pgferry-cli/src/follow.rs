@@ -21,7 +21,8 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
         (None, true) => Until::CaughtUp,
         (None, false) => Until::Stopped,
     };
-    let options = FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: None };
+    let shutdown = crate::signals::stop_on_signals("stopping after the current transaction (signal again to exit at once)", crate::signals::Second::Exits)?;
+    let options = FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown) };
     let _runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
     let report = run(&source, &target, &options, &log_lines()).await?;
     match args.format {

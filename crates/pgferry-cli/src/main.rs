@@ -15,6 +15,7 @@ mod demo;
 mod follow;
 mod progress;
 mod render;
+mod signals;
 mod start;
 mod target;
 
@@ -61,5 +62,6 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -147,16 +147,26 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
 /// The cutover's report: each step's time and the downtime.
 pub(crate) fn cutover(report: &CutoverReport) -> String {
     let mut out = String::new();
+    if !report.complete {
+        let downtime = if report.downtime_seconds.is_nan() { "not journaled".to_string() } else { format!("{:.3} s", report.downtime_seconds) };
+        let _ = writeln!(
+            out,
+            "migration {}: cut over. An earlier run switched the application and was stopped after it; this run only recorded the target as open. Downtime measured by that run (fence to switch): {downtime}. The old source stays fenced.",
+            report.migration
+        );
+        return out;
+    }
     timings(&mut out, "", &report.steps, 3);
     let _ = writeln!(
         out,
-        "\nmigration {}: cut over. Downtime (fence to switch): {:.3} s; {} change(s) drained; {} changed row(s) checked equal; {} sequence(s) set; fenced roles: {}",
+        "\nmigration {}: cut over. Downtime (fence to switch): {:.3} s; {} change(s) drained; {} changed row(s) checked equal; {} sequence(s) set; CONNECT on the old source revoked from: {}; {} session(s) ended. The old source stays fenced.",
         report.migration,
         report.downtime_seconds,
         report.changes_drained,
         report.rows_checked,
         report.sequences_set,
-        if report.fenced_roles.is_empty() { "none".to_string() } else { report.fenced_roles.join(", ") }
+        if report.connect_revoked_from.is_empty() { "nobody".to_string() } else { report.connect_revoked_from.join(", ") },
+        report.terminated_sessions,
     );
     out
 }
@@ -179,8 +189,10 @@ pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
     for (i, step) in plan.steps.iter().enumerate() {
         let _ = writeln!(out, "  {}. {step}", i + 1);
     }
-    let roles: Vec<String> = plan.fenced_roles.iter().map(|r| format!("{} (limit {} restored after)", r.name, r.previous_connection_limit)).collect();
-    let _ = writeln!(out, "\nroles fenced: {}", if roles.is_empty() { "none".into() } else { roles.join(", ") });
+    let _ = writeln!(out, "\nthe fence on the source database (each undone exactly by a rollback):");
+    for change in &plan.fence {
+        let _ = writeln!(out, "  - {}", fence_change(change));
+    }
     if !plan.keyless_tables.is_empty() {
         let _ = writeln!(out, "keyless tables ({}): {}", plan.keyless_policy, plan.keyless_tables.join(", "));
     }
@@ -188,6 +200,22 @@ pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
     let _ = writeln!(out, "switch command: {}", plan.switch_command.as_deref().unwrap_or("none"));
     let _ = writeln!(out, "\n(dry run: nothing was changed)");
     out
+}
+
+fn fence_change(change: &pgferry_core::fence::FenceChange) -> String {
+    use pgferry_core::fence::FenceChange;
+    match change {
+        FenceChange::RevokedConnect { grantee, grantable } => format!(
+            "CONNECT revoked from {}{}",
+            grantee.as_deref().unwrap_or("PUBLIC"),
+            if *grantable { " (held WITH GRANT OPTION)" } else { "" }
+        ),
+        FenceChange::GrantedConnect { grantee } => format!("CONNECT granted to {grantee} for the fence (pgferry or an administrator)"),
+        FenceChange::ReadOnly { previous } => format!(
+            "new sessions read-only (default_transaction_read_only = on; before: {})",
+            previous.as_deref().unwrap_or("not set")
+        ),
+    }
 }
 
 /// The migration's status, for people.

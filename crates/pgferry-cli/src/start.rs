@@ -13,8 +13,6 @@ use pgferry::apply::{BatchLimits, FollowOptions, Until};
 use pgferry::seed::{SeedEvent, SeedPosition, ServerLog};
 use pgferry::start::{DataStep, StartOptions};
 use pgferry::{Error, ErrorKind, Result};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
 
 use crate::cli::{CopyTuning, Format, Pair};
 use crate::commands::{copy_options, parse_migration, parse_pair, parse_spec};
@@ -83,8 +81,7 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
                 .with_hint("pass --seed-log with the copy's server log, or --seed-lsn with its 'redo done at' position"))
         }
     };
-    let (stop, shutdown) = watch::channel(false);
-    stop_on_signals(stop)?;
+    let shutdown = crate::signals::stop_on_signals("stopping after the current transaction (signal again to exit at once)", crate::signals::Second::Exits)?;
     let options = StartOptions {
         copy: copy_options(migration.clone(), &args.tuning),
         seed,
@@ -117,28 +114,6 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM and SIGINT ask for a clean stop; a second one exits at once (safe:
-/// everything committed is journaled).
-fn stop_on_signals(stop: watch::Sender<bool>) -> Result<()> {
-    let signal_error = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("installing signal handlers: {e}"));
-    let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    tokio::spawn(async move {
-        for round in 0.. {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            if round > 0 {
-                std::process::exit(143);
-            }
-            eprintln!("pgferry: stopping after the current transaction (signal again to exit at once)");
-            let _ = stop.send(true);
-        }
-    });
-    Ok(())
 }
 
 pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {

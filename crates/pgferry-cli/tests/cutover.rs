@@ -64,8 +64,22 @@ fn content(c: &Cluster) -> String {
     c.psql("app", "SELECT count(*) || ':' || md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o")
 }
 
+/// What the fence changes: whether the application's role may connect, the
+/// database's settings, and its ACL as a sorted set.
 fn app_role(c: &Cluster) -> String {
-    c.psql("app", "SELECT rolconnlimit || ',' || coalesce((SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting WHERE setrole = 0), 'none') FROM pg_roles WHERE rolname = 'app'")
+    c.psql(
+        "app",
+        "SELECT has_database_privilege('app', 'app', 'CONNECT') || ',' || rolconnlimit || ',' ||
+                coalesce((SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting WHERE setrole = 0), 'none') || ',' ||
+                (SELECT array_to_string(ARRAY(SELECT a::text FROM unnest(coalesce(datacl, acldefault('d', datdba))) a ORDER BY 1), ',')
+                 FROM pg_database WHERE datname = 'app')
+         FROM pg_roles WHERE rolname = 'app'",
+    )
+}
+
+/// Whether the application's role may connect to the source database.
+fn app_may_connect(c: &Cluster) -> bool {
+    c.psql("app", "SELECT has_database_privilege('app', 'app', 'CONNECT')") == "t"
 }
 
 #[test]
@@ -81,10 +95,21 @@ fn a_cutover_leaves_an_equal_target_with_sequences_ahead_and_reports_the_downtim
     assert!(stdout.contains("Downtime (fence to switch):"), "{stdout}");
     assert!(stdout.contains("validate changed rows"), "{stdout}");
     assert!(stdout.contains("700 changed row(s) checked equal"), "the rows written after the copy: {stdout}");
-    assert!(stdout.contains("fenced roles: app"), "{stdout}");
+    assert!(stdout.contains("CONNECT on the old source revoked from: PUBLIC"), "{stdout}");
     assert!(flag.exists(), "the switch command ran");
     assert_eq!(content(&pair.source), content(&pair.target));
-    assert_eq!(pair.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app'"), "0", "the old source stays fenced");
+    assert!(!app_may_connect(&pair.source), "the old source stays fenced");
+    // A second cutover says what happened instead of reporting a new one.
+    let out = pgferry(&args, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already cut over") && stderr.contains("downtime"), "{stderr}");
+    assert!(!app_may_connect(&pair.source));
+    // abort after the switch would unfence the old source: refused.
+    let out = pgferry(&pair.args("abort", &urls), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was cut over"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!app_may_connect(&pair.source));
     // New rows on the target continue the sequence without a collision.
     pair.target.psql("app", "INSERT INTO orders (note) VALUES ('first on the target')");
     assert_eq!(pair.target.psql("app", "SELECT max(id) FROM orders"), "1701");
@@ -187,10 +212,10 @@ fn a_cutover_killed_after_the_switch_is_finished_by_the_rerun() {
     let out = pgferry(&pair.args("cutover", &urls), &[("PGFERRY_FAILPOINT", "cutover-after-opened:1")]);
     assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = ok(pgferry(&pair.args("cutover", &urls), &[]));
-    assert!(stdout.contains("cut over"), "{stdout}");
+    assert!(stdout.contains("cut over. An earlier run switched"), "{stdout}");
     assert_eq!(pair.target.psql("app", "SELECT step FROM pgferry.cutover"), "reported");
     assert_eq!(content(&pair.source), content(&pair.target));
-    assert_eq!(pair.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app'"), "0", "past the switch the old source stays fenced");
+    assert!(!app_may_connect(&pair.source), "past the switch the old source stays fenced");
 }
 
 #[test]
@@ -230,9 +255,9 @@ fn keyless_tables_updated_and_deleted_since_the_copy_are_copied_again_inside_the
     dry.push("--dry-run");
     let plan = ok(pgferry(&dry, &[]));
     assert!(plan.contains("the cutover would start now") && plan.contains("copy the keyless tables again"), "{plan}");
-    assert!(plan.contains("roles fenced: app (limit 20 restored after)"), "{plan}");
+    assert!(plan.contains("CONNECT revoked from PUBLIC"), "{plan}");
     assert!(plan.contains("keyless tables (recopy): public.audit, public.history"), "{plan}");
-    assert_eq!(pair.source.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app'"), "20", "a dry run changes nothing");
+    assert!(app_may_connect(&pair.source), "a dry run changes nothing");
     // Killed right after the re-copy: the rerun rolls back, the next one completes.
     let out = pgferry(&args, &[("PGFERRY_FAILPOINT", "cutover-after-recopy:1")]);
     assert_eq!(out.status.code(), Some(137));
@@ -261,4 +286,181 @@ fn a_rehearsal_changes_nothing_the_application_sees_and_predicts_the_downtime() 
     let app = format!("postgresql://app:app-pw@127.0.0.1:{}/app?sslmode=disable", pair.source.port());
     let out = Command::new("psql").args([app.as_str(), "-Xqc", "INSERT INTO orders (note) VALUES ('the application still writes')"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn wait_for(path: &std::path::Path) {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed().as_secs() < 60, "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+fn spawn(args: &[&str], envs: &[(&str, &str)]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_cutover_killed_while_its_switch_ran_never_rolls_back_by_itself() {
+    let pair = migrated();
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let (started, done) = (dir.path().join("started"), dir.path().join("done"));
+    let switch = format!("touch {}; sleep 3; touch {}", started.display(), done.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", &switch]);
+    // Killed right after the switch command started: the command goes on by itself
+    // (its output not captured, or waiting for the pipes would wait for it).
+    let status = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(&args)
+        .env("PGFERRY_FAILPOINT", "cutover-during-switch:1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(137));
+    wait_for(&started);
+    // While it runs, even the operator's word cannot roll back.
+    let mut rerun = pair.args("cutover", &urls);
+    rerun.push("--switch-did-not-run");
+    let out = pgferry(&rerun, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still running"), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for(&done);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // It ended: nobody but the operator knows where the application points.
+    let out = pgferry(&pair.args("cutover", &urls), &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("may already point at the target") && stderr.contains("--switch-ran"), "{stderr}");
+    assert!(!app_may_connect(&pair.source), "nothing rolled back by itself");
+    for removal in ["abort", "cleanup"] {
+        let out = pgferry(&pair.args(removal, &urls), &[]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--switch-ran or --switch-did-not-run"), "{removal}");
+    }
+    let mut ran = pair.args("cutover", &urls);
+    ran.push("--switch-ran");
+    let stdout = ok(pgferry(&ran, &[]));
+    assert!(stdout.contains("cut over"), "{stdout}");
+    assert!(!app_may_connect(&pair.source), "the old source stays fenced");
+    assert_eq!(content(&pair.source), content(&pair.target));
+}
+
+#[test]
+fn a_cutover_killed_before_its_switch_started_rolls_back_on_the_operators_word() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("switched");
+    let switch = format!("touch {}", flag.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", &switch]);
+    let out = pgferry(&args, &[("PGFERRY_FAILPOINT", "cutover-after-switching:1")]);
+    assert_eq!(out.status.code(), Some(137));
+    let out = pgferry(&args, &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--switch-did-not-run"));
+    assert!(!app_may_connect(&pair.source));
+    let mut did_not = args.clone();
+    did_not.push("--switch-did-not-run");
+    let out = pgferry(&did_not, &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(app_role(&pair.source), before, "unfenced exactly");
+    assert!(!flag.exists());
+    // The word is refused where it does not apply.
+    let out = pgferry(&did_not, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(pgferry(&args, &[]));
+    assert!(flag.exists());
+}
+
+#[test]
+fn a_switch_command_that_hangs_is_stopped_at_its_time_limit_and_rolled_back() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("switched");
+    let switch = format!("sleep 4 && touch {}", flag.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", &switch, "--switch-timeout", "1"]);
+    let out = pgferry(&args, &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did not finish within 1 s") && stderr.contains("rolled back"), "{stderr}");
+    assert_eq!(app_role(&pair.source), before);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(!flag.exists(), "the whole process group was stopped: nothing switches after the rollback");
+}
+
+#[test]
+fn sigint_while_fenced_rolls_back_before_exiting_and_during_the_switch_waits_for_it() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let (fence_started, fence_up, switched) = (dir.path().join("fence-started"), dir.path().join("fence-up"), dir.path().join("switched"));
+    let raise = format!("touch {} {}; sleep 30", fence_started.display(), fence_up.display());
+    let lift = format!("rm -f {}", fence_up.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--fence-command", &raise, "--unfence-command", &lift, "--switch-command", "true"]);
+    let child = spawn(&args, &[]);
+    wait_for(&fence_started);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("rolled back") && stderr.contains("stopped by a signal"), "{stderr}");
+    assert_eq!(app_role(&pair.source), before, "unfenced before exiting");
+    assert!(!fence_up.exists(), "the outside fence lifted too");
+
+    // During the switch: the signal waits for the command, which completes the cutover.
+    let switch_started = dir.path().join("switch-started");
+    let switch = format!("touch {}; sleep 2; touch {}", switch_started.display(), switched.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", &switch]);
+    let child = spawn(&args, &[]);
+    wait_for(&switch_started);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(switched.exists(), "the switch command ran to its end");
+    assert!(!app_may_connect(&pair.source));
+    assert_eq!(pair.target.psql("app", "SELECT step FROM pgferry.cutover"), "reported");
+}
+
+#[test]
+fn a_target_lost_inside_the_cutover_leaves_the_source_unfenced_without_a_rerun() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("fence-started");
+    let raise = format!("touch {}; sleep 2", started.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--fence-command", &raise, "--unfence-command", "true"]);
+    let child = spawn(&args, &[]);
+    wait_for(&started);
+    pair.target.stop();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("rolled back, the source is unfenced") && stderr.contains("Connection refused"), "the first cause: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no terminal escapes when stderr is not a terminal: {stderr}");
+    assert_eq!(app_role(&pair.source), before, "unfenced without the target");
+    pair.target.resume();
+    // The next cutover finds nothing to undo and completes.
+    ok(pgferry(&pair.args("cutover", &urls), &[]));
+    assert_eq!(content(&pair.source), content(&pair.target));
 }

@@ -3,9 +3,14 @@
 //!
 //! Both are pure functions of observed figures and the journaled step, so they are
 //! pinned by plain tests and the executor only does I/O. The point of no return is
-//! the switch: before it, any failure puts the source back as it was (the fence
-//! lifted exactly) and replication goes on; from it on, the cutover is completed,
-//! since traffic may already flow to the target.
+//! the switch command's start: before it, any failure puts the source back as it
+//! was (the fence lifted exactly) and replication goes on. The command's start is
+//! journaled (`switching`) before it runs; when pgferry saw it fail or stopped it
+//! at its time limit, it is known not to be running and the cutover rolls back;
+//! when pgferry was killed while it ran, nobody but the operator knows whether the
+//! application moved, so nothing rolls back by itself: the rerun asks, and the
+//! operator answers with `--switch-ran` or `--switch-did-not-run`. After the
+//! switch, the cutover is completed, since traffic may already flow to the target.
 
 use std::fmt;
 
@@ -121,19 +126,23 @@ pub enum CutoverStep {
     SequencesSet,
     ConstraintsRestored,
     Validated,
+    /// The switch command is about to start (or runs): it may have moved the
+    /// application, until pgferry sees how it ended.
+    Switching,
     Switched,
     Opened,
     Reported,
 }
 
 impl CutoverStep {
-    pub const ALL: [CutoverStep; 9] = [
+    pub const ALL: [CutoverStep; 10] = [
         CutoverStep::Decided,
         CutoverStep::Fenced,
         CutoverStep::Drained,
         CutoverStep::SequencesSet,
         CutoverStep::ConstraintsRestored,
         CutoverStep::Validated,
+        CutoverStep::Switching,
         CutoverStep::Switched,
         CutoverStep::Opened,
         CutoverStep::Reported,
@@ -147,6 +156,7 @@ impl CutoverStep {
             CutoverStep::SequencesSet => "sequences_set",
             CutoverStep::ConstraintsRestored => "constraints_restored",
             CutoverStep::Validated => "validated",
+            CutoverStep::Switching => "switching",
             CutoverStep::Switched => "switched",
             CutoverStep::Opened => "opened",
             CutoverStep::Reported => "reported",
@@ -164,23 +174,102 @@ impl fmt::Display for CutoverStep {
     }
 }
 
-/// What a rerun (or the run that failed) must do, given the last completed step.
+/// The operator's word about a switch command that was running when pgferry stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SwitchWord {
+    #[default]
+    Unspoken,
+    /// `--switch-did-not-run`: the application still points at the source.
+    DidNotRun,
+    /// `--switch-ran`: the application points at the target.
+    Ran,
+}
+
+/// What a rerun must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recovery {
-    /// Nothing was fenced: start from the go/no-go.
+    /// Nothing is fenced: start from the go/no-go.
     Start,
     /// Before the switch: lift the fence exactly and let replication go on.
     RollBack,
-    /// The switch happened: finish the remaining steps.
+    /// The switch happened: finish the remaining steps, the old source stays fenced.
     Finish,
+    /// The switch command was running when pgferry stopped and may have moved the
+    /// application: only the operator can say (`--switch-ran` or `--switch-did-not-run`).
+    AskOperator,
+    /// The journaled switch command's process group is still running on this machine.
+    WaitForSwitch,
+    /// The cutover completed earlier: nothing to do.
+    Done,
 }
 
-/// Recovery after the last journaled step (`None`: no cutover recorded).
-pub fn recovery(last_completed: Option<CutoverStep>) -> Recovery {
-    match last_completed {
-        None | Some(CutoverStep::Decided) => Recovery::Start,
-        Some(step) if step < CutoverStep::Switched => Recovery::RollBack,
-        Some(_) => Recovery::Finish,
+/// What a rerun sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Resumed {
+    /// The last journaled step (`None`: no cutover recorded).
+    pub last_step: Option<CutoverStep>,
+    /// The source's journal holds a fence of this migration (pgferry's or the outside one).
+    pub fence_recorded: bool,
+    /// The journaled switch command still runs on this machine.
+    pub switch_running: bool,
+    pub word: SwitchWord,
+}
+
+/// Recovery after a stop, or an error when the operator's word does not apply.
+pub fn recovery(resumed: &Resumed) -> Result<Recovery, String> {
+    let Resumed { last_step, fence_recorded, switch_running, word } = *resumed;
+    if word != SwitchWord::Unspoken && last_step != Some(CutoverStep::Switching) {
+        return Err(match last_step {
+            Some(step) => format!("--switch-ran and --switch-did-not-run answer for a switch command that was running when pgferry stopped; this cutover's last step is {step}"),
+            None => "--switch-ran and --switch-did-not-run answer for a switch command that was running when pgferry stopped; no cutover is recorded".to_string(),
+        });
+    }
+    let before_switch = last_step.is_none_or(|step| step < CutoverStep::Switching);
+    Ok(match last_step {
+        _ if before_switch && fence_recorded => Recovery::RollBack,
+        // A stopped cutover whose fence is already lifted (a rollback that could
+        // not reach the target to clear its journal): nothing to undo.
+        _ if before_switch => Recovery::Start,
+        Some(CutoverStep::Switching) if switch_running => Recovery::WaitForSwitch,
+        Some(CutoverStep::Switching) => match word {
+            SwitchWord::Unspoken => Recovery::AskOperator,
+            SwitchWord::DidNotRun => Recovery::RollBack,
+            SwitchWord::Ran => Recovery::Finish,
+        },
+        Some(CutoverStep::Reported) => Recovery::Done,
+        None | Some(_) => Recovery::Finish,
+    })
+}
+
+/// The two commands that remove a migration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// `abort`: stop the migration and lift the fence; the source goes back to the application.
+    Abort,
+    /// `cleanup`: after the cutover, remove pgferry's objects and keep the old source fenced.
+    Cleanup,
+}
+
+/// Whether `abort` or `cleanup` may run after the cutover's last journaled step;
+/// the reason and what to do instead when not. `force` is the operator's word.
+pub fn removal_allowed(removal: Removal, last_step: Option<CutoverStep>, force: bool) -> Result<(), (String, String)> {
+    if force {
+        return Ok(());
+    }
+    match (removal, last_step) {
+        (_, Some(CutoverStep::Switching)) => Err((
+            "a cutover of this migration was stopped while its switch command ran: the application may point at either side".into(),
+            "rerun pgferry cutover with --switch-ran or --switch-did-not-run first".into(),
+        )),
+        (Removal::Abort, Some(step)) if step >= CutoverStep::Switched => Err((
+            "this migration was cut over: the application was switched to the target, and abort would lift the old source's fence and let writes land on it".into(),
+            "pgferry cleanup removes the migration's objects and keeps the old source fenced; --force lifts the fence anyway (only once nothing reaches the old source)".into(),
+        )),
+        (Removal::Cleanup, step) if step.is_none_or(|s| s < CutoverStep::Switched) => Err((
+            "this migration has not been cut over: cleanup would drop the slot, publications and journal of a live migration".into(),
+            "to stop and remove the migration use pgferry abort; to finish it, pgferry cutover; --force removes it anyway".into(),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -218,15 +307,60 @@ mod tests {
         assert!(reasons[5].contains("\"public\".\"t\" changed on the source"));
     }
 
+    fn after(step: Option<CutoverStep>, fence_recorded: bool, word: SwitchWord) -> Result<Recovery, String> {
+        recovery(&Resumed { last_step: step, fence_recorded, switch_running: false, word })
+    }
+
     #[test]
     fn failures_before_the_switch_roll_back_and_after_it_finish() {
-        assert_eq!(recovery(None), Recovery::Start);
-        assert_eq!(recovery(Some(CutoverStep::Decided)), Recovery::Start);
+        assert_eq!(after(None, false, SwitchWord::Unspoken), Ok(Recovery::Start));
+        assert_eq!(after(Some(CutoverStep::Decided), false, SwitchWord::Unspoken), Ok(Recovery::Start));
+        assert_eq!(after(Some(CutoverStep::Decided), true, SwitchWord::Unspoken), Ok(Recovery::RollBack), "killed inside the fence's raise");
+        assert_eq!(after(None, true, SwitchWord::Unspoken), Ok(Recovery::RollBack), "a fence without a cutover row");
+        assert_eq!(after(Some(CutoverStep::Drained), false, SwitchWord::Unspoken), Ok(Recovery::Start), "lifted, the target's journal not cleared");
         for step in [CutoverStep::Fenced, CutoverStep::Drained, CutoverStep::SequencesSet, CutoverStep::ConstraintsRestored, CutoverStep::Validated] {
-            assert_eq!(recovery(Some(step)), Recovery::RollBack, "{step}");
+            assert_eq!(after(Some(step), true, SwitchWord::Unspoken), Ok(Recovery::RollBack), "{step}");
         }
-        for step in [CutoverStep::Switched, CutoverStep::Opened, CutoverStep::Reported] {
-            assert_eq!(recovery(Some(step)), Recovery::Finish, "{step}");
+        for step in [CutoverStep::Switched, CutoverStep::Opened] {
+            assert_eq!(after(Some(step), true, SwitchWord::Unspoken), Ok(Recovery::Finish), "{step}");
+        }
+        assert_eq!(after(Some(CutoverStep::Reported), true, SwitchWord::Unspoken), Ok(Recovery::Done));
+    }
+
+    #[test]
+    fn a_switch_whose_end_nobody_saw_is_never_rolled_back_by_itself() {
+        assert_eq!(after(Some(CutoverStep::Switching), true, SwitchWord::Unspoken), Ok(Recovery::AskOperator));
+        assert_eq!(after(Some(CutoverStep::Switching), true, SwitchWord::DidNotRun), Ok(Recovery::RollBack));
+        assert_eq!(after(Some(CutoverStep::Switching), true, SwitchWord::Ran), Ok(Recovery::Finish));
+        let running = Resumed { last_step: Some(CutoverStep::Switching), fence_recorded: true, switch_running: true, word: SwitchWord::DidNotRun };
+        assert_eq!(recovery(&running), Ok(Recovery::WaitForSwitch));
+    }
+
+    #[test]
+    fn the_operators_word_is_refused_where_it_does_not_apply() {
+        for step in [None, Some(CutoverStep::Validated), Some(CutoverStep::Reported)] {
+            for word in [SwitchWord::Ran, SwitchWord::DidNotRun] {
+                assert!(after(step, true, word).is_err(), "{step:?} {word:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn abort_after_the_switch_and_cleanup_before_it_are_refused_unless_forced() {
+        use CutoverStep::*;
+        for step in [None, Some(Decided), Some(Validated)] {
+            assert!(removal_allowed(Removal::Abort, step, false).is_ok(), "{step:?}");
+            assert!(removal_allowed(Removal::Cleanup, step, false).is_err(), "{step:?}");
+        }
+        for step in [Some(Switched), Some(Opened), Some(Reported)] {
+            assert!(removal_allowed(Removal::Abort, step, false).is_err(), "{step:?}");
+            assert!(removal_allowed(Removal::Cleanup, step, false).is_ok(), "{step:?}");
+        }
+        for removal in [Removal::Abort, Removal::Cleanup] {
+            assert!(removal_allowed(removal, Some(Switching), false).is_err());
+            for step in [None, Some(Switching), Some(Reported)] {
+                assert!(removal_allowed(removal, step, true).is_ok());
+            }
         }
     }
 
@@ -235,7 +369,7 @@ mod tests {
         let stored: Vec<_> = CutoverStep::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(
             stored,
-            ["decided", "fenced", "drained", "sequences_set", "constraints_restored", "validated", "switched", "opened", "reported"]
+            ["decided", "fenced", "drained", "sequences_set", "constraints_restored", "validated", "switching", "switched", "opened", "reported"]
         );
         for step in CutoverStep::ALL {
             assert_eq!(CutoverStep::parse(step.as_str()), Some(step));

@@ -1,15 +1,23 @@
 //! `pgferry abort` and `pgferry cleanup`: remove exactly what one migration made,
 //! found by its deterministic names, and nothing else.
 //!
-//! On the source: the slot `pgferry_<name>`, the publications `pgferry_<name>`
-//! and `pgferry_<name>__insert_only`, and a seeded migration's row in
-//! `pgferry.seed_marker`. `abort` lowers a recorded fence first, so
-//! every role gets its settings back; `cleanup` after a cutover keeps the old
-//! source fenced, and keeps the saved settings with it until `abort` lifts it. On the target: this migration's journal rows,
+//! On the source: the slot `pgferry_<name>` (only when it belongs to this
+//! database), the publications `pgferry_<name>` and `pgferry_<name>__insert_only`,
+//! and a seeded migration's row in `pgferry.seed_marker`. `abort` lowers a recorded
+//! fence first, so every privilege and setting is back as it was; `cleanup` after
+//! a cutover keeps the old source fenced, and keeps the saved settings with it
+//! until `abort --force` lifts it. On the target: this migration's journal rows,
 //! and pgferry's schema once no migration has rows left in it. Other migrations'
 //! objects and anything not named by pgferry are never touched. Both commands can
 //! be rerun: each step skips what is already gone.
+//!
+//! Each is refused where it would break the promise of the cutover
+//! ([`pgferry_core::cutover::removal_allowed`]): `abort` once the application was
+//! switched (it would unfence the old source), `cleanup` before the cutover (it
+//! would end a live migration while its target is left half made), either while a
+//! cutover's switch has an unknown outcome.
 
+use pgferry_core::cutover::{removal_allowed, CutoverStep, Removal};
 use pgferry_core::names::{state_schema, MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
 use pgferry_pg::ConnSpec;
@@ -42,13 +50,30 @@ pub enum Fence {
     Keep,
 }
 
-/// Removes the migration's objects on both sides.
-pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationName, fence_policy: Fence) -> Result<CleanupReport> {
+/// Removes the migration's objects on both sides; `force` is the operator's word
+/// to go on where the lifecycle says no.
+pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationName, fence_policy: Fence, force: bool) -> Result<CleanupReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
+    let removal = match fence_policy {
+        Fence::Lift => Removal::Abort,
+        Fence::Keep => Removal::Cleanup,
+    };
+    if let Err((reason, instead)) = removal_allowed(removal, cutover_step(&dst, migration).await?, force) {
+        return Err(Error::new(ErrorKind::Precondition, format!("{reason}; nothing was changed")).with_hint(instead));
+    }
     fence::allow_writes(&src).await?;
     let restored = match fence_policy {
-        Fence::Lift => fence::lower(&src, &dst, migration).await?,
+        Fence::Lift => {
+            if crate::outside_fence::recorded(&src, migration).await?.is_some() {
+                if !force {
+                    return Err(Error::new(ErrorKind::Precondition, "an outside fence raised by --fence-command may still be up; nothing was changed")
+                        .with_hint("rerun pgferry cutover with the same --fence-command and --unfence-command: it rolls back and lifts it; or lift it yourself and rerun abort with --force"));
+                }
+                crate::outside_fence::forget(&src, migration).await?;
+            }
+            fence::lower(&src, migration).await?
+        }
         Fence::Keep => 0,
     };
     let mut report = CleanupReport { fence_settings_restored: restored, ..Default::default() };
@@ -59,6 +84,24 @@ pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     report.journal_rows_deleted = delete_journal_rows(&dst, migration).await?;
     report.dropped_state_schema = drop_state_schema_if_unused(&dst).await?;
     Ok(report)
+}
+
+/// The cutover's last journaled step, if a cutover was recorded.
+async fn cutover_step(dst: &Client, migration: &MigrationName) -> Result<Option<CutoverStep>> {
+    let exists: bool = dst
+        .query_one("SELECT to_regclass('pgferry.cutover') IS NOT NULL", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("reading the cutover journal", e))?;
+    if !exists {
+        return Ok(None);
+    }
+    let step: Option<String> = dst
+        .query_opt("SELECT step FROM pgferry.cutover WHERE migration = $1", &[&migration.as_str()])
+        .await
+        .map_err(|e| Error::server("reading the cutover journal", e))?
+        .map(|r| r.get(0));
+    Ok(step.as_deref().and_then(CutoverStep::parse))
 }
 
 async fn drop_slot(src: &Client, slot: &str) -> Result<bool> {

@@ -4,24 +4,32 @@
 //! downtime, journaling each step on the target (`pgferry.cutover`).
 //!
 //! The decisions are `pgferry_core::cutover`'s: go/no-go before anything changes,
-//! and after a failure or a kill, roll back (before the switch: the fence is lifted
-//! exactly as it was set, replication goes on) or finish (after it). The cutover
-//! drains the stream itself, so `pgferry follow` must be stopped first; the
-//! go/no-go says so when the slot is still in use.
+//! and after a failure, a signal or a kill, roll back (before the switch: the
+//! fence is lifted exactly as it was set, replication goes on), finish (after it),
+//! or stop and ask the operator (killed while the switch command ran). The
+//! rollback needs only the source, over a connection of its own: the fence's
+//! journal lives there, so a target lost inside the cutover does not keep the
+//! source fenced. SIGINT/SIGTERM ([`CutoverOptions::shutdown`]) roll back before the
+//! switch, are held while the switch command runs (pgferry waits for its end, at
+//! most `switch_timeout`), and let the cutover finish after it. The cutover drains
+//! the stream itself, so `pgferry follow` must be stopped first; the go/no-go says
+//! so when the slot is still in use.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use pgferry_core::cutover::{go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery};
+use pgferry_core::cutover::{go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery, Resumed, SwitchWord};
+use pgferry_core::fence::FenceChange;
 use pgferry_core::names::MigrationName;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::error::{Error, ErrorKind, Result};
-use crate::validate::{validate_changed, ValidateOptions, Verdict};
 use crate::outside_fence::{self, OutsideFence};
-use crate::{failpoint, fence};
+use crate::validate::{validate_changed, ValidateOptions, Verdict};
+use crate::{failpoint, fence, shell};
 
 const JOURNAL_SQL: &str = "
 CREATE SCHEMA IF NOT EXISTS pgferry;
@@ -30,7 +38,10 @@ CREATE TABLE IF NOT EXISTS pgferry.cutover (
     step text NOT NULL,
     fenced_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now()
-);";
+);
+ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_pid integer;
+ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_host text;
+ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS downtime_seconds double precision;";
 
 /// What the operator asked for.
 #[derive(Clone, Debug)]
@@ -40,9 +51,21 @@ pub struct CutoverOptions {
     pub administrators: Vec<String>,
     /// Run by `sh -c` to send the application to the target (DNS, pooler, config).
     pub switch_command: Option<String>,
+    /// The longest the switch command may run; past it its process group is
+    /// stopped and the cutover rolls back.
+    pub switch_timeout: Duration,
     /// The operator's own fence for writers outside the database, if any.
     pub outside_fence: Option<OutsideFence>,
     pub policy: Policy,
+    /// The operator's answer after a cutover was stopped while its switch command ran.
+    pub switch_word: SwitchWord,
+    /// Becomes true on SIGINT/SIGTERM: before the switch the cutover rolls back.
+    pub shutdown: Option<watch::Receiver<bool>>,
+}
+
+impl CutoverOptions {
+    /// The default limit for the switch command.
+    pub const SWITCH_TIMEOUT: Duration = Duration::from_secs(60);
 }
 
 /// What the cutover did.
@@ -52,11 +75,17 @@ pub struct CutoverReport {
     /// From the fence to the switch command's success: the writers' downtime.
     pub downtime_seconds: f64,
     pub steps: Vec<(&'static str, f64)>,
-    pub fenced_roles: Vec<String>,
+    /// The roles (`PUBLIC` included) that lost `CONNECT` on the source database.
+    pub connect_revoked_from: Vec<String>,
+    /// Sessions on the source database that the fence ended.
+    pub terminated_sessions: i64,
     pub sequences_set: usize,
     pub changes_drained: u64,
     /// Rows compared by the exact check of the rows change capture touched.
     pub rows_checked: i64,
+    /// False when this run finished a cutover that an earlier run switched: the
+    /// downtime is the one that run journaled, and the other figures are not known.
+    pub complete: bool,
 }
 
 /// What a cutover started now would do (`--dry-run`): nothing is changed.
@@ -64,8 +93,8 @@ pub struct CutoverReport {
 pub struct CutoverPlan {
     pub migration: String,
     pub decision: Decision,
-    /// Roles whose connection limit the fence sets to 0, with the limit restored after.
-    pub fenced_roles: Vec<pgferry_core::fence::FencedRole>,
+    /// What the fence would change on the source database, each undone after a rollback.
+    pub fence: Vec<FenceChange>,
     /// Tables without a replica identity, and what the cutover does about them.
     pub keyless_tables: Vec<String>,
     pub keyless_policy: String,
@@ -83,7 +112,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     let observed = observe(&src, &dst, name).await?;
     let touched = crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
     let recopy = options.policy.keyless_tables == KeylessTables::Recopy;
-    let mut steps = vec!["fence the source (roles below, database read-only, sessions ended, verified)", "drain the stream to the fenced position"];
+    let mut steps = vec!["fence the source database (the changes below, every other session ended, verified)", "drain the stream to the fenced position"];
     if recopy && !observed.insert_only_tables.is_empty() {
         steps.push("copy the keyless tables again");
     }
@@ -91,7 +120,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     Ok(CutoverPlan {
         migration: name.to_string(),
         decision: go_no_go(&observed, &options.policy),
-        fenced_roles: fence::planned(&src, &options.administrators).await?,
+        fence: fence::planned(&src, &options.administrators).await?.changes,
         keyless_tables: observed.insert_only_tables.clone(),
         keyless_policy: options.policy.keyless_tables.as_str().to_string(),
         changed_rows_to_check: touched,
@@ -100,43 +129,82 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     })
 }
 
-/// Runs (or after a kill, finishes or rolls back) the cutover.
+/// Runs (or after a stop, finishes or rolls back) the cutover.
 pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions) -> Result<CutoverReport> {
-    let _runner = crate::start::RunnerLock::take(target, &options.migration).await?;
+    let name = &options.migration;
+    let _runner = crate::start::RunnerLock::take(target, name).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     fence::allow_writes(&src).await?;
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the cutover journal", e))?;
-    let name = &options.migration;
-    match recovery(last_step(&dst, name).await?) {
+    let entry = journal_entry(&dst, name).await?;
+    let resumed = Resumed {
+        last_step: entry.as_ref().map(|e| e.step),
+        fence_recorded: fence::is_recorded(&src, name).await? || outside_fence::recorded(&src, name).await?.is_some(),
+        switch_running: entry.as_ref().is_some_and(JournalEntry::switch_runs_here),
+        word: options.switch_word,
+    };
+    let decided = recovery(&resumed).map_err(|reason| Error::new(ErrorKind::Usage, reason).with_hint("run pgferry cutover without it"))?;
+    match decided {
+        Recovery::Start if entry.is_some() => clear_journal(&dst, name).await?,
+        Recovery::Start => {}
         Recovery::RollBack => {
-            roll_back(&src, &dst, name, options.outside_fence.as_ref()).await?;
+            drop((src, dst));
+            roll_back(source, target, name, options.outside_fence.as_ref(), &[]).await?;
             return Err(Error::new(
                 ErrorKind::Precondition,
                 "an earlier cutover stopped before the switch; it has been rolled back: the source is unfenced, as before",
             )
             .with_hint("start change capture again if it is stopped, then rerun pgferry cutover"));
         }
-        Recovery::Finish => return finish(&dst, name).await,
-        Recovery::Start => {}
+        Recovery::Finish => return finish(&dst, name, entry.and_then(|e| e.downtime_seconds)).await,
+        Recovery::AskOperator => return Err(switch_unknown(entry.as_ref())),
+        Recovery::WaitForSwitch => {
+            return Err(Error::new(
+                ErrorKind::Precondition,
+                format!("the switch command of the stopped cutover is still running (process group {})", entry.and_then(|e| e.switch_pid).unwrap_or(0)),
+            )
+            .with_hint("wait for it to end (or stop it yourself), see where the application points, then rerun with --switch-ran or --switch-did-not-run"))
+        }
+        Recovery::Done => return Err(already_done(entry.as_ref())),
+    }
+    let mut shutdown = options.shutdown.clone();
+    if requested(&shutdown) {
+        return Err(interrupted("nothing was changed"));
     }
     let observed = observe(&src, &dst, name).await?;
     if let Decision::NoGo(reasons) = go_no_go(&observed, &options.policy) {
         return Err(Error::new(ErrorKind::Precondition, format!("the cutover may not start:\n  - {}", reasons.join("\n  - ")))
             .with_hint("nothing was changed; fix the reasons above and rerun"));
     }
+    let plan = fence::planned(&src, &options.administrators).await?;
+    let lift_statements = plan.lift_statements();
     record(&dst, name, CutoverStep::Decided).await?;
     let mut laps = Vec::new();
     let fenced_at = Instant::now();
-    let result = fenced_part(source, target, &src, &dst, options, &mut laps).await;
-    let Fenced { fenced_roles, sequences_set, changes_drained, rows_checked } = match result {
-        Ok(done) => done,
+    let outcome = tokio::select! {
+        outcome = before_switch(source, target, &src, &dst, options, &plan, &mut laps) => outcome,
+        () = stop_requested(&mut shutdown) => Err(interrupted("stopped by a signal")),
+    };
+    let fenced = match outcome {
+        Ok(fenced) => fenced,
         Err(error) => {
-            roll_back(&src, &dst, name, options.outside_fence.as_ref()).await?;
-            return Err(Error { message: format!("the cutover was rolled back, the source is unfenced: {}", error.message), ..error });
+            drop((src, dst));
+            return Err(rolled_back(error, roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await));
         }
     };
+    let switch_started = Instant::now();
+    if let Err(error) = switch(&dst, name, options).await {
+        drop((src, dst));
+        let error = error.with_hint("the switch command is not running any more; if it had already moved the application, move it back: the source takes writes again");
+        return Err(rolled_back(error, roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await));
+    }
     let downtime_seconds = fenced_at.elapsed().as_secs_f64();
+    laps.push(("switch", switch_started.elapsed().as_secs_f64()));
+    record_switched(&dst, name, downtime_seconds).await.map_err(|e| {
+        Error { message: format!("the switch command succeeded, but journaling it failed: {}", e.message), ..e }
+            .with_hint("the application now points at the target; when the target answers again, rerun pgferry cutover --switch-ran")
+    })?;
     record(&dst, name, CutoverStep::Opened).await?;
     failpoint::hit("cutover-after-opened");
     record(&dst, name, CutoverStep::Reported).await?;
@@ -144,29 +212,32 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         migration: name.to_string(),
         downtime_seconds,
         steps: laps,
-        fenced_roles,
-        sequences_set,
-        changes_drained,
-        rows_checked,
+        connect_revoked_from: fenced.report.connect_revoked_from,
+        terminated_sessions: fenced.report.terminated_sessions,
+        sequences_set: fenced.sequences_set,
+        changes_drained: fenced.changes_drained,
+        rows_checked: fenced.rows_checked,
+        complete: true,
     })
 }
 
-/// What the fenced part did.
+/// What the part before the switch did.
 struct Fenced {
-    fenced_roles: Vec<String>,
+    report: fence::FenceReport,
     sequences_set: usize,
     changes_drained: u64,
     rows_checked: i64,
 }
 
-/// Fence, drain, sequences, switch: everything before the point of no return and
-/// the switch itself. Any error here is rolled back by the caller.
-async fn fenced_part(
+/// Fence, drain, sequences, the changed rows' check: everything before the point
+/// of no return. Any error here, or a signal, is rolled back by the caller.
+async fn before_switch(
     source: &ConnSpec,
     target: &ConnSpec,
     src: &Client,
     dst: &Client,
     options: &CutoverOptions,
+    plan: &fence::RecordedFence,
     laps: &mut Vec<(&'static str, f64)>,
 ) -> Result<Fenced> {
     let name = &options.migration;
@@ -175,10 +246,10 @@ async fn fenced_part(
         laps.push((what, clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
-    let fenced = fence::raise(source, src, dst, name, &options.administrators).await?;
+    let report = fence::raise(source, src, name, plan, &options.administrators).await?;
     record(dst, name, CutoverStep::Fenced).await?;
     if let Some(outside) = &options.outside_fence {
-        outside_fence::raise(dst, name, outside).await?;
+        outside_fence::raise(src, name, outside).await?;
     }
     failpoint::hit("cutover-after-fenced");
     lap(laps, "fence (verified)");
@@ -208,12 +279,28 @@ async fn fenced_part(
     record(dst, name, CutoverStep::Validated).await?;
     lap(laps, "validate changed rows");
     failpoint::hit("cutover-before-switch");
-    if let Some(command) = &options.switch_command {
-        run_switch(command).await?;
+    Ok(Fenced { report, sequences_set: sequences, changes_drained: drained.changes, rows_checked })
+}
+
+/// The switch: its start journaled before it runs, its process group recorded,
+/// then waited for at most the time limit. Signals are not acted on here: the
+/// command's end must be seen, or nobody knows where the application points.
+async fn switch(dst: &Client, name: &MigrationName, options: &CutoverOptions) -> Result<()> {
+    record(dst, name, CutoverStep::Switching).await?;
+    failpoint::hit("cutover-after-switching");
+    let Some(command) = &options.switch_command else { return Ok(()) };
+    let running = shell::spawn("the switch command", command)?;
+    if let Err(e) = dst
+        .execute(
+            "UPDATE pgferry.cutover SET switch_pid = $2, switch_host = $3 WHERE migration = $1",
+            &[&name.as_str(), &running.pid(), &this_host()],
+        )
+        .await
+    {
+        tracing::warn!("journaling the switch command's process group failed: {e}");
     }
-    record(dst, name, CutoverStep::Switched).await?;
-    lap(laps, "switch");
-    Ok(Fenced { fenced_roles: fenced.fenced_roles, sequences_set: sequences, changes_drained: drained.changes, rows_checked })
+    failpoint::hit("cutover-during-switch");
+    running.wait(options.switch_timeout).await
 }
 
 /// The exact check after the drain: every row change capture touched since it
@@ -238,41 +325,150 @@ async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &Migrati
 }
 
 /// After the switch: the remaining steps only record that the target is open.
-async fn finish(dst: &Client, name: &MigrationName) -> Result<CutoverReport> {
+async fn finish(dst: &Client, name: &MigrationName, downtime_seconds: Option<f64>) -> Result<CutoverReport> {
     record(dst, name, CutoverStep::Opened).await?;
     record(dst, name, CutoverStep::Reported).await?;
     Ok(CutoverReport {
         migration: name.to_string(),
-        downtime_seconds: 0.0,
+        downtime_seconds: downtime_seconds.unwrap_or(f64::NAN),
         steps: Vec::new(),
-        fenced_roles: Vec::new(),
+        connect_revoked_from: Vec::new(),
+        terminated_sessions: 0,
         sequences_set: 0,
         changes_drained: 0,
         rows_checked: 0,
+        complete: false,
     })
 }
 
-async fn roll_back(src: &Client, dst: &Client, name: &MigrationName, outside: Option<&OutsideFence>) -> Result<()> {
-    outside_fence::lift(dst, name, outside).await?;
-    fence::lower(src, dst, name).await?;
-    dst.execute("DELETE FROM pgferry.cutover WHERE migration = $1", &[&name.as_str()])
-        .await
-        .map_err(|e| Error::server("clearing the cutover journal", e))?;
+/// Lifts the outside fence and pgferry's own, over a fresh connection to the
+/// source (the cutover's own may be in any state), then clears the cutover's
+/// journal on the target when it can: a target that does not answer only means
+/// the next cutover rolls back again, harmlessly.
+async fn roll_back(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, outside: Option<&OutsideFence>, statements: &[String]) -> Result<()> {
+    let unfenced = async {
+        let src = pgferry_pg::connect(source).await?;
+        fence::allow_writes(&src).await?;
+        outside_fence::lift(&src, name, outside).await?;
+        fence::lower(&src, name).await
+    };
+    if let Err(error) = unfenced.await {
+        let mut hint = String::from("the source may still be fenced: rerun pgferry cutover once the source answers, and it lifts the fence");
+        if !statements.is_empty() {
+            hint.push_str("; or run on the source database, in one transaction:\n  ");
+            hint.push_str(&statements.join(";\n  "));
+            hint.push_str(&format!(";\n  DELETE FROM pgferry.source_fence WHERE migration = '{name}';"));
+        }
+        return Err(Error { hint: Some(hint), ..error });
+    }
+    let cleared = async {
+        clear_journal(&pgferry_pg::connect(target).await?, name).await
+    };
+    if let Err(e) = cleared.await {
+        tracing::warn!("the source is unfenced, but the cutover's journal on the target could not be cleared: {}", e.message);
+    }
     Ok(())
 }
 
-async fn run_switch(command: &str) -> Result<()> {
-    outside_fence::run_shell("the switch command", command)
+async fn clear_journal(dst: &Client, name: &MigrationName) -> Result<()> {
+    dst.execute("DELETE FROM pgferry.cutover WHERE migration = $1", &[&name.as_str()])
         .await
-        .map_err(|e| e.with_hint("fix the switch command; the source is unfenced again and replication can go on"))
+        .map(|_| ())
+        .map_err(|e| Error::server("clearing the cutover journal", e))
 }
 
-async fn last_step(dst: &Client, name: &MigrationName) -> Result<Option<CutoverStep>> {
+/// The error of a cutover that was rolled back: its first cause, and whether the
+/// rollback itself succeeded.
+fn rolled_back(error: Error, rollback: Result<()>) -> Error {
+    match rollback {
+        Ok(()) => Error { message: format!("the cutover was rolled back, the source is unfenced: {}", error.message), ..error },
+        Err(failed) => Error {
+            kind: ErrorKind::Server,
+            message: format!("the cutover failed: {}\nand rolling it back failed too: {}", error.message, failed.message),
+            hint: failed.hint,
+        },
+    }
+}
+
+fn interrupted(what: &str) -> Error {
+    Error::new(ErrorKind::Interrupted, format!("the cutover was {what}"))
+}
+
+fn requested(shutdown: &Option<watch::Receiver<bool>>) -> bool {
+    shutdown.as_ref().is_some_and(|s| *s.borrow())
+}
+
+/// Resolves once a stop is requested; never without a shutdown channel.
+async fn stop_requested(shutdown: &mut Option<watch::Receiver<bool>>) {
+    match shutdown {
+        Some(receiver) => {
+            if receiver.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn switch_unknown(entry: Option<&JournalEntry>) -> Error {
+    let at = entry.and_then(|e| e.switch_host.clone()).map(|h| format!(" on {h}")).unwrap_or_default();
+    Error::new(
+        ErrorKind::Precondition,
+        format!("an earlier cutover was stopped while its switch command ran{at}: the application may already point at the target, so nothing was rolled back and the source stays fenced"),
+    )
+    .with_hint("see where the application points, then rerun with --switch-ran (the cutover finishes; the source stays fenced) or --switch-did-not-run (the cutover rolls back; the source takes writes again)")
+}
+
+fn already_done(entry: Option<&JournalEntry>) -> Error {
+    let downtime = entry.and_then(|e| e.downtime_seconds).map(|d| format!(", downtime {d:.3} s")).unwrap_or_default();
+    let when = entry.and_then(|e| e.fenced_at.clone()).map(|t| format!(" (fenced at {t}{downtime})")).unwrap_or_default();
+    Error::new(ErrorKind::Precondition, format!("this migration was already cut over{when}; nothing was done"))
+        .with_hint("the old source stays fenced; pgferry cleanup removes the migration's objects")
+}
+
+/// The cutover's journal row.
+struct JournalEntry {
+    step: CutoverStep,
+    fenced_at: Option<String>,
+    switch_pid: Option<i32>,
+    switch_host: Option<String>,
+    downtime_seconds: Option<f64>,
+}
+
+impl JournalEntry {
+    fn switch_runs_here(&self) -> bool {
+        self.switch_host.as_deref() == Some(this_host().as_str()) && self.switch_pid.is_some_and(shell::is_alive)
+    }
+}
+
+async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<JournalEntry>> {
     let row = dst
-        .query_opt("SELECT step FROM pgferry.cutover WHERE migration = $1", &[&name.as_str()])
+        .query_opt(
+            "SELECT step, fenced_at::text, switch_pid, switch_host, downtime_seconds FROM pgferry.cutover WHERE migration = $1",
+            &[&name.as_str()],
+        )
         .await
         .map_err(|e| Error::server("reading the cutover journal", e))?;
-    Ok(row.and_then(|r| CutoverStep::parse(r.get(0))))
+    let Some(row) = row else { return Ok(None) };
+    let stored: String = row.get(0);
+    let step = CutoverStep::parse(&stored).ok_or_else(|| {
+        Error::new(ErrorKind::Precondition, format!("the cutover journal holds a step this pgferry does not know: {stored}"))
+            .with_hint("finish the cutover with the pgferry version that started it")
+    })?;
+    Ok(Some(JournalEntry { step, fenced_at: row.get(1), switch_pid: row.get(2), switch_host: row.get(3), downtime_seconds: row.get(4) }))
+}
+
+async fn record_switched(dst: &Client, name: &MigrationName, downtime_seconds: f64) -> Result<()> {
+    record(dst, name, CutoverStep::Switched).await?;
+    dst.execute("UPDATE pgferry.cutover SET downtime_seconds = $2 WHERE migration = $1", &[&name.as_str(), &downtime_seconds])
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::server("writing the cutover journal", e))
+}
+
+/// This machine's name, to tell whether a journaled process group is ours to look at.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
 async fn record(dst: &Client, name: &MigrationName, step: CutoverStep) -> Result<()> {

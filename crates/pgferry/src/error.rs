@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Precondition,
     /// A statement failed on a server; what ran before it is kept and a rerun resumes.
     Server,
+    /// Stopped by SIGINT/SIGTERM; the message says what was left as it was or put back.
+    Interrupted,
 }
 
 /// An error with its cause and a hint.

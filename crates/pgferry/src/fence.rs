@@ -1,20 +1,27 @@
 //! The fence: stop every writer on the source database, prove it, and lift it
 //! exactly as it was set.
 //!
-//! Raising it, in order: the journal on the target saves each setting about to
-//! change (intent, before the change, never overwritten by a rerun); application
-//! roles get `CONNECTION LIMIT 0`; the database's new sessions start read-only;
-//! every open client session but pgferry's and the administrators' is terminated
-//! (superusers' too); then a fresh session's write must fail and no other session
-//! may remain. Lowering puts each saved setting back and
-//! deletes its journal row, so a crash at any point leaves the journal naming what
-//! is still fenced, and lowering again finishes the job.
-//! See [ALTER ROLE](https://www.postgresql.org/docs/current/sql-alterrole.html) and
-//! [ALTER DATABASE](https://www.postgresql.org/docs/current/sql-alterdatabase.html).
+//! What it changes is decided by [`pgferry_core::fence::plan_fence`]: `CONNECT` on
+//! the database revoked from everyone but pgferry's role and the administrators,
+//! new sessions read-only. Those changes commit in one transaction on the source
+//! together with the rows that save them (`pgferry.source_fence`, in the source
+//! database itself), so the fence and its journal can never disagree, and lifting
+//! it needs nothing but the source: not the target, which may be the server that
+//! failed. Then every session on the database but pgferry's own (by backend pid,
+//! whatever its role: a transaction of pgferry's role opened before the fence
+//! cannot commit after it) is terminated, and the fence is verified: a new
+//! session's write fails, no role but the spared ones may connect, and no other
+//! session is left. Lowering undoes each change in one transaction with the
+//! deletion of its rows; a crash at any point leaves the journal naming exactly
+//! what is still fenced. The fence touches only this database: the applications of
+//! other databases on the server never notice it.
+//! See [GRANT](https://www.postgresql.org/docs/current/sql-grant.html),
+//! [pg_terminate_backend](https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADMIN-SIGNAL).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use pgferry_core::fence::{roles_to_fence, FencedRole, LoginRole};
+use pgferry_core::fence::{lift_statements, plan_fence, raise_statements, ConnectGrant, FenceChange, SparedRole, StoredChange};
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::{Ident, Sql};
 use pgferry_pg::ConnSpec;
@@ -24,13 +31,14 @@ use tokio_postgres::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
 
-const JOURNAL_SQL: &str = "
+pub(crate) const JOURNAL_SQL: &str = "
 CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.fence (
+CREATE TABLE IF NOT EXISTS pgferry.source_fence (
     migration text NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('role', 'database')),
+    kind text NOT NULL,
     name text NOT NULL,
     previous text,
+    raised_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (migration, kind, name)
 );";
 
@@ -40,45 +48,72 @@ const TERMINATE_WAIT: Duration = Duration::from_secs(10);
 /// What the fence did.
 #[derive(Debug, Serialize)]
 pub struct FenceReport {
-    pub fenced_roles: Vec<String>,
+    pub database: String,
+    /// The roles (`PUBLIC` included) that lost `CONNECT` on the database.
+    pub connect_revoked_from: Vec<String>,
     pub terminated_sessions: i64,
 }
 
-/// Raises the fence on the source database, with the journal on the target.
+/// A recorded fence, as the source's journal holds it.
+#[derive(Clone, Debug)]
+pub struct RecordedFence {
+    pub database: Ident,
+    pub changes: Vec<FenceChange>,
+}
+
+impl RecordedFence {
+    /// The statements that lift it: what pgferry runs, and what it prints when it cannot.
+    pub fn lift_statements(&self) -> Vec<String> {
+        lift_statements(&self.database, &self.changes).into_iter().map(Sql::into_string).collect()
+    }
+}
+
+/// Raises the planned fence on the source database (`src` is pgferry's session there).
 pub async fn raise(
     source: &ConnSpec,
     src: &Client,
-    dst: &Client,
     migration: &MigrationName,
+    plan: &RecordedFence,
     administrators: &[String],
 ) -> Result<FenceReport> {
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the fence journal", e))?;
     allow_writes(src).await?;
-    let own_role: String = query_one(src, "SELECT current_user::text").await?;
-    let roles = login_roles(src).await?;
-    let fenced = roles_to_fence(&roles, &own_role, administrators);
-    let previous_read_only = database_read_only_setting(src).await?;
-    let database = Ident::from_catalog(query_one::<String>(src, "SELECT current_database()::text").await?);
-    save_intent(dst, migration, &fenced, &database, previous_read_only.as_deref()).await?;
-    failpoint::hit("fence-after-intent");
-    for role in &fenced {
-        let sql = Sql::new("ALTER ROLE ").ident(&Ident::from_catalog(role.name.as_str())).push(" CONNECTION LIMIT 0");
-        exec(src, sql, "limiting a role's connections on the source").await?;
+    exec(src, JOURNAL_SQL, "creating the fence journal on the source").await?;
+    refuse_another_fence(src, migration).await?;
+    if !recorded(src, migration).await?.changes.is_empty() {
+        return Err(Error::new(ErrorKind::Precondition, format!("migration {migration} already fences the source"))
+            .with_hint("rerun pgferry cutover: it rolls back or finishes the earlier attempt first"));
     }
-    exec(src, Sql::new("ALTER DATABASE ").ident(&database).push(" SET default_transaction_read_only = on"), "making the source read-only").await?;
-    let names: Vec<String> = fenced.iter().map(|r| r.name.clone()).collect();
-    let mut spared = administrators.to_vec();
-    spared.push(own_role);
-    let terminated = terminate_sessions(src, &spared).await?;
+    let RecordedFence { database, changes } = plan;
+    let statements: Vec<String> = raise_statements(database, changes).into_iter().map(Sql::into_string).collect();
+    in_transaction(src, "raising the fence on the source", async {
+        src.batch_execute(&statements.join(";\n")).await.map_err(|e| Error::server("raising the fence on the source", e))?;
+        for row in changes.iter().map(FenceChange::to_stored) {
+            save(src, migration, &row).await?;
+        }
+        Ok(())
+    })
+    .await?;
     failpoint::hit("fence-after-raise");
-    verify(source, src, &spared).await?;
-    Ok(FenceReport { fenced_roles: names, terminated_sessions: terminated })
+    let own_pid: i32 = query_one(src, "SELECT pg_backend_pid()").await?;
+    let terminated = terminate_sessions(src, &[own_pid]).await?;
+    let spared: Vec<String> = spared_roles(src, administrators).await?.into_iter().map(|r| r.name).collect();
+    verify(source, src, own_pid, &spared).await?;
+    let connect_revoked_from = changes
+        .iter()
+        .filter_map(|c| match c {
+            FenceChange::RevokedConnect { grantee, .. } => Some(grantee.clone().unwrap_or_else(|| "PUBLIC".into())),
+            _ => None,
+        })
+        .collect();
+    Ok(FenceReport { database: database.as_str().to_string(), connect_revoked_from, terminated_sessions: terminated })
 }
 
-/// The roles a fence raised now would limit (for `cutover --dry-run`); reads only.
-pub async fn planned(src: &Client, administrators: &[String]) -> Result<Vec<pgferry_core::fence::FencedRole>> {
-    let own_role: String = query_one(src, "SELECT current_user::text").await?;
-    Ok(roles_to_fence(&login_roles(src).await?, &own_role, administrators))
+/// The fence raised now would make (also for `cutover --dry-run`); reads only.
+pub async fn planned(src: &Client, administrators: &[String]) -> Result<RecordedFence> {
+    let grants = connect_grants(src).await?;
+    let spared = spared_roles(src, administrators).await?;
+    let read_only = database_read_only_setting(src).await?;
+    Ok(RecordedFence { database: current_database(src).await?, changes: plan_fence(&grants, &spared, read_only.as_deref()) })
 }
 
 /// Lets a session of pgferry's write on a fenced source: sessions opened during
@@ -89,54 +124,118 @@ pub async fn allow_writes(src: &Client) -> Result<()> {
         .map_err(|e| Error::server("preparing a session on the source", e))
 }
 
-/// Lowers the fence: every saved setting back as it was, journal rows deleted.
-/// Does nothing when no fence is recorded.
-pub async fn lower(src: &Client, dst: &Client, migration: &MigrationName) -> Result<usize> {
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the fence journal", e))?;
+/// Lowers the fence: every saved change undone and its rows deleted, in one
+/// transaction. Returns how many changes were undone (0: nothing was recorded).
+pub async fn lower(src: &Client, migration: &MigrationName) -> Result<usize> {
     allow_writes(src).await?;
-    let rows = dst
-        .query("SELECT kind, name, previous FROM pgferry.fence WHERE migration = $1 ORDER BY kind, name", &[&migration.as_str()])
+    let fence = recorded(src, migration).await?;
+    if fence.changes.is_empty() {
+        return Ok(0);
+    }
+    in_transaction(src, "lifting the fence on the source", async {
+        src.batch_execute(&fence.lift_statements().join(";\n")).await.map_err(|e| Error::server("lifting the fence on the source", e))?;
+        for row in fence.changes.iter().map(FenceChange::to_stored) {
+            src.execute(
+                "DELETE FROM pgferry.source_fence WHERE migration = $1 AND kind = $2 AND name = $3",
+                &[&migration.as_str(), &row.0, &row.1],
+            )
+            .await
+            .map_err(|e| Error::server("updating the fence journal on the source", e))?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(fence.changes.len())
+}
+
+/// The fence this migration recorded on the source (no changes: none).
+pub async fn recorded(src: &Client, migration: &MigrationName) -> Result<RecordedFence> {
+    let database = current_database(src).await?;
+    if !journal_exists(src).await? {
+        return Ok(RecordedFence { database, changes: Vec::new() });
+    }
+    let rows = src
+        .query("SELECT kind, name, previous FROM pgferry.source_fence WHERE migration = $1 ORDER BY kind, name", &[&migration.as_str()])
         .await
-        .map_err(|e| Error::server("reading the fence journal", e))?;
+        .map_err(|e| Error::server("reading the fence journal on the source", e))?;
+    let mut changes = Vec::new();
     for row in &rows {
-        let (kind, name, previous): (String, String, Option<String>) = (row.get(0), row.get(1), row.get(2));
-        let sql = if kind == "role" {
-            let limit: i64 = previous.as_deref().unwrap_or("-1").parse().unwrap_or(-1);
-            Sql::new("ALTER ROLE ").ident(&Ident::from_catalog(name.as_str())).push(" CONNECTION LIMIT ").int(limit)
-        } else {
-            let db = Ident::from_catalog(name.as_str());
-            match &previous {
-                None => Sql::new("ALTER DATABASE ").ident(&db).push(" RESET default_transaction_read_only"),
-                Some(value) => Sql::new("ALTER DATABASE ").ident(&db).push(" SET default_transaction_read_only = ").literal(value),
-            }
-        };
-        exec(src, sql, "lifting the fence on the source").await?;
-        dst.execute(
-            "DELETE FROM pgferry.fence WHERE migration = $1 AND kind = $2 AND name = $3",
-            &[&migration.as_str(), &kind, &name],
+        let stored: StoredChange = (row.get(0), row.get(1), row.get(2));
+        if stored.0 == crate::outside_fence::KIND {
+            continue;
+        }
+        let change = FenceChange::from_stored(&stored).ok_or_else(|| {
+            Error::new(ErrorKind::Precondition, format!("the fence journal on the source holds a change this pgferry does not know: {}", stored.0))
+                .with_hint("lift the fence with the pgferry version that raised it")
+        })?;
+        changes.push(change);
+    }
+    let mut ordered: Vec<FenceChange> = changes.iter().filter(|c| !matches!(c, FenceChange::ReadOnly { .. })).cloned().collect();
+    ordered.extend(changes.into_iter().filter(|c| matches!(c, FenceChange::ReadOnly { .. })));
+    Ok(RecordedFence { database, changes: ordered })
+}
+
+/// Whether a fence is recorded for this migration (raised, not yet lowered).
+pub async fn is_recorded(src: &Client, migration: &MigrationName) -> Result<bool> {
+    Ok(!recorded(src, migration).await?.changes.is_empty())
+}
+
+pub(crate) async fn journal_exists(src: &Client) -> Result<bool> {
+    query_one(src, "SELECT to_regclass('pgferry.source_fence') IS NOT NULL").await
+}
+
+/// Another migration's fence on this database would be saved as "the previous
+/// setting" by this one: refused, naming it.
+async fn refuse_another_fence(src: &Client, migration: &MigrationName) -> Result<()> {
+    let others: Vec<String> = src
+        .query("SELECT DISTINCT migration FROM pgferry.source_fence WHERE migration <> $1 ORDER BY 1", &[&migration.as_str()])
+        .await
+        .map_err(|e| Error::server("reading the fence journal on the source", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::Precondition, format!("the source database is fenced by another migration: {}", others.join(", ")))
+        .with_hint("finish or abort that migration first (pgferry abort --name NAME lifts its fence)"))
+}
+
+async fn save(src: &Client, migration: &MigrationName, (kind, name, previous): &StoredChange) -> Result<()> {
+    src.execute(
+        "INSERT INTO pgferry.source_fence (migration, kind, name, previous) VALUES ($1, $2, $3, $4)",
+        &[&migration.as_str(), kind, name, previous],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| Error::server("saving the settings the fence changes", e))
+}
+
+/// Every direct holder of `CONNECT` on the current database, one entry per grantee.
+async fn connect_grants(src: &Client) -> Result<Vec<ConnectGrant>> {
+    let rows = src
+        .query(
+            "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END, bool_or(a.is_grantable)
+             FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+             WHERE d.datname = current_database() AND a.privilege_type = 'CONNECT'
+             GROUP BY 1 ORDER BY 1 NULLS FIRST",
+            &[],
         )
         .await
-        .map_err(|e| Error::server("updating the fence journal", e))?;
-        failpoint::hit("fence-after-lower-step");
-    }
-    Ok(rows.len())
+        .map_err(|e| Error::server("reading who may connect to the source database", e))?;
+    Ok(rows.iter().map(|r| ConnectGrant { grantee: r.get(0), grantable: r.get(1) }).collect())
 }
 
-/// Whether a fence is recorded for this migration (raised, or half raised).
-pub async fn is_recorded(dst: &Client, migration: &MigrationName) -> Result<bool> {
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the fence journal", e))?;
-    dst.query_one("SELECT EXISTS (SELECT 1 FROM pgferry.fence WHERE migration = $1)", &[&migration.as_str()])
-        .await
-        .map(|r| r.get(0))
-        .map_err(|e| Error::server("reading the fence journal", e))
-}
-
-async fn login_roles(src: &Client) -> Result<Vec<LoginRole>> {
+/// pgferry's own role and the administrators that exist.
+async fn spared_roles(src: &Client, administrators: &[String]) -> Result<Vec<SparedRole>> {
     let rows = src
-        .query("SELECT rolname::text, rolsuper, rolconnlimit FROM pg_roles WHERE rolcanlogin AND rolname !~ '^pg_'", &[])
+        .query(
+            "SELECT rolname::text, rolsuper FROM pg_roles WHERE rolname = current_user OR rolname = ANY($1) ORDER BY 1",
+            &[&administrators],
+        )
         .await
         .map_err(|e| Error::server("listing the source's roles", e))?;
-    Ok(rows.iter().map(|r| LoginRole { name: r.get(0), superuser: r.get(1), connection_limit: r.get(2) }).collect())
+    Ok(rows.iter().map(|r| SparedRole { name: r.get(0), superuser: r.get(1) }).collect())
 }
 
 /// The database-level `default_transaction_read_only`, if one is set.
@@ -154,54 +253,33 @@ async fn database_read_only_setting(src: &Client) -> Result<Option<String>> {
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Saves what the fence is about to change; a row saved by an earlier, crashed
-/// attempt is kept, since it holds the setting from before any fence.
-async fn save_intent(
-    dst: &Client,
-    migration: &MigrationName,
-    fenced: &[FencedRole],
-    database: &Ident,
-    read_only: Option<&str>,
-) -> Result<()> {
-    let rows = fenced
-        .iter()
-        .map(|r| ("role", r.name.clone(), Some(r.previous_connection_limit.to_string())))
-        .chain(std::iter::once(("database", database.as_str().to_string(), read_only.map(str::to_string))));
-    for (kind, name, previous) in rows {
-        dst.execute(
-            "INSERT INTO pgferry.fence (migration, kind, name, previous) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&migration.as_str(), &kind, &name, &previous],
+/// Terminates every client session on this database but `own` (superusers' and
+/// administrators' included), and waits until those sessions are gone.
+async fn terminate_sessions(src: &Client, own: &[i32]) -> Result<i64> {
+    // Two statements, not one: a call to pg_terminate_backend in the WHERE clause
+    // may be evaluated before the database filter, ending other databases' sessions.
+    let pids: Vec<i32> = src
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> ALL($1)",
+            &[&own],
         )
         .await
-        .map_err(|e| Error::server("saving the settings the fence changes", e))?;
-    }
-    Ok(())
-}
-
-/// Terminates every client session on this database except those of the spared
-/// roles (pgferry's own and the administrators), superusers' included, and waits
-/// until they are gone.
-async fn terminate_sessions(src: &Client, spared: &[String]) -> Result<i64> {
-    macro_rules! other_sessions {
-        () => {
-            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
-             AND backend_type = 'client backend' AND NOT (usename = ANY($1))"
-        };
-    }
-    let terminated: i64 = src
-        .query_one(concat!("SELECT count(pg_terminate_backend(pid)) ", other_sessions!()), &[&spared])
-        .await
+        .map_err(|e| Error::server("listing the application's sessions on the source", e))?
+        .iter()
         .map(|r| r.get(0))
+        .collect();
+    src.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", &[&pids])
+        .await
         .map_err(|e| Error::server("terminating the application's sessions on the source", e))?;
     let started = Instant::now();
     loop {
         let left: i64 = src
-            .query_one(concat!("SELECT count(*) ", other_sessions!()), &[&spared])
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", &[&pids])
             .await
             .map(|r| r.get(0))
             .map_err(|e| Error::server("watching the source's sessions", e))?;
         if left == 0 {
-            return Ok(terminated);
+            return Ok(pids.len() as i64);
         }
         if started.elapsed() > TERMINATE_WAIT {
             return Err(Error::new(ErrorKind::Precondition, format!("{left} session(s) on the source did not end within {} s", TERMINATE_WAIT.as_secs())));
@@ -210,37 +288,77 @@ async fn terminate_sessions(src: &Client, spared: &[String]) -> Result<i64> {
     }
 }
 
-/// A new session must start read-only, and no session but the spared ones may
-/// remain (a superuser application could reconnect: its sessions start read-only
-/// too, but a superuser can override that, so applications should not run as one).
-async fn verify(source: &ConnSpec, src: &Client, spared: &[String]) -> Result<()> {
+/// A new session must start read-only, no role but the spared ones may connect,
+/// and no session may be left but pgferry's and the spared roles' new ones (which
+/// start read-only). A superuser bypasses privileges: an application connecting as
+/// one shows up here.
+async fn verify(source: &ConnSpec, src: &Client, own_pid: i32, spared: &[String]) -> Result<()> {
     let probe = pgferry_pg::connect(source).await?;
     match probe.batch_execute("CREATE TEMPORARY TABLE pgferry_fence_probe (x int)").await {
         Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "25006") => {}
         Err(e) => return Err(Error::server("verifying the fence with a write attempt", e)),
         Ok(()) => {
             return Err(Error::new(ErrorKind::Precondition, "the fence did not hold: a new session on the source could still write")
-                .with_hint("a setting overrides default_transaction_read_only for this role (ALTER ROLE ... SET); remove it and retry"))
+                .with_hint("a setting overrides default_transaction_read_only for pgferry's role (ALTER ROLE ... SET); remove it and retry"))
         }
     }
-    let left: i64 = src
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'
-             AND NOT (usename = ANY($1))",
+    let can_connect: Vec<String> = src
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolcanlogin AND NOT rolsuper AND NOT (rolname = ANY($1))
+             AND has_database_privilege(oid, current_database(), 'CONNECT') ORDER BY 1",
             &[&spared],
         )
         .await
+        .map_err(|e| Error::server("verifying the fence", e))?
+        .iter()
         .map(|r| r.get(0))
-        .map_err(|e| Error::server("verifying the fence", e))?;
-    if left > 0 {
-        return Err(Error::new(ErrorKind::Precondition, format!("{left} session(s) reconnected to the source during the fence"))
-            .with_hint("an application that connects as a superuser is not stopped by the connection limit: stop it, or name a role it does not use"));
+        .collect();
+    if !can_connect.is_empty() {
+        return Err(Error::new(ErrorKind::Precondition, format!("the fence did not hold: these roles may still connect: {}", can_connect.join(", ")))
+            .with_hint("CONNECT on the database was granted to them by a role other than its owner; revoke that grant, or run pgferry as the database's owner"));
+    }
+    let sessions: BTreeMap<String, i64> = src
+        .query(
+            "SELECT usename::text, count(*) FROM pg_stat_activity WHERE datname = current_database()
+             AND backend_type = 'client backend' AND pid <> $1 AND pid <> $2 AND NOT (usename = ANY($3)) GROUP BY 1",
+            &[&own_pid, &probe_pid(&probe).await?, &spared],
+        )
+        .await
+        .map_err(|e| Error::server("verifying the fence", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if !sessions.is_empty() {
+        let who: Vec<String> = sessions.iter().map(|(role, n)| format!("{role} ({n})")).collect();
+        return Err(Error::new(ErrorKind::Precondition, format!("sessions reconnected to the source during the fence: {}", who.join(", ")))
+            .with_hint("a superuser is not stopped by privileges: stop that application, or give it a role of its own that is not a superuser"));
     }
     Ok(())
 }
 
-async fn exec(client: &Client, sql: Sql, doing: &str) -> Result<()> {
-    client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(doing, e))
+/// Runs `body` inside one transaction on `client`: committed when it succeeds,
+/// rolled back when it fails (the session stays usable).
+async fn in_transaction(client: &Client, doing: &str, body: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    exec(client, "BEGIN", doing).await?;
+    match body.await {
+        Ok(()) => exec(client, "COMMIT", doing).await,
+        Err(error) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}
+
+async fn probe_pid(probe: &Client) -> Result<i32> {
+    query_one(probe, "SELECT pg_backend_pid()").await
+}
+
+async fn current_database(src: &Client) -> Result<Ident> {
+    Ok(Ident::from_catalog(query_one::<String>(src, "SELECT current_database()::text").await?))
+}
+
+async fn exec(client: &Client, sql: &str, doing: &str) -> Result<()> {
+    client.batch_execute(sql).await.map_err(|e| Error::server(doing, e))
 }
 
 async fn query_one<T: for<'a> tokio_postgres::types::FromSql<'a>>(client: &Client, sql: &str) -> Result<T> {

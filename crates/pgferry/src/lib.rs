@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod outside_fence;
 pub mod rehearse;
 pub mod seed;
+mod shell;
 pub mod start;
 pub mod status;
 pub mod target;

@@ -93,7 +93,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         (None, None, None)
     };
     let tables = if has("pgferry.apply_table_stats").await? { counters(&dst, migration).await? } else { Vec::new() };
-    let fenced = has("pgferry.fence").await? && crate::fence::is_recorded(&dst, migration).await?;
+    let fenced = crate::fence::is_recorded(&src, migration).await?;
     let cutover_step = if has("pgferry.cutover").await? {
         dst.query_opt("SELECT step FROM pgferry.cutover WHERE migration = $1", &[&migration.as_str()])
             .await

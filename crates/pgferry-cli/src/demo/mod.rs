@@ -121,7 +121,16 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
     clock.lap("follow");
 
     eprintln!("pgferry demo: cutover ({} application transactions committed so far)", workload.committed());
-    let cutover_options = CutoverOptions { migration, administrators: Vec::new(), switch_command: None, outside_fence: None, policy: Default::default() };
+    let cutover_options = CutoverOptions {
+        migration,
+        administrators: Vec::new(),
+        switch_command: None,
+        switch_timeout: CutoverOptions::SWITCH_TIMEOUT,
+        outside_fence: None,
+        policy: Default::default(),
+        switch_word: Default::default(),
+        shutdown: None,
+    };
     let cut = pgferry::cutover::cutover(&src, &tgt, &cutover_options).await?;
     eprint!("{}", render::cutover(&cut));
     let application = workload.stopped(Duration::from_secs(5)).await;
