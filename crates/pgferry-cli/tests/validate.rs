@@ -282,7 +282,7 @@ fn repair_copies_differing_tables_again_and_change_capture_stays_exact() {
     let report = json(&out);
     assert_eq!(out.status.code(), Some(4), "the lagging table is not proven: {report:#}\n{stderr}");
     assert!(stderr.contains("pgferry: repaired \"public\".\"t\""), "{stderr}");
-    assert!(stderr.contains("not repaired \"public\".\"Odd \"\"name\"\": not proven different"), "only lag there: {stderr}");
+    assert!(stderr.contains("not repaired \"public\".\"Odd \"\"name\": not proven different"), "only lag there: {stderr}");
     assert!(!stderr.contains("pgferry: repaired \"public\".\"Odd"), "{stderr}");
     assert_eq!(table(&report, "\"public\".\"t\"").unwrap()["verdict"], "equal", "{report:#}");
     assert_eq!(table(&report, "\"public\".\"Odd \"\"name\"").unwrap()["unproven"][0]["pending_changes"], 2, "{report:#}");
