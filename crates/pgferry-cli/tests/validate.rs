@@ -416,7 +416,7 @@ fn rehearse_and_the_cutovers_check_judge_the_same_state_alike() {
     let out = rehearse_or_cutover("cutover", &source, &target);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("rolled back") && stderr.contains("\"public\".\"hot\" DIFFERENT (keys (4))"), "{stderr}");
+    assert!(stderr.contains("rolled back") && stderr.contains("\"public\".\"hot\" (keys (4)): DIFFERENT"), "{stderr}");
     // Repaired: equal for both (the recorded difference cleared first), and the cutover goes through.
     target.psql("app", "UPDATE hot SET v = -1 WHERE id = 4");
     assert_eq!(validate(&source, &target, &["--changed-only"]).status.code(), Some(0));

@@ -231,7 +231,7 @@ async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &Migrati
         .map(|t| {
             let keys: Vec<&str> = t.differences.iter().map(|d| d.key.as_str()).collect();
             let why: Vec<String> = t.unproven.iter().map(ToString::to_string).collect();
-            format!("{} {} (keys {}{}{})", t.table, t.verdict.as_str(), keys.join(", "), if why.is_empty() { "" } else { "; " }, why.join("; "))
+            format!("{} (keys {}): {}{}{}", t.table, keys.join(", "), t.verdict.as_str(), if why.is_empty() { "" } else { ", " }, why.join("; "))
         })
         .collect();
     Err(Error::new(
