@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
+use pgferry_core::validation::Verdict;
 use pgferry_pg::ConnSpec;
 
 use crate::cli::{CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, StatusArgs, ValidateArgs};
@@ -108,25 +109,44 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let migration = parse_migration(&args.name)?;
     let run = || async {
         if args.changed_only {
-            pgferry::validate::validate_changed(&source, &target, &migration, &options, pgferry::validate::Verdict::Record).await
+            pgferry::validate::validate_changed(&source, &target, &migration, &options, pgferry::validate::Recording::Record).await
         } else {
             pgferry::validate::validate(&source, &target, Some(&migration), &options).await
         }
     };
     let mut report = run().await?;
-    let differing: Vec<_> = report.tables.iter().filter(|t| t.mismatched > 0).map(|t| t.name.clone()).collect();
-    if args.repair && !differing.is_empty() {
-        if args.format == Format::Table {
-            print_validation(&report, args.format);
+    if args.repair {
+        for t in report.tables.iter().filter(|t| t.verdict == Verdict::NotProven) {
+            eprintln!("pgferry: not repaired {}: not proven different ({})", t.table, unproven_text(t));
         }
-        let repaired = pgferry::copy::repair_tables(&source, &target, &migration, &differing).await?;
-        for table in &repaired {
-            eprintln!("pgferry: repaired {}: {} row(s) copied again from the snapshot at {}", table.table, table.rows, table.snapshot_lsn);
+        // Only proven differences are copied again, never what may be lag.
+        let differing: Vec<_> = report.different().filter(|t| t.problem.is_none()).map(|t| t.name.clone()).collect();
+        if !differing.is_empty() {
+            if args.format == Format::Table {
+                print_validation(&report, args.format);
+            }
+            let repaired = pgferry::copy::repair_tables(&source, &target, &migration, &differing).await?;
+            for table in &repaired {
+                eprintln!("pgferry: repaired {}: {} row(s) copied again from the snapshot at {}", table.table, table.rows, table.snapshot_lsn);
+            }
+            report = run().await?;
         }
-        report = run().await?;
     }
     print_validation(&report, args.format);
-    Ok(if report.equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(verdict_exit_code(report.verdict))
+}
+
+/// Validation verdicts as exit codes: 0 EQUAL, 1 DIFFERENT, 4 NOT PROVEN.
+fn verdict_exit_code(verdict: Verdict) -> ExitCode {
+    match verdict {
+        Verdict::Equal => ExitCode::SUCCESS,
+        Verdict::Different => ExitCode::from(1),
+        Verdict::NotProven => ExitCode::from(4),
+    }
+}
+
+fn unproven_text(table: &pgferry::validate::TableVerdict) -> String {
+    table.unproven.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 fn print_validation(report: &pgferry::validate::ValidationReport, format: Format) {
@@ -186,7 +206,10 @@ async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {
         Format::Table => print!("{}", render::rehearsal(&rehearsal)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&rehearsal).expect("rehearsal serializes")),
     }
-    Ok(if rehearsal.ready() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(match rehearsal.decision {
+        pgferry_core::cutover::Decision::Go => verdict_exit_code(rehearsal.validation.verdict),
+        pgferry_core::cutover::Decision::NoGo(_) => ExitCode::from(1),
+    })
 }
 
 async fn cutover(args: CutoverArgs) -> Result<ExitCode> {

@@ -4,7 +4,10 @@
 //! Exit codes: 0 success (for `check`: the pair is ready), 1 the command ran and
 //! found problems (for `check`: findings that block a migration), 2 usage,
 //! configuration or connection errors, 3 a failure while changing a server (a
-//! rerun resumes); `demo` stopped by SIGINT or SIGTERM exits 130 or 143 after
+//! rerun resumes), 4 a validation (`validate`, `rehearse`) that is NOT PROVEN:
+//! nothing found different, not everything proven equal (rows that kept
+//! changing, differences that may be lag); `validate` and `rehearse` exit 0
+//! for EQUAL and 1 for DIFFERENT; `demo` stopped by SIGINT or SIGTERM exits 130 or 143 after
 //! removing its clusters.
 
 mod aws;

@@ -9,6 +9,7 @@ use pgferry::rehearse::Rehearsal;
 use pgferry::status::Status;
 use pgferry_core::cutover::Decision;
 use pgferry::validate::ValidationReport;
+use pgferry_core::validation::Verdict;
 use pgferry_core::preflight::human_bytes;
 use pgferry_core::preflight::{Finding, Severity, Side};
 
@@ -112,8 +113,8 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         if let Some(problem) = &t.problem {
             let _ = writeln!(out, "    {problem}");
         }
-        if t.changing > 0 {
-            let _ = writeln!(out, "    {} chunk(s) kept changing on the source while re-checked (not a failure; the cutover checks them fenced)", t.changing);
+        for why in &t.unproven {
+            let _ = writeln!(out, "    NOT PROVEN: {why}");
         }
         for d in &t.differences {
             let _ = writeln!(out, "    {:?} key {}", d.difference, d.key);
@@ -128,19 +129,29 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
             let _ = writeln!(out, "    (no key: the differing rows are listed by their whole value)");
         }
     }
-    let differing = report.tables.iter().filter(|t| t.mismatched > 0 || t.problem.is_some()).count();
+    let count = |verdict| report.tables.iter().filter(|t| t.verdict == verdict).count();
     if let Some(b) = &report.behind {
+        let pending = b.pending_changes.map_or_else(|| "changes not counted".to_string(), |n| format!("{n} change(s) not applied yet"));
         let _ = writeln!(
             out,
-            "change capture was not running: the target holds the source's changes up to {}, the source is at {} ({} behind); \
-             the differences may be changes not applied yet: start `pgferry follow`, then validate again",
+            "change capture was not running: the target holds the source's changes up to {}, the source was at {} ({} behind, {pending}); \
+             differences in tables with changes not applied yet may be lag, not mismatches: start `pgferry follow`, then validate again",
             b.applied_lsn,
             b.source_lsn,
             human_bytes(b.bytes)
         );
     }
-    let verdict = if report.equal { "EQUAL" } else { "DIFFERENT" };
-    let _ = writeln!(out, "{verdict}: {} table(s) compared, {differing} differ", report.tables.len());
+    let _ = writeln!(
+        out,
+        "{}: {} table(s) compared, {} differ, {} not proven",
+        report.verdict.as_str(),
+        report.tables.len(),
+        count(Verdict::Different),
+        count(Verdict::NotProven)
+    );
+    if report.verdict == Verdict::NotProven {
+        let _ = writeln!(out, "nothing was proven different, and not everything was proven equal (exit 4): see NOT PROVEN above");
+    }
     out
 }
 
@@ -245,7 +256,11 @@ pub(crate) fn status(s: &Status) -> String {
     }
     match &s.validation {
         Some(v) => {
-            let verdict = if v.equal { "equal".to_string() } else { format!("{} differing chunk(s)", v.mismatched_chunks) };
+            let verdict = match (v.equal, v.verdict.as_deref()) {
+                (true, _) => "equal".to_string(),
+                (false, Some("NOT PROVEN")) => format!("NOT PROVEN ({} chunk(s) kept changing; differences that may be lag are not mismatches)", v.changing_chunks),
+                (false, _) => format!("{} differing chunk(s)", v.mismatched_chunks),
+            };
             let _ = writeln!(out, "validation     {} ({}, {} rows, at {})", verdict, v.mode, v.rows_compared, v.finished_at);
         }
         None => {
@@ -298,10 +313,17 @@ pub(crate) fn rehearsal(r: &Rehearsal) -> String {
     let _ = writeln!(out, "sequences      {:.3} s ({} present on both sides)", r.sequence_seconds, r.sequences);
     let _ = writeln!(
         out,
-        "validation     {} in {:.1} s (outside the downtime)",
-        if r.validation_equal { "equal" } else { "DIFFERENT: run pgferry validate" },
+        "validation     {} in {:.1} s (outside the downtime; the changed rows, judged as the cutover will)",
+        r.validation.verdict.as_str(),
         r.validation_seconds
     );
+    for t in r.validation.tables.iter().filter(|t| t.verdict != Verdict::Equal) {
+        let keys: Vec<&str> = t.differences.iter().map(|d| d.key.as_str()).collect();
+        let _ = writeln!(out, "                 {} {}: keys {}", t.table, t.verdict.as_str(), keys.join(", "));
+        for why in &t.unproven {
+            let _ = writeln!(out, "                   {why}");
+        }
+    }
     let _ = writeln!(out, "switch         would run: {}", r.switch_command.as_deref().unwrap_or("(none given)"));
     let _ = writeln!(out, "\nexpected downtime: about {:.2} s", r.expected_downtime_seconds);
     out

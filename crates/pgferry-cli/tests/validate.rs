@@ -1,5 +1,8 @@
 //! `pgferry validate` against real clusters: equal data gives no false positive
-//! across 15 -> 18, and each kind of planted difference is found with its key.
+//! across 15 -> 18, each kind of planted difference is found with its key, and
+//! what a comparison cannot prove (rows that keep changing, lag) is NOT PROVEN
+//! (exit 4), never EQUAL and never DIFFERENT; `rehearse` and the cutover's check
+//! judge the same state alike.
 
 use std::process::{Command, Output};
 
@@ -211,8 +214,10 @@ fn under_a_steady_write_load_with_change_capture_running_only_real_differences_a
     source.psql("app", "UPDATE t SET s = 'not applied yet' WHERE id = 3");
     let out = validate(&source, &target, &["--format", "json"]);
     let report = json(&out);
-    assert_eq!(report["equal"], false, "{report:#}");
+    assert_eq!(out.status.code(), Some(4), "lag is not a mismatch: {report:#}");
+    assert_eq!(report["verdict"], "not_proven", "{report:#}");
     assert!(report["behind"]["bytes"].as_i64().is_some_and(|b| b > 0), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report["behind"]["pending_changes"], 1, "{report:#}");
     let text = String::from_utf8_lossy(&validate(&source, &target, &[]).stdout).to_string();
     assert!(text.contains("change capture was not running"), "{text}");
 
@@ -227,7 +232,12 @@ fn under_a_steady_write_load_with_change_capture_running_only_real_differences_a
     });
     let out = validate(&source, &target, &["--format", "json"]);
     let report = json(&out);
-    assert_eq!(out.status.code(), Some(0), "no false mismatch under writes: {report:#}");
+    assert_ne!(out.status.code(), Some(1), "no false mismatch under writes: {report:#}");
+    assert_ne!(report["verdict"], "different", "{report:#}");
+    for t in report["tables"].as_array().unwrap() {
+        assert_eq!(t["mismatched"], 0, "{t:#}");
+        assert_eq!(t["verdict"] == "not_proven", t["changing"].as_u64().unwrap() > 0, "NOT PROVEN exactly when chunks kept changing: {t:#}");
+    }
 
     // A real difference in a row nobody writes is still found, with its key.
     target.psql("app", "UPDATE t SET s = 'drift' WHERE id = 1500");
@@ -254,9 +264,7 @@ fn repair_copies_differing_tables_again_and_change_capture_stays_exact() {
     copy(&source, &target);
     source.psql("app", "UPDATE t SET s = 'before repair' WHERE id = 30; INSERT INTO t (id) VALUES (7000);");
     follow_caught_up(&source, &target);
-    // Drift on the target, and more changes on the source not applied yet.
     target.psql("app", "UPDATE t SET s = 'drift' WHERE id = 40; DELETE FROM t WHERE id = 1999;");
-    source.psql("app", "UPDATE t SET s = 'pending' WHERE id = 41; INSERT INTO t (id) VALUES (7001);");
 
     // Not while change capture runs.
     let mut follow = spawn_follow(&source, &target);
@@ -265,15 +273,155 @@ fn repair_copies_differing_tables_again_and_change_capture_stays_exact() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("repair needs change capture stopped"));
     follow.kill().unwrap();
     follow.wait().unwrap();
+    // Drift on the target; changes on the source not applied yet, to another table.
     target.psql("app", "UPDATE t SET s = 'drift again' WHERE id = 40");
+    source.psql("app", "UPDATE \"Odd \"\"name\" SET v = -41 WHERE k = 'key 41'; INSERT INTO \"Odd \"\"name\" VALUES ('key 7001', 7001);");
 
-    let out = validate(&source, &target, &["--repair"]);
+    let out = validate(&source, &target, &["--repair", "--format", "json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
-    assert!(stderr.contains("repaired \"public\".\"t\""), "{stderr}");
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(4), "the lagging table is not proven: {report:#}\n{stderr}");
+    assert!(stderr.contains("pgferry: repaired \"public\".\"t\""), "{stderr}");
+    assert!(stderr.contains("not repaired \"public\".\"Odd \"\"name\": not proven different"), "only lag there: {stderr}");
+    assert!(!stderr.contains("pgferry: repaired \"public\".\"Odd"), "{stderr}");
+    assert_eq!(table(&report, "\"public\".\"t\"").unwrap()["verdict"], "equal", "{report:#}");
+    assert_eq!(table(&report, "\"public\".\"Odd \"\"name\"").unwrap()["unproven"][0]["pending_changes"], 2, "{report:#}");
     // Change capture resumes: what the repair's snapshot held is skipped, the rest applied.
     source.psql("app", "UPDATE t SET s = 'after repair' WHERE id = 42; DELETE FROM t WHERE id = 1998; INSERT INTO t (id) VALUES (7002);");
     follow_caught_up(&source, &target);
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
     assert_eq!(target.psql("app", "SELECT count(*) FROM pgferry.repair"), "1");
+}
+
+/// A database with one small table, copied and followed.
+fn hot_pair(source_version: PgVersion, target_version: PgVersion) -> (Cluster, Cluster) {
+    let source = Cluster::start(source_version);
+    source.create_database("app");
+    source.psql("app", "CREATE TABLE hot (id int PRIMARY KEY, v int NOT NULL); INSERT INTO hot SELECT g, 0 FROM generate_series(1, 10) g;");
+    let target = Cluster::start(target_version);
+    target.create_database("app");
+    copy(&source, &target);
+    follow_caught_up(&source, &target);
+    (source, target)
+}
+
+#[test]
+fn a_table_whose_every_chunk_keeps_changing_is_not_proven_with_its_count() {
+    let (source, target) = hot_pair(PgVersion::V15, PgVersion::V18);
+    // Rows only the target has, below and above the source's keys: both chunks
+    // differ at every read, and the writer changes every source row all the time.
+    target.psql("app", "INSERT INTO hot VALUES (0, 0), (1000, 0)");
+    let mut follow = spawn_follow(&source, &target);
+    let writer = Writer::start(source.url("app"), |_| "UPDATE hot SET v = v + 1".to_string());
+    let (s, t) = (source.url("app"), target.url("app"));
+    let args = ["validate", "--source", s.as_str(), "--target", t.as_str(), "--chunk-rows", "5"];
+    let out = pgferry(&[&args[..], &["--format", "json"]].concat());
+    let text = pgferry(&args);
+    writer.stop();
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(4), "NOT PROVEN, not EQUAL: {report:#}");
+    assert_eq!(report["verdict"], "not_proven");
+    assert_eq!(report["equal"], false);
+    let hot = table(&report, "\"public\".\"hot\"").unwrap();
+    assert_eq!(hot["chunks"], 2, "{hot:#}");
+    assert_eq!(hot["changing"], 2, "{hot:#}");
+    assert_eq!(hot["unproven"], serde_json::json!([{"reason": "kept_changing", "chunks": 2}]), "{hot:#}");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.contains("NOT PROVEN: 1 table(s) compared, 0 differ, 1 not proven"), true, "{text}");
+    assert!(text.contains("2 chunk(s) kept changing"), "{text}");
+}
+
+#[test]
+fn changed_only_with_change_capture_stopped_counts_lag_as_not_proven_never_as_a_mismatch() {
+    let (source, target) = hot_pair(PgVersion::V15, PgVersion::V15);
+    source.psql("app", "UPDATE hot SET v = 1 WHERE id IN (2, 3)");
+    follow_caught_up(&source, &target);
+    // Touched rows changed again, not applied yet: lag.
+    source.psql("app", "UPDATE hot SET v = 2 WHERE id = 2; UPDATE hot SET v = 2 WHERE id = 3; DELETE FROM hot WHERE id = 4");
+    let out = validate(&source, &target, &["--changed-only", "--format", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(4), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report["verdict"], "not_proven");
+    assert_eq!(report["behind"]["pending_changes"], 3, "{report:#}");
+    let hot = table(&report, "\"public\".\"hot\"").unwrap();
+    assert_eq!(hot["unproven"], serde_json::json!([{"reason": "may_be_lag", "chunks": 1, "pending_changes": 3}]), "{hot:#}");
+    let text = String::from_utf8_lossy(&validate(&source, &target, &["--changed-only"]).stdout).into_owned();
+    assert!(text.contains("3 change(s) not applied yet") && text.contains("NOT PROVEN: 1 table(s)"), "{text}");
+    let status = json(&pgferry(&["status", "--source", &source.url("app"), "--target", &target.url("app"), "--format", "json"]));
+    assert_eq!(status["validation"]["verdict"], "NOT PROVEN", "{status:#}");
+    assert_eq!(status["validation"]["mismatched_chunks"], 0, "lag does not block the cutover: {status:#}");
+
+    // Caught up: equal. A real difference with nothing pending: DIFFERENT.
+    follow_caught_up(&source, &target);
+    assert_eq!(validate(&source, &target, &["--changed-only"]).status.code(), Some(0));
+    source.psql("app", "UPDATE hot SET v = 3 WHERE id = 5");
+    follow_caught_up(&source, &target);
+    target.psql("app", "UPDATE hot SET v = 99 WHERE id = 5");
+    let out = validate(&source, &target, &["--changed-only", "--format", "json"]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    assert_eq!(table(&report, "\"public\".\"hot\"").unwrap()["differences"][0]["key"], "(5)");
+}
+
+#[test]
+fn repair_copies_nothing_when_the_only_differences_may_be_lag() {
+    let (source, target) = hot_pair(PgVersion::V15, PgVersion::V15);
+    source.psql("app", "UPDATE hot SET v = 7 WHERE id = 1; INSERT INTO hot VALUES (11, 0);");
+    let out = validate(&source, &target, &["--repair"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("not repaired \"public\".\"hot\": not proven different (1 chunk(s) differ while 2 change(s)"), "{stderr}");
+    assert!(!stderr.contains("pgferry: repaired"), "{stderr}");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pg_tables WHERE schemaname = 'pgferry' AND tablename = 'repair'"), "0");
+    // The lag is applied by change capture, as it would have been.
+    follow_caught_up(&source, &target);
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+}
+
+fn rehearse_or_cutover(command: &str, source: &Cluster, target: &Cluster) -> Output {
+    pgferry(&[command, "--source", &source.url("app"), "--target", &target.url("app"), "--format", "json"])
+}
+
+#[test]
+fn rehearse_and_the_cutovers_check_judge_the_same_state_alike() {
+    let (source, target) = hot_pair(PgVersion::V15, PgVersion::V15);
+    source.psql("app", "CREATE ROLE app LOGIN");
+    // Under a writer the rehearsal's rows written after its drain are lag:
+    // never DIFFERENT (they were, three times, before the cutover found them equal).
+    let writer = Writer::start(source.url("app"), |n| format!("UPDATE hot SET v = {n} WHERE id = {}", n % 10 + 1));
+    for _ in 0..3 {
+        let out = rehearse_or_cutover("rehearse", &source, &target);
+        let report = json(&out);
+        let verdict = &report["validation"]["verdict"];
+        assert!(verdict == "equal" || verdict == "not_proven", "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_ne!(out.status.code(), Some(1), "{report:#}");
+    }
+    writer.stop();
+    // The same state for both: equal.
+    let out = rehearse_or_cutover("rehearse", &source, &target);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(json(&out)["validation"]["verdict"], "equal");
+
+    // A changed row that differs on the target: DIFFERENT for both, with its key.
+    source.psql("app", "UPDATE hot SET v = -1 WHERE id = 4");
+    follow_caught_up(&source, &target);
+    target.psql("app", "UPDATE hot SET v = 44 WHERE id = 4");
+    let out = rehearse_or_cutover("rehearse", &source, &target);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let hot = table(&report["validation"], "\"public\".\"hot\"").unwrap();
+    assert_eq!((hot["verdict"].as_str(), hot["differences"][0]["key"].as_str()), (Some("different"), Some("(4)")), "{hot:#}");
+    let out = rehearse_or_cutover("cutover", &source, &target);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("rolled back") && stderr.contains("\"public\".\"hot\" (keys (4)): DIFFERENT"), "{stderr}");
+    // Repaired: equal for both (the recorded difference cleared first), and the cutover goes through.
+    target.psql("app", "UPDATE hot SET v = -1 WHERE id = 4");
+    assert_eq!(validate(&source, &target, &["--changed-only"]).status.code(), Some(0));
+    assert_eq!(json(&rehearse_or_cutover("rehearse", &source, &target))["validation"]["verdict"], "equal");
+    let out = rehearse_or_cutover("cutover", &source, &target);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
 }

@@ -7,8 +7,120 @@
 //! order, so a table without a key can be fingerprinted whole. When fingerprints
 //! differ, the rows of that chunk are listed by key with their hashes, and the
 //! lists are merged to name the keys that are missing, extra or changed.
+//!
+//! The verdict ([`judge_table`], [`overall`]) has three values, because a
+//! comparison of a live database can fail to prove anything: EQUAL (every row
+//! compared the same), DIFFERENT (keys differ and nothing but a real difference
+//! explains it) and NOT PROVEN (nothing proven different, but some rows kept
+//! changing through every re-check, or differ while the target had not applied
+//! all of the source's changes to their table: lag, never a mismatch).
 
 use serde::Serialize;
+
+/// What a validation proved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every compared row is the same on both sides.
+    Equal,
+    /// Keys differ (or a table is missing) and lag cannot explain it.
+    Different,
+    /// Nothing proven different, and not everything proven equal.
+    NotProven,
+}
+
+impl Verdict {
+    /// As reports print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Equal => "EQUAL",
+            Verdict::Different => "DIFFERENT",
+            Verdict::NotProven => "NOT PROVEN",
+        }
+    }
+}
+
+/// Whether the target may have lacked some of the source's changes to a table
+/// when the two sides were read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lag {
+    /// The target held every change the source's read held: re-checks waited
+    /// for change capture, nothing was pending, or there is no change capture.
+    None,
+    /// This many changes to the table, committed on the source by its read,
+    /// were not applied on the target.
+    Pending(i64),
+    /// The target was behind and its pending changes could not be counted.
+    Unknown,
+}
+
+/// Why a table is not proven equal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Unproven {
+    /// Chunks whose rows on the source changed between every re-check.
+    KeptChanging { chunks: usize },
+    /// Chunks that differ while the target had not applied all of the source's
+    /// changes to the table (`pending_changes`: `None` when not counted).
+    MayBeLag { chunks: usize, pending_changes: Option<i64> },
+}
+
+impl std::fmt::Display for Unproven {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unproven::KeptChanging { chunks } => write!(f, "{chunks} chunk(s) kept changing on the source through every re-check"),
+            Unproven::MayBeLag { chunks, pending_changes: Some(n) } => {
+                write!(f, "{chunks} chunk(s) differ while {n} change(s) to the table were not applied yet: may be lag")
+            }
+            Unproven::MayBeLag { chunks, pending_changes: None } => {
+                write!(f, "{chunks} chunk(s) differ while the target was behind (changes not counted): may be lag")
+            }
+        }
+    }
+}
+
+/// What comparing one table found, before it is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableEvidence {
+    pub missing_on_target: bool,
+    /// Chunks that still differed at their last read.
+    pub mismatched_chunks: usize,
+    /// Chunks that differed while their source rows kept changing.
+    pub changing_chunks: usize,
+    pub lag: Lag,
+}
+
+/// One table's verdict and, when not proven, why.
+pub fn judge_table(evidence: &TableEvidence) -> (Verdict, Vec<Unproven>) {
+    let mut unproven = Vec::new();
+    if evidence.changing_chunks > 0 {
+        unproven.push(Unproven::KeptChanging { chunks: evidence.changing_chunks });
+    }
+    if evidence.missing_on_target {
+        return (Verdict::Different, unproven);
+    }
+    if evidence.mismatched_chunks > 0 {
+        let pending_changes = match evidence.lag {
+            Lag::None => return (Verdict::Different, unproven),
+            Lag::Pending(0) => return (Verdict::Different, unproven),
+            Lag::Pending(n) => Some(n),
+            Lag::Unknown => None,
+        };
+        unproven.push(Unproven::MayBeLag { chunks: evidence.mismatched_chunks, pending_changes });
+    }
+    let verdict = if unproven.is_empty() { Verdict::Equal } else { Verdict::NotProven };
+    (verdict, unproven)
+}
+
+/// The whole validation's verdict: DIFFERENT when any table is, else NOT PROVEN
+/// when any table is, else EQUAL (also when there was nothing to compare).
+pub fn overall(tables: impl IntoIterator<Item = Verdict>) -> Verdict {
+    tables.into_iter().fold(Verdict::Equal, |all, table| match (all, table) {
+        (Verdict::Different, _) | (_, Verdict::Different) => Verdict::Different,
+        (Verdict::NotProven, _) | (_, Verdict::NotProven) => Verdict::NotProven,
+        _ => Verdict::Equal,
+    })
+}
 
 /// A chunk's fingerprint on one side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -111,6 +223,46 @@ mod tests {
         let diffs = diff_rows(&source, &[], 2, true);
         assert_eq!(diffs.len(), 2);
         assert_eq!(diffs[0].source_row.as_deref(), Some("(1,1)"));
+    }
+
+    fn evidence(mismatched_chunks: usize, changing_chunks: usize, lag: Lag) -> TableEvidence {
+        TableEvidence { missing_on_target: false, mismatched_chunks, changing_chunks, lag }
+    }
+
+    #[test]
+    fn chunks_that_kept_changing_are_not_proven_with_their_count() {
+        let (verdict, why) = judge_table(&evidence(0, 7, Lag::None));
+        assert_eq!(verdict, Verdict::NotProven);
+        assert_eq!(why, [Unproven::KeptChanging { chunks: 7 }]);
+        assert_eq!(judge_table(&evidence(0, 0, Lag::Unknown)), (Verdict::Equal, vec![]), "lag without a difference is equal");
+    }
+
+    #[test]
+    fn a_difference_is_different_only_when_lag_cannot_explain_it() {
+        assert_eq!(judge_table(&evidence(2, 0, Lag::None)).0, Verdict::Different);
+        assert_eq!(judge_table(&evidence(2, 0, Lag::Pending(0))).0, Verdict::Different, "nothing pending for the table");
+        assert_eq!(
+            judge_table(&evidence(2, 0, Lag::Pending(5))),
+            (Verdict::NotProven, vec![Unproven::MayBeLag { chunks: 2, pending_changes: Some(5) }])
+        );
+        assert_eq!(
+            judge_table(&evidence(1, 3, Lag::Unknown)),
+            (Verdict::NotProven, vec![Unproven::KeptChanging { chunks: 3 }, Unproven::MayBeLag { chunks: 1, pending_changes: None }])
+        );
+        let (verdict, why) = judge_table(&evidence(1, 3, Lag::None));
+        assert_eq!((verdict, why), (Verdict::Different, vec![Unproven::KeptChanging { chunks: 3 }]), "a proven difference wins");
+        let missing = TableEvidence { missing_on_target: true, ..evidence(0, 0, Lag::Pending(9)) };
+        assert_eq!(judge_table(&missing).0, Verdict::Different, "a missing table is not lag");
+    }
+
+    #[test]
+    fn different_outranks_not_proven_which_outranks_equal() {
+        use Verdict::*;
+        assert_eq!(overall([]), Equal);
+        assert_eq!(overall([Equal, Equal]), Equal);
+        assert_eq!(overall([Equal, NotProven, Equal]), NotProven);
+        assert_eq!(overall([NotProven, Different, Equal]), Different);
+        assert_eq!(overall([Different, NotProven]), Different);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio_postgres::Client;
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::error::{Error, ErrorKind, Result};
 use crate::outside_fence::{self, OutsideFence};
-use crate::validate::{validate_changed, ValidateOptions, Verdict};
+use crate::validate::{validate_changed, ValidateOptions};
 use crate::{failpoint, fence, shell};
 
 const JOURNAL_SQL: &str = "
@@ -307,21 +307,25 @@ async fn switch(dst: &Client, name: &MigrationName, options: &CutoverOptions) ->
 /// was last found equal is compared; a difference rolls the cutover back.
 async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<i64> {
     let options = ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
-    let report = validate_changed(source, target, name, &options, Verdict::Record).await?;
+    let report = validate_changed(source, target, name, &options, crate::validate::Recording::Record).await?;
     if report.equal {
         return Ok(report.tables.iter().map(|t| t.source_rows).sum());
     }
-    let differing: Vec<String> = report
+    let tables: Vec<String> = report
         .tables
         .iter()
-        .filter(|t| t.mismatched > 0 || t.problem.is_some())
+        .filter(|t| t.verdict != pgferry_core::validation::Verdict::Equal)
         .map(|t| {
             let keys: Vec<&str> = t.differences.iter().map(|d| d.key.as_str()).collect();
-            format!("{} (keys {})", t.table, keys.join(", "))
+            let why: Vec<String> = t.unproven.iter().map(ToString::to_string).collect();
+            format!("{} (keys {}): {}{}{}", t.table, keys.join(", "), t.verdict.as_str(), if why.is_empty() { "" } else { ", " }, why.join("; "))
         })
         .collect();
-    Err(Error::new(ErrorKind::Precondition, format!("rows changed during the migration differ on the target: {}", differing.join("; ")))
-        .with_hint("run pgferry validate --show-values to see them; find the cause (a write on the target?) before cutting over"))
+    Err(Error::new(
+        ErrorKind::Precondition,
+        format!("the changed rows are {}: {}", report.verdict.as_str(), tables.join("; ")),
+    )
+    .with_hint("run pgferry validate --changed-only --show-values to see them; find the cause (a write on the target, a writer the fence spared?) before cutting over"))
 }
 
 /// After the switch: the remaining steps only record that the target is open.

@@ -7,8 +7,10 @@
 //! cutover's sequence step would, compares the rows change capture touched as the
 //! cutover's exact check will, and shows the switch command without running it.
 //! The expected downtime is the fence's own cost plus the drain, sequence and
-//! check times measured here. Under live writes, rows written after the drain can
-//! show as different here; the cutover's own check runs fenced.
+//! check times measured here. The check is the cutover's own
+//! ([`validate_changed`], the same verdict rule): under live writes, rows
+//! written after the drain are lag, so the rehearsal says NOT PROVEN for them,
+//! never DIFFERENT; the cutover's check runs fenced and settles them.
 
 use std::time::Instant;
 
@@ -19,7 +21,7 @@ use serde::Serialize;
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::cutover::CutoverOptions;
 use crate::error::{Error, Result};
-use crate::validate::{validate_changed, ValidateOptions, Verdict};
+use crate::validate::{validate_changed, Recording, ValidateOptions, ValidationReport};
 
 /// What raising and verifying the fence cost in the benchmark (bench/RESULTS.md):
 /// added to the measured steps to estimate the downtime.
@@ -33,7 +35,10 @@ pub struct Rehearsal {
     pub changes_drained: u64,
     pub sequence_seconds: f64,
     pub sequences: usize,
+    /// The changed-rows check's verdict is EQUAL.
     pub validation_equal: bool,
+    /// The changed-rows check, as the cutover's would judge it.
+    pub validation: ValidationReport,
     pub validation_seconds: f64,
     pub switch_command: Option<String>,
     pub expected_downtime_seconds: f64,
@@ -54,7 +59,7 @@ pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpt
     let sequences = count_sequences(&src, &dst).await?;
     let sequence_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let report = validate_changed(source, target, &options.migration, validation, Verdict::Discard).await?;
+    let report = validate_changed(source, target, &options.migration, validation, Recording::Discard).await?;
     let validation_seconds = started.elapsed().as_secs_f64();
     Ok(Rehearsal {
         decision,
@@ -63,6 +68,7 @@ pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpt
         sequence_seconds,
         sequences,
         validation_equal: report.equal,
+        validation: report,
         validation_seconds,
         switch_command: options.switch_command.clone(),
         expected_downtime_seconds: FENCE_SECONDS + drain_seconds + sequence_seconds + validation_seconds,
@@ -92,11 +98,4 @@ async fn count_sequences(src: &tokio_postgres::Client, dst: &tokio_postgres::Cli
             .with_hint("create them on the target (pgferry inventory lists both sides)"));
     }
     Ok(names.len())
-}
-
-impl Rehearsal {
-    /// Whether a cutover now would start and the data is equal.
-    pub fn ready(&self) -> bool {
-        matches!(self.decision, Decision::Go) && self.validation_equal
-    }
 }

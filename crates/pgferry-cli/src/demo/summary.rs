@@ -63,7 +63,7 @@ pub(crate) fn render(s: &Summary<'_>) -> String {
     );
     let source_rows: i64 = s.validation.tables.iter().map(|t| t.source_rows).sum();
     let target_rows: i64 = s.validation.tables.iter().map(|t| t.target_rows).sum();
-    let verdict = if s.validation.equal { "EQUAL" } else { "DIFFERENT" };
+    let verdict = s.validation.verdict.as_str();
     let _ = writeln!(
         out,
         "validation           {verdict}: {} tables, {source_rows} rows on the source, {target_rows} on the target; inside the cutover, {} changed rows compared equal",

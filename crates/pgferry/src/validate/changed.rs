@@ -8,6 +8,11 @@
 //! without a usable key) is compared in full. When everything is equal, the
 //! touched rows up to the applied position the target's snapshot held are
 //! deleted: they are checked. Anything touched later keeps its row.
+//!
+//! `rehearse` and the cutover's exact check call this same function and read
+//! its verdict by the same rule (`pgferry_core::validation`): a rehearsal under
+//! live writes may be NOT PROVEN (rows written after its drain are lag), never
+//! DIFFERENT where the fenced cutover finds the rows equal.
 
 use pgferry_core::names::MigrationName;
 use pgferry_pg::ConnSpec;
@@ -24,7 +29,7 @@ const KEYS_PER_CHUNK: usize = 5_000;
 
 /// Whether a changed-rows check journals its outcome.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Verdict {
+pub enum Recording {
     /// Recorded for `status` and the go/no-go; rows found equal marked checked.
     Record,
     /// A rehearsal's estimate under live writes: nothing written.
@@ -37,7 +42,7 @@ pub async fn validate_changed(
     target: &ConnSpec,
     name: &MigrationName,
     options: &ValidateOptions,
-    verdict_use: Verdict,
+    recording: Recording,
 ) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
@@ -69,10 +74,13 @@ pub async fn validate_changed(
     }
     let live = Live::open(source, target, name).await?;
     let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
-    if live.is_none() && !report.equal {
-        report.behind = super::live::behind(&src, name, applied.as_deref()).await?;
-    }
-    if verdict_use == Verdict::Record {
+    let behind = if live.is_none() && report.tables.iter().any(|t| t.mismatched > 0) {
+        super::lag::behind(source, name, applied.as_deref(), &sides.source_lsn).await?
+    } else {
+        None
+    };
+    report.conclude(behind);
+    if recording == Recording::Record {
         super::journal::record(target, name, "changed_only", &report).await?;
         if let (Some(applied), true) = (applied, report.equal) {
             mark_checked(target, name, applied).await?;

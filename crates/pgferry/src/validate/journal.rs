@@ -20,14 +20,18 @@ CREATE TABLE IF NOT EXISTS pgferry.validation (
     changing_chunks bigint NOT NULL,
     rows_compared bigint NOT NULL,
     finished_at timestamptz NOT NULL DEFAULT now()
-);";
+);
+ALTER TABLE pgferry.validation ADD COLUMN IF NOT EXISTS verdict text;";
 
 /// The last validation of a migration, as `pgferry status` shows it.
 #[derive(Debug, Serialize)]
 pub struct LastValidation {
     /// `full` or `changed_only`.
     pub mode: String,
+    /// `EQUAL`, `DIFFERENT` or `NOT PROVEN` (`None`: recorded by an older pgferry).
+    pub verdict: Option<String>,
     pub equal: bool,
+    /// Chunks of the tables found DIFFERENT (never differences that may be lag).
     pub mismatched_chunks: i64,
     pub changing_chunks: i64,
     pub rows_compared: i64,
@@ -38,22 +42,25 @@ pub struct LastValidation {
 pub(super) async fn record(target: &ConnSpec, name: &MigrationName, mode: &str, report: &ValidationReport) -> Result<()> {
     let client = pgferry_pg::connect(target).await?;
     let sum = |f: fn(&super::TableVerdict) -> i64| report.tables.iter().map(f).sum::<i64>();
+    let mismatched: i64 = report.different().map(|t| t.mismatched.max(1) as i64).sum();
+    let verdict = report.verdict.as_str();
     let write = || async {
         client.batch_execute(SCHEMA_SQL).await?;
         client
             .execute(
-                "INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (migration) DO UPDATE SET mode = excluded.mode, equal = excluded.equal,
+                "INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared, verdict)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (migration) DO UPDATE SET mode = excluded.mode, equal = excluded.equal, verdict = excluded.verdict,
                      mismatched_chunks = excluded.mismatched_chunks, changing_chunks = excluded.changing_chunks,
                      rows_compared = excluded.rows_compared, finished_at = now()",
                 &[
                     &name.as_str(),
                     &mode,
                     &report.equal,
-                    &sum(|t| t.mismatched as i64),
+                    &mismatched,
                     &sum(|t| t.changing as i64),
                     &sum(|t| t.source_rows),
+                    &verdict,
                 ],
             )
             .await
@@ -73,7 +80,7 @@ pub async fn last_validation(dst: &Client, name: &MigrationName) -> Result<Optio
     }
     let row = dst
         .query_opt(
-            "SELECT mode, equal, mismatched_chunks, changing_chunks, rows_compared, finished_at::text
+            "SELECT mode, equal, mismatched_chunks, changing_chunks, rows_compared, finished_at::text, verdict
              FROM pgferry.validation WHERE migration = $1",
             &[&name.as_str()],
         )
@@ -86,5 +93,6 @@ pub async fn last_validation(dst: &Client, name: &MigrationName) -> Result<Optio
         changing_chunks: r.get(3),
         rows_compared: r.get(4),
         finished_at: r.get(5),
+        verdict: r.get(6),
     }))
 }

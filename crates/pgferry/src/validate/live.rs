@@ -2,18 +2,18 @@
 //! snapshots can differ only because the target had not applied yet what the
 //! source's snapshot held (or had applied more). Such a chunk is read again:
 //! the source's rows, then a logical message on the source whose position the
-//! target's apply journal must pass before the target's rows are read. Equal
-//! now: matched. Still different after [`ATTEMPTS`] reads: a mismatch when the
-//! source's rows stayed the same between the last reads, otherwise rows that
-//! change constantly, reported as such rather than as a failure (the cutover's
-//! exact check, fenced, settles them).
+//! target's apply journal must pass before the target's rows are read, then the
+//! source's rows again. Equal: matched. A mismatch only when the source's rows
+//! were the same before and after the target's read (so the target's applied
+//! state lies between two reads that agree); otherwise the next attempt starts
+//! from the later read. After [`ATTEMPTS`] the chunk kept changing: NOT PROVEN,
+//! never EQUAL (the cutover's exact check, fenced, settles it).
 
 use std::time::{Duration, Instant};
 
 use pgferry_core::names::MigrationName;
 use pgferry_core::validation::{diff_rows, KeyDifference, RowDigest};
 use pgferry_pg::ConnSpec;
-use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::tables::ValidatedTable;
@@ -55,27 +55,23 @@ impl Live {
     }
 
     pub(super) async fn recheck(&self, table: &ValidatedTable, scope: &Scope, options: &ValidateOptions) -> Result<Outcome> {
-        let mut previous: Option<Vec<RowDigest>> = None;
-        let mut changing = false;
-        let mut last = (0, 0, Vec::new());
+        let mut before = rows(&self.source, table, scope).await?;
         for _ in 0..ATTEMPTS {
-            let source_rows = rows(&self.source, table, scope).await?;
             self.wait_for_target().await?;
             let target_rows = rows(&self.target, table, scope).await?;
-            let differences = diff_rows(&source_rows, &target_rows, options.max_differences, options.show_values);
+            let differences = diff_rows(&before, &target_rows, options.max_differences, options.show_values);
             if differences.is_empty() {
-                return Ok(Outcome::Equal { rows: source_rows.len() as i64 });
+                return Ok(Outcome::Equal { rows: before.len() as i64 });
             }
-            changing = previous.as_ref().is_some_and(|p| !same_rows(p, &source_rows));
-            last = (source_rows.len() as i64, target_rows.len() as i64, differences);
-            previous = Some(source_rows);
+            let after = rows(&self.source, table, scope).await?;
+            if same_rows(&before, &after) {
+                return Ok(Outcome::Differs { source_rows: before.len() as i64, target_rows: target_rows.len() as i64, differences });
+            }
+            before = after;
         }
-        let (source_rows, target_rows, differences) = last;
-        Ok(if changing {
-            Outcome::Changing { source_rows, target_rows }
-        } else {
-            Outcome::Differs { source_rows, target_rows, differences }
-        })
+        let source_rows = before.len() as i64;
+        let target_rows = rows(&self.target, table, scope).await?.len() as i64;
+        Ok(Outcome::Changing { source_rows, target_rows })
     }
 
     /// Marks the source's current position in its WAL and waits until the
@@ -108,34 +104,6 @@ impl Live {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// How far the target was behind the source while the migration's change
-/// capture was not running: its differences may be changes not applied yet.
-#[derive(Debug, Serialize)]
-pub struct Behind {
-    pub applied_lsn: String,
-    pub source_lsn: String,
-    pub bytes: i64,
-}
-
-/// `None` when the target holds everything the source wrote, or there is no
-/// migration slot to tell. Before change capture first ran, the target holds
-/// what the slot's consistent point held.
-pub(super) async fn behind(src: &Client, name: &MigrationName, applied: Option<&str>) -> Result<Option<Behind>> {
-    let row = src
-        .query_opt(
-            "SELECT pg_current_wal_insert_lsn()::text, coalesce($2::text::pg_lsn, confirmed_flush_lsn)::text, \
-                    pg_wal_lsn_diff(pg_current_wal_insert_lsn(), coalesce($2::text::pg_lsn, confirmed_flush_lsn))::bigint \
-             FROM pg_replication_slots WHERE slot_name = $1",
-            &[&name.slot(), &applied],
-        )
-        .await
-        .map_err(|e| Error::server("reading the source's WAL position", e))?;
-    Ok(row.and_then(|row| {
-        let bytes: i64 = row.get(2);
-        (bytes > 0).then(|| Behind { source_lsn: row.get(0), applied_lsn: row.get(1), bytes })
-    }))
 }
 
 fn same_rows(a: &[RowDigest], b: &[RowDigest]) -> bool {

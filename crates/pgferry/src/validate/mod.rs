@@ -6,22 +6,28 @@
 //! Tables are cut into key-range chunks (see [`tables`]); each chunk's fingerprint
 //! is compared, and only a chunk that differs is listed row by row to name the keys
 //! that are missing, extra or changed (`pgferry_core::validation`).
+//!
+//! The verdict is three-valued (`pgferry_core::validation::judge_table`): a
+//! chunk whose rows kept changing through the live re-checks ([`live`]) is NOT
+//! PROVEN, never EQUAL, and a difference that may be lag ([`lag`]) is NOT
+//! PROVEN, never DIFFERENT.
 
 mod changed;
 mod journal;
+mod lag;
 mod live;
 mod tables;
 
-pub use changed::{validate_changed, Verdict};
+pub use changed::{validate_changed, Recording};
 pub use journal::{last_validation, LastValidation};
-pub use live::Behind;
+pub use lag::Behind;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::{QualifiedName, Sql};
-use pgferry_core::validation::{diff_rows, Fingerprint, KeyDifference, RowDigest};
+use pgferry_core::validation::{diff_rows, judge_table, overall, Fingerprint, KeyDifference, Lag, RowDigest, TableEvidence, Unproven, Verdict};
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
@@ -48,6 +54,10 @@ pub struct TableVerdict {
     pub table: String,
     #[serde(skip)]
     pub name: QualifiedName,
+    pub verdict: Verdict,
+    /// Why the table is not proven equal (also beside a proven difference).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unproven: Vec<Unproven>,
     pub keyed: bool,
     pub source_rows: i64,
     pub target_rows: i64,
@@ -55,7 +65,7 @@ pub struct TableVerdict {
     pub matched: usize,
     pub mismatched: usize,
     /// Chunks that still differed after live re-checks while their rows on the
-    /// source kept changing: not failures.
+    /// source kept changing: not proven either way.
     pub changing: usize,
     pub differences: Vec<KeyDifference>,
     /// Set when the table could not be compared (missing on the target, ...).
@@ -65,12 +75,37 @@ pub struct TableVerdict {
 
 #[derive(Debug, Serialize)]
 pub struct ValidationReport {
+    pub verdict: Verdict,
+    /// `verdict` is EQUAL.
     pub equal: bool,
     pub tables: Vec<TableVerdict>,
     /// Set when the tables differ while the migration's change capture was
-    /// not running and the target was behind the source.
+    /// not running and the target had not applied all of the source's changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub behind: Option<Behind>,
+}
+
+impl ValidationReport {
+    /// Judges each table from its counts and the lag, then the whole.
+    fn conclude(&mut self, behind: Option<Behind>) {
+        for t in &mut self.tables {
+            let evidence = TableEvidence {
+                missing_on_target: t.problem.is_some(),
+                mismatched_chunks: t.mismatched,
+                changing_chunks: t.changing,
+                lag: behind.as_ref().map_or(Lag::None, |b| b.lag(&t.name)),
+            };
+            (t.verdict, t.unproven) = judge_table(&evidence);
+        }
+        self.verdict = overall(self.tables.iter().map(|t| t.verdict));
+        self.equal = self.verdict == Verdict::Equal;
+        self.behind = behind.filter(|_| self.tables.iter().any(|t| t.mismatched > 0));
+    }
+
+    /// The tables found DIFFERENT.
+    pub fn different(&self) -> impl Iterator<Item = &TableVerdict> {
+        self.tables.iter().filter(|t| t.verdict == Verdict::Different)
+    }
 }
 
 /// A piece of one table compared at once.
@@ -118,9 +153,13 @@ pub async fn validate(
         None => None,
     };
     let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
-    if let (Some(name), None, false) = (migration, &live, report.equal) {
-        report.behind = live::behind(&src, name, applied.as_deref()).await?;
-    }
+    let behind = match migration {
+        Some(name) if live.is_none() && report.tables.iter().any(|t| t.mismatched > 0) => {
+            lag::behind(source, name, applied.as_deref(), &sides.source_lsn).await?
+        }
+        _ => None,
+    };
+    report.conclude(behind);
     if let Some(name) = migration {
         journal::record(target, name, "full", &report).await?;
         if let (Some(applied), true) = (applied, report.equal) {
@@ -150,16 +189,20 @@ struct Sides<'a> {
     target: &'a ConnSpec,
     source_snapshot: String,
     target_snapshot: String,
+    /// The source's WAL insert position just after its snapshot: every
+    /// transaction the snapshot sees committed before it.
+    source_lsn: String,
 }
 
 impl<'a> Sides<'a> {
     async fn export(source: &'a ConnSpec, target: &'a ConnSpec, src: &Client, dst: &Client) -> Result<Sides<'a>> {
-        Ok(Sides {
-            source,
-            target,
-            source_snapshot: export_snapshot(src, "source").await?,
-            target_snapshot: export_snapshot(dst, "target").await?,
-        })
+        let source_snapshot = export_snapshot(src, "source").await?;
+        let source_lsn = src
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(|e| Error::server("reading the source's WAL position", e))?
+            .get(0);
+        Ok(Sides { source, target, source_snapshot, target_snapshot: export_snapshot(dst, "target").await?, source_lsn })
     }
 }
 
@@ -224,14 +267,16 @@ async fn compare(
     for v in &mut verdicts {
         v.differences.sort_by(|a, b| a.key.cmp(&b.key));
     }
-    let equal = verdicts.iter().all(|v| v.mismatched == 0 && v.problem.is_none());
-    Ok(ValidationReport { equal, tables: verdicts, behind: None })
+    // Judged by the caller, once it knows whether the differences may be lag.
+    Ok(ValidationReport { verdict: Verdict::NotProven, equal: false, tables: verdicts, behind: None })
 }
 
 fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
     TableVerdict {
         table: name.to_string(),
         name: name.clone(),
+        verdict: Verdict::NotProven,
+        unproven: Vec::new(),
         keyed,
         source_rows: 0,
         target_rows: 0,
