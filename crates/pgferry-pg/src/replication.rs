@@ -8,10 +8,18 @@
 //! while the replication session stays idle, so [`SnapshotSlot`] keeps the session
 //! open until it is dropped
 //! ([Streaming Replication Protocol](https://www.postgresql.org/docs/current/protocol-replication.html)).
+//!
+//! A replication session is opened gated: its startup and authentication, up to
+//! an `IDENTIFY_SYSTEM`, run under the spec's connect timeout, like every other
+//! connection ([`crate::connect`]). The transport sets no TCP keepalive on its
+//! socket and has no option for one, so the server is asked to probe instead
+//! (`tcp_keepalives_*` at startup, with pgferry's values): a pgferry that vanished
+//! ends its walsender and frees the slot for the next run.
 
 use pgferry_core::sql::{Ident, Sql};
-use pgwire_replication::{ReplicationClient, ReplicationConfig, TlsConfig};
+use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, TlsConfig};
 
+use crate::connect::{within_connect_timeout, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES};
 use crate::connspec::{ConnSpec, SslMode};
 
 /// A slot's consistent point with the snapshot exported at it.
@@ -51,8 +59,27 @@ pub fn replication_config(spec: &ConnSpec, slot: &str, publications: Vec<String>
     config.slot = slot.to_string();
     config.publication = publications.into();
     config.application_name = Some(spec.application_name.clone());
-    config.options = spec.options.clone();
+    let keepalives = format!(
+        "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={KEEPALIVE_RETRIES}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs()
+    );
+    config.options = Some(match &spec.options {
+        Some(given) => format!("{given} {keepalives}"),
+        None => keepalives,
+    });
     config
+}
+
+/// Opens a replication session and waits, at most the spec's connect timeout,
+/// for the server to answer `IDENTIFY_SYSTEM`; the session is then ready for
+/// commands, or for [`ReplicationClient::start`].
+pub async fn open_gated(spec: &ConnSpec, config: ReplicationConfig) -> Result<ReplicationClient, PgWireError> {
+    let mut session = ReplicationClient::connect_gated(config).await?;
+    within_connect_timeout(spec, session.identify_system())
+        .await
+        .map_err(|timeout| PgWireError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout)))??;
+    Ok(session)
 }
 
 /// Creates a logical slot (permanent, or temporary: gone with the session) and
@@ -67,7 +94,7 @@ pub async fn create_slot_with_snapshot(
         move |e: pgwire_replication::PgWireError| ReplicationError { doing, cause: e.to_string() }
     };
     let config = replication_config(spec, slot, Vec::new());
-    let mut session = ReplicationClient::connect_gated(config)
+    let mut session = open_gated(spec, config)
         .await
         .map_err(fail("opening a replication connection to the source"))?;
     let command = Sql::new("CREATE_REPLICATION_SLOT ")
