@@ -46,7 +46,8 @@ pub struct ToolSummary {
 
 /// Runs the preflight.
 pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Result<CheckReport> {
-    let (observed_source, observed_target) = tokio::join!(observe(source, "source"), observe(target, "target"));
+    // Boxed: each side's facts are large, and every command that changes a server awaits this first.
+    let (observed_source, observed_target) = tokio::join!(Box::pin(observe(source, "source")), Box::pin(observe(target, "target")));
     let ((src, source_facts), (dst, target_facts)) = match (observed_source, observed_target) {
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => return Err(Error::combine(s.err().into_iter().chain(t.err()).collect())),
