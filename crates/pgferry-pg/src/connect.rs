@@ -184,3 +184,18 @@ fn describe_tls(error: &rustls::Error) -> String {
         other => format!("TLS: {other}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_has_keepalives_and_the_spec_s_timeout() {
+        let config = pg_config(&ConnSpec::parse("host=h connect_timeout=4").unwrap());
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(4)));
+    }
+}

@@ -121,3 +121,37 @@ pub async fn create_slot_with_snapshot(
         _session: session,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use pgferry_testkit::{Cluster, PgVersion};
+
+    use super::*;
+
+    /// A listener nobody reads from: TCP connects, the startup is never answered.
+    #[tokio::test]
+    async fn a_silent_server_is_given_up_at_the_connect_timeout() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("postgresql://u@127.0.0.1:{}/db?sslmode=disable&connect_timeout=2", silent.local_addr().unwrap().port());
+        let spec = ConnSpec::parse(&url).unwrap();
+        let started = Instant::now();
+        let err = create_slot_with_snapshot(&spec, "s", true).await.err().expect("no server answered");
+        assert!(started.elapsed() < Duration::from_secs(30), "gave up only after {:?}", started.elapsed());
+        assert!(err.to_string().contains("no answer within 2 s (connect_timeout)"), "{err}");
+    }
+
+    /// The transport sets no keepalive on its socket, so the server probes it.
+    #[tokio::test]
+    async fn the_server_probes_a_replication_session_with_pgferrys_keepalives() {
+        let cluster = Cluster::start(PgVersion::V15);
+        let spec = ConnSpec::parse(&cluster.url("postgres")).unwrap();
+        let mut session = open_gated(&spec, replication_config(&spec, "s", Vec::new())).await.unwrap();
+        for (setting, value) in [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3")] {
+            let rows = session.simple_query(&format!("SHOW {setting}")).await.unwrap();
+            let shown = rows[0][0].as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+            assert_eq!(shown.as_deref(), Some(value), "{setting}");
+        }
+    }
+}
