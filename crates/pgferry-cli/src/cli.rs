@@ -18,7 +18,7 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success (check: ready), 1 problems found, 2 usage, configuration or connection error, 3 failure while changing a server (rerun to resume).";
+const EXIT_CODES: &str = "Exit codes: 0 success (check: ready), 1 problems found, or the command refused to run and changed nothing (the message says why and how to fix it), 2 usage, configuration or connection error, 3 failure while changing a server (rerun to resume).";
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
@@ -115,11 +115,11 @@ pub(crate) struct CopyArgs {
 /// How the copy spreads its work, and what it may change on the source.
 #[derive(Args, Debug)]
 pub(crate) struct CopyTuning {
-    /// Parallel COPY workers.
-    #[arg(long, env = "PGFERRY_JOBS", default_value_t = 2)]
+    /// Parallel COPY workers (at least 1).
+    #[arg(long, env = "PGFERRY_JOBS", default_value_t = 2, value_parser = parse_count)]
     pub(crate) jobs: usize,
-    /// Parallel index and constraint builds.
-    #[arg(long, env = "PGFERRY_INDEX_JOBS", default_value_t = 2)]
+    /// Parallel index and constraint builds (at least 1).
+    #[arg(long, env = "PGFERRY_INDEX_JOBS", default_value_t = 2, value_parser = parse_count)]
     pub(crate) index_jobs: usize,
     /// Split tables larger than this into page ranges copied in parallel (e.g. 100MB; 0 = never).
     #[arg(long, env = "PGFERRY_SPLIT_LARGER_THAN", default_value = "100MB", value_parser = parse_size)]
@@ -220,11 +220,11 @@ pub(crate) struct ValidateArgs {
     /// Copy every differing table again from a fresh snapshot (change capture must be stopped), then validate again.
     #[arg(long)]
     pub(crate) repair: bool,
-    /// Parallel workers (each holds one connection per side).
-    #[arg(long, default_value_t = 2)]
+    /// Parallel workers (each holds one connection per side; at least 1).
+    #[arg(long, default_value_t = 2, value_parser = parse_count)]
     pub(crate) jobs: usize,
-    /// Rows per chunk of a table with a key.
-    #[arg(long, default_value_t = 100_000)]
+    /// Rows per chunk of a table with a key (at least 1).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub(crate) chunk_rows: i64,
     /// Keys listed per differing table.
     #[arg(long, default_value_t = 10)]
@@ -253,6 +253,15 @@ pub(crate) struct FollowArgs {
     pub(crate) format: Format,
 }
 
+/// Reads a number of workers: a whole number of at least 1 (0 would run nothing).
+pub(crate) fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
 /// Reads sizes such as `0`, `512kB`, `100MB`, `2GB` (PostgreSQL's units, powers of 1024).
 pub(crate) fn parse_size(text: &str) -> Result<i64, String> {
     let text = text.trim();
@@ -272,7 +281,15 @@ pub(crate) fn parse_size(text: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_count, parse_size};
+
+    #[test]
+    fn worker_counts_are_at_least_one() {
+        assert_eq!(parse_count("4"), Ok(4));
+        assert_eq!(parse_count("0").unwrap_err(), "must be at least 1");
+        assert!(parse_count("-1").is_err());
+        assert!(parse_count("two").is_err());
+    }
 
     #[test]
     fn sizes_use_postgresql_units() {

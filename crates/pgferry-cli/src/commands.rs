@@ -32,6 +32,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
 
 pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
     match kind {
+        ErrorKind::Refused => 1,
         ErrorKind::Usage | ErrorKind::Connection => 2,
         ErrorKind::Precondition | ErrorKind::Server => 3,
         ErrorKind::Interrupted => 130,
@@ -78,8 +79,8 @@ async fn copy(args: CopyArgs) -> Result<ExitCode> {
 pub(crate) fn copy_options(migration: pgferry_core::names::MigrationName, tuning: &crate::cli::CopyTuning) -> pgferry::copy::CopyOptions {
     pgferry::copy::CopyOptions {
         migration,
-        jobs: tuning.jobs.max(1),
-        index_jobs: tuning.index_jobs.max(1),
+        jobs: tuning.jobs,
+        index_jobs: tuning.index_jobs,
         split_larger_than: tuning.split_larger_than,
         replica_identity_full: tuning.replica_identity_full,
     }
@@ -101,8 +102,8 @@ pub(crate) fn parse_pair(source: &str, target: &str) -> Result<(ConnSpec, ConnSp
 async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let options = pgferry::validate::ValidateOptions {
-        jobs: args.jobs.max(1),
-        chunk_rows: args.chunk_rows.max(1),
+        jobs: args.jobs,
+        chunk_rows: args.chunk_rows,
         max_differences: args.max_differences,
         show_values: args.show_values,
     };

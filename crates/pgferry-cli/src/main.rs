@@ -2,7 +2,9 @@
 //! library executor and renders its result to stdout; only this crate draws output.
 //!
 //! Exit codes: 0 success (for `check`: the pair is ready), 1 the command ran and
-//! found problems (for `check`: findings that block a migration), 2 usage,
+//! found problems (for `check`: findings that block a migration), or refused to
+//! run having changed nothing (`ErrorKind::Refused`: a preflight, a tool, a
+//! runner already there, source and target the same database, ...), 2 usage,
 //! configuration or connection errors, 3 a failure while changing a server (a
 //! rerun resumes), 4 a validation (`validate`, `rehearse`) that is NOT PROVEN:
 //! nothing found different, not everything proven equal (rows that kept

@@ -235,3 +235,84 @@ fn a_password_in_a_url_appears_in_no_output_of_copy_follow_status_and_validate()
         assert!(!format!("{stdout}{stderr}").contains("S3cret"), "password leaked by {}: {stdout}{stderr}", args[1]);
     }
 }
+
+/// A server that accepts TCP and never answers (a listener nobody reads from):
+/// each side is given up at its connect timeout, the URL's or the default 10 s,
+/// with a clear error, instead of hanging for ever.
+#[test]
+fn a_silent_server_is_given_up_at_the_connect_timeout() {
+    let silent = [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
+    let [source_port, target_port] = silent.each_ref().map(|l| l.local_addr().unwrap().port());
+    let started = std::time::Instant::now();
+    let out = pgferry(&[
+        "check",
+        "--source", &format!("postgresql://u@127.0.0.1:{source_port}/db?sslmode=disable&connect_timeout=3"),
+        "--target", &format!("postgresql://u@127.0.0.1:{target_port}/db?sslmode=disable"),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "gave up only after {:?}", started.elapsed());
+    assert!(stderr.contains(&format!("source: cannot connect to postgresql://u@127.0.0.1:{source_port}/db")), "{stderr}");
+    assert!(stderr.contains("no answer within 3 s (connect_timeout)"), "{stderr}");
+    assert!(stderr.contains("no answer within 10 s (connect_timeout)"), "the default: {stderr}");
+    assert!(stderr.contains("hint: check the host and port"), "{stderr}");
+}
+
+/// The source given as its own target, spelled another way (a Unix socket,
+/// `localhost`): a problem of its own in `check`.
+#[test]
+fn the_source_as_its_own_target_is_a_problem() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY)");
+    let by_socket = format!("host={} port={} user=postgres dbname=app", source.socket_dir().display(), source.port());
+    let by_localhost = format!("postgresql://postgres@localhost:{}/app?sslmode=disable", source.port());
+    for target in [&source.url("app"), &by_socket, &by_localhost] {
+        let out = pgferry(&["check", "--source", &source.url("app"), "--target", target, "--format", "json"]);
+        assert_eq!(out.status.code(), Some(1), "{target}: {:?}", text(&out));
+        let report = json(&out);
+        let same = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "same_database");
+        let same = same.unwrap_or_else(|| panic!("{target}: {report}"));
+        assert!(same["fix"].as_str().unwrap().contains("--target"), "{same}");
+    }
+    // Another database of the same server is another database.
+    source.create_database("other");
+    let out = pgferry(&["check", "--source", &source.url("app"), "--target", &source.url("other"), "--format", "json"]);
+    assert!(!codes(&json(&out)).contains(&"same_database".to_string()), "{:?}", text(&out));
+}
+
+/// A role with REPLICATION but no CREATE on either database and owning no
+/// table: `check` names every privilege `start` would miss, each with its fix.
+#[test]
+fn a_replication_only_role_is_told_every_missing_privilege() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE app; CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE u (id int PRIMARY KEY);
+         ALTER TABLE t OWNER TO app; ALTER TABLE u OWNER TO app",
+    );
+    for c in [&source, &target] {
+        c.psql("postgres", "CREATE ROLE rep LOGIN REPLICATION PASSWORD 'rep-pw'");
+    }
+    let (s, t) = (source.url_as("rep", "rep-pw", "app"), target.url_as("rep", "rep-pw", "app"));
+    let out = pgferry(&["check", "--source", &s, "--target", &t, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let report = json(&out);
+    let findings = report["findings"].as_array().unwrap();
+    let of = |code: &str, side: &str| findings.iter().find(|f| f["code"] == code && f["side"] == side).cloned();
+    let source_create = of("create_privilege", "source").unwrap_or_else(|| panic!("{report}"));
+    assert!(source_create["fix"].as_str().unwrap().contains("GRANT CREATE ON DATABASE app TO rep"), "{source_create}");
+    let target_create = of("create_privilege", "target").unwrap_or_else(|| panic!("{report}"));
+    assert!(target_create["fix"].as_str().unwrap().contains("GRANT CREATE ON DATABASE app TO rep"), "{target_create}");
+    let ownership = of("table_ownership", "source").unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(ownership["objects"], serde_json::json!(["\"public\".\"t\" (owner app)", "\"public\".\"u\" (owner app)"]));
+
+    // Granted what the fixes say, the same role is ready.
+    source.psql("app", "GRANT CREATE ON DATABASE app TO rep; GRANT app TO rep");
+    target.psql("app", "GRANT CREATE ON DATABASE app TO rep");
+    let out = pgferry(&["check", "--source", &s, "--target", &t, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+}

@@ -250,7 +250,7 @@ fn a_pg_restore_the_target_rejects_is_refused_before_anything_changes() {
 }
 
 /// A copy from a `from` source to a `to` target with only the `client` version's
-/// pg_dump and pg_restore: it must exit 3 having changed nothing on either side.
+/// pg_dump and pg_restore: it must exit 1 having changed nothing on either side.
 /// Returns what it printed on stderr.
 fn refused_copy(from: PgVersion, to: PgVersion, client: PgVersion) -> String {
     let source = Cluster::start(from);
@@ -261,7 +261,7 @@ fn refused_copy(from: PgVersion, to: PgVersion, client: PgVersion) -> String {
     let bin = client.bin_dir();
     let out = copy(&source, &target, &[], &[("PGFERRY_PG_BIN", bin.to_str().unwrap())]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0");
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_publication"), "0");
     assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
@@ -276,7 +276,7 @@ fn a_non_empty_target_is_refused_and_left_alone() {
     target.create_database("app");
     target.psql("app", "CREATE TABLE precious (id int); INSERT INTO precious VALUES (1)");
     let out = copy(&source, &target, &[], &[]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("already holds 1 table(s)"), "{stderr}");
     assert!(stderr.contains("hint:"), "{stderr}");
@@ -378,6 +378,28 @@ fn a_copy_killed_inside_a_split_table_resumes_to_an_identical_target() {
     );
 }
 
+/// The copy's private work directory, under `tmp`: this user's parent and every
+/// directory in it 0700, every file 0600 (the schema dump can hold secrets).
+/// Returns how many entries the parent holds.
+fn private_work_entries(tmp: &std::path::Path) -> usize {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let parent = tmp.join(format!("pgferry-{uid}"));
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&parent), 0o700, "{}", parent.display());
+    let mut count = 0;
+    for dir in std::fs::read_dir(&parent).unwrap() {
+        let dir = dir.unwrap().path();
+        count += 1;
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+    count
+}
+
 #[test]
 fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
     let source = Cluster::start(PgVersion::V15);
@@ -385,6 +407,8 @@ fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
     source.psql("app", "CREATE INDEX items_version ON items (version); CREATE TABLE child (id int PRIMARY KEY, item bigint REFERENCES items);
                         INSERT INTO child SELECT g, g FROM generate_series(1, 100) g;");
     let args = ["--jobs", "2", "--split-larger-than", "1MB"];
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().to_str().unwrap();
     for failpoint in [
         "copy-after-created:1",
         "copy-after-slot:1",
@@ -395,10 +419,12 @@ fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
     ] {
         let target = Cluster::start(PgVersion::V15);
         target.create_database("app");
-        let out = copy(&source, &target, &args, &[("PGFERRY_FAILPOINT", failpoint)]);
+        let out = copy(&source, &target, &args, &[("PGFERRY_FAILPOINT", failpoint), ("TMPDIR", tmpdir)]);
         assert_eq!(out.status.code(), Some(137), "{failpoint}: {}", String::from_utf8_lossy(&out.stderr));
-        let out = copy(&source, &target, &args, &[]);
+        assert_eq!(private_work_entries(tmp.path()), 1, "{failpoint}: the killed run's directory, private");
+        let out = copy(&source, &target, &args, &[("TMPDIR", tmpdir)]);
         assert_ok(&out);
+        assert_eq!(private_work_entries(tmp.path()), 0, "{failpoint}: the rerun removed it, and its own");
         assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "{failpoint}");
         assert_same_lines(&schema(&source, PgVersion::V15), &schema(&target, PgVersion::V15), failpoint);
         assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied", "{failpoint}");
@@ -406,4 +432,56 @@ fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
         assert_eq!(analyzed(&target), analyzed(&source), "statistics after {failpoint}");
         source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
     }
+}
+
+/// Nothing of a refused copy is left on `c`: no slot, publication or pgferry schema.
+fn assert_untouched(c: &Cluster, what: &str) {
+    assert_eq!(c.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0", "{what}: a slot");
+    assert_eq!(c.psql("app", "SELECT count(*) FROM pg_publication"), "0", "{what}: a publication");
+    assert_eq!(c.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0", "{what}: pgferry's schema");
+}
+
+#[test]
+fn the_source_as_its_own_target_is_refused_under_any_spelling() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+    let by_socket = format!("host={} port={} user=postgres dbname=app", source.socket_dir().display(), source.port());
+    let by_localhost = format!("postgresql://postgres@localhost:{}/app?sslmode=disable", source.port());
+    for target in [&by_socket, &by_localhost] {
+        for command in ["copy", "start"] {
+            let out = pgferry(&[command, "--source", &source.url("app"), "--target", target], &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{command} to {target}: {stderr}");
+            assert!(stderr.contains("are the same database") && stderr.contains("hint:"), "{stderr}");
+            assert_untouched(&source, command);
+        }
+    }
+}
+
+#[test]
+fn a_source_without_logical_wal_is_refused_and_left_alone() {
+    let source = Cluster::builder(PgVersion::V15).setting("wal_level", "replica").start();
+    source.create_database("app");
+    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY)");
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    let out = copy(&source, &target, &[], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("[wal_level]") && stderr.contains("nothing was changed"), "{stderr}");
+    assert_untouched(&source, "source");
+    assert_untouched(&target, "target");
+}
+
+#[test]
+fn zero_workers_are_refused_before_anything_runs() {
+    for flag in ["--jobs", "--index-jobs"] {
+        let out = pgferry(&["copy", "--source", "host=/nonexistent", "--target", "host=/nonexistent", flag, "0"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(flag) && stderr.contains("must be at least 1"), "{stderr}");
+    }
+    let out = pgferry(&["copy", "--source", "host=/nonexistent", "--target", "host=/nonexistent"], &[("PGFERRY_JOBS", "0")]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -435,3 +435,19 @@ fn source_and_target_restarts_during_streaming_are_survived() {
     let audit = "SELECT count(*) || '/' || count(DISTINCT seq) FROM audit";
     assert_eq!(source.psql("app", audit), target.psql("app", audit));
 }
+
+#[test]
+fn change_capture_before_the_copy_is_refused_with_nothing_changed() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    for c in [&source, &target] {
+        c.create_database("app");
+    }
+    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY)");
+    let out = pgferry(&["follow", "--source", &source.url("app"), "--target", &target.url("app")], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("has not been copied") && stderr.contains("hint: run pgferry copy"), "{stderr}");
+    assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
+}

@@ -125,7 +125,7 @@ fn seed_under_writes(source: &Cluster, round: usize, name: &str) {
 }
 
 fn assert_refused(out: &Output, needle: &str, copy: &Cluster) {
-    assert_eq!(out.status.code(), Some(3), "{}", text(out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
     assert!(text(out).contains(needle), "expected {needle:?} in:\n{}", text(out));
     assert_eq!(
         copy.psql("app", "SELECT to_regclass('pgferry.migration') IS NULL AND to_regclass('pgferry.apply_progress') IS NULL"),

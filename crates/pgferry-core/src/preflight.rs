@@ -94,6 +94,44 @@ pub struct ServerFacts {
     pub prepared_transactions: Vec<String>,
     /// User tables (outside system schemas), counted.
     pub user_table_count: i64,
+    /// The connecting role, and the database it reached.
+    pub user_name: String,
+    pub database_name: String,
+    /// CREATE on the database: publications on the source, schemas on the target.
+    pub can_create_in_database: bool,
+    /// The tables a publication would name that the connecting role may not
+    /// publish (not their owner nor a member of the owner's role, not a
+    /// superuser), as `table (owner role)`.
+    pub unpublishable_tables: Vec<String>,
+}
+
+/// Which database a connection reached: the cluster's system identifier and the
+/// database's OID. A physical copy shares both with its origin.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize)]
+pub struct DatabaseIdentity {
+    pub system_identifier: String,
+    pub database_oid: u32,
+}
+
+/// Whether source and target are one and the same database: same system
+/// identifier and database OID, and the target's server shows the session
+/// pgferry holds on the source (which a physical copy, sharing both
+/// identifiers, does not).
+pub fn same_database(source: &DatabaseIdentity, target: &DatabaseIdentity, target_shows_source_session: bool) -> bool {
+    source == target && target_shows_source_session
+}
+
+/// The refusal when source and target are one database, whatever their spelling.
+pub fn same_database_finding(source_url: &str, target_url: &str) -> Finding {
+    finding(
+        Side::Target,
+        Severity::Problem,
+        "same_database",
+        format!(
+            "the source ({source_url}) and the target ({target_url}) are the same database (same system identifier and database OID, and the target's server shows pgferry's source session)"
+        ),
+        "point --target at the new server's database: a migration into its own source would build its slot, publications and schema inside the source".into(),
+    )
 }
 
 /// What was observed on this machine.
@@ -136,6 +174,7 @@ pub fn evaluate(
     let mut findings = Vec::new();
     check_versions(source, target, &mut findings);
     check_source_replication(source, &mut findings);
+    check_privileges(source, target, &mut findings);
     check_source_tables(source, &mut findings);
     check_source_transactions(source, plan, &mut findings);
     check_pair(source, target, plan, &mut findings);
@@ -303,6 +342,55 @@ fn check_source_replication(source: &ServerFacts, out: &mut Vec<Finding>) {
             "max_slot_wal_keep_size is unlimited: if the migration stalls, its slot keeps WAL until the source's disk is full".into(),
             "set max_slot_wal_keep_size to what the disk can spare (for example 50GB); pgferry status shows the headroom".into(),
         ));
+    }
+}
+
+/// What `start` will do as the connecting roles: create publications over every
+/// published table on the source (CREATE on the database and ownership of each
+/// table, see [CREATE PUBLICATION](https://www.postgresql.org/docs/current/sql-createpublication.html)),
+/// and pgferry's schema plus the user's schemas on the target (CREATE on the database).
+fn check_privileges(source: &ServerFacts, target: &ServerFacts, out: &mut Vec<Finding>) {
+    for (side, facts, needs) in [
+        (Side::Source, source, "create the migration's publications (and, for a seeded migration, pgferry's marker schema)"),
+        (Side::Target, target, "create pgferry's journal schema and the source's schemas"),
+    ] {
+        if !facts.is_superuser && !facts.can_create_in_database {
+            out.push(finding(
+                side,
+                Severity::Problem,
+                "create_privilege",
+                format!(
+                    "the role {} has no CREATE privilege on the database {}: pgferry needs it to {needs}",
+                    facts.user_name, facts.database_name
+                ),
+                format!(
+                    "GRANT CREATE ON DATABASE {} TO {} (as the database's owner{})",
+                    facts.database_name,
+                    facts.user_name,
+                    if facts.is_rds { " or the master user" } else { " or a superuser" }
+                ),
+            ));
+        }
+    }
+    if !source.unpublishable_tables.is_empty() {
+        let mut f = finding(
+            Side::Source,
+            Severity::Problem,
+            "table_ownership",
+            format!(
+                "the role {} does not own {} table(s) that the migration publishes: adding a table to a publication needs its ownership",
+                source.user_name,
+                source.unpublishable_tables.len()
+            ),
+            format!(
+                "make {} a member of each owner below (GRANT owner TO {}), or migrate as {}",
+                source.user_name,
+                source.user_name,
+                if source.is_rds { "the master user (rds_superuser)" } else { "a superuser" }
+            ),
+        );
+        f.objects = source.unpublishable_tables.clone();
+        out.push(f);
     }
 }
 
@@ -564,6 +652,9 @@ mod tests {
             encoding: "UTF8".into(),
             collate: "C.UTF-8".into(),
             ctype: "C.UTF-8".into(),
+            user_name: "mover".into(),
+            database_name: "app".into(),
+            can_create_in_database: true,
             ..ServerFacts::default()
         }
     }
@@ -611,6 +702,33 @@ mod tests {
             assert!(codes.contains(&code), "{code} missing from {codes:?}");
         }
         assert!(!is_ready(&findings));
+    }
+
+    #[test]
+    fn missing_privileges_are_reported_on_each_side_with_the_grant() {
+        let mut source = healthy();
+        source.is_superuser = false;
+        source.can_create_in_database = false;
+        source.unpublishable_tables = vec!["public.t (owner app)".into()];
+        let mut target = healthy();
+        target.is_superuser = false;
+        target.can_create_in_database = false;
+        let findings = evaluate(&source, &target, &tools(), &CheckPlan::default());
+        assert_eq!(codes(&findings), ["create_privilege", "table_ownership", "create_privilege"]);
+        assert_eq!((findings[0].side, findings[2].side), (Side::Source, Side::Target));
+        assert!(findings[0].fix.contains("GRANT CREATE ON DATABASE app TO mover"), "{findings:?}");
+        assert_eq!(findings[1].objects, ["public.t (owner app)"]);
+        target.is_superuser = true;
+        assert_eq!(codes(&evaluate(&healthy(), &target, &tools(), &CheckPlan::default())), Vec::<&str>::new(), "a superuser needs no grant");
+    }
+
+    #[test]
+    fn only_the_database_itself_is_the_same_database() {
+        let id = |system: &str, oid| DatabaseIdentity { system_identifier: system.into(), database_oid: oid };
+        assert!(same_database(&id("7", 5), &id("7", 5), true));
+        assert!(!same_database(&id("7", 5), &id("7", 5), false), "a physical copy shares both identifiers");
+        assert!(!same_database(&id("7", 5), &id("7", 6), true), "another database of the same server");
+        assert!(!same_database(&id("7", 5), &id("8", 5), true));
     }
 
     #[test]

@@ -3,8 +3,18 @@
 //! A failed connection is the first error most operators meet. The cause is sorted
 //! into what the operator must do about it ([`ConnectFailure`]), and the message
 //! names the server by its redacted URL, never with the password.
+//!
+//! Opening a connection has a deadline ([`ConnSpec::connect_timeout`], 10 s by
+//! default) over all of it: TCP, TLS, startup and authentication, as libpq's
+//! `connect_timeout` (tokio-postgres' own timeout covers the TCP connect only, so
+//! a server that accepts and never answers would hang). Every TCP socket has
+//! keepalives ([`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_RETRIES`]),
+//! so a peer that vanished without closing (a silent partition, a NAT or load
+//! balancer dropping state) fails the connection within about a minute instead of
+//! never.
 
 use std::error::Error as _;
+use std::time::Duration;
 
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::{Client, Config};
@@ -43,7 +53,7 @@ impl ConnectError {
     /// How to fix it.
     pub fn hint(&self) -> &'static str {
         match self.failure {
-            ConnectFailure::Unreachable => "check the host and port, that the server runs, and that this machine may reach it (security groups, firewalls)",
+            ConnectFailure::Unreachable => "check the host and port, that the server runs, and that this machine may reach it (security groups, firewalls); a slow network may need a longer connect_timeout (seconds, in the URL or PGCONNECT_TIMEOUT)",
             ConnectFailure::Authentication => "check the user name and password (in the URL, PGPASSWORD or ~/.pgpass)",
             ConnectFailure::NoDatabase => "create the database first, or fix the database name in the URL",
             ConnectFailure::Tls => "check sslmode and sslrootcert: sslrootcert must be the CA that signed the server's certificate (for RDS, the region's or the global bundle), and with verify-full the host must match the certificate",
@@ -51,6 +61,13 @@ impl ConnectError {
         }
     }
 }
+
+/// Idle time before a socket's first keepalive probe.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// Time between unanswered keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes after which the connection is dead.
+pub const KEEPALIVE_RETRIES: u32 = 3;
 
 /// Connects and spawns the connection's I/O task.
 pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
@@ -60,9 +77,10 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
         cause,
     };
     let tls = client_config(spec).map_err(|e: TlsConfigError| fail(ConnectFailure::Tls, e.to_string()))?;
-    let (client, connection) = pg_config(spec)
-        .connect(MakeRustlsConnect::new(tls))
+    let config = pg_config(spec);
+    let (client, connection) = within_connect_timeout(spec, config.connect(MakeRustlsConnect::new(tls)))
         .await
+        .map_err(|timeout| fail(ConnectFailure::Unreachable, timeout))?
         .map_err(|e| {
             let (failure, cause) = classify(&e);
             fail(failure, cause)
@@ -73,6 +91,20 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
         }
     });
     Ok(client)
+}
+
+/// Runs `opening` under the spec's connect timeout; on expiry, says so in one
+/// sentence.
+pub async fn within_connect_timeout<T>(spec: &ConnSpec, opening: impl std::future::Future<Output = T>) -> Result<T, String> {
+    match spec.connect_timeout {
+        Some(limit) => tokio::time::timeout(limit, opening).await.map_err(|_| {
+            format!(
+                "no answer within {} s (connect_timeout): the server accepted the connection but did not complete the startup, or nothing answered",
+                limit.as_secs()
+            )
+        }),
+        None => Ok(opening.await),
+    }
 }
 
 /// The tokio-postgres configuration for a spec.
@@ -87,6 +119,10 @@ pub(crate) fn pg_config(spec: &ConnSpec) -> Config {
         .user(&spec.user)
         .dbname(&spec.dbname)
         .application_name(&spec.application_name)
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
         .ssl_mode(match spec.sslmode {
             SslMode::Disable => PgSslMode::Disable,
             SslMode::Allow | SslMode::Prefer => PgSslMode::Prefer,
@@ -146,5 +182,20 @@ fn describe_tls(error: &rustls::Error) -> String {
             "TLS: the server's certificate has expired".into()
         }
         other => format!("TLS: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_has_keepalives_and_the_spec_s_timeout() {
+        let config = pg_config(&ConnSpec::parse("host=h connect_timeout=4").unwrap());
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(4)));
     }
 }

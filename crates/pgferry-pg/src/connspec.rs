@@ -99,6 +99,9 @@ pub struct ConnSpec {
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
     pub application_name: String,
+    /// How long opening a connection may take, startup and authentication
+    /// included: `connect_timeout` or `PGCONNECT_TIMEOUT`, else
+    /// [`DEFAULT_CONNECT_TIMEOUT`]; `None` (given as 0) waits for ever, as in libpq.
     pub connect_timeout: Option<Duration>,
     /// Server settings sent at startup (`options=-c name=value`).
     pub options: Option<String>,
@@ -120,6 +123,10 @@ pub enum ConnSpecError {
         expected: &'static str,
     },
 }
+
+/// How long a connection may take to open when the spec does not say: a server
+/// that accepts TCP and never answers is reported within this.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options pgferry understands; libpq has more, which are refused rather than ignored.
 const KNOWN_KEYS: &[&str] = &[
@@ -425,12 +432,19 @@ fn resolve(mut given: BTreeMap<String, String>, env: &dyn Environment) -> Result
         None => SslMode::Prefer,
     };
     let connect_timeout = match timeout_value {
-        Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| ConnSpecError::InvalidValue {
-            key: "connect_timeout".into(),
-            value: t,
-            expected: "a number of seconds",
-        })?)),
-        None => None,
+        Some(t) => match t.trim().parse::<u64>() {
+            Ok(0) => None,
+            // libpq's minimum: a shorter deadline fails on healthy servers.
+            Ok(seconds) => Some(Duration::from_secs(seconds.max(2))),
+            Err(_) => {
+                return Err(ConnSpecError::InvalidValue {
+                    key: "connect_timeout".into(),
+                    value: t,
+                    expected: "a whole number of seconds (0 waits for ever)",
+                })
+            }
+        },
+        None => Some(DEFAULT_CONNECT_TIMEOUT),
     };
     let mut spec = ConnSpec {
         host,
@@ -527,6 +541,18 @@ mod tests {
         assert_eq!(spec.dbname, "osuser");
         assert_eq!(parse("").sslmode, SslMode::Prefer);
         assert_eq!(parse("").port, 5432);
+    }
+
+    #[test]
+    fn connect_timeout_defaults_to_ten_seconds_and_zero_waits_for_ever() {
+        assert_eq!(parse("host=h").connect_timeout, Some(DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(parse("host=h connect_timeout=5").connect_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(parse("postgresql://h/db?connect_timeout=0").connect_timeout, None);
+        assert_eq!(parse("host=h connect_timeout=1").connect_timeout, Some(Duration::from_secs(2)), "libpq's minimum");
+        let env = FakeEnv { vars: HashMap::from([("PGCONNECT_TIMEOUT", "7".into())]), ..FakeEnv::default() };
+        assert_eq!(ConnSpec::parse_with("host=h", &env).unwrap().connect_timeout, Some(Duration::from_secs(7)));
+        let err = ConnSpec::parse_with("connect_timeout=soon", &FakeEnv::default()).unwrap_err();
+        assert!(err.to_string().contains("whole number of seconds"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! an extension are left out (the extension recreates them).
 
 use pgferry_core::names::STATE_SCHEMA;
-use pgferry_core::preflight::{OpenTransaction, ServerFacts, TableFact};
+use pgferry_core::preflight::{DatabaseIdentity, OpenTransaction, ServerFacts, TableFact};
 use pgferry_core::sql::QualifiedName;
 use tokio_postgres::{Client, Error};
 
@@ -43,7 +43,9 @@ pub async fn server_facts(client: &Client) -> Result<ServerFacts, Error> {
                     (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender')::int,
                     coalesce((SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size'), -1),
                     (SELECT count(*) FROM pg_largeobject_metadata),
-                    pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text
+                    pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text,
+                    current_user::text, current_database()::text,
+                    has_database_privilege(d.oid, 'CREATE')
              FROM pg_roles r, pg_database d
              WHERE r.rolname = current_user AND d.datname = current_database()",
             &[],
@@ -77,7 +79,70 @@ pub async fn server_facts(client: &Client) -> Result<ServerFacts, Error> {
         )
         .await?,
         user_table_count: user_table_count(client).await?,
+        user_name: row.get(15),
+        database_name: row.get(16),
+        can_create_in_database: row.get(17),
+        unpublishable_tables: unpublishable_tables(client).await?,
     })
+}
+
+/// The tables a publication of the migration names (logged leaf tables of user
+/// schemas) that the connecting role does not own, directly or through a role it
+/// is a member of; none for a superuser.
+async fn unpublishable_tables(client: &Client) -> Result<Vec<String>, Error> {
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text, pg_get_userbyid(c.relowner)::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_RELATION} AND c.relkind = 'r' AND c.relpersistence = 'p'
+           AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+           AND NOT pg_has_role(current_user, c.relowner, 'USAGE')
+         ORDER BY 1, 2"
+    );
+    let rows = client.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let table = QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1));
+            format!("{table} (owner {})", r.get::<_, String>(2))
+        })
+        .collect())
+}
+
+/// The identity of the database `client` reached. The system identifier needs
+/// `pg_control_system()`; where the role may not call it, it reads as empty on
+/// both sides and the database OID and the session check decide.
+pub async fn identity(client: &Client) -> Result<DatabaseIdentity, Error> {
+    let oid: u32 = client
+        .query_one("SELECT oid FROM pg_database WHERE datname = current_database()", &[])
+        .await?
+        .get(0);
+    let system_identifier = match client.query_one("SELECT system_identifier::text FROM pg_control_system()", &[]).await {
+        Ok(row) => row.get(0),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => String::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(DatabaseIdentity { system_identifier, database_oid: oid })
+}
+
+/// Whether the server behind `target` shows the session `source` holds: its
+/// backend pid in the same database, under the same application name (visible
+/// to every role in `pg_stat_activity`). True only when both reach one server.
+pub async fn shows_session_of(target: &Client, source: &Client) -> Result<bool, Error> {
+    let row = source
+        .query_one(
+            "SELECT pid, datid, coalesce(application_name, '') FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?;
+    let (pid, datid, application): (i32, u32, String) = (row.get(0), row.get(1), row.get(2));
+    Ok(target
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE pid = $1 AND datid = $2 AND application_name = $3 AND pid <> pg_backend_pid())",
+            &[&pid, &datid, &application],
+        )
+        .await?
+        .get(0))
 }
 
 async fn strings(client: &Client, sql: &str) -> Result<Vec<String>, Error> {

@@ -8,10 +8,18 @@
 //! while the replication session stays idle, so [`SnapshotSlot`] keeps the session
 //! open until it is dropped
 //! ([Streaming Replication Protocol](https://www.postgresql.org/docs/current/protocol-replication.html)).
+//!
+//! A replication session is opened gated: its startup and authentication, up to
+//! an `IDENTIFY_SYSTEM`, run under the spec's connect timeout, like every other
+//! connection ([`crate::connect`]). The transport sets no TCP keepalive on its
+//! socket and has no option for one, so the server is asked to probe instead
+//! (`tcp_keepalives_*` at startup, with pgferry's values): a pgferry that vanished
+//! ends its walsender and frees the slot for the next run.
 
 use pgferry_core::sql::{Ident, Sql};
-use pgwire_replication::{ReplicationClient, ReplicationConfig, TlsConfig};
+use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, TlsConfig};
 
+use crate::connect::{within_connect_timeout, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES};
 use crate::connspec::{ConnSpec, SslMode};
 
 /// A slot's consistent point with the snapshot exported at it.
@@ -51,8 +59,27 @@ pub fn replication_config(spec: &ConnSpec, slot: &str, publications: Vec<String>
     config.slot = slot.to_string();
     config.publication = publications.into();
     config.application_name = Some(spec.application_name.clone());
-    config.options = spec.options.clone();
+    let keepalives = format!(
+        "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={KEEPALIVE_RETRIES}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs()
+    );
+    config.options = Some(match &spec.options {
+        Some(given) => format!("{given} {keepalives}"),
+        None => keepalives,
+    });
     config
+}
+
+/// Opens a replication session and waits, at most the spec's connect timeout,
+/// for the server to answer `IDENTIFY_SYSTEM`; the session is then ready for
+/// commands, or for [`ReplicationClient::start`].
+pub async fn open_gated(spec: &ConnSpec, config: ReplicationConfig) -> Result<ReplicationClient, PgWireError> {
+    let mut session = ReplicationClient::connect_gated(config).await?;
+    within_connect_timeout(spec, session.identify_system())
+        .await
+        .map_err(|timeout| PgWireError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout)))??;
+    Ok(session)
 }
 
 /// Creates a logical slot (permanent, or temporary: gone with the session) and
@@ -67,7 +94,7 @@ pub async fn create_slot_with_snapshot(
         move |e: pgwire_replication::PgWireError| ReplicationError { doing, cause: e.to_string() }
     };
     let config = replication_config(spec, slot, Vec::new());
-    let mut session = ReplicationClient::connect_gated(config)
+    let mut session = open_gated(spec, config)
         .await
         .map_err(fail("opening a replication connection to the source"))?;
     let command = Sql::new("CREATE_REPLICATION_SLOT ")
@@ -93,4 +120,38 @@ pub async fn create_slot_with_snapshot(
         snapshot_name: text(row, 2),
         _session: session,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use pgferry_testkit::{Cluster, PgVersion};
+
+    use super::*;
+
+    /// A listener nobody reads from: TCP connects, the startup is never answered.
+    #[tokio::test]
+    async fn a_silent_server_is_given_up_at_the_connect_timeout() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("postgresql://u@127.0.0.1:{}/db?sslmode=disable&connect_timeout=2", silent.local_addr().unwrap().port());
+        let spec = ConnSpec::parse(&url).unwrap();
+        let started = Instant::now();
+        let err = create_slot_with_snapshot(&spec, "s", true).await.err().expect("no server answered");
+        assert!(started.elapsed() < Duration::from_secs(30), "gave up only after {:?}", started.elapsed());
+        assert!(err.to_string().contains("no answer within 2 s (connect_timeout)"), "{err}");
+    }
+
+    /// The transport sets no keepalive on its socket, so the server probes it.
+    #[tokio::test]
+    async fn the_server_probes_a_replication_session_with_pgferrys_keepalives() {
+        let cluster = Cluster::start(PgVersion::V15);
+        let spec = ConnSpec::parse(&cluster.url("postgres")).unwrap();
+        let mut session = open_gated(&spec, replication_config(&spec, "s", Vec::new())).await.unwrap();
+        for (setting, value) in [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3")] {
+            let rows = session.simple_query(&format!("SHOW {setting}")).await.unwrap();
+            let shown = rows[0][0].as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+            assert_eq!(shown.as_deref(), Some(value), "{setting}");
+        }
+    }
 }

@@ -1,14 +1,24 @@
 //! `pgferry check`: observe both servers and this machine, then judge.
 //!
 //! Both servers are read at once, and a connection failure on one side does not
-//! hide the other's: every problem is reported in one run.
+//! hide the other's: every problem is reported in one run. Source and target
+//! are also compared: the same database under two spellings (TCP and a Unix
+//! socket, `localhost` and `127.0.0.1`) is a problem, found by identity rather
+//! than by name ([`pgferry_core::preflight::same_database`]).
+//!
+//! The commands that change servers ([`refuse_unless_ready`], [`refuse_same_database`])
+//! call these checks before they create anything, so a refusal leaves both
+//! servers as they were and exits with [`ErrorKind::Refused`].
 
-use pgferry_core::preflight::{choose_client, evaluate, CheckPlan, Finding, ServerFacts, Side, ToolFacts};
+use pgferry_core::preflight::{
+    blocking, choose_client, evaluate, same_database, same_database_finding, CheckPlan, Finding, ServerFacts, Side, ToolFacts,
+};
 use pgferry_pg::tools::{find_client_pairs, ClientPair};
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
+use tokio_postgres::Client;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// What `pgferry check` found.
 #[derive(Debug, Serialize)]
@@ -36,13 +46,17 @@ pub struct ToolSummary {
 
 /// Runs the preflight.
 pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Result<CheckReport> {
-    let (source_facts, target_facts) = tokio::join!(observe(source, "source"), observe(target, "target"));
-    let (source_facts, target_facts) = match (source_facts, target_facts) {
+    // Boxed: each side's facts are large, and every command that changes a server awaits this first.
+    let (observed_source, observed_target) = tokio::join!(Box::pin(observe(source, "source")), Box::pin(observe(target, "target")));
+    let ((src, source_facts), (dst, target_facts)) = match (observed_source, observed_target) {
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => return Err(Error::combine(s.err().into_iter().chain(t.err()).collect())),
     };
     let client = client_for(source_facts.server_version_num, target_facts.server_version_num);
-    let findings = evaluate(&source_facts, &target_facts, &tool_facts(client.as_ref()), plan);
+    let mut findings = evaluate(&source_facts, &target_facts, &tool_facts(client.as_ref()), plan);
+    if is_same_database(&src, &dst).await? {
+        findings.insert(0, same_database_finding(&source.to_string(), &target.to_string()));
+    }
     let (dump, restore) = client.map(|c| (c.pg_dump, c.pg_restore)).unzip();
     Ok(CheckReport {
         ready: pgferry_core::preflight::is_ready(&findings),
@@ -85,21 +99,59 @@ pub(crate) fn tool_facts(client: Option<&ClientPair>) -> ToolFacts {
 /// snapshot restore), with the same version, settings and contents, so the
 /// source's facts stand for it and only the source's findings are returned.
 pub async fn check_source(source: &ConnSpec, plan: &CheckPlan) -> Result<Vec<Finding>> {
-    let facts = observe(source, "source").await?;
+    let (_, facts) = observe(source, "source").await?;
     // Only the source's findings are kept: this machine's tools do not matter here.
     let no_tools = ToolFacts::default();
     Ok(evaluate(&facts, &facts, &no_tools, plan).into_iter().filter(|f| f.side == Side::Source).collect())
 }
 
-async fn observe(spec: &ConnSpec, side: &str) -> Result<ServerFacts> {
+/// The preflight as a gate: every blocking problem at once, as an error of kind
+/// [`ErrorKind::Refused`], before the caller changes anything.
+/// `keyless_tables_settled`: see [`blocking`].
+pub(crate) async fn refuse_unless_ready(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan, keyless_tables_settled: bool) -> Result<()> {
+    let report = check(source, target, plan).await?;
+    let problems = blocking(&report.findings, keyless_tables_settled);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|f| {
+            let objects: String = f.objects.iter().map(|o| format!("\n    {o}")).collect();
+            format!("- [{}] {}{objects}\n  fix: {}", f.code, f.what, f.fix)
+        })
+        .collect();
+    Err(Error::new(ErrorKind::Refused, format!("the preflight found {} problem(s):\n{}", problems.len(), lines.join("\n")))
+        .with_hint("fix them and rerun (pgferry check lists every finding); nothing was changed"))
+}
+
+/// Refuses, with nothing changed, when `src` and `dst` reach one database.
+pub(crate) async fn refuse_same_database(src: &Client, dst: &Client, source: &ConnSpec, target: &ConnSpec) -> Result<()> {
+    if !is_same_database(src, dst).await? {
+        return Ok(());
+    }
+    let finding = same_database_finding(&source.to_string(), &target.to_string());
+    Err(Error::new(ErrorKind::Refused, finding.what).with_hint(format!("{}; nothing was changed", finding.fix)))
+}
+
+async fn is_same_database(src: &Client, dst: &Client) -> Result<bool> {
+    let read = |e| Error::server("comparing the source's and the target's identity", e);
+    let source_id = pgferry_pg::facts::identity(src).await.map_err(read)?;
+    let target_id = pgferry_pg::facts::identity(dst).await.map_err(read)?;
+    let shown = source_id == target_id && pgferry_pg::facts::shows_session_of(dst, src).await.map_err(read)?;
+    Ok(same_database(&source_id, &target_id, shown))
+}
+
+async fn observe(spec: &ConnSpec, side: &str) -> Result<(Client, ServerFacts)> {
     let client = pgferry_pg::connect(spec).await.map_err(|e| {
         let mut err = Error::from(e);
         err.message = format!("{side}: {}", err.message);
         err
     })?;
-    pgferry_pg::facts::server_facts(&client)
+    let facts = pgferry_pg::facts::server_facts(&client)
         .await
-        .map_err(|e| Error::server(&format!("reading the {side}'s catalog"), e))
+        .map_err(|e| Error::server(&format!("reading the {side}'s catalog"), e))?;
+    Ok((client, facts))
 }
 
 fn summary(spec: &ConnSpec, facts: &ServerFacts) -> ServerSummary {

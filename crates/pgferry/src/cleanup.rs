@@ -60,14 +60,14 @@ pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         Fence::Keep => Removal::Cleanup,
     };
     if let Err((reason, instead)) = removal_allowed(removal, cutover_step(&dst, migration).await?, force) {
-        return Err(Error::new(ErrorKind::Precondition, format!("{reason}; nothing was changed")).with_hint(instead));
+        return Err(Error::new(ErrorKind::Refused, format!("{reason}; nothing was changed")).with_hint(instead));
     }
     fence::allow_writes(&src).await?;
     let restored = match fence_policy {
         Fence::Lift => {
             if crate::outside_fence::recorded(&src, migration).await?.is_some() {
                 if !force {
-                    return Err(Error::new(ErrorKind::Precondition, "an outside fence raised by --fence-command may still be up; nothing was changed")
+                    return Err(Error::new(ErrorKind::Refused, "an outside fence raised by --fence-command may still be up; nothing was changed")
                         .with_hint("rerun pgferry cutover with the same --fence-command and --unfence-command: it rolls back and lifts it; or lift it yourself and rerun abort with --force"));
                 }
                 crate::outside_fence::forget(&src, migration).await?;

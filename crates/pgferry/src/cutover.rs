@@ -174,7 +174,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     }
     let observed = observe(&src, &dst, name).await?;
     if let Decision::NoGo(reasons) = go_no_go(&observed, &options.policy) {
-        return Err(Error::new(ErrorKind::Precondition, format!("the cutover may not start:\n  - {}", reasons.join("\n  - ")))
+        return Err(Error::new(ErrorKind::Refused, format!("the cutover may not start:\n  - {}", reasons.join("\n  - ")))
             .with_hint("nothing was changed; fix the reasons above and rerun"));
     }
     let plan = fence::planned(&src, &options.administrators).await?;
@@ -426,7 +426,7 @@ fn switch_unknown(entry: Option<&JournalEntry>) -> Error {
 fn already_done(entry: Option<&JournalEntry>) -> Error {
     let downtime = entry.and_then(|e| e.downtime_seconds).map(|d| format!(", downtime {d:.3} s")).unwrap_or_default();
     let when = entry.and_then(|e| e.fenced_at.clone()).map(|t| format!(" (fenced at {t}{downtime})")).unwrap_or_default();
-    Error::new(ErrorKind::Precondition, format!("this migration was already cut over{when}; nothing was done"))
+    Error::new(ErrorKind::Refused, format!("this migration was already cut over{when}; nothing was done"))
         .with_hint("the old source stays fenced; pgferry cleanup removes the migration's objects")
 }
 

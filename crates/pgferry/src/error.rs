@@ -12,6 +12,9 @@ pub enum ErrorKind {
     Usage,
     /// Make the server reachable or fix the credentials; nothing was changed.
     Connection,
+    /// A check refused the command before it changed anything: fix what the
+    /// message names (each with its fix) and run it again.
+    Refused,
     /// A server is not in the state this step needs; the message says which.
     Precondition,
     /// A statement failed on a server; what ran before it is kept and a rerun resumes.

@@ -16,7 +16,7 @@
 //! next run continues from there, exactly as after a kill.
 
 use pgferry_core::names::MigrationName;
-use pgferry_core::preflight::{blocking, CheckPlan};
+use pgferry_core::preflight::CheckPlan;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -99,21 +99,8 @@ async fn requested(shutdown: Option<&mut watch::Receiver<bool>>) {
 
 async fn preflight(source: &ConnSpec, target: &ConnSpec, options: &StartOptions) -> Result<()> {
     let plan = CheckPlan { full_copy: options.seed.is_none(), ..CheckPlan::default() };
-    let report = crate::check::check(source, target, &plan).await?;
     let keyless_settled = options.keyless_tables_are_insert_only || options.copy.replica_identity_full;
-    let problems = blocking(&report.findings, keyless_settled);
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> = problems
-        .iter()
-        .map(|f| {
-            let objects: String = f.objects.iter().map(|o| format!("\n    {o}")).collect();
-            format!("- [{}] {}{objects}\n  fix: {}", f.code, f.what, f.fix)
-        })
-        .collect();
-    Err(Error::new(ErrorKind::Precondition, format!("the preflight found {} problem(s):\n{}", problems.len(), lines.join("\n")))
-        .with_hint("fix them and rerun (pgferry check lists every finding); nothing was changed"))
+    crate::check::refuse_unless_ready(source, target, &plan, keyless_settled).await
 }
 
 /// The migration's runner lock: a session advisory lock on the target, held by
@@ -131,7 +118,7 @@ impl RunnerLock {
         if taken {
             return Ok(RunnerLock(client));
         }
-        Err(Error::new(ErrorKind::Precondition, format!("another pgferry process is running migration {name}"))
+        Err(Error::new(ErrorKind::Refused, format!("another pgferry process is running migration {name}"))
             .with_hint("wait for it or stop it (Ctrl-C or SIGTERM stops pgferry start cleanly); pgferry status shows where it stands"))
     }
 }

@@ -62,7 +62,7 @@ pub(crate) struct StartState {
 /// complete: before that, the target does not hold the slot's snapshot yet.
 pub(crate) async fn start_state(target: &Client, name: &MigrationName) -> Result<StartState> {
     let no_copy = || {
-        Error::new(ErrorKind::Precondition, format!("migration {name} has not been copied to this target"))
+        Error::new(ErrorKind::Refused, format!("migration {name} has not been copied to this target"))
             .with_hint("run pgferry copy with the same --source, --target and --name first")
     };
     let exists: bool = target
@@ -81,7 +81,7 @@ pub(crate) async fn start_state(target: &Client, name: &MigrationName) -> Result
     let phase: String = row.get(0);
     if MigrationPhase::parse(&phase) != Some(MigrationPhase::Copied) {
         return Err(Error::new(
-            ErrorKind::Precondition,
+            ErrorKind::Refused,
             format!("the copy of migration {name} is not finished (phase {phase})"),
         )
         .with_hint("rerun pgferry copy: it resumes, and change capture can start once it reports the copy complete"));

@@ -15,7 +15,7 @@
 //! does not hold.
 
 use pgferry_core::names::MigrationName;
-use pgferry_pg::replication::replication_config;
+use pgferry_pg::replication::{open_gated, replication_config};
 use pgferry_pg::ConnSpec;
 use pgferry_pgoutput::Lsn;
 use pgwire_replication::{PgWireError, ReplicationClient};
@@ -38,7 +38,7 @@ pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalst
 pub(crate) async fn open(source: &ConnSpec, name: &MigrationName, start: Lsn) -> Result<ReplicationClient, PgWireError> {
     let publications = vec![name.publication().as_str().to_string(), name.insert_only_publication().as_str().to_string()];
     let mut config = replication_config(source, &name.slot(), publications);
-    config.options = Some(match &source.options {
+    config.options = Some(match &config.options {
         Some(user) => format!("{user} {OUTPUT_SETTINGS}"),
         None => OUTPUT_SETTINGS.to_string(),
     });
@@ -50,7 +50,9 @@ pub(crate) async fn open(source: &ConnSpec, name: &MigrationName, start: Lsn) ->
         // (follow --until-caught-up, the cutover) waits for it.
         .with_status_interval(std::time::Duration::from_millis(100))
         .with_wakeup_interval(std::time::Duration::from_secs(1));
-    ReplicationClient::connect(config).await
+    let mut stream = open_gated(source, config).await?;
+    stream.start().await?;
+    Ok(stream)
 }
 
 /// Whether a stream error is worth a reconnect: the network, a server restart,

@@ -3,6 +3,11 @@
 //! exported by the migration's replication slot, so change capture can start
 //! exactly where the copy ends.
 //!
+//! Before it creates anything (the journal, publications, the slot, its work
+//! directory's files) it refuses, with nothing changed: a source that is its own
+//! target, the preflight's blocking problems (not journaled yet), an unfit
+//! `pg_dump`/`pg_restore`.
+//!
 //! Phases (journaled in `pgferry.migration`, see [`MigrationPhase`]):
 //! 1. `created`: publications and the slot are made on the source;
 //! 2. `schema`: the pre-data part of a `pg_dump` of the snapshot is restored, and
@@ -32,6 +37,7 @@ mod repair;
 mod replica_identity;
 mod schema;
 mod source;
+mod workdir;
 
 pub(crate) use data::recopy;
 use data::{copy_in, copy_out_whole};
@@ -45,7 +51,7 @@ use std::time::Instant;
 use pgferry_core::copy_plan::{plan_copy, CopyTable};
 use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
-use pgferry_core::preflight::tool_problems;
+use pgferry_core::preflight::{tool_problems, CheckPlan};
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::replication::create_slot_with_snapshot;
 use pgferry_pg::tools::ClientPair;
@@ -59,6 +65,7 @@ use crate::failpoint;
 use data::Snapshot;
 use indexes::IndexQueue;
 use schema::{Restore, Section};
+use workdir::WorkDir;
 
 /// What the operator asked for.
 #[derive(Clone, Debug)]
@@ -131,16 +138,20 @@ pub struct TableSummary {
 pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, progress: &Progress) -> Result<CopyReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let ClientPair { pg_dump, pg_restore } = require_client(&src, &dst).await?;
-    journal::ensure(&dst).await?;
+    // Every refusal before the journal is created: a refused copy leaves both servers as they were.
+    check::refuse_same_database(&src, &dst, source, target).await?;
     let name = &options.migration;
-    let phase = journal::phase(&dst, name).await?;
+    let phase = journal::phase_if_journaled(&dst, name).await?;
     if phase.is_none() {
-        ensure_empty_target(&dst).await?;
+        // Tables without a replica identity are published for inserts only: the
+        // cutover, not the copy, decides what that means for them.
+        check::refuse_unless_ready(source, target, &CheckPlan::default(), true).await?;
     }
+    let ClientPair { pg_dump, pg_restore } = require_client(&src, &dst).await?;
+    let workdir = WorkDir::create(target, name)?;
+    journal::ensure(&dst).await?;
     let missing_roles = missing_roles(&src, &dst).await?;
     let keep_owners = missing_roles.is_empty();
-    let workdir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Precondition, format!("making a work directory: {e}")))?;
     let mut laps = Laps::start();
     let (current, stored_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
     let builds = indexes::plan(&src).await?;
@@ -162,12 +173,12 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
             .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
         journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
         failpoint::hit("copy-after-slot");
-        let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), workdir.path()).await?;
+        let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), &workdir).await?;
         let rerun = current == MigrationPhase::Schema;
         let pre_data = Restore { section: Some(Section::PreData), jobs: 1, clean: rerun, keep_owners, list: None };
         schema::restore(&pg_restore, target, &dump, &pre_data).await?;
         if has_large_objects(&src).await? {
-            let objects = schema::dump_large_objects(&pg_dump, source, &slot.snapshot_name, workdir.path()).await?;
+            let objects = schema::dump_large_objects(&pg_dump, source, &slot.snapshot_name, &workdir).await?;
             let all = Restore { section: None, ..pre_data };
             schema::restore(&pg_restore, target, &objects, &all).await?;
         }
@@ -184,7 +195,7 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         } else {
             Vec::new()
         };
-        (stored_lsn.unwrap_or_default(), schema::dump(&pg_dump, source, None, workdir.path()).await?, leftover)
+        (stored_lsn.unwrap_or_default(), schema::dump(&pg_dump, source, None, &workdir).await?, leftover)
     };
     laps.lap("data and indexes");
 
@@ -204,8 +215,8 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
             foreign_keys::drop_added(&dst, &source_keys).await?;
         }
         let list = indexes::filter_restore_list(&schema::list(&pg_restore, &dump).await?, &builds);
-        let list_file = workdir.path().join("post-data.list");
-        std::fs::write(&list_file, list).map_err(|e| Error::new(ErrorKind::Precondition, format!("writing {}: {e}", list_file.display())))?;
+        let list_file = workdir.private_file("post-data.list")?;
+        std::fs::write(&list_file, list).map_err(|e| Error::new(ErrorKind::Server, format!("writing {}: {e}", list_file.display())))?;
         let clean = current == MigrationPhase::PostData;
         let post_data = Restore { section: Some(Section::PostData), jobs: options.index_jobs, clean, keep_owners, list: Some(&list_file) };
         schema::restore(&pg_restore, target, &dump, &post_data)
@@ -381,7 +392,7 @@ async fn require_client(src: &Client, dst: &Client) -> Result<ClientPair> {
             let whats: Vec<&str> = problems.iter().map(|p| p.what.as_str()).collect();
             let where_found = found.map(|c| format!(" (found: {})", c.pg_dump.path.display())).unwrap_or_default();
             let fix = first.map(|p| p.fix.as_str()).unwrap_or_default();
-            Err(Error::new(ErrorKind::Precondition, format!("{}{where_found}", whats.join("; ")))
+            Err(Error::new(ErrorKind::Refused, format!("{}{where_found}", whats.join("; ")))
                 .with_hint(format!("{fix}; nothing was changed")))
         }
     }
@@ -393,18 +404,6 @@ async fn server_version_num(client: &Client, side: &str) -> Result<i32> {
         .await
         .map(|r| r.get(0))
         .map_err(|e| Error::server(&format!("reading the {side}'s version"), e))
-}
-
-async fn ensure_empty_target(dst: &Client) -> Result<()> {
-    let facts = pgferry_pg::facts::server_facts(dst).await.map_err(|e| Error::server("reading the target", e))?;
-    if facts.user_table_count > 0 {
-        return Err(Error::new(
-            ErrorKind::Precondition,
-            format!("the target already holds {} table(s); a copy needs an empty database", facts.user_table_count),
-        )
-        .with_hint("point --target at a new, empty database (pgferry check lists what is there)"));
-    }
-    Ok(())
 }
 
 /// Roles that own objects or hold grants on the source but do not exist on the

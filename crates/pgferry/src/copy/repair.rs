@@ -44,7 +44,7 @@ pub struct Repaired {
 /// Copies `tables` again from a fresh snapshot of the source.
 pub async fn repair_tables(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, tables: &[QualifiedName]) -> Result<Vec<Repaired>> {
     let _runner = RunnerLock::take(target, name).await.map_err(|e| {
-        Error::new(ErrorKind::Precondition, format!("repair needs change capture stopped: {}", e.message))
+        Error::new(ErrorKind::Refused, format!("repair needs change capture stopped: {}", e.message))
             .with_hint("stop pgferry start or follow (Ctrl-C or SIGTERM), rerun with --repair, then start change capture again")
     })?;
     let dst = pgferry_pg::connect(target).await?;

@@ -4,7 +4,9 @@
 //! two parts: pre-data (types, tables, functions) before the rows, post-data
 //! (indexes, constraints, triggers, rules, policies) after them, with `-j` jobs
 //! ([pg_restore](https://www.postgresql.org/docs/current/app-pgrestore.html)).
-//! The password reaches both programs through their environment only.
+//! The password reaches both programs through their environment only; the dump
+//! is written into the copy's private work directory ([`WorkDir`]), in files
+//! readable by this user only.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,6 +16,7 @@ use pgferry_pg::tools::Tool;
 use pgferry_pg::ConnSpec;
 use tokio::process::Command;
 
+use super::workdir::WorkDir;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Which part of the dump to restore (`None` restores all of it).
@@ -33,8 +36,8 @@ impl Section {
 }
 
 /// Dumps the source's schema into `dir`, under `snapshot` when given.
-pub(crate) async fn dump(pg_dump: &Tool, source: &ConnSpec, snapshot: Option<&str>, dir: &Path) -> Result<PathBuf> {
-    let file = dir.join("schema.dump");
+pub(crate) async fn dump(pg_dump: &Tool, source: &ConnSpec, snapshot: Option<&str>, dir: &WorkDir) -> Result<PathBuf> {
+    let file = dir.private_file("schema.dump")?;
     let mut cmd = libpq_command(&pg_dump.path, source);
     cmd.args(["--format=custom", "--schema-only", "--no-publications", "--no-subscriptions"])
         .arg(format!("--exclude-schema={STATE_SCHEMA}"))
@@ -49,8 +52,8 @@ pub(crate) async fn dump(pg_dump: &Tool, source: &ConnSpec, snapshot: Option<&st
 
 /// Dumps the source's large objects (metadata and contents, nothing else) under
 /// `snapshot`: `--blobs` with every schema excluded.
-pub(crate) async fn dump_large_objects(pg_dump: &Tool, source: &ConnSpec, snapshot: &str, dir: &Path) -> Result<PathBuf> {
-    let file = dir.join("large-objects.dump");
+pub(crate) async fn dump_large_objects(pg_dump: &Tool, source: &ConnSpec, snapshot: &str, dir: &WorkDir) -> Result<PathBuf> {
+    let file = dir.private_file("large-objects.dump")?;
     let mut cmd = libpq_command(&pg_dump.path, source);
     cmd.args(["--format=custom", "--blobs", "--exclude-schema=*"])
         .arg(format!("--snapshot={snapshot}"))

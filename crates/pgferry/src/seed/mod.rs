@@ -135,7 +135,7 @@ async fn require_logical_wal(src: &Client) -> Result<()> {
     if level == "logical" {
         return Ok(());
     }
-    Err(Error::new(ErrorKind::Precondition, format!("the source's wal_level is {level}, not logical"))
+    Err(Error::new(ErrorKind::Refused, format!("the source's wal_level is {level}, not logical"))
         .with_hint("set wal_level = logical (on RDS: rds.logical_replication = 1 in the parameter group) and restart the source"))
 }
 
@@ -188,6 +188,7 @@ pub async fn attach(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, 
     let redo = resolve(position)?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
+    crate::check::refuse_same_database(&src, &dst, source, target).await?;
     let report = |attached_now, inherited| AttachReport {
         migration: name.to_string(),
         redo_lsn: redo.to_string(),
@@ -199,7 +200,7 @@ pub async fn attach(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, 
         Some(earlier) if earlier == redo => return Ok(report(false, Inherited::default())),
         Some(earlier) => {
             return Err(Error::new(
-                ErrorKind::Precondition,
+                ErrorKind::Refused,
                 format!("migration {name} was seeded on this target at {earlier}, not {redo}"),
             )
             .with_hint("rerun with the first position, or run pgferry abort and seed again"))
@@ -207,7 +208,7 @@ pub async fn attach(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, 
         None => {}
     }
     if journal::phase_if_journaled(&dst, name).await?.is_some() {
-        return Err(Error::new(ErrorKind::Precondition, format!("migration {name} on this target was started as a full copy"))
+        return Err(Error::new(ErrorKind::Refused, format!("migration {name} on this target was started as a full copy"))
             .with_hint("use pgferry start without --seeded, or another --name"));
     }
     let facts = facts::read(&src, &dst, name).await?;
@@ -216,7 +217,7 @@ pub async fn attach(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, 
         let message = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n");
         let mut hints: Vec<&str> = problems.iter().map(|p| p.hint()).collect();
         hints.dedup();
-        return Err(Error::new(ErrorKind::Precondition, format!("refusing to seed from {redo}:\n{message}")).with_hint(hints.join("\n")));
+        return Err(Error::new(ErrorKind::Refused, format!("refusing to seed from {redo}:\n{message}")).with_hint(hints.join("\n")));
     }
     let inherited = inherited::remove(&src, &dst, name).await?;
     failpoint::hit("seed-after-inherited");
@@ -231,7 +232,7 @@ fn resolve(position: &SeedPosition) -> Result<Lsn> {
     };
     let (origin, text) = log.read()?;
     redo_done_at(&text).ok_or_else(|| {
-        Error::new(ErrorKind::Precondition, format!("{origin} has no 'redo done at' line")).with_hint(
+        Error::new(ErrorKind::Refused, format!("{origin} has no 'redo done at' line")).with_hint(
             "give the log of the copy's first start after the restore (log_min_messages at LOG or below), or the position with --seed-lsn",
         )
     })
