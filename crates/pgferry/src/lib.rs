@@ -8,6 +8,8 @@ pub mod copy;
 pub mod cutover;
 pub mod error;
 pub mod inventory;
+pub mod large_objects;
+pub mod materialized_views;
 pub mod outside_fence;
 pub mod rehearse;
 pub mod seed;

@@ -334,9 +334,13 @@ impl<'a> Applier<'a> {
         }
         self.send_all_pending().await?;
         self.open_target().await?;
+        // A partitioned table published through its root arrives by that name;
+        // its truncation on the source reached every partition, and PostgreSQL
+        // refuses ONLY on a partitioned table.
+        let partitioned = partitioned_tables(self.target, &tables).await?;
         let mut sql = Sql::new("TRUNCATE ");
         for (i, table) in tables.iter().enumerate() {
-            sql = sql.push(if i == 0 { "ONLY " } else { ", ONLY " }).name(table);
+            sql = sql.push(if i == 0 { "" } else { ", " }).push(if partitioned.contains(table) { "" } else { "ONLY " }).name(table);
         }
         if truncate.restart_identity {
             sql = sql.push(" RESTART IDENTITY");
@@ -396,14 +400,45 @@ impl<'a> Applier<'a> {
     }
 }
 
+/// Which of `tables` are partitioned on the target.
+async fn partitioned_tables(target: &Client, tables: &[QualifiedName]) -> Result<Vec<QualifiedName>, Stop> {
+    let names: Vec<String> = tables.iter().map(ToString::to_string).collect();
+    let rows = target
+        .query("SELECT t FROM unnest($1::text[]) t WHERE (SELECT relkind FROM pg_class WHERE oid = t::regclass) = 'p'", &[&names])
+        .await
+        .map_err(|e| Stop::target("reading which truncated tables are partitioned on the target", e))?;
+    let partitioned: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(tables.iter().filter(|t| partitioned.contains(&t.to_string())).cloned().collect())
+}
+
+/// A row the source routed to a partition the target lacks: change capture
+/// stops before anything of its batch is committed, with the partition key's
+/// values the server reported.
+fn missing_partition(table: &QualifiedName, e: &tokio_postgres::Error, at: &str) -> Option<Stop> {
+    let db = e.as_db_error()?;
+    if db.code().code() != "23514" || !db.message().starts_with("no partition of relation") {
+        return None;
+    }
+    let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+    Some(Stop::Fatal(
+        Error::new(
+            ErrorKind::Precondition,
+            format!("change capture stopped: the source holds a partition of {table} for a row that no partition of it on the target accepts{detail}, in the source transaction committing at {at}"),
+        )
+        .with_hint(format!("a partition was created or attached on the source after the copy: create the same partition of {table} on the target, then rerun pgferry follow: every change since the last applied position is still in the slot")),
+    ))
+}
+
 /// Each statement must touch exactly the rows it was sent for.
 fn check(sent: &Expect, touched: Result<u64, tokio_postgres::Error>) -> Result<(), Stop> {
     let (table, verb) = (&sent.table, sent.verb);
-    let touched = touched.map_err(|e| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))?;
+    let at = sent.at.map(|l| l.to_string()).unwrap_or_default();
+    let touched = touched.map_err(|e| {
+        missing_partition(table, &e, &at).unwrap_or_else(|| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))
+    })?;
     if touched == sent.rows {
         return Ok(());
     }
-    let at = sent.at.map(|l| l.to_string()).unwrap_or_default();
     let what = if sent.rows == 1 {
         format!("the row to {verb} {table} was not found on the target")
     } else {

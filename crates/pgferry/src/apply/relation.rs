@@ -269,7 +269,9 @@ pub(crate) async fn map_relation(
 
 /// The target table's unique indexes and exclusion constraints (their key
 /// columns, `None` for expressions or a predicate), and whether a trigger or
-/// rule of it fires in replica mode (enabled ALWAYS or REPLICA).
+/// rule of it fires in replica mode (enabled ALWAYS or REPLICA). A partitioned
+/// table (changes published through its root) counts those of its partitions
+/// too, but for the partitions' copies of its own indexes.
 async fn target_constraints(target: &Client, table: &QualifiedName) -> Result<(Vec<Option<Vec<String>>>, bool), Stop> {
     let rows = target
         .query(
@@ -278,11 +280,13 @@ async fn target_constraints(target: &Client, table: &QualifiedName) -> Result<(V
                               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                               WHERE k.n <= i.indnkeyatts) END,
                     i.indexrelid IS NOT NULL,
-                    EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled IN ('A', 'R'))
-                    OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN' AND r.ev_enabled IN ('A', 'R'))
+                    EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tree.relid AND NOT t.tgisinternal AND t.tgenabled IN ('A', 'R'))
+                    OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = tree.relid AND r.rulename <> '_RETURN' AND r.ev_enabled IN ('A', 'R'))
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_index i ON i.indrelid = c.oid AND (i.indisunique OR i.indisexclusion)
+             CROSS JOIN LATERAL pg_partition_tree(c.oid) tree
+             LEFT JOIN pg_index i ON i.indrelid = tree.relid AND (i.indisunique OR i.indisexclusion)
+                 AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
              WHERE n.nspname = $1 AND c.relname = $2",
             &[&table.schema.as_str(), &table.name.as_str()],
         )

@@ -8,11 +8,13 @@
 //! that are missing, extra or changed (`pgferry_core::validation`).
 
 mod changed;
+mod fidelity;
 mod journal;
 mod live;
 mod tables;
 
 pub use changed::{validate_changed, Verdict};
+pub use fidelity::LargeObjectsVerdict;
 pub use journal::{last_validation, LastValidation};
 pub use live::Behind;
 
@@ -71,6 +73,9 @@ pub struct ValidationReport {
     /// not running and the target was behind the source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub behind: Option<Behind>,
+    /// The large objects compared by content (a full validation only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<LargeObjectsVerdict>,
 }
 
 /// A piece of one table compared at once.
@@ -103,13 +108,25 @@ pub async fn validate(
         Some(name) => changed::applied(&dst, name).await?,
         None => None,
     };
-    let tables = tables::list(&src).await?;
+    let mut tables = tables::list(&src).await?;
+    let first_view = tables.len();
+    tables.extend(tables::materialized_views(&src).await?);
     let mut verdicts: Vec<TableVerdict> = tables.iter().map(|t| verdict(&t.name, !t.key.is_empty())).collect();
     let mut chunks = Vec::new();
     for (index, table) in tables.iter().enumerate() {
         if !exists(&dst, &table.name).await? {
             verdicts[index].problem = Some("missing on the target".into());
             continue;
+        }
+        if index >= first_view {
+            match fidelity::view_check(&src, &dst, &table.name).await? {
+                fidelity::ViewCheck::Rows => {}
+                fidelity::ViewCheck::Nothing => continue,
+                fidelity::ViewCheck::Differs(problem) => {
+                    verdicts[index].problem = Some(problem);
+                    continue;
+                }
+            }
         }
         chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?);
     }
@@ -118,6 +135,9 @@ pub async fn validate(
         None => None,
     };
     let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
+    let large_objects = fidelity::large_objects(&sides).await?;
+    report.equal &= large_objects.differences.is_empty();
+    report.large_objects = Some(large_objects);
     if let (Some(name), None, false) = (migration, &live, report.equal) {
         report.behind = live::behind(&src, name, applied.as_deref()).await?;
     }
@@ -225,7 +245,7 @@ async fn compare(
         v.differences.sort_by(|a, b| a.key.cmp(&b.key));
     }
     let equal = verdicts.iter().all(|v| v.mismatched == 0 && v.problem.is_none());
-    Ok(ValidationReport { equal, tables: verdicts, behind: None })
+    Ok(ValidationReport { equal, tables: verdicts, behind: None, large_objects: None })
 }
 
 fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
