@@ -4,7 +4,11 @@
 //! exactly where the copy ends.
 //!
 //! Phases (journaled in `pgferry.migration`, see [`MigrationPhase`]):
-//! 1. `created`: publications and the slot are made on the source;
+//! 1. `created`: publications (partitioned tables through their root) and the
+//!    slot are made on the source; one session imports the slot's snapshot and
+//!    locks every table the copy reads until the rows are in, and a table
+//!    truncated or rewritten before that lock is copied again under a later
+//!    snapshot (see [`snapshot_lock`]);
 //! 2. `schema`: the pre-data part of a `pg_dump` of the snapshot is restored, and
 //!    the large objects (metadata and contents) of the same snapshot;
 //! 3. `data`: tables are piped with binary COPY by `--jobs` workers, largest first,
@@ -14,13 +18,15 @@
 //! 4. `post_data`: primary keys and unique constraints are attached to their
 //!    indexes, the rest of post-data (triggers, rules, policies, ...) is restored
 //!    by `pg_restore`; foreign keys are added NOT VALID, then validated without
-//!    blocking writes (see [`foreign_keys`]); sequences are set; ANALYZE runs in
-//!    parallel;
+//!    blocking writes (see [`foreign_keys`]); sequences are set; materialized
+//!    views are refreshed in dependency order (see
+//!    [`crate::materialized_views`]); ANALYZE runs in parallel;
 //! 5. `copied`.
 //!
 //! A run killed anywhere and rerun continues: before `data` it starts over (nothing
 //! was copied yet); during `data` it keeps every table whose pieces all committed,
-//! and copies the others again, emptied first, under a fresh snapshot whose
+//! (a partition only with its whole hierarchy, which change capture names by
+//! its root), and copies the others again, emptied first, under a fresh snapshot whose
 //! position is journaled with those pieces (change capture skips, per table, what
 //! the copy already holds, as PostgreSQL's table synchronization does).
 

@@ -31,22 +31,28 @@ use crate::failpoint;
 /// released when it is dropped.
 pub(crate) struct HeldSnapshot {
     _session: Client,
-    /// Tables rewritten (truncated, ...) after the snapshot and before the lock.
+    /// Tables rewritten (truncated, ...) after the snapshot and before the lock,
+    /// with the other partitions of their hierarchy.
     pub(crate) rewritten: HashSet<QualifiedName>,
 }
 
-/// Imports `snapshot`, locks the tables it shows (only those in `only` when
-/// given) and finds those rewritten since the snapshot.
+/// Imports `snapshot`, locks the tables it shows (only those in the partition
+/// hierarchies of `only`, when given) and finds those rewritten since the
+/// snapshot, each with its whole hierarchy: change capture names a partition's
+/// rows by its root, so a hierarchy is copied under one snapshot.
 pub(crate) async fn lock(source: &ConnSpec, snapshot: &str, only: Option<&HashSet<QualifiedName>>) -> Result<HeldSnapshot> {
     failpoint::pause("copy-before-lock").await;
     let session = pgferry_pg::connect(source).await?;
     let begin = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot);
     session.batch_execute(begin.as_str()).await.map_err(|e| Error::server("importing the copy's snapshot to lock its tables", e))?;
+    let roots = source::partition_roots(&session).await?;
+    let root = |t: &QualifiedName| roots.get(t).cloned().unwrap_or_else(|| t.clone());
+    let wanted: Option<HashSet<QualifiedName>> = only.map(|o| o.iter().map(root).collect());
     let tables: Vec<QualifiedName> = source::list_tables(&session)
         .await?
         .into_iter()
         .map(|(t, _)| t.name)
-        .filter(|t| only.is_none_or(|o| o.contains(t)))
+        .filter(|t| wanted.as_ref().is_none_or(|w| w.contains(&root(t))))
         .collect();
     if tables.is_empty() {
         return Ok(HeldSnapshot { _session: session, rewritten: HashSet::new() });
@@ -68,6 +74,7 @@ pub(crate) async fn lock(source: &ConnSpec, snapshot: &str, only: Option<&HashSe
         )
         .await
         .map_err(|e| Error::server("looking for tables rewritten since the copy's snapshot", e))?;
-    let rewritten = rows.iter().map(|r| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1))).collect();
+    let hit: HashSet<QualifiedName> = rows.iter().map(|r| root(&QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)))).collect();
+    let rewritten = tables.into_iter().filter(|t| hit.contains(&root(t))).collect();
     Ok(HeldSnapshot { _session: session, rewritten })
 }
