@@ -224,6 +224,23 @@ fn a_partition_created_or_attached_during_change_capture_is_covered_and_a_missin
         assert!(out.status.success(), "{report}");
         let compared: Vec<&str> = report["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
         assert!(compared.contains(&"\"public\".\"events_3\""), "the root's changes are checked in its partitions: {report}");
+
+        // A TRUNCATE of one partition is not sent under publish_via_partition_root:
+        // the partition's new file names it, and it is copied again.
+        source.psql("app", "INSERT INTO events VALUES (2, 50, 'x'), (3, 150, 'y')");
+        assert_ok(&catch_up(&source, &target, "parts"));
+        source.psql("app", "TRUNCATE events_0");
+        assert_ok(&catch_up(&source, &target, "parts"));
+        assert_ne!(target.fingerprints("app"), source.fingerprints("app"), "PostgreSQL does not send it");
+        let name = pgferry_core::names::MigrationName::new("parts").unwrap();
+        let uncovered = runtime().block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name)).unwrap();
+        let named = |list: &[pgferry_core::sql::QualifiedName]| list.iter().map(|t| t.name.as_str().to_string()).collect::<Vec<_>>();
+        assert!(named(&uncovered.rewritten).contains(&"events_0".to_string()), "{uncovered:?}");
+        assert_eq!(named(&uncovered.unrecorded), ["events_2", "events_3"], "{uncovered:?}");
+        runtime().block_on(pgferry::partitions::recopy_partitions(&spec(&source), &spec(&target), &name, &uncovered.all())).unwrap();
+        assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "after the recopy, on {version:?}");
+        let after = runtime().block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name)).unwrap();
+        assert_eq!(after, Default::default());
     }
 }
 

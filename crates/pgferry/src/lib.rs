@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod large_objects;
 pub mod materialized_views;
 pub mod outside_fence;
+pub mod partitions;
 pub mod rehearse;
 pub mod seed;
 pub mod start;

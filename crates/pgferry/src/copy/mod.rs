@@ -310,7 +310,8 @@ impl DataPhase<'_> {
     /// analyzed.
     async fn run_held(&self, snapshot_name: &str, snapshot_lsn: &str, held: HeldSnapshot) -> Result<Vec<QualifiedName>> {
         let mut again = held.rewritten.clone();
-        let mut leftover = self.run(snapshot_name, snapshot_lsn, Selection::Except(&again)).await?;
+        let (mut leftover, copied) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&again)).await?;
+        self.record_files(&held, &copied).await?;
         drop(held);
         for _ in 0..RECOPY_ATTEMPTS {
             if again.is_empty() {
@@ -322,7 +323,9 @@ impl DataPhase<'_> {
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
             let held = snapshot_lock::lock(self.source, &temp.snapshot_name, Some(&again)).await?;
             let now: HashSet<QualifiedName> = again.difference(&held.rewritten).cloned().collect();
-            leftover.extend(self.run(&temp.snapshot_name, &temp.consistent_point, Selection::Only(&now)).await?);
+            let (more, copied) = self.run(&temp.snapshot_name, &temp.consistent_point, Selection::Only(&now)).await?;
+            self.record_files(&held, &copied).await?;
+            leftover.extend(more);
             again = held.rewritten.clone();
         }
         if again.is_empty() {
@@ -336,9 +339,16 @@ impl DataPhase<'_> {
         .with_hint("stop what truncates or rewrites it (a TRUNCATE, VACUUM FULL or CLUSTER job) and rerun pgferry copy: it resumes"))
     }
 
+    /// Journals the source files of the partitions copied under `held`.
+    async fn record_files(&self, held: &HeldSnapshot, copied: &[QualifiedName]) -> Result<()> {
+        let files: Vec<(&QualifiedName, u32)> = copied.iter().filter_map(|t| Some((t, *held.partition_files.get(t)?))).collect();
+        journal::record_partition_files(self.dst, &self.options.migration, &files).await
+    }
+
     /// Copies the selected tables not yet finished, under the given snapshot,
-    /// and builds their indexes. Returns the tables still to be analyzed.
-    async fn run(&self, snapshot_name: &str, snapshot_lsn: &str, selection: Selection<'_>) -> Result<Vec<QualifiedName>> {
+    /// and builds their indexes. Returns the tables still to be analyzed, and
+    /// those copied.
+    async fn run(&self, snapshot_name: &str, snapshot_lsn: &str, selection: Selection<'_>) -> Result<(Vec<QualifiedName>, Vec<QualifiedName>)> {
         self.progress.emit(CopyEvent::Phase { phase: "data" });
         let name = &self.options.migration;
         let finished = journal::finished_tables(self.dst, name).await?;
@@ -393,7 +403,7 @@ impl DataPhase<'_> {
         };
         let building = indexes::build_all(self.target, &queue, self.options.index_jobs);
         tokio::try_join!(copying, building)?;
-        Ok(queue.leftover_analyzes())
+        Ok((queue.leftover_analyzes(), todo.into_iter().map(|t| t.name).collect()))
     }
 }
 

@@ -17,7 +17,7 @@
 //! skips its changes before that position (`apply::batch::already_copied`): the
 //! stream's changes from before the rewrite are void for it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::ConnSpec;
@@ -34,6 +34,10 @@ pub(crate) struct HeldSnapshot {
     /// Tables rewritten (truncated, ...) after the snapshot and before the lock,
     /// with the other partitions of their hierarchy.
     pub(crate) rewritten: HashSet<QualifiedName>,
+    /// The locked partitions' files (`relfilenode`): PostgreSQL does not send a
+    /// TRUNCATE of a single partition published through its root, so a later
+    /// change of file is how one is found (see [`crate::partitions`]).
+    pub(crate) partition_files: HashMap<QualifiedName, u32>,
 }
 
 /// Imports `snapshot`, locks the tables it shows (only those in the partition
@@ -55,7 +59,7 @@ pub(crate) async fn lock(source: &ConnSpec, snapshot: &str, only: Option<&HashSe
         .filter(|t| wanted.as_ref().is_none_or(|w| w.contains(&root(t))))
         .collect();
     if tables.is_empty() {
-        return Ok(HeldSnapshot { _session: session, rewritten: HashSet::new() });
+        return Ok(HeldSnapshot { _session: session, rewritten: HashSet::new(), partition_files: HashMap::new() });
     }
     let mut sql = Sql::new("LOCK TABLE ");
     for (i, table) in tables.iter().enumerate() {
@@ -67,14 +71,17 @@ pub(crate) async fn lock(source: &ConnSpec, snapshot: &str, only: Option<&HashSe
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     let rows = session
         .query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-               AND c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid)",
+            "SELECT n.nspname::text, c.relname::text, c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid),
+                    c.relispartition, pg_relation_filenode(c.oid)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
             &[&schemas, &names],
         )
         .await
         .map_err(|e| Error::server("looking for tables rewritten since the copy's snapshot", e))?;
-    let hit: HashSet<QualifiedName> = rows.iter().map(|r| root(&QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)))).collect();
+    let name = |r: &tokio_postgres::Row| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1));
+    let hit: HashSet<QualifiedName> = rows.iter().filter(|r| r.get::<_, bool>(2)).map(|r| root(&name(r))).collect();
     let rewritten = tables.into_iter().filter(|t| hit.contains(&root(t))).collect();
-    Ok(HeldSnapshot { _session: session, rewritten })
+    let partition_files = rows.iter().filter(|r| r.get::<_, bool>(3)).filter_map(|r| Some((name(r), r.get::<_, Option<u32>>(4)?))).collect();
+    Ok(HeldSnapshot { _session: session, rewritten, partition_files })
 }
