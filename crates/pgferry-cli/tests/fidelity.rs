@@ -2,8 +2,9 @@
 //! real clusters, 15 -> 15 and 15 -> 18: materialized views populated after the
 //! copy and refreshed on demand, large objects compared by content and brought
 //! up to date, a partition created or attached during change capture covered
-//! (and a missing one stopping change capture by name), and a TRUNCATE
-//! committed between the slot and the copy's lock leaving no trace.
+//! (and a missing one stopping change capture by name; a TRUNCATE of one
+//! partition, which PostgreSQL does not send, found and copied again), and a
+//! TRUNCATE committed between the slot and the copy's lock leaving no trace.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -168,7 +169,7 @@ fn large_objects_are_compared_by_content_and_brought_up_to_date() {
 }
 
 #[test]
-fn a_partition_created_or_attached_during_change_capture_is_covered_and_a_missing_one_stops_it_by_name() {
+fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_one_stops_it_and_a_truncated_one_is_found() {
     for version in TARGETS {
         let source = Cluster::start(PgVersion::V15);
         source.create_database("app");
