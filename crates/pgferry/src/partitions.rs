@@ -34,8 +34,19 @@ impl UncoveredPartitions {
 }
 
 /// Compares the source's partitions' files with those the copy journaled.
+/// A migration whose publication lists the partitions themselves (made before
+/// pgferry published through the root) receives their TRUNCATEs: nothing to
+/// name.
 pub async fn uncovered_partitions(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<UncoveredPartitions> {
     let src = pgferry_pg::connect(source).await?;
+    let via_root: bool = src
+        .query_one("SELECT coalesce(bool_or(pubviaroot), false) FROM pg_publication WHERE pubname = $1", &[&name.publication().as_str()])
+        .await
+        .map_err(|e| Error::server("reading the migration's publication", e))?
+        .get(0);
+    if !via_root {
+        return Ok(UncoveredPartitions::default());
+    }
     let dst = pgferry_pg::connect(target).await?;
     journal::ensure(&dst).await?;
     let recorded = journal::partition_files(&dst, name).await?;
