@@ -141,6 +141,24 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
             human_bytes(b.bytes)
         );
     }
+    if let Some(lo) = &report.large_objects {
+        let d = &lo.differences;
+        let _ = writeln!(
+            out,
+            "large objects: {} on the source, {} on the target; {} missing, {} extra, {} changed on the target",
+            lo.source_objects,
+            lo.target_objects,
+            d.missing.len(),
+            d.extra.len(),
+            d.changed.len()
+        );
+        for (what, oids) in [("missing", &d.missing), ("extra", &d.extra), ("changed", &d.changed)] {
+            if !oids.is_empty() {
+                let shown: Vec<String> = oids.iter().take(20).map(u32::to_string).collect();
+                let _ = writeln!(out, "    {what}: OID {}{}", shown.join(", "), if oids.len() > 20 { ", ..." } else { "" });
+            }
+        }
+    }
     let _ = writeln!(
         out,
         "{}: {} table(s) compared, {} differ, {} not proven",

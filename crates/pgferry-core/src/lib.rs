@@ -7,6 +7,7 @@
 pub mod copy_plan;
 pub mod cutover;
 pub mod fence;
+pub mod fidelity;
 pub mod foreign_keys;
 pub mod inventory;
 pub mod journal;

@@ -34,3 +34,24 @@ pub fn hit(name: &str) {
         std::process::exit(137);
     }
 }
+
+/// Marks a point where a test needs pgferry to wait while it acts on the
+/// servers. `PGFERRY_PAUSE=<name>:<dir>` makes the process, on reaching the pause
+/// `<name>`, create `<dir>/<name>.reached` and wait until `<dir>/<name>.go`
+/// exists. Unset, a pause costs one environment look-up.
+pub async fn pause(name: &str) {
+    let Ok(value) = std::env::var("PGFERRY_PAUSE") else { return };
+    let Some((paused, dir)) = value.split_once(':') else { return };
+    if paused != name {
+        return;
+    }
+    let dir = std::path::Path::new(dir);
+    if let Err(e) = std::fs::write(dir.join(format!("{name}.reached")), b"") {
+        eprintln!("pause {name}: cannot mark it reached: {e}");
+        return;
+    }
+    let go = dir.join(format!("{name}.go"));
+    while !go.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -30,9 +30,12 @@ use pgferry_core::sql::QualifiedName;
 
 mod fold;
 
-/// A relation as the stream described it, mapped onto the target.
+/// A relation as the stream described it, mapped onto the target, or why it
+/// cannot be: that stops change capture at its first change. (A partition
+/// published through its root is described too, though its changes all come
+/// by the root's name; the target need not have it.)
 struct Relation {
-    mapped: Arc<Mapped>,
+    mapped: Result<Arc<Mapped>, Error>,
     /// Set for tables copied again under a later snapshot.
     copied_at: Option<Lsn>,
 }
@@ -209,9 +212,20 @@ impl<'a> Applier<'a> {
                 self.send_pending(relation.oid).await?;
                 self.open_target().await?;
                 self.statements.forget(relation.oid);
-                let mapped = map_relation(self.target, &relation, &self.type_names).await?;
-                let copied_at = self.skip_before.get(&mapped.table).copied();
-                self.relations.insert(relation.oid, Relation { mapped: Arc::new(mapped), copied_at });
+                // The catalog reads below would only report an aborted
+                // transaction if a statement sent before them failed: its own
+                // error is the one to stop with.
+                while !self.in_flight.is_empty() {
+                    self.settle_one().await?;
+                }
+                let mapped = match map_relation(self.target, &relation, &self.type_names).await {
+                    Ok(mapped) => Ok(Arc::new(mapped)),
+                    Err(Stop::Fatal(e)) => Err(e),
+                    Err(transient) => return Err(transient),
+                };
+                let table = QualifiedName::from_catalog(&relation.namespace, &relation.name);
+                let copied_at = self.skip_before.get(&table).copied();
+                self.relations.insert(relation.oid, Relation { mapped, copied_at });
                 return Ok(());
             }
             Message::Type(t) => {
@@ -241,7 +255,19 @@ impl<'a> Applier<'a> {
             Stop::Fatal(Error::new(ErrorKind::Server, format!("the source sent a change for relation OID {oid} before describing it")))
         })?;
         let skip = at.is_some_and(|at| already_copied(at, relation.copied_at));
-        Ok((!skip).then(|| relation.mapped.clone()))
+        if skip {
+            return Ok(None);
+        }
+        match &relation.mapped {
+            Ok(mapped) => Ok(Some(mapped.clone())),
+            Err(e) => {
+                let error = Error::new(e.kind, e.message.clone());
+                Err(Stop::Fatal(match &e.hint {
+                    Some(hint) => error.with_hint(hint.clone()),
+                    None => error,
+                }))
+            }
+        }
     }
 
     async fn insert(&mut self, insert: Insert, at: Option<Lsn>) -> Result<(), Stop> {
@@ -326,7 +352,7 @@ impl<'a> Applier<'a> {
         let mut tables = Vec::new();
         for oid in &truncate.relation_oids {
             if let Some(table) = self.relation(*oid, at)? {
-                tables.push(table.table.clone());
+                tables.push(table);
             }
         }
         if tables.is_empty() {
@@ -334,9 +360,12 @@ impl<'a> Applier<'a> {
         }
         self.send_all_pending().await?;
         self.open_target().await?;
+        // A partitioned table published through its root arrives by that name;
+        // its truncation on the source reached every partition, and PostgreSQL
+        // refuses ONLY on a partitioned table.
         let mut sql = Sql::new("TRUNCATE ");
         for (i, table) in tables.iter().enumerate() {
-            sql = sql.push(if i == 0 { "ONLY " } else { ", ONLY " }).name(table);
+            sql = sql.push(if i == 0 { "" } else { ", " }).push(table.only()).name(&table.table);
         }
         if truncate.restart_identity {
             sql = sql.push(" RESTART IDENTITY");
@@ -346,8 +375,8 @@ impl<'a> Applier<'a> {
             .await
             .map_err(|e| Stop::target("applying a TRUNCATE on the target", e))?;
         for table in &tables {
-            self.batch.touched.whole(table);
-            self.batch.counts(table).truncates += 1;
+            self.batch.touched.whole(&table.table);
+            self.batch.counts(&table.table).truncates += 1;
         }
         Ok(())
     }
@@ -396,14 +425,34 @@ impl<'a> Applier<'a> {
     }
 }
 
+/// A row the source routed to a partition the target lacks: change capture
+/// stops before anything of its batch is committed, with the partition key's
+/// values the server reported.
+fn missing_partition(table: &QualifiedName, e: &tokio_postgres::Error, at: &str) -> Option<Stop> {
+    let db = e.as_db_error()?;
+    if db.code().code() != "23514" || !db.message().starts_with("no partition of relation") {
+        return None;
+    }
+    let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+    Some(Stop::Fatal(
+        Error::new(
+            ErrorKind::Precondition,
+            format!("change capture stopped: the source holds a partition of {table} for a row that no partition of it on the target accepts{detail}, in the source transaction committing at {at}"),
+        )
+        .with_hint(format!("a partition was created or attached on the source after the copy: create the same partition of {table} on the target, then rerun pgferry follow: every change since the last applied position is still in the slot")),
+    ))
+}
+
 /// Each statement must touch exactly the rows it was sent for.
 fn check(sent: &Expect, touched: Result<u64, tokio_postgres::Error>) -> Result<(), Stop> {
     let (table, verb) = (&sent.table, sent.verb);
-    let touched = touched.map_err(|e| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))?;
+    let at = sent.at.map(|l| l.to_string()).unwrap_or_default();
+    let touched = touched.map_err(|e| {
+        missing_partition(table, &e, &at).unwrap_or_else(|| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))
+    })?;
     if touched == sent.rows {
         return Ok(());
     }
-    let at = sent.at.map(|l| l.to_string()).unwrap_or_default();
     let what = if sent.rows == 1 {
         format!("the row to {verb} {table} was not found on the target")
     } else {

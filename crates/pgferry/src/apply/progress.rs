@@ -114,7 +114,40 @@ pub(crate) async fn start_state(target: &Client, name: &MigrationName) -> Result
         let table = QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1));
         skip_before.insert(table, parse_lsn(&r.get::<_, String>(2))?);
     }
+    if !skip_before.is_empty() {
+        add_partition_roots(target, &mut skip_before).await?;
+    }
     Ok(StartState { start: applied.unwrap_or(slot_lsn).max(slot_lsn), skip_before })
+}
+
+/// Partitioned tables are published through their root, so their changes
+/// arrive named by it: a root skips what its partitions' later snapshot holds
+/// when every partition was copied under it (the copy copies a hierarchy under
+/// one snapshot), and nothing otherwise.
+async fn add_partition_roots(target: &Client, skip_before: &mut HashMap<QualifiedName, Lsn>) -> Result<()> {
+    let rows = target
+        .query(
+            "SELECT n.nspname::text, c.relname::text, rn.nspname::text, r.relname::text
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_class r ON r.oid = pg_partition_root(c.oid) JOIN pg_namespace rn ON rn.oid = r.relnamespace
+             WHERE c.relispartition AND c.relkind = 'r'",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("reading the target's partitions", e))?;
+    let mut roots: HashMap<QualifiedName, Option<Lsn>> = HashMap::new();
+    for r in rows {
+        let leaf = QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1));
+        let root = QualifiedName::from_catalog(r.get::<_, String>(2), r.get::<_, String>(3));
+        let at = skip_before.get(&leaf).copied();
+        let entry = roots.entry(root).or_insert(at);
+        *entry = match (*entry, at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+    }
+    skip_before.extend(roots.into_iter().filter_map(|(root, at)| at.map(|at| (root, at))));
+    Ok(())
 }
 
 fn parse_lsn(text: &str) -> Result<Lsn> {

@@ -68,6 +68,9 @@ pub(crate) struct Mapped {
     pub(crate) columns: Vec<MappedColumn>,
     pub(crate) full: bool,
     pub(crate) folding: Folding,
+    /// A partitioned table (changes published through its root): statements
+    /// reach its partitions, so they are written without ONLY.
+    pub(crate) partitioned: bool,
 }
 
 /// Whether a table's changes in a batch may be folded into net changes
@@ -106,6 +109,16 @@ pub(crate) fn folding(full: bool, key: &[&str], uniques: &[Option<Vec<String>>],
 impl Mapped {
     pub(crate) fn has_key(&self) -> bool {
         self.full || self.columns.iter().any(|c| c.is_key)
+    }
+
+    /// `ONLY ` for a plain table (its inheritance children are tables of their
+    /// own), nothing for a partitioned one.
+    pub(crate) fn only(&self) -> &'static str {
+        if self.partitioned {
+            ""
+        } else {
+            "ONLY "
+        }
     }
 }
 
@@ -261,16 +274,19 @@ pub(crate) async fn map_relation(
             column.compare_as_text = !has_equality(target, &column.type_sql).await?;
         }
     }
-    let (uniques, replica_logic) = target_constraints(target, &table).await?;
+    let (uniques, replica_logic, partitioned) = target_constraints(target, &table).await?;
     let key: Vec<&str> = mapped.iter().filter(|c| c.is_key).map(|c| c.name.as_str()).collect();
     let folding = folding(full, &key, &uniques, replica_logic);
-    Ok(Mapped { table, columns: mapped, full, folding })
+    Ok(Mapped { table, columns: mapped, full, folding, partitioned })
 }
 
 /// The target table's unique indexes and exclusion constraints (their key
 /// columns, `None` for expressions or a predicate), and whether a trigger or
-/// rule of it fires in replica mode (enabled ALWAYS or REPLICA).
-async fn target_constraints(target: &Client, table: &QualifiedName) -> Result<(Vec<Option<Vec<String>>>, bool), Stop> {
+/// rule of it fires in replica mode (enabled ALWAYS or REPLICA), and whether it
+/// is partitioned. A partitioned
+/// table (changes published through its root) counts those of its partitions
+/// too, but for the partitions' copies of its own indexes.
+async fn target_constraints(target: &Client, table: &QualifiedName) -> Result<(Vec<Option<Vec<String>>>, bool, bool), Stop> {
     let rows = target
         .query(
             "SELECT CASE WHEN i.indexprs IS NULL AND i.indpred IS NULL THEN
@@ -278,19 +294,23 @@ async fn target_constraints(target: &Client, table: &QualifiedName) -> Result<(V
                               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                               WHERE k.n <= i.indnkeyatts) END,
                     i.indexrelid IS NOT NULL,
-                    EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled IN ('A', 'R'))
-                    OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN' AND r.ev_enabled IN ('A', 'R'))
+                    EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tree.relid AND NOT t.tgisinternal AND t.tgenabled IN ('A', 'R'))
+                    OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = tree.relid AND r.rulename <> '_RETURN' AND r.ev_enabled IN ('A', 'R')),
+                    c.relkind = 'p'
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_index i ON i.indrelid = c.oid AND (i.indisunique OR i.indisexclusion)
+             CROSS JOIN LATERAL pg_partition_tree(c.oid) tree
+             LEFT JOIN pg_index i ON i.indrelid = tree.relid AND (i.indisunique OR i.indisexclusion)
+                 AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
              WHERE n.nspname = $1 AND c.relname = $2",
             &[&table.schema.as_str(), &table.name.as_str()],
         )
         .await
         .map_err(|e| Stop::target(&format!("reading the target's constraints of {table}"), e))?;
     let replica_logic = rows.iter().any(|r| r.get::<_, bool>(2));
+    let partitioned = rows.iter().any(|r| r.get::<_, bool>(3));
     let uniques = rows.iter().filter(|r| r.get::<_, bool>(1)).map(|r| r.get::<_, Option<Vec<String>>>(0)).collect();
-    Ok((uniques, replica_logic))
+    Ok((uniques, replica_logic, partitioned))
 }
 
 /// Whether `=` exists for a type, as the server resolves it (arrays, domains and

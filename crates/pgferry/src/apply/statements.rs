@@ -119,7 +119,7 @@ pub(crate) fn build(table: &Mapped, shape: &Shape) -> (Sql, usize) {
             sql.push(")")
         }
         Shape::Update { set, matching, guard } => {
-            let mut sql = Sql::new("UPDATE ONLY ").name(&table.table).push(" SET ");
+            let mut sql = Sql::new("UPDATE ").push(table.only()).name(&table.table).push(" SET ");
             for (i, column) in selected(&table.columns, set).enumerate() {
                 sql = params.typed(sql.push(if i == 0 { "" } else { ", " }).ident(&column.name).push(" = "), column);
             }
@@ -130,7 +130,7 @@ pub(crate) fn build(table: &Mapped, shape: &Shape) -> (Sql, usize) {
             sql
         }
         Shape::Delete { matching } => {
-            let sql = Sql::new("DELETE FROM ONLY ").name(&table.table);
+            let sql = Sql::new("DELETE FROM ").push(table.only()).name(&table.table);
             where_clause(sql, table, matching, &mut params)
         }
         Shape::InsertRows | Shape::UpdateRows { .. } | Shape::DeleteRows => return build_rows(table, shape),
@@ -190,9 +190,9 @@ fn build_rows(table: &Mapped, shape: &Shape) -> (Sql, usize) {
             }
             sql.push(" FROM").append(rows)
         }
-        Shape::DeleteRows => Sql::new("DELETE FROM ONLY ").name(&table.table).push(" AS pgferry_t USING").append(rows).append(key_match),
+        Shape::DeleteRows => Sql::new("DELETE FROM ").push(table.only()).name(&table.table).push(" AS pgferry_t USING").append(rows).append(key_match),
         Shape::UpdateRows { set, guard } => {
-            let mut sql = Sql::new("UPDATE ONLY ").name(&table.table).push(" AS pgferry_t SET ");
+            let mut sql = Sql::new("UPDATE ").push(table.only()).name(&table.table).push(" AS pgferry_t SET ");
             for (n, i) in (0..columns.len()).filter(|i| set[*i]).enumerate() {
                 sql = value(sql.push(if n == 0 { "" } else { ", " }).ident(&columns[i].name).push(" = "), i);
             }
@@ -220,7 +220,12 @@ fn where_clause(mut sql: Sql, table: &Mapped, matching: &Matching, params: &mut 
             sql
         }
         Matching::Full(mask) => {
-            sql = sql.push(" WHERE ctid = (SELECT ctid FROM ONLY ").name(&table.table);
+            // A partitioned table's rows are told apart by partition and ctid.
+            sql = if table.partitioned {
+                sql.push(" WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM ").name(&table.table)
+            } else {
+                sql.push(" WHERE ctid = (SELECT ctid FROM ONLY ").name(&table.table)
+            };
             for (i, column) in selected(&table.columns, mask).enumerate() {
                 sql = sql.push(if i == 0 { " WHERE " } else { " AND " }).ident(&column.name);
                 sql = if column.compare_as_text {
@@ -285,7 +290,7 @@ mod tests {
     }
 
     fn table(columns: Vec<MappedColumn>, full: bool) -> Mapped {
-        Mapped { table: QualifiedName::from_catalog("s", "t\"x"), columns, full, folding: Folding::InOrder }
+        Mapped { table: QualifiedName::from_catalog("s", "t\"x"), columns, full, folding: Folding::InOrder, partitioned: false }
     }
 
     fn text(v: &str) -> Column {

@@ -186,9 +186,9 @@ mod tests {
 
     #[test]
     fn keys_are_collected_once_and_keyless_changes_mark_the_whole_table() {
-        let keyed = Mapped { table: QualifiedName::from_catalog("s", "k"), columns: vec![column("a", true), column("b", false)], full: false, folding: Folding::InOrder };
-        let full = Mapped { table: QualifiedName::from_catalog("s", "f"), columns: vec![column("a", true)], full: true, folding: Folding::InOrder };
-        let keyless = Mapped { table: QualifiedName::from_catalog("s", "l"), columns: vec![column("a", false)], full: false, folding: Folding::InOrder };
+        let keyed = Mapped { table: QualifiedName::from_catalog("s", "k"), columns: vec![column("a", true), column("b", false)], full: false, folding: Folding::InOrder, partitioned: false };
+        let full = Mapped { table: QualifiedName::from_catalog("s", "f"), columns: vec![column("a", true)], full: true, folding: Folding::InOrder, partitioned: false };
+        let keyless = Mapped { table: QualifiedName::from_catalog("s", "l"), columns: vec![column("a", false)], full: false, folding: Folding::InOrder, partitioned: false };
         let mut touched = Touched::default();
         touched.row(&keyed, &[text("1"), text("x")]);
         touched.row(&keyed, &[text("1"), text("y")]);

@@ -6,7 +6,9 @@
 //! the same transaction as that piece's rows, so after any crash the journal says
 //! exactly which data is on the target. `snapshot_lsn` is the position of the
 //! snapshot the piece was read under: change capture skips, for that table, every
-//! change the copy already holds.
+//! change the copy already holds. `pgferry.partition_file` holds the source file
+//! (`relfilenode`) each partition was copied from, locked (see
+//! [`crate::partitions`]).
 
 use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
@@ -36,7 +38,14 @@ CREATE TABLE IF NOT EXISTS pgferry.copied_chunk (
     finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (migration, table_schema, table_name, chunk)
 );
-ALTER TABLE pgferry.copied_chunk ADD COLUMN IF NOT EXISTS finished_at timestamptz NOT NULL DEFAULT clock_timestamp();";
+ALTER TABLE pgferry.copied_chunk ADD COLUMN IF NOT EXISTS finished_at timestamptz NOT NULL DEFAULT clock_timestamp();
+CREATE TABLE IF NOT EXISTS pgferry.partition_file (
+    migration text NOT NULL,
+    table_schema text NOT NULL,
+    table_name text NOT NULL,
+    relfilenode oid NOT NULL,
+    PRIMARY KEY (migration, table_schema, table_name)
+);";
 
 /// Creates the journal's tables when missing.
 pub(crate) async fn ensure(target: &Client) -> Result<()> {
@@ -157,4 +166,33 @@ pub(crate) async fn forget_table(
     )
     .await?;
     Ok(())
+}
+
+/// Records the source files the partitions were copied from.
+pub(crate) async fn record_partition_files(target: &Client, name: &MigrationName, files: &[(&QualifiedName, u32)]) -> Result<()> {
+    let schemas: Vec<&str> = files.iter().map(|(t, _)| t.schema.as_str()).collect();
+    let tables: Vec<&str> = files.iter().map(|(t, _)| t.name.as_str()).collect();
+    let nodes: Vec<u32> = files.iter().map(|(_, f)| *f).collect();
+    target
+        .execute(
+            "INSERT INTO pgferry.partition_file (migration, table_schema, table_name, relfilenode)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::oid[])
+             ON CONFLICT (migration, table_schema, table_name) DO UPDATE SET relfilenode = excluded.relfilenode",
+            &[&name.as_str(), &schemas, &tables, &nodes],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::server("journaling the partitions' source files", e))
+}
+
+/// The source files the partitions were copied from.
+pub(crate) async fn partition_files(target: &Client, name: &MigrationName) -> Result<Vec<(QualifiedName, u32)>> {
+    let rows = target
+        .query(
+            "SELECT table_schema, table_name, relfilenode FROM pgferry.partition_file WHERE migration = $1",
+            &[&name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the partitions' source files", e))?;
+    Ok(rows.iter().map(|r| (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2))).collect())
 }

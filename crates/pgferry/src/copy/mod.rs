@@ -9,7 +9,11 @@
 //! `pg_dump`/`pg_restore`.
 //!
 //! Phases (journaled in `pgferry.migration`, see [`MigrationPhase`]):
-//! 1. `created`: publications and the slot are made on the source;
+//! 1. `created`: publications (partitioned tables through their root) and the
+//!    slot are made on the source; one session imports the slot's snapshot and
+//!    locks every table the copy reads until the rows are in, and a table
+//!    truncated or rewritten before that lock is copied again under a later
+//!    snapshot (see [`snapshot_lock`]);
 //! 2. `schema`: the pre-data part of a `pg_dump` of the snapshot is restored, and
 //!    the large objects (metadata and contents) of the same snapshot;
 //! 3. `data`: tables are piped with binary COPY by `--jobs` workers, largest first,
@@ -19,13 +23,15 @@
 //! 4. `post_data`: primary keys and unique constraints are attached to their
 //!    indexes, the rest of post-data (triggers, rules, policies, ...) is restored
 //!    by `pg_restore`; foreign keys are added NOT VALID, then validated without
-//!    blocking writes (see [`foreign_keys`]); sequences are set; ANALYZE runs in
-//!    parallel;
+//!    blocking writes (see [`foreign_keys`]); sequences are set; materialized
+//!    views are refreshed in dependency order (see
+//!    [`crate::materialized_views`]); ANALYZE runs in parallel;
 //! 5. `copied`.
 //!
 //! A run killed anywhere and rerun continues: before `data` it starts over (nothing
 //! was copied yet); during `data` it keeps every table whose pieces all committed,
-//! and copies the others again, emptied first, under a fresh snapshot whose
+//! (a partition only with its whole hierarchy, which change capture names by
+//! its root), and copies the others again, emptied first, under a fresh snapshot whose
 //! position is journaled with those pieces (change capture skips, per table, what
 //! the copy already holds, as PostgreSQL's table synchronization does).
 
@@ -36,6 +42,7 @@ pub(crate) mod journal;
 mod repair;
 mod replica_identity;
 mod schema;
+mod snapshot_lock;
 mod source;
 mod workdir;
 
@@ -43,8 +50,9 @@ pub(crate) use data::recopy;
 use data::{copy_in, copy_out_whole};
 pub use repair::{repair_tables, Repaired};
 pub(crate) use replica_identity::restore as restore_replica_identity;
-pub(crate) use source::{drop_publications, ensure_publications, list_tables, sync_sequences, Publishable};
+pub(crate) use source::{drop_publications, ensure_publications, list_tables, partition_roots, sync_sequences, Publishable};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,6 +74,20 @@ use data::Snapshot;
 use indexes::IndexQueue;
 use schema::{Restore, Section};
 use workdir::WorkDir;
+use snapshot_lock::HeldSnapshot;
+
+/// How many later snapshots a table rewritten again and again before its lock
+/// gets (see [`snapshot_lock`]).
+const RECOPY_ATTEMPTS: usize = 5;
+
+/// Which of the tables not yet copied a data phase copies: partitions always
+/// with their whole hierarchy (change capture names their rows by the root,
+/// so they share one snapshot position).
+#[derive(Clone, Copy)]
+enum Selection<'s> {
+    Except(&'s HashSet<QualifiedName>),
+    Only(&'s HashSet<QualifiedName>),
+}
 
 /// What the operator asked for.
 #[derive(Clone, Debug)]
@@ -121,6 +143,9 @@ pub struct CopyReport {
     pub missing_roles: Vec<String>,
     /// The source's tables given REPLICA IDENTITY FULL (`--replica-identity-full`).
     pub replica_identity_full: Vec<String>,
+    /// The materialized views refreshed (or left unpopulated, as on the source)
+    /// after the rows were in; empty when this run did not reach that step.
+    pub materialized_views: Vec<crate::materialized_views::RefreshedView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -166,13 +191,13 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
             replica_identity::set_full(&src, &dst, name).await?;
         }
         source::drop_publications(&src, name).await?;
-        let tables = source::list_tables(&src).await?;
-        source::ensure_publications(&src, name, &tables).await?;
+        source::ensure_publications(&src, name).await?;
         let slot = create_slot_with_snapshot(source, &name.slot(), false)
             .await
             .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
         journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
         failpoint::hit("copy-after-slot");
+        let held = snapshot_lock::lock(source, &slot.snapshot_name, None).await?;
         let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), &workdir).await?;
         let rerun = current == MigrationPhase::Schema;
         let pre_data = Restore { section: Some(Section::PreData), jobs: 1, clean: rerun, keep_owners, list: None };
@@ -184,14 +209,15 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         }
         journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;
         laps.lap("schema");
-        let leftover = data.run(&slot.snapshot_name, &slot.consistent_point).await?;
+        let leftover = data.run_held(&slot.snapshot_name, &slot.consistent_point, held).await?;
         (slot.consistent_point, dump, leftover)
     } else {
         let leftover = if current == MigrationPhase::Data {
             let temp = create_slot_with_snapshot(source, &format!("{}_resume", name.slot()), true)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
-            data.run(&temp.snapshot_name, &temp.consistent_point).await?
+            let held = snapshot_lock::lock(source, &temp.snapshot_name, None).await?;
+            data.run_held(&temp.snapshot_name, &temp.consistent_point, held).await?
         } else {
             Vec::new()
         };
@@ -199,6 +225,7 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
     };
     laps.lap("data and indexes");
 
+    let mut materialized_views = Vec::new();
     if current < MigrationPhase::Copied {
         progress.emit(CopyEvent::Phase { phase: "constraints, triggers and the rest of post-data" });
         journal::set_phase(&dst, name, MigrationPhase::PostData, None).await?;
@@ -225,18 +252,21 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         progress.emit(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });
         // Plain tables were analyzed as their data landed, but for those left when
         // the last index was built (see [`indexes`]); partitioned parents and
-        // materialized views (filled by post-data) now; everything after a rerun.
+        // materialized views (refreshed first, see [`crate::materialized_views`])
+        // now; everything after a rerun.
         // Side by side with the foreign keys' validation: ANALYZE takes SHARE UPDATE
         // EXCLUSIVE on a table and ACCESS SHARE on a parent's partitions, which a
         // foreign key's locks at most wait for, never in a cycle.
         let kinds: &[i8] = if current == MigrationPhase::PostData { &[b'r' as i8, b'p' as i8, b'm' as i8] } else { &[b'p' as i8, b'm' as i8] };
         let statistics = async {
             source::sync_sequences(&src, &dst).await?;
+            let views = crate::materialized_views::refresh_materialized_views(source, target).await?;
             let mut tables = leftover_analyzes;
             tables.extend(relations_of_kinds(&dst, kinds).await?);
-            analyze_all(target, tables, options.index_jobs).await
+            analyze_all(target, tables, options.index_jobs).await.map(|()| views.views)
         };
-        tokio::try_join!(foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs), statistics)?;
+        let (_, views) = tokio::try_join!(foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs), statistics)?;
+        materialized_views = views;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
         laps.lap("foreign keys, sequences and statistics");
     }
@@ -247,6 +277,7 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         phases: laps.done(),
         missing_roles,
         replica_identity_full: replica_identity::set_by(&dst, name).await?,
+        materialized_views,
     })
 }
 
@@ -284,21 +315,76 @@ struct DataPhase<'a> {
 }
 
 impl DataPhase<'_> {
-    /// Copies every table not yet finished, under the given snapshot, and builds
-    /// their indexes. Returns the tables still to be analyzed.
-    async fn run(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
+    /// Copies every table not yet finished under the snapshot `held` locks,
+    /// but those rewritten before their lock: those are copied again under later
+    /// snapshots, each locked the same way. Returns the tables still to be
+    /// analyzed.
+    async fn run_held(&self, snapshot_name: &str, snapshot_lsn: &str, held: HeldSnapshot) -> Result<Vec<QualifiedName>> {
+        let mut again = held.rewritten.clone();
+        let (mut leftover, copied) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&again)).await?;
+        self.record_files(&held, &copied).await?;
+        drop(held);
+        for _ in 0..RECOPY_ATTEMPTS {
+            if again.is_empty() {
+                return Ok(leftover);
+            }
+            let slot = format!("{}_resume", self.options.migration.slot());
+            let temp = create_slot_with_snapshot(self.source, &slot, true)
+                .await
+                .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+            let held = snapshot_lock::lock(self.source, &temp.snapshot_name, Some(&again)).await?;
+            let now: HashSet<QualifiedName> = again.difference(&held.rewritten).cloned().collect();
+            let (more, copied) = self.run(&temp.snapshot_name, &temp.consistent_point, Selection::Only(&now)).await?;
+            self.record_files(&held, &copied).await?;
+            leftover.extend(more);
+            again = held.rewritten.clone();
+        }
+        if again.is_empty() {
+            return Ok(leftover);
+        }
+        let names: Vec<String> = again.iter().map(ToString::to_string).collect();
+        Err(Error::new(
+            ErrorKind::Precondition,
+            format!("{} kept being truncated or rewritten on the source while the copy tried to read it", names.join(", ")),
+        )
+        .with_hint("stop what truncates or rewrites it (a TRUNCATE, VACUUM FULL or CLUSTER job) and rerun pgferry copy: it resumes"))
+    }
+
+    /// Journals the source files of the partitions copied under `held`.
+    async fn record_files(&self, held: &HeldSnapshot, copied: &[QualifiedName]) -> Result<()> {
+        let files: Vec<(&QualifiedName, u32)> = copied.iter().filter_map(|t| Some((t, *held.partition_files.get(t)?))).collect();
+        journal::record_partition_files(self.dst, &self.options.migration, &files).await
+    }
+
+    /// Copies the selected tables not yet finished, under the given snapshot,
+    /// and builds their indexes. Returns the tables still to be analyzed, and
+    /// those copied.
+    async fn run(&self, snapshot_name: &str, snapshot_lsn: &str, selection: Selection<'_>) -> Result<(Vec<QualifiedName>, Vec<QualifiedName>)> {
         self.progress.emit(CopyEvent::Phase { phase: "data" });
         let name = &self.options.migration;
         let finished = journal::finished_tables(self.dst, name).await?;
         let tx_sql = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot_name);
         self.src.batch_execute(tx_sql.as_str()).await.map_err(|e| Error::server("importing the snapshot", e))?;
         let listing = source::list_tables(self.src).await;
+        let roots = source::partition_roots(self.src).await;
         self.src.batch_execute("COMMIT").await.map_err(|e| Error::server("ending the listing transaction", e))?;
-        let queue = IndexQueue::new(self.builds);
+        let (listing, roots) = (listing?, roots?);
+        let hierarchy = |t: &QualifiedName| roots.get(t).cloned().unwrap_or_else(|| t.clone());
+        let (only, selected): (bool, HashSet<QualifiedName>) = match selection {
+            Selection::Except(tables) => (false, tables.iter().map(hierarchy).collect()),
+            Selection::Only(tables) => (true, tables.iter().map(hierarchy).collect()),
+        };
+        let wanted = |t: &QualifiedName| selected.contains(&hierarchy(t)) == only;
+        let is_finished = |t: &QualifiedName| finished.contains(&(t.schema.as_str().to_string(), t.name.as_str().to_string()));
+        let unfinished: HashSet<QualifiedName> = listing.iter().filter(|(t, _)| !is_finished(&t.name)).map(|(t, _)| hierarchy(&t.name)).collect();
+        let builds: Vec<indexes::IndexBuild> = self.builds.iter().filter(|b| wanted(&b.table)).cloned().collect();
+        let queue = IndexQueue::new(&builds);
         let mut todo: Vec<CopyTable> = Vec::new();
-        for (table, _) in listing? {
-            let key = (table.name.schema.as_str().to_string(), table.name.name.as_str().to_string());
-            if finished.contains(&key) {
+        for (table, _) in listing {
+            if !wanted(&table.name) {
+                continue;
+            }
+            if is_finished(&table.name) && !unfinished.contains(&hierarchy(&table.name)) {
                 self.progress.emit(CopyEvent::Kept { table: table.name.to_string() });
                 queue.table_ready(&table.name);
                 continue;
@@ -328,7 +414,7 @@ impl DataPhase<'_> {
         };
         let building = indexes::build_all(self.target, &queue, self.options.index_jobs);
         tokio::try_join!(copying, building)?;
-        Ok(queue.leftover_analyzes())
+        Ok((queue.leftover_analyzes(), todo.into_iter().map(|t| t.name).collect()))
     }
 }
 

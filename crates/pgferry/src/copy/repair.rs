@@ -19,7 +19,7 @@ use pgferry_pg::ConnSpec;
 use serde::Serialize;
 
 use super::journal::{self, ChunkRecord};
-use super::{copy_in, copy_out_whole, list_tables};
+use super::{copy_in, copy_out_whole, list_tables, partition_roots};
 use crate::error::{Error, ErrorKind, Result};
 use crate::start::RunnerLock;
 
@@ -57,8 +57,22 @@ pub async fn repair_tables(source: &ConnSpec, target: &ConnSpec, name: &Migratio
     let snapshot = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(&slot.snapshot_name);
     src.batch_execute(snapshot.as_str()).await.map_err(|e| Error::server("importing the repair snapshot", e))?;
     let listed = list_tables(&src).await?;
+    // Change capture names a partition's rows by its root, and skips a root's
+    // changes only when all its partitions share one snapshot: a partition is
+    // repaired with its whole hierarchy.
+    let roots = partition_roots(&src).await?;
+    let hierarchy = |t: &QualifiedName| roots.get(t).cloned().unwrap_or_else(|| t.clone());
+    let asked: Vec<QualifiedName> = tables.iter().map(hierarchy).collect();
+    let mut tables: Vec<QualifiedName> = tables.to_vec();
+    let siblings: Vec<QualifiedName> = listed
+        .iter()
+        .map(|(t, _)| &t.name)
+        .filter(|t| roots.contains_key(*t) && asked.contains(&hierarchy(t)) && !tables.contains(*t))
+        .cloned()
+        .collect();
+    tables.extend(siblings);
     let mut repaired = Vec::new();
-    for name_of in tables {
+    for name_of in &tables {
         let Some((table, _)) = listed.iter().find(|(t, _)| &t.name == name_of) else {
             return Err(Error::new(ErrorKind::Precondition, format!("{name_of} is not a table of the source")));
         };

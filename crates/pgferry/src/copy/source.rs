@@ -1,6 +1,8 @@
 //! What the copy reads and creates on the source: the table list under the
 //! snapshot, the publications, and a stale slot of this migration's name.
 
+use std::collections::HashMap;
+
 use pgferry_core::copy_plan::{CopyTable, PAGE_BYTES};
 use pgferry_core::names::{MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
@@ -69,18 +71,26 @@ pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(Copy
 /// replica identity, and an inserts-and-truncates-only one for the others, so that
 /// no UPDATE or DELETE on the source starts failing because of pgferry. Unlogged
 /// tables cannot be published at all.
-pub(crate) async fn ensure_publications(
-    source: &Client,
-    name: &MigrationName,
-    tables: &[(CopyTable, Publishable)],
-) -> Result<()> {
+///
+/// A partitioned table is published through its root
+/// (`publish_via_partition_root`): its partitions' changes arrive named by the
+/// root, and the target's own partitions route them, so a partition created or
+/// attached on the source after the copy is covered without changing the
+/// publication. (PostgreSQL does not send a TRUNCATE of a single partition
+/// under this option; a TRUNCATE of the root is sent.)
+pub(crate) async fn ensure_publications(source: &Client, name: &MigrationName) -> Result<()> {
+    let tables = publication_members(source).await?;
     let members = |kind: Publishable| -> Vec<&QualifiedName> {
-        tables.iter().filter(|(_, p)| *p == kind).map(|(t, _)| &t.name).collect()
+        tables.iter().filter(|(_, p)| *p == kind).map(|(t, _)| t).collect()
     };
     let (full, insert_only) = (members(Publishable::Fully), members(Publishable::InsertsOnly));
     for (publication, members, options) in [
-        (name.publication(), full, Sql::new("")),
-        (name.insert_only_publication(), insert_only, Sql::new(" WITH (publish = 'insert, truncate')")),
+        (name.publication(), full, Sql::new(" WITH (publish_via_partition_root = true)")),
+        (
+            name.insert_only_publication(),
+            insert_only,
+            Sql::new(" WITH (publish = 'insert, truncate', publish_via_partition_root = true)"),
+        ),
     ] {
         let exists = source
             .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication.as_str()])
@@ -101,6 +111,61 @@ pub(crate) async fn ensure_publications(
             .map_err(|e| Error::server(&format!("creating the publication {publication} on the source"), e))?;
     }
     Ok(())
+}
+
+/// What the publications list: plain tables, and partitioned tables by their
+/// root (never a partition itself), each with how it can be published.
+async fn publication_members(source: &Client) -> Result<Vec<(QualifiedName, Publishable)>> {
+    let rows = source
+        .query(
+            &format!(
+                "SELECT n.nspname::text, c.relname::text,
+                        CASE WHEN c.relpersistence <> 'p' THEN 'never'
+                        WHEN {WITHOUT_REPLICA_IDENTITY} THEN 'inserts_only' ELSE 'fully' END
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_RELATION}
+                 ORDER BY 1, 2"
+            ),
+            &[&STATE_SCHEMA],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's tables to publish", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let publishable = match r.get::<_, &str>(2) {
+                "fully" => Publishable::Fully,
+                "inserts_only" => Publishable::InsertsOnly,
+                _ => Publishable::Never,
+            };
+            (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), publishable)
+        })
+        .collect())
+}
+
+/// Each partition's root partitioned table (`pg_partition_root`), for the
+/// source's partitions: change capture names their rows by the root, so a
+/// hierarchy is copied under one snapshot, never partition by partition.
+pub(crate) async fn partition_roots(source: &impl GenericClient) -> Result<HashMap<QualifiedName, QualifiedName>> {
+    let rows = source
+        .query(
+            "SELECT n.nspname::text, c.relname::text, rn.nspname::text, r.relname::text
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_class r ON r.oid = pg_partition_root(c.oid) JOIN pg_namespace rn ON rn.oid = r.relnamespace
+             WHERE c.relispartition AND c.relkind = 'r'",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("reading the source's partitions", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)),
+                QualifiedName::from_catalog(r.get::<_, String>(2), r.get::<_, String>(3)),
+            )
+        })
+        .collect())
 }
 
 /// Drops the migration's publications; the ones that existed. Before the copy's

@@ -99,7 +99,7 @@ pub async fn prepare(source: &ConnSpec, name: &MigrationName, on_event: &dyn Fn(
     let src = pgferry_pg::connect(source).await?;
     require_logical_wal(&src).await?;
     let tables = list_tables(&src).await?;
-    ensure_publications(&src, name, &tables).await?;
+    ensure_publications(&src, name).await?;
     let slot = name.slot();
     let existing = src
         .query_opt("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&slot])

@@ -50,11 +50,17 @@ pub async fn validate_changed(
     let applied = applied(&dst, name).await?;
     let touched = touched::read(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
     let listed = tables::list(&src).await?;
+    // A partitioned table's changes are recorded under its root (published
+    // through it): its partitions are compared.
+    let roots = crate::copy::partition_roots(&src).await?;
     let mut tables: Vec<ValidatedTable> = Vec::new();
     let mut verdicts = Vec::new();
     let mut chunks = Vec::new();
-    for (table_name, touch) in touched {
-        let Some(table) = listed.iter().find(|t| t.name == table_name) else { continue };
+    let roots = &roots;
+    let touched_tables = touched.iter().flat_map(|(name, touch)| {
+        listed.iter().filter(move |t| t.name == *name || roots.get(&t.name) == Some(name)).map(move |t| (t, touch))
+    });
+    for (table, touch) in touched_tables {
         let index = tables.len();
         tables.push(table.clone());
         verdicts.push(verdict(&table.name, !table.key.is_empty()));

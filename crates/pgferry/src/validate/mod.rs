@@ -13,12 +13,14 @@
 //! PROVEN, never DIFFERENT.
 
 mod changed;
+mod fidelity;
 mod journal;
 mod lag;
 mod live;
 mod tables;
 
 pub use changed::{validate_changed, Recording};
+pub use fidelity::LargeObjectsVerdict;
 pub use journal::{last_validation, LastValidation};
 pub use lag::Behind;
 
@@ -83,6 +85,9 @@ pub struct ValidationReport {
     /// not running and the target had not applied all of the source's changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub behind: Option<Behind>,
+    /// The large objects compared by content (a full validation only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<LargeObjectsVerdict>,
 }
 
 impl ValidationReport {
@@ -138,13 +143,25 @@ pub async fn validate(
         Some(name) => changed::applied(&dst, name).await?,
         None => None,
     };
-    let tables = tables::list(&src).await?;
+    let mut tables = tables::list(&src).await?;
+    let first_view = tables.len();
+    tables.extend(tables::materialized_views(&src).await?);
     let mut verdicts: Vec<TableVerdict> = tables.iter().map(|t| verdict(&t.name, !t.key.is_empty())).collect();
     let mut chunks = Vec::new();
     for (index, table) in tables.iter().enumerate() {
         if !exists(&dst, &table.name).await? {
             verdicts[index].problem = Some("missing on the target".into());
             continue;
+        }
+        if index >= first_view {
+            match fidelity::view_check(&src, &dst, &table.name).await? {
+                fidelity::ViewCheck::Rows => {}
+                fidelity::ViewCheck::Nothing => continue,
+                fidelity::ViewCheck::Differs(problem) => {
+                    verdicts[index].problem = Some(problem);
+                    continue;
+                }
+            }
         }
         chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?);
     }
@@ -153,6 +170,7 @@ pub async fn validate(
         None => None,
     };
     let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
+    let large_objects = fidelity::large_objects(&sides).await?;
     let behind = match migration {
         Some(name) if live.is_none() && report.tables.iter().any(|t| t.mismatched > 0) => {
             lag::behind(source, name, applied.as_deref(), &sides.source_lsn).await?
@@ -160,6 +178,12 @@ pub async fn validate(
         _ => None,
     };
     report.conclude(behind);
+    if !large_objects.differences.is_empty() {
+        // Large objects are not replicated: a difference is never lag.
+        report.verdict = Verdict::Different;
+        report.equal = false;
+    }
+    report.large_objects = Some(large_objects);
     if let Some(name) = migration {
         journal::record(target, name, "full", &report).await?;
         if let (Some(applied), true) = (applied, report.equal) {
@@ -268,7 +292,7 @@ async fn compare(
         v.differences.sort_by(|a, b| a.key.cmp(&b.key));
     }
     // Judged by the caller, once it knows whether the differences may be lag.
-    Ok(ValidationReport { verdict: Verdict::NotProven, equal: false, tables: verdicts, behind: None })
+    Ok(ValidationReport { verdict: Verdict::NotProven, equal: false, tables: verdicts, behind: None, large_objects: None })
 }
 
 fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {

@@ -57,6 +57,17 @@ pub(crate) fn row_hash(columns: &[(Ident, bool)], record_hash: bool) -> Sql {
 /// index, else the primary key (so the key is the one change capture reports
 /// touched rows by).
 pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
+    of_kind(src, "r").await
+}
+
+/// Materialized views of user schemas: they have no key (no primary key or
+/// replica identity), so each is compared whole.
+pub(crate) async fn materialized_views(src: &Client) -> Result<Vec<ValidatedTable>> {
+    of_kind(src, "m").await
+}
+
+/// The relations of one `pg_class.relkind`, with their keys.
+async fn of_kind(src: &Client, relkind: &str) -> Result<Vec<ValidatedTable>> {
     let rows = src
         .query(
             &format!(
@@ -75,10 +86,10 @@ pub(crate) async fn list(src: &Client) -> Result<Vec<ValidatedTable>> {
                           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
                     current_setting('server_version_num')::int >= 140000
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'r' AND {USER_RELATION}
+             WHERE c.relkind::text = $2 AND {USER_RELATION}
              ORDER BY pg_relation_size(c.oid) DESC, 1, 2"
             ),
-            &[&STATE_SCHEMA],
+            &[&STATE_SCHEMA, &relkind],
         )
         .await
         .map_err(|e| Error::server("listing the source's tables", e))?;

@@ -1,0 +1,312 @@
+//! What logical replication does not carry, carried (issue 17, items 1-4), on
+//! real clusters, 15 -> 15 and 15 -> 18: materialized views populated after the
+//! copy and refreshed on demand, large objects compared by content and brought
+//! up to date, a partition created or attached during change capture covered
+//! (and a missing one stopping change capture by name; a TRUNCATE of one
+//! partition, which PostgreSQL does not send, found and copied again), and a
+//! TRUNCATE committed between the slot and the copy's lock leaving no trace.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pgferry_testkit::{Cluster, PgVersion};
+
+fn pgferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).envs(envs.iter().copied()).output().expect("run pgferry")
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "pgferry failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `copy` with the source's own pg_dump.
+fn copy(source: &Cluster, target: &Cluster, name: &str) {
+    let (s, t) = (source.url("app"), target.url("app"));
+    let bin = source.version().bin_dir();
+    assert_ok(&pgferry(&["copy", "--source", &s, "--target", &t, "--name", name], &[("PGFERRY_PG_BIN", bin.to_str().unwrap())]));
+}
+
+fn catch_up(source: &Cluster, target: &Cluster, name: &str) -> Output {
+    let (s, t) = (source.url("app"), target.url("app"));
+    pgferry(&["follow", "--source", &s, "--target", &t, "--name", name, "--until-caught-up"], &[])
+}
+
+fn validate(source: &Cluster, target: &Cluster) -> (bool, serde_json::Value) {
+    let (s, t) = (source.url("app"), target.url("app"));
+    let out = pgferry(&["validate", "--source", &s, "--target", &t, "--format", "json"], &[]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.success(), report)
+}
+
+fn table(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    report["tables"].as_array().unwrap().iter().find(|t| t["table"] == name).cloned().unwrap_or_else(|| panic!("{name} not in {report}"))
+}
+
+fn spec(c: &Cluster) -> pgferry_pg::ConnSpec {
+    pgferry_pg::ConnSpec::parse(&c.url("app")).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+/// The targets each test moves a PostgreSQL 15 source to.
+const TARGETS: [PgVersion; 2] = [PgVersion::V15, PgVersion::V18];
+
+/// Rows of a materialized view as text, or its error.
+fn view_rows(c: &Cluster, view: &str) -> Result<String, String> {
+    c.try_psql("app", &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(v::text, '|' ORDER BY v::text)), '') FROM {view} v"))
+}
+
+#[test]
+fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_validated() {
+    for version in TARGETS {
+        let source = Cluster::start(PgVersion::V15);
+        source.create_database("app");
+        source.psql(
+            "app",
+            "CREATE TABLE sales (id int PRIMARY KEY, region text, amount numeric);
+             INSERT INTO sales SELECT g, 'r' || (g % 5), g * 1.5 FROM generate_series(1, 500) g;
+             CREATE MATERIALIZED VIEW by_region AS SELECT region, sum(amount) AS total, count(*) AS n FROM sales GROUP BY region;
+             CREATE VIEW big_regions AS SELECT region, total FROM by_region WHERE n > 10;
+             CREATE MATERIALIZED VIEW a_top AS SELECT region, total FROM big_regions ORDER BY total DESC LIMIT 3;
+             CREATE MATERIALIZED VIEW never_filled AS SELECT id FROM sales WITH NO DATA;",
+        );
+        let target = Cluster::start(version);
+        target.create_database("app");
+        copy(&source, &target, "mv");
+        // a_top reads by_region through a view, and sorts before it by name:
+        // refreshed in name order, it would fail on an unpopulated by_region.
+        for view in ["by_region", "a_top"] {
+            assert_eq!(view_rows(&target, view), view_rows(&source, view), "{view} after the copy to {version:?}");
+        }
+        let unpopulated = |c: &Cluster| c.psql("app", "SELECT relispopulated FROM pg_class WHERE relname = 'never_filled'");
+        assert_eq!((unpopulated(&source).as_str(), unpopulated(&target).as_str()), ("f", "f"), "kept unpopulated");
+        let (equal, report) = validate(&source, &target);
+        assert!(equal, "{report}");
+        assert_eq!(table(&report, "\"public\".\"by_region\"")["source_rows"], 5, "{report}");
+
+        // Changes replicated, then the source's views refreshed: the target's
+        // are stale until refreshed, and validation says so.
+        source.psql("app", "INSERT INTO sales SELECT g, 'r9', 1 FROM generate_series(501, 600) g; UPDATE sales SET amount = 0 WHERE id < 50;");
+        assert_ok(&catch_up(&source, &target, "mv"));
+        source.psql("app", "REFRESH MATERIALIZED VIEW by_region; REFRESH MATERIALIZED VIEW a_top; REFRESH MATERIALIZED VIEW never_filled;");
+        let (equal, report) = validate(&source, &target);
+        assert!(!equal, "stale views must differ: {report}");
+        assert_eq!(table(&report, "\"public\".\"by_region\"")["mismatched"], 1, "{report}");
+        assert!(table(&report, "\"public\".\"never_filled\"")["problem"].as_str().unwrap().contains("not populated on the target"), "{report}");
+
+        let refreshed = runtime().block_on(pgferry::materialized_views::refresh_materialized_views(&spec(&source), &spec(&target))).unwrap();
+        let order: Vec<(&str, &str)> = refreshed.views.iter().map(|v| (v.view.as_str(), v.action)).collect();
+        assert_eq!(order, [("\"public\".\"by_region\"", "refreshed"), ("\"public\".\"never_filled\"", "refreshed"), ("\"public\".\"a_top\"", "refreshed")]);
+        for view in ["by_region", "a_top", "never_filled"] {
+            assert_eq!(view_rows(&target, view), view_rows(&source, view), "{view} after the refresh on {version:?}");
+        }
+        let (equal, report) = validate(&source, &target);
+        assert!(equal, "{report}");
+
+        // Unpopulated on the source again: emptied on the target.
+        source.psql("app", "REFRESH MATERIALIZED VIEW never_filled WITH NO DATA");
+        let refreshed = runtime().block_on(pgferry::materialized_views::refresh_materialized_views(&spec(&source), &spec(&target))).unwrap();
+        assert!(refreshed.views.iter().any(|v| v.view == "\"public\".\"never_filled\"" && v.action == "emptied"), "{refreshed:?}");
+        assert_eq!(unpopulated(&target), "f");
+        assert!(validate(&source, &target).0);
+    }
+}
+
+/// Each large object's OID and digest.
+fn large_objects(c: &Cluster) -> String {
+    c.psql("app", "SELECT string_agg(oid || ':' || md5(lo_get(oid)), ',' ORDER BY oid) FROM pg_largeobject_metadata")
+}
+
+#[test]
+fn large_objects_are_compared_by_content_and_brought_up_to_date() {
+    for version in TARGETS {
+        let source = Cluster::start(PgVersion::V15);
+        source.create_database("app");
+        source.psql(
+            "app",
+            "CREATE TABLE docs (id int PRIMARY KEY, body oid);
+             INSERT INTO docs SELECT g, lo_from_bytea(100000 + g, convert_to(repeat(md5(g::text), 100 * g), 'UTF8')) FROM generate_series(1, 5) g;",
+        );
+        let target = Cluster::start(version);
+        target.create_database("app");
+        copy(&source, &target, "lo");
+        assert_eq!(large_objects(&target), large_objects(&source));
+        let (equal, report) = validate(&source, &target);
+        assert!(equal, "{report}");
+        assert_eq!(report["large_objects"]["source_objects"], 5, "{report}");
+
+        // After the copy: one created (larger than a piece), one changed in
+        // place (same size), one unlinked.
+        source.psql(
+            "app",
+            "INSERT INTO docs VALUES (6, lo_from_bytea(100006, convert_to(repeat(md5('six'), 80000), 'UTF8')));
+             SELECT lo_put(100002, 10, '\\x000102'::bytea);
+             SELECT lo_unlink(100004);",
+        );
+        assert_ok(&catch_up(&source, &target, "lo"));
+        let (equal, report) = validate(&source, &target);
+        assert!(!equal, "references equal, contents not: {report}");
+        let d = &report["large_objects"]["differences"];
+        assert_eq!((d["missing"].clone(), d["extra"].clone(), d["changed"].clone()), (serde_json::json!([100006]), serde_json::json!([100004]), serde_json::json!([100002])), "{report}");
+
+        let synced = runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
+        assert_eq!(synced.bytes_copied, 80000 * 32 + 200 * 32, "only the new and the changed objects are copied");
+        assert_eq!(large_objects(&target), large_objects(&source), "on {version:?}");
+        assert!(validate(&source, &target).0);
+        let again = runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
+        assert!(again.differences.is_empty() && again.bytes_copied == 0, "nothing left to copy: {again:?}");
+    }
+}
+
+#[test]
+fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_one_stops_it_and_a_truncated_one_is_found() {
+    for version in TARGETS {
+        let source = Cluster::start(PgVersion::V15);
+        source.create_database("app");
+        source.psql(
+            "app",
+            "CREATE TABLE events (id int, at int, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+             CREATE TABLE events_0 PARTITION OF events FOR VALUES FROM (0) TO (100);
+             CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (100) TO (200);
+             INSERT INTO events SELECT g, g % 200, 'v' FROM generate_series(1, 400) g;",
+        );
+        let target = Cluster::start(version);
+        target.create_database("app");
+        copy(&source, &target, "parts");
+        assert_eq!(source.psql("app", "SELECT pubviaroot FROM pg_publication WHERE pubname = 'pgferry_parts'"), "t");
+
+        // After the copy: a partition created, an empty table attached, rows
+        // routed into both, and rows moved between partitions.
+        source.psql(
+            "app",
+            "CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM (200) TO (300);
+             CREATE TABLE events_3 (LIKE events INCLUDING ALL);
+             ALTER TABLE events ATTACH PARTITION events_3 FOR VALUES FROM (300) TO (400);
+             INSERT INTO events SELECT g, 200 + g % 200, 'new' FROM generate_series(401, 600) g;
+             UPDATE events SET at = at + 200 WHERE id BETWEEN 1 AND 20;
+             UPDATE events SET v = 'changed' WHERE id BETWEEN 401 AND 410;
+             DELETE FROM events WHERE id BETWEEN 590 AND 600;",
+        );
+        let stopped = catch_up(&source, &target, "parts");
+        let stderr = String::from_utf8_lossy(&stopped.stderr);
+        assert!(!stopped.status.success(), "a row with no partition on the target must stop change capture");
+        assert!(stderr.contains("\"public\".\"events\"") && stderr.contains("no partition of it on the target accepts"), "{stderr}");
+        assert_eq!(target.psql("app", "SELECT count(*) FROM events"), "400", "nothing of the stopped batch was applied");
+
+        target.psql(
+            "app",
+            "CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM (200) TO (300);
+             CREATE TABLE events_3 PARTITION OF events FOR VALUES FROM (300) TO (400);",
+        );
+        assert_ok(&catch_up(&source, &target, "parts"));
+        assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "on {version:?}");
+        assert_eq!(target.psql("app", "SELECT count(*) FROM events_2"), source.psql("app", "SELECT count(*) FROM events_2"));
+        let (equal, report) = validate(&source, &target);
+        assert!(equal, "{report}");
+
+        // The changed-rows check reaches the partitions of a root's changes.
+        source.psql("app", "UPDATE events SET v = 'again' WHERE id BETWEEN 500 AND 510; TRUNCATE events;
+                            INSERT INTO events VALUES (1, 350, 'after truncate');");
+        assert_ok(&catch_up(&source, &target, "parts"));
+        assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "a TRUNCATE of the root, on {version:?}");
+        let (s, t) = (source.url("app"), target.url("app"));
+        let out = pgferry(&["validate", "--source", &s, "--target", &t, "--name", "parts", "--changed-only", "--format", "json"], &[]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(out.status.success(), "{report}");
+        let compared: Vec<&str> = report["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+        assert!(compared.contains(&"\"public\".\"events_3\""), "the root's changes are checked in its partitions: {report}");
+
+        // A TRUNCATE of one partition is not sent under publish_via_partition_root:
+        // the partition's new file names it, and it is copied again.
+        source.psql("app", "INSERT INTO events VALUES (2, 50, 'x'), (3, 150, 'y')");
+        assert_ok(&catch_up(&source, &target, "parts"));
+        source.psql("app", "TRUNCATE events_0");
+        assert_ok(&catch_up(&source, &target, "parts"));
+        assert_ne!(target.fingerprints("app"), source.fingerprints("app"), "PostgreSQL does not send it");
+        let name = pgferry_core::names::MigrationName::new("parts").unwrap();
+        let uncovered = runtime().block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name)).unwrap();
+        let named = |list: &[pgferry_core::sql::QualifiedName]| list.iter().map(|t| t.name.as_str().to_string()).collect::<Vec<_>>();
+        assert!(named(&uncovered.rewritten).contains(&"events_0".to_string()), "{uncovered:?}");
+        assert_eq!(named(&uncovered.unrecorded), ["events_2", "events_3"], "{uncovered:?}");
+        runtime().block_on(pgferry::partitions::recopy_partitions(&spec(&source), &spec(&target), &name, &uncovered.all())).unwrap();
+        assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "after the recopy, on {version:?}");
+        let after = runtime().block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name)).unwrap();
+        assert_eq!(after, Default::default());
+    }
+}
+
+/// Waits (bounded) for a file a paused pgferry creates.
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "pgferry never reached {}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_truncate_between_the_slot_and_the_copys_lock_leaves_no_trace() {
+    for version in TARGETS {
+        let source = Cluster::start(PgVersion::V15);
+        source.create_database("app");
+        source.psql(
+            "app",
+            "CREATE TABLE hit (id int PRIMARY KEY, v int);
+             CREATE TABLE calm (id int PRIMARY KEY, v int);
+             CREATE TABLE parted (id int, k int, v int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+             CREATE TABLE parted_a PARTITION OF parted FOR VALUES IN (1);
+             CREATE TABLE parted_b PARTITION OF parted FOR VALUES IN (2);
+             INSERT INTO hit SELECT g, 0 FROM generate_series(1, 300) g;
+             INSERT INTO calm SELECT g, 0 FROM generate_series(1, 300) g;
+             INSERT INTO parted SELECT g, 1 + g % 2, 0 FROM generate_series(1, 300) g;",
+        );
+        let target = Cluster::start(version);
+        target.create_database("app");
+        let pause = tempfile::tempdir().unwrap();
+        let pause_env = format!("copy-before-lock:{}", pause.path().display());
+        let (s, t) = (source.url("app"), target.url("app"));
+        let bin = source.version().bin_dir();
+        let copying = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+            .args(["copy", "--source", &s, "--target", &t, "--name", "trunc"])
+            .env("PGFERRY_PG_BIN", bin)
+            .env("PGFERRY_PAUSE", &pause_env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(&pause.path().join("copy-before-lock.reached"));
+        // Between the slot's snapshot and the lock: updates, then a TRUNCATE
+        // (of a plain table and of one partition), then new rows and updates.
+        source.psql(
+            "app",
+            "UPDATE hit SET v = 1 WHERE id <= 100;
+             UPDATE calm SET v = 1 WHERE id <= 100;
+             UPDATE parted SET v = 1 WHERE id <= 100;
+             TRUNCATE hit;
+             TRUNCATE parted_a;
+             INSERT INTO hit SELECT g, 2 FROM generate_series(1, 50) g;
+             INSERT INTO parted SELECT g, 1, 2 FROM generate_series(1000, 1010) g;
+             UPDATE hit SET v = 3 WHERE id <= 10;",
+        );
+        std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
+        let out = copying.wait_with_output().unwrap();
+        assert_ok(&out);
+        source.psql("app", "UPDATE hit SET v = 4 WHERE id <= 5; UPDATE calm SET v = 4 WHERE id <= 5; UPDATE parted SET v = 4 WHERE id <= 5;");
+        let follow = catch_up(&source, &target, "trunc");
+        assert_ok(&follow);
+        assert!(!String::from_utf8_lossy(&follow.stderr).contains("was not found"));
+        assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "on {version:?}");
+        assert_eq!(target.psql("app", "SELECT count(*) FROM hit"), "50");
+        assert!(validate(&source, &target).0);
+    }
+}

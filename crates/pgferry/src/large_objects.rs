@@ -1,0 +1,104 @@
+//! Large objects: compared by content, and brought up to date at the cutover.
+//!
+//! Logical replication carries no large object: the copy restores them from its
+//! snapshot, and what the application creates, writes or unlinks afterwards
+//! reaches the target only here. Each side computes one digest per object
+//! (`md5(lo_get(oid))`, server side; `lo_get` needs only the privilege to read
+//! the object, where `pg_largeobject` itself is closed to non-superusers on
+//! RDS); the digests are compared side by side
+//! (`pgferry_core::fidelity::large_object_differences`) and only the objects
+//! that differ are copied, in pieces of [`PIECE_BYTES`], or unlinked, in one
+//! target transaction. The cutover calls [`sync_large_objects`] before its
+//! fence (the bulk of the differences) and again inside it, after the drain
+//! (only what changed since).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use pgferry_core::fidelity::{large_object_differences, LargeObjectDifferences};
+use pgferry_core::sql::{Ident, Sql};
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+use crate::error::{Error, Result};
+
+/// Bytes read from the source and written to the target per round trip.
+const PIECE_BYTES: i32 = 1 << 20;
+
+/// One digest per large object, by OID.
+pub(crate) async fn digests(client: &impl GenericClient, side: &str) -> Result<BTreeMap<u32, String>> {
+    let rows = client
+        .query("SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid", &[])
+        .await
+        .map_err(|e| Error::server(&format!("reading the large objects' digests on the {side}"), e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// What [`sync_large_objects`] did.
+#[derive(Debug, Serialize)]
+pub struct LargeObjectsSynced {
+    /// The objects that differed, and so were copied or unlinked.
+    pub differences: LargeObjectDifferences,
+    pub bytes_copied: u64,
+    pub seconds: f64,
+}
+
+/// Makes the target's large objects those of the source: the ones missing or
+/// changed on the target copied (with their owner when that role exists on the
+/// target), the ones the source no longer has unlinked.
+pub async fn sync_large_objects(source: &ConnSpec, target: &ConnSpec) -> Result<LargeObjectsSynced> {
+    let started = Instant::now();
+    let src = pgferry_pg::connect(source).await?;
+    let mut dst = pgferry_pg::connect(target).await?;
+    let (a, b) = tokio::try_join!(digests(&src, "source"), digests(&dst, "target"))?;
+    let differences = large_object_differences(&a, &b);
+    if differences.is_empty() {
+        return Ok(LargeObjectsSynced { differences, bytes_copied: 0, seconds: started.elapsed().as_secs_f64() });
+    }
+    let tx = dst.transaction().await.map_err(|e| Error::server("starting the large objects' transaction on the target", e))?;
+    let fail = |doing: &str, oid: u32| {
+        let doing = format!("{doing} the large object {oid} on the target");
+        move |e| Error::server(&doing, e)
+    };
+    for oid in differences.extra.iter().chain(&differences.changed) {
+        tx.execute("SELECT lo_unlink($1)", &[oid]).await.map_err(fail("unlinking", *oid))?;
+    }
+    let mut bytes_copied = 0;
+    for &oid in differences.missing.iter().chain(&differences.changed) {
+        tx.execute("SELECT lo_create($1)", &[&oid]).await.map_err(fail("creating", oid))?;
+        let mut offset: i64 = 0;
+        loop {
+            let piece: Vec<u8> = src
+                .query_one("SELECT lo_get($1, $2, $3)", &[&oid, &offset, &PIECE_BYTES])
+                .await
+                .map_err(|e| Error::server(&format!("reading the large object {oid} on the source"), e))?
+                .get(0);
+            if piece.is_empty() {
+                break;
+            }
+            tx.execute("SELECT lo_put($1, $2, $3)", &[&oid, &offset, &piece]).await.map_err(fail("writing", oid))?;
+            offset += piece.len() as i64;
+            bytes_copied += piece.len() as u64;
+            if piece.len() < PIECE_BYTES as usize {
+                break;
+            }
+        }
+        let owner: String = src
+            .query_one("SELECT pg_get_userbyid(lomowner)::text FROM pg_largeobject_metadata WHERE oid = $1", &[&oid])
+            .await
+            .map_err(|e| Error::server(&format!("reading the owner of the large object {oid} on the source"), e))?
+            .get(0);
+        let owner_exists = tx
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&owner])
+            .await
+            .map_err(fail("looking up the owner of", oid))?
+            .get::<_, bool>(0);
+        if owner_exists {
+            let sql = Sql::new("ALTER LARGE OBJECT ").int(i64::from(oid)).push(" OWNER TO ").ident(&Ident::from_catalog(owner));
+            tx.batch_execute(sql.as_str()).await.map_err(fail("setting the owner of", oid))?;
+        }
+    }
+    tx.commit().await.map_err(|e| Error::server("committing the large objects on the target", e))?;
+    Ok(LargeObjectsSynced { differences, bytes_copied, seconds: started.elapsed().as_secs_f64() })
+}
