@@ -1,6 +1,7 @@
-//! `pgferry aws check`: can this RDS instance be encrypted by pgferry?
+//! `pgferry aws check`: can this RDS instance be encrypted by pgferry, and
+//! which path fits it (pgferry's, or a Blue/Green deployment: [`crate::choice`])?
 //!
-//! The facts are read with two calls ([`gather`]); the verdicts are a pure
+//! The facts are read with a few calls ([`gather`]); the verdicts are a pure
 //! function of them ([`verdicts`]). The database-level checks (tables without a
 //! key, the replication role's grants, ...) are `pgferry check`'s, run on the
 //! source when its connection is given and joined to these
@@ -9,14 +10,12 @@
 use serde::Serialize;
 
 use crate::control::ControlPlane;
-use crate::model::{Instance, Parameter};
+use crate::model::{Arn, Instance, Parameter};
 use crate::retry::{call, Pacing};
 use pgferry::{Error, ErrorKind, Result};
 
 /// The parameter that turns on logical decoding on RDS (`wal_level = logical`).
 pub const LOGICAL_REPLICATION: &str = "rds.logical_replication";
-
-const BLUE_GREEN: &str = "https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/blue-green-deployments-considerations.html";
 
 /// What the check reads from AWS.
 #[derive(Clone, Debug, Serialize)]
@@ -24,6 +23,11 @@ pub struct Facts {
     pub instance: Instance,
     /// `rds.logical_replication` as the instance's parameter group sets it.
     pub logical_replication: Option<Parameter>,
+    /// The instance's read replicas in its own region (a cross-region one is
+    /// listed by ARN in `instance.read_replicas` and not described).
+    pub replicas: Vec<Instance>,
+    /// The RDS Proxies targeting the instance; `None` when they could not be read.
+    pub proxies: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -75,9 +79,24 @@ pub async fn gather<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Re
         }
         None => None,
     };
+    let mut replicas = Vec::new();
+    for id in instance.read_replicas.iter().filter(|r| Arn::parse(r).is_none()) {
+        if let Some(replica) = call(pacing, || cloud.describe_instance(id)).await? {
+            replicas.push(replica);
+        }
+    }
+    let proxies = match call(pacing, || cloud.proxies_targeting(id)).await {
+        Ok(proxies) => Some(proxies),
+        Err(err) => {
+            tracing::warn!(%err, "cannot tell which RDS Proxies target the instance");
+            None
+        }
+    };
     Ok(Facts {
         instance,
         logical_replication,
+        replicas,
+        proxies,
     })
 }
 
@@ -144,14 +163,6 @@ pub fn verdicts(facts: &Facts) -> Vec<Finding> {
             Some("pgferry aws finish creates matching replicas of the target".into()),
         ));
     }
-    found.push(finding(
-        Severity::Note,
-        "a Blue/Green deployment is not an option: AWS documents that it cannot change encryption"
-            .to_owned(),
-        Some(format!(
-            "see {BLUE_GREEN}; pgferry restores an encrypted copy of a snapshot instead"
-        )),
-    ));
     found.sort_by_key(|f| f.severity);
     found
 }
@@ -247,11 +258,11 @@ pub fn ready(findings: &[Finding]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::ParameterGroupMembership;
 
-    fn good() -> Facts {
+    pub(crate) fn good() -> Facts {
         Facts {
             instance: Instance {
                 identifier: "db".into(),
@@ -269,6 +280,8 @@ mod tests {
                 value: Some("1".into()),
                 apply_method: Some("pending-reboot".into()),
             }),
+            replicas: vec![],
+            proxies: Some(vec![]),
         }
     }
 
@@ -304,10 +317,9 @@ mod tests {
     }
 
     #[test]
-    fn a_good_instance_is_ready_and_told_about_blue_green() {
+    fn a_good_instance_is_ready() {
         let found = verdicts(&good());
         assert!(ready(&found), "{found:?}");
-        assert!(found.iter().any(|f| f.what.contains("Blue/Green")));
         assert!(found
             .iter()
             .any(|f| f.what.contains("master user postgres")));

@@ -14,7 +14,7 @@
 use std::fmt;
 
 use crate::model::{
-    Instance, Key, LogFile, LogPortion, Modification, Parameter, Record, ReplicaRequest,
+    BlueGreen, BlueGreenRequest, Instance, Key, LogFile, LogPortion, Modification, Parameter, Record, ReplicaRequest,
     RestoreRequest, Snapshot,
 };
 
@@ -115,4 +115,12 @@ pub trait ControlPlane {
     async fn upsert_cname(&self, zone: &str, name: &str, record: &Record) -> CloudResult<String>;
     /// `PENDING` or `INSYNC`.
     async fn change_status(&self, change: &str) -> CloudResult<String>;
+    /// The names of the RDS Proxies with this instance among their targets.
+    async fn proxies_targeting(&self, instance: &str) -> CloudResult<Vec<String>>;
+    /// The Blue/Green deployment with this name, `None` when there is none.
+    async fn describe_blue_green(&self, name: &str) -> CloudResult<Option<BlueGreen>>;
+    async fn create_blue_green(&self, request: &BlueGreenRequest) -> CloudResult<BlueGreen>;
+    async fn switchover_blue_green(&self, id: &str, timeout_seconds: i32) -> CloudResult<BlueGreen>;
+    /// Deletes the deployment only: both instances stay.
+    async fn delete_blue_green(&self, id: &str) -> CloudResult<()>;
 }

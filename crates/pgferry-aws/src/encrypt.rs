@@ -217,6 +217,13 @@ async fn settle_plan<C: ControlPlane>(
         .clone()
         .unwrap_or_else(|| DEFAULT_KEY.to_owned());
     let wanted = json!({"source": plan.source, "target": plan.target, "kms_key": requested});
+    if journal.last("bg-plan", Event::Intent).is_some() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            "this migration was started with --method blue-green",
+        )
+        .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
+    }
     if let Some(pinned) = journal
         .last("plan", Event::Intent)
         .map(|e| e.detail.clone())

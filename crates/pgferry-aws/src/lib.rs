@@ -2,11 +2,15 @@
 //! encrypted copy of itself (AWS encrypts an instance only at creation).
 //!
 //! - [`check`]: can this instance be encrypted by pgferry (logical replication in
-//!   effect, backups, replicas, why not Blue/Green);
+//!   effect, backups, replicas), and [`choice`]: can a Blue/Green deployment
+//!   encrypt it (each of its limits checked), what each path costs, which to take;
 //! - [`encrypt`]: snapshot, encrypted copy, restore with every setting, parity
 //!   report, then replication from where the restore's recovery ended;
 //! - [`fence`] and [`switch`]: the cutover's network fence and DNS switch;
-//! - [`finish`]: replicas, final snapshot, cleanup.
+//! - [`finish`]: replicas, final snapshot, cleanup;
+//! - [`blue_green`]: the other path, an RDS Blue/Green deployment with a KMS key
+//!   for each green instance, stopped before its switchover, and [`switchover`]:
+//!   the switchover with the write downtime measured, then the deployment removed.
 //!
 //! Every AWS call goes through [`control::ControlPlane`]; the decisions over
 //! what it returns ([`check::verdicts`], [`parity`]) are pure functions. The
@@ -14,7 +18,9 @@
 //! cloud's state. The AWS SDK lives in this crate alone because it takes long to
 //! compile. The walkthrough is `docs/aws.md`.
 
+pub mod blue_green;
 pub mod check;
+pub mod choice;
 pub mod control;
 pub mod encrypt;
 pub mod fence;
@@ -27,8 +33,10 @@ pub mod parity;
 pub mod pg;
 pub mod retry;
 pub mod sdk;
+mod sdk_blue_green;
 mod step;
 pub mod switch;
+pub mod switchover;
 pub mod wait;
 
 #[cfg(any(test, feature = "testing"))]

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub identifier: String,
+    /// `arn:aws:rds:<region>:<account>:db:<identifier>`: where the instance lives.
+    pub arn: Option<String>,
     /// `available`, `creating`, `modifying`, `backing-up`, ...
     pub status: String,
     pub engine: String,
@@ -16,6 +18,8 @@ pub struct Instance {
     pub endpoint: Option<String>,
     pub port: Option<i32>,
     pub master_username: Option<String>,
+    /// The master password is managed by Secrets Manager (`MasterUserSecret`).
+    pub master_user_secret: bool,
     pub instance_class: String,
     pub storage_type: Option<String>,
     pub allocated_storage: i32,
@@ -69,6 +73,11 @@ impl Instance {
             Some("gp3" | "io1" | "io2") => (self.iops, self.storage_throughput),
             _ => (None, None),
         }
+    }
+
+    /// The value of tag `key`, if the instance has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
     }
 
     /// Every security group change has been applied (none is `adding` or `removing`).
@@ -184,4 +193,68 @@ pub struct ReplicaRequest {
     pub replica: String,
     pub primary: String,
     pub settings: Instance,
+}
+
+/// The parts of an RDS ARN (`arn:<partition>:rds:<region>:<account>:<kind>:<name>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arn<'a> {
+    pub region: &'a str,
+    pub account: &'a str,
+    pub name: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    /// `None` for anything that is not an RDS ARN (a bare identifier, say).
+    pub fn parse(text: &'a str) -> Option<Arn<'a>> {
+        let mut parts = text.splitn(7, ':');
+        let (arn, _partition, service) = (parts.next()?, parts.next()?, parts.next()?);
+        if arn != "arn" || service != "rds" {
+            return None;
+        }
+        let (region, account, _kind, name) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        Some(Arn { region, account, name })
+    }
+}
+
+/// An RDS Blue/Green deployment, as `DescribeBlueGreenDeployments` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlueGreen {
+    /// `bgd-...`, chosen by AWS.
+    pub identifier: String,
+    /// Chosen by pgferry ([`crate::names::AwsNames::blue_green`]): how a rerun finds it.
+    pub name: String,
+    /// The blue (current) instance's ARN.
+    pub source: String,
+    /// The green instance's ARN.
+    pub target: Option<String>,
+    /// `PROVISIONING`, `AVAILABLE`, `SWITCHOVER_IN_PROGRESS`, `SWITCHOVER_COMPLETED`,
+    /// `INVALID_CONFIGURATION`, `SWITCHOVER_FAILED`, `DELETING`.
+    pub status: String,
+    pub status_details: Option<String>,
+    /// Each blue instance (the primary and its replicas) beside its green one.
+    pub members: Vec<Member>,
+}
+
+/// One blue instance and its green counterpart in a deployment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub source: String,
+    pub target: Option<String>,
+    pub status: Option<String>,
+}
+
+/// What `CreateBlueGreenDeployment` is given: one key per blue instance, the
+/// primary and each read replica, so that every green one is encrypted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlueGreenRequest {
+    pub name: String,
+    pub source_arn: String,
+    pub targets: Vec<GreenKey>,
+}
+
+/// `TargetResourceConfiguration`: the blue instance's ARN and the green one's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GreenKey {
+    pub source_arn: String,
+    pub kms_key_id: String,
 }

@@ -50,6 +50,12 @@ impl AwsNames {
         format!("{}-replica-{n}", self.stem)
     }
 
+    /// The Blue/Green deployment of `pgferry aws encrypt --method blue-green`
+    /// (1 to 60 letters, digits and hyphens).
+    pub fn blue_green(&self) -> String {
+        format!("{}-blue-green", self.stem)
+    }
+
     /// The intermediate snapshots `finish` removes.
     pub fn intermediate_snapshots(&self) -> [String; 2] {
         [self.snapshot(), self.encrypted_snapshot()]
@@ -66,8 +72,10 @@ mod tests {
         assert_eq!(names.snapshot(), "pgferry-orders-2026-snapshot");
         assert_eq!(names.encrypted_snapshot(), "pgferry-orders-2026-encrypted");
         assert_eq!(names.replica(2), "pgferry-orders-2026-replica-2");
+        assert_eq!(names.blue_green(), "pgferry-orders-2026-blue-green");
         let longest = AwsNames::new(&MigrationName::new("a".repeat(40)).unwrap()).unwrap();
         assert!(longest.replica(99).len() <= 63);
+        assert!(longest.blue_green().len() <= 60);
         assert!(AwsNames::new(&MigrationName::new("orders_").unwrap()).is_err());
     }
 }

@@ -228,6 +228,8 @@ mod tests {
     pub(crate) fn source() -> Instance {
         Instance {
             identifier: "db-old".into(),
+            arn: None,
+            master_user_secret: false,
             status: "available".into(),
             engine: "postgres".into(),
             engine_version: "16.3".into(),

@@ -6,6 +6,10 @@
 //! read from its log, then runs change capture until it has caught up. From
 //! there the operator keeps it running with `pgferry start --seeded` (the attach
 //! is journaled and kept) and cuts over with `pgferry cutover`.
+//!
+//! For a Blue/Green deployment: [`PgGreen`] runs `pgferry check`'s source
+//! checks on green (what the applications will use after the switchover), and
+//! [`PgProbe`] is the switchover's write probe.
 
 use pgferry::apply::{follow, BatchLimits, FollowOptions, Until};
 use pgferry::seed::{attach, prepare, SeedPosition};
@@ -15,7 +19,13 @@ use pgferry_core::names::MigrationName;
 use pgferry_pg::{ConnSpec, Host};
 use pgferry_pgoutput::Lsn;
 
+use std::cell::RefCell;
+use std::time::Duration;
+
+use crate::blue_green::GreenSide;
+use crate::check::{database_verdicts, Finding};
 use crate::encrypt::{SeedMark, SeedSide};
+use crate::switchover::WriteProbe;
 
 pub struct PgSeed {
     pub source: ConnSpec,
@@ -40,6 +50,73 @@ impl SeedSide for PgSeed {
         let options = FollowOptions { migration: self.migration.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
         follow(&self.source, &self.target, &options, &self.progress).await?;
         Ok(())
+    }
+}
+
+/// pgferry's database checks on a green instance.
+pub struct PgGreen {
+    pub source: ConnSpec,
+    pub source_instance: String,
+    /// The green database when given (`--green`), else `source` at green's endpoint.
+    pub green: Option<ConnSpec>,
+}
+
+impl GreenSide for PgGreen {
+    async fn check(&self, green_instance: &str) -> Result<Vec<Finding>> {
+        let green = match &self.green {
+            Some(green) => green.clone(),
+            None => derived_target(&self.source, &self.source_instance, green_instance)?,
+        };
+        let plan = pgferry_core::preflight::CheckPlan { full_copy: false, ..Default::default() };
+        Ok(database_verdicts(&pgferry::check::check_source(&green, &plan).await?))
+    }
+}
+
+/// Commits a transaction that takes a transaction id on a writable primary:
+/// the applications' write, without a table of pgferry's in their database.
+/// It counts only where the session is not read-only and not in recovery, as
+/// blue is during the switchover.
+const PROBE: &str = "SELECT pg_catalog.txid_current()::text, pg_catalog.current_setting('transaction_read_only'), pg_catalog.pg_is_in_recovery()::text";
+
+/// The switchover's write probe, through the applications' endpoint.
+pub struct PgProbe {
+    pub endpoint: ConnSpec,
+    /// The longest one write may take before it counts as failed.
+    pub timeout: Duration,
+    client: RefCell<Option<tokio_postgres::Client>>,
+}
+
+impl PgProbe {
+    pub fn new(endpoint: ConnSpec, timeout: Duration) -> PgProbe {
+        PgProbe { endpoint, timeout, client: RefCell::new(None) }
+    }
+
+    async fn attempt(&self) -> Result<()> {
+        let client = match self.client.borrow_mut().take() {
+            Some(client) => client,
+            None => pgferry_pg::connect(&self.endpoint).await.map_err(Error::from)?,
+        };
+        let rows = client.simple_query(PROBE).await.map_err(|e| Error::new(ErrorKind::Connection, e.to_string()))?;
+        let row = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some((row.get(1).map(str::to_owned), row.get(2).map(str::to_owned))),
+            _ => None,
+        });
+        match row {
+            Some((Some(read_only), Some(recovery))) if read_only == "off" && recovery == "false" => {
+                *self.client.borrow_mut() = Some(client);
+                Ok(())
+            }
+            _ => Err(Error::new(ErrorKind::Server, "the endpoint is read-only")),
+        }
+    }
+}
+
+impl WriteProbe for PgProbe {
+    async fn write(&self) -> Result<()> {
+        match tokio::time::timeout(self.timeout, self.attempt()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(ErrorKind::Connection, format!("no answer within {:?}", self.timeout))),
+        }
     }
 }
 

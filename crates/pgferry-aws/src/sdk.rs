@@ -13,7 +13,7 @@ use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbInstance, DbSnapsh
 
 use crate::control::{CloudError, CloudResult, ControlPlane};
 use crate::model::{
-    Instance, Key, LogFile, LogPortion, Modification, Parameter, ParameterGroupMembership, Record,
+    BlueGreen, BlueGreenRequest, Instance, Key, LogFile, LogPortion, Modification, Parameter, ParameterGroupMembership, Record,
     ReplicaRequest, RestoreRequest, SecurityGroupMembership, Snapshot, Tag,
 };
 
@@ -44,7 +44,7 @@ impl Aws {
 }
 
 /// Turns an SDK error into a [`CloudError`] that names the IAM action.
-fn cloud<E, R>(action: &'static str, err: SdkError<E, R>) -> CloudError
+pub(crate) fn cloud<E, R>(action: &'static str, err: SdkError<E, R>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -62,14 +62,14 @@ where
 }
 
 /// `Ok(None)` for the not-found codes, the error otherwise.
-fn absent<T>(err: CloudError, not_found: &[&str]) -> CloudResult<Option<T>> {
+pub(crate) fn absent<T>(err: CloudError, not_found: &[&str]) -> CloudResult<Option<T>> {
     match err.code.as_deref() {
         Some(code) if not_found.contains(&code) => Ok(None),
         _ => Err(err),
     }
 }
 
-fn text(value: Option<&str>) -> Option<String> {
+pub(crate) fn text(value: Option<&str>) -> Option<String> {
     value.map(str::to_owned)
 }
 
@@ -79,6 +79,7 @@ fn instance(db: &DbInstance) -> Instance {
         .is_some_and(|p| *p != aws_sdk_rds::types::PendingModifiedValues::builder().build());
     Instance {
         identifier: db.db_instance_identifier().unwrap_or_default().to_owned(),
+        arn: text(db.db_instance_arn()),
         status: db.db_instance_status().unwrap_or_default().to_owned(),
         engine: db.engine().unwrap_or_default().to_owned(),
         engine_version: db.engine_version().unwrap_or_default().to_owned(),
@@ -88,6 +89,7 @@ fn instance(db: &DbInstance) -> Instance {
             .and_then(|e| e.port())
             .or(db.db_instance_port()),
         master_username: text(db.master_username()),
+        master_user_secret: db.master_user_secret().is_some(),
         instance_class: db.db_instance_class().unwrap_or_default().to_owned(),
         storage_type: text(db.storage_type()),
         allocated_storage: db.allocated_storage().unwrap_or_default(),
@@ -171,7 +173,7 @@ fn rds_tags(tags: &[Tag]) -> Vec<aws_sdk_rds::types::Tag> {
         .collect()
 }
 
-fn missing(action: &'static str, what: &str) -> CloudError {
+pub(crate) fn missing(action: &'static str, what: &str) -> CloudError {
     CloudError::new(action, None, format!("the answer has no {what}"))
 }
 
@@ -585,5 +587,25 @@ impl ControlPlane for Aws {
         out.change_info()
             .map(|c| c.status().as_str().to_owned())
             .ok_or_else(|| missing(ACTION, "change info"))
+    }
+
+    async fn proxies_targeting(&self, instance: &str) -> CloudResult<Vec<String>> {
+        crate::sdk_blue_green::proxies_targeting(&self.rds, instance).await
+    }
+
+    async fn describe_blue_green(&self, name: &str) -> CloudResult<Option<BlueGreen>> {
+        crate::sdk_blue_green::describe(&self.rds, name).await
+    }
+
+    async fn create_blue_green(&self, request: &BlueGreenRequest) -> CloudResult<BlueGreen> {
+        crate::sdk_blue_green::create(&self.rds, request).await
+    }
+
+    async fn switchover_blue_green(&self, id: &str, timeout_seconds: i32) -> CloudResult<BlueGreen> {
+        crate::sdk_blue_green::switchover(&self.rds, id, timeout_seconds).await
+    }
+
+    async fn delete_blue_green(&self, id: &str) -> CloudResult<()> {
+        crate::sdk_blue_green::delete(&self.rds, id).await
     }
 }

@@ -1,18 +1,23 @@
 //! `pgferry aws ...`: the RDS side of a migration (check, encrypt, fence,
-//! switch, finish), its arguments and how its results are drawn. AWS
+//! switch, finish; or, on the Blue/Green path, encrypt --method blue-green,
+//! switchover, finish --blue-green), its arguments and how its results are drawn. AWS
 //! credentials and region come from the usual chain (AWS_PROFILE, AWS_REGION,
 //! instance roles, ...); `AWS_ENDPOINT_URL` points every call elsewhere.
 
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use pgferry::{Error, ErrorKind, Result};
+use pgferry_aws::blue_green::{BlueGreenPlan, BlueGreenReport};
 use pgferry_aws::check::{self, Severity};
+use pgferry_aws::choice::{self, Method, Outcome, Paths, Wanted};
 use pgferry_aws::encrypt::EncryptPlan;
 use pgferry_aws::journal::Journal;
-use pgferry_aws::pg::{derived_target, PgSeed};
+use pgferry_aws::pg::{derived_target, PgGreen, PgProbe, PgSeed};
+use pgferry_aws::switchover::SwitchoverPlan;
 use pgferry_aws::retry::Pacing;
 use pgferry_aws::sdk::Aws;
 use pgferry_core::names::MigrationName;
@@ -24,10 +29,12 @@ use crate::commands::{parse_migration, parse_spec};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AwsCommand {
-    /// Can this RDS instance be encrypted: logical replication in effect, backups, replicas (exit 0 ready, 1 not).
+    /// Can this RDS instance be encrypted, by pgferry or by a Blue/Green deployment, and which path fits (exit 0 ready, 1 not).
     Check(CheckArgs),
-    /// Snapshot, encrypted copy, restore with every setting, parity report, replication (resumable).
+    /// Snapshot, encrypted copy, restore with every setting, parity report, replication; or with --method blue-green, an encrypted Blue/Green deployment stopped before its switchover (resumable).
     Encrypt(EncryptArgs),
+    /// Switch the Blue/Green deployment over, measuring the write downtime through the applications' endpoint.
+    Switchover(SwitchoverArgs),
     /// Swap the source's security groups for a restrictive one (--lift puts the old ones back).
     Fence(FenceArgs),
     /// Point a Route53 CNAME at an instance's endpoint and wait until it is in sync.
@@ -67,17 +74,37 @@ pub(crate) struct CheckArgs {
     /// check's database-level checks run too.
     #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
     pub(crate) source: Option<String>,
+    /// The downtime pgferry rehearse measured (its expected_downtime_seconds), to weigh the paths.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) rehearsed_downtime: Option<f64>,
+    /// The region the encrypted instance must be in [default: the instance's].
+    #[arg(long)]
+    pub(crate) target_region: Option<String>,
+    /// The AWS account the encrypted instance must be in [default: the instance's].
+    #[arg(long)]
+    pub(crate) target_account: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
+}
+
+/// How `aws encrypt` makes the encrypted instance.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EncryptMethod {
+    /// pgferry's: snapshot, encrypted copy, restore, change capture; cut over with pgferry cutover.
+    Snapshot,
+    /// An RDS Blue/Green deployment with the key for each green instance; switch with pgferry aws switchover.
+    BlueGreen,
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct EncryptArgs {
     #[arg(long)]
     pub(crate) source_instance: String,
-    /// The identifier of the encrypted instance to create.
+    #[arg(long, value_enum, default_value_t = EncryptMethod::Snapshot)]
+    pub(crate) method: EncryptMethod,
+    /// The identifier of the encrypted instance to create (the snapshot method; Blue/Green names green itself).
     #[arg(long)]
-    pub(crate) target_instance: String,
+    pub(crate) target_instance: Option<String>,
     /// KMS key: alias (alias/name), ARN or key id [default: alias/aws/rds]. The choice is final.
     #[arg(long)]
     pub(crate) kms_key: Option<String>,
@@ -87,10 +114,25 @@ pub(crate) struct EncryptArgs {
     /// The restored instance's database [default: --source with the new instance's endpoint].
     #[arg(long, env = "PGFERRY_TARGET", hide_env_values = true)]
     pub(crate) target: Option<String>,
+    /// With --method blue-green: green's database, for pgferry's checks [default: --source with green's endpoint].
+    #[arg(long)]
+    pub(crate) green: Option<String>,
     #[command(flatten)]
     pub(crate) state: State,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SwitchoverArgs {
+    /// The database through the endpoint the applications use: the probe writes through it.
+    #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
+    pub(crate) source: String,
+    /// AWS rolls the switchover back if it takes longer (SwitchoverTimeout, 30 to 3600).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(i32).range(30..=3600))]
+    pub(crate) timeout: i32,
+    #[command(flatten)]
+    pub(crate) state: State,
 }
 
 #[derive(Args, Debug)]
@@ -128,10 +170,13 @@ pub(crate) struct SwitchArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct FinishArgs {
-    #[arg(long)]
-    pub(crate) source_instance: String,
-    #[arg(long)]
-    pub(crate) target_instance: String,
+    #[arg(long, required_unless_present = "blue_green")]
+    pub(crate) source_instance: Option<String>,
+    #[arg(long, required_unless_present = "blue_green")]
+    pub(crate) target_instance: Option<String>,
+    /// After pgferry aws switchover: delete the Blue/Green deployment (both instances stay).
+    #[arg(long, conflicts_with_all = ["source_instance", "target_instance", "delete_source"])]
+    pub(crate) blue_green: bool,
     /// Delete the source after its final snapshot (needs --yes too).
     #[arg(long)]
     pub(crate) delete_source: bool,
@@ -159,9 +204,21 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 None => findings.push(check::database_not_checked()),
             }
             findings.sort_by_key(|f| f.severity);
+            let wanted = Wanted {
+                region: args.target_region,
+                account: args.target_account,
+                rehearsed_downtime_seconds: args.rehearsed_downtime,
+            };
+            let blockers = findings.iter().filter(|f| f.severity == Severity::Blocker).count();
+            let paths = choice::paths(&facts, blockers, &wanted);
             match args.format {
-                Format::Table => print!("{}", render_findings(&args.source_instance, &findings)),
-                Format::Json => print_json(&findings),
+                Format::Table => print!("{}{}", render_findings(&args.source_instance, &findings), render_paths(&paths)),
+                Format::Json => print_json(&CheckReport {
+                    instance: &args.source_instance,
+                    ready: check::ready(&findings),
+                    findings: &findings,
+                    paths: &paths,
+                }),
             }
             Ok(if check::ready(&findings) {
                 ExitCode::SUCCESS
@@ -169,18 +226,42 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        AwsCommand::Encrypt(args) if args.method == EncryptMethod::BlueGreen => {
+            if args.target_instance.is_some() || args.target.is_some() {
+                return Err(Error::new(ErrorKind::Usage, "--method blue-green takes no --target-instance or --target: AWS names the green instances")
+                    .with_hint("give --green for green's database if --source with green's endpoint does not reach it"));
+            }
+            let (migration, mut journal) = args.state.open()?;
+            let source = parse_spec("--source", &args.source)?;
+            let green = args.green.as_deref().map(|g| parse_spec("--green", g)).transpose()?;
+            let side = PgGreen { source, source_instance: args.source_instance.clone(), green };
+            let plan = BlueGreenPlan { migration, source: args.source_instance, kms_key: args.kms_key };
+            let report = Box::pin(pgferry_aws::blue_green::deploy(&cloud, &pacing, &mut journal, &plan, &side)).await?;
+            match args.format {
+                Format::Table => print!("{}", render_blue_green(&report)),
+                Format::Json => print_json(&report),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AwsCommand::Encrypt(args) => {
+            if args.green.is_some() {
+                return Err(Error::new(ErrorKind::Usage, "--green is for --method blue-green").with_hint("the snapshot method's new database is --target"));
+            }
+            let Some(target_instance) = args.target_instance else {
+                return Err(Error::new(ErrorKind::Usage, "--target-instance is required: the identifier of the encrypted instance to create")
+                    .with_hint("or use --method blue-green, where AWS names the green instance"));
+            };
             let (migration, mut journal) = args.state.open()?;
             let source = parse_spec("--source", &args.source)?;
             let target = match &args.target {
                 Some(target) => parse_spec("--target", target)?,
-                None => derived_target(&source, &args.source_instance, &args.target_instance)?,
+                None => derived_target(&source, &args.source_instance, &target_instance)?,
             };
             let seed = PgSeed { source, target, migration: migration.clone(), progress: crate::follow::log_lines() };
             let plan = EncryptPlan {
                 migration,
                 source: args.source_instance,
-                target: args.target_instance,
+                target: target_instance,
                 kms_key: args.kms_key,
             };
             let report = Box::pin(pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed)).await?;
@@ -188,6 +269,21 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 Format::Table => print!("{}", render_encrypt(&report)),
                 Format::Json => print_json(&report),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        AwsCommand::Switchover(args) => {
+            let (migration, mut journal) = args.state.open()?;
+            let endpoint = parse_spec("--source", &args.source)?;
+            let probe = PgProbe::new(endpoint, Duration::from_secs(2));
+            let plan = SwitchoverPlan { migration, timeout_seconds: args.timeout, probe_interval: Duration::from_millis(100) };
+            let report = Box::pin(pgferry_aws::switchover::switchover(&cloud, &pacing, &mut journal, &plan, &probe)).await?;
+            print_json(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        AwsCommand::Finish(args) if args.blue_green => {
+            let (migration, mut journal) = args.state.open()?;
+            let report = Box::pin(pgferry_aws::switchover::clean_up(&cloud, &pacing, &mut journal, &migration)).await?;
+            print_json(&report);
             Ok(ExitCode::SUCCESS)
         }
         AwsCommand::Fence(args) => {
@@ -251,8 +347,8 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             let (migration, mut journal) = args.state.open()?;
             let plan = pgferry_aws::finish::FinishPlan {
                 migration,
-                source: args.source_instance,
-                target: args.target_instance,
+                source: args.source_instance.unwrap_or_default(),
+                target: args.target_instance.unwrap_or_default(),
                 delete_source: args.delete_source,
             };
             let report = Box::pin(pgferry_aws::finish::finish(
@@ -294,6 +390,66 @@ fn render_findings(instance: &str, findings: &[check::Finding]) -> String {
             let _ = writeln!(out, "      {line}");
         }
     }
+    out
+}
+
+/// `aws check --format json`.
+#[derive(Serialize)]
+struct CheckReport<'a> {
+    instance: &'a str,
+    ready: bool,
+    findings: &'a [check::Finding],
+    paths: &'a Paths,
+}
+
+fn render_paths(paths: &Paths) -> String {
+    let mut out = String::new();
+    let bg = &paths.blue_green;
+    let verdict = if bg.can_encrypt { "can encrypt this instance" } else { "cannot encrypt this instance" };
+    let _ = writeln!(out, "\nBlue/Green deployment (TargetKmsKeyId for each green instance): {verdict}");
+    for c in &bg.checks {
+        let mark = match c.outcome {
+            Outcome::Clear => "ok",
+            Outcome::RulesOut => "RULES OUT",
+            Outcome::Unknown => "unknown",
+        };
+        let _ = writeln!(out, "  {mark:9} {}: {}", c.limit, c.detail);
+    }
+    for cost in &bg.costs {
+        let _ = writeln!(out, "  cost: {cost}");
+    }
+    let pg = &paths.pgferry;
+    let state = if pg.ready { "ready".to_owned() } else { format!("{} blocker(s) above", pg.blockers) };
+    let _ = writeln!(out, "\npgferry (snapshot, encrypted copy, change capture, fenced cutover): {state}");
+    if let Some(s) = pg.rehearsed_downtime_seconds {
+        let _ = writeln!(out, "  rehearsed downtime: {s:.2} s");
+    }
+    for cost in &pg.costs {
+        let _ = writeln!(out, "  cost: {cost}");
+    }
+    let method = match paths.recommendation.method {
+        Method::Snapshot => "pgferry (aws encrypt)",
+        Method::BlueGreen => "Blue/Green (aws encrypt --method blue-green)",
+    };
+    let _ = writeln!(out, "\nrecommended: {method}\n  because {}", paths.recommendation.reason);
+    out
+}
+
+fn render_blue_green(report: &BlueGreenReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Blue/Green deployment {} ({}) of {} is {}, green encrypted with {}",
+        report.name, report.deployment, report.source, report.status, report.kms_key_arn
+    );
+    for g in &report.green {
+        let _ = writeln!(out, "  green {} ({}) for {}", g.green, g.endpoint.as_deref().unwrap_or("no endpoint yet"), g.blue);
+    }
+    let _ = writeln!(out, "asked to encrypt: {}", report.encrypted.join(", "));
+    for f in &report.database {
+        let _ = writeln!(out, "  {:?}: {}", f.severity, f.what);
+    }
+    let _ = writeln!(out, "{}", report.next);
     out
 }
 

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use pgferry_aws::testing::{create_source, create_zone, security_group_id, Moto};
+use pgferry_aws::testing::{blue_green_statuses, create_key, create_source, create_zone, security_group_id, Moto};
 use pgferry_testkit::{Cluster, PgVersion};
 
 fn pgferry(moto: &Moto, args: &[&str]) -> Output {
@@ -60,7 +60,8 @@ fn check_runs_pgferry_checks_database_checks_when_given_the_source() {
     let args = ["aws", "check", "--source-instance", "cli-db", "--source", url.as_str(), "--format", "json"];
     let blocked = pgferry(moto, &args);
     assert_eq!(blocked.status.code(), Some(1), "{}", stdout(&blocked));
-    let findings = json(&blocked);
+    let report = json(&blocked);
+    let findings = &report["findings"];
     let keyless = findings
         .as_array()
         .unwrap()
@@ -95,7 +96,13 @@ fn check_reports_ready_and_not_ready_with_exit_codes() {
         "{}",
         stdout(&good)
     );
-    assert!(stdout(&good).contains("Blue/Green"));
+    let text = stdout(&good);
+    assert!(
+        text.contains("Blue/Green deployment (TargetKmsKeyId for each green instance): can encrypt this instance"),
+        "{text}"
+    );
+    assert!(text.contains("recommended: pgferry (aws encrypt)\n  because both paths can encrypt it"), "{text}");
+    assert!(!text.contains("cannot change encryption"), "{text}");
 
     let off = pgferry(
         moto,
@@ -109,7 +116,12 @@ fn check_reports_ready_and_not_ready_with_exit_codes() {
         ],
     );
     assert_eq!(off.status.code(), Some(1));
-    assert_eq!(json(&off)[0]["severity"], "blocker");
+    let report = json(&off);
+    assert_eq!(report["ready"], false);
+    assert_eq!(report["findings"][0]["severity"], "blocker");
+    assert_eq!(report["paths"]["blue_green"]["can_encrypt"], true);
+    assert_eq!(report["paths"]["pgferry"]["blockers"], 1);
+    assert_eq!(report["paths"]["recommendation"]["method"], "blue-green", "{report:#}");
 
     let missing = pgferry(moto, &["aws", "check", "--source-instance", "cli-missing"]);
     assert_eq!(missing.status.code(), Some(3));
@@ -219,4 +231,88 @@ fn deleting_the_source_needs_yes() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("add --yes"));
+}
+
+#[test]
+fn check_weighs_the_rehearsed_downtime_and_a_target_in_another_region() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-paths", Some("1"), 0).await;
+    });
+    let args = ["aws", "check", "--source-instance", "cli-paths", "--format", "json"];
+    let rehearsed = json(&pgferry(moto, &[&args[..], &["--rehearsed-downtime", "0.4"]].concat()));
+    assert_eq!(rehearsed["paths"]["recommendation"]["method"], "snapshot");
+    assert!(rehearsed["paths"]["recommendation"]["reason"].as_str().unwrap().contains("0.40 s as rehearsed"));
+    let abroad = json(&pgferry(moto, &[&args[..], &["--target-region", "eu-west-1"]].concat()));
+    let region = abroad["paths"]["blue_green"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["limit"] == "same-region")
+        .unwrap()
+        .clone();
+    assert_eq!(region["outcome"], "rules_out", "{region:#}");
+    assert_eq!(abroad["paths"]["blue_green"]["can_encrypt"], false);
+}
+
+/// How many Blue/Green deployments moto holds with this name.
+fn deployments(moto: &Moto, name: &str) -> usize {
+    runtime().block_on(async {
+        blue_green_statuses(&moto.config().await, name).await.len()
+    })
+}
+
+#[test]
+fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and_stops_before_the_switchover() {
+    let moto = Moto::shared();
+    let key = runtime().block_on(async {
+        let config = moto.config().await;
+        create_source(&config, "cli-bg", Some("1"), 1).await;
+        create_key(&config, "alias/cli-bg").await.1
+    });
+    // Green's database: a local cluster stands in for it (moto's endpoints lead nowhere).
+    let cluster = Cluster::start(PgVersion::V15);
+    cluster.create_database("app");
+    cluster.psql("app", "CREATE TABLE orders (id int PRIMARY KEY);");
+    let url = cluster.url("app");
+    let state = tempfile::tempdir().unwrap();
+    let args = [
+        "aws", "encrypt", "--method", "blue-green", "--source-instance", "cli-bg", "--kms-key", "alias/cli-bg",
+        "--source", url.as_str(), "--green", url.as_str(), "--name", "cli_bg",
+        "--state-dir", state.path().to_str().unwrap(), "--format", "json",
+    ];
+    for step in pgferry_aws::blue_green::STEPS {
+        let failpoint = format!("aws-after-{step}:1");
+        let killed = pgferry_with(moto, &args, &[("PGFERRY_FAILPOINT", failpoint.as_str())]);
+        assert_eq!(killed.status.code(), Some(137), "{step}: {}", String::from_utf8_lossy(&killed.stderr));
+        assert!(deployments(moto, "pgferry-cli-bg-blue-green") <= 1, "{step}");
+    }
+    let done = pgferry(moto, &args);
+    assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
+    let report = json(&done);
+    assert_eq!(deployments(moto, "pgferry-cli-bg-blue-green"), 1);
+    assert_eq!(report["status"], "AVAILABLE", "stopped before the switchover");
+    assert_eq!(report["kms_key_arn"], key.as_str());
+    assert_eq!(report["encrypted"].as_array().unwrap().len(), 2, "the instance and its replica");
+    assert_eq!(report["green"][0]["kms_key_id"], key.as_str());
+    assert!(report["next"].as_str().unwrap().contains("pgferry aws switchover"));
+
+    // The switchover, its probe committing through the (local) endpoint, then the cleanup.
+    let common = ["--name", "cli_bg", "--state-dir", state.path().to_str().unwrap()];
+    let early = pgferry(moto, &[&["aws", "finish", "--blue-green"][..], &common].concat());
+    assert_eq!(early.status.code(), Some(3), "not switched over yet");
+    let switched = pgferry(moto, &[&["aws", "switchover", "--source", url.as_str(), "--timeout", "60"][..], &common].concat());
+    assert_eq!(switched.status.code(), Some(0), "{}", String::from_utf8_lossy(&switched.stderr));
+    let report = json(&switched);
+    assert_eq!(report["status"], "SWITCHOVER_COMPLETED");
+    assert!(report["writes_committed"].as_u64().unwrap() >= 1, "{report:#}");
+    assert_eq!(report["writes_failed"], 0, "the endpoint stayed writable: {report:#}");
+    let finished = pgferry(moto, &[&["aws", "finish", "--blue-green"][..], &common].concat());
+    assert_eq!(finished.status.code(), Some(0), "{}", String::from_utf8_lossy(&finished.stderr));
+    assert_eq!(deployments(moto, "pgferry-cli-bg-blue-green"), 0);
+
+    let snapshot_args = ["aws", "encrypt", "--source-instance", "cli-bg", "--source", url.as_str(), "--name", "cli_bg"];
+    let refused = pgferry(moto, &snapshot_args);
+    assert_eq!(refused.status.code(), Some(2), "no --target-instance");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--target-instance is required"));
 }

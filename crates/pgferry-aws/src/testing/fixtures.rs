@@ -114,6 +114,54 @@ pub async fn create_source(
     }
 }
 
+/// Hands the master password of `id` to Secrets Manager (`ManageMasterUserPassword`).
+pub async fn manage_master_password(config: &SdkConfig, id: &str) {
+    aws_sdk_rds::Client::new(config)
+        .modify_db_instance()
+        .db_instance_identifier(id)
+        .manage_master_user_password(true)
+        .apply_immediately(true)
+        .send()
+        .await
+        .expect("manage the master password");
+}
+
+/// An RDS Proxy named `name` with instance `id` as its target.
+pub async fn create_proxy(config: &SdkConfig, name: &str, id: &str) {
+    use aws_sdk_rds::types::{EngineFamily, UserAuthConfig};
+    let rds = aws_sdk_rds::Client::new(config);
+    let (_, subnets) = default_subnets(config.endpoint_url().expect("moto's endpoint"));
+    rds.create_db_proxy()
+        .db_proxy_name(name)
+        .engine_family(EngineFamily::Postgresql)
+        .auth(UserAuthConfig::builder().secret_arn("arn:aws:secretsmanager:us-east-1:123456789012:secret:x").build())
+        .role_arn("arn:aws:iam::123456789012:role/proxy")
+        .set_vpc_subnet_ids(Some(subnets))
+        .send()
+        .await
+        .expect("create a proxy");
+    rds.register_db_proxy_targets()
+        .db_proxy_name(name)
+        .db_instance_identifiers(id)
+        .send()
+        .await
+        .expect("register the proxy's target");
+}
+
+/// The statuses of the Blue/Green deployments moto holds with this name.
+pub async fn blue_green_statuses(config: &SdkConfig, name: &str) -> Vec<String> {
+    aws_sdk_rds::Client::new(config)
+        .describe_blue_green_deployments()
+        .send()
+        .await
+        .expect("list the Blue/Green deployments")
+        .blue_green_deployments()
+        .iter()
+        .filter(|d| d.blue_green_deployment_name() == Some(name))
+        .map(|d| d.status().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// A made-up security group id for `name` (moto accepts any).
 pub fn security_group_id(name: &str) -> String {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {

@@ -2,10 +2,15 @@
 //! for what moto cannot model. Compiled for this crate's tests and, with the
 //! `testing` feature, for the CLI's.
 
+mod doubles;
 mod fixtures;
 mod moto;
 mod scripted;
 
-pub use fixtures::{create_key, create_source, create_zone, security_group_id, Source};
+pub use doubles::{RecordingGreen, ScriptedProbe};
+pub use fixtures::{
+    blue_green_statuses, create_key, create_proxy, create_source, create_zone, manage_master_password, security_group_id,
+    Source,
+};
 pub use moto::Moto;
 pub use scripted::{RecordingSeed, Scripted};

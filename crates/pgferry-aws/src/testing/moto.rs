@@ -2,7 +2,8 @@
 //!
 //! moto (<https://docs.getmoto.org>) emulates the AWS APIs pgferry calls; it
 //! keeps records rather than simulating RDS (everything is `available` at once).
-//! The server is started through a small Python wrapper that exits when its
+//! The server is started through a small Python wrapper (which also models the
+//! encryption of a Blue/Green deployment's green instance) that exits when its
 //! standard input closes, so it ends with the test process even though a static
 //! is never dropped. Tests share it and keep apart by unique resource names.
 
@@ -20,9 +21,23 @@ use aws_sdk_rds::config::{Credentials, Region};
 use crate::sdk::Aws;
 
 /// Serves moto until standard input closes (the test process ended).
+///
+/// moto 5.2.5 ignores a Blue/Green deployment's `TargetResourceConfigurations`
+/// and creates green unencrypted; the patch gives the green primary the key its
+/// configuration names, as AWS does. (moto creates no green replicas at all.)
 const LAUNCHER: &str = "\
 import os, sys, threading
 threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+from moto.rds import models as rds
+created = rds.BlueGreenDeployment.__init__
+def encrypting(self, backend, *args, **kwargs):
+    created(self, backend, *args, **kwargs)
+    for conf in kwargs.get('target_resource_configurations') or []:
+        if conf.get('source_arn') == self.source and conf.get('target_kms_key_id'):
+            green = backend.find_db_from_id(self.target)
+            green.storage_encrypted = True
+            green.kms_key_id = conf.get('target_kms_key_id')
+rds.BlueGreenDeployment.__init__ = encrypting
 from moto.server import main
 main(sys.argv[1:])
 ";

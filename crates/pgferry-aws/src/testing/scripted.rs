@@ -6,7 +6,9 @@
 //! call a number of times; make an instance or snapshot pass through states
 //! (`creating`, `modifying`, `backing-up`...) or a parameter group through
 //! `pending-reboot`; alter what a describe returns (settings moto does not
-//! model); serve log files page by page; and hold a Route53 change `PENDING`.
+//! model); serve log files page by page; hold a Route53 change `PENDING`; make
+//! a Blue/Green deployment pass through states (`PROVISIONING`, a switchover in
+//! progress, rolled back or failed).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -16,13 +18,15 @@ use pgferry_pgoutput::Lsn;
 use crate::control::{CloudError, CloudResult, ControlPlane};
 use crate::encrypt::{SeedMark, SeedSide};
 use crate::model::{
-    Instance, Key, LogFile, LogPortion, Modification, Parameter, Record, ReplicaRequest,
+    BlueGreen, BlueGreenRequest, Instance, Key, LogFile, LogPortion, Modification, Parameter, Record, ReplicaRequest,
     RestoreRequest, Snapshot,
 };
 
 enum Fault {
     Before(CloudError),
     After(CloudError),
+    /// This call goes through: the faults queued after it hit later calls.
+    Pass,
 }
 
 type Tweak = Box<dyn Fn(&mut Instance)>;
@@ -33,6 +37,7 @@ struct Script {
     instance_states: HashMap<String, VecDeque<String>>,
     parameter_states: HashMap<String, VecDeque<String>>,
     snapshot_states: HashMap<String, VecDeque<String>>,
+    blue_green_states: HashMap<String, VecDeque<String>>,
     change_states: VecDeque<String>,
     tweaks: HashMap<String, Vec<Tweak>>,
     pending_reboot: Vec<String>,
@@ -45,6 +50,7 @@ pub struct Scripted<C> {
     inner: C,
     script: RefCell<Script>,
     calls: RefCell<Vec<&'static str>>,
+    blue_greens: RefCell<Vec<BlueGreenRequest>>,
 }
 
 impl<C: ControlPlane> Scripted<C> {
@@ -56,6 +62,7 @@ impl<C: ControlPlane> Scripted<C> {
                 ..Script::default()
             }),
             calls: RefCell::default(),
+            blue_greens: RefCell::default(),
         }
     }
 
@@ -84,6 +91,14 @@ impl<C: ControlPlane> Scripted<C> {
             .entry(action)
             .or_default()
             .push_back(fault);
+        self
+    }
+
+    /// The next `times` calls of `action` go through; faults queued after hit later calls.
+    pub fn pass(&self, action: &'static str, times: usize) -> &Self {
+        let mut script = self.script.borrow_mut();
+        let queue = script.faults.entry(action).or_default();
+        queue.extend((0..times).map(|_| Fault::Pass));
         self
     }
 
@@ -116,6 +131,15 @@ impl<C: ControlPlane> Scripted<C> {
     pub fn snapshot_states(&self, id: &str, states: &[&str]) -> &Self {
         self.script.borrow_mut().snapshot_states.insert(
             id.to_owned(),
+            states.iter().map(|s| s.to_string()).collect(),
+        );
+        self
+    }
+
+    /// The next describes of Blue/Green deployment `name` report these states, then the real one.
+    pub fn blue_green_states(&self, name: &str, states: &[&str]) -> &Self {
+        self.script.borrow_mut().blue_green_states.insert(
+            name.to_owned(),
             states.iter().map(|s| s.to_string()).collect(),
         );
         self
@@ -164,6 +188,11 @@ impl<C: ControlPlane> Scripted<C> {
         self
     }
 
+    /// The Blue/Green deployments asked for (those that reached the cloud).
+    pub fn blue_green_requests(&self) -> Vec<BlueGreenRequest> {
+        self.blue_greens.borrow().clone()
+    }
+
     /// How many times `action` was called (including scripted failures).
     pub fn calls(&self, action: &str) -> usize {
         self.calls.borrow().iter().filter(|a| **a == action).count()
@@ -187,7 +216,7 @@ impl<C: ControlPlane> Scripted<C> {
                 call.await?;
                 Err(err)
             }
-            None => call.await,
+            Some(Fault::Pass) | None => call.await,
         }
     }
 
@@ -387,6 +416,44 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
             self.inner.upsert_cname(zone, name, record),
         )
         .await
+    }
+
+    async fn proxies_targeting(&self, instance: &str) -> CloudResult<Vec<String>> {
+        self.around("rds:DescribeDBProxyTargets", self.inner.proxies_targeting(instance)).await
+    }
+
+    async fn describe_blue_green(&self, name: &str) -> CloudResult<Option<BlueGreen>> {
+        let found = self
+            .around("rds:DescribeBlueGreenDeployments", self.inner.describe_blue_green(name))
+            .await?;
+        Ok(found.map(|mut deployment| {
+            if let Some(state) = Self::next_state(&mut self.script.borrow_mut().blue_green_states, name) {
+                deployment.status = state;
+            }
+            deployment
+        }))
+    }
+
+    async fn create_blue_green(&self, request: &BlueGreenRequest) -> CloudResult<BlueGreen> {
+        let recorded = async {
+            let created = self.inner.create_blue_green(request).await?;
+            self.blue_greens.borrow_mut().push(request.clone());
+            Ok(created)
+        };
+        self.around("rds:CreateBlueGreenDeployment", recorded).await
+    }
+
+    async fn switchover_blue_green(&self, id: &str, timeout_seconds: i32) -> CloudResult<BlueGreen> {
+        self.around(
+            "rds:SwitchoverBlueGreenDeployment",
+            self.inner.switchover_blue_green(id, timeout_seconds),
+        )
+        .await
+    }
+
+    async fn delete_blue_green(&self, id: &str) -> CloudResult<()> {
+        self.around("rds:DeleteBlueGreenDeployment", self.inner.delete_blue_green(id))
+            .await
     }
 
     async fn change_status(&self, change: &str) -> CloudResult<String> {

@@ -1,5 +1,6 @@
 use pgferry_aws::check::{gather, ready, verdicts, Severity};
-use pgferry_aws::testing::create_source;
+use pgferry_aws::choice::{paths, Method, Outcome, Wanted};
+use pgferry_aws::testing::{create_proxy, create_source, manage_master_password};
 
 use crate::{cloud, pacing};
 
@@ -22,7 +23,31 @@ async fn a_good_instance_is_ready_and_its_replicas_are_listed() {
         found.iter().any(|f| f.what == "read replicas: chk-good-r1"),
         "{found:?}"
     );
-    assert!(found.iter().any(|f| f.what.contains("Blue/Green")));
+    let paths = paths(&facts, 0, &Wanted::default());
+    assert!(paths.blue_green.can_encrypt, "{:?}", paths.blue_green.checks);
+    assert_eq!(facts.replicas.len(), 1, "the replica is described, for cascading replicas");
+    assert_eq!(facts.proxies, Some(vec![]));
+}
+
+#[tokio::test]
+async fn a_proxy_and_a_managed_password_read_from_rds_rule_blue_green_out() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "chk-bg-limits", Some("1"), 0).await;
+    create_proxy(&config, "chk-proxy", "chk-bg-limits").await;
+    manage_master_password(&config, "chk-bg-limits").await;
+    let facts = gather(&cloud, &pacing(), "chk-bg-limits").await.unwrap();
+    let paths = paths(&facts, 0, &Wanted::default());
+    let out: Vec<&str> = paths
+        .blue_green
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::RulesOut)
+        .map(|c| c.limit)
+        .collect();
+    assert_eq!(out, ["rds-proxy", "secrets-manager-password"]);
+    assert!(!paths.blue_green.can_encrypt);
+    assert_eq!(paths.recommendation.method, Method::Snapshot);
+    assert!(paths.recommendation.reason.contains("RDS Proxy chk-proxy targets the instance"), "{}", paths.recommendation.reason);
 }
 
 #[tokio::test]

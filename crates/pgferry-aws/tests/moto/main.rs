@@ -5,6 +5,7 @@
 // The flows' futures hold the SDK's (about 20 kB); tests await them in place.
 #![allow(clippy::large_futures)]
 
+mod blue_green;
 mod check;
 mod e2e;
 mod cutover;
