@@ -197,6 +197,14 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
         if report.connect_revoked_from.is_empty() { "nobody".to_string() } else { report.connect_revoked_from.join(", ") },
         report.terminated_sessions,
     );
+    if !report.partitions_recopied.is_empty() {
+        let _ = writeln!(out, "partitions copied again inside the fence: {}", report.partitions_recopied.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "large objects brought over inside the fence: {}; materialized views refreshed: {}",
+        report.large_objects_synced, report.materialized_views_refreshed
+    );
     out
 }
 

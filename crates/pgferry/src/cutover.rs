@@ -83,6 +83,14 @@ pub struct CutoverReport {
     pub changes_drained: u64,
     /// Rows compared by the exact check of the rows change capture touched.
     pub rows_checked: i64,
+    /// Partitions change capture could not vouch for (truncated alone, created or
+    /// attached since the copy), copied again inside the fence.
+    pub partitions_recopied: Vec<String>,
+    /// Large objects created, changed or removed on the source since they were
+    /// last synced, brought over inside the fence.
+    pub large_objects_synced: usize,
+    /// Materialized views refreshed on the target inside the fence.
+    pub materialized_views_refreshed: usize,
     /// False when this run finished a cutover that an earlier run switched: the
     /// downtime is the one that run journaled, and the other figures are not known.
     pub complete: bool,
@@ -116,7 +124,14 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     if recopy && !observed.insert_only_tables.is_empty() {
         steps.push("copy the keyless tables again");
     }
-    steps.extend(["set every sequence from the source", "compare the changed rows", "run the switch command", "open the target; report"]);
+    steps.extend([
+        "copy again the partitions truncated alone, created or attached since the copy",
+        "bring over the large objects changed since the last sync; refresh the materialized views",
+        "set every sequence from the source",
+        "compare the changed rows",
+        "run the switch command",
+        "open the target; report",
+    ]);
     Ok(CutoverPlan {
         migration: name.to_string(),
         decision: go_no_go(&observed, &options.policy),
@@ -177,6 +192,8 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         return Err(Error::new(ErrorKind::Refused, format!("the cutover may not start:\n  - {}", reasons.join("\n  - ")))
             .with_hint("nothing was changed; fix the reasons above and rerun"));
     }
+    // The bulk of the large objects before the fence; inside it, only what changed again.
+    crate::large_objects::sync_large_objects(source, target).await?;
     let plan = fence::planned(&src, &options.administrators).await?;
     let lift_statements = plan.lift_statements();
     record(&dst, name, CutoverStep::Decided).await?;
@@ -217,6 +234,9 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         sequences_set: fenced.sequences_set,
         changes_drained: fenced.changes_drained,
         rows_checked: fenced.rows_checked,
+        partitions_recopied: fenced.partitions_recopied,
+        large_objects_synced: fenced.large_objects_synced,
+        materialized_views_refreshed: fenced.materialized_views_refreshed,
         complete: true,
     })
 }
@@ -227,6 +247,9 @@ struct Fenced {
     sequences_set: usize,
     changes_drained: u64,
     rows_checked: i64,
+    partitions_recopied: Vec<String>,
+    large_objects_synced: usize,
+    materialized_views_refreshed: usize,
 }
 
 /// Fence, drain, sequences, the changed rows' check: everything before the point
@@ -267,6 +290,15 @@ async fn before_switch(
         failpoint::hit("cutover-after-recopy");
         lap(laps, "re-copy keyless tables");
     }
+    // What logical replication does not carry, carried once writes have stopped.
+    let uncovered = crate::partitions::uncovered_partitions(source, target, name).await?.all();
+    if !uncovered.is_empty() {
+        crate::partitions::recopy_partitions(source, target, name, &uncovered).await?;
+        lap(laps, "re-copy partitions truncated or attached since the copy");
+    }
+    let large_objects = crate::large_objects::sync_large_objects(source, target).await?;
+    let views = crate::materialized_views::refresh_materialized_views(source, target).await?;
+    lap(laps, "large objects and materialized views");
     record(dst, name, CutoverStep::Drained).await?;
     failpoint::hit("cutover-after-drained");
     let sequences = crate::copy::sync_sequences(src, dst).await?;
@@ -279,7 +311,15 @@ async fn before_switch(
     record(dst, name, CutoverStep::Validated).await?;
     lap(laps, "validate changed rows");
     failpoint::hit("cutover-before-switch");
-    Ok(Fenced { report, sequences_set: sequences, changes_drained: drained.changes, rows_checked })
+    Ok(Fenced {
+        report,
+        sequences_set: sequences,
+        changes_drained: drained.changes,
+        rows_checked,
+        partitions_recopied: uncovered.iter().map(ToString::to_string).collect(),
+        large_objects_synced: large_objects.differences.missing.len() + large_objects.differences.extra.len() + large_objects.differences.changed.len(),
+        materialized_views_refreshed: views.views.len(),
+    })
 }
 
 /// The switch: its start journaled before it runs, its process group recorded,
@@ -341,6 +381,9 @@ async fn finish(dst: &Client, name: &MigrationName, downtime_seconds: Option<f64
         sequences_set: 0,
         changes_drained: 0,
         rows_checked: 0,
+        partitions_recopied: Vec::new(),
+        large_objects_synced: 0,
+        materialized_views_refreshed: 0,
         complete: false,
     })
 }
