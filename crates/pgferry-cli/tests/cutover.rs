@@ -491,3 +491,37 @@ fn the_cutover_carries_large_objects_and_materialized_views_changed_since_the_co
     assert_eq!(pair.target.psql("app", "SELECT n FROM order_count"), pair.source.psql("app", "SELECT n FROM order_count"));
     assert_eq!(pair.target.psql("app", "SELECT n FROM order_count"), "1700");
 }
+
+#[test]
+fn nothing_unfences_the_old_source_behind_the_cutovers_back() {
+    let pair = migrated();
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("switch-started");
+    let switch = format!("touch {}; sleep 2", started.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", &switch]);
+    let child = spawn(&args, &[]);
+    wait_for(&started);
+    // abort while the cutover runs: refused by the runner lock, the fence stays.
+    let out = pgferry(&pair.args("abort", &urls), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another pgferry process"));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!app_may_connect(&pair.source));
+    // cleanup keeps the record that the application was switched: neither a
+    // second cutover nor abort unfences the old source afterwards.
+    ok(pgferry(&pair.args("cleanup", &urls), &[]));
+    let out = pgferry(&pair.args("cutover", &urls), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already cut over"));
+    let out = pgferry(&pair.args("abort", &urls), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!app_may_connect(&pair.source), "the old source stays fenced");
+    // Even with the target's journal gone, the source's own record of the switch stands.
+    pair.target.psql("app", "DROP SCHEMA pgferry CASCADE");
+    let out = pgferry(&pair.args("cutover", &urls), &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--switch-ran"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!app_may_connect(&pair.source), "the old source stays fenced");
+}

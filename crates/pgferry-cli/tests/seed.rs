@@ -116,12 +116,13 @@ fn seed_under_writes(source: &Cluster, round: usize, name: &str) {
     assert_eq!(copy.psql("app", "SELECT count(*) - count(DISTINCT seq) FROM events"), "0", "a transaction was applied twice");
     assert_eq!(copy.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0");
     assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'standby_a'"), "1");
-    assert_ok(&pgferry(&["cleanup", "--source", &source.url("app"), "--target", &copy.url("app"), "--name", name]));
+    // Not cut over: abort removes it (cleanup is for after the cutover).
+    assert_ok(&pgferry(&["abort", "--source", &source.url("app"), "--target", &copy.url("app"), "--name", name]));
     assert_eq!(
         source.psql("app", &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_{name}'")),
         "0"
     );
-    assert_eq!(source.psql("app", "SELECT count(*) FROM pgferry.seed_marker"), "0", "cleanup leaves the marker");
+    assert_eq!(source.psql("app", "SELECT count(*) FROM pgferry.seed_marker"), "0", "abort leaves no marker");
 }
 
 fn assert_refused(out: &Output, needle: &str, copy: &Cluster) {

@@ -32,6 +32,9 @@ pub struct Observed {
     /// Tables without a replica identity: only their inserts and truncates are
     /// replicated, so an UPDATE or DELETE on them since the copy would be missing.
     pub insert_only_tables: Vec<String>,
+    /// Prepared transactions (two-phase commit) on the source database: the fence
+    /// cannot stop their COMMIT PREPARED, so their writes could land after it.
+    pub prepared_transactions: Vec<String>,
 }
 
 /// What to do about tables without a replica identity, whose UPDATEs and
@@ -104,6 +107,12 @@ pub fn go_no_go(observed: &Observed, policy: &Policy) -> Decision {
     }
     if observed.stream_in_use {
         reasons.push("the replication slot is in use: stop pgferry follow first (the cutover drains the stream itself)".to_string());
+    }
+    if !observed.prepared_transactions.is_empty() {
+        reasons.push(format!(
+            "prepared transactions are open on the source ({}): commit or roll them back first (COMMIT PREPARED / ROLLBACK PREPARED), or they could commit after the fence",
+            observed.prepared_transactions.join(", ")
+        ));
     }
     for table in &observed.pending_schema_changes {
         reasons.push(format!("{table} changed on the source: apply the same DDL on the target, then resume"));
@@ -295,16 +304,18 @@ mod tests {
             pending_schema_changes: vec!["\"public\".\"t\"".into()],
             stream_in_use: true,
             insert_only_tables: vec!["\"public\".\"log\"".into()],
+            prepared_transactions: vec!["p1".into()],
         };
         let Decision::NoGo(reasons) = go_no_go(&observed, &Policy::default()) else { panic!("must be no-go") };
-        assert_eq!(reasons.len(), 6, "{reasons:?}");
+        assert_eq!(reasons.len(), 7, "{reasons:?}");
+        assert!(reasons[5].contains("prepared transactions are open on the source (p1)"), "{reasons:?}");
         let vouched = Policy { keyless_tables: KeylessTables::InsertOnly, ..Policy::default() };
         let recopied = Policy { keyless_tables: KeylessTables::Recopy, ..Policy::default() };
         for policy in [vouched, recopied] {
             let Decision::NoGo(fewer) = go_no_go(&observed, &policy) else { panic!("still no-go") };
-            assert_eq!(fewer.len(), 5, "{policy:?}");
+            assert_eq!(fewer.len(), 6, "{policy:?}");
         }
-        assert!(reasons[5].contains("\"public\".\"t\" changed on the source"));
+        assert!(reasons[6].contains("\"public\".\"t\" changed on the source"));
     }
 
     fn after(step: Option<CutoverStep>, fence_recorded: bool, word: SwitchWord) -> Result<Recovery, String> {

@@ -53,15 +53,21 @@ pub enum Fence {
 /// Removes the migration's objects on both sides; `force` is the operator's word
 /// to go on where the lifecycle says no.
 pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationName, fence_policy: Fence, force: bool) -> Result<CleanupReport> {
+    // No cutover, follow or start of this migration may run meanwhile: abort would
+    // lift a fence under a cutover that then reports success.
+    let _runner = crate::start::RunnerLock::take(target, migration).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     let removal = match fence_policy {
         Fence::Lift => Removal::Abort,
         Fence::Keep => Removal::Cleanup,
     };
-    if let Err((reason, instead)) = removal_allowed(removal, cutover_step(&dst, migration).await?, force) {
+    let switch_on_source = fence::switch_recorded(&src, migration).await?.then_some(CutoverStep::Switching);
+    let last_step = cutover_step(&dst, migration).await?.max(switch_on_source);
+    if let Err((reason, instead)) = removal_allowed(removal, last_step, force) {
         return Err(Error::new(ErrorKind::Refused, format!("{reason}; nothing was changed")).with_hint(instead));
     }
+    crate::copy::ensure_slot_is_ours(&src, migration).await?;
     fence::allow_writes(&src).await?;
     let restored = match fence_policy {
         Fence::Lift => {
@@ -72,7 +78,9 @@ pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
                 }
                 crate::outside_fence::forget(&src, migration).await?;
             }
-            fence::lower(&src, migration).await?
+            let lowered = fence::lower(&src, migration).await?;
+            fence::forget_switch(&src, migration).await?;
+            lowered
         }
         Fence::Keep => 0,
     };
@@ -81,7 +89,7 @@ pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     report.dropped_publications = crate::copy::drop_publications(&src, migration).await?;
     report.replica_identity_restored = crate::copy::restore_replica_identity(&src, &dst, migration).await?;
     report.dropped_seed_marker = crate::seed::forget_marker(&src, migration).await?;
-    report.journal_rows_deleted = delete_journal_rows(&dst, migration).await?;
+    report.journal_rows_deleted = delete_journal_rows(&dst, migration, fence_policy).await?;
     report.dropped_state_schema = drop_state_schema_if_unused(&dst).await?;
     Ok(report)
 }
@@ -124,16 +132,17 @@ async fn drop_slot(src: &Client, slot: &str) -> Result<bool> {
 
 /// Deletes the migration's rows from pgferry's journal tables: those keyed by a
 /// `migration` column, and `pgferry.migration` itself (keyed by `name`). The
-/// fence's rows go only when the fence is lowered.
-async fn delete_journal_rows(dst: &Client, migration: &MigrationName) -> Result<u64> {
+/// cutover's row stays while the old source stays fenced (`cleanup`): it is the
+/// record that the application was switched, so no later command unfences it.
+async fn delete_journal_rows(dst: &Client, migration: &MigrationName, fence_policy: Fence) -> Result<u64> {
     let tables = dst
         .query(
             "SELECT c.relname::text, a.attname::text FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND NOT a.attisdropped
-             WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> 'fence'
+             WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> 'fence' AND NOT (c.relname = 'cutover' AND $2)
                AND (a.attname = 'migration' OR (c.relname = 'migration' AND a.attname = 'name'))",
-            &[&STATE_SCHEMA],
+            &[&STATE_SCHEMA, &(fence_policy == Fence::Keep)],
         )
         .await
         .map_err(|e| Error::server("listing pgferry's journal tables", e))?;

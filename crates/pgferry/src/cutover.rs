@@ -153,8 +153,11 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     fence::allow_writes(&src).await?;
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the cutover journal", e))?;
     let entry = journal_entry(&dst, name).await?;
+    // The source's own record of a switch: a target journal lost or removed (by
+    // cleanup, or another target given by mistake) never makes it look unstarted.
+    let switch_on_source = fence::switch_recorded(&src, name).await?.then_some(CutoverStep::Switching);
     let resumed = Resumed {
-        last_step: entry.as_ref().map(|e| e.step),
+        last_step: entry.as_ref().map(|e| e.step).max(switch_on_source),
         fence_recorded: fence::is_recorded(&src, name).await? || outside_fence::recorded(&src, name).await?.is_some(),
         switch_running: entry.as_ref().is_some_and(JournalEntry::switch_runs_here),
         word: options.switch_word,
@@ -176,7 +179,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         Recovery::AskOperator => return Err(switch_unknown(entry.as_ref())),
         Recovery::WaitForSwitch => {
             return Err(Error::new(
-                ErrorKind::Precondition,
+                ErrorKind::Refused,
                 format!("the switch command of the stopped cutover is still running (process group {})", entry.and_then(|e| e.switch_pid).unwrap_or(0)),
             )
             .with_hint("wait for it to end (or stop it yourself), see where the application points, then rerun with --switch-ran or --switch-did-not-run"))
@@ -192,6 +195,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         return Err(Error::new(ErrorKind::Refused, format!("the cutover may not start:\n  - {}", reasons.join("\n  - ")))
             .with_hint("nothing was changed; fix the reasons above and rerun"));
     }
+    fence::refuse_another_fence(&src, name).await?;
     // The bulk of the large objects before the fence; inside it, only what changed again.
     crate::large_objects::sync_large_objects(source, target).await?;
     let plan = fence::planned(&src, &options.administrators).await?;
@@ -210,8 +214,15 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
             return Err(rolled_back(error, roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await));
         }
     };
+    // Nothing may have lifted the fence meanwhile (a runner lock keeps abort out;
+    // this is the last look before the point of no return).
+    let still_fenced = fence::verify_still_raised(source, &src, name, &options.administrators).await;
+    if let Err(error) = still_fenced {
+        drop((src, dst));
+        return Err(rolled_back(error, roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await));
+    }
     let switch_started = Instant::now();
-    if let Err(error) = switch(&dst, name, options).await {
+    if let Err(error) = switch(&src, &dst, name, options).await {
         drop((src, dst));
         let error = error.with_hint("the switch command is not running any more; if it had already moved the application, move it back: the source takes writes again");
         return Err(rolled_back(error, roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await));
@@ -325,7 +336,8 @@ async fn before_switch(
 /// The switch: its start journaled before it runs, its process group recorded,
 /// then waited for at most the time limit. Signals are not acted on here: the
 /// command's end must be seen, or nobody knows where the application points.
-async fn switch(dst: &Client, name: &MigrationName, options: &CutoverOptions) -> Result<()> {
+async fn switch(src: &Client, dst: &Client, name: &MigrationName, options: &CutoverOptions) -> Result<()> {
+    fence::record_switch(src, name).await?;
     record(dst, name, CutoverStep::Switching).await?;
     failpoint::hit("cutover-after-switching");
     let Some(command) = &options.switch_command else { return Ok(()) };
@@ -397,7 +409,9 @@ async fn roll_back(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, o
         let src = pgferry_pg::connect(source).await?;
         fence::allow_writes(&src).await?;
         outside_fence::lift(&src, name, outside).await?;
-        fence::lower(&src, name).await
+        let lowered = fence::lower(&src, name).await?;
+        fence::forget_switch(&src, name).await?;
+        Ok::<_, Error>(lowered)
     };
     if let Err(error) = unfenced.await {
         let mut hint = String::from("the source may still be fenced: rerun pgferry cutover once the source answers, and it lifts the fence");
@@ -460,7 +474,7 @@ async fn stop_requested(shutdown: &mut Option<watch::Receiver<bool>>) {
 fn switch_unknown(entry: Option<&JournalEntry>) -> Error {
     let at = entry.and_then(|e| e.switch_host.clone()).map(|h| format!(" on {h}")).unwrap_or_default();
     Error::new(
-        ErrorKind::Precondition,
+        ErrorKind::Refused,
         format!("an earlier cutover was stopped while its switch command ran{at}: the application may already point at the target, so nothing was rolled back and the source stays fenced"),
     )
     .with_hint("see where the application points, then rerun with --switch-ran (the cutover finishes; the source stays fenced) or --switch-did-not-run (the cutover rolls back; the source takes writes again)")
@@ -566,6 +580,7 @@ pub(crate) async fn observe(src: &Client, dst: &Client, name: &MigrationName) ->
         replicating: phase.as_deref() == Some("copied") && applied.is_some(),
         stream_in_use: slot_active,
         insert_only_tables: insert_only_tables(src, name).await?,
+        prepared_transactions: crate::fence::prepared_transactions(src).await?,
     })
 }
 

@@ -108,6 +108,66 @@ pub async fn raise(
     Ok(FenceReport { database: database.as_str().to_string(), connect_revoked_from, terminated_sessions: terminated })
 }
 
+/// The journal row that says a switch command may have run (kind `switch`).
+const SWITCH_KIND: &str = "switch";
+
+/// Records on the source, before the switch command starts, that it may run: the
+/// source's own word, which survives the target's journal (and `cleanup`).
+pub(crate) async fn record_switch(src: &Client, migration: &MigrationName) -> Result<()> {
+    src.execute(
+        "INSERT INTO pgferry.source_fence (migration, kind, name, previous) VALUES ($1, $2, '', 'started') ON CONFLICT DO NOTHING",
+        &[&migration.as_str(), &SWITCH_KIND],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| Error::server("journaling the switch on the source", e))
+}
+
+/// Whether the source records that this migration's switch command may have run.
+pub async fn switch_recorded(src: &Client, migration: &MigrationName) -> Result<bool> {
+    if !journal_exists(src).await? {
+        return Ok(false);
+    }
+    src.query_one("SELECT EXISTS (SELECT 1 FROM pgferry.source_fence WHERE migration = $1 AND kind = $2)", &[&migration.as_str(), &SWITCH_KIND])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("reading the fence journal on the source", e))
+}
+
+/// Forgets the switch's record (a rollback on the operator's word that it did not run, `abort --force`).
+pub(crate) async fn forget_switch(src: &Client, migration: &MigrationName) -> Result<()> {
+    if !journal_exists(src).await? {
+        return Ok(());
+    }
+    src.execute("DELETE FROM pgferry.source_fence WHERE migration = $1 AND kind = $2", &[&migration.as_str(), &SWITCH_KIND])
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::server("clearing the switch's record on the source", e))
+}
+
+/// The prepared transactions of the current database, by name.
+pub(crate) async fn prepared_transactions(src: &Client) -> Result<Vec<String>> {
+    Ok(src
+        .query("SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY gid", &[])
+        .await
+        .map_err(|e| Error::server("reading the source's prepared transactions", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// The last look before the switch: this migration's fence is still recorded, and
+/// it still holds (nothing lifted it, no writer slipped in since it was raised).
+pub(crate) async fn verify_still_raised(source: &ConnSpec, src: &Client, migration: &MigrationName, administrators: &[String]) -> Result<()> {
+    if !is_recorded(src, migration).await? {
+        return Err(Error::new(ErrorKind::Precondition, "the fence was lifted during the cutover (by another pgferry command?)")
+            .with_hint("see who lifted it; the source took writes again, so change capture must catch up before another cutover"));
+    }
+    let own_pid: i32 = query_one(src, "SELECT pg_backend_pid()").await?;
+    let spared: Vec<String> = spared_roles(src, administrators).await?.into_iter().map(|r| r.name).collect();
+    verify(source, src, own_pid, &spared).await
+}
+
 /// The fence raised now would make (also for `cutover --dry-run`); reads only.
 pub async fn planned(src: &Client, administrators: &[String]) -> Result<RecordedFence> {
     let grants = connect_grants(src).await?;
@@ -161,7 +221,7 @@ pub async fn recorded(src: &Client, migration: &MigrationName) -> Result<Recorde
     let mut changes = Vec::new();
     for row in &rows {
         let stored: StoredChange = (row.get(0), row.get(1), row.get(2));
-        if stored.0 == crate::outside_fence::KIND {
+        if stored.0 == crate::outside_fence::KIND || stored.0 == SWITCH_KIND {
             continue;
         }
         let change = FenceChange::from_stored(&stored).ok_or_else(|| {
@@ -186,7 +246,10 @@ pub(crate) async fn journal_exists(src: &Client) -> Result<bool> {
 
 /// Another migration's fence on this database would be saved as "the previous
 /// setting" by this one: refused, naming it.
-async fn refuse_another_fence(src: &Client, migration: &MigrationName) -> Result<()> {
+pub(crate) async fn refuse_another_fence(src: &Client, migration: &MigrationName) -> Result<()> {
+    if !journal_exists(src).await? {
+        return Ok(());
+    }
     let others: Vec<String> = src
         .query("SELECT DISTINCT migration FROM pgferry.source_fence WHERE migration <> $1 ORDER BY 1", &[&migration.as_str()])
         .await
@@ -197,7 +260,7 @@ async fn refuse_another_fence(src: &Client, migration: &MigrationName) -> Result
     if others.is_empty() {
         return Ok(());
     }
-    Err(Error::new(ErrorKind::Precondition, format!("the source database is fenced by another migration: {}", others.join(", ")))
+    Err(Error::new(ErrorKind::Refused, format!("the source database is fenced by another migration: {}; nothing was changed", others.join(", ")))
         .with_hint("finish or abort that migration first (pgferry abort --name NAME lifts its fence)"))
 }
 
@@ -316,6 +379,26 @@ async fn verify(source: &ConnSpec, src: &Client, own_pid: i32, spared: &[String]
     if !can_connect.is_empty() {
         return Err(Error::new(ErrorKind::Precondition, format!("the fence did not hold: these roles may still connect: {}", can_connect.join(", ")))
             .with_hint("CONNECT on the database was granted to them by a role other than its owner; revoke that grant, or run pgferry as the database's owner"));
+    }
+    let overriding: Vec<String> = src
+        .query(
+            "SELECT DISTINCT r.rolname::text FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c
+             WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+               AND c ILIKE 'default\\_transaction\\_read\\_only=%' AND c NOT ILIKE '%=on' AND c NOT ILIKE '%=true'
+               AND r.rolcanlogin AND (r.rolsuper OR r.rolname = ANY($1)) ORDER BY 1",
+            &[&spared],
+        )
+        .await
+        .map_err(|e| Error::server("verifying the fence", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !overriding.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!("the fence would not hold: these roles, which may still connect, start their sessions writable (ALTER ROLE ... SET default_transaction_read_only): {}", overriding.join(", ")),
+        )
+        .with_hint("reset that setting for them (ALTER ROLE name RESET default_transaction_read_only), or give the application a role of its own"));
     }
     let sessions: BTreeMap<String, i64> = src
         .query(

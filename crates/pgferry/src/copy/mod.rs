@@ -50,7 +50,7 @@ pub(crate) use data::recopy;
 use data::{copy_in, copy_out_whole};
 pub use repair::{repair_tables, Repaired};
 pub(crate) use replica_identity::restore as restore_replica_identity;
-pub(crate) use source::{drop_publications, ensure_publications, list_tables, partition_roots, sync_sequences, Publishable};
+pub(crate) use source::{drop_publications, ensure_publications, ensure_slot_is_ours, list_tables, partition_roots, sync_sequences, Publishable};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -166,6 +166,7 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
     // Every refusal before the journal is created: a refused copy leaves both servers as they were.
     check::refuse_same_database(&src, &dst, source, target).await?;
     let name = &options.migration;
+    source::ensure_slot_is_ours(&src, name).await?;
     let phase = journal::phase_if_journaled(&dst, name).await?;
     if phase.is_none() {
         // Tables without a replica identity are published for inserts only: the

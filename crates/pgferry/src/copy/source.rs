@@ -188,6 +188,29 @@ pub(crate) async fn drop_publications(source: &Client, name: &MigrationName) -> 
     Ok(dropped)
 }
 
+/// Refuses a slot of this migration's name that another database on the server
+/// made: slots are server-wide, so a migration of another database under the same
+/// name (the default, `main`) would otherwise drop or take over this one's.
+pub(crate) async fn ensure_slot_is_ours(source: &Client, name: &MigrationName) -> Result<()> {
+    let slot = name.slot();
+    let other: Option<String> = source
+        .query_opt(
+            "SELECT database::text FROM pg_replication_slots WHERE slot_name = $1 AND database IS DISTINCT FROM current_database()",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| Error::server("reading the source's replication slots", e))?
+        .map(|r| r.get::<_, Option<String>>(0).unwrap_or_else(|| "(a physical slot)".into()));
+    match other {
+        None => Ok(()),
+        Some(database) => Err(Error::new(
+            ErrorKind::Refused,
+            format!("the replication slot {slot} on the source belongs to database {database}, not to this one: another migration uses the name {name}; nothing was changed"),
+        )
+        .with_hint("give this migration a name of its own with --name (for example the database's name)")),
+    }
+}
+
 /// Drops this migration's slot when a previous attempt left it behind before any
 /// data was copied. A slot in use by a running process is never touched.
 pub(crate) async fn drop_stale_slot(source: &Client, name: &MigrationName) -> Result<()> {

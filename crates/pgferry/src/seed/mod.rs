@@ -98,6 +98,7 @@ pub struct PrepareReport {
 pub async fn prepare(source: &ConnSpec, name: &MigrationName, on_event: &dyn Fn(SeedEvent)) -> Result<PrepareReport> {
     let src = pgferry_pg::connect(source).await?;
     require_logical_wal(&src).await?;
+    crate::copy::ensure_slot_is_ours(&src, name).await?;
     let tables = list_tables(&src).await?;
     ensure_publications(&src, name).await?;
     let slot = name.slot();
