@@ -299,7 +299,8 @@ async fn target_constraints(target: &Client, table: &QualifiedName) -> Result<(V
                     c.relkind = 'p'
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
-             CROSS JOIN LATERAL pg_partition_tree(c.oid) tree
+             -- pg_partition_tree lists nothing for a plain table: the table itself, then its tree.
+             CROSS JOIN LATERAL (SELECT c.oid AS relid UNION SELECT relid FROM pg_partition_tree(c.oid)) tree
              LEFT JOIN pg_index i ON i.indrelid = tree.relid AND (i.indisunique OR i.indisexclusion)
                  AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
              WHERE n.nspname = $1 AND c.relname = $2",

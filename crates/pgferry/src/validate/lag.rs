@@ -67,12 +67,37 @@ pub(super) async fn behind(source: &ConnSpec, name: &MigrationName, applied: Opt
     if bytes <= 0 {
         return Ok(None);
     }
-    let per_table = if active || bytes > COUNT_LIMIT_BYTES { None } else { count_pending(&src, name, &applied_lsn, source_lsn).await };
+    let per_table = if active || bytes > COUNT_LIMIT_BYTES {
+        None
+    } else {
+        await_flush(&src, source_lsn).await?;
+        count_pending(&src, name, &applied_lsn, source_lsn).await
+    };
     let pending_changes = per_table.as_ref().map(|t: &Vec<(QualifiedName, i64)>| t.iter().map(|(_, n)| n).sum::<i64>());
     if pending_changes == Some(0) {
         return Ok(None);
     }
     Ok(Some(Behind { applied_lsn, source_lsn: source_lsn.to_string(), bytes, pending_changes, per_table }))
+}
+
+/// Whether the source has flushed its WAL up to `upto`: logical decoding reads
+/// only flushed WAL, and under `synchronous_commit = off` a commit's record may
+/// wait for the WAL writer (`wal_writer_delay`, 200 ms by default): a peek before
+/// it would miss commits and call their rows' lag a difference. Waits at most a
+/// second (the insert position of an idle server can stay ahead of its flush).
+async fn await_flush(src: &tokio_postgres::Client, upto: &str) -> Result<()> {
+    for _ in 0..10 {
+        let done: bool = src
+            .query_one("SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn", &[&upto])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::server("reading the source's flushed position", e))?;
+        if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// Per table, the changes (inserts, updates, deletes, truncates) of the
