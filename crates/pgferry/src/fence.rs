@@ -365,34 +365,26 @@ async fn verify(source: &ConnSpec, src: &Client, own_pid: i32, spared: &[String]
                 .with_hint("a setting overrides default_transaction_read_only for pgferry's role (ALTER ROLE ... SET); remove it and retry"))
         }
     }
-    let can_connect: Vec<String> = src
-        .query(
-            "SELECT rolname::text FROM pg_roles WHERE rolcanlogin AND NOT rolsuper AND NOT (rolname = ANY($1))
-             AND has_database_privilege(oid, current_database(), 'CONNECT') ORDER BY 1",
-            &[&spared],
-        )
-        .await
-        .map_err(|e| Error::server("verifying the fence", e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let can_connect = role_names(
+        src,
+        "SELECT rolname::text FROM pg_roles WHERE rolcanlogin AND NOT rolsuper AND NOT (rolname = ANY($1))
+         AND has_database_privilege(oid, current_database(), 'CONNECT') ORDER BY 1",
+        spared,
+    )
+    .await?;
     if !can_connect.is_empty() {
         return Err(Error::new(ErrorKind::Precondition, format!("the fence did not hold: these roles may still connect: {}", can_connect.join(", ")))
             .with_hint("CONNECT on the database was granted to them by a role other than its owner; revoke that grant, or run pgferry as the database's owner"));
     }
-    let overriding: Vec<String> = src
-        .query(
-            "SELECT DISTINCT r.rolname::text FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c
-             WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
-               AND c ILIKE 'default\\_transaction\\_read\\_only=%' AND c NOT ILIKE '%=on' AND c NOT ILIKE '%=true'
-               AND r.rolcanlogin AND (r.rolsuper OR r.rolname = ANY($1)) ORDER BY 1",
-            &[&spared],
-        )
-        .await
-        .map_err(|e| Error::server("verifying the fence", e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let overriding = role_names(
+        src,
+        "SELECT DISTINCT r.rolname::text FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c
+         WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+           AND c ILIKE 'default\\_transaction\\_read\\_only=%' AND c NOT ILIKE '%=on' AND c NOT ILIKE '%=true'
+           AND r.rolcanlogin AND (r.rolsuper OR r.rolname = ANY($1)) ORDER BY 1",
+        spared,
+    )
+    .await?;
     if !overriding.is_empty() {
         return Err(Error::new(
             ErrorKind::Precondition,
@@ -430,6 +422,17 @@ async fn in_transaction(client: &Client, doing: &str, body: impl std::future::Fu
             Err(error)
         }
     }
+}
+
+/// The role names a verification query finds, given the spared roles as `$1`.
+async fn role_names(src: &Client, sql: &str, spared: &[String]) -> Result<Vec<String>> {
+    Ok(src
+        .query(sql, &[&spared])
+        .await
+        .map_err(|e| Error::server("verifying the fence", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 async fn probe_pid(probe: &Client) -> Result<i32> {
