@@ -93,30 +93,18 @@ pub async fn deploy<C: ControlPlane, G: GreenSide>(
         &name,
         serde_json::to_value(&request).expect("a request serializes"),
         || call(pacing, || cloud.describe_blue_green(&name)),
-        || async {
-            call(pacing, || cloud.create_blue_green(&request))
-                .await
-                .map(drop)
-        },
+        || async { call(pacing, || cloud.create_blue_green(&request)).await.map(drop) },
     )
     .await?;
     let deployment = available(cloud, pacing, &name).await?;
     if deployment.source != request.source_arn {
         return Err(Error::new(
             ErrorKind::Precondition,
-            format!(
-                "the deployment {name} is of {}, not {}",
-                deployment.source, request.source_arn
-            ),
+            format!("the deployment {name} is of {}, not {}", deployment.source, request.source_arn),
         )
         .with_hint("use another --name for this instance"));
     }
-    done(
-        journal,
-        "blue-green",
-        &name,
-        json!({"identifier": deployment.identifier, "target": deployment.target}),
-    )?;
+    done(journal, "blue-green", &name, json!({"identifier": deployment.identifier, "target": deployment.target}))?;
 
     let green = verify_green(cloud, pacing, &deployment, &key).await?;
     done(
@@ -126,23 +114,13 @@ pub async fn deploy<C: ControlPlane, G: GreenSide>(
         json!({"green": green.iter().map(|g| &g.green).collect::<Vec<_>>(), "kms_key": key}),
     )?;
 
-    let primary = green.first().map(|g| g.green.clone()).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Server,
-            format!("the deployment {name} lists no green instance"),
-        )
-    })?;
+    let primary = green
+        .first()
+        .map(|g| g.green.clone())
+        .ok_or_else(|| Error::new(ErrorKind::Server, format!("the deployment {name} lists no green instance")))?;
     let database = green_side.check(&primary).await?;
-    let blockers = database
-        .iter()
-        .filter(|f| f.severity == Severity::Blocker)
-        .count();
-    done(
-        journal,
-        "green-checks",
-        &primary,
-        json!({"findings": database.len(), "blockers": blockers}),
-    )?;
+    let blockers = database.iter().filter(|f| f.severity == Severity::Blocker).count();
+    done(journal, "green-checks", &primary, json!({"findings": database.len(), "blockers": blockers}))?;
     Ok(BlueGreenReport {
         deployment: deployment.identifier,
         name: name.clone(),
@@ -173,15 +151,14 @@ async fn settle_plan<C: ControlPlane>(
         )
         .with_hint("a migration keeps its method: rerun without --method blue-green, or use a new --name"));
     }
-    let requested = plan
-        .kms_key
-        .clone()
-        .unwrap_or_else(|| crate::encrypt::DEFAULT_KEY.to_owned());
+    let requested = plan.kms_key.clone().unwrap_or_else(|| crate::encrypt::DEFAULT_KEY.to_owned());
     let wanted = json!({"method": "blue-green", "source": plan.source, "kms_key": requested});
     if let Some(pinned) = journal.last("bg-plan", Event::Intent).map(|e| e.detail.clone()) {
         if pinned != wanted {
             return Err(Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}"))
-                .with_hint("the source and key of a migration are final: rerun with the first values, or use a new --name"));
+                .with_hint(
+                    "the source and key of a migration are final: rerun with the first values, or use a new --name",
+                ));
         }
         if let Some(arn) = journal.outcome("bg-plan").and_then(|o| o["kms_key_arn"].as_str()) {
             return Ok(arn.to_owned());
@@ -194,10 +171,7 @@ async fn settle_plan<C: ControlPlane>(
             .map(|c| c.detail)
             .collect();
         if facts.instance.status != "available" {
-            refused.push(format!(
-                "the instance is {}, not available",
-                facts.instance.status
-            ));
+            refused.push(format!("the instance is {}, not available", facts.instance.status));
         }
         if !refused.is_empty() {
             return Err(Error::new(
@@ -224,33 +198,21 @@ async fn settle_plan<C: ControlPlane>(
         .with_hint("enable it (aws kms enable-key), or cancel its deletion"));
     }
     tracing::warn!(key = %key.arn, "the green instances are encrypted with this key; RDS cannot change an instance's key later");
-    done(
-        journal,
-        "bg-plan",
-        &plan.source,
-        json!({"kms_key_arn": key.arn}),
-    )?;
+    done(journal, "bg-plan", &plan.source, json!({"kms_key_arn": key.arn}))?;
     Ok(key.arn)
 }
 
 async fn describe<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {
     call(pacing, || cloud.describe_instance(id))
         .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Precondition,
-                format!("there is no RDS instance {id}"),
-            )
-        })
+        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}")))
 }
 
 fn arn_of(instance: &Instance) -> Result<String> {
-    instance.arn.clone().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Server,
-            format!("RDS gave no ARN for {}", instance.identifier),
-        )
-    })
+    instance
+        .arn
+        .clone()
+        .ok_or_else(|| Error::new(ErrorKind::Server, format!("RDS gave no ARN for {}", instance.identifier)))
 }
 
 /// The deployment to ask for: the key for the primary and for each replica.
@@ -263,25 +225,15 @@ async fn request<C: ControlPlane>(
 ) -> Result<BlueGreenRequest> {
     let source = describe(cloud, pacing, &plan.source).await?;
     let source_arn = arn_of(&source)?;
-    let mut targets = vec![GreenKey {
-        source_arn: source_arn.clone(),
-        kms_key_id: key.to_owned(),
-    }];
+    let mut targets = vec![GreenKey { source_arn: source_arn.clone(), kms_key_id: key.to_owned() }];
     for replica in &source.read_replicas {
         let arn = match Arn::parse(replica) {
             Some(_) => replica.clone(),
             None => arn_of(&describe(cloud, pacing, replica).await?)?,
         };
-        targets.push(GreenKey {
-            source_arn: arn,
-            kms_key_id: key.to_owned(),
-        });
+        targets.push(GreenKey { source_arn: arn, kms_key_id: key.to_owned() });
     }
-    Ok(BlueGreenRequest {
-        name: name.to_owned(),
-        source_arn,
-        targets,
-    })
+    Ok(BlueGreenRequest { name: name.to_owned(), source_arn, targets })
 }
 
 /// Deployment states that will not become `AVAILABLE` by themselves.
@@ -290,11 +242,7 @@ fn failed(status: &str) -> bool {
 }
 
 /// Waits for the deployment to be `AVAILABLE`.
-pub async fn available<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    name: &str,
-) -> Result<BlueGreen> {
+pub async fn available<C: ControlPlane>(cloud: &C, pacing: &Pacing, name: &str) -> Result<BlueGreen> {
     wait::until(pacing, &format!("Blue/Green deployment {name}"), || async {
         let found = call(pacing, || cloud.describe_blue_green(name)).await?;
         match found {
@@ -327,11 +275,8 @@ async fn verify_green<C: ControlPlane>(
     deployment: &BlueGreen,
     key: &str,
 ) -> Result<Vec<Green>> {
-    let mut pairs: Vec<(String, String)> = deployment
-        .members
-        .iter()
-        .filter_map(|m| Some((m.source.clone(), m.target.clone()?)))
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        deployment.members.iter().filter_map(|m| Some((m.source.clone(), m.target.clone()?))).collect();
     if pairs.is_empty() {
         if let Some(target) = &deployment.target {
             pairs.push((deployment.source.clone(), target.clone()));

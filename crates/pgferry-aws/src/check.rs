@@ -50,33 +50,17 @@ pub struct Finding {
 }
 
 fn finding(severity: Severity, what: impl Into<String>, fix: Option<String>) -> Finding {
-    Finding {
-        severity,
-        what: what.into(),
-        fix,
-    }
+    Finding { severity, what: what.into(), fix }
 }
 
 /// Reads the facts of one instance.
 pub async fn gather<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Facts> {
-    let instance = call(pacing, || cloud.describe_instance(id))
-        .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Precondition,
-                format!("there is no RDS instance {id}"),
-            )
-            .with_hint(
-                "check --source-instance and AWS_REGION (aws rds describe-db-instances lists them)",
-            )
-        })?;
+    let instance = call(pacing, || cloud.describe_instance(id)).await?.ok_or_else(|| {
+        Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}"))
+            .with_hint("check --source-instance and AWS_REGION (aws rds describe-db-instances lists them)")
+    })?;
     let logical_replication = match &instance.parameter_group {
-        Some(group) => {
-            call(pacing, || {
-                cloud.describe_parameter(&group.name, LOGICAL_REPLICATION)
-            })
-            .await?
-        }
+        Some(group) => call(pacing, || cloud.describe_parameter(&group.name, LOGICAL_REPLICATION)).await?,
         None => None,
     };
     let mut replicas = Vec::new();
@@ -92,15 +76,11 @@ pub async fn gather<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Re
             None
         }
     };
-    Ok(Facts {
-        instance,
-        logical_replication,
-        replicas,
-        proxies,
-    })
+    Ok(Facts { instance, logical_replication, replicas, proxies })
 }
 
-const REBOOT_WARNING: &str = "the reboot is a short outage (a minute or two; a failover with Multi-AZ): schedule it before the migration day";
+const REBOOT_WARNING: &str =
+    "the reboot is a short outage (a minute or two; a failover with Multi-AZ): schedule it before the migration day";
 
 /// The verdicts, most severe first.
 pub fn verdicts(facts: &Facts) -> Vec<Finding> {
@@ -110,7 +90,10 @@ pub fn verdicts(facts: &Facts) -> Vec<Finding> {
         found.push(finding(
             Severity::Blocker,
             format!("the engine is {}, not postgres", i.engine),
-            Some("pgferry aws moves RDS for PostgreSQL instances (Aurora encrypts through a cluster snapshot copy)".into()),
+            Some(
+                "pgferry aws moves RDS for PostgreSQL instances (Aurora encrypts through a cluster snapshot copy)"
+                    .into(),
+            ),
         ));
     }
     if i.status != "available" {
@@ -141,10 +124,7 @@ pub fn verdicts(facts: &Facts) -> Vec<Finding> {
     if i.storage_encrypted {
         found.push(finding(
             Severity::Note,
-            format!(
-                "the instance is already encrypted (key {})",
-                i.kms_key_id.as_deref().unwrap_or("unknown")
-            ),
+            format!("the instance is already encrypted (key {})", i.kms_key_id.as_deref().unwrap_or("unknown")),
             Some("encrypting again only changes the key".into()),
         ));
     }
@@ -170,20 +150,13 @@ pub fn verdicts(facts: &Facts) -> Vec<Finding> {
 fn logical_replication(facts: &Facts) -> Option<Finding> {
     let i = &facts.instance;
     let Some(group) = &i.parameter_group else {
-        return Some(finding(
-            Severity::Blocker,
-            "the instance has no parameter group".to_owned(),
-            None,
-        ));
+        return Some(finding(Severity::Blocker, "the instance has no parameter group".to_owned(), None));
     };
     let set_it = format!(
         "aws rds modify-db-parameter-group --db-parameter-group-name {} --parameters ParameterName={LOGICAL_REPLICATION},ParameterValue=1,ApplyMethod=pending-reboot",
         group.name
     );
-    let reboot = format!(
-        "aws rds reboot-db-instance --db-instance-identifier {}",
-        i.identifier
-    );
+    let reboot = format!("aws rds reboot-db-instance --db-instance-identifier {}", i.identifier);
     if group.name.starts_with("default.") {
         return Some(finding(
             Severity::Blocker,
@@ -196,18 +169,11 @@ fn logical_replication(facts: &Facts) -> Option<Finding> {
             )),
         ));
     }
-    let on = facts
-        .logical_replication
-        .as_ref()
-        .and_then(|p| p.value.as_deref())
-        == Some("1");
+    let on = facts.logical_replication.as_ref().and_then(|p| p.value.as_deref()) == Some("1");
     if !on {
         return Some(finding(
             Severity::Blocker,
-            format!(
-                "{LOGICAL_REPLICATION} is not 1 in parameter group {}",
-                group.name
-            ),
+            format!("{LOGICAL_REPLICATION} is not 1 in parameter group {}", group.name),
             Some(format!("1. {set_it}\n2. {reboot}\n{REBOOT_WARNING}")),
         ));
     }
@@ -286,11 +252,7 @@ pub(crate) mod tests {
     }
 
     fn blockers(facts: &Facts) -> Vec<String> {
-        verdicts(facts)
-            .into_iter()
-            .filter(|f| f.severity == Severity::Blocker)
-            .map(|f| f.what)
-            .collect()
+        verdicts(facts).into_iter().filter(|f| f.severity == Severity::Blocker).map(|f| f.what).collect()
     }
 
     #[test]
@@ -305,7 +267,14 @@ pub(crate) mod tests {
                 fix: "add a key".into(),
                 objects: vec!["public.a".into(), "public.b".into()],
             },
-            Db { side: Side::Source, severity: DbSeverity::Warning, code: "x", what: "long transaction".into(), fix: "end it".into(), objects: vec![] },
+            Db {
+                side: Side::Source,
+                severity: DbSeverity::Warning,
+                code: "x",
+                what: "long transaction".into(),
+                fix: "end it".into(),
+                objects: vec![],
+            },
         ];
         let found = database_verdicts(&db);
         assert_eq!(found[0].severity, Severity::Blocker);
@@ -320,9 +289,7 @@ pub(crate) mod tests {
     fn a_good_instance_is_ready() {
         let found = verdicts(&good());
         assert!(ready(&found), "{found:?}");
-        assert!(found
-            .iter()
-            .any(|f| f.what.contains("master user postgres")));
+        assert!(found.iter().any(|f| f.what.contains("master user postgres")));
     }
 
     #[test]
@@ -332,14 +299,8 @@ pub(crate) mod tests {
         let found = verdicts(&facts);
         assert!(!ready(&found));
         let fix = found[0].fix.as_deref().unwrap();
-        assert!(
-            fix.contains("ParameterName=rds.logical_replication,ParameterValue=1"),
-            "{fix}"
-        );
-        assert!(
-            fix.contains("reboot-db-instance --db-instance-identifier db"),
-            "{fix}"
-        );
+        assert!(fix.contains("ParameterName=rds.logical_replication,ParameterValue=1"), "{fix}");
+        assert!(fix.contains("reboot-db-instance --db-instance-identifier db"), "{fix}");
         assert!(fix.contains("short outage"), "{fix}");
     }
 
@@ -349,22 +310,13 @@ pub(crate) mod tests {
         facts.instance.parameter_group.as_mut().unwrap().name = "default.postgres16".into();
         let found = verdicts(&facts);
         assert!(found[0].what.contains("default parameter group"));
-        assert!(found[0]
-            .fix
-            .as_deref()
-            .unwrap()
-            .contains("create-db-parameter-group"));
+        assert!(found[0].fix.as_deref().unwrap().contains("create-db-parameter-group"));
     }
 
     #[test]
     fn a_parameter_pending_reboot_is_not_in_effect() {
         let mut facts = good();
-        facts
-            .instance
-            .parameter_group
-            .as_mut()
-            .unwrap()
-            .apply_status = "pending-reboot".into();
+        facts.instance.parameter_group.as_mut().unwrap().apply_status = "pending-reboot".into();
         assert_eq!(
             blockers(&facts),
             vec!["rds.logical_replication=1 is set in pg16-logical but not in effect: the parameter group is pending-reboot"]
@@ -386,8 +338,6 @@ pub(crate) mod tests {
                 "automated backups are off (retention 0 days)"
             ]
         );
-        assert!(verdicts(&facts)
-            .iter()
-            .any(|f| f.what == "read replicas: db-r1"));
+        assert!(verdicts(&facts).iter().any(|f| f.what == "read replicas: db-r1"));
     }
 }

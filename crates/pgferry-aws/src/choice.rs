@@ -219,27 +219,17 @@ const PGFERRY_COSTS: &[&str] = &[
 /// Both paths, and the recommendation with its reason.
 pub fn paths(facts: &Facts, pgferry_blockers: usize, wanted: &Wanted) -> Paths {
     let checks = blue_green_checks(facts, wanted);
-    let ruled_out: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::RulesOut)
-        .map(|c| c.detail.as_str())
-        .collect();
-    let unknown: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::Unknown)
-        .map(|c| c.detail.as_str())
-        .collect();
+    let ruled_out: Vec<&str> =
+        checks.iter().filter(|c| c.outcome == Outcome::RulesOut).map(|c| c.detail.as_str()).collect();
+    let unknown: Vec<&str> =
+        checks.iter().filter(|c| c.outcome == Outcome::Unknown).map(|c| c.detail.as_str()).collect();
     let can_encrypt = ruled_out.is_empty();
     let ready = pgferry_blockers == 0;
     let downtime = match wanted.rehearsed_downtime_seconds {
         Some(s) => format!("{s:.2} s as rehearsed"),
         None => "seconds or less (run pgferry rehearse to measure it)".to_owned(),
     };
-    let verify = if unknown.is_empty() {
-        String::new()
-    } else {
-        format!("; verify first: {}", unknown.join("; "))
-    };
+    let verify = if unknown.is_empty() { String::new() } else { format!("; verify first: {}", unknown.join("; ")) };
     let recommendation = if !can_encrypt {
         Recommendation {
             method: Method::Snapshot,
@@ -256,10 +246,7 @@ pub fn paths(facts: &Facts, pgferry_blockers: usize, wanted: &Wanted) -> Paths {
                 "pgferry's path has {pgferry_blockers} blocker(s) above and a Blue/Green deployment can encrypt the instance as it is (pgferry aws encrypt --method blue-green); it costs up to about a minute of write downtime at the switchover, with no proof and no way back{verify}"
             ),
         }
-    } else if wanted
-        .rehearsed_downtime_seconds
-        .is_some_and(|s| s >= f64::from(SWITCHOVER_BOUND_SECONDS))
-    {
+    } else if wanted.rehearsed_downtime_seconds.is_some_and(|s| s >= f64::from(SWITCHOVER_BOUND_SECONDS)) {
         Recommendation {
             method: Method::BlueGreen,
             reason: format!(
@@ -303,11 +290,8 @@ mod tests {
         let mut facts = good();
         facts.instance.arn = Some(ARN.into());
         facts.instance.read_replicas = vec!["db-r1".into()];
-        facts.replicas = vec![Instance {
-            identifier: "db-r1".into(),
-            replica_of: Some("db".into()),
-            ..Instance::default()
-        }];
+        facts.replicas =
+            vec![Instance { identifier: "db-r1".into(), replica_of: Some("db".into()), ..Instance::default() }];
         facts
     }
 
@@ -333,7 +317,11 @@ mod tests {
         assert!(paths.blue_green.can_encrypt);
         assert!(paths.pgferry.ready);
         assert_eq!(paths.recommendation.method, Method::Snapshot);
-        assert!(paths.recommendation.reason.starts_with("both paths can encrypt it"), "{}", paths.recommendation.reason);
+        assert!(
+            paths.recommendation.reason.starts_with("both paths can encrypt it"),
+            "{}",
+            paths.recommendation.reason
+        );
         assert!(paths.recommendation.reason.contains("--method blue-green"));
     }
 
@@ -342,8 +330,16 @@ mod tests {
         type Break = fn(&mut Facts, &mut Wanted);
         let cases: [(&str, Break, &str); 8] = [
             ("primary", |f, _| f.instance.replica_of = Some("main-db".into()), "read replica of main-db"),
-            ("rds-proxy", |f, _| f.proxies = Some(vec!["app-proxy".into()]), "RDS Proxy app-proxy targets the instance"),
-            ("cascading-replicas", |f, _| f.replicas[0].read_replicas = vec!["db-r1-r1".into()], "cascading read replicas: db-r1 (replicas: db-r1-r1)"),
+            (
+                "rds-proxy",
+                |f, _| f.proxies = Some(vec!["app-proxy".into()]),
+                "RDS Proxy app-proxy targets the instance",
+            ),
+            (
+                "cascading-replicas",
+                |f, _| f.replicas[0].read_replicas = vec!["db-r1-r1".into()],
+                "cascading read replicas: db-r1 (replicas: db-r1-r1)",
+            ),
             (
                 "cross-region-replicas",
                 |f, _| f.instance.read_replicas.push("arn:aws:rds:us-east-1:123456789012:db:db-dr".into()),
@@ -355,7 +351,11 @@ mod tests {
                 |f, _| f.instance.tags.push(Tag { key: CLOUDFORMATION_TAG.into(), value: "prod-stack".into() }),
                 "CloudFormation stack prod-stack",
             ),
-            ("same-region", |_, w| w.region = Some("us-west-2".into()), "must be in region us-west-2, the instance is in eu-west-1"),
+            (
+                "same-region",
+                |_, w| w.region = Some("us-west-2".into()),
+                "must be in region us-west-2, the instance is in eu-west-1",
+            ),
             ("same-account", |_, w| w.account = Some("999999999999".into()), "must be in account 999999999999"),
         ];
         for (limit, break_it, why) in cases {

@@ -30,11 +30,7 @@ pub struct CloudError {
 
 impl CloudError {
     pub fn new(action: &'static str, code: Option<&str>, message: impl Into<String>) -> Self {
-        CloudError {
-            action,
-            code: code.map(str::to_owned),
-            message: message.into(),
-        }
+        CloudError { action, code: code.map(str::to_owned), message: message.into() }
     }
 
     /// The service asked the caller to slow down: retry after a backoff.
@@ -58,12 +54,7 @@ impl CloudError {
     pub fn is_access_denied(&self) -> bool {
         matches!(
             self.code.as_deref(),
-            Some(
-                "AccessDenied"
-                    | "AccessDeniedException"
-                    | "UnauthorizedOperation"
-                    | "AuthorizationError"
-            )
+            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError")
         )
     }
 }
@@ -89,12 +80,7 @@ pub trait ControlPlane {
     async fn describe_parameter(&self, group: &str, name: &str) -> CloudResult<Option<Parameter>>;
     async fn describe_snapshot(&self, id: &str) -> CloudResult<Option<Snapshot>>;
     async fn create_snapshot(&self, instance: &str, snapshot: &str) -> CloudResult<Snapshot>;
-    async fn copy_snapshot(
-        &self,
-        source: &str,
-        copy: &str,
-        kms_key_arn: &str,
-    ) -> CloudResult<Snapshot>;
+    async fn copy_snapshot(&self, source: &str, copy: &str, kms_key_arn: &str) -> CloudResult<Snapshot>;
     async fn delete_snapshot(&self, id: &str) -> CloudResult<()>;
     async fn restore_instance(&self, request: &RestoreRequest) -> CloudResult<Instance>;
     async fn modify_instance(&self, id: &str, change: &Modification) -> CloudResult<Instance>;
@@ -103,12 +89,7 @@ pub trait ControlPlane {
     /// Deletes an instance without a final snapshot: pgferry takes its own first.
     async fn delete_instance(&self, id: &str) -> CloudResult<()>;
     async fn list_log_files(&self, instance: &str) -> CloudResult<Vec<LogFile>>;
-    async fn download_log_portion(
-        &self,
-        instance: &str,
-        file: &str,
-        marker: &str,
-    ) -> CloudResult<LogPortion>;
+    async fn download_log_portion(&self, instance: &str, file: &str, marker: &str) -> CloudResult<LogPortion>;
     async fn describe_key(&self, key: &str) -> CloudResult<Key>;
     async fn get_record(&self, zone: &str, name: &str) -> CloudResult<Option<Record>>;
     /// UPSERTs a CNAME; returns the change id.

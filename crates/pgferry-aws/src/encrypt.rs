@@ -102,11 +102,7 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         &snapshot,
         json!({"instance": plan.source}),
         || call(pacing, || cloud.describe_snapshot(&snapshot)),
-        || async {
-            call(pacing, || cloud.create_snapshot(&plan.source, &snapshot))
-                .await
-                .map(drop)
-        },
+        || async { call(pacing, || cloud.create_snapshot(&plan.source, &snapshot)).await.map(drop) },
     )
     .await?;
     wait::snapshot_ready(cloud, pacing, &snapshot).await?;
@@ -119,11 +115,7 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         &encrypted,
         json!({"source": snapshot, "kms_key": key}),
         || call(pacing, || cloud.describe_snapshot(&encrypted)),
-        || async {
-            call(pacing, || cloud.copy_snapshot(&snapshot, &encrypted, &key))
-                .await
-                .map(drop)
-        },
+        || async { call(pacing, || cloud.copy_snapshot(&snapshot, &encrypted, &key)).await.map(drop) },
     )
     .await?;
     let copy = wait::snapshot_ready(cloud, pacing, &encrypted).await?;
@@ -137,30 +129,17 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         )
         .with_hint(format!("delete the snapshot {encrypted} and rerun")));
     }
-    done(
-        journal,
-        "encrypted-copy",
-        &encrypted,
-        json!({"kms_key": key}),
-    )?;
+    done(journal, "encrypted-copy", &encrypted, json!({"kms_key": key}))?;
 
     let source = source_instance(cloud, pacing, &plan.source).await?;
-    let request = RestoreRequest {
-        target: plan.target.clone(),
-        snapshot: encrypted.clone(),
-        settings: source.clone(),
-    };
+    let request = RestoreRequest { target: plan.target.clone(), snapshot: encrypted.clone(), settings: source.clone() };
     ensure(
         journal,
         "restore",
         &plan.target,
         json!({"snapshot": encrypted, "settings": source}),
         || call(pacing, || cloud.describe_instance(&plan.target)),
-        || async {
-            call(pacing, || cloud.restore_instance(&request))
-                .await
-                .map(drop)
-        },
+        || async { call(pacing, || cloud.restore_instance(&request)).await.map(drop) },
     )
     .await?;
     wait::instance_ready(cloud, pacing, &plan.target).await?;
@@ -178,19 +157,9 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         .with_hint("the snapshot predates the slot, so changes in between would be lost: delete the target and both snapshots, then rerun"));
     }
     if journal.outcome("seed").is_none() {
-        journal.record(
-            "seed",
-            Event::Intent,
-            &plan.target,
-            json!({"slot": mark.slot, "from": redo.to_string()}),
-        )?;
+        journal.record("seed", Event::Intent, &plan.target, json!({"slot": mark.slot, "from": redo.to_string()}))?;
         seed.start_from(&mark, redo).await?;
-        done(
-            journal,
-            "seed",
-            &plan.target,
-            json!({"from": redo.to_string()}),
-        )?;
+        done(journal, "seed", &plan.target, json!({"from": redo.to_string()}))?;
     }
     Ok(EncryptReport {
         source: plan.source.clone(),
@@ -212,30 +181,20 @@ async fn settle_plan<C: ControlPlane>(
     journal: &mut Journal,
     plan: &EncryptPlan,
 ) -> Result<String> {
-    let requested = plan
-        .kms_key
-        .clone()
-        .unwrap_or_else(|| DEFAULT_KEY.to_owned());
+    let requested = plan.kms_key.clone().unwrap_or_else(|| DEFAULT_KEY.to_owned());
     let wanted = json!({"source": plan.source, "target": plan.target, "kms_key": requested});
     if journal.last("bg-plan", Event::Intent).is_some() {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            "this migration was started with --method blue-green",
-        )
-        .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
+        return Err(Error::new(ErrorKind::Usage, "this migration was started with --method blue-green")
+            .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
     }
-    if let Some(pinned) = journal
-        .last("plan", Event::Intent)
-        .map(|e| e.detail.clone())
-    {
+    if let Some(pinned) = journal.last("plan", Event::Intent).map(|e| e.detail.clone()) {
         if pinned != wanted {
             return Err(Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}"))
-                .with_hint("the source, target and key of a migration are final: rerun with the first values, or use a new --name"));
+                .with_hint(
+                "the source, target and key of a migration are final: rerun with the first values, or use a new --name",
+            ));
         }
-        if let Some(arn) = journal
-            .outcome("plan")
-            .and_then(|o| o["kms_key_arn"].as_str())
-        {
+        if let Some(arn) = journal.outcome("plan").and_then(|o| o["kms_key_arn"].as_str()) {
             return Ok(arn.to_owned());
         }
     } else {
@@ -248,16 +207,9 @@ async fn settle_plan<C: ControlPlane>(
         if !blockers.is_empty() {
             return Err(Error::new(
                 ErrorKind::Precondition,
-                format!(
-                    "{} cannot be encrypted yet: {}",
-                    plan.source,
-                    blockers.join("; ")
-                ),
+                format!("{} cannot be encrypted yet: {}", plan.source, blockers.join("; ")),
             )
-            .with_hint(format!(
-                "pgferry aws check --source-instance {} says how to fix each",
-                plan.source
-            )));
+            .with_hint(format!("pgferry aws check --source-instance {} says how to fix each", plan.source)));
         }
         journal.record("plan", Event::Intent, &plan.target, wanted)?;
     }
@@ -270,30 +222,16 @@ async fn settle_plan<C: ControlPlane>(
         .with_hint("enable it (aws kms enable-key), or cancel its deletion"));
     }
     tracing::warn!(key = %key.arn, "the target is encrypted with this key; RDS cannot change an instance's key later");
-    done(
-        journal,
-        "plan",
-        &plan.target,
-        json!({"kms_key_arn": key.arn}),
-    )?;
+    done(journal, "plan", &plan.target, json!({"kms_key_arn": key.arn}))?;
     Ok(key.arn)
 }
 
-async fn prepare_seed<S: SeedSide>(
-    journal: &mut Journal,
-    plan: &EncryptPlan,
-    seed: &S,
-) -> Result<SeedMark> {
+async fn prepare_seed<S: SeedSide>(journal: &mut Journal, plan: &EncryptPlan, seed: &S) -> Result<SeedMark> {
     if let Some(outcome) = journal.outcome("seed-prepare") {
         let slot = outcome["slot"].as_str().unwrap_or_default().to_owned();
-        let point = outcome["consistent_point"]
-            .as_str()
-            .and_then(|t| Lsn::from_str(t).ok());
+        let point = outcome["consistent_point"].as_str().and_then(|t| Lsn::from_str(t).ok());
         if let Some(consistent_point) = point {
-            return Ok(SeedMark {
-                slot,
-                consistent_point,
-            });
+            return Ok(SeedMark { slot, consistent_point });
         }
     }
     journal.record("seed-prepare", Event::Intent, &plan.source, Value::Null)?;
@@ -307,19 +245,10 @@ async fn prepare_seed<S: SeedSide>(
     Ok(mark)
 }
 
-async fn source_instance<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    id: &str,
-) -> Result<Instance> {
+async fn source_instance<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {
     call(pacing, || cloud.describe_instance(id))
         .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Precondition,
-                format!("the source instance {id} no longer exists"),
-            )
-        })
+        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("the source instance {id} no longer exists")))
 }
 
 /// Modifies what the restore could not set, and reboots a target whose parameter
@@ -336,29 +265,15 @@ async fn complete_settings<C: ControlPlane>(
     let target = if change.is_empty() {
         target
     } else {
-        journal.record(
-            "modify",
-            Event::Intent,
-            id,
-            serde_json::to_value(&change).expect("a change serializes"),
-        )?;
+        journal.record("modify", Event::Intent, id, serde_json::to_value(&change).expect("a change serializes"))?;
         call(pacing, || cloud.modify_instance(id, &change)).await?;
         journal.record("modify", Event::Call, id, Value::Null)?;
         let target = wait::instance_ready(cloud, pacing, id).await?;
         done(journal, "modify", id, Value::Null)?;
         target
     };
-    if target
-        .parameter_group
-        .as_ref()
-        .is_some_and(|g| g.apply_status == "pending-reboot")
-    {
-        journal.record(
-            "reboot",
-            Event::Intent,
-            id,
-            json!({"why": "parameter group pending-reboot"}),
-        )?;
+    if target.parameter_group.as_ref().is_some_and(|g| g.apply_status == "pending-reboot") {
+        journal.record("reboot", Event::Intent, id, json!({"why": "parameter group pending-reboot"}))?;
         call(pacing, || cloud.reboot_instance(id)).await?;
         journal.record("reboot", Event::Call, id, Value::Null)?;
         let target = wait::instance_ready(cloud, pacing, id).await?;
@@ -371,16 +286,9 @@ async fn complete_settings<C: ControlPlane>(
 fn check_parity(journal: &mut Journal, source: &Instance, target: &Instance) -> Result<Vec<Row>> {
     let differences = parity::differences(source, target);
     if !differences.is_empty() {
-        let lines: Vec<String> = differences
-            .iter()
-            .map(|d| format!("  {}: source {}, target {}", d.setting, d.source, d.target))
-            .collect();
-        journal.record(
-            "parity",
-            Event::Outcome,
-            &target.identifier,
-            json!({"differences": differences}),
-        )?;
+        let lines: Vec<String> =
+            differences.iter().map(|d| format!("  {}: source {}, target {}", d.setting, d.source, d.target)).collect();
+        journal.record("parity", Event::Outcome, &target.identifier, json!({"differences": differences}))?;
         return Err(Error::new(
             ErrorKind::Precondition,
             format!("{} does not match {}:\n{}", target.identifier, source.identifier, lines.join("\n")),
@@ -393,40 +301,17 @@ fn check_parity(journal: &mut Journal, source: &Instance, target: &Instance) -> 
     let rows = parity::settings(source)
         .into_iter()
         .zip(parity::settings(target))
-        .map(|((setting, source), (_, target))| Row {
-            setting,
-            source,
-            target,
-        })
+        .map(|((setting, source), (_, target))| Row { setting, source, target })
         .collect();
-    journal.record(
-        "parity",
-        Event::Outcome,
-        &target.identifier,
-        json!({"differences": []}),
-    )?;
+    journal.record("parity", Event::Outcome, &target.identifier, json!({"differences": []}))?;
     Ok(rows)
 }
 
-async fn redo_position<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    journal: &mut Journal,
-    id: &str,
-) -> Result<Lsn> {
-    if let Some(lsn) = journal
-        .outcome("redo")
-        .and_then(|o| o["lsn"].as_str())
-        .and_then(|t| Lsn::from_str(t).ok())
-    {
+async fn redo_position<C: ControlPlane>(cloud: &C, pacing: &Pacing, journal: &mut Journal, id: &str) -> Result<Lsn> {
+    if let Some(lsn) = journal.outcome("redo").and_then(|o| o["lsn"].as_str()).and_then(|t| Lsn::from_str(t).ok()) {
         return Ok(lsn);
     }
     let (lsn, file) = logs::redo_done(cloud, pacing, id).await?;
-    done(
-        journal,
-        "redo",
-        id,
-        json!({"lsn": lsn.to_string(), "file": file}),
-    )?;
+    done(journal, "redo", id, json!({"lsn": lsn.to_string(), "file": file}))?;
     Ok(lsn)
 }

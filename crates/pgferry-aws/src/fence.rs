@@ -38,35 +38,21 @@ pub struct FenceReport {
 
 /// The recorded fence in force: the detail of the last fence intent not followed by a lift.
 fn in_force(journal: &Journal) -> Option<&Value> {
-    journal
-        .entries()
-        .iter()
-        .rev()
-        .find_map(|e| match (e.step.as_str(), e.event) {
-            ("lift", Event::Outcome) => Some(None),
-            ("fence", Event::Intent) => Some(Some(&e.detail)),
-            _ => None,
-        })?
+    journal.entries().iter().rev().find_map(|e| match (e.step.as_str(), e.event) {
+        ("lift", Event::Outcome) => Some(None),
+        ("fence", Event::Intent) => Some(Some(&e.detail)),
+        _ => None,
+    })?
 }
 
 fn groups(detail: &Value, key: &str) -> Vec<String> {
-    detail[key]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect()
+    detail[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
 }
 
 async fn instance<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {
     call(pacing, || cloud.describe_instance(id))
         .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Precondition,
-                format!("there is no RDS instance {id}"),
-            )
-        })
+        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}")))
 }
 
 /// Swaps the source's security groups for the fence group (resumable).
@@ -78,10 +64,7 @@ pub async fn fence<C: ControlPlane>(
 ) -> Result<FenceReport> {
     let source = instance(cloud, pacing, &plan.source).await?;
     let (group, previous) = match in_force(journal) {
-        Some(detail) => (
-            detail["group"].as_str().unwrap_or_default().to_owned(),
-            groups(detail, "previous"),
-        ),
+        Some(detail) => (detail["group"].as_str().unwrap_or_default().to_owned(), groups(detail, "previous")),
         None => {
             let previous = source.security_group_ids();
             if previous == [plan.group.clone()] {
@@ -89,28 +72,17 @@ pub async fn fence<C: ControlPlane>(
                     ErrorKind::Precondition,
                     format!("{} already has only {}", plan.source, plan.group),
                 )
-                .with_hint("pgferry has no record of its groups before that; set them back with aws rds modify-db-instance"));
+                .with_hint(
+                    "pgferry has no record of its groups before that; set them back with aws rds modify-db-instance",
+                ));
             }
             let detail = json!({"group": plan.group, "previous": previous});
             journal.record("fence", Event::Intent, &plan.source, detail)?;
             (plan.group.clone(), previous)
         }
     };
-    let now = swap(
-        cloud,
-        pacing,
-        journal,
-        "fence",
-        &source,
-        std::slice::from_ref(&group),
-    )
-    .await?;
-    Ok(FenceReport {
-        source: plan.source.clone(),
-        fence_group: group,
-        previous,
-        now,
-    })
+    let now = swap(cloud, pacing, journal, "fence", &source, std::slice::from_ref(&group)).await?;
+    Ok(FenceReport { source: plan.source.clone(), fence_group: group, previous, now })
 }
 
 /// Puts back exactly the groups the source had before the fence.
@@ -150,16 +122,11 @@ async fn swap<C: ControlPlane>(
 ) -> Result<Vec<String>> {
     let id = &instance.identifier;
     if instance.security_group_ids() != groups {
-        let change = Modification {
-            security_groups: Some(groups.to_vec()),
-            ..Modification::default()
-        };
+        let change = Modification { security_groups: Some(groups.to_vec()), ..Modification::default() };
         call(pacing, || cloud.modify_instance(id, &change)).await?;
         journal.record(step, Event::Call, id, Value::Null)?;
     }
-    let now = wait::instance_ready(cloud, pacing, id)
-        .await?
-        .security_group_ids();
+    let now = wait::instance_ready(cloud, pacing, id).await?.security_group_ids();
     journal.record(step, Event::Outcome, id, json!({"groups": now}))?;
     pgferry::failpoint::hit(&format!("aws-after-{step}"));
     Ok(now)

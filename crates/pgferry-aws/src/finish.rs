@@ -37,13 +37,7 @@ pub struct FinishReport {
     pub left: Vec<String>,
 }
 
-const CREATING_STEPS: &[&str] = &[
-    "snapshot",
-    "encrypted-copy",
-    "restore",
-    "fence-group",
-    "final-snapshot",
-];
+const CREATING_STEPS: &[&str] = &["snapshot", "encrypted-copy", "restore", "fence-group", "final-snapshot"];
 const DELETING_STEPS: &[&str] = &["delete-source", "delete-snapshot"];
 
 pub async fn finish<C: ControlPlane>(
@@ -70,30 +64,18 @@ pub async fn finish<C: ControlPlane>(
         // Deleted by an earlier run, which may have died before journaling it.
         None if journal.intended("delete-source", &plan.source) => {
             if journal.last("delete-source", Event::Call).is_none() {
-                journal.record(
-                    "delete-source",
-                    Event::Call,
-                    &plan.source,
-                    json!({"found": "gone"}),
-                )?;
+                journal.record("delete-source", Event::Call, &plan.source, json!({"found": "gone"}))?;
             }
             done(journal, "delete-source", &plan.source, Value::Null)?;
         }
         None => {
-            return Err(Error::new(
-                ErrorKind::Precondition,
-                format!("there is no RDS instance {}", plan.source),
-            )
-            .with_hint("check --source-instance"))
+            return Err(Error::new(ErrorKind::Precondition, format!("there is no RDS instance {}", plan.source))
+                .with_hint("check --source-instance"))
         }
     }
     if let Some(intent) = journal.last("delete-source", Event::Intent) {
-        let replicas: Vec<&str> = intent.detail["replicas"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect();
+        let replicas: Vec<&str> =
+            intent.detail["replicas"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
         if !replicas.is_empty() {
             left.push(format!(
                 "the source's read replicas {} are now standalone instances: delete them once nothing reads from them",
@@ -102,23 +84,15 @@ pub async fn finish<C: ControlPlane>(
         }
     }
     for snapshot in names.intermediate_snapshots() {
-        if call(pacing, || cloud.describe_snapshot(&snapshot))
-            .await?
-            .is_some()
-        {
+        if call(pacing, || cloud.describe_snapshot(&snapshot)).await?.is_some() {
             journal.record("delete-snapshot", Event::Intent, &snapshot, Value::Null)?;
             call(pacing, || cloud.delete_snapshot(&snapshot)).await?;
             journal.record("delete-snapshot", Event::Call, &snapshot, Value::Null)?;
         }
     }
-    left.push(format!(
-        "the final snapshot {} is kept",
-        names.final_snapshot()
-    ));
+    left.push(format!("the final snapshot {} is kept", names.final_snapshot()));
     Ok(FinishReport {
-        created: resources(journal, |step| {
-            CREATING_STEPS.contains(&step) || step.starts_with("replica-")
-        }),
+        created: resources(journal, |step| CREATING_STEPS.contains(&step) || step.starts_with("replica-")),
         deleted: resources(journal, |step| DELETING_STEPS.contains(&step)),
         left,
     })
@@ -127,11 +101,7 @@ pub async fn finish<C: ControlPlane>(
 /// The resources of the steps `pick` selects whose call took effect, in journal order.
 fn resources(journal: &Journal, pick: impl Fn(&str) -> bool) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
-    for e in journal
-        .entries()
-        .iter()
-        .filter(|e| e.event == Event::Call && pick(&e.step))
-    {
+    for e in journal.entries().iter().filter(|e| e.event == Event::Call && pick(&e.step)) {
         if !found.contains(&e.resource) {
             found.push(e.resource.clone());
         }
@@ -153,30 +123,17 @@ async fn replicas<C: ControlPlane>(
     for (n, original) in originals.iter().enumerate() {
         let step = format!("replica-{}", n + 1);
         let name = names.replica(n + 1);
-        let settings = call(pacing, || cloud.describe_instance(original))
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Precondition,
-                    format!("the source's replica {original} no longer exists"),
-                )
-            })?;
-        let request = ReplicaRequest {
-            replica: name.clone(),
-            primary: target.to_owned(),
-            settings,
-        };
+        let settings = call(pacing, || cloud.describe_instance(original)).await?.ok_or_else(|| {
+            Error::new(ErrorKind::Precondition, format!("the source's replica {original} no longer exists"))
+        })?;
+        let request = ReplicaRequest { replica: name.clone(), primary: target.to_owned(), settings };
         ensure(
             journal,
             &step,
             &name,
             json!({"primary": target, "like": original}),
             || call(pacing, || cloud.describe_instance(&name)),
-            || async {
-                call(pacing, || cloud.create_read_replica(&request))
-                    .await
-                    .map(drop)
-            },
+            || async { call(pacing, || cloud.create_read_replica(&request)).await.map(drop) },
         )
         .await?;
         wait::instance_ready(cloud, pacing, &name).await?;
@@ -199,11 +156,7 @@ async fn final_snapshot<C: ControlPlane>(
         &snapshot,
         json!({"instance": source}),
         || call(pacing, || cloud.describe_snapshot(&snapshot)),
-        || async {
-            call(pacing, || cloud.create_snapshot(source, &snapshot))
-                .await
-                .map(drop)
-        },
+        || async { call(pacing, || cloud.create_snapshot(source, &snapshot)).await.map(drop) },
     )
     .await?;
     wait::snapshot_ready(cloud, pacing, &snapshot).await?;
@@ -218,21 +171,13 @@ async fn delete_source<C: ControlPlane>(
 ) -> Result<()> {
     let id = &source.identifier;
     if source.deletion_protection {
-        let change = Modification {
-            deletion_protection: Some(false),
-            ..Modification::default()
-        };
+        let change = Modification { deletion_protection: Some(false), ..Modification::default() };
         journal.record("unprotect-source", Event::Intent, id, Value::Null)?;
         call(pacing, || cloud.modify_instance(id, &change)).await?;
         journal.record("unprotect-source", Event::Call, id, Value::Null)?;
         wait::instance_ready(cloud, pacing, id).await?;
     }
-    journal.record(
-        "delete-source",
-        Event::Intent,
-        id,
-        json!({"replicas": source.read_replicas}),
-    )?;
+    journal.record("delete-source", Event::Intent, id, json!({"replicas": source.read_replicas}))?;
     call(pacing, || cloud.delete_instance(id)).await?;
     journal.record("delete-source", Event::Call, id, Value::Null)?;
     wait::instance_gone(cloud, pacing, id).await?;

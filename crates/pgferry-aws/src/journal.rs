@@ -52,9 +52,8 @@ pub struct Journal {
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::new(ErrorKind::Usage, format!("{what} {}: {e}", path.display())).with_hint(
-        "--state-dir must be a writable directory kept between runs of the same migration",
-    )
+    Error::new(ErrorKind::Usage, format!("{what} {}: {e}", path.display()))
+        .with_hint("--state-dir must be a writable directory kept between runs of the same migration")
 }
 
 impl Journal {
@@ -72,25 +71,14 @@ impl Journal {
         let whole = text.rfind('\n').map_or(0, |end| end + 1);
         if whole < text.len() {
             tracing::warn!(path = %path.display(), "dropping a journal line cut short by a crash");
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| io_error("cannot open", &path, e))?;
-            file.set_len(whole as u64)
-                .map_err(|e| io_error("cannot repair", &path, e))?;
+            let file = OpenOptions::new().write(true).open(&path).map_err(|e| io_error("cannot open", &path, e))?;
+            file.set_len(whole as u64).map_err(|e| io_error("cannot repair", &path, e))?;
         }
         let mut entries = Vec::new();
-        for (n, line) in text[..whole]
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
+        for (n, line) in text[..whole].lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let entry = serde_json::from_str(line).map_err(|e| {
-                Error::new(
-                    ErrorKind::Usage,
-                    format!("{} line {}: {e}", path.display(), n + 1),
-                )
-                .with_hint("the journal was edited by hand; restore it from a backup")
+                Error::new(ErrorKind::Usage, format!("{} line {}: {e}", path.display(), n + 1))
+                    .with_hint("the journal was edited by hand; restore it from a backup")
             })?;
             entries.push(entry);
         }
@@ -98,24 +86,9 @@ impl Journal {
     }
 
     /// Appends one entry and syncs it to disk before returning.
-    pub fn record(
-        &mut self,
-        step: &str,
-        event: Event,
-        resource: &str,
-        detail: Value,
-    ) -> Result<()> {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let entry = Entry {
-            at,
-            step: step.to_owned(),
-            event,
-            resource: resource.to_owned(),
-            detail,
-        };
+    pub fn record(&mut self, step: &str, event: Event, resource: &str, detail: Value) -> Result<()> {
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+        let entry = Entry { at, step: step.to_owned(), event, resource: resource.to_owned(), detail };
         let mut line = serde_json::to_string(&entry).expect("an entry serializes");
         line.push('\n');
         let mut file = OpenOptions::new()
@@ -137,10 +110,7 @@ impl Journal {
 
     /// The last entry of `step` with this event.
     pub fn last(&self, step: &str, event: Event) -> Option<&Entry> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|e| e.step == step && e.event == event)
+        self.entries.iter().rev().find(|e| e.step == step && e.event == event)
     }
 
     /// The step's outcome, once it has one.
@@ -150,9 +120,7 @@ impl Journal {
 
     /// An intent for this resource was written: pgferry asked for it.
     pub fn intended(&self, step: &str, resource: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.step == step && e.resource == resource && e.event == Event::Intent)
+        self.entries.iter().any(|e| e.step == step && e.resource == resource && e.event == Event::Intent)
     }
 }
 
@@ -185,22 +153,13 @@ mod tests {
     fn entries_survive_a_reopen_and_a_torn_last_line() {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = Journal::open(dir.path()).unwrap();
-        journal
-            .record("snapshot", Event::Intent, "s", json!({"instance": "db"}))
-            .unwrap();
-        journal
-            .record("snapshot", Event::Outcome, "s", Value::Null)
-            .unwrap();
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(FILE))
-            .unwrap();
+        journal.record("snapshot", Event::Intent, "s", json!({"instance": "db"})).unwrap();
+        journal.record("snapshot", Event::Outcome, "s", Value::Null).unwrap();
+        let mut file = OpenOptions::new().append(true).open(dir.path().join(FILE)).unwrap();
         file.write_all(b"{\"at\":3,\"step\":\"resto").unwrap();
         let mut reopened = Journal::open(dir.path()).unwrap();
         assert_eq!(reopened.entries().len(), 2);
-        reopened
-            .record("restore", Event::Intent, "db-new", Value::Null)
-            .unwrap();
+        reopened.record("restore", Event::Intent, "db-new", Value::Null).unwrap();
         assert_eq!(Journal::open(dir.path()).unwrap().entries().len(), 3);
         assert!(reopened.intended("snapshot", "s"));
         assert!(reopened.outcome("snapshot").is_some());

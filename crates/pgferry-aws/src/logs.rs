@@ -19,43 +19,24 @@ use crate::retry::{call, Pacing};
 const MAX_PAGES: usize = 100_000;
 
 /// Downloads one log file whole.
-pub async fn download<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    instance: &str,
-    file: &str,
-) -> Result<String> {
+pub async fn download<C: ControlPlane>(cloud: &C, pacing: &Pacing, instance: &str, file: &str) -> Result<String> {
     let mut text = String::new();
     let mut marker = "0".to_owned();
     for _ in 0..MAX_PAGES {
-        let page = call(pacing, || {
-            cloud.download_log_portion(instance, file, &marker)
-        })
-        .await?;
+        let page = call(pacing, || cloud.download_log_portion(instance, file, &marker)).await?;
         text.push_str(&page.data);
         match page.marker {
             Some(next) if page.pending && next != marker => marker = next,
             _ => return Ok(text),
         }
     }
-    Err(Error::new(
-        ErrorKind::Server,
-        format!("the log file {file} of {instance} did not end after {MAX_PAGES} pages"),
-    ))
+    Err(Error::new(ErrorKind::Server, format!("the log file {file} of {instance} did not end after {MAX_PAGES} pages")))
 }
 
 /// Finds the restored instance's `redo done at` position, newest log file first.
-pub async fn redo_done<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    instance: &str,
-) -> Result<(Lsn, String)> {
+pub async fn redo_done<C: ControlPlane>(cloud: &C, pacing: &Pacing, instance: &str) -> Result<(Lsn, String)> {
     let mut files = call(pacing, || cloud.list_log_files(instance)).await?;
-    files.sort_by(|a, b| {
-        b.last_written
-            .cmp(&a.last_written)
-            .then_with(|| b.name.cmp(&a.name))
-    });
+    files.sort_by(|a, b| b.last_written.cmp(&a.last_written).then_with(|| b.name.cmp(&a.name)));
     for file in files.iter().filter(|f| f.name.contains("postgresql.log")) {
         let text = download(cloud, pacing, instance, &file.name).await?;
         if let Some(lsn) = redo_done_at(&text) {
@@ -84,10 +65,7 @@ mod tests {
 2026-11-28 05:09:04 UTC::@:[402]:LOG:  database system is ready to accept connections
 ";
         assert_eq!(redo_done_at(log), Some(Lsn(0x1A_00FF_00D0)));
-        assert_eq!(
-            redo_done_at(&log[..log.find("2026-11-28 05:09:03").unwrap()]),
-            Some(Lsn(0x300_0148))
-        );
+        assert_eq!(redo_done_at(&log[..log.find("2026-11-28 05:09:03").unwrap()]), Some(Lsn(0x300_0148)));
         assert_eq!(redo_done_at("LOG:  redo is not required\n"), None);
         assert_eq!(redo_done_at("LOG:  redo done at garbage\n"), None);
     }

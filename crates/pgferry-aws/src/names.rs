@@ -21,10 +21,7 @@ impl AwsNames {
         if stem.ends_with('-') {
             return Err(Error::new(
                 ErrorKind::Usage,
-                format!(
-                    "--name {}: an AWS migration name cannot end with _",
-                    migration.as_str()
-                ),
+                format!("--name {}: an AWS migration name cannot end with _", migration.as_str()),
             ));
         }
         Ok(AwsNames { stem })

@@ -40,11 +40,7 @@ fn list(values: &[String]) -> String {
 /// Settings that only mean something when another is on (the zone of a
 /// Single-AZ instance, the Performance Insights key) are compared only then.
 pub fn settings(i: &Instance) -> Vec<(&'static str, String)> {
-    let mut tags: Vec<String> = i
-        .tags
-        .iter()
-        .map(|t| format!("{}={}", t.key, t.value))
-        .collect();
+    let mut tags: Vec<String> = i.tags.iter().map(|t| format!("{}={}", t.key, t.value)).collect();
     tags.sort();
     let monitoring = i.monitoring_interval.unwrap_or(0);
     vec![
@@ -54,74 +50,37 @@ pub fn settings(i: &Instance) -> Vec<(&'static str, String)> {
         ("instance class", i.instance_class.clone()),
         ("storage type", show(&i.storage_type)),
         ("allocated storage (GiB)", i.allocated_storage.to_string()),
-        (
-            "storage autoscaling limit (GiB)",
-            show(&i.max_allocated_storage),
-        ),
+        ("storage autoscaling limit (GiB)", show(&i.max_allocated_storage)),
         ("IOPS", show(&i.iops)),
         ("storage throughput (MiB/s)", show(&i.storage_throughput)),
         ("subnet group", show(&i.subnet_group)),
         ("VPC", show(&i.vpc_id)),
         ("security groups", list(&i.security_group_ids())),
-        (
-            "parameter group",
-            show(&i.parameter_group.as_ref().map(|g| &g.name)),
-        ),
+        ("parameter group", show(&i.parameter_group.as_ref().map(|g| &g.name))),
         ("option group", show(&i.option_group)),
         ("Multi-AZ", i.multi_az.to_string()),
-        (
-            "availability zone",
-            if i.multi_az {
-                "(chosen by RDS)".to_owned()
-            } else {
-                show(&i.availability_zone)
-            },
-        ),
+        ("availability zone", if i.multi_az { "(chosen by RDS)".to_owned() } else { show(&i.availability_zone) }),
         ("port", show(&i.port)),
         ("publicly accessible", i.publicly_accessible.to_string()),
-        (
-            "auto minor version upgrade",
-            i.auto_minor_version_upgrade.to_string(),
-        ),
+        ("auto minor version upgrade", i.auto_minor_version_upgrade.to_string()),
         ("IAM authentication", i.iam_auth.to_string()),
         ("deletion protection", i.deletion_protection.to_string()),
-        (
-            "copy tags to snapshots",
-            i.copy_tags_to_snapshot.to_string(),
-        ),
+        ("copy tags to snapshots", i.copy_tags_to_snapshot.to_string()),
         ("tags", list(&tags)),
         ("CA certificate", show(&i.ca_certificate)),
-        (
-            "backup retention (days)",
-            i.backup_retention_days.to_string(),
-        ),
+        ("backup retention (days)", i.backup_retention_days.to_string()),
         ("backup window", show(&i.backup_window)),
         ("maintenance window", show(&i.maintenance_window)),
         ("monitoring interval (s)", monitoring.to_string()),
-        (
-            "monitoring role",
-            if monitoring > 0 {
-                show(&i.monitoring_role_arn)
-            } else {
-                "(off)".to_owned()
-            },
-        ),
+        ("monitoring role", if monitoring > 0 { show(&i.monitoring_role_arn) } else { "(off)".to_owned() }),
         ("Performance Insights", i.performance_insights.to_string()),
         (
             "Performance Insights key",
-            if i.performance_insights {
-                show(&i.performance_insights_kms_key)
-            } else {
-                "(off)".to_owned()
-            },
+            if i.performance_insights { show(&i.performance_insights_kms_key) } else { "(off)".to_owned() },
         ),
         (
             "Performance Insights retention (days)",
-            if i.performance_insights {
-                show(&i.performance_insights_retention_days)
-            } else {
-                "(off)".to_owned()
-            },
+            if i.performance_insights { show(&i.performance_insights_retention_days) } else { "(off)".to_owned() },
         ),
         ("log exports", list(&i.log_exports)),
     ]
@@ -132,10 +91,7 @@ const DEPENDS_ON: &[(&str, &str)] = &[
     ("availability zone", "Multi-AZ"),
     ("monitoring role", "monitoring interval (s)"),
     ("Performance Insights key", "Performance Insights"),
-    (
-        "Performance Insights retention (days)",
-        "Performance Insights",
-    ),
+    ("Performance Insights retention (days)", "Performance Insights"),
 ];
 
 /// Every compared setting that differs between source and target.
@@ -144,19 +100,11 @@ pub fn differences(source: &Instance, target: &Instance) -> Vec<Row> {
         .into_iter()
         .zip(settings(target))
         .filter(|((_, s), (_, t))| s != t)
-        .map(|((setting, source), (_, target))| Row {
-            setting,
-            source,
-            target,
-        })
+        .map(|((setting, source), (_, target))| Row { setting, source, target })
         .collect();
     let differs = |name: &str| all.iter().any(|d| d.setting == name);
     all.iter()
-        .filter(|d| {
-            !DEPENDS_ON
-                .iter()
-                .any(|(dependent, parent)| d.setting == *dependent && differs(parent))
-        })
+        .filter(|d| !DEPENDS_ON.iter().any(|(dependent, parent)| d.setting == *dependent && differs(parent)))
         .cloned()
         .collect()
 }
@@ -168,49 +116,21 @@ pub fn after_restore(source: &Instance, target: &Instance) -> Modification {
     let mut target_groups = target.security_group_ids();
     source_groups.sort();
     target_groups.sort();
-    let enable: Vec<String> = source
-        .log_exports
-        .iter()
-        .filter(|l| !target.log_exports.contains(l))
-        .cloned()
-        .collect();
-    let disable: Vec<String> = target
-        .log_exports
-        .iter()
-        .filter(|l| !source.log_exports.contains(l))
-        .cloned()
-        .collect();
-    let monitoring = |i: &Instance| {
-        (
-            i.monitoring_interval.unwrap_or(0),
-            i.monitoring_role_arn.clone(),
-        )
-    };
+    let enable: Vec<String> = source.log_exports.iter().filter(|l| !target.log_exports.contains(l)).cloned().collect();
+    let disable: Vec<String> = target.log_exports.iter().filter(|l| !source.log_exports.contains(l)).cloned().collect();
+    let monitoring = |i: &Instance| (i.monitoring_interval.unwrap_or(0), i.monitoring_role_arn.clone());
     let insights = |i: &Instance| {
-        (
-            i.performance_insights,
-            i.performance_insights_kms_key.clone(),
-            i.performance_insights_retention_days,
-        )
+        (i.performance_insights, i.performance_insights_kms_key.clone(), i.performance_insights_retention_days)
     };
     Modification {
-        backup_retention_days: changed(
-            &source.backup_retention_days,
-            &target.backup_retention_days,
-        ),
+        backup_retention_days: changed(&source.backup_retention_days, &target.backup_retention_days),
         backup_window: changed(&source.backup_window, &target.backup_window).flatten(),
-        maintenance_window: changed(&source.maintenance_window, &target.maintenance_window)
-            .flatten(),
-        max_allocated_storage: changed(
-            &source.max_allocated_storage,
-            &target.max_allocated_storage,
-        )
-        .flatten(),
+        maintenance_window: changed(&source.maintenance_window, &target.maintenance_window).flatten(),
+        max_allocated_storage: changed(&source.max_allocated_storage, &target.max_allocated_storage).flatten(),
         monitoring: changed(&monitoring(source), &monitoring(target)),
         performance_insights: changed(&insights(source), &insights(target)),
         log_exports: (!enable.is_empty() || !disable.is_empty()).then_some((enable, disable)),
-        security_groups: changed(&source_groups, &target_groups)
-            .map(|_| source.security_group_ids()),
+        security_groups: changed(&source_groups, &target_groups).map(|_| source.security_group_ids()),
         deletion_protection: changed(&source.deletion_protection, &target.deletion_protection),
     }
 }
@@ -244,10 +164,7 @@ mod tests {
             storage_throughput: Some(500),
             subnet_group: Some("private".into()),
             vpc_id: Some("vpc-1".into()),
-            security_groups: vec![SecurityGroupMembership {
-                id: "sg-app".into(),
-                status: "active".into(),
-            }],
+            security_groups: vec![SecurityGroupMembership { id: "sg-app".into(), status: "active".into() }],
             parameter_group: Some(ParameterGroupMembership {
                 name: "pg16-logical".into(),
                 apply_status: "in-sync".into(),
@@ -260,10 +177,7 @@ mod tests {
             iam_auth: true,
             deletion_protection: true,
             copy_tags_to_snapshot: true,
-            tags: vec![Tag {
-                key: "team".into(),
-                value: "data".into(),
-            }],
+            tags: vec![Tag { key: "team".into(), value: "data".into() }],
             ca_certificate: Some("rds-ca-rsa2048-g1".into()),
             backup_retention_days: 7,
             backup_window: Some("03:00-03:30".into()),
@@ -310,86 +224,46 @@ mod tests {
         let flips: Vec<Flip> = vec![
             ("engine version", |t| t.engine_version = "16.4".into()),
             ("master user", |t| t.master_username = Some("admin".into())),
-            ("instance class", |t| {
-                t.instance_class = "db.t4g.micro".into()
-            }),
+            ("instance class", |t| t.instance_class = "db.t4g.micro".into()),
             ("storage type", |t| t.storage_type = Some("io1".into())),
             ("allocated storage (GiB)", |t| t.allocated_storage = 500),
-            ("storage autoscaling limit (GiB)", |t| {
-                t.max_allocated_storage = None
-            }),
+            ("storage autoscaling limit (GiB)", |t| t.max_allocated_storage = None),
             ("IOPS", |t| t.iops = Some(3000)),
-            ("storage throughput (MiB/s)", |t| {
-                t.storage_throughput = Some(125)
-            }),
+            ("storage throughput (MiB/s)", |t| t.storage_throughput = Some(125)),
             ("subnet group", |t| t.subnet_group = Some("default".into())),
             ("VPC", |t| t.vpc_id = Some("vpc-2".into())),
-            ("security groups", |t| {
-                t.security_groups[0].id = "sg-default".into()
-            }),
-            ("parameter group", |t| {
-                t.parameter_group.as_mut().unwrap().name = "default.postgres16".into()
-            }),
+            ("security groups", |t| t.security_groups[0].id = "sg-default".into()),
+            ("parameter group", |t| t.parameter_group.as_mut().unwrap().name = "default.postgres16".into()),
             ("option group", |t| t.option_group = Some("custom".into())),
             ("Multi-AZ", |t| t.multi_az = true),
-            ("availability zone", |t| {
-                t.availability_zone = Some("us-east-1b".into())
-            }),
+            ("availability zone", |t| t.availability_zone = Some("us-east-1b".into())),
             ("port", |t| t.port = Some(5433)),
             ("publicly accessible", |t| t.publicly_accessible = true),
-            ("auto minor version upgrade", |t| {
-                t.auto_minor_version_upgrade = false
-            }),
+            ("auto minor version upgrade", |t| t.auto_minor_version_upgrade = false),
             ("IAM authentication", |t| t.iam_auth = false),
             ("deletion protection", |t| t.deletion_protection = false),
-            ("copy tags to snapshots", |t| {
-                t.copy_tags_to_snapshot = false
-            }),
+            ("copy tags to snapshots", |t| t.copy_tags_to_snapshot = false),
             ("tags", |t| t.tags.clear()),
-            ("CA certificate", |t| {
-                t.ca_certificate = Some("rds-ca-ecc384-g1".into())
-            }),
+            ("CA certificate", |t| t.ca_certificate = Some("rds-ca-ecc384-g1".into())),
             ("backup retention (days)", |t| t.backup_retention_days = 1),
-            ("backup window", |t| {
-                t.backup_window = Some("04:00-04:30".into())
-            }),
+            ("backup window", |t| t.backup_window = Some("04:00-04:30".into())),
             ("maintenance window", |t| t.maintenance_window = None),
-            ("monitoring interval (s)", |t| {
-                t.monitoring_interval = Some(0)
-            }),
-            ("monitoring role", |t| {
-                t.monitoring_role_arn = Some("arn:aws:iam::1:role/other".into())
-            }),
+            ("monitoring interval (s)", |t| t.monitoring_interval = Some(0)),
+            ("monitoring role", |t| t.monitoring_role_arn = Some("arn:aws:iam::1:role/other".into())),
             ("Performance Insights", |t| t.performance_insights = false),
-            ("Performance Insights key", |t| {
-                t.performance_insights_kms_key = None
-            }),
-            ("Performance Insights retention (days)", |t| {
-                t.performance_insights_retention_days = Some(731)
-            }),
+            ("Performance Insights key", |t| t.performance_insights_kms_key = None),
+            ("Performance Insights retention (days)", |t| t.performance_insights_retention_days = Some(731)),
             ("log exports", |t| {
                 t.log_exports.pop();
             }),
         ];
-        let listed: Vec<&str> = settings(&source())
-            .iter()
-            .map(|(name, _)| *name)
-            .filter(|n| *n != "engine")
-            .collect();
-        assert_eq!(
-            flips.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
-            listed,
-            "every setting has a flip"
-        );
+        let listed: Vec<&str> = settings(&source()).iter().map(|(name, _)| *name).filter(|n| *n != "engine").collect();
+        assert_eq!(flips.iter().map(|(name, _)| *name).collect::<Vec<_>>(), listed, "every setting has a flip");
         for (setting, flip) in flips {
             let mut changed = target();
             flip(&mut changed);
             let found = differences(&source(), &changed);
-            assert_eq!(
-                found.iter().map(|d| d.setting).collect::<Vec<_>>(),
-                vec![setting],
-                "flipping {setting}"
-            );
+            assert_eq!(found.iter().map(|d| d.setting).collect::<Vec<_>>(), vec![setting], "flipping {setting}");
         }
         let mut other_engine = target();
         other_engine.engine = "mysql".into();
@@ -428,23 +302,11 @@ mod tests {
         let change = after_restore(&source(), &restored);
         assert_eq!(change.backup_retention_days, Some(7));
         assert_eq!(change.backup_window.as_deref(), Some("03:00-03:30"));
-        assert_eq!(
-            change.maintenance_window.as_deref(),
-            Some("sun:05:00-sun:05:30")
-        );
+        assert_eq!(change.maintenance_window.as_deref(), Some("sun:05:00-sun:05:30"));
         assert_eq!(change.max_allocated_storage, Some(1000));
-        assert_eq!(
-            change.monitoring,
-            Some((60, Some("arn:aws:iam::1:role/rds-monitoring".into())))
-        );
-        assert_eq!(
-            change.performance_insights,
-            Some((true, Some("arn:aws:kms:us-east-1:1:key/pi".into()), Some(7)))
-        );
-        assert_eq!(
-            change.log_exports,
-            Some((vec!["upgrade".into()], vec!["iam-db-auth-error".into()]))
-        );
+        assert_eq!(change.monitoring, Some((60, Some("arn:aws:iam::1:role/rds-monitoring".into()))));
+        assert_eq!(change.performance_insights, Some((true, Some("arn:aws:kms:us-east-1:1:key/pi".into()), Some(7))));
+        assert_eq!(change.log_exports, Some((vec!["upgrade".into()], vec!["iam-db-auth-error".into()])));
         assert_eq!(change.security_groups, None);
         assert_eq!(change.deletion_protection, None);
     }

@@ -11,9 +11,9 @@
 //! checks on green (what the applications will use after the switchover), and
 //! [`PgProbe`] is the switchover's write probe.
 
+use pgferry::apply::FollowProgress;
 use pgferry::apply::{follow, BatchLimits, FollowOptions, Until};
 use pgferry::seed::{attach, prepare, SeedPosition};
-use pgferry::apply::FollowProgress;
 use pgferry::{Error, ErrorKind, Result};
 use pgferry_core::names::MigrationName;
 use pgferry_pg::{ConnSpec, Host};
@@ -47,7 +47,12 @@ impl SeedSide for PgSeed {
 
     async fn start_from(&self, _mark: &SeedMark, redo: Lsn) -> Result<()> {
         attach(&self.source, &self.target, &self.migration, &SeedPosition::Lsn(redo)).await?;
-        let options = FollowOptions { migration: self.migration.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
+        let options = FollowOptions {
+            migration: self.migration.clone(),
+            until: Until::CaughtUp,
+            batch: BatchLimits::default(),
+            shutdown: None,
+        };
         follow(&self.source, &self.target, &options, &self.progress).await?;
         Ok(())
     }
@@ -98,7 +103,9 @@ impl PgProbe {
         };
         let rows = client.simple_query(PROBE).await.map_err(|e| Error::new(ErrorKind::Connection, e.to_string()))?;
         let row = rows.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some((row.get(1).map(str::to_owned), row.get(2).map(str::to_owned))),
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some((row.get(1).map(str::to_owned), row.get(2).map(str::to_owned)))
+            }
             _ => None,
         });
         match row {
@@ -141,7 +148,9 @@ mod tests {
 
     #[test]
     fn the_target_endpoint_follows_the_source_endpoint() {
-        let source = ConnSpec::parse("postgresql://mover@old-db.abc123.eu-west-1.rds.amazonaws.com/app?sslmode=verify-full").unwrap();
+        let source =
+            ConnSpec::parse("postgresql://mover@old-db.abc123.eu-west-1.rds.amazonaws.com/app?sslmode=verify-full")
+                .unwrap();
         let target = derived_target(&source, "old-db", "new-db").unwrap();
         assert_eq!(target.host, Host::Tcp("new-db.abc123.eu-west-1.rds.amazonaws.com".into()));
         assert_eq!(target.dbname, source.dbname);

@@ -50,9 +50,7 @@ impl Pacing {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        self.first_backoff
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.max_backoff)
+        self.first_backoff.saturating_mul(1 << attempt.min(16)).min(self.max_backoff)
     }
 }
 
@@ -81,21 +79,20 @@ where
 pub fn to_error(err: CloudError) -> Error {
     if err.is_access_denied() {
         return Error::new(ErrorKind::Precondition, format!("{} was denied: {}", err.action, err.message)).with_hint(
-            format!("allow {} for the identity pgferry runs as; docs/aws.md lists every action pgferry needs", err.action),
+            format!(
+                "allow {} for the identity pgferry runs as; docs/aws.md lists every action pgferry needs",
+                err.action
+            ),
         );
     }
     if err.is_throttling() {
-        return Error::new(
-            ErrorKind::Server,
-            format!("{err} (still throttled after retries)"),
-        )
-        .with_hint(
-            "AWS is rate-limiting this account; rerun later: the run resumes where it stopped",
-        );
+        return Error::new(ErrorKind::Server, format!("{err} (still throttled after retries)"))
+            .with_hint("AWS is rate-limiting this account; rerun later: the run resumes where it stopped");
     }
     if err.code.is_none() {
-        return Error::new(ErrorKind::Connection, err.to_string())
-            .with_hint("check the network, the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and AWS_REGION; a rerun resumes");
+        return Error::new(ErrorKind::Connection, err.to_string()).with_hint(
+            "check the network, the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and AWS_REGION; a rerun resumes",
+        );
     }
     Error::new(ErrorKind::Server, err.to_string())
         .with_hint("fix the cause and rerun: the run resumes where it stopped")
@@ -111,13 +108,7 @@ mod tests {
     async fn throttling_is_retried_then_reported() {
         let pacing = Pacing::quick();
         let calls = Cell::new(0);
-        let throttled = || {
-            CloudError::new(
-                "rds:DescribeDBInstances",
-                Some("Throttling"),
-                "Rate exceeded",
-            )
-        };
+        let throttled = || CloudError::new("rds:DescribeDBInstances", Some("Throttling"), "Rate exceeded");
         let out = call(&pacing, || {
             calls.set(calls.get() + 1);
             let n = calls.get();
@@ -149,13 +140,7 @@ mod tests {
         let calls = Cell::new(0);
         let err = call(&Pacing::quick(), || {
             calls.set(calls.get() + 1);
-            async {
-                Err::<(), _>(CloudError::new(
-                    "rds:CopyDBSnapshot",
-                    Some("AccessDenied"),
-                    "not authorized",
-                ))
-            }
+            async { Err::<(), _>(CloudError::new("rds:CopyDBSnapshot", Some("AccessDenied"), "not authorized")) }
         })
         .await
         .unwrap_err();

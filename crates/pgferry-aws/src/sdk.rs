@@ -13,8 +13,8 @@ use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbInstance, DbSnapsh
 
 use crate::control::{CloudError, CloudResult, ControlPlane};
 use crate::model::{
-    BlueGreen, BlueGreenRequest, Instance, Key, LogFile, LogPortion, Modification, Parameter, ParameterGroupMembership, Record,
-    ReplicaRequest, RestoreRequest, SecurityGroupMembership, Snapshot, Tag,
+    BlueGreen, BlueGreenRequest, Instance, Key, LogFile, LogPortion, Modification, Parameter, ParameterGroupMembership,
+    Record, ReplicaRequest, RestoreRequest, SecurityGroupMembership, Snapshot, Tag,
 };
 
 /// The AWS clients pgferry uses.
@@ -27,10 +27,7 @@ pub struct Aws {
 impl Aws {
     /// Clients from the default credential and region chain, SDK retries off.
     pub async fn from_env() -> Aws {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .load()
-            .await;
+        let config = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled()).load().await;
         Aws::from_config(&config)
     }
 
@@ -50,15 +47,8 @@ where
     R: std::fmt::Debug,
 {
     let code = err.code().map(str::to_owned);
-    let message = err
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
-    CloudError {
-        action,
-        code,
-        message,
-    }
+    let message = err.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    CloudError { action, code, message }
 }
 
 /// `Ok(None)` for the not-found codes, the error otherwise.
@@ -84,10 +74,7 @@ fn instance(db: &DbInstance) -> Instance {
         engine: db.engine().unwrap_or_default().to_owned(),
         engine_version: db.engine_version().unwrap_or_default().to_owned(),
         endpoint: text(db.endpoint().and_then(|e| e.address())),
-        port: db
-            .endpoint()
-            .and_then(|e| e.port())
-            .or(db.db_instance_port()),
+        port: db.endpoint().and_then(|e| e.port()).or(db.db_instance_port()),
         master_username: text(db.master_username()),
         master_user_secret: db.master_user_secret().is_some(),
         instance_class: db.db_instance_class().unwrap_or_default().to_owned(),
@@ -106,18 +93,11 @@ fn instance(db: &DbInstance) -> Instance {
                 status: g.status().unwrap_or_default().to_owned(),
             })
             .collect(),
-        parameter_group: db
-            .db_parameter_groups()
-            .first()
-            .map(|g| ParameterGroupMembership {
-                name: g.db_parameter_group_name().unwrap_or_default().to_owned(),
-                apply_status: g.parameter_apply_status().unwrap_or_default().to_owned(),
-            }),
-        option_group: text(
-            db.option_group_memberships()
-                .first()
-                .and_then(|g| g.option_group_name()),
-        ),
+        parameter_group: db.db_parameter_groups().first().map(|g| ParameterGroupMembership {
+            name: g.db_parameter_group_name().unwrap_or_default().to_owned(),
+            apply_status: g.parameter_apply_status().unwrap_or_default().to_owned(),
+        }),
+        option_group: text(db.option_group_memberships().first().and_then(|g| g.option_group_name())),
         multi_az: db.multi_az().unwrap_or_default(),
         availability_zone: text(db.availability_zone()),
         publicly_accessible: db.publicly_accessible().unwrap_or_default(),
@@ -163,14 +143,7 @@ fn snapshot(s: &DbSnapshot) -> Snapshot {
 }
 
 fn rds_tags(tags: &[Tag]) -> Vec<aws_sdk_rds::types::Tag> {
-    tags.iter()
-        .map(|t| {
-            aws_sdk_rds::types::Tag::builder()
-                .key(&t.key)
-                .value(&t.value)
-                .build()
-        })
-        .collect()
+    tags.iter().map(|t| aws_sdk_rds::types::Tag::builder().key(&t.key).value(&t.value).build()).collect()
 }
 
 pub(crate) fn missing(action: &'static str, what: &str) -> CloudError {
@@ -180,18 +153,9 @@ pub(crate) fn missing(action: &'static str, what: &str) -> CloudError {
 impl ControlPlane for Aws {
     async fn describe_instance(&self, id: &str) -> CloudResult<Option<Instance>> {
         const ACTION: &str = "rds:DescribeDBInstances";
-        match self
-            .rds
-            .describe_db_instances()
-            .db_instance_identifier(id)
-            .send()
-            .await
-        {
+        match self.rds.describe_db_instances().db_instance_identifier(id).send().await {
             Ok(out) => Ok(out.db_instances().first().map(instance)),
-            Err(err) => absent(
-                cloud(ACTION, err),
-                &["DBInstanceNotFound", "DBInstanceNotFoundFault"],
-            ),
+            Err(err) => absent(cloud(ACTION, err), &["DBInstanceNotFound", "DBInstanceNotFoundFault"]),
         }
     }
 
@@ -207,11 +171,7 @@ impl ControlPlane for Aws {
                 .send()
                 .await
                 .map_err(|e| cloud(ACTION, e))?;
-            if let Some(p) = out
-                .parameters()
-                .iter()
-                .find(|p| p.parameter_name() == Some(name))
-            {
+            if let Some(p) = out.parameters().iter().find(|p| p.parameter_name() == Some(name)) {
                 return Ok(Some(Parameter {
                     value: text(p.parameter_value()),
                     apply_method: p.apply_method().map(|m| m.as_str().to_owned()),
@@ -226,18 +186,9 @@ impl ControlPlane for Aws {
 
     async fn describe_snapshot(&self, id: &str) -> CloudResult<Option<Snapshot>> {
         const ACTION: &str = "rds:DescribeDBSnapshots";
-        match self
-            .rds
-            .describe_db_snapshots()
-            .db_snapshot_identifier(id)
-            .send()
-            .await
-        {
+        match self.rds.describe_db_snapshots().db_snapshot_identifier(id).send().await {
             Ok(out) => Ok(out.db_snapshots().first().map(snapshot)),
-            Err(err) => absent(
-                cloud(ACTION, err),
-                &["DBSnapshotNotFound", "DBSnapshotNotFoundFault"],
-            ),
+            Err(err) => absent(cloud(ACTION, err), &["DBSnapshotNotFound", "DBSnapshotNotFoundFault"]),
         }
     }
 
@@ -251,17 +202,10 @@ impl ControlPlane for Aws {
             .send()
             .await
             .map_err(|e| cloud(ACTION, e))?;
-        out.db_snapshot()
-            .map(snapshot)
-            .ok_or_else(|| missing(ACTION, "snapshot"))
+        out.db_snapshot().map(snapshot).ok_or_else(|| missing(ACTION, "snapshot"))
     }
 
-    async fn copy_snapshot(
-        &self,
-        source: &str,
-        copy: &str,
-        kms_key_arn: &str,
-    ) -> CloudResult<Snapshot> {
+    async fn copy_snapshot(&self, source: &str, copy: &str, kms_key_arn: &str) -> CloudResult<Snapshot> {
         const ACTION: &str = "rds:CopyDBSnapshot";
         let out = self
             .rds
@@ -273,19 +217,12 @@ impl ControlPlane for Aws {
             .send()
             .await
             .map_err(|e| cloud(ACTION, e))?;
-        out.db_snapshot()
-            .map(snapshot)
-            .ok_or_else(|| missing(ACTION, "snapshot"))
+        out.db_snapshot().map(snapshot).ok_or_else(|| missing(ACTION, "snapshot"))
     }
 
     async fn delete_snapshot(&self, id: &str) -> CloudResult<()> {
         const ACTION: &str = "rds:DeleteDBSnapshot";
-        self.rds
-            .delete_db_snapshot()
-            .db_snapshot_identifier(id)
-            .send()
-            .await
-            .map_err(|e| cloud(ACTION, e))?;
+        self.rds.delete_db_snapshot().db_snapshot_identifier(id).send().await.map_err(|e| cloud(ACTION, e))?;
         Ok(())
     }
 
@@ -309,11 +246,7 @@ impl ControlPlane for Aws {
             .set_option_group_name(s.option_group.clone())
             .multi_az(s.multi_az)
             // AWS refuses an availability zone for a Multi-AZ instance: it picks the zones.
-            .set_availability_zone(if s.multi_az {
-                None
-            } else {
-                s.availability_zone.clone()
-            })
+            .set_availability_zone(if s.multi_az { None } else { s.availability_zone.clone() })
             .set_port(s.port)
             .publicly_accessible(s.publicly_accessible)
             .auto_minor_version_upgrade(s.auto_minor_version_upgrade)
@@ -326,9 +259,7 @@ impl ControlPlane for Aws {
             .send()
             .await
             .map_err(|e| cloud(ACTION, e))?;
-        out.db_instance()
-            .map(instance)
-            .ok_or_else(|| missing(ACTION, "instance"))
+        out.db_instance().map(instance).ok_or_else(|| missing(ACTION, "instance"))
     }
 
     async fn modify_instance(&self, id: &str, change: &Modification) -> CloudResult<Instance> {
@@ -345,9 +276,7 @@ impl ControlPlane for Aws {
             .set_vpc_security_group_ids(change.security_groups.clone())
             .set_deletion_protection(change.deletion_protection);
         if let Some((interval, role)) = &change.monitoring {
-            call = call
-                .monitoring_interval(*interval)
-                .set_monitoring_role_arn(role.clone());
+            call = call.monitoring_interval(*interval).set_monitoring_role_arn(role.clone());
         }
         if let Some((enabled, key, retention)) = &change.performance_insights {
             call = call
@@ -364,23 +293,14 @@ impl ControlPlane for Aws {
             );
         }
         let out = call.send().await.map_err(|e| cloud(ACTION, e))?;
-        out.db_instance()
-            .map(instance)
-            .ok_or_else(|| missing(ACTION, "instance"))
+        out.db_instance().map(instance).ok_or_else(|| missing(ACTION, "instance"))
     }
 
     async fn reboot_instance(&self, id: &str) -> CloudResult<Instance> {
         const ACTION: &str = "rds:RebootDBInstance";
-        let out = self
-            .rds
-            .reboot_db_instance()
-            .db_instance_identifier(id)
-            .send()
-            .await
-            .map_err(|e| cloud(ACTION, e))?;
-        out.db_instance()
-            .map(instance)
-            .ok_or_else(|| missing(ACTION, "instance"))
+        let out =
+            self.rds.reboot_db_instance().db_instance_identifier(id).send().await.map_err(|e| cloud(ACTION, e))?;
+        out.db_instance().map(instance).ok_or_else(|| missing(ACTION, "instance"))
     }
 
     async fn create_read_replica(&self, request: &ReplicaRequest) -> CloudResult<Instance> {
@@ -393,11 +313,7 @@ impl ControlPlane for Aws {
             .db_instance_identifier(&request.replica)
             .source_db_instance_identifier(&request.primary)
             .db_instance_class(&s.instance_class)
-            .set_availability_zone(if s.multi_az {
-                None
-            } else {
-                s.availability_zone.clone()
-            })
+            .set_availability_zone(if s.multi_az { None } else { s.availability_zone.clone() })
             .multi_az(s.multi_az)
             .set_port(s.port)
             .set_storage_type(s.storage_type.clone())
@@ -423,9 +339,7 @@ impl ControlPlane for Aws {
             .send()
             .await
             .map_err(|e| cloud(ACTION, e))?;
-        out.db_instance()
-            .map(instance)
-            .ok_or_else(|| missing(ACTION, "instance"))
+        out.db_instance().map(instance).ok_or_else(|| missing(ACTION, "instance"))
     }
 
     async fn delete_instance(&self, id: &str) -> CloudResult<()> {
@@ -465,12 +379,7 @@ impl ControlPlane for Aws {
         }
     }
 
-    async fn download_log_portion(
-        &self,
-        instance: &str,
-        file: &str,
-        marker: &str,
-    ) -> CloudResult<LogPortion> {
+    async fn download_log_portion(&self, instance: &str, file: &str, marker: &str) -> CloudResult<LogPortion> {
         const ACTION: &str = "rds:DownloadDBLogFilePortion";
         let out = self
             .rds
@@ -490,20 +399,9 @@ impl ControlPlane for Aws {
 
     async fn describe_key(&self, key: &str) -> CloudResult<Key> {
         const ACTION: &str = "kms:DescribeKey";
-        let out = self
-            .kms
-            .describe_key()
-            .key_id(key)
-            .send()
-            .await
-            .map_err(|e| cloud(ACTION, e))?;
-        let meta = out
-            .key_metadata()
-            .ok_or_else(|| missing(ACTION, "key metadata"))?;
-        Ok(Key {
-            arn: meta.arn().unwrap_or_default().to_owned(),
-            enabled: meta.enabled(),
-        })
+        let out = self.kms.describe_key().key_id(key).send().await.map_err(|e| cloud(ACTION, e))?;
+        let meta = out.key_metadata().ok_or_else(|| missing(ACTION, "key metadata"))?;
+        Ok(Key { arn: meta.arn().unwrap_or_default().to_owned(), enabled: meta.enabled() })
     }
 
     async fn get_record(&self, zone: &str, name: &str) -> CloudResult<Option<Record>> {
@@ -526,42 +424,24 @@ impl ControlPlane for Aws {
             .find(|r| r.name().trim_end_matches('.') == wanted && *r.r#type() == RrType::Cname)
             .and_then(|r| {
                 let value = r.resource_records().first()?.value().to_owned();
-                Some(Record {
-                    value,
-                    ttl: r.ttl().unwrap_or_default(),
-                })
+                Some(Record { value, ttl: r.ttl().unwrap_or_default() })
             }))
     }
 
     async fn upsert_cname(&self, zone: &str, name: &str, record: &Record) -> CloudResult<String> {
-        use aws_sdk_route53::types::{
-            Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
-        };
+        use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
         const ACTION: &str = "route53:ChangeResourceRecordSets";
-        let invalid =
-            |e: aws_sdk_route53::error::BuildError| CloudError::new(ACTION, None, e.to_string());
+        let invalid = |e: aws_sdk_route53::error::BuildError| CloudError::new(ACTION, None, e.to_string());
         let set = ResourceRecordSet::builder()
             .name(name)
             .r#type(RrType::Cname)
             .ttl(record.ttl)
-            .resource_records(
-                ResourceRecord::builder()
-                    .value(&record.value)
-                    .build()
-                    .map_err(invalid)?,
-            )
+            .resource_records(ResourceRecord::builder().value(&record.value).build().map_err(invalid)?)
             .build()
             .map_err(invalid)?;
-        let change = Change::builder()
-            .action(ChangeAction::Upsert)
-            .resource_record_set(set)
-            .build()
-            .map_err(invalid)?;
-        let batch = ChangeBatch::builder()
-            .comment("pgferry aws switch")
-            .changes(change)
-            .build()
-            .map_err(invalid)?;
+        let change =
+            Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().map_err(invalid)?;
+        let batch = ChangeBatch::builder().comment("pgferry aws switch").changes(change).build().map_err(invalid)?;
         let out = self
             .route53
             .change_resource_record_sets()
@@ -570,23 +450,13 @@ impl ControlPlane for Aws {
             .send()
             .await
             .map_err(|e| cloud(ACTION, e))?;
-        out.change_info()
-            .map(|c| c.id().to_owned())
-            .ok_or_else(|| missing(ACTION, "change info"))
+        out.change_info().map(|c| c.id().to_owned()).ok_or_else(|| missing(ACTION, "change info"))
     }
 
     async fn change_status(&self, change: &str) -> CloudResult<String> {
         const ACTION: &str = "route53:GetChange";
-        let out = self
-            .route53
-            .get_change()
-            .id(change)
-            .send()
-            .await
-            .map_err(|e| cloud(ACTION, e))?;
-        out.change_info()
-            .map(|c| c.status().as_str().to_owned())
-            .ok_or_else(|| missing(ACTION, "change info"))
+        let out = self.route53.get_change().id(change).send().await.map_err(|e| cloud(ACTION, e))?;
+        out.change_info().map(|c| c.status().as_str().to_owned()).ok_or_else(|| missing(ACTION, "change info"))
     }
 
     async fn proxies_targeting(&self, instance: &str) -> CloudResult<Vec<String>> {

@@ -68,11 +68,7 @@ pub(crate) async fn describe(rds: &Client, name: &str) -> CloudResult<Option<Blu
     const ACTION: &str = "rds:DescribeBlueGreenDeployments";
     let filter = Filter::builder().name("blue-green-deployment-name").values(name).build();
     match rds.describe_blue_green_deployments().filters(filter).send().await {
-        Ok(out) => Ok(out
-            .blue_green_deployments()
-            .iter()
-            .map(blue_green)
-            .find(|d| d.name == name)),
+        Ok(out) => Ok(out.blue_green_deployments().iter().map(blue_green).find(|d| d.name == name)),
         Err(err) => absent(cloud(ACTION, err), &["BlueGreenDeploymentNotFoundFault", "BlueGreenDeploymentNotFound"]),
     }
 }

@@ -30,18 +30,11 @@ where
     K: FnOnce() -> KF,
     KF: Future<Output = Result<()>>,
 {
-    let called = journal
-        .entries()
-        .iter()
-        .any(|e| e.step == step && e.resource == resource && e.event == Event::Call);
+    let called = journal.entries().iter().any(|e| e.step == step && e.resource == resource && e.event == Event::Call);
     match describe().await? {
         Some(_) if journal.intended(step, resource) => {
             if !called {
-                tracing::info!(
-                    step,
-                    resource,
-                    "found in the cloud: the previous run's call took effect"
-                );
+                tracing::info!(step, resource, "found in the cloud: the previous run's call took effect");
                 journal.record(step, Event::Call, resource, json!({"found": true}))?;
             }
             Ok(())
@@ -65,12 +58,7 @@ where
 }
 
 /// Journals the step's outcome unless an earlier run did.
-pub(crate) fn done(
-    journal: &mut Journal,
-    step: &str,
-    resource: &str,
-    outcome: Value,
-) -> Result<()> {
+pub(crate) fn done(journal: &mut Journal, step: &str, resource: &str, outcome: Value) -> Result<()> {
     if journal.outcome(step).is_some() {
         return Ok(());
     }

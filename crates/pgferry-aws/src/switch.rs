@@ -44,60 +44,31 @@ pub async fn switch<C: ControlPlane>(
     journal: &mut Journal,
     plan: &SwitchPlan,
 ) -> Result<SwitchReport> {
-    let endpoint = call(pacing, || cloud.describe_instance(&plan.instance))
-        .await?
-        .and_then(|i| i.endpoint)
-        .ok_or_else(|| {
+    let endpoint =
+        call(pacing, || cloud.describe_instance(&plan.instance)).await?.and_then(|i| i.endpoint).ok_or_else(|| {
             Error::new(
                 ErrorKind::Precondition,
-                format!(
-                    "{} has no endpoint (does it exist and is it available?)",
-                    plan.instance
-                ),
+                format!("{} has no endpoint (does it exist and is it available?)", plan.instance),
             )
         })?;
     let previous = call(pacing, || cloud.get_record(&plan.zone, &plan.record)).await?;
     let mut warnings = Vec::new();
-    if let Some(old) = previous
-        .as_ref()
-        .filter(|old| old.ttl > plan.ttl && old.value != endpoint)
-    {
+    if let Some(old) = previous.as_ref().filter(|old| old.ttl > plan.ttl && old.value != endpoint) {
         warnings.push(format!(
             "the record's TTL was {} s: resolvers may answer {} for that long; lower the TTL ahead of time next time",
             old.ttl, old.value
         ));
     }
-    let now = Record {
-        value: endpoint,
-        ttl: plan.ttl,
-    };
+    let now = Record { value: endpoint, ttl: plan.ttl };
     journal.record(
         "switch",
         Event::Intent,
         &plan.record,
         json!({"zone": plan.zone, "previous": previous, "now": now}),
     )?;
-    let change = call(pacing, || {
-        cloud.upsert_cname(&plan.zone, &plan.record, &now)
-    })
-    .await?;
-    journal.record(
-        "switch",
-        Event::Call,
-        &plan.record,
-        json!({"change": change}),
-    )?;
+    let change = call(pacing, || cloud.upsert_cname(&plan.zone, &plan.record, &now)).await?;
+    journal.record("switch", Event::Call, &plan.record, json!({"change": change}))?;
     wait::change_insync(cloud, pacing, &change).await?;
-    journal.record(
-        "switch",
-        Event::Outcome,
-        &plan.record,
-        json!({"value": now.value}),
-    )?;
-    Ok(SwitchReport {
-        record: plan.record.clone(),
-        previous,
-        now,
-        warnings,
-    })
+    journal.record("switch", Event::Outcome, &plan.record, json!({"value": now.value}))?;
+    Ok(SwitchReport { record: plan.record.clone(), previous, now, warnings })
 }

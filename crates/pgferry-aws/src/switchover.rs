@@ -69,31 +69,20 @@ pub struct SwitchoverReport {
 
 /// The longest time between two committed writes, `None` with fewer than two.
 pub fn write_downtime(samples: &[Sample]) -> Option<f64> {
-    let commits: Vec<f64> = samples
-        .iter()
-        .filter(|s| s.committed)
-        .map(|s| s.at)
-        .collect();
+    let commits: Vec<f64> = samples.iter().filter(|s| s.committed).map(|s| s.at).collect();
     commits
         .windows(2)
         .map(|w| w[1] - w[0])
-        .fold(None, |longest: Option<f64>, gap| {
-            Some(longest.map_or(gap, |l| l.max(gap)))
-        })
+        .fold(None, |longest: Option<f64>, gap| Some(longest.map_or(gap, |l| l.max(gap))))
 }
 
 fn missing(name: &str) -> Error {
-    Error::new(
-        ErrorKind::Precondition,
-        format!("there is no Blue/Green deployment {name}"),
-    )
-    .with_hint("create it first: pgferry aws encrypt --method blue-green (same --name and --state-dir)")
+    Error::new(ErrorKind::Precondition, format!("there is no Blue/Green deployment {name}"))
+        .with_hint("create it first: pgferry aws encrypt --method blue-green (same --name and --state-dir)")
 }
 
 async fn find<C: ControlPlane>(cloud: &C, pacing: &Pacing, name: &str) -> Result<BlueGreen> {
-    call(pacing, || cloud.describe_blue_green(name))
-        .await?
-        .ok_or_else(|| missing(name))
+    call(pacing, || cloud.describe_blue_green(name)).await?.ok_or_else(|| missing(name))
 }
 
 /// Runs (or resumes) the switchover, measuring the write downtime.
@@ -105,10 +94,7 @@ pub async fn switchover<C: ControlPlane, P: WriteProbe>(
     probe: &P,
 ) -> Result<SwitchoverReport> {
     let name = AwsNames::new(&plan.migration)?.blue_green();
-    if let Some(report) = journal
-        .outcome("switchover")
-        .and_then(|o| serde_json::from_value(o.clone()).ok())
-    {
+    if let Some(report) = journal.outcome("switchover").and_then(|o| serde_json::from_value(o.clone()).ok()) {
         return Ok(report);
     }
     let deployment = find(cloud, pacing, &name).await?;
@@ -139,10 +125,7 @@ pub async fn switchover<C: ControlPlane, P: WriteProbe>(
             let over = Cell::new(false);
             let switched = async {
                 let result = async {
-                    call(pacing, || {
-                        cloud.switchover_blue_green(&deployment.identifier, plan.timeout_seconds)
-                    })
-                    .await?;
+                    call(pacing, || cloud.switchover_blue_green(&deployment.identifier, plan.timeout_seconds)).await?;
                     completed(cloud, pacing, &name, plan).await
                 }
                 .await;
@@ -160,25 +143,17 @@ pub async fn switchover<C: ControlPlane, P: WriteProbe>(
                 ErrorKind::Precondition,
                 format!("the Blue/Green deployment {name} is {other}, not AVAILABLE"),
             )
-            .with_hint("a switchover needs an AVAILABLE deployment: wait for it, or see its events in the RDS console"))
+            .with_hint(
+                "a switchover needs an AVAILABLE deployment: wait for it, or see its events in the RDS console",
+            ))
         }
     };
-    done(
-        journal,
-        "switchover",
-        &name,
-        serde_json::to_value(&finished).expect("a report serializes"),
-    )?;
+    done(journal, "switchover", &name, serde_json::to_value(&finished).expect("a report serializes"))?;
     Ok(finished)
 }
 
 /// Probe writes until the switchover is over and one more write has committed.
-async fn watch<P: WriteProbe>(
-    probe: &P,
-    plan: &SwitchoverPlan,
-    samples: &RefCell<Vec<Sample>>,
-    over: &Cell<bool>,
-) {
+async fn watch<P: WriteProbe>(probe: &P, plan: &SwitchoverPlan, samples: &RefCell<Vec<Sample>>, over: &Cell<bool>) {
     let started = Instant::now();
     // After the switchover, give the endpoint as long again as AWS's timeout to take writes.
     let mut after: Option<Instant> = None;
@@ -190,10 +165,7 @@ async fn watch<P: WriteProbe>(
                 false
             }
         };
-        samples.borrow_mut().push(Sample {
-            at: started.elapsed().as_secs_f64(),
-            committed,
-        });
+        samples.borrow_mut().push(Sample { at: started.elapsed().as_secs_f64(), committed });
         if over.get() {
             let since = *after.get_or_insert_with(Instant::now);
             let limit = Duration::from_secs(u64::try_from(plan.timeout_seconds).unwrap_or(0));
@@ -213,9 +185,7 @@ async fn completed<C: ControlPlane>(
     plan: &SwitchoverPlan,
 ) -> Result<BlueGreen> {
     let mut pace = pacing.clone();
-    pace.timeout = pace
-        .timeout
-        .min(Duration::from_secs(u64::try_from(plan.timeout_seconds).unwrap_or(0) * 2 + 60));
+    pace.timeout = pace.timeout.min(Duration::from_secs(u64::try_from(plan.timeout_seconds).unwrap_or(0) * 2 + 60));
     wait::until(&pace, &format!("the switchover of {name}"), || async {
         let d = find(cloud, pacing, name).await?;
         let details = d.status_details.clone().unwrap_or_default();
@@ -268,29 +238,11 @@ pub async fn clean_up<C: ControlPlane>(
         )
         .with_hint("run pgferry aws switchover first; to give up instead, delete it with aws rds delete-blue-green-deployment --delete-target"));
     }
-    journal.record(
-        "delete-blue-green",
-        Event::Intent,
-        &name,
-        json!({"identifier": deployment.identifier}),
-    )?;
+    journal.record("delete-blue-green", Event::Intent, &name, json!({"identifier": deployment.identifier}))?;
     call(pacing, || cloud.delete_blue_green(&deployment.identifier)).await?;
-    let left = deployment
-        .members
-        .iter()
-        .map(|m| m.source.clone())
-        .collect();
-    done(
-        journal,
-        "delete-blue-green",
-        &name,
-        json!({"identifier": deployment.identifier}),
-    )?;
-    Ok(CleanupReport {
-        deployment: deployment.identifier,
-        name,
-        left,
-    })
+    let left = deployment.members.iter().map(|m| m.source.clone()).collect();
+    done(journal, "delete-blue-green", &name, json!({"identifier": deployment.identifier}))?;
+    Ok(CleanupReport { deployment: deployment.identifier, name, left })
 }
 
 #[cfg(test)]

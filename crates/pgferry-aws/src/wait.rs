@@ -54,9 +54,7 @@ where
             Look::Waiting(state) => {
                 if STUCK.contains(&state.as_str()) {
                     return Err(Error::new(ErrorKind::Server, format!("{what} is {state}"))
-                        .with_hint(
-                        "see the instance's events in the RDS console; fix the cause, then rerun",
-                    ));
+                        .with_hint("see the instance's events in the RDS console; fix the cause, then rerun"));
                 }
                 if state != last {
                     tracing::info!(%what, %state, elapsed = ?started.elapsed(), "waiting");
@@ -67,10 +65,7 @@ where
         if started.elapsed() >= pacing.timeout {
             return Err(Error::new(
                 ErrorKind::Server,
-                format!(
-                    "gave up waiting for {what} after {:?}; it was last {last}",
-                    pacing.timeout
-                ),
+                format!("gave up waiting for {what} after {:?}; it was last {last}", pacing.timeout),
             )
             .with_hint("rerun when it is ready: the run resumes where it stopped"));
         }
@@ -80,20 +75,12 @@ where
 
 /// Waits for an instance to be `available` with no modification pending and
 /// every security group change applied.
-pub async fn instance_ready<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    id: &str,
-) -> Result<Instance> {
+pub async fn instance_ready<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {
     until(pacing, &format!("instance {id}"), || async {
         let found = call(pacing, || cloud.describe_instance(id)).await?;
         Ok(match found {
             None => Look::Waiting("not found".into()),
-            Some(i)
-                if i.status == "available"
-                    && !i.pending_modifications
-                    && i.security_groups_settled() =>
-            {
+            Some(i) if i.status == "available" && !i.pending_modifications && i.security_groups_settled() => {
                 Look::Ready(i)
             }
             Some(i) if i.status == "available" => Look::Waiting("applying changes".into()),
@@ -103,11 +90,7 @@ pub async fn instance_ready<C: ControlPlane>(
     .await
 }
 
-pub async fn snapshot_ready<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    id: &str,
-) -> Result<Snapshot> {
+pub async fn snapshot_ready<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Snapshot> {
     until(pacing, &format!("snapshot {id}"), || async {
         let found = call(pacing, || cloud.describe_snapshot(id)).await?;
         Ok(match found {
@@ -134,18 +117,10 @@ pub async fn instance_gone<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str
 }
 
 /// Waits for a Route53 change to reach every authoritative server (`INSYNC`).
-pub async fn change_insync<C: ControlPlane>(
-    cloud: &C,
-    pacing: &Pacing,
-    change: &str,
-) -> Result<()> {
+pub async fn change_insync<C: ControlPlane>(cloud: &C, pacing: &Pacing, change: &str) -> Result<()> {
     until(pacing, &format!("Route53 change {change}"), || async {
         let status = call(pacing, || cloud.change_status(change)).await?;
-        Ok(if status == "INSYNC" {
-            Look::Ready(())
-        } else {
-            Look::Waiting(status)
-        })
+        Ok(if status == "INSYNC" { Look::Ready(()) } else { Look::Waiting(status) })
     })
     .await
 }

@@ -17,9 +17,9 @@ use pgferry_aws::choice::{self, Method, Outcome, Paths, Wanted};
 use pgferry_aws::encrypt::EncryptPlan;
 use pgferry_aws::journal::Journal;
 use pgferry_aws::pg::{derived_target, PgGreen, PgProbe, PgSeed};
-use pgferry_aws::switchover::SwitchoverPlan;
 use pgferry_aws::retry::Pacing;
 use pgferry_aws::sdk::Aws;
+use pgferry_aws::switchover::SwitchoverPlan;
 use pgferry_core::names::MigrationName;
 use pgferry_core::preflight::CheckPlan;
 use serde::Serialize;
@@ -57,10 +57,7 @@ pub(crate) struct State {
 impl State {
     fn open(&self) -> Result<(MigrationName, Journal)> {
         let migration = parse_migration(&self.name)?;
-        let dir = self
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("pgferry-state").join(&self.name));
+        let dir = self.state_dir.clone().unwrap_or_else(|| PathBuf::from("pgferry-state").join(&self.name));
         Ok((migration, Journal::open(&dir)?))
     }
 }
@@ -212,7 +209,9 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             let blockers = findings.iter().filter(|f| f.severity == Severity::Blocker).count();
             let paths = choice::paths(&facts, blockers, &wanted);
             match args.format {
-                Format::Table => print!("{}{}", render_findings(&args.source_instance, &findings), render_paths(&paths)),
+                Format::Table => {
+                    print!("{}{}", render_findings(&args.source_instance, &findings), render_paths(&paths))
+                }
                 Format::Json => print_json(&CheckReport {
                     instance: &args.source_instance,
                     ready: check::ready(&findings),
@@ -220,16 +219,15 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                     paths: &paths,
                 }),
             }
-            Ok(if check::ready(&findings) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(if check::ready(&findings) { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         AwsCommand::Encrypt(args) if args.method == EncryptMethod::BlueGreen => {
             if args.target_instance.is_some() || args.target.is_some() {
-                return Err(Error::new(ErrorKind::Usage, "--method blue-green takes no --target-instance or --target: AWS names the green instances")
-                    .with_hint("give --green for green's database if --source with green's endpoint does not reach it"));
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    "--method blue-green takes no --target-instance or --target: AWS names the green instances",
+                )
+                .with_hint("give --green for green's database if --source with green's endpoint does not reach it"));
             }
             let (migration, mut journal) = args.state.open()?;
             let source = parse_spec("--source", &args.source)?;
@@ -245,11 +243,15 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
         }
         AwsCommand::Encrypt(args) => {
             if args.green.is_some() {
-                return Err(Error::new(ErrorKind::Usage, "--green is for --method blue-green").with_hint("the snapshot method's new database is --target"));
+                return Err(Error::new(ErrorKind::Usage, "--green is for --method blue-green")
+                    .with_hint("the snapshot method's new database is --target"));
             }
             let Some(target_instance) = args.target_instance else {
-                return Err(Error::new(ErrorKind::Usage, "--target-instance is required: the identifier of the encrypted instance to create")
-                    .with_hint("or use --method blue-green, where AWS names the green instance"));
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    "--target-instance is required: the identifier of the encrypted instance to create",
+                )
+                .with_hint("or use --method blue-green, where AWS names the green instance"));
             };
             let (migration, mut journal) = args.state.open()?;
             let source = parse_spec("--source", &args.source)?;
@@ -258,12 +260,8 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 None => derived_target(&source, &args.source_instance, &target_instance)?,
             };
             let seed = PgSeed { source, target, migration: migration.clone(), progress: crate::follow::log_lines() };
-            let plan = EncryptPlan {
-                migration,
-                source: args.source_instance,
-                target: target_instance,
-                kms_key: args.kms_key,
-            };
+            let plan =
+                EncryptPlan { migration, source: args.source_instance, target: target_instance, kms_key: args.kms_key };
             let report = Box::pin(pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed)).await?;
             match args.format {
                 Format::Table => print!("{}", render_encrypt(&report)),
@@ -275,8 +273,10 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             let (migration, mut journal) = args.state.open()?;
             let endpoint = parse_spec("--source", &args.source)?;
             let probe = PgProbe::new(endpoint, Duration::from_secs(2));
-            let plan = SwitchoverPlan { migration, timeout_seconds: args.timeout, probe_interval: Duration::from_millis(100) };
-            let report = Box::pin(pgferry_aws::switchover::switchover(&cloud, &pacing, &mut journal, &plan, &probe)).await?;
+            let plan =
+                SwitchoverPlan { migration, timeout_seconds: args.timeout, probe_interval: Duration::from_millis(100) };
+            let report =
+                Box::pin(pgferry_aws::switchover::switchover(&cloud, &pacing, &mut journal, &plan, &probe)).await?;
             print_json(&report);
             Ok(ExitCode::SUCCESS)
         }
@@ -290,27 +290,10 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             let (_, mut journal) = args.state.open()?;
             let report = match args.fence_group {
                 Some(group) if !args.lift => {
-                    let plan = pgferry_aws::fence::FencePlan {
-                        source: args.source_instance,
-                        group,
-                    };
-                    Box::pin(pgferry_aws::fence::fence(
-                        &cloud,
-                        &pacing,
-                        &mut journal,
-                        &plan,
-                    ))
-                    .await?
+                    let plan = pgferry_aws::fence::FencePlan { source: args.source_instance, group };
+                    Box::pin(pgferry_aws::fence::fence(&cloud, &pacing, &mut journal, &plan)).await?
                 }
-                _ => {
-                    Box::pin(pgferry_aws::fence::lift(
-                        &cloud,
-                        &pacing,
-                        &mut journal,
-                        &args.source_instance,
-                    ))
-                    .await?
-                }
+                _ => Box::pin(pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &args.source_instance)).await?,
             };
             print_json(&report);
             Ok(ExitCode::SUCCESS)
@@ -323,13 +306,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 instance: args.to_instance,
                 ttl: args.ttl,
             };
-            let report = Box::pin(pgferry_aws::switch::switch(
-                &cloud,
-                &pacing,
-                &mut journal,
-                &plan,
-            ))
-            .await?;
+            let report = Box::pin(pgferry_aws::switch::switch(&cloud, &pacing, &mut journal, &plan)).await?;
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
@@ -351,13 +328,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 target: args.target_instance.unwrap_or_default(),
                 delete_source: args.delete_source,
             };
-            let report = Box::pin(pgferry_aws::finish::finish(
-                &cloud,
-                &pacing,
-                &mut journal,
-                &plan,
-            ))
-            .await?;
+            let report = Box::pin(pgferry_aws::finish::finish(&cloud, &pacing, &mut journal, &plan)).await?;
             print_json(&report);
             Ok(ExitCode::SUCCESS)
         }
@@ -365,19 +336,12 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
 }
 
 fn print_json(value: &impl Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("a report serializes")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("a report serializes"));
 }
 
 fn render_findings(instance: &str, findings: &[check::Finding]) -> String {
     let mut out = String::new();
-    let verdict = if check::ready(findings) {
-        "ready"
-    } else {
-        "not ready"
-    };
+    let verdict = if check::ready(findings) { "ready" } else { "not ready" };
     let _ = writeln!(out, "{instance}: {verdict}");
     for f in findings {
         let label = match f.severity {
@@ -443,7 +407,13 @@ fn render_blue_green(report: &BlueGreenReport) -> String {
         report.name, report.deployment, report.source, report.status, report.kms_key_arn
     );
     for g in &report.green {
-        let _ = writeln!(out, "  green {} ({}) for {}", g.green, g.endpoint.as_deref().unwrap_or("no endpoint yet"), g.blue);
+        let _ = writeln!(
+            out,
+            "  green {} ({}) for {}",
+            g.green,
+            g.endpoint.as_deref().unwrap_or("no endpoint yet"),
+            g.blue
+        );
     }
     let _ = writeln!(out, "asked to encrypt: {}", report.encrypted.join(", "));
     for f in &report.database {
@@ -455,23 +425,10 @@ fn render_blue_green(report: &BlueGreenReport) -> String {
 
 fn render_encrypt(report: &pgferry_aws::encrypt::EncryptReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} is an encrypted copy of {} (key {})",
-        report.target, report.source, report.kms_key_arn
-    );
-    let _ = writeln!(
-        out,
-        "endpoint: {}",
-        report.target_endpoint.as_deref().unwrap_or("(none)")
-    );
+    let _ = writeln!(out, "{} is an encrypted copy of {} (key {})", report.target, report.source, report.kms_key_arn);
+    let _ = writeln!(out, "endpoint: {}", report.target_endpoint.as_deref().unwrap_or("(none)"));
     let _ = writeln!(out, "\nsettings (source = target):");
-    let width = report
-        .parity
-        .iter()
-        .map(|r| r.setting.len())
-        .max()
-        .unwrap_or(0);
+    let width = report.parity.iter().map(|r| r.setting.len()).max().unwrap_or(0);
     for row in &report.parity {
         let _ = writeln!(out, "  {:width$}  {}", row.setting, row.source);
     }
@@ -480,9 +437,6 @@ fn render_encrypt(report: &pgferry_aws::encrypt::EncryptReport) -> String {
         "\nthe target's recovery ended at {}; replicate from there with slot {}",
         report.redo_lsn, report.slot
     );
-    let _ = writeln!(
-        out,
-        "next: pgferry rehearse, then pgferry cutover (docs/aws.md)"
-    );
+    let _ = writeln!(out, "next: pgferry rehearse, then pgferry cutover (docs/aws.md)");
     out
 }

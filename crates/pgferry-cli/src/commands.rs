@@ -41,10 +41,7 @@ pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
 
 async fn check(args: CheckArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
-    let plan = CheckPlan {
-        full_copy: !args.seeded,
-        long_transaction_seconds: args.long_transaction_seconds,
-    };
+    let plan = CheckPlan { full_copy: !args.seeded, long_transaction_seconds: args.long_transaction_seconds };
     let report = pgferry::check::check(&source, &target, &plan).await?;
     match args.format {
         Format::Table => print!("{}", render::check_table(&report)),
@@ -76,7 +73,10 @@ async fn copy(args: CopyArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn copy_options(migration: pgferry_core::names::MigrationName, tuning: &crate::cli::CopyTuning) -> pgferry::copy::CopyOptions {
+pub(crate) fn copy_options(
+    migration: pgferry_core::names::MigrationName,
+    tuning: &crate::cli::CopyTuning,
+) -> pgferry::copy::CopyOptions {
     pgferry::copy::CopyOptions {
         migration,
         jobs: tuning.jobs,
@@ -88,7 +88,8 @@ pub(crate) fn copy_options(migration: pgferry_core::names::MigrationName, tuning
 
 /// Reads `--name` as a migration name.
 pub(crate) fn parse_migration(name: &str) -> Result<pgferry_core::names::MigrationName> {
-    pgferry_core::names::MigrationName::new(name).map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))
+    pgferry_core::names::MigrationName::new(name)
+        .map_err(|e| pgferry::Error::new(ErrorKind::Usage, format!("--name: {e}")))
 }
 
 /// Parses both connection strings, reporting both when both are wrong.
@@ -110,7 +111,14 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let migration = parse_migration(&args.name)?;
     let run = || async {
         if args.changed_only {
-            pgferry::validate::validate_changed(&source, &target, &migration, &options, pgferry::validate::Recording::Record).await
+            pgferry::validate::validate_changed(
+                &source,
+                &target,
+                &migration,
+                &options,
+                pgferry::validate::Recording::Record,
+            )
+            .await
         } else {
             pgferry::validate::validate(&source, &target, Some(&migration), &options).await
         }
@@ -128,7 +136,10 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
             }
             let repaired = pgferry::copy::repair_tables(&source, &target, &migration, &differing).await?;
             for table in &repaired {
-                eprintln!("pgferry: repaired {}: {} row(s) copied again from the snapshot at {}", table.table, table.rows, table.snapshot_lsn);
+                eprintln!(
+                    "pgferry: repaired {}: {} row(s) copied again from the snapshot at {}",
+                    table.table, table.rows, table.snapshot_lsn
+                );
             }
             report = run().await?;
         }
@@ -201,7 +212,8 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
 
 async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {
     let (source, target, options) = cutover_options(&args)?;
-    let validation = pgferry::validate::ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
+    let validation =
+        pgferry::validate::ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
     let rehearsal = pgferry::rehearse::rehearse(&source, &target, &options, &validation).await?;
     match args.format {
         Format::Table => print!("{}", render::rehearsal(&rehearsal)),
@@ -221,7 +233,11 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
             Format::Table => print!("{}", render::cutover_plan(&plan)),
             Format::Json => println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes")),
         }
-        return Ok(if matches!(plan.decision, pgferry_core::cutover::Decision::Go) { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        return Ok(if matches!(plan.decision, pgferry_core::cutover::Decision::Go) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     let shutdown = crate::signals::stop_on_signals(
         "stopping: before the switch the cutover rolls back; a running switch command is waited for",

@@ -48,7 +48,9 @@ pub(crate) fn load(args: &[OsString]) -> Result<Option<PathBuf>> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::new(ErrorKind::Usage, format!("reading {}: {e}", path.display())))?;
-    for (variable, value) in settings(&text).map_err(|e| Error::new(ErrorKind::Usage, format!("{}: {e}", path.display())))? {
+    for (variable, value) in
+        settings(&text).map_err(|e| Error::new(ErrorKind::Usage, format!("{}: {e}", path.display())))?
+    {
         if std::env::var_os(variable).is_none() {
             std::env::set_var(variable, value);
         }
@@ -88,7 +90,12 @@ fn settings(text: &str) -> std::result::Result<Vec<(&'static str, String)>, Stri
                 .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("{key}: expected a list of strings")))
                 .collect::<std::result::Result<Vec<_>, _>>()?
                 .join(","),
-            other => return Err(format!("{key}: expected a string, a number or a list of strings, found {}", other.type_str())),
+            other => {
+                return Err(format!(
+                    "{key}: expected a string, a number or a list of strings, found {}",
+                    other.type_str()
+                ))
+            }
         };
         out.push((*variable, text));
     }
@@ -104,7 +111,11 @@ mod tests {
         let read = settings("name = \"m1\"\njobs = 4\nadmin_roles = [\"dba\", \"ops\"]\n").unwrap();
         assert_eq!(
             read,
-            vec![("PGFERRY_ADMIN_ROLES", "dba,ops".to_string()), ("PGFERRY_JOBS", "4".into()), ("PGFERRY_NAME", "m1".into())]
+            vec![
+                ("PGFERRY_ADMIN_ROLES", "dba,ops".to_string()),
+                ("PGFERRY_JOBS", "4".into()),
+                ("PGFERRY_NAME", "m1".into())
+            ]
         );
         assert!(settings("nmae = \"m1\"").unwrap_err().contains("unknown key \"nmae\""));
         assert!(settings("jobs = true").unwrap_err().contains("expected a string"));

@@ -14,14 +14,16 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let migration = parse_migration(&args.name)?;
     let until = match (&args.until_lsn, args.until_caught_up) {
-        (Some(lsn), _) => Until::Lsn(
-            lsn.parse()
-                .map_err(|e| Error::new(ErrorKind::Usage, format!("--until-lsn: {e}")))?,
-        ),
+        (Some(lsn), _) => {
+            Until::Lsn(lsn.parse().map_err(|e| Error::new(ErrorKind::Usage, format!("--until-lsn: {e}")))?)
+        }
         (None, true) => Until::CaughtUp,
         (None, false) => Until::Stopped,
     };
-    let shutdown = crate::signals::stop_on_signals("stopping after the current transaction (signal again to exit at once)", crate::signals::Second::Exits)?;
+    let shutdown = crate::signals::stop_on_signals(
+        "stopping after the current transaction (signal again to exit at once)",
+        crate::signals::Second::Exits,
+    )?;
     let options = FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown) };
     let _runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
     let report = run(&source, &target, &options, &log_lines()).await?;

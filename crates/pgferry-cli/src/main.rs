@@ -40,10 +40,7 @@ fn main() -> ExitCode {
     // One thread: pgferry's work is waiting on sockets, and on a small machine the
     // servers it drives need the cores more than it does (measured: a third less
     // client CPU than a multi-threaded runtime for the same copy).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("start the async runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("start the async runtime");
     match runtime.block_on(commands::run(cli.command)) {
         Ok(code) => code,
         Err(err) => {

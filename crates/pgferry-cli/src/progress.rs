@@ -77,9 +77,11 @@ fn handle(s: &mut State, bars: Option<&MultiProgress>, event: CopyEvent) {
             if let Some(bars) = bars {
                 let bar = bars.add(ProgressBar::new(s.total_bytes));
                 bar.set_style(
-                    ProgressStyle::with_template("{prefix:>12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                        .expect("valid template")
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{prefix:>12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
                 );
                 bar.set_prefix("all tables");
                 s.overall = Some(bar);
@@ -88,7 +90,9 @@ fn handle(s: &mut State, bars: Option<&MultiProgress>, event: CopyEvent) {
         CopyEvent::ChunkStarted { table, chunk, chunks } => {
             if let Some(bars) = bars {
                 let bar = bars.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{prefix:>12} {msg} {bytes} {bytes_per_sec}").expect("valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>12} {msg} {bytes} {bytes_per_sec}").expect("valid template"),
+                );
                 bar.set_prefix("copying");
                 bar.set_message(format!("{table} [{}/{chunks}]", chunk + 1));
                 s.tables.insert(format!("{table}#{chunk}"), bar);

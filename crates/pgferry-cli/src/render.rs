@@ -7,11 +7,11 @@ use pgferry::copy::CopyReport;
 use pgferry::cutover::CutoverReport;
 use pgferry::rehearse::Rehearsal;
 use pgferry::status::Status;
-use pgferry_core::cutover::Decision;
 use pgferry::validate::ValidationReport;
-use pgferry_core::validation::Verdict;
+use pgferry_core::cutover::Decision;
 use pgferry_core::preflight::human_bytes;
 use pgferry_core::preflight::{Finding, Severity, Side};
+use pgferry_core::validation::Verdict;
 
 /// The check report as a table grouped by side: each finding, its fix, its objects.
 pub(crate) fn check_table(report: &CheckReport) -> String {
@@ -78,7 +78,8 @@ pub(crate) fn copy_summary(report: &CopyReport) -> String {
     }
     let rows: i64 = report.tables.iter().map(|t| t.rows).sum();
     let bytes: i64 = report.tables.iter().map(|t| t.bytes).sum();
-    let _ = writeln!(out, "{:<48} {:>12} {:>10}", format!("{} table(s)", report.tables.len()), rows, human_bytes(bytes));
+    let _ =
+        writeln!(out, "{:<48} {:>12} {:>10}", format!("{} table(s)", report.tables.len()), rows, human_bytes(bytes));
     out.push('\n');
     timings(&mut out, "", &report.phases, 1);
     if !report.missing_roles.is_empty() {
@@ -103,7 +104,11 @@ pub(crate) fn copy_summary(report: &CopyReport) -> String {
 /// difference by key; a summary line.
 pub(crate) fn validation(report: &ValidationReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<44} {:>12} {:>12} {:>7} {:>8} {:>10}", "table", "source rows", "target rows", "chunks", "matched", "mismatched");
+    let _ = writeln!(
+        out,
+        "{:<44} {:>12} {:>12} {:>7} {:>8} {:>10}",
+        "table", "source rows", "target rows", "chunks", "matched", "mismatched"
+    );
     for t in &report.tables {
         let _ = writeln!(
             out,
@@ -131,7 +136,9 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
     }
     let count = |verdict| report.tables.iter().filter(|t| t.verdict == verdict).count();
     if let Some(b) = &report.behind {
-        let pending = b.pending_changes.map_or_else(|| "changes not counted".to_string(), |n| format!("{n} change(s) not applied yet"));
+        let pending = b
+            .pending_changes
+            .map_or_else(|| "changes not counted".to_string(), |n| format!("{n} change(s) not applied yet"));
         let _ = writeln!(
             out,
             "change capture was not running: the target holds the source's changes up to {}, the source was at {} ({} behind, {pending}); \
@@ -155,7 +162,8 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         for (what, oids) in [("missing", &d.missing), ("extra", &d.extra), ("changed", &d.changed)] {
             if !oids.is_empty() {
                 let shown: Vec<String> = oids.iter().take(20).map(u32::to_string).collect();
-                let _ = writeln!(out, "    {what}: OID {}{}", shown.join(", "), if oids.len() > 20 { ", ..." } else { "" });
+                let _ =
+                    writeln!(out, "    {what}: OID {}{}", shown.join(", "), if oids.len() > 20 { ", ..." } else { "" });
             }
         }
     }
@@ -168,7 +176,10 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         count(Verdict::NotProven)
     );
     if report.verdict == Verdict::NotProven {
-        let _ = writeln!(out, "nothing was proven different, and not everything was proven equal (exit 4): see NOT PROVEN above");
+        let _ = writeln!(
+            out,
+            "nothing was proven different, and not everything was proven equal (exit 4): see NOT PROVEN above"
+        );
     }
     out
 }
@@ -177,7 +188,11 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
 pub(crate) fn cutover(report: &CutoverReport) -> String {
     let mut out = String::new();
     if !report.complete {
-        let downtime = if report.downtime_seconds.is_nan() { "not journaled".to_string() } else { format!("{:.3} s", report.downtime_seconds) };
+        let downtime = if report.downtime_seconds.is_nan() {
+            "not journaled".to_string()
+        } else {
+            format!("{:.3} s", report.downtime_seconds)
+        };
         let _ = writeln!(
             out,
             "migration {}: cut over. An earlier run switched the application and was stopped after it; this run only recorded the target as open. Downtime measured by that run (fence to switch): {downtime}. The old source stays fenced.",
@@ -247,7 +262,9 @@ fn fence_change(change: &pgferry_core::fence::FenceChange) -> String {
             grantee.as_deref().unwrap_or("PUBLIC"),
             if *grantable { " (held WITH GRANT OPTION)" } else { "" }
         ),
-        FenceChange::GrantedConnect { grantee } => format!("CONNECT granted to {grantee} for the fence (pgferry or an administrator)"),
+        FenceChange::GrantedConnect { grantee } => {
+            format!("CONNECT granted to {grantee} for the fence (pgferry or an administrator)")
+        }
         FenceChange::ReadOnly { previous } => format!(
             "new sessions read-only (default_transaction_read_only = on; before: {})",
             previous.as_deref().unwrap_or("not set")
@@ -260,7 +277,8 @@ pub(crate) fn status(s: &Status) -> String {
     let mut out = String::new();
     let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let _ = writeln!(out, "migration      {}", s.migration);
-    let _ = writeln!(out, "phase          {}", s.phase.clone().unwrap_or_else(|| "not started (run pgferry copy)".into()));
+    let _ =
+        writeln!(out, "phase          {}", s.phase.clone().unwrap_or_else(|| "not started (run pgferry copy)".into()));
     let _ = writeln!(out, "slot start     {}", or_none(&s.slot_lsn));
     let _ = writeln!(out, "applied        {} (at {})", or_none(&s.applied_lsn), or_none(&s.applied_at));
     if let Some(rate) = s.changes_per_second {
@@ -284,16 +302,27 @@ pub(crate) fn status(s: &Status) -> String {
         Some(v) => {
             let verdict = match (v.equal, v.verdict.as_deref()) {
                 (true, _) => "equal".to_string(),
-                (false, Some("NOT PROVEN")) => format!("NOT PROVEN ({} chunk(s) kept changing; differences that may be lag are not mismatches)", v.changing_chunks),
+                (false, Some("NOT PROVEN")) => format!(
+                    "NOT PROVEN ({} chunk(s) kept changing; differences that may be lag are not mismatches)",
+                    v.changing_chunks
+                ),
                 (false, _) => format!("{} differing chunk(s)", v.mismatched_chunks),
             };
-            let _ = writeln!(out, "validation     {} ({}, {} rows, at {})", verdict, v.mode, v.rows_compared, v.finished_at);
+            let _ = writeln!(
+                out,
+                "validation     {} ({}, {} rows, at {})",
+                verdict, v.mode, v.rows_compared, v.finished_at
+            );
         }
         None => {
             let _ = writeln!(out, "validation     never run (pgferry validate)");
         }
     }
-    let _ = writeln!(out, "changed rows   {} to re-check (pgferry validate --changed-only; the cutover checks them)", s.touched_rows);
+    let _ = writeln!(
+        out,
+        "changed rows   {} to re-check (pgferry validate --changed-only; the cutover checks them)",
+        s.touched_rows
+    );
     let _ = writeln!(out, "fence          {}", if s.fenced { "RAISED on the source" } else { "none" });
     if let Some(step) = &s.cutover_step {
         let _ = writeln!(out, "cutover step   {step}");
@@ -310,9 +339,17 @@ pub(crate) fn status(s: &Status) -> String {
         }
     }
     if !s.tables.is_empty() {
-        let _ = writeln!(out, "\n{:<44} {:>10} {:>10} {:>10} {:>10}", "table", "inserts", "updates", "deletes", "truncates");
+        let _ = writeln!(
+            out,
+            "\n{:<44} {:>10} {:>10} {:>10} {:>10}",
+            "table", "inserts", "updates", "deletes", "truncates"
+        );
         for t in &s.tables {
-            let _ = writeln!(out, "{:<44} {:>10} {:>10} {:>10} {:>10}", t.table, t.inserts, t.updates, t.deletes, t.truncates);
+            let _ = writeln!(
+                out,
+                "{:<44} {:>10} {:>10} {:>10} {:>10}",
+                t.table, t.inserts, t.updates, t.deletes, t.truncates
+            );
         }
     }
     for w in &s.warnings {
@@ -362,10 +399,18 @@ pub(crate) fn seed_prepared(report: &pgferry::seed::PrepareReport) -> String {
     let _ = writeln!(out, "slot {} {made}; consistent from {}", report.slot, report.consistent_lsn);
     let _ = writeln!(out, "marker committed at {}", report.marker_lsn);
     if !report.insert_only_tables.is_empty() {
-        let _ = writeln!(out, "published for inserts and truncates only (no replica identity): {}", report.insert_only_tables.join(", "));
+        let _ = writeln!(
+            out,
+            "published for inserts and truncates only (no replica identity): {}",
+            report.insert_only_tables.join(", ")
+        );
     }
     if !report.unlogged_tables.is_empty() {
-        let _ = writeln!(out, "unlogged, not replicated and empty in a physical copy: {}", report.unlogged_tables.join(", "));
+        let _ = writeln!(
+            out,
+            "unlogged, not replicated and empty in a physical copy: {}",
+            report.unlogged_tables.join(", ")
+        );
     }
     let _ = writeln!(
         out,
@@ -388,7 +433,10 @@ pub(crate) fn seed_attached(report: &pgferry::seed::AttachReport) -> String {
     for (what, names) in [
         ("dropped inherited replication slots", &inherited.dropped_slots),
         ("dropped inherited publications", &inherited.dropped_publications),
-        ("disabled inherited subscriptions (enable them after the cutover if wanted)", &inherited.disabled_subscriptions),
+        (
+            "disabled inherited subscriptions (enable them after the cutover if wanted)",
+            &inherited.disabled_subscriptions,
+        ),
     ] {
         if !names.is_empty() {
             let _ = writeln!(out, "{what}: {}", names.join(", "));

@@ -73,15 +73,19 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
     let seed = match (args.seeded, &args.seed_log, &args.seed_lsn) {
         (false, ..) => None,
         (true, Some(log), _) => Some(SeedPosition::Log(ServerLog::File(log.clone()))),
-        (true, None, Some(lsn)) => Some(SeedPosition::Lsn(
-            lsn.parse().map_err(|e| Error::new(ErrorKind::Usage, format!("--seed-lsn: {e}")))?,
-        )),
+        (true, None, Some(lsn)) => {
+            Some(SeedPosition::Lsn(lsn.parse().map_err(|e| Error::new(ErrorKind::Usage, format!("--seed-lsn: {e}")))?))
+        }
         (true, None, None) => {
-            return Err(Error::new(ErrorKind::Usage, "--seeded needs where the copy ends")
-                .with_hint("pass --seed-log with the copy's server log, or --seed-lsn with its 'redo done at' position"))
+            return Err(Error::new(ErrorKind::Usage, "--seeded needs where the copy ends").with_hint(
+                "pass --seed-log with the copy's server log, or --seed-lsn with its 'redo done at' position",
+            ))
         }
     };
-    let shutdown = crate::signals::stop_on_signals("stopping after the current transaction (signal again to exit at once)", crate::signals::Second::Exits)?;
+    let shutdown = crate::signals::stop_on_signals(
+        "stopping after the current transaction (signal again to exit at once)",
+        crate::signals::Second::Exits,
+    )?;
     let options = StartOptions {
         copy: copy_options(migration.clone(), &args.tuning),
         seed,

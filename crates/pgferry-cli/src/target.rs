@@ -119,7 +119,8 @@ pub(crate) async fn run(command: TargetCommand) -> Result<ExitCode> {
 }
 
 fn pair(pair: &Pair) -> Result<(ConnSpec, ConnSpec)> {
-    match (crate::commands::parse_spec("--source", &pair.source), crate::commands::parse_spec("--target", &pair.target)) {
+    match (crate::commands::parse_spec("--source", &pair.source), crate::commands::parse_spec("--target", &pair.target))
+    {
         (Ok(s), Ok(t)) => Ok((s, t)),
         (s, t) => Err(pgferry::Error::combine(s.err().into_iter().chain(t.err()).collect())),
     }
@@ -138,7 +139,8 @@ fn report_table(report: &TargetReport) -> String {
             Action::DisableTrigger => "disabled".to_string(),
             Action::AddForeignKeyNotValid => "added NOT VALID".to_string(),
             Action::AddForeignKeyValidated => {
-                "added and validated (before PostgreSQL 18 a partitioned table's foreign key cannot be NOT VALID)".to_string()
+                "added and validated (before PostgreSQL 18 a partitioned table's foreign key cannot be NOT VALID)"
+                    .to_string()
             }
             Action::RecognizeForeignKey => "already present".to_string(),
             Action::SetTriggerState { state } => format!("set to {}", state.as_str()),
@@ -160,7 +162,8 @@ fn report_table(report: &TargetReport) -> String {
     for seq in &report.missing_sequences {
         let _ = writeln!(out, "  MISSING  sequence {seq} is on the source but not on the target: not set");
     }
-    let done = report.objects.len() - report.objects.iter().filter(|o| matches!(o.outcome, Outcome::Failed { .. })).count();
+    let done =
+        report.objects.len() - report.objects.iter().filter(|o| matches!(o.outcome, Outcome::Failed { .. })).count();
     let _ = writeln!(out, "{done} object(s) done, {} failure(s)", report.failures);
     if report.objects.iter().any(|o| matches!(o.outcome, Outcome::Failed { .. })) {
         let _ = writeln!(out, "repair or delete the rows named above, then run pgferry target validate-constraints (rerun pgferry target restore for a foreign key that could not be added)");
@@ -171,8 +174,18 @@ fn report_table(report: &TargetReport) -> String {
 /// The inventory, one section per kind of object.
 fn inventory_table(inv: &Inventory) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "schemas ({}): {}", inv.schemas.len(), inv.schemas.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "));
-    let _ = writeln!(out, "extensions ({}): {}", inv.extensions.len(), inv.extensions.iter().map(|e| format!("{} {}", e.name, e.version)).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        out,
+        "schemas ({}): {}",
+        inv.schemas.len(),
+        inv.schemas.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "extensions ({}): {}",
+        inv.extensions.len(),
+        inv.extensions.iter().map(|e| format!("{} {}", e.name, e.version)).collect::<Vec<_>>().join(", ")
+    );
     let _ = writeln!(out, "large objects: {}", inv.large_objects);
     let _ = writeln!(out, "\ntables ({})", inv.tables.len());
     for t in &inv.tables {
@@ -199,7 +212,14 @@ fn inventory_table(inv: &Inventory) -> String {
             notes.push(format!("{} generated column(s)", t.generated_columns.len()));
         }
         let rows = t.size.estimated_rows.map_or("?".to_string(), |r| r.to_string());
-        let _ = writeln!(out, "  {:<50} {:>10} {:>12} rows  {}", t.name.to_string(), human_bytes(t.size.bytes), rows, notes.join("; "));
+        let _ = writeln!(
+            out,
+            "  {:<50} {:>10} {:>12} rows  {}",
+            t.name.to_string(),
+            human_bytes(t.size.bytes),
+            rows,
+            notes.join("; ")
+        );
     }
     let _ = writeln!(out, "\nforeign keys ({})", inv.foreign_keys.len());
     for fk in &inv.foreign_keys {
@@ -235,6 +255,12 @@ fn inventory_table(inv: &Inventory) -> String {
             s.position.is_called
         );
     }
-    let _ = writeln!(out, "\nconstraints ({}), indexes ({}), views and materialized views ({})", inv.constraints.len(), inv.indexes.len(), inv.views.len());
+    let _ = writeln!(
+        out,
+        "\nconstraints ({}), indexes ({}), views and materialized views ({})",
+        inv.constraints.len(),
+        inv.indexes.len(),
+        inv.views.len()
+    );
     out
 }

@@ -31,20 +31,12 @@ fn stdout(output: &Output) -> String {
 }
 
 fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            stdout(output),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(output), String::from_utf8_lossy(&output.stderr)))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 #[test]
@@ -78,7 +70,11 @@ fn check_runs_pgferry_checks_database_checks_when_given_the_source() {
 
     let unchecked = pgferry(moto, &["aws", "check", "--source-instance", "cli-db"]);
     assert_eq!(unchecked.status.code(), Some(0), "not running them is a warning: {}", stdout(&unchecked));
-    assert!(stdout(&unchecked).contains("database-level checks of pgferry check were not run"), "{}", stdout(&unchecked));
+    assert!(
+        stdout(&unchecked).contains("database-level checks of pgferry check were not run"),
+        "{}",
+        stdout(&unchecked)
+    );
 }
 
 #[test]
@@ -91,11 +87,7 @@ fn check_reports_ready_and_not_ready_with_exit_codes() {
     });
     let good = pgferry(moto, &["aws", "check", "--source-instance", "cli-good"]);
     assert_eq!(good.status.code(), Some(0), "{}", stdout(&good));
-    assert!(
-        stdout(&good).starts_with("cli-good: ready\n"),
-        "{}",
-        stdout(&good)
-    );
+    assert!(stdout(&good).starts_with("cli-good: ready\n"), "{}", stdout(&good));
     let text = stdout(&good);
     assert!(
         text.contains("Blue/Green deployment (TargetKmsKeyId for each green instance): can encrypt this instance"),
@@ -104,17 +96,7 @@ fn check_reports_ready_and_not_ready_with_exit_codes() {
     assert!(text.contains("recommended: pgferry (aws encrypt)\n  because both paths can encrypt it"), "{text}");
     assert!(!text.contains("cannot change encryption"), "{text}");
 
-    let off = pgferry(
-        moto,
-        &[
-            "aws",
-            "check",
-            "--source-instance",
-            "cli-off",
-            "--format",
-            "json",
-        ],
-    );
+    let off = pgferry(moto, &["aws", "check", "--source-instance", "cli-off", "--format", "json"]);
     assert_eq!(off.status.code(), Some(1));
     let report = json(&off);
     assert_eq!(report["ready"], false);
@@ -125,9 +107,7 @@ fn check_reports_ready_and_not_ready_with_exit_codes() {
 
     let missing = pgferry(moto, &["aws", "check", "--source-instance", "cli-missing"]);
     assert_eq!(missing.status.code(), Some(3));
-    assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("there is no RDS instance cli-missing")
-    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no RDS instance cli-missing"));
 }
 
 #[test]
@@ -136,53 +116,24 @@ fn fence_lift_and_switch_through_the_command_line() {
     let (group, zone) = runtime().block_on(async {
         let config = moto.config().await;
         let source = create_source(&config, "cli-fence", Some("1"), 0).await;
-        (
-            source.security_group,
-            create_zone(&config, "cli.example.com").await,
-        )
+        (source.security_group, create_zone(&config, "cli.example.com").await)
     });
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().to_str().unwrap();
     let common = ["--name", "cli_fence", "--state-dir", state_dir];
 
     let fence_group = security_group_id("cli-fence-fence");
-    let fence_args = [
-        &[
-            "aws",
-            "fence",
-            "--source-instance",
-            "cli-fence",
-            "--fence-group",
-            &fence_group,
-        ][..],
-        &common,
-    ]
-    .concat();
+    let fence_args =
+        [&["aws", "fence", "--source-instance", "cli-fence", "--fence-group", &fence_group][..], &common].concat();
     // Killed once the swap is done, then run again: the groups recorded before the swap win.
-    let killed = pgferry_with(
-        moto,
-        &fence_args,
-        &[("PGFERRY_FAILPOINT", "aws-after-fence:1")],
-    );
+    let killed = pgferry_with(moto, &fence_args, &[("PGFERRY_FAILPOINT", "aws-after-fence:1")]);
     assert_eq!(killed.status.code(), Some(137));
     let fenced = pgferry(moto, &fence_args);
-    assert_eq!(
-        fenced.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&fenced.stderr)
-    );
+    assert_eq!(fenced.status.code(), Some(0), "{}", String::from_utf8_lossy(&fenced.stderr));
     assert_eq!(json(&fenced)["previous"], serde_json::json!([group]));
     assert_eq!(json(&fenced)["now"], serde_json::json!([fence_group]));
 
-    let lifted = pgferry(
-        moto,
-        &[
-            &["aws", "fence", "--lift", "--source-instance", "cli-fence"][..],
-            &common,
-        ]
-        .concat(),
-    );
+    let lifted = pgferry(moto, &[&["aws", "fence", "--lift", "--source-instance", "cli-fence"][..], &common].concat());
     assert_eq!(json(&lifted)["now"], serde_json::json!([group]));
 
     let switched = pgferry(
@@ -204,12 +155,7 @@ fn fence_lift_and_switch_through_the_command_line() {
         ]
         .concat(),
     );
-    assert_eq!(
-        switched.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&switched.stderr)
-    );
+    assert_eq!(switched.status.code(), Some(0), "{}", String::from_utf8_lossy(&switched.stderr));
     assert_eq!(json(&switched)["now"]["ttl"], 30);
     assert!(state.path().join("aws-journal.jsonl").exists());
 }
@@ -217,18 +163,7 @@ fn fence_lift_and_switch_through_the_command_line() {
 #[test]
 fn deleting_the_source_needs_yes() {
     let moto = Moto::shared();
-    let out = pgferry(
-        moto,
-        &[
-            "aws",
-            "finish",
-            "--source-instance",
-            "a",
-            "--target-instance",
-            "b",
-            "--delete-source",
-        ],
-    );
+    let out = pgferry(moto, &["aws", "finish", "--source-instance", "a", "--target-instance", "b", "--delete-source"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("add --yes"));
 }
@@ -257,9 +192,7 @@ fn check_weighs_the_rehearsed_downtime_and_a_target_in_another_region() {
 
 /// How many Blue/Green deployments moto holds with this name.
 fn deployments(moto: &Moto, name: &str) -> usize {
-    runtime().block_on(async {
-        blue_green_statuses(&moto.config().await, name).await.len()
-    })
+    runtime().block_on(async { blue_green_statuses(&moto.config().await, name).await.len() })
 }
 
 #[test]
@@ -277,9 +210,24 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
     let url = cluster.url("app");
     let state = tempfile::tempdir().unwrap();
     let args = [
-        "aws", "encrypt", "--method", "blue-green", "--source-instance", "cli-bg", "--kms-key", "alias/cli-bg",
-        "--source", url.as_str(), "--green", url.as_str(), "--name", "cli_bg",
-        "--state-dir", state.path().to_str().unwrap(), "--format", "json",
+        "aws",
+        "encrypt",
+        "--method",
+        "blue-green",
+        "--source-instance",
+        "cli-bg",
+        "--kms-key",
+        "alias/cli-bg",
+        "--source",
+        url.as_str(),
+        "--green",
+        url.as_str(),
+        "--name",
+        "cli_bg",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--format",
+        "json",
     ];
     for step in pgferry_aws::blue_green::STEPS {
         let failpoint = format!("aws-after-{step}:1");
@@ -301,7 +249,8 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
     let common = ["--name", "cli_bg", "--state-dir", state.path().to_str().unwrap()];
     let early = pgferry(moto, &[&["aws", "finish", "--blue-green"][..], &common].concat());
     assert_eq!(early.status.code(), Some(3), "not switched over yet");
-    let switched = pgferry(moto, &[&["aws", "switchover", "--source", url.as_str(), "--timeout", "60"][..], &common].concat());
+    let switched =
+        pgferry(moto, &[&["aws", "switchover", "--source", url.as_str(), "--timeout", "60"][..], &common].concat());
     assert_eq!(switched.status.code(), Some(0), "{}", String::from_utf8_lossy(&switched.stderr));
     let report = json(&switched);
     assert_eq!(report["status"], "SWITCHOVER_COMPLETED");

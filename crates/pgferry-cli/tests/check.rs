@@ -16,10 +16,7 @@ fn pgferry(args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 fn json(output: &Output) -> serde_json::Value {
@@ -27,12 +24,7 @@ fn json(output: &Output) -> serde_json::Value {
 }
 
 fn codes(report: &serde_json::Value) -> Vec<String> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["code"].as_str().unwrap().to_string())
-        .collect()
+    report["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
@@ -106,9 +98,8 @@ fn every_problem_is_reported_at_once_with_its_fix() {
     ] {
         assert!(found.contains(&code.to_string()), "{code} not in {found:?}");
     }
-    let finding = |code: &str| {
-        report["findings"].as_array().unwrap().iter().find(|f| f["code"] == code).unwrap().clone()
-    };
+    let finding =
+        |code: &str| report["findings"].as_array().unwrap().iter().find(|f| f["code"] == code).unwrap().clone();
     let identity = finding("replica_identity");
     let objects: Vec<&str> = identity["objects"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
     assert_eq!(objects.len(), 2, "{objects:?}");
@@ -122,7 +113,13 @@ fn every_problem_is_reported_at_once_with_its_fix() {
     assert_eq!(report["ready"], false);
 
     // The table form carries the same findings, grouped by side, with fixes.
-    let out = pgferry(&["check", "--source", &source.url_as("app", "app-pw", "postgres"), "--target", &target.url("ascii_db")]);
+    let out = pgferry(&[
+        "check",
+        "--source",
+        &source.url_as("app", "app-pw", "postgres"),
+        "--target",
+        &target.url("ascii_db"),
+    ]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     let source_part = &stdout[..stdout.find("TARGET").unwrap()];
@@ -143,12 +140,17 @@ fn long_transactions_are_named_with_their_pid() {
         client.batch_execute("BEGIN; SELECT txid_current();").await.unwrap();
         client
     });
-    let pid: i32 = runtime.block_on(async {
-        holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
-    });
+    let pid: i32 = runtime.block_on(async { holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0) });
     let out = pgferry(&[
-        "check", "--source", &source.url("postgres"), "--target", &target.url("postgres"),
-        "--long-transaction-seconds", "0", "--format", "json",
+        "check",
+        "--source",
+        &source.url("postgres"),
+        "--target",
+        &target.url("postgres"),
+        "--long-transaction-seconds",
+        "0",
+        "--format",
+        "json",
     ]);
     assert_eq!(out.status.code(), Some(0), "a warning does not block: {:?}", text(&out));
     let report = json(&out);
@@ -160,7 +162,15 @@ fn long_transactions_are_named_with_their_pid() {
 fn an_older_target_and_an_old_pg_dump_are_problems() {
     let source = Cluster::start(PgVersion::V18);
     let target = Cluster::start(PgVersion::V15);
-    let out = pgferry(&["check", "--source", &source.url("postgres"), "--target", &target.url("postgres"), "--format", "json"]);
+    let out = pgferry(&[
+        "check",
+        "--source",
+        &source.url("postgres"),
+        "--target",
+        &target.url("postgres"),
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let found = codes(&json(&out));
     assert!(found.contains(&"target_version".to_string()), "{found:?}");
@@ -171,8 +181,10 @@ fn an_older_target_and_an_old_pg_dump_are_problems() {
 fn unreachable_servers_exit_2_and_both_sides_are_named() {
     let out = pgferry(&[
         "check",
-        "--source", "postgresql://u:secret-one@127.0.0.1:1/db?sslmode=disable&connect_timeout=5",
-        "--target", "host=127.0.0.1 port=2 user=u password=secret-two dbname=db sslmode=disable",
+        "--source",
+        "postgresql://u:secret-one@127.0.0.1:1/db?sslmode=disable&connect_timeout=5",
+        "--target",
+        "host=127.0.0.1 port=2 user=u password=secret-two dbname=db sslmode=disable",
     ]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
@@ -201,7 +213,16 @@ fn a_password_in_a_url_appears_in_no_output_or_log() {
     let wrong = source.url_as("mover", "Wr0ng-S3cret-pw", "postgres");
     for (source_url, expected) in [(&good, 0), (&wrong, 2)] {
         for format in ["table", "json"] {
-            let out = pgferry(&["-vv", "check", "--source", source_url, "--target", &target.url("postgres"), "--format", format]);
+            let out = pgferry(&[
+                "-vv",
+                "check",
+                "--source",
+                source_url,
+                "--target",
+                &target.url("postgres"),
+                "--format",
+                format,
+            ]);
             let (stdout, stderr) = text(&out);
             assert_eq!(out.status.code(), Some(expected), "{stdout}{stderr}");
             let all = format!("{stdout}{stderr}");
@@ -241,18 +262,24 @@ fn a_password_in_a_url_appears_in_no_output_of_copy_follow_status_and_validate()
 /// with a clear error, instead of hanging for ever.
 #[test]
 fn a_silent_server_is_given_up_at_the_connect_timeout() {
-    let silent = [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
+    let silent =
+        [std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap()];
     let [source_port, target_port] = silent.each_ref().map(|l| l.local_addr().unwrap().port());
     let started = std::time::Instant::now();
     let out = pgferry(&[
         "check",
-        "--source", &format!("postgresql://u@127.0.0.1:{source_port}/db?sslmode=disable&connect_timeout=3"),
-        "--target", &format!("postgresql://u@127.0.0.1:{target_port}/db?sslmode=disable"),
+        "--source",
+        &format!("postgresql://u@127.0.0.1:{source_port}/db?sslmode=disable&connect_timeout=3"),
+        "--target",
+        &format!("postgresql://u@127.0.0.1:{target_port}/db?sslmode=disable"),
     ]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "gave up only after {:?}", started.elapsed());
-    assert!(stderr.contains(&format!("source: cannot connect to postgresql://u@127.0.0.1:{source_port}/db")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("source: cannot connect to postgresql://u@127.0.0.1:{source_port}/db")),
+        "{stderr}"
+    );
     assert!(stderr.contains("no answer within 3 s (connect_timeout)"), "{stderr}");
     assert!(stderr.contains("no answer within 10 s (connect_timeout)"), "the default: {stderr}");
     assert!(stderr.contains("hint: check the host and port"), "{stderr}");
@@ -308,7 +335,10 @@ fn a_replication_only_role_is_told_every_missing_privilege() {
     let target_create = of("create_privilege", "target").unwrap_or_else(|| panic!("{report}"));
     assert!(target_create["fix"].as_str().unwrap().contains("GRANT CREATE ON DATABASE app TO rep"), "{target_create}");
     let ownership = of("table_ownership", "source").unwrap_or_else(|| panic!("{report}"));
-    assert_eq!(ownership["objects"], serde_json::json!(["\"public\".\"t\" (owner app)", "\"public\".\"u\" (owner app)"]));
+    assert_eq!(
+        ownership["objects"],
+        serde_json::json!(["\"public\".\"t\" (owner app)", "\"public\".\"u\" (owner app)"])
+    );
 
     // Granted what the fixes say, the same role is ready.
     source.psql("app", "GRANT CREATE ON DATABASE app TO rep; GRANT app TO rep");

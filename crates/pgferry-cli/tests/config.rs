@@ -24,7 +24,8 @@ fn commands_take_their_settings_from_the_file_and_flags_override_it() {
     source.create_database("app");
     target.create_database("app");
     let dir = tempfile::tempdir().unwrap();
-    let file = format!("name = \"from_file\"\nsource = \"{}\"\ntarget = \"{}\"\n", source.url("app"), target.url("app"));
+    let file =
+        format!("name = \"from_file\"\nsource = \"{}\"\ntarget = \"{}\"\n", source.url("app"), target.url("app"));
     std::fs::write(dir.path().join("pgferry.toml"), file).unwrap();
 
     let out = pgferry_in(dir.path(), &["status"]);
@@ -36,5 +37,9 @@ fn commands_take_their_settings_from_the_file_and_flags_override_it() {
     std::fs::write(dir.path().join("other.toml"), "nmae = \"typo\"\n").unwrap();
     let out = pgferry_in(dir.path(), &["--config", "other.toml", "status"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key \"nmae\""), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown key \"nmae\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,11 +10,7 @@ use std::time::Duration;
 use pgferry_testkit::{q, Cluster, PgVersion, HOSTILE_NAMES};
 
 fn pgferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run pgferry")
+    Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).envs(envs.iter().copied()).output().expect("run pgferry")
 }
 
 fn copy(source: &Cluster, target: &Cluster, extra: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -110,7 +106,6 @@ fn load_rich_database(c: &Cluster) {
     }
 }
 
-
 fn sequences(c: &Cluster) -> String {
     c.psql(
         "app",
@@ -120,10 +115,7 @@ fn sequences(c: &Cluster) -> String {
 }
 
 fn large_objects(c: &Cluster) -> String {
-    c.psql(
-        "app",
-        "SELECT string_agg(oid || ':' || md5(lo_get(oid)), ',' ORDER BY oid) FROM pg_largeobject_metadata",
-    )
+    c.psql("app", "SELECT string_agg(oid || ':' || md5(lo_get(oid)), ',' ORDER BY oid) FROM pg_largeobject_metadata")
 }
 
 /// The schema as pg_dump (of the newer version) prints it.
@@ -181,7 +173,8 @@ fn assert_same_lines(left: &str, right: &str, what: &str) {
 
 #[test]
 fn a_rich_database_comes_out_identical_from_15_to_15_and_18_and_from_18_to_18() {
-    for (from, to) in [(PgVersion::V15, &[PgVersion::V15, PgVersion::V18][..]), (PgVersion::V18, &[PgVersion::V18][..])] {
+    for (from, to) in [(PgVersion::V15, &[PgVersion::V15, PgVersion::V18][..]), (PgVersion::V18, &[PgVersion::V18][..])]
+    {
         let source = Cluster::start(from);
         load_rich_database(&source);
         for &version in to {
@@ -225,12 +218,18 @@ fn copies_identically(source: &Cluster, version: PgVersion) {
     // keyless table in the insert-only publication.
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_main'"), "1");
     assert_eq!(
-        source.psql("app", "SELECT string_agg(tablename, ',') FROM pg_publication_tables WHERE pubname = 'pgferry_main__insert_only'"),
+        source.psql(
+            "app",
+            "SELECT string_agg(tablename, ',') FROM pg_publication_tables WHERE pubname = 'pgferry_main__insert_only'"
+        ),
         "audit"
     );
     // The source keeps accepting UPDATE and DELETE on the keyless table.
     source.psql("app", "UPDATE public.audit SET message = message WHERE false; DELETE FROM public.audit WHERE false;");
-    source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
+    source.psql(
+        "app",
+        "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;",
+    );
 }
 
 #[test]
@@ -245,7 +244,10 @@ fn a_pg_dump_older_than_the_source_is_refused_before_anything_changes() {
 #[test]
 fn a_pg_restore_the_target_rejects_is_refused_before_anything_changes() {
     let stderr = refused_copy(PgVersion::V15, PgVersion::V15, PgVersion::V18);
-    assert!(stderr.contains("pg_restore is version 18 but the target runs 15") && stderr.contains("transaction_timeout"), "{stderr}");
+    assert!(
+        stderr.contains("pg_restore is version 18 but the target runs 15") && stderr.contains("transaction_timeout"),
+        "{stderr}"
+    );
     assert!(stderr.contains("postgresql-client-15") && stderr.contains("nothing was changed"), "{stderr}");
 }
 
@@ -338,16 +340,16 @@ fn writes_during_the_copy_never_reach_the_target_and_nothing_before_is_missed() 
     assert_ok(&out);
     // A consistent snapshot holds a prefix of the writer's transactions: new ids
     // 40001..=k with no gap, and exactly k - 40000 updates applied.
-    let row = target.psql(
-        "app",
-        "SELECT count(*), count(DISTINCT id), max(id), coalesce(sum(version), 0) FROM items",
-    );
+    let row = target.psql("app", "SELECT count(*), count(DISTINCT id), max(id), coalesce(sum(version), 0) FROM items");
     let v: Vec<i64> = row.split('|').map(|x| x.parse().unwrap()).collect();
     let (count, distinct, max, versions) = (v[0], v[1], v[2], v[3]);
     assert_eq!(count, distinct, "a row was copied twice");
     assert_eq!(count, max, "ids have a gap: a row written before the snapshot is missing");
     assert_eq!(versions, max - 40000, "updates do not match the inserts of the same transactions");
-    assert!(source.psql("app", "SELECT max(id) FROM items").parse::<i64>().unwrap() > max, "the writer kept going after the snapshot");
+    assert!(
+        source.psql("app", "SELECT max(id) FROM items").parse::<i64>().unwrap() > max,
+        "the writer kept going after the snapshot"
+    );
 }
 
 #[test]
@@ -438,7 +440,11 @@ fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
 fn assert_untouched(c: &Cluster, what: &str) {
     assert_eq!(c.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0", "{what}: a slot");
     assert_eq!(c.psql("app", "SELECT count(*) FROM pg_publication"), "0", "{what}: a publication");
-    assert_eq!(c.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0", "{what}: pgferry's schema");
+    assert_eq!(
+        c.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"),
+        "0",
+        "{what}: pgferry's schema"
+    );
 }
 
 #[test]
@@ -482,6 +488,7 @@ fn zero_workers_are_refused_before_anything_runs() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(flag) && stderr.contains("must be at least 1"), "{stderr}");
     }
-    let out = pgferry(&["copy", "--source", "host=/nonexistent", "--target", "host=/nonexistent"], &[("PGFERRY_JOBS", "0")]);
+    let out =
+        pgferry(&["copy", "--source", "host=/nonexistent", "--target", "host=/nonexistent"], &[("PGFERRY_JOBS", "0")]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -220,7 +220,12 @@ fn a_cutover_killed_after_the_switch_is_finished_by_the_rerun() {
 
 #[test]
 fn keyless_tables_stop_the_cutover_until_the_operator_vouches_for_them() {
-    let pair = migrated_with(|c| c.psql("app", "CREATE TABLE history (at timestamptz DEFAULT now(), what text); INSERT INTO history (what) VALUES ('x')"));
+    let pair = migrated_with(|c| {
+        c.psql(
+            "app",
+            "CREATE TABLE history (at timestamptz DEFAULT now(), what text); INSERT INTO history (what) VALUES ('x')",
+        )
+    });
     let urls = pair.urls();
     let out = pgferry(&pair.args("cutover", &urls), &[]);
     assert_eq!(out.status.code(), Some(1), "a refusal that changed nothing");
@@ -247,7 +252,8 @@ fn keyless_tables_updated_and_deleted_since_the_copy_are_copied_again_inside_the
         )
     });
     // Changes change capture cannot carry for a keyless table.
-    pair.source.psql("app", "UPDATE history SET what = 'changed' WHERE what = 'h7'; DELETE FROM history WHERE what = 'h8';");
+    pair.source
+        .psql("app", "UPDATE history SET what = 'changed' WHERE what = 'h7'; DELETE FROM history WHERE what = 'h8';");
     let urls = pair.urls();
     let mut args = pair.args("cutover", &urls);
     args.push("--recopy-keyless-tables");
@@ -284,7 +290,10 @@ fn a_rehearsal_changes_nothing_the_application_sees_and_predicts_the_downtime() 
     assert!(report["expected_downtime_seconds"].as_f64().unwrap() < 5.0);
     assert_eq!(app_role(&pair.source), before, "no fence");
     let app = format!("postgresql://app:app-pw@127.0.0.1:{}/app?sslmode=disable", pair.source.port());
-    let out = Command::new("psql").args([app.as_str(), "-Xqc", "INSERT INTO orders (note) VALUES ('the application still writes')"]).output().unwrap();
+    let out = Command::new("psql")
+        .args([app.as_str(), "-Xqc", "INSERT INTO orders (note) VALUES ('the application still writes')"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -410,7 +419,8 @@ fn sigint_while_fenced_rolls_back_before_exiting_and_during_the_switch_waits_for
     let before = app_role(&pair.source);
     let urls = pair.urls();
     let dir = tempfile::tempdir().unwrap();
-    let (fence_started, fence_up, switched) = (dir.path().join("fence-started"), dir.path().join("fence-up"), dir.path().join("switched"));
+    let (fence_started, fence_up, switched) =
+        (dir.path().join("fence-started"), dir.path().join("fence-up"), dir.path().join("switched"));
     let raise = format!("touch {} {}; sleep 30", fence_started.display(), fence_up.display());
     let lift = format!("rm -f {}", fence_up.display());
     let mut args = pair.args("cutover", &urls);
@@ -456,7 +466,10 @@ fn a_target_lost_inside_the_cutover_leaves_the_source_unfenced_without_a_rerun()
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("rolled back, the source is unfenced") && stderr.contains("Connection refused"), "the first cause: {stderr}");
+    assert!(
+        stderr.contains("rolled back, the source is unfenced") && stderr.contains("Connection refused"),
+        "the first cause: {stderr}"
+    );
     assert!(!stderr.contains('\u{1b}'), "no terminal escapes when stderr is not a terminal: {stderr}");
     assert_eq!(app_role(&pair.source), before, "unfenced without the target");
     pair.target.resume();
@@ -486,9 +499,14 @@ fn the_cutover_carries_large_objects_and_materialized_views_changed_since_the_co
     let urls = pair.urls();
     let stdout = ok(pgferry(&pair.args("cutover", &urls), &[]));
     assert!(stdout.contains("materialized views refreshed: 1"), "{stdout}");
-    let objects = |c: &Cluster| c.psql("app", "SELECT string_agg(encode(lo_get(oid), 'escape'), ',' ORDER BY oid) FROM pg_largeobject_metadata");
+    let objects = |c: &Cluster| {
+        c.psql("app", "SELECT string_agg(encode(lo_get(oid), 'escape'), ',' ORDER BY oid) FROM pg_largeobject_metadata")
+    };
     assert_eq!(objects(&pair.target), objects(&pair.source));
-    assert_eq!(pair.target.psql("app", "SELECT n FROM order_count"), pair.source.psql("app", "SELECT n FROM order_count"));
+    assert_eq!(
+        pair.target.psql("app", "SELECT n FROM order_count"),
+        pair.source.psql("app", "SELECT n FROM order_count")
+    );
     assert_eq!(pair.target.psql("app", "SELECT n FROM order_count"), "1700");
 }
 

@@ -21,7 +21,8 @@ fn pgferry(args: &[&str]) -> (Output, String, String) {
 
 /// The number after `label` on the summary's line that starts with it.
 fn figure(summary: &str, label: &str) -> f64 {
-    let line = summary.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label:?} line in:\n{summary}"));
+    let line =
+        summary.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label:?} line in:\n{summary}"));
     let value = line[label.len()..].split_whitespace().next().unwrap();
     value.parse().unwrap_or_else(|_| panic!("{value:?} on {line:?} is not a number"))
 }
@@ -64,7 +65,8 @@ fn assert_migrated_and_cleaned_up(output: &Output, summary: &str, log: &str) {
     assert!(figure(summary, "changes replicated") > 0.0, "{summary}");
     assert!(figure(summary, "application") > 0.0, "{summary}");
     assert!(summary.contains("the sequences continue, no collision"), "{summary}");
-    let dir = log.lines().find_map(clusters_dir).unwrap_or_else(|| panic!("the clusters' directory is not named:\n{log}"));
+    let dir =
+        log.lines().find_map(clusters_dir).unwrap_or_else(|| panic!("the clusters' directory is not named:\n{log}"));
     assert!(!dir.exists(), "{} was left behind", dir.display());
     assert!(!summary.contains("password") && !log.contains("password"), "{summary}\n{log}");
 }

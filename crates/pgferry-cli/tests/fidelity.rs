@@ -30,7 +30,10 @@ fn assert_ok(out: &Output) {
 fn copy(source: &Cluster, target: &Cluster, name: &str) {
     let (s, t) = (source.url("app"), target.url("app"));
     let bin = source.version().bin_dir();
-    assert_ok(&pgferry(&["copy", "--source", &s, "--target", &t, "--name", name], &[("PGFERRY_PG_BIN", bin.to_str().unwrap())]));
+    assert_ok(&pgferry(
+        &["copy", "--source", &s, "--target", &t, "--name", name],
+        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
+    ));
 }
 
 fn catch_up(source: &Cluster, target: &Cluster, name: &str) -> Output {
@@ -47,7 +50,13 @@ fn validate(source: &Cluster, target: &Cluster) -> (bool, serde_json::Value) {
 }
 
 fn table(report: &serde_json::Value, name: &str) -> serde_json::Value {
-    report["tables"].as_array().unwrap().iter().find(|t| t["table"] == name).cloned().unwrap_or_else(|| panic!("{name} not in {report}"))
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in {report}"))
 }
 
 fn spec(c: &Cluster) -> pgferry_pg::ConnSpec {
@@ -63,7 +72,12 @@ const TARGETS: [PgVersion; 2] = [PgVersion::V15, PgVersion::V18];
 
 /// Rows of a materialized view as text, or its error.
 fn view_rows(c: &Cluster, view: &str) -> Result<String, String> {
-    c.try_psql("app", &format!("SELECT count(*) || ':' || coalesce(md5(string_agg(v::text, '|' ORDER BY v::text)), '') FROM {view} v"))
+    c.try_psql(
+        "app",
+        &format!(
+            "SELECT count(*) || ':' || coalesce(md5(string_agg(v::text, '|' ORDER BY v::text)), '') FROM {view} v"
+        ),
+    )
 }
 
 #[test]
@@ -88,7 +102,8 @@ fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_valid
         for view in ["by_region", "a_top"] {
             assert_eq!(view_rows(&target, view), view_rows(&source, view), "{view} after the copy to {version:?}");
         }
-        let unpopulated = |c: &Cluster| c.psql("app", "SELECT relispopulated FROM pg_class WHERE relname = 'never_filled'");
+        let unpopulated =
+            |c: &Cluster| c.psql("app", "SELECT relispopulated FROM pg_class WHERE relname = 'never_filled'");
         assert_eq!((unpopulated(&source).as_str(), unpopulated(&target).as_str()), ("f", "f"), "kept unpopulated");
         let (equal, report) = validate(&source, &target);
         assert!(equal, "{report}");
@@ -102,11 +117,26 @@ fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_valid
         let (equal, report) = validate(&source, &target);
         assert!(!equal, "stale views must differ: {report}");
         assert_eq!(table(&report, "\"public\".\"by_region\"")["mismatched"], 1, "{report}");
-        assert!(table(&report, "\"public\".\"never_filled\"")["problem"].as_str().unwrap().contains("not populated on the target"), "{report}");
+        assert!(
+            table(&report, "\"public\".\"never_filled\"")["problem"]
+                .as_str()
+                .unwrap()
+                .contains("not populated on the target"),
+            "{report}"
+        );
 
-        let refreshed = runtime().block_on(pgferry::materialized_views::refresh_materialized_views(&spec(&source), &spec(&target))).unwrap();
+        let refreshed = runtime()
+            .block_on(pgferry::materialized_views::refresh_materialized_views(&spec(&source), &spec(&target)))
+            .unwrap();
         let order: Vec<(&str, &str)> = refreshed.views.iter().map(|v| (v.view.as_str(), v.action)).collect();
-        assert_eq!(order, [("\"public\".\"by_region\"", "refreshed"), ("\"public\".\"never_filled\"", "refreshed"), ("\"public\".\"a_top\"", "refreshed")]);
+        assert_eq!(
+            order,
+            [
+                ("\"public\".\"by_region\"", "refreshed"),
+                ("\"public\".\"never_filled\"", "refreshed"),
+                ("\"public\".\"a_top\"", "refreshed")
+            ]
+        );
         for view in ["by_region", "a_top", "never_filled"] {
             assert_eq!(view_rows(&target, view), view_rows(&source, view), "{view} after the refresh on {version:?}");
         }
@@ -115,8 +145,13 @@ fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_valid
 
         // Unpopulated on the source again: emptied on the target.
         source.psql("app", "REFRESH MATERIALIZED VIEW never_filled WITH NO DATA");
-        let refreshed = runtime().block_on(pgferry::materialized_views::refresh_materialized_views(&spec(&source), &spec(&target))).unwrap();
-        assert!(refreshed.views.iter().any(|v| v.view == "\"public\".\"never_filled\"" && v.action == "emptied"), "{refreshed:?}");
+        let refreshed = runtime()
+            .block_on(pgferry::materialized_views::refresh_materialized_views(&spec(&source), &spec(&target)))
+            .unwrap();
+        assert!(
+            refreshed.views.iter().any(|v| v.view == "\"public\".\"never_filled\"" && v.action == "emptied"),
+            "{refreshed:?}"
+        );
         assert_eq!(unpopulated(&target), "f");
         assert!(validate(&source, &target).0);
     }
@@ -157,19 +192,26 @@ fn large_objects_are_compared_by_content_and_brought_up_to_date() {
         let (equal, report) = validate(&source, &target);
         assert!(!equal, "references equal, contents not: {report}");
         let d = &report["large_objects"]["differences"];
-        assert_eq!((d["missing"].clone(), d["extra"].clone(), d["changed"].clone()), (serde_json::json!([100006]), serde_json::json!([100004]), serde_json::json!([100002])), "{report}");
+        assert_eq!(
+            (d["missing"].clone(), d["extra"].clone(), d["changed"].clone()),
+            (serde_json::json!([100006]), serde_json::json!([100004]), serde_json::json!([100002])),
+            "{report}"
+        );
 
-        let synced = runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
+        let synced =
+            runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
         assert_eq!(synced.bytes_copied, 80000 * 32 + 200 * 32, "only the new and the changed objects are copied");
         assert_eq!(large_objects(&target), large_objects(&source), "on {version:?}");
         assert!(validate(&source, &target).0);
-        let again = runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
+        let again =
+            runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
         assert!(again.differences.is_empty() && again.bytes_copied == 0, "nothing left to copy: {again:?}");
     }
 }
 
 #[test]
-fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_one_stops_it_and_a_truncated_one_is_found() {
+fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_one_stops_it_and_a_truncated_one_is_found(
+) {
     for version in TARGETS {
         let source = Cluster::start(PgVersion::V15);
         source.create_database("app");
@@ -200,8 +242,15 @@ fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_on
         let stopped = catch_up(&source, &target, "parts");
         let stderr = String::from_utf8_lossy(&stopped.stderr);
         assert!(!stopped.status.success(), "a row with no partition on the target must stop change capture");
-        assert!(stderr.contains("\"public\".\"events\"") && stderr.contains("no partition of it on the target accepts"), "{stderr}");
-        assert_eq!(target.psql("app", "SELECT count(*) FROM events"), "400", "nothing of the stopped batch was applied");
+        assert!(
+            stderr.contains("\"public\".\"events\"") && stderr.contains("no partition of it on the target accepts"),
+            "{stderr}"
+        );
+        assert_eq!(
+            target.psql("app", "SELECT count(*) FROM events"),
+            "400",
+            "nothing of the stopped batch was applied"
+        );
 
         target.psql(
             "app",
@@ -210,21 +259,34 @@ fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_on
         );
         assert_ok(&catch_up(&source, &target, "parts"));
         assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "on {version:?}");
-        assert_eq!(target.psql("app", "SELECT count(*) FROM events_2"), source.psql("app", "SELECT count(*) FROM events_2"));
+        assert_eq!(
+            target.psql("app", "SELECT count(*) FROM events_2"),
+            source.psql("app", "SELECT count(*) FROM events_2")
+        );
         let (equal, report) = validate(&source, &target);
         assert!(equal, "{report}");
 
         // The changed-rows check reaches the partitions of a root's changes.
-        source.psql("app", "UPDATE events SET v = 'again' WHERE id BETWEEN 500 AND 510; TRUNCATE events;
-                            INSERT INTO events VALUES (1, 350, 'after truncate');");
+        source.psql(
+            "app",
+            "UPDATE events SET v = 'again' WHERE id BETWEEN 500 AND 510; TRUNCATE events;
+                            INSERT INTO events VALUES (1, 350, 'after truncate');",
+        );
         assert_ok(&catch_up(&source, &target, "parts"));
         assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "a TRUNCATE of the root, on {version:?}");
         let (s, t) = (source.url("app"), target.url("app"));
-        let out = pgferry(&["validate", "--source", &s, "--target", &t, "--name", "parts", "--changed-only", "--format", "json"], &[]);
+        let out = pgferry(
+            &["validate", "--source", &s, "--target", &t, "--name", "parts", "--changed-only", "--format", "json"],
+            &[],
+        );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(out.status.success(), "{report}");
-        let compared: Vec<&str> = report["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
-        assert!(compared.contains(&"\"public\".\"events_3\""), "the root's changes are checked in its partitions: {report}");
+        let compared: Vec<&str> =
+            report["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+        assert!(
+            compared.contains(&"\"public\".\"events_3\""),
+            "the root's changes are checked in its partitions: {report}"
+        );
 
         // A TRUNCATE of one partition is not sent under publish_via_partition_root:
         // the partition's new file names it, and it is copied again.
@@ -234,13 +296,21 @@ fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_on
         assert_ok(&catch_up(&source, &target, "parts"));
         assert_ne!(target.fingerprints("app"), source.fingerprints("app"), "PostgreSQL does not send it");
         let name = pgferry_core::names::MigrationName::new("parts").unwrap();
-        let uncovered = runtime().block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name)).unwrap();
-        let named = |list: &[pgferry_core::sql::QualifiedName]| list.iter().map(|t| t.name.as_str().to_string()).collect::<Vec<_>>();
+        let uncovered = runtime()
+            .block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name))
+            .unwrap();
+        let named = |list: &[pgferry_core::sql::QualifiedName]| {
+            list.iter().map(|t| t.name.as_str().to_string()).collect::<Vec<_>>()
+        };
         assert!(named(&uncovered.rewritten).contains(&"events_0".to_string()), "{uncovered:?}");
         assert_eq!(named(&uncovered.unrecorded), ["events_2", "events_3"], "{uncovered:?}");
-        runtime().block_on(pgferry::partitions::recopy_partitions(&spec(&source), &spec(&target), &name, &uncovered.all())).unwrap();
+        runtime()
+            .block_on(pgferry::partitions::recopy_partitions(&spec(&source), &spec(&target), &name, &uncovered.all()))
+            .unwrap();
         assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "after the recopy, on {version:?}");
-        let after = runtime().block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name)).unwrap();
+        let after = runtime()
+            .block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name))
+            .unwrap();
         assert_eq!(after, Default::default());
     }
 }

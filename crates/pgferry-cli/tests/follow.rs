@@ -13,11 +13,7 @@ use std::time::{Duration, Instant};
 use pgferry_testkit::{Cluster, PgVersion};
 
 fn pgferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run pgferry")
+    Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).envs(envs.iter().copied()).output().expect("run pgferry")
 }
 
 fn assert_ok(out: &Output) {
@@ -34,7 +30,10 @@ fn assert_ok(out: &Output) {
 fn copy(source: &Cluster, target: &Cluster, name: &str) {
     let (s, t) = (source.url("app"), target.url("app"));
     let bin = source.version().bin_dir();
-    assert_ok(&pgferry(&["copy", "--source", &s, "--target", &t, "--name", name], &[("PGFERRY_PG_BIN", bin.to_str().unwrap())]));
+    assert_ok(&pgferry(
+        &["copy", "--source", &s, "--target", &t, "--name", name],
+        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
+    ));
 }
 
 fn follow_args<'a>(s: &'a str, t: &'a str, name: &'a str) -> Vec<&'a str> {
@@ -122,7 +121,6 @@ fn load(c: &Cluster) {
     c.psql("app", SCHEMA);
 }
 
-
 /// Every change kind on every table, with values at the edges of their types.
 const CHANGES: &str = r#"
     INSERT INTO kv VALUES (1001, 12345678901234567890.123456789012345678901234567890, 1.0000000000000002, 3.4028235e38,
@@ -191,9 +189,11 @@ fn every_change_kind_and_type_arrives_exactly_from_18_to_18() {
 }
 
 /// New in 18: a virtual generated column, computed when read and never published.
-const VIRTUAL_COLUMN: &str = "CREATE TABLE virt (id int PRIMARY KEY, n int, twice int GENERATED ALWAYS AS (n * 2) VIRTUAL);
+const VIRTUAL_COLUMN: &str =
+    "CREATE TABLE virt (id int PRIMARY KEY, n int, twice int GENERATED ALWAYS AS (n * 2) VIRTUAL);
     INSERT INTO virt SELECT g, g FROM generate_series(1, 10) g;";
-const VIRTUAL_COLUMN_CHANGES: &str = "INSERT INTO virt (id, n) VALUES (11, 11); UPDATE virt SET n = n + 100 WHERE id <= 3;
+const VIRTUAL_COLUMN_CHANGES: &str =
+    "INSERT INTO virt (id, n) VALUES (11, 11); UPDATE virt SET n = n + 100 WHERE id <= 3;
     DELETE FROM virt WHERE id = 4;";
 
 fn every_change_kind_and_type_arrives_exactly(from: PgVersion, to: &[(PgVersion, &'static str)]) {
@@ -238,7 +238,12 @@ fn every_change_kind_and_type_arrives_exactly(from: PgVersion, to: &[(PgVersion,
         let slot = format!("pgferry_{name}");
         let applied = target.psql("app", "SELECT applied_lsn FROM pgferry.apply_progress");
         assert!(
-            wait_for(|| source.psql("app", &format!("SELECT confirmed_flush_lsn >= '{applied}' FROM pg_replication_slots WHERE slot_name = '{slot}'")) == "t"),
+            wait_for(|| source.psql(
+                "app",
+                &format!(
+                    "SELECT confirmed_flush_lsn >= '{applied}' FROM pg_replication_slots WHERE slot_name = '{slot}'"
+                )
+            ) == "t"),
             "the slot of {name} was not told about the applied position"
         );
         // Running again with nothing new is a no-op.
@@ -351,10 +356,9 @@ fn spawn_writer(url: String, seed: u64, stop: Arc<AtomicBool>) -> thread::JoinHa
 }
 
 fn seed() -> u64 {
-    let seed = std::env::var("PGFERRY_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed = std::env::var("PGFERRY_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     eprintln!("seed {seed} (PGFERRY_TEST_SEED replays it)");
     seed
 }
@@ -380,7 +384,8 @@ fn killed_ten_times_during_apply_then_resumed_the_target_is_identical() {
         };
         let envs: Vec<(&str, &str)> = failpoint.iter().map(|f| ("PGFERRY_FAILPOINT", f.as_str())).collect();
         let mut child = spawn_follow(&source, &target, "main", &envs);
-        let deadline = Instant::now() + Duration::from_millis(if failpoint.is_some() { 15_000 } else { 300 + rng.below(1500) });
+        let deadline =
+            Instant::now() + Duration::from_millis(if failpoint.is_some() { 15_000 } else { 300 + rng.below(1500) });
         while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
             thread::sleep(Duration::from_millis(20));
         }
@@ -415,14 +420,20 @@ fn source_and_target_restarts_during_streaming_are_survived() {
     target.restart();
     let after_target = source.psql("app", "SELECT pg_current_wal_lsn()");
     assert!(
-        wait_for(|| target.psql("app", &format!("SELECT coalesce(max(applied_lsn) >= '{after_target}', false) FROM pgferry.apply_progress")) == "t"),
+        wait_for(|| target.psql(
+            "app",
+            &format!("SELECT coalesce(max(applied_lsn) >= '{after_target}', false) FROM pgferry.apply_progress")
+        ) == "t"),
         "apply did not continue after the target's restart"
     );
     source.restart();
     thread::sleep(Duration::from_millis(500));
     let after_source = source.psql("app", "SELECT pg_current_wal_lsn()");
     assert!(
-        wait_for(|| target.psql("app", &format!("SELECT coalesce(max(applied_lsn) >= '{after_source}', false) FROM pgferry.apply_progress")) == "t"),
+        wait_for(|| target.psql(
+            "app",
+            &format!("SELECT coalesce(max(applied_lsn) >= '{after_source}', false) FROM pgferry.apply_progress")
+        ) == "t"),
         "apply did not continue after the source's restart"
     );
     assert!(child.try_wait().unwrap().is_none(), "follow exited");

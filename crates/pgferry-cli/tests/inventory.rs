@@ -55,7 +55,10 @@ fn the_json_form_is_stable() {
         std::fs::write(path, &got).unwrap();
     }
     let expected = std::fs::read_to_string(path).unwrap();
-    assert_eq!(got, expected, "the inventory JSON changed: if on purpose, rerun with PGFERRY_BLESS=1 and update docs/inventory.md");
+    assert_eq!(
+        got, expected,
+        "the inventory JSON changed: if on purpose, rerun with PGFERRY_BLESS=1 and update docs/inventory.md"
+    );
 }
 
 #[test]

@@ -57,7 +57,10 @@ fn keyless_tables_get_full_identity_with_consent_are_replicated_exactly_and_abor
     assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
     assert_eq!(identities(&source), "events:f,silent:n,t:d");
     assert_eq!(
-        target.psql("app", "SELECT string_agg(table_name || '=' || original, ',' ORDER BY table_name) FROM pgferry.replica_identity"),
+        target.psql(
+            "app",
+            "SELECT string_agg(table_name || '=' || original, ',' ORDER BY table_name) FROM pgferry.replica_identity"
+        ),
         "events=d,silent=n"
     );
     let out = pgferry(&copy, &[]);
@@ -81,13 +84,19 @@ fn keyless_tables_get_full_identity_with_consent_are_replicated_exactly_and_abor
     ok(pgferry(&["follow", "--source", &s, "--target", &t, "--until-caught-up"], &[]));
     assert_eq!(content(&source), content(&target));
     let copied = content(&target);
-    assert!(copied.starts_with("(1,n1),(10,n10),") && copied.contains("(2,changed)"), "one of the two (1,n1) deleted: {copied}");
+    assert!(
+        copied.starts_with("(1,n1),(10,n10),") && copied.contains("(2,changed)"),
+        "one of the two (1,n1) deleted: {copied}"
+    );
 
     // abort: both sides as they were (the target's FULL came with the schema dump).
     let out = pgferry(&["abort", "--source", &s, "--target", &t], &[]);
     ok(out.clone());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["replica_identity_restored"], serde_json::json!(["\"public\".\"events\"", "\"public\".\"silent\""]));
+    assert_eq!(
+        report["replica_identity_restored"],
+        serde_json::json!(["\"public\".\"events\"", "\"public\".\"silent\""])
+    );
     assert_eq!(identities(&source), "events:d,silent:n,t:d");
     assert_eq!(identities(&target), "events:d,silent:n,t:d");
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_publication"), "0");
@@ -106,7 +115,11 @@ fn without_consent_the_preflight_names_each_keyless_table_and_the_choices() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("\"public\".\"events\" ("), "the table and its size: {stderr}");
     assert!(stderr.contains("--replica-identity-full") && stderr.contains("--recopy-keyless-tables"), "{stderr}");
-    assert_eq!(source.psql("app", "SELECT relreplident FROM pg_class WHERE relname = 'events'"), "d", "nothing changed");
+    assert_eq!(
+        source.psql("app", "SELECT relreplident FROM pg_class WHERE relname = 'events'"),
+        "d",
+        "nothing changed"
+    );
 
     ok(pgferry(&["start", "--source", &s, "--target", &t, "--until-caught-up", "--replica-identity-full"], &[]));
     assert_eq!(source.psql("app", "SELECT relreplident FROM pg_class WHERE relname = 'events'"), "f");

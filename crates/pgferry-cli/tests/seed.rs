@@ -113,7 +113,11 @@ fn seed_under_writes(source: &Cluster, round: usize, name: &str) {
     assert_ok(&rerun);
     assert!(text(&rerun).contains("already seeded"), "{}", text(&rerun));
     assert_eq!(copy.fingerprints("app"), source.fingerprints("app"), "round {round}: copy and source differ");
-    assert_eq!(copy.psql("app", "SELECT count(*) - count(DISTINCT seq) FROM events"), "0", "a transaction was applied twice");
+    assert_eq!(
+        copy.psql("app", "SELECT count(*) - count(DISTINCT seq) FROM events"),
+        "0",
+        "a transaction was applied twice"
+    );
     assert_eq!(copy.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0");
     assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'standby_a'"), "1");
     // Not cut over: abort removes it (cleanup is for after the cutover).
@@ -129,7 +133,10 @@ fn assert_refused(out: &Output, needle: &str, copy: &Cluster) {
     assert_eq!(out.status.code(), Some(1), "{}", text(out));
     assert!(text(out).contains(needle), "expected {needle:?} in:\n{}", text(out));
     assert_eq!(
-        copy.psql("app", "SELECT to_regclass('pgferry.migration') IS NULL AND to_regclass('pgferry.apply_progress') IS NULL"),
+        copy.psql(
+            "app",
+            "SELECT to_regclass('pgferry.migration') IS NULL AND to_regclass('pgferry.apply_progress') IS NULL"
+        ),
         "t",
         "a refused seed must not journal anything"
     );
@@ -145,15 +152,27 @@ fn wrong_positions_early_copies_and_foreign_targets_are_refused() {
     source.psql("app", "INSERT INTO events SELECT g, 'between copies' FROM generate_series(1, 500) g");
     let newer = source.physical_copy();
 
-    assert_refused(&start_seeded(&source, &early, "r1", &args(&from_log(&early))), "copied before pgferry seed prepare", &early);
+    assert_refused(
+        &start_seeded(&source, &early, "r1", &args(&from_log(&early))),
+        "copied before pgferry seed prepare",
+        &early,
+    );
 
     let before_marker = source.psql("app", &format!("SELECT ('{marker_lsn}'::pg_lsn - 8)::text"));
     assert_refused(&start_seeded(&source, &older, "r1", &["--seed-lsn", &before_marker]), "before the marker", &older);
-    assert_refused(&start_seeded(&source, &older, "r1", &["--seed-lsn", "FF/0"]), "past the copy's own WAL end", &older);
+    assert_refused(
+        &start_seeded(&source, &older, "r1", &["--seed-lsn", "FF/0"]),
+        "past the copy's own WAL end",
+        &older,
+    );
 
     let foreign = Cluster::start(PgVersion::V18);
     foreign.create_database("app");
-    assert_refused(&start_seeded(&source, &foreign, "r1", &["--seed-lsn", &marker_lsn]), "not a copy of the source", &foreign);
+    assert_refused(
+        &start_seeded(&source, &foreign, "r1", &["--seed-lsn", &marker_lsn]),
+        "not a copy of the source",
+        &foreign,
+    );
 
     let no_line = start_seeded(&source, &older, "r1", &["--seed-log", "/dev/null"]);
     assert_refused(&no_line, "has no 'redo done at' line", &older);

@@ -82,7 +82,11 @@ fn the_preflight_refuses_with_every_problem_and_changes_nothing() {
     assert!(report.contains("[target_not_empty]"), "{report}");
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0", "nothing created on the source");
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_publication"), "0", "nothing created on the source");
-    assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0", "nothing created on the target");
+    assert_eq!(
+        target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"),
+        "0",
+        "nothing created on the target"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +147,8 @@ fn a_seeded_start_killed_after_removing_inherited_state_completes_on_rerun() {
     let copy = source.physical_copy();
     source.psql("app", WRITE);
     let (s, t, log) = (source.url("app"), copy.url("app"), copy.log_path().display().to_string());
-    let seeded = |failpoint| pgferry(&start_args(&s, &t, &["--seeded", "--seed-log", &log, "--until-caught-up"]), failpoint);
+    let seeded =
+        |failpoint| pgferry(&start_args(&s, &t, &["--seeded", "--seed-log", &log, "--until-caught-up"]), failpoint);
     assert_eq!(seeded(Some("seed-after-inherited:1")).status.code(), Some(137));
     source.psql("app", WRITE);
     let out = seeded(None);

@@ -21,7 +21,10 @@ fn status_follows_the_migration_from_nothing_to_streaming_and_warns_when_the_slo
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
-    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g");
+    source.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g",
+    );
     let before = status(&source, &target);
     assert_eq!(before["phase"], serde_json::Value::Null);
     assert_eq!(before["cutover"]["decision"], "no_go");
@@ -33,7 +36,14 @@ fn status_follows_the_migration_from_nothing_to_streaming_and_warns_when_the_slo
     let now = status(&source, &target);
     assert_eq!(now["phase"], "copied");
     assert_eq!(now["tables"][0]["table"], "public.t");
-    assert_eq!((now["tables"][0]["inserts"].as_i64(), now["tables"][0]["updates"].as_i64(), now["tables"][0]["deletes"].as_i64()), (Some(50), Some(10), Some(10)));
+    assert_eq!(
+        (
+            now["tables"][0]["inserts"].as_i64(),
+            now["tables"][0]["updates"].as_i64(),
+            now["tables"][0]["deletes"].as_i64()
+        ),
+        (Some(50), Some(10), Some(10))
+    );
     assert_eq!(now["cutover"]["decision"], "go", "{now:#}");
     assert_eq!(now["slot"]["active"], false);
     assert!(now["warnings"].as_array().unwrap().is_empty(), "{now:#}");

@@ -160,11 +160,7 @@ fn pair(version: PgVersion, hostile: &[&str]) -> Pair {
 }
 
 fn positions(inventory: &Inventory) -> Vec<(String, i64, bool)> {
-    inventory
-        .sequences
-        .iter()
-        .map(|s| (s.name.to_string(), s.position.last_value, s.position.is_called))
-        .collect()
+    inventory.sequences.iter().map(|s| (s.name.to_string(), s.position.last_value, s.position.is_called)).collect()
 }
 
 fn prepare(pair: &Pair, db: &str, failpoint: Option<&str>) -> Output {
@@ -173,7 +169,16 @@ fn prepare(pair: &Pair, db: &str, failpoint: Option<&str>) -> Output {
 
 fn restore(pair: &Pair, db: &str, validate: &str, failpoint: Option<&str>) -> Output {
     pgferry(
-        &["target", "restore", "--source", &pair.source.url("app"), "--target", &pair.target.url(db), "--validate", validate],
+        &[
+            "target",
+            "restore",
+            "--source",
+            &pair.source.url("app"),
+            "--target",
+            &pair.target.url(db),
+            "--validate",
+            validate,
+        ],
         failpoint,
     )
 }
@@ -232,10 +237,14 @@ fn orphan_rows_fail_loudly_and_validate_constraints_finishes_later() {
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(report.contains("FAILED   foreign key \"child→parent; drop\" on \"app\".\"child\""), "{report}");
     assert!(report.contains("Key (parent_id)=(999) is not present in table \"parent\""), "{report}");
-    assert!(report.contains("foreign key \"child_self\" on \"app\".\"child\": validated"), "the others go on: {report}");
+    assert!(
+        report.contains("foreign key \"child_self\" on \"app\".\"child\": validated"),
+        "the others go on: {report}"
+    );
 
     pair.target.psql("app", "DELETE FROM app.child WHERE parent_id = 999");
-    let out = ok(pgferry(&["target", "validate-constraints", "--target", &pair.target.url("app"), "--format", "json"], None));
+    let out =
+        ok(pgferry(&["target", "validate-constraints", "--target", &pair.target.url("app"), "--format", "json"], None));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["objects"].as_array().unwrap().len(), 1, "{report}");
     assert_eq!(report["objects"][0]["action"], "validate_foreign_key");
@@ -252,7 +261,10 @@ fn sql_only_prints_a_script_with_the_same_effect_and_changes_nothing() {
         None,
     ));
     let script = String::from_utf8(out.stdout).unwrap();
-    assert!(script.contains("BEGIN;\nALTER TABLE \"app\".\"child\" DROP CONSTRAINT IF EXISTS \"child_self\";"), "{script}");
+    assert!(
+        script.contains("BEGIN;\nALTER TABLE \"app\".\"child\" DROP CONSTRAINT IF EXISTS \"child_self\";"),
+        "{script}"
+    );
     assert_eq!(inventory(&pair.target, "app"), before, "--sql-only changed the target");
     assert_eq!(pair.target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
 
@@ -280,7 +292,11 @@ fn journal(cluster: &Cluster, db: &str) -> String {
 fn kill_at_every_step(pair: &Pair, template: &str, failpoint: &str, run: &dyn Fn(&str, Option<&str>) -> Output) {
     pair.target.psql("postgres", &format!("CREATE DATABASE reference TEMPLATE {template}"));
     ok(run("reference", None));
-    let expected = (inventory(&pair.target, "reference").catalog_only(), positions(&inventory(&pair.target, "reference")), journal(&pair.target, "reference"));
+    let expected = (
+        inventory(&pair.target, "reference").catalog_only(),
+        positions(&inventory(&pair.target, "reference")),
+        journal(&pair.target, "reference"),
+    );
     for n in 1.. {
         let db = format!("{failpoint}_{n}").replace([':', '-'], "_");
         pair.target.psql("postgres", &format!("CREATE DATABASE {db} TEMPLATE {template}"));
@@ -291,7 +307,11 @@ fn kill_at_every_step(pair: &Pair, template: &str, failpoint: &str, run: &dyn Fn
         }
         assert_eq!(killed.status.code(), Some(137), "{}", text(&killed));
         ok(run(&db, None));
-        let got = (inventory(&pair.target, &db).catalog_only(), positions(&inventory(&pair.target, &db)), journal(&pair.target, &db));
+        let got = (
+            inventory(&pair.target, &db).catalog_only(),
+            positions(&inventory(&pair.target, &db)),
+            journal(&pair.target, &db),
+        );
         assert_eq!(got, expected, "killed after step {n} of {failpoint}");
         pair.target.psql("postgres", &format!("DROP DATABASE {db}"));
     }

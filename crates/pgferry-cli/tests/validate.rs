@@ -168,10 +168,17 @@ fn changed_only_rechecks_exactly_the_rows_change_capture_touched() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json(&out);
     let t = table(&report, "\"public\".\"t\"").expect("t was touched");
-    assert_eq!(t["source_rows"], 4, "of the touched keys 5, 6, 7, 8, 9000, 10001, the source holds 5, 6, 9000, 10001: {t:#}");
+    assert_eq!(
+        t["source_rows"], 4,
+        "of the touched keys 5, 6, 7, 8, 9000, 10001, the source holds 5, 6, 9000, 10001: {t:#}"
+    );
     let keys: Vec<&str> = t["differences"].as_array().unwrap().iter().map(|d| d["key"].as_str().unwrap()).collect();
     assert_eq!(keys, vec!["(5)"], "only the touched row is re-checked");
-    assert_eq!(table(&report, "\"public\".\"nokey\"").expect("nokey was touched")["source_rows"], 101, "keyless: whole table");
+    assert_eq!(
+        table(&report, "\"public\".\"nokey\"").expect("nokey was touched")["source_rows"],
+        101,
+        "keyless: whole table"
+    );
     assert!(table(&report, "\"public\".\"Odd \"\"name\"").is_none(), "an untouched table is not compared");
     let status = |source: &Cluster, target: &Cluster| {
         json(&pgferry(&["status", "--source", &source.url("app"), "--target", &target.url("app"), "--format", "json"]))
@@ -216,7 +223,11 @@ fn under_a_steady_write_load_with_change_capture_running_only_real_differences_a
     let report = json(&out);
     assert_eq!(out.status.code(), Some(4), "lag is not a mismatch: {report:#}");
     assert_eq!(report["verdict"], "not_proven", "{report:#}");
-    assert!(report["behind"]["bytes"].as_i64().is_some_and(|b| b > 0), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        report["behind"]["bytes"].as_i64().is_some_and(|b| b > 0),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(report["behind"]["pending_changes"], 1, "{report:#}");
     let text = String::from_utf8_lossy(&validate(&source, &target, &[]).stdout).to_string();
     assert!(text.contains("change capture was not running"), "{text}");
@@ -236,7 +247,11 @@ fn under_a_steady_write_load_with_change_capture_running_only_real_differences_a
     assert_ne!(report["verdict"], "different", "{report:#}");
     for t in report["tables"].as_array().unwrap() {
         assert_eq!(t["mismatched"], 0, "{t:#}");
-        assert_eq!(t["verdict"] == "not_proven", t["changing"].as_u64().unwrap() > 0, "NOT PROVEN exactly when chunks kept changing: {t:#}");
+        assert_eq!(
+            t["verdict"] == "not_proven",
+            t["changing"].as_u64().unwrap() > 0,
+            "NOT PROVEN exactly when chunks kept changing: {t:#}"
+        );
     }
 
     // A real difference in a row nobody writes is still found, with its key.
@@ -282,10 +297,17 @@ fn repair_copies_differing_tables_again_and_change_capture_stays_exact() {
     let report = json(&out);
     assert_eq!(out.status.code(), Some(4), "the lagging table is not proven: {report:#}\n{stderr}");
     assert!(stderr.contains("pgferry: repaired \"public\".\"t\""), "{stderr}");
-    assert!(stderr.contains("not repaired \"public\".\"Odd \"\"name\": not proven different"), "only lag there: {stderr}");
+    assert!(
+        stderr.contains("not repaired \"public\".\"Odd \"\"name\": not proven different"),
+        "only lag there: {stderr}"
+    );
     assert!(!stderr.contains("pgferry: repaired \"public\".\"Odd"), "{stderr}");
     assert_eq!(table(&report, "\"public\".\"t\"").unwrap()["verdict"], "equal", "{report:#}");
-    assert_eq!(table(&report, "\"public\".\"Odd \"\"name\"").unwrap()["unproven"][0]["pending_changes"], 2, "{report:#}");
+    assert_eq!(
+        table(&report, "\"public\".\"Odd \"\"name\"").unwrap()["unproven"][0]["pending_changes"],
+        2,
+        "{report:#}"
+    );
     // Change capture resumes: what the repair's snapshot held is skipped, the rest applied.
     source.psql("app", "UPDATE t SET s = 'after repair' WHERE id = 42; DELETE FROM t WHERE id = 1998; INSERT INTO t (id) VALUES (7002);");
     follow_caught_up(&source, &target);
@@ -340,17 +362,25 @@ fn changed_only_with_change_capture_stopped_counts_lag_as_not_proven_never_as_a_
     source.psql("app", "UPDATE hot SET v = 1 WHERE id IN (2, 3)");
     follow_caught_up(&source, &target);
     // Touched rows changed again, not applied yet: lag.
-    source.psql("app", "UPDATE hot SET v = 2 WHERE id = 2; UPDATE hot SET v = 2 WHERE id = 3; DELETE FROM hot WHERE id = 4");
+    source.psql(
+        "app",
+        "UPDATE hot SET v = 2 WHERE id = 2; UPDATE hot SET v = 2 WHERE id = 3; DELETE FROM hot WHERE id = 4",
+    );
     let out = validate(&source, &target, &["--changed-only", "--format", "json"]);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(4), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(report["verdict"], "not_proven");
     assert_eq!(report["behind"]["pending_changes"], 3, "{report:#}");
     let hot = table(&report, "\"public\".\"hot\"").unwrap();
-    assert_eq!(hot["unproven"], serde_json::json!([{"reason": "may_be_lag", "chunks": 1, "pending_changes": 3}]), "{hot:#}");
+    assert_eq!(
+        hot["unproven"],
+        serde_json::json!([{"reason": "may_be_lag", "chunks": 1, "pending_changes": 3}]),
+        "{hot:#}"
+    );
     let text = String::from_utf8_lossy(&validate(&source, &target, &["--changed-only"]).stdout).into_owned();
     assert!(text.contains("3 change(s) not applied yet") && text.contains("NOT PROVEN: 1 table(s)"), "{text}");
-    let status = json(&pgferry(&["status", "--source", &source.url("app"), "--target", &target.url("app"), "--format", "json"]));
+    let status =
+        json(&pgferry(&["status", "--source", &source.url("app"), "--target", &target.url("app"), "--format", "json"]));
     assert_eq!(status["validation"]["verdict"], "NOT PROVEN", "{status:#}");
     assert_eq!(status["validation"]["mismatched_chunks"], 0, "lag does not block the cutover: {status:#}");
 
@@ -373,9 +403,15 @@ fn repair_copies_nothing_when_the_only_differences_may_be_lag() {
     let out = validate(&source, &target, &["--repair"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
-    assert!(stderr.contains("not repaired \"public\".\"hot\": not proven different (1 chunk(s) differ while 2 change(s)"), "{stderr}");
+    assert!(
+        stderr.contains("not repaired \"public\".\"hot\": not proven different (1 chunk(s) differ while 2 change(s)"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("pgferry: repaired"), "{stderr}");
-    assert_eq!(target.psql("app", "SELECT count(*) FROM pg_tables WHERE schemaname = 'pgferry' AND tablename = 'repair'"), "0");
+    assert_eq!(
+        target.psql("app", "SELECT count(*) FROM pg_tables WHERE schemaname = 'pgferry' AND tablename = 'repair'"),
+        "0"
+    );
     // The lag is applied by change capture, as it would have been.
     follow_caught_up(&source, &target);
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
@@ -415,7 +451,11 @@ fn rehearse_and_the_cutovers_check_judge_the_same_state_alike() {
     let report = json(&out);
     assert_eq!(out.status.code(), Some(1), "{report:#}");
     let hot = table(&report["validation"], "\"public\".\"hot\"").unwrap();
-    assert_eq!((hot["verdict"].as_str(), hot["differences"][0]["key"].as_str()), (Some("different"), Some("(4)")), "{hot:#}");
+    assert_eq!(
+        (hot["verdict"].as_str(), hot["differences"][0]["key"].as_str()),
+        (Some("different"), Some("(4)")),
+        "{hot:#}"
+    );
     let out = rehearse_or_cutover("cutover", &source, &target);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");

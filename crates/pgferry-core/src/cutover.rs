@@ -106,7 +106,10 @@ pub fn go_no_go(observed: &Observed, policy: &Policy) -> Decision {
         ));
     }
     if observed.stream_in_use {
-        reasons.push("the replication slot is in use: stop pgferry follow first (the cutover drains the stream itself)".to_string());
+        reasons.push(
+            "the replication slot is in use: stop pgferry follow first (the cutover drains the stream itself)"
+                .to_string(),
+        );
     }
     if !observed.prepared_transactions.is_empty() {
         reasons.push(format!(
@@ -326,10 +329,24 @@ mod tests {
     fn failures_before_the_switch_roll_back_and_after_it_finish() {
         assert_eq!(after(None, false, SwitchWord::Unspoken), Ok(Recovery::Start));
         assert_eq!(after(Some(CutoverStep::Decided), false, SwitchWord::Unspoken), Ok(Recovery::Start));
-        assert_eq!(after(Some(CutoverStep::Decided), true, SwitchWord::Unspoken), Ok(Recovery::RollBack), "killed inside the fence's raise");
+        assert_eq!(
+            after(Some(CutoverStep::Decided), true, SwitchWord::Unspoken),
+            Ok(Recovery::RollBack),
+            "killed inside the fence's raise"
+        );
         assert_eq!(after(None, true, SwitchWord::Unspoken), Ok(Recovery::RollBack), "a fence without a cutover row");
-        assert_eq!(after(Some(CutoverStep::Drained), false, SwitchWord::Unspoken), Ok(Recovery::Start), "lifted, the target's journal not cleared");
-        for step in [CutoverStep::Fenced, CutoverStep::Drained, CutoverStep::SequencesSet, CutoverStep::ConstraintsRestored, CutoverStep::Validated] {
+        assert_eq!(
+            after(Some(CutoverStep::Drained), false, SwitchWord::Unspoken),
+            Ok(Recovery::Start),
+            "lifted, the target's journal not cleared"
+        );
+        for step in [
+            CutoverStep::Fenced,
+            CutoverStep::Drained,
+            CutoverStep::SequencesSet,
+            CutoverStep::ConstraintsRestored,
+            CutoverStep::Validated,
+        ] {
             assert_eq!(after(Some(step), true, SwitchWord::Unspoken), Ok(Recovery::RollBack), "{step}");
         }
         for step in [CutoverStep::Switched, CutoverStep::Opened] {
@@ -343,7 +360,12 @@ mod tests {
         assert_eq!(after(Some(CutoverStep::Switching), true, SwitchWord::Unspoken), Ok(Recovery::AskOperator));
         assert_eq!(after(Some(CutoverStep::Switching), true, SwitchWord::DidNotRun), Ok(Recovery::RollBack));
         assert_eq!(after(Some(CutoverStep::Switching), true, SwitchWord::Ran), Ok(Recovery::Finish));
-        let running = Resumed { last_step: Some(CutoverStep::Switching), fence_recorded: true, switch_running: true, word: SwitchWord::DidNotRun };
+        let running = Resumed {
+            last_step: Some(CutoverStep::Switching),
+            fence_recorded: true,
+            switch_running: true,
+            word: SwitchWord::DidNotRun,
+        };
         assert_eq!(recovery(&running), Ok(Recovery::WaitForSwitch));
     }
 
@@ -380,7 +402,18 @@ mod tests {
         let stored: Vec<_> = CutoverStep::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(
             stored,
-            ["decided", "fenced", "drained", "sequences_set", "constraints_restored", "validated", "switching", "switched", "opened", "reported"]
+            [
+                "decided",
+                "fenced",
+                "drained",
+                "sequences_set",
+                "constraints_restored",
+                "validated",
+                "switching",
+                "switched",
+                "opened",
+                "reported"
+            ]
         );
         for step in CutoverStep::ALL {
             assert_eq!(CutoverStep::parse(step.as_str()), Some(step));

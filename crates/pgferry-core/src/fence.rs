@@ -115,12 +115,14 @@ pub fn raise_statements(database: &Ident, changes: &[FenceChange]) -> Vec<Sql> {
     changes
         .iter()
         .map(|change| match change {
-            FenceChange::RevokedConnect { grantee, .. } => {
-                grantee_clause(Sql::new("REVOKE CONNECT ON DATABASE ").ident(database).push(" FROM "), grantee.as_deref())
-            }
-            FenceChange::GrantedConnect { grantee } => {
-                Sql::new("GRANT CONNECT ON DATABASE ").ident(database).push(" TO ").ident(&Ident::from_catalog(grantee.as_str()))
-            }
+            FenceChange::RevokedConnect { grantee, .. } => grantee_clause(
+                Sql::new("REVOKE CONNECT ON DATABASE ").ident(database).push(" FROM "),
+                grantee.as_deref(),
+            ),
+            FenceChange::GrantedConnect { grantee } => Sql::new("GRANT CONNECT ON DATABASE ")
+                .ident(database)
+                .push(" TO ")
+                .ident(&Ident::from_catalog(grantee.as_str())),
             FenceChange::ReadOnly { .. } => {
                 Sql::new("ALTER DATABASE ").ident(database).push(" SET default_transaction_read_only = on")
             }
@@ -136,16 +138,20 @@ pub fn lift_statements(database: &Ident, changes: &[FenceChange]) -> Vec<Sql> {
         .rev()
         .map(|change| match change {
             FenceChange::RevokedConnect { grantee, grantable } => {
-                let sql = grantee_clause(Sql::new("GRANT CONNECT ON DATABASE ").ident(database).push(" TO "), grantee.as_deref());
+                let sql = grantee_clause(
+                    Sql::new("GRANT CONNECT ON DATABASE ").ident(database).push(" TO "),
+                    grantee.as_deref(),
+                );
                 if *grantable {
                     sql.push(" WITH GRANT OPTION")
                 } else {
                     sql
                 }
             }
-            FenceChange::GrantedConnect { grantee } => {
-                Sql::new("REVOKE CONNECT ON DATABASE ").ident(database).push(" FROM ").ident(&Ident::from_catalog(grantee.as_str()))
-            }
+            FenceChange::GrantedConnect { grantee } => Sql::new("REVOKE CONNECT ON DATABASE ")
+                .ident(database)
+                .push(" FROM ")
+                .ident(&Ident::from_catalog(grantee.as_str())),
             FenceChange::ReadOnly { previous: None } => {
                 Sql::new("ALTER DATABASE ").ident(database).push(" RESET default_transaction_read_only")
             }
@@ -177,8 +183,10 @@ mod tests {
 
     #[test]
     fn connect_is_revoked_from_everyone_but_the_spared_roles_who_keep_it() {
-        let grants = [grant(None, false), grant(Some("owner"), true), grant(Some("app"), false), grant(Some("dba"), false)];
-        let changes = plan_fence(&grants, &[spared("mover", false), spared("dba", false), spared("postgres", true)], Some("off"));
+        let grants =
+            [grant(None, false), grant(Some("owner"), true), grant(Some("app"), false), grant(Some("dba"), false)];
+        let changes =
+            plan_fence(&grants, &[spared("mover", false), spared("dba", false), spared("postgres", true)], Some("off"));
         assert_eq!(
             changes,
             [

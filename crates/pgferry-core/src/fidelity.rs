@@ -49,7 +49,10 @@ impl LargeObjectDifferences {
 }
 
 /// Compares per-object digests (OID to digest) of the source and the target.
-pub fn large_object_differences(source: &BTreeMap<u32, String>, target: &BTreeMap<u32, String>) -> LargeObjectDifferences {
+pub fn large_object_differences(
+    source: &BTreeMap<u32, String>,
+    target: &BTreeMap<u32, String>,
+) -> LargeObjectDifferences {
     let mut differences = LargeObjectDifferences::default();
     for (oid, digest) in source {
         match target.get(oid) {

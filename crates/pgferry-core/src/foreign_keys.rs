@@ -82,7 +82,9 @@ pub fn plan(source: &[ForeignKey], target: &TargetKeys) -> ForeignKeyPlan {
 pub fn is_foreign_key_entry(line: &str) -> bool {
     line.split_once("; ").is_some_and(|(_, rest)| {
         let mut fields = rest.splitn(3, ' ');
-        fields.next() == Some("2606") && fields.next().is_some() && fields.next().is_some_and(|d| d.starts_with("FK CONSTRAINT "))
+        fields.next() == Some("2606")
+            && fields.next().is_some()
+            && fields.next().is_some_and(|d| d.starts_with("FK CONSTRAINT "))
     })
 }
 
@@ -92,7 +94,11 @@ mod tests {
     use crate::inventory::{ForeignKeyAction, ForeignKeyMatch};
 
     fn fk(table: &str, name: &str, validated: bool) -> ForeignKey {
-        let definition = if validated { "FOREIGN KEY (p) REFERENCES s.parent(id)" } else { "FOREIGN KEY (p) REFERENCES s.parent(id) NOT VALID" };
+        let definition = if validated {
+            "FOREIGN KEY (p) REFERENCES s.parent(id)"
+        } else {
+            "FOREIGN KEY (p) REFERENCES s.parent(id) NOT VALID"
+        };
         ForeignKey {
             table: QualifiedName::from_catalog("s", table),
             name: Ident::from_catalog(name),
@@ -126,7 +132,10 @@ mod tests {
     #[test]
     fn a_key_the_source_holds_not_valid_stays_so() {
         let plan = plan(&[fk("child", "loose", false)], &TargetKeys::default());
-        assert_eq!(texts(&plan.add), ["ALTER TABLE \"s\".\"child\" ADD CONSTRAINT \"loose\" FOREIGN KEY (p) REFERENCES s.parent(id) NOT VALID"]);
+        assert_eq!(
+            texts(&plan.add),
+            ["ALTER TABLE \"s\".\"child\" ADD CONSTRAINT \"loose\" FOREIGN KEY (p) REFERENCES s.parent(id) NOT VALID"]
+        );
         assert!(plan.validate.is_empty());
     }
 
@@ -135,7 +144,10 @@ mod tests {
         let mut target = TargetKeys { version_num: 170000, ..TargetKeys::default() };
         target.partitioned.insert(QualifiedName::from_catalog("s", "parted"));
         let plan_17 = plan(&[fk("parted", "p_fk", true)], &target);
-        assert_eq!(texts(&plan_17.add), ["ALTER TABLE \"s\".\"parted\" ADD CONSTRAINT \"p_fk\" FOREIGN KEY (p) REFERENCES s.parent(id)"]);
+        assert_eq!(
+            texts(&plan_17.add),
+            ["ALTER TABLE \"s\".\"parted\" ADD CONSTRAINT \"p_fk\" FOREIGN KEY (p) REFERENCES s.parent(id)"]
+        );
         assert!(plan_17.validate.is_empty());
         target.version_num = 180000;
         let plan_18 = plan(&[fk("parted", "p_fk", true)], &target);
@@ -151,7 +163,13 @@ mod tests {
         let plan = plan(&[fk("a", "done", true), fk("b", "added", true), fk("c", "missing", true)], &target);
         assert_eq!(plan.add.len(), 1);
         assert!(plan.add[0].as_str().contains("\"missing\""));
-        assert_eq!(texts(&plan.validate), ["ALTER TABLE \"s\".\"b\" VALIDATE CONSTRAINT \"added\"", "ALTER TABLE \"s\".\"c\" VALIDATE CONSTRAINT \"missing\""]);
+        assert_eq!(
+            texts(&plan.validate),
+            [
+                "ALTER TABLE \"s\".\"b\" VALIDATE CONSTRAINT \"added\"",
+                "ALTER TABLE \"s\".\"c\" VALIDATE CONSTRAINT \"missing\""
+            ]
+        );
     }
 
     #[test]

@@ -364,7 +364,12 @@ mod tests {
 
     #[test]
     fn trigger_states_round_trip_through_catalog_codes_and_journal_words() {
-        for (code, state) in [("O", TriggerState::Origin), ("D", TriggerState::Disabled), ("R", TriggerState::Replica), ("A", TriggerState::Always)] {
+        for (code, state) in [
+            ("O", TriggerState::Origin),
+            ("D", TriggerState::Disabled),
+            ("R", TriggerState::Replica),
+            ("A", TriggerState::Always),
+        ] {
             assert_eq!(TriggerState::from_code(code), Some(state));
             assert_eq!(TriggerState::parse(state.as_str()), Some(state));
         }

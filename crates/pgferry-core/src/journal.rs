@@ -40,9 +40,7 @@ impl ForeignKeyStep {
     }
 
     pub fn parse(word: &str) -> Option<ForeignKeyStep> {
-        [ForeignKeyStep::Saved, ForeignKeyStep::Dropped, ForeignKeyStep::Added]
-            .into_iter()
-            .find(|s| s.as_str() == word)
+        [ForeignKeyStep::Saved, ForeignKeyStep::Dropped, ForeignKeyStep::Added].into_iter().find(|s| s.as_str() == word)
     }
 }
 

@@ -44,9 +44,7 @@ impl MigrationName {
             && name.len() <= MAX_MIGRATION_NAME
             && name.starts_with(|c: char| c.is_ascii_lowercase())
             && !name.contains("__")
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if valid {
             Ok(MigrationName(name))
         } else {

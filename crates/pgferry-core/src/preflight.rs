@@ -153,10 +153,7 @@ pub struct CheckPlan {
 
 impl Default for CheckPlan {
     fn default() -> Self {
-        CheckPlan {
-            full_copy: true,
-            long_transaction_seconds: 300,
-        }
+        CheckPlan { full_copy: true, long_transaction_seconds: 300 }
     }
 }
 
@@ -165,12 +162,7 @@ const SLOTS_NEEDED: i32 = 1;
 const WAL_SENDERS_NEEDED: i32 = 1;
 
 /// Evaluates the observed facts. The result is sorted: problems first, then by side.
-pub fn evaluate(
-    source: &ServerFacts,
-    target: &ServerFacts,
-    tools: &ToolFacts,
-    plan: &CheckPlan,
-) -> Vec<Finding> {
+pub fn evaluate(source: &ServerFacts, target: &ServerFacts, tools: &ToolFacts, plan: &CheckPlan) -> Vec<Finding> {
     let mut findings = Vec::new();
     check_versions(source, target, &mut findings);
     check_source_replication(source, &mut findings);
@@ -236,14 +228,7 @@ pub fn choose_client(found: &[i32], source_version_num: i32, target_version_num:
 }
 
 fn finding(side: Side, severity: Severity, code: &'static str, what: String, fix: String) -> Finding {
-    Finding {
-        side,
-        severity,
-        code,
-        what,
-        fix,
-        objects: Vec::new(),
-    }
+    Finding { side, severity, code, what, fix, objects: Vec::new() }
 }
 
 fn check_versions(source: &ServerFacts, target: &ServerFacts, out: &mut Vec<Finding>) {
@@ -256,10 +241,7 @@ fn check_versions(source: &ServerFacts, target: &ServerFacts, out: &mut Vec<Find
                 "the target runs PostgreSQL {} but the source runs {}: a migration cannot go to an older major version",
                 target.server_version, source.server_version
             ),
-            format!(
-                "use a target on PostgreSQL {} or newer",
-                major(source.server_version_num)
-            ),
+            format!("use a target on PostgreSQL {} or newer", major(source.server_version_num)),
         ));
     }
     if major(source.server_version_num) < 10 {
@@ -267,10 +249,7 @@ fn check_versions(source: &ServerFacts, target: &ServerFacts, out: &mut Vec<Find
             Side::Source,
             Severity::Problem,
             "source_version",
-            format!(
-                "the source runs PostgreSQL {}, which has no logical replication",
-                source.server_version
-            ),
+            format!("the source runs PostgreSQL {}, which has no logical replication", source.server_version),
             "upgrade the source to PostgreSQL 10 or newer first".into(),
         ));
     }
@@ -287,10 +266,7 @@ fn check_source_replication(source: &ServerFacts, out: &mut Vec<Finding>) {
             Side::Source,
             Severity::Problem,
             "wal_level",
-            format!(
-                "wal_level is {:?}; logical replication needs \"logical\"",
-                source.wal_level
-            ),
+            format!("wal_level is {:?}; logical replication needs \"logical\"", source.wal_level),
             fix,
         ));
     }
@@ -351,7 +327,11 @@ fn check_source_replication(source: &ServerFacts, out: &mut Vec<Finding>) {
 /// and pgferry's schema plus the user's schemas on the target (CREATE on the database).
 fn check_privileges(source: &ServerFacts, target: &ServerFacts, out: &mut Vec<Finding>) {
     for (side, facts, needs) in [
-        (Side::Source, source, "create the migration's publications (and, for a seeded migration, pgferry's marker schema)"),
+        (
+            Side::Source,
+            source,
+            "create the migration's publications (and, for a seeded migration, pgferry's marker schema)",
+        ),
         (Side::Target, target, "create pgferry's journal schema and the source's schemas"),
     ] {
         if !facts.is_superuser && !facts.can_create_in_database {
@@ -406,11 +386,8 @@ fn check_source_tables(source: &ServerFacts, out: &mut Vec<Finding>) {
             ),
             "add a primary key; or let pgferry set REPLICA IDENTITY FULL with --replica-identity-full (journaled, set back by abort and cleanup; each UPDATE and DELETE on them then logs the whole old row on the source and scans the table on the target, so busy large tables lag); or keep them as they are: pgferry publishes them for inserts and truncates only, and the cutover copies them again inside its fence with --recopy-keyless-tables (their sizes below are what that adds to the downtime) or trusts --keyless-tables-are-insert-only for logs and histories".into(),
         );
-        f.objects = source
-            .tables_without_identity
-            .iter()
-            .map(|t| format!("{} ({})", t.name, human_bytes(t.bytes)))
-            .collect();
+        f.objects =
+            source.tables_without_identity.iter().map(|t| format!("{} ({})", t.name, human_bytes(t.bytes))).collect();
         out.push(f);
     }
     if !source.unlogged_tables.is_empty() {
@@ -418,8 +395,10 @@ fn check_source_tables(source: &ServerFacts, out: &mut Vec<Finding>) {
             Side::Source,
             Severity::Warning,
             "unlogged_tables",
-            "unlogged tables are copied but their later changes are not replicated (they are not written to WAL)".into(),
-            "make them logged (ALTER TABLE ... SET LOGGED) or accept that they are copied again inside the cutover".into(),
+            "unlogged tables are copied but their later changes are not replicated (they are not written to WAL)"
+                .into(),
+            "make them logged (ALTER TABLE ... SET LOGGED) or accept that they are copied again inside the cutover"
+                .into(),
         );
         f.objects = source.unlogged_tables.iter().map(|t| t.name.clone()).collect();
         out.push(f);
@@ -450,11 +429,8 @@ fn check_source_tables(source: &ServerFacts, out: &mut Vec<Finding>) {
 }
 
 fn check_source_transactions(source: &ServerFacts, plan: &CheckPlan, out: &mut Vec<Finding>) {
-    let long: Vec<_> = source
-        .open_transactions
-        .iter()
-        .filter(|t| t.age_seconds >= plan.long_transaction_seconds)
-        .collect();
+    let long: Vec<_> =
+        source.open_transactions.iter().filter(|t| t.age_seconds >= plan.long_transaction_seconds).collect();
     if !long.is_empty() {
         let mut f = finding(
             Side::Source,
@@ -467,10 +443,8 @@ fn check_source_transactions(source: &ServerFacts, plan: &CheckPlan, out: &mut V
             ),
             "let them finish, or end them with pg_terminate_backend(pid), before starting".into(),
         );
-        f.objects = long
-            .iter()
-            .map(|t| format!("pid {} by {} ({} s, {})", t.pid, t.user, t.age_seconds, t.state))
-            .collect();
+        f.objects =
+            long.iter().map(|t| format!("pid {} by {} ({} s, {})", t.pid, t.user, t.age_seconds, t.state)).collect();
         out.push(f);
     }
     if !source.prepared_transactions.is_empty() {
@@ -487,21 +461,14 @@ fn check_source_transactions(source: &ServerFacts, plan: &CheckPlan, out: &mut V
 }
 
 fn check_pair(source: &ServerFacts, target: &ServerFacts, plan: &CheckPlan, out: &mut Vec<Finding>) {
-    let missing: Vec<String> = source
-        .extensions
-        .iter()
-        .filter(|e| !target.available_extensions.contains(e))
-        .cloned()
-        .collect();
+    let missing: Vec<String> =
+        source.extensions.iter().filter(|e| !target.available_extensions.contains(e)).cloned().collect();
     if !missing.is_empty() {
         let mut f = finding(
             Side::Target,
             Severity::Problem,
             "extensions",
-            format!(
-                "{} extension(s) used on the source are not available on the target",
-                missing.len()
-            ),
+            format!("{} extension(s) used on the source are not available on the target", missing.len()),
             "install them on the target's server (or on RDS, pick a version that offers them)".into(),
         );
         f.objects = missing;
@@ -512,14 +479,8 @@ fn check_pair(source: &ServerFacts, target: &ServerFacts, plan: &CheckPlan, out:
             Side::Target,
             Severity::Problem,
             "encoding",
-            format!(
-                "the target database's encoding is {} but the source's is {}",
-                target.encoding, source.encoding
-            ),
-            format!(
-                "create the target database with ENCODING '{}'",
-                source.encoding
-            ),
+            format!("the target database's encoding is {} but the source's is {}", target.encoding, source.encoding),
+            format!("create the target database with ENCODING '{}'", source.encoding),
         ));
     }
     if source.collate != target.collate || source.ctype != target.ctype {
@@ -546,7 +507,8 @@ fn check_pair(source: &ServerFacts, target: &ServerFacts, plan: &CheckPlan, out:
                 "the target database already holds {} table(s); a full copy needs an empty database",
                 target.user_table_count
             ),
-            "point --target at a new, empty database, or use a seeded migration if the target is a copy of the source".into(),
+            "point --target at a new, empty database, or use a seeded migration if the target is a copy of the source"
+                .into(),
         ));
     }
 }
@@ -566,10 +528,7 @@ fn check_tools(source_version_num: i32, target_version_num: i32, tools: &ToolFac
             "install the PostgreSQL {version} client, e.g. apt-get install postgresql-client-{version}, or set PGFERRY_PG_BIN to its bin directory"
         )
     };
-    for (program, found) in [
-        ("pg_dump", tools.pg_dump_version_num),
-        ("pg_restore", tools.pg_restore_version_num),
-    ] {
+    for (program, found) in [("pg_dump", tools.pg_dump_version_num), ("pg_restore", tools.pg_restore_version_num)] {
         let (what, fix) = match found {
             None => (format!("{program} was not found on PATH"), install(needed)),
             Some(v) if !client_reads_server(v, source_version_num) => (
@@ -629,7 +588,10 @@ mod tests {
         let new_tools = ToolFacts { pg_dump_version_num: Some(180006), pg_restore_version_num: Some(180006) };
         let findings = evaluate(&healthy(), &old_target, &new_tools, &CheckPlan::default());
         assert_eq!(codes(&findings), ["pg_restore"]);
-        assert!(findings[0].what.contains("transaction_timeout") && findings[0].fix.contains("postgresql-client-15"), "{findings:?}");
+        assert!(
+            findings[0].what.contains("transaction_timeout") && findings[0].fix.contains("postgresql-client-15"),
+            "{findings:?}"
+        );
     }
 
     #[test]
@@ -660,10 +622,7 @@ mod tests {
     }
 
     fn tools() -> ToolFacts {
-        ToolFacts {
-            pg_dump_version_num: Some(150018),
-            pg_restore_version_num: Some(150018),
-        }
+        ToolFacts { pg_dump_version_num: Some(150018), pg_restore_version_num: Some(150018) }
     }
 
     fn codes(findings: &[Finding]) -> Vec<&'static str> {
@@ -719,7 +678,11 @@ mod tests {
         assert!(findings[0].fix.contains("GRANT CREATE ON DATABASE app TO mover"), "{findings:?}");
         assert_eq!(findings[1].objects, ["public.t (owner app)"]);
         target.is_superuser = true;
-        assert_eq!(codes(&evaluate(&healthy(), &target, &tools(), &CheckPlan::default())), Vec::<&str>::new(), "a superuser needs no grant");
+        assert_eq!(
+            codes(&evaluate(&healthy(), &target, &tools(), &CheckPlan::default())),
+            Vec::<&str>::new(),
+            "a superuser needs no grant"
+        );
     }
 
     #[test]
@@ -776,10 +739,7 @@ mod tests {
     fn a_seeded_plan_accepts_a_full_target() {
         let mut target = healthy();
         target.user_table_count = 5;
-        let plan = CheckPlan {
-            full_copy: false,
-            ..CheckPlan::default()
-        };
+        let plan = CheckPlan { full_copy: false, ..CheckPlan::default() };
         assert!(evaluate(&healthy(), &target, &tools(), &plan).is_empty());
     }
 

@@ -172,7 +172,9 @@ pub fn judge(redo_done: Lsn, facts: &SeedFacts) -> Vec<SeedProblem> {
     }
     match facts.target_wal_end {
         None => problems.push(SeedProblem::StillRecovering),
-        Some(copy_end) if redo_done >= copy_end => problems.push(SeedProblem::PastCopyEnd { seed: redo_done, copy_end }),
+        Some(copy_end) if redo_done >= copy_end => {
+            problems.push(SeedProblem::PastCopyEnd { seed: redo_done, copy_end })
+        }
         Some(_) => {}
     }
     if redo_done >= facts.source_wal_end {
@@ -181,10 +183,9 @@ pub fn judge(redo_done: Lsn, facts: &SeedFacts) -> Vec<SeedProblem> {
     match &facts.slot {
         None => problems.push(SeedProblem::NoSlot),
         Some(slot) if slot.wal_status == "lost" => problems.push(SeedProblem::SlotLost),
-        Some(slot) if slot.confirmed_flush > start_after(redo_done) => problems.push(SeedProblem::SlotAdvanced {
-            seed: redo_done,
-            confirmed_flush: slot.confirmed_flush,
-        }),
+        Some(slot) if slot.confirmed_flush > start_after(redo_done) => {
+            problems.push(SeedProblem::SlotAdvanced { seed: redo_done, confirmed_flush: slot.confirmed_flush })
+        }
         Some(_) => {}
     }
     problems

@@ -309,10 +309,7 @@ mod tests {
 
     #[test]
     fn qualified_names_quote_each_part() {
-        let name = QualifiedName::new(
-            Ident::new("my.schema").unwrap(),
-            Ident::new("t\"x").unwrap(),
-        );
+        let name = QualifiedName::new(Ident::new("my.schema").unwrap(), Ident::new("t\"x").unwrap());
         assert_eq!(name.to_string(), "\"my.schema\".\"t\"\"x\"");
         let sql = Sql::new("TRUNCATE ").name(&name);
         assert_eq!(sql.as_str(), "TRUNCATE \"my.schema\".\"t\"\"x\"");

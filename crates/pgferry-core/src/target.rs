@@ -62,8 +62,13 @@ pub enum Action {
     AddForeignKeyValidated,
     /// Already on the target under its name: only the journal changes.
     RecognizeForeignKey,
-    SetTriggerState { state: TriggerState },
-    SetSequence { last_value: i64, is_called: bool },
+    SetTriggerState {
+        state: TriggerState,
+    },
+    SetSequence {
+        last_value: i64,
+        is_called: bool,
+    },
     ValidateForeignKey,
 }
 
@@ -85,10 +90,7 @@ pub fn plan_prepare(journal: &Journal) -> Vec<Step> {
             action: Action::DropForeignKey,
             statements: vec![
                 // Without ONLY: on a partitioned table the partitions' copies go too.
-                Sql::new("ALTER TABLE ")
-                    .name(&fk.table)
-                    .push(" DROP CONSTRAINT IF EXISTS ")
-                    .ident(&fk.name),
+                Sql::new("ALTER TABLE ").name(&fk.table).push(" DROP CONSTRAINT IF EXISTS ").ident(&fk.name),
                 set_foreign_key_step(fk, ForeignKeyStep::Dropped),
             ],
         });
@@ -140,7 +142,9 @@ pub fn plan_restore(journal: &Journal, input: &RestoreInput) -> RestorePlan {
         let object = foreign_key_object(fk);
         let existing = input.target_constraints.get(&(fk.table.clone(), fk.name.clone()));
         let (action, statements, validate) = match existing {
-            Some(&valid) if valid || !fk.validated => (Action::RecognizeForeignKey, vec![delete_foreign_key(fk)], false),
+            Some(&valid) if valid || !fk.validated => {
+                (Action::RecognizeForeignKey, vec![delete_foreign_key(fk)], false)
+            }
             Some(_) => (Action::RecognizeForeignKey, vec![set_foreign_key_step(fk, ForeignKeyStep::Added)], true),
             None if !fk.validated => {
                 // pg_get_constraintdef already ends in NOT VALID.
@@ -174,10 +178,7 @@ pub fn plan_restore(journal: &Journal, input: &RestoreInput) -> RestorePlan {
         steps.push(Step {
             object: Object::Trigger { table: t.table.clone(), name: t.name.clone() },
             action: Action::SetTriggerState { state: t.saved_state },
-            statements: vec![
-                Sql::new("ALTER TABLE ONLY ").name(&t.table).push(verb).ident(&t.name),
-                delete_trigger(t),
-            ],
+            statements: vec![Sql::new("ALTER TABLE ONLY ").name(&t.table).push(verb).ident(&t.name), delete_trigger(t)],
         });
     }
     let mut missing_sequences = Vec::new();
@@ -208,22 +209,14 @@ pub fn plan_restore(journal: &Journal, input: &RestoreInput) -> RestorePlan {
 /// `VALIDATE CONSTRAINT` for every foreign key restored NOT VALID and not yet
 /// validated. Runs while the application writes: it takes SHARE UPDATE EXCLUSIVE.
 pub fn plan_validate(journal: &Journal) -> Vec<Step> {
-    journal
-        .foreign_keys
-        .iter()
-        .filter(|fk| fk.step == ForeignKeyStep::Added)
-        .map(validate_step)
-        .collect()
+    journal.foreign_keys.iter().filter(|fk| fk.step == ForeignKeyStep::Added).map(validate_step).collect()
 }
 
 fn validate_step(fk: &SavedForeignKey) -> Step {
     Step {
         object: foreign_key_object(fk),
         action: Action::ValidateForeignKey,
-        statements: vec![
-            validate_statement(&fk.table, &fk.name),
-            delete_foreign_key(fk),
-        ],
+        statements: vec![validate_statement(&fk.table, &fk.name), delete_foreign_key(fk)],
     }
 }
 
@@ -289,8 +282,14 @@ mod tests {
     #[test]
     fn prepare_skips_what_is_done_and_quotes_names() {
         let journal = Journal {
-            foreign_keys: vec![fk("a\"b", true, false, ForeignKeyStep::Saved), fk("done", true, false, ForeignKeyStep::Dropped)],
-            triggers: vec![trigger("t", TriggerState::Always, false, TriggerStep::Saved), trigger("u", TriggerState::Origin, false, TriggerStep::Disabled)],
+            foreign_keys: vec![
+                fk("a\"b", true, false, ForeignKeyStep::Saved),
+                fk("done", true, false, ForeignKeyStep::Dropped),
+            ],
+            triggers: vec![
+                trigger("t", TriggerState::Always, false, TriggerStep::Saved),
+                trigger("u", TriggerState::Origin, false, TriggerStep::Disabled),
+            ],
         };
         let steps = plan_prepare(&journal);
         assert_eq!(steps.len(), 2);
@@ -304,7 +303,10 @@ mod tests {
     #[test]
     fn restore_adds_not_valid_then_validates_and_keeps_not_valid_ones_not_valid() {
         let journal = Journal {
-            foreign_keys: vec![fk("v", true, false, ForeignKeyStep::Dropped), fk("nv", false, false, ForeignKeyStep::Dropped)],
+            foreign_keys: vec![
+                fk("v", true, false, ForeignKeyStep::Dropped),
+                fk("nv", false, false, ForeignKeyStep::Dropped),
+            ],
             triggers: vec![],
         };
         let input = RestoreInput { target_version_num: 150000, validate_now: true, ..Default::default() };
@@ -312,7 +314,9 @@ mod tests {
         let actions: Vec<_> = plan.steps.iter().map(|s| s.action).collect();
         assert_eq!(actions, [Action::AddForeignKeyNotValid, Action::AddForeignKeyNotValid, Action::ValidateForeignKey]);
         assert!(plan.steps[0].statements[0].as_str().ends_with("REFERENCES s.parent(id) NOT VALID"));
-        assert!(plan.steps[0].statements[1].as_str().starts_with("UPDATE \"pgferry\".saved_foreign_key SET state = 'added'"));
+        assert!(plan.steps[0].statements[1]
+            .as_str()
+            .starts_with("UPDATE \"pgferry\".saved_foreign_key SET state = 'added'"));
         assert!(plan.steps[1].statements[1].as_str().starts_with("DELETE FROM"));
         assert_eq!(plan.steps[2].object, foreign_key_object(&journal.foreign_keys[0]));
         let later = plan_restore(&journal, &RestoreInput { validate_now: false, ..input });
@@ -331,7 +335,10 @@ mod tests {
     #[test]
     fn existing_constraints_are_recognized() {
         let journal = Journal {
-            foreign_keys: vec![fk("valid_there", true, false, ForeignKeyStep::Saved), fk("not_valid_there", true, false, ForeignKeyStep::Dropped)],
+            foreign_keys: vec![
+                fk("valid_there", true, false, ForeignKeyStep::Saved),
+                fk("not_valid_there", true, false, ForeignKeyStep::Dropped),
+            ],
             triggers: vec![],
         };
         let table = QualifiedName::from_catalog("s", "child");
@@ -356,11 +363,14 @@ mod tests {
         };
         let plan = plan_restore(&journal, &RestoreInput::default());
         let ddl: Vec<_> = plan.steps.iter().map(|s| s.statements[0].as_str().to_owned()).collect();
-        assert_eq!(ddl, [
-            "ALTER TABLE ONLY \"s\".\"child\" ENABLE REPLICA TRIGGER \"r\"",
-            "ALTER TABLE ONLY \"s\".\"child\" ENABLE ALWAYS TRIGGER \"a\"",
-            "ALTER TABLE ONLY \"s\".\"child\" ENABLE TRIGGER \"clone\"",
-        ]);
+        assert_eq!(
+            ddl,
+            [
+                "ALTER TABLE ONLY \"s\".\"child\" ENABLE REPLICA TRIGGER \"r\"",
+                "ALTER TABLE ONLY \"s\".\"child\" ENABLE ALWAYS TRIGGER \"a\"",
+                "ALTER TABLE ONLY \"s\".\"child\" ENABLE TRIGGER \"clone\"",
+            ]
+        );
     }
 
     #[test]
@@ -378,11 +388,15 @@ mod tests {
             cycle: true,
             position: SequencePosition { last_value, is_called },
         };
-        let mut input = RestoreInput { source_sequences: vec![seq("down", -7, true), seq("gone", 1, false)], ..Default::default() };
+        let mut input =
+            RestoreInput { source_sequences: vec![seq("down", -7, true), seq("gone", 1, false)], ..Default::default() };
         input.target_sequences.insert(QualifiedName::from_catalog("it's", "down"));
         let plan = plan_restore(&Journal::default(), &input);
         assert_eq!(plan.steps.len(), 1);
-        assert_eq!(plan.steps[0].statements[0].as_str(), "SELECT pg_catalog.setval('\"it''s\".\"down\"'::regclass, -7, true)");
+        assert_eq!(
+            plan.steps[0].statements[0].as_str(),
+            "SELECT pg_catalog.setval('\"it''s\".\"down\"'::regclass, -7, true)"
+        );
         assert_eq!(plan.missing_sequences, [QualifiedName::from_catalog("it's", "gone")]);
     }
 
@@ -390,7 +404,10 @@ mod tests {
     fn merging_keeps_rows_already_saved() {
         let saved = Journal { foreign_keys: vec![fk("a", true, false, ForeignKeyStep::Dropped)], triggers: vec![] };
         let fresh = Journal {
-            foreign_keys: vec![fk("a", false, false, ForeignKeyStep::Saved), fk("b", true, false, ForeignKeyStep::Saved)],
+            foreign_keys: vec![
+                fk("a", false, false, ForeignKeyStep::Saved),
+                fk("b", true, false, ForeignKeyStep::Saved),
+            ],
             triggers: vec![],
         };
         let merged = saved.merged_with(&fresh);
@@ -401,6 +418,9 @@ mod tests {
     #[test]
     fn scripts_wrap_each_transaction() {
         let text = script("t", &[vec![Sql::new("SELECT 1")], vec![Sql::new("SELECT 2"), Sql::new("SELECT 3")]]);
-        assert_eq!(text, "-- t\n\\set ON_ERROR_STOP on\n\nBEGIN;\nSELECT 1;\nCOMMIT;\n\nBEGIN;\nSELECT 2;\nSELECT 3;\nCOMMIT;\n");
+        assert_eq!(
+            text,
+            "-- t\n\\set ON_ERROR_STOP on\n\nBEGIN;\nSELECT 1;\nCOMMIT;\n\nBEGIN;\nSELECT 2;\nSELECT 3;\nCOMMIT;\n"
+        );
     }
 }

@@ -68,7 +68,9 @@ pub enum Unproven {
 impl std::fmt::Display for Unproven {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Unproven::KeptChanging { chunks } => write!(f, "{chunks} chunk(s) kept changing on the source through every re-check"),
+            Unproven::KeptChanging { chunks } => {
+                write!(f, "{chunks} chunk(s) kept changing on the source through every re-check")
+            }
             Unproven::MayBeLag { chunks, pending_changes: Some(n) } => {
                 write!(f, "{chunks} chunk(s) differ while {n} change(s) to the table were not applied yet: may be lag")
             }
@@ -175,11 +177,21 @@ pub fn diff_rows(source: &[RowDigest], target: &[RowDigest], limit: usize, show_
         };
         match order {
             std::cmp::Ordering::Less => {
-                out.push(KeyDifference { key: source[s].key.clone(), difference: Difference::Missing, source_row: value(&source[s]), target_row: None });
+                out.push(KeyDifference {
+                    key: source[s].key.clone(),
+                    difference: Difference::Missing,
+                    source_row: value(&source[s]),
+                    target_row: None,
+                });
                 s += 1;
             }
             std::cmp::Ordering::Greater => {
-                out.push(KeyDifference { key: target[t].key.clone(), difference: Difference::Extra, source_row: None, target_row: value(&target[t]) });
+                out.push(KeyDifference {
+                    key: target[t].key.clone(),
+                    difference: Difference::Extra,
+                    source_row: None,
+                    target_row: value(&target[t]),
+                });
                 t += 1;
             }
             std::cmp::Ordering::Equal => {
@@ -234,23 +246,38 @@ mod tests {
         let (verdict, why) = judge_table(&evidence(0, 7, Lag::None));
         assert_eq!(verdict, Verdict::NotProven);
         assert_eq!(why, [Unproven::KeptChanging { chunks: 7 }]);
-        assert_eq!(judge_table(&evidence(0, 0, Lag::Unknown)), (Verdict::Equal, vec![]), "lag without a difference is equal");
+        assert_eq!(
+            judge_table(&evidence(0, 0, Lag::Unknown)),
+            (Verdict::Equal, vec![]),
+            "lag without a difference is equal"
+        );
     }
 
     #[test]
     fn a_difference_is_different_only_when_lag_cannot_explain_it() {
         assert_eq!(judge_table(&evidence(2, 0, Lag::None)).0, Verdict::Different);
-        assert_eq!(judge_table(&evidence(2, 0, Lag::Pending(0))).0, Verdict::Different, "nothing pending for the table");
+        assert_eq!(
+            judge_table(&evidence(2, 0, Lag::Pending(0))).0,
+            Verdict::Different,
+            "nothing pending for the table"
+        );
         assert_eq!(
             judge_table(&evidence(2, 0, Lag::Pending(5))),
             (Verdict::NotProven, vec![Unproven::MayBeLag { chunks: 2, pending_changes: Some(5) }])
         );
         assert_eq!(
             judge_table(&evidence(1, 3, Lag::Unknown)),
-            (Verdict::NotProven, vec![Unproven::KeptChanging { chunks: 3 }, Unproven::MayBeLag { chunks: 1, pending_changes: None }])
+            (
+                Verdict::NotProven,
+                vec![Unproven::KeptChanging { chunks: 3 }, Unproven::MayBeLag { chunks: 1, pending_changes: None }]
+            )
         );
         let (verdict, why) = judge_table(&evidence(1, 3, Lag::None));
-        assert_eq!((verdict, why), (Verdict::Different, vec![Unproven::KeptChanging { chunks: 3 }]), "a proven difference wins");
+        assert_eq!(
+            (verdict, why),
+            (Verdict::Different, vec![Unproven::KeptChanging { chunks: 3 }]),
+            "a proven difference wins"
+        );
         let missing = TableEvidence { missing_on_target: true, ..evidence(0, 0, Lag::Pending(9)) };
         assert_eq!(judge_table(&missing).0, Verdict::Different, "a missing table is not lag");
     }

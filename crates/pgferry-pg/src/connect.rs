@@ -71,11 +71,7 @@ pub const KEEPALIVE_RETRIES: u32 = 3;
 
 /// Connects and spawns the connection's I/O task.
 pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
-    let fail = |failure, cause: String| ConnectError {
-        server: spec.to_string(),
-        failure,
-        cause,
-    };
+    let fail = |failure, cause: String| ConnectError { server: spec.to_string(), failure, cause };
     let tls = client_config(spec).map_err(|e: TlsConfigError| fail(ConnectFailure::Tls, e.to_string()))?;
     let config = pg_config(spec);
     let (client, connection) = within_connect_timeout(spec, config.connect(MakeRustlsConnect::new(tls)))
@@ -95,7 +91,10 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
 
 /// Runs `opening` under the spec's connect timeout; on expiry, says so in one
 /// sentence.
-pub async fn within_connect_timeout<T>(spec: &ConnSpec, opening: impl std::future::Future<Output = T>) -> Result<T, String> {
+pub async fn within_connect_timeout<T>(
+    spec: &ConnSpec,
+    opening: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
     match spec.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, opening).await.map_err(|_| {
             format!(

@@ -117,11 +117,7 @@ pub enum ConnSpecError {
     #[error("unknown connection option {0:?}")]
     UnknownKey(String),
     #[error("invalid {key} {value:?}: expected {expected}")]
-    InvalidValue {
-        key: String,
-        value: String,
-        expected: &'static str,
-    },
+    InvalidValue { key: String, value: String, expected: &'static str },
 }
 
 /// How long a connection may take to open when the spec does not say: a server
@@ -190,10 +186,7 @@ impl ConnSpec {
 
     /// The same server and credentials, another database.
     pub fn with_dbname(&self, dbname: &str) -> ConnSpec {
-        ConnSpec {
-            dbname: dbname.into(),
-            ..self.clone()
-        }
+        ConnSpec { dbname: dbname.into(), ..self.clone() }
     }
 
     /// The host as libpq's `host` option would be written.
@@ -281,9 +274,9 @@ fn parse_url(input: &str) -> Result<BTreeMap<String, String>, ConnSpecError> {
         out.insert("dbname".into(), percent_decode(db)?);
     }
     for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| ConnSpecError::MalformedUrl(format!("query parameter {k:?} has no value", k = redact_pair(pair))))?;
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            ConnSpecError::MalformedUrl(format!("query parameter {k:?} has no value", k = redact_pair(pair)))
+        })?;
         out.insert(percent_decode(k)?, percent_decode(v)?);
     }
     Ok(out)
@@ -374,7 +367,9 @@ fn parse_key_value(input: &str) -> Result<BTreeMap<String, String>, ConnSpecErro
             chars.next();
             loop {
                 match chars.next() {
-                    Some('\\') => value.push(chars.next().ok_or_else(|| ConnSpecError::MalformedKeyValue(key.clone()))?),
+                    Some('\\') => {
+                        value.push(chars.next().ok_or_else(|| ConnSpecError::MalformedKeyValue(key.clone()))?)
+                    }
                     Some('\'') => break,
                     Some(c) => value.push(c),
                     None => return Err(ConnSpecError::MalformedKeyValue(key)),
@@ -402,9 +397,7 @@ fn resolve(mut given: BTreeMap<String, String>, env: &dyn Environment) -> Result
     let mut take = |key: &str, var: &str| given.remove(key).filter(|v| !v.is_empty()).or_else(|| env.var(var));
     let host_value = take("hostaddr", "PGHOSTADDR").or_else(|| take("host", "PGHOST"));
     let port_value = take("port", "PGPORT");
-    let user = take("user", "PGUSER")
-        .or_else(|| env.os_user())
-        .unwrap_or_else(|| "postgres".into());
+    let user = take("user", "PGUSER").or_else(|| env.os_user()).unwrap_or_else(|| "postgres".into());
     let password = take("password", "PGPASSWORD").map(Secret::new);
     let dbname = take("dbname", "PGDATABASE").unwrap_or_else(|| user.clone());
     let sslmode_value = take("sslmode", "PGSSLMODE");
@@ -562,10 +555,7 @@ mod tests {
         assert!(err.to_string().contains("verify-full"), "{err}");
         let err = ConnSpec::parse_with("port=99999", &env).unwrap_err();
         assert!(err.to_string().contains("1 to 65535"), "{err}");
-        assert_eq!(
-            ConnSpec::parse_with("bogus=1", &env).unwrap_err(),
-            ConnSpecError::UnknownKey("bogus".into())
-        );
+        assert_eq!(ConnSpec::parse_with("bogus=1", &env).unwrap_err(), ConnSpecError::UnknownKey("bogus".into()));
         assert!(ConnSpec::parse_with("host", &env).is_err());
         assert!(ConnSpec::parse_with("postgresql://h/db?x", &env).is_err());
         assert!(ConnSpec::parse_with("postgresql://[::1/db", &env).is_err());

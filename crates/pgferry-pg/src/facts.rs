@@ -70,7 +70,8 @@ pub async fn server_facts(client: &Client) -> Result<ServerFacts, Error> {
         tables_without_identity: tables_without_identity(client).await?,
         unlogged_tables: unlogged_tables(client).await?,
         generated_columns: generated_columns(client).await?,
-        extensions: strings(client, "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1").await?,
+        extensions: strings(client, "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1")
+            .await?,
         available_extensions: strings(client, "SELECT name::text FROM pg_available_extensions ORDER BY 1").await?,
         open_transactions: open_transactions(client).await?,
         prepared_transactions: strings(
@@ -112,11 +113,10 @@ async fn unpublishable_tables(client: &Client) -> Result<Vec<String>, Error> {
 /// `pg_control_system()`; where the role may not call it, it reads as empty on
 /// both sides and the database OID and the session check decide.
 pub async fn identity(client: &Client) -> Result<DatabaseIdentity, Error> {
-    let oid: u32 = client
-        .query_one("SELECT oid FROM pg_database WHERE datname = current_database()", &[])
-        .await?
-        .get(0);
-    let system_identifier = match client.query_one("SELECT system_identifier::text FROM pg_control_system()", &[]).await {
+    let oid: u32 =
+        client.query_one("SELECT oid FROM pg_database WHERE datname = current_database()", &[]).await?.get(0);
+    let system_identifier = match client.query_one("SELECT system_identifier::text FROM pg_control_system()", &[]).await
+    {
         Ok(row) => row.get(0),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => String::new(),
         Err(e) => return Err(e),
@@ -207,12 +207,7 @@ async fn open_transactions(client: &Client) -> Result<Vec<OpenTransaction>, Erro
         .await?;
     Ok(rows
         .iter()
-        .map(|r| OpenTransaction {
-            pid: r.get(0),
-            age_seconds: r.get(1),
-            state: r.get(2),
-            user: r.get(3),
-        })
+        .map(|r| OpenTransaction { pid: r.get(0), age_seconds: r.get(1), state: r.get(2), user: r.get(3) })
         .collect())
 }
 

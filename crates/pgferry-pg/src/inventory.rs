@@ -63,10 +63,7 @@ macro_rules! column_names {
 pub async fn read_inventory(client: &mut Client, filter: &SchemaFilter) -> Result<Inventory, Error> {
     let tx = snapshot(client).await?;
     let params = Params::new(filter);
-    let server_version_num = tx
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await?
-        .get(0);
+    let server_version_num = tx.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.get(0);
     let mut inventory = Inventory {
         format_version: FORMAT_VERSION,
         server_version_num,
@@ -97,12 +94,7 @@ pub async fn read_sequences(client: &mut Client, filter: &SchemaFilter) -> Resul
 }
 
 async fn snapshot(client: &mut Client) -> Result<Transaction<'_>, Error> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;
     tx.batch_execute("SET LOCAL search_path = ''").await?;
     Ok(tx)
 }
@@ -157,7 +149,9 @@ async fn extensions(tx: &Transaction<'_>) -> Result<Vec<Extension>, Error> {
 async fn tables(tx: &Transaction<'_>, p: &Params) -> Result<Vec<Table>, Error> {
     let sql = concat!(
         "SELECT n.nspname::text, c.relname::text, c.relkind = 'p', c.relpersistence = 'u',
-                (SELECT ", column_names!("c.oid", "i.indkey::int2[]"), "
+                (SELECT ",
+        column_names!("c.oid", "i.indkey::int2[]"),
+        "
                  FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
                 c.relreplident::text,
                 (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -198,7 +192,12 @@ async fn tables(tx: &Transaction<'_>, p: &Params) -> Result<Vec<Table>, Error> {
                 name: name(r, 0, 1),
                 kind: if r.get(2) { TableKind::Partitioned } else { TableKind::Ordinary },
                 unlogged: r.get(3),
-                primary_key: r.get::<_, Option<Vec<String>>>(4).unwrap_or_default().into_iter().map(Ident::from_catalog).collect(),
+                primary_key: r
+                    .get::<_, Option<Vec<String>>>(4)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Ident::from_catalog)
+                    .collect(),
                 replica_identity: match r.get::<_, &str>(5) {
                     "f" => ReplicaIdentity::Full,
                     "n" => ReplicaIdentity::Nothing,
@@ -225,14 +224,15 @@ async fn tables(tx: &Transaction<'_>, p: &Params) -> Result<Vec<Table>, Error> {
                     .zip(identity_kinds)
                     .map(|(column, kind)| IdentityColumn {
                         column,
-                        generation: if kind == "a" { IdentityGeneration::Always } else { IdentityGeneration::ByDefault },
+                        generation: if kind == "a" {
+                            IdentityGeneration::Always
+                        } else {
+                            IdentityGeneration::ByDefault
+                        },
                     })
                     .collect(),
                 generated_columns: idents(r, 15),
-                size: TableSize {
-                    bytes: r.get(16),
-                    estimated_rows: (reltuples >= 0.0).then_some(reltuples as i64),
-                },
+                size: TableSize { bytes: r.get(16), estimated_rows: (reltuples >= 0.0).then_some(reltuples as i64) },
             }
         })
         .collect())
@@ -241,9 +241,13 @@ async fn tables(tx: &Transaction<'_>, p: &Params) -> Result<Vec<Table>, Error> {
 async fn foreign_keys(tx: &Transaction<'_>, p: &Params) -> Result<Vec<ForeignKey>, Error> {
     let sql = concat!(
         "SELECT n.nspname::text, c.relname::text, co.conname::text, pg_get_constraintdef(co.oid),
-                ", column_names!("co.conrelid", "co.conkey"), ",
+                ",
+        column_names!("co.conrelid", "co.conkey"),
+        ",
                 rn.nspname::text, rc.relname::text,
-                ", column_names!("co.confrelid", "co.confkey"), ",
+                ",
+        column_names!("co.confrelid", "co.confkey"),
+        ",
                 co.confupdtype::text, co.confdeltype::text, co.confmatchtype::text,
                 co.condeferrable, co.condeferred, co.convalidated
          FROM pg_constraint co
@@ -363,16 +367,20 @@ async fn sequences(tx: &Transaction<'_>, p: &Params) -> Result<Vec<Sequence>, Er
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let seq_name = name(r, 0, 1);
-        let owned_by = match (r.get::<_, Option<String>>(10), r.get::<_, Option<String>>(11), r.get::<_, Option<String>>(12)) {
-            (Some(s), Some(t), Some(c)) => Some(ColumnRef { table: QualifiedName::from_catalog(s, t), column: Ident::from_catalog(c) }),
-            _ => None,
-        };
+        let owned_by =
+            match (r.get::<_, Option<String>>(10), r.get::<_, Option<String>>(11), r.get::<_, Option<String>>(12)) {
+                (Some(s), Some(t), Some(c)) => {
+                    Some(ColumnRef { table: QualifiedName::from_catalog(s, t), column: Ident::from_catalog(c) })
+                }
+                _ => None,
+            };
         let kind = match r.get::<_, Option<&str>>(9) {
             Some("i") => SequenceKind::Identity,
             Some(_) => SequenceKind::Serial,
             None => SequenceKind::Standalone,
         };
-        let position = tx.query_one(Sql::new("SELECT last_value, is_called FROM ").name(&seq_name).as_str(), &[]).await?;
+        let position =
+            tx.query_one(Sql::new("SELECT last_value, is_called FROM ").name(&seq_name).as_str(), &[]).await?;
         out.push(Sequence {
             name: seq_name,
             kind,

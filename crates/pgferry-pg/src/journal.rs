@@ -21,9 +21,11 @@ pub async fn read_journal(client: &Client) -> Result<Journal, Error> {
         return Ok(Journal::default());
     }
     let schema = state_schema();
-    let fk_sql = Sql::new("SELECT table_schema, table_name, constraint_name, definition, validated, partitioned_table, state FROM ")
-        .ident(&schema)
-        .push(".saved_foreign_key ORDER BY table_schema, table_name, constraint_name");
+    let fk_sql = Sql::new(
+        "SELECT table_schema, table_name, constraint_name, definition, validated, partitioned_table, state FROM ",
+    )
+    .ident(&schema)
+    .push(".saved_foreign_key ORDER BY table_schema, table_name, constraint_name");
     let foreign_keys = client
         .query(fk_sql.as_str(), &[])
         .await?
@@ -37,9 +39,11 @@ pub async fn read_journal(client: &Client) -> Result<Journal, Error> {
             step: ForeignKeyStep::parse(r.get(6)).expect("the journal's CHECK constraint allows only known states"),
         })
         .collect();
-    let trigger_sql = Sql::new("SELECT table_schema, table_name, trigger_name, saved_state, cloned_from_parent, definition, state FROM ")
-        .ident(&schema)
-        .push(".saved_trigger ORDER BY table_schema, table_name, trigger_name");
+    let trigger_sql = Sql::new(
+        "SELECT table_schema, table_name, trigger_name, saved_state, cloned_from_parent, definition, state FROM ",
+    )
+    .ident(&schema)
+    .push(".saved_trigger ORDER BY table_schema, table_name, trigger_name");
     let triggers = client
         .query(trigger_sql.as_str(), &[])
         .await?
@@ -47,7 +51,8 @@ pub async fn read_journal(client: &Client) -> Result<Journal, Error> {
         .map(|r| SavedTrigger {
             table: QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)),
             name: Ident::from_catalog(r.get::<_, String>(2)),
-            saved_state: TriggerState::parse(r.get(3)).expect("the journal's CHECK constraint allows only known states"),
+            saved_state: TriggerState::parse(r.get(3))
+                .expect("the journal's CHECK constraint allows only known states"),
             cloned_from_parent: r.get(4),
             definition: ServerSql::from_catalog(r.get::<_, String>(5)),
             step: TriggerStep::parse(r.get(6)).expect("the journal's CHECK constraint allows only known states"),

@@ -2,8 +2,8 @@
 //! and the catalog queries that observe a server.
 
 pub mod connect;
-pub mod copy_pipe;
 pub mod connspec;
+pub mod copy_pipe;
 pub mod facts;
 pub mod inventory;
 pub mod journal;

@@ -34,12 +34,7 @@ fn find(text: &str, spec: &ConnSpec) -> Option<String> {
     text.lines()
         .filter(|line| !line.trim_start().starts_with('#'))
         .filter_map(split_fields)
-        .find(|fields| {
-            fields[..4]
-                .iter()
-                .zip(wanted)
-                .all(|(field, want)| field == "*" || field == want)
-        })
+        .find(|fields| fields[..4].iter().zip(wanted).all(|(field, want)| field == "*" || field == want))
         .map(|mut fields| fields.remove(4))
 }
 
@@ -89,14 +84,8 @@ localhost:*:*:carol:socket
     fn the_first_matching_line_wins_with_wildcards_and_escapes() {
         let tcp = |h: &str| Host::Tcp(h.into());
         assert_eq!(find(FILE, &spec(tcp("db1"), 5432, "app", "alice")).unwrap(), "first");
-        assert_eq!(
-            find(FILE, &spec(tcp("any"), 5432, "x", "bob")).unwrap(),
-            "with:colon\\and backslash"
-        );
-        assert_eq!(
-            find(FILE, &spec(Host::Socket(PathBuf::from("/run")), 1, "x", "carol")).unwrap(),
-            "socket"
-        );
+        assert_eq!(find(FILE, &spec(tcp("any"), 5432, "x", "bob")).unwrap(), "with:colon\\and backslash");
+        assert_eq!(find(FILE, &spec(Host::Socket(PathBuf::from("/run")), 1, "x", "carol")).unwrap(), "socket");
         assert_eq!(find(FILE, &spec(tcp("db1"), 5433, "app", "alice")).unwrap(), "fallback");
     }
 

@@ -44,7 +44,9 @@ pub fn replication_config(spec: &ConnSpec, slot: &str, publications: Vec<String>
     let root = spec.sslrootcert.clone();
     let tls = match spec.sslmode {
         SslMode::Disable => TlsConfig::disabled(),
-        SslMode::Allow | SslMode::Prefer => TlsConfig { mode: pgwire_replication::SslMode::Prefer, ..TlsConfig::disabled() },
+        SslMode::Allow | SslMode::Prefer => {
+            TlsConfig { mode: pgwire_replication::SslMode::Prefer, ..TlsConfig::disabled() }
+        }
         SslMode::Require if root.is_none() => TlsConfig::require(),
         SslMode::Require | SslMode::VerifyCa => TlsConfig::verify_ca(root),
         SslMode::VerifyFull => TlsConfig::verify_full(root),
@@ -94,32 +96,21 @@ pub async fn create_slot_with_snapshot(
         move |e: pgwire_replication::PgWireError| ReplicationError { doing, cause: e.to_string() }
     };
     let config = replication_config(spec, slot, Vec::new());
-    let mut session = open_gated(spec, config)
-        .await
-        .map_err(fail("opening a replication connection to the source"))?;
+    let mut session = open_gated(spec, config).await.map_err(fail("opening a replication connection to the source"))?;
     let command = Sql::new("CREATE_REPLICATION_SLOT ")
         .ident(&Ident::from_catalog(slot))
         .push(if temporary { " TEMPORARY" } else { "" })
         .push(" LOGICAL pgoutput EXPORT_SNAPSHOT");
-    let rows = session
-        .simple_query(command.as_str())
-        .await
-        .map_err(fail(&format!("creating the replication slot {slot}")))?;
+    let rows =
+        session.simple_query(command.as_str()).await.map_err(fail(&format!("creating the replication slot {slot}")))?;
     let text = |row: &Vec<Option<bytes::Bytes>>, i: usize| {
-        row.get(i)
-            .and_then(|v| v.as_ref())
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
+        row.get(i).and_then(|v| v.as_ref()).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
     };
     let row = rows.first().ok_or_else(|| ReplicationError {
         doing: format!("creating the replication slot {slot}"),
         cause: "the server returned no row".into(),
     })?;
-    Ok(SnapshotSlot {
-        consistent_point: text(row, 1),
-        snapshot_name: text(row, 2),
-        _session: session,
-    })
+    Ok(SnapshotSlot { consistent_point: text(row, 1), snapshot_name: text(row, 2), _session: session })
 }
 
 #[cfg(test)]
@@ -134,7 +125,10 @@ mod tests {
     #[tokio::test]
     async fn a_silent_server_is_given_up_at_the_connect_timeout() {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("postgresql://u@127.0.0.1:{}/db?sslmode=disable&connect_timeout=2", silent.local_addr().unwrap().port());
+        let url = format!(
+            "postgresql://u@127.0.0.1:{}/db?sslmode=disable&connect_timeout=2",
+            silent.local_addr().unwrap().port()
+        );
         let spec = ConnSpec::parse(&url).unwrap();
         let started = Instant::now();
         let err = create_slot_with_snapshot(&spec, "s", true).await.err().expect("no server answered");
@@ -148,7 +142,9 @@ mod tests {
         let cluster = Cluster::start(PgVersion::V15);
         let spec = ConnSpec::parse(&cluster.url("postgres")).unwrap();
         let mut session = open_gated(&spec, replication_config(&spec, "s", Vec::new())).await.unwrap();
-        for (setting, value) in [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3")] {
+        for (setting, value) in
+            [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3")]
+        {
             let rows = session.simple_query(&format!("SHOW {setting}")).await.unwrap();
             let shown = rows[0][0].as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
             assert_eq!(shown.as_deref(), Some(value), "{setting}");

@@ -81,10 +81,7 @@ fn load_roots(mode: SslMode, path: Option<&Path>) -> Result<Arc<RootCertStore>, 
     let path = match path {
         Some(p) => p.to_path_buf(),
         // libpq's default location.
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default()
-            .join(".postgresql/root.crt"),
+        None => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".postgresql/root.crt"),
     };
     if !path.exists() {
         return Err(TlsConfigError::MissingRootCert { mode: mode.as_str(), path });

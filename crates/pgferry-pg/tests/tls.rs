@@ -12,11 +12,7 @@ fn spec(cluster: &Cluster, host: &str, mode: &str, rootcert: Option<&std::path::
 }
 
 async fn ssl_in_use(client: &tokio_postgres::Client) -> bool {
-    client
-        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
+    client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0)
 }
 
 #[tokio::test]
@@ -30,9 +26,8 @@ async fn verify_full_succeeds_with_the_right_ca_and_each_mode_encrypts() {
         ("127.0.0.1", "require", None),
         ("127.0.0.1", "prefer", None),
     ] {
-        let client = connect(&spec(&cluster, host, mode, root))
-            .await
-            .unwrap_or_else(|e| panic!("{mode} to {host}: {e}"));
+        let client =
+            connect(&spec(&cluster, host, mode, root)).await.unwrap_or_else(|e| panic!("{mode} to {host}: {e}"));
         assert!(ssl_in_use(&client).await, "{mode} must encrypt");
     }
     let plain = connect(&spec(&cluster, "127.0.0.1", "disable", None)).await.unwrap();

@@ -22,9 +22,9 @@ use bytes::Bytes;
 use crate::error::{DecodeError, Problem};
 use crate::kind::MessageKind;
 use crate::message::{
-    Begin, BeginPrepare, Commit, CommitPrepared, Delete, Insert, LogicalMessage, Message, Origin,
-    ParallelAbort, Prepare, Relation, RelationColumn, ReplicaIdentity, RollbackPrepared,
-    StreamAbort, StreamCommit, StreamStart, Truncate, Type, Update, Xid,
+    Begin, BeginPrepare, Commit, CommitPrepared, Delete, Insert, LogicalMessage, Message, Origin, ParallelAbort,
+    Prepare, Relation, RelationColumn, ReplicaIdentity, RollbackPrepared, StreamAbort, StreamCommit, StreamStart,
+    Truncate, Type, Update, Xid,
 };
 use crate::reader::Reader;
 use crate::tuple::{read_delete_tuple, read_new_tuple, read_update_tuples};
@@ -58,11 +58,7 @@ pub fn decode(bytes: Bytes, in_stream_block: bool) -> Result<Message, DecodeErro
 }
 
 /// Reads the fields after the tag byte.
-fn read_body(
-    reader: &mut Reader,
-    kind: MessageKind,
-    in_stream_block: bool,
-) -> Result<Message, DecodeError> {
+fn read_body(reader: &mut Reader, kind: MessageKind, in_stream_block: bool) -> Result<Message, DecodeError> {
     Ok(match kind {
         MessageKind::Begin => Message::Begin(Begin {
             final_lsn: reader.lsn("final LSN")?,
@@ -97,12 +93,7 @@ fn read_body(
             let xid = read_streamed_xid(reader, in_stream_block)?;
             let relation_oid = reader.u32("relation OID")?;
             let (old_tuple, new_tuple) = read_update_tuples(reader)?;
-            Message::Update(Update {
-                xid,
-                relation_oid,
-                old_tuple,
-                new_tuple,
-            })
+            Message::Update(Update { xid, relation_oid, old_tuple, new_tuple })
         }
         MessageKind::Delete => Message::Delete(Delete {
             xid: read_streamed_xid(reader, in_stream_block)?,
@@ -171,10 +162,7 @@ fn read_body(
 }
 
 /// The xid that change messages carry only inside a stream block.
-fn read_streamed_xid(
-    reader: &mut Reader,
-    in_stream_block: bool,
-) -> Result<Option<Xid>, DecodeError> {
+fn read_streamed_xid(reader: &mut Reader, in_stream_block: bool) -> Result<Option<Xid>, DecodeError> {
     if in_stream_block {
         Ok(Some(reader.u32("streamed transaction xid")?))
     } else {
@@ -185,11 +173,7 @@ fn read_streamed_xid(
 /// A schema name, where the server abbreviates `pg_catalog` to "".
 fn read_namespace(reader: &mut Reader) -> Result<String, DecodeError> {
     let namespace = reader.string("namespace")?;
-    Ok(if namespace.is_empty() {
-        "pg_catalog".to_owned()
-    } else {
-        namespace
-    })
+    Ok(if namespace.is_empty() { "pg_catalog".to_owned() } else { namespace })
 }
 
 fn read_relation(reader: &mut Reader, in_stream_block: bool) -> Result<Relation, DecodeError> {
@@ -216,14 +200,7 @@ fn read_relation(reader: &mut Reader, in_stream_block: bool) -> Result<Relation,
             type_modifier: reader.i32("column type modifier")?,
         });
     }
-    Ok(Relation {
-        xid,
-        oid,
-        namespace,
-        name,
-        replica_identity,
-        columns,
-    })
+    Ok(Relation { xid, oid, namespace, name, replica_identity, columns })
 }
 
 fn read_truncate(reader: &mut Reader, in_stream_block: bool) -> Result<Truncate, DecodeError> {
@@ -250,18 +227,11 @@ fn read_stream_abort(reader: &mut Reader) -> Result<StreamAbort, DecodeError> {
     // present; the server sends them exactly when the subscriber asked for
     // `streaming = parallel`. Any other length is left to `finish` to refuse.
     let parallel = if reader.remaining() == PARALLEL_ABORT_LEN {
-        Some(ParallelAbort {
-            abort_lsn: reader.lsn("abort LSN")?,
-            abort_time: reader.timestamp("abort timestamp")?,
-        })
+        Some(ParallelAbort { abort_lsn: reader.lsn("abort LSN")?, abort_time: reader.timestamp("abort timestamp")? })
     } else {
         None
     };
-    Ok(StreamAbort {
-        xid,
-        subxid,
-        parallel,
-    })
+    Ok(StreamAbort { xid, subxid, parallel })
 }
 
 /// Prepare and Stream Prepare share one layout.

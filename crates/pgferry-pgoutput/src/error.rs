@@ -18,10 +18,7 @@ pub enum DecodeError {
     #[error("unknown pgoutput message tag {}", DisplayByte(*tag))]
     UnknownTag { tag: u8 },
     #[error("malformed {message} message: {problem}")]
-    Malformed {
-        message: MessageKind,
-        problem: Problem,
-    },
+    Malformed { message: MessageKind, problem: Problem },
     /// Stream blocks do not nest: the server sends Stream Stop before the next
     /// Stream Start. Reported by [`crate::Decoder`], which tracks the blocks.
     #[error("Stream Start arrived inside a stream block: the previous block has no Stream Stop")]
@@ -34,14 +31,8 @@ pub enum DecodeError {
 /// What was wrong inside a message whose tag was recognised.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
-    #[error(
-        "truncated while reading {field}: it needs {needed} bytes but only {remaining} remain"
-    )]
-    Truncated {
-        field: &'static str,
-        needed: usize,
-        remaining: usize,
-    },
+    #[error("truncated while reading {field}: it needs {needed} bytes but only {remaining} remain")]
+    Truncated { field: &'static str, needed: usize, remaining: usize },
     #[error("{field} has no NUL terminator")]
     MissingNul { field: &'static str },
     #[error("{field} is not valid UTF-8")]
@@ -85,11 +76,7 @@ mod tests {
     fn names_the_message_and_the_field() {
         let error = DecodeError::Malformed {
             message: MessageKind::Insert,
-            problem: Problem::Truncated {
-                field: "column value",
-                needed: 5,
-                remaining: 2,
-            },
+            problem: Problem::Truncated { field: "column value", needed: 5, remaining: 2 },
         };
         assert_eq!(
             error.to_string(),
@@ -100,13 +87,7 @@ mod tests {
 
     #[test]
     fn shows_bytes_as_characters_when_printable() {
-        assert_eq!(
-            DecodeError::UnknownTag { tag: b'Z' }.to_string(),
-            "unknown pgoutput message tag 'Z' (0x5a)"
-        );
-        assert_eq!(
-            DecodeError::UnknownTag { tag: 0 }.to_string(),
-            "unknown pgoutput message tag 0x00"
-        );
+        assert_eq!(DecodeError::UnknownTag { tag: b'Z' }.to_string(), "unknown pgoutput message tag 'Z' (0x5a)");
+        assert_eq!(DecodeError::UnknownTag { tag: 0 }.to_string(), "unknown pgoutput message tag 0x00");
     }
 }

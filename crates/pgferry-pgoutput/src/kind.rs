@@ -96,9 +96,7 @@ mod tests {
 
     #[test]
     fn every_documented_tag_is_known_and_nothing_else() {
-        let known: Vec<u8> = (0..=u8::MAX)
-            .filter(|&tag| MessageKind::from_tag(tag).is_some())
-            .collect();
+        let known: Vec<u8> = (0..=u8::MAX).filter(|&tag| MessageKind::from_tag(tag).is_some()).collect();
         assert_eq!(known, b"ABCDEIKMOPRSTUYbcpr");
     }
 
@@ -106,13 +104,7 @@ mod tests {
     fn displays_the_manual_name() {
         assert_eq!(MessageKind::LogicalMessage.to_string(), "Message");
         assert_eq!(MessageKind::StreamAbort.to_string(), "Stream Abort");
-        assert_eq!(
-            MessageKind::from_tag(b'r'),
-            Some(MessageKind::RollbackPrepared)
-        );
-        assert_eq!(
-            MessageKind::RollbackPrepared.to_string(),
-            "Rollback Prepared"
-        );
+        assert_eq!(MessageKind::from_tag(b'r'), Some(MessageKind::RollbackPrepared));
+        assert_eq!(MessageKind::RollbackPrepared.to_string(), "Rollback Prepared");
     }
 }

@@ -42,9 +42,9 @@ pub use error::{DecodeError, Problem};
 pub use kind::MessageKind;
 pub use lsn::{Lsn, ParseLsnError};
 pub use message::{
-    Begin, BeginPrepare, Commit, CommitPrepared, Delete, Insert, LogicalMessage, Message, Oid,
-    Origin, ParallelAbort, Prepare, Relation, RelationColumn, ReplicaIdentity, RollbackPrepared,
-    StreamAbort, StreamCommit, StreamStart, Truncate, Type, Update, Xid,
+    Begin, BeginPrepare, Commit, CommitPrepared, Delete, Insert, LogicalMessage, Message, Oid, Origin, ParallelAbort,
+    Prepare, Relation, RelationColumn, ReplicaIdentity, RollbackPrepared, StreamAbort, StreamCommit, StreamStart,
+    Truncate, Type, Update, Xid,
 };
 pub use timestamp::Timestamp;
 pub use tuple::{Column, OldTuple};

@@ -36,9 +36,7 @@ impl FromStr for Lsn {
     /// Accepts exactly what `pg_lsn`'s input function accepts: 1 to 8 hex
     /// digits (either case), a slash, 1 to 8 hex digits, nothing else.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = || ParseLsnError {
-            input: input.to_owned(),
-        };
+        let invalid = || ParseLsnError { input: input.to_owned() };
         let (high, low) = input.split_once('/').ok_or_else(invalid)?;
         let high = parse_hex_half(high).ok_or_else(invalid)?;
         let low = parse_hex_half(low).ok_or_else(invalid)?;
@@ -49,8 +47,7 @@ impl FromStr for Lsn {
 /// Parses one side of the slash. `u32::from_str_radix` alone would also
 /// accept a leading `+`, which `pg_lsn` rejects, hence the digit check.
 fn parse_hex_half(digits: &str) -> Option<u32> {
-    let well_formed =
-        (1..=8).contains(&digits.len()) && digits.bytes().all(|byte| byte.is_ascii_hexdigit());
+    let well_formed = (1..=8).contains(&digits.len()) && digits.bytes().all(|byte| byte.is_ascii_hexdigit());
     if !well_formed {
         return None;
     }

@@ -25,10 +25,7 @@ pub(crate) struct Reader {
 impl Reader {
     /// A reader over `body`, the bytes of a `message` after its tag byte.
     pub(crate) fn new(body: Bytes, message: MessageKind) -> Self {
-        Self {
-            rest: body,
-            message,
-        }
+        Self { rest: body, message }
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -37,20 +34,13 @@ impl Reader {
 
     /// An error about the message being read.
     pub(crate) fn error(&self, problem: Problem) -> DecodeError {
-        DecodeError::Malformed {
-            message: self.message,
-            problem,
-        }
+        DecodeError::Malformed { message: self.message, problem }
     }
 
     fn ensure(&self, needed: usize, field: &'static str) -> Result<(), DecodeError> {
         let remaining = self.rest.len();
         if remaining < needed {
-            return Err(self.error(Problem::Truncated {
-                field,
-                needed,
-                remaining,
-            }));
+            return Err(self.error(Problem::Truncated { field, needed, remaining }));
         }
         Ok(())
     }
@@ -112,11 +102,8 @@ impl Reader {
 
     /// A NUL-terminated string, which must be UTF-8.
     pub(crate) fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
-        let length = self
-            .rest
-            .iter()
-            .position(|&byte| byte == 0)
-            .ok_or_else(|| self.error(Problem::MissingNul { field }))?;
+        let length =
+            self.rest.iter().position(|&byte| byte == 0).ok_or_else(|| self.error(Problem::MissingNul { field }))?;
         let text = std::str::from_utf8(&self.rest[..length])
             .map_err(|_| self.error(Problem::InvalidUtf8 { field }))?
             .to_owned();
@@ -125,11 +112,7 @@ impl Reader {
     }
 
     /// The next `length` bytes, shared with the input rather than copied.
-    pub(crate) fn bytes(
-        &mut self,
-        length: usize,
-        field: &'static str,
-    ) -> Result<Bytes, DecodeError> {
+    pub(crate) fn bytes(&mut self, length: usize, field: &'static str) -> Result<Bytes, DecodeError> {
         self.ensure(length, field)?;
         Ok(self.rest.split_to(length))
     }
@@ -146,9 +129,7 @@ impl Reader {
         if self.rest.is_empty() {
             Ok(())
         } else {
-            Err(self.error(Problem::TrailingBytes {
-                count: self.rest.len(),
-            }))
+            Err(self.error(Problem::TrailingBytes { count: self.rest.len() }))
         }
     }
 }
@@ -163,20 +144,15 @@ mod tests {
 
     fn problem(error: DecodeError) -> Problem {
         match error {
-            DecodeError::Malformed {
-                message: MessageKind::Relation,
-                problem,
-            } => problem,
+            DecodeError::Malformed { message: MessageKind::Relation, problem } => problem,
             other => panic!("unexpected error {other:?}"),
         }
     }
 
     #[test]
     fn reads_big_endian_integers() {
-        let mut reader = reader(&[
-            0x01, 0x02, 0x03, 0xFF, 0xFF, 0xFF, 0xFE, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
-            0x02,
-        ]);
+        let mut reader =
+            reader(&[0x01, 0x02, 0x03, 0xFF, 0xFF, 0xFF, 0xFE, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02]);
         assert_eq!(reader.u8("a"), Ok(1));
         assert_eq!(reader.u16("b"), Ok(0x0203));
         assert_eq!(reader.i32("c"), Ok(-2));
@@ -189,11 +165,7 @@ mod tests {
         let mut reader = reader(&[0, 0, 1]);
         assert_eq!(
             problem(reader.u32("relation OID").unwrap_err()),
-            Problem::Truncated {
-                field: "relation OID",
-                needed: 4,
-                remaining: 3
-            }
+            Problem::Truncated { field: "relation OID", needed: 4, remaining: 3 }
         );
         // A failed read consumes nothing.
         assert_eq!(reader.remaining(), 3);
@@ -213,10 +185,7 @@ mod tests {
             problem(reader(b"public").string("namespace").unwrap_err()),
             Problem::MissingNul { field: "namespace" }
         );
-        assert_eq!(
-            problem(reader(b"caf\xE9\0").string("name").unwrap_err()),
-            Problem::InvalidUtf8 { field: "name" }
-        );
+        assert_eq!(problem(reader(b"caf\xE9\0").string("name").unwrap_err()), Problem::InvalidUtf8 { field: "name" });
     }
 
     #[test]
@@ -232,15 +201,8 @@ mod tests {
     #[test]
     fn refuses_negative_lengths() {
         assert_eq!(
-            problem(
-                reader(b"\xFF\xFF\xFF\xFF")
-                    .length_prefixed("column value")
-                    .unwrap_err()
-            ),
-            Problem::Negative {
-                field: "column value",
-                value: -1
-            }
+            problem(reader(b"\xFF\xFF\xFF\xFF").length_prefixed("column value").unwrap_err()),
+            Problem::Negative { field: "column value", value: -1 }
         );
     }
 
@@ -249,25 +211,16 @@ mod tests {
         assert_eq!(reader(&[3]).flags(0b11, "flags"), Ok(3));
         assert_eq!(
             problem(reader(&[4]).flags(0b11, "flags").unwrap_err()),
-            Problem::UnknownFlags {
-                field: "flags",
-                flags: 4
-            }
+            Problem::UnknownFlags { field: "flags", flags: 4 }
         );
         assert_eq!(
             problem(reader(&[2]).boolean("first segment").unwrap_err()),
-            Problem::InvalidBoolean {
-                field: "first segment",
-                value: 2
-            }
+            Problem::InvalidBoolean { field: "first segment", value: 2 }
         );
     }
 
     #[test]
     fn finish_counts_trailing_bytes() {
-        assert_eq!(
-            problem(reader(b"xy").finish().unwrap_err()),
-            Problem::TrailingBytes { count: 2 }
-        );
+        assert_eq!(problem(reader(b"xy").finish().unwrap_err()), Problem::TrailingBytes { count: 2 });
     }
 }

@@ -53,20 +53,13 @@ pub(crate) fn read_new_tuple(reader: &mut Reader) -> Result<Vec<Column>, DecodeE
 }
 
 /// Reads an Update's optional old tuple and its new tuple.
-pub(crate) fn read_update_tuples(
-    reader: &mut Reader,
-) -> Result<(Option<OldTuple>, Vec<Column>), DecodeError> {
+pub(crate) fn read_update_tuples(reader: &mut Reader) -> Result<(Option<OldTuple>, Vec<Column>), DecodeError> {
     let marker = reader.u8("tuple marker")?;
     let old = match marker {
         b'K' => Some(OldTuple::Key(read_tuple(reader)?)),
         b'O' => Some(OldTuple::Full(read_tuple(reader)?)),
         b'N' => None,
-        found => {
-            return Err(reader.error(Problem::UnexpectedTupleMarker {
-                expected: "'K', 'O' or 'N'",
-                found,
-            }))
-        }
+        found => return Err(reader.error(Problem::UnexpectedTupleMarker { expected: "'K', 'O' or 'N'", found })),
     };
     if old.is_some() {
         expect_new_tuple_marker(reader)?;
@@ -79,20 +72,14 @@ pub(crate) fn read_delete_tuple(reader: &mut Reader) -> Result<OldTuple, DecodeE
     match reader.u8("tuple marker")? {
         b'K' => Ok(OldTuple::Key(read_tuple(reader)?)),
         b'O' => Ok(OldTuple::Full(read_tuple(reader)?)),
-        found => Err(reader.error(Problem::UnexpectedTupleMarker {
-            expected: "'K' or 'O'",
-            found,
-        })),
+        found => Err(reader.error(Problem::UnexpectedTupleMarker { expected: "'K' or 'O'", found })),
     }
 }
 
 fn expect_new_tuple_marker(reader: &mut Reader) -> Result<(), DecodeError> {
     match reader.u8("tuple marker")? {
         b'N' => Ok(()),
-        found => Err(reader.error(Problem::UnexpectedTupleMarker {
-            expected: "'N'",
-            found,
-        })),
+        found => Err(reader.error(Problem::UnexpectedTupleMarker { expected: "'N'", found })),
     }
 }
 
@@ -112,9 +99,7 @@ fn read_column(reader: &mut Reader) -> Result<Column, DecodeError> {
         b'n' => Ok(Column::Null),
         b'u' => Ok(Column::UnchangedToast),
         b't' => Ok(Column::Text(reader.length_prefixed("text column value")?)),
-        b'b' => Ok(Column::Binary(
-            reader.length_prefixed("binary column value")?,
-        )),
+        b'b' => Ok(Column::Binary(reader.length_prefixed("binary column value")?)),
         kind => Err(reader.error(Problem::UnknownColumnKind { kind })),
     }
 }

@@ -60,22 +60,14 @@ impl ClusterBuilder {
     }
 
     pub fn start(self) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("pgferry-test-")
-            .tempdir_in(std::env::temp_dir())
-            .expect("make test dir");
+        let dir =
+            tempfile::Builder::new().prefix("pgferry-test-").tempdir_in(std::env::temp_dir()).expect("make test dir");
         make_traversable(dir.path());
         let data = dir.path().join("data");
         copy_template(self.version, &data);
         let tls = self.tls.then(|| TlsFiles::generate(dir.path(), &data));
-        let mut cluster = Cluster {
-            version: self.version,
-            data,
-            socket_dir: dir.path().to_path_buf(),
-            port: 0,
-            tls,
-            _dir: dir,
-        };
+        let mut cluster =
+            Cluster { version: self.version, data, socket_dir: dir.path().to_path_buf(), port: 0, tls, _dir: dir };
         fs::write(cluster.data.join("pg_hba.conf"), HBA).expect("write pg_hba.conf");
         cluster.start_on_free_port(&self.settings);
         cluster
@@ -100,11 +92,7 @@ impl Cluster {
     }
 
     pub fn builder(version: PgVersion) -> ClusterBuilder {
-        ClusterBuilder {
-            version,
-            settings: Vec::new(),
-            tls: false,
-        }
+        ClusterBuilder { version, settings: Vec::new(), tls: false }
     }
 
     pub fn version(&self) -> PgVersion {
@@ -133,18 +121,12 @@ impl Cluster {
 
     /// A URL for the superuser `postgres` over TCP, TLS off.
     pub fn url(&self, db: &str) -> String {
-        format!(
-            "postgresql://postgres@127.0.0.1:{}/{db}?sslmode=disable",
-            self.port
-        )
+        format!("postgresql://postgres@127.0.0.1:{}/{db}?sslmode=disable", self.port)
     }
 
     /// A URL for a given user and password over TCP, TLS off.
     pub fn url_as(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "postgresql://{user}:{password}@127.0.0.1:{}/{db}?sslmode=disable",
-            self.port
-        )
+        format!("postgresql://{user}:{password}@127.0.0.1:{}/{db}?sslmode=disable", self.port)
     }
 
     /// Runs SQL through `psql` as the superuser and returns its unaligned output.
@@ -283,10 +265,8 @@ impl Cluster {
     }
 
     fn write_settings(&self, extra: &[(String, String)]) {
-        let mut lines = vec![
-            format!("port = {}", self.port),
-            format!("unix_socket_directories = '{}'", self.socket_dir.display()),
-        ];
+        let mut lines =
+            vec![format!("port = {}", self.port), format!("unix_socket_directories = '{}'", self.socket_dir.display())];
         lines.extend(BASE_SETTINGS.iter().map(|(k, v)| format!("{k} = {v}")));
         if let Some(tls) = &self.tls {
             lines.extend(tls.server_settings());
@@ -313,10 +293,7 @@ impl Cluster {
             Ok(output)
         } else {
             let log = fs::read_to_string(self.log_path()).unwrap_or_default();
-            Err(format!(
-                "pg_ctl {args:?}: {}\n--- server log ---\n{log}",
-                String::from_utf8_lossy(&output.stderr)
-            ))
+            Err(format!("pg_ctl {args:?}: {}\n--- server log ---\n{log}", String::from_utf8_lossy(&output.stderr)))
         }
     }
 }
@@ -334,10 +311,7 @@ impl Drop for Cluster {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("find a free port")
 }
 
 fn make_traversable(dir: &Path) {
@@ -349,12 +323,7 @@ fn make_traversable(dir: &Path) {
 /// Copies this version's initdb template into `data`, making the template first.
 fn copy_template(version: PgVersion, data: &Path) {
     let template = template_dir(version);
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(&template)
-        .arg(data)
-        .status()
-        .expect("run cp");
+    let status = Command::new("cp").arg("-a").arg(&template).arg(data).status().expect("run cp");
     assert!(status.success(), "copy template cluster");
 }
 
@@ -385,15 +354,7 @@ fn run_initdb(version: PgVersion, root: &Path, dir: &Path) {
         .server_command("initdb")
         .arg("-D")
         .arg(&staging)
-        .args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-        ])
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
         .args(if version == PgVersion::V18 { &["--no-data-checksums"][..] } else { &[][..] })
         .output()
         .expect("run initdb");
@@ -403,10 +364,8 @@ fn run_initdb(version: PgVersion, root: &Path, dir: &Path) {
         version.major(),
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut conf = fs::OpenOptions::new()
-        .append(true)
-        .open(staging.join("postgresql.conf"))
-        .expect("open postgresql.conf");
+    let mut conf =
+        fs::OpenOptions::new().append(true).open(staging.join("postgresql.conf")).expect("open postgresql.conf");
     writeln!(conf, "# pgferry test template").expect("write postgresql.conf");
     if fs::rename(&staging, dir).is_err() {
         // Another process made it first.

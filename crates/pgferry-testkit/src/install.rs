@@ -28,14 +28,9 @@ impl PgVersion {
     pub fn bin_dir(self) -> PathBuf {
         let (var, default) = match self {
             PgVersion::V15 => ("PGFERRY_PG15_BIN", "/usr/lib/postgresql/15/bin"),
-            PgVersion::V18 => (
-                "PGFERRY_PG18_BIN",
-                "/opt/pgferry/pg18/postgresql-18.6.0-x86_64-unknown-linux-gnu/bin",
-            ),
+            PgVersion::V18 => ("PGFERRY_PG18_BIN", "/opt/pgferry/pg18/postgresql-18.6.0-x86_64-unknown-linux-gnu/bin"),
         };
-        let dir = std::env::var_os(var)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(default));
+        let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
         assert!(
             dir.join("initdb").exists(),
             "PostgreSQL {} binaries not found in {} (set {var}): run scripts/setup.sh to install them",

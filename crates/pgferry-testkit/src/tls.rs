@@ -37,22 +37,39 @@ impl TlsFiles {
         let ext = tls_dir.join("server.ext");
         fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("write ext");
         openssl(&[
-            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
-            path(&server_key), "-out", path(&csr),
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            path(&server_key),
+            "-out",
+            path(&csr),
         ]);
         openssl(&[
-            "x509", "-req", "-in", path(&csr), "-CA", path(&ca_cert), "-CAkey", path(&ca_key),
-            "-CAcreateserial", "-days", "2", "-out", path(&server_cert), "-extfile", path(&ext),
+            "x509",
+            "-req",
+            "-in",
+            path(&csr),
+            "-CA",
+            path(&ca_cert),
+            "-CAkey",
+            path(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            path(&server_cert),
+            "-extfile",
+            path(&ext),
         ]);
         fs::set_permissions(&server_key, fs::Permissions::from_mode(0o600)).expect("chmod key");
         hand_over(&server_key);
         hand_over(&server_cert);
-        TlsFiles {
-            ca_cert,
-            other_ca_cert,
-            server_cert,
-            server_key,
-        }
+        TlsFiles { ca_cert, other_ca_cert, server_cert, server_key }
     }
 
     pub(crate) fn server_settings(&self) -> Vec<String> {
@@ -66,8 +83,19 @@ impl TlsFiles {
 
 fn make_ca(key: &Path, cert: &Path, name: &str) {
     openssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        &format!("/CN={name}"), "-keyout", path(key), "-out", path(cert),
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        path(key),
+        "-out",
+        path(cert),
     ]);
 }
 
@@ -77,9 +105,5 @@ fn path(p: &Path) -> &str {
 
 fn openssl(args: &[&str]) {
     let output = Command::new("openssl").args(args).output().expect("run openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }

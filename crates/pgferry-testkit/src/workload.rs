@@ -27,7 +27,8 @@ impl Writer {
         let handle = thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
             runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("writer connects");
+                let (client, connection) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("writer connects");
                 tokio::spawn(connection);
                 let mut n = 0;
                 while !stopping.load(Ordering::Relaxed) {

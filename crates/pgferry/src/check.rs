@@ -11,7 +11,8 @@
 //! servers as they were and exits with [`ErrorKind::Refused`].
 
 use pgferry_core::preflight::{
-    blocking, choose_client, evaluate, same_database, same_database_finding, CheckPlan, Finding, ServerFacts, Side, ToolFacts,
+    blocking, choose_client, evaluate, same_database, same_database_finding, CheckPlan, Finding, ServerFacts, Side,
+    ToolFacts,
 };
 use pgferry_pg::tools::{find_client_pairs, ClientPair};
 use pgferry_pg::ConnSpec;
@@ -47,7 +48,8 @@ pub struct ToolSummary {
 /// Runs the preflight.
 pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Result<CheckReport> {
     // Boxed: each side's facts are large, and every command that changes a server awaits this first.
-    let (observed_source, observed_target) = tokio::join!(Box::pin(observe(source, "source")), Box::pin(observe(target, "target")));
+    let (observed_source, observed_target) =
+        tokio::join!(Box::pin(observe(source, "source")), Box::pin(observe(target, "target")));
     let ((src, source_facts), (dst, target_facts)) = match (observed_source, observed_target) {
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => return Err(Error::combine(s.err().into_iter().chain(t.err()).collect())),
@@ -108,7 +110,12 @@ pub async fn check_source(source: &ConnSpec, plan: &CheckPlan) -> Result<Vec<Fin
 /// The preflight as a gate: every blocking problem at once, as an error of kind
 /// [`ErrorKind::Refused`], before the caller changes anything.
 /// `keyless_tables_settled`: see [`blocking`].
-pub(crate) async fn refuse_unless_ready(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan, keyless_tables_settled: bool) -> Result<()> {
+pub(crate) async fn refuse_unless_ready(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    plan: &CheckPlan,
+    keyless_tables_settled: bool,
+) -> Result<()> {
     let report = check(source, target, plan).await?;
     let problems = blocking(&report.findings, keyless_tables_settled);
     if problems.is_empty() {
@@ -121,12 +128,20 @@ pub(crate) async fn refuse_unless_ready(source: &ConnSpec, target: &ConnSpec, pl
             format!("- [{}] {}{objects}\n  fix: {}", f.code, f.what, f.fix)
         })
         .collect();
-    Err(Error::new(ErrorKind::Refused, format!("the preflight found {} problem(s):\n{}", problems.len(), lines.join("\n")))
-        .with_hint("fix them and rerun (pgferry check lists every finding); nothing was changed"))
+    Err(Error::new(
+        ErrorKind::Refused,
+        format!("the preflight found {} problem(s):\n{}", problems.len(), lines.join("\n")),
+    )
+    .with_hint("fix them and rerun (pgferry check lists every finding); nothing was changed"))
 }
 
 /// Refuses, with nothing changed, when `src` and `dst` reach one database.
-pub(crate) async fn refuse_same_database(src: &Client, dst: &Client, source: &ConnSpec, target: &ConnSpec) -> Result<()> {
+pub(crate) async fn refuse_same_database(
+    src: &Client,
+    dst: &Client,
+    source: &ConnSpec,
+    target: &ConnSpec,
+) -> Result<()> {
     if !is_same_database(src, dst).await? {
         return Ok(());
     }
@@ -155,8 +170,5 @@ async fn observe(spec: &ConnSpec, side: &str) -> Result<(Client, ServerFacts)> {
 }
 
 fn summary(spec: &ConnSpec, facts: &ServerFacts) -> ServerSummary {
-    ServerSummary {
-        url: spec.to_string(),
-        version: facts.server_version.clone(),
-    }
+    ServerSummary { url: spec.to_string(), version: facts.server_version.clone() }
 }

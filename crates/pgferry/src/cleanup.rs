@@ -52,7 +52,13 @@ pub enum Fence {
 
 /// Removes the migration's objects on both sides; `force` is the operator's word
 /// to go on where the lifecycle says no.
-pub async fn remove(source: &ConnSpec, target: &ConnSpec, migration: &MigrationName, fence_policy: Fence, force: bool) -> Result<CleanupReport> {
+pub async fn remove(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    migration: &MigrationName,
+    fence_policy: Fence,
+    force: bool,
+) -> Result<CleanupReport> {
     // No cutover, follow or start of this migration may run meanwhile: abort would
     // lift a fence under a cutover that then reports success.
     let _runner = crate::start::RunnerLock::take(target, migration).await?;
@@ -179,7 +185,11 @@ async fn drop_state_schema_if_unused(dst: &Client) -> Result<bool> {
     for row in &tables {
         let table = QualifiedName::new(state_schema(), Ident::from_catalog(row.get::<_, String>(0)));
         let sql = Sql::new("SELECT EXISTS (SELECT 1 FROM ").name(&table).push(")");
-        let used: bool = dst.query_one(sql.as_str(), &[]).await.map(|r| r.get(0)).map_err(|e| Error::server("reading the journal", e))?;
+        let used: bool = dst
+            .query_one(sql.as_str(), &[])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| Error::server("reading the journal", e))?;
         if used {
             return Ok(false);
         }

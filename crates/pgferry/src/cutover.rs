@@ -17,7 +17,9 @@
 
 use std::time::{Duration, Instant};
 
-use pgferry_core::cutover::{go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery, Resumed, SwitchWord};
+use pgferry_core::cutover::{
+    go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery, Resumed, SwitchWord,
+};
 use pgferry_core::fence::FenceChange;
 use pgferry_core::names::MigrationName;
 use pgferry_pg::ConnSpec;
@@ -118,9 +120,13 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     let dst = pgferry_pg::connect(target).await?;
     let name = &options.migration;
     let observed = observe(&src, &dst, name).await?;
-    let touched = crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
+    let touched =
+        crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
     let recopy = options.policy.keyless_tables == KeylessTables::Recopy;
-    let mut steps = vec!["fence the source database (the changes below, every other session ended, verified)", "drain the stream to the fenced position"];
+    let mut steps = vec![
+        "fence the source database (the changes below, every other session ended, verified)",
+        "drain the stream to the fenced position",
+    ];
     if recopy && !observed.insert_only_tables.is_empty() {
         steps.push("copy the keyless tables again");
     }
@@ -162,7 +168,8 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         switch_running: entry.as_ref().is_some_and(JournalEntry::switch_runs_here),
         word: options.switch_word,
     };
-    let decided = recovery(&resumed).map_err(|reason| Error::new(ErrorKind::Usage, reason).with_hint("run pgferry cutover without it"))?;
+    let decided = recovery(&resumed)
+        .map_err(|reason| Error::new(ErrorKind::Usage, reason).with_hint("run pgferry cutover without it"))?;
     match decided {
         Recovery::Start if entry.is_some() => clear_journal(&dst, name).await?,
         Recovery::Start => {}
@@ -192,8 +199,11 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     }
     let observed = observe(&src, &dst, name).await?;
     if let Decision::NoGo(reasons) = go_no_go(&observed, &options.policy) {
-        return Err(Error::new(ErrorKind::Refused, format!("the cutover may not start:\n  - {}", reasons.join("\n  - ")))
-            .with_hint("nothing was changed; fix the reasons above and rerun"));
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("the cutover may not start:\n  - {}", reasons.join("\n  - ")),
+        )
+        .with_hint("nothing was changed; fix the reasons above and rerun"));
     }
     fence::refuse_another_fence(&src, name).await?;
     // The bulk of the large objects before the fence; inside it, only what changed again.
@@ -211,7 +221,10 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         Ok(fenced) => fenced,
         Err(error) => {
             drop((src, dst));
-            return Err(rolled_back(error, roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await));
+            return Err(rolled_back(
+                error,
+                roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await,
+            ));
         }
     };
     // Nothing may have lifted the fence meanwhile (a runner lock keeps abort out;
@@ -219,13 +232,19 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let still_fenced = fence::verify_still_raised(source, &src, name, &options.administrators).await;
     if let Err(error) = still_fenced {
         drop((src, dst));
-        return Err(rolled_back(error, roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await));
+        return Err(rolled_back(
+            error,
+            roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await,
+        ));
     }
     let switch_started = Instant::now();
     if let Err(error) = switch(&src, &dst, name, options).await {
         drop((src, dst));
         let error = error.with_hint("the switch command is not running any more; if it had already moved the application, move it back: the source takes writes again");
-        return Err(rolled_back(error, roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await));
+        return Err(rolled_back(
+            error,
+            roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await,
+        ));
     }
     let downtime_seconds = fenced_at.elapsed().as_secs_f64();
     laps.push(("switch", switch_started.elapsed().as_secs_f64()));
@@ -287,7 +306,12 @@ async fn before_switch(
     }
     failpoint::hit("cutover-after-fenced");
     lap(laps, "fence (verified)");
-    let follow_options = FollowOptions { migration: name.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
+    let follow_options = FollowOptions {
+        migration: name.clone(),
+        until: Until::CaughtUp,
+        batch: BatchLimits::default(),
+        shutdown: None,
+    };
     let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
     lap(laps, "drain");
     if options.policy.keyless_tables == KeylessTables::Recopy {
@@ -328,7 +352,9 @@ async fn before_switch(
         changes_drained: drained.changes,
         rows_checked,
         partitions_recopied: uncovered.iter().map(ToString::to_string).collect(),
-        large_objects_synced: large_objects.differences.missing.len() + large_objects.differences.extra.len() + large_objects.differences.changed.len(),
+        large_objects_synced: large_objects.differences.missing.len()
+            + large_objects.differences.extra.len()
+            + large_objects.differences.changed.len(),
         materialized_views_refreshed: views.views.len(),
     })
 }
@@ -370,7 +396,14 @@ async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &Migrati
         .map(|t| {
             let keys: Vec<&str> = t.differences.iter().map(|d| d.key.as_str()).collect();
             let why: Vec<String> = t.unproven.iter().map(ToString::to_string).collect();
-            format!("{} (keys {}): {}{}{}", t.table, keys.join(", "), t.verdict.as_str(), if why.is_empty() { "" } else { ", " }, why.join("; "))
+            format!(
+                "{} (keys {}): {}{}{}",
+                t.table,
+                keys.join(", "),
+                t.verdict.as_str(),
+                if why.is_empty() { "" } else { ", " },
+                why.join("; ")
+            )
         })
         .collect();
     Err(Error::new(
@@ -404,7 +437,13 @@ async fn finish(dst: &Client, name: &MigrationName, downtime_seconds: Option<f64
 /// source (the cutover's own may be in any state), then clears the cutover's
 /// journal on the target when it can: a target that does not answer only means
 /// the next cutover rolls back again, harmlessly.
-async fn roll_back(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, outside: Option<&OutsideFence>, statements: &[String]) -> Result<()> {
+async fn roll_back(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+    outside: Option<&OutsideFence>,
+    statements: &[String],
+) -> Result<()> {
     let unfenced = async {
         let src = pgferry_pg::connect(source).await?;
         fence::allow_writes(&src).await?;
@@ -414,7 +453,9 @@ async fn roll_back(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, o
         Ok::<_, Error>(lowered)
     };
     if let Err(error) = unfenced.await {
-        let mut hint = String::from("the source may still be fenced: rerun pgferry cutover once the source answers, and it lifts the fence");
+        let mut hint = String::from(
+            "the source may still be fenced: rerun pgferry cutover once the source answers, and it lifts the fence",
+        );
         if !statements.is_empty() {
             hint.push_str("; or run on the source database, in one transaction:\n  ");
             hint.push_str(&statements.join(";\n  "));
@@ -422,11 +463,12 @@ async fn roll_back(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, o
         }
         return Err(Error { hint: Some(hint), ..error });
     }
-    let cleared = async {
-        clear_journal(&pgferry_pg::connect(target).await?, name).await
-    };
+    let cleared = async { clear_journal(&pgferry_pg::connect(target).await?, name).await };
     if let Err(e) = cleared.await {
-        tracing::warn!("the source is unfenced, but the cutover's journal on the target could not be cleared: {}", e.message);
+        tracing::warn!(
+            "the source is unfenced, but the cutover's journal on the target could not be cleared: {}",
+            e.message
+        );
     }
     Ok(())
 }
@@ -442,10 +484,16 @@ async fn clear_journal(dst: &Client, name: &MigrationName) -> Result<()> {
 /// rollback itself succeeded.
 fn rolled_back(error: Error, rollback: Result<()>) -> Error {
     match rollback {
-        Ok(()) => Error { message: format!("the cutover was rolled back, the source is unfenced: {}", error.message), ..error },
+        Ok(()) => Error {
+            message: format!("the cutover was rolled back, the source is unfenced: {}", error.message),
+            ..error
+        },
         Err(failed) => Error {
             kind: ErrorKind::Server,
-            message: format!("the cutover failed: {}\nand rolling it back failed too: {}", error.message, failed.message),
+            message: format!(
+                "the cutover failed: {}\nand rolling it back failed too: {}",
+                error.message, failed.message
+            ),
             hint: failed.hint,
         },
     }
@@ -482,7 +530,8 @@ fn switch_unknown(entry: Option<&JournalEntry>) -> Error {
 
 fn already_done(entry: Option<&JournalEntry>) -> Error {
     let downtime = entry.and_then(|e| e.downtime_seconds).map(|d| format!(", downtime {d:.3} s")).unwrap_or_default();
-    let when = entry.and_then(|e| e.fenced_at.clone()).map(|t| format!(" (fenced at {t}{downtime})")).unwrap_or_default();
+    let when =
+        entry.and_then(|e| e.fenced_at.clone()).map(|t| format!(" (fenced at {t}{downtime})")).unwrap_or_default();
     Error::new(ErrorKind::Refused, format!("this migration was already cut over{when}; nothing was done"))
         .with_hint("the old source stays fenced; pgferry cleanup removes the migration's objects")
 }
@@ -513,18 +562,30 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
     let Some(row) = row else { return Ok(None) };
     let stored: String = row.get(0);
     let step = CutoverStep::parse(&stored).ok_or_else(|| {
-        Error::new(ErrorKind::Precondition, format!("the cutover journal holds a step this pgferry does not know: {stored}"))
-            .with_hint("finish the cutover with the pgferry version that started it")
+        Error::new(
+            ErrorKind::Precondition,
+            format!("the cutover journal holds a step this pgferry does not know: {stored}"),
+        )
+        .with_hint("finish the cutover with the pgferry version that started it")
     })?;
-    Ok(Some(JournalEntry { step, fenced_at: row.get(1), switch_pid: row.get(2), switch_host: row.get(3), downtime_seconds: row.get(4) }))
+    Ok(Some(JournalEntry {
+        step,
+        fenced_at: row.get(1),
+        switch_pid: row.get(2),
+        switch_host: row.get(3),
+        downtime_seconds: row.get(4),
+    }))
 }
 
 async fn record_switched(dst: &Client, name: &MigrationName, downtime_seconds: f64) -> Result<()> {
     record(dst, name, CutoverStep::Switched).await?;
-    dst.execute("UPDATE pgferry.cutover SET downtime_seconds = $2 WHERE migration = $1", &[&name.as_str(), &downtime_seconds])
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::server("writing the cutover journal", e))
+    dst.execute(
+        "UPDATE pgferry.cutover SET downtime_seconds = $2 WHERE migration = $1",
+        &[&name.as_str(), &downtime_seconds],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| Error::server("writing the cutover journal", e))
 }
 
 /// This machine's name, to tell whether a journaled process group is ours to look at.

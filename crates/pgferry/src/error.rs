@@ -34,11 +34,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            hint: None,
-        }
+        Error { kind, message: message.into(), hint: None }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -60,11 +56,7 @@ impl Error {
         let kind = errors.iter().map(|e| e.kind).min_by_key(|k| *k as u8).unwrap_or(ErrorKind::Server);
         let message = errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("\n");
         let hints: Vec<_> = errors.iter().filter_map(|e| e.hint.as_deref()).collect();
-        Error {
-            kind,
-            message,
-            hint: (!hints.is_empty()).then(|| hints.join("\n")),
-        }
+        Error { kind, message, hint: (!hints.is_empty()).then(|| hints.join("\n")) }
     }
 }
 

@@ -21,7 +21,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use pgferry_core::fence::{lift_statements, plan_fence, raise_statements, ConnectGrant, FenceChange, SparedRole, StoredChange};
+use pgferry_core::fence::{
+    lift_statements, plan_fence, raise_statements, ConnectGrant, FenceChange, SparedRole, StoredChange,
+};
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::{Ident, Sql};
 use pgferry_pg::ConnSpec;
@@ -86,7 +88,9 @@ pub async fn raise(
     let RecordedFence { database, changes } = plan;
     let statements: Vec<String> = raise_statements(database, changes).into_iter().map(Sql::into_string).collect();
     in_transaction(src, "raising the fence on the source", async {
-        src.batch_execute(&statements.join(";\n")).await.map_err(|e| Error::server("raising the fence on the source", e))?;
+        src.batch_execute(&statements.join(";\n"))
+            .await
+            .map_err(|e| Error::server("raising the fence on the source", e))?;
         for row in changes.iter().map(FenceChange::to_stored) {
             save(src, migration, &row).await?;
         }
@@ -128,10 +132,13 @@ pub async fn switch_recorded(src: &Client, migration: &MigrationName) -> Result<
     if !journal_exists(src).await? {
         return Ok(false);
     }
-    src.query_one("SELECT EXISTS (SELECT 1 FROM pgferry.source_fence WHERE migration = $1 AND kind = $2)", &[&migration.as_str(), &SWITCH_KIND])
-        .await
-        .map(|r| r.get(0))
-        .map_err(|e| Error::server("reading the fence journal on the source", e))
+    src.query_one(
+        "SELECT EXISTS (SELECT 1 FROM pgferry.source_fence WHERE migration = $1 AND kind = $2)",
+        &[&migration.as_str(), &SWITCH_KIND],
+    )
+    .await
+    .map(|r| r.get(0))
+    .map_err(|e| Error::server("reading the fence journal on the source", e))
 }
 
 /// Forgets the switch's record (a rollback on the operator's word that it did not run, `abort --force`).
@@ -139,10 +146,13 @@ pub(crate) async fn forget_switch(src: &Client, migration: &MigrationName) -> Re
     if !journal_exists(src).await? {
         return Ok(());
     }
-    src.execute("DELETE FROM pgferry.source_fence WHERE migration = $1 AND kind = $2", &[&migration.as_str(), &SWITCH_KIND])
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::server("clearing the switch's record on the source", e))
+    src.execute(
+        "DELETE FROM pgferry.source_fence WHERE migration = $1 AND kind = $2",
+        &[&migration.as_str(), &SWITCH_KIND],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| Error::server("clearing the switch's record on the source", e))
 }
 
 /// The prepared transactions of the current database, by name.
@@ -158,10 +168,20 @@ pub(crate) async fn prepared_transactions(src: &Client) -> Result<Vec<String>> {
 
 /// The last look before the switch: this migration's fence is still recorded, and
 /// it still holds (nothing lifted it, no writer slipped in since it was raised).
-pub(crate) async fn verify_still_raised(source: &ConnSpec, src: &Client, migration: &MigrationName, administrators: &[String]) -> Result<()> {
+pub(crate) async fn verify_still_raised(
+    source: &ConnSpec,
+    src: &Client,
+    migration: &MigrationName,
+    administrators: &[String],
+) -> Result<()> {
     if !is_recorded(src, migration).await? {
-        return Err(Error::new(ErrorKind::Precondition, "the fence was lifted during the cutover (by another pgferry command?)")
-            .with_hint("see who lifted it; the source took writes again, so change capture must catch up before another cutover"));
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            "the fence was lifted during the cutover (by another pgferry command?)",
+        )
+        .with_hint(
+            "see who lifted it; the source took writes again, so change capture must catch up before another cutover",
+        ));
     }
     let own_pid: i32 = query_one(src, "SELECT pg_backend_pid()").await?;
     let spared: Vec<String> = spared_roles(src, administrators).await?.into_iter().map(|r| r.name).collect();
@@ -173,7 +193,10 @@ pub async fn planned(src: &Client, administrators: &[String]) -> Result<Recorded
     let grants = connect_grants(src).await?;
     let spared = spared_roles(src, administrators).await?;
     let read_only = database_read_only_setting(src).await?;
-    Ok(RecordedFence { database: current_database(src).await?, changes: plan_fence(&grants, &spared, read_only.as_deref()) })
+    Ok(RecordedFence {
+        database: current_database(src).await?,
+        changes: plan_fence(&grants, &spared, read_only.as_deref()),
+    })
 }
 
 /// Lets a session of pgferry's write on a fenced source: sessions opened during
@@ -193,7 +216,9 @@ pub async fn lower(src: &Client, migration: &MigrationName) -> Result<usize> {
         return Ok(0);
     }
     in_transaction(src, "lifting the fence on the source", async {
-        src.batch_execute(&fence.lift_statements().join(";\n")).await.map_err(|e| Error::server("lifting the fence on the source", e))?;
+        src.batch_execute(&fence.lift_statements().join(";\n"))
+            .await
+            .map_err(|e| Error::server("lifting the fence on the source", e))?;
         for row in fence.changes.iter().map(FenceChange::to_stored) {
             src.execute(
                 "DELETE FROM pgferry.source_fence WHERE migration = $1 AND kind = $2 AND name = $3",
@@ -215,7 +240,10 @@ pub async fn recorded(src: &Client, migration: &MigrationName) -> Result<Recorde
         return Ok(RecordedFence { database, changes: Vec::new() });
     }
     let rows = src
-        .query("SELECT kind, name, previous FROM pgferry.source_fence WHERE migration = $1 ORDER BY kind, name", &[&migration.as_str()])
+        .query(
+            "SELECT kind, name, previous FROM pgferry.source_fence WHERE migration = $1 ORDER BY kind, name",
+            &[&migration.as_str()],
+        )
         .await
         .map_err(|e| Error::server("reading the fence journal on the source", e))?;
     let mut changes = Vec::new();
@@ -225,12 +253,16 @@ pub async fn recorded(src: &Client, migration: &MigrationName) -> Result<Recorde
             continue;
         }
         let change = FenceChange::from_stored(&stored).ok_or_else(|| {
-            Error::new(ErrorKind::Precondition, format!("the fence journal on the source holds a change this pgferry does not know: {}", stored.0))
-                .with_hint("lift the fence with the pgferry version that raised it")
+            Error::new(
+                ErrorKind::Precondition,
+                format!("the fence journal on the source holds a change this pgferry does not know: {}", stored.0),
+            )
+            .with_hint("lift the fence with the pgferry version that raised it")
         })?;
         changes.push(change);
     }
-    let mut ordered: Vec<FenceChange> = changes.iter().filter(|c| !matches!(c, FenceChange::ReadOnly { .. })).cloned().collect();
+    let mut ordered: Vec<FenceChange> =
+        changes.iter().filter(|c| !matches!(c, FenceChange::ReadOnly { .. })).cloned().collect();
     ordered.extend(changes.into_iter().filter(|c| matches!(c, FenceChange::ReadOnly { .. })));
     Ok(RecordedFence { database, changes: ordered })
 }
@@ -251,7 +283,10 @@ pub(crate) async fn refuse_another_fence(src: &Client, migration: &MigrationName
         return Ok(());
     }
     let others: Vec<String> = src
-        .query("SELECT DISTINCT migration FROM pgferry.source_fence WHERE migration <> $1 ORDER BY 1", &[&migration.as_str()])
+        .query(
+            "SELECT DISTINCT migration FROM pgferry.source_fence WHERE migration <> $1 ORDER BY 1",
+            &[&migration.as_str()],
+        )
         .await
         .map_err(|e| Error::server("reading the fence journal on the source", e))?
         .iter()
@@ -260,8 +295,11 @@ pub(crate) async fn refuse_another_fence(src: &Client, migration: &MigrationName
     if others.is_empty() {
         return Ok(());
     }
-    Err(Error::new(ErrorKind::Refused, format!("the source database is fenced by another migration: {}; nothing was changed", others.join(", ")))
-        .with_hint("finish or abort that migration first (pgferry abort --name NAME lifts its fence)"))
+    Err(Error::new(
+        ErrorKind::Refused,
+        format!("the source database is fenced by another migration: {}; nothing was changed", others.join(", ")),
+    )
+    .with_hint("finish or abort that migration first (pgferry abort --name NAME lifts its fence)"))
 }
 
 async fn save(src: &Client, migration: &MigrationName, (kind, name, previous): &StoredChange) -> Result<()> {
@@ -345,7 +383,10 @@ async fn terminate_sessions(src: &Client, own: &[i32]) -> Result<i64> {
             return Ok(pids.len() as i64);
         }
         if started.elapsed() > TERMINATE_WAIT {
-            return Err(Error::new(ErrorKind::Precondition, format!("{left} session(s) on the source did not end within {} s", TERMINATE_WAIT.as_secs())));
+            return Err(Error::new(
+                ErrorKind::Precondition,
+                format!("{left} session(s) on the source did not end within {} s", TERMINATE_WAIT.as_secs()),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -413,7 +454,11 @@ async fn verify(source: &ConnSpec, src: &Client, own_pid: i32, spared: &[String]
 
 /// Runs `body` inside one transaction on `client`: committed when it succeeds,
 /// rolled back when it fails (the session stays usable).
-async fn in_transaction(client: &Client, doing: &str, body: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+async fn in_transaction(
+    client: &Client,
+    doing: &str,
+    body: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
     exec(client, "BEGIN", doing).await?;
     match body.await {
         Ok(()) => exec(client, "COMMIT", doing).await,
@@ -448,9 +493,5 @@ async fn exec(client: &Client, sql: &str, doing: &str) -> Result<()> {
 }
 
 async fn query_one<T: for<'a> tokio_postgres::types::FromSql<'a>>(client: &Client, sql: &str) -> Result<T> {
-    client
-        .query_one(sql, &[])
-        .await
-        .map(|r| r.get(0))
-        .map_err(|e| Error::server("reading the source", e))
+    client.query_one(sql, &[]).await.map(|r| r.get(0)).map_err(|e| Error::server("reading the source", e))
 }

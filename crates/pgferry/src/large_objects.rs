@@ -56,7 +56,10 @@ pub async fn sync_large_objects(source: &ConnSpec, target: &ConnSpec) -> Result<
     if differences.is_empty() {
         return Ok(LargeObjectsSynced { differences, bytes_copied: 0, seconds: started.elapsed().as_secs_f64() });
     }
-    let tx = dst.transaction().await.map_err(|e| Error::server("starting the large objects' transaction on the target", e))?;
+    let tx = dst
+        .transaction()
+        .await
+        .map_err(|e| Error::server("starting the large objects' transaction on the target", e))?;
     let fail = |doing: &str, oid: u32| {
         let doing = format!("{doing} the large object {oid} on the target");
         move |e| Error::server(&doing, e)
@@ -95,7 +98,10 @@ pub async fn sync_large_objects(source: &ConnSpec, target: &ConnSpec) -> Result<
             .map_err(fail("looking up the owner of", oid))?
             .get::<_, bool>(0);
         if owner_exists {
-            let sql = Sql::new("ALTER LARGE OBJECT ").int(i64::from(oid)).push(" OWNER TO ").ident(&Ident::from_catalog(owner));
+            let sql = Sql::new("ALTER LARGE OBJECT ")
+                .int(i64::from(oid))
+                .push(" OWNER TO ")
+                .ident(&Ident::from_catalog(owner));
             tx.batch_execute(sql.as_str()).await.map_err(fail("setting the owner of", oid))?;
         }
     }

@@ -7,6 +7,8 @@ pub mod cleanup;
 pub mod copy;
 pub mod cutover;
 pub mod error;
+pub mod failpoint;
+pub mod fence;
 pub mod inventory;
 pub mod large_objects;
 pub mod materialized_views;
@@ -19,7 +21,5 @@ pub mod start;
 pub mod status;
 pub mod target;
 pub mod validate;
-pub mod failpoint;
-pub mod fence;
 
 pub use error::{Error, ErrorKind, Result};

@@ -58,13 +58,15 @@ pub async fn refresh_materialized_views(source: &ConnSpec, target: &ConnSpec) ->
         let populated_on_target = populated(&dst, &view.name).await?;
         let (action, sql) = match (view.populated, populated_on_target) {
             (true, _) => ("refreshed", Some(Sql::new("REFRESH MATERIALIZED VIEW ").name(&view.name))),
-            (false, true) => ("emptied", Some(Sql::new("REFRESH MATERIALIZED VIEW ").name(&view.name).push(" WITH NO DATA"))),
+            (false, true) => {
+                ("emptied", Some(Sql::new("REFRESH MATERIALIZED VIEW ").name(&view.name).push(" WITH NO DATA")))
+            }
             (false, false) => ("left_unpopulated", None),
         };
         if let Some(sql) = sql {
-            dst.batch_execute(sql.as_str())
-                .await
-                .map_err(|e| Error::server(&format!("refreshing the materialized view {} on the target", view.name), e))?;
+            dst.batch_execute(sql.as_str()).await.map_err(|e| {
+                Error::server(&format!("refreshing the materialized view {} on the target", view.name), e)
+            })?;
         }
         done.push(RefreshedView { view: view.name.to_string(), action, seconds: clock.elapsed().as_secs_f64() });
     }

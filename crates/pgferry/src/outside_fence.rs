@@ -45,7 +45,10 @@ pub(crate) async fn recorded(src: &Client, name: &MigrationName) -> Result<Optio
         return Ok(None);
     }
     Ok(src
-        .query_opt("SELECT previous FROM pgferry.source_fence WHERE migration = $1 AND kind = $2", &[&name.as_str(), &KIND])
+        .query_opt(
+            "SELECT previous FROM pgferry.source_fence WHERE migration = $1 AND kind = $2",
+            &[&name.as_str(), &KIND],
+        )
         .await
         .map_err(|e| Error::server("reading the outside fence's journal", e))?
         .map(|r| r.get(0)))
@@ -60,7 +63,9 @@ pub(crate) async fn lift(src: &Client, name: &MigrationName, fence: Option<&Outs
     };
     match (shell::run("the unfence command", &fence.lift, fence.timeout).await, state.as_str()) {
         (Ok(()), _) => {}
-        (Err(e), "raising") => tracing::warn!("the unfence command failed; the fence command may never have run: {}", e.message),
+        (Err(e), "raising") => {
+            tracing::warn!("the unfence command failed; the fence command may never have run: {}", e.message)
+        }
         (Err(e), _) => return Err(e),
     }
     src.execute("DELETE FROM pgferry.source_fence WHERE migration = $1 AND kind = $2", &[&name.as_str(), &KIND])

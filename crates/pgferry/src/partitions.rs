@@ -37,10 +37,17 @@ impl UncoveredPartitions {
 /// A migration whose publication lists the partitions themselves (made before
 /// pgferry published through the root) receives their TRUNCATEs: nothing to
 /// name.
-pub async fn uncovered_partitions(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<UncoveredPartitions> {
+pub async fn uncovered_partitions(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+) -> Result<UncoveredPartitions> {
     let src = pgferry_pg::connect(source).await?;
     let via_root: bool = src
-        .query_one("SELECT coalesce(bool_or(pubviaroot), false) FROM pg_publication WHERE pubname = $1", &[&name.publication().as_str()])
+        .query_one(
+            "SELECT coalesce(bool_or(pubviaroot), false) FROM pg_publication WHERE pubname = $1",
+            &[&name.publication().as_str()],
+        )
         .await
         .map_err(|e| Error::server("reading the migration's publication", e))?
         .get(0);
@@ -64,13 +71,24 @@ pub async fn uncovered_partitions(source: &ConnSpec, target: &ConnSpec, name: &M
 /// Copies `partitions` again, each whole in one target transaction, from the
 /// source as it is now (fenced), and journals their current files. Returns
 /// the rows copied.
-pub async fn recopy_partitions(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, partitions: &[QualifiedName]) -> Result<u64> {
+pub async fn recopy_partitions(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+    partitions: &[QualifiedName],
+) -> Result<u64> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let tables: Vec<_> = crate::copy::list_tables(&src).await?.into_iter().map(|(t, _)| t).filter(|t| partitions.contains(&t.name)).collect();
+    let tables: Vec<_> = crate::copy::list_tables(&src)
+        .await?
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| partitions.contains(&t.name))
+        .collect();
     let rows = crate::copy::recopy(source, target, &tables).await?;
     let files = current_files(&src).await?;
-    let copied: Vec<(&QualifiedName, u32)> = files.iter().filter(|(t, _)| partitions.contains(t)).map(|(t, f)| (t, *f)).collect();
+    let copied: Vec<(&QualifiedName, u32)> =
+        files.iter().filter(|(t, _)| partitions.contains(t)).map(|(t, f)| (t, *f)).collect();
     journal::ensure(&dst).await?;
     journal::record_partition_files(&dst, name, &copied).await?;
     Ok(rows)
@@ -88,5 +106,8 @@ async fn current_files(src: &Client) -> Result<Vec<(QualifiedName, u32)>> {
         )
         .await
         .map_err(|e| Error::server("reading the source's partitions", e))?;
-    Ok(rows.iter().map(|r| (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)))
+        .collect())
 }

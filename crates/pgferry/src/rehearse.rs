@@ -44,7 +44,12 @@ pub struct Rehearsal {
     pub expected_downtime_seconds: f64,
 }
 
-pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions, validation: &ValidateOptions) -> Result<Rehearsal> {
+pub async fn rehearse(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    options: &CutoverOptions,
+    validation: &ValidateOptions,
+) -> Result<Rehearsal> {
     let _runner = crate::start::RunnerLock::take(target, &options.migration).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
@@ -52,7 +57,12 @@ pub async fn rehearse(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpt
     // The rehearsal drains the stream itself, like the cutover: judge everything else.
     let decision = go_no_go(&observed, &options.policy);
     let started = Instant::now();
-    let follow_options = FollowOptions { migration: options.migration.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
+    let follow_options = FollowOptions {
+        migration: options.migration.clone(),
+        until: Until::CaughtUp,
+        batch: BatchLimits::default(),
+        shutdown: None,
+    };
     let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
     let drain_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
@@ -94,8 +104,11 @@ async fn count_sequences(src: &tokio_postgres::Client, dst: &tokio_postgres::Cli
         .map(|r| r.get(0))
         .map_err(|e| Error::server("looking up the sequences on the target", e))?;
     if missing > 0 {
-        return Err(Error::new(crate::ErrorKind::Precondition, format!("{missing} sequence(s) of the source are missing on the target"))
-            .with_hint("create them on the target (pgferry inventory lists both sides)"));
+        return Err(Error::new(
+            crate::ErrorKind::Precondition,
+            format!("{missing} sequence(s) of the source are missing on the target"),
+        )
+        .with_hint("create them on the target (pgferry inventory lists both sides)"));
     }
     Ok(names.len())
 }

@@ -48,10 +48,15 @@ impl Running {
     /// (SIGTERM, then SIGKILL) and the result is an error saying so.
     pub(crate) async fn wait(mut self, limit: Duration) -> Result<()> {
         let status = match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(status) => status.map_err(|e| Error::new(ErrorKind::Precondition, format!("waiting for {}: {e}", self.what)))?,
+            Ok(status) => {
+                status.map_err(|e| Error::new(ErrorKind::Precondition, format!("waiting for {}: {e}", self.what)))?
+            }
             Err(_) => {
                 self.stop_group().await;
-                return Err(Error::new(ErrorKind::Precondition, format!("{} did not finish within {} s and was stopped", self.what, limit.as_secs())));
+                return Err(Error::new(
+                    ErrorKind::Precondition,
+                    format!("{} did not finish within {} s and was stopped", self.what, limit.as_secs()),
+                ));
             }
         };
         if status.success() {

@@ -79,7 +79,11 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     } else {
         (None, None)
     };
-    let (applied_lsn, applied_at, changes_per_second): (Option<String>, Option<String>, Option<f64>) = if has("pgferry.apply_progress").await? {
+    let (applied_lsn, applied_at, changes_per_second): (Option<String>, Option<String>, Option<f64>) = if has(
+        "pgferry.apply_progress",
+    )
+    .await?
+    {
         // Through to_jsonb: a journal written by an older pgferry lacks the column.
         dst.query_opt(
             "SELECT applied_lsn::text, applied_at::text, to_jsonb(p) ->> 'changes_per_second' FROM pgferry.apply_progress p WHERE migration = $1",
@@ -118,7 +122,9 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     };
     let slot = slot_status(&src, &migration.slot()).await?;
     let validation = crate::validate::last_validation(&dst, migration).await?;
-    let touched_rows = crate::apply::touched::count(&dst, migration).await.map_err(|e| Error::server("reading the touched rows", e))?;
+    let touched_rows = crate::apply::touched::count(&dst, migration)
+        .await
+        .map_err(|e| Error::server("reading the touched rows", e))?;
     let observed = pgferry_core::cutover::Observed {
         lag_bytes: lag_bytes.unwrap_or(0),
         validation_mismatches: validation.as_ref().map_or(0, |v| v.mismatched_chunks),
@@ -197,7 +203,13 @@ async fn counters(dst: &Client, migration: &MigrationName) -> Result<Vec<TableCo
         .map_err(|e| Error::server("reading the per-table counters", e))?;
     Ok(rows
         .iter()
-        .map(|r| TableCounters { table: r.get(0), inserts: r.get(1), updates: r.get(2), deletes: r.get(3), truncates: r.get(4) })
+        .map(|r| TableCounters {
+            table: r.get(0),
+            inserts: r.get(1),
+            updates: r.get(2),
+            deletes: r.get(3),
+            truncates: r.get(4),
+        })
         .collect())
 }
 
@@ -210,7 +222,12 @@ async fn slot_status(src: &Client, slot: &str) -> Result<Option<SlotStatus>> {
         )
         .await
         .map_err(|e| Error::server("reading the source's replication slots", e))?;
-    Ok(row.map(|r| SlotStatus { active: r.get(0), retained_wal_bytes: r.get(1), wal_status: r.get(2), safe_wal_size: r.get(3) }))
+    Ok(row.map(|r| SlotStatus {
+        active: r.get(0),
+        retained_wal_bytes: r.get(1),
+        wal_status: r.get(2),
+        safe_wal_size: r.get(3),
+    }))
 }
 
 #[cfg(test)]

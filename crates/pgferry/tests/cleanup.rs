@@ -31,7 +31,13 @@ async fn copied() -> Setup {
     let source_spec = ConnSpec::parse(&source.url("app")).unwrap();
     let target_spec = ConnSpec::parse(&target.url("app")).unwrap();
     let migration = MigrationName::new("main").unwrap();
-    let options = CopyOptions { migration: migration.clone(), jobs: 1, index_jobs: 1, split_larger_than: 0, replica_identity_full: false };
+    let options = CopyOptions {
+        migration: migration.clone(),
+        jobs: 1,
+        index_jobs: 1,
+        split_larger_than: 0,
+        replica_identity_full: false,
+    };
     copy(&source_spec, &target_spec, &options, &Progress::silent()).await.unwrap();
     Setup { source, target, source_spec, target_spec, migration }
 }
@@ -47,7 +53,10 @@ fn objects(c: &Cluster) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn abort_lifts_the_fence_and_removes_only_this_migrations_objects() {
     let s = copied().await;
-    assert_eq!(objects(&s.source), "pgferry_main,pgferry_other,users_slot / mypub,pgferry_main,pgferry_main__insert_only,pgferry_other");
+    assert_eq!(
+        objects(&s.source),
+        "pgferry_main,pgferry_other,users_slot / mypub,pgferry_main,pgferry_main__insert_only,pgferry_other"
+    );
     let src = pgferry_pg::connect(&s.source_spec).await.unwrap();
     raise_fence(&s, &src).await;
     assert_eq!(can_connect(&s.source), "f");
@@ -77,7 +86,10 @@ async fn cleanup_after_a_cutover_keeps_the_old_source_fenced() {
     assert_eq!(report.fence_settings_restored, 0);
     assert!(report.dropped_slot);
     assert_eq!(can_connect(&s.source), "f");
-    assert!(pgferry::fence::is_recorded(&src, &s.migration).await.unwrap(), "the fence's saved settings stay on the source");
+    assert!(
+        pgferry::fence::is_recorded(&src, &s.migration).await.unwrap(),
+        "the fence's saved settings stay on the source"
+    );
     let report = remove(&s.source_spec, &s.target_spec, &s.migration, Fence::Lift, true).await.unwrap();
     assert_eq!(report.fence_settings_restored, 2, "abort --force lifts it");
     assert_eq!(can_connect(&s.source), "t");
@@ -88,7 +100,11 @@ async fn cleanup_of_a_migration_that_was_not_cut_over_is_refused_and_changes_not
     let s = copied().await;
     let before = objects(&s.source);
     let refused = remove(&s.source_spec, &s.target_spec, &s.migration, Fence::Keep, false).await.unwrap_err();
-    assert!(refused.message.contains("has not been cut over") && refused.message.contains("nothing was changed"), "{}", refused.message);
+    assert!(
+        refused.message.contains("has not been cut over") && refused.message.contains("nothing was changed"),
+        "{}",
+        refused.message
+    );
     assert!(refused.hint.unwrap().contains("pgferry abort"));
     assert_eq!(objects(&s.source), before);
     assert_eq!(s.target.psql("app", "SELECT count(*) FROM pgferry.migration"), "1");

@@ -28,7 +28,12 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
     Ok(client)
 }
 
-async fn raise(spec: &ConnSpec, src: &tokio_postgres::Client, migration: &MigrationName, admins: &[String]) -> Result<fence::FenceReport, pgferry::Error> {
+async fn raise(
+    spec: &ConnSpec,
+    src: &tokio_postgres::Client,
+    migration: &MigrationName,
+    admins: &[String],
+) -> Result<fence::FenceReport, pgferry::Error> {
     let plan = fence::planned(src, admins).await?;
     fence::raise(spec, src, migration, &plan, admins).await
 }
@@ -67,11 +72,17 @@ async fn the_fence_ends_every_session_but_pgferrys_own_touches_no_other_database
     let migration = MigrationName::new("main").unwrap();
     let report = raise(&spec, &src, &migration, &["dba".to_string()]).await.unwrap();
     assert_eq!(report.connect_revoked_from, ["PUBLIC", "app2"]);
-    assert_eq!(report.terminated_sessions, 4, "the applications', the superuser's and pgferry's own role's other session");
+    assert_eq!(
+        report.terminated_sessions, 4,
+        "the applications', the superuser's and pgferry's own role's other session"
+    );
     assert!(fence::is_recorded(&src, &migration).await.unwrap());
 
     // Open sessions are gone, their transactions with them; new ones refused.
-    assert!(same_role.batch_execute("COMMIT").await.is_err(), "pgferry's own role's transaction cannot commit after the fence");
+    assert!(
+        same_role.batch_execute("COMMIT").await.is_err(),
+        "pgferry's own role's transaction cannot commit after the fence"
+    );
     assert!(superuser_app.batch_execute("INSERT INTO t VALUES (7)").await.is_err());
     assert!(open1.batch_execute("INSERT INTO t VALUES (2)").await.is_err());
     assert!(open2.batch_execute("COMMIT").await.is_err());
@@ -81,7 +92,12 @@ async fn the_fence_ends_every_session_but_pgferrys_own_touches_no_other_database
     }
     // The other database's application does not notice.
     in_other.batch_execute("INSERT INTO o VALUES (1)").await.unwrap();
-    connect(&source.url_as("app1", "pw1", "other")).await.unwrap().batch_execute("INSERT INTO o VALUES (2)").await.unwrap();
+    connect(&source.url_as("app1", "pw1", "other"))
+        .await
+        .unwrap()
+        .batch_execute("INSERT INTO o VALUES (2)")
+        .await
+        .unwrap();
     // pgferry's own session still writes; an administrator still connects, and new
     // sessions start read-only until told otherwise.
     src.batch_execute("INSERT INTO t VALUES (3)").await.unwrap();
@@ -93,7 +109,11 @@ async fn the_fence_ends_every_session_but_pgferrys_own_touches_no_other_database
     // Raising again is refused: it would save the fenced state as the previous one.
     let again = raise(&spec, &src, &migration, &["dba".to_string()]).await.unwrap_err();
     assert!(again.message.contains("already fences"), "{}", again.message);
-    assert_eq!(fence::lower(&src, &migration).await.unwrap(), 4, "CONNECT granted to dba, revoked from PUBLIC and app2; read-only");
+    assert_eq!(
+        fence::lower(&src, &migration).await.unwrap(),
+        4,
+        "CONNECT granted to dba, revoked from PUBLIC and app2; read-only"
+    );
     assert_eq!(settings(&source), before, "every privilege and setting back as it was");
     assert!(!fence::is_recorded(&src, &migration).await.unwrap());
     assert_eq!(fence::lower(&src, &migration).await.unwrap(), 0, "lowering twice is harmless");

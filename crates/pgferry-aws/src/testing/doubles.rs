@@ -23,11 +23,7 @@ impl GreenSide for RecordingGreen {
             return Err(Error::new(ErrorKind::Connection, "scripted: green is unreachable"));
         }
         self.checked.borrow_mut().push(green_instance.to_owned());
-        Ok(vec![Finding {
-            severity: Severity::Warning,
-            what: "database: scripted finding".into(),
-            fix: None,
-        }])
+        Ok(vec![Finding { severity: Severity::Warning, what: "database: scripted finding".into(), fix: None }])
     }
 }
 

@@ -16,12 +16,7 @@ pub struct Source {
 
 /// Creates `id` with a custom parameter group and option group (`rds.logical_replication` as given),
 /// a subnet group of the default VPC, its own security group, and `replicas` read replicas.
-pub async fn create_source(
-    config: &SdkConfig,
-    id: &str,
-    logical_replication: Option<&str>,
-    replicas: usize,
-) -> Source {
+pub async fn create_source(config: &SdkConfig, id: &str, logical_replication: Option<&str>, replicas: usize) -> Source {
     let rds = aws_sdk_rds::Client::new(config);
     let (vpc, subnet_ids) = default_subnets(config.endpoint_url().expect("moto's endpoint"));
     let subnet_group = format!("{id}-subnets");
@@ -106,12 +101,7 @@ pub async fn create_source(
             .await
             .expect("create a read replica");
     }
-    Source {
-        id: id.to_owned(),
-        parameter_group,
-        security_group,
-        vpc,
-    }
+    Source { id: id.to_owned(), parameter_group, security_group, vpc }
 }
 
 /// Hands the master password of `id` to Secrets Manager (`ManageMasterUserPassword`).
@@ -164,9 +154,7 @@ pub async fn blue_green_statuses(config: &SdkConfig, name: &str) -> Vec<String> 
 
 /// A made-up security group id for `name` (moto accepts any).
 pub fn security_group_id(name: &str) -> String {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("sg-{hash:016x}")
 }
 
@@ -186,62 +174,31 @@ fn default_subnets(endpoint: &str) -> (String, Vec<String>) {
     )
     .expect("ask moto");
     let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .expect("read moto's answer");
+    stream.read_to_string(&mut answer).expect("read moto's answer");
     let tag = |item: &str, name: &str| -> Option<String> {
         let start = item.find(&format!("<{name}>"))? + name.len() + 2;
         let end = item[start..].find('<')? + start;
         Some(item[start..end].to_owned())
     };
-    let subnets: Vec<(String, String)> = answer
-        .split("<item>")
-        .filter_map(|item| Some((tag(item, "vpcId")?, tag(item, "subnetId")?)))
-        .collect();
+    let subnets: Vec<(String, String)> =
+        answer.split("<item>").filter_map(|item| Some((tag(item, "vpcId")?, tag(item, "subnetId")?))).collect();
     let vpc = subnets.first().expect("moto's default subnets").0.clone();
-    let ids = subnets
-        .into_iter()
-        .filter(|(v, _)| *v == vpc)
-        .map(|(_, s)| s)
-        .collect();
+    let ids = subnets.into_iter().filter(|(v, _)| *v == vpc).map(|(_, s)| s).collect();
     (vpc, ids)
 }
 
 /// A customer-managed KMS key with an alias; returns its (key id, ARN).
 pub async fn create_key(config: &SdkConfig, alias: &str) -> (String, String) {
     let kms = aws_sdk_kms::Client::new(config);
-    let key = kms
-        .create_key()
-        .description("pgferry test")
-        .send()
-        .await
-        .expect("create key");
+    let key = kms.create_key().description("pgferry test").send().await.expect("create key");
     let meta = key.key_metadata().expect("key metadata");
-    kms.create_alias()
-        .alias_name(alias)
-        .target_key_id(meta.key_id())
-        .send()
-        .await
-        .expect("create alias");
-    (
-        meta.key_id().to_owned(),
-        meta.arn().expect("key arn").to_owned(),
-    )
+    kms.create_alias().alias_name(alias).target_key_id(meta.key_id()).send().await.expect("create alias");
+    (meta.key_id().to_owned(), meta.arn().expect("key arn").to_owned())
 }
 
 /// A public hosted zone; returns its id.
 pub async fn create_zone(config: &SdkConfig, name: &str) -> String {
     let route53 = aws_sdk_route53::Client::new(config);
-    let zone = route53
-        .create_hosted_zone()
-        .name(name)
-        .caller_reference(name)
-        .send()
-        .await
-        .expect("create zone");
-    zone.hosted_zone()
-        .expect("zone")
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_owned()
+    let zone = route53.create_hosted_zone().name(name).caller_reference(name).send().await.expect("create zone");
+    zone.hosted_zone().expect("zone").id().trim_start_matches("/hostedzone/").to_owned()
 }

@@ -9,8 +9,8 @@ mod scripted;
 
 pub use doubles::{RecordingGreen, ScriptedProbe};
 pub use fixtures::{
-    blue_green_statuses, create_key, create_proxy, create_source, create_zone, manage_master_password, security_group_id,
-    Source,
+    blue_green_statuses, create_key, create_proxy, create_source, create_zone, manage_master_password,
+    security_group_id, Source,
 };
 pub use moto::Moto;
 pub use scripted::{RecordingSeed, Scripted};

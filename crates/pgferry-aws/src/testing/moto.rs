@@ -66,10 +66,7 @@ fn python() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free local port").port()
 }
 
 /// One HTTP GET; the status code, if the server answered.
@@ -107,16 +104,10 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto");
-        let moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
+        let moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(60);
         while status(port, "/moto-api/data.json") != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not answer on port {port} within 60 s"
-            );
+            assert!(Instant::now() < deadline, "moto did not answer on port {port} within 60 s");
             std::thread::sleep(Duration::from_millis(100));
         }
         moto

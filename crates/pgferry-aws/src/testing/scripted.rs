@@ -57,10 +57,7 @@ impl<C: ControlPlane> Scripted<C> {
     pub fn new(inner: C) -> Self {
         Scripted {
             inner,
-            script: RefCell::new(Script {
-                page_size: 64,
-                ..Script::default()
-            }),
+            script: RefCell::new(Script { page_size: 64, ..Script::default() }),
             calls: RefCell::default(),
             blue_greens: RefCell::default(),
         }
@@ -69,28 +66,14 @@ impl<C: ControlPlane> Scripted<C> {
     /// The next call of `action` fails with `code` without reaching the cloud.
     pub fn fail_before(&self, action: &'static str, code: &str) -> &Self {
         let fault = Fault::Before(CloudError::new(action, Some(code), "scripted failure"));
-        self.script
-            .borrow_mut()
-            .faults
-            .entry(action)
-            .or_default()
-            .push_back(fault);
+        self.script.borrow_mut().faults.entry(action).or_default().push_back(fault);
         self
     }
 
     /// The next call of `action` reaches the cloud, then fails as if pgferry died.
     pub fn fail_after(&self, action: &'static str) -> &Self {
-        let fault = Fault::After(CloudError::new(
-            action,
-            None,
-            "scripted: the answer was lost",
-        ));
-        self.script
-            .borrow_mut()
-            .faults
-            .entry(action)
-            .or_default()
-            .push_back(fault);
+        let fault = Fault::After(CloudError::new(action, None, "scripted: the answer was lost"));
+        self.script.borrow_mut().faults.entry(action).or_default().push_back(fault);
         self
     }
 
@@ -112,36 +95,27 @@ impl<C: ControlPlane> Scripted<C> {
 
     /// The next describes of instance `id` report these states, then the real one.
     pub fn instance_states(&self, id: &str, states: &[&str]) -> &Self {
-        self.script.borrow_mut().instance_states.insert(
-            id.to_owned(),
-            states.iter().map(|s| s.to_string()).collect(),
-        );
+        self.script.borrow_mut().instance_states.insert(id.to_owned(), states.iter().map(|s| s.to_string()).collect());
         self
     }
 
     /// The next describes of instance `id` report its parameter group in these apply states.
     pub fn parameter_states(&self, id: &str, states: &[&str]) -> &Self {
-        self.script.borrow_mut().parameter_states.insert(
-            id.to_owned(),
-            states.iter().map(|s| s.to_string()).collect(),
-        );
+        self.script.borrow_mut().parameter_states.insert(id.to_owned(), states.iter().map(|s| s.to_string()).collect());
         self
     }
 
     pub fn snapshot_states(&self, id: &str, states: &[&str]) -> &Self {
-        self.script.borrow_mut().snapshot_states.insert(
-            id.to_owned(),
-            states.iter().map(|s| s.to_string()).collect(),
-        );
+        self.script.borrow_mut().snapshot_states.insert(id.to_owned(), states.iter().map(|s| s.to_string()).collect());
         self
     }
 
     /// The next describes of Blue/Green deployment `name` report these states, then the real one.
     pub fn blue_green_states(&self, name: &str, states: &[&str]) -> &Self {
-        self.script.borrow_mut().blue_green_states.insert(
-            name.to_owned(),
-            states.iter().map(|s| s.to_string()).collect(),
-        );
+        self.script
+            .borrow_mut()
+            .blue_green_states
+            .insert(name.to_owned(), states.iter().map(|s| s.to_string()).collect());
         self
     }
 
@@ -159,12 +133,7 @@ impl<C: ControlPlane> Scripted<C> {
 
     /// Every describe of instance `id` is altered by `tweak`.
     pub fn tweak(&self, id: &str, tweak: impl Fn(&mut Instance) + 'static) -> &Self {
-        self.script
-            .borrow_mut()
-            .tweaks
-            .entry(id.to_owned())
-            .or_default()
-            .push(Box::new(tweak));
+        self.script.borrow_mut().tweaks.entry(id.to_owned()).or_default().push(Box::new(tweak));
         self
     }
 
@@ -176,11 +145,7 @@ impl<C: ControlPlane> Scripted<C> {
             .iter()
             .enumerate()
             .map(|(n, (name, text))| {
-                let file = LogFile {
-                    name: name.to_string(),
-                    last_written: n as i64,
-                    size: text.len() as i64,
-                };
+                let file = LogFile { name: name.to_string(), last_written: n as i64, size: text.len() as i64 };
                 (file, text.to_string())
             })
             .collect();
@@ -204,12 +169,7 @@ impl<C: ControlPlane> Scripted<C> {
         call: impl std::future::Future<Output = CloudResult<T>>,
     ) -> CloudResult<T> {
         self.calls.borrow_mut().push(action);
-        let fault = self
-            .script
-            .borrow_mut()
-            .faults
-            .get_mut(action)
-            .and_then(VecDeque::pop_front);
+        let fault = self.script.borrow_mut().faults.get_mut(action).and_then(VecDeque::pop_front);
         match fault {
             Some(Fault::Before(err)) => Err(err),
             Some(Fault::After(err)) => {
@@ -227,18 +187,15 @@ impl<C: ControlPlane> Scripted<C> {
 
 impl<C: ControlPlane> ControlPlane for Scripted<C> {
     async fn describe_instance(&self, id: &str) -> CloudResult<Option<Instance>> {
-        let found = self
-            .around("rds:DescribeDBInstances", self.inner.describe_instance(id))
-            .await?;
+        let found = self.around("rds:DescribeDBInstances", self.inner.describe_instance(id)).await?;
         let mut script = self.script.borrow_mut();
         Ok(found.map(|mut instance| {
             if let Some(state) = Self::next_state(&mut script.instance_states, id) {
                 instance.status = state;
             }
-            if let (Some(state), Some(group)) = (
-                Self::next_state(&mut script.parameter_states, id),
-                instance.parameter_group.as_mut(),
-            ) {
+            if let (Some(state), Some(group)) =
+                (Self::next_state(&mut script.parameter_states, id), instance.parameter_group.as_mut())
+            {
                 group.apply_status = state;
             }
             if script.pending_reboot.iter().any(|p| p == id) {
@@ -254,17 +211,11 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
     }
 
     async fn describe_parameter(&self, group: &str, name: &str) -> CloudResult<Option<Parameter>> {
-        self.around(
-            "rds:DescribeDBParameters",
-            self.inner.describe_parameter(group, name),
-        )
-        .await
+        self.around("rds:DescribeDBParameters", self.inner.describe_parameter(group, name)).await
     }
 
     async fn describe_snapshot(&self, id: &str) -> CloudResult<Option<Snapshot>> {
-        let found = self
-            .around("rds:DescribeDBSnapshots", self.inner.describe_snapshot(id))
-            .await?;
+        let found = self.around("rds:DescribeDBSnapshots", self.inner.describe_snapshot(id)).await?;
         let state = Self::next_state(&mut self.script.borrow_mut().snapshot_states, id);
         Ok(found.map(|mut snapshot| {
             if let Some(state) = state {
@@ -275,103 +226,53 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
     }
 
     async fn create_snapshot(&self, instance: &str, snapshot: &str) -> CloudResult<Snapshot> {
-        self.around(
-            "rds:CreateDBSnapshot",
-            self.inner.create_snapshot(instance, snapshot),
-        )
-        .await
+        self.around("rds:CreateDBSnapshot", self.inner.create_snapshot(instance, snapshot)).await
     }
 
-    async fn copy_snapshot(
-        &self,
-        source: &str,
-        copy: &str,
-        kms_key_arn: &str,
-    ) -> CloudResult<Snapshot> {
-        self.around(
-            "rds:CopyDBSnapshot",
-            self.inner.copy_snapshot(source, copy, kms_key_arn),
-        )
-        .await
+    async fn copy_snapshot(&self, source: &str, copy: &str, kms_key_arn: &str) -> CloudResult<Snapshot> {
+        self.around("rds:CopyDBSnapshot", self.inner.copy_snapshot(source, copy, kms_key_arn)).await
     }
 
     async fn delete_snapshot(&self, id: &str) -> CloudResult<()> {
-        self.around("rds:DeleteDBSnapshot", self.inner.delete_snapshot(id))
-            .await
+        self.around("rds:DeleteDBSnapshot", self.inner.delete_snapshot(id)).await
     }
 
     async fn restore_instance(&self, request: &RestoreRequest) -> CloudResult<Instance> {
-        self.around(
-            "rds:RestoreDBInstanceFromDBSnapshot",
-            self.inner.restore_instance(request),
-        )
-        .await
+        self.around("rds:RestoreDBInstanceFromDBSnapshot", self.inner.restore_instance(request)).await
     }
 
     async fn modify_instance(&self, id: &str, change: &Modification) -> CloudResult<Instance> {
-        self.around(
-            "rds:ModifyDBInstance",
-            self.inner.modify_instance(id, change),
-        )
-        .await
+        self.around("rds:ModifyDBInstance", self.inner.modify_instance(id, change)).await
     }
 
     async fn reboot_instance(&self, id: &str) -> CloudResult<Instance> {
-        let rebooted = self
-            .around("rds:RebootDBInstance", self.inner.reboot_instance(id))
-            .await?;
+        let rebooted = self.around("rds:RebootDBInstance", self.inner.reboot_instance(id)).await?;
         self.script.borrow_mut().pending_reboot.retain(|p| p != id);
         Ok(rebooted)
     }
 
     async fn create_read_replica(&self, request: &ReplicaRequest) -> CloudResult<Instance> {
-        self.around(
-            "rds:CreateDBInstanceReadReplica",
-            self.inner.create_read_replica(request),
-        )
-        .await
+        self.around("rds:CreateDBInstanceReadReplica", self.inner.create_read_replica(request)).await
     }
 
     async fn delete_instance(&self, id: &str) -> CloudResult<()> {
-        self.around("rds:DeleteDBInstance", self.inner.delete_instance(id))
-            .await
+        self.around("rds:DeleteDBInstance", self.inner.delete_instance(id)).await
     }
 
     async fn list_log_files(&self, instance: &str) -> CloudResult<Vec<LogFile>> {
-        let scripted: Option<Vec<LogFile>> = self
-            .script
-            .borrow()
-            .logs
-            .get(instance)
-            .map(|files| files.iter().map(|(f, _)| f.clone()).collect());
+        let scripted: Option<Vec<LogFile>> =
+            self.script.borrow().logs.get(instance).map(|files| files.iter().map(|(f, _)| f.clone()).collect());
         match scripted {
-            Some(files) => {
-                self.around("rds:DescribeDBLogFiles", async { Ok(files) })
-                    .await
-            }
-            None => {
-                self.around(
-                    "rds:DescribeDBLogFiles",
-                    self.inner.list_log_files(instance),
-                )
-                .await
-            }
+            Some(files) => self.around("rds:DescribeDBLogFiles", async { Ok(files) }).await,
+            None => self.around("rds:DescribeDBLogFiles", self.inner.list_log_files(instance)).await,
         }
     }
 
-    async fn download_log_portion(
-        &self,
-        instance: &str,
-        file: &str,
-        marker: &str,
-    ) -> CloudResult<LogPortion> {
+    async fn download_log_portion(&self, instance: &str, file: &str, marker: &str) -> CloudResult<LogPortion> {
         let page = {
             let script = self.script.borrow();
-            let text = script
-                .logs
-                .get(instance)
-                .and_then(|files| files.iter().find(|(f, _)| f.name == file))
-                .map(|(_, t)| t);
+            let text =
+                script.logs.get(instance).and_then(|files| files.iter().find(|(f, _)| f.name == file)).map(|(_, t)| t);
             text.map(|text| {
                 let start: usize = marker.parse().unwrap_or(0).min(text.len());
                 let end = (start + script.page_size).min(text.len());
@@ -383,39 +284,24 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
             })
         };
         match page {
-            Some(page) => {
-                self.around("rds:DownloadDBLogFilePortion", async { Ok(page) })
-                    .await
-            }
+            Some(page) => self.around("rds:DownloadDBLogFilePortion", async { Ok(page) }).await,
             None => {
-                self.around(
-                    "rds:DownloadDBLogFilePortion",
-                    self.inner.download_log_portion(instance, file, marker),
-                )
-                .await
+                self.around("rds:DownloadDBLogFilePortion", self.inner.download_log_portion(instance, file, marker))
+                    .await
             }
         }
     }
 
     async fn describe_key(&self, key: &str) -> CloudResult<Key> {
-        self.around("kms:DescribeKey", self.inner.describe_key(key))
-            .await
+        self.around("kms:DescribeKey", self.inner.describe_key(key)).await
     }
 
     async fn get_record(&self, zone: &str, name: &str) -> CloudResult<Option<Record>> {
-        self.around(
-            "route53:ListResourceRecordSets",
-            self.inner.get_record(zone, name),
-        )
-        .await
+        self.around("route53:ListResourceRecordSets", self.inner.get_record(zone, name)).await
     }
 
     async fn upsert_cname(&self, zone: &str, name: &str, record: &Record) -> CloudResult<String> {
-        self.around(
-            "route53:ChangeResourceRecordSets",
-            self.inner.upsert_cname(zone, name, record),
-        )
-        .await
+        self.around("route53:ChangeResourceRecordSets", self.inner.upsert_cname(zone, name, record)).await
     }
 
     async fn proxies_targeting(&self, instance: &str) -> CloudResult<Vec<String>> {
@@ -423,9 +309,7 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
     }
 
     async fn describe_blue_green(&self, name: &str) -> CloudResult<Option<BlueGreen>> {
-        let found = self
-            .around("rds:DescribeBlueGreenDeployments", self.inner.describe_blue_green(name))
-            .await?;
+        let found = self.around("rds:DescribeBlueGreenDeployments", self.inner.describe_blue_green(name)).await?;
         Ok(found.map(|mut deployment| {
             if let Some(state) = Self::next_state(&mut self.script.borrow_mut().blue_green_states, name) {
                 deployment.status = state;
@@ -444,28 +328,16 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
     }
 
     async fn switchover_blue_green(&self, id: &str, timeout_seconds: i32) -> CloudResult<BlueGreen> {
-        self.around(
-            "rds:SwitchoverBlueGreenDeployment",
-            self.inner.switchover_blue_green(id, timeout_seconds),
-        )
-        .await
+        self.around("rds:SwitchoverBlueGreenDeployment", self.inner.switchover_blue_green(id, timeout_seconds)).await
     }
 
     async fn delete_blue_green(&self, id: &str) -> CloudResult<()> {
-        self.around("rds:DeleteBlueGreenDeployment", self.inner.delete_blue_green(id))
-            .await
+        self.around("rds:DeleteBlueGreenDeployment", self.inner.delete_blue_green(id)).await
     }
 
     async fn change_status(&self, change: &str) -> CloudResult<String> {
-        let status = self
-            .around("route53:GetChange", self.inner.change_status(change))
-            .await?;
-        Ok(self
-            .script
-            .borrow_mut()
-            .change_states
-            .pop_front()
-            .unwrap_or(status))
+        let status = self.around("route53:GetChange", self.inner.change_status(change)).await?;
+        Ok(self.script.borrow_mut().change_states.pop_front().unwrap_or(status))
     }
 }
 
@@ -481,10 +353,7 @@ pub struct RecordingSeed {
 impl RecordingSeed {
     pub fn new(consistent_point: Lsn) -> Self {
         RecordingSeed {
-            mark: SeedMark {
-                slot: "pgferry_main".into(),
-                consistent_point,
-            },
+            mark: SeedMark { slot: "pgferry_main".into(), consistent_point },
             prepared: Cell::new(0),
             started: RefCell::default(),
             fail_start: Cell::new(false),
@@ -500,10 +369,7 @@ impl SeedSide for RecordingSeed {
 
     async fn start_from(&self, _mark: &SeedMark, redo: Lsn) -> pgferry::Result<()> {
         if self.fail_start.replace(false) {
-            return Err(pgferry::Error::new(
-                pgferry::ErrorKind::Connection,
-                "scripted: the target is unreachable",
-            ));
+            return Err(pgferry::Error::new(pgferry::ErrorKind::Connection, "scripted: the target is unreachable"));
         }
         self.started.borrow_mut().push(redo);
         Ok(())

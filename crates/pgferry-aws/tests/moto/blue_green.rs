@@ -11,11 +11,7 @@ use pgferry_aws::testing::{
 use crate::{cloud, instance, journal, migration, pacing};
 
 fn plan(name: &str, key: Option<String>) -> BlueGreenPlan {
-    BlueGreenPlan {
-        migration: migration(&name.replace('-', "_")),
-        source: name.to_owned(),
-        kms_key: key,
-    }
+    BlueGreenPlan { migration: migration(&name.replace('-', "_")), source: name.to_owned(), kms_key: key }
 }
 
 async fn arn(config: &aws_config::SdkConfig, id: &str) -> String {
@@ -28,9 +24,7 @@ async fn one_deployment_encrypts_the_instance_and_each_replica_and_stops_before_
     create_source(&config, "bg-happy", Some("1"), 2).await;
     let (_, key) = create_key(&config, "alias/bg-happy").await;
     let name = "pgferry-bg-happy-blue-green";
-    cloud
-        .throttle("rds:CreateBlueGreenDeployment", 1)
-        .blue_green_states(name, &["PROVISIONING", "PROVISIONING"]);
+    cloud.throttle("rds:CreateBlueGreenDeployment", 1).blue_green_states(name, &["PROVISIONING", "PROVISIONING"]);
     let green = RecordingGreen::default();
     let dir = tempfile::tempdir().unwrap();
     let plan = plan("bg-happy", Some("alias/bg-happy".into()));
@@ -40,7 +34,8 @@ async fn one_deployment_encrypts_the_instance_and_each_replica_and_stops_before_
     let requests = cloud.blue_green_requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
     let wanted = [arn(&config, "bg-happy").await, arn(&config, "bg-happy-r1").await, arn(&config, "bg-happy-r2").await];
-    let asked: Vec<(&str, &str)> = requests[0].targets.iter().map(|t| (t.source_arn.as_str(), t.kms_key_id.as_str())).collect();
+    let asked: Vec<(&str, &str)> =
+        requests[0].targets.iter().map(|t| (t.source_arn.as_str(), t.kms_key_id.as_str())).collect();
     assert_eq!(asked, wanted.iter().map(|a| (a.as_str(), key.as_str())).collect::<Vec<_>>());
     assert_eq!(report.kms_key_arn, key);
     assert_eq!(report.encrypted, wanted);
@@ -130,13 +125,18 @@ async fn an_instance_blue_green_cannot_encrypt_is_refused_before_any_deployment(
 async fn a_deployment_aws_cannot_provision_stops_the_wait_with_its_state() {
     let (cloud, config) = cloud().await;
     create_source(&config, "bg-invalid", Some("1"), 0).await;
-    cloud.blue_green_states("pgferry-bg-invalid-blue-green", &["PROVISIONING", "PROVISIONING", "INVALID_CONFIGURATION"]);
+    cloud
+        .blue_green_states("pgferry-bg-invalid-blue-green", &["PROVISIONING", "PROVISIONING", "INVALID_CONFIGURATION"]);
     let dir = tempfile::tempdir().unwrap();
     let err = deploy(&cloud, &pacing(), &mut journal(&dir), &plan("bg-invalid", None), &RecordingGreen::default())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Server);
-    assert!(err.message.starts_with("the Blue/Green deployment pgferry-bg-invalid-blue-green is INVALID_CONFIGURATION"), "{}", err.message);
+    assert!(
+        err.message.starts_with("the Blue/Green deployment pgferry-bg-invalid-blue-green is INVALID_CONFIGURATION"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
@@ -144,9 +144,7 @@ async fn a_migration_keeps_its_method() {
     let (cloud, config) = cloud().await;
     create_source(&config, "bg-method", Some("1"), 0).await;
     let dir = tempfile::tempdir().unwrap();
-    deploy(&cloud, &pacing(), &mut journal(&dir), &plan("bg-method", None), &RecordingGreen::default())
-        .await
-        .unwrap();
+    deploy(&cloud, &pacing(), &mut journal(&dir), &plan("bg-method", None), &RecordingGreen::default()).await.unwrap();
     let snapshot = pgferry_aws::encrypt::EncryptPlan {
         migration: migration("bg_method"),
         source: "bg-method".into(),
@@ -154,9 +152,7 @@ async fn a_migration_keeps_its_method() {
         kms_key: None,
     };
     let seed = pgferry_aws::testing::RecordingSeed::new(pgferry_pgoutput::Lsn(1));
-    let err = pgferry_aws::encrypt::encrypt(&cloud, &pacing(), &mut journal(&dir), &snapshot, &seed)
-        .await
-        .unwrap_err();
+    let err = pgferry_aws::encrypt::encrypt(&cloud, &pacing(), &mut journal(&dir), &snapshot, &seed).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Usage);
     assert!(err.message.contains("--method blue-green"), "{}", err.message);
     assert_eq!(cloud.calls("rds:CreateDBSnapshot"), 0);
@@ -175,9 +171,7 @@ async fn the_switchover_measures_the_write_downtime_and_finish_removes_the_deplo
     let (cloud, config) = cloud().await;
     create_source(&config, "bg-switch", Some("1"), 0).await;
     let dir = tempfile::tempdir().unwrap();
-    deploy(&cloud, &pacing(), &mut journal(&dir), &plan("bg-switch", None), &RecordingGreen::default())
-        .await
-        .unwrap();
+    deploy(&cloud, &pacing(), &mut journal(&dir), &plan("bg-switch", None), &RecordingGreen::default()).await.unwrap();
     let name = "pgferry-bg-switch-blue-green";
     let err = clean_up(&cloud, &pacing(), &mut journal(&dir), &migration("bg_switch")).await.unwrap_err();
     assert!(err.message.contains("has not switched over"), "{}", err.message);
@@ -185,9 +179,7 @@ async fn the_switchover_measures_the_write_downtime_and_finish_removes_the_deplo
     // Writes fail from the 1st probe write to the 3rd: the endpoint is read-only while it switches.
     cloud.blue_green_states(name, &["AVAILABLE", "SWITCHOVER_IN_PROGRESS", "SWITCHOVER_IN_PROGRESS"]);
     let probe = ScriptedProbe::failing(1, 3);
-    let report = switchover(&cloud, &pacing(), &mut journal(&dir), &switch_plan("bg-switch"), &probe)
-        .await
-        .unwrap();
+    let report = switchover(&cloud, &pacing(), &mut journal(&dir), &switch_plan("bg-switch"), &probe).await.unwrap();
     assert_eq!(report.status, "SWITCHOVER_COMPLETED");
     assert_eq!(report.writes_failed, 3);
     assert!(report.writes_committed >= 1, "{report:?}");
@@ -210,14 +202,16 @@ async fn the_switchover_measures_the_write_downtime_and_finish_removes_the_deplo
 async fn a_switchover_rolled_back_or_stopped_by_its_guardrails_is_an_error() {
     let (cloud, config) = cloud().await;
     for (name, states, says) in [
-        ("bg-rollback", ["AVAILABLE", "SWITCHOVER_IN_PROGRESS", "AVAILABLE"], "did not complete within 300 s and was rolled back"),
+        (
+            "bg-rollback",
+            ["AVAILABLE", "SWITCHOVER_IN_PROGRESS", "AVAILABLE"],
+            "did not complete within 300 s and was rolled back",
+        ),
         ("bg-guard", ["AVAILABLE", "SWITCHOVER_IN_PROGRESS", "SWITCHOVER_FAILED"], "is SWITCHOVER_FAILED"),
     ] {
         create_source(&config, name, Some("1"), 0).await;
         let dir = tempfile::tempdir().unwrap();
-        deploy(&cloud, &pacing(), &mut journal(&dir), &plan(name, None), &RecordingGreen::default())
-            .await
-            .unwrap();
+        deploy(&cloud, &pacing(), &mut journal(&dir), &plan(name, None), &RecordingGreen::default()).await.unwrap();
         cloud.blue_green_states(&format!("pgferry-{name}-blue-green"), &states);
         let err = switchover(&cloud, &pacing(), &mut journal(&dir), &switch_plan(name), &ScriptedProbe::failing(0, 0))
             .await

@@ -5,11 +5,7 @@ use pgferry_aws::testing::{create_proxy, create_source, manage_master_password};
 use crate::{cloud, pacing};
 
 fn blockers(findings: &[pgferry_aws::check::Finding]) -> Vec<String> {
-    findings
-        .iter()
-        .filter(|f| f.severity == Severity::Blocker)
-        .map(|f| f.what.clone())
-        .collect()
+    findings.iter().filter(|f| f.severity == Severity::Blocker).map(|f| f.what.clone()).collect()
 }
 
 #[tokio::test]
@@ -19,10 +15,7 @@ async fn a_good_instance_is_ready_and_its_replicas_are_listed() {
     let facts = gather(&cloud, &pacing(), "chk-good").await.unwrap();
     let found = verdicts(&facts);
     assert!(ready(&found), "{found:?}");
-    assert!(
-        found.iter().any(|f| f.what == "read replicas: chk-good-r1"),
-        "{found:?}"
-    );
+    assert!(found.iter().any(|f| f.what == "read replicas: chk-good-r1"), "{found:?}");
     let paths = paths(&facts, 0, &Wanted::default());
     assert!(paths.blue_green.can_encrypt, "{:?}", paths.blue_green.checks);
     assert_eq!(facts.replicas.len(), 1, "the replica is described, for cascading replicas");
@@ -37,17 +30,16 @@ async fn a_proxy_and_a_managed_password_read_from_rds_rule_blue_green_out() {
     manage_master_password(&config, "chk-bg-limits").await;
     let facts = gather(&cloud, &pacing(), "chk-bg-limits").await.unwrap();
     let paths = paths(&facts, 0, &Wanted::default());
-    let out: Vec<&str> = paths
-        .blue_green
-        .checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::RulesOut)
-        .map(|c| c.limit)
-        .collect();
+    let out: Vec<&str> =
+        paths.blue_green.checks.iter().filter(|c| c.outcome == Outcome::RulesOut).map(|c| c.limit).collect();
     assert_eq!(out, ["rds-proxy", "secrets-manager-password"]);
     assert!(!paths.blue_green.can_encrypt);
     assert_eq!(paths.recommendation.method, Method::Snapshot);
-    assert!(paths.recommendation.reason.contains("RDS Proxy chk-proxy targets the instance"), "{}", paths.recommendation.reason);
+    assert!(
+        paths.recommendation.reason.contains("RDS Proxy chk-proxy targets the instance"),
+        "{}",
+        paths.recommendation.reason
+    );
 }
 
 #[tokio::test]
@@ -55,10 +47,7 @@ async fn logical_replication_not_set_is_a_blocker_with_the_steps() {
     let (cloud, config) = cloud().await;
     create_source(&config, "chk-nolr", None, 0).await;
     let found = verdicts(&gather(&cloud, &pacing(), "chk-nolr").await.unwrap());
-    assert_eq!(
-        blockers(&found),
-        vec!["rds.logical_replication is not 1 in parameter group chk-nolr-params"]
-    );
+    assert_eq!(blockers(&found), vec!["rds.logical_replication is not 1 in parameter group chk-nolr-params"]);
     assert!(found[0].fix.as_deref().unwrap().contains("short outage"));
 }
 
@@ -95,10 +84,7 @@ async fn no_automated_backups_and_a_busy_instance_are_blockers() {
     let found = verdicts(&gather(&cloud, &pacing(), "chk-nobackup").await.unwrap());
     assert_eq!(
         blockers(&found),
-        vec![
-            "the instance is backing-up, not available",
-            "automated backups are off (retention 0 days)"
-        ]
+        vec!["the instance is backing-up, not available", "automated backups are off (retention 0 days)"]
     );
 }
 

@@ -72,9 +72,18 @@ async fn encrypt_seeds_a_physical_copy_from_the_log_and_replicates_with_nothing_
         kms_key: Some("alias/e2e".into()),
     };
     let writer = Writer::start(source.url("app"), |n| {
-        format!("UPDATE accounts SET n = n + 1 WHERE id = {}; INSERT INTO accounts VALUES ({}, {n});", n % 1000 + 1, 10_000 + n)
+        format!(
+            "UPDATE accounts SET n = n + 1 WHERE id = {}; INSERT INTO accounts VALUES ({}, {n});",
+            n % 1000 + 1,
+            10_000 + n
+        )
     });
-    let seed = CopyAfterPrepare { source: &source, cloud: &cloud, target_instance: plan.target.clone(), copy: RefCell::new(None) };
+    let seed = CopyAfterPrepare {
+        source: &source,
+        cloud: &cloud,
+        target_instance: plan.target.clone(),
+        copy: RefCell::new(None),
+    };
     let dir = tempfile::tempdir().unwrap();
 
     let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();

@@ -32,10 +32,7 @@ fn plan(name: &str, key: Option<String>) -> EncryptPlan {
 fn with_logs(cloud: &Scripted<Aws>, target: &str) {
     cloud.logs(
         target,
-        &[
-            ("error/postgresql.log.2026-11-28-04", OLD_LOG),
-            ("error/postgresql.log.2026-11-28-05", RESTORE_LOG),
-        ],
+        &[("error/postgresql.log.2026-11-28-04", OLD_LOG), ("error/postgresql.log.2026-11-28-05", RESTORE_LOG)],
         50,
     );
 }
@@ -57,71 +54,31 @@ async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_posi
     let seed = RecordingSeed::new(Lsn(0x200_0000));
     let dir = tempfile::tempdir().unwrap();
 
-    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-        .await
-        .unwrap();
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
 
     assert_eq!(report.kms_key_arn, arn);
     assert_eq!(report.redo_lsn, "0/3000148");
     assert_eq!(*seed.started.borrow(), vec![REDO]);
-    assert!(
-        report.parity.iter().all(|row| row.source == row.target),
-        "{:?}",
-        report.parity
-    );
-    assert!(report
-        .parity
-        .iter()
-        .any(|row| row.setting == "IOPS" && row.target == "12000"));
+    assert!(report.parity.iter().all(|row| row.source == row.target), "{:?}", report.parity);
+    assert!(report.parity.iter().any(|row| row.setting == "IOPS" && row.target == "12000"));
     let target = instance(&config, &plan.target).await.unwrap();
     assert_eq!(target.storage_encrypted(), Some(true));
     assert_eq!(target.kms_key_id(), Some(arn.as_str()));
     assert_eq!(target.db_instance_class(), Some("db.r6g.large"));
     assert_eq!(target.availability_zone(), Some("us-east-1b"));
     assert_eq!(target.endpoint().and_then(|e| e.port()), Some(5433));
-    assert_eq!(
-        target.max_allocated_storage(),
-        Some(1000),
-        "set by the modify after the restore"
-    );
-    assert_eq!(
-        cloud.calls("rds:CopyDBSnapshot"),
-        3,
-        "two throttled attempts, then the call"
-    );
+    assert_eq!(target.max_allocated_storage(), Some(1000), "set by the modify after the restore");
+    assert_eq!(cloud.calls("rds:CopyDBSnapshot"), 3, "two throttled attempts, then the call");
     assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), 1);
     assert_eq!(cloud.calls("rds:ModifyDBInstance"), 1);
-    assert_eq!(
-        cloud.calls("rds:RebootDBInstance"),
-        1,
-        "the target's parameter group waited for a reboot"
-    );
-    assert!(
-        cloud.calls("rds:DownloadDBLogFilePortion") >= 4,
-        "the log is read page by page"
-    );
+    assert_eq!(cloud.calls("rds:RebootDBInstance"), 1, "the target's parameter group waited for a reboot");
+    assert!(cloud.calls("rds:DownloadDBLogFilePortion") >= 4, "the log is read page by page");
 
-    let steps: Vec<(String, Event)> = journal(&dir)
-        .entries()
-        .iter()
-        .map(|e| (e.step.clone(), e.event))
-        .collect();
-    for step in [
-        "plan",
-        "seed-prepare",
-        "snapshot",
-        "encrypted-copy",
-        "restore",
-        "modify",
-        "reboot",
-        "parity",
-        "redo",
-        "seed",
-    ] {
-        assert!(
-            steps.contains(&(step.to_owned(), Event::Outcome)),
-            "no outcome for {step}: {steps:?}"
-        );
+    let steps: Vec<(String, Event)> = journal(&dir).entries().iter().map(|e| (e.step.clone(), e.event)).collect();
+    for step in
+        ["plan", "seed-prepare", "snapshot", "encrypted-copy", "restore", "modify", "reboot", "parity", "redo", "seed"]
+    {
+        assert!(steps.contains(&(step.to_owned(), Event::Outcome)), "no outcome for {step}: {steps:?}");
     }
 
     let stored = std::fs::read_to_string(dir.path().join("aws-journal.jsonl")).unwrap();
@@ -130,9 +87,7 @@ async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_posi
     }
 
     // A rerun after success changes nothing.
-    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-        .await
-        .unwrap();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
     assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), 1);
     assert_eq!((seed.prepared.get(), seed.started.borrow().len()), (1, 1));
 }
@@ -141,25 +96,15 @@ async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_posi
 async fn the_key_may_be_an_alias_an_arn_a_key_id_or_the_default() {
     let (cloud, config) = cloud().await;
     let (key_id, arn) = create_key(&config, "alias/enc-keys").await;
-    for (name, key) in [
-        ("enc-arn", Some(arn.clone())),
-        ("enc-keyid", Some(key_id.clone())),
-        ("enc-default", None),
-    ] {
+    for (name, key) in [("enc-arn", Some(arn.clone())), ("enc-keyid", Some(key_id.clone())), ("enc-default", None)] {
         create_source(&config, name, Some("1"), 0).await;
         let plan = plan(name, key);
         with_logs(&cloud, &plan.target);
         let seed = RecordingSeed::new(Lsn(1));
         let dir = tempfile::tempdir().unwrap();
-        let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-            .await
-            .unwrap();
+        let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
         let target = instance(&config, &plan.target).await.unwrap();
-        assert_eq!(
-            target.kms_key_id(),
-            Some(report.kms_key_arn.as_str()),
-            "{name}"
-        );
+        assert_eq!(target.kms_key_id(), Some(report.kms_key_arn.as_str()), "{name}");
         if name != "enc-default" {
             assert_eq!(report.kms_key_arn, arn, "{name}");
         }
@@ -175,16 +120,9 @@ async fn a_setting_that_differs_stops_the_run_before_replication() {
     cloud.tweak(&plan.target, |t| t.iam_auth = false);
     let seed = RecordingSeed::new(Lsn(1));
     let dir = tempfile::tempdir().unwrap();
-    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-        .await
-        .unwrap_err();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Precondition);
-    assert!(
-        err.message
-            .contains("IAM authentication: source true, target false"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("IAM authentication: source true, target false"), "{}", err.message);
     assert!(seed.started.borrow().is_empty());
     assert_eq!(cloud.calls("rds:DownloadDBLogFilePortion"), 0);
 }
@@ -195,25 +133,10 @@ async fn a_source_that_fails_the_check_is_refused_before_any_change() {
     create_source(&config, "enc-nolr", None, 0).await;
     let seed = RecordingSeed::new(Lsn(1));
     let dir = tempfile::tempdir().unwrap();
-    let err = encrypt(
-        &cloud,
-        &pacing(),
-        &mut journal(&dir),
-        &plan("enc-nolr", None),
-        &seed,
-    )
-    .await
-    .unwrap_err();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan("enc-nolr", None), &seed).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Precondition);
-    assert!(
-        err.message.contains("rds.logical_replication"),
-        "{}",
-        err.message
-    );
-    assert_eq!(
-        (seed.prepared.get(), cloud.calls("rds:CreateDBSnapshot")),
-        (0, 0)
-    );
+    assert!(err.message.contains("rds.logical_replication"), "{}", err.message);
+    assert_eq!((seed.prepared.get(), cloud.calls("rds:CreateDBSnapshot")), (0, 0));
 }
 
 #[tokio::test]
@@ -223,18 +146,9 @@ async fn an_existing_target_that_pgferry_did_not_create_is_refused() {
     create_source(&config, "enc-taken-new", Some("1"), 0).await;
     let seed = RecordingSeed::new(Lsn(1));
     let dir = tempfile::tempdir().unwrap();
-    let err = encrypt(
-        &cloud,
-        &pacing(),
-        &mut journal(&dir),
-        &plan("enc-taken", None),
-        &seed,
-    )
-    .await
-    .unwrap_err();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan("enc-taken", None), &seed).await.unwrap_err();
     assert!(
-        err.message
-            .contains("enc-taken-new already exists and this migration did not create it"),
+        err.message.contains("enc-taken-new already exists and this migration did not create it"),
         "{}",
         err.message
     );
@@ -249,16 +163,9 @@ async fn a_rerun_with_another_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan("enc-final", None);
     cloud.fail_before("rds:CreateDBSnapshot", "InternalFailure");
-    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-        .await
-        .unwrap_err();
-    let other = EncryptPlan {
-        kms_key: Some("alias/other".into()),
-        ..plan
-    };
-    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &other, &seed)
-        .await
-        .unwrap_err();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    let other = EncryptPlan { kms_key: Some("alias/other".into()), ..plan };
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &other, &seed).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Usage);
     assert!(err.hint.unwrap().contains("final"));
 }
@@ -302,28 +209,16 @@ async fn a_failure_after_each_step_is_resumed_without_duplicates() {
         let seed = RecordingSeed::new(Lsn(1));
         let dir = tempfile::tempdir().unwrap();
         inject(&cloud);
-        encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-            .await
-            .expect_err(name);
+        encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.expect_err(name);
         let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(report.redo_lsn, "0/3000148", "{name}");
         assert_eq!(cloud.calls("rds:CreateDBSnapshot"), 1, "{name}");
         assert!(cloud.calls("rds:CopyDBSnapshot") <= 1, "{name}");
-        assert!(
-            cloud.calls("rds:RestoreDBInstanceFromDBSnapshot") <= 1,
-            "{name}"
-        );
-        assert_eq!(
-            (seed.prepared.get(), seed.started.borrow().len()),
-            (1, 1),
-            "{name}"
-        );
-        assert!(
-            snapshot_exists(&config, &format!("pgferry-{name}-encrypted")).await,
-            "{name}"
-        );
+        assert!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot") <= 1, "{name}");
+        assert_eq!((seed.prepared.get(), seed.started.borrow().len()), (1, 1), "{name}");
+        assert!(snapshot_exists(&config, &format!("pgferry-{name}-encrypted")).await, "{name}");
     }
     // The database side failing to start is resumed too.
     create_source(&config, "enc-f8", Some("1"), 0).await;
@@ -332,13 +227,9 @@ async fn a_failure_after_each_step_is_resumed_without_duplicates() {
     let seed = RecordingSeed::new(Lsn(1));
     seed.fail_start.set(true);
     let dir = tempfile::tempdir().unwrap();
-    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-        .await
-        .unwrap_err();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Connection);
-    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-        .await
-        .unwrap();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
     assert_eq!(*seed.started.borrow(), vec![REDO]);
 }
 
@@ -350,14 +241,9 @@ async fn a_restore_that_rds_cannot_complete_stops_the_wait_with_its_state() {
     cloud.instance_states(&plan.target, &["creating", "incompatible-parameters"]);
     let seed = RecordingSeed::new(Lsn(1));
     let dir = tempfile::tempdir().unwrap();
-    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-        .await
-        .unwrap_err();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Server);
-    assert_eq!(
-        err.message,
-        "instance enc-stuck-new is incompatible-parameters"
-    );
+    assert_eq!(err.message, "instance enc-stuck-new is incompatible-parameters");
 }
 
 #[tokio::test]
@@ -368,9 +254,7 @@ async fn a_snapshot_older_than_the_slot_is_refused() {
     with_logs(&cloud, &plan.target);
     let seed = RecordingSeed::new(Lsn(0x400_0000));
     let dir = tempfile::tempdir().unwrap();
-    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed)
-        .await
-        .unwrap_err();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
     assert!(err.message.contains("before the slot"), "{}", err.message);
     assert!(seed.started.borrow().is_empty());
 }

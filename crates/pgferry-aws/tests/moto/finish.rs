@@ -30,48 +30,22 @@ async fn finish_keeps_the_source_unless_told_twice() {
     let plan = migrated(&config, "fin-keep").await;
     let dir = tempfile::tempdir().unwrap();
     cloud.instance_states("pgferry-fin-keep-replica-1", &["creating"]);
-    let report = finish(&cloud, &pacing(), &mut journal(&dir), &plan)
-        .await
-        .unwrap();
+    let report = finish(&cloud, &pacing(), &mut journal(&dir), &plan).await.unwrap();
 
-    let replica = instance(&config, "pgferry-fin-keep-replica-1")
-        .await
-        .unwrap();
-    assert_eq!(
-        replica.read_replica_source_db_instance_identifier(),
-        Some("fin-keep-new")
-    );
+    let replica = instance(&config, "pgferry-fin-keep-replica-1").await.unwrap();
+    assert_eq!(replica.read_replica_source_db_instance_identifier(), Some("fin-keep-new"));
     assert_eq!(replica.db_instance_class(), Some("db.r6g.large"));
-    assert_eq!(
-        replica.availability_zone(),
-        Some("us-east-1c"),
-        "the zone of the source's replica"
-    );
+    assert_eq!(replica.availability_zone(), Some("us-east-1c"), "the zone of the source's replica");
     assert!(instance(&config, "fin-keep").await.is_some());
     assert!(snapshot_exists(&config, "pgferry-fin-keep-final").await);
     assert!(!snapshot_exists(&config, "pgferry-fin-keep-snapshot").await);
     assert!(!snapshot_exists(&config, "pgferry-fin-keep-encrypted").await);
-    assert_eq!(
-        report.created,
-        vec!["pgferry-fin-keep-replica-1", "pgferry-fin-keep-final"]
-    );
-    assert_eq!(
-        report.deleted,
-        vec!["pgferry-fin-keep-snapshot", "pgferry-fin-keep-encrypted"]
-    );
-    assert!(
-        report
-            .left
-            .iter()
-            .any(|l| l.contains("--delete-source --yes")),
-        "{:?}",
-        report.left
-    );
+    assert_eq!(report.created, vec!["pgferry-fin-keep-replica-1", "pgferry-fin-keep-final"]);
+    assert_eq!(report.deleted, vec!["pgferry-fin-keep-snapshot", "pgferry-fin-keep-encrypted"]);
+    assert!(report.left.iter().any(|l| l.contains("--delete-source --yes")), "{:?}", report.left);
 
     // Again: nothing new is created.
-    finish(&cloud, &pacing(), &mut journal(&dir), &plan)
-        .await
-        .unwrap();
+    finish(&cloud, &pacing(), &mut journal(&dir), &plan).await.unwrap();
     assert_eq!(cloud.calls("rds:CreateDBInstanceReadReplica"), 1);
     assert_eq!(cloud.calls("rds:CreateDBSnapshot"), 1);
 }
@@ -79,32 +53,14 @@ async fn finish_keeps_the_source_unless_told_twice() {
 #[tokio::test]
 async fn finish_deletes_the_protected_source_after_its_final_snapshot() {
     let (cloud, config) = cloud().await;
-    let plan = FinishPlan {
-        delete_source: true,
-        ..migrated(&config, "fin-delete").await
-    };
+    let plan = FinishPlan { delete_source: true, ..migrated(&config, "fin-delete").await };
     let dir = tempfile::tempdir().unwrap();
     cloud.fail_after("rds:DeleteDBInstance");
-    finish(&cloud, &pacing(), &mut journal(&dir), &plan)
-        .await
-        .unwrap_err();
-    let report = finish(&cloud, &pacing(), &mut journal(&dir), &plan)
-        .await
-        .unwrap();
+    finish(&cloud, &pacing(), &mut journal(&dir), &plan).await.unwrap_err();
+    let report = finish(&cloud, &pacing(), &mut journal(&dir), &plan).await.unwrap();
     assert!(instance(&config, "fin-delete").await.is_none());
     assert!(snapshot_exists(&config, "pgferry-fin-delete-final").await);
-    assert_eq!(
-        report.deleted,
-        vec![
-            "fin-delete",
-            "pgferry-fin-delete-snapshot",
-            "pgferry-fin-delete-encrypted"
-        ]
-    );
-    assert!(
-        report.left.iter().any(|l| l.contains("fin-delete-r1")),
-        "{:?}",
-        report.left
-    );
+    assert_eq!(report.deleted, vec!["fin-delete", "pgferry-fin-delete-snapshot", "pgferry-fin-delete-encrypted"]);
+    assert!(report.left.iter().any(|l| l.contains("fin-delete-r1")), "{:?}", report.left);
     assert_eq!(cloud.calls("rds:DeleteDBInstance"), 1);
 }

@@ -7,8 +7,8 @@
 
 mod blue_green;
 mod check;
-mod e2e;
 mod cutover;
+mod e2e;
 mod encrypt;
 mod finish;
 
@@ -37,26 +37,12 @@ pub(crate) fn journal(dir: &tempfile::TempDir) -> Journal {
     Journal::open(dir.path()).unwrap()
 }
 
-pub(crate) async fn instance(
-    config: &SdkConfig,
-    id: &str,
-) -> Option<aws_sdk_rds::types::DbInstance> {
+pub(crate) async fn instance(config: &SdkConfig, id: &str) -> Option<aws_sdk_rds::types::DbInstance> {
     let rds = aws_sdk_rds::Client::new(config);
-    rds.describe_db_instances()
-        .db_instance_identifier(id)
-        .send()
-        .await
-        .ok()?
-        .db_instances()
-        .first()
-        .cloned()
+    rds.describe_db_instances().db_instance_identifier(id).send().await.ok()?.db_instances().first().cloned()
 }
 
 pub(crate) async fn snapshot_exists(config: &SdkConfig, id: &str) -> bool {
     let rds = aws_sdk_rds::Client::new(config);
-    rds.describe_db_snapshots()
-        .db_snapshot_identifier(id)
-        .send()
-        .await
-        .is_ok_and(|o| !o.db_snapshots().is_empty())
+    rds.describe_db_snapshots().db_snapshot_identifier(id).send().await.is_ok_and(|o| !o.db_snapshots().is_empty())
 }

@@ -48,8 +48,13 @@ impl Binaries {
         };
         let dir = candidates.iter().find(|dir| has_server_programs(dir)).cloned().ok_or_else(|| {
             let searched = candidates.iter().map(|d| d.display().to_string()).collect::<Vec<_>>();
-            let place = if searched.is_empty() { "PATH, pg_config --bindir or /usr/lib/postgresql/*/bin".to_string() } else { searched.join(", ") };
-            Error::new(ErrorKind::Usage, format!("PostgreSQL's initdb and pg_ctl were not found (looked in {place})")).with_hint(MISSING_HINT)
+            let place = if searched.is_empty() {
+                "PATH, pg_config --bindir or /usr/lib/postgresql/*/bin".to_string()
+            } else {
+                searched.join(", ")
+            };
+            Error::new(ErrorKind::Usage, format!("PostgreSQL's initdb and pg_ctl were not found (looked in {place})"))
+                .with_hint(MISSING_HINT)
         })?;
         let lib = dir.parent().map(|p| p.join("lib")).filter(|lib| lib.join("libpq.so.5").exists());
         Ok(Binaries { dir, lib })
@@ -91,7 +96,10 @@ fn default_candidates() -> Vec<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         // Resolved, so that a symlink in /usr/local/bin names the real directory,
         // where pg_ctl finds `postgres` and the demo finds pg_dump.
-        found.extend(std::env::split_paths(&path).filter_map(|d| fs::canonicalize(d.join("initdb")).ok()?.parent().map(Path::to_path_buf)));
+        found.extend(
+            std::env::split_paths(&path)
+                .filter_map(|d| fs::canonicalize(d.join("initdb")).ok()?.parent().map(Path::to_path_buf)),
+        );
     }
     if let Ok(out) = std::process::Command::new("pg_config").arg("--bindir").output() {
         if out.status.success() {
@@ -189,13 +197,13 @@ pub(crate) struct Sandbox {
 impl Sandbox {
     pub(crate) fn new(binaries: Binaries) -> Result<Sandbox> {
         let user = ServerUser::when_root()?;
-        let dir = tempfile::Builder::new()
-            .prefix("pgferry-demo-")
-            .tempdir()
-            .map_err(|e| Error::new(ErrorKind::Usage, format!("cannot make a temporary directory for the demo's clusters: {e}")))?;
+        let dir = tempfile::Builder::new().prefix("pgferry-demo-").tempdir().map_err(|e| {
+            Error::new(ErrorKind::Usage, format!("cannot make a temporary directory for the demo's clusters: {e}"))
+        })?;
         if let Some(user) = &user {
-            std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid))
-                .map_err(|e| Error::new(ErrorKind::Usage, format!("cannot give {} to the postgres user: {e}", dir.path().display())))?;
+            std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid)).map_err(|e| {
+                Error::new(ErrorKind::Usage, format!("cannot give {} to the postgres user: {e}", dir.path().display()))
+            })?;
         }
         Ok(Sandbox { binaries, user, started: Vec::new(), dir })
     }
@@ -210,11 +218,16 @@ impl Sandbox {
         let log = self.dir.path().join(format!("{name}.log"));
         self.run(
             "initdb",
-            self.binaries
-                .command("initdb", self.user.as_ref())
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
+            self.binaries.command("initdb", self.user.as_ref()).arg("-D").arg(&data).args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]),
         )?;
         self.started.push(data.clone());
         let mut last = None;
@@ -245,13 +258,16 @@ impl Sandbox {
     }
 
     fn run(&self, what: &str, cmd: &mut std::process::Command) -> Result<()> {
-        let out = cmd
-            .output()
-            .map_err(|e| Error::new(ErrorKind::Usage, format!("cannot run {what} from {}: {e}", self.binaries.dir.display())))?;
+        let out = cmd.output().map_err(|e| {
+            Error::new(ErrorKind::Usage, format!("cannot run {what} from {}: {e}", self.binaries.dir.display()))
+        })?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(Error::new(ErrorKind::Server, format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim())))
+            Err(Error::new(
+                ErrorKind::Server,
+                format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            ))
         }
     }
 }

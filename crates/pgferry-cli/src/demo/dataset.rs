@@ -48,7 +48,8 @@ CREATE FUNCTION audit.log_order() RETURNS trigger LANGUAGE plpgsql AS
 CREATE TRIGGER orders_audit AFTER INSERT ON shop.orders FOR EACH ROW EXECUTE FUNCTION audit.log_order();
 INSERT INTO catalog.products (name, price) SELECT 'product ' || g, g % 500 + 0.99 FROM generate_series(1, 1000) g;";
 
-const CUSTOMERS: &str = "INSERT INTO shop.customers (name) SELECT 'customer ' || g FROM generate_series(1, $1::bigint) g";
+const CUSTOMERS: &str =
+    "INSERT INTO shop.customers (name) SELECT 'customer ' || g FROM generate_series(1, $1::bigint) g";
 
 /// Orders spread over two years (both partitions), one in fifty with a 6 kB note.
 const ORDERS: &str = "

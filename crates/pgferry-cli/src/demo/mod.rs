@@ -41,7 +41,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let binaries = Binaries::find(args.pg_bin.as_deref())?;
     // Listening before the clusters exist, so that Ctrl-C or a kill during any step
     // drops the demo's future and with it the clusters (see `clusters::Sandbox`).
-    let listen = |kind| signal(kind).map_err(|e| Error::new(ErrorKind::Usage, format!("cannot listen for signals: {e}")));
+    let listen =
+        |kind| signal(kind).map_err(|e| Error::new(ErrorKind::Usage, format!("cannot listen for signals: {e}")));
     let (mut interrupt, mut terminate) = (listen(SignalKind::interrupt())?, listen(SignalKind::terminate())?);
     // The exit codes are those a shell reports for a death by SIGINT or SIGTERM.
     let outcome = tokio::select! {
@@ -98,16 +99,25 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
     let workload = Workload::start(source.tcp(APP_ROLE, &app, DATABASE), loaded.customers);
     eprintln!("pgferry demo: the application ({APP_ROLE}) writes to the source from now on");
 
-    let checked = pgferry::check::check(&src, &tgt, &CheckPlan { full_copy: true, long_transaction_seconds: 300 }).await?;
+    let checked =
+        pgferry::check::check(&src, &tgt, &CheckPlan { full_copy: true, long_transaction_seconds: 300 }).await?;
     eprint!("{}", render::check_table(&checked));
     if !checked.ready {
         return Err(Error::new(ErrorKind::Precondition, "pgferry check found problems with the demo's own clusters")
-            .with_hint("read the findings above; the servers' settings are made by pgferry demo, so this is worth an issue"));
+            .with_hint(
+                "read the findings above; the servers' settings are made by pgferry demo, so this is worth an issue",
+            ));
     }
     clock.lap("check");
 
     let migration = MigrationName::new("demo").expect("a valid migration name");
-    let copy_options = CopyOptions { migration: migration.clone(), jobs: 2, index_jobs: 2, split_larger_than: 100 << 20, replica_identity_full: false };
+    let copy_options = CopyOptions {
+        migration: migration.clone(),
+        jobs: 2,
+        index_jobs: 2,
+        split_larger_than: 100 << 20,
+        replica_identity_full: false,
+    };
     let view = CopyView::new(false);
     let copied = pgferry::copy::copy(&src, &tgt, &copy_options, &view.progress()).await;
     view.finish();
@@ -115,7 +125,12 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
     eprint!("{}", render::copy_summary(&copied));
     clock.lap("copy");
 
-    let follow_options = FollowOptions { migration: migration.clone(), until: Until::CaughtUp, batch: BatchLimits::default(), shutdown: None };
+    let follow_options = FollowOptions {
+        migration: migration.clone(),
+        until: Until::CaughtUp,
+        batch: BatchLimits::default(),
+        shutdown: None,
+    };
     let followed = pgferry::apply::follow(&src, &tgt, &follow_options, &crate::follow::log_lines()).await?;
     eprintln!("pgferry demo: caught up: {} changes applied", followed.changes);
     clock.lap("follow");

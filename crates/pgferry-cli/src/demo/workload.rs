@@ -27,7 +27,8 @@ INSERT INTO shop.orders (customer_id, product_id, total, note)
 SELECT 1 + (random() * ($1::bigint - 1))::bigint, 1 + (random() * 999)::int, round((random() * 100)::numeric, 2), 'live'
 FROM generate_series(1, 5)";
 
-const TOUCH_CUSTOMER: &str = "UPDATE shop.customers SET since = now() WHERE id = 1 + (random() * ($1::bigint - 1))::bigint";
+const TOUCH_CUSTOMER: &str =
+    "UPDATE shop.customers SET since = now() WHERE id = 1 + (random() * ($1::bigint - 1))::bigint";
 
 const ONE_ORDER: &str =
     "INSERT INTO shop.orders (customer_id, product_id, total, note) VALUES (1, 1, 9.99, 'after the switch') RETURNING id";

@@ -2,9 +2,7 @@
 //! per statement of `capture.sh`'s "basics" workload.
 
 use bytes::Bytes;
-use pgferry_pgoutput::{
-    Column, Lsn, Message, MessageKind, OldTuple, RelationColumn, ReplicaIdentity,
-};
+use pgferry_pgoutput::{Column, Lsn, Message, MessageKind, OldTuple, RelationColumn, ReplicaIdentity};
 
 use crate::fixtures::{decode_all, load, text, BASICS_BINARY, BASICS_TEXT};
 
@@ -17,10 +15,7 @@ const INT4: u32 = 23;
 const TEXT: u32 = 25;
 
 fn messages() -> Vec<Message> {
-    decode_all(BASICS_TEXT)
-        .into_iter()
-        .map(|(_, message)| message)
-        .collect()
+    decode_all(BASICS_TEXT).into_iter().map(|(_, message)| message).collect()
 }
 
 fn lsn(text: &str) -> Lsn {
@@ -72,18 +67,14 @@ fn begin_and_commit_agree_with_each_other_and_the_slot() {
     }
     assert_eq!(transactions, 13);
 
-    let Message::Begin(first) = &decoded[0].1 else {
-        panic!()
-    };
+    let Message::Begin(first) = &decoded[0].1 else { panic!() };
     assert_eq!(first.final_lsn, lsn("0/1934AA8"));
     assert_eq!(first.xid, 734);
 }
 
 #[test]
 fn type_message_names_a_user_defined_enum() {
-    let Message::Type(mood) = &messages()[1] else {
-        panic!()
-    };
+    let Message::Type(mood) = &messages()[1] else { panic!() };
     assert_eq!(mood.xid, None);
     assert_eq!(mood.oid, MOOD);
     assert_eq!(mood.namespace, "public");
@@ -92,9 +83,7 @@ fn type_message_names_a_user_defined_enum() {
 
 #[test]
 fn relation_describes_the_table_and_its_key() {
-    let Message::Relation(accounts) = &messages()[2] else {
-        panic!()
-    };
+    let Message::Relation(accounts) = &messages()[2] else { panic!() };
     assert_eq!(accounts.xid, None);
     assert_eq!(accounts.oid, ACCOUNTS);
     assert_eq!(accounts.namespace, "public");
@@ -121,122 +110,68 @@ fn relation_describes_the_table_and_its_key() {
 #[test]
 fn insert_carries_text_values_and_nulls() {
     let messages = messages();
-    let Message::Insert(alice) = &messages[3] else {
-        panic!()
-    };
+    let Message::Insert(alice) = &messages[3] else { panic!() };
     assert_eq!(alice.xid, None);
     assert_eq!(alice.relation_oid, ACCOUNTS);
-    assert_eq!(
-        alice.new_tuple,
-        [text("1"), text("alice"), text("10.50"), text("happy")]
-    );
-    let Message::Insert(bob) = &messages[4] else {
-        panic!()
-    };
-    assert_eq!(
-        bob.new_tuple,
-        [text("2"), text("bob"), Column::Null, text("sad")]
-    );
+    assert_eq!(alice.new_tuple, [text("1"), text("alice"), text("10.50"), text("happy")]);
+    let Message::Insert(bob) = &messages[4] else { panic!() };
+    assert_eq!(bob.new_tuple, [text("2"), text("bob"), Column::Null, text("sad")]);
 }
 
 #[test]
 fn update_that_keeps_the_key_sends_no_old_tuple() {
-    let Message::Update(update) = &messages()[7] else {
-        panic!()
-    };
+    let Message::Update(update) = &messages()[7] else { panic!() };
     assert_eq!(update.relation_oid, ACCOUNTS);
     assert_eq!(update.old_tuple, None);
-    assert_eq!(
-        update.new_tuple,
-        [text("1"), text("alice"), text("20.00"), text("happy")]
-    );
+    assert_eq!(update.new_tuple, [text("1"), text("alice"), text("20.00"), text("happy")]);
 }
 
 #[test]
 fn update_of_the_key_sends_the_old_key() {
-    let Message::Update(update) = &messages()[10] else {
-        panic!()
-    };
-    assert_eq!(
-        update.old_tuple,
-        Some(OldTuple::Key(vec![
-            text("2"),
-            Column::Null,
-            Column::Null,
-            Column::Null
-        ]))
-    );
-    assert_eq!(
-        update.new_tuple,
-        [text("3"), text("bob"), Column::Null, text("sad")]
-    );
+    let Message::Update(update) = &messages()[10] else { panic!() };
+    assert_eq!(update.old_tuple, Some(OldTuple::Key(vec![text("2"), Column::Null, Column::Null, Column::Null])));
+    assert_eq!(update.new_tuple, [text("3"), text("bob"), Column::Null, text("sad")]);
 }
 
 #[test]
 fn delete_sends_the_old_key() {
-    let Message::Delete(delete) = &messages()[13] else {
-        panic!()
-    };
+    let Message::Delete(delete) = &messages()[13] else { panic!() };
     assert_eq!(delete.relation_oid, ACCOUNTS);
-    assert_eq!(
-        delete.old_tuple,
-        OldTuple::Key(vec![text("3"), Column::Null, Column::Null, Column::Null])
-    );
+    assert_eq!(delete.old_tuple, OldTuple::Key(vec![text("3"), Column::Null, Column::Null, Column::Null]));
 }
 
 #[test]
 fn replica_identity_full_sends_the_whole_old_row() {
     let messages = messages();
-    let Message::Relation(audit) = &messages[16] else {
-        panic!()
-    };
+    let Message::Relation(audit) = &messages[16] else { panic!() };
     assert_eq!(audit.oid, AUDIT);
     assert_eq!(audit.replica_identity, ReplicaIdentity::Full);
     assert!(audit.columns.iter().all(|column| column.is_key));
 
-    let Message::Update(update) = &messages[20] else {
-        panic!()
-    };
-    assert_eq!(
-        update.old_tuple,
-        Some(OldTuple::Full(vec![text("7"), text("first"), text("1.5")]))
-    );
+    let Message::Update(update) = &messages[20] else { panic!() };
+    assert_eq!(update.old_tuple, Some(OldTuple::Full(vec![text("7"), text("first"), text("1.5")])));
     assert_eq!(update.new_tuple, [text("7"), text("changed"), text("1.5")]);
 
-    let Message::Delete(delete) = &messages[23] else {
-        panic!()
-    };
-    assert_eq!(
-        delete.old_tuple,
-        OldTuple::Full(vec![text("7"), text("changed"), text("1.5")])
-    );
+    let Message::Delete(delete) = &messages[23] else { panic!() };
+    assert_eq!(delete.old_tuple, OldTuple::Full(vec![text("7"), text("changed"), text("1.5")]));
     assert_eq!(delete.old_tuple.columns().len(), 3);
 }
 
 #[test]
 fn unchanged_toasted_value_is_marked_and_not_sent() {
     let messages = messages();
-    let Message::Insert(insert) = &messages[27] else {
-        panic!()
-    };
+    let Message::Insert(insert) = &messages[27] else { panic!() };
     assert_eq!(insert.relation_oid, DOCUMENTS);
     assert_eq!(insert.new_tuple[2], text(&"toast!".repeat(500)));
 
-    let Message::Update(update) = &messages[30] else {
-        panic!()
-    };
+    let Message::Update(update) = &messages[30] else { panic!() };
     assert_eq!(update.old_tuple, None);
-    assert_eq!(
-        update.new_tuple,
-        [text("1"), text("final"), Column::UnchangedToast]
-    );
+    assert_eq!(update.new_tuple, [text("1"), text("final"), Column::UnchangedToast]);
 }
 
 #[test]
 fn truncate_lists_cascaded_tables_and_options() {
-    let Message::Truncate(truncate) = &messages()[40] else {
-        panic!()
-    };
+    let Message::Truncate(truncate) = &messages()[40] else { panic!() };
     assert_eq!(truncate.xid, None);
     assert!(truncate.cascade);
     assert!(truncate.restart_identity);
@@ -246,18 +181,14 @@ fn truncate_lists_cascaded_tables_and_options() {
 #[test]
 fn logical_messages_keep_prefix_content_and_transactionality() {
     let decoded = decode_all(BASICS_TEXT);
-    let Message::LogicalMessage(hello) = &decoded[43].1 else {
-        panic!()
-    };
+    let Message::LogicalMessage(hello) = &decoded[43].1 else { panic!() };
     assert_eq!(hello.xid, None);
     assert!(hello.transactional);
     assert_eq!(hello.lsn, lsn("0/19375B8"));
     assert_eq!(hello.prefix, "pfx");
     assert_eq!(hello.content, Bytes::from_static(b"hello"));
 
-    let Message::LogicalMessage(immediate) = &decoded[45].1 else {
-        panic!()
-    };
+    let Message::LogicalMessage(immediate) = &decoded[45].1 else { panic!() };
     assert!(!immediate.transactional);
     assert_eq!(immediate.lsn, decoded[45].0);
     assert_eq!(immediate.content, Bytes::from_static(b"non-transactional"));
@@ -266,54 +197,35 @@ fn logical_messages_keep_prefix_content_and_transactionality() {
 #[test]
 fn origin_names_the_upstream_node_and_its_commit() {
     let messages = messages();
-    let Message::Origin(origin) = &messages[47] else {
-        panic!()
-    };
+    let Message::Origin(origin) = &messages[47] else { panic!() };
     assert_eq!(origin.name, "upstream");
     assert_eq!(origin.commit_lsn, lsn("0/ABCDEF"));
     // pg_replication_origin_xact_setup set the commit time to
     // 2024-01-02 03:04:05.678901 UTC, which is 1704164645.678901 in Unix time.
-    let Message::Begin(begin) = &messages[46] else {
-        panic!()
-    };
+    let Message::Begin(begin) = &messages[46] else { panic!() };
     assert_eq!(begin.commit_time.unix_micros(), 1_704_164_645_678_901);
-    let Message::Insert(insert) = &messages[48] else {
-        panic!()
-    };
+    let Message::Insert(insert) = &messages[48] else { panic!() };
     assert_eq!(insert.relation_oid, AUDIT);
-    assert_eq!(
-        insert.new_tuple,
-        [text("8"), text("replayed"), Column::Null]
-    );
+    assert_eq!(insert.new_tuple, [text("8"), text("replayed"), Column::Null]);
 }
 
 #[test]
 fn column_values_are_slices_of_the_input_not_copies() {
     let captured = &load(BASICS_TEXT)[3];
-    let Ok(Message::Insert(insert)) = pgferry_pgoutput::decode(captured.bytes.clone(), false)
-    else {
-        panic!()
-    };
-    let Column::Text(owner) = &insert.new_tuple[1] else {
-        panic!()
-    };
+    let Ok(Message::Insert(insert)) = pgferry_pgoutput::decode(captured.bytes.clone(), false) else { panic!() };
+    let Column::Text(owner) = &insert.new_tuple[1] else { panic!() };
     let input = captured.bytes.as_ptr_range();
     assert!(input.contains(&owner.as_ptr()));
 }
 
 #[test]
 fn binary_mode_sends_values_in_send_format() {
-    let binary: Vec<Message> = decode_all(BASICS_BINARY)
-        .into_iter()
-        .map(|(_, message)| message)
-        .collect();
+    let binary: Vec<Message> = decode_all(BASICS_BINARY).into_iter().map(|(_, message)| message).collect();
     // The same workload, so the same messages; only the values' format differs.
     let kinds = |messages: &[Message]| messages.iter().map(Message::kind).collect::<Vec<_>>();
     assert_eq!(kinds(&binary), kinds(&messages()));
 
-    let Message::Insert(bob) = &binary[4] else {
-        panic!()
-    };
+    let Message::Insert(bob) = &binary[4] else { panic!() };
     assert_eq!(
         bob.new_tuple,
         [
@@ -323,19 +235,10 @@ fn binary_mode_sends_values_in_send_format() {
             Column::Binary(Bytes::from_static(b"sad")), // enum_send is the label
         ]
     );
-    let Message::Insert(alice) = &binary[3] else {
-        panic!()
-    };
+    let Message::Insert(alice) = &binary[3] else { panic!() };
     // numeric_send of 10.50: 2 digits, weight 0, positive, scale 2, base-10000
     // digits 10 and 5000.
-    assert_eq!(
-        alice.new_tuple[2],
-        Column::Binary(Bytes::from_static(&[
-            0, 2, 0, 0, 0, 0, 0, 2, 0, 10, 0x13, 0x88
-        ]))
-    );
-    let Message::Update(update) = &binary[30] else {
-        panic!()
-    };
+    assert_eq!(alice.new_tuple[2], Column::Binary(Bytes::from_static(&[0, 2, 0, 0, 0, 0, 0, 2, 0, 10, 0x13, 0x88])));
+    let Message::Update(update) = &binary[30] else { panic!() };
     assert_eq!(update.new_tuple[2], Column::UnchangedToast);
 }

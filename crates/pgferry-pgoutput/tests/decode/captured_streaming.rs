@@ -3,9 +3,7 @@
 //! arrive in stream blocks before they end.
 
 use bytes::Bytes;
-use pgferry_pgoutput::{
-    decode, Column, DecodeError, Lsn, Message, MessageKind, OldTuple, Problem, StreamAbort, Xid,
-};
+use pgferry_pgoutput::{decode, Column, DecodeError, Lsn, Message, MessageKind, OldTuple, Problem, StreamAbort, Xid};
 
 use crate::fixtures::{decode_all, load, text, STREAMING};
 
@@ -41,12 +39,7 @@ fn changes_inside_stream_blocks_carry_their_transaction() {
             Message::StreamStart(start) => block_xid = Some(start.xid),
             Message::StreamStop => block_xid = None,
             Message::StreamCommit(_) | Message::StreamAbort(_) => {
-                assert_eq!(
-                    block_xid,
-                    None,
-                    "{} at {lsn} is sent between blocks",
-                    message.kind()
-                );
+                assert_eq!(block_xid, None, "{} at {lsn} is sent between blocks", message.kind());
             }
             other => {
                 let xid = change_xid(other)
@@ -73,11 +66,7 @@ fn first_segment_is_flagged_once_per_transaction() {
             _ => None,
         })
         .collect();
-    let firsts: Vec<Xid> = starts
-        .iter()
-        .filter(|(_, first)| *first)
-        .map(|(xid, _)| *xid)
-        .collect();
+    let firsts: Vec<Xid> = starts.iter().filter(|(_, first)| *first).map(|(xid, _)| *xid).collect();
     assert_eq!(firsts, [COMMITTED, ROLLED_BACK, WITH_SUBTRANSACTION]);
     // Each transaction's first block comes before its others.
     for (index, (xid, first)) in starts.iter().enumerate() {
@@ -88,64 +77,35 @@ fn first_segment_is_flagged_once_per_transaction() {
 
 #[test]
 fn streamed_changes_of_every_kind_decode() {
-    let messages: Vec<Message> = decode_all(STREAMING)
-        .into_iter()
-        .map(|(_, message)| message)
-        .collect();
+    let messages: Vec<Message> = decode_all(STREAMING).into_iter().map(|(_, message)| message).collect();
     let find = |kind: MessageKind| {
-        messages
-            .iter()
-            .find(|message| message.kind() == kind)
-            .unwrap_or_else(|| panic!("no {kind}"))
+        messages.iter().find(|message| message.kind() == kind).unwrap_or_else(|| panic!("no {kind}"))
     };
 
-    let Message::Type(mood) = find(MessageKind::Type) else {
-        panic!()
-    };
+    let Message::Type(mood) = find(MessageKind::Type) else { panic!() };
     assert_eq!((mood.xid, mood.name.as_str()), (Some(COMMITTED), "mood"));
-    let Message::Relation(bulk) = find(MessageKind::Relation) else {
-        panic!()
-    };
-    assert_eq!(
-        (bulk.xid, bulk.oid, bulk.name.as_str()),
-        (Some(COMMITTED), BULK, "bulk")
-    );
+    let Message::Relation(bulk) = find(MessageKind::Relation) else { panic!() };
+    assert_eq!((bulk.xid, bulk.oid, bulk.name.as_str()), (Some(COMMITTED), BULK, "bulk"));
 
-    let Message::Insert(first) = find(MessageKind::Insert) else {
-        panic!()
-    };
+    let Message::Insert(first) = find(MessageKind::Insert) else { panic!() };
     assert_eq!(first.xid, Some(COMMITTED));
     assert_eq!(first.relation_oid, BULK);
-    assert_eq!(
-        first.new_tuple,
-        [text("1"), text(&"x".repeat(200)), text("ok")]
-    );
+    assert_eq!(first.new_tuple, [text("1"), text(&"x".repeat(200)), text("ok")]);
 
-    let Message::Update(update) = find(MessageKind::Update) else {
-        panic!()
-    };
+    let Message::Update(update) = find(MessageKind::Update) else { panic!() };
     assert_eq!(update.xid, Some(COMMITTED));
     assert_eq!(update.new_tuple, [text("1"), text("updated"), text("ok")]);
 
-    let Message::Delete(delete) = find(MessageKind::Delete) else {
-        panic!()
-    };
+    let Message::Delete(delete) = find(MessageKind::Delete) else { panic!() };
     assert_eq!(delete.xid, Some(COMMITTED));
-    assert_eq!(
-        delete.old_tuple,
-        OldTuple::Key(vec![text("2"), Column::Null, Column::Null])
-    );
+    assert_eq!(delete.old_tuple, OldTuple::Key(vec![text("2"), Column::Null, Column::Null]));
 
-    let Message::Truncate(truncate) = find(MessageKind::Truncate) else {
-        panic!()
-    };
+    let Message::Truncate(truncate) = find(MessageKind::Truncate) else { panic!() };
     assert_eq!(truncate.xid, Some(COMMITTED));
     assert_eq!(truncate.relation_oids, [SCRATCH]);
     assert!(!truncate.cascade && !truncate.restart_identity);
 
-    let Message::LogicalMessage(note) = find(MessageKind::LogicalMessage) else {
-        panic!()
-    };
+    let Message::LogicalMessage(note) = find(MessageKind::LogicalMessage) else { panic!() };
     assert_eq!(note.xid, Some(COMMITTED));
     assert!(note.transactional);
     assert_eq!(note.content, Bytes::from_static(b"inside a stream"));
@@ -154,10 +114,8 @@ fn streamed_changes_of_every_kind_decode() {
 #[test]
 fn stream_commit_ends_the_streamed_transaction() {
     let decoded = decode_all(STREAMING);
-    let (row_lsn, Message::StreamCommit(commit)) = decoded
-        .iter()
-        .find(|(_, message)| message.kind() == MessageKind::StreamCommit)
-        .unwrap()
+    let (row_lsn, Message::StreamCommit(commit)) =
+        decoded.iter().find(|(_, message)| message.kind() == MessageKind::StreamCommit).unwrap()
     else {
         panic!()
     };
@@ -180,17 +138,9 @@ fn stream_abort_names_the_transaction_or_subtransaction() {
         aborts,
         [
             // ROLLBACK of the whole transaction: xid and subxid are the same.
-            StreamAbort {
-                xid: ROLLED_BACK,
-                subxid: ROLLED_BACK,
-                parallel: None,
-            },
+            StreamAbort { xid: ROLLED_BACK, subxid: ROLLED_BACK, parallel: None },
             // ROLLBACK TO SAVEPOINT: only the subtransaction's changes go.
-            StreamAbort {
-                xid: WITH_SUBTRANSACTION,
-                subxid: SUBTRANSACTION,
-                parallel: None,
-            },
+            StreamAbort { xid: WITH_SUBTRANSACTION, subxid: SUBTRANSACTION, parallel: None },
         ]
     );
 }
@@ -201,18 +151,12 @@ fn the_stream_block_flag_changes_the_layout() {
     // A streamed Insert read as if outside a block: its xid is taken for the
     // relation OID and the relation OID's first byte for the tuple marker.
     let streamed_insert = captured[3].bytes.clone();
-    assert!(matches!(
-        decode(streamed_insert.clone(), true),
-        Ok(Message::Insert(_))
-    ));
+    assert!(matches!(decode(streamed_insert.clone(), true), Ok(Message::Insert(_))));
     assert_eq!(
         decode(streamed_insert, false),
         Err(DecodeError::Malformed {
             message: MessageKind::Insert,
-            problem: Problem::UnexpectedTupleMarker {
-                expected: "'N'",
-                found: 0
-            },
+            problem: Problem::UnexpectedTupleMarker { expected: "'N'", found: 0 },
         })
     );
 }

@@ -15,10 +15,7 @@ fn decoded() -> Vec<(Lsn, Message)> {
 #[test]
 fn decodes_every_message_in_order() {
     use MessageKind::*;
-    let kinds: Vec<MessageKind> = decoded()
-        .iter()
-        .map(|(_, message)| message.kind())
-        .collect();
+    let kinds: Vec<MessageKind> = decoded().iter().map(|(_, message)| message.kind()).collect();
     #[rustfmt::skip]
     let mut expected = vec![
         BeginPrepare, Relation, Insert, Prepare, CommitPrepared, // 'gid-commit'
@@ -35,18 +32,10 @@ fn decodes_every_message_in_order() {
 #[test]
 fn prepared_then_committed() {
     let decoded = decoded();
-    let Message::BeginPrepare(begin) = &decoded[0].1 else {
-        panic!()
-    };
-    let Message::Insert(insert) = &decoded[2].1 else {
-        panic!()
-    };
-    let (prepare_row, Message::Prepare(prepare)) = &decoded[3] else {
-        panic!()
-    };
-    let (commit_row, Message::CommitPrepared(commit)) = &decoded[4] else {
-        panic!()
-    };
+    let Message::BeginPrepare(begin) = &decoded[0].1 else { panic!() };
+    let Message::Insert(insert) = &decoded[2].1 else { panic!() };
+    let (prepare_row, Message::Prepare(prepare)) = &decoded[3] else { panic!() };
+    let (commit_row, Message::CommitPrepared(commit)) = &decoded[4] else { panic!() };
 
     assert_eq!(begin.gid, "gid-commit");
     assert_eq!(insert.relation_oid, ITEMS);
@@ -68,15 +57,9 @@ fn prepared_then_committed() {
 #[test]
 fn prepared_then_rolled_back() {
     let decoded = decoded();
-    let Message::BeginPrepare(begin) = &decoded[5].1 else {
-        panic!()
-    };
-    let Message::Prepare(prepare) = &decoded[7].1 else {
-        panic!()
-    };
-    let (rollback_row, Message::RollbackPrepared(rollback)) = &decoded[8] else {
-        panic!()
-    };
+    let Message::BeginPrepare(begin) = &decoded[5].1 else { panic!() };
+    let Message::Prepare(prepare) = &decoded[7].1 else { panic!() };
+    let (rollback_row, Message::RollbackPrepared(rollback)) = &decoded[8] else { panic!() };
 
     assert_eq!(begin.gid, "gid-rollback");
     assert_eq!(rollback.gid, "gid-rollback");
@@ -90,25 +73,17 @@ fn prepared_then_rolled_back() {
 #[test]
 fn streamed_then_prepared_then_committed() {
     let decoded = decoded();
-    let Message::StreamStart(start) = &decoded[9].1 else {
-        panic!()
-    };
+    let Message::StreamStart(start) = &decoded[9].1 else { panic!() };
     assert!(start.first_segment);
-    let Message::Relation(items) = &decoded[10].1 else {
-        panic!()
-    };
+    let Message::Relation(items) = &decoded[10].1 else { panic!() };
     assert_eq!(items.xid, Some(start.xid));
 
-    let (prepare_row, Message::StreamPrepare(prepare)) = &decoded[decoded.len() - 2] else {
-        panic!()
-    };
+    let (prepare_row, Message::StreamPrepare(prepare)) = &decoded[decoded.len() - 2] else { panic!() };
     assert_eq!(prepare.gid, "gid-streamed");
     assert_eq!(prepare.xid, start.xid);
     assert_eq!(prepare.end_lsn, *prepare_row);
 
-    let Message::CommitPrepared(commit) = &decoded[decoded.len() - 1].1 else {
-        panic!()
-    };
+    let Message::CommitPrepared(commit) = &decoded[decoded.len() - 1].1 else { panic!() };
     assert_eq!(commit.gid, "gid-streamed");
     assert_eq!(commit.xid, start.xid);
 }

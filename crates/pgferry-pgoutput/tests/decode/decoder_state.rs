@@ -29,26 +29,17 @@ fn reads_the_xid_only_inside_a_stream_block() {
     let mut decoder = Decoder::new();
     assert!(!decoder.in_stream_block());
 
-    let Ok(Message::Insert(outside)) = decoder.decode(insert(None)) else {
-        panic!()
-    };
+    let Ok(Message::Insert(outside)) = decoder.decode(insert(None)) else { panic!() };
     assert_eq!((outside.xid, outside.relation_oid), (None, 16384));
 
-    assert!(matches!(
-        decoder.decode(stream_start(900)),
-        Ok(Message::StreamStart(_))
-    ));
+    assert!(matches!(decoder.decode(stream_start(900)), Ok(Message::StreamStart(_))));
     assert!(decoder.in_stream_block());
-    let Ok(Message::Insert(inside)) = decoder.decode(insert(Some(900))) else {
-        panic!()
-    };
+    let Ok(Message::Insert(inside)) = decoder.decode(insert(Some(900))) else { panic!() };
     assert_eq!((inside.xid, inside.relation_oid), (Some(900), 16384));
 
     assert_eq!(decoder.decode(stream_stop()), Ok(Message::StreamStop));
     assert!(!decoder.in_stream_block());
-    let Ok(Message::Insert(after)) = decoder.decode(insert(None)) else {
-        panic!()
-    };
+    let Ok(Message::Insert(after)) = decoder.decode(insert(None)) else { panic!() };
     assert_eq!(after.xid, None);
 }
 
@@ -56,10 +47,7 @@ fn reads_the_xid_only_inside_a_stream_block() {
 fn refuses_a_stream_start_inside_a_block() {
     let mut decoder = Decoder::new();
     decoder.decode(stream_start(1)).unwrap();
-    assert_eq!(
-        decoder.decode(stream_start(2)),
-        Err(DecodeError::NestedStreamStart)
-    );
+    assert_eq!(decoder.decode(stream_start(2)), Err(DecodeError::NestedStreamStart));
     // Still inside the first block.
     assert!(decoder.in_stream_block());
     assert!(decoder.decode(insert(Some(1))).is_ok());
@@ -68,10 +56,7 @@ fn refuses_a_stream_start_inside_a_block() {
 #[test]
 fn refuses_a_stream_stop_outside_a_block() {
     let mut decoder = Decoder::new();
-    assert_eq!(
-        decoder.decode(stream_stop()),
-        Err(DecodeError::StreamStopOutsideStream)
-    );
+    assert_eq!(decoder.decode(stream_stop()), Err(DecodeError::StreamStopOutsideStream));
     assert!(!decoder.in_stream_block());
 }
 

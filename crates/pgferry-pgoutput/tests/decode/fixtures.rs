@@ -28,10 +28,7 @@ pub(crate) fn load(fixture: &str) -> Vec<Captured> {
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .map(|line| {
             let (lsn, hex) = line.split_once(' ').expect("<lsn> <hex>");
-            Captured {
-                lsn: lsn.parse().expect("fixture LSN"),
-                bytes: Bytes::from(from_hex(hex)),
-            }
+            Captured { lsn: lsn.parse().expect("fixture LSN"), bytes: Bytes::from(from_hex(hex)) }
         })
         .collect()
 }

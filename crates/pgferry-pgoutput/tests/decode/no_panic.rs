@@ -28,31 +28,15 @@ fn captured_messages() -> Vec<(Vec<u8>, bool)> {
 /// Hand-built messages covering what the captures lack.
 fn hand_built_messages() -> Vec<(Vec<u8>, bool)> {
     let parallel_abort = Wire::tag(b'A').u32(1).u32(2).u64(3).i64(4).build();
-    let index_relation = Wire::tag(b'R')
-        .u32(1)
-        .string(b"")
-        .string(b"t")
-        .u8(b'i')
-        .u16(1)
-        .u8(1)
-        .string(b"id")
-        .u32(23)
-        .i32(-1)
-        .build();
-    vec![
-        (parallel_abort.to_vec(), false),
-        (index_relation.to_vec(), false),
-    ]
+    let index_relation =
+        Wire::tag(b'R').u32(1).string(b"").string(b"t").u8(b'i').u16(1).u8(1).string(b"id").u32(23).i32(-1).build();
+    vec![(parallel_abort.to_vec(), false), (index_relation.to_vec(), false)]
 }
 
 fn decode_without_panic(bytes: &[u8], in_stream_block: bool) -> Result<Message, DecodeError> {
     let input = Bytes::copy_from_slice(bytes);
-    catch_unwind(AssertUnwindSafe(|| decode(input, in_stream_block))).unwrap_or_else(|_| {
-        panic!(
-            "decoder panicked on {} (in_stream_block = {in_stream_block})",
-            hex(bytes)
-        )
-    })
+    catch_unwind(AssertUnwindSafe(|| decode(input, in_stream_block)))
+        .unwrap_or_else(|_| panic!("decoder panicked on {} (in_stream_block = {in_stream_block})", hex(bytes)))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -112,9 +96,7 @@ impl XorShift {
 
 /// Bytes that mean something to the decoder, so mutations hit its branches
 /// more often than uniformly random bytes would.
-const INTERESTING: &[u8] = &[
-    0, 1, 2, 3, 0x7F, 0x80, 0xFF, b'n', b'u', b't', b'b', b'N', b'K', b'O', b'd', b'f', b'i',
-];
+const INTERESTING: &[u8] = &[0, 1, 2, 3, 0x7F, 0x80, 0xFF, b'n', b'u', b't', b'b', b'N', b'K', b'O', b'd', b'f', b'i'];
 
 fn mutate(rng: &mut XorShift, message: &mut Vec<u8>) {
     for _ in 0..=rng.below(4) {

@@ -39,14 +39,28 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        BatchLimits { max_changes: 20_000, max_bytes: 32 << 20, max_age: Duration::from_millis(500), min_age: Duration::from_millis(50) }
+        BatchLimits {
+            max_changes: 20_000,
+            max_bytes: 32 << 20,
+            max_age: Duration::from_millis(500),
+            min_age: Duration::from_millis(50),
+        }
     }
 }
 
 /// Whether a batch that just completed a source transaction is to be committed;
 /// `target_idle`: no earlier batch is still committing.
-pub(crate) fn should_flush(limits: &BatchLimits, changes: usize, bytes: usize, age: Duration, target_idle: bool) -> bool {
-    changes >= limits.max_changes || bytes >= limits.max_bytes || age >= limits.max_age || (target_idle && age >= limits.min_age)
+pub(crate) fn should_flush(
+    limits: &BatchLimits,
+    changes: usize,
+    bytes: usize,
+    age: Duration,
+    target_idle: bool,
+) -> bool {
+    changes >= limits.max_changes
+        || bytes >= limits.max_bytes
+        || age >= limits.max_age
+        || (target_idle && age >= limits.min_age)
 }
 
 /// Whether a transaction's changes to a table are already in the copy.
@@ -96,8 +110,12 @@ mod tests {
 
     #[test]
     fn batches_end_on_size_bytes_or_age_or_early_when_the_target_is_idle() {
-        let limits =
-            BatchLimits { max_changes: 10, max_bytes: 100, max_age: Duration::from_millis(50), min_age: Duration::from_millis(5) };
+        let limits = BatchLimits {
+            max_changes: 10,
+            max_bytes: 100,
+            max_age: Duration::from_millis(50),
+            min_age: Duration::from_millis(5),
+        };
         assert!(!should_flush(&limits, 9, 99, Duration::from_millis(49), false));
         assert!(should_flush(&limits, 10, 0, Duration::ZERO, false));
         assert!(should_flush(&limits, 1, 100, Duration::ZERO, false));

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use pgferry_core::sql::Sql;
-use pgferry_pgoutput::{Column, Delete, Insert, Lsn, Message, OldTuple, Oid, Truncate, Update};
+use pgferry_pgoutput::{Column, Delete, Insert, Lsn, Message, Oid, OldTuple, Truncate, Update};
 use tokio_postgres::Client;
 
 use super::batch::{already_copied, Batch};
-use super::net::{key_of, kept_key, TableNet};
+use super::net::{kept_key, key_of, TableNet};
 use super::relation::{map_relation, Folding, Mapped};
 use super::statements::{matching, update_shape, Shape, Statements};
 use super::{progress, touched, Stop};
@@ -95,7 +95,11 @@ pub(crate) struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    pub(crate) fn new(target: &'a Client, migration: &'a MigrationName, skip_before: &'a HashMap<QualifiedName, Lsn>) -> Self {
+    pub(crate) fn new(
+        target: &'a Client,
+        migration: &'a MigrationName,
+        skip_before: &'a HashMap<QualifiedName, Lsn>,
+    ) -> Self {
         Applier {
             target,
             migration,
@@ -252,7 +256,10 @@ impl<'a> Applier<'a> {
     /// The relation of a change, or `None` when the copy already holds the change.
     fn relation(&self, oid: Oid, at: Option<Lsn>) -> Result<Option<Arc<Mapped>>, Stop> {
         let relation = self.relations.get(&oid).ok_or_else(|| {
-            Stop::Fatal(Error::new(ErrorKind::Server, format!("the source sent a change for relation OID {oid} before describing it")))
+            Stop::Fatal(Error::new(
+                ErrorKind::Server,
+                format!("the source sent a change for relation OID {oid} before describing it"),
+            ))
         })?;
         let skip = at.is_some_and(|at| already_copied(at, relation.copied_at));
         if skip {
@@ -382,7 +389,14 @@ impl<'a> Applier<'a> {
     }
 
     /// Sends one change's statement, after the table's net changes.
-    async fn run(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: &[Option<&str>], verb: &'static str) -> Result<(), Stop> {
+    async fn run(
+        &mut self,
+        oid: Oid,
+        table: &Mapped,
+        shape: &Shape,
+        params: &[Option<&str>],
+        verb: &'static str,
+    ) -> Result<(), Stop> {
         self.send_pending(oid).await?;
         let owned: Vec<Option<String>> = params.iter().map(|p| p.map(str::to_string)).collect();
         self.send(oid, table, shape, owned, 1, verb).await
@@ -391,7 +405,15 @@ impl<'a> Applier<'a> {
     /// Sends a statement; its answer (exactly `rows` rows touched) is checked
     /// when the batch commits ([`Applier::commit_batch`]), or earlier when
     /// [`MAX_IN_FLIGHT`] are waiting.
-    async fn send<P>(&mut self, oid: Oid, table: &Mapped, shape: &Shape, params: Vec<P>, rows: u64, verb: &'static str) -> Result<(), Stop>
+    async fn send<P>(
+        &mut self,
+        oid: Oid,
+        table: &Mapped,
+        shape: &Shape,
+        params: Vec<P>,
+        rows: u64,
+        verb: &'static str,
+    ) -> Result<(), Stop>
     where
         P: tokio_postgres::types::ToSql + Sync + Send + 'a,
     {
@@ -448,7 +470,8 @@ fn check(sent: &Expect, touched: Result<u64, tokio_postgres::Error>) -> Result<(
     let (table, verb) = (&sent.table, sent.verb);
     let at = sent.at.map(|l| l.to_string()).unwrap_or_default();
     let touched = touched.map_err(|e| {
-        missing_partition(table, &e, &at).unwrap_or_else(|| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))
+        missing_partition(table, &e, &at)
+            .unwrap_or_else(|| Stop::target(&format!("applying a change ({verb} {table}) on the target"), e))
     })?;
     if touched == sent.rows {
         return Ok(());
@@ -456,7 +479,11 @@ fn check(sent: &Expect, touched: Result<u64, tokio_postgres::Error>) -> Result<(
     let what = if sent.rows == 1 {
         format!("the row to {verb} {table} was not found on the target")
     } else {
-        format!("{} of the {} rows to {verb} {table} were not found on the target", sent.rows.abs_diff(touched), sent.rows)
+        format!(
+            "{} of the {} rows to {verb} {table} were not found on the target",
+            sent.rows.abs_diff(touched),
+            sent.rows
+        )
     };
     Err(Stop::Fatal(
         Error::new(ErrorKind::Precondition, format!("{what} (source transaction committing at {at})"))
@@ -470,7 +497,12 @@ fn check_width(tuple: &[Column], table: &Mapped) -> Result<(), Stop> {
     }
     Err(Stop::Fatal(Error::new(
         ErrorKind::Server,
-        format!("a change to {} has {} columns where its description has {}", table.table, tuple.len(), table.columns.len()),
+        format!(
+            "a change to {} has {} columns where its description has {}",
+            table.table,
+            tuple.len(),
+            table.columns.len()
+        ),
     )))
 }
 
@@ -479,20 +511,20 @@ fn require_identity(table: &Mapped, what: &str) -> Result<(), Stop> {
         return Ok(());
     }
     Err(Stop::Fatal(
-        Error::new(ErrorKind::Precondition, format!("the source sent an {what} for {}, which has no replica identity", table.table))
-            .with_hint("give the table a primary key or REPLICA IDENTITY FULL on the source and the target, then copy it again"),
+        Error::new(
+            ErrorKind::Precondition,
+            format!("the source sent an {what} for {}, which has no replica identity", table.table),
+        )
+        .with_hint(
+            "give the table a primary key or REPLICA IDENTITY FULL on the source and the target, then copy it again",
+        ),
     ))
 }
 
 /// The values of the columns `pick` selects, as text (`None` for NULL).
 fn values<'t>(tuple: &'t [Column], table: &Mapped, pick: impl Fn(usize) -> bool) -> Result<Vec<Option<&'t str>>, Stop> {
     check_width(tuple, table)?;
-    tuple
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| pick(*i))
-        .map(|(i, column)| text(column, table, i))
-        .collect()
+    tuple.iter().enumerate().filter(|(i, _)| pick(*i)).map(|(i, column)| text(column, table, i)).collect()
 }
 
 /// The values that find the row: key columns from the old key (or from the new
@@ -514,11 +546,13 @@ fn text<'t>(column: &'t Column, table: &Mapped, i: usize) -> Result<Option<&'t s
     match column {
         Column::Null => Ok(None),
         Column::Text(bytes) => std::str::from_utf8(bytes).map(Some).map_err(|_| {
-            Stop::Fatal(Error::new(
-                ErrorKind::Precondition,
-                format!("a value of {}.{} is not valid UTF-8", table.table, name()),
+            Stop::Fatal(
+                Error::new(
+                    ErrorKind::Precondition,
+                    format!("a value of {}.{} is not valid UTF-8", table.table, name()),
+                )
+                .with_hint("pgferry needs UTF8 databases for change capture"),
             )
-            .with_hint("pgferry needs UTF8 databases for change capture"))
         }),
         Column::UnchangedToast => Err(Stop::Fatal(Error::new(
             ErrorKind::Server,

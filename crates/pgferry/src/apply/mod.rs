@@ -179,7 +179,12 @@ struct Totals {
 }
 
 /// Runs change capture until `options.until` (or an error).
-pub async fn follow(source: &ConnSpec, target: &ConnSpec, options: &FollowOptions, progress: &FollowProgress) -> Result<FollowReport> {
+pub async fn follow(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    options: &FollowOptions,
+    progress: &FollowProgress,
+) -> Result<FollowReport> {
     let stop_at = match options.until {
         Until::Stopped => None,
         Until::Lsn(lsn) => Some(lsn),
@@ -238,7 +243,8 @@ async fn session(
     totals: &mut Totals,
     first: bool,
 ) -> Result<(), Stop> {
-    let connect_stop = |e: pgferry_pg::ConnectError| if first { Stop::Fatal(e.into()) } else { Stop::Transient(e.into()) };
+    let connect_stop =
+        |e: pgferry_pg::ConnectError| if first { Stop::Fatal(e.into()) } else { Stop::Transient(e.into()) };
     let dst = pgferry_pg::connect(target).await.map_err(connect_stop)?;
     dst.batch_execute(stream::TARGET_SESSION_SQL)
         .await
@@ -249,7 +255,9 @@ async fn session(
         return Ok(());
     }
     let mut source_stream = stream::open(source, &options.migration, state.start).await.map_err(|e| match e {
-        e if first && !stream::transient(&e) => Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}"))),
+        e if first && !stream::transient(&e) => {
+            Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
+        }
         e => Stop::stream(e),
     })?;
     progress.emit(FollowEvent::Started { from: state.start });
@@ -304,9 +312,9 @@ impl Run<'_> {
                 Next::Event(ReplicationEvent::XLogData { data, wal_end, .. }) => {
                     self.server_end = self.server_end.max(Lsn(wal_end.0));
                     let bytes = data.len();
-                    let message = decoder
-                        .decode(data)
-                        .map_err(|e| Stop::Fatal(Error::new(ErrorKind::Server, format!("decoding the change stream: {e}"))))?;
+                    let message = decoder.decode(data).map_err(|e| {
+                        Stop::Fatal(Error::new(ErrorKind::Server, format!("decoding the change stream: {e}")))
+                    })?;
                     self.applier.apply(message, bytes).await?;
                 }
                 Next::Event(ReplicationEvent::Commit { end_lsn, commit_time_micros, .. }) => {
@@ -315,7 +323,13 @@ impl Run<'_> {
                     let target_idle = self.applier.commit_finished()?;
                     let batch = &self.applier.batch;
                     if stop_at.is_some_and(|s| end >= s)
-                        || batch::should_flush(&self.options.batch, batch.changes, batch.bytes, batch.age(), target_idle)
+                        || batch::should_flush(
+                            &self.options.batch,
+                            batch.changes,
+                            batch.bytes,
+                            batch.age(),
+                            target_idle,
+                        )
                     {
                         self.flush().await?;
                     }
@@ -324,7 +338,9 @@ impl Run<'_> {
                     self.server_end = self.server_end.max(Lsn(wal_end.0));
                     self.advance_idle(Lsn(wal_end.0), Advance::WhenQuiet).await?;
                 }
-                Next::Event(ReplicationEvent::Message { transactional: false, lsn, .. }) => self.advance_idle(Lsn(lsn.0), Advance::Now).await?,
+                Next::Event(ReplicationEvent::Message { transactional: false, lsn, .. }) => {
+                    self.advance_idle(Lsn(lsn.0), Advance::Now).await?
+                }
                 Next::Event(_) => {}
             }
             self.acknowledge_committed();
@@ -349,11 +365,8 @@ impl Run<'_> {
     /// was just requested.
     async fn next_event(&mut self) -> Result<Next, Stop> {
         let waiting = self.applier.batch.opened.is_some() && !self.applier.in_transaction();
-        let left = if waiting {
-            self.options.batch.max_age.saturating_sub(self.applier.batch.age())
-        } else {
-            Duration::MAX
-        };
+        let left =
+            if waiting { self.options.batch.max_age.saturating_sub(self.applier.batch.age()) } else { Duration::MAX };
         let shutdown = async {
             match self.shutdown.as_mut() {
                 Some(s) if !*s.borrow() => {
@@ -465,7 +478,12 @@ impl Run<'_> {
         let changes = self.totals.changes;
         let changes_per_second = (changes - changes_then) as f64 / since.elapsed().as_secs_f64();
         self.rate = Some(changes_per_second);
-        self.progress.emit(FollowEvent::Status { applied: self.totals.applied, lag_bytes, lag_seconds, changes_per_second });
+        self.progress.emit(FollowEvent::Status {
+            applied: self.totals.applied,
+            lag_bytes,
+            lag_seconds,
+            changes_per_second,
+        });
         self.status = (Instant::now(), changes);
     }
 }

@@ -204,7 +204,11 @@ mod tests {
         net.update(k("1"), vec![t("1"), t("e"), Column::UnchangedToast]).unwrap();
         let rows = net.take();
         assert_eq!(rows.updates.len(), 1);
-        assert_eq!(rows.updates[&vec![true, true, true]], vec![(k("1"), vec![t("1"), t("e"), t("big")])], "the last sent value of each column");
+        assert_eq!(
+            rows.updates[&vec![true, true, true]],
+            vec![(k("1"), vec![t("1"), t("e"), t("big")])],
+            "the last sent value of each column"
+        );
         assert!(rows.deletes.is_empty() && rows.inserts.is_empty());
         assert_eq!(net.len(), 0);
     }
@@ -215,7 +219,10 @@ mod tests {
         net.update(k("1"), vec![t("1"), t("a"), Column::UnchangedToast]).unwrap();
         net.update(k("2"), vec![t("2"), t("b"), t("new")]).unwrap();
         let rows = net.take();
-        assert_eq!(rows.updates[&vec![true, true, false]], vec![(k("1"), vec![t("1"), t("a"), Column::UnchangedToast])]);
+        assert_eq!(
+            rows.updates[&vec![true, true, false]],
+            vec![(k("1"), vec![t("1"), t("a"), Column::UnchangedToast])]
+        );
         assert_eq!(rows.updates[&vec![true, true, true]].len(), 1, "one statement per set of columns sent");
     }
 
@@ -284,7 +291,11 @@ mod tests {
         assert_eq!(kept_key(None, &[t("1"), t("x")], is_key), Some(k("1")));
         assert_eq!(kept_key(Some(&[t("1"), Column::Null]), &[t("2"), t("x")], is_key), None, "the key changed");
         assert_eq!(kept_key(Some(&[t("1"), Column::Null]), &[t("1"), t("x")], is_key), Some(k("1")));
-        assert_eq!(kept_key(Some(&[t("1"), Column::Null]), &[Column::UnchangedToast, t("x")], is_key), Some(k("1")), "a TOASTed key left unchanged");
+        assert_eq!(
+            kept_key(Some(&[t("1"), Column::Null]), &[Column::UnchangedToast, t("x")], is_key),
+            Some(k("1")),
+            "a TOASTed key left unchanged"
+        );
         assert_eq!(kept_key(None, &[Column::UnchangedToast, t("x")], is_key), None, "a key value not known");
     }
 

@@ -151,8 +151,7 @@ async fn add_partition_roots(target: &Client, skip_before: &mut HashMap<Qualifie
 }
 
 fn parse_lsn(text: &str) -> Result<Lsn> {
-    text.parse()
-        .map_err(|e| Error::new(ErrorKind::Precondition, format!("the journal holds an invalid position: {e}")))
+    text.parse().map_err(|e| Error::new(ErrorKind::Precondition, format!("the journal holds an invalid position: {e}")))
 }
 
 /// Records a batch's end position and counters; runs inside the batch's

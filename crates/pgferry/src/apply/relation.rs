@@ -97,9 +97,8 @@ pub(crate) fn folding(full: bool, key: &[&str], uniques: &[Option<Vec<String>>],
     if key.is_empty() {
         return Folding::Append;
     }
-    let same_columns = |columns: &Vec<String>| {
-        columns.len() == key.len() && key.iter().all(|k| columns.iter().any(|c| c == k))
-    };
+    let same_columns =
+        |columns: &Vec<String>| columns.len() == key.len() && key.iter().all(|k| columns.iter().any(|c| c == k));
     match uniques {
         [Some(only)] if same_columns(only) => Folding::ByKey,
         _ => Folding::InOrder,
@@ -136,7 +135,9 @@ impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Mismatch::NoTable => f.write_str("the table does not exist on the target"),
-            Mismatch::MissingColumn { column } => write!(f, "the source sends column {column:?}, which the target table lacks"),
+            Mismatch::MissingColumn { column } => {
+                write!(f, "the source sends column {column:?}, which the target table lacks")
+            }
             Mismatch::GeneratedColumn { column } => {
                 write!(f, "the source sends column {column:?}, which is a generated column on the target")
             }
@@ -206,9 +207,8 @@ pub(crate) fn map_columns(
             compare_as_text: false,
         });
     }
-    if let Some(t) = target
-        .iter()
-        .find(|t| t.required && !t.generated && !relation.columns.iter().any(|c| c.name == t.name))
+    if let Some(t) =
+        target.iter().find(|t| t.required && !t.generated && !relation.columns.iter().any(|c| c.name == t.name))
     {
         return Err(Mismatch::RequiredColumn { column: t.name.clone() });
     }
@@ -286,7 +286,10 @@ pub(crate) async fn map_relation(
 /// is partitioned. A partitioned
 /// table (changes published through its root) counts those of its partitions
 /// too, but for the partitions' copies of its own indexes.
-async fn target_constraints(target: &Client, table: &QualifiedName) -> Result<(Vec<Option<Vec<String>>>, bool, bool), Stop> {
+async fn target_constraints(
+    target: &Client,
+    table: &QualifiedName,
+) -> Result<(Vec<Option<Vec<String>>>, bool, bool), Stop> {
     let rows = target
         .query(
             "SELECT CASE WHEN i.indexprs IS NULL AND i.indpred IS NULL THEN
@@ -381,7 +384,8 @@ mod tests {
 
     #[test]
     fn a_column_missing_on_the_target_is_named() {
-        let err = map_columns(&relation(&[("a", 23, true), ("extra", 25, false)]), &HashMap::new(), &[target("a", 23, true)]);
+        let err =
+            map_columns(&relation(&[("a", 23, true), ("extra", 25, false)]), &HashMap::new(), &[target("a", 23, true)]);
         assert_eq!(err.unwrap_err(), Mismatch::MissingColumn { column: "extra".into() });
     }
 
@@ -416,7 +420,10 @@ mod tests {
         assert_eq!(map_columns(&relation(&[("a", 23, true)]), &HashMap::new(), &[]).unwrap_err(), Mismatch::NoTable);
         let mut g = target("a", 23, false);
         g.generated = true;
-        assert!(matches!(map_columns(&relation(&[("a", 23, false)]), &HashMap::new(), &[g]), Err(Mismatch::GeneratedColumn { .. })));
+        assert!(matches!(
+            map_columns(&relation(&[("a", 23, false)]), &HashMap::new(), &[g]),
+            Err(Mismatch::GeneratedColumn { .. })
+        ));
     }
 
     #[test]
@@ -424,13 +431,29 @@ mod tests {
         let key = ["a", "b"];
         let pk = || Some(vec!["b".to_string(), "a".to_string()]);
         assert_eq!(folding(false, &key, &[pk()], false), Folding::ByKey, "column order does not matter");
-        assert_eq!(folding(false, &key, &[pk(), Some(vec!["email".into()])], false), Folding::InOrder, "another unique index sees order");
+        assert_eq!(
+            folding(false, &key, &[pk(), Some(vec!["email".into()])], false),
+            Folding::InOrder,
+            "another unique index sees order"
+        );
         assert_eq!(folding(false, &key, &[pk(), None], false), Folding::InOrder, "so does one on an expression");
-        assert_eq!(folding(false, &key, &[Some(vec!["a".into()])], false), Folding::InOrder, "the key is not what the target enforces");
+        assert_eq!(
+            folding(false, &key, &[Some(vec!["a".into()])], false),
+            Folding::InOrder,
+            "the key is not what the target enforces"
+        );
         assert_eq!(folding(false, &key, &[], false), Folding::InOrder, "no unique index on the target");
-        assert_eq!(folding(false, &key, &[pk()], true), Folding::InOrder, "a trigger firing in replica mode sees every change");
+        assert_eq!(
+            folding(false, &key, &[pk()], true),
+            Folding::InOrder,
+            "a trigger firing in replica mode sees every change"
+        );
         assert_eq!(folding(true, &key, &[pk()], false), Folding::InOrder, "REPLICA IDENTITY FULL has no key");
-        assert_eq!(folding(false, &[], &[Some(vec!["x".into()])], false), Folding::Append, "a keyless table only gets inserts");
+        assert_eq!(
+            folding(false, &[], &[Some(vec!["x".into()])], false),
+            Folding::Append,
+            "a keyless table only gets inserts"
+        );
         assert_eq!(folding(false, &[], &[], true), Folding::InOrder);
     }
 

@@ -35,14 +35,23 @@ pub(crate) enum Shape {
     Insert,
     /// `set`: the columns assigned; `matching`: how the row is found; `guard`:
     /// GENERATED ALWAYS identity columns checked against their new value.
-    Update { set: Vec<bool>, matching: Matching, guard: Vec<bool> },
-    Delete { matching: Matching },
+    Update {
+        set: Vec<bool>,
+        matching: Matching,
+        guard: Vec<bool>,
+    },
+    Delete {
+        matching: Matching,
+    },
     /// Net changes ([`super::net`]), each parameter an array holding one column
     /// of many rows: `InsertRows` every column; `UpdateRows` the key columns,
     /// then the columns `set` assigns that are not key columns, then `guard`'s;
     /// `DeleteRows` the key columns.
     InsertRows,
-    UpdateRows { set: Vec<bool>, guard: Vec<bool> },
+    UpdateRows {
+        set: Vec<bool>,
+        guard: Vec<bool>,
+    },
     DeleteRows,
 }
 
@@ -176,7 +185,13 @@ fn build_rows(table: &Mapped, shape: &Shape) -> (Sql, usize) {
     rows = rows.push(")");
     let mut key_match = Sql::new("");
     for (n, i) in (0..columns.len()).filter(|i| columns[*i].is_key).enumerate() {
-        key_match = value(key_match.push(if n == 0 { " WHERE pgferry_t." } else { " AND pgferry_t." }).ident(&columns[i].name).push(" = "), i);
+        key_match = value(
+            key_match
+                .push(if n == 0 { " WHERE pgferry_t." } else { " AND pgferry_t." })
+                .ident(&columns[i].name)
+                .push(" = "),
+            i,
+        );
     }
     let sql = match shape {
         Shape::InsertRows => {
@@ -190,7 +205,12 @@ fn build_rows(table: &Mapped, shape: &Shape) -> (Sql, usize) {
             }
             sql.push(" FROM").append(rows)
         }
-        Shape::DeleteRows => Sql::new("DELETE FROM ").push(table.only()).name(&table.table).push(" AS pgferry_t USING").append(rows).append(key_match),
+        Shape::DeleteRows => Sql::new("DELETE FROM ")
+            .push(table.only())
+            .name(&table.table)
+            .push(" AS pgferry_t USING")
+            .append(rows)
+            .append(key_match),
         Shape::UpdateRows { set, guard } => {
             let mut sql = Sql::new("UPDATE ").push(table.only()).name(&table.table).push(" AS pgferry_t SET ");
             for (n, i) in (0..columns.len()).filter(|i| set[*i]).enumerate() {
@@ -215,7 +235,8 @@ fn where_clause(mut sql: Sql, table: &Mapped, matching: &Matching, params: &mut 
     match matching {
         Matching::Key => {
             for (i, column) in table.columns.iter().filter(|c| c.is_key).enumerate() {
-                sql = params.typed(sql.push(if i == 0 { " WHERE " } else { " AND " }).ident(&column.name).push(" = "), column);
+                sql = params
+                    .typed(sql.push(if i == 0 { " WHERE " } else { " AND " }).ident(&column.name).push(" = "), column);
             }
             sql
         }
@@ -275,9 +296,9 @@ impl Statements {
 
 #[cfg(test)]
 mod tests {
+    use super::super::relation::Folding;
     use super::*;
     use pgferry_core::sql::{Ident, QualifiedName, ServerSql};
-    use super::super::relation::Folding;
 
     fn column(name: &str, key: bool) -> MappedColumn {
         MappedColumn {
@@ -290,7 +311,13 @@ mod tests {
     }
 
     fn table(columns: Vec<MappedColumn>, full: bool) -> Mapped {
-        Mapped { table: QualifiedName::from_catalog("s", "t\"x"), columns, full, folding: Folding::InOrder, partitioned: false }
+        Mapped {
+            table: QualifiedName::from_catalog("s", "t\"x"),
+            columns,
+            full,
+            folding: Folding::InOrder,
+            partitioned: false,
+        }
     }
 
     fn text(v: &str) -> Column {

@@ -35,8 +35,13 @@ pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalst
     SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
 
 /// Opens the stream at `start`.
-pub(crate) async fn open(source: &ConnSpec, name: &MigrationName, start: Lsn) -> Result<ReplicationClient, PgWireError> {
-    let publications = vec![name.publication().as_str().to_string(), name.insert_only_publication().as_str().to_string()];
+pub(crate) async fn open(
+    source: &ConnSpec,
+    name: &MigrationName,
+    start: Lsn,
+) -> Result<ReplicationClient, PgWireError> {
+    let publications =
+        vec![name.publication().as_str().to_string(), name.insert_only_publication().as_str().to_string()];
     let mut config = replication_config(source, &name.slot(), publications);
     config.options = Some(match &config.options {
         Some(user) => format!("{user} {OUTPUT_SETTINGS}"),
@@ -58,7 +63,8 @@ pub(crate) async fn open(source: &ConnSpec, name: &MigrationName, start: Lsn) ->
 /// Whether a stream error is worth a reconnect: the network, a server restart,
 /// or the previous session's walsender still holding the slot.
 pub(crate) fn transient(error: &PgWireError) -> bool {
-    const CODES: [&str; 6] = ["SQLSTATE 55006", "SQLSTATE 57P01", "SQLSTATE 57P02", "SQLSTATE 57P03", "SQLSTATE 08", "SQLSTATE 53300"];
+    const CODES: [&str; 6] =
+        ["SQLSTATE 55006", "SQLSTATE 57P01", "SQLSTATE 57P02", "SQLSTATE 57P03", "SQLSTATE 08", "SQLSTATE 53300"];
     match error {
         PgWireError::Server(text) => CODES.iter().any(|c| text.contains(c)),
         other => other.is_transient(),

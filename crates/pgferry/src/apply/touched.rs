@@ -89,7 +89,12 @@ impl Touched {
 }
 
 /// Records a batch's touched rows at `lsn`; runs inside the batch's transaction.
-pub(crate) async fn record(target: &Client, name: &MigrationName, lsn: Lsn, touched: &Touched) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn record(
+    target: &Client,
+    name: &MigrationName,
+    lsn: Lsn,
+    touched: &Touched,
+) -> Result<(), tokio_postgres::Error> {
     if touched.tables.is_empty() {
         return Ok(());
     }
@@ -112,12 +117,18 @@ pub(crate) async fn record(target: &Client, name: &MigrationName, lsn: Lsn, touc
 
 /// The rows touched and not yet found equal, per table, as `target`'s snapshot
 /// sees them.
-pub(crate) async fn read(target: &Client, name: &MigrationName) -> Result<BTreeMap<QualifiedName, TouchedRows>, tokio_postgres::Error> {
+pub(crate) async fn read(
+    target: &Client,
+    name: &MigrationName,
+) -> Result<BTreeMap<QualifiedName, TouchedRows>, tokio_postgres::Error> {
     let mut merged: BTreeMap<QualifiedName, (bool, BTreeSet<Vec<String>>)> = BTreeMap::new();
     let exists: bool = target.query_one("SELECT to_regclass('pgferry.touched_keys') IS NOT NULL", &[]).await?.get(0);
     if exists {
         let rows = target
-            .query("SELECT table_schema, table_name, whole, keys::text FROM pgferry.touched_keys WHERE migration = $1", &[&name.as_str()])
+            .query(
+                "SELECT table_schema, table_name, whole, keys::text FROM pgferry.touched_keys WHERE migration = $1",
+                &[&name.as_str()],
+            )
             .await?;
         for row in rows {
             let table = QualifiedName::from_catalog(row.get::<_, String>(0), row.get::<_, String>(1));
@@ -134,7 +145,9 @@ pub(crate) async fn read(target: &Client, name: &MigrationName) -> Result<BTreeM
     }
     Ok(merged
         .into_iter()
-        .map(|(table, (whole, keys))| (table, if whole { TouchedRows::Whole } else { TouchedRows::Keys(keys.into_iter().collect()) }))
+        .map(|(table, (whole, keys))| {
+            (table, if whole { TouchedRows::Whole } else { TouchedRows::Keys(keys.into_iter().collect()) })
+        })
         .collect())
 }
 
@@ -158,9 +171,16 @@ pub(crate) async fn count(target: &Client, name: &MigrationName) -> Result<i64, 
 }
 
 /// Forgets the rows recorded up to `applied`: validation found them equal.
-pub(crate) async fn forget_up_to(target: &Client, name: &MigrationName, applied: &str) -> Result<u64, tokio_postgres::Error> {
+pub(crate) async fn forget_up_to(
+    target: &Client,
+    name: &MigrationName,
+    applied: &str,
+) -> Result<u64, tokio_postgres::Error> {
     target
-        .execute("DELETE FROM pgferry.touched_keys WHERE migration = $1 AND lsn <= $2::text::pg_lsn", &[&name.as_str(), &applied])
+        .execute(
+            "DELETE FROM pgferry.touched_keys WHERE migration = $1 AND lsn <= $2::text::pg_lsn",
+            &[&name.as_str(), &applied],
+        )
         .await
 }
 
@@ -186,9 +206,27 @@ mod tests {
 
     #[test]
     fn keys_are_collected_once_and_keyless_changes_mark_the_whole_table() {
-        let keyed = Mapped { table: QualifiedName::from_catalog("s", "k"), columns: vec![column("a", true), column("b", false)], full: false, folding: Folding::InOrder, partitioned: false };
-        let full = Mapped { table: QualifiedName::from_catalog("s", "f"), columns: vec![column("a", true)], full: true, folding: Folding::InOrder, partitioned: false };
-        let keyless = Mapped { table: QualifiedName::from_catalog("s", "l"), columns: vec![column("a", false)], full: false, folding: Folding::InOrder, partitioned: false };
+        let keyed = Mapped {
+            table: QualifiedName::from_catalog("s", "k"),
+            columns: vec![column("a", true), column("b", false)],
+            full: false,
+            folding: Folding::InOrder,
+            partitioned: false,
+        };
+        let full = Mapped {
+            table: QualifiedName::from_catalog("s", "f"),
+            columns: vec![column("a", true)],
+            full: true,
+            folding: Folding::InOrder,
+            partitioned: false,
+        };
+        let keyless = Mapped {
+            table: QualifiedName::from_catalog("s", "l"),
+            columns: vec![column("a", false)],
+            full: false,
+            folding: Folding::InOrder,
+            partitioned: false,
+        };
         let mut touched = Touched::default();
         touched.row(&keyed, &[text("1"), text("x")]);
         touched.row(&keyed, &[text("1"), text("y")]);

@@ -69,7 +69,11 @@ async fn worker(job: &DataJob<'_>, queue: &Mutex<VecDeque<CopyUnit>>, pieces_lef
     loop {
         let table = &tables[unit.table];
         let started = Instant::now();
-        progress.emit(CopyEvent::ChunkStarted { table: table.name.to_string(), chunk: unit.chunk, chunks: unit.chunks });
+        progress.emit(CopyEvent::ChunkStarted {
+            table: table.name.to_string(),
+            chunk: unit.chunk,
+            chunks: unit.chunks,
+        });
         // A table copied in one piece is emptied in the same transaction, which lets
         // COPY write its rows frozen: no hint-bit rewrite and no freeze vacuum later.
         let whole = unit.chunks == 1;
@@ -126,7 +130,9 @@ pub(crate) async fn recopy(source: &ConnSpec, target: &ConnSpec, tables: &[CopyT
     let mut rows = 0;
     for table in tables {
         let begin = Sql::new("BEGIN; SET LOCAL session_replication_role = replica; TRUNCATE ONLY ").name(&table.name);
-        dst.batch_execute(begin.as_str()).await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))?;
+        dst.batch_execute(begin.as_str())
+            .await
+            .map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))?;
         let piped = pipe(&src, copy_out_whole(table).as_str(), &dst, copy_in(table, false).as_str(), |_| {})
             .await
             .map_err(|e| Error::server(&format!("copying {} again", table.name), e))?;
@@ -163,11 +169,11 @@ fn tid(page: i64) -> String {
 
 /// `COPY t (cols) FROM STDIN (FORMAT binary[, FREEZE])`.
 pub(crate) fn copy_in(table: &CopyTable, freeze: bool) -> Sql {
-    Sql::new("COPY ")
-        .name(&table.name)
-        .push(" (")
-        .ident_list(&table.columns)
-        .push(if freeze { ") FROM STDIN (FORMAT binary, FREEZE)" } else { ") FROM STDIN (FORMAT binary)" })
+    Sql::new("COPY ").name(&table.name).push(" (").ident_list(&table.columns).push(if freeze {
+        ") FROM STDIN (FORMAT binary, FREEZE)"
+    } else {
+        ") FROM STDIN (FORMAT binary)"
+    })
 }
 
 #[cfg(test)]
@@ -187,14 +193,18 @@ mod tests {
 
     #[test]
     fn copy_statements_quote_every_name_and_bound_ranges() {
-        let unit = CopyUnit { table: 0, chunk: 1, chunks: 3, range: Some(PageRange { first: 10, end: Some(20) }), bytes: 0 };
+        let unit =
+            CopyUnit { table: 0, chunk: 1, chunks: 3, range: Some(PageRange { first: 10, end: Some(20) }), bytes: 0 };
         assert_eq!(
             copy_out(&table(), &unit).as_str(),
             "COPY (SELECT \"id\", \"a b\" FROM ONLY \"s\"\"x\".\"T\" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT (FORMAT binary)"
         );
         let last = CopyUnit { range: Some(PageRange { first: 20, end: None }), ..unit };
         assert!(copy_out(&table(), &last).as_str().ends_with("WHERE ctid >= '(20,0)'::tid) TO STDOUT (FORMAT binary)"));
-        assert_eq!(copy_in(&table(), false).as_str(), "COPY \"s\"\"x\".\"T\" (\"id\", \"a b\") FROM STDIN (FORMAT binary)");
+        assert_eq!(
+            copy_in(&table(), false).as_str(),
+            "COPY \"s\"\"x\".\"T\" (\"id\", \"a b\") FROM STDIN (FORMAT binary)"
+        );
         assert!(copy_in(&table(), true).as_str().ends_with("(FORMAT binary, FREEZE)"));
     }
 }

@@ -31,7 +31,9 @@ pub(crate) async fn of_source(source: &ConnSpec) -> Result<Vec<ForeignKey>> {
 pub(crate) async fn drop_added(dst: &Client, keys: &[ForeignKey]) -> Result<()> {
     for fk in keys {
         let sql = Sql::new("ALTER TABLE ").name(&fk.table).push(" DROP CONSTRAINT IF EXISTS ").ident(&fk.name);
-        dst.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("dropping foreign key {} on {}", fk.name, fk.table), e))?;
+        dst.batch_execute(sql.as_str())
+            .await
+            .map_err(|e| Error::server(&format!("dropping foreign key {} on {}", fk.name, fk.table), e))?;
     }
     Ok(())
 }
@@ -40,7 +42,9 @@ pub(crate) async fn drop_added(dst: &Client, keys: &[ForeignKey]) -> Result<()> 
 pub(crate) async fn add_and_validate(target: &ConnSpec, dst: &Client, keys: &[ForeignKey], jobs: usize) -> Result<()> {
     let plan = plan(keys, &target_keys(dst).await?);
     for sql in &plan.add {
-        dst.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("adding a foreign key ({})", sql.as_str()), e))?;
+        dst.batch_execute(sql.as_str())
+            .await
+            .map_err(|e| Error::server(&format!("adding a foreign key ({})", sql.as_str()), e))?;
     }
     failpoint::hit("copy-after-foreign-keys-added");
     let queue = Mutex::new(plan.validate.into_iter().collect::<VecDeque<_>>());
@@ -48,7 +52,10 @@ pub(crate) async fn add_and_validate(target: &ConnSpec, dst: &Client, keys: &[Fo
         let client = pgferry_pg::connect(target).await?;
         loop {
             let Some(sql) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok(()) };
-            client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("validating a foreign key ({})", sql.as_str()), e))?;
+            client
+                .batch_execute(sql.as_str())
+                .await
+                .map_err(|e| Error::server(&format!("validating a foreign key ({})", sql.as_str()), e))?;
         }
     };
     futures_util::future::try_join_all((0..jobs.max(1)).map(|_| worker())).await.map(|_: Vec<()>| ())
@@ -66,7 +73,15 @@ async fn target_keys(dst: &Client) -> Result<TargetKeys> {
         .await
         .map_err(fail)?
         .iter()
-        .map(|r| ((QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), Ident::from_catalog(r.get::<_, String>(2))), r.get(3)))
+        .map(|r| {
+            (
+                (
+                    QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)),
+                    Ident::from_catalog(r.get::<_, String>(2)),
+                ),
+                r.get(3),
+            )
+        })
         .collect();
     let partitioned = dst
         .query(
@@ -78,10 +93,7 @@ async fn target_keys(dst: &Client) -> Result<TargetKeys> {
         .iter()
         .map(|r| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)))
         .collect();
-    let version_num = dst
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(fail)?
-        .get(0);
+    let version_num =
+        dst.query_one("SELECT current_setting('server_version_num')::int", &[]).await.map_err(fail)?.get(0);
     Ok(TargetKeys { present, partitioned, version_num })
 }

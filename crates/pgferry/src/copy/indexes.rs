@@ -61,7 +61,9 @@ pub(crate) struct IndexBuild {
 /// build this module takes over: plain indexes, and those of primary key and
 /// unique constraints.
 pub(crate) async fn plan(src: &Client) -> Result<Vec<IndexBuild>> {
-    src.batch_execute("SET search_path = ''").await.map_err(|e| Error::server("preparing to read index definitions", e))?;
+    src.batch_execute("SET search_path = ''")
+        .await
+        .map_err(|e| Error::server("preparing to read index definitions", e))?;
     let rows = src
         .query(
             "SELECT n.nspname::text, t.relname::text, i.relname::text, i.oid, pg_get_indexdef(i.oid),
@@ -281,7 +283,10 @@ async fn give_memory(client: &Client, jobs: usize) -> Result<()> {
         .map_err(|e| Error::server("reading the target's memory settings", e))?;
     let Some(kb) = index_build_memory_kb(row.get(0), row.get(1), jobs) else { return Ok(()) };
     let sql = Sql::new("SET maintenance_work_mem = ").literal(&format!("{kb}kB"));
-    client.batch_execute(sql.as_str()).await.map_err(|e| Error::server("setting maintenance_work_mem for the index builds", e))
+    client
+        .batch_execute(sql.as_str())
+        .await
+        .map_err(|e| Error::server("setting maintenance_work_mem for the index builds", e))
 }
 
 /// Gathers one table's statistics.

@@ -49,10 +49,7 @@ CREATE TABLE IF NOT EXISTS pgferry.partition_file (
 
 /// Creates the journal's tables when missing.
 pub(crate) async fn ensure(target: &Client) -> Result<()> {
-    target
-        .batch_execute(SCHEMA_SQL)
-        .await
-        .map_err(|e| Error::server("creating pgferry's journal on the target", e))
+    target.batch_execute(SCHEMA_SQL).await.map_err(|e| Error::server("creating pgferry's journal on the target", e))
 }
 
 /// The migration's phase and slot position, if it was started before.
@@ -76,7 +73,10 @@ pub(crate) async fn phase(target: &Client, name: &MigrationName) -> Result<Optio
 }
 
 /// [`phase`], on a target that may not hold the journal at all (nothing is created).
-pub(crate) async fn phase_if_journaled(target: &Client, name: &MigrationName) -> Result<Option<(MigrationPhase, Option<String>)>> {
+pub(crate) async fn phase_if_journaled(
+    target: &Client,
+    name: &MigrationName,
+) -> Result<Option<(MigrationPhase, Option<String>)>> {
     let exists: bool = target
         .query_one("SELECT to_regclass('pgferry.migration') IS NOT NULL", &[])
         .await
@@ -169,7 +169,11 @@ pub(crate) async fn forget_table(
 }
 
 /// Records the source files the partitions were copied from.
-pub(crate) async fn record_partition_files(target: &Client, name: &MigrationName, files: &[(&QualifiedName, u32)]) -> Result<()> {
+pub(crate) async fn record_partition_files(
+    target: &Client,
+    name: &MigrationName,
+    files: &[(&QualifiedName, u32)],
+) -> Result<()> {
     let schemas: Vec<&str> = files.iter().map(|(t, _)| t.schema.as_str()).collect();
     let tables: Vec<&str> = files.iter().map(|(t, _)| t.name.as_str()).collect();
     let nodes: Vec<u32> = files.iter().map(|(_, f)| *f).collect();
@@ -194,5 +198,8 @@ pub(crate) async fn partition_files(target: &Client, name: &MigrationName) -> Re
         )
         .await
         .map_err(|e| Error::server("reading the partitions' source files", e))?;
-    Ok(rows.iter().map(|r| (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)))
+        .collect())
 }

@@ -50,7 +50,10 @@ pub(crate) use data::recopy;
 use data::{copy_in, copy_out_whole};
 pub use repair::{repair_tables, Repaired};
 pub(crate) use replica_identity::restore as restore_replica_identity;
-pub(crate) use source::{drop_publications, ensure_publications, ensure_slot_is_ours, list_tables, partition_roots, sync_sequences, Publishable};
+pub(crate) use source::{
+    drop_publications, ensure_publications, ensure_slot_is_ours, list_tables, partition_roots, sync_sequences,
+    Publishable,
+};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -73,8 +76,8 @@ use crate::failpoint;
 use data::Snapshot;
 use indexes::IndexQueue;
 use schema::{Restore, Section};
-use workdir::WorkDir;
 use snapshot_lock::HeldSnapshot;
+use workdir::WorkDir;
 
 /// How many later snapshots a table rewritten again and again before its lock
 /// gets (see [`snapshot_lock`]).
@@ -160,7 +163,12 @@ pub struct TableSummary {
 }
 
 /// Runs (or resumes) the copy.
-pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, progress: &Progress) -> Result<CopyReport> {
+pub async fn copy(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    options: &CopyOptions,
+    progress: &Progress,
+) -> Result<CopyReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     // Every refusal before the journal is created: a refused copy leaves both servers as they were.
@@ -244,13 +252,20 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         }
         let list = indexes::filter_restore_list(&schema::list(&pg_restore, &dump).await?, &builds);
         let list_file = workdir.private_file("post-data.list")?;
-        std::fs::write(&list_file, list).map_err(|e| Error::new(ErrorKind::Server, format!("writing {}: {e}", list_file.display())))?;
+        std::fs::write(&list_file, list)
+            .map_err(|e| Error::new(ErrorKind::Server, format!("writing {}: {e}", list_file.display())))?;
         let clean = current == MigrationPhase::PostData;
-        let post_data = Restore { section: Some(Section::PostData), jobs: options.index_jobs, clean, keep_owners, list: Some(&list_file) };
-        schema::restore(&pg_restore, target, &dump, &post_data)
-            .await?;
+        let post_data = Restore {
+            section: Some(Section::PostData),
+            jobs: options.index_jobs,
+            clean,
+            keep_owners,
+            list: Some(&list_file),
+        };
+        schema::restore(&pg_restore, target, &dump, &post_data).await?;
         laps.lap("constraints and the rest");
-        progress.emit(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });
+        progress
+            .emit(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });
         // Plain tables were analyzed as their data landed, but for those left when
         // the last index was built (see [`indexes`]); partitioned parents and
         // materialized views (refreshed first, see [`crate::materialized_views`])
@@ -258,7 +273,11 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
         // Side by side with the foreign keys' validation: ANALYZE takes SHARE UPDATE
         // EXCLUSIVE on a table and ACCESS SHARE on a parent's partitions, which a
         // foreign key's locks at most wait for, never in a cycle.
-        let kinds: &[i8] = if current == MigrationPhase::PostData { &[b'r' as i8, b'p' as i8, b'm' as i8] } else { &[b'p' as i8, b'm' as i8] };
+        let kinds: &[i8] = if current == MigrationPhase::PostData {
+            &[b'r' as i8, b'p' as i8, b'm' as i8]
+        } else {
+            &[b'p' as i8, b'm' as i8]
+        };
         let statistics = async {
             source::sync_sequences(&src, &dst).await?;
             let views = crate::materialized_views::refresh_materialized_views(source, target).await?;
@@ -266,7 +285,10 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, p
             tables.extend(relations_of_kinds(&dst, kinds).await?);
             analyze_all(target, tables, options.index_jobs).await.map(|()| views.views)
         };
-        let (_, views) = tokio::try_join!(foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs), statistics)?;
+        let (_, views) = tokio::try_join!(
+            foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs),
+            statistics
+        )?;
         materialized_views = views;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
         laps.lap("foreign keys, sequences and statistics");
@@ -320,7 +342,12 @@ impl DataPhase<'_> {
     /// but those rewritten before their lock: those are copied again under later
     /// snapshots, each locked the same way. Returns the tables still to be
     /// analyzed.
-    async fn run_held(&self, snapshot_name: &str, snapshot_lsn: &str, held: HeldSnapshot) -> Result<Vec<QualifiedName>> {
+    async fn run_held(
+        &self,
+        snapshot_name: &str,
+        snapshot_lsn: &str,
+        held: HeldSnapshot,
+    ) -> Result<Vec<QualifiedName>> {
         let mut again = held.rewritten.clone();
         let (mut leftover, copied) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&again)).await?;
         self.record_files(&held, &copied).await?;
@@ -353,18 +380,25 @@ impl DataPhase<'_> {
 
     /// Journals the source files of the partitions copied under `held`.
     async fn record_files(&self, held: &HeldSnapshot, copied: &[QualifiedName]) -> Result<()> {
-        let files: Vec<(&QualifiedName, u32)> = copied.iter().filter_map(|t| Some((t, *held.partition_files.get(t)?))).collect();
+        let files: Vec<(&QualifiedName, u32)> =
+            copied.iter().filter_map(|t| Some((t, *held.partition_files.get(t)?))).collect();
         journal::record_partition_files(self.dst, &self.options.migration, &files).await
     }
 
     /// Copies the selected tables not yet finished, under the given snapshot,
     /// and builds their indexes. Returns the tables still to be analyzed, and
     /// those copied.
-    async fn run(&self, snapshot_name: &str, snapshot_lsn: &str, selection: Selection<'_>) -> Result<(Vec<QualifiedName>, Vec<QualifiedName>)> {
+    async fn run(
+        &self,
+        snapshot_name: &str,
+        snapshot_lsn: &str,
+        selection: Selection<'_>,
+    ) -> Result<(Vec<QualifiedName>, Vec<QualifiedName>)> {
         self.progress.emit(CopyEvent::Phase { phase: "data" });
         let name = &self.options.migration;
         let finished = journal::finished_tables(self.dst, name).await?;
-        let tx_sql = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot_name);
+        let tx_sql = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ")
+            .literal(snapshot_name);
         self.src.batch_execute(tx_sql.as_str()).await.map_err(|e| Error::server("importing the snapshot", e))?;
         let listing = source::list_tables(self.src).await;
         let roots = source::partition_roots(self.src).await;
@@ -376,8 +410,10 @@ impl DataPhase<'_> {
             Selection::Only(tables) => (true, tables.iter().map(hierarchy).collect()),
         };
         let wanted = |t: &QualifiedName| selected.contains(&hierarchy(t)) == only;
-        let is_finished = |t: &QualifiedName| finished.contains(&(t.schema.as_str().to_string(), t.name.as_str().to_string()));
-        let unfinished: HashSet<QualifiedName> = listing.iter().filter(|(t, _)| !is_finished(&t.name)).map(|(t, _)| hierarchy(&t.name)).collect();
+        let is_finished =
+            |t: &QualifiedName| finished.contains(&(t.schema.as_str().to_string(), t.name.as_str().to_string()));
+        let unfinished: HashSet<QualifiedName> =
+            listing.iter().filter(|(t, _)| !is_finished(&t.name)).map(|(t, _)| hierarchy(&t.name)).collect();
         let builds: Vec<indexes::IndexBuild> = self.builds.iter().filter(|b| wanted(&b.table)).cloned().collect();
         let queue = IndexQueue::new(&builds);
         let mut todo: Vec<CopyTable> = Vec::new();
@@ -470,7 +506,8 @@ async fn has_large_objects(src: &Client) -> Result<bool> {
 /// pg_restore the target accepts (`crate::check::client_for`); checked before
 /// anything is changed on either side.
 async fn require_client(src: &Client, dst: &Client) -> Result<ClientPair> {
-    let (source_version_num, target_version_num) = (server_version_num(src, "source").await?, server_version_num(dst, "target").await?);
+    let (source_version_num, target_version_num) =
+        (server_version_num(src, "source").await?, server_version_num(dst, "target").await?);
     let client = check::client_for(source_version_num, target_version_num);
     let problems = tool_problems(source_version_num, target_version_num, &check::tool_facts(client.as_ref()));
     match (client, problems.first()) {

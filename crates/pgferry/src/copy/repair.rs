@@ -42,10 +42,16 @@ pub struct Repaired {
 }
 
 /// Copies `tables` again from a fresh snapshot of the source.
-pub async fn repair_tables(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, tables: &[QualifiedName]) -> Result<Vec<Repaired>> {
+pub async fn repair_tables(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+    tables: &[QualifiedName],
+) -> Result<Vec<Repaired>> {
     let _runner = RunnerLock::take(target, name).await.map_err(|e| {
-        Error::new(ErrorKind::Refused, format!("repair needs change capture stopped: {}", e.message))
-            .with_hint("stop pgferry start or follow (Ctrl-C or SIGTERM), rerun with --repair, then start change capture again")
+        Error::new(ErrorKind::Refused, format!("repair needs change capture stopped: {}", e.message)).with_hint(
+            "stop pgferry start or follow (Ctrl-C or SIGTERM), rerun with --repair, then start change capture again",
+        )
     })?;
     let dst = pgferry_pg::connect(target).await?;
     journal::ensure(&dst).await?;
@@ -54,7 +60,8 @@ pub async fn repair_tables(source: &ConnSpec, target: &ConnSpec, name: &Migratio
         .await
         .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
     let src = pgferry_pg::connect(source).await?;
-    let snapshot = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(&slot.snapshot_name);
+    let snapshot = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ")
+        .literal(&slot.snapshot_name);
     src.batch_execute(snapshot.as_str()).await.map_err(|e| Error::server("importing the repair snapshot", e))?;
     let listed = list_tables(&src).await?;
     // Change capture names a partition's rows by its root, and skips a root's
@@ -76,14 +83,24 @@ pub async fn repair_tables(source: &ConnSpec, target: &ConnSpec, name: &Migratio
         let Some((table, _)) = listed.iter().find(|(t, _)| &t.name == name_of) else {
             return Err(Error::new(ErrorKind::Precondition, format!("{name_of} is not a table of the source")));
         };
-        let begin = Sql::new("BEGIN; SET LOCAL session_replication_role = replica; DELETE FROM ONLY ").name(&table.name);
-        dst.batch_execute(begin.as_str()).await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))?;
+        let begin =
+            Sql::new("BEGIN; SET LOCAL session_replication_role = replica; DELETE FROM ONLY ").name(&table.name);
+        dst.batch_execute(begin.as_str())
+            .await
+            .map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))?;
         let piped = pipe(&src, copy_out_whole(table).as_str(), &dst, copy_in(table, false).as_str(), |_| {})
             .await
             .map_err(|e| Error::server(&format!("copying {} again", table.name), e))?;
         let record = || async {
             journal::forget_table(&dst, name, &table.name).await?;
-            let chunk = ChunkRecord { table: &table.name, chunk: 0, chunks: 1, rows: piped.rows as i64, bytes: piped.bytes as i64, snapshot_lsn: &slot.consistent_point };
+            let chunk = ChunkRecord {
+                table: &table.name,
+                chunk: 0,
+                chunks: 1,
+                rows: piped.rows as i64,
+                bytes: piped.bytes as i64,
+                snapshot_lsn: &slot.consistent_point,
+            };
             journal::record_chunk(&dst, name, &chunk).await?;
             dst.execute(
                 "INSERT INTO pgferry.repair (migration, table_schema, table_name, snapshot_lsn, rows) VALUES ($1, $2, $3, $4::text::pg_lsn, $5)",
@@ -93,7 +110,11 @@ pub async fn repair_tables(source: &ConnSpec, target: &ConnSpec, name: &Migratio
             dst.batch_execute("COMMIT").await
         };
         record().await.map_err(|e| Error::server(&format!("journaling the repair of {}", table.name), e))?;
-        repaired.push(Repaired { table: table.name.to_string(), rows: piped.rows, snapshot_lsn: slot.consistent_point.clone() });
+        repaired.push(Repaired {
+            table: table.name.to_string(),
+            rows: piped.rows,
+            snapshot_lsn: slot.consistent_point.clone(),
+        });
     }
     Ok(repaired)
 }

@@ -41,14 +41,19 @@ CREATE TABLE IF NOT EXISTS pgferry.replica_identity (
 /// Gives every table of the source without a usable replica identity
 /// REPLICA IDENTITY FULL, journaling each first.
 pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -> Result<()> {
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's replica identity journal", e))?;
+    dst.batch_execute(JOURNAL_SQL)
+        .await
+        .map_err(|e| Error::server("creating pgferry's replica identity journal", e))?;
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, c.relreplident::text
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND {USER_RELATION} AND {WITHOUT_REPLICA_IDENTITY}
          ORDER BY 1, 2"
     );
-    let rows = src.query(&sql, &[&STATE_SCHEMA]).await.map_err(|e| Error::server("listing the tables without a replica identity", e))?;
+    let rows = src
+        .query(&sql, &[&STATE_SCHEMA])
+        .await
+        .map_err(|e| Error::server("listing the tables without a replica identity", e))?;
     for row in rows {
         let (schema, table, original): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         let kept = if original == "d" { "d" } else { "n" };
@@ -152,9 +157,13 @@ async fn alter(client: &Client, table: &QualifiedName, identity: &'static str) -
         return Err(if locked {
             Error::new(
                 ErrorKind::Precondition,
-                format!("{table} stayed locked for {LOCK_TIMEOUT}, so its REPLICA IDENTITY could not be set to {identity}"),
+                format!(
+                    "{table} stayed locked for {LOCK_TIMEOUT}, so its REPLICA IDENTITY could not be set to {identity}"
+                ),
             )
-            .with_hint("a long transaction holds the table (see pg_locks and pg_stat_activity); rerun when it has ended")
+            .with_hint(
+                "a long transaction holds the table (see pg_locks and pg_stat_activity); rerun when it has ended",
+            )
         } else {
             Error::server(&format!("setting REPLICA IDENTITY {identity} on {table}"), e)
         });

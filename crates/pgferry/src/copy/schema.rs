@@ -52,7 +52,12 @@ pub(crate) async fn dump(pg_dump: &Tool, source: &ConnSpec, snapshot: Option<&st
 
 /// Dumps the source's large objects (metadata and contents, nothing else) under
 /// `snapshot`: `--blobs` with every schema excluded.
-pub(crate) async fn dump_large_objects(pg_dump: &Tool, source: &ConnSpec, snapshot: &str, dir: &WorkDir) -> Result<PathBuf> {
+pub(crate) async fn dump_large_objects(
+    pg_dump: &Tool,
+    source: &ConnSpec,
+    snapshot: &str,
+    dir: &WorkDir,
+) -> Result<PathBuf> {
     let file = dir.private_file("large-objects.dump")?;
     let mut cmd = libpq_command(&pg_dump.path, source);
     cmd.args(["--format=custom", "--blobs", "--exclude-schema=*"])
@@ -85,9 +90,7 @@ pub(crate) async fn restore(pg_restore: &Tool, target: &ConnSpec, dump: &Path, h
     if let Some(section) = how.section {
         cmd.arg(section.flag());
     }
-    cmd.arg("--exit-on-error")
-        .arg(format!("--jobs={}", how.jobs.max(1)))
-        .arg(format!("--dbname={}", target.dbname));
+    cmd.arg("--exit-on-error").arg(format!("--jobs={}", how.jobs.max(1))).arg(format!("--dbname={}", target.dbname));
     if how.clean {
         cmd.args(["--clean", "--if-exists"]);
     }
@@ -131,10 +134,8 @@ fn libpq_command(program: &Path, spec: &ConnSpec) -> Command {
 }
 
 async fn run(mut cmd: Command, what: &str) -> Result<()> {
-    let output = cmd
-        .output()
-        .await
-        .map_err(|e| Error::new(ErrorKind::Precondition, format!("{what} could not start: {e}")))?;
+    let output =
+        cmd.output().await.map_err(|e| Error::new(ErrorKind::Precondition, format!("{what} could not start: {e}")))?;
     if output.status.success() {
         return Ok(());
     }

@@ -44,11 +44,19 @@ pub(crate) struct HeldSnapshot {
 /// hierarchies of `only`, when given) and finds those rewritten since the
 /// snapshot, each with its whole hierarchy: change capture names a partition's
 /// rows by its root, so a hierarchy is copied under one snapshot.
-pub(crate) async fn lock(source: &ConnSpec, snapshot: &str, only: Option<&HashSet<QualifiedName>>) -> Result<HeldSnapshot> {
+pub(crate) async fn lock(
+    source: &ConnSpec,
+    snapshot: &str,
+    only: Option<&HashSet<QualifiedName>>,
+) -> Result<HeldSnapshot> {
     failpoint::pause("copy-before-lock").await;
     let session = pgferry_pg::connect(source).await?;
-    let begin = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot);
-    session.batch_execute(begin.as_str()).await.map_err(|e| Error::server("importing the copy's snapshot to lock its tables", e))?;
+    let begin =
+        Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot);
+    session
+        .batch_execute(begin.as_str())
+        .await
+        .map_err(|e| Error::server("importing the copy's snapshot to lock its tables", e))?;
     let roots = source::partition_roots(&session).await?;
     let root = |t: &QualifiedName| roots.get(t).cloned().unwrap_or_else(|| t.clone());
     let wanted: Option<HashSet<QualifiedName>> = only.map(|o| o.iter().map(root).collect());
@@ -82,6 +90,10 @@ pub(crate) async fn lock(source: &ConnSpec, snapshot: &str, only: Option<&HashSe
     let name = |r: &tokio_postgres::Row| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1));
     let hit: HashSet<QualifiedName> = rows.iter().filter(|r| r.get::<_, bool>(2)).map(|r| root(&name(r))).collect();
     let rewritten = tables.into_iter().filter(|t| hit.contains(&root(t))).collect();
-    let partition_files = rows.iter().filter(|r| r.get::<_, bool>(3)).filter_map(|r| Some((name(r), r.get::<_, Option<u32>>(4)?))).collect();
+    let partition_files = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(3))
+        .filter_map(|r| Some((name(r), r.get::<_, Option<u32>>(4)?)))
+        .collect();
     Ok(HeldSnapshot { _session: session, rewritten, partition_files })
 }

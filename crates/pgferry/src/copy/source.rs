@@ -29,7 +29,7 @@ pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(Copy
     let rows = source
         .query(
             &format!(
-            "SELECT n.nspname::text, c.relname::text,
+                "SELECT n.nspname::text, c.relname::text,
                     array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
                     pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
                     pg_relation_size(c.oid) / $2,

@@ -42,8 +42,11 @@ pub(crate) async fn remove(src: &Client, dst: &Client, name: &MigrationName) -> 
             continue;
         }
         if active {
-            return Err(Error::new(ErrorKind::Precondition, format!("the target's inherited replication slot {slot} is in use"))
-                .with_hint("stop whatever streams from the target's copy of that slot, then rerun"));
+            return Err(Error::new(
+                ErrorKind::Precondition,
+                format!("the target's inherited replication slot {slot} is in use"),
+            )
+            .with_hint("stop whatever streams from the target's copy of that slot, then rerun"));
         }
         dst.execute("SELECT pg_drop_replication_slot($1)", &[&slot])
             .await
@@ -62,9 +65,9 @@ pub(crate) async fn remove(src: &Client, dst: &Client, name: &MigrationName) -> 
     for row in subscriptions {
         let subscription = Ident::from_catalog(row.get::<_, String>(0));
         let sql = Sql::new("ALTER SUBSCRIPTION ").ident(&subscription).push(" DISABLE");
-        dst.batch_execute(sql.as_str())
-            .await
-            .map_err(|e| Error::server(&format!("disabling the inherited subscription {subscription} on the target"), e))?;
+        dst.batch_execute(sql.as_str()).await.map_err(|e| {
+            Error::server(&format!("disabling the inherited subscription {subscription} on the target"), e)
+        })?;
         done.disabled_subscriptions.push(subscription.as_str().to_string());
     }
     Ok(done)

@@ -115,7 +115,8 @@ pub async fn prepare(source: &ConnSpec, name: &MigrationName, on_event: &dyn Fn(
         Some(marker) if !created_slot => marker,
         _ => marker::write(&src, name, slot_lsn).await?,
     };
-    let named = |kind: Publishable| tables.iter().filter(|(_, p)| *p == kind).map(|(t, _)| t.name.to_string()).collect();
+    let named =
+        |kind: Publishable| tables.iter().filter(|(_, p)| *p == kind).map(|(t, _)| t.name.to_string()).collect();
     Ok(PrepareReport {
         migration: name.to_string(),
         slot,
@@ -136,8 +137,9 @@ async fn require_logical_wal(src: &Client) -> Result<()> {
     if level == "logical" {
         return Ok(());
     }
-    Err(Error::new(ErrorKind::Refused, format!("the source's wal_level is {level}, not logical"))
-        .with_hint("set wal_level = logical (on RDS: rds.logical_replication = 1 in the parameter group) and restart the source"))
+    Err(Error::new(ErrorKind::Refused, format!("the source's wal_level is {level}, not logical")).with_hint(
+        "set wal_level = logical (on RDS: rds.logical_replication = 1 in the parameter group) and restart the source",
+    ))
 }
 
 /// Creates the slot; PostgreSQL waits until every transaction holding an xid
@@ -185,7 +187,12 @@ CREATE TABLE IF NOT EXISTS pgferry.seed (
 );";
 
 /// Makes the copy the migration's target, starting change capture after its end.
-pub async fn attach(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, position: &SeedPosition) -> Result<AttachReport> {
+pub async fn attach(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+    position: &SeedPosition,
+) -> Result<AttachReport> {
     let redo = resolve(position)?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
@@ -209,8 +216,11 @@ pub async fn attach(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, 
         None => {}
     }
     if journal::phase_if_journaled(&dst, name).await?.is_some() {
-        return Err(Error::new(ErrorKind::Refused, format!("migration {name} on this target was started as a full copy"))
-            .with_hint("use pgferry start without --seeded, or another --name"));
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("migration {name} on this target was started as a full copy"),
+        )
+        .with_hint("use pgferry start without --seeded, or another --name"));
     }
     let facts = facts::read(&src, &dst, name).await?;
     let problems = judge(redo, &facts);
@@ -218,7 +228,8 @@ pub async fn attach(source: &ConnSpec, target: &ConnSpec, name: &MigrationName, 
         let message = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n");
         let mut hints: Vec<&str> = problems.iter().map(|p| p.hint()).collect();
         hints.dedup();
-        return Err(Error::new(ErrorKind::Refused, format!("refusing to seed from {redo}:\n{message}")).with_hint(hints.join("\n")));
+        return Err(Error::new(ErrorKind::Refused, format!("refusing to seed from {redo}:\n{message}"))
+            .with_hint(hints.join("\n")));
     }
     let inherited = inherited::remove(&src, &dst, name).await?;
     failpoint::hit("seed-after-inherited");

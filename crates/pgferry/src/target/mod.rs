@@ -77,7 +77,10 @@ async fn run_steps(client: &mut Client, failpoint: &str, steps: &[Step]) -> Resu
                         detail: db.detail().map(str::to_string),
                     }
                 }
-                _ => return Err(Error::server(&step.object.to_string(), e).with_hint("fix the cause, then rerun the same command: it resumes where it stopped")),
+                _ => {
+                    return Err(Error::server(&step.object.to_string(), e)
+                        .with_hint("fix the cause, then rerun the same command: it resumes where it stopped"))
+                }
             },
         };
         crate::failpoint::hit(failpoint);

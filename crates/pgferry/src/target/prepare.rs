@@ -37,9 +37,16 @@ pub async fn prepare(source: &ConnSpec, target: &ConnSpec, sql_only: bool) -> Re
     let steps = plan_prepare(&journal);
     if sql_only {
         let transactions: Vec<_> = std::iter::once(save).chain(steps.into_iter().map(|s| s.statements)).collect();
-        return Ok(PrepareOutput::Script(script("pgferry target prepare: save, then drop foreign keys and disable triggers", &transactions)));
+        return Ok(PrepareOutput::Script(script(
+            "pgferry target prepare: save, then drop foreign keys and disable triggers",
+            &transactions,
+        )));
     }
-    tracing::info!(foreign_keys = journal.foreign_keys.len(), triggers = journal.triggers.len(), "saving on the target");
+    tracing::info!(
+        foreign_keys = journal.foreign_keys.len(),
+        triggers = journal.triggers.len(),
+        "saving on the target"
+    );
     let tx = client.transaction().await.map_err(|e| Error::server("saving the journal", e))?;
     for statement in &save {
         tx.batch_execute(statement.as_str()).await.map_err(|e| Error::server("saving the journal", e))?;

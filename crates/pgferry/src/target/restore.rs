@@ -103,7 +103,5 @@ async fn connect(spec: &ConnSpec, side: &str) -> Result<Client> {
 }
 
 async fn read_journal(client: &Client) -> Result<pgferry_core::journal::Journal> {
-    pgferry_pg::journal::read_journal(client)
-        .await
-        .map_err(|e| Error::server("reading the target's journal", e))
+    pgferry_pg::journal::read_journal(client).await.map_err(|e| Error::server("reading the target's journal", e))
 }

@@ -18,8 +18,8 @@ use pgferry_core::names::MigrationName;
 use pgferry_pg::ConnSpec;
 use tokio_postgres::Client;
 
-use super::tables::{self, ValidatedTable};
 use super::live::Live;
+use super::tables::{self, ValidatedTable};
 use super::{compare, exists, range_chunks, verdict, Chunk, Scope, Sides, ValidateOptions, ValidationReport};
 use crate::apply::touched::{self, TouchedRows};
 use crate::error::{Error, Result};
@@ -115,6 +115,8 @@ pub(super) async fn applied(dst: &Client, name: &MigrationName) -> Result<Option
 /// Forgets the touched rows recorded up to `applied`: they were found equal.
 pub(super) async fn mark_checked(target: &ConnSpec, name: &MigrationName, applied: String) -> Result<()> {
     let client = pgferry_pg::connect(target).await?;
-    touched::forget_up_to(&client, name, &applied).await.map_err(|e| Error::server("marking the touched rows checked", e))?;
+    touched::forget_up_to(&client, name, &applied)
+        .await
+        .map_err(|e| Error::server("marking the touched rows checked", e))?;
     Ok(())
 }

@@ -27,7 +27,10 @@ pub(super) async fn view_check(src: &Client, dst: &Client, view: &QualifiedName)
     Ok(match (populated(src, view).await?, populated(dst, view).await?) {
         (true, true) => ViewCheck::Rows,
         (false, false) => ViewCheck::Nothing,
-        (true, false) => ViewCheck::Differs("materialized view not populated on the target (pgferry refreshes it after the copy and at the cutover)".into()),
+        (true, false) => ViewCheck::Differs(
+            "materialized view not populated on the target (pgferry refreshes it after the copy and at the cutover)"
+                .into(),
+        ),
         (false, true) => ViewCheck::Differs("materialized view populated on the target but not on the source".into()),
     })
 }
@@ -44,6 +47,11 @@ pub struct LargeObjectsVerdict {
 pub(super) async fn large_objects(sides: &Sides<'_>) -> Result<LargeObjectsVerdict> {
     let s = open_worker(sides.source, &sides.source_snapshot).await?;
     let t = open_worker(sides.target, &sides.target_snapshot).await?;
-    let (a, b) = tokio::try_join!(crate::large_objects::digests(&s, "source"), crate::large_objects::digests(&t, "target"))?;
-    Ok(LargeObjectsVerdict { source_objects: a.len(), target_objects: b.len(), differences: large_object_differences(&a, &b) })
+    let (a, b) =
+        tokio::try_join!(crate::large_objects::digests(&s, "source"), crate::large_objects::digests(&t, "target"))?;
+    Ok(LargeObjectsVerdict {
+        source_objects: a.len(),
+        target_objects: b.len(),
+        differences: large_object_differences(&a, &b),
+    })
 }

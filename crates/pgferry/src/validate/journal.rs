@@ -39,7 +39,12 @@ pub struct LastValidation {
 }
 
 /// Records a finished validation's verdict, replacing the previous one.
-pub(super) async fn record(target: &ConnSpec, name: &MigrationName, mode: &str, report: &ValidationReport) -> Result<()> {
+pub(super) async fn record(
+    target: &ConnSpec,
+    name: &MigrationName,
+    mode: &str,
+    report: &ValidationReport,
+) -> Result<()> {
     let client = pgferry_pg::connect(target).await?;
     let sum = |f: fn(&super::TableVerdict) -> i64| report.tables.iter().map(f).sum::<i64>();
     let mismatched: i64 = report.different().map(|t| t.mismatched.max(1) as i64).sum();

@@ -51,7 +51,12 @@ impl Behind {
 /// `None` when there is no migration slot, or the target holds everything the
 /// source wrote by `source_lsn`. Before change capture first ran (`applied` is
 /// `None`), the target holds what the slot's consistent point held.
-pub(super) async fn behind(source: &ConnSpec, name: &MigrationName, applied: Option<&str>, source_lsn: &str) -> Result<Option<Behind>> {
+pub(super) async fn behind(
+    source: &ConnSpec,
+    name: &MigrationName,
+    applied: Option<&str>,
+    source_lsn: &str,
+) -> Result<Option<Behind>> {
     let src = pgferry_pg::connect(source).await?;
     let row = src
         .query_opt(
@@ -103,7 +108,12 @@ async fn await_flush(src: &tokio_postgres::Client, upto: &str) -> Result<()> {
 /// Per table, the changes (inserts, updates, deletes, truncates) of the
 /// transactions committed in (`applied`, `upto`]; `None` when the slot could not
 /// be read (the reason is logged).
-async fn count_pending(src: &tokio_postgres::Client, name: &MigrationName, applied: &str, upto: &str) -> Option<Vec<(QualifiedName, i64)>> {
+async fn count_pending(
+    src: &tokio_postgres::Client,
+    name: &MigrationName,
+    applied: &str,
+    upto: &str,
+) -> Option<Vec<(QualifiedName, i64)>> {
     // pgoutput protocol 1: 'C' (67) commit, whose lsn is the end of its record;
     // 'I' (73), 'U' (85), 'D' (68) name their relation in bytes 1-4; 'T' (84)
     // has a count in bytes 1-4, options in byte 5, then the relations.
@@ -131,7 +141,9 @@ async fn count_pending(src: &tokio_postgres::Client, name: &MigrationName, appli
     match rows {
         Ok(rows) => Some(
             rows.iter()
-                .map(|r| (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, i64>(2)))
+                .map(|r| {
+                    (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, i64>(2))
+                })
                 .collect(),
         ),
         Err(e) => {

@@ -54,7 +54,12 @@ impl Live {
         Ok(Some(Live { source: src, target: pgferry_pg::connect(target).await?, name: name.clone() }))
     }
 
-    pub(super) async fn recheck(&self, table: &ValidatedTable, scope: &Scope, options: &ValidateOptions) -> Result<Outcome> {
+    pub(super) async fn recheck(
+        &self,
+        table: &ValidatedTable,
+        scope: &Scope,
+        options: &ValidateOptions,
+    ) -> Result<Outcome> {
         let mut before = rows(&self.source, table, scope).await?;
         for _ in 0..ATTEMPTS {
             self.wait_for_target().await?;
@@ -65,7 +70,11 @@ impl Live {
             }
             let after = rows(&self.source, table, scope).await?;
             if same_rows(&before, &after) {
-                return Ok(Outcome::Differs { source_rows: before.len() as i64, target_rows: target_rows.len() as i64, differences });
+                return Ok(Outcome::Differs {
+                    source_rows: before.len() as i64,
+                    target_rows: target_rows.len() as i64,
+                    differences,
+                });
             }
             before = after;
         }
@@ -98,8 +107,11 @@ impl Live {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Error::new(ErrorKind::Precondition, format!("the target did not apply up to {mark} within a minute"))
-                    .with_hint("check that change capture is keeping up (pgferry status), then rerun the validation"));
+                return Err(Error::new(
+                    ErrorKind::Precondition,
+                    format!("the target did not apply up to {mark} within a minute"),
+                )
+                .with_hint("check that change capture is keeping up (pgferry status), then rerun the validation"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

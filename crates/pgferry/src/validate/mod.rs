@@ -29,7 +29,9 @@ use std::sync::Mutex;
 
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::{QualifiedName, Sql};
-use pgferry_core::validation::{diff_rows, judge_table, overall, Fingerprint, KeyDifference, Lag, RowDigest, TableEvidence, Unproven, Verdict};
+use pgferry_core::validation::{
+    diff_rows, judge_table, overall, Fingerprint, KeyDifference, Lag, RowDigest, TableEvidence, Unproven, Verdict,
+};
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
@@ -226,7 +228,13 @@ impl<'a> Sides<'a> {
             .await
             .map_err(|e| Error::server("reading the source's WAL position", e))?
             .get(0);
-        Ok(Sides { source, target, source_snapshot, target_snapshot: export_snapshot(dst, "target").await?, source_lsn })
+        Ok(Sides {
+            source,
+            target,
+            source_snapshot,
+            target_snapshot: export_snapshot(dst, "target").await?,
+            source_lsn,
+        })
     }
 }
 
@@ -246,7 +254,9 @@ async fn compare(
         let s = open_worker(sides.source, &sides.source_snapshot).await?;
         let t = open_worker(sides.target, &sides.target_snapshot).await?;
         loop {
-            let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok::<(), Error>(()) };
+            let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else {
+                return Ok::<(), Error>(());
+            };
             let table = &tables[chunk.table];
             let (a, b) = tokio::try_join!(fingerprint(&s, table, &chunk.scope), fingerprint(&t, table, &chunk.scope))?;
             let outcome = if a == b {
@@ -292,7 +302,13 @@ async fn compare(
         v.differences.sort_by(|a, b| a.key.cmp(&b.key));
     }
     // Judged by the caller, once it knows whether the differences may be lag.
-    Ok(ValidationReport { verdict: Verdict::NotProven, equal: false, tables: verdicts, behind: None, large_objects: None })
+    Ok(ValidationReport {
+        verdict: Verdict::NotProven,
+        equal: false,
+        tables: verdicts,
+        behind: None,
+        large_objects: None,
+    })
 }
 
 fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
@@ -344,7 +360,9 @@ async fn exists(client: &Client, table: &QualifiedName) -> Result<bool> {
 
 fn scope_params(scope: &Scope) -> Vec<&(dyn ToSql + Sync)> {
     match scope {
-        Scope::Range { low, high } => low.iter().chain(high.iter()).flatten().map(|v| v as &(dyn ToSql + Sync)).collect(),
+        Scope::Range { low, high } => {
+            low.iter().chain(high.iter()).flatten().map(|v| v as &(dyn ToSql + Sync)).collect()
+        }
         Scope::Keys(columns) => columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect(),
     }
 }
@@ -391,10 +409,7 @@ async fn rows(client: &Client, table: &ValidatedTable, scope: &Scope) -> Result<
         .query(sql.as_str(), &scope_params(scope))
         .await
         .map_err(|e| Error::server(&format!("listing rows of {}", table.name), e))?;
-    Ok(rows
-        .iter()
-        .map(|r| RowDigest { key: r.get(0), hash: r.get(1), text: r.get(2) })
-        .collect())
+    Ok(rows.iter().map(|r| RowDigest { key: r.get(0), hash: r.get(1), text: r.get(2) }).collect())
 }
 
 /// `ROW(k1, k2, NULL)::text` is `(a,b,)`: shown as `(a,b)`. (The trailing NULL

@@ -6,8 +6,8 @@
 //! order-independent fingerprint.
 
 use pgferry_core::names::STATE_SCHEMA;
-use pgferry_pg::facts::USER_RELATION;
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql, Sql};
+use pgferry_pg::facts::USER_RELATION;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
@@ -166,7 +166,8 @@ async fn integer_steps(src: &Client, table: &ValidatedTable, chunk_rows: i64) ->
         .map_err(|e| Error::server(&format!("reading the key range of {}", table.name), e))?;
     let (min, max, rows): (Option<i64>, Option<i64>, i64) = (row.get(0), row.get(1), row.get(2));
     let (Some(min), Some(max)) = (min, max) else { return Ok(Some(Vec::new())) };
-    Ok(plan_integer_steps(min, max, rows, chunk_rows).map(|steps| steps.into_iter().map(|b| vec![b.to_string()]).collect()))
+    Ok(plan_integer_steps(min, max, rows, chunk_rows)
+        .map(|steps| steps.into_iter().map(|b| vec![b.to_string()]).collect()))
 }
 
 /// Steps of `chunk_rows` keys from `min` to `max`; `None` when the key range is
@@ -205,7 +206,11 @@ pub(crate) fn range_predicate(table: &ValidatedTable, has_low: bool, has_high: b
 pub(crate) fn keys_predicate(table: &ValidatedTable) -> Sql {
     let mut sql = Sql::new(" WHERE (").ident_list(table.key.iter().map(|k| &k.name)).push(") IN (SELECT ");
     for (i, k) in table.key.iter().enumerate() {
-        sql = sql.push(if i == 0 { "pgferry_k" } else { ", pgferry_k" }).int(i as i64 + 1).push("::").server_sql(&k.type_name);
+        sql = sql
+            .push(if i == 0 { "pgferry_k" } else { ", pgferry_k" })
+            .int(i as i64 + 1)
+            .push("::")
+            .server_sql(&k.type_name);
     }
     sql = sql.push(" FROM unnest(");
     for i in 0..table.key.len() {
@@ -232,8 +237,15 @@ mod tests {
 
     #[test]
     fn rows_hash_exact_columns_as_they_are_and_render_the_others() {
-        let columns = [(Ident::from_catalog("id"), true), (Ident::from_catalog("Amount"), false), (Ident::from_catalog("note"), true)];
-        assert_eq!(row_hash(&columns, true).as_str(), "hash_record_extended(ROW(t.\"id\", t.\"Amount\"::text, t.\"note\"), 0)");
+        let columns = [
+            (Ident::from_catalog("id"), true),
+            (Ident::from_catalog("Amount"), false),
+            (Ident::from_catalog("note"), true),
+        ];
+        assert_eq!(
+            row_hash(&columns, true).as_str(),
+            "hash_record_extended(ROW(t.\"id\", t.\"Amount\"::text, t.\"note\"), 0)"
+        );
         assert_eq!(row_hash(&columns, false).as_str(), "hashtextextended(t::text, 0)", "before PostgreSQL 14");
         assert_eq!(row_hash(&[], true).as_str(), "hashtextextended(t::text, 0)", "a table without columns");
     }

@@ -50,7 +50,8 @@ impl Applier<'_> {
         self.pending_rows -= net.len();
         let rows = net.take();
         if !rows.deletes.is_empty() {
-            let keyed: Vec<Vec<Column>> = rows.deletes.iter().map(|k| with_key(&table, k, vec![Column::Null; table.columns.len()])).collect();
+            let keyed: Vec<Vec<Column>> =
+                rows.deletes.iter().map(|k| with_key(&table, k, vec![Column::Null; table.columns.len()])).collect();
             self.send_rows(oid, &table, Shape::DeleteRows, &keyed, "delete from").await?;
         }
         for (sent, updated) in rows.updates {
@@ -65,14 +66,24 @@ impl Applier<'_> {
     }
 
     /// Sends a set statement over `rows`, one text array per column it uses.
-    async fn send_rows(&mut self, oid: Oid, table: &Mapped, shape: Shape, rows: &[Vec<Column>], verb: &'static str) -> Result<(), Stop> {
+    async fn send_rows(
+        &mut self,
+        oid: Oid,
+        table: &Mapped,
+        shape: Shape,
+        rows: &[Vec<Column>],
+        verb: &'static str,
+    ) -> Result<(), Stop> {
         let arrays = row_arrays(table, &shape)
             .into_iter()
-            .map(|i| rows.iter().map(|row| Ok(text(&row[i], table, i)?.map(str::to_string))).collect::<Result<Vec<_>, Stop>>())
+            .map(|i| {
+                rows.iter()
+                    .map(|row| Ok(text(&row[i], table, i)?.map(str::to_string)))
+                    .collect::<Result<Vec<_>, Stop>>()
+            })
             .collect::<Result<Vec<_>, Stop>>()?;
         self.send(oid, table, &shape, arrays, rows.len() as u64, verb).await
     }
-
 }
 
 /// A row image that carries the key's values in its key columns (an unchanged
@@ -84,4 +95,3 @@ pub(super) fn with_key(table: &Mapped, key: &Key, mut row: Vec<Column>) -> Vec<C
     }
     row
 }
-
