@@ -216,7 +216,10 @@ fn copies_identically(source: &Cluster, version: PgVersion) {
     assert!(source.psql("app", keys).contains("orders_customer_loose=false"));
     // The slot and the publications are there for change capture, with the
     // keyless table in the insert-only publication.
-    assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_main'"), "1");
+    assert_eq!(
+        source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry\\_main\\_\\_%'"),
+        "1"
+    );
     assert_eq!(
         source.psql(
             "app",
@@ -228,7 +231,8 @@ fn copies_identically(source: &Cluster, version: PgVersion) {
     source.psql("app", "UPDATE public.audit SET message = message WHERE false; DELETE FROM public.audit WHERE false;");
     source.psql(
         "app",
-        "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry\\_main\\_\\_%';
+             DROP PUBLICATION pgferry_main, pgferry_main__insert_only;",
     );
 }
 
@@ -432,7 +436,8 @@ fn a_copy_killed_at_each_step_boundary_resumes_to_an_identical_target() {
         assert_eq!(target.psql("app", "SELECT phase FROM pgferry.migration"), "copied", "{failpoint}");
         source.psql("app", "ANALYZE");
         assert_eq!(analyzed(&target), analyzed(&source), "statistics after {failpoint}");
-        source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
+        source.psql("app", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry\\_main\\_\\_%';
+             DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
     }
 }
 

@@ -235,7 +235,8 @@ fn every_change_kind_and_type_arrives_exactly(from: PgVersion, to: &[(PgVersion,
         );
         assert_eq!(stats, "audit=30/0/0/0 full_dup=4/2/2/0 ident=3/1/1/1", "{name}");
         // The slot's confirmed position reached the applied one.
-        let slot = format!("pgferry_{name}");
+        let slot = target.psql("app", &format!("SELECT slot_name FROM pgferry.migration WHERE name = '{name}'"));
+        assert!(slot.starts_with(&format!("pgferry_{name}__")), "{slot}");
         let applied = target.psql("app", "SELECT applied_lsn FROM pgferry.apply_progress");
         assert!(
             wait_for(|| source.psql(

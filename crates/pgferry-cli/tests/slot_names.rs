@@ -1,5 +1,7 @@
 //! Slots are server-wide: two migrations of two databases of one server under the
-//! same name (the default, `main`) must never drop or take over each other's slot.
+//! same name (the default, `main`) each get a slot of their own (named after the
+//! source database's OID), run, cut over and clean up without touching each other;
+//! a migration started under an earlier release's slot name keeps its slot.
 
 use std::process::{Command, Output};
 
@@ -9,42 +11,152 @@ fn pgferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).output().expect("run pgferry")
 }
 
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every slot on the server, as `name@database`.
 fn slots(c: &Cluster) -> String {
     c.psql("postgres", "SELECT coalesce(string_agg(slot_name || '@' || database, ',' ORDER BY slot_name), '') FROM pg_replication_slots")
 }
 
-#[test]
-fn a_second_database_migrated_under_the_same_name_is_refused_and_leaves_the_first_alone() {
-    let source = Cluster::start(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V15);
-    for db in ["one", "two"] {
-        source.create_database(db);
-        target.create_database(db);
-        source.psql(db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);");
+fn oid(c: &Cluster, db: &str) -> String {
+    c.psql("postgres", &format!("SELECT oid FROM pg_database WHERE datname = '{db}'"))
+}
+
+fn publications(c: &Cluster, db: &str) -> String {
+    c.psql(db, "SELECT coalesce(string_agg(pubname, ',' ORDER BY pubname), '') FROM pg_publication")
+}
+
+fn content(c: &Cluster, db: &str) -> String {
+    c.psql(db, "SELECT count(*) || ':' || md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o")
+}
+
+fn may_connect(c: &Cluster, db: &str) -> bool {
+    c.psql(db, &format!("SELECT has_database_privilege('app', '{db}', 'CONNECT')")) == "t"
+}
+
+struct Servers {
+    source: Cluster,
+    target: Cluster,
+}
+
+impl Servers {
+    fn start(databases: &[&str]) -> Servers {
+        let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+        source.psql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
+        for db in databases {
+            source.create_database(db);
+            target.create_database(db);
+            source.psql(
+                db,
+                "CREATE TABLE orders (id bigserial PRIMARY KEY, note text); GRANT ALL ON orders, orders_id_seq TO app;
+                 INSERT INTO orders (note) SELECT 'before copy ' || g FROM generate_series(1, 100) g;",
+            );
+        }
+        Servers { source, target }
     }
-    let copy = |db: &str, extra: &[&str]| {
-        let (src, dst) = (source.url(db), target.url(db));
-        let mut args = vec!["copy", "--source", src.as_str(), "--target", dst.as_str()];
+
+    fn run(&self, command: &str, db: &str, extra: &[&str]) -> Output {
+        let (src, dst) = (self.source.url(db), self.target.url(db));
+        let mut args = vec![command, "--source", src.as_str(), "--target", dst.as_str()];
         args.extend(extra);
         pgferry(&args)
-    };
-    let out = copy("one", &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(slots(&source), "pgferry_main@one");
-    let out = copy("two", &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("belongs to database one") && stderr.contains("--name"), "{stderr}");
-    assert_eq!(slots(&source), "pgferry_main@one", "the first migration's slot untouched");
-    assert_eq!(source.psql("two", "SELECT count(*) FROM pg_publication"), "0", "nothing made in the second database");
-    assert_eq!(target.psql("two", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
-    // abort of the second database under the same name does not drop the first's slot either.
-    let (src, dst) = (source.url("two"), target.url("two"));
-    let out = pgferry(&["abort", "--source", &src, "--target", &dst]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(slots(&source), "pgferry_main@one");
-    // Under a name of its own it works.
-    let out = copy("two", &["--name", "two"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(slots(&source), "pgferry_main@one,pgferry_two@two");
+    }
+
+    fn write(&self, db: &str, note: &str) {
+        self.source.psql(db, &format!("INSERT INTO orders (note) SELECT '{note} ' || g FROM generate_series(1, 50) g"));
+    }
+
+    fn catch_up(&self, db: &str) {
+        ok(self.run("follow", db, &["--until-caught-up"]));
+        assert_eq!(content(&self.source, db), content(&self.target, db), "{db}");
+    }
+}
+
+#[test]
+fn two_databases_migrated_under_the_default_name_run_and_end_independently() {
+    let s = Servers::start(&["one", "two"]);
+    for db in ["one", "two"] {
+        ok(s.run("copy", db, &[]));
+    }
+    let (one, two) = (oid(&s.source, "one"), oid(&s.source, "two"));
+    let both = format!("pgferry_main__{one}@one,pgferry_main__{two}@two");
+    assert_eq!(slots(&s.source), both);
+    assert_eq!(
+        s.target.psql("one", "SELECT slot_name FROM pgferry.migration WHERE name = 'main'"),
+        format!("pgferry_main__{one}"),
+        "the slot's name is recorded when the migration starts"
+    );
+    for db in ["one", "two"] {
+        s.write(db, "after copy");
+    }
+    s.catch_up("one");
+    s.catch_up("two");
+    let status: serde_json::Value = serde_json::from_str(&ok(s.run("status", "two", &["--format", "json"]))).unwrap();
+    assert_eq!(status["warnings"], serde_json::json!([]), "the slot is found: {status:#}");
+
+    // The first is cut over while the second's writes go on.
+    s.write("one", "before cutover");
+    s.write("two", "during the first cutover");
+    let stdout = ok(s.run("cutover", "one", &["--switch-command", "true"]));
+    assert!(stdout.contains("cut over"), "{stdout}");
+    assert_eq!(content(&s.source, "one"), content(&s.target, "one"));
+    assert!(!may_connect(&s.source, "one"), "the first old source is fenced");
+    assert!(may_connect(&s.source, "two"), "the second's is not");
+    assert_eq!(slots(&s.source), both, "the cutover keeps both slots");
+    s.catch_up("two");
+    let validation = ok(s.run("validate", "two", &[]));
+    assert!(validation.contains("EQUAL"), "{validation}");
+
+    // Cleaning up the first leaves everything of the second.
+    ok(s.run("cleanup", "one", &[]));
+    assert_eq!(slots(&s.source), format!("pgferry_main__{two}@two"));
+    assert_eq!(publications(&s.source, "one"), "");
+    assert_eq!(publications(&s.source, "two"), "pgferry_main,pgferry_main__insert_only");
+    assert!(!may_connect(&s.source, "one"), "cleanup keeps the old source fenced");
+    s.write("two", "after the first cleanup");
+    s.catch_up("two");
+    ok(s.run("cutover", "two", &["--switch-command", "true"]));
+    assert!(!may_connect(&s.source, "two"));
+    ok(s.run("cleanup", "two", &[]));
+    assert_eq!(slots(&s.source), "");
+}
+
+#[test]
+fn a_slot_of_another_database_under_the_earlier_name_is_neither_taken_over_nor_dropped() {
+    let s = Servers::start(&["one", "two"]);
+    // An earlier release's slot of database one, of a migration named main.
+    s.source.psql("one", "SELECT pg_create_logical_replication_slot('pgferry_main', 'pgoutput')");
+    ok(s.run("copy", "two", &[]));
+    let two = oid(&s.source, "two");
+    assert_eq!(slots(&s.source), format!("pgferry_main@one,pgferry_main__{two}@two"));
+    ok(s.run("abort", "two", &[]));
+    assert_eq!(slots(&s.source), "pgferry_main@one", "abort drops only its own slot");
+}
+
+#[test]
+fn a_migration_started_by_an_earlier_release_keeps_its_slot() {
+    let s = Servers::start(&["app"]);
+    ok(s.run("copy", "app", &[]));
+    let new = format!("pgferry_main__{}", oid(&s.source, "app"));
+    // Turn the migration into one an earlier release started: its slot named after
+    // the migration alone (copied at the same position), no name recorded (the
+    // column absent, as that release created the table).
+    s.source.psql(
+        "app",
+        &format!("SELECT pg_copy_logical_replication_slot('{new}', 'pgferry_main'); SELECT pg_drop_replication_slot('{new}');"),
+    );
+    s.target.psql("app", "ALTER TABLE pgferry.migration DROP COLUMN slot_name");
+    s.write("app", "after copy");
+    s.catch_up("app");
+    assert_eq!(slots(&s.source), "pgferry_main@app", "change capture used the earlier name and made no slot");
+    let status: serde_json::Value = serde_json::from_str(&ok(s.run("status", "app", &["--format", "json"]))).unwrap();
+    assert_eq!(status["warnings"], serde_json::json!([]), "the earlier name's slot is found: {status:#}");
+    s.write("app", "before cutover");
+    ok(s.run("cutover", "app", &["--switch-command", "true"]));
+    assert_eq!(content(&s.source, "app"), content(&s.target, "app"));
+    let report = ok(s.run("cleanup", "app", &[]));
+    assert_eq!(slots(&s.source), "", "cleanup dropped the earlier name's slot: {report}");
 }

@@ -54,5 +54,6 @@ fn status_follows_the_migration_from_nothing_to_streaming_and_warns_when_the_slo
     let warning = risky["warnings"][0].as_str().unwrap_or_default();
     assert!(warning.contains("is at risk"), "{risky:#}");
     let text = String::from_utf8_lossy(&pgferry(&["status", "--source", &s, "--target", &t]).stdout).into_owned();
-    assert!(text.contains("WARNING: the slot pgferry_main is at risk"), "{text}");
+    let slot = target.psql("app", "SELECT slot_name FROM pgferry.migration");
+    assert!(text.contains(&format!("WARNING: the slot {slot} is at risk")), "{text}");
 }

@@ -78,7 +78,8 @@ fn equal_data_is_equal_on_15_to_15_and_15_to_18() {
         assert_eq!(t["source_rows"], 2000);
         let text = String::from_utf8_lossy(&validate(&source, &target, &[]).stdout).into_owned();
         assert!(text.contains("EQUAL: 3 table(s) compared, 0 differ"), "{text}");
-        source.psql("app", "SELECT pg_drop_replication_slot('pgferry_main'); DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
+        source.psql("app", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry\\_main\\_\\_%';
+             DROP PUBLICATION pgferry_main, pgferry_main__insert_only;");
     }
 }
 

@@ -2,11 +2,18 @@
 //!
 //! Cleanup must touch only what pgferry made, and a rerun after a crash must find
 //! what the previous run left. Both follow from one rule: every object's name is a
-//! pure function of the migration's name, and can be parsed back into it. The
-//! migration name is restricted to lower-case ASCII so that the derived names need no
-//! quoting, fit PostgreSQL's 63-byte limit, and are valid replication slot names
-//! (`[a-z0-9_]`, see
+//! pure function of the migration's name (and, for what is server-wide, of the
+//! database it belongs to), and can be parsed back into it. The migration name is
+//! restricted to lower-case ASCII so that the derived names need no quoting, fit
+//! PostgreSQL's 63-byte limit, and are valid replication slot names (`[a-z0-9_]`, see
 //! [Replication Slots](https://www.postgresql.org/docs/current/warm-standby.html#STREAMING-REPLICATION-SLOTS)).
+//!
+//! Publications live in a database; replication slots are server-wide. A slot named
+//! after the migration alone (`pgferry_main`, as earlier releases named it) collides
+//! with the slot of another database's migration under the same name, so a slot is
+//! named after the migration and the source database's OID (`pgferry_main__16384`).
+//! A migration records its slot's name when it starts, and keeps using the recorded
+//! one (a migration started by an earlier release keeps its [`MigrationName::legacy_slot`]).
 
 use std::fmt;
 
@@ -56,8 +63,15 @@ impl MigrationName {
         &self.0
     }
 
-    /// The logical replication slot on the source.
-    pub fn slot(&self) -> String {
+    /// The logical replication slot on the source of a migration started by this
+    /// release: unique on the server by the source database's OID (at most 60 bytes).
+    pub fn slot(&self, source_database: u32) -> String {
+        format!("{PREFIX}{}{DATABASE_SEPARATOR}{source_database}", self.0)
+    }
+
+    /// The slot of a migration started by a release before slot names carried the
+    /// database: such a migration keeps it.
+    pub fn legacy_slot(&self) -> String {
         format!("{PREFIX}{}", self.0)
     }
 
@@ -73,15 +87,54 @@ impl MigrationName {
         Ident::from_catalog(format!("{PREFIX}{}{INSERT_ONLY_SUFFIX}", self.0))
     }
 
-    /// The replication origin on the target that records the applied position.
-    pub fn origin(&self) -> String {
-        format!("{PREFIX}{}", self.0)
-    }
-
-    /// Parses a slot, publication or origin name back into the migration's name.
+    /// Parses a slot (permanent or temporary, of either release) or publication name
+    /// back into the migration's name.
     pub fn from_object_name(object: &str) -> Option<MigrationName> {
         let rest = object.strip_prefix(PREFIX)?;
-        MigrationName::new(rest.strip_suffix(INSERT_ONLY_SUFFIX).unwrap_or(rest)).ok()
+        let rest = rest.strip_suffix(INSERT_ONLY_SUFFIX).unwrap_or(rest);
+        let name = match rest.split_once(DATABASE_SEPARATOR) {
+            None => rest,
+            Some((name, database)) => {
+                let oid = SnapshotSlot::ALL
+                    .iter()
+                    .find_map(|purpose| database.strip_suffix(purpose.suffix()))
+                    .unwrap_or(database);
+                if oid.is_empty() || !oid.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                name
+            }
+        };
+        MigrationName::new(name).ok()
+    }
+}
+
+/// Separates the migration's name from the database's OID in a slot's name.
+const DATABASE_SEPARATOR: &str = "__";
+
+/// A temporary slot made only for the snapshot it exports, beside the migration's
+/// slot. Its suffix is short so that it fits beside the longest slot name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SnapshotSlot {
+    /// A resumed copy's fresh snapshot.
+    Resume,
+    /// `validate --repair`'s snapshot.
+    Repair,
+}
+
+impl SnapshotSlot {
+    const ALL: [SnapshotSlot; 2] = [SnapshotSlot::Resume, SnapshotSlot::Repair];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            SnapshotSlot::Resume => "_r",
+            SnapshotSlot::Repair => "_p",
+        }
+    }
+
+    /// The temporary slot's name for the migration's `slot`.
+    pub fn beside(self, slot: &str) -> String {
+        format!("{slot}{}", self.suffix())
     }
 }
 
@@ -116,18 +169,35 @@ mod tests {
     #[test]
     fn valid_names_derive_parseable_object_names() {
         let name = MigrationName::new("orders_2026").unwrap();
-        assert_eq!(name.slot(), "pgferry_orders_2026");
+        assert_eq!(name.slot(16384), "pgferry_orders_2026__16384");
+        assert_eq!(name.legacy_slot(), "pgferry_orders_2026");
         assert_eq!(name.publication().as_str(), "pgferry_orders_2026");
-        assert_eq!(MigrationName::from_object_name(&name.slot()), Some(name.clone()));
+        for slot in [name.slot(16384), name.legacy_slot()] {
+            assert_eq!(MigrationName::from_object_name(&slot), Some(name.clone()), "{slot}");
+        }
+        for purpose in SnapshotSlot::ALL {
+            let temporary = purpose.beside(&name.slot(16384));
+            assert_eq!(MigrationName::from_object_name(&temporary), Some(name.clone()), "{temporary}");
+        }
         let insert_only = name.insert_only_publication();
         assert_eq!(MigrationName::from_object_name(insert_only.as_str()), Some(name));
+    }
+
+    #[test]
+    fn slots_of_two_databases_differ() {
+        let name = MigrationName::new("main").unwrap();
+        assert_ne!(name.slot(16384), name.slot(16385));
     }
 
     #[test]
     fn derived_names_fit_the_identifier_limit() {
         let name = MigrationName::new("a".repeat(40)).unwrap();
         assert!(name.publication().fits_namedatalen());
-        assert!(name.slot().len() <= 63);
+        for purpose in SnapshotSlot::ALL {
+            let longest = purpose.beside(&name.slot(u32::MAX));
+            assert!(longest.len() <= 63, "{longest}");
+            assert!(longest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        }
         assert!(name.insert_only_publication().fits_namedatalen());
     }
 
@@ -144,5 +214,7 @@ mod tests {
         assert_eq!(MigrationName::from_object_name("other_slot"), None);
         assert_eq!(MigrationName::from_object_name("pgferry_"), None);
         assert_eq!(MigrationName::from_object_name("pgferry_Bad"), None);
+        assert_eq!(MigrationName::from_object_name("pgferry_main__"), None);
+        assert_eq!(MigrationName::from_object_name("pgferry_main__12x"), None);
     }
 }

@@ -73,7 +73,8 @@ pub async fn remove(
     if let Err((reason, instead)) = removal_allowed(removal, last_step, force) {
         return Err(Error::new(ErrorKind::Refused, format!("{reason}; nothing was changed")).with_hint(instead));
     }
-    crate::copy::ensure_slot_is_ours(&src, migration).await?;
+    let slot = crate::slot::resolve(&src, &dst, migration).await?;
+    crate::copy::ensure_slot_is_ours(&src, migration, &slot).await?;
     fence::allow_writes(&src).await?;
     let restored = match fence_policy {
         Fence::Lift => {
@@ -91,7 +92,7 @@ pub async fn remove(
         Fence::Keep => 0,
     };
     let mut report = CleanupReport { fence_settings_restored: restored, ..Default::default() };
-    report.dropped_slot = drop_slot(&src, &migration.slot()).await?;
+    report.dropped_slot = drop_slot(&src, &slot).await?;
     report.dropped_publications = crate::copy::drop_publications(&src, migration).await?;
     report.replica_identity_restored = crate::copy::restore_replica_identity(&src, &dst, migration).await?;
     report.dropped_seed_marker = crate::seed::forget_marker(&src, migration).await?;

@@ -627,8 +627,9 @@ pub(crate) async fn observe(src: &Client, dst: &Client, name: &MigrationName) ->
             .map_err(|e| Error::server("reading the source's position", e))?,
         None => 0,
     };
+    let slot = crate::slot::resolve(src, dst, name).await?;
     let slot_active: bool = src
-        .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&name.slot()])
+        .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
         .await
         .map_err(|e| Error::server("reading the source's replication slots", e))?
         .map(|r| r.get(0))

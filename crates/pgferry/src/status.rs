@@ -120,7 +120,8 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         ),
         None => None,
     };
-    let slot = slot_status(&src, &migration.slot()).await?;
+    let slot_name = crate::slot::resolve(&src, &dst, migration).await?;
+    let slot = slot_status(&src, &slot_name).await?;
     let validation = crate::validate::last_validation(&dst, migration).await?;
     let touched_rows = crate::apply::touched::count(&dst, migration)
         .await
@@ -138,13 +139,13 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         if slot_at_risk(s, keep_size_bytes(&src).await?) {
             warnings.push(format!(
                 "the slot {} is at risk (wal_status {}, {} bytes of headroom): keep change capture running, or raise max_slot_wal_keep_size",
-                migration.slot(),
+                slot_name,
                 s.wal_status.as_deref().unwrap_or("?"),
                 s.safe_wal_size.map(|b| b.to_string()).unwrap_or_else(|| "unknown".into())
             ));
         }
     } else if phase.is_some() {
-        warnings.push(format!("the slot {} does not exist on the source", migration.slot()));
+        warnings.push(format!("the slot {slot_name} does not exist on the source"));
     }
     Ok(Status {
         migration: migration.to_string(),

@@ -42,10 +42,12 @@ async fn copied() -> Setup {
     Setup { source, target, source_spec, target_spec, migration }
 }
 
+/// The source's slots (the database's OID in a name spelled `OID`) and publications.
 fn objects(c: &Cluster) -> String {
     c.psql(
         "app",
-        "SELECT (SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots) || ' / ' ||
+        "SELECT (SELECT string_agg(replace(slot_name, '__' || d.oid, '__OID'), ',' ORDER BY slot_name)
+                 FROM pg_replication_slots, pg_database d WHERE d.datname = current_database()) || ' / ' ||
                 (SELECT string_agg(pubname, ',' ORDER BY pubname) FROM pg_publication)",
     )
 }
@@ -55,7 +57,7 @@ async fn abort_lifts_the_fence_and_removes_only_this_migrations_objects() {
     let s = copied().await;
     assert_eq!(
         objects(&s.source),
-        "pgferry_main,pgferry_other,users_slot / mypub,pgferry_main,pgferry_main__insert_only,pgferry_other"
+        "pgferry_main__OID,pgferry_other,users_slot / mypub,pgferry_main,pgferry_main__insert_only,pgferry_other"
     );
     let src = pgferry_pg::connect(&s.source_spec).await.unwrap();
     raise_fence(&s, &src).await;

@@ -254,12 +254,15 @@ async fn session(
     if stop_at.is_some_and(|s| state.start >= s) {
         return Ok(());
     }
-    let mut source_stream = stream::open(source, &options.migration, state.start).await.map_err(|e| match e {
-        e if first && !stream::transient(&e) => {
-            Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
-        }
-        e => Stop::stream(e),
-    })?;
+    let slot =
+        crate::slot::on_target(&dst, &options.migration).await?.unwrap_or_else(|| options.migration.legacy_slot());
+    let mut source_stream =
+        stream::open(source, &options.migration, &slot, state.start).await.map_err(|e| match e {
+            e if first && !stream::transient(&e) => {
+                Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
+            }
+            e => Stop::stream(e),
+        })?;
     progress.emit(FollowEvent::Started { from: state.start });
     let mut run = Run {
         applier: Applier::new(&dst, &options.migration, &state.skip_before),

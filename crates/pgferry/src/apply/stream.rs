@@ -38,11 +38,12 @@ pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalst
 pub(crate) async fn open(
     source: &ConnSpec,
     name: &MigrationName,
+    slot: &str,
     start: Lsn,
 ) -> Result<ReplicationClient, PgWireError> {
     let publications =
         vec![name.publication().as_str().to_string(), name.insert_only_publication().as_str().to_string()];
-    let mut config = replication_config(source, &name.slot(), publications);
+    let mut config = replication_config(source, slot, publications);
     config.options = Some(match &config.options {
         Some(user) => format!("{user} {OUTPUT_SETTINGS}"),
         None => OUTPUT_SETTINGS.to_string(),

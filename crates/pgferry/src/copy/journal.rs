@@ -1,6 +1,6 @@
 //! The copy's journal on the target, in pgferry's schema.
 //!
-//! `pgferry.migration` holds each migration's phase and its slot's consistent point;
+//! `pgferry.migration` holds each migration's phase, its slot's name and consistent point;
 //! `pgferry.copied_chunk` holds one row per finished piece of a table (`copied_at`
 //! is its transaction's start, `finished_at` the moment its rows were in), inserted in
 //! the same transaction as that piece's rows, so after any crash the journal says
@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS pgferry.migration (
     slot_lsn pg_lsn,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS slot_name text;
 CREATE TABLE IF NOT EXISTS pgferry.copied_chunk (
     migration text NOT NULL,
     table_schema text NOT NULL,
@@ -87,6 +88,20 @@ pub(crate) async fn phase_if_journaled(
     } else {
         Ok(None)
     }
+}
+
+/// Journals a migration that starts now with its slot's name (see [`crate::slot`]);
+/// a migration journaled already keeps the name it has (none: an earlier
+/// release's, which keeps its legacy slot).
+pub(crate) async fn begin(target: &impl GenericClient, name: &MigrationName, slot: &str) -> Result<()> {
+    target
+        .execute(
+            "INSERT INTO pgferry.migration (name, phase, slot_name) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            &[&name.as_str(), &MigrationPhase::Created.as_str(), &slot],
+        )
+        .await
+        .map_err(|e| Error::server("writing the journal", e))?;
+    Ok(())
 }
 
 /// Records the migration's phase (and slot position, when known).

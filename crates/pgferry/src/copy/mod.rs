@@ -60,7 +60,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pgferry_core::copy_plan::{plan_copy, CopyTable};
-use pgferry_core::names::MigrationName;
+use pgferry_core::names::{MigrationName, SnapshotSlot};
 use pgferry_core::phase::MigrationPhase;
 use pgferry_core::preflight::{tool_problems, CheckPlan};
 use pgferry_core::sql::{QualifiedName, Sql};
@@ -174,7 +174,8 @@ pub async fn copy(
     // Every refusal before the journal is created: a refused copy leaves both servers as they were.
     check::refuse_same_database(&src, &dst, source, target).await?;
     let name = &options.migration;
-    source::ensure_slot_is_ours(&src, name).await?;
+    let slot_name = crate::slot::resolve(&src, &dst, name).await?;
+    source::ensure_slot_is_ours(&src, name, &slot_name).await?;
     let phase = journal::phase_if_journaled(&dst, name).await?;
     if phase.is_none() {
         // Tables without a replica identity are published for inserts only: the
@@ -189,19 +190,20 @@ pub async fn copy(
     let mut laps = Laps::start();
     let (current, stored_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
     let builds = indexes::plan(&src).await?;
-    let data = DataPhase { source, target, src: &src, dst: &dst, options, builds: &builds, progress };
+    let data = DataPhase { source, target, src: &src, dst: &dst, options, slot: &slot_name, builds: &builds, progress };
 
     let (slot_lsn, dump, leftover_analyzes) = if current < MigrationPhase::Data {
         progress.emit(CopyEvent::Phase { phase: "schema" });
+        journal::begin(&dst, name, &slot_name).await?;
         journal::set_phase(&dst, name, MigrationPhase::Created, None).await?;
         failpoint::hit("copy-after-created");
-        source::drop_stale_slot(&src, name).await?;
+        source::drop_stale_slot(&src, &slot_name).await?;
         if options.replica_identity_full {
             replica_identity::set_full(&src, &dst, name).await?;
         }
         source::drop_publications(&src, name).await?;
         source::ensure_publications(&src, name).await?;
-        let slot = create_slot_with_snapshot(source, &name.slot(), false)
+        let slot = create_slot_with_snapshot(source, &slot_name, false)
             .await
             .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
         journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
@@ -222,7 +224,7 @@ pub async fn copy(
         (slot.consistent_point, dump, leftover)
     } else {
         let leftover = if current == MigrationPhase::Data {
-            let temp = create_slot_with_snapshot(source, &format!("{}_resume", name.slot()), true)
+            let temp = create_slot_with_snapshot(source, &SnapshotSlot::Resume.beside(&slot_name), true)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
             let held = snapshot_lock::lock(source, &temp.snapshot_name, None).await?;
@@ -333,6 +335,8 @@ struct DataPhase<'a> {
     src: &'a Client,
     dst: &'a Client,
     options: &'a CopyOptions,
+    /// The migration's slot ([`crate::slot`]).
+    slot: &'a str,
     builds: &'a [indexes::IndexBuild],
     progress: &'a Progress,
 }
@@ -356,7 +360,7 @@ impl DataPhase<'_> {
             if again.is_empty() {
                 return Ok(leftover);
             }
-            let slot = format!("{}_resume", self.options.migration.slot());
+            let slot = SnapshotSlot::Resume.beside(self.slot);
             let temp = create_slot_with_snapshot(self.source, &slot, true)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;

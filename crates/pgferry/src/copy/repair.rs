@@ -11,7 +11,7 @@
 //! (with `session_replication_role = replica`, as under change capture, they are
 //! not checked). The runner lock keeps change capture stopped meanwhile.
 
-use pgferry_core::names::MigrationName;
+use pgferry_core::names::{MigrationName, SnapshotSlot};
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::copy_pipe::pipe;
 use pgferry_pg::replication::create_slot_with_snapshot;
@@ -56,10 +56,11 @@ pub async fn repair_tables(
     let dst = pgferry_pg::connect(target).await?;
     journal::ensure(&dst).await?;
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's repair journal", e))?;
-    let slot = create_slot_with_snapshot(source, &format!("{}_repair", name.slot()), true)
+    let src = pgferry_pg::connect(source).await?;
+    let slot = crate::slot::resolve(&src, &dst, name).await?;
+    let slot = create_slot_with_snapshot(source, &SnapshotSlot::Repair.beside(&slot), true)
         .await
         .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
-    let src = pgferry_pg::connect(source).await?;
     let snapshot = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ")
         .literal(&slot.snapshot_name);
     src.batch_execute(snapshot.as_str()).await.map_err(|e| Error::server("importing the repair snapshot", e))?;

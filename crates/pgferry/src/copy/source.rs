@@ -191,8 +191,7 @@ pub(crate) async fn drop_publications(source: &Client, name: &MigrationName) -> 
 /// Refuses a slot of this migration's name that another database on the server
 /// made: slots are server-wide, so a migration of another database under the same
 /// name (the default, `main`) would otherwise drop or take over this one's.
-pub(crate) async fn ensure_slot_is_ours(source: &Client, name: &MigrationName) -> Result<()> {
-    let slot = name.slot();
+pub(crate) async fn ensure_slot_is_ours(source: &Client, name: &MigrationName, slot: &str) -> Result<()> {
     let other: Option<String> = source
         .query_opt(
             "SELECT database::text FROM pg_replication_slots WHERE slot_name = $1 AND database IS DISTINCT FROM current_database()",
@@ -213,8 +212,7 @@ pub(crate) async fn ensure_slot_is_ours(source: &Client, name: &MigrationName) -
 
 /// Drops this migration's slot when a previous attempt left it behind before any
 /// data was copied. A slot in use by a running process is never touched.
-pub(crate) async fn drop_stale_slot(source: &Client, name: &MigrationName) -> Result<()> {
-    let slot = name.slot();
+pub(crate) async fn drop_stale_slot(source: &Client, slot: &str) -> Result<()> {
     let row = source
         .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
         .await

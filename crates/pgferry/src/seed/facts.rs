@@ -7,11 +7,11 @@ use tokio_postgres::Client;
 use super::marker;
 use crate::error::{Error, Result};
 
-pub(crate) async fn read(src: &Client, dst: &Client, name: &MigrationName) -> Result<SeedFacts> {
+pub(crate) async fn read(src: &Client, dst: &Client, name: &MigrationName, slot: &str) -> Result<SeedFacts> {
     let slot = src
         .query_opt(
             "SELECT confirmed_flush_lsn::text, coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1",
-            &[&name.slot()],
+            &[&slot],
         )
         .await
         .map_err(|e| Error::server("reading the migration's slot", e))?

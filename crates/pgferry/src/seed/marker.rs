@@ -1,7 +1,8 @@
 //! The seed marker: a row `pgferry seed prepare` commits on the source right
 //! after creating the slot. A physical copy that holds the row was taken after
 //! the slot existed; its token tells which prepare it belongs to, and its
-//! position is a lower bound for the copy's end (see [`pgferry_core::seed`]).
+//! position is a lower bound for the copy's end (see [`pgferry_core::seed`]). It
+//! also records the slot's name ([`crate::slot`]), which the copy inherits.
 
 use pgferry_core::names::MigrationName;
 use pgferry_core::seed::Marker;
@@ -18,10 +19,11 @@ CREATE TABLE IF NOT EXISTS pgferry.seed_marker (
     lsn pg_lsn NOT NULL,
     slot_lsn pg_lsn NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
-);";
+);
+ALTER TABLE pgferry.seed_marker ADD COLUMN IF NOT EXISTS slot_name text;";
 
-/// Commits a new marker for the slot made at `slot_lsn`, replacing an older one.
-pub(crate) async fn write(source: &Client, name: &MigrationName, slot_lsn: Lsn) -> Result<Marker> {
+/// Commits a new marker for the slot `slot` made at `slot_lsn`, replacing an older one.
+pub(crate) async fn write(source: &Client, name: &MigrationName, slot: &str, slot_lsn: Lsn) -> Result<Marker> {
     source
         .batch_execute(SCHEMA_SQL)
         .await
@@ -30,12 +32,12 @@ pub(crate) async fn write(source: &Client, name: &MigrationName, slot_lsn: Lsn) 
     // so the commit starts after it.
     let row = source
         .query_one(
-            "INSERT INTO pgferry.seed_marker (migration, token, lsn, slot_lsn)
-             VALUES ($1, gen_random_uuid()::text, pg_current_wal_insert_lsn(), $2::text::pg_lsn)
+            "INSERT INTO pgferry.seed_marker (migration, token, lsn, slot_lsn, slot_name)
+             VALUES ($1, gen_random_uuid()::text, pg_current_wal_insert_lsn(), $2::text::pg_lsn, $3)
              ON CONFLICT (migration) DO UPDATE SET token = excluded.token, lsn = excluded.lsn,
-                 slot_lsn = excluded.slot_lsn, created_at = now()
+                 slot_lsn = excluded.slot_lsn, slot_name = excluded.slot_name, created_at = now()
              RETURNING token, lsn::text",
-            &[&name.as_str(), &slot_lsn.to_string()],
+            &[&name.as_str(), &slot_lsn.to_string(), &slot],
         )
         .await
         .map_err(|e| Error::server("writing the seed marker on the source", e))?;

@@ -98,10 +98,10 @@ pub struct PrepareReport {
 pub async fn prepare(source: &ConnSpec, name: &MigrationName, on_event: &dyn Fn(SeedEvent)) -> Result<PrepareReport> {
     let src = pgferry_pg::connect(source).await?;
     require_logical_wal(&src).await?;
-    crate::copy::ensure_slot_is_ours(&src, name).await?;
+    let slot = crate::slot::on_source(&src, name).await?;
+    crate::copy::ensure_slot_is_ours(&src, name, &slot).await?;
     let tables = list_tables(&src).await?;
     ensure_publications(&src, name).await?;
-    let slot = name.slot();
     let existing = src
         .query_opt("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
         .await
@@ -113,7 +113,7 @@ pub async fn prepare(source: &ConnSpec, name: &MigrationName, on_event: &dyn Fn(
     failpoint::hit("seed-after-slot");
     let marker = match marker::read(&src, name).await? {
         Some(marker) if !created_slot => marker,
-        _ => marker::write(&src, name, slot_lsn).await?,
+        _ => marker::write(&src, name, &slot, slot_lsn).await?,
     };
     let named =
         |kind: Publishable| tables.iter().filter(|(_, p)| *p == kind).map(|(t, _)| t.name.to_string()).collect();
@@ -222,7 +222,8 @@ pub async fn attach(
         )
         .with_hint("use pgferry start without --seeded, or another --name"));
     }
-    let facts = facts::read(&src, &dst, name).await?;
+    let slot = crate::slot::resolve(&src, &dst, name).await?;
+    let facts = facts::read(&src, &dst, name, &slot).await?;
     let problems = judge(redo, &facts);
     if !problems.is_empty() {
         let message = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n");
@@ -233,7 +234,7 @@ pub async fn attach(
     }
     let inherited = inherited::remove(&src, &dst, name).await?;
     failpoint::hit("seed-after-inherited");
-    record(&dst, name, redo).await?;
+    record(&dst, name, &slot, redo).await?;
     Ok(report(true, inherited))
 }
 
@@ -267,8 +268,8 @@ async fn attached(dst: &Client, name: &MigrationName) -> Result<Option<Lsn>> {
         .transpose()
 }
 
-/// Journals the seed and the migration as copied, in one transaction.
-async fn record(dst: &Client, name: &MigrationName, redo: Lsn) -> Result<()> {
+/// Journals the seed and the migration (with its slot's name) as copied, in one transaction.
+async fn record(dst: &Client, name: &MigrationName, slot: &str, redo: Lsn) -> Result<()> {
     journal::ensure(dst).await?;
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's seed journal", e))?;
     let start = start_after(redo).to_string();
@@ -282,6 +283,7 @@ async fn record(dst: &Client, name: &MigrationName, redo: Lsn) -> Result<()> {
         Ok::<_, tokio_postgres::Error>(())
     };
     write().await.map_err(|e| Error::server("journaling the seed", e))?;
+    journal::begin(dst, name, slot).await?;
     journal::set_phase(dst, name, MigrationPhase::Copied, Some(&start)).await?;
     dst.batch_execute("COMMIT").await.map_err(|e| Error::server("journaling the seed", e))
 }

@@ -48,6 +48,7 @@ pub async fn validate_changed(
     let dst = pgferry_pg::connect(target).await?;
     let sides = Sides::export(source, target, &src, &dst).await?;
     let applied = applied(&dst, name).await?;
+    let slot = crate::slot::resolve(&src, &dst, name).await?;
     let touched = touched::read(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
     let listed = tables::list(&src).await?;
     // A partitioned table's changes are recorded under its root (published
@@ -78,10 +79,10 @@ pub async fn validate_changed(
             _ => chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?),
         }
     }
-    let live = Live::open(source, target, name).await?;
+    let live = Live::open(source, target, name, &slot).await?;
     let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
     let behind = if live.is_none() && report.tables.iter().any(|t| t.mismatched > 0) {
-        super::lag::behind(source, name, applied.as_deref(), &sides.source_lsn).await?
+        super::lag::behind(source, name, &slot, applied.as_deref(), &sides.source_lsn).await?
     } else {
         None
     };

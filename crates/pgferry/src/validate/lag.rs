@@ -54,6 +54,7 @@ impl Behind {
 pub(super) async fn behind(
     source: &ConnSpec,
     name: &MigrationName,
+    slot: &str,
     applied: Option<&str>,
     source_lsn: &str,
 ) -> Result<Option<Behind>> {
@@ -63,7 +64,7 @@ pub(super) async fn behind(
             "SELECT coalesce($2::text::pg_lsn, confirmed_flush_lsn)::text,
                     pg_wal_lsn_diff($3::text::pg_lsn, coalesce($2::text::pg_lsn, confirmed_flush_lsn))::bigint, active
              FROM pg_replication_slots WHERE slot_name = $1",
-            &[&name.slot(), &applied, &source_lsn],
+            &[&slot, &applied, &source_lsn],
         )
         .await
         .map_err(|e| Error::server("reading the migration's slot", e))?;
@@ -76,7 +77,7 @@ pub(super) async fn behind(
         None
     } else {
         await_flush(&src, source_lsn).await?;
-        count_pending(&src, name, &applied_lsn, source_lsn).await
+        count_pending(&src, name, slot, &applied_lsn, source_lsn).await
     };
     let pending_changes = per_table.as_ref().map(|t: &Vec<(QualifiedName, i64)>| t.iter().map(|(_, n)| n).sum::<i64>());
     if pending_changes == Some(0) {
@@ -111,6 +112,7 @@ async fn await_flush(src: &tokio_postgres::Client, upto: &str) -> Result<()> {
 async fn count_pending(
     src: &tokio_postgres::Client,
     name: &MigrationName,
+    slot: &str,
     applied: &str,
     upto: &str,
 ) -> Option<Vec<(QualifiedName, i64)>> {
@@ -135,7 +137,7 @@ async fn count_pending(
              FROM touched t JOIN pg_class r ON r.oid = ('x' || encode(t.relid, 'hex'))::bit(32)::int::oid
                   JOIN pg_namespace n ON n.oid = r.relnamespace
              GROUP BY 1, 2",
-            &[&name.slot(), &upto, &name.publication().as_str(), &name.insert_only_publication().as_str(), &applied],
+            &[&slot, &upto, &name.publication().as_str(), &name.insert_only_publication().as_str(), &applied],
         )
         .await;
     match rows {

@@ -41,10 +41,15 @@ pub(super) struct Live {
 
 impl Live {
     /// `None` unless the migration's slot is being streamed from right now.
-    pub(super) async fn open(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<Option<Live>> {
+    pub(super) async fn open(
+        source: &ConnSpec,
+        target: &ConnSpec,
+        name: &MigrationName,
+        slot: &str,
+    ) -> Result<Option<Live>> {
         let src = pgferry_pg::connect(source).await?;
         let streaming = src
-            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&name.slot()])
+            .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
             .await
             .map_err(|e| Error::server("reading the migration's slot", e))?
             .is_some_and(|r| r.get(0));

@@ -145,6 +145,10 @@ pub async fn validate(
         Some(name) => changed::applied(&dst, name).await?,
         None => None,
     };
+    let slot = match migration {
+        Some(name) => Some(crate::slot::resolve(&src, &dst, name).await?),
+        None => None,
+    };
     let mut tables = tables::list(&src).await?;
     let first_view = tables.len();
     tables.extend(tables::materialized_views(&src).await?);
@@ -167,15 +171,15 @@ pub async fn validate(
         }
         chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?);
     }
-    let live = match migration {
-        Some(name) => Live::open(source, target, name).await?,
-        None => None,
+    let live = match (migration, &slot) {
+        (Some(name), Some(slot)) => Live::open(source, target, name, slot).await?,
+        _ => None,
     };
     let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
     let large_objects = fidelity::large_objects(&sides).await?;
-    let behind = match migration {
-        Some(name) if live.is_none() && report.tables.iter().any(|t| t.mismatched > 0) => {
-            lag::behind(source, name, applied.as_deref(), &sides.source_lsn).await?
+    let behind = match (migration, &slot) {
+        (Some(name), Some(slot)) if live.is_none() && report.tables.iter().any(|t| t.mismatched > 0) => {
+            lag::behind(source, name, slot, applied.as_deref(), &sides.source_lsn).await?
         }
         _ => None,
     };
