@@ -543,3 +543,26 @@ fn nothing_unfences_the_old_source_behind_the_cutovers_back() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--switch-ran"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!app_may_connect(&pair.source), "the old source stays fenced");
 }
+
+#[test]
+fn a_cutover_or_rehearsal_before_the_copy_is_a_refusal_that_changes_nothing() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql("app", "CREATE TABLE orders (id bigserial PRIMARY KEY, note text)");
+    let urls = [source.url("app"), target.url("app")];
+    // Nothing journaled, then the journal of a copy that has not finished (no change capture yet).
+    for journal in ["", "CREATE SCHEMA pgferry; CREATE TABLE pgferry.migration (name text PRIMARY KEY, phase text NOT NULL, slot_lsn pg_lsn, updated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO pgferry.migration VALUES ('main', 'data')"] {
+        if !journal.is_empty() {
+            target.psql("app", journal);
+        }
+        for command in ["cutover", "rehearse"] {
+            let out = pgferry(&[command, "--source", &urls[0], "--target", &urls[1]], &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+            assert!(stderr.contains("change capture is not running yet") || stderr.contains("pgferry copy"), "{command}: {stderr}");
+        }
+        assert_eq!(source.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0", "no fence journal");
+    }
+}

@@ -157,7 +157,6 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     fence::allow_writes(&src).await?;
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the cutover journal", e))?;
     let entry = journal_entry(&dst, name).await?;
     // The source's own record of a switch: a target journal lost or removed (by
     // cleanup, or another target given by mistake) never makes it look unstarted.
@@ -174,6 +173,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         Recovery::Start if entry.is_some() => clear_journal(&dst, name).await?,
         Recovery::Start => {}
         Recovery::RollBack => {
+            ensure_journal(&dst).await?;
             drop((src, dst));
             roll_back(source, target, name, options.outside_fence.as_ref(), &[]).await?;
             return Err(Error::new(
@@ -182,7 +182,10 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
             )
             .with_hint("start change capture again if it is stopped, then rerun pgferry cutover"));
         }
-        Recovery::Finish => return finish(&dst, name, entry.and_then(|e| e.downtime_seconds)).await,
+        Recovery::Finish => {
+            ensure_journal(&dst).await?;
+            return finish(&dst, name, entry.and_then(|e| e.downtime_seconds)).await;
+        }
         Recovery::AskOperator => return Err(switch_unknown(entry.as_ref())),
         Recovery::WaitForSwitch => {
             return Err(Error::new(
@@ -210,6 +213,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     crate::large_objects::sync_large_objects(source, target).await?;
     let plan = fence::planned(&src, &options.administrators).await?;
     let lift_statements = plan.lift_statements();
+    ensure_journal(&dst).await?;
     record(&dst, name, CutoverStep::Decided).await?;
     let mut laps = Vec::new();
     let fenced_at = Instant::now();
@@ -551,7 +555,23 @@ impl JournalEntry {
     }
 }
 
+/// Creates the cutover journal, or brings an earlier release's up to date. Only
+/// once the cutover changes something: a refused one leaves the target as it was.
+async fn ensure_journal(dst: &Client) -> Result<()> {
+    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the cutover journal", e))
+}
+
+/// The journaled cutover, if there is a journal and it holds this migration.
 async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<JournalEntry>> {
+    let exists: bool = dst
+        .query_one("SELECT to_regclass('pgferry.cutover') IS NOT NULL", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("reading the cutover journal", e))?;
+    if !exists {
+        return Ok(None);
+    }
+    ensure_journal(dst).await?;
     let row = dst
         .query_opt(
             "SELECT step, fenced_at::text, switch_pid, switch_host, downtime_seconds FROM pgferry.cutover WHERE migration = $1",
@@ -607,14 +627,27 @@ async fn record(dst: &Client, name: &MigrationName, step: CutoverStep) -> Result
 
 /// The figures the go/no-go needs.
 pub(crate) async fn observe(src: &Client, dst: &Client, name: &MigrationName) -> Result<Observed> {
-    let progress = dst
-        .query_opt(
-            "SELECT p.applied_lsn::text, m.phase FROM pgferry.migration m
-             LEFT JOIN pgferry.apply_progress p ON p.migration = m.name WHERE m.name = $1",
-            &[&name.as_str()],
+    // Before the copy (or before change capture first ran) the journal's tables
+    // are missing: not replicating, which the go/no-go refuses with what to run.
+    let journaled: bool = dst
+        .query_one(
+            "SELECT to_regclass('pgferry.migration') IS NOT NULL AND to_regclass('pgferry.apply_progress') IS NOT NULL",
+            &[],
         )
         .await
-        .map_err(|e| Error::server("reading the migration's journal (has pgferry copy run?)", e))?;
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("reading the migration's journal", e))?;
+    let progress = match journaled {
+        false => None,
+        true => dst
+            .query_opt(
+                "SELECT p.applied_lsn::text, m.phase FROM pgferry.migration m
+                 LEFT JOIN pgferry.apply_progress p ON p.migration = m.name WHERE m.name = $1",
+                &[&name.as_str()],
+            )
+            .await
+            .map_err(|e| Error::server("reading the migration's journal", e))?,
+    };
     let (applied, phase): (Option<String>, Option<String>) = match &progress {
         Some(r) => (r.get(0), Some(r.get(1))),
         None => (None, None),
