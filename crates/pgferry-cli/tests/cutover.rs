@@ -545,13 +545,18 @@ fn nothing_unfences_the_old_source_behind_the_cutovers_back() {
 }
 
 #[test]
-fn a_cutover_or_rehearsal_before_the_copy_is_a_refusal_that_changes_nothing() {
+fn validate_cutover_or_rehearse_before_the_copy_change_nothing_and_refuse_the_cutover() {
     let source = Cluster::start(PgVersion::V15);
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
     source.psql("app", "CREATE TABLE orders (id bigserial PRIMARY KEY, note text)");
     let urls = [source.url("app"), target.url("app")];
+    // A validation of the target not copied yet finds it different and records
+    // nothing: such a verdict would stop the cutover after the copy.
+    let out = pgferry(&["validate", "--source", &urls[0], "--target", &urls[1]], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
     // Nothing journaled, then the journal of a copy that has not finished (no change capture yet).
     for journal in ["", "CREATE SCHEMA pgferry; CREATE TABLE pgferry.migration (name text PRIMARY KEY, phase text NOT NULL, slot_lsn pg_lsn, updated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO pgferry.migration VALUES ('main', 'data')"] {
         if !journal.is_empty() {

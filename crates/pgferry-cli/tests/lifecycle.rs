@@ -19,10 +19,11 @@
 //! ends with a cutover brought to completion, so the rows are checked at least once.
 //!
 //! The seed is printed; `PGFERRY_LIFECYCLE_SEED=<seed>` replays a run, and
-//! `PGFERRY_LIFECYCLE_STEPS` changes the number of random steps (default 14).
+//! `PGFERRY_LIFECYCLE_STEPS` changes the number of random steps (default 18).
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,7 +139,12 @@ impl Outcome {
 
     fn summary(&self) -> String {
         let last = |text: &str| text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
-        format!("exit {:?}: {} | {}", self.status, last(&self.stdout), last(&self.stderr))
+        let reasons: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("  - ")).collect();
+        let status = match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, signal) => format!("killed by signal {}", signal.unwrap_or(0)),
+        };
+        format!("{status}: {} | {}{}", last(&self.stdout), last(&self.stderr), reasons.join(""))
     }
 }
 
@@ -279,7 +285,9 @@ impl Lifecycle {
         let application = Application::start(format!("{}&connect_timeout=2", source.url_as("app", "app-pw", "app")));
         let switched = dir.join("switched");
         Lifecycle {
-            switch_command: format!("touch {}", switched.display()),
+            // The mark first: a signal or a kill while the command still runs
+            // finds the application already moved.
+            switch_command: format!("touch {} && sleep 0.4", switched.display()),
             switched,
             runner: Runner { dir: dir.to_path_buf(), count: 0 },
             source,
@@ -480,7 +488,7 @@ impl Lifecycle {
 
 fn lifecycle(version: PgVersion) {
     let seed = seed();
-    let steps: usize = std::env::var("PGFERRY_LIFECYCLE_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(14);
+    let steps: usize = std::env::var("PGFERRY_LIFECYCLE_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(18);
     eprintln!("lifecycle 15 -> {version:?}: PGFERRY_LIFECYCLE_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();

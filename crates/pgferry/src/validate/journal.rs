@@ -38,7 +38,9 @@ pub struct LastValidation {
     pub finished_at: String,
 }
 
-/// Records a finished validation's verdict, replacing the previous one.
+/// Records a finished validation's verdict, replacing the previous one. A target
+/// the migration has not started on gets no record (and no journal): a verdict
+/// about a target not copied yet would stop the cutover after the copy.
 pub(super) async fn record(
     target: &ConnSpec,
     name: &MigrationName,
@@ -46,6 +48,9 @@ pub(super) async fn record(
     report: &ValidationReport,
 ) -> Result<()> {
     let client = pgferry_pg::connect(target).await?;
+    if crate::copy::journal::phase_if_journaled(&client, name).await?.is_none() {
+        return Ok(());
+    }
     let sum = |f: fn(&super::TableVerdict) -> i64| report.tables.iter().map(f).sum::<i64>();
     let mismatched: i64 = report.different().map(|t| t.mismatched.max(1) as i64).sum();
     let verdict = report.verdict.as_str();
