@@ -562,6 +562,8 @@ fn validate_cutover_or_rehearse_before_the_copy_change_nothing_and_refuse_the_cu
         if !journal.is_empty() {
             target.psql("app", journal);
         }
+        let out = pgferry(&["validate", "--source", &urls[0], "--target", &urls[1]], &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
         for command in ["cutover", "rehearse"] {
             let out = pgferry(&[command, "--source", &urls[0], "--target", &urls[1]], &[]);
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -570,4 +572,5 @@ fn validate_cutover_or_rehearse_before_the_copy_change_nothing_and_refuse_the_cu
         }
         assert_eq!(source.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0", "no fence journal");
     }
+    assert_eq!(target.psql("app", "SELECT to_regclass('pgferry.validation') IS NULL"), "t", "no verdict recorded");
 }

@@ -3,6 +3,7 @@
 //! cutover's go/no-go refuses while a difference is unresolved.
 
 use pgferry_core::names::MigrationName;
+use pgferry_core::phase::MigrationPhase;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -39,8 +40,9 @@ pub struct LastValidation {
 }
 
 /// Records a finished validation's verdict, replacing the previous one. A target
-/// the migration has not started on gets no record (and no journal): a verdict
-/// about a target not copied yet would stop the cutover after the copy.
+/// whose copy has not finished gets no record (nor a journal where there is
+/// none): a verdict about a target not copied yet would stop the cutover after
+/// the copy.
 pub(super) async fn record(
     target: &ConnSpec,
     name: &MigrationName,
@@ -48,7 +50,8 @@ pub(super) async fn record(
     report: &ValidationReport,
 ) -> Result<()> {
     let client = pgferry_pg::connect(target).await?;
-    if crate::copy::journal::phase_if_journaled(&client, name).await?.is_none() {
+    let phase = crate::copy::journal::phase_if_journaled(&client, name).await?;
+    if phase.is_none_or(|(phase, _)| phase != MigrationPhase::Copied) {
         return Ok(());
     }
     let sum = |f: fn(&super::TableVerdict) -> i64| report.tables.iter().map(f).sum::<i64>();
