@@ -188,13 +188,17 @@ impl Runner {
         (child, out, err)
     }
 
-    /// Runs the command; with a signal, sends it after `after` (when still running).
-    fn run(&mut self, args: &[&str], signal: Option<(Signal, Duration)>) -> Outcome {
+    /// Runs the command; with a signal, sends it at its moment (when still running).
+    fn run(&mut self, args: &[&str], signal: Option<(Signal, Moment)>) -> Outcome {
         let (mut child, out, err) = self.spawn(args);
-        if let Some((signal, after)) = signal {
+        if let Some((signal, moment)) = signal {
             let started = Instant::now();
-            while started.elapsed() < after && child.try_wait().unwrap().is_none() {
-                thread::sleep(Duration::from_millis(10));
+            let due = |elapsed: Duration| match &moment {
+                Moment::After(after) => elapsed >= *after,
+                Moment::Exists(path) => path.exists(),
+            };
+            while !due(started.elapsed()) && child.try_wait().unwrap().is_none() {
+                thread::sleep(Duration::from_millis(5));
             }
             if child.try_wait().unwrap().is_none() {
                 Command::new("kill").args([&format!("-{}", signal.name()), &child.id().to_string()]).status().unwrap();
@@ -219,6 +223,14 @@ impl Runner {
     }
 }
 
+/// When a signal is sent.
+#[derive(Clone, Debug)]
+enum Moment {
+    After(Duration),
+    /// As soon as the file exists: the switch command's mark.
+    Exists(PathBuf),
+}
+
 /// One random step.
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -229,8 +241,9 @@ enum Step {
     CatchUp,
     Validate,
     Rehearse,
-    /// `cutover`, perhaps sent a signal after so many milliseconds.
-    Cutover(Option<(Signal, u64)>),
+    /// `cutover`, perhaps sent a signal after so many milliseconds (`None`: while
+    /// its switch command runs).
+    Cutover(Option<(Signal, Option<u64>)>),
     Abort,
     Cleanup,
 }
@@ -248,7 +261,8 @@ fn random_step(rng: &mut Rng) -> Step {
         7 => Step::Validate,
         8 => Step::Rehearse,
         9..=11 => Step::Cutover(None),
-        12..=13 => Step::Cutover(Some((signal(rng), rng.millis(0, 2500).as_millis() as u64))),
+        12 => Step::Cutover(Some((signal(rng), Some(rng.millis(0, 2500).as_millis() as u64)))),
+        13 => Step::Cutover(Some((signal(rng), None))),
         14 => Step::Abort,
         _ => Step::Cleanup,
     }
@@ -300,12 +314,15 @@ impl Lifecycle {
         }
     }
 
-    fn run(&mut self, command: &str, extra: &[&str], signal: Option<(Signal, Duration)>) -> Outcome {
+    fn run(&mut self, command: &str, extra: &[&str], signal: Option<(Signal, Moment)>) -> Outcome {
         let mut args = vec![command, "--source", &self.urls[0], "--target", &self.urls[1]];
         args.extend(extra);
-        let outcome = self.runner.run(&args, signal);
-        let signal =
-            signal.map(|(s, after)| format!(" (SIG{} after {} ms)", s.name(), after.as_millis())).unwrap_or_default();
+        let outcome = self.runner.run(&args, signal.clone());
+        let signal = match signal {
+            Some((s, Moment::After(after))) => format!(" (SIG{} after {} ms)", s.name(), after.as_millis()),
+            Some((s, Moment::Exists(_))) => format!(" (SIG{} once the switch mark exists)", s.name()),
+            None => String::new(),
+        };
         self.log.push(format!("{command} {}{signal}: {}", extra.join(" "), outcome.summary()));
         let accepted = matches!(outcome.code(), Some(0..=4 | 130 | 143)) || outcome.code().is_none();
         assert!(accepted, "{}\nstdout:\n{}\nstderr:\n{}", self.history(), outcome.stdout, outcome.stderr);
@@ -319,10 +336,10 @@ impl Lifecycle {
     fn step(&mut self, step: Step) {
         match step {
             Step::Start(signal, ms) => {
-                self.run("start", &[], Some((signal, Duration::from_millis(ms))));
+                self.run("start", &[], Some((signal, Moment::After(Duration::from_millis(ms)))));
             }
             Step::Follow(signal, ms) => {
-                self.run("follow", &[], Some((signal, Duration::from_millis(ms))));
+                self.run("follow", &[], Some((signal, Moment::After(Duration::from_millis(ms)))));
             }
             Step::CatchUp => {
                 self.run("follow", &["--until-caught-up"], None);
@@ -342,7 +359,13 @@ impl Lifecycle {
             Step::Rehearse => {
                 self.run("rehearse", &["--switch-command", "true"], None);
             }
-            Step::Cutover(signal) => self.cutover(signal.map(|(s, ms)| (s, Duration::from_millis(ms)))),
+            Step::Cutover(signal) => {
+                let moment = |ms: Option<u64>| match ms {
+                    Some(ms) => Moment::After(Duration::from_millis(ms)),
+                    None => Moment::Exists(self.switched.clone()),
+                };
+                self.cutover(signal.map(|(s, ms)| (s, moment(ms))))
+            }
             Step::Abort => {
                 if self.run("abort", &[], None).code() == Some(0) {
                     self.check("abort");
@@ -360,7 +383,7 @@ impl Lifecycle {
 
     /// A cutover; when it stops to ask whether the switch ran, the operator answers
     /// truthfully (waiting while the switch command still runs).
-    fn cutover(&mut self, signal: Option<(Signal, Duration)>) {
+    fn cutover(&mut self, signal: Option<(Signal, Moment)>) {
         let command = self.switch_command.clone();
         let mut outcome = self.run("cutover", &["--switch-command", &command], signal);
         for _ in 0..20 {
