@@ -491,8 +491,10 @@ impl Lifecycle {
     }
 
     /// Brings the migration to a completed cutover, whatever state the random
-    /// steps left it in.
-    fn finish(&mut self) {
+    /// steps left it in; the first cutover is sent `signal` while its switch
+    /// command runs (the random steps seldom reach that moment).
+    fn finish(&mut self, signal: Signal) {
+        let mut during_the_switch = Some((signal, Moment::Exists(self.switched.clone())));
         for _ in 0..6 {
             if self.cutover_step() == "reported" {
                 break;
@@ -501,7 +503,8 @@ impl Lifecycle {
             self.check("copy");
             self.run("follow", &["--until-caught-up"], None);
             self.check("follow --until-caught-up");
-            self.cutover(None);
+            let signal = if self.switched.exists() { None } else { during_the_switch.take() };
+            self.cutover(signal);
             self.check("cutover");
         }
         assert_eq!(self.cutover_step(), "reported", "the migration could not be finished\n{}", self.history());
@@ -522,7 +525,11 @@ fn lifecycle(version: PgVersion) {
         run.step(step);
         run.check(&format!("{step:?}"));
     }
-    run.finish();
+    run.finish(match rng.below(3) {
+        0 => Signal::Int,
+        1 => Signal::Term,
+        _ => Signal::Kill,
+    });
     eprintln!(
         "lifecycle 15 -> {version:?} (seed {seed}), {} orders committed:\n{}",
         run.application.committed().len(),
