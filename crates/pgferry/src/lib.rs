@@ -17,6 +17,7 @@ pub mod partitions;
 pub mod rehearse;
 pub mod seed;
 mod shell;
+mod slot;
 pub mod start;
 pub mod status;
 pub mod target;
