@@ -88,10 +88,12 @@ fn assert_slot_lost(out: &Output, why: &str) {
 }
 
 #[test]
-fn status_warns_while_the_slot_is_about_to_be_lost_then_exits_5_with_the_remedy() {
+fn status_and_check_warn_while_the_slot_is_about_to_be_lost_then_status_exits_5_with_the_remedy() {
     let (source, target) = copied_migration();
     let (s, t) = (source.url("app"), target.url("app"));
     let status = |format: &str| pgferry(&["status", "--source", &s, "--target", &t, "--format", format]);
+    let check = || text(&pgferry(&["check", "--source", &s, "--target", &t]).stdout);
+    assert!(!check().contains("[slot_"), "{}", check());
 
     let healthy = status("json");
     assert_ok(&healthy);
@@ -104,6 +106,8 @@ fn status_warns_while_the_slot_is_about_to_be_lost_then_exits_5_with_the_remedy(
     assert_eq!(doomed.status.code(), Some(1), "about to be lost is a problem found:\n{stdout}");
     assert!(stdout.contains("WARNING: the slot pgferry_main is about to be lost"), "{stdout}");
     assert!(stdout.contains("start change capture now"), "{stdout}");
+    let checked = check();
+    assert!(checked.contains("warning [slot_at_risk] the slot pgferry_main is about to be lost"), "{checked}");
 
     source.psql("app", "CHECKPOINT");
     let lost = status("json");
@@ -117,6 +121,8 @@ fn status_warns_while_the_slot_is_about_to_be_lost_then_exits_5_with_the_remedy(
     let stdout = text(&table.stdout);
     assert!(stdout.contains("headroom none (lost)") && !stdout.contains("unlimited"), "{stdout}");
     assert!(stdout.contains("was invalidated by the source") && stdout.contains("pgferry abort"), "{stdout}");
+    let checked = check();
+    assert!(checked.contains("warning [slot_lost] the migration's replication slot pgferry_main"), "{checked}");
 
     drop_the_slot(&source);
     let dropped = status("json");
