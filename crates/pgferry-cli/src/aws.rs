@@ -308,7 +308,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             };
             let report = Box::pin(pgferry_aws::switch::switch(&cloud, &pacing, &mut journal, &plan)).await?;
             for warning in &report.warnings {
-                eprintln!("warning: {warning}");
+                tracing::warn!(target: crate::logging::EVENTS, "{warning}");
             }
             print_json(&report);
             Ok(ExitCode::SUCCESS)

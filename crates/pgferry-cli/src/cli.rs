@@ -14,11 +14,14 @@ pub(crate) struct Cli {
     /// flags and PGFERRY_* variables override it.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) config: Option<std::path::PathBuf>,
+    /// Lines on stderr: text (`pgferry: message key=value`) or json (one object per line).
+    #[arg(long, global = true, value_enum, env = "PGFERRY_LOG_FORMAT", default_value_t = crate::logging::LogFormat::Text)]
+    pub(crate) log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success (check: ready), 1 problems found, or the command refused to run and changed nothing (the message says why and how to fix it), 2 usage, configuration or connection error, 3 failure while changing a server (rerun to resume).";
+const EXIT_CODES: &str = "Exit codes: 0 success (check: ready), 1 problems found, or the command refused to run and changed nothing (the message says why and how to fix it), 2 usage, configuration or connection error, 3 failure while changing a server (rerun to resume), 4 validation NOT PROVEN, 5 the migration's replication slot is lost (abort, then copy or seed again).";
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
+use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
 use pgferry_pg::ConnSpec;
 
@@ -36,6 +37,7 @@ pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
         ErrorKind::Usage | ErrorKind::Connection => 2,
         ErrorKind::Precondition | ErrorKind::Server => 3,
         ErrorKind::Interrupted => 130,
+        ErrorKind::SlotLost => 5,
     }
 }
 
@@ -126,7 +128,7 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let mut report = run().await?;
     if args.repair {
         for t in report.tables.iter().filter(|t| t.verdict == Verdict::NotProven) {
-            eprintln!("pgferry: not repaired {}: not proven different ({})", t.table, unproven_text(t));
+            tracing::info!(target: crate::logging::EVENTS, "not repaired {}: not proven different ({})", t.table, unproven_text(t));
         }
         // Only proven differences are copied again, never what may be lag.
         let differing: Vec<_> = report.different().filter(|t| t.problem.is_none()).map(|t| t.name.clone()).collect();
@@ -136,8 +138,9 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
             }
             let repaired = pgferry::copy::repair_tables(&source, &target, &migration, &differing).await?;
             for table in &repaired {
-                eprintln!(
-                    "pgferry: repaired {}: {} row(s) copied again from the snapshot at {}",
+                tracing::info!(
+                    target: crate::logging::EVENTS,
+                    "repaired {}: {} row(s) copied again from the snapshot at {}",
                     table.table, table.rows, table.snapshot_lsn
                 );
             }
@@ -260,5 +263,10 @@ async fn status(args: StatusArgs) -> Result<ExitCode> {
         Format::Table => print!("{}", render::status(&status)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&status).expect("status serializes")),
     }
-    Ok(ExitCode::SUCCESS)
+    // A lost slot has an exit code of its own; one about to be lost is a problem found.
+    Ok(match status.slot_verdict {
+        SlotVerdict::Lost { .. } => ExitCode::from(exit_code(ErrorKind::SlotLost)),
+        SlotVerdict::Unreserved { .. } => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
 }

@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use pgferry::apply::{follow as run, BatchLimits, FollowEvent, FollowOptions, FollowProgress, Until};
 use pgferry::{Error, ErrorKind, Result};
 
+use tracing::{info, warn};
+
 use crate::cli::{FollowArgs, Format};
 use crate::commands::{parse_migration, parse_pair};
+use crate::logging::EVENTS;
 
 pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
@@ -37,13 +40,18 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Change capture's progress as log lines on stderr.
+/// Change capture's progress as log lines on stderr, one per event.
 pub(crate) fn log_lines() -> FollowProgress {
     FollowProgress::new(|event| match event {
-        FollowEvent::Started { from } => eprintln!("pgferry: following the source from {from}"),
-        FollowEvent::Status { applied, lag_bytes, lag_seconds, changes_per_second } => eprintln!(
-            "pgferry: applied {applied}  lag {lag_bytes} bytes, {lag_seconds:.1} s  {changes_per_second:.0} changes/s"
+        FollowEvent::Started { from } => info!(target: EVENTS, from = %from, "following the source"),
+        FollowEvent::Status { applied, lag_bytes, lag_seconds, changes_per_second } => info!(
+            target: EVENTS,
+            applied = %applied,
+            lag_bytes,
+            lag_seconds = (lag_seconds * 10.0).round() / 10.0,
+            changes_per_second = changes_per_second.round(),
+            "change capture"
         ),
-        FollowEvent::Reconnecting { cause } => eprintln!("pgferry: reconnecting after: {cause}"),
+        FollowEvent::Reconnecting { cause } => warn!(target: EVENTS, cause = %cause, "reconnecting"),
     })
 }

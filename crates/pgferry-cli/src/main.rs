@@ -9,7 +9,9 @@
 //! rerun resumes), 4 a validation (`validate`, `rehearse`) that is NOT PROVEN:
 //! nothing found different, not everything proven equal (rows that kept
 //! changing, differences that may be lag); `validate` and `rehearse` exit 0
-//! for EQUAL and 1 for DIFFERENT; `demo` stopped by SIGINT or SIGTERM exits 130 or 143 after
+//! for EQUAL and 1 for DIFFERENT; 5 the migration's replication slot is lost
+//! (`ErrorKind::SlotLost`: dropped or invalidated; `follow`, `start`, `status`,
+//! `validate`; abort, then copy or seed again); `demo` stopped by SIGINT or SIGTERM exits 130 or 143 after
 //! removing its clusters.
 
 mod aws;
@@ -18,6 +20,7 @@ mod commands;
 mod config;
 mod demo;
 mod follow;
+mod logging;
 mod progress;
 mod render;
 mod signals;
@@ -36,7 +39,7 @@ fn main() -> ExitCode {
         return ExitCode::from(commands::exit_code(err.kind));
     }
     let cli = cli::Cli::parse_from(args);
-    init_logging(cli.verbose);
+    logging::init(cli.verbose, cli.log_format);
     // One thread: pgferry's work is waiting on sockets, and on a small machine the
     // servers it drives need the cores more than it does (measured: a third less
     // client CPU than a multi-threaded runtime for the same copy).
@@ -44,26 +47,8 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli.command)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", err.message);
-            if let Some(hint) = &err.hint {
-                eprintln!("hint: {hint}");
-            }
+            logging::error(&err);
             ExitCode::from(commands::exit_code(err.kind))
         }
     }
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info,pgferry=info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PGFERRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

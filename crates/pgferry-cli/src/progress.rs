@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgferry::copy::{CopyEvent, Progress};
 use pgferry_core::preflight::human_bytes;
+use tracing::info;
+
+use crate::logging::EVENTS;
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -29,9 +32,10 @@ pub(crate) struct CopyView {
 }
 
 impl CopyView {
-    /// Bars on a terminal unless `log_lines` (a service's log wants lines).
+    /// Bars on a terminal unless `log_lines` (a service's log wants lines) or
+    /// the lines are JSON.
     pub(crate) fn new(log_lines: bool) -> Self {
-        let bars = (!log_lines && std::io::stderr().is_terminal())
+        let bars = (!log_lines && !crate::logging::json() && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         let now = Instant::now();
         CopyView {
@@ -70,10 +74,10 @@ impl CopyView {
 
 fn handle(s: &mut State, bars: Option<&MultiProgress>, event: CopyEvent) {
     match event {
-        CopyEvent::Phase { phase } => eprintln!("pgferry: {phase}"),
+        CopyEvent::Phase { phase } => info!(target: EVENTS, "{phase}"),
         CopyEvent::Planned { tables, units, bytes } => {
             s.total_bytes = bytes.max(0) as u64;
-            eprintln!("pgferry: copying {tables} table(s) in {units} piece(s), about {}", human_bytes(bytes));
+            info!(target: EVENTS, "copying {tables} table(s) in {units} piece(s), about {}", human_bytes(bytes));
             if let Some(bars) = bars {
                 let bar = bars.add(ProgressBar::new(s.total_bytes));
                 bar.set_style(
@@ -109,8 +113,9 @@ fn handle(s: &mut State, bars: Option<&MultiProgress>, event: CopyEvent) {
             if bars.is_none() && s.last_log.elapsed() >= LOG_EVERY {
                 s.last_log = Instant::now();
                 let secs = s.started.elapsed().as_secs_f64().max(0.001);
-                eprintln!(
-                    "pgferry: {} of {} copied, {} rows done, {}/s",
+                info!(
+                    target: EVENTS,
+                    "{} of {} copied, {} rows done, {}/s",
                     human_bytes(s.done_bytes as i64),
                     human_bytes(s.total_bytes as i64),
                     s.rows,
@@ -124,6 +129,6 @@ fn handle(s: &mut State, bars: Option<&MultiProgress>, event: CopyEvent) {
                 bar.finish_and_clear();
             }
         }
-        CopyEvent::Kept { table } => eprintln!("pgferry: {table} was copied by an earlier run: kept"),
+        CopyEvent::Kept { table } => info!(target: EVENTS, "{table} was copied by an earlier run: kept"),
     }
 }

@@ -289,14 +289,21 @@ pub(crate) fn status(s: &Status) -> String {
         let _ = writeln!(out, "lag            {}", human_bytes(lag));
     }
     if let Some(slot) = &s.slot {
-        let headroom = slot.safe_wal_size.map(human_bytes).unwrap_or_else(|| "unlimited".into());
+        let headroom = match (slot.row.safe_wal_size, slot.row.wal_status.as_deref()) {
+            (_, Some("lost")) => "none (lost)".to_string(),
+            (Some(bytes), _) => human_bytes(bytes),
+            (None, _) => "unlimited".into(),
+        };
         let _ = writeln!(
             out,
             "slot           {}, retains {} of WAL, status {}, headroom {headroom}",
             if slot.active { "in use" } else { "idle" },
             human_bytes(slot.retained_wal_bytes),
-            slot.wal_status.as_deref().unwrap_or("-")
+            slot.row.wal_status.as_deref().unwrap_or("-")
         );
+    }
+    if let pgferry_core::slot::SlotVerdict::Lost { .. } = s.slot_verdict {
+        let _ = writeln!(out, "slot           LOST: this migration cannot go on (see the WARNING below)");
     }
     match &s.validation {
         Some(v) => {

@@ -32,7 +32,7 @@ pub(crate) fn stop_on_signals(first: &'static str, second: Second) -> Result<wat
             if round > 0 && second == Second::Exits {
                 std::process::exit(143);
             }
-            eprintln!("pgferry: {first}");
+            tracing::info!(target: crate::logging::EVENTS, "{first}");
             let _ = stop.send(true);
         }
     });

@@ -126,7 +126,7 @@ pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {
     let migration = parse_migration(&args.name)?;
     let on_event = |event: SeedEvent| match event {
         SeedEvent::WaitingForTransactions { pids } => {
-            eprintln!("pgferry: creating the slot waits for the open transactions of these sessions to end: {pids:?}")
+            tracing::info!(target: crate::logging::EVENTS, "creating the slot waits for the open transactions of these sessions to end: {pids:?}")
         }
     };
     let report = pgferry::seed::prepare(&source, &migration, &on_event).await?;

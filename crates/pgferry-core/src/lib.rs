@@ -15,6 +15,7 @@ pub mod names;
 pub mod phase;
 pub mod preflight;
 pub mod seed;
+pub mod slot;
 pub mod sql;
 pub mod target;
 pub mod validation;

@@ -103,6 +103,9 @@ pub struct ServerFacts {
     /// publish (not their owner nor a member of the owner's role, not a
     /// superuser), as `table (owner role)`.
     pub unpublishable_tables: Vec<String>,
+    /// pgferry's own replication slots of this database (migrations under way),
+    /// by name: a slot near its limit or lost is reported early.
+    pub migration_slots: Vec<(String, crate::slot::SlotRow)>,
 }
 
 /// Which database a connection reached: the cluster's system identifier and the
@@ -310,6 +313,7 @@ fn check_source_replication(source: &ServerFacts, out: &mut Vec<Finding>) {
             "raise max_wal_senders (restart needed) or stop an idle replication client".into(),
         ));
     }
+    check_migration_slots(source, out);
     if source.max_slot_wal_keep_size_mb < 0 {
         out.push(finding(
             Side::Source,
@@ -318,6 +322,21 @@ fn check_source_replication(source: &ServerFacts, out: &mut Vec<Finding>) {
             "max_slot_wal_keep_size is unlimited: if the migration stalls, its slot keeps WAL until the source's disk is full".into(),
             "set max_slot_wal_keep_size to what the disk can spare (for example 50GB); pgferry status shows the headroom".into(),
         ));
+    }
+}
+
+/// Migrations under way on the source whose slot nears its limit, is about to
+/// be lost or is lost ([`crate::slot::judge`]): warnings, since they concern
+/// those migrations, not a new one.
+fn check_migration_slots(source: &ServerFacts, out: &mut Vec<Finding>) {
+    use crate::slot::{judge, SlotNeed};
+    let keep = (source.max_slot_wal_keep_size_mb >= 0).then_some(source.max_slot_wal_keep_size_mb * 1024 * 1024);
+    for (name, row) in &source.migration_slots {
+        let verdict = judge(SlotNeed::Needed, Some(row), keep);
+        if let Some((what, remedy)) = verdict.problem(name) {
+            let code = if verdict.is_lost() { "slot_lost" } else { "slot_at_risk" };
+            out.push(finding(Side::Source, Severity::Warning, code, what, remedy.into()));
+        }
     }
 }
 
@@ -627,6 +646,23 @@ mod tests {
 
     fn codes(findings: &[Finding]) -> Vec<&'static str> {
         findings.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn a_migration_slot_near_its_limit_or_lost_is_warned_about() {
+        use crate::slot::SlotRow;
+        let mut source = healthy();
+        let row = |status: &str, safe: Option<i64>| SlotRow { wal_status: Some(status.into()), safe_wal_size: safe };
+        source.migration_slots = vec![
+            ("pgferry_a".into(), row("reserved", Some(5 << 30))),
+            ("pgferry_b".into(), row("unreserved", Some(-1))),
+            ("pgferry_c".into(), row("lost", None)),
+        ];
+        let findings = evaluate(&source, &healthy(), &tools(), &CheckPlan::default());
+        assert_eq!(codes(&findings), ["slot_at_risk", "slot_lost"], "{findings:?}");
+        assert!(findings[0].what.contains("pgferry_b is about to be lost"), "{findings:?}");
+        assert!(findings[1].fix.contains("pgferry abort"), "{findings:?}");
+        assert!(is_ready(&findings), "another migration's slot does not block this one");
     }
 
     #[test]

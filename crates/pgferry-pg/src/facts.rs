@@ -7,6 +7,7 @@
 
 use pgferry_core::names::STATE_SCHEMA;
 use pgferry_core::preflight::{DatabaseIdentity, OpenTransaction, ServerFacts, TableFact};
+use pgferry_core::slot::SlotRow;
 use pgferry_core::sql::QualifiedName;
 use tokio_postgres::{Client, Error};
 
@@ -84,7 +85,22 @@ pub async fn server_facts(client: &Client) -> Result<ServerFacts, Error> {
         database_name: row.get(16),
         can_create_in_database: row.get(17),
         unpublishable_tables: unpublishable_tables(client).await?,
+        migration_slots: migration_slots(client).await?,
     })
+}
+
+/// pgferry's permanent logical slots of this database, with their WAL state.
+async fn migration_slots(client: &Client) -> Result<Vec<(String, SlotRow)>, Error> {
+    let rows = client
+        .query(
+            "SELECT slot_name::text, wal_status, safe_wal_size FROM pg_replication_slots
+             WHERE slot_type = 'logical' AND NOT temporary AND database = current_database()
+               AND starts_with(slot_name::text, $1)
+             ORDER BY 1",
+            &[&pgferry_core::names::PREFIX],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), SlotRow { wal_status: r.get(1), safe_wal_size: r.get(2) })).collect())
 }
 
 /// The tables a publication of the migration names (logged leaf tables of user

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Server,
     /// Stopped by SIGINT/SIGTERM; the message says what was left as it was or put back.
     Interrupted,
+    /// The migration's replication slot is gone (dropped, or invalidated by the
+    /// source): no rerun helps; abort, then copy or seed again (the hint says how).
+    SlotLost,
 }
 
 /// An error with its cause and a hint.

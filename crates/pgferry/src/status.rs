@@ -4,11 +4,14 @@
 //! The slot's retained WAL and the headroom before `max_slot_wal_keep_size`
 //! invalidates it (`pg_replication_slots.safe_wal_size`, see
 //! [the view](https://www.postgresql.org/docs/current/view-pg-replication-slots.html))
-//! are shown with a warning when the slot is at risk, since a lost slot means
-//! copying everything again.
+//! are shown, and the slot judged ([`pgferry_core::slot::judge`]): a warning
+//! while it nears its limit, and for a slot about to be lost or lost, the
+//! verdict and its remedy, which the command's exit code carries, since a lost
+//! slot means copying everything again.
 
 use pgferry_core::cutover::{go_no_go, Decision, Policy};
 use pgferry_core::names::MigrationName;
+use pgferry_core::slot::{SlotNeed, SlotVerdict};
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -39,6 +42,10 @@ pub struct Status {
     pub touched_rows: i64,
     /// Whether `pgferry cutover` would start now, and if not, why.
     pub cutover: Decision,
+    /// The slot's state: lost (exit 5) and about to be lost (exit 1) carry a remedy.
+    pub slot_verdict: SlotVerdict,
+    /// What to do about the slot's state, when anything.
+    pub slot_remedy: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -46,11 +53,10 @@ pub struct Status {
 pub struct SlotStatus {
     pub active: bool,
     pub retained_wal_bytes: i64,
-    /// `reserved`, `extended`, `unreserved` or `lost`.
-    pub wal_status: Option<String>,
-    /// Bytes of WAL that may still be written before the slot is at risk; `None`
-    /// when `max_slot_wal_keep_size` is unlimited.
-    pub safe_wal_size: Option<i64>,
+    /// `wal_status` (`reserved`, `extended`, `unreserved` or `lost`) and
+    /// `safe_wal_size` (`None` when `max_slot_wal_keep_size` is unlimited or the slot lost).
+    #[serde(flatten)]
+    pub row: pgferry_core::slot::SlotRow,
 }
 
 /// The change counters of one table.
@@ -62,9 +68,6 @@ pub struct TableCounters {
     pub deletes: i64,
     pub truncates: i64,
 }
-
-/// A slot with less than this share of `max_slot_wal_keep_size` left is at risk.
-const SLOT_RISK_SHARE: f64 = 0.2;
 
 pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationName) -> Result<Status> {
     let src = pgferry_pg::connect(source).await?;
@@ -134,17 +137,26 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         insert_only_tables: crate::cutover::insert_only_tables(&src, migration).await?,
         ..Default::default()
     };
-    let mut warnings = Vec::new();
-    if let Some(s) = &slot {
-        if slot_at_risk(s, keep_size_bytes(&src).await?) {
-            warnings.push(format!(
-                "the slot {} is at risk (wal_status {}, {} bytes of headroom): keep change capture running, or raise max_slot_wal_keep_size",
-                slot_name,
-                s.wal_status.as_deref().unwrap_or("?"),
-                s.safe_wal_size.map(|b| b.to_string()).unwrap_or_else(|| "unknown".into())
-            ));
+    let need = pgferry_core::slot::need(
+        phase.as_deref().and_then(pgferry_core::phase::MigrationPhase::parse),
+        cutover_step.as_deref().and_then(pgferry_core::cutover::CutoverStep::parse),
+    );
+    let slot_verdict = match need {
+        SlotNeed::NotNow => SlotVerdict::NotNeeded,
+        SlotNeed::Needed => {
+            pgferry_core::slot::judge(need, slot.as_ref().map(|s| &s.row), crate::slot::keep_size_bytes(&src).await?)
         }
-    } else if phase.is_some() {
+    };
+    let mut warnings = Vec::new();
+    let mut slot_remedy = None;
+    let mut cutover = go_no_go(&observed, &Policy::default());
+    if let Some((what, remedy)) = slot_verdict.problem(&slot_name) {
+        if slot_verdict.is_lost() {
+            cutover = Decision::NoGo(vec![format!("{what}: the migration cannot be cut over")]);
+        }
+        warnings.push(format!("{what}: {remedy}"));
+        slot_remedy = Some(remedy.to_string());
+    } else if slot.is_none() && phase.is_some() && need == SlotNeed::NotNow {
         warnings.push(format!("the slot {slot_name} does not exist on the source"));
     }
     Ok(Status {
@@ -162,27 +174,11 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         cutover_step,
         validation,
         touched_rows,
-        cutover: go_no_go(&observed, &Policy::default()),
+        cutover,
+        slot_verdict,
+        slot_remedy,
         warnings,
     })
-}
-
-fn slot_at_risk(slot: &SlotStatus, keep_size_bytes: Option<i64>) -> bool {
-    let low = match (slot.safe_wal_size, keep_size_bytes) {
-        (Some(safe), Some(keep)) => (safe as f64) < keep as f64 * SLOT_RISK_SHARE,
-        _ => false,
-    };
-    low || matches!(slot.wal_status.as_deref(), Some("unreserved") | Some("lost"))
-}
-
-/// `max_slot_wal_keep_size` in bytes; `None` when unlimited.
-async fn keep_size_bytes(src: &Client) -> Result<Option<i64>> {
-    let mb: i64 = src
-        .query_one("SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size'", &[])
-        .await
-        .map(|r| r.get(0))
-        .map_err(|e| Error::server("reading max_slot_wal_keep_size", e))?;
-    Ok((mb >= 0).then_some(mb * 1024 * 1024))
 }
 
 async fn table_exists(client: &Client, table: &'static str) -> Result<bool> {
@@ -226,25 +222,6 @@ async fn slot_status(src: &Client, slot: &str) -> Result<Option<SlotStatus>> {
     Ok(row.map(|r| SlotStatus {
         active: r.get(0),
         retained_wal_bytes: r.get(1),
-        wal_status: r.get(2),
-        safe_wal_size: r.get(3),
+        row: pgferry_core::slot::SlotRow { wal_status: r.get(2), safe_wal_size: r.get(3) },
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn slot(safe: Option<i64>, status: &str) -> SlotStatus {
-        SlotStatus { active: false, retained_wal_bytes: 0, wal_status: Some(status.into()), safe_wal_size: safe }
-    }
-
-    #[test]
-    fn a_slot_is_at_risk_near_its_limit_or_past_it() {
-        let gb = 1 << 30;
-        assert!(!slot_at_risk(&slot(Some(gb), "reserved"), Some(2 * gb)));
-        assert!(slot_at_risk(&slot(Some(gb / 10), "reserved"), Some(2 * gb)));
-        assert!(slot_at_risk(&slot(Some(0), "unreserved"), Some(2 * gb)));
-        assert!(!slot_at_risk(&slot(None, "reserved"), None), "unlimited: never at risk of invalidation");
-    }
 }

@@ -197,13 +197,13 @@ pub async fn follow(
         let before = (totals.transactions, totals.applied);
         match session(source, target, options, stop_at, progress, &mut totals, first).await {
             Ok(()) => break,
-            Err(Stop::Fatal(e)) => return Err(e),
+            Err(Stop::Fatal(e)) => return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e)),
             Err(Stop::Transient(e)) => {
                 if before != (totals.transactions, totals.applied) {
                     failing_since = None;
                 }
                 if failing_since.get_or_insert_with(Instant::now).elapsed() > RETRY_FOR {
-                    return Err(e);
+                    return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e));
                 }
                 progress.emit(FollowEvent::Reconnecting { cause: e.message });
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -279,6 +279,18 @@ async fn session(
         idle_recorded: Instant::now(),
     };
     run.stream_until(stop_at).await
+}
+
+/// After a session failed for good: the reason when the slot is lost (dropped
+/// or invalidated), since change capture cannot resume from it whatever the
+/// retries. `None` when the slot is there, or it cannot be told (the session's
+/// own error then stands).
+async fn slot_lost(source: &ConnSpec, target: &ConnSpec, migration: &MigrationName) -> Option<Error> {
+    let src = pgferry_pg::connect(source).await.ok()?;
+    let dst = pgferry_pg::connect(target).await.ok()?;
+    let verdict = crate::slot::verdict(&src, &dst, migration).await.ok()?;
+    let slot = crate::slot::resolve(&src, &dst, migration).await.ok()?;
+    crate::slot::lost_error(&verdict, &slot, "change capture cannot resume from it, and no rerun can")
 }
 
 /// The state of one session's loop.

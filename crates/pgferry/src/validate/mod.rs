@@ -41,6 +41,9 @@ use crate::error::{Error, Result};
 use live::{Live, Outcome};
 use tables::ValidatedTable;
 
+/// Why a migration whose slot is lost is not validated.
+const SLOT_LOST: &str = "a validation's verdict cannot be trusted: changes the source made since the slot was lost can no longer reach the target, and none of them can be told from a difference";
+
 /// What the operator asked for.
 #[derive(Clone, Debug)]
 pub struct ValidateOptions {
@@ -140,6 +143,9 @@ pub async fn validate(
 ) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
+    if let Some(name) = migration {
+        crate::slot::refuse_lost(&src, &dst, name, SLOT_LOST).await?;
+    }
     let sides = Sides::export(source, target, &src, &dst).await?;
     let applied = match migration {
         Some(name) => changed::applied(&dst, name).await?,
