@@ -216,9 +216,8 @@ async fn read_target(dst: &Client, migration: &MigrationName) -> Result<TargetSi
         None
     };
     let validation = crate::validate::last_validation(dst, migration).await?;
-    let touched_rows = crate::apply::touched::count(dst, migration)
-        .await
-        .map_err(|e| Error::server("reading the touched rows", e))?;
+    let touched_rows =
+        crate::apply::touched::count(dst, migration).await.map_err(|e| Error::server("reading the touched rows", e))?;
     Ok(TargetSide {
         phase,
         slot_lsn,

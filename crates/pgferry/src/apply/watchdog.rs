@@ -39,7 +39,10 @@ pub(crate) async fn read_liveness(source: &ConnSpec, first: bool) -> Result<Live
     })
     .await??;
     Liveness::from_shown(&shown).ok_or_else(|| {
-        Stop::Fatal(Error::new(ErrorKind::Server, format!("the source shows an unreadable wal_sender_timeout: {shown}")))
+        Stop::Fatal(Error::new(
+            ErrorKind::Server,
+            format!("the source shows an unreadable wal_sender_timeout: {shown}"),
+        ))
     })
 }
 
