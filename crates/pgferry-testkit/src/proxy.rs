@@ -7,7 +7,9 @@
 //! sees a reset or an end of stream; new connections are accepted and hang.
 //! Only deadlines in the application notice it: the proxy's kernel answers TCP
 //! keepalive probes, as a middlebox that keeps the connection would.
-//! [`Proxy::heal`] forwards again what was held, [`Proxy::drop_connections`]
+//! [`Proxy::heal`] forwards again what was held; [`Proxy::heal_new_connections`]
+//! forwards only connections opened from then on and keeps holding the older
+//! ones (a flow whose state a middlebox still lacks); [`Proxy::drop_connections`]
 //! closes every connection at once, and [`Proxy::delay`] holds each chunk for a
 //! while before forwarding it.
 //!
@@ -15,6 +17,8 @@
 //! listens on 127.0.0.1 on a free port and stops when dropped.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,11 +35,15 @@ struct State {
     delay: Duration,
     /// Raised to close every open connection.
     generation: u64,
+    /// Connections numbered below this are held even when not blackholed.
+    held_below: u64,
 }
 
 /// A running proxy to one upstream port on 127.0.0.1.
 pub struct Proxy {
     port: u16,
+    /// Connections accepted so far; each is numbered by this count at its accept.
+    opened: Arc<AtomicU64>,
     state: watch::Sender<State>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -49,8 +57,9 @@ impl Proxy {
         let port = listener.local_addr().expect("proxy address").port();
         let (state, watching) = watch::channel(State::default());
         let upstream = SocketAddr::from(([127, 0, 0, 1], upstream_port));
-        runtime.spawn(accept(listener, upstream, watching));
-        Proxy { port, state, runtime: Some(runtime) }
+        let opened = Arc::new(AtomicU64::new(0));
+        runtime.spawn(accept(listener, upstream, watching, Arc::clone(&opened)));
+        Proxy { port, opened, state, runtime: Some(runtime) }
     }
 
     /// The port clients connect to.
@@ -74,6 +83,17 @@ impl Proxy {
         self.state.send_modify(|s| {
             s.blackholed = false;
             s.delay = Duration::ZERO;
+            s.held_below = 0;
+        });
+    }
+
+    /// Forwards connections opened from now on; the open ones stay held
+    /// until [`Proxy::heal`].
+    pub fn heal_new_connections(&self) {
+        let opened = self.opened.load(Ordering::SeqCst);
+        self.state.send_modify(|s| {
+            s.blackholed = false;
+            s.held_below = opened;
         });
     }
 
@@ -96,14 +116,15 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept(listener: TcpListener, upstream: SocketAddr, state: watch::Receiver<State>) {
+async fn accept(listener: TcpListener, upstream: SocketAddr, state: watch::Receiver<State>, opened: Arc<AtomicU64>) {
     while let Ok((client, _)) = listener.accept().await {
-        tokio::spawn(connection(client, upstream, state.clone()));
+        let id = opened.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(connection(client, id, upstream, state.clone()));
     }
 }
 
 /// One client's connection, until either side closes it or the proxy drops it.
-async fn connection(client: TcpStream, upstream: SocketAddr, mut state: watch::Receiver<State>) {
+async fn connection(client: TcpStream, id: u64, upstream: SocketAddr, mut state: watch::Receiver<State>) {
     let generation = state.borrow().generation;
     let dropped = {
         let mut state = state.clone();
@@ -112,11 +133,14 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mut state: watch::R
         }
     };
     let forward = async {
-        forwarding(&mut state).await;
+        forwarding(id, &mut state).await;
         let Ok(server) = TcpStream::connect(upstream).await else { return };
         let (client_read, client_write) = client.into_split();
         let (server_read, server_write) = server.into_split();
-        tokio::join!(pump(client_read, server_write, state.clone()), pump(server_read, client_write, state.clone()));
+        tokio::join!(
+            pump(id, client_read, server_write, state.clone()),
+            pump(id, server_read, client_write, state.clone())
+        );
     };
     tokio::select! {
         () = forward => {}
@@ -124,21 +148,21 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mut state: watch::R
     }
 }
 
-/// Waits until the proxy forwards (not blackholed).
-async fn forwarding(state: &mut watch::Receiver<State>) {
-    let _ = state.wait_for(|s| !s.blackholed).await;
+/// Waits until the proxy forwards connection `id`.
+async fn forwarding(id: u64, state: &mut watch::Receiver<State>) {
+    let _ = state.wait_for(|s| !s.blackholed && id >= s.held_below).await;
 }
 
 /// Copies one direction; a chunk read while blackholed is held until healed.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut state: watch::Receiver<State>) {
+async fn pump(id: u64, mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut state: watch::Receiver<State>) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        forwarding(&mut state).await;
+        forwarding(id, &mut state).await;
         let n = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        forwarding(&mut state).await;
+        forwarding(id, &mut state).await;
         let delay = state.borrow().delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -198,6 +222,12 @@ mod tests {
         let mut fresh = StdStream::connect(("127.0.0.1", proxy.port())).unwrap();
         fresh.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         assert!(round_trip(&mut fresh, b"new").is_err(), "a new connection hangs too");
+
+        proxy.heal_new_connections();
+        let mut newer = StdStream::connect(("127.0.0.1", proxy.port())).unwrap();
+        newer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(round_trip(&mut newer, b"newer").unwrap(), b"newer", "a connection opened after it is forwarded");
+        assert!(round_trip(&mut fresh, b"!").is_err(), "one opened before it is still held");
 
         proxy.heal();
         stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
