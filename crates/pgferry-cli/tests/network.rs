@@ -263,6 +263,33 @@ fn a_quiet_source_is_not_taken_for_a_dead_one() {
     assert_eq!(target.psql("app", "SELECT v FROM t WHERE id = 0"), "after the quiet");
 }
 
+/// A slow network is not a dead one; connections dropped outright are
+/// reconnected, reported once.
+#[test]
+fn a_slow_source_is_waited_on_and_dropped_connections_are_reconnected() {
+    let (source, target) = copied_pair();
+    let proxy = Proxy::start(source.port());
+    let writer = Writer::start(source.url("app"), round);
+    let follow = Follow::spawn(&through(&proxy, &source), &target.url("app"));
+    assert!(wait_for(Duration::from_secs(30), applied_past_now(&source, &target)), "{}", follow.output());
+
+    proxy.delay(Duration::from_millis(500));
+    thread::sleep(WAL_SENDER_TIMEOUT * 5);
+    assert!(follow.containing("reconnecting").is_empty(), "a slow network taken for a dead one:\n{}", follow.output());
+    proxy.heal();
+
+    let dropped = Instant::now();
+    proxy.drop_connections();
+    assert!(follow.line_after("reconnecting after", dropped, Duration::from_secs(20)).is_some(), "{}", follow.output());
+    let rounds = writer.stop();
+    assert!(wait_for(Duration::from_secs(30), applied_past_now(&source, &target)), "{}", follow.output());
+    assert!(rounds > 20, "the writer wrote {rounds} rounds");
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "{}", follow.output());
+    let audit = "SELECT count(*) || '/' || count(DISTINCT seq) FROM audit";
+    assert_eq!(source.psql("app", audit), target.psql("app", audit), "a transaction lost or applied twice");
+    assert_eq!(follow.containing("reconnecting after").len(), 1, "{}", follow.output());
+}
+
 /// `status` through a blackholed proxy, on either side.
 #[test]
 fn status_names_the_side_it_cannot_reach_within_seconds() {
