@@ -94,9 +94,21 @@ pub enum Until {
 /// Progress, for whoever draws it.
 #[derive(Clone, Debug)]
 pub enum FollowEvent {
-    Started { from: Lsn },
-    Status { applied: Lsn, lag_bytes: u64, lag_seconds: f64, changes_per_second: f64 },
-    Reconnecting { cause: String },
+    Started {
+        from: Lsn,
+    },
+    Status {
+        applied: Lsn,
+        lag_bytes: u64,
+        lag_seconds: f64,
+        changes_per_second: f64,
+    },
+    /// A connection was lost or found dead: reported once per episode of
+    /// failures, with the cause that began it; the episode ends with a session
+    /// that hears from the source again.
+    Reconnecting {
+        cause: String,
+    },
 }
 
 /// A progress callback.
@@ -361,7 +373,9 @@ struct Run<'a> {
     /// When a keepalive's position was last recorded.
     idle_recorded: Instant,
     liveness: Liveness,
-    /// When the stream last delivered anything; `None` before its first message.
+    /// When the stream last delivered anything (at first: when the loop first
+    /// waited for it); silence from then on for [`Liveness::silence_limit`] is
+    /// a dead source.
     heard: Option<Instant>,
 }
 
