@@ -60,8 +60,9 @@ use liveness::Liveness;
 
 /// The prefix of the logical message that marks "caught up" in the stream.
 const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
-/// How long an episode of connection failures is retried before giving up.
-const RETRY_FOR: Duration = Duration::from_secs(900);
+/// How long an episode of connection failures is retried before giving up (the
+/// cutover drains inside its fence with this same limit).
+const RETRY_FOR: Duration = Duration::from_secs(120);
 /// How often, at most, a keepalive's position is recorded while quiet.
 const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
 /// How often a status line is emitted.
