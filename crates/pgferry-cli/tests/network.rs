@@ -144,9 +144,11 @@ fn wait_for(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// Whether the target applied everything the source wrote up to now.
+/// Whether the target applied everything the source committed up to now (the
+/// insert position: with `synchronous_commit = off` a commit can lie past the
+/// write position that `pg_current_wal_lsn` shows).
 fn applied_past_now<'a>(source: &Cluster, target: &'a Cluster) -> impl FnMut() -> bool + 'a {
-    let now = source.psql("app", "SELECT pg_current_wal_lsn()");
+    let now = source.psql("app", "SELECT pg_current_wal_insert_lsn()");
     move || {
         target
             .try_psql(
