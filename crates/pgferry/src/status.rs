@@ -8,6 +8,12 @@
 //! while it nears its limit, and for a slot about to be lost or lost, the
 //! verdict and its remedy, which the command's exit code carries, since a lost
 //! slot means copying everything again.
+//!
+//! It answers within seconds whatever the state of the servers: both are
+//! reached at once, each within its connect timeout, and each side's reads
+//! must finish within the same limit, so a server that is down, or a
+//! connection that went half-open, is reported as that side unreachable with
+//! the cause instead of waited on.
 
 use pgferry_core::cutover::{go_no_go, Decision, Policy};
 use pgferry_core::names::MigrationName;
@@ -16,7 +22,7 @@ use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Where a migration stands.
 #[derive(Debug, Serialize)]
@@ -69,10 +75,124 @@ pub struct TableCounters {
     pub truncates: i64,
 }
 
+/// What the target's journal says.
+struct TargetSide {
+    phase: Option<String>,
+    slot_lsn: Option<String>,
+    applied_lsn: Option<String>,
+    applied_at: Option<String>,
+    changes_per_second: Option<f64>,
+    tables: Vec<TableCounters>,
+    cutover_step: Option<String>,
+    validation: Option<crate::validate::LastValidation>,
+    touched_rows: i64,
+}
+
+/// What the source says.
+struct SourceSide {
+    fenced: bool,
+    source_lsn: String,
+    lag_bytes: Option<i64>,
+    slot: Option<SlotStatus>,
+    keep_size_bytes: Option<i64>,
+    insert_only_tables: Vec<String>,
+}
+
 pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationName) -> Result<Status> {
-    let src = pgferry_pg::connect(source).await?;
-    let dst = pgferry_pg::connect(target).await?;
-    let has = |table: &'static str| table_exists(&dst, table);
+    let (src, dst) = match tokio::join!(reach("source", source), reach("target", target)) {
+        (Ok(src), Ok(dst)) => (src, dst),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+        (Err(s), Err(t)) => {
+            return Err(Error::new(ErrorKind::Connection, format!("{}; and {}", s.message, t.message))
+                .with_hint("check that both servers run and that this machine may reach them"))
+        }
+    };
+    let t = answered("target", target, read_target(&dst, migration)).await??;
+    let slot_name = answered("source", source, crate::slot::resolve(&src, &dst, migration)).await??;
+    let s = answered("source", source, read_source(&src, migration, &slot_name, t.applied_lsn.as_deref())).await??;
+    let observed = pgferry_core::cutover::Observed {
+        lag_bytes: s.lag_bytes.unwrap_or(0),
+        validation_mismatches: t.validation.as_ref().map_or(0, |v| v.mismatched_chunks),
+        replicating: t.phase.as_deref() == Some("copied") && t.applied_lsn.is_some(),
+        stream_in_use: s.slot.as_ref().is_some_and(|s| s.active),
+        insert_only_tables: s.insert_only_tables,
+        ..Default::default()
+    };
+    let need = pgferry_core::slot::need(
+        t.phase.as_deref().and_then(pgferry_core::phase::MigrationPhase::parse),
+        t.cutover_step.as_deref().and_then(pgferry_core::cutover::CutoverStep::parse),
+    );
+    let slot_verdict = match need {
+        SlotNeed::NotNow => SlotVerdict::NotNeeded,
+        SlotNeed::Needed => pgferry_core::slot::judge(need, s.slot.as_ref().map(|s| &s.row), s.keep_size_bytes),
+    };
+    let mut warnings = Vec::new();
+    let mut slot_remedy = None;
+    let mut cutover = go_no_go(&observed, &Policy::default());
+    if let Some((what, remedy)) = slot_verdict.problem(&slot_name) {
+        if slot_verdict.is_lost() {
+            cutover = Decision::NoGo(vec![format!("{what}: the migration cannot be cut over")]);
+        }
+        warnings.push(format!("{what}: {remedy}"));
+        slot_remedy = Some(remedy.to_string());
+    } else if s.slot.is_none() && t.phase.is_some() && need == SlotNeed::NotNow {
+        warnings.push(format!("the slot {slot_name} does not exist on the source"));
+    }
+    Ok(Status {
+        migration: migration.to_string(),
+        phase: t.phase,
+        slot_lsn: t.slot_lsn,
+        applied_lsn: t.applied_lsn,
+        applied_at: t.applied_at,
+        changes_per_second: t.changes_per_second,
+        source_lsn: s.source_lsn,
+        lag_bytes: s.lag_bytes,
+        slot: s.slot,
+        tables: t.tables,
+        fenced: s.fenced,
+        cutover_step: t.cutover_step,
+        validation: t.validation,
+        touched_rows: t.touched_rows,
+        cutover,
+        slot_verdict,
+        slot_remedy,
+        warnings,
+    })
+}
+
+/// Connects to one side (within its connect timeout), naming the side when it
+/// cannot.
+async fn reach(side: &str, spec: &ConnSpec) -> Result<Client> {
+    pgferry_pg::connect(spec).await.map_err(|e| {
+        let unreachable = e.failure == pgferry_pg::ConnectFailure::Unreachable;
+        let mut error = Error::from(e);
+        error.message = if unreachable {
+            format!("the {side} is unreachable: {}", error.message)
+        } else {
+            format!("the {side}: {}", error.message)
+        };
+        error
+    })
+}
+
+/// Waits for one side's answers at most its connect timeout (10 s when off):
+/// a connection that went half-open after it opened is reported, not waited on.
+async fn answered<T>(side: &str, spec: &ConnSpec, reading: impl std::future::Future<Output = T>) -> Result<T> {
+    let limit = spec.connect_timeout.unwrap_or(std::time::Duration::from_secs(10));
+    tokio::time::timeout(limit, reading).await.map_err(|_| {
+        Error::new(
+            ErrorKind::Connection,
+            format!(
+                "the {side} is unreachable: {spec} accepted the connection but did not answer within {} s (a network partition or a half-open connection)",
+                limit.as_secs_f64()
+            ),
+        )
+        .with_hint("check the network between this machine and the server, and that the server is not stuck")
+    })
+}
+
+async fn read_target(dst: &Client, migration: &MigrationName) -> Result<TargetSide> {
+    let has = |table: &'static str| table_exists(dst, table);
     let (phase, slot_lsn) = if has("pgferry.migration").await? {
         let row = dst
             .query_opt("SELECT phase, slot_lsn::text FROM pgferry.migration WHERE name = $1", &[&migration.as_str()])
@@ -99,8 +219,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     } else {
         (None, None, None)
     };
-    let tables = if has("pgferry.apply_table_stats").await? { counters(&dst, migration).await? } else { Vec::new() };
-    let fenced = crate::fence::is_recorded(&src, migration).await?;
+    let tables = if has("pgferry.apply_table_stats").await? { counters(dst, migration).await? } else { Vec::new() };
     let cutover_step = if has("pgferry.cutover").await? {
         dst.query_opt("SELECT step FROM pgferry.cutover WHERE migration = $1", &[&migration.as_str()])
             .await
@@ -109,75 +228,50 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     } else {
         None
     };
+    let validation = crate::validate::last_validation(dst, migration).await?;
+    let touched_rows =
+        crate::apply::touched::count(dst, migration).await.map_err(|e| Error::server("reading the touched rows", e))?;
+    Ok(TargetSide {
+        phase,
+        slot_lsn,
+        applied_lsn,
+        applied_at,
+        changes_per_second,
+        tables,
+        cutover_step,
+        validation,
+        touched_rows,
+    })
+}
+
+async fn read_source(
+    src: &Client,
+    migration: &MigrationName,
+    slot_name: &str,
+    applied_lsn: Option<&str>,
+) -> Result<SourceSide> {
+    let fenced = crate::fence::is_recorded(src, migration).await?;
     let source_lsn: String = src
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
         .map(|r| r.get(0))
         .map_err(|e| Error::server("reading the source's position", e))?;
-    let lag_bytes = match &applied_lsn {
+    let lag_bytes = match applied_lsn {
         Some(lsn) => Some(
-            src.query_one("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint", &[lsn])
+            src.query_one("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint", &[&lsn])
                 .await
                 .map(|r| r.get(0))
                 .map_err(|e| Error::server("reading the source's position", e))?,
         ),
         None => None,
     };
-    let slot_name = crate::slot::resolve(&src, &dst, migration).await?;
-    let slot = slot_status(&src, &slot_name).await?;
-    let validation = crate::validate::last_validation(&dst, migration).await?;
-    let touched_rows = crate::apply::touched::count(&dst, migration)
-        .await
-        .map_err(|e| Error::server("reading the touched rows", e))?;
-    let observed = pgferry_core::cutover::Observed {
-        lag_bytes: lag_bytes.unwrap_or(0),
-        validation_mismatches: validation.as_ref().map_or(0, |v| v.mismatched_chunks),
-        replicating: phase.as_deref() == Some("copied") && applied_lsn.is_some(),
-        stream_in_use: slot.as_ref().is_some_and(|s| s.active),
-        insert_only_tables: crate::cutover::insert_only_tables(&src, migration).await?,
-        ..Default::default()
-    };
-    let need = pgferry_core::slot::need(
-        phase.as_deref().and_then(pgferry_core::phase::MigrationPhase::parse),
-        cutover_step.as_deref().and_then(pgferry_core::cutover::CutoverStep::parse),
-    );
-    let slot_verdict = match need {
-        SlotNeed::NotNow => SlotVerdict::NotNeeded,
-        SlotNeed::Needed => {
-            pgferry_core::slot::judge(need, slot.as_ref().map(|s| &s.row), crate::slot::keep_size_bytes(&src).await?)
-        }
-    };
-    let mut warnings = Vec::new();
-    let mut slot_remedy = None;
-    let mut cutover = go_no_go(&observed, &Policy::default());
-    if let Some((what, remedy)) = slot_verdict.problem(&slot_name) {
-        if slot_verdict.is_lost() {
-            cutover = Decision::NoGo(vec![format!("{what}: the migration cannot be cut over")]);
-        }
-        warnings.push(format!("{what}: {remedy}"));
-        slot_remedy = Some(remedy.to_string());
-    } else if slot.is_none() && phase.is_some() && need == SlotNeed::NotNow {
-        warnings.push(format!("the slot {slot_name} does not exist on the source"));
-    }
-    Ok(Status {
-        migration: migration.to_string(),
-        phase,
-        slot_lsn,
-        applied_lsn,
-        applied_at,
-        changes_per_second,
+    Ok(SourceSide {
+        fenced,
         source_lsn,
         lag_bytes,
-        slot,
-        tables,
-        fenced,
-        cutover_step,
-        validation,
-        touched_rows,
-        cutover,
-        slot_verdict,
-        slot_remedy,
-        warnings,
+        slot: slot_status(src, slot_name).await?,
+        keep_size_bytes: crate::slot::keep_size_bytes(src).await?,
+        insert_only_tables: crate::cutover::insert_only_tables(src, migration).await?,
     })
 }
 

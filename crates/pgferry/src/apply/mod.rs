@@ -24,17 +24,23 @@
 //! - **The copy's resumed tables** skip what their later snapshot already holds
 //!   ([`batch::already_copied`]).
 //!
-//! Lost connections to either server (a restart, a network cut) are retried; the
-//! open batch is rolled back by the server and applied again from the stream.
+//! Lost connections to either server (a restart, a network cut) are retried with
+//! a backoff, reported once per episode with its cause; the open batch is rolled
+//! back by the server and applied again from the stream. A connection that
+//! stops answering without closing (half-open) is found dead by the deadlines
+//! of [`liveness`]: silence from the source for twice its `wal_sender_timeout`,
+//! or a target that does not answer a probe ([`watchdog`]).
 
 mod batch;
 mod changes;
+mod liveness;
 mod net;
 mod progress;
 mod relation;
 mod statements;
 mod stream;
 pub(crate) mod touched;
+mod watchdog;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -50,10 +56,12 @@ pub use batch::BatchLimits;
 
 use crate::error::{Error, ErrorKind, Result};
 use changes::Applier;
+use liveness::Liveness;
 
 /// The prefix of the logical message that marks "caught up" in the stream.
 const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
-/// How long connection failures are retried before giving up.
+/// How long an episode of connection failures is retried before giving up (the
+/// cutover drains inside its fence with this same limit).
 const RETRY_FOR: Duration = Duration::from_secs(120);
 /// How often, at most, a keepalive's position is recorded while quiet.
 const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
@@ -87,9 +95,21 @@ pub enum Until {
 /// Progress, for whoever draws it.
 #[derive(Clone, Debug)]
 pub enum FollowEvent {
-    Started { from: Lsn },
-    Status { applied: Lsn, lag_bytes: u64, lag_seconds: f64, changes_per_second: f64 },
-    Reconnecting { cause: String },
+    Started {
+        from: Lsn,
+    },
+    Status {
+        applied: Lsn,
+        lag_bytes: u64,
+        lag_seconds: f64,
+        changes_per_second: f64,
+    },
+    /// A connection was lost or found dead: reported once per episode of
+    /// failures, with the cause that began it; the episode ends with a session
+    /// that hears from the source again.
+    Reconnecting {
+        cause: String,
+    },
 }
 
 /// A progress callback.
@@ -128,11 +148,14 @@ impl From<Error> for Stop {
 }
 
 impl Stop {
-    /// A failed statement on the target: transient when the connection went away.
+    /// A failed statement on the target: transient when the connection went away,
+    /// or when a wait ran into the session's time limits (a lock held elsewhere:
+    /// 55P03; a statement cancelled: 57014; an idle transaction ended: 25P03).
     pub(crate) fn target(doing: &str, e: tokio_postgres::Error) -> Stop {
+        const RETRIED: [&str; 8] = ["08", "57P01", "57P02", "57P03", "53300", "55P03", "57014", "25P03"];
         let lost = e.is_closed()
             || match e.as_db_error() {
-                Some(db) => ["08", "57P01", "57P02", "57P03", "53300"].iter().any(|c| db.code().code().starts_with(c)),
+                Some(db) => RETRIED.iter().any(|c| db.code().code().starts_with(c)),
                 None => true,
             };
         let error = Error::server(doing, e);
@@ -176,6 +199,9 @@ struct Totals {
     transactions: u64,
     changes: u64,
     applied: Lsn,
+    /// Sessions that heard from the source's stream: one that did ends an
+    /// episode of connection failures.
+    heard_sessions: u64,
 }
 
 /// Runs change capture until `options.until` (or an error).
@@ -191,22 +217,29 @@ pub async fn follow(
         Until::CaughtUp => Some(caught_up_mark(source).await?),
     };
     let mut totals = Totals::default();
-    let mut failing_since: Option<Instant> = None;
+    // The current episode of failures: when it began, and the attempts since.
+    let mut episode: Option<(Instant, u32)> = None;
     let mut first = true;
+    let mut previous: Option<watchdog::ApplySession> = None;
     loop {
-        let before = (totals.transactions, totals.applied);
-        match session(source, target, options, stop_at, progress, &mut totals, first).await {
+        let heard_before = totals.heard_sessions;
+        match session(source, target, options, stop_at, progress, &mut totals, first, &mut previous).await {
             Ok(()) => break,
             Err(Stop::Fatal(e)) => return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e)),
             Err(Stop::Transient(e)) => {
-                if before != (totals.transactions, totals.applied) {
-                    failing_since = None;
+                if totals.heard_sessions != heard_before {
+                    episode = None;
                 }
-                if failing_since.get_or_insert_with(Instant::now).elapsed() > RETRY_FOR {
+                let (since, attempts) = episode.get_or_insert_with(|| {
+                    progress.emit(FollowEvent::Reconnecting { cause: e.message.clone() });
+                    (Instant::now(), 0)
+                });
+                if since.elapsed() > RETRY_FOR {
                     return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e));
                 }
-                progress.emit(FollowEvent::Reconnecting { cause: e.message });
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                *attempts += 1;
+                tracing::debug!(cause = %e.message, attempt = *attempts, "reconnection attempt failed");
+                tokio::time::sleep(liveness::backoff(*attempts)).await;
             }
         }
         first = false;
@@ -224,16 +257,22 @@ pub async fn follow(
 /// every transaction that committed before it has been delivered too.
 async fn caught_up_mark(source: &ConnSpec) -> Result<Lsn> {
     let client = pgferry_pg::connect(source).await?;
-    let row = client
-        .query_one("SELECT pg_logical_emit_message(false, $1, '')::text", &[&CAUGHT_UP_PREFIX])
+    let marking = client.query_one("SELECT pg_logical_emit_message(false, $1, '')::text", &[&CAUGHT_UP_PREFIX]);
+    let row = watchdog::within(watchdog::connect_limit(source), "the source", "marking its current position", marking)
         .await
+        .map_err(|stop| match stop {
+            Stop::Transient(e) | Stop::Fatal(e) => e,
+        })?
         .map_err(|e| Error::server("marking the source's current position", e))?;
     row.get::<_, String>(0)
         .parse()
         .map_err(|e| Error::new(ErrorKind::Server, format!("the source returned an invalid position: {e}")))
 }
 
-/// One connection to each side, until the end position or an error.
+/// One connection to each side (and a probe of the target), until the end
+/// position or an error. `previous`: the last session's apply session, ended
+/// before this one reads where to start.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     source: &ConnSpec,
     target: &ConnSpec,
@@ -242,32 +281,59 @@ async fn session(
     progress: &FollowProgress,
     totals: &mut Totals,
     first: bool,
+    previous: &mut Option<watchdog::ApplySession>,
 ) -> Result<(), Stop> {
-    let connect_stop =
-        |e: pgferry_pg::ConnectError| if first { Stop::Fatal(e.into()) } else { Stop::Transient(e.into()) };
-    let dst = pgferry_pg::connect(target).await.map_err(connect_stop)?;
-    dst.batch_execute(stream::TARGET_SESSION_SQL)
+    let liveness = watchdog::read_liveness(source, first).await?;
+    let dst = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
+    let probe = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
+    let limit = liveness.probe_answer_within();
+    let this = watchdog::identify(&dst, limit).await?;
+    if let Some(before) = previous.as_ref() {
+        watchdog::retire(&dst, before, liveness.silence_limit()).await?;
+    }
+    let apply_pid = this.pid;
+    *previous = Some(this);
+    tokio::select! {
+        result = stream_session(source, &dst, options, stop_at, progress, totals, first, liveness) => result,
+        dead = watchdog::watch_target(&probe, apply_pid, liveness) => Err(dead),
+    }
+}
+
+/// The apply session's set-up, then the stream, until the end position or an
+/// error.
+#[allow(clippy::too_many_arguments)]
+async fn stream_session(
+    source: &ConnSpec,
+    dst: &Client,
+    options: &FollowOptions,
+    stop_at: Option<Lsn>,
+    progress: &FollowProgress,
+    totals: &mut Totals,
+    first: bool,
+    liveness: Liveness,
+) -> Result<(), Stop> {
+    dst.batch_execute(&format!("{}; {}", stream::TARGET_SESSION_SQL, liveness.target_session_sql()))
         .await
         .map_err(|e| Stop::target("setting up the apply session on the target", e))?;
-    let state = progress::start_state(&dst, &options.migration).await?;
+    let state = progress::start_state(dst, &options.migration).await?;
     totals.applied = state.start;
     if stop_at.is_some_and(|s| state.start >= s) {
         return Ok(());
     }
     let slot =
-        crate::slot::on_target(&dst, &options.migration).await?.unwrap_or_else(|| options.migration.legacy_slot());
-    let mut source_stream =
-        stream::open(source, &options.migration, &slot, state.start).await.map_err(|e| match e {
-            e if first && !stream::transient(&e) => {
-                Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
-            }
-            e => Stop::stream(e),
-        })?;
+        crate::slot::on_target(dst, &options.migration).await?.unwrap_or_else(|| options.migration.legacy_slot());
+    let opening = stream::open(source, &options.migration, &slot, state.start, liveness);
+    let mut source_stream = opening.await.map_err(|e| match e {
+        e if first && !stream::transient(&e) => {
+            Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
+        }
+        e => Stop::stream(e),
+    })?;
     progress.emit(FollowEvent::Started { from: state.start });
     let mut run = Run {
-        applier: Applier::new(&dst, &options.migration, &state.skip_before),
+        applier: Applier::new(dst, &options.migration, &state.skip_before),
         stream: &mut source_stream,
-        target: &dst,
+        target: dst,
         options,
         totals,
         server_end: state.start,
@@ -277,8 +343,17 @@ async fn session(
         shutdown: options.shutdown.clone(),
         rate: None,
         idle_recorded: Instant::now(),
+        liveness,
+        heard: None,
     };
-    run.stream_until(stop_at).await
+    let result = run.stream_until(stop_at).await;
+    drop(run);
+    if result.is_err() {
+        // At once: a worker left on a half-open socket would hold the slot
+        // when the network heals.
+        source_stream.abort();
+    }
+    result
 }
 
 /// After a session failed for good: the reason when the slot is lost (dropped
@@ -312,6 +387,11 @@ struct Run<'a> {
     rate: Option<f64>,
     /// When a keepalive's position was last recorded.
     idle_recorded: Instant,
+    liveness: Liveness,
+    /// When the stream last delivered anything (at first: when the loop first
+    /// waited for it); silence from then on for [`Liveness::silence_limit`] is
+    /// a dead source.
+    heard: Option<Instant>,
 }
 
 impl Run<'_> {
@@ -396,9 +476,13 @@ impl Run<'_> {
                 None => std::future::pending().await,
             }
         };
+        let heard = *self.heard.get_or_insert_with(Instant::now);
+        let silence_limit = self.liveness.silence_limit();
+        let dead_in = silence_limit.saturating_sub(heard.elapsed());
         let received = tokio::select! {
-            received = tokio::time::timeout(left, self.stream.recv()) => match received {
+            received = tokio::time::timeout(left.min(dead_in), self.stream.recv()) => match received {
                 Ok(received) => received,
+                Err(_) if heard.elapsed() >= silence_limit => return Err(self.silent_source(heard)),
                 Err(_) => return Ok(Next::Idle),
             },
             () = shutdown => return Ok(Next::Idle),
@@ -408,9 +492,26 @@ impl Run<'_> {
             }
         };
         match received.map_err(Stop::stream)? {
-            Some(event) => Ok(Next::Event(event)),
+            Some(event) => {
+                if self.heard.replace(Instant::now()).is_none() {
+                    self.totals.heard_sessions += 1;
+                }
+                Ok(Next::Event(event))
+            }
             None => Err(Stop::Transient(Error::new(ErrorKind::Server, "the source ended the change stream"))),
         }
+    }
+
+    /// The source sent nothing, not even the keepalive it owes a live connection.
+    fn silent_source(&self, heard: Instant) -> Stop {
+        Stop::Transient(Error::new(
+            ErrorKind::Connection,
+            format!(
+                "the source sent nothing for {:.1} s (twice its wal_sender_timeout of {} s, within which a live server answers): the replication connection is dead (a network partition or a half-open connection)",
+                heard.elapsed().as_secs_f64(),
+                self.liveness.wal_sender_timeout.as_secs_f64()
+            ),
+        ))
     }
 
     /// Ends the open batch: its commit runs on while the stream is read.
@@ -471,7 +572,9 @@ impl Run<'_> {
         while metrics.last_applied_lsn().0 < self.totals.applied.0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = self.stream.shutdown().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.stream.shutdown()).await.is_err() {
+            self.stream.abort();
+        }
     }
 
     fn acknowledge(&mut self, position: Lsn) {
