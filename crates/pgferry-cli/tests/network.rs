@@ -185,7 +185,7 @@ fn cut_and_heal(side: &str, expected_cause: &str, heal: Heal) {
 
     let cut = Instant::now();
     proxy.blackhole();
-    let noticed = follow.line_after("reconnecting after", cut, CUT_FOR);
+    let noticed = follow.line_after("reconnecting cause=", cut, CUT_FOR);
     let Some((at, line)) = noticed else {
         panic!("the half-open {side} was not noticed in {CUT_FOR:?}:\n{}", follow.output())
     };
@@ -219,7 +219,7 @@ fn cut_and_heal(side: &str, expected_cause: &str, heal: Heal) {
     let audit = "SELECT count(*) || '/' || count(DISTINCT seq) FROM audit";
     assert_eq!(source.psql("app", audit), target.psql("app", audit), "a transaction lost or applied twice");
     assert_eq!(
-        follow.containing("reconnecting after").len(),
+        follow.containing("reconnecting cause=").len(),
         1,
         "one report for the episode, not one per attempt:\n{}",
         follow.output()
@@ -282,14 +282,14 @@ fn a_slow_source_is_waited_on_and_dropped_connections_are_reconnected() {
 
     let dropped = Instant::now();
     proxy.drop_connections();
-    assert!(follow.line_after("reconnecting after", dropped, Duration::from_secs(20)).is_some(), "{}", follow.output());
+    assert!(follow.line_after("reconnecting cause=", dropped, Duration::from_secs(20)).is_some(), "{}", follow.output());
     let rounds = writer.stop();
     assert!(wait_for(Duration::from_secs(30), applied_past_now(&source, &target)), "{}", follow.output());
     assert!(rounds > 20, "the writer wrote {rounds} rounds");
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "{}", follow.output());
     let audit = "SELECT count(*) || '/' || count(DISTINCT seq) FROM audit";
     assert_eq!(source.psql("app", audit), target.psql("app", audit), "a transaction lost or applied twice");
-    assert_eq!(follow.containing("reconnecting after").len(), 1, "{}", follow.output());
+    assert_eq!(follow.containing("reconnecting cause=").len(), 1, "{}", follow.output());
 }
 
 /// `status` through a blackholed proxy, on either side.
