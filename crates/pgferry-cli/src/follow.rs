@@ -26,6 +26,15 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     )?;
     let options = FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown) };
     let _runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
+    if let Some(sql) = &args.apply_ddl {
+        let done = pgferry::ddl::apply_operator_ddl(&target, &options.migration, sql).await?;
+        match (&done.stands_for, &done.source_lsn) {
+            (Some(command), Some(at)) => {
+                eprintln!("pgferry: applied on the target in place of the source's {command:?} at {at}")
+            }
+            _ => eprintln!("pgferry: applied on the target"),
+        }
+    }
     let report = run(&source, &target, &options, &log_lines()).await?;
     match args.format {
         Format::Table => println!(
@@ -45,5 +54,10 @@ pub(crate) fn log_lines() -> FollowProgress {
             "pgferry: applied {applied}  lag {lag_bytes} bytes, {lag_seconds:.1} s  {changes_per_second:.0} changes/s"
         ),
         FollowEvent::Reconnecting { cause } => eprintln!("pgferry: reconnecting after: {cause}"),
+        FollowEvent::Unreplicated { relations } => {
+            for r in relations {
+                eprintln!("pgferry: warning: {}: {}", r.relation, r.why);
+            }
+        }
     })
 }

@@ -20,7 +20,10 @@
 //!   set statements when only its key's unique index could see their order
 //!   ([`net`]), and a batch commits while the next one is read ([`batch`]).
 //! - **Schema changes stop apply** before the changed table is touched, naming the
-//!   table and column ([`relation`]).
+//!   table and column ([`relation`]); with DDL capture ([`crate::ddl`]) the
+//!   source's commands arrive in the stream and are replayed in order instead.
+//! - **New relations are named**: tables the source has that the publication or
+//!   the target lacks are reported at the start and every [`RELATIONS_EVERY`].
 //! - **The copy's resumed tables** skip what their later snapshot already holds
 //!   ([`batch::already_copied`]).
 //!
@@ -59,6 +62,8 @@ const RETRY_FOR: Duration = Duration::from_secs(120);
 const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
 /// How often a status line is emitted.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often the source's relations are compared with the publication and the target.
+const RELATIONS_EVERY: Duration = Duration::from_secs(30);
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
@@ -87,9 +92,23 @@ pub enum Until {
 /// Progress, for whoever draws it.
 #[derive(Clone, Debug)]
 pub enum FollowEvent {
-    Started { from: Lsn },
-    Status { applied: Lsn, lag_bytes: u64, lag_seconds: f64, changes_per_second: f64 },
-    Reconnecting { cause: String },
+    Started {
+        from: Lsn,
+    },
+    Status {
+        applied: Lsn,
+        lag_bytes: u64,
+        lag_seconds: f64,
+        changes_per_second: f64,
+    },
+    Reconnecting {
+        cause: String,
+    },
+    /// Relations of the source that change capture does not carry (named when
+    /// the list changes).
+    Unreplicated {
+        relations: Vec<crate::ddl::Unreplicated>,
+    },
 }
 
 /// A progress callback.
@@ -249,6 +268,11 @@ async fn session(
     dst.batch_execute(stream::TARGET_SESSION_SQL)
         .await
         .map_err(|e| Stop::target("setting up the apply session on the target", e))?;
+    dst.batch_execute(crate::ddl::JOURNAL_SQL)
+        .await
+        .map_err(|e| Stop::target("creating the DDL journal on the target", e))?;
+    let src = pgferry_pg::connect(source).await.map_err(connect_stop)?;
+    let dst_catalog = pgferry_pg::connect(target).await.map_err(connect_stop)?;
     let state = progress::start_state(&dst, &options.migration).await?;
     totals.applied = state.start;
     if stop_at.is_some_and(|s| state.start >= s) {
@@ -274,8 +298,23 @@ async fn session(
         shutdown: options.shutdown.clone(),
         rate: None,
         idle_recorded: Instant::now(),
+        relations: Relations { source: src, target: dst_catalog, checked: None, last: Vec::new() },
     };
-    run.stream_until(stop_at).await
+    run.check_relations().await?;
+    let ended = run.stream_until(stop_at).await;
+    if let (Err(Stop::Fatal(_)), Some(refused)) = (&ended, run.applier.refused_ddl.take()) {
+        crate::ddl::record_pending(target, &options.migration, refused.at, &refused.command, &refused.reason).await?;
+    }
+    ended
+}
+
+/// The source's relations last found unreplicated, and when.
+struct Relations {
+    source: Client,
+    /// Not the apply session's: its batch may be open.
+    target: Client,
+    checked: Option<Instant>,
+    last: Vec<crate::ddl::Unreplicated>,
 }
 
 /// The state of one session's loop.
@@ -297,6 +336,7 @@ struct Run<'a> {
     rate: Option<f64>,
     /// When a keepalive's position was last recorded.
     idle_recorded: Instant,
+    relations: Relations,
 }
 
 impl Run<'_> {
@@ -338,6 +378,11 @@ impl Run<'_> {
                     self.server_end = self.server_end.max(Lsn(wal_end.0));
                     self.advance_idle(Lsn(wal_end.0), Advance::WhenQuiet).await?;
                 }
+                Next::Event(ReplicationEvent::Message { transactional: true, lsn, prefix, content })
+                    if prefix == self.options.migration.ddl_message_prefix() =>
+                {
+                    self.applier.ddl(Lsn(lsn.0), &content).await?
+                }
                 Next::Event(ReplicationEvent::Message { transactional: false, lsn, .. }) => {
                     self.advance_idle(Lsn(lsn.0), Advance::Now).await?
                 }
@@ -353,7 +398,35 @@ impl Run<'_> {
                 return Ok(());
             }
             self.report_status();
+            if !self.applier.in_transaction() {
+                self.check_relations().await?;
+            }
         }
+    }
+
+    /// Names the source's relations change capture misses, when that list
+    /// changed since last said (at most every [`RELATIONS_EVERY`]). With DDL
+    /// capture a table the target lacks is on its way in the stream: only
+    /// unpublished ones count.
+    async fn check_relations(&mut self) -> Result<(), Stop> {
+        if self.relations.checked.is_some_and(|at| at.elapsed() < RELATIONS_EVERY) {
+            return Ok(());
+        }
+        self.relations.checked = Some(Instant::now());
+        let name = &self.options.migration;
+        let mut found = crate::ddl::unreplicated(&self.relations.source, &self.relations.target, name)
+            .await
+            .map_err(Stop::Transient)?;
+        if crate::ddl::installed(&self.relations.source, name).await.map_err(Stop::Transient)? {
+            found.retain(|u| !u.published);
+        }
+        if found != self.relations.last {
+            self.relations.last = found.clone();
+            if !found.is_empty() {
+                self.progress.emit(FollowEvent::Unreplicated { relations: found });
+            }
+        }
+        Ok(())
     }
 
     fn shutdown_requested(&self) -> bool {
