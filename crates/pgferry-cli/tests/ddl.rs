@@ -195,6 +195,10 @@ fn without_consent_a_schema_change_stops_change_capture_by_name_and_apply_ddl_co
             "0"
         );
 
+        let (s, t) = (source.url("app"), target.url("app"));
+        let status = pgferry(&["status", "--source", &s, "--target", &t, "--name", "plain"], &[]);
+        let shown = String::from_utf8_lossy(&status.stdout);
+        assert!(shown.contains("\"app\".\"unseen\": created on the source after the copy"), "status names it: {shown}");
         let sql = "ALTER TABLE app.items ADD COLUMN note text";
         assert_ok(&follow(&source, &target, "plain", &["--apply-ddl", sql]));
         let items = |c: &Cluster| {

@@ -146,6 +146,14 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     } else if phase.is_some() {
         warnings.push(format!("the slot {} does not exist on the source", migration.slot()));
     }
+    if phase.is_some() {
+        let capture = crate::ddl::installed(&src, migration).await?;
+        for u in crate::ddl::unreplicated(&src, &dst, migration).await? {
+            if !(capture && u.published) {
+                warnings.push(format!("{}: {}", u.relation, u.why));
+            }
+        }
+    }
     Ok(Status {
         migration: migration.to_string(),
         phase,
