@@ -68,7 +68,7 @@ pub fn plan_replay(message: &DdlMessage, replayed: &[String]) -> Replay {
             message.unpublished.join(", ")
         ));
     }
-    if replayed.iter().any(|q| *q == message.query) {
+    if replayed.contains(&message.query) {
         return Replay::AlreadyRun;
     }
     let mut kept = Vec::new();
@@ -286,7 +286,11 @@ mod tests {
     fn ddl_alone_is_replayed_settings_dropped_concurrently_removed() {
         let m = message("SET lock_timeout = '1s'; CREATE INDEX CONCURRENTLY i ON t (a); ALTER TABLE t ADD b int");
         assert_eq!(plan_replay(&m, &[]), Replay::Run("CREATE INDEX  i ON t (a);\nALTER TABLE t ADD b int".into()));
-        assert_eq!(plan_replay(&m, &[m.query.clone()]), Replay::AlreadyRun, "one text, replayed once per transaction");
+        assert_eq!(
+            plan_replay(&m, std::slice::from_ref(&m.query)),
+            Replay::AlreadyRun,
+            "one text, replayed once per transaction"
+        );
         let m = message("CREATE TABLE \"concurrently\" (x text DEFAULT 'concurrently')");
         assert_eq!(plan_replay(&m, &[]), Replay::Run(m.query.clone()), "a quoted name or literal is kept");
     }
