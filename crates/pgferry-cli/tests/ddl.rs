@@ -102,6 +102,10 @@ fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical(
         // A column added, then filled by later transactions.
         source.psql("app", "ALTER TABLE app.items ADD COLUMN note text");
         source.psql("app", "UPDATE app.items SET note = 'n' || id WHERE id <= 50");
+        // A table created from a query: its rows come from the replay, once.
+        source.psql("app", "CREATE TABLE app.summary AS SELECT id, note FROM app.items WHERE id BETWEEN 45 AND 55");
+        // pgferry's own schema on the source stays out of the stream.
+        source.psql("app", "CREATE SCHEMA IF NOT EXISTS pgferry; CREATE TABLE IF NOT EXISTS pgferry.probe (x int)");
         // A table created with rows in its creating transaction (one statement
         // per request, as applications send them), and more rows later; a
         // keyless one, published for inserts only.
@@ -141,7 +145,8 @@ fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical(
         assert_eq!(schema(&target), schema(&source), "schema dumps, to PostgreSQL {version:?}");
         let journaled =
             target.psql("app", "SELECT count(*) FROM pgferry.ddl WHERE migration = 'ddl' AND state = 'applied'");
-        assert_eq!(journaled, "8", "each replayed text journaled once");
+        assert_eq!(journaled, "9", "each replayed text journaled once");
+        assert_eq!(target.psql("app", "SELECT to_regclass('pgferry.probe') IS NULL"), "t", "pgferry's schema is not replayed");
 
         // A text that mixes DDL with data changes is not guessed at: change
         // capture stops naming it, and the operator's DDL stands in for it.

@@ -83,6 +83,7 @@ BEGIN
     END IF;
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
         CONTINUE WHEN cmd.in_extension OR cmd.schema_name = 'pgferry' OR cmd.schema_name LIKE 'pg\\_temp%'
+            OR (cmd.object_type = 'schema' AND cmd.object_identity = 'pgferry')
             OR cmd.object_type IN ('publication', 'publication relation', 'publication namespace', 'subscription', 'event trigger');
         commands := commands || jsonb_build_object('tag', cmd.command_tag, 'type', cmd.object_type, 'identity', cmd.object_identity);
         IF cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS') AND cmd.object_type = 'table'
