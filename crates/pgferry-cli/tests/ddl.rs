@@ -146,7 +146,11 @@ fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical(
         let journaled =
             target.psql("app", "SELECT count(*) FROM pgferry.ddl WHERE migration = 'ddl' AND state = 'applied'");
         assert_eq!(journaled, "9", "each replayed text journaled once");
-        assert_eq!(target.psql("app", "SELECT to_regclass('pgferry.probe') IS NULL"), "t", "pgferry's schema is not replayed");
+        assert_eq!(
+            target.psql("app", "SELECT to_regclass('pgferry.probe') IS NULL"),
+            "t",
+            "pgferry's schema is not replayed"
+        );
 
         // A text that mixes DDL with data changes is not guessed at: change
         // capture stops naming it, and the operator's DDL stands in for it.
@@ -204,6 +208,7 @@ fn without_consent_a_schema_change_stops_change_capture_by_name_and_apply_ddl_co
         let status = pgferry(&["status", "--source", &s, "--target", &t, "--name", "plain"], &[]);
         let shown = String::from_utf8_lossy(&status.stdout);
         assert!(shown.contains("\"app\".\"unseen\": created on the source after the copy"), "status names it: {shown}");
+        assert!(shown.contains("\"app\".\"unseen\" (created on the source after the copy"), "a cutover no-go: {shown}");
         let sql = "ALTER TABLE app.items ADD COLUMN note text";
         assert_ok(&follow(&source, &target, "plain", &["--apply-ddl", sql]));
         let items = |c: &Cluster| {

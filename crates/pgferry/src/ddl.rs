@@ -300,6 +300,42 @@ pub async fn apply_operator_ddl(target: &ConnSpec, name: &MigrationName, sql: &s
     Ok(OperatorDdl { stands_for, source_lsn })
 }
 
+/// What the cutover's go/no-go counts as a pending schema change: the source's
+/// relations change capture misses (a table the target lacks is on its way in
+/// the stream when DDL capture is on), and a stopped DDL command not yet stood
+/// in for by `follow --apply-ddl`.
+pub async fn pending_schema_changes(src: &Client, dst: &Client, name: &MigrationName) -> Result<Vec<String>> {
+    let capture = installed(src, name).await?;
+    let mut pending: Vec<String> = unreplicated(src, dst, name)
+        .await?
+        .into_iter()
+        .filter(|u| !(capture && u.published))
+        .map(|u| format!("{} ({})", u.relation, u.why))
+        .collect();
+    let journaled: bool = dst
+        .query_one("SELECT to_regclass('pgferry.ddl') IS NOT NULL", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("looking for the DDL journal", e))?;
+    if journaled {
+        let rows = dst
+            .query(
+                "SELECT source_lsn::text, source_command FROM pgferry.ddl WHERE migration = $1 AND state = 'pending' ORDER BY source_lsn",
+                &[&name.as_str()],
+            )
+            .await
+            .map_err(|e| Error::server("reading the DDL journal", e))?;
+        pending.extend(rows.iter().map(|r| {
+            format!(
+                "the DDL at {} ({:?}, stopped; pgferry follow --apply-ddl)",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1)
+            )
+        }));
+    }
+    Ok(pending)
+}
+
 /// A relation of the source that change capture does not carry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Unreplicated {

@@ -131,6 +131,11 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         replicating: phase.as_deref() == Some("copied") && applied_lsn.is_some(),
         stream_in_use: slot.as_ref().is_some_and(|s| s.active),
         insert_only_tables: crate::cutover::insert_only_tables(&src, migration).await?,
+        pending_schema_changes: if phase.is_some() {
+            crate::ddl::pending_schema_changes(&src, &dst, migration).await?
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
     let mut warnings = Vec::new();
