@@ -268,12 +268,12 @@ async fn session(
     dst.batch_execute(stream::TARGET_SESSION_SQL)
         .await
         .map_err(|e| Stop::target("setting up the apply session on the target", e))?;
+    let state = progress::start_state(&dst, &options.migration).await?;
     dst.batch_execute(crate::ddl::JOURNAL_SQL)
         .await
         .map_err(|e| Stop::target("creating the DDL journal on the target", e))?;
     let src = pgferry_pg::connect(source).await.map_err(connect_stop)?;
     let dst_catalog = pgferry_pg::connect(target).await.map_err(connect_stop)?;
-    let state = progress::start_state(&dst, &options.migration).await?;
     totals.applied = state.start;
     if stop_at.is_some_and(|s| state.start >= s) {
         return Ok(());
