@@ -218,3 +218,25 @@ fn without_consent_a_schema_change_stops_change_capture_by_name_and_apply_ddl_co
         assert_eq!(target.psql("app", "SELECT applied FROM pgferry.ddl WHERE migration = 'plain'"), sql);
     }
 }
+
+/// `seed prepare --capture-ddl`: the physical copy inherits the event triggers,
+/// which the attach removes; DDL after the copy arrives through the stream.
+#[test]
+fn a_seeded_migration_captures_ddl_from_its_prepare_on() {
+    let (source, _) = clusters(PgVersion::V15);
+    let (s, name) = (source.url("app"), "seeded");
+    assert_ok(&pgferry(&["seed", "prepare", "--source", &s, "--name", name, "--capture-ddl"], &[]));
+    let copy = source.physical_copy();
+    assert_eq!(copy.psql("app", "SELECT count(*) FROM pg_event_trigger"), "2", "the copy inherits DDL capture");
+    source.psql("app", "ALTER TABLE app.items ADD COLUMN note text");
+    source.psql("app", "UPDATE app.items SET note = 'n' || id WHERE id <= 50");
+    source.psql("app", "CREATE TABLE app.fresh (id int PRIMARY KEY, v text)");
+    source.psql("app", "INSERT INTO app.fresh SELECT g, 'v' FROM generate_series(1, 30) g");
+    let t = copy.url("app");
+    let log = copy.log_path().display().to_string();
+    let args = ["start", "--source", &s, "--target", &t, "--name", name, "--seeded", "--seed-log", &log];
+    assert_ok(&pgferry(&[&args[..], &["--until-caught-up"]].concat(), &[]));
+    assert_eq!(copy.psql("app", "SELECT count(*) FROM pg_event_trigger"), "0", "removed from the copy at the attach");
+    assert_eq!(copy.fingerprints("app"), source.fingerprints("app"));
+    assert_eq!(schema(&copy), schema(&source));
+}
