@@ -93,6 +93,10 @@ fn stderr(out: &Output) -> String {
 fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical() {
     for version in TARGETS {
         let (source, target) = clusters(version);
+        for c in [&source, &target] {
+            c.psql("app", "CREATE ROLE app_owner LOGIN PASSWORD 'owner-pw'");
+        }
+        source.psql("app", "GRANT CREATE, USAGE ON SCHEMA app TO app_owner");
         start(&source, &target, "ddl", &["--capture-ddl"]);
         assert_eq!(
             source.psql("app", "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgferry_ddl__%'"),
@@ -118,6 +122,14 @@ fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical(
             tx.execute("CREATE TABLE app.log (msg text)", &[]).await.unwrap();
             tx.execute("INSERT INTO app.log VALUES ('created')", &[]).await.unwrap();
             tx.commit().await.unwrap();
+            // Another role's table: replayed as that role, so owners match.
+            let (owner, connection) =
+                tokio_postgres::connect(&source.url_as("app_owner", "owner-pw", "app"), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            owner.batch_execute("CREATE TABLE app.owned (id int PRIMARY KEY)").await.unwrap();
+            owner.batch_execute("INSERT INTO app.owned VALUES (1), (2)").await.unwrap();
         });
         source.psql("app", "INSERT INTO app.fresh SELECT g, 'later' FROM generate_series(21, 40) g");
         source.psql("app", "UPDATE app.fresh SET v = 'changed' WHERE id % 7 = 0");
@@ -143,9 +155,10 @@ fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical(
 
         assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "rows, to PostgreSQL {version:?}");
         assert_eq!(schema(&target), schema(&source), "schema dumps, to PostgreSQL {version:?}");
+        assert_eq!(target.psql("app", "SELECT tableowner FROM pg_tables WHERE tablename = 'owned'"), "app_owner");
         let journaled =
             target.psql("app", "SELECT count(*) FROM pgferry.ddl WHERE migration = 'ddl' AND state = 'applied'");
-        assert_eq!(journaled, "9", "each replayed text journaled once");
+        assert_eq!(journaled, "10", "each replayed text journaled once");
         assert_eq!(
             target.psql("app", "SELECT to_regclass('pgferry.probe') IS NULL"),
             "t",

@@ -23,6 +23,10 @@ pub struct DdlMessage {
     pub query: String,
     /// The session's `search_path` when the command ran.
     pub search_path: String,
+    /// The role the command ran as (`SET ROLE`'s, else the session's): the
+    /// replay runs as it when pgferry's target role may, so owners match.
+    #[serde(default)]
+    pub role: Option<String>,
     /// The command's tag (`ALTER TABLE`, `CREATE INDEX`, ...).
     pub tag: String,
     /// The objects the command created or changed (`pg_event_trigger_ddl_commands()`).

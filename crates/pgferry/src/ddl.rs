@@ -107,6 +107,7 @@ BEGIN
     END IF;
     PERFORM pg_logical_emit_message(true, prefix, jsonb_build_object(
         'query', current_query(), 'search_path', current_setting('search_path'), 'tag', tg_tag,
+        'role', CASE WHEN current_setting('role') = 'none' THEN session_user::text ELSE current_setting('role') END,
         'commands', commands, 'unpublished', to_jsonb(unpublished))::text);
 END
 $pgferry$",
