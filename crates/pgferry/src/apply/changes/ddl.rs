@@ -17,6 +17,12 @@ use super::Applier;
 use crate::apply::Stop;
 use crate::error::{Error, ErrorKind};
 
+/// Takes on the role the command ran as on the source, when it exists on the
+/// target and pgferry's role is a member of it (objects get the source's
+/// owner); else the command runs as pgferry's role.
+const AS_SOURCE_ROLE: &str = "SELECT set_config('role', r.rolname::text, true) FROM pg_roles r
+    WHERE r.rolname = $1 AND r.rolname <> current_user AND pg_has_role(current_user, r.oid, 'MEMBER')";
+
 /// A DDL command change capture stopped at.
 #[derive(Clone, Debug)]
 pub(crate) struct RefusedDdl {
@@ -50,8 +56,9 @@ impl Applier<'_> {
         let target = self.target;
         let run = async {
             target.query_one("SELECT set_config('search_path', $1, true)", &[&message.search_path]).await?;
+            target.query(AS_SOURCE_ROLE, &[&message.role]).await?;
             target.batch_execute(&sql).await?;
-            target.query_one("SELECT set_config('search_path', '', true)", &[]).await
+            target.query_one("SELECT set_config('search_path', '', true), set_config('role', 'none', true)", &[]).await
         };
         if let Err(e) = run.await {
             if e.is_closed() || e.as_db_error().is_none() {
