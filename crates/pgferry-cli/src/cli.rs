@@ -252,6 +252,10 @@ pub(crate) struct FollowArgs {
     /// Stop once every transaction committed on the source before the start is applied.
     #[arg(long)]
     pub(crate) until_caught_up: bool,
+    /// SQL run on the target first, in place of the schema change change capture stopped at
+    /// (journaled; '' when nothing is needed); change capture then continues where it stopped.
+    #[arg(long)]
+    pub(crate) apply_ddl: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

@@ -29,6 +29,15 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     )?;
     let options = FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown) };
     let _runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
+    if let Some(sql) = &args.apply_ddl {
+        let done = pgferry::ddl::apply_operator_ddl(&target, &options.migration, sql).await?;
+        match (&done.stands_for, &done.source_lsn) {
+            (Some(command), Some(at)) => {
+                eprintln!("pgferry: applied on the target in place of the source's {command:?} at {at}")
+            }
+            _ => eprintln!("pgferry: applied on the target"),
+        }
+    }
     let report = run(&source, &target, &options, &log_lines()).await?;
     match args.format {
         Format::Table => println!(
@@ -53,5 +62,10 @@ pub(crate) fn log_lines() -> FollowProgress {
             "change capture"
         ),
         FollowEvent::Reconnecting { cause } => warn!(target: EVENTS, cause = %cause, "reconnecting"),
+        FollowEvent::Unreplicated { relations } => {
+            for r in relations {
+                warn!(target: EVENTS, relation = %r.relation, "{}", r.why);
+            }
+        }
     })
 }

@@ -43,6 +43,9 @@ pub(crate) struct StartArgs {
     /// Stop once the target has caught up with the source instead of following until stopped.
     #[arg(long)]
     pub(crate) until_caught_up: bool,
+    /// Capture the source's DDL (an event trigger emits each command into the WAL) and replay it on the target.
+    #[arg(long)]
+    pub(crate) capture_ddl: bool,
     /// Run as a service: log lines instead of progress bars.
     #[arg(long)]
     pub(crate) service: bool,
@@ -63,6 +66,9 @@ pub(crate) struct SeedPrepareArgs {
     pub(crate) source: String,
     #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
     pub(crate) name: String,
+    /// Capture the source's DDL from now on (an event trigger, installed before the slot), replayed by change capture.
+    #[arg(long)]
+    pub(crate) capture_ddl: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -96,6 +102,7 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
             shutdown: Some(shutdown),
         },
         keyless_tables_are_insert_only: args.keyless_tables_are_insert_only,
+        capture_ddl: args.capture_ddl,
     };
     let view = crate::progress::CopyView::new(args.service);
     let report = pgferry::start::start(&source, &target, &options, &view.progress(), &crate::follow::log_lines()).await;
@@ -129,6 +136,9 @@ pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {
             tracing::info!(target: crate::logging::EVENTS, "creating the slot waits for the open transactions of these sessions to end: {pids:?}")
         }
     };
+    if args.capture_ddl {
+        pgferry::ddl::install(&source, &migration).await?;
+    }
     let report = pgferry::seed::prepare(&source, &migration, &on_event).await?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),

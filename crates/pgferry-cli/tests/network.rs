@@ -282,7 +282,11 @@ fn a_slow_source_is_waited_on_and_dropped_connections_are_reconnected() {
 
     let dropped = Instant::now();
     proxy.drop_connections();
-    assert!(follow.line_after("reconnecting cause=", dropped, Duration::from_secs(20)).is_some(), "{}", follow.output());
+    assert!(
+        follow.line_after("reconnecting cause=", dropped, Duration::from_secs(20)).is_some(),
+        "{}",
+        follow.output()
+    );
     let rounds = writer.stop();
     assert!(wait_for(Duration::from_secs(30), applied_past_now(&source, &target)), "{}", follow.output());
     assert!(rounds > 20, "the writer wrote {rounds} rounds");

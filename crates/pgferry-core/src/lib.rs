@@ -6,6 +6,7 @@
 
 pub mod copy_plan;
 pub mod cutover;
+pub mod ddl;
 pub mod fence;
 pub mod fidelity;
 pub mod foreign_keys;

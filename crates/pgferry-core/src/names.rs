@@ -87,6 +87,21 @@ impl MigrationName {
         Ident::from_catalog(format!("{PREFIX}{}{INSERT_ONLY_SUFFIX}", self.0))
     }
 
+    /// DDL capture on the source: the event triggers (`ddl_command_end`, `sql_drop`)
+    /// and their functions in the state schema, all named after the migration.
+    pub fn ddl_trigger(&self) -> Ident {
+        Ident::from_catalog(format!("{PREFIX}{}__ddl", self.0))
+    }
+
+    pub fn ddl_drop_trigger(&self) -> Ident {
+        Ident::from_catalog(format!("{PREFIX}{}__ddl_drop", self.0))
+    }
+
+    /// The prefix of the logical messages DDL capture emits for this migration.
+    pub fn ddl_message_prefix(&self) -> String {
+        format!("{PREFIX}ddl__{}", self.0)
+    }
+
     /// Parses a slot (permanent or temporary, of either release) or publication name
     /// back into the migration's name.
     pub fn from_object_name(object: &str) -> Option<MigrationName> {

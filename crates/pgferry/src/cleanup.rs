@@ -33,6 +33,8 @@ pub struct CleanupReport {
     pub fence_settings_restored: usize,
     pub dropped_slot: bool,
     pub dropped_publications: Vec<String>,
+    /// DDL capture's event triggers and functions on the source.
+    pub removed_ddl_capture: bool,
     /// Tables given REPLICA IDENTITY FULL by `--replica-identity-full`, set back.
     pub replica_identity_restored: Vec<String>,
     /// A seeded migration's marker row on the source.
@@ -94,6 +96,7 @@ pub async fn remove(
     let mut report = CleanupReport { fence_settings_restored: restored, ..Default::default() };
     report.dropped_slot = drop_slot(&src, &slot).await?;
     report.dropped_publications = crate::copy::drop_publications(&src, migration).await?;
+    report.removed_ddl_capture = crate::ddl::remove(&src, migration).await?;
     report.replica_identity_restored = crate::copy::restore_replica_identity(&src, &dst, migration).await?;
     report.dropped_seed_marker = crate::seed::forget_marker(&src, migration).await?;
     report.journal_rows_deleted = delete_journal_rows(&dst, migration, fence_policy).await?;

@@ -6,6 +6,7 @@ pub mod check;
 pub mod cleanup;
 pub mod copy;
 pub mod cutover;
+pub mod ddl;
 pub mod error;
 pub mod failpoint;
 pub mod fence;

@@ -37,6 +37,9 @@ pub struct StartOptions {
     pub follow: FollowOptions,
     /// Tables without a replica identity only ever get inserts (see `pgferry check`).
     pub keyless_tables_are_insert_only: bool,
+    /// The operator's consent to DDL capture ([`crate::ddl`]): installed on the
+    /// source before the copy's slot, so every later command is in the stream.
+    pub capture_ddl: bool,
 }
 
 /// How the data reached the target.
@@ -71,6 +74,9 @@ pub async fn start(
         preflight(source, target, options).await?;
     }
     failpoint::hit("start-after-check");
+    if options.capture_ddl {
+        crate::ddl::install(source, name).await?;
+    }
     let mut shutdown = options.follow.shutdown.clone();
     let data = async {
         match &options.seed {

@@ -110,12 +110,17 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     let t = answered("target", target, read_target(&dst, migration)).await??;
     let slot_name = answered("source", source, crate::slot::resolve(&src, &dst, migration)).await??;
     let s = answered("source", source, read_source(&src, migration, &slot_name, t.applied_lsn.as_deref())).await??;
+    let schema = match t.phase {
+        Some(_) => answered("source", source, read_schema_changes(&src, &dst, migration)).await??,
+        None => SchemaChanges::default(),
+    };
     let observed = pgferry_core::cutover::Observed {
         lag_bytes: s.lag_bytes.unwrap_or(0),
         validation_mismatches: t.validation.as_ref().map_or(0, |v| v.mismatched_chunks),
         replicating: t.phase.as_deref() == Some("copied") && t.applied_lsn.is_some(),
         stream_in_use: s.slot.as_ref().is_some_and(|s| s.active),
         insert_only_tables: s.insert_only_tables,
+        pending_schema_changes: schema.pending,
         ..Default::default()
     };
     let need = pgferry_core::slot::need(
@@ -138,6 +143,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     } else if s.slot.is_none() && t.phase.is_some() && need == SlotNeed::NotNow {
         warnings.push(format!("the slot {slot_name} does not exist on the source"));
     }
+    warnings.extend(schema.unreplicated);
     Ok(Status {
         migration: migration.to_string(),
         phase: t.phase,
@@ -158,6 +164,26 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         slot_remedy,
         warnings,
     })
+}
+
+/// Schema changes change capture did not carry: those it stopped at, and the
+/// source's relations it does not replicate.
+#[derive(Default)]
+struct SchemaChanges {
+    pending: Vec<String>,
+    unreplicated: Vec<String>,
+}
+
+async fn read_schema_changes(src: &Client, dst: &Client, migration: &MigrationName) -> Result<SchemaChanges> {
+    let pending = crate::ddl::pending_schema_changes(src, dst, migration).await?;
+    let capture = crate::ddl::installed(src, migration).await?;
+    let unreplicated = crate::ddl::unreplicated(src, dst, migration)
+        .await?
+        .into_iter()
+        .filter(|u| !(capture && u.published))
+        .map(|u| format!("{}: {}", u.relation, u.why))
+        .collect();
+    Ok(SchemaChanges { pending, unreplicated })
 }
 
 /// Connects to one side (within its connect timeout), naming the side when it

@@ -28,13 +28,18 @@ use fold::with_key;
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::QualifiedName;
 
+mod ddl;
 mod fold;
+
+pub(crate) use ddl::RefusedDdl;
 
 /// A relation as the stream described it, mapped onto the target, or why it
 /// cannot be: that stops change capture at its first change. (A partition
 /// published through its root is described too, though its changes all come
 /// by the root's name; the target need not have it.)
 struct Relation {
+    /// The stream's description, mapped again after a replayed DDL.
+    described: pgferry_pgoutput::Relation,
     mapped: Result<Arc<Mapped>, Error>,
     /// Set for tables copied again under a later snapshot.
     copied_at: Option<Lsn>,
@@ -92,6 +97,10 @@ pub(crate) struct Applier<'a> {
     /// Net changes not sent yet, by relation ([`super::net`]).
     pending: HashMap<Oid, (Arc<Mapped>, TableNet)>,
     pending_rows: usize,
+    /// DDL texts replayed in the current source transaction ([`ddl`]).
+    ddl_replayed: Vec<String>,
+    /// The DDL change capture stopped at, for the journal.
+    pub(crate) refused_ddl: Option<RefusedDdl>,
 }
 
 impl<'a> Applier<'a> {
@@ -115,6 +124,8 @@ impl<'a> Applier<'a> {
             in_flight: VecDeque::new(),
             pending: HashMap::new(),
             pending_rows: 0,
+            ddl_replayed: Vec::new(),
+            refused_ddl: None,
         }
     }
 
@@ -127,6 +138,7 @@ impl<'a> Applier<'a> {
     pub(crate) fn begin(&mut self, final_lsn: Lsn) {
         self.batch.opened.get_or_insert_with(std::time::Instant::now);
         self.current = Some(final_lsn);
+        self.ddl_replayed.clear();
     }
 
     /// Before anything is sent for the batch: the previous batch's commit is
@@ -222,14 +234,10 @@ impl<'a> Applier<'a> {
                 while !self.in_flight.is_empty() {
                     self.settle_one().await?;
                 }
-                let mapped = match map_relation(self.target, &relation, &self.type_names).await {
-                    Ok(mapped) => Ok(Arc::new(mapped)),
-                    Err(Stop::Fatal(e)) => Err(e),
-                    Err(transient) => return Err(transient),
-                };
+                let mapped = self.map(&relation).await?;
                 let table = QualifiedName::from_catalog(&relation.namespace, &relation.name);
                 let copied_at = self.skip_before.get(&table).copied();
-                self.relations.insert(relation.oid, Relation { mapped, copied_at });
+                self.relations.insert(relation.oid, Relation { described: relation, mapped, copied_at });
                 return Ok(());
             }
             Message::Type(t) => {
@@ -251,6 +259,16 @@ impl<'a> Applier<'a> {
         self.batch.changes += 1;
         self.batch.bytes += bytes;
         Ok(())
+    }
+
+    /// Maps a description onto the target: a mismatch is kept, to stop change
+    /// capture at the relation's first change.
+    async fn map(&self, relation: &pgferry_pgoutput::Relation) -> Result<Result<Arc<Mapped>, Error>, Stop> {
+        match map_relation(self.target, relation, &self.type_names).await {
+            Ok(mapped) => Ok(Ok(Arc::new(mapped))),
+            Err(Stop::Fatal(e)) => Ok(Err(e)),
+            Err(transient) => Err(transient),
+        }
     }
 
     /// The relation of a change, or `None` when the copy already holds the change.

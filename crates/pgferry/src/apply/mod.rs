@@ -20,7 +20,10 @@
 //!   set statements when only its key's unique index could see their order
 //!   ([`net`]), and a batch commits while the next one is read ([`batch`]).
 //! - **Schema changes stop apply** before the changed table is touched, naming the
-//!   table and column ([`relation`]).
+//!   table and column ([`relation`]); with DDL capture ([`crate::ddl`]) the
+//!   source's commands arrive in the stream and are replayed in order instead.
+//! - **New relations are named**: tables the source has that the publication or
+//!   the target lacks are reported at the start and every [`RELATIONS_EVERY`].
 //! - **The copy's resumed tables** skip what their later snapshot already holds
 //!   ([`batch::already_copied`]).
 //!
@@ -67,6 +70,8 @@ const RETRY_FOR: Duration = Duration::from_secs(120);
 const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
 /// How often a status line is emitted.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often the source's relations are compared with the publication and the target.
+const RELATIONS_EVERY: Duration = Duration::from_secs(30);
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
@@ -109,6 +114,11 @@ pub enum FollowEvent {
     /// that hears from the source again.
     Reconnecting {
         cause: String,
+    },
+    /// Relations of the source that change capture does not carry (named when
+    /// the list changes).
+    Unreplicated {
+        relations: Vec<crate::ddl::Unreplicated>,
     },
 }
 
@@ -294,7 +304,7 @@ async fn session(
     let apply_pid = this.pid;
     *previous = Some(this);
     tokio::select! {
-        result = stream_session(source, &dst, options, stop_at, progress, totals, first, liveness) => result,
+        result = stream_session(source, target, &dst, options, stop_at, progress, totals, first, liveness) => result,
         dead = watchdog::watch_target(&probe, apply_pid, liveness) => Err(dead),
     }
 }
@@ -304,6 +314,7 @@ async fn session(
 #[allow(clippy::too_many_arguments)]
 async fn stream_session(
     source: &ConnSpec,
+    target: &ConnSpec,
     dst: &Client,
     options: &FollowOptions,
     stop_at: Option<Lsn>,
@@ -316,6 +327,11 @@ async fn stream_session(
         .await
         .map_err(|e| Stop::target("setting up the apply session on the target", e))?;
     let state = progress::start_state(dst, &options.migration).await?;
+    dst.batch_execute(crate::ddl::JOURNAL_SQL)
+        .await
+        .map_err(|e| Stop::target("creating the DDL journal on the target", e))?;
+    let src = pgferry_pg::connect(source).await.map_err(|e| watchdog::connect_stop(e, first))?;
+    let dst_catalog = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
     totals.applied = state.start;
     if stop_at.is_some_and(|s| state.start >= s) {
         return Ok(());
@@ -345,8 +361,13 @@ async fn stream_session(
         idle_recorded: Instant::now(),
         liveness,
         heard: None,
+        relations: Relations { source: src, target: dst_catalog, checked: None, last: Vec::new() },
     };
+    run.check_relations().await?;
     let result = run.stream_until(stop_at).await;
+    if let (Err(Stop::Fatal(_)), Some(refused)) = (&result, run.applier.refused_ddl.take()) {
+        crate::ddl::record_pending(target, &options.migration, refused.at, &refused.command, &refused.reason).await?;
+    }
     drop(run);
     if result.is_err() {
         // At once: a worker left on a half-open socket would hold the slot
@@ -366,6 +387,15 @@ async fn slot_lost(source: &ConnSpec, target: &ConnSpec, migration: &MigrationNa
     let verdict = crate::slot::verdict(&src, &dst, migration).await.ok()?;
     let slot = crate::slot::resolve(&src, &dst, migration).await.ok()?;
     crate::slot::lost_error(&verdict, &slot, "change capture cannot resume from it, and no rerun can")
+}
+
+/// The source's relations last found unreplicated, and when.
+struct Relations {
+    source: Client,
+    /// Not the apply session's: its batch may be open.
+    target: Client,
+    checked: Option<Instant>,
+    last: Vec<crate::ddl::Unreplicated>,
 }
 
 /// The state of one session's loop.
@@ -392,6 +422,7 @@ struct Run<'a> {
     /// waited for it); silence from then on for [`Liveness::silence_limit`] is
     /// a dead source.
     heard: Option<Instant>,
+    relations: Relations,
 }
 
 impl Run<'_> {
@@ -433,6 +464,11 @@ impl Run<'_> {
                     self.server_end = self.server_end.max(Lsn(wal_end.0));
                     self.advance_idle(Lsn(wal_end.0), Advance::WhenQuiet).await?;
                 }
+                Next::Event(ReplicationEvent::Message { transactional: true, lsn, prefix, content })
+                    if prefix == self.options.migration.ddl_message_prefix() =>
+                {
+                    self.applier.ddl(Lsn(lsn.0), &content).await?
+                }
                 Next::Event(ReplicationEvent::Message { transactional: false, lsn, .. }) => {
                     self.advance_idle(Lsn(lsn.0), Advance::Now).await?
                 }
@@ -448,7 +484,50 @@ impl Run<'_> {
                 return Ok(());
             }
             self.report_status();
+            if !self.applier.in_transaction() {
+                self.check_relations().await?;
+            }
         }
+    }
+
+    /// Names the source's relations change capture misses, when that list
+    /// changed since last said (at most every [`RELATIONS_EVERY`]). With DDL
+    /// capture a table the target lacks is on its way in the stream: only
+    /// unpublished ones count.
+    async fn check_relations(&mut self) -> Result<(), Stop> {
+        if self.relations.checked.is_some_and(|at| at.elapsed() < RELATIONS_EVERY) {
+            return Ok(());
+        }
+        self.relations.checked = Some(Instant::now());
+        let name = &self.options.migration;
+        let (source, target) = (&self.relations.source, &self.relations.target);
+        let reading = async {
+            let mut found = crate::ddl::unreplicated(source, target, name).await?;
+            if crate::ddl::installed(source, name).await? {
+                found.retain(|u| !u.published);
+            }
+            Ok::<_, Error>(found)
+        };
+        let limit = self.liveness.probe_answer_within();
+        let found = match tokio::time::timeout(limit, reading).await {
+            Ok(read) => read.map_err(Stop::Transient)?,
+            Err(_) => {
+                return Err(Stop::Transient(Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "the source or the target did not answer within {} s while listing the relations: the connection is dead (a network partition or a half-open connection)",
+                        limit.as_secs_f64()
+                    ),
+                )))
+            }
+        };
+        if found != self.relations.last {
+            self.relations.last = found.clone();
+            if !found.is_empty() {
+                self.progress.emit(FollowEvent::Unreplicated { relations: found });
+            }
+        }
+        Ok(())
     }
 
     fn shutdown_requested(&self) -> bool {

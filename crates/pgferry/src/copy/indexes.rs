@@ -354,7 +354,8 @@ fn attach_sql(build: &IndexBuild, c: &IndexConstraint) -> Sql {
 /// The `pg_restore` list without the entries built here (matched by catalog and
 /// OID: `1259` is pg_class for indexes, `2606` pg_constraint for constraints)
 /// and without the foreign keys, which are added NOT VALID and validated after
-/// it ([`super::foreign_keys`]).
+/// it ([`super::foreign_keys`]), nor DDL capture's event triggers (their
+/// functions live in pgferry's schema, which is not copied).
 pub(crate) fn filter_restore_list(list: &str, builds: &[IndexBuild]) -> String {
     let mut skip: HashSet<(u32, u32)> = HashSet::new();
     for build in builds {
@@ -364,7 +365,11 @@ pub(crate) fn filter_restore_list(list: &str, builds: &[IndexBuild]) -> String {
         }
     }
     list.lines()
-        .filter(|line| entry_key(line).is_none_or(|key| !skip.contains(&key)) && !is_foreign_key_entry(line))
+        .filter(|line| {
+            entry_key(line).is_none_or(|key| !skip.contains(&key))
+                && !is_foreign_key_entry(line)
+                && !line.contains(" EVENT TRIGGER - pgferry_")
+        })
         .map(|line| format!("{line}\n"))
         .collect()
 }
@@ -398,7 +403,7 @@ mod tests {
 
     #[test]
     fn restore_lists_lose_exactly_the_built_entries_and_the_foreign_keys() {
-        let list = ";\n; Archive created\n3001; 1259 500 INDEX s i owner\n3002; 2606 600 CONSTRAINT s t t_pkey owner\n3003; 2606 700 FK CONSTRAINT s t t_fk owner\n3004; 2620 800 TRIGGER s t tr owner\n";
+        let list = ";\n; Archive created\n3001; 1259 500 INDEX s i owner\n3002; 2606 600 CONSTRAINT s t t_pkey owner\n3003; 2606 700 FK CONSTRAINT s t t_fk owner\n3004; 2620 800 TRIGGER s t tr owner\n3005; 3466 900 EVENT TRIGGER - pgferry_main__ddl owner\n";
         let kept = filter_restore_list(list, &[build(500, Some(600))]);
         assert_eq!(kept, ";\n; Archive created\n3004; 2620 800 TRIGGER s t tr owner\n");
     }

@@ -1,6 +1,6 @@
 //! What a physical copy inherits from the source and must not keep: replication
 //! slots (on the copy nothing consumes them, so they would hold its WAL
-//! forever), this migration's publications, and enabled subscriptions (their
+//! forever), this migration's publications and DDL capture's event triggers, and enabled subscriptions (their
 //! apply workers would compete with the source's for the same upstream slot).
 //!
 //! Only slots whose names the source also has are dropped: those are the
@@ -21,6 +21,8 @@ pub struct Inherited {
     pub dropped_slots: Vec<String>,
     pub dropped_publications: Vec<String>,
     pub disabled_subscriptions: Vec<String>,
+    /// The source's DDL capture (event triggers), inherited by the copy.
+    pub removed_ddl_capture: bool,
 }
 
 pub(crate) async fn remove(src: &Client, dst: &Client, name: &MigrationName) -> Result<Inherited> {
@@ -54,6 +56,7 @@ pub(crate) async fn remove(src: &Client, dst: &Client, name: &MigrationName) -> 
         done.dropped_slots.push(slot);
     }
     done.dropped_publications = crate::copy::drop_publications(dst, name).await?;
+    done.removed_ddl_capture = crate::ddl::remove(dst, name).await?;
     let subscriptions = dst
         .query(
             "SELECT subname::text FROM pg_subscription

@@ -1,0 +1,109 @@
+//! A DDL message from the source's event trigger ([`crate::ddl`]), replayed in
+//! the open batch: the changes before it are sent first, the command runs under
+//! the source's search_path, it is journaled in `pgferry.ddl` in the same target
+//! transaction, and every relation already described is mapped again, so the
+//! changes after it meet the new definitions (pgoutput describes a changed
+//! table again before its next change too).
+//!
+//! A command that cannot be replayed exactly ([`plan_replay`]), or whose replay
+//! fails on the target, stops change capture before anything of its batch is
+//! committed; [`RefusedDdl`] carries it to the journal (`pending`) so that
+//! `pgferry follow --apply-ddl` can stand in for it.
+
+use pgferry_core::ddl::{plan_replay, DdlMessage, Replay};
+use pgferry_pgoutput::Lsn;
+
+use super::Applier;
+use crate::apply::Stop;
+use crate::error::{Error, ErrorKind};
+
+/// Takes on the role the command ran as on the source, when it exists on the
+/// target and pgferry's role is a member of it (objects get the source's
+/// owner); else the command runs as pgferry's role.
+const AS_SOURCE_ROLE: &str = "SELECT set_config('role', r.rolname::text, true) FROM pg_roles r
+    WHERE r.rolname = $1 AND r.rolname <> current_user AND pg_has_role(current_user, r.oid, 'MEMBER')";
+
+/// A DDL command change capture stopped at.
+#[derive(Clone, Debug)]
+pub(crate) struct RefusedDdl {
+    pub(crate) at: Lsn,
+    pub(crate) command: String,
+    pub(crate) reason: String,
+}
+
+impl Applier<'_> {
+    /// Applies the DDL message at `at` (its position in the source's WAL).
+    pub(crate) async fn ddl(&mut self, at: Lsn, content: &[u8]) -> Result<(), Stop> {
+        let message: DdlMessage = serde_json::from_slice(content).map_err(|e| {
+            Stop::Fatal(Error::new(ErrorKind::Server, format!("reading DDL capture's message at {at}: {e}")))
+        })?;
+        self.send_all_pending().await?;
+        self.open_target().await?;
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        let handled = crate::ddl::handled(self.target, self.migration, at)
+            .await
+            .map_err(|e| Stop::target("reading the DDL journal on the target", e))?;
+        if handled {
+            return Ok(());
+        }
+        let sql = match plan_replay(&message, &self.ddl_replayed) {
+            Replay::AlreadyRun => return Ok(()),
+            Replay::Refuse(reason) => return Err(self.refuse(at, &message, reason)),
+            Replay::Run(sql) => sql,
+        };
+        let target = self.target;
+        let run = async {
+            target.query_one("SELECT set_config('search_path', $1, true)", &[&message.search_path]).await?;
+            target.query(AS_SOURCE_ROLE, &[&message.role]).await?;
+            target.batch_execute(&sql).await?;
+            target.query_one("SELECT set_config('search_path', '', true), set_config('role', 'none', true)", &[]).await
+        };
+        if let Err(e) = run.await {
+            if e.is_closed() || e.as_db_error().is_none() {
+                return Err(Stop::target("replaying a DDL command on the target", e));
+            }
+            let reason = format!("its replay on the target failed: {}", Error::server("running it", e).message);
+            return Err(self.refuse(at, &message, reason));
+        }
+        crate::ddl::record_applied(self.target, self.migration, at, &message.query, Some(&sql))
+            .await
+            .map_err(|e| Stop::target("journaling a replayed DDL command on the target", e))?;
+        self.ddl_replayed.push(message.query);
+        self.remap_relations().await
+    }
+
+    /// Maps every described relation again (the replayed command may have
+    /// changed any of them), and forgets their prepared statements.
+    async fn remap_relations(&mut self) -> Result<(), Stop> {
+        let oids: Vec<_> = self.relations.keys().copied().collect();
+        for oid in oids {
+            self.statements.forget(oid);
+            let described = self.relations[&oid].described.clone();
+            let mapped = self.map(&described).await?;
+            if let Some(relation) = self.relations.get_mut(&oid) {
+                relation.mapped = mapped;
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, at: Lsn, message: &DdlMessage, reason: String) -> Stop {
+        let within = self.current.map(|l| format!(" in the source transaction committing at {l}")).unwrap_or_default();
+        self.refused_ddl = Some(RefusedDdl { at, command: message.query.clone(), reason: reason.clone() });
+        Stop::Fatal(
+            Error::new(
+                ErrorKind::Precondition,
+                format!(
+                    "change capture stopped at a schema change on the source ({} at {at}{within}): {reason}; the command: {}",
+                    message.tag,
+                    message.query.trim()
+                ),
+            )
+            .with_hint(
+                "make the target's schema what this command made of the source's: pgferry follow --apply-ddl 'SQL' runs your SQL on the target (an empty string when nothing is needed), journals it in place of the command, and change capture continues from there: nothing lost, nothing applied twice",
+            ),
+        )
+    }
+}
