@@ -264,7 +264,7 @@ async fn own_group<C: ControlPlane>(
     journal.record("fence-group", Event::Intent, &name, json!({"vpc": vpc, "tags": tags}))?;
     let (request, vpc_ref, name_ref) = (&request, &vpc, &name);
     let created = call(pacing, || async move {
-        match cloud.create_security_group(&request).await {
+        match cloud.create_security_group(request).await {
             Ok(id) => Ok(Some(id)),
             // Created meanwhile (by a run whose answer was lost, and not visible yet to the search).
             Err(err) if err.code.as_deref() == Some("InvalidGroup.Duplicate") => Ok(None),

@@ -176,6 +176,7 @@ fn instance_groups(moto: &Moto, id: &str) -> Vec<String> {
 fn fence_creates_its_own_group_survives_a_kill_before_the_swap_and_lift_deletes_it() {
     let moto = Moto::shared();
     let source = runtime().block_on(async { create_source(&moto.config().await, "cli-own", Some("1"), 0).await });
+    let before = vec![source.security_group.clone()];
     let config = runtime().block_on(moto.config());
     let state = tempfile::tempdir().unwrap();
     let common = ["--name", "cli_own", "--state-dir", state.path().to_str().unwrap()];
@@ -196,7 +197,7 @@ fn fence_creates_its_own_group_survives_a_kill_before_the_swap_and_lift_deletes_
     let killed = pgferry_with(moto, &fence_args, &[("PGFERRY_FAILPOINT", "aws-after-fence-group:1")]);
     assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
     assert_eq!(security_groups_named(&config, "pgferry-cli-own-fence").len(), 1);
-    assert_eq!(instance_groups(moto, "cli-own"), [source.security_group.clone()], "not swapped yet");
+    assert_eq!(instance_groups(moto, "cli-own"), before, "not swapped yet");
 
     let fenced = pgferry(moto, &fence_args);
     assert_eq!(fenced.status.code(), Some(0), "{}", stderr(&fenced));
@@ -217,7 +218,7 @@ fn fence_creates_its_own_group_survives_a_kill_before_the_swap_and_lift_deletes_
     let lifted = pgferry(moto, &[&["aws", "fence", "--lift", "--source-instance", "cli-own"][..], &common].concat());
     assert_eq!(lifted.status.code(), Some(0), "{}", stderr(&lifted));
     assert_eq!(json(&lifted)["deleted"], seen[0].id.as_str());
-    assert_eq!(instance_groups(moto, "cli-own"), [source.security_group.clone()]);
+    assert_eq!(instance_groups(moto, "cli-own"), before);
     assert!(security_groups_named(&config, "pgferry-cli-own-fence").is_empty(), "the group is deleted");
 
     // Under another migration's name, an operator's group of the fence's name is refused.
@@ -231,7 +232,7 @@ fn fence_creates_its_own_group_survives_a_kill_before_the_swap_and_lift_deletes_
         stderr(&refused)
     );
     assert!(stderr(&refused).contains("hint:"), "{}", stderr(&refused));
-    assert_eq!(instance_groups(moto, "cli-own"), [source.security_group.clone()], "nothing changed");
+    assert_eq!(instance_groups(moto, "cli-own"), before, "nothing changed");
     assert_eq!(security_groups_named(&config, "pgferry-cli-other-fence")[0].ingress, Vec::<String>::new());
 }
 
