@@ -1,6 +1,7 @@
 //! The calls pgferry makes to AWS, as one trait.
 //!
-//! [`crate::sdk::Aws`] implements it with the AWS SDK. Tests use the same
+//! [`crate::sdk::Aws`] implements it with the AWS SDK (and, for the fence's
+//! security group, EC2 calls signed by hand: [`crate::ec2`]). Tests use the same
 //! implementation against a local moto server, and wrap it in a scripted layer
 //! (`testing::Scripted`) for what moto cannot model: resources passing through
 //! `creating` or `modifying`, parameter groups pending a reboot, throttling, the

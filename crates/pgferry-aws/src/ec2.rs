@@ -1,15 +1,18 @@
 //! A client for the few EC2 calls pgferry makes (the fence's security group),
 //! signed by hand.
 //!
-//! Why not the EC2 SDK crate: `aws-sdk-ec2` is by far the largest crate of the
-//! AWS SDK for Rust (hundreds of operations of generated code) and would more
-//! than double the time to build pgferry, for five calls. These are EC2 Query
-//! API requests (a form-encoded POST, an XML answer), so pgferry sends them
-//! itself with pieces the SDK already builds: SigV4 signatures by `aws-sigv4`
-//! (the SDK's own signer), the SDK's default HTTPS connector
-//! (`aws-smithy-http-client`), the form encoding of `aws-smithy-query`, and a
-//! small reader for the answers ([`crate::xml`]). Credentials, region and
-//! endpoint come from the same [`SdkConfig`] as the SDK clients, so
+//! Why not the EC2 SDK crate: `aws-sdk-ec2` is the largest crate of the AWS SDK
+//! for Rust (several hundred operations of generated code, several times those
+//! of the RDS crate that already dominates pgferry's build), for four actions:
+//! `DescribeSecurityGroups`, `CreateSecurityGroup`, `AuthorizeSecurityGroupIngress`
+//! and `DeleteSecurityGroup`. They are EC2 Query API requests (a form-encoded
+//! POST, an XML answer), so pgferry sends them itself with pieces the SDK
+//! already builds, with the features it already enables (the dependency graph
+//! is unchanged): SigV4 signatures by `aws-sigv4` (the SDK's own signer), the
+//! SDK's default HTTPS connector (`aws-smithy-http-client`), the form encoding
+//! of `aws-smithy-query`, and a small reader for the answers ([`crate::xml`]).
+//! Credentials, region and endpoint come from the same [`SdkConfig`] as the SDK
+//! clients, so
 //! `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_EC2`) points EC2 elsewhere as it
 //! does the others, which is how the tests reach moto. As for the SDK clients,
 //! the only retry is pgferry's ([`crate::retry`]).
