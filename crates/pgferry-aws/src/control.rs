@@ -1,6 +1,7 @@
 //! The calls pgferry makes to AWS, as one trait.
 //!
-//! [`crate::sdk::Aws`] implements it with the AWS SDK. Tests use the same
+//! [`crate::sdk::Aws`] implements it with the AWS SDK (and, for the fence's
+//! security group, EC2 calls signed by hand: [`crate::ec2`]). Tests use the same
 //! implementation against a local moto server, and wrap it in a scripted layer
 //! (`testing::Scripted`) for what moto cannot model: resources passing through
 //! `creating` or `modifying`, parameter groups pending a reboot, throttling, the
@@ -14,8 +15,8 @@
 use std::fmt;
 
 use crate::model::{
-    BlueGreen, BlueGreenRequest, Instance, Key, LogFile, LogPortion, Modification, Parameter, Record, ReplicaRequest,
-    RestoreRequest, Snapshot,
+    BlueGreen, BlueGreenRequest, GroupRequest, Ingress, Instance, Key, LogFile, LogPortion, Modification, Parameter,
+    Record, ReplicaRequest, RestoreRequest, SecurityGroup, Snapshot,
 };
 
 /// A failed call, with the IAM action it needed so that an AccessDenied can name it.
@@ -104,4 +105,13 @@ pub trait ControlPlane {
     async fn switchover_blue_green(&self, id: &str, timeout_seconds: i32) -> CloudResult<BlueGreen>;
     /// Deletes the deployment only: both instances stay.
     async fn delete_blue_green(&self, id: &str) -> CloudResult<()>;
+    /// The security group with this name in this VPC, `None` when there is none.
+    async fn find_security_group(&self, vpc_id: &str, name: &str) -> CloudResult<Option<SecurityGroup>>;
+    /// The security group with this id, `None` when there is none.
+    async fn describe_security_group(&self, id: &str) -> CloudResult<Option<SecurityGroup>>;
+    /// Creates the group with its tags; returns its id.
+    async fn create_security_group(&self, request: &GroupRequest) -> CloudResult<String>;
+    /// Adds one inbound rule to the group (a rule it has already is no error).
+    async fn allow_ingress(&self, group_id: &str, rule: &Ingress) -> CloudResult<()>;
+    async fn delete_security_group(&self, id: &str) -> CloudResult<()>;
 }

@@ -38,7 +38,7 @@ pub struct FinishReport {
 }
 
 const CREATING_STEPS: &[&str] = &["snapshot", "encrypted-copy", "restore", "fence-group", "final-snapshot"];
-const DELETING_STEPS: &[&str] = &["delete-source", "delete-snapshot"];
+const DELETING_STEPS: &[&str] = &["delete-source", "delete-snapshot", "delete-fence-group"];
 
 pub async fn finish<C: ControlPlane>(
     cloud: &C,

@@ -16,12 +16,14 @@
 //! what it returns ([`check::verdicts`], [`parity`]) are pure functions. The
 //! steps are journaled in a local file ([`journal`]) and resume by reading the
 //! cloud's state. The AWS SDK lives in this crate alone because it takes long to
-//! compile. The walkthrough is `docs/aws.md`.
+//! compile; the few EC2 calls are signed by hand ([`ec2`]) rather than add the
+//! largest SDK crate. The walkthrough is `docs/aws.md`.
 
 pub mod blue_green;
 pub mod check;
 pub mod choice;
 pub mod control;
+pub mod ec2;
 pub mod encrypt;
 pub mod fence;
 pub mod finish;
@@ -34,10 +36,12 @@ pub mod pg;
 pub mod retry;
 pub mod sdk;
 mod sdk_blue_green;
+mod sdk_ec2;
 mod step;
 pub mod switch;
 pub mod switchover;
 pub mod wait;
+mod xml;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

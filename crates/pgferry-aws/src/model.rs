@@ -258,3 +258,50 @@ pub struct GreenKey {
     pub source_arn: String,
     pub kms_key_id: String,
 }
+
+/// An EC2 security group, as `DescribeSecurityGroups` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    /// `sg-...`, chosen by AWS.
+    pub id: String,
+    /// Unique in its VPC: how a rerun finds the fence group pgferry created.
+    pub name: String,
+    pub vpc_id: String,
+    pub tags: Vec<Tag>,
+    pub ingress: Vec<Ingress>,
+}
+
+impl SecurityGroup {
+    /// The value of tag `key`, if the group has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+    }
+}
+
+/// One inbound rule: a protocol and port range open to one address range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ingress {
+    /// `tcp`, `udp`, `icmp`, or `-1` for every protocol.
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    /// An IPv4 or IPv6 range (`10.0.3.17/32`, `2001:db8::/64`), or a security group (`sg-...`).
+    pub source: String,
+}
+
+impl Ingress {
+    /// TCP to `port` from `source`.
+    pub fn tcp(port: i32, source: &str) -> Ingress {
+        Ingress { protocol: "tcp".into(), from_port: Some(port), to_port: Some(port), source: source.to_owned() }
+    }
+}
+
+/// What `CreateSecurityGroup` is given: the group is tagged in the same call, so
+/// that it never exists without the tags that say it is pgferry's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRequest {
+    pub name: String,
+    pub description: String,
+    pub vpc_id: String,
+    pub tags: Vec<Tag>,
+}

@@ -53,6 +53,11 @@ impl AwsNames {
         format!("{}-blue-green", self.stem)
     }
 
+    /// The security group of `pgferry aws fence` (EC2 names allow 255 characters).
+    pub fn fence_group(&self) -> String {
+        format!("{}-fence", self.stem)
+    }
+
     /// The intermediate snapshots `finish` removes.
     pub fn intermediate_snapshots(&self) -> [String; 2] {
         [self.snapshot(), self.encrypted_snapshot()]
@@ -70,6 +75,7 @@ mod tests {
         assert_eq!(names.encrypted_snapshot(), "pgferry-orders-2026-encrypted");
         assert_eq!(names.replica(2), "pgferry-orders-2026-replica-2");
         assert_eq!(names.blue_green(), "pgferry-orders-2026-blue-green");
+        assert_eq!(names.fence_group(), "pgferry-orders-2026-fence");
         let longest = AwsNames::new(&MigrationName::new("a".repeat(40)).unwrap()).unwrap();
         assert!(longest.replica(99).len() <= 63);
         assert!(longest.blue_green().len() <= 60);

@@ -4,7 +4,8 @@
 //! ([`crate::retry`]) so that every attempt is logged and the policy is the same
 //! against AWS, moto and the scripted tests. Credentials and region come from the
 //! usual chain (environment, profile, instance role); `AWS_ENDPOINT_URL` points
-//! every client elsewhere, which is how the tests reach moto.
+//! every client elsewhere, which is how the tests reach moto. The few EC2 calls
+//! (the fence's security group) go through [`crate::ec2`], signed by hand.
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -12,9 +13,11 @@ use aws_sdk_rds::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbInstance, DbSnapshot};
 
 use crate::control::{CloudError, CloudResult, ControlPlane};
+use crate::ec2::Ec2;
 use crate::model::{
-    BlueGreen, BlueGreenRequest, Instance, Key, LogFile, LogPortion, Modification, Parameter, ParameterGroupMembership,
-    Record, ReplicaRequest, RestoreRequest, SecurityGroupMembership, Snapshot, Tag,
+    BlueGreen, BlueGreenRequest, GroupRequest, Ingress, Instance, Key, LogFile, LogPortion, Modification, Parameter,
+    ParameterGroupMembership, Record, ReplicaRequest, RestoreRequest, SecurityGroup, SecurityGroupMembership, Snapshot,
+    Tag,
 };
 
 /// The AWS clients pgferry uses.
@@ -22,6 +25,7 @@ pub struct Aws {
     rds: aws_sdk_rds::Client,
     kms: aws_sdk_kms::Client,
     route53: aws_sdk_route53::Client,
+    ec2: Ec2,
 }
 
 impl Aws {
@@ -36,6 +40,7 @@ impl Aws {
             rds: aws_sdk_rds::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),
             route53: aws_sdk_route53::Client::new(config),
+            ec2: Ec2::from_config(config),
         }
     }
 }
@@ -477,5 +482,25 @@ impl ControlPlane for Aws {
 
     async fn delete_blue_green(&self, id: &str) -> CloudResult<()> {
         crate::sdk_blue_green::delete(&self.rds, id).await
+    }
+
+    async fn find_security_group(&self, vpc_id: &str, name: &str) -> CloudResult<Option<SecurityGroup>> {
+        crate::sdk_ec2::find(&self.ec2, vpc_id, name).await
+    }
+
+    async fn describe_security_group(&self, id: &str) -> CloudResult<Option<SecurityGroup>> {
+        crate::sdk_ec2::describe_by_id(&self.ec2, id).await
+    }
+
+    async fn create_security_group(&self, request: &GroupRequest) -> CloudResult<String> {
+        crate::sdk_ec2::create(&self.ec2, request).await
+    }
+
+    async fn allow_ingress(&self, group_id: &str, rule: &Ingress) -> CloudResult<()> {
+        crate::sdk_ec2::allow(&self.ec2, group_id, rule).await
+    }
+
+    async fn delete_security_group(&self, id: &str) -> CloudResult<()> {
+        crate::sdk_ec2::delete(&self.ec2, id).await
     }
 }

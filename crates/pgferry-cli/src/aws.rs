@@ -35,7 +35,7 @@ pub(crate) enum AwsCommand {
     Encrypt(EncryptArgs),
     /// Switch the Blue/Green deployment over, measuring the write downtime through the applications' endpoint.
     Switchover(SwitchoverArgs),
-    /// Swap the source's security groups for a restrictive one (--lift puts the old ones back).
+    /// Swap the source's security groups for a fence group pgferry creates (or yours); --lift puts the old ones back.
     Fence(FenceArgs),
     /// Point a Route53 CNAME at an instance's endpoint and wait until it is in sync.
     Switch(SwitchArgs),
@@ -136,11 +136,21 @@ pub(crate) struct SwitchoverArgs {
 pub(crate) struct FenceArgs {
     #[arg(long)]
     pub(crate) source_instance: String,
-    /// The restrictive security group (sg-...) to put in place: ingress only from
-    /// where pgferry and the administrators connect.
-    #[arg(long, required_unless_present = "lift", conflicts_with = "lift")]
+    /// An address range (CIDR) let in by the fence group pgferry creates, to the
+    /// instance's port; repeat it. Give at least where pgferry connects from: it
+    /// must still reach the source during the cutover's drain.
+    #[arg(long = "allow-cidr", value_name = "CIDR", conflicts_with_all = ["lift", "fence_group"])]
+    pub(crate) allow_cidr: Vec<String>,
+    /// A restrictive security group of your own (sg-...) instead of pgferry's:
+    /// pgferry neither creates nor deletes it.
+    #[arg(long, conflicts_with = "lift")]
     pub(crate) fence_group: Option<String>,
-    /// Put back the security groups the source had before the fence.
+    /// Create pgferry's fence group and its rules now, without touching the
+    /// source's groups, so that the cutover's fence command only swaps them.
+    #[arg(long, conflicts_with_all = ["lift", "fence_group"])]
+    pub(crate) prepare: bool,
+    /// Put back the security groups the source had before the fence, and delete
+    /// the fence group pgferry created.
     #[arg(long)]
     pub(crate) lift: bool,
     #[command(flatten)]
@@ -287,13 +297,19 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AwsCommand::Fence(args) => {
-            let (_, mut journal) = args.state.open()?;
-            let report = match args.fence_group {
-                Some(group) if !args.lift => {
-                    let plan = pgferry_aws::fence::FencePlan { source: args.source_instance, group };
-                    Box::pin(pgferry_aws::fence::fence(&cloud, &pacing, &mut journal, &plan)).await?
-                }
-                _ => Box::pin(pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &args.source_instance)).await?,
+            use pgferry_aws::fence::{allowed_ranges, FenceGroup, FencePlan};
+            let group = match args.fence_group {
+                Some(group) => FenceGroup::Given(group),
+                None if args.lift => FenceGroup::Own { allow: Vec::new() },
+                None => FenceGroup::Own { allow: allowed_ranges(&args.allow_cidr)? },
+            };
+            let (migration, mut journal) = args.state.open()?;
+            let report = if args.lift {
+                Box::pin(pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &migration, &args.source_instance))
+                    .await?
+            } else {
+                let plan = FencePlan { migration, source: args.source_instance, group, prepare_only: args.prepare };
+                Box::pin(pgferry_aws::fence::fence(&cloud, &pacing, &mut journal, &plan)).await?
             };
             print_json(&report);
             Ok(ExitCode::SUCCESS)

@@ -3,7 +3,10 @@
 
 use std::process::{Command, Output};
 
-use pgferry_aws::testing::{blue_green_statuses, create_key, create_source, create_zone, security_group_id, Moto};
+use pgferry_aws::testing::{
+    blue_green_statuses, create_key, create_plain_security_group, create_source, create_zone, instance_security_groups,
+    security_group_id, security_groups_named, Moto,
+};
 use pgferry_testkit::{Cluster, PgVersion};
 
 fn pgferry(moto: &Moto, args: &[&str]) -> Output {
@@ -158,6 +161,79 @@ fn fence_lift_and_switch_through_the_command_line() {
     assert_eq!(switched.status.code(), Some(0), "{}", String::from_utf8_lossy(&switched.stderr));
     assert_eq!(json(&switched)["now"]["ttl"], 30);
     assert!(state.path().join("aws-journal.jsonl").exists());
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The source's security groups, as RDS reports them.
+fn instance_groups(moto: &Moto, id: &str) -> Vec<String> {
+    runtime().block_on(async { instance_security_groups(&moto.config().await, id).await })
+}
+
+#[test]
+fn fence_creates_its_own_group_survives_a_kill_before_the_swap_and_lift_deletes_it() {
+    let moto = Moto::shared();
+    let source = runtime().block_on(async { create_source(&moto.config().await, "cli-own", Some("1"), 0).await });
+    let before = vec![source.security_group.clone()];
+    let config = runtime().block_on(moto.config());
+    let state = tempfile::tempdir().unwrap();
+    let common = ["--name", "cli_own", "--state-dir", state.path().to_str().unwrap()];
+    let fence_args =
+        [&["aws", "fence", "--source-instance", "cli-own", "--allow-cidr", "10.0.3.17/32"][..], &common].concat();
+
+    let unopened = pgferry(moto, &[&["aws", "fence", "--source-instance", "cli-own"][..], &common].concat());
+    assert_eq!(unopened.status.code(), Some(2), "{}", stderr(&unopened));
+    assert!(stderr(&unopened).contains("needs --allow-cidr"), "{}", stderr(&unopened));
+    let everyone = pgferry(
+        moto,
+        &[&["aws", "fence", "--source-instance", "cli-own", "--allow-cidr", "0.0.0.0/0"][..], &common].concat(),
+    );
+    assert_eq!(everyone.status.code(), Some(2), "{}", stderr(&everyone));
+    assert!(security_groups_named(&config, "pgferry-cli-own-fence").is_empty(), "nothing created");
+
+    // Killed once the group and its rule exist, before the swap.
+    let killed = pgferry_with(moto, &fence_args, &[("PGFERRY_FAILPOINT", "aws-after-fence-group:1")]);
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    assert_eq!(security_groups_named(&config, "pgferry-cli-own-fence").len(), 1);
+    assert_eq!(instance_groups(moto, "cli-own"), before, "not swapped yet");
+
+    let fenced = pgferry(moto, &fence_args);
+    assert_eq!(fenced.status.code(), Some(0), "{}", stderr(&fenced));
+    let report = json(&fenced);
+    let seen = security_groups_named(&config, "pgferry-cli-own-fence");
+    assert_eq!(seen.len(), 1, "still exactly one group: {seen:?}");
+    assert_eq!(seen[0].vpc, source.vpc);
+    assert_eq!(seen[0].ingress, ["tcp 5433 10.0.3.17/32"]);
+    assert_eq!(report["fence_group"], seen[0].id.as_str());
+    assert_eq!(report["own_group"], true);
+    assert_eq!(report["previous"], serde_json::json!([source.security_group]));
+    assert_eq!(instance_groups(moto, "cli-own"), [seen[0].id.clone()]);
+    let journal = std::fs::read_to_string(state.path().join("aws-journal.jsonl")).unwrap();
+    for wanted in [r#""step":"fence-group","event":"intent""#, r#""step":"fence","event":"outcome""#] {
+        assert!(journal.contains(wanted), "{wanted} not in {journal}");
+    }
+
+    let lifted = pgferry(moto, &[&["aws", "fence", "--lift", "--source-instance", "cli-own"][..], &common].concat());
+    assert_eq!(lifted.status.code(), Some(0), "{}", stderr(&lifted));
+    assert_eq!(json(&lifted)["deleted"], seen[0].id.as_str());
+    assert_eq!(instance_groups(moto, "cli-own"), before);
+    assert!(security_groups_named(&config, "pgferry-cli-own-fence").is_empty(), "the group is deleted");
+
+    // Under another migration's name, an operator's group of the fence's name is refused.
+    let theirs = create_plain_security_group(&config, "pgferry-cli-other-fence", &source.vpc);
+    let other = ["--name", "cli_other", "--state-dir", state.path().to_str().unwrap()];
+    let refused = pgferry(moto, &[&fence_args[..6], &other].concat());
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&theirs) && stderr(&refused).contains("pgferry did not create it"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(stderr(&refused).contains("hint:"), "{}", stderr(&refused));
+    assert_eq!(instance_groups(moto, "cli-own"), before, "nothing changed");
+    assert_eq!(security_groups_named(&config, "pgferry-cli-other-fence")[0].ingress, Vec::<String>::new());
 }
 
 #[test]

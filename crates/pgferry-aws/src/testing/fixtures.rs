@@ -6,6 +6,8 @@ use std::net::TcpStream;
 use aws_config::SdkConfig;
 use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
 
+use crate::xml::{self, Node};
+
 /// A source instance with every setting pgferry copies set to a non-default value.
 pub struct Source {
     pub id: String,
@@ -152,18 +154,33 @@ pub async fn blue_green_statuses(config: &SdkConfig, name: &str) -> Vec<String> 
         .collect()
 }
 
+/// The security groups of instance `id`, in order.
+pub async fn instance_security_groups(config: &SdkConfig, id: &str) -> Vec<String> {
+    let out = aws_sdk_rds::Client::new(config)
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .expect("describe the instance");
+    let db = out.db_instances().first().expect("the instance");
+    db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id().map(str::to_owned)).collect()
+}
+
 /// A made-up security group id for `name` (moto accepts any).
 pub fn security_group_id(name: &str) -> String {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("sg-{hash:016x}")
 }
 
-/// The default VPC's id and subnets, asked of moto's EC2 API directly (pgferry
-/// does not link the EC2 SDK). moto routes by the credential scope and does not
-/// check signatures.
-fn default_subnets(endpoint: &str) -> (String, Vec<String>) {
+/// One call of moto's EC2 API, made directly (pgferry's own EC2 client is what
+/// the tests check): moto routes by the credential scope and does not check
+/// signatures. The answer's root element.
+fn moto_ec2(endpoint: &str, params: &[(&str, &str)]) -> Node {
     let address = endpoint.trim_start_matches("http://");
-    let body = "Action=DescribeSubnets&Version=2016-11-15";
+    let mut body = String::from("Version=2016-11-15");
+    for (name, value) in params {
+        body.push_str(&format!("&{name}={value}"));
+    }
     let mut stream = TcpStream::connect(address).expect("connect to moto");
     write!(
         stream,
@@ -175,16 +192,73 @@ fn default_subnets(endpoint: &str) -> (String, Vec<String>) {
     .expect("ask moto");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read moto's answer");
-    let tag = |item: &str, name: &str| -> Option<String> {
-        let start = item.find(&format!("<{name}>"))? + name.len() + 2;
-        let end = item[start..].find('<')? + start;
-        Some(item[start..end].to_owned())
-    };
-    let subnets: Vec<(String, String)> =
-        answer.split("<item>").filter_map(|item| Some((tag(item, "vpcId")?, tag(item, "subnetId")?))).collect();
+    let xml = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    xml::parse(xml).unwrap_or_else(|e| panic!("moto's answer: {e}: {answer}"))
+}
+
+/// The default VPC's id and subnets.
+fn default_subnets(endpoint: &str) -> (String, Vec<String>) {
+    let answer = moto_ec2(endpoint, &[("Action", "DescribeSubnets")]);
+    let subnets: Vec<(String, String)> = answer
+        .items("subnetSet")
+        .filter_map(|s| Some((s.text_of("vpcId")?.to_owned(), s.text_of("subnetId")?.to_owned())))
+        .collect();
     let vpc = subnets.first().expect("moto's default subnets").0.clone();
     let ids = subnets.into_iter().filter(|(v, _)| *v == vpc).map(|(_, s)| s).collect();
     (vpc, ids)
+}
+
+/// A security group as moto holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSeen {
+    pub id: String,
+    pub vpc: String,
+    pub tags: Vec<(String, String)>,
+    /// `<protocol> <from port> <source>` for each inbound rule.
+    pub ingress: Vec<String>,
+}
+
+/// Every security group moto holds with this name, in any VPC.
+pub fn security_groups_named(config: &SdkConfig, name: &str) -> Vec<GroupSeen> {
+    let endpoint = config.endpoint_url().expect("moto's endpoint");
+    let answer = moto_ec2(
+        endpoint,
+        &[("Action", "DescribeSecurityGroups"), ("Filter.1.Name", "group-name"), ("Filter.1.Value.1", name)],
+    );
+    answer
+        .items("securityGroupInfo")
+        .map(|g| GroupSeen {
+            id: g.text_of("groupId").unwrap_or_default().to_owned(),
+            vpc: g.text_of("vpcId").unwrap_or_default().to_owned(),
+            tags: g
+                .items("tagSet")
+                .map(|t| {
+                    (t.text_of("key").unwrap_or_default().to_owned(), t.text_of("value").unwrap_or_default().to_owned())
+                })
+                .collect(),
+            ingress: g
+                .items("ipPermissions")
+                .flat_map(|p| {
+                    let rule = format!(
+                        "{} {}",
+                        p.text_of("ipProtocol").unwrap_or_default(),
+                        p.text_of("fromPort").unwrap_or_default()
+                    );
+                    p.items("ipRanges").filter_map(move |r| Some(format!("{rule} {}", r.text_of("cidrIp")?)))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A security group named `name` in `vpc`, without pgferry's tags (an operator's); returns its id.
+pub fn create_plain_security_group(config: &SdkConfig, name: &str, vpc: &str) -> String {
+    let endpoint = config.endpoint_url().expect("moto's endpoint");
+    let answer = moto_ec2(
+        endpoint,
+        &[("Action", "CreateSecurityGroup"), ("GroupName", name), ("GroupDescription", "operator"), ("VpcId", vpc)],
+    );
+    answer.text_of("groupId").unwrap_or_else(|| panic!("no groupId: {answer:?}")).to_owned()
 }
 
 /// A customer-managed KMS key with an alias; returns its (key id, ARN).

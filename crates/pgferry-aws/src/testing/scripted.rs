@@ -18,8 +18,8 @@ use pgferry_pgoutput::Lsn;
 use crate::control::{CloudError, CloudResult, ControlPlane};
 use crate::encrypt::{SeedMark, SeedSide};
 use crate::model::{
-    BlueGreen, BlueGreenRequest, Instance, Key, LogFile, LogPortion, Modification, Parameter, Record, ReplicaRequest,
-    RestoreRequest, Snapshot,
+    BlueGreen, BlueGreenRequest, GroupRequest, Ingress, Instance, Key, LogFile, LogPortion, Modification, Parameter,
+    Record, ReplicaRequest, RestoreRequest, SecurityGroup, Snapshot,
 };
 
 enum Fault {
@@ -333,6 +333,26 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
 
     async fn delete_blue_green(&self, id: &str) -> CloudResult<()> {
         self.around("rds:DeleteBlueGreenDeployment", self.inner.delete_blue_green(id)).await
+    }
+
+    async fn find_security_group(&self, vpc_id: &str, name: &str) -> CloudResult<Option<SecurityGroup>> {
+        self.around("ec2:DescribeSecurityGroups", self.inner.find_security_group(vpc_id, name)).await
+    }
+
+    async fn describe_security_group(&self, id: &str) -> CloudResult<Option<SecurityGroup>> {
+        self.around("ec2:DescribeSecurityGroups", self.inner.describe_security_group(id)).await
+    }
+
+    async fn create_security_group(&self, request: &GroupRequest) -> CloudResult<String> {
+        self.around("ec2:CreateSecurityGroup", self.inner.create_security_group(request)).await
+    }
+
+    async fn allow_ingress(&self, group_id: &str, rule: &Ingress) -> CloudResult<()> {
+        self.around("ec2:AuthorizeSecurityGroupIngress", self.inner.allow_ingress(group_id, rule)).await
+    }
+
+    async fn delete_security_group(&self, id: &str) -> CloudResult<()> {
+        self.around("ec2:DeleteSecurityGroup", self.inner.delete_security_group(id)).await
     }
 
     async fn change_status(&self, change: &str) -> CloudResult<String> {
