@@ -11,7 +11,9 @@
 //! keepalives ([`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_RETRIES`]),
 //! so a peer that vanished without closing (a silent partition, a NAT or load
 //! balancer dropping state) fails the connection within about a minute instead of
-//! never.
+//! never. Keepalives probe only an idle socket: data sent and never acknowledged
+//! is bounded by `TCP_USER_TIMEOUT` ([`TCP_USER_TIMEOUT`], the same budget), so a
+//! write into a partition fails as fast as a read from one.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -69,6 +71,11 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Unanswered probes after which the connection is dead.
 pub const KEEPALIVE_RETRIES: u32 = 3;
 
+/// How long data may stay unacknowledged before the connection is dead
+/// (`TCP_USER_TIMEOUT`, Linux): the keepalives' own budget.
+pub const TCP_USER_TIMEOUT: Duration =
+    Duration::from_secs(KEEPALIVE_IDLE.as_secs() + KEEPALIVE_INTERVAL.as_secs() * KEEPALIVE_RETRIES as u64);
+
 /// Connects and spawns the connection's I/O task.
 pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
     let fail = |failure, cause: String| ConnectError { server: spec.to_string(), failure, cause };
@@ -122,6 +129,7 @@ pub(crate) fn pg_config(spec: &ConnSpec) -> Config {
         .keepalives_idle(KEEPALIVE_IDLE)
         .keepalives_interval(KEEPALIVE_INTERVAL)
         .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(TCP_USER_TIMEOUT)
         .ssl_mode(match spec.sslmode {
             SslMode::Disable => PgSslMode::Disable,
             SslMode::Allow | SslMode::Prefer => PgSslMode::Prefer,
@@ -195,6 +203,7 @@ mod tests {
         assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
         assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
         assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(4)));
     }
 }

@@ -13,13 +13,13 @@
 //! an `IDENTIFY_SYSTEM`, run under the spec's connect timeout, like every other
 //! connection ([`crate::connect`]). The transport sets no TCP keepalive on its
 //! socket and has no option for one, so the server is asked to probe instead
-//! (`tcp_keepalives_*` at startup, with pgferry's values): a pgferry that vanished
-//! ends its walsender and frees the slot for the next run.
+//! (`tcp_keepalives_*` and `tcp_user_timeout` at startup, with pgferry's values):
+//! a pgferry that vanished ends its walsender and frees the slot for the next run.
 
 use pgferry_core::sql::{Ident, Sql};
 use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, TlsConfig};
 
-use crate::connect::{within_connect_timeout, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES};
+use crate::connect::{within_connect_timeout, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, TCP_USER_TIMEOUT};
 use crate::connspec::{ConnSpec, SslMode};
 
 /// A slot's consistent point with the snapshot exported at it.
@@ -62,9 +62,10 @@ pub fn replication_config(spec: &ConnSpec, slot: &str, publications: Vec<String>
     config.publication = publications.into();
     config.application_name = Some(spec.application_name.clone());
     let keepalives = format!(
-        "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={KEEPALIVE_RETRIES}",
+        "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={KEEPALIVE_RETRIES} -c tcp_user_timeout={}",
         KEEPALIVE_IDLE.as_secs(),
-        KEEPALIVE_INTERVAL.as_secs()
+        KEEPALIVE_INTERVAL.as_secs(),
+        TCP_USER_TIMEOUT.as_millis()
     );
     config.options = Some(match &spec.options {
         Some(given) => format!("{given} {keepalives}"),
@@ -142,9 +143,12 @@ mod tests {
         let cluster = Cluster::start(PgVersion::V15);
         let spec = ConnSpec::parse(&cluster.url("postgres")).unwrap();
         let mut session = open_gated(&spec, replication_config(&spec, "s", Vec::new())).await.unwrap();
-        for (setting, value) in
-            [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3")]
-        {
+        for (setting, value) in [
+            ("tcp_keepalives_idle", "30"),
+            ("tcp_keepalives_interval", "10"),
+            ("tcp_keepalives_count", "3"),
+            ("tcp_user_timeout", "60000"),
+        ] {
             let rows = session.simple_query(&format!("SHOW {setting}")).await.unwrap();
             let shown = rows[0][0].as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
             assert_eq!(shown.as_deref(), Some(value), "{setting}");

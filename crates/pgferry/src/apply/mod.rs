@@ -672,8 +672,10 @@ impl Run<'_> {
             Some(at) if lag_bytes > 0 => (now - at).max(0) as f64 / 1e6,
             _ => 0.0,
         };
-        let changes = self.totals.changes;
-        let changes_per_second = (changes - changes_then) as f64 / since.elapsed().as_secs_f64();
+        // The open batch's changes count too: a large transaction applies for
+        // minutes before its commit, and its rate is what the operator watches.
+        let changes = self.totals.changes + self.applier.batch.changes as u64;
+        let changes_per_second = changes.saturating_sub(changes_then) as f64 / since.elapsed().as_secs_f64();
         self.rate = Some(changes_per_second);
         self.progress.emit(FollowEvent::Status {
             applied: self.totals.applied,
