@@ -143,6 +143,13 @@ pub(crate) struct StatusArgs {
     pub(crate) format: Format,
 }
 
+/// `--refresh-materialized-views`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum RefreshViews {
+    BeforeSwitch,
+    After,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct CutoverArgs {
     #[command(flatten)]
@@ -184,6 +191,11 @@ pub(crate) struct CutoverArgs {
     /// their copy time adds to the downtime).
     #[arg(long)]
     pub(crate) recopy_keyless_tables: bool,
+    /// When the materialized views are refreshed: `before-switch`, inside the fence
+    /// (fresh for the application, counted in the downtime), or `after` the switch
+    /// (outside the downtime; the application reads them stale until refreshed).
+    #[arg(long, value_enum, default_value_t = RefreshViews::BeforeSwitch)]
+    pub(crate) refresh_materialized_views: RefreshViews,
     /// Print what the cutover would do (go/no-go, the roles fenced, the steps) and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

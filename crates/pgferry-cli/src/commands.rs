@@ -201,6 +201,10 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
             (false, false) => pgferry_core::cutover::SwitchWord::Unspoken,
         },
         shutdown: None,
+        views: match args.refresh_materialized_views {
+            crate::cli::RefreshViews::BeforeSwitch => pgferry::materialized_views::ViewRefresh::BeforeSwitch,
+            crate::cli::RefreshViews::After => pgferry::materialized_views::ViewRefresh::AfterSwitch,
+        },
         policy: pgferry_core::cutover::Policy {
             max_lag_bytes: args.max_lag_bytes,
             keyless_tables: match (args.keyless_tables_are_insert_only, args.recopy_keyless_tables) {

@@ -198,6 +198,13 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
             "migration {}: cut over. An earlier run switched the application and was stopped after it; this run only recorded the target as open. Downtime measured by that run (fence to switch): {downtime}. The old source stays fenced.",
             report.migration
         );
+        if let Some(seconds) = report.views_refreshed_after_switch {
+            let _ = writeln!(
+                out,
+                "materialized views refreshed after the switch: {} in {seconds:.3} s",
+                report.materialized_views_refreshed
+            );
+        }
         return out;
     }
     timings(&mut out, "", &report.steps, 3);
@@ -215,11 +222,22 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
     if !report.partitions_recopied.is_empty() {
         let _ = writeln!(out, "partitions copied again inside the fence: {}", report.partitions_recopied.join(", "));
     }
-    let _ = writeln!(
-        out,
-        "large objects brought over inside the fence: {}; materialized views refreshed: {}",
-        report.large_objects_synced, report.materialized_views_refreshed
-    );
+    match report.views_refreshed_after_switch {
+        None => {
+            let _ = writeln!(
+                out,
+                "large objects brought over inside the fence: {}; materialized views refreshed: {}",
+                report.large_objects_synced, report.materialized_views_refreshed
+            );
+        }
+        Some(seconds) => {
+            let _ = writeln!(
+                out,
+                "large objects brought over inside the fence: {}; materialized views refreshed after the switch: {} in {seconds:.3} s",
+                report.large_objects_synced, report.materialized_views_refreshed
+            );
+        }
+    }
     out
 }
 
@@ -249,6 +267,21 @@ pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
         let _ = writeln!(out, "keyless tables ({}): {}", plan.keyless_policy, plan.keyless_tables.join(", "));
     }
     let _ = writeln!(out, "changed rows to compare: {}", plan.changed_rows_to_check);
+    if !plan.materialized_views.is_empty() {
+        let measured: f64 = plan.materialized_views.iter().filter_map(|v| v.last_seconds).sum();
+        let _ = writeln!(
+            out,
+            "materialized views ({}), refreshed {}; last measured {measured:.3} s in all:",
+            plan.materialized_views.len(),
+            plan.views_refresh.as_str()
+        );
+        for view in &plan.materialized_views {
+            let _ = match (view.last_seconds, &view.measured_by) {
+                (Some(seconds), Some(by)) => writeln!(out, "  - {}: {seconds:.3} s (by {by})", view.view),
+                _ => writeln!(out, "  - {}: not measured yet (pgferry rehearse measures it)", view.view),
+            };
+        }
+    }
     let _ = writeln!(out, "switch command: {}", plan.switch_command.as_deref().unwrap_or("none"));
     let _ = writeln!(out, "\n(dry run: nothing was changed)");
     out
@@ -380,6 +413,22 @@ pub(crate) fn rehearsal(r: &Rehearsal) -> String {
         }
     }
     let _ = writeln!(out, "drain          {:.3} s ({} change(s))", r.drain_seconds, r.changes_drained);
+    let _ = writeln!(
+        out,
+        "large objects  {:.3} s ({} brought over now; the cutover brings only what changes again)",
+        r.large_objects_seconds, r.large_objects_synced
+    );
+    let after = r.views_refresh == pgferry::materialized_views::ViewRefresh::AfterSwitch;
+    let _ = writeln!(
+        out,
+        "mat. views     {:.3} s ({} refreshed; {})",
+        r.materialized_views_seconds,
+        r.materialized_views.len(),
+        if after { "after the switch: not downtime" } else { "inside the fence" }
+    );
+    for view in &r.materialized_views {
+        let _ = writeln!(out, "                 {} {:.3} s", view.view, view.seconds);
+    }
     let _ = writeln!(out, "sequences      {:.3} s ({} present on both sides)", r.sequence_seconds, r.sequences);
     let _ = writeln!(
         out,

@@ -511,6 +511,58 @@ fn the_cutover_carries_large_objects_and_materialized_views_changed_since_the_co
 }
 
 #[test]
+fn materialized_views_are_timed_by_the_rehearsal_shown_by_the_dry_run_and_can_wait_for_after_the_switch() {
+    let pair =
+        migrated_with(|c| c.psql("app", "CREATE MATERIALIZED VIEW order_count AS SELECT count(*) AS n FROM orders"));
+    pair.source.psql("app", "REFRESH MATERIALIZED VIEW order_count");
+    let urls = pair.urls();
+    let after = |command| {
+        let mut args = pair.args(command, &urls);
+        args.extend(["--refresh-materialized-views", "after"]);
+        args
+    };
+
+    // Not measured since the copy's refresh; the rehearsal measures and journals it.
+    let planned = ok(pgferry(&pair.args("cutover", &urls).into_iter().chain(["--dry-run"]).collect::<Vec<_>>(), &[]));
+    assert!(planned.contains("\"public\".\"order_count\": ") && planned.contains("(by copy)"), "{planned}");
+    assert!(planned.contains("refreshed before the switch (inside the downtime)"), "{planned}");
+    let rehearsed = ok(pgferry(&after("rehearse"), &[]));
+    assert!(rehearsed.contains("1 refreshed; after the switch: not downtime"), "{rehearsed}");
+    assert!(rehearsed.contains("\"public\".\"order_count\" "), "{rehearsed}");
+    let planned = ok(pgferry(&after("cutover").into_iter().chain(["--dry-run"]).collect::<Vec<_>>(), &[]));
+    assert!(planned.contains("(by rehearse)"), "the rehearsal's time is shown: {planned}");
+    assert!(planned.contains("refreshed after the switch"), "{planned}");
+    assert!(planned.contains("refresh the materialized views (after the switch)"), "{planned}");
+
+    // The switch command reads the view on the target: still as the rehearsal
+    // left it (1700 rows counted), since the refresh waits for after the switch.
+    pair.source.psql("app", "INSERT INTO orders (note) SELECT 'late ' || g FROM generate_series(1, 50) g; REFRESH MATERIALIZED VIEW order_count");
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let psql = pair.target.version().bin_dir().join("psql");
+    let switch = format!(
+        "{} '{}' -Atc 'SELECT n FROM order_count' > {}",
+        psql.display(),
+        pair.target.url("app"),
+        seen.display()
+    );
+    let mut args = after("cutover");
+    args.extend(["--switch-command", &switch]);
+    // Stopped right after the switch: the rerun finishes and refreshes the views.
+    let out = pgferry(&args, &[("PGFERRY_FAILPOINT", "cutover-after-opened:1")]);
+    assert!(!out.status.success(), "the failpoint stops it");
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "1700", "stale at the switch");
+    assert_eq!(pair.target.psql("app", "SELECT n FROM order_count"), "1700", "not refreshed before the stop");
+    let finished = ok(pgferry(&after("cutover"), &[]));
+    assert!(finished.contains("materialized views refreshed after the switch: 1"), "{finished}");
+    assert_eq!(pair.target.psql("app", "SELECT n FROM order_count"), "1750");
+    assert_eq!(
+        pair.target.psql("app", "SELECT n FROM order_count"),
+        pair.source.psql("app", "SELECT n FROM order_count")
+    );
+}
+
+#[test]
 fn nothing_unfences_the_old_source_behind_the_cutovers_back() {
     let pair = migrated();
     let urls = pair.urls();

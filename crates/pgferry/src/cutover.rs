@@ -29,6 +29,7 @@ use tokio_postgres::Client;
 
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::error::{Error, ErrorKind, Result};
+use crate::materialized_views::{refresh_materialized_views, PlannedView, ViewRefresh};
 use crate::outside_fence::{self, OutsideFence};
 use crate::validate::{validate_changed, ValidateOptions};
 use crate::{failpoint, fence, shell};
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS pgferry.cutover (
 );
 ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_pid integer;
 ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_host text;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS downtime_seconds double precision;";
+ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS downtime_seconds double precision;
+ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS views_after_switch boolean NOT NULL DEFAULT false;";
 
 /// What the operator asked for.
 #[derive(Clone, Debug)]
@@ -63,6 +65,8 @@ pub struct CutoverOptions {
     pub switch_word: SwitchWord,
     /// Becomes true on SIGINT/SIGTERM: before the switch the cutover rolls back.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// When the materialized views are refreshed.
+    pub views: ViewRefresh,
 }
 
 impl CutoverOptions {
@@ -93,6 +97,8 @@ pub struct CutoverReport {
     pub large_objects_synced: usize,
     /// Materialized views refreshed on the target inside the fence.
     pub materialized_views_refreshed: usize,
+    /// The views were refreshed after the switch (outside the downtime), taking this long.
+    pub views_refreshed_after_switch: Option<f64>,
     /// False when this run finished a cutover that an earlier run switched: the
     /// downtime is the one that run journaled, and the other figures are not known.
     pub complete: bool,
@@ -112,6 +118,10 @@ pub struct CutoverPlan {
     pub changed_rows_to_check: i64,
     pub steps: Vec<&'static str>,
     pub switch_command: Option<String>,
+    /// The materialized views to refresh, in order, with their last measured times.
+    pub materialized_views: Vec<PlannedView>,
+    /// When they are refreshed.
+    pub views_refresh: ViewRefresh,
 }
 
 /// The plan of a cutover, from the same observations the cutover makes.
@@ -130,14 +140,22 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     if recopy && !observed.insert_only_tables.is_empty() {
         steps.push("copy the keyless tables again");
     }
+    let after = options.views == ViewRefresh::AfterSwitch;
     steps.extend([
         "copy again the partitions truncated alone, created or attached since the copy",
-        "bring over the large objects changed since the last sync; refresh the materialized views",
+        if after {
+            "bring over the large objects changed since the last sync"
+        } else {
+            "bring over the large objects changed since the last sync; refresh the materialized views"
+        },
         "set every sequence from the source",
         "compare the changed rows",
         "run the switch command",
-        "open the target; report",
     ]);
+    if after {
+        steps.push("refresh the materialized views (after the switch)");
+    }
+    steps.push("open the target; report");
     Ok(CutoverPlan {
         migration: name.to_string(),
         decision: go_no_go(&observed, &options.policy),
@@ -147,6 +165,8 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         changed_rows_to_check: touched,
         steps,
         switch_command: options.switch_command.clone(),
+        materialized_views: crate::materialized_views::planned(&src, &dst, name).await?,
+        views_refresh: options.views,
     })
 }
 
@@ -184,7 +204,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         }
         Recovery::Finish => {
             ensure_journal(&dst).await?;
-            return finish(&dst, name, entry.and_then(|e| e.downtime_seconds)).await;
+            return finish(source, target, &dst, name, entry.as_ref()).await;
         }
         Recovery::AskOperator => return Err(switch_unknown(entry.as_ref())),
         Recovery::WaitForSwitch => {
@@ -215,6 +235,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let lift_statements = plan.lift_statements();
     ensure_journal(&dst).await?;
     record(&dst, name, CutoverStep::Decided).await?;
+    record_views_after_switch(&dst, name, options.views == ViewRefresh::AfterSwitch).await?;
     let mut laps = Vec::new();
     let fenced_at = Instant::now();
     let outcome = tokio::select! {
@@ -258,6 +279,10 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     })?;
     record(&dst, name, CutoverStep::Opened).await?;
     failpoint::hit("cutover-after-opened");
+    let views_refreshed_after_switch = match options.views {
+        ViewRefresh::AfterSwitch => Some(refresh_after_switch(source, target, name).await?),
+        ViewRefresh::BeforeSwitch => None,
+    };
     record(&dst, name, CutoverStep::Reported).await?;
     Ok(CutoverReport {
         migration: name.to_string(),
@@ -270,7 +295,11 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         rows_checked: fenced.rows_checked,
         partitions_recopied: fenced.partitions_recopied,
         large_objects_synced: fenced.large_objects_synced,
-        materialized_views_refreshed: fenced.materialized_views_refreshed,
+        materialized_views_refreshed: fenced
+            .materialized_views_refreshed
+            .or(views_refreshed_after_switch.map(|(n, _)| n))
+            .unwrap_or(0),
+        views_refreshed_after_switch: views_refreshed_after_switch.map(|(_, seconds)| seconds),
         complete: true,
     })
 }
@@ -283,7 +312,8 @@ struct Fenced {
     rows_checked: i64,
     partitions_recopied: Vec<String>,
     large_objects_synced: usize,
-    materialized_views_refreshed: usize,
+    /// `None` when they are left for after the switch.
+    materialized_views_refreshed: Option<usize>,
 }
 
 /// Fence, drain, sequences, the changed rows' check: everything before the point
@@ -336,8 +366,17 @@ async fn before_switch(
         lap(laps, "re-copy partitions truncated or attached since the copy");
     }
     let large_objects = crate::large_objects::sync_large_objects(source, target).await?;
-    let views = crate::materialized_views::refresh_materialized_views(source, target).await?;
-    lap(laps, "large objects and materialized views");
+    let views = match options.views {
+        ViewRefresh::BeforeSwitch => {
+            let views = refresh_materialized_views(source, target, name, "cutover").await?;
+            lap(laps, "large objects and materialized views");
+            Some(views.views.len())
+        }
+        ViewRefresh::AfterSwitch => {
+            lap(laps, "large objects");
+            None
+        }
+    };
     record(dst, name, CutoverStep::Drained).await?;
     failpoint::hit("cutover-after-drained");
     let sequences = crate::copy::sync_sequences(src, dst).await?;
@@ -359,7 +398,7 @@ async fn before_switch(
         large_objects_synced: large_objects.differences.missing.len()
             + large_objects.differences.extra.len()
             + large_objects.differences.changed.len(),
-        materialized_views_refreshed: views.views.len(),
+        materialized_views_refreshed: views,
     })
 }
 
@@ -418,12 +457,24 @@ async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &Migrati
 }
 
 /// After the switch: the remaining steps only record that the target is open.
-async fn finish(dst: &Client, name: &MigrationName, downtime_seconds: Option<f64>) -> Result<CutoverReport> {
+async fn finish(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    dst: &Client,
+    name: &MigrationName,
+    entry: Option<&JournalEntry>,
+) -> Result<CutoverReport> {
     record(dst, name, CutoverStep::Opened).await?;
+    // The stopped run may have ended before its refresh after the switch (or
+    // inside it): the refresh is idempotent, so it runs again.
+    let refreshed = match entry.is_some_and(|e| e.views_after_switch) {
+        true => Some(refresh_after_switch(source, target, name).await?),
+        false => None,
+    };
     record(dst, name, CutoverStep::Reported).await?;
     Ok(CutoverReport {
         migration: name.to_string(),
-        downtime_seconds: downtime_seconds.unwrap_or(f64::NAN),
+        downtime_seconds: entry.and_then(|e| e.downtime_seconds).unwrap_or(f64::NAN),
         steps: Vec::new(),
         connect_revoked_from: Vec::new(),
         terminated_sessions: 0,
@@ -432,7 +483,8 @@ async fn finish(dst: &Client, name: &MigrationName, downtime_seconds: Option<f64
         rows_checked: 0,
         partitions_recopied: Vec::new(),
         large_objects_synced: 0,
-        materialized_views_refreshed: 0,
+        materialized_views_refreshed: refreshed.map_or(0, |(n, _)| n),
+        views_refreshed_after_switch: refreshed.map(|(_, seconds)| seconds),
         complete: false,
     })
 }
@@ -547,6 +599,7 @@ struct JournalEntry {
     switch_pid: Option<i32>,
     switch_host: Option<String>,
     downtime_seconds: Option<f64>,
+    views_after_switch: bool,
 }
 
 impl JournalEntry {
@@ -574,7 +627,8 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
     ensure_journal(dst).await?;
     let row = dst
         .query_opt(
-            "SELECT step, fenced_at::text, switch_pid, switch_host, downtime_seconds FROM pgferry.cutover WHERE migration = $1",
+            "SELECT step, fenced_at::text, switch_pid, switch_host, downtime_seconds, views_after_switch
+             FROM pgferry.cutover WHERE migration = $1",
             &[&name.as_str()],
         )
         .await
@@ -594,7 +648,28 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
         switch_pid: row.get(2),
         switch_host: row.get(3),
         downtime_seconds: row.get(4),
+        views_after_switch: row.get(5),
     }))
+}
+
+/// Journals whether the views are left for after the switch: a rerun that
+/// finishes this cutover refreshes them then.
+async fn record_views_after_switch(dst: &Client, name: &MigrationName, after: bool) -> Result<()> {
+    dst.execute("UPDATE pgferry.cutover SET views_after_switch = $2 WHERE migration = $1", &[&name.as_str(), &after])
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::server("writing the cutover journal", e))
+}
+
+/// The refresh after the switch: the application already reads the target, so
+/// a failure cannot roll back; it says so and how to finish. The views count
+/// and the seconds it took.
+async fn refresh_after_switch(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<(usize, f64)> {
+    let refreshed = refresh_materialized_views(source, target, name, "cutover").await.map_err(|e| {
+        Error { message: format!("the application was switched to the target, but refreshing its materialized views failed: {}", e.message), ..e }
+            .with_hint("the views are stale until refreshed: rerun pgferry cutover (it finishes and refreshes them), or run REFRESH MATERIALIZED VIEW on the target yourself")
+    })?;
+    Ok((refreshed.views.len(), refreshed.seconds))
 }
 
 async fn record_switched(dst: &Client, name: &MigrationName, downtime_seconds: f64) -> Result<()> {

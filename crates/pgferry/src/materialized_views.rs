@@ -9,11 +9,19 @@
 //! A view the source holds unpopulated is left (or made) unpopulated. Views
 //! are refreshed after every view they read, directly or through plain views
 //! (`pgferry_core::fidelity::refresh_order`).
+//!
+//! A refresh inside the fence is downtime, so each one's time is journaled on
+//! the target (`pgferry.view_refresh`, by the copy, `rehearse` and the cutover):
+//! `cutover --dry-run` shows the last measured time of each view, and
+//! `rehearse` counts them in the downtime it predicts. A view too slow for the
+//! downtime is refreshed after the switch instead ([`ViewRefresh::AfterSwitch`],
+//! `--refresh-materialized-views after`): the application then reads it stale
+//! (as the copy or the last refresh left it) until that refresh ends.
 
 use std::time::Instant;
 
 use pgferry_core::fidelity::refresh_order;
-use pgferry_core::names::STATE_SCHEMA;
+use pgferry_core::names::{MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::facts::USER_RELATION;
 use pgferry_pg::ConnSpec;
@@ -21,6 +29,48 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
+
+const JOURNAL_SQL: &str = "
+CREATE SCHEMA IF NOT EXISTS pgferry;
+CREATE TABLE IF NOT EXISTS pgferry.view_refresh (
+    migration text NOT NULL,
+    view text NOT NULL,
+    seconds double precision NOT NULL,
+    measured_by text NOT NULL,
+    measured_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, view)
+);";
+
+/// When the cutover refreshes the materialized views.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewRefresh {
+    /// Inside the fence, after the drain: the application finds them fresh, and
+    /// their refresh counts in the downtime.
+    #[default]
+    BeforeSwitch,
+    /// Right after the switch: outside the downtime, stale until refreshed.
+    AfterSwitch,
+}
+
+impl ViewRefresh {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewRefresh::BeforeSwitch => "before the switch (inside the downtime)",
+            ViewRefresh::AfterSwitch => "after the switch (outside the downtime; stale until refreshed)",
+        }
+    }
+}
+
+/// A view the cutover will refresh, with its last measured refresh.
+#[derive(Debug, Serialize)]
+pub struct PlannedView {
+    pub view: String,
+    /// Seconds of its last refresh on the target, and by whom (`copy`,
+    /// `rehearse`, `cutover`); `None` when never measured.
+    pub last_seconds: Option<f64>,
+    pub measured_by: Option<String>,
+}
 
 /// What was done to one view.
 #[derive(Debug, Serialize)]
@@ -46,8 +96,14 @@ struct SourceView {
 }
 
 /// Refreshes the target's materialized views from the target's tables, in
-/// dependency order, populated exactly where the source's are.
-pub async fn refresh_materialized_views(source: &ConnSpec, target: &ConnSpec) -> Result<MaterializedViewsRefreshed> {
+/// dependency order, populated exactly where the source's are; each view's time
+/// is journaled as measured `by` (a command's name).
+pub async fn refresh_materialized_views(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+    by: &str,
+) -> Result<MaterializedViewsRefreshed> {
     let started = Instant::now();
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
@@ -70,7 +126,54 @@ pub async fn refresh_materialized_views(source: &ConnSpec, target: &ConnSpec) ->
         }
         done.push(RefreshedView { view: view.name.to_string(), action, seconds: clock.elapsed().as_secs_f64() });
     }
+    record_times(&dst, name, by, &done).await?;
     Ok(MaterializedViewsRefreshed { views: done, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The views a refresh would run through now, in order, with their last
+/// measured times (none when the target has no journal of them yet).
+pub async fn planned(src: &Client, dst: &Client, name: &MigrationName) -> Result<Vec<PlannedView>> {
+    let views = source_views(src).await?;
+    let journaled: bool = dst
+        .query_one("SELECT to_regclass('pgferry.view_refresh') IS NOT NULL", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("reading the materialized views' refresh times", e))?;
+    let mut planned = Vec::with_capacity(views.len());
+    for view in views {
+        let measured = match journaled {
+            true => dst
+                .query_opt(
+                    "SELECT seconds, measured_by FROM pgferry.view_refresh WHERE migration = $1 AND view = $2",
+                    &[&name.as_str(), &view.name.to_string()],
+                )
+                .await
+                .map_err(|e| Error::server("reading the materialized views' refresh times", e))?,
+            false => None,
+        };
+        planned.push(PlannedView {
+            view: view.name.to_string(),
+            last_seconds: measured.as_ref().map(|r| r.get(0)),
+            measured_by: measured.as_ref().map(|r| r.get(1)),
+        });
+    }
+    Ok(planned)
+}
+
+async fn record_times(dst: &Client, name: &MigrationName, by: &str, done: &[RefreshedView]) -> Result<()> {
+    let fail = |e| Error::server("journaling the materialized views' refresh times", e);
+    dst.batch_execute(JOURNAL_SQL).await.map_err(fail)?;
+    for view in done {
+        dst.execute(
+            "INSERT INTO pgferry.view_refresh (migration, view, seconds, measured_by) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (migration, view) DO UPDATE
+             SET seconds = excluded.seconds, measured_by = excluded.measured_by, measured_at = now()",
+            &[&name.as_str(), &view.view, &view.seconds, &by],
+        )
+        .await
+        .map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// The source's materialized views in refresh order, with whether each holds

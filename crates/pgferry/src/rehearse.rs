@@ -6,8 +6,14 @@
 //! cutover will, but without a fence), reads every sequence on both sides as the
 //! cutover's sequence step would, compares the rows change capture touched as the
 //! cutover's exact check will, and shows the switch command without running it.
-//! The expected downtime is the fence's own cost plus the drain, sequence and
-//! check times measured here. The check is the cutover's own
+//! It also does, on the target only, the two steps the cutover repeats inside
+//! the fence: it brings over the large objects changed since the last sync and
+//! refreshes the materialized views (each view's time journaled, for
+//! `cutover --dry-run`). Both only bring the target closer to the source; the
+//! cutover's own runs then have less to do.
+//! The expected downtime is the fence's own cost plus the drain, large objects,
+//! materialized views (unless left for after the switch), sequence and check
+//! times measured here. The check is the cutover's own
 //! ([`validate_changed`], the same verdict rule): under live writes, rows
 //! written after the drain are lag, so the rehearsal says NOT PROVEN for them,
 //! never DIFFERENT; the cutover's check runs fenced and settles them.
@@ -21,6 +27,7 @@ use serde::Serialize;
 use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
 use crate::cutover::CutoverOptions;
 use crate::error::{Error, Result};
+use crate::materialized_views::{refresh_materialized_views, RefreshedView, ViewRefresh};
 use crate::validate::{validate_changed, Recording, ValidateOptions, ValidationReport};
 
 /// What raising and verifying the fence cost in the benchmark (bench/RESULTS.md):
@@ -33,6 +40,13 @@ pub struct Rehearsal {
     pub decision: Decision,
     pub drain_seconds: f64,
     pub changes_drained: u64,
+    pub large_objects_seconds: f64,
+    pub large_objects_synced: usize,
+    pub materialized_views_seconds: f64,
+    /// Each view's refresh, in order.
+    pub materialized_views: Vec<RefreshedView>,
+    /// When the cutover will refresh them: after the switch, their time is not downtime.
+    pub views_refresh: ViewRefresh,
     pub sequence_seconds: f64,
     pub sequences: usize,
     /// The changed-rows check's verdict is EQUAL.
@@ -65,6 +79,8 @@ pub async fn rehearse(
     };
     let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
     let drain_seconds = started.elapsed().as_secs_f64();
+    let large_objects = crate::large_objects::sync_large_objects(source, target).await?;
+    let views = refresh_materialized_views(source, target, &options.migration, "rehearse").await?;
     let started = Instant::now();
     let sequences = count_sequences(&src, &dst).await?;
     let sequence_seconds = started.elapsed().as_secs_f64();
@@ -75,13 +91,25 @@ pub async fn rehearse(
         decision,
         drain_seconds,
         changes_drained: drained.changes,
+        large_objects_seconds: large_objects.seconds,
+        large_objects_synced: large_objects.differences.missing.len()
+            + large_objects.differences.extra.len()
+            + large_objects.differences.changed.len(),
+        materialized_views_seconds: views.seconds,
+        materialized_views: views.views,
+        views_refresh: options.views,
         sequence_seconds,
         sequences,
         validation_equal: report.equal,
         validation: report,
         validation_seconds,
         switch_command: options.switch_command.clone(),
-        expected_downtime_seconds: FENCE_SECONDS + drain_seconds + sequence_seconds + validation_seconds,
+        expected_downtime_seconds: FENCE_SECONDS
+            + drain_seconds
+            + large_objects.seconds
+            + if options.views == ViewRefresh::BeforeSwitch { views.seconds } else { 0.0 }
+            + sequence_seconds
+            + validation_seconds,
     })
 }
 

@@ -145,6 +145,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         policy: Default::default(),
         switch_word: Default::default(),
         shutdown: None,
+        views: Default::default(),
     };
     let cut = pgferry::cutover::cutover(&src, &tgt, &cutover_options).await?;
     eprint!("{}", render::cutover(&cut));

@@ -282,7 +282,7 @@ pub async fn copy(
         };
         let statistics = async {
             source::sync_sequences(&src, &dst).await?;
-            let views = crate::materialized_views::refresh_materialized_views(source, target).await?;
+            let views = crate::materialized_views::refresh_materialized_views(source, target, name, "copy").await?;
             let mut tables = leftover_analyzes;
             tables.extend(relations_of_kinds(&dst, kinds).await?);
             analyze_all(target, tables, options.index_jobs).await.map(|()| views.views)
