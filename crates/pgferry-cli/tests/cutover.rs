@@ -612,7 +612,9 @@ fn validate_cutover_or_rehearse_before_the_copy_change_nothing_and_refuse_the_cu
     // Nothing journaled, then the journal of a copy that has not finished (no change capture yet).
     for journal in ["", "CREATE SCHEMA pgferry; CREATE TABLE pgferry.migration (name text PRIMARY KEY, phase text NOT NULL, slot_lsn pg_lsn, updated_at timestamptz NOT NULL DEFAULT now()); INSERT INTO pgferry.migration VALUES ('main', 'data')"] {
         if !journal.is_empty() {
+            // An earlier release's journal, and its slot (named without the database).
             target.psql("app", journal);
+            source.psql("app", "SELECT pg_create_logical_replication_slot('pgferry_main', 'pgoutput')");
         }
         let out = pgferry(&["validate", "--source", &urls[0], "--target", &urls[1]], &[]);
         assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
