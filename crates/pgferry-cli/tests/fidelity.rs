@@ -126,7 +126,12 @@ fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_valid
         );
 
         let refreshed = runtime()
-            .block_on(pgferry::materialized_views::refresh_materialized_views(&spec(&source), &spec(&target)))
+            .block_on(pgferry::materialized_views::refresh_materialized_views(
+                &spec(&source),
+                &spec(&target),
+                &pgferry_core::names::MigrationName::new("mv").unwrap(),
+                "test",
+            ))
             .unwrap();
         let order: Vec<(&str, &str)> = refreshed.views.iter().map(|v| (v.view.as_str(), v.action)).collect();
         assert_eq!(
@@ -146,7 +151,12 @@ fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_valid
         // Unpopulated on the source again: emptied on the target.
         source.psql("app", "REFRESH MATERIALIZED VIEW never_filled WITH NO DATA");
         let refreshed = runtime()
-            .block_on(pgferry::materialized_views::refresh_materialized_views(&spec(&source), &spec(&target)))
+            .block_on(pgferry::materialized_views::refresh_materialized_views(
+                &spec(&source),
+                &spec(&target),
+                &pgferry_core::names::MigrationName::new("mv").unwrap(),
+                "test",
+            ))
             .unwrap();
         assert!(
             refreshed.views.iter().any(|v| v.view == "\"public\".\"never_filled\"" && v.action == "emptied"),
