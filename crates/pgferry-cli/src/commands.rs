@@ -125,6 +125,11 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
             pgferry::validate::validate(&source, &target, Some(&migration), &options).await
         }
     };
+    if args.repair {
+        // Before the first validation, which records its verdict on the target.
+        let repair = pgferry_core::lifecycle::Command::Repair;
+        pgferry::lifecycle::refuse_unless_allowed(&source, Some(&target), &migration, repair).await?;
+    }
     let mut report = run().await?;
     if args.repair {
         for t in report.tables.iter().filter(|t| t.verdict == Verdict::NotProven) {
