@@ -97,7 +97,9 @@ impl PgProbe {
     }
 
     async fn attempt(&self) -> Result<()> {
-        let client = match self.client.borrow_mut().take() {
+        // Taken out of the cell before any await: no borrow is held across one.
+        let cached = self.client.borrow_mut().take();
+        let client = match cached {
             Some(client) => client,
             None => pgferry_pg::connect(&self.endpoint).await.map_err(Error::from)?,
         };

@@ -13,7 +13,8 @@ use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Demo(args) => crate::demo::run(args).await,
+        // Large futures live on the heap (clippy::large_futures), not in run's own.
+        Command::Demo(args) => Box::pin(crate::demo::run(args)).await,
         Command::Check(args) => check(args).await,
         Command::Start(args) => crate::start::start(args).await,
         Command::Seed(command) => crate::start::seed(command).await,
@@ -21,7 +22,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Follow(args) => crate::follow::follow(args).await,
         Command::Validate(args) => validate(args).await,
         Command::Status(args) => status(args).await,
-        Command::Cutover(args) => cutover(args).await,
+        Command::Cutover(args) => Box::pin(cutover(args)).await,
         Command::Rehearse(args) => rehearse(args).await,
         Command::Abort(args) => remove(args, pgferry::cleanup::Fence::Lift).await,
         Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
@@ -125,6 +126,11 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
             pgferry::validate::validate(&source, &target, Some(&migration), &options).await
         }
     };
+    if args.repair {
+        // Before the first validation, which records its verdict on the target.
+        let repair = pgferry_core::lifecycle::Command::Repair;
+        pgferry::lifecycle::refuse_unless_allowed(&source, Some(&target), &migration, repair).await?;
+    }
     let mut report = run().await?;
     if args.repair {
         for t in report.tables.iter().filter(|t| t.verdict == Verdict::NotProven) {
@@ -262,7 +268,7 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
 async fn status(args: StatusArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
     let migration = parse_migration(&args.named.name)?;
-    let status = pgferry::status::status(&source, &target, &migration).await?;
+    let status = Box::pin(pgferry::status::status(&source, &target, &migration)).await?;
     match args.format {
         Format::Table => print!("{}", render::status(&status)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&status).expect("status serializes")),

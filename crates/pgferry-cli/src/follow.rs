@@ -29,6 +29,8 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     )?;
     let options = FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown) };
     let _runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
+    let command = pgferry_core::lifecycle::Command::Follow;
+    pgferry::lifecycle::refuse_unless_allowed(&source, Some(&target), &options.migration, command).await?;
     if let Some(sql) = &args.apply_ddl {
         let done = pgferry::ddl::apply_operator_ddl(&target, &options.migration, sql).await?;
         match (&done.stands_for, &done.source_lsn) {

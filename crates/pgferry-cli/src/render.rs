@@ -367,11 +367,14 @@ pub(crate) fn status(s: &Status) -> String {
     if let Some(step) = &s.cutover_step {
         let _ = writeln!(out, "cutover step   {step}");
     }
-    match &s.cutover {
-        Decision::Go => {
+    match (&s.cut_over, &s.cutover) {
+        (Some(done), _) => {
+            let _ = writeln!(out, "cutover        DONE: {done}");
+        }
+        (None, Decision::Go) => {
             let _ = writeln!(out, "cutover        would start now");
         }
-        Decision::NoGo(reasons) => {
+        (None, Decision::NoGo(reasons)) => {
             let _ = writeln!(out, "cutover        not now:");
             for r in reasons {
                 let _ = writeln!(out, "                 - {r}");

@@ -137,6 +137,9 @@ pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {
         }
     };
     if args.capture_ddl {
+        // seed prepare refuses a cut-over migration itself, but after this install.
+        let prepare = pgferry_core::lifecycle::Command::SeedPrepare;
+        pgferry::lifecycle::refuse_unless_allowed(&source, None, &migration, prepare).await?;
         pgferry::ddl::install(&source, &migration).await?;
     }
     let report = pgferry::seed::prepare(&source, &migration, &on_event).await?;

@@ -93,7 +93,7 @@ pub(crate) async fn run(command: TargetCommand) -> Result<ExitCode> {
     let (report, format) = match command {
         TargetCommand::Prepare(args) => {
             let (source, target) = pair(&args.pair)?;
-            match pgferry::target::prepare(&source, &target, args.sql_only).await? {
+            match Box::pin(pgferry::target::prepare(&source, &target, args.sql_only)).await? {
                 PrepareOutput::Script(script) => {
                     print!("{script}");
                     return Ok(ExitCode::SUCCESS);
@@ -103,7 +103,7 @@ pub(crate) async fn run(command: TargetCommand) -> Result<ExitCode> {
         }
         TargetCommand::Restore(args) => {
             let (source, target) = pair(&args.pair)?;
-            let report = pgferry::target::restore(&source, &target, args.validate == Validate::Now).await?;
+            let report = Box::pin(pgferry::target::restore(&source, &target, args.validate == Validate::Now)).await?;
             (report, args.format)
         }
         TargetCommand::ValidateConstraints(args) => {

@@ -10,7 +10,11 @@
 //!   switch command ran (the application may point at the target) the old source
 //!   takes none either: at most one side is writable for the application;
 //! - after a completed cutover, every row the application saw committed on the
-//!   source is on the target, and both hold the same rows.
+//!   source is on the target, and both hold the same rows;
+//! - after a completed cutover, every command that would move data from the old
+//!   source again (start, copy, follow, rehearse, validate --repair, seed
+//!   prepare, start --seeded) exits 1 saying the migration was cut over, and
+//!   changes nothing on either side (slots, publications, fence, journals).
 //!
 //! The operator's part is played truthfully: asked whether the switch ran, the
 //! test answers from the switch command's own mark. A migration that ended
@@ -335,6 +339,18 @@ impl Lifecycle {
 
     fn step(&mut self, step: Step) {
         match step {
+            // Once cut over, sent no signal: the refusal itself is what is checked.
+            Step::Start(..) | Step::Follow(..) | Step::CatchUp | Step::Rehearse if self.cut_over() => {
+                let [source, target] = self.urls.clone();
+                let command: &[&str] = match step {
+                    Step::Start(..) => &["start"],
+                    Step::Follow(..) => &["follow"],
+                    Step::CatchUp => &["follow", "--until-caught-up"],
+                    _ => &["rehearse", "--switch-command", "true"],
+                };
+                let args = [command, &["--source", source.as_str(), "--target", target.as_str()]].concat();
+                self.refused(&args);
+            }
             Step::Start(signal, ms) => {
                 self.run("start", &[], Some((signal, Moment::After(Duration::from_millis(ms)))));
             }
@@ -417,6 +433,69 @@ impl Lifecycle {
         self.fresh_target();
     }
 
+    /// Whether the target's journal says the switch ran and was seen to end.
+    fn cut_over(&self) -> bool {
+        matches!(self.cutover_step().as_str(), "switched" | "opened" | "reported")
+    }
+
+    /// Runs a command the lifecycle guard must refuse on a cut-over migration:
+    /// exit 1, naming the migration as cut over, with a hint, and nothing changed
+    /// on either side.
+    fn refused(&mut self, args: &[&str]) {
+        let before = self.both_sides();
+        let outcome = self.runner.run(args, None);
+        let shown: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| !a.starts_with("postgresql://") && !a.starts_with("--source") && !a.starts_with("--target"))
+            .collect();
+        self.log.push(format!("{} (cut over: refused): {}", shown.join(" "), outcome.summary()));
+        let history = self.history();
+        let said = outcome.stderr.contains("migration main was cut over")
+            || (args[0] == "seed" && outcome.stderr.contains("migration main ran its switch command"));
+        assert!(outcome.code() == Some(1) && said, "{args:?} after the cutover\n{history}{}", outcome.stderr);
+        assert!(outcome.stderr.contains("hint: "), "{}", outcome.stderr);
+        assert_eq!(self.both_sides(), before, "{args:?} after the cutover changed something\n{history}");
+    }
+
+    /// Every command that would move data from the old source again, refused.
+    fn all_refused(&mut self) {
+        let [source, target] = self.urls.clone();
+        let pair = |command: &'static str| vec![command, "--source", source.as_str(), "--target", target.as_str()];
+        let commands: Vec<Vec<&str>> = vec![
+            pair("start"),
+            [pair("start"), vec!["--seeded", "--seed-lsn", "0/1"]].concat(),
+            pair("copy"),
+            pair("follow"),
+            [pair("follow"), vec!["--until-caught-up"]].concat(),
+            [pair("rehearse"), vec!["--switch-command", "true"]].concat(),
+            [pair("validate"), vec!["--repair"]].concat(),
+            vec!["seed", "prepare", "--source", source.as_str()],
+        ];
+        for args in &commands {
+            self.refused(args);
+        }
+    }
+
+    /// What a refused command must leave as it was: the source's slots (with
+    /// their positions), publications and fence, and both sides' journals.
+    fn both_sides(&self) -> String {
+        let journal = "SELECT coalesce(string_agg(c.relname || '=' || (xpath('/row/d/text()', query_to_xml(
+                format('SELECT count(*) || '':'' || coalesce(md5(string_agg(t::text, '','' ORDER BY t::text)), '''') AS d FROM %s t', c.oid::regclass),
+                false, true, '')))[1]::text, ' ' ORDER BY c.relname), 'none')
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgferry' AND c.relkind = 'r'";
+        let slots = "SELECT coalesce(string_agg(slot_name || ':' || coalesce(confirmed_flush_lsn::text, '-') || ':' || active, ',' ORDER BY slot_name), 'none') FROM pg_replication_slots";
+        let publications = "SELECT coalesce(string_agg(pubname, ',' ORDER BY pubname), 'none') FROM pg_publication";
+        [
+            self.source.psql("app", slots),
+            self.source.psql("app", publications),
+            self.fence_up().to_string(),
+            self.source.psql("app", journal),
+            self.target.psql("app", journal),
+        ]
+        .join(" | ")
+    }
+
     /// The target's journaled cutover step ("" when none).
     fn cutover_step(&self) -> String {
         self.target.try_psql("app", "SELECT step FROM pgferry.cutover WHERE migration = 'main'").unwrap_or_default()
@@ -466,6 +545,7 @@ impl Lifecycle {
         if self.cutover_step() == "reported" && !self.checked_cutover {
             assert!(!writable, "after {after}: cut over and the old source is writable\n{history}");
             self.no_row_lost(after);
+            self.all_refused();
             self.checked_cutover = true;
             self.cutovers_checked += 1;
         }

@@ -253,38 +253,6 @@ pub fn recovery(resumed: &Resumed) -> Result<Recovery, String> {
     })
 }
 
-/// The two commands that remove a migration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Removal {
-    /// `abort`: stop the migration and lift the fence; the source goes back to the application.
-    Abort,
-    /// `cleanup`: after the cutover, remove pgferry's objects and keep the old source fenced.
-    Cleanup,
-}
-
-/// Whether `abort` or `cleanup` may run after the cutover's last journaled step;
-/// the reason and what to do instead when not. `force` is the operator's word.
-pub fn removal_allowed(removal: Removal, last_step: Option<CutoverStep>, force: bool) -> Result<(), (String, String)> {
-    if force {
-        return Ok(());
-    }
-    match (removal, last_step) {
-        (_, Some(CutoverStep::Switching)) => Err((
-            "a cutover of this migration was stopped while its switch command ran: the application may point at either side".into(),
-            "rerun pgferry cutover with --switch-ran or --switch-did-not-run first".into(),
-        )),
-        (Removal::Abort, Some(step)) if step >= CutoverStep::Switched => Err((
-            "this migration was cut over: the application was switched to the target, and abort would lift the old source's fence and let writes land on it".into(),
-            "pgferry cleanup removes the migration's objects and keeps the old source fenced; --force lifts the fence anyway (only once nothing reaches the old source)".into(),
-        )),
-        (Removal::Cleanup, step) if step.is_none_or(|s| s < CutoverStep::Switched) => Err((
-            "this migration has not been cut over: cleanup would drop the slot, publications and journal of a live migration".into(),
-            "to stop and remove the migration use pgferry abort; to finish it, pgferry cutover; --force removes it anyway".into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,25 +342,6 @@ mod tests {
         for step in [None, Some(CutoverStep::Validated), Some(CutoverStep::Reported)] {
             for word in [SwitchWord::Ran, SwitchWord::DidNotRun] {
                 assert!(after(step, true, word).is_err(), "{step:?} {word:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn abort_after_the_switch_and_cleanup_before_it_are_refused_unless_forced() {
-        use CutoverStep::*;
-        for step in [None, Some(Decided), Some(Validated)] {
-            assert!(removal_allowed(Removal::Abort, step, false).is_ok(), "{step:?}");
-            assert!(removal_allowed(Removal::Cleanup, step, false).is_err(), "{step:?}");
-        }
-        for step in [Some(Switched), Some(Opened), Some(Reported)] {
-            assert!(removal_allowed(Removal::Abort, step, false).is_err(), "{step:?}");
-            assert!(removal_allowed(Removal::Cleanup, step, false).is_ok(), "{step:?}");
-        }
-        for removal in [Removal::Abort, Removal::Cleanup] {
-            assert!(removal_allowed(removal, Some(Switching), false).is_err());
-            for step in [None, Some(Switching), Some(Reported)] {
-                assert!(removal_allowed(removal, step, true).is_ok());
             }
         }
     }

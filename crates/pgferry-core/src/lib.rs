@@ -12,6 +12,7 @@ pub mod fidelity;
 pub mod foreign_keys;
 pub mod inventory;
 pub mod journal;
+pub mod lifecycle;
 pub mod names;
 pub mod phase;
 pub mod preflight;

@@ -12,12 +12,12 @@
 //! be rerun: each step skips what is already gone.
 //!
 //! Each is refused where it would break the promise of the cutover
-//! ([`pgferry_core::cutover::removal_allowed`]): `abort` once the application was
+//! ([`pgferry_core::lifecycle::allowed`], through [`crate::lifecycle`]): `abort` once the application was
 //! switched (it would unfence the old source), `cleanup` before the cutover (it
 //! would end a live migration while its target is left half made), either while a
 //! cutover's switch has an unknown outcome.
 
-use pgferry_core::cutover::{removal_allowed, CutoverStep, Removal};
+use pgferry_core::lifecycle::Command;
 use pgferry_core::names::{state_schema, MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
 use pgferry_pg::ConnSpec;
@@ -66,15 +66,11 @@ pub async fn remove(
     let _runner = crate::start::RunnerLock::take(target, migration).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let removal = match fence_policy {
-        Fence::Lift => Removal::Abort,
-        Fence::Keep => Removal::Cleanup,
+    let command = match fence_policy {
+        Fence::Lift => Command::Abort { force },
+        Fence::Keep => Command::Cleanup { force },
     };
-    let switch_on_source = fence::switch_recorded(&src, migration).await?.then_some(CutoverStep::Switching);
-    let last_step = cutover_step(&dst, migration).await?.max(switch_on_source);
-    if let Err((reason, instead)) = removal_allowed(removal, last_step, force) {
-        return Err(Error::new(ErrorKind::Refused, format!("{reason}; nothing was changed")).with_hint(instead));
-    }
+    crate::lifecycle::check(migration, command, &crate::lifecycle::record(&src, Some(&dst), migration).await?)?;
     let slot = crate::slot::resolve(&src, &dst, migration).await?;
     crate::copy::ensure_slot_is_ours(&src, migration, &slot).await?;
     fence::allow_writes(&src).await?;
@@ -102,24 +98,6 @@ pub async fn remove(
     report.journal_rows_deleted = delete_journal_rows(&dst, migration, fence_policy).await?;
     report.dropped_state_schema = drop_state_schema_if_unused(&dst).await?;
     Ok(report)
-}
-
-/// The cutover's last journaled step, if a cutover was recorded.
-async fn cutover_step(dst: &Client, migration: &MigrationName) -> Result<Option<CutoverStep>> {
-    let exists: bool = dst
-        .query_one("SELECT to_regclass('pgferry.cutover') IS NOT NULL", &[])
-        .await
-        .map(|r| r.get(0))
-        .map_err(|e| Error::server("reading the cutover journal", e))?;
-    if !exists {
-        return Ok(None);
-    }
-    let step: Option<String> = dst
-        .query_opt("SELECT step FROM pgferry.cutover WHERE migration = $1", &[&migration.as_str()])
-        .await
-        .map_err(|e| Error::server("reading the cutover journal", e))?
-        .map(|r| r.get(0));
-    Ok(step.as_deref().and_then(CutoverStep::parse))
 }
 
 async fn drop_slot(src: &Client, slot: &str) -> Result<bool> {

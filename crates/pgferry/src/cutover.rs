@@ -21,6 +21,7 @@ use pgferry_core::cutover::{
     go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery, Resumed, SwitchWord,
 };
 use pgferry_core::fence::FenceChange;
+use pgferry_core::lifecycle::Command;
 use pgferry_core::names::MigrationName;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
@@ -187,6 +188,8 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         switch_running: entry.as_ref().is_some_and(JournalEntry::switch_runs_here),
         word: options.switch_word,
     };
+    // A completed cutover is not run again (the lifecycle's guard, as for every command).
+    crate::lifecycle::check(name, Command::Cutover, &crate::lifecycle::record(&src, Some(&dst), name).await?)?;
     let decided = recovery(&resumed)
         .map_err(|reason| Error::new(ErrorKind::Usage, reason).with_hint("run pgferry cutover without it"))?;
     match decided {
@@ -214,7 +217,10 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
             )
             .with_hint("wait for it to end (or stop it yourself), see where the application points, then rerun with --switch-ran or --switch-did-not-run"))
         }
-        Recovery::Done => return Err(already_done(entry.as_ref())),
+        // Refused by the guard above: a completed cutover's journal says so there.
+        Recovery::Done => {
+            return Err(Error::new(ErrorKind::Refused, format!("migration {name} was already cut over; nothing was done")))
+        }
     }
     let mut shutdown = options.shutdown.clone();
     if requested(&shutdown) {
@@ -584,18 +590,9 @@ fn switch_unknown(entry: Option<&JournalEntry>) -> Error {
     .with_hint("see where the application points, then rerun with --switch-ran (the cutover finishes; the source stays fenced) or --switch-did-not-run (the cutover rolls back; the source takes writes again)")
 }
 
-fn already_done(entry: Option<&JournalEntry>) -> Error {
-    let downtime = entry.and_then(|e| e.downtime_seconds).map(|d| format!(", downtime {d:.3} s")).unwrap_or_default();
-    let when =
-        entry.and_then(|e| e.fenced_at.clone()).map(|t| format!(" (fenced at {t}{downtime})")).unwrap_or_default();
-    Error::new(ErrorKind::Refused, format!("this migration was already cut over{when}; nothing was done"))
-        .with_hint("the old source stays fenced; pgferry cleanup removes the migration's objects")
-}
-
 /// The cutover's journal row.
 struct JournalEntry {
     step: CutoverStep,
-    fenced_at: Option<String>,
     switch_pid: Option<i32>,
     switch_host: Option<String>,
     downtime_seconds: Option<f64>,
@@ -627,7 +624,7 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
     ensure_journal(dst).await?;
     let row = dst
         .query_opt(
-            "SELECT step, fenced_at::text, switch_pid, switch_host, downtime_seconds, views_after_switch
+            "SELECT step, switch_pid, switch_host, downtime_seconds, views_after_switch
              FROM pgferry.cutover WHERE migration = $1",
             &[&name.as_str()],
         )
@@ -644,11 +641,10 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
     })?;
     Ok(Some(JournalEntry {
         step,
-        fenced_at: row.get(1),
-        switch_pid: row.get(2),
-        switch_host: row.get(3),
-        downtime_seconds: row.get(4),
-        views_after_switch: row.get(5),
+        switch_pid: row.get(1),
+        switch_host: row.get(2),
+        downtime_seconds: row.get(3),
+        views_after_switch: row.get(4),
     }))
 }
 

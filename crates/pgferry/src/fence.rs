@@ -129,15 +129,21 @@ pub(crate) async fn record_switch(src: &Client, migration: &MigrationName) -> Re
 
 /// Whether the source records that this migration's switch command may have run.
 pub async fn switch_recorded(src: &Client, migration: &MigrationName) -> Result<bool> {
+    Ok(switch_started_at(src, migration).await?.is_some())
+}
+
+/// When this migration's switch command started, as the source records it
+/// (`None`: no switch recorded).
+pub async fn switch_started_at(src: &Client, migration: &MigrationName) -> Result<Option<String>> {
     if !journal_exists(src).await? {
-        return Ok(false);
+        return Ok(None);
     }
-    src.query_one(
-        "SELECT EXISTS (SELECT 1 FROM pgferry.source_fence WHERE migration = $1 AND kind = $2)",
+    src.query_opt(
+        "SELECT date_trunc('second', raised_at)::text FROM pgferry.source_fence WHERE migration = $1 AND kind = $2",
         &[&migration.as_str(), &SWITCH_KIND],
     )
     .await
-    .map(|r| r.get(0))
+    .map(|r| r.map(|r| r.get(0)))
     .map_err(|e| Error::server("reading the fence journal on the source", e))
 }
 

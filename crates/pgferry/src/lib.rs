@@ -12,6 +12,7 @@ pub mod failpoint;
 pub mod fence;
 pub mod inventory;
 pub mod large_objects;
+pub mod lifecycle;
 pub mod materialized_views;
 pub mod outside_fence;
 pub mod partitions;

@@ -5,7 +5,8 @@
 //! 1. take the migration's runner lock on the target (a session-level advisory
 //!    lock: one `start`, `rehearse` or `cutover` at a time; it goes away with the process,
 //!    so a killed run never leaves it behind);
-//! 2. the preflight, on a migration not journaled yet: every blocking problem at
+//! 2. the lifecycle's guard ([`crate::lifecycle`]): nothing starts once the
+//!    migration was cut over; then the preflight, on a migration not journaled yet: every blocking problem at
 //!    once, nothing changed;
 //! 3. the data: the copy ([`crate::copy`]), or for a seeded target the attach
 //!    ([`crate::seed`]);
@@ -15,6 +16,7 @@
 //! A shutdown during step 3 cancels it; what committed stays journaled and the
 //! next run continues from there, exactly as after a kill.
 
+use pgferry_core::lifecycle::Command;
 use pgferry_core::names::MigrationName;
 use pgferry_core::preflight::CheckPlan;
 use pgferry_pg::ConnSpec;
@@ -70,6 +72,8 @@ pub async fn start(
     let name = &options.copy.migration;
     let lock = RunnerLock::take(target, name).await?;
     failpoint::hit("start-after-lock");
+    let command = if options.seed.is_some() { Command::StartSeeded } else { Command::Start };
+    crate::lifecycle::refuse_unless_allowed(source, Some(target), name, command).await?;
     if crate::copy::journal::phase_if_journaled(&lock.0, name).await?.is_none() {
         preflight(source, target, options).await?;
     }

@@ -41,6 +41,9 @@ pub struct Status {
     pub tables: Vec<TableCounters>,
     pub fenced: bool,
     pub cutover_step: Option<String>,
+    /// Set once the switch ran and was seen to end: the migration was cut over
+    /// (when, the downtime); the commands that move data refuse from then on.
+    pub cut_over: Option<String>,
     /// The last `pgferry validate`, if any.
     pub validation: Option<crate::validate::LastValidation>,
     /// Rows change capture touched since they were last found equal: what
@@ -144,6 +147,16 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         warnings.push(format!("the slot {slot_name} does not exist on the source"));
     }
     warnings.extend(schema.unreplicated);
+    let cutover_state = answered("source", source, crate::lifecycle::record(&src, Some(&dst), migration)).await??;
+    let cut_over = cutover_state.completed().then(|| {
+        format!(
+            "migration {migration} was cut over{}: the application uses the target and the old source stays fenced; pgferry cleanup retires the migration",
+            cutover_state.when()
+        )
+    });
+    if let Some(done) = &cut_over {
+        cutover = Decision::NoGo(vec![done.clone()]);
+    }
     Ok(Status {
         migration: migration.to_string(),
         phase: t.phase,
@@ -157,6 +170,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         tables: t.tables,
         fenced: s.fenced,
         cutover_step: t.cutover_step,
+        cut_over,
         validation: t.validation,
         touched_rows: t.touched_rows,
         cutover,

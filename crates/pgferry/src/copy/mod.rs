@@ -171,9 +171,11 @@ pub async fn copy(
 ) -> Result<CopyReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    // Every refusal before the journal is created: a refused copy leaves both servers as they were.
-    check::refuse_same_database(&src, &dst, source, target).await?;
     let name = &options.migration;
+    // Every refusal before the journal is created: a refused copy leaves both servers as they were.
+    let cutover_state = crate::lifecycle::record(&src, Some(&dst), name).await?;
+    crate::lifecycle::check(name, pgferry_core::lifecycle::Command::Copy, &cutover_state)?;
+    check::refuse_same_database(&src, &dst, source, target).await?;
     let slot_name = crate::slot::resolve(&src, &dst, name).await?;
     source::ensure_slot_is_ours(&src, name, &slot_name).await?;
     let phase = journal::phase_if_journaled(&dst, name).await?;

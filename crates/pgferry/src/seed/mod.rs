@@ -97,6 +97,8 @@ pub struct PrepareReport {
 /// slot and marker.
 pub async fn prepare(source: &ConnSpec, name: &MigrationName, on_event: &dyn Fn(SeedEvent)) -> Result<PrepareReport> {
     let src = pgferry_pg::connect(source).await?;
+    let cutover_state = crate::lifecycle::record(&src, None, name).await?;
+    crate::lifecycle::check(name, pgferry_core::lifecycle::Command::SeedPrepare, &cutover_state)?;
     require_logical_wal(&src).await?;
     let slot = crate::slot::on_source(&src, name).await?;
     crate::copy::ensure_slot_is_ours(&src, name, &slot).await?;
@@ -196,6 +198,8 @@ pub async fn attach(
     let redo = resolve(position)?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
+    let cutover_state = crate::lifecycle::record(&src, Some(&dst), name).await?;
+    crate::lifecycle::check(name, pgferry_core::lifecycle::Command::StartSeeded, &cutover_state)?;
     crate::check::refuse_same_database(&src, &dst, source, target).await?;
     let report = |attached_now, inherited| AttachReport {
         migration: name.to_string(),
