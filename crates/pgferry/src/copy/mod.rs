@@ -217,7 +217,10 @@ pub async fn copy(
         schema::restore(&pg_restore, target, &dump, &pre_data).await?;
         if has_large_objects(&src).await? {
             let objects = schema::dump_large_objects(&pg_dump, source, &slot.snapshot_name, &workdir).await?;
-            let all = Restore { section: None, ..pre_data };
+            let list_file = workdir.private_file("large-objects.list")?;
+            std::fs::write(&list_file, schema::large_objects_only(&schema::list(&pg_restore, &objects).await?))
+                .map_err(|e| Error::new(ErrorKind::Server, format!("writing {}: {e}", list_file.display())))?;
+            let all = Restore { section: None, list: Some(&list_file), ..pre_data };
             schema::restore(&pg_restore, target, &objects, &all).await?;
         }
         journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;

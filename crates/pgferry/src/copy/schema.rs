@@ -68,6 +68,24 @@ pub(crate) async fn dump_large_objects(
     Ok(file)
 }
 
+/// The `pg_restore` list of a large-object dump with the large objects only.
+/// Objects outside every schema stay in a dump with `--exclude-schema=*`: event
+/// triggers (DDL capture's own, whose functions live in pgferry's schema, and the
+/// application's, restored later with post-data) must not be created here.
+/// pg_dump names the entries `BLOB`, `BLOBS`, `BLOB METADATA` (17 and later)
+/// and `COMMENT`/`ACL - LARGE OBJECT`.
+pub(crate) fn large_objects_only(list: &str) -> String {
+    list.lines()
+        .filter(|line| {
+            line.starts_with(';') || {
+                let description = line.split_once("; ").map_or("", |(_, rest)| rest);
+                description.contains(" BLOB") || description.contains(" LARGE OBJECT")
+            }
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 /// How to restore a dump.
 pub(crate) struct Restore<'a> {
     /// `None` restores every section.
@@ -142,4 +160,22 @@ async fn run(mut cmd: Command, what: &str) -> Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     Err(Error::new(ErrorKind::Server, format!("{what} failed: {}", stderr.trim()))
         .with_hint("fix the cause above and rerun: the copy resumes where it stopped"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::large_objects_only;
+
+    #[test]
+    fn a_large_object_dump_restores_its_large_objects_and_nothing_else() {
+        let list = ";\n; Archive\n2561; 2613 16386 BLOB METADATA - 16386 postgres\n2562; 0 0 BLOBS - 16386 postgres\n\
+                    2563; 0 0 COMMENT - LARGE OBJECT 16386 postgres\n2564; 0 0 ACL - LARGE OBJECT 16386 postgres\n\
+                    2413; 3466 16385 EVENT TRIGGER - pgferry_main__ddl postgres\n2414; 3466 16387 EVENT TRIGGER - audit postgres\n\
+                    2415; 2613 16390 BLOB - 16390 postgres\n";
+        let kept = large_objects_only(list);
+        assert!(!kept.contains("EVENT TRIGGER"), "{kept}");
+        for entry in ["BLOB METADATA", "BLOBS", "COMMENT - LARGE OBJECT", "ACL - LARGE OBJECT", "BLOB - 16390"] {
+            assert!(kept.contains(entry), "{entry} missing from {kept}");
+        }
+    }
 }
