@@ -81,6 +81,10 @@ BEGIN
         PERFORM set_config(flag, 'off', true);
         RETURN;
     END IF;
+    -- A refresh changes no schema; the target's materialized views are refreshed by the cutover.
+    IF tg_tag = 'REFRESH MATERIALIZED VIEW' THEN
+        RETURN;
+    END IF;
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
         CONTINUE WHEN cmd.in_extension OR cmd.schema_name = 'pgferry' OR cmd.schema_name LIKE 'pg\\_temp%'
             OR (cmd.object_type = 'schema' AND cmd.object_identity = 'pgferry')

@@ -1,7 +1,8 @@
-//! The data phase: `--jobs` workers, each holding one source transaction on the
-//! shared snapshot and one target connection, take units off the plan (largest
-//! first) and pipe them with binary COPY. Each unit's rows and its journal row
-//! commit together on the target.
+//! The data phase: `--jobs` workers, each with one source and one target
+//! connection, take units off the plan (largest first) and pipe them with
+//! binary COPY, each in its own source transaction on the shared snapshot and
+//! checked against rewrites (see [`super::rewrites`]). Each unit's rows and
+//! its journal row commit together on the target.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,9 +13,11 @@ use pgferry_core::names::MigrationName;
 use pgferry_core::sql::Sql;
 use pgferry_pg::copy_pipe::pipe;
 use pgferry_pg::ConnSpec;
+use tokio_postgres::Client;
 
 use super::indexes::IndexQueue;
 use super::journal::{self, ChunkRecord};
+use super::rewrites::Rewrites;
 use super::{CopyEvent, Progress};
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -34,6 +37,7 @@ pub(crate) struct DataJob<'a> {
     pub(crate) tables: &'a [CopyTable],
     pub(crate) indexes: &'a IndexQueue,
     pub(crate) progress: &'a Progress,
+    pub(crate) rewrites: &'a Rewrites,
 }
 
 /// Copies `units` with `jobs` workers; each table whose last piece commits is
@@ -51,73 +55,85 @@ pub(crate) async fn copy_units(job: &DataJob<'_>, units: Vec<CopyUnit>, jobs: us
 }
 
 async fn worker(job: &DataJob<'_>, queue: &Mutex<VecDeque<CopyUnit>>, pieces_left: &Mutex<Vec<i32>>) -> Result<()> {
-    let DataJob { source, target, migration, snapshot, tables, indexes, progress } = job;
     let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-    let Some(mut unit) = next() else { return Ok(()) };
-    let src = pgferry_pg::connect(source).await?;
-    let dst = pgferry_pg::connect(target).await?;
-    src.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(|e| Error::server("starting a snapshot transaction on the source", e))?;
-    let set = Sql::new("SET TRANSACTION SNAPSHOT ").literal(snapshot.name);
-    src.batch_execute(set.as_str())
-        .await
-        .map_err(|e| Error::server("importing the copy's snapshot on the source", e))?;
+    let Some(first) = next() else { return Ok(()) };
+    let src = pgferry_pg::connect(job.source).await?;
+    let dst = pgferry_pg::connect(job.target).await?;
     dst.batch_execute("SET synchronous_commit = off")
         .await
         .map_err(|e| Error::server("configuring a target session", e))?;
-    loop {
-        let table = &tables[unit.table];
-        let started = Instant::now();
-        progress.emit(CopyEvent::ChunkStarted {
-            table: table.name.to_string(),
-            chunk: unit.chunk,
-            chunks: unit.chunks,
-        });
-        // A table copied in one piece is emptied in the same transaction, which lets
-        // COPY write its rows frozen: no hint-bit rewrite and no freeze vacuum later.
-        let whole = unit.chunks == 1;
-        let begin = if whole { Sql::new("BEGIN; TRUNCATE ONLY ").name(&table.name) } else { Sql::new("BEGIN") };
-        dst.batch_execute(begin.as_str()).await.map_err(|e| Error::server("starting a target transaction", e))?;
-        let table_name = table.name.to_string();
-        let piped = pipe(&src, copy_out(table, &unit).as_str(), &dst, copy_in(table, whole).as_str(), |bytes| {
-            progress.emit(CopyEvent::Bytes { table: table_name.clone(), bytes })
-        })
-        .await
-        .map_err(|e| Error::server(&format!("copying {}", table.name), e))?;
-        let record = ChunkRecord {
-            table: &table.name,
-            chunk: unit.chunk,
-            chunks: unit.chunks,
-            rows: piped.rows as i64,
-            bytes: piped.bytes as i64,
-            snapshot_lsn: snapshot.lsn,
-        };
-        journal::record_chunk(&dst, migration, &record)
-            .await
-            .map_err(|e| Error::server("journaling a copied chunk", e))?;
-        dst.batch_execute("COMMIT").await.map_err(|e| Error::server(&format!("committing {}", table.name), e))?;
-        failpoint::hit("copy-after-chunk");
-        let table_done = {
-            let mut left = pieces_left.lock().unwrap_or_else(|e| e.into_inner());
-            left[unit.table] -= 1;
-            left[unit.table] == 0
-        };
-        if table_done {
-            indexes.table_ready(&table.name);
+    let mut unit = Some(first);
+    while let Some(piece) = unit {
+        if copy_piece(job, &src, &dst, &piece).await? {
+            let table_done = {
+                let mut left = pieces_left.lock().unwrap_or_else(|e| e.into_inner());
+                left[piece.table] -= 1;
+                left[piece.table] == 0
+            };
+            if table_done {
+                job.indexes.table_ready(&job.tables[piece.table].name);
+            }
         }
-        progress.emit(CopyEvent::ChunkDone {
-            table: table.name.to_string(),
-            chunk: unit.chunk,
-            rows: piped.rows,
-            bytes: piped.bytes,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-        match next() {
-            Some(u) => unit = u,
-            None => return Ok(()),
-        }
+        unit = next();
     }
+    Ok(())
+}
+
+/// Pipes one piece and commits it with its journal row; false (nothing kept)
+/// when its table turns out rewritten since the snapshot (see [`super::rewrites`]).
+async fn copy_piece(job: &DataJob<'_>, src: &Client, dst: &Client, unit: &CopyUnit) -> Result<bool> {
+    let DataJob { migration, snapshot, tables, progress, rewrites, .. } = job;
+    let table = &tables[unit.table];
+    let started = Instant::now();
+    // One source transaction per piece: a worker holds at most the lock of the
+    // table it reads, and never while it waits for another.
+    let begin =
+        Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot.name);
+    src.batch_execute(begin.as_str())
+        .await
+        .map_err(|e| Error::server("importing the copy's snapshot on the source", e))?;
+    progress.emit(CopyEvent::ChunkStarted { table: table.name.to_string(), chunk: unit.chunk, chunks: unit.chunks });
+    // A table copied in one piece is emptied in the same transaction, which lets
+    // COPY write its rows frozen: no hint-bit rewrite and no freeze vacuum later.
+    let whole = unit.chunks == 1;
+    let begin = if whole { Sql::new("BEGIN; TRUNCATE ONLY ").name(&table.name) } else { Sql::new("BEGIN") };
+    dst.batch_execute(begin.as_str()).await.map_err(|e| Error::server("starting a target transaction", e))?;
+    let table_name = table.name.to_string();
+    let piped = pipe(src, copy_out(table, unit).as_str(), dst, copy_in(table, whole).as_str(), |bytes| {
+        progress.emit(CopyEvent::Bytes { table: table_name.clone(), bytes })
+    })
+    .await
+    .map_err(|e| Error::server(&format!("copying {}", table.name), e))?;
+    failpoint::pause("copy-piece-read").await;
+    let sound = rewrites.piece_is_sound(src, &table.name).await?;
+    src.batch_execute("COMMIT").await.map_err(|e| Error::server("ending a snapshot transaction on the source", e))?;
+    if !sound {
+        dst.batch_execute("ROLLBACK").await.map_err(|e| Error::server("discarding a rewritten piece", e))?;
+        tracing::warn!(
+            table = %table.name,
+            "truncated or rewritten on the source after the copy's snapshot: it is copied again under a later one"
+        );
+        return Ok(false);
+    }
+    let record = ChunkRecord {
+        table: &table.name,
+        chunk: unit.chunk,
+        chunks: unit.chunks,
+        rows: piped.rows as i64,
+        bytes: piped.bytes as i64,
+        snapshot_lsn: snapshot.lsn,
+    };
+    journal::record_chunk(dst, migration, &record).await.map_err(|e| Error::server("journaling a copied chunk", e))?;
+    dst.batch_execute("COMMIT").await.map_err(|e| Error::server(&format!("committing {}", table.name), e))?;
+    failpoint::hit("copy-after-chunk");
+    progress.emit(CopyEvent::ChunkDone {
+        table: table.name.to_string(),
+        chunk: unit.chunk,
+        rows: piped.rows,
+        bytes: piped.bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(true)
 }
 
 /// Copies whole tables again, each in one target transaction (emptied first,

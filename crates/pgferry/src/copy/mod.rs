@@ -10,14 +10,13 @@
 //!
 //! Phases (journaled in `pgferry.migration`, see [`MigrationPhase`]):
 //! 1. `created`: publications (partitioned tables through their root) and the
-//!    slot are made on the source; one session imports the slot's snapshot and
-//!    locks every table the copy reads until the rows are in, and a table
-//!    truncated or rewritten before that lock is copied again under a later
-//!    snapshot (see [`snapshot_lock`]);
+//!    slot are made on the source; the copy reads under the slot's snapshot;
 //! 2. `schema`: the pre-data part of a `pg_dump` of the snapshot is restored, and
 //!    the large objects (metadata and contents) of the same snapshot;
 //! 3. `data`: tables are piped with binary COPY by `--jobs` workers, largest first,
-//!    big tables split into page ranges; each piece commits with its journal row;
+//!    big tables split into page ranges; each piece commits with its journal row,
+//!    unless its table was truncated or rewritten after the snapshot: such a
+//!    table is copied again under a later snapshot (see [`rewrites`]);
 //!    meanwhile `--index-jobs` builders index each table as soon as its rows are in
 //!    (see [`indexes`]);
 //! 4. `post_data`: primary keys and unique constraints are attached to their
@@ -41,8 +40,8 @@ mod indexes;
 pub(crate) mod journal;
 mod repair;
 mod replica_identity;
+mod rewrites;
 mod schema;
-mod snapshot_lock;
 mod source;
 mod workdir;
 
@@ -75,12 +74,12 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
 use data::Snapshot;
 use indexes::IndexQueue;
+use rewrites::Rewrites;
 use schema::{Restore, Section};
-use snapshot_lock::HeldSnapshot;
 use workdir::WorkDir;
 
-/// How many later snapshots a table rewritten again and again before its lock
-/// gets (see [`snapshot_lock`]).
+/// How many later snapshots a table rewritten again and again before a worker
+/// reads it gets (see [`rewrites`]).
 const RECOPY_ATTEMPTS: usize = 5;
 
 /// Which of the tables not yet copied a data phase copies: partitions always
@@ -210,7 +209,6 @@ pub async fn copy(
             .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
         journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
         failpoint::hit("copy-after-slot");
-        let held = snapshot_lock::lock(source, &slot.snapshot_name, None).await?;
         let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), &workdir).await?;
         let rerun = current == MigrationPhase::Schema;
         let pre_data = Restore { section: Some(Section::PreData), jobs: 1, clean: rerun, keep_owners, list: None };
@@ -225,15 +223,14 @@ pub async fn copy(
         }
         journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;
         laps.lap("schema");
-        let leftover = data.run_held(&slot.snapshot_name, &slot.consistent_point, held).await?;
+        let leftover = data.run_all(&slot.snapshot_name, &slot.consistent_point).await?;
         (slot.consistent_point, dump, leftover)
     } else {
         let leftover = if current == MigrationPhase::Data {
             let temp = create_slot_with_snapshot(source, &SnapshotSlot::Resume.beside(&slot_name), true)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
-            let held = snapshot_lock::lock(source, &temp.snapshot_name, None).await?;
-            data.run_held(&temp.snapshot_name, &temp.consistent_point, held).await?
+            data.run_all(&temp.snapshot_name, &temp.consistent_point).await?
         } else {
             Vec::new()
         };
@@ -347,20 +344,13 @@ struct DataPhase<'a> {
 }
 
 impl DataPhase<'_> {
-    /// Copies every table not yet finished under the snapshot `held` locks,
-    /// but those rewritten before their lock: those are copied again under later
-    /// snapshots, each locked the same way. Returns the tables still to be
-    /// analyzed.
-    async fn run_held(
-        &self,
-        snapshot_name: &str,
-        snapshot_lsn: &str,
-        held: HeldSnapshot,
-    ) -> Result<Vec<QualifiedName>> {
-        let mut again = held.rewritten.clone();
-        let (mut leftover, copied) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&again)).await?;
-        self.record_files(&held, &copied).await?;
-        drop(held);
+    /// Copies every table not yet finished under the snapshot, but those found
+    /// rewritten after it: those are copied again under later snapshots.
+    /// Returns the tables still to be analyzed.
+    async fn run_all(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
+        failpoint::pause("copy-before-lock").await;
+        let none = HashSet::new();
+        let (mut leftover, mut again) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&none)).await?;
         for _ in 0..RECOPY_ATTEMPTS {
             if again.is_empty() {
                 return Ok(leftover);
@@ -369,12 +359,10 @@ impl DataPhase<'_> {
             let temp = create_slot_with_snapshot(self.source, &slot, true)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
-            let held = snapshot_lock::lock(self.source, &temp.snapshot_name, Some(&again)).await?;
-            let now: HashSet<QualifiedName> = again.difference(&held.rewritten).cloned().collect();
-            let (more, copied) = self.run(&temp.snapshot_name, &temp.consistent_point, Selection::Only(&now)).await?;
-            self.record_files(&held, &copied).await?;
+            let (more, rewritten) =
+                self.run(&temp.snapshot_name, &temp.consistent_point, Selection::Only(&again)).await?;
             leftover.extend(more);
-            again = held.rewritten.clone();
+            again = rewritten;
         }
         if again.is_empty() {
             return Ok(leftover);
@@ -387,22 +375,15 @@ impl DataPhase<'_> {
         .with_hint("stop what truncates or rewrites it (a TRUNCATE, VACUUM FULL or CLUSTER job) and rerun pgferry copy: it resumes"))
     }
 
-    /// Journals the source files of the partitions copied under `held`.
-    async fn record_files(&self, held: &HeldSnapshot, copied: &[QualifiedName]) -> Result<()> {
-        let files: Vec<(&QualifiedName, u32)> =
-            copied.iter().filter_map(|t| Some((t, *held.partition_files.get(t)?))).collect();
-        journal::record_partition_files(self.dst, &self.options.migration, &files).await
-    }
-
     /// Copies the selected tables not yet finished, under the given snapshot,
-    /// and builds their indexes. Returns the tables still to be analyzed, and
-    /// those copied.
+    /// builds their indexes and journals the partitions' files. Returns the
+    /// tables still to be analyzed, and those found rewritten since the snapshot.
     async fn run(
         &self,
         snapshot_name: &str,
         snapshot_lsn: &str,
         selection: Selection<'_>,
-    ) -> Result<(Vec<QualifiedName>, Vec<QualifiedName>)> {
+    ) -> Result<(Vec<QualifiedName>, HashSet<QualifiedName>)> {
         self.progress.emit(CopyEvent::Phase { phase: "data" });
         let name = &self.options.migration;
         let finished = journal::finished_tables(self.dst, name).await?;
@@ -444,6 +425,7 @@ impl DataPhase<'_> {
             units: units.len(),
             bytes: todo.iter().map(|t| t.bytes).sum(),
         });
+        let rewrites = Rewrites::default();
         let job = data::DataJob {
             source: self.source,
             target: self.target,
@@ -452,6 +434,7 @@ impl DataPhase<'_> {
             tables: &todo,
             indexes: &queue,
             progress: self.progress,
+            rewrites: &rewrites,
         };
         let copying = async {
             let result = data::copy_units(&job, units, self.options.jobs).await;
@@ -460,7 +443,10 @@ impl DataPhase<'_> {
         };
         let building = indexes::build_all(self.target, &queue, self.options.index_jobs);
         tokio::try_join!(copying, building)?;
-        Ok((queue.leftover_analyzes(), todo.into_iter().map(|t| t.name).collect()))
+        let (rewritten, files) = rewrites.take();
+        let files: Vec<(&QualifiedName, u32)> = files.iter().map(|(t, f)| (t, *f)).collect();
+        journal::record_partition_files(self.dst, name, &files).await?;
+        Ok((queue.leftover_analyzes(), rewritten))
     }
 }
 
