@@ -253,3 +253,168 @@ fn a_seeded_migration_captures_ddl_from_its_prepare_on() {
     assert_eq!(copy.fingerprints("app"), source.fingerprints("app"));
     assert_eq!(schema(&copy), schema(&source));
 }
+
+fn run_as(source: &Cluster, user: &str, statements: &[&str]) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&source.url_as(user, "user-pw", "app"), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        for statement in statements {
+            client.batch_execute(statement).await.unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+        }
+    });
+}
+
+/// The settings that change what a DDL text means (the search_path an
+/// application's role has, DateStyle, TimeZone, standard_conforming_strings)
+/// are the source session's when the command is replayed, not the apply
+/// session's: a table created unqualified lands in the application's schema,
+/// literals in defaults read the same, and a backslash-escaped quote does not
+/// split the text.
+#[test]
+fn a_replayed_command_runs_under_the_source_sessions_settings() {
+    let (source, target) = clusters(PgVersion::V18);
+    for c in [&source, &target] {
+        c.psql("app", "CREATE ROLE app_user LOGIN PASSWORD 'user-pw'; GRANT CREATE ON SCHEMA public TO app_user");
+    }
+    source.psql(
+        "app",
+        "GRANT CREATE, USAGE ON SCHEMA app TO app_user; ALTER ROLE app_user SET search_path = app, public",
+    );
+    start(&source, &target, "paths", &["--capture-ddl"]);
+    run_as(
+        &source,
+        "app_user",
+        &[
+            "SET DateStyle = 'ISO, DMY'",
+            "CREATE TABLE t2 (id int PRIMARY KEY, born date DEFAULT '03/04/2020')",
+            "INSERT INTO t2 (id) VALUES (1), (2)",
+            "SET TimeZone = 'Asia/Tokyo'",
+            "ALTER TABLE t2 ADD COLUMN at timestamptz DEFAULT '2020-01-01 09:00'",
+            "INSERT INTO t2 (id) VALUES (3)",
+            "SET standard_conforming_strings = off",
+            "COMMENT ON TABLE t2 IS 'it\\'s; fine'",
+            "RESET standard_conforming_strings",
+            // A text that changes the search_path between its statements.
+            "CREATE INDEX t2_born ON t2 (born); SET search_path = public; CREATE TABLE in_public (id int PRIMARY KEY)",
+        ],
+    );
+    assert_ok(&follow(&source, &target, "paths", &[]));
+    assert_eq!(
+        target.psql("app", "SELECT to_regclass('app.t2') IS NOT NULL, to_regclass('public.in_public') IS NOT NULL"),
+        "t|t"
+    );
+    assert_eq!(
+        target.psql("app", "SELECT born, at AT TIME ZONE 'UTC' FROM app.t2 WHERE id = 1"),
+        "2020-04-03|2020-01-01 00:00:00"
+    );
+    assert_eq!(target.psql("app", "SELECT obj_description('app.t2'::regclass)"), "it's; fine");
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+    assert_eq!(schema(&target), schema(&source));
+    assert_eq!(target.psql("app", "SELECT tableowner FROM pg_tables WHERE tablename = 't2'"), "app_user");
+}
+
+/// Identical texts are distinct commands: each is replayed (the journal's
+/// identity is the message's position in the source's WAL, never its text),
+/// exactly once even when change capture is killed after committing them and
+/// receives them again.
+#[test]
+fn identical_commands_are_each_replayed_exactly_once() {
+    let (source, target) = clusters(PgVersion::V18);
+    source.psql("app", "CREATE SCHEMA app2; CREATE TABLE app2.items (id int PRIMARY KEY, name text)");
+    start(&source, &target, "twice", &["--capture-ddl"]);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut client = source.connect("app").await;
+        let tx = client.transaction().await.unwrap();
+        for statement in [
+            "ALTER TABLE app.items ADD COLUMN extra int",
+            "ALTER TABLE app.items DROP COLUMN extra",
+            "ALTER TABLE app.items ADD COLUMN extra int",
+            "UPDATE app.items SET extra = id WHERE id <= 10",
+            "SET LOCAL search_path = app",
+            "CREATE INDEX ON items (name)",
+            "CREATE INDEX ON items (name)",
+            "SET LOCAL search_path = app2",
+            "CREATE INDEX ON items (name)",
+        ] {
+            tx.batch_execute(statement).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    });
+    source.psql("app", "UPDATE app.items SET extra = -id WHERE id > 90");
+    // Killed before the batch's COMMIT on the target: its replays and their
+    // journal rows go together, and the rerun replays each command once.
+    let killed = pgferry(
+        &[
+            "follow",
+            "--source",
+            &source.url("app"),
+            "--target",
+            &target.url("app"),
+            "--name",
+            "twice",
+            "--until-caught-up",
+        ],
+        &[("PGFERRY_FAILPOINT", "apply-before-commit:1")],
+    );
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    assert_ok(&follow(&source, &target, "twice", &[]));
+    let indexes = |c: &Cluster| {
+        c.psql(
+            "app",
+            "SELECT string_agg(schemaname || '.' || indexname, ',' ORDER BY 1) FROM pg_indexes WHERE schemaname IN ('app', 'app2') AND indexname LIKE 'items_name_idx%'",
+        )
+    };
+    assert_eq!(indexes(&source), "app.items_name_idx,app.items_name_idx1,app2.items_name_idx");
+    assert_eq!(indexes(&target), indexes(&source));
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+    assert_eq!(schema(&target), schema(&source));
+    assert_eq!(
+        target.psql(
+            "app",
+            "SELECT count(*) || ',' || count(DISTINCT source_lsn) FROM pgferry.ddl WHERE migration = 'twice' AND state = 'applied'"
+        ),
+        "6,6",
+        "six commands, each journaled once by its position"
+    );
+}
+
+/// A command that rewrites a table's existing rows with values computed on
+/// each side (a volatile default) makes them differ where change capture
+/// carried nothing: the table is marked for a whole check in the replay's
+/// transaction, the changed-rows validation compares it wholly, and the cutover
+/// refuses before fencing, naming the table and the repair; repaired, the
+/// cutover goes through and the target ends equal.
+#[test]
+fn a_volatile_default_makes_the_cutover_refuse_until_the_table_is_proven() {
+    let (source, target) = clusters(PgVersion::V18);
+    let (s, t) = (source.url("app"), target.url("app"));
+    start(&source, &target, "volatile", &["--capture-ddl"]);
+    source.psql("app", "ALTER TABLE app.items ADD COLUMN r double precision DEFAULT random()");
+    source.psql("app", "ALTER TABLE app.events ADD COLUMN k int DEFAULT 7");
+    source.psql("app", "UPDATE app.items SET name = 'touched' WHERE id = 5");
+    assert_ok(&follow(&source, &target, "volatile", &[]));
+    assert_ne!(target.fingerprints("app"), source.fingerprints("app"), "random() differs on each side");
+
+    let changed = pgferry(&["validate", "--source", &s, "--target", &t, "--name", "volatile", "--changed-only"], &[]);
+    assert_eq!(
+        changed.status.code(),
+        Some(1),
+        "the changed rows' check compares the table wholly: {}",
+        String::from_utf8_lossy(&changed.stdout)
+    );
+
+    let acl = |c: &Cluster| c.psql("app", "SELECT coalesce(datacl::text, '') FROM pg_database WHERE datname = 'app'");
+    let before = acl(&source);
+    let refused = pgferry(&["cutover", "--source", &s, "--target", &t, "--name", "volatile"], &[]);
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(said.contains("\"app\".\"items\"") && said.contains("validate --repair"), "{said}");
+    assert!(!said.contains("\"app\".\"events\""), "a constant default rewrites nothing that differs: {said}");
+    assert_eq!(acl(&source), before, "refused before the fence");
+
+    let repaired = pgferry(&["validate", "--source", &s, "--target", &t, "--name", "volatile", "--repair"], &[]);
+    assert_ok(&repaired);
+    assert_ok(&pgferry(&["cutover", "--source", &s, "--target", &t, "--name", "volatile"], &[]));
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+}

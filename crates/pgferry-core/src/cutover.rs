@@ -25,6 +25,10 @@ pub struct Observed {
     pub validation_mismatches: i64,
     /// Tables whose source definition no longer matches the target.
     pub pending_schema_changes: Vec<String>,
+    /// Tables whose existing rows a replayed DDL command rewrote with values
+    /// each side computed for itself (a volatile default, `USING`), not found
+    /// equal since: `"table: why"`.
+    pub rows_to_prove: Vec<String>,
     /// The copy's phase is `copied` and change capture has applied at least once.
     pub replicating: bool,
     /// Another process holds the slot; the cutover drains the stream itself.
@@ -119,6 +123,11 @@ pub fn go_no_go(observed: &Observed, policy: &Policy) -> Decision {
     }
     for table in &observed.pending_schema_changes {
         reasons.push(format!("{table} changed on the source: apply the same DDL on the target, then resume"));
+    }
+    for table in &observed.rows_to_prove {
+        reasons.push(format!(
+            "{table}; its rows may differ from the source's though change capture carried no change of them: prove them equal with pgferry validate --changed-only (it compares the table in full; equal clears this), or copy the table again with pgferry validate --repair (with change capture stopped), then rerun the cutover"
+        ));
     }
     if reasons.is_empty() {
         Decision::Go
@@ -273,18 +282,23 @@ mod tests {
             lag_bytes: 1 << 30,
             validation_mismatches: 2,
             pending_schema_changes: vec!["\"public\".\"t\"".into()],
+            rows_to_prove: vec!["\"public\".\"r\": a column with a default that is not a constant was added".into()],
             stream_in_use: true,
             insert_only_tables: vec!["\"public\".\"log\"".into()],
             prepared_transactions: vec!["p1".into()],
         };
         let Decision::NoGo(reasons) = go_no_go(&observed, &Policy::default()) else { panic!("must be no-go") };
-        assert_eq!(reasons.len(), 7, "{reasons:?}");
+        assert_eq!(reasons.len(), 8, "{reasons:?}");
+        assert!(
+            reasons[7].contains("\"public\".\"r\"") && reasons[7].contains("pgferry validate --repair"),
+            "{reasons:?}"
+        );
         assert!(reasons[5].contains("prepared transactions are open on the source (p1)"), "{reasons:?}");
         let vouched = Policy { keyless_tables: KeylessTables::InsertOnly, ..Policy::default() };
         let recopied = Policy { keyless_tables: KeylessTables::Recopy, ..Policy::default() };
         for policy in [vouched, recopied] {
             let Decision::NoGo(fewer) = go_no_go(&observed, &policy) else { panic!("still no-go") };
-            assert_eq!(fewer.len(), 6, "{policy:?}");
+            assert_eq!(fewer.len(), 7, "{policy:?}");
         }
         assert!(reasons[6].contains("\"public\".\"t\" changed on the source"));
     }

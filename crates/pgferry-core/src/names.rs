@@ -97,6 +97,12 @@ impl MigrationName {
         Ident::from_catalog(format!("{PREFIX}{}__ddl_drop", self.0))
     }
 
+    /// The `SECURITY DEFINER` function the `ddl_command_end` trigger's function
+    /// (which runs as the session, to read its settings) calls to emit.
+    pub fn ddl_emit_function(&self) -> Ident {
+        Ident::from_catalog(format!("{PREFIX}{}__ddl_emit", self.0))
+    }
+
     /// The prefix of the logical messages DDL capture emits for this migration.
     pub fn ddl_message_prefix(&self) -> String {
         format!("{PREFIX}ddl__{}", self.0)

@@ -743,6 +743,7 @@ pub(crate) async fn observe(src: &Client, dst: &Client, name: &MigrationName) ->
         lag_bytes,
         validation_mismatches: last.map_or(0, |v| v.mismatched_chunks),
         pending_schema_changes: crate::ddl::pending_schema_changes(src, dst, name).await?,
+        rows_to_prove: crate::ddl::rows_to_prove(dst, name).await?,
         replicating: phase.as_deref() == Some("copied") && applied.is_some(),
         stream_in_use: slot_active,
         insert_only_tables: insert_only_tables(src, name).await?,

@@ -5,7 +5,11 @@
 //! Logical replication carries rows, never schema. With the operator's consent,
 //! pgferry installs two event triggers on the source (their functions in the
 //! `pgferry` schema, `SECURITY DEFINER` under pgferry's role, named after the
-//! migration): at `ddl_command_end` the client's command text is written into
+//! migration): at `ddl_command_end` a function without a `SET` clause (one
+//! would hide them) reads the session's settings that change what the text
+//! means ([`pgferry_core::ddl::REPLAY_SETTINGS`]), every name in it
+//! schema-qualified, and hands them to a function with a pinned search_path,
+//! which writes the client's command text with them into
 //! the WAL as a transactional logical message
 //! ([`pg_logical_emit_message`](https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION)),
 //! so it reaches change capture in its transaction, in order with the rows
@@ -24,6 +28,7 @@
 //! the stopped command is journaled (`pending`) and `follow --apply-ddl` runs the
 //! operator's equivalent and marks it done, in one target transaction.
 
+use pgferry_core::ddl::REPLAY_SETTINGS;
 use pgferry_core::names::{state_schema, MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
 use pgferry_pg::facts::USER_RELATION;
@@ -45,21 +50,50 @@ CREATE TABLE IF NOT EXISTS pgferry.ddl (
     state text NOT NULL CHECK (state IN ('applied', 'operator', 'pending')),
     reason text,
     at timestamptz NOT NULL DEFAULT now()
-)";
+);
+-- A command is identified by its message's position in the source's WAL, never
+-- by its text: each is journaled once, in the transaction of its replay.
+CREATE UNIQUE INDEX IF NOT EXISTS ddl_once ON pgferry.ddl (migration, source_lsn)";
 
 /// Installs (or replaces) DDL capture on the source for this migration. Needs
 /// the right to create event triggers (a superuser, `rds_superuser` on RDS).
 pub async fn install(source: &ConnSpec, name: &MigrationName) -> Result<()> {
     let src = pgferry_pg::connect(source).await?;
     let function = function_name(&name.ddl_trigger());
+    let emit = function_name(&name.ddl_emit_function());
     let drop_function = function_name(&name.ddl_drop_trigger());
     let flag = own_ddl_flag(name);
-    let body = Sql::new(
-        "CREATE OR REPLACE FUNCTION ",
-    )
-    .name(&function)
+    // The trigger's function has no SET clause: a function's SET search_path
+    // hides the caller's, and the command's meaning depends on it. So it runs
+    // under the session's search_path (SECURITY DEFINER, for the emitting
+    // function in pgferry's schema), which is why every name in it is
+    // schema-qualified and it does nothing but read the session's settings and
+    // hand them on.
+    let mut settings = Sql::new("pg_catalog.jsonb_build_object(");
+    for (i, setting) in REPLAY_SETTINGS.iter().enumerate() {
+        if i > 0 {
+            settings = settings.push(", ");
+        }
+        settings = settings.literal(setting).push(", pg_catalog.current_setting(").literal(setting).push(")");
+    }
+    settings = settings.push(")");
+    let body = Sql::new("CREATE OR REPLACE FUNCTION ")
+        .name(&function)
+        .push("() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $pgferry$\nBEGIN\n    PERFORM ")
+        .name(&emit)
+        .push("(tg_tag, ")
+        .append(settings)
+        .push(
+            ",
+        pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.statement_timestamp()), 'YYYY-MM-DD\"T\"HH24:MI:SS.US'));
+END
+$pgferry$;\n",
+        );
+    let body = body
+        .push("CREATE OR REPLACE FUNCTION ")
+        .name(&emit)
     .push(
-        "() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgferry$
+        "(tag text, settings jsonb, statement_start text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgferry$
 DECLARE
     cmd record;
     commands jsonb := '[]';
@@ -106,11 +140,13 @@ BEGIN
             END;
         END IF;
     END LOOP;
-    IF commands = '[]' AND tg_tag NOT LIKE 'DROP %' THEN
+    IF commands = '[]' AND tag NOT LIKE 'DROP %' THEN
         RETURN;
     END IF;
+    -- The role is read here, not taken from the caller.
     PERFORM pg_logical_emit_message(true, prefix, jsonb_build_object(
-        'query', current_query(), 'search_path', current_setting('search_path'), 'tag', tg_tag,
+        'query', current_query(), 'search_path', settings->>'search_path', 'settings', settings,
+        'statement_start', statement_start, 'tag', tag,
         'role', CASE WHEN current_setting('role') = 'none' THEN session_user::text ELSE current_setting('role') END,
         'commands', commands, 'unpublished', to_jsonb(unpublished))::text);
 END
@@ -136,6 +172,8 @@ $pgferry$",
         );
     let mut sql = Sql::new("BEGIN; CREATE SCHEMA IF NOT EXISTS ").ident(&state_schema()).push(";\n").append(body);
     sql = sql.push(";\n").append(drop_body).push(";\n");
+    // Only the trigger's function (pgferry's role) calls it.
+    sql = sql.push("REVOKE EXECUTE ON FUNCTION ").name(&emit).push("(text, jsonb, text) FROM PUBLIC;\n");
     for (trigger, event, function) in [
         (name.ddl_trigger(), " ON ddl_command_end EXECUTE FUNCTION ", &function),
         (name.ddl_drop_trigger(), " ON sql_drop EXECUTE FUNCTION ", &drop_function),
@@ -185,6 +223,10 @@ pub async fn remove(client: &Client, name: &MigrationName) -> Result<bool> {
             .name(&function_name(&trigger))
             .push("(); ");
     }
+    sql = sql
+        .push("DROP FUNCTION IF EXISTS ")
+        .name(&function_name(&name.ddl_emit_function()))
+        .push("(text, jsonb, text)");
     client.batch_execute(sql.as_str()).await.map_err(|e| Error::server("removing DDL capture's event triggers", e))?;
     Ok(was)
 }
@@ -339,6 +381,29 @@ pub async fn pending_schema_changes(src: &Client, dst: &Client, name: &Migration
         }));
     }
     Ok(pending)
+}
+
+/// The tables a replayed DDL command rewrote with values each side computed
+/// for itself (`pgferry_core::ddl::rewrites_rows`), marked in the replay's
+/// transaction and not found equal by a validation since: `"table: why"`. The
+/// cutover refuses to start while there are any (its changed rows' check would
+/// compare them in full, inside the fence, and roll back on a difference).
+pub async fn rows_to_prove(dst: &Client, name: &MigrationName) -> Result<Vec<String>> {
+    let marked: bool = dst
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('pgferry.touched_keys') AND attname = 'reason')",
+            &[],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("looking for the touched rows' journal", e))?;
+    if !marked {
+        return Ok(Vec::new());
+    }
+    let tables = crate::apply::touched::rewritten(dst, name)
+        .await
+        .map_err(|e| Error::server("reading the tables rewritten by replayed DDL", e))?;
+    Ok(tables.into_iter().map(|(table, why)| format!("{table}: {why}")).collect())
 }
 
 /// A relation of the source that change capture does not carry.

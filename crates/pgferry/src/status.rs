@@ -124,6 +124,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
         stream_in_use: s.slot.as_ref().is_some_and(|s| s.active),
         insert_only_tables: s.insert_only_tables,
         pending_schema_changes: schema.pending,
+        rows_to_prove: schema.rows_to_prove,
         ..Default::default()
     };
     let need = pgferry_core::slot::need(
@@ -186,6 +187,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
 struct SchemaChanges {
     pending: Vec<String>,
     unreplicated: Vec<String>,
+    rows_to_prove: Vec<String>,
 }
 
 async fn read_schema_changes(src: &Client, dst: &Client, migration: &MigrationName) -> Result<SchemaChanges> {
@@ -197,7 +199,8 @@ async fn read_schema_changes(src: &Client, dst: &Client, migration: &MigrationNa
         .filter(|u| !(capture && u.published))
         .map(|u| format!("{}: {}", u.relation, u.why))
         .collect();
-    Ok(SchemaChanges { pending, unreplicated })
+    let rows_to_prove = crate::ddl::rows_to_prove(dst, migration).await?;
+    Ok(SchemaChanges { pending, unreplicated, rows_to_prove })
 }
 
 /// Connects to one side (within its connect timeout), naming the side when it

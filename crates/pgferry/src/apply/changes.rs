@@ -97,8 +97,9 @@ pub(crate) struct Applier<'a> {
     /// Net changes not sent yet, by relation ([`super::net`]).
     pending: HashMap<Oid, (Arc<Mapped>, TableNet)>,
     pending_rows: usize,
-    /// DDL texts replayed in the current source transaction ([`ddl`]).
-    ddl_replayed: Vec<String>,
+    /// The client messages whose DDL text was replayed in the current source
+    /// transaction ([`ddl`]).
+    ddl_replayed: Vec<pgferry_core::ddl::ReplayKey>,
     /// The DDL change capture stopped at, for the journal.
     pub(crate) refused_ddl: Option<RefusedDdl>,
 }

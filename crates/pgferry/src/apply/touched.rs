@@ -31,7 +31,12 @@ CREATE TABLE IF NOT EXISTS pgferry.touched_keys (
     whole boolean NOT NULL,
     keys jsonb NOT NULL
 );
-CREATE INDEX IF NOT EXISTS touched_keys_position ON pgferry.touched_keys (migration, lsn);";
+CREATE INDEX IF NOT EXISTS touched_keys_position ON pgferry.touched_keys (migration, lsn);
+DO $pgferry$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgferry.touched_keys'::regclass AND attname = 'reason') THEN
+        ALTER TABLE pgferry.touched_keys ADD COLUMN reason text;
+    END IF;
+END $pgferry$;";
 
 /// What one table needs re-checked.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +55,10 @@ pub(crate) struct Touched {
 struct TableTouch {
     whole: bool,
     keys: BTreeSet<Vec<String>>,
+    /// Why its rows may differ though change capture carried no change of
+    /// them (a replayed DDL command rewrote them): the cutover refuses until
+    /// they are proven equal or copied again.
+    reason: Option<String>,
 }
 
 impl Touched {
@@ -86,6 +95,15 @@ impl Touched {
         touch.whole = true;
         touch.keys.clear();
     }
+
+    /// A table whose rows a replayed DDL command rewrote: checked whole, and
+    /// to be proven before the cutover.
+    pub(crate) fn rewritten(&mut self, table: &QualifiedName, reason: &str) {
+        self.whole(table);
+        if let Some(touch) = self.tables.get_mut(table) {
+            touch.reason.get_or_insert_with(|| reason.to_string());
+        }
+    }
 }
 
 /// Records a batch's touched rows at `lsn`; runs inside the batch's transaction.
@@ -99,17 +117,20 @@ pub(crate) async fn record(
         return Ok(());
     }
     let (mut schemas, mut tables, mut wholes, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut reasons = Vec::new();
     for (table, touch) in &touched.tables {
         schemas.push(table.schema.as_str());
         tables.push(table.name.as_str());
         wholes.push(touch.whole);
         keys.push(serde_json::to_string(&touch.keys).expect("strings serialize"));
+        reasons.push(touch.reason.as_deref());
     }
     target
         .execute(
-            "INSERT INTO pgferry.touched_keys (migration, lsn, table_schema, table_name, whole, keys)
-             SELECT $1, $2::text::pg_lsn, s, t, w, k::jsonb FROM unnest($3::text[], $4::text[], $5::bool[], $6::text[]) AS u(s, t, w, k)",
-            &[&name.as_str(), &lsn.to_string(), &schemas, &tables, &wholes, &keys],
+            "INSERT INTO pgferry.touched_keys (migration, lsn, table_schema, table_name, whole, keys, reason)
+             SELECT $1, $2::text::pg_lsn, s, t, w, k::jsonb, r
+             FROM unnest($3::text[], $4::text[], $5::bool[], $6::text[], $7::text[]) AS u(s, t, w, k, r)",
+            &[&name.as_str(), &lsn.to_string(), &schemas, &tables, &wholes, &keys, &reasons],
         )
         .await?;
     Ok(())
@@ -168,6 +189,25 @@ pub(crate) async fn count(target: &Client, name: &MigrationName) -> Result<i64, 
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// The tables a replayed DDL command rewrote that no validation found equal
+/// since (nor a repair copied again: its validation clears them), with why.
+pub(crate) async fn rewritten(
+    target: &Client,
+    name: &MigrationName,
+) -> Result<Vec<(QualifiedName, String)>, tokio_postgres::Error> {
+    let rows = target
+        .query(
+            "SELECT table_schema, table_name, min(reason) FROM pgferry.touched_keys
+             WHERE migration = $1 AND reason IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+            &[&name.as_str()],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get(2)))
+        .collect())
 }
 
 /// Forgets the rows recorded up to `applied`: validation found them equal.

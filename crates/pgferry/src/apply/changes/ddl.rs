@@ -1,6 +1,6 @@
 //! A DDL message from the source's event trigger ([`crate::ddl`]), replayed in
 //! the open batch: the changes before it are sent first, the command runs under
-//! the source's search_path, it is journaled in `pgferry.ddl` in the same target
+//! the source session's settings (`pgferry_core::ddl::REPLAY_SETTINGS`) and role, it is journaled in `pgferry.ddl` in the same target
 //! transaction, and every relation already described is mapped again, so the
 //! changes after it meet the new definitions (pgoutput describes a changed
 //! table again before its next change too).
@@ -10,7 +10,8 @@
 //! committed; [`RefusedDdl`] carries it to the journal (`pending`) so that
 //! `pgferry follow --apply-ddl` can stand in for it.
 
-use pgferry_core::ddl::{plan_replay, DdlMessage, Replay};
+use pgferry_core::ddl::{plan_replay, rewrites_rows, DdlMessage, Replay, REPLAY_SETTINGS};
+use pgferry_core::sql::QualifiedName;
 use pgferry_pgoutput::Lsn;
 
 use super::Applier;
@@ -22,6 +23,23 @@ use crate::error::{Error, ErrorKind};
 /// owner); else the command runs as pgferry's role.
 const AS_SOURCE_ROLE: &str = "SELECT set_config('role', r.rolname::text, true) FROM pg_roles r
     WHERE r.rolname = $1 AND r.rolname <> current_user AND pg_has_role(current_user, r.oid, 'MEMBER')";
+
+/// The apply session's values of what a replay sets.
+const SAVE_SETTINGS: &str =
+    "SELECT s.name, current_setting(s.name) FROM unnest(ARRAY['role', 'check_function_bodies', 'search_path',
+    'datestyle', 'intervalstyle', 'timezone', 'standard_conforming_strings', 'default_tablespace',
+    'default_table_access_method', 'transform_null_equals', 'array_nulls']) AS s(name)";
+
+/// The source session's settings ([`REPLAY_SETTINGS`]) that the target knows,
+/// for the replay's transaction; `check_function_bodies` off (the source
+/// accepted the bodies already).
+const SOURCE_SETTINGS: &str = "SELECT set_config('check_function_bodies', 'off', true),
+    (SELECT count(set_config(s.name, s.value, true)) FROM unnest($1::text[], $2::text[]) AS s(name, value)
+     WHERE EXISTS (SELECT 1 FROM pg_settings p WHERE lower(p.name) = lower(s.name)))";
+
+/// The apply session's values back.
+const RESTORE_SETTINGS: &str =
+    "SELECT count(set_config(s.name, s.value, true)) FROM unnest($1::text[], $2::text[]) AS s(name, value)";
 
 /// A DDL command change capture stopped at.
 #[derive(Clone, Debug)]
@@ -49,16 +67,27 @@ impl Applier<'_> {
             return Ok(());
         }
         let sql = match plan_replay(&message, &self.ddl_replayed) {
-            Replay::AlreadyRun => return Ok(()),
+            Replay::AlreadyRun => return self.mark_rewritten(&message).await,
             Replay::Refuse(reason) => return Err(self.refuse(at, &message, reason)),
             Replay::Run(sql) => sql,
         };
         let target = self.target;
+        let settings = message.replay_settings();
+        let (names, values): (Vec<&str>, Vec<&str>) = settings
+            .iter()
+            .filter(|(name, _)| REPLAY_SETTINGS.iter().any(|s| s.eq_ignore_ascii_case(name)))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .unzip();
         let run = async {
-            target.query_one("SELECT set_config('search_path', $1, true)", &[&message.search_path]).await?;
+            // The apply session's own values, set back after the text (a SET
+            // LOCAL between its commands included).
+            let saved: Vec<(String, String)> =
+                target.query(SAVE_SETTINGS, &[]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
             target.query(AS_SOURCE_ROLE, &[&message.role]).await?;
+            target.query(SOURCE_SETTINGS, &[&names, &values]).await?;
             target.batch_execute(&sql).await?;
-            target.query_one("SELECT set_config('search_path', '', true), set_config('role', 'none', true)", &[]).await
+            let (names, values): (Vec<String>, Vec<String>) = saved.into_iter().unzip();
+            target.query(RESTORE_SETTINGS, &[&names, &values]).await
         };
         if let Err(e) = run.await {
             if e.is_closed() || e.as_db_error().is_none() {
@@ -70,8 +99,39 @@ impl Applier<'_> {
         crate::ddl::record_applied(self.target, self.migration, at, &message.query, Some(&sql))
             .await
             .map_err(|e| Stop::target("journaling a replayed DDL command on the target", e))?;
-        self.ddl_replayed.push(message.query);
+        self.ddl_replayed.push(message.replay_key());
+        self.mark_rewritten(&message).await?;
         self.remap_relations().await
+    }
+
+    /// A command that may have rewritten its tables' rows with values each side
+    /// computed for itself ([`rewrites_rows`]): the tables are marked whole in
+    /// the batch's touched rows, with the reason, in the replay's transaction.
+    /// The changed rows' check then compares them in full, and the cutover
+    /// refuses to start until a validation found them equal or a repair copied
+    /// them again ([`crate::ddl::rows_to_prove`]).
+    async fn mark_rewritten(&mut self, message: &DdlMessage) -> Result<(), Stop> {
+        let Some(why) = rewrites_rows(message) else { return Ok(()) };
+        let identities: Vec<&str> = message
+            .commands
+            .iter()
+            .filter(|c| c.object_type == "table")
+            .filter_map(|c| c.identity.as_deref())
+            .collect();
+        let rows = self
+            .target
+            .query(
+                "SELECT DISTINCT n.nspname::text, c.relname::text FROM unnest($1::text[]) AS t(identity)
+                 JOIN pg_class c ON c.oid = to_regclass(t.identity) JOIN pg_namespace n ON n.oid = c.relnamespace",
+                &[&identities],
+            )
+            .await
+            .map_err(|e| Stop::target("reading the tables a replayed DDL command rewrote", e))?;
+        for row in rows {
+            let table = QualifiedName::from_catalog(row.get::<_, String>(0), row.get::<_, String>(1));
+            self.batch.touched.rewritten(&table, &why);
+        }
+        Ok(())
     }
 
     /// Maps every described relation again (the replayed command may have
