@@ -133,6 +133,12 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         if !t.keyed && t.mismatched > 0 {
             let _ = writeln!(out, "    (no key: the differing rows are listed by their whole value)");
         }
+        if t.materialized_view && t.mismatched > 0 {
+            let _ = writeln!(
+                out,
+                "    (a materialized view: the cutover refreshes it, so this difference does not hold the cutover back)"
+            );
+        }
     }
     let count = |verdict| report.tables.iter().filter(|t| t.verdict == verdict).count();
     if let Some(b) = &report.behind {

@@ -33,7 +33,10 @@ impl Writer {
                 let mut n = 0;
                 while !stopping.load(Ordering::Relaxed) {
                     n += 1;
-                    client.batch_execute(&round(n)).await.unwrap_or_else(|e| panic!("writer round {n}: {e}"));
+                    client.batch_execute(&round(n)).await.unwrap_or_else(|e| {
+                        let cause = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_string());
+                        panic!("writer round {n}: {cause}")
+                    });
                     counter.store(n, Ordering::Relaxed);
                 }
                 n

@@ -116,7 +116,7 @@ BEGIN
         RETURN;
     END IF;
     -- A refresh changes no schema; the target's materialized views are refreshed by the cutover.
-    IF tg_tag = 'REFRESH MATERIALIZED VIEW' THEN
+    IF tag = 'REFRESH MATERIALIZED VIEW' THEN
         RETURN;
     END IF;
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP

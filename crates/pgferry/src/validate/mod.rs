@@ -66,6 +66,10 @@ pub struct TableVerdict {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unproven: Vec<Unproven>,
     pub keyed: bool,
+    /// A materialized view: the cutover refreshes it, so a difference found
+    /// before then (the source refreshed it since the copy) does not hold the
+    /// cutover back; its underlying tables are compared on their own.
+    pub materialized_view: bool,
     pub source_rows: i64,
     pub target_rows: i64,
     pub chunks: usize,
@@ -159,6 +163,9 @@ pub async fn validate(
     let first_view = tables.len();
     tables.extend(tables::materialized_views(&src).await?);
     let mut verdicts: Vec<TableVerdict> = tables.iter().map(|t| verdict(&t.name, !t.key.is_empty())).collect();
+    for view in &mut verdicts[first_view..] {
+        view.materialized_view = true;
+    }
     let mut chunks = Vec::new();
     for (index, table) in tables.iter().enumerate() {
         if !exists(&dst, &table.name).await? {
@@ -328,6 +335,7 @@ fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
         verdict: Verdict::NotProven,
         unproven: Vec::new(),
         keyed,
+        materialized_view: false,
         source_rows: 0,
         target_rows: 0,
         chunks: 0,
