@@ -70,7 +70,9 @@ pub async fn remove(
         Fence::Lift => Command::Abort { force },
         Fence::Keep => Command::Cleanup { force },
     };
-    crate::lifecycle::check(migration, command, &crate::lifecycle::record(&src, Some(&dst), migration).await?)?;
+    // The target must be this source's: the source itself, or another migration's
+    // target, would have the live migration's objects dropped or its fence lifted.
+    crate::lifecycle::guard(&src, &dst, migration, command).await?;
     let slot = crate::slot::resolve(&src, &dst, migration).await?;
     crate::copy::ensure_slot_is_ours(&src, migration, &slot).await?;
     fence::allow_writes(&src).await?;
