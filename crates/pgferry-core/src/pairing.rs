@@ -125,7 +125,7 @@ pub fn judge(migration: &MigrationName, command: &str, need: Need, facts: &PairF
     let source = describe(&facts.source);
     if same_database(&facts.source, &facts.target, facts.target_shows_source_session) {
         return Err(Mismatch {
-            what: format!("the target is the source itself ({source}, and the target's server shows pgferry's session on the source)"),
+            what: format!("the target is the source itself: they are the same database ({source}, and the target's server shows pgferry's session on the source)"),
             why: format!("{command} would take the source's own pgferry objects (the live migration's slot, publications, fence journal) for the target's and change or remove them"),
             fix: "point --target at the database the source is migrated into: the same server under another spelling (TCP or a Unix socket, another host name) is still the source".into(),
         });
@@ -171,14 +171,18 @@ pub fn judge(migration: &MigrationName, command: &str, need: Need, facts: &PairF
         }),
         TargetJournal::Absent { others } => Err(Mismatch {
             what: format!(
-                "the target holds no journal of migration {migration}{}",
+                "the target holds no journal of migration {migration}: it has not been copied into this database{}",
                 match others.as_slice() {
                     [] => String::new(),
-                    others => format!(" (it journals: {})", others.join(", ")),
+                    others => format!(" (the target journals: {})", others.join(", ")),
                 }
             ),
             why: format!("{command} acts on a migration under way, which pgferry journals on its target: this target (another database, or an empty one) is not where this source is migrated, so nothing may be fenced, unfenced or dropped on the source on its word"),
-            fix: format!("point --target at the database this source was copied into (by pgferry start or pgferry copy), with the same --name ({migration}); a migration not started yet has nothing to {command}"),
+            fix: if command.starts_with("abort") || command.starts_with("cleanup") {
+                format!("point --target at the database this source was copied into (by pgferry start or pgferry copy), with the same --name ({migration}); a migration never started has nothing to {command}")
+            } else {
+                format!("run pgferry copy (or pgferry start) first if migration {migration} has not started; if it has, point --target at the database this source was copied into, with the same --name")
+            },
         }),
     }
 }
@@ -244,7 +248,8 @@ mod tests {
     fn no_journal_is_refused_only_where_the_command_needs_one() {
         let absent = facts(id("7", 5), id("9", 3), false, TargetJournal::Absent { others: vec!["shop".into()] });
         let mismatch = judge(&main(), "cutover", Need::Journal, &absent).unwrap_err();
-        assert!(mismatch.what.contains("no journal of migration main (it journals: shop)"), "{mismatch:?}");
+        assert!(mismatch.what.contains("no journal of migration main"), "{mismatch:?}");
+        assert!(mismatch.what.contains("(the target journals: shop)"), "{mismatch:?}");
         assert!(mismatch.fix.contains("pgferry copy"), "{mismatch:?}");
         assert_eq!(judge(&main(), "copy", Need::JournalOrNone, &absent), Ok(Paired::NotJournaled));
     }
