@@ -188,7 +188,8 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     fence::allow_writes(&src).await?;
     let entry = journal_entry(&dst, name).await?;
     // The source's own record of a switch: a target journal lost or removed (by
-    // cleanup, or another target given by mistake) never makes it look unstarted.
+    // cleanup) never makes it look unstarted (another target given by mistake was
+    // refused by the pairing check above).
     let switch_on_source = fence::switch_recorded(&src, name).await?.then_some(CutoverStep::Switching);
     let resumed = Resumed {
         last_step: entry.as_ref().map(|e| e.step).max(switch_on_source),
