@@ -84,8 +84,8 @@ async fn journal(dst: &Client, migration: &MigrationName) -> Result<TargetJourna
         (Some(system_identifier), Some(database_oid)) => Some(DatabaseIdentity { system_identifier, database_oid }),
         _ => None,
     };
-    if tables.0 {
-        let row = dst
+    let migration_row = match tables.0 {
+        true => dst
             .query_opt(
                 "SELECT to_jsonb(t) ->> 'source_system_identifier', (to_jsonb(t) ->> 'source_database_oid')::oid,
                         to_jsonb(t) ->> 'slot_name'
@@ -93,23 +93,29 @@ async fn journal(dst: &Client, migration: &MigrationName) -> Result<TargetJourna
                 &[&migration.as_str()],
             )
             .await
-            .map_err(fail)?;
-        if let Some(row) = row {
-            return Ok(TargetJournal::Journaled { source: identity(&row), slot_name: row.get(2) });
-        }
-    }
-    if tables.1 {
-        let row = dst
+            .map_err(fail)?,
+        false => None,
+    };
+    let cutover_row = match tables.1 {
+        true => dst
             .query_opt(
                 "SELECT to_jsonb(c) ->> 'source_system_identifier', (to_jsonb(c) ->> 'source_database_oid')::oid
                  FROM pgferry.cutover c WHERE migration = $1",
                 &[&migration.as_str()],
             )
             .await
-            .map_err(fail)?;
-        if let Some(row) = row {
-            return Ok(TargetJournal::Journaled { source: identity(&row), slot_name: None });
+            .map_err(fail)?,
+        false => None,
+    };
+    // The migration's row, its identity completed by the cutover's row where an
+    // earlier release's migration row lacks it; else the cutover's row alone.
+    let recorded = cutover_row.as_ref().and_then(identity);
+    match (&migration_row, &cutover_row) {
+        (Some(row), _) => {
+            return Ok(TargetJournal::Journaled { source: identity(row).or(recorded), slot_name: row.get(2) })
         }
+        (None, Some(_)) => return Ok(TargetJournal::Journaled { source: recorded, slot_name: None }),
+        (None, None) => {}
     }
     if let Some(marker) = crate::seed::marker::read(dst, migration).await? {
         return Ok(TargetJournal::SeedCopy { token: marker.token });
