@@ -187,6 +187,18 @@ pub fn judge(migration: &MigrationName, command: &str, need: Need, facts: &PairF
     }
 }
 
+/// Whether `abort` or `cleanup` finds its migration already removed on both sides
+/// (a rerun after a finished run): the target journals nothing of it, is not the
+/// source itself, and the source holds none of its objects (`source_holds_any`:
+/// its slot, publications, fence rows, seed marker, DDL capture). Then there is
+/// nothing to do and nothing to refuse; otherwise the pairing decides.
+pub fn already_removed(facts: &PairFacts, source_holds_any: bool) -> bool {
+    matches!(facts.journal, TargetJournal::Absent { .. })
+        && !same_database(&facts.source, &facts.target, facts.target_shows_source_session)
+        && facts.source_seed_token.is_none()
+        && !source_holds_any
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +291,18 @@ mod tests {
             Ok(Paired::NotJournaled),
             "start --seeded judges the marker itself"
         );
+    }
+
+    #[test]
+    fn a_rerun_of_a_finished_abort_finds_nothing_only_when_nothing_is_left_anywhere() {
+        let absent = || TargetJournal::Absent { others: vec![] };
+        assert!(already_removed(&facts(id("7", 5), id("9", 3), false, absent()), false));
+        assert!(!already_removed(&facts(id("7", 5), id("9", 3), false, absent()), true), "the source holds its slot");
+        assert!(!already_removed(&facts(id("7", 5), id("7", 5), true, absent()), false), "the source itself");
+        assert!(!already_removed(&facts(id("7", 5), id("9", 3), false, recorded("7", 5)), false));
+        let marked =
+            PairFacts { source_seed_token: Some("t".into()), ..facts(id("7", 5), id("9", 3), false, absent()) };
+        assert!(!already_removed(&marked, false), "a seed marker on the source");
     }
 
     #[test]
