@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod journal;
 pub mod lifecycle;
 pub mod names;
+pub mod pairing;
 pub mod phase;
 pub mod preflight;
 pub mod seed;

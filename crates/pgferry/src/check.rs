@@ -6,13 +6,14 @@
 //! socket, `localhost` and `127.0.0.1`) is a problem, found by identity rather
 //! than by name ([`pgferry_core::preflight::same_database`]).
 //!
-//! The commands that change servers ([`refuse_unless_ready`], [`refuse_same_database`])
-//! call these checks before they create anything, so a refusal leaves both
-//! servers as they were and exits with [`ErrorKind::Refused`].
+//! The commands that change servers call [`refuse_unless_ready`] and the pairing
+//! check ([`crate::pairing`], which refuses the same database twice by the same
+//! identities, [`identities`]) before they create anything, so a refusal leaves
+//! both servers as they were and exits with [`ErrorKind::Refused`].
 
 use pgferry_core::preflight::{
-    blocking, choose_client, evaluate, same_database, same_database_finding, CheckPlan, Finding, ServerFacts, Side,
-    ToolFacts,
+    blocking, choose_client, evaluate, same_database, same_database_finding, CheckPlan, DatabaseIdentity, Finding,
+    ServerFacts, Side, ToolFacts,
 };
 use pgferry_pg::tools::{find_client_pairs, ClientPair};
 use pgferry_pg::ConnSpec;
@@ -135,26 +136,20 @@ pub(crate) async fn refuse_unless_ready(
     .with_hint("fix them and rerun (pgferry check lists every finding); nothing was changed"))
 }
 
-/// Refuses, with nothing changed, when `src` and `dst` reach one database.
-pub(crate) async fn refuse_same_database(
-    src: &Client,
-    dst: &Client,
-    source: &ConnSpec,
-    target: &ConnSpec,
-) -> Result<()> {
-    if !is_same_database(src, dst).await? {
-        return Ok(());
-    }
-    let finding = same_database_finding(&source.to_string(), &target.to_string());
-    Err(Error::new(ErrorKind::Refused, finding.what).with_hint(format!("{}; nothing was changed", finding.fix)))
+async fn is_same_database(src: &Client, dst: &Client) -> Result<bool> {
+    let (source_id, target_id, shown) = identities(src, dst).await?;
+    Ok(same_database(&source_id, &target_id, shown))
 }
 
-async fn is_same_database(src: &Client, dst: &Client) -> Result<bool> {
+/// The identities of the databases `src` and `dst` reached, and whether the
+/// target's server shows pgferry's session on the source (asked only when the
+/// identities are equal): what [`same_database`] and the pairing check judge.
+pub(crate) async fn identities(src: &Client, dst: &Client) -> Result<(DatabaseIdentity, DatabaseIdentity, bool)> {
     let read = |e| Error::server("comparing the source's and the target's identity", e);
     let source_id = pgferry_pg::facts::identity(src).await.map_err(read)?;
     let target_id = pgferry_pg::facts::identity(dst).await.map_err(read)?;
     let shown = source_id == target_id && pgferry_pg::facts::shows_session_of(dst, src).await.map_err(read)?;
-    Ok(same_database(&source_id, &target_id, shown))
+    Ok((source_id, target_id, shown))
 }
 
 async fn observe(spec: &ConnSpec, side: &str) -> Result<(Client, ServerFacts)> {

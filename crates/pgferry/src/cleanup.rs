@@ -70,7 +70,14 @@ pub async fn remove(
         Fence::Lift => Command::Abort { force },
         Fence::Keep => Command::Cleanup { force },
     };
-    crate::lifecycle::check(migration, command, &crate::lifecycle::record(&src, Some(&dst), migration).await?)?;
+    // A rerun after a finished run: nothing of the migration is left on either side.
+    let facts = crate::pairing::observe(&src, &dst, migration).await?;
+    if pgferry_core::pairing::already_removed(&facts, source_holds_any(&src, migration).await?) {
+        return Ok(CleanupReport::default());
+    }
+    // The target must be this source's: the source itself, or another migration's
+    // target, would have the live migration's objects dropped or its fence lifted.
+    crate::lifecycle::guard(&src, &dst, migration, command).await?;
     let slot = crate::slot::resolve(&src, &dst, migration).await?;
     crate::copy::ensure_slot_is_ours(&src, migration, &slot).await?;
     fence::allow_writes(&src).await?;
@@ -98,6 +105,32 @@ pub async fn remove(
     report.journal_rows_deleted = delete_journal_rows(&dst, migration, fence_policy).await?;
     report.dropped_state_schema = drop_state_schema_if_unused(&dst).await?;
     Ok(report)
+}
+
+/// Whether the source still holds anything of the migration: its slot (as this
+/// release or an earlier one names it), its publications, its DDL capture, rows
+/// in its fence journal.
+async fn source_holds_any(src: &Client, migration: &MigrationName) -> Result<bool> {
+    let slots = vec![migration.slot(crate::slot::database_oid(src).await?), migration.legacy_slot()];
+    let publications = [migration.publication(), migration.insert_only_publication()];
+    let publications: Vec<&str> = publications.iter().map(Ident::as_str).collect();
+    let holds: bool = src
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = ANY($1) AND database = current_database())
+                 OR EXISTS (SELECT 1 FROM pg_publication WHERE pubname = ANY($2))
+                 OR EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $3)",
+            &[&slots, &publications, &migration.ddl_trigger().as_str()],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("looking for the migration's objects on the source", e))?;
+    if holds || !fence::journal_exists(src).await? {
+        return Ok(holds);
+    }
+    src.query_one("SELECT EXISTS (SELECT 1 FROM pgferry.source_fence WHERE migration = $1)", &[&migration.as_str()])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::server("reading the fence journal on the source", e))
 }
 
 async fn drop_slot(src: &Client, slot: &str) -> Result<bool> {

@@ -23,6 +23,8 @@ use pgferry_core::cutover::{
 use pgferry_core::fence::FenceChange;
 use pgferry_core::lifecycle::Command;
 use pgferry_core::names::MigrationName;
+use pgferry_core::pairing::Need;
+use pgferry_core::preflight::DatabaseIdentity;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -46,7 +48,9 @@ CREATE TABLE IF NOT EXISTS pgferry.cutover (
 ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_pid integer;
 ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_host text;
 ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS downtime_seconds double precision;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS views_after_switch boolean NOT NULL DEFAULT false;";
+ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS views_after_switch boolean NOT NULL DEFAULT false;
+ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS source_system_identifier text;
+ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS source_database_oid oid;";
 
 /// What the operator asked for.
 #[derive(Clone, Debug)]
@@ -130,6 +134,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     let name = &options.migration;
+    crate::pairing::require(&src, &dst, name, "cutover --dry-run", Need::Journal).await?;
     let observed = observe(&src, &dst, name).await?;
     let touched =
         crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
@@ -177,10 +182,14 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let _runner = crate::start::RunnerLock::take(target, name).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
+    // Before anything reaches outside (the fence, a rollback that lifts one, the
+    // journal): the target must be the one this source is migrated into.
+    let pair = crate::pairing::require(&src, &dst, name, "cutover", Need::Journal).await?;
     fence::allow_writes(&src).await?;
     let entry = journal_entry(&dst, name).await?;
     // The source's own record of a switch: a target journal lost or removed (by
-    // cleanup, or another target given by mistake) never makes it look unstarted.
+    // cleanup) never makes it look unstarted (another target given by mistake was
+    // refused by the pairing check above).
     let switch_on_source = fence::switch_recorded(&src, name).await?.then_some(CutoverStep::Switching);
     let resumed = Resumed {
         last_step: entry.as_ref().map(|e| e.step).max(switch_on_source),
@@ -240,8 +249,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let plan = fence::planned(&src, &options.administrators).await?;
     let lift_statements = plan.lift_statements();
     ensure_journal(&dst).await?;
-    record(&dst, name, CutoverStep::Decided).await?;
-    record_views_after_switch(&dst, name, options.views == ViewRefresh::AfterSwitch).await?;
+    record_decided(&dst, name, pair.source(), options.views == ViewRefresh::AfterSwitch).await?;
     let mut laps = Vec::new();
     let fenced_at = Instant::now();
     let outcome = tokio::select! {
@@ -648,13 +656,23 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
     }))
 }
 
-/// Journals whether the views are left for after the switch: a rerun that
-/// finishes this cutover refreshes them then.
-async fn record_views_after_switch(dst: &Client, name: &MigrationName, after: bool) -> Result<()> {
-    dst.execute("UPDATE pgferry.cutover SET views_after_switch = $2 WHERE migration = $1", &[&name.as_str(), &after])
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::server("writing the cutover journal", e))
+/// Journals the decision: its step, whether the views are left for after the
+/// switch (a rerun that finishes this cutover refreshes them then), and the
+/// source's identity, which outlives the migration's row (`cleanup` keeps this
+/// one) for the pairing check ([`crate::pairing`]).
+async fn record_decided(dst: &Client, name: &MigrationName, source: &DatabaseIdentity, after: bool) -> Result<()> {
+    dst.execute(
+        "INSERT INTO pgferry.cutover (migration, step, views_after_switch, source_system_identifier, source_database_oid)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (migration) DO UPDATE SET step = excluded.step, updated_at = now(),
+             views_after_switch = excluded.views_after_switch,
+             source_system_identifier = excluded.source_system_identifier,
+             source_database_oid = excluded.source_database_oid",
+        &[&name.as_str(), &CutoverStep::Decided.as_str(), &after, &source.system_identifier, &source.database_oid],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| Error::server("writing the cutover journal", e))
 }
 
 /// The refresh after the switch: the application already reads the target, so

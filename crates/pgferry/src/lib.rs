@@ -15,6 +15,7 @@ pub mod large_objects;
 pub mod lifecycle;
 pub mod materialized_views;
 pub mod outside_fence;
+pub mod pairing;
 pub mod partitions;
 pub mod rehearse;
 pub mod seed;

@@ -8,10 +8,15 @@
 //! started), which survives a target journal that was lost or removed, and is all
 //! there is for `seed prepare`, which has no target. Reading changes nothing:
 //! a refused command leaves both servers as they were.
+//!
+//! Before the state, the pair: a command given a target is refused unless that
+//! target is the one this source is migrated into ([`crate::pairing`]), or the
+//! state it reads would be another migration's, or the source's own.
 
 use pgferry_core::cutover::CutoverStep;
 use pgferry_core::lifecycle::{allowed, Command, CutoverRecord, Refusal};
 use pgferry_core::names::MigrationName;
+use pgferry_core::pairing::Need;
 use pgferry_pg::ConnSpec;
 use tokio_postgres::Client;
 
@@ -30,7 +35,25 @@ pub async fn refuse_unless_allowed(
         Some(target) => Some(pgferry_pg::connect(target).await?),
         None => None,
     };
+    if let Some(dst) = &dst {
+        crate::pairing::require(&src, dst, migration, command.as_str(), Need::of(command)).await?;
+    }
     check(migration, command, &record(&src, dst.as_ref(), migration).await?)
+}
+
+/// The guard of a command that acts on both sides, before it changes anything:
+/// the target must be this source's ([`crate::pairing::require`]: never the
+/// source itself, and journaling this migration where the command needs it),
+/// then the cutover's state must allow the command.
+pub(crate) async fn guard(
+    src: &Client,
+    dst: &Client,
+    migration: &MigrationName,
+    command: Command,
+) -> Result<crate::pairing::Pair> {
+    let pair = crate::pairing::require(src, dst, migration, command.as_str(), Need::of(command)).await?;
+    check(migration, command, &record(src, Some(dst), migration).await?)?;
+    Ok(pair)
 }
 
 /// The command's refusal as an error (exit 1, nothing changed), if it is refused.

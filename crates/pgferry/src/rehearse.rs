@@ -67,8 +67,7 @@ pub async fn rehearse(
     let _runner = crate::start::RunnerLock::take(target, &options.migration).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let cutover_state = crate::lifecycle::record(&src, Some(&dst), &options.migration).await?;
-    crate::lifecycle::check(&options.migration, pgferry_core::lifecycle::Command::Rehearse, &cutover_state)?;
+    crate::lifecycle::guard(&src, &dst, &options.migration, pgferry_core::lifecycle::Command::Rehearse).await?;
     let observed = crate::cutover::observe(&src, &dst, &options.migration).await?;
     // The rehearsal drains the stream itself, like the cutover: judge everything else.
     let decision = go_no_go(&observed, &options.policy);

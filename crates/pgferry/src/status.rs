@@ -110,6 +110,7 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
                 .with_hint("check that both servers run and that this machine may reach them"))
         }
     };
+    crate::pairing::require(&src, &dst, migration, "status", pgferry_core::pairing::Need::JournalOrNone).await?;
     let t = answered("target", target, read_target(&dst, migration)).await??;
     let slot_name = answered("source", source, crate::slot::resolve(&src, &dst, migration)).await??;
     let s = answered("source", source, read_source(&src, migration, &slot_name, t.applied_lsn.as_deref())).await??;

@@ -1,6 +1,8 @@
 //! The copy's journal on the target, in pgferry's schema.
 //!
-//! `pgferry.migration` holds each migration's phase, its slot's name and consistent point;
+//! `pgferry.migration` holds each migration's phase, its slot's name and consistent point,
+//! and its source's identity (`source_system_identifier`, `source_database_oid`: the
+//! pairing check's record, [`crate::pairing`]);
 //! `pgferry.copied_chunk` holds one row per finished piece of a table (`copied_at`
 //! is its transaction's start, `finished_at` the moment its rows were in), inserted in
 //! the same transaction as that piece's rows, so after any crash the journal says
@@ -12,6 +14,7 @@
 
 use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
+use pgferry_core::preflight::DatabaseIdentity;
 use pgferry_core::sql::QualifiedName;
 use tokio_postgres::{Client, GenericClient};
 
@@ -26,6 +29,8 @@ CREATE TABLE IF NOT EXISTS pgferry.migration (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS slot_name text;
+ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS source_system_identifier text;
+ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS source_database_oid oid;
 CREATE TABLE IF NOT EXISTS pgferry.copied_chunk (
     migration text NOT NULL,
     table_schema text NOT NULL,
@@ -90,14 +95,25 @@ pub(crate) async fn phase_if_journaled(
     }
 }
 
-/// Journals a migration that starts now with its slot's name (see [`crate::slot`]);
-/// a migration journaled already keeps the name it has (none: an earlier
-/// release's, which keeps its legacy slot).
-pub(crate) async fn begin(target: &impl GenericClient, name: &MigrationName, slot: &str) -> Result<()> {
+/// Journals a migration that starts now with its slot's name (see [`crate::slot`])
+/// and its source's identity (see [`crate::pairing`]); a migration journaled
+/// already keeps the slot's name it has (none: an earlier release's, which keeps
+/// its legacy slot), and gets the source's identity when an earlier release's
+/// row lacks it (the pairing check passed before this).
+pub(crate) async fn begin(
+    target: &impl GenericClient,
+    name: &MigrationName,
+    slot: &str,
+    source: &DatabaseIdentity,
+) -> Result<()> {
     target
         .execute(
-            "INSERT INTO pgferry.migration (name, phase, slot_name) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-            &[&name.as_str(), &MigrationPhase::Created.as_str(), &slot],
+            "INSERT INTO pgferry.migration (name, phase, slot_name, source_system_identifier, source_database_oid)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO UPDATE SET
+                 source_system_identifier = coalesce(pgferry.migration.source_system_identifier, excluded.source_system_identifier),
+                 source_database_oid = coalesce(pgferry.migration.source_database_oid, excluded.source_database_oid)",
+            &[&name.as_str(), &MigrationPhase::Created.as_str(), &slot, &source.system_identifier, &source.database_oid],
         )
         .await
         .map_err(|e| Error::server("writing the journal", e))?;

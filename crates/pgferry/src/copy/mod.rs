@@ -172,9 +172,7 @@ pub async fn copy(
     let dst = pgferry_pg::connect(target).await?;
     let name = &options.migration;
     // Every refusal before the journal is created: a refused copy leaves both servers as they were.
-    let cutover_state = crate::lifecycle::record(&src, Some(&dst), name).await?;
-    crate::lifecycle::check(name, pgferry_core::lifecycle::Command::Copy, &cutover_state)?;
-    check::refuse_same_database(&src, &dst, source, target).await?;
+    let pair = crate::lifecycle::guard(&src, &dst, name, pgferry_core::lifecycle::Command::Copy).await?;
     let slot_name = crate::slot::resolve(&src, &dst, name).await?;
     source::ensure_slot_is_ours(&src, name, &slot_name).await?;
     let phase = journal::phase_if_journaled(&dst, name).await?;
@@ -195,7 +193,7 @@ pub async fn copy(
 
     let (slot_lsn, dump, leftover_analyzes) = if current < MigrationPhase::Data {
         progress.emit(CopyEvent::Phase { phase: "schema" });
-        journal::begin(&dst, name, &slot_name).await?;
+        journal::begin(&dst, name, &slot_name, pair.source()).await?;
         journal::set_phase(&dst, name, MigrationPhase::Created, None).await?;
         failpoint::hit("copy-after-created");
         source::drop_stale_slot(&src, &slot_name).await?;

@@ -55,8 +55,7 @@ pub async fn repair_tables(
     })?;
     let dst = pgferry_pg::connect(target).await?;
     let src = pgferry_pg::connect(source).await?;
-    let cutover_state = crate::lifecycle::record(&src, Some(&dst), name).await?;
-    crate::lifecycle::check(name, pgferry_core::lifecycle::Command::Repair, &cutover_state)?;
+    crate::lifecycle::guard(&src, &dst, name, pgferry_core::lifecycle::Command::Repair).await?;
     journal::ensure(&dst).await?;
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's repair journal", e))?;
     let slot = crate::slot::resolve(&src, &dst, name).await?;

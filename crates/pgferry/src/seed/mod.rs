@@ -21,7 +21,7 @@
 
 mod facts;
 mod inherited;
-mod marker;
+pub(crate) mod marker;
 
 use std::path::PathBuf;
 
@@ -198,9 +198,7 @@ pub async fn attach(
     let redo = resolve(position)?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let cutover_state = crate::lifecycle::record(&src, Some(&dst), name).await?;
-    crate::lifecycle::check(name, pgferry_core::lifecycle::Command::StartSeeded, &cutover_state)?;
-    crate::check::refuse_same_database(&src, &dst, source, target).await?;
+    let pair = crate::lifecycle::guard(&src, &dst, name, pgferry_core::lifecycle::Command::StartSeeded).await?;
     let report = |attached_now, inherited| AttachReport {
         migration: name.to_string(),
         redo_lsn: redo.to_string(),
@@ -238,7 +236,7 @@ pub async fn attach(
     }
     let inherited = inherited::remove(&src, &dst, name).await?;
     failpoint::hit("seed-after-inherited");
-    record(&dst, name, &slot, redo).await?;
+    record(&dst, name, &slot, redo, pair.source()).await?;
     Ok(report(true, inherited))
 }
 
@@ -273,7 +271,13 @@ async fn attached(dst: &Client, name: &MigrationName) -> Result<Option<Lsn>> {
 }
 
 /// Journals the seed and the migration (with its slot's name) as copied, in one transaction.
-async fn record(dst: &Client, name: &MigrationName, slot: &str, redo: Lsn) -> Result<()> {
+async fn record(
+    dst: &Client,
+    name: &MigrationName,
+    slot: &str,
+    redo: Lsn,
+    source: &pgferry_core::preflight::DatabaseIdentity,
+) -> Result<()> {
     journal::ensure(dst).await?;
     dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's seed journal", e))?;
     let start = start_after(redo).to_string();
@@ -287,7 +291,7 @@ async fn record(dst: &Client, name: &MigrationName, slot: &str, redo: Lsn) -> Re
         Ok::<_, tokio_postgres::Error>(())
     };
     write().await.map_err(|e| Error::server("journaling the seed", e))?;
-    journal::begin(dst, name, slot).await?;
+    journal::begin(dst, name, slot, source).await?;
     journal::set_phase(dst, name, MigrationPhase::Copied, Some(&start)).await?;
     dst.batch_execute("COMMIT").await.map_err(|e| Error::server("journaling the seed", e))
 }

@@ -46,6 +46,8 @@ pub async fn validate_changed(
 ) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
+    crate::pairing::require(&src, &dst, name, "validate --changed-only", pgferry_core::pairing::Need::JournalOrNone)
+        .await?;
     crate::slot::refuse_lost(&src, &dst, name, super::SLOT_LOST).await?;
     let sides = Sides::export(source, target, &src, &dst).await?;
     let applied = applied(&dst, name).await?;

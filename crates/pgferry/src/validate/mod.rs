@@ -148,6 +148,7 @@ pub async fn validate(
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     if let Some(name) = migration {
+        crate::pairing::require(&src, &dst, name, "validate", pgferry_core::pairing::Need::JournalOrNone).await?;
         crate::slot::refuse_lost(&src, &dst, name, SLOT_LOST).await?;
     }
     let sides = Sides::export(source, target, &src, &dst).await?;
