@@ -257,7 +257,7 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
         crate::signals::Second::Waits,
     )?;
     let options = pgferry::cutover::CutoverOptions { shutdown: Some(shutdown), ..options };
-    let report = pgferry::cutover::cutover(&source, &target, &options).await?;
+    let report = Box::pin(pgferry::cutover::cutover(&source, &target, &options)).await?;
     match args.format {
         Format::Table => print!("{}", render::cutover(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),

@@ -147,7 +147,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         shutdown: None,
         views: Default::default(),
     };
-    let cut = pgferry::cutover::cutover(&src, &tgt, &cutover_options).await?;
+    let cut = Box::pin(pgferry::cutover::cutover(&src, &tgt, &cutover_options)).await?;
     eprint!("{}", render::cutover(&cut));
     let application = workload.stopped(Duration::from_secs(5)).await;
     clock.lap("cutover");
