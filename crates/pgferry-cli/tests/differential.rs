@@ -114,7 +114,7 @@ fn round(seed: u64, n: u64) -> String {
             85..=87 if (2..8).contains(&done) => {
                 format!("INSERT INTO extra VALUES ({}, 'v{n}') ON CONFLICT (id) DO UPDATE SET v = excluded.v", r % 50)
             }
-            88..=90 => format!("INSERT INTO docs VALUES ({n}{step}, lo_from_bytea(0, 'doc {n}'))"),
+            88..=90 => format!("INSERT INTO docs VALUES ({}, lo_from_bytea(0, 'doc {n}'))", 1_000_000 + n * 10 + step),
             91..=93 => format!("SELECT lo_put(body, 0, 'changed {n}') FROM docs WHERE id = (SELECT min(id) FROM docs)"),
             94..=95 => "SELECT lo_unlink(body) FROM docs WHERE id = (SELECT max(id) FROM docs);
                         DELETE FROM docs WHERE id = (SELECT max(id) FROM docs)"
@@ -239,7 +239,14 @@ fn random_dml_and_ddl_during_the_copy_and_change_capture_end_identical_after_the
             ),
             seed,
         );
-        for _ in 0..3 {
+        // Followed while the writer goes on, until the whole DDL series ran (a
+        // writer that failed stops it: its error is raised by `stop`).
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        for pass in 0.. {
+            let rounds = writer.rounds();
+            if (pass >= 3 && rounds > DDL_EVERY * 9) || rounds == 0 || std::time::Instant::now() > deadline {
+                break;
+            }
             thread::sleep(Duration::from_secs(2));
             ok(pgferry(&["follow", "--source", &s, "--target", &t, "--until-caught-up"], &[]), seed);
         }

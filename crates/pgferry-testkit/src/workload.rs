@@ -10,6 +10,7 @@ use std::time::Duration;
 /// A running writer; [`Writer::stop`] ends it and returns the rounds committed.
 pub struct Writer {
     stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
     handle: JoinHandle<u64>,
 }
 
@@ -45,7 +46,15 @@ impl Writer {
         while committed.load(Ordering::Relaxed) < 20 && !handle.is_finished() {
             thread::sleep(Duration::from_millis(5));
         }
-        Writer { stop, handle }
+        Writer { stop, committed, handle }
+    }
+
+    /// The rounds committed so far (0 once a round failed: see [`Writer::stop`]).
+    pub fn rounds(&self) -> u64 {
+        if self.handle.is_finished() {
+            return 0;
+        }
+        self.committed.load(Ordering::Relaxed)
     }
 
     /// Stops after the round in progress; the rounds committed.
