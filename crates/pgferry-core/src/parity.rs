@@ -213,6 +213,8 @@ pub struct Difference {
     pub side: Side,
     /// What to do, usually the DDL to run on the target.
     pub fix: String,
+    /// The DDL alone, when the fix is to run it on the target.
+    pub ddl: Option<String>,
 }
 
 impl fmt::Display for Difference {
@@ -251,7 +253,7 @@ const RUN_ON_TARGET: &str = "run on the target (pgferry follow --apply-ddl runs 
 pub fn compare(source: &Catalog, target: &Catalog) -> Parity {
     let mut p = Parity::default();
     let same_major = source.server_version_num / 10000 == target.server_version_num / 10000;
-    relations(source, target, &mut p);
+    relations(source, target, same_major, &mut p);
     columns(source, target, &mut p);
     indexes(source, target, &mut p);
     constraints(source, target, &mut p);
@@ -275,6 +277,67 @@ pub fn normalize(definition: &str) -> String {
     joined.trim_end_matches(';').trim_end().to_string()
 }
 
+/// A query's text without the qualifiers of its names (`orders.id` -> `id`,
+/// `public.orders` -> `orders`), string literals and quoted names kept whole:
+/// PostgreSQL 16 stopped qualifying the columns of a query over one relation,
+/// so views are compared this way across major versions (on both sides alike).
+pub fn unqualified(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let starts_ident = |c: char| c.is_alphabetic() || c == '_';
+    while i < chars.len() {
+        let c = chars[i];
+        let word_before = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == '$');
+        if c == '\'' {
+            // A string literal: '' inside it is a quote.
+            let start = i;
+            i += 1;
+            while i < chars.len() {
+                if chars[i] == '\'' && chars.get(i + 1) == Some(&'\'') {
+                    i += 2;
+                } else if chars[i] == '\'' {
+                    i += 1;
+                    break;
+                } else {
+                    i += 1;
+                }
+            }
+            out.extend(&chars[start..i]);
+        } else if c == '"' || (starts_ident(c) && !word_before) {
+            let start = i;
+            if c == '"' {
+                i += 1;
+                while i < chars.len() {
+                    if chars[i] == '"' && chars.get(i + 1) == Some(&'"') {
+                        i += 2;
+                    } else if chars[i] == '"' {
+                        i += 1;
+                        break;
+                    } else {
+                        i += 1;
+                    }
+                }
+            } else {
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$') {
+                    i += 1;
+                }
+            }
+            let qualifies =
+                chars.get(i) == Some(&'.') && chars.get(i + 1).is_some_and(|&n| n == '"' || starts_ident(n));
+            if qualifies {
+                i += 1;
+            } else {
+                out.extend(&chars[start..i]);
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Pairs the two sides' objects by key, in key order.
 fn pair<'a, T, K: Ord>(source: &'a [T], target: &'a [T], key: impl Fn(&T) -> K) -> Vec<(Option<&'a T>, Option<&'a T>)> {
     let mut map: BTreeMap<K, (Option<&T>, Option<&T>)> = BTreeMap::new();
@@ -287,12 +350,38 @@ fn pair<'a, T, K: Ord>(source: &'a [T], target: &'a [T], key: impl Fn(&T) -> K) 
     map.into_values().collect()
 }
 
-fn push(p: &mut Parity, kind: ObjectKind, object: String, side: Side, fix: String) {
-    p.differences.push(Difference { kind, object, side, fix });
+/// A difference's fix: what to do, and the DDL alone when it is DDL on the target.
+struct Fix {
+    text: String,
+    ddl: Option<String>,
 }
 
-fn run(sql: Sql) -> String {
-    format!("{RUN_ON_TARGET}{sql}")
+impl Fix {
+    fn note(mut self, note: &str) -> Fix {
+        self.text.push_str(note);
+        self
+    }
+}
+
+impl From<String> for Fix {
+    fn from(text: String) -> Fix {
+        Fix { text, ddl: None }
+    }
+}
+
+impl fmt::Display for Fix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn push(p: &mut Parity, kind: ObjectKind, object: String, side: Side, fix: impl Into<Fix>) {
+    let Fix { text, ddl } = fix.into();
+    p.differences.push(Difference { kind, object, side, fix: text, ddl });
+}
+
+fn run(sql: Sql) -> Fix {
+    Fix { text: format!("{RUN_ON_TARGET}{sql}"), ddl: Some(sql.into_string()) }
 }
 
 fn differs(source: impl fmt::Display, target: impl fmt::Display) -> Side {
@@ -303,7 +392,7 @@ fn body(def: &ServerSql) -> ServerSql {
     ServerSql::from_catalog(normalize(def.as_str()))
 }
 
-fn relations(source: &Catalog, target: &Catalog, p: &mut Parity) {
+fn relations(source: &Catalog, target: &Catalog, same_major: bool, p: &mut Parity) {
     for r in source.relations.iter().filter(|r| r.unlogged) {
         p.warnings.push(format!(
             "{} {} is unlogged: its rows were copied, but its changes since the copy are not carried (they never reach the WAL)",
@@ -331,7 +420,7 @@ fn relations(source: &Catalog, target: &Catalog, p: &mut Parity) {
                 Side::OnlyOnTarget,
                 run(Sql::new(t.kind.drop_statement()).name(&t.name)),
             ),
-            (Some(s), Some(t)) => relation_pair(s, t, p),
+            (Some(s), Some(t)) => relation_pair(s, t, same_major, p),
             (None, None) => {}
         }
     }
@@ -343,7 +432,7 @@ fn pg_dump_fix(name: &QualifiedName) -> String {
     )
 }
 
-fn create_relation(s: &Relation) -> String {
+fn create_relation(s: &Relation) -> Fix {
     match (s.kind, &s.definition, &s.partition_of, &s.bound) {
         (RelationKind::View, Some(def), _, _) => {
             run(Sql::new("CREATE VIEW ").name(&s.name).push(" AS ").server_sql(&body(def)))
@@ -358,11 +447,11 @@ fn create_relation(s: &Relation) -> String {
         {
             run(Sql::new("CREATE TABLE ").name(&s.name).push(" PARTITION OF ").name(parent).push(" ").server_sql(bound))
         }
-        _ => pg_dump_fix(&s.name),
+        _ => pg_dump_fix(&s.name).into(),
     }
 }
 
-fn relation_pair(s: &Relation, t: &Relation, p: &mut Parity) {
+fn relation_pair(s: &Relation, t: &Relation, same_major: bool, p: &mut Parity) {
     let object = format!("{} {}", s.kind.as_str(), s.name);
     if s.kind != t.kind {
         let side = differs(s.kind.as_str(), t.kind.as_str());
@@ -397,7 +486,12 @@ fn relation_pair(s: &Relation, t: &Relation, p: &mut Parity) {
         let show = |b: Option<String>| b.unwrap_or_else(|| "not a partition".to_string());
         push(p, ObjectKind::Relation, object.clone(), differs(show(bound(s)), show(bound(t))), run(fix));
     }
-    let def = |r: &Relation| r.definition.as_ref().map(|d| normalize(d.as_str()));
+    let def = |r: &Relation| {
+        r.definition.as_ref().map(|d| match same_major {
+            true => normalize(d.as_str()),
+            false => unqualified(&normalize(d.as_str())),
+        })
+    };
     if s.kind.is_view() && def(s) != def(t) {
         let fix = match (s.kind, &s.definition) {
             (RelationKind::View, Some(d)) => {
@@ -410,7 +504,7 @@ fn relation_pair(s: &Relation, t: &Relation, p: &mut Parity) {
                 .push(" AS ")
                 .server_sql(&body(d))
                 .push(" WITH NO DATA")),
-            _ => pg_dump_fix(&s.name),
+            _ => pg_dump_fix(&s.name).into(),
         };
         let show = |d: Option<String>| d.unwrap_or_default();
         push(p, ObjectKind::Relation, format!("the query of {object}"), differs(show(def(s)), show(def(t))), fix);
@@ -621,7 +715,7 @@ fn sequences(source: &Catalog, target: &Catalog, p: &mut Parity) {
         match (s, t) {
             (Some(s), None) => {
                 let fix = Sql::new("CREATE SEQUENCE ").name(&s.name).append(options(s));
-                let fix = format!("{} (the cutover sets its value from the source)", run(fix));
+                let fix = run(fix).note(" (the cutover sets its value from the source)");
                 push(p, ObjectKind::Sequence, object, Side::MissingOnTarget, fix);
             }
             (None, Some(t)) => {
@@ -711,9 +805,8 @@ fn extensions(source: &Catalog, target: &Catalog, same_major: bool, p: &mut Pari
                     ));
                     continue;
                 }
-                let fix = format!(
-                    "{} (if the target's is newer: DROP EXTENSION, then CREATE EXTENSION ... VERSION, when nothing depends on it)",
-                    run(Sql::new("ALTER EXTENSION ").ident(&s.name).push(" UPDATE TO ").literal(&s.version))
+                let fix = run(Sql::new("ALTER EXTENSION ").ident(&s.name).push(" UPDATE TO ").literal(&s.version)).note(
+                    " (if the target's is newer: DROP EXTENSION, then CREATE EXTENSION ... VERSION, when nothing depends on it)",
                 );
                 let side = differs(format!("version {}", s.version), format!("version {}", t.version));
                 push(p, ObjectKind::Extension, object, side, fix);
@@ -753,7 +846,7 @@ fn comments(source: &Catalog, target: &Catalog, p: &mut Parity) {
                     None => sql.push("NULL"),
                 })
             }
-            None => "set the target's comment as the source's (COMMENT ON ...)".to_string(),
+            None => Fix::from("set the target's comment as the source's (COMMENT ON ...)".to_string()),
         };
         match (s, t) {
             (Some(s), None) => push(p, ObjectKind::Comment, object, Side::MissingOnTarget, fix(Some(&s.text))),
@@ -1041,6 +1134,25 @@ mod tests {
             reasons[0].ends_with("COMMENT ON COLUMN public.orders.\"it's\" IS  E'it''s \\\\ tricky'"),
             "{reasons:#?}"
         );
+    }
+
+    #[test]
+    fn views_compare_across_major_versions_without_their_qualifiers() {
+        let pg15 = "SELECT orders.id, orders.total FROM public.orders WHERE (orders.total > (100)::numeric)";
+        let pg18 = "SELECT id, total FROM public.orders WHERE (total > (100)::numeric)";
+        assert_eq!(unqualified(pg15), unqualified(pg18));
+        assert_eq!(
+            unqualified("SELECT \"My T\".\"a.b\", 'x.y' AS s, 1.5 FROM s.\"My T\""),
+            "SELECT \"a.b\", 'x.y' AS s, 1.5 FROM \"My T\""
+        );
+        assert_ne!(unqualified(pg15), unqualified("SELECT id FROM public.orders WHERE (total > (100)::numeric)"));
+        let mut source = shop(150000);
+        source.relations[3].definition = Some(sql(pg15));
+        let mut target = shop(180000);
+        target.relations[3].definition = Some(sql(pg18));
+        assert_eq!(compare(&source, &target).differences, []);
+        target.server_version_num = 150000;
+        assert_eq!(compare(&source, &target).differences.len(), 1, "the same major version: compared as they are");
     }
 
     #[test]
