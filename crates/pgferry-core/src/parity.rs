@@ -1022,6 +1022,10 @@ mod tests {
         assert!(find("the comment on table public.orders is on the source but missing")
             .ends_with("COMMENT ON TABLE public.orders IS 'what was bought'"));
         assert!(reasons.iter().all(|r| r.starts_with("catalog parity: ")));
+        let index = parity.differences.iter().find(|d| d.kind == ObjectKind::Index).unwrap();
+        assert_eq!(index.ddl.as_deref(), Some("CREATE INDEX orders_total ON public.orders USING btree (total)"));
+        let sequence = parity.differences.iter().find(|d| d.kind == ObjectKind::Sequence).unwrap();
+        assert!(sequence.ddl.as_deref().is_some_and(|d| d.ends_with("NO CYCLE")), "the DDL alone, without the note");
     }
 
     #[test]
