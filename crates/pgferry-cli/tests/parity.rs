@@ -171,8 +171,11 @@ fn the_gate(target_version: PgVersion) {
     }
     let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
     assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
-    let done = ok(pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat()));
+    let done = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let done = String::from_utf8_lossy(&done.stdout).into_owned() + &String::from_utf8_lossy(&done.stderr);
     assert!(done.contains("Downtime"), "{done}");
+    assert!(done.contains("catalog parity: table \"public\".\"scratch\" is unlogged"), "the warnings are said: {done}");
     assert_ne!(fenced(&m.source), unfenced, "cut over: the old source stays fenced");
     assert_eq!(
         m.target.psql("app", "SELECT obj_description('public.\"it''s \"\"odd\"\"\"'::regclass)"),

@@ -15,6 +15,8 @@ use pgferry_core::parity::{
     compare, Catalog, Column, Comment, Constraint, Extension, Index, Parity, Relation, RelationKind, Sequence, Trigger,
 };
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql};
+// Relations `c` in user schemas `n`, not an extension's: the rule of every list of the user's tables.
+use pgferry_pg::facts::USER_RELATION;
 use tokio_postgres::{Client, Row};
 
 use crate::error::{Error, Result};
@@ -22,12 +24,6 @@ use crate::error::{Error, Result};
 /// Schemas `n` of the user ($1: pgferry's schema).
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
-
-/// Relations `c` in user schemas `n`, not an extension's.
-const USER_RELATION: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-    AND NOT EXISTS (SELECT 1 FROM pg_depend e
-                    WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e')";
 
 /// Compares the two sides' catalogs now.
 pub async fn check(src: &Client, dst: &Client) -> Result<Parity> {
