@@ -23,7 +23,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Validate(args) => validate(args).await,
         Command::Status(args) => status(args).await,
         Command::Cutover(args) => Box::pin(cutover(args)).await,
-        Command::Rehearse(args) => rehearse(args).await,
+        Command::Rehearse(args) => Box::pin(rehearse(args)).await,
         Command::Abort(args) => remove(args, pgferry::cleanup::Fence::Lift).await,
         Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
         Command::Inventory(args) => crate::target::inventory(args).await,

@@ -289,7 +289,28 @@ pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
         }
     }
     let _ = writeln!(out, "switch command: {}", plan.switch_command.as_deref().unwrap_or("none"));
+    out.push_str(&catalog_parity(&plan.parity));
     let _ = writeln!(out, "\n(dry run: nothing was changed)");
+    out
+}
+
+/// The catalog parity gate's result: each difference (they stop the cutover) and warning.
+fn catalog_parity(parity: &pgferry_core::parity::Parity) -> String {
+    let mut out = String::new();
+    match parity.differences.len() {
+        0 => {
+            let _ = writeln!(out, "catalog parity: the target's catalog matches the source's");
+        }
+        n => {
+            let _ = writeln!(out, "catalog parity: {n} difference(s), each stops the cutover:");
+            for d in &parity.differences {
+                let _ = writeln!(out, "  - {d}");
+            }
+        }
+    }
+    for w in &parity.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
     out
 }
 

@@ -39,6 +39,9 @@ pub struct Observed {
     /// Prepared transactions (two-phase commit) on the source database: the fence
     /// cannot stop their COMMIT PREPARED, so their writes could land after it.
     pub prepared_transactions: Vec<String>,
+    /// The catalog parity gate: what differs between the source's and the target's
+    /// catalogs (each difference refuses), and the warnings.
+    pub parity: crate::parity::Parity,
 }
 
 /// What to do about tables without a replica identity, whose UPDATEs and
@@ -129,6 +132,7 @@ pub fn go_no_go(observed: &Observed, policy: &Policy) -> Decision {
             "{table}; its rows may differ from the source's though change capture carried no change of them: prove them equal with pgferry validate --changed-only (it compares the table in full; equal clears this), or copy the table again with pgferry validate --repair (with change capture stopped), then rerun the cutover"
         ));
     }
+    reasons.extend(observed.parity.reasons());
     if reasons.is_empty() {
         Decision::Go
     } else {
@@ -286,6 +290,7 @@ mod tests {
             stream_in_use: true,
             insert_only_tables: vec!["\"public\".\"log\"".into()],
             prepared_transactions: vec!["p1".into()],
+            ..Observed::default()
         };
         let Decision::NoGo(reasons) = go_no_go(&observed, &Policy::default()) else { panic!("must be no-go") };
         assert_eq!(reasons.len(), 8, "{reasons:?}");

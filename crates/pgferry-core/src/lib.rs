@@ -15,6 +15,7 @@ pub mod journal;
 pub mod lifecycle;
 pub mod names;
 pub mod pairing;
+pub mod parity;
 pub mod phase;
 pub mod preflight;
 pub mod seed;

@@ -127,6 +127,8 @@ pub struct CutoverPlan {
     pub materialized_views: Vec<PlannedView>,
     /// When they are refreshed.
     pub views_refresh: ViewRefresh,
+    /// The catalog parity gate's differences (in the decision too) and warnings.
+    pub parity: pgferry_core::parity::Parity,
 }
 
 /// The plan of a cutover, from the same observations the cutover makes.
@@ -173,6 +175,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         switch_command: options.switch_command.clone(),
         materialized_views: crate::materialized_views::planned(&src, &dst, name).await?,
         views_refresh: options.views,
+        parity: observed.parity,
     })
 }
 
@@ -243,6 +246,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         )
         .with_hint("nothing was changed; fix the reasons above and rerun"));
     }
+    crate::parity::warn(&observed.parity);
     fence::refuse_another_fence(&src, name).await?;
     // The bulk of the large objects before the fence; inside it, only what changed again.
     crate::large_objects::sync_large_objects(source, target).await?;
@@ -757,15 +761,22 @@ pub(crate) async fn observe(src: &Client, dst: &Client, name: &MigrationName) ->
         .map(|r| r.get(0))
         .unwrap_or(false);
     let last = crate::validate::last_validation(dst, name).await?;
+    let replicating = phase.as_deref() == Some("copied") && applied.is_some();
+    // Before change capture runs the target is still being built: nothing to compare yet.
+    let parity = match replicating {
+        true => crate::parity::check(src, dst).await?,
+        false => pgferry_core::parity::Parity::default(),
+    };
     Ok(Observed {
         lag_bytes,
         validation_mismatches: last.map_or(0, |v| v.mismatched_chunks),
         pending_schema_changes: crate::ddl::pending_schema_changes(src, dst, name).await?,
         rows_to_prove: crate::ddl::rows_to_prove(dst, name).await?,
-        replicating: phase.as_deref() == Some("copied") && applied.is_some(),
+        replicating,
         stream_in_use: slot_active,
         insert_only_tables: insert_only_tables(src, name).await?,
         prepared_transactions: crate::fence::prepared_transactions(src).await?,
+        parity,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod materialized_views;
 pub mod outside_fence;
 pub mod pairing;
+pub mod parity;
 pub mod partitions;
 pub mod rehearse;
 pub mod seed;
