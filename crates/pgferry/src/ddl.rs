@@ -96,6 +96,7 @@ $pgferry$;\n",
         "(tag text, settings jsonb, statement_start text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgferry$
 DECLARE
     cmd record;
+    rel record;
     commands jsonb := '[]';
     unpublished text[] := '{}';
     keyed boolean;
@@ -140,6 +141,38 @@ BEGIN
             END;
         END IF;
     END LOOP;
+    IF tag = 'ALTER TABLE' THEN
+        -- ATTACH PARTITION puts a table the trigger published on its own under its root, which
+        -- publishes it now: it leaves the publication. DETACH PARTITION (or SET LOGGED) leaves a
+        -- table outside every publication: it is published as a new table is. In the command's
+        -- own transaction, so that no row of it is decoded under the wrong coverage.
+        FOR rel IN SELECT c.oid, p.pubname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                   JOIN pg_class c ON c.oid = pr.prrelid
+                   WHERE p.pubname IN (publication, insert_only) AND c.relispartition LOOP
+            PERFORM set_config(flag, 'on', true);
+            EXECUTE format('ALTER PUBLICATION %I DROP TABLE %s', rel.pubname, rel.oid::regclass);
+            PERFORM set_config(flag, 'off', true);
+        END LOOP;
+        FOR rel IN SELECT c.oid, NOT (c.relreplident = 'n'
+                       OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+                       OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))) AS keyed
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition
+                     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
+                     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+                     AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                                     WHERE pr.prrelid = c.oid AND p.pubname IN (publication, insert_only)) LOOP
+            BEGIN
+                PERFORM set_config(flag, 'on', true);
+                EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s', CASE WHEN rel.keyed THEN publication ELSE insert_only END, rel.oid::regclass);
+                PERFORM set_config(flag, 'off', true);
+            EXCEPTION WHEN insufficient_privilege THEN
+                unpublished := unpublished || rel.oid::regclass::text;
+            END;
+        END LOOP;
+    END IF;
     IF commands = '[]' AND tag NOT LIKE 'DROP %' THEN
         RETURN;
     END IF;
