@@ -121,7 +121,7 @@ fn round(seed: u64, n: u64) -> String {
                 .to_string(),
             96..=97 => "REFRESH MATERIALIZED VIEW balances".to_string(),
             // measure_0 on its own once detached.
-            _ if done >= 6 && r % 2 == 0 => format!("UPDATE measure_0 SET v = v + 1 WHERE city = {}", r % 7),
+            _ if done >= 6 && r.is_multiple_of(2) => format!("UPDATE measure_0 SET v = v + 1 WHERE city = {}", r % 7),
             _ => format!("UPDATE measure SET v = v + 1 WHERE city = {}", r % 7),
         };
         sql.push_str(&statement);
