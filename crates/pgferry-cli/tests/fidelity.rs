@@ -458,3 +458,68 @@ fn a_truncate_during_the_copy_neither_hangs_it_nor_leaves_a_trace() {
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
     assert!(validate(&source, &target).0);
 }
+
+/// Between the snapshot and the reads: two tables swap names (the COPY would
+/// read the other table: copied again under a later snapshot), and a column
+/// changes type (the rows no longer fit the table made from the snapshot's
+/// schema: refused, named, never copied as another type's bytes).
+#[test]
+fn tables_renamed_or_retyped_after_the_snapshot_are_never_copied_wrong() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE a (id int PRIMARY KEY, v int);
+         CREATE TABLE b (id int PRIMARY KEY, v int);
+         CREATE TABLE c (id int PRIMARY KEY, v int);
+         INSERT INTO a SELECT g, 1 FROM generate_series(1, 100) g;
+         INSERT INTO b SELECT g, 2 FROM generate_series(1, 300) g;
+         INSERT INTO c SELECT g, 3 FROM generate_series(1, 50) g;",
+    );
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    let pause = tempfile::tempdir().unwrap();
+    let pause_env = format!("copy-before-lock:{}", pause.path().display());
+    let (s, t) = (source.url("app"), target.url("app"));
+    let copying = |sql: &'static str| {
+        let copying = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+            .args(["copy", "--source", &s, "--target", &t, "--name", "swap"])
+            .env("PGFERRY_PG_BIN", source.version().bin_dir())
+            .env("PGFERRY_PAUSE", &pause_env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(&pause.path().join("copy-before-lock.reached"));
+        source.psql("app", sql);
+        std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
+        copying.wait_with_output().unwrap()
+    };
+    let out = copying("ALTER TABLE a RENAME TO tmp; ALTER TABLE b RENAME TO a; ALTER TABLE tmp RENAME TO b;");
+    assert_ok(&out);
+    assert_ok(&catch_up(&source, &target, "swap"));
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+    assert_eq!(target.psql("app", "SELECT count(*) FROM a WHERE v = 2"), "300");
+
+    // A second migration of the same source into a fresh database.
+    target.create_database("app2");
+    std::fs::remove_file(pause.path().join("copy-before-lock.go")).unwrap();
+    std::fs::remove_file(pause.path().join("copy-before-lock.reached")).unwrap();
+    let t2 = target.url("app2");
+    let retyping = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["copy", "--source", &s, "--target", &t2, "--name", "retype"])
+        .env("PGFERRY_PG_BIN", source.version().bin_dir())
+        .env("PGFERRY_PAUSE", &pause_env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&pause.path().join("copy-before-lock.reached"));
+    source.psql("app", "ALTER TABLE c ALTER COLUMN v TYPE real USING v + 0.5");
+    std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
+    let out = retyping.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stopped, to resume once the target has the change: {stderr}");
+    assert!(stderr.contains("its columns changed") && stderr.contains("v real"), "{stderr}");
+    assert_eq!(target.psql("app2", "SELECT count(*) FROM c"), "0", "no row copied as another type's bytes");
+}

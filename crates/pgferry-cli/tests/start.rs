@@ -97,6 +97,7 @@ async fn one_runner_at_a_time() {
     let out = pgferry(&start_args(&source.url("app"), &target.url("app"), &["--until-caught-up"]), None);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("another pgferry process is running migration m"), "{}", text(&out));
+    assert!(text(&out).contains("it holds the runner lock: backend pid"), "the holder is named: {}", text(&out));
     drop(holder);
 }
 

@@ -428,7 +428,11 @@ fn rehearse_and_the_cutovers_check_judge_the_same_state_alike() {
     source.psql("app", "CREATE ROLE app LOGIN");
     // Under a writer the rehearsal's rows written after its drain are lag:
     // never DIFFERENT (they were, three times, before the cutover found them equal).
-    let writer = Writer::start(source.url("app"), |n| format!("UPDATE hot SET v = {n} WHERE id = {}", n % 10 + 1));
+    // Paced (a few hundred rounds a second): an unpaced one on a loaded machine
+    // outran change capture past the go/no-go's lag limit.
+    let writer = Writer::start(source.url("app"), |n| {
+        format!("UPDATE hot SET v = {n} WHERE id = {}; SELECT pg_sleep(0.002)", n % 10 + 1)
+    });
     for _ in 0..3 {
         let out = rehearse_or_cutover("rehearse", &source, &target);
         let report = json(&out);

@@ -16,6 +16,8 @@
 //! A shutdown during step 3 cancels it; what committed stays journaled and the
 //! next run continues from there, exactly as after a kill.
 
+use std::time::Duration;
+
 use pgferry_core::lifecycle::Command;
 use pgferry_core::names::MigrationName;
 use pgferry_core::preflight::CheckPlan;
@@ -118,17 +120,44 @@ async fn preflight(source: &ConnSpec, target: &ConnSpec, options: &StartOptions)
 pub struct RunnerLock(Client);
 
 impl RunnerLock {
+    /// Takes the lock, waiting up to [`LOCK_GRACE`] for a process that has just
+    /// ended: the server releases its lock only once it notices the closed
+    /// connection, so a rerun right after a refusal would otherwise be refused.
     pub async fn take(target: &ConnSpec, name: &MigrationName) -> Result<RunnerLock> {
         let client = pgferry_pg::connect(target).await?;
-        let taken: bool = client
-            .query_one("SELECT pg_try_advisory_lock(hashtext('pgferry'), hashtext($1))", &[&name.as_str()])
-            .await
-            .map_err(|e| Error::server("taking the migration's runner lock on the target", e))?
-            .get(0);
-        if taken {
-            return Ok(RunnerLock(client));
+        let deadline = tokio::time::Instant::now() + LOCK_GRACE;
+        loop {
+            let taken: bool = client
+                .query_one("SELECT pg_try_advisory_lock(hashtext('pgferry'), hashtext($1))", &[&name.as_str()])
+                .await
+                .map_err(|e| Error::server("taking the migration's runner lock on the target", e))?
+                .get(0);
+            if taken {
+                return Ok(RunnerLock(client));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(Error::new(ErrorKind::Refused, format!("another pgferry process is running migration {name}"))
+        let holder: Option<String> = client
+            .query_opt(
+                "SELECT format('backend pid %s (%s, %s, since %s)', a.pid, coalesce(a.client_addr::text, 'local socket'),
+                               a.application_name, a.backend_start::timestamp(0))
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.classid::int = hashtext('pgferry') AND l.objid::int = hashtext($1) LIMIT 1",
+                &[&name.as_str()],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.get(0));
+        let by = holder.map(|h| format!(" (it holds the runner lock: {h})")).unwrap_or_default();
+        Err(Error::new(ErrorKind::Refused, format!("another pgferry process is running migration {name}{by}"))
             .with_hint("wait for it or stop it (Ctrl-C or SIGTERM stops pgferry start cleanly); pgferry status shows where it stands"))
     }
 }
+
+/// How long [`RunnerLock::take`] waits for a lock whose holder has just ended.
+const LOCK_GRACE: Duration = Duration::from_secs(3);

@@ -417,6 +417,12 @@ impl DataPhase<'_> {
             empty_table(self.dst, name, &table).await?;
             todo.push(table);
         }
+        if only {
+            // Copied again under a later snapshot, into tables made from the first one's schema.
+            for table in &todo {
+                same_columns(self.src, self.dst, &table.name).await?;
+            }
+        }
         let units = plan_copy(&todo, self.options.split_larger_than);
         self.progress.emit(CopyEvent::Planned {
             tables: todo.len(),
@@ -446,6 +452,36 @@ impl DataPhase<'_> {
         journal::record_partition_files(self.dst, name, &files).await?;
         Ok((queue.leftover_analyzes(), rewritten))
     }
+}
+
+/// Refuses to copy a table again when its columns changed on the source since
+/// the snapshot the target's schema came from (ALTER ... TYPE, ADD or DROP
+/// COLUMN): binary COPY would fail, or read one type's bytes as another's.
+async fn same_columns(src: &Client, dst: &Client, table: &QualifiedName) -> Result<()> {
+    let (on_source, on_target) = tokio::try_join!(columns(src, table, "source"), columns(dst, table, "target"))?;
+    if on_source == on_target {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Precondition,
+        format!(
+            "{table} was rewritten on the source after the copy's snapshot and its columns changed: the source has ({on_source}), the target's copy of the snapshot's schema has ({on_target})"
+        ),
+    )
+    .with_hint("run the same schema change on the target (psql), then rerun pgferry copy: it resumes; or pgferry abort and copy again"))
+}
+
+/// A table's columns with their types, as one text.
+async fn columns(client: &Client, table: &QualifiedName, side: &str) -> Result<String> {
+    client
+        .query_one(
+            "SELECT coalesce(string_agg(format('%I %s', attname, format_type(atttypid, atttypmod)), ', ' ORDER BY attnum), '')
+             FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            &[&table.to_string()],
+        )
+        .await
+        .map(|r| r.get::<_, String>(0))
+        .map_err(|e| Error::server(&format!("reading the columns of {table} on the {side}"), e))
 }
 
 /// Empties a table that is about to be copied (again), with its journal rows.

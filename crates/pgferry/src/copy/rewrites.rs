@@ -18,7 +18,9 @@
 //! (only rewrites conflict with it) and keeps it until the worker ends. Taking
 //! the lock brought the catalog cache up to date, so a rewrite committed
 //! after the snapshot shows exactly: the table's `relfilenode` as the snapshot
-//! sees `pg_class` differs from the current one (`pg_relation_filenode`). Such a
+//! sees `pg_class` differs from the current one (`pg_relation_filenode`), or the
+//! name now resolves to another table (renamed or dropped and made again: the
+//! COPY read the table the name resolves to now, `to_regclass`). Such a
 //! piece is rolled back on the target, and its table (with its partition
 //! hierarchy) is copied again under a later snapshot whose position is
 //! journaled with its rows; change capture skips its changes before that
@@ -56,8 +58,9 @@ impl Rewrites {
     pub(crate) async fn piece_is_sound(&self, src: &Client, table: &QualifiedName) -> Result<bool> {
         let row = src
             .query_one(
-                "SELECT c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid), c.relispartition,
-                        pg_relation_filenode(c.oid)
+                "SELECT c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid)
+                        OR c.oid IS DISTINCT FROM to_regclass(format('%I.%I', $1::text, $2::text))::oid,
+                        c.relispartition, pg_relation_filenode(c.oid)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relname = $2",
                 &[&table.schema.as_str(), &table.name.as_str()],

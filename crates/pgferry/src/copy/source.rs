@@ -31,8 +31,8 @@ pub(crate) async fn list_tables(source: &impl GenericClient) -> Result<Vec<(Copy
             &format!(
                 "SELECT n.nspname::text, c.relname::text,
                     array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = ''),
-                    pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
-                    pg_relation_size(c.oid) / $2,
+                    coalesce(pg_relation_size(c.oid), 0) + coalesce(pg_relation_size(c.reltoastrelid), 0),
+                    coalesce(pg_relation_size(c.oid), 0) / $2,
                     CASE WHEN c.relpersistence <> 'p' THEN 'never'
                     WHEN {WITHOUT_REPLICA_IDENTITY} THEN 'inserts_only' ELSE 'fully' END
              FROM pg_class c
