@@ -568,7 +568,8 @@ fn nothing_unfences_the_old_source_behind_the_cutovers_back() {
     let urls = pair.urls();
     let dir = tempfile::tempdir().unwrap();
     let started = dir.path().join("switch-started");
-    let switch = format!("touch {}; sleep 2", started.display());
+    // Longer than the runner lock's grace for a holder that has just ended.
+    let switch = format!("touch {}; sleep 4", started.display());
     let mut args = pair.args("cutover", &urls);
     args.extend(["--switch-command", &switch]);
     let child = spawn(&args, &[]);

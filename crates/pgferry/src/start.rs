@@ -160,4 +160,4 @@ impl RunnerLock {
 }
 
 /// How long [`RunnerLock::take`] waits for a lock whose holder has just ended.
-const LOCK_GRACE: Duration = Duration::from_secs(3);
+const LOCK_GRACE: Duration = Duration::from_secs(1);
