@@ -193,6 +193,14 @@ fn the_outside_fence_is_raised_after_pgferrys_and_lifted_on_every_rollback() {
     let out = pgferry(&strs(&with_fence(&[])), &[("PGFERRY_FAILPOINT", "cutover-after-fenced:1")]);
     assert_eq!(out.status.code(), Some(137));
     assert!(flag.exists(), "raised after pgferry's own fence");
+    // A rerun that forgets the hooks is told to give them (not to rerun as it did).
+    let out = pgferry(&pair.args("cutover", &urls), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("rerun with the same --fence-command and --unfence-command"),
+        "{stderr}"
+    );
+    assert!(flag.exists(), "nothing lifted it");
     let out = pgferry(&strs(&with_fence(&[])), &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!flag.exists(), "lifted by the rollback");

@@ -527,9 +527,13 @@ async fn roll_back(
         Ok::<_, Error>(lowered)
     };
     if let Err(error) = unfenced.await {
-        let mut hint = String::from(
-            "the source may still be fenced: rerun pgferry cutover once the source answers, and it lifts the fence",
-        );
+        // The failure's own remedy (say, the unfence command this rerun was not given) comes first.
+        let mut hint = match &error.hint {
+            Some(own) => format!("{own}: until then the source may still be fenced"),
+            None => String::from(
+                "the source may still be fenced: rerun pgferry cutover once the source answers, and it lifts the fence",
+            ),
+        };
         if !statements.is_empty() {
             hint.push_str("; or run on the source database, in one transaction:\n  ");
             hint.push_str(&statements.join(";\n  "));
