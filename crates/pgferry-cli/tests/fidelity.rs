@@ -334,6 +334,24 @@ fn wait_for(path: &Path) {
     }
 }
 
+/// `copy` of the source's database `app` into `target_url`, with `sql` run on
+/// the source between the slot's snapshot and the first read.
+fn copy_with_sql_before_the_reads(source: &Cluster, target_url: &str, name: &str, sql: &str) -> Output {
+    let pause = tempfile::tempdir().unwrap();
+    let copying = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["copy", "--source", &source.url("app"), "--target", target_url, "--name", name])
+        .env("PGFERRY_PG_BIN", source.version().bin_dir())
+        .env("PGFERRY_PAUSE", format!("copy-before-lock:{}", pause.path().display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&pause.path().join("copy-before-lock.reached"));
+    source.psql("app", sql);
+    std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
+    copying.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_truncate_between_the_slot_and_the_copys_lock_leaves_no_trace() {
     for version in TARGETS {
@@ -352,23 +370,12 @@ fn a_truncate_between_the_slot_and_the_copys_lock_leaves_no_trace() {
         );
         let target = Cluster::start(version);
         target.create_database("app");
-        let pause = tempfile::tempdir().unwrap();
-        let pause_env = format!("copy-before-lock:{}", pause.path().display());
-        let (s, t) = (source.url("app"), target.url("app"));
-        let bin = source.version().bin_dir();
-        let copying = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-            .args(["copy", "--source", &s, "--target", &t, "--name", "trunc"])
-            .env("PGFERRY_PG_BIN", bin)
-            .env("PGFERRY_PAUSE", &pause_env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_for(&pause.path().join("copy-before-lock.reached"));
-        // Between the slot's snapshot and the lock: updates, then a TRUNCATE
+        // Between the slot's snapshot and the reads: updates, then a TRUNCATE
         // (of a plain table and of one partition), then new rows and updates.
-        source.psql(
-            "app",
+        let out = copy_with_sql_before_the_reads(
+            &source,
+            &target.url("app"),
+            "trunc",
             "UPDATE hit SET v = 1 WHERE id <= 100;
              UPDATE calm SET v = 1 WHERE id <= 100;
              UPDATE parted SET v = 1 WHERE id <= 100;
@@ -378,8 +385,6 @@ fn a_truncate_between_the_slot_and_the_copys_lock_leaves_no_trace() {
              INSERT INTO parted SELECT g, 1, 2 FROM generate_series(1000, 1010) g;
              UPDATE hit SET v = 3 WHERE id <= 10;",
         );
-        std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
-        let out = copying.wait_with_output().unwrap();
         assert_ok(&out);
         source.psql("app", "UPDATE hit SET v = 4 WHERE id <= 5; UPDATE calm SET v = 4 WHERE id <= 5; UPDATE parted SET v = 4 WHERE id <= 5;");
         let follow = catch_up(&source, &target, "trunc");
@@ -478,24 +483,12 @@ fn tables_renamed_or_retyped_after_the_snapshot_are_never_copied_wrong() {
     );
     let target = Cluster::start(PgVersion::V15);
     target.create_database("app");
-    let pause = tempfile::tempdir().unwrap();
-    let pause_env = format!("copy-before-lock:{}", pause.path().display());
-    let (s, t) = (source.url("app"), target.url("app"));
-    let copying = |sql: &'static str| {
-        let copying = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-            .args(["copy", "--source", &s, "--target", &t, "--name", "swap"])
-            .env("PGFERRY_PG_BIN", source.version().bin_dir())
-            .env("PGFERRY_PAUSE", &pause_env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_for(&pause.path().join("copy-before-lock.reached"));
-        source.psql("app", sql);
-        std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
-        copying.wait_with_output().unwrap()
-    };
-    let out = copying("ALTER TABLE a RENAME TO tmp; ALTER TABLE b RENAME TO a; ALTER TABLE tmp RENAME TO b;");
+    let out = copy_with_sql_before_the_reads(
+        &source,
+        &target.url("app"),
+        "swap",
+        "ALTER TABLE a RENAME TO tmp; ALTER TABLE b RENAME TO a; ALTER TABLE tmp RENAME TO b;",
+    );
     assert_ok(&out);
     assert_ok(&catch_up(&source, &target, "swap"));
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
@@ -503,21 +496,12 @@ fn tables_renamed_or_retyped_after_the_snapshot_are_never_copied_wrong() {
 
     // A second migration of the same source into a fresh database.
     target.create_database("app2");
-    std::fs::remove_file(pause.path().join("copy-before-lock.go")).unwrap();
-    std::fs::remove_file(pause.path().join("copy-before-lock.reached")).unwrap();
-    let t2 = target.url("app2");
-    let retyping = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(["copy", "--source", &s, "--target", &t2, "--name", "retype"])
-        .env("PGFERRY_PG_BIN", source.version().bin_dir())
-        .env("PGFERRY_PAUSE", &pause_env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(&pause.path().join("copy-before-lock.reached"));
-    source.psql("app", "ALTER TABLE c ALTER COLUMN v TYPE real USING v + 0.5");
-    std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
-    let out = retyping.wait_with_output().unwrap();
+    let out = copy_with_sql_before_the_reads(
+        &source,
+        &target.url("app2"),
+        "retype",
+        "ALTER TABLE c ALTER COLUMN v TYPE real USING v + 0.5",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "stopped, to resume once the target has the change: {stderr}");
     assert!(stderr.contains("its columns changed") && stderr.contains("v real"), "{stderr}");
