@@ -47,7 +47,7 @@ pub(crate) enum Command {
     /// Every cutover step that does not stop writes, timed: the downtime to expect (exit 0 ready, 1 not).
     Rehearse(CutoverArgs),
     /// Stop a migration: lift any fence, drop its slot, publications and journal rows.
-    Abort(RemoveArgs),
+    Abort(AbortArgs),
     /// After the cutover: drop the migration's slot, publications and journal rows.
     Cleanup(RemoveArgs),
     /// List what a database holds: tables, keys, triggers, sequences, indexes, views.
@@ -209,6 +209,27 @@ pub(crate) struct RemoveArgs {
     pub(crate) named: NamedPair,
     /// Go on where the migration's state says no (abort after the switch lifts the
     /// old source's fence; cleanup before the cutover ends a live migration).
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AbortArgs {
+    /// The database being moved (URL or key=value string).
+    #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
+    pub(crate) source: String,
+    /// The database it is being moved to (not with --target-lost).
+    #[arg(long, env = "PGFERRY_TARGET", hide_env_values = true, required_unless_present = "target_lost")]
+    pub(crate) target: Option<String>,
+    /// The migration's name.
+    #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
+    pub(crate) name: String,
+    /// The target is gone (its server failed or it was dropped): lift the fence and
+    /// remove the migration's objects on the source alone, as the source records them.
+    #[arg(long)]
+    pub(crate) target_lost: bool,
+    /// Go on where the migration's state says no (after the switch: lifts the old
+    /// source's fence).
     #[arg(long)]
     pub(crate) force: bool,
 }

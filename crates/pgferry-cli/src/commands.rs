@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use pgferry::{ErrorKind, Result};
+use pgferry::{Error, ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, StatusArgs, ValidateArgs};
+use crate::cli::{AbortArgs, CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, StatusArgs, ValidateArgs};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
@@ -24,7 +24,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Status(args) => status(args).await,
         Command::Cutover(args) => Box::pin(cutover(args)).await,
         Command::Rehearse(args) => Box::pin(rehearse(args)).await,
-        Command::Abort(args) => remove(args, pgferry::cleanup::Fence::Lift).await,
+        Command::Abort(args) => abort(args).await,
         Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
         Command::Inventory(args) => crate::target::inventory(args).await,
         Command::Target(command) => crate::target::run(command).await,
@@ -64,6 +64,9 @@ pub(crate) fn parse_spec(flag: &str, value: &str) -> Result<ConnSpec> {
 async fn copy(args: CopyArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let migration = parse_migration(&args.name)?;
+    // A second copy (or start) of the same migration would write the same target
+    // from another snapshot beside this one.
+    let _runner = pgferry::start::RunnerLock::take(&target, &migration).await?;
     let options = copy_options(migration, &args.tuning);
     let view = crate::progress::CopyView::new(false);
     let report = pgferry::copy::copy(&source, &target, &options, &view.progress()).await;
@@ -181,6 +184,36 @@ async fn remove(args: RemoveArgs, fence: pgferry::cleanup::Fence) -> Result<Exit
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
     let migration = parse_migration(&args.named.name)?;
     let report = pgferry::cleanup::remove(&source, &target, &migration, fence, args.force).await?;
+    println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn abort(args: AbortArgs) -> Result<ExitCode> {
+    let migration = parse_migration(&args.name)?;
+    let report = match (&args.target, args.target_lost) {
+        (Some(target), false) => {
+            let (source, target) = parse_pair(&args.source, target)?;
+            pgferry::cleanup::remove(&source, &target, &migration, pgferry::cleanup::Fence::Lift, args.force).await?
+        }
+        (None, true) => {
+            let source = parse_spec("--source", &args.source)?;
+            pgferry::cleanup::remove_without_target(&source, &migration, args.force).await?
+        }
+        (Some(_), true) => {
+            return Err(Error::new(ErrorKind::Usage, "--target-lost was given together with a target (--target or PGFERRY_TARGET)")
+                .with_hint("with a target that still answers, run abort with --target alone (it cleans both sides); for a lost target, leave --target and PGFERRY_TARGET out"))
+        }
+        (None, false) => {
+            return Err(Error::new(ErrorKind::Usage, "abort needs the migration's target (--target or PGFERRY_TARGET)")
+                .with_hint("give --target; if the target is gone, --target-lost removes what the source holds"))
+        }
+    };
+    if !report.replica_identity_full_unverified.is_empty() {
+        tracing::warn!(
+            "these tables have REPLICA IDENTITY FULL and no primary key: --replica-identity-full may have set them, but its journal was on the lost target; set back the ones that were not FULL before with ALTER TABLE ... REPLICA IDENTITY DEFAULT: {}",
+            report.replica_identity_full_unverified.join(", ")
+        );
+    }
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     Ok(ExitCode::SUCCESS)
 }

@@ -133,6 +133,12 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         if !t.keyed && t.mismatched > 0 {
             let _ = writeln!(out, "    (no key: the differing rows are listed by their whole value)");
         }
+        if t.recopied_by_cutover && (t.mismatched > 0 || t.problem.is_some()) {
+            let _ = writeln!(
+                out,
+                "    (a partition truncated alone, rewritten, created or attached since the copy: change capture cannot carry that; the cutover copies it again inside its fence, so this difference does not hold the cutover back; validate --repair copies it now)"
+            );
+        }
         if t.materialized_view && t.mismatched > 0 {
             let _ = writeln!(
                 out,
@@ -225,6 +231,7 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
         if report.connect_revoked_from.is_empty() { "nobody".to_string() } else { report.connect_revoked_from.join(", ") },
         report.terminated_sessions,
     );
+    unfenced_superusers(&mut out, &report.unfenced_superusers);
     if !report.partitions_recopied.is_empty() {
         let _ = writeln!(out, "partitions copied again inside the fence: {}", report.partitions_recopied.join(", "));
     }
@@ -248,6 +255,17 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
 }
 
 /// `cutover --dry-run`: the verdict, then what would happen, in order.
+/// The superusers a fence cannot keep out, named so that no application uses one.
+fn unfenced_superusers(out: &mut String, superusers: &[String]) {
+    if !superusers.is_empty() {
+        let _ = writeln!(
+            out,
+            "WARNING: superusers can still log in to the old source and write, the fence cannot stop them: {} (make sure no application logs in as one; --admin-role names the ones kept on purpose)",
+            superusers.join(", ")
+        );
+    }
+}
+
 pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
     let mut out = String::new();
     match &plan.decision {
@@ -269,6 +287,7 @@ pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
     for change in &plan.fence {
         let _ = writeln!(out, "  - {}", fence_change(change));
     }
+    unfenced_superusers(&mut out, &plan.unfenced_superusers);
     if !plan.keyless_tables.is_empty() {
         let _ = writeln!(out, "keyless tables ({}): {}", plan.keyless_policy, plan.keyless_tables.join(", "));
     }

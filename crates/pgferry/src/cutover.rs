@@ -90,6 +90,8 @@ pub struct CutoverReport {
     pub connect_revoked_from: Vec<String>,
     /// Sessions on the source database that the fence ended.
     pub terminated_sessions: i64,
+    /// Superusers that could still log in to the old source and write ([`fence::unfenced_superusers`]).
+    pub unfenced_superusers: Vec<String>,
     pub sequences_set: usize,
     pub changes_drained: u64,
     /// Rows compared by the exact check of the rows change capture touched.
@@ -116,6 +118,8 @@ pub struct CutoverPlan {
     pub decision: Decision,
     /// What the fence would change on the source database, each undone after a rollback.
     pub fence: Vec<FenceChange>,
+    /// Superusers the fence cannot keep out ([`fence::unfenced_superusers`]).
+    pub unfenced_superusers: Vec<String>,
     /// Tables without a replica identity, and what the cutover does about them.
     pub keyless_tables: Vec<String>,
     pub keyless_policy: String,
@@ -168,6 +172,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         migration: name.to_string(),
         decision: go_no_go(&observed, &options.policy),
         fence: fence::planned(&src, &options.administrators).await?.changes,
+        unfenced_superusers: fence::unfenced_superusers(&src, &options.administrators).await?,
         keyless_tables: observed.insert_only_tables.clone(),
         keyless_policy: options.policy.keyless_tables.as_str().to_string(),
         changed_rows_to_check: touched,
@@ -308,6 +313,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         steps: laps,
         connect_revoked_from: fenced.report.connect_revoked_from,
         terminated_sessions: fenced.report.terminated_sessions,
+        unfenced_superusers: fenced.report.unfenced_superusers,
         sequences_set: fenced.sequences_set,
         changes_drained: fenced.changes_drained,
         rows_checked: fenced.rows_checked,
@@ -496,6 +502,7 @@ async fn finish(
         steps: Vec::new(),
         connect_revoked_from: Vec::new(),
         terminated_sessions: 0,
+        unfenced_superusers: Vec::new(),
         sequences_set: 0,
         changes_drained: 0,
         rows_checked: 0,

@@ -54,6 +54,8 @@ pub struct FenceReport {
     /// The roles (`PUBLIC` included) that lost `CONNECT` on the database.
     pub connect_revoked_from: Vec<String>,
     pub terminated_sessions: i64,
+    /// Login superusers outside the spared roles: see [`unfenced_superusers`].
+    pub unfenced_superusers: Vec<String>,
 }
 
 /// A recorded fence, as the source's journal holds it.
@@ -109,7 +111,30 @@ pub async fn raise(
             _ => None,
         })
         .collect();
-    Ok(FenceReport { database: database.as_str().to_string(), connect_revoked_from, terminated_sessions: terminated })
+    Ok(FenceReport {
+        database: database.as_str().to_string(),
+        connect_revoked_from,
+        terminated_sessions: terminated,
+        unfenced_superusers: unfenced_superusers(src, administrators).await?,
+    })
+}
+
+/// The superusers that can log in, other than pgferry's role and the
+/// administrators: the fence ends their sessions, but a superuser passes every
+/// privilege check, `CONNECT` included, and may turn `default_transaction_read_only`
+/// off, so a new session of theirs can still write on the fenced source. pgferry
+/// cannot close the database to them without acting on the whole server
+/// (`NOLOGIN`), so it names them: no application may log in as one.
+pub async fn unfenced_superusers(src: &Client, administrators: &[String]) -> Result<Vec<String>> {
+    let rows = src
+        .query(
+            "SELECT rolname::text FROM pg_roles
+             WHERE rolsuper AND rolcanlogin AND rolname <> current_user AND NOT rolname = ANY($1) ORDER BY 1",
+            &[&administrators],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's superusers", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// The journal row that says a switch command may have run (kind `switch`).

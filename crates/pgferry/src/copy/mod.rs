@@ -38,6 +38,7 @@ mod data;
 mod foreign_keys;
 mod indexes;
 pub(crate) mod journal;
+mod lock_wait;
 mod repair;
 mod replica_identity;
 mod rewrites;
@@ -48,6 +49,7 @@ mod workdir;
 pub(crate) use data::recopy;
 use data::{copy_in, copy_out_whole};
 pub use repair::{repair_tables, Repaired};
+pub(crate) use replica_identity::keyless_with_full_identity as keyless_tables_with_full_identity;
 pub(crate) use replica_identity::restore as restore_replica_identity;
 pub(crate) use source::{
     drop_publications, ensure_publications, ensure_slot_is_ours, list_tables, partition_roots, sync_sequences,
@@ -346,12 +348,31 @@ impl DataPhase<'_> {
     /// rewritten after it: those are copied again under later snapshots.
     /// Returns the tables still to be analyzed.
     async fn run_all(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
+        let copy = self.run_all_unwatched(snapshot_name, snapshot_lsn);
+        tokio::pin!(copy);
+        tokio::select! {
+            copied = &mut copy => return copied,
+            // The watch ends only when it cannot read the source: the copy goes on.
+            () = lock_wait::watch(self.source) => {}
+        }
+        copy.await
+    }
+
+    async fn run_all_unwatched(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
         failpoint::pause("copy-before-lock").await;
         let none = HashSet::new();
         let (mut leftover, mut again) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&none)).await?;
         for _ in 0..RECOPY_ATTEMPTS {
             if again.is_empty() {
                 return Ok(leftover);
+            }
+            // A table that replaced one of the same name since the publications
+            // were made is not in them: published first, so that its changes after
+            // the re-copy's snapshot arrive.
+            for table in source::publish_unlisted(self.src, &self.options.migration).await? {
+                tracing::info!(
+                    "{table} replaced a table of that name during the copy: it was added to the publication"
+                );
             }
             let slot = SnapshotSlot::Resume.beside(self.slot);
             let temp = create_slot_with_snapshot(self.source, &slot, true)

@@ -71,6 +71,27 @@ pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -
     Ok(())
 }
 
+/// The source's tables with REPLICA IDENTITY FULL and no primary key: what
+/// `--replica-identity-full` sets, read from the catalog alone (for an abort
+/// whose target, and with it the journal, is lost).
+pub(crate) async fn keyless_with_full_identity(src: &Client) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND c.relreplident = 'f' AND {USER_RELATION}
+           AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+         ORDER BY 1, 2"
+    );
+    let rows = src
+        .query(&sql, &[&STATE_SCHEMA])
+        .await
+        .map_err(|e| Error::server("listing the tables with REPLICA IDENTITY FULL", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)).to_string())
+        .collect())
+}
+
 /// The tables this migration set FULL, as the journal holds them.
 pub(crate) async fn set_by(dst: &Client, name: &MigrationName) -> Result<Vec<String>> {
     let rows = journal_rows(dst, name).await?;
