@@ -1,8 +1,9 @@
 //! The cutover's final catalog parity gate: the source's and the target's catalogs
 //! compared just before the fence, so that a target missing an index, a constraint,
-//! a trigger, a view, a sequence, an extension or a comment (a DDL that was not
-//! replayed, a hand-made change on one side) is found while the source still takes
-//! writes, not by the application after the switch.
+//! a trigger, a view, a sequence, an extension, a comment, a function, a type's
+//! label, a grant, a policy or an event trigger, or with columns in another order
+//! (a DDL that was not replayed, a hand-made change on one side) is found while
+//! the source still takes writes, not by the application after the switch.
 //!
 //! [`compare`] is pure: each side is read into a [`Catalog`] (by `pgferry::parity`,
 //! with `search_path` empty so every name the server renders is qualified), and the
@@ -12,8 +13,9 @@
 //!
 //! Major versions differ in how they catalog some things: PostgreSQL 18 records NOT
 //! NULL as constraints (the reader leaves those out: nullability is compared on
-//! the columns), and an extension restored by `CREATE EXTENSION` gets the target's
-//! default version. Definitions are compared in a normalized form (whitespace,
+//! the columns), an extension restored by `CREATE EXTENSION` gets the target's
+//! default version, and PostgreSQL 17 added the MAINTAIN privilege ([`grants`]).
+//! Definitions are compared in a normalized form (whitespace,
 //! a trailing semicolon), so that a faithful migration from 15 to 18 passes.
 //! Sequence values are not compared: the cutover sets them inside the fence.
 //!
