@@ -9,7 +9,8 @@
 //! stops the cutover before the fence (exit 1, the source not fenced, no
 //! cutover journal), every difference named at once with its side and its fix;
 //! the fixes, run on the target as given (and the table rebuilt where no DDL
-//! moves a column), let the cutover through.
+//! moves a column), let the cutover through. A role the target lacks is a
+//! warning, and the privileges the copy could then not restore are named.
 
 use std::process::{Command, Output};
 
@@ -100,18 +101,24 @@ impl Migration {
 
 /// Copied and caught up, with writes after the copy.
 fn migrated(target_version: PgVersion) -> Migration {
+    // Roles are the server's, not the database's: the operator creates them first.
+    let m = copied(target_version, SCHEMA, "CREATE ROLE app LOGIN PASSWORD 'app-pw'; CREATE ROLE reader");
+    m.source.psql("app", "INSERT INTO orders (customer_id, total) SELECT 2, g FROM generate_series(1, 50) g");
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    m
+}
+
+/// `schema` on a 15 source, `roles` on the target, copied.
+fn copied(target_version: PgVersion, schema: &str, roles: &str) -> Migration {
     let source = Cluster::start(PgVersion::V15);
     let target = Cluster::start(target_version);
     source.create_database("app");
     target.create_database("app");
-    // Roles are the server's, not the database's: the operator creates them first.
-    target.psql("app", "CREATE ROLE app LOGIN PASSWORD 'app-pw'; CREATE ROLE reader");
-    source.psql("app", SCHEMA);
+    target.psql("app", roles);
+    source.psql("app", schema);
     let urls = [source.url("app"), target.url("app")];
     let m = Migration { source, target, urls };
     ok(pgferry(&m.args("copy")));
-    m.source.psql("app", "INSERT INTO orders (customer_id, total) SELECT 2, g FROM generate_series(1, 50) g");
-    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
     m
 }
 
@@ -261,4 +268,62 @@ fn the_catalog_parity_gate_from_15_to_15() {
 #[test]
 fn the_catalog_parity_gate_from_15_to_18() {
     the_gate(PgVersion::V18);
+}
+
+/// A role the target lacks: its grants are a warning, not a difference. The copy
+/// then restores no privilege at all (`--no-privileges`), so the grants to the
+/// roles the target has, and a function's EXECUTE revoked from PUBLIC, are
+/// named; their fixes clear the gate.
+#[test]
+fn a_role_missing_on_the_target_is_a_warning_and_the_privileges_the_copy_left_out_are_named() {
+    let m = copied(
+        PgVersion::V18,
+        "CREATE ROLE app; CREATE ROLE auditor;
+         CREATE TABLE ledger (id int PRIMARY KEY, amount numeric);
+         GRANT SELECT, INSERT ON ledger TO app; GRANT SELECT ON ledger TO auditor;
+         CREATE FUNCTION balance() RETURNS numeric LANGUAGE sql STABLE AS 'SELECT sum(amount) FROM ledger';
+         REVOKE EXECUTE ON FUNCTION balance() FROM PUBLIC; GRANT EXECUTE ON FUNCTION balance() TO app",
+        "CREATE ROLE app",
+    );
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    let json = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+    assert_eq!(json.status.code(), Some(1), "{}", String::from_utf8_lossy(&json.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
+    let warnings = plan["parity"]["warnings"].to_string();
+    assert!(
+        warnings.contains("role \\\"auditor\\\" does not exist on the target: its privileges on 1 object(s) on the source are not compared"),
+        "{warnings}"
+    );
+    let differences = plan["parity"]["differences"].as_array().expect("differences").clone();
+    let named: Vec<(&str, &str, &str)> = differences
+        .iter()
+        .map(|d| (d["object"].as_str().unwrap(), d["side"].as_str().unwrap(), d["ddl"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (
+                "the grant to PUBLIC on function \"public\".\"balance\"()",
+                "only_on_target",
+                "REVOKE EXECUTE ON FUNCTION \"public\".\"balance\"() FROM PUBLIC"
+            ),
+            (
+                "the grant to \"app\" on function \"public\".\"balance\"()",
+                "missing_on_target",
+                "GRANT EXECUTE ON FUNCTION \"public\".\"balance\"() TO \"app\""
+            ),
+            (
+                "the grant to \"app\" on table \"public\".\"ledger\"",
+                "missing_on_target",
+                "GRANT INSERT, SELECT ON TABLE \"public\".\"ledger\" TO \"app\""
+            ),
+        ],
+        "{differences:#?}"
+    );
+    for (_, _, ddl) in named {
+        m.target.psql("app", ddl);
+    }
+    let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
+    assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
+    assert!(planned.contains("role \"auditor\" does not exist on the target"), "still said: {planned}");
 }
