@@ -589,7 +589,8 @@ fn columns(source: &Catalog, target: &Catalog, p: &mut Parity) {
                 if s.not_null {
                     fix = fix.push(" NOT NULL");
                 }
-                push(p, ObjectKind::Column, object, Side::MissingOnTarget, run(fix));
+                let fix = run(fix).note(&column_order::added_last(s, &s_cols, &t_cols));
+                push(p, ObjectKind::Column, object, Side::MissingOnTarget, fix);
             }
             (None, Some(t)) => {
                 let fix = Sql::new("ALTER TABLE ").name(&t.relation).push(" DROP COLUMN ").ident(&t.name);

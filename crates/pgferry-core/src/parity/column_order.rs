@@ -24,6 +24,23 @@ fn ordered<'a>(
     out
 }
 
+/// What a missing column's `ADD COLUMN` does to the order: it goes last, so a
+/// column the source has after it and the target has too ends up before it.
+pub(super) fn added_last(missing: &Column, source: &[Column], target: &[Column]) -> String {
+    let after = source
+        .iter()
+        .filter(|c| c.relation == missing.relation && c.position > missing.position)
+        .filter(|c| target.iter().any(|t| t.relation == c.relation && t.name == c.name))
+        .min_by_key(|c| c.position);
+    match after {
+        Some(next) => format!(
+            " (ADD COLUMN puts it last, while the source has it before {}: the column order then differs, which only rebuilding the table fixes)",
+            next.name
+        ),
+        None => String::new(),
+    }
+}
+
 pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
     // A view's columns follow from its query, which is compared.
     let compared: BTreeMap<&QualifiedName, bool> =
@@ -112,6 +129,19 @@ mod tests {
         assert!(
             reasons[0].contains("column \"b\" of \"public\".\"wide\" is on the source but missing"),
             "{reasons:#?}"
+        );
+        assert!(
+            reasons[0].ends_with("ADD COLUMN \"b\" integer (ADD COLUMN puts it last, while the source has it before \"c\": the column order then differs, which only rebuilding the table fixes)"),
+            "{reasons:#?}"
+        );
+        let parity = compare_catalogs(&catalog(&["a", "b", "c"]), &catalog(&["a", "b"]));
+        assert!(
+            parity.differences[0].fix.ends_with("ADD COLUMN \"c\" integer"),
+            "the last one stays last: {parity:#?}"
+        );
+        assert_eq!(
+            parity.differences[0].ddl.as_deref(),
+            Some("ALTER TABLE \"public\".\"wide\" ADD COLUMN \"c\" integer")
         );
     }
 }
