@@ -21,5 +21,6 @@ pub mod preflight;
 pub mod seed;
 pub mod slot;
 pub mod sql;
+pub mod state;
 pub mod target;
 pub mod validation;

@@ -255,12 +255,14 @@ async fn delete_journal_rows(dst: &Client, migration: &MigrationName, fence_poli
     Ok(deleted)
 }
 
-/// Drops pgferry's schema on the target when none of its tables holds a row.
+/// Drops pgferry's schema on the target when none of its tables holds a row
+/// (the state's version aside: it describes the tables, not a migration).
 async fn drop_state_schema_if_unused(dst: &Client) -> Result<bool> {
     let tables = dst
         .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
-            &[&STATE_SCHEMA],
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> $2",
+            &[&STATE_SCHEMA, &crate::state::VERSION_TABLE],
         )
         .await
         .map_err(|e| Error::server("listing pgferry's journal tables", e))?;

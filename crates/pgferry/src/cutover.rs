@@ -37,21 +37,6 @@ use crate::outside_fence::{self, OutsideFence};
 use crate::validate::{validate_changed, ValidateOptions};
 use crate::{failpoint, fence, shell};
 
-const JOURNAL_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.cutover (
-    migration text PRIMARY KEY,
-    step text NOT NULL,
-    fenced_at timestamptz,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_pid integer;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_host text;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS downtime_seconds double precision;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS views_after_switch boolean NOT NULL DEFAULT false;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS source_system_identifier text;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS source_database_oid oid;";
-
 /// What the operator asked for.
 #[derive(Clone, Debug)]
 pub struct CutoverOptions {
@@ -631,7 +616,7 @@ impl JournalEntry {
 /// Creates the cutover journal, or brings an earlier release's up to date. Only
 /// once the cutover changes something: a refused one leaves the target as it was.
 async fn ensure_journal(dst: &Client) -> Result<()> {
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the cutover journal", e))
+    crate::state::ensure(dst, pgferry_core::state::Side::Target).await
 }
 
 /// The journaled cutover, if there is a journal and it holds this migration.

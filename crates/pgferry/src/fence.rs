@@ -33,17 +33,6 @@ use tokio_postgres::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
 
-pub(crate) const JOURNAL_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.source_fence (
-    migration text NOT NULL,
-    kind text NOT NULL,
-    name text NOT NULL,
-    previous text,
-    raised_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (migration, kind, name)
-);";
-
 /// How long terminated sessions may take to go away.
 const TERMINATE_WAIT: Duration = Duration::from_secs(10);
 
@@ -81,7 +70,7 @@ pub async fn raise(
     administrators: &[String],
 ) -> Result<FenceReport> {
     allow_writes(src).await?;
-    exec(src, JOURNAL_SQL, "creating the fence journal on the source").await?;
+    crate::state::ensure(src, pgferry_core::state::Side::Source).await?;
     refuse_another_fence(src, migration).await?;
     if !recorded(src, migration).await?.changes.is_empty() {
         return Err(Error::new(ErrorKind::Precondition, format!("migration {migration} already fences the source"))

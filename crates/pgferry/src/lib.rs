@@ -23,6 +23,7 @@ pub mod seed;
 mod shell;
 mod slot;
 pub mod start;
+pub mod state;
 pub mod status;
 pub mod target;
 pub mod validate;

@@ -186,7 +186,7 @@ pub async fn copy(
     let ClientPair { pg_dump, pg_restore } = require_client(&src, &dst).await?;
     let workdir = WorkDir::create(target, name)?;
     journal::ensure(&dst).await?;
-    let missing_roles = missing_roles(&src, &dst).await?;
+    let missing_roles = check::missing_roles(&src, &dst).await?;
     let keep_owners = missing_roles.is_empty();
     let mut laps = Laps::start();
     let (current, stored_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
@@ -578,31 +578,6 @@ async fn server_version_num(client: &Client, side: &str) -> Result<i32> {
         .await
         .map(|r| r.get(0))
         .map_err(|e| Error::server(&format!("reading the {side}'s version"), e))
-}
-
-/// Roles that own objects or hold grants on the source but do not exist on the
-/// target. When there are any, ownership and grants are not restored.
-async fn missing_roles(src: &Client, dst: &Client) -> Result<Vec<String>> {
-    let rows = src
-        .query(
-            "SELECT DISTINCT r.rolname::text FROM pg_roles r WHERE r.oid IN (
-                 SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%'
-                 UNION SELECT nspowner FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND nspname NOT LIKE 'pg\\_%'
-                 UNION SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.relacl IS NOT NULL AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%')
-             ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(|e| Error::server("listing the source's roles", e))?;
-    let wanted: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let present = dst
-        .query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)", &[&wanted])
-        .await
-        .map_err(|e| Error::server("listing the target's roles", e))?;
-    let present: Vec<String> = present.iter().map(|r| r.get(0)).collect();
-    Ok(wanted.into_iter().filter(|r| !present.contains(r)).collect())
 }
 
 async fn summaries(dst: &Client, name: &MigrationName) -> Result<Vec<TableSummary>> {

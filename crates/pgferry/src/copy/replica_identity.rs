@@ -28,22 +28,10 @@ use crate::failpoint;
 /// How long the ALTER waits for its lock on a table the application uses.
 const LOCK_TIMEOUT: &str = "3s";
 
-const JOURNAL_SQL: &str = "
-CREATE TABLE IF NOT EXISTS pgferry.replica_identity (
-    migration text NOT NULL,
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    original text NOT NULL,
-    set_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (migration, table_schema, table_name)
-)";
-
 /// Gives every table of the source without a usable replica identity
 /// REPLICA IDENTITY FULL, journaling each first.
 pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -> Result<()> {
-    dst.batch_execute(JOURNAL_SQL)
-        .await
-        .map_err(|e| Error::server("creating pgferry's replica identity journal", e))?;
+    crate::state::ensure(dst, pgferry_core::state::Side::Target).await?;
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, c.relreplident::text
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -11,19 +11,6 @@ use tokio_postgres::Client;
 use super::ValidationReport;
 use crate::error::{Error, Result};
 
-const SCHEMA_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.validation (
-    migration text PRIMARY KEY,
-    mode text NOT NULL,
-    equal boolean NOT NULL,
-    mismatched_chunks bigint NOT NULL,
-    changing_chunks bigint NOT NULL,
-    rows_compared bigint NOT NULL,
-    finished_at timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE pgferry.validation ADD COLUMN IF NOT EXISTS verdict text;";
-
 /// The last validation of a migration, as `pgferry status` shows it.
 #[derive(Debug, Serialize)]
 pub struct LastValidation {
@@ -63,8 +50,8 @@ pub(super) async fn record(
         .map(|t| t.mismatched.max(1) as i64)
         .sum();
     let verdict = report.verdict.as_str();
+    crate::state::ensure(&client, pgferry_core::state::Side::Target).await?;
     let write = || async {
-        client.batch_execute(SCHEMA_SQL).await?;
         client
             .execute(
                 "INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared, verdict)
