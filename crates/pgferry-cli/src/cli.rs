@@ -92,8 +92,32 @@ pub(crate) struct CheckArgs {
     /// Report transactions open longer than this many seconds.
     #[arg(long, default_value_t = 300)]
     pub(crate) long_transaction_seconds: i64,
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
+}
+
+/// A whole instance: every database of the source server.
+#[derive(Args, Debug)]
+pub(crate) struct InstanceArgs {
+    /// Every database of the source server that allows connections (templates and
+    /// the provider's own, such as rdsadmin, left out); the URLs name the servers.
+    #[arg(long)]
+    pub(crate) all_databases: bool,
+    /// Only this database (repeatable), with --all-databases.
+    #[arg(long = "database", requires = "all_databases")]
+    pub(crate) databases: Vec<String>,
+    /// Leave this database out (repeatable), with --all-databases: its writes after
+    /// the copy will not reach the target.
+    #[arg(long = "exclude-database", requires = "all_databases")]
+    pub(crate) excluded: Vec<String>,
+}
+
+impl InstanceArgs {
+    pub(crate) fn selection(&self) -> pgferry_core::instance::Selection {
+        pgferry_core::instance::Selection { only: self.databases.clone(), excluded: self.excluded.clone() }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -45,6 +45,14 @@ pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
 async fn check(args: CheckArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let plan = CheckPlan { full_copy: !args.seeded, long_transaction_seconds: args.long_transaction_seconds };
+    if args.instance.all_databases {
+        let report = pgferry::instance::check(&source, &target, &args.instance.selection(), &plan).await?;
+        match args.format {
+            Format::Table => print!("{}", render::instance_check(&report)),
+            Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+        }
+        return Ok(if report.ready { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
     let report = pgferry::check::check(&source, &target, &plan).await?;
     match args.format {
         Format::Table => print!("{}", render::check_table(&report)),

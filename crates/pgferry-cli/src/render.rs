@@ -14,6 +14,35 @@ use pgferry_core::preflight::{Finding, Severity, Side};
 use pgferry_core::validation::Verdict;
 
 /// The check report as a table grouped by side: each finding, its fix, its objects.
+/// `check --all-databases`: each database's check, what is left out and why,
+/// and the instance's verdict.
+pub(crate) fn instance_check(report: &pgferry::instance::InstanceCheck) -> String {
+    let mut out = String::new();
+    for db in &report.databases {
+        let _ = writeln!(out, "=== database {}", db.database);
+        match (&db.report, &db.create_on_target) {
+            (Some(check), _) => out.push_str(&check_table(check)),
+            (None, Some(create)) => {
+                let _ = writeln!(out, "missing on the target server: create it as the source has it:\n  {create};");
+            }
+            (None, None) => {}
+        }
+        out.push('\n');
+    }
+    for (name, why) in &report.plan.left_out {
+        let mark = if why.loses_writes() { "WARNING: " } else { "" };
+        let _ = writeln!(out, "{mark}left out: {name} ({})", why.as_str());
+    }
+    let _ = writeln!(
+        out,
+        "instance: {} database(s): {}; {}",
+        report.plan.databases.len(),
+        report.plan.databases.join(", "),
+        if report.ready { "READY" } else { "NOT READY (see each database above)" }
+    );
+    out
+}
+
 pub(crate) fn check_table(report: &CheckReport) -> String {
     let mut out = String::new();
     let problems = report.findings.iter().filter(|f| f.severity == Severity::Problem).count();

@@ -10,6 +10,7 @@ pub mod ddl;
 pub mod error;
 pub mod failpoint;
 pub mod fence;
+pub mod instance;
 pub mod inventory;
 pub mod large_objects;
 pub mod lifecycle;
