@@ -324,6 +324,9 @@ pub async fn lift<C: ControlPlane>(
     let recorded = last_fence(journal);
     let own = recorded.as_ref().is_some_and(|r| r.detail["own"] == true);
     let Some(recorded) = recorded.filter(|r| !r.lifted || (own && !r.deleted)) else {
+        if let Some(group) = prepared_group(journal) {
+            return lift_prepared(cloud, pacing, journal, migration, source, group).await;
+        }
         return Err(Error::new(
             ErrorKind::Precondition,
             format!("no fence of {source} is recorded in this state directory"),
@@ -350,6 +353,52 @@ pub async fn lift<C: ControlPlane>(
     if own {
         remove_group(cloud, pacing, journal, migration, &mut report).await?;
     }
+    Ok(report)
+}
+
+/// pgferry's group made by `--prepare` (its rules are the last `fence-group` outcome)
+/// that no fence has used since, nor a lift deleted.
+fn prepared_group(journal: &Journal) -> Option<String> {
+    let entries = journal.entries();
+    let at = entries.iter().rposition(|e| e.step == "fence-group" && e.event == Event::Outcome)?;
+    let group = entries[at].detail["group"].as_str()?.to_owned();
+    let since = &entries[at + 1..];
+    let used_or_gone = since.iter().any(|e| {
+        (e.step == "fence" && e.event == Event::Intent)
+            || (e.step == "delete-fence-group" && e.event == Event::Outcome && e.resource == group)
+    });
+    (!used_or_gone).then_some(group)
+}
+
+/// Deletes a prepared group that never fenced the source (the cutover was abandoned before its fence).
+async fn lift_prepared<C: ControlPlane>(
+    cloud: &C,
+    pacing: &Pacing,
+    journal: &mut Journal,
+    migration: &MigrationName,
+    source: &str,
+    group: String,
+) -> Result<FenceReport> {
+    let now = instance(cloud, pacing, source).await?.security_group_ids();
+    if now.contains(&group) {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!("{source} holds {group}, which pgferry prepared, but no fence of it is recorded here"),
+        )
+        .with_hint(
+            "pgferry has no record of the groups before that; set them back with aws rds modify-db-instance, then rerun",
+        ));
+    }
+    let mut report = FenceReport {
+        source: source.to_owned(),
+        fence_group: group,
+        own_group: true,
+        previous: now.clone(),
+        now,
+        notes: vec!["the group was prepared and never swapped in: the source's groups are unchanged".into()],
+        ..FenceReport::default()
+    };
+    remove_group(cloud, pacing, journal, migration, &mut report).await?;
     Ok(report)
 }
 

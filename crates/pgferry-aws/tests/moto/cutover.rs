@@ -229,3 +229,44 @@ async fn switch_upserts_the_cname_with_its_ttl_and_waits_for_insync() {
     let cname = sets.resource_record_sets().iter().find(|r| r.name().starts_with("db.sw.example.com")).unwrap();
     assert_eq!((cname.ttl(), cname.resource_records()[0].value()), (Some(60), new_endpoint.as_str()));
 }
+
+#[tokio::test]
+async fn a_prepared_group_never_swapped_in_is_deleted_by_lift_and_the_source_is_untouched() {
+    let (cloud, config) = cloud().await;
+    let before = with_two_groups(&config, "fen-unused").await;
+    let dir = tempfile::tempdir().unwrap();
+    let prepare = FencePlan { prepare_only: true, ..own("fen_unused", "fen-unused") };
+    let prepared = fence(&cloud, &pacing(), &mut journal(&dir), &prepare).await.unwrap();
+    assert_eq!(security_groups_named(&config, "pgferry-fen-unused-fence").len(), 1);
+
+    // The cutover was abandoned before its fence: lift removes what pgferry made, and only that.
+    let lifted = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_unused"), "fen-unused").await.unwrap();
+    assert_eq!(lifted.deleted.as_deref(), Some(prepared.fence_group.as_str()));
+    assert!(security_groups_named(&config, "pgferry-fen-unused-fence").is_empty());
+    assert_eq!(groups(&config, "fen-unused").await, before);
+    assert_eq!(cloud.calls("rds:ModifyDBInstance"), 0);
+    assert_eq!(events(&dir, "delete-fence-group"), [Event::Intent, Event::Call, Event::Outcome]);
+    assert!(
+        lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_unused"), "fen-unused").await.is_err(),
+        "nothing left to lift"
+    );
+}
+
+#[tokio::test]
+async fn a_fence_killed_after_opening_its_rule_opens_no_second() {
+    let (cloud, config) = cloud().await;
+    let before = with_two_groups(&config, "fen-rule").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The rule is added, then the answer is lost, as if pgferry died before journaling it.
+    cloud.fail_after("ec2:AuthorizeSecurityGroupIngress");
+    fence(&cloud, &pacing(), &mut journal(&dir), &own("fen_rule", "fen-rule")).await.unwrap_err();
+    assert_eq!(security_groups_named(&config, "pgferry-fen-rule-fence")[0].ingress, ["tcp 5433 10.0.3.17/32"]);
+    assert_eq!(groups(&config, "fen-rule").await, before, "not swapped yet");
+
+    let fenced = fence(&cloud, &pacing(), &mut journal(&dir), &own("fen_rule", "fen-rule")).await.unwrap();
+    assert_eq!(cloud.calls("ec2:AuthorizeSecurityGroupIngress"), 1, "the rule read back, not asked for again");
+    assert_eq!(security_groups_named(&config, "pgferry-fen-rule-fence")[0].ingress, ["tcp 5433 10.0.3.17/32"]);
+    assert_eq!(groups(&config, "fen-rule").await, vec![fenced.fence_group.clone()]);
+    lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_rule"), "fen-rule").await.unwrap();
+    assert_eq!(groups(&config, "fen-rule").await, before);
+}
