@@ -208,9 +208,7 @@ async fn settle_plan<C: ControlPlane>(
 }
 
 async fn describe<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {
-    call(pacing, || cloud.describe_instance(id))
-        .await?
-        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}")))
+    call(pacing, || cloud.describe_instance(id)).await?.ok_or_else(|| check::no_instance(id))
 }
 
 fn arn_of(instance: &Instance) -> Result<String> {

@@ -146,9 +146,7 @@ fn groups(detail: &Value, key: &str) -> Vec<String> {
 }
 
 async fn instance<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {
-    call(pacing, || cloud.describe_instance(id))
-        .await?
-        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}")))
+    call(pacing, || cloud.describe_instance(id)).await?.ok_or_else(|| crate::check::no_instance(id))
 }
 
 /// Records a step's outcome; a failpoint for the kill tests.

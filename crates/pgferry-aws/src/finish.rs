@@ -47,6 +47,16 @@ pub async fn finish<C: ControlPlane>(
     plan: &FinishPlan,
 ) -> Result<FinishReport> {
     let names = AwsNames::new(&plan.migration)?;
+    if journal.last("bg-plan", Event::Intent).is_some() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            "this migration was started with --method blue-green: it has no target of pgferry's to finish",
+        )
+        .with_hint(format!(
+            "a migration keeps its method: pgferry aws finish --blue-green --name {} after pgferry aws switchover",
+            plan.migration.as_str()
+        )));
+    }
     let mut left = Vec::new();
     match call(pacing, || cloud.describe_instance(&plan.source)).await? {
         Some(source) => {
@@ -68,10 +78,7 @@ pub async fn finish<C: ControlPlane>(
             }
             done(journal, "delete-source", &plan.source, Value::Null)?;
         }
-        None => {
-            return Err(Error::new(ErrorKind::Precondition, format!("there is no RDS instance {}", plan.source))
-                .with_hint("check --source-instance"))
-        }
+        None => return Err(crate::check::no_instance(&plan.source)),
     }
     if let Some(intent) = journal.last("delete-source", Event::Intent) {
         let replicas: Vec<&str> =

@@ -156,6 +156,42 @@ async fn a_migration_keeps_its_method() {
     assert_eq!(err.kind, ErrorKind::Usage);
     assert!(err.message.contains("--method blue-green"), "{}", err.message);
     assert_eq!(cloud.calls("rds:CreateDBSnapshot"), 0);
+
+    // The snapshot path's finish would delete blue (--delete-source) and build replicas of a target it never made.
+    let finish_plan = pgferry_aws::finish::FinishPlan {
+        migration: migration("bg_method"),
+        source: "bg-method".into(),
+        target: "bg-method-new".into(),
+        delete_source: true,
+    };
+    let err = pgferry_aws::finish::finish(&cloud, &pacing(), &mut journal(&dir), &finish_plan).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Usage);
+    assert!(err.hint.unwrap().contains("pgferry aws finish --blue-green --name bg_method"));
+    assert_eq!(cloud.calls("rds:CreateDBSnapshot") + cloud.calls("rds:DeleteDBInstance"), 0);
+    assert!(instance(&config, "bg-method").await.is_some(), "blue stays");
+}
+
+#[tokio::test]
+async fn an_unknown_instance_is_named_with_a_hint_and_nothing_is_recorded() {
+    let (cloud, _) = cloud().await;
+    let dir = tempfile::tempdir().unwrap();
+    let err = deploy(&cloud, &pacing(), &mut journal(&dir), &plan("bg-nowhere", None), &RecordingGreen::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition);
+    assert_eq!(err.message, "there is no RDS instance bg-nowhere");
+    assert!(err.hint.unwrap().contains("AWS_REGION"));
+    let fence_plan = pgferry_aws::fence::FencePlan {
+        migration: migration("bg_nowhere"),
+        source: "bg-nowhere".into(),
+        group: pgferry_aws::fence::FenceGroup::Own { allow: vec!["10.0.3.17/32".into()] },
+        prepare_only: false,
+    };
+    let err = pgferry_aws::fence::fence(&cloud, &pacing(), &mut journal(&dir), &fence_plan).await.unwrap_err();
+    assert_eq!(err.message, "there is no RDS instance bg-nowhere");
+    assert!(err.hint.unwrap().contains("AWS_REGION"));
+    assert!(journal(&dir).entries().is_empty());
+    assert_eq!(cloud.calls("ec2:CreateSecurityGroup") + cloud.calls("rds:CreateBlueGreenDeployment"), 0);
 }
 
 fn switch_plan(name: &str) -> SwitchoverPlan {
