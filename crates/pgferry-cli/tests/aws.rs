@@ -325,6 +325,21 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
     let common = ["--name", "cli_bg", "--state-dir", state.path().to_str().unwrap()];
     let early = pgferry(moto, &[&["aws", "finish", "--blue-green"][..], &common].concat());
     assert_eq!(early.status.code(), Some(3), "not switched over yet");
+    // A probe that cannot write (a read-only role, its password in the URL) stops the switchover before it is asked.
+    cluster.psql(
+        "app",
+        "CREATE ROLE reader LOGIN PASSWORD 'hunter2-secret'; ALTER ROLE reader SET default_transaction_read_only = on;",
+    );
+    let reader = cluster.url_as("reader", "hunter2-secret", "app");
+    let refused = pgferry(moto, &[&["aws", "switchover", "--source", reader.as_str()][..], &common].concat());
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    let said = format!("{}{}", stdout(&refused), String::from_utf8_lossy(&refused.stderr));
+    assert!(said.contains("cannot commit through --source"), "{said}");
+    assert!(!said.contains("hunter2"), "no password in the output: {said}");
+    assert_eq!(
+        runtime().block_on(async { blue_green_statuses(&moto.config().await, "pgferry-cli-bg-blue-green").await }),
+        ["AVAILABLE"]
+    );
     let switched =
         pgferry(moto, &[&["aws", "switchover", "--source", url.as_str(), "--timeout", "60"][..], &common].concat());
     assert_eq!(switched.status.code(), Some(0), "{}", String::from_utf8_lossy(&switched.stderr));
@@ -335,6 +350,9 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
     let finished = pgferry(moto, &[&["aws", "finish", "--blue-green"][..], &common].concat());
     assert_eq!(finished.status.code(), Some(0), "{}", String::from_utf8_lossy(&finished.stderr));
     assert_eq!(deployments(moto, "pgferry-cli-bg-blue-green"), 0);
+    let journal = std::fs::read_to_string(state.path().join("aws-journal.jsonl")).unwrap();
+    assert!(journal.contains("\"switchover\""), "{journal}");
+    assert!(!journal.contains("hunter2") && !journal.contains("postgresql://"), "no connection string in the journal");
 
     let snapshot_args = ["aws", "encrypt", "--source-instance", "cli-bg", "--source", url.as_str(), "--name", "cli_bg"];
     let refused = pgferry(moto, &snapshot_args);
