@@ -10,9 +10,19 @@
 //! ([`write_downtime`]). A switchover that failed its guardrails, or ran out
 //! of time and was rolled back, stops the command with AWS's details.
 //!
+//! Both act only on the deployment `pgferry aws encrypt --method blue-green`
+//! created (tagged for the migration) and verified to its end in the same state
+//! directory: its identifier is journaled, with the `green-checks` outcome. So
+//! a green that was never verified encrypted is never switched in, and a
+//! deployment of the same name made by someone else, or made again since, is
+//! neither switched over nor deleted. A probe that cannot write before the
+//! switchover would measure nothing: the switchover is not asked for then.
+//!
 //! The call is journaled (intent, call, outcome): a rerun after a kill waits for
 //! a switchover in progress, records one that completed, and calls again only
-//! when the deployment is `AVAILABLE` (never started, or rolled back).
+//! when the deployment is `AVAILABLE` (never started, or rolled back). The
+//! cleanup, killed after its delete call, finds the deployment gone (or
+//! `DELETING`) and completes.
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
