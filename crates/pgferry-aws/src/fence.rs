@@ -17,7 +17,9 @@
 //!
 //! The source's groups before the fence are journaled before the swap, and
 //! lifting puts back exactly that list, then deletes the group pgferry created,
-//! once its tags still say so. A security group change applies to new
+//! once its tags still say so. A group made ahead (`--prepare`) for a cutover
+//! that never fenced is deleted by the lift too, the source left as it is, so
+//! that an abandoned cutover leaves nothing of pgferry's behind. A security group change applies to new
 //! connections; the cutover's database fence ends the existing ones.
 
 use std::net::IpAddr;
