@@ -340,15 +340,23 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
         runtime().block_on(async { blue_green_statuses(&moto.config().await, "pgferry-cli-bg-blue-green").await }),
         ["AVAILABLE"]
     );
-    let switched =
-        pgferry(moto, &[&["aws", "switchover", "--source", url.as_str(), "--timeout", "60"][..], &common].concat());
+    let switch_args = [&["aws", "switchover", "--source", url.as_str(), "--timeout", "60"][..], &common].concat();
+    let killed = pgferry_with(moto, &switch_args, &[("PGFERRY_FAILPOINT", "aws-after-switchover:1")]);
+    assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
+    let switched = pgferry(moto, &switch_args);
     assert_eq!(switched.status.code(), Some(0), "{}", String::from_utf8_lossy(&switched.stderr));
+    let twice = pgferry(moto, &switch_args);
+    assert_eq!(json(&twice), json(&switched), "run again, it reports the recorded switchover");
     let report = json(&switched);
     assert_eq!(report["status"], "SWITCHOVER_COMPLETED");
     assert!(report["writes_committed"].as_u64().unwrap() >= 1, "{report:#}");
     assert_eq!(report["writes_failed"], 0, "the endpoint stayed writable: {report:#}");
-    let finished = pgferry(moto, &[&["aws", "finish", "--blue-green"][..], &common].concat());
+    let finish_args = [&["aws", "finish", "--blue-green"][..], &common].concat();
+    let killed = pgferry_with(moto, &finish_args, &[("PGFERRY_FAILPOINT", "aws-after-delete-blue-green:1")]);
+    assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
+    let finished = pgferry(moto, &finish_args);
     assert_eq!(finished.status.code(), Some(0), "{}", String::from_utf8_lossy(&finished.stderr));
+    assert!(json(&finished)["left"].as_array().is_some_and(|l| !l.is_empty()), "{}", stdout(&finished));
     assert_eq!(deployments(moto, "pgferry-cli-bg-blue-green"), 0);
     let journal = std::fs::read_to_string(state.path().join("aws-journal.jsonl")).unwrap();
     assert!(journal.contains("\"switchover\""), "{journal}");
