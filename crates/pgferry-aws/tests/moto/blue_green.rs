@@ -436,3 +436,22 @@ async fn a_switchover_killed_after_its_call_is_waited_for_and_never_asked_twice(
     let twice = switchover(&cloud, &pacing(), &mut journal(&dir), &switch_plan("bg-killed"), &probe).await.unwrap();
     assert_eq!((twice.status.as_str(), cloud.calls("rds:SwitchoverBlueGreenDeployment")), ("SWITCHOVER_COMPLETED", 1));
 }
+
+#[tokio::test]
+async fn another_state_directory_adopts_nothing_and_is_told_which_to_use() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "bg-twodirs", Some("1"), 0).await;
+    let first = tempfile::tempdir().unwrap();
+    deploy(&cloud, &pacing(), &mut journal(&first), &plan("bg-twodirs", None), &RecordingGreen::default())
+        .await
+        .unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let err = deploy(&cloud, &pacing(), &mut journal(&second), &plan("bg-twodirs", None), &RecordingGreen::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition);
+    assert!(err.message.contains("already exists and this migration did not create it"), "{}", err.message);
+    assert!(err.hint.unwrap().contains("that run's --state-dir"));
+    assert_eq!(cloud.blue_green_requests().len(), 1);
+    assert_eq!(blue_green_statuses(&config, "pgferry-bg-twodirs-blue-green").await, ["AVAILABLE"]);
+}
