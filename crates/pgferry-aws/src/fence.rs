@@ -130,6 +130,8 @@ pub fn missing_rules(group: &SecurityGroup, wanted: &[Ingress]) -> Vec<Ingress> 
 
 /// The last fence recorded, and how far its lifting got.
 struct Recorded {
+    /// The instance fenced.
+    instance: String,
     detail: Value,
     lifted: bool,
     deleted: bool,
@@ -140,7 +142,26 @@ fn last_fence(journal: &Journal) -> Option<Recorded> {
     let at = entries.iter().rposition(|e| e.step == "fence" && e.event == Event::Intent)?;
     let after = &entries[at + 1..];
     let done = |step: &str| after.iter().any(|e| e.step == step && e.event == Event::Outcome);
-    Some(Recorded { detail: entries[at].detail.clone(), lifted: done("lift"), deleted: done("delete-fence-group") })
+    Some(Recorded {
+        instance: entries[at].resource.clone(),
+        detail: entries[at].detail.clone(),
+        lifted: done("lift"),
+        deleted: done("delete-fence-group"),
+    })
+}
+
+/// The fence recorded here is of one instance: another one named on the command
+/// line is refused before anything changes (its groups would be swapped for this
+/// fence's, or set to the other instance's list).
+fn same_instance(recorded: &Recorded, source: &str) -> Result<()> {
+    if recorded.instance == source {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::Usage, format!("this state directory's fence is of {}, not {source}", recorded.instance))
+        .with_hint(format!(
+            "pass --source-instance {}; to fence {source}, use another --name and --state-dir",
+            recorded.instance
+        )))
 }
 
 fn groups(detail: &Value, key: &str) -> Vec<String> {
@@ -165,9 +186,13 @@ pub async fn fence<C: ControlPlane>(
     journal: &mut Journal,
     plan: &FencePlan,
 ) -> Result<FenceReport> {
+    let unlifted = last_fence(journal).filter(|r| !r.lifted);
+    if let Some(recorded) = &unlifted {
+        same_instance(recorded, &plan.source)?;
+    }
     let source = instance(cloud, pacing, &plan.source).await?;
     let mut report = FenceReport { source: plan.source.clone(), ..FenceReport::default() };
-    if let Some(recorded) = last_fence(journal).filter(|r| !r.lifted) {
+    if let Some(recorded) = unlifted {
         report.fence_group = recorded.detail["group"].as_str().unwrap_or_default().to_owned();
         report.own_group = recorded.detail["own"] == true;
         report.previous = groups(&recorded.detail, "previous");
@@ -333,6 +358,7 @@ pub async fn lift<C: ControlPlane>(
         )
         .with_hint("pass the --state-dir and --name used by pgferry aws fence"));
     };
+    same_instance(&recorded, source)?;
     let group = recorded.detail["group"].as_str().unwrap_or_default().to_owned();
     let previous = groups(&recorded.detail, "previous");
     let instance = instance(cloud, pacing, source).await?;
@@ -379,6 +405,16 @@ async fn lift_prepared<C: ControlPlane>(
     source: &str,
     group: String,
 ) -> Result<FenceReport> {
+    let fenced = call(pacing, || cloud.describe_security_group(&group))
+        .await?
+        .and_then(|g| g.tag(FENCED_TAG).map(str::to_owned));
+    if let Some(fenced) = fenced.filter(|f| f != source) {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("the group {group} was prepared to fence {fenced}, not {source}"),
+        )
+        .with_hint(format!("pass --source-instance {fenced}")));
+    }
     let now = instance(cloud, pacing, source).await?.security_group_ids();
     if now.contains(&group) {
         return Err(Error::new(

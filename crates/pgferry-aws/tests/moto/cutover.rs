@@ -270,3 +270,36 @@ async fn a_fence_killed_after_opening_its_rule_opens_no_second() {
     lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_rule"), "fen-rule").await.unwrap();
     assert_eq!(groups(&config, "fen-rule").await, before);
 }
+
+#[tokio::test]
+async fn a_fence_or_lift_naming_another_instance_changes_nothing() {
+    let (cloud, config) = cloud().await;
+    let before_a = with_two_groups(&config, "fen-a").await;
+    let before_b = with_two_groups(&config, "fen-b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let fenced = fence(&cloud, &pacing(), &mut journal(&dir), &own("fen_ab", "fen-a")).await.unwrap();
+    let modified = cloud.calls("rds:ModifyDBInstance");
+
+    // The wrong --source-instance, by a typo or a copied command: fen-b must keep its groups.
+    let err = fence(&cloud, &pacing(), &mut journal(&dir), &own("fen_ab", "fen-b")).await.unwrap_err();
+    assert_eq!(err.kind, pgferry::ErrorKind::Usage);
+    assert_eq!(err.message, "this state directory's fence is of fen-a, not fen-b");
+    let err = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_ab"), "fen-b").await.unwrap_err();
+    assert_eq!(err.kind, pgferry::ErrorKind::Usage);
+    assert!(err.hint.unwrap().contains("--source-instance fen-a"));
+    assert_eq!(groups(&config, "fen-b").await, before_b);
+    assert_eq!(groups(&config, "fen-a").await, vec![fenced.fence_group.clone()], "fen-a stays fenced");
+    assert_eq!(cloud.calls("rds:ModifyDBInstance"), modified);
+
+    lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_ab"), "fen-a").await.unwrap();
+    assert_eq!(groups(&config, "fen-a").await, before_a);
+
+    // A prepared group, lifted with the wrong instance, is not deleted.
+    let prepare = FencePlan { prepare_only: true, ..own("fen_ab", "fen-a") };
+    let prepared = fence(&cloud, &pacing(), &mut journal(&dir), &prepare).await.unwrap();
+    let err = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_ab"), "fen-b").await.unwrap_err();
+    assert!(err.message.contains("prepared to fence fen-a, not fen-b"), "{}", err.message);
+    assert_eq!(security_groups_named(&config, "pgferry-fen-ab-fence")[0].id, prepared.fence_group);
+    lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_ab"), "fen-a").await.unwrap();
+    assert!(security_groups_named(&config, "pgferry-fen-ab-fence").is_empty());
+}
