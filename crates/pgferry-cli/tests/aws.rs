@@ -254,6 +254,12 @@ fn check_weighs_the_rehearsed_downtime_and_a_target_in_another_region() {
     let rehearsed = json(&pgferry(moto, &[&args[..], &["--rehearsed-downtime", "0.4"]].concat()));
     assert_eq!(rehearsed["paths"]["recommendation"]["method"], "snapshot");
     assert!(rehearsed["paths"]["recommendation"]["reason"].as_str().unwrap().contains("0.40 s as rehearsed"));
+    for bad in ["-5", "NaN", "inf", "soon"] {
+        let flag = format!("--rehearsed-downtime={bad}");
+        let refused = pgferry(moto, &[&args[..], &[flag.as_str()]].concat());
+        assert_eq!(refused.status.code(), Some(2), "{bad}: {}", stdout(&refused));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("0 or more"), "{bad}");
+    }
     let abroad = json(&pgferry(moto, &[&args[..], &["--target-region", "eu-west-1"]].concat()));
     let region = abroad["paths"]["blue_green"]["checks"]
         .as_array()
