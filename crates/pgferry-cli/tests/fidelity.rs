@@ -605,3 +605,41 @@ fn a_copy_waiting_for_an_applications_lock_names_the_holder() {
     });
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
 }
+
+/// A table dropped, renamed, or with a column dropped after the snapshot and
+/// before its rows are read (#17, F3): a dropped one is simply not copied; a
+/// renamed one, or a changed column, stops the copy naming both sides and the
+/// remedy, instead of a bare "does not exist" that a rerun repeats.
+#[test]
+fn a_table_dropped_renamed_or_narrowed_before_its_read_is_handled_or_named() {
+    let setup = "CREATE TABLE keep (id int PRIMARY KEY); CREATE TABLE gone (id int PRIMARY KEY, v int);
+                 INSERT INTO keep SELECT generate_series(1, 50); INSERT INTO gone SELECT g, g FROM generate_series(1, 50) g;";
+    for (change, expected) in [
+        ("DROP TABLE gone", None),
+        ("ALTER TABLE gone RENAME TO moved", Some("was renamed to moved on the source after the copy's snapshot")),
+        ("ALTER TABLE gone DROP COLUMN v", Some("columns changed on the source after the copy's snapshot")),
+    ] {
+        let source = Cluster::start(PgVersion::V15);
+        source.create_database("app");
+        source.psql("app", setup);
+        let target = Cluster::start(PgVersion::V15);
+        target.create_database("app");
+        let out = copy_with_sql_before_the_reads(&source, &target.url("app"), "narrow", change);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match expected {
+            None => {
+                assert_ok(&out);
+                assert_eq!(target.psql("app", "SELECT count(*) FROM keep"), "50");
+                assert_eq!(target.psql("app", "SELECT count(*) FROM gone"), "0", "{change}: nothing of it copied");
+            }
+            Some(named) => {
+                assert_eq!(out.status.code(), Some(3), "{change}: {stderr}");
+                assert!(
+                    stderr.contains(named) && stderr.contains("hint: pgferry abort, then copy again"),
+                    "{change}: {stderr}"
+                );
+                assert!(!stderr.contains("does not exist"), "{change}: not the bare error: {stderr}");
+            }
+        }
+    }
+}

@@ -102,8 +102,24 @@ async fn copy_piece(job: &DataJob<'_>, src: &Client, dst: &Client, unit: &CopyUn
     let piped = pipe(src, copy_out(table, unit).as_str(), dst, copy_in(table, whole).as_str(), |bytes| {
         progress.emit(CopyEvent::Bytes { table: table_name.clone(), bytes })
     })
-    .await
-    .map_err(|e| Error::server(&format!("copying {}", table.name), e))?;
+    .await;
+    let piped = match piped {
+        Ok(piped) => piped,
+        // The table, or a column the snapshot lists, is gone by that name now:
+        // dropped (copied again under a later snapshot, which lacks it), or
+        // renamed (stopped, named).
+        Err(e) if gone_by_name(&e) => {
+            for (side, client) in [("source", src), ("target", dst)] {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| Error::server(&format!("ending a failed piece on the {side}"), e))?;
+            }
+            rewrites.vanished(src, table, snapshot.name).await?;
+            return Ok(false);
+        }
+        Err(e) => return Err(Error::server(&format!("copying {}", table.name), e)),
+    };
     failpoint::pause("copy-piece-read").await;
     let sound = rewrites.piece_is_sound(src, &table.name).await?;
     src.batch_execute("COMMIT").await.map_err(|e| Error::server("ending a snapshot transaction on the source", e))?;
@@ -134,6 +150,12 @@ async fn copy_piece(job: &DataJob<'_>, src: &Client, dst: &Client, unit: &CopyUn
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(true)
+}
+
+/// A table or column the COPY names no longer exists (42P01, 42703).
+fn gone_by_name(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|code| *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN)
 }
 
 /// Copies whole tables again, each in one target transaction (emptied first,

@@ -30,10 +30,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use pgferry_core::sql::QualifiedName;
+use pgferry_core::copy_plan::CopyTable;
+use pgferry_core::sql::{QualifiedName, Sql};
 use tokio_postgres::Client;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// What the workers of one data phase found, shared between them.
 #[derive(Default)]
@@ -76,6 +77,57 @@ impl Rewrites {
             found.partition_files.insert(table.clone(), file);
         }
         Ok(true)
+    }
+
+    /// After a piece's COPY found `table` or one of its columns gone by name
+    /// since the snapshot: a table dropped is counted as rewritten (the re-copy's
+    /// later snapshot lacks it, so nothing of it is copied); a table renamed, or
+    /// a column dropped or renamed, stops the copy, naming both sides, since the
+    /// target's schema is the snapshot's and its rows cannot be read into it.
+    pub(crate) async fn vanished(&self, src: &Client, table: &CopyTable, snapshot: &str) -> Result<()> {
+        let fail = |e| Error::server(&format!("looking up {} on the source", table.name), e);
+        let begin =
+            Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot);
+        src.batch_execute(begin.as_str()).await.map_err(fail)?;
+        let then: Option<u32> = src
+            .query_opt(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+                &[&table.name.schema.as_str(), &table.name.name.as_str()],
+            )
+            .await
+            .map_err(fail)?
+            .map(|r| r.get(0));
+        src.batch_execute("COMMIT").await.map_err(fail)?;
+        let now = match then {
+            Some(oid) => src
+                .query_opt(
+                    "SELECT c.oid::regclass::text, coalesce((SELECT string_agg(attname, ', ' ORDER BY attnum)
+                         FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped), ''),
+                            to_regclass(format('%I.%I', $2::text, $3::text))::oid IS NOT DISTINCT FROM c.oid
+                     FROM pg_class c WHERE c.oid = $1",
+                    &[&oid, &table.name.schema.as_str(), &table.name.name.as_str()],
+                )
+                .await
+                .map_err(fail)?
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, bool>(2))),
+            None => None,
+        };
+        let Some((name_now, columns_now, same_name)) = now else {
+            self.found.lock().unwrap_or_else(|e| e.into_inner()).rewritten.insert(table.name.clone());
+            return Ok(());
+        };
+        let columns_then: Vec<&str> = table.columns.iter().map(|c| c.as_str()).collect();
+        let what = match same_name {
+            true if columns_now == columns_then.join(", ") => format!(
+                "{} on the target lacks a column the source's has ({columns_now}): the target's schema was changed since the copy made it",
+                table.name
+            ),
+            true => format!("{}'s columns changed on the source after the copy's snapshot (a column dropped or renamed): it now has ({columns_now}), the copy's snapshot has ({})", table.name, columns_then.join(", ")),
+            false => format!("{} was renamed to {name_now} on the source after the copy's snapshot, before its rows were read: the target's schema is the snapshot's", table.name),
+        };
+        Err(Error::new(ErrorKind::Precondition, what).with_hint(
+            "pgferry abort, then copy again (the new snapshot has the change); or run the same change on the target (psql) and rerun pgferry copy: it resumes",
+        ))
     }
 
     /// The tables found rewritten, and the files of the partitions read whole
