@@ -333,6 +333,34 @@ pub(crate) async fn refuse_another_fence(src: &Client, migration: &MigrationName
     .with_hint("finish or abort that migration first (pgferry abort --name NAME lifts its fence)"))
 }
 
+/// A copy from a fenced database is refused before it changes anything: its
+/// application is stopped there by a cutover (one that was interrupted, or one
+/// that completed and keeps the old source fenced), so the copy would start a
+/// migration from a database that is being, or was, cut over.
+pub(crate) async fn refuse_copy_from_fenced(src: &Client) -> Result<()> {
+    if !journal_exists(src).await? {
+        return Ok(());
+    }
+    let fencing: Vec<String> = src
+        .query("SELECT DISTINCT migration FROM pgferry.source_fence WHERE kind <> $1 ORDER BY 1", &[&SWITCH_KIND])
+        .await
+        .map_err(|e| Error::server("reading the fence journal on the source", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if fencing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Refused,
+        format!(
+            "the source database is fenced by the cutover of migration {}: its application cannot write to it, and a copy would start from a database that is being cut over; nothing was changed",
+            fencing.join(", ")
+        ),
+    )
+    .with_hint("a cutover that was interrupted before its switch: rerun pgferry cutover --name NAME with that migration's target (it rolls back), or, if that target is gone, pgferry abort --source URL --target-lost --name NAME; then copy again"))
+}
+
 async fn save(src: &Client, migration: &MigrationName, (kind, name, previous): &StoredChange) -> Result<()> {
     src.execute(
         "INSERT INTO pgferry.source_fence (migration, kind, name, previous) VALUES ($1, $2, $3, $4)",
