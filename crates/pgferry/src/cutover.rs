@@ -126,6 +126,10 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     let dst = pgferry_pg::connect(target).await?;
     let name = &options.migration;
     crate::pairing::require(&src, &dst, name, "cutover --dry-run", Need::Journal).await?;
+    // Refused as the cutover itself is once it completed; after a stopped one,
+    // the next run first recovers it, and the plan says so instead of "would start".
+    crate::lifecycle::check(name, Command::Cutover, &crate::lifecycle::record(&src, Some(&dst), name).await?)?;
+    let pending = pending_recovery(&src, &dst, name).await?;
     let observed = observe(&src, &dst, name).await?;
     let touched =
         crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
@@ -155,7 +159,10 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     steps.push("open the target; report");
     Ok(CutoverPlan {
         migration: name.to_string(),
-        decision: go_no_go(&observed, &options.policy),
+        decision: match pending {
+            Some(reason) => Decision::NoGo(vec![reason]),
+            None => go_no_go(&observed, &options.policy),
+        },
         fence: fence::planned(&src, &options.administrators).await?.changes,
         unfenced_superusers: fence::unfenced_superusers(&src, &options.administrators).await?,
         keyless_tables: observed.insert_only_tables.clone(),
@@ -180,16 +187,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let pair = crate::pairing::require(&src, &dst, name, "cutover", Need::Journal).await?;
     fence::allow_writes(&src).await?;
     let entry = journal_entry(&dst, name).await?;
-    // The source's own record of a switch: a target journal lost or removed (by
-    // cleanup) never makes it look unstarted (another target given by mistake was
-    // refused by the pairing check above).
-    let switch_on_source = fence::switch_recorded(&src, name).await?.then_some(CutoverStep::Switching);
-    let resumed = Resumed {
-        last_step: entry.as_ref().map(|e| e.step).max(switch_on_source),
-        fence_recorded: fence::is_recorded(&src, name).await? || outside_fence::recorded(&src, name).await?.is_some(),
-        switch_running: entry.as_ref().is_some_and(JournalEntry::switch_runs_here),
-        word: options.switch_word,
-    };
+    let resumed = resumed(&src, name, entry.as_ref(), options.switch_word).await?;
     // A completed cutover is not run again (the lifecycle's guard, as for every command).
     crate::lifecycle::check(name, Command::Cutover, &crate::lifecycle::record(&src, Some(&dst), name).await?)?;
     let decided = recovery(&resumed)
@@ -310,6 +308,47 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
             .unwrap_or(0),
         views_refreshed_after_switch: views_refreshed_after_switch.map(|(_, seconds)| seconds),
         complete: true,
+    })
+}
+
+/// What a rerun finds of an earlier cutover. The source's own record of a
+/// switch counts: a target journal lost or removed (by cleanup) never makes it
+/// look unstarted (another target given by mistake is refused by the pairing check).
+async fn resumed(
+    src: &Client,
+    name: &MigrationName,
+    entry: Option<&JournalEntry>,
+    word: SwitchWord,
+) -> Result<Resumed> {
+    let switch_on_source = fence::switch_recorded(src, name).await?.then_some(CutoverStep::Switching);
+    Ok(Resumed {
+        last_step: entry.map(|e| e.step).max(switch_on_source),
+        fence_recorded: fence::is_recorded(src, name).await? || outside_fence::recorded(src, name).await?.is_some(),
+        switch_running: entry.is_some_and(JournalEntry::switch_runs_here),
+        word,
+    })
+}
+
+/// What the next `pgferry cutover` would do first about an earlier, stopped one
+/// (`None`: nothing, it would start from the go/no-go): `status` and
+/// `cutover --dry-run` say it instead of "would start now".
+pub(crate) async fn pending_recovery(src: &Client, dst: &Client, name: &MigrationName) -> Result<Option<String>> {
+    let entry = journal_entry(dst, name).await?;
+    let resumed = resumed(src, name, entry.as_ref(), SwitchWord::Unspoken).await?;
+    Ok(match recovery(&resumed) {
+        Ok(Recovery::Start | Recovery::Done) | Err(_) => None,
+        Ok(Recovery::RollBack) => Some(format!(
+            "an earlier cutover of migration {name} stopped before the switch and left the source fenced: the next pgferry cutover only rolls it back (the source takes writes again); run it once more to cut over"
+        )),
+        Ok(Recovery::Finish) => Some(format!(
+            "an earlier cutover of migration {name} switched the application and stopped after it: the next pgferry cutover finishes it (the old source stays fenced)"
+        )),
+        Ok(Recovery::AskOperator) => Some(format!(
+            "a cutover of migration {name} was stopped while its switch command ran: the application may point at either side; see where it points, then rerun pgferry cutover with --switch-ran or --switch-did-not-run"
+        )),
+        Ok(Recovery::WaitForSwitch) => Some(format!(
+            "the switch command of a stopped cutover of migration {name} is still running: wait for it to end, see where the application points, then rerun pgferry cutover with --switch-ran or --switch-did-not-run"
+        )),
     })
 }
 

@@ -9,7 +9,8 @@
 //! it needs nothing but the source: not the target, which may be the server that
 //! failed. Then every session on the database but pgferry's own (by backend pid,
 //! whatever its role: a transaction of pgferry's role opened before the fence
-//! cannot commit after it) is terminated, and the fence is verified: a new
+//! cannot commit after it; replication connections to the database too, which
+//! run SQL like any other, but not another migration's change capture) is terminated, and the fence is verified: a new
 //! session's write fails, no role but the spared ones may connect, and no other
 //! session is left. Lowering undoes each change in one transaction with the
 //! deletion of its rows; a crash at any point leaves the journal naming exactly
@@ -322,6 +323,34 @@ pub(crate) async fn refuse_another_fence(src: &Client, migration: &MigrationName
     .with_hint("finish or abort that migration first (pgferry abort --name NAME lifts its fence)"))
 }
 
+/// A copy from a fenced database is refused before it changes anything: its
+/// application is stopped there by a cutover (one that was interrupted, or one
+/// that completed and keeps the old source fenced), so the copy would start a
+/// migration from a database that is being, or was, cut over.
+pub(crate) async fn refuse_copy_from_fenced(src: &Client) -> Result<()> {
+    if !journal_exists(src).await? {
+        return Ok(());
+    }
+    let fencing: Vec<String> = src
+        .query("SELECT DISTINCT migration FROM pgferry.source_fence WHERE kind <> $1 ORDER BY 1", &[&SWITCH_KIND])
+        .await
+        .map_err(|e| Error::server("reading the fence journal on the source", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if fencing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Refused,
+        format!(
+            "the source database is fenced by the cutover of migration {}: its application cannot write to it, and a copy would start from a database that is being cut over; nothing was changed",
+            fencing.join(", ")
+        ),
+    )
+    .with_hint("a cutover that was interrupted before its switch: rerun pgferry cutover --name NAME with that migration's target (it rolls back), or, if that target is gone, pgferry abort --source URL --target-lost --name NAME; then copy again"))
+}
+
 async fn save(src: &Client, migration: &MigrationName, (kind, name, previous): &StoredChange) -> Result<()> {
     src.execute(
         "INSERT INTO pgferry.source_fence (migration, kind, name, previous) VALUES ($1, $2, $3, $4)",
@@ -374,15 +403,30 @@ async fn database_read_only_setting(src: &Client) -> Result<Option<String>> {
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Terminates every client session on this database but `own` (superusers' and
-/// administrators' included), and waits until those sessions are gone.
+/// The sessions of this database the fence ends and then allows none of: client
+/// backends, and walsenders (a `replication=database` connection runs SQL too, so
+/// one opened before the fence could write after it), but not the walsenders
+/// streaming a pgferry slot (`$1`: the slots' name pattern), another migration's
+/// change capture, which runs no SQL.
+const FENCED_SESSIONS: &str = "datname = current_database()
+    AND (backend_type = 'client backend'
+         OR (backend_type = 'walsender' AND NOT EXISTS (
+             SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = a.pid AND s.slot_name LIKE $1)))";
+
+/// `pgferry_%`, its `_` escaped: the name of every slot pgferry creates.
+fn slot_pattern() -> String {
+    format!("{}%", pgferry_core::names::PREFIX.replace('_', "\\_"))
+}
+
+/// Terminates every session on this database ([`FENCED_SESSIONS`]) but `own`
+/// (superusers' and administrators' included), and waits until those sessions are gone.
 async fn terminate_sessions(src: &Client, own: &[i32]) -> Result<i64> {
     // Two statements, not one: a call to pg_terminate_backend in the WHERE clause
     // may be evaluated before the database filter, ending other databases' sessions.
     let pids: Vec<i32> = src
         .query(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> ALL($1)",
-            &[&own],
+            &format!("SELECT pid FROM pg_stat_activity a WHERE {FENCED_SESSIONS} AND pid <> ALL($2)"),
+            &[&slot_pattern(), &own],
         )
         .await
         .map_err(|e| Error::server("listing the application's sessions on the source", e))?
@@ -455,9 +499,11 @@ async fn verify(source: &ConnSpec, src: &Client, own_pid: i32, spared: &[String]
     }
     let sessions: BTreeMap<String, i64> = src
         .query(
-            "SELECT usename::text, count(*) FROM pg_stat_activity WHERE datname = current_database()
-             AND backend_type = 'client backend' AND pid <> $1 AND pid <> $2 AND NOT (usename = ANY($3)) GROUP BY 1",
-            &[&own_pid, &probe_pid(&probe).await?, &spared],
+            &format!(
+                "SELECT usename::text, count(*) FROM pg_stat_activity a WHERE {FENCED_SESSIONS}
+                 AND pid <> $2 AND pid <> $3 AND NOT (usename = ANY($4)) GROUP BY 1"
+            ),
+            &[&slot_pattern(), &own_pid, &probe_pid(&probe).await?, &spared],
         )
         .await
         .map_err(|e| Error::server("verifying the fence", e))?

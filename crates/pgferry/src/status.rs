@@ -158,6 +158,10 @@ pub async fn status(source: &ConnSpec, target: &ConnSpec, migration: &MigrationN
     });
     if let Some(done) = &cut_over {
         cutover = Decision::NoGo(vec![done.clone()]);
+    } else if let Some(first) =
+        answered("source", source, crate::cutover::pending_recovery(&src, &dst, migration)).await??
+    {
+        cutover = Decision::NoGo(vec![first]);
     }
     Ok(Status {
         migration: migration.to_string(),

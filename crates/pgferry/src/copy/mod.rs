@@ -178,6 +178,9 @@ pub async fn copy(
     let slot_name = crate::slot::resolve(&src, &dst, name).await?;
     source::ensure_slot_is_ours(&src, name, &slot_name).await?;
     let phase = journal::phase_if_journaled(&dst, name).await?;
+    if phase.as_ref().is_none_or(|(current, _)| *current < MigrationPhase::Copied) {
+        crate::fence::refuse_copy_from_fenced(&src).await?;
+    }
     if phase.is_none() {
         // Tables without a replica identity are published for inserts only: the
         // cutover, not the copy, decides what that means for them.

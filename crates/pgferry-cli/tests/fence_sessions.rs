@@ -1,0 +1,73 @@
+//! The fence ends every session on the source database, replication connections
+//! to it included: a `replication=database` connection runs SQL like any other,
+//! so one opened before the cutover must not write on the old source after it.
+//! On real clusters.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use pgferry_testkit::{Cluster, PgVersion};
+
+fn pgferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).output().expect("run pgferry")
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_replication_connection_opened_before_the_fence_cannot_write_after_the_cutover() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE app LOGIN REPLICATION;
+         CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
+         GRANT ALL ON orders, orders_id_seq TO app;
+         INSERT INTO orders (note) SELECT 'before copy ' || g FROM generate_series(1, 100) g;",
+    );
+    let (src, dst) = (source.url("app"), target.url("app"));
+    let pair = |command: &'static str| vec![command, "--source", &src, "--target", &dst];
+    ok(pgferry(&pair("copy")));
+    ok(pgferry(&[pair("follow"), vec!["--until-caught-up"]].concat()));
+
+    let conninfo = format!(
+        "host={} port={} user=app dbname=app replication=database",
+        source.socket_dir().display(),
+        source.port()
+    );
+    let mut session = source
+        .version()
+        .client_command("psql")
+        .args(["-X", "-A", "-t", &conninfo])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start psql");
+    let mut input = session.stdin.take().unwrap();
+    writeln!(input, "INSERT INTO orders (note) VALUES ('replication session, before');").unwrap();
+    let started = std::time::Instant::now();
+    while source.psql("app", "SELECT count(*) FROM orders WHERE note = 'replication session, before'") != "1" {
+        assert!(started.elapsed() < Duration::from_secs(20), "the replication session never wrote");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let report = ok(pgferry(&[pair("cutover"), vec!["--switch-command", "true"]].concat()));
+    assert!(report.contains("1 session(s) ended"), "{report}");
+    writeln!(input, "INSERT INTO orders (note) VALUES ('replication session, after the cutover');").unwrap();
+    drop(input);
+    let out = session.wait_with_output().unwrap();
+    assert_eq!(
+        source.psql("app", "SELECT count(*) FROM orders WHERE note LIKE 'replication session, after%'"),
+        "0",
+        "the old source took a write after the cutover; psql said: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(target.psql("app", "SELECT count(*) FROM orders WHERE note = 'replication session, before'"), "1");
+}
