@@ -71,3 +71,74 @@ fn a_replication_connection_opened_before_the_fence_cannot_write_after_the_cutov
     );
     assert_eq!(target.psql("app", "SELECT count(*) FROM orders WHERE note = 'replication session, before'"), "1");
 }
+
+/// A superuser passes the fence (#16 hostile pass): a row it writes on the fenced
+/// source after the drain would stay there alone once the application switched.
+/// The cutover proves nothing was written since the drain, right before the
+/// switch, and rolls back otherwise, naming the superuser; the rerun carries it.
+#[test]
+fn a_write_on_the_fenced_source_after_the_drain_rolls_the_cutover_back() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE dba LOGIN SUPERUSER;
+         CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
+         INSERT INTO orders (note) SELECT 'before copy ' || g FROM generate_series(1, 100) g;",
+    );
+    let (src, dst) = (source.url("app"), target.url("app"));
+    let pair = |command: &'static str| vec![command, "--source", &src, "--target", &dst];
+    ok(pgferry(&pair("copy")));
+    ok(pgferry(&[pair("follow"), vec!["--until-caught-up"]].concat()));
+
+    let pause = tempfile::tempdir().unwrap();
+    let cutover = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([pair("cutover"), vec!["--switch-command", "true"]].concat())
+        .env("PGFERRY_PAUSE", format!("cutover-before-quiet-check:{}", pause.path().display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = pause.path().join("cutover-before-quiet-check.reached");
+    let started = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the cutover reached its last check");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The superuser's session passes the fence and turns read-only off.
+    let dba = format!("host={} port={} user=dba dbname=app", source.socket_dir().display(), source.port());
+    let wrote = source
+        .version()
+        .client_command("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &dba,
+            "-c",
+            "SET default_transaction_read_only = off",
+            "-c",
+            "INSERT INTO orders (note) VALUES ('by the superuser, fenced')",
+        ])
+        .output()
+        .unwrap();
+    assert!(wrote.status.success(), "{}", String::from_utf8_lossy(&wrote.stderr));
+    std::fs::write(pause.path().join("cutover-before-quiet-check.go"), b"").unwrap();
+    let out = cutover.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("written on the fenced source after the drain")
+            && stderr.contains("dba")
+            && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    assert_eq!(source.psql("app", "SELECT has_database_privilege('public', 'app', 'CONNECT')"), "t", "unfenced");
+    let stdout = ok(pgferry(&[pair("cutover"), vec!["--switch-command", "true"]].concat()));
+    assert!(stdout.contains("cut over"), "{stdout}");
+    let row = "SELECT count(*) FROM orders WHERE note = 'by the superuser, fenced'";
+    assert_eq!(target.psql("app", row), "1", "the superuser's row reached the target");
+}

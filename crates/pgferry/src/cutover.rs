@@ -434,8 +434,11 @@ async fn before_switch(
     // step is recorded so that the journal's order is the same for every engine.
     record(dst, name, CutoverStep::ConstraintsRestored).await?;
     let rows_checked = check_changed_rows(source, target, name).await?;
+    failpoint::pause("cutover-before-quiet-check").await;
+    let slot = crate::slot::resolve(src, dst, name).await?;
+    fence::verify_no_write_since(src, &slot, name, &drained.applied_lsn, &options.administrators).await?;
     record(dst, name, CutoverStep::Validated).await?;
-    lap(laps, "validate changed rows");
+    lap(laps, "validate changed rows; nothing written since the drain");
     failpoint::hit("cutover-before-switch");
     Ok(Fenced {
         report,

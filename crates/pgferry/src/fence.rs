@@ -94,6 +94,9 @@ pub async fn raise(
     let terminated = terminate_sessions(src, &[own_pid]).await?;
     let spared: Vec<String> = spared_roles(src, administrators).await?.into_iter().map(|r| r.name).collect();
     verify(source, src, own_pid, &spared).await?;
+    // The last commits of the sessions just ended reach the drain even when made
+    // with synchronous_commit off.
+    flush_wal(src, migration).await?;
     let connect_revoked_from = changes
         .iter()
         .filter_map(|c| match c {
@@ -107,6 +110,90 @@ pub async fn raise(
         terminated_sessions: terminated,
         unfenced_superusers: unfenced_superusers(src, administrators).await?,
     })
+}
+
+/// Makes every commit on the source so far decodable: decoding reads only
+/// flushed WAL, and a commit made with `synchronous_commit` off may not be
+/// flushed yet. A commit of our own that wrote WAL, flushed, flushes all WAL
+/// before it: it writes a row into pgferry's own journal and removes it (no
+/// publication lists the journal, so pgoutput sends nothing of it).
+pub(crate) async fn flush_wal(src: &Client, migration: &MigrationName) -> Result<()> {
+    let flush = async {
+        src.batch_execute("BEGIN; SET LOCAL synchronous_commit = on").await?;
+        src.execute(
+            "INSERT INTO pgferry.source_fence (migration, kind, name) VALUES ($1, 'flush', '')",
+            &[&migration.as_str()],
+        )
+        .await?;
+        src.execute("DELETE FROM pgferry.source_fence WHERE migration = $1 AND kind = 'flush'", &[&migration.as_str()])
+            .await?;
+        src.batch_execute("COMMIT").await
+    };
+    match flush.await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = src.batch_execute("ROLLBACK").await;
+            Err(Error::server("flushing the source's WAL", e))
+        }
+    }
+}
+
+/// Proves that nothing was written on the fenced source since the drain: the
+/// slot is moved to the drained position (`applied`, durable on the target),
+/// then its next changes are peeked at without being consumed
+/// ([pg_logical_slot_peek_binary_changes](https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION)).
+/// A row change, a TRUNCATE or a DDL capture message there was written by a
+/// session the fence could not stop (a superuser's): the switch would leave it
+/// on the old source, so the cutover must roll back instead.
+pub(crate) async fn verify_no_write_since(
+    src: &Client,
+    slot: &str,
+    migration: &MigrationName,
+    applied: &str,
+    administrators: &[String],
+) -> Result<()> {
+    let fail = |e| Error::server("checking that nothing was written on the fenced source since the drain", e);
+    let publications = format!("{},{}", migration.publication().as_str(), migration.insert_only_publication().as_str());
+    flush_wal(src, migration).await?;
+    // The drain's walsender may take a moment to let the slot go.
+    let mut attempts = 0;
+    let kinds: Vec<String> = loop {
+        let peeked = async {
+            src.execute("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)", &[&slot, &applied]).await?;
+            src.query(
+                "SELECT chr(get_byte(data, 0)) FROM pg_logical_slot_peek_binary_changes($1, NULL, 1000,
+                     'proto_version', '1', 'publication_names', $2, 'messages', 'true')",
+                &[&slot, &publications],
+            )
+            .await
+        }
+        .await;
+        match peeked {
+            Ok(rows) => break rows.iter().map(|r| r.get(0)).collect(),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) && attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    };
+    tracing::debug!(slot, applied, messages = kinds.join(""), "the fenced source's stream since the drain");
+    let written = kinds.iter().filter(|k| matches!(k.as_str(), "I" | "U" | "D" | "T" | "M")).count();
+    if written == 0 {
+        return Ok(());
+    }
+    let superusers = unfenced_superusers(src, administrators).await?;
+    Err(Error::new(
+        ErrorKind::Precondition,
+        format!(
+            "{written} change(s) were written on the fenced source after the drain, by a session the fence cannot stop{}: switching now would leave them on the old source only",
+            match superusers.as_slice() {
+                [] => String::new(),
+                names => format!(" (a superuser's: {})", names.join(", ")),
+            }
+        ),
+    )
+    .with_hint("stop whatever writes to the source as a superuser (an application must never log in as one), then rerun pgferry cutover; nothing written there is lost"))
 }
 
 /// The superusers that can log in, other than pgferry's role and the
