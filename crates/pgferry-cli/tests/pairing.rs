@@ -335,12 +335,23 @@ fn abort_with_the_target_lost_lifts_the_fence_and_removes_only_this_migrations_o
     assert!(s.source.psql("app", "SELECT has_database_privilege('app', 'app', 'CONNECT')") == "f", "fenced");
     s.target.psql("postgres", "DROP DATABASE app WITH (FORCE)");
 
-    let out = s.run("abort", &source, &target, &[]);
-    assert!(!out.status.success(), "no target to pair with: {}", stderr(&out));
+    for command in ["abort", "cutover"] {
+        let out = s.run(command, &source, &target, &[]);
+        assert!(!out.status.success(), "no target to pair with: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("the source is still fenced by migration main") && err.contains("--target-lost"),
+            "{command}: {err}"
+        );
+    }
     assert_eq!(s.source.psql("app", "SELECT has_database_privilege('app', 'app', 'CONNECT')"), "f", "still fenced");
     let both = pgferry(&["abort", "--source", &source, "--target", &target, "--target-lost"]);
     assert_eq!(both.status.code(), Some(2), "--target-lost with a target is a usage error: {}", stderr(&both));
 
+    let misspelt = pgferry(&["abort", "--source", &source, "--target-lost", "--name", "mian"]);
+    assert!(misspelt.status.success(), "nothing of mian: {}", stderr(&misspelt));
+    assert!(stderr(&misspelt).contains("holds the fence of migration(s) main"), "named: {}", stderr(&misspelt));
+    assert_eq!(s.source.psql("app", "SELECT has_database_privilege('app', 'app', 'CONNECT')"), "f", "still fenced");
     let report = ok(pgferry(&["abort", "--source", &source, "--target-lost"]));
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert!(report["fence_settings_restored"].as_u64().unwrap() > 0, "{report}");
@@ -392,7 +403,7 @@ fn abort_with_the_target_lost_needs_the_operators_word_once_the_switch_started()
     }
     let before = from_section(s.state(&["app"], &[]), "\n[source app]");
     let out = pgferry(&["abort", "--source", &source, "--target-lost"]);
-    assert_refused(&out, "is in use", "abort --target-lost while follow streams");
+    assert_refused(&out, "other pgferry sessions are connected", "abort --target-lost while follow streams");
     follow.kill().unwrap();
     follow.wait().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));

@@ -69,9 +69,16 @@ pub async fn remove(
 ) -> Result<CleanupReport> {
     // No cutover, follow or start of this migration may run meanwhile: abort would
     // lift a fence under a cutover that then reports success.
-    let _runner = crate::start::RunnerLock::take(target, migration).await?;
     let src = pgferry_pg::connect(source).await?;
-    let dst = pgferry_pg::connect(target).await?;
+    let runner = crate::start::RunnerLock::take(target, migration).await;
+    let (_runner, dst) = match runner {
+        Ok(runner) => match pgferry_pg::connect(target).await {
+            Ok(dst) => (runner, dst),
+            Err(e) => return Err(fence::unreachable_target(&src, migration, e.into()).await),
+        },
+        Err(e) if e.kind == ErrorKind::Connection => return Err(fence::unreachable_target(&src, migration, e).await),
+        Err(e) => return Err(e),
+    };
     let command = match fence_policy {
         Fence::Lift => Command::Abort { force },
         Fence::Keep => Command::Cleanup { force },
@@ -79,6 +86,7 @@ pub async fn remove(
     // A rerun after a finished run: nothing of the migration is left on either side.
     let facts = crate::pairing::observe(&src, &dst, migration).await?;
     if pgferry_core::pairing::already_removed(&facts, source_holds_any(&src, migration).await?) {
+        warn_of_other_names(&src, migration).await?;
         return Ok(CleanupReport::default());
     }
     // The target must be this source's: the source itself, or another migration's
@@ -124,8 +132,10 @@ pub async fn remove(
 pub async fn remove_without_target(source: &ConnSpec, migration: &MigrationName, force: bool) -> Result<CleanupReport> {
     let src = pgferry_pg::connect(source).await?;
     if !source_holds_any(&src, migration).await? && crate::seed::marker::read(&src, migration).await?.is_none() {
+        warn_of_other_names(&src, migration).await?;
         return Ok(CleanupReport::default());
     }
+    refuse_other_pgferry_sessions(&src).await?;
     let record = crate::lifecycle::record(&src, None, migration).await?;
     allowed_without_target(migration.as_str(), &record, force).map_err(|Refusal { reason, instead }| {
         Error::new(ErrorKind::Refused, format!("{reason}; nothing was changed")).with_hint(instead)
@@ -154,6 +164,86 @@ pub async fn remove_without_target(source: &ConnSpec, migration: &MigrationName,
     report.dropped_seed_marker = crate::seed::forget_marker(&src, migration).await?;
     report.replica_identity_full_unverified = crate::copy::keyless_tables_with_full_identity(&src).await?;
     Ok(report)
+}
+
+/// Nothing of `migration` is left anywhere: a rerun of a finished removal (a
+/// success), or a misspelt `--name`. When the source holds another migration's
+/// objects (a fence, a slot), "nothing to do" alone would leave an operator who
+/// misspelt the name locked out without a word: they are named.
+async fn warn_of_other_names(src: &Client, migration: &MigrationName) -> Result<()> {
+    let fenced: Vec<String> = match fence::journal_exists(src).await? {
+        true => src
+            .query("SELECT DISTINCT migration FROM pgferry.source_fence ORDER BY 1", &[])
+            .await
+            .map_err(|e| Error::server("reading the fence journal on the source", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+        false => Vec::new(),
+    };
+    let slots: Vec<String> = src
+        .query(
+            "SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database() AND slot_name LIKE 'pgferry\\_%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("reading the source's replication slots", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if fenced.is_empty() && slots.is_empty() {
+        return Ok(());
+    }
+    let mut held = Vec::new();
+    if !fenced.is_empty() {
+        held.push(format!("the fence of migration(s) {}", fenced.join(", ")));
+    }
+    if !slots.is_empty() {
+        held.push(format!("the slot(s) {}", slots.join(", ")));
+    }
+    tracing::warn!(
+        "nothing of migration {migration} is left on the source or the target, but this source database holds {}: if you meant that migration, give its name with --name",
+        held.join(" and ")
+    );
+    Ok(())
+}
+
+/// Another pgferry process working on this source database (a copy or a start
+/// of this migration, whose slot is idle until change capture starts) would be
+/// broken by an abort that cannot ask the lost target's runner lock: refused.
+async fn refuse_other_pgferry_sessions(src: &Client) -> Result<()> {
+    // A process that has just ended leaves its sessions for a moment.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let sessions = other_pgferry_sessions(src).await?;
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!("other pgferry sessions are connected to the source database ({}): a copy, start or follow of this migration may be running; nothing was changed", sessions.join(", ")),
+            )
+            .with_hint("stop that pgferry process first (Ctrl-C or SIGTERM), then rerun abort --target-lost"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn other_pgferry_sessions(src: &Client) -> Result<Vec<String>> {
+    Ok(src
+        .query(
+            "SELECT format('pid %s (%s, since %s)', pid, coalesce(client_addr::text, 'local socket'), backend_start::timestamp(0))
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = current_setting('application_name')
+               AND pid <> pg_backend_pid() ORDER BY backend_start",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("looking for other pgferry sessions on the source", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// The slots of this migration on this database: as the seed marker or this

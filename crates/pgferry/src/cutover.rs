@@ -176,12 +176,21 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     })
 }
 
+/// The runner lock and a session on the target.
+async fn connect_target(target: &ConnSpec, name: &MigrationName) -> Result<(crate::start::RunnerLock, Client)> {
+    let runner = crate::start::RunnerLock::take(target, name).await?;
+    Ok((runner, pgferry_pg::connect(target).await?))
+}
+
 /// Runs (or after a stop, finishes or rolls back) the cutover.
 pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions) -> Result<CutoverReport> {
     let name = &options.migration;
-    let _runner = crate::start::RunnerLock::take(target, name).await?;
     let src = pgferry_pg::connect(source).await?;
-    let dst = pgferry_pg::connect(target).await?;
+    let (_runner, dst) = match connect_target(target, name).await {
+        Ok(connected) => connected,
+        Err(e) if e.kind == ErrorKind::Connection => return Err(fence::unreachable_target(&src, name, e).await),
+        Err(e) => return Err(e),
+    };
     // Before anything reaches outside (the fence, a rollback that lifts one, the
     // journal): the target must be the one this source is migrated into.
     let pair = crate::pairing::require(&src, &dst, name, "cutover", Need::Journal).await?;

@@ -112,6 +112,25 @@ pub async fn raise(
     })
 }
 
+/// The target could not be reached: when this migration's fence is still up on
+/// the source, the operator must hear it, and the way out if the target is gone.
+pub(crate) async fn unreachable_target(src: &Client, migration: &MigrationName, error: Error) -> Error {
+    match is_recorded(src, migration).await {
+        Ok(true) => {
+            let hint = format!(
+                "{}; if the target is lost for good, pgferry abort --source ... --target-lost --name {migration} lifts the fence",
+                error.hint.clone().unwrap_or_else(|| "make the target reachable and rerun".into())
+            );
+            Error {
+                message: format!("{}; the source is still fenced by migration {migration}", error.message),
+                ..error
+            }
+            .with_hint(hint)
+        }
+        _ => error,
+    }
+}
+
 /// Makes every commit on the source so far decodable: decoding reads only
 /// flushed WAL, and a commit made with `synchronous_commit` off may not be
 /// flushed yet. A commit of our own that wrote WAL, flushed, flushes all WAL
