@@ -180,10 +180,14 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         let pending = b
             .pending_changes
             .map_or_else(|| "changes not counted".to_string(), |n| format!("{n} change(s) not applied yet"));
+        let meaning = match report.equal {
+            true => "the changes not applied yet are not compared",
+            false => "differences in tables with changes not applied yet may be lag, not mismatches",
+        };
         let _ = writeln!(
             out,
             "change capture was not running: the target holds the source's changes up to {}, the source was at {} ({} behind, {pending}); \
-             differences in tables with changes not applied yet may be lag, not mismatches: start `pgferry follow`, then validate again",
+             {meaning}: start `pgferry follow`, then validate again",
             b.applied_lsn,
             b.source_lsn,
             human_bytes(b.bytes)

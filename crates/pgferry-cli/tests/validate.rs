@@ -470,3 +470,26 @@ fn rehearse_and_the_cutovers_check_judge_the_same_state_alike() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
 }
+
+/// `validate --changed-only` with change capture stopped compares the touched
+/// rows applied so far; the changes not applied yet are not among them, so an
+/// EQUAL says how far behind the target is (#16 hostile pass: it said EQUAL with
+/// five updates waiting and no word of them).
+#[test]
+fn changed_only_with_change_capture_stopped_says_what_it_did_not_compare() {
+    let (source, target) = hot_pair(PgVersion::V15, PgVersion::V15);
+    source.psql("app", "UPDATE hot SET v = 9 WHERE id <= 5; INSERT INTO hot VALUES (11, 0)");
+    let out = validate(&source, &target, &["--changed-only"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("change capture was not running")
+            && stdout.contains("6 change(s) not applied yet")
+            && stdout.contains("the changes not applied yet are not compared"),
+        "{stdout}"
+    );
+    follow_caught_up(&source, &target);
+    let out = validate(&source, &target, &["--changed-only"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("change capture was not running"), "caught up: nothing to say\n{stdout}");
+}

@@ -84,12 +84,13 @@ pub async fn validate_changed(
     }
     let live = Live::open(source, target, name, &slot).await?;
     let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
-    let behind = if live.is_none() && report.tables.iter().any(|t| t.mismatched > 0) {
-        super::lag::behind(source, name, &slot, applied.as_deref(), &sides.source_lsn).await?
-    } else {
-        None
+    // Change capture not running: the changes not applied yet are not among
+    // the touched rows, so the report says how far behind the target is.
+    let behind = match live {
+        None => super::lag::behind(source, name, &slot, applied.as_deref(), &sides.source_lsn).await?,
+        Some(_) => None,
     };
-    report.conclude(behind);
+    report.conclude(behind, true);
     if recording == Recording::Record {
         super::journal::record(target, name, "changed_only", &report).await?;
         if let (Some(applied), true) = (applied, report.equal) {

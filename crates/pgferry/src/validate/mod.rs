@@ -105,7 +105,10 @@ pub struct ValidationReport {
 
 impl ValidationReport {
     /// Judges each table from its counts and the lag, then the whole.
-    fn conclude(&mut self, behind: Option<Behind>) {
+    /// Judges every table; `behind` (change capture not running) is kept in the
+    /// report where a table differs, or always when `lag_always_told` (a check
+    /// of the changed rows says EQUAL only of the changes applied so far).
+    fn conclude(&mut self, behind: Option<Behind>, lag_always_told: bool) {
         for t in &mut self.tables {
             let evidence = TableEvidence {
                 missing_on_target: t.problem.is_some(),
@@ -117,7 +120,7 @@ impl ValidationReport {
         }
         self.verdict = overall(self.tables.iter().map(|t| t.verdict));
         self.equal = self.verdict == Verdict::Equal;
-        self.behind = behind.filter(|_| self.tables.iter().any(|t| t.mismatched > 0));
+        self.behind = behind.filter(|_| lag_always_told || self.tables.iter().any(|t| t.mismatched > 0));
     }
 
     /// The tables found DIFFERENT.
@@ -210,7 +213,7 @@ pub async fn validate(
         }
         _ => None,
     };
-    report.conclude(behind);
+    report.conclude(behind, false);
     if !large_objects.differences.is_empty() {
         // Large objects are not replicated: a difference is never lag.
         report.verdict = Verdict::Different;
