@@ -40,12 +40,12 @@ mod liveness;
 mod net;
 mod progress;
 mod relation;
+mod samples;
 mod statements;
 mod stream;
 pub(crate) mod touched;
 mod watchdog;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgferry_core::names::MigrationName;
@@ -56,8 +56,10 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 pub use batch::BatchLimits;
+pub use progress::Counts as TableChanges;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Events, Phase};
 use changes::Applier;
 use liveness::Liveness;
 
@@ -108,6 +110,16 @@ pub enum FollowEvent {
         lag_bytes: u64,
         lag_seconds: f64,
         changes_per_second: f64,
+        /// WAL the source keeps for the slot (`None`: it could not be read).
+        slot_retained_bytes: Option<u64>,
+    },
+    /// A batch committed on the target.
+    Applied {
+        transactions: u64,
+        /// Per table: inserts, updates, deletes, truncates.
+        tables: Vec<(String, TableChanges)>,
+        /// From its first change to its commit's end.
+        seconds: f64,
     },
     /// A connection was lost or found dead: reported once per episode of
     /// failures, with the cause that began it; the episode ends with a session
@@ -120,20 +132,6 @@ pub enum FollowEvent {
     Unreplicated {
         relations: Vec<crate::ddl::Unreplicated>,
     },
-}
-
-/// A progress callback.
-#[derive(Clone)]
-pub struct FollowProgress(Arc<dyn Fn(FollowEvent) + Send + Sync>);
-
-impl FollowProgress {
-    pub fn new(f: impl Fn(FollowEvent) + Send + Sync + 'static) -> Self {
-        FollowProgress(Arc::new(f))
-    }
-
-    fn emit(&self, event: FollowEvent) {
-        (self.0)(event)
-    }
 }
 
 /// The outcome of a run that reached its end position.
@@ -219,13 +217,14 @@ pub async fn follow(
     source: &ConnSpec,
     target: &ConnSpec,
     options: &FollowOptions,
-    progress: &FollowProgress,
+    events: &Events,
 ) -> Result<FollowReport> {
     let stop_at = match options.until {
         Until::Stopped => None,
         Until::Lsn(lsn) => Some(lsn),
         Until::CaughtUp => Some(caught_up_mark(source).await?),
     };
+    events.emit(Event::Phase(Phase::Follow));
     let mut totals = Totals::default();
     // The current episode of failures: when it began, and the attempts since.
     let mut episode: Option<(Instant, u32)> = None;
@@ -233,7 +232,7 @@ pub async fn follow(
     let mut previous: Option<watchdog::ApplySession> = None;
     loop {
         let heard_before = totals.heard_sessions;
-        match session(source, target, options, stop_at, progress, &mut totals, first, &mut previous).await {
+        match session(source, target, options, stop_at, events, &mut totals, first, &mut previous).await {
             Ok(()) => break,
             Err(Stop::Fatal(e)) => return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e)),
             Err(Stop::Transient(e)) => {
@@ -241,7 +240,7 @@ pub async fn follow(
                     episode = None;
                 }
                 let (since, attempts) = episode.get_or_insert_with(|| {
-                    progress.emit(FollowEvent::Reconnecting { cause: e.message.clone() });
+                    events.follow(FollowEvent::Reconnecting { cause: e.message.clone() });
                     (Instant::now(), 0)
                 });
                 if since.elapsed() > RETRY_FOR {
@@ -288,7 +287,7 @@ async fn session(
     target: &ConnSpec,
     options: &FollowOptions,
     stop_at: Option<Lsn>,
-    progress: &FollowProgress,
+    events: &Events,
     totals: &mut Totals,
     first: bool,
     previous: &mut Option<watchdog::ApplySession>,
@@ -304,7 +303,7 @@ async fn session(
     let apply_pid = this.pid;
     *previous = Some(this);
     tokio::select! {
-        result = stream_session(source, target, &dst, options, stop_at, progress, totals, first, liveness) => result,
+        result = stream_session(source, target, &dst, options, stop_at, events, totals, first, liveness) => result,
         dead = watchdog::watch_target(&probe, apply_pid, liveness) => Err(dead),
     }
 }
@@ -318,7 +317,7 @@ async fn stream_session(
     dst: &Client,
     options: &FollowOptions,
     stop_at: Option<Lsn>,
-    progress: &FollowProgress,
+    events: &Events,
     totals: &mut Totals,
     first: bool,
     liveness: Liveness,
@@ -345,7 +344,7 @@ async fn stream_session(
         }
         e => Stop::stream(e),
     })?;
-    progress.emit(FollowEvent::Started { from: state.start });
+    events.follow(FollowEvent::Started { from: state.start });
     let mut run = Run {
         applier: Applier::new(dst, &options.migration, &state.skip_before),
         stream: &mut source_stream,
@@ -355,13 +354,14 @@ async fn stream_session(
         server_end: state.start,
         last_commit_micros: None,
         status: (Instant::now(), 0),
-        progress,
+        events,
         shutdown: options.shutdown.clone(),
         rate: None,
         idle_recorded: Instant::now(),
         liveness,
         heard: None,
         relations: Relations { source: src, target: dst_catalog, checked: None, last: Vec::new() },
+        slot: &slot,
     };
     run.check_relations().await?;
     let result = run.stream_until(stop_at).await;
@@ -411,7 +411,7 @@ struct Run<'a> {
     last_commit_micros: Option<i64>,
     /// When the last status line was emitted, and the change count then.
     status: (Instant, u64),
-    progress: &'a FollowProgress,
+    events: &'a Events,
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// Changes per second over the last status interval, journaled for `status`.
     rate: Option<f64>,
@@ -423,6 +423,8 @@ struct Run<'a> {
     /// a dead source.
     heard: Option<Instant>,
     relations: Relations,
+    /// The migration's slot, whose retained WAL each status reads.
+    slot: &'a str,
 }
 
 impl Run<'_> {
@@ -483,7 +485,7 @@ impl Run<'_> {
                 self.finish().await;
                 return Ok(());
             }
-            self.report_status();
+            self.report_status().await?;
             if !self.applier.in_transaction() {
                 self.check_relations().await?;
             }
@@ -524,7 +526,7 @@ impl Run<'_> {
         if found != self.relations.last {
             self.relations.last = found.clone();
             if !found.is_empty() {
-                self.progress.emit(FollowEvent::Unreplicated { relations: found });
+                self.events.follow(FollowEvent::Unreplicated { relations: found });
             }
         }
         Ok(())
@@ -610,6 +612,11 @@ impl Run<'_> {
             }
             self.totals.transactions += batch.transactions;
             self.totals.changes += batch.changes;
+            self.events.follow(FollowEvent::Applied {
+                transactions: batch.transactions,
+                tables: batch.stats.into_iter().map(|(table, counts)| (table.to_string(), counts)).collect(),
+                seconds: batch.seconds,
+            });
         }
     }
 
@@ -661,10 +668,13 @@ impl Run<'_> {
         self.stream.update_applied_lsn(pgwire_replication::Lsn(position.0));
     }
 
-    fn report_status(&mut self) {
+    /// Every [`STATUS_EVERY`]: the status event, and its sample in the journal
+    /// ([`samples`]), written on the catalog connection (the apply session's
+    /// batch may be open).
+    async fn report_status(&mut self) -> Result<(), Stop> {
         let (since, changes_then) = self.status;
         if since.elapsed() < STATUS_EVERY {
-            return;
+            return Ok(());
         }
         let lag_bytes = self.server_end.0.saturating_sub(self.totals.applied.0);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or_default();
@@ -677,12 +687,42 @@ impl Run<'_> {
         let changes = self.totals.changes + self.applier.batch.changes as u64;
         let changes_per_second = changes.saturating_sub(changes_then) as f64 / since.elapsed().as_secs_f64();
         self.rate = Some(changes_per_second);
-        self.progress.emit(FollowEvent::Status {
+        self.status = (Instant::now(), changes);
+        let sample = samples::Sample {
             applied: self.totals.applied,
             lag_bytes,
             lag_seconds,
             changes_per_second,
+            transactions: self.totals.transactions,
+            changes,
+        };
+        let limit = self.liveness.probe_answer_within();
+        let migration = &self.options.migration;
+        let (source, target) = (&self.relations.source, &self.relations.target);
+        let writing = async {
+            let retained = samples::slot_retained_bytes(source, self.slot).await?;
+            samples::record(target, migration, &sample, retained).await?;
+            Ok::<_, Error>(retained)
+        };
+        let slot_retained_bytes = match tokio::time::timeout(limit, writing).await {
+            Ok(written) => written.map_err(Stop::Transient)?,
+            Err(_) => {
+                return Err(Stop::Transient(Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "the source or the target did not answer within {} s while sampling the lag: the connection is dead (a network partition or a half-open connection)",
+                        limit.as_secs_f64()
+                    ),
+                )))
+            }
+        };
+        self.events.follow(FollowEvent::Status {
+            applied: self.totals.applied,
+            lag_bytes,
+            lag_seconds,
+            changes_per_second,
+            slot_retained_bytes,
         });
-        self.status = (Instant::now(), changes);
+        Ok(())
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! `pgferry.apply_progress` holds, per migration, the end LSN of the last source
 //! transaction applied, and `pgferry.apply_table_stats` the per-table counters.
-//! Both are written in the same target transaction as the changes they account
+//! `pgferry.follow_sample` holds the lag and throughput every few seconds
+//! ([`super::samples`]), for `pgferry report`.
+//! The first two are written in the same target transaction as the changes they account
 //! for, so the applied position can never disagree with the data: after a crash
 //! the next run starts exactly after the last committed batch, and nothing is
 //! applied twice or skipped. The source's slot is told about a position only
@@ -38,15 +40,27 @@ CREATE TABLE IF NOT EXISTS pgferry.apply_table_stats (
     truncates bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (migration, table_schema, table_name)
 );
-ALTER TABLE pgferry.apply_progress ADD COLUMN IF NOT EXISTS changes_per_second double precision;";
+ALTER TABLE pgferry.apply_progress ADD COLUMN IF NOT EXISTS changes_per_second double precision;
+CREATE TABLE IF NOT EXISTS pgferry.follow_sample (
+    migration text NOT NULL,
+    sampled_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    applied_lsn pg_lsn NOT NULL,
+    lag_bytes bigint NOT NULL,
+    lag_seconds double precision NOT NULL,
+    changes_per_second double precision NOT NULL,
+    transactions bigint NOT NULL,
+    changes bigint NOT NULL,
+    slot_retained_bytes bigint,
+    PRIMARY KEY (migration, sampled_at)
+);";
 
 /// Changes applied to one table in a batch.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) inserts: i64,
-    pub(crate) updates: i64,
-    pub(crate) deletes: i64,
-    pub(crate) truncates: i64,
+pub struct Counts {
+    pub inserts: i64,
+    pub updates: i64,
+    pub deletes: i64,
+    pub truncates: i64,
 }
 
 /// Where change capture starts, and what the copy left to skip.

@@ -58,8 +58,13 @@ pub(super) async fn record(
     // What holds the cutover back: the cutover refreshes materialized views itself.
     let mismatched: i64 = report.different().filter(|t| !t.materialized_view).map(|t| t.mismatched.max(1) as i64).sum();
     let verdict = report.verdict.as_str();
+    let rows_compared = sum(|t| t.source_rows);
+    let detail = serde_json::json!({"mode": mode, "mismatched_chunks": mismatched, "rows_compared": rows_compared});
     let write = || async {
         client.batch_execute(SCHEMA_SQL).await?;
+        client.batch_execute(crate::timeline::SCHEMA_SQL).await?;
+        crate::timeline::record(&client, name, crate::timeline::Kind::Validation, verdict, Some(detail.clone()))
+            .await?;
         client
             .execute(
                 "INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared, verdict)
@@ -73,7 +78,7 @@ pub(super) async fn record(
                     &report.equal,
                     &mismatched,
                     &sum(|t| t.changing as i64),
-                    &sum(|t| t.source_rows),
+                    &rows_compared,
                     &verdict,
                 ],
             )
