@@ -38,7 +38,8 @@ pub struct Validation {
     pub rows_compared: Option<i64>,
 }
 
-/// One table's copy: from its first piece's start to its last piece's end.
+/// One table's copy (`schema.table`, unquoted): from its first piece's start
+/// to its last piece's end.
 #[derive(Debug, Serialize)]
 pub struct CopiedTable {
     pub table: String,
@@ -194,8 +195,7 @@ async fn read_copy(dst: &Client, name: &MigrationName, record: &mut MigrationRec
     record.tables = tables
         .iter()
         .map(|r| CopiedTable {
-            table: pgferry_core::sql::QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1))
-                .to_string(),
+            table: format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)),
             rows: r.get(2),
             bytes: r.get(3),
             pieces: r.get(4),

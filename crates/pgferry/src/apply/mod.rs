@@ -116,7 +116,8 @@ pub enum FollowEvent {
     /// A batch committed on the target.
     Applied {
         transactions: u64,
-        /// Per table: inserts, updates, deletes, truncates.
+        /// Per table (`schema.table`, unquoted, as `status` shows it): inserts,
+        /// updates, deletes, truncates.
         tables: Vec<(String, TableChanges)>,
         /// From its first change to its commit's end.
         seconds: f64,
@@ -614,7 +615,11 @@ impl Run<'_> {
             self.totals.changes += batch.changes;
             self.events.follow(FollowEvent::Applied {
                 transactions: batch.transactions,
-                tables: batch.stats.into_iter().map(|(table, counts)| (table.to_string(), counts)).collect(),
+                tables: batch
+                    .stats
+                    .into_iter()
+                    .map(|(table, counts)| (format!("{}.{}", table.schema.as_str(), table.name.as_str()), counts))
+                    .collect(),
                 seconds: batch.seconds,
             });
         }
