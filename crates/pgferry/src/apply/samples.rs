@@ -5,8 +5,10 @@
 //! weeks later, the journal is not. A row is about 100 bytes: a month of samples
 //! every 5 s is about 50 MB, dropped with the journal by `cleanup`.
 //!
-//! Samples are written on their own connection, outside the apply transaction:
-//! a lost sample loses a point of a plot, never a change.
+//! Samples are written on change capture's catalog connection, outside the apply
+//! transaction, within a second or not at all: a lost sample loses a point of a
+//! plot, never a change, and never ends the session (a dead connection is the
+//! stream's and the watchdog's to report, with their own causes).
 
 use pgferry_core::names::MigrationName;
 use pgferry_pgoutput::Lsn;
