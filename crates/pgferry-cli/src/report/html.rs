@@ -9,6 +9,8 @@ use pgferry_core::preflight::human_bytes;
 
 use super::plots;
 
+pub(super) const SINCE_START: &str = "minutes since the migration began";
+
 const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:960px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
@@ -27,20 +29,7 @@ pub(crate) fn page(record: &MigrationRecord) -> String {
     );
     summary(&mut out, record);
     out.push_str("<h2>Phases</h2>\n");
-    let mut stages: Vec<(String, f64)> =
-        record.phases.iter().map(|p| (format!("copy: {}", p.name), minutes(&p.at))).collect();
-    if let (Some(first), Some(last)) = (record.samples.first(), record.samples.last()) {
-        stages.push(("change capture (sampled)".into(), minutes(&first.at)));
-        stages.push(("last sample".into(), minutes(&last.at)));
-    }
-    if let Some(step) = record.cutover_steps.first() {
-        stages.push(("cutover".into(), minutes(&step.at)));
-    }
-    if let Some(step) = record.cutover_steps.last() {
-        stages.push(("cutover ended".into(), minutes(&step.at)));
-    }
-    stages.sort_by(|a, b| a.1.total_cmp(&b.1));
-    plot(&mut out, plots::timeline("Timeline of the migration", &spans(&stages)));
+    plot(&mut out, plots::timeline("Timeline of the migration", SINCE_START, &stages(record, &minutes)));
 
     out.push_str("<h2>Copy</h2>\n");
     let mut copied = 0.0;
@@ -55,7 +44,7 @@ pub(crate) fn page(record: &MigrationRecord) -> String {
     plot(&mut out, plots::line("Data copied", "MB copied", &cumulative));
     let tables: Vec<(String, f64, f64)> =
         record.tables.iter().map(|t| (t.table.clone(), minutes(&t.started), minutes(&t.finished))).collect();
-    plot(&mut out, plots::timeline("Per-table copy times", &tables));
+    plot(&mut out, plots::timeline("Per-table copy times", SINCE_START, &tables));
     if !record.tables.is_empty() {
         out.push_str(
             "<table><tr><th>table</th><th>rows</th><th>size</th><th>pieces</th><th>seconds</th><th>MB/s</th></tr>\n",
@@ -87,7 +76,7 @@ pub(crate) fn page(record: &MigrationRecord) -> String {
     plot(&mut out, plots::line("WAL the source keeps for the slot", "bytes", &retained));
 
     validations(&mut out, record);
-    cutover(&mut out, record, &minutes);
+    cutover(&mut out, record);
     preflight(&mut out, record);
     out.push_str("</body></html>\n");
     out
@@ -133,7 +122,7 @@ fn validations(out: &mut String, record: &MigrationRecord) {
     out.push_str("</table>\n");
 }
 
-fn cutover(out: &mut String, record: &MigrationRecord, minutes: &dyn Fn(&When) -> f64) {
+fn cutover(out: &mut String, record: &MigrationRecord) {
     out.push_str("<h2>Cutover</h2>\n");
     let Some(state) = &record.cutover else {
         out.push_str("<p class=\"none\">No cutover recorded.</p>\n");
@@ -141,10 +130,10 @@ fn cutover(out: &mut String, record: &MigrationRecord, minutes: &dyn Fn(&When) -
     };
     let downtime = state.downtime_seconds.map_or("not measured (no switch yet)".into(), |s| format!("{s:.3} s"));
     let _ = writeln!(out, "<p>Last step: {}. Downtime (fence to switch): {downtime}.</p>", escape(&state.step));
-    let steps: Vec<(String, f64)> = record.cutover_steps.iter().map(|s| (s.name.clone(), minutes(&s.at))).collect();
-    plot(out, plots::timeline("Cutover steps", &spans(&steps)));
-    out.push_str("<table><tr><th>step</th><th>at</th><th>seconds after the first step</th></tr>\n");
     let first = record.cutover_steps.first().map_or(0.0, |s| s.at.epoch);
+    let steps: Vec<(String, f64)> = record.cutover_steps.iter().map(|s| (s.name.clone(), s.at.epoch - first)).collect();
+    plot(out, plots::timeline("Cutover steps", "seconds since the cutover began", &spans(&steps)));
+    out.push_str("<table><tr><th>step</th><th>at</th><th>seconds after the first step</th></tr>\n");
     for s in &record.cutover_steps {
         let _ = writeln!(
             out,
@@ -182,6 +171,33 @@ fn preflight(out: &mut String, record: &MigrationRecord) {
             out.push_str("</table>\n");
         }
     }
+}
+
+/// The timeline's bars: each copy phase until the next (the last until change
+/// capture or the cutover begins), change capture from its first sample to its
+/// last, each validation, the cutover from its first step to its last.
+fn stages(record: &MigrationRecord, minutes: &dyn Fn(&When) -> f64) -> Vec<(String, f64, f64)> {
+    let capture = record.samples.first().zip(record.samples.last()).map(|(a, b)| (minutes(&a.at), minutes(&b.at)));
+    let cutover =
+        record.cutover_steps.first().zip(record.cutover_steps.last()).map(|(a, b)| (minutes(&a.at), minutes(&b.at)));
+    let phases: Vec<(String, f64)> =
+        record.phases.iter().map(|p| (format!("copy: {}", p.name), minutes(&p.at))).collect();
+    let mut bars = spans(&phases);
+    if let Some(last) = bars.last_mut() {
+        let next = capture.or(cutover).map_or(last.1, |(start, _)| start);
+        last.2 = next.max(last.1);
+    }
+    if let Some((start, end)) = capture {
+        bars.push(("change capture".into(), start, end));
+    }
+    for v in &record.validations {
+        bars.push((format!("validation: {}", v.verdict), minutes(&v.at), minutes(&v.at)));
+    }
+    if let Some((start, end)) = cutover {
+        bars.push(("cutover".into(), start, end));
+    }
+    bars.sort_by(|a, b| a.1.total_cmp(&b.1));
+    bars
 }
 
 /// Milestones in time order as bars: each lasts until the next one begins.

@@ -1,6 +1,6 @@
 //! The report's plots, drawn by `plotters` into SVG text for inlining in the
 //! HTML page. Two shapes cover every plot: a line over time and a timeline of
-//! bars (a Gantt chart). Times are minutes since the migration's first record.
+//! bars (a Gantt chart). Lines are over minutes since the migration's first record.
 
 use plotters::prelude::*;
 
@@ -32,7 +32,7 @@ pub(super) fn line(title: &str, y_desc: &str, points: &[(f64, f64)]) -> Option<S
         chart
             .configure_mesh()
             .light_line_style(GREY.mix(0.5))
-            .x_desc("minutes since the migration began")
+            .x_desc(super::html::SINCE_START)
             .y_desc(y_desc)
             .x_label_formatter(&|x| format!("{x:.1}"))
             .y_label_formatter(&|y| short_number(*y))
@@ -47,8 +47,8 @@ pub(super) fn line(title: &str, y_desc: &str, points: &[(f64, f64)]) -> Option<S
     Some(inline(svg))
 }
 
-/// One bar per row: (label, start minute, end minute).
-pub(super) fn timeline(title: &str, bars: &[(String, f64, f64)]) -> Option<String> {
+/// One bar per row: (label, start, end), in the unit `x_desc` names.
+pub(super) fn timeline(title: &str, x_desc: &str, bars: &[(String, f64, f64)]) -> Option<String> {
     if bars.is_empty() {
         return None;
     }
@@ -70,7 +70,7 @@ pub(super) fn timeline(title: &str, bars: &[(String, f64, f64)]) -> Option<Strin
             .configure_mesh()
             .disable_y_mesh()
             .light_line_style(GREY.mix(0.5))
-            .x_desc("minutes since the migration began")
+            .x_desc(x_desc)
             .x_label_formatter(&|x| format!("{x:.1}"))
             .y_labels(0)
             .label_style(("sans-serif", 12))
@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn timeline_rows_are_labelled_top_down() {
         assert_eq!((row_bottom(2, 0), row_bottom(2, 1)), (1.0, 0.0));
-        let svg = timeline("steps", &[("a".into(), 0.0, 1.0), ("b".into(), 1.0, 1.0)]).unwrap();
+        let svg = timeline("steps", "seconds", &[("a".into(), 0.0, 1.0), ("b".into(), 1.0, 1.0)]).unwrap();
         assert!(svg.matches("<rect").count() >= 3, "{svg}");
         assert!(svg.contains("\na\n") && svg.contains("\nb\n"), "{svg}");
         assert!(!svg.contains("font-size=\"4."), "labels are readable: {svg}");
