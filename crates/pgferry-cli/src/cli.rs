@@ -256,6 +256,8 @@ pub(crate) struct ValidateArgs {
     /// Show the rows' values in differences (they may be personal data).
     #[arg(long)]
     pub(crate) show_values: bool,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use pgferry::events::Events;
 use pgferry::{ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_core::slot::SlotVerdict;
@@ -116,6 +115,7 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
         show_values: args.show_values,
     };
     let migration = parse_migration(&args.name)?;
+    let events = crate::metrics::events(&args.metrics, Vec::new())?;
     let run = || async {
         if args.changed_only {
             pgferry::validate::validate_changed(
@@ -124,11 +124,11 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
                 &migration,
                 &options,
                 pgferry::validate::Recording::Record,
-                &Events::silent(),
+                &events,
             )
             .await
         } else {
-            pgferry::validate::validate(&source, &target, Some(&migration), &options, &Events::silent()).await
+            pgferry::validate::validate(&source, &target, Some(&migration), &options, &events).await
         }
     };
     if args.repair {
@@ -231,7 +231,7 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
 async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {
     if args.metrics.metrics_listen.is_some() {
         return Err(pgferry::Error::new(ErrorKind::Usage, "--metrics-listen: rehearse serves no metrics")
-            .with_hint("give --metrics-listen to start, copy, follow or cutover"));
+            .with_hint("give --metrics-listen to start, copy, follow, validate or cutover"));
     }
     let (source, target, options) = cutover_options(&args)?;
     let validation =

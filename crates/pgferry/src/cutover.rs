@@ -413,7 +413,7 @@ async fn before_switch(
     // pgferry's own engine changes no constraint or trigger on the target: the
     // step is recorded so that the journal's order is the same for every engine.
     record(dst, name, CutoverStep::ConstraintsRestored, events).await?;
-    let rows_checked = check_changed_rows(source, target, name).await?;
+    let rows_checked = check_changed_rows(source, target, name, events).await?;
     record(dst, name, CutoverStep::Validated, events).await?;
     lap(laps, "validate changed rows");
     failpoint::hit("cutover-before-switch");
@@ -460,10 +460,16 @@ async fn switch(
 
 /// The exact check after the drain: every row change capture touched since it
 /// was last found equal is compared; a difference rolls the cutover back.
-async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<i64> {
+async fn check_changed_rows(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+    events: &Events,
+) -> Result<i64> {
     let options = ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
-    let report =
-        validate_changed(source, target, name, &options, crate::validate::Recording::Record, &Events::silent()).await?;
+    let report = validate_changed(source, target, name, &options, crate::validate::Recording::Record, events).await?;
+    // The check is the cutover's own step.
+    events.emit(Event::Phase(Phase::Cutover));
     if report.equal {
         return Ok(report.tables.iter().map(|t| t.source_rows).sum());
     }
