@@ -8,7 +8,10 @@
 //!    blue instance, the primary and each read replica, all with the key. The
 //!    deployment's name is derived from the migration's
 //!    ([`AwsNames::blue_green`]), so that a rerun after a kill finds it and
-//!    adopts it instead of asking for a second one ([`crate::step::ensure`]);
+//!    adopts it instead of asking for a second one ([`crate::step::ensure`]).
+//!    It is tagged `pgferry:migration` in the call that creates it: a deployment
+//!    of that name without the tag is someone else's, and is neither adopted,
+//!    switched over nor deleted ([`find_ours`]);
 //! 3. wait until it is `AVAILABLE` (a failed provisioning stops the run with
 //!    AWS's details);
 //! 4. every green instance AWS lists must be encrypted with the key;
@@ -26,8 +29,10 @@ use serde_json::json;
 use crate::check::{self, Finding, Severity};
 use crate::choice::{self, Outcome, Wanted};
 use crate::control::ControlPlane;
+use crate::fence::MIGRATION_TAG;
 use crate::journal::{Event, Journal};
-use crate::model::{Arn, BlueGreen, BlueGreenRequest, GreenKey, Instance};
+use crate::key::{self, Home};
+use crate::model::{Arn, BlueGreen, BlueGreenRequest, GreenKey, Instance, Tag};
 use crate::names::AwsNames;
 use crate::retry::{call, Pacing};
 use crate::step::{done, ensure};
@@ -85,6 +90,7 @@ pub async fn deploy<C: ControlPlane, G: GreenSide>(
     green_side: &G,
 ) -> Result<BlueGreenReport> {
     let name = AwsNames::new(&plan.migration)?.blue_green();
+    let migration = plan.migration.as_str();
     let key = settle_plan(cloud, pacing, journal, plan).await?;
     let request = request(cloud, pacing, plan, &name, &key).await?;
     ensure(
@@ -92,11 +98,11 @@ pub async fn deploy<C: ControlPlane, G: GreenSide>(
         "blue-green",
         &name,
         serde_json::to_value(&request).expect("a request serializes"),
-        || call(pacing, || cloud.describe_blue_green(&name)),
+        || find_ours(cloud, pacing, &name, migration),
         || async { call(pacing, || cloud.create_blue_green(&request)).await.map(drop) },
     )
     .await?;
-    let deployment = available(cloud, pacing, &name).await?;
+    let deployment = available(cloud, pacing, &name, migration).await?;
     if deployment.source != request.source_arn {
         return Err(Error::new(
             ErrorKind::Precondition,
@@ -153,8 +159,9 @@ async fn settle_plan<C: ControlPlane>(
     }
     let requested = plan.kms_key.clone().unwrap_or_else(|| crate::encrypt::DEFAULT_KEY.to_owned());
     let wanted = json!({"method": "blue-green", "source": plan.source, "kms_key": requested});
-    if let Some(pinned) = journal.last("bg-plan", Event::Intent).map(|e| e.detail.clone()) {
-        if pinned != wanted {
+    let pinned = journal.last("bg-plan", Event::Intent).map(|e| e.detail.clone());
+    if let Some(pinned) = &pinned {
+        if *pinned != wanted {
             return Err(Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}"))
                 .with_hint(
                     "the source and key of a migration are final: rerun with the first values, or use a new --name",
@@ -163,8 +170,9 @@ async fn settle_plan<C: ControlPlane>(
         if let Some(arn) = journal.outcome("bg-plan").and_then(|o| o["kms_key_arn"].as_str()) {
             return Ok(arn.to_owned());
         }
-    } else {
-        let facts = check::gather(cloud, pacing, &plan.source).await?;
+    }
+    let facts = check::gather(cloud, pacing, &plan.source).await?;
+    if pinned.is_none() {
         let mut refused: Vec<String> = choice::blue_green_checks(&facts, &Wanted::default())
             .into_iter()
             .filter(|c| c.outcome == Outcome::RulesOut)
@@ -187,25 +195,20 @@ async fn settle_plan<C: ControlPlane>(
                 plan.source
             )));
         }
+    }
+    let home =
+        facts.instance.arn.as_deref().and_then(Arn::parse).map(|a| Home { region: a.region, account: a.account });
+    let key = key::resolve(cloud, pacing, &requested, home).await?;
+    if pinned.is_none() {
         journal.record("bg-plan", Event::Intent, &plan.source, wanted)?;
     }
-    let key = call(pacing, || cloud.describe_key(&requested)).await?;
-    if !key.enabled {
-        return Err(Error::new(
-            ErrorKind::Precondition,
-            format!("the KMS key {requested} ({}) is not enabled", key.arn),
-        )
-        .with_hint("enable it (aws kms enable-key), or cancel its deletion"));
-    }
-    tracing::warn!(key = %key.arn, "the green instances are encrypted with this key; RDS cannot change an instance's key later");
-    done(journal, "bg-plan", &plan.source, json!({"kms_key_arn": key.arn}))?;
-    Ok(key.arn)
+    tracing::warn!(key = %key, "the green instances are encrypted with this key; RDS cannot change an instance's key later");
+    done(journal, "bg-plan", &plan.source, json!({"kms_key_arn": key}))?;
+    Ok(key)
 }
 
 async fn describe<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {
-    call(pacing, || cloud.describe_instance(id))
-        .await?
-        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}")))
+    call(pacing, || cloud.describe_instance(id)).await?.ok_or_else(|| check::no_instance(id))
 }
 
 fn arn_of(instance: &Instance) -> Result<String> {
@@ -233,7 +236,40 @@ async fn request<C: ControlPlane>(
         };
         targets.push(GreenKey { source_arn: arn, kms_key_id: key.to_owned() });
     }
-    Ok(BlueGreenRequest { name: name.to_owned(), source_arn, targets })
+    let tags = vec![Tag { key: MIGRATION_TAG.into(), value: plan.migration.as_str().to_owned() }];
+    Ok(BlueGreenRequest { name: name.to_owned(), source_arn, targets, tags })
+}
+
+/// Why `deployment` is not this migration's, if it is not: pgferry tags the
+/// deployment it creates with the migration's name.
+pub fn not_ours(deployment: &BlueGreen, migration: &str) -> Option<String> {
+    match deployment.tag(MIGRATION_TAG) {
+        Some(m) if m == migration => None,
+        Some(m) => Some(format!("it is tagged {MIGRATION_TAG}={m}, another migration's")),
+        None => Some(format!("it is not tagged {MIGRATION_TAG}: pgferry did not create it")),
+    }
+}
+
+/// The deployment named `name` if it is this migration's; someone else's is an error.
+pub(crate) async fn find_ours<C: ControlPlane>(
+    cloud: &C,
+    pacing: &Pacing,
+    name: &str,
+    migration: &str,
+) -> Result<Option<BlueGreen>> {
+    let Some(found) = call(pacing, || cloud.describe_blue_green(name)).await? else { return Ok(None) };
+    match not_ours(&found, migration) {
+        None => Ok(Some(found)),
+        Some(why) => Err(Error::new(
+            ErrorKind::Precondition,
+            format!("the Blue/Green deployment {name} ({}) is not this migration's: {why}", found.identifier),
+        )
+        .with_hint(format!(
+            "pgferry adopts, switches over and deletes only a deployment it tagged for this migration: choose another \
+             --name, or delete {} if it is a leftover",
+            found.identifier
+        ))),
+    }
 }
 
 /// Deployment states that will not become `AVAILABLE` by themselves.
@@ -242,12 +278,20 @@ fn failed(status: &str) -> bool {
 }
 
 /// Waits for the deployment to be `AVAILABLE`.
-pub async fn available<C: ControlPlane>(cloud: &C, pacing: &Pacing, name: &str) -> Result<BlueGreen> {
+async fn available<C: ControlPlane>(cloud: &C, pacing: &Pacing, name: &str, migration: &str) -> Result<BlueGreen> {
     wait::until(pacing, &format!("Blue/Green deployment {name}"), || async {
-        let found = call(pacing, || cloud.describe_blue_green(name)).await?;
+        let found = find_ours(cloud, pacing, name, migration).await?;
         match found {
             None => Ok(Look::Waiting("not found".into())),
             Some(d) if d.status == "AVAILABLE" => Ok(Look::Ready(d)),
+            Some(d) if d.status.starts_with("SWITCHOVER_") || d.status == "DELETING" => Err(Error::new(
+                ErrorKind::Precondition,
+                format!("the Blue/Green deployment {name} is {}: past what pgferry aws encrypt does", d.status),
+            )
+            .with_hint(format!(
+                "pgferry aws switchover --name {migration} reports its switchover; pgferry aws finish --blue-green \
+                 --name {migration} removes the deployment"
+            ))),
             Some(d) if failed(&d.status) => Err(Error::new(
                 ErrorKind::Server,
                 format!(
@@ -259,9 +303,12 @@ pub async fn available<C: ControlPlane>(cloud: &C, pacing: &Pacing, name: &str) 
                         .unwrap_or_default()
                 ),
             )
-            .with_hint(
-                "see the deployment's events in the RDS console; fix the cause, delete the deployment (aws rds delete-blue-green-deployment --delete-target) and rerun",
-            )),
+            .with_hint(format!(
+                "see the deployment's events in the RDS console; fix the cause, delete the deployment and its green \
+                 instances (aws rds delete-blue-green-deployment --blue-green-deployment-identifier {} --delete-target), \
+                 then run again with a new --name: this migration's deployment is recorded as created",
+                d.identifier
+            ))),
             Some(d) => Ok(Look::Waiting(d.status)),
         }
     })
@@ -295,8 +342,10 @@ async fn verify_green<C: ControlPlane>(
                 ),
             )
             .with_hint(format!(
-                "delete the deployment {} with its green instances (aws rds delete-blue-green-deployment --delete-target) and rerun",
-                deployment.name
+                "delete the deployment {} with its green instances (aws rds delete-blue-green-deployment \
+                 --blue-green-deployment-identifier {} --delete-target), then run again with a new --name: this \
+                 migration's deployment is recorded as created; pgferry aws switchover refuses it",
+                deployment.name, deployment.identifier
             )));
         }
         green.push(Green {

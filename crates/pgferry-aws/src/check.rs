@@ -53,12 +53,15 @@ fn finding(severity: Severity, what: impl Into<String>, fix: Option<String>) -> 
     Finding { severity, what: what.into(), fix }
 }
 
+/// The instance the operator named does not exist where pgferry looks.
+pub fn no_instance(id: &str) -> Error {
+    Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}"))
+        .with_hint("check --source-instance and AWS_REGION (aws rds describe-db-instances lists them)")
+}
+
 /// Reads the facts of one instance.
 pub async fn gather<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Facts> {
-    let instance = call(pacing, || cloud.describe_instance(id)).await?.ok_or_else(|| {
-        Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}"))
-            .with_hint("check --source-instance and AWS_REGION (aws rds describe-db-instances lists them)")
-    })?;
+    let instance = call(pacing, || cloud.describe_instance(id)).await?.ok_or_else(|| no_instance(id))?;
     let logical_replication = match &instance.parameter_group {
         Some(group) => call(pacing, || cloud.describe_parameter(&group.name, LOGICAL_REPLICATION)).await?,
         None => None,

@@ -28,7 +28,8 @@ use serde_json::{json, Value};
 
 use crate::control::ControlPlane;
 use crate::journal::{Event, Journal};
-use crate::model::{Instance, RestoreRequest};
+use crate::key::{self, Home};
+use crate::model::{Arn, Instance, RestoreRequest};
 use crate::names::AwsNames;
 use crate::parity::{self, Row};
 use crate::retry::{call, Pacing};
@@ -187,8 +188,9 @@ async fn settle_plan<C: ControlPlane>(
         return Err(Error::new(ErrorKind::Usage, "this migration was started with --method blue-green")
             .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
     }
-    if let Some(pinned) = journal.last("plan", Event::Intent).map(|e| e.detail.clone()) {
-        if pinned != wanted {
+    let pinned = journal.last("plan", Event::Intent).map(|e| e.detail.clone());
+    if let Some(pinned) = &pinned {
+        if *pinned != wanted {
             return Err(Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}"))
                 .with_hint(
                 "the source, target and key of a migration are final: rerun with the first values, or use a new --name",
@@ -197,8 +199,9 @@ async fn settle_plan<C: ControlPlane>(
         if let Some(arn) = journal.outcome("plan").and_then(|o| o["kms_key_arn"].as_str()) {
             return Ok(arn.to_owned());
         }
-    } else {
-        let facts = check::gather(cloud, pacing, &plan.source).await?;
+    }
+    let facts = check::gather(cloud, pacing, &plan.source).await?;
+    if pinned.is_none() {
         let blockers: Vec<String> = check::verdicts(&facts)
             .into_iter()
             .filter(|f| f.severity == check::Severity::Blocker)
@@ -211,19 +214,16 @@ async fn settle_plan<C: ControlPlane>(
             )
             .with_hint(format!("pgferry aws check --source-instance {} says how to fix each", plan.source)));
         }
+    }
+    let home =
+        facts.instance.arn.as_deref().and_then(Arn::parse).map(|a| Home { region: a.region, account: a.account });
+    let key = key::resolve(cloud, pacing, &requested, home).await?;
+    if pinned.is_none() {
         journal.record("plan", Event::Intent, &plan.target, wanted)?;
     }
-    let key = call(pacing, || cloud.describe_key(&requested)).await?;
-    if !key.enabled {
-        return Err(Error::new(
-            ErrorKind::Precondition,
-            format!("the KMS key {requested} ({}) is not enabled", key.arn),
-        )
-        .with_hint("enable it (aws kms enable-key), or cancel its deletion"));
-    }
-    tracing::warn!(key = %key.arn, "the target is encrypted with this key; RDS cannot change an instance's key later");
-    done(journal, "plan", &plan.target, json!({"kms_key_arn": key.arn}))?;
-    Ok(key.arn)
+    tracing::warn!(key = %key, "the target is encrypted with this key; RDS cannot change an instance's key later");
+    done(journal, "plan", &plan.target, json!({"kms_key_arn": key}))?;
+    Ok(key)
 }
 
 async fn prepare_seed<S: SeedSide>(journal: &mut Journal, plan: &EncryptPlan, seed: &S) -> Result<SeedMark> {

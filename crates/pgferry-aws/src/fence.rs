@@ -17,7 +17,9 @@
 //!
 //! The source's groups before the fence are journaled before the swap, and
 //! lifting puts back exactly that list, then deletes the group pgferry created,
-//! once its tags still say so. A security group change applies to new
+//! once its tags still say so. A group made ahead (`--prepare`) for a cutover
+//! that never fenced is deleted by the lift too, the source left as it is, so
+//! that an abandoned cutover leaves nothing of pgferry's behind. A security group change applies to new
 //! connections; the cutover's database fence ends the existing ones.
 
 use std::net::IpAddr;
@@ -128,6 +130,8 @@ pub fn missing_rules(group: &SecurityGroup, wanted: &[Ingress]) -> Vec<Ingress> 
 
 /// The last fence recorded, and how far its lifting got.
 struct Recorded {
+    /// The instance fenced.
+    instance: String,
     detail: Value,
     lifted: bool,
     deleted: bool,
@@ -138,7 +142,26 @@ fn last_fence(journal: &Journal) -> Option<Recorded> {
     let at = entries.iter().rposition(|e| e.step == "fence" && e.event == Event::Intent)?;
     let after = &entries[at + 1..];
     let done = |step: &str| after.iter().any(|e| e.step == step && e.event == Event::Outcome);
-    Some(Recorded { detail: entries[at].detail.clone(), lifted: done("lift"), deleted: done("delete-fence-group") })
+    Some(Recorded {
+        instance: entries[at].resource.clone(),
+        detail: entries[at].detail.clone(),
+        lifted: done("lift"),
+        deleted: done("delete-fence-group"),
+    })
+}
+
+/// The fence recorded here is of one instance: another one named on the command
+/// line is refused before anything changes (its groups would be swapped for this
+/// fence's, or set to the other instance's list).
+fn same_instance(recorded: &Recorded, source: &str) -> Result<()> {
+    if recorded.instance == source {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::Usage, format!("this state directory's fence is of {}, not {source}", recorded.instance))
+        .with_hint(format!(
+            "pass --source-instance {}; to fence {source}, use another --name and --state-dir",
+            recorded.instance
+        )))
 }
 
 fn groups(detail: &Value, key: &str) -> Vec<String> {
@@ -146,9 +169,7 @@ fn groups(detail: &Value, key: &str) -> Vec<String> {
 }
 
 async fn instance<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {
-    call(pacing, || cloud.describe_instance(id))
-        .await?
-        .ok_or_else(|| Error::new(ErrorKind::Precondition, format!("there is no RDS instance {id}")))
+    call(pacing, || cloud.describe_instance(id)).await?.ok_or_else(|| crate::check::no_instance(id))
 }
 
 /// Records a step's outcome; a failpoint for the kill tests.
@@ -165,9 +186,13 @@ pub async fn fence<C: ControlPlane>(
     journal: &mut Journal,
     plan: &FencePlan,
 ) -> Result<FenceReport> {
+    let unlifted = last_fence(journal).filter(|r| !r.lifted);
+    if let Some(recorded) = &unlifted {
+        same_instance(recorded, &plan.source)?;
+    }
     let source = instance(cloud, pacing, &plan.source).await?;
     let mut report = FenceReport { source: plan.source.clone(), ..FenceReport::default() };
-    if let Some(recorded) = last_fence(journal).filter(|r| !r.lifted) {
+    if let Some(recorded) = unlifted {
         report.fence_group = recorded.detail["group"].as_str().unwrap_or_default().to_owned();
         report.own_group = recorded.detail["own"] == true;
         report.previous = groups(&recorded.detail, "previous");
@@ -324,12 +349,16 @@ pub async fn lift<C: ControlPlane>(
     let recorded = last_fence(journal);
     let own = recorded.as_ref().is_some_and(|r| r.detail["own"] == true);
     let Some(recorded) = recorded.filter(|r| !r.lifted || (own && !r.deleted)) else {
+        if let Some(group) = prepared_group(journal) {
+            return lift_prepared(cloud, pacing, journal, migration, source, group).await;
+        }
         return Err(Error::new(
             ErrorKind::Precondition,
             format!("no fence of {source} is recorded in this state directory"),
         )
         .with_hint("pass the --state-dir and --name used by pgferry aws fence"));
     };
+    same_instance(&recorded, source)?;
     let group = recorded.detail["group"].as_str().unwrap_or_default().to_owned();
     let previous = groups(&recorded.detail, "previous");
     let instance = instance(cloud, pacing, source).await?;
@@ -350,6 +379,62 @@ pub async fn lift<C: ControlPlane>(
     if own {
         remove_group(cloud, pacing, journal, migration, &mut report).await?;
     }
+    Ok(report)
+}
+
+/// pgferry's group made by `--prepare` (its rules are the last `fence-group` outcome)
+/// that no fence has used since, nor a lift deleted.
+fn prepared_group(journal: &Journal) -> Option<String> {
+    let entries = journal.entries();
+    let at = entries.iter().rposition(|e| e.step == "fence-group" && e.event == Event::Outcome)?;
+    let group = entries[at].detail["group"].as_str()?.to_owned();
+    let since = &entries[at + 1..];
+    let used_or_gone = since.iter().any(|e| {
+        (e.step == "fence" && e.event == Event::Intent)
+            || (e.step == "delete-fence-group" && e.event == Event::Outcome && e.resource == group)
+    });
+    (!used_or_gone).then_some(group)
+}
+
+/// Deletes a prepared group that never fenced the source (the cutover was abandoned before its fence).
+async fn lift_prepared<C: ControlPlane>(
+    cloud: &C,
+    pacing: &Pacing,
+    journal: &mut Journal,
+    migration: &MigrationName,
+    source: &str,
+    group: String,
+) -> Result<FenceReport> {
+    let fenced = call(pacing, || cloud.describe_security_group(&group))
+        .await?
+        .and_then(|g| g.tag(FENCED_TAG).map(str::to_owned));
+    if let Some(fenced) = fenced.filter(|f| f != source) {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("the group {group} was prepared to fence {fenced}, not {source}"),
+        )
+        .with_hint(format!("pass --source-instance {fenced}")));
+    }
+    let now = instance(cloud, pacing, source).await?.security_group_ids();
+    if now.contains(&group) {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!("{source} holds {group}, which pgferry prepared, but no fence of it is recorded here"),
+        )
+        .with_hint(
+            "pgferry has no record of the groups before that; set them back with aws rds modify-db-instance, then rerun",
+        ));
+    }
+    let mut report = FenceReport {
+        source: source.to_owned(),
+        fence_group: group,
+        own_group: true,
+        previous: now.clone(),
+        now,
+        notes: vec!["the group was prepared and never swapped in: the source's groups are unchanged".into()],
+        ..FenceReport::default()
+    };
+    remove_group(cloud, pacing, journal, migration, &mut report).await?;
     Ok(report)
 }
 

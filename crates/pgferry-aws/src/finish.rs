@@ -5,6 +5,10 @@
 //! 3. the source deleted, only when asked twice (`--delete-source --yes`);
 //! 4. the intermediate snapshots (pgferry's names only) deleted;
 //! 5. a report of every resource the migration created and deleted, from the journal.
+//!
+//! It acts only on the source and target that `pgferry aws encrypt` recorded in
+//! the same state directory ([`same_migration`]): a mistyped `--source-instance`
+//! with `--delete-source --yes` must not delete an unrelated instance.
 
 use pgferry::{Error, ErrorKind, Result};
 use pgferry_core::names::MigrationName;
@@ -47,6 +51,17 @@ pub async fn finish<C: ControlPlane>(
     plan: &FinishPlan,
 ) -> Result<FinishReport> {
     let names = AwsNames::new(&plan.migration)?;
+    if journal.last("bg-plan", Event::Intent).is_some() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            "this migration was started with --method blue-green: it has no target of pgferry's to finish",
+        )
+        .with_hint(format!(
+            "a migration keeps its method: pgferry aws finish --blue-green --name {} after pgferry aws switchover",
+            plan.migration.as_str()
+        )));
+    }
+    same_migration(journal, plan)?;
     let mut left = Vec::new();
     match call(pacing, || cloud.describe_instance(&plan.source)).await? {
         Some(source) => {
@@ -68,10 +83,7 @@ pub async fn finish<C: ControlPlane>(
             }
             done(journal, "delete-source", &plan.source, Value::Null)?;
         }
-        None => {
-            return Err(Error::new(ErrorKind::Precondition, format!("there is no RDS instance {}", plan.source))
-                .with_hint("check --source-instance"))
-        }
+        None => return Err(crate::check::no_instance(&plan.source)),
     }
     if let Some(intent) = journal.last("delete-source", Event::Intent) {
         let replicas: Vec<&str> =
@@ -96,6 +108,28 @@ pub async fn finish<C: ControlPlane>(
         deleted: resources(journal, |step| DELETING_STEPS.contains(&step)),
         left,
     })
+}
+
+/// Finish acts on the instances `pgferry aws encrypt` recorded in this state
+/// directory, and on no others: a mistyped `--source-instance` with
+/// `--delete-source --yes` must not delete an unrelated instance.
+fn same_migration(journal: &Journal, plan: &FinishPlan) -> Result<()> {
+    let Some(encrypted) = journal.last("plan", Event::Intent).map(|e| e.detail.clone()) else {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            "this state directory records no pgferry aws encrypt: finish acts only on the instances it records",
+        )
+        .with_hint("pass the --state-dir and --name of the migration's pgferry aws encrypt"));
+    };
+    let (source, target) = (encrypted["source"].as_str().unwrap_or(""), encrypted["target"].as_str().unwrap_or(""));
+    if source == plan.source && target == plan.target {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Usage,
+        format!("this migration encrypted {source} into {target}, not {} into {}", plan.source, plan.target),
+    )
+    .with_hint(format!("pass --source-instance {source} --target-instance {target}")))
 }
 
 /// The resources of the steps `pick` selects whose call took effect, in journal order.

@@ -28,6 +28,7 @@ pub mod encrypt;
 pub mod fence;
 pub mod finish;
 pub mod journal;
+pub mod key;
 pub mod logs;
 pub mod model;
 pub mod names;

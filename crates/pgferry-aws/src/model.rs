@@ -233,6 +233,16 @@ pub struct BlueGreen {
     pub status_details: Option<String>,
     /// Each blue instance (the primary and its replicas) beside its green one.
     pub members: Vec<Member>,
+    /// pgferry tags its deployment (`pgferry:migration`) when it creates it: how
+    /// a deployment of that name made by someone else is told apart.
+    pub tags: Vec<Tag>,
+}
+
+impl BlueGreen {
+    /// The value of tag `key`, if the deployment has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+    }
 }
 
 /// One blue instance and its green counterpart in a deployment.
@@ -250,6 +260,8 @@ pub struct BlueGreenRequest {
     pub name: String,
     pub source_arn: String,
     pub targets: Vec<GreenKey>,
+    /// Given in the call that creates it (`pgferry:migration`).
+    pub tags: Vec<Tag>,
 }
 
 /// `TargetResourceConfiguration`: the blue instance's ARN and the green one's key.

@@ -70,7 +70,13 @@ impl GreenSide for PgGreen {
     async fn check(&self, green_instance: &str) -> Result<Vec<Finding>> {
         let green = match &self.green {
             Some(green) => green.clone(),
-            None => derived_target(&self.source, &self.source_instance, green_instance)?,
+            None => derived_target(&self.source, &self.source_instance, green_instance).map_err(|_| {
+                Error::new(ErrorKind::Usage, "cannot tell green's address from --source (its host is not the instance's endpoint)")
+                    .with_hint(format!(
+                        "rerun with --green and the database URL of {green_instance}'s endpoint (aws rds describe-db-instances \
+                         --db-instance-identifier {green_instance}); the run resumes at pgferry's checks on green"
+                    ))
+            })?,
         };
         let plan = pgferry_core::preflight::CheckPlan { full_copy: false, ..Default::default() };
         Ok(database_verdicts(&pgferry::check::check_source(&green, &plan).await?))
@@ -158,5 +164,20 @@ mod tests {
         assert_eq!(target.dbname, source.dbname);
         let elsewhere = ConnSpec::parse("postgresql://mover@db.example.com/app").unwrap();
         assert_eq!(derived_target(&elsewhere, "old-db", "new-db").unwrap_err().kind, ErrorKind::Usage);
+    }
+
+    #[tokio::test]
+    async fn green_behind_a_cname_asks_for_green_not_target() {
+        // --target is refused with --method blue-green: the hint must name --green.
+        let side = PgGreen {
+            source: ConnSpec::parse("postgresql://mover@db.example.com/app").unwrap(),
+            source_instance: "old-db".into(),
+            green: None,
+        };
+        let err = side.check("old-db-green-abc123").await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Usage);
+        let hint = err.hint.unwrap();
+        assert!(hint.contains("--green") && hint.contains("old-db-green-abc123"), "{hint}");
+        assert!(!hint.contains("--target"), "{hint}");
     }
 }

@@ -110,14 +110,7 @@ fn instance(db: &DbInstance) -> Instance {
         iam_auth: db.iam_database_authentication_enabled().unwrap_or_default(),
         deletion_protection: db.deletion_protection().unwrap_or_default(),
         copy_tags_to_snapshot: db.copy_tags_to_snapshot().unwrap_or_default(),
-        tags: db
-            .tag_list()
-            .iter()
-            .map(|t| Tag {
-                key: t.key().unwrap_or_default().to_owned(),
-                value: t.value().unwrap_or_default().to_owned(),
-            })
-            .collect(),
+        tags: tags(db.tag_list()),
         ca_certificate: text(db.ca_certificate_identifier()),
         backup_retention_days: db.backup_retention_period().unwrap_or_default(),
         backup_window: text(db.preferred_backup_window()),
@@ -147,7 +140,14 @@ fn snapshot(s: &DbSnapshot) -> Snapshot {
     }
 }
 
-fn rds_tags(tags: &[Tag]) -> Vec<aws_sdk_rds::types::Tag> {
+/// Tags as RDS lists them.
+pub(crate) fn tags(list: &[aws_sdk_rds::types::Tag]) -> Vec<Tag> {
+    list.iter()
+        .map(|t| Tag { key: t.key().unwrap_or_default().to_owned(), value: t.value().unwrap_or_default().to_owned() })
+        .collect()
+}
+
+pub(crate) fn rds_tags(tags: &[Tag]) -> Vec<aws_sdk_rds::types::Tag> {
     tags.iter().map(|t| aws_sdk_rds::types::Tag::builder().key(&t.key).value(&t.value).build()).collect()
 }
 

@@ -6,7 +6,7 @@ use aws_sdk_rds::Client;
 
 use crate::control::{CloudError, CloudResult};
 use crate::model::{BlueGreen, BlueGreenRequest, Member};
-use crate::sdk::{absent, cloud, missing, text};
+use crate::sdk::{absent, cloud, missing, rds_tags, tags, text};
 
 fn blue_green(d: &BlueGreenDeployment) -> BlueGreen {
     BlueGreen {
@@ -25,6 +25,7 @@ fn blue_green(d: &BlueGreenDeployment) -> BlueGreen {
                 status: text(m.status()),
             })
             .collect(),
+        tags: tags(d.tag_list()),
     }
 }
 
@@ -91,6 +92,7 @@ pub(crate) async fn create(rds: &Client, request: &BlueGreenRequest) -> CloudRes
         .blue_green_deployment_name(&request.name)
         .source(&request.source_arn)
         .set_target_resource_configurations(Some(targets))
+        .set_tags(Some(rds_tags(&request.tags)))
         .send()
         .await
         .map_err(|e| cloud(ACTION, e))?;

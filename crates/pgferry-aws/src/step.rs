@@ -43,7 +43,10 @@ where
             ErrorKind::Precondition,
             format!("{resource} already exists and this migration did not create it"),
         )
-        .with_hint("choose another --target-instance or --name, or delete it if it is a leftover")),
+        .with_hint(
+            "if an earlier run of this migration made it, run with that run's --state-dir; otherwise choose another \
+             --target-instance or --name, or delete it if it is a leftover",
+        )),
         None if called => Err(Error::new(
             ErrorKind::Precondition,
             format!("{resource} was created by this migration but no longer exists"),

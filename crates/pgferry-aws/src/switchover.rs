@@ -10,9 +10,19 @@
 //! ([`write_downtime`]). A switchover that failed its guardrails, or ran out
 //! of time and was rolled back, stops the command with AWS's details.
 //!
+//! Both act only on the deployment `pgferry aws encrypt --method blue-green`
+//! created (tagged for the migration) and verified to its end in the same state
+//! directory: its identifier is journaled, with the `green-checks` outcome. So
+//! a green that was never verified encrypted is never switched in, and a
+//! deployment of the same name made by someone else, or made again since, is
+//! neither switched over nor deleted. A probe that cannot write before the
+//! switchover would measure nothing: the switchover is not asked for then.
+//!
 //! The call is journaled (intent, call, outcome): a rerun after a kill waits for
 //! a switchover in progress, records one that completed, and calls again only
-//! when the deployment is `AVAILABLE` (never started, or rolled back).
+//! when the deployment is `AVAILABLE` (never started, or rolled back). The
+//! cleanup, killed after its delete call, finds the deployment gone (or
+//! `DELETING`) and completes.
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
@@ -22,6 +32,7 @@ use pgferry_core::names::MigrationName;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::blue_green::find_ours;
 use crate::control::ControlPlane;
 use crate::journal::{Event, Journal};
 use crate::model::BlueGreen;
@@ -81,8 +92,42 @@ fn missing(name: &str) -> Error {
         .with_hint("create it first: pgferry aws encrypt --method blue-green (same --name and --state-dir)")
 }
 
-async fn find<C: ControlPlane>(cloud: &C, pacing: &Pacing, name: &str) -> Result<BlueGreen> {
-    call(pacing, || cloud.describe_blue_green(name)).await?.ok_or_else(|| missing(name))
+async fn find<C: ControlPlane>(cloud: &C, pacing: &Pacing, name: &str, migration: &str) -> Result<BlueGreen> {
+    find_ours(cloud, pacing, name, migration).await?.ok_or_else(|| missing(name))
+}
+
+/// The identifier of the deployment `pgferry aws encrypt --method blue-green`
+/// created and verified to the end (every green instance encrypted with the
+/// key, pgferry's checks run on green), as this state directory records it.
+fn verified(journal: &Journal, migration: &str) -> Result<String> {
+    let identifier = journal.outcome("blue-green").and_then(|o| o["identifier"].as_str()).map(str::to_owned);
+    match identifier {
+        Some(identifier) if journal.outcome("green-checks").is_some() => Ok(identifier),
+        _ => Err(Error::new(
+            ErrorKind::Precondition,
+            "this state directory has no Blue/Green deployment that pgferry aws encrypt --method blue-green created \
+             and verified (every green instance encrypted with the key, pgferry's checks run on green)",
+        )
+        .with_hint(format!(
+            "run pgferry aws encrypt --method blue-green --name {migration} to its end with this --state-dir first; \
+             pgferry switches over and deletes only a deployment it verified"
+        ))),
+    }
+}
+
+/// The deployment found is the one the journal recorded, not another made since under the same name.
+fn same(deployment: &BlueGreen, identifier: &str) -> Result<()> {
+    if deployment.identifier == identifier {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Precondition,
+        format!(
+            "the Blue/Green deployment {} is now {}, not {identifier}, which pgferry created and verified",
+            deployment.name, deployment.identifier
+        ),
+    )
+    .with_hint("the deployment was deleted and made again outside this migration: start over with a new --name"))
 }
 
 /// Runs (or resumes) the switchover, measuring the write downtime.
@@ -94,11 +139,13 @@ pub async fn switchover<C: ControlPlane, P: WriteProbe>(
     probe: &P,
 ) -> Result<SwitchoverReport> {
     let name = AwsNames::new(&plan.migration)?.blue_green();
+    let migration = plan.migration.as_str();
     if let Some(report) = journal.outcome("switchover").and_then(|o| serde_json::from_value(o.clone()).ok()) {
         return Ok(report);
     }
-    let deployment = find(cloud, pacing, &name).await?;
-    let asked = journal.intended("switchover", &name);
+    let identifier = verified(journal, migration)?;
+    let deployment = find(cloud, pacing, &name, migration).await?;
+    same(&deployment, &identifier)?;
     let report = |d: &BlueGreen, samples: Option<&[Sample]>| SwitchoverReport {
         deployment: d.identifier.clone(),
         name: name.clone(),
@@ -109,12 +156,23 @@ pub async fn switchover<C: ControlPlane, P: WriteProbe>(
         writes_failed: samples.map_or(0, |s| s.iter().filter(|s| !s.committed).count()),
     };
     let finished = match deployment.status.as_str() {
-        "SWITCHOVER_COMPLETED" if asked => report(&deployment, None),
-        "SWITCHOVER_IN_PROGRESS" if asked => {
+        // Asked by a run that was killed, or from the console: not watched, so not measured.
+        "SWITCHOVER_COMPLETED" => report(&deployment, None),
+        "SWITCHOVER_IN_PROGRESS" => {
             let d = completed(cloud, pacing, &name, plan).await?;
             report(&d, None)
         }
         "AVAILABLE" => {
+            if let Err(err) = probe.write().await {
+                return Err(Error::new(
+                    ErrorKind::Connection,
+                    format!("the write probe cannot commit through --source before the switchover: {}", err.message),
+                )
+                .with_hint(
+                    "give --source the applications' endpoint as a role that can write (the probe commits \
+                     SELECT txid_current()); nothing was switched",
+                ));
+            }
             journal.record(
                 "switchover",
                 Event::Intent,
@@ -187,7 +245,7 @@ async fn completed<C: ControlPlane>(
     let mut pace = pacing.clone();
     pace.timeout = pace.timeout.min(Duration::from_secs(u64::try_from(plan.timeout_seconds).unwrap_or(0) * 2 + 60));
     wait::until(&pace, &format!("the switchover of {name}"), || async {
-        let d = find(cloud, pacing, name).await?;
+        let d = find(cloud, pacing, name, plan.migration.as_str()).await?;
         let details = d.status_details.clone().unwrap_or_default();
         match d.status.as_str() {
             "SWITCHOVER_COMPLETED" => Ok(Look::Ready(d)),
@@ -222,26 +280,48 @@ pub async fn clean_up<C: ControlPlane>(
     journal: &mut Journal,
     migration: &MigrationName,
 ) -> Result<CleanupReport> {
+    const STEP: &str = "delete-blue-green";
     let name = AwsNames::new(migration)?.blue_green();
-    if let Some(finished) = journal.outcome("delete-blue-green") {
+    let left_of = |detail: &Value| -> Vec<String> {
+        detail["left"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    };
+    if let Some(finished) = journal.outcome(STEP) {
         return Ok(CleanupReport {
             deployment: finished["identifier"].as_str().unwrap_or_default().to_owned(),
             name,
-            left: Vec::new(),
+            left: left_of(finished),
         });
     }
-    let deployment = find(cloud, pacing, &name).await?;
+    let identifier = verified(journal, migration.as_str())?;
+    let found = find_ours(cloud, pacing, &name, migration.as_str()).await?;
+    // A run killed after its delete call: the deployment is gone, or on its way.
+    if let Some(intent) = journal.last(STEP, Event::Intent).map(|e| e.detail.clone()) {
+        if found.as_ref().is_none_or(|d| d.status == "DELETING") {
+            journal.record(STEP, Event::Call, &name, json!({"found": "gone"}))?;
+            done(journal, STEP, &name, intent.clone())?;
+            return Ok(CleanupReport { deployment: identifier, name, left: left_of(&intent) });
+        }
+    }
+    let deployment = found.ok_or_else(|| missing(&name))?;
+    same(&deployment, &identifier)?;
     if deployment.status != "SWITCHOVER_COMPLETED" {
         return Err(Error::new(
             ErrorKind::Precondition,
             format!("the Blue/Green deployment {name} is {}: it has not switched over", deployment.status),
         )
-        .with_hint("run pgferry aws switchover first; to give up instead, delete it with aws rds delete-blue-green-deployment --delete-target"));
+        .with_hint(format!(
+            "run pgferry aws switchover first; nothing was deleted. To give up instead, delete the deployment and \
+             its green instances yourself (aws rds delete-blue-green-deployment --blue-green-deployment-identifier \
+             {} --delete-target): green's data goes with them, blue stays as it is",
+            deployment.identifier
+        )));
     }
-    journal.record("delete-blue-green", Event::Intent, &name, json!({"identifier": deployment.identifier}))?;
+    let left: Vec<String> = deployment.members.iter().map(|m| m.source.clone()).collect();
+    let detail = json!({"identifier": deployment.identifier, "left": left});
+    journal.record(STEP, Event::Intent, &name, detail.clone())?;
     call(pacing, || cloud.delete_blue_green(&deployment.identifier)).await?;
-    let left = deployment.members.iter().map(|m| m.source.clone()).collect();
-    done(journal, "delete-blue-green", &name, json!({"identifier": deployment.identifier}))?;
+    journal.record(STEP, Event::Call, &name, Value::Null)?;
+    done(journal, STEP, &name, detail)?;
     Ok(CleanupReport { deployment: deployment.identifier, name, left })
 }
 

@@ -72,7 +72,7 @@ pub(crate) struct CheckArgs {
     #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
     pub(crate) source: Option<String>,
     /// The downtime pgferry rehearse measured (its expected_downtime_seconds), to weigh the paths.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub(crate) rehearsed_downtime: Option<f64>,
     /// The region the encrypted instance must be in [default: the instance's].
     #[arg(long)]
@@ -353,6 +353,16 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             print_json(&report);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A duration in seconds as `pgferry rehearse` reports it: a finite number, 0 or more.
+fn parse_seconds(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds, 0 or more (pgferry rehearse's expected_downtime_seconds)"
+        )),
     }
 }
 

@@ -49,7 +49,7 @@ pub(crate) enum Command {
     /// Every cutover step that does not stop writes, timed: the downtime to expect (exit 0 ready, 1 not).
     Rehearse(CutoverArgs),
     /// Stop a migration: lift any fence, drop its slot, publications and journal rows.
-    Abort(RemoveArgs),
+    Abort(AbortArgs),
     /// After the cutover: drop the migration's slot, publications and journal rows.
     Cleanup(RemoveArgs),
     /// List what a database holds: tables, keys, triggers, sequences, indexes, views.
@@ -94,8 +94,32 @@ pub(crate) struct CheckArgs {
     /// Report transactions open longer than this many seconds.
     #[arg(long, default_value_t = 300)]
     pub(crate) long_transaction_seconds: i64,
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
+}
+
+/// A whole instance: every database of the source server.
+#[derive(Args, Debug)]
+pub(crate) struct InstanceArgs {
+    /// Every database of the source server that allows connections (templates and
+    /// the provider's own, such as rdsadmin, left out); the URLs name the servers.
+    #[arg(long)]
+    pub(crate) all_databases: bool,
+    /// Only this database (repeatable), with --all-databases.
+    #[arg(long = "database", requires = "all_databases")]
+    pub(crate) databases: Vec<String>,
+    /// Leave this database out (repeatable), with --all-databases: its writes after
+    /// the copy will not reach the target.
+    #[arg(long = "exclude-database", requires = "all_databases")]
+    pub(crate) excluded: Vec<String>,
+}
+
+impl InstanceArgs {
+    pub(crate) fn selection(&self) -> pgferry_core::instance::Selection {
+        pgferry_core::instance::Selection { only: self.databases.clone(), excluded: self.excluded.clone() }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +242,27 @@ pub(crate) struct RemoveArgs {
     pub(crate) named: NamedPair,
     /// Go on where the migration's state says no (abort after the switch lifts the
     /// old source's fence; cleanup before the cutover ends a live migration).
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AbortArgs {
+    /// The database being moved (URL or key=value string).
+    #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
+    pub(crate) source: String,
+    /// The database it is being moved to (not with --target-lost).
+    #[arg(long, env = "PGFERRY_TARGET", hide_env_values = true, required_unless_present = "target_lost")]
+    pub(crate) target: Option<String>,
+    /// The migration's name.
+    #[arg(long, env = "PGFERRY_NAME", default_value = "main")]
+    pub(crate) name: String,
+    /// The target is gone (its server failed or it was dropped): lift the fence and
+    /// remove the migration's objects on the source alone, as the source records them.
+    #[arg(long)]
+    pub(crate) target_lost: bool,
+    /// Go on where the migration's state says no (after the switch: lifts the old
+    /// source's fence).
     #[arg(long)]
     pub(crate) force: bool,
 }

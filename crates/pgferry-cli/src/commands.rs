@@ -3,13 +3,13 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use pgferry::{ErrorKind, Result};
+use pgferry::{Error, ErrorKind, Result};
 use pgferry_core::preflight::CheckPlan;
 use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, StatusArgs, ValidateArgs};
+use crate::cli::{AbortArgs, CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, StatusArgs, ValidateArgs};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
@@ -26,7 +26,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Report(args) => crate::report::report(args).await,
         Command::Cutover(args) => Box::pin(cutover(args)).await,
         Command::Rehearse(args) => Box::pin(rehearse(args)).await,
-        Command::Abort(args) => remove(args, pgferry::cleanup::Fence::Lift).await,
+        Command::Abort(args) => abort(args).await,
         Command::Cleanup(args) => remove(args, pgferry::cleanup::Fence::Keep).await,
         Command::Inventory(args) => crate::target::inventory(args).await,
         Command::Target(command) => crate::target::run(command).await,
@@ -47,6 +47,14 @@ pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
 async fn check(args: CheckArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let plan = CheckPlan { full_copy: !args.seeded, long_transaction_seconds: args.long_transaction_seconds };
+    if args.instance.all_databases {
+        let report = pgferry::instance::check(&source, &target, &args.instance.selection(), &plan).await?;
+        match args.format {
+            Format::Table => print!("{}", render::instance_check(&report)),
+            Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+        }
+        return Ok(if report.ready { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
     let report = pgferry::check::check(&source, &target, &plan).await?;
     match args.format {
         Format::Table => print!("{}", render::check_table(&report)),
@@ -66,6 +74,9 @@ pub(crate) fn parse_spec(flag: &str, value: &str) -> Result<ConnSpec> {
 async fn copy(args: CopyArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let migration = parse_migration(&args.name)?;
+    // A second copy (or start) of the same migration would write the same target
+    // from another snapshot beside this one.
+    let _runner = pgferry::start::RunnerLock::take(&target, &migration).await?;
     let options = copy_options(migration, &args.tuning);
     let view = std::sync::Arc::new(crate::progress::CopyView::new(false));
     let events = crate::metrics::events(&args.metrics, vec![view.clone()])?;
@@ -186,6 +197,36 @@ async fn remove(args: RemoveArgs, fence: pgferry::cleanup::Fence) -> Result<Exit
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
     let migration = parse_migration(&args.named.name)?;
     let report = pgferry::cleanup::remove(&source, &target, &migration, fence, args.force).await?;
+    println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn abort(args: AbortArgs) -> Result<ExitCode> {
+    let migration = parse_migration(&args.name)?;
+    let report = match (&args.target, args.target_lost) {
+        (Some(target), false) => {
+            let (source, target) = parse_pair(&args.source, target)?;
+            pgferry::cleanup::remove(&source, &target, &migration, pgferry::cleanup::Fence::Lift, args.force).await?
+        }
+        (None, true) => {
+            let source = parse_spec("--source", &args.source)?;
+            pgferry::cleanup::remove_without_target(&source, &migration, args.force).await?
+        }
+        (Some(_), true) => {
+            return Err(Error::new(ErrorKind::Usage, "--target-lost was given together with a target (--target or PGFERRY_TARGET)")
+                .with_hint("with a target that still answers, run abort with --target alone (it cleans both sides); for a lost target, leave --target and PGFERRY_TARGET out"))
+        }
+        (None, false) => {
+            return Err(Error::new(ErrorKind::Usage, "abort needs the migration's target (--target or PGFERRY_TARGET)")
+                .with_hint("give --target; if the target is gone, --target-lost removes what the source holds"))
+        }
+    };
+    if !report.replica_identity_full_unverified.is_empty() {
+        tracing::warn!(
+            "these tables have REPLICA IDENTITY FULL and no primary key: --replica-identity-full may have set them, but its journal was on the lost target; set back the ones that were not FULL before with ALTER TABLE ... REPLICA IDENTITY DEFAULT: {}",
+            report.replica_identity_full_unverified.join(", ")
+        );
+    }
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     Ok(ExitCode::SUCCESS)
 }

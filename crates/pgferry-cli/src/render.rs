@@ -14,6 +14,35 @@ use pgferry_core::preflight::{Finding, Severity, Side};
 use pgferry_core::validation::Verdict;
 
 /// The check report as a table grouped by side: each finding, its fix, its objects.
+/// `check --all-databases`: each database's check, what is left out and why,
+/// and the instance's verdict.
+pub(crate) fn instance_check(report: &pgferry::instance::InstanceCheck) -> String {
+    let mut out = String::new();
+    for db in &report.databases {
+        let _ = writeln!(out, "=== database {}", db.database);
+        match (&db.report, &db.create_on_target) {
+            (Some(check), _) => out.push_str(&check_table(check)),
+            (None, Some(create)) => {
+                let _ = writeln!(out, "missing on the target server: create it as the source has it:\n  {create};");
+            }
+            (None, None) => {}
+        }
+        out.push('\n');
+    }
+    for (name, why) in &report.plan.left_out {
+        let mark = if why.loses_writes() { "WARNING: " } else { "" };
+        let _ = writeln!(out, "{mark}left out: {name} ({})", why.as_str());
+    }
+    let _ = writeln!(
+        out,
+        "instance: {} database(s): {}; {}",
+        report.plan.databases.len(),
+        report.plan.databases.join(", "),
+        if report.ready { "READY" } else { "NOT READY (see each database above)" }
+    );
+    out
+}
+
 pub(crate) fn check_table(report: &CheckReport) -> String {
     let mut out = String::new();
     let problems = report.findings.iter().filter(|f| f.severity == Severity::Problem).count();
@@ -133,6 +162,12 @@ pub(crate) fn validation(report: &ValidationReport) -> String {
         if !t.keyed && t.mismatched > 0 {
             let _ = writeln!(out, "    (no key: the differing rows are listed by their whole value)");
         }
+        if t.recopied_by_cutover && (t.mismatched > 0 || t.problem.is_some()) {
+            let _ = writeln!(
+                out,
+                "    (a partition truncated alone, rewritten, created or attached since the copy: change capture cannot carry that; the cutover copies it again inside its fence, so this difference does not hold the cutover back; validate --repair copies it now)"
+            );
+        }
         if t.materialized_view && t.mismatched > 0 {
             let _ = writeln!(
                 out,
@@ -225,6 +260,7 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
         if report.connect_revoked_from.is_empty() { "nobody".to_string() } else { report.connect_revoked_from.join(", ") },
         report.terminated_sessions,
     );
+    unfenced_superusers(&mut out, &report.unfenced_superusers);
     if !report.partitions_recopied.is_empty() {
         let _ = writeln!(out, "partitions copied again inside the fence: {}", report.partitions_recopied.join(", "));
     }
@@ -248,6 +284,17 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
 }
 
 /// `cutover --dry-run`: the verdict, then what would happen, in order.
+/// The superusers a fence cannot keep out, named so that no application uses one.
+fn unfenced_superusers(out: &mut String, superusers: &[String]) {
+    if !superusers.is_empty() {
+        let _ = writeln!(
+            out,
+            "WARNING: superusers can still log in to the old source and write, the fence cannot stop them: {} (make sure no application logs in as one; --admin-role names the ones kept on purpose)",
+            superusers.join(", ")
+        );
+    }
+}
+
 pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
     let mut out = String::new();
     match &plan.decision {
@@ -269,6 +316,7 @@ pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
     for change in &plan.fence {
         let _ = writeln!(out, "  - {}", fence_change(change));
     }
+    unfenced_superusers(&mut out, &plan.unfenced_superusers);
     if !plan.keyless_tables.is_empty() {
         let _ = writeln!(out, "keyless tables ({}): {}", plan.keyless_policy, plan.keyless_tables.join(", "));
     }

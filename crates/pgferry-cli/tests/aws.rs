@@ -254,6 +254,12 @@ fn check_weighs_the_rehearsed_downtime_and_a_target_in_another_region() {
     let rehearsed = json(&pgferry(moto, &[&args[..], &["--rehearsed-downtime", "0.4"]].concat()));
     assert_eq!(rehearsed["paths"]["recommendation"]["method"], "snapshot");
     assert!(rehearsed["paths"]["recommendation"]["reason"].as_str().unwrap().contains("0.40 s as rehearsed"));
+    for bad in ["-5", "NaN", "inf", "soon"] {
+        let flag = format!("--rehearsed-downtime={bad}");
+        let refused = pgferry(moto, &[&args[..], &[flag.as_str()]].concat());
+        assert_eq!(refused.status.code(), Some(2), "{bad}: {}", stdout(&refused));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("0 or more"), "{bad}");
+    }
     let abroad = json(&pgferry(moto, &[&args[..], &["--target-region", "eu-west-1"]].concat()));
     let region = abroad["paths"]["blue_green"]["checks"]
         .as_array()
@@ -325,16 +331,42 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
     let common = ["--name", "cli_bg", "--state-dir", state.path().to_str().unwrap()];
     let early = pgferry(moto, &[&["aws", "finish", "--blue-green"][..], &common].concat());
     assert_eq!(early.status.code(), Some(3), "not switched over yet");
-    let switched =
-        pgferry(moto, &[&["aws", "switchover", "--source", url.as_str(), "--timeout", "60"][..], &common].concat());
+    // A probe that cannot write (a read-only role, its password in the URL) stops the switchover before it is asked.
+    cluster.psql(
+        "app",
+        "CREATE ROLE reader LOGIN PASSWORD 'hunter2-secret'; ALTER ROLE reader SET default_transaction_read_only = on;",
+    );
+    let reader = cluster.url_as("reader", "hunter2-secret", "app");
+    let refused = pgferry(moto, &[&["aws", "switchover", "--source", reader.as_str()][..], &common].concat());
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    let said = format!("{}{}", stdout(&refused), String::from_utf8_lossy(&refused.stderr));
+    assert!(said.contains("cannot commit through --source"), "{said}");
+    assert!(!said.contains("hunter2"), "no password in the output: {said}");
+    assert_eq!(
+        runtime().block_on(async { blue_green_statuses(&moto.config().await, "pgferry-cli-bg-blue-green").await }),
+        ["AVAILABLE"]
+    );
+    let switch_args = [&["aws", "switchover", "--source", url.as_str(), "--timeout", "60"][..], &common].concat();
+    let killed = pgferry_with(moto, &switch_args, &[("PGFERRY_FAILPOINT", "aws-after-switchover:1")]);
+    assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
+    let switched = pgferry(moto, &switch_args);
     assert_eq!(switched.status.code(), Some(0), "{}", String::from_utf8_lossy(&switched.stderr));
+    let twice = pgferry(moto, &switch_args);
+    assert_eq!(json(&twice), json(&switched), "run again, it reports the recorded switchover");
     let report = json(&switched);
     assert_eq!(report["status"], "SWITCHOVER_COMPLETED");
     assert!(report["writes_committed"].as_u64().unwrap() >= 1, "{report:#}");
     assert_eq!(report["writes_failed"], 0, "the endpoint stayed writable: {report:#}");
-    let finished = pgferry(moto, &[&["aws", "finish", "--blue-green"][..], &common].concat());
+    let finish_args = [&["aws", "finish", "--blue-green"][..], &common].concat();
+    let killed = pgferry_with(moto, &finish_args, &[("PGFERRY_FAILPOINT", "aws-after-delete-blue-green:1")]);
+    assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
+    let finished = pgferry(moto, &finish_args);
     assert_eq!(finished.status.code(), Some(0), "{}", String::from_utf8_lossy(&finished.stderr));
+    assert!(json(&finished)["left"].as_array().is_some_and(|l| !l.is_empty()), "{}", stdout(&finished));
     assert_eq!(deployments(moto, "pgferry-cli-bg-blue-green"), 0);
+    let journal = std::fs::read_to_string(state.path().join("aws-journal.jsonl")).unwrap();
+    assert!(journal.contains("\"switchover\""), "{journal}");
+    assert!(!journal.contains("hunter2") && !journal.contains("postgresql://"), "no connection string in the journal");
 
     let snapshot_args = ["aws", "encrypt", "--source-instance", "cli-bg", "--source", url.as_str(), "--name", "cli_bg"];
     let refused = pgferry(moto, &snapshot_args);

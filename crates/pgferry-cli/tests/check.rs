@@ -346,3 +346,26 @@ fn a_replication_only_role_is_told_every_missing_privilege() {
     let out = pgferry(&["check", "--source", &s, "--target", &t, "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
 }
+
+/// Roles are global: a role that owns a table or holds a privilege on the source
+/// and is missing on the target makes the copy restore no owner and no privilege
+/// at all. `check` names each such role (a warning: still ready), and no longer
+/// once it exists on the target.
+#[test]
+fn roles_missing_on_the_target_are_named_by_check() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    source.psql(
+        "postgres",
+        "CREATE ROLE owner_role; CREATE ROLE reader; CREATE ROLE unrelated;
+         CREATE TABLE t (id int PRIMARY KEY); ALTER TABLE t OWNER TO owner_role; GRANT SELECT ON t TO reader;",
+    );
+    let args = ["check", "--source", &source.url("postgres"), "--target", &target.url("postgres"), "--format", "json"];
+    let report = json(&pgferry(&args));
+    let missing = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "missing_roles").cloned();
+    let missing = missing.unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(missing["objects"], serde_json::json!(["owner_role", "reader"]), "{report}");
+    assert_eq!(missing["severity"], "warning");
+    target.psql("postgres", "CREATE ROLE owner_role; CREATE ROLE reader");
+    let report = json(&pgferry(&args));
+    assert!(!codes(&report).contains(&"missing_roles".to_string()), "{report}");
+}

@@ -497,3 +497,41 @@ fn zero_workers_are_refused_before_anything_runs() {
         pgferry(&["copy", "--source", "host=/nonexistent", "--target", "host=/nonexistent"], &[("PGFERRY_JOBS", "0")]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Two copies of one migration at once (#17, F9) would load the same target from
+/// two snapshots: the second is refused (exit 1, naming the first) and changes
+/// nothing; the first finishes to an identical target.
+#[test]
+fn a_second_copy_of_the_same_migration_is_refused_while_the_first_runs() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    load_split_table(&source);
+    target.create_database("app");
+    let pause = tempfile::tempdir().unwrap();
+    let (source_url, target_url) = (source.url("app"), target.url("app"));
+    let first = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["copy", "--source", &source_url, "--target", &target_url])
+        .env("PGFERRY_PAUSE", format!("copy-before-lock:{}", pause.path().display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = pause.path().join("copy-before-lock.reached");
+    for _ in 0..600 {
+        if reached.exists() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reached.exists(), "the first copy reached its reads");
+    let slots = "SELECT count(*) FROM pg_replication_slots";
+    let second = copy(&source, &target, &[], &[]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("another pgferry process is running migration main"), "{err}");
+    assert_eq!(source.psql("app", slots), "1", "no second slot");
+    std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert_ok(&out);
+    let content = "SELECT count(*) || ':' || coalesce(sum(hashtext(t::text)::bigint), 0) FROM items t";
+    assert_eq!(source.psql("app", content), target.psql("app", content));
+}

@@ -305,6 +305,19 @@ fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_on
         source.psql("app", "TRUNCATE events_0");
         assert_ok(&catch_up(&source, &target, "parts"));
         assert_ne!(target.fingerprints("app"), source.fingerprints("app"), "PostgreSQL does not send it");
+        // validate says why it differs and that the cutover carries it: the
+        // difference is not journaled as one that holds the cutover back.
+        let out = pgferry(&["validate", "--source", &s, "--target", &t, "--name", "parts", "--format", "json"], &[]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "DIFFERENT: {report}");
+        assert_eq!(table(&report, "\"public\".\"events_0\"")["recopied_by_cutover"], true, "{report}");
+        let text = pgferry(&["validate", "--source", &s, "--target", &t, "--name", "parts"], &[]);
+        assert!(String::from_utf8_lossy(&text.stdout).contains("the cutover copies it again"), "{text:?}");
+        assert_eq!(
+            target.psql("app", "SELECT mismatched_chunks FROM pgferry.validation WHERE migration = 'parts'"),
+            "0",
+            "nothing holds the cutover back"
+        );
         let name = pgferry_core::names::MigrationName::new("parts").unwrap();
         let uncovered = runtime()
             .block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name))
@@ -506,4 +519,89 @@ fn tables_renamed_or_retyped_after_the_snapshot_are_never_copied_wrong() {
     assert_eq!(out.status.code(), Some(3), "stopped, to resume once the target has the change: {stderr}");
     assert!(stderr.contains("its columns changed") && stderr.contains("v real"), "{stderr}");
     assert_eq!(target.psql("app2", "SELECT count(*) FROM c"), "0", "no row copied as another type's bytes");
+}
+
+/// A table replaced while the copy waits to read it (#17, F11): made anew, the old
+/// one dropped, the new one renamed into its place. The copy reads the new one
+/// under a later snapshot, and it is published before that snapshot, so that its
+/// changes after the copy arrive; it was left out of the publication and change
+/// capture said nothing.
+#[test]
+fn a_table_replaced_during_the_copy_is_copied_and_followed() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE accounts (id int PRIMARY KEY, v int);
+         CREATE TABLE other (id int PRIMARY KEY);
+         INSERT INTO accounts SELECT g, 1 FROM generate_series(1, 200) g;
+         INSERT INTO other SELECT generate_series(1, 10);",
+    );
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    let out = copy_with_sql_before_the_reads(
+        &source,
+        &target.url("app"),
+        "replace",
+        "CREATE TABLE accounts_new (LIKE accounts INCLUDING ALL);
+         INSERT INTO accounts_new SELECT id, 2 FROM accounts WHERE id <= 150;
+         DROP TABLE accounts; ALTER TABLE accounts_new RENAME TO accounts;",
+    );
+    assert_ok(&out);
+    let published =
+        "SELECT count(*) FROM pg_publication_tables WHERE pubname LIKE 'pgferry\\_replace%' AND tablename = 'accounts'";
+    assert_eq!(source.psql("app", published), "1", "the new table is published");
+    source.psql("app", "UPDATE accounts SET v = 3 WHERE id <= 10; DELETE FROM accounts WHERE id > 140; INSERT INTO accounts VALUES (999, 4)");
+    assert_ok(&catch_up(&source, &target, "replace"));
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+    assert_eq!(target.psql("app", "SELECT count(*) || ':' || sum(v) FROM accounts"), "141:294");
+}
+
+/// A copy held up by an application's lock (#17, F8) says who holds it and how to
+/// end it, instead of standing still without a word; it goes on once the lock is gone.
+#[test]
+fn a_copy_waiting_for_an_applications_lock_names_the_holder() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE accounts (id int PRIMARY KEY, v int); INSERT INTO accounts SELECT g, 1 FROM generate_series(1, 100) g;",
+    );
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    let pause = tempfile::tempdir().unwrap();
+    let copying = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["copy", "--source", &source.url("app"), "--target", &target.url("app"), "--name", "locked"])
+        .env("PGFERRY_PAUSE", format!("copy-before-lock:{}", pause.path().display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&pause.path().join("copy-before-lock.reached"));
+    std::thread::scope(|scope| {
+        let holder = scope.spawn(|| {
+            source.psql("app", "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(14); COMMIT;")
+        });
+        let locked = "SELECT count(*) FROM pg_locks WHERE relation = 'accounts'::regclass AND mode = 'AccessExclusiveLock' AND granted";
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while source.psql("app", locked) != "1" {
+            assert!(Instant::now() < deadline, "the application's lock was taken");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let holder_pid = source.psql(
+            "app",
+            "SELECT pid FROM pg_locks WHERE relation = 'accounts'::regclass AND mode = 'AccessExclusiveLock' AND granted",
+        );
+        std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
+        let out = copying.wait_with_output().unwrap();
+        holder.join().unwrap();
+        assert_ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("waits for a lock on accounts held by the source's session pid {holder_pid}"))
+                && stderr.contains("pg_terminate_backend"),
+            "{stderr}"
+        );
+    });
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
 }

@@ -283,3 +283,137 @@ fn an_earlier_releases_journal_keeps_working_and_is_checked_by_its_slot_name() {
         "abort of the earlier release's migration dropped its slot"
     );
 }
+
+/// The part of [`Servers::state`] from one source database's section on (the
+/// server-wide slot positions move while a migration streams).
+fn from_section(state: String, section: &str) -> String {
+    state[state.find(section).expect("section")..].to_string()
+}
+
+fn pgferry_with_failpoint(args: &[&str], failpoint: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).env("PGFERRY_FAILPOINT", failpoint).output().unwrap()
+}
+
+/// Who may connect to the source database, its settings, and the app role's reach.
+fn fence_state(s: &Servers, db: &str) -> String {
+    s.source.psql(
+        db,
+        &format!(
+            "SELECT (SELECT array_to_string(ARRAY(SELECT a::text FROM unnest(coalesce(datacl, acldefault('d', datdba))) a ORDER BY 1), ',') FROM pg_database WHERE datname = '{db}');
+             SELECT coalesce(string_agg(array_to_string(setconfig, ','), ';'), 'none') FROM pg_db_role_setting;
+             SELECT has_database_privilege('app', '{db}', 'CONNECT')"
+        ),
+    )
+}
+
+/// The operator's way out when the target is gone (#16): `abort` cannot pair a
+/// source with a lost target and refuses; `abort --target-lost` lifts the fence of
+/// a cutover killed while fenced exactly as it was set, removes this migration's
+/// slot and publications on the source, leaves another database's migration of
+/// the same name untouched, and a rerun finds nothing left. The fence's warning
+/// names a superuser that could still write (F10).
+#[test]
+fn abort_with_the_target_lost_lifts_the_fence_and_removes_only_this_migrations_objects() {
+    let s = Servers::migrated(&["app", "other"]);
+    s.source.psql("postgres", "CREATE ROLE dba LOGIN SUPERUSER");
+    let (source, target) = (s.source.url("app"), s.target.url("app"));
+    let plan = ok(s.run("cutover", &source, &target, &["--dry-run", "--switch-command", "true"]));
+    assert!(plan.contains("superusers can still log in") && plan.contains("dba"), "{plan}");
+    let plan = ok(s.run("cutover", &source, &target, &["--dry-run", "--admin-role", "dba"]));
+    assert!(!plan.contains("superusers can still log in"), "an administrator is kept on purpose: {plan}");
+
+    let unfenced = fence_state(&s, "app");
+    let other = from_section(s.state(&["other"], &["other"]), "\n[source other]");
+    let other_slot =
+        "SELECT slot_name || ' ' || confirmed_flush_lsn FROM pg_replication_slots WHERE database = 'other'";
+    let other_slot_before = s.source.psql("postgres", other_slot);
+    let out = pgferry_with_failpoint(
+        &["cutover", "--source", &source, "--target", &target, "--switch-command", "true"],
+        "cutover-after-fenced:1",
+    );
+    assert_eq!(out.status.code(), Some(137), "killed while fenced: {}", stderr(&out));
+    assert!(s.source.psql("app", "SELECT has_database_privilege('app', 'app', 'CONNECT')") == "f", "fenced");
+    s.target.psql("postgres", "DROP DATABASE app WITH (FORCE)");
+
+    let out = s.run("abort", &source, &target, &[]);
+    assert!(!out.status.success(), "no target to pair with: {}", stderr(&out));
+    assert_eq!(s.source.psql("app", "SELECT has_database_privilege('app', 'app', 'CONNECT')"), "f", "still fenced");
+    let both = pgferry(&["abort", "--source", &source, "--target", &target, "--target-lost"]);
+    assert_eq!(both.status.code(), Some(2), "--target-lost with a target is a usage error: {}", stderr(&both));
+
+    let report = ok(pgferry(&["abort", "--source", &source, "--target-lost"]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert!(report["fence_settings_restored"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["dropped_slot"], true, "{report}");
+    assert_eq!(report["dropped_publications"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(fence_state(&s, "app"), unfenced, "the fence lifted exactly as it was set");
+    s.source.psql("app", "SET ROLE app; INSERT INTO orders (note) VALUES ('after the abort')");
+    assert_eq!(
+        s.source.psql(
+            "app",
+            "SELECT count(*) FROM pg_replication_slots WHERE database = 'app'; SELECT count(*) FROM pg_publication"
+        ),
+        "0\n0"
+    );
+    assert_eq!(
+        from_section(s.state(&["other"], &["other"]), "\n[source other]"),
+        other,
+        "the other migration is untouched"
+    );
+    assert_eq!(s.source.psql("postgres", other_slot), other_slot_before, "its slot too");
+
+    let again = ok(pgferry(&["abort", "--source", &source, "--target-lost"]));
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(
+        (again["fence_settings_restored"].as_u64(), &again["dropped_slot"]),
+        (Some(0), &serde_json::json!(false))
+    );
+}
+
+/// A source that records its switch started may have the application on the lost
+/// target: `abort --target-lost` refuses and changes nothing until the operator's
+/// `--force`; a slot still streamed (its target is not lost) is never dropped.
+#[test]
+fn abort_with_the_target_lost_needs_the_operators_word_once_the_switch_started() {
+    let s = Servers::migrated(&["app"]);
+    let (source, target) = (s.source.url("app"), s.target.url("app"));
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["follow", "--source", &source, "--target", &target])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let streaming = "SELECT count(*) FROM pg_replication_slots WHERE database = 'app' AND active";
+    for _ in 0..100 {
+        if s.source.psql("app", streaming) == "1" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let before = from_section(s.state(&["app"], &[]), "\n[source app]");
+    let out = pgferry(&["abort", "--source", &source, "--target-lost"]);
+    assert_refused(&out, "is in use", "abort --target-lost while follow streams");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(from_section(s.state(&["app"], &[]), "\n[source app]"), before, "nothing changed");
+    assert_eq!(s.source.psql("app", "SELECT count(*) FROM pg_replication_slots WHERE database = 'app'"), "1");
+
+    let status = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["cutover", "--source", &source, "--target", &target, "--switch-command", "sleep 1"])
+        .env("PGFERRY_FAILPOINT", "cutover-during-switch:1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(137));
+    s.target.psql("postgres", "DROP DATABASE app WITH (FORCE)");
+    let fenced = s.state(&["app"], &[]);
+    let out = pgferry(&["abort", "--source", &source, "--target-lost"]);
+    assert_refused(&out, "started its switch command", "abort --target-lost after the switch started");
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(s.state(&["app"], &[]), fenced, "nothing changed");
+    ok(pgferry(&["abort", "--source", &source, "--target-lost", "--force"]));
+    assert_eq!(s.source.psql("app", "SELECT has_database_privilege('app', 'app', 'CONNECT')"), "t", "unfenced");
+    assert_eq!(s.source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0");
+}

@@ -1,11 +1,16 @@
 //! The cutover's final catalog parity gate, on real clusters (15 -> 15 and
 //! 15 -> 18): a faithful migration passes it (the dry run says the catalogs
-//! match, unlogged tables and such are warnings); a target missing an index, a
+//! match, unlogged tables and such are warnings), with functions, types, grants,
+//! row-level security and an event trigger; a target missing an index, a
 //! constraint, a trigger, a view, a sequence, a comment, an extension, with an
-//! extension at another version or a column of another type, stops the cutover
-//! before the fence (exit 1, the source not fenced, no cutover journal), every
-//! difference named at once with its side and its fix; the fixes, run on the
-//! target as given, let the cutover through.
+//! extension at another version or a column of another type, a function whose
+//! body changed, an enum missing a label, a grant revoked, row-level security
+//! disabled, a policy or an event trigger dropped, or columns in another order,
+//! stops the cutover before the fence (exit 1, the source not fenced, no
+//! cutover journal), every difference named at once with its side and its fix;
+//! the fixes, run on the target as given (and the table rebuilt where no DDL
+//! moves a column), let the cutover through. A role the target lacks is a
+//! warning, and the privileges the copy could then not restore are named.
 
 use std::process::{Command, Output};
 
@@ -49,6 +54,31 @@ COMMENT ON COLUMN orders.note IS 'free text';
 COMMENT ON CONSTRAINT positive ON orders IS 'no refunds here';
 COMMENT ON TABLE "it's ""odd""" IS 'it''s odd \ really';
 CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);
+CREATE ROLE reader;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE priority AS ENUM ('low', 'medium', 'high');
+CREATE TYPE address AS (street text, city text);
+CREATE DOMAIN posint AS int DEFAULT 1 NOT NULL CHECK (VALUE > 0);
+CREATE TABLE notes (id int PRIMARY KEY, author text NOT NULL DEFAULT current_user, body text,
+                    feeling mood, at address, weight posint);
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE notes FORCE ROW LEVEL SECURITY;
+CREATE POLICY own ON notes FOR SELECT TO app, reader USING (author = current_user);
+CREATE POLICY nonempty ON notes AS RESTRICTIVE FOR INSERT TO PUBLIC WITH CHECK (length(body) > 0);
+INSERT INTO notes VALUES (1, 'app', 'hello', 'ok', ROW('Main St', 'Springfield'), 3);
+CREATE TABLE wide (a int PRIMARY KEY, b text, c int);
+INSERT INTO wide SELECT g, 'b' || g, g FROM generate_series(1, 10) g;
+CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT a + b';
+CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql STABLE BEGIN ATOMIC SELECT count(*) FROM orders WHERE total > 0; END;
+CREATE FUNCTION secret() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = public
+    AS $$BEGIN RETURN (SELECT count(*) FROM orders); END$$;
+REVOKE EXECUTE ON FUNCTION secret() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION secret() TO app;
+CREATE PROCEDURE bump(n int) LANGUAGE sql AS $$UPDATE orders SET total = total + n WHERE false$$;
+CREATE FUNCTION audit_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'ddl: %', tg_tag; END$$;
+CREATE EVENT TRIGGER audit ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION audit_ddl();
+CREATE SCHEMA reports;
+GRANT USAGE ON SCHEMA reports TO reader;
 GRANT ALL ON ALL TABLES IN SCHEMA public TO app;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO app;
 INSERT INTO customers (email) SELECT 'c' || g || '@example.com' FROM generate_series(1, 20) g;
@@ -71,16 +101,24 @@ impl Migration {
 
 /// Copied and caught up, with writes after the copy.
 fn migrated(target_version: PgVersion) -> Migration {
+    // Roles are the server's, not the database's: the operator creates them first.
+    let m = copied(target_version, SCHEMA, "CREATE ROLE app LOGIN PASSWORD 'app-pw'; CREATE ROLE reader");
+    m.source.psql("app", "INSERT INTO orders (customer_id, total) SELECT 2, g FROM generate_series(1, 50) g");
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    m
+}
+
+/// `schema` on a 15 source, `roles` on the target, copied.
+fn copied(target_version: PgVersion, schema: &str, roles: &str) -> Migration {
     let source = Cluster::start(PgVersion::V15);
     let target = Cluster::start(target_version);
     source.create_database("app");
     target.create_database("app");
-    source.psql("app", SCHEMA);
+    target.psql("app", roles);
+    source.psql("app", schema);
     let urls = [source.url("app"), target.url("app")];
     let m = Migration { source, target, urls };
     ok(pgferry(&m.args("copy")));
-    m.source.psql("app", "INSERT INTO orders (customer_id, total) SELECT 2, g FROM generate_series(1, 50) g");
-    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
     m
 }
 
@@ -119,7 +157,35 @@ const PLANTED: &[(&str, &str)] = &[
     ),
     ("DROP VIEW big_orders", "view \"public\".\"big_orders\" is on the source but missing on the target"),
     ("DROP SEQUENCE invoice_no", "sequence \"public\".\"invoice_no\" is on the source but missing on the target"),
+    (
+        "CREATE OR REPLACE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT a - b'",
+        "function \"public\".\"add\"(a integer, b integer) differs",
+    ),
+    (
+        "DROP TYPE priority; CREATE TYPE priority AS ENUM ('low', 'high')",
+        "enum type \"public\".\"priority\" differs: on the source labels (low, medium, high), on the target labels (low, high)",
+    ),
+    ("REVOKE INSERT ON orders FROM app", "the grant to \"app\" on table \"public\".\"orders\" differs"),
+    (
+        "ALTER TABLE notes DISABLE ROW LEVEL SECURITY",
+        "row level security on table \"public\".\"notes\" differs: on the source enabled and forced, on the target forced but not enabled",
+    ),
+    ("DROP POLICY own ON notes", "policy \"own\" on \"public\".\"notes\" is on the source but missing on the target"),
+    ("DROP EVENT TRIGGER audit", "event trigger \"audit\" is on the source but missing on the target"),
+    (
+        WIDE_REORDERED,
+        "the column order of \"public\".\"wide\" differs: on the source (\"a\", \"b\", \"c\"), on the target (\"a\", \"c\", \"b\")",
+    ),
 ];
+
+/// The table `wide` rebuilt with its rows, in another column order, then in the
+/// source's (no DDL moves a column).
+const WIDE_REORDERED: &str = "CREATE TABLE wide_rows AS SELECT * FROM wide; DROP TABLE wide;
+    CREATE TABLE wide (a int PRIMARY KEY, c int, b text); INSERT INTO wide (a, b, c) SELECT a, b, c FROM wide_rows;
+    DROP TABLE wide_rows; GRANT ALL ON wide TO app";
+const WIDE_REBUILT: &str = "CREATE TABLE wide_rows AS SELECT * FROM wide; DROP TABLE wide;
+    CREATE TABLE wide (a int PRIMARY KEY, b text, c int); INSERT INTO wide (a, b, c) SELECT a, b, c FROM wide_rows;
+    DROP TABLE wide_rows; GRANT ALL ON wide TO app";
 
 fn the_gate(target_version: PgVersion) {
     let m = migrated(target_version);
@@ -139,13 +205,17 @@ fn the_gate(target_version: PgVersion) {
     let dry = pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat());
     assert_eq!(dry.status.code(), Some(1));
     let dry = String::from_utf8_lossy(&dry.stdout).into_owned();
-    // The dropped constraint took its comment with it: one more.
-    let expected = PLANTED.len() + 1;
+    // The dropped constraint took its comment with it, and the dropped view and
+    // sequence their grants to app (granted after they are created): three more.
+    let expected = PLANTED.len() + 3;
     assert!(dry.contains(&format!("catalog parity: {expected} difference(s), each stops the cutover:")), "{dry}");
     assert!(
         dry.contains("the comment on table constraint positive on public.orders is on the source but missing"),
         "{dry}"
     );
+    for recreated in ["view \"public\".\"big_orders\"", "sequence \"public\".\"invoice_no\""] {
+        assert!(dry.contains(&format!("the grant to \"app\" on {recreated} is on the source but missing")), "{dry}");
+    }
     let json = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
     let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
     let differences = plan["parity"]["differences"].as_array().expect("differences").clone();
@@ -164,10 +234,17 @@ fn the_gate(target_version: PgVersion) {
     assert_eq!(fenced(&m.source), unfenced, "the gate stops the cutover before the fence");
     assert_eq!(m.target.psql("app", "SELECT to_regclass('pgferry.cutover') IS NULL"), "t");
 
-    // The fixes, as given, run on the target: the gate lets the cutover through.
+    // The fixes, as given, run on the target (the table rebuilt where no DDL
+    // moves a column): the gate lets the cutover through.
     for d in &differences {
-        let ddl = d["ddl"].as_str().unwrap_or_else(|| panic!("every planted difference has its DDL: {d:#}"));
-        m.target.psql("app", ddl);
+        match d["ddl"].as_str() {
+            Some(ddl) => drop(m.target.psql("app", ddl)),
+            None => {
+                assert_eq!(d["kind"], "column_order", "every other planted difference has its DDL: {d:#}");
+                assert!(d["fix"].as_str().is_some_and(|f| f.starts_with("no DDL moves a column: rebuild")), "{d:#}");
+                m.target.psql("app", WIDE_REBUILT);
+            }
+        }
     }
     let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
     assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
@@ -191,4 +268,62 @@ fn the_catalog_parity_gate_from_15_to_15() {
 #[test]
 fn the_catalog_parity_gate_from_15_to_18() {
     the_gate(PgVersion::V18);
+}
+
+/// A role the target lacks: its grants are a warning, not a difference. The copy
+/// then restores no privilege at all (`--no-privileges`), so the grants to the
+/// roles the target has, and a function's EXECUTE revoked from PUBLIC, are
+/// named; their fixes clear the gate.
+#[test]
+fn a_role_missing_on_the_target_is_a_warning_and_the_privileges_the_copy_left_out_are_named() {
+    let m = copied(
+        PgVersion::V18,
+        "CREATE ROLE app; CREATE ROLE auditor;
+         CREATE TABLE ledger (id int PRIMARY KEY, amount numeric);
+         GRANT SELECT, INSERT ON ledger TO app; GRANT SELECT ON ledger TO auditor;
+         CREATE FUNCTION balance() RETURNS numeric LANGUAGE sql STABLE AS 'SELECT sum(amount) FROM ledger';
+         REVOKE EXECUTE ON FUNCTION balance() FROM PUBLIC; GRANT EXECUTE ON FUNCTION balance() TO app",
+        "CREATE ROLE app",
+    );
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    let json = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+    assert_eq!(json.status.code(), Some(1), "{}", String::from_utf8_lossy(&json.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
+    let warnings = plan["parity"]["warnings"].to_string();
+    assert!(
+        warnings.contains("role \\\"auditor\\\" does not exist on the target: its privileges on 1 object(s) on the source are not compared"),
+        "{warnings}"
+    );
+    let differences = plan["parity"]["differences"].as_array().expect("differences").clone();
+    let named: Vec<(&str, &str, &str)> = differences
+        .iter()
+        .map(|d| (d["object"].as_str().unwrap(), d["side"].as_str().unwrap(), d["ddl"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (
+                "the grant to PUBLIC on function \"public\".\"balance\"()",
+                "only_on_target",
+                "REVOKE EXECUTE ON FUNCTION \"public\".\"balance\"() FROM PUBLIC"
+            ),
+            (
+                "the grant to \"app\" on function \"public\".\"balance\"()",
+                "missing_on_target",
+                "GRANT EXECUTE ON FUNCTION \"public\".\"balance\"() TO \"app\""
+            ),
+            (
+                "the grant to \"app\" on table \"public\".\"ledger\"",
+                "missing_on_target",
+                "GRANT INSERT, SELECT ON TABLE \"public\".\"ledger\" TO \"app\""
+            ),
+        ],
+        "{differences:#?}"
+    );
+    for (_, _, ddl) in named {
+        m.target.psql("app", ddl);
+    }
+    let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
+    assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
+    assert!(planned.contains("role \"auditor\" does not exist on the target"), "still said: {planned}");
 }

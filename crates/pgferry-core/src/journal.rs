@@ -153,37 +153,12 @@ impl Journal {
     }
 }
 
-/// The statements of the saving transaction: create the journal if missing, then
-/// insert every row without overwriting rows already there.
+/// The statements of the saving transaction: insert every row without
+/// overwriting rows already there (the tables are pgferry's state, made by
+/// `pgferry::state` before the transaction).
 pub fn save_statements(fresh: &Journal) -> Vec<Sql> {
     let schema = state_schema();
-    let mut out = vec![
-        Sql::new("CREATE SCHEMA IF NOT EXISTS ").ident(&schema),
-        Sql::new("CREATE TABLE IF NOT EXISTS ").ident(&schema).push(
-            ".saved_foreign_key (
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    constraint_name text NOT NULL,
-    definition text NOT NULL,
-    validated boolean NOT NULL,
-    partitioned_table boolean NOT NULL,
-    state text NOT NULL CHECK (state IN ('saved', 'dropped', 'added')),
-    saved_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (table_schema, table_name, constraint_name))",
-        ),
-        Sql::new("CREATE TABLE IF NOT EXISTS ").ident(&schema).push(
-            ".saved_trigger (
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    trigger_name text NOT NULL,
-    saved_state text NOT NULL CHECK (saved_state IN ('origin', 'replica', 'always')),
-    cloned_from_parent boolean NOT NULL,
-    definition text NOT NULL,
-    state text NOT NULL CHECK (state IN ('saved', 'disabled')),
-    saved_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (table_schema, table_name, trigger_name))",
-        ),
-    ];
+    let mut out = Vec::new();
     if !fresh.foreign_keys.is_empty() {
         let mut insert = Sql::new("INSERT INTO ").ident(&schema).push(
             ".saved_foreign_key (table_schema, table_name, constraint_name, definition, validated, partitioned_table, state) VALUES",

@@ -159,6 +159,21 @@ pub fn allowed(migration: &str, command: Command, record: &CutoverRecord) -> Res
     }
 }
 
+/// Whether `abort --target-lost` may lift the fence and remove the migration's
+/// objects on the source, knowing only what the source records (the target, and
+/// with it the cutover's journal, is gone). A switch the source saw start may
+/// have moved the application onto the lost target: only the operator knows, so
+/// only `force` goes on.
+pub fn allowed_without_target(migration: &str, record: &CutoverRecord, force: bool) -> Result<(), Refusal> {
+    match &record.switched_at {
+        Some(at) if !force => refusal(
+            format!("the source records that a cutover of migration {migration} started its switch command at {at}: the application may have been moved to the lost target, and abort would make the old source writable beside it"),
+            "see where the application points; once nothing writes to the lost target (the switch did not complete, or the application was moved back), rerun with --force: the fence is lifted and the migration's objects on the source removed",
+        ),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +279,21 @@ mod tests {
         let completed: Vec<_> = CutoverStep::ALL.into_iter().filter(|s| at(Some(*s)).completed()).collect();
         assert_eq!(completed, [Switched, Opened, Reported]);
         assert!(!at(None).completed());
+    }
+
+    #[test]
+    fn an_abort_without_its_target_needs_the_operators_word_once_the_switch_started() {
+        assert!(allowed_without_target("main", &at(None), false).is_ok());
+        let fenced_only = CutoverRecord { last_step: Some(Fenced), ..Default::default() };
+        assert!(allowed_without_target("main", &fenced_only, false).is_ok());
+        let switched = CutoverRecord {
+            last_step: Some(Switching),
+            switched_at: Some("2026-12-06 23:00:00+00".into()),
+            downtime_seconds: None,
+        };
+        let refusal = allowed_without_target("main", &switched, false).unwrap_err();
+        assert!(refusal.reason.contains("2026-12-06 23:00:00+00"), "{refusal:?}");
+        assert!(refusal.instead.contains("--force"), "{refusal:?}");
+        assert!(allowed_without_target("main", &switched, true).is_ok());
     }
 }

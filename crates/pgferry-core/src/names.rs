@@ -183,6 +183,15 @@ pub fn state_schema() -> Ident {
     Ident::from_catalog(STATE_SCHEMA)
 }
 
+/// Whether an event trigger is DDL capture's, of any migration
+/// ([`MigrationName::ddl_trigger`], [`MigrationName::ddl_drop_trigger`]).
+pub fn is_ddl_capture_trigger(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else { return false };
+    ["__ddl", "__ddl_drop"]
+        .iter()
+        .any(|suffix| rest.strip_suffix(suffix).is_some_and(|migration| MigrationName::new(migration).is_ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +236,16 @@ mod tests {
         for bad in ["", "a__b", "1abc", "Abc", "a-b", "a b", "é", &"a".repeat(41)] {
             let err = MigrationName::new(bad).unwrap_err();
             assert!(err.to_string().contains("for example"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ddl_captures_triggers_are_told_from_the_users() {
+        let name = MigrationName::new("orders_2026").unwrap();
+        assert!(is_ddl_capture_trigger(name.ddl_trigger().as_str()));
+        assert!(is_ddl_capture_trigger(name.ddl_drop_trigger().as_str()));
+        for user in ["audit", "pgferry_audit", "pgferry___ddl", "pgferry_Main__ddl", "pgferry_main__ddl_x"] {
+            assert!(!is_ddl_capture_trigger(user), "{user}");
         }
     }
 

@@ -1,8 +1,9 @@
 //! The cutover's final catalog parity gate: the source's and the target's catalogs
 //! compared just before the fence, so that a target missing an index, a constraint,
-//! a trigger, a view, a sequence, an extension or a comment (a DDL that was not
-//! replayed, a hand-made change on one side) is found while the source still takes
-//! writes, not by the application after the switch.
+//! a trigger, a view, a sequence, an extension, a comment, a function, a type's
+//! label, a grant, a policy or an event trigger, or with columns in another order
+//! (a DDL that was not replayed, a hand-made change on one side) is found while
+//! the source still takes writes, not by the application after the switch.
 //!
 //! [`compare`] is pure: each side is read into a [`Catalog`] (by `pgferry::parity`,
 //! with `search_path` empty so every name the server renders is qualified), and the
@@ -12,10 +13,17 @@
 //!
 //! Major versions differ in how they catalog some things: PostgreSQL 18 records NOT
 //! NULL as constraints (the reader leaves those out: nullability is compared on
-//! the columns), and an extension restored by `CREATE EXTENSION` gets the target's
-//! default version. Definitions are compared in a normalized form (whitespace,
+//! the columns), an extension restored by `CREATE EXTENSION` gets the target's
+//! default version, and PostgreSQL 17 added the MAINTAIN privilege ([`grants`]).
+//! Definitions are compared in a normalized form (whitespace,
 //! a trailing semicolon), so that a faithful migration from 15 to 18 passes.
 //! Sequence values are not compared: the cutover sets them inside the fence.
+//!
+//! What a table is made of is compared here; what surrounds it, each in its own
+//! module: the user's types ([`types`]), functions and procedures
+//! ([`routines`]), privileges ([`grants`]), row-level security
+//! ([`row_security`]), the order of columns ([`column_order`]) and event
+//! triggers ([`event_triggers`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,6 +31,19 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::sql::{Ident, QualifiedName, ServerSql, Sql};
+
+mod column_order;
+mod event_triggers;
+mod grants;
+mod routines;
+mod row_security;
+mod types;
+
+pub use event_triggers::EventTrigger;
+pub use grants::{Acl, AclEntry, RoleName, Securable};
+pub use routines::Routine;
+pub use row_security::{Policy, RowSecurity};
+pub use types::{TypeShape, UserType};
 
 /// A relation's kind (`pg_class.relkind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -92,6 +113,8 @@ pub struct Relation {
 pub struct Column {
     pub relation: QualifiedName,
     pub name: Ident,
+    /// `attnum`: the columns' order (with gaps where columns were dropped).
+    pub position: i16,
     /// `format_type(atttypid, atttypmod)`.
     pub type_name: ServerSql,
     pub not_null: bool,
@@ -175,6 +198,15 @@ pub struct Catalog {
     pub extensions: Vec<Extension>,
     pub comments: Vec<Comment>,
     pub large_objects: i64,
+    pub types: Vec<UserType>,
+    pub routines: Vec<Routine>,
+    /// The privileges on tables, sequences, schemas, functions and procedures.
+    pub acls: Vec<Acl>,
+    /// Every role on the server: privileges are compared for the roles on both sides.
+    pub roles: Vec<Ident>,
+    pub row_security: Vec<RowSecurity>,
+    pub policies: Vec<Policy>,
+    pub event_triggers: Vec<EventTrigger>,
 }
 
 /// What kind of object differs.
@@ -189,6 +221,13 @@ pub enum ObjectKind {
     Trigger,
     Extension,
     Comment,
+    Type,
+    Function,
+    Grant,
+    RowSecurity,
+    Policy,
+    ColumnOrder,
+    EventTrigger,
 }
 
 /// Where the difference is.
@@ -253,14 +292,22 @@ const RUN_ON_TARGET: &str = "run on the target (pgferry follow --apply-ddl runs 
 pub fn compare(source: &Catalog, target: &Catalog) -> Parity {
     let mut p = Parity::default();
     let same_major = source.server_version_num / 10000 == target.server_version_num / 10000;
+    // In the order the fixes can run: types and functions before what uses
+    // them, privileges and policies once their objects exist.
+    types::compare(&source.types, &target.types, &mut p);
+    routines::compare(&source.routines, &target.routines, same_major, &mut p);
     relations(source, target, same_major, &mut p);
     columns(source, target, &mut p);
+    column_order::compare(source, target, &mut p);
     indexes(source, target, &mut p);
     constraints(source, target, &mut p);
     sequences(source, target, &mut p);
     triggers(source, target, &mut p);
+    event_triggers::compare(&source.event_triggers, &target.event_triggers, &mut p);
     extensions(source, target, same_major, &mut p);
     comments(source, target, &mut p);
+    row_security::compare(source, target, same_major, &mut p);
+    grants::compare(source, target, &mut p);
     if source.large_objects != target.large_objects {
         p.warnings.push(format!(
             "large objects: {} on the source, {} on the target; the cutover brings them over (before the fence, and what changed since inside it)",
@@ -542,7 +589,8 @@ fn columns(source: &Catalog, target: &Catalog, p: &mut Parity) {
                 if s.not_null {
                     fix = fix.push(" NOT NULL");
                 }
-                push(p, ObjectKind::Column, object, Side::MissingOnTarget, run(fix));
+                let fix = run(fix).note(&column_order::added_last(s, &s_cols, &t_cols));
+                push(p, ObjectKind::Column, object, Side::MissingOnTarget, fix);
             }
             (None, Some(t)) => {
                 let fix = Sql::new("ALTER TABLE ").name(&t.relation).push(" DROP COLUMN ").ident(&t.name);
@@ -888,6 +936,7 @@ mod tests {
         Column {
             relation: q("public", table),
             name: Ident::from_catalog(name),
+            position: 1,
             type_name: sql(type_name),
             not_null: false,
             default: None,
@@ -908,12 +957,14 @@ mod tests {
         view.kind = RelationKind::View;
         view.definition = Some(sql(" SELECT id\n   FROM public.orders\n  WHERE total > 100;"));
         let mut id = column("orders", "id", "bigint");
+        let mut total = column("orders", "total", "numeric(10,2)");
+        total.position = 2;
         id.not_null = true;
         id.default = Some(sql("nextval('public.orders_id_seq'::regclass)"));
         Catalog {
             server_version_num: version,
             relations: vec![table("orders"), parent, part, view],
-            columns: vec![id, column("orders", "total", "numeric(10,2)"), column("events", "id", "integer")],
+            columns: vec![id, total, column("events", "id", "integer")],
             indexes: vec![Index {
                 relation: q("public", "orders"),
                 name: Ident::from_catalog("orders_total"),
@@ -955,6 +1006,7 @@ mod tests {
                 text: "what was bought".into(),
             }],
             large_objects: 2,
+            ..Catalog::default()
         }
     }
 

@@ -160,6 +160,26 @@ impl Default for CheckPlan {
     }
 }
 
+/// The roles that own objects or hold privileges on the source and are missing on
+/// the target of a full copy: the copy then restores no owner and no privilege
+/// at all (`pg_restore --no-owner --no-privileges`), so every object is owned by
+/// pgferry's role and every REVOKE is lost (a function closed to PUBLIC on the
+/// source is open on the target). Roles are global objects, outside the copy.
+pub fn missing_roles_finding(missing: &[String], plan: &CheckPlan) -> Option<Finding> {
+    if missing.is_empty() || !plan.full_copy {
+        return None;
+    }
+    let mut f = finding(
+        Side::Target,
+        Severity::Warning,
+        "missing_roles",
+        format!("{} role(s) that own objects or hold privileges on the source do not exist on the target: the copy would then restore no owner and no privilege at all (every object owned by pgferry's role, every REVOKE lost)", missing.len()),
+        "create them on the target before the copy (pg_dumpall --roles-only on the source lists them; RDS does not let anyone read password hashes, so set their passwords on the target), then run pgferry check again".into(),
+    );
+    f.objects = missing.to_vec();
+    Some(f)
+}
+
 /// Slots and WAL senders one migration needs on the source.
 const SLOTS_NEEDED: i32 = 1;
 const WAL_SENDERS_NEEDED: i32 = 1;
@@ -809,5 +829,15 @@ mod tests {
     fn human_bytes_is_readable() {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(12_300_000), "12.3 MB");
+    }
+
+    #[test]
+    fn roles_missing_on_the_target_of_a_full_copy_are_named() {
+        let missing = vec!["app".to_string(), "reporting".to_string()];
+        let f = missing_roles_finding(&missing, &CheckPlan::default()).expect("a finding");
+        assert_eq!((f.code, f.severity, f.objects.clone()), ("missing_roles", Severity::Warning, missing.clone()));
+        assert!(missing_roles_finding(&[], &CheckPlan::default()).is_none());
+        let seeded = CheckPlan { full_copy: false, ..CheckPlan::default() };
+        assert!(missing_roles_finding(&missing, &seeded).is_none(), "a physical copy has the source's roles");
     }
 }

@@ -12,8 +12,8 @@
 //! both servers as they were and exits with [`ErrorKind::Refused`].
 
 use pgferry_core::preflight::{
-    blocking, choose_client, evaluate, same_database, same_database_finding, CheckPlan, DatabaseIdentity, Finding,
-    ServerFacts, Side, ToolFacts,
+    blocking, choose_client, evaluate, missing_roles_finding, same_database, same_database_finding, CheckPlan,
+    DatabaseIdentity, Finding, ServerFacts, Side, ToolFacts,
 };
 use pgferry_pg::tools::{find_client_pairs, ClientPair};
 use pgferry_pg::ConnSpec;
@@ -59,6 +59,8 @@ pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Re
     let mut findings = evaluate(&source_facts, &target_facts, &tool_facts(client.as_ref()), plan);
     if is_same_database(&src, &dst).await? {
         findings.insert(0, same_database_finding(&source.to_string(), &target.to_string()));
+    } else if let Some(f) = missing_roles_finding(&missing_roles(&src, &dst).await?, plan) {
+        findings.push(f);
     }
     let (dump, restore) = client.map(|c| (c.pg_dump, c.pg_restore)).unzip();
     Ok(CheckReport {
@@ -166,4 +168,29 @@ async fn observe(spec: &ConnSpec, side: &str) -> Result<(Client, ServerFacts)> {
 
 fn summary(spec: &ConnSpec, facts: &ServerFacts) -> ServerSummary {
     ServerSummary { url: spec.to_string(), version: facts.server_version.clone() }
+}
+
+/// Roles that own objects or hold grants on the source but do not exist on the
+/// target. When there are any, ownership and grants are not restored.
+pub(crate) async fn missing_roles(src: &Client, dst: &Client) -> Result<Vec<String>> {
+    let rows = src
+        .query(
+            "SELECT DISTINCT r.rolname::text FROM pg_roles r WHERE r.oid IN (
+                 SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%'
+                 UNION SELECT nspowner FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND nspname NOT LIKE 'pg\\_%'
+                 UNION SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relacl IS NOT NULL AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%')
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's roles", e))?;
+    let wanted: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let present = dst
+        .query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)", &[&wanted])
+        .await
+        .map_err(|e| Error::server("listing the target's roles", e))?;
+    let present: Vec<String> = present.iter().map(|r| r.get(0)).collect();
+    Ok(wanted.into_iter().filter(|r| !present.contains(r)).collect())
 }

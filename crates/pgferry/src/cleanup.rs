@@ -17,7 +17,7 @@
 //! would end a live migration while its target is left half made), either while a
 //! cutover's switch has an unknown outcome.
 
-use pgferry_core::lifecycle::Command;
+use pgferry_core::lifecycle::{allowed_without_target, Command, Refusal};
 use pgferry_core::names::{state_schema, MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
 use pgferry_pg::ConnSpec;
@@ -41,6 +41,12 @@ pub struct CleanupReport {
     pub dropped_seed_marker: bool,
     pub journal_rows_deleted: u64,
     pub dropped_state_schema: bool,
+    /// `abort --target-lost` only: tables of the source with REPLICA IDENTITY FULL
+    /// and no key. `--replica-identity-full` may have set them, but its journal
+    /// was on the lost target, so which ones (if any) cannot be told: they are
+    /// left as they are, named for the operator to set back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replica_identity_full_unverified: Vec<String>,
 }
 
 /// What to do with a fence that is still up.
@@ -105,6 +111,75 @@ pub async fn remove(
     report.journal_rows_deleted = delete_journal_rows(&dst, migration, fence_policy).await?;
     report.dropped_state_schema = drop_state_schema_if_unused(&dst).await?;
     Ok(report)
+}
+
+/// `abort --target-lost`: the migration's target is gone (its server failed, or
+/// it was dropped), so its journal cannot pair the source with it. What the
+/// source itself records decides: its own slot (named with this database's OID),
+/// publications, DDL capture, seed marker and fence journal are removed, the fence
+/// lowered exactly as its journal says, unless the source records that a switch
+/// started ([`allowed_without_target`]: then only `force` goes on). Nothing on
+/// any target is touched. A slot in use (a `follow` still streaming) stops it
+/// before anything changes. A rerun finds nothing left and changes nothing.
+pub async fn remove_without_target(source: &ConnSpec, migration: &MigrationName, force: bool) -> Result<CleanupReport> {
+    let src = pgferry_pg::connect(source).await?;
+    if !source_holds_any(&src, migration).await? && crate::seed::marker::read(&src, migration).await?.is_none() {
+        return Ok(CleanupReport::default());
+    }
+    let record = crate::lifecycle::record(&src, None, migration).await?;
+    allowed_without_target(migration.as_str(), &record, force).map_err(|Refusal { reason, instead }| {
+        Error::new(ErrorKind::Refused, format!("{reason}; nothing was changed")).with_hint(instead)
+    })?;
+    let slots = own_slots(&src, migration).await?;
+    for slot in &slots {
+        crate::copy::ensure_slot_is_ours(&src, migration, slot).await?;
+        refuse_active_slot(&src, slot).await?;
+    }
+    fence::allow_writes(&src).await?;
+    if crate::outside_fence::recorded(&src, migration).await?.is_some() {
+        if !force {
+            return Err(Error::new(ErrorKind::Refused, "an outside fence raised by --fence-command may still be up; nothing was changed")
+                .with_hint("lift it yourself (pgferry aws fence --lift, or your --unfence-command), then rerun abort --target-lost with --force"));
+        }
+        crate::outside_fence::forget(&src, migration).await?;
+    }
+    let mut report =
+        CleanupReport { fence_settings_restored: fence::lower(&src, migration).await?, ..Default::default() };
+    fence::forget_switch(&src, migration).await?;
+    for slot in &slots {
+        report.dropped_slot |= drop_slot(&src, slot).await?;
+    }
+    report.dropped_publications = crate::copy::drop_publications(&src, migration).await?;
+    report.removed_ddl_capture = crate::ddl::remove(&src, migration).await?;
+    report.dropped_seed_marker = crate::seed::forget_marker(&src, migration).await?;
+    report.replica_identity_full_unverified = crate::copy::keyless_tables_with_full_identity(&src).await?;
+    Ok(report)
+}
+
+/// The slots of this migration on this database: as the seed marker or this
+/// release names it, and an earlier release's name.
+async fn own_slots(src: &Client, migration: &MigrationName) -> Result<Vec<String>> {
+    let candidates = vec![crate::slot::on_source(src, migration).await?, migration.legacy_slot()];
+    src.query(
+        "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = ANY($1) AND database = current_database() ORDER BY 1",
+        &[&candidates],
+    )
+    .await
+    .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+    .map_err(|e| Error::server("reading the source's replication slots", e))
+}
+
+async fn refuse_active_slot(src: &Client, slot: &str) -> Result<()> {
+    let active: bool = src
+        .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await
+        .map_err(|e| Error::server("reading the source's replication slots", e))?
+        .is_some_and(|r| r.get(0));
+    match active {
+        false => Ok(()),
+        true => Err(Error::new(ErrorKind::Refused, format!("the replication slot {slot} is in use: a pgferry process still streams this migration; nothing was changed"))
+            .with_hint("stop it first (its target is not lost, then: run pgferry abort with --target instead)")),
+    }
 }
 
 /// Whether the source still holds anything of the migration: its slot (as this
@@ -180,12 +255,14 @@ async fn delete_journal_rows(dst: &Client, migration: &MigrationName, fence_poli
     Ok(deleted)
 }
 
-/// Drops pgferry's schema on the target when none of its tables holds a row.
+/// Drops pgferry's schema on the target when none of its tables holds a row
+/// (the state's version aside: it describes the tables, not a migration).
 async fn drop_state_schema_if_unused(dst: &Client) -> Result<bool> {
     let tables = dst
         .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
-            &[&STATE_SCHEMA],
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> $2",
+            &[&STATE_SCHEMA, &crate::state::VERSION_TABLE],
         )
         .await
         .map_err(|e| Error::server("listing pgferry's journal tables", e))?;

@@ -38,21 +38,6 @@ use crate::outside_fence::{self, OutsideFence};
 use crate::validate::{validate_changed, ValidateOptions};
 use crate::{failpoint, fence, shell};
 
-const JOURNAL_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.cutover (
-    migration text PRIMARY KEY,
-    step text NOT NULL,
-    fenced_at timestamptz,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_pid integer;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS switch_host text;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS downtime_seconds double precision;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS views_after_switch boolean NOT NULL DEFAULT false;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS source_system_identifier text;
-ALTER TABLE pgferry.cutover ADD COLUMN IF NOT EXISTS source_database_oid oid;";
-
 /// What the operator asked for.
 #[derive(Clone, Debug)]
 pub struct CutoverOptions {
@@ -91,6 +76,8 @@ pub struct CutoverReport {
     pub connect_revoked_from: Vec<String>,
     /// Sessions on the source database that the fence ended.
     pub terminated_sessions: i64,
+    /// Superusers that could still log in to the old source and write ([`fence::unfenced_superusers`]).
+    pub unfenced_superusers: Vec<String>,
     pub sequences_set: usize,
     pub changes_drained: u64,
     /// Rows compared by the exact check of the rows change capture touched.
@@ -117,6 +104,8 @@ pub struct CutoverPlan {
     pub decision: Decision,
     /// What the fence would change on the source database, each undone after a rollback.
     pub fence: Vec<FenceChange>,
+    /// Superusers the fence cannot keep out ([`fence::unfenced_superusers`]).
+    pub unfenced_superusers: Vec<String>,
     /// Tables without a replica identity, and what the cutover does about them.
     pub keyless_tables: Vec<String>,
     pub keyless_policy: String,
@@ -169,6 +158,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         migration: name.to_string(),
         decision: go_no_go(&observed, &options.policy),
         fence: fence::planned(&src, &options.administrators).await?.changes,
+        unfenced_superusers: fence::unfenced_superusers(&src, &options.administrators).await?,
         keyless_tables: observed.insert_only_tables.clone(),
         keyless_policy: options.policy.keyless_tables.as_str().to_string(),
         changed_rows_to_check: touched,
@@ -316,6 +306,7 @@ pub async fn cutover(
         steps: laps,
         connect_revoked_from: fenced.report.connect_revoked_from,
         terminated_sessions: fenced.report.terminated_sessions,
+        unfenced_superusers: fenced.report.unfenced_superusers,
         sequences_set: fenced.sequences_set,
         changes_drained: fenced.changes_drained,
         rows_checked: fenced.rows_checked,
@@ -520,6 +511,7 @@ async fn finish(
         steps: Vec::new(),
         connect_revoked_from: Vec::new(),
         terminated_sessions: 0,
+        unfenced_superusers: Vec::new(),
         sequences_set: 0,
         changes_drained: 0,
         rows_checked: 0,
@@ -648,9 +640,7 @@ impl JournalEntry {
 /// Creates the cutover journal, or brings an earlier release's up to date. Only
 /// once the cutover changes something: a refused one leaves the target as it was.
 async fn ensure_journal(dst: &Client) -> Result<()> {
-    dst.batch_execute(&format!("{JOURNAL_SQL}{}", crate::timeline::SCHEMA_SQL))
-        .await
-        .map_err(|e| Error::server("creating the cutover journal", e))
+    crate::state::ensure(dst, pgferry_core::state::Side::Target).await
 }
 
 /// The journaled cutover, if there is a journal and it holds this migration.

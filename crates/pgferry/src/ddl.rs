@@ -39,22 +39,6 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// The target's journal of replayed and stopped commands.
-pub(crate) const JOURNAL_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.ddl (
-    migration text NOT NULL,
-    source_lsn pg_lsn,
-    source_command text NOT NULL,
-    applied text,
-    state text NOT NULL CHECK (state IN ('applied', 'operator', 'pending')),
-    reason text,
-    at timestamptz NOT NULL DEFAULT now()
-);
--- A command is identified by its message's position in the source's WAL, never
--- by its text: each is journaled once, in the transaction of its replay.
-CREATE UNIQUE INDEX IF NOT EXISTS ddl_once ON pgferry.ddl (migration, source_lsn)";
-
 /// Installs (or replaces) DDL capture on the source for this migration. Needs
 /// the right to create event triggers (a superuser, `rds_superuser` on RDS).
 pub async fn install(source: &ConnSpec, name: &MigrationName) -> Result<()> {
@@ -283,7 +267,7 @@ pub(crate) async fn record_pending(
     reason: &str,
 ) -> Result<()> {
     let dst = pgferry_pg::connect(target).await?;
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the DDL journal on the target", e))?;
+    crate::state::ensure(&dst, pgferry_core::state::Side::Target).await?;
     dst.execute(
         "INSERT INTO pgferry.ddl (migration, source_lsn, source_command, state, reason)
          SELECT $1, $2::text::pg_lsn, $3, 'pending', $4
@@ -340,7 +324,7 @@ pub struct OperatorDdl {
 /// without DDL capture). Change capture then resumes from its applied position.
 pub async fn apply_operator_ddl(target: &ConnSpec, name: &MigrationName, sql: &str) -> Result<OperatorDdl> {
     let mut dst = pgferry_pg::connect(target).await?;
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating the DDL journal on the target", e))?;
+    crate::state::ensure(&dst, pgferry_core::state::Side::Target).await?;
     let tx = dst.transaction().await.map_err(|e| Error::server("opening a transaction on the target", e))?;
     let pending = tx
         .query_opt(

@@ -33,17 +33,6 @@ use tokio_postgres::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
 
-pub(crate) const JOURNAL_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.source_fence (
-    migration text NOT NULL,
-    kind text NOT NULL,
-    name text NOT NULL,
-    previous text,
-    raised_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (migration, kind, name)
-);";
-
 /// How long terminated sessions may take to go away.
 const TERMINATE_WAIT: Duration = Duration::from_secs(10);
 
@@ -54,6 +43,8 @@ pub struct FenceReport {
     /// The roles (`PUBLIC` included) that lost `CONNECT` on the database.
     pub connect_revoked_from: Vec<String>,
     pub terminated_sessions: i64,
+    /// Login superusers outside the spared roles: see [`unfenced_superusers`].
+    pub unfenced_superusers: Vec<String>,
 }
 
 /// A recorded fence, as the source's journal holds it.
@@ -79,7 +70,7 @@ pub async fn raise(
     administrators: &[String],
 ) -> Result<FenceReport> {
     allow_writes(src).await?;
-    exec(src, JOURNAL_SQL, "creating the fence journal on the source").await?;
+    crate::state::ensure(src, pgferry_core::state::Side::Source).await?;
     refuse_another_fence(src, migration).await?;
     if !recorded(src, migration).await?.changes.is_empty() {
         return Err(Error::new(ErrorKind::Precondition, format!("migration {migration} already fences the source"))
@@ -109,7 +100,30 @@ pub async fn raise(
             _ => None,
         })
         .collect();
-    Ok(FenceReport { database: database.as_str().to_string(), connect_revoked_from, terminated_sessions: terminated })
+    Ok(FenceReport {
+        database: database.as_str().to_string(),
+        connect_revoked_from,
+        terminated_sessions: terminated,
+        unfenced_superusers: unfenced_superusers(src, administrators).await?,
+    })
+}
+
+/// The superusers that can log in, other than pgferry's role and the
+/// administrators: the fence ends their sessions, but a superuser passes every
+/// privilege check, `CONNECT` included, and may turn `default_transaction_read_only`
+/// off, so a new session of theirs can still write on the fenced source. pgferry
+/// cannot close the database to them without acting on the whole server
+/// (`NOLOGIN`), so it names them: no application may log in as one.
+pub async fn unfenced_superusers(src: &Client, administrators: &[String]) -> Result<Vec<String>> {
+    let rows = src
+        .query(
+            "SELECT rolname::text FROM pg_roles
+             WHERE rolsuper AND rolcanlogin AND rolname <> current_user AND NOT rolname = ANY($1) ORDER BY 1",
+            &[&administrators],
+        )
+        .await
+        .map_err(|e| Error::server("listing the source's superusers", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// The journal row that says a switch command may have run (kind `switch`).

@@ -30,17 +30,6 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
 
-const JOURNAL_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.view_refresh (
-    migration text NOT NULL,
-    view text NOT NULL,
-    seconds double precision NOT NULL,
-    measured_by text NOT NULL,
-    measured_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (migration, view)
-);";
-
 /// When the cutover refreshes the materialized views.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,7 +151,7 @@ pub async fn planned(src: &Client, dst: &Client, name: &MigrationName) -> Result
 
 async fn record_times(dst: &Client, name: &MigrationName, by: &str, done: &[RefreshedView]) -> Result<()> {
     let fail = |e| Error::server("journaling the materialized views' refresh times", e);
-    dst.batch_execute(JOURNAL_SQL).await.map_err(fail)?;
+    crate::state::ensure(dst, pgferry_core::state::Side::Target).await?;
     for view in done {
         dst.execute(
             "INSERT INTO pgferry.view_refresh (migration, view, seconds, measured_by) VALUES ($1, $2, $3, $4)

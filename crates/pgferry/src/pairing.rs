@@ -28,6 +28,9 @@ impl Pair {
 /// Refuses (exit 1, nothing changed) unless `dst` is the target `src` is migrated
 /// into, as `command` needs it.
 pub async fn require(src: &Client, dst: &Client, migration: &MigrationName, command: &str, need: Need) -> Result<Pair> {
+    // A newer pgferry's state could not be read right: refused before anything else.
+    crate::state::refuse_newer(src, pgferry_core::state::Side::Source).await?;
+    crate::state::refuse_newer(dst, pgferry_core::state::Side::Target).await?;
     let facts = observe(src, dst, migration).await?;
     match judge(migration, command, need, &facts) {
         Ok(paired) => {

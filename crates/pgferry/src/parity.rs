@@ -5,10 +5,13 @@
 //!
 //! User schemas are all but the system ones and pgferry's own; objects that
 //! belong to an extension are left out (the extension makes them), and so are
-//! pgferry's own (its schema; triggers named `pgferry_*`; publications and event
-//! triggers are not read at all). PostgreSQL 18's NOT NULL constraints are left
-//! out (nullability is read from the columns), and so are partitions' clones of
-//! their parent's triggers (`tgparentid`: the parent's trigger is compared).
+//! pgferry's own (its schema; triggers named `pgferry_*`; publications are not
+//! read at all; DDL capture's event triggers are read and left out by the
+//! comparison). PostgreSQL 18's NOT NULL constraints are left out (nullability
+//! is read from the columns), and so are partitions' clones of their parent's
+//! triggers (`tgparentid`: the parent's trigger is compared). Types, functions
+//! and event triggers are read in [`code`], roles, privileges and row-level
+//! security in [`security`].
 
 use pgferry_core::names::{PREFIX, STATE_SCHEMA};
 use pgferry_core::parity::{
@@ -20,6 +23,9 @@ use pgferry_pg::facts::USER_RELATION;
 use tokio_postgres::{Client, Row};
 
 use crate::error::{Error, Result};
+
+mod code;
+mod security;
 
 /// Schemas `n` of the user ($1: pgferry's schema).
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
@@ -50,8 +56,9 @@ pub async fn read_catalog(client: &Client, side: &str) -> Result<Catalog> {
 }
 
 async fn read_all(c: &Client) -> std::result::Result<Catalog, tokio_postgres::Error> {
+    let server_version_num = c.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.get(0);
     Ok(Catalog {
-        server_version_num: c.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.get(0),
+        server_version_num,
         relations: relations(c).await?,
         columns: columns(c).await?,
         indexes: indexes(c).await?,
@@ -61,6 +68,13 @@ async fn read_all(c: &Client) -> std::result::Result<Catalog, tokio_postgres::Er
         extensions: extensions(c).await?,
         comments: comments(c).await?,
         large_objects: c.query_one("SELECT count(*) FROM pg_largeobject_metadata", &[]).await?.get(0),
+        types: code::types(c).await?,
+        routines: code::routines(c, server_version_num).await?,
+        acls: security::acls(c).await?,
+        roles: security::roles(c).await?,
+        row_security: security::row_security(c).await?,
+        policies: security::policies(c).await?,
+        event_triggers: code::event_triggers(c).await?,
     })
 }
 
@@ -109,7 +123,7 @@ async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postg
 async fn columns(c: &Client) -> std::result::Result<Vec<Column>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
-                a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text
+                a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, a.attnum
          FROM pg_attribute a
          JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -121,6 +135,7 @@ async fn columns(c: &Client) -> std::result::Result<Vec<Column>, tokio_postgres:
         .map(|r| Column {
             relation: name(r, 0, 1),
             name: Ident::from_catalog(r.get::<_, String>(2)),
+            position: r.get(8),
             type_name: server_sql(r, 3),
             not_null: r.get(4),
             default: optional_sql(r, 5),

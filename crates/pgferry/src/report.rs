@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::timeline::Kind;
 
 /// Times are seconds since 1970-01-01 UTC, and as text (UTC, to the second) for reading.
 #[derive(Clone, Debug, Serialize)]
@@ -163,18 +164,18 @@ async fn read_timeline(dst: &Client, name: &MigrationName, record: &mut Migratio
         let what: String = r.get(3);
         let detail: Option<serde_json::Value> = r.get(4);
         let field = |key: &str| detail.as_ref().and_then(|d| d.get(key)).cloned();
-        match kind.as_str() {
-            "phase" => record.phases.push(Milestone { at, name: what }),
-            "cutover_step" => record.cutover_steps.push(Milestone { at, name: what }),
-            "validation" => record.validations.push(Validation {
+        match Kind::parse(&kind) {
+            Some(Kind::Phase) => record.phases.push(Milestone { at, name: what }),
+            Some(Kind::CutoverStep) => record.cutover_steps.push(Milestone { at, name: what }),
+            Some(Kind::Validation) => record.validations.push(Validation {
                 at,
                 verdict: what,
                 mode: field("mode").and_then(|v| v.as_str().map(str::to_string)),
                 mismatched_chunks: field("mismatched_chunks").and_then(|v| v.as_i64()),
                 rows_compared: field("rows_compared").and_then(|v| v.as_i64()),
             }),
-            "preflight" => record.preflight = detail,
-            _ => {}
+            Some(Kind::Preflight) => record.preflight = detail,
+            None => {}
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
-//! The migration's history on the target (`pgferry.timeline`): one row per
-//! copy phase reached, cutover step taken and validation finished, each
-//! written in the same statement or transaction as the journal row it mirrors.
+//! The migration's history on the target (`pgferry.timeline`, made by
+//! [`crate::state`]): one row per copy phase reached, cutover step taken and
+//! validation finished, each written in the same statement as the journal row it
+//! mirrors, and the preflight's findings when the copy began.
 //!
 //! Why a history beside the state rows: `pgferry.migration`, `pgferry.cutover`
 //! and `pgferry.validation` hold where a migration stands now (one row each, so
@@ -11,18 +12,8 @@ use pgferry_core::names::MigrationName;
 use serde_json::Value;
 use tokio_postgres::GenericClient;
 
-/// Created with each journal that writes to it (copy, cutover, validation).
-pub(crate) const SCHEMA_SQL: &str = "
-CREATE TABLE IF NOT EXISTS pgferry.timeline (
-    migration text NOT NULL,
-    at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    kind text NOT NULL,
-    name text NOT NULL,
-    detail jsonb
-);
-CREATE INDEX IF NOT EXISTS timeline_migration_at ON pgferry.timeline (migration, at);";
-
-/// What a row records.
+/// What a row records (its stored `kind`, written as a literal by the
+/// statements that mirror a state row, pinned by the test below).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A copy phase (`pgferry_core::phase::MigrationPhase`) was reached.
@@ -44,6 +35,11 @@ impl Kind {
             Kind::Preflight => "preflight",
         }
     }
+
+    /// Reads the stored form; `None` for a kind this version does not know.
+    pub fn parse(stored: &str) -> Option<Kind> {
+        [Kind::Phase, Kind::CutoverStep, Kind::Validation, Kind::Preflight].into_iter().find(|k| k.as_str() == stored)
+    }
 }
 
 pub(crate) async fn record(
@@ -60,4 +56,18 @@ pub(crate) async fn record(
         )
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kind;
+
+    #[test]
+    fn kinds_read_back_as_written() {
+        for kind in [Kind::Phase, Kind::CutoverStep, Kind::Validation, Kind::Preflight] {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::CutoverStep.as_str(), "cutover_step");
+        assert_eq!(Kind::parse("other"), None);
+    }
 }

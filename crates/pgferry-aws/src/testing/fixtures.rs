@@ -154,6 +154,23 @@ pub async fn blue_green_statuses(config: &SdkConfig, name: &str) -> Vec<String> 
         .collect()
 }
 
+/// A Blue/Green deployment of instance `id` named `name` made outside pgferry (no
+/// pgferry tag, moto's default green); its identifier.
+pub async fn create_foreign_blue_green(config: &SdkConfig, name: &str, id: &str) -> String {
+    let rds = aws_sdk_rds::Client::new(config);
+    let source = rds.describe_db_instances().db_instance_identifier(id).send().await.expect("describe the source");
+    let arn = source.db_instances()[0].db_instance_arn().expect("an ARN").to_owned();
+    let out = rds
+        .create_blue_green_deployment()
+        .blue_green_deployment_name(name)
+        .source(arn)
+        .tags(Tag::builder().key("team").value("someone-else").build())
+        .send()
+        .await
+        .expect("create a Blue/Green deployment");
+    out.blue_green_deployment().and_then(|d| d.blue_green_deployment_identifier()).expect("an identifier").to_owned()
+}
+
 /// The security groups of instance `id`, in order.
 pub async fn instance_security_groups(config: &SdkConfig, id: &str) -> Vec<String> {
     let out = aws_sdk_rds::Client::new(config)

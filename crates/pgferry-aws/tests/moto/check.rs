@@ -1,5 +1,5 @@
 use pgferry_aws::check::{gather, ready, verdicts, Severity};
-use pgferry_aws::choice::{paths, Method, Outcome, Wanted};
+use pgferry_aws::choice::{paths, Method, Outcome, Wanted, CLOUDFORMATION_TAG};
 use pgferry_aws::testing::{create_proxy, create_source, manage_master_password};
 
 use crate::{cloud, pacing};
@@ -94,4 +94,48 @@ async fn a_missing_instance_is_named() {
     let err = gather(&cloud, &pacing(), "chk-missing").await.unwrap_err();
     assert_eq!(err.kind, pgferry::ErrorKind::Precondition);
     assert!(err.message.contains("chk-missing"));
+}
+
+#[tokio::test]
+/// (moto 5.2.5 answers a cross-region read replica with an internal error: that
+/// limit is covered by `choice`'s unit test, over an ARN in the replica list.)
+async fn a_cloudformation_stack_and_cascading_replicas_read_from_rds_rule_blue_green_out() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "chk-topology", Some("1"), 1).await;
+    let rds = aws_sdk_rds::Client::new(&config);
+    let arn = rds.describe_db_instances().db_instance_identifier("chk-topology").send().await.unwrap().db_instances()
+        [0]
+    .db_instance_arn()
+    .unwrap()
+    .to_owned();
+    rds.add_tags_to_resource()
+        .resource_name(&arn)
+        .tags(aws_sdk_rds::types::Tag::builder().key(CLOUDFORMATION_TAG).value("prod-stack").build())
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier("chk-topology-r1-r1")
+        .source_db_instance_identifier("chk-topology-r1")
+        .db_instance_class("db.r6g.large")
+        .send()
+        .await
+        .unwrap();
+    let facts = gather(&cloud, &pacing(), "chk-topology").await.unwrap();
+    let paths = paths(&facts, 0, &Wanted::default());
+    let out: Vec<(&str, &str)> = paths
+        .blue_green
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::RulesOut)
+        .map(|c| (c.limit, c.detail.as_str()))
+        .collect();
+    let limits: Vec<&str> = out.iter().map(|(l, _)| *l).collect();
+    assert_eq!(limits, ["cascading-replicas", "cloudformation"], "{out:?}");
+    assert!(out[0].1.contains("chk-topology-r1 (replicas: chk-topology-r1-r1)"), "{out:?}");
+    assert!(out[1].1.contains("CloudFormation stack prod-stack"), "{out:?}");
+    assert_eq!(paths.recommendation.method, Method::Snapshot);
+    for (_, why) in &out {
+        assert!(paths.recommendation.reason.contains(why), "{why}: {}", paths.recommendation.reason);
+    }
 }

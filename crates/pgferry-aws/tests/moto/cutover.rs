@@ -229,3 +229,77 @@ async fn switch_upserts_the_cname_with_its_ttl_and_waits_for_insync() {
     let cname = sets.resource_record_sets().iter().find(|r| r.name().starts_with("db.sw.example.com")).unwrap();
     assert_eq!((cname.ttl(), cname.resource_records()[0].value()), (Some(60), new_endpoint.as_str()));
 }
+
+#[tokio::test]
+async fn a_prepared_group_never_swapped_in_is_deleted_by_lift_and_the_source_is_untouched() {
+    let (cloud, config) = cloud().await;
+    let before = with_two_groups(&config, "fen-unused").await;
+    let dir = tempfile::tempdir().unwrap();
+    let prepare = FencePlan { prepare_only: true, ..own("fen_unused", "fen-unused") };
+    let prepared = fence(&cloud, &pacing(), &mut journal(&dir), &prepare).await.unwrap();
+    assert_eq!(security_groups_named(&config, "pgferry-fen-unused-fence").len(), 1);
+
+    // The cutover was abandoned before its fence: lift removes what pgferry made, and only that.
+    let lifted = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_unused"), "fen-unused").await.unwrap();
+    assert_eq!(lifted.deleted.as_deref(), Some(prepared.fence_group.as_str()));
+    assert!(security_groups_named(&config, "pgferry-fen-unused-fence").is_empty());
+    assert_eq!(groups(&config, "fen-unused").await, before);
+    assert_eq!(cloud.calls("rds:ModifyDBInstance"), 0);
+    assert_eq!(events(&dir, "delete-fence-group"), [Event::Intent, Event::Call, Event::Outcome]);
+    assert!(
+        lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_unused"), "fen-unused").await.is_err(),
+        "nothing left to lift"
+    );
+}
+
+#[tokio::test]
+async fn a_fence_killed_after_opening_its_rule_opens_no_second() {
+    let (cloud, config) = cloud().await;
+    let before = with_two_groups(&config, "fen-rule").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The rule is added, then the answer is lost, as if pgferry died before journaling it.
+    cloud.fail_after("ec2:AuthorizeSecurityGroupIngress");
+    fence(&cloud, &pacing(), &mut journal(&dir), &own("fen_rule", "fen-rule")).await.unwrap_err();
+    assert_eq!(security_groups_named(&config, "pgferry-fen-rule-fence")[0].ingress, ["tcp 5433 10.0.3.17/32"]);
+    assert_eq!(groups(&config, "fen-rule").await, before, "not swapped yet");
+
+    let fenced = fence(&cloud, &pacing(), &mut journal(&dir), &own("fen_rule", "fen-rule")).await.unwrap();
+    assert_eq!(cloud.calls("ec2:AuthorizeSecurityGroupIngress"), 1, "the rule read back, not asked for again");
+    assert_eq!(security_groups_named(&config, "pgferry-fen-rule-fence")[0].ingress, ["tcp 5433 10.0.3.17/32"]);
+    assert_eq!(groups(&config, "fen-rule").await, vec![fenced.fence_group.clone()]);
+    lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_rule"), "fen-rule").await.unwrap();
+    assert_eq!(groups(&config, "fen-rule").await, before);
+}
+
+#[tokio::test]
+async fn a_fence_or_lift_naming_another_instance_changes_nothing() {
+    let (cloud, config) = cloud().await;
+    let before_a = with_two_groups(&config, "fen-a").await;
+    let before_b = with_two_groups(&config, "fen-b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let fenced = fence(&cloud, &pacing(), &mut journal(&dir), &own("fen_ab", "fen-a")).await.unwrap();
+    let modified = cloud.calls("rds:ModifyDBInstance");
+
+    // The wrong --source-instance, by a typo or a copied command: fen-b must keep its groups.
+    let err = fence(&cloud, &pacing(), &mut journal(&dir), &own("fen_ab", "fen-b")).await.unwrap_err();
+    assert_eq!(err.kind, pgferry::ErrorKind::Usage);
+    assert_eq!(err.message, "this state directory's fence is of fen-a, not fen-b");
+    let err = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_ab"), "fen-b").await.unwrap_err();
+    assert_eq!(err.kind, pgferry::ErrorKind::Usage);
+    assert!(err.hint.unwrap().contains("--source-instance fen-a"));
+    assert_eq!(groups(&config, "fen-b").await, before_b);
+    assert_eq!(groups(&config, "fen-a").await, vec![fenced.fence_group.clone()], "fen-a stays fenced");
+    assert_eq!(cloud.calls("rds:ModifyDBInstance"), modified);
+
+    lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_ab"), "fen-a").await.unwrap();
+    assert_eq!(groups(&config, "fen-a").await, before_a);
+
+    // A prepared group, lifted with the wrong instance, is not deleted.
+    let prepare = FencePlan { prepare_only: true, ..own("fen_ab", "fen-a") };
+    let prepared = fence(&cloud, &pacing(), &mut journal(&dir), &prepare).await.unwrap();
+    let err = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_ab"), "fen-b").await.unwrap_err();
+    assert!(err.message.contains("prepared to fence fen-a, not fen-b"), "{}", err.message);
+    assert_eq!(security_groups_named(&config, "pgferry-fen-ab-fence")[0].id, prepared.fence_group);
+    lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_ab"), "fen-a").await.unwrap();
+    assert!(security_groups_named(&config, "pgferry-fen-ab-fence").is_empty());
+}

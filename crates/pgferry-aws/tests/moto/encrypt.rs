@@ -170,6 +170,32 @@ async fn a_rerun_with_another_key_is_refused() {
     assert!(err.hint.unwrap().contains("final"));
 }
 
+#[tokio::test]
+async fn a_key_that_cannot_work_is_refused_with_nothing_recorded_and_binds_nothing() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-typo", Some("1"), 0).await;
+    let (_, key) = create_key(&config, "alias/enc-typo").await;
+    let seed = RecordingSeed::new(Lsn(1));
+    let dir = tempfile::tempdir().unwrap();
+    let abroad = key.replace(":us-east-1:", ":eu-west-1:");
+    for (bad, says) in [("alias/enc-typo-typo", "KMS has no such key here"), (abroad.as_str(), "in region eu-west-1")] {
+        let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan("enc-typo", Some(bad.into())), &seed)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Usage, "{bad}: {err:?}");
+        assert!(err.message.contains(says), "{bad}: {}", err.message);
+        assert!(journal(&dir).entries().is_empty(), "{bad}: nothing recorded");
+    }
+    assert_eq!(seed.prepared.get(), 0);
+    assert_eq!(cloud.calls("rds:CreateDBSnapshot"), 0);
+    // The right key is taken afterwards: the typo did not become the migration's.
+    cloud.fail_before("rds:CreateDBSnapshot", "InternalFailure");
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan("enc-typo", Some("alias/enc-typo".into())), &seed)
+        .await
+        .unwrap_err();
+    assert_eq!(journal(&dir).outcome("plan").unwrap()["kms_key_arn"], key.as_str());
+}
+
 /// A failure scripted into the control plane.
 type Inject = fn(&Scripted<Aws>);
 

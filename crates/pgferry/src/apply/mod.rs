@@ -329,9 +329,6 @@ async fn stream_session(
         .await
         .map_err(|e| Stop::target("setting up the apply session on the target", e))?;
     let state = progress::start_state(dst, &options.migration).await?;
-    dst.batch_execute(crate::ddl::JOURNAL_SQL)
-        .await
-        .map_err(|e| Stop::target("creating the DDL journal on the target", e))?;
     let src = pgferry_pg::connect(source).await.map_err(|e| watchdog::connect_stop(e, first))?;
     let dst_catalog = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
     totals.applied = state.start;

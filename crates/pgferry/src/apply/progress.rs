@@ -22,38 +22,6 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
 
-const SCHEMA_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.apply_progress (
-    migration text PRIMARY KEY,
-    applied_lsn pg_lsn NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now(),
-    source_commit_time timestamptz
-);
-CREATE TABLE IF NOT EXISTS pgferry.apply_table_stats (
-    migration text NOT NULL,
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    inserts bigint NOT NULL DEFAULT 0,
-    updates bigint NOT NULL DEFAULT 0,
-    deletes bigint NOT NULL DEFAULT 0,
-    truncates bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (migration, table_schema, table_name)
-);
-ALTER TABLE pgferry.apply_progress ADD COLUMN IF NOT EXISTS changes_per_second double precision;
-CREATE TABLE IF NOT EXISTS pgferry.follow_sample (
-    migration text NOT NULL,
-    sampled_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    applied_lsn pg_lsn NOT NULL,
-    lag_bytes bigint NOT NULL,
-    lag_seconds double precision NOT NULL,
-    changes_per_second double precision NOT NULL,
-    transactions bigint NOT NULL,
-    changes bigint NOT NULL,
-    slot_retained_bytes bigint,
-    PRIMARY KEY (migration, sampled_at)
-);";
-
 /// Changes applied to one table in a batch.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct Counts {
@@ -101,14 +69,7 @@ pub(crate) async fn start_state(target: &Client, name: &MigrationName) -> Result
         .with_hint("rerun pgferry copy: it resumes, and change capture can start once it reports the copy complete"));
     }
     let slot_lsn = parse_lsn(row.get::<_, Option<String>>(1).unwrap_or_default().as_str())?;
-    target
-        .batch_execute(SCHEMA_SQL)
-        .await
-        .map_err(|e| Error::server("creating pgferry's apply journal on the target", e))?;
-    target
-        .batch_execute(super::touched::SCHEMA_SQL)
-        .await
-        .map_err(|e| Error::server("creating pgferry's touched-rows journal on the target", e))?;
+    crate::state::ensure(target, pgferry_core::state::Side::Target).await?;
     let applied = target
         .query_opt("SELECT applied_lsn::text FROM pgferry.apply_progress WHERE migration = $1", &[&name.as_str()])
         .await

@@ -22,22 +22,6 @@ use tokio_postgres::Client;
 
 use super::relation::Mapped;
 
-pub(crate) const SCHEMA_SQL: &str = "
-CREATE TABLE IF NOT EXISTS pgferry.touched_keys (
-    migration text NOT NULL,
-    lsn pg_lsn NOT NULL,
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    whole boolean NOT NULL,
-    keys jsonb NOT NULL
-);
-CREATE INDEX IF NOT EXISTS touched_keys_position ON pgferry.touched_keys (migration, lsn);
-DO $pgferry$ BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgferry.touched_keys'::regclass AND attname = 'reason') THEN
-        ALTER TABLE pgferry.touched_keys ADD COLUMN reason text;
-    END IF;
-END $pgferry$;";
-
 /// What one table needs re-checked.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum TouchedRows {

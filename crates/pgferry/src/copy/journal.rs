@@ -20,45 +20,9 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, Result};
 
-const SCHEMA_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.migration (
-    name text PRIMARY KEY,
-    phase text NOT NULL,
-    slot_lsn pg_lsn,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS slot_name text;
-ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS source_system_identifier text;
-ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS source_database_oid oid;
-CREATE TABLE IF NOT EXISTS pgferry.copied_chunk (
-    migration text NOT NULL,
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    chunk int NOT NULL,
-    chunks int NOT NULL,
-    rows bigint NOT NULL,
-    bytes bigint NOT NULL,
-    snapshot_lsn pg_lsn NOT NULL,
-    copied_at timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (migration, table_schema, table_name, chunk)
-);
-ALTER TABLE pgferry.copied_chunk ADD COLUMN IF NOT EXISTS finished_at timestamptz NOT NULL DEFAULT clock_timestamp();
-CREATE TABLE IF NOT EXISTS pgferry.partition_file (
-    migration text NOT NULL,
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    relfilenode oid NOT NULL,
-    PRIMARY KEY (migration, table_schema, table_name)
-);";
-
 /// Creates the journal's tables when missing.
 pub(crate) async fn ensure(target: &Client) -> Result<()> {
-    target
-        .batch_execute(&format!("{SCHEMA_SQL}{}", crate::timeline::SCHEMA_SQL))
-        .await
-        .map_err(|e| Error::server("creating pgferry's journal on the target", e))
+    crate::state::ensure(target, pgferry_core::state::Side::Target).await
 }
 
 /// The migration's phase and slot position, if it was started before.

@@ -38,6 +38,7 @@ mod data;
 mod foreign_keys;
 mod indexes;
 pub(crate) mod journal;
+mod lock_wait;
 mod repair;
 mod replica_identity;
 mod rewrites;
@@ -48,6 +49,7 @@ mod workdir;
 pub(crate) use data::recopy;
 use data::{copy_in, copy_out_whole};
 pub use repair::{repair_tables, Repaired};
+pub(crate) use replica_identity::keyless_with_full_identity as keyless_tables_with_full_identity;
 pub(crate) use replica_identity::restore as restore_replica_identity;
 pub(crate) use source::{
     drop_publications, ensure_publications, ensure_slot_is_ours, list_tables, partition_roots, sync_sequences,
@@ -188,7 +190,7 @@ pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, e
     let ClientPair { pg_dump, pg_restore } = require_client(&src, &dst).await?;
     let workdir = WorkDir::create(target, name)?;
     journal::ensure(&dst).await?;
-    let missing_roles = missing_roles(&src, &dst).await?;
+    let missing_roles = check::missing_roles(&src, &dst).await?;
     let keep_owners = missing_roles.is_empty();
     let mut laps = Laps::start();
     let (current, stored_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
@@ -353,12 +355,31 @@ impl DataPhase<'_> {
     /// rewritten after it: those are copied again under later snapshots.
     /// Returns the tables still to be analyzed.
     async fn run_all(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
+        let copy = self.run_all_unwatched(snapshot_name, snapshot_lsn);
+        tokio::pin!(copy);
+        tokio::select! {
+            copied = &mut copy => return copied,
+            // The watch ends only when it cannot read the source: the copy goes on.
+            () = lock_wait::watch(self.source) => {}
+        }
+        copy.await
+    }
+
+    async fn run_all_unwatched(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
         failpoint::pause("copy-before-lock").await;
         let none = HashSet::new();
         let (mut leftover, mut again) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&none)).await?;
         for _ in 0..RECOPY_ATTEMPTS {
             if again.is_empty() {
                 return Ok(leftover);
+            }
+            // A table that replaced one of the same name since the publications
+            // were made is not in them: published first, so that its changes after
+            // the re-copy's snapshot arrive.
+            for table in source::publish_unlisted(self.src, &self.options.migration).await? {
+                tracing::info!(
+                    "{table} replaced a table of that name during the copy: it was added to the publication"
+                );
             }
             let slot = SnapshotSlot::Resume.beside(self.slot);
             let temp = create_slot_with_snapshot(self.source, &slot, true)
@@ -564,31 +585,6 @@ async fn server_version_num(client: &Client, side: &str) -> Result<i32> {
         .await
         .map(|r| r.get(0))
         .map_err(|e| Error::server(&format!("reading the {side}'s version"), e))
-}
-
-/// Roles that own objects or hold grants on the source but do not exist on the
-/// target. When there are any, ownership and grants are not restored.
-async fn missing_roles(src: &Client, dst: &Client) -> Result<Vec<String>> {
-    let rows = src
-        .query(
-            "SELECT DISTINCT r.rolname::text FROM pg_roles r WHERE r.oid IN (
-                 SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%'
-                 UNION SELECT nspowner FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND nspname NOT LIKE 'pg\\_%'
-                 UNION SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.relacl IS NOT NULL AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_%')
-             ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(|e| Error::server("listing the source's roles", e))?;
-    let wanted: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let present = dst
-        .query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)", &[&wanted])
-        .await
-        .map_err(|e| Error::server("listing the target's roles", e))?;
-    let present: Vec<String> = present.iter().map(|r| r.get(0)).collect();
-    Ok(wanted.into_iter().filter(|r| !present.contains(r)).collect())
 }
 
 async fn summaries(dst: &Client, name: &MigrationName) -> Result<Vec<TableSummary>> {

@@ -23,16 +23,6 @@ use super::{copy_in, copy_out_whole, list_tables, partition_roots};
 use crate::error::{Error, ErrorKind, Result};
 use crate::start::RunnerLock;
 
-const JOURNAL_SQL: &str = "
-CREATE TABLE IF NOT EXISTS pgferry.repair (
-    migration text NOT NULL,
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    snapshot_lsn pg_lsn NOT NULL,
-    rows bigint NOT NULL,
-    repaired_at timestamptz NOT NULL DEFAULT now()
-);";
-
 /// One table copied again.
 #[derive(Debug, Serialize)]
 pub struct Repaired {
@@ -57,7 +47,6 @@ pub async fn repair_tables(
     let src = pgferry_pg::connect(source).await?;
     crate::lifecycle::guard(&src, &dst, name, pgferry_core::lifecycle::Command::Repair).await?;
     journal::ensure(&dst).await?;
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's repair journal", e))?;
     let slot = crate::slot::resolve(&src, &dst, name).await?;
     let slot = create_slot_with_snapshot(source, &SnapshotSlot::Repair.beside(&slot), true)
         .await

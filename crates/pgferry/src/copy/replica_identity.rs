@@ -28,22 +28,10 @@ use crate::failpoint;
 /// How long the ALTER waits for its lock on a table the application uses.
 const LOCK_TIMEOUT: &str = "3s";
 
-const JOURNAL_SQL: &str = "
-CREATE TABLE IF NOT EXISTS pgferry.replica_identity (
-    migration text NOT NULL,
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    original text NOT NULL,
-    set_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (migration, table_schema, table_name)
-)";
-
 /// Gives every table of the source without a usable replica identity
 /// REPLICA IDENTITY FULL, journaling each first.
 pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -> Result<()> {
-    dst.batch_execute(JOURNAL_SQL)
-        .await
-        .map_err(|e| Error::server("creating pgferry's replica identity journal", e))?;
+    crate::state::ensure(dst, pgferry_core::state::Side::Target).await?;
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, c.relreplident::text
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -69,6 +57,27 @@ pub(crate) async fn set_full(src: &Client, dst: &Client, name: &MigrationName) -
         alter(src, &table, "FULL").await?;
     }
     Ok(())
+}
+
+/// The source's tables with REPLICA IDENTITY FULL and no primary key: what
+/// `--replica-identity-full` sets, read from the catalog alone (for an abort
+/// whose target, and with it the journal, is lost).
+pub(crate) async fn keyless_with_full_identity(src: &Client) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND c.relreplident = 'f' AND {USER_RELATION}
+           AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+         ORDER BY 1, 2"
+    );
+    let rows = src
+        .query(&sql, &[&STATE_SCHEMA])
+        .await
+        .map_err(|e| Error::server("listing the tables with REPLICA IDENTITY FULL", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)).to_string())
+        .collect())
 }
 
 /// The tables this migration set FULL, as the journal holds them.

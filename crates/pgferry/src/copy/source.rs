@@ -113,6 +113,44 @@ pub(crate) async fn ensure_publications(source: &Client, name: &MigrationName) -
     Ok(())
 }
 
+/// Adds to the migration's publications the tables neither of them lists: a
+/// table made after they were (one that replaced a table the copy was about to
+/// read: created, the old one dropped, renamed into its place). Called before a
+/// re-copy's snapshot, so that its changes after that snapshot are streamed.
+/// Returns the tables added.
+pub(crate) async fn publish_unlisted(source: &Client, name: &MigrationName) -> Result<Vec<QualifiedName>> {
+    let listed: Vec<(String, String)> = source
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_publication_rel pr
+             JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname IN ($1, $2)",
+            &[&name.publication().as_str(), &name.insert_only_publication().as_str()],
+        )
+        .await
+        .map_err(|e| Error::server("reading the migration's publications", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut added = Vec::new();
+    for (table, publishable) in publication_members(source).await? {
+        let publication = match publishable {
+            Publishable::Fully => name.publication(),
+            Publishable::InsertsOnly => name.insert_only_publication(),
+            Publishable::Never => continue,
+        };
+        if listed.iter().any(|(schema, relation)| table.schema.as_str() == schema && table.name.as_str() == relation) {
+            continue;
+        }
+        let sql = Sql::new("ALTER PUBLICATION ").ident(&publication).push(" ADD TABLE ").name(&table);
+        source
+            .batch_execute(sql.as_str())
+            .await
+            .map_err(|e| Error::server(&format!("adding {table} to the publication {publication}"), e))?;
+        added.push(table);
+    }
+    Ok(added)
+}
+
 /// What the publications list: plain tables, and partitioned tables by their
 /// root (never a partition itself), each with how it can be published.
 async fn publication_members(source: &Client) -> Result<Vec<(QualifiedName, Publishable)>> {

@@ -11,23 +11,9 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
 
-const SCHEMA_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.seed_marker (
-    migration text PRIMARY KEY,
-    token text NOT NULL,
-    lsn pg_lsn NOT NULL,
-    slot_lsn pg_lsn NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE pgferry.seed_marker ADD COLUMN IF NOT EXISTS slot_name text;";
-
 /// Commits a new marker for the slot `slot` made at `slot_lsn`, replacing an older one.
 pub(crate) async fn write(source: &Client, name: &MigrationName, slot: &str, slot_lsn: Lsn) -> Result<Marker> {
-    source
-        .batch_execute(SCHEMA_SQL)
-        .await
-        .map_err(|e| Error::server("creating pgferry's seed marker table on the source", e))?;
+    crate::state::ensure(source, pgferry_core::state::Side::Source).await?;
     // pg_current_wal_insert_lsn() is read before the commit record is written,
     // so the commit starts after it.
     let row = source

@@ -181,14 +181,6 @@ pub struct AttachReport {
     pub inherited: Inherited,
 }
 
-const JOURNAL_SQL: &str = "
-CREATE TABLE IF NOT EXISTS pgferry.seed (
-    migration text PRIMARY KEY,
-    redo_lsn pg_lsn NOT NULL,
-    start_lsn pg_lsn NOT NULL,
-    seeded_at timestamptz NOT NULL DEFAULT now()
-);";
-
 /// Makes the copy the migration's target, starting change capture after its end.
 pub async fn attach(
     source: &ConnSpec,
@@ -280,7 +272,6 @@ async fn record(
     source: &pgferry_core::preflight::DatabaseIdentity,
 ) -> Result<()> {
     journal::ensure(dst).await?;
-    dst.batch_execute(JOURNAL_SQL).await.map_err(|e| Error::server("creating pgferry's seed journal", e))?;
     let start = start_after(redo).to_string();
     let write = || async {
         dst.batch_execute("BEGIN").await?;

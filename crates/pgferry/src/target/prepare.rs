@@ -36,7 +36,10 @@ pub async fn prepare(source: &ConnSpec, target: &ConnSpec, sql_only: bool) -> Re
     let save = save_statements(&fresh);
     let steps = plan_prepare(&journal);
     if sql_only {
-        let transactions: Vec<_> = std::iter::once(save).chain(steps.into_iter().map(|s| s.statements)).collect();
+        let transactions: Vec<_> = [crate::state::script(pgferry_core::state::Side::Target), save]
+            .into_iter()
+            .chain(steps.into_iter().map(|s| s.statements))
+            .collect();
         return Ok(PrepareOutput::Script(script(
             "pgferry target prepare: save, then drop foreign keys and disable triggers",
             &transactions,
@@ -47,6 +50,7 @@ pub async fn prepare(source: &ConnSpec, target: &ConnSpec, sql_only: bool) -> Re
         triggers = journal.triggers.len(),
         "saving on the target"
     );
+    crate::state::ensure(&client, pgferry_core::state::Side::Target).await?;
     let tx = client.transaction().await.map_err(|e| Error::server("saving the journal", e))?;
     for statement in &save {
         tx.batch_execute(statement.as_str()).await.map_err(|e| Error::server("saving the journal", e))?;

@@ -11,19 +11,6 @@ use tokio_postgres::Client;
 use super::ValidationReport;
 use crate::error::{Error, Result};
 
-const SCHEMA_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.validation (
-    migration text PRIMARY KEY,
-    mode text NOT NULL,
-    equal boolean NOT NULL,
-    mismatched_chunks bigint NOT NULL,
-    changing_chunks bigint NOT NULL,
-    rows_compared bigint NOT NULL,
-    finished_at timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE pgferry.validation ADD COLUMN IF NOT EXISTS verdict text;";
-
 /// The last validation of a migration, as `pgferry status` shows it.
 #[derive(Debug, Serialize)]
 pub struct LastValidation {
@@ -55,19 +42,23 @@ pub(super) async fn record(
         return Ok(());
     }
     let sum = |f: fn(&super::TableVerdict) -> i64| report.tables.iter().map(f).sum::<i64>();
-    // What holds the cutover back: the cutover refreshes materialized views itself.
-    let mismatched: i64 = report.different().filter(|t| !t.materialized_view).map(|t| t.mismatched.max(1) as i64).sum();
+    // What holds the cutover back: the cutover refreshes materialized views and
+    // copies again the partitions change capture cannot vouch for itself.
+    let mismatched: i64 = report
+        .different()
+        .filter(|t| !t.materialized_view && !t.recopied_by_cutover)
+        .map(|t| t.mismatched.max(1) as i64)
+        .sum();
     let verdict = report.verdict.as_str();
     let rows_compared = sum(|t| t.source_rows);
     let detail = serde_json::json!({"mode": mode, "mismatched_chunks": mismatched, "rows_compared": rows_compared});
+    crate::state::ensure(&client, pgferry_core::state::Side::Target).await?;
     let write = || async {
-        client.batch_execute(SCHEMA_SQL).await?;
-        client.batch_execute(crate::timeline::SCHEMA_SQL).await?;
-        crate::timeline::record(&client, name, crate::timeline::Kind::Validation, verdict, Some(detail.clone()))
-            .await?;
+        // One statement: the history row and the verdict are written together.
         client
             .execute(
-                "INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared, verdict)
+                "WITH history AS (INSERT INTO pgferry.timeline (migration, kind, name, detail) VALUES ($1, 'validation', $7, $8))
+                 INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared, verdict)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (migration) DO UPDATE SET mode = excluded.mode, equal = excluded.equal, verdict = excluded.verdict,
                      mismatched_chunks = excluded.mismatched_chunks, changing_chunks = excluded.changing_chunks,
@@ -80,6 +71,7 @@ pub(super) async fn record(
                     &sum(|t| t.changing as i64),
                     &rows_compared,
                     &verdict,
+                    &detail,
                 ],
             )
             .await

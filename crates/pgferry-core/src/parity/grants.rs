@@ -1,0 +1,451 @@
+//! Privileges on tables (and views, sequences, ...), schemas, functions and
+//! procedures: each side's ACL as `aclexplode` lists it (a NULL ACL as the
+//! built-in default, `acldefault`), compared per grantee by role name. The
+//! owner's own privileges are compared as the owner's, whoever owns the object
+//! on each side, and the grantor is not compared (it is the owner, as a rule).
+//!
+//! A role that exists on one side only cannot be granted anything on the other:
+//! its privileges are not compared, and a warning names it (roles are global
+//! objects, outside the database that moves: the operator creates them, e.g.
+//! from `pg_dumpall --roles-only`). PostgreSQL 17 added the MAINTAIN privilege
+//! on tables, which `GRANT ALL` and the owner's default include there, so it is
+//! not compared when either side is older.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::{differs, pair, push, run, Fix, ObjectKind, Parity, RelationKind, Side};
+use crate::sql::{Ident, QualifiedName, ServerSql, Sql};
+
+/// A role a privilege or a policy names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RoleName {
+    /// Every role (grantee 0).
+    Public,
+    Role(Ident),
+}
+
+impl RoleName {
+    pub(super) fn sql(&self) -> Sql {
+        match self {
+            RoleName::Public => Sql::new("PUBLIC"),
+            RoleName::Role(r) => Sql::default().ident(r),
+        }
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RoleName::Public => f.write_str("PUBLIC"),
+            RoleName::Role(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// What privileges are granted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Securable {
+    /// A table, view, materialized view or foreign table (`GRANT ... ON TABLE`).
+    Relation {
+        name: QualifiedName,
+        kind: RelationKind,
+    },
+    Sequence(QualifiedName),
+    Schema(Ident),
+    Routine {
+        name: QualifiedName,
+        arguments: ServerSql,
+        procedure: bool,
+    },
+}
+
+impl Securable {
+    /// `TABLE "s"."t"`, `SCHEMA "s"`, `FUNCTION "s"."f"(integer)`: what follows `ON`.
+    fn sql(&self) -> Sql {
+        match self {
+            Securable::Relation { name, .. } => Sql::new("TABLE ").name(name),
+            Securable::Sequence(name) => Sql::new("SEQUENCE ").name(name),
+            Securable::Schema(name) => Sql::new("SCHEMA ").ident(name),
+            Securable::Routine { name, arguments, procedure } => {
+                Sql::new(if *procedure { "PROCEDURE " } else { "FUNCTION " })
+                    .name(name)
+                    .push("(")
+                    .server_sql(arguments)
+                    .push(")")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Securable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Securable::Relation { name, kind } => write!(f, "{} {name}", kind.as_str()),
+            Securable::Sequence(name) => write!(f, "sequence {name}"),
+            Securable::Schema(name) => write!(f, "schema {name}"),
+            Securable::Routine { name, arguments, procedure } => {
+                let word = if *procedure { "procedure" } else { "function" };
+                write!(f, "{word} {name}({})", arguments.as_str())
+            }
+        }
+    }
+}
+
+/// One object's privileges on one side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acl {
+    pub object: Securable,
+    pub owner: Ident,
+    pub entries: Vec<AclEntry>,
+}
+
+/// One privilege granted (`aclexplode`), grantor left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclEntry {
+    pub grantee: RoleName,
+    /// `SELECT`, `USAGE`, `EXECUTE`, ...
+    pub privilege: String,
+    pub grantable: bool,
+}
+
+/// Who holds privileges, with the owner as such on each side.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Holder {
+    Owner,
+    Other(RoleName),
+}
+
+/// The privilege keywords pgferry writes (the server's names, from code).
+fn keyword(privilege: &str) -> Option<&'static str> {
+    Some(match privilege {
+        "SELECT" => "SELECT",
+        "INSERT" => "INSERT",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        "TRUNCATE" => "TRUNCATE",
+        "REFERENCES" => "REFERENCES",
+        "TRIGGER" => "TRIGGER",
+        "MAINTAIN" => "MAINTAIN",
+        "USAGE" => "USAGE",
+        "CREATE" => "CREATE",
+        "EXECUTE" => "EXECUTE",
+        _ => return None,
+    })
+}
+
+/// Privilege -> grantable, per holder.
+type Held = BTreeMap<Holder, BTreeMap<String, bool>>;
+
+fn held(acl: &Acl, with_maintain: bool) -> Held {
+    let mut out = Held::new();
+    for e in &acl.entries {
+        if e.privilege == "MAINTAIN" && !with_maintain {
+            continue;
+        }
+        let holder = match &e.grantee {
+            RoleName::Role(r) if *r == acl.owner => Holder::Owner,
+            other => Holder::Other(other.clone()),
+        };
+        out.entry(holder).or_default().insert(e.privilege.clone(), e.grantable);
+    }
+    out
+}
+
+fn show(privileges: &BTreeMap<String, bool>) -> String {
+    if privileges.is_empty() {
+        return "none".into();
+    }
+    let parts: Vec<String> = privileges
+        .iter()
+        .map(|(p, grantable)| if *grantable { format!("{p} WITH GRANT OPTION") } else { p.clone() })
+        .collect();
+    parts.join(", ")
+}
+
+pub(super) fn compare(source: &super::Catalog, target: &super::Catalog, p: &mut Parity) {
+    let with_maintain = source.server_version_num >= 170000 && target.server_version_num >= 170000;
+    let roles = |c: &super::Catalog| c.roles.iter().cloned().collect::<BTreeSet<Ident>>();
+    let (source_roles, target_roles) = (roles(source), roles(target));
+    let mut unmatched: BTreeMap<(&'static str, Ident), usize> = BTreeMap::new();
+    let key = |a: &Acl| a.object.sql().into_string();
+    for (s, t) in pair(&source.acls, &target.acls, key) {
+        // An object only on the target is dropped by its own difference's fix.
+        let Some(s) = s else { continue };
+        // One missing on the target is created by its own difference's fix,
+        // with what every new object gets: the rest is granted after it.
+        let created = t.is_none().then(|| new_object(s));
+        let Some(t) = t.or(created.as_ref()) else { continue };
+        let (sh, th) = (held(s, with_maintain), held(t, with_maintain));
+        let holders: BTreeSet<&Holder> = sh.keys().chain(th.keys()).collect();
+        for holder in holders {
+            if let Holder::Other(RoleName::Role(r)) = holder {
+                let (on_source, on_target) = (source_roles.contains(r), target_roles.contains(r));
+                if !on_target || !on_source {
+                    let side = if on_target { "source" } else { "target" };
+                    *unmatched.entry((side, r.clone())).or_default() += 1;
+                    continue;
+                }
+            }
+            let none = BTreeMap::new();
+            let (sp, tp) = (sh.get(holder).unwrap_or(&none), th.get(holder).unwrap_or(&none));
+            if sp == tp || (created.is_some() && *holder == Holder::Owner) {
+                continue;
+            }
+            let who = match holder {
+                Holder::Owner => "the owner".to_string(),
+                Holder::Other(r) => r.to_string(),
+            };
+            let object = format!("the grant to {who} on {}", s.object);
+            let side = match (sp.is_empty(), tp.is_empty()) {
+                (false, true) => Side::MissingOnTarget,
+                _ if created.is_some() => differs(show(sp), format!("{} once created (the default)", show(tp))),
+                (true, false) => Side::OnlyOnTarget,
+                _ => differs(show(sp), show(tp)),
+            };
+            let grantee = match holder {
+                Holder::Owner => RoleName::Role(t.owner.clone()),
+                Holder::Other(r) => r.clone(),
+            };
+            push(p, ObjectKind::Grant, object, side, fix(&s.object, &grantee, sp, tp));
+        }
+    }
+    for ((side, role), objects) in unmatched {
+        let other = if side == "source" { "target" } else { "source" };
+        p.warnings.push(format!(
+            "role {role} does not exist on the {side}: its privileges on {objects} object(s) on the {other} are not compared; create the role on the {side} (e.g. from pg_dumpall --roles-only) and grant them as on the source"
+        ));
+    }
+}
+
+/// The privileges a new object gets: its owner's, and EXECUTE to PUBLIC on a
+/// function or procedure.
+fn new_object(source: &Acl) -> Acl {
+    let entries = match source.object {
+        Securable::Routine { .. } => {
+            vec![AclEntry { grantee: RoleName::Public, privilege: "EXECUTE".into(), grantable: false }]
+        }
+        _ => vec![],
+    };
+    Acl { object: source.object.clone(), owner: source.owner.clone(), entries }
+}
+
+/// The GRANTs and REVOKEs that make the target's privileges the source's.
+fn fix(
+    object: &Securable,
+    grantee: &RoleName,
+    source: &BTreeMap<String, bool>,
+    target: &BTreeMap<String, bool>,
+) -> Fix {
+    let mut statements: Vec<Sql> = Vec::new();
+    let list = |privileges: Vec<&String>| -> Option<Sql> {
+        let mut sql = Sql::default();
+        for (i, p) in privileges.iter().enumerate() {
+            sql = if i == 0 { sql } else { sql.push(", ") }.push(keyword(p)?);
+        }
+        Some(sql)
+    };
+    let statement = |head: &'static str, privileges: Vec<&String>, to: &'static str, tail: &'static str| {
+        let privileges = list(privileges)?;
+        Some(
+            Sql::new(head)
+                .append(privileges)
+                .push(" ON ")
+                .append(object.sql())
+                .push(to)
+                .append(grantee.sql())
+                .push(tail),
+        )
+    };
+    let plain: Vec<&String> = source.iter().filter(|(p, g)| !**g && !target.contains_key(*p)).map(|(p, _)| p).collect();
+    let grantable: Vec<&String> =
+        source.iter().filter(|(p, g)| **g && target.get(*p) != Some(&true)).map(|(p, _)| p).collect();
+    let revoked: Vec<&String> = target.keys().filter(|p| !source.contains_key(*p)).collect();
+    let option_revoked: Vec<&String> =
+        target.iter().filter(|(p, g)| **g && source.get(*p) == Some(&false)).map(|(p, _)| p).collect();
+    for (head, privileges, to, tail) in [
+        ("GRANT ", plain, " TO ", ""),
+        ("GRANT ", grantable, " TO ", " WITH GRANT OPTION"),
+        ("REVOKE ", revoked, " FROM ", ""),
+        ("REVOKE GRANT OPTION FOR ", option_revoked, " FROM ", ""),
+    ] {
+        if privileges.is_empty() {
+            continue;
+        }
+        match statement(head, privileges, to, tail) {
+            Some(sql) => statements.push(sql),
+            None => return Fix::from(format!("grant and revoke on the target as on the source ({object})")),
+        }
+    }
+    let mut sql = Sql::default();
+    for (i, s) in statements.into_iter().enumerate() {
+        sql = if i == 0 { sql } else { sql.push("; ") }.append(s);
+    }
+    run(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{compare as compare_catalogs, Catalog};
+    use super::*;
+
+    fn role(name: &str) -> RoleName {
+        RoleName::Role(Ident::from_catalog(name))
+    }
+
+    fn entry(grantee: RoleName, privilege: &str, grantable: bool) -> AclEntry {
+        AclEntry { grantee, privilege: privilege.into(), grantable }
+    }
+
+    fn orders(owner: &str, entries: Vec<AclEntry>) -> Acl {
+        Acl {
+            object: Securable::Relation {
+                name: QualifiedName::from_catalog("public", "orders"),
+                kind: RelationKind::Table,
+            },
+            owner: Ident::from_catalog(owner),
+            entries,
+        }
+    }
+
+    fn owner_default(owner: &str, maintain: bool) -> Vec<AclEntry> {
+        let mut privileges = vec!["DELETE", "INSERT", "REFERENCES", "SELECT", "TRIGGER", "TRUNCATE", "UPDATE"];
+        if maintain {
+            privileges.push("MAINTAIN");
+        }
+        privileges.into_iter().map(|p| entry(role(owner), p, false)).collect()
+    }
+
+    fn catalog(version: i32, owner: &str, extra: Vec<AclEntry>, roles: &[&str]) -> Catalog {
+        let mut entries = owner_default(owner, version >= 170000);
+        entries.extend(extra);
+        let secret = Acl {
+            object: Securable::Routine {
+                name: QualifiedName::from_catalog("public", "secret"),
+                arguments: ServerSql::from_catalog(""),
+                procedure: false,
+            },
+            owner: Ident::from_catalog(owner),
+            entries: vec![entry(role(owner), "EXECUTE", false), entry(role("app"), "EXECUTE", false)],
+        };
+        Catalog {
+            server_version_num: version,
+            acls: vec![orders(owner, entries), secret],
+            roles: roles.iter().map(|r| Ident::from_catalog(*r)).collect(),
+            ..Catalog::default()
+        }
+    }
+
+    fn app_grants() -> Vec<AclEntry> {
+        vec![
+            entry(role("app"), "SELECT", false),
+            entry(role("app"), "INSERT", false),
+            entry(RoleName::Public, "SELECT", false),
+        ]
+    }
+
+    #[test]
+    fn the_same_privileges_under_another_owner_and_a_newer_server_match() {
+        let source = catalog(150000, "postgres", app_grants(), &["postgres", "app"]);
+        assert_eq!(compare_catalogs(&source, &source.clone()), Default::default());
+        let target = catalog(180000, "ferry", app_grants(), &["ferry", "app"]);
+        assert_eq!(
+            compare_catalogs(&source, &target).differences,
+            [],
+            "MAINTAIN and the owner's name are not compared"
+        );
+        let mut both17 = catalog(170000, "postgres", app_grants(), &["postgres", "app"]);
+        let target17 = both17.clone();
+        both17.acls[0].entries.retain(|e| e.privilege != "MAINTAIN");
+        assert_eq!(compare_catalogs(&both17, &target17).differences.len(), 1, "17 -> 17: MAINTAIN is compared");
+    }
+
+    #[test]
+    fn a_revoked_grant_is_named_with_its_grant() {
+        let source = catalog(150000, "postgres", app_grants(), &["postgres", "app"]);
+        let mut target = source.clone();
+        target.acls[0].entries.retain(|e| !(e.grantee == role("app") && e.privilege == "INSERT"));
+        target.acls[1].entries.push(entry(RoleName::Public, "EXECUTE", false));
+        let parity = compare_catalogs(&source, &target);
+        let found: Vec<(&str, &Side, Option<&str>)> =
+            parity.differences.iter().map(|d| (d.object.as_str(), &d.side, d.ddl.as_deref())).collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "the grant to PUBLIC on function \"public\".\"secret\"()",
+                    &Side::OnlyOnTarget,
+                    Some("REVOKE EXECUTE ON FUNCTION \"public\".\"secret\"() FROM PUBLIC")
+                ),
+                (
+                    "the grant to \"app\" on table \"public\".\"orders\"",
+                    &differs("INSERT, SELECT", "SELECT"),
+                    Some("GRANT INSERT ON TABLE \"public\".\"orders\" TO \"app\"")
+                ),
+            ],
+            "{parity:#?}"
+        );
+        assert!(parity.differences.iter().all(|d| d.kind == ObjectKind::Grant));
+    }
+
+    #[test]
+    fn grant_options_and_the_owners_privileges() {
+        let mut extra = app_grants();
+        extra[0].grantable = true;
+        let source = catalog(150000, "postgres", extra, &["postgres", "app"]);
+        let mut target = catalog(150000, "ferry", app_grants(), &["ferry", "app"]);
+        target.acls[0].entries.retain(|e| !(e.grantee == role("ferry") && e.privilege == "TRUNCATE"));
+        let ddl: Vec<String> =
+            compare_catalogs(&source, &target).differences.into_iter().filter_map(|d| d.ddl).collect();
+        assert_eq!(
+            ddl,
+            [
+                "GRANT TRUNCATE ON TABLE \"public\".\"orders\" TO \"ferry\"",
+                "GRANT SELECT ON TABLE \"public\".\"orders\" TO \"app\" WITH GRANT OPTION",
+            ]
+        );
+        let ddl: Vec<String> =
+            compare_catalogs(&target, &source).differences.into_iter().filter_map(|d| d.ddl).collect();
+        assert_eq!(ddl[1], "REVOKE GRANT OPTION FOR SELECT ON TABLE \"public\".\"orders\" FROM \"app\"");
+    }
+
+    #[test]
+    fn a_role_missing_on_one_side_is_a_warning() {
+        let source = catalog(150000, "postgres", app_grants(), &["postgres", "app"]);
+        let mut target = catalog(150000, "postgres", vec![entry(RoleName::Public, "SELECT", false)], &["postgres"]);
+        target.acls[1].entries.retain(|e| e.grantee != role("app"));
+        target.acls[0].entries.push(entry(role("auditor"), "SELECT", false));
+        target.roles.push(Ident::from_catalog("auditor"));
+        let parity = compare_catalogs(&source, &target);
+        assert_eq!(parity.differences, [], "{parity:#?}");
+        assert_eq!(parity.warnings.len(), 2, "{parity:#?}");
+        assert!(parity.warnings[0].starts_with("role \"auditor\" does not exist on the source: its privileges on 1 object(s) on the target are not compared"), "{parity:#?}");
+        assert!(parity.warnings[1].starts_with("role \"app\" does not exist on the target: its privileges on 2 object(s) on the source are not compared"), "{parity:#?}");
+    }
+
+    #[test]
+    fn an_object_missing_on_the_target_gets_its_privileges_after_it() {
+        let source = catalog(150000, "postgres", app_grants(), &["postgres", "app"]);
+        let mut target = source.clone();
+        target.acls.clear();
+        let parity = compare_catalogs(&source, &target);
+        let found: Vec<(&str, String, Option<&str>)> =
+            parity.differences.iter().map(|d| (d.object.as_str(), d.to_string(), d.ddl.as_deref())).collect();
+        assert_eq!(found.len(), 4, "not the owner's: {parity:#?}");
+        assert_eq!(found[0].0, "the grant to PUBLIC on function \"public\".\"secret\"()");
+        assert!(found[0].1.contains("on the source none, on the target EXECUTE once created (the default)"));
+        assert_eq!(found[0].2, Some("REVOKE EXECUTE ON FUNCTION \"public\".\"secret\"() FROM PUBLIC"));
+        assert_eq!(found[1].2, Some("GRANT EXECUTE ON FUNCTION \"public\".\"secret\"() TO \"app\""));
+        assert_eq!(found[2].2, Some("GRANT SELECT ON TABLE \"public\".\"orders\" TO PUBLIC"));
+        assert_eq!(found[3].2, Some("GRANT INSERT, SELECT ON TABLE \"public\".\"orders\" TO \"app\""));
+        assert!(compare_catalogs(&target, &source).differences.is_empty(), "only on the target: dropped by its fix");
+    }
+
+    #[test]
+    fn an_unknown_privilege_has_no_ddl() {
+        let source = catalog(150000, "postgres", vec![entry(role("app"), "FROBNICATE", false)], &["postgres", "app"]);
+        let target = catalog(150000, "postgres", vec![], &["postgres", "app"]);
+        let parity = compare_catalogs(&source, &target);
+        assert_eq!(parity.differences[0].ddl, None, "{parity:#?}");
+    }
+}

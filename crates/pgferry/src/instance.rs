@@ -1,0 +1,121 @@
+//! A whole instance (`--all-databases`): the source server's databases read and
+//! planned ([`pgferry_core::instance::plan`]), and each one's check run against
+//! the target server's database of the same name.
+//!
+//! The URLs name the servers; their database is only the one pgferry connects to
+//! first. A database the target server lacks is reported with the statement that
+//! creates it as the source has it (encoding, collation and character type,
+//! locale provider, owner) from `template0`, so that nothing the source's
+//! collations sort differs on the target
+//! ([CREATE DATABASE](https://www.postgresql.org/docs/current/sql-createdatabase.html)).
+
+use pgferry_core::instance::{plan, InstancePlan, Selection, SourceDatabase, UnknownDatabase};
+use pgferry_core::preflight::CheckPlan;
+use pgferry_core::sql::{Ident, Sql};
+use pgferry_pg::ConnSpec;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::check::CheckReport;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The instance's check: the plan, and each database's report.
+#[derive(Debug, Serialize)]
+pub struct InstanceCheck {
+    pub plan: InstancePlan,
+    pub databases: Vec<DatabaseCheck>,
+    /// Every database moved is ready, and none is missing on the target.
+    pub ready: bool,
+}
+
+/// One database's part of the instance's check.
+#[derive(Debug, Serialize)]
+pub struct DatabaseCheck {
+    pub database: String,
+    /// `None` when the target server lacks the database.
+    pub report: Option<CheckReport>,
+    /// The statement that creates it on the target as the source has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_on_target: Option<String>,
+}
+
+/// Reads the source server's databases and decides which are moved.
+pub async fn planned(source: &ConnSpec, selection: &Selection) -> Result<InstancePlan> {
+    let src = pgferry_pg::connect(source).await?;
+    let rows = src
+        .query("SELECT datname::text, datistemplate, datallowconn FROM pg_database", &[])
+        .await
+        .map_err(|e| Error::server("listing the source server's databases", e))?;
+    let databases: Vec<SourceDatabase> = rows
+        .iter()
+        .map(|r| SourceDatabase { name: r.get(0), is_template: r.get(1), allows_connections: r.get(2) })
+        .collect();
+    plan(&databases, selection).map_err(|UnknownDatabase(name)| {
+        Error::new(ErrorKind::Usage, format!("the source server has no database {name:?}")).with_hint(
+            "give the names as the source lists them (psql -l), or leave --database and --exclude-database out",
+        )
+    })
+}
+
+/// Checks every database of the plan against the target server's database of
+/// the same name.
+pub async fn check(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    selection: &Selection,
+    plan: &CheckPlan,
+) -> Result<InstanceCheck> {
+    let instance = planned(source, selection).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    let mut databases = Vec::new();
+    for name in &instance.databases {
+        let on_target = dst
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[name])
+            .await
+            .map_err(|e| Error::server("listing the target server's databases", e))?
+            .is_some();
+        let source_db = source.with_dbname(name);
+        let (report, create_on_target) = match on_target {
+            true => (Some(crate::check::check(&source_db, &target.with_dbname(name), plan).await?), None),
+            false => (None, Some(create_statement(&pgferry_pg::connect(&source_db).await?).await?.into_string())),
+        };
+        databases.push(DatabaseCheck { database: name.clone(), report, create_on_target });
+    }
+    let ready = databases.iter().all(|d| d.report.as_ref().is_some_and(|r| r.ready));
+    Ok(InstanceCheck { plan: instance, databases, ready })
+}
+
+/// `CREATE DATABASE` for the database `src` is connected to, as the source has
+/// it. Columns that differ between releases are read through `to_jsonb`.
+async fn create_statement(src: &Client) -> Result<Sql> {
+    let row = src
+        .query_one(
+            "SELECT d.datname::text, pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.encoding),
+                    d.datcollate::text, d.datctype::text, coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'),
+                    coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale')
+             FROM pg_database d WHERE d.datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server("reading the source database's definition", e))?;
+    let (name, owner): (String, String) = (row.get(0), row.get(1));
+    let (encoding, collate, ctype, provider): (String, String, String, String) =
+        (row.get(2), row.get(3), row.get(4), row.get(5));
+    let locale: Option<String> = row.get(6);
+    let mut sql = Sql::new("CREATE DATABASE ")
+        .ident(&Ident::from_catalog(name))
+        .push(" OWNER ")
+        .ident(&Ident::from_catalog(owner))
+        .push(" TEMPLATE template0 ENCODING ")
+        .literal(&encoding)
+        .push(" LC_COLLATE ")
+        .literal(&collate)
+        .push(" LC_CTYPE ")
+        .literal(&ctype);
+    sql = match (provider.as_str(), locale) {
+        ("i", Some(locale)) => sql.push(" LOCALE_PROVIDER icu ICU_LOCALE ").literal(&locale),
+        ("b", Some(locale)) => sql.push(" LOCALE_PROVIDER builtin BUILTIN_LOCALE ").literal(&locale),
+        _ => sql,
+    };
+    Ok(sql)
+}

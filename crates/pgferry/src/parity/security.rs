@@ -1,0 +1,132 @@
+//! Reading roles, privileges and row-level security for the parity gate.
+
+use std::collections::BTreeMap;
+
+use pgferry_core::names::STATE_SCHEMA;
+use pgferry_core::parity::{Acl, AclEntry, Policy, RelationKind, RoleName, RowSecurity, Securable};
+use pgferry_core::sql::{Ident, QualifiedName, ServerSql};
+use pgferry_pg::facts::USER_RELATION;
+use tokio_postgres::Client;
+
+use super::{name, optional_sql, USER_SCHEMA};
+
+pub(super) async fn roles(c: &Client) -> Result<Vec<Ident>, tokio_postgres::Error> {
+    let rows = c.query("SELECT rolname::text FROM pg_roles", &[]).await?;
+    Ok(rows.iter().map(|r| Ident::from_catalog(r.get::<_, String>(0))).collect())
+}
+
+/// The privileges on the user's relations, schemas, functions and procedures,
+/// one row per privilege (a NULL ACL read as its default, `acldefault`), and one
+/// without a privilege for an object that has none.
+pub(super) async fn acls(c: &Client) -> Result<Vec<Acl>, tokio_postgres::Error> {
+    let sql = format!(
+        "WITH objects (class, schema, name, kind, arguments, owner, acl) AS (
+             SELECT 'relation', n.nspname::text, c.relname::text, c.relkind::text, NULL, c.relowner,
+                    coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {USER_RELATION}
+             UNION ALL
+             SELECT 'schema', n.nspname::text, n.nspname::text, NULL, NULL, n.nspowner,
+                    coalesce(n.nspacl, acldefault('n', n.nspowner))
+             FROM pg_namespace n
+             WHERE {USER_SCHEMA}
+               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
+                               AND e.classid = 'pg_namespace'::regclass AND e.objid = n.oid)
+             UNION ALL
+             SELECT 'routine', n.nspname::text, p.proname::text, p.prokind::text,
+                    pg_get_function_identity_arguments(p.oid), p.proowner,
+                    coalesce(p.proacl, acldefault('f', p.proowner))
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.prokind IN ('f', 'p', 'w') AND {USER_SCHEMA}
+               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
+                               AND e.classid = 'pg_proc'::regclass AND e.objid = p.oid))
+         SELECT o.class, o.schema, o.name, o.kind, o.arguments, pg_get_userbyid(o.owner)::text,
+                a.grantee = 0, pg_get_userbyid(a.grantee)::text, a.privilege_type, a.is_grantable
+         FROM objects o LEFT JOIN LATERAL aclexplode(o.acl) a ON true"
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    let mut acls: Vec<Acl> = Vec::new();
+    let mut index: BTreeMap<(String, String, String, Option<String>), usize> = BTreeMap::new();
+    for r in &rows {
+        let (class, schema, object, kind, arguments): (String, String, String, Option<String>, Option<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let Some(securable) = securable(&class, &schema, &object, kind.as_deref(), arguments.as_deref()) else {
+            continue;
+        };
+        let at = *index.entry((class, schema, object, arguments)).or_insert_with(|| {
+            acls.push(Acl { object: securable, owner: Ident::from_catalog(r.get::<_, String>(5)), entries: vec![] });
+            acls.len() - 1
+        });
+        if let Some(privilege) = r.get::<_, Option<String>>(8) {
+            let grantee = match r.get::<_, bool>(6) {
+                true => RoleName::Public,
+                false => RoleName::Role(Ident::from_catalog(r.get::<_, String>(7))),
+            };
+            acls[at].entries.push(AclEntry { grantee, privilege, grantable: r.get(9) });
+        }
+    }
+    Ok(acls)
+}
+
+fn securable(
+    class: &str,
+    schema: &str,
+    object: &str,
+    kind: Option<&str>,
+    arguments: Option<&str>,
+) -> Option<Securable> {
+    let qualified = || QualifiedName::from_catalog(schema, object);
+    Some(match (class, kind) {
+        ("schema", _) => Securable::Schema(Ident::from_catalog(schema)),
+        ("relation", Some("S")) => Securable::Sequence(qualified()),
+        ("relation", Some(code)) => Securable::Relation { name: qualified(), kind: RelationKind::from_code(code)? },
+        ("routine", Some(code)) => Securable::Routine {
+            name: qualified(),
+            arguments: ServerSql::from_catalog(arguments.unwrap_or_default()),
+            procedure: code == "p",
+        },
+        _ => return None,
+    })
+}
+
+pub(super) async fn row_security(c: &Client) -> Result<Vec<RowSecurity>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND c.relkind IN ('r', 'p') AND {USER_RELATION}"
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows.iter().map(|r| RowSecurity { relation: name(r, 0, 1), enabled: r.get(2), forced: r.get(3) }).collect())
+}
+
+pub(super) async fn policies(c: &Client) -> Result<Vec<Policy>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text, p.polname::text, p.polcmd::text, p.polpermissive,
+                ARRAY(SELECT CASE WHEN r.oid = 0 THEN NULL ELSE pg_get_userbyid(r.oid)::text END
+                      FROM unnest(p.polroles) AS r(oid)),
+                pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+         FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_RELATION}"
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mut roles: Vec<RoleName> = r
+                .get::<_, Vec<Option<String>>>(5)
+                .into_iter()
+                .map(|role| role.map_or(RoleName::Public, |role| RoleName::Role(Ident::from_catalog(role))))
+                .collect();
+            roles.sort();
+            Policy {
+                relation: name(r, 0, 1),
+                name: Ident::from_catalog(r.get::<_, String>(2)),
+                command: r.get(3),
+                permissive: r.get(4),
+                roles,
+                using: optional_sql(r, 6),
+                with_check: optional_sql(r, 7),
+            }
+        })
+        .collect())
+}
