@@ -232,7 +232,7 @@ fn the_gate(target_version: PgVersion) {
     }
     assert!(stderr.contains("nothing was changed"), "{stderr}");
     assert_eq!(fenced(&m.source), unfenced, "the gate stops the cutover before the fence");
-    assert_eq!(m.target.psql("app", "SELECT to_regclass('pgferry.cutover') IS NULL"), "t");
+    assert_eq!(m.target.psql("app", "SELECT count(*) FROM pgferry.cutover"), "0", "no cutover journaled");
 
     // The fixes, as given, run on the target (the table rebuilt where no DDL
     // moves a column): the gate lets the cutover through.

@@ -160,3 +160,45 @@ fn a_migration_started_by_an_earlier_release_keeps_its_slot() {
     let report = ok(s.run("cleanup", "app", &[]));
     assert_eq!(slots(&s.source), "", "cleanup dropped the earlier name's slot: {report}");
 }
+
+/// Who may connect to a database and its settings: what a fence changes.
+fn fence_settings(c: &Cluster, db: &str) -> String {
+    c.psql(
+        "postgres",
+        &format!(
+            "SELECT array_to_string(ARRAY(SELECT a::text FROM unnest(coalesce(datacl, acldefault('d', datdba))) a ORDER BY 1), ',')
+                    || ' ' || coalesce((SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0), '')
+             FROM pg_database d WHERE datname = '{db}'"
+        ),
+    )
+}
+
+/// Two migrations of one server fenced at once (#18): lifting one fence puts back
+/// exactly that database's settings and leaves the other's fence as it was, so
+/// the fences compose whatever order they are lifted in.
+#[test]
+fn two_fences_on_one_server_are_lifted_independently_and_exactly() {
+    let s = Servers::start(&["one", "two"]);
+    let before: Vec<String> = ["one", "two"].iter().map(|db| fence_settings(&s.source, db)).collect();
+    for db in ["one", "two"] {
+        ok(s.run("copy", db, &[]));
+        s.catch_up(db);
+        let (src, dst) = (s.source.url(db), s.target.url(db));
+        let killed = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+            .args(["cutover", "--source", &src, "--target", &dst, "--switch-command", "true"])
+            .env("PGFERRY_FAILPOINT", "cutover-after-fenced:1")
+            .output()
+            .unwrap();
+        assert_eq!(killed.status.code(), Some(137), "killed while fenced");
+        assert!(!may_connect(&s.source, db), "{db} is fenced");
+    }
+    let fenced_two = fence_settings(&s.source, "two");
+    assert_ne!(fenced_two, before[1]);
+    ok(s.run("abort", "one", &[]));
+    assert_eq!(fence_settings(&s.source, "one"), before[0], "one's settings exactly as before its fence");
+    assert_eq!(fence_settings(&s.source, "two"), fenced_two, "two's fence untouched");
+    assert!(may_connect(&s.source, "one") && !may_connect(&s.source, "two"));
+    ok(s.run("abort", "two", &[]));
+    assert_eq!(fence_settings(&s.source, "two"), before[1]);
+    assert_eq!(slots(&s.source), "");
+}
