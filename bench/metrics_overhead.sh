@@ -37,11 +37,13 @@ for run in $(seq "$REPEAT"); do
   done
   "$PGBIN/pgbench" -n -c 4 -j 2 -T "$DURATION" "${S[@]}" "$D" >/dev/null 2>&1
   backlog=$(psql_s -d "$D" -Atc "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), min(restart_lsn))) FROM pg_replication_slots")
-  scrape() { while sleep 1; do curl -s "http://127.0.0.1:$METRICS_PORT/metrics" >/dev/null || true; done; }
+  scraped=$BENCH_DIR/last-scrape.txt; rm -f "$scraped"
+  scrape() { while sleep 1; do curl -s "http://127.0.0.1:$METRICS_PORT/metrics" > "$scraped.new" && mv "$scraped.new" "$scraped" || true; done; }
   metered() { scrape & local scraper=$!; drain metered --metrics-listen "127.0.0.1:$METRICS_PORT"; kill $scraper; }
   if [ $((run % 2)) = 1 ]; then plain=$(drain plain); with=$(metered); else with=$(metered); plain=$(drain plain); fi
   same=$([ "$(psql_t -d ${D}_plain -Atc "SELECT sum(abalance), count(*) FROM pgbench_accounts")" = "$(psql_t -d ${D}_metered -Atc "SELECT sum(abalance), count(*) FROM pgbench_accounts")" ] && echo same || echo DIFFERENT)
-  printf '%s\tbacklog=%s\tplain=%s\tmetrics=%s\ttargets=%s\n' "$run" "$backlog" "$plain" "$with" "$same" | tee -a "$OUT"
+  served=$(grep -sc '^pgferry_transactions_applied_total' "$scraped" || true)
+  printf '%s\tbacklog=%s\tplain=%s\tmetrics=%s\ttargets=%s\tscraped=%s\n' "$run" "$backlog" "$plain" "$with" "$same" "$served" | tee -a "$OUT"
 done
 p=$(awk -F'\t' '{sub("plain=", "", $3); print $3}' "$OUT" | median)
 m=$(awk -F'\t' '{sub("metrics=", "", $4); print $4}' "$OUT" | median)
