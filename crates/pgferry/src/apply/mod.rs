@@ -70,7 +70,7 @@ const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
 const RETRY_FOR: Duration = Duration::from_secs(120);
 /// How often, at most, a keepalive's position is recorded while quiet.
 const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
-/// How often a status line is emitted.
+/// How often a status is emitted and sampled into the journal ([`samples`]).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// The longest a status waits for its sample to be journaled.
 const SAMPLE_WITHIN: Duration = Duration::from_secs(1);
