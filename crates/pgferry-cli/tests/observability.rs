@@ -228,6 +228,8 @@ fn metrics_move_while_change_capture_runs_under_writes() {
         }
     }
     let rounds = writer.stop();
+    // Quiet now: the source sends a keepalive only every 30 s, the samples go on.
+    thread::sleep(Duration::from_secs(14));
     follow.kill().unwrap();
     follow.wait().unwrap();
     assert!(scrapes.len() >= 6, "only {} scrapes answered", scrapes.len());
@@ -256,7 +258,8 @@ fn metrics_move_while_change_capture_runs_under_writes() {
     assert!(distinct.len() > 1, "the lag never moved: {lags:?}");
     assert!(scrapes.iter().all(|s| value(s, "pgferry_replication_lag_seconds", &[]).is_some()));
 
-    // The journal sampled the lag every status interval, never 10 s apart.
+    // The journal sampled the lag every status interval, never 10 s apart,
+    // under writes and while the source was quiet.
     let gaps = target.psql(
         "app",
         "SELECT count(*) || ' ' || coalesce(max(gap), 0) FROM (
@@ -264,7 +267,7 @@ fn metrics_move_while_change_capture_runs_under_writes() {
              FROM pgferry.follow_sample WHERE migration = 'main') g",
     );
     let (count, widest) = gaps.trim().split_once(' ').unwrap();
-    assert!(count.parse::<u32>().unwrap() >= 4, "{gaps}");
+    assert!(count.parse::<u32>().unwrap() >= 7, "{gaps}");
     assert!(widest.parse::<f64>().unwrap() <= 10.0, "{gaps}");
 }
 

@@ -200,6 +200,8 @@ enum Next {
     Event(ReplicationEvent),
     /// The previous batch's commit finished.
     Committed,
+    /// Nothing arrived before a status was due.
+    StatusDue,
     /// Nothing arrived in time, or a shutdown was requested.
     Idle,
 }
@@ -433,7 +435,7 @@ impl Run<'_> {
         loop {
             let event = self.next_event().await?;
             match event {
-                Next::Committed => {}
+                Next::Committed | Next::StatusDue => {}
                 Next::Idle if self.applier.in_transaction() => {}
                 Next::Idle => self.flush().await?,
                 Next::Event(ReplicationEvent::Begin { final_lsn, .. }) => self.applier.begin(Lsn(final_lsn.0)),
@@ -537,8 +539,8 @@ impl Run<'_> {
     }
 
     /// The next event from the stream, or the end of the previous batch's
-    /// commit; `Idle` when an open batch has waited long enough, or a shutdown
-    /// was just requested.
+    /// commit; `Idle` when an open batch has waited long enough, a status is
+    /// due, or a shutdown was just requested.
     async fn next_event(&mut self) -> Result<Next, Stop> {
         let waiting = self.applier.batch.opened.is_some() && !self.applier.in_transaction();
         let left =
@@ -560,10 +562,15 @@ impl Run<'_> {
         let heard = *self.heard.get_or_insert_with(Instant::now);
         let silence_limit = self.liveness.silence_limit();
         let dead_in = silence_limit.saturating_sub(heard.elapsed());
+        // A quiet source sends a keepalive only every half wal_sender_timeout:
+        // the loop wakes for each status (and its sample) all the same.
+        let status_due = STATUS_EVERY.saturating_sub(self.status.0.elapsed());
+        let wait = left.min(dead_in);
         let received = tokio::select! {
-            received = tokio::time::timeout(left.min(dead_in), self.stream.recv()) => match received {
+            received = tokio::time::timeout(wait.min(status_due), self.stream.recv()) => match received {
                 Ok(received) => received,
                 Err(_) if heard.elapsed() >= silence_limit => return Err(self.silent_source(heard)),
+                Err(_) if status_due < wait => return Ok(Next::StatusDue),
                 Err(_) => return Ok(Next::Idle),
             },
             () = shutdown => return Ok(Next::Idle),
