@@ -11,8 +11,8 @@
 //! checks on green (what the applications will use after the switchover), and
 //! [`PgProbe`] is the switchover's write probe.
 
-use pgferry::apply::FollowProgress;
 use pgferry::apply::{follow, BatchLimits, FollowOptions, Until};
+use pgferry::events::Events;
 use pgferry::seed::{attach, prepare, SeedPosition};
 use pgferry::{Error, ErrorKind, Result};
 use pgferry_core::names::MigrationName;
@@ -32,12 +32,12 @@ pub struct PgSeed {
     pub target: ConnSpec,
     pub migration: MigrationName,
     /// Change capture's progress while it catches up.
-    pub progress: FollowProgress,
+    pub events: Events,
 }
 
 impl SeedSide for PgSeed {
     async fn prepare(&self) -> Result<SeedMark> {
-        let report = prepare(&self.source, &self.migration, &|_| {}).await?;
+        let report = prepare(&self.source, &self.migration, &Events::silent()).await?;
         let consistent_point = report
             .consistent_lsn
             .parse()
@@ -53,7 +53,7 @@ impl SeedSide for PgSeed {
             batch: BatchLimits::default(),
             shutdown: None,
         };
-        follow(&self.source, &self.target, &options, &self.progress).await?;
+        follow(&self.source, &self.target, &options, &self.events).await?;
         Ok(())
     }
 }

@@ -269,7 +269,12 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 Some(target) => parse_spec("--target", target)?,
                 None => derived_target(&source, &args.source_instance, &target_instance)?,
             };
-            let seed = PgSeed { source, target, migration: migration.clone(), progress: crate::follow::log_lines() };
+            let seed = PgSeed {
+                source,
+                target,
+                migration: migration.clone(),
+                events: pgferry::events::Events::to(vec![std::sync::Arc::new(crate::follow::LogLines)]),
+            };
             let plan =
                 EncryptPlan { migration, source: args.source_instance, target: target_instance, kms_key: args.kms_key };
             let report = Box::pin(pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed)).await?;

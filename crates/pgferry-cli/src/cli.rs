@@ -42,6 +42,8 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Where a migration stands: phase, lag, per-table changes, slot headroom, cutover readiness.
     Status(StatusArgs),
+    /// The migration as the target's journal recorded it: one self-contained HTML page with plots, or JSON.
+    Report(crate::report::ReportArgs),
     /// Fence the source, drain, set sequences, switch; rolls back by itself before the switch.
     Cutover(CutoverArgs),
     /// Every cutover step that does not stop writes, timed: the downtime to expect (exit 0 ready, 1 not).
@@ -135,6 +137,8 @@ pub(crate) struct CopyArgs {
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) tuning: CopyTuning,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -163,6 +167,9 @@ pub(crate) struct CopyTuning {
 pub(crate) struct StatusArgs {
     #[command(flatten)]
     pub(crate) named: NamedPair,
+    /// Redraw every few seconds until stopped (Ctrl-C); a failed round is reported and the next one tried.
+    #[arg(long)]
+    pub(crate) watch: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -223,6 +230,8 @@ pub(crate) struct CutoverArgs {
     /// Print what the cutover would do (go/no-go, the roles fenced, the steps) and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -292,6 +301,8 @@ pub(crate) struct ValidateArgs {
     /// Show the rows' values in differences (they may be personal data).
     #[arg(long)]
     pub(crate) show_values: bool,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -313,6 +324,8 @@ pub(crate) struct FollowArgs {
     /// (journaled; '' when nothing is needed); change capture then continues where it stopped.
     #[arg(long)]
     pub(crate) apply_ddl: Option<String>,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

@@ -1,5 +1,6 @@
 //! Runs one command: parse its inputs, call the library, render the result.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use pgferry::{Error, ErrorKind, Result};
@@ -22,6 +23,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Follow(args) => crate::follow::follow(args).await,
         Command::Validate(args) => validate(args).await,
         Command::Status(args) => status(args).await,
+        Command::Report(args) => crate::report::report(args).await,
         Command::Cutover(args) => Box::pin(cutover(args)).await,
         Command::Rehearse(args) => Box::pin(rehearse(args)).await,
         Command::Abort(args) => abort(args).await,
@@ -76,8 +78,9 @@ async fn copy(args: CopyArgs) -> Result<ExitCode> {
     // from another snapshot beside this one.
     let _runner = pgferry::start::RunnerLock::take(&target, &migration).await?;
     let options = copy_options(migration, &args.tuning);
-    let view = crate::progress::CopyView::new(false);
-    let report = pgferry::copy::copy(&source, &target, &options, &view.progress()).await;
+    let view = std::sync::Arc::new(crate::progress::CopyView::new(false));
+    let events = crate::metrics::events(&args.metrics, vec![view.clone()])?;
+    let report = pgferry::copy::copy(&source, &target, &options, &events).await;
     view.finish();
     let report = report?;
     match args.format {
@@ -123,6 +126,7 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
         show_values: args.show_values,
     };
     let migration = parse_migration(&args.name)?;
+    let events = crate::metrics::events(&args.metrics, Vec::new())?;
     let run = || async {
         if args.changed_only {
             pgferry::validate::validate_changed(
@@ -131,10 +135,11 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
                 &migration,
                 &options,
                 pgferry::validate::Recording::Record,
+                &events,
             )
             .await
         } else {
-            pgferry::validate::validate(&source, &target, Some(&migration), &options).await
+            pgferry::validate::validate(&source, &target, Some(&migration), &options, &events).await
         }
     };
     if args.repair {
@@ -265,6 +270,10 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
 }
 
 async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {
+    if args.metrics.metrics_listen.is_some() {
+        return Err(pgferry::Error::new(ErrorKind::Usage, "--metrics-listen: rehearse serves no metrics")
+            .with_hint("give --metrics-listen to start, copy, follow, validate or cutover"));
+    }
     let (source, target, options) = cutover_options(&args)?;
     let validation =
         pgferry::validate::ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
@@ -298,7 +307,8 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
         crate::signals::Second::Waits,
     )?;
     let options = pgferry::cutover::CutoverOptions { shutdown: Some(shutdown), ..options };
-    let report = Box::pin(pgferry::cutover::cutover(&source, &target, &options)).await?;
+    let events = crate::metrics::events(&args.metrics, Vec::new())?;
+    let report = Box::pin(pgferry::cutover::cutover(&source, &target, &options, &events)).await?;
     match args.format {
         Format::Table => print!("{}", render::cutover(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
@@ -309,15 +319,50 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
 async fn status(args: StatusArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
     let migration = parse_migration(&args.named.name)?;
-    let status = Box::pin(pgferry::status::status(&source, &target, &migration)).await?;
-    match args.format {
-        Format::Table => print!("{}", render::status(&status)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&status).expect("status serializes")),
+    if args.watch {
+        return watch_status(&source, &target, &migration, args.format).await;
     }
+    let status = Box::pin(pgferry::status::status(&source, &target, &migration)).await?;
+    print_status(&status, args.format);
     // A lost slot has an exit code of its own; one about to be lost is a problem found.
     Ok(match status.slot_verdict {
         SlotVerdict::Lost { .. } => ExitCode::from(exit_code(ErrorKind::SlotLost)),
         SlotVerdict::Unreserved { .. } => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     })
+}
+
+fn print_status(status: &pgferry::status::Status, format: Format) {
+    match format {
+        Format::Table => print!("{}", render::status(status)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(status).expect("status serializes")),
+    }
+}
+
+/// How often `status --watch` redraws.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `status --watch`: the status again every [`WATCH_EVERY`], the screen cleared
+/// first on a terminal (JSON: one document per round), until a signal.
+async fn watch_status(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    migration: &pgferry_core::names::MigrationName,
+    format: Format,
+) -> Result<ExitCode> {
+    let mut stop = crate::signals::stop_on_signals("stopping", crate::signals::Second::Exits)?;
+    let clear = format == Format::Table && std::io::stdout().is_terminal();
+    while !*stop.borrow() {
+        let round = Box::pin(pgferry::status::status(source, target, migration)).await;
+        if clear {
+            print!("\x1b[2J\x1b[H");
+        }
+        match round {
+            Ok(status) => print_status(&status, format),
+            Err(err) => crate::logging::error(&err),
+        }
+        let _ = std::io::stdout().flush();
+        let _ = tokio::time::timeout(WATCH_EVERY, stop.wait_for(|stopped| *stopped)).await;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-use pgferry::apply::{follow as run, BatchLimits, FollowEvent, FollowOptions, FollowProgress, Until};
+use pgferry::apply::{follow as run, BatchLimits, FollowEvent, FollowOptions, Until};
+use pgferry::events::{Event, Observer, SeedEvent};
 use pgferry::{Error, ErrorKind, Result};
 
 use tracing::{info, warn};
@@ -40,7 +41,8 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
             _ => eprintln!("pgferry: applied on the target"),
         }
     }
-    let report = run(&source, &target, &options, &log_lines()).await?;
+    let events = crate::metrics::events(&args.metrics, vec![std::sync::Arc::new(LogLines)])?;
+    let report = run(&source, &target, &options, &events).await?;
     match args.format {
         Format::Table => println!(
             "migration {}: applied up to {} ({} transactions, {} changes in this run)",
@@ -51,11 +53,26 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Change capture's progress as log lines on stderr, one per event.
-pub(crate) fn log_lines() -> FollowProgress {
-    FollowProgress::new(|event| match event {
+/// Change capture's and the seed's progress as log lines on stderr, one per event.
+pub(crate) struct LogLines;
+
+impl Observer for LogLines {
+    fn observe(&self, event: &Event) {
+        match event {
+            Event::Follow(event) => follow_line(event),
+            Event::Seed(SeedEvent::WaitingForTransactions { pids }) => info!(
+                target: EVENTS,
+                "creating the slot waits for the open transactions of these sessions to end: {pids:?}"
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn follow_line(event: &FollowEvent) {
+    match event {
         FollowEvent::Started { from } => info!(target: EVENTS, from = %from, "following the source"),
-        FollowEvent::Status { applied, lag_bytes, lag_seconds, changes_per_second } => info!(
+        FollowEvent::Status { applied, lag_bytes, lag_seconds, changes_per_second, .. } => info!(
             target: EVENTS,
             applied = %applied,
             lag_bytes,
@@ -69,5 +86,6 @@ pub(crate) fn log_lines() -> FollowProgress {
                 warn!(target: EVENTS, relation = %r.relation, "{}", r.why);
             }
         }
-    })
+        FollowEvent::Applied { .. } => {}
+    }
 }

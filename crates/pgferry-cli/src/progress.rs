@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pgferry::copy::{CopyEvent, Progress};
+use pgferry::copy::CopyEvent;
+use pgferry::events::{Event, Observer};
 use pgferry_core::preflight::human_bytes;
 use tracing::info;
 
@@ -52,15 +53,6 @@ impl CopyView {
         }
     }
 
-    pub(crate) fn progress(&self) -> Progress {
-        let bars = self.bars.clone();
-        let state = Arc::clone(&self.state);
-        Progress::new(move |event| {
-            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            handle(&mut s, bars.as_ref(), event);
-        })
-    }
-
     pub(crate) fn finish(&self) {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bar) = &s.overall {
@@ -72,12 +64,21 @@ impl CopyView {
     }
 }
 
-fn handle(s: &mut State, bars: Option<&MultiProgress>, event: CopyEvent) {
+impl Observer for CopyView {
+    fn observe(&self, event: &Event) {
+        if let Event::Copy(event) = event {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            handle(&mut s, self.bars.as_ref(), event);
+        }
+    }
+}
+
+fn handle(s: &mut State, bars: Option<&MultiProgress>, event: &CopyEvent) {
     match event {
         CopyEvent::Phase { phase } => info!(target: EVENTS, "{phase}"),
         CopyEvent::Planned { tables, units, bytes } => {
-            s.total_bytes = bytes.max(0) as u64;
-            info!(target: EVENTS, "copying {tables} table(s) in {units} piece(s), about {}", human_bytes(bytes));
+            s.total_bytes = (*bytes).max(0) as u64;
+            info!(target: EVENTS, "copying {tables} table(s) in {units} piece(s), about {}", human_bytes(*bytes));
             if let Some(bars) = bars {
                 let bar = bars.add(ProgressBar::new(s.total_bytes));
                 bar.set_style(
@@ -105,10 +106,10 @@ fn handle(s: &mut State, bars: Option<&MultiProgress>, event: CopyEvent) {
         CopyEvent::Bytes { table, bytes } => {
             s.done_bytes += bytes;
             if let Some(bar) = &s.overall {
-                bar.inc(bytes);
+                bar.inc(*bytes);
             }
             if let Some(bar) = s.tables.iter().find(|(k, _)| k.starts_with(&format!("{table}#"))).map(|(_, b)| b) {
-                bar.inc(bytes);
+                bar.inc(*bytes);
             }
             if bars.is_none() && s.last_log.elapsed() >= LOG_EVERY {
                 s.last_log = Instant::now();
@@ -129,6 +130,7 @@ fn handle(s: &mut State, bars: Option<&MultiProgress>, event: CopyEvent) {
                 bar.finish_and_clear();
             }
         }
+        CopyEvent::TableDone { .. } => {}
         CopyEvent::Kept { table } => info!(target: EVENTS, "{table} was copied by an earlier run: kept"),
     }
 }

@@ -7,10 +7,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use pgferry::apply::{BatchLimits, FollowOptions, Until};
-use pgferry::seed::{SeedEvent, SeedPosition, ServerLog};
+use pgferry::seed::{SeedPosition, ServerLog};
 use pgferry::start::{DataStep, StartOptions};
 use pgferry::{Error, ErrorKind, Result};
 
@@ -49,6 +50,8 @@ pub(crate) struct StartArgs {
     /// Run as a service: log lines instead of progress bars.
     #[arg(long)]
     pub(crate) service: bool,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -104,8 +107,9 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
         keyless_tables_are_insert_only: args.keyless_tables_are_insert_only,
         capture_ddl: args.capture_ddl,
     };
-    let view = crate::progress::CopyView::new(args.service);
-    let report = pgferry::start::start(&source, &target, &options, &view.progress(), &crate::follow::log_lines()).await;
+    let view = Arc::new(crate::progress::CopyView::new(args.service));
+    let events = crate::metrics::events(&args.metrics, vec![view.clone(), Arc::new(crate::follow::LogLines)])?;
+    let report = pgferry::start::start(&source, &target, &options, &events).await;
     view.finish();
     let report = report?;
     match args.format {
@@ -131,18 +135,14 @@ pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {
     let SeedCommand::Prepare(args) = command;
     let source = parse_spec("--source", &args.source)?;
     let migration = parse_migration(&args.name)?;
-    let on_event = |event: SeedEvent| match event {
-        SeedEvent::WaitingForTransactions { pids } => {
-            tracing::info!(target: crate::logging::EVENTS, "creating the slot waits for the open transactions of these sessions to end: {pids:?}")
-        }
-    };
+    let events = pgferry::events::Events::to(vec![Arc::new(crate::follow::LogLines)]);
     if args.capture_ddl {
         // seed prepare refuses a cut-over migration itself, but after this install.
         let prepare = pgferry_core::lifecycle::Command::SeedPrepare;
         pgferry::lifecycle::refuse_unless_allowed(&source, None, &migration, prepare).await?;
         pgferry::ddl::install(&source, &migration).await?;
     }
-    let report = pgferry::seed::prepare(&source, &migration, &on_event).await?;
+    let report = pgferry::seed::prepare(&source, &migration, &events).await?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
         Format::Table => print!("{}", render::seed_prepared(&report)),

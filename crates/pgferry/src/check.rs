@@ -118,11 +118,11 @@ pub(crate) async fn refuse_unless_ready(
     target: &ConnSpec,
     plan: &CheckPlan,
     keyless_tables_settled: bool,
-) -> Result<()> {
+) -> Result<Vec<Finding>> {
     let report = check(source, target, plan).await?;
     let problems = blocking(&report.findings, keyless_tables_settled);
     if problems.is_empty() {
-        return Ok(());
+        return Ok(report.findings);
     }
     let lines: Vec<String> = problems
         .iter()

@@ -30,8 +30,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
-use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
+use crate::apply::{follow, BatchLimits, FollowOptions, Until};
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Events, Phase};
 use crate::materialized_views::{refresh_materialized_views, PlannedView, ViewRefresh};
 use crate::outside_fence::{self, OutsideFence};
 use crate::validate::{validate_changed, ValidateOptions};
@@ -183,7 +184,12 @@ async fn connect_target(target: &ConnSpec, name: &MigrationName) -> Result<(crat
 }
 
 /// Runs (or after a stop, finishes or rolls back) the cutover.
-pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions) -> Result<CutoverReport> {
+pub async fn cutover(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    options: &CutoverOptions,
+    events: &Events,
+) -> Result<CutoverReport> {
     let name = &options.migration;
     let src = pgferry_pg::connect(source).await?;
     let (_runner, dst) = match connect_target(target, name).await {
@@ -194,6 +200,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     // Before anything reaches outside (the fence, a rollback that lifts one, the
     // journal): the target must be the one this source is migrated into.
     let pair = crate::pairing::require(&src, &dst, name, "cutover", Need::Journal).await?;
+    events.emit(Event::Phase(Phase::Cutover));
     fence::allow_writes(&src).await?;
     let entry = journal_entry(&dst, name).await?;
     let resumed = resumed(&src, name, entry.as_ref(), options.switch_word).await?;
@@ -216,7 +223,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         }
         Recovery::Finish => {
             ensure_journal(&dst).await?;
-            return finish(source, target, &dst, name, entry.as_ref()).await;
+            return finish(source, target, &dst, name, entry.as_ref(), events).await;
         }
         Recovery::AskOperator => return Err(switch_unknown(entry.as_ref())),
         Recovery::WaitForSwitch => {
@@ -251,10 +258,11 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     let lift_statements = plan.lift_statements();
     ensure_journal(&dst).await?;
     record_decided(&dst, name, pair.source(), options.views == ViewRefresh::AfterSwitch).await?;
+    events.emit(Event::CutoverStep { step: CutoverStep::Decided.as_str() });
     let mut laps = Vec::new();
     let fenced_at = Instant::now();
     let outcome = tokio::select! {
-        outcome = before_switch(source, target, &src, &dst, options, &plan, &mut laps) => outcome,
+        outcome = before_switch(source, target, &src, &dst, options, &plan, &mut laps, events) => outcome,
         () = stop_requested(&mut shutdown) => Err(interrupted("stopped by a signal")),
     };
     let fenced = match outcome {
@@ -278,7 +286,7 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
         ));
     }
     let switch_started = Instant::now();
-    if let Err(error) = switch(&src, &dst, name, options).await {
+    if let Err(error) = switch(&src, &dst, name, options, events).await {
         drop((src, dst));
         let error = error.with_hint("the switch command is not running any more; if it had already moved the application, move it back: the source takes writes again");
         return Err(rolled_back(
@@ -288,17 +296,17 @@ pub async fn cutover(source: &ConnSpec, target: &ConnSpec, options: &CutoverOpti
     }
     let downtime_seconds = fenced_at.elapsed().as_secs_f64();
     laps.push(("switch", switch_started.elapsed().as_secs_f64()));
-    record_switched(&dst, name, downtime_seconds).await.map_err(|e| {
+    record_switched(&dst, name, downtime_seconds, events).await.map_err(|e| {
         Error { message: format!("the switch command succeeded, but journaling it failed: {}", e.message), ..e }
             .with_hint("the application now points at the target; when the target answers again, rerun pgferry cutover --switch-ran")
     })?;
-    record(&dst, name, CutoverStep::Opened).await?;
+    record(&dst, name, CutoverStep::Opened, events).await?;
     failpoint::hit("cutover-after-opened");
     let views_refreshed_after_switch = match options.views {
         ViewRefresh::AfterSwitch => Some(refresh_after_switch(source, target, name).await?),
         ViewRefresh::BeforeSwitch => None,
     };
-    record(&dst, name, CutoverStep::Reported).await?;
+    record(&dst, name, CutoverStep::Reported, events).await?;
     Ok(CutoverReport {
         migration: name.to_string(),
         downtime_seconds,
@@ -375,6 +383,7 @@ struct Fenced {
 
 /// Fence, drain, sequences, the changed rows' check: everything before the point
 /// of no return. Any error here, or a signal, is rolled back by the caller.
+#[allow(clippy::too_many_arguments)]
 async fn before_switch(
     source: &ConnSpec,
     target: &ConnSpec,
@@ -383,6 +392,7 @@ async fn before_switch(
     options: &CutoverOptions,
     plan: &fence::RecordedFence,
     laps: &mut Vec<(&'static str, f64)>,
+    events: &Events,
 ) -> Result<Fenced> {
     let name = &options.migration;
     let mut clock = Instant::now();
@@ -391,7 +401,7 @@ async fn before_switch(
         clock = Instant::now();
     };
     let report = fence::raise(source, src, name, plan, &options.administrators).await?;
-    record(dst, name, CutoverStep::Fenced).await?;
+    record(dst, name, CutoverStep::Fenced, events).await?;
     if let Some(outside) = &options.outside_fence {
         outside_fence::raise(src, name, outside).await?;
     }
@@ -403,7 +413,7 @@ async fn before_switch(
         batch: BatchLimits::default(),
         shutdown: None,
     };
-    let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
+    let drained = follow(source, target, &follow_options, &crate::events::Events::silent()).await?;
     lap(laps, "drain");
     if options.policy.keyless_tables == KeylessTables::Recopy {
         let keyless: Vec<_> = crate::copy::list_tables(src)
@@ -434,19 +444,19 @@ async fn before_switch(
             None
         }
     };
-    record(dst, name, CutoverStep::Drained).await?;
+    record(dst, name, CutoverStep::Drained, events).await?;
     failpoint::hit("cutover-after-drained");
     let sequences = crate::copy::sync_sequences(src, dst).await?;
-    record(dst, name, CutoverStep::SequencesSet).await?;
+    record(dst, name, CutoverStep::SequencesSet, events).await?;
     lap(laps, "sequences");
     // pgferry's own engine changes no constraint or trigger on the target: the
     // step is recorded so that the journal's order is the same for every engine.
-    record(dst, name, CutoverStep::ConstraintsRestored).await?;
-    let rows_checked = check_changed_rows(source, target, name).await?;
+    record(dst, name, CutoverStep::ConstraintsRestored, events).await?;
+    let rows_checked = check_changed_rows(source, target, name, events).await?;
     failpoint::pause("cutover-before-quiet-check").await;
     let slot = crate::slot::resolve(src, dst, name).await?;
     fence::verify_no_write_since(src, &slot, name, &drained.applied_lsn, &options.administrators).await?;
-    record(dst, name, CutoverStep::Validated).await?;
+    record(dst, name, CutoverStep::Validated, events).await?;
     lap(laps, "validate changed rows; nothing written since the drain");
     failpoint::hit("cutover-before-switch");
     Ok(Fenced {
@@ -465,9 +475,15 @@ async fn before_switch(
 /// The switch: its start journaled before it runs, its process group recorded,
 /// then waited for at most the time limit. Signals are not acted on here: the
 /// command's end must be seen, or nobody knows where the application points.
-async fn switch(src: &Client, dst: &Client, name: &MigrationName, options: &CutoverOptions) -> Result<()> {
+async fn switch(
+    src: &Client,
+    dst: &Client,
+    name: &MigrationName,
+    options: &CutoverOptions,
+    events: &Events,
+) -> Result<()> {
     fence::record_switch(src, name).await?;
-    record(dst, name, CutoverStep::Switching).await?;
+    record(dst, name, CutoverStep::Switching, events).await?;
     failpoint::hit("cutover-after-switching");
     let Some(command) = &options.switch_command else { return Ok(()) };
     let running = shell::spawn("the switch command", command)?;
@@ -486,9 +502,16 @@ async fn switch(src: &Client, dst: &Client, name: &MigrationName, options: &Cuto
 
 /// The exact check after the drain: every row change capture touched since it
 /// was last found equal is compared; a difference rolls the cutover back.
-async fn check_changed_rows(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<i64> {
+async fn check_changed_rows(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    name: &MigrationName,
+    events: &Events,
+) -> Result<i64> {
     let options = ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
-    let report = validate_changed(source, target, name, &options, crate::validate::Recording::Record).await?;
+    let report = validate_changed(source, target, name, &options, crate::validate::Recording::Record, events).await?;
+    // The check is the cutover's own step.
+    events.emit(Event::Phase(Phase::Cutover));
     if report.equal {
         return Ok(report.tables.iter().map(|t| t.source_rows).sum());
     }
@@ -523,15 +546,16 @@ async fn finish(
     dst: &Client,
     name: &MigrationName,
     entry: Option<&JournalEntry>,
+    events: &Events,
 ) -> Result<CutoverReport> {
-    record(dst, name, CutoverStep::Opened).await?;
+    record(dst, name, CutoverStep::Opened, events).await?;
     // The stopped run may have ended before its refresh after the switch (or
     // inside it): the refresh is idempotent, so it runs again.
     let refreshed = match entry.is_some_and(|e| e.views_after_switch) {
         true => Some(refresh_after_switch(source, target, name).await?),
         false => None,
     };
-    record(dst, name, CutoverStep::Reported).await?;
+    record(dst, name, CutoverStep::Reported, events).await?;
     Ok(CutoverReport {
         migration: name.to_string(),
         downtime_seconds: entry.and_then(|e| e.downtime_seconds).unwrap_or(f64::NAN),
@@ -713,7 +737,8 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
 /// one) for the pairing check ([`crate::pairing`]).
 async fn record_decided(dst: &Client, name: &MigrationName, source: &DatabaseIdentity, after: bool) -> Result<()> {
     dst.execute(
-        "INSERT INTO pgferry.cutover (migration, step, views_after_switch, source_system_identifier, source_database_oid)
+        "WITH history AS (INSERT INTO pgferry.timeline (migration, kind, name) VALUES ($1, 'cutover_step', $2))
+         INSERT INTO pgferry.cutover (migration, step, views_after_switch, source_system_identifier, source_database_oid)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (migration) DO UPDATE SET step = excluded.step, updated_at = now(),
              views_after_switch = excluded.views_after_switch,
@@ -737,15 +762,16 @@ async fn refresh_after_switch(source: &ConnSpec, target: &ConnSpec, name: &Migra
     Ok((refreshed.views.len(), refreshed.seconds))
 }
 
-async fn record_switched(dst: &Client, name: &MigrationName, downtime_seconds: f64) -> Result<()> {
-    record(dst, name, CutoverStep::Switched).await?;
+async fn record_switched(dst: &Client, name: &MigrationName, downtime_seconds: f64, events: &Events) -> Result<()> {
+    record(dst, name, CutoverStep::Switched, events).await?;
     dst.execute(
         "UPDATE pgferry.cutover SET downtime_seconds = $2 WHERE migration = $1",
         &[&name.as_str(), &downtime_seconds],
     )
     .await
-    .map(|_| ())
-    .map_err(|e| Error::server("writing the cutover journal", e))
+    .map_err(|e| Error::server("writing the cutover journal", e))?;
+    events.emit(Event::Switched { downtime_seconds });
+    Ok(())
 }
 
 /// This machine's name, to tell whether a journaled process group is ours to look at.
@@ -753,15 +779,18 @@ fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
-async fn record(dst: &Client, name: &MigrationName, step: CutoverStep) -> Result<()> {
+async fn record(dst: &Client, name: &MigrationName, step: CutoverStep, events: &Events) -> Result<()> {
+    // One statement: the history row and the step are written together.
     dst.execute(
-        "INSERT INTO pgferry.cutover (migration, step, fenced_at) VALUES ($1, $2, CASE WHEN $2 = 'fenced' THEN now() END)
+        "WITH history AS (INSERT INTO pgferry.timeline (migration, kind, name) VALUES ($1, 'cutover_step', $2))
+         INSERT INTO pgferry.cutover (migration, step, fenced_at) VALUES ($1, $2, CASE WHEN $2 = 'fenced' THEN now() END)
          ON CONFLICT (migration) DO UPDATE SET step = excluded.step, updated_at = now(),
              fenced_at = coalesce(excluded.fenced_at, pgferry.cutover.fenced_at)",
         &[&name.as_str(), &step.as_str()],
     )
     .await
     .map_err(|e| Error::server("writing the cutover journal", e))?;
+    events.emit(Event::CutoverStep { step: step.as_str() });
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use pgferry_core::cutover::{go_no_go, Decision};
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 
-use crate::apply::{follow, BatchLimits, FollowOptions, FollowProgress, Until};
+use crate::apply::{follow, BatchLimits, FollowOptions, Until};
 use crate::cutover::CutoverOptions;
 use crate::error::{Error, Result};
 use crate::materialized_views::{refresh_materialized_views, RefreshedView, ViewRefresh};
@@ -78,7 +78,7 @@ pub async fn rehearse(
         batch: BatchLimits::default(),
         shutdown: None,
     };
-    let drained = follow(source, target, &follow_options, &FollowProgress::new(|_| {})).await?;
+    let drained = follow(source, target, &follow_options, &crate::events::Events::silent()).await?;
     let drain_seconds = started.elapsed().as_secs_f64();
     let large_objects = crate::large_objects::sync_large_objects(source, target).await?;
     let views = refresh_materialized_views(source, target, &options.migration, "rehearse").await?;
@@ -86,7 +86,15 @@ pub async fn rehearse(
     let sequences = count_sequences(&src, &dst).await?;
     let sequence_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let report = validate_changed(source, target, &options.migration, validation, Recording::Discard).await?;
+    let report = validate_changed(
+        source,
+        target,
+        &options.migration,
+        validation,
+        Recording::Discard,
+        &crate::events::Events::silent(),
+    )
+    .await?;
     let validation_seconds = started.elapsed().as_secs_f64();
     Ok(Rehearsal {
         decision,

@@ -26,9 +26,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
-use crate::apply::{follow, FollowOptions, FollowProgress, FollowReport};
-use crate::copy::{copy, CopyOptions, CopyReport, Progress};
+use crate::apply::{follow, FollowOptions, FollowReport};
+use crate::copy::{copy, CopyOptions, CopyReport};
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::Events;
 use crate::failpoint;
 use crate::seed::{attach, AttachReport, SeedPosition};
 
@@ -68,8 +69,7 @@ pub async fn start(
     source: &ConnSpec,
     target: &ConnSpec,
     options: &StartOptions,
-    copy_progress: &Progress,
-    follow_progress: &FollowProgress,
+    events: &Events,
 ) -> Result<StartReport> {
     let name = &options.copy.migration;
     let lock = RunnerLock::take(target, name).await?;
@@ -87,7 +87,7 @@ pub async fn start(
     let data = async {
         match &options.seed {
             Some(position) => attach(source, target, name, position).await.map(DataStep::Seeded),
-            None => copy(source, target, &options.copy, copy_progress).await.map(DataStep::Copied),
+            None => copy(source, target, &options.copy, events).await.map(DataStep::Copied),
         }
     };
     let data = tokio::select! {
@@ -95,7 +95,7 @@ pub async fn start(
         () = requested(shutdown.as_mut()) => return Ok(StartReport { data: None, follow: None }),
     };
     failpoint::hit("start-after-data");
-    let follow = follow(source, target, &options.follow, follow_progress).await?;
+    let follow = follow(source, target, &options.follow, events).await?;
     drop(lock);
     Ok(StartReport { data: Some(data), follow: Some(follow) })
 }
@@ -112,7 +112,7 @@ async fn requested(shutdown: Option<&mut watch::Receiver<bool>>) {
 async fn preflight(source: &ConnSpec, target: &ConnSpec, options: &StartOptions) -> Result<()> {
     let plan = CheckPlan { full_copy: options.seed.is_none(), ..CheckPlan::default() };
     let keyless_settled = options.keyless_tables_are_insert_only || options.copy.replica_identity_full;
-    crate::check::refuse_unless_ready(source, target, &plan, keyless_settled).await
+    crate::check::refuse_unless_ready(source, target, &plan, keyless_settled).await.map(|_| ())
 }
 
 /// The migration's runner lock: a session advisory lock on the target, held by

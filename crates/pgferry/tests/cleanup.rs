@@ -1,7 +1,8 @@
 //! `abort` and `cleanup` remove exactly what one migration made, on both sides.
 
 use pgferry::cleanup::{remove, Fence};
-use pgferry::copy::{copy, CopyOptions, Progress};
+use pgferry::copy::{copy, CopyOptions};
+use pgferry::events::Events;
 use pgferry_core::names::MigrationName;
 use pgferry_pg::ConnSpec;
 use pgferry_testkit::{Cluster, PgVersion};
@@ -38,7 +39,7 @@ async fn copied() -> Setup {
         split_larger_than: 0,
         replica_identity_full: false,
     };
-    copy(&source_spec, &target_spec, &options, &Progress::silent()).await.unwrap();
+    copy(&source_spec, &target_spec, &options, &Events::silent()).await.unwrap();
     Setup { source, target, source_spec, target_spec, migration }
 }
 

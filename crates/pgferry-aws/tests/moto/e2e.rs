@@ -6,7 +6,6 @@
 
 use std::cell::RefCell;
 
-use pgferry::apply::FollowProgress;
 use pgferry::Result;
 use pgferry_aws::encrypt::{encrypt, EncryptPlan, SeedMark, SeedSide};
 use pgferry_aws::pg::PgSeed;
@@ -32,7 +31,7 @@ impl CopyAfterPrepare<'_> {
             source: ConnSpec::parse(&self.source.url("app")).unwrap(),
             target: ConnSpec::parse(target).unwrap(),
             migration: migration("e2e"),
-            progress: FollowProgress::new(|_| {}),
+            events: pgferry::events::Events::silent(),
         }
     }
 }
@@ -98,7 +97,7 @@ async fn encrypt_seeds_a_physical_copy_from_the_log_and_replicates_with_nothing_
         source: ConnSpec::parse(&source.url("app")).unwrap(),
         target: ConnSpec::parse(&copy.url("app")).unwrap(),
         migration: migration("e2e"),
-        progress: FollowProgress::new(|_| {}),
+        events: pgferry::events::Events::silent(),
     };
     let mark = SeedMark { slot: "pgferry_e2e".into(), consistent_point: Lsn(0) };
     catch_up.start_from(&mark, report.redo_lsn.parse().unwrap()).await.unwrap();

@@ -19,6 +19,7 @@ mod summary;
 mod workload;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgferry::apply::{BatchLimits, FollowOptions, Until};
@@ -31,10 +32,12 @@ use pgferry_core::preflight::{human_bytes, CheckPlan};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::DemoArgs;
+use crate::follow::LogLines;
 use crate::progress::CopyView;
 use crate::render;
 use clusters::{random_password, Binaries, Sandbox};
 use dataset::{APP_ROLE, DATABASE};
+use pgferry::events::Events;
 use workload::Workload;
 
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -118,8 +121,8 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         split_larger_than: 100 << 20,
         replica_identity_full: false,
     };
-    let view = CopyView::new(false);
-    let copied = pgferry::copy::copy(&src, &tgt, &copy_options, &view.progress()).await;
+    let view = Arc::new(CopyView::new(false));
+    let copied = pgferry::copy::copy(&src, &tgt, &copy_options, &Events::to(vec![view.clone()])).await;
     view.finish();
     let copied = copied?;
     eprint!("{}", render::copy_summary(&copied));
@@ -131,7 +134,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         batch: BatchLimits::default(),
         shutdown: None,
     };
-    let followed = pgferry::apply::follow(&src, &tgt, &follow_options, &crate::follow::log_lines()).await?;
+    let followed = pgferry::apply::follow(&src, &tgt, &follow_options, &Events::to(vec![Arc::new(LogLines)])).await?;
     eprintln!("pgferry demo: caught up: {} changes applied", followed.changes);
     clock.lap("follow");
 
@@ -147,13 +150,13 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         shutdown: None,
         views: Default::default(),
     };
-    let cut = Box::pin(pgferry::cutover::cutover(&src, &tgt, &cutover_options)).await?;
+    let cut = Box::pin(pgferry::cutover::cutover(&src, &tgt, &cutover_options, &Events::silent())).await?;
     eprint!("{}", render::cutover(&cut));
     let application = workload.stopped(Duration::from_secs(5)).await;
     clock.lap("cutover");
 
     let validate_options = ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
-    let validation = pgferry::validate::validate(&src, &tgt, None, &validate_options).await?;
+    let validation = pgferry::validate::validate(&src, &tgt, None, &validate_options, &Events::silent()).await?;
     eprint!("{}", render::validation(&validation));
     clock.lap("validate");
 

@@ -70,6 +70,10 @@ pub(crate) struct Committed {
     pub(crate) end: Option<(Lsn, i64)>,
     pub(crate) transactions: u64,
     pub(crate) changes: u64,
+    /// Its changes per table.
+    pub(crate) stats: std::collections::BTreeMap<QualifiedName, progress::Counts>,
+    /// From its first change to its commit's end.
+    pub(crate) seconds: f64,
 }
 
 /// A batch's commit on its way: its statements' answers checked, its journal
@@ -209,7 +213,14 @@ impl<'a> Applier<'a> {
             };
             commit().await.map_err(|e| Stop::target("committing applied changes on the target", e))?;
             failpoint::hit("apply-after-commit");
-            Ok(Committed { end: batch.end, transactions: batch.transactions, changes: batch.changes as u64 })
+            let seconds = batch.age().as_secs_f64();
+            Ok(Committed {
+                end: batch.end,
+                transactions: batch.transactions,
+                changes: batch.changes as u64,
+                stats: batch.stats,
+                seconds,
+            })
         }));
         Ok(())
     }

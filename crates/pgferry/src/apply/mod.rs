@@ -40,12 +40,12 @@ mod liveness;
 mod net;
 mod progress;
 mod relation;
+mod samples;
 mod statements;
 mod stream;
 pub(crate) mod touched;
 mod watchdog;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgferry_core::names::MigrationName;
@@ -56,8 +56,10 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 pub use batch::BatchLimits;
+pub use progress::Counts as TableChanges;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Events, Phase};
 use changes::Applier;
 use liveness::Liveness;
 
@@ -68,8 +70,10 @@ const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
 const RETRY_FOR: Duration = Duration::from_secs(120);
 /// How often, at most, a keepalive's position is recorded while quiet.
 const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
-/// How often a status line is emitted.
+/// How often a status is emitted and sampled into the journal ([`samples`]).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// The longest a status waits for its sample to be journaled.
+const SAMPLE_WITHIN: Duration = Duration::from_secs(1);
 /// How often the source's relations are compared with the publication and the target.
 const RELATIONS_EVERY: Duration = Duration::from_secs(30);
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
@@ -108,6 +112,17 @@ pub enum FollowEvent {
         lag_bytes: u64,
         lag_seconds: f64,
         changes_per_second: f64,
+        /// WAL the source keeps for the slot (`None`: it could not be read).
+        slot_retained_bytes: Option<u64>,
+    },
+    /// A batch committed on the target.
+    Applied {
+        transactions: u64,
+        /// Per table (`schema.table`, unquoted, as `status` shows it): inserts,
+        /// updates, deletes, truncates.
+        tables: Vec<(String, TableChanges)>,
+        /// From its first change to its commit's end.
+        seconds: f64,
     },
     /// A connection was lost or found dead: reported once per episode of
     /// failures, with the cause that began it; the episode ends with a session
@@ -120,20 +135,6 @@ pub enum FollowEvent {
     Unreplicated {
         relations: Vec<crate::ddl::Unreplicated>,
     },
-}
-
-/// A progress callback.
-#[derive(Clone)]
-pub struct FollowProgress(Arc<dyn Fn(FollowEvent) + Send + Sync>);
-
-impl FollowProgress {
-    pub fn new(f: impl Fn(FollowEvent) + Send + Sync + 'static) -> Self {
-        FollowProgress(Arc::new(f))
-    }
-
-    fn emit(&self, event: FollowEvent) {
-        (self.0)(event)
-    }
 }
 
 /// The outcome of a run that reached its end position.
@@ -199,6 +200,8 @@ enum Next {
     Event(ReplicationEvent),
     /// The previous batch's commit finished.
     Committed,
+    /// Nothing arrived before a status was due.
+    StatusDue,
     /// Nothing arrived in time, or a shutdown was requested.
     Idle,
 }
@@ -219,13 +222,14 @@ pub async fn follow(
     source: &ConnSpec,
     target: &ConnSpec,
     options: &FollowOptions,
-    progress: &FollowProgress,
+    events: &Events,
 ) -> Result<FollowReport> {
     let stop_at = match options.until {
         Until::Stopped => None,
         Until::Lsn(lsn) => Some(lsn),
         Until::CaughtUp => Some(caught_up_mark(source).await?),
     };
+    events.emit(Event::Phase(Phase::Follow));
     let mut totals = Totals::default();
     // The current episode of failures: when it began, and the attempts since.
     let mut episode: Option<(Instant, u32)> = None;
@@ -233,7 +237,7 @@ pub async fn follow(
     let mut previous: Option<watchdog::ApplySession> = None;
     loop {
         let heard_before = totals.heard_sessions;
-        match session(source, target, options, stop_at, progress, &mut totals, first, &mut previous).await {
+        match session(source, target, options, stop_at, events, &mut totals, first, &mut previous).await {
             Ok(()) => break,
             Err(Stop::Fatal(e)) => return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e)),
             Err(Stop::Transient(e)) => {
@@ -241,7 +245,7 @@ pub async fn follow(
                     episode = None;
                 }
                 let (since, attempts) = episode.get_or_insert_with(|| {
-                    progress.emit(FollowEvent::Reconnecting { cause: e.message.clone() });
+                    events.follow(FollowEvent::Reconnecting { cause: e.message.clone() });
                     (Instant::now(), 0)
                 });
                 if since.elapsed() > RETRY_FOR {
@@ -288,7 +292,7 @@ async fn session(
     target: &ConnSpec,
     options: &FollowOptions,
     stop_at: Option<Lsn>,
-    progress: &FollowProgress,
+    events: &Events,
     totals: &mut Totals,
     first: bool,
     previous: &mut Option<watchdog::ApplySession>,
@@ -304,7 +308,7 @@ async fn session(
     let apply_pid = this.pid;
     *previous = Some(this);
     tokio::select! {
-        result = stream_session(source, target, &dst, options, stop_at, progress, totals, first, liveness) => result,
+        result = stream_session(source, target, &dst, options, stop_at, events, totals, first, liveness) => result,
         dead = watchdog::watch_target(&probe, apply_pid, liveness) => Err(dead),
     }
 }
@@ -318,7 +322,7 @@ async fn stream_session(
     dst: &Client,
     options: &FollowOptions,
     stop_at: Option<Lsn>,
-    progress: &FollowProgress,
+    events: &Events,
     totals: &mut Totals,
     first: bool,
     liveness: Liveness,
@@ -342,7 +346,7 @@ async fn stream_session(
         }
         e => Stop::stream(e),
     })?;
-    progress.emit(FollowEvent::Started { from: state.start });
+    events.follow(FollowEvent::Started { from: state.start });
     let mut run = Run {
         applier: Applier::new(dst, &options.migration, &state.skip_before),
         stream: &mut source_stream,
@@ -352,13 +356,14 @@ async fn stream_session(
         server_end: state.start,
         last_commit_micros: None,
         status: (Instant::now(), 0),
-        progress,
+        events,
         shutdown: options.shutdown.clone(),
         rate: None,
         idle_recorded: Instant::now(),
         liveness,
         heard: None,
         relations: Relations { source: src, target: dst_catalog, checked: None, last: Vec::new() },
+        slot: &slot,
     };
     run.check_relations().await?;
     let result = run.stream_until(stop_at).await;
@@ -408,7 +413,7 @@ struct Run<'a> {
     last_commit_micros: Option<i64>,
     /// When the last status line was emitted, and the change count then.
     status: (Instant, u64),
-    progress: &'a FollowProgress,
+    events: &'a Events,
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// Changes per second over the last status interval, journaled for `status`.
     rate: Option<f64>,
@@ -420,6 +425,8 @@ struct Run<'a> {
     /// a dead source.
     heard: Option<Instant>,
     relations: Relations,
+    /// The migration's slot, whose retained WAL each status reads.
+    slot: &'a str,
 }
 
 impl Run<'_> {
@@ -428,7 +435,7 @@ impl Run<'_> {
         loop {
             let event = self.next_event().await?;
             match event {
-                Next::Committed => {}
+                Next::Committed | Next::StatusDue => {}
                 Next::Idle if self.applier.in_transaction() => {}
                 Next::Idle => self.flush().await?,
                 Next::Event(ReplicationEvent::Begin { final_lsn, .. }) => self.applier.begin(Lsn(final_lsn.0)),
@@ -480,7 +487,7 @@ impl Run<'_> {
                 self.finish().await;
                 return Ok(());
             }
-            self.report_status();
+            self.report_status().await;
             if !self.applier.in_transaction() {
                 self.check_relations().await?;
             }
@@ -521,7 +528,7 @@ impl Run<'_> {
         if found != self.relations.last {
             self.relations.last = found.clone();
             if !found.is_empty() {
-                self.progress.emit(FollowEvent::Unreplicated { relations: found });
+                self.events.follow(FollowEvent::Unreplicated { relations: found });
             }
         }
         Ok(())
@@ -532,8 +539,8 @@ impl Run<'_> {
     }
 
     /// The next event from the stream, or the end of the previous batch's
-    /// commit; `Idle` when an open batch has waited long enough, or a shutdown
-    /// was just requested.
+    /// commit; `Idle` when an open batch has waited long enough, a status is
+    /// due, or a shutdown was just requested.
     async fn next_event(&mut self) -> Result<Next, Stop> {
         let waiting = self.applier.batch.opened.is_some() && !self.applier.in_transaction();
         let left =
@@ -555,10 +562,15 @@ impl Run<'_> {
         let heard = *self.heard.get_or_insert_with(Instant::now);
         let silence_limit = self.liveness.silence_limit();
         let dead_in = silence_limit.saturating_sub(heard.elapsed());
+        // A quiet source sends a keepalive only every half wal_sender_timeout:
+        // the loop wakes for each status (and its sample) all the same.
+        let status_due = STATUS_EVERY.saturating_sub(self.status.0.elapsed());
+        let wait = left.min(dead_in);
         let received = tokio::select! {
-            received = tokio::time::timeout(left.min(dead_in), self.stream.recv()) => match received {
+            received = tokio::time::timeout(wait.min(status_due), self.stream.recv()) => match received {
                 Ok(received) => received,
                 Err(_) if heard.elapsed() >= silence_limit => return Err(self.silent_source(heard)),
+                Err(_) if status_due < wait => return Ok(Next::StatusDue),
                 Err(_) => return Ok(Next::Idle),
             },
             () = shutdown => return Ok(Next::Idle),
@@ -607,6 +619,15 @@ impl Run<'_> {
             }
             self.totals.transactions += batch.transactions;
             self.totals.changes += batch.changes;
+            self.events.follow(FollowEvent::Applied {
+                transactions: batch.transactions,
+                tables: batch
+                    .stats
+                    .into_iter()
+                    .map(|(table, counts)| (format!("{}.{}", table.schema.as_str(), table.name.as_str()), counts))
+                    .collect(),
+                seconds: batch.seconds,
+            });
         }
     }
 
@@ -658,7 +679,10 @@ impl Run<'_> {
         self.stream.update_applied_lsn(pgwire_replication::Lsn(position.0));
     }
 
-    fn report_status(&mut self) {
+    /// Every [`STATUS_EVERY`]: the status event, and its sample in the journal
+    /// ([`samples`]), written on the catalog connection (the apply session's
+    /// batch may be open).
+    async fn report_status(&mut self) {
         let (since, changes_then) = self.status;
         if since.elapsed() < STATUS_EVERY {
             return;
@@ -674,12 +698,43 @@ impl Run<'_> {
         let changes = self.totals.changes + self.applier.batch.changes as u64;
         let changes_per_second = changes.saturating_sub(changes_then) as f64 / since.elapsed().as_secs_f64();
         self.rate = Some(changes_per_second);
-        self.progress.emit(FollowEvent::Status {
+        self.status = (Instant::now(), changes);
+        let sample = samples::Sample {
             applied: self.totals.applied,
             lag_bytes,
             lag_seconds,
             changes_per_second,
+            transactions: self.totals.transactions,
+            changes,
+        };
+        // Best effort, briefly: a lost sample loses a point of a plot, never a
+        // change, and a dead connection is the stream's and the watchdog's to
+        // find, with their own causes.
+        let limit = self.liveness.probe_answer_within().min(SAMPLE_WITHIN);
+        let migration = &self.options.migration;
+        let (source, target) = (&self.relations.source, &self.relations.target);
+        let sampling = async {
+            let retained = samples::slot_retained_bytes(source, self.slot).await?;
+            samples::record(target, migration, &sample, retained).await?;
+            Ok::<_, Error>(retained)
+        };
+        let slot_retained_bytes = match tokio::time::timeout(limit, sampling).await {
+            Ok(Ok(retained)) => retained,
+            Ok(Err(e)) => {
+                tracing::debug!(cause = %e.message, "change capture's sample was not journaled");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("change capture's sample was not journaled within {limit:?}");
+                None
+            }
+        };
+        self.events.follow(FollowEvent::Status {
+            applied: self.totals.applied,
+            lag_bytes,
+            lag_seconds,
+            changes_per_second,
+            slot_retained_bytes,
         });
-        self.status = (Instant::now(), changes);
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! `pgferry.apply_progress` holds, per migration, the end LSN of the last source
 //! transaction applied, and `pgferry.apply_table_stats` the per-table counters.
-//! Both are written in the same target transaction as the changes they account
+//! `pgferry.follow_sample` holds the lag and throughput every few seconds
+//! ([`super::samples`]), for `pgferry report`.
+//! The first two are written in the same target transaction as the changes they account
 //! for, so the applied position can never disagree with the data: after a crash
 //! the next run starts exactly after the last committed batch, and nothing is
 //! applied twice or skipped. The source's slot is told about a position only
@@ -22,11 +24,11 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Changes applied to one table in a batch.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) inserts: i64,
-    pub(crate) updates: i64,
-    pub(crate) deletes: i64,
-    pub(crate) truncates: i64,
+pub struct Counts {
+    pub inserts: i64,
+    pub updates: i64,
+    pub deletes: i64,
+    pub truncates: i64,
 }
 
 /// Where change capture starts, and what the copy left to skip.

@@ -18,8 +18,9 @@ use tokio_postgres::Client;
 use super::indexes::IndexQueue;
 use super::journal::{self, ChunkRecord};
 use super::rewrites::Rewrites;
-use super::{CopyEvent, Progress};
+use super::CopyEvent;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::failpoint;
 
 /// A snapshot to read under, and the position it shows the database at.
@@ -36,7 +37,7 @@ pub(crate) struct DataJob<'a> {
     pub(crate) snapshot: Snapshot<'a>,
     pub(crate) tables: &'a [CopyTable],
     pub(crate) indexes: &'a IndexQueue,
-    pub(crate) progress: &'a Progress,
+    pub(crate) events: &'a Events,
     pub(crate) rewrites: &'a Rewrites,
 }
 
@@ -71,6 +72,7 @@ async fn worker(job: &DataJob<'_>, queue: &Mutex<VecDeque<CopyUnit>>, pieces_lef
                 left[piece.table] == 0
             };
             if table_done {
+                job.events.copy(CopyEvent::TableDone { table: job.tables[piece.table].name.to_string() });
                 job.indexes.table_ready(&job.tables[piece.table].name);
             }
         }
@@ -82,7 +84,7 @@ async fn worker(job: &DataJob<'_>, queue: &Mutex<VecDeque<CopyUnit>>, pieces_lef
 /// Pipes one piece and commits it with its journal row; false (nothing kept)
 /// when its table turns out rewritten since the snapshot (see [`super::rewrites`]).
 async fn copy_piece(job: &DataJob<'_>, src: &Client, dst: &Client, unit: &CopyUnit) -> Result<bool> {
-    let DataJob { migration, snapshot, tables, progress, rewrites, .. } = job;
+    let DataJob { migration, snapshot, tables, events, rewrites, .. } = job;
     let table = &tables[unit.table];
     let started = Instant::now();
     // One source transaction per piece: a worker holds at most the lock of the
@@ -92,7 +94,7 @@ async fn copy_piece(job: &DataJob<'_>, src: &Client, dst: &Client, unit: &CopyUn
     src.batch_execute(begin.as_str())
         .await
         .map_err(|e| Error::server("importing the copy's snapshot on the source", e))?;
-    progress.emit(CopyEvent::ChunkStarted { table: table.name.to_string(), chunk: unit.chunk, chunks: unit.chunks });
+    events.copy(CopyEvent::ChunkStarted { table: table.name.to_string(), chunk: unit.chunk, chunks: unit.chunks });
     // A table copied in one piece is emptied in the same transaction, which lets
     // COPY write its rows frozen: no hint-bit rewrite and no freeze vacuum later.
     let whole = unit.chunks == 1;
@@ -100,7 +102,7 @@ async fn copy_piece(job: &DataJob<'_>, src: &Client, dst: &Client, unit: &CopyUn
     dst.batch_execute(begin.as_str()).await.map_err(|e| Error::server("starting a target transaction", e))?;
     let table_name = table.name.to_string();
     let piped = pipe(src, copy_out(table, unit).as_str(), dst, copy_in(table, whole).as_str(), |bytes| {
-        progress.emit(CopyEvent::Bytes { table: table_name.clone(), bytes })
+        events.copy(CopyEvent::Bytes { table: table_name.clone(), bytes })
     })
     .await;
     let piped = match piped {
@@ -142,7 +144,7 @@ async fn copy_piece(job: &DataJob<'_>, src: &Client, dst: &Client, unit: &CopyUn
     journal::record_chunk(dst, migration, &record).await.map_err(|e| Error::server("journaling a copied chunk", e))?;
     dst.batch_execute("COMMIT").await.map_err(|e| Error::server(&format!("committing {}", table.name), e))?;
     failpoint::hit("copy-after-chunk");
-    progress.emit(CopyEvent::ChunkDone {
+    events.copy(CopyEvent::ChunkDone {
         table: table.name.to_string(),
         chunk: unit.chunk,
         rows: piped.rows,

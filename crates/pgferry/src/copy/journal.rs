@@ -14,7 +14,7 @@
 
 use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
-use pgferry_core::preflight::DatabaseIdentity;
+use pgferry_core::preflight::{DatabaseIdentity, Finding};
 use pgferry_core::sql::QualifiedName;
 use tokio_postgres::{Client, GenericClient};
 
@@ -87,6 +87,15 @@ pub(crate) async fn begin(
     Ok(())
 }
 
+/// Records what the preflight found when the migration began (warnings and
+/// notes: a blocking finding refuses the copy before the journal exists).
+pub(crate) async fn record_preflight(target: &Client, name: &MigrationName, findings: &[Finding]) -> Result<()> {
+    let detail = serde_json::to_value(findings).map_err(|e| Error::new(crate::ErrorKind::Server, e.to_string()))?;
+    crate::timeline::record(target, name, crate::timeline::Kind::Preflight, "findings", Some(detail))
+        .await
+        .map_err(|e| Error::server("writing the preflight's findings to the journal", e))
+}
+
 /// Records the migration's phase (and slot position, when known).
 pub(crate) async fn set_phase(
     target: &impl GenericClient,
@@ -94,9 +103,11 @@ pub(crate) async fn set_phase(
     phase: MigrationPhase,
     slot_lsn: Option<&str>,
 ) -> Result<()> {
+    // One statement: the history row and the phase are written together.
     target
         .execute(
-            "INSERT INTO pgferry.migration (name, phase, slot_lsn) VALUES ($1, $2, $3::text::pg_lsn)
+            "WITH history AS (INSERT INTO pgferry.timeline (migration, kind, name) VALUES ($1, 'phase', $2))
+             INSERT INTO pgferry.migration (name, phase, slot_lsn) VALUES ($1, $2, $3::text::pg_lsn)
              ON CONFLICT (name) DO UPDATE
              SET phase = excluded.phase, slot_lsn = coalesce(excluded.slot_lsn, pgferry.migration.slot_lsn), updated_at = now()",
             &[&name.as_str(), &phase.as_str(), &slot_lsn],

@@ -57,7 +57,6 @@ pub(crate) use source::{
 };
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 use pgferry_core::copy_plan::{plan_copy, CopyTable};
@@ -73,6 +72,7 @@ use tokio_postgres::Client;
 
 use crate::check;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Events, Phase};
 use crate::failpoint;
 use data::Snapshot;
 use indexes::IndexQueue;
@@ -109,30 +109,37 @@ pub struct CopyOptions {
 /// Progress, for whoever draws it (the CLI).
 #[derive(Clone, Debug)]
 pub enum CopyEvent {
-    Phase { phase: &'static str },
-    Planned { tables: usize, units: usize, bytes: i64 },
-    ChunkStarted { table: String, chunk: i32, chunks: i32 },
-    Bytes { table: String, bytes: u64 },
-    ChunkDone { table: String, chunk: i32, rows: u64, bytes: u64, seconds: f64 },
-    Kept { table: String },
-}
-
-/// A progress callback shared by the workers.
-#[derive(Clone)]
-pub struct Progress(Arc<dyn Fn(CopyEvent) + Send + Sync>);
-
-impl Progress {
-    pub fn new(f: impl Fn(CopyEvent) + Send + Sync + 'static) -> Self {
-        Progress(Arc::new(f))
-    }
-
-    pub fn silent() -> Self {
-        Progress::new(|_| {})
-    }
-
-    fn emit(&self, event: CopyEvent) {
-        (self.0)(event)
-    }
+    Phase {
+        phase: &'static str,
+    },
+    Planned {
+        tables: usize,
+        units: usize,
+        bytes: i64,
+    },
+    ChunkStarted {
+        table: String,
+        chunk: i32,
+        chunks: i32,
+    },
+    Bytes {
+        table: String,
+        bytes: u64,
+    },
+    ChunkDone {
+        table: String,
+        chunk: i32,
+        rows: u64,
+        bytes: u64,
+        seconds: f64,
+    },
+    /// Every piece of the table this run copied is in.
+    TableDone {
+        table: String,
+    },
+    Kept {
+        table: String,
+    },
 }
 
 /// The copy's outcome, for the summary.
@@ -164,28 +171,25 @@ pub struct TableSummary {
 }
 
 /// Runs (or resumes) the copy.
-pub async fn copy(
-    source: &ConnSpec,
-    target: &ConnSpec,
-    options: &CopyOptions,
-    progress: &Progress,
-) -> Result<CopyReport> {
+pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, events: &Events) -> Result<CopyReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     let name = &options.migration;
     // Every refusal before the journal is created: a refused copy leaves both servers as they were.
     let pair = crate::lifecycle::guard(&src, &dst, name, pgferry_core::lifecycle::Command::Copy).await?;
+    events.emit(Event::Phase(Phase::Copy));
     let slot_name = crate::slot::resolve(&src, &dst, name).await?;
     source::ensure_slot_is_ours(&src, name, &slot_name).await?;
     let phase = journal::phase_if_journaled(&dst, name).await?;
     if phase.as_ref().is_none_or(|(current, _)| *current < MigrationPhase::Copied) {
         crate::fence::refuse_copy_from_fenced(&src).await?;
     }
-    if phase.is_none() {
+    let findings = match phase {
         // Tables without a replica identity are published for inserts only: the
         // cutover, not the copy, decides what that means for them.
-        check::refuse_unless_ready(source, target, &CheckPlan::default(), true).await?;
-    }
+        None => Some(check::refuse_unless_ready(source, target, &CheckPlan::default(), true).await?),
+        Some(_) => None,
+    };
     let ClientPair { pg_dump, pg_restore } = require_client(&src, &dst).await?;
     let workdir = WorkDir::create(target, name)?;
     journal::ensure(&dst).await?;
@@ -194,11 +198,14 @@ pub async fn copy(
     let mut laps = Laps::start();
     let (current, stored_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
     let builds = indexes::plan(&src).await?;
-    let data = DataPhase { source, target, src: &src, dst: &dst, options, slot: &slot_name, builds: &builds, progress };
+    let data = DataPhase { source, target, src: &src, dst: &dst, options, slot: &slot_name, builds: &builds, events };
 
     let (slot_lsn, dump, leftover_analyzes) = if current < MigrationPhase::Data {
-        progress.emit(CopyEvent::Phase { phase: "schema" });
+        events.copy(CopyEvent::Phase { phase: "schema" });
         journal::begin(&dst, name, &slot_name, pair.source()).await?;
+        if let Some(findings) = &findings {
+            journal::record_preflight(&dst, name, findings).await?;
+        }
         journal::set_phase(&dst, name, MigrationPhase::Created, None).await?;
         failpoint::hit("copy-after-created");
         source::drop_stale_slot(&src, &slot_name).await?;
@@ -243,7 +250,7 @@ pub async fn copy(
 
     let mut materialized_views = Vec::new();
     if current < MigrationPhase::Copied {
-        progress.emit(CopyEvent::Phase { phase: "constraints, triggers and the rest of post-data" });
+        events.copy(CopyEvent::Phase { phase: "constraints, triggers and the rest of post-data" });
         journal::set_phase(&dst, name, MigrationPhase::PostData, None).await?;
         failpoint::hit("copy-after-data");
         if current == MigrationPhase::PostData {
@@ -271,8 +278,8 @@ pub async fn copy(
         };
         schema::restore(&pg_restore, target, &dump, &post_data).await?;
         laps.lap("constraints and the rest");
-        progress
-            .emit(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });
+        events
+            .copy(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });
         // Plain tables were analyzed as their data landed, but for those left when
         // the last index was built (see [`indexes`]); partitioned parents and
         // materialized views (refreshed first, see [`crate::materialized_views`])
@@ -343,7 +350,7 @@ struct DataPhase<'a> {
     /// The migration's slot ([`crate::slot`]).
     slot: &'a str,
     builds: &'a [indexes::IndexBuild],
-    progress: &'a Progress,
+    events: &'a Events,
 }
 
 impl DataPhase<'_> {
@@ -406,7 +413,7 @@ impl DataPhase<'_> {
         snapshot_lsn: &str,
         selection: Selection<'_>,
     ) -> Result<(Vec<QualifiedName>, HashSet<QualifiedName>)> {
-        self.progress.emit(CopyEvent::Phase { phase: "data" });
+        self.events.copy(CopyEvent::Phase { phase: "data" });
         let name = &self.options.migration;
         let finished = journal::finished_tables(self.dst, name).await?;
         let tx_sql = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ")
@@ -434,7 +441,7 @@ impl DataPhase<'_> {
                 continue;
             }
             if is_finished(&table.name) && !unfinished.contains(&hierarchy(&table.name)) {
-                self.progress.emit(CopyEvent::Kept { table: table.name.to_string() });
+                self.events.copy(CopyEvent::Kept { table: table.name.to_string() });
                 queue.table_ready(&table.name);
                 continue;
             }
@@ -448,7 +455,7 @@ impl DataPhase<'_> {
             }
         }
         let units = plan_copy(&todo, self.options.split_larger_than);
-        self.progress.emit(CopyEvent::Planned {
+        self.events.copy(CopyEvent::Planned {
             tables: todo.len(),
             units: units.len(),
             bytes: todo.iter().map(|t| t.bytes).sum(),
@@ -461,7 +468,7 @@ impl DataPhase<'_> {
             snapshot: Snapshot { name: snapshot_name, lsn: snapshot_lsn },
             tables: &todo,
             indexes: &queue,
-            progress: self.progress,
+            events: self.events,
             rewrites: &rewrites,
         };
         let copying = async {

@@ -95,10 +95,11 @@ pub struct PrepareReport {
 
 /// Makes the source ready for a physical copy. Rerunning it keeps an existing
 /// slot and marker.
-pub async fn prepare(source: &ConnSpec, name: &MigrationName, on_event: &dyn Fn(SeedEvent)) -> Result<PrepareReport> {
+pub async fn prepare(source: &ConnSpec, name: &MigrationName, events: &crate::events::Events) -> Result<PrepareReport> {
     let src = pgferry_pg::connect(source).await?;
     let cutover_state = crate::lifecycle::record(&src, None, name).await?;
     crate::lifecycle::check(name, pgferry_core::lifecycle::Command::SeedPrepare, &cutover_state)?;
+    events.emit(crate::events::Event::Phase(crate::events::Phase::Seed));
     require_logical_wal(&src).await?;
     let slot = crate::slot::on_source(&src, name).await?;
     crate::copy::ensure_slot_is_ours(&src, name, &slot).await?;
@@ -110,7 +111,7 @@ pub async fn prepare(source: &ConnSpec, name: &MigrationName, on_event: &dyn Fn(
         .map_err(|e| Error::server("reading the source's replication slots", e))?;
     let (slot_lsn, created_slot) = match existing {
         Some(row) => (marker::parse(row.get(0))?, false),
-        None => (create_slot(&src, &slot, on_event).await?, true),
+        None => (create_slot(&src, &slot, events).await?, true),
     };
     failpoint::hit("seed-after-slot");
     let marker = match marker::read(&src, name).await? {
@@ -146,7 +147,7 @@ async fn require_logical_wal(src: &Client) -> Result<()> {
 
 /// Creates the slot; PostgreSQL waits until every transaction holding an xid
 /// when it started has ended, which is why those are announced first.
-async fn create_slot(src: &Client, slot: &str, on_event: &dyn Fn(SeedEvent)) -> Result<Lsn> {
+async fn create_slot(src: &Client, slot: &str, events: &crate::events::Events) -> Result<Lsn> {
     let pids: Vec<i32> = src
         .query(
             "SELECT pid FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start",
@@ -158,7 +159,7 @@ async fn create_slot(src: &Client, slot: &str, on_event: &dyn Fn(SeedEvent)) -> 
         .map(|r| r.get(0))
         .collect();
     if !pids.is_empty() {
-        on_event(SeedEvent::WaitingForTransactions { pids });
+        events.emit(crate::events::Event::Seed(SeedEvent::WaitingForTransactions { pids }));
     }
     let row = src
         .query_one("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot])

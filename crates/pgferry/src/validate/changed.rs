@@ -23,6 +23,7 @@ use super::tables::{self, ValidatedTable};
 use super::{compare, exists, range_chunks, verdict, Chunk, Scope, Sides, ValidateOptions, ValidationReport};
 use crate::apply::touched::{self, TouchedRows};
 use crate::error::{Error, Result};
+use crate::events::{Event, Events, Phase};
 
 /// Keys compared by one query.
 const KEYS_PER_CHUNK: usize = 5_000;
@@ -43,12 +44,14 @@ pub async fn validate_changed(
     name: &MigrationName,
     options: &ValidateOptions,
     recording: Recording,
+    events: &Events,
 ) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     crate::pairing::require(&src, &dst, name, "validate --changed-only", pgferry_core::pairing::Need::JournalOrNone)
         .await?;
     crate::slot::refuse_lost(&src, &dst, name, super::SLOT_LOST).await?;
+    events.emit(Event::Phase(Phase::Validate));
     let sides = Sides::export(source, target, &src, &dst).await?;
     let applied = applied(&dst, name).await?;
     let slot = crate::slot::resolve(&src, &dst, name).await?;
@@ -97,6 +100,7 @@ pub async fn validate_changed(
             mark_checked(target, name, applied).await?;
         }
     }
+    events.emit(report.event());
     Ok(report)
 }
 

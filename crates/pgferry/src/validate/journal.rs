@@ -50,11 +50,15 @@ pub(super) async fn record(
         .map(|t| t.mismatched.max(1) as i64)
         .sum();
     let verdict = report.verdict.as_str();
+    let rows_compared = sum(|t| t.source_rows);
+    let detail = serde_json::json!({"mode": mode, "mismatched_chunks": mismatched, "rows_compared": rows_compared});
     crate::state::ensure(&client, pgferry_core::state::Side::Target).await?;
     let write = || async {
+        // One statement: the history row and the verdict are written together.
         client
             .execute(
-                "INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared, verdict)
+                "WITH history AS (INSERT INTO pgferry.timeline (migration, kind, name, detail) VALUES ($1, 'validation', $7, $8))
+                 INSERT INTO pgferry.validation (migration, mode, equal, mismatched_chunks, changing_chunks, rows_compared, verdict)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (migration) DO UPDATE SET mode = excluded.mode, equal = excluded.equal, verdict = excluded.verdict,
                      mismatched_chunks = excluded.mismatched_chunks, changing_chunks = excluded.changing_chunks,
@@ -65,8 +69,9 @@ pub(super) async fn record(
                     &report.equal,
                     &mismatched,
                     &sum(|t| t.changing as i64),
-                    &sum(|t| t.source_rows),
+                    &rows_compared,
                     &verdict,
+                    &detail,
                 ],
             )
             .await

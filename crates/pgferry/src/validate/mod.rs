@@ -38,6 +38,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
+use crate::events::{Event, Events, Phase};
 use live::{Live, Outcome};
 use tables::ValidatedTable;
 
@@ -104,6 +105,15 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
+    /// The report as the event stream tells it.
+    pub fn event(&self) -> Event {
+        Event::Validated {
+            verdict: self.verdict.as_str(),
+            mismatched_chunks: self.tables.iter().map(|t| t.mismatched as u64).sum(),
+            rows_compared: self.tables.iter().map(|t| t.source_rows.max(0) as u64).sum(),
+        }
+    }
+
     /// Judges each table from its counts and the lag, then the whole.
     /// Judges every table; `behind` (change capture not running) is kept in the
     /// report where a table differs, or always when `lag_always_told` (a check
@@ -151,6 +161,7 @@ pub async fn validate(
     target: &ConnSpec,
     migration: Option<&MigrationName>,
     options: &ValidateOptions,
+    events: &Events,
 ) -> Result<ValidationReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
@@ -158,6 +169,7 @@ pub async fn validate(
         crate::pairing::require(&src, &dst, name, "validate", pgferry_core::pairing::Need::JournalOrNone).await?;
         crate::slot::refuse_lost(&src, &dst, name, SLOT_LOST).await?;
     }
+    events.emit(Event::Phase(Phase::Validate));
     // Before the snapshots are exported: reading the copy's journal of partition
     // files may bring its table up to date, which would wait for them.
     let uncovered = match migration {
@@ -226,6 +238,7 @@ pub async fn validate(
             changed::mark_checked(target, name, applied).await?;
         }
     }
+    events.emit(report.event());
     Ok(report)
 }
 
