@@ -449,3 +449,18 @@ fn a_table_made_logged_makes_the_cutover_refuse_until_the_table_is_proven() {
     assert_eq!(target.psql("app", "SELECT count(*) FROM app.scratch"), "90");
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
 }
+
+/// `start --capture-ddl` run again (a rerun after a kill, or a restart):
+/// installing DDL capture again is not captured by the triggers already there,
+/// so change capture goes on through it and replays the application's DDL after.
+#[test]
+fn a_rerun_of_start_does_not_capture_its_own_installation() {
+    let (source, target) = clusters(PgVersion::V15);
+    start(&source, &target, "again", &["--capture-ddl"]);
+    start(&source, &target, "again", &["--capture-ddl"]);
+    source.psql("app", "ALTER TABLE app.items ADD COLUMN note text");
+    source.psql("app", "UPDATE app.items SET note = 'n' WHERE id < 10");
+    assert_ok(&follow(&source, &target, "again", &[]));
+    assert_eq!(schema(&target), schema(&source));
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+}
