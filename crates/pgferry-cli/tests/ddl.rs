@@ -418,3 +418,49 @@ fn a_volatile_default_makes_the_cutover_refuse_until_the_table_is_proven() {
     assert_ok(&pgferry(&["cutover", "--source", &s, "--target", &t, "--name", "volatile"], &[]));
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
 }
+
+/// A table unlogged at the copy, written to, then made logged: the rows written
+/// while it was unlogged never reached the WAL. The replayed SET LOGGED marks
+/// it, so the cutover refuses, naming it and the repair, instead of cutting
+/// over a target without those rows; repaired, the target ends equal.
+#[test]
+fn a_table_made_logged_makes_the_cutover_refuse_until_the_table_is_proven() {
+    let (source, target) = clusters(PgVersion::V15);
+    let (s, t) = (source.url("app"), target.url("app"));
+    source.psql(
+        "app",
+        "CREATE UNLOGGED TABLE app.scratch (id int PRIMARY KEY, v text);
+         INSERT INTO app.scratch SELECT g, 'copied' FROM generate_series(1, 50) g",
+    );
+    start(&source, &target, "logged", &["--capture-ddl"]);
+    source.psql("app", "INSERT INTO app.scratch SELECT g, 'unlogged' FROM generate_series(51, 80) g");
+    source.psql("app", "ALTER TABLE app.scratch SET LOGGED");
+    source.psql("app", "INSERT INTO app.scratch SELECT g, 'logged' FROM generate_series(81, 90) g");
+    assert_ok(&follow(&source, &target, "logged", &[]));
+    assert_eq!(target.psql("app", "SELECT count(*) FROM app.scratch"), "60", "rows 51-80 never reached the WAL");
+
+    let refused = pgferry(&["cutover", "--source", &s, "--target", &t, "--name", "logged"], &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(said.contains("\"app\".\"scratch\"") && said.contains("validate --repair"), "{said}");
+
+    assert_ok(&pgferry(&["validate", "--source", &s, "--target", &t, "--name", "logged", "--repair"], &[]));
+    assert_ok(&pgferry(&["cutover", "--source", &s, "--target", &t, "--name", "logged"], &[]));
+    assert_eq!(target.psql("app", "SELECT count(*) FROM app.scratch"), "90");
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+}
+
+/// `start --capture-ddl` run again (a rerun after a kill, or a restart):
+/// installing DDL capture again is not captured by the triggers already there,
+/// so change capture goes on through it and replays the application's DDL after.
+#[test]
+fn a_rerun_of_start_does_not_capture_its_own_installation() {
+    let (source, target) = clusters(PgVersion::V15);
+    start(&source, &target, "again", &["--capture-ddl"]);
+    start(&source, &target, "again", &["--capture-ddl"]);
+    source.psql("app", "ALTER TABLE app.items ADD COLUMN note text");
+    source.psql("app", "UPDATE app.items SET note = 'n' WHERE id < 10");
+    assert_ok(&follow(&source, &target, "again", &[]));
+    assert_eq!(schema(&target), schema(&source));
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+}

@@ -3,7 +3,7 @@
 //! match, unlogged tables and such are warnings), with functions, types, grants,
 //! row-level security and an event trigger; a target missing an index, a
 //! constraint, a trigger, a view, a sequence, a comment, an extension, with an
-//! extension at another version or a column of another type, a function whose
+//! extension at another version or a column of another type or collation, a function whose
 //! body changed, an enum missing a label, a grant revoked, row-level security
 //! disabled, a policy or an event trigger dropped, or columns in another order,
 //! stops the cutover before the fence (exit 1, the source not fenced, no
@@ -137,6 +137,10 @@ const PLANTED: &[(&str, &str)] = &[
     (
         "ALTER TABLE orders ALTER COLUMN note TYPE text",
         "column \"note\" of \"public\".\"orders\" differs: on the source type character varying(200), on the target type text",
+    ),
+    (
+        "ALTER TABLE customers ALTER COLUMN email TYPE text COLLATE \"C\"",
+        "column \"email\" of \"public\".\"customers\" differs: on the source type text, on the target type text COLLATE pg_catalog.\"C\"",
     ),
     (
         "ALTER TABLE orders DROP CONSTRAINT positive",

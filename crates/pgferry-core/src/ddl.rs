@@ -270,8 +270,10 @@ fn without_concurrently_with(statement: &str, backslash: bool) -> String {
 /// a default that is not a constant (`random()`, `clock_timestamp()`,
 /// `nextval()`, a `serial` type) or an identity (numbered in each side's
 /// physical order), an `ALTER ... TYPE ... USING` of any expression, and a
-/// `CREATE TABLE AS` (its rows computed by a query on each side). The tables
-/// are those of the message's commands.
+/// `CREATE TABLE AS` (its rows computed by a query on each side), and an
+/// `ALTER TABLE ... SET LOGGED` (the rows written while the table was unlogged
+/// never reached the WAL, so the target lacks them). The tables are those of
+/// the message's commands.
 pub fn rewrites_rows(message: &DdlMessage) -> Option<String> {
     let backslash = message.backslash_escapes();
     let why =
@@ -315,6 +317,9 @@ fn statement_rewrites(statement: &str, backslash: bool) -> Option<&'static str> 
         }
     }
     for clause in &clauses {
+        if clause.windows(2).any(|w| is(w[0], "set") && is(w[1], "logged")) {
+            return Some("an unlogged table was made logged: the rows written to it before were never in the WAL");
+        }
         let Some(add) = clause.iter().position(|t| is(t, "add") || is(t, "alter")) else { continue };
         let adding = is(clause[add], "add");
         let rest = &clause[add + 1..];
@@ -630,6 +635,8 @@ mod tests {
             "ALTER TABLE t ALTER c SET DATA TYPE text USING md5(random()::text)",
             "CREATE TABLE s AS SELECT random() AS r",
             "ALTER TABLE t ADD b int; ALTER TABLE t ADD c float DEFAULT random()",
+            "ALTER TABLE t SET LOGGED",
+            "ALTER TABLE IF EXISTS t ADD COLUMN b int, SET LOGGED",
         ] {
             assert!(rewrites_rows(&message(query)).is_some(), "{query}");
         }
@@ -645,6 +652,7 @@ mod tests {
             "ALTER TABLE t ADD CONSTRAINT c CHECK (a > random())",
             "CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (1) TO (2)",
             "CREATE INDEX ON t (a)",
+            "ALTER TABLE t SET UNLOGGED",
         ] {
             assert_eq!(rewrites_rows(&message(query)), None, "{query}");
         }

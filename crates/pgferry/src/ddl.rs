@@ -187,22 +187,24 @@ BEGIN
 END
 $pgferry$",
         );
-    let mut sql = Sql::new("BEGIN; CREATE SCHEMA IF NOT EXISTS ").ident(&state_schema()).push(";\n").append(body);
+    let triggers = [
+        (name.ddl_trigger(), " ON ddl_command_end EXECUTE FUNCTION ", &function),
+        (name.ddl_drop_trigger(), " ON sql_drop EXECUTE FUNCTION ", &drop_function),
+    ];
+    // A rerun's triggers are dropped first: left in place, they would capture
+    // this installation's own commands into the stream, and change capture
+    // would stop at them. In one transaction, so no other session's DDL falls
+    // between the old triggers and the new.
+    let mut sql = Sql::new("BEGIN;\n");
+    for (trigger, _, _) in &triggers {
+        sql = sql.push("DROP EVENT TRIGGER IF EXISTS ").ident(trigger).push(";\n");
+    }
+    sql = sql.push("CREATE SCHEMA IF NOT EXISTS ").ident(&state_schema()).push(";\n").append(body);
     sql = sql.push(";\n").append(drop_body).push(";\n");
     // Only the trigger's function (pgferry's role) calls it.
     sql = sql.push("REVOKE EXECUTE ON FUNCTION ").name(&emit).push("(text, jsonb, text) FROM PUBLIC;\n");
-    for (trigger, event, function) in [
-        (name.ddl_trigger(), " ON ddl_command_end EXECUTE FUNCTION ", &function),
-        (name.ddl_drop_trigger(), " ON sql_drop EXECUTE FUNCTION ", &drop_function),
-    ] {
-        sql = sql
-            .push("DROP EVENT TRIGGER IF EXISTS ")
-            .ident(&trigger)
-            .push(";\nCREATE EVENT TRIGGER ")
-            .ident(&trigger)
-            .push(event)
-            .name(function)
-            .push("();\n");
+    for (trigger, event, function) in triggers {
+        sql = sql.push("CREATE EVENT TRIGGER ").ident(&trigger).push(event).name(function).push("();\n");
     }
     sql = sql.push("COMMIT");
     if let Err(e) = src.batch_execute(sql.as_str()).await {

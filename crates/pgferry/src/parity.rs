@@ -120,12 +120,19 @@ async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postg
         .collect())
 }
 
+/// Each column's type carries its collation when it is not the type's own (`COLLATE "C"` changes
+/// ordering and uniqueness), in the form `ALTER COLUMN ... TYPE` accepts.
 async fn columns(c: &Client) -> std::result::Result<Vec<Column>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
+        "SELECT n.nspname::text, c.relname::text, a.attname::text,
+                format_type(a.atttypid, a.atttypmod) || coalesce(' COLLATE ' || quote_ident(cn.nspname) || '.'
+                    || quote_ident(co.collname), ''),
                 a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, a.attnum
          FROM pg_attribute a
          JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_type ty ON ty.oid = a.atttypid
+         LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> ty.typcollation
+         LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_RELATION}"
     );
