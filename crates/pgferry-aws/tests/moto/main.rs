@@ -37,9 +37,23 @@ pub(crate) fn journal(dir: &tempfile::TempDir) -> Journal {
     Journal::open(dir.path()).unwrap()
 }
 
+/// The instance, `None` when moto does not know it. A call that fails otherwise
+/// (moto slow to answer on a loaded machine) is asked again before the test
+/// concludes anything from it.
 pub(crate) async fn instance(config: &SdkConfig, id: &str) -> Option<aws_sdk_rds::types::DbInstance> {
     let rds = aws_sdk_rds::Client::new(config);
-    rds.describe_db_instances().db_instance_identifier(id).send().await.ok()?.db_instances().first().cloned()
+    let mut attempts = 0;
+    loop {
+        match rds.describe_db_instances().db_instance_identifier(id).send().await {
+            Ok(out) => return out.db_instances().first().cloned(),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_db_instance_not_found_fault()) => return None,
+            Err(e) if attempts == 10 => panic!("describing {id} in moto: {e:?}"),
+            Err(_) => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+    }
 }
 
 pub(crate) async fn snapshot_exists(config: &SdkConfig, id: &str) -> bool {
