@@ -127,8 +127,9 @@ pub async fn remove(
 /// publications, DDL capture, seed marker and fence journal are removed, the fence
 /// lowered exactly as its journal says, unless the source records that a switch
 /// started ([`allowed_without_target`]: then only `force` goes on). Nothing on
-/// any target is touched. A slot in use (a `follow` still streaming) stops it
-/// before anything changes. A rerun finds nothing left and changes nothing.
+/// any target is touched. Another pgferry process on the source database (a
+/// `follow` streaming, a copy whose slot is still idle) stops it before anything
+/// changes. A rerun finds nothing left and changes nothing.
 pub async fn remove_without_target(source: &ConnSpec, migration: &MigrationName, force: bool) -> Result<CleanupReport> {
     let src = pgferry_pg::connect(source).await?;
     if !source_holds_any(&src, migration).await? && crate::seed::marker::read(&src, migration).await?.is_none() {
