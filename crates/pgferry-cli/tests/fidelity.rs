@@ -643,3 +643,36 @@ fn a_table_dropped_renamed_or_narrowed_before_its_read_is_handled_or_named() {
         }
     }
 }
+
+/// The same before the rows are read (#17 hostile pass): a lock held when the
+/// copy starts held up its planning without a word.
+#[test]
+fn a_copy_started_behind_an_applications_lock_names_the_holder() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql("app", "CREATE TABLE accounts (id int PRIMARY KEY, v int); INSERT INTO accounts SELECT g, 1 FROM generate_series(1, 100) g;");
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    std::thread::scope(|scope| {
+        let holder = scope.spawn(|| {
+            source.psql("app", "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(12); COMMIT;")
+        });
+        let held = "SELECT pid FROM pg_locks WHERE relation = 'accounts'::regclass AND mode = 'AccessExclusiveLock' AND granted";
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let holder_pid = loop {
+            let pid = source.psql("app", held);
+            if !pid.is_empty() {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the application's lock was taken");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out =
+            pgferry(&["copy", "--source", &source.url("app"), "--target", &target.url("app"), "--name", "early"], &[]);
+        holder.join().unwrap();
+        assert_ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("held by the source's session pid {holder_pid}")), "{stderr}");
+    });
+    assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+}

@@ -4,7 +4,8 @@
 //! SHARE on a table, which only an ACCESS EXCLUSIVE lock blocks: an
 //! application's `LOCK TABLE`, an `ALTER TABLE`, a `TRUNCATE` or `VACUUM FULL`
 //! in a transaction left open. Without a word the copy would look hung for as
-//! long as that transaction lasts. While the rows are read, every few seconds,
+//! long as that transaction lasts. While the copy runs (every step: the listing,
+//! `pg_dump`, whose sessions carry pgferry's application name, the reads), every few seconds,
 //! the sessions of pgferry (by application name) on the source database that
 //! wait for a lock are looked up with the sessions blocking them
 //! ([`pg_blocking_pids`](https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-INFO-SESSION)),
@@ -12,6 +13,7 @@
 //! query, and how to end it. Nothing is waited for or ended here.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::time::Duration;
 
 use pgferry_pg::ConnSpec;
@@ -19,9 +21,19 @@ use pgferry_pg::ConnSpec;
 /// How long a read waits before the first word about it.
 const FIRST_WORD_AFTER: Duration = Duration::from_secs(5);
 
-/// Watches until dropped (the caller races it against the data phase); returns
-/// only when the source cannot be read.
-pub(crate) async fn watch(source: &ConnSpec) {
+/// Runs `work` while watching for its lock waits; the watch ends with it (or
+/// earlier, quietly, if it cannot read the source: the work goes on).
+pub(crate) async fn watching<T>(source: &ConnSpec, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => return done,
+        () = watch(source) => {}
+    }
+    work.await
+}
+
+/// Watches until dropped; returns only when the source cannot be read.
+async fn watch(source: &ConnSpec) {
     let Ok(src) = pgferry_pg::connect(source).await else { return };
     let mut told = HashSet::new();
     loop {

@@ -172,6 +172,17 @@ pub struct TableSummary {
 
 /// Runs (or resumes) the copy.
 pub async fn copy(source: &ConnSpec, target: &ConnSpec, options: &CopyOptions, events: &Events) -> Result<CopyReport> {
+    // Every step may wait for an application's lock (the listing, pg_dump, the
+    // reads): a wait is named while it lasts.
+    lock_wait::watching(source, Box::pin(copy_steps(source, target, options, events))).await
+}
+
+async fn copy_steps(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    options: &CopyOptions,
+    events: &Events,
+) -> Result<CopyReport> {
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     let name = &options.migration;
@@ -358,17 +369,6 @@ impl DataPhase<'_> {
     /// rewritten after it: those are copied again under later snapshots.
     /// Returns the tables still to be analyzed.
     async fn run_all(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
-        let copy = self.run_all_unwatched(snapshot_name, snapshot_lsn);
-        tokio::pin!(copy);
-        tokio::select! {
-            copied = &mut copy => return copied,
-            // The watch ends only when it cannot read the source: the copy goes on.
-            () = lock_wait::watch(self.source) => {}
-        }
-        copy.await
-    }
-
-    async fn run_all_unwatched(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
         failpoint::pause("copy-before-lock").await;
         let none = HashSet::new();
         let (mut leftover, mut again) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&none)).await?;
