@@ -557,6 +557,22 @@ fn a_table_replaced_during_the_copy_is_copied_and_followed() {
     assert_eq!(target.psql("app", "SELECT count(*) || ':' || sum(v) FROM accounts"), "141:294");
 }
 
+/// Waits (bounded) until the application's session holds its ACCESS EXCLUSIVE
+/// lock on `accounts`; that session's pid.
+fn lock_holder(source: &Cluster) -> String {
+    let held =
+        "SELECT pid FROM pg_locks WHERE relation = 'accounts'::regclass AND mode = 'AccessExclusiveLock' AND granted";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pid = source.psql("app", held);
+        if !pid.is_empty() {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "the application's lock was taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A copy held up by an application's lock (#17, F8) says who holds it and how to
 /// end it, instead of standing still without a word; it goes on once the lock is gone.
 #[test]
@@ -582,16 +598,7 @@ fn a_copy_waiting_for_an_applications_lock_names_the_holder() {
         let holder = scope.spawn(|| {
             source.psql("app", "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(14); COMMIT;")
         });
-        let locked = "SELECT count(*) FROM pg_locks WHERE relation = 'accounts'::regclass AND mode = 'AccessExclusiveLock' AND granted";
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while source.psql("app", locked) != "1" {
-            assert!(Instant::now() < deadline, "the application's lock was taken");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let holder_pid = source.psql(
-            "app",
-            "SELECT pid FROM pg_locks WHERE relation = 'accounts'::regclass AND mode = 'AccessExclusiveLock' AND granted",
-        );
+        let holder_pid = lock_holder(&source);
         std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
         let out = copying.wait_with_output().unwrap();
         holder.join().unwrap();
@@ -657,16 +664,7 @@ fn a_copy_started_behind_an_applications_lock_names_the_holder() {
         let holder = scope.spawn(|| {
             source.psql("app", "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(12); COMMIT;")
         });
-        let held = "SELECT pid FROM pg_locks WHERE relation = 'accounts'::regclass AND mode = 'AccessExclusiveLock' AND granted";
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let holder_pid = loop {
-            let pid = source.psql("app", held);
-            if !pid.is_empty() {
-                break pid;
-            }
-            assert!(Instant::now() < deadline, "the application's lock was taken");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let holder_pid = lock_holder(&source);
         let out =
             pgferry(&["copy", "--source", &source.url("app"), "--target", &target.url("app"), "--name", "early"], &[]);
         holder.join().unwrap();
