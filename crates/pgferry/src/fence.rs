@@ -197,15 +197,18 @@ pub(crate) async fn verify_no_write_since(
         }
     };
     tracing::debug!(slot, applied, messages = kinds.join(""), "the fenced source's stream since the drain");
-    let written = kinds.iter().filter(|k| matches!(k.as_str(), "I" | "U" | "D" | "T" | "M")).count();
-    if written == 0 {
+    let changes = kinds.iter().filter(|k| matches!(k.as_str(), "I" | "U" | "D" | "T")).count();
+    // Logical messages are not filtered by publication: DDL capture's, or
+    // another tool's `pg_logical_emit_message` in this database.
+    let messages = kinds.iter().filter(|k| k.as_str() == "M").count();
+    if changes + messages == 0 {
         return Ok(());
     }
     let superusers = unfenced_superusers(src, administrators).await?;
     Err(Error::new(
         ErrorKind::Precondition,
         format!(
-            "{written} change(s) were written on the fenced source after the drain, by a session the fence cannot stop{}: switching now would leave them on the old source only",
+            "{changes} row change(s) and {messages} logical message(s) (a captured DDL, or another tool's) were written on the fenced source after the drain, by a session the fence cannot stop{}: switching now would leave them on the old source only",
             match superusers.as_slice() {
                 [] => String::new(),
                 names => format!(" (a superuser's: {})", names.join(", ")),
