@@ -331,3 +331,103 @@ fn a_role_missing_on_the_target_is_a_warning_and_the_privileges_the_copy_left_ou
     assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
     assert!(planned.contains("role \"auditor\" does not exist on the target"), "still said: {planned}");
 }
+
+/// The database's own settings, privileges, owner, connection limit and comment.
+fn database_itself(c: &Cluster) -> String {
+    c.psql(
+        "app",
+        "SELECT concat_ws(' | ',
+            (SELECT string_agg(coalesce(r.rolname, '-') || ':' || array_to_string(s.setconfig, ';'), ',' ORDER BY r.rolname NULLS FIRST)
+             FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole
+             WHERE d.datname = current_database()),
+            (SELECT string_agg(g, ',' ORDER BY g) FROM (
+                 SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || '=' || a.privilege_type
+                 FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                 WHERE d.datname = current_database() AND a.grantee <> d.datdba) AS grants(g)),
+            (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),
+            shobj_description((SELECT oid FROM pg_database WHERE datname = current_database()), 'pg_database'))",
+    )
+}
+
+/// What `pg_dump --schema-only` leaves out, the database itself, is carried by
+/// the copy (a list setting with a quoted element, a role's setting in the
+/// database, `CONNECT` revoked from PUBLIC, ...), and a `statement_timeout`
+/// of 1 ms set for pgferry's role does not cancel its own sessions; a setting or privilege changed on the source after
+/// the copy stops the cutover, named with its fix, and the fix lets it through.
+#[test]
+fn the_database_itself_is_carried_and_its_later_changes_stop_the_cutover() {
+    // pgferry's role has an application's time limit (the lift is tested through
+    // it; the test's own sessions, as postgres, keep none).
+    let roles = "CREATE ROLE app LOGIN; CREATE ROLE reporting LOGIN;
+                 CREATE ROLE ferry SUPERUSER LOGIN PASSWORD 'ferry-pw'; ALTER ROLE ferry SET statement_timeout = '1ms'";
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    target.create_database("app");
+    target.psql("app", roles);
+    source.psql(
+        "app",
+        &format!(
+            "{roles}; CREATE SCHEMA \"Odd, schema\";
+             ALTER DATABASE app SET search_path = \"$user\", public, \"Odd, schema\";
+             ALTER DATABASE app SET statement_timeout = '5s';
+             ALTER ROLE reporting IN DATABASE app SET default_transaction_read_only = on;
+             ALTER DATABASE app CONNECTION LIMIT 50;
+             COMMENT ON DATABASE app IS 'it''s the app';
+             REVOKE ALL ON DATABASE app FROM PUBLIC;
+             GRANT CONNECT ON DATABASE app TO app, reporting; GRANT TEMPORARY ON DATABASE app TO reporting;
+             CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g"
+        ),
+    );
+    let urls = [source.url_as("ferry", "ferry-pw", "app"), target.url_as("ferry", "ferry-pw", "app")];
+    let m = Migration { urls, source, target };
+    let carried = database_itself(&m.source);
+    assert!(carried.contains("-:search_path=\"$user\", public, \"Odd, schema\";statement_timeout=5s"), "{carried}");
+    assert!(carried.contains("reporting:default_transaction_read_only=on"), "{carried}");
+    assert!(carried.contains("app=CONNECT,reporting=CONNECT,reporting=TEMPORARY | 50 | it's the app"), "{carried}");
+    assert_ne!(database_itself(&m.target), carried);
+    ok(pgferry(&m.args("copy")));
+    assert_eq!(database_itself(&m.target), carried, "the copy carries the database itself");
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
+    assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
+
+    // Changed on the source after the copy: never replicated.
+    m.source.psql("app", "ALTER DATABASE app SET work_mem = '64MB'");
+    m.source.psql("app", "ALTER ROLE reporting IN DATABASE app RESET default_transaction_read_only");
+    m.source.psql("app", "GRANT CREATE ON DATABASE app TO app");
+    m.target.psql("app", "ALTER DATABASE app SET maintenance_work_mem = '256MB'");
+    let json = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+    assert_eq!(json.status.code(), Some(1), "{}", String::from_utf8_lossy(&json.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
+    let differences = plan["parity"]["differences"].as_array().expect("differences").clone();
+    let named: Vec<(&str, &str)> =
+        differences.iter().map(|d| (d["object"].as_str().unwrap(), d["ddl"].as_str().unwrap())).collect();
+    assert_eq!(
+        named,
+        [
+            ("the setting work_mem of database \"app\"", "ALTER DATABASE \"app\" SET \"work_mem\" TO '64MB'"),
+            ("the grant to \"app\" on database \"app\"", "GRANT CREATE ON DATABASE \"app\" TO \"app\""),
+        ],
+        "{differences:#?}"
+    );
+    let warnings = plan["parity"]["warnings"].to_string();
+    assert!(
+        warnings.contains("maintenance_work_mem of database \\\"app\\\" is \\\"256MB\\\" on the target only: kept"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("default_transaction_read_only of role \\\"reporting\\\" in database \\\"app\\\" is \\\"on\\\" on the target only"),
+        "a setting the source dropped is said: {warnings}"
+    );
+    let out = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("the setting work_mem of database \"app\" is on the source but missing on the target"));
+    for (_, ddl) in &named {
+        m.target.psql("app", ddl);
+    }
+    let done = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+}

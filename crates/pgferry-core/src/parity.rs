@@ -22,8 +22,9 @@
 //! What a table is made of is compared here; what surrounds it, each in its own
 //! module: the user's types ([`types`]), functions and procedures
 //! ([`routines`]), privileges ([`grants`]), row-level security
-//! ([`row_security`]), the order of columns ([`column_order`]) and event
-//! triggers ([`event_triggers`]).
+//! ([`row_security`]), the order of columns ([`column_order`]), event
+//! triggers ([`event_triggers`]) and the database itself: its owner, settings
+//! and comment ([`database`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,12 +34,14 @@ use serde::Serialize;
 use crate::sql::{Ident, QualifiedName, ServerSql, Sql};
 
 mod column_order;
+mod database;
 mod event_triggers;
 mod grants;
 mod routines;
 mod row_security;
 mod types;
 
+pub use database::{carry, DatabaseProperties, DatabaseSetting};
 pub use event_triggers::EventTrigger;
 pub use grants::{Acl, AclEntry, RoleName, Securable};
 pub use routines::Routine;
@@ -207,6 +210,8 @@ pub struct Catalog {
     pub row_security: Vec<RowSecurity>,
     pub policies: Vec<Policy>,
     pub event_triggers: Vec<EventTrigger>,
+    /// The database itself (its privileges are in `acls`).
+    pub database: Option<DatabaseProperties>,
 }
 
 /// What kind of object differs.
@@ -228,6 +233,7 @@ pub enum ObjectKind {
     Policy,
     ColumnOrder,
     EventTrigger,
+    Database,
 }
 
 /// Where the difference is.
@@ -307,6 +313,7 @@ pub fn compare(source: &Catalog, target: &Catalog) -> Parity {
     extensions(source, target, same_major, &mut p);
     comments(source, target, &mut p);
     row_security::compare(source, target, same_major, &mut p);
+    database::compare(source, target, &mut p);
     grants::compare(source, target, &mut p);
     if source.large_objects != target.large_objects {
         p.warnings.push(format!(

@@ -13,7 +13,8 @@
 //! balancer dropping state) fails the connection within about a minute instead of
 //! never. Keepalives probe only an idle socket: data sent and never acknowledged
 //! is bounded by `TCP_USER_TIMEOUT` ([`TCP_USER_TIMEOUT`], the same budget), so a
-//! write into a partition fails as fast as a read from one.
+//! write into a partition fails as fast as a read from one. The application's
+//! time limits are lifted for pgferry's own sessions ([`LIFT_TIMEOUTS`]).
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -93,8 +94,28 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
             tracing::debug!(error = %e, "connection closed with an error");
         }
     });
+    client.simple_query(LIFT_TIMEOUTS).await.map_err(|e| {
+        let (failure, cause) = classify(&e);
+        fail(failure, cause)
+    })?;
     Ok(client)
 }
+
+/// The application's time limits, lifted for pgferry's sessions: a database or
+/// role with `statement_timeout = '30s'` (and the copy carries the database's
+/// settings to the target) would cancel a long COPY, index build or validation
+/// half way. The limits every supported server knows are given at startup
+/// ([`STARTUP_LIMITS`], ahead of the URL's own `options`, which win); those of
+/// newer servers are lifted by this query right after, where they are set for
+/// the database, the role or the server.
+/// ([Client connection defaults](https://www.postgresql.org/docs/current/runtime-config-client.html))
+const LIFT_TIMEOUTS: &str = "SELECT set_config(name, '0', false) FROM pg_settings
+    WHERE name IN ('idle_session_timeout', 'transaction_timeout')
+      AND source NOT IN ('default', 'client', 'session') AND setting <> '0'";
+
+/// Startup options that lift the application's time limits (see [`LIFT_TIMEOUTS`]).
+pub(crate) const STARTUP_LIMITS: &str =
+    "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0";
 
 /// Runs `opening` under the spec's connect timeout; on expiry, says so in one
 /// sentence.
@@ -141,9 +162,10 @@ pub(crate) fn pg_config(spec: &ConnSpec) -> Config {
     if let Some(t) = spec.connect_timeout {
         config.connect_timeout(t);
     }
-    if let Some(o) = &spec.options {
-        config.options(o);
-    }
+    match &spec.options {
+        Some(o) => config.options(format!("{STARTUP_LIMITS} {o}")),
+        None => config.options(STARTUP_LIMITS),
+    };
     config
 }
 
@@ -205,5 +227,12 @@ mod tests {
         assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
         assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(4)));
+        assert_eq!(config.get_options(), Some(STARTUP_LIMITS));
+    }
+
+    #[test]
+    fn the_urls_own_options_come_after_the_lifted_limits_and_win() {
+        let config = pg_config(&ConnSpec::parse("host=h options='-c statement_timeout=5min'").unwrap());
+        assert_eq!(config.get_options(), Some(format!("{STARTUP_LIMITS} -c statement_timeout=5min").as_str()));
     }
 }

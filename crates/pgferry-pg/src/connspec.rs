@@ -217,9 +217,16 @@ impl ConnSpec {
         if let Some(t) = self.connect_timeout {
             env.push(("PGCONNECT_TIMEOUT", t.as_secs().to_string()));
         }
-        if let Some(o) = &self.options {
-            env.push(("PGOPTIONS", o.clone()));
-        }
+        // The application's time limits lifted as for pgferry's own sessions
+        // (pg_dump sets them to 0 itself, but only after its first queries).
+        let limits = crate::connect::STARTUP_LIMITS;
+        env.push((
+            "PGOPTIONS",
+            match &self.options {
+                Some(o) => format!("{limits} {o}"),
+                None => limits.to_string(),
+            },
+        ));
         env
     }
 }
@@ -591,5 +598,6 @@ mod tests {
         assert_eq!(env["PGPASSWORD"], "hunter2");
         assert_eq!(env["PGSSLMODE"], "verify-ca");
         assert_eq!(env["PGSSLROOTCERT"], "/ca");
+        assert_eq!(env["PGOPTIONS"], crate::connect::STARTUP_LIMITS, "the time limits lifted");
     }
 }

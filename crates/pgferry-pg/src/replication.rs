@@ -19,7 +19,9 @@
 use pgferry_core::sql::{Ident, Sql};
 use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig, TlsConfig};
 
-use crate::connect::{within_connect_timeout, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, TCP_USER_TIMEOUT};
+use crate::connect::{
+    within_connect_timeout, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, STARTUP_LIMITS, TCP_USER_TIMEOUT,
+};
 use crate::connspec::{ConnSpec, SslMode};
 
 /// A slot's consistent point with the snapshot exported at it.
@@ -68,8 +70,8 @@ pub fn replication_config(spec: &ConnSpec, slot: &str, publications: Vec<String>
         TCP_USER_TIMEOUT.as_millis()
     );
     config.options = Some(match &spec.options {
-        Some(given) => format!("{given} {keepalives}"),
-        None => keepalives,
+        Some(given) => format!("{STARTUP_LIMITS} {given} {keepalives}"),
+        None => format!("{STARTUP_LIMITS} {keepalives}"),
     });
     config
 }

@@ -75,6 +75,7 @@ async fn read_all(c: &Client) -> std::result::Result<Catalog, tokio_postgres::Er
         row_security: security::row_security(c).await?,
         policies: security::policies(c).await?,
         event_triggers: code::event_triggers(c).await?,
+        database: Some(security::database(c).await?),
     })
 }
 
@@ -276,6 +277,46 @@ async fn comments(c: &Client) -> std::result::Result<Vec<Comment>, tokio_postgre
         )
         .await?;
     Ok(rows.iter().map(|r| Comment { object_type: r.get(0), identity: server_sql(r, 1), text: r.get(2) }).collect())
+}
+
+/// Makes the target's database as the source's (owner, connection limit,
+/// comment, settings, privileges: what `pg_dump --schema-only` leaves out, see
+/// `pgferry_core::parity::carry`), one statement at a time. A statement the
+/// target refuses (pgferry's role may not own the database there) is said with
+/// its fix, not fatal: the cutover's gate stops until it is run.
+pub async fn carry_database(src: &Client, dst: &Client) -> Result<()> {
+    let (source, target) = tokio::try_join!(read_database(src, "source"), read_database(dst, "target"))?;
+    let carried = pgferry_core::parity::carry(&source, &target);
+    for warning in &carried.warnings {
+        tracing::warn!("database: {warning}");
+    }
+    for difference in carried.differences {
+        let Some(ddl) = &difference.ddl else {
+            tracing::warn!("database: not carried, {difference}");
+            continue;
+        };
+        match dst.batch_execute(ddl).await {
+            Ok(()) => tracing::info!("database: carried {}: {ddl}", difference.object),
+            Err(e) => tracing::warn!(
+                "database: {}; the cutover waits until it is run there by a role that may",
+                Error::server(&format!("the target refused {ddl}"), e).message
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The database's properties and privileges, and the roles.
+async fn read_database(c: &Client, side: &str) -> Result<Catalog> {
+    let fail = |e| Error::server(&format!("reading the {side}'s database settings and privileges"), e);
+    let mut acls = security::acls(c).await.map_err(fail)?;
+    acls.retain(|a| matches!(a.object, pgferry_core::parity::Securable::Database(_)));
+    Ok(Catalog {
+        database: Some(security::database(c).await.map_err(fail)?),
+        acls,
+        roles: security::roles(c).await.map_err(fail)?,
+        ..Catalog::default()
+    })
 }
 
 /// Says the gate's warnings (what is not carried by design) in the log.

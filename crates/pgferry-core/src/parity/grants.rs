@@ -53,6 +53,8 @@ pub enum Securable {
     },
     Sequence(QualifiedName),
     Schema(Ident),
+    /// The database itself, by this side's name (one object whatever its name).
+    Database(Ident),
     Routine {
         name: QualifiedName,
         arguments: ServerSql,
@@ -67,6 +69,7 @@ impl Securable {
             Securable::Relation { name, .. } => Sql::new("TABLE ").name(name),
             Securable::Sequence(name) => Sql::new("SEQUENCE ").name(name),
             Securable::Schema(name) => Sql::new("SCHEMA ").ident(name),
+            Securable::Database(name) => Sql::new("DATABASE ").ident(name),
             Securable::Routine { name, arguments, procedure } => {
                 Sql::new(if *procedure { "PROCEDURE " } else { "FUNCTION " })
                     .name(name)
@@ -84,6 +87,7 @@ impl fmt::Display for Securable {
             Securable::Relation { name, kind } => write!(f, "{} {name}", kind.as_str()),
             Securable::Sequence(name) => write!(f, "sequence {name}"),
             Securable::Schema(name) => write!(f, "schema {name}"),
+            Securable::Database(name) => write!(f, "database {name}"),
             Securable::Routine { name, arguments, procedure } => {
                 let word = if *procedure { "procedure" } else { "function" };
                 write!(f, "{word} {name}({})", arguments.as_str())
@@ -130,6 +134,8 @@ fn keyword(privilege: &str) -> Option<&'static str> {
         "USAGE" => "USAGE",
         "CREATE" => "CREATE",
         "EXECUTE" => "EXECUTE",
+        "CONNECT" => "CONNECT",
+        "TEMPORARY" => "TEMPORARY",
         _ => return None,
     })
 }
@@ -164,14 +170,27 @@ fn show(privileges: &BTreeMap<String, bool>) -> String {
 }
 
 pub(super) fn compare(source: &super::Catalog, target: &super::Catalog, p: &mut Parity) {
+    compare_where(source, target, p, |_| true);
+}
+
+/// The database's own privileges alone (what the copy carries, see [`super::database::carry`]).
+pub(super) fn compare_database(source: &super::Catalog, target: &super::Catalog, p: &mut Parity) {
+    compare_where(source, target, p, |o| matches!(o, Securable::Database(_)));
+}
+
+fn compare_where(source: &super::Catalog, target: &super::Catalog, p: &mut Parity, keep: impl Fn(&Securable) -> bool) {
     let with_maintain = source.server_version_num >= 170000 && target.server_version_num >= 170000;
     let roles = |c: &super::Catalog| c.roles.iter().cloned().collect::<BTreeSet<Ident>>();
     let (source_roles, target_roles) = (roles(source), roles(target));
     let mut unmatched: BTreeMap<(&'static str, Ident), usize> = BTreeMap::new();
-    let key = |a: &Acl| a.object.sql().into_string();
+    // The database is one object whatever each side calls it.
+    let key = |a: &Acl| match a.object {
+        Securable::Database(_) => String::new(),
+        _ => a.object.sql().into_string(),
+    };
     for (s, t) in pair(&source.acls, &target.acls, key) {
         // An object only on the target is dropped by its own difference's fix.
-        let Some(s) = s else { continue };
+        let Some(s) = s.filter(|s| keep(&s.object)) else { continue };
         // One missing on the target is created by its own difference's fix,
         // with what every new object gets: the rest is granted after it.
         let created = t.is_none().then(|| new_object(s));
@@ -196,7 +215,9 @@ pub(super) fn compare(source: &super::Catalog, target: &super::Catalog, p: &mut 
                 Holder::Owner => "the owner".to_string(),
                 Holder::Other(r) => r.to_string(),
             };
-            let object = format!("the grant to {who} on {}", s.object);
+            // Named as the target calls it: the fix runs there.
+            let on = if matches!(s.object, Securable::Database(_)) { &t.object } else { &s.object };
+            let object = format!("the grant to {who} on {on}");
             let side = match (sp.is_empty(), tp.is_empty()) {
                 (false, true) => Side::MissingOnTarget,
                 _ if created.is_some() => differs(show(sp), format!("{} once created (the default)", show(tp))),
@@ -207,7 +228,7 @@ pub(super) fn compare(source: &super::Catalog, target: &super::Catalog, p: &mut 
                 Holder::Owner => RoleName::Role(t.owner.clone()),
                 Holder::Other(r) => r.clone(),
             };
-            push(p, ObjectKind::Grant, object, side, fix(&s.object, &grantee, sp, tp));
+            push(p, ObjectKind::Grant, object, side, fix(on, &grantee, sp, tp));
         }
     }
     for ((side, role), objects) in unmatched {

@@ -21,7 +21,9 @@
 //!    (see [`indexes`]);
 //! 4. `post_data`: primary keys and unique constraints are attached to their
 //!    indexes, the rest of post-data (triggers, rules, policies, ...) is restored
-//!    by `pg_restore`; foreign keys are added NOT VALID, then validated without
+//!    by `pg_restore`, and the database's own owner, settings and privileges,
+//!    which `pg_dump --schema-only` leaves out, are carried
+//!    (`crate::parity::carry_database`); foreign keys are added NOT VALID, then validated without
 //!    blocking writes (see [`foreign_keys`]); sequences are set; materialized
 //!    views are refreshed in dependency order (see
 //!    [`crate::materialized_views`]); ANALYZE runs in parallel;
@@ -288,6 +290,8 @@ async fn copy_steps(
             list: Some(&list_file),
         };
         schema::restore(&pg_restore, target, &dump, &post_data).await?;
+        // What `pg_dump --schema-only` leaves out: the database's own settings and privileges.
+        crate::parity::carry_database(&src, &dst).await?;
         laps.lap("constraints and the rest");
         events
             .copy(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });

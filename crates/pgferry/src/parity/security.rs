@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use pgferry_core::names::STATE_SCHEMA;
-use pgferry_core::parity::{Acl, AclEntry, Policy, RelationKind, RoleName, RowSecurity, Securable};
+use pgferry_core::parity::{
+    Acl, AclEntry, DatabaseProperties, DatabaseSetting, Policy, RelationKind, RoleName, RowSecurity, Securable,
+};
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql};
 use pgferry_pg::facts::USER_RELATION;
 use tokio_postgres::Client;
@@ -15,8 +17,43 @@ pub(super) async fn roles(c: &Client) -> Result<Vec<Ident>, tokio_postgres::Erro
     Ok(rows.iter().map(|r| Ident::from_catalog(r.get::<_, String>(0))).collect())
 }
 
-/// The privileges on the user's relations, schemas, functions and procedures,
-/// one row per privilege (a NULL ACL read as its default, `acldefault`), and one
+/// The database this session is in: owner, connection limit, comment, and the
+/// settings of the database and of roles in it (`pg_db_role_setting`).
+pub(super) async fn database(c: &Client) -> Result<DatabaseProperties, tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "SELECT d.datname::text, pg_get_userbyid(d.datdba)::text, d.datconnlimit,
+                    shobj_description(d.oid, 'pg_database')
+             FROM pg_database d WHERE d.datname = current_database()",
+            &[],
+        )
+        .await?;
+    let settings = c
+        .query(
+            "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole)::text END, c.setting
+             FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) c(setting)
+             WHERE d.datname = current_database()",
+            &[],
+        )
+        .await?;
+    Ok(DatabaseProperties {
+        name: Ident::from_catalog(row.get::<_, String>(0)),
+        owner: Ident::from_catalog(row.get::<_, String>(1)),
+        connection_limit: row.get(2),
+        comment: row.get(3),
+        settings: settings
+            .iter()
+            .filter_map(|r| {
+                let (name, value) =
+                    r.get::<_, String>(1).split_once('=').map(|(n, v)| (n.to_string(), v.to_string()))?;
+                Some(DatabaseSetting { role: r.get::<_, Option<String>>(0).map(Ident::from_catalog), name, value })
+            })
+            .collect(),
+    })
+}
+
+/// The privileges on the user's relations, schemas, functions and procedures and
+/// on the database, one row per privilege (a NULL ACL read as its default, `acldefault`), and one
 /// without a privilege for an object that has none.
 pub(super) async fn acls(c: &Client) -> Result<Vec<Acl>, tokio_postgres::Error> {
     let sql = format!(
@@ -32,6 +69,9 @@ pub(super) async fn acls(c: &Client) -> Result<Vec<Acl>, tokio_postgres::Error> 
              WHERE {USER_SCHEMA}
                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
                                AND e.classid = 'pg_namespace'::regclass AND e.objid = n.oid)
+             UNION ALL
+             SELECT 'database', '', d.datname::text, NULL, NULL, d.datdba, coalesce(d.datacl, acldefault('d', d.datdba))
+             FROM pg_database d WHERE d.datname = current_database()
              UNION ALL
              SELECT 'routine', n.nspname::text, p.proname::text, p.prokind::text,
                     pg_get_function_identity_arguments(p.oid), p.proowner,
@@ -78,6 +118,7 @@ fn securable(
     let qualified = || QualifiedName::from_catalog(schema, object);
     Some(match (class, kind) {
         ("schema", _) => Securable::Schema(Ident::from_catalog(schema)),
+        ("database", _) => Securable::Database(Ident::from_catalog(object)),
         ("relation", Some("S")) => Securable::Sequence(qualified()),
         ("relation", Some(code)) => Securable::Relation { name: qualified(), kind: RelationKind::from_code(code)? },
         ("routine", Some(code)) => Securable::Routine {
