@@ -5,7 +5,10 @@
 //! constraint, a trigger, a view, a sequence, a comment, an extension, with an
 //! extension at another version or a column of another type or collation, a function whose
 //! body changed, an enum missing a label, a grant revoked, row-level security
-//! disabled, a policy or an event trigger dropped, or columns in another order,
+//! disabled, a policy or an event trigger dropped, columns in another order, a
+//! rule, a statistics object, an aggregate, a collation or an empty schema
+//! dropped, a view's option reset, a column's grant or a default privilege
+//! revoked, or a table given to another owner,
 //! stops the cutover before the fence (exit 1, the source not fenced, no
 //! cutover journal), every difference named at once with its side and its fix;
 //! the fixes, run on the target as given (and the table rebuilt where no DDL
@@ -85,6 +88,16 @@ INSERT INTO customers (email) SELECT 'c' || g || '@example.com' FROM generate_se
 INSERT INTO orders (customer_id, total, note) SELECT 1 + g % 20, g, 'order ' || g FROM generate_series(1, 300) g;
 INSERT INTO events SELECT g, DATE '2024-01-01' + g, 'e' FROM generate_series(1, 400) g;
 SELECT lo_from_bytea(0, 'hello');
+CREATE RULE keep_note_zero AS ON DELETE TO notes WHERE OLD.id = 0 DO INSTEAD NOTHING;
+CREATE VIEW cheap_orders WITH (security_barrier) AS SELECT id, total FROM orders WHERE total < 10 WITH LOCAL CHECK OPTION;
+CREATE STATISTICS orders_stats (ndistinct) ON customer_id, total FROM orders;
+CREATE AGGREGATE total_sum(numeric) (SFUNC = numeric_add, STYPE = numeric, INITCOND = '0');
+CREATE COLLATION bytewise (provider = libc, locale = 'C');
+CREATE SCHEMA empty_one;
+GRANT SELECT (note) ON orders TO reader;
+ALTER DEFAULT PRIVILEGES IN SCHEMA reports GRANT SELECT ON TABLES TO reader;
+CREATE TABLE app_owned (id int PRIMARY KEY);
+ALTER TABLE app_owned OWNER TO app;
 "#;
 
 struct Migration {
@@ -179,6 +192,36 @@ const PLANTED: &[(&str, &str)] = &[
     (
         WIDE_REORDERED,
         "the column order of \"public\".\"wide\" differs: on the source (\"a\", \"b\", \"c\"), on the target (\"a\", \"c\", \"b\")",
+    ),
+    (
+        "DROP RULE keep_note_zero ON notes",
+        "rule \"keep_note_zero\" on \"public\".\"notes\" is on the source but missing on the target",
+    ),
+    (
+        "ALTER VIEW cheap_orders RESET (security_barrier)",
+        "the options of view \"public\".\"cheap_orders\" differs: on the source check_option=local, security_barrier=true, on the target check_option=local",
+    ),
+    (
+        "DROP STATISTICS orders_stats",
+        "statistics object \"public\".\"orders_stats\" is on the source but missing on the target",
+    ),
+    (
+        "DROP AGGREGATE total_sum(numeric)",
+        "aggregate \"public\".\"total_sum\"(numeric) is on the source but missing on the target",
+    ),
+    ("DROP COLLATION bytewise", "collation \"public\".\"bytewise\" is on the source but missing on the target"),
+    ("DROP SCHEMA empty_one", "schema \"empty_one\" is on the source but missing on the target"),
+    (
+        "REVOKE SELECT (note) ON orders FROM reader",
+        "the grant to \"reader\" on column \"note\" of \"public\".\"orders\" is on the source but missing on the target",
+    ),
+    (
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA reports REVOKE SELECT ON TABLES FROM reader",
+        "the grant to \"reader\" on the tables \"postgres\" creates in schema \"reports\" (default privileges) is on the source but missing on the target",
+    ),
+    (
+        "ALTER TABLE app_owned OWNER TO reader",
+        "the owner of table \"public\".\"app_owned\" differs: on the source owned by \"app\", on the target owned by \"reader\"",
     ),
 ];
 

@@ -23,8 +23,9 @@
 //! module: the user's types ([`types`]), functions and procedures
 //! ([`routines`]), privileges ([`grants`]), row-level security
 //! ([`row_security`]), the order of columns ([`column_order`]), event
-//! triggers ([`event_triggers`]) and the database itself: its owner, settings
-//! and comment ([`database`]).
+//! triggers ([`event_triggers`]), the database itself: its owner, settings
+//! and comment ([`database`]), relations' options ([`relation_options`]), and
+//! rules, extended statistics, aggregates, collations and schemas ([`definitions`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,15 +36,19 @@ use crate::sql::{Ident, QualifiedName, ServerSql, Sql};
 
 mod column_order;
 mod database;
+mod definitions;
 mod event_triggers;
 mod grants;
+mod relation_options;
 mod routines;
 mod row_security;
+mod securable;
 mod types;
 
 pub use database::{carry, DatabaseProperties, DatabaseSetting};
+pub use definitions::{Definition, Named};
 pub use event_triggers::EventTrigger;
-pub use grants::{Acl, AclEntry, RoleName, Securable};
+pub use grants::{Acl, AclEntry, DefaultedObjects, RoleName, Securable};
 pub use routines::Routine;
 pub use row_security::{Policy, RowSecurity};
 pub use types::{TypeShape, UserType};
@@ -90,6 +95,16 @@ impl RelationKind {
         }
     }
 
+    /// `ALTER TABLE `, `ALTER VIEW `, ...: what alters a relation of this kind.
+    fn alter_keyword(self) -> &'static str {
+        match self {
+            RelationKind::Table | RelationKind::PartitionedTable => "ALTER TABLE ",
+            RelationKind::View => "ALTER VIEW ",
+            RelationKind::MaterializedView => "ALTER MATERIALIZED VIEW ",
+            RelationKind::ForeignTable => "ALTER FOREIGN TABLE ",
+        }
+    }
+
     fn is_view(self) -> bool {
         matches!(self, RelationKind::View | RelationKind::MaterializedView)
     }
@@ -109,6 +124,8 @@ pub struct Relation {
     pub partition_key: Option<ServerSql>,
     /// A view's query (`pg_get_viewdef`).
     pub definition: Option<ServerSql>,
+    /// `reloptions` as `name=value`, the TOAST table's as `toast.name=value`.
+    pub options: Vec<String>,
 }
 
 /// A column of a table (user columns, not dropped ones).
@@ -212,6 +229,8 @@ pub struct Catalog {
     pub event_triggers: Vec<EventTrigger>,
     /// The database itself (its privileges are in `acls`).
     pub database: Option<DatabaseProperties>,
+    /// Rules, extended statistics, aggregates, collations and schemas.
+    pub definitions: Vec<Definition>,
 }
 
 /// What kind of object differs.
@@ -234,6 +253,12 @@ pub enum ObjectKind {
     ColumnOrder,
     EventTrigger,
     Database,
+    Owner,
+    Rule,
+    Statistics,
+    Aggregate,
+    Collation,
+    Schema,
 }
 
 /// Where the difference is.
@@ -300,8 +325,13 @@ pub fn compare(source: &Catalog, target: &Catalog) -> Parity {
     let same_major = source.server_version_num / 10000 == target.server_version_num / 10000;
     // In the order the fixes can run: types and functions before what uses
     // them, privileges and policies once their objects exist.
+    let definitions = |kinds: &[ObjectKind], p: &mut Parity| {
+        definitions::compare(&source.definitions, &target.definitions, kinds, same_major, p)
+    };
+    definitions(&[ObjectKind::Schema, ObjectKind::Collation], &mut p);
     types::compare(&source.types, &target.types, &mut p);
     routines::compare(&source.routines, &target.routines, same_major, &mut p);
+    definitions(&[ObjectKind::Aggregate], &mut p);
     relations(source, target, same_major, &mut p);
     columns(source, target, &mut p);
     column_order::compare(source, target, &mut p);
@@ -309,6 +339,7 @@ pub fn compare(source: &Catalog, target: &Catalog) -> Parity {
     constraints(source, target, &mut p);
     sequences(source, target, &mut p);
     triggers(source, target, &mut p);
+    definitions(&[ObjectKind::Rule, ObjectKind::Statistics], &mut p);
     event_triggers::compare(&source.event_triggers, &target.event_triggers, &mut p);
     extensions(source, target, same_major, &mut p);
     comments(source, target, &mut p);
@@ -563,6 +594,7 @@ fn relation_pair(s: &Relation, t: &Relation, same_major: bool, p: &mut Parity) {
         let show = |d: Option<String>| d.unwrap_or_default();
         push(p, ObjectKind::Relation, format!("the query of {object}"), differs(show(def(s)), show(def(t))), fix);
     }
+    relation_options::compare(s, t, p);
 }
 
 /// The relations on both sides, by name: their parts are compared only there
@@ -936,6 +968,7 @@ mod tests {
             bound: None,
             partition_key: None,
             definition: None,
+            options: vec![],
         }
     }
 

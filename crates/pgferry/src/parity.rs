@@ -25,6 +25,7 @@ use tokio_postgres::{Client, Row};
 use crate::error::{Error, Result};
 
 mod code;
+mod definitions;
 mod security;
 
 /// Schemas `n` of the user ($1: pgferry's schema).
@@ -76,6 +77,7 @@ async fn read_all(c: &Client) -> std::result::Result<Catalog, tokio_postgres::Er
         policies: security::policies(c).await?,
         event_triggers: code::event_triggers(c).await?,
         database: Some(security::database(c).await?),
+        definitions: definitions::definitions(c).await?,
     })
 }
 
@@ -97,7 +99,9 @@ async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postg
                 pn.nspname::text, p.relname::text,
                 CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
                 CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
-                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+                coalesce(c.reloptions, '{{}}')
+                    || ARRAY(SELECT 'toast.' || o FROM pg_class tc, unnest(tc.reloptions) o WHERE tc.oid = c.reltoastrelid)
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
          LEFT JOIN pg_class p ON p.oid = i.inhparent
@@ -116,6 +120,7 @@ async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postg
                 bound: optional_sql(r, 6),
                 partition_key: optional_sql(r, 7),
                 definition: optional_sql(r, 8),
+                options: r.get(9),
             })
         })
         .collect())

@@ -81,6 +81,7 @@ mod tests {
                 bound: None,
                 partition_key: None,
                 definition: None,
+                options: vec![],
             }],
             columns: columns
                 .iter()

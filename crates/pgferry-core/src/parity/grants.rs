@@ -14,8 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{differs, pair, push, run, Fix, ObjectKind, Parity, RelationKind, Side};
-use crate::sql::{Ident, QualifiedName, ServerSql, Sql};
+pub use super::securable::{DefaultedObjects, Securable};
+use super::{differs, pair, push, run, Fix, ObjectKind, Parity, Side};
+use crate::sql::{Ident, Sql};
 
 /// A role a privilege or a policy names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,59 +40,6 @@ impl fmt::Display for RoleName {
         match self {
             RoleName::Public => f.write_str("PUBLIC"),
             RoleName::Role(r) => write!(f, "{r}"),
-        }
-    }
-}
-
-/// What privileges are granted on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Securable {
-    /// A table, view, materialized view or foreign table (`GRANT ... ON TABLE`).
-    Relation {
-        name: QualifiedName,
-        kind: RelationKind,
-    },
-    Sequence(QualifiedName),
-    Schema(Ident),
-    /// The database itself, by this side's name (one object whatever its name).
-    Database(Ident),
-    Routine {
-        name: QualifiedName,
-        arguments: ServerSql,
-        procedure: bool,
-    },
-}
-
-impl Securable {
-    /// `TABLE "s"."t"`, `SCHEMA "s"`, `FUNCTION "s"."f"(integer)`: what follows `ON`.
-    fn sql(&self) -> Sql {
-        match self {
-            Securable::Relation { name, .. } => Sql::new("TABLE ").name(name),
-            Securable::Sequence(name) => Sql::new("SEQUENCE ").name(name),
-            Securable::Schema(name) => Sql::new("SCHEMA ").ident(name),
-            Securable::Database(name) => Sql::new("DATABASE ").ident(name),
-            Securable::Routine { name, arguments, procedure } => {
-                Sql::new(if *procedure { "PROCEDURE " } else { "FUNCTION " })
-                    .name(name)
-                    .push("(")
-                    .server_sql(arguments)
-                    .push(")")
-            }
-        }
-    }
-}
-
-impl fmt::Display for Securable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Securable::Relation { name, kind } => write!(f, "{} {name}", kind.as_str()),
-            Securable::Sequence(name) => write!(f, "sequence {name}"),
-            Securable::Schema(name) => write!(f, "schema {name}"),
-            Securable::Database(name) => write!(f, "database {name}"),
-            Securable::Routine { name, arguments, procedure } => {
-                let word = if *procedure { "procedure" } else { "function" };
-                write!(f, "{word} {name}({})", arguments.as_str())
-            }
         }
     }
 }
@@ -182,27 +130,52 @@ fn compare_where(source: &super::Catalog, target: &super::Catalog, p: &mut Parit
     let with_maintain = source.server_version_num >= 170000 && target.server_version_num >= 170000;
     let roles = |c: &super::Catalog| c.roles.iter().cloned().collect::<BTreeSet<Ident>>();
     let (source_roles, target_roles) = (roles(source), roles(target));
+    let on_both = |r: &Ident| source_roles.contains(r) && target_roles.contains(r);
     let mut unmatched: BTreeMap<(&'static str, Ident), usize> = BTreeMap::new();
-    // The database is one object whatever each side calls it.
-    let key = |a: &Acl| match a.object {
-        Securable::Database(_) => String::new(),
-        _ => a.object.sql().into_string(),
+    let mut count_unmatched = |r: &Ident| {
+        let side = if target_roles.contains(r) { "source" } else { "target" };
+        *unmatched.entry((side, r.clone())).or_default() += 1;
     };
-    for (s, t) in pair(&source.acls, &target.acls, key) {
+    for (s, t) in pair(&source.acls, &target.acls, |a| a.object.key()) {
+        let Some(object) = s.or(t).map(|a| &a.object).filter(|o| keep(o)) else { continue };
+        // Column privileges and default privileges: no ACL on one side is
+        // what it holds there (none, or the built-in defaults), not a missing object.
+        let absent = |present: &Acl| match object {
+            Securable::Column { .. } | Securable::Defaults { .. } => Some(unset(present)),
+            _ => None,
+        };
+        let s_absent = if s.is_none() { t.and_then(absent) } else { None };
+        let t_absent = if t.is_none() { s.and_then(absent) } else { None };
         // An object only on the target is dropped by its own difference's fix.
-        let Some(s) = s.filter(|s| keep(&s.object)) else { continue };
+        let Some(s) = s.or(s_absent.as_ref()) else { continue };
         // One missing on the target is created by its own difference's fix,
         // with what every new object gets: the rest is granted after it.
-        let created = t.is_none().then(|| new_object(s));
-        let Some(t) = t.or(created.as_ref()) else { continue };
+        let created = (t.is_none() && t_absent.is_none()).then(|| new_object(s));
+        let Some(t) = t.or(t_absent.as_ref()).or(created.as_ref()) else { continue };
+        if let Securable::Defaults { role, .. } = object {
+            if !on_both(role) {
+                count_unmatched(role);
+                continue;
+            }
+        }
+        // Named as the target calls it: the fix runs there.
+        let on = if matches!(s.object, Securable::Database(_)) { &t.object } else { &s.object };
+        if s.owner != t.owner && created.is_none() {
+            match (on.alter_owner(), on_both(&s.owner) && on_both(&t.owner)) {
+                (Some(alter), true) => {
+                    let side = differs(format!("owned by {}", s.owner), format!("owned by {}", t.owner));
+                    push(p, ObjectKind::Owner, format!("the owner of {on}"), side, run(alter.ident(&s.owner)));
+                }
+                (Some(_), false) => count_unmatched(if on_both(&s.owner) { &t.owner } else { &s.owner }),
+                (None, _) => {}
+            }
+        }
         let (sh, th) = (held(s, with_maintain), held(t, with_maintain));
         let holders: BTreeSet<&Holder> = sh.keys().chain(th.keys()).collect();
         for holder in holders {
             if let Holder::Other(RoleName::Role(r)) = holder {
-                let (on_source, on_target) = (source_roles.contains(r), target_roles.contains(r));
-                if !on_target || !on_source {
-                    let side = if on_target { "source" } else { "target" };
-                    *unmatched.entry((side, r.clone())).or_default() += 1;
+                if !on_both(r) {
+                    count_unmatched(r);
                     continue;
                 }
             }
@@ -215,8 +188,6 @@ fn compare_where(source: &super::Catalog, target: &super::Catalog, p: &mut Parit
                 Holder::Owner => "the owner".to_string(),
                 Holder::Other(r) => r.to_string(),
             };
-            // Named as the target calls it: the fix runs there.
-            let on = if matches!(s.object, Securable::Database(_)) { &t.object } else { &s.object };
             let object = format!("the grant to {who} on {on}");
             let side = match (sp.is_empty(), tp.is_empty()) {
                 (false, true) => Side::MissingOnTarget,
@@ -237,6 +208,30 @@ fn compare_where(source: &super::Catalog, target: &super::Catalog, p: &mut Parit
             "role {role} does not exist on the {side}: its privileges on {objects} object(s) on the {other} are not compared; create the role on the {side} (e.g. from pg_dumpall --roles-only) and grant them as on the source"
         ));
     }
+}
+
+/// The privileges on the other side of a column or of default privileges that
+/// has no ACL: none on a column, the built-in ones for default privileges
+/// everywhere, none added for those in a schema.
+fn unset(present: &Acl) -> Acl {
+    let entries = match &present.object {
+        Securable::Defaults { schema: None, objects, .. } => {
+            let (owner, public) = objects.built_in();
+            let entry = |grantee: &RoleName, privilege: &&str| AclEntry {
+                grantee: grantee.clone(),
+                privilege: privilege.to_string(),
+                grantable: false,
+            };
+            let owner_role = RoleName::Role(present.owner.clone());
+            owner
+                .iter()
+                .map(|p| entry(&owner_role, p))
+                .chain(public.iter().map(|p| entry(&RoleName::Public, p)))
+                .collect()
+        }
+        _ => vec![],
+    };
+    Acl { object: present.object.clone(), owner: present.owner.clone(), entries }
 }
 
 /// The privileges a new object gets: its owner's, and EXECUTE to PUBLIC on a
@@ -263,13 +258,18 @@ fn fix(
         let mut sql = Sql::default();
         for (i, p) in privileges.iter().enumerate() {
             sql = if i == 0 { sql } else { sql.push(", ") }.push(keyword(p)?);
+            if let Some(column) = object.column() {
+                sql = sql.push(" (").ident(column).push(")");
+            }
         }
         Some(sql)
     };
     let statement = |head: &'static str, privileges: Vec<&String>, to: &'static str, tail: &'static str| {
         let privileges = list(privileges)?;
         Some(
-            Sql::new(head)
+            object
+                .prefix()
+                .push(head)
                 .append(privileges)
                 .push(" ON ")
                 .append(object.sql())
@@ -307,8 +307,9 @@ fn fix(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{compare as compare_catalogs, Catalog};
+    use super::super::{compare as compare_catalogs, Catalog, RelationKind};
     use super::*;
+    use crate::sql::{QualifiedName, ServerSql};
 
     fn role(name: &str) -> RoleName {
         RoleName::Role(Ident::from_catalog(name))
@@ -468,5 +469,106 @@ mod tests {
         let target = catalog(150000, "postgres", vec![], &["postgres", "app"]);
         let parity = compare_catalogs(&source, &target);
         assert_eq!(parity.differences[0].ddl, None, "{parity:#?}");
+    }
+
+    #[test]
+    fn an_owner_changed_on_one_side_is_named_with_its_alter() {
+        let source = catalog(150000, "app", app_grants(), &["postgres", "app"]);
+        let mut target = catalog(150000, "postgres", app_grants(), &["postgres", "app"]);
+        // The function has the same owner on both sides: not named.
+        target.acls[1].owner = Ident::from_catalog("app");
+        let parity = compare_catalogs(&source, &target);
+        let owners: Vec<(&str, Option<&str>)> = parity
+            .differences
+            .iter()
+            .filter(|d| d.kind == ObjectKind::Owner)
+            .map(|d| (d.object.as_str(), d.ddl.as_deref()))
+            .collect();
+        assert_eq!(
+            owners,
+            [("the owner of table \"public\".\"orders\"", Some("ALTER TABLE \"public\".\"orders\" OWNER TO \"app\"")),],
+            "{parity:#?}"
+        );
+    }
+
+    fn column_acl(entries: Vec<AclEntry>) -> Acl {
+        Acl {
+            object: Securable::Column {
+                relation: QualifiedName::from_catalog("public", "orders"),
+                column: Ident::from_catalog("Total"),
+            },
+            owner: Ident::from_catalog("postgres"),
+            entries,
+        }
+    }
+
+    #[test]
+    fn column_privileges_granted_or_revoked_on_one_side_are_named() {
+        let mut source = catalog(150000, "postgres", app_grants(), &["postgres", "app"]);
+        let target = source.clone();
+        source.acls.push(column_acl(vec![entry(role("app"), "UPDATE", false), entry(role("app"), "SELECT", true)]));
+        let parity = compare_catalogs(&source, &target);
+        let ddl: Vec<&str> = parity.differences.iter().filter_map(|d| d.ddl.as_deref()).collect();
+        assert_eq!(
+            ddl,
+            ["GRANT UPDATE (\"Total\") ON TABLE \"public\".\"orders\" TO \"app\"; GRANT SELECT (\"Total\") ON TABLE \"public\".\"orders\" TO \"app\" WITH GRANT OPTION"],
+            "{parity:#?}"
+        );
+        assert_eq!(parity.differences[0].object, "the grant to \"app\" on column \"Total\" of \"public\".\"orders\"");
+        let parity = compare_catalogs(&target, &source);
+        assert_eq!(
+            parity.differences[0].ddl.as_deref(),
+            Some("REVOKE SELECT (\"Total\"), UPDATE (\"Total\") ON TABLE \"public\".\"orders\" FROM \"app\""),
+            "only on the target: revoked, {parity:#?}"
+        );
+    }
+
+    fn defaults(schema: Option<&str>, objects: DefaultedObjects, entries: Vec<AclEntry>) -> Acl {
+        Acl {
+            object: Securable::Defaults {
+                role: Ident::from_catalog("app"),
+                schema: schema.map(Ident::from_catalog),
+                objects,
+            },
+            owner: Ident::from_catalog("app"),
+            entries,
+        }
+    }
+
+    #[test]
+    fn default_privileges_are_compared_against_the_built_in_ones() {
+        let base = catalog(150000, "postgres", app_grants(), &["postgres", "app", "reader"]);
+        let mut source = base.clone();
+        // In a schema: added to the built-in ones.
+        source.acls.push(defaults(
+            Some("reports"),
+            DefaultedObjects::Tables,
+            vec![entry(role("reader"), "SELECT", false)],
+        ));
+        // Everywhere: replaces them (functions closed to PUBLIC).
+        source.acls.push(defaults(None, DefaultedObjects::Functions, vec![entry(role("app"), "EXECUTE", false)]));
+        let parity = compare_catalogs(&source, &base);
+        let ddl: Vec<&str> = parity.differences.iter().filter_map(|d| d.ddl.as_deref()).collect();
+        assert_eq!(
+            ddl,
+            [
+                "ALTER DEFAULT PRIVILEGES FOR ROLE \"app\" REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE \"app\" IN SCHEMA \"reports\" GRANT SELECT ON TABLES TO \"reader\"",
+            ],
+            "{parity:#?}"
+        );
+        // The built-in ones written out on one side are the same as none.
+        let mut written = base.clone();
+        written.acls.push(defaults(
+            None,
+            DefaultedObjects::Functions,
+            vec![entry(role("app"), "EXECUTE", false), entry(RoleName::Public, "EXECUTE", false)],
+        ));
+        assert_eq!(compare_catalogs(&written, &base).differences, []);
+        // A role the target lacks: said, not compared.
+        let mut lacking = base.clone();
+        lacking.roles.retain(|r| r.as_str() != "app");
+        let parity = compare_catalogs(&source, &lacking);
+        assert!(parity.differences.iter().all(|d| !d.object.contains("default privileges")), "{parity:#?}");
     }
 }

@@ -185,6 +185,7 @@ mod tests {
                 bound: None,
                 partition_key: None,
                 definition: None,
+                options: vec![],
             }],
             row_security: vec![RowSecurity { relation: notes(), enabled: true, forced: true }],
             policies: vec![own(), positive()],

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use super::{name, server_sql, USER_SCHEMA};
 
 /// An object `{alias}` of catalog `{class}` that is not an extension's member.
-fn not_an_extensions(class: &str, alias: &str) -> String {
+pub(super) fn not_an_extensions(class: &str, alias: &str) -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
                      AND e.classid = '{class}'::regclass AND e.objid = {alias}.oid)"

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use pgferry_core::names::STATE_SCHEMA;
 use pgferry_core::parity::{
-    Acl, AclEntry, DatabaseProperties, DatabaseSetting, Policy, RelationKind, RoleName, RowSecurity, Securable,
+    Acl, AclEntry, DatabaseProperties, DatabaseSetting, DefaultedObjects, Policy, RelationKind, RoleName, RowSecurity,
+    Securable,
 };
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql};
 use pgferry_pg::facts::USER_RELATION;
@@ -52,9 +53,11 @@ pub(super) async fn database(c: &Client) -> Result<DatabaseProperties, tokio_pos
     })
 }
 
-/// The privileges on the user's relations, schemas, functions and procedures and
-/// on the database, one row per privilege (a NULL ACL read as its default, `acldefault`), and one
-/// without a privilege for an object that has none.
+/// The privileges on the user's relations (and their columns), schemas, functions
+/// and procedures and on the database, and the default privileges
+/// (`pg_default_acl`; `arguments` holds a column's name, or the kind of objects
+/// defaulted): one row per privilege (a NULL ACL read as its default,
+/// `acldefault`), and one without a privilege for an object that has none.
 pub(super) async fn acls(c: &Client) -> Result<Vec<Acl>, tokio_postgres::Error> {
     let sql = format!(
         "WITH objects (class, schema, name, kind, arguments, owner, acl) AS (
@@ -69,6 +72,16 @@ pub(super) async fn acls(c: &Client) -> Result<Vec<Acl>, tokio_postgres::Error> 
              WHERE {USER_SCHEMA}
                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
                                AND e.classid = 'pg_namespace'::regclass AND e.objid = n.oid)
+             UNION ALL
+             SELECT 'column', n.nspname::text, c.relname::text, c.relkind::text, a.attname::text, c.relowner, a.attacl
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+               AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_RELATION}
+             UNION ALL
+             SELECT 'defaults', coalesce(n.nspname::text, ''), pg_get_userbyid(d.defaclrole)::text, d.defaclobjtype::text,
+                    d.defaclobjtype::text, d.defaclrole, d.defaclacl
+             FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+             WHERE n.oid IS NULL OR ({USER_SCHEMA})
              UNION ALL
              SELECT 'database', '', d.datname::text, NULL, NULL, d.datdba, coalesce(d.datacl, acldefault('d', d.datdba))
              FROM pg_database d WHERE d.datname = current_database()
@@ -119,6 +132,14 @@ fn securable(
     Some(match (class, kind) {
         ("schema", _) => Securable::Schema(Ident::from_catalog(schema)),
         ("database", _) => Securable::Database(Ident::from_catalog(object)),
+        ("column", Some(_)) => {
+            Securable::Column { relation: qualified(), column: Ident::from_catalog(arguments.unwrap_or_default()) }
+        }
+        ("defaults", Some(code)) => Securable::Defaults {
+            role: Ident::from_catalog(object),
+            schema: (!schema.is_empty()).then(|| Ident::from_catalog(schema)),
+            objects: DefaultedObjects::from_code(code)?,
+        },
         ("relation", Some("S")) => Securable::Sequence(qualified()),
         ("relation", Some(code)) => Securable::Relation { name: qualified(), kind: RelationKind::from_code(code)? },
         ("routine", Some(code)) => Securable::Routine {

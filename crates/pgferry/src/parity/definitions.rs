@@ -1,0 +1,127 @@
+//! Reading rules, extended statistics, aggregates, collations and schemas for
+//! the parity gate (`pgferry_core::parity::Definition`): the user's, not an
+//! extension's members. Aggregates and collations have no `pg_get_*def`: their
+//! catalog rows are written here as the statement that makes them (with
+//! `search_path` empty, every name the server renders is qualified where it
+//! must be).
+
+use pgferry_core::names::STATE_SCHEMA;
+use pgferry_core::parity::{Definition, Named};
+use pgferry_core::sql::Ident;
+use pgferry_pg::facts::USER_RELATION;
+use tokio_postgres::Client;
+
+use super::code::not_an_extensions;
+use super::{name, optional_sql, server_sql, USER_SCHEMA};
+
+pub(super) async fn definitions(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
+    let mut out = rules(c).await?;
+    out.extend(statistics(c).await?);
+    out.extend(aggregates(c).await?);
+    out.extend(collations(c).await?);
+    out.extend(schemas(c).await?);
+    Ok(out)
+}
+
+async fn rules(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text, r.rulename::text, pg_get_ruledef(r.oid)
+         FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE r.rulename <> '_RETURN' AND {USER_RELATION}"
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Definition {
+            object: Named::Rule { relation: name(r, 0, 1), name: Ident::from_catalog(r.get::<_, String>(2)) },
+            create: Some(server_sql(r, 3)),
+        })
+        .collect())
+}
+
+async fn statistics(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text, s.stxname::text, pg_get_statisticsobjdef(s.oid)
+         FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace
+         WHERE {USER_SCHEMA} AND {}",
+        not_an_extensions("pg_statistic_ext", "s")
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Definition { object: Named::Statistics(name(r, 0, 1)), create: Some(server_sql(r, 2)) })
+        .collect())
+}
+
+/// Ordinary aggregates as `CREATE AGGREGATE` (every option `pg_aggregate`
+/// holds); ordered-set and hypothetical-set ones are compared by the same text
+/// but get no statement (their syntax differs): the fix says to use pg_dump.
+async fn aggregates(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid), a.aggkind = 'n',
+                format('CREATE AGGREGATE %I.%I(%s) (SFUNC = %s, STYPE = %s%s%s%s%s%s%s%s%s%s)',
+                    n.nspname, p.proname, pg_get_function_arguments(p.oid),
+                    a.aggtransfn::regproc, format_type(a.aggtranstype, NULL),
+                    CASE WHEN a.aggtransspace <> 0 THEN ', SSPACE = ' || a.aggtransspace END,
+                    CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::regproc END,
+                    CASE WHEN a.aggfinalextra THEN ', FINALFUNC_EXTRA' END,
+                    CASE WHEN a.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || a.aggcombinefn::regproc END,
+                    CASE WHEN a.aggserialfn <> 0 THEN ', SERIALFUNC = ' || a.aggserialfn::regproc
+                         || ', DESERIALFUNC = ' || a.aggdeserialfn::regproc END,
+                    CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || quote_literal(a.agginitval) END,
+                    CASE WHEN a.aggmtransfn <> 0 THEN ', MSFUNC = ' || a.aggmtransfn::regproc
+                         || ', MINVFUNC = ' || a.aggminvtransfn::regproc
+                         || ', MSTYPE = ' || format_type(a.aggmtranstype, NULL)
+                         || coalesce(', MINITCOND = ' || quote_literal(a.aggminitval), '')
+                         || CASE WHEN a.aggmfinalfn <> 0 THEN ', MFINALFUNC = ' || a.aggmfinalfn::regproc ELSE '' END END,
+                    CASE WHEN a.aggsortop <> 0 THEN ', SORTOP = ' || a.aggsortop::regoperator END,
+                    CASE p.proparallel WHEN 's' THEN ', PARALLEL = SAFE' WHEN 'r' THEN ', PARALLEL = RESTRICTED' END)
+         FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE {USER_SCHEMA} AND {}",
+        not_an_extensions("pg_proc", "p")
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Definition {
+            object: Named::Aggregate { name: name(r, 0, 1), arguments: server_sql(r, 2) },
+            create: r.get::<_, bool>(3).then(|| server_sql(r, 4)),
+        })
+        .collect())
+}
+
+/// Collations as `CREATE COLLATION`: provider, locale (`colllocale` from 17 on,
+/// `colliculocale` before, the libc names otherwise) and determinism.
+async fn collations(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text, k.collname::text,
+                CASE WHEN k.collprovider = 'c' AND k.collcollate IS DISTINCT FROM k.collctype
+                     THEN format('CREATE COLLATION %I.%I (provider = libc, lc_collate = %L, lc_ctype = %L, deterministic = %s)',
+                                 n.nspname, k.collname, k.collcollate, k.collctype, k.collisdeterministic::text)
+                     ELSE format('CREATE COLLATION %I.%I (provider = %s, locale = %L, deterministic = %s)',
+                                 n.nspname, k.collname,
+                                 CASE k.collprovider WHEN 'i' THEN 'icu' WHEN 'b' THEN 'builtin' ELSE 'libc' END,
+                                 coalesce(to_jsonb(k) ->> 'colllocale', to_jsonb(k) ->> 'colliculocale', k.collcollate),
+                                 k.collisdeterministic::text) END
+         FROM pg_collation k JOIN pg_namespace n ON n.oid = k.collnamespace
+         WHERE {USER_SCHEMA} AND {}",
+        not_an_extensions("pg_collation", "k")
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Definition { object: Named::Collation(name(r, 0, 1)), create: optional_sql(r, 2) })
+        .collect())
+}
+
+async fn schemas(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text FROM pg_namespace n WHERE {USER_SCHEMA} AND {}",
+        not_an_extensions("pg_namespace", "n")
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Definition { object: Named::Schema(Ident::from_catalog(r.get::<_, String>(0))), create: None })
+        .collect())
+}
