@@ -674,3 +674,49 @@ fn a_copy_started_behind_an_applications_lock_names_the_holder() {
     });
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
 }
+
+/// A label added to an enum on the source during the copy, then carried by
+/// rows: one in a table truncated and refilled (copied again under a later
+/// snapshot), one inserted in a table already read (brought by change capture).
+/// Both arrive: the copy and change capture add the label on the target first.
+#[test]
+fn an_enum_label_added_during_the_copy_arrives_with_its_rows() {
+    for version in TARGETS {
+        let source = Cluster::start(PgVersion::V15);
+        let target = Cluster::start(version);
+        source.create_database("app");
+        target.create_database("app");
+        source.psql(
+            "app",
+            "CREATE TYPE mood AS ENUM ('sad', 'ok');
+             CREATE TABLE refilled (id int PRIMARY KEY, m mood);
+             CREATE TABLE kept (id int PRIMARY KEY, m mood);
+             INSERT INTO refilled SELECT g, 'ok' FROM generate_series(1, 100) g;
+             INSERT INTO kept SELECT g, 'sad' FROM generate_series(1, 100) g",
+        );
+        let pause = tempfile::tempdir().unwrap();
+        let copying = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+            .args(["copy", "--source", &source.url("app"), "--target", &target.url("app")])
+            .env("PGFERRY_PG_BIN", source.version().bin_dir())
+            .env("PGFERRY_PAUSE", format!("copy-before-lock:{}", pause.path().display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(&pause.path().join("copy-before-lock.reached"));
+        source.psql("app", "ALTER TYPE mood ADD VALUE 'happy' BEFORE 'ok'");
+        source.psql("app", "TRUNCATE refilled; INSERT INTO refilled VALUES (1, 'happy'), (2, 'sad')");
+        source.psql("app", "INSERT INTO kept VALUES (1000, 'happy')");
+        std::fs::write(pause.path().join("copy-before-lock.go"), b"").unwrap();
+        assert_ok(&copying.wait_with_output().unwrap());
+        assert_ok(&catch_up(&source, &target, "main"));
+        let labels = "SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum";
+        assert_eq!(target.psql("app", labels), "sad,happy,ok", "added where the source has it");
+        for table in ["refilled", "kept"] {
+            let rows = format!("SELECT string_agg(id || ':' || m, ',' ORDER BY id) FROM {table}");
+            assert_eq!(target.psql("app", &rows), source.psql("app", &rows), "{table} on {version:?}");
+        }
+        let (equal, report) = validate(&source, &target);
+        assert!(equal, "{report:#}");
+    }
+}

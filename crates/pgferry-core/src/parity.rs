@@ -51,7 +51,7 @@ pub use event_triggers::EventTrigger;
 pub use grants::{Acl, AclEntry, DefaultedObjects, RoleName, Securable};
 pub use routines::Routine;
 pub use row_security::{Policy, RowSecurity};
-pub use types::{TypeShape, UserType};
+pub use types::{labels_to_add, TypeShape, UserType};
 
 /// A relation's kind (`pg_class.relkind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -13,7 +13,7 @@
 //! and event triggers are read in [`code`], roles, privileges and row-level
 //! security in [`security`].
 
-use pgferry_core::names::{PREFIX, STATE_SCHEMA};
+use pgferry_core::names::{MigrationName, PREFIX, STATE_SCHEMA};
 use pgferry_core::parity::{
     compare, Catalog, Column, Comment, Constraint, Extension, Index, Parity, Relation, RelationKind, Sequence, Trigger,
 };
@@ -307,6 +307,25 @@ pub async fn carry_database(src: &Client, dst: &Client) -> Result<()> {
                 Error::server(&format!("the target refused {ddl}"), e).message
             ),
         }
+    }
+    Ok(())
+}
+
+/// Adds to the target's enums the labels the source added since the schema was
+/// copied (`ALTER TYPE ... ADD VALUE` commits before any row can carry the label,
+/// so a row the copy or change capture brings can hold one the target lacks).
+/// Left to DDL capture where it runs: it replays the source's own statement.
+pub async fn carry_enum_labels(src: &Client, dst: &Client, name: &MigrationName) -> Result<()> {
+    if crate::ddl::installed(src, name).await? {
+        return Ok(());
+    }
+    let (source, target) = tokio::try_join!(code::types(src), code::types(dst))
+        .map_err(|e| Error::server("reading the enum types of both sides", e))?;
+    for ddl in pgferry_core::parity::labels_to_add(&source, &target) {
+        dst.batch_execute(&ddl)
+            .await
+            .map_err(|e| Error::server(&format!("adding enum labels on the target ({ddl})"), e))?;
+        tracing::info!("enum labels the source added since the copy: {ddl}");
     }
     Ok(())
 }

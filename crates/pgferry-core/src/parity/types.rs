@@ -146,6 +146,25 @@ fn shapes(name: &QualifiedName, source: &TypeShape, target: &TypeShape, object: 
     }
 }
 
+/// The statements that add to the target's enums the labels the source added
+/// since (`ALTER TYPE ... ADD VALUE`, where the source has them): what the copy
+/// and change capture run before rows that may carry them arrive. An enum whose
+/// labels cannot be fixed in place, or that one side lacks, is left to the gate.
+pub fn labels_to_add(source: &[UserType], target: &[UserType]) -> Vec<String> {
+    pair(source, target, |t| t.name.clone())
+        .into_iter()
+        .filter_map(|pair| match pair {
+            (Some(s), Some(t)) => match (&s.shape, &t.shape) {
+                (TypeShape::Enum { labels: sl }, TypeShape::Enum { labels: tl }) if sl != tl => {
+                    enum_fix(&s.name, sl, tl).ddl
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// Labels missing on the target, added where the source has them; labels the
 /// source does not have, or in another order, cannot be fixed in place.
 fn enum_fix(name: &QualifiedName, source: &[String], target: &[String]) -> Fix {
@@ -250,6 +269,21 @@ mod tests {
             ("address", attributes(&[("street", "text"), ("city", "text")])),
             ("posint", domain(Some("1"), true)),
         ])
+    }
+
+    #[test]
+    fn labels_the_source_added_are_added_and_nothing_else_is_touched() {
+        let target = catalog(vec![
+            ("mood", labels(&["sad", "happy"])),
+            ("address", attributes(&[("street", "text")])),
+            ("posint", domain(Some("2"), true)),
+        ]);
+        assert_eq!(
+            labels_to_add(&source().types, &target.types),
+            ["ALTER TYPE \"public\".\"mood\" ADD VALUE 'ok' AFTER 'sad'"]
+        );
+        let reordered = catalog(vec![("mood", labels(&["happy", "sad"]))]);
+        assert_eq!(labels_to_add(&source().types, &reordered.types), Vec::<String>::new(), "left to the gate");
     }
 
     #[test]

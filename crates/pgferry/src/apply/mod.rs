@@ -230,6 +230,15 @@ pub async fn follow(
         Until::CaughtUp => Some(caught_up_mark(source).await?),
     };
     events.emit(Event::Phase(Phase::Follow));
+    // A follow to a given position is the cutover's drain (or a rehearsal's),
+    // inside the fence, where the gate compared the enums already: a catalog
+    // read there would only lengthen the downtime.
+    if !matches!(options.until, Until::Lsn(_)) {
+        if let Err(e) = Box::pin(enum_labels(source, target, &options.migration)).await {
+            // Not fatal: the sessions below retry what is transient, and say what is not.
+            tracing::warn!("could not compare the enums' labels before following: {}", e.message);
+        }
+    }
     let mut totals = Totals::default();
     // The current episode of failures: when it began, and the attempts since.
     let mut episode: Option<(Instant, u32)> = None;
@@ -264,6 +273,14 @@ pub async fn follow(
         transactions: totals.transactions,
         changes: totals.changes,
     })
+}
+
+/// The labels the source added to its enums since the copy, added on the target
+/// before rows carrying them arrive (see [`crate::parity::carry_enum_labels`]):
+/// a follow that stopped at such a row continues once rerun.
+async fn enum_labels(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<()> {
+    let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
+    crate::parity::carry_enum_labels(&src, &dst, name).await
 }
 
 /// Writes a non-transactional logical message on the source and returns its

@@ -374,6 +374,9 @@ impl DataPhase<'_> {
     /// Returns the tables still to be analyzed.
     async fn run_all(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
         failpoint::pause("copy-before-lock").await;
+        // Every label the snapshot's rows may carry exists by now (a label
+        // commits before any row can hold it).
+        crate::parity::carry_enum_labels(self.src, self.dst, &self.options.migration).await?;
         let none = HashSet::new();
         let (mut leftover, mut again) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&none)).await?;
         for _ in 0..RECOPY_ATTEMPTS {
@@ -392,6 +395,7 @@ impl DataPhase<'_> {
             let temp = create_slot_with_snapshot(self.source, &slot, true)
                 .await
                 .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+            crate::parity::carry_enum_labels(self.src, self.dst, &self.options.migration).await?;
             let (more, rewritten) =
                 self.run(&temp.snapshot_name, &temp.consistent_point, Selection::Only(&again)).await?;
             leftover.extend(more);
