@@ -52,6 +52,7 @@ impl SeedSide for PgSeed {
             until: Until::CaughtUp,
             batch: BatchLimits::default(),
             shutdown: None,
+            drain: false,
         };
         follow(&self.source, &self.target, &options, &self.events).await?;
         Ok(())

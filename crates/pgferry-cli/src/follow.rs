@@ -28,7 +28,8 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
         "stopping after the current transaction (signal again to exit at once)",
         crate::signals::Second::Exits,
     )?;
-    let options = FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown) };
+    let options =
+        FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown), drain: false };
     let _runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
     let command = pgferry_core::lifecycle::Command::Follow;
     pgferry::lifecycle::refuse_unless_allowed(&source, Some(&target), &options.migration, command).await?;

@@ -103,6 +103,7 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
             until: if args.until_caught_up { Until::CaughtUp } else { Until::Stopped },
             batch: BatchLimits::default(),
             shutdown: Some(shutdown),
+            drain: false,
         },
         keyless_tables_are_insert_only: args.keyless_tables_are_insert_only,
         capture_ddl: args.capture_ddl,

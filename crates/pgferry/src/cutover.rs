@@ -412,6 +412,7 @@ async fn before_switch(
         until: Until::CaughtUp,
         batch: BatchLimits::default(),
         shutdown: None,
+        drain: true,
     };
     let drained = follow(source, target, &follow_options, &crate::events::Events::silent()).await?;
     lap(laps, "drain");

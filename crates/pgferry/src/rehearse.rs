@@ -77,6 +77,7 @@ pub async fn rehearse(
         until: Until::CaughtUp,
         batch: BatchLimits::default(),
         shutdown: None,
+        drain: true,
     };
     let drained = follow(source, target, &follow_options, &crate::events::Events::silent()).await?;
     let drain_seconds = started.elapsed().as_secs_f64();

@@ -133,6 +133,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         until: Until::CaughtUp,
         batch: BatchLimits::default(),
         shutdown: None,
+        drain: false,
     };
     let followed = pgferry::apply::follow(&src, &tgt, &follow_options, &Events::to(vec![Arc::new(LogLines)])).await?;
     eprintln!("pgferry demo: caught up: {} changes applied", followed.changes);

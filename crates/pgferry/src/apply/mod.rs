@@ -88,6 +88,10 @@ pub struct FollowOptions {
     /// Set to `true` to stop after the current source transaction (a service's
     /// SIGTERM): the open batch is committed, the position acknowledged.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The cutover's drain (or a rehearsal of it): inside the fence, where the
+    /// gate compared the catalogs already, only the stream runs (no catalog
+    /// read to lengthen the downtime).
+    pub drain: bool,
 }
 
 /// When `follow` returns.
@@ -230,10 +234,7 @@ pub async fn follow(
         Until::CaughtUp => Some(caught_up_mark(source).await?),
     };
     events.emit(Event::Phase(Phase::Follow));
-    // A follow to a given position is the cutover's drain (or a rehearsal's),
-    // inside the fence, where the gate compared the enums already: a catalog
-    // read there would only lengthen the downtime.
-    if !matches!(options.until, Until::Lsn(_)) {
+    if !options.drain {
         if let Err(e) = Box::pin(enum_labels(source, target, &options.migration)).await {
             // Not fatal: the sessions below retry what is transient, and say what is not.
             tracing::warn!("could not compare the enums' labels before following: {}", e.message);
