@@ -8,7 +8,7 @@
 //! disabled, a policy or an event trigger dropped, columns in another order, a
 //! rule, a statistics object, an aggregate, a collation or an empty schema
 //! dropped, a view's option reset, a column's grant or a default privilege
-//! revoked, or a table given to another owner,
+//! revoked, a trigger disabled, or a table given to another owner,
 //! stops the cutover before the fence (exit 1, the source not fenced, no
 //! cutover journal), every difference named at once with its side and its fix;
 //! the fixes, run on the target as given (and the table rebuilt where no DDL
@@ -218,6 +218,10 @@ const PLANTED: &[(&str, &str)] = &[
     (
         "ALTER DEFAULT PRIVILEGES IN SCHEMA reports REVOKE SELECT ON TABLES FROM reader",
         "the grant to \"reader\" on the tables \"postgres\" creates in schema \"reports\" (default privileges) is on the source but missing on the target",
+    ),
+    (
+        "ALTER TABLE events DISABLE TRIGGER events_touch",
+        "trigger \"events_touch\" on \"public\".\"events\" differs: on the source enabled, on the target disabled",
     ),
     (
         "ALTER TABLE app_owned OWNER TO reader",

@@ -4,7 +4,7 @@
 //! [`crate::names::MigrationName::ddl_trigger`]) are on the source only, by design,
 //! and are not compared.
 
-use super::{differs, pair, push, run, Fix, ObjectKind, Parity, Side};
+use super::{differs, pair, push, run, trigger_state, Fix, ObjectKind, Parity, Side};
 use crate::names::is_ddl_capture_trigger;
 use crate::sql::{Ident, QualifiedName, Sql};
 
@@ -32,15 +32,6 @@ fn event(name: &str) -> Option<&'static str> {
     })
 }
 
-fn state(code: &str) -> (&'static str, &'static str) {
-    match code {
-        "D" => ("disabled", " DISABLE"),
-        "R" => ("enabled for replicas only", " ENABLE REPLICA"),
-        "A" => ("always enabled", " ENABLE ALWAYS"),
-        _ => ("enabled", " ENABLE"),
-    }
-}
-
 fn create(e: &EventTrigger) -> Fix {
     match create_sql(e) {
         Some(sql) => run(sql),
@@ -60,7 +51,7 @@ fn create_sql(e: &EventTrigger) -> Option<Sql> {
     }
     sql = sql.push(" EXECUTE FUNCTION ").name(&e.function).push("()");
     if e.enabled != "O" {
-        sql = sql.push("; ALTER EVENT TRIGGER ").ident(&e.name).push(state(&e.enabled).1);
+        sql = sql.push("; ALTER EVENT TRIGGER ").ident(&e.name).push(trigger_state(&e.enabled).1);
     }
     Some(sql)
 }
@@ -86,13 +77,16 @@ pub(super) fn compare(source: &[EventTrigger], target: &[EventTrigger], p: &mut 
                 };
                 push(p, ObjectKind::EventTrigger, object, differs(shape(s), shape(t)), fix);
             }
-            (Some(s), Some(t)) if s.enabled != t.enabled => p.warnings.push(format!(
-                "{object} is {} on the source and {} on the target: ALTER EVENT TRIGGER {}{}",
-                state(&s.enabled).0,
-                state(&t.enabled).0,
-                e.name,
-                state(&s.enabled).1
-            )),
+            (Some(s), Some(t)) if s.enabled != t.enabled => {
+                let fix = Sql::new("ALTER EVENT TRIGGER ").ident(&e.name).push(trigger_state(&s.enabled).1);
+                push(
+                    p,
+                    ObjectKind::EventTrigger,
+                    object,
+                    differs(trigger_state(&s.enabled).0, trigger_state(&t.enabled).0),
+                    run(fix),
+                );
+            }
             _ => {}
         }
     }
@@ -170,10 +164,10 @@ mod tests {
         let mut disabled = audit();
         disabled.enabled = "D".into();
         let parity = compare_catalogs(&catalog(vec![audit()]), &catalog(vec![disabled]));
-        assert_eq!(parity.differences, []);
+        assert_eq!(parity.warnings, Vec::<String>::new());
         assert_eq!(
-            parity.warnings,
-            ["event trigger \"audit\" is enabled on the source and disabled on the target: ALTER EVENT TRIGGER \"audit\" ENABLE"]
+            parity.reasons(),
+            ["catalog parity: event trigger \"audit\" differs: on the source enabled, on the target disabled; fix: run on the target (pgferry follow --apply-ddl runs it there): ALTER EVENT TRIGGER \"audit\" ENABLE"]
         );
     }
 }
