@@ -70,6 +70,9 @@ const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
 const RETRY_FOR: Duration = Duration::from_secs(120);
 /// How often, at most, a keepalive's position is recorded while quiet.
 const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
+/// A pause in the stream this long, with the target free, commits the batch:
+/// the source has nothing more in flight just now.
+const QUIET: Duration = Duration::from_millis(2);
 /// How often a status is emitted and sampled into the journal ([`samples`]).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// The longest a status waits for its sample to be journaled.
@@ -561,8 +564,17 @@ impl Run<'_> {
     /// due, or a shutdown was just requested.
     async fn next_event(&mut self) -> Result<Next, Stop> {
         let waiting = self.applier.batch.opened.is_some() && !self.applier.in_transaction();
-        let left =
-            if waiting { self.options.batch.max_age.saturating_sub(self.applier.batch.age()) } else { Duration::MAX };
+        // A batch between transactions commits when it is old enough; sooner,
+        // when the target is free and the stream pauses for [`QUIET`]: under a
+        // light load each transaction is applied as it arrives, while a backlog
+        // (no pause) still fills batches.
+        let left = match waiting {
+            true if self.applier.committing.is_none() => {
+                self.options.batch.max_age.saturating_sub(self.applier.batch.age()).min(QUIET)
+            }
+            true => self.options.batch.max_age.saturating_sub(self.applier.batch.age()),
+            false => Duration::MAX,
+        };
         let shutdown = async {
             match self.shutdown.as_mut() {
                 Some(s) if !*s.borrow() => {
