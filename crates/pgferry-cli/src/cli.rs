@@ -168,8 +168,10 @@ pub(crate) struct StatusArgs {
     #[command(flatten)]
     pub(crate) named: NamedPair,
     /// Redraw every few seconds until stopped (Ctrl-C); a failed round is reported and the next one tried.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "all_databases")]
     pub(crate) watch: bool,
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -303,6 +305,8 @@ pub(crate) struct ValidateArgs {
     pub(crate) show_values: bool,
     #[command(flatten)]
     pub(crate) metrics: crate::metrics::MetricsArgs,
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }

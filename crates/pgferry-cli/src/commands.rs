@@ -118,34 +118,50 @@ pub(crate) fn parse_pair(source: &str, target: &str) -> Result<(ConnSpec, ConnSp
 }
 
 async fn validate(args: ValidateArgs) -> Result<ExitCode> {
+    if args.instance.all_databases {
+        return crate::instance::validate(args).await;
+    }
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
+    let migration = parse_migration(&args.name)?;
+    let events = crate::metrics::events(&args.metrics, Vec::new())?;
+    let report = validate_one(&source, &target, &migration, &args, &events).await?;
+    print_validation(&report, args.format);
+    Ok(verdict_exit_code(report.verdict))
+}
+
+/// One database's validation (and its repair, with `--repair`).
+pub(crate) async fn validate_one(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    migration: &pgferry_core::names::MigrationName,
+    args: &ValidateArgs,
+    events: &pgferry::events::Events,
+) -> Result<pgferry::validate::ValidationReport> {
     let options = pgferry::validate::ValidateOptions {
         jobs: args.jobs,
         chunk_rows: args.chunk_rows,
         max_differences: args.max_differences,
         show_values: args.show_values,
     };
-    let migration = parse_migration(&args.name)?;
-    let events = crate::metrics::events(&args.metrics, Vec::new())?;
     let run = || async {
         if args.changed_only {
             pgferry::validate::validate_changed(
-                &source,
-                &target,
-                &migration,
+                source,
+                target,
+                migration,
                 &options,
                 pgferry::validate::Recording::Record,
-                &events,
+                events,
             )
             .await
         } else {
-            pgferry::validate::validate(&source, &target, Some(&migration), &options, &events).await
+            pgferry::validate::validate(source, target, Some(migration), &options, events).await
         }
     };
     if args.repair {
         // Before the first validation, which records its verdict on the target.
         let repair = pgferry_core::lifecycle::Command::Repair;
-        pgferry::lifecycle::refuse_unless_allowed(&source, Some(&target), &migration, repair).await?;
+        pgferry::lifecycle::refuse_unless_allowed(source, Some(target), migration, repair).await?;
     }
     let mut report = run().await?;
     if args.repair {
@@ -158,7 +174,7 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
             if args.format == Format::Table {
                 print_validation(&report, args.format);
             }
-            let repaired = pgferry::copy::repair_tables(&source, &target, &migration, &differing).await?;
+            let repaired = pgferry::copy::repair_tables(source, target, migration, &differing).await?;
             for table in &repaired {
                 tracing::info!(
                     target: crate::logging::EVENTS,
@@ -169,12 +185,11 @@ async fn validate(args: ValidateArgs) -> Result<ExitCode> {
             report = run().await?;
         }
     }
-    print_validation(&report, args.format);
-    Ok(verdict_exit_code(report.verdict))
+    Ok(report)
 }
 
 /// Validation verdicts as exit codes: 0 EQUAL, 1 DIFFERENT, 4 NOT PROVEN.
-fn verdict_exit_code(verdict: Verdict) -> ExitCode {
+pub(crate) fn verdict_exit_code(verdict: Verdict) -> ExitCode {
     match verdict {
         Verdict::Equal => ExitCode::SUCCESS,
         Verdict::Different => ExitCode::from(1),
@@ -317,6 +332,9 @@ async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
 }
 
 async fn status(args: StatusArgs) -> Result<ExitCode> {
+    if args.instance.all_databases {
+        return crate::instance::status(args).await;
+    }
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
     let migration = parse_migration(&args.named.name)?;
     if args.watch {

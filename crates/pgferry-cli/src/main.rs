@@ -20,6 +20,7 @@ mod commands;
 mod config;
 mod demo;
 mod follow;
+mod instance;
 mod logging;
 mod metrics;
 mod progress;

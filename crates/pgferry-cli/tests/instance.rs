@@ -71,3 +71,113 @@ fn check_all_databases_covers_the_instance_names_what_it_leaves_out_and_how_to_c
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("the source server has no database \"shpo\"") && stderr.contains("hint: "), "{stderr}");
 }
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+fn verdicts(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["databases"]
+        .as_array()
+        .expect("databases")
+        .iter()
+        .map(|d| {
+            let verdict = d["report"]["verdict"].as_str().or(d["missing"].as_str().map(|_| "missing")).unwrap_or("?");
+            (d["database"].as_str().unwrap().to_string(), verdict.to_string())
+        })
+        .collect()
+}
+
+/// `validate` and `status` with `--all-databases`: each database migrated on its
+/// own is validated (or its status read) under its own name; one the target
+/// server lacks makes the instance DIFFERENT (nothing of it moved); excluded, it
+/// is named as left out; a row changed on one target makes the instance DIFFERENT.
+#[test]
+fn validate_and_status_cover_every_database_of_the_instance() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V18));
+    for db in ["shop", "it's odd", "unmoved"] {
+        source.create_database(db);
+        source.psql(
+            db,
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g",
+        );
+    }
+    for db in ["shop", "it's odd"] {
+        target.create_database(db);
+        let (s, t) = (source.url(&db.replace('\'', "%27")), target.url(&db.replace('\'', "%27")));
+        let out = pgferry(&["copy", "--source", &s, "--target", &t]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        source.psql(db, "UPDATE t SET v = 'w' WHERE id < 10");
+        let out = pgferry(&["follow", "--source", &s, "--target", &t, "--until-caught-up"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let all = |command: &str, extra: &[&str]| {
+        pgferry(&[&[command, "--source", &s, "--target", &t, "--all-databases", "--format", "json"], extra].concat())
+    };
+    let out = all("validate", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a database missing on the target: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(
+        verdicts(&report),
+        [
+            ("it's odd".to_string(), "equal".to_string()),
+            ("postgres".to_string(), "equal".to_string()),
+            ("shop".to_string(), "equal".to_string()),
+            ("unmoved".to_string(), "missing".to_string())
+        ],
+        "{report:#}"
+    );
+    let out = all("validate", &["--exclude-database", "unmoved"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    assert!(report["left_out"].to_string().contains("unmoved"), "{report:#}");
+    let table = pgferry(&[
+        "validate",
+        "--source",
+        &s,
+        "--target",
+        &t,
+        "--all-databases",
+        "--database",
+        "shop",
+        "--database",
+        "it's odd",
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("== database \"shop\" ==") && text.contains("instance: EQUAL (2 database(s))"), "{text}");
+    assert!(
+        text.contains(
+            "left out: \"unmoved\": not named by --database: its writes after the copy will NOT reach the target"
+        ),
+        "{text}"
+    );
+
+    target.psql("shop", "UPDATE t SET v = 'tampered' WHERE id = 100");
+    let out = all("validate", &["--database", "shop", "--database", "it's odd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        verdicts(&json(&out)),
+        [("it's odd".to_string(), "equal".to_string()), ("shop".to_string(), "different".to_string())]
+    );
+
+    let out = all("status", &["--database", "shop", "--database", "it's odd"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = json(&out);
+    let databases = status["databases"].as_array().unwrap();
+    assert_eq!(databases.len(), 2, "{status:#}");
+    for d in databases {
+        assert!(d["report"]["phase"].to_string().contains("copied"), "each database's own migration: {d:#}");
+    }
+    let out = all("status", &[]);
+    assert_eq!(out.status.code(), Some(1), "a database missing on the target is a problem found");
+    let watch = pgferry(&["status", "--source", &s, "--target", &t, "--all-databases", "--watch"]);
+    assert_eq!(watch.status.code(), Some(2), "--watch is for one database");
+}

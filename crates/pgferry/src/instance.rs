@@ -1,6 +1,7 @@
 //! A whole instance (`--all-databases`): the source server's databases read and
-//! planned ([`pgferry_core::instance::plan`]), and each one's check run against
-//! the target server's database of the same name.
+//! planned ([`pgferry_core::instance::plan`]), each paired with the target
+//! server's database of the same name ([`paired`]), on which the per-database
+//! commands (check here; status and validation in the CLI) run.
 //!
 //! The URLs name the servers; their database is only the one pgferry connects to
 //! first. A database the target server lacks is reported with the statement that
@@ -57,14 +58,22 @@ pub async fn planned(source: &ConnSpec, selection: &Selection) -> Result<Instanc
     })
 }
 
-/// Checks every database of the plan against the target server's database of
-/// the same name.
-pub async fn check(
+/// A database of the plan, named in both servers' URLs.
+#[derive(Debug)]
+pub struct PairedDatabase {
+    pub database: String,
+    pub source: ConnSpec,
+    /// `None` when the target server lacks it.
+    pub target: Option<ConnSpec>,
+}
+
+/// The plan's databases, each paired with the target server's database of the
+/// same name.
+pub async fn paired(
     source: &ConnSpec,
     target: &ConnSpec,
     selection: &Selection,
-    plan: &CheckPlan,
-) -> Result<InstanceCheck> {
+) -> Result<(InstancePlan, Vec<PairedDatabase>)> {
     let instance = planned(source, selection).await?;
     let dst = pgferry_pg::connect(target).await?;
     let mut databases = Vec::new();
@@ -74,12 +83,31 @@ pub async fn check(
             .await
             .map_err(|e| Error::server("listing the target server's databases", e))?
             .is_some();
-        let source_db = source.with_dbname(name);
-        let (report, create_on_target) = match on_target {
-            true => (Some(crate::check::check(&source_db, &target.with_dbname(name), plan).await?), None),
-            false => (None, Some(create_statement(&pgferry_pg::connect(&source_db).await?).await?.into_string())),
+        databases.push(PairedDatabase {
+            database: name.clone(),
+            source: source.with_dbname(name),
+            target: on_target.then(|| target.with_dbname(name)),
+        });
+    }
+    Ok((instance, databases))
+}
+
+/// Checks every database of the plan against the target server's database of
+/// the same name.
+pub async fn check(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    selection: &Selection,
+    plan: &CheckPlan,
+) -> Result<InstanceCheck> {
+    let (instance, paired) = paired(source, target, selection).await?;
+    let mut databases = Vec::new();
+    for db in paired {
+        let (report, create_on_target) = match &db.target {
+            Some(target) => (Some(crate::check::check(&db.source, target, plan).await?), None),
+            None => (None, Some(create_statement(&pgferry_pg::connect(&db.source).await?).await?.into_string())),
         };
-        databases.push(DatabaseCheck { database: name.clone(), report, create_on_target });
+        databases.push(DatabaseCheck { database: db.database, report, create_on_target });
     }
     let ready = databases.iter().all(|d| d.report.as_ref().is_some_and(|r| r.ready));
     Ok(InstanceCheck { plan: instance, databases, ready })

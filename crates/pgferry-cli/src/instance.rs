@@ -1,0 +1,143 @@
+//! `status --all-databases` and `validate --all-databases`: the per-database
+//! command on every database of the instance's plan
+//! ([`pgferry::instance::paired`]), each under a heading, then the instance's
+//! verdict. A database the target server lacks is named as such (not moved:
+//! `check --all-databases` gives the statement that creates it).
+
+use std::process::ExitCode;
+
+use pgferry::instance::PairedDatabase;
+use pgferry::Result;
+use pgferry_core::slot::SlotVerdict;
+use pgferry_core::validation::Verdict;
+use serde::Serialize;
+
+use crate::cli::{Format, StatusArgs, ValidateArgs};
+use crate::commands::{exit_code, parse_migration, parse_pair, validate_one, verdict_exit_code};
+use crate::render;
+
+/// What the target server lacks, said in place of a database's report.
+const MISSING: &str = "missing on the target server: nothing of it was moved (pgferry check --all-databases prints the CREATE DATABASE that makes it)";
+
+#[derive(Serialize)]
+struct DatabaseResult<T: Serialize> {
+    database: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct InstanceResult<T: Serialize> {
+    databases: Vec<DatabaseResult<T>>,
+    /// Left out by the plan, with why.
+    left_out: Vec<(String, pgferry_core::instance::LeftOut)>,
+}
+
+async fn databases(
+    pair: &crate::cli::Pair,
+    instance: &crate::cli::InstanceArgs,
+) -> Result<(Vec<PairedDatabase>, Vec<(String, pgferry_core::instance::LeftOut)>)> {
+    let (source, target) = parse_pair(&pair.source, &pair.target)?;
+    let (plan, paired) = pgferry::instance::paired(&source, &target, &instance.selection()).await?;
+    Ok((paired, plan.left_out))
+}
+
+fn heading(database: &str) -> String {
+    format!("== database {database:?} ==\n")
+}
+
+fn left_out_lines(left_out: &[(String, pgferry_core::instance::LeftOut)]) -> String {
+    left_out.iter().map(|(name, why)| format!("left out: {name:?}: {}\n", why.as_str())).collect()
+}
+
+pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
+    let (paired, left_out) = databases(&args.pair, &args.instance).await?;
+    let events = crate::metrics::events(&args.metrics, Vec::new())?;
+    let migration = parse_migration(&args.name)?;
+    let mut results = Vec::new();
+    let mut verdict = Verdict::Equal;
+    for db in paired {
+        let report = match &db.target {
+            Some(target) => Some(validate_one(&db.source, target, &migration, &args, &events).await?),
+            None => None,
+        };
+        let this = report.as_ref().map_or(Verdict::Different, |r| r.verdict);
+        verdict = worse(verdict, this);
+        if args.format == Format::Table {
+            print!("{}", heading(&db.database));
+            match &report {
+                Some(report) => print!("{}", render::validation(report)),
+                None => println!("{MISSING}"),
+            }
+        }
+        results.push(DatabaseResult { database: db.database, missing: report.is_none().then_some(MISSING), report });
+    }
+    match args.format {
+        Format::Table => {
+            println!("{}instance: {} ({} database(s))", left_out_lines(&left_out), verdict_word(verdict), results.len())
+        }
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("report serializes")
+        ),
+    }
+    Ok(verdict_exit_code(verdict))
+}
+
+/// The instance's verdict: DIFFERENT if any database differs, else NOT PROVEN if
+/// any is not proven, else EQUAL.
+fn worse(a: Verdict, b: Verdict) -> Verdict {
+    match (a, b) {
+        (Verdict::Different, _) | (_, Verdict::Different) => Verdict::Different,
+        (Verdict::NotProven, _) | (_, Verdict::NotProven) => Verdict::NotProven,
+        _ => Verdict::Equal,
+    }
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Equal => "EQUAL",
+        Verdict::Different => "DIFFERENT",
+        Verdict::NotProven => "NOT PROVEN",
+    }
+}
+
+pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let (paired, left_out) = databases(&args.named.pair, &args.instance).await?;
+    let migration = parse_migration(&args.named.name)?;
+    let mut results = Vec::new();
+    let mut code = 0u8;
+    for db in paired {
+        let status = match &db.target {
+            Some(target) => Some(Box::pin(pgferry::status::status(&db.source, target, &migration)).await?),
+            None => None,
+        };
+        code = code.max(match status.as_ref().map(|s| &s.slot_verdict) {
+            Some(SlotVerdict::Lost { .. }) => exit_code(pgferry::ErrorKind::SlotLost),
+            Some(SlotVerdict::Unreserved { .. }) | None => 1,
+            Some(_) => 0,
+        });
+        if args.format == Format::Table {
+            print!("{}", heading(&db.database));
+            match &status {
+                Some(status) => print!("{}", render::status(status)),
+                None => println!("{MISSING}"),
+            }
+        }
+        results.push(DatabaseResult {
+            database: db.database,
+            missing: status.is_none().then_some(MISSING),
+            report: status,
+        });
+    }
+    match args.format {
+        Format::Table => print!("{}", left_out_lines(&left_out)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("status serializes")
+        ),
+    }
+    Ok(ExitCode::from(code))
+}
