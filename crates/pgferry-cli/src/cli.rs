@@ -246,6 +246,8 @@ pub(crate) struct RemoveArgs {
     /// old source's fence; cleanup before the cutover ends a live migration).
     #[arg(long)]
     pub(crate) force: bool,
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -267,6 +269,8 @@ pub(crate) struct AbortArgs {
     /// source's fence).
     #[arg(long)]
     pub(crate) force: bool,
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
 }
 
 #[derive(Args, Debug)]

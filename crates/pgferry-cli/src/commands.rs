@@ -209,6 +209,11 @@ fn print_validation(report: &pgferry::validate::ValidationReport, format: Format
 }
 
 async fn remove(args: RemoveArgs, fence: pgferry::cleanup::Fence) -> Result<ExitCode> {
+    if args.instance.all_databases {
+        let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
+        return crate::instance::remove(&source, Some(&target), &args.named.name, &args.instance, fence, args.force)
+            .await;
+    }
     let (source, target) = parse_pair(&args.named.pair.source, &args.named.pair.target)?;
     let migration = parse_migration(&args.named.name)?;
     let report = pgferry::cleanup::remove(&source, &target, &migration, fence, args.force).await?;
@@ -218,6 +223,12 @@ async fn remove(args: RemoveArgs, fence: pgferry::cleanup::Fence) -> Result<Exit
 
 async fn abort(args: AbortArgs) -> Result<ExitCode> {
     let migration = parse_migration(&args.name)?;
+    if args.instance.all_databases && args.target.is_some() != args.target_lost {
+        let source = parse_spec("--source", &args.source)?;
+        let target = args.target.as_deref().map(|t| parse_spec("--target", t)).transpose()?;
+        let lift = pgferry::cleanup::Fence::Lift;
+        return crate::instance::remove(&source, target.as_ref(), &args.name, &args.instance, lift, args.force).await;
+    }
     let report = match (&args.target, args.target_lost) {
         (Some(target), false) => {
             let (source, target) = parse_pair(&args.source, target)?;

@@ -1,8 +1,10 @@
-//! `status --all-databases` and `validate --all-databases`: the per-database
-//! command on every database of the instance's plan
-//! ([`pgferry::instance::paired`]), each under a heading, then the instance's
-//! verdict. A database the target server lacks is named as such (not moved:
-//! `check --all-databases` gives the statement that creates it).
+//! `status`, `validate`, `abort` and `cleanup` with `--all-databases`: the
+//! per-database command on every database of the instance's plan
+//! ([`pgferry::instance::paired`]), each under a heading (one JSON document
+//! for all), then the instance's verdict. A database the target server lacks is
+//! named as such (not moved: `check --all-databases` gives the statement that
+//! creates it). `abort` and `cleanup` go on to the next database when one
+//! fails, and fail after all were tried, naming each failure.
 
 use std::process::ExitCode;
 
@@ -140,4 +142,54 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
         ),
     }
     Ok(ExitCode::from(code))
+}
+
+/// `abort`/`cleanup` of the migration `name` in every database of the plan; with
+/// `target` `None` (`abort --target-lost`), on the source alone.
+pub(crate) async fn remove(
+    source: &pgferry_pg::ConnSpec,
+    target: Option<&pgferry_pg::ConnSpec>,
+    name: &str,
+    instance: &crate::cli::InstanceArgs,
+    fence: pgferry::cleanup::Fence,
+    force: bool,
+) -> Result<ExitCode> {
+    let migration = parse_migration(name)?;
+    let (plan, paired) = match target {
+        Some(target) => pgferry::instance::paired(source, target, &instance.selection()).await?,
+        None => {
+            let plan = pgferry::instance::planned(source, &instance.selection()).await?;
+            let on_source = |database: &String| PairedDatabase {
+                source: source.with_dbname(database),
+                database: database.clone(),
+                target: None,
+            };
+            let paired = plan.databases.iter().map(on_source).collect();
+            (plan, paired)
+        }
+    };
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for db in paired {
+        let removed = match (&db.target, target) {
+            (Some(t), _) => Some(pgferry::cleanup::remove(&db.source, t, &migration, fence, force).await),
+            (None, None) => Some(pgferry::cleanup::remove_without_target(&db.source, &migration, force).await),
+            (None, Some(_)) => None,
+        };
+        let report = match removed {
+            Some(Ok(report)) => Some(report),
+            Some(Err(e)) => {
+                failures.push(pgferry::Error { message: format!("database {:?}: {}", db.database, e.message), ..e });
+                continue;
+            }
+            None => None,
+        };
+        results.push(DatabaseResult { database: db.database, missing: report.is_none().then_some(MISSING), report });
+    }
+    let report = InstanceResult { databases: results, left_out: plan.left_out };
+    println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    match failures.is_empty() {
+        true => Ok(ExitCode::SUCCESS),
+        false => Err(pgferry::Error::combine(failures)),
+    }
 }

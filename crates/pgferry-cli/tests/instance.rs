@@ -93,7 +93,8 @@ fn verdicts(report: &serde_json::Value) -> Vec<(String, String)> {
 /// `validate` and `status` with `--all-databases`: each database migrated on its
 /// own is validated (or its status read) under its own name; one the target
 /// server lacks makes the instance DIFFERENT (nothing of it moved); excluded, it
-/// is named as left out; a row changed on one target makes the instance DIFFERENT.
+/// is named as left out; a row changed on one target makes the instance DIFFERENT;
+/// one `abort --all-databases` removes every database's migration.
 #[test]
 fn validate_and_status_cover_every_database_of_the_instance() {
     let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V18));
@@ -180,4 +181,19 @@ fn validate_and_status_cover_every_database_of_the_instance() {
     assert_eq!(out.status.code(), Some(1), "a database missing on the target is a problem found");
     let watch = pgferry(&["status", "--source", &s, "--target", &t, "--all-databases", "--watch"]);
     assert_eq!(watch.status.code(), Some(2), "--watch is for one database");
+
+    // One abort for the instance: every database's migration removed, a database
+    // without one (or missing on the target) left as it is; a rerun changes nothing.
+    let slots = "SELECT count(*) FROM pg_replication_slots";
+    assert_eq!(source.psql("postgres", slots), "2");
+    for _ in 0..2 {
+        let out = pgferry(&["abort", "--source", &s, "--target", &t, "--all-databases"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report = json(&out);
+        assert_eq!(report["databases"].as_array().unwrap().len(), 4, "{report:#}");
+        assert_eq!(source.psql("postgres", slots), "0");
+        for db in ["shop", "it's odd"] {
+            assert_eq!(source.psql(db, "SELECT count(*) FROM pg_publication"), "0", "{db}");
+        }
+    }
 }
