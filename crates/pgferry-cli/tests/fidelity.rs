@@ -169,7 +169,10 @@ fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_valid
 
 /// Each large object's OID and digest.
 fn large_objects(c: &Cluster) -> String {
-    c.psql("app", "SELECT string_agg(oid || ':' || md5(lo_get(oid)), ',' ORDER BY oid) FROM pg_largeobject_metadata")
+    c.psql(
+        "app",
+        "SELECT string_agg(oid || ':' || md5(lo_get(oid)) || ':' || coalesce(lomacl::text, ''), ',' ORDER BY oid) FROM pg_largeobject_metadata",
+    )
 }
 
 #[test]
@@ -184,6 +187,9 @@ fn large_objects_are_compared_by_content_and_brought_up_to_date() {
         );
         let target = Cluster::start(version);
         target.create_database("app");
+        for c in [&source, &target] {
+            c.psql("app", "CREATE ROLE reader");
+        }
         copy(&source, &target, "lo");
         assert_eq!(large_objects(&target), large_objects(&source));
         let (equal, report) = validate(&source, &target);
@@ -191,12 +197,13 @@ fn large_objects_are_compared_by_content_and_brought_up_to_date() {
         assert_eq!(report["large_objects"]["source_objects"], 5, "{report}");
 
         // After the copy: one created (larger than a piece), one changed in
-        // place (same size), one unlinked.
+        // place (same size), one unlinked, one granted to a role.
         source.psql(
             "app",
             "INSERT INTO docs VALUES (6, lo_from_bytea(100006, convert_to(repeat(md5('six'), 80000), 'UTF8')));
              SELECT lo_put(100002, 10, '\\x000102'::bytea);
-             SELECT lo_unlink(100004);",
+             SELECT lo_unlink(100004);
+             GRANT SELECT ON LARGE OBJECT 100001 TO reader WITH GRANT OPTION; GRANT UPDATE ON LARGE OBJECT 100006 TO reader",
         );
         assert_ok(&catch_up(&source, &target, "lo"));
         let (equal, report) = validate(&source, &target);
@@ -204,13 +211,17 @@ fn large_objects_are_compared_by_content_and_brought_up_to_date() {
         let d = &report["large_objects"]["differences"];
         assert_eq!(
             (d["missing"].clone(), d["extra"].clone(), d["changed"].clone()),
-            (serde_json::json!([100006]), serde_json::json!([100004]), serde_json::json!([100002])),
+            (serde_json::json!([100006]), serde_json::json!([100004]), serde_json::json!([100001, 100002])),
             "{report}"
         );
 
         let synced =
             runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
-        assert_eq!(synced.bytes_copied, 80000 * 32 + 200 * 32, "only the new and the changed objects are copied");
+        assert_eq!(
+            synced.bytes_copied,
+            80000 * 32 + 200 * 32 + 100 * 32,
+            "only the new and the changed objects are copied (a grant changes an object)"
+        );
         assert_eq!(large_objects(&target), large_objects(&source), "on {version:?}");
         assert!(validate(&source, &target).0);
         let again =

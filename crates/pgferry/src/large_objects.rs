@@ -3,7 +3,7 @@
 //! Logical replication carries no large object: the copy restores them from its
 //! snapshot, and what the application creates, writes or unlinks afterwards
 //! reaches the target only here. Each side computes one digest per object
-//! (`md5(lo_get(oid))`, server side; `lo_get` needs only the privilege to read
+//! (`md5(lo_get(oid))` with its owner and privileges, server side; `lo_get` needs only the privilege to read
 //! the object, where `pg_largeobject` itself is closed to non-superusers on
 //! RDS); the digests are compared side by side
 //! (`pgferry_core::fidelity::large_object_differences`) and only the objects
@@ -26,13 +26,85 @@ use crate::error::{Error, Result};
 /// Bytes read from the source and written to the target per round trip.
 const PIECE_BYTES: i32 = 1 << 20;
 
-/// One digest per large object, by OID.
+/// One digest per large object, by OID: its contents, owner and privileges
+/// (grantee, privilege, grant option; the grantor left out, as the parity gate
+/// does), so a `GRANT ... ON LARGE OBJECT` after the copy is a change too.
 pub(crate) async fn digests(client: &impl GenericClient, side: &str) -> Result<BTreeMap<u32, String>> {
     let rows = client
-        .query("SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid", &[])
+        .query(
+            "SELECT m.oid, md5(lo_get(m.oid)) || ' ' || pg_get_userbyid(m.lomowner) || ' ' || coalesce(
+                 (SELECT string_agg(p, ',' ORDER BY p) FROM (
+                     SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END
+                            || '=' || a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END
+                     FROM aclexplode(m.lomacl) a) AS privileges(p)), '')
+             FROM pg_largeobject_metadata m ORDER BY m.oid",
+            &[],
+        )
         .await
         .map_err(|e| Error::server(&format!("reading the large objects' digests on the {side}"), e))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The source's owner and privileges given to a large object just created on
+/// the target, for the roles the target has (one it lacks is logged: the
+/// digests then still differ, and validation says so).
+async fn owned_and_granted(src: &impl GenericClient, tx: &impl GenericClient, oid: u32) -> Result<()> {
+    let fail = |doing: &str| {
+        let doing = format!("{doing} the large object {oid}");
+        move |e| Error::server(&doing, e)
+    };
+    let owner: String = src
+        .query_one("SELECT pg_get_userbyid(lomowner)::text FROM pg_largeobject_metadata WHERE oid = $1", &[&oid])
+        .await
+        .map_err(fail("reading on the source the owner of"))?
+        .get(0);
+    let privileges = src
+        .query(
+            "SELECT a.grantee = 0, pg_get_userbyid(a.grantee)::text, a.privilege_type, a.is_grantable
+             FROM pg_largeobject_metadata m, aclexplode(m.lomacl) a WHERE m.oid = $1 AND a.grantee <> m.lomowner",
+            &[&oid],
+        )
+        .await
+        .map_err(fail("reading on the source the privileges on"))?;
+    let exists = |role: String| async move {
+        tx.query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&role])
+            .await
+            .map(|r| r.get::<_, bool>(0))
+            .map_err(|e| Error::server("looking up a role on the target", e))
+    };
+    if exists(owner.clone()).await? {
+        let sql =
+            Sql::new("ALTER LARGE OBJECT ").int(i64::from(oid)).push(" OWNER TO ").ident(&Ident::from_catalog(owner));
+        tx.batch_execute(sql.as_str()).await.map_err(fail("setting on the target the owner of"))?;
+    } else {
+        tracing::warn!("large object {oid}: its owner {owner:?} is not a role on the target; it stays owned by pgferry's role there");
+    }
+    for p in privileges {
+        let (public, grantee, privilege, grantable): (bool, String, String, bool) =
+            (p.get(0), p.get(1), p.get(2), p.get(3));
+        let keyword = match privilege.as_str() {
+            "SELECT" => "SELECT",
+            "UPDATE" => "UPDATE",
+            _ => continue,
+        };
+        let to = match public {
+            true => Sql::new("PUBLIC"),
+            false if exists(grantee.clone()).await? => Sql::default().ident(&Ident::from_catalog(grantee)),
+            false => {
+                tracing::warn!("large object {oid}: {privilege} for {grantee:?} not given, no such role on the target");
+                continue;
+            }
+        };
+        let sql = Sql::new("GRANT ")
+            .push(keyword)
+            .push(" ON LARGE OBJECT ")
+            .int(i64::from(oid))
+            .push(" TO ")
+            .append(to)
+            .push(if grantable { " WITH GRANT OPTION" } else { "" });
+        tx.batch_execute(sql.as_str()).await.map_err(fail("granting on the target the privileges on"))?;
+    }
+    Ok(())
 }
 
 /// What [`sync_large_objects`] did.
@@ -87,23 +159,7 @@ pub async fn sync_large_objects(source: &ConnSpec, target: &ConnSpec) -> Result<
                 break;
             }
         }
-        let owner: String = src
-            .query_one("SELECT pg_get_userbyid(lomowner)::text FROM pg_largeobject_metadata WHERE oid = $1", &[&oid])
-            .await
-            .map_err(|e| Error::server(&format!("reading the owner of the large object {oid} on the source"), e))?
-            .get(0);
-        let owner_exists = tx
-            .query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&owner])
-            .await
-            .map_err(fail("looking up the owner of", oid))?
-            .get::<_, bool>(0);
-        if owner_exists {
-            let sql = Sql::new("ALTER LARGE OBJECT ")
-                .int(i64::from(oid))
-                .push(" OWNER TO ")
-                .ident(&Ident::from_catalog(owner));
-            tx.batch_execute(sql.as_str()).await.map_err(fail("setting the owner of", oid))?;
-        }
+        owned_and_granted(&src, &tx, oid).await?;
     }
     tx.commit().await.map_err(|e| Error::server("committing the large objects on the target", e))?;
     Ok(LargeObjectsSynced { differences, bytes_copied, seconds: started.elapsed().as_secs_f64() })
