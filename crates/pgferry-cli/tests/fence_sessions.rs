@@ -78,56 +78,14 @@ fn a_replication_connection_opened_before_the_fence_cannot_write_after_the_cutov
 /// switch, and rolls back otherwise, naming the superuser; the rerun carries it.
 #[test]
 fn a_write_on_the_fenced_source_after_the_drain_rolls_the_cutover_back() {
-    let source = Cluster::start(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V15);
-    source.create_database("app");
-    target.create_database("app");
-    source.psql(
-        "app",
-        "CREATE ROLE dba LOGIN SUPERUSER;
-         CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
-         INSERT INTO orders (note) SELECT 'before copy ' || g FROM generate_series(1, 100) g;",
-    );
+    let (source, target) = copied_with_a_superuser();
     let (src, dst) = (source.url("app"), target.url("app"));
     let pair = |command: &'static str| vec![command, "--source", &src, "--target", &dst];
-    ok(pgferry(&pair("copy")));
-    ok(pgferry(&[pair("follow"), vec!["--until-caught-up"]].concat()));
-
-    let pause = tempfile::tempdir().unwrap();
-    let cutover = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args([pair("cutover"), vec!["--switch-command", "true"]].concat())
-        .env("PGFERRY_PAUSE", format!("cutover-before-quiet-check:{}", pause.path().display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let reached = pause.path().join("cutover-before-quiet-check.reached");
-    let started = std::time::Instant::now();
-    while !reached.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the cutover reached its last check");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The superuser's session passes the fence and turns read-only off.
-    let dba = format!("host={} port={} user=dba dbname=app", source.socket_dir().display(), source.port());
-    let wrote = source
-        .version()
-        .client_command("psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            &dba,
-            "-c",
-            "SET default_transaction_read_only = off",
-            "-c",
-            "INSERT INTO orders (note) VALUES ('by the superuser, fenced')",
-        ])
-        .output()
-        .unwrap();
-    assert!(wrote.status.success(), "{}", String::from_utf8_lossy(&wrote.stderr));
-    std::fs::write(pause.path().join("cutover-before-quiet-check.go"), b"").unwrap();
-    let out = cutover.wait_with_output().unwrap();
+    let out = cutover_with_superuser_sql(
+        &source,
+        &pair("cutover"),
+        "INSERT INTO orders (note) VALUES ('by the superuser, fenced')",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
     assert!(
@@ -141,4 +99,84 @@ fn a_write_on_the_fenced_source_after_the_drain_rolls_the_cutover_back() {
     assert!(stdout.contains("cut over"), "{stdout}");
     let row = "SELECT count(*) FROM orders WHERE note = 'by the superuser, fenced'";
     assert_eq!(target.psql("app", row), "1", "the superuser's row reached the target");
+}
+
+/// A logical message inside the fence: one with DDL capture's prefix (a schema
+/// change the target would miss) rolls the cutover back; another tool's, which
+/// change capture never carries, is said and does not.
+#[test]
+fn only_this_migrations_captured_ddl_among_logical_messages_rolls_the_cutover_back() {
+    for (sql, rolled_back) in [
+        ("SELECT pg_logical_emit_message(true, 'pgferry_ddl__main', 'ALTER TABLE orders ADD COLUMN x int')", true),
+        ("SELECT pg_logical_emit_message(true, 'heartbeat_tool', 'beat')", false),
+    ] {
+        let (source, target) = copied_with_a_superuser();
+        let (src, dst) = (source.url("app"), target.url("app"));
+        let out = cutover_with_superuser_sql(&source, &["cutover", "--source", &src, "--target", &dst], sql);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match rolled_back {
+            true => assert!(
+                !out.status.success()
+                    && stderr.contains("0 row change(s) and 1 captured DDL command(s)")
+                    && stderr.contains("rolled back"),
+                "{stderr}"
+            ),
+            false => assert!(
+                out.status.success() && stderr.contains("1 logical message(s) of another tool (prefix heartbeat_tool)"),
+                "{stderr}"
+            ),
+        }
+    }
+}
+
+/// Copied and caught up, with a login superuser `dba` on the source.
+fn copied_with_a_superuser() -> (Cluster, Cluster) {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE dba LOGIN SUPERUSER;
+         CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
+         INSERT INTO orders (note) SELECT 'before copy ' || g FROM generate_series(1, 100) g;",
+    );
+    let (src, dst) = (source.url("app"), target.url("app"));
+    ok(pgferry(&["copy", "--source", &src, "--target", &dst]));
+    ok(pgferry(&["follow", "--source", &src, "--target", &dst, "--until-caught-up"]));
+    (source, target)
+}
+
+/// Runs the cutover `args`, pausing it right before its last check that
+/// nothing was written since the drain, while the superuser `dba` (who passes
+/// the fence and turns read-only off) runs `sql` on the source.
+fn cutover_with_superuser_sql(source: &Cluster, args: &[&str], sql: &str) -> Output {
+    let pause = tempfile::tempdir().unwrap();
+    let mut cutover = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([args, &["--switch-command", "true"]].concat())
+        .env("PGFERRY_PAUSE", format!("cutover-before-quiet-check:{}", pause.path().display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = pause.path().join("cutover-before-quiet-check.reached");
+    let started = std::time::Instant::now();
+    while !reached.exists() {
+        if cutover.try_wait().unwrap().is_some() {
+            let out = cutover.wait_with_output().unwrap();
+            panic!("the cutover ended before its last check: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the cutover reached its last check");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dba = format!("host={} port={} user=dba dbname=app", source.socket_dir().display(), source.port());
+    let wrote = source
+        .version()
+        .client_command("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &dba, "-c", "SET default_transaction_read_only = off", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(wrote.status.success(), "{}", String::from_utf8_lossy(&wrote.stderr));
+    std::fs::write(pause.path().join("cutover-before-quiet-check.go"), b"").unwrap();
+    cutover.wait_with_output().unwrap()
 }

@@ -176,11 +176,16 @@ pub(crate) async fn verify_no_write_since(
     flush_wal(src, migration).await?;
     // The drain's walsender may take a moment to let the slot go.
     let mut attempts = 0;
-    let kinds: Vec<String> = loop {
+    // Each message's kind, and a logical message's prefix (pgoutput 'M': flags,
+    // LSN, then the prefix up to its NUL).
+    let kinds: Vec<(String, Option<String>)> = loop {
         let peeked = async {
             src.execute("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)", &[&slot, &applied]).await?;
             src.query(
-                "SELECT chr(get_byte(data, 0)) FROM pg_logical_slot_peek_binary_changes($1, NULL, 1000,
+                "SELECT chr(get_byte(data, 0)),
+                        CASE WHEN get_byte(data, 0) = 77 THEN convert_from(
+                            substring(data FROM 11 FOR position('\\x00'::bytea IN substring(data FROM 11)) - 1), 'UTF8') END
+                 FROM pg_logical_slot_peek_binary_changes($1, NULL, 1000,
                      'proto_version', '1', 'publication_names', $2, 'messages', 'true')",
                 &[&slot, &publications],
             )
@@ -188,7 +193,7 @@ pub(crate) async fn verify_no_write_since(
         }
         .await;
         match peeked {
-            Ok(rows) => break rows.iter().map(|r| r.get(0)).collect(),
+            Ok(rows) => break rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) && attempts < 50 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -196,11 +201,25 @@ pub(crate) async fn verify_no_write_since(
             Err(e) => return Err(fail(e)),
         }
     };
-    tracing::debug!(slot, applied, messages = kinds.join(""), "the fenced source's stream since the drain");
-    let changes = kinds.iter().filter(|k| matches!(k.as_str(), "I" | "U" | "D" | "T")).count();
-    // Logical messages are not filtered by publication: DDL capture's, or
-    // another tool's `pg_logical_emit_message` in this database.
-    let messages = kinds.iter().filter(|k| k.as_str() == "M").count();
+    tracing::debug!(slot, applied, messages = ?kinds, "the fenced source's stream since the drain");
+    let changes = kinds.iter().filter(|(k, _)| matches!(k.as_str(), "I" | "U" | "D" | "T")).count();
+    // Logical messages are not filtered by publication: DDL capture's are
+    // schema changes the target would miss; another tool's in this database
+    // carry nothing change capture applies, and are only said.
+    let ddl_prefix = migration.ddl_message_prefix();
+    let (messages, foreign): (Vec<_>, Vec<_>) = kinds
+        .iter()
+        .filter(|(k, _)| k.as_str() == "M")
+        .partition(|(_, prefix)| prefix.as_deref() == Some(ddl_prefix.as_str()));
+    if !foreign.is_empty() {
+        let prefixes: std::collections::BTreeSet<&str> = foreign.iter().filter_map(|(_, p)| p.as_deref()).collect();
+        tracing::warn!(
+            "{} logical message(s) of another tool (prefix {}) were written on the fenced source after the drain; change capture does not carry them",
+            foreign.len(),
+            prefixes.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let messages = messages.len();
     if changes + messages == 0 {
         return Ok(());
     }
@@ -208,7 +227,7 @@ pub(crate) async fn verify_no_write_since(
     Err(Error::new(
         ErrorKind::Precondition,
         format!(
-            "{changes} row change(s) and {messages} logical message(s) (a captured DDL, or another tool's) were written on the fenced source after the drain, by a session the fence cannot stop{}: switching now would leave them on the old source only",
+            "{changes} row change(s) and {messages} captured DDL command(s) were written on the fenced source after the drain, by a session the fence cannot stop{}: switching now would leave them on the old source only",
             match superusers.as_slice() {
                 [] => String::new(),
                 names => format!(" (a superuser's: {})", names.join(", ")),
