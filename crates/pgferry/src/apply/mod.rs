@@ -49,7 +49,8 @@ mod watchdog;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgferry_core::names::MigrationName;
-use pgferry_pg::ConnSpec;
+use pgferry_pg::replication::ReplicationError;
+use pgferry_pg::{sqlstate, ConnSpec};
 use pgferry_pgoutput::{Decoder, Lsn};
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use serde::Serialize;
@@ -167,17 +168,12 @@ impl From<Error> for Stop {
 
 impl Stop {
     /// A failed statement on the target: transient when the connection went away,
-    /// or when a wait ran into the session's time limits (a lock held elsewhere:
-    /// 55P03; a statement cancelled: 57014; an idle transaction ended: 25P03).
+    /// or when a wait ran into the session's time limits
+    /// ([`sqlstate::Class::retried_by_apply`]).
     pub(crate) fn target(doing: &str, e: tokio_postgres::Error) -> Stop {
-        const RETRIED: [&str; 8] = ["08", "57P01", "57P02", "57P03", "53300", "55P03", "57014", "25P03"];
-        let lost = e.is_closed()
-            || match e.as_db_error() {
-                Some(db) => RETRIED.iter().any(|c| db.code().code().starts_with(c)),
-                None => true,
-            };
+        let retried = sqlstate::of_statement(&e).retried_by_apply();
         let error = Error::server(doing, e);
-        if lost {
+        if retried {
             Stop::Transient(error)
         } else {
             Stop::Fatal(error)
@@ -185,8 +181,13 @@ impl Stop {
     }
 
     fn stream(e: pgwire_replication::PgWireError) -> Stop {
-        let error = Error::new(ErrorKind::Server, format!("reading the source's change stream: {e}"));
-        if stream::transient(&e) {
+        let reopens = sqlstate::of_transport(&e).reopens_stream();
+        let error = Error::from(ReplicationError {
+            doing: "reading the source's change stream".into(),
+            cause: e.to_string(),
+            code: sqlstate::code_of_transport(&e),
+        });
+        if reopens {
             Stop::Transient(error)
         } else {
             Stop::Fatal(error)
@@ -362,7 +363,7 @@ async fn stream_session(
         crate::slot::on_target(dst, &options.migration).await?.unwrap_or_else(|| options.migration.legacy_slot());
     let opening = stream::open(source, &options.migration, &slot, state.start, liveness);
     let mut source_stream = opening.await.map_err(|e| match e {
-        e if first && !stream::transient(&e) => {
+        e if first && !sqlstate::of_transport(&e).reopens_stream() => {
             Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
         }
         e => Stop::stream(e),

@@ -69,14 +69,3 @@ pub(crate) async fn open(
     stream.start().await?;
     Ok(stream)
 }
-
-/// Whether a stream error is worth a reconnect: the network, a server restart,
-/// or the previous session's walsender still holding the slot.
-pub(crate) fn transient(error: &PgWireError) -> bool {
-    const CODES: [&str; 6] =
-        ["SQLSTATE 55006", "SQLSTATE 57P01", "SQLSTATE 57P02", "SQLSTATE 57P03", "SQLSTATE 08", "SQLSTATE 53300"];
-    match error {
-        PgWireError::Server(text) => CODES.iter().any(|c| text.contains(c)),
-        other => other.is_transient(),
-    }
-}

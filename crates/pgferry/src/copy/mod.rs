@@ -227,9 +227,7 @@ async fn copy_steps(
         }
         source::drop_publications(&src, name).await?;
         source::ensure_publications(&src, name).await?;
-        let slot = create_slot_with_snapshot(source, &slot_name, false)
-            .await
-            .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+        let slot = create_slot_with_snapshot(source, &slot_name, false).await.map_err(Error::from)?;
         journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
         failpoint::hit("copy-after-slot");
         let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), &workdir).await?;
@@ -252,7 +250,7 @@ async fn copy_steps(
         let leftover = if current == MigrationPhase::Data {
             let temp = create_slot_with_snapshot(source, &SnapshotSlot::Resume.beside(&slot_name), true)
                 .await
-                .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+                .map_err(Error::from)?;
             data.run_all(&temp.snapshot_name, &temp.consistent_point).await?
         } else {
             Vec::new()
@@ -392,9 +390,7 @@ impl DataPhase<'_> {
                 );
             }
             let slot = SnapshotSlot::Resume.beside(self.slot);
-            let temp = create_slot_with_snapshot(self.source, &slot, true)
-                .await
-                .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+            let temp = create_slot_with_snapshot(self.source, &slot, true).await.map_err(Error::from)?;
             crate::parity::carry_enum_labels(self.src, self.dst, &self.options.migration).await?;
             let (more, rewritten) =
                 self.run(&temp.snapshot_name, &temp.consistent_point, Selection::Only(&again)).await?;
