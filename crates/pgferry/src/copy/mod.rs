@@ -548,15 +548,9 @@ async fn relations_of_kinds(dst: &Client, kinds: &[i8]) -> Result<Vec<QualifiedN
 
 /// ANALYZE each table, in order, `jobs` at a time.
 async fn analyze_all(target: &ConnSpec, tables: Vec<QualifiedName>, jobs: usize) -> Result<()> {
-    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(tables));
-    let worker = || async {
-        let client = pgferry_pg::connect(target).await?;
-        loop {
-            let Some(table) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok(()) };
-            indexes::analyze(&client, &table).await?;
-        }
-    };
-    futures_util::future::try_join_all((0..jobs.max(1)).map(|_| worker())).await.map(|_: Vec<()>| ())
+    let open = async || Ok(pgferry_pg::connect(target).await?);
+    let analyze = async |client: &Client, table: QualifiedName| indexes::analyze(client, &table).await;
+    crate::pool::each(tables, jobs, open, analyze).await.map(|_| ())
 }
 
 async fn has_large_objects(src: &Client) -> Result<bool> {
