@@ -52,7 +52,6 @@ use pgferry_core::names::MigrationName;
 use pgferry_pg::replication::ReplicationError;
 use pgferry_pg::{sqlstate, ConnSpec};
 use pgferry_pgoutput::{Decoder, Lsn};
-use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -205,7 +204,7 @@ enum Advance {
 
 /// What the loop of a session handles next.
 enum Next {
-    Event(ReplicationEvent),
+    Event(stream::Event),
     /// The previous batch's commit finished.
     Committed,
     /// Nothing arrived before a status was due.
@@ -425,7 +424,7 @@ struct Relations {
 /// The state of one session's loop.
 struct Run<'a> {
     applier: Applier<'a>,
-    stream: &'a mut ReplicationClient,
+    stream: &'a mut stream::Stream,
     target: &'a Client,
     options: &'a FollowOptions,
     totals: &'a mut Totals,
@@ -460,17 +459,16 @@ impl Run<'_> {
                 Next::Committed | Next::StatusDue => {}
                 Next::Idle if self.applier.in_transaction() => {}
                 Next::Idle => self.flush().await?,
-                Next::Event(ReplicationEvent::Begin { final_lsn, .. }) => self.applier.begin(Lsn(final_lsn.0)),
-                Next::Event(ReplicationEvent::XLogData { data, wal_end, .. }) => {
-                    self.server_end = self.server_end.max(Lsn(wal_end.0));
+                Next::Event(stream::Event::Begin { final_lsn }) => self.applier.begin(final_lsn),
+                Next::Event(stream::Event::Data { data, wal_end }) => {
+                    self.server_end = self.server_end.max(wal_end);
                     let bytes = data.len();
                     let message = decoder.decode(data).map_err(|e| {
                         Stop::Fatal(Error::new(ErrorKind::Server, format!("decoding the change stream: {e}")))
                     })?;
                     self.applier.apply(message, bytes).await?;
                 }
-                Next::Event(ReplicationEvent::Commit { end_lsn, commit_time_micros, .. }) => {
-                    let end = Lsn(end_lsn.0);
+                Next::Event(stream::Event::Commit { end_lsn: end, commit_time_micros }) => {
                     self.applier.end_transaction(end, commit_time_micros);
                     let target_idle = self.applier.commit_finished()?;
                     let batch = &self.applier.batch;
@@ -486,17 +484,17 @@ impl Run<'_> {
                         self.flush().await?;
                     }
                 }
-                Next::Event(ReplicationEvent::KeepAlive { wal_end, .. }) => {
-                    self.server_end = self.server_end.max(Lsn(wal_end.0));
-                    self.advance_idle(Lsn(wal_end.0), Advance::WhenQuiet).await?;
+                Next::Event(stream::Event::KeepAlive { wal_end }) => {
+                    self.server_end = self.server_end.max(wal_end);
+                    self.advance_idle(wal_end, Advance::WhenQuiet).await?;
                 }
-                Next::Event(ReplicationEvent::Message { transactional: true, lsn, prefix, content })
+                Next::Event(stream::Event::Message { transactional: true, lsn, prefix, content })
                     if prefix == self.options.migration.ddl_message_prefix() =>
                 {
-                    self.applier.ddl(Lsn(lsn.0), &content).await?
+                    self.applier.ddl(lsn, &content).await?
                 }
-                Next::Event(ReplicationEvent::Message { transactional: false, lsn, .. }) => {
-                    self.advance_idle(Lsn(lsn.0), Advance::Now).await?
+                Next::Event(stream::Event::Message { transactional: false, lsn, .. }) => {
+                    self.advance_idle(lsn, Advance::Now).await?
                 }
                 Next::Event(_) => {}
             }
@@ -696,8 +694,7 @@ impl Run<'_> {
     /// slot releases what was applied, then ends the stream.
     async fn finish(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        let metrics = self.stream.metrics();
-        while metrics.last_applied_lsn().0 < self.totals.applied.0 && Instant::now() < deadline {
+        while self.stream.acknowledged() < self.totals.applied && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if tokio::time::timeout(Duration::from_secs(5), self.stream.shutdown()).await.is_err() {
@@ -707,7 +704,7 @@ impl Run<'_> {
 
     fn acknowledge(&mut self, position: Lsn) {
         self.totals.applied = position;
-        self.stream.update_applied_lsn(pgwire_replication::Lsn(position.0));
+        self.stream.acknowledge(position);
     }
 
     /// Every [`STATUS_EVERY`]: the status event, and its sample in the journal
