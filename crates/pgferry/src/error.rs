@@ -52,10 +52,10 @@ pub struct Error {
 pub enum Cause {
     /// A statement or a connection of the driver.
     #[error(transparent)]
-    Statement(#[from] tokio_postgres::Error),
+    Statement(tokio_postgres::Error),
     /// The replication connection.
     #[error(transparent)]
-    Replication(#[from] ReplicationError),
+    Replication(ReplicationError),
 }
 
 impl Error {

@@ -116,7 +116,7 @@ impl Stream {
         self.0.update_applied_lsn(wire(position));
     }
 
-    /// The position the transport last took to send as applied.
+    /// The applied position the server was last told (by a status update).
     pub(crate) fn acknowledged(&self) -> Lsn {
         lsn(self.0.metrics().last_applied_lsn())
     }
