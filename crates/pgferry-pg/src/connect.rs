@@ -20,6 +20,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -171,9 +172,11 @@ pub(crate) fn pg_config(spec: &ConnSpec) -> Config {
 
 fn classify(error: &tokio_postgres::Error) -> (ConnectFailure, String) {
     if let Some(db) = error.as_db_error() {
-        let failure = match db.code().code() {
-            "28P01" | "28000" => ConnectFailure::Authentication,
-            "3D000" => ConnectFailure::NoDatabase,
+        let failure = match db.code() {
+            c if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                ConnectFailure::Authentication
+            }
+            c if *c == SqlState::INVALID_CATALOG_NAME => ConnectFailure::NoDatabase,
             _ => ConnectFailure::Refused,
         };
         return (failure, format!("the server says: {}", db.message()));

@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod journal;
 mod pgpass;
 pub mod replication;
+pub mod sqlstate;
 mod tls;
 pub mod tools;
 

@@ -39,6 +39,8 @@ pub struct SnapshotSlot {
 pub struct ReplicationError {
     pub doing: String,
     pub cause: String,
+    /// The server's SQLSTATE, when the server refused ([`crate::sqlstate::code_of_transport`]).
+    pub code: Option<tokio_postgres::error::SqlState>,
 }
 
 /// The transport's configuration for a connection spec.
@@ -96,7 +98,11 @@ pub async fn create_slot_with_snapshot(
 ) -> Result<SnapshotSlot, ReplicationError> {
     let fail = |doing: &str| {
         let doing = doing.to_string();
-        move |e: pgwire_replication::PgWireError| ReplicationError { doing, cause: e.to_string() }
+        move |e: pgwire_replication::PgWireError| ReplicationError {
+            doing,
+            cause: e.to_string(),
+            code: crate::sqlstate::code_of_transport(&e),
+        }
     };
     let config = replication_config(spec, slot, Vec::new());
     let mut session = open_gated(spec, config).await.map_err(fail("opening a replication connection to the source"))?;
@@ -112,6 +118,7 @@ pub async fn create_slot_with_snapshot(
     let row = rows.first().ok_or_else(|| ReplicationError {
         doing: format!("creating the replication slot {slot}"),
         cause: "the server returned no row".into(),
+        code: None,
     })?;
     Ok(SnapshotSlot { consistent_point: text(row, 1), snapshot_name: text(row, 2), _session: session })
 }
@@ -155,5 +162,16 @@ mod tests {
             let shown = rows[0][0].as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
             assert_eq!(shown.as_deref(), Some(value), "{setting}");
         }
+    }
+
+    /// The server's refusal reaches the caller with its SQLSTATE, not only as text.
+    #[tokio::test]
+    async fn a_refused_replication_command_carries_its_sqlstate() {
+        let cluster = Cluster::start(PgVersion::V15);
+        let spec = ConnSpec::parse(&cluster.url("postgres")).unwrap();
+        let _held = create_slot_with_snapshot(&spec, "taken", true).await.unwrap();
+        let err = create_slot_with_snapshot(&spec, "taken", true).await.err().expect("the name is taken");
+        assert_eq!(err.code, Some(tokio_postgres::error::SqlState::DUPLICATE_OBJECT), "{err}");
+        assert_eq!(crate::sqlstate::classify(err.code.as_ref().unwrap()), crate::sqlstate::Class::Definite);
     }
 }

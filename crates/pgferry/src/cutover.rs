@@ -641,6 +641,7 @@ fn rolled_back(error: Error, rollback: Result<()>) -> Error {
                 error.message, failed.message
             ),
             hint: failed.hint,
+            ..error
         },
     }
 }

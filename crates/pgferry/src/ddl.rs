@@ -35,6 +35,7 @@ use pgferry_pg::facts::USER_RELATION;
 use pgferry_pg::ConnSpec;
 use pgferry_pgoutput::Lsn;
 use serde::Serialize;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -208,7 +209,7 @@ $pgferry$",
     }
     sql = sql.push("COMMIT");
     if let Err(e) = src.batch_execute(sql.as_str()).await {
-        let denied = e.as_db_error().is_some_and(|d| d.code().code() == "42501");
+        let denied = e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
         let error = Error::server("installing DDL capture (event triggers) on the source", e);
         return Err(if denied {
             Error::new(ErrorKind::Refused, format!("{}; nothing was changed", error.message)).with_hint(

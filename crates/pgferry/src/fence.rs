@@ -29,6 +29,7 @@ use pgferry_core::names::MigrationName;
 use pgferry_core::sql::{Ident, Sql};
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -194,7 +195,7 @@ pub(crate) async fn verify_no_write_since(
         .await;
         match peeked {
             Ok(rows) => break rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) && attempts < 50 => {
+            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && attempts < 50 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -591,7 +592,7 @@ async fn terminate_sessions(src: &Client, own: &[i32]) -> Result<i64> {
 async fn verify(source: &ConnSpec, src: &Client, own_pid: i32, spared: &[String]) -> Result<()> {
     let probe = pgferry_pg::connect(source).await?;
     match probe.batch_execute("CREATE TEMPORARY TABLE pgferry_fence_probe (x int)").await {
-        Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "25006") => {}
+        Err(e) if e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => {}
         Err(e) => return Err(Error::server("verifying the fence with a write attempt", e)),
         Ok(()) => {
             return Err(Error::new(ErrorKind::Precondition, "the fence did not hold: a new session on the source could still write")

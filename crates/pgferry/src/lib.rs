@@ -20,6 +20,7 @@ pub mod outside_fence;
 pub mod pairing;
 pub mod parity;
 pub mod partitions;
+mod pool;
 pub mod rehearse;
 pub mod report;
 pub mod seed;

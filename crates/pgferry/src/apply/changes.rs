@@ -15,6 +15,7 @@ use std::task::Poll;
 
 use pgferry_core::sql::Sql;
 use pgferry_pgoutput::{Column, Delete, Insert, Lsn, Message, Oid, OldTuple, Truncate, Update};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::batch::{already_copied, Batch};
@@ -482,7 +483,7 @@ impl<'a> Applier<'a> {
 /// values the server reported.
 fn missing_partition(table: &QualifiedName, e: &tokio_postgres::Error, at: &str) -> Option<Stop> {
     let db = e.as_db_error()?;
-    if db.code().code() != "23514" || !db.message().starts_with("no partition of relation") {
+    if *db.code() != SqlState::CHECK_VIOLATION || !db.message().starts_with("no partition of relation") {
         return None;
     }
     let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();

@@ -49,9 +49,9 @@ mod watchdog;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgferry_core::names::MigrationName;
-use pgferry_pg::ConnSpec;
+use pgferry_pg::replication::ReplicationError;
+use pgferry_pg::{sqlstate, ConnSpec};
 use pgferry_pgoutput::{Decoder, Lsn};
-use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -167,17 +167,12 @@ impl From<Error> for Stop {
 
 impl Stop {
     /// A failed statement on the target: transient when the connection went away,
-    /// or when a wait ran into the session's time limits (a lock held elsewhere:
-    /// 55P03; a statement cancelled: 57014; an idle transaction ended: 25P03).
+    /// or when a wait ran into the session's time limits
+    /// ([`sqlstate::Class::retried_by_apply`]).
     pub(crate) fn target(doing: &str, e: tokio_postgres::Error) -> Stop {
-        const RETRIED: [&str; 8] = ["08", "57P01", "57P02", "57P03", "53300", "55P03", "57014", "25P03"];
-        let lost = e.is_closed()
-            || match e.as_db_error() {
-                Some(db) => RETRIED.iter().any(|c| db.code().code().starts_with(c)),
-                None => true,
-            };
+        let retried = sqlstate::of_statement(&e).retried_by_apply();
         let error = Error::server(doing, e);
-        if lost {
+        if retried {
             Stop::Transient(error)
         } else {
             Stop::Fatal(error)
@@ -185,8 +180,13 @@ impl Stop {
     }
 
     fn stream(e: pgwire_replication::PgWireError) -> Stop {
-        let error = Error::new(ErrorKind::Server, format!("reading the source's change stream: {e}"));
-        if stream::transient(&e) {
+        let reopens = sqlstate::of_transport(&e).reopens_stream();
+        let error = Error::from(ReplicationError {
+            doing: "reading the source's change stream".into(),
+            cause: e.to_string(),
+            code: sqlstate::code_of_transport(&e),
+        });
+        if reopens {
             Stop::Transient(error)
         } else {
             Stop::Fatal(error)
@@ -204,7 +204,7 @@ enum Advance {
 
 /// What the loop of a session handles next.
 enum Next {
-    Event(ReplicationEvent),
+    Event(stream::Event),
     /// The previous batch's commit finished.
     Committed,
     /// Nothing arrived before a status was due.
@@ -362,7 +362,7 @@ async fn stream_session(
         crate::slot::on_target(dst, &options.migration).await?.unwrap_or_else(|| options.migration.legacy_slot());
     let opening = stream::open(source, &options.migration, &slot, state.start, liveness);
     let mut source_stream = opening.await.map_err(|e| match e {
-        e if first && !stream::transient(&e) => {
+        e if first && !sqlstate::of_transport(&e).reopens_stream() => {
             Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
         }
         e => Stop::stream(e),
@@ -424,7 +424,7 @@ struct Relations {
 /// The state of one session's loop.
 struct Run<'a> {
     applier: Applier<'a>,
-    stream: &'a mut ReplicationClient,
+    stream: &'a mut stream::Stream,
     target: &'a Client,
     options: &'a FollowOptions,
     totals: &'a mut Totals,
@@ -459,17 +459,16 @@ impl Run<'_> {
                 Next::Committed | Next::StatusDue => {}
                 Next::Idle if self.applier.in_transaction() => {}
                 Next::Idle => self.flush().await?,
-                Next::Event(ReplicationEvent::Begin { final_lsn, .. }) => self.applier.begin(Lsn(final_lsn.0)),
-                Next::Event(ReplicationEvent::XLogData { data, wal_end, .. }) => {
-                    self.server_end = self.server_end.max(Lsn(wal_end.0));
+                Next::Event(stream::Event::Begin { final_lsn }) => self.applier.begin(final_lsn),
+                Next::Event(stream::Event::Data { data, wal_end }) => {
+                    self.server_end = self.server_end.max(wal_end);
                     let bytes = data.len();
                     let message = decoder.decode(data).map_err(|e| {
                         Stop::Fatal(Error::new(ErrorKind::Server, format!("decoding the change stream: {e}")))
                     })?;
                     self.applier.apply(message, bytes).await?;
                 }
-                Next::Event(ReplicationEvent::Commit { end_lsn, commit_time_micros, .. }) => {
-                    let end = Lsn(end_lsn.0);
+                Next::Event(stream::Event::Commit { end_lsn: end, commit_time_micros }) => {
                     self.applier.end_transaction(end, commit_time_micros);
                     let target_idle = self.applier.commit_finished()?;
                     let batch = &self.applier.batch;
@@ -485,17 +484,17 @@ impl Run<'_> {
                         self.flush().await?;
                     }
                 }
-                Next::Event(ReplicationEvent::KeepAlive { wal_end, .. }) => {
-                    self.server_end = self.server_end.max(Lsn(wal_end.0));
-                    self.advance_idle(Lsn(wal_end.0), Advance::WhenQuiet).await?;
+                Next::Event(stream::Event::KeepAlive { wal_end }) => {
+                    self.server_end = self.server_end.max(wal_end);
+                    self.advance_idle(wal_end, Advance::WhenQuiet).await?;
                 }
-                Next::Event(ReplicationEvent::Message { transactional: true, lsn, prefix, content })
+                Next::Event(stream::Event::Message { transactional: true, lsn, prefix, content })
                     if prefix == self.options.migration.ddl_message_prefix() =>
                 {
-                    self.applier.ddl(Lsn(lsn.0), &content).await?
+                    self.applier.ddl(lsn, &content).await?
                 }
-                Next::Event(ReplicationEvent::Message { transactional: false, lsn, .. }) => {
-                    self.advance_idle(Lsn(lsn.0), Advance::Now).await?
+                Next::Event(stream::Event::Message { transactional: false, lsn, .. }) => {
+                    self.advance_idle(lsn, Advance::Now).await?
                 }
                 Next::Event(_) => {}
             }
@@ -695,8 +694,7 @@ impl Run<'_> {
     /// slot releases what was applied, then ends the stream.
     async fn finish(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        let metrics = self.stream.metrics();
-        while metrics.last_applied_lsn().0 < self.totals.applied.0 && Instant::now() < deadline {
+        while self.stream.acknowledged() < self.totals.applied && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if tokio::time::timeout(Duration::from_secs(5), self.stream.shutdown()).await.is_err() {
@@ -706,7 +704,7 @@ impl Run<'_> {
 
     fn acknowledge(&mut self, position: Lsn) {
         self.totals.applied = position;
-        self.stream.update_applied_lsn(pgwire_replication::Lsn(position.0));
+        self.stream.acknowledge(position);
     }
 
     /// Every [`STATUS_EVERY`]: the status event, and its sample in the journal

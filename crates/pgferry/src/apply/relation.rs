@@ -18,6 +18,7 @@ use std::fmt;
 
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql, Sql};
 use pgferry_pgoutput::{Oid, Relation, ReplicaIdentity};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
@@ -329,7 +330,7 @@ async fn has_equality(target: &Client, type_sql: &ServerSql) -> Result<bool, Sto
     target.batch_execute("SAVEPOINT pgferry_probe").await.map_err(fail)?;
     let found = match target.prepare_typed(sql.as_str(), &[Type::TEXT]).await {
         Ok(_) => true,
-        Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42883") => false,
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_FUNCTION) => false,
         Err(e) => return Err(fail(e)),
     };
     let end = if found { "RELEASE SAVEPOINT pgferry_probe" } else { "ROLLBACK TO SAVEPOINT pgferry_probe" };

@@ -260,7 +260,14 @@ fn where_clause(mut sql: Sql, table: &Mapped, matching: &Matching, params: &mut 
     }
 }
 
-/// Prepared statements of one target session, by relation and shape.
+/// The most statements a session keeps prepared: an update's shape depends on
+/// which columns it carries, so a wide table may have many; past this the cache
+/// starts over (each statement is closed on the server once no change in flight
+/// uses it).
+const MAX_PREPARED: usize = 1_000;
+
+/// Prepared statements of one target session, by relation and shape, at most
+/// [`MAX_PREPARED`].
 #[derive(Default)]
 pub(crate) struct Statements {
     prepared: HashMap<(Oid, Shape), Statement>,
@@ -284,6 +291,9 @@ impl Statements {
             Shape::Insert | Shape::Update { .. } | Shape::Delete { .. } => Type::TEXT,
         };
         let statement = target.prepare_typed(sql.as_str(), &vec![param_type; params]).await?;
+        if self.prepared.len() >= MAX_PREPARED {
+            self.prepared.clear();
+        }
         self.prepared.insert((oid, shape.clone()), statement.clone());
         Ok(statement)
     }
@@ -404,5 +414,24 @@ mod tests {
             build(&t, &shape).0.as_str(),
             "DELETE FROM ONLY \"s\".\"t\"\"x\" WHERE ctid = (SELECT ctid FROM ONLY \"s\".\"t\"\"x\" WHERE \"a\" IS NOT DISTINCT FROM $1::text::integer AND \"doc\"::text IS NOT DISTINCT FROM $2 AND \"b\" IS NOT DISTINCT FROM $3::text::integer LIMIT 1)"
         );
+    }
+
+    /// A session that meets many shapes keeps at most [`MAX_PREPARED`]
+    /// statements, and one handed out before the cache started over still runs.
+    #[tokio::test]
+    async fn the_prepared_statements_are_bounded() {
+        let cluster = pgferry_testkit::Cluster::start(pgferry_testkit::PgVersion::V15);
+        cluster.psql("postgres", "CREATE SCHEMA s; CREATE TABLE s.\"t\"\"x\" (id integer PRIMARY KEY, v integer)");
+        let client = cluster.connect("postgres").await;
+        let t = table(vec![column("id", true), column("v", false)], false);
+        let mut statements = Statements::default();
+        let first = statements.get(&client, 0, &t, &Shape::Insert).await.unwrap();
+        for oid in 1..=MAX_PREPARED as Oid {
+            statements.get(&client, oid, &t, &Shape::Insert).await.unwrap();
+            assert!(statements.prepared.len() <= MAX_PREPARED, "{} at oid {oid}", statements.prepared.len());
+        }
+        assert_eq!(statements.prepared.len(), 1, "started over once full");
+        client.execute(&first, &[&"1", &"2"]).await.unwrap();
+        assert_eq!(cluster.psql("postgres", "SELECT v FROM s.\"t\"\"x\""), "2");
     }
 }

@@ -13,12 +13,16 @@
 //! point), and the server is told the same position as flushed until a later one
 //! is committed on the target, so the slot never releases a change the target
 //! does not hold.
+//!
+//! The transport has an LSN type of its own: [`Stream`] converts its positions
+//! to pgferry's [`Lsn`] here, at the edge, and nowhere else.
 
+use bytes::Bytes;
 use pgferry_core::names::MigrationName;
 use pgferry_pg::replication::{open_gated, replication_config};
 use pgferry_pg::ConnSpec;
 use pgferry_pgoutput::Lsn;
-use pgwire_replication::{PgWireError, ReplicationClient};
+use pgwire_replication::{PgWireError, ReplicationClient, ReplicationEvent};
 
 use super::liveness::Liveness;
 
@@ -43,7 +47,7 @@ pub(crate) async fn open(
     slot: &str,
     start: Lsn,
     liveness: Liveness,
-) -> Result<ReplicationClient, PgWireError> {
+) -> Result<Stream, PgWireError> {
     let publications =
         vec![name.publication().as_str().to_string(), name.insert_only_publication().as_str().to_string()];
     let mut config = replication_config(source, slot, publications);
@@ -55,7 +59,7 @@ pub(crate) async fn open(
         Some(user) => format!("{user} {settings}"),
         None => settings,
     });
-    let start = pgwire_replication::Lsn(start.0);
+    let start = wire(start);
     config = config
         .with_start_lsn(start)
         .with_ack_lsn(start)
@@ -67,16 +71,71 @@ pub(crate) async fn open(
         .with_wakeup_interval(liveness.status_wakeup());
     let mut stream = open_gated(source, config).await?;
     stream.start().await?;
-    Ok(stream)
+    Ok(Stream(stream))
 }
 
-/// Whether a stream error is worth a reconnect: the network, a server restart,
-/// or the previous session's walsender still holding the slot.
-pub(crate) fn transient(error: &PgWireError) -> bool {
-    const CODES: [&str; 6] =
-        ["SQLSTATE 55006", "SQLSTATE 57P01", "SQLSTATE 57P02", "SQLSTATE 57P03", "SQLSTATE 08", "SQLSTATE 53300"];
-    match error {
-        PgWireError::Server(text) => CODES.iter().any(|c| text.contains(c)),
-        other => other.is_transient(),
+/// What the source's stream delivers that change capture acts on.
+pub(crate) enum Event {
+    /// A transaction begins; it commits at `final_lsn`.
+    Begin { final_lsn: Lsn },
+    /// One pgoutput message; the server's WAL reaches `wal_end`.
+    Data { data: Bytes, wal_end: Lsn },
+    /// The transaction ends at `end_lsn`.
+    Commit { end_lsn: Lsn, commit_time_micros: i64 },
+    /// The server is alive; its WAL reaches `wal_end`.
+    KeepAlive { wal_end: Lsn },
+    /// A logical message (`pg_logical_emit_message`).
+    Message { transactional: bool, lsn: Lsn, prefix: String, content: Bytes },
+    /// Anything else the transport reports.
+    Other,
+}
+
+/// The migration slot's change stream.
+pub(crate) struct Stream(ReplicationClient);
+
+impl Stream {
+    /// The next event; `None` when the server ended the stream.
+    pub(crate) async fn recv(&mut self) -> Result<Option<Event>, PgWireError> {
+        Ok(self.0.recv().await?.map(|event| match event {
+            ReplicationEvent::Begin { final_lsn, .. } => Event::Begin { final_lsn: lsn(final_lsn) },
+            ReplicationEvent::XLogData { data, wal_end, .. } => Event::Data { data, wal_end: lsn(wal_end) },
+            ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
+                Event::Commit { end_lsn: lsn(end_lsn), commit_time_micros }
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => Event::KeepAlive { wal_end: lsn(wal_end) },
+            ReplicationEvent::Message { transactional, lsn: at, prefix, content } => {
+                Event::Message { transactional, lsn: lsn(at), prefix, content }
+            }
+            _ => Event::Other,
+        }))
     }
+
+    /// Tells the server everything up to `position` is applied (sent with the
+    /// next status update).
+    pub(crate) fn acknowledge(&mut self, position: Lsn) {
+        self.0.update_applied_lsn(wire(position));
+    }
+
+    /// The applied position the server was last told (by a status update).
+    pub(crate) fn acknowledged(&self) -> Lsn {
+        lsn(self.0.metrics().last_applied_lsn())
+    }
+
+    /// Ends the stream politely.
+    pub(crate) async fn shutdown(&mut self) -> Result<(), PgWireError> {
+        self.0.shutdown().await
+    }
+
+    /// Ends the stream at once.
+    pub(crate) fn abort(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn lsn(wire: pgwire_replication::Lsn) -> Lsn {
+    Lsn(wire.0)
+}
+
+fn wire(lsn: Lsn) -> pgwire_replication::Lsn {
+    pgwire_replication::Lsn(lsn.0)
 }

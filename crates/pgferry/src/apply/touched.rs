@@ -12,6 +12,12 @@
 //! not. Validation reads the union, and once it found everything equal deletes
 //! the rows up to the applied position its snapshot saw; anything touched later
 //! keeps its row.
+//!
+//! A batch ends only at a source transaction's end, so one large transaction
+//! makes one large batch: past [`MAX_KEYS`] keys held for a batch, the table
+//! whose key would pass it is marked whole instead, which bounds the memory a
+//! batch's keys take (and the row written) at the price of checking that table
+//! whole.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +27,9 @@ use pgferry_pgoutput::{Column, Lsn};
 use tokio_postgres::Client;
 
 use super::relation::Mapped;
+
+/// The most keys one batch holds, across its tables (about 10 MB of short keys).
+pub(crate) const MAX_KEYS: usize = 100_000;
 
 /// What one table needs re-checked.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +42,8 @@ pub(crate) enum TouchedRows {
 #[derive(Default)]
 pub(crate) struct Touched {
     tables: BTreeMap<QualifiedName, TableTouch>,
+    /// Keys held across the tables, at most [`MAX_KEYS`].
+    keys: usize,
 }
 
 #[derive(Default)]
@@ -66,9 +77,14 @@ impl Touched {
         match key {
             Some(key) => {
                 let touch = self.tables.entry(table.table.clone()).or_default();
-                if !touch.whole {
-                    touch.keys.insert(key);
+                if touch.whole || touch.keys.contains(&key) {
+                    return;
                 }
+                if self.keys == MAX_KEYS {
+                    return self.whole(&table.table);
+                }
+                touch.keys.insert(key);
+                self.keys += 1;
             }
             None => self.whole(&table.table),
         }
@@ -77,6 +93,7 @@ impl Touched {
     pub(crate) fn whole(&mut self, table: &QualifiedName) {
         let touch = self.tables.entry(table.clone()).or_default();
         touch.whole = true;
+        self.keys -= touch.keys.len();
         touch.keys.clear();
     }
 
@@ -266,5 +283,31 @@ mod tests {
         assert!(touched.tables[&keyed.table].whole && touched.tables[&keyed.table].keys.is_empty());
         touched.row(&keyed, &[text("3"), text("z")]);
         assert!(touched.tables[&keyed.table].keys.is_empty(), "a whole table needs no keys");
+        assert_eq!(touched.keys, 0);
+    }
+
+    #[test]
+    fn past_the_bound_the_table_that_would_pass_it_is_marked_whole() {
+        let keyed = |name: &str| Mapped {
+            table: QualifiedName::from_catalog("s", name),
+            columns: vec![column("a", true)],
+            full: false,
+            folding: Folding::InOrder,
+            partitioned: false,
+        };
+        let (small, big) = (keyed("small"), keyed("big"));
+        let mut touched = Touched::default();
+        touched.row(&small, &[text("only")]);
+        for i in 0..MAX_KEYS - 1 {
+            touched.row(&big, &[text(&i.to_string())]);
+        }
+        assert_eq!(touched.keys, MAX_KEYS);
+        touched.row(&big, &[text("0")]);
+        assert!(!touched.tables[&big.table].whole, "a key held already costs nothing");
+        touched.row(&big, &[text("one too many")]);
+        assert!(touched.tables[&big.table].whole && touched.tables[&big.table].keys.is_empty());
+        assert_eq!(touched.keys, 1, "its keys are let go");
+        touched.row(&small, &[text("more")]);
+        assert_eq!(touched.tables[&small.table].keys.len(), 2, "the other tables keep their keys");
     }
 }

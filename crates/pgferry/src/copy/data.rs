@@ -1,11 +1,10 @@
 //! The data phase: `--jobs` workers, each with one source and one target
-//! connection, take units off the plan (largest first) and pipe them with
+//! connection ([`crate::pool`]), take units off the plan (largest first) and pipe them with
 //! binary COPY, each in its own source transaction on the shared snapshot and
 //! checked against rewrites (see [`super::rewrites`]). Each unit's rows and
 //! its journal row commit together on the target.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use pgferry_core::copy_plan::{CopyTable, CopyUnit};
@@ -21,7 +20,7 @@ use super::rewrites::Rewrites;
 use super::CopyEvent;
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::failpoint;
+use crate::{failpoint, pool};
 
 /// A snapshot to read under, and the position it shows the database at.
 pub(crate) struct Snapshot<'a> {
@@ -49,25 +48,18 @@ pub(crate) async fn copy_units(job: &DataJob<'_>, units: Vec<CopyUnit>, jobs: us
         pieces_left[unit.table] += 1;
     }
     let pieces_left = Mutex::new(pieces_left);
-    let queue = Arc::new(Mutex::new(VecDeque::from(units)));
-    let workers = (0..jobs.max(1)).map(|_| worker(job, &queue, &pieces_left));
-    futures_util::future::try_join_all(workers).await?;
-    Ok(())
-}
-
-async fn worker(job: &DataJob<'_>, queue: &Mutex<VecDeque<CopyUnit>>, pieces_left: &Mutex<Vec<i32>>) -> Result<()> {
-    let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-    let Some(first) = next() else { return Ok(()) };
-    let src = pgferry_pg::connect(job.source).await?;
-    let dst = pgferry_pg::connect(job.target).await?;
-    dst.batch_execute("SET synchronous_commit = off")
-        .await
-        .map_err(|e| Error::server("configuring a target session", e))?;
-    let mut unit = Some(first);
-    while let Some(piece) = unit {
-        if copy_piece(job, &src, &dst, &piece).await? {
+    let open = async || {
+        let src = pgferry_pg::connect(job.source).await?;
+        let dst = pgferry_pg::connect(job.target).await?;
+        dst.batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(|e| Error::server("configuring a target session", e))?;
+        Ok((src, dst))
+    };
+    let copy = async |(src, dst): &(Client, Client), piece: CopyUnit| {
+        if copy_piece(job, src, dst, &piece).await? {
             let table_done = {
-                let mut left = pieces_left.lock().unwrap_or_else(|e| e.into_inner());
+                let mut left = pieces_left.lock().unwrap_or_else(PoisonError::into_inner);
                 left[piece.table] -= 1;
                 left[piece.table] == 0
             };
@@ -76,8 +68,9 @@ async fn worker(job: &DataJob<'_>, queue: &Mutex<VecDeque<CopyUnit>>, pieces_lef
                 job.indexes.table_ready(&job.tables[piece.table].name);
             }
         }
-        unit = next();
-    }
+        Ok(())
+    };
+    pool::each(units, jobs, open, copy).await?;
     Ok(())
 }
 

@@ -4,9 +4,6 @@
 //! catalogs and runs the plan). `pg_restore` is given the post-data list without
 //! them.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-
 use pgferry_core::foreign_keys::{plan, TargetKeys};
 use pgferry_core::inventory::{ForeignKey, SchemaFilter};
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
@@ -14,7 +11,7 @@ use pgferry_pg::ConnSpec;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::failpoint;
+use crate::{failpoint, pool};
 
 /// The source's foreign keys (user schemas, not the clones on partitions).
 pub(crate) async fn of_source(source: &ConnSpec) -> Result<Vec<ForeignKey>> {
@@ -47,18 +44,14 @@ pub(crate) async fn add_and_validate(target: &ConnSpec, dst: &Client, keys: &[Fo
             .map_err(|e| Error::server(&format!("adding a foreign key ({})", sql.as_str()), e))?;
     }
     failpoint::hit("copy-after-foreign-keys-added");
-    let queue = Mutex::new(plan.validate.into_iter().collect::<VecDeque<_>>());
-    let worker = || async {
-        let client = pgferry_pg::connect(target).await?;
-        loop {
-            let Some(sql) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok(()) };
-            client
-                .batch_execute(sql.as_str())
-                .await
-                .map_err(|e| Error::server(&format!("validating a foreign key ({})", sql.as_str()), e))?;
-        }
+    let open = async || Ok(pgferry_pg::connect(target).await?);
+    let validate = async |client: &Client, sql: Sql| {
+        client
+            .batch_execute(sql.as_str())
+            .await
+            .map_err(|e| Error::server(&format!("validating a foreign key ({})", sql.as_str()), e))
     };
-    futures_util::future::try_join_all((0..jobs.max(1)).map(|_| worker())).await.map(|_: Vec<()>| ())
+    pool::each(plan.validate, jobs, open, validate).await.map(|_| ())
 }
 
 async fn target_keys(dst: &Client) -> Result<TargetKeys> {

@@ -250,24 +250,23 @@ impl IndexQueue {
 
 /// Runs `jobs` builders until every build is done and its constraints attached.
 pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize) -> Result<()> {
-    let builder = || async {
+    let open = async || {
         let client = pgferry_pg::connect(target).await?;
         give_memory(&client, jobs).await?;
-        while let Some(work) = queue.next().await {
-            match work {
-                Work::Build(build) => {
-                    build_one(&client, &build).await?;
-                    if let Some(to_attach) = queue.built(&build.table) {
-                        attach_constraints(&client, &to_attach).await?;
-                        queue.attached(&build.table);
-                    }
-                }
-                Work::Analyze(table) => analyze(&client, &table).await?,
-            }
-        }
-        Ok::<(), Error>(())
+        Ok(client)
     };
-    futures_util::future::try_join_all((0..jobs.max(1)).map(|_| builder())).await.map(|_| ())
+    let run = async |client: &Client, work: Work| match work {
+        Work::Build(build) => {
+            build_one(client, &build).await?;
+            if let Some(to_attach) = queue.built(&build.table) {
+                attach_constraints(client, &to_attach).await?;
+                queue.attached(&build.table);
+            }
+            Ok(())
+        }
+        Work::Analyze(table) => analyze(client, &table).await,
+    };
+    crate::pool::drain(async || queue.next().await, jobs, open, run).await.map(|_| ())
 }
 
 /// Raises the session's `maintenance_work_mem` for its builds

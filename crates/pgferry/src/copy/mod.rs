@@ -227,9 +227,7 @@ async fn copy_steps(
         }
         source::drop_publications(&src, name).await?;
         source::ensure_publications(&src, name).await?;
-        let slot = create_slot_with_snapshot(source, &slot_name, false)
-            .await
-            .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+        let slot = create_slot_with_snapshot(source, &slot_name, false).await.map_err(Error::from)?;
         journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
         failpoint::hit("copy-after-slot");
         let dump = schema::dump(&pg_dump, source, Some(&slot.snapshot_name), &workdir).await?;
@@ -252,7 +250,7 @@ async fn copy_steps(
         let leftover = if current == MigrationPhase::Data {
             let temp = create_slot_with_snapshot(source, &SnapshotSlot::Resume.beside(&slot_name), true)
                 .await
-                .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+                .map_err(Error::from)?;
             data.run_all(&temp.snapshot_name, &temp.consistent_point).await?
         } else {
             Vec::new()
@@ -392,9 +390,7 @@ impl DataPhase<'_> {
                 );
             }
             let slot = SnapshotSlot::Resume.beside(self.slot);
-            let temp = create_slot_with_snapshot(self.source, &slot, true)
-                .await
-                .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+            let temp = create_slot_with_snapshot(self.source, &slot, true).await.map_err(Error::from)?;
             crate::parity::carry_enum_labels(self.src, self.dst, &self.options.migration).await?;
             let (more, rewritten) =
                 self.run(&temp.snapshot_name, &temp.consistent_point, Selection::Only(&again)).await?;
@@ -552,15 +548,9 @@ async fn relations_of_kinds(dst: &Client, kinds: &[i8]) -> Result<Vec<QualifiedN
 
 /// ANALYZE each table, in order, `jobs` at a time.
 async fn analyze_all(target: &ConnSpec, tables: Vec<QualifiedName>, jobs: usize) -> Result<()> {
-    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(tables));
-    let worker = || async {
-        let client = pgferry_pg::connect(target).await?;
-        loop {
-            let Some(table) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return Ok(()) };
-            indexes::analyze(&client, &table).await?;
-        }
-    };
-    futures_util::future::try_join_all((0..jobs.max(1)).map(|_| worker())).await.map(|_: Vec<()>| ())
+    let open = async || Ok(pgferry_pg::connect(target).await?);
+    let analyze = async |client: &Client, table: QualifiedName| indexes::analyze(client, &table).await;
+    crate::pool::each(tables, jobs, open, analyze).await.map(|_| ())
 }
 
 async fn has_large_objects(src: &Client) -> Result<bool> {

@@ -48,9 +48,8 @@ pub async fn repair_tables(
     crate::lifecycle::guard(&src, &dst, name, pgferry_core::lifecycle::Command::Repair).await?;
     journal::ensure(&dst).await?;
     let slot = crate::slot::resolve(&src, &dst, name).await?;
-    let slot = create_slot_with_snapshot(source, &SnapshotSlot::Repair.beside(&slot), true)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Server, e.to_string()))?;
+    let slot =
+        create_slot_with_snapshot(source, &SnapshotSlot::Repair.beside(&slot), true).await.map_err(Error::from)?;
     let snapshot = Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ")
         .literal(&slot.snapshot_name);
     src.batch_execute(snapshot.as_str()).await.map_err(|e| Error::server("importing the repair snapshot", e))?;

@@ -20,6 +20,7 @@
 use pgferry_core::names::{MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::facts::{USER_RELATION, WITHOUT_REPLICA_IDENTITY};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -162,7 +163,7 @@ async fn alter(client: &Client, table: &QualifiedName, identity: &'static str) -
         .push("; COMMIT");
     if let Err(e) = client.batch_execute(sql.as_str()).await {
         let _ = client.batch_execute("ROLLBACK").await;
-        let locked = e.as_db_error().is_some_and(|d| d.code().code() == "55P03");
+        let locked = e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE);
         return Err(if locked {
             Error::new(
                 ErrorKind::Precondition,

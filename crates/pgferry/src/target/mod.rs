@@ -16,6 +16,7 @@ pub use restore::{restore, validate_constraints};
 use pgferry_core::sql::QualifiedName;
 use pgferry_core::target::{Action, Object, Step};
 use serde::Serialize;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
@@ -56,9 +57,6 @@ pub enum Outcome {
     },
 }
 
-/// SQLSTATE `foreign_key_violation`: rows that a foreign key would reject.
-const FOREIGN_KEY_VIOLATION: &str = "23503";
-
 /// Runs the steps, each in its own transaction, with a failpoint after each.
 /// A foreign key that orphan rows keep from validating is reported and skipped;
 /// any other failure stops the run (a rerun resumes).
@@ -69,7 +67,8 @@ async fn run_steps(client: &mut Client, failpoint: &str, steps: &[Step]) -> Resu
         let outcome = match run_step(client, step).await {
             Ok(()) => Outcome::Done,
             Err(e) => match e.as_db_error() {
-                Some(db) if db.code().code() == FOREIGN_KEY_VIOLATION => {
+                // Rows that a foreign key would reject.
+                Some(db) if *db.code() == SqlState::FOREIGN_KEY_VIOLATION => {
                     eprintln!("FAILED {}: {} ({})", step.object, db.message(), db.detail().unwrap_or(""));
                     Outcome::Failed {
                         sqlstate: db.code().code().to_string(),

@@ -24,9 +24,6 @@ pub use fidelity::LargeObjectsVerdict;
 pub use journal::{last_validation, LastValidation};
 pub use lag::Behind;
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_core::validation::{
@@ -295,31 +292,26 @@ async fn compare(
     live: Option<&Live>,
     options: &ValidateOptions,
 ) -> Result<ValidationReport> {
-    let queue = Mutex::new(VecDeque::from(chunks));
-    let results = Mutex::new(Vec::new());
-    let worker = || async {
+    let open = async || {
         let s = open_worker(sides.source, &sides.source_snapshot).await?;
         let t = open_worker(sides.target, &sides.target_snapshot).await?;
-        loop {
-            let Some(chunk) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else {
-                return Ok::<(), Error>(());
-            };
-            let table = &tables[chunk.table];
-            let (a, b) = tokio::try_join!(fingerprint(&s, table, &chunk.scope), fingerprint(&t, table, &chunk.scope))?;
-            let outcome = if a == b {
-                Outcome::Equal { rows: a.rows }
-            } else if let Some(live) = live {
-                live.recheck(table, &chunk.scope, options).await?
-            } else {
-                let (x, y) = tokio::try_join!(rows(&s, table, &chunk.scope), rows(&t, table, &chunk.scope))?;
-                let differences = diff_rows(&x, &y, options.max_differences, options.show_values);
-                Outcome::Differs { source_rows: a.rows, target_rows: b.rows, differences }
-            };
-            results.lock().unwrap_or_else(|e| e.into_inner()).push((chunk.table, outcome));
-        }
+        Ok((s, t))
     };
-    futures_util::future::try_join_all((0..options.jobs.max(1)).map(|_| worker())).await?;
-    for (index, outcome) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    let compare = async |(s, t): &(Client, Client), chunk: Chunk| {
+        let table = &tables[chunk.table];
+        let (a, b) = tokio::try_join!(fingerprint(s, table, &chunk.scope), fingerprint(t, table, &chunk.scope))?;
+        let outcome = if a == b {
+            Outcome::Equal { rows: a.rows }
+        } else if let Some(live) = live {
+            live.recheck(table, &chunk.scope, options).await?
+        } else {
+            let (x, y) = tokio::try_join!(rows(s, table, &chunk.scope), rows(t, table, &chunk.scope))?;
+            let differences = diff_rows(&x, &y, options.max_differences, options.show_values);
+            Outcome::Differs { source_rows: a.rows, target_rows: b.rows, differences }
+        };
+        Ok((chunk.table, outcome))
+    };
+    for (index, outcome) in crate::pool::each(chunks, options.jobs, open, compare).await? {
         let v = &mut verdicts[index];
         v.chunks += 1;
         match outcome {
