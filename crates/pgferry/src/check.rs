@@ -55,7 +55,7 @@ pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Re
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => return Err(Error::combine(s.err().into_iter().chain(t.err()).collect())),
     };
-    let client = client_for(source_facts.server_version_num, target_facts.server_version_num);
+    let client = client_for(source_facts.server_version_num, target_facts.server_version_num).await;
     let mut findings = evaluate(&source_facts, &target_facts, &tool_facts(client.as_ref()), plan);
     if is_same_database(&src, &dst).await? {
         findings.insert(0, same_database_finding(&source.to_string(), &target.to_string()));
@@ -81,9 +81,10 @@ pub async fn check(source: &ConnSpec, target: &ConnSpec, plan: &CheckPlan) -> Re
 
 /// The client installation (pg_dump and pg_restore) a copy between servers of
 /// these versions uses ([`choose_client`]); when none fits, the newest found, for
-/// the preflight to say what is wrong with it.
-pub(crate) fn client_for(source_version_num: i32, target_version_num: i32) -> Option<ClientPair> {
-    let mut pairs = find_client_pairs();
+/// the preflight to say what is wrong with it. Finding them runs each
+/// `pg_dump --version`: on a blocking thread, off the async runtime.
+pub(crate) async fn client_for(source_version_num: i32, target_version_num: i32) -> Option<ClientPair> {
+    let mut pairs = tokio::task::spawn_blocking(find_client_pairs).await.unwrap_or_default();
     let versions: Vec<i32> = pairs.iter().map(|p| p.pg_dump.version_num).collect();
     match choose_client(&versions, source_version_num, target_version_num) {
         Some(i) => Some(pairs.swap_remove(i)),

@@ -566,7 +566,7 @@ async fn has_large_objects(src: &Client) -> Result<bool> {
 async fn require_client(src: &Client, dst: &Client) -> Result<ClientPair> {
     let (source_version_num, target_version_num) =
         (server_version_num(src, "source").await?, server_version_num(dst, "target").await?);
-    let client = check::client_for(source_version_num, target_version_num);
+    let client = check::client_for(source_version_num, target_version_num).await;
     let problems = tool_problems(source_version_num, target_version_num, &check::tool_facts(client.as_ref()));
     match (client, problems.first()) {
         (Some(client), None) => Ok(client),
