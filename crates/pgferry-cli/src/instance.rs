@@ -1,4 +1,4 @@
-//! `status`, `validate`, `abort` and `cleanup` with `--all-databases`: the
+//! `start`, `status`, `validate`, `abort` and `cleanup` with `--all-databases`: the
 //! per-database command on every database of the instance's plan
 //! ([`pgferry::instance::paired`]), each under a heading (one JSON document
 //! for all), then the instance's verdict. A database the target server lacks is
@@ -7,6 +7,12 @@
 //! fails, and fail after all were tried, naming each failure.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use pgferry::events::Observer;
+use pgferry::start::StartOptions;
+use tracing::Instrument;
 
 use pgferry::instance::PairedDatabase;
 use pgferry::Result;
@@ -17,6 +23,7 @@ use serde::Serialize;
 use crate::cli::{Format, StatusArgs, ValidateArgs};
 use crate::commands::{exit_code, parse_migration, parse_pair, validate_one, verdict_exit_code};
 use crate::render;
+use crate::start::StartArgs;
 
 /// What the target server lacks, said in place of a database's report.
 const MISSING: &str = "missing on the target server: nothing of it was moved (pgferry check --all-databases prints the CREATE DATABASE that makes it)";
@@ -188,6 +195,77 @@ pub(crate) async fn remove(
     }
     let report = InstanceResult { databases: results, left_out: plan.left_out };
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    match failures.is_empty() {
+        true => Ok(ExitCode::SUCCESS),
+        false => Err(pgferry::Error::combine(failures)),
+    }
+}
+
+/// `start --all-databases`: one process moving every database of the plan side
+/// by side, each its own migration (slot, publications, journal in its own
+/// database), the copy's `--jobs` and `--index-jobs` shared out among them; log
+/// lines and metrics name the database. A database the target server lacks
+/// refuses the whole run before anything starts. One that stops (refused,
+/// failed) is said at once, the others go on; the run fails at the end, naming
+/// each.
+pub(crate) async fn start(
+    source: &pgferry_pg::ConnSpec,
+    target: &pgferry_pg::ConnSpec,
+    args: &StartArgs,
+    options: StartOptions,
+) -> Result<ExitCode> {
+    let (plan, paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
+    let missing: Vec<String> =
+        paired.iter().filter(|d| d.target.is_none()).map(|d| format!("{:?}", d.database)).collect();
+    if !missing.is_empty() {
+        return Err(pgferry::Error::new(
+            pgferry::ErrorKind::Refused,
+            format!("the target server lacks {}: nothing was started", missing.join(", ")),
+        )
+        .with_hint(
+            "create them first: pgferry check --all-databases prints the CREATE DATABASE of each, as the source has it",
+        ));
+    }
+    for (name, why) in plan.left_out.iter().filter(|(_, why)| why.loses_writes()) {
+        tracing::warn!(target: crate::logging::EVENTS, "database {name:?} is left out: {}", why.as_str());
+    }
+    let serving = crate::metrics::serve_if_asked(&args.metrics)?;
+    let shares = paired.len().max(1);
+    let mut runs: FuturesUnordered<_> = paired
+        .iter()
+        .map(|db| {
+            let mut options = options.clone();
+            options.copy.jobs = (options.copy.jobs / shares).max(1);
+            options.copy.index_jobs = (options.copy.index_jobs / shares).max(1);
+            let observers: Vec<Arc<dyn Observer>> =
+                vec![Arc::new(crate::progress::CopyView::new(true)), Arc::new(crate::follow::LogLines)];
+            let events = crate::metrics::events_of(serving, observers, Some(&db.database));
+            let span = tracing::info_span!(target: crate::logging::EVENTS, "database", database = %db.database);
+            let target = db.target.as_ref().expect("refused above when missing");
+            async move { (db.database.clone(), pgferry::start::start(&db.source, target, &options, &events).await) }
+                .instrument(span)
+        })
+        .collect();
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    while let Some((database, outcome)) = runs.next().await {
+        match outcome {
+            Ok(report) => {
+                if args.format == Format::Table {
+                    print!("{}{}", heading(&database), crate::start::start_summary(&report));
+                }
+                results.push(DatabaseResult { database, report: Some(report), missing: None });
+            }
+            Err(e) => {
+                tracing::error!(target: crate::logging::EVENTS, "database {database:?} stopped: {}", e.message);
+                failures.push(pgferry::Error { message: format!("database {database:?}: {}", e.message), ..e });
+            }
+        }
+    }
+    if args.format == Format::Json {
+        let report = InstanceResult { databases: results, left_out: plan.left_out };
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    }
     match failures.is_empty() {
         true => Ok(ExitCode::SUCCESS),
         false => Err(pgferry::Error::combine(failures)),

@@ -17,7 +17,7 @@ use clap::ValueEnum;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{self, FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{self, FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -86,7 +86,7 @@ pub(crate) fn error(err: &pgferry::Error) {
     }
 }
 
-/// `pgferry: message key=value ...`, one line, without escapes.
+/// `pgferry: [span fields] message key=value ...`, one line, without escapes.
 struct Plain;
 
 impl<S, N> FormatEvent<S, N> for Plain
@@ -96,6 +96,12 @@ where
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
         write!(writer, "pgferry: ")?;
+        // The spans' fields first: `database=shop` under `--all-databases`.
+        for span in ctx.event_scope().into_iter().flat_map(|scope| scope.from_root()) {
+            if let Some(fields) = span.extensions().get::<FormattedFields<N>>().filter(|f| !f.is_empty()) {
+                write!(writer, "{fields} ")?;
+            }
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Args;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Label, Unit,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use pgferry::apply::{FollowEvent, TableChanges};
 use pgferry::copy::CopyEvent;
@@ -32,15 +34,29 @@ pub(crate) struct MetricsArgs {
 
 /// The command's observers, with the metrics' when `--metrics-listen` is given
 /// (its listener is bound here: a taken address fails the command at once).
-pub(crate) fn events(args: &MetricsArgs, mut observers: Vec<Arc<dyn Observer>>) -> Result<Events> {
-    if let Some(address) = args.metrics_listen {
-        observers.push(Arc::new(serve(address)?));
-    }
-    Ok(Events::to(observers))
+pub(crate) fn events(args: &MetricsArgs, observers: Vec<Arc<dyn Observer>>) -> Result<Events> {
+    Ok(events_of(serve_if_asked(args)?, observers, None))
 }
 
-/// Installs the exporter and returns the observer that feeds it.
-fn serve(address: SocketAddr) -> Result<MetricsObserver> {
+/// Installs the exporter when `--metrics-listen` is given; whether it serves.
+pub(crate) fn serve_if_asked(args: &MetricsArgs) -> Result<bool> {
+    match args.metrics_listen {
+        Some(address) => serve(address).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// `observers`, and the metrics' when the exporter serves, every metric
+/// labelled `database` when one database of several is moved (`--all-databases`).
+pub(crate) fn events_of(serving: bool, mut observers: Vec<Arc<dyn Observer>>, database: Option<&str>) -> Events {
+    if serving {
+        observers.push(Arc::new(MetricsObserver::new(database)));
+    }
+    Events::to(observers)
+}
+
+/// Installs the exporter.
+fn serve(address: SocketAddr) -> Result<()> {
     PrometheusBuilder::new()
         .with_http_listener(address)
         .set_buckets_for_metric(Matcher::Full("pgferry_apply_batch_seconds".into()), &BATCH_SECONDS)
@@ -50,7 +66,7 @@ fn serve(address: SocketAddr) -> Result<MetricsObserver> {
                 .with_hint("give a free address and port this machine has, e.g. 127.0.0.1:9187")
         })?;
     describe();
-    Ok(MetricsObserver::new())
+    Ok(())
 }
 
 fn describe() {
@@ -84,6 +100,8 @@ fn describe() {
 
 /// Turns events into metrics.
 struct MetricsObserver {
+    /// `database`, under `--all-databases`.
+    labels: Vec<Label>,
     copy_bytes: Counter,
     copy_rows: Counter,
     copy_tables_done: Gauge,
@@ -94,25 +112,41 @@ struct MetricsObserver {
 }
 
 impl MetricsObserver {
-    fn new() -> Self {
+    fn new(database: Option<&str>) -> Self {
+        let labels: Vec<Label> = database.map(|d| Label::new("database", d.to_string())).into_iter().collect();
+        let observer = MetricsObserver {
+            copy_bytes: counter!("pgferry_copy_bytes_total", labels.clone()),
+            copy_rows: counter!("pgferry_copy_rows_total", labels.clone()),
+            copy_tables_done: gauge!("pgferry_copy_tables_done", labels.clone()),
+            transactions: counter!("pgferry_transactions_applied_total", labels.clone()),
+            lag_bytes: gauge!("pgferry_replication_lag_bytes", labels.clone()),
+            lag_seconds: gauge!("pgferry_replication_lag_seconds", labels.clone()),
+            slot_retained: gauge!("pgferry_slot_retained_bytes", labels.clone()),
+            labels,
+        };
+        observer.phase(None);
+        gauge!("pgferry_validation_mismatches", observer.labels.clone()).set(0.0);
+        observer
+    }
+
+    /// `labels` and these.
+    fn with(&self, more: &[(&'static str, String)]) -> Vec<Label> {
+        let mut labels = self.labels.clone();
+        labels.extend(more.iter().map(|(k, v)| Label::new(*k, v.clone())));
+        labels
+    }
+
+    /// 1 for the phase `now`, 0 for the others.
+    fn phase(&self, now: Option<Phase>) {
         for phase in Phase::ALL {
-            gauge!("pgferry_phase", "phase" => phase.as_str()).set(0.0);
-        }
-        gauge!("pgferry_validation_mismatches").set(0.0);
-        MetricsObserver {
-            copy_bytes: counter!("pgferry_copy_bytes_total"),
-            copy_rows: counter!("pgferry_copy_rows_total"),
-            copy_tables_done: gauge!("pgferry_copy_tables_done"),
-            transactions: counter!("pgferry_transactions_applied_total"),
-            lag_bytes: gauge!("pgferry_replication_lag_bytes"),
-            lag_seconds: gauge!("pgferry_replication_lag_seconds"),
-            slot_retained: gauge!("pgferry_slot_retained_bytes"),
+            let value = if Some(phase) == now { 1.0 } else { 0.0 };
+            gauge!("pgferry_phase", self.with(&[("phase", phase.as_str().to_string())])).set(value);
         }
     }
 
     fn applied(&self, transactions: u64, tables: &[(String, TableChanges)], seconds: f64) {
         self.transactions.increment(transactions);
-        histogram!("pgferry_apply_batch_seconds").record(seconds);
+        histogram!("pgferry_apply_batch_seconds", self.labels.clone()).record(seconds);
         for (table, counts) in tables {
             let kinds = [
                 ("insert", counts.inserts),
@@ -121,7 +155,8 @@ impl MetricsObserver {
                 ("truncate", counts.truncates),
             ];
             for (kind, n) in kinds.into_iter().filter(|(_, n)| *n > 0) {
-                counter!("pgferry_changes_applied_total", "table" => table.clone(), "kind" => kind).increment(n as u64);
+                let labels = self.with(&[("table", table.clone()), ("kind", kind.to_string())]);
+                counter!("pgferry_changes_applied_total", labels).increment(n as u64);
             }
         }
     }
@@ -130,11 +165,7 @@ impl MetricsObserver {
 impl Observer for MetricsObserver {
     fn observe(&self, event: &Event) {
         match event {
-            Event::Phase(now) => {
-                for phase in Phase::ALL {
-                    gauge!("pgferry_phase", "phase" => phase.as_str()).set(if phase == *now { 1.0 } else { 0.0 });
-                }
-            }
+            Event::Phase(now) => self.phase(Some(*now)),
             Event::Copy(CopyEvent::Bytes { bytes, .. }) => self.copy_bytes.increment(*bytes),
             Event::Copy(CopyEvent::ChunkDone { rows, .. }) => self.copy_rows.increment(*rows),
             Event::Copy(CopyEvent::TableDone { .. } | CopyEvent::Kept { .. }) => self.copy_tables_done.increment(1.0),
@@ -149,9 +180,35 @@ impl Observer for MetricsObserver {
                 self.applied(*transactions, tables, *seconds)
             }
             Event::Validated { mismatched_chunks, .. } => {
-                gauge!("pgferry_validation_mismatches").set(*mismatched_chunks as f64)
+                gauge!("pgferry_validation_mismatches", self.labels.clone()).set(*mismatched_chunks as f64)
             }
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_of_one_database_among_several_carries_its_name() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            let shop = MetricsObserver::new(Some("shop"));
+            let alone = MetricsObserver::new(None);
+            shop.observe(&Event::Phase(Phase::Follow));
+            shop.observe(&Event::Copy(CopyEvent::Bytes { table: "t".into(), bytes: 10 }));
+            alone.observe(&Event::Copy(CopyEvent::Bytes { table: "t".into(), bytes: 3 }));
+        });
+        let text = recorder.handle().render();
+        for line in [
+            "pgferry_phase{database=\"shop\",phase=\"follow\"} 1",
+            "pgferry_phase{database=\"shop\",phase=\"copy\"} 0",
+            "pgferry_copy_bytes_total{database=\"shop\"} 10",
+            "pgferry_copy_bytes_total 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         }
     }
 }

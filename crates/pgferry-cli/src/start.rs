@@ -52,6 +52,8 @@ pub(crate) struct StartArgs {
     pub(crate) service: bool,
     #[command(flatten)]
     pub(crate) metrics: crate::metrics::MetricsArgs,
+    #[command(flatten)]
+    pub(crate) instance: crate::cli::InstanceArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -79,18 +81,7 @@ pub(crate) struct SeedPrepareArgs {
 pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
     let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
     let migration = parse_migration(&args.name)?;
-    let seed = match (args.seeded, &args.seed_log, &args.seed_lsn) {
-        (false, ..) => None,
-        (true, Some(log), _) => Some(SeedPosition::Log(ServerLog::File(log.clone()))),
-        (true, None, Some(lsn)) => {
-            Some(SeedPosition::Lsn(lsn.parse().map_err(|e| Error::new(ErrorKind::Usage, format!("--seed-lsn: {e}")))?))
-        }
-        (true, None, None) => {
-            return Err(Error::new(ErrorKind::Usage, "--seeded needs where the copy ends").with_hint(
-                "pass --seed-log with the copy's server log, or --seed-lsn with its 'redo done at' position",
-            ))
-        }
-    };
+    let seed = seed_position(&args)?;
     let shutdown = crate::signals::stop_on_signals(
         "stopping after the current transaction (signal again to exit at once)",
         crate::signals::Second::Exits,
@@ -108,6 +99,9 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
         keyless_tables_are_insert_only: args.keyless_tables_are_insert_only,
         capture_ddl: args.capture_ddl,
     };
+    if args.instance.all_databases {
+        return crate::instance::start(&source, &target, &args, options).await;
+    }
     let view = Arc::new(crate::progress::CopyView::new(args.service));
     let events = crate::metrics::events(&args.metrics, vec![view.clone(), Arc::new(crate::follow::LogLines)])?;
     let report = pgferry::start::start(&source, &target, &options, &events).await;
@@ -115,21 +109,41 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
     let report = report?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
-        Format::Table => {
-            match &report.data {
-                Some(DataStep::Copied(copy)) => print!("{}", render::copy_summary(copy)),
-                Some(DataStep::Seeded(seed)) => print!("{}", render::seed_attached(seed)),
-                None => println!("stopped before change capture started; rerun pgferry start to continue"),
-            }
-            if let Some(follow) = &report.follow {
-                println!(
-                    "migration {}: applied up to {} ({} transactions, {} changes in this run)",
-                    follow.migration, follow.applied_lsn, follow.transactions, follow.changes
-                );
-            }
-        }
+        Format::Table => print!("{}", start_summary(&report)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a seeded target's copy ends, from `--seed-log` or `--seed-lsn`.
+fn seed_position(args: &StartArgs) -> Result<Option<SeedPosition>> {
+    Ok(match (args.seeded, &args.seed_log, &args.seed_lsn) {
+        (false, ..) => None,
+        (true, Some(log), _) => Some(SeedPosition::Log(ServerLog::File(log.clone()))),
+        (true, None, Some(lsn)) => {
+            Some(SeedPosition::Lsn(lsn.parse().map_err(|e| Error::new(ErrorKind::Usage, format!("--seed-lsn: {e}")))?))
+        }
+        (true, None, None) => {
+            return Err(Error::new(ErrorKind::Usage, "--seeded needs where the copy ends").with_hint(
+                "pass --seed-log with the copy's server log, or --seed-lsn with its 'redo done at' position",
+            ))
+        }
+    })
+}
+
+/// What `start` did, for the table format.
+pub(crate) fn start_summary(report: &pgferry::start::StartReport) -> String {
+    let mut out = match &report.data {
+        Some(DataStep::Copied(copy)) => render::copy_summary(copy),
+        Some(DataStep::Seeded(seed)) => render::seed_attached(seed),
+        None => "stopped before change capture started; rerun pgferry start to continue\n".to_string(),
+    };
+    if let Some(follow) = &report.follow {
+        out.push_str(&format!(
+            "migration {}: applied up to {} ({} transactions, {} changes in this run)\n",
+            follow.migration, follow.applied_lsn, follow.transactions, follow.changes
+        ));
+    }
+    out
 }
 
 pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {

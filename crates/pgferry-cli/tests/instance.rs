@@ -197,3 +197,55 @@ fn validate_and_status_cover_every_database_of_the_instance() {
         }
     }
 }
+
+/// `start --all-databases`: refused with nothing started while the target server
+/// lacks a database; then one process copies and follows every database side by
+/// side (each its own migration, log lines naming the database), and the
+/// instance validates EQUAL.
+#[test]
+fn start_all_databases_moves_every_database_side_by_side() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    let names = ["shop", "Ünïcode db", "reports"];
+    for db in names {
+        source.create_database(db);
+        source.psql(db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
+    }
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let start = |extra: &[&str]| {
+        pgferry(
+            &[&["start", "--source", &s, "--target", &t, "--all-databases", "--until-caught-up", "--service"], extra]
+                .concat(),
+        )
+    };
+    let refused = start(&[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("the target server lacks") && stderr.contains("\"shop\"") && stderr.contains("CREATE DATABASE"),
+        "{stderr}"
+    );
+    assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0", "nothing started");
+
+    for db in names {
+        target.create_database(db);
+    }
+    let out = start(&["--jobs", "4"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for db in names {
+        assert!(stderr.contains(&format!("database={db}")), "log lines name {db}: {stderr}");
+    }
+    assert_eq!(
+        source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"),
+        "4",
+        "one slot per database, postgres's too"
+    );
+    for db in names {
+        source.psql(db, "UPDATE t SET v = 'changed' WHERE id % 7 = 0; DELETE FROM t WHERE id > 1990");
+    }
+    let out = start(&[]);
+    assert!(out.status.success(), "a rerun follows on: {}", String::from_utf8_lossy(&out.stderr));
+    let validated = pgferry(&["validate", "--source", &s, "--target", &t, "--all-databases"]);
+    let text = String::from_utf8_lossy(&validated.stdout);
+    assert!(validated.status.success() && text.contains("instance: EQUAL (4 database(s))"), "{text}");
+}
