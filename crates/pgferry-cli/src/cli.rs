@@ -229,6 +229,10 @@ pub(crate) struct CutoverArgs {
     /// (outside the downtime; the application reads them stale until refreshed).
     #[arg(long, value_enum, default_value_t = RefreshViews::BeforeSwitch)]
     pub(crate) refresh_materialized_views: RefreshViews,
+    /// Seconds to wait for a running `pgferry start` to hand over (finish its
+    /// transaction at hand, release the migration); past it the request is withdrawn.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) handover_timeout: u64,
     /// Print what the cutover would do (go/no-go, the roles fenced, the steps) and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

@@ -17,7 +17,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         // Large futures live on the heap (clippy::large_futures), not in run's own.
         Command::Demo(args) => Box::pin(crate::demo::run(args)).await,
         Command::Check(args) => check(args).await,
-        Command::Start(args) => crate::start::start(args).await,
+        Command::Start(args) => Box::pin(crate::start::start(args)).await,
         Command::Seed(command) => crate::start::seed(command).await,
         Command::Copy(args) => copy(args).await,
         Command::Follow(args) => crate::follow::follow(args).await,
@@ -279,6 +279,7 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
             (false, false) => pgferry_core::cutover::SwitchWord::Unspoken,
         },
         shutdown: None,
+        handover_timeout: std::time::Duration::from_secs(args.handover_timeout),
         views: match args.refresh_materialized_views {
             crate::cli::RefreshViews::BeforeSwitch => pgferry::materialized_views::ViewRefresh::BeforeSwitch,
             crate::cli::RefreshViews::After => pgferry::materialized_views::ViewRefresh::AfterSwitch,

@@ -265,6 +265,9 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
         report.terminated_sessions,
     );
     unfenced_superusers(&mut out, &report.unfenced_superusers);
+    if let Some(from) = &report.took_over_from {
+        let _ = writeln!(out, "taken over from the running pgferry start ({from}), which ended its change capture");
+    }
     if !report.partitions_recopied.is_empty() {
         let _ = writeln!(out, "partitions copied again inside the fence: {}", report.partitions_recopied.join(", "));
     }
@@ -527,6 +530,9 @@ pub(crate) fn rehearsal(r: &Rehearsal) -> String {
     }
     let _ = writeln!(out, "switch         would run: {}", r.switch_command.as_deref().unwrap_or("(none given)"));
     let _ = writeln!(out, "\nexpected downtime: about {:.2} s", r.expected_downtime_seconds);
+    if let Some(from) = &r.took_over_from {
+        let _ = writeln!(out, "handed over by the running pgferry start ({from}): it resumes change capture now");
+    }
     out
 }
 

@@ -10,6 +10,7 @@ pub mod ddl;
 pub mod fence;
 pub mod fidelity;
 pub mod foreign_keys;
+pub mod handover;
 pub mod instance;
 pub mod inventory;
 pub mod journal;

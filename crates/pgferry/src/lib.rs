@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod failpoint;
 pub mod fence;
+pub mod handover;
 pub mod instance;
 pub mod inventory;
 pub mod large_objects;

@@ -21,6 +21,7 @@
 use std::time::Instant;
 
 use pgferry_core::cutover::{go_no_go, Decision};
+use pgferry_core::handover::Asker;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 
@@ -56,6 +57,9 @@ pub struct Rehearsal {
     pub validation_seconds: f64,
     pub switch_command: Option<String>,
     pub expected_downtime_seconds: f64,
+    /// The running `pgferry start` that handed the runner lock over for the
+    /// rehearsal; it resumes change capture once the rehearsal ends.
+    pub took_over_from: Option<String>,
 }
 
 pub async fn rehearse(
@@ -64,7 +68,8 @@ pub async fn rehearse(
     options: &CutoverOptions,
     validation: &ValidateOptions,
 ) -> Result<Rehearsal> {
-    let _runner = crate::start::RunnerLock::take(target, &options.migration).await?;
+    let (_runner, took_over) =
+        crate::handover::take_over(target, &options.migration, Asker::Rehearse, options.handover_timeout).await?;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     crate::lifecycle::guard(&src, &dst, &options.migration, pgferry_core::lifecycle::Command::Rehearse).await?;
@@ -120,6 +125,7 @@ pub async fn rehearse(
             + if options.views == ViewRefresh::BeforeSwitch { views.seconds } else { 0.0 }
             + sequence_seconds
             + validation_seconds,
+        took_over_from: took_over.map(|t| t.from),
     })
 }
 
