@@ -83,7 +83,7 @@ struct Application {
 }
 
 impl Application {
-    fn start(url: String) -> Application {
+    fn start(url: String, first_id: i64) -> Application {
         let stop = Arc::new(AtomicBool::new(false));
         let committed = Arc::new(Mutex::new(Vec::new()));
         let (stopping, seen) = (Arc::clone(&stop), Arc::clone(&committed));
@@ -92,7 +92,7 @@ impl Application {
             runtime.block_on(async move {
                 let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
                 tokio::spawn(connection);
-                let mut id = 100_000;
+                let mut id = first_id;
                 while !stopping.load(Ordering::Relaxed) {
                     id += 1;
                     let sql = format!(
@@ -135,7 +135,7 @@ fn applying(source: &Cluster, target: &Cluster) {
 fn a_cutover_takes_over_from_a_running_start_under_writes_and_a_rehearsal_hands_back() {
     let (source, target) = pair();
     let (s, t) = (source.url("app"), target.url("app"));
-    let application = Application::start(source.url_as("app", "app-pw", "app"));
+    let application = Application::start(source.url_as("app", "app-pw", "app"), 100_000);
     let mut start = spawn(&["start", "--source", &s, "--target", &t, "--service"], &[]);
     eventually("change capture started", Duration::from_secs(120), || {
         target.try_psql("app", "SELECT applied_lsn FROM pgferry.apply_progress").is_ok_and(|r| !r.is_empty())
@@ -169,6 +169,21 @@ fn a_cutover_takes_over_from_a_running_start_under_writes_and_a_rehearsal_hands_
     assert_eq!(target.psql("app", NO_CUTOVER), "t", "nothing of a cutover happened");
     assert!(!application.ended_by_itself(), "the application was never fenced");
 
+    // A cutover that took over and then rolls back says that change capture is not running.
+    let out = pgferry(&["cutover", "--source", &s, "--target", &t, "--switch-command", "false"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("change capture is NOT running"), "{}", text(&out));
+    assert!(text(&out).contains("run pgferry start (or pgferry follow) again"), "{}", text(&out));
+    let ended = start.wait_with_output().unwrap();
+    assert_eq!(ended.status.code(), Some(0), "{}", text(&ended));
+    assert!(text(&ended).contains("if that cutover rolls back, run pgferry start again"), "{}", text(&ended));
+    assert_eq!(source.psql("app", FENCE), "true,none", "rolled back: the source unfenced");
+    // The fence ended the application's session; it connects again.
+    let mut committed = application.stop();
+    let application = Application::start(source.url_as("app", "app-pw", "app"), 500_000);
+    let start = spawn(&["start", "--source", &s, "--target", &t, "--service"], &[]);
+    applying(&source, &target);
+
     // The cutover proper: start hands over, ends with exit 0 and says who took over.
     let before = application.committed();
     let out = pgferry(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true"]);
@@ -179,8 +194,9 @@ fn a_cutover_takes_over_from_a_running_start_under_writes_and_a_rehearsal_hands_
     assert!(text(&started).contains("change capture stopped: the cutover (pid"), "{}", text(&started));
     assert!(text(&started).contains("took over"), "{}", text(&started));
     eventually("the fence ended the application's session", Duration::from_secs(10), || application.ended_by_itself());
-    let committed = application.stop();
-    assert!(committed.len() > before, "the application wrote up to the fence");
+    let after = application.stop();
+    assert!(after.len() > before, "the application wrote up to the fence");
+    committed.extend(after);
     // Every row the application saw committed is on the target, none twice, the same rows.
     let ids: Vec<String> = committed.iter().map(ToString::to_string).collect();
     let missing = target.psql(
