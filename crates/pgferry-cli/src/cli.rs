@@ -34,6 +34,8 @@ pub(crate) enum Command {
     /// Seeded migrations: make the source ready for a physical copy (snapshot) that becomes the target.
     #[command(subcommand)]
     Seed(crate::start::SeedCommand),
+    /// Create the source's roles the target lacks (attributes, memberships, settings; never passwords).
+    Roles(RolesArgs),
     /// Copy schema and data into an empty target under one consistent snapshot (resumable).
     Copy(CopyArgs),
     /// Change capture: apply the source's changes to the copied target until stopped.
@@ -126,6 +128,17 @@ impl InstanceArgs {
 pub(crate) enum Format {
     Table,
     Json,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RolesArgs {
+    #[command(flatten)]
+    pub(crate) pair: Pair,
+    /// Show the statements and change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
 }
 
 #[derive(Args, Debug)]

@@ -9,7 +9,9 @@ use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{AbortArgs, CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, StatusArgs, ValidateArgs};
+use crate::cli::{
+    AbortArgs, CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, RolesArgs, StatusArgs, ValidateArgs,
+};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
@@ -19,6 +21,7 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         Command::Check(args) => check(args).await,
         Command::Start(args) => Box::pin(crate::start::start(args)).await,
         Command::Seed(command) => crate::start::seed(command).await,
+        Command::Roles(args) => roles(args).await,
         Command::Copy(args) => copy(args).await,
         Command::Follow(args) => crate::follow::follow(args).await,
         Command::Validate(args) => validate(args).await,
@@ -294,6 +297,16 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
         },
     };
     Ok((source, target, options))
+}
+
+async fn roles(args: RolesArgs) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
+    let report = pgferry::roles::roles(&source, &target, args.dry_run).await?;
+    match args.format {
+        Format::Table => print!("{}", render::roles(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {

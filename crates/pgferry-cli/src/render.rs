@@ -589,6 +589,43 @@ pub(crate) fn seed_attached(report: &pgferry::seed::AttachReport) -> String {
     out
 }
 
+/// `pgferry roles`: what was created (or would be), what was left alone, and the passwords to set.
+pub(crate) fn roles(report: &pgferry::roles::RolesReport) -> String {
+    let mut out = String::new();
+    let verb = if report.dry_run { "would run" } else { "ran" };
+    if report.statements.is_empty() {
+        let _ = writeln!(out, "nothing to do: every role of the source exists on the target");
+    } else {
+        let _ = writeln!(out, "{verb} on the target, in one transaction:");
+        for statement in &report.statements {
+            let _ = writeln!(out, "  {statement};");
+        }
+    }
+    for role in report.created.iter().filter(|r| !r.attributes_left_out.is_empty()) {
+        let _ = writeln!(
+            out,
+            "{}: created without {} (the target's user cannot give them; a superuser can, with ALTER ROLE)",
+            role.name,
+            role.attributes_left_out.join(", ")
+        );
+    }
+    if !report.existing.is_empty() {
+        let _ = writeln!(out, "on the target already, left as they are: {}", report.existing.join(", "));
+    }
+    for line in report.not_carried.iter().chain(&report.left_out) {
+        let _ = writeln!(out, "not carried: {line}");
+    }
+    let login: Vec<&str> = report.created.iter().filter(|r| r.needs_password).map(|r| r.name.as_str()).collect();
+    if !login.is_empty() {
+        let _ = writeln!(
+            out,
+            "passwords are never copied (the source's hashes are not read; RDS lets nobody read them): set one on the target for {} (ALTER ROLE ... PASSWORD)",
+            login.join(", ")
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::timings;

@@ -20,6 +20,7 @@ pub mod pairing;
 pub mod parity;
 pub mod phase;
 pub mod preflight;
+pub mod roles;
 pub mod seed;
 pub mod slot;
 pub mod sql;

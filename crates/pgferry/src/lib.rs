@@ -23,6 +23,7 @@ pub mod parity;
 pub mod partitions;
 pub mod rehearse;
 pub mod report;
+pub mod roles;
 pub mod seed;
 mod shell;
 mod slot;
