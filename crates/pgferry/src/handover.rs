@@ -265,24 +265,44 @@ pub(crate) enum Released {
     /// `start` holds the lock again (the rehearsal ended, or the requester died
     /// or gave up): change capture resumes.
     Resumed(RunnerLock),
+    /// The operator stopped `start` (SIGTERM, Ctrl-C) while another process held the lock.
+    Stopped,
 }
 
 /// After change capture stopped for `request`: waits until the migration's slot
 /// is free (the cutover's go/no-go refuses a slot in use), releases the lock and
-/// follows the handover to its end ([`after_release`]).
+/// follows the handover to its end ([`after_release`]). A request accepted
+/// meanwhile (`accepted`: a cutover asking while a rehearsal holds the lock) is
+/// followed instead once its requester holds the lock.
 pub(crate) async fn release(
     lock: RunnerLock,
-    request: &Request,
+    request: Request,
+    accepted: &RefCell<Option<Request>>,
+    operator: Option<&watch::Receiver<bool>>,
     source: &ConnSpec,
     name: &MigrationName,
 ) -> Result<Released> {
     wait_for_slot_release(source, lock.client(), name).await?;
     let client = lock.release(name).await?;
+    let mut request = request;
     let mut said_waiting = false;
     loop {
-        let (holder, alive, before_deadline) = observe(&client, name, request).await?;
+        let (holder, alive, before_deadline) = observe(&client, name, &request).await?;
+        if let Some(pid) = holder.filter(|pid| *pid != request.backend) {
+            if accepted.borrow().as_ref().is_some_and(|newer| newer.backend == pid) {
+                request = accepted.borrow_mut().take().expect("just seen");
+                said_waiting = false;
+                continue;
+            }
+        }
+        let holder = match holder {
+            None => Holder::Nobody,
+            Some(pid) if pid == request.backend => Holder::Requester,
+            Some(_) => Holder::Other,
+        };
         match after_release(request.asker, holder, alive, before_deadline) {
-            AfterRelease::End => return Ok(Released::Ended(request.who.clone())),
+            AfterRelease::End => return Ok(Released::Ended(request.who)),
+            AfterRelease::Wait if operator.is_some_and(|stop| *stop.borrow()) => return Ok(Released::Stopped),
             AfterRelease::Wait => {
                 if holder != Holder::Nobody && !said_waiting {
                     said_waiting = true;
@@ -313,8 +333,8 @@ pub(crate) async fn release(
     }
 }
 
-/// Who holds the lock, whether the requester's session is alive, and whether its deadline is ahead.
-async fn observe(client: &Client, name: &MigrationName, request: &Request) -> Result<(Holder, bool, bool)> {
+/// The session holding the lock, whether the requester's session is alive, and whether its deadline is ahead.
+async fn observe(client: &Client, name: &MigrationName, request: &Request) -> Result<(Option<i32>, bool, bool)> {
     let row = client
         .query_one(
             "SELECT (SELECT l.pid FROM pg_locks l
@@ -326,12 +346,7 @@ async fn observe(client: &Client, name: &MigrationName, request: &Request) -> Re
         )
         .await
         .map_err(|e| Error::server("watching the handover of the runner lock", e))?;
-    let holder = match row.get::<_, Option<i32>>(0) {
-        None => Holder::Nobody,
-        Some(pid) if pid == request.backend => Holder::Requester,
-        Some(_) => Holder::Other,
-    };
-    Ok((holder, row.get(1), row.get(2)))
+    Ok((row.get(0), row.get(1), row.get(2)))
 }
 
 /// Change capture's stream has ended; the server frees the slot once its

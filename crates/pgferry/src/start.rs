@@ -123,10 +123,11 @@ pub async fn start(
                 },
             });
             let Some(request) = accepted.borrow_mut().take() else { break };
-            match crate::handover::release(lock, &request, source, name).await? {
+            match crate::handover::release(lock, request, &accepted, operator.as_ref(), source, name).await? {
                 Released::Ended(by) => {
                     return Ok(StartReport { data: Some(data), follow: total, handed_over_to: Some(by) })
                 }
+                Released::Stopped => return Ok(StartReport { data: Some(data), follow: total, handed_over_to: None }),
                 Released::Resumed(again) => lock = again,
             }
             // A rehearsal may have been followed by a cutover in between.
@@ -134,7 +135,10 @@ pub async fn start(
             if operator.as_ref().is_some_and(|s| *s.borrow()) {
                 break;
             }
-            stop.send_replace(false);
+            // A request accepted meanwhile keeps its stop: change capture ends at once for it.
+            if accepted.borrow().is_none() {
+                stop.send_replace(false);
+            }
         }
         drop(lock);
         Ok(StartReport { data: Some(data), follow: total, handed_over_to: None })
