@@ -12,8 +12,11 @@
 //! source fenced. SIGINT/SIGTERM ([`CutoverOptions::shutdown`]) roll back before the
 //! switch, are held while the switch command runs (pgferry waits for its end, at
 //! most `switch_timeout`), and let the cutover finish after it. The cutover drains
-//! the stream itself, so `pgferry follow` must be stopped first; the go/no-go says
-//! so when the slot is still in use.
+//! the stream itself: a running `pgferry start` is asked to hand the runner lock
+//! over ([`crate::handover`]) and ends its change capture first; a `pgferry
+//! follow` must be stopped by the operator (the go/no-go says so when the slot is
+//! still in use). A cutover that took over and then fails says that change
+//! capture is no longer running.
 
 use std::time::{Duration, Instant};
 

@@ -17,6 +17,8 @@
 //! ([`validate_changed`], the same verdict rule): under live writes, rows
 //! written after the drain are lag, so the rehearsal says NOT PROVEN for them,
 //! never DIFFERENT; the cutover's check runs fenced and settles them.
+//! A running `pgferry start` hands the runner lock over for the rehearsal and
+//! resumes change capture once it ends ([`crate::handover`]).
 
 use std::time::Instant;
 

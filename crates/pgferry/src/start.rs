@@ -15,6 +15,12 @@
 //!
 //! A shutdown during step 3 cancels it; what committed stays journaled and the
 //! next run continues from there, exactly as after a kill.
+//!
+//! Throughout, `start` answers a `cutover` or `rehearse` that asks for the
+//! runner lock through the target ([`crate::handover`]): during step 4 it stops
+//! change capture as for a shutdown and hands the lock over; it ends once a
+//! cutover holds it, and resumes change capture after a rehearsal, or when the
+//! requester died or gave up before taking it. During steps 2 and 3 it refuses.
 
 use std::cell::RefCell;
 use std::time::Duration;
