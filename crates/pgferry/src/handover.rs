@@ -183,7 +183,10 @@ pub(crate) async fn respond(
             client = pgferry_pg::connect(target).await.ok();
         }
         let Some(c) = client.as_ref() else { continue };
-        match answer_once(c, name, *phase.borrow()).await {
+        // Copied out first: a borrow held across the await would block the
+        // phase's sender (a watch's lock) on this one thread for good.
+        let now = *phase.borrow();
+        match answer_once(c, name, now).await {
             Ok(Some(request)) => {
                 tracing::warn!(
                     "handing migration {name} over to the {}: change capture stops after the source transaction at hand",
