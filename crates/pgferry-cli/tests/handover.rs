@@ -250,3 +250,37 @@ async fn a_start_still_copying_refuses_and_a_holder_that_is_not_a_start_never_an
     assert_eq!(target.psql("app", NO_CUTOVER), "t");
     assert_eq!(source.psql("app", FENCE), fenced_before, "the source was not fenced");
 }
+
+/// A cutover that asks while a rehearsal holds the lock: start accepts it, and once
+/// the rehearsal ends the cutover gets the lock (start does not resume over it).
+#[test]
+fn a_cutover_asking_while_a_rehearsal_holds_the_lock_takes_over_after_it() {
+    let (source, target) = pair();
+    let (s, t) = (source.url("app"), target.url("app"));
+    let start = spawn(&["start", "--source", &s, "--target", &t, "--service"], &[]);
+    eventually("change capture started", Duration::from_secs(120), || {
+        target.try_psql("app", "SELECT applied_lsn FROM pgferry.apply_progress").is_ok_and(|r| !r.is_empty())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pause = format!("rehearse-after-lock:{}", dir.path().display());
+    let rehearse = spawn(&["rehearse", "--source", &s, "--target", &t], &[("PGFERRY_PAUSE", &pause)]);
+    eventually("the rehearsal holds the lock", Duration::from_secs(30), || {
+        dir.path().join("rehearse-after-lock.reached").exists()
+    });
+    let cutover = spawn(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true"], &[]);
+    eventually("start accepts the cutover's request too", Duration::from_secs(30), || {
+        target.psql("app", "SELECT count(*) FROM pgferry.handover WHERE command = 'cutover' AND answer = 'accepted'")
+            == "1"
+    });
+    source.psql("app", "INSERT INTO orders SELECT g, 'during the rehearsal ' || g FROM generate_series(3001, 3100) g");
+    std::fs::write(dir.path().join("rehearse-after-lock.go"), b"").unwrap();
+    let rehearsed = rehearse.wait_with_output().unwrap();
+    assert!(matches!(rehearsed.status.code(), Some(0 | 4)), "{}", text(&rehearsed));
+    let cut = cutover.wait_with_output().unwrap();
+    assert!(cut.status.success(), "{}", text(&cut));
+    let started = start.wait_with_output().unwrap();
+    assert_eq!(started.status.code(), Some(0), "{}", text(&started));
+    assert!(text(&started).contains("change capture stopped: the cutover (pid"), "{}", text(&started));
+    assert_eq!(orders(&target), orders(&source), "the same rows on both sides");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pgferry.handover"), "0", "no request left behind");
+}

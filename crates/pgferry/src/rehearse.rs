@@ -72,6 +72,7 @@ pub async fn rehearse(
 ) -> Result<Rehearsal> {
     let (_runner, took_over) =
         crate::handover::take_over(target, &options.migration, Asker::Rehearse, options.handover_timeout).await?;
+    crate::failpoint::pause("rehearse-after-lock").await;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     crate::lifecycle::guard(&src, &dst, &options.migration, pgferry_core::lifecycle::Command::Rehearse).await?;
