@@ -215,6 +215,15 @@ fn a_cutover_takes_over_from_a_running_start_under_writes_and_a_rehearsal_hands_
 async fn a_start_still_copying_refuses_and_a_holder_that_is_not_a_start_never_answers() {
     let (source, target) = pair();
     let (s, t) = (source.url("app"), target.url("app"));
+    // Held on a target where nothing of pgferry exists yet: refused at once, and
+    // the cutover creates nothing there (no state, no request).
+    let early = target.connect("app").await;
+    early.execute("SELECT pg_advisory_lock(hashtext('pgferry'), hashtext('main'))", &[]).await.unwrap();
+    let out = pgferry(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cannot hand it over"), "{}", text(&out));
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
+    drop(early);
     let dir = tempfile::tempdir().unwrap();
     let pause = format!("copy-before-lock:{}", dir.path().display());
     let start = spawn(&["start", "--source", &s, "--target", &t, "--service"], &[("PGFERRY_PAUSE", &pause)]);

@@ -71,7 +71,21 @@ pub async fn take_over(
         Err(client) => client,
     };
     let holder = RunnerLock::holder(&client, name).await.unwrap_or_else(|| "unknown".to_string());
-    crate::state::ensure(&client, Side::Target).await?;
+    // No DDL here: a start of this release made the table with its journal
+    // before its copy; without it the holder cannot be one that hands over yet.
+    crate::state::refuse_newer(&client, Side::Target).await?;
+    let table: bool = client
+        .query_one("SELECT to_regclass('pgferry.handover') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::server("looking for pgferry.handover on the target", e))?
+        .get(0);
+    if !table {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("another pgferry process holds migration {name} ({holder}) and cannot hand it over: a pgferry start that has not begun its copy yet, or a process that does not hand over (follow, copy, validate --repair, an older pgferry); nothing was changed"),
+        )
+        .with_hint("wait until pgferry status shows change capture running, or stop that process, then rerun"));
+    }
     let request = client
         .query_opt(
             "INSERT INTO pgferry.handover AS h (migration, command, requester_pid, requester_host, requester_backend, wait_until)
