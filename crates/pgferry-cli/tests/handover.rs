@@ -252,6 +252,16 @@ async fn a_start_still_copying_refuses_and_a_holder_that_is_not_a_start_never_an
     // the cutover withdraws its request after its wait and changes nothing.
     let holder = target.connect("app").await;
     holder.execute("SELECT pg_advisory_lock(hashtext('pgferry'), hashtext('main'))", &[]).await.unwrap();
+    // Ctrl-C while it waits: the request is withdrawn at once.
+    let waiting = spawn(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true"], &[]);
+    eventually("the request is written", Duration::from_secs(30), || {
+        target.psql("app", "SELECT count(*) FROM pgferry.handover") == "1"
+    });
+    Command::new("kill").args(["-INT", &waiting.id().to_string()]).status().unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains("the request was withdrawn, nothing was changed"), "{}", text(&out));
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pgferry.handover"), "0");
     let out = pgferry(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("did not answer the handover request"), "{}", text(&out));

@@ -195,8 +195,14 @@ async fn connect_target(
     target: &ConnSpec,
     options: &CutoverOptions,
 ) -> Result<(crate::start::RunnerLock, Client, Option<TookOver>)> {
-    let (runner, took_over) =
-        crate::handover::take_over(target, &options.migration, Asker::Cutover, options.handover_timeout).await?;
+    let (runner, took_over) = crate::handover::take_over(
+        target,
+        &options.migration,
+        Asker::Cutover,
+        options.handover_timeout,
+        options.shutdown.as_ref(),
+    )
+    .await?;
     Ok((runner, pgferry_pg::connect(target).await?, took_over))
 }
 

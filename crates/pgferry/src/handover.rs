@@ -59,12 +59,14 @@ pub struct TookOver {
 
 /// Takes the migration's runner lock for `asker`: at once when it is free, else
 /// by asking the running `pgferry start` to hand it over, waiting at most
-/// `deadline`. Every refusal withdraws the request and changed nothing else.
+/// `deadline` (or until `stop` turns true: SIGINT/SIGTERM). Every refusal
+/// withdraws the request and changed nothing else.
 pub async fn take_over(
     target: &ConnSpec,
     name: &MigrationName,
     asker: Asker,
     deadline: Duration,
+    stop: Option<&watch::Receiver<bool>>,
 ) -> Result<(RunnerLock, Option<TookOver>)> {
     let client = match RunnerLock::take_or_client(target, name).await? {
         Ok(lock) => return Ok((lock, None)),
@@ -116,6 +118,13 @@ pub async fn take_over(
         let holds = RunnerLock::try_once(&client, name).await?;
         let reply = if holds { Reply::Pending } else { reply(&client, name).await? };
         let next = waiting(&reply, holds, asked.elapsed(), ANSWER_WITHIN, deadline);
+        if next == Wait::KeepWaiting && stop.is_some_and(|s| *s.borrow()) {
+            withdraw(&client, name).await?;
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                format!("stopped by a signal while waiting for pgferry start to hand migration {name} over; the request was withdrawn, nothing was changed"),
+            ));
+        }
         if next == Wait::KeepWaiting {
             tokio::time::sleep(POLL).await;
             continue;

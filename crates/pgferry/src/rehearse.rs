@@ -70,8 +70,14 @@ pub async fn rehearse(
     options: &CutoverOptions,
     validation: &ValidateOptions,
 ) -> Result<Rehearsal> {
-    let (_runner, took_over) =
-        crate::handover::take_over(target, &options.migration, Asker::Rehearse, options.handover_timeout).await?;
+    let (_runner, took_over) = crate::handover::take_over(
+        target,
+        &options.migration,
+        Asker::Rehearse,
+        options.handover_timeout,
+        options.shutdown.as_ref(),
+    )
+    .await?;
     crate::failpoint::pause("rehearse-after-lock").await;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
