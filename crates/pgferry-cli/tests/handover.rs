@@ -303,3 +303,38 @@ fn a_cutover_asking_while_a_rehearsal_holds_the_lock_takes_over_after_it() {
     assert_eq!(orders(&target), orders(&source), "the same rows on both sides");
     assert_eq!(target.psql("app", "SELECT count(*) FROM pgferry.handover"), "0", "no request left behind");
 }
+
+/// A start that accepted but does not let go in time (paused right after its
+/// answer): the cutover gives up at --handover-timeout with nothing changed, and
+/// start, finding the requester gone, takes the migration back and goes on.
+#[test]
+fn a_cutover_that_gives_up_waiting_leaves_start_following() {
+    let (source, target) = pair();
+    let (s, t) = (source.url("app"), target.url("app"));
+    let dir = tempfile::tempdir().unwrap();
+    let pause = format!("handover-accepted:{}", dir.path().display());
+    let mut start = spawn(&["start", "--source", &s, "--target", &t, "--service"], &[("PGFERRY_PAUSE", &pause)]);
+    eventually("change capture started", Duration::from_secs(120), || {
+        target.try_psql("app", "SELECT applied_lsn FROM pgferry.apply_progress").is_ok_and(|r| !r.is_empty())
+    });
+    let out =
+        pgferry(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true", "--handover-timeout", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("did not release migration main's runner lock within 3 s"), "{}", text(&out));
+    assert!(dir.path().join("handover-accepted.reached").exists(), "start had accepted");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pgferry.handover"), "0", "the request was withdrawn");
+    assert_eq!(target.psql("app", NO_CUTOVER), "t");
+    assert_eq!(source.psql("app", FENCE), "true,none", "the source was not fenced");
+    std::fs::write(dir.path().join("handover-accepted.go"), b"").unwrap();
+    source.psql("app", "INSERT INTO orders SELECT g, 'after ' || g FROM generate_series(5001, 5100) g");
+    applying(&source, &target);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(alive(&mut start), "start took the migration back and goes on");
+    source.psql("app", "INSERT INTO orders SELECT g, 'later ' || g FROM generate_series(5101, 5200) g");
+    applying(&source, &target);
+    Command::new("kill").args(["-TERM", &start.id().to_string()]).status().unwrap();
+    let out = start.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("change capture resumes"), "{}", text(&out));
+    assert_eq!(orders(&target), orders(&source));
+}

@@ -211,6 +211,7 @@ pub(crate) async fn respond(
         let now = *phase.borrow();
         match answer_once(c, name, now).await {
             Ok(Some(request)) => {
+                crate::failpoint::pause("handover-accepted").await;
                 tracing::warn!(
                     "handing migration {name} over to the {}: change capture stops after the source transaction at hand",
                     request.who
