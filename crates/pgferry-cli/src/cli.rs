@@ -29,7 +29,7 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Preflight: report every problem that stands between these servers and a migration.
     Check(CheckArgs),
-    /// The whole migration up to replicating: preflight, copy (or seed), then change capture until stopped (rerunnable).
+    /// The whole migration up to replicating: preflight, copy (or seed), then change capture until stopped or a cutover takes over (rerunnable).
     Start(crate::start::StartArgs),
     /// Seeded migrations: make the source ready for a physical copy (snapshot) that becomes the target.
     #[command(subcommand)]
