@@ -29,11 +29,13 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Preflight: report every problem that stands between these servers and a migration.
     Check(CheckArgs),
-    /// The whole migration up to replicating: preflight, copy (or seed), then change capture until stopped (rerunnable).
+    /// The whole migration up to replicating: preflight, copy (or seed), then change capture until stopped or a cutover takes over (rerunnable).
     Start(crate::start::StartArgs),
     /// Seeded migrations: make the source ready for a physical copy (snapshot) that becomes the target.
     #[command(subcommand)]
     Seed(crate::start::SeedCommand),
+    /// Create the source's roles the target lacks (attributes, memberships, settings; never passwords).
+    Roles(RolesArgs),
     /// Copy schema and data into an empty target under one consistent snapshot (resumable).
     Copy(CopyArgs),
     /// Change capture: apply the source's changes to the copied target until stopped.
@@ -126,6 +128,17 @@ impl InstanceArgs {
 pub(crate) enum Format {
     Table,
     Json,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RolesArgs {
+    #[command(flatten)]
+    pub(crate) pair: Pair,
+    /// Show the statements and change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
 }
 
 #[derive(Args, Debug)]
@@ -229,6 +242,10 @@ pub(crate) struct CutoverArgs {
     /// (outside the downtime; the application reads them stale until refreshed).
     #[arg(long, value_enum, default_value_t = RefreshViews::BeforeSwitch)]
     pub(crate) refresh_materialized_views: RefreshViews,
+    /// Seconds to wait for a running `pgferry start` to hand over (finish its
+    /// transaction at hand, release the migration); past it the request is withdrawn.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) handover_timeout: u64,
     /// Print what the cutover would do (go/no-go, the roles fenced, the steps) and change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

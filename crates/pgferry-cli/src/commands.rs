@@ -9,7 +9,9 @@ use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
 use pgferry_pg::ConnSpec;
 
-use crate::cli::{AbortArgs, CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, StatusArgs, ValidateArgs};
+use crate::cli::{
+    AbortArgs, CheckArgs, Command, CopyArgs, CutoverArgs, Format, RemoveArgs, RolesArgs, StatusArgs, ValidateArgs,
+};
 use crate::render;
 
 pub(crate) async fn run(command: Command) -> Result<ExitCode> {
@@ -17,8 +19,9 @@ pub(crate) async fn run(command: Command) -> Result<ExitCode> {
         // Large futures live on the heap (clippy::large_futures), not in run's own.
         Command::Demo(args) => Box::pin(crate::demo::run(args)).await,
         Command::Check(args) => check(args).await,
-        Command::Start(args) => crate::start::start(args).await,
+        Command::Start(args) => Box::pin(crate::start::start(args)).await,
         Command::Seed(command) => crate::start::seed(command).await,
+        Command::Roles(args) => roles(args).await,
         Command::Copy(args) => copy(args).await,
         Command::Follow(args) => crate::follow::follow(args).await,
         Command::Validate(args) => validate(args).await,
@@ -279,6 +282,7 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
             (false, false) => pgferry_core::cutover::SwitchWord::Unspoken,
         },
         shutdown: None,
+        handover_timeout: std::time::Duration::from_secs(args.handover_timeout),
         views: match args.refresh_materialized_views {
             crate::cli::RefreshViews::BeforeSwitch => pgferry::materialized_views::ViewRefresh::BeforeSwitch,
             crate::cli::RefreshViews::After => pgferry::materialized_views::ViewRefresh::AfterSwitch,
@@ -293,6 +297,16 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
         },
     };
     Ok((source, target, options))
+}
+
+async fn roles(args: RolesArgs) -> Result<ExitCode> {
+    let (source, target) = parse_pair(&args.pair.source, &args.pair.target)?;
+    let report = pgferry::roles::roles(&source, &target, args.dry_run).await?;
+    match args.format {
+        Format::Table => print!("{}", render::roles(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {

@@ -242,8 +242,10 @@ pub(crate) async fn start(
             let events = crate::metrics::events_of(serving, observers, Some(&db.database));
             let span = tracing::info_span!(target: crate::logging::EVENTS, "database", database = %db.database);
             let target = db.target.as_ref().expect("refused above when missing");
-            async move { (db.database.clone(), pgferry::start::start(&db.source, target, &options, &events).await) }
-                .instrument(span)
+            async move {
+                (db.database.clone(), Box::pin(pgferry::start::start(&db.source, target, &options, &events)).await)
+            }
+            .instrument(span)
         })
         .collect();
     let mut results = Vec::new();

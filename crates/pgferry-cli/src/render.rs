@@ -265,6 +265,9 @@ pub(crate) fn cutover(report: &CutoverReport) -> String {
         report.terminated_sessions,
     );
     unfenced_superusers(&mut out, &report.unfenced_superusers);
+    if let Some(from) = &report.took_over_from {
+        let _ = writeln!(out, "taken over from the running pgferry start ({from}), which ended its change capture");
+    }
     if !report.partitions_recopied.is_empty() {
         let _ = writeln!(out, "partitions copied again inside the fence: {}", report.partitions_recopied.join(", "));
     }
@@ -527,6 +530,9 @@ pub(crate) fn rehearsal(r: &Rehearsal) -> String {
     }
     let _ = writeln!(out, "switch         would run: {}", r.switch_command.as_deref().unwrap_or("(none given)"));
     let _ = writeln!(out, "\nexpected downtime: about {:.2} s", r.expected_downtime_seconds);
+    if let Some(from) = &r.took_over_from {
+        let _ = writeln!(out, "handed over by the running pgferry start ({from}): it resumes change capture now");
+    }
     out
 }
 
@@ -579,6 +585,43 @@ pub(crate) fn seed_attached(report: &pgferry::seed::AttachReport) -> String {
         if !names.is_empty() {
             let _ = writeln!(out, "{what}: {}", names.join(", "));
         }
+    }
+    out
+}
+
+/// `pgferry roles`: what was created (or would be), what was left alone, and the passwords to set.
+pub(crate) fn roles(report: &pgferry::roles::RolesReport) -> String {
+    let mut out = String::new();
+    let verb = if report.dry_run { "would run" } else { "ran" };
+    if report.statements.is_empty() {
+        let _ = writeln!(out, "nothing to do: every role of the source exists on the target");
+    } else {
+        let _ = writeln!(out, "{verb} on the target, in one transaction:");
+        for statement in &report.statements {
+            let _ = writeln!(out, "  {statement};");
+        }
+    }
+    for role in report.created.iter().filter(|r| !r.attributes_left_out.is_empty()) {
+        let _ = writeln!(
+            out,
+            "{}: created without {} (the target's user cannot give them; a superuser can, with ALTER ROLE)",
+            role.name,
+            role.attributes_left_out.join(", ")
+        );
+    }
+    if !report.existing.is_empty() {
+        let _ = writeln!(out, "on the target already, left as they are: {}", report.existing.join(", "));
+    }
+    for line in report.not_carried.iter().chain(&report.left_out) {
+        let _ = writeln!(out, "not carried: {line}");
+    }
+    let login: Vec<&str> = report.created.iter().filter(|r| r.needs_password).map(|r| r.name.as_str()).collect();
+    if !login.is_empty() {
+        let _ = writeln!(
+            out,
+            "passwords are never copied (the source's hashes are not read; RDS lets nobody read them): set one on the target for {} (ALTER ROLE ... PASSWORD)",
+            login.join(", ")
+        );
     }
     out
 }

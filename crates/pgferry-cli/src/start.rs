@@ -104,7 +104,7 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
     }
     let view = Arc::new(crate::progress::CopyView::new(args.service));
     let events = crate::metrics::events(&args.metrics, vec![view.clone(), Arc::new(crate::follow::LogLines)])?;
-    let report = pgferry::start::start(&source, &target, &options, &events).await;
+    let report = Box::pin(pgferry::start::start(&source, &target, &options, &events)).await;
     view.finish();
     let report = report?;
     match args.format {
@@ -141,6 +141,11 @@ pub(crate) fn start_summary(report: &pgferry::start::StartReport) -> String {
         out.push_str(&format!(
             "migration {}: applied up to {} ({} transactions, {} changes in this run)\n",
             follow.migration, follow.applied_lsn, follow.transactions, follow.changes
+        ));
+    }
+    if let Some(by) = &report.handed_over_to {
+        out.push_str(&format!(
+            "change capture stopped: the {by} took over (it drains the rest itself); if that cutover rolls back, run pgferry start again\n"
         ));
     }
     out

@@ -174,7 +174,7 @@ pub fn missing_roles_finding(missing: &[String], plan: &CheckPlan) -> Option<Fin
         Severity::Warning,
         "missing_roles",
         format!("{} role(s) that own objects or hold privileges on the source do not exist on the target: the copy would then restore no owner and no privilege at all (every object owned by pgferry's role, every REVOKE lost)", missing.len()),
-        "create them on the target before the copy (pg_dumpall --roles-only on the source lists them; RDS does not let anyone read password hashes, so set their passwords on the target), then run pgferry check again".into(),
+        "create them on the target before the copy: pgferry roles --source ... --target ... (--dry-run shows the statements) creates every role the target lacks with its attributes, memberships and settings, never a password (RDS lets nobody read the hashes: set them on the target); then run pgferry check again".into(),
     );
     f.objects = missing.to_vec();
     Some(f)

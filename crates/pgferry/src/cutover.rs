@@ -12,8 +12,11 @@
 //! source fenced. SIGINT/SIGTERM ([`CutoverOptions::shutdown`]) roll back before the
 //! switch, are held while the switch command runs (pgferry waits for its end, at
 //! most `switch_timeout`), and let the cutover finish after it. The cutover drains
-//! the stream itself, so `pgferry follow` must be stopped first; the go/no-go says
-//! so when the slot is still in use.
+//! the stream itself: a running `pgferry start` is asked to hand the runner lock
+//! over ([`crate::handover`]) and ends its change capture first; a `pgferry
+//! follow` must be stopped by the operator (the go/no-go says so when the slot is
+//! still in use). A cutover that took over and then fails says that change
+//! capture is no longer running.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,7 @@ use pgferry_core::cutover::{
     go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery, Resumed, SwitchWord,
 };
 use pgferry_core::fence::FenceChange;
+use pgferry_core::handover::Asker;
 use pgferry_core::lifecycle::Command;
 use pgferry_core::names::MigrationName;
 use pgferry_core::pairing::Need;
@@ -33,6 +37,7 @@ use tokio_postgres::Client;
 use crate::apply::{follow, BatchLimits, FollowOptions, Until};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Events, Phase};
+use crate::handover::TookOver;
 use crate::materialized_views::{refresh_materialized_views, PlannedView, ViewRefresh};
 use crate::outside_fence::{self, OutsideFence};
 use crate::validate::{validate_changed, ValidateOptions};
@@ -58,11 +63,16 @@ pub struct CutoverOptions {
     pub shutdown: Option<watch::Receiver<bool>>,
     /// When the materialized views are refreshed.
     pub views: ViewRefresh,
+    /// The longest the cutover (or rehearsal) waits for a running `pgferry start`
+    /// to hand the runner lock over ([`crate::handover`]).
+    pub handover_timeout: Duration,
 }
 
 impl CutoverOptions {
     /// The default limit for the switch command.
     pub const SWITCH_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The default wait for a running `pgferry start` to hand over.
+    pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(60);
 }
 
 /// What the cutover did.
@@ -95,6 +105,9 @@ pub struct CutoverReport {
     /// False when this run finished a cutover that an earlier run switched: the
     /// downtime is the one that run journaled, and the other figures are not known.
     pub complete: bool,
+    /// The running `pgferry start` that handed the runner lock over: its change
+    /// capture has ended (a cutover that rolls back says to run it again).
+    pub took_over_from: Option<String>,
 }
 
 /// What a cutover started now would do (`--dry-run`): nothing is changed.
@@ -177,10 +190,20 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     })
 }
 
-/// The runner lock and a session on the target.
-async fn connect_target(target: &ConnSpec, name: &MigrationName) -> Result<(crate::start::RunnerLock, Client)> {
-    let runner = crate::start::RunnerLock::take(target, name).await?;
-    Ok((runner, pgferry_pg::connect(target).await?))
+/// The runner lock (handed over by a running `pgferry start` if need be) and a session on the target.
+async fn connect_target(
+    target: &ConnSpec,
+    options: &CutoverOptions,
+) -> Result<(crate::start::RunnerLock, Client, Option<TookOver>)> {
+    let (runner, took_over) = crate::handover::take_over(
+        target,
+        &options.migration,
+        Asker::Cutover,
+        options.handover_timeout,
+        options.shutdown.as_ref(),
+    )
+    .await?;
+    Ok((runner, pgferry_pg::connect(target).await?, took_over))
 }
 
 /// Runs (or after a stop, finishes or rolls back) the cutover.
@@ -192,11 +215,36 @@ pub async fn cutover(
 ) -> Result<CutoverReport> {
     let name = &options.migration;
     let src = pgferry_pg::connect(source).await?;
-    let (_runner, dst) = match connect_target(target, name).await {
+    let (runner, dst, took_over) = match connect_target(target, options).await {
         Ok(connected) => connected,
         Err(e) if e.kind == ErrorKind::Connection => return Err(fence::unreachable_target(&src, name, e).await),
         Err(e) => return Err(e),
     };
+    let outcome = Box::pin(cutover_locked(source, target, src, dst, options, events)).await;
+    drop(runner);
+    match (outcome, took_over) {
+        (Ok(report), took_over) => Ok(CutoverReport { took_over_from: took_over.map(|t| t.from), ..report }),
+        (Err(error), Some(took_over)) => Err(Error {
+            message: format!(
+                "{}\nchange capture is NOT running: pgferry start ({}) handed migration {name} over to this cutover and ended; run pgferry start (or pgferry follow) again to resume it",
+                error.message, took_over.from
+            ),
+            ..error
+        }),
+        (Err(error), None) => Err(error),
+    }
+}
+
+/// The cutover, once this process holds the runner lock.
+async fn cutover_locked(
+    source: &ConnSpec,
+    target: &ConnSpec,
+    src: Client,
+    dst: Client,
+    options: &CutoverOptions,
+    events: &Events,
+) -> Result<CutoverReport> {
+    let name = &options.migration;
     // Before anything reaches outside (the fence, a rollback that lifts one, the
     // journal): the target must be the one this source is migrated into.
     let pair = crate::pairing::require(&src, &dst, name, "cutover", Need::Journal).await?;
@@ -325,6 +373,7 @@ pub async fn cutover(
             .unwrap_or(0),
         views_refreshed_after_switch: views_refreshed_after_switch.map(|(_, seconds)| seconds),
         complete: true,
+        took_over_from: None,
     })
 }
 
@@ -572,6 +621,7 @@ async fn finish(
         materialized_views_refreshed: refreshed.map_or(0, |(n, _)| n),
         views_refreshed_after_switch: refreshed.map(|(_, seconds)| seconds),
         complete: false,
+        took_over_from: None,
     })
 }
 

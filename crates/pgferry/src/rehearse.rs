@@ -17,10 +17,13 @@
 //! ([`validate_changed`], the same verdict rule): under live writes, rows
 //! written after the drain are lag, so the rehearsal says NOT PROVEN for them,
 //! never DIFFERENT; the cutover's check runs fenced and settles them.
+//! A running `pgferry start` hands the runner lock over for the rehearsal and
+//! resumes change capture once it ends ([`crate::handover`]).
 
 use std::time::Instant;
 
 use pgferry_core::cutover::{go_no_go, Decision};
+use pgferry_core::handover::Asker;
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
 
@@ -56,6 +59,9 @@ pub struct Rehearsal {
     pub validation_seconds: f64,
     pub switch_command: Option<String>,
     pub expected_downtime_seconds: f64,
+    /// The running `pgferry start` that handed the runner lock over for the
+    /// rehearsal; it resumes change capture once the rehearsal ends.
+    pub took_over_from: Option<String>,
 }
 
 pub async fn rehearse(
@@ -64,7 +70,15 @@ pub async fn rehearse(
     options: &CutoverOptions,
     validation: &ValidateOptions,
 ) -> Result<Rehearsal> {
-    let _runner = crate::start::RunnerLock::take(target, &options.migration).await?;
+    let (_runner, took_over) = crate::handover::take_over(
+        target,
+        &options.migration,
+        Asker::Rehearse,
+        options.handover_timeout,
+        options.shutdown.as_ref(),
+    )
+    .await?;
+    crate::failpoint::pause("rehearse-after-lock").await;
     let src = pgferry_pg::connect(source).await?;
     let dst = pgferry_pg::connect(target).await?;
     crate::lifecycle::guard(&src, &dst, &options.migration, pgferry_core::lifecycle::Command::Rehearse).await?;
@@ -120,6 +134,7 @@ pub async fn rehearse(
             + if options.views == ViewRefresh::BeforeSwitch { views.seconds } else { 0.0 }
             + sequence_seconds
             + validation_seconds,
+        took_over_from: took_over.map(|t| t.from),
     })
 }
 

@@ -15,9 +15,17 @@
 //!
 //! A shutdown during step 3 cancels it; what committed stays journaled and the
 //! next run continues from there, exactly as after a kill.
+//!
+//! Throughout, `start` answers a `cutover` or `rehearse` that asks for the
+//! runner lock through the target ([`crate::handover`]): during step 4 it stops
+//! change capture as for a shutdown and hands the lock over; it ends once a
+//! cutover holds it, and resumes change capture after a rehearsal, or when the
+//! requester died or gave up before taking it. During steps 2 and 3 it refuses.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
+use pgferry_core::handover::RunnerPhase;
 use pgferry_core::lifecycle::Command;
 use pgferry_core::names::MigrationName;
 use pgferry_core::preflight::CheckPlan;
@@ -31,6 +39,7 @@ use crate::copy::{copy, CopyOptions, CopyReport};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Events;
 use crate::failpoint;
+use crate::handover::Released;
 use crate::seed::{attach, AttachReport, SeedPosition};
 
 /// What the operator asked for.
@@ -59,12 +68,17 @@ pub enum DataStep {
 #[derive(Debug, Serialize)]
 pub struct StartReport {
     pub data: Option<DataStep>,
-    /// `None` when stopped before change capture started.
+    /// `None` when stopped before change capture started; across a rehearsal's
+    /// handover, the runs' totals.
     pub follow: Option<FollowReport>,
+    /// The cutover that took the runner lock over ("cutover (pid 123 on host-a)"):
+    /// change capture has stopped for good in this process.
+    pub handed_over_to: Option<String>,
 }
 
 /// Runs (or resumes) the migration up to change capture, then follows until
-/// `options.follow.until` or a shutdown request.
+/// `options.follow.until`, a shutdown request, or a cutover that takes over
+/// ([`crate::handover`]).
 pub async fn start(
     source: &ConnSpec,
     target: &ConnSpec,
@@ -76,28 +90,77 @@ pub async fn start(
     failpoint::hit("start-after-lock");
     let command = if options.seed.is_some() { Command::StartSeeded } else { Command::Start };
     crate::lifecycle::refuse_unless_allowed(source, Some(target), name, command).await?;
-    if crate::copy::journal::phase_if_journaled(&lock.0, name).await?.is_none() {
+    if crate::copy::journal::phase_if_journaled(lock.client(), name).await?.is_none() {
         preflight(source, target, options).await?;
     }
     failpoint::hit("start-after-check");
     if options.capture_ddl {
         crate::ddl::install(source, name).await?;
     }
-    let mut shutdown = options.follow.shutdown.clone();
-    let data = async {
-        match &options.seed {
-            Some(position) => attach(source, target, name, position).await.map(DataStep::Seeded),
-            None => copy(source, target, &options.copy, events).await.map(DataStep::Copied),
+    let (phase, phase_seen) = watch::channel(RunnerPhase::Building);
+    let (stop, stopped) = watch::channel(false);
+    let accepted = RefCell::new(None);
+    let operator = options.follow.shutdown.clone();
+    let work = async {
+        let mut shutdown = operator.clone();
+        let data = async {
+            match &options.seed {
+                Some(position) => attach(source, target, name, position).await.map(DataStep::Seeded),
+                None => copy(source, target, &options.copy, events).await.map(DataStep::Copied),
+            }
+        };
+        let data = tokio::select! {
+            data = data => data?,
+            () = requested(shutdown.as_mut()) => return Ok(StartReport { data: None, follow: None, handed_over_to: None }),
+        };
+        failpoint::hit("start-after-data");
+        phase.send_replace(RunnerPhase::Following);
+        let follow_options = FollowOptions { shutdown: Some(stopped.clone()), ..options.follow.clone() };
+        let mut lock = lock;
+        let mut total: Option<FollowReport> = None;
+        loop {
+            let run = follow(source, target, &follow_options, events).await?;
+            total = Some(match total {
+                None => run,
+                Some(t) => FollowReport {
+                    transactions: t.transactions + run.transactions,
+                    changes: t.changes + run.changes,
+                    ..run
+                },
+            });
+            let Some(request) = accepted.borrow_mut().take() else { break };
+            match crate::handover::release(lock, request, &accepted, operator.as_ref(), source, name).await? {
+                Released::Ended(by) => {
+                    return Ok(StartReport { data: Some(data), follow: total, handed_over_to: Some(by) })
+                }
+                Released::Stopped => return Ok(StartReport { data: Some(data), follow: total, handed_over_to: None }),
+                Released::Resumed(again) => lock = again,
+            }
+            // A rehearsal may have been followed by a cutover in between.
+            crate::lifecycle::refuse_unless_allowed(source, Some(target), name, command).await?;
+            if operator.as_ref().is_some_and(|s| *s.borrow()) {
+                break;
+            }
+            // A request accepted meanwhile keeps its stop: change capture ends at once for it.
+            if accepted.borrow().is_none() {
+                stop.send_replace(false);
+            }
         }
+        drop(lock);
+        Ok(StartReport { data: Some(data), follow: total, handed_over_to: None })
     };
-    let data = tokio::select! {
-        data = data => data?,
-        () = requested(shutdown.as_mut()) => return Ok(StartReport { data: None, follow: None }),
+    let forward = async {
+        if let Some(mut operator) = operator.clone() {
+            let _ = operator.wait_for(|stop| *stop).await;
+            stop.send_replace(true);
+        }
+        std::future::pending::<()>().await
     };
-    failpoint::hit("start-after-data");
-    let follow = follow(source, target, &options.follow, events).await?;
-    drop(lock);
-    Ok(StartReport { data: Some(data), follow: Some(follow) })
+    tokio::select! {
+        report = work => report,
+        () = crate::handover::respond(target, name, &phase_seen, &stop, &accepted) => unreachable!("answers for ever"),
+        () = forward => unreachable!("pending for ever"),
+    }
 }
 
 async fn requested(shutdown: Option<&mut watch::Receiver<bool>>) {
@@ -124,23 +187,45 @@ impl RunnerLock {
     /// ended: the server releases its lock only once it notices the closed
     /// connection, so a rerun right after a refusal would otherwise be refused.
     pub async fn take(target: &ConnSpec, name: &MigrationName) -> Result<RunnerLock> {
+        let client = match RunnerLock::take_or_client(target, name).await? {
+            Ok(lock) => return Ok(lock),
+            Err(client) => client,
+        };
+        let by = RunnerLock::holder(&client, name)
+            .await
+            .map(|h| format!(" (it holds the runner lock: {h})"))
+            .unwrap_or_default();
+        Err(Error::new(ErrorKind::Refused, format!("another pgferry process is running migration {name}{by}"))
+            .with_hint("wait for it or stop it (Ctrl-C or SIGTERM stops pgferry start cleanly); pgferry status shows where it stands"))
+    }
+
+    /// The lock within [`LOCK_GRACE`], or the connection that could not take it.
+    pub(crate) async fn take_or_client(target: &ConnSpec, name: &MigrationName) -> Result<Result<RunnerLock, Client>> {
         let client = pgferry_pg::connect(target).await?;
         let deadline = tokio::time::Instant::now() + LOCK_GRACE;
         loop {
-            let taken: bool = client
-                .query_one("SELECT pg_try_advisory_lock(hashtext('pgferry'), hashtext($1))", &[&name.as_str()])
-                .await
-                .map_err(|e| Error::server("taking the migration's runner lock on the target", e))?
-                .get(0);
-            if taken {
-                return Ok(RunnerLock(client));
+            if RunnerLock::try_once(&client, name).await? {
+                return Ok(Ok(RunnerLock(client)));
             }
             if tokio::time::Instant::now() >= deadline {
-                break;
+                return Ok(Err(client));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let holder: Option<String> = client
+    }
+
+    /// One attempt on `client`'s session.
+    pub(crate) async fn try_once(client: &Client, name: &MigrationName) -> Result<bool> {
+        Ok(client
+            .query_one("SELECT pg_try_advisory_lock(hashtext('pgferry'), hashtext($1))", &[&name.as_str()])
+            .await
+            .map_err(|e| Error::server("taking the migration's runner lock on the target", e))?
+            .get(0))
+    }
+
+    /// The session that holds the lock, described for the operator.
+    pub(crate) async fn holder(client: &Client, name: &MigrationName) -> Option<String> {
+        client
             .query_opt(
                 "SELECT format('backend pid %s (%s, %s, since %s)', a.pid, coalesce(a.client_addr::text, 'local socket'),
                                a.application_name, a.backend_start::timestamp(0))
@@ -152,10 +237,25 @@ impl RunnerLock {
             .await
             .ok()
             .flatten()
-            .map(|r| r.get(0));
-        let by = holder.map(|h| format!(" (it holds the runner lock: {h})")).unwrap_or_default();
-        Err(Error::new(ErrorKind::Refused, format!("another pgferry process is running migration {name}{by}"))
-            .with_hint("wait for it or stop it (Ctrl-C or SIGTERM stops pgferry start cleanly); pgferry status shows where it stands"))
+            .map(|r| r.get(0))
+    }
+
+    /// A session that has just taken the lock.
+    pub(crate) fn from_client(client: Client) -> RunnerLock {
+        RunnerLock(client)
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.0
+    }
+
+    /// Lets the lock go and keeps the session.
+    pub(crate) async fn release(self, name: &MigrationName) -> Result<Client> {
+        self.0
+            .query_one("SELECT pg_advisory_unlock(hashtext('pgferry'), hashtext($1))", &[&name.as_str()])
+            .await
+            .map_err(|e| Error::server("releasing the migration's runner lock on the target", e))?;
+        Ok(self.0)
     }
 }
 

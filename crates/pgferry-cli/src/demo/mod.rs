@@ -150,6 +150,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         switch_word: Default::default(),
         shutdown: None,
         views: Default::default(),
+        handover_timeout: CutoverOptions::HANDOVER_TIMEOUT,
     };
     let cut = Box::pin(pgferry::cutover::cutover(&src, &tgt, &cutover_options, &Events::silent())).await?;
     eprint!("{}", render::cutover(&cut));
