@@ -7,7 +7,7 @@
 //! A role that exists on one side only cannot be granted anything on the other:
 //! its privileges are not compared, and a warning names it (roles are global
 //! objects, outside the database that moves: the operator creates them, e.g.
-//! from `pg_dumpall --roles-only`). PostgreSQL 17 added the MAINTAIN privilege
+//! with `pgferry roles`). PostgreSQL 17 added the MAINTAIN privilege
 //! on tables, which `GRANT ALL` and the owner's default include there, so it is
 //! not compared when either side is older.
 
@@ -205,7 +205,7 @@ fn compare_where(source: &super::Catalog, target: &super::Catalog, p: &mut Parit
     for ((side, role), objects) in unmatched {
         let other = if side == "source" { "target" } else { "source" };
         p.warnings.push(format!(
-            "role {role} does not exist on the {side}: its privileges on {objects} object(s) on the {other} are not compared; create the role on the {side} (e.g. from pg_dumpall --roles-only) and grant them as on the source"
+            "role {role} does not exist on the {side}: its privileges on {objects} object(s) on the {other} are not compared; create the role on the {side} (pgferry roles creates the source's missing roles on the target) and grant them as on the source"
         ));
     }
 }
