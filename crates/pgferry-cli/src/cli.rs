@@ -200,6 +200,8 @@ pub(crate) enum RefreshViews {
 pub(crate) struct CutoverArgs {
     #[command(flatten)]
     pub(crate) named: NamedPair,
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
     /// Run with `sh -c` to send the application to the target (DNS, pooler, config);
     /// if it fails, the cutover rolls back.
     #[arg(long, env = "PGFERRY_SWITCH_COMMAND")]

@@ -282,6 +282,7 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
             (false, false) => pgferry_core::cutover::SwitchWord::Unspoken,
         },
         shutdown: None,
+        instance_switch: None,
         handover_timeout: std::time::Duration::from_secs(args.handover_timeout),
         views: match args.refresh_materialized_views {
             crate::cli::RefreshViews::BeforeSwitch => pgferry::materialized_views::ViewRefresh::BeforeSwitch,
@@ -330,6 +331,9 @@ async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {
 
 async fn cutover(args: CutoverArgs) -> Result<ExitCode> {
     let (source, target, options) = cutover_options(&args)?;
+    if args.instance.all_databases {
+        return crate::instance::cutover(&args, &source, &target, options).await;
+    }
     if args.dry_run {
         let plan = pgferry::cutover::plan(&source, &target, &options).await?;
         match args.format {

@@ -215,17 +215,7 @@ pub(crate) async fn start(
     options: StartOptions,
 ) -> Result<ExitCode> {
     let (plan, paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
-    let missing: Vec<String> =
-        paired.iter().filter(|d| d.target.is_none()).map(|d| format!("{:?}", d.database)).collect();
-    if !missing.is_empty() {
-        return Err(pgferry::Error::new(
-            pgferry::ErrorKind::Refused,
-            format!("the target server lacks {}: nothing was started", missing.join(", ")),
-        )
-        .with_hint(
-            "create them first: pgferry check --all-databases prints the CREATE DATABASE of each, as the source has it",
-        ));
-    }
+    refuse_missing(&paired, "nothing was started")?;
     for (name, why) in plan.left_out.iter().filter(|(_, why)| why.loses_writes()) {
         tracing::warn!(target: crate::logging::EVENTS, "database {name:?} is left out: {}", why.as_str());
     }
@@ -272,4 +262,135 @@ pub(crate) async fn start(
         true => Ok(ExitCode::SUCCESS),
         false => Err(pgferry::Error::combine(failures)),
     }
+}
+
+/// `cutover --all-databases`: every database of the plan cut over with one
+/// switch. Each database's go/no-go is decided first, and a refusal anywhere
+/// fences nothing; then every database's cutover runs side by side (fence,
+/// drain, sequences, exact check, each in its own database) and meets the
+/// others at the one switch ([`pgferry::switch_barrier::SwitchBarrier`]): the
+/// last to arrive runs the switch command once. A failure or a signal before
+/// every database arrived rolls every one back. The instance's downtime is the
+/// longest database's, from its fence to the switch's end. `--dry-run`: each
+/// database's plan.
+pub(crate) async fn cutover(
+    args: &crate::cli::CutoverArgs,
+    source: &pgferry_pg::ConnSpec,
+    target: &pgferry_pg::ConnSpec,
+    options: pgferry::cutover::CutoverOptions,
+) -> Result<ExitCode> {
+    let (plan, paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
+    refuse_missing(&paired, "nothing was fenced")?;
+    let mut plans = Vec::new();
+    let mut refusals = Vec::new();
+    for db in &paired {
+        let target = db.target.as_ref().expect("refused above when missing");
+        let planned = pgferry::cutover::plan(&db.source, target, &options).await?;
+        if let pgferry_core::cutover::Decision::NoGo(reasons) = &planned.decision {
+            refusals.extend(reasons.iter().map(|r| format!("database {:?}: {r}", db.database)));
+        }
+        plans.push((db.database.clone(), planned));
+    }
+    if args.dry_run {
+        match args.format {
+            Format::Table => {
+                for (database, planned) in &plans {
+                    print!("{}{}", heading(database), render::cutover_plan(planned));
+                }
+                print!("{}", left_out_lines(&plan.left_out));
+            }
+            Format::Json => {
+                let databases =
+                    plans.into_iter().map(|(database, p)| DatabaseResult { database, report: Some(p), missing: None });
+                let report = InstanceResult { databases: databases.collect(), left_out: plan.left_out };
+                println!("{}", serde_json::to_string_pretty(&report).expect("plan serializes"));
+            }
+        }
+        return Ok(if refusals.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    if !refusals.is_empty() {
+        return Err(pgferry::Error::new(
+            pgferry::ErrorKind::Refused,
+            format!("the instance's cutover may not start:\n  - {}", refusals.join("\n  - ")),
+        )
+        .with_hint("nothing was changed in any database; fix the reasons above and rerun"));
+    }
+    let shutdown = crate::signals::stop_on_signals(
+        "stopping: before the switch every database's cutover rolls back; a running switch command is waited for",
+        crate::signals::Second::Waits,
+    )?;
+    let barrier = Arc::new(pgferry::switch_barrier::SwitchBarrier::new(paired.len()));
+    // A signal before every database arrived at the switch: none switches.
+    let mut signalled = shutdown.clone();
+    let watched = barrier.clone();
+    tokio::spawn(async move {
+        if signalled.wait_for(|stopped| *stopped).await.is_ok() {
+            watched.abort("stopped by a signal");
+        }
+    });
+    let serving = crate::metrics::serve_if_asked(&args.metrics)?;
+    let mut runs: FuturesUnordered<_> = paired
+        .iter()
+        .map(|db| {
+            let options = pgferry::cutover::CutoverOptions {
+                shutdown: Some(shutdown.clone()),
+                instance_switch: Some(barrier.clone()),
+                ..options.clone()
+            };
+            let events = crate::metrics::events_of(serving, Vec::new(), Some(&db.database));
+            let span = tracing::info_span!(target: crate::logging::EVENTS, "database", database = %db.database);
+            let target = db.target.as_ref().expect("refused above when missing");
+            async move {
+                (db.database.clone(), Box::pin(pgferry::cutover::cutover(&db.source, target, &options, &events)).await)
+            }
+            .instrument(span)
+        })
+        .collect();
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    while let Some((database, outcome)) = runs.next().await {
+        match outcome {
+            Ok(report) => results.push(DatabaseResult { database, report: Some(report), missing: None }),
+            Err(e) => {
+                barrier.abort(&format!("database {database:?}: {}", e.message));
+                failures.push(pgferry::Error { message: format!("database {database:?}: {}", e.message), ..e });
+            }
+        }
+    }
+    results.sort_by(|a, b| a.database.cmp(&b.database));
+    let downtime = results.iter().filter_map(|r| r.report.as_ref()).map(|r| r.downtime_seconds).fold(0.0, f64::max);
+    match args.format {
+        Format::Table => {
+            for r in &results {
+                print!("{}{}", heading(&r.database), render::cutover(r.report.as_ref().expect("reports only")));
+            }
+            if failures.is_empty() {
+                println!("instance: {} database(s) cut over with one switch; downtime {downtime:.3} s (the longest database's, from its fence to the switch's end)", results.len());
+            }
+        }
+        Format::Json => {
+            let report = InstanceResult { databases: results, left_out: plan.left_out };
+            println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        }
+    }
+    match failures.is_empty() {
+        true => Ok(ExitCode::SUCCESS),
+        false => Err(pgferry::Error::combine(failures)),
+    }
+}
+
+/// Refuses when the target server lacks a database of the plan.
+fn refuse_missing(paired: &[PairedDatabase], changed: &str) -> Result<()> {
+    let missing: Vec<String> =
+        paired.iter().filter(|d| d.target.is_none()).map(|d| format!("{:?}", d.database)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(pgferry::Error::new(
+        pgferry::ErrorKind::Refused,
+        format!("the target server lacks {}: {changed}", missing.join(", ")),
+    )
+    .with_hint(
+        "create them first: pgferry check --all-databases prints the CREATE DATABASE of each, as the source has it",
+    ))
 }

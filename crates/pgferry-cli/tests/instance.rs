@@ -249,3 +249,96 @@ fn start_all_databases_moves_every_database_side_by_side() {
     let text = String::from_utf8_lossy(&validated.stdout);
     assert!(validated.status.success() && text.contains("instance: EQUAL (4 database(s))"), "{text}");
 }
+
+/// Whether the application may connect to each database (the fence revokes it).
+fn connect_allowed(c: &Cluster, databases: &[&str]) -> Vec<String> {
+    databases
+        .iter()
+        .map(|db| {
+            c.psql(
+                "postgres",
+                &format!("SELECT has_database_privilege('public', '{}', 'CONNECT')", db.replace('\'', "''")),
+            )
+        })
+        .collect()
+}
+
+/// `cutover --all-databases`: a go/no-go refusal in one database fences none;
+/// a difference found inside one database's fence, or a failed switch command,
+/// rolls every database back (none switched, all unfenced); then every
+/// database is fenced, drained and checked, and the switch command runs once.
+#[test]
+fn one_cutover_for_the_instance_switches_every_database_once_or_none() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V18));
+    let names = ["shop", "it's odd", "reports"];
+    for db in names {
+        source.create_database(db);
+        target.create_database(db);
+        source.psql(
+            db,
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 300) g",
+        );
+    }
+    let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let run = |command: &str, extra: &[&str]| {
+        pgferry(&[&[command, "--source", &s, "--target", &t, "--all-databases"], &selection[..], extra].concat())
+    };
+    let out = run("start", &["--until-caught-up"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for db in names {
+        source.psql(db, "UPDATE t SET v = 'after the copy' WHERE id <= 5");
+    }
+    let out = run("start", &["--until-caught-up"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let switched = tempfile::NamedTempFile::new().unwrap();
+    let switch = format!("echo switched >> {}", switched.path().display());
+    let switches = || std::fs::read_to_string(switched.path()).unwrap().lines().count();
+    let open = vec!["t".to_string(); 3];
+
+    // A go/no-go refusal in one database: nothing fenced anywhere.
+    target.psql("reports", "CREATE INDEX extra ON t (v)");
+    let refused = run("cutover", &["--switch-command", &switch]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the instance's cutover may not start")
+            && stderr.contains("database \"reports\": catalog parity"),
+        "{stderr}"
+    );
+    assert_eq!(connect_allowed(&source, &names), open);
+    target.psql("reports", "DROP INDEX extra");
+
+    // A changed row found different inside one database's fence: all roll back.
+    target.psql("it's odd", "UPDATE t SET v = 'tampered' WHERE id = 3");
+    let failed = run("cutover", &["--switch-command", &switch]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("database \"it's odd\"") && stderr.contains("the instance's one switch did not run"),
+        "{stderr}"
+    );
+    assert_eq!(switches(), 0, "no switch ran");
+    assert_eq!(connect_allowed(&source, &names), open, "every database unfenced");
+    target.psql("it's odd", "UPDATE t SET v = 'after the copy' WHERE id = 3");
+    // The check journaled its difference: a validation that proves the repair clears it.
+    let validated = run("validate", &[]);
+    assert!(validated.status.success(), "{}", String::from_utf8_lossy(&validated.stdout));
+
+    // A failing switch command: every database rolls back.
+    let failed = run("cutover", &["--switch-command", "exit 3"]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success() && stderr.contains("rolled back"), "{stderr}");
+    assert!(!stderr.contains("may not start"), "refused by the switch, not the go/no-go: {stderr}");
+    assert_eq!(connect_allowed(&source, &names), open, "every database unfenced");
+
+    let done = run("cutover", &["--switch-command", &switch]);
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(switches(), 1, "one switch for the instance");
+    assert!(stdout.contains("instance: 3 database(s) cut over with one switch; downtime"), "{stdout}");
+    assert_eq!(connect_allowed(&source, &names), vec!["f".to_string(); 3], "every old database fenced");
+    for db in names {
+        assert_eq!(target.psql(db, "SELECT count(*) FROM t WHERE v = 'after the copy'"), "5", "{db}");
+    }
+}

@@ -40,6 +40,7 @@ use crate::events::{Event, Events, Phase};
 use crate::handover::TookOver;
 use crate::materialized_views::{refresh_materialized_views, PlannedView, ViewRefresh};
 use crate::outside_fence::{self, OutsideFence};
+use crate::switch_barrier::SwitchBarrier;
 use crate::validate::{validate_changed, ValidateOptions};
 use crate::{failpoint, fence, shell};
 
@@ -66,6 +67,9 @@ pub struct CutoverOptions {
     /// The longest the cutover (or rehearsal) waits for a running `pgferry start`
     /// to hand the runner lock over ([`crate::handover`]).
     pub handover_timeout: Duration,
+    /// With other databases' cutovers (`--all-databases`): one switch for all of
+    /// them ([`SwitchBarrier`]).
+    pub instance_switch: Option<std::sync::Arc<SwitchBarrier>>,
 }
 
 impl CutoverOptions {
@@ -535,6 +539,14 @@ async fn switch(
     fence::record_switch(src, name).await?;
     record(dst, name, CutoverStep::Switching, events).await?;
     failpoint::hit("cutover-after-switching");
+    match &options.instance_switch {
+        Some(barrier) => barrier.arrive(run_switch_command(dst, name, options)).await,
+        None => run_switch_command(dst, name, options).await,
+    }
+}
+
+/// The operator's switch command, its process group journaled, within its time limit.
+async fn run_switch_command(dst: &Client, name: &MigrationName, options: &CutoverOptions) -> Result<()> {
     let Some(command) = &options.switch_command else { return Ok(()) };
     let running = shell::spawn("the switch command", command)?;
     if let Err(e) = dst

@@ -31,6 +31,7 @@ mod slot;
 pub mod start;
 pub mod state;
 pub mod status;
+pub mod switch_barrier;
 pub mod target;
 pub mod timeline;
 pub mod validate;

@@ -151,6 +151,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         shutdown: None,
         views: Default::default(),
         handover_timeout: CutoverOptions::HANDOVER_TIMEOUT,
+        instance_switch: None,
     };
     let cut = Box::pin(pgferry::cutover::cutover(&src, &tgt, &cutover_options, &Events::silent())).await?;
     eprint!("{}", render::cutover(&cut));
