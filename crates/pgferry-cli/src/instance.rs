@@ -308,6 +308,13 @@ pub(crate) async fn cutover(
         }
         return Ok(if refusals.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
+    // Databases whose earlier cutover stopped: this run only recovers them
+    // (each rolls back, or finishes a switch that ran), as a cutover of one does.
+    let recovering: Vec<&PairedDatabase> =
+        paired.iter().zip(&plans).filter(|(_, (_, p))| p.recovery.is_some()).map(|(db, _)| db).collect();
+    if !recovering.is_empty() {
+        return recover(&recovering, &options).await;
+    }
     if !refusals.is_empty() {
         return Err(pgferry::Error::new(
             pgferry::ErrorKind::Refused,
@@ -371,6 +378,27 @@ pub(crate) async fn cutover(
         Format::Json => {
             let report = InstanceResult { databases: results, left_out: plan.left_out };
             println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        }
+    }
+    match failures.is_empty() {
+        true => Ok(ExitCode::SUCCESS),
+        false => Err(pgferry::Error::combine(failures)),
+    }
+}
+
+/// The databases whose earlier cutover stopped, each recovered by its own
+/// cutover run (no new cutover starts anywhere): the report of each that
+/// finished, the error of each rolled back, then exit as the worst of them.
+async fn recover(recovering: &[&PairedDatabase], options: &pgferry::cutover::CutoverOptions) -> Result<ExitCode> {
+    let mut failures = Vec::new();
+    for db in recovering {
+        let target = db.target.as_ref().expect("refused above when missing");
+        let events = pgferry::events::Events::silent();
+        match Box::pin(pgferry::cutover::cutover(&db.source, target, options, &events)).await {
+            Ok(report) => print!("{}{}", heading(&db.database), render::cutover(&report)),
+            Err(e) => {
+                failures.push(pgferry::Error { message: format!("database {:?}: {}", db.database, e.message), ..e })
+            }
         }
     }
     match failures.is_empty() {

@@ -342,3 +342,59 @@ fn one_cutover_for_the_instance_switches_every_database_once_or_none() {
         assert_eq!(target.psql(db, "SELECT count(*) FROM t WHERE v = 'after the copy'"), "5", "{db}");
     }
 }
+
+/// `cutover --all-databases` killed while its databases are fenced and not yet
+/// switched: a rerun rolls every database back by itself (nothing asks the
+/// operator whether a switch ran), and the next run cuts the instance over.
+#[test]
+fn an_instance_cutover_killed_before_its_switch_rolls_back_on_the_rerun() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    let names = ["shop", "reports"];
+    for db in names {
+        source.create_database(db);
+        target.create_database(db);
+        source.psql(
+            db,
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g",
+        );
+    }
+    let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let args = |command: &'static str, extra: &[&'static str]| -> Vec<String> {
+        [&[command, "--source", &s, "--target", &t, "--all-databases"], &selection[..], extra]
+            .concat()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args("start", &["--until-caught-up"])).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pause = tempfile::tempdir().unwrap();
+    let mut cutover = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args("cutover", &["--switch-command", "true"]))
+        .env("PGFERRY_PAUSE", format!("cutover-before-quiet-check:{}", pause.path().display()))
+        .spawn()
+        .unwrap();
+    let reached = pause.path().join("cutover-before-quiet-check.reached");
+    let started = std::time::Instant::now();
+    while !reached.exists() || connect_allowed(&source, &names) != ["f", "f"] {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "both databases fenced and paused");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cutover.kill().unwrap();
+    cutover.wait().unwrap();
+    let rerun = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args("cutover", &["--switch-command", "true"]))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(!rerun.status.success() && stderr.contains("it has been rolled back"), "{stderr}");
+    assert!(!stderr.contains("--switch-ran"), "nothing asks whether a switch ran: {stderr}");
+    assert_eq!(connect_allowed(&source, &names), ["t", "t"], "every database unfenced");
+    let done = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args("cutover", &["--switch-command", "true"]))
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(connect_allowed(&source, &names), ["f", "f"]);
+}

@@ -136,6 +136,9 @@ pub struct CutoverPlan {
     pub views_refresh: ViewRefresh,
     /// The catalog parity gate's differences (in the decision too) and warnings.
     pub parity: pgferry_core::parity::Parity,
+    /// What the next run does first about an earlier, stopped cutover (roll it
+    /// back or finish it) instead of starting one; also the decision's reason.
+    pub recovery: Option<String>,
 }
 
 /// The plan of a cutover, from the same observations the cutover makes.
@@ -177,10 +180,11 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     steps.push("open the target; report");
     Ok(CutoverPlan {
         migration: name.to_string(),
-        decision: match pending {
-            Some(reason) => Decision::NoGo(vec![reason]),
+        decision: match &pending {
+            Some(reason) => Decision::NoGo(vec![reason.clone()]),
             None => go_no_go(&observed, &options.policy),
         },
+        recovery: pending,
         fence: fence::planned(&src, &options.administrators).await?.changes,
         unfenced_superusers: fence::unfenced_superusers(&src, &options.administrators).await?,
         keyless_tables: observed.insert_only_tables.clone(),
@@ -340,7 +344,11 @@ async fn cutover_locked(
     let switch_started = Instant::now();
     if let Err(error) = switch(&src, &dst, name, options, events).await {
         drop((src, dst));
-        let error = error.with_hint("the switch command is not running any more; if it had already moved the application, move it back: the source takes writes again");
+        let error = match error.hint.is_some() {
+            // The instance's switch never ran for it: the barrier's own words.
+            true => error,
+            false => error.with_hint("the switch command is not running any more; if it had already moved the application, move it back: the source takes writes again"),
+        };
         return Err(rolled_back(
             error,
             roll_back(source, target, name, options.outside_fence.as_ref(), &lift_statements).await,
@@ -536,6 +544,11 @@ async fn switch(
     options: &CutoverOptions,
     events: &Events,
 ) -> Result<()> {
+    // With other databases: every one fenced, drained and checked before any
+    // journals its switch (a kill while waiting then rolls back by itself).
+    if let Some(barrier) = &options.instance_switch {
+        barrier.ready().await?;
+    }
     fence::record_switch(src, name).await?;
     record(dst, name, CutoverStep::Switching, events).await?;
     failpoint::hit("cutover-after-switching");

@@ -1,13 +1,16 @@
 //! One switch for the cutovers of several databases (`cutover --all-databases`).
 //!
 //! Each database's cutover fences, drains and checks its own database as
-//! always, journals that its switch starts, then arrives here. When every one
-//! has arrived, the last to arrive runs the operator's switch command once (its
-//! process group journaled in its own database) and every cutover takes that
-//! outcome as its own: all switched, or all roll back as after a failed switch
-//! command. A cutover that fails before it arrives (its go/no-go, its drain, a
-//! signal) aborts the barrier, and every other one then rolls back too: no
-//! database is switched unless all are. Once all have arrived the outcome is
+//! always, then says it is [`SwitchBarrier::ready`]; once every one is, each
+//! journals that its switch starts and [`SwitchBarrier::arrive`]s, and the last
+//! to arrive runs the operator's switch command once (its process group
+//! journaled in its own database); every cutover takes that outcome as its own:
+//! all switched, or all roll back as after a failed switch command. Waiting for
+//! the others happens before anything says "switching", so a kill while a
+//! database waits leaves every journal before the switch, and a rerun rolls back
+//! by itself. A cutover that fails before every one arrived (its drain, its
+//! check, a signal) aborts the barrier, and every other one then rolls back:
+//! no database is switched unless all are. Once all have arrived the outcome is
 //! the switch command's alone; an abort then changes nothing.
 
 use std::future::Future;
@@ -17,64 +20,111 @@ use tokio::sync::watch;
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// Where the cutovers are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Not every one is ready.
+    Gathering,
+    /// Every one is fenced, drained and checked.
+    Ready,
+    /// The switch's outcome, or why it will not run.
+    Done(std::result::Result<(), String>),
+}
+
 /// The cutovers' meeting point before their one switch.
 #[derive(Debug)]
 pub struct SwitchBarrier {
     expected: usize,
-    arrived: Mutex<usize>,
-    /// `None` until settled: the switch's outcome, or why it will not run.
-    outcome: watch::Sender<Option<std::result::Result<(), String>>>,
+    /// How many are ready, and how many arrived at the switch.
+    counts: Mutex<(usize, usize)>,
+    stage: watch::Sender<Stage>,
 }
 
 impl SwitchBarrier {
     /// A barrier for `expected` cutovers.
     pub fn new(expected: usize) -> SwitchBarrier {
-        SwitchBarrier { expected, arrived: Mutex::new(0), outcome: watch::channel(None).0 }
+        SwitchBarrier { expected, counts: Mutex::new((0, 0)), stage: watch::channel(Stage::Gathering).0 }
     }
 
-    /// Arrives; the last to arrive runs `switch`, every one gets its outcome.
+    fn counts(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {
+        self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// This database is fenced, drained and checked; returns once every one is
+    /// (or with why the switch will not run).
+    pub(crate) async fn ready(&self) -> Result<()> {
+        let mut stage = self.stage.subscribe();
+        {
+            let mut counts = self.counts();
+            counts.0 += 1;
+            if counts.0 == self.expected {
+                self.stage.send_if_modified(|s| match s {
+                    Stage::Gathering => {
+                        *s = Stage::Ready;
+                        true
+                    }
+                    _ => false,
+                });
+            }
+        }
+        let now = stage.wait_for(|s| *s != Stage::Gathering).await.map(|s| s.clone()).ok();
+        match now {
+            Some(Stage::Done(Err(why))) => Err(not_run(&why)),
+            Some(_) => Ok(()),
+            None => Err(not_run("the instance's cutover was abandoned")),
+        }
+    }
+
+    /// Arrives at the switch; the last to arrive runs `switch`, every one gets its outcome.
     pub(crate) async fn arrive(&self, switch: impl Future<Output = Result<()>>) -> Result<()> {
-        let mut outcome = self.outcome.subscribe();
+        let mut stage = self.stage.subscribe();
         let last = {
-            let mut arrived = self.arrived.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            *arrived += 1;
-            *arrived == self.expected && self.outcome.borrow().is_none()
+            let mut counts = self.counts();
+            counts.1 += 1;
+            counts.1 == self.expected && *self.stage.borrow() == Stage::Ready
         };
         if last {
             let result = switch.await;
-            self.outcome.send_replace(Some(result.as_ref().map(|_| ()).map_err(|e| e.message.clone())));
+            self.stage.send_replace(Stage::Done(result.as_ref().map(|_| ()).map_err(|e| e.message.clone())));
             return result;
         }
-        let settled = outcome.wait_for(Option::is_some).await.map(|o| o.clone()).ok().flatten();
-        match settled {
-            Some(Ok(())) => Ok(()),
-            Some(Err(why)) => Err(Error::new(
-                ErrorKind::Precondition,
-                format!("the instance's one switch did not run for this database: {why}"),
-            )),
-            None => Err(Error::new(ErrorKind::Precondition, "the instance's switch was abandoned")),
+        let now = stage.wait_for(|s| matches!(s, Stage::Done(_))).await.map(|s| s.clone()).ok();
+        match now {
+            Some(Stage::Done(Ok(()))) => Ok(()),
+            Some(Stage::Done(Err(why))) => Err(not_run(&why)),
+            _ => Err(not_run("the instance's cutover was abandoned")),
         }
     }
 
-    /// A cutover failed before it arrived: the others will not switch. Nothing
+    /// A cutover failed before every one arrived: none will switch. Nothing
     /// once every one has arrived (the switch command's outcome stands).
     pub fn abort(&self, why: &str) {
-        let arrived = self.arrived.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *arrived < self.expected {
-            self.outcome.send_if_modified(|o| match o {
-                None => {
-                    *o = Some(Err(why.to_string()));
+        let counts = self.counts();
+        if counts.1 < self.expected {
+            self.stage.send_if_modified(|s| match s {
+                Stage::Done(_) => false,
+                _ => {
+                    *s = Stage::Done(Err(why.to_string()));
                     true
                 }
-                Some(_) => false,
             });
         }
     }
 }
 
+fn not_run(why: &str) -> Error {
+    Error::new(ErrorKind::Precondition, format!("the instance's one switch did not run for this database: {why}"))
+        .with_hint("every database of the instance rolls back; fix what the database named says, then rerun pgferry cutover --all-databases")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn ready_then_arrive(barrier: &SwitchBarrier, switch: impl Future<Output = Result<()>>) -> Result<()> {
+        barrier.ready().await?;
+        barrier.arrive(switch).await
+    }
 
     #[tokio::test]
     async fn the_last_to_arrive_switches_once_for_all() {
@@ -84,7 +134,11 @@ mod tests {
             runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         };
-        let (a, b, c) = tokio::join!(barrier.arrive(switch()), barrier.arrive(switch()), barrier.arrive(switch()));
+        let (a, b, c) = tokio::join!(
+            ready_then_arrive(&barrier, switch()),
+            ready_then_arrive(&barrier, switch()),
+            ready_then_arrive(&barrier, switch())
+        );
         assert!(a.is_ok() && b.is_ok() && c.is_ok());
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
@@ -93,18 +147,29 @@ mod tests {
     async fn a_failed_switch_or_an_abort_before_all_arrived_fails_every_one() {
         let barrier = SwitchBarrier::new(2);
         let failing = || async { Err(Error::new(ErrorKind::Server, "dns update refused")) };
-        let (a, b) = tokio::join!(barrier.arrive(failing()), barrier.arrive(failing()));
+        let (a, b) = tokio::join!(ready_then_arrive(&barrier, failing()), ready_then_arrive(&barrier, failing()));
         assert!(a.unwrap_err().message.contains("dns update refused"));
         assert!(b.unwrap_err().message.contains("dns update refused"));
 
+        // One waits ready, the other fails before it is: the waiting one never switches.
         let barrier = SwitchBarrier::new(2);
-        let waiting = barrier.arrive(async { Ok(()) });
+        let waiting = ready_then_arrive(&barrier, async { Ok(()) });
         let (outcome, ()) = tokio::join!(waiting, async { barrier.abort("database \"b\": its drain failed") });
         assert!(outcome.unwrap_err().message.contains("its drain failed"));
+
+        // Both ready, one fails to journal its switch: the other one, arrived, never switches.
+        let barrier = SwitchBarrier::new(2);
+        let (first, second) = tokio::join!(ready_then_arrive(&barrier, async { Ok(()) }), async {
+            barrier.ready().await.unwrap();
+            barrier.abort("database \"b\": journaling its switch failed");
+        });
+        assert!(first.unwrap_err().message.contains("journaling its switch failed"));
+        let () = second;
+
         // Once all arrived, an abort changes nothing.
         let barrier = SwitchBarrier::new(1);
-        barrier.arrive(async { Ok(()) }).await.unwrap();
+        ready_then_arrive(&barrier, async { Ok(()) }).await.unwrap();
         barrier.abort("too late");
-        assert_eq!(*barrier.outcome.borrow(), Some(Ok(())));
+        assert_eq!(*barrier.stage.borrow(), Stage::Done(Ok(())));
     }
 }
