@@ -471,6 +471,7 @@ impl Run<'_> {
                     let target_idle = self.applier.commit_finished()?;
                     let batch = &self.applier.batch;
                     if stop_at.is_some_and(|s| end >= s)
+                        || batch.replayed_ddl
                         || batch::should_flush(
                             &self.options.batch,
                             batch.changes,
