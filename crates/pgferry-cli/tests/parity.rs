@@ -478,3 +478,53 @@ fn the_database_itself_is_carried_and_its_later_changes_stop_the_cutover() {
     let done = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
 }
+
+/// The gate is not run where its reading would be false: before change capture
+/// runs (the target is still being built: the dry run does not say "matches"),
+/// and after a cutover stopped inside its fence (the source's `CONNECT` revoked
+/// and new sessions read-only are the fence's, not the application's: read as
+/// differences, their fixes would fence the target). Once the rerun rolled the
+/// fence back, the gate compares again and finds the catalogs equal.
+#[test]
+fn the_gate_does_not_read_a_half_built_target_or_the_fence_of_a_stopped_cutover() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    for c in [&source, &target] {
+        c.psql("app", "CREATE ROLE app LOGIN");
+    }
+    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY); GRANT ALL ON t TO app; INSERT INTO t VALUES (1)");
+    let urls = [source.url("app"), target.url("app")];
+    let m = Migration { source, target, urls };
+    let dry = |m: &Migration| {
+        let out = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("the plan in JSON")
+    };
+    ok(pgferry(&m.args("copy")));
+    let planned = pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat());
+    let planned = String::from_utf8_lossy(&planned.stdout).into_owned();
+    assert!(planned.contains("change capture is not running yet"), "{planned}");
+    assert!(planned.contains("catalog parity: not compared now"), "{planned}");
+    assert!(!planned.contains("matches the source's"), "{planned}");
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    assert!(dry(&m)["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()));
+
+    let killed = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([m.args("cutover"), vec!["--switch-command", "true"]].concat())
+        .env("PGFERRY_FAILPOINT", "cutover-after-drained:1")
+        .output()
+        .expect("run pgferry");
+    assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
+    assert_eq!(fenced(&m.source), "false,default_transaction_read_only=on", "killed inside the fence");
+    let plan = dry(&m);
+    assert!(plan["parity"].is_null(), "the fence is not read as the application's catalog: {plan:#}");
+    assert!(plan["decision"].to_string().contains("the next pgferry cutover only rolls it back"), "{plan:#}");
+
+    let rolled_back = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
+    let said = String::from_utf8_lossy(&rolled_back.stderr);
+    assert!(!rolled_back.status.success() && said.contains("it has been rolled back"), "{said}");
+    assert_eq!(fenced(&m.source), "true,none");
+    assert!(dry(&m)["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()));
+    assert_eq!(fenced(&m.target), "true,none", "nothing of the fence reached the target");
+}

@@ -117,8 +117,13 @@ pub struct CutoverPlan {
     pub materialized_views: Vec<PlannedView>,
     /// When they are refreshed.
     pub views_refresh: ViewRefresh,
-    /// The catalog parity gate's differences (in the decision too) and warnings.
-    pub parity: pgferry_core::parity::Parity,
+    /// The catalog parity gate's differences (in the decision too) and warnings;
+    /// none when the gate would not run now: before change capture runs (the
+    /// target is still being built), or while a stopped cutover is to be
+    /// recovered first (its fence on the source, `CONNECT` revoked and new
+    /// sessions read-only, would be read as differences whose fixes fence the
+    /// target).
+    pub parity: Option<pgferry_core::parity::Parity>,
 }
 
 /// The plan of a cutover, from the same observations the cutover makes.
@@ -158,6 +163,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         steps.push("refresh the materialized views (after the switch)");
     }
     steps.push("open the target; report");
+    let parity = (pending.is_none() && observed.replicating).then(|| observed.parity.clone());
     Ok(CutoverPlan {
         migration: name.to_string(),
         decision: match pending {
@@ -173,7 +179,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         switch_command: options.switch_command.clone(),
         materialized_views: crate::materialized_views::planned(&src, &dst, name).await?,
         views_refresh: options.views,
-        parity: observed.parity,
+        parity,
     })
 }
 
