@@ -6,7 +6,7 @@
 //! extension at another version or a column of another type or collation, a function whose
 //! body changed, an enum missing a label, a grant revoked, row-level security
 //! disabled, a policy or an event trigger dropped, columns in another order, a
-//! rule, a statistics object, an aggregate, a collation or an empty schema
+//! rule (or its state), a statistics object, an aggregate, a collation or an empty schema
 //! dropped, a view's option reset, a column's grant or a default privilege
 //! revoked, a trigger disabled, or a table given to another owner,
 //! stops the cutover before the fence (exit 1, the source not fenced, no
@@ -89,6 +89,9 @@ INSERT INTO orders (customer_id, total, note) SELECT 1 + g % 20, g, 'order ' || 
 INSERT INTO events SELECT g, DATE '2024-01-01' + g, 'e' FROM generate_series(1, 400) g;
 SELECT lo_from_bytea(0, 'hello');
 CREATE RULE keep_note_zero AS ON DELETE TO notes WHERE OLD.id = 0 DO INSTEAD NOTHING;
+CREATE RULE keep_order_zero AS ON DELETE TO orders WHERE OLD.id = 0 DO INSTEAD NOTHING;
+CREATE RULE keep_customer_zero AS ON DELETE TO customers WHERE OLD.id = 0 DO INSTEAD NOTHING;
+ALTER TABLE customers ENABLE ALWAYS RULE keep_customer_zero;
 CREATE VIEW cheap_orders WITH (security_barrier) AS SELECT id, total FROM orders WHERE total < 10 WITH LOCAL CHECK OPTION;
 CREATE STATISTICS orders_stats (ndistinct) ON customer_id, total FROM orders;
 CREATE AGGREGATE total_sum(numeric) (SFUNC = numeric_add, STYPE = numeric, INITCOND = '0');
@@ -202,6 +205,10 @@ const PLANTED: &[(&str, &str)] = &[
         "the options of view \"public\".\"cheap_orders\" differs: on the source check_option=local, security_barrier=true, on the target check_option=local",
     ),
     (
+        "ALTER TABLE orders DISABLE RULE keep_order_zero",
+        "rule \"keep_order_zero\" on \"public\".\"orders\" differs: on the source CREATE RULE keep_order_zero AS ON DELETE TO ",
+    ),
+    (
         "DROP STATISTICS orders_stats",
         "statistics object \"public\".\"orders_stats\" is on the source but missing on the target",
     ),
@@ -281,6 +288,11 @@ fn the_gate(target_version: PgVersion) {
         assert!(line.contains("catalog parity: ") && line.contains("; fix: "), "{line}");
         assert!(dry.contains(named), "the dry run names it too: {named}\n{dry}");
     }
+    assert!(
+        stderr.contains("DO INSTEAD NOTHING; ALTER TABLE orders DISABLE RULE keep_order_zero; fix: ")
+            || stderr.contains("DO INSTEAD NOTHING; ALTER TABLE public.orders DISABLE RULE keep_order_zero; fix: "),
+        "the rule's state on the target is said: {stderr}"
+    );
     assert!(stderr.contains("nothing was changed"), "{stderr}");
     assert_eq!(fenced(&m.source), unfenced, "the gate stops the cutover before the fence");
     assert_eq!(m.target.psql("app", "SELECT count(*) FROM pgferry.cutover"), "0", "no cutover journaled");

@@ -23,9 +23,16 @@ pub(super) async fn definitions(c: &Client) -> Result<Vec<Definition>, tokio_pos
     Ok(out)
 }
 
+/// Each rule as `CREATE RULE`, followed, as `pg_dump` writes it, by the
+/// `ALTER TABLE` that sets its state when it is not the default (`ev_enabled`:
+/// after the switch a rule fires as the target has it set).
 async fn rules(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT n.nspname::text, c.relname::text, r.rulename::text, pg_get_ruledef(r.oid)
+        "SELECT n.nspname::text, c.relname::text, r.rulename::text,
+                pg_get_ruledef(r.oid) || CASE r.ev_enabled WHEN 'O' THEN '' ELSE
+                    format(' ALTER TABLE %s %s RULE %I;', c.oid::regclass,
+                           CASE r.ev_enabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA'
+                                             ELSE 'ENABLE ALWAYS' END, r.rulename) END
          FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE r.rulename <> '_RETURN' AND {USER_RELATION}"
     );
