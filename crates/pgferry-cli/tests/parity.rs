@@ -6,7 +6,7 @@
 //! extension at another version or a column of another type or collation, a function whose
 //! body changed, an enum missing a label, a grant revoked, row-level security
 //! disabled, a policy or an event trigger dropped, columns in another order, a
-//! rule (or its state), a statistics object, an aggregate, a collation or an empty schema
+//! rule (or its state), a table's parent, a statistics object, an aggregate, a collation or an empty schema
 //! dropped, a view's option reset, a column's grant or a default privilege
 //! revoked, a trigger disabled, or a table given to another owner,
 //! stops the cutover before the fence (exit 1, the source not fenced, no
@@ -101,6 +101,10 @@ GRANT SELECT (note) ON orders TO reader;
 ALTER DEFAULT PRIVILEGES IN SCHEMA reports GRANT SELECT ON TABLES TO reader;
 CREATE TABLE app_owned (id int PRIMARY KEY);
 ALTER TABLE app_owned OWNER TO app;
+CREATE TABLE base (id int PRIMARY KEY);
+CREATE TABLE derived (extra int) INHERITS (base);
+ALTER TABLE derived ADD PRIMARY KEY (id);
+INSERT INTO derived VALUES (1, 1);
 "#;
 
 struct Migration {
@@ -203,6 +207,10 @@ const PLANTED: &[(&str, &str)] = &[
     (
         "ALTER VIEW cheap_orders RESET (security_barrier)",
         "the options of view \"public\".\"cheap_orders\" differs: on the source check_option=local, security_barrier=true, on the target check_option=local",
+    ),
+    (
+        "ALTER TABLE derived NO INHERIT base",
+        "the parents of table \"public\".\"derived\" differs: on the source inherits from \"public\".\"base\", on the target inherits from no table",
     ),
     (
         "ALTER TABLE orders DISABLE RULE keep_order_zero",
