@@ -548,3 +548,45 @@ fn the_gate_does_not_read_a_half_built_target_or_the_fence_of_a_stopped_cutover(
     assert!(dry(&m)["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()));
     assert_eq!(fenced(&m.target), "true,none", "nothing of the fence reached the target");
 }
+
+/// Database settings the copy must not carry as they are: one the newer target
+/// no longer has (`force_parallel_mode`, renamed in 16) is a warning, not a
+/// difference no fix could clear; a library every session loads
+/// (`session_preload_libraries`) is not carried (one the target lacks would
+/// refuse every connection to the database, pgferry's too), and the gate names
+/// it with its fix, which, run once the target has the library, lets the cutover through.
+#[test]
+fn a_setting_the_target_lacks_is_a_warning_and_preloaded_libraries_wait_for_the_operator() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);
+         ALTER DATABASE app SET force_parallel_mode = off;
+         ALTER DATABASE app SET session_preload_libraries = 'auto_explain'",
+    );
+    let urls = [source.url("app"), target.url("app")];
+    let m = Migration { source, target, urls };
+    let copied = pgferry(&m.args("copy"));
+    let said = String::from_utf8_lossy(&copied.stderr).into_owned();
+    assert!(copied.status.success(), "{said}");
+    assert!(said.contains("session_preload_libraries of database \"app\" is not carried"), "{said}");
+    assert_eq!(
+        database_itself(&m.target),
+        "PUBLIC=CONNECT,PUBLIC=TEMPORARY | -1",
+        "no setting carried, the target connectable"
+    );
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    let json = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
+    let differences = plan["parity"]["differences"].as_array().expect("differences").clone();
+    let fixes: Vec<&str> = differences.iter().filter_map(|d| d["ddl"].as_str()).collect();
+    assert_eq!(fixes, ["ALTER DATABASE \"app\" SET \"session_preload_libraries\" TO 'auto_explain'"], "{plan:#}");
+    let warnings = plan["parity"]["warnings"].to_string();
+    assert!(warnings.contains("the target's PostgreSQL has no setting force_parallel_mode"), "{warnings}");
+    m.target.psql("app", fixes[0]);
+    let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
+    assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
+}
