@@ -590,3 +590,43 @@ fn a_setting_the_target_lacks_is_a_warning_and_preloaded_libraries_wait_for_the_
     let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
     assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
 }
+
+/// A database whose sessions start read-only (its application writes in
+/// `BEGIN READ WRITE`): pgferry's own sessions, pg_dump's and pg_restore's lift
+/// that default on both sides (the copy carries it to the target), so the copy,
+/// change capture, validation and the cutover work; the fence's probe still
+/// sees a new session as the application's would, and a rollback leaves the
+/// source's own setting as it was.
+#[test]
+fn a_database_that_starts_sessions_read_only_is_migrated() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    target.create_database("app");
+    target.psql("app", "CREATE ROLE app LOGIN");
+    source.psql(
+        "app",
+        "CREATE ROLE app LOGIN; CREATE TABLE t (id int PRIMARY KEY, v text); GRANT ALL ON t TO app;
+         INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g;
+         ALTER DATABASE app SET default_transaction_read_only = on",
+    );
+    let urls = [source.url("app"), target.url("app")];
+    let m = Migration { source, target, urls };
+    ok(pgferry(&m.args("copy")));
+    assert_eq!(database_itself(&m.target), database_itself(&m.source), "carried");
+    m.source.psql("app", "BEGIN READ WRITE; UPDATE t SET v = 'w' WHERE id <= 10; COMMIT");
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    ok(pgferry(&m.args("validate")));
+    let killed = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([m.args("cutover"), vec!["--switch-command", "true"]].concat())
+        .env("PGFERRY_FAILPOINT", "cutover-after-drained:1")
+        .output()
+        .expect("run pgferry");
+    assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
+    let rolled_back = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
+    assert!(String::from_utf8_lossy(&rolled_back.stderr).contains("it has been rolled back"));
+    assert_eq!(fenced(&m.source), "true,default_transaction_read_only=on", "the source's own setting kept");
+    let done = ok(pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat()));
+    assert!(done.contains("cut over"), "{done}");
+    assert_eq!(m.target.psql("app", "SELECT count(*) FROM t WHERE v = 'w'"), "10");
+}
