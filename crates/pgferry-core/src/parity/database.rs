@@ -235,6 +235,11 @@ fn compare_database(source: &Catalog, target: &Catalog, carrying: bool, p: &mut 
             (Some(sv), Some(tv)) if sv.value != tv.value => {
                 push(p, ObjectKind::Database, sv.object(database), differs(&sv.value, &tv.value), run(sv.set(database)))
             }
+            // The switched application could not write: a stopped cutover's fence
+            // copied there, or a setting made for the move and left behind.
+            (None, Some(tv)) if starts_read_only(tv) => {
+                push(p, ObjectKind::Database, tv.object(database), Side::OnlyOnTarget, run(tv.reset(database)))
+            }
             (None, Some(tv)) => p.warnings.push(format!(
                 "{} is {:?} on the target only: kept (the source's application never ran with it); to match the source: {}",
                 tv.object(database),
@@ -249,6 +254,12 @@ fn compare_database(source: &Catalog, target: &Catalog, carrying: bool, p: &mut 
             "role {role} does not exist on both sides: its settings in database {database} are not compared; create it on the target and set them as on the source"
         ));
     }
+}
+
+/// Whether a setting makes sessions start read-only.
+fn starts_read_only(setting: &DatabaseSetting) -> bool {
+    setting.name.eq_ignore_ascii_case("default_transaction_read_only")
+        && ["on", "true", "yes", "1"].contains(&setting.value.to_ascii_lowercase().as_str())
 }
 
 /// The statements that make the target's database as the source's (what the
@@ -389,6 +400,20 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("owned by \"app\" on the source, a role the target does not have")));
+    }
+
+    #[test]
+    fn a_read_only_default_only_on_the_target_stops_the_cutover() {
+        let source = side("app", vec![], owner_default());
+        let target = side(
+            "app",
+            vec![setting(Some("app"), "default_transaction_read_only", "on"), setting(None, "work_mem", "8MB")],
+            owner_default(),
+        );
+        let parity = compare_catalogs(&source, &target);
+        let ddl: Vec<&str> = parity.differences.iter().filter_map(|d| d.ddl.as_deref()).collect();
+        assert_eq!(ddl, ["ALTER ROLE \"app\" IN DATABASE \"app\" RESET \"default_transaction_read_only\""]);
+        assert!(parity.warnings.iter().any(|w| w.contains("work_mem")), "{parity:#?}");
     }
 
     #[test]
