@@ -39,6 +39,7 @@ mod database;
 mod definitions;
 mod event_triggers;
 mod grants;
+mod others;
 mod relation_options;
 mod routines;
 mod row_security;
@@ -49,6 +50,7 @@ pub use database::{carry, DatabaseProperties, DatabaseSetting};
 pub use definitions::{Definition, Named};
 pub use event_triggers::EventTrigger;
 pub use grants::{Acl, AclEntry, DefaultedObjects, RoleName, Securable};
+pub use others::OtherObject;
 pub use routines::Routine;
 pub use row_security::{Policy, RowSecurity};
 pub use types::{labels_to_add, TypeShape, UserType};
@@ -234,6 +236,7 @@ pub struct Catalog {
     pub database: Option<DatabaseProperties>,
     /// Rules, extended statistics, aggregates, collations and schemas.
     pub definitions: Vec<Definition>,
+    pub others: Vec<OtherObject>,
 }
 
 /// What kind of object differs.
@@ -262,6 +265,10 @@ pub enum ObjectKind {
     Aggregate,
     Collation,
     Schema,
+    /// Operators, operator classes and families, casts, text search
+    /// configurations and dictionaries, conversions, range types, foreign data
+    /// wrappers, servers and user mappings, languages, transforms: by existence.
+    Other,
 }
 
 /// Where the difference is.
@@ -335,6 +342,7 @@ pub fn compare(source: &Catalog, target: &Catalog) -> Parity {
     types::compare(&source.types, &target.types, &mut p);
     routines::compare(&source.routines, &target.routines, same_major, &mut p);
     definitions(&[ObjectKind::Aggregate], &mut p);
+    others::compare(&source.others, &target.others, &mut p);
     relations(source, target, same_major, &mut p);
     columns(source, target, &mut p);
     column_order::compare(source, target, &mut p);

@@ -78,6 +78,7 @@ async fn read_all(c: &Client) -> std::result::Result<Catalog, tokio_postgres::Er
         event_triggers: code::event_triggers(c).await?,
         database: Some(security::database(c).await?),
         definitions: definitions::definitions(c).await?,
+        others: definitions::others(c).await?,
     })
 }
 
