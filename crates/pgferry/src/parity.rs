@@ -328,19 +328,21 @@ pub async fn carry_database(src: &Client, dst: &Client) -> Result<()> {
 /// copied (`ALTER TYPE ... ADD VALUE` commits before any row can carry the label,
 /// so a row the copy or change capture brings can hold one the target lacks).
 /// Left to DDL capture where it runs: it replays the source's own statement.
-pub async fn carry_enum_labels(src: &Client, dst: &Client, name: &MigrationName) -> Result<()> {
+/// Returns how many statements it ran.
+pub async fn carry_enum_labels(src: &Client, dst: &Client, name: &MigrationName) -> Result<usize> {
     if crate::ddl::installed(src, name).await? {
-        return Ok(());
+        return Ok(0);
     }
     let (source, target) = tokio::try_join!(code::types(src), code::types(dst))
         .map_err(|e| Error::server("reading the enum types of both sides", e))?;
-    for ddl in pgferry_core::parity::labels_to_add(&source, &target) {
-        dst.batch_execute(&ddl)
+    let added = pgferry_core::parity::labels_to_add(&source, &target);
+    for ddl in &added {
+        dst.batch_execute(ddl)
             .await
             .map_err(|e| Error::server(&format!("adding enum labels on the target ({ddl})"), e))?;
         tracing::info!("enum labels the source added since the copy: {ddl}");
     }
-    Ok(())
+    Ok(added.len())
 }
 
 /// The database's properties and privileges, and the roles.
