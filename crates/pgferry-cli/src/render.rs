@@ -346,7 +346,7 @@ pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
         None => {
             let _ = writeln!(
                 out,
-                "catalog parity: not compared now (it is, once change capture runs and no stopped cutover is to be recovered)"
+                "catalog parity: not compared now (it is once change capture runs and no stopped cutover, of this migration or another, holds a fence on the source)"
             );
         }
     }

@@ -518,8 +518,9 @@ fn the_database_itself_is_carried_and_its_later_changes_stop_the_cutover() {
 /// runs (the target is still being built: the dry run does not say "matches"),
 /// and after a cutover stopped inside its fence (the source's `CONNECT` revoked
 /// and new sessions read-only are the fence's, not the application's: read as
-/// differences, their fixes would fence the target). Once the rerun rolled the
-/// fence back, the gate compares again and finds the catalogs equal.
+/// differences, their fixes would fence the target), neither for this migration
+/// nor for another one of the same database. Once the rerun rolled the fence
+/// back, the gate compares again and finds the catalogs equal.
 #[test]
 fn the_gate_does_not_read_a_half_built_target_or_the_fence_of_a_stopped_cutover() {
     let source = Cluster::start(PgVersion::V15);
@@ -544,6 +545,19 @@ fn the_gate_does_not_read_a_half_built_target_or_the_fence_of_a_stopped_cutover(
     assert!(!planned.contains("matches the source's"), "{planned}");
     ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
     assert!(dry(&m)["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()));
+    // A second migration of the same database, into another target.
+    let other = Cluster::start(PgVersion::V15);
+    other.create_database("app");
+    other.psql("app", "CREATE ROLE app LOGIN");
+    let second = |command: &'static str| {
+        vec![command, "--source", &m.urls[0], "--target", &other.url("app"), "--name", "second"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<String>>()
+    };
+    let run = |args: Vec<String>| pgferry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(run(second("copy")));
+    ok(run([second("follow"), vec!["--until-caught-up".into()]].concat()));
 
     let killed = Command::new(env!("CARGO_BIN_EXE_pgferry"))
         .args([m.args("cutover"), vec!["--switch-command", "true"]].concat())
@@ -555,6 +569,14 @@ fn the_gate_does_not_read_a_half_built_target_or_the_fence_of_a_stopped_cutover(
     let plan = dry(&m);
     assert!(plan["parity"].is_null(), "the fence is not read as the application's catalog: {plan:#}");
     assert!(plan["decision"].to_string().contains("the next pgferry cutover only rolls it back"), "{plan:#}");
+    // The other migration's gate does not read that fence either, nor does its cutover.
+    let out = run([second("cutover"), vec!["--dry-run".into(), "--format".into(), "json".into()]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the plan in JSON");
+    assert!(plan["parity"].is_null(), "{plan:#}");
+    assert!(plan["decision"].to_string().contains("fenced by another migration"), "{plan:#}");
+    let refused = run([second("cutover"), vec!["--switch-command".into(), "true".into()]].concat());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("fenced by another migration") && !said.contains("catalog parity"), "{said}");
 
     let rolled_back = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
     let said = String::from_utf8_lossy(&rolled_back.stderr);
@@ -562,6 +584,9 @@ fn the_gate_does_not_read_a_half_built_target_or_the_fence_of_a_stopped_cutover(
     assert_eq!(fenced(&m.source), "true,none");
     assert!(dry(&m)["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()));
     assert_eq!(fenced(&m.target), "true,none", "nothing of the fence reached the target");
+    let out = run([second("cutover"), vec!["--dry-run".into(), "--format".into(), "json".into()]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the plan in JSON");
+    assert!(plan["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()), "{plan:#}");
 }
 
 /// Database settings the copy must not carry as they are: one the newer target

@@ -135,7 +135,15 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     // Refused as the cutover itself is once it completed; after a stopped one,
     // the next run first recovers it, and the plan says so instead of "would start".
     crate::lifecycle::check(name, Command::Cutover, &crate::lifecycle::record(&src, Some(&dst), name).await?)?;
-    let pending = pending_recovery(&src, &dst, name).await?;
+    // Another migration's fence on this database (its cutover stopped inside
+    // it) refuses the cutover too; the gate would read that fence as differences.
+    let pending = match pending_recovery(&src, &dst, name).await? {
+        Some(reason) => Some(reason),
+        None => fence::refuse_another_fence(&src, name).await.err().map(|e| match e.hint {
+            Some(hint) => format!("{}: {hint}", e.message),
+            None => e.message,
+        }),
+    };
     let observed = observe(&src, &dst, name).await?;
     let touched =
         crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
@@ -248,6 +256,9 @@ pub async fn cutover(
     if requested(&shutdown) {
         return Err(interrupted("nothing was changed"));
     }
+    // Before the gate reads the source: another migration's fence there would
+    // read as differences whose fixes fence the target.
+    fence::refuse_another_fence(&src, name).await?;
     let observed = observe(&src, &dst, name).await?;
     if let Decision::NoGo(reasons) = go_no_go(&observed, &options.policy) {
         return Err(Error::new(
@@ -257,7 +268,6 @@ pub async fn cutover(
         .with_hint("nothing was changed; fix the reasons above and rerun"));
     }
     crate::parity::warn(&observed.parity);
-    fence::refuse_another_fence(&src, name).await?;
     // The bulk of the large objects before the fence; inside it, only what changed again.
     crate::large_objects::sync_large_objects(source, target).await?;
     let plan = fence::planned(&src, &options.administrators).await?;
