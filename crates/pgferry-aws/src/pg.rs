@@ -108,7 +108,7 @@ impl PgProbe {
         let cached = self.client.borrow_mut().take();
         let client = match cached {
             Some(client) => client,
-            None => pgferry_pg::connect(&self.endpoint).await.map_err(Error::from)?,
+            None => pgferry_pg::connect_as_application(&self.endpoint).await.map_err(Error::from)?,
         };
         let rows = client.simple_query(PROBE).await.map_err(|e| Error::new(ErrorKind::Connection, e.to_string()))?;
         let row = rows.iter().find_map(|m| match m {

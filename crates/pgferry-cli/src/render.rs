@@ -344,7 +344,15 @@ pub(crate) fn cutover_plan(plan: &pgferry::cutover::CutoverPlan) -> String {
         }
     }
     let _ = writeln!(out, "switch command: {}", plan.switch_command.as_deref().unwrap_or("none"));
-    out.push_str(&catalog_parity(&plan.parity));
+    match &plan.parity {
+        Some(parity) => out.push_str(&catalog_parity(parity)),
+        None => {
+            let _ = writeln!(
+                out,
+                "catalog parity: not compared now (it is once change capture runs and no stopped cutover, of this migration or another, holds a fence on the source)"
+            );
+        }
+    }
     let _ = writeln!(out, "\n(dry run: nothing was changed)");
     out
 }

@@ -464,3 +464,38 @@ fn a_rerun_of_start_does_not_capture_its_own_installation() {
     assert_eq!(schema(&target), schema(&source));
     assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
 }
+
+/// An enum label the source adds is usable there only once its transaction
+/// committed; change capture applies many source transactions in one target
+/// transaction, so a label added in one and used in the next (a migration, then
+/// the application's writes) must reach the target committed before the row:
+/// the batch ends after a transaction whose DDL it replayed. Both arrive as a
+/// backlog, so one batch would hold them all.
+#[test]
+fn an_enum_label_added_then_used_in_the_next_transaction_is_replayed_before_its_rows() {
+    for version in TARGETS {
+        let (source, target) = clusters(version);
+        source.psql(
+            "app",
+            "CREATE TYPE app.mood AS ENUM ('sad'); CREATE TABLE app.moods (id int PRIMARY KEY, m app.mood)",
+        );
+        start(&source, &target, "labels", &["--capture-ddl"]);
+        source.psql("app", "ALTER TYPE app.mood ADD VALUE 'ok'");
+        source.psql("app", "INSERT INTO app.moods VALUES (1, 'ok')");
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let mut client = source.connect("app").await;
+            let tx = client.transaction().await.unwrap();
+            tx.batch_execute("ALTER TYPE app.mood ADD VALUE 'happy'").await.unwrap();
+            tx.batch_execute("INSERT INTO app.moods VALUES (2, 'sad')").await.unwrap();
+            tx.commit().await.unwrap();
+        });
+        source
+            .psql("app", "INSERT INTO app.moods VALUES (3, 'happy'); UPDATE app.items SET name = 'after' WHERE id = 1");
+        let out = follow(&source, &target, "labels", &[]);
+        assert_ok(&out);
+        let moods = "SELECT enum_range(NULL::app.mood)::text || ' ' || string_agg(id || '=' || m, ',' ORDER BY id) FROM app.moods";
+        assert_eq!(source.psql("app", moods), "{sad,ok,happy} 1=ok,2=sad,3=happy");
+        assert_eq!(target.psql("app", moods), source.psql("app", moods), "15 -> {version:?}");
+        assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
+    }
+}

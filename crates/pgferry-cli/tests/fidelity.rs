@@ -731,3 +731,39 @@ fn an_enum_label_added_during_the_copy_arrives_with_its_rows() {
         assert!(equal, "{report:#}");
     }
 }
+
+/// A label the source adds while change capture runs (no DDL capture), and a
+/// row that holds it: the row's change fails on the target (`invalid input
+/// value for enum`), change capture adds the labels and goes on from where the
+/// target stands, without stopping.
+#[test]
+fn an_enum_label_added_while_change_capture_runs_does_not_stop_it() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql("app", "CREATE TYPE mood AS ENUM ('sad'); CREATE TABLE moods (id int PRIMARY KEY, m mood)");
+    let (s, t) = (source.url("app"), target.url("app"));
+    assert_ok(&pgferry(&["copy", "--source", &s, "--target", &t], &[]));
+    let mut following = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["follow", "--source", &s, "--target", &t])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let arrived = |sql: &str| {
+        let started = Instant::now();
+        while target.psql("app", sql) != "1" {
+            assert!(started.elapsed() < Duration::from_secs(60), "not applied: {sql}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    source.psql("app", "INSERT INTO moods VALUES (1, 'sad')");
+    arrived("SELECT count(*) FROM moods WHERE id = 1");
+    source.psql("app", "ALTER TYPE mood ADD VALUE 'ok'");
+    source.psql("app", "INSERT INTO moods VALUES (2, 'ok')");
+    arrived("SELECT count(*) FROM moods WHERE id = 2 AND m::text = 'ok'");
+    assert!(following.try_wait().unwrap().is_none(), "change capture went on");
+    following.kill().unwrap();
+    following.wait().unwrap();
+}

@@ -6,7 +6,7 @@
 //! extension at another version or a column of another type or collation, a function whose
 //! body changed, an enum missing a label, a grant revoked, row-level security
 //! disabled, a policy or an event trigger dropped, columns in another order, a
-//! rule, a statistics object, an aggregate, a collation or an empty schema
+//! rule (or its state), a table's parent, an operator, a statistics object, an aggregate, a collation or an empty schema
 //! dropped, a view's option reset, a column's grant or a default privilege
 //! revoked, a trigger disabled, or a table given to another owner,
 //! stops the cutover before the fence (exit 1, the source not fenced, no
@@ -89,6 +89,9 @@ INSERT INTO orders (customer_id, total, note) SELECT 1 + g % 20, g, 'order ' || 
 INSERT INTO events SELECT g, DATE '2024-01-01' + g, 'e' FROM generate_series(1, 400) g;
 SELECT lo_from_bytea(0, 'hello');
 CREATE RULE keep_note_zero AS ON DELETE TO notes WHERE OLD.id = 0 DO INSTEAD NOTHING;
+CREATE RULE keep_order_zero AS ON DELETE TO orders WHERE OLD.id = 0 DO INSTEAD NOTHING;
+CREATE RULE keep_customer_zero AS ON DELETE TO customers WHERE OLD.id = 0 DO INSTEAD NOTHING;
+ALTER TABLE customers ENABLE ALWAYS RULE keep_customer_zero;
 CREATE VIEW cheap_orders WITH (security_barrier) AS SELECT id, total FROM orders WHERE total < 10 WITH LOCAL CHECK OPTION;
 CREATE STATISTICS orders_stats (ndistinct) ON customer_id, total FROM orders;
 CREATE AGGREGATE total_sum(numeric) (SFUNC = numeric_add, STYPE = numeric, INITCOND = '0');
@@ -98,6 +101,13 @@ GRANT SELECT (note) ON orders TO reader;
 ALTER DEFAULT PRIVILEGES IN SCHEMA reports GRANT SELECT ON TABLES TO reader;
 CREATE TABLE app_owned (id int PRIMARY KEY);
 ALTER TABLE app_owned OWNER TO app;
+CREATE FUNCTION same(a int, b int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT a = b';
+CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = same);
+CREATE TEXT SEARCH CONFIGURATION plain_text (COPY = simple);
+CREATE TABLE base (id int PRIMARY KEY);
+CREATE TABLE derived (extra int) INHERITS (base);
+ALTER TABLE derived ADD PRIMARY KEY (id);
+INSERT INTO derived VALUES (1, 1);
 "#;
 
 struct Migration {
@@ -202,6 +212,18 @@ const PLANTED: &[(&str, &str)] = &[
         "the options of view \"public\".\"cheap_orders\" differs: on the source check_option=local, security_barrier=true, on the target check_option=local",
     ),
     (
+        "DROP OPERATOR === (int, int)",
+        "operator public.===(integer,integer) is on the source but missing on the target",
+    ),
+    (
+        "ALTER TABLE derived NO INHERIT base",
+        "the parents of table \"public\".\"derived\" differs: on the source inherits from \"public\".\"base\", on the target inherits from no table",
+    ),
+    (
+        "ALTER TABLE orders DISABLE RULE keep_order_zero",
+        "rule \"keep_order_zero\" on \"public\".\"orders\" differs: on the source CREATE RULE keep_order_zero AS ON DELETE TO ",
+    ),
+    (
         "DROP STATISTICS orders_stats",
         "statistics object \"public\".\"orders_stats\" is on the source but missing on the target",
     ),
@@ -281,6 +303,11 @@ fn the_gate(target_version: PgVersion) {
         assert!(line.contains("catalog parity: ") && line.contains("; fix: "), "{line}");
         assert!(dry.contains(named), "the dry run names it too: {named}\n{dry}");
     }
+    assert!(
+        stderr.contains("DO INSTEAD NOTHING; ALTER TABLE orders DISABLE RULE keep_order_zero; fix: ")
+            || stderr.contains("DO INSTEAD NOTHING; ALTER TABLE public.orders DISABLE RULE keep_order_zero; fix: "),
+        "the rule's state on the target is said: {stderr}"
+    );
     assert!(stderr.contains("nothing was changed"), "{stderr}");
     assert_eq!(fenced(&m.source), unfenced, "the gate stops the cutover before the fence");
     assert_eq!(m.target.psql("app", "SELECT count(*) FROM pgferry.cutover"), "0", "no cutover journaled");
@@ -290,6 +317,10 @@ fn the_gate(target_version: PgVersion) {
     for d in &differences {
         match d["ddl"].as_str() {
             Some(ddl) => drop(m.target.psql("app", ddl)),
+            None if d["kind"] == "other" => {
+                assert!(d["fix"].as_str().is_some_and(|f| f.contains("pg_dump --schema-only")), "{d:#}");
+                m.target.psql("app", "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = same)");
+            }
             None => {
                 assert_eq!(d["kind"], "column_order", "every other planted difference has its DDL: {d:#}");
                 assert!(d["fix"].as_str().is_some_and(|f| f.starts_with("no DDL moves a column: rebuild")), "{d:#}");
@@ -455,6 +486,10 @@ fn the_database_itself_is_carried_and_its_later_changes_stop_the_cutover() {
         named,
         [
             ("the setting work_mem of database \"app\"", "ALTER DATABASE \"app\" SET \"work_mem\" TO '64MB'"),
+            (
+                "the setting default_transaction_read_only of role \"reporting\" in database \"app\"",
+                "ALTER ROLE \"reporting\" IN DATABASE \"app\" RESET \"default_transaction_read_only\""
+            ),
             ("the grant to \"app\" on database \"app\"", "GRANT CREATE ON DATABASE \"app\" TO \"app\""),
         ],
         "{differences:#?}"
@@ -465,8 +500,8 @@ fn the_database_itself_is_carried_and_its_later_changes_stop_the_cutover() {
         "{warnings}"
     );
     assert!(
-        warnings.contains("default_transaction_read_only of role \\\"reporting\\\" in database \\\"app\\\" is \\\"on\\\" on the target only"),
-        "a setting the source dropped is said: {warnings}"
+        !warnings.contains("default_transaction_read_only"),
+        "a read-only default the source dropped stops the cutover: the switched role could not write: {warnings}"
     );
     let out = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
     assert_eq!(out.status.code(), Some(1));
@@ -477,4 +512,161 @@ fn the_database_itself_is_carried_and_its_later_changes_stop_the_cutover() {
     }
     let done = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+}
+
+/// The gate is not run where its reading would be false: before change capture
+/// runs (the target is still being built: the dry run does not say "matches"),
+/// and after a cutover stopped inside its fence (the source's `CONNECT` revoked
+/// and new sessions read-only are the fence's, not the application's: read as
+/// differences, their fixes would fence the target), neither for this migration
+/// nor for another one of the same database. Once the rerun rolled the fence
+/// back, the gate compares again and finds the catalogs equal.
+#[test]
+fn the_gate_does_not_read_a_half_built_target_or_the_fence_of_a_stopped_cutover() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    target.create_database("app");
+    for c in [&source, &target] {
+        c.psql("app", "CREATE ROLE app LOGIN");
+    }
+    source.psql("app", "CREATE TABLE t (id int PRIMARY KEY); GRANT ALL ON t TO app; INSERT INTO t VALUES (1)");
+    let urls = [source.url("app"), target.url("app")];
+    let m = Migration { source, target, urls };
+    let dry = |m: &Migration| {
+        let out = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("the plan in JSON")
+    };
+    ok(pgferry(&m.args("copy")));
+    let planned = pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat());
+    let planned = String::from_utf8_lossy(&planned.stdout).into_owned();
+    assert!(planned.contains("change capture is not running yet"), "{planned}");
+    assert!(planned.contains("catalog parity: not compared now"), "{planned}");
+    assert!(!planned.contains("matches the source's"), "{planned}");
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    assert!(dry(&m)["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()));
+    // A second migration of the same database, into another target.
+    let other = Cluster::start(PgVersion::V15);
+    other.create_database("app");
+    other.psql("app", "CREATE ROLE app LOGIN");
+    let second = |command: &'static str| {
+        vec![command, "--source", &m.urls[0], "--target", &other.url("app"), "--name", "second"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<String>>()
+    };
+    let run = |args: Vec<String>| pgferry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(run(second("copy")));
+    ok(run([second("follow"), vec!["--until-caught-up".into()]].concat()));
+
+    let killed = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([m.args("cutover"), vec!["--switch-command", "true"]].concat())
+        .env("PGFERRY_FAILPOINT", "cutover-after-drained:1")
+        .output()
+        .expect("run pgferry");
+    assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
+    assert_eq!(fenced(&m.source), "false,default_transaction_read_only=on", "killed inside the fence");
+    let plan = dry(&m);
+    assert!(plan["parity"].is_null(), "the fence is not read as the application's catalog: {plan:#}");
+    assert!(plan["decision"].to_string().contains("the next pgferry cutover only rolls it back"), "{plan:#}");
+    // The other migration's gate does not read that fence either, nor does its cutover.
+    let out = run([second("cutover"), vec!["--dry-run".into(), "--format".into(), "json".into()]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the plan in JSON");
+    assert!(plan["parity"].is_null(), "{plan:#}");
+    assert!(plan["decision"].to_string().contains("fenced by another migration"), "{plan:#}");
+    let refused = run([second("cutover"), vec!["--switch-command".into(), "true".into()]].concat());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("fenced by another migration") && !said.contains("catalog parity"), "{said}");
+
+    let rolled_back = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
+    let said = String::from_utf8_lossy(&rolled_back.stderr);
+    assert!(!rolled_back.status.success() && said.contains("it has been rolled back"), "{said}");
+    assert_eq!(fenced(&m.source), "true,none");
+    assert!(dry(&m)["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()));
+    assert_eq!(fenced(&m.target), "true,none", "nothing of the fence reached the target");
+    let out = run([second("cutover"), vec!["--dry-run".into(), "--format".into(), "json".into()]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the plan in JSON");
+    assert!(plan["parity"]["differences"].as_array().is_some_and(|d| d.is_empty()), "{plan:#}");
+}
+
+/// Database settings the copy must not carry as they are: one the newer target
+/// no longer has (`force_parallel_mode`, renamed in 16) is a warning, not a
+/// difference no fix could clear; a library every session loads
+/// (`session_preload_libraries`) is not carried (one the target lacks would
+/// refuse every connection to the database, pgferry's too), and the gate names
+/// it with its fix, which, run once the target has the library, lets the cutover through.
+#[test]
+fn a_setting_the_target_lacks_is_a_warning_and_preloaded_libraries_wait_for_the_operator() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);
+         ALTER DATABASE app SET force_parallel_mode = off;
+         ALTER DATABASE app SET session_preload_libraries = 'auto_explain'",
+    );
+    let urls = [source.url("app"), target.url("app")];
+    let m = Migration { source, target, urls };
+    let copied = pgferry(&m.args("copy"));
+    let said = String::from_utf8_lossy(&copied.stderr).into_owned();
+    assert!(copied.status.success(), "{said}");
+    assert!(said.contains("session_preload_libraries of database \"app\" is not carried"), "{said}");
+    assert_eq!(
+        database_itself(&m.target),
+        "PUBLIC=CONNECT,PUBLIC=TEMPORARY | -1",
+        "no setting carried, the target connectable"
+    );
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    let json = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
+    let differences = plan["parity"]["differences"].as_array().expect("differences").clone();
+    let fixes: Vec<&str> = differences.iter().filter_map(|d| d["ddl"].as_str()).collect();
+    assert_eq!(fixes, ["ALTER DATABASE \"app\" SET \"session_preload_libraries\" TO 'auto_explain'"], "{plan:#}");
+    let warnings = plan["parity"]["warnings"].to_string();
+    assert!(warnings.contains("the target's PostgreSQL has no setting force_parallel_mode"), "{warnings}");
+    m.target.psql("app", fixes[0]);
+    let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
+    assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
+}
+
+/// A database whose sessions start read-only (its application writes in
+/// `BEGIN READ WRITE`): pgferry's own sessions, pg_dump's and pg_restore's lift
+/// that default on both sides (the copy carries it to the target), so the copy,
+/// change capture, validation and the cutover work; the fence's probe still
+/// sees a new session as the application's would, and a rollback leaves the
+/// source's own setting as it was.
+#[test]
+fn a_database_that_starts_sessions_read_only_is_migrated() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    target.create_database("app");
+    target.psql("app", "CREATE ROLE app LOGIN");
+    source.psql(
+        "app",
+        "CREATE ROLE app LOGIN; CREATE TABLE t (id int PRIMARY KEY, v text); GRANT ALL ON t TO app;
+         INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g;
+         ALTER DATABASE app SET default_transaction_read_only = on",
+    );
+    let urls = [source.url("app"), target.url("app")];
+    let m = Migration { source, target, urls };
+    ok(pgferry(&m.args("copy")));
+    assert_eq!(database_itself(&m.target), database_itself(&m.source), "carried");
+    m.source.psql("app", "BEGIN READ WRITE; UPDATE t SET v = 'w' WHERE id <= 10; COMMIT");
+    ok(pgferry(&[m.args("follow"), vec!["--until-caught-up"]].concat()));
+    ok(pgferry(&m.args("validate")));
+    let killed = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([m.args("cutover"), vec!["--switch-command", "true"]].concat())
+        .env("PGFERRY_FAILPOINT", "cutover-after-drained:1")
+        .output()
+        .expect("run pgferry");
+    assert_eq!(killed.status.code(), Some(137), "{}", String::from_utf8_lossy(&killed.stderr));
+    let rolled_back = pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat());
+    assert!(String::from_utf8_lossy(&rolled_back.stderr).contains("it has been rolled back"));
+    assert_eq!(fenced(&m.source), "true,default_transaction_read_only=on", "the source's own setting kept");
+    let done = ok(pgferry(&[m.args("cutover"), vec!["--switch-command", "true"]].concat()));
+    assert!(done.contains("cut over"), "{done}");
+    assert_eq!(m.target.psql("app", "SELECT count(*) FROM t WHERE v = 'w'"), "10");
 }

@@ -39,6 +39,7 @@ mod database;
 mod definitions;
 mod event_triggers;
 mod grants;
+mod others;
 mod relation_options;
 mod routines;
 mod row_security;
@@ -49,6 +50,7 @@ pub use database::{carry, DatabaseProperties, DatabaseSetting};
 pub use definitions::{Definition, Named};
 pub use event_triggers::EventTrigger;
 pub use grants::{Acl, AclEntry, DefaultedObjects, RoleName, Securable};
+pub use others::OtherObject;
 pub use routines::Routine;
 pub use row_security::{Policy, RowSecurity};
 pub use types::{labels_to_add, TypeShape, UserType};
@@ -118,6 +120,9 @@ pub struct Relation {
     pub unlogged: bool,
     /// The parent of a partition.
     pub partition_of: Option<QualifiedName>,
+    /// The parents of a table that inherits (`INHERITS`, not a partition's):
+    /// a query on a parent reads its children's rows too.
+    pub inherits: Vec<QualifiedName>,
     /// A partition's bound (`FOR VALUES ...`, `DEFAULT`).
     pub bound: Option<ServerSql>,
     /// A partitioned table's key (`RANGE (id)`).
@@ -231,6 +236,7 @@ pub struct Catalog {
     pub database: Option<DatabaseProperties>,
     /// Rules, extended statistics, aggregates, collations and schemas.
     pub definitions: Vec<Definition>,
+    pub others: Vec<OtherObject>,
 }
 
 /// What kind of object differs.
@@ -259,6 +265,10 @@ pub enum ObjectKind {
     Aggregate,
     Collation,
     Schema,
+    /// Operators, operator classes and families, casts, text search
+    /// configurations and dictionaries, conversions, range types, foreign data
+    /// wrappers, servers and user mappings, languages, transforms: by existence.
+    Other,
 }
 
 /// Where the difference is.
@@ -332,6 +342,7 @@ pub fn compare(source: &Catalog, target: &Catalog) -> Parity {
     types::compare(&source.types, &target.types, &mut p);
     routines::compare(&source.routines, &target.routines, same_major, &mut p);
     definitions(&[ObjectKind::Aggregate], &mut p);
+    others::compare(&source.others, &target.others, &mut p);
     relations(source, target, same_major, &mut p);
     columns(source, target, &mut p);
     column_order::compare(source, target, &mut p);
@@ -571,6 +582,7 @@ fn relation_pair(s: &Relation, t: &Relation, same_major: bool, p: &mut Parity) {
         let show = |b: Option<String>| b.unwrap_or_else(|| "not a partition".to_string());
         push(p, ObjectKind::Relation, object.clone(), differs(show(bound(s)), show(bound(t))), run(fix));
     }
+    inheritance(s, t, &object, p);
     let def = |r: &Relation| {
         r.definition.as_ref().map(|d| match same_major {
             true => normalize(d.as_str()),
@@ -595,6 +607,36 @@ fn relation_pair(s: &Relation, t: &Relation, same_major: bool, p: &mut Parity) {
         push(p, ObjectKind::Relation, format!("the query of {object}"), differs(show(def(s)), show(def(t))), fix);
     }
     relation_options::compare(s, t, p);
+}
+
+/// The parents a table inherits from: a query on a parent reads the rows of
+/// the children it has on that side. Fix: `NO INHERIT` the target's extra
+/// parents, `INHERIT` the missing ones (the columns must match, as on the source).
+fn inheritance(s: &Relation, t: &Relation, object: &str, p: &mut Parity) {
+    let parents = |r: &Relation| {
+        let mut parents = r.inherits.clone();
+        parents.sort();
+        parents
+    };
+    let (sp, tp) = (parents(s), parents(t));
+    if sp == tp {
+        return;
+    }
+    let mut fix = Sql::default();
+    for (i, (parent, keyword)) in tp
+        .iter()
+        .filter(|q| !sp.contains(q))
+        .map(|q| (q, " NO INHERIT "))
+        .chain(sp.iter().filter(|q| !tp.contains(q)).map(|q| (q, " INHERIT ")))
+        .enumerate()
+    {
+        fix = if i == 0 { fix } else { fix.push("; ") }.push("ALTER TABLE ").name(&s.name).push(keyword).name(parent);
+    }
+    let show = |parents: &[QualifiedName]| match parents {
+        [] => "inherits from no table".to_string(),
+        _ => format!("inherits from {}", parents.iter().map(|q| q.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    push(p, ObjectKind::Relation, format!("the parents of {object}"), differs(show(&sp), show(&tp)), run(fix));
 }
 
 /// The relations on both sides, by name: their parts are compared only there
@@ -966,6 +1008,7 @@ mod tests {
             kind: RelationKind::Table,
             unlogged: false,
             partition_of: None,
+            inherits: vec![],
             bound: None,
             partition_key: None,
             definition: None,

@@ -14,7 +14,9 @@
 //! never. Keepalives probe only an idle socket: data sent and never acknowledged
 //! is bounded by `TCP_USER_TIMEOUT` ([`TCP_USER_TIMEOUT`], the same budget), so a
 //! write into a partition fails as fast as a read from one. The application's
-//! time limits are lifted for pgferry's own sessions ([`LIFT_TIMEOUTS`]).
+//! time limits are lifted for pgferry's own sessions ([`LIFT_TIMEOUTS`]), and so
+//! is a read-only default ([`LIFT_READ_ONLY`]) but where a session must start as
+//! the application's would ([`connect_as_application`]).
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -78,8 +80,20 @@ pub const KEEPALIVE_RETRIES: u32 = 3;
 pub const TCP_USER_TIMEOUT: Duration =
     Duration::from_secs(KEEPALIVE_IDLE.as_secs() + KEEPALIVE_INTERVAL.as_secs() * KEEPALIVE_RETRIES as u64);
 
-/// Connects and spawns the connection's I/O task.
+/// Connects and spawns the connection's I/O task: a session of pgferry's own,
+/// the application's time limits and read-only default lifted.
 pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
+    open(spec, &[LIFT_TIMEOUTS, LIFT_READ_ONLY]).await
+}
+
+/// A session as the application's start: read-only where the database or the
+/// role says so (the fence's probe, the switchover's write probe); only the
+/// time limits lifted.
+pub async fn connect_as_application(spec: &ConnSpec) -> Result<Client, ConnectError> {
+    open(spec, &[LIFT_TIMEOUTS]).await
+}
+
+async fn open(spec: &ConnSpec, lifts: &[&str]) -> Result<Client, ConnectError> {
     let fail = |failure, cause: String| ConnectError { server: spec.to_string(), failure, cause };
     let tls = client_config(spec).map_err(|e: TlsConfigError| fail(ConnectFailure::Tls, e.to_string()))?;
     let config = pg_config(spec);
@@ -95,7 +109,7 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
             tracing::debug!(error = %e, "connection closed with an error");
         }
     });
-    client.simple_query(LIFT_TIMEOUTS).await.map_err(|e| {
+    client.simple_query(&lifts.join(";")).await.map_err(|e| {
         let (failure, cause) = classify(&e);
         fail(failure, cause)
     })?;
@@ -114,9 +128,27 @@ const LIFT_TIMEOUTS: &str = "SELECT set_config(name, '0', false) FROM pg_setting
     WHERE name IN ('idle_session_timeout', 'transaction_timeout')
       AND source NOT IN ('default', 'client', 'session') AND setting <> '0'";
 
+/// A database, role or server that starts sessions read-only
+/// (`default_transaction_read_only`, which the copy carries to the target too)
+/// would refuse pgferry's own writes: the publication, the journal, the rows it
+/// applies. Lifted where it is set for them, not where the connection asked for it.
+const LIFT_READ_ONLY: &str = "SELECT set_config(name, 'off', false) FROM pg_settings
+    WHERE name = 'default_transaction_read_only' AND setting = 'on'
+      AND source NOT IN ('default', 'client', 'session')";
+
+/// The startup options that lift the application's time limits.
+macro_rules! time_limits {
+    () => {
+        "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0"
+    };
+}
+
 /// Startup options that lift the application's time limits (see [`LIFT_TIMEOUTS`]).
-pub(crate) const STARTUP_LIMITS: &str =
-    "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0";
+pub(crate) const STARTUP_LIMITS: &str = time_limits!();
+
+/// The startup options of `pg_dump` and `pg_restore` (`PGOPTIONS`): the time
+/// limits and the read-only default lifted (see [`LIFT_READ_ONLY`]).
+pub(crate) const CLIENT_PROGRAM_OPTIONS: &str = concat!(time_limits!(), " -c default_transaction_read_only=off");
 
 /// Runs `opening` under the spec's connect timeout; on expiry, says so in one
 /// sentence.

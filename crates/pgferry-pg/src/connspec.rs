@@ -217,9 +217,10 @@ impl ConnSpec {
         if let Some(t) = self.connect_timeout {
             env.push(("PGCONNECT_TIMEOUT", t.as_secs().to_string()));
         }
-        // The application's time limits lifted as for pgferry's own sessions
-        // (pg_dump sets them to 0 itself, but only after its first queries).
-        let limits = crate::connect::STARTUP_LIMITS;
+        // The application's time limits and read-only default lifted as for
+        // pgferry's own sessions (pg_dump sets the limits to 0 itself, but only
+        // after its first queries; pg_restore writes).
+        let limits = crate::connect::CLIENT_PROGRAM_OPTIONS;
         env.push((
             "PGOPTIONS",
             match &self.options {
@@ -598,6 +599,10 @@ mod tests {
         assert_eq!(env["PGPASSWORD"], "hunter2");
         assert_eq!(env["PGSSLMODE"], "verify-ca");
         assert_eq!(env["PGSSLROOTCERT"], "/ca");
-        assert_eq!(env["PGOPTIONS"], crate::connect::STARTUP_LIMITS, "the time limits lifted");
+        assert_eq!(
+            env["PGOPTIONS"],
+            "-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0 -c default_transaction_read_only=off",
+            "the time limits and the read-only default lifted"
+        );
     }
 }

@@ -13,6 +13,6 @@ pub mod sqlstate;
 mod tls;
 pub mod tools;
 
-pub use connect::{connect, ConnectError, ConnectFailure};
+pub use connect::{connect, connect_as_application, ConnectError, ConnectFailure};
 pub use connspec::{ConnSpec, ConnSpecError, Host, Secret, SslMode};
 pub use tls::TlsConfigError;

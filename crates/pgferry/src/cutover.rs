@@ -134,8 +134,13 @@ pub struct CutoverPlan {
     pub materialized_views: Vec<PlannedView>,
     /// When they are refreshed.
     pub views_refresh: ViewRefresh,
-    /// The catalog parity gate's differences (in the decision too) and warnings.
-    pub parity: pgferry_core::parity::Parity,
+    /// The catalog parity gate's differences (in the decision too) and warnings;
+    /// none when the gate would not run now: before change capture runs (the
+    /// target is still being built), or while a stopped cutover is to be
+    /// recovered first (its fence on the source, `CONNECT` revoked and new
+    /// sessions read-only, would be read as differences whose fixes fence the
+    /// target).
+    pub parity: Option<pgferry_core::parity::Parity>,
     /// What the next run does first about an earlier, stopped cutover (roll it
     /// back or finish it) instead of starting one; also the decision's reason.
     pub recovery: Option<String>,
@@ -150,7 +155,15 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
     // Refused as the cutover itself is once it completed; after a stopped one,
     // the next run first recovers it, and the plan says so instead of "would start".
     crate::lifecycle::check(name, Command::Cutover, &crate::lifecycle::record(&src, Some(&dst), name).await?)?;
-    let pending = pending_recovery(&src, &dst, name).await?;
+    // Another migration's fence on this database (its cutover stopped inside
+    // it) refuses the cutover too; the gate would read that fence as differences.
+    let pending = match pending_recovery(&src, &dst, name).await? {
+        Some(reason) => Some(reason),
+        None => fence::refuse_another_fence(&src, name).await.err().map(|e| match e.hint {
+            Some(hint) => format!("{}: {hint}", e.message),
+            None => e.message,
+        }),
+    };
     let observed = observe(&src, &dst, name).await?;
     let touched =
         crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
@@ -178,6 +191,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         steps.push("refresh the materialized views (after the switch)");
     }
     steps.push("open the target; report");
+    let parity = (pending.is_none() && observed.replicating).then(|| observed.parity.clone());
     Ok(CutoverPlan {
         migration: name.to_string(),
         decision: match &pending {
@@ -194,7 +208,7 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         switch_command: options.switch_command.clone(),
         materialized_views: crate::materialized_views::planned(&src, &dst, name).await?,
         views_refresh: options.views,
-        parity: observed.parity,
+        parity,
     })
 }
 
@@ -298,6 +312,9 @@ async fn cutover_locked(
     if requested(&shutdown) {
         return Err(interrupted("nothing was changed"));
     }
+    // Before the gate reads the source: another migration's fence there would
+    // read as differences whose fixes fence the target.
+    fence::refuse_another_fence(&src, name).await?;
     let observed = observe(&src, &dst, name).await?;
     if let Decision::NoGo(reasons) = go_no_go(&observed, &options.policy) {
         return Err(Error::new(
@@ -307,7 +324,6 @@ async fn cutover_locked(
         .with_hint("nothing was changed; fix the reasons above and rerun"));
     }
     crate::parity::warn(&observed.parity);
-    fence::refuse_another_fence(&src, name).await?;
     // The bulk of the large objects before the fence; inside it, only what changed again.
     crate::large_objects::sync_large_objects(source, target).await?;
     let plan = fence::planned(&src, &options.administrators).await?;

@@ -590,7 +590,7 @@ async fn terminate_sessions(src: &Client, own: &[i32]) -> Result<i64> {
 /// start read-only). A superuser bypasses privileges: an application connecting as
 /// one shows up here.
 async fn verify(source: &ConnSpec, src: &Client, own_pid: i32, spared: &[String]) -> Result<()> {
-    let probe = pgferry_pg::connect(source).await?;
+    let probe = pgferry_pg::connect_as_application(source).await?;
     match probe.batch_execute("CREATE TEMPORARY TABLE pgferry_fence_probe (x int)").await {
         Err(e) if e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => {}
         Err(e) => return Err(Error::server("verifying the fence with a write attempt", e)),

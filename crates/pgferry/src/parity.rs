@@ -78,6 +78,7 @@ async fn read_all(c: &Client) -> std::result::Result<Catalog, tokio_postgres::Er
         event_triggers: code::event_triggers(c).await?,
         database: Some(security::database(c).await?),
         definitions: definitions::definitions(c).await?,
+        others: definitions::others(c).await?,
     })
 }
 
@@ -93,6 +94,11 @@ fn optional_sql(row: &Row, index: usize) -> Option<ServerSql> {
     row.get::<_, Option<String>>(index).map(ServerSql::from_catalog)
 }
 
+/// The parents `h` (schema `hn`) a table `c` inherits from, not a partition's, in order.
+const PARENTS: &str =
+    "pg_inherits hi JOIN pg_class h ON h.oid = hi.inhparent JOIN pg_namespace hn ON hn.oid = h.relnamespace
+    WHERE hi.inhrelid = c.oid AND NOT c.relispartition ORDER BY hi.inhseqno";
+
 async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence = 'u',
@@ -101,7 +107,8 @@ async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postg
                 CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
                 CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
                 coalesce(c.reloptions, '{{}}')
-                    || ARRAY(SELECT 'toast.' || o FROM pg_class tc, unnest(tc.reloptions) o WHERE tc.oid = c.reltoastrelid)
+                    || ARRAY(SELECT 'toast.' || o FROM pg_class tc, unnest(tc.reloptions) o WHERE tc.oid = c.reltoastrelid),
+                ARRAY(SELECT hn.nspname::text FROM {PARENTS}), ARRAY(SELECT h.relname::text FROM {PARENTS})
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
          LEFT JOIN pg_class p ON p.oid = i.inhparent
@@ -117,6 +124,12 @@ async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postg
                 kind: RelationKind::from_code(&r.get::<_, String>(2))?,
                 unlogged: r.get(3),
                 partition_of: r.get::<_, Option<String>>(4).map(|_| name(r, 4, 5)),
+                inherits: r
+                    .get::<_, Vec<String>>(10)
+                    .into_iter()
+                    .zip(r.get::<_, Vec<String>>(11))
+                    .map(|(schema, name)| QualifiedName::from_catalog(schema, name))
+                    .collect(),
                 bound: optional_sql(r, 6),
                 partition_key: optional_sql(r, 7),
                 definition: optional_sql(r, 8),
@@ -315,19 +328,21 @@ pub async fn carry_database(src: &Client, dst: &Client) -> Result<()> {
 /// copied (`ALTER TYPE ... ADD VALUE` commits before any row can carry the label,
 /// so a row the copy or change capture brings can hold one the target lacks).
 /// Left to DDL capture where it runs: it replays the source's own statement.
-pub async fn carry_enum_labels(src: &Client, dst: &Client, name: &MigrationName) -> Result<()> {
+/// Returns how many statements it ran.
+pub async fn carry_enum_labels(src: &Client, dst: &Client, name: &MigrationName) -> Result<usize> {
     if crate::ddl::installed(src, name).await? {
-        return Ok(());
+        return Ok(0);
     }
     let (source, target) = tokio::try_join!(code::types(src), code::types(dst))
         .map_err(|e| Error::server("reading the enum types of both sides", e))?;
-    for ddl in pgferry_core::parity::labels_to_add(&source, &target) {
-        dst.batch_execute(&ddl)
+    let added = pgferry_core::parity::labels_to_add(&source, &target);
+    for ddl in &added {
+        dst.batch_execute(ddl)
             .await
             .map_err(|e| Error::server(&format!("adding enum labels on the target ({ddl})"), e))?;
         tracing::info!("enum labels the source added since the copy: {ddl}");
     }
-    Ok(())
+    Ok(added.len())
 }
 
 /// The database's properties and privileges, and the roles.

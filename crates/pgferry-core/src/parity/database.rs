@@ -29,6 +29,10 @@ pub struct DatabaseProperties {
     pub connection_limit: i32,
     pub comment: Option<String>,
     pub settings: Vec<DatabaseSetting>,
+    /// The settings this side's server knows (`pg_settings`, lower case): a
+    /// source's setting that a newer target dropped or renamed
+    /// (`force_parallel_mode` in 16) cannot be set there.
+    pub known_settings: BTreeSet<String>,
 }
 
 /// A setting of the database (`role` none) or of a role in it.
@@ -77,6 +81,12 @@ const LIST_SETTINGS: [&str; 6] = [
     "temp_tablespaces",
     "unix_socket_directories",
 ];
+
+/// The settings that name libraries every new session loads: set to one the
+/// target lacks, every connection to the database is refused (`could not access
+/// file`), pgferry's and the application's, so the copy does not carry them
+/// (the gate names them with their fix, to run once the target has the libraries).
+const LIBRARY_SETTINGS: [&str; 2] = ["local_preload_libraries", "session_preload_libraries"];
 
 fn value_sql(mut sql: Sql, name: &str, value: &str) -> Sql {
     if !LIST_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {
@@ -139,6 +149,11 @@ fn split_list(value: &str) -> Vec<String> {
 }
 
 pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
+    compare_database(source, target, false, p)
+}
+
+/// `carrying`: for the copy, which leaves out what it must not run unseen.
+fn compare_database(source: &Catalog, target: &Catalog, carrying: bool, p: &mut Parity) {
     let (Some(s), Some(t)) = (&source.database, &target.database) else { return };
     let target_roles: BTreeSet<&Ident> = target.roles.iter().collect();
     let source_roles: BTreeSet<&Ident> = source.roles.iter().collect();
@@ -197,10 +212,33 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
                 continue;
             }
         }
+        // A custom setting (`myapp.x`) is a placeholder any server takes.
+        let name = v.name.to_ascii_lowercase();
+        if sv.is_some() && !name.contains('.') && !t.known_settings.is_empty() && !t.known_settings.contains(&name) {
+            p.warnings.push(format!(
+                "{} is not carried: the target's PostgreSQL has no setting {} (removed or renamed in a newer version); set its successor on the target if the application needs it",
+                v.object(database),
+                v.name
+            ));
+            continue;
+        }
+        if carrying && sv.is_some_and(|sv| Some(sv) != tv) && LIBRARY_SETTINGS.contains(&name.as_str()) {
+            p.warnings.push(format!(
+                "{} is not carried: a library the target lacks would refuse every new connection to the database; once the target has them, run: {}",
+                v.object(database),
+                sv.expect("from the source").set(database)
+            ));
+            continue;
+        }
         match (sv, tv) {
             (Some(sv), None) => push(p, ObjectKind::Database, sv.object(database), Side::MissingOnTarget, run(sv.set(database))),
             (Some(sv), Some(tv)) if sv.value != tv.value => {
                 push(p, ObjectKind::Database, sv.object(database), differs(&sv.value, &tv.value), run(sv.set(database)))
+            }
+            // The switched application could not write: a stopped cutover's fence
+            // copied there, or a setting made for the move and left behind.
+            (None, Some(tv)) if starts_read_only(tv) => {
+                push(p, ObjectKind::Database, tv.object(database), Side::OnlyOnTarget, run(tv.reset(database)))
             }
             (None, Some(tv)) => p.warnings.push(format!(
                 "{} is {:?} on the target only: kept (the source's application never ran with it); to match the source: {}",
@@ -218,12 +256,18 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
     }
 }
 
+/// Whether a setting makes sessions start read-only.
+fn starts_read_only(setting: &DatabaseSetting) -> bool {
+    setting.name.eq_ignore_ascii_case("default_transaction_read_only")
+        && ["on", "true", "yes", "1"].contains(&setting.value.to_ascii_lowercase().as_str())
+}
+
 /// The statements that make the target's database as the source's (what the
 /// copy runs): the fixes of every difference [`compare`] finds, privileges
 /// included, each with the difference it mends.
 pub fn carry(source: &Catalog, target: &Catalog) -> Parity {
     let mut p = Parity::default();
-    compare(source, target, &mut p);
+    compare_database(source, target, true, &mut p);
     super::grants::compare_database(source, target, &mut p);
     p
 }
@@ -250,6 +294,7 @@ mod tests {
                 connection_limit: -1,
                 comment: None,
                 settings,
+                known_settings: BTreeSet::new(),
             }),
             acls: vec![Acl { object: Securable::Database(ident(name)), owner: ident("app"), entries: acl }],
             roles: vec![ident("app"), ident("reporting"), ident("postgres")],
@@ -355,6 +400,20 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("owned by \"app\" on the source, a role the target does not have")));
+    }
+
+    #[test]
+    fn a_read_only_default_only_on_the_target_stops_the_cutover() {
+        let source = side("app", vec![], owner_default());
+        let target = side(
+            "app",
+            vec![setting(Some("app"), "default_transaction_read_only", "on"), setting(None, "work_mem", "8MB")],
+            owner_default(),
+        );
+        let parity = compare_catalogs(&source, &target);
+        let ddl: Vec<&str> = parity.differences.iter().filter_map(|d| d.ddl.as_deref()).collect();
+        assert_eq!(ddl, ["ALTER ROLE \"app\" IN DATABASE \"app\" RESET \"default_transaction_read_only\""]);
+        assert!(parity.warnings.iter().any(|w| w.contains("work_mem")), "{parity:#?}");
     }
 
     #[test]

@@ -71,6 +71,7 @@ mod tests {
             kind: RelationKind::View,
             unlogged: false,
             partition_of: None,
+            inherits: vec![],
             bound: None,
             partition_key: None,
             definition: None,

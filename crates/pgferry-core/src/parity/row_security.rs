@@ -182,6 +182,7 @@ mod tests {
                 kind: RelationKind::Table,
                 unlogged: false,
                 partition_of: None,
+                inherits: vec![],
                 bound: None,
                 partition_key: None,
                 definition: None,

@@ -7,7 +7,8 @@
 //! transaction and commits it together with the applied position. Commit order is
 //! kept because a single session applies them sequentially. A batch ends at a
 //! source transaction boundary when it holds enough changes or bytes, when it is
-//! old enough, or when the stream goes quiet, so lag stays bounded.
+//! old enough, or when the stream goes quiet, so lag stays bounded, and after a
+//! source transaction whose DDL it replayed.
 //!
 //! Inside a batch, changes to tables whose key is their only unique constraint
 //! are folded into net changes ([`super::net`]); the batch's end state is the
@@ -89,6 +90,11 @@ pub(crate) struct Batch {
     pub(crate) end: Option<(Lsn, i64)>,
     pub(crate) stats: BTreeMap<QualifiedName, Counts>,
     pub(crate) touched: Touched,
+    /// A DDL command was replayed in it: it commits at the end of that source
+    /// transaction, so the next one meets what the command made committed (an
+    /// enum label the source added is usable only in a later transaction,
+    /// SQLSTATE 55P04 on the same target transaction).
+    pub(crate) replayed_ddl: bool,
 }
 
 impl Batch {

@@ -252,6 +252,16 @@ pub async fn follow(
         let heard_before = totals.heard_sessions;
         match session(source, target, options, stop_at, events, &mut totals, first, &mut previous).await {
             Ok(()) => break,
+            // A row holding a label the source added while change capture ran
+            // (`invalid input value for enum`): the labels are added, and the
+            // session starts again where the target stands (not in the
+            // cutover's drain, which reads no catalog inside the fence).
+            Err(Stop::Fatal(e))
+                if !options.drain
+                    && matches!(Box::pin(enum_labels(source, target, &options.migration)).await, Ok(n) if n > 0) =>
+            {
+                tracing::info!("change capture continues with the enum labels the source added: {}", e.message);
+            }
             Err(Stop::Fatal(e)) => return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e)),
             Err(Stop::Transient(e)) => {
                 if totals.heard_sessions != heard_before {
@@ -280,9 +290,9 @@ pub async fn follow(
 }
 
 /// The labels the source added to its enums since the copy, added on the target
-/// before rows carrying them arrive (see [`crate::parity::carry_enum_labels`]):
-/// a follow that stopped at such a row continues once rerun.
-async fn enum_labels(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<()> {
+/// before rows carrying them arrive (see [`crate::parity::carry_enum_labels`]);
+/// how many statements that took.
+async fn enum_labels(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<usize> {
     let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
     crate::parity::carry_enum_labels(&src, &dst, name).await
 }
@@ -473,6 +483,7 @@ impl Run<'_> {
                     let target_idle = self.applier.commit_finished()?;
                     let batch = &self.applier.batch;
                     if stop_at.is_some_and(|s| end >= s)
+                        || batch.replayed_ddl
                         || batch::should_flush(
                             &self.options.batch,
                             batch.changes,

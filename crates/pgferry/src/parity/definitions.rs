@@ -1,12 +1,13 @@
 //! Reading rules, extended statistics, aggregates, collations and schemas for
-//! the parity gate (`pgferry_core::parity::Definition`): the user's, not an
-//! extension's members. Aggregates and collations have no `pg_get_*def`: their
+//! the parity gate (`pgferry_core::parity::Definition`), and the other objects
+//! compared by existence (`pgferry_core::parity::OtherObject`): the user's, not
+//! an extension's members. Aggregates and collations have no `pg_get_*def`: their
 //! catalog rows are written here as the statement that makes them (with
 //! `search_path` empty, every name the server renders is qualified where it
 //! must be).
 
 use pgferry_core::names::STATE_SCHEMA;
-use pgferry_core::parity::{Definition, Named};
+use pgferry_core::parity::{Definition, Named, OtherObject};
 use pgferry_core::sql::Ident;
 use pgferry_pg::facts::USER_RELATION;
 use tokio_postgres::Client;
@@ -23,9 +24,16 @@ pub(super) async fn definitions(c: &Client) -> Result<Vec<Definition>, tokio_pos
     Ok(out)
 }
 
+/// Each rule as `CREATE RULE`, followed, as `pg_dump` writes it, by the
+/// `ALTER TABLE` that sets its state when it is not the default (`ev_enabled`:
+/// after the switch a rule fires as the target has it set).
 async fn rules(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT n.nspname::text, c.relname::text, r.rulename::text, pg_get_ruledef(r.oid)
+        "SELECT n.nspname::text, c.relname::text, r.rulename::text,
+                pg_get_ruledef(r.oid) || CASE r.ev_enabled WHEN 'O' THEN '' ELSE
+                    format(' ALTER TABLE %s %s RULE %I;', c.oid::regclass,
+                           CASE r.ev_enabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA'
+                                             ELSE 'ENABLE ALWAYS' END, r.rulename) END
          FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE r.rulename <> '_RETURN' AND {USER_RELATION}"
     );
@@ -124,4 +132,50 @@ async fn schemas(c: &Client) -> Result<Vec<Definition>, tokio_postgres::Error> {
         .iter()
         .map(|r| Definition { object: Named::Schema(Ident::from_catalog(r.get::<_, String>(0))), create: None })
         .collect())
+}
+
+/// The other objects of the user's schemas (and, for those in none, made after
+/// `initdb`: an oid from `FirstNormalObjectId`, 16384, on), not an extension's,
+/// each as `pg_identify_object` names it: the catalog, and its schema column.
+const OTHERS: &[(&str, Option<&str>)] = &[
+    ("pg_operator", Some("oprnamespace")),
+    ("pg_opclass", Some("opcnamespace")),
+    ("pg_opfamily", Some("opfnamespace")),
+    ("pg_ts_config", Some("cfgnamespace")),
+    ("pg_ts_dict", Some("dictnamespace")),
+    ("pg_ts_parser", Some("prsnamespace")),
+    ("pg_ts_template", Some("tmplnamespace")),
+    ("pg_conversion", Some("connamespace")),
+    ("pg_cast", None),
+    ("pg_foreign_data_wrapper", None),
+    ("pg_foreign_server", None),
+    ("pg_language", None),
+];
+
+pub(super) async fn others(c: &Client) -> Result<Vec<OtherObject>, tokio_postgres::Error> {
+    let mut parts: Vec<String> = OTHERS
+        .iter()
+        .map(|(class, schema)| {
+            let place = match schema {
+                Some(column) => format!("JOIN pg_namespace n ON n.oid = x.{column} WHERE {USER_SCHEMA} AND"),
+                None => "WHERE x.oid >= 16384 AND".to_string(),
+            };
+            format!(
+                "SELECT '{class}'::regclass AS class, x.oid FROM {class} x {place} {}",
+                not_an_extensions(class, "x")
+            )
+        })
+        .collect();
+    // Range types (their multirange and array types come with them).
+    parts.push(format!(
+        "SELECT 'pg_type'::regclass, x.oid FROM pg_type x JOIN pg_namespace n ON n.oid = x.typnamespace
+         WHERE x.typtype = 'r' AND {USER_SCHEMA} AND {}",
+        not_an_extensions("pg_type", "x")
+    ));
+    let sql = format!(
+        "SELECT o.type, o.identity FROM ({}) AS objects, LATERAL pg_identify_object(objects.class, objects.oid, 0) o",
+        parts.join(" UNION ALL ")
+    );
+    let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
+    Ok(rows.iter().map(|r| OtherObject { kind: r.get(0), identity: server_sql(r, 1) }).collect())
 }

@@ -50,6 +50,7 @@ pub(super) async fn database(c: &Client) -> Result<DatabaseProperties, tokio_pos
                 Some(DatabaseSetting { role: r.get::<_, Option<String>>(0).map(Ident::from_catalog), name, value })
             })
             .collect(),
+        known_settings: c.query("SELECT lower(name) FROM pg_settings", &[]).await?.iter().map(|r| r.get(0)).collect(),
     })
 }
 

@@ -100,6 +100,7 @@ impl Applier<'_> {
             .await
             .map_err(|e| Stop::target("journaling a replayed DDL command on the target", e))?;
         self.ddl_replayed.push(message.replay_key());
+        self.batch.replayed_ddl = true;
         self.mark_rewritten(&message).await?;
         self.remap_relations().await
     }
