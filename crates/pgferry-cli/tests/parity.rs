@@ -95,6 +95,7 @@ ALTER TABLE customers ENABLE ALWAYS RULE keep_customer_zero;
 CREATE VIEW cheap_orders WITH (security_barrier) AS SELECT id, total FROM orders WHERE total < 10 WITH LOCAL CHECK OPTION;
 CREATE STATISTICS orders_stats (ndistinct) ON customer_id, total FROM orders;
 CREATE AGGREGATE total_sum(numeric) (SFUNC = numeric_add, STYPE = numeric, INITCOND = '0');
+CREATE AGGREGATE max_total(numeric) (SFUNC = numeric_larger, STYPE = numeric);
 CREATE COLLATION bytewise (provider = libc, locale = 'C');
 CREATE SCHEMA empty_one;
 GRANT SELECT (note) ON orders TO reader;
@@ -240,6 +241,18 @@ const PLANTED: &[(&str, &str)] = &[
     (
         "ALTER DEFAULT PRIVILEGES IN SCHEMA reports REVOKE SELECT ON TABLES FROM reader",
         "the grant to \"reader\" on the tables \"postgres\" creates in schema \"reports\" (default privileges) is on the source but missing on the target",
+    ),
+    (
+        "ALTER TYPE address OWNER TO reader",
+        "the owner of type \"public\".\"address\" differs: on the source owned by \"postgres\", on the target owned by \"reader\"",
+    ),
+    (
+        "REVOKE USAGE ON DOMAIN posint FROM PUBLIC",
+        "the grant to PUBLIC on domain \"public\".\"posint\" is on the source but missing on the target",
+    ),
+    (
+        "ALTER AGGREGATE max_total(numeric) OWNER TO app",
+        "the owner of aggregate \"public\".\"max_total\"(numeric) differs: on the source owned by \"postgres\", on the target owned by \"app\"",
     ),
     (
         "ALTER TABLE events DISABLE TRIGGER events_touch",

@@ -235,12 +235,13 @@ fn unset(present: &Acl) -> Acl {
 }
 
 /// The privileges a new object gets: its owner's, and EXECUTE to PUBLIC on a
-/// function or procedure.
+/// function, procedure or aggregate, USAGE on a type.
 fn new_object(source: &Acl) -> Acl {
+    let public =
+        |privilege: &str| vec![AclEntry { grantee: RoleName::Public, privilege: privilege.into(), grantable: false }];
     let entries = match source.object {
-        Securable::Routine { .. } => {
-            vec![AclEntry { grantee: RoleName::Public, privilege: "EXECUTE".into(), grantable: false }]
-        }
+        Securable::Routine { .. } | Securable::Aggregate { .. } => public("EXECUTE"),
+        Securable::Type { .. } => public("USAGE"),
         _ => vec![],
     };
     Acl { object: source.object.clone(), owner: source.owner.clone(), entries }

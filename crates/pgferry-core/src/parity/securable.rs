@@ -24,6 +24,16 @@ pub enum Securable {
         arguments: ServerSql,
         procedure: bool,
     },
+    /// An aggregate (`GRANT EXECUTE ON FUNCTION`, `ALTER AGGREGATE ... OWNER`).
+    Aggregate {
+        name: QualifiedName,
+        arguments: ServerSql,
+    },
+    /// An enum, composite, range type or a domain (`GRANT USAGE ON TYPE/DOMAIN`).
+    Type {
+        name: QualifiedName,
+        domain: bool,
+    },
     /// One column's own privileges (`GRANT SELECT (c) ON TABLE t`), apart from the table's.
     Column {
         relation: QualifiedName,
@@ -100,6 +110,10 @@ impl Securable {
                     .server_sql(arguments)
                     .push(")")
             }
+            Securable::Aggregate { name, arguments } => {
+                Sql::new("FUNCTION ").name(name).push("(").server_sql(arguments).push(")")
+            }
+            Securable::Type { name, domain } => Sql::new(if *domain { "DOMAIN " } else { "TYPE " }).name(name),
             Securable::Column { relation, .. } => Sql::new("TABLE ").name(relation),
             Securable::Defaults { objects, .. } => Sql::new(objects.keyword()),
         }
@@ -146,7 +160,10 @@ impl Securable {
             Securable::Relation { name, kind } => Sql::new(kind.alter_keyword()).name(name),
             Securable::Sequence(name) => Sql::new("ALTER SEQUENCE ").name(name),
             Securable::Schema(name) => Sql::new("ALTER SCHEMA ").ident(name),
-            Securable::Routine { .. } => Sql::new("ALTER ").append(self.sql()),
+            Securable::Routine { .. } | Securable::Type { .. } => Sql::new("ALTER ").append(self.sql()),
+            Securable::Aggregate { name, arguments } => {
+                Sql::new("ALTER AGGREGATE ").name(name).push("(").server_sql(arguments).push(")")
+            }
             Securable::Database(_) | Securable::Column { .. } | Securable::Defaults { .. } => return None,
         };
         Some(head.push(" OWNER TO "))
@@ -164,6 +181,8 @@ impl fmt::Display for Securable {
                 let word = if *procedure { "procedure" } else { "function" };
                 write!(f, "{word} {name}({})", arguments.as_str())
             }
+            Securable::Aggregate { name, arguments } => write!(f, "aggregate {name}({})", arguments.as_str()),
+            Securable::Type { name, domain } => write!(f, "{} {name}", if *domain { "domain" } else { "type" }),
             Securable::Column { relation, column } => write!(f, "column {column} of {relation}"),
             Securable::Defaults { role, schema, objects } => {
                 let objects = objects.keyword().to_lowercase();

@@ -54,8 +54,8 @@ pub(super) async fn database(c: &Client) -> Result<DatabaseProperties, tokio_pos
     })
 }
 
-/// The privileges on the user's relations (and their columns), schemas, functions
-/// and procedures and on the database, and the default privileges
+/// The privileges on the user's relations (and their columns), schemas, functions,
+/// procedures, aggregates and types and on the database, and the default privileges
 /// (`pg_default_acl`; `arguments` holds a column's name, or the kind of objects
 /// defaulted): one row per privilege (a NULL ACL read as its default,
 /// `acldefault`), and one without a privilege for an object that has none.
@@ -91,9 +91,18 @@ pub(super) async fn acls(c: &Client) -> Result<Vec<Acl>, tokio_postgres::Error> 
                     pg_get_function_identity_arguments(p.oid), p.proowner,
                     coalesce(p.proacl, acldefault('f', p.proowner))
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE p.prokind IN ('f', 'p', 'w') AND {USER_SCHEMA}
+             WHERE p.prokind IN ('f', 'p', 'w', 'a') AND {USER_SCHEMA}
                AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
-                               AND e.classid = 'pg_proc'::regclass AND e.objid = p.oid))
+                               AND e.classid = 'pg_proc'::regclass AND e.objid = p.oid)
+             UNION ALL
+             SELECT 'type', n.nspname::text, t.typname::text, t.typtype::text, NULL, t.typowner,
+                    coalesce(t.typacl, acldefault('T', t.typowner))
+             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE (t.typtype IN ('e', 'd', 'r')
+                    OR (t.typtype = 'c' AND (SELECT k.relkind FROM pg_class k WHERE k.oid = t.typrelid) = 'c'))
+               AND {USER_SCHEMA}
+               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.deptype = 'e'
+                               AND e.classid = 'pg_type'::regclass AND e.objid = t.oid))
          SELECT o.class, o.schema, o.name, o.kind, o.arguments, pg_get_userbyid(o.owner)::text,
                 a.grantee = 0, pg_get_userbyid(a.grantee)::text, a.privilege_type, a.is_grantable
          FROM objects o LEFT JOIN LATERAL aclexplode(o.acl) a ON true"
@@ -143,6 +152,11 @@ fn securable(
         },
         ("relation", Some("S")) => Securable::Sequence(qualified()),
         ("relation", Some(code)) => Securable::Relation { name: qualified(), kind: RelationKind::from_code(code)? },
+        ("routine", Some("a")) => Securable::Aggregate {
+            name: qualified(),
+            arguments: ServerSql::from_catalog(arguments.unwrap_or_default()),
+        },
+        ("type", Some(code)) => Securable::Type { name: qualified(), domain: code == "d" },
         ("routine", Some(code)) => Securable::Routine {
             name: qualified(),
             arguments: ServerSql::from_catalog(arguments.unwrap_or_default()),
