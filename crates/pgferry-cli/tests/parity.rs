@@ -243,6 +243,10 @@ const PLANTED: &[(&str, &str)] = &[
         "the grant to \"reader\" on the tables \"postgres\" creates in schema \"reports\" (default privileges) is on the source but missing on the target",
     ),
     (
+        "ALTER SEQUENCE orders_id_seq OWNED BY NONE",
+        "sequence \"public\".\"orders_id_seq\" differs: on the source owned by \"public\".\"orders\".\"id\", on the target owned by no column",
+    ),
+    (
         "ALTER TYPE address OWNER TO reader",
         "the owner of type \"public\".\"address\" differs: on the source owned by \"postgres\", on the target owned by \"reader\"",
     ),

@@ -179,6 +179,10 @@ pub struct Sequence {
     pub max: i64,
     pub start: i64,
     pub cycle: bool,
+    /// The column it belongs to (`OWNED BY`, as `serial` makes it): dropped with
+    /// it, and what `pg_get_serial_sequence` finds. Identity columns' own are not
+    /// listed here (their column's identity is compared).
+    pub owned_by: Option<(QualifiedName, Ident)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -850,9 +854,23 @@ fn sequences(source: &Catalog, target: &Catalog, p: &mut Parity) {
             (None, Some(t)) => {
                 push(p, ObjectKind::Sequence, object, Side::OnlyOnTarget, run(Sql::new("DROP SEQUENCE ").name(&t.name)))
             }
-            (Some(s), Some(t)) if shape(s) != shape(t) => {
-                let fix = Sql::new("ALTER SEQUENCE ").name(&s.name).append(options(s));
-                push(p, ObjectKind::Sequence, object, differs(shape(s), shape(t)), run(fix));
+            (Some(s), Some(t)) => {
+                if shape(s) != shape(t) {
+                    let fix = Sql::new("ALTER SEQUENCE ").name(&s.name).append(options(s));
+                    push(p, ObjectKind::Sequence, object.clone(), differs(shape(s), shape(t)), run(fix));
+                }
+                if s.owned_by != t.owned_by {
+                    let show = |o: &Option<(QualifiedName, Ident)>| {
+                        o.as_ref()
+                            .map_or_else(|| "owned by no column".to_string(), |(t, c)| format!("owned by {t}.{c}"))
+                    };
+                    let fix = Sql::new("ALTER SEQUENCE ").name(&s.name).push(" OWNED BY ");
+                    let fix = match &s.owned_by {
+                        Some((table, column)) => fix.name(table).push(".").ident(column),
+                        None => fix.push("NONE"),
+                    };
+                    push(p, ObjectKind::Sequence, object, differs(show(&s.owned_by), show(&t.owned_by)), run(fix));
+                }
             }
             _ => {}
         }
@@ -1069,6 +1087,7 @@ mod tests {
                 max: i64::MAX,
                 start: 1,
                 cycle: false,
+                owned_by: Some((q("public", "orders"), Ident::from_catalog("id"))),
             }],
             triggers: vec![Trigger {
                 relation: q("public", "orders"),

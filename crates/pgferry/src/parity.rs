@@ -218,8 +218,13 @@ async fn constraints(c: &Client) -> std::result::Result<Vec<Constraint>, tokio_p
 async fn sequences(c: &Client) -> std::result::Result<Vec<Sequence>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL),
-                s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcycle
+                s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcycle,
+                tn.nspname::text, tc.relname::text, ta.attname::text
          FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+              AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0 AND d.deptype = 'a'
+         LEFT JOIN pg_class tc ON tc.oid = d.refobjid LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+         LEFT JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
          WHERE {USER_RELATION}"
     );
     let rows = c.query(&sql, &[&STATE_SCHEMA]).await?;
@@ -233,6 +238,9 @@ async fn sequences(c: &Client) -> std::result::Result<Vec<Sequence>, tokio_postg
             max: r.get(5),
             start: r.get(6),
             cycle: r.get(7),
+            owned_by: r
+                .get::<_, Option<String>>(9)
+                .map(|_| (name(r, 8, 9), Ident::from_catalog(r.get::<_, String>(10)))),
         })
         .collect())
 }
