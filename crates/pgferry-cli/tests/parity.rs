@@ -100,6 +100,9 @@ CREATE COLLATION bytewise (provider = libc, locale = 'C');
 CREATE SCHEMA empty_one;
 GRANT SELECT (note) ON orders TO reader;
 ALTER DEFAULT PRIVILEGES IN SCHEMA reports GRANT SELECT ON TABLES TO reader;
+CREATE EXTENSION file_fdw;
+CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+CREATE FOREIGN TABLE feed (line text) SERVER files OPTIONS (filename '/dev/null', format 'text');
 CREATE TABLE app_owned (id int PRIMARY KEY);
 ALTER TABLE app_owned OWNER TO app;
 CREATE FUNCTION same(a int, b int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT a = b';
@@ -241,6 +244,10 @@ const PLANTED: &[(&str, &str)] = &[
     (
         "ALTER DEFAULT PRIVILEGES IN SCHEMA reports REVOKE SELECT ON TABLES FROM reader",
         "the grant to \"reader\" on the tables \"postgres\" creates in schema \"reports\" (default privileges) is on the source but missing on the target",
+    ),
+    (
+        "ALTER FOREIGN TABLE feed OPTIONS (SET filename '/tmp/elsewhere')",
+        "the options of foreign table \"public\".\"feed\" differs: on the source filename=/dev/null, format=text, on the target filename=/tmp/elsewhere, format=text",
     ),
     (
         "ALTER SEQUENCE orders_id_seq OWNED BY NONE",

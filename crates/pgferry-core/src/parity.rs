@@ -131,6 +131,8 @@ pub struct Relation {
     pub definition: Option<ServerSql>,
     /// `reloptions` as `name=value`, the TOAST table's as `toast.name=value`.
     pub options: Vec<String>,
+    /// A foreign table's options (`ftoptions`) as `name=value`.
+    pub foreign_options: Vec<String>,
 }
 
 /// A column of a table (user columns, not dropped ones).
@@ -1031,6 +1033,7 @@ mod tests {
             partition_key: None,
             definition: None,
             options: vec![],
+            foreign_options: vec![],
         }
     }
 

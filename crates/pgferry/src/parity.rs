@@ -101,14 +101,17 @@ const PARENTS: &str =
 
 async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence = 'u',
-                pn.nspname::text, p.relname::text,
-                CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
-                CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
-                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+        "SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
+                c.relpersistence = 'u' AS unlogged, pn.nspname::text AS parent_schema, p.relname::text AS parent,
+                CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
+                CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key,
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS definition,
                 coalesce(c.reloptions, '{{}}')
-                    || ARRAY(SELECT 'toast.' || o FROM pg_class tc, unnest(tc.reloptions) o WHERE tc.oid = c.reltoastrelid),
-                ARRAY(SELECT hn.nspname::text FROM {PARENTS}), ARRAY(SELECT h.relname::text FROM {PARENTS})
+                    || ARRAY(SELECT 'toast.' || o FROM pg_class tc, unnest(tc.reloptions) o WHERE tc.oid = c.reltoastrelid)
+                    AS options,
+                coalesce((SELECT f.ftoptions FROM pg_foreign_table f WHERE f.ftrelid = c.oid), '{{}}') AS foreign_options,
+                ARRAY(SELECT hn.nspname::text FROM {PARENTS}) AS inherits_schemas,
+                ARRAY(SELECT h.relname::text FROM {PARENTS}) AS inherits_names
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
          LEFT JOIN pg_class p ON p.oid = i.inhparent
@@ -120,20 +123,23 @@ async fn relations(c: &Client) -> std::result::Result<Vec<Relation>, tokio_postg
         .iter()
         .filter_map(|r| {
             Some(Relation {
-                name: name(r, 0, 1),
-                kind: RelationKind::from_code(&r.get::<_, String>(2))?,
-                unlogged: r.get(3),
-                partition_of: r.get::<_, Option<String>>(4).map(|_| name(r, 4, 5)),
+                name: QualifiedName::from_catalog(r.get::<_, String>("schema"), r.get::<_, String>("name")),
+                kind: RelationKind::from_code(r.get("kind"))?,
+                unlogged: r.get("unlogged"),
+                partition_of: r
+                    .get::<_, Option<String>>("parent")
+                    .map(|parent| QualifiedName::from_catalog(r.get::<_, String>("parent_schema"), parent)),
                 inherits: r
-                    .get::<_, Vec<String>>(10)
+                    .get::<_, Vec<String>>("inherits_schemas")
                     .into_iter()
-                    .zip(r.get::<_, Vec<String>>(11))
+                    .zip(r.get::<_, Vec<String>>("inherits_names"))
                     .map(|(schema, name)| QualifiedName::from_catalog(schema, name))
                     .collect(),
-                bound: optional_sql(r, 6),
-                partition_key: optional_sql(r, 7),
-                definition: optional_sql(r, 8),
-                options: r.get(9),
+                bound: r.get::<_, Option<String>>("bound").map(ServerSql::from_catalog),
+                partition_key: r.get::<_, Option<String>>("partition_key").map(ServerSql::from_catalog),
+                definition: r.get::<_, Option<String>>("definition").map(ServerSql::from_catalog),
+                options: r.get("options"),
+                foreign_options: r.get("foreign_options"),
             })
         })
         .collect())

@@ -83,6 +83,7 @@ mod tests {
                 partition_key: None,
                 definition: None,
                 options: vec![],
+                foreign_options: vec![],
             }],
             columns: columns
                 .iter()

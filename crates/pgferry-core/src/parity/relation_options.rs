@@ -2,7 +2,8 @@
 //! `toast.*`): a view's `check_option`, `security_barrier` and
 //! `security_invoker`, which decide what the application may see and write
 //! through it, and a table's `fillfactor` and autovacuum settings, which decide
-//! how it ages. `pg_dump` carries them; a later `ALTER ... SET (...)` reaches
+//! how it ages; and a foreign table's options (`ftoptions`: which remote table or
+//! file it reads). `pg_dump` carries them; a later `ALTER ... SET (...)` reaches
 //! the target only through DDL capture, so the gate compares them
 //! ([storage parameters](https://www.postgresql.org/docs/current/sql-createtable.html#SQL-CREATETABLE-STORAGE-PARAMETERS),
 //! [ALTER VIEW](https://www.postgresql.org/docs/current/sql-alterview.html)).
@@ -33,6 +34,45 @@ fn show(options: &BTreeMap<&str, &str>) -> String {
 }
 
 pub(super) fn compare(s: &Relation, t: &Relation, p: &mut Parity) {
+    storage(s, t, p);
+    foreign(s, t, p);
+}
+
+/// A foreign table's options (`pg_foreign_table.ftoptions`: the remote table's
+/// name, a file's path, ...), fixed with `OPTIONS (SET/ADD/DROP ...)`.
+fn foreign(s: &Relation, t: &Relation, p: &mut Parity) {
+    let parse = |o: &[String]| -> BTreeMap<String, String> {
+        o.iter().filter_map(|o| o.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let (so, to) = (parse(&s.foreign_options), parse(&t.foreign_options));
+    if so == to {
+        return;
+    }
+    let mut fix = Sql::new("ALTER FOREIGN TABLE ").name(&s.name).push(" OPTIONS (");
+    let mut first = true;
+    let mut sep = |fix: Sql| {
+        let fix = if first { fix } else { fix.push(", ") };
+        first = false;
+        fix
+    };
+    for (k, v) in &so {
+        let verb = match to.get(k) {
+            Some(tv) if tv == v => continue,
+            Some(_) => "SET ",
+            None => "ADD ",
+        };
+        fix = sep(fix).push(verb).ident(&Ident::from_catalog(k.clone())).push(" ").literal(v);
+    }
+    for k in to.keys().filter(|k| !so.contains_key(*k)) {
+        fix = sep(fix).push("DROP ").ident(&Ident::from_catalog(k.clone()));
+    }
+    let show = |o: &BTreeMap<String, String>| o.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+    let object = format!("the options of foreign table {}", s.name);
+    push(p, ObjectKind::Relation, object, differs(show(&so), show(&to)), run(fix.push(")")));
+}
+
+/// Storage parameters and view options.
+fn storage(s: &Relation, t: &Relation, p: &mut Parity) {
     let (so, to) = (options(s), options(t));
     if so == to {
         return;
@@ -76,7 +116,29 @@ mod tests {
             partition_key: None,
             definition: None,
             options: options.iter().map(|o| o.to_string()).collect(),
+            foreign_options: vec![],
         }
+    }
+
+    #[test]
+    fn a_foreign_tables_options_are_set_added_and_dropped() {
+        let mut p = Parity::default();
+        let table = |options: &[&str]| Relation {
+            kind: RelationKind::ForeignTable,
+            options: vec![],
+            foreign_options: options.iter().map(|o| o.to_string()).collect(),
+            ..view(&[])
+        };
+        compare(
+            &table(&["filename=/data/a.csv", "format=csv"]),
+            &table(&["filename=/tmp/b.csv", "header=true"]),
+            &mut p,
+        );
+        assert_eq!(
+            p.differences[0].ddl.as_deref(),
+            Some("ALTER FOREIGN TABLE \"public\".\"mine\" OPTIONS (SET \"filename\" '/data/a.csv', ADD \"format\" 'csv', DROP \"header\")"),
+            "{p:#?}"
+        );
     }
 
     #[test]

@@ -187,6 +187,7 @@ mod tests {
                 partition_key: None,
                 definition: None,
                 options: vec![],
+                foreign_options: vec![],
             }],
             row_security: vec![RowSecurity { relation: notes(), enabled: true, forced: true }],
             policies: vec![own(), positive()],
