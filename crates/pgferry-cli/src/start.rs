@@ -74,6 +74,8 @@ pub(crate) struct SeedPrepareArgs {
     /// Capture the source's DDL from now on (an event trigger, installed before the slot), replayed by change capture.
     #[arg(long)]
     pub(crate) capture_ddl: bool,
+    #[command(flatten)]
+    pub(crate) instance: crate::cli::InstanceArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
 }
@@ -155,17 +157,50 @@ pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {
     let SeedCommand::Prepare(args) = command;
     let source = parse_spec("--source", &args.source)?;
     let migration = parse_migration(&args.name)?;
-    let events = pgferry::events::Events::to(vec![Arc::new(crate::follow::LogLines)]);
-    if args.capture_ddl {
-        // seed prepare refuses a cut-over migration itself, but after this install.
-        let prepare = pgferry_core::lifecycle::Command::SeedPrepare;
-        pgferry::lifecycle::refuse_unless_allowed(&source, None, &migration, prepare).await?;
-        pgferry::ddl::install(&source, &migration).await?;
+    if !args.instance.all_databases {
+        let report = prepare_one(&source, &migration, args.capture_ddl).await?;
+        match args.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+            Format::Table => print!("{}", render::seed_prepared(&report)),
+        }
+        return Ok(ExitCode::SUCCESS);
     }
-    let report = pgferry::seed::prepare(&source, &migration, &events).await?;
+    // A snapshot restore brings every database over: each one pgferry does not
+    // follow would stay frozen at the snapshot on the target. Every database is
+    // prepared before the operator takes the one snapshot.
+    let plan = pgferry::instance::planned(&source, &args.instance.selection()).await?;
+    for (name, why) in plan.left_out.iter().filter(|(_, why)| why.loses_writes()) {
+        tracing::warn!(target: crate::logging::EVENTS, "database {name:?} is left out: {}", why.as_str());
+    }
+    let mut reports = Vec::new();
+    for database in &plan.databases {
+        let report = prepare_one(&source.with_dbname(database), &migration, args.capture_ddl)
+            .await
+            .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
+        if args.format == Format::Table {
+            print!("== database {database:?} ==\n{}", render::seed_prepared(&report));
+        }
+        reports.push((database.clone(), report));
+    }
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
-        Format::Table => print!("{}", render::seed_prepared(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&reports).expect("report serializes")),
+        Format::Table => println!("every database is prepared: take the one snapshot (or copy) of the instance now"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `seed prepare` of one database (DDL capture installed first when asked).
+async fn prepare_one(
+    source: &pgferry_pg::ConnSpec,
+    migration: &pgferry_core::names::MigrationName,
+    capture_ddl: bool,
+) -> Result<pgferry::seed::PrepareReport> {
+    let events = pgferry::events::Events::to(vec![Arc::new(crate::follow::LogLines)]);
+    if capture_ddl {
+        // seed prepare refuses a cut-over migration itself, but after this install.
+        let prepare = pgferry_core::lifecycle::Command::SeedPrepare;
+        pgferry::lifecycle::refuse_unless_allowed(source, None, migration, prepare).await?;
+        pgferry::ddl::install(source, migration).await?;
+    }
+    pgferry::seed::prepare(source, migration, &events).await
 }

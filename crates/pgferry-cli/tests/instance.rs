@@ -398,3 +398,81 @@ fn an_instance_cutover_killed_before_its_switch_rolls_back_on_the_rerun() {
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert_eq!(connect_allowed(&source, &names), ["f", "f"]);
 }
+
+/// The seeded path for a whole instance (a snapshot restore brings every
+/// database over): `seed prepare --all-databases` before the one physical copy,
+/// taken under writes in two databases; `start --seeded --all-databases` attaches
+/// every database at the copy's end and catches up; every database is then equal
+/// to its source, and one cutover switches the instance.
+#[test]
+fn a_seeded_instance_attaches_every_database_from_one_copy() {
+    let source = Cluster::start(PgVersion::V15);
+    for db in ["app", "shop"] {
+        source.create_database(db);
+        source.psql(db, "CREATE TABLE accounts (id int PRIMARY KEY, n int); INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 500) g");
+    }
+    let (s, name) = (source.url("postgres"), "inst");
+    let prepared = pgferry(&["seed", "prepare", "--source", &s, "--all-databases", "--name", name]);
+    let stdout = String::from_utf8_lossy(&prepared.stdout);
+    assert!(
+        prepared.status.success() && stdout.contains("every database is prepared"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&prepared.stderr)
+    );
+    let writers: Vec<_> = ["app", "shop"]
+        .into_iter()
+        .map(|db| {
+            pgferry_testkit::Writer::start(source.url(db), |n| {
+                format!(
+                    "UPDATE accounts SET n = n + 1 WHERE id = {}; INSERT INTO accounts VALUES ({}, 1)",
+                    n % 500 + 1,
+                    1000 + n
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let copy = source.physical_copy();
+    let t = copy.url("postgres");
+    let log = copy.log_path().display().to_string();
+    let start = || {
+        pgferry(&[
+            "start",
+            "--source",
+            &s,
+            "--target",
+            &t,
+            "--all-databases",
+            "--name",
+            name,
+            "--seeded",
+            "--seed-log",
+            &log,
+            "--until-caught-up",
+        ])
+    };
+    let seeded = start();
+    let written: u64 = writers.into_iter().map(|w| w.stop()).sum();
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+    assert!(written > 10, "the writers committed during the copy");
+    let rerun = start();
+    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
+    for db in ["app", "shop", "postgres"] {
+        assert_eq!(copy.fingerprints(db), source.fingerprints(db), "{db}: copy and source differ");
+    }
+    let done = pgferry(&[
+        "cutover",
+        "--source",
+        &s,
+        "--target",
+        &t,
+        "--all-databases",
+        "--name",
+        name,
+        "--switch-command",
+        "true",
+    ]);
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(stdout.contains("instance: 3 database(s) cut over with one switch"), "{stdout}");
+}
