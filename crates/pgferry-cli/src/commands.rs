@@ -193,10 +193,14 @@ pub(crate) async fn validate_one(
 
 /// Validation verdicts as exit codes: 0 EQUAL, 1 DIFFERENT, 4 NOT PROVEN.
 pub(crate) fn verdict_exit_code(verdict: Verdict) -> ExitCode {
+    ExitCode::from(verdict_code(verdict))
+}
+
+pub(crate) fn verdict_code(verdict: Verdict) -> u8 {
     match verdict {
-        Verdict::Equal => ExitCode::SUCCESS,
-        Verdict::Different => ExitCode::from(1),
-        Verdict::NotProven => ExitCode::from(4),
+        Verdict::Equal => 0,
+        Verdict::Different => 1,
+        Verdict::NotProven => 4,
     }
 }
 
@@ -316,17 +320,27 @@ async fn rehearse(args: CutoverArgs) -> Result<ExitCode> {
             .with_hint("give --metrics-listen to start, copy, follow, validate or cutover"));
     }
     let (source, target, options) = cutover_options(&args)?;
-    let validation =
-        pgferry::validate::ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
-    let rehearsal = pgferry::rehearse::rehearse(&source, &target, &options, &validation).await?;
+    if args.instance.all_databases {
+        return crate::instance::rehearse(&args, &source, &target, &options).await;
+    }
+    let rehearsal = pgferry::rehearse::rehearse(&source, &target, &options, &REHEARSAL_VALIDATION).await?;
     match args.format {
         Format::Table => print!("{}", render::rehearsal(&rehearsal)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&rehearsal).expect("rehearsal serializes")),
     }
-    Ok(match rehearsal.decision {
-        pgferry_core::cutover::Decision::Go => verdict_exit_code(rehearsal.validation.verdict),
-        pgferry_core::cutover::Decision::NoGo(_) => ExitCode::from(1),
-    })
+    Ok(ExitCode::from(rehearsal_code(&rehearsal)))
+}
+
+/// How a rehearsal validates.
+pub(crate) const REHEARSAL_VALIDATION: pgferry::validate::ValidateOptions =
+    pgferry::validate::ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
+
+/// A rehearsal's exit code: 1 when the cutover would not start, else its validation's.
+pub(crate) fn rehearsal_code(rehearsal: &pgferry::rehearse::Rehearsal) -> u8 {
+    match rehearsal.decision {
+        pgferry_core::cutover::Decision::Go => verdict_code(rehearsal.validation.verdict),
+        pgferry_core::cutover::Decision::NoGo(_) => 1,
+    }
 }
 
 async fn cutover(args: CutoverArgs) -> Result<ExitCode> {

@@ -407,6 +407,42 @@ async fn recover(recovering: &[&PairedDatabase], options: &pgferry::cutover::Cut
     }
 }
 
+/// `rehearse --all-databases`: each database rehearsed in turn (one at a time:
+/// each takes its own migration's runner lock and measures its own drain),
+/// under its heading; the exit code is the worst.
+pub(crate) async fn rehearse(
+    args: &crate::cli::CutoverArgs,
+    source: &pgferry_pg::ConnSpec,
+    target: &pgferry_pg::ConnSpec,
+    options: &pgferry::cutover::CutoverOptions,
+) -> Result<ExitCode> {
+    let (plan, paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
+    refuse_missing(&paired, "nothing was rehearsed")?;
+    let mut results = Vec::new();
+    let mut worst = 0u8;
+    for db in &paired {
+        let target = db.target.as_ref().expect("refused above when missing");
+        let rehearsal =
+            Box::pin(pgferry::rehearse::rehearse(&db.source, target, options, &crate::commands::REHEARSAL_VALIDATION))
+                .await
+                .map_err(|e| pgferry::Error { message: format!("database {:?}: {}", db.database, e.message), ..e })?;
+        let code = crate::commands::rehearsal_code(&rehearsal);
+        worst = match (worst, code) {
+            (1, _) | (_, 1) => 1,
+            (a, b) => a.max(b),
+        };
+        if args.format == Format::Table {
+            print!("{}{}", heading(&db.database), render::rehearsal(&rehearsal));
+        }
+        results.push(DatabaseResult { database: db.database.clone(), report: Some(rehearsal), missing: None });
+    }
+    if args.format == Format::Json {
+        let report = InstanceResult { databases: results, left_out: plan.left_out };
+        println!("{}", serde_json::to_string_pretty(&report).expect("rehearsal serializes"));
+    }
+    Ok(ExitCode::from(worst))
+}
+
 /// Refuses when the target server lacks a database of the plan.
 fn refuse_missing(paired: &[PairedDatabase], changed: &str) -> Result<()> {
     let missing: Vec<String> =

@@ -332,6 +332,13 @@ fn one_cutover_for_the_instance_switches_every_database_once_or_none() {
     assert!(!stderr.contains("may not start"), "refused by the switch, not the go/no-go: {stderr}");
     assert_eq!(connect_allowed(&source, &names), open, "every database unfenced");
 
+    let rehearsed = run("rehearse", &[]);
+    let text = String::from_utf8_lossy(&rehearsed.stdout);
+    assert!(rehearsed.status.success(), "{text}{}", String::from_utf8_lossy(&rehearsed.stderr));
+    for db in names {
+        assert!(text.contains(&format!("== database {db:?} ==")), "each database rehearsed: {text}");
+    }
+    assert_eq!(connect_allowed(&source, &names), open, "a rehearsal fences nothing");
     let done = run("cutover", &["--switch-command", &switch]);
     let stdout = String::from_utf8_lossy(&done.stdout);
     assert!(done.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&done.stderr));
