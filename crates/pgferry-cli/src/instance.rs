@@ -3,8 +3,12 @@
 //! ([`pgferry::instance::paired`]), each under a heading (one JSON document
 //! for all), then the instance's verdict. A database the target server lacks is
 //! named as such (not moved: `check --all-databases` gives the statement that
-//! creates it). `abort` and `cleanup` go on to the next database when one
-//! fails, and fail after all were tried, naming each failure.
+//! creates it), unless the source still holds the migration's objects there (the
+//! target's database was dropped after the copy): then its slot keeps the
+//! source's WAL, which is said, and `abort`/`cleanup` fail for that database
+//! naming `abort --target-lost`. `abort` and `cleanup` go on to the next database
+//! when one fails, and fail after all were tried, naming each failure (in the
+//! JSON report too).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use tracing::Instrument;
 
 use pgferry::instance::PairedDatabase;
 use pgferry::Result;
+use pgferry_core::names::MigrationName;
 use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
 use serde::Serialize;
@@ -34,7 +39,45 @@ struct DatabaseResult<T: Serialize> {
     #[serde(skip_serializing_if = "Option::is_none")]
     report: Option<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    missing: Option<&'static str>,
+    missing: Option<String>,
+    /// `abort`/`cleanup`: why this database's removal failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// What is said of a database the target server lacks: nothing of it moved, or
+/// (`Stranded`) the source still holds the migration's objects there.
+enum Missing {
+    NothingMoved,
+    Stranded(String),
+}
+
+/// How to remove a migration whose target database is gone.
+fn target_lost_hint(database: &str) -> String {
+    format!(
+        "if the target's database is gone for good, \
+         pgferry abort --target-lost --all-databases --database {database:?} removes them on the source alone"
+    )
+}
+
+impl Missing {
+    async fn of(db: &PairedDatabase, migration: &MigrationName) -> Result<Missing> {
+        if !pgferry::cleanup::source_holds(&db.source, migration).await? {
+            return Ok(Missing::NothingMoved);
+        }
+        Ok(Missing::Stranded(format!(
+            "missing on the target server, but the source still holds migration {migration}'s objects there \
+             (its replication slot keeps the source's WAL); {}",
+            target_lost_hint(&db.database)
+        )))
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Missing::NothingMoved => MISSING,
+            Missing::Stranded(text) => text,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -68,20 +111,21 @@ pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     let mut verdict = Verdict::Equal;
     for db in paired {
-        let report = match &db.target {
-            Some(target) => Some(validate_one(&db.source, target, &migration, &args, &events).await?),
-            None => None,
+        let (report, missing) = match &db.target {
+            Some(target) => (Some(validate_one(&db.source, target, &migration, &args, &events).await?), None),
+            None => (None, Some(Missing::of(&db, &migration).await?)),
         };
         let this = report.as_ref().map_or(Verdict::Different, |r| r.verdict);
         verdict = worse(verdict, this);
         if args.format == Format::Table {
             print!("{}", heading(&db.database));
-            match &report {
-                Some(report) => print!("{}", render::validation(report)),
-                None => println!("{MISSING}"),
+            match (&report, &missing) {
+                (Some(report), _) => print!("{}", render::validation(report)),
+                (None, missing) => println!("{}", missing.as_ref().map_or(MISSING, Missing::text)),
             }
         }
-        results.push(DatabaseResult { database: db.database, missing: report.is_none().then_some(MISSING), report });
+        let missing = missing.map(|m| m.text().to_string());
+        results.push(DatabaseResult { database: db.database, missing, report, error: None });
     }
     match args.format {
         Format::Table => {
@@ -119,9 +163,9 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     let mut code = 0u8;
     for db in paired {
-        let status = match &db.target {
-            Some(target) => Some(Box::pin(pgferry::status::status(&db.source, target, &migration)).await?),
-            None => None,
+        let (status, missing) = match &db.target {
+            Some(target) => (Some(Box::pin(pgferry::status::status(&db.source, target, &migration)).await?), None),
+            None => (None, Some(Missing::of(&db, &migration).await?)),
         };
         code = code.max(match status.as_ref().map(|s| &s.slot_verdict) {
             Some(SlotVerdict::Lost { .. }) => exit_code(pgferry::ErrorKind::SlotLost),
@@ -130,16 +174,13 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
         });
         if args.format == Format::Table {
             print!("{}", heading(&db.database));
-            match &status {
-                Some(status) => print!("{}", render::status(status)),
-                None => println!("{MISSING}"),
+            match (&status, &missing) {
+                (Some(status), _) => print!("{}", render::status(status)),
+                (None, missing) => println!("{}", missing.as_ref().map_or(MISSING, Missing::text)),
             }
         }
-        results.push(DatabaseResult {
-            database: db.database,
-            missing: status.is_none().then_some(MISSING),
-            report: status,
-        });
+        let missing = missing.map(|m| m.text().to_string());
+        results.push(DatabaseResult { database: db.database, missing, report: status, error: None });
     }
     match args.format {
         Format::Table => print!("{}", left_out_lines(&left_out)),
@@ -179,19 +220,28 @@ pub(crate) async fn remove(
     let mut failures = Vec::new();
     for db in paired {
         let removed = match (&db.target, target) {
-            (Some(t), _) => Some(pgferry::cleanup::remove(&db.source, t, &migration, fence, force).await),
-            (None, None) => Some(pgferry::cleanup::remove_without_target(&db.source, &migration, force).await),
-            (None, Some(_)) => None,
+            (Some(t), _) => Ok(Some(pgferry::cleanup::remove(&db.source, t, &migration, fence, force).await)),
+            (None, None) => Ok(Some(pgferry::cleanup::remove_without_target(&db.source, &migration, force).await)),
+            (None, Some(_)) => Missing::of(&db, &migration).await.map(|missing| match missing {
+                Missing::NothingMoved => None,
+                Missing::Stranded(text) => Some(Err(pgferry::Error::new(
+                    pgferry::ErrorKind::Refused,
+                    format!("{text}; nothing was changed there"),
+                ))),
+            }),
         };
-        let report = match removed {
-            Some(Ok(report)) => Some(report),
-            Some(Err(e)) => {
-                failures.push(pgferry::Error { message: format!("database {:?}: {}", db.database, e.message), ..e });
-                continue;
+        let (report, error) = match removed {
+            Ok(Some(Ok(report))) => (Some(report), None),
+            Ok(Some(Err(e))) | Err(e) => {
+                let message = format!("database {:?}: {}", db.database, e.message);
+                let error = Some(message.clone());
+                failures.push(pgferry::Error { message, ..e });
+                (None, error)
             }
-            None => None,
+            Ok(None) => (None, None),
         };
-        results.push(DatabaseResult { database: db.database, missing: report.is_none().then_some(MISSING), report });
+        let missing = (report.is_none() && error.is_none()).then(|| MISSING.to_string());
+        results.push(DatabaseResult { database: db.database, missing, report, error });
     }
     let report = InstanceResult { databases: results, left_out: plan.left_out };
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
