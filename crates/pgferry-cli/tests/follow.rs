@@ -463,3 +463,39 @@ fn change_capture_before_the_copy_is_refused_with_nothing_changed() {
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0");
     assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
 }
+
+/// The runner lock lives in one session on the target: once that session is
+/// terminated, a second `follow` could take the lock and the slot and apply
+/// beside the first (seen: two of them trading the slot). The first stops
+/// (exit 3, saying why); a rerun resumes, and nothing is lost or doubled.
+#[test]
+fn a_follow_whose_runner_lock_session_ends_stops_and_a_rerun_resumes() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g",
+    );
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    let (s, t) = (source.url("app"), target.url("app"));
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(follow_args(&s, &t, "main"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgferry follow");
+    source.psql("app", "UPDATE t SET v = 1 WHERE id <= 50");
+    assert!(wait_for(|| target.psql("app", "SELECT count(*) FROM t WHERE v = 1") == "50"), "applied");
+    let lock = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid()";
+    assert_eq!(target.psql("app", lock), "t");
+    assert!(wait_for(|| follow.try_wait().unwrap().is_some()), "follow stops once its lock is gone");
+    let out = follow.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("runner lock") && stderr.contains("hint: rerun"), "{stderr}");
+    source.psql("app", "UPDATE t SET v = v + 1; INSERT INTO t VALUES (101, 7)");
+    assert_ok(&catch_up(&source, &target, "main"));
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+}

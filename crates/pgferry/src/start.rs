@@ -119,7 +119,7 @@ pub async fn start(
         let mut lock = lock;
         let mut total: Option<FollowReport> = None;
         loop {
-            let run = follow(source, target, &follow_options, events).await?;
+            let run = lock.hold(Box::pin(follow(source, target, &follow_options, events))).await?;
             total = Some(match total {
                 None => run,
                 Some(t) => FollowReport {
@@ -258,6 +258,34 @@ impl RunnerLock {
         Ok(self.0)
     }
 }
+
+impl RunnerLock {
+    /// Runs `work` while the lock is held. The lock lives in one session: if that
+    /// session ends (terminated on the target, its connection lost) the lock is
+    /// gone and another pgferry process can take the migration, so a `follow`
+    /// going on would apply beside it. `work` is stopped there, as a kill stops it
+    /// (every step is rerunnable), and the error says why.
+    pub async fn hold<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            done = work => done,
+            () = self.ended() => Err(Error::new(
+                ErrorKind::Server,
+                "the session holding the migration's runner lock on the target ended (terminated, or its connection lost): \
+                 another pgferry process could now run this migration beside this one, so this one stopped",
+            )
+            .with_hint("rerun it: it resumes from what the target recorded, and refuses if another one runs meanwhile")),
+        }
+    }
+
+    async fn ended(&self) {
+        while !self.0.is_closed() {
+            tokio::time::sleep(LOCK_WATCH).await;
+        }
+    }
+}
+
+/// How often [`RunnerLock::hold`] looks at the lock's session.
+const LOCK_WATCH: Duration = Duration::from_millis(200);
 
 /// How long [`RunnerLock::take`] waits for a lock whose holder has just ended.
 const LOCK_GRACE: Duration = Duration::from_secs(1);
