@@ -296,7 +296,7 @@ pub(crate) async fn start(
                 if args.format == Format::Table {
                     print!("{}{}", heading(&database), crate::start::start_summary(&report));
                 }
-                results.push(DatabaseResult { database, report: Some(report), missing: None });
+                results.push(DatabaseResult { database, report: Some(report), missing: None, error: None });
             }
             Err(e) => {
                 tracing::error!(target: crate::logging::EVENTS, "database {database:?} stopped: {}", e.message);
@@ -351,7 +351,7 @@ pub(crate) async fn cutover(
             }
             Format::Json => {
                 let databases =
-                    plans.into_iter().map(|(database, p)| DatabaseResult { database, report: Some(p), missing: None });
+                    plans.into_iter().map(|(database, p)| DatabaseResult { database, report: Some(p), missing: None, error: None });
                 let report = InstanceResult { databases: databases.collect(), left_out: plan.left_out };
                 println!("{}", serde_json::to_string_pretty(&report).expect("plan serializes"));
             }
@@ -407,7 +407,7 @@ pub(crate) async fn cutover(
     let mut failures = Vec::new();
     while let Some((database, outcome)) = runs.next().await {
         match outcome {
-            Ok(report) => results.push(DatabaseResult { database, report: Some(report), missing: None }),
+            Ok(report) => results.push(DatabaseResult { database, report: Some(report), missing: None, error: None }),
             Err(e) => {
                 barrier.abort(&format!("database {database:?}: {}", e.message));
                 failures.push(pgferry::Error { message: format!("database {database:?}: {}", e.message), ..e });
@@ -484,7 +484,7 @@ pub(crate) async fn rehearse(
         if args.format == Format::Table {
             print!("{}{}", heading(&db.database), render::rehearsal(&rehearsal));
         }
-        results.push(DatabaseResult { database: db.database.clone(), report: Some(rehearsal), missing: None });
+        results.push(DatabaseResult { database: db.database.clone(), report: Some(rehearsal), missing: None, error: None });
     }
     if args.format == Format::Json {
         let report = InstanceResult { databases: results, left_out: plan.left_out };

@@ -464,12 +464,13 @@ fn change_capture_before_the_copy_is_refused_with_nothing_changed() {
     assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
 }
 
-/// The runner lock lives in one session on the target: once that session is
+/// The runner lock lives in one session on the target. Once that session is
 /// terminated, a second `follow` could take the lock and the slot and apply
-/// beside the first (seen: two of them trading the slot). The first stops
+/// beside the first (seen: two of them trading the slot). The first takes the
+/// lock again and goes on; when another process holds it by then, it stops
 /// (exit 3, saying why); a rerun resumes, and nothing is lost or doubled.
 #[test]
-fn a_follow_whose_runner_lock_session_ends_stops_and_a_rerun_resumes() {
+fn a_follow_whose_runner_lock_session_ends_takes_it_again_or_stops() {
     let source = Cluster::start(PgVersion::V15);
     source.create_database("app");
     source.psql(
@@ -486,15 +487,30 @@ fn a_follow_whose_runner_lock_session_ends_stops_and_a_rerun_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start pgferry follow");
+    let end_lock_session = "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+        WHERE query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid()";
     source.psql("app", "UPDATE t SET v = 1 WHERE id <= 50");
     assert!(wait_for(|| target.psql("app", "SELECT count(*) FROM t WHERE v = 1") == "50"), "applied");
-    let lock = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid()";
-    assert_eq!(target.psql("app", lock), "t");
-    assert!(wait_for(|| follow.try_wait().unwrap().is_some()), "follow stops once its lock is gone");
-    let out = follow.wait_with_output().unwrap();
+    assert_eq!(target.psql("app", end_lock_session), "t");
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted";
+    assert!(wait_for(|| target.psql("app", held) == "1"), "the lock taken again");
+    source.psql("app", "UPDATE t SET v = 2 WHERE id <= 50");
+    assert!(wait_for(|| target.psql("app", "SELECT count(*) FROM t WHERE v = 2") == "50"), "applying on");
+    assert!(follow.try_wait().unwrap().is_none(), "still following");
+
+    // Another process takes the lock as soon as the session ends.
+    let sql = format!(
+        "{end_lock_session}; SELECT pg_advisory_lock(hashtext('pgferry'), hashtext('main')); SELECT pg_sleep(3)"
+    );
+    let out = thread::scope(|scope| {
+        let other = scope.spawn(|| target.psql("app", &sql));
+        assert!(wait_for(|| follow.try_wait().unwrap().is_some()), "follow stops once another holds the lock");
+        other.join().unwrap();
+        follow.wait_with_output().unwrap()
+    });
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("runner lock") && stderr.contains("hint: rerun"), "{stderr}");
+    assert!(stderr.contains("runner lock") && stderr.contains("another pgferry process"), "{stderr}");
     source.psql("app", "UPDATE t SET v = v + 1; INSERT INTO t VALUES (101, 7)");
     assert_ok(&catch_up(&source, &target, "main"));
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
