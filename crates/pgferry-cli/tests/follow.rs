@@ -515,3 +515,34 @@ fn a_follow_whose_runner_lock_session_ends_takes_it_again_or_stops() {
     assert_ok(&catch_up(&source, &target, "main"));
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
 }
+
+/// An episode of connection failures ends once a new session hears from the
+/// source: a walsender ended, then another one more than two minutes (the
+/// retry limit) later, is each a new episode, retried (was: the first episode
+/// never ended, so the second failure stopped follow with exit 3).
+#[test]
+fn a_connection_lost_long_after_an_earlier_one_is_retried() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g",
+    );
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    let mut follow = spawn_follow(&source, &target, "main", &[]);
+    let end_walsender = "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE active";
+    for round in 1..=2 {
+        assert!(wait_for(|| source.psql("app", end_walsender) == "1"), "a walsender to end");
+        source.psql("app", &format!("UPDATE t SET v = {round}"));
+        let applied = format!("SELECT count(*) FROM t WHERE v = {round}");
+        assert!(wait_for(|| target.psql("app", &applied) == "10"), "round {round} applied");
+        if round == 1 {
+            thread::sleep(Duration::from_secs(125));
+        }
+    }
+    assert!(follow.try_wait().unwrap().is_none(), "follow still runs");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+}
