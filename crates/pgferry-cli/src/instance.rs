@@ -6,9 +6,10 @@
 //! creates it), unless the source still holds the migration's objects there (the
 //! target's database was dropped after the copy): then its slot keeps the
 //! source's WAL, which is said, and `abort`/`cleanup` fail for that database
-//! naming `abort --target-lost`. `abort` and `cleanup` go on to the next database
-//! when one fails, and fail after all were tried, naming each failure (in the
-//! JSON report too).
+//! naming `abort --target-lost`. Each command goes on to the next database when
+//! one fails (it cannot be reached, its slot is lost), and fails after all were
+//! tried, naming each failure (in the JSON report too, as the database's
+//! `error`); a database not validated makes the instance NOT PROVEN at best.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,7 +41,7 @@ struct DatabaseResult<T: Serialize> {
     report: Option<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
     missing: Option<String>,
-    /// `abort`/`cleanup`: why this database's removal failed.
+    /// Why this database's command failed (the others were still done).
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -50,6 +51,14 @@ struct DatabaseResult<T: Serialize> {
 enum Missing {
     NothingMoved,
     Stranded(String),
+}
+
+/// A database's failure, named, kept for the error after all were tried; its
+/// message, for the report.
+fn failed(database: &str, e: pgferry::Error, failures: &mut Vec<pgferry::Error>) -> String {
+    let message = format!("database {database:?}: {}", e.message);
+    failures.push(pgferry::Error { message: message.clone(), ..e });
+    message
 }
 
 /// How to remove a migration whose target database is gone.
@@ -109,11 +118,24 @@ pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let events = crate::metrics::events(&args.metrics, Vec::new())?;
     let migration = parse_migration(&args.name)?;
     let mut results = Vec::new();
+    let mut failures = Vec::new();
     let mut verdict = Verdict::Equal;
     for db in paired {
-        let (report, missing) = match &db.target {
-            Some(target) => (Some(validate_one(&db.source, target, &migration, &args, &events).await?), None),
-            None => (None, Some(Missing::of(&db, &migration).await?)),
+        let outcome = match &db.target {
+            Some(target) => validate_one(&db.source, target, &migration, &args, &events).await.map(|r| (Some(r), None)),
+            None => Missing::of(&db, &migration).await.map(|m| (None, Some(m))),
+        };
+        let (report, missing) = match outcome {
+            Ok(found) => found,
+            Err(e) => {
+                verdict = worse(verdict, Verdict::NotProven);
+                let error = failed(&db.database, e, &mut failures);
+                if args.format == Format::Table {
+                    println!("{}could not be validated: {error}", heading(&db.database));
+                }
+                results.push(DatabaseResult { database: db.database, missing: None, report: None, error: Some(error) });
+                continue;
+            }
         };
         let this = report.as_ref().map_or(Verdict::Different, |r| r.verdict);
         verdict = worse(verdict, this);
@@ -129,14 +151,26 @@ pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     }
     match args.format {
         Format::Table => {
-            println!("{}instance: {} ({} database(s))", left_out_lines(&left_out), verdict_word(verdict), results.len())
+            let unvalidated = match failures.len() {
+                0 => String::new(),
+                n => format!("; {n} could not be validated"),
+            };
+            println!(
+                "{}instance: {} ({} database(s){unvalidated})",
+                left_out_lines(&left_out),
+                verdict_word(verdict),
+                results.len()
+            )
         }
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("report serializes")
         ),
     }
-    Ok(verdict_exit_code(verdict))
+    match failures.is_empty() {
+        true => Ok(verdict_exit_code(verdict)),
+        false => Err(pgferry::Error::combine(failures)),
+    }
 }
 
 /// The instance's verdict: DIFFERENT if any database differs, else NOT PROVEN if
@@ -161,11 +195,25 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
     let (paired, left_out) = databases(&args.named.pair, &args.instance).await?;
     let migration = parse_migration(&args.named.name)?;
     let mut results = Vec::new();
+    let mut failures = Vec::new();
     let mut code = 0u8;
     for db in paired {
-        let (status, missing) = match &db.target {
-            Some(target) => (Some(Box::pin(pgferry::status::status(&db.source, target, &migration)).await?), None),
-            None => (None, Some(Missing::of(&db, &migration).await?)),
+        let outcome = match &db.target {
+            Some(target) => {
+                Box::pin(pgferry::status::status(&db.source, target, &migration)).await.map(|s| (Some(s), None))
+            }
+            None => Missing::of(&db, &migration).await.map(|m| (None, Some(m))),
+        };
+        let (status, missing) = match outcome {
+            Ok(found) => found,
+            Err(e) => {
+                let error = failed(&db.database, e, &mut failures);
+                if args.format == Format::Table {
+                    println!("{}status could not be read: {error}", heading(&db.database));
+                }
+                results.push(DatabaseResult { database: db.database, missing: None, report: None, error: Some(error) });
+                continue;
+            }
         };
         code = code.max(match status.as_ref().map(|s| &s.slot_verdict) {
             Some(SlotVerdict::Lost { .. }) => exit_code(pgferry::ErrorKind::SlotLost),
@@ -189,7 +237,10 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("status serializes")
         ),
     }
-    Ok(ExitCode::from(code))
+    match failures.is_empty() {
+        true => Ok(ExitCode::from(code)),
+        false => Err(pgferry::Error::combine(failures)),
+    }
 }
 
 /// `abort`/`cleanup` of the migration `name` in every database of the plan; with
@@ -232,12 +283,7 @@ pub(crate) async fn remove(
         };
         let (report, error) = match removed {
             Ok(Some(Ok(report))) => (Some(report), None),
-            Ok(Some(Err(e))) | Err(e) => {
-                let message = format!("database {:?}: {}", db.database, e.message);
-                let error = Some(message.clone());
-                failures.push(pgferry::Error { message, ..e });
-                (None, error)
-            }
+            Ok(Some(Err(e))) | Err(e) => (None, Some(failed(&db.database, e, &mut failures))),
             Ok(None) => (None, None),
         };
         let missing = (report.is_none() && error.is_none()).then(|| MISSING.to_string());

@@ -525,3 +525,39 @@ fn a_database_dropped_on_the_target_after_its_copy_is_not_called_unmoved() {
     let out = pgferry(&["abort", "--source", &s, "--target", &t, "--all-databases"]);
     assert!(out.status.success(), "then nothing is left: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `validate` and `status --all-databases` go on past a database they cannot
+/// read (here: its target database allows no connections): the others are
+/// reported, that one is named with its error (JSON `error`), the instance is
+/// not EQUAL, and the command fails after the report (was: the first such
+/// database ended the command with no report at all).
+#[test]
+fn validate_and_status_go_on_past_a_database_they_cannot_read() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    for db in ["fine", "closed"] {
+        source.create_database(db);
+        source.psql(db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)");
+        target.create_database(db);
+        let out = pgferry(&["copy", "--source", &source.url(db), "--target", &target.url(db)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    target.psql("postgres", "ALTER DATABASE closed ALLOW_CONNECTIONS false");
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    for command in ["validate", "status"] {
+        let out = pgferry(&[command, "--source", &s, "--target", &t, "--all-databases", "--format", "json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("database \"closed\"") && stderr.contains("not currently accepting connections"),
+            "{stderr}"
+        );
+        let report = json(&out);
+        let databases = report["databases"].as_array().unwrap();
+        let by_name = |name: &str| databases.iter().find(|d| d["database"] == name).cloned().unwrap();
+        assert!(by_name("closed")["error"].is_string(), "{report:#}");
+        assert!(by_name("fine")["report"].is_object(), "{report:#}");
+    }
+    let out = pgferry(&["validate", "--source", &s, "--target", &t, "--all-databases"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("instance: NOT PROVEN (3 database(s); 1 could not be validated)"), "{text}");
+}
