@@ -492,7 +492,8 @@ fn a_follow_whose_runner_lock_session_ends_takes_it_again_or_stops() {
     source.psql("app", "UPDATE t SET v = 1 WHERE id <= 50");
     assert!(wait_for(|| target.psql("app", "SELECT count(*) FROM t WHERE v = 1") == "50"), "applied");
     assert_eq!(target.psql("app", end_lock_session), "t");
-    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted";
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+        AND classid::int = hashtext('pgferry') AND objid::int = hashtext('main')";
     assert!(wait_for(|| target.psql("app", held) == "1"), "the lock taken again");
     source.psql("app", "UPDATE t SET v = 2 WHERE id <= 50");
     assert!(wait_for(|| target.psql("app", "SELECT count(*) FROM t WHERE v = 2") == "50"), "applying on");
