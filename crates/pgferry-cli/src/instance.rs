@@ -396,8 +396,12 @@ pub(crate) async fn cutover(
                 print!("{}", left_out_lines(&plan.left_out));
             }
             Format::Json => {
-                let databases =
-                    plans.into_iter().map(|(database, p)| DatabaseResult { database, report: Some(p), missing: None, error: None });
+                let databases = plans.into_iter().map(|(database, p)| DatabaseResult {
+                    database,
+                    report: Some(p),
+                    missing: None,
+                    error: None,
+                });
                 let report = InstanceResult { databases: databases.collect(), left_out: plan.left_out };
                 println!("{}", serde_json::to_string_pretty(&report).expect("plan serializes"));
             }
@@ -530,7 +534,12 @@ pub(crate) async fn rehearse(
         if args.format == Format::Table {
             print!("{}{}", heading(&db.database), render::rehearsal(&rehearsal));
         }
-        results.push(DatabaseResult { database: db.database.clone(), report: Some(rehearsal), missing: None, error: None });
+        results.push(DatabaseResult {
+            database: db.database.clone(),
+            report: Some(rehearsal),
+            missing: None,
+            error: None,
+        });
     }
     if args.format == Format::Json {
         let report = InstanceResult { databases: results, left_out: plan.left_out };

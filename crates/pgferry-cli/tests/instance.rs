@@ -482,6 +482,7 @@ fn a_seeded_instance_attaches_every_database_from_one_copy() {
     let stdout = String::from_utf8_lossy(&done.stdout);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert!(stdout.contains("instance: 3 database(s) cut over with one switch"), "{stdout}");
+}
 
 /// A database whose target was dropped after its copy is missing on the target
 /// server, but its slot still keeps the source's WAL: `status` and
