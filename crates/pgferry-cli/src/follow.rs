@@ -30,7 +30,7 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
     )?;
     let options =
         FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown), drain: false };
-    let _runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
+    let mut runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
     let command = pgferry_core::lifecycle::Command::Follow;
     pgferry::lifecycle::refuse_unless_allowed(&source, Some(&target), &options.migration, command).await?;
     if let Some(sql) = &args.apply_ddl {
@@ -43,7 +43,8 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
         }
     }
     let events = crate::metrics::events(&args.metrics, vec![std::sync::Arc::new(LogLines)])?;
-    let report = run(&source, &target, &options, &events).await?;
+    let work = Box::pin(run(&source, &target, &options, &events));
+    let report = runner.hold(&target, &options.migration, work).await?;
     match args.format {
         Format::Table => println!(
             "migration {}: applied up to {} ({} transactions, {} changes in this run)",

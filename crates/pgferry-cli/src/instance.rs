@@ -3,8 +3,13 @@
 //! ([`pgferry::instance::paired`]), each under a heading (one JSON document
 //! for all), then the instance's verdict. A database the target server lacks is
 //! named as such (not moved: `check --all-databases` gives the statement that
-//! creates it). `abort` and `cleanup` go on to the next database when one
-//! fails, and fail after all were tried, naming each failure.
+//! creates it), unless the source still holds the migration's objects there (the
+//! target's database was dropped after the copy): then its slot keeps the
+//! source's WAL, which is said, and `abort`/`cleanup` fail for that database
+//! naming `abort --target-lost`. Each command goes on to the next database when
+//! one fails (it cannot be reached, its slot is lost), and fails after all were
+//! tried, naming each failure (in the JSON report too, as the database's
+//! `error`); a database not validated makes the instance NOT PROVEN at best.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use tracing::Instrument;
 
 use pgferry::instance::PairedDatabase;
 use pgferry::Result;
+use pgferry_core::names::MigrationName;
 use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
 use serde::Serialize;
@@ -34,7 +40,53 @@ struct DatabaseResult<T: Serialize> {
     #[serde(skip_serializing_if = "Option::is_none")]
     report: Option<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    missing: Option<&'static str>,
+    missing: Option<String>,
+    /// Why this database's command failed (the others were still done).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// What is said of a database the target server lacks: nothing of it moved, or
+/// (`Stranded`) the source still holds the migration's objects there.
+enum Missing {
+    NothingMoved,
+    Stranded(String),
+}
+
+/// A database's failure, named, kept for the error after all were tried; its
+/// message, for the report.
+fn failed(database: &str, e: pgferry::Error, failures: &mut Vec<pgferry::Error>) -> String {
+    let message = format!("database {database:?}: {}", e.message);
+    failures.push(pgferry::Error { message: message.clone(), ..e });
+    message
+}
+
+/// How to remove a migration whose target database is gone.
+fn target_lost_hint(database: &str) -> String {
+    format!(
+        "if the target's database is gone for good, \
+         pgferry abort --target-lost --all-databases --database {database:?} removes them on the source alone"
+    )
+}
+
+impl Missing {
+    async fn of(db: &PairedDatabase, migration: &MigrationName) -> Result<Missing> {
+        if !pgferry::cleanup::source_holds(&db.source, migration).await? {
+            return Ok(Missing::NothingMoved);
+        }
+        Ok(Missing::Stranded(format!(
+            "missing on the target server, but the source still holds migration {migration}'s objects there \
+             (its replication slot keeps the source's WAL); {}",
+            target_lost_hint(&db.database)
+        )))
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Missing::NothingMoved => MISSING,
+            Missing::Stranded(text) => text,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -66,33 +118,59 @@ pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
     let events = crate::metrics::events(&args.metrics, Vec::new())?;
     let migration = parse_migration(&args.name)?;
     let mut results = Vec::new();
+    let mut failures = Vec::new();
     let mut verdict = Verdict::Equal;
     for db in paired {
-        let report = match &db.target {
-            Some(target) => Some(validate_one(&db.source, target, &migration, &args, &events).await?),
-            None => None,
+        let outcome = match &db.target {
+            Some(target) => validate_one(&db.source, target, &migration, &args, &events).await.map(|r| (Some(r), None)),
+            None => Missing::of(&db, &migration).await.map(|m| (None, Some(m))),
+        };
+        let (report, missing) = match outcome {
+            Ok(found) => found,
+            Err(e) => {
+                verdict = worse(verdict, Verdict::NotProven);
+                let error = failed(&db.database, e, &mut failures);
+                if args.format == Format::Table {
+                    println!("{}could not be validated: {error}", heading(&db.database));
+                }
+                results.push(DatabaseResult { database: db.database, missing: None, report: None, error: Some(error) });
+                continue;
+            }
         };
         let this = report.as_ref().map_or(Verdict::Different, |r| r.verdict);
         verdict = worse(verdict, this);
         if args.format == Format::Table {
             print!("{}", heading(&db.database));
-            match &report {
-                Some(report) => print!("{}", render::validation(report)),
-                None => println!("{MISSING}"),
+            match (&report, &missing) {
+                (Some(report), _) => print!("{}", render::validation(report)),
+                (None, missing) => println!("{}", missing.as_ref().map_or(MISSING, Missing::text)),
             }
         }
-        results.push(DatabaseResult { database: db.database, missing: report.is_none().then_some(MISSING), report });
+        let missing = missing.map(|m| m.text().to_string());
+        results.push(DatabaseResult { database: db.database, missing, report, error: None });
     }
     match args.format {
         Format::Table => {
-            println!("{}instance: {} ({} database(s))", left_out_lines(&left_out), verdict_word(verdict), results.len())
+            let unvalidated = match failures.len() {
+                0 => String::new(),
+                n => format!("; {n} could not be validated"),
+            };
+            println!(
+                "{}instance: {} ({} database(s){unvalidated})",
+                left_out_lines(&left_out),
+                verdict_word(verdict),
+                results.len()
+            )
         }
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("report serializes")
         ),
     }
-    Ok(verdict_exit_code(verdict))
+    match failures.is_empty() {
+        true => Ok(verdict_exit_code(verdict)),
+        false => Err(pgferry::Error::combine(failures)),
+    }
 }
 
 /// The instance's verdict: DIFFERENT if any database differs, else NOT PROVEN if
@@ -117,11 +195,25 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
     let (paired, left_out) = databases(&args.named.pair, &args.instance).await?;
     let migration = parse_migration(&args.named.name)?;
     let mut results = Vec::new();
+    let mut failures = Vec::new();
     let mut code = 0u8;
     for db in paired {
-        let status = match &db.target {
-            Some(target) => Some(Box::pin(pgferry::status::status(&db.source, target, &migration)).await?),
-            None => None,
+        let outcome = match &db.target {
+            Some(target) => {
+                Box::pin(pgferry::status::status(&db.source, target, &migration)).await.map(|s| (Some(s), None))
+            }
+            None => Missing::of(&db, &migration).await.map(|m| (None, Some(m))),
+        };
+        let (status, missing) = match outcome {
+            Ok(found) => found,
+            Err(e) => {
+                let error = failed(&db.database, e, &mut failures);
+                if args.format == Format::Table {
+                    println!("{}status could not be read: {error}", heading(&db.database));
+                }
+                results.push(DatabaseResult { database: db.database, missing: None, report: None, error: Some(error) });
+                continue;
+            }
         };
         code = code.max(match status.as_ref().map(|s| &s.slot_verdict) {
             Some(SlotVerdict::Lost { .. }) => exit_code(pgferry::ErrorKind::SlotLost),
@@ -130,16 +222,13 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
         });
         if args.format == Format::Table {
             print!("{}", heading(&db.database));
-            match &status {
-                Some(status) => print!("{}", render::status(status)),
-                None => println!("{MISSING}"),
+            match (&status, &missing) {
+                (Some(status), _) => print!("{}", render::status(status)),
+                (None, missing) => println!("{}", missing.as_ref().map_or(MISSING, Missing::text)),
             }
         }
-        results.push(DatabaseResult {
-            database: db.database,
-            missing: status.is_none().then_some(MISSING),
-            report: status,
-        });
+        let missing = missing.map(|m| m.text().to_string());
+        results.push(DatabaseResult { database: db.database, missing, report: status, error: None });
     }
     match args.format {
         Format::Table => print!("{}", left_out_lines(&left_out)),
@@ -148,7 +237,10 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("status serializes")
         ),
     }
-    Ok(ExitCode::from(code))
+    match failures.is_empty() {
+        true => Ok(ExitCode::from(code)),
+        false => Err(pgferry::Error::combine(failures)),
+    }
 }
 
 /// `abort`/`cleanup` of the migration `name` in every database of the plan; with
@@ -179,19 +271,23 @@ pub(crate) async fn remove(
     let mut failures = Vec::new();
     for db in paired {
         let removed = match (&db.target, target) {
-            (Some(t), _) => Some(pgferry::cleanup::remove(&db.source, t, &migration, fence, force).await),
-            (None, None) => Some(pgferry::cleanup::remove_without_target(&db.source, &migration, force).await),
-            (None, Some(_)) => None,
+            (Some(t), _) => Ok(Some(pgferry::cleanup::remove(&db.source, t, &migration, fence, force).await)),
+            (None, None) => Ok(Some(pgferry::cleanup::remove_without_target(&db.source, &migration, force).await)),
+            (None, Some(_)) => Missing::of(&db, &migration).await.map(|missing| match missing {
+                Missing::NothingMoved => None,
+                Missing::Stranded(text) => Some(Err(pgferry::Error::new(
+                    pgferry::ErrorKind::Refused,
+                    format!("{text}; nothing was changed there"),
+                ))),
+            }),
         };
-        let report = match removed {
-            Some(Ok(report)) => Some(report),
-            Some(Err(e)) => {
-                failures.push(pgferry::Error { message: format!("database {:?}: {}", db.database, e.message), ..e });
-                continue;
-            }
-            None => None,
+        let (report, error) = match removed {
+            Ok(Some(Ok(report))) => (Some(report), None),
+            Ok(Some(Err(e))) | Err(e) => (None, Some(failed(&db.database, e, &mut failures))),
+            Ok(None) => (None, None),
         };
-        results.push(DatabaseResult { database: db.database, missing: report.is_none().then_some(MISSING), report });
+        let missing = (report.is_none() && error.is_none()).then(|| MISSING.to_string());
+        results.push(DatabaseResult { database: db.database, missing, report, error });
     }
     let report = InstanceResult { databases: results, left_out: plan.left_out };
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
@@ -246,7 +342,7 @@ pub(crate) async fn start(
                 if args.format == Format::Table {
                     print!("{}{}", heading(&database), crate::start::start_summary(&report));
                 }
-                results.push(DatabaseResult { database, report: Some(report), missing: None });
+                results.push(DatabaseResult { database, report: Some(report), missing: None, error: None });
             }
             Err(e) => {
                 tracing::error!(target: crate::logging::EVENTS, "database {database:?} stopped: {}", e.message);
@@ -300,8 +396,12 @@ pub(crate) async fn cutover(
                 print!("{}", left_out_lines(&plan.left_out));
             }
             Format::Json => {
-                let databases =
-                    plans.into_iter().map(|(database, p)| DatabaseResult { database, report: Some(p), missing: None });
+                let databases = plans.into_iter().map(|(database, p)| DatabaseResult {
+                    database,
+                    report: Some(p),
+                    missing: None,
+                    error: None,
+                });
                 let report = InstanceResult { databases: databases.collect(), left_out: plan.left_out };
                 println!("{}", serde_json::to_string_pretty(&report).expect("plan serializes"));
             }
@@ -357,7 +457,7 @@ pub(crate) async fn cutover(
     let mut failures = Vec::new();
     while let Some((database, outcome)) = runs.next().await {
         match outcome {
-            Ok(report) => results.push(DatabaseResult { database, report: Some(report), missing: None }),
+            Ok(report) => results.push(DatabaseResult { database, report: Some(report), missing: None, error: None }),
             Err(e) => {
                 barrier.abort(&format!("database {database:?}: {}", e.message));
                 failures.push(pgferry::Error { message: format!("database {database:?}: {}", e.message), ..e });
@@ -434,7 +534,12 @@ pub(crate) async fn rehearse(
         if args.format == Format::Table {
             print!("{}{}", heading(&db.database), render::rehearsal(&rehearsal));
         }
-        results.push(DatabaseResult { database: db.database.clone(), report: Some(rehearsal), missing: None });
+        results.push(DatabaseResult {
+            database: db.database.clone(),
+            report: Some(rehearsal),
+            missing: None,
+            error: None,
+        });
     }
     if args.format == Format::Json {
         let report = InstanceResult { databases: results, left_out: plan.left_out };

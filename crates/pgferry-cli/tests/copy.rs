@@ -535,3 +535,23 @@ fn a_second_copy_of_the_same_migration_is_refused_while_the_first_runs() {
     let content = "SELECT count(*) || ':' || coalesce(sum(hashtext(t::text)::bigint), 0) FROM items t";
     assert_eq!(source.psql("app", content), target.psql("app", content));
 }
+
+/// A database whose name pg_restore could read as a connection string (`=`, a
+/// quote, a backslash) is restored into that database (was: "invalid
+/// connection option" and a rerun failed the same).
+#[test]
+fn a_database_named_like_a_connection_string_is_copied() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    let name = r"a=b 'c' \d";
+    source.create_database(name);
+    target.create_database(name);
+    // psql reads its -d the same way: given as a connection string.
+    let db = r"dbname='a=b \'c\' \\d'";
+    source.psql(
+        db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 50) g",
+    );
+    let encoded = "a%3Db%20%27c%27%20%5Cd";
+    assert_ok(&pgferry(&["copy", "--source", &source.url(encoded), "--target", &target.url(encoded)], &[]));
+    assert_eq!(target.psql(db, "SELECT count(*), sum(id) FROM t"), "50|1275");
+}

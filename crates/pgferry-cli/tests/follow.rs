@@ -463,3 +463,87 @@ fn change_capture_before_the_copy_is_refused_with_nothing_changed() {
     assert_eq!(source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0");
     assert_eq!(target.psql("app", "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"), "0");
 }
+
+/// The runner lock lives in one session on the target. Once that session is
+/// terminated, a second `follow` could take the lock and the slot and apply
+/// beside the first (seen: two of them trading the slot). The first takes the
+/// lock again and goes on; when another process holds it by then, it stops
+/// (exit 3, saying why); a rerun resumes, and nothing is lost or doubled.
+#[test]
+fn a_follow_whose_runner_lock_session_ends_takes_it_again_or_stops() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g",
+    );
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    let (s, t) = (source.url("app"), target.url("app"));
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(follow_args(&s, &t, "main"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgferry follow");
+    let end_lock_session = "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+        WHERE query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid()";
+    source.psql("app", "UPDATE t SET v = 1 WHERE id <= 50");
+    assert!(wait_for(|| target.psql("app", "SELECT count(*) FROM t WHERE v = 1") == "50"), "applied");
+    assert_eq!(target.psql("app", end_lock_session), "t");
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+        AND classid::int = hashtext('pgferry') AND objid::int = hashtext('main')";
+    assert!(wait_for(|| target.psql("app", held) == "1"), "the lock taken again");
+    source.psql("app", "UPDATE t SET v = 2 WHERE id <= 50");
+    assert!(wait_for(|| target.psql("app", "SELECT count(*) FROM t WHERE v = 2") == "50"), "applying on");
+    assert!(follow.try_wait().unwrap().is_none(), "still following");
+
+    // Another process takes the lock as soon as the session ends.
+    let sql = format!(
+        "{end_lock_session}; SELECT pg_advisory_lock(hashtext('pgferry'), hashtext('main')); SELECT pg_sleep(3)"
+    );
+    let out = thread::scope(|scope| {
+        let other = scope.spawn(|| target.psql("app", &sql));
+        assert!(wait_for(|| follow.try_wait().unwrap().is_some()), "follow stops once another holds the lock");
+        other.join().unwrap();
+        follow.wait_with_output().unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("runner lock") && stderr.contains("another pgferry process"), "{stderr}");
+    source.psql("app", "UPDATE t SET v = v + 1; INSERT INTO t VALUES (101, 7)");
+    assert_ok(&catch_up(&source, &target, "main"));
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+}
+
+/// An episode of connection failures ends once a new session hears from the
+/// source: a walsender ended, then another one more than two minutes (the
+/// retry limit) later, is each a new episode, retried (was: the first episode
+/// never ended, so the second failure stopped follow with exit 3).
+#[test]
+fn a_connection_lost_long_after_an_earlier_one_is_retried() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g",
+    );
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    let mut follow = spawn_follow(&source, &target, "main", &[]);
+    let end_walsender = "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE active";
+    for round in 1..=2 {
+        assert!(wait_for(|| source.psql("app", end_walsender) == "1"), "a walsender to end");
+        source.psql("app", &format!("UPDATE t SET v = {round}"));
+        let applied = format!("SELECT count(*) FROM t WHERE v = {round}");
+        assert!(wait_for(|| target.psql("app", &applied) == "10"), "round {round} applied");
+        if round == 1 {
+            thread::sleep(Duration::from_secs(125));
+        }
+    }
+    assert!(follow.try_wait().unwrap().is_none(), "follow still runs");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+}

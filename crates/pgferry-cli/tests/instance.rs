@@ -483,3 +483,82 @@ fn a_seeded_instance_attaches_every_database_from_one_copy() {
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert!(stdout.contains("instance: 3 database(s) cut over with one switch"), "{stdout}");
 }
+
+/// A database whose target was dropped after its copy is missing on the target
+/// server, but its slot still keeps the source's WAL: `status` and
+/// `abort --all-databases` say so (abort fails for it, exit 1, naming
+/// `--target-lost`, and removes the others'), instead of "nothing of it was
+/// moved" and a success that leaves the slot behind.
+#[test]
+fn a_database_dropped_on_the_target_after_its_copy_is_not_called_unmoved() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    for db in ["kept", "gone \"db\""] {
+        source.create_database(db);
+        source.psql(db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)");
+        target.create_database(db);
+        let encoded = db.replace(' ', "%20").replace('"', "%22");
+        let out = pgferry(&["copy", "--source", &source.url(&encoded), "--target", &target.url(&encoded)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    target.psql("postgres", "DROP DATABASE \"gone \"\"db\"\"\"");
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let slots = "SELECT count(*) FROM pg_replication_slots";
+    assert_eq!(source.psql("postgres", slots), "2");
+
+    let status = pgferry(&["status", "--source", &s, "--target", &t, "--all-databases"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{text}");
+    assert!(text.contains("its replication slot keeps the source's WAL") && text.contains("--target-lost"), "{text}");
+    assert!(!text.contains("nothing of it was moved"), "{text}");
+
+    let out = pgferry(&["abort", "--source", &s, "--target", &t, "--all-databases"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("database \"gone \\\"db\\\"\"") && stderr.contains("abort --target-lost"), "{stderr}");
+    let report = json(&out);
+    let gone = report["databases"].as_array().unwrap().iter().find(|d| d["database"] == "gone \"db\"").cloned();
+    assert!(gone.is_some_and(|d| d["error"].as_str().is_some_and(|e| e.contains("--target-lost"))), "{report:#}");
+    assert_eq!(source.psql("postgres", slots), "1", "the other database's slot removed, this one's kept");
+
+    let out = pgferry(&["abort", "--source", &s, "--target-lost", "--all-databases", "--database", "gone \"db\""]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(source.psql("postgres", slots), "0");
+    let out = pgferry(&["abort", "--source", &s, "--target", &t, "--all-databases"]);
+    assert!(out.status.success(), "then nothing is left: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `validate` and `status --all-databases` go on past a database they cannot
+/// read (here: its target database allows no connections): the others are
+/// reported, that one is named with its error (JSON `error`), the instance is
+/// not EQUAL, and the command fails after the report (was: the first such
+/// database ended the command with no report at all).
+#[test]
+fn validate_and_status_go_on_past_a_database_they_cannot_read() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    for db in ["fine", "closed"] {
+        source.create_database(db);
+        source.psql(db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)");
+        target.create_database(db);
+        let out = pgferry(&["copy", "--source", &source.url(db), "--target", &target.url(db)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    target.psql("postgres", "ALTER DATABASE closed ALLOW_CONNECTIONS false");
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    for command in ["validate", "status"] {
+        let out = pgferry(&[command, "--source", &s, "--target", &t, "--all-databases", "--format", "json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("database \"closed\"") && stderr.contains("not currently accepting connections"),
+            "{stderr}"
+        );
+        let report = json(&out);
+        let databases = report["databases"].as_array().unwrap();
+        let by_name = |name: &str| databases.iter().find(|d| d["database"] == name).cloned().unwrap();
+        assert!(by_name("closed")["error"].is_string(), "{report:#}");
+        assert!(by_name("fine")["report"].is_object(), "{report:#}");
+    }
+    let out = pgferry(&["validate", "--source", &s, "--target", &t, "--all-databases"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("instance: NOT PROVEN (3 database(s); 1 could not be validated)"), "{text}");
+}

@@ -167,6 +167,15 @@ pub async fn remove_without_target(source: &ConnSpec, migration: &MigrationName,
     Ok(report)
 }
 
+/// Whether the source database holds anything of `migration` that
+/// `abort --target-lost` removes (its slot, publications, DDL capture, a fence,
+/// a seed marker): a database the target server lacks may still have a slot
+/// keeping the source's WAL.
+pub async fn source_holds(source: &ConnSpec, migration: &MigrationName) -> Result<bool> {
+    let src = pgferry_pg::connect(source).await?;
+    Ok(source_holds_any(&src, migration).await? || crate::seed::marker::read(&src, migration).await?.is_some())
+}
+
 /// Nothing of `migration` is left anywhere: a rerun of a finished removal (a
 /// success), or a misspelt `--name`. When the source holds another migration's
 /// objects (a fence, a slot), "nothing to do" alone would leave an operator who

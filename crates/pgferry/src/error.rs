@@ -92,7 +92,12 @@ impl Error {
     pub fn combine(errors: Vec<Error>) -> Error {
         let kind = errors.iter().map(|e| e.kind).min_by_key(|k| *k as u8).unwrap_or(ErrorKind::Server);
         let message = errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("\n");
-        let hints: Vec<_> = errors.iter().filter_map(|e| e.hint.as_deref()).collect();
+        let mut hints: Vec<&str> = Vec::new();
+        for hint in errors.iter().filter_map(|e| e.hint.as_deref()) {
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
         let hint = (!hints.is_empty()).then(|| hints.join("\n"));
         let cause = errors.into_iter().find_map(|e| e.cause);
         Error { kind, message, hint, cause }

@@ -119,7 +119,7 @@ pub async fn start(
         let mut lock = lock;
         let mut total: Option<FollowReport> = None;
         loop {
-            let run = follow(source, target, &follow_options, events).await?;
+            let run = lock.hold(target, name, Box::pin(follow(source, target, &follow_options, events))).await?;
             total = Some(match total {
                 None => run,
                 Some(t) => FollowReport {
@@ -258,6 +258,61 @@ impl RunnerLock {
         Ok(self.0)
     }
 }
+
+impl RunnerLock {
+    /// Runs `work` while the lock is held. The lock lives in one session: when
+    /// that session ends (terminated on the target, its connection lost, the
+    /// target restarted) the lock is gone, and another pgferry process could
+    /// take the migration and apply beside this one. So the lock is taken again
+    /// at once (waiting while the target cannot be reached); if another process
+    /// holds it by then, `work` is stopped there, as a kill stops it (every step
+    /// is rerunnable), and the error says why.
+    pub async fn hold<T>(
+        &mut self,
+        target: &ConnSpec,
+        name: &MigrationName,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::select! {
+            done = work => done,
+            lost = self.keep(target, name) => Err(lost),
+        }
+    }
+
+    /// Takes the lock again whenever its session ends; returns only when
+    /// another process holds it.
+    async fn keep(&mut self, target: &ConnSpec, name: &MigrationName) -> Error {
+        loop {
+            while !self.0.is_closed() {
+                tokio::time::sleep(LOCK_WATCH).await;
+            }
+            loop {
+                match RunnerLock::take(target, name).await {
+                    Ok(lock) => {
+                        *self = lock;
+                        tracing::warn!("the runner lock's session on the target ended; lock taken again");
+                        break;
+                    }
+                    Err(e) if e.kind == ErrorKind::Refused => {
+                        return Error::new(
+                            ErrorKind::Server,
+                            format!(
+                                "the session holding the migration's runner lock on the target ended \
+                                 (terminated, or its connection lost), and {}: this one stopped rather than run beside it",
+                                e.message
+                            ),
+                        )
+                        .with_hint("stop the other process, or let it run; a rerun resumes from what the target recorded");
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            }
+        }
+    }
+}
+
+/// How often [`RunnerLock::hold`] looks at the lock's session.
+const LOCK_WATCH: Duration = Duration::from_millis(200);
 
 /// How long [`RunnerLock::take`] waits for a lock whose holder has just ended.
 const LOCK_GRACE: Duration = Duration::from_secs(1);

@@ -393,6 +393,7 @@ async fn stream_session(
         idle_recorded: Instant::now(),
         liveness,
         heard: None,
+        heard_anything: false,
         relations: Relations { source: src, target: dst_catalog, checked: None, last: Vec::new() },
         slot: &slot,
     };
@@ -455,6 +456,9 @@ struct Run<'a> {
     /// waited for it); silence from then on for [`Liveness::silence_limit`] is
     /// a dead source.
     heard: Option<Instant>,
+    /// Whether the stream delivered anything in this session: `heard` alone
+    /// cannot tell, it is set when the loop first waits.
+    heard_anything: bool,
     relations: Relations,
     /// The migration's slot, whose retained WAL each status reads.
     slot: &'a str,
@@ -621,7 +625,8 @@ impl Run<'_> {
         };
         match received.map_err(Stop::stream)? {
             Some(event) => {
-                if self.heard.replace(Instant::now()).is_none() {
+                self.heard = Some(Instant::now());
+                if !std::mem::replace(&mut self.heard_anything, true) {
                     self.totals.heard_sessions += 1;
                 }
                 Ok(Next::Event(event))

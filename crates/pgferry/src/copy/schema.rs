@@ -108,7 +108,7 @@ pub(crate) async fn restore(pg_restore: &Tool, target: &ConnSpec, dump: &Path, h
     if let Some(section) = how.section {
         cmd.arg(section.flag());
     }
-    cmd.arg("--exit-on-error").arg(format!("--jobs={}", how.jobs.max(1))).arg(format!("--dbname={}", target.dbname));
+    cmd.arg("--exit-on-error").arg(format!("--jobs={}", how.jobs.max(1))).arg(dbname_option(&target.dbname));
     if how.clean {
         cmd.args(["--clean", "--if-exists"]);
     }
@@ -117,6 +117,14 @@ pub(crate) async fn restore(pg_restore: &Tool, target: &ConnSpec, dump: &Path, h
     }
     cmd.arg(dump);
     run(cmd, "pg_restore into the target").await
+}
+
+/// `pg_restore`'s `--dbname`, written as a connection string that names only the
+/// database: pg_restore reads a bare `--dbname` holding `=` (or starting with
+/// `postgresql://`) as a connection string, so a database named `a=b` failed
+/// with "invalid connection option" ([libpq's quoting](https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING-KEYWORD-VALUE)).
+fn dbname_option(dbname: &str) -> String {
+    format!("--dbname=dbname='{}'", dbname.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// The dump's table of contents, as `pg_restore --list` prints it.
