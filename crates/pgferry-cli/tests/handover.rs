@@ -184,6 +184,11 @@ fn a_cutover_takes_over_from_a_running_start_under_writes_and_a_rehearsal_hands_
     let start = spawn(&["start", "--source", &s, "--target", &t, "--service"], &[]);
     applying(&source, &target);
 
+    // The dry run while start runs: it would take over, not refuse.
+    let planned = pgferry(&["cutover", "--source", &s, "--target", &t, "--dry-run"]);
+    assert!(planned.status.success(), "{}", text(&planned));
+    assert!(text(&planned).contains("take over the runner lock from the process holding it"), "{}", text(&planned));
+
     // The cutover proper: start hands over, ends with exit 0 and says who took over.
     let before = application.committed();
     let out = pgferry(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true"]);

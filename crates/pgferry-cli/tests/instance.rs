@@ -562,3 +562,59 @@ fn validate_and_status_go_on_past_a_database_they_cannot_read() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("instance: NOT PROVEN (3 database(s); 1 could not be validated)"), "{text}");
 }
+
+/// `cutover --all-databases` while `start --all-databases` follows every
+/// database: each database's cutover takes over from its part of the running
+/// start, which then ends (exit 0) once every database was handed over.
+#[test]
+fn an_instance_cutover_takes_over_from_a_running_instance_start() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    let names = ["shop", "reports"];
+    for db in names {
+        source.create_database(db);
+        target.create_database(db);
+        source.psql(
+            db,
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g",
+        );
+    }
+    let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let start = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([&["start", "--source", &s, "--target", &t, "--all-databases", "--service"], &selection[..]].concat())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once change capture runs in every database, the dry run says it would take
+    // over from the running start (its streams are in use), not refuse.
+    let dry_run = || {
+        pgferry(
+            &[&["cutover", "--source", &s, "--target", &t, "--all-databases", "--dry-run"], &selection[..]].concat(),
+        )
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let planned = dry_run();
+        if planned.status.success() {
+            assert!(String::from_utf8_lossy(&planned.stdout).contains("take over the runner lock"));
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "{}", String::from_utf8_lossy(&planned.stdout));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    for db in names {
+        source.psql(db, "INSERT INTO t VALUES (1000, 'followed')");
+    }
+    let done = pgferry(
+        &[&["cutover", "--source", &s, "--target", &t, "--all-databases", "--switch-command", "true"], &selection[..]]
+            .concat(),
+    );
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let ended = start.wait_with_output().unwrap();
+    assert_eq!(ended.status.code(), Some(0), "{}", String::from_utf8_lossy(&ended.stderr));
+    assert_eq!(connect_allowed(&source, &names), ["f", "f"]);
+    for db in names {
+        assert_eq!(target.psql(db, "SELECT count(*) FROM t WHERE id = 1000"), "1", "{db}: drained by the cutover");
+    }
+}

@@ -164,14 +164,24 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
             None => e.message,
         }),
     };
-    let observed = observe(&src, &dst, name).await?;
+    let mut observed = observe(&src, &dst, name).await?;
+    // The stream held by a process holding the runner lock: the cutover asks it
+    // to hand over first (a running `start` does), so it is no reason to refuse here.
+    let take_over = observed.stream_in_use && crate::start::RunnerLock::holder(&dst, name).await.is_some();
+    observed.stream_in_use &= !take_over;
     let touched =
         crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
     let recopy = options.policy.keyless_tables == KeylessTables::Recopy;
-    let mut steps = vec![
+    let mut steps = Vec::new();
+    if take_over {
+        steps.push(
+            "take over the runner lock from the process holding it (a running pgferry start hands over after the transaction at hand; a pgferry follow must be stopped first)",
+        );
+    }
+    steps.extend([
         "fence the source database (the changes below, every other session ended, verified)",
         "drain the stream to the fenced position",
-    ];
+    ]);
     if recopy && !observed.insert_only_tables.is_empty() {
         steps.push("copy the keyless tables again");
     }
