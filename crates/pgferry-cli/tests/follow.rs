@@ -499,14 +499,19 @@ fn a_follow_whose_runner_lock_session_ends_takes_it_again_or_stops() {
     assert!(wait_for(|| target.psql("app", "SELECT count(*) FROM t WHERE v = 2") == "50"), "applying on");
     assert!(follow.try_wait().unwrap().is_none(), "still following");
 
-    // Another process takes the lock as soon as the session ends.
-    let sql = format!(
-        "{end_lock_session}; SELECT pg_advisory_lock(hashtext('pgferry'), hashtext('main')); SELECT pg_sleep(3)"
-    );
+    // Another process is queued for the lock when the session ends: the server
+    // grants it the lock at once, before follow can take it again. (It never
+    // waits longer than lock_timeout, so a failure cannot hang the test.)
+    let other_takes =
+        "SET lock_timeout = '60s'; SELECT pg_advisory_lock(hashtext('pgferry'), hashtext('main')); SELECT pg_sleep(3)";
+    let waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+        AND classid::int = hashtext('pgferry') AND objid::int = hashtext('main')";
     let out = thread::scope(|scope| {
-        let other = scope.spawn(|| target.psql("app", &sql));
+        let other = scope.spawn(|| target.try_psql("app", other_takes));
+        assert!(wait_for(|| target.psql("app", waiting) == "1"), "the other process waits for the lock");
+        assert_eq!(target.psql("app", end_lock_session), "t");
         assert!(wait_for(|| follow.try_wait().unwrap().is_some()), "follow stops once another holds the lock");
-        other.join().unwrap();
+        other.join().unwrap().expect("the other process had the lock");
         follow.wait_with_output().unwrap()
     });
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -611,6 +611,15 @@ fn an_instance_cutover_takes_over_from_a_running_instance_start() {
             .concat(),
     );
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let mut start = start;
+    let waited = std::time::Instant::now();
+    while start.try_wait().unwrap().is_none() {
+        if waited.elapsed() > std::time::Duration::from_secs(60) {
+            start.kill().unwrap();
+            panic!("start did not end after the cutover took over: {:?}", start.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let ended = start.wait_with_output().unwrap();
     assert_eq!(ended.status.code(), Some(0), "{}", String::from_utf8_lossy(&ended.stderr));
     assert_eq!(connect_allowed(&source, &names), ["f", "f"]);
