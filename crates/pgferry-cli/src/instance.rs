@@ -56,9 +56,23 @@ enum Missing {
 /// A database's failure, named, kept for the error after all were tried; its
 /// message, for the report.
 fn failed(database: &str, e: pgferry::Error, failures: &mut Vec<pgferry::Error>) -> String {
-    let message = format!("database {database:?}: {}", e.message);
-    failures.push(pgferry::Error { message: message.clone(), ..e });
+    let e = named(database, e);
+    let message = e.message.clone();
+    failures.push(e);
     message
+}
+
+/// The error, with the database it happened in.
+fn named(database: &str, e: pgferry::Error) -> pgferry::Error {
+    pgferry::Error { message: format!("database {database:?}: {}", e.message), ..e }
+}
+
+/// `code` when every database went through, else every failure at once.
+fn finished(failures: Vec<pgferry::Error>, code: ExitCode) -> Result<ExitCode> {
+    match failures.is_empty() {
+        true => Ok(code),
+        false => Err(pgferry::Error::combine(failures)),
+    }
 }
 
 /// How to remove a migration whose target database is gone.
@@ -167,10 +181,7 @@ pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("report serializes")
         ),
     }
-    match failures.is_empty() {
-        true => Ok(verdict_exit_code(verdict)),
-        false => Err(pgferry::Error::combine(failures)),
-    }
+    finished(failures, verdict_exit_code(verdict))
 }
 
 /// The instance's verdict: DIFFERENT if any database differs, else NOT PROVEN if
@@ -237,10 +248,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
             serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("status serializes")
         ),
     }
-    match failures.is_empty() {
-        true => Ok(ExitCode::from(code)),
-        false => Err(pgferry::Error::combine(failures)),
-    }
+    finished(failures, ExitCode::from(code))
 }
 
 /// `abort`/`cleanup` of the migration `name` in every database of the plan; with
@@ -291,10 +299,7 @@ pub(crate) async fn remove(
     }
     let report = InstanceResult { databases: results, left_out: plan.left_out };
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
-    match failures.is_empty() {
-        true => Ok(ExitCode::SUCCESS),
-        false => Err(pgferry::Error::combine(failures)),
-    }
+    finished(failures, ExitCode::SUCCESS)
 }
 
 /// `start --all-databases`: one process moving every database of the plan side
@@ -346,7 +351,7 @@ pub(crate) async fn start(
             }
             Err(e) => {
                 tracing::error!(target: crate::logging::EVENTS, "database {database:?} stopped: {}", e.message);
-                failures.push(pgferry::Error { message: format!("database {database:?}: {}", e.message), ..e });
+                failures.push(named(&database, e));
             }
         }
     }
@@ -354,10 +359,7 @@ pub(crate) async fn start(
         let report = InstanceResult { databases: results, left_out: plan.left_out };
         println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     }
-    match failures.is_empty() {
-        true => Ok(ExitCode::SUCCESS),
-        false => Err(pgferry::Error::combine(failures)),
-    }
+    finished(failures, ExitCode::SUCCESS)
 }
 
 /// `cutover --all-databases`: every database of the plan cut over with one
@@ -459,8 +461,9 @@ pub(crate) async fn cutover(
         match outcome {
             Ok(report) => results.push(DatabaseResult { database, report: Some(report), missing: None, error: None }),
             Err(e) => {
-                barrier.abort(&format!("database {database:?}: {}", e.message));
-                failures.push(pgferry::Error { message: format!("database {database:?}: {}", e.message), ..e });
+                let e = named(&database, e);
+                barrier.abort(&e.message);
+                failures.push(e);
             }
         }
     }
@@ -480,10 +483,7 @@ pub(crate) async fn cutover(
             println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
         }
     }
-    match failures.is_empty() {
-        true => Ok(ExitCode::SUCCESS),
-        false => Err(pgferry::Error::combine(failures)),
-    }
+    finished(failures, ExitCode::SUCCESS)
 }
 
 /// The databases whose earlier cutover stopped, each recovered by its own
@@ -496,15 +496,10 @@ async fn recover(recovering: &[&PairedDatabase], options: &pgferry::cutover::Cut
         let events = pgferry::events::Events::silent();
         match Box::pin(pgferry::cutover::cutover(&db.source, target, options, &events)).await {
             Ok(report) => print!("{}{}", heading(&db.database), render::cutover(&report)),
-            Err(e) => {
-                failures.push(pgferry::Error { message: format!("database {:?}: {}", db.database, e.message), ..e })
-            }
+            Err(e) => failures.push(named(&db.database, e)),
         }
     }
-    match failures.is_empty() {
-        true => Ok(ExitCode::SUCCESS),
-        false => Err(pgferry::Error::combine(failures)),
-    }
+    finished(failures, ExitCode::SUCCESS)
 }
 
 /// `rehearse --all-databases`: each database rehearsed in turn (one at a time:
@@ -525,7 +520,7 @@ pub(crate) async fn rehearse(
         let rehearsal =
             Box::pin(pgferry::rehearse::rehearse(&db.source, target, options, &crate::commands::REHEARSAL_VALIDATION))
                 .await
-                .map_err(|e| pgferry::Error { message: format!("database {:?}: {}", db.database, e.message), ..e })?;
+                .map_err(|e| named(&db.database, e))?;
         let code = crate::commands::rehearsal_code(&rehearsal);
         worst = match (worst, code) {
             (1, _) | (_, 1) => 1,
