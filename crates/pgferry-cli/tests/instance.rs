@@ -272,12 +272,7 @@ fn one_cutover_for_the_instance_switches_every_database_once_or_none() {
     let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V18));
     let names = ["shop", "it's odd", "reports"];
     for db in names {
-        source.create_database(db);
-        target.create_database(db);
-        source.psql(
-            db,
-            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 300) g",
-        );
+        database_with_rows(&source, &target, db, 300);
     }
     let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
     let (s, t) = (source.url("postgres"), target.url("postgres"));
@@ -358,12 +353,7 @@ fn an_instance_cutover_killed_before_its_switch_rolls_back_on_the_rerun() {
     let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
     let names = ["shop", "reports"];
     for db in names {
-        source.create_database(db);
-        target.create_database(db);
-        source.psql(
-            db,
-            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g",
-        );
+        database_with_rows(&source, &target, db, 100);
     }
     let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
     let (s, t) = (source.url("postgres"), target.url("postgres"));
@@ -571,12 +561,7 @@ fn an_instance_cutover_takes_over_from_a_running_instance_start() {
     let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
     let names = ["shop", "reports"];
     for db in names {
-        source.create_database(db);
-        target.create_database(db);
-        source.psql(
-            db,
-            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g",
-        );
+        database_with_rows(&source, &target, db, 100);
     }
     let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
     let (s, t) = (source.url("postgres"), target.url("postgres"));
@@ -626,4 +611,14 @@ fn an_instance_cutover_takes_over_from_a_running_instance_start() {
     for db in names {
         assert_eq!(target.psql(db, "SELECT count(*) FROM t WHERE id = 1000"), "1", "{db}: drained by the cutover");
     }
+}
+
+/// Database `db` on both servers, with a table `t` of `rows` rows on the source.
+fn database_with_rows(source: &Cluster, target: &Cluster, db: &str, rows: u32) {
+    source.create_database(db);
+    target.create_database(db);
+    source.psql(
+        db,
+        &format!("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, {rows}) g"),
+    );
 }
