@@ -165,9 +165,9 @@ pub async fn plan(source: &ConnSpec, target: &ConnSpec, options: &CutoverOptions
         }),
     };
     let mut observed = observe(&src, &dst, name).await?;
-    // The stream held by a process holding the runner lock: the cutover asks it
-    // to hand over first (a running `start` does), so it is no reason to refuse here.
-    let take_over = observed.stream_in_use && crate::start::RunnerLock::holder(&dst, name).await.is_some();
+    // A process holding the runner lock: the cutover asks it to hand over first
+    // (a running `start` does), so its stream is no reason to refuse here.
+    let take_over = crate::start::RunnerLock::holder(&dst, name).await.is_some();
     observed.stream_in_use &= !take_over;
     let touched =
         crate::apply::touched::count(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
