@@ -3,7 +3,8 @@
 # steady pgbench load (tpcb-like, -R 100) from an application role, change capture
 # caught up, then `pgferry cutover`; the downtime it reports (fence to switch,
 # including the fence's verification, the drain and the sequences) is recorded.
-# `pgferry abort` then lifts the fence for the next run. Prints the median.
+# `pgferry abort --force` then lifts the fence for the next run (the switch is
+# done, so abort needs --force; the only application, pgbench, has stopped). Prints the median.
 # (pgbench_history has no key and only receives inserts: the cutover is told so.)
 # Beside it, in the same run, the bare cutover done by hand with a native
 # subscription under the same load: database read-only, application sessions
@@ -36,7 +37,7 @@ for run in $(seq "$REPEAT"); do
   steps=$(echo "$report" | awk '/ s$/ && !/Downtime/ {printf "%s=%s ", $1, $(NF-1)}')
   printf 'pgferry\t%s\t%s\t%s\n' "$run" "${downtime:-failed}" "$steps" | tee -a "$OUT"
   [ -n "$downtime" ] || echo "$report"
-  "$PGFERRY" abort --source "$SRC_URL" --target "$TGT_URL" >/dev/null
+  "$PGFERRY" abort --force --source "$SRC_URL" --target "$TGT_URL" >/dev/null   # after the switch: forced
 done
 
 # The native subscription: schema by pg_dump, initial copy by the subscription.
