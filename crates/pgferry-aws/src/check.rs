@@ -4,8 +4,10 @@
 //! The facts are read with a few calls ([`gather`]); the verdicts are a pure
 //! function of them ([`verdicts`]). The database-level checks (tables without a
 //! key, the replication role's grants, ...) are `pgferry check`'s, run on the
-//! source when its connection is given and joined to these
-//! ([`database_verdicts`]); without it the report says they were not run.
+//! source when its connection is given, in every database of the instance (or
+//! those `--database` names), and joined to these, each naming its database
+//! ([`database_verdicts`], [`crate::pg::instance_findings`]); without it the
+//! report says they were not run.
 
 use serde::Serialize;
 
@@ -194,7 +196,7 @@ fn logical_replication(facts: &Facts) -> Option<Finding> {
 }
 
 /// `pgferry check`'s findings on the source database, as verdicts of this check.
-pub fn database_verdicts(findings: &[pgferry_core::preflight::Finding]) -> Vec<Finding> {
+pub fn database_verdicts(database: &str, findings: &[pgferry_core::preflight::Finding]) -> Vec<Finding> {
     findings
         .iter()
         .map(|f| {
@@ -203,13 +205,28 @@ pub fn database_verdicts(findings: &[pgferry_core::preflight::Finding]) -> Vec<F
                 pgferry_core::preflight::Severity::Warning => Severity::Warning,
             };
             let what = if f.objects.is_empty() {
-                format!("database: {}", f.what)
+                format!("database {database:?}: {}", f.what)
             } else {
-                format!("database: {} ({})", f.what, f.objects.join(", "))
+                format!("database {database:?}: {} ({})", f.what, f.objects.join(", "))
             };
             finding(severity, what, Some(f.fix.clone()))
         })
         .collect()
+}
+
+/// A database the operator left out of the instance: a restore brings it over,
+/// and its writes after the snapshot never follow.
+pub fn left_out(database: &str, why: pgferry_core::instance::LeftOut) -> Finding {
+    let by = match why {
+        pgferry_core::instance::LeftOut::Excluded => "excluded by --exclude-database",
+        pgferry_core::instance::LeftOut::NotNamed => "not named by --database",
+        other => other.as_str(),
+    };
+    finding(
+        Severity::Warning,
+        format!("database {database:?} is left out ({by}): its writes after the snapshot will NOT reach the target"),
+        Some(format!("drop --exclude-database {database:?} (or name it with --database) to move it too")),
+    )
 }
 
 /// The verdict when the source database was not reachable to this check.
@@ -279,9 +296,9 @@ pub(crate) mod tests {
                 objects: vec![],
             },
         ];
-        let found = database_verdicts(&db);
+        let found = database_verdicts("app", &db);
         assert_eq!(found[0].severity, Severity::Blocker);
-        assert_eq!(found[0].what, "database: 2 tables have no primary key (public.a, public.b)");
+        assert_eq!(found[0].what, "database \"app\": 2 tables have no primary key (public.a, public.b)");
         assert_eq!(found[0].fix.as_deref(), Some("add a key"));
         assert_eq!(found[1].severity, Severity::Warning);
         assert!(!ready(&found), "a database problem blocks like a cloud one");

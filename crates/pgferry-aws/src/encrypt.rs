@@ -4,15 +4,21 @@
 //! (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Overview.Encryption.html#Overview.Encryption.Limitations>),
 //! so the copy is made from a snapshot:
 //!
-//! 1. the database side prepares the seed on the source (a logical slot) — before
-//!    the snapshot, so that every change after the snapshot is kept;
+//! 1. the database side prepares the seed (a logical slot) in every database of
+//!    the source instance — before the snapshot, so that every change after the
+//!    snapshot is kept. A restore brings every database over, and one that is not
+//!    followed stays frozen at the snapshot on the target: every database that
+//!    allows connections is in (the rules of `--all-databases`,
+//!    [`pgferry_core::instance::plan`]), each its own migration under the same
+//!    name, as `pgferry start --all-databases` runs them; one the operator leaves
+//!    out is reported loudly;
 //! 2. a manual snapshot of the source, then a copy of it encrypted with the KMS key;
 //! 3. a restore of the copy, passing every setting of the source, then a modify of
 //!    what a restore cannot set;
 //! 4. the parity report: any difference but the identifier, endpoint, encryption
 //!    and key stops the run;
 //! 5. where the target's recovery ended, from its log, handed to the database side,
-//!    which replicates from there;
+//!    which attaches every database and replicates each from there;
 //! 6. stop: the operator rehearses and cuts over with `pgferry rehearse` and
 //!    `pgferry cutover`.
 //!
@@ -21,6 +27,7 @@
 use std::str::FromStr;
 
 use pgferry::{Error, ErrorKind, Result};
+use pgferry_core::instance::{InstancePlan, LeftOut, Selection};
 use pgferry_core::names::MigrationName;
 use pgferry_pgoutput::Lsn;
 use serde::Serialize;
@@ -43,13 +50,18 @@ pub const DEFAULT_KEY: &str = "alias/aws/rds";
 // One thread runs pgferry; the futures need not be Send.
 #[allow(async_fn_in_trait)]
 pub trait SeedSide {
-    /// Step 1, before the snapshot: make the source keep every change from now
-    /// on. A run killed before the mark was journaled calls this again, before
-    /// any snapshot exists: it must then reuse what the first call made.
-    async fn prepare(&self) -> Result<SeedMark>;
-    /// Step 5: replicate into the restored target from `redo`, the position its
-    /// recovery ended at. Called again after a crash until journaled as done.
-    async fn start_from(&self, mark: &SeedMark, redo: Lsn) -> Result<()>;
+    /// The source instance's databases to follow, narrowed by `selection`, and
+    /// those left out with why. Read once, before step 1; the run keeps the list.
+    async fn databases(&self, selection: &Selection) -> Result<InstancePlan>;
+    /// Step 1, before the snapshot: make the source keep every change of
+    /// `database` from now on. A run killed before the mark was journaled calls
+    /// this again, before any snapshot exists: it must then reuse what the first
+    /// call made.
+    async fn prepare(&self, database: &str) -> Result<SeedMark>;
+    /// Step 5: replicate `database` into the restored target from `redo`, the
+    /// position its recovery ended at. Called again after a crash until
+    /// journaled as done.
+    async fn start_from(&self, database: &str, mark: &SeedMark, redo: Lsn) -> Result<()>;
 }
 
 /// What [`SeedSide::prepare`] made: the slot and the position it keeps changes from.
@@ -67,6 +79,8 @@ pub struct EncryptPlan {
     pub target: String,
     /// An alias (`alias/name`), key ARN or key id; `None` for RDS's default key.
     pub kms_key: Option<String>,
+    /// Which databases are followed (default: every one); final, as the key is.
+    pub databases: Selection,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -79,9 +93,30 @@ pub struct EncryptReport {
     pub encrypted_snapshot: String,
     /// Every compared setting, source beside target; all equal.
     pub parity: Vec<Row>,
-    pub slot: String,
+    /// Every database followed, each from its own slot.
+    pub databases: Vec<SeededDatabase>,
+    /// The databases not followed, with why; those the operator left out lose
+    /// their writes after the snapshot.
+    pub left_out: Vec<LeftOutDatabase>,
     /// Where the target's recovery ended and replication started.
     pub redo_lsn: String,
+}
+
+/// A database followed from the restored instance.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeededDatabase {
+    pub database: String,
+    pub slot: String,
+    pub consistent_point: String,
+}
+
+/// A database of the source that is not followed.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeftOutDatabase {
+    pub database: String,
+    pub why: String,
+    /// Left out by the operator: its writes after the snapshot do not reach the target.
+    pub loses_writes: bool,
 }
 
 /// Runs (or resumes) the flow up to replication.
@@ -94,7 +129,8 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
 ) -> Result<EncryptReport> {
     let names = AwsNames::new(&plan.migration)?;
     let key = settle_plan(cloud, pacing, journal, plan).await?;
-    let mark = prepare_seed(journal, plan, seed).await?;
+    let (databases, left_out) = settle_databases(journal, plan, seed).await?;
+    let marks = prepare_seeds(journal, &databases, seed).await?;
 
     let snapshot = names.snapshot();
     ensure(
@@ -150,17 +186,24 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
     let parity = check_parity(journal, &source, &target)?;
 
     let redo = redo_position(cloud, pacing, journal, &plan.target).await?;
-    if redo < mark.consistent_point {
+    if let Some((database, mark)) = marks.iter().find(|(_, mark)| redo < mark.consistent_point) {
         return Err(Error::new(
             ErrorKind::Precondition,
-            format!("the target's recovery ended at {redo}, before the slot {} starts at {}", mark.slot, mark.consistent_point),
+            format!(
+                "the target's recovery ended at {redo}, before the slot {} of database {database:?} starts at {}",
+                mark.slot, mark.consistent_point
+            ),
         )
         .with_hint("the snapshot predates the slot, so changes in between would be lost: delete the target and both snapshots, then rerun"));
     }
-    if journal.outcome("seed").is_none() {
-        journal.record("seed", Event::Intent, &plan.target, json!({"slot": mark.slot, "from": redo.to_string()}))?;
-        seed.start_from(&mark, redo).await?;
-        done(journal, "seed", &plan.target, json!({"from": redo.to_string()}))?;
+    for (database, mark) in &marks {
+        if journal.outcome_of("seed", database).is_none() {
+            journal.record("seed", Event::Intent, database, json!({"slot": mark.slot, "from": redo.to_string()}))?;
+            seed.start_from(database, mark, redo)
+                .await
+                .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
+            journal.record("seed", Event::Outcome, database, json!({"from": redo.to_string()}))?;
+        }
     }
     Ok(EncryptReport {
         source: plan.source.clone(),
@@ -170,7 +213,15 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         snapshot,
         encrypted_snapshot: encrypted,
         parity,
-        slot: mark.slot,
+        databases: marks
+            .into_iter()
+            .map(|(database, mark)| SeededDatabase {
+                database,
+                slot: mark.slot,
+                consistent_point: mark.consistent_point.to_string(),
+            })
+            .collect(),
+        left_out,
         redo_lsn: redo.to_string(),
     })
 }
@@ -183,7 +234,12 @@ async fn settle_plan<C: ControlPlane>(
     plan: &EncryptPlan,
 ) -> Result<String> {
     let requested = plan.kms_key.clone().unwrap_or_else(|| DEFAULT_KEY.to_owned());
-    let wanted = json!({"source": plan.source, "target": plan.target, "kms_key": requested});
+    let wanted = json!({
+        "source": plan.source,
+        "target": plan.target,
+        "kms_key": requested,
+        "databases": {"only": plan.databases.only, "excluded": plan.databases.excluded},
+    });
     if journal.last("bg-plan", Event::Intent).is_some() {
         return Err(Error::new(ErrorKind::Usage, "this migration was started with --method blue-green")
             .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
@@ -226,23 +282,88 @@ async fn settle_plan<C: ControlPlane>(
     Ok(key)
 }
 
-async fn prepare_seed<S: SeedSide>(journal: &mut Journal, plan: &EncryptPlan, seed: &S) -> Result<SeedMark> {
-    if let Some(outcome) = journal.outcome("seed-prepare") {
-        let slot = outcome["slot"].as_str().unwrap_or_default().to_owned();
-        let point = outcome["consistent_point"].as_str().and_then(|t| Lsn::from_str(t).ok());
-        if let Some(consistent_point) = point {
-            return Ok(SeedMark { slot, consistent_point });
-        }
+/// The databases this migration follows, read once and journaled: a rerun keeps
+/// them (a database created on the source since is not in the snapshot).
+async fn settle_databases<S: SeedSide>(
+    journal: &mut Journal,
+    plan: &EncryptPlan,
+    seed: &S,
+) -> Result<(Vec<String>, Vec<LeftOutDatabase>)> {
+    if let Some(outcome) = journal.outcome("databases") {
+        let databases = outcome["databases"].as_array().into_iter().flatten().filter_map(Value::as_str);
+        let left_out = outcome["left_out"].as_array().into_iter().flatten().map(|l| LeftOutDatabase {
+            database: l["database"].as_str().unwrap_or_default().to_owned(),
+            why: l["why"].as_str().unwrap_or_default().to_owned(),
+            loses_writes: l["loses_writes"].as_bool().unwrap_or(false),
+        });
+        return Ok((databases.map(str::to_owned).collect(), left_out.collect()));
     }
-    journal.record("seed-prepare", Event::Intent, &plan.source, Value::Null)?;
-    let mark = seed.prepare().await?;
-    done(
-        journal,
-        "seed-prepare",
-        &plan.source,
-        json!({"slot": mark.slot, "consistent_point": mark.consistent_point.to_string()}),
-    )?;
-    Ok(mark)
+    let instance = seed.databases(&plan.databases).await?;
+    if instance.databases.is_empty() {
+        return Err(Error::new(ErrorKind::Usage, format!("no database of {} is left to follow", plan.source))
+            .with_hint("leave --exclude-database out, or name a database that allows connections with --database"));
+    }
+    let left_out: Vec<LeftOutDatabase> = instance
+        .left_out
+        .iter()
+        .map(|(database, why)| LeftOutDatabase {
+            database: database.clone(),
+            why: left_out_why(*why).to_owned(),
+            loses_writes: why.loses_writes(),
+        })
+        .collect();
+    for l in left_out.iter().filter(|l| l.loses_writes) {
+        tracing::warn!(database = %l.database, "left out: {}", l.why);
+    }
+    done(journal, "databases", &plan.source, json!({"databases": instance.databases, "left_out": left_out}))?;
+    Ok((instance.databases, left_out))
+}
+
+/// Why a database is not followed, said for a snapshot: one the operator left
+/// out is restored with the others, then stays as the snapshot had it.
+fn left_out_why(why: LeftOut) -> &'static str {
+    match why {
+        LeftOut::Excluded => {
+            "excluded by --exclude-database: its writes after the snapshot will NOT reach the target (it stays there as the snapshot had it)"
+        }
+        LeftOut::NotNamed => {
+            "not named by --database: its writes after the snapshot will NOT reach the target (it stays there as the snapshot had it)"
+        }
+        other => other.as_str(),
+    }
+}
+
+/// Step 1 in every database, each journaled: a rerun prepares only those whose
+/// mark was not recorded.
+async fn prepare_seeds<S: SeedSide>(
+    journal: &mut Journal,
+    databases: &[String],
+    seed: &S,
+) -> Result<Vec<(String, SeedMark)>> {
+    let mut marks = Vec::new();
+    for database in databases {
+        if let Some(outcome) = journal.outcome_of("seed-prepare", database) {
+            let slot = outcome["slot"].as_str().unwrap_or_default().to_owned();
+            let point = outcome["consistent_point"].as_str().and_then(|t| Lsn::from_str(t).ok());
+            if let Some(consistent_point) = point {
+                marks.push((database.clone(), SeedMark { slot, consistent_point }));
+                continue;
+            }
+        }
+        journal.record("seed-prepare", Event::Intent, database, Value::Null)?;
+        let mark = seed
+            .prepare(database)
+            .await
+            .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
+        journal.record(
+            "seed-prepare",
+            Event::Outcome,
+            database,
+            json!({"slot": mark.slot, "consistent_point": mark.consistent_point.to_string()}),
+        )?;
+        marks.push((database.clone(), mark));
+    }
+    Ok(marks)
 }
 
 async fn source_instance<C: ControlPlane>(cloud: &C, pacing: &Pacing, id: &str) -> Result<Instance> {

@@ -118,6 +118,15 @@ impl Journal {
         self.last(step, Event::Outcome).map(|e| &e.detail)
     }
 
+    /// The outcome of `step` for this resource (a database of the instance), once it has one.
+    pub fn outcome_of(&self, step: &str, resource: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.step == step && e.resource == resource && e.event == Event::Outcome)
+            .map(|e| &e.detail)
+    }
+
     /// An intent for this resource was written: pgferry asked for it.
     pub fn intended(&self, step: &str, resource: &str) -> bool {
         self.entries.iter().any(|e| e.step == step && e.resource == resource && e.event == Event::Intent)

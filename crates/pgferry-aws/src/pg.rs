@@ -1,20 +1,25 @@
 //! The database side of `pgferry aws encrypt` ([`SeedSide`]): the seeded
 //! migration of `pgferry::seed` over the source instance and the restored one.
 //!
-//! Step 1 is `seed prepare` (slot, then marker, before the snapshot); step 5
-//! attaches the restored instance from the `redo done at` position the AWS side
-//! read from its log, then runs change capture until it has caught up. From
-//! there the operator keeps it running with `pgferry start --seeded` (the attach
-//! is journaled and kept) and cuts over with `pgferry cutover`.
+//! Step 1 is `seed prepare` (slot, then marker, before the snapshot) in every
+//! database of the instance, each its own migration under the one name, as
+//! `pgferry seed prepare --all-databases` makes them; step 5 attaches each of the
+//! restored instance's databases from the `redo done at` position the AWS side
+//! read from its log, then runs its change capture until it has caught up. From
+//! there the operator keeps them running with `pgferry start --seeded
+//! --all-databases` (each attach is journaled and kept) and cuts over with
+//! `pgferry cutover --all-databases`. `--source` and `--target` name the
+//! instances; their database is only the one connected to first.
 //!
 //! For a Blue/Green deployment: [`PgGreen`] runs `pgferry check`'s source
-//! checks on green (what the applications will use after the switchover), and
-//! [`PgProbe`] is the switchover's write probe.
+//! checks on every database of green (what the applications will use after the
+//! switchover), and [`PgProbe`] is the switchover's write probe.
 
 use pgferry::apply::{follow, BatchLimits, FollowOptions, Until};
 use pgferry::events::Events;
 use pgferry::seed::{attach, prepare, SeedPosition};
 use pgferry::{Error, ErrorKind, Result};
+use pgferry_core::instance::{InstancePlan, Selection};
 use pgferry_core::names::MigrationName;
 use pgferry_pg::{ConnSpec, Host};
 use pgferry_pgoutput::Lsn;
@@ -23,7 +28,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::blue_green::GreenSide;
-use crate::check::{database_verdicts, Finding};
+use crate::check::{database_verdicts, left_out, Finding};
 use crate::encrypt::{SeedMark, SeedSide};
 use crate::switchover::WriteProbe;
 
@@ -36,8 +41,12 @@ pub struct PgSeed {
 }
 
 impl SeedSide for PgSeed {
-    async fn prepare(&self) -> Result<SeedMark> {
-        let report = prepare(&self.source, &self.migration, &Events::silent()).await?;
+    async fn databases(&self, selection: &Selection) -> Result<InstancePlan> {
+        pgferry::instance::planned(&self.source, selection).await
+    }
+
+    async fn prepare(&self, database: &str) -> Result<SeedMark> {
+        let report = prepare(&self.source.with_dbname(database), &self.migration, &Events::silent()).await?;
         let consistent_point = report
             .consistent_lsn
             .parse()
@@ -45,8 +54,9 @@ impl SeedSide for PgSeed {
         Ok(SeedMark { slot: report.slot, consistent_point })
     }
 
-    async fn start_from(&self, _mark: &SeedMark, redo: Lsn) -> Result<()> {
-        attach(&self.source, &self.target, &self.migration, &SeedPosition::Lsn(redo)).await?;
+    async fn start_from(&self, database: &str, _mark: &SeedMark, redo: Lsn) -> Result<()> {
+        let (source, target) = (self.source.with_dbname(database), self.target.with_dbname(database));
+        attach(&source, &target, &self.migration, &SeedPosition::Lsn(redo)).await?;
         let options = FollowOptions {
             migration: self.migration.clone(),
             until: Until::CaughtUp,
@@ -54,9 +64,29 @@ impl SeedSide for PgSeed {
             shutdown: None,
             drain: false,
         };
-        follow(&self.source, &self.target, &options, &self.events).await?;
+        follow(&source, &target, &options, &self.events).await?;
         Ok(())
     }
+}
+
+/// pgferry's database checks (those of `pgferry check` on a source) on every
+/// database of the plan read from `instance`, each run on `checked`'s server;
+/// each finding names its database, and a database the operator left out is a
+/// warning saying that its later writes are not moved.
+pub async fn instance_findings(instance: &ConnSpec, checked: &ConnSpec, selection: &Selection) -> Result<Vec<Finding>> {
+    let plan = pgferry::instance::planned(instance, selection).await?;
+    let checks = pgferry_core::preflight::CheckPlan { full_copy: false, ..Default::default() };
+    let mut findings = Vec::new();
+    for database in &plan.databases {
+        let found = pgferry::check::check_source(&checked.with_dbname(database), &checks)
+            .await
+            .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
+        findings.extend(database_verdicts(database, &found));
+    }
+    findings.extend(
+        plan.left_out.iter().filter(|(_, why)| why.loses_writes()).map(|(database, why)| left_out(database, *why)),
+    );
+    Ok(findings)
 }
 
 /// pgferry's database checks on a green instance.
@@ -65,6 +95,8 @@ pub struct PgGreen {
     pub source_instance: String,
     /// The green database when given (`--green`), else `source` at green's endpoint.
     pub green: Option<ConnSpec>,
+    /// Which of the instance's databases are checked (default: every one).
+    pub databases: Selection,
 }
 
 impl GreenSide for PgGreen {
@@ -79,8 +111,8 @@ impl GreenSide for PgGreen {
                     ))
             })?,
         };
-        let plan = pgferry_core::preflight::CheckPlan { full_copy: false, ..Default::default() };
-        Ok(database_verdicts(&pgferry::check::check_source(&green, &plan).await?))
+        // Green is a copy of blue: blue's databases are green's.
+        instance_findings(&self.source, &green, &self.databases).await
     }
 }
 
@@ -174,6 +206,7 @@ mod tests {
             source: ConnSpec::parse("postgresql://mover@db.example.com/app").unwrap(),
             source_instance: "old-db".into(),
             green: None,
+            databases: Selection::default(),
         };
         let err = side.check("old-db-green-abc123").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Usage);

@@ -16,12 +16,12 @@ use pgferry_aws::check::{self, Severity};
 use pgferry_aws::choice::{self, Method, Outcome, Paths, Wanted};
 use pgferry_aws::encrypt::EncryptPlan;
 use pgferry_aws::journal::Journal;
-use pgferry_aws::pg::{derived_target, PgGreen, PgProbe, PgSeed};
+use pgferry_aws::pg::{derived_target, instance_findings, PgGreen, PgProbe, PgSeed};
 use pgferry_aws::retry::Pacing;
 use pgferry_aws::sdk::Aws;
 use pgferry_aws::switchover::SwitchoverPlan;
+use pgferry_core::instance::Selection;
 use pgferry_core::names::MigrationName;
-use pgferry_core::preflight::CheckPlan;
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -62,15 +62,38 @@ impl State {
     }
 }
 
+/// Which databases of the instance: every one by default, as a restore brings
+/// every one over.
+#[derive(Args, Debug)]
+pub(crate) struct Databases {
+    /// Only this database of the instance (repeatable) [default: every one that
+    /// allows connections, but templates and rdsadmin].
+    #[arg(long = "database", value_name = "NAME", requires = "source")]
+    pub(crate) only: Vec<String>,
+    /// Leave this database out (repeatable): its writes after the snapshot will
+    /// NOT reach the target.
+    #[arg(long = "exclude-database", value_name = "NAME", requires = "source")]
+    pub(crate) excluded: Vec<String>,
+}
+
+impl Databases {
+    fn selection(&self) -> Selection {
+        Selection { only: self.only.clone(), excluded: self.excluded.clone() }
+    }
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct CheckArgs {
     /// The RDS instance identifier to check.
     #[arg(long)]
     pub(crate) source_instance: String,
-    /// The instance's database (URL or key=value string): when given, pgferry
-    /// check's database-level checks run too.
+    /// The instance (URL or key=value string; its database is only the one
+    /// connected to first): when given, pgferry check's database-level checks
+    /// run too, in every database of the instance.
     #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
     pub(crate) source: Option<String>,
+    #[command(flatten)]
+    pub(crate) databases: Databases,
     /// The downtime pgferry rehearse measured (its expected_downtime_seconds), to weigh the paths.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub(crate) rehearsed_downtime: Option<f64>,
@@ -105,10 +128,13 @@ pub(crate) struct EncryptArgs {
     /// KMS key: alias (alias/name), ARN or key id [default: alias/aws/rds]. The choice is final.
     #[arg(long)]
     pub(crate) kms_key: Option<String>,
-    /// The source database (URL or key=value string), as for every pgferry command.
+    /// The source instance (URL or key=value string; its database is only the
+    /// one connected to first): every database of it is seeded and followed.
     #[arg(long, env = "PGFERRY_SOURCE", hide_env_values = true)]
     pub(crate) source: String,
-    /// The restored instance's database [default: --source with the new instance's endpoint].
+    #[command(flatten)]
+    pub(crate) databases: Databases,
+    /// The restored instance [default: --source with the new instance's endpoint].
     #[arg(long, env = "PGFERRY_TARGET", hide_env_values = true)]
     pub(crate) target: Option<String>,
     /// With --method blue-green: green's database, for pgferry's checks [default: --source with green's endpoint].
@@ -205,8 +231,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             match &args.source {
                 Some(source) => {
                     let source = parse_spec("--source", source)?;
-                    let plan = CheckPlan { full_copy: false, ..CheckPlan::default() };
-                    findings.extend(check::database_verdicts(&pgferry::check::check_source(&source, &plan).await?));
+                    findings.extend(instance_findings(&source, &source, &args.databases.selection()).await?);
                 }
                 None => findings.push(check::database_not_checked()),
             }
@@ -242,7 +267,12 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             let (migration, mut journal) = args.state.open()?;
             let source = parse_spec("--source", &args.source)?;
             let green = args.green.as_deref().map(|g| parse_spec("--green", g)).transpose()?;
-            let side = PgGreen { source, source_instance: args.source_instance.clone(), green };
+            let side = PgGreen {
+                source,
+                source_instance: args.source_instance.clone(),
+                green,
+                databases: args.databases.selection(),
+            };
             let plan = BlueGreenPlan { migration, source: args.source_instance, kms_key: args.kms_key };
             let report = Box::pin(pgferry_aws::blue_green::deploy(&cloud, &pacing, &mut journal, &plan, &side)).await?;
             match args.format {
@@ -275,8 +305,13 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 migration: migration.clone(),
                 events: pgferry::events::Events::to(vec![std::sync::Arc::new(crate::follow::LogLines)]),
             };
-            let plan =
-                EncryptPlan { migration, source: args.source_instance, target: target_instance, kms_key: args.kms_key };
+            let plan = EncryptPlan {
+                migration,
+                source: args.source_instance,
+                target: target_instance,
+                kms_key: args.kms_key,
+                databases: args.databases.selection(),
+            };
             let report = Box::pin(pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed)).await?;
             match args.format {
                 Format::Table => print!("{}", render_encrypt(&report)),
@@ -465,9 +500,25 @@ fn render_encrypt(report: &pgferry_aws::encrypt::EncryptReport) -> String {
     }
     let _ = writeln!(
         out,
-        "\nthe target's recovery ended at {}; replicate from there with slot {}",
-        report.redo_lsn, report.slot
+        "\nthe target's recovery ended at {}; every database below replicates from there:",
+        report.redo_lsn
     );
-    let _ = writeln!(out, "next: pgferry rehearse, then pgferry cutover (docs/aws.md)");
+    for db in &report.databases {
+        let _ = writeln!(out, "  {:?}: slot {}, caught up", db.database, db.slot);
+    }
+    for l in &report.left_out {
+        let loud = if l.loses_writes { "LEFT OUT" } else { "left out" };
+        let _ = writeln!(out, "{loud}: {:?}: {}", l.database, l.why);
+    }
+    let same = if report.left_out.iter().any(|l| l.loses_writes) {
+        " (each with the same --database/--exclude-database)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "next: pgferry start --seeded --all-databases --seed-lsn {} (as a service), then pgferry rehearse --all-databases and pgferry cutover --all-databases{same} (docs/aws.md)",
+        report.redo_lsn
+    );
     out
 }

@@ -42,31 +42,59 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+fn findings(report: &serde_json::Value) -> Vec<(String, String)> {
+    let each = report["findings"].as_array().unwrap().iter();
+    each.map(|f| (f["severity"].as_str().unwrap().to_owned(), f["what"].as_str().unwrap().to_owned())).collect()
+}
+
 #[test]
-fn check_runs_pgferry_checks_database_checks_when_given_the_source() {
+fn check_runs_pgferry_checks_database_checks_in_every_database_when_given_the_source() {
     let moto = Moto::shared();
     runtime().block_on(async {
         create_source(&moto.config().await, "cli-db", Some("1"), 0).await;
     });
     let cluster = Cluster::start(PgVersion::V15);
     cluster.create_database("app");
-    cluster.psql("app", "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE loose (v int);");
+    cluster.create_database("billing");
+    cluster.psql("app", "CREATE TABLE keyed (id int PRIMARY KEY);");
+    cluster.psql("billing", "CREATE TABLE loose (v int);");
+    // The URL's database is only the one connected to first: billing is checked too.
     let url = cluster.url("app");
     let args = ["aws", "check", "--source-instance", "cli-db", "--source", url.as_str(), "--format", "json"];
     let blocked = pgferry(moto, &args);
     assert_eq!(blocked.status.code(), Some(1), "{}", stdout(&blocked));
     let report = json(&blocked);
-    let findings = &report["findings"];
-    let keyless = findings
+    let keyless = report["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["what"].as_str().unwrap().starts_with("database:") && f["what"].as_str().unwrap().contains("loose"))
-        .unwrap_or_else(|| panic!("the keyless table is not named: {findings:#}"));
+        .find(|f| {
+            f["what"].as_str().unwrap().starts_with("database \"billing\": ")
+                && f["what"].as_str().unwrap().contains("loose")
+        })
+        .unwrap_or_else(|| panic!("the keyless table is not named with its database: {report:#}"));
     assert_eq!(keyless["severity"], "blocker");
     assert!(!keyless["fix"].as_str().unwrap().is_empty());
+    assert!(findings(&report)
+        .iter()
+        .all(|(_, what)| !what.starts_with("database \"app\": ") || !what.contains("loose")));
 
-    cluster.psql("app", "ALTER TABLE loose ADD PRIMARY KEY (v);");
+    // Narrowed: billing left out is said loudly, and its blocker is not checked.
+    for narrowing in [["--exclude-database", "billing"], ["--database", "app"]] {
+        let narrowed = pgferry(moto, &[&args[..], &narrowing[..]].concat());
+        assert_eq!(narrowed.status.code(), Some(0), "{narrowing:?}: {}", stdout(&narrowed));
+        let said = findings(&json(&narrowed));
+        let left_out = said
+            .iter()
+            .find(|(_, what)| what.starts_with("database \"billing\" is left out"))
+            .unwrap_or_else(|| panic!("{narrowing:?}: billing is not named as left out: {said:?}"));
+        assert_eq!(left_out.0, "warning");
+        assert!(left_out.1.contains("its writes after the snapshot will NOT reach the target"), "{}", left_out.1);
+    }
+    let typo = pgferry(moto, &[&args[..], &["--database", "biling"][..]].concat());
+    assert_eq!(typo.status.code(), Some(2), "{}", stdout(&typo));
+
+    cluster.psql("billing", "ALTER TABLE loose ADD PRIMARY KEY (v);");
     let ready = pgferry(moto, &args);
     assert_eq!(ready.status.code(), Some(0), "{}", stdout(&ready));
     assert!(!stdout(&ready).contains("were not run"), "{}", stdout(&ready));

@@ -10,7 +10,7 @@
 //! a Blue/Green deployment pass through states (`PROVISIONING`, a switchover in
 //! progress, rolled back or failed).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 
 use pgferry_pgoutput::Lsn;
@@ -21,6 +21,7 @@ use crate::model::{
     BlueGreen, BlueGreenRequest, GroupRequest, Ingress, Instance, Key, LogFile, LogPortion, Modification, Parameter,
     Record, ReplicaRequest, RestoreRequest, SecurityGroup, Snapshot,
 };
+use pgferry_core::instance::{plan, InstancePlan, Selection, SourceDatabase, UnknownDatabase};
 
 enum Fault {
     Before(CloudError),
@@ -361,37 +362,71 @@ impl<C: ControlPlane> ControlPlane for Scripted<C> {
     }
 }
 
-/// A database side that records what it was asked.
+/// A database side that records what it was asked, over an instance whose
+/// databases are named (with the templates and `rdsadmin` RDS has beside them).
 pub struct RecordingSeed {
     pub mark: SeedMark,
-    pub prepared: Cell<usize>,
-    pub started: RefCell<Vec<Lsn>>,
-    /// The next `start_from` fails (once).
-    pub fail_start: Cell<bool>,
+    /// The instance's own databases.
+    pub databases: Vec<String>,
+    /// The databases prepared, in order.
+    pub prepared: RefCell<Vec<String>>,
+    /// The databases started, in order, with the position each started from.
+    pub started: RefCell<Vec<(String, Lsn)>>,
+    /// The next `prepare` of this database fails (once).
+    pub fail_prepare: RefCell<Option<String>>,
+    /// The next `start_from` of this database fails (once).
+    pub fail_start: RefCell<Option<String>>,
 }
 
 impl RecordingSeed {
+    /// An instance with one database, `app`.
     pub fn new(consistent_point: Lsn) -> Self {
+        RecordingSeed::of(consistent_point, &["app"])
+    }
+
+    pub fn of(consistent_point: Lsn, databases: &[&str]) -> Self {
         RecordingSeed {
             mark: SeedMark { slot: "pgferry_main".into(), consistent_point },
-            prepared: Cell::new(0),
+            databases: databases.iter().map(|d| (*d).to_owned()).collect(),
+            prepared: RefCell::default(),
             started: RefCell::default(),
-            fail_start: Cell::new(false),
+            fail_prepare: RefCell::default(),
+            fail_start: RefCell::default(),
         }
     }
 }
 
+fn scripted_failure(armed: &RefCell<Option<String>>, database: &str) -> pgferry::Result<()> {
+    if armed.borrow().as_deref() == Some(database) {
+        armed.borrow_mut().take();
+        return Err(pgferry::Error::new(pgferry::ErrorKind::Connection, "scripted: the database is unreachable"));
+    }
+    Ok(())
+}
+
 impl SeedSide for RecordingSeed {
-    async fn prepare(&self) -> pgferry::Result<SeedMark> {
-        self.prepared.set(self.prepared.get() + 1);
-        Ok(self.mark.clone())
+    async fn databases(&self, selection: &Selection) -> pgferry::Result<InstancePlan> {
+        let database = |name: &str, is_template| SourceDatabase {
+            name: name.to_owned(),
+            is_template,
+            allows_connections: name != "template0",
+        };
+        let mut server: Vec<SourceDatabase> = self.databases.iter().map(|d| database(d, false)).collect();
+        server.extend([database("template0", true), database("template1", true), database("rdsadmin", false)]);
+        plan(&server, selection).map_err(|UnknownDatabase(name)| {
+            pgferry::Error::new(pgferry::ErrorKind::Usage, format!("scripted: no database {name:?}"))
+        })
     }
 
-    async fn start_from(&self, _mark: &SeedMark, redo: Lsn) -> pgferry::Result<()> {
-        if self.fail_start.replace(false) {
-            return Err(pgferry::Error::new(pgferry::ErrorKind::Connection, "scripted: the target is unreachable"));
-        }
-        self.started.borrow_mut().push(redo);
+    async fn prepare(&self, database: &str) -> pgferry::Result<SeedMark> {
+        scripted_failure(&self.fail_prepare, database)?;
+        self.prepared.borrow_mut().push(database.to_owned());
+        Ok(SeedMark { slot: format!("{}_{database}", self.mark.slot), ..self.mark.clone() })
+    }
+
+    async fn start_from(&self, database: &str, _mark: &SeedMark, redo: Lsn) -> pgferry::Result<()> {
+        scripted_failure(&self.fail_start, database)?;
+        self.started.borrow_mut().push((database.to_owned(), redo));
         Ok(())
     }
 }

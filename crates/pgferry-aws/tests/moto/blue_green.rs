@@ -150,6 +150,7 @@ async fn a_migration_keeps_its_method() {
         source: "bg-method".into(),
         target: "bg-method-new".into(),
         kms_key: None,
+        databases: Default::default(),
     };
     let seed = pgferry_aws::testing::RecordingSeed::new(pgferry_pgoutput::Lsn(1));
     let err = pgferry_aws::encrypt::encrypt(&cloud, &pacing(), &mut journal(&dir), &snapshot, &seed).await.unwrap_err();

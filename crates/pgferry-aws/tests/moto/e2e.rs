@@ -1,105 +1,189 @@
 //! The whole encrypt flow joined to real PostgreSQL: the AWS calls against moto
 //! (with the log download scripted, which moto lacks), the database work
 //! against two clusters, where a physical copy of the source taken right after
-//! `seed prepare` (while an application keeps committing) plays the restored
-//! snapshot, and its server log is what the RDS log download serves.
+//! `seed prepare` in every database (while applications keep committing in two
+//! of them) plays the restored snapshot, and its server log is what the RDS log
+//! download serves. A restore brings every database over: each must be followed.
 
 use std::cell::RefCell;
 
+use pgferry::apply::{follow, BatchLimits, FollowOptions, Until};
+use pgferry::events::Events;
 use pgferry::Result;
-use pgferry_aws::encrypt::{encrypt, EncryptPlan, SeedMark, SeedSide};
+use pgferry_aws::encrypt::{encrypt, EncryptPlan, EncryptReport, SeedMark, SeedSide};
 use pgferry_aws::pg::PgSeed;
 use pgferry_aws::sdk::Aws;
 use pgferry_aws::testing::{create_key, create_source, Scripted};
+use pgferry_core::instance::{InstancePlan, Selection};
 use pgferry_pg::ConnSpec;
 use pgferry_pgoutput::Lsn;
 use pgferry_testkit::{Cluster, PgVersion, Writer};
 
 use crate::{cloud, instance, journal, migration, pacing};
 
-/// `PgSeed`, with the snapshot taken as soon as the slot is ready.
+/// `PgSeed` over the whole instance, with the snapshot taken as soon as the
+/// last database's slot is ready.
 struct CopyAfterPrepare<'a> {
     source: &'a Cluster,
     cloud: &'a Scripted<Aws>,
     target_instance: String,
+    migration: String,
+    planned: RefCell<Vec<String>>,
     copy: RefCell<Option<Cluster>>,
 }
 
-impl CopyAfterPrepare<'_> {
-    fn seed(&self, target: &str) -> PgSeed {
-        PgSeed {
-            source: ConnSpec::parse(&self.source.url("app")).unwrap(),
-            target: ConnSpec::parse(target).unwrap(),
-            migration: migration("e2e"),
-            events: pgferry::events::Events::silent(),
+impl<'a> CopyAfterPrepare<'a> {
+    fn new(source: &'a Cluster, cloud: &'a Scripted<Aws>, plan: &EncryptPlan) -> Self {
+        CopyAfterPrepare {
+            source,
+            cloud,
+            target_instance: plan.target.clone(),
+            migration: plan.migration.to_string(),
+            planned: RefCell::default(),
+            copy: RefCell::default(),
         }
+    }
+
+    fn seed(&self, target: &str) -> PgSeed {
+        pg_seed(self.source, target, &self.migration)
+    }
+}
+
+/// The seed side between the source and `target` (the servers; their database
+/// is only the first connected to).
+fn pg_seed(source: &Cluster, target: &str, name: &str) -> PgSeed {
+    PgSeed {
+        source: ConnSpec::parse(&source.url("postgres")).unwrap(),
+        target: ConnSpec::parse(target).unwrap(),
+        migration: migration(name),
+        events: Events::silent(),
     }
 }
 
 impl SeedSide for CopyAfterPrepare<'_> {
-    async fn prepare(&self) -> Result<SeedMark> {
-        let mark = self.seed(&self.source.url("app")).prepare().await?;
-        let copy = self.source.physical_copy();
-        let log = std::fs::read_to_string(copy.log_path()).unwrap();
-        self.cloud.logs(&self.target_instance, &[("error/postgresql.log.2026-11-28-06", &log)], 1000);
-        *self.copy.borrow_mut() = Some(copy);
+    async fn databases(&self, selection: &Selection) -> Result<InstancePlan> {
+        let plan = self.seed(&self.source.url("postgres")).databases(selection).await?;
+        *self.planned.borrow_mut() = plan.databases.clone();
+        Ok(plan)
+    }
+
+    async fn prepare(&self, database: &str) -> Result<SeedMark> {
+        let mark = self.seed(&self.source.url("postgres")).prepare(database).await?;
+        if self.planned.borrow().last().map(String::as_str) == Some(database) {
+            let copy = self.source.physical_copy();
+            let log = std::fs::read_to_string(copy.log_path()).unwrap();
+            self.cloud.logs(&self.target_instance, &[("error/postgresql.log.2026-11-28-06", &log)], 1000);
+            *self.copy.borrow_mut() = Some(copy);
+        }
         Ok(mark)
     }
 
-    async fn start_from(&self, mark: &SeedMark, redo: Lsn) -> Result<()> {
-        let target = self.copy.borrow().as_ref().expect("copied in prepare").url("app");
-        self.seed(&target).start_from(mark, redo).await
+    async fn start_from(&self, database: &str, mark: &SeedMark, redo: Lsn) -> Result<()> {
+        let target = self.copy.borrow().as_ref().expect("copied in prepare").url("postgres");
+        self.seed(&target).start_from(database, mark, redo).await
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn encrypt_seeds_a_physical_copy_from_the_log_and_replicates_with_nothing_lost() {
+/// A source instance of three databases beside `postgres`: `app` and `billing`
+/// each with a table an application writes to, `reports` written to once.
+fn source_instance() -> Cluster {
     let source = Cluster::start(PgVersion::V15);
-    source.create_database("app");
-    source.psql(
-        "app",
-        "CREATE TABLE accounts (id bigint PRIMARY KEY, n bigint NOT NULL);
-         INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 1000) g;",
-    );
-    let (cloud, config) = cloud().await;
-    create_source(&config, "e2e-src", Some("1"), 0).await;
-    create_key(&config, "alias/e2e").await;
-    let plan = EncryptPlan {
-        migration: migration("e2e"),
-        source: "e2e-src".into(),
-        target: "e2e-src-new".into(),
-        kms_key: Some("alias/e2e".into()),
-    };
-    let writer = Writer::start(source.url("app"), |n| {
+    for database in ["app", "billing", "reports"] {
+        source.create_database(database);
+        source.psql(
+            database,
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, n bigint NOT NULL);
+             INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 1000) g;",
+        );
+    }
+    source
+}
+
+fn writer(source: &Cluster, database: &str) -> Writer {
+    Writer::start(source.url(database), |n| {
         format!(
             "UPDATE accounts SET n = n + 1 WHERE id = {}; INSERT INTO accounts VALUES ({}, {n});",
             n % 1000 + 1,
             10_000 + n
         )
-    });
-    let seed = CopyAfterPrepare {
-        source: &source,
-        cloud: &cloud,
-        target_instance: plan.target.clone(),
-        copy: RefCell::new(None),
+    })
+}
+
+async fn encrypted(name: &str, selection: Selection, source: &Cluster) -> (EncryptReport, Cluster) {
+    let (cloud, config) = cloud().await;
+    create_source(&config, name, Some("1"), 0).await;
+    create_key(&config, &format!("alias/{name}")).await;
+    let plan = EncryptPlan {
+        migration: migration(&name.replace('-', "_")),
+        source: name.into(),
+        target: format!("{name}-new"),
+        kms_key: Some(format!("alias/{name}")),
+        databases: selection,
     };
+    let seed = CopyAfterPrepare::new(source, &cloud, &plan);
     let dir = tempfile::tempdir().unwrap();
-
     let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
-    writer.stop();
-
     assert!(instance(&config, &plan.target).await.unwrap().storage_encrypted().unwrap_or(false));
     let copy = seed.copy.borrow_mut().take().unwrap();
     let log = std::fs::read_to_string(copy.log_path()).unwrap();
     assert!(log.contains(&format!("redo done at {}", report.redo_lsn)), "the position came from the copy's own log");
-    // Everything the application committed, through the boundary, reaches the copy once.
-    let catch_up = PgSeed {
-        source: ConnSpec::parse(&source.url("app")).unwrap(),
-        target: ConnSpec::parse(&copy.url("app")).unwrap(),
-        migration: migration("e2e"),
-        events: pgferry::events::Events::silent(),
-    };
-    let mark = SeedMark { slot: "pgferry_e2e".into(), consistent_point: Lsn(0) };
-    catch_up.start_from(&mark, report.redo_lsn.parse().unwrap()).await.unwrap();
-    assert_eq!(copy.fingerprints("app"), source.fingerprints("app"));
+    (report, copy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypt_seeds_every_database_of_a_physical_copy_from_the_log_with_nothing_lost() {
+    let source = source_instance();
+    let writers = [writer(&source, "app"), writer(&source, "billing")];
+    let (report, copy) = encrypted("e2e-src", Selection::default(), &source).await;
+    source.psql("reports", "UPDATE accounts SET n = 7 WHERE id = 1;");
+    for w in writers {
+        assert!(w.stop() > 0, "the application committed during the run");
+    }
+
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "billing", "postgres", "reports"]);
+    let slots: std::collections::BTreeSet<&str> = report.databases.iter().map(|d| d.slot.as_str()).collect();
+    assert_eq!(slots.len(), 4, "one slot per database: {slots:?}");
+    assert!(report.left_out.iter().all(|l| !l.loses_writes), "{:?}", report.left_out);
+    // Everything the applications committed, through the boundary and after the
+    // run, reaches the copy once, in every database: change capture alone (no
+    // attach here) catches up what came after the run.
+    for db in &report.databases {
+        let options = FollowOptions {
+            migration: migration("e2e_src"),
+            until: Until::CaughtUp,
+            batch: BatchLimits::default(),
+            shutdown: None,
+            drain: false,
+        };
+        let (from, to) = (source.url(&db.database), copy.url(&db.database));
+        follow(&ConnSpec::parse(&from).unwrap(), &ConnSpec::parse(&to).unwrap(), &options, &Events::silent())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", db.database));
+    }
+    for database in ["app", "billing", "reports"] {
+        assert_eq!(copy.fingerprints(database), source.fingerprints(database), "{database}");
+    }
+    assert_eq!(copy.psql("reports", "SELECT n FROM accounts WHERE id = 1").trim(), "7");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_excluded_is_not_prepared_and_the_report_says_its_writes_are_lost() {
+    let source = source_instance();
+    let excluded = Selection { only: vec![], excluded: vec!["reports".into()] };
+    let (report, copy) = encrypted("e2e-excl", excluded, &source).await;
+
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "billing", "postgres"]);
+    let reports = report.left_out.iter().find(|l| l.database == "reports").expect("reports is named as left out");
+    assert!(reports.loses_writes);
+    assert!(reports.why.contains("its writes after the snapshot will NOT reach the target"), "{}", reports.why);
+    let slots = source.psql(
+        "postgres",
+        "SELECT string_agg(database, ',' ORDER BY database) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_e2e_excl%'",
+    );
+    assert_eq!(slots.trim(), "app,billing,postgres", "no slot in the excluded database");
+    // The excluded database is restored with the others, then stays as the snapshot had it.
+    source.psql("reports", "UPDATE accounts SET n = 7 WHERE id = 1;");
+    assert_eq!(copy.psql("reports", "SELECT n FROM accounts WHERE id = 1").trim(), "0");
 }

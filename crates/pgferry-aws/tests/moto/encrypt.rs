@@ -3,6 +3,7 @@ use pgferry_aws::encrypt::{encrypt, EncryptPlan};
 use pgferry_aws::journal::Event;
 use pgferry_aws::sdk::Aws;
 use pgferry_aws::testing::{create_key, create_source, RecordingSeed, Scripted};
+use pgferry_core::instance::Selection;
 use pgferry_pgoutput::Lsn;
 
 use crate::{cloud, instance, journal, migration, pacing, snapshot_exists};
@@ -25,6 +26,7 @@ fn plan(name: &str, key: Option<String>) -> EncryptPlan {
         source: name.to_owned(),
         target: format!("{name}-new"),
         kms_key: key,
+        databases: Selection::default(),
     }
 }
 
@@ -58,7 +60,7 @@ async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_posi
 
     assert_eq!(report.kms_key_arn, arn);
     assert_eq!(report.redo_lsn, "0/3000148");
-    assert_eq!(*seed.started.borrow(), vec![REDO]);
+    assert_eq!(*seed.started.borrow(), vec![("app".to_owned(), REDO)]);
     assert!(report.parity.iter().all(|row| row.source == row.target), "{:?}", report.parity);
     assert!(report.parity.iter().any(|row| row.setting == "IOPS" && row.target == "12000"));
     let target = instance(&config, &plan.target).await.unwrap();
@@ -89,7 +91,7 @@ async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_posi
     // A rerun after success changes nothing.
     encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
     assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), 1);
-    assert_eq!((seed.prepared.get(), seed.started.borrow().len()), (1, 1));
+    assert_eq!((seed.prepared.borrow().len(), seed.started.borrow().len()), (1, 1));
 }
 
 #[tokio::test]
@@ -136,7 +138,7 @@ async fn a_source_that_fails_the_check_is_refused_before_any_change() {
     let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan("enc-nolr", None), &seed).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Precondition);
     assert!(err.message.contains("rds.logical_replication"), "{}", err.message);
-    assert_eq!((seed.prepared.get(), cloud.calls("rds:CreateDBSnapshot")), (0, 0));
+    assert_eq!((seed.prepared.borrow().len(), cloud.calls("rds:CreateDBSnapshot")), (0, 0));
 }
 
 #[tokio::test]
@@ -186,7 +188,7 @@ async fn a_key_that_cannot_work_is_refused_with_nothing_recorded_and_binds_nothi
         assert!(err.message.contains(says), "{bad}: {}", err.message);
         assert!(journal(&dir).entries().is_empty(), "{bad}: nothing recorded");
     }
-    assert_eq!(seed.prepared.get(), 0);
+    assert_eq!(seed.prepared.borrow().len(), 0);
     assert_eq!(cloud.calls("rds:CreateDBSnapshot"), 0);
     // The right key is taken afterwards: the typo did not become the migration's.
     cloud.fail_before("rds:CreateDBSnapshot", "InternalFailure");
@@ -199,8 +201,15 @@ async fn a_key_that_cannot_work_is_refused_with_nothing_recorded_and_binds_nothi
 /// A failure scripted into the control plane.
 type Inject = fn(&Scripted<Aws>);
 
+/// The instance of the resume tests: three databases (and RDS's own beside them).
+const DATABASES: [&str; 3] = ["app", "billing", "reports"];
+
+fn every_database(lsn: Lsn) -> Vec<(String, Lsn)> {
+    DATABASES.iter().map(|d| ((*d).to_owned(), lsn)).collect()
+}
+
 /// A failure after each step, then a rerun: it resumes from the cloud's state
-/// and asks for no resource twice.
+/// and asks for no resource twice, and prepares and starts each database once.
 #[tokio::test]
 async fn a_failure_after_each_step_is_resumed_without_duplicates() {
     let (cloud, config) = cloud().await;
@@ -232,7 +241,7 @@ async fn a_failure_after_each_step_is_resumed_without_duplicates() {
         create_source(&config, name, Some("1"), 0).await;
         let plan = plan(name, None);
         with_logs(&cloud, &plan.target);
-        let seed = RecordingSeed::new(Lsn(1));
+        let seed = RecordingSeed::of(Lsn(1), &DATABASES);
         let dir = tempfile::tempdir().unwrap();
         inject(&cloud);
         encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.expect_err(name);
@@ -243,20 +252,76 @@ async fn a_failure_after_each_step_is_resumed_without_duplicates() {
         assert_eq!(cloud.calls("rds:CreateDBSnapshot"), 1, "{name}");
         assert!(cloud.calls("rds:CopyDBSnapshot") <= 1, "{name}");
         assert!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot") <= 1, "{name}");
-        assert_eq!((seed.prepared.get(), seed.started.borrow().len()), (1, 1), "{name}");
+        assert_eq!(*seed.prepared.borrow(), DATABASES, "{name}");
+        assert_eq!(*seed.started.borrow(), every_database(REDO), "{name}");
         assert!(snapshot_exists(&config, &format!("pgferry-{name}-encrypted")).await, "{name}");
     }
-    // The database side failing to start is resumed too.
-    create_source(&config, "enc-f8", Some("1"), 0).await;
-    let plan = plan("enc-f8", None);
-    with_logs(&cloud, &plan.target);
-    let seed = RecordingSeed::new(Lsn(1));
-    seed.fail_start.set(true);
+    // The database side failing in the second database, while preparing
+    // (before the snapshot) or starting (after the restore): the rerun goes on
+    // from that database.
+    for (name, fails_in_prepare) in [("enc-f8", true), ("enc-f9", false)] {
+        create_source(&config, name, Some("1"), 0).await;
+        let plan = plan(name, None);
+        with_logs(&cloud, &plan.target);
+        let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+        let armed = if fails_in_prepare { &seed.fail_prepare } else { &seed.fail_start };
+        *armed.borrow_mut() = Some("billing".into());
+        let dir = tempfile::tempdir().unwrap();
+        let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Connection, "{name}");
+        assert!(err.message.starts_with("database \"billing\": "), "{name}: {}", err.message);
+        let snapshots = cloud.calls("rds:CreateDBSnapshot");
+        if fails_in_prepare {
+            assert_eq!(snapshots, 0, "{name}: no snapshot before every database is prepared");
+        }
+        encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(*seed.prepared.borrow(), DATABASES, "{name}");
+        assert_eq!(*seed.started.borrow(), every_database(REDO), "{name}");
+    }
+}
+
+/// `--exclude-database` leaves one out: not prepared, not started, and the
+/// report says that its writes after the snapshot do not reach the target;
+/// `--database` narrows to the named ones. The choice is final.
+#[tokio::test]
+async fn a_database_left_out_is_neither_prepared_nor_followed_and_the_report_says_so() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-excl", Some("1"), 0).await;
+    let excluding = EncryptPlan {
+        databases: Selection { only: vec![], excluded: vec!["reports".into()] },
+        ..plan("enc-excl", None)
+    };
+    with_logs(&cloud, &excluding.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
     let dir = tempfile::tempdir().unwrap();
-    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Connection);
-    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
-    assert_eq!(*seed.started.borrow(), vec![REDO]);
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &excluding, &seed).await.unwrap();
+    assert_eq!(*seed.prepared.borrow(), ["app", "billing"]);
+    assert_eq!(*seed.started.borrow(), [("app".to_owned(), REDO), ("billing".to_owned(), REDO)]);
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "billing"]);
+    let losing: Vec<_> = report.left_out.iter().filter(|l| l.loses_writes).collect();
+    assert_eq!(losing.len(), 1, "{:?}", report.left_out);
+    assert_eq!(losing[0].database, "reports");
+    assert!(losing[0].why.contains("writes after the snapshot will NOT reach the target"), "{}", losing[0].why);
+    let quiet: Vec<&str> = report.left_out.iter().filter(|l| !l.loses_writes).map(|l| l.database.as_str()).collect();
+    assert_eq!(quiet, ["rdsadmin", "template0", "template1"]);
+
+    let everything = EncryptPlan { databases: Selection::default(), ..excluding.clone() };
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &everything, &seed).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Usage, "the databases are final: {}", err.message);
+
+    create_source(&config, "enc-only", Some("1"), 0).await;
+    let only = EncryptPlan {
+        databases: Selection { only: vec!["billing".into()], excluded: vec![] },
+        ..plan("enc-only", None)
+    };
+    with_logs(&cloud, &only.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    let dir = tempfile::tempdir().unwrap();
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &only, &seed).await.unwrap();
+    assert_eq!(*seed.prepared.borrow(), ["billing"]);
+    let losing: Vec<&str> = report.left_out.iter().filter(|l| l.loses_writes).map(|l| l.database.as_str()).collect();
+    assert_eq!(losing, ["app", "reports"]);
 }
 
 #[tokio::test]
