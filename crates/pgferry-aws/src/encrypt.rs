@@ -40,7 +40,7 @@ use crate::model::{Arn, Instance, RestoreRequest};
 use crate::names::AwsNames;
 use crate::parity::{self, Row};
 use crate::retry::{call, Pacing};
-use crate::step::{done, ensure};
+use crate::step::{done, done_in, ensure};
 use crate::{check, logs, wait};
 
 /// The key RDS uses when the operator names none.
@@ -202,7 +202,7 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
             seed.start_from(database, mark, redo)
                 .await
                 .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
-            journal.record("seed", Event::Outcome, database, json!({"from": redo.to_string()}))?;
+            done_in(journal, "seed", database, json!({"from": redo.to_string()}))?;
         }
     }
     Ok(EncryptReport {
@@ -355,12 +355,8 @@ async fn prepare_seeds<S: SeedSide>(
             .prepare(database)
             .await
             .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
-        journal.record(
-            "seed-prepare",
-            Event::Outcome,
-            database,
-            json!({"slot": mark.slot, "consistent_point": mark.consistent_point.to_string()}),
-        )?;
+        let outcome = json!({"slot": mark.slot, "consistent_point": mark.consistent_point.to_string()});
+        done_in(journal, "seed-prepare", database, outcome)?;
         marks.push((database.clone(), mark));
     }
     Ok(marks)

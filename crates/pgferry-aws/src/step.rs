@@ -69,3 +69,11 @@ pub(crate) fn done(journal: &mut Journal, step: &str, resource: &str, outcome: V
     pgferry::failpoint::hit(&format!("aws-after-{step}"));
     Ok(())
 }
+
+/// Journals the outcome of `step` for one `resource` of several (a database of
+/// the instance); a failpoint after each, as after a step.
+pub(crate) fn done_in(journal: &mut Journal, step: &str, resource: &str, outcome: Value) -> Result<()> {
+    journal.record(step, Event::Outcome, resource, outcome)?;
+    pgferry::failpoint::hit(&format!("aws-after-{step}"));
+    Ok(())
+}

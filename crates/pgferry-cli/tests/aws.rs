@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use pgferry_aws::testing::{
     blue_green_statuses, create_key, create_plain_security_group, create_source, create_zone, instance_security_groups,
-    security_group_id, security_groups_named, Moto,
+    security_group_id, security_groups_named, snapshot_exists, Moto,
 };
 use pgferry_testkit::{Cluster, PgVersion};
 
@@ -400,4 +400,73 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
     let refused = pgferry(moto, &snapshot_args);
     assert_eq!(refused.status.code(), Some(2), "no --target-instance");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--target-instance is required"));
+}
+
+/// `aws encrypt` prepares every database of the instance before the snapshot:
+/// killed after each database's `seed prepare` and run again, each is prepared
+/// once (one slot, one journaled intent) and the snapshot waits for the last;
+/// the database left out gets no slot, and the run says its writes are lost.
+#[test]
+fn encrypt_prepares_every_database_once_when_killed_after_each_and_rerun() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-enc", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    for database in ["app", "billing", "reports"] {
+        cluster.create_database(database);
+        cluster.psql(database, "CREATE TABLE t (id int PRIMARY KEY);");
+    }
+    let url = cluster.url("app");
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let common = [
+        "aws",
+        "encrypt",
+        "--source-instance",
+        "cli-enc",
+        "--target-instance",
+        "cli-enc-new",
+        "--source",
+        url.as_str(),
+        "--target",
+        url.as_str(),
+        "--name",
+        "cli_enc",
+        "--state-dir",
+        state_dir,
+    ];
+    let args = [&common[..], &["--exclude-database", "reports"][..]].concat();
+    let slots = || {
+        cluster.psql(
+            "postgres",
+            "SELECT string_agg(database, ',' ORDER BY database) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_cli_enc%'",
+        )
+    };
+    let mut said = String::new();
+    for prepared in ["app", "app,billing", "app,billing,postgres"] {
+        let killed = pgferry_with(moto, &args, &[("PGFERRY_FAILPOINT", "aws-after-seed-prepare:1")]);
+        assert_eq!(killed.status.code(), Some(137), "{prepared}: {}", stderr(&killed));
+        assert_eq!(slots().trim(), prepared);
+        said.push_str(&stderr(&killed));
+    }
+    assert!(said.contains("reports") && said.contains("will NOT reach the target"), "{said}");
+    let snapshot =
+        || runtime().block_on(async { snapshot_exists(&moto.config().await, "pgferry-cli-enc-snapshot").await });
+    assert!(!snapshot(), "no snapshot before every database is prepared");
+    let killed = pgferry_with(moto, &args, &[("PGFERRY_FAILPOINT", "aws-after-snapshot:1")]);
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    assert!(snapshot());
+    assert_eq!(slots().trim(), "app,billing,postgres", "none prepared twice, reports not at all");
+    let journal = std::fs::read_to_string(state.path().join("aws-journal.jsonl")).unwrap();
+    let intents: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains("\"step\":\"seed-prepare\"") && l.contains("\"event\":\"intent\""))
+        .collect();
+    assert_eq!(intents.len(), 3, "{journal}");
+
+    // The databases are final: a rerun that would follow reports too is refused.
+    let widened = pgferry(moto, &common);
+    assert_eq!(widened.status.code(), Some(2), "{}", stderr(&widened));
+    assert!(stderr(&widened).contains("this migration was started as"), "{}", stderr(&widened));
 }

@@ -140,6 +140,12 @@ pub async fn create_proxy(config: &SdkConfig, name: &str, id: &str) {
         .expect("register the proxy's target");
 }
 
+/// Whether moto holds the DB snapshot `id`.
+pub async fn snapshot_exists(config: &SdkConfig, id: &str) -> bool {
+    let rds = aws_sdk_rds::Client::new(config);
+    rds.describe_db_snapshots().db_snapshot_identifier(id).send().await.is_ok_and(|o| !o.db_snapshots().is_empty())
+}
+
 /// The statuses of the Blue/Green deployments moto holds with this name.
 pub async fn blue_green_statuses(config: &SdkConfig, name: &str) -> Vec<String> {
     aws_sdk_rds::Client::new(config)

@@ -16,6 +16,7 @@ use aws_config::SdkConfig;
 use pgferry_aws::journal::Journal;
 use pgferry_aws::retry::Pacing;
 use pgferry_aws::sdk::Aws;
+pub(crate) use pgferry_aws::testing::snapshot_exists;
 use pgferry_aws::testing::{Moto, Scripted};
 use pgferry_core::names::MigrationName;
 
@@ -54,9 +55,4 @@ pub(crate) async fn instance(config: &SdkConfig, id: &str) -> Option<aws_sdk_rds
             }
         }
     }
-}
-
-pub(crate) async fn snapshot_exists(config: &SdkConfig, id: &str) -> bool {
-    let rds = aws_sdk_rds::Client::new(config);
-    rds.describe_db_snapshots().db_snapshot_identifier(id).send().await.is_ok_and(|o| !o.db_snapshots().is_empty())
 }
