@@ -7,8 +7,11 @@
 
 use std::cell::RefCell;
 
-use pgferry::apply::{follow, BatchLimits, FollowOptions, Until};
+use pgferry::apply::{BatchLimits, FollowOptions, Until};
+use pgferry::copy::CopyOptions;
 use pgferry::events::Events;
+use pgferry::seed::SeedPosition;
+use pgferry::start::{start, StartOptions};
 use pgferry::Result;
 use pgferry_aws::encrypt::{encrypt, EncryptPlan, EncryptReport, SeedMark, SeedSide};
 use pgferry_aws::pg::PgSeed;
@@ -135,6 +138,16 @@ async fn encrypt_seeds_every_database_of_a_physical_copy_from_the_log_with_nothi
     let source = source_instance();
     let writers = [writer(&source, "app"), writer(&source, "billing")];
     let (report, copy) = encrypted("e2e-src", Selection::default(), &source).await;
+    // encrypt itself attached every database and followed it past the snapshot.
+    let past_redo =
+        format!("SELECT applied_lsn > '{}' FROM pgferry.apply_progress WHERE migration = 'e2e_src'", report.redo_lsn);
+    for (database, written) in [("app", true), ("billing", true), ("postgres", false), ("reports", false)] {
+        let followed = copy.psql(database, &past_redo);
+        assert!(!followed.trim().is_empty(), "{database} was not attached");
+        if written {
+            assert_eq!(followed.trim(), "t", "{database} was not followed past the snapshot");
+        }
+    }
     source.psql("reports", "UPDATE accounts SET n = 7 WHERE id = 1;");
     for w in writers {
         assert!(w.stop() > 0, "the application committed during the run");
@@ -146,20 +159,35 @@ async fn encrypt_seeds_every_database_of_a_physical_copy_from_the_log_with_nothi
     assert_eq!(slots.len(), 4, "one slot per database: {slots:?}");
     assert!(report.left_out.iter().all(|l| !l.loses_writes), "{:?}", report.left_out);
     // Everything the applications committed, through the boundary and after the
-    // run, reaches the copy once, in every database: change capture alone (no
-    // attach here) catches up what came after the run.
+    // run, reaches the copy once, in every database: each continued as `pgferry
+    // start --seeded --all-databases --seed-lsn <redo>` continues it.
     for db in &report.databases {
-        let options = FollowOptions {
-            migration: migration("e2e_src"),
-            until: Until::CaughtUp,
-            batch: BatchLimits::default(),
-            shutdown: None,
-            drain: false,
+        let name = migration("e2e_src");
+        let options = StartOptions {
+            copy: CopyOptions {
+                migration: name.clone(),
+                jobs: 1,
+                index_jobs: 1,
+                split_larger_than: 0,
+                replica_identity_full: false,
+            },
+            seed: Some(SeedPosition::Lsn(report.redo_lsn.parse().unwrap())),
+            follow: FollowOptions {
+                migration: name,
+                until: Until::CaughtUp,
+                batch: BatchLimits::default(),
+                shutdown: None,
+                drain: false,
+            },
+            keyless_tables_are_insert_only: false,
+            capture_ddl: false,
         };
         let (from, to) = (source.url(&db.database), copy.url(&db.database));
-        follow(&ConnSpec::parse(&from).unwrap(), &ConnSpec::parse(&to).unwrap(), &options, &Events::silent())
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e:?}", db.database));
+        let started =
+            start(&ConnSpec::parse(&from).unwrap(), &ConnSpec::parse(&to).unwrap(), &options, &Events::silent())
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e:?}", db.database));
+        assert!(started.follow.is_some(), "{}: change capture ran", db.database);
     }
     for database in ["app", "billing", "reports"] {
         assert_eq!(copy.fingerprints(database), source.fingerprints(database), "{database}");
