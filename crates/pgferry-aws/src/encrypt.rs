@@ -199,9 +199,7 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
     for (database, mark) in &marks {
         if journal.outcome_of("seed", database).is_none() {
             journal.record("seed", Event::Intent, database, json!({"slot": mark.slot, "from": redo.to_string()}))?;
-            seed.start_from(database, mark, redo)
-                .await
-                .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
+            seed.start_from(database, mark, redo).await.map_err(|e| in_database(database, e))?;
             done_in(journal, "seed", database, json!({"from": redo.to_string()}))?;
         }
     }
@@ -224,6 +222,11 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         left_out,
         redo_lsn: redo.to_string(),
     })
+}
+
+/// The error, naming the database of the instance it happened in.
+pub(crate) fn in_database(database: &str, e: Error) -> Error {
+    Error { message: format!("database {database:?}: {}", e.message), ..e }
 }
 
 /// Resolves the key and pins the plan: a rerun must name the same instances and key.
@@ -351,10 +354,7 @@ async fn prepare_seeds<S: SeedSide>(
             }
         }
         journal.record("seed-prepare", Event::Intent, database, Value::Null)?;
-        let mark = seed
-            .prepare(database)
-            .await
-            .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
+        let mark = seed.prepare(database).await.map_err(|e| in_database(database, e))?;
         let outcome = json!({"slot": mark.slot, "consistent_point": mark.consistent_point.to_string()});
         done_in(journal, "seed-prepare", database, outcome)?;
         marks.push((database.clone(), mark));

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use crate::blue_green::GreenSide;
 use crate::check::{database_verdicts, left_out, Finding};
-use crate::encrypt::{SeedMark, SeedSide};
+use crate::encrypt::{in_database, SeedMark, SeedSide};
 use crate::switchover::WriteProbe;
 
 pub struct PgSeed {
@@ -80,7 +80,7 @@ pub async fn instance_findings(instance: &ConnSpec, checked: &ConnSpec, selectio
     for database in &plan.databases {
         let found = pgferry::check::check_source(&checked.with_dbname(database), &checks)
             .await
-            .map_err(|e| Error { message: format!("database {database:?}: {}", e.message), ..e })?;
+            .map_err(|e| in_database(database, e))?;
         findings.extend(database_verdicts(database, &found));
     }
     findings.extend(
