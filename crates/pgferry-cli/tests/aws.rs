@@ -317,6 +317,9 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
     let cluster = Cluster::start(PgVersion::V15);
     cluster.create_database("app");
     cluster.psql("app", "CREATE TABLE orders (id int PRIMARY KEY);");
+    // pgferry's checks on green run in every database of it, each finding naming its own.
+    cluster.create_database("billing");
+    cluster.psql("billing", "CREATE TABLE loose (v int);");
     let url = cluster.url("app");
     let state = tempfile::tempdir().unwrap();
     let args = [
@@ -354,6 +357,12 @@ fn encrypt_blue_green_killed_after_each_step_then_rerun_makes_one_deployment_and
     assert_eq!(report["encrypted"].as_array().unwrap().len(), 2, "the instance and its replica");
     assert_eq!(report["green"][0]["kms_key_id"], key.as_str());
     assert!(report["next"].as_str().unwrap().contains("pgferry aws switchover"));
+    let on_green: Vec<&str> =
+        report["database"].as_array().unwrap().iter().map(|f| f["what"].as_str().unwrap()).collect();
+    assert!(
+        on_green.iter().any(|what| what.starts_with("database \"billing\": ") && what.contains("loose")),
+        "{on_green:?}"
+    );
 
     // The switchover, its probe committing through the (local) endpoint, then the cleanup.
     let common = ["--name", "cli_bg", "--state-dir", state.path().to_str().unwrap()];
