@@ -5,7 +5,7 @@
 //! subtransaction or a rolled-back transaction leaves only what committed, two
 //! transactions streamed interleaved both arrive, and pgferry killed while one
 //! is spooled, before and after its commit on the target loses and doubles
-//! nothing.
+//! nothing; with DDL capture, a command inside one is replayed in place.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
@@ -29,8 +29,8 @@ fn assert_ok(out: &Output) {
 }
 
 /// A source that streams every transaction over 64kB.
-fn streaming_source() -> Cluster {
-    let source = Cluster::builder(PgVersion::V15).setting("logical_decoding_work_mem", "64kB").start();
+fn streaming_source(version: PgVersion) -> Cluster {
+    let source = Cluster::builder(version).setting("logical_decoding_work_mem", "64kB").start();
     source.create_database("app");
     source.psql(
         "app",
@@ -154,9 +154,19 @@ fn slot_of(target: &Cluster, name: &str) -> String {
 
 #[test]
 fn streamed_transactions_arrive_exactly_once_from_15_to_15_and_18() {
-    let source = streaming_source();
-    let targets: Vec<(Cluster, &str)> = [(PgVersion::V15, "to15"), (PgVersion::V18, "to18")]
-        .into_iter()
+    streamed_transactions_arrive_exactly_once(PgVersion::V15, &[(PgVersion::V15, "to15"), (PgVersion::V18, "to18")]);
+}
+
+#[test]
+fn streamed_transactions_arrive_exactly_once_from_18_to_18() {
+    streamed_transactions_arrive_exactly_once(PgVersion::V18, &[(PgVersion::V18, "to18")]);
+}
+
+fn streamed_transactions_arrive_exactly_once(from: PgVersion, to: &[(PgVersion, &'static str)]) {
+    let source = streaming_source(from);
+    let targets: Vec<(Cluster, &str)> = to
+        .iter()
+        .copied()
         .map(|(version, name)| {
             let target = Cluster::start(version);
             target.create_database("app");
@@ -225,9 +235,18 @@ fn streamed_transactions_arrive_exactly_once_from_15_to_15_and_18() {
 }
 
 #[test]
-fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit_nothing_is_lost_or_doubled() {
-    let source = streaming_source();
-    let target = Cluster::start(PgVersion::V18);
+fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit_nothing_is_lost_or_doubled_15_to_15() {
+    killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(PgVersion::V15);
+}
+
+#[test]
+fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit_nothing_is_lost_or_doubled_15_to_18() {
+    killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(PgVersion::V18);
+}
+
+fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(to: PgVersion) {
+    let source = streaming_source(PgVersion::V15);
+    let target = Cluster::start(to);
     target.create_database("app");
     copy(&source, &target, "main");
     let mut open = Session::open(&source);
@@ -264,4 +283,50 @@ fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit_nothing_
     assert_ok(&catch_up(&source, &target, "main"));
     assert_eq!(target.psql("app", LOG_SUMMARY), "big=60000/1800030000");
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+}
+
+/// With DDL capture, a command inside a streamed transaction is replayed at its
+/// place among the transaction's changes (the rows after it have the new column).
+#[test]
+fn a_command_inside_a_streamed_transaction_is_replayed_in_place() {
+    let source = streaming_source(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    target.create_database("app");
+    let (s, t) = (source.url("app"), target.url("app"));
+    let bin = source.version().bin_dir();
+    assert_ok(&pgferry(
+        &[
+            "start",
+            "--source",
+            &s,
+            "--target",
+            &t,
+            "--name",
+            "ddl",
+            "--until-caught-up",
+            "--capture-ddl",
+            "--keyless-tables-are-insert-only",
+        ],
+        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
+    ));
+    // Statement by statement (psql sends each on its own), as an application would.
+    Session::open(&source).run(
+        "BEGIN;
+         INSERT INTO big SELECT g, 1, 'before' FROM generate_series(1000, 30999) g;
+         ALTER TABLE big ADD COLUMN extra int;
+         UPDATE big SET extra = id WHERE id % 3 = 0;
+         INSERT INTO big SELECT g, 2, 'after', -g FROM generate_series(31000, 50999) g;
+         INSERT INTO log SELECT g, 'ddl' FROM generate_series(1, 20000) g;
+         COMMIT;",
+    );
+    assert_ok(&catch_up(&source, &target, "ddl"));
+    let extra = "SELECT count(extra) || '/' || sum(extra) FROM big";
+    assert_eq!(target.psql("app", extra), source.psql("app", extra));
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+    let slot = slot_of(&target, "ddl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while streamed_transactions(&source, &slot) < 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(streamed_transactions(&source, &slot) >= 1, "the source did not stream it");
 }

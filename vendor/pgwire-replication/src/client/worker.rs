@@ -2174,4 +2174,94 @@ mod tests {
         assert_eq!(seen(&s).len(), 1);
         r.task.abort();
     }
+
+    /// Added by pgferry: START_REPLICATION asks for the configured protocol
+    /// version, and for streaming when set.
+    #[tokio::test]
+    async fn start_replication_asks_for_the_protocol_and_streaming() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        for (cfg, expected) in [
+            (
+                ReplicationConfig::default(),
+                "(proto_version '1', publication_names 'pub', messages 'true')",
+            ),
+            (
+                ReplicationConfig::default().with_protocol(2, true),
+                "(proto_version '2', publication_names 'pub', messages 'true', streaming 'on')",
+            ),
+        ] {
+            let (worker, _stop_tx, _rx) = test_worker(cfg);
+            let (mut worker_end, mut server) = tokio::io::duplex(64 * 1024);
+            server.write_all(&[b'W', 0, 0, 0, 4]).await.unwrap();
+            worker.start_replication(&mut worker_end).await.unwrap();
+            drop(worker_end);
+            let mut sent = Vec::new();
+            server.read_to_end(&mut sent).await.unwrap();
+            let sent = String::from_utf8_lossy(&sent);
+            assert!(sent.contains(expected), "{sent:?} lacks {expected:?}");
+        }
+    }
+
+    /// Added by pgferry: inside a stream block every message is forwarded raw
+    /// (a streamed Logical Message carries its xid first, which the boundary
+    /// parser would misread); outside one, a Logical Message is parsed.
+    #[tokio::test]
+    async fn stream_block_messages_are_forwarded_raw() {
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, mut events) = mpsc::channel(16);
+        let progress = Arc::new(SharedProgress::new(Lsn(0)));
+        let mut worker = WorkerState::new(
+            feedback_cfg(),
+            progress,
+            stop_rx,
+            tx,
+            Arc::new(ReplicationMetrics::default()),
+        );
+        let (worker_end, mut end) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn(async move {
+            let mut buf = BufReader::with_capacity(1024, worker_end);
+            worker.stream_loop(&mut buf).await
+        });
+        let message = |xid: Option<u32>| {
+            let mut m = vec![b'M'];
+            if let Some(xid) = xid {
+                m.extend_from_slice(&xid.to_be_bytes());
+            }
+            m.push(1); // transactional
+            m.extend_from_slice(&7i64.to_be_bytes());
+            m.extend_from_slice(b"p\0");
+            m.extend_from_slice(&2i32.to_be_bytes());
+            m.extend_from_slice(b"hi");
+            m
+        };
+        let start = [b'S', 0, 0, 2, 0xde, 1];
+        let streamed = message(Some(734));
+        let plain = message(None);
+        let frames: [&[u8]; 4] = [&start, &streamed, b"E", &plain];
+        {
+            use tokio::io::AsyncWriteExt;
+            for frame in frames {
+                end.write_all(&xlog_frame(100, frame)).await.unwrap();
+            }
+            end.flush().await.unwrap();
+        }
+        for raw in [&start[..], &streamed[..], b"E"] {
+            match events.recv().await.unwrap().unwrap() {
+                ReplicationEvent::XLogData { data, .. } => assert_eq!(&data[..], raw),
+                other => panic!("expected raw XLogData, got {other:?}"),
+            }
+        }
+        match events.recv().await.unwrap().unwrap() {
+            ReplicationEvent::Message {
+                prefix, content, ..
+            } => {
+                assert_eq!(prefix, "p");
+                assert_eq!(&content[..], b"hi");
+            }
+            other => panic!("expected a Message, got {other:?}"),
+        }
+        let _ = stop.send(true);
+        task.abort();
+    }
 }
