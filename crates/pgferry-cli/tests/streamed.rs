@@ -255,6 +255,8 @@ fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(to: PgVe
          INSERT INTO log SELECT g, 'big' FROM generate_series(1, 50000) g;
          UPDATE big SET v = v + 1;",
     );
+    // Past its changes so far.
+    let past = source.psql("app", "SELECT pg_current_wal_lsn()");
     // The source streams it while it is still open: pgferry is killed after
     // spooling its second block; then, started again, after its first block
     // (the source streams it again from the start).
@@ -266,22 +268,38 @@ fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(to: PgVe
         spawn_follow(&source, &target, "main", &[("PGFERRY_FAILPOINT", "streamed-block-spooled:1")]),
         "streamed-block-spooled:1",
     );
-    // Running a while with it open (positions of keepalives are recorded on
-    // the way), then killed.
+    // Running with it open while a small transaction commits after its first
+    // changes: the applied position passes them (is acknowledged to the
+    // source), yet after the kill the source streams the open one again from
+    // its start (what follows proves it).
     let mut running = spawn_follow(&source, &target, "main", &[]);
     open.run("INSERT INTO log SELECT g, 'big' FROM generate_series(50001, 60000) g;");
-    thread::sleep(Duration::from_secs(3));
+    source.psql("app", "INSERT INTO log VALUES (0, 'small')");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while target.psql("app", "SELECT count(*) FROM log") != "1" && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(target.psql("app", "SELECT count(*) FROM log"), "1", "the small one only, nothing of the open one");
+    let applied = target.psql("app", "SELECT applied_lsn::text FROM pgferry.apply_progress");
+    assert_eq!(source.psql("app", &format!("SELECT '{applied}'::pg_lsn > '{past}'::pg_lsn")), "t", "{applied}");
+    let slot = slot_of(&target, "main");
+    let confirmed =
+        format!("SELECT confirmed_flush_lsn >= '{applied}' FROM pg_replication_slots WHERE slot_name = '{slot}'");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while source.psql("app", &confirmed) != "t" && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(source.psql("app", &confirmed), "t", "the slot was not told {applied}");
     running.kill().unwrap();
     running.wait().unwrap();
-    assert_eq!(target.psql("app", "SELECT count(*) FROM log"), "0", "nothing of it applied before its commit");
     open.run("COMMIT;");
     // Killed after applying it, before the target's commit; then just after.
     for failpoint in ["apply-before-commit:1", "apply-after-commit:1"] {
         exits_at_failpoint(spawn_follow(&source, &target, "main", &[("PGFERRY_FAILPOINT", failpoint)]), failpoint);
     }
-    assert_eq!(target.psql("app", "SELECT count(*) FROM log"), "60000", "committed on the target by the last run");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM log"), "60001", "committed on the target by the last run");
     assert_ok(&catch_up(&source, &target, "main"));
-    assert_eq!(target.psql("app", LOG_SUMMARY), "big=60000/1800030000");
+    assert_eq!(target.psql("app", LOG_SUMMARY), "big=60000/1800030000 small=1/0");
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
 }
 

@@ -11,6 +11,10 @@
 //!   target does not hold. A restart (after a crash, a kill, a server restart)
 //!   resumes from the journaled position: the server sends only transactions that
 //!   commit after it.
+//! - **Large transactions in bounded memory.** From a source of PostgreSQL 14 or
+//!   later, a transaction larger than its `logical_decoding_work_mem` arrives
+//!   streamed before it commits; it is spooled to a temporary file and applied
+//!   at its commit as one transaction like any other ([`streamed`]).
 //! - **Exact values.** Values travel as text under pinned settings and are cast to
 //!   the target column's type ([`stream`], [`statements`]).
 //! - **The target's own logic stays out.** The apply session runs with
