@@ -46,6 +46,8 @@ use crate::error::{Error, ErrorKind};
 
 /// The write buffer of each spool.
 const BUFFER: usize = 64 * 1024;
+/// The tag of pgoutput's Origin message.
+const ORIGIN: u8 = b'O';
 
 /// The streamed transactions of one replication session that have neither
 /// committed nor aborted yet.
@@ -95,13 +97,17 @@ impl Streamed {
         let Some(spool) = self.open.get_mut(&xid) else {
             return Err(protocol(format!("no spool is open for streamed transaction {xid}")));
         };
-        let subxid = match data.get(1..5) {
-            Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-            None => return Err(protocol(format!("a streamed message of {} bytes has no xid", data.len()))),
-        };
-        if subxid != xid && !spool.index.contains_key(&subxid) {
-            spool.index.insert(subxid, spool.subxacts.len());
-            spool.subxacts.push((subxid, spool.len));
+        // An Origin message (sent after the Stream Start of a transaction
+        // replayed from another node) is the one without an xid.
+        if data.first() != Some(&ORIGIN) {
+            let subxid = match data.get(1..5) {
+                Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                None => return Err(protocol(format!("a streamed message of {} bytes has no xid", data.len()))),
+            };
+            if subxid != xid && !spool.index.contains_key(&subxid) {
+                spool.index.insert(subxid, spool.subxacts.len());
+                spool.subxacts.push((subxid, spool.len));
+            }
         }
         spool.append(data)
     }
@@ -242,6 +248,8 @@ mod tests {
     fn a_subtransaction_abort_cuts_it_and_its_descendants_only() {
         let mut s = Streamed::default();
         s.start(&start(10, true)).ok().unwrap();
+        let origin = b"O\x00\x00\x00\x0b\x00\x00\x00\x00node\x00".to_vec();
+        s.spool(&origin).ok().unwrap(); // no xid: not taken for subtransaction 11
         s.spool(&change(10, 1)).ok().unwrap();
         s.spool(&change(11, 2)).ok().unwrap(); // subxact 11
         s.spool(&change(12, 3)).ok().unwrap(); // 12, child of 11
@@ -252,7 +260,7 @@ mod tests {
         // One that wrote nothing changes nothing.
         s.abort(&StreamAbort { xid: 10, subxid: 99, parallel: None }).ok().unwrap();
         s.stop();
-        assert_eq!(replayed(&mut s, 10), vec![change(10, 1), change(13, 5), change(10, 6)]);
+        assert_eq!(replayed(&mut s, 10), vec![origin, change(10, 1), change(13, 5), change(10, 6)]);
     }
 
     #[test]
