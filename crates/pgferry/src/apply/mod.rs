@@ -84,6 +84,9 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 const SAMPLE_WITHIN: Duration = Duration::from_secs(1);
 /// How often the source's relations are compared with the publication and the target.
 const RELATIONS_EVERY: Duration = Duration::from_secs(30);
+/// The tag of pgoutput's Stream Stop, the one message of a stream block that
+/// is not spooled ([`streamed`]).
+const STREAM_STOP: u8 = b'E';
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
@@ -533,7 +536,7 @@ impl Run<'_> {
     /// of the current transaction, or one of a streamed transaction
     /// ([`streamed`]).
     async fn data(&mut self, decoder: &mut Decoder, data: bytes::Bytes, stop_at: Option<Lsn>) -> Result<(), Stop> {
-        if decoder.in_stream_block() && data.first() != Some(&b'E') {
+        if decoder.in_stream_block() && data.first() != Some(&STREAM_STOP) {
             return self.streamed.spool(&data);
         }
         let bytes = data.len();
