@@ -265,7 +265,10 @@ impl<'a> Applier<'a> {
             other => {
                 return Err(Stop::Fatal(Error::new(
                     ErrorKind::Server,
-                    format!("the source sent a {:?} message, which protocol version 1 does not use", other.kind()),
+                    format!(
+                        "the source sent a {:?} message inside a transaction, where change capture does not expect one",
+                        other.kind()
+                    ),
                 )))
             }
         }

@@ -11,6 +11,10 @@
 //!   target does not hold. A restart (after a crash, a kill, a server restart)
 //!   resumes from the journaled position: the server sends only transactions that
 //!   commit after it.
+//! - **Large transactions in bounded memory.** From a source of PostgreSQL 14 or
+//!   later, a transaction larger than its `logical_decoding_work_mem` arrives
+//!   streamed before it commits; it is spooled to a temporary file and applied
+//!   at its commit as one transaction like any other ([`streamed`]).
 //! - **Exact values.** Values travel as text under pinned settings and are cast to
 //!   the target column's type ([`stream`], [`statements`]).
 //! - **The target's own logic stays out.** The apply session runs with
@@ -43,6 +47,7 @@ mod relation;
 mod samples;
 mod statements;
 mod stream;
+mod streamed;
 pub(crate) mod touched;
 mod watchdog;
 
@@ -51,7 +56,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pgferry_core::names::MigrationName;
 use pgferry_pg::replication::ReplicationError;
 use pgferry_pg::{sqlstate, ConnSpec};
-use pgferry_pgoutput::{Decoder, Lsn};
+use pgferry_pgoutput::{Decoder, Lsn, Message, StreamCommit};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -79,6 +84,9 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 const SAMPLE_WITHIN: Duration = Duration::from_secs(1);
 /// How often the source's relations are compared with the publication and the target.
 const RELATIONS_EVERY: Duration = Duration::from_secs(30);
+/// The tag of pgoutput's Stream Stop, the one message of a stream block that
+/// is not spooled ([`streamed`]).
+const STREAM_STOP: u8 = b'E';
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
@@ -370,7 +378,12 @@ async fn stream_session(
     }
     let slot =
         crate::slot::on_target(dst, &options.migration).await?.unwrap_or_else(|| options.migration.legacy_slot());
-    let opening = stream::open(source, &options.migration, &slot, state.start, liveness);
+    let source_version: i32 = src
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| Stop::target("reading the source's version", e))?
+        .get(0);
+    let opening = stream::open(source, &options.migration, &slot, state.start, liveness, source_version);
     let mut source_stream = opening.await.map_err(|e| match e {
         e if first && !sqlstate::of_transport(&e).reopens_stream() => {
             Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
@@ -396,6 +409,7 @@ async fn stream_session(
         heard_anything: false,
         relations: Relations { source: src, target: dst_catalog, checked: None, last: Vec::new() },
         slot: &slot,
+        streamed: streamed::Streamed::default(),
     };
     run.check_relations().await?;
     let result = run.stream_until(stop_at).await;
@@ -409,6 +423,10 @@ async fn stream_session(
         source_stream.abort();
     }
     result
+}
+
+fn undecodable(e: pgferry_pgoutput::DecodeError) -> Stop {
+    Stop::Fatal(Error::new(ErrorKind::Server, format!("decoding the change stream: {e}")))
 }
 
 /// After a session failed for good: the reason when the slot is lost (dropped
@@ -462,6 +480,8 @@ struct Run<'a> {
     relations: Relations,
     /// The migration's slot, whose retained WAL each status reads.
     slot: &'a str,
+    /// Transactions the source is streaming before their commit.
+    streamed: streamed::Streamed,
 }
 
 impl Run<'_> {
@@ -476,28 +496,10 @@ impl Run<'_> {
                 Next::Event(stream::Event::Begin { final_lsn }) => self.applier.begin(final_lsn),
                 Next::Event(stream::Event::Data { data, wal_end }) => {
                     self.server_end = self.server_end.max(wal_end);
-                    let bytes = data.len();
-                    let message = decoder.decode(data).map_err(|e| {
-                        Stop::Fatal(Error::new(ErrorKind::Server, format!("decoding the change stream: {e}")))
-                    })?;
-                    self.applier.apply(message, bytes).await?;
+                    self.data(&mut decoder, data, stop_at).await?;
                 }
                 Next::Event(stream::Event::Commit { end_lsn: end, commit_time_micros }) => {
-                    self.applier.end_transaction(end, commit_time_micros);
-                    let target_idle = self.applier.commit_finished()?;
-                    let batch = &self.applier.batch;
-                    if stop_at.is_some_and(|s| end >= s)
-                        || batch.replayed_ddl
-                        || batch::should_flush(
-                            &self.options.batch,
-                            batch.changes,
-                            batch.bytes,
-                            batch.age(),
-                            target_idle,
-                        )
-                    {
-                        self.flush().await?;
-                    }
+                    self.end_transaction(end, commit_time_micros, stop_at).await?
                 }
                 Next::Event(stream::Event::KeepAlive { wal_end }) => {
                     self.server_end = self.server_end.max(wal_end);
@@ -527,6 +529,60 @@ impl Run<'_> {
                 self.check_relations().await?;
             }
         }
+    }
+
+    /// One pgoutput message other than Begin, Commit and a logical message
+    /// outside a stream block (the transport reports those itself): a change
+    /// of the current transaction, or one of a streamed transaction
+    /// ([`streamed`]).
+    async fn data(&mut self, decoder: &mut Decoder, data: bytes::Bytes, stop_at: Option<Lsn>) -> Result<(), Stop> {
+        if decoder.in_stream_block() && data.first() != Some(&STREAM_STOP) {
+            return self.streamed.spool(&data);
+        }
+        let bytes = data.len();
+        match decoder.decode(data).map_err(undecodable)? {
+            Message::StreamStart(start) => self.streamed.start(&start),
+            Message::StreamStop => {
+                self.streamed.stop();
+                crate::failpoint::hit("streamed-block-spooled");
+                Ok(())
+            }
+            Message::StreamAbort(abort) => self.streamed.abort(&abort),
+            Message::StreamCommit(commit) => self.apply_streamed(commit, stop_at).await,
+            message => self.applier.apply(message, bytes).await,
+        }
+    }
+
+    /// A streamed transaction committed: its spooled messages are applied as
+    /// one source transaction, exactly as a whole one would be.
+    async fn apply_streamed(&mut self, commit: StreamCommit, stop_at: Option<Lsn>) -> Result<(), Stop> {
+        let mut replay = self.streamed.commit(commit.xid)?;
+        self.applier.begin(commit.commit_lsn);
+        let ddl_prefix = self.options.migration.ddl_message_prefix();
+        while let Some(data) = replay.next_message()? {
+            let bytes = data.len();
+            match pgferry_pgoutput::decode(data, true).map_err(undecodable)? {
+                Message::LogicalMessage(m) if m.transactional && m.prefix == ddl_prefix => {
+                    self.applier.ddl(m.lsn, &m.content).await?
+                }
+                message => self.applier.apply(message, bytes).await?,
+            }
+        }
+        self.end_transaction(commit.end_lsn, commit.commit_time.0, stop_at).await
+    }
+
+    /// A source transaction ended at `end`: its batch commits when it is due.
+    async fn end_transaction(&mut self, end: Lsn, commit_time_micros: i64, stop_at: Option<Lsn>) -> Result<(), Stop> {
+        self.applier.end_transaction(end, commit_time_micros);
+        let target_idle = self.applier.commit_finished()?;
+        let batch = &self.applier.batch;
+        if stop_at.is_some_and(|s| end >= s)
+            || batch.replayed_ddl
+            || batch::should_flush(&self.options.batch, batch.changes, batch.bytes, batch.age(), target_idle)
+        {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     /// Names the source's relations change capture misses, when that list

@@ -14,6 +14,15 @@
 //! is committed on the target, so the slot never releases a change the target
 //! does not hold.
 //!
+//! A source of PostgreSQL 14 or later is asked for pgoutput protocol version 2
+//! with `streaming 'on'`
+//! ([Logical Streaming Replication Protocol](https://www.postgresql.org/docs/current/protocol-logical-replication.html)):
+//! a transaction larger than its `logical_decoding_work_mem` then arrives in
+//! blocks while it runs, instead of being held on the source's disk until it
+//! commits ([`super::streamed`] spools them). Older sources speak version 1.
+//! The transport is `pgwire-replication`, vendored with these two additions
+//! (`vendor/pgwire-replication/README.pgferry.md`).
+//!
 //! The transport has an LSN type of its own: [`Stream`] converts its positions
 //! to pgferry's [`Lsn`] here, at the edge, and nowhere else.
 
@@ -40,13 +49,19 @@ pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalst
     SET extra_float_digits = 3; SET bytea_output = hex; SET lc_monetary = 'C';
     SET session_replication_role = replica; SET search_path = ''";
 
-/// Opens the stream at `start`, with the status updates [`Liveness`] needs.
+/// The first source version whose pgoutput streams in-progress transactions
+/// (protocol version 2).
+const STREAMING_SINCE: i32 = 140_000;
+
+/// Opens the stream at `start`, with the status updates [`Liveness`] needs;
+/// `source_version` is the source's `server_version_num`.
 pub(crate) async fn open(
     source: &ConnSpec,
     name: &MigrationName,
     slot: &str,
     start: Lsn,
     liveness: Liveness,
+    source_version: i32,
 ) -> Result<Stream, PgWireError> {
     let publications =
         vec![name.publication().as_str().to_string(), name.insert_only_publication().as_str().to_string()];
@@ -60,7 +75,9 @@ pub(crate) async fn open(
         None => settings,
     });
     let start = wire(start);
+    let streaming = source_version >= STREAMING_SINCE;
     config = config
+        .with_protocol(if streaming { 2 } else { 1 }, streaming)
         .with_start_lsn(start)
         .with_ack_lsn(start)
         // Acknowledgements reach the source within this: a drain that ends with one
@@ -78,7 +95,8 @@ pub(crate) async fn open(
 pub(crate) enum Event {
     /// A transaction begins; it commits at `final_lsn`.
     Begin { final_lsn: Lsn },
-    /// One pgoutput message; the server's WAL reaches `wal_end`.
+    /// One pgoutput message (any message of a stream block included); the
+    /// server's WAL reaches `wal_end`.
     Data { data: Bytes, wal_end: Lsn },
     /// The transaction ends at `end_lsn`.
     Commit { end_lsn: Lsn, commit_time_micros: i64 },

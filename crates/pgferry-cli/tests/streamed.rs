@@ -1,0 +1,350 @@
+//! Large transactions that a PostgreSQL 14+ source streams before they commit
+//! (pgoutput protocol version 2, `streaming 'on'`), with the source's
+//! `logical_decoding_work_mem` at its minimum (64kB) so that every transaction
+//! here passes it: each arrives complete and exactly once, a rolled-back
+//! subtransaction or a rolled-back transaction leaves only what committed, two
+//! transactions streamed interleaved both arrive, and pgferry killed while one
+//! is spooled, before and after its commit on the target loses and doubles
+//! nothing; with DDL capture, a command inside one is replayed in place.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pgferry_testkit::{Cluster, PgVersion};
+
+fn pgferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).envs(envs.iter().copied()).output().expect("run pgferry")
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "pgferry failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A source that streams every transaction over 64kB.
+fn streaming_source(version: PgVersion) -> Cluster {
+    let source = Cluster::builder(version).setting("logical_decoding_work_mem", "64kB").start();
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL, pad text);
+         CREATE TABLE log (seq bigint, note text);
+         INSERT INTO big SELECT g, 0, 'seed' FROM generate_series(1, 100) g;",
+    );
+    source
+}
+
+fn copy(source: &Cluster, target: &Cluster, name: &str) {
+    let (s, t) = (source.url("app"), target.url("app"));
+    let bin = source.version().bin_dir();
+    assert_ok(&pgferry(
+        &["copy", "--source", &s, "--target", &t, "--name", name],
+        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
+    ));
+}
+
+fn catch_up(source: &Cluster, target: &Cluster, name: &str) -> Output {
+    let (s, t) = (source.url("app"), target.url("app"));
+    pgferry(&["follow", "--source", &s, "--target", &t, "--name", name, "--until-caught-up"], &[])
+}
+
+fn spawn_follow(source: &Cluster, target: &Cluster, name: &str, envs: &[(&str, &str)]) -> Child {
+    let (s, t) = (source.url("app"), target.url("app"));
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["follow", "--source", &s, "--target", &t, "--name", name])
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgferry follow")
+}
+
+/// Waits for `child` to end by itself (a failpoint), at most a minute.
+fn exits_at_failpoint(mut child: Child, failpoint: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                status.code(),
+                Some(137),
+                "{failpoint}: follow ended otherwise: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!("{failpoint} was not reached within a minute: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A psql session kept open, so a transaction can stay in progress while the
+/// test does something else.
+struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Session {
+    fn open(cluster: &Cluster) -> Session {
+        let mut child = cluster
+            .version()
+            .client_command("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+            .arg(cluster.socket_dir())
+            .args(["-p", &cluster.port().to_string(), "-d", "app"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start psql");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Session { child, stdin, stdout }
+    }
+
+    /// Runs `sql` and waits until it finished.
+    fn run(&mut self, sql: &str) {
+        writeln!(self.stdin, "{sql}\n\\echo __done__").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(self.stdout.read_line(&mut line).unwrap() > 0, "psql ended (an error?) running: {sql}");
+            if line.trim_end() == "__done__" {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the keyless table holds: any transaction applied twice (or half) shows.
+const LOG_SUMMARY: &str = "SELECT coalesce(string_agg(note || '=' || n || '/' || s, ' ' ORDER BY note), '')
+    FROM (SELECT note, count(*) n, sum(seq) s FROM log GROUP BY note) x";
+
+fn streamed_transactions(source: &Cluster, slot: &str) -> i64 {
+    source
+        .psql(
+            "app",
+            &format!("SELECT coalesce(sum(stream_txns), 0) FROM pg_stat_replication_slots WHERE slot_name = '{slot}'"),
+        )
+        .parse()
+        .unwrap()
+}
+
+fn slot_of(target: &Cluster, name: &str) -> String {
+    target.psql("app", &format!("SELECT slot_name FROM pgferry.migration WHERE name = '{name}'"))
+}
+
+#[test]
+fn streamed_transactions_arrive_exactly_once_from_15_to_15_and_18() {
+    streamed_transactions_arrive_exactly_once(PgVersion::V15, &[(PgVersion::V15, "to15"), (PgVersion::V18, "to18")]);
+}
+
+#[test]
+fn streamed_transactions_arrive_exactly_once_from_18_to_18() {
+    streamed_transactions_arrive_exactly_once(PgVersion::V18, &[(PgVersion::V18, "to18")]);
+}
+
+fn streamed_transactions_arrive_exactly_once(from: PgVersion, to: &[(PgVersion, &'static str)]) {
+    let source = streaming_source(from);
+    let targets: Vec<(Cluster, &str)> = to
+        .iter()
+        .copied()
+        .map(|(version, name)| {
+            let target = Cluster::start(version);
+            target.create_database("app");
+            copy(&source, &target, name);
+            (target, name)
+        })
+        .collect();
+    // Fifty thousand rows in one transaction.
+    source.psql(
+        "app",
+        "BEGIN;
+         INSERT INTO big SELECT g, 1, repeat('x', 20) FROM generate_series(1000, 50999) g;
+         INSERT INTO log SELECT g, 'one' FROM generate_series(1, 50000) g;
+         COMMIT;",
+    );
+    // A subtransaction rolled back in the middle, another released.
+    source.psql(
+        "app",
+        "BEGIN;
+         INSERT INTO log SELECT g, 'two' FROM generate_series(1, 20000) g;
+         SAVEPOINT s;
+         INSERT INTO log SELECT g, 'rolled back' FROM generate_series(1, 20000) g;
+         UPDATE big SET v = v + 100 WHERE id < 2000;
+         ROLLBACK TO s;
+         UPDATE big SET v = v + 1 WHERE id BETWEEN 1000 AND 20999;
+         SAVEPOINT t;
+         INSERT INTO log SELECT g, 'released' FROM generate_series(1, 5000) g;
+         RELEASE t;
+         COMMIT;",
+    );
+    // A whole transaction rolled back.
+    source.psql(
+        "app",
+        "BEGIN;
+         INSERT INTO log SELECT g, 'aborted' FROM generate_series(1, 30000) g;
+         DELETE FROM big WHERE id > 40000;
+         ROLLBACK;",
+    );
+    // Two transactions interleaved, the later one committing first.
+    let (mut a, mut b) = (Session::open(&source), Session::open(&source));
+    a.run("BEGIN; INSERT INTO log SELECT g, 'a' FROM generate_series(1, 20000) g;");
+    b.run("BEGIN; INSERT INTO log SELECT g, 'b' FROM generate_series(1, 20000) g;");
+    b.run("UPDATE big SET v = v + 10 WHERE id % 2 = 0;");
+    a.run("DELETE FROM big WHERE id % 2 = 1 AND id % 7 = 0 AND id > 1000;");
+    b.run("COMMIT;");
+    a.run("INSERT INTO log SELECT g, 'a' FROM generate_series(20001, 30000) g; COMMIT;");
+    let expected =
+        "a=30000/450015000 b=20000/200010000 one=50000/1250025000 released=5000/12502500 two=20000/200010000";
+    assert_eq!(source.psql("app", LOG_SUMMARY), expected);
+    for (target, name) in &targets {
+        assert_ok(&catch_up(&source, target, name));
+        assert_eq!(target.psql("app", LOG_SUMMARY), expected, "{name}");
+        assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "content differs for {name}");
+        // They did arrive streamed: the source counts each streamed transaction
+        // (its statistics reach the view within moments).
+        let slot = slot_of(target, name);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while streamed_transactions(&source, &slot) < 4 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(200));
+        }
+        assert!(streamed_transactions(&source, &slot) >= 4, "{name}: the source streamed too few transactions");
+        // A rerun finds nothing more to apply.
+        assert_ok(&catch_up(&source, target, name));
+        assert_eq!(target.psql("app", LOG_SUMMARY), expected, "{name} after a rerun");
+    }
+}
+
+#[test]
+fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit_nothing_is_lost_or_doubled_15_to_15() {
+    killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(PgVersion::V15);
+}
+
+#[test]
+fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit_nothing_is_lost_or_doubled_15_to_18() {
+    killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(PgVersion::V18);
+}
+
+fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(to: PgVersion) {
+    let source = streaming_source(PgVersion::V15);
+    let target = Cluster::start(to);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    let mut open = Session::open(&source);
+    open.run(
+        "BEGIN;
+         INSERT INTO log SELECT g, 'big' FROM generate_series(1, 50000) g;
+         UPDATE big SET v = v + 1;",
+    );
+    // Past its changes so far.
+    let past = source.psql("app", "SELECT pg_current_wal_lsn()");
+    // The source streams it while it is still open: pgferry is killed after
+    // spooling its second block; then, started again, after its first block
+    // (the source streams it again from the start).
+    exits_at_failpoint(
+        spawn_follow(&source, &target, "main", &[("PGFERRY_FAILPOINT", "streamed-block-spooled:2")]),
+        "streamed-block-spooled:2",
+    );
+    exits_at_failpoint(
+        spawn_follow(&source, &target, "main", &[("PGFERRY_FAILPOINT", "streamed-block-spooled:1")]),
+        "streamed-block-spooled:1",
+    );
+    // Running with it open while a small transaction commits after its first
+    // changes: the applied position passes them (is acknowledged to the
+    // source), yet after the kill the source streams the open one again from
+    // its start (what follows proves it).
+    let mut running = spawn_follow(&source, &target, "main", &[]);
+    open.run("INSERT INTO log SELECT g, 'big' FROM generate_series(50001, 60000) g;");
+    source.psql("app", "INSERT INTO log VALUES (0, 'small')");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while target.psql("app", "SELECT count(*) FROM log") != "1" && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(target.psql("app", "SELECT count(*) FROM log"), "1", "the small one only, nothing of the open one");
+    let applied = target.psql("app", "SELECT applied_lsn::text FROM pgferry.apply_progress");
+    assert_eq!(source.psql("app", &format!("SELECT '{applied}'::pg_lsn > '{past}'::pg_lsn")), "t", "{applied}");
+    let slot = slot_of(&target, "main");
+    let confirmed =
+        format!("SELECT confirmed_flush_lsn >= '{applied}' FROM pg_replication_slots WHERE slot_name = '{slot}'");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while source.psql("app", &confirmed) != "t" && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(source.psql("app", &confirmed), "t", "the slot was not told {applied}");
+    running.kill().unwrap();
+    running.wait().unwrap();
+    open.run("COMMIT;");
+    // Killed after applying it, before the target's commit; then just after.
+    for failpoint in ["apply-before-commit:1", "apply-after-commit:1"] {
+        exits_at_failpoint(spawn_follow(&source, &target, "main", &[("PGFERRY_FAILPOINT", failpoint)]), failpoint);
+    }
+    assert_eq!(target.psql("app", "SELECT count(*) FROM log"), "60001", "committed on the target by the last run");
+    assert_ok(&catch_up(&source, &target, "main"));
+    assert_eq!(target.psql("app", LOG_SUMMARY), "big=60000/1800030000 small=1/0");
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+}
+
+/// With DDL capture, a command inside a streamed transaction is replayed at its
+/// place among the transaction's changes (the rows after it have the new column).
+#[test]
+fn a_command_inside_a_streamed_transaction_is_replayed_in_place() {
+    let source = streaming_source(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    target.create_database("app");
+    let (s, t) = (source.url("app"), target.url("app"));
+    let bin = source.version().bin_dir();
+    assert_ok(&pgferry(
+        &[
+            "start",
+            "--source",
+            &s,
+            "--target",
+            &t,
+            "--name",
+            "ddl",
+            "--until-caught-up",
+            "--capture-ddl",
+            "--keyless-tables-are-insert-only",
+        ],
+        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
+    ));
+    // Statement by statement (psql sends each on its own), as an application would.
+    Session::open(&source).run(
+        "BEGIN;
+         INSERT INTO big SELECT g, 1, 'before' FROM generate_series(1000, 30999) g;
+         ALTER TABLE big ADD COLUMN extra int;
+         UPDATE big SET extra = id WHERE id % 3 = 0;
+         INSERT INTO big SELECT g, 2, 'after', -g FROM generate_series(31000, 50999) g;
+         INSERT INTO log SELECT g, 'ddl' FROM generate_series(1, 20000) g;
+         COMMIT;",
+    );
+    assert_ok(&catch_up(&source, &target, "ddl"));
+    let extra = "SELECT count(extra) || '/' || sum(extra) FROM big";
+    assert_eq!(target.psql("app", extra), source.psql("app", extra));
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+    let slot = slot_of(&target, "ddl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while streamed_transactions(&source, &slot) < 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(streamed_transactions(&source, &slot) >= 1, "the source did not stream it");
+}
