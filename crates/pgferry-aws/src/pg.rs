@@ -42,7 +42,10 @@ pub struct PgSeed {
 
 impl SeedSide for PgSeed {
     async fn databases(&self, selection: &Selection) -> Result<InstancePlan> {
-        pgferry::instance::planned(&self.source, selection).await
+        let plan = pgferry::instance::planned(&self.source, selection).await?;
+        // Every database's slot before the snapshot: all of them must fit.
+        pgferry::instance::refuse_without_room(&self.source, &self.migration, &plan.databases, false).await?;
+        Ok(plan)
     }
 
     async fn prepare(&self, database: &str) -> Result<SeedMark> {

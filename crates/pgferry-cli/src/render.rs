@@ -29,6 +29,13 @@ pub(crate) fn instance_check(report: &pgferry::instance::InstanceCheck) -> Strin
         }
         out.push('\n');
     }
+    if !report.capacity.is_empty() {
+        let _ = writeln!(out, "=== the source server, for every database at once");
+        for f in &report.capacity {
+            let _ = writeln!(out, "  PROBLEM [{}] {}\n          fix: {}", f.code, f.what, f.fix);
+        }
+        out.push('\n');
+    }
     for (name, why) in &report.plan.left_out {
         let mark = if why.loses_writes() { "WARNING: " } else { "" };
         let _ = writeln!(out, "{mark}left out: {name} ({})", why.as_str());
@@ -38,7 +45,7 @@ pub(crate) fn instance_check(report: &pgferry::instance::InstanceCheck) -> Strin
         "instance: {} database(s): {}; {}",
         report.plan.databases.len(),
         report.plan.databases.join(", "),
-        if report.ready { "READY" } else { "NOT READY (see each database above)" }
+        if report.ready { "READY" } else { "NOT READY (see above)" }
     );
     out
 }

@@ -622,3 +622,66 @@ fn database_with_rows(source: &Cluster, target: &Cluster, db: &str, rows: u32) {
         &format!("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, {rows}) g"),
     );
 }
+
+/// Each database's own preflight asks for one free slot, which every database of
+/// the plan sees: checked only there, the first databases took the last slots
+/// and the others failed after they had started (16 databases, 8 free slots).
+/// The plan is refused as a whole before anything is made.
+#[test]
+fn an_instance_that_does_not_fit_in_the_source_servers_slots_is_refused_before_anything_starts() {
+    let source = Cluster::builder(PgVersion::V15).setting("max_replication_slots", "3").start();
+    let target = Cluster::start(PgVersion::V15);
+    let names = ["a", "b", "c", "d"];
+    for db in names {
+        source.create_database(db);
+        source.psql(db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+        target.create_database(db);
+    }
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let selection: Vec<&str> = names.iter().flat_map(|db| ["--database", db]).collect();
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(&selection).map(|a| a.to_string()).collect() };
+    let run = |args: Vec<String>| Command::new(env!("CARGO_BIN_EXE_pgferry")).args(&args).output().unwrap();
+
+    let out = run(with(&["check", "--source", &s, "--target", &t, "--all-databases", "--format", "json"]));
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["capacity"][0]["code"], "instance_replication_slots", "{report}");
+
+    for (command, what) in [
+        (with(&["start", "--source", &s, "--target", &t, "--all-databases", "--until-caught-up"]), "start"),
+        (with(&["seed", "prepare", "--source", &s, "--all-databases"]), "seed prepare"),
+    ] {
+        let out = run(command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        assert!(stderr.contains("need 4 new replication slot(s)") && stderr.contains("3 free"), "{what}: {stderr}");
+        assert!(stderr.contains("hint: raise max_replication_slots to at least 4"), "{what}: {stderr}");
+        assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0", "{what} made no slot");
+        for db in names {
+            assert_eq!(
+                target.psql(db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"),
+                "0",
+                "{what} touched no target database"
+            );
+        }
+    }
+
+    // Three databases fit.
+    let out = pgferry(&[
+        "check",
+        "--source",
+        &s,
+        "--target",
+        &t,
+        "--all-databases",
+        "--database",
+        "a",
+        "--database",
+        "b",
+        "--database",
+        "c",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(json(&out)["capacity"], serde_json::json!([]), "{}", json(&out));
+}

@@ -12,6 +12,8 @@
 
 use serde::Serialize;
 
+use crate::preflight::{Finding, Severity, Side};
+
 /// A database as the source's `pg_database` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceDatabase {
@@ -109,9 +111,109 @@ pub fn plan(databases: &[SourceDatabase], selection: &Selection) -> Result<Insta
     Ok(out)
 }
 
+/// The source server's replication capacity, read once for the whole plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplicationCapacity {
+    pub max_slots: i32,
+    /// Replication slots on the server, the migration's own included.
+    pub used_slots: i32,
+    /// Of the plan's databases, those whose migration slot exists already (kept, not
+    /// made again).
+    pub own_slots: i32,
+    pub max_senders: i32,
+    /// WAL senders running now.
+    pub used_senders: i32,
+}
+
+/// What moving `databases` side by side needs of the source server at once: a
+/// slot for each (one that exists is kept) and a WAL sender for each (its copy's
+/// snapshot session, then its change stream). Each database's own preflight
+/// asks for one free slot and one free sender, which all of them see: checked
+/// only there, the first databases would take the last slots and the others
+/// fail after they had started. A shortfall is a problem before anything starts.
+/// `streaming`: the databases will follow side by side in this run (`start`); a
+/// `seed prepare` makes their slots one after another and needs the slots only.
+pub fn capacity_problems(capacity: &ReplicationCapacity, databases: usize, streaming: bool) -> Vec<Finding> {
+    let databases = i32::try_from(databases).unwrap_or(i32::MAX);
+    let mut out = Vec::new();
+    let new_slots = databases - capacity.own_slots;
+    let free_slots = capacity.max_slots - capacity.used_slots;
+    if new_slots > free_slots {
+        out.push(Finding {
+            side: Side::Source,
+            severity: Severity::Problem,
+            code: "instance_replication_slots",
+            what: format!(
+                "the plan's {databases} database(s) need {new_slots} new replication slot(s) (one each{}), and {} of \
+                 max_replication_slots = {} are in use: {free_slots} free",
+                if capacity.own_slots > 0 {
+                    format!("; {} kept from an earlier run", capacity.own_slots)
+                } else {
+                    String::new()
+                },
+                capacity.used_slots,
+                capacity.max_slots,
+            ),
+            fix: format!(
+                "raise max_replication_slots to at least {} (restart needed), drop unused slots with \
+                 pg_drop_replication_slot(), or move fewer databases at once with --database / --exclude-database",
+                capacity.used_slots + new_slots
+            ),
+            objects: Vec::new(),
+        });
+    }
+    let free_senders = capacity.max_senders - capacity.used_senders;
+    if streaming && databases > free_senders {
+        out.push(Finding {
+            side: Side::Source,
+            severity: Severity::Problem,
+            code: "instance_wal_senders",
+            what: format!(
+                "the plan's {databases} database(s) each hold a WAL sender while they copy and follow side by side, \
+                 and {} of max_wal_senders = {} are in use: {free_senders} free",
+                capacity.used_senders, capacity.max_senders
+            ),
+            fix: format!(
+                "raise max_wal_senders to at least {} (restart needed), stop an idle replication client, or move \
+                 fewer databases at once with --database / --exclude-database",
+                capacity.used_senders + databases
+            ),
+            objects: Vec::new(),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn capacity(used_slots: i32, own_slots: i32, used_senders: i32) -> ReplicationCapacity {
+        ReplicationCapacity { max_slots: 10, used_slots, own_slots, max_senders: 10, used_senders }
+    }
+
+    #[test]
+    fn sixteen_databases_do_not_fit_in_eight_free_slots_and_the_fix_names_the_setting() {
+        let problems = capacity_problems(&capacity(2, 0, 0), 16, true);
+        let codes: Vec<_> = problems.iter().map(|f| f.code).collect();
+        assert_eq!(codes, ["instance_replication_slots", "instance_wal_senders"]);
+        assert!(problems[0].what.contains("16 new replication slot(s)") && problems[0].what.contains("8 free"));
+        assert!(problems[0].fix.contains("at least 18"), "{}", problems[0].fix);
+        assert!(problems[1].fix.contains("max_wal_senders to at least 16"), "{}", problems[1].fix);
+    }
+
+    #[test]
+    fn slots_kept_from_an_earlier_run_need_no_room_and_a_seed_prepare_needs_no_senders() {
+        // A rerun: 8 of the 10 databases hold their slot (counted among the used).
+        assert!(capacity_problems(&capacity(10, 8, 0), 10, false)
+            .iter()
+            .any(|f| f.code == "instance_replication_slots"));
+        assert_eq!(capacity_problems(&ReplicationCapacity { max_slots: 12, ..capacity(10, 8, 0) }, 10, false), []);
+        // Exactly enough is enough.
+        assert_eq!(capacity_problems(&capacity(0, 0, 0), 10, true), []);
+        assert_eq!(capacity_problems(&capacity(0, 0, 9), 10, false), []);
+        assert_eq!(capacity_problems(&capacity(0, 0, 1), 10, true).len(), 1);
+    }
 
     fn db(name: &str, is_template: bool, allows_connections: bool) -> SourceDatabase {
         SourceDatabase { name: name.into(), is_template, allows_connections }

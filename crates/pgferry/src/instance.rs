@@ -10,8 +10,11 @@
 //! collations sort differs on the target
 //! ([CREATE DATABASE](https://www.postgresql.org/docs/current/sql-createdatabase.html)).
 
-use pgferry_core::instance::{plan, InstancePlan, Selection, SourceDatabase, UnknownDatabase};
-use pgferry_core::preflight::CheckPlan;
+use pgferry_core::instance::{
+    capacity_problems, plan, InstancePlan, ReplicationCapacity, Selection, SourceDatabase, UnknownDatabase,
+};
+use pgferry_core::names::MigrationName;
+use pgferry_core::preflight::{CheckPlan, Finding};
 use pgferry_core::sql::{Ident, Sql};
 use pgferry_pg::ConnSpec;
 use serde::Serialize;
@@ -25,7 +28,11 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct InstanceCheck {
     pub plan: InstancePlan,
     pub databases: Vec<DatabaseCheck>,
-    /// Every database moved is ready, and none is missing on the target.
+    /// What moving every database side by side lacks on the source server
+    /// ([`capacity_problems`]).
+    pub capacity: Vec<Finding>,
+    /// Every database moved is ready, none is missing on the target, and the
+    /// source server has room for all of them at once.
     pub ready: bool,
 }
 
@@ -109,8 +116,79 @@ pub async fn check(
         };
         databases.push(DatabaseCheck { database: db.database, report, create_on_target });
     }
-    let ready = databases.iter().all(|d| d.report.as_ref().is_some_and(|r| r.ready));
-    Ok(InstanceCheck { plan: instance, databases, ready })
+    let capacity = capacity_problems(
+        &replication_capacity(source, None, &instance.databases).await?,
+        instance.databases.len(),
+        true,
+    );
+    let ready = capacity.is_empty() && databases.iter().all(|d| d.report.as_ref().is_some_and(|r| r.ready));
+    Ok(InstanceCheck { plan: instance, databases, capacity, ready })
+}
+
+/// Refuses, before anything is made, a plan whose databases do not all fit in
+/// the source server's replication capacity at once ([`capacity_problems`]).
+/// `streaming`: they will follow side by side in this run.
+pub async fn refuse_without_room(
+    source: &ConnSpec,
+    migration: &MigrationName,
+    databases: &[String],
+    streaming: bool,
+) -> Result<()> {
+    let capacity = replication_capacity(source, Some(migration), databases).await?;
+    let problems = capacity_problems(&capacity, databases.len(), streaming);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<&str> = problems.iter().map(|f| f.what.as_str()).collect();
+    let fix: Vec<&str> = problems.iter().map(|f| f.fix.as_str()).collect();
+    Err(Error::new(ErrorKind::Refused, format!("{}; nothing was started", what.join("; "))).with_hint(fix.join("; ")))
+}
+
+/// The source server's replication capacity for `databases`. A database whose
+/// slot for `migration` exists already keeps it; with no migration named
+/// (`check`), any pgferry migration's slot there counts as kept.
+pub async fn replication_capacity(
+    source: &ConnSpec,
+    migration: Option<&MigrationName>,
+    databases: &[String],
+) -> Result<ReplicationCapacity> {
+    let src = pgferry_pg::connect(source).await?;
+    let doing = "reading the source server's replication slots and WAL senders";
+    let row = src
+        .query_one(
+            "SELECT current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots)::int,
+                    current_setting('max_wal_senders')::int,
+                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender')::int",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::server(doing, e))?;
+    let slots = src
+        .query(
+            "SELECT s.slot_name::text, d.oid FROM pg_replication_slots s JOIN pg_database d ON d.datname = s.database
+             WHERE NOT s.temporary AND d.datname = ANY($1)",
+            &[&databases],
+        )
+        .await
+        .map_err(|e| Error::server(doing, e))?;
+    let mut kept: Vec<u32> = slots
+        .iter()
+        .filter_map(|r| {
+            let (slot, database): (String, u32) = (r.get(0), r.get(1));
+            let owner = MigrationName::from_object_name(&slot)?;
+            let ours = migration.is_none_or(|m| m == &owner);
+            (ours && slot == owner.slot(database)).then_some(database)
+        })
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    Ok(ReplicationCapacity {
+        max_slots: row.get(0),
+        used_slots: row.get(1),
+        own_slots: i32::try_from(kept.len()).unwrap_or(i32::MAX),
+        max_senders: row.get(2),
+        used_senders: row.get(3),
+    })
 }
 
 /// `CREATE DATABASE` for the database `src` is connected to, as the source has
