@@ -1,0 +1,175 @@
+//! The copy's planner statistics against real clusters: a PostgreSQL 18 target
+//! gets the source's statistics where they can be carried (equal to the
+//! source's, the relation's pages its own) and analyzes the tables whose
+//! statistics cannot be (never analyzed, extended statistics, range columns
+//! from a 15 source, partitioned parents); a 15 target analyzes every table.
+//! Autovacuum is off on both sides, so every statistic read is the copy's.
+
+use std::process::{Command, Output};
+
+use pgferry_testkit::{Cluster, PgVersion};
+
+fn copy(source: &Cluster, target: &Cluster) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["copy", "--source", &source.url("app"), "--target", &target.url("app"), "--jobs", "2"])
+        .output()
+        .expect("run pgferry")
+}
+
+fn stdout_of_success(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pgferry failed ({:?}):\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn quiet(version: PgVersion) -> Cluster {
+    Cluster::builder(version).setting("autovacuum", "off").start()
+}
+
+/// `carried`: analyzed after half its rows were deleted (its pages are twice
+/// what the copy needs), with a dropped column, an array and an expression
+/// index; `part_a`: an analyzed partition; `never`: never analyzed; `extended`:
+/// with a `CREATE STATISTICS` object; `spans`: a range column.
+fn load(c: &Cluster) {
+    c.create_database("app");
+    c.psql(
+        "app",
+        "CREATE TABLE carried (id int PRIMARY KEY, gone int, cat text, tags int[], v numeric);
+         ALTER TABLE carried DROP COLUMN gone;
+         CREATE INDEX carried_lower ON carried (lower(cat));
+         INSERT INTO carried SELECT g, 'cat ' || (g % 17), ARRAY[g % 5, g % 7], g / 3.0 FROM generate_series(1, 20000) g;
+         DELETE FROM carried WHERE id % 2 = 0;
+         CREATE TABLE measures (at int, v int) PARTITION BY RANGE (at);
+         CREATE TABLE part_a PARTITION OF measures FOR VALUES FROM (0) TO (100000);
+         INSERT INTO measures SELECT g, g % 100 FROM generate_series(1, 3000) g;
+         CREATE TABLE never (id int, v text);
+         INSERT INTO never SELECT g, 'v' || (g % 9) FROM generate_series(1, 2000) g;
+         CREATE TABLE extended (a int, b int);
+         CREATE STATISTICS extended_ab (dependencies, ndistinct) ON a, b FROM extended;
+         INSERT INTO extended SELECT g % 10, g % 20 FROM generate_series(1, 2000) g;
+         CREATE TABLE spans (id int, r int4range);
+         INSERT INTO spans SELECT g, int4range(g, g + g % 50) FROM generate_series(1, 2000) g;",
+    );
+    c.psql("app", "VACUUM carried");
+    c.psql("app", "ANALYZE carried, measures, extended, spans");
+}
+
+/// A relation's statistics as `pg_stats` shows them in every version, with its
+/// rows and the `inherited` flag.
+fn pg_stats(c: &Cluster, relation: &str) -> String {
+    c.psql(
+        "app",
+        &format!(
+            "SELECT string_agg(concat_ws('|', attname, inherited, null_frac, avg_width, n_distinct, most_common_vals,
+                    most_common_freqs, histogram_bounds, correlation, most_common_elems, most_common_elem_freqs,
+                    elem_count_histogram), E'\\n' ORDER BY attname, inherited)
+             FROM pg_stats WHERE schemaname = 'public' AND tablename = '{relation}'"
+        ),
+    )
+}
+
+fn one(c: &Cluster, sql: &str) -> String {
+    c.psql("app", sql)
+}
+
+fn analyze_count(c: &Cluster, table: &str) -> String {
+    one(c, &format!("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = '{table}'"))
+}
+
+fn drop_copy_objects(source: &Cluster) {
+    source.psql(
+        "app",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry\\_main\\_\\_%';
+         DROP PUBLICATION pgferry_main, pgferry_main__insert_only;",
+    );
+}
+
+#[test]
+fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry() {
+    let source = quiet(PgVersion::V15);
+    load(&source);
+    let target = quiet(PgVersion::V18);
+    target.create_database("app");
+    let stdout = stdout_of_success(&copy(&source, &target));
+
+    for table in ["carried", "part_a"] {
+        let reltuples = format!("SELECT reltuples FROM pg_class WHERE relname = '{table}'");
+        assert_eq!(one(&target, &reltuples), one(&source, &reltuples), "{table}'s row estimate");
+        assert_ne!(one(&target, &reltuples), "-1");
+        assert_eq!(pg_stats(&target, table), pg_stats(&source, table), "{table}'s column statistics");
+        assert_eq!(analyze_count(&target, table), "0", "{table} was not analyzed: its statistics were carried");
+    }
+    assert!(pg_stats(&source, "carried").contains("{"), "the compared statistics hold values");
+    assert_eq!(pg_stats(&target, "carried_lower"), pg_stats(&source, "carried_lower"), "the expression index's");
+    assert!(!pg_stats(&target, "carried_lower").is_empty());
+    // The pages are the copy's own (the source's hold the deleted rows' space),
+    // the visible share the source's.
+    let pages =
+        "SELECT relpages, pg_relation_size('carried') / 8192, relallvisible FROM pg_class WHERE relname = 'carried'";
+    let (on_source, on_target) = (one(&source, pages), one(&target, pages));
+    let [source_pages, _, source_visible]: [i64; 3] = numbers(&on_source);
+    let [target_pages, target_size, target_visible]: [i64; 3] = numbers(&on_target);
+    assert_eq!(target_pages, target_size, "relpages is the target's size: {on_target}");
+    assert!(target_pages < source_pages, "the copy is smaller: {on_source} / {on_target}");
+    assert_eq!(
+        target_visible,
+        (source_visible * target_pages + source_pages / 2) / source_pages,
+        "{on_source} / {on_target}"
+    );
+
+    for table in ["never", "extended", "spans"] {
+        assert_eq!(analyze_count(&target, table), "1", "{table} was analyzed on the target");
+        assert_ne!(pg_stats(&target, table), "", "{table} has statistics");
+    }
+    assert_ne!(one(&target, "SELECT reltuples FROM pg_class WHERE relname = 'never'"), "-1");
+    assert_eq!(
+        one(&target, "SELECT n_distinct IS NOT NULL FROM pg_stats_ext WHERE statistics_name = 'extended_ab'"),
+        "t",
+        "the extended statistics were built"
+    );
+    assert!(
+        one(
+            &target,
+            "SELECT range_bounds_histogram IS NOT NULL FROM pg_stats WHERE tablename = 'spans' AND attname = 'r'"
+        ) == "t",
+        "the range statistics a 15 source does not show were gathered"
+    );
+    assert_ne!(
+        one(&target, "SELECT count(*) FROM pg_stats WHERE tablename = 'measures' AND inherited"),
+        "0",
+        "the partitioned parent was analyzed"
+    );
+    // The summary says what was carried and what analyzed, and why.
+    assert!(stdout.contains("statistics: 2 table(s) carried from the source, 4 analyzed on the target"), "{stdout}");
+    assert!(stdout.contains("analyzed 1: never analyzed on the source"), "{stdout}");
+    assert!(stdout.contains("analyzed 1: it has extended statistics"), "{stdout}");
+    assert!(stdout.contains("analyzed 1: a column's type keeps statistics"), "{stdout}");
+    assert!(stdout.contains("analyzed 1: partitioned"), "{stdout}");
+
+    // A 15 target analyzes every table, as before.
+    drop_copy_objects(&source);
+    let older = quiet(PgVersion::V15);
+    older.create_database("app");
+    let stdout = stdout_of_success(&copy(&source, &older));
+    for table in ["carried", "part_a", "never", "extended", "spans"] {
+        assert_ne!(analyze_count(&older, table), "0", "{table} was analyzed on the 15 target");
+    }
+    assert!(stdout.contains("statistics: 0 table(s) carried from the source, 6 analyzed on the target"), "{stdout}");
+    assert!(stdout.contains("analyzed 4: the target is older than PostgreSQL 18"), "{stdout}");
+    assert!(stdout.contains("analyzed 1: it has extended statistics"), "{stdout}");
+    assert_eq!(
+        one(&older, "SELECT n_distinct IS NOT NULL FROM pg_stats_ext WHERE statistics_name = 'extended_ab'"),
+        "t",
+        "analyzed after post-data, which made the statistics object"
+    );
+}
+
+fn numbers<const N: usize>(line: &str) -> [i64; N] {
+    let values: Vec<i64> = line.split('|').map(|v| v.trim().parse().expect("a number")).collect();
+    values.try_into().unwrap_or_else(|v: Vec<i64>| panic!("{N} numbers expected: {v:?}"))
+}
