@@ -9,9 +9,13 @@ use std::process::{Command, Output};
 
 use pgferry_testkit::{Cluster, PgVersion};
 
+/// Copies with both clients installed (18's first), as on an operator's machine:
+/// pgferry picks the one both servers accept.
 fn copy(source: &Cluster, target: &Cluster) -> Output {
+    let path = format!("{}:{}", PgVersion::V18.bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     Command::new(env!("CARGO_BIN_EXE_pgferry"))
         .args(["copy", "--source", &source.url("app"), "--target", &target.url("app"), "--jobs", "2"])
+        .env("PATH", path)
         .output()
         .expect("run pgferry")
 }
@@ -32,17 +36,27 @@ fn quiet(version: PgVersion) -> Cluster {
 }
 
 /// `carried`: analyzed after half its rows were deleted (its pages are twice
-/// what the copy needs), with a dropped column, an array and an expression
-/// index; `part_a`: an analyzed partition; `never`: never analyzed; `extended`:
-/// with a `CREATE STATISTICS` object; `spans`: a range column.
+/// what the copy needs), with a dropped column, columns of many types (whose
+/// statistics' text the target must read back) and an expression index;
+/// `part_a`: an analyzed partition; `never`: never analyzed; `extended`: with
+/// a `CREATE STATISTICS` object; `spans`: a range column.
 fn load(c: &Cluster) {
     c.create_database("app");
     c.psql(
         "app",
-        "CREATE TABLE carried (id int PRIMARY KEY, gone int, cat text, tags int[], v numeric);
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE DOMAIN small_ints AS int[] CHECK (cardinality(VALUE) < 5);
+         CREATE TABLE carried (id int PRIMARY KEY, gone int, cat text, tags int[], v numeric, doc jsonb,
+                               words tsvector, at timestamptz, feeling mood, raw bytea, uid uuid, few small_ints,
+                               labels text[], \"Odd Name\" text);
          ALTER TABLE carried DROP COLUMN gone;
          CREATE INDEX carried_lower ON carried (lower(cat));
-         INSERT INTO carried SELECT g, 'cat ' || (g % 17), ARRAY[g % 5, g % 7], g / 3.0 FROM generate_series(1, 20000) g;
+         INSERT INTO carried
+         SELECT g, 'cat ' || (g % 17), ARRAY[g % 5, g % 7], g / 3.0, jsonb_build_object('k', g % 13),
+                to_tsvector('simple', 'word' || (g % 11) || ' other' || (g % 3)), '2024-01-01'::timestamptz + g * interval '1 hour',
+                (ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::mood, decode(md5((g % 20)::text), 'hex'), md5((g % 30)::text)::uuid,
+                ARRAY[g % 4], ARRAY['a,b' || (g % 6), 'q\"' || (g % 2)], CASE WHEN g % 5 = 0 THEN NULL ELSE 'x' || (g % 8) END
+         FROM generate_series(1, 20000) g;
          DELETE FROM carried WHERE id % 2 = 0;
          CREATE TABLE measures (at int, v int) PARTITION BY RANGE (at);
          CREATE TABLE part_a PARTITION OF measures FOR VALUES FROM (0) TO (100000);
@@ -62,12 +76,17 @@ fn load(c: &Cluster) {
 /// A relation's statistics as `pg_stats` shows them in every version, with its
 /// rows and the `inherited` flag.
 fn pg_stats(c: &Cluster, relation: &str) -> String {
+    let ranges = if c.version() == PgVersion::V18 {
+        ", range_length_histogram, range_empty_frac, range_bounds_histogram"
+    } else {
+        ""
+    };
     c.psql(
         "app",
         &format!(
             "SELECT string_agg(concat_ws('|', attname, inherited, null_frac, avg_width, n_distinct, most_common_vals,
                     most_common_freqs, histogram_bounds, correlation, most_common_elems, most_common_elem_freqs,
-                    elem_count_histogram), E'\\n' ORDER BY attname, inherited)
+                    elem_count_histogram{ranges}), E'\\n' ORDER BY attname, inherited)
              FROM pg_stats WHERE schemaname = 'public' AND tablename = '{relation}'"
         ),
     )
@@ -105,6 +124,9 @@ fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry(
         assert_eq!(analyze_count(&target, table), "0", "{table} was not analyzed: its statistics were carried");
     }
     assert!(pg_stats(&source, "carried").contains("{"), "the compared statistics hold values");
+    // The copied rows count as changes since the last ANALYZE: autovacuum
+    // analyzes the carried tables on the target later, off the copy's path.
+    assert_eq!(one(&target, "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'carried'"), "10000");
     assert_eq!(pg_stats(&target, "carried_lower"), pg_stats(&source, "carried_lower"), "the expression index's");
     assert!(!pg_stats(&target, "carried_lower").is_empty());
     // The pages are the copy's own (the source's hold the deleted rows' space),
@@ -167,6 +189,28 @@ fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry(
         "t",
         "analyzed after post-data, which made the statistics object"
     );
+}
+
+#[test]
+fn a_18_source_carries_range_statistics_and_the_frozen_share() {
+    let source = quiet(PgVersion::V18);
+    load(&source);
+    source.psql("app", "VACUUM (FREEZE) carried");
+    let target = quiet(PgVersion::V18);
+    target.create_database("app");
+    let stdout = stdout_of_success(&copy(&source, &target));
+    for table in ["carried", "part_a", "spans"] {
+        let reltuples = format!("SELECT reltuples FROM pg_class WHERE relname = '{table}'");
+        assert_eq!(one(&target, &reltuples), one(&source, &reltuples), "{table}'s row estimate");
+        assert_eq!(pg_stats(&target, table), pg_stats(&source, table), "{table}'s column statistics");
+        assert_eq!(analyze_count(&target, table), "0", "{table}'s statistics were carried");
+    }
+    assert!(pg_stats(&target, "spans").contains("{[") || pg_stats(&target, "spans").contains("\"["), "range bounds");
+    let frozen = "SELECT relallfrozen::float8 / relpages FROM pg_class WHERE relname = 'carried'";
+    let share: f64 = one(&target, frozen).parse().expect("a share");
+    assert!((share - one(&source, frozen).parse::<f64>().expect("a share")).abs() < 0.05, "the frozen share: {share}");
+    assert!(share > 0.5, "the source froze the table: {share}");
+    assert!(stdout.contains("statistics: 3 table(s) carried from the source, 3 analyzed on the target"), "{stdout}");
 }
 
 fn numbers<const N: usize>(line: &str) -> [i64; N] {
