@@ -2,13 +2,15 @@
 # Copy benchmark: pgferry and its peers move the same dataset from an empty
 # target to a usable one (data, indexes, constraints, sequences), round-robin,
 # REPEAT times each. Prints medians and ratios (copied by hand, with the runs,
-# into bench/RESULTS.md).
+# into bench/RESULTS.md), then pgferry's seconds per step in each run and how it
+# gave the tables statistics (carried from the source where the target is 18:
+# TGT_PGBIN=<18's bin directory> in a fresh BENCH_DIR, see common.sh).
 source "$(dirname "$0")/common.sh"
 REPEAT=${REPEAT:-3}
 PEERS=${PEERS:-"pgferry floor dump_dir dump_pipe pgcopydb lr"}
 OUT=$BENCH_DIR/copy-results.tsv
 clusters_up
-: > "$OUT"
+: > "$OUT"; rm -f "$BENCH_DIR"/pgferry-copy-*.txt
 # Roles are per cluster: the target gets the source's (as pg_dumpall --roles-only
 # would give it), or the peers' restores of GRANTs fail.
 psql_s -d postgres -Atc "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> 'postgres'" | while read -r role; do
@@ -91,7 +93,7 @@ echo; echo "pgferry's seconds per step, run by run:"
 for run in $(seq "$REPEAT"); do
   [ -f "$BENCH_DIR/pgferry-copy-$run.txt" ] || continue
   awk '/^$/ {blank++; next} blank == 1 && match($0, / +[0-9.]+ s$/) {
-         v = substr($0, RSTART); gsub(/[ s]/, "", v); printf "%s%s=%s", sep, substr($0, 1, RSTART - 1), v; sep = ", "
+         v = substr($0, RSTART); gsub(/[ s]/, "", v); printf "%s%s=%s", sep, substr($0, 1, RSTART - 1), v; sep = "; "
        } END {print ""}' "$BENCH_DIR/pgferry-copy-$run.txt"
 done | tee "$BENCH_DIR/copy-pgferry-steps.txt"
 [ -f "$BENCH_DIR/pgferry-copy-$REPEAT.txt" ] && grep -A8 '^statistics:' "$BENCH_DIR/pgferry-copy-$REPEAT.txt" | grep -v '^migration\|^$' || true
