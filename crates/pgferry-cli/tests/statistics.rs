@@ -38,7 +38,8 @@ fn quiet(version: PgVersion) -> Cluster {
 /// `carried`: analyzed after half its rows were deleted (its pages are twice
 /// what the copy needs), with a dropped column, columns of many types (whose
 /// statistics' text the target must read back) and an expression index;
-/// `part_a`: an analyzed partition; `never`: never analyzed; `extended`: with
+/// `part_a`: an analyzed partition; `family`: an inheritance parent (statistics
+/// of its own rows and of the whole tree); `never`: never analyzed; `extended`: with
 /// a `CREATE STATISTICS` object; `spans`: a range column.
 fn load(c: &Cluster) {
     c.create_database("app");
@@ -66,11 +67,15 @@ fn load(c: &Cluster) {
          CREATE TABLE extended (a int, b int);
          CREATE STATISTICS extended_ab (dependencies, ndistinct) ON a, b FROM extended;
          INSERT INTO extended SELECT g % 10, g % 20 FROM generate_series(1, 2000) g;
+         CREATE TABLE family (id int PRIMARY KEY, v text);
+         CREATE TABLE family_kid (PRIMARY KEY (id)) INHERITS (family);
+         INSERT INTO family SELECT g, 'p' || (g % 4) FROM generate_series(1, 1000) g;
+         INSERT INTO family_kid SELECT g, 'k' || (g % 6) FROM generate_series(1001, 3000) g;
          CREATE TABLE spans (id int, r int4range);
          INSERT INTO spans SELECT g, int4range(g, g + g % 50) FROM generate_series(1, 2000) g;",
     );
     c.psql("app", "VACUUM carried");
-    c.psql("app", "ANALYZE carried, measures, extended, spans");
+    c.psql("app", "ANALYZE carried, measures, extended, spans, family, family_kid");
 }
 
 /// A relation's statistics as `pg_stats` shows them in every version, with its
@@ -116,7 +121,7 @@ fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry(
     target.create_database("app");
     let stdout = stdout_of_success(&copy(&source, &target));
 
-    for table in ["carried", "part_a"] {
+    for table in ["carried", "part_a", "family", "family_kid"] {
         let reltuples = format!("SELECT reltuples FROM pg_class WHERE relname = '{table}'");
         assert_eq!(one(&target, &reltuples), one(&source, &reltuples), "{table}'s row estimate");
         assert_ne!(one(&target, &reltuples), "-1");
@@ -124,6 +129,7 @@ fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry(
         assert_eq!(analyze_count(&target, table), "0", "{table} was not analyzed: its statistics were carried");
     }
     assert!(pg_stats(&source, "carried").contains("{"), "the compared statistics hold values");
+    assert!(pg_stats(&target, "family").contains("|t|"), "the inheritance tree's statistics were carried");
     // The copied rows count as changes since the last ANALYZE: autovacuum
     // analyzes the carried tables on the target later, off the copy's path.
     assert_eq!(one(&target, "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'carried'"), "10000");
@@ -167,7 +173,7 @@ fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry(
         "the partitioned parent was analyzed"
     );
     // The summary says what was carried and what analyzed, and why.
-    assert!(stdout.contains("statistics: 2 table(s) carried from the source, 4 analyzed on the target"), "{stdout}");
+    assert!(stdout.contains("statistics: 4 table(s) carried from the source, 4 analyzed on the target"), "{stdout}");
     assert!(stdout.contains("analyzed 1: never analyzed on the source"), "{stdout}");
     assert!(stdout.contains("analyzed 1: it has extended statistics"), "{stdout}");
     assert!(stdout.contains("analyzed 1: a column's type keeps statistics"), "{stdout}");
@@ -178,11 +184,11 @@ fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry(
     let older = quiet(PgVersion::V15);
     older.create_database("app");
     let stdout = stdout_of_success(&copy(&source, &older));
-    for table in ["carried", "part_a", "never", "extended", "spans"] {
+    for table in ["carried", "part_a", "family", "never", "extended", "spans"] {
         assert_ne!(analyze_count(&older, table), "0", "{table} was analyzed on the 15 target");
     }
-    assert!(stdout.contains("statistics: 0 table(s) carried from the source, 6 analyzed on the target"), "{stdout}");
-    assert!(stdout.contains("analyzed 4: the target is older than PostgreSQL 18"), "{stdout}");
+    assert!(stdout.contains("statistics: 0 table(s) carried from the source, 8 analyzed on the target"), "{stdout}");
+    assert!(stdout.contains("analyzed 6: the target is older than PostgreSQL 18"), "{stdout}");
     assert!(stdout.contains("analyzed 1: it has extended statistics"), "{stdout}");
     assert_eq!(
         one(&older, "SELECT n_distinct IS NOT NULL FROM pg_stats_ext WHERE statistics_name = 'extended_ab'"),
@@ -199,7 +205,7 @@ fn a_18_source_carries_range_statistics_and_the_frozen_share() {
     let target = quiet(PgVersion::V18);
     target.create_database("app");
     let stdout = stdout_of_success(&copy(&source, &target));
-    for table in ["carried", "part_a", "spans"] {
+    for table in ["carried", "part_a", "family", "spans"] {
         let reltuples = format!("SELECT reltuples FROM pg_class WHERE relname = '{table}'");
         assert_eq!(one(&target, &reltuples), one(&source, &reltuples), "{table}'s row estimate");
         assert_eq!(pg_stats(&target, table), pg_stats(&source, table), "{table}'s column statistics");
@@ -210,7 +216,7 @@ fn a_18_source_carries_range_statistics_and_the_frozen_share() {
     let share: f64 = one(&target, frozen).parse().expect("a share");
     assert!((share - one(&source, frozen).parse::<f64>().expect("a share")).abs() < 0.05, "the frozen share: {share}");
     assert!(share > 0.5, "the source froze the table: {share}");
-    assert!(stdout.contains("statistics: 3 table(s) carried from the source, 3 analyzed on the target"), "{stdout}");
+    assert!(stdout.contains("statistics: 5 table(s) carried from the source, 3 analyzed on the target"), "{stdout}");
 }
 
 fn numbers<const N: usize>(line: &str) -> [i64; N] {
