@@ -307,9 +307,10 @@ fn read_attributes_sql(stats_columns: &[String]) -> Sql {
 /// and whether a column's type gathers statistics `pg_stats` does not show:
 /// those of a type with its own `typanalyze` function (an extension's, such as
 /// PostGIS's) and, before 17, of range types.
-fn read_relation_sql(with_relallfrozen: bool, shows_ranges: bool) -> Sql {
+/// `relallfrozen` and virtual generated columns (never analyzed) are new in 18.
+fn read_relation_sql(source_18: bool, shows_ranges: bool) -> Sql {
     Sql::new("SELECT c.reltuples, c.relpages, c.relallvisible, ")
-        .push(if with_relallfrozen { "c.relallfrozen" } else { "NULL::int4" })
+        .push(if source_18 { "c.relallfrozen" } else { "NULL::int4" })
         .push(
             ", EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext e WHERE e.stxrelid = c.oid),
                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -321,7 +322,11 @@ fn read_relation_sql(with_relallfrozen: bool, shows_ranges: bool) -> Sql {
             ",
                (SELECT count(*) FROM pg_catalog.pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                  AND coalesce(a.attstattarget, -1) <> 0 AND a.attgenerated <> 'v'
+                  AND coalesce(a.attstattarget, -1) <> 0",
+        )
+        .push(if source_18 { " AND a.attgenerated <> 'v'" } else { "" })
+        .push(
+            "
                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stats s
                                   WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname
                                     AND NOT s.inherited))
@@ -524,5 +529,15 @@ mod tests {
         let sql = read_attributes_sql(&["null_frac".to_string()]);
         assert!(sql.as_str().contains(", s.\"null_frac\"::text, NULL::text"), "{sql}");
         assert_eq!(sql.as_str().matches("NULL::text").count(), ATTRIBUTE_STATS.len() - 1);
+    }
+
+    #[test]
+    fn columns_new_in_18_are_read_only_from_18() {
+        let older = read_relation_sql(false, false);
+        assert!(!older.as_str().contains("relallfrozen") && !older.as_str().contains("attgenerated"), "{older}");
+        assert!(!older.as_str().contains("'range_typanalyze'"), "ranges counted as hidden before 17: {older}");
+        let newer = read_relation_sql(true, true);
+        assert!(newer.as_str().contains("c.relallfrozen") && newer.as_str().contains("attgenerated <> 'v'"));
+        assert!(newer.as_str().contains("'range_typanalyze', 'multirange_typanalyze'"));
     }
 }
