@@ -25,11 +25,14 @@
 //! the row estimate equals the source's. Index sizes are not carried: the index
 //! builds have just counted them.
 //!
-//! `pg_dump --statistics-only` (18) writes the same calls, but for a whole
-//! database at once, with nothing to say which table it could not restore. The
-//! functions called here give each table its own decision and its own
-//! fallback: a table is analyzed instead when
-//! - the source never analyzed it (`reltuples` -1), or some column it would
+//! `pg_dump --statistics-only` (18) writes the same calls, but as one more dump
+//! and restore of the whole database, after every table is in rather than as
+//! each table's indexes finish, with the source's raw `relpages`, and with
+//! nothing to say which table it could not restore (a refusal is a warning in
+//! the restore's output). The functions called here give each table its own
+//! decision and its own fallback: a table is analyzed instead when
+//! - the source never analyzed it (`reltuples` -1; before 14, 0 while the copy
+//!   has rows, the next case), or some column it would
 //!   analyze has no statistics there (never analyzed since it was added, or not
 //!   readable by the copy's role): carried statistics would be missing what
 //!   `ANALYZE` gives;
@@ -49,14 +52,16 @@
 //! Partitioned tables are always analyzed: autovacuum never analyzes them, so
 //! their statistics on the source are only as new as someone's last manual
 //! `ANALYZE`, and would stay so on the target. On 18 that is `ANALYZE ONLY`:
-//! their partitions already have statistics, carried or analyzed. Materialized views are refreshed
-//! on the target and analyzed after. Targets before 18 analyze every table, as
-//! before. The copy's summary says how many tables were carried and how many
-//! analyzed, and why.
+//! their partitions already have statistics, carried or analyzed. Materialized
+//! views are refreshed on the target and analyzed after. Targets before 18
+//! analyze every table, as before. The copy's summary says how many tables were
+//! carried and how many analyzed, and why.
 //!
 //! Writing statistics takes the same lock as `ANALYZE` (SHARE UPDATE
 //! EXCLUSIVE), so both run where `ANALYZE` ran before: after the table's own
-//! index builds (see [`super::indexes`]).
+//! index builds (see [`super::indexes`]). A partition's indexes, which
+//! `pg_restore` builds later with its parent's, leave them as they are on 18
+//! (the copy's statistics test checks it).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -83,11 +88,11 @@ const HIDDEN_STATISTICS: &str =
 const REFUSED: &str = "the target refused part of the source's statistics (its log has the warning)";
 const NOT_ON_SOURCE: &str = "not found on the source";
 
-/// The columns of `pg_stats` carried, each with the type
-/// `pg_restore_attribute_stats` expects (value arrays are passed as text and
-/// read by the function as the column's type). Range statistics joined
-/// `pg_stats` in 17; a column the source lacks is passed as NULL, which the
-/// function skips.
+/// The columns of `pg_stats` carried, read as text and cast in
+/// [`RESTORE_ATTRIBUTES`] to the type `pg_restore_attribute_stats` expects
+/// (value arrays stay text: the function reads them as the column's type).
+/// Range statistics joined `pg_stats` in 17; a column the source lacks is
+/// passed as NULL, which the function skips.
 const ATTRIBUTE_STATS: [&str; 13] = [
     "null_frac",
     "avg_width",
