@@ -229,6 +229,50 @@ fn a_18_source_carries_range_statistics_and_the_frozen_share() {
     assert!(stdout.contains("statistics: 5 table(s) carried from the source, 3 analyzed on the target"), "{stdout}");
 }
 
+/// Statistics the target's functions refuse (here: an enum label renamed on the
+/// target between the source's statistics being read and written, so the most
+/// common values no longer parse) leave the table to ANALYZE.
+#[test]
+fn statistics_the_target_refuses_are_gathered_by_analyze_instead() {
+    let source = quiet(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE TABLE moody (id int PRIMARY KEY, feeling mood);
+         INSERT INTO moody SELECT g, (ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::mood FROM generate_series(1, 3000) g;
+         ANALYZE moody;",
+    );
+    let target = quiet(PgVersion::V18);
+    target.create_database("app");
+    let pause = tempfile::tempdir().unwrap();
+    let copying = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["copy", "--source", &source.url("app"), "--target", &target.url("app")])
+        .env("PGFERRY_PAUSE", format!("copy-before-statistics:{}", pause.path().display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = pause.path().join("copy-before-statistics.reached");
+    for _ in 0..600 {
+        if reached.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(reached.exists(), "the copy read moody's statistics");
+    target.psql("app", "ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'");
+    std::fs::write(pause.path().join("copy-before-statistics.go"), b"").unwrap();
+    let stdout = stdout_of_success(&copying.wait_with_output().unwrap());
+    assert_eq!(analyze_count(&target, "moody"), "1", "moody was analyzed after the refusal");
+    assert!(
+        pg_stats(&target, "moody").contains("{blue,") || pg_stats(&target, "moody").contains(",blue"),
+        "fresh statistics"
+    );
+    assert!(stdout.contains("statistics: 0 table(s) carried from the source, 1 analyzed on the target"), "{stdout}");
+    assert!(stdout.contains("analyzed 1: the target refused part of the source's statistics"), "{stdout}");
+}
+
 fn numbers<const N: usize>(line: &str) -> [i64; N] {
     let values: Vec<i64> = line.split('|').map(|v| v.trim().parse().expect("a number")).collect();
     values.try_into().unwrap_or_else(|v: Vec<i64>| panic!("{N} numbers expected: {v:?}"))

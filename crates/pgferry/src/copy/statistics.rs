@@ -451,6 +451,8 @@ impl Carry {
                 values.push(row.get(4 + i));
             }
         }
+        // Where a test changes the target under the statistics read, to see a refusal.
+        crate::failpoint::pause("copy-before-statistics").await;
         let write = |e| Error::server(&format!("writing the statistics of {table} on the target"), e);
         let relation_written: bool = dst
             .query_one(
