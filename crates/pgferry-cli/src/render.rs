@@ -138,9 +138,11 @@ fn statistics(out: &mut String, report: &StatisticsReport) {
     }
     let _ = writeln!(
         out,
-        "\nstatistics: {} table(s) carried from the source, {} analyzed on the target",
+        "\nstatistics: {} table(s) carried from the source in {:.1} s, {} analyzed on the target in {:.1} s (worker seconds)",
         report.carried.len(),
-        report.analyzed.len()
+        report.carry_seconds,
+        report.analyzed.len(),
+        report.analyze_seconds
     );
     let mut reasons: Vec<(&str, usize)> = Vec::new();
     for analyzed in &report.analyzed {

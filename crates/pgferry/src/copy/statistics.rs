@@ -65,6 +65,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use pgferry_core::sql::{Ident, QualifiedName, Sql};
 use pgferry_pg::ConnSpec;
@@ -143,6 +144,11 @@ const RESTORE_RELATION: &str = "SELECT pg_catalog.pg_restore_relation_stats(
 pub struct StatisticsReport {
     pub carried: Vec<String>,
     pub analyzed: Vec<AnalyzedTable>,
+    /// Seconds the workers spent reading and writing statistics (summed over
+    /// workers; a table tried and then analyzed counts here too).
+    pub carry_seconds: f64,
+    /// Seconds the workers spent in ANALYZE (summed over workers).
+    pub analyze_seconds: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -248,11 +254,17 @@ impl Statistics {
 
     async fn table_now(&self, client: &Client, table: &QualifiedName) -> Result<()> {
         let Some(carry) = &self.carry else { return self.analyze(client, table, TARGET_BEFORE_18).await };
-        match carry.restore(client, table).await? {
-            None => {
-                self.report.lock().unwrap_or_else(|e| e.into_inner()).carried.push(table.to_string());
-                Ok(())
+        let clock = Instant::now();
+        let outcome = carry.restore(client, table).await?;
+        {
+            let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+            report.carry_seconds += clock.elapsed().as_secs_f64();
+            if outcome.is_none() {
+                report.carried.push(table.to_string());
             }
+        }
+        match outcome {
+            None => Ok(()),
             Some(why) => self.analyze(client, table, why).await,
         }
     }
@@ -271,9 +283,11 @@ impl Statistics {
     }
 
     async fn run_analyze(&self, client: &Client, sql: Sql, table: &QualifiedName, why: &'static str) -> Result<()> {
+        let clock = Instant::now();
         client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))?;
-        let analyzed = AnalyzedTable { table: table.to_string(), why };
-        self.report.lock().unwrap_or_else(|e| e.into_inner()).analyzed.push(analyzed);
+        let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        report.analyze_seconds += clock.elapsed().as_secs_f64();
+        report.analyzed.push(AnalyzedTable { table: table.to_string(), why });
         Ok(())
     }
 
