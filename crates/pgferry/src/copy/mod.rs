@@ -325,7 +325,7 @@ async fn copy_steps(
         } else {
             &[b'p' as i8, b'm' as i8]
         };
-        let statistics = async {
+        let sequences_views_and_statistics = async {
             source::sync_sequences(&src, &dst).await?;
             let views = crate::materialized_views::refresh_materialized_views(source, target, name, "copy").await?;
             let mut relations: Vec<(QualifiedName, i8)> =
@@ -335,7 +335,7 @@ async fn copy_steps(
         };
         let (_, views) = tokio::try_join!(
             foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs),
-            statistics
+            sequences_views_and_statistics
         )?;
         materialized_views = views;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
