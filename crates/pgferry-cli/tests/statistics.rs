@@ -7,7 +7,10 @@
 
 use std::process::{Command, Output};
 
-use pgferry_testkit::{Cluster, PgVersion};
+use pgferry_testkit::{q, Cluster, PgVersion, HOSTILE_NAMES};
+
+/// The schema of the tables named with every hostile name.
+const HOSTILE_SCHEMA: &str = "semi;colon--x";
 
 /// Copies with both clients installed (18's first), as on an operator's machine:
 /// pgferry picks the one both servers accept.
@@ -78,6 +81,19 @@ fn load(c: &Cluster) {
     );
     c.psql("app", "VACUUM carried");
     c.psql("app", "ANALYZE carried, measures, extended, spans, family, family_kid");
+    c.psql("app", &format!("CREATE SCHEMA {}", q(HOSTILE_SCHEMA)));
+    for name in HOSTILE_NAMES {
+        let (table, column) = (format!("{}.{}", q(HOSTILE_SCHEMA), q(name)), q(name));
+        c.psql(
+            "app",
+            &format!(
+                "CREATE TABLE {table} ({column} text);
+                 CREATE INDEX ON {table} (lower({column}));
+                 INSERT INTO {table} SELECT 'v' || (g % 7) FROM generate_series(1, 300) g;
+                 ANALYZE {table};"
+            ),
+        );
+    }
     // part_a's row estimate goes stale: its carried 3000 differs from the 3500
     // an index build would count.
     c.psql("app", "INSERT INTO measures SELECT g, g % 100 FROM generate_series(3001, 3500) g");
@@ -86,6 +102,15 @@ fn load(c: &Cluster) {
 /// A relation's statistics as `pg_stats` shows them in every version, with its
 /// rows and the `inherited` flag.
 fn pg_stats(c: &Cluster, relation: &str) -> String {
+    pg_stats_in(c, "public", relation)
+}
+
+/// A string literal for test SQL.
+fn lit(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn pg_stats_in(c: &Cluster, schema: &str, relation: &str) -> String {
     let ranges = if c.version() == PgVersion::V18 {
         ", range_length_histogram, range_empty_frac, range_bounds_histogram"
     } else {
@@ -97,7 +122,9 @@ fn pg_stats(c: &Cluster, relation: &str) -> String {
             "SELECT string_agg(concat_ws('|', attname, inherited, null_frac, avg_width, n_distinct, most_common_vals,
                     most_common_freqs, histogram_bounds, correlation, most_common_elems, most_common_elem_freqs,
                     elem_count_histogram{ranges}), E'\\n' ORDER BY attname, inherited)
-             FROM pg_stats WHERE schemaname = 'public' AND tablename = '{relation}'"
+             FROM pg_stats WHERE schemaname = {} AND tablename = {}",
+            lit(schema),
+            lit(relation)
         ),
     )
 }
@@ -182,9 +209,28 @@ fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry(
         "0",
         "the partitioned parent was analyzed"
     );
+    // Names that need quoting reach the functions whole (as values, not SQL).
+    for name in HOSTILE_NAMES {
+        let count = format!(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE schemaname = {} AND relname = {}",
+            lit(HOSTILE_SCHEMA),
+            lit(name)
+        );
+        assert_eq!(one(&target, &count), "0", "{name} was carried");
+        let stats = pg_stats_in(&target, HOSTILE_SCHEMA, name);
+        assert!(stats.contains("v0") && stats.contains("v6"), "{name}: {stats}");
+        assert_eq!(stats, pg_stats_in(&source, HOSTILE_SCHEMA, name), "{name}'s statistics");
+        let index = format!(
+            "SELECT count(*) FROM pg_stats s JOIN pg_index x ON x.indexrelid = format('%I.%I', s.schemaname, s.tablename)::regclass
+             WHERE x.indrelid = format('%I.%I', {}, {})::regclass",
+            lit(HOSTILE_SCHEMA),
+            lit(name)
+        );
+        assert_eq!(one(&target, &index), "1", "{name}'s expression index statistics");
+    }
     // The summary says what was carried and what analyzed, and why.
     assert!(
-        stdout.contains("statistics: 4 table(s) carried from the source in ")
+        stdout.contains("statistics: 14 table(s) carried from the source in ")
             && stdout.contains(", 4 analyzed on the target in "),
         "{stdout}"
     );
@@ -203,10 +249,10 @@ fn a_18_target_carries_the_sources_statistics_and_analyzes_what_it_cannot_carry(
     }
     assert!(
         stdout.contains("statistics: 0 table(s) carried from the source in ")
-            && stdout.contains(", 8 analyzed on the target in "),
+            && stdout.contains(", 18 analyzed on the target in "),
         "{stdout}"
     );
-    assert!(stdout.contains("analyzed 6: the target is older than PostgreSQL 18"), "{stdout}");
+    assert!(stdout.contains("analyzed 16: the target is older than PostgreSQL 18"), "{stdout}");
     assert!(stdout.contains("analyzed 1: it has extended statistics"), "{stdout}");
     assert_eq!(
         one(&older, "SELECT n_distinct IS NOT NULL FROM pg_stats_ext WHERE statistics_name = 'extended_ab'"),
@@ -235,7 +281,7 @@ fn a_18_source_carries_range_statistics_and_the_frozen_share() {
     assert!((share - one(&source, frozen).parse::<f64>().expect("a share")).abs() < 0.05, "the frozen share: {share}");
     assert!(share > 0.5, "the source froze the table: {share}");
     assert!(
-        stdout.contains("statistics: 5 table(s) carried from the source in ")
+        stdout.contains("statistics: 15 table(s) carried from the source in ")
             && stdout.contains(", 3 analyzed on the target in "),
         "{stdout}"
     );
