@@ -179,7 +179,9 @@ struct Carry {
 }
 
 impl Statistics {
-    /// Carries statistics where the target is 18 or later.
+    /// Lists the source's tables with extended statistics (analyzed after
+    /// post-data on every target) and, where the target is 18 or later, opens
+    /// the session statistics are read through.
     pub(crate) async fn new(source: &ConnSpec, src: &Client, dst: &Client) -> Result<Self> {
         let extended = src
             .query(
