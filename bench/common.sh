@@ -4,6 +4,9 @@
 set -euo pipefail
 BENCH_DIR=${BENCH_DIR:-/tmp/pgferry-bench}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# The target's server programs (initdb, pg_ctl): TGT_PGBIN=<18's bin> in a fresh
+# BENCH_DIR benchmarks a 15 -> 18 copy, where pgferry carries the statistics.
+TGT_PGBIN=${TGT_PGBIN:-$PGBIN}
 SRC_PORT=${SRC_PORT:-55432}
 TGT_PORT=${TGT_PORT:-55433}
 DB=${DB:-bench}
@@ -27,9 +30,10 @@ clusters_up() {
   mkdir -p "$BENCH_DIR" "$SOCK"
   [ "$(id -u)" = 0 ] && chown postgres "$BENCH_DIR" "$SOCK"
   for side in src:$SRC_PORT tgt:$TGT_PORT; do
-    local name=${side%%:*} port=${side##*:}
+    local name=${side%%:*} port=${side##*:} bin=$PGBIN
+    [ "$name" = tgt ] && bin=$TGT_PGBIN
     if [ ! -f "$BENCH_DIR/$name/PG_VERSION" ]; then
-      as_pg "$PGBIN/initdb" -D "$BENCH_DIR/$name" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+      as_pg "$bin/initdb" -D "$BENCH_DIR/$name" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
       cat >> "$BENCH_DIR/$name/postgresql.conf" <<CONF
 port = $port
 listen_addresses = ''
@@ -47,13 +51,14 @@ checkpoint_timeout = 15min
 CONF
       [ "$name" = tgt ] && echo "synchronous_commit = off" >> "$BENCH_DIR/$name/postgresql.conf"
     fi
-    as_pg "$PGBIN/pg_ctl" -D "$BENCH_DIR/$name" -l "$BENCH_DIR/$name.log" -w status >/dev/null 2>&1 ||
-      as_pg "$PGBIN/pg_ctl" -D "$BENCH_DIR/$name" -l "$BENCH_DIR/$name.log" -w start >/dev/null
+    as_pg "$bin/pg_ctl" -D "$BENCH_DIR/$name" -l "$BENCH_DIR/$name.log" -w status >/dev/null 2>&1 ||
+      as_pg "$bin/pg_ctl" -D "$BENCH_DIR/$name" -l "$BENCH_DIR/$name.log" -w start >/dev/null
   done
 }
 
 clusters_down() {
-  for name in src tgt; do as_pg "$PGBIN/pg_ctl" -D "$BENCH_DIR/$name" -m fast -w stop >/dev/null 2>&1 || true; done
+  as_pg "$PGBIN/pg_ctl" -D "$BENCH_DIR/src" -m fast -w stop >/dev/null 2>&1 || true
+  as_pg "$TGT_PGBIN/pg_ctl" -D "$BENCH_DIR/tgt" -m fast -w stop >/dev/null 2>&1 || true
 }
 
 # A fresh, empty target database; and nothing of an earlier run left on the source.

@@ -2,13 +2,15 @@
 # Copy benchmark: pgferry and its peers move the same dataset from an empty
 # target to a usable one (data, indexes, constraints, sequences), round-robin,
 # REPEAT times each. Prints medians and ratios (copied by hand, with the runs,
-# into bench/RESULTS.md).
+# into bench/RESULTS.md), then pgferry's seconds per step in each run and how it
+# gave the tables statistics (carried from the source where the target is 18:
+# TGT_PGBIN=<18's bin directory> in a fresh BENCH_DIR, see common.sh).
 source "$(dirname "$0")/common.sh"
 REPEAT=${REPEAT:-3}
 PEERS=${PEERS:-"pgferry floor dump_dir dump_pipe pgcopydb lr"}
 OUT=$BENCH_DIR/copy-results.tsv
 clusters_up
-: > "$OUT"
+: > "$OUT"; rm -f "$BENCH_DIR"/pgferry-copy-*.txt
 # Roles are per cluster: the target gets the source's (as pg_dumpall --roles-only
 # would give it), or the peers' restores of GRANTs fail.
 psql_s -d postgres -Atc "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> 'postgres'" | while read -r role; do
@@ -29,7 +31,8 @@ floor_copy() {  # bare binary COPY pipes into index-less tables, then the index 
 
 run_peer() {
   case $1 in
-    pgferry) "$PGFERRY" copy --source "$SRC_URL" --target "$TGT_URL" --jobs "$JOBS" --index-jobs "$JOBS" --split-larger-than 100MB >/dev/null ;;
+    pgferry) "$PGFERRY" copy --source "$SRC_URL" --target "$TGT_URL" --jobs "$JOBS" --index-jobs "$JOBS" --split-larger-than 100MB \
+        > "$BENCH_DIR/pgferry-copy-$run.txt" ;;
     floor) floor_copy ;;
     dump_dir) rm -rf "$BENCH_DIR/dumpdir"
       "$PGBIN/pg_dump" "${S[@]}" -Fd -j "$JOBS" -Z0 -f "$BENCH_DIR/dumpdir" "$DB"
@@ -84,3 +87,13 @@ ratio() {  # column: 2 for wall, the one after "cpu" for CPU
 echo "wall: $(ratio 2)"
 cpu_column=$(awk '$1 == "pgferry" {for (i = 1; i <= NF; i++) if ($i == "cpu") print i + 1}' "$BENCH_DIR/copy-medians.txt")
 echo "cpu:  $(ratio "$cpu_column")"
+# pgferry's own time split (the summary's seconds per step) in each run, and how
+# its last run gave the tables statistics (carried from the source on an 18 target).
+echo; echo "pgferry's seconds per step, run by run:"
+for run in $(seq "$REPEAT"); do
+  [ -f "$BENCH_DIR/pgferry-copy-$run.txt" ] || continue
+  awk '/^$/ {blank++; next} blank == 1 && match($0, / +[0-9.]+ s$/) {
+         v = substr($0, RSTART); gsub(/[ s]/, "", v); printf "%s%s=%s", sep, substr($0, 1, RSTART - 1), v; sep = "; "
+       } END {print ""}' "$BENCH_DIR/pgferry-copy-$run.txt"
+done | tee "$BENCH_DIR/copy-pgferry-steps.txt"
+[ -f "$BENCH_DIR/pgferry-copy-$REPEAT.txt" ] && grep -A8 '^statistics:' "$BENCH_DIR/pgferry-copy-$REPEAT.txt" | grep -v '^migration\|^$' || true

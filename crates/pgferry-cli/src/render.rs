@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use pgferry::check::CheckReport;
-use pgferry::copy::CopyReport;
+use pgferry::copy::{CopyReport, StatisticsReport};
 use pgferry::cutover::CutoverReport;
 use pgferry::rehearse::Rehearsal;
 use pgferry::status::Status;
@@ -118,6 +118,7 @@ pub(crate) fn copy_summary(report: &CopyReport) -> String {
         writeln!(out, "{:<48} {:>12} {:>10}", format!("{} table(s)", report.tables.len()), rows, human_bytes(bytes));
     out.push('\n');
     timings(&mut out, "", &report.phases, 1);
+    statistics(&mut out, &report.statistics);
     if !report.missing_roles.is_empty() {
         let _ = writeln!(
             out,
@@ -134,6 +135,32 @@ pub(crate) fn copy_summary(report: &CopyReport) -> String {
     }
     let _ = writeln!(out, "\nmigration {}: copied; change capture starts at {}", report.migration, report.slot_lsn);
     out
+}
+
+/// How the copied tables got their statistics: carried from the source, or
+/// analyzed, counted per reason.
+fn statistics(out: &mut String, report: &StatisticsReport) {
+    if report.carried.is_empty() && report.analyzed.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nstatistics: {} table(s) carried from the source in {:.1} s, {} analyzed on the target in {:.1} s (worker seconds)",
+        report.carried.len(),
+        report.carry_seconds,
+        report.analyzed.len(),
+        report.analyze_seconds
+    );
+    let mut reasons: Vec<(&str, usize)> = Vec::new();
+    for analyzed in &report.analyzed {
+        match reasons.iter_mut().find(|(why, _)| *why == analyzed.why) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((analyzed.why, 1)),
+        }
+    }
+    for (why, n) in reasons {
+        let _ = writeln!(out, "  analyzed {n}: {why}");
+    }
 }
 
 /// The validation report: per table rows on each side and chunks; each

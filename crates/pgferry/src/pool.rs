@@ -1,4 +1,4 @@
-//! The one worker pool: the copy's data, index builds, foreign keys and ANALYZE,
+//! The one worker pool: the copy's data, index builds, foreign keys and statistics,
 //! and validation's chunks all run through it.
 //!
 //! `workers` workers take jobs from one queue in its order (the plans put the

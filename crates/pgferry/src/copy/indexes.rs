@@ -10,11 +10,12 @@
 //! ([ALTER TABLE](https://www.postgresql.org/docs/current/sql-altertable.html)).
 //!
 //! The builder that finishes a table's last index attaches its constraints right
-//! away, and the table's ANALYZE is queued behind them (it would otherwise take a
-//! lock the builds queue behind): builders run it while they have nothing to
-//! build. Once every build is done, the analyzes still queued (the largest
-//! table's, typically, whose primary key finished last) are handed back to run
-//! beside the rest of post-data instead of before it.
+//! away, and the table's statistics (carried from the source or gathered by
+//! ANALYZE, see [`super::statistics`]) are queued behind them (either would
+//! otherwise take a lock the builds queue behind): builders write them while they
+//! have nothing to build. Once every build is done, the statistics still queued
+//! (the largest table's, typically, whose primary key finished last) are handed
+//! back to be written beside the rest of post-data instead of before it.
 //!
 //! Builder sessions raise `maintenance_work_mem` within the target's shared
 //! buffers, so that large indexes sort in memory ([`index_build_memory_kb`]).
@@ -35,6 +36,7 @@ use pgferry_pg::ConnSpec;
 use tokio::sync::Notify;
 use tokio_postgres::Client;
 
+use super::statistics::Statistics;
 use crate::error::{Error, Result};
 
 /// A constraint attached to a built index.
@@ -107,9 +109,9 @@ pub(crate) async fn plan(src: &Client) -> Result<Vec<IndexBuild>> {
 }
 
 /// The builds, released table by table as their data lands, and each table's
-/// ANALYZE, run when no index build is ready and the table's own builds and
-/// constraints are all done: ANALYZE's SHARE UPDATE EXCLUSIVE lock conflicts with
-/// CREATE INDEX's SHARE lock, and a build queued behind it would hold back the
+/// statistics, written when no index build is ready and the table's own builds
+/// and constraints are all done: the SHARE UPDATE EXCLUSIVE lock of ANALYZE (and
+/// of the functions that write statistics) conflicts with CREATE INDEX's SHARE lock, and a build queued behind it would hold back the
 /// largest table's primary key, the copy's critical path.
 pub(crate) struct IndexQueue {
     state: Mutex<QueueState>,
@@ -119,7 +121,7 @@ pub(crate) struct IndexQueue {
 struct QueueState {
     waiting: HashMap<QualifiedName, Vec<IndexBuild>>,
     ready: VecDeque<IndexBuild>,
-    to_analyze: VecDeque<QualifiedName>,
+    statistics_due: VecDeque<QualifiedName>,
     /// Builds handed out and not yet finished, per table.
     in_flight: HashMap<QualifiedName, usize>,
     /// Each table's builds that carry a constraint, attached after its last build.
@@ -148,7 +150,7 @@ impl QueueState {
 /// One piece of work for a builder.
 enum Work {
     Build(IndexBuild),
-    Analyze(QualifiedName),
+    Statistics(QualifiedName),
 }
 
 impl IndexQueue {
@@ -165,7 +167,7 @@ impl IndexQueue {
             state: Mutex::new(QueueState {
                 waiting,
                 ready: VecDeque::new(),
-                to_analyze: VecDeque::new(),
+                statistics_due: VecDeque::new(),
                 in_flight: HashMap::new(),
                 constraints,
                 attaching: HashSet::new(),
@@ -176,13 +178,13 @@ impl IndexQueue {
     }
 
     /// All of `table`'s rows are on the target: its indexes may be built, then
-    /// its statistics gathered.
+    /// its statistics written.
     pub(crate) fn table_ready(&self, table: &QualifiedName) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(builds) = state.waiting.remove(table) {
             state.ready.extend(builds);
         }
-        state.to_analyze.push_back(table.clone());
+        state.statistics_due.push_back(table.clone());
         drop(state);
         self.changed.notify_waiters();
     }
@@ -198,7 +200,7 @@ impl IndexQueue {
     }
 
     /// The next piece of work, waiting for one; `None` once every build is done
-    /// (the analyzes still queued are then [`IndexQueue::leftover_analyzes`]).
+    /// (the statistics still queued are then [`IndexQueue::leftover_statistics`]).
     async fn next(&self) -> Option<Work> {
         loop {
             let notified = self.changed.notified();
@@ -211,8 +213,8 @@ impl IndexQueue {
                 if state.builds_done() {
                     return None;
                 }
-                if let Some(at) = state.to_analyze.iter().position(|t| !state.has_builds(t)) {
-                    return state.to_analyze.remove(at).map(Work::Analyze);
+                if let Some(at) = state.statistics_due.iter().position(|t| !state.has_builds(t)) {
+                    return state.statistics_due.remove(at).map(Work::Statistics);
                 }
             }
             notified.await;
@@ -242,14 +244,20 @@ impl IndexQueue {
         self.changed.notify_waiters();
     }
 
-    /// The analyzes not run by the builders, for after they are done.
-    pub(crate) fn leftover_analyzes(&self) -> Vec<QualifiedName> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).to_analyze.drain(..).collect()
+    /// The tables whose statistics the builders did not write, for after them.
+    pub(crate) fn leftover_statistics(&self) -> Vec<QualifiedName> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).statistics_due.drain(..).collect()
     }
 }
 
-/// Runs `jobs` builders until every build is done and its constraints attached.
-pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize) -> Result<()> {
+/// Runs `jobs` builders until every build is done and its constraints attached;
+/// while none is ready to build, they give the finished tables statistics.
+pub(crate) async fn build_all(
+    target: &ConnSpec,
+    queue: &IndexQueue,
+    statistics: &Statistics,
+    jobs: usize,
+) -> Result<()> {
     let open = async || {
         let client = pgferry_pg::connect(target).await?;
         give_memory(&client, jobs).await?;
@@ -264,7 +272,7 @@ pub(crate) async fn build_all(target: &ConnSpec, queue: &IndexQueue, jobs: usize
             }
             Ok(())
         }
-        Work::Analyze(table) => analyze(client, &table).await,
+        Work::Statistics(table) => statistics.table(client, &table).await,
     };
     crate::pool::drain(async || queue.next().await, jobs, open, run).await.map(|_| ())
 }
@@ -286,12 +294,6 @@ async fn give_memory(client: &Client, jobs: usize) -> Result<()> {
         .batch_execute(sql.as_str())
         .await
         .map_err(|e| Error::server("setting maintenance_work_mem for the index builds", e))
-}
-
-/// Gathers one table's statistics.
-pub(crate) async fn analyze(client: &Client, table: &QualifiedName) -> Result<()> {
-    let sql = Sql::new("ANALYZE ").name(table);
-    client.batch_execute(sql.as_str()).await.map_err(|e| Error::server(&format!("analyzing {table}"), e))
 }
 
 /// Builds one index unless a previous run already did.
@@ -430,16 +432,16 @@ mod tests {
         assert!(tokio::time::timeout(std::time::Duration::from_millis(50), queue.next()).await.is_err());
         queue.table_ready(&other);
         queue.table_ready(&t);
-        assert!(matches!(queue.next().await, Some(Work::Build(b)) if b.oid == 1), "builds come before analyzes");
-        assert!(matches!(queue.next().await, Some(Work::Analyze(a)) if a == other));
+        assert!(matches!(queue.next().await, Some(Work::Build(b)) if b.oid == 1), "builds come before statistics");
+        assert!(matches!(queue.next().await, Some(Work::Statistics(a)) if a == other));
         queue.data_finished();
-        assert!(pending(&queue), "t's ANALYZE waits for t's build, which would queue behind its lock");
+        assert!(pending(&queue), "t's statistics wait for t's build, which would queue behind its lock");
         let to_attach = queue.built(&t).expect("the last build hands over its table's constraints");
         assert_eq!(to_attach.len(), 1);
         assert!(pending(&queue), "and for the constraints to be attached");
         queue.attached(&t);
         assert!(queue.next().await.is_none(), "every build done: the builders stop");
-        assert_eq!(queue.leftover_analyzes(), vec![t], "t's ANALYZE is left for after them");
+        assert_eq!(queue.leftover_statistics(), vec![t], "t's statistics are left for after them");
     }
 
     #[tokio::test]

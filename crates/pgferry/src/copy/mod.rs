@@ -26,7 +26,9 @@
 //!    (`crate::parity::carry_database`); foreign keys are added NOT VALID, then validated without
 //!    blocking writes (see [`foreign_keys`]); sequences are set; materialized
 //!    views are refreshed in dependency order (see
-//!    [`crate::materialized_views`]); ANALYZE runs in parallel;
+//!    [`crate::materialized_views`]); statistics are written in parallel:
+//!    carried from the source where the target is 18 or later, else gathered
+//!    by ANALYZE (see [`statistics`]);
 //! 5. `copied`.
 //!
 //! A run killed anywhere and rerun continues: before `data` it starts over (nothing
@@ -46,6 +48,7 @@ mod replica_identity;
 mod rewrites;
 mod schema;
 mod source;
+mod statistics;
 mod workdir;
 
 pub(crate) use data::recopy;
@@ -57,6 +60,7 @@ pub(crate) use source::{
     drop_publications, ensure_publications, ensure_slot_is_ours, list_tables, partition_roots, sync_sequences,
     Publishable,
 };
+pub use statistics::{AnalyzedTable, StatisticsReport};
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -80,6 +84,7 @@ use data::Snapshot;
 use indexes::IndexQueue;
 use rewrites::Rewrites;
 use schema::{Restore, Section};
+use statistics::Statistics;
 use workdir::WorkDir;
 
 /// How many later snapshots a table rewritten again and again before a worker
@@ -159,6 +164,8 @@ pub struct CopyReport {
     /// The materialized views refreshed (or left unpopulated, as on the source)
     /// after the rows were in; empty when this run did not reach that step.
     pub materialized_views: Vec<crate::materialized_views::RefreshedView>,
+    /// The tables this run gave the source's statistics, and those it analyzed.
+    pub statistics: StatisticsReport,
 }
 
 #[derive(Debug, Serialize)]
@@ -211,9 +218,20 @@ async fn copy_steps(
     let mut laps = Laps::start();
     let (current, stored_lsn) = phase.unwrap_or((MigrationPhase::Created, None));
     let builds = indexes::plan(&src).await?;
-    let data = DataPhase { source, target, src: &src, dst: &dst, options, slot: &slot_name, builds: &builds, events };
+    let statistics = Statistics::new(source, &src, &dst).await?;
+    let data = DataPhase {
+        source,
+        target,
+        src: &src,
+        dst: &dst,
+        options,
+        slot: &slot_name,
+        builds: &builds,
+        statistics: &statistics,
+        events,
+    };
 
-    let (slot_lsn, dump, leftover_analyzes) = if current < MigrationPhase::Data {
+    let (slot_lsn, dump, leftover_statistics) = if current < MigrationPhase::Data {
         events.copy(CopyEvent::Phase { phase: "schema" });
         journal::begin(&dst, name, &slot_name, pair.source()).await?;
         if let Some(findings) = &findings {
@@ -269,7 +287,7 @@ async fn copy_steps(
             // constraints attached where they are not.
             let queue = IndexQueue::new(&builds);
             queue.data_finished();
-            indexes::build_all(target, &queue, options.index_jobs).await?;
+            indexes::build_all(target, &queue, &statistics, options.index_jobs).await?;
         }
         let source_keys = foreign_keys::of_source(source).await?;
         if current == MigrationPhase::PostData {
@@ -293,28 +311,31 @@ async fn copy_steps(
         laps.lap("constraints and the rest");
         events
             .copy(CopyEvent::Phase { phase: "foreign keys (added NOT VALID, then validated), sequences, statistics" });
-        // Plain tables were analyzed as their data landed, but for those left when
-        // the last index was built (see [`indexes`]); partitioned parents and
-        // materialized views (refreshed first, see [`crate::materialized_views`])
-        // now; everything after a rerun.
-        // Side by side with the foreign keys' validation: ANALYZE takes SHARE UPDATE
-        // EXCLUSIVE on a table and ACCESS SHARE on a parent's partitions, which a
-        // foreign key's locks at most wait for, never in a cycle.
+        // Plain tables got their statistics as their data landed, but for those
+        // left when the last index was built (see [`indexes`]) and those with
+        // extended statistics, whose objects post-data just made; partitioned parents
+        // and materialized views (refreshed first, see [`crate::materialized_views`])
+        // are analyzed now; everything after a rerun (see [`statistics`]).
+        // Side by side with the foreign keys' validation: ANALYZE (and writing
+        // statistics) takes SHARE UPDATE EXCLUSIVE on a table and ANALYZE ACCESS
+        // SHARE on a parent's partitions, which a foreign key's locks at most wait
+        // for, never in a cycle.
         let kinds: &[i8] = if current == MigrationPhase::PostData {
             &[b'r' as i8, b'p' as i8, b'm' as i8]
         } else {
             &[b'p' as i8, b'm' as i8]
         };
-        let statistics = async {
+        let sequences_views_and_statistics = async {
             source::sync_sequences(&src, &dst).await?;
             let views = crate::materialized_views::refresh_materialized_views(source, target, name, "copy").await?;
-            let mut tables = leftover_analyzes;
-            tables.extend(relations_of_kinds(&dst, kinds).await?);
-            analyze_all(target, tables, options.index_jobs).await.map(|()| views.views)
+            let mut relations: Vec<(QualifiedName, i8)> =
+                leftover_statistics.into_iter().chain(statistics.deferred()).map(|t| (t, b'r' as i8)).collect();
+            relations.extend(relations_of_kinds(&dst, kinds).await?);
+            all_statistics(target, &statistics, relations, options.index_jobs).await.map(|()| views.views)
         };
         let (_, views) = tokio::try_join!(
             foreign_keys::add_and_validate(target, &dst, &source_keys, options.index_jobs),
-            statistics
+            sequences_views_and_statistics
         )?;
         materialized_views = views;
         journal::set_phase(&dst, name, MigrationPhase::Copied, None).await?;
@@ -328,6 +349,7 @@ async fn copy_steps(
         missing_roles,
         replica_identity_full: replica_identity::set_by(&dst, name).await?,
         materialized_views,
+        statistics: statistics.report(),
     })
 }
 
@@ -363,13 +385,14 @@ struct DataPhase<'a> {
     /// The migration's slot ([`crate::slot`]).
     slot: &'a str,
     builds: &'a [indexes::IndexBuild],
+    statistics: &'a Statistics,
     events: &'a Events,
 }
 
 impl DataPhase<'_> {
     /// Copies every table not yet finished under the snapshot, but those found
     /// rewritten after it: those are copied again under later snapshots.
-    /// Returns the tables still to be analyzed.
+    /// Returns the tables still to be given statistics.
     async fn run_all(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
         failpoint::pause("copy-before-lock").await;
         // Every label the snapshot's rows may carry exists by now (a label
@@ -410,7 +433,7 @@ impl DataPhase<'_> {
 
     /// Copies the selected tables not yet finished, under the given snapshot,
     /// builds their indexes and journals the partitions' files. Returns the
-    /// tables still to be analyzed, and those found rewritten since the snapshot.
+    /// tables still to be given statistics, and those found rewritten since the snapshot.
     async fn run(
         &self,
         snapshot_name: &str,
@@ -480,12 +503,12 @@ impl DataPhase<'_> {
             queue.data_finished();
             result
         };
-        let building = indexes::build_all(self.target, &queue, self.options.index_jobs);
+        let building = indexes::build_all(self.target, &queue, self.statistics, self.options.index_jobs);
         tokio::try_join!(copying, building)?;
         let (rewritten, files) = rewrites.take();
         let files: Vec<(&QualifiedName, u32)> = files.iter().map(|(t, f)| (t, *f)).collect();
         journal::record_partition_files(self.dst, name, &files).await?;
-        Ok((queue.leftover_analyzes(), rewritten))
+        Ok((queue.leftover_statistics(), rewritten))
     }
 }
 
@@ -531,11 +554,12 @@ async fn empty_table(dst: &Client, name: &MigrationName, table: &CopyTable) -> R
     conn_tx().await.map_err(|e| Error::server(&format!("emptying {} on the target", table.name), e))
 }
 
-/// The target's relations of the given kinds (`pg_class.relkind`), largest first.
-async fn relations_of_kinds(dst: &Client, kinds: &[i8]) -> Result<Vec<QualifiedName>> {
+/// The target's relations of the given kinds (`pg_class.relkind`), with their
+/// kind, largest first.
+async fn relations_of_kinds(dst: &Client, kinds: &[i8]) -> Result<Vec<(QualifiedName, i8)>> {
     let rows = dst
         .query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            "SELECT n.nspname::text, c.relname::text, c.relkind::\"char\" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind::\"char\" = ANY($1) AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
                AND n.nspname NOT LIKE 'pg\\_%'
              ORDER BY pg_relation_size(c.oid) DESC",
@@ -543,14 +567,28 @@ async fn relations_of_kinds(dst: &Client, kinds: &[i8]) -> Result<Vec<QualifiedN
         )
         .await
         .map_err(|e| Error::server("listing the target's tables", e))?;
-    Ok(rows.iter().map(|r| QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (QualifiedName::from_catalog(r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, i8>(2)))
+        .collect())
 }
 
-/// ANALYZE each table, in order, `jobs` at a time.
-async fn analyze_all(target: &ConnSpec, tables: Vec<QualifiedName>, jobs: usize) -> Result<()> {
+/// Statistics for each relation, in order, `jobs` at a time: plain tables
+/// carried or analyzed ([`Statistics::table_after_post_data`]), partitioned
+/// tables and materialized views analyzed.
+async fn all_statistics(
+    target: &ConnSpec,
+    statistics: &Statistics,
+    relations: Vec<(QualifiedName, i8)>,
+    jobs: usize,
+) -> Result<()> {
     let open = async || Ok(pgferry_pg::connect(target).await?);
-    let analyze = async |client: &Client, table: QualifiedName| indexes::analyze(client, &table).await;
-    crate::pool::each(tables, jobs, open, analyze).await.map(|_| ())
+    let one = async |client: &Client, (relation, kind): (QualifiedName, i8)| match kind as u8 {
+        b'p' => statistics.partitioned(client, &relation).await,
+        b'm' => statistics.analyze(client, &relation, statistics::MATERIALIZED_VIEW).await,
+        _ => statistics.table_after_post_data(client, &relation).await,
+    };
+    crate::pool::each(relations, jobs, open, one).await.map(|_| ())
 }
 
 async fn has_large_objects(src: &Client) -> Result<bool> {
