@@ -499,3 +499,66 @@ fn an_enum_label_added_then_used_in_the_next_transaction_is_replayed_before_its_
         assert_eq!(target.fingerprints("app"), source.fingerprints("app"));
     }
 }
+
+/// `start` (paused at `pause`) until the pause is reached.
+fn start_paused(
+    source: &Cluster,
+    target: &Cluster,
+    pause: &str,
+    dir: &std::path::Path,
+    capture: bool,
+) -> std::process::Child {
+    let (s, t) = (source.url("app"), target.url("app"));
+    let mut args = vec!["start", "--source", &s, "--target", &t, "--until-caught-up"];
+    if capture {
+        args.push("--capture-ddl");
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(&args)
+        .env("PGFERRY_PAUSE", format!("{pause}:{}", dir.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = dir.join(format!("{pause}.reached"));
+    for _ in 0..600 {
+        if reached.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(reached.exists(), "start reached {pause}");
+    child
+}
+
+/// The application's DDL while `start` makes its publications: with DDL capture
+/// installed and no publication yet, the capture's trigger failed the
+/// application's CREATE TABLE ("publication does not exist": the source broken,
+/// seen in CI under load). And a table made after the publications but before
+/// the slot is in the copy's snapshot yet in no publication: its later changes
+/// were never streamed (without DDL capture nothing publishes it). Both tables
+/// now arrive with every row.
+#[test]
+fn a_table_made_while_the_copy_makes_its_publications_arrives_with_its_later_rows() {
+    for (pause, capture) in [("copy-before-publications", true), ("copy-before-slot", false)] {
+        let (source, target) = clusters(PgVersion::V15);
+        let dir = tempfile::tempdir().unwrap();
+        let start = start_paused(&source, &target, pause, dir.path(), capture);
+        let made = source.try_psql(
+            "app",
+            "CREATE TABLE app.fresh (id int PRIMARY KEY, v text); INSERT INTO app.fresh VALUES (1, 'before the slot')",
+        );
+        assert!(made.is_ok(), "{pause}: the application's DDL works: {made:?}");
+        std::fs::write(dir.path().join(format!("{pause}.go")), b"").unwrap();
+        assert_ok(&start.wait_with_output().unwrap());
+        source.psql(
+            "app",
+            "INSERT INTO app.fresh VALUES (2, 'after the copy'); UPDATE app.fresh SET v = 'changed' WHERE id = 1",
+        );
+        let (s, t) = (source.url("app"), target.url("app"));
+        assert_ok(&pgferry(&["follow", "--source", &s, "--target", &t, "--until-caught-up"], &[]));
+        let rows = "SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM app.fresh";
+        assert_eq!(target.psql("app", rows), "1=changed,2=after the copy", "{pause}");
+        assert_eq!(target.psql("app", rows), source.psql("app", rows), "{pause}");
+    }
+}

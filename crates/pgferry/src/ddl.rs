@@ -117,6 +117,10 @@ BEGIN
                 OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
                 OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))
               INTO keyed FROM pg_class c WHERE c.oid = cmd.objid;
+            -- Before the copy made the publications (or while a rerun makes them again) there
+            -- is none to add to: the copy publishes every table its snapshot holds.
+            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_publication p
+                                      WHERE p.pubname = CASE WHEN keyed THEN publication ELSE insert_only END);
             BEGIN
                 PERFORM set_config(flag, 'on', true);
                 EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s', CASE WHEN keyed THEN publication ELSE insert_only END, cmd.objid::regclass);
@@ -149,6 +153,8 @@ BEGIN
                                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
                      AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
                                      WHERE pr.prrelid = c.oid AND p.pubname IN (publication, insert_only)) LOOP
+            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_publication p
+                                      WHERE p.pubname = CASE WHEN rel.keyed THEN publication ELSE insert_only END);
             BEGIN
                 PERFORM set_config(flag, 'on', true);
                 EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s', CASE WHEN rel.keyed THEN publication ELSE insert_only END, rel.oid::regclass);

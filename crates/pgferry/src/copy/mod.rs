@@ -243,8 +243,10 @@ async fn copy_steps(
         if options.replica_identity_full {
             replica_identity::set_full(&src, &dst, name).await?;
         }
+        failpoint::pause("copy-before-publications").await;
         source::drop_publications(&src, name).await?;
         source::ensure_publications(&src, name).await?;
+        failpoint::pause("copy-before-slot").await;
         let slot = create_slot_with_snapshot(source, &slot_name, false).await.map_err(Error::from)?;
         journal::set_phase(&dst, name, MigrationPhase::Schema, Some(&slot.consistent_point)).await?;
         failpoint::hit("copy-after-slot");
@@ -262,14 +264,15 @@ async fn copy_steps(
         }
         journal::set_phase(&dst, name, MigrationPhase::Data, None).await?;
         laps.lap("schema");
-        let leftover = data.run_all(&slot.snapshot_name, &slot.consistent_point).await?;
+        let unlisted = source::unlisted_at(&src, &slot.snapshot_name, name).await?.into_iter().collect();
+        let leftover = data.run_all(&slot.snapshot_name, &slot.consistent_point, unlisted).await?;
         (slot.consistent_point, dump, leftover)
     } else {
         let leftover = if current == MigrationPhase::Data {
             let temp = create_slot_with_snapshot(source, &SnapshotSlot::Resume.beside(&slot_name), true)
                 .await
                 .map_err(Error::from)?;
-            data.run_all(&temp.snapshot_name, &temp.consistent_point).await?
+            data.run_all(&temp.snapshot_name, &temp.consistent_point, HashSet::new()).await?
         } else {
             Vec::new()
         };
@@ -391,25 +394,32 @@ struct DataPhase<'a> {
 
 impl DataPhase<'_> {
     /// Copies every table not yet finished under the snapshot, but those found
-    /// rewritten after it: those are copied again under later snapshots.
-    /// Returns the tables still to be given statistics.
-    async fn run_all(&self, snapshot_name: &str, snapshot_lsn: &str) -> Result<Vec<QualifiedName>> {
+    /// rewritten after it and the `unlisted` ones (in the snapshot, in no
+    /// publication: [`source::unlisted_at`]): those are copied under later
+    /// snapshots, after they are published. Returns the tables still to be given
+    /// statistics.
+    async fn run_all(
+        &self,
+        snapshot_name: &str,
+        snapshot_lsn: &str,
+        unlisted: HashSet<QualifiedName>,
+    ) -> Result<Vec<QualifiedName>> {
         failpoint::pause("copy-before-lock").await;
         // Every label the snapshot's rows may carry exists by now (a label
         // commits before any row can hold it).
         crate::parity::carry_enum_labels(self.src, self.dst, &self.options.migration).await?;
-        let none = HashSet::new();
-        let (mut leftover, mut again) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&none)).await?;
+        let (mut leftover, mut again) = self.run(snapshot_name, snapshot_lsn, Selection::Except(&unlisted)).await?;
+        again.extend(unlisted);
         for _ in 0..RECOPY_ATTEMPTS {
             if again.is_empty() {
                 return Ok(leftover);
             }
             // A table that replaced one of the same name since the publications
-            // were made is not in them: published first, so that its changes after
-            // the re-copy's snapshot arrive.
+            // were made, or was made while they were, is not in them: published
+            // first, so that its changes after the re-copy's snapshot arrive.
             for table in source::publish_unlisted(self.src, &self.options.migration).await? {
                 tracing::info!(
-                    "{table} replaced a table of that name during the copy: it was added to the publication"
+                    "{table} was made while the copy began or replaced a table of that name during it: it was added to the publication and is copied under a later snapshot"
                 );
             }
             let slot = SnapshotSlot::Resume.beside(self.slot);

@@ -119,6 +119,39 @@ pub(crate) async fn ensure_publications(source: &Client, name: &MigrationName) -
 /// re-copy's snapshot, so that its changes after that snapshot are streamed.
 /// Returns the tables added.
 pub(crate) async fn publish_unlisted(source: &Client, name: &MigrationName) -> Result<Vec<QualifiedName>> {
+    let mut added = Vec::new();
+    for (table, publication) in unlisted(source, name).await? {
+        let sql = Sql::new("ALTER PUBLICATION ").ident(&publication).push(" ADD TABLE ").name(&table);
+        source
+            .batch_execute(sql.as_str())
+            .await
+            .map_err(|e| Error::server(&format!("adding {table} to the publication {publication}"), e))?;
+        added.push(table);
+    }
+    Ok(added)
+}
+
+/// The tables the snapshot `snapshot_name` holds that neither of the migration's
+/// publications lists as of that snapshot: their changes after it would not be
+/// streamed. One made while the publications were being made (before DDL
+/// capture could publish it, or between them and the slot) is such a table:
+/// the copy publishes it and reads it under a later snapshot.
+pub(crate) async fn unlisted_at(
+    source: &Client,
+    snapshot_name: &str,
+    name: &MigrationName,
+) -> Result<Vec<QualifiedName>> {
+    let begin =
+        Sql::new("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ").literal(snapshot_name);
+    source.batch_execute(begin.as_str()).await.map_err(|e| Error::server("importing the snapshot", e))?;
+    let found = unlisted(source, name).await;
+    source.batch_execute("COMMIT").await.map_err(|e| Error::server("ending the snapshot's transaction", e))?;
+    Ok(found?.into_iter().map(|(table, _)| table).collect())
+}
+
+/// The publishable tables neither publication lists, each with the publication
+/// it belongs in, as `source`'s transaction sees them.
+async fn unlisted(source: &Client, name: &MigrationName) -> Result<Vec<(QualifiedName, Ident)>> {
     let listed: Vec<(String, String)> = source
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_publication_rel pr
@@ -131,24 +164,18 @@ pub(crate) async fn publish_unlisted(source: &Client, name: &MigrationName) -> R
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let mut added = Vec::new();
+    let mut out = Vec::new();
     for (table, publishable) in publication_members(source).await? {
         let publication = match publishable {
             Publishable::Fully => name.publication(),
             Publishable::InsertsOnly => name.insert_only_publication(),
             Publishable::Never => continue,
         };
-        if listed.iter().any(|(schema, relation)| table.schema.as_str() == schema && table.name.as_str() == relation) {
-            continue;
+        if !listed.iter().any(|(schema, relation)| table.schema.as_str() == schema && table.name.as_str() == relation) {
+            out.push((table, publication));
         }
-        let sql = Sql::new("ALTER PUBLICATION ").ident(&publication).push(" ADD TABLE ").name(&table);
-        source
-            .batch_execute(sql.as_str())
-            .await
-            .map_err(|e| Error::server(&format!("adding {table} to the publication {publication}"), e))?;
-        added.push(table);
     }
-    Ok(added)
+    Ok(out)
 }
 
 /// What the publications list: plain tables, and partitioned tables by their
