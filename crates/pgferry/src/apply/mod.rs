@@ -87,6 +87,10 @@ const RELATIONS_EVERY: Duration = Duration::from_secs(30);
 /// The tag of pgoutput's Stream Stop, the one message of a stream block that
 /// is not spooled ([`streamed`]).
 const STREAM_STOP: u8 = b'E';
+/// A streamed transaction's spool larger than this is applied with the stream
+/// closed ([`Run::apply_streamed`]): a smaller one is applied well within any
+/// `wal_sender_timeout`.
+const REOPEN_ABOVE: u64 = 4 * 1024 * 1024;
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
@@ -165,6 +169,9 @@ pub struct FollowReport {
 pub(crate) enum Stop {
     Transient(Error),
     Fatal(Error),
+    /// Nothing failed: the session ends so that a new one starts from what the
+    /// target committed ([`Run::apply_streamed`]).
+    Reopen,
 }
 
 impl From<Error> for Stop {
@@ -270,6 +277,7 @@ pub async fn follow(
             {
                 tracing::info!("change capture continues with the enum labels the source added: {}", e.message);
             }
+            Err(Stop::Reopen) => {}
             Err(Stop::Fatal(e)) => return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e)),
             Err(Stop::Transient(e)) => {
                 if totals.heard_sessions != heard_before {
@@ -315,6 +323,8 @@ async fn caught_up_mark(source: &ConnSpec) -> Result<Lsn> {
         .await
         .map_err(|stop| match stop {
             Stop::Transient(e) | Stop::Fatal(e) => e,
+            // A time limit ends in one of the above; no stream is read here.
+            Stop::Reopen => Error::new(ErrorKind::Server, "marking the source's current position was cut short"),
         })?
         .map_err(|e| Error::server("marking the source's current position", e))?;
     row.get::<_, String>(0)
@@ -555,8 +565,20 @@ impl Run<'_> {
 
     /// A streamed transaction committed: its spooled messages are applied as
     /// one source transaction, exactly as a whole one would be.
+    ///
+    /// The stream is not read while a spool is applied, and a large one takes
+    /// longer than the source waits for a silent receiver (`wal_sender_timeout`):
+    /// the source would end the session, the retry receive the transaction again,
+    /// and so on for ever. So before a large spool the stream is closed; once the
+    /// transaction is committed on the target, the session ends ([`Stop::Reopen`])
+    /// and the next one starts from its end (the source sends again whatever
+    /// followed, open streamed transactions from their first block).
     async fn apply_streamed(&mut self, commit: StreamCommit, stop_at: Option<Lsn>) -> Result<(), Stop> {
         let mut replay = self.streamed.commit(commit.xid)?;
+        let reopen = replay.bytes > REOPEN_ABOVE;
+        if reopen {
+            self.stream.abort();
+        }
         self.applier.begin(commit.commit_lsn);
         let ddl_prefix = self.options.migration.ddl_message_prefix();
         while let Some(data) = replay.next_message()? {
@@ -567,8 +589,17 @@ impl Run<'_> {
                 }
                 message => self.applier.apply(message, bytes).await?,
             }
+            // The operator watches a large transaction's rate while it is applied.
+            self.report_status().await;
         }
-        self.end_transaction(commit.end_lsn, commit.commit_time.0, stop_at).await
+        if !reopen {
+            return self.end_transaction(commit.end_lsn, commit.commit_time.0, stop_at).await;
+        }
+        self.applier.end_transaction(commit.end_lsn, commit.commit_time.0);
+        self.flush().await?;
+        self.applier.wait_committed().await?;
+        self.acknowledge_committed();
+        Err(Stop::Reopen)
     }
 
     /// A source transaction ended at `end`: its batch commits when it is due.

@@ -168,13 +168,15 @@ impl Spool {
     fn replay(self) -> Result<Replay, Stop> {
         let mut file = self.file.into_inner().map_err(|e| disk("writing a spool file", e.into_error()))?;
         file.seek(SeekFrom::Start(0)).map_err(|e| disk("reading a spool file", e))?;
-        Ok(Replay { file: BufReader::with_capacity(BUFFER, file) })
+        Ok(Replay { file: BufReader::with_capacity(BUFFER, file), bytes: self.len })
     }
 }
 
 /// A committed streamed transaction's messages, read back from its spool.
 pub(crate) struct Replay {
     file: BufReader<File>,
+    /// The spool's size.
+    pub(crate) bytes: u64,
 }
 
 impl Replay {
