@@ -10,8 +10,9 @@
 //! comparison). PostgreSQL 18's NOT NULL constraints are left out (nullability
 //! is read from the columns), and so are partitions' clones of their parent's
 //! triggers (`tgparentid`: the parent's trigger is compared). Types, functions
-//! and event triggers are read in [`code`], roles, privileges and row-level
-//! security in [`security`].
+//! and event triggers are read in [`code`], roles (the server's, with their
+//! memberships, settings and a digest of each password hash), privileges and
+//! row-level security in [`security`].
 
 use pgferry_core::names::{MigrationName, PREFIX, STATE_SCHEMA};
 use pgferry_core::parity::{
@@ -79,6 +80,7 @@ async fn read_all(c: &Client) -> std::result::Result<Catalog, tokio_postgres::Er
         database: Some(security::database(c).await?),
         definitions: definitions::definitions(c).await?,
         others: definitions::others(c).await?,
+        server_roles: Some(security::server_roles(c).await?),
     })
 }
 
