@@ -34,11 +34,30 @@ const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema',
     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
 
 /// Compares the two sides' catalogs now.
-pub async fn check(src: &Client, dst: &Client) -> Result<Parity> {
+pub async fn check(src: &Client, dst: &Client, name: &MigrationName) -> Result<Parity> {
     // Boxed: the reads' state stays off the callers' futures.
-    let (source, target) =
+    let (source, mut target) =
         Box::pin(async { tokio::try_join!(read_catalog(src, "source"), read_catalog(dst, "target")) }).await?;
+    if let Some(roles) = target.server_roles.as_mut() {
+        roles.physical_copy = seeded(dst, name).await?;
+    }
     Ok(compare(&source, &target))
+}
+
+/// Whether the migration was seeded (its attach journaled): the target began
+/// as a physical copy of the source.
+async fn seeded(dst: &Client, name: &MigrationName) -> Result<bool> {
+    let fail = |e| Error::server("reading the migration's journal", e);
+    let journaled: bool =
+        dst.query_one("SELECT to_regclass('pgferry.seed') IS NOT NULL", &[]).await.map_err(fail)?.get(0);
+    if !journaled {
+        return Ok(false);
+    }
+    let row = dst
+        .query_one("SELECT EXISTS (SELECT 1 FROM pgferry.seed WHERE migration = $1)", &[&name.as_str()])
+        .await
+        .map_err(fail)?;
+    Ok(row.get(0))
 }
 
 /// One side's catalog.

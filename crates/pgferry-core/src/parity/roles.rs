@@ -22,8 +22,8 @@
 //!   superuser on plain PostgreSQL; nobody on RDS), and never shown: the reader
 //!   takes a digest of each hash, not the hash. A login role with a password on
 //!   the source and none on the target stops the cutover. Two hashes that differ
-//!   stop it when the target is a physical copy of the source (the same system
-//!   identifier: it started with the same hashes, so one was changed since);
+//!   stop it when the target is a physical copy of the source (a seeded
+//!   migration: it started with the same hashes, so one was changed since);
 //!   after a logical copy a password set anew on the target has a salt of its
 //!   own, so a difference is said once as a warning;
 //! - the predefined roles (`pg_*`), the bootstrap superuser and the provider's
@@ -51,9 +51,11 @@ pub struct ServerRoles {
     /// A digest of each role's password hash (`None`: no password), never the
     /// hash; `None` when this side's user may not read `pg_authid`.
     pub passwords: Option<BTreeMap<String, Option<String>>>,
-    /// `pg_control_system()`'s, empty where it may not be read: a physical copy
-    /// has its source's.
-    pub system_identifier: String,
+    /// The target's: it began as a physical copy of the source (a seeded
+    /// migration: a snapshot restore or a base backup), so its roles began as
+    /// the source's, password hashes included. Not the system identifier: two
+    /// servers made from one image share it too.
+    pub physical_copy: bool,
     /// What the user pgferry connects as may give.
     pub superuser: bool,
     pub replication: bool,
@@ -318,7 +320,7 @@ fn passwords(s: &ServerRoles, t: &ServerRoles, targets: &BTreeMap<&str, &SourceR
         ));
         return;
     };
-    let physical = !s.system_identifier.is_empty() && s.system_identifier == t.system_identifier;
+    let physical = t.physical_copy;
     let mut unproven = Vec::new();
     for role in s.roles.iter().filter(|r| compared(r) && targets.contains_key(r.name.as_str())) {
         let name = ident(&role.name);
@@ -394,7 +396,7 @@ mod tests {
             memberships: vec![member("owner", "app", false), member("pg_read_all_data", "app", false)],
             settings: vec![setting("app", Scope::EveryDatabase, "work_mem=64MB")],
             passwords: passwords(&[("app", Some("d1")), ("owner", None)]),
-            system_identifier: "7".into(),
+            physical_copy: true,
             superuser: true,
             ..ServerRoles::default()
         }
@@ -452,7 +454,7 @@ mod tests {
     #[test]
     fn a_logical_copys_own_salts_are_a_warning_and_unreadable_passwords_are_said_once() {
         let mut logical = source();
-        logical.system_identifier = "8".into();
+        logical.physical_copy = false;
         logical.passwords = passwords(&[("app", Some("other salt"))]);
         let p = compare_catalogs(&side(source()), &side(logical));
         assert!(p.differences.is_empty(), "{p:#?}");

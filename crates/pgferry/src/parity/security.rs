@@ -19,8 +19,7 @@ use super::{name, optional_sql, USER_SCHEMA};
 pub(super) async fn server_roles(c: &Client) -> Result<ServerRoles, tokio_postgres::Error> {
     let me = c
         .query_one(
-            "SELECT rolsuper, rolreplication, rolbypassrls, has_table_privilege('pg_catalog.pg_authid', 'SELECT'),
-                    has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+            "SELECT rolsuper, rolreplication, rolbypassrls, has_table_privilege('pg_catalog.pg_authid', 'SELECT')
              FROM pg_roles WHERE rolname = current_user",
             &[],
         )
@@ -39,16 +38,12 @@ pub(super) async fn server_roles(c: &Client) -> Result<ServerRoles, tokio_postgr
             .collect(),
         ),
     };
-    let system_identifier = match me.get::<_, bool>(4) {
-        false => String::new(),
-        true => c.query_one("SELECT system_identifier::text FROM pg_control_system()", &[]).await?.get(0),
-    };
     Ok(ServerRoles {
         roles: crate::roles::read_roles(c).await?,
         memberships: crate::roles::read_memberships(c).await?,
         settings: crate::roles::read_settings(c).await?,
         passwords,
-        system_identifier,
+        physical_copy: false,
         superuser: me.get(0),
         replication: me.get(1),
         bypass_rls: me.get(2),
