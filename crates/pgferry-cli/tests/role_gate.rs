@@ -7,7 +7,8 @@
 //! given (the password copied as its hash), let it through. No password hash
 //! is ever printed. A cutover killed inside its fence, then a dry run, does not
 //! read the fence as the roles' differences, and after the rollback the roles
-//! match again.
+//! match again. The copy path: `pgferry roles` and a password set anew on the
+//! target (a warning: its own salt), then the same later changes and fixes.
 
 use std::process::{Command, Output};
 
@@ -141,4 +142,75 @@ fn roles_changed_on_the_source_after_the_snapshot_stop_the_cutover_until_the_tar
     let done = ok(pgferry(&[pair("cutover"), vec!["--switch-command", "true"]].concat()));
     assert!(done.contains("Downtime"), "{done}");
     assert_eq!(target.psql("app", "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'app'"), "20");
+}
+
+/// The copy path (15 -> 18): `pgferry roles` makes the source's roles on the
+/// target without passwords, so the gate first asks for the login role's
+/// password; one typed anew there has a salt of its own, which after a logical
+/// copy is a warning, not a refusal. Roles changed on the source after the copy
+/// stop the cutover as on the seeded path, and their fixes let it through.
+#[test]
+fn roles_changed_on_the_source_after_a_copy_stop_the_cutover_and_a_password_set_anew_is_a_warning() {
+    let source = Cluster::start(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    target.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE app LOGIN PASSWORD 'app-pw'; CREATE ROLE readers NOLOGIN;
+         CREATE TABLE t (id int PRIMARY KEY, v text); GRANT ALL ON t TO app; GRANT SELECT ON t TO readers;
+         INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g",
+    );
+    let (s, t) = (source.url("app"), target.url("app"));
+    let pair = |command: &'static str| vec![command, "--source", &s, "--target", &t];
+    ok(pgferry(&pair("roles")));
+    ok(pgferry(&pair("copy")));
+    ok(pgferry(&[pair("follow"), vec!["--until-caught-up"]].concat()));
+    let objects = || {
+        let out = pgferry(&[pair("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the plan in JSON");
+        let differences = plan["parity"]["differences"].as_array().expect("differences").clone();
+        (differences, plan["parity"]["warnings"].to_string())
+    };
+    let (differences, _) = objects();
+    let named: Vec<&str> = differences.iter().map(|d| d["object"].as_str().unwrap()).collect();
+    assert_eq!(named, ["the password of role \"app\""], "pgferry roles copies no password: {differences:#?}");
+    target.psql("app", "ALTER ROLE app PASSWORD 'app-pw'");
+    let (differences, warnings) = objects();
+    assert!(differences.is_empty(), "{differences:#?}");
+    assert!(warnings.contains("password hashes of \\\"app\\\" differ"), "{warnings}");
+
+    source.psql(
+        "app",
+        "CREATE ROLE auditor NOLOGIN; GRANT readers TO app; ALTER ROLE app SET work_mem = '64MB';
+         ALTER ROLE app CONNECTION LIMIT 5 VALID UNTIL '2031-01-01 00:00:00+00'; ALTER ROLE app PASSWORD 'app-pw-2'",
+    );
+    let (differences, warnings) = objects();
+    let fixes: Vec<&str> = differences.iter().map(|d| d["ddl"].as_str().unwrap()).collect();
+    assert_eq!(
+        fixes,
+        [
+            "CREATE ROLE \"auditor\" WITH NOLOGIN INHERIT NOCREATEDB NOCREATEROLE CONNECTION LIMIT -1",
+            "ALTER ROLE \"app\" WITH CONNECTION LIMIT 5 VALID UNTIL '2031-01-01 00:00:00+00'",
+            "GRANT \"readers\" TO \"app\"",
+            "ALTER ROLE \"app\" SET \"work_mem\" = '64MB'",
+        ],
+        "{differences:#?}"
+    );
+    assert!(warnings.contains("password hashes of \\\"app\\\" differ"), "{warnings}");
+    let refused = pgferry(&[pair("cutover"), vec!["--switch-command", "true"]].concat());
+    assert_eq!(refused.status.code(), Some(1), "{}", said(&refused));
+    assert!(!said(&refused).contains(&hash(&source, "app")), "no hash printed");
+    for fix in &fixes {
+        target.psql("app", fix);
+    }
+    let done = ok(pgferry(&[pair("cutover"), vec!["--switch-command", "true"]].concat()));
+    assert!(done.contains("Downtime"), "{done}");
+    assert_eq!(
+        target.psql(
+            "app",
+            "SELECT rolconnlimit || ' ' || pg_has_role('app', 'readers', 'MEMBER') FROM pg_roles WHERE rolname = 'app'"
+        ),
+        "5 true"
+    );
 }

@@ -100,7 +100,8 @@ pub(crate) async fn read_roles(c: &Client) -> std::result::Result<Vec<SourceRole
         "SELECT rolname::text, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
                     rolbypassrls, rolconnlimit,
                     CASE WHEN isfinite(rolvaliduntil)
-                         THEN to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'
+                         THEN rtrim(rtrim(to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), '0'), '.')
+                              || '+00'
                          ELSE rolvaliduntil::text END
              FROM pg_roles WHERE oid >= 16384 ORDER BY 1",
         &[],

@@ -332,7 +332,7 @@ fn passwords(s: &ServerRoles, t: &ServerRoles, targets: &BTreeMap<&str, &SourceR
                 object,
                 differs("one hash (not shown)", "another (not shown)"),
                 format!(
-                    "password changed on the source after the copy: set it on the target. Copy the source's hash exactly (on the source, as a superuser: SELECT rolpassword FROM pg_authid WHERE rolname = {}; on the target: ALTER ROLE {name} PASSWORD 'that hash'): a password typed anew gets a salt of its own and still differs",
+                    "password changed on the source after the copy (or on the target since): set the source's on the target. Copy its hash exactly (on the source, as a superuser: SELECT rolpassword FROM pg_authid WHERE rolname = {}; on the target: ALTER ROLE {name} PASSWORD 'that hash'): a password typed anew gets a salt of its own and still differs",
                     Sql::new("").literal(&role.name)
                 ),
             ),
