@@ -452,6 +452,40 @@ mod tests {
     }
 
     #[test]
+    fn what_only_the_target_has_is_taken_back_an_expiry_dropped_is_infinity_and_settings_it_lacks_are_said() {
+        let mut changed = source();
+        changed.memberships[0].admin = false;
+        changed.settings.clear();
+        changed.settings.push(setting("app", Scope::EveryDatabase, "force_parallel_mode=off"));
+        let mut target = source();
+        target.memberships[0].admin = true;
+        target.roles[0].valid_until = Some("2031-01-01 00:00:00+00".into());
+        let mut target = side(target);
+        target.database = Some(crate::parity::DatabaseProperties {
+            name: ident("app"),
+            owner: ident("postgres"),
+            connection_limit: -1,
+            comment: None,
+            settings: Vec::new(),
+            known_settings: ["work_mem".to_string()].into(),
+        });
+        let p = compare_catalogs(&side(changed), &target);
+        assert_eq!(
+            ddl(&p),
+            [
+                r#"ALTER ROLE "app" WITH VALID UNTIL 'infinity'"#,
+                r#"REVOKE ADMIN OPTION FOR "owner" FROM "app""#,
+                r#"ALTER ROLE "app" RESET "work_mem""#,
+            ],
+            "{p:#?}"
+        );
+        assert!(p.warnings.iter().any(|w| w.contains("has no setting force_parallel_mode")), "{p:#?}");
+        let mut infinite = source();
+        infinite.roles[0].valid_until = Some("infinity".into());
+        assert_eq!(compare_catalogs(&side(infinite), &side(source())), Parity::default(), "infinity is no expiry");
+    }
+
+    #[test]
     fn a_logical_copys_own_salts_are_a_warning_and_unreadable_passwords_are_said_once() {
         let mut logical = source();
         logical.physical_copy = false;
