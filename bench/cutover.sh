@@ -20,6 +20,8 @@ touch "$OUT"
 psql_s -d postgres -c "ALTER DATABASE $DB RESET default_transaction_read_only" >/dev/null
 psql_s -d "$DB" -c "DO \$\$BEGIN CREATE ROLE bench_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$;
                      GRANT ALL ON ALL TABLES IN SCHEMA public TO bench_app" >/dev/null
+# Roles are the server's: the target needs the application's too (the cutover's gate compares them).
+psql_t -d postgres -c "DO \$\$BEGIN CREATE ROLE bench_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$" >/dev/null
 [[ $PARTS == *pgferry* ]] && { grep -v '^pgferry' "$OUT" > "$OUT.new" || true; mv "$OUT.new" "$OUT"; }
 for run in $(seq "$REPEAT"); do
   [[ $PARTS == *pgferry* ]] || break

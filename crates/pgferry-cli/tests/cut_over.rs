@@ -58,6 +58,8 @@ fn after_the_cutover_commands_that_move_data_refuse_and_change_nothing() {
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
+    // Roles are the server's: the operator makes them on the target (the cutover's gate compares them).
+    target.psql("app", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
     source.psql(
         "app",
         "CREATE ROLE app LOGIN PASSWORD 'app-pw';

@@ -41,6 +41,8 @@ fn migrated_with(extra: impl Fn(&Cluster) -> String) -> Pair {
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
+    // Roles are the server's: the operator makes them on the target (the cutover's gate compares them).
+    target.psql("app", "CREATE ROLE app LOGIN PASSWORD 'app-pw' CONNECTION LIMIT 20");
     source.psql(
         "app",
         "CREATE ROLE app LOGIN PASSWORD 'app-pw' CONNECTION LIMIT 20;

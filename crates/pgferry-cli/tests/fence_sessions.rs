@@ -24,6 +24,8 @@ fn a_replication_connection_opened_before_the_fence_cannot_write_after_the_cutov
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
+    // Roles are the server's: the operator makes them on the target (the cutover's gate compares them).
+    target.psql("app", "CREATE ROLE app LOGIN REPLICATION");
     source.psql(
         "app",
         "CREATE ROLE app LOGIN REPLICATION;
@@ -135,6 +137,8 @@ fn copied_with_a_superuser() -> (Cluster, Cluster) {
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
+    // Roles are the server's: the operator makes them on the target (the cutover's gate compares them).
+    target.psql("app", "CREATE ROLE dba LOGIN SUPERUSER");
     source.psql(
         "app",
         "CREATE ROLE dba LOGIN SUPERUSER;

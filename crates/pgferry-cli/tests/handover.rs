@@ -36,6 +36,8 @@ fn pair() -> (Cluster, Cluster) {
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
+    // Roles are the server's: the operator makes them on the target (the cutover's gate compares them).
+    target.psql("app", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
     source.psql(
         "app",
         "CREATE ROLE app LOGIN PASSWORD 'app-pw';

@@ -292,6 +292,8 @@ impl Lifecycle {
         let target = Cluster::start(version);
         source.create_database("app");
         target.create_database("app");
+        // Roles are the server's: the operator makes them on the target (the cutover's gate compares them).
+        target.psql("app", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
         source.psql(
             "app",
             "CREATE ROLE app LOGIN PASSWORD 'app-pw';

@@ -41,7 +41,10 @@ impl Servers {
     /// name under the default migration name, and caught up.
     fn migrated(databases: &[&str]) -> Servers {
         let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
-        source.psql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw' CONNECTION LIMIT 20");
+        // Roles are the server's: made on both (the cutover's gate compares them).
+        for c in [&source, &target] {
+            c.psql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw' CONNECTION LIMIT 20");
+        }
         for db in databases {
             source.create_database(db);
             target.create_database(db);
@@ -315,7 +318,9 @@ fn fence_state(s: &Servers, db: &str) -> String {
 #[test]
 fn abort_with_the_target_lost_lifts_the_fence_and_removes_only_this_migrations_objects() {
     let s = Servers::migrated(&["app", "other"]);
-    s.source.psql("postgres", "CREATE ROLE dba LOGIN SUPERUSER");
+    for c in [&s.source, &s.target] {
+        c.psql("postgres", "CREATE ROLE dba LOGIN SUPERUSER");
+    }
     let (source, target) = (s.source.url("app"), s.target.url("app"));
     let plan = ok(s.run("cutover", &source, &target, &["--dry-run", "--switch-command", "true"]));
     assert!(plan.contains("superusers can still log in") && plan.contains("dba"), "{plan}");

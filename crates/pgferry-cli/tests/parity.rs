@@ -12,8 +12,9 @@
 //! stops the cutover before the fence (exit 1, the source not fenced, no
 //! cutover journal), every difference named at once with its side and its fix;
 //! the fixes, run on the target as given (and the table rebuilt where no DDL
-//! moves a column), let the cutover through. A role the target lacks is a
-//! warning, and the privileges the copy could then not restore are named.
+//! moves a column), let the cutover through. A role the target lacks stops it
+//! (its grants a warning until it exists), and the privileges the copy could
+//! then not restore are named. The server's roles are tested in `role_gate.rs`.
 
 use std::process::{Command, Output};
 
@@ -376,12 +377,13 @@ fn the_catalog_parity_gate_from_15_to_18() {
     the_gate(PgVersion::V18);
 }
 
-/// A role the target lacks: its grants are a warning, not a difference. The copy
-/// then restores no privilege at all (`--no-privileges`), so the grants to the
-/// roles the target has, and a function's EXECUTE revoked from PUBLIC, are
-/// named; their fixes clear the gate.
+/// A role the target lacks stops the cutover, with the `CREATE ROLE` `pgferry
+/// roles` runs; its grants are a warning until it exists. The copy then restores
+/// no privilege at all (`--no-privileges`), so the grants to the roles the
+/// target has, and a function's EXECUTE revoked from PUBLIC, are named; their
+/// fixes, then the created role's grants, clear the gate.
 #[test]
-fn a_role_missing_on_the_target_is_a_warning_and_the_privileges_the_copy_left_out_are_named() {
+fn a_role_missing_on_the_target_stops_the_cutover_and_the_privileges_the_copy_left_out_are_named() {
     let m = copied(
         PgVersion::V18,
         "CREATE ROLE app; CREATE ROLE auditor;
@@ -409,6 +411,11 @@ fn a_role_missing_on_the_target_is_a_warning_and_the_privileges_the_copy_left_ou
         named,
         [
             (
+                "role \"auditor\"",
+                "missing_on_target",
+                "CREATE ROLE \"auditor\" WITH NOLOGIN INHERIT NOCREATEDB NOCREATEROLE CONNECTION LIMIT -1"
+            ),
+            (
                 "the grant to PUBLIC on function \"public\".\"balance\"()",
                 "only_on_target",
                 "REVOKE EXECUTE ON FUNCTION \"public\".\"balance\"() FROM PUBLIC"
@@ -429,9 +436,14 @@ fn a_role_missing_on_the_target_is_a_warning_and_the_privileges_the_copy_left_ou
     for (_, _, ddl) in named {
         m.target.psql("app", ddl);
     }
+    let json = pgferry(&[m.args("cutover"), vec!["--dry-run", "--format", "json"]].concat());
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
+    let fixes: Vec<&str> =
+        plan["parity"]["differences"].as_array().unwrap().iter().map(|d| d["ddl"].as_str().unwrap()).collect();
+    assert_eq!(fixes, ["GRANT SELECT ON TABLE \"public\".\"ledger\" TO \"auditor\""], "now compared: {plan:#}");
+    m.target.psql("app", fixes[0]);
     let planned = ok(pgferry(&[m.args("cutover"), vec!["--dry-run"]].concat()));
     assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
-    assert!(planned.contains("role \"auditor\" does not exist on the target"), "still said: {planned}");
 }
 
 /// The database's own settings, privileges, owner, connection limit and comment.

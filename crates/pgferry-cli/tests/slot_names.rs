@@ -45,7 +45,10 @@ struct Servers {
 impl Servers {
     fn start(databases: &[&str]) -> Servers {
         let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
-        source.psql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
+        // Roles are the server's: made on both (the cutover's gate compares them).
+        for c in [&source, &target] {
+            c.psql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
+        }
         for db in databases {
             source.create_database(db);
             target.create_database(db);

@@ -39,6 +39,8 @@ fn a_stopped_cutover_is_reported_as_what_the_rerun_does_and_a_copy_from_its_fenc
     source.create_database("app");
     target.create_database("app");
     target.create_database("elsewhere");
+    // Roles are the server's: the operator makes them on the target (the cutover's gate compares them).
+    target.psql("app", "CREATE ROLE app LOGIN");
     source.psql(
         "app",
         "CREATE ROLE app LOGIN;

@@ -422,7 +422,9 @@ fn rehearse_or_cutover(command: &str, source: &Cluster, target: &Cluster) -> Out
 #[test]
 fn rehearse_and_the_cutovers_check_judge_the_same_state_alike() {
     let (source, target) = hot_pair(PgVersion::V15, PgVersion::V15);
-    source.psql("app", "CREATE ROLE app LOGIN");
+    for c in [&source, &target] {
+        c.psql("app", "CREATE ROLE app LOGIN");
+    }
     // Under a writer the rehearsal's rows written after its drain are lag:
     // never DIFFERENT (they were, three times, before the cutover found them equal).
     // Paced (a few hundred rounds a second): an unpaced one on a loaded machine

@@ -24,8 +24,9 @@
 //! ([`routines`]), privileges ([`grants`]), row-level security
 //! ([`row_security`]), the order of columns ([`column_order`]), event
 //! triggers ([`event_triggers`]), the database itself: its owner, settings
-//! and comment ([`database`]), relations' options ([`relation_options`]), and
-//! rules, extended statistics, aggregates, collations and schemas ([`definitions`]).
+//! and comment ([`database`]), relations' options ([`relation_options`]),
+//! rules, extended statistics, aggregates, collations and schemas ([`definitions`]),
+//! and the server's roles, which nothing replicates ([`roles`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,6 +42,7 @@ mod event_triggers;
 mod grants;
 mod others;
 mod relation_options;
+mod roles;
 mod routines;
 mod row_security;
 mod securable;
@@ -51,6 +53,7 @@ pub use definitions::{Definition, Named};
 pub use event_triggers::EventTrigger;
 pub use grants::{Acl, AclEntry, DefaultedObjects, RoleName, Securable};
 pub use others::OtherObject;
+pub use roles::ServerRoles;
 pub use routines::Routine;
 pub use row_security::{Policy, RowSecurity};
 pub use types::{labels_to_add, TypeShape, UserType};
@@ -243,6 +246,8 @@ pub struct Catalog {
     /// Rules, extended statistics, aggregates, collations and schemas.
     pub definitions: Vec<Definition>,
     pub others: Vec<OtherObject>,
+    /// The server's roles, their memberships, settings and passwords ([`roles`]).
+    pub server_roles: Option<ServerRoles>,
 }
 
 /// What kind of object differs.
@@ -271,6 +276,10 @@ pub enum ObjectKind {
     Aggregate,
     Collation,
     Schema,
+    /// A role: missing, its attributes, its settings, its password.
+    Role,
+    /// A role's membership in another.
+    Membership,
     /// Operators, operator classes and families, casts, text search
     /// configurations and dictionaries, conversions, range types, foreign data
     /// wrappers, servers and user mappings, languages, transforms: by existence.
@@ -340,7 +349,8 @@ pub fn compare(source: &Catalog, target: &Catalog) -> Parity {
     let mut p = Parity::default();
     let same_major = source.server_version_num / 10000 == target.server_version_num / 10000;
     // In the order the fixes can run: types and functions before what uses
-    // them, privileges and policies once their objects exist.
+    // them, privileges and policies once their objects exist; roles first.
+    roles::compare(source, target, &mut p);
     let definitions = |kinds: &[ObjectKind], p: &mut Parity| {
         definitions::compare(&source.definitions, &target.definitions, kinds, same_major, p)
     };

@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use crate::sql::{Ident, Sql};
 
-/// A role of the source, as its catalog shows it.
+/// A role of the source, as its catalog shows it (and, for the cutover's gate,
+/// one of the target's: [`crate::parity`] compares them).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SourceRole {
     pub name: String,
@@ -32,7 +33,7 @@ pub struct SourceRole {
     pub bypass_rls: bool,
     /// -1: no limit.
     pub connection_limit: i32,
-    /// `rolvaliduntil` as the server prints it.
+    /// `rolvaliduntil` as the server prints it (in UTC, so both sides' agree).
     pub valid_until: Option<String>,
 }
 
@@ -126,7 +127,7 @@ const LIST_SETTINGS: &[&str] = &[
 ];
 
 /// Why a role of the source is not the operator's to create, if it is not.
-fn left_out(name: &str) -> Option<&'static str> {
+pub(crate) fn left_out(name: &str) -> Option<&'static str> {
     if name.starts_with("pg_") {
         return Some("predefined");
     }
@@ -164,22 +165,16 @@ pub fn plan(source: &[SourceRole], memberships: &[Membership], settings: &[RoleS
                 .push(format!("{} is a member of {} on the source: {} is not on the target", m.member, m.role, m.role));
             continue;
         }
-        let grant = Sql::new("GRANT ").ident(&ident(&m.role)).push(" TO ").ident(&ident(&m.member));
-        plan.grants.push(if m.admin { grant.push(" WITH ADMIN OPTION") } else { grant });
+        plan.grants.push(grant(m));
     }
     for s in settings.iter().filter(|s| created.contains(&s.role.as_str())) {
-        let alter = Sql::new("ALTER ROLE ").ident(&ident(&s.role));
-        let alter = match &s.scope {
-            Scope::EveryDatabase => alter,
-            Scope::ThisDatabase => alter.push(" IN DATABASE ").ident(&ident(&target.database)),
-            Scope::OtherDatabase(database) => {
-                plan.not_carried
-                    .push(format!("{}'s setting {} in database {database}: another database", s.role, s.setting));
-                continue;
-            }
-        };
-        match set_clause(&s.setting) {
-            Some(set) => plan.settings.push(alter.append(set)),
+        if let Scope::OtherDatabase(database) = &s.scope {
+            plan.not_carried
+                .push(format!("{}'s setting {} in database {database}: another database", s.role, s.setting));
+            continue;
+        }
+        match set_setting(s, &target.database) {
+            Some(set) => plan.settings.push(set),
             None => plan.not_carried.push(format!("{}'s setting {}: not of the form name=value", s.role, s.setting)),
         }
     }
@@ -190,8 +185,46 @@ fn ident(name: &str) -> Ident {
     Ident::from_catalog(name)
 }
 
+/// `GRANT role TO member`, with its admin option.
+pub(crate) fn grant(m: &Membership) -> Sql {
+    let grant = Sql::new("GRANT ").ident(&ident(&m.role)).push(" TO ").ident(&ident(&m.member));
+    if m.admin {
+        grant.push(" WITH ADMIN OPTION")
+    } else {
+        grant
+    }
+}
+
+/// `ALTER ROLE ... [IN DATABASE database] SET ...` for a setting of every
+/// database or of the migrated one (`database`: the target's name for it);
+/// `None` for another database's or one not of the form `name=value`.
+pub(crate) fn set_setting(s: &RoleSetting, database: &str) -> Option<Sql> {
+    let alter = Sql::new("ALTER ROLE ").ident(&ident(&s.role));
+    let alter = match &s.scope {
+        Scope::EveryDatabase => alter,
+        Scope::ThisDatabase => alter.push(" IN DATABASE ").ident(&ident(database)),
+        Scope::OtherDatabase(_) => return None,
+    };
+    Some(alter.append(set_clause(&s.setting)?))
+}
+
+/// `ALTER ROLE role RESET name`, for every database.
+pub(crate) fn reset_setting(role: &str, name: &str) -> Option<Sql> {
+    Some(Sql::new("ALTER ROLE ").ident(&ident(role)).push(" RESET ").append(setting_name(name)?))
+}
+
+/// Whether the target's user may give (or take) SUPERUSER, REPLICATION or BYPASSRLS.
+pub(crate) fn may_give(attribute: &str, target: &Target) -> bool {
+    let since_16 = target.server_version_num >= 160_000;
+    match attribute {
+        "SUPERUSER" => target.superuser,
+        "REPLICATION" => target.superuser || (since_16 && target.replication),
+        _ => target.superuser || (since_16 && target.bypass_rls),
+    }
+}
+
 /// `CREATE ROLE` with the source's attributes, and those left out.
-fn create_role(role: &SourceRole, target: &Target) -> (Sql, Vec<&'static str>) {
+pub(crate) fn create_role(role: &SourceRole, target: &Target) -> (Sql, Vec<&'static str>) {
     let flag = |sql: Sql, on: bool, yes: &'static str, no: &'static str| sql.push(if on { yes } else { no });
     let mut sql = Sql::new("CREATE ROLE ").ident(&ident(&role.name)).push(" WITH");
     sql = flag(sql, role.login, " LOGIN", " NOLOGIN");
@@ -202,14 +235,11 @@ fn create_role(role: &SourceRole, target: &Target) -> (Sql, Vec<&'static str>) {
     if let Some(until) = &role.valid_until {
         sql = sql.push(" VALID UNTIL ").literal(until);
     }
-    let since_16 = target.server_version_num >= 160_000;
     let mut left_out = Vec::new();
-    for (wanted, may, attribute) in [
-        (role.superuser, target.superuser, "SUPERUSER"),
-        (role.replication, target.superuser || (since_16 && target.replication), "REPLICATION"),
-        (role.bypass_rls, target.superuser || (since_16 && target.bypass_rls), "BYPASSRLS"),
-    ] {
-        match (wanted, may) {
+    for (wanted, attribute) in
+        [(role.superuser, "SUPERUSER"), (role.replication, "REPLICATION"), (role.bypass_rls, "BYPASSRLS")]
+    {
+        match (wanted, may_give(attribute, target)) {
             (false, _) => {}
             (true, true) => {
                 sql = sql.push(match attribute {
@@ -227,17 +257,7 @@ fn create_role(role: &SourceRole, target: &Target) -> (Sql, Vec<&'static str>) {
 /// ` SET name = value[, value]` from a stored `name=value`.
 fn set_clause(setting: &str) -> Option<Sql> {
     let (name, value) = setting.split_once('=')?;
-    if name.is_empty() {
-        return None;
-    }
-    let mut sql = Sql::new(" SET ");
-    for (i, part) in name.split('.').enumerate() {
-        if i > 0 {
-            sql = sql.push(".");
-        }
-        sql = sql.ident(&Ident::new(part).ok()?);
-    }
-    sql = sql.push(" = ");
+    let mut sql = Sql::new(" SET ").append(setting_name(name)?).push(" = ");
     if LIST_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {
         for (i, element) in list_elements(value).iter().enumerate() {
             if i > 0 {
@@ -249,6 +269,21 @@ fn set_clause(setting: &str) -> Option<Sql> {
     } else {
         Some(sql.literal(value))
     }
+}
+
+/// A setting's name, each part quoted (`"myapp"."tenant"`).
+fn setting_name(name: &str) -> Option<Sql> {
+    if name.is_empty() {
+        return None;
+    }
+    let mut sql = Sql::new("");
+    for (i, part) in name.split('.').enumerate() {
+        if i > 0 {
+            sql = sql.push(".");
+        }
+        sql = sql.ident(&Ident::new(part).ok()?);
+    }
+    Some(sql)
 }
 
 /// The elements of a stored list setting: separated by commas, each possibly

@@ -943,7 +943,7 @@ pub(crate) async fn observe(src: &Client, dst: &Client, name: &MigrationName) ->
     let replicating = phase.as_deref() == Some("copied") && applied.is_some();
     // Before change capture runs the target is still being built: nothing to compare yet.
     let parity = match replicating {
-        true => crate::parity::check(src, dst).await?,
+        true => crate::parity::check(src, dst, name).await?,
         false => pgferry_core::parity::Parity::default(),
     };
     Ok(Observed {

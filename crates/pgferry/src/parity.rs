@@ -10,8 +10,9 @@
 //! comparison). PostgreSQL 18's NOT NULL constraints are left out (nullability
 //! is read from the columns), and so are partitions' clones of their parent's
 //! triggers (`tgparentid`: the parent's trigger is compared). Types, functions
-//! and event triggers are read in [`code`], roles, privileges and row-level
-//! security in [`security`].
+//! and event triggers are read in [`code`], roles (the server's, with their
+//! memberships, settings and a digest of each password hash), privileges and
+//! row-level security in [`security`].
 
 use pgferry_core::names::{MigrationName, PREFIX, STATE_SCHEMA};
 use pgferry_core::parity::{
@@ -33,11 +34,30 @@ const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema',
     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
 
 /// Compares the two sides' catalogs now.
-pub async fn check(src: &Client, dst: &Client) -> Result<Parity> {
+pub async fn check(src: &Client, dst: &Client, name: &MigrationName) -> Result<Parity> {
     // Boxed: the reads' state stays off the callers' futures.
-    let (source, target) =
+    let (source, mut target) =
         Box::pin(async { tokio::try_join!(read_catalog(src, "source"), read_catalog(dst, "target")) }).await?;
+    if let Some(roles) = target.server_roles.as_mut() {
+        roles.physical_copy = seeded(dst, name).await?;
+    }
     Ok(compare(&source, &target))
+}
+
+/// Whether the migration was seeded (its attach journaled): the target began
+/// as a physical copy of the source.
+async fn seeded(dst: &Client, name: &MigrationName) -> Result<bool> {
+    let fail = |e| Error::server("reading the migration's journal", e);
+    let journaled: bool =
+        dst.query_one("SELECT to_regclass('pgferry.seed') IS NOT NULL", &[]).await.map_err(fail)?.get(0);
+    if !journaled {
+        return Ok(false);
+    }
+    let row = dst
+        .query_one("SELECT EXISTS (SELECT 1 FROM pgferry.seed WHERE migration = $1)", &[&name.as_str()])
+        .await
+        .map_err(fail)?;
+    Ok(row.get(0))
 }
 
 /// One side's catalog.
@@ -79,6 +99,7 @@ async fn read_all(c: &Client) -> std::result::Result<Catalog, tokio_postgres::Er
         database: Some(security::database(c).await?),
         definitions: definitions::definitions(c).await?,
         others: definitions::others(c).await?,
+        server_roles: Some(security::server_roles(c).await?),
     })
 }
 

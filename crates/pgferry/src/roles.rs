@@ -86,64 +86,78 @@ async fn run<'a>(dst: &Client, creates: &[Sql], rest: impl Iterator<Item = &'a S
 /// Roles, memberships and per-role settings of the source (no password).
 async fn read_source(src: &Client) -> Result<(Vec<SourceRole>, Vec<Membership>, Vec<RoleSetting>)> {
     let fail = |e| Error::server("reading the source's roles", e);
-    // The bootstrap superuser and the predefined roles have OIDs below 16384.
-    let roles = src
-        .query(
-            "SELECT rolname::text, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
-                    rolbypassrls, rolconnlimit, rolvaliduntil::text
+    Ok((
+        read_roles(src).await.map_err(fail)?,
+        read_memberships(src).await.map_err(fail)?,
+        read_settings(src).await.map_err(fail)?,
+    ))
+}
+
+/// The server's roles but the bootstrap superuser and the predefined roles
+/// (OIDs below 16384), VALID UNTIL in UTC so that two servers' agree.
+pub(crate) async fn read_roles(c: &Client) -> std::result::Result<Vec<SourceRole>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT rolname::text, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
+                    rolbypassrls, rolconnlimit,
+                    CASE WHEN isfinite(rolvaliduntil)
+                         THEN rtrim(rtrim(to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), '0'), '.')
+                              || '+00'
+                         ELSE rolvaliduntil::text END
              FROM pg_roles WHERE oid >= 16384 ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(fail)?
-        .iter()
-        .map(|r| SourceRole {
-            name: r.get(0),
-            superuser: r.get(1),
-            inherit: r.get(2),
-            create_role: r.get(3),
-            create_db: r.get(4),
-            login: r.get(5),
-            replication: r.get(6),
-            bypass_rls: r.get(7),
-            connection_limit: r.get(8),
-            valid_until: r.get(9),
-        })
-        .collect();
-    let memberships = src
-        .query(
-            "SELECT g.rolname::text, m.rolname::text, bool_or(a.admin_option)
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| SourceRole {
+        name: r.get(0),
+        superuser: r.get(1),
+        inherit: r.get(2),
+        create_role: r.get(3),
+        create_db: r.get(4),
+        login: r.get(5),
+        replication: r.get(6),
+        bypass_rls: r.get(7),
+        connection_limit: r.get(8),
+        valid_until: r.get(9),
+    })
+    .collect())
+}
+
+/// The memberships of those roles, one per role and member (any grantor).
+pub(crate) async fn read_memberships(c: &Client) -> std::result::Result<Vec<Membership>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT g.rolname::text, m.rolname::text, bool_or(a.admin_option)
              FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
              WHERE m.oid >= 16384 GROUP BY 1, 2 ORDER BY 2, 1",
-            &[],
-        )
-        .await
-        .map_err(fail)?
-        .iter()
-        .map(|r| Membership { role: r.get(0), member: r.get(1), admin: r.get(2) })
-        .collect();
-    let settings = src
-        .query(
-            "SELECT r.rolname::text, s.setdatabase = 0, d.datname = current_database(), d.datname::text, c.setting
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| Membership { role: r.get(0), member: r.get(1), admin: r.get(2) })
+    .collect())
+}
+
+/// Every per-role setting, scoped to every database, this one or another.
+pub(crate) async fn read_settings(c: &Client) -> std::result::Result<Vec<RoleSetting>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT r.rolname::text, s.setdatabase = 0, d.datname = current_database(), d.datname::text, c.setting
              FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
              LEFT JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) WITH ORDINALITY c(setting, n)
              ORDER BY 1, 2 DESC, 4, c.n",
-            &[],
-        )
-        .await
-        .map_err(fail)?
-        .iter()
-        .map(|r| RoleSetting {
-            role: r.get(0),
-            scope: match (r.get::<_, bool>(1), r.get::<_, Option<bool>>(2)) {
-                (true, _) => Scope::EveryDatabase,
-                (false, Some(true)) => Scope::ThisDatabase,
-                (false, _) => Scope::OtherDatabase(r.get::<_, Option<String>>(3).unwrap_or_default()),
-            },
-            setting: r.get(4),
-        })
-        .collect();
-    Ok((roles, memberships, settings))
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| RoleSetting {
+        role: r.get(0),
+        scope: match (r.get::<_, bool>(1), r.get::<_, Option<bool>>(2)) {
+            (true, _) => Scope::EveryDatabase,
+            (false, Some(true)) => Scope::ThisDatabase,
+            (false, _) => Scope::OtherDatabase(r.get::<_, Option<String>>(3).unwrap_or_default()),
+        },
+        setting: r.get(4),
+    })
+    .collect())
 }
 
 async fn read_target(dst: &Client) -> Result<Target> {

@@ -70,6 +70,7 @@ const SIZE: &str = "SELECT pg_database_size(current_database())";
 
 /// Creates the demo's database and application role on a fresh cluster (through
 /// the superuser's socket connection to `postgres`), and sets the superuser's password.
+/// `app` is the application role's password, or the source's hash of it (stored as it is).
 pub(crate) async fn prepare_cluster(postgres: &Client, superuser: &Secret, app: &Secret) -> Result<()> {
     let name = |n: &str| Ident::new(n).expect("a valid name");
     let statements = [
@@ -81,6 +82,16 @@ pub(crate) async fn prepare_cluster(postgres: &Client, superuser: &Secret, app: 
         postgres.batch_execute(sql.as_str()).await.map_err(|e| Error::server("preparing a demo cluster", e))?;
     }
     Ok(())
+}
+
+/// The application role's password hash (`pg_authid`), to give the target the
+/// same password; kept as a secret, never shown.
+pub(crate) async fn password_hash(postgres: &Client) -> Result<Secret> {
+    let row = postgres
+        .query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&APP_ROLE])
+        .await
+        .map_err(|e| Error::server("reading the demo's application role", e))?;
+    Ok(Secret::new(row.get::<_, String>(0)))
 }
 
 /// What was loaded.

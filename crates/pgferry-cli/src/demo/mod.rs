@@ -86,10 +86,14 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
     let source = sandbox.start("source")?;
     let target = sandbox.start("target")?;
     let (superuser, app) = (random_password()?, random_password()?);
-    for server in [&source, &target] {
-        let postgres = pgferry_pg::connect(&server.local_superuser("postgres")).await?;
-        dataset::prepare_cluster(&postgres, &superuser, &app).await?;
-    }
+    let postgres = pgferry_pg::connect(&source.local_superuser("postgres")).await?;
+    dataset::prepare_cluster(&postgres, &superuser, &app).await?;
+    // The target's application role gets the source's hash, as an operator
+    // copies it: the cutover's gate compares the two (a password set anew there
+    // would have a salt of its own, and the gate would warn).
+    let hash = dataset::password_hash(&postgres).await?;
+    dataset::prepare_cluster(&pgferry_pg::connect(&target.local_superuser("postgres")).await?, &superuser, &hash)
+        .await?;
     clock.lap("start clusters");
 
     eprintln!("pgferry demo: loading a sample of about {size_mb} MB into the source (port {})", source.port());

@@ -5,13 +5,50 @@ use std::collections::BTreeMap;
 use pgferry_core::names::STATE_SCHEMA;
 use pgferry_core::parity::{
     Acl, AclEntry, DatabaseProperties, DatabaseSetting, DefaultedObjects, Policy, RelationKind, RoleName, RowSecurity,
-    Securable,
+    Securable, ServerRoles,
 };
 use pgferry_core::sql::{Ident, QualifiedName, ServerSql};
 use pgferry_pg::facts::USER_RELATION;
 use tokio_postgres::Client;
 
 use super::{name, optional_sql, USER_SCHEMA};
+
+/// The server's roles for the gate ([`pgferry_core::parity::ServerRoles`]), read
+/// as `pgferry roles` reads them. Passwords only where this user may read
+/// `pg_authid`, and only as a digest of each hash: no hash leaves the server.
+pub(super) async fn server_roles(c: &Client) -> Result<ServerRoles, tokio_postgres::Error> {
+    let me = c
+        .query_one(
+            "SELECT rolsuper, rolreplication, rolbypassrls, has_table_privilege('pg_catalog.pg_authid', 'SELECT')
+             FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let passwords = match me.get::<_, bool>(3) {
+        false => None,
+        true => Some(
+            c.query(
+                "SELECT rolname::text, encode(sha256(convert_to(rolpassword, 'UTF8')), 'hex')
+                 FROM pg_catalog.pg_authid WHERE oid >= 16384",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        ),
+    };
+    Ok(ServerRoles {
+        roles: crate::roles::read_roles(c).await?,
+        memberships: crate::roles::read_memberships(c).await?,
+        settings: crate::roles::read_settings(c).await?,
+        passwords,
+        physical_copy: false,
+        superuser: me.get(0),
+        replication: me.get(1),
+        bypass_rls: me.get(2),
+    })
+}
 
 pub(super) async fn roles(c: &Client) -> Result<Vec<Ident>, tokio_postgres::Error> {
     let rows = c.query("SELECT rolname::text FROM pg_roles", &[]).await?;
