@@ -51,7 +51,8 @@ pub const DEFAULT_KEY: &str = "alias/aws/rds";
 #[allow(async_fn_in_trait)]
 pub trait SeedSide {
     /// The source instance's databases to follow, narrowed by `selection`, and
-    /// those left out with why. Read once, before step 1; the run keeps the list.
+    /// those left out with why. Read on each run until the snapshot is asked
+    /// for; after it the journaled list is kept.
     async fn databases(&self, selection: &Selection) -> Result<InstancePlan>;
     /// Step 1, before the snapshot: make the source keep every change of
     /// `database` from now on. A run killed before the mark was journaled calls
@@ -62,6 +63,9 @@ pub trait SeedSide {
     /// position its recovery ended at. Called again after a crash until
     /// journaled as done.
     async fn start_from(&self, database: &str, mark: &SeedMark, redo: Lsn) -> Result<()>;
+    /// The restored target's databases that could be followed (allowing
+    /// connections; no template, not the provider's own): what the snapshot held.
+    async fn restored(&self) -> Result<Vec<String>>;
 }
 
 /// What [`SeedSide::prepare`] made: the slot and the position it keeps changes from.
@@ -81,6 +85,9 @@ pub struct EncryptPlan {
     pub kms_key: Option<String>,
     /// Which databases are followed (default: every one); final, as the key is.
     pub databases: Selection,
+    /// The database `--source`'s URL names: the one database a migration
+    /// journaled by an earlier release follows.
+    pub connected_database: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -128,11 +135,21 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
     seed: &S,
 ) -> Result<EncryptReport> {
     let names = AwsNames::new(&plan.migration)?;
-    let key = settle_plan(cloud, pacing, journal, plan).await?;
-    let (databases, left_out) = settle_databases(journal, plan, seed).await?;
+    let snapshot = names.snapshot();
+    let wanted = wanted(plan);
+    let pinned = pinned_plan(journal, plan, &wanted)?;
+    // Until the snapshot is asked for, the source's databases are read on every
+    // run, so that one created since an earlier run is prepared too; read before
+    // the plan is recorded, so that a name the source lacks binds nothing.
+    let listed = if journal.intended("snapshot", &snapshot) && journal.outcome("databases").is_some() {
+        None
+    } else {
+        Some(listed_databases(plan, seed).await?)
+    };
+    let key = settle_plan(cloud, pacing, journal, plan, pinned, wanted).await?;
+    let (databases, left_out) = settle_databases(journal, plan, listed)?;
     let marks = prepare_seeds(journal, &databases, seed).await?;
 
-    let snapshot = names.snapshot();
     ensure(
         journal,
         "snapshot",
@@ -196,6 +213,9 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         )
         .with_hint("the snapshot predates the slot, so changes in between would be lost: delete the target and both snapshots, then rerun"));
     }
+    if marks.iter().any(|(database, _)| journal.outcome_of("seed", database).is_none()) {
+        refuse_unfollowed(plan, &databases, &left_out, seed).await?;
+    }
     for (database, mark) in &marks {
         if journal.outcome_of("seed", database).is_none() {
             journal.record("seed", Event::Intent, database, json!({"slot": mark.slot, "from": redo.to_string()}))?;
@@ -229,32 +249,112 @@ pub(crate) fn in_database(database: &str, e: Error) -> Error {
     Error { message: format!("database {database:?}: {}", e.message), ..e }
 }
 
+/// What the run asks for: the source, target, key and databases, each final.
+fn wanted(plan: &EncryptPlan) -> Value {
+    let sorted = |names: &[String]| {
+        let mut names = names.to_vec();
+        names.sort();
+        names.dedup();
+        names
+    };
+    json!({
+        "source": plan.source,
+        "target": plan.target,
+        "kms_key": plan.kms_key.clone().unwrap_or_else(|| DEFAULT_KEY.to_owned()),
+        "databases": {"only": sorted(&plan.databases.only), "excluded": sorted(&plan.databases.excluded)},
+    })
+}
+
+/// The plan the migration was started with, if any; a rerun asking for another
+/// method or plan is refused.
+fn pinned_plan(journal: &mut Journal, plan: &EncryptPlan, wanted: &Value) -> Result<Option<Value>> {
+    if journal.last("bg-plan", Event::Intent).is_some() {
+        return Err(Error::new(ErrorKind::Usage, "this migration was started with --method blue-green")
+            .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
+    }
+    let Some(pinned) = journal.last("plan", Event::Intent).map(|e| e.detail.clone()) else { return Ok(None) };
+    if pinned.get("databases").is_none() {
+        return continue_single_database(journal, plan, &pinned, wanted).map(Some);
+    }
+    // Journaled before the names were sorted: the same names in another order are the same plan.
+    let mut earlier = pinned.clone();
+    for list in ["only", "excluded"] {
+        if let Some(Value::Array(names)) = earlier.pointer_mut(&format!("/databases/{list}")) {
+            names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            names.dedup();
+        }
+    }
+    if earlier != *wanted {
+        return Err(refused_plan(&pinned, wanted));
+    }
+    Ok(Some(pinned))
+}
+
+fn refused_plan(pinned: &Value, wanted: &Value) -> Error {
+    Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}")).with_hint(
+        "the source, target, key and databases of a migration are final: rerun with the first values, or use a new --name",
+    )
+}
+
+/// A migration journaled by a release that followed only the database of
+/// `--source`'s URL: a snapshot it took keeps changes in that database alone.
+/// It continues only as it was started, which the operator says with
+/// `--database` naming that one database; the instance's other databases are
+/// then reported as left out. Its journal entries for that database are
+/// rewritten under the database's name, as this release journals them.
+fn continue_single_database(
+    journal: &mut Journal,
+    plan: &EncryptPlan,
+    pinned: &Value,
+    wanted: &Value,
+) -> Result<Value> {
+    let mut earlier = wanted.clone();
+    if let Some(fields) = earlier.as_object_mut() {
+        fields.remove("databases");
+    }
+    if *pinned != earlier {
+        return Err(refused_plan(pinned, wanted));
+    }
+    let database = &plan.connected_database;
+    if plan.databases != (Selection { only: vec![database.clone()], excluded: vec![] }) {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "this migration was started by an earlier pgferry, which follows only the database of --source's URL ({database:?}), not every database of {}",
+                plan.source
+            ),
+        )
+        .with_hint(format!(
+            "continue it as it was started with --database {database:?} (the instance's other databases are then left out: \
+             their writes after the snapshot will NOT reach the target), or start over under a new --name to follow every database"
+        )));
+    }
+    for (step, resource) in [("seed-prepare", &plan.source), ("seed", &plan.target)] {
+        let legacy = journal
+            .entries()
+            .iter()
+            .rev()
+            .find(|e| e.step == step && e.resource == *resource && e.event == Event::Outcome)
+            .map(|e| e.detail.clone());
+        if let Some(detail) = legacy.filter(|_| journal.outcome_of(step, database).is_none()) {
+            journal.record(step, Event::Outcome, database, detail)?;
+        }
+    }
+    journal.record("plan", Event::Intent, &plan.target, wanted.clone())?;
+    Ok(wanted.clone())
+}
+
 /// Resolves the key and pins the plan: a rerun must name the same instances and key.
 async fn settle_plan<C: ControlPlane>(
     cloud: &C,
     pacing: &Pacing,
     journal: &mut Journal,
     plan: &EncryptPlan,
+    pinned: Option<Value>,
+    wanted: Value,
 ) -> Result<String> {
     let requested = plan.kms_key.clone().unwrap_or_else(|| DEFAULT_KEY.to_owned());
-    let wanted = json!({
-        "source": plan.source,
-        "target": plan.target,
-        "kms_key": requested,
-        "databases": {"only": plan.databases.only, "excluded": plan.databases.excluded},
-    });
-    if journal.last("bg-plan", Event::Intent).is_some() {
-        return Err(Error::new(ErrorKind::Usage, "this migration was started with --method blue-green")
-            .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
-    }
-    let pinned = journal.last("plan", Event::Intent).map(|e| e.detail.clone());
-    if let Some(pinned) = &pinned {
-        if *pinned != wanted {
-            return Err(Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}"))
-                .with_hint(
-                "the source, target and key of a migration are final: rerun with the first values, or use a new --name",
-            ));
-        }
+    if pinned.is_some() {
         if let Some(arn) = journal.outcome("plan").and_then(|o| o["kms_key_arn"].as_str()) {
             return Ok(arn.to_owned());
         }
@@ -285,14 +385,29 @@ async fn settle_plan<C: ControlPlane>(
     Ok(key)
 }
 
-/// The databases this migration follows, read once and journaled: a rerun keeps
-/// them (a database created on the source since is not in the snapshot).
-async fn settle_databases<S: SeedSide>(
+/// The source's databases to follow, as the operator narrowed them: a name
+/// the source lacks, or a selection that leaves nothing, is refused.
+async fn listed_databases<S: SeedSide>(plan: &EncryptPlan, seed: &S) -> Result<InstancePlan> {
+    let instance = seed.databases(&plan.databases).await?;
+    if instance.databases.is_empty() {
+        return Err(Error::new(ErrorKind::Usage, format!("no database of {} is left to follow", plan.source))
+            .with_hint("leave --exclude-database out, or name a database that allows connections with --database"));
+    }
+    Ok(instance)
+}
+
+/// The databases this migration follows, journaled. `listed` is the source's
+/// list read by this run (until the snapshot is asked for): it replaces the
+/// journaled one when a database was created or dropped since. After that the
+/// journaled list is final: the snapshot holds what it holds.
+fn settle_databases(
     journal: &mut Journal,
     plan: &EncryptPlan,
-    seed: &S,
+    listed: Option<InstancePlan>,
 ) -> Result<(Vec<String>, Vec<LeftOutDatabase>)> {
-    if let Some(outcome) = journal.outcome("databases") {
+    let journaled = journal.outcome("databases").cloned();
+    let Some(instance) = listed else {
+        let outcome = journaled.unwrap_or_default();
         let databases = outcome["databases"].as_array().into_iter().flatten().filter_map(Value::as_str);
         let left_out = outcome["left_out"].as_array().into_iter().flatten().map(|l| LeftOutDatabase {
             database: l["database"].as_str().unwrap_or_default().to_owned(),
@@ -300,12 +415,7 @@ async fn settle_databases<S: SeedSide>(
             loses_writes: l["loses_writes"].as_bool().unwrap_or(false),
         });
         return Ok((databases.map(str::to_owned).collect(), left_out.collect()));
-    }
-    let instance = seed.databases(&plan.databases).await?;
-    if instance.databases.is_empty() {
-        return Err(Error::new(ErrorKind::Usage, format!("no database of {} is left to follow", plan.source))
-            .with_hint("leave --exclude-database out, or name a database that allows connections with --database"));
-    }
+    };
     let left_out: Vec<LeftOutDatabase> = instance
         .left_out
         .iter()
@@ -318,8 +428,56 @@ async fn settle_databases<S: SeedSide>(
     for l in left_out.iter().filter(|l| l.loses_writes) {
         tracing::warn!(database = %l.database, "left out: {}", l.why);
     }
-    done(journal, "databases", &plan.source, json!({"databases": instance.databases, "left_out": left_out}))?;
+    let outcome = json!({"databases": instance.databases, "left_out": left_out});
+    if journaled.as_ref() != Some(&outcome) {
+        if journaled.is_some() {
+            tracing::warn!(
+                databases = ?instance.databases,
+                "the source's databases changed since the last run (no snapshot yet): following these"
+            );
+        }
+        journal.record("databases", Event::Outcome, &plan.source, outcome)?;
+        pgferry::failpoint::hit("aws-after-databases");
+    }
     Ok((instance.databases, left_out))
+}
+
+/// Refuses to replicate into a restored instance holding a database the plan
+/// neither follows nor leaves out: one created on the source after the seed
+/// was prepared (between a kill and the rerun that asked for the snapshot, or
+/// while the snapshot was being asked for). The snapshot brought it over, but
+/// no slot kept its changes after it: followed as it is, it would sit frozen
+/// at the snapshot on the target and its later writes would be lost at the
+/// cutover without a word.
+async fn refuse_unfollowed<S: SeedSide>(
+    plan: &EncryptPlan,
+    databases: &[String],
+    left_out: &[LeftOutDatabase],
+    seed: &S,
+) -> Result<()> {
+    let restored = seed.restored().await?;
+    let unknown: Vec<String> = restored
+        .into_iter()
+        .filter(|d| !databases.contains(d) && !left_out.iter().any(|l| &l.database == d))
+        .map(|d| format!("{d:?}"))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Precondition,
+        format!(
+            "the restored {} holds {} that this migration does not follow: created on the source after the seed was \
+             prepared, so no slot kept its changes after the snapshot (they would be lost at the cutover)",
+            plan.target,
+            unknown.join(", ")
+        ),
+    )
+    .with_hint(
+        "if it is not needed, drop it on the target (and the source) and rerun; to move it, drop it on the target, \
+         rerun, then move it with a migration of its own (pgferry start on that database); or start over under a new \
+         --name, whose snapshot follows it",
+    ))
 }
 
 /// Why a database is not followed, said for a snapshot: one the operator left

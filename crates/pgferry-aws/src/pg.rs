@@ -70,6 +70,10 @@ impl SeedSide for PgSeed {
         follow(&source, &target, &options, &self.events).await?;
         Ok(())
     }
+
+    async fn restored(&self) -> Result<Vec<String>> {
+        Ok(pgferry::instance::planned(&self.target, &Selection::default()).await?.databases)
+    }
 }
 
 /// pgferry's database checks (those of `pgferry check` on a source) on every

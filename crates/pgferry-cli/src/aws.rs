@@ -311,6 +311,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 target: target_instance,
                 kms_key: args.kms_key,
                 databases: args.databases.selection(),
+                connected_database: seed.source.dbname.clone(),
             };
             let report = Box::pin(pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed)).await?;
             match args.format {

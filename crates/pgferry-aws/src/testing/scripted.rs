@@ -376,6 +376,9 @@ pub struct RecordingSeed {
     pub fail_prepare: RefCell<Option<String>>,
     /// The next `start_from` of this database fails (once).
     pub fail_start: RefCell<Option<String>>,
+    /// Databases created on the source after the last `prepare`: the restored
+    /// target holds them beside `databases`.
+    pub created_after_prepare: RefCell<Vec<String>>,
 }
 
 impl RecordingSeed {
@@ -392,6 +395,7 @@ impl RecordingSeed {
             started: RefCell::default(),
             fail_prepare: RefCell::default(),
             fail_start: RefCell::default(),
+            created_after_prepare: RefCell::default(),
         }
     }
 }
@@ -428,5 +432,9 @@ impl SeedSide for RecordingSeed {
         scripted_failure(&self.fail_start, database)?;
         self.started.borrow_mut().push((database.to_owned(), redo));
         Ok(())
+    }
+
+    async fn restored(&self) -> pgferry::Result<Vec<String>> {
+        Ok(self.databases.iter().chain(self.created_after_prepare.borrow().iter()).cloned().collect())
     }
 }

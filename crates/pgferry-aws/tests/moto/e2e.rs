@@ -33,6 +33,10 @@ struct CopyAfterPrepare<'a> {
     migration: String,
     planned: RefCell<Vec<String>>,
     copy: RefCell<Option<Cluster>>,
+    /// Run on the source (database, SQL) after the last prepare, before the copy.
+    before_copy: Option<(&'static str, &'static str)>,
+    /// Run on the source (database, SQL) after the copy: a write after the snapshot.
+    after_copy: Option<(&'static str, &'static str)>,
 }
 
 impl<'a> CopyAfterPrepare<'a> {
@@ -44,6 +48,8 @@ impl<'a> CopyAfterPrepare<'a> {
             migration: plan.migration.to_string(),
             planned: RefCell::default(),
             copy: RefCell::default(),
+            before_copy: None,
+            after_copy: None,
         }
     }
 
@@ -73,7 +79,13 @@ impl SeedSide for CopyAfterPrepare<'_> {
     async fn prepare(&self, database: &str) -> Result<SeedMark> {
         let mark = self.seed(&self.source.url("postgres")).prepare(database).await?;
         if self.planned.borrow().last().map(String::as_str) == Some(database) {
+            if let Some((database, sql)) = self.before_copy {
+                self.source.psql(database, sql);
+            }
             let copy = self.source.physical_copy();
+            if let Some((database, sql)) = self.after_copy {
+                self.source.psql(database, sql);
+            }
             let log = std::fs::read_to_string(copy.log_path()).unwrap();
             self.cloud.logs(&self.target_instance, &[("error/postgresql.log.2026-11-28-06", &log)], 1000);
             *self.copy.borrow_mut() = Some(copy);
@@ -84,6 +96,11 @@ impl SeedSide for CopyAfterPrepare<'_> {
     async fn start_from(&self, database: &str, mark: &SeedMark, redo: Lsn) -> Result<()> {
         let target = self.copy.borrow().as_ref().expect("copied in prepare").url("postgres");
         self.seed(&target).start_from(database, mark, redo).await
+    }
+
+    async fn restored(&self) -> Result<Vec<String>> {
+        let target = self.copy.borrow().as_ref().expect("copied in prepare").url("postgres");
+        self.seed(&target).restored().await
     }
 }
 
@@ -122,6 +139,7 @@ async fn encrypted(name: &str, selection: Selection, source: &Cluster) -> (Encry
         target: format!("{name}-new"),
         kms_key: Some(format!("alias/{name}")),
         databases: selection,
+        connected_database: "postgres".into(),
     };
     let seed = CopyAfterPrepare::new(source, &cloud, &plan);
     let dir = tempfile::tempdir().unwrap();
@@ -214,4 +232,50 @@ async fn a_database_excluded_is_not_prepared_and_the_report_says_its_writes_are_
     // The excluded database is restored with the others, then stays as the snapshot had it.
     source.psql("reports", "UPDATE accounts SET n = 7 WHERE id = 1;");
     assert_eq!(copy.psql("reports", "SELECT n FROM accounts WHERE id = 1").trim(), "0");
+}
+
+/// A database created on the source after the last database's seed was
+/// prepared, before the snapshot: the restore brings it over, and no slot kept
+/// its changes. encrypt stops before replicating anything, naming it (quoted as
+/// the catalog has it); once the operator drops it on the target, the rerun
+/// follows every other database, one with a name that needs quoting among them,
+/// past the snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_created_between_the_prepare_and_the_snapshot_stops_the_run_naming_it() {
+    const ODD: &str = "Ünï \"Q\" x";
+    let source = source_instance();
+    source.create_database(ODD);
+    source.psql(ODD, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
+    let (cloud, config) = cloud().await;
+    create_source(&config, "e2e-late", Some("1"), 0).await;
+    let plan = EncryptPlan {
+        migration: migration("e2e_late"),
+        source: "e2e-late".into(),
+        target: "e2e-late-new".into(),
+        kms_key: None,
+        databases: Selection::default(),
+        connected_database: "postgres".into(),
+    };
+    let mut seed = CopyAfterPrepare::new(&source, &cloud, &plan);
+    seed.before_copy = Some(("postgres", "CREATE DATABASE \"Late \"\"db\"\"\""));
+    seed.after_copy = Some((ODD, "INSERT INTO t VALUES (2)"));
+    let dir = tempfile::tempdir().unwrap();
+
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(err.kind, pgferry::ErrorKind::Precondition, "{err:?}");
+    assert!(err.message.contains(r#"holds "Late \"db\"" that this migration does not follow"#), "{}", err.message);
+    let copy = seed.copy.borrow_mut().take().unwrap();
+    assert_eq!(copy.psql(ODD, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t").trim(), "1", "nothing replicated");
+
+    copy.psql("postgres", "DROP DATABASE \"Late \"\"db\"\"\"");
+    *seed.copy.borrow_mut() = Some(copy);
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "billing", "postgres", "reports", ODD]);
+    let copy = seed.copy.borrow_mut().take().unwrap();
+    assert_eq!(
+        copy.psql(ODD, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t").trim(),
+        "1,2",
+        "followed past the snapshot"
+    );
 }

@@ -27,6 +27,7 @@ fn plan(name: &str, key: Option<String>) -> EncryptPlan {
         target: format!("{name}-new"),
         kms_key: key,
         databases: Selection::default(),
+        connected_database: "app".into(),
     }
 }
 
@@ -348,4 +349,124 @@ async fn a_snapshot_older_than_the_slot_is_refused() {
     let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
     assert!(err.message.contains("before the slot"), "{}", err.message);
     assert!(seed.started.borrow().is_empty());
+}
+
+/// A database name the source lacks (a typo in `--exclude-database` or
+/// `--database`), or a selection that leaves nothing to follow, is refused with
+/// nothing recorded: the corrected rerun is taken, not refused as another plan.
+/// The names' order does not make another plan.
+#[tokio::test]
+async fn a_database_name_the_source_lacks_is_refused_and_binds_nothing() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-dbtypo", Some("1"), 0).await;
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    let dir = tempfile::tempdir().unwrap();
+    let selecting = |only: &[&str], excluded: &[&str]| EncryptPlan {
+        databases: Selection {
+            only: only.iter().map(|d| (*d).to_owned()).collect(),
+            excluded: excluded.iter().map(|d| (*d).to_owned()).collect(),
+        },
+        ..plan("enc-dbtypo", None)
+    };
+    for (typo, says) in [
+        (selecting(&[], &["report"]), "\"report\""),
+        (selecting(&["billing", "app"], &["rdsadmn"]), "\"rdsadmn\""),
+        (selecting(&[], &DATABASES), "no database of enc-dbtypo is left to follow"),
+    ] {
+        let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &typo, &seed).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Usage, "{typo:?}: {err:?}");
+        assert!(err.message.contains(says), "{}", err.message);
+        assert!(journal(&dir).entries().is_empty(), "{typo:?}: nothing recorded");
+    }
+    let fixed = selecting(&["billing", "app"], &[]);
+    with_logs(&cloud, &fixed.target);
+    cloud.fail_before("rds:CreateDBSnapshot", "InternalFailure");
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &fixed, &seed).await.unwrap_err();
+    let reordered = selecting(&["app", "billing", "app"], &[]);
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &reordered, &seed).await.unwrap();
+    assert_eq!(*seed.prepared.borrow(), ["app", "billing"]);
+    let losing: Vec<&str> = report.left_out.iter().filter(|l| l.loses_writes).map(|l| l.database.as_str()).collect();
+    assert_eq!(losing, ["reports"]);
+}
+
+/// A database created on the source while the run was down before the snapshot
+/// is prepared by the rerun and followed; one created after the last prepare,
+/// which the snapshot brings over without a slot keeping its changes, stops the
+/// run before replication, naming it, until it is dropped on the target.
+#[tokio::test]
+async fn a_database_created_after_the_prepare_is_prepared_or_refused_never_left_frozen() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-newdb", Some("1"), 0).await;
+    let plan = plan("enc-newdb", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    *seed.fail_prepare.borrow_mut() = Some("reports".into());
+    let dir = tempfile::tempdir().unwrap();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(*seed.prepared.borrow(), ["app", "billing"]);
+    let grown = RecordingSeed::of(Lsn(1), &["app", "billing", "new db", "reports"]);
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &grown).await.unwrap();
+    assert_eq!(*grown.prepared.borrow(), ["new db", "reports"]);
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "billing", "new db", "reports"]);
+    assert_eq!(grown.started.borrow().len(), 4);
+
+    create_source(&config, "enc-latedb", Some("1"), 0).await;
+    let plan = crate::encrypt::plan("enc-latedb", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    seed.created_after_prepare.borrow_mut().push("Late \"one\"".into());
+    let dir = tempfile::tempdir().unwrap();
+    let restores = cloud.calls("rds:RestoreDBInstanceFromDBSnapshot");
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition);
+    assert!(err.message.contains(r#""Late \"one\"" that this migration does not follow"#), "{}", err.message);
+    assert!(err.hint.as_deref().unwrap_or_default().contains("drop it on the target"), "{err:?}");
+    assert!(seed.started.borrow().is_empty(), "nothing replicates into an instance with a frozen database");
+    // Dropped on the target: the rerun goes on.
+    seed.created_after_prepare.borrow_mut().clear();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    assert_eq!(*seed.started.borrow(), every_database(REDO));
+    assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), restores + 1, "restored once");
+}
+
+/// A migration journaled by the release that followed only the database of
+/// `--source`'s URL: a rerun asking for every database is refused, saying why
+/// and how to go on, with nothing recorded; `--database` naming that database
+/// continues it where it stopped (its slot reused, not prepared again) and
+/// reports the others as left out.
+#[tokio::test]
+async fn a_single_database_migration_from_an_earlier_release_continues_only_as_it_was_started() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-legacy", Some("1"), 0).await;
+    let (_, arn) = create_key(&config, "alias/enc-legacy").await;
+    let plan = EncryptPlan { kms_key: Some("alias/enc-legacy".into()), ..plan("enc-legacy", None) };
+    with_logs(&cloud, &plan.target);
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = [
+        r#"{"at":1,"step":"plan","event":"intent","resource":"enc-legacy-new","detail":{"source":"enc-legacy","target":"enc-legacy-new","kms_key":"alias/enc-legacy"}}"#.to_owned(),
+        format!(r#"{{"at":1,"step":"plan","event":"outcome","resource":"enc-legacy-new","detail":{{"kms_key_arn":"{arn}"}}}}"#),
+        r#"{"at":1,"step":"seed-prepare","event":"intent","resource":"enc-legacy"}"#.to_owned(),
+        r#"{"at":1,"step":"seed-prepare","event":"outcome","resource":"enc-legacy","detail":{"slot":"pgferry_enc_legacy","consistent_point":"0/1"}}"#.to_owned(),
+    ];
+    std::fs::write(dir.path().join("aws-journal.jsonl"), earlier.join("\n") + "\n").unwrap();
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Usage);
+    assert!(err.message.contains("earlier pgferry") && err.message.contains("\"app\""), "{}", err.message);
+    let hint = err.hint.unwrap();
+    assert!(hint.contains("--database \"app\"") && hint.contains("new --name"), "{hint}");
+    assert_eq!(journal(&dir).entries().len(), 4, "nothing recorded");
+
+    let as_started = EncryptPlan { databases: Selection { only: vec!["app".into()], excluded: vec![] }, ..plan };
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &as_started, &seed).await.unwrap();
+    assert!(seed.prepared.borrow().is_empty(), "the earlier release's slot is the mark");
+    assert_eq!(*seed.started.borrow(), [("app".to_owned(), REDO)]);
+    assert_eq!(report.databases[0].slot, "pgferry_enc_legacy");
+    let losing: Vec<&str> = report.left_out.iter().filter(|l| l.loses_writes).map(|l| l.database.as_str()).collect();
+    assert_eq!(losing, ["billing", "reports"]);
+    // Journaled as this release does: a rerun is an ordinary one.
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &as_started, &seed).await.unwrap();
+    assert_eq!(seed.started.borrow().len(), 1);
 }
