@@ -229,6 +229,15 @@ pub fn left_out(database: &str, why: pgferry_core::instance::LeftOut) -> Finding
     )
 }
 
+/// A database of the instance that pgferry's checks could not run in.
+pub fn not_checked(database: &str, e: pgferry::Error) -> Finding {
+    finding(
+        Severity::Blocker,
+        format!("database {database:?}: cannot be checked: {}", e.message),
+        Some(e.hint.unwrap_or_else(|| "make the database reachable to --source's role, then check again".into())),
+    )
+}
+
 /// The verdict when the source database was not reachable to this check.
 pub fn database_not_checked() -> Finding {
     finding(

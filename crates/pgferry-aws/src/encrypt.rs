@@ -245,7 +245,7 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
 }
 
 /// The error, naming the database of the instance it happened in.
-pub(crate) fn in_database(database: &str, e: Error) -> Error {
+fn in_database(database: &str, e: Error) -> Error {
     Error { message: format!("database {database:?}: {}", e.message), ..e }
 }
 

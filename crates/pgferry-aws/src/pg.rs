@@ -28,8 +28,8 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::blue_green::GreenSide;
-use crate::check::{database_verdicts, left_out, Finding};
-use crate::encrypt::{in_database, SeedMark, SeedSide};
+use crate::check::{database_verdicts, left_out, not_checked, Finding};
+use crate::encrypt::{SeedMark, SeedSide};
 use crate::switchover::WriteProbe;
 
 pub struct PgSeed {
@@ -79,16 +79,18 @@ impl SeedSide for PgSeed {
 /// pgferry's database checks (those of `pgferry check` on a source) on every
 /// database of the plan read from `instance`, each run on `checked`'s server;
 /// each finding names its database, and a database the operator left out is a
-/// warning saying that its later writes are not moved.
+/// warning saying that its later writes are not moved. A database that cannot
+/// be checked (the role may not connect to it, say) is a blocker naming it and
+/// why, beside every other database's findings: encrypting would fail in it.
 pub async fn instance_findings(instance: &ConnSpec, checked: &ConnSpec, selection: &Selection) -> Result<Vec<Finding>> {
     let plan = pgferry::instance::planned(instance, selection).await?;
     let checks = pgferry_core::preflight::CheckPlan { full_copy: false, ..Default::default() };
     let mut findings = Vec::new();
     for database in &plan.databases {
-        let found = pgferry::check::check_source(&checked.with_dbname(database), &checks)
-            .await
-            .map_err(|e| in_database(database, e))?;
-        findings.extend(database_verdicts(database, &found));
+        match pgferry::check::check_source(&checked.with_dbname(database), &checks).await {
+            Ok(found) => findings.extend(database_verdicts(database, &found)),
+            Err(e) => findings.push(not_checked(database, e)),
+        }
     }
     findings.extend(
         plan.left_out.iter().filter(|(_, why)| why.loses_writes()).map(|(database, why)| left_out(database, *why)),

@@ -479,3 +479,44 @@ fn encrypt_prepares_every_database_once_when_killed_after_each_and_rerun() {
     assert_eq!(widened.status.code(), Some(2), "{}", stderr(&widened));
     assert!(stderr(&widened).contains("this migration was started as"), "{}", stderr(&widened));
 }
+
+/// A database the checking role may not connect to (CONNECT revoked, common on
+/// RDS) is a blocker naming it and why, not an error that hides every other
+/// finding: the report is drawn, the exit code says not ready (1), and the
+/// password in --source appears nowhere in the output.
+#[test]
+fn check_names_a_database_it_cannot_connect_to_as_a_blocker_and_reports_the_rest() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-noconn", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    cluster.create_database("app");
+    cluster.create_database("Locked Db");
+    cluster.psql("app", "CREATE TABLE loose (v int);");
+    cluster.psql(
+        "postgres",
+        "CREATE ROLE mover LOGIN REPLICATION PASSWORD 'Pw-not-shown-7';
+         REVOKE CONNECT ON DATABASE \"Locked Db\" FROM PUBLIC;",
+    );
+    let url = cluster.url_as("mover", "Pw-not-shown-7", "app");
+    let args = ["aws", "check", "--source-instance", "cli-noconn", "--source", url.as_str(), "--format", "json"];
+    let out = pgferry(moto, &args);
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!printed.contains("Pw-not-shown-7"), "the password is printed: {printed}");
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    let said = findings(&json(&out));
+    let locked = said
+        .iter()
+        .find(|(_, what)| what.starts_with("database \"Locked Db\": "))
+        .unwrap_or_else(|| panic!("the database it cannot connect to is not named: {said:?}"));
+    assert_eq!(locked.0, "blocker", "{locked:?}");
+    assert!(locked.1.contains("cannot be checked"), "{locked:?}");
+    assert!(
+        said.iter().any(|(_, what)| what.starts_with("database \"app\": ") && what.contains("loose")),
+        "the other databases' findings are still reported: {said:?}"
+    );
+    let table = pgferry(moto, &args[..6]);
+    assert_eq!(table.status.code(), Some(1), "{}", stdout(&table));
+    assert!(stdout(&table).contains("BLOCKER: database \"Locked Db\": cannot be checked"), "{}", stdout(&table));
+}
