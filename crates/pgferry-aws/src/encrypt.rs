@@ -443,8 +443,9 @@ fn settle_databases(
 }
 
 /// Refuses to replicate into a restored instance holding a database the plan
-/// neither follows nor leaves out: one created on the source after the seed
-/// was prepared (between a kill and the rerun that asked for the snapshot, or
+/// neither follows nor leaves out by the operator's choice: one created on the
+/// source (or opened to connections, having been left out as allowing none)
+/// after the seed was prepared (between a kill and the rerun that asked for the snapshot, or
 /// while the snapshot was being asked for). The snapshot brought it over, but
 /// no slot kept its changes after it: followed as it is, it would sit frozen
 /// at the snapshot on the target and its later writes would be lost at the
@@ -458,7 +459,9 @@ async fn refuse_unfollowed<S: SeedSide>(
     let restored = seed.restored().await?;
     let unknown: Vec<String> = restored
         .into_iter()
-        .filter(|d| !databases.contains(d) && !left_out.iter().any(|l| &l.database == d))
+        // Left out for a reason of its own (it allowed no connections) but
+        // followable in the snapshot: opened since, and unfollowed all the same.
+        .filter(|d| !databases.contains(d) && !left_out.iter().any(|l| &l.database == d && l.loses_writes))
         .map(|d| format!("{d:?}"))
         .collect();
     if unknown.is_empty() {
@@ -467,8 +470,9 @@ async fn refuse_unfollowed<S: SeedSide>(
     Err(Error::new(
         ErrorKind::Precondition,
         format!(
-            "the restored {} holds {} that this migration does not follow: created on the source after the seed was \
-             prepared, so no slot kept its changes after the snapshot (they would be lost at the cutover)",
+            "the restored {} holds {} that this migration does not follow: created on the source (or opened to \
+             connections) after the seed was prepared, so no slot kept its changes after the snapshot (they would be \
+             lost at the cutover)",
             plan.target,
             unknown.join(", ")
         ),

@@ -379,6 +379,8 @@ pub struct RecordingSeed {
     /// Databases created on the source after the last `prepare`: the restored
     /// target holds them beside `databases`.
     pub created_after_prepare: RefCell<Vec<String>>,
+    /// Databases of `databases` that allow no connections (`datallowconn` false).
+    pub closed: RefCell<Vec<String>>,
 }
 
 impl RecordingSeed {
@@ -396,6 +398,7 @@ impl RecordingSeed {
             fail_prepare: RefCell::default(),
             fail_start: RefCell::default(),
             created_after_prepare: RefCell::default(),
+            closed: RefCell::default(),
         }
     }
 }
@@ -413,7 +416,7 @@ impl SeedSide for RecordingSeed {
         let database = |name: &str, is_template| SourceDatabase {
             name: name.to_owned(),
             is_template,
-            allows_connections: name != "template0",
+            allows_connections: name != "template0" && !self.closed.borrow().iter().any(|c| c == name),
         };
         let mut server: Vec<SourceDatabase> = self.databases.iter().map(|d| database(d, false)).collect();
         server.extend([database("template0", true), database("template1", true), database("rdsadmin", false)]);
@@ -435,6 +438,8 @@ impl SeedSide for RecordingSeed {
     }
 
     async fn restored(&self) -> pgferry::Result<Vec<String>> {
-        Ok(self.databases.iter().chain(self.created_after_prepare.borrow().iter()).cloned().collect())
+        let closed = self.closed.borrow();
+        let open = self.databases.iter().filter(|d| !closed.contains(d));
+        Ok(open.chain(self.created_after_prepare.borrow().iter()).cloned().collect())
     }
 }

@@ -470,3 +470,26 @@ async fn a_single_database_migration_from_an_earlier_release_continues_only_as_i
     encrypt(&cloud, &pacing(), &mut journal(&dir), &as_started, &seed).await.unwrap();
     assert_eq!(seed.started.borrow().len(), 1);
 }
+
+/// A database left out because it allowed no connections (`datallowconn`
+/// false), opened on the source before the snapshot: the snapshot holds it
+/// followable, with writes no slot kept. The run stops before replicating,
+/// naming it, as for a database created after the prepare.
+#[tokio::test]
+async fn a_database_opened_to_connections_after_the_plan_is_not_left_frozen() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-opened", Some("1"), 0).await;
+    let plan = plan("enc-opened", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &["app", "archive"]);
+    seed.closed.borrow_mut().push("archive".into());
+    let dir = tempfile::tempdir().unwrap();
+    cloud.fail_after("rds:CreateDBSnapshot");
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(*seed.prepared.borrow(), ["app"]);
+    seed.closed.borrow_mut().clear();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition, "{err:?}");
+    assert!(err.message.contains("\"archive\" that this migration does not follow"), "{}", err.message);
+    assert!(seed.started.borrow().is_empty());
+}
