@@ -416,6 +416,16 @@ fn settle_databases(
         });
         return Ok((databases.map(str::to_owned).collect(), left_out.collect()));
     };
+    // A database an earlier run prepared stays followed while the source has
+    // it (closed to connections since, say): its slot keeps the source's WAL
+    // until it is attached, and leaving it out would leave the slot behind.
+    let mut instance = instance;
+    let (kept, left_out): (Vec<_>, Vec<_>) = std::mem::take(&mut instance.left_out)
+        .into_iter()
+        .partition(|(database, _)| journal.outcome_of("seed-prepare", database).is_some());
+    instance.left_out = left_out;
+    instance.databases.extend(kept.into_iter().map(|(database, _)| database));
+    instance.databases.sort();
     let left_out: Vec<LeftOutDatabase> = instance
         .left_out
         .iter()

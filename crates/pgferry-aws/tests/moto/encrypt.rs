@@ -493,3 +493,25 @@ async fn a_database_opened_to_connections_after_the_plan_is_not_left_frozen() {
     assert!(err.message.contains("\"archive\" that this migration does not follow"), "{}", err.message);
     assert!(seed.started.borrow().is_empty());
 }
+
+/// A database prepared by a run that was then stopped, and closed to
+/// connections on the source before the rerun: it stays in the plan (its slot
+/// keeps the source's WAL until attached), not dropped from it with the slot
+/// left behind.
+#[tokio::test]
+async fn a_prepared_database_closed_to_connections_before_the_rerun_stays_followed() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-closed", Some("1"), 0).await;
+    let plan = plan("enc-closed", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    *seed.fail_prepare.borrow_mut() = Some("reports".into());
+    let dir = tempfile::tempdir().unwrap();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    seed.closed.borrow_mut().push("billing".into());
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    assert_eq!(*seed.prepared.borrow(), DATABASES, "each prepared once");
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, DATABASES);
+    assert!(report.left_out.iter().all(|l| l.database != "billing"), "{:?}", report.left_out);
+}
