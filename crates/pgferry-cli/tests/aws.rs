@@ -426,7 +426,9 @@ fn encrypt_prepares_every_database_once_when_killed_after_each_and_rerun() {
         cluster.create_database(database);
         cluster.psql(database, "CREATE TABLE t (id int PRIMARY KEY);");
     }
-    let url = cluster.url("app");
+    // A password in the URL (the test server trusts every connection) must stay
+    // out of the output and the journal.
+    let url = cluster.url_as("postgres", "Pw-kept-out-3", "app");
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().to_str().unwrap();
     let common = [
@@ -473,11 +475,13 @@ fn encrypt_prepares_every_database_once_when_killed_after_each_and_rerun() {
         .filter(|l| l.contains("\"step\":\"seed-prepare\"") && l.contains("\"event\":\"intent\""))
         .collect();
     assert_eq!(intents.len(), 3, "{journal}");
+    assert!(!journal.contains("Pw-kept-out-3") && !said.contains("Pw-kept-out-3"), "{journal}\n{said}");
 
     // The databases are final: a rerun that would follow reports too is refused.
     let widened = pgferry(moto, &common);
     assert_eq!(widened.status.code(), Some(2), "{}", stderr(&widened));
     assert!(stderr(&widened).contains("this migration was started as"), "{}", stderr(&widened));
+    assert!(!stderr(&widened).contains("Pw-kept-out-3"), "{}", stderr(&widened));
 }
 
 /// A database the checking role may not connect to (CONNECT revoked, common on
