@@ -326,7 +326,9 @@ fn continue_single_database(
         )
         .with_hint(format!(
             "continue it as it was started with --database {database:?} (the instance's other databases are then left out: \
-             their writes after the snapshot will NOT reach the target), or start over under a new --name to follow every database"
+             their writes after the snapshot will NOT reach the target), or start over under a new --name to follow every database \
+             (this migration's slot in {database:?} then keeps the source's WAL until pgferry abort of migration {} removes it)",
+            plan.migration
         )));
     }
     for (step, resource) in [("seed-prepare", &plan.source), ("seed", &plan.target)] {

@@ -279,3 +279,36 @@ async fn a_database_created_between_the_prepare_and_the_snapshot_stops_the_run_n
         "followed past the snapshot"
     );
 }
+
+/// The slot of one database lost between the snapshot and the attach (dropped
+/// by hand, or invalidated): the run stops in that database, naming it, before
+/// attaching it, and says how to go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_lost_before_the_attach_stops_the_run_in_its_database() {
+    let source = source_instance();
+    let (cloud, config) = cloud().await;
+    create_source(&config, "e2e-lost", Some("1"), 0).await;
+    let plan = EncryptPlan {
+        migration: migration("e2e_lost"),
+        source: "e2e-lost".into(),
+        target: "e2e-lost-new".into(),
+        kms_key: None,
+        databases: Selection::default(),
+        connected_database: "postgres".into(),
+    };
+    let mut seed = CopyAfterPrepare::new(&source, &cloud, &plan);
+    seed.after_copy = Some((
+        "postgres",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_e2e_lost%' AND database = 'billing'",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    for run in ["first", "rerun"] {
+        let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+        assert_eq!(err.kind, pgferry::ErrorKind::Refused, "{run}: {err:?}");
+        assert!(err.message.starts_with("database \"billing\": "), "{run}: {}", err.message);
+        assert!(err.message.contains("slot is missing"), "{run}: {}", err.message);
+    }
+    let journal = journal(&dir);
+    assert!(journal.outcome_of("seed", "app").is_some(), "the database before it was attached");
+    assert!(journal.outcome_of("seed", "billing").is_none());
+}

@@ -457,6 +457,7 @@ async fn a_single_database_migration_from_an_earlier_release_continues_only_as_i
     assert!(err.message.contains("earlier pgferry") && err.message.contains("\"app\""), "{}", err.message);
     let hint = err.hint.unwrap();
     assert!(hint.contains("--database \"app\"") && hint.contains("new --name"), "{hint}");
+    assert!(hint.contains("pgferry abort of migration enc_legacy"), "the old slot is named: {hint}");
     assert_eq!(journal(&dir).entries().len(), 4, "nothing recorded");
 
     let as_started = EncryptPlan { databases: Selection { only: vec!["app".into()], excluded: vec![] }, ..plan };
