@@ -58,7 +58,8 @@ impl State {
     fn open(&self) -> Result<(MigrationName, Journal)> {
         let migration = parse_migration(&self.name)?;
         let dir = self.state_dir.clone().unwrap_or_else(|| PathBuf::from("pgferry-state").join(&self.name));
-        Ok((migration, Journal::open(&dir)?))
+        let journal = Journal::open_for(&dir, migration.as_str())?;
+        Ok((migration, journal))
     }
 }
 

@@ -251,7 +251,8 @@ fn fence_creates_its_own_group_survives_a_kill_before_the_swap_and_lift_deletes_
 
     // Under another migration's name, an operator's group of the fence's name is refused.
     let theirs = create_plain_security_group(&config, "pgferry-cli-other-fence", &source.vpc);
-    let other = ["--name", "cli_other", "--state-dir", state.path().to_str().unwrap()];
+    let other_state = tempfile::tempdir().unwrap();
+    let other = ["--name", "cli_other", "--state-dir", other_state.path().to_str().unwrap()];
     let refused = pgferry(moto, &[&fence_args[..6], &other].concat());
     assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
     assert!(
@@ -523,4 +524,52 @@ fn check_names_a_database_it_cannot_connect_to_as_a_blocker_and_reports_the_rest
     let table = pgferry(moto, &args[..6]);
     assert_eq!(table.status.code(), Some(1), "{}", stdout(&table));
     assert!(stdout(&table).contains("BLOCKER: database \"Locked Db\": cannot be checked"), "{}", stdout(&table));
+}
+
+/// Two migrations of one instance under different names given the same
+/// --state-dir: the second is refused, naming the first, instead of adopting
+/// its journal (its prepared slots, snapshot and target).
+#[test]
+fn a_state_dir_holding_another_migrations_journal_is_refused() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-shared", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    let url = cluster.url("postgres");
+    let state = tempfile::tempdir().unwrap();
+    let args = |name: &'static str| {
+        let state_dir = state.path().to_str().unwrap().to_owned();
+        [
+            "aws",
+            "encrypt",
+            "--source-instance",
+            "cli-shared",
+            "--target-instance",
+            "cli-shared-new",
+            "--source",
+            url.as_str(),
+            "--target",
+            url.as_str(),
+            "--name",
+            name,
+            "--state-dir",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .chain([state_dir])
+        .collect::<Vec<String>>()
+    };
+    let first = args("first");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let killed = pgferry_with(moto, &first, &[("PGFERRY_FAILPOINT", "aws-after-seed-prepare:1")]);
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    let second = args("second");
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    let refused = pgferry(moto, &second);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("holds the journal of migration first, not second"), "{}", stderr(&refused));
+    let slots =
+        cluster.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_second%'");
+    assert_eq!(slots.trim(), "0", "the second migration prepared nothing");
 }
