@@ -267,6 +267,8 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             }
             let (migration, mut journal) = args.state.open()?;
             let source = parse_spec("--source", &args.source)?;
+            // A database name blue lacks is refused now, not after the deployment is made.
+            pgferry::instance::planned(&source, &args.databases.selection()).await?;
             let green = args.green.as_deref().map(|g| parse_spec("--green", g)).transpose()?;
             let side = PgGreen {
                 source,

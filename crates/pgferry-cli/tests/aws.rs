@@ -573,3 +573,40 @@ fn a_state_dir_holding_another_migrations_journal_is_refused() {
         cluster.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_second%'");
     assert_eq!(slots.trim(), "0", "the second migration prepared nothing");
 }
+
+/// `encrypt --method blue-green` with a database name blue lacks (a typo in
+/// --exclude-database) is refused before the deployment is asked for, not at
+/// the checks on green after it was made.
+#[test]
+fn encrypt_blue_green_refuses_a_database_name_the_source_lacks_before_any_deployment() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-bgt", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    cluster.create_database("billing");
+    let url = cluster.url("postgres");
+    let state = tempfile::tempdir().unwrap();
+    let args = [
+        "aws",
+        "encrypt",
+        "--method",
+        "blue-green",
+        "--source-instance",
+        "cli-bgt",
+        "--source",
+        url.as_str(),
+        "--green",
+        url.as_str(),
+        "--exclude-database",
+        "biling",
+        "--name",
+        "cli_bgt",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    let refused = pgferry(moto, &args);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("no database \"biling\""), "{}", stderr(&refused));
+    assert_eq!(deployments(moto, "pgferry-cli-bgt-blue-green"), 0, "no deployment for a typo");
+}
