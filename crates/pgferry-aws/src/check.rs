@@ -229,6 +229,16 @@ pub fn left_out(database: &str, why: pgferry_core::instance::LeftOut) -> Finding
     )
 }
 
+/// `--database`/`--exclude-database` leave no database that allows
+/// connections: nothing would be followed (`aws encrypt` refuses such a run).
+pub fn nothing_to_follow() -> Finding {
+    finding(
+        Severity::Blocker,
+        "no database of the instance is left to check or follow",
+        Some("leave --exclude-database out, or name a database that allows connections with --database".into()),
+    )
+}
+
 /// A database of the instance that pgferry's checks could not run in.
 pub fn not_checked(database: &str, e: pgferry::Error) -> Finding {
     finding(

@@ -28,7 +28,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::blue_green::GreenSide;
-use crate::check::{database_verdicts, left_out, not_checked, Finding};
+use crate::check::{database_verdicts, left_out, not_checked, nothing_to_follow, Finding};
 use crate::encrypt::{SeedMark, SeedSide};
 use crate::switchover::WriteProbe;
 
@@ -86,6 +86,9 @@ pub async fn instance_findings(instance: &ConnSpec, checked: &ConnSpec, selectio
     let plan = pgferry::instance::planned(instance, selection).await?;
     let checks = pgferry_core::preflight::CheckPlan { full_copy: false, ..Default::default() };
     let mut findings = Vec::new();
+    if plan.databases.is_empty() {
+        findings.push(nothing_to_follow());
+    }
     for database in &plan.databases {
         match pgferry::check::check_source(&checked.with_dbname(database), &checks).await {
             Ok(found) => findings.extend(database_verdicts(database, &found)),

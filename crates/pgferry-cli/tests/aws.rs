@@ -93,6 +93,20 @@ fn check_runs_pgferry_checks_database_checks_in_every_database_when_given_the_so
     }
     let typo = pgferry(moto, &[&args[..], &["--database", "biling"][..]].concat());
     assert_eq!(typo.status.code(), Some(2), "{}", stdout(&typo));
+    // Narrowed to nothing (a template is never followed): not ready, saying so.
+    for nothing in [
+        &["--database", "template1"][..],
+        &["--exclude-database", "app", "--exclude-database", "billing", "--exclude-database", "postgres"][..],
+    ] {
+        let none = pgferry(moto, &[&args[..], nothing].concat());
+        assert_eq!(none.status.code(), Some(1), "{nothing:?}: {}", stdout(&none));
+        let said = findings(&json(&none));
+        assert!(
+            said.iter()
+                .any(|(severity, what)| severity == "blocker" && what.contains("no database of the instance is left")),
+            "{nothing:?}: {said:?}"
+        );
+    }
 
     cluster.psql("billing", "ALTER TABLE loose ADD PRIMARY KEY (v);");
     let ready = pgferry(moto, &args);
