@@ -300,8 +300,11 @@ fn refused_plan(pinned: &Value, wanted: &Value) -> Error {
 /// `--source`'s URL: a snapshot it took keeps changes in that database alone.
 /// It continues only as it was started, which the operator says with
 /// `--database` naming that one database; the instance's other databases are
-/// then reported as left out. Its journal entries for that database are
-/// rewritten under the database's name, as this release journals them.
+/// then reported as left out. Its journal entries are not carried over:
+/// `seed prepare` and the attach run again in that database, and reuse the
+/// slot, marker and attach the earlier release made there; in another database
+/// (the URL changed) they make a slot after the snapshot, which the redo check
+/// refuses, rather than follow from a slot that is not that database's.
 fn continue_single_database(
     journal: &mut Journal,
     plan: &EncryptPlan,
@@ -330,17 +333,6 @@ fn continue_single_database(
              (this migration's slot in {database:?} then keeps the source's WAL until pgferry abort of migration {} removes it)",
             plan.migration
         )));
-    }
-    for (step, resource) in [("seed-prepare", &plan.source), ("seed", &plan.target)] {
-        let legacy = journal
-            .entries()
-            .iter()
-            .rev()
-            .find(|e| e.step == step && e.resource == *resource && e.event == Event::Outcome)
-            .map(|e| e.detail.clone());
-        if let Some(detail) = legacy.filter(|_| journal.outcome_of(step, database).is_none()) {
-            journal.record(step, Event::Outcome, database, detail)?;
-        }
     }
     journal.record("plan", Event::Intent, &plan.target, wanted.clone())?;
     Ok(wanted.clone())

@@ -312,3 +312,51 @@ async fn a_slot_lost_before_the_attach_stops_the_run_in_its_database() {
     assert!(journal.outcome_of("seed", "app").is_some(), "the database before it was attached");
     assert!(journal.outcome_of("seed", "billing").is_none());
 }
+
+/// A migration journaled by the earlier single-database release, stopped after
+/// its `seed prepare` in the database of `--source`'s URL: continued with
+/// `--database` naming that database, the slot that release made is reused
+/// (no second one) and the database is followed past the snapshot; the
+/// instance's other databases are reported as losing their later writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_of_the_single_database_release_continues_in_its_database() {
+    let source = source_instance();
+    let (cloud, config) = cloud().await;
+    create_source(&config, "e2e-legacy", Some("1"), 0).await;
+    let plan = EncryptPlan {
+        migration: migration("e2e_legacy"),
+        source: "e2e-legacy".into(),
+        target: "e2e-legacy-new".into(),
+        kms_key: None,
+        databases: Selection { only: vec!["app".into()], excluded: vec![] },
+        connected_database: "app".into(),
+    };
+    // The earlier release: seed prepare in the URL's database, journaled under the instance.
+    let mark = pg_seed(&source, &source.url("postgres"), "e2e_legacy").prepare("app").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = [
+        r#"{"at":1,"step":"plan","event":"intent","resource":"e2e-legacy-new","detail":{"source":"e2e-legacy","target":"e2e-legacy-new","kms_key":"alias/aws/rds"}}"#.to_owned(),
+        r#"{"at":1,"step":"seed-prepare","event":"intent","resource":"e2e-legacy"}"#.to_owned(),
+        format!(
+            r#"{{"at":1,"step":"seed-prepare","event":"outcome","resource":"e2e-legacy","detail":{{"slot":"{}","consistent_point":"{}"}}}}"#,
+            mark.slot, mark.consistent_point
+        ),
+    ];
+    std::fs::write(dir.path().join("aws-journal.jsonl"), earlier.join("\n") + "\n").unwrap();
+    let mut seed = CopyAfterPrepare::new(&source, &cloud, &plan);
+    seed.after_copy = Some(("app", "UPDATE accounts SET n = 42 WHERE id = 1"));
+
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    let followed: Vec<(&str, &str)> = report.databases.iter().map(|d| (d.database.as_str(), d.slot.as_str())).collect();
+    assert_eq!(followed, [("app", mark.slot.as_str())]);
+    assert_eq!(report.databases[0].consistent_point, mark.consistent_point.to_string(), "the same slot, unconsumed");
+    let slots = source.psql(
+        "postgres",
+        "SELECT string_agg(database, ',') FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_e2e_legacy%'",
+    );
+    assert_eq!(slots.trim(), "app", "no second slot");
+    let copy = seed.copy.borrow_mut().take().unwrap();
+    assert_eq!(copy.psql("app", "SELECT n FROM accounts WHERE id = 1").trim(), "42", "followed past the snapshot");
+    let losing: Vec<&str> = report.left_out.iter().filter(|l| l.loses_writes).map(|l| l.database.as_str()).collect();
+    assert_eq!(losing, ["billing", "postgres", "reports"]);
+}
