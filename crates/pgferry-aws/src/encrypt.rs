@@ -215,7 +215,16 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
     }
     if marks.iter().any(|(database, _)| journal.outcome_of("seed", database).is_none()) {
         refuse_unfollowed(plan, &databases, &left_out, seed).await?;
+        settle_dropped(journal, plan, &marks, seed).await?;
     }
+    let dropped = |database: &str| journal.outcome_of("seed", database).is_some_and(|o| o["dropped"] == true);
+    let (marks, gone): (Vec<_>, Vec<_>) = marks.into_iter().partition(|(database, _)| !dropped(database));
+    let mut left_out = left_out;
+    left_out.extend(gone.into_iter().map(|(database, _)| LeftOutDatabase {
+        database,
+        why: DROPPED.to_owned(),
+        loses_writes: false,
+    }));
     for (database, mark) in &marks {
         if journal.outcome_of("seed", database).is_none() {
             journal.record("seed", Event::Intent, database, json!({"slot": mark.slot, "from": redo.to_string()}))?;
@@ -444,6 +453,51 @@ fn settle_databases(
         pgferry::failpoint::hit("aws-after-databases");
     }
     Ok((instance.databases, left_out))
+}
+
+/// Why a followed database is not attached: gone from both instances.
+const DROPPED: &str = "dropped on the source after the snapshot, and on the target";
+
+/// A followed database not yet attached that the source no longer has was
+/// dropped there after the snapshot (its slot first, which PostgreSQL
+/// requires): there is nothing left to follow. While the restored target still
+/// holds it the run stops, saying to drop it there too (a dropped database is
+/// a change the target must get); once both lack it, it is journaled as
+/// dropped and the others go on.
+async fn settle_dropped<S: SeedSide>(
+    journal: &mut Journal,
+    plan: &EncryptPlan,
+    marks: &[(String, SeedMark)],
+    seed: &S,
+) -> Result<()> {
+    let source = seed.databases(&Selection::default()).await?;
+    let on_source = |database: &str| {
+        source.databases.iter().any(|d| d == database) || source.left_out.iter().any(|(d, _)| d == database)
+    };
+    let gone: Vec<&String> = marks
+        .iter()
+        .map(|(database, _)| database)
+        .filter(|database| journal.outcome_of("seed", database).is_none() && !on_source(database))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let restored = seed.restored().await?;
+    if let Some(database) = gone.iter().find(|database| restored.contains(database)) {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!(
+                "database {database:?} was dropped on the source after the snapshot; the restored {} still holds it",
+                plan.target
+            ),
+        )
+        .with_hint(format!("drop it on {} too (DROP DATABASE), then rerun: the other databases go on", plan.target)));
+    }
+    for database in gone {
+        tracing::warn!(database = %database, "{DROPPED}: not followed");
+        journal.record("seed", Event::Outcome, database, json!({"dropped": true}))?;
+    }
+    Ok(())
 }
 
 /// Refuses to replicate into a restored instance holding a database the plan

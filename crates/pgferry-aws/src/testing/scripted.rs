@@ -376,9 +376,9 @@ pub struct RecordingSeed {
     pub fail_prepare: RefCell<Option<String>>,
     /// The next `start_from` of this database fails (once).
     pub fail_start: RefCell<Option<String>>,
-    /// Databases created on the source after the last `prepare`: the restored
-    /// target holds them beside `databases`.
-    pub created_after_prepare: RefCell<Vec<String>>,
+    /// Databases the restored target holds beside `databases` that the source
+    /// does not list: created after the last `prepare`, or dropped since.
+    pub only_on_target: RefCell<Vec<String>>,
     /// Databases of `databases` that allow no connections (`datallowconn` false).
     pub closed: RefCell<Vec<String>>,
 }
@@ -397,7 +397,7 @@ impl RecordingSeed {
             started: RefCell::default(),
             fail_prepare: RefCell::default(),
             fail_start: RefCell::default(),
-            created_after_prepare: RefCell::default(),
+            only_on_target: RefCell::default(),
             closed: RefCell::default(),
         }
     }
@@ -440,6 +440,6 @@ impl SeedSide for RecordingSeed {
     async fn restored(&self) -> pgferry::Result<Vec<String>> {
         let closed = self.closed.borrow();
         let open = self.databases.iter().filter(|d| !closed.contains(d));
-        Ok(open.chain(self.created_after_prepare.borrow().iter()).cloned().collect())
+        Ok(open.chain(self.only_on_target.borrow().iter()).cloned().collect())
     }
 }

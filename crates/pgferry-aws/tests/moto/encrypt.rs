@@ -415,7 +415,7 @@ async fn a_database_created_after_the_prepare_is_prepared_or_refused_never_left_
     let plan = crate::encrypt::plan("enc-latedb", None);
     with_logs(&cloud, &plan.target);
     let seed = RecordingSeed::of(Lsn(1), &DATABASES);
-    seed.created_after_prepare.borrow_mut().push("Late \"one\"".into());
+    seed.only_on_target.borrow_mut().push("Late \"one\"".into());
     let dir = tempfile::tempdir().unwrap();
     let restores = cloud.calls("rds:RestoreDBInstanceFromDBSnapshot");
     let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
@@ -424,7 +424,7 @@ async fn a_database_created_after_the_prepare_is_prepared_or_refused_never_left_
     assert!(err.hint.as_deref().unwrap_or_default().contains("drop it on the target"), "{err:?}");
     assert!(seed.started.borrow().is_empty(), "nothing replicates into an instance with a frozen database");
     // Dropped on the target: the rerun goes on.
-    seed.created_after_prepare.borrow_mut().clear();
+    seed.only_on_target.borrow_mut().clear();
     encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
     assert_eq!(*seed.started.borrow(), every_database(REDO));
     assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), restores + 1, "restored once");
@@ -514,4 +514,41 @@ async fn a_prepared_database_closed_to_connections_before_the_rerun_stays_follow
     let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
     assert_eq!(followed, DATABASES);
     assert!(report.left_out.iter().all(|l| l.database != "billing"), "{:?}", report.left_out);
+}
+
+/// A followed database dropped on the source between the snapshot and its
+/// attach (its slot dropped first, as PostgreSQL requires): the run stops,
+/// naming it, while the target still holds it; once it is dropped there too,
+/// the rerun attaches the others and reports it as dropped, not followed.
+#[tokio::test]
+async fn a_database_dropped_on_the_source_before_its_attach_is_dropped_on_the_target_then_passed_over() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-dropped", Some("1"), 0).await;
+    let plan = plan("enc-dropped", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    *seed.fail_start.borrow_mut() = Some("billing".into());
+    let dir = tempfile::tempdir().unwrap();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(*seed.started.borrow(), [("app".to_owned(), REDO)]);
+
+    let dropped = RecordingSeed::of(Lsn(1), &["app", "reports"]);
+    dropped.only_on_target.borrow_mut().push("billing".into());
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &dropped).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition, "{err:?}");
+    assert!(err.message.contains("\"billing\" was dropped on the source"), "{}", err.message);
+    assert!(err.hint.unwrap().contains("DROP DATABASE"));
+    assert!(dropped.started.borrow().is_empty());
+
+    dropped.only_on_target.borrow_mut().clear();
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &dropped).await.unwrap();
+    assert_eq!(*dropped.started.borrow(), [("reports".to_owned(), REDO)]);
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "reports"]);
+    let billing = report.left_out.iter().find(|l| l.database == "billing").expect("billing is reported");
+    assert!(billing.why.contains("dropped on the source") && !billing.loses_writes, "{billing:?}");
+    // Run again: the same report, nothing started.
+    let again = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &dropped).await.unwrap();
+    assert_eq!(again.databases.len(), 2);
+    assert_eq!(dropped.started.borrow().len(), 1);
 }
