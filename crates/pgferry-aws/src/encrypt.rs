@@ -536,9 +536,8 @@ async fn refuse_unfollowed<S: SeedSide>(
         ),
     )
     .with_hint(
-        "if it is not needed, drop it on the target (and the source) and rerun; to move it, drop it on the target, \
-         rerun, then move it with a migration of its own (pgferry start on that database); or start over under a new \
-         --name, whose snapshot follows it",
+        "if it is not needed, drop it on the target and the source, then rerun; to move it, delete the target \
+         instance and start over under a new --name, whose seed is prepared in it before its snapshot",
     ))
 }
 
