@@ -35,8 +35,8 @@ struct CopyAfterPrepare<'a> {
     copy: RefCell<Option<Cluster>>,
     /// Run on the source (database, SQL) after the last prepare, before the copy.
     before_copy: Option<(&'static str, &'static str)>,
-    /// Run on the source (database, SQL) after the copy: a write after the snapshot.
-    after_copy: Option<(&'static str, &'static str)>,
+    /// Run on the source (database, SQL), in order, after the copy: changes after the snapshot.
+    after_copy: &'static [(&'static str, &'static str)],
 }
 
 impl<'a> CopyAfterPrepare<'a> {
@@ -49,7 +49,7 @@ impl<'a> CopyAfterPrepare<'a> {
             planned: RefCell::default(),
             copy: RefCell::default(),
             before_copy: None,
-            after_copy: None,
+            after_copy: &[],
         }
     }
 
@@ -83,7 +83,7 @@ impl SeedSide for CopyAfterPrepare<'_> {
                 self.source.psql(database, sql);
             }
             let copy = self.source.physical_copy();
-            if let Some((database, sql)) = self.after_copy {
+            for (database, sql) in self.after_copy {
                 self.source.psql(database, sql);
             }
             let log = std::fs::read_to_string(copy.log_path()).unwrap();
@@ -258,7 +258,7 @@ async fn a_database_created_between_the_prepare_and_the_snapshot_stops_the_run_n
     };
     let mut seed = CopyAfterPrepare::new(&source, &cloud, &plan);
     seed.before_copy = Some(("postgres", "CREATE DATABASE \"Late \"\"db\"\"\""));
-    seed.after_copy = Some((ODD, "INSERT INTO t VALUES (2)"));
+    seed.after_copy = &[(ODD, "INSERT INTO t VALUES (2)")];
     let dir = tempfile::tempdir().unwrap();
 
     let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
@@ -297,10 +297,10 @@ async fn a_slot_lost_before_the_attach_stops_the_run_in_its_database() {
         connected_database: "postgres".into(),
     };
     let mut seed = CopyAfterPrepare::new(&source, &cloud, &plan);
-    seed.after_copy = Some((
+    seed.after_copy = &[(
         "postgres",
         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_e2e_lost%' AND database = 'billing'",
-    ));
+    )];
     let dir = tempfile::tempdir().unwrap();
     for run in ["first", "rerun"] {
         let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
@@ -344,7 +344,7 @@ async fn a_journal_of_the_single_database_release_continues_in_its_database() {
     ];
     std::fs::write(dir.path().join("aws-journal.jsonl"), earlier.join("\n") + "\n").unwrap();
     let mut seed = CopyAfterPrepare::new(&source, &cloud, &plan);
-    seed.after_copy = Some(("app", "UPDATE accounts SET n = 42 WHERE id = 1"));
+    seed.after_copy = &[("app", "UPDATE accounts SET n = 42 WHERE id = 1")];
 
     let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
     let followed: Vec<(&str, &str)> = report.databases.iter().map(|d| (d.database.as_str(), d.slot.as_str())).collect();
@@ -359,4 +359,48 @@ async fn a_journal_of_the_single_database_release_continues_in_its_database() {
     assert_eq!(copy.psql("app", "SELECT n FROM accounts WHERE id = 1").trim(), "42", "followed past the snapshot");
     let losing: Vec<&str> = report.left_out.iter().filter(|l| l.loses_writes).map(|l| l.database.as_str()).collect();
     assert_eq!(losing, ["billing", "postgres", "reports"]);
+}
+
+/// A followed database dropped on the source after the snapshot (its slot
+/// first, as PostgreSQL requires): the run stops before attaching anything,
+/// saying to drop it on the target too; once dropped there, the rerun follows
+/// the others and reports it as dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_dropped_on_the_source_after_the_snapshot_is_passed_over_once_dropped_on_the_target() {
+    let source = source_instance();
+    let (cloud, config) = cloud().await;
+    create_source(&config, "e2e-drop", Some("1"), 0).await;
+    let plan = EncryptPlan {
+        migration: migration("e2e_drop"),
+        source: "e2e-drop".into(),
+        target: "e2e-drop-new".into(),
+        kms_key: None,
+        databases: Selection::default(),
+        connected_database: "postgres".into(),
+    };
+    let mut seed = CopyAfterPrepare::new(&source, &cloud, &plan);
+    seed.after_copy = &[
+        (
+            "postgres",
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_e2e_drop%' AND database = 'reports'",
+        ),
+        ("postgres", "DROP DATABASE reports"),
+        ("app", "UPDATE accounts SET n = 5 WHERE id = 1"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(err.kind, pgferry::ErrorKind::Precondition, "{err:?}");
+    assert!(err.message.contains("\"reports\" was dropped on the source after the snapshot"), "{}", err.message);
+    seed.copy.borrow().as_ref().unwrap().psql("postgres", "DROP DATABASE reports");
+
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "billing", "postgres"]);
+    assert!(
+        report.left_out.iter().any(|l| l.database == "reports" && l.why.contains("dropped")),
+        "{:?}",
+        report.left_out
+    );
+    let copy = seed.copy.borrow_mut().take().unwrap();
+    assert_eq!(copy.psql("app", "SELECT n FROM accounts WHERE id = 1").trim(), "5", "the others are followed");
 }
