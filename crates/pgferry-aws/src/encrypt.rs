@@ -115,6 +115,9 @@ pub struct SeededDatabase {
     pub database: String,
     pub slot: String,
     pub consistent_point: String,
+    /// Attached and followed until caught up by this run; false when an
+    /// earlier run did (it may have fallen behind since).
+    pub caught_up_now: bool,
 }
 
 /// A database of the source that is not followed.
@@ -225,11 +228,13 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         why: DROPPED.to_owned(),
         loses_writes: false,
     }));
+    let mut caught_up_now = Vec::new();
     for (database, mark) in &marks {
         if journal.outcome_of("seed", database).is_none() {
             journal.record("seed", Event::Intent, database, json!({"slot": mark.slot, "from": redo.to_string()}))?;
             seed.start_from(database, mark, redo).await.map_err(|e| in_database(database, e))?;
             done_in(journal, "seed", database, json!({"from": redo.to_string()}))?;
+            caught_up_now.push(database.clone());
         }
     }
     Ok(EncryptReport {
@@ -243,6 +248,7 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         databases: marks
             .into_iter()
             .map(|(database, mark)| SeededDatabase {
+                caught_up_now: caught_up_now.contains(&database),
                 database,
                 slot: mark.slot,
                 consistent_point: mark.consistent_point.to_string(),

@@ -508,7 +508,8 @@ fn render_encrypt(report: &pgferry_aws::encrypt::EncryptReport) -> String {
         report.redo_lsn
     );
     for db in &report.databases {
-        let _ = writeln!(out, "  {:?}: slot {}, caught up", db.database, db.slot);
+        let state = if db.caught_up_now { "caught up" } else { "attached by an earlier run, not followed by this one" };
+        let _ = writeln!(out, "  {:?}: slot {}, {state}", db.database, db.slot);
     }
     for l in &report.left_out {
         let loud = if l.loses_writes { "LEFT OUT" } else { "left out" };

@@ -89,8 +89,10 @@ async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_posi
         assert!(!stored.contains(secret), "the journal holds {secret}");
     }
 
-    // A rerun after success changes nothing.
-    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    assert!(report.databases.iter().all(|d| d.caught_up_now), "{:?}", report.databases);
+    // A rerun after success changes nothing, and does not claim to have caught up.
+    let again = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    assert!(again.databases.iter().all(|d| !d.caught_up_now), "{:?}", again.databases);
     assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), 1);
     assert_eq!((seed.prepared.borrow().len(), seed.started.borrow().len()), (1, 1));
 }
