@@ -260,7 +260,7 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
 }
 
 /// The error, naming the database of the instance it happened in.
-fn in_database(database: &str, e: Error) -> Error {
+pub(crate) fn in_database(database: &str, e: Error) -> Error {
     Error { message: format!("database {database:?}: {}", e.message), ..e }
 }
 

@@ -16,7 +16,7 @@ use pgferry_aws::check::{self, Severity};
 use pgferry_aws::choice::{self, Method, Outcome, Paths, Wanted};
 use pgferry_aws::encrypt::EncryptPlan;
 use pgferry_aws::journal::Journal;
-use pgferry_aws::pg::{derived_target, instance_findings, PgGreen, PgProbe, PgSeed};
+use pgferry_aws::pg::{derived_target, instance_report, PgGreen, PgProbe, PgSeed};
 use pgferry_aws::retry::Pacing;
 use pgferry_aws::sdk::Aws;
 use pgferry_aws::switchover::SwitchoverPlan;
@@ -232,7 +232,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             match &args.source {
                 Some(source) => {
                     let source = parse_spec("--source", source)?;
-                    findings.extend(instance_findings(&source, &source, &args.databases.selection()).await?);
+                    findings.extend(instance_report(&source, &source, &args.databases.selection()).await?);
                 }
                 None => findings.push(check::database_not_checked()),
             }

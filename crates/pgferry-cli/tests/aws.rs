@@ -624,3 +624,40 @@ fn encrypt_blue_green_refuses_a_database_name_the_source_lacks_before_any_deploy
     assert!(stderr(&refused).contains("no database \"biling\""), "{}", stderr(&refused));
     assert_eq!(deployments(moto, "pgferry-cli-bgt-blue-green"), 0, "no deployment for a typo");
 }
+
+/// `encrypt --method blue-green` whose checks cannot run in a database of
+/// green: the run fails naming it, and the switchover stays refused (it waits
+/// for checks that ran), rather than journaling the checks as done with a
+/// "cannot be checked" finding.
+#[test]
+fn encrypt_blue_green_whose_checks_cannot_run_on_green_does_not_open_the_switchover() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-bgl", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    cluster.create_database("Locked Db");
+    cluster
+        .psql("postgres", "CREATE ROLE mover LOGIN REPLICATION; REVOKE CONNECT ON DATABASE \"Locked Db\" FROM PUBLIC;");
+    let blue = cluster.url("postgres");
+    let green = cluster.url_as("mover", "x", "postgres");
+    let state = tempfile::tempdir().unwrap();
+    let common = ["--name", "cli_bgl", "--state-dir", state.path().to_str().unwrap()];
+    let args = [
+        "aws",
+        "encrypt",
+        "--method",
+        "blue-green",
+        "--source-instance",
+        "cli-bgl",
+        "--source",
+        blue.as_str(),
+        "--green",
+        green.as_str(),
+    ];
+    let failed = pgferry(moto, &[&args[..], &common].concat());
+    assert_ne!(failed.status.code(), Some(0), "{}", stdout(&failed));
+    assert!(stderr(&failed).contains("database \"Locked Db\""), "{}", stderr(&failed));
+    let early = pgferry(moto, &[&["aws", "switchover", "--source", blue.as_str()][..], &common].concat());
+    assert_ne!(early.status.code(), Some(0), "the switchover waits for checks that ran: {}", stdout(&early));
+}
