@@ -267,8 +267,17 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             }
             let (migration, mut journal) = args.state.open()?;
             let source = parse_spec("--source", &args.source)?;
-            // A database name blue lacks is refused now, not after the deployment is made.
-            pgferry::instance::planned(&source, &args.databases.selection()).await?;
+            // A database name blue lacks, or a selection leaving none to check on
+            // green, is refused now, not after the deployment is made.
+            if pgferry::instance::planned(&source, &args.databases.selection()).await?.databases.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("no database of {} is left to check on green", args.source_instance),
+                )
+                .with_hint(
+                    "leave --exclude-database out, or name a database that allows connections with --database",
+                ));
+            }
             let green = args.green.as_deref().map(|g| parse_spec("--green", g)).transpose()?;
             let side = PgGreen {
                 source,

@@ -623,6 +623,12 @@ fn encrypt_blue_green_refuses_a_database_name_the_source_lacks_before_any_deploy
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("no database \"biling\""), "{}", stderr(&refused));
     assert_eq!(deployments(moto, "pgferry-cli-bgt-blue-green"), 0, "no deployment for a typo");
+    // Nothing left to check on green (a template is never checked): refused alike.
+    let nothing = [&args[..10], &["--database", "template1"][..], &args[12..]].concat();
+    let refused = pgferry(moto, &nothing);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("left to check on green"), "{}", stderr(&refused));
+    assert_eq!(deployments(moto, "pgferry-cli-bgt-blue-green"), 0);
 }
 
 /// `encrypt --method blue-green` whose checks cannot run in a database of
