@@ -63,6 +63,8 @@ pub trait SeedSide {
     /// position its recovery ended at. Called again after a crash until
     /// journaled as done.
     async fn start_from(&self, database: &str, mark: &SeedMark, redo: Lsn) -> Result<()>;
+    /// Every database the source lists now, whatever the plan (templates too).
+    async fn existing(&self) -> Result<Vec<String>>;
     /// The restored target's databases that could be followed (allowing
     /// connections; no template, not the provider's own): what the snapshot held.
     async fn restored(&self) -> Result<Vec<String>>;
@@ -476,10 +478,8 @@ async fn settle_dropped<S: SeedSide>(
     marks: &[(String, SeedMark)],
     seed: &S,
 ) -> Result<()> {
-    let source = seed.databases(&Selection::default()).await?;
-    let on_source = |database: &str| {
-        source.databases.iter().any(|d| d == database) || source.left_out.iter().any(|(d, _)| d == database)
-    };
+    let existing = seed.existing().await?;
+    let on_source = |database: &str| existing.iter().any(|d| d == database);
     let gone: Vec<&String> = marks
         .iter()
         .map(|(database, _)| database)

@@ -71,6 +71,11 @@ impl SeedSide for PgSeed {
         Ok(())
     }
 
+    async fn existing(&self) -> Result<Vec<String>> {
+        let plan = pgferry::instance::planned(&self.source, &Selection::default()).await?;
+        Ok(plan.databases.into_iter().chain(plan.left_out.into_iter().map(|(database, _)| database)).collect())
+    }
+
     async fn restored(&self) -> Result<Vec<String>> {
         Ok(pgferry::instance::planned(&self.target, &Selection::default()).await?.databases)
     }

@@ -437,6 +437,11 @@ impl SeedSide for RecordingSeed {
         Ok(())
     }
 
+    async fn existing(&self) -> pgferry::Result<Vec<String>> {
+        let plan = self.databases(&Selection::default()).await?;
+        Ok(plan.databases.into_iter().chain(plan.left_out.into_iter().map(|(database, _)| database)).collect())
+    }
+
     async fn restored(&self) -> pgferry::Result<Vec<String>> {
         let closed = self.closed.borrow();
         let open = self.databases.iter().filter(|d| !closed.contains(d));

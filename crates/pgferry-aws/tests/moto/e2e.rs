@@ -98,6 +98,10 @@ impl SeedSide for CopyAfterPrepare<'_> {
         self.seed(&target).start_from(database, mark, redo).await
     }
 
+    async fn existing(&self) -> Result<Vec<String>> {
+        self.seed(&self.source.url("postgres")).existing().await
+    }
+
     async fn restored(&self) -> Result<Vec<String>> {
         let target = self.copy.borrow().as_ref().expect("copied in prepare").url("postgres");
         self.seed(&target).restored().await
