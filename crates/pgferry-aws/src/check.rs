@@ -6,7 +6,7 @@
 //! key, the replication role's grants, ...) are `pgferry check`'s, run on the
 //! source when its connection is given, in every database of the instance (or
 //! those `--database` names), and joined to these, each naming its database
-//! ([`database_verdicts`], [`crate::pg::instance_findings`]); without it the
+//! ([`database_verdicts`], [`crate::pg::instance_report`]); without it the
 //! report says they were not run.
 
 use serde::Serialize;
