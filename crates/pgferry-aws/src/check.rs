@@ -6,7 +6,7 @@
 //! key, the replication role's grants, ...) are `pgferry check`'s, run on the
 //! source when its connection is given, in every database of the instance (or
 //! those `--database` names), and joined to these, each naming its database
-//! ([`database_verdicts`], [`crate::pg::instance_findings`]); without it the
+//! ([`database_verdicts`], [`crate::pg::instance_report`]); without it the
 //! report says they were not run.
 
 use serde::Serialize;
@@ -226,6 +226,25 @@ pub fn left_out(database: &str, why: pgferry_core::instance::LeftOut) -> Finding
         Severity::Warning,
         format!("database {database:?} is left out ({by}): its writes after the snapshot will NOT reach the target"),
         Some(format!("drop --exclude-database {database:?} (or name it with --database) to move it too")),
+    )
+}
+
+/// `--database`/`--exclude-database` leave no database that allows
+/// connections: nothing would be followed (`aws encrypt` refuses such a run).
+pub fn nothing_to_follow() -> Finding {
+    finding(
+        Severity::Blocker,
+        "no database of the instance is left to check or follow",
+        Some("leave --exclude-database out, or name a database that allows connections with --database".into()),
+    )
+}
+
+/// A database of the instance that pgferry's checks could not run in.
+pub fn not_checked(database: &str, e: pgferry::Error) -> Finding {
+    finding(
+        Severity::Blocker,
+        format!("database {database:?}: cannot be checked: {}", e.message),
+        Some(e.hint.unwrap_or_else(|| "make the database reachable to --source's role, then check again".into())),
     )
 }
 

@@ -51,7 +51,8 @@ pub const DEFAULT_KEY: &str = "alias/aws/rds";
 #[allow(async_fn_in_trait)]
 pub trait SeedSide {
     /// The source instance's databases to follow, narrowed by `selection`, and
-    /// those left out with why. Read once, before step 1; the run keeps the list.
+    /// those left out with why. Read on each run until the snapshot is asked
+    /// for; after it the journaled list is kept.
     async fn databases(&self, selection: &Selection) -> Result<InstancePlan>;
     /// Step 1, before the snapshot: make the source keep every change of
     /// `database` from now on. A run killed before the mark was journaled calls
@@ -62,6 +63,11 @@ pub trait SeedSide {
     /// position its recovery ended at. Called again after a crash until
     /// journaled as done.
     async fn start_from(&self, database: &str, mark: &SeedMark, redo: Lsn) -> Result<()>;
+    /// Every database the source lists now, whatever the plan (templates too).
+    async fn existing(&self) -> Result<Vec<String>>;
+    /// The restored target's databases that could be followed (allowing
+    /// connections; no template, not the provider's own): what the snapshot held.
+    async fn restored(&self) -> Result<Vec<String>>;
 }
 
 /// What [`SeedSide::prepare`] made: the slot and the position it keeps changes from.
@@ -81,6 +87,9 @@ pub struct EncryptPlan {
     pub kms_key: Option<String>,
     /// Which databases are followed (default: every one); final, as the key is.
     pub databases: Selection,
+    /// The database `--source`'s URL names: the one database a migration
+    /// journaled by an earlier release follows.
+    pub connected_database: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -108,6 +117,9 @@ pub struct SeededDatabase {
     pub database: String,
     pub slot: String,
     pub consistent_point: String,
+    /// Attached and followed until caught up by this run; false when an
+    /// earlier run did (it may have fallen behind since).
+    pub caught_up_now: bool,
 }
 
 /// A database of the source that is not followed.
@@ -128,11 +140,21 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
     seed: &S,
 ) -> Result<EncryptReport> {
     let names = AwsNames::new(&plan.migration)?;
-    let key = settle_plan(cloud, pacing, journal, plan).await?;
-    let (databases, left_out) = settle_databases(journal, plan, seed).await?;
+    let snapshot = names.snapshot();
+    let wanted = wanted(plan);
+    let pinned = pinned_plan(journal, plan, &wanted)?;
+    // Until the snapshot is asked for, the source's databases are read on every
+    // run, so that one created since an earlier run is prepared too; read before
+    // the plan is recorded, so that a name the source lacks binds nothing.
+    let listed = if journal.intended("snapshot", &snapshot) && journal.outcome("databases").is_some() {
+        None
+    } else {
+        Some(listed_databases(plan, seed).await?)
+    };
+    let key = settle_plan(cloud, pacing, journal, plan, pinned, wanted).await?;
+    let (databases, left_out) = settle_databases(journal, plan, listed)?;
     let marks = prepare_seeds(journal, &databases, seed).await?;
 
-    let snapshot = names.snapshot();
     ensure(
         journal,
         "snapshot",
@@ -196,11 +218,25 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         )
         .with_hint("the snapshot predates the slot, so changes in between would be lost: delete the target and both snapshots, then rerun"));
     }
+    if marks.iter().any(|(database, _)| journal.outcome_of("seed", database).is_none()) {
+        refuse_unfollowed(plan, &databases, &left_out, seed).await?;
+        settle_dropped(journal, plan, &marks, seed).await?;
+    }
+    let dropped = |database: &str| journal.outcome_of("seed", database).is_some_and(|o| o["dropped"] == true);
+    let (marks, gone): (Vec<_>, Vec<_>) = marks.into_iter().partition(|(database, _)| !dropped(database));
+    let mut left_out = left_out;
+    left_out.extend(gone.into_iter().map(|(database, _)| LeftOutDatabase {
+        database,
+        why: DROPPED.to_owned(),
+        loses_writes: false,
+    }));
+    let mut caught_up_now = Vec::new();
     for (database, mark) in &marks {
         if journal.outcome_of("seed", database).is_none() {
             journal.record("seed", Event::Intent, database, json!({"slot": mark.slot, "from": redo.to_string()}))?;
             seed.start_from(database, mark, redo).await.map_err(|e| in_database(database, e))?;
             done_in(journal, "seed", database, json!({"from": redo.to_string()}))?;
+            caught_up_now.push(database.clone());
         }
     }
     Ok(EncryptReport {
@@ -214,6 +250,7 @@ pub async fn encrypt<C: ControlPlane, S: SeedSide>(
         databases: marks
             .into_iter()
             .map(|(database, mark)| SeededDatabase {
+                caught_up_now: caught_up_now.contains(&database),
                 database,
                 slot: mark.slot,
                 consistent_point: mark.consistent_point.to_string(),
@@ -229,32 +266,106 @@ pub(crate) fn in_database(database: &str, e: Error) -> Error {
     Error { message: format!("database {database:?}: {}", e.message), ..e }
 }
 
+/// What the run asks for: the source, target, key and databases, each final.
+fn wanted(plan: &EncryptPlan) -> Value {
+    let sorted = |names: &[String]| {
+        let mut names = names.to_vec();
+        names.sort();
+        names.dedup();
+        names
+    };
+    json!({
+        "source": plan.source,
+        "target": plan.target,
+        "kms_key": plan.kms_key.clone().unwrap_or_else(|| DEFAULT_KEY.to_owned()),
+        "databases": {"only": sorted(&plan.databases.only), "excluded": sorted(&plan.databases.excluded)},
+    })
+}
+
+/// The plan the migration was started with, if any; a rerun asking for another
+/// method or plan is refused.
+fn pinned_plan(journal: &mut Journal, plan: &EncryptPlan, wanted: &Value) -> Result<Option<Value>> {
+    if journal.last("bg-plan", Event::Intent).is_some() {
+        return Err(Error::new(ErrorKind::Usage, "this migration was started with --method blue-green")
+            .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
+    }
+    let Some(pinned) = journal.last("plan", Event::Intent).map(|e| e.detail.clone()) else { return Ok(None) };
+    if pinned.get("databases").is_none() {
+        return continue_single_database(journal, plan, &pinned, wanted).map(Some);
+    }
+    // Journaled before the names were sorted: the same names in another order are the same plan.
+    let mut earlier = pinned.clone();
+    for list in ["only", "excluded"] {
+        if let Some(Value::Array(names)) = earlier.pointer_mut(&format!("/databases/{list}")) {
+            names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            names.dedup();
+        }
+    }
+    if earlier != *wanted {
+        return Err(refused_plan(&pinned, wanted));
+    }
+    Ok(Some(pinned))
+}
+
+fn refused_plan(pinned: &Value, wanted: &Value) -> Error {
+    Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}")).with_hint(
+        "the source, target, key and databases of a migration are final: rerun with the first values, or use a new --name",
+    )
+}
+
+/// A migration journaled by a release that followed only the database of
+/// `--source`'s URL: a snapshot it took keeps changes in that database alone.
+/// It continues only as it was started, which the operator says with
+/// `--database` naming that one database; the instance's other databases are
+/// then reported as left out. Its journal entries are not carried over:
+/// `seed prepare` and the attach run again in that database, and reuse the
+/// slot, marker and attach the earlier release made there; in another database
+/// (the URL changed) they make a slot after the snapshot, which the redo check
+/// refuses, rather than follow from a slot that is not that database's.
+fn continue_single_database(
+    journal: &mut Journal,
+    plan: &EncryptPlan,
+    pinned: &Value,
+    wanted: &Value,
+) -> Result<Value> {
+    let mut earlier = wanted.clone();
+    if let Some(fields) = earlier.as_object_mut() {
+        fields.remove("databases");
+    }
+    if *pinned != earlier {
+        return Err(refused_plan(pinned, wanted));
+    }
+    let database = &plan.connected_database;
+    if plan.databases != (Selection { only: vec![database.clone()], excluded: vec![] }) {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "this migration was started by an earlier pgferry, which follows only the database of --source's URL ({database:?}), not every database of {}",
+                plan.source
+            ),
+        )
+        .with_hint(format!(
+            "continue it as it was started with --database {database:?} (the instance's other databases are then left out: \
+             their writes after the snapshot will NOT reach the target), or start over under a new --name to follow every database \
+             (this migration's slot in {database:?} then keeps the source's WAL until pgferry abort of migration {} removes it)",
+            plan.migration
+        )));
+    }
+    journal.record("plan", Event::Intent, &plan.target, wanted.clone())?;
+    Ok(wanted.clone())
+}
+
 /// Resolves the key and pins the plan: a rerun must name the same instances and key.
 async fn settle_plan<C: ControlPlane>(
     cloud: &C,
     pacing: &Pacing,
     journal: &mut Journal,
     plan: &EncryptPlan,
+    pinned: Option<Value>,
+    wanted: Value,
 ) -> Result<String> {
     let requested = plan.kms_key.clone().unwrap_or_else(|| DEFAULT_KEY.to_owned());
-    let wanted = json!({
-        "source": plan.source,
-        "target": plan.target,
-        "kms_key": requested,
-        "databases": {"only": plan.databases.only, "excluded": plan.databases.excluded},
-    });
-    if journal.last("bg-plan", Event::Intent).is_some() {
-        return Err(Error::new(ErrorKind::Usage, "this migration was started with --method blue-green")
-            .with_hint("a migration keeps its method: rerun with --method blue-green, or use a new --name"));
-    }
-    let pinned = journal.last("plan", Event::Intent).map(|e| e.detail.clone());
-    if let Some(pinned) = &pinned {
-        if *pinned != wanted {
-            return Err(Error::new(ErrorKind::Usage, format!("this migration was started as {pinned}, not {wanted}"))
-                .with_hint(
-                "the source, target and key of a migration are final: rerun with the first values, or use a new --name",
-            ));
-        }
+    if pinned.is_some() {
         if let Some(arn) = journal.outcome("plan").and_then(|o| o["kms_key_arn"].as_str()) {
             return Ok(arn.to_owned());
         }
@@ -285,14 +396,29 @@ async fn settle_plan<C: ControlPlane>(
     Ok(key)
 }
 
-/// The databases this migration follows, read once and journaled: a rerun keeps
-/// them (a database created on the source since is not in the snapshot).
-async fn settle_databases<S: SeedSide>(
+/// The source's databases to follow, as the operator narrowed them: a name
+/// the source lacks, or a selection that leaves nothing, is refused.
+async fn listed_databases<S: SeedSide>(plan: &EncryptPlan, seed: &S) -> Result<InstancePlan> {
+    let instance = seed.databases(&plan.databases).await?;
+    if instance.databases.is_empty() {
+        return Err(Error::new(ErrorKind::Usage, format!("no database of {} is left to follow", plan.source))
+            .with_hint("leave --exclude-database out, or name a database that allows connections with --database"));
+    }
+    Ok(instance)
+}
+
+/// The databases this migration follows, journaled. `listed` is the source's
+/// list read by this run (until the snapshot is asked for): it replaces the
+/// journaled one when a database was created or dropped since. After that the
+/// journaled list is final: the snapshot holds what it holds.
+fn settle_databases(
     journal: &mut Journal,
     plan: &EncryptPlan,
-    seed: &S,
+    listed: Option<InstancePlan>,
 ) -> Result<(Vec<String>, Vec<LeftOutDatabase>)> {
-    if let Some(outcome) = journal.outcome("databases") {
+    let journaled = journal.outcome("databases").cloned();
+    let Some(instance) = listed else {
+        let outcome = journaled.unwrap_or_default();
         let databases = outcome["databases"].as_array().into_iter().flatten().filter_map(Value::as_str);
         let left_out = outcome["left_out"].as_array().into_iter().flatten().map(|l| LeftOutDatabase {
             database: l["database"].as_str().unwrap_or_default().to_owned(),
@@ -300,12 +426,17 @@ async fn settle_databases<S: SeedSide>(
             loses_writes: l["loses_writes"].as_bool().unwrap_or(false),
         });
         return Ok((databases.map(str::to_owned).collect(), left_out.collect()));
-    }
-    let instance = seed.databases(&plan.databases).await?;
-    if instance.databases.is_empty() {
-        return Err(Error::new(ErrorKind::Usage, format!("no database of {} is left to follow", plan.source))
-            .with_hint("leave --exclude-database out, or name a database that allows connections with --database"));
-    }
+    };
+    // A database an earlier run prepared stays followed while the source has
+    // it (closed to connections since, say): its slot keeps the source's WAL
+    // until it is attached, and leaving it out would leave the slot behind.
+    let mut instance = instance;
+    let (kept, left_out): (Vec<_>, Vec<_>) = std::mem::take(&mut instance.left_out)
+        .into_iter()
+        .partition(|(database, _)| journal.outcome_of("seed-prepare", database).is_some());
+    instance.left_out = left_out;
+    instance.databases.extend(kept.into_iter().map(|(database, _)| database));
+    instance.databases.sort();
     let left_out: Vec<LeftOutDatabase> = instance
         .left_out
         .iter()
@@ -318,8 +449,102 @@ async fn settle_databases<S: SeedSide>(
     for l in left_out.iter().filter(|l| l.loses_writes) {
         tracing::warn!(database = %l.database, "left out: {}", l.why);
     }
-    done(journal, "databases", &plan.source, json!({"databases": instance.databases, "left_out": left_out}))?;
+    let outcome = json!({"databases": instance.databases, "left_out": left_out});
+    if journaled.as_ref() != Some(&outcome) {
+        if journaled.is_some() {
+            tracing::warn!(
+                databases = ?instance.databases,
+                "the source's databases changed since the last run (no snapshot yet): following these"
+            );
+        }
+        journal.record("databases", Event::Outcome, &plan.source, outcome)?;
+        pgferry::failpoint::hit("aws-after-databases");
+    }
     Ok((instance.databases, left_out))
+}
+
+/// Why a followed database is not attached: gone from both instances.
+const DROPPED: &str = "dropped on the source after the snapshot, and on the target";
+
+/// A followed database not yet attached that the source no longer has was
+/// dropped there after the snapshot (its slot first, which PostgreSQL
+/// requires): there is nothing left to follow. While the restored target still
+/// holds it the run stops, saying to drop it there too (a dropped database is
+/// a change the target must get); once both lack it, it is journaled as
+/// dropped and the others go on.
+async fn settle_dropped<S: SeedSide>(
+    journal: &mut Journal,
+    plan: &EncryptPlan,
+    marks: &[(String, SeedMark)],
+    seed: &S,
+) -> Result<()> {
+    let existing = seed.existing().await?;
+    let on_source = |database: &str| existing.iter().any(|d| d == database);
+    let gone: Vec<&String> = marks
+        .iter()
+        .map(|(database, _)| database)
+        .filter(|database| journal.outcome_of("seed", database).is_none() && !on_source(database))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let restored = seed.restored().await?;
+    if let Some(database) = gone.iter().find(|database| restored.contains(database)) {
+        return Err(Error::new(
+            ErrorKind::Precondition,
+            format!(
+                "database {database:?} was dropped on the source after the snapshot; the restored {} still holds it",
+                plan.target
+            ),
+        )
+        .with_hint(format!("drop it on {} too (DROP DATABASE), then rerun: the other databases go on", plan.target)));
+    }
+    for database in gone {
+        tracing::warn!(database = %database, "{DROPPED}: not followed");
+        journal.record("seed", Event::Outcome, database, json!({"dropped": true}))?;
+    }
+    Ok(())
+}
+
+/// Refuses to replicate into a restored instance holding a database the plan
+/// neither follows nor leaves out by the operator's choice: one created on the
+/// source (or opened to connections, having been left out as allowing none)
+/// after the seed was prepared (between a kill and the rerun that asked for the snapshot, or
+/// while the snapshot was being asked for). The snapshot brought it over, but
+/// no slot kept its changes after it: followed as it is, it would sit frozen
+/// at the snapshot on the target and its later writes would be lost at the
+/// cutover without a word.
+async fn refuse_unfollowed<S: SeedSide>(
+    plan: &EncryptPlan,
+    databases: &[String],
+    left_out: &[LeftOutDatabase],
+    seed: &S,
+) -> Result<()> {
+    let restored = seed.restored().await?;
+    let unknown: Vec<String> = restored
+        .into_iter()
+        // Left out for a reason of its own (it allowed no connections) but
+        // followable in the snapshot: opened since, and unfollowed all the same.
+        .filter(|d| !databases.contains(d) && !left_out.iter().any(|l| &l.database == d && l.loses_writes))
+        .map(|d| format!("{d:?}"))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Precondition,
+        format!(
+            "the restored {} holds {} that this migration does not follow: created on the source (or opened to \
+             connections) after the seed was prepared, so no slot kept its changes after the snapshot (they would be \
+             lost at the cutover)",
+            plan.target,
+            unknown.join(", ")
+        ),
+    )
+    .with_hint(
+        "if it is not needed, drop it on the target and the source, then rerun; to move it, delete the target \
+         instance and start over under a new --name, whose seed is prepared in it before its snapshot",
+    ))
 }
 
 /// Why a database is not followed, said for a snapshot: one the operator left

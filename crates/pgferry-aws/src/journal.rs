@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 const FILE: &str = "aws-journal.jsonl";
+/// The name of the migration whose journal the directory holds.
+const MIGRATION_MARK: &str = "migration";
 
 /// Where a call stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +85,32 @@ impl Journal {
             entries.push(entry);
         }
         Ok(Journal { path, entries })
+    }
+
+    /// Opens the journal of `migration` in `dir`. The directory is marked with
+    /// the migration's name when first used: one that holds another
+    /// migration's journal is refused, since a shared journal would make one
+    /// migration adopt the other's resources, slots and target. A directory of
+    /// an earlier release (no mark) is marked by the first migration to open it.
+    pub fn open_for(dir: &Path, migration: &str) -> Result<Journal> {
+        let journal = Journal::open(dir)?;
+        let mark = dir.join(MIGRATION_MARK);
+        match std::fs::read_to_string(&mark) {
+            Ok(owner) if owner.trim() == migration => Ok(journal),
+            Ok(owner) => Err(Error::new(
+                ErrorKind::Usage,
+                format!("{} holds the journal of migration {}, not {migration}", dir.display(), owner.trim()),
+            )
+            .with_hint(format!(
+                "give each migration its own --state-dir (the default is pgferry-state/<name>), or rerun with --name {}",
+                owner.trim()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::write(&mark, format!("{migration}\n")).map_err(|e| io_error("cannot write", &mark, e))?;
+                Ok(journal)
+            }
+            Err(e) => Err(io_error("cannot read", &mark, e)),
+        }
     }
 
     /// Appends one entry and syncs it to disk before returning.
@@ -156,6 +184,22 @@ mod tests {
         let read: Entry = serde_json::from_str(bare).unwrap();
         assert_eq!((read.event, &read.detail), (Event::Outcome, &Value::Null));
         assert_eq!(serde_json::to_string(&read).unwrap(), bare);
+    }
+
+    #[test]
+    fn a_directory_holding_another_migrations_journal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Journal::open_for(dir.path(), "first").unwrap().record("plan", Event::Intent, "db", Value::Null).unwrap();
+        assert_eq!(Journal::open_for(dir.path(), "first").unwrap().entries().len(), 1);
+        let err = Journal::open_for(dir.path(), "second").err().expect("another migration's journal is refused");
+        assert_eq!(err.kind, ErrorKind::Usage);
+        assert!(err.message.contains("holds the journal of migration first, not second"), "{}", err.message);
+        assert!(err.hint.unwrap().contains("--name first"));
+        // An earlier release's directory, unmarked, is the first opener's.
+        let earlier = tempfile::tempdir().unwrap();
+        Journal::open(earlier.path()).unwrap().record("plan", Event::Intent, "db", Value::Null).unwrap();
+        assert_eq!(Journal::open_for(earlier.path(), "main").unwrap().entries().len(), 1);
+        assert!(Journal::open_for(earlier.path(), "other").is_err());
     }
 
     #[test]

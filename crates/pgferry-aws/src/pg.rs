@@ -28,7 +28,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::blue_green::GreenSide;
-use crate::check::{database_verdicts, left_out, Finding};
+use crate::check::{database_verdicts, left_out, not_checked, nothing_to_follow, Finding};
 use crate::encrypt::{in_database, SeedMark, SeedSide};
 use crate::switchover::WriteProbe;
 
@@ -70,21 +70,51 @@ impl SeedSide for PgSeed {
         follow(&source, &target, &options, &self.events).await?;
         Ok(())
     }
+
+    async fn existing(&self) -> Result<Vec<String>> {
+        let plan = pgferry::instance::planned(&self.source, &Selection::default()).await?;
+        Ok(plan.databases.into_iter().chain(plan.left_out.into_iter().map(|(database, _)| database)).collect())
+    }
+
+    async fn restored(&self) -> Result<Vec<String>> {
+        Ok(pgferry::instance::planned(&self.target, &Selection::default()).await?.databases)
+    }
 }
 
 /// pgferry's database checks (those of `pgferry check` on a source) on every
 /// database of the plan read from `instance`, each run on `checked`'s server;
 /// each finding names its database, and a database the operator left out is a
-/// warning saying that its later writes are not moved.
+/// warning saying that its later writes are not moved. A database that cannot
+/// be checked stops them with its error, named: Blue/Green's switchover waits
+/// for checks that ran ([`instance_report`] goes on past it instead).
 pub async fn instance_findings(instance: &ConnSpec, checked: &ConnSpec, selection: &Selection) -> Result<Vec<Finding>> {
+    findings_in_each(instance, checked, selection, |database, e| Err(in_database(database, e))).await
+}
+
+/// [`instance_findings`] for `aws check`: a database that cannot be checked
+/// (the role may not connect to it, say) is a blocker naming it and why,
+/// beside every other database's findings, since encrypting would fail in it.
+pub async fn instance_report(instance: &ConnSpec, checked: &ConnSpec, selection: &Selection) -> Result<Vec<Finding>> {
+    findings_in_each(instance, checked, selection, |database, e| Ok(not_checked(database, e))).await
+}
+
+async fn findings_in_each(
+    instance: &ConnSpec,
+    checked: &ConnSpec,
+    selection: &Selection,
+    unchecked: impl Fn(&str, Error) -> Result<Finding>,
+) -> Result<Vec<Finding>> {
     let plan = pgferry::instance::planned(instance, selection).await?;
     let checks = pgferry_core::preflight::CheckPlan { full_copy: false, ..Default::default() };
     let mut findings = Vec::new();
+    if plan.databases.is_empty() {
+        findings.push(nothing_to_follow());
+    }
     for database in &plan.databases {
-        let found = pgferry::check::check_source(&checked.with_dbname(database), &checks)
-            .await
-            .map_err(|e| in_database(database, e))?;
-        findings.extend(database_verdicts(database, &found));
+        match pgferry::check::check_source(&checked.with_dbname(database), &checks).await {
+            Ok(found) => findings.extend(database_verdicts(database, &found)),
+            Err(e) => findings.push(unchecked(database, e)?),
+        }
     }
     findings.extend(
         plan.left_out.iter().filter(|(_, why)| why.loses_writes()).map(|(database, why)| left_out(database, *why)),

@@ -16,7 +16,7 @@ use pgferry_aws::check::{self, Severity};
 use pgferry_aws::choice::{self, Method, Outcome, Paths, Wanted};
 use pgferry_aws::encrypt::EncryptPlan;
 use pgferry_aws::journal::Journal;
-use pgferry_aws::pg::{derived_target, instance_findings, PgGreen, PgProbe, PgSeed};
+use pgferry_aws::pg::{derived_target, instance_report, PgGreen, PgProbe, PgSeed};
 use pgferry_aws::retry::Pacing;
 use pgferry_aws::sdk::Aws;
 use pgferry_aws::switchover::SwitchoverPlan;
@@ -58,7 +58,8 @@ impl State {
     fn open(&self) -> Result<(MigrationName, Journal)> {
         let migration = parse_migration(&self.name)?;
         let dir = self.state_dir.clone().unwrap_or_else(|| PathBuf::from("pgferry-state").join(&self.name));
-        Ok((migration, Journal::open(&dir)?))
+        let journal = Journal::open_for(&dir, migration.as_str())?;
+        Ok((migration, journal))
     }
 }
 
@@ -231,7 +232,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             match &args.source {
                 Some(source) => {
                     let source = parse_spec("--source", source)?;
-                    findings.extend(instance_findings(&source, &source, &args.databases.selection()).await?);
+                    findings.extend(instance_report(&source, &source, &args.databases.selection()).await?);
                 }
                 None => findings.push(check::database_not_checked()),
             }
@@ -266,6 +267,17 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
             }
             let (migration, mut journal) = args.state.open()?;
             let source = parse_spec("--source", &args.source)?;
+            // A database name blue lacks, or a selection leaving none to check on
+            // green, is refused now, not after the deployment is made.
+            if pgferry::instance::planned(&source, &args.databases.selection()).await?.databases.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("no database of {} is left to check on green", args.source_instance),
+                )
+                .with_hint(
+                    "leave --exclude-database out, or name a database that allows connections with --database",
+                ));
+            }
             let green = args.green.as_deref().map(|g| parse_spec("--green", g)).transpose()?;
             let side = PgGreen {
                 source,
@@ -311,6 +323,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 target: target_instance,
                 kms_key: args.kms_key,
                 databases: args.databases.selection(),
+                connected_database: seed.source.dbname.clone(),
             };
             let report = Box::pin(pgferry_aws::encrypt::encrypt(&cloud, &pacing, &mut journal, &plan, &seed)).await?;
             match args.format {
@@ -504,7 +517,8 @@ fn render_encrypt(report: &pgferry_aws::encrypt::EncryptReport) -> String {
         report.redo_lsn
     );
     for db in &report.databases {
-        let _ = writeln!(out, "  {:?}: slot {}, caught up", db.database, db.slot);
+        let state = if db.caught_up_now { "caught up" } else { "attached by an earlier run, not followed by this one" };
+        let _ = writeln!(out, "  {:?}: slot {}, {state}", db.database, db.slot);
     }
     for l in &report.left_out {
         let loud = if l.loses_writes { "LEFT OUT" } else { "left out" };

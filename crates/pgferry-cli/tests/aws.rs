@@ -93,6 +93,20 @@ fn check_runs_pgferry_checks_database_checks_in_every_database_when_given_the_so
     }
     let typo = pgferry(moto, &[&args[..], &["--database", "biling"][..]].concat());
     assert_eq!(typo.status.code(), Some(2), "{}", stdout(&typo));
+    // Narrowed to nothing (a template is never followed): not ready, saying so.
+    for nothing in [
+        &["--database", "template1"][..],
+        &["--exclude-database", "app", "--exclude-database", "billing", "--exclude-database", "postgres"][..],
+    ] {
+        let none = pgferry(moto, &[&args[..], nothing].concat());
+        assert_eq!(none.status.code(), Some(1), "{nothing:?}: {}", stdout(&none));
+        let said = findings(&json(&none));
+        assert!(
+            said.iter()
+                .any(|(severity, what)| severity == "blocker" && what.contains("no database of the instance is left")),
+            "{nothing:?}: {said:?}"
+        );
+    }
 
     cluster.psql("billing", "ALTER TABLE loose ADD PRIMARY KEY (v);");
     let ready = pgferry(moto, &args);
@@ -251,7 +265,8 @@ fn fence_creates_its_own_group_survives_a_kill_before_the_swap_and_lift_deletes_
 
     // Under another migration's name, an operator's group of the fence's name is refused.
     let theirs = create_plain_security_group(&config, "pgferry-cli-other-fence", &source.vpc);
-    let other = ["--name", "cli_other", "--state-dir", state.path().to_str().unwrap()];
+    let other_state = tempfile::tempdir().unwrap();
+    let other = ["--name", "cli_other", "--state-dir", other_state.path().to_str().unwrap()];
     let refused = pgferry(moto, &[&fence_args[..6], &other].concat());
     assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
     assert!(
@@ -426,7 +441,9 @@ fn encrypt_prepares_every_database_once_when_killed_after_each_and_rerun() {
         cluster.create_database(database);
         cluster.psql(database, "CREATE TABLE t (id int PRIMARY KEY);");
     }
-    let url = cluster.url("app");
+    // A password in the URL (the test server trusts every connection) must stay
+    // out of the output and the journal.
+    let url = cluster.url_as("postgres", "Pw-kept-out-3", "app");
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().to_str().unwrap();
     let common = [
@@ -473,9 +490,180 @@ fn encrypt_prepares_every_database_once_when_killed_after_each_and_rerun() {
         .filter(|l| l.contains("\"step\":\"seed-prepare\"") && l.contains("\"event\":\"intent\""))
         .collect();
     assert_eq!(intents.len(), 3, "{journal}");
+    assert!(!journal.contains("Pw-kept-out-3") && !said.contains("Pw-kept-out-3"), "{journal}\n{said}");
 
     // The databases are final: a rerun that would follow reports too is refused.
     let widened = pgferry(moto, &common);
     assert_eq!(widened.status.code(), Some(2), "{}", stderr(&widened));
     assert!(stderr(&widened).contains("this migration was started as"), "{}", stderr(&widened));
+    assert!(!stderr(&widened).contains("Pw-kept-out-3"), "{}", stderr(&widened));
+}
+
+/// A database the checking role may not connect to (CONNECT revoked, common on
+/// RDS) is a blocker naming it and why, not an error that hides every other
+/// finding: the report is drawn, the exit code says not ready (1), and the
+/// password in --source appears nowhere in the output.
+#[test]
+fn check_names_a_database_it_cannot_connect_to_as_a_blocker_and_reports_the_rest() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-noconn", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    cluster.create_database("app");
+    cluster.create_database("Locked Db");
+    cluster.psql("app", "CREATE TABLE loose (v int);");
+    cluster.psql(
+        "postgres",
+        "CREATE ROLE mover LOGIN REPLICATION PASSWORD 'Pw-not-shown-7';
+         REVOKE CONNECT ON DATABASE \"Locked Db\" FROM PUBLIC;",
+    );
+    let url = cluster.url_as("mover", "Pw-not-shown-7", "app");
+    let args = ["aws", "check", "--source-instance", "cli-noconn", "--source", url.as_str(), "--format", "json"];
+    let out = pgferry(moto, &args);
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!printed.contains("Pw-not-shown-7"), "the password is printed: {printed}");
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    let said = findings(&json(&out));
+    let locked = said
+        .iter()
+        .find(|(_, what)| what.starts_with("database \"Locked Db\": "))
+        .unwrap_or_else(|| panic!("the database it cannot connect to is not named: {said:?}"));
+    assert_eq!(locked.0, "blocker", "{locked:?}");
+    assert!(locked.1.contains("cannot be checked"), "{locked:?}");
+    assert!(
+        said.iter().any(|(_, what)| what.starts_with("database \"app\": ") && what.contains("loose")),
+        "the other databases' findings are still reported: {said:?}"
+    );
+    let table = pgferry(moto, &args[..6]);
+    assert_eq!(table.status.code(), Some(1), "{}", stdout(&table));
+    assert!(stdout(&table).contains("BLOCKER: database \"Locked Db\": cannot be checked"), "{}", stdout(&table));
+}
+
+/// Two migrations of one instance under different names given the same
+/// --state-dir: the second is refused, naming the first, instead of adopting
+/// its journal (its prepared slots, snapshot and target).
+#[test]
+fn a_state_dir_holding_another_migrations_journal_is_refused() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-shared", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    let url = cluster.url("postgres");
+    let state = tempfile::tempdir().unwrap();
+    let args = |name: &'static str| {
+        let state_dir = state.path().to_str().unwrap().to_owned();
+        [
+            "aws",
+            "encrypt",
+            "--source-instance",
+            "cli-shared",
+            "--target-instance",
+            "cli-shared-new",
+            "--source",
+            url.as_str(),
+            "--target",
+            url.as_str(),
+            "--name",
+            name,
+            "--state-dir",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .chain([state_dir])
+        .collect::<Vec<String>>()
+    };
+    let first = args("first");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let killed = pgferry_with(moto, &first, &[("PGFERRY_FAILPOINT", "aws-after-seed-prepare:1")]);
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    let second = args("second");
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    let refused = pgferry(moto, &second);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("holds the journal of migration first, not second"), "{}", stderr(&refused));
+    let slots =
+        cluster.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry_second%'");
+    assert_eq!(slots.trim(), "0", "the second migration prepared nothing");
+}
+
+/// `encrypt --method blue-green` with a database name blue lacks (a typo in
+/// --exclude-database) is refused before the deployment is asked for, not at
+/// the checks on green after it was made.
+#[test]
+fn encrypt_blue_green_refuses_a_database_name_the_source_lacks_before_any_deployment() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-bgt", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    cluster.create_database("billing");
+    let url = cluster.url("postgres");
+    let state = tempfile::tempdir().unwrap();
+    let args = [
+        "aws",
+        "encrypt",
+        "--method",
+        "blue-green",
+        "--source-instance",
+        "cli-bgt",
+        "--source",
+        url.as_str(),
+        "--green",
+        url.as_str(),
+        "--exclude-database",
+        "biling",
+        "--name",
+        "cli_bgt",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    let refused = pgferry(moto, &args);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("no database \"biling\""), "{}", stderr(&refused));
+    assert_eq!(deployments(moto, "pgferry-cli-bgt-blue-green"), 0, "no deployment for a typo");
+    // Nothing left to check on green (a template is never checked): refused alike.
+    let nothing = [&args[..10], &["--database", "template1"][..], &args[12..]].concat();
+    let refused = pgferry(moto, &nothing);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("left to check on green"), "{}", stderr(&refused));
+    assert_eq!(deployments(moto, "pgferry-cli-bgt-blue-green"), 0);
+}
+
+/// `encrypt --method blue-green` whose checks cannot run in a database of
+/// green: the run fails naming it, and the switchover stays refused (it waits
+/// for checks that ran), rather than journaling the checks as done with a
+/// "cannot be checked" finding.
+#[test]
+fn encrypt_blue_green_whose_checks_cannot_run_on_green_does_not_open_the_switchover() {
+    let moto = Moto::shared();
+    runtime().block_on(async {
+        create_source(&moto.config().await, "cli-bgl", Some("1"), 0).await;
+    });
+    let cluster = Cluster::start(PgVersion::V15);
+    cluster.create_database("Locked Db");
+    cluster
+        .psql("postgres", "CREATE ROLE mover LOGIN REPLICATION; REVOKE CONNECT ON DATABASE \"Locked Db\" FROM PUBLIC;");
+    let blue = cluster.url("postgres");
+    let green = cluster.url_as("mover", "x", "postgres");
+    let state = tempfile::tempdir().unwrap();
+    let common = ["--name", "cli_bgl", "--state-dir", state.path().to_str().unwrap()];
+    let args = [
+        "aws",
+        "encrypt",
+        "--method",
+        "blue-green",
+        "--source-instance",
+        "cli-bgl",
+        "--source",
+        blue.as_str(),
+        "--green",
+        green.as_str(),
+    ];
+    let failed = pgferry(moto, &[&args[..], &common].concat());
+    assert_ne!(failed.status.code(), Some(0), "{}", stdout(&failed));
+    assert!(stderr(&failed).contains("database \"Locked Db\""), "{}", stderr(&failed));
+    let early = pgferry(moto, &[&["aws", "switchover", "--source", blue.as_str()][..], &common].concat());
+    assert_ne!(early.status.code(), Some(0), "the switchover waits for checks that ran: {}", stdout(&early));
 }

@@ -376,6 +376,11 @@ pub struct RecordingSeed {
     pub fail_prepare: RefCell<Option<String>>,
     /// The next `start_from` of this database fails (once).
     pub fail_start: RefCell<Option<String>>,
+    /// Databases the restored target holds beside `databases` that the source
+    /// does not list: created after the last `prepare`, or dropped since.
+    pub only_on_target: RefCell<Vec<String>>,
+    /// Databases of `databases` that allow no connections (`datallowconn` false).
+    pub closed: RefCell<Vec<String>>,
 }
 
 impl RecordingSeed {
@@ -392,6 +397,8 @@ impl RecordingSeed {
             started: RefCell::default(),
             fail_prepare: RefCell::default(),
             fail_start: RefCell::default(),
+            only_on_target: RefCell::default(),
+            closed: RefCell::default(),
         }
     }
 }
@@ -409,7 +416,7 @@ impl SeedSide for RecordingSeed {
         let database = |name: &str, is_template| SourceDatabase {
             name: name.to_owned(),
             is_template,
-            allows_connections: name != "template0",
+            allows_connections: name != "template0" && !self.closed.borrow().iter().any(|c| c == name),
         };
         let mut server: Vec<SourceDatabase> = self.databases.iter().map(|d| database(d, false)).collect();
         server.extend([database("template0", true), database("template1", true), database("rdsadmin", false)]);
@@ -428,5 +435,16 @@ impl SeedSide for RecordingSeed {
         scripted_failure(&self.fail_start, database)?;
         self.started.borrow_mut().push((database.to_owned(), redo));
         Ok(())
+    }
+
+    async fn existing(&self) -> pgferry::Result<Vec<String>> {
+        let plan = self.databases(&Selection::default()).await?;
+        Ok(plan.databases.into_iter().chain(plan.left_out.into_iter().map(|(database, _)| database)).collect())
+    }
+
+    async fn restored(&self) -> pgferry::Result<Vec<String>> {
+        let closed = self.closed.borrow();
+        let open = self.databases.iter().filter(|d| !closed.contains(d));
+        Ok(open.chain(self.only_on_target.borrow().iter()).cloned().collect())
     }
 }

@@ -151,6 +151,7 @@ async fn a_migration_keeps_its_method() {
         target: "bg-method-new".into(),
         kms_key: None,
         databases: Default::default(),
+        connected_database: "app".into(),
     };
     let seed = pgferry_aws::testing::RecordingSeed::new(pgferry_pgoutput::Lsn(1));
     let err = pgferry_aws::encrypt::encrypt(&cloud, &pacing(), &mut journal(&dir), &snapshot, &seed).await.unwrap_err();

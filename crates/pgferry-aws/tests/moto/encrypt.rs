@@ -27,6 +27,7 @@ fn plan(name: &str, key: Option<String>) -> EncryptPlan {
         target: format!("{name}-new"),
         kms_key: key,
         databases: Selection::default(),
+        connected_database: "app".into(),
     }
 }
 
@@ -88,8 +89,10 @@ async fn the_happy_path_encrypts_with_every_setting_and_hands_over_the_redo_posi
         assert!(!stored.contains(secret), "the journal holds {secret}");
     }
 
-    // A rerun after success changes nothing.
-    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    assert!(report.databases.iter().all(|d| d.caught_up_now), "{:?}", report.databases);
+    // A rerun after success changes nothing, and does not claim to have caught up.
+    let again = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    assert!(again.databases.iter().all(|d| !d.caught_up_now), "{:?}", again.databases);
     assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), 1);
     assert_eq!((seed.prepared.borrow().len(), seed.started.borrow().len()), (1, 1));
 }
@@ -348,4 +351,206 @@ async fn a_snapshot_older_than_the_slot_is_refused() {
     let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
     assert!(err.message.contains("before the slot"), "{}", err.message);
     assert!(seed.started.borrow().is_empty());
+}
+
+/// A database name the source lacks (a typo in `--exclude-database` or
+/// `--database`), or a selection that leaves nothing to follow, is refused with
+/// nothing recorded: the corrected rerun is taken, not refused as another plan.
+/// The names' order does not make another plan.
+#[tokio::test]
+async fn a_database_name_the_source_lacks_is_refused_and_binds_nothing() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-dbtypo", Some("1"), 0).await;
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    let dir = tempfile::tempdir().unwrap();
+    let selecting = |only: &[&str], excluded: &[&str]| EncryptPlan {
+        databases: Selection {
+            only: only.iter().map(|d| (*d).to_owned()).collect(),
+            excluded: excluded.iter().map(|d| (*d).to_owned()).collect(),
+        },
+        ..plan("enc-dbtypo", None)
+    };
+    for (typo, says) in [
+        (selecting(&[], &["report"]), "\"report\""),
+        (selecting(&["billing", "app"], &["rdsadmn"]), "\"rdsadmn\""),
+        (selecting(&[], &DATABASES), "no database of enc-dbtypo is left to follow"),
+    ] {
+        let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &typo, &seed).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Usage, "{typo:?}: {err:?}");
+        assert!(err.message.contains(says), "{}", err.message);
+        assert!(journal(&dir).entries().is_empty(), "{typo:?}: nothing recorded");
+    }
+    let fixed = selecting(&["billing", "app"], &[]);
+    with_logs(&cloud, &fixed.target);
+    cloud.fail_before("rds:CreateDBSnapshot", "InternalFailure");
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &fixed, &seed).await.unwrap_err();
+    let reordered = selecting(&["app", "billing", "app"], &[]);
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &reordered, &seed).await.unwrap();
+    assert_eq!(*seed.prepared.borrow(), ["app", "billing"]);
+    let losing: Vec<&str> = report.left_out.iter().filter(|l| l.loses_writes).map(|l| l.database.as_str()).collect();
+    assert_eq!(losing, ["reports"]);
+}
+
+/// A database created on the source while the run was down before the snapshot
+/// is prepared by the rerun and followed; one created after the last prepare,
+/// which the snapshot brings over without a slot keeping its changes, stops the
+/// run before replication, naming it, until it is dropped on the target.
+#[tokio::test]
+async fn a_database_created_after_the_prepare_is_prepared_or_refused_never_left_frozen() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-newdb", Some("1"), 0).await;
+    let plan = plan("enc-newdb", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    *seed.fail_prepare.borrow_mut() = Some("reports".into());
+    let dir = tempfile::tempdir().unwrap();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(*seed.prepared.borrow(), ["app", "billing"]);
+    let grown = RecordingSeed::of(Lsn(1), &["app", "billing", "new db", "reports"]);
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &grown).await.unwrap();
+    assert_eq!(*grown.prepared.borrow(), ["new db", "reports"]);
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "billing", "new db", "reports"]);
+    assert_eq!(grown.started.borrow().len(), 4);
+
+    create_source(&config, "enc-latedb", Some("1"), 0).await;
+    let plan = crate::encrypt::plan("enc-latedb", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    seed.only_on_target.borrow_mut().push("Late \"one\"".into());
+    let dir = tempfile::tempdir().unwrap();
+    let restores = cloud.calls("rds:RestoreDBInstanceFromDBSnapshot");
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition);
+    assert!(err.message.contains(r#""Late \"one\"" that this migration does not follow"#), "{}", err.message);
+    assert!(err.hint.as_deref().unwrap_or_default().contains("drop it on the target"), "{err:?}");
+    assert!(seed.started.borrow().is_empty(), "nothing replicates into an instance with a frozen database");
+    // Dropped on the target: the rerun goes on.
+    seed.only_on_target.borrow_mut().clear();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    assert_eq!(*seed.started.borrow(), every_database(REDO));
+    assert_eq!(cloud.calls("rds:RestoreDBInstanceFromDBSnapshot"), restores + 1, "restored once");
+}
+
+/// A migration journaled by the release that followed only the database of
+/// `--source`'s URL: a rerun asking for every database is refused, saying why
+/// and how to go on, with nothing recorded; `--database` naming that database
+/// continues it (prepared again in that database, whose side reuses the
+/// earlier slot) and reports the others as left out.
+#[tokio::test]
+async fn a_single_database_migration_from_an_earlier_release_continues_only_as_it_was_started() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-legacy", Some("1"), 0).await;
+    let (_, arn) = create_key(&config, "alias/enc-legacy").await;
+    let plan = EncryptPlan { kms_key: Some("alias/enc-legacy".into()), ..plan("enc-legacy", None) };
+    with_logs(&cloud, &plan.target);
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = [
+        r#"{"at":1,"step":"plan","event":"intent","resource":"enc-legacy-new","detail":{"source":"enc-legacy","target":"enc-legacy-new","kms_key":"alias/enc-legacy"}}"#.to_owned(),
+        format!(r#"{{"at":1,"step":"plan","event":"outcome","resource":"enc-legacy-new","detail":{{"kms_key_arn":"{arn}"}}}}"#),
+        r#"{"at":1,"step":"seed-prepare","event":"intent","resource":"enc-legacy"}"#.to_owned(),
+        r#"{"at":1,"step":"seed-prepare","event":"outcome","resource":"enc-legacy","detail":{"slot":"pgferry_enc_legacy","consistent_point":"0/1"}}"#.to_owned(),
+    ];
+    std::fs::write(dir.path().join("aws-journal.jsonl"), earlier.join("\n") + "\n").unwrap();
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Usage);
+    assert!(err.message.contains("earlier pgferry") && err.message.contains("\"app\""), "{}", err.message);
+    let hint = err.hint.unwrap();
+    assert!(hint.contains("--database \"app\"") && hint.contains("new --name"), "{hint}");
+    assert!(hint.contains("pgferry abort of migration enc_legacy"), "the old slot is named: {hint}");
+    assert_eq!(journal(&dir).entries().len(), 4, "nothing recorded");
+
+    let as_started = EncryptPlan { databases: Selection { only: vec!["app".into()], excluded: vec![] }, ..plan };
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &as_started, &seed).await.unwrap();
+    assert_eq!(*seed.prepared.borrow(), ["app"], "prepared again: the database side reuses its slot");
+    assert_eq!(*seed.started.borrow(), [("app".to_owned(), REDO)]);
+    let losing: Vec<&str> = report.left_out.iter().filter(|l| l.loses_writes).map(|l| l.database.as_str()).collect();
+    assert_eq!(losing, ["billing", "reports"]);
+    // Journaled as this release does: a rerun is an ordinary one.
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &as_started, &seed).await.unwrap();
+    assert_eq!(seed.started.borrow().len(), 1);
+}
+
+/// A database left out because it allowed no connections (`datallowconn`
+/// false), opened on the source before the snapshot: the snapshot holds it
+/// followable, with writes no slot kept. The run stops before replicating,
+/// naming it, as for a database created after the prepare.
+#[tokio::test]
+async fn a_database_opened_to_connections_after_the_plan_is_not_left_frozen() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-opened", Some("1"), 0).await;
+    let plan = plan("enc-opened", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &["app", "archive"]);
+    seed.closed.borrow_mut().push("archive".into());
+    let dir = tempfile::tempdir().unwrap();
+    cloud.fail_after("rds:CreateDBSnapshot");
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(*seed.prepared.borrow(), ["app"]);
+    seed.closed.borrow_mut().clear();
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition, "{err:?}");
+    assert!(err.message.contains("\"archive\" that this migration does not follow"), "{}", err.message);
+    assert!(seed.started.borrow().is_empty());
+}
+
+/// A database prepared by a run that was then stopped, and closed to
+/// connections on the source before the rerun: it stays in the plan (its slot
+/// keeps the source's WAL until attached), not dropped from it with the slot
+/// left behind.
+#[tokio::test]
+async fn a_prepared_database_closed_to_connections_before_the_rerun_stays_followed() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-closed", Some("1"), 0).await;
+    let plan = plan("enc-closed", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    *seed.fail_prepare.borrow_mut() = Some("reports".into());
+    let dir = tempfile::tempdir().unwrap();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    seed.closed.borrow_mut().push("billing".into());
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap();
+    assert_eq!(*seed.prepared.borrow(), DATABASES, "each prepared once");
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, DATABASES);
+    assert!(report.left_out.iter().all(|l| l.database != "billing"), "{:?}", report.left_out);
+}
+
+/// A followed database dropped on the source between the snapshot and its
+/// attach (its slot dropped first, as PostgreSQL requires): the run stops,
+/// naming it, while the target still holds it; once it is dropped there too,
+/// the rerun attaches the others and reports it as dropped, not followed.
+#[tokio::test]
+async fn a_database_dropped_on_the_source_before_its_attach_is_dropped_on_the_target_then_passed_over() {
+    let (cloud, config) = cloud().await;
+    create_source(&config, "enc-dropped", Some("1"), 0).await;
+    let plan = plan("enc-dropped", None);
+    with_logs(&cloud, &plan.target);
+    let seed = RecordingSeed::of(Lsn(1), &DATABASES);
+    *seed.fail_start.borrow_mut() = Some("billing".into());
+    let dir = tempfile::tempdir().unwrap();
+    encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &seed).await.unwrap_err();
+    assert_eq!(*seed.started.borrow(), [("app".to_owned(), REDO)]);
+
+    let dropped = RecordingSeed::of(Lsn(1), &["app", "reports"]);
+    dropped.only_on_target.borrow_mut().push("billing".into());
+    let err = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &dropped).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Precondition, "{err:?}");
+    assert!(err.message.contains("\"billing\" was dropped on the source"), "{}", err.message);
+    assert!(err.hint.unwrap().contains("DROP DATABASE"));
+    assert!(dropped.started.borrow().is_empty());
+
+    dropped.only_on_target.borrow_mut().clear();
+    let report = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &dropped).await.unwrap();
+    assert_eq!(*dropped.started.borrow(), [("reports".to_owned(), REDO)]);
+    let followed: Vec<&str> = report.databases.iter().map(|d| d.database.as_str()).collect();
+    assert_eq!(followed, ["app", "reports"]);
+    let billing = report.left_out.iter().find(|l| l.database == "billing").expect("billing is reported");
+    assert!(billing.why.contains("dropped on the source") && !billing.loses_writes, "{billing:?}");
+    // Run again: the same report, nothing started.
+    let again = encrypt(&cloud, &pacing(), &mut journal(&dir), &plan, &dropped).await.unwrap();
+    assert_eq!(again.databases.len(), 2);
+    assert_eq!(dropped.started.borrow().len(), 1);
 }
