@@ -489,3 +489,30 @@ fn a_cutover_with_a_streamed_transaction_open_drains_what_committed_and_drops_th
     assert_eq!(target.psql("app", LOG_SUMMARY), "committed=40000/800020000");
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
 }
+
+/// With no usable temporary directory a streamed transaction cannot be
+/// spooled: change capture stops with the directory named and how to fix it,
+/// having applied nothing of the streamed one; a rerun with room applies it.
+#[test]
+fn a_streamed_transaction_without_a_usable_temporary_directory_stops_clearly_and_a_rerun_applies_it() {
+    let source = streaming_source(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    source.psql("app", "INSERT INTO log VALUES (1, 'before')");
+    source.psql("app", "INSERT INTO log SELECT g, 'streamed' FROM generate_series(1, 30000) g");
+    let missing = tempfile::tempdir().unwrap().path().join("gone");
+    let (s, t) = (source.url("app"), target.url("app"));
+    let out = pgferry(
+        &["follow", "--source", &s, "--target", &t, "--name", "main", "--until-caught-up"],
+        &[("TMPDIR", missing.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(missing.to_str().unwrap()) && stderr.contains("TMPDIR"), "{stderr}");
+    // The small one's batch may or may not have committed before the stop.
+    assert!(!target.psql("app", LOG_SUMMARY).contains("streamed"), "nothing of the streamed one");
+    assert_ok(&catch_up(&source, &target, "main"));
+    assert_eq!(target.psql("app", LOG_SUMMARY), "before=1/1 streamed=30000/450015000");
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+}

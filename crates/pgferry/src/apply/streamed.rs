@@ -196,10 +196,16 @@ fn protocol(message: String) -> Stop {
     Stop::Fatal(Error::new(ErrorKind::Server, message))
 }
 
+/// A spool file could not be made, written or read: the directory is named,
+/// since it is the operator's to fix (missing, not writable, full).
 fn disk(doing: &str, e: std::io::Error) -> Stop {
+    let dir = std::env::temp_dir();
     Stop::Fatal(
-        Error::new(ErrorKind::Precondition, format!("{doing} for a transaction the source streams: {e}"))
-            .with_hint("a streamed transaction is spooled to the temporary directory until it commits: free space there, or point TMPDIR at a larger disk, then rerun pgferry follow (the source streams it again)"),
+        Error::new(
+            ErrorKind::Precondition,
+            format!("{doing} in {} for a transaction the source streams: {e}", dir.display()),
+        )
+        .with_hint("a streamed transaction is spooled to the temporary directory (TMPDIR) until it commits: make it exist and writable with room there, or point TMPDIR at a larger disk, then rerun pgferry follow (the source streams it again)"),
     )
 }
 
