@@ -516,3 +516,98 @@ fn a_streamed_transaction_without_a_usable_temporary_directory_stops_clearly_and
     assert_eq!(target.psql("app", LOG_SUMMARY), "before=1/1 streamed=30000/450015000");
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
 }
+
+/// Prepared transactions streamed before their PREPARE: nothing of them is
+/// applied while they are prepared (the slot decodes without two-phase), the
+/// one committed later arrives whole at its COMMIT PREPARED (after a kill
+/// while they were prepared, and the applied position past their changes),
+/// the one rolled back never does.
+#[test]
+fn a_streamed_prepared_transaction_arrives_at_commit_prepared_only_15_to_15() {
+    let source = Cluster::builder(PgVersion::V15)
+        .setting("logical_decoding_work_mem", "64kB")
+        .setting("max_prepared_transactions", "10")
+        .start();
+    source.create_database("app");
+    source.psql("app", "CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL, pad text); CREATE TABLE log (seq bigint, note text); INSERT INTO big SELECT g, 0, 'seed' FROM generate_series(1, 100) g;");
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    source.psql(
+        "app",
+        "BEGIN; INSERT INTO log SELECT g, 'prepared' FROM generate_series(1, 30000) g; UPDATE big SET v = v + 1;
+         PREPARE TRANSACTION 'p1';
+         BEGIN; INSERT INTO log SELECT g, 'rolled back' FROM generate_series(1, 30000) g; INSERT INTO big SELECT g, 9, 'p2' FROM generate_series(1000, 9999) g;
+         PREPARE TRANSACTION 'p2';
+         INSERT INTO log VALUES (1, 'plain');",
+    );
+    assert_ok(&catch_up(&source, &target, "main"));
+    assert_eq!(target.psql("app", LOG_SUMMARY), "plain=1/1", "nothing of a prepared transaction");
+    // Past their changes now, the source sends them again only at their end.
+    let mut running = spawn_follow(&source, &target, "main", &[]);
+    thread::sleep(Duration::from_secs(2));
+    running.kill().unwrap();
+    running.wait().unwrap();
+    source.psql("app", "COMMIT PREPARED 'p1'");
+    source.psql("app", "ROLLBACK PREPARED 'p2'");
+    assert_ok(&catch_up(&source, &target, "main"));
+    assert_eq!(target.psql("app", LOG_SUMMARY), "plain=1/1 prepared=30000/450015000");
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+}
+
+/// With DDL capture, a command inside a streamed transaction's rolled-back
+/// savepoint, or inside a streamed transaction rolled back whole, is never
+/// replayed; the one after the savepoint is.
+#[test]
+fn a_command_in_a_rolled_back_part_of_a_streamed_transaction_is_not_replayed() {
+    let source = streaming_source(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V18);
+    target.create_database("app");
+    let (s, t) = (source.url("app"), target.url("app"));
+    let bin = source.version().bin_dir();
+    assert_ok(&pgferry(
+        &[
+            "start",
+            "--source",
+            &s,
+            "--target",
+            &t,
+            "--name",
+            "ddl",
+            "--until-caught-up",
+            "--capture-ddl",
+            "--keyless-tables-are-insert-only",
+        ],
+        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
+    ));
+    let mut session = Session::open(&source);
+    session.run(
+        "BEGIN;
+         INSERT INTO big SELECT g, 1, 'before' FROM generate_series(1000, 20999) g;
+         SAVEPOINT a;
+         ALTER TABLE big ADD COLUMN gone int;
+         UPDATE big SET gone = 1 WHERE id < 5000;
+         SAVEPOINT b;
+         ALTER TABLE log ADD COLUMN gone_too int;
+         INSERT INTO log SELECT g, 'rolled back', g FROM generate_series(1, 5000) g;
+         RELEASE b;
+         ROLLBACK TO a;
+         ALTER TABLE big ADD COLUMN kept text;
+         UPDATE big SET kept = 'k' || id WHERE id % 2 = 0;
+         INSERT INTO log SELECT g, 'kept' FROM generate_series(1, 20000) g;
+         COMMIT;",
+    );
+    session.run(
+        "BEGIN;
+         ALTER TABLE log ADD COLUMN never int;
+         INSERT INTO log SELECT g, 'aborted', g FROM generate_series(1, 20000) g;
+         ROLLBACK;",
+    );
+    source.psql("app", "INSERT INTO big VALUES (-1, -1, 'after', 'k')");
+    assert_ok(&catch_up(&source, &target, "ddl"));
+    let columns = "SELECT string_agg(table_name || '.' || column_name, ',' ORDER BY table_name, ordinal_position)
+                   FROM information_schema.columns WHERE table_schema = 'public'";
+    assert_eq!(target.psql("app", columns), source.psql("app", columns));
+    assert_eq!(target.psql("app", LOG_SUMMARY), "kept=20000/200010000");
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+}
