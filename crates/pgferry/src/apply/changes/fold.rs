@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pgferry_pgoutput::{Column, Oid};
 
-use super::{text, Applier, Sent};
+use super::{held_bytes, text, Applier, Sent};
 use crate::apply::net::{Conflict, Key, TableNet};
 use crate::apply::relation::Mapped;
 use crate::apply::statements::{row_arrays, update_rows_shape, Shape};
@@ -93,7 +93,7 @@ impl Applier<'_> {
                     .collect::<Result<Vec<_>, Stop>>()
             })
             .collect::<Result<Vec<_>, Stop>>()?;
-        let bytes = arrays.iter().flatten().flatten().map(String::len).sum();
+        let bytes = held_bytes(arrays.iter().flatten());
         self.send(oid, table, &shape, arrays, Sent { rows: rows.len() as u64, bytes }, verb).await
     }
 }
