@@ -612,3 +612,47 @@ fn a_command_in_a_rolled_back_part_of_a_streamed_transaction_is_not_replayed() {
     assert_eq!(target.psql("app", LOG_SUMMARY), "kept=20000/200010000");
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
 }
+
+/// `follow` under an open-files limit of 24 (`prlimit`), with `limit` the hard one.
+fn catch_up_limited(source: &Cluster, target: &Cluster, name: &str, hard: u32) -> Output {
+    let (s, t) = (source.url("app"), target.url("app"));
+    Command::new("prlimit")
+        .arg(format!("--nofile=24:{hard}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["follow", "--source", &s, "--target", &t, "--name", name, "--until-caught-up"])
+        .output()
+        .expect("run pgferry under prlimit")
+}
+
+/// Each transaction the source streams at once holds a spool file open: thirty
+/// of them under a soft open-files limit of 24 are applied all the same (the
+/// soft limit is raised to the hard one); where the hard limit is that low
+/// too, change capture stops saying which limit to raise, not blaming TMPDIR.
+#[test]
+fn many_streamed_transactions_open_at_once_pass_a_low_soft_open_files_limit() {
+    let source = streaming_source(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    let mut sessions: Vec<Session> = (0..30)
+        .map(|i| {
+            let mut session = Session::open(&source);
+            session.run(&format!("BEGIN; INSERT INTO log SELECT g, 's{i}' FROM generate_series(1, 3000) g;"));
+            session
+        })
+        .collect();
+    let out = catch_up_limited(&source, &target, "main", 24);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("open-files limit") && !stderr.contains("TMPDIR"), "{stderr}");
+    assert_ok(&catch_up_limited(&source, &target, "main", 4096));
+    for session in &mut sessions {
+        session.run("COMMIT;");
+    }
+    assert_ok(&catch_up_limited(&source, &target, "main", 4096));
+    let expected = source.psql("app", LOG_SUMMARY);
+    assert_eq!(expected.matches("=3000/4501500").count(), 30, "{expected}");
+    assert_eq!(target.psql("app", LOG_SUMMARY), expected);
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+}
