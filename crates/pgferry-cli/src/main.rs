@@ -23,6 +23,7 @@ mod follow;
 mod instance;
 mod logging;
 mod metrics;
+mod open_files;
 mod progress;
 mod render;
 mod report;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
     }
     let cli = cli::Cli::parse_from(args);
     logging::init(cli.verbose, cli.log_format);
+    open_files::raise_limit();
     // One thread: pgferry's work is waiting on sockets, and on a small machine the
     // servers it drives need the cores more than it does (measured: a third less
     // client CPU than a multi-threaded runtime for the same copy).

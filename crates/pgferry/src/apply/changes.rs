@@ -49,11 +49,35 @@ struct Relation {
 /// Statements sent and not yet answered, at most: the server works through them in
 /// order while the next ones travel (pipelining), instead of one round trip each.
 const MAX_IN_FLIGHT: usize = 256;
+/// Memory held by statements sent and not yet answered, at most: each one
+/// waiting for its answer holds its parameters and their encoding, so set
+/// statements of [`fold`]'s (a large transaction sends one per 50,000 rows,
+/// all of them in flight while the target works through the first) and rows
+/// of large values are bounded by size as well as by count.
+const MAX_IN_FLIGHT_BYTES: usize = 32 << 20;
+/// What a parameter value costs beyond its text, as [`MAX_IN_FLIGHT_BYTES`]
+/// counts it: its `String` and allocation, and its slot in the encoded
+/// message (measured: about 14 MB held per set statement of 50,000 rows of
+/// three short columns).
+const VALUE_OVERHEAD: usize = 64;
+
+/// The memory a statement's parameter values hold while in flight, as
+/// [`MAX_IN_FLIGHT_BYTES`] counts it.
+fn held_bytes<'v>(values: impl Iterator<Item = &'v Option<String>>) -> usize {
+    values.map(|v| v.as_ref().map_or(0, String::len) + VALUE_OVERHEAD).sum()
+}
 
 /// A statement sent to the target whose answer is still to be checked.
 struct InFlight<'a> {
     answer: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>,
     expect: Expect,
+    bytes: usize,
+}
+
+/// What a statement carries: the rows it must touch, and its parameters' bytes.
+struct Sent {
+    rows: u64,
+    bytes: usize,
 }
 
 /// What a statement must do: touch `rows` rows of `table`.
@@ -99,9 +123,13 @@ pub(crate) struct Applier<'a> {
     /// The commit LSN of the source transaction being applied.
     current: Option<Lsn>,
     in_flight: VecDeque<InFlight<'a>>,
-    /// Net changes not sent yet, by relation ([`super::net`]).
-    pending: HashMap<Oid, (Arc<Mapped>, TableNet)>,
+    /// The parameters' bytes of [`Applier::in_flight`].
+    in_flight_bytes: usize,
+    /// Net changes not sent yet, by relation ([`super::net`]), with the bytes
+    /// of values folded into them.
+    pending: HashMap<Oid, (Arc<Mapped>, TableNet, usize)>,
     pending_rows: usize,
+    pending_bytes: usize,
     /// The client messages whose DDL text was replayed in the current source
     /// transaction ([`ddl`]).
     ddl_replayed: Vec<pgferry_core::ddl::ReplayKey>,
@@ -128,8 +156,10 @@ impl<'a> Applier<'a> {
             statements: Statements::default(),
             current: None,
             in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             pending: HashMap::new(),
             pending_rows: 0,
+            pending_bytes: 0,
             ddl_replayed: Vec::new(),
             refused_ddl: None,
         }
@@ -197,6 +227,7 @@ impl<'a> Applier<'a> {
         self.send_all_pending().await?;
         let batch = std::mem::take(&mut self.batch);
         let in_flight = std::mem::take(&mut self.in_flight);
+        self.in_flight_bytes = 0;
         let (target, migration) = (self.target, self.migration);
         self.open_on_target = false;
         self.committing = Some(Box::pin(async move {
@@ -318,9 +349,10 @@ impl<'a> Applier<'a> {
         self.batch.counts(&table.table).inserts += 1;
         let row = insert.new_tuple;
         check_width(&row, &table)?;
+        let size = row_bytes(&row);
         match table.folding {
             Folding::Append => {
-                self.fold(oid, &table, |net| {
+                self.fold(oid, &table, size, |net| {
                     net.append(row);
                     Ok(())
                 })
@@ -330,7 +362,7 @@ impl<'a> Applier<'a> {
             Folding::ByKey => {
                 if let Some(key) = key_of(&row, |i| table.columns[i].is_key) {
                     let folded = row.clone();
-                    if self.fold(oid, &table, |net| net.insert(key, folded)).await? {
+                    if self.fold(oid, &table, size, |net| net.insert(key, folded)).await? {
                         return Ok(());
                     }
                 }
@@ -354,7 +386,8 @@ impl<'a> Applier<'a> {
         if table.folding == Folding::ByKey {
             if let Some(key) = kept_key(old, &update.new_tuple, |i| table.columns[i].is_key) {
                 let row = with_key(&table, &key, update.new_tuple.clone());
-                if self.fold(update.relation_oid, &table, |net| net.update(key, row)).await? {
+                let size = row_bytes(&row);
+                if self.fold(update.relation_oid, &table, size, |net| net.update(key, row)).await? {
                     return Ok(());
                 }
             }
@@ -378,7 +411,8 @@ impl<'a> Applier<'a> {
         self.batch.counts(&table.table).deletes += 1;
         if table.folding == Folding::ByKey {
             if let Some(key) = key_of(old, |i| table.columns[i].is_key) {
-                if self.fold(delete.relation_oid, &table, |net| net.delete(key)).await? {
+                let size = key.iter().map(bytes::Bytes::len).sum();
+                if self.fold(delete.relation_oid, &table, size, |net| net.delete(key)).await? {
                     return Ok(());
                 }
             }
@@ -433,19 +467,20 @@ impl<'a> Applier<'a> {
     ) -> Result<(), Stop> {
         self.send_pending(oid).await?;
         let owned: Vec<Option<String>> = params.iter().map(|p| p.map(str::to_string)).collect();
-        self.send(oid, table, shape, owned, 1, verb).await
+        let bytes = held_bytes(owned.iter());
+        self.send(oid, table, shape, owned, Sent { rows: 1, bytes }, verb).await
     }
 
-    /// Sends a statement; its answer (exactly `rows` rows touched) is checked
-    /// when the batch commits ([`Applier::commit_batch`]), or earlier when
-    /// [`MAX_IN_FLIGHT`] are waiting.
+    /// Sends a statement; its answer (exactly `sent.rows` rows touched) is
+    /// checked when the batch commits ([`Applier::commit_batch`]), or earlier
+    /// when [`MAX_IN_FLIGHT`] statements or [`MAX_IN_FLIGHT_BYTES`] are waiting.
     async fn send<P>(
         &mut self,
         oid: Oid,
         table: &Mapped,
         shape: &Shape,
         params: Vec<P>,
-        rows: u64,
+        sent: Sent,
         verb: &'static str,
     ) -> Result<(), Stop>
     where
@@ -461,12 +496,15 @@ impl<'a> Applier<'a> {
         let mut answer: Pin<Box<dyn Future<Output = _> + Send + 'a>> =
             Box::pin(async move { client.execute_raw(&statement, params.iter()).await });
         // The first poll sends the request, so requests leave in stream order.
-        let expect = Expect { table: table.table.clone(), verb, rows, at: self.current };
+        let expect = Expect { table: table.table.clone(), verb, rows: sent.rows, at: self.current };
         match futures_util::poll!(answer.as_mut()) {
             Poll::Ready(touched) => check(&expect, touched)?,
-            Poll::Pending => self.in_flight.push_back(InFlight { answer, expect }),
+            Poll::Pending => {
+                self.in_flight_bytes += sent.bytes;
+                self.in_flight.push_back(InFlight { answer, expect, bytes: sent.bytes });
+            }
         }
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
+        while self.in_flight.len() >= MAX_IN_FLIGHT || self.in_flight_bytes > MAX_IN_FLIGHT_BYTES {
             self.settle_one().await?;
         }
         Ok(())
@@ -474,6 +512,7 @@ impl<'a> Applier<'a> {
 
     async fn settle_one(&mut self) -> Result<(), Stop> {
         if let Some(mut sent) = self.in_flight.pop_front() {
+            self.in_flight_bytes -= sent.bytes;
             let touched = sent.answer.as_mut().await;
             check(&sent.expect, touched)?;
         }
@@ -573,6 +612,16 @@ fn match_values<'t>(
         super::statements::Matching::Key => values(old.unwrap_or(new), table, |i| table.columns[i].is_key),
         super::statements::Matching::Full(mask) => values(old.unwrap_or(new), table, |i| mask[i]),
     }
+}
+
+/// The bytes of a row image's values.
+fn row_bytes(row: &[Column]) -> usize {
+    row.iter()
+        .map(|c| match c {
+            Column::Text(b) | Column::Binary(b) => b.len(),
+            Column::Null | Column::UnchangedToast => 0,
+        })
+        .sum()
 }
 
 fn text<'t>(column: &'t Column, table: &Mapped, i: usize) -> Result<Option<&'t str>, Stop> {

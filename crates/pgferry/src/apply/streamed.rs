@@ -72,7 +72,11 @@ impl Streamed {
     /// Stream Start: the messages up to the next Stream Stop belong to `start.xid`.
     pub(crate) fn start(&mut self, start: &StreamStart) -> Result<(), Stop> {
         if start.first_segment {
-            self.open.insert(start.xid, Spool::new()?);
+            let spool = Spool::new().map_err(|e| match e.raw_os_error() {
+                Some(code) if code == nix::errno::Errno::EMFILE as i32 => too_many_open(self.open.len(), e),
+                _ => disk("creating a spool file", e),
+            })?;
+            self.open.insert(start.xid, spool);
         } else if !self.open.contains_key(&start.xid) {
             return Err(protocol(format!(
                 "the source streamed a later block of transaction {} whose first block this session never received",
@@ -139,8 +143,8 @@ impl Streamed {
 }
 
 impl Spool {
-    fn new() -> Result<Spool, Stop> {
-        let file = tempfile::tempfile().map_err(|e| disk("creating a spool file", e))?;
+    fn new() -> std::io::Result<Spool> {
+        let file = tempfile::tempfile()?;
         Ok(Spool { file: BufWriter::with_capacity(BUFFER, file), len: 0, subxacts: Vec::new(), index: HashMap::new() })
     }
 
@@ -198,10 +202,27 @@ fn protocol(message: String) -> Stop {
     Stop::Fatal(Error::new(ErrorKind::Server, message))
 }
 
-fn disk(doing: &str, e: std::io::Error) -> Stop {
+/// No file descriptor is left for one more streamed transaction's spool.
+fn too_many_open(open: usize, e: std::io::Error) -> Stop {
     Stop::Fatal(
-        Error::new(ErrorKind::Precondition, format!("{doing} for a transaction the source streams: {e}"))
-            .with_hint("a streamed transaction is spooled to the temporary directory until it commits: free space there, or point TMPDIR at a larger disk, then rerun pgferry follow (the source streams it again)"),
+        Error::new(
+            ErrorKind::Precondition,
+            format!("creating a spool file for a transaction the source streams, with {open} others open: {e}"),
+        )
+        .with_hint("each transaction the source streams holds an open file until it commits or aborts: raise pgferry's open-files limit (ulimit -n, LimitNOFILE= in a systemd unit; pgferry raises its soft limit to the hard one itself), then rerun pgferry follow (the source streams them again)"),
+    )
+}
+
+/// A spool file could not be made, written or read: the directory is named,
+/// since it is the operator's to fix (missing, not writable, full).
+fn disk(doing: &str, e: std::io::Error) -> Stop {
+    let dir = std::env::temp_dir();
+    Stop::Fatal(
+        Error::new(
+            ErrorKind::Precondition,
+            format!("{doing} in {} for a transaction the source streams: {e}", dir.display()),
+        )
+        .with_hint("a streamed transaction is spooled to the temporary directory (TMPDIR) until it commits: make it exist and writable with room there, or point TMPDIR at a larger disk, then rerun pgferry follow (the source streams it again)"),
     )
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pgferry_pgoutput::{Column, Oid};
 
-use super::{text, Applier};
+use super::{held_bytes, text, Applier, Sent};
 use crate::apply::net::{Conflict, Key, TableNet};
 use crate::apply::relation::Mapped;
 use crate::apply::statements::{row_arrays, update_rows_shape, Shape};
@@ -13,24 +13,34 @@ use crate::apply::Stop;
 
 /// Net changes pending, at most, across tables, before they are sent.
 const MAX_PENDING_ROWS: usize = 50_000;
+/// Bytes of values pending, at most, across tables, before they are sent: a
+/// transaction of large values (a streamed one of any size) would otherwise
+/// hold up to [`MAX_PENDING_ROWS`] of them in memory, and their arrays again.
+const MAX_PENDING_BYTES: usize = 8 << 20;
 
 impl Applier<'_> {
-    /// Folds a change into the table's net changes; `false` when it cannot be
-    /// (a [`Conflict`]): the caller applies the change on its own,
-    /// after the table's net changes ([`Applier::run`] sends them first).
+    /// Folds a change carrying `bytes` of values into the table's net
+    /// changes; `false` when it cannot be (a [`Conflict`]): the caller applies
+    /// the change on its own, after the table's net changes ([`Applier::run`]
+    /// sends them first).
     pub(super) async fn fold(
         &mut self,
         oid: Oid,
         table: &Arc<Mapped>,
+        bytes: usize,
         change: impl FnOnce(&mut TableNet) -> Result<(), Conflict>,
     ) -> Result<bool, Stop> {
-        let (_, net) = self.pending.entry(oid).or_insert_with(|| (table.clone(), TableNet::default()));
+        let (_, net, held) = self.pending.entry(oid).or_insert_with(|| (table.clone(), TableNet::default(), 0));
         let before = net.len();
         if change(net).is_err() {
             return Ok(false);
         }
+        // A row folded over an earlier image of its key counts again: an
+        // overestimate, which only sends sooner.
+        *held += bytes;
+        self.pending_bytes += bytes;
         self.pending_rows = self.pending_rows + net.len() - before;
-        if self.pending_rows >= MAX_PENDING_ROWS {
+        if self.pending_rows >= MAX_PENDING_ROWS || self.pending_bytes >= MAX_PENDING_BYTES {
             self.send_all_pending().await?;
         }
         Ok(true)
@@ -46,8 +56,9 @@ impl Applier<'_> {
 
     /// Sends a table's net changes: deletes, then updates, then inserts.
     pub(super) async fn send_pending(&mut self, oid: Oid) -> Result<(), Stop> {
-        let Some((table, mut net)) = self.pending.remove(&oid) else { return Ok(()) };
+        let Some((table, mut net, held)) = self.pending.remove(&oid) else { return Ok(()) };
         self.pending_rows -= net.len();
+        self.pending_bytes -= held;
         let rows = net.take();
         if !rows.deletes.is_empty() {
             let keyed: Vec<Vec<Column>> =
@@ -82,7 +93,8 @@ impl Applier<'_> {
                     .collect::<Result<Vec<_>, Stop>>()
             })
             .collect::<Result<Vec<_>, Stop>>()?;
-        self.send(oid, table, &shape, arrays, rows.len() as u64, verb).await
+        let bytes = held_bytes(arrays.iter().flatten());
+        self.send(oid, table, &shape, arrays, Sent { rows: rows.len() as u64, bytes }, verb).await
     }
 }
 
