@@ -27,7 +27,13 @@
 //!   after a logical copy a password set anew on the target has a salt of its
 //!   own, so a difference is said once as a warning;
 //! - the predefined roles (`pg_*`), the bootstrap superuser and the provider's
-//!   own (`rdsadmin`, `rds_*`, ...) are left out, as `pgferry roles` leaves them.
+//!   own (`rdsadmin`, `rds_*`, ...) are left out, as `pgferry roles` leaves them;
+//! - the attributes and memberships of the role pgferry connects to the target
+//!   as are warnings: it is the operator's tool, not the application's; a
+//!   non-superuser cannot change its own attributes, nor revoke a membership it
+//!   was given by the server (PostgreSQL 16 grants a role's creator ADMIN on it,
+//!   so every role `pgferry roles` made adds one), so such a difference would
+//!   refuse every cutover; and taking them away could take what pgferry needs.
 //!
 //! The cutover's fence does not touch roles (it revokes `CONNECT` on the
 //! database and makes it read-only, see [`crate::fence`]), and the gate is not
@@ -60,6 +66,8 @@ pub struct ServerRoles {
     pub superuser: bool,
     pub replication: bool,
     pub bypass_rls: bool,
+    /// The role pgferry connects as (`current_user`).
+    pub user: String,
 }
 
 fn ident(name: &str) -> Ident {
@@ -108,7 +116,7 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
     }
     for role in s.roles.iter().filter(|r| compared(r)) {
         if let Some(theirs) = targets.get(role.name.as_str()) {
-            attributes(role, theirs, &model, p);
+            attributes(role, theirs, &model, &t.user, p);
         }
     }
     let exists_after = |name: &str| on_target.contains(name) || created.contains(&name);
@@ -118,7 +126,7 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
 }
 
 /// The attributes `ALTER ROLE` changes, as each side has them.
-fn attributes(source: &SourceRole, target: &SourceRole, model: &Target, p: &mut Parity) {
+fn attributes(source: &SourceRole, target: &SourceRole, model: &Target, user: &str, p: &mut Parity) {
     let flag = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
     let mut sql = Sql::new("ALTER ROLE ").ident(&ident(&source.name)).push(" WITH");
     let (mut theirs, mut ours) = (Vec::new(), Vec::new());
@@ -170,10 +178,30 @@ fn attributes(source: &SourceRole, target: &SourceRole, model: &Target, p: &mut 
         theirs.push(show(until(source)));
         ours.push(show(until(target)));
     }
-    if !theirs.is_empty() {
+    if theirs.is_empty() {
+        return;
+    }
+    if source.name == user {
+        p.warnings.push(own_user(
+            &format!(
+                "role {} is {} on the source, {} on the target",
+                ident(&source.name),
+                theirs.join(", "),
+                ours.join(", ")
+            ),
+            &sql,
+        ));
+    } else {
         let side = differs(theirs.join(", "), ours.join(", "));
         push(p, ObjectKind::Role, format!("role {}", ident(&source.name)), side, run(sql));
     }
+}
+
+/// A difference of the role pgferry connects to the target as, said as a warning.
+fn own_user(what: &str, sql: &Sql) -> String {
+    format!(
+        "{what}: left as it is, since pgferry connects to the target as that role (a non-superuser cannot change its own attributes, nor revoke what the server granted it, and pgferry may need them); if the application logs in as it too, run as a superuser after the cutover: {sql}"
+    )
 }
 
 fn memberships(
@@ -187,7 +215,6 @@ fn memberships(
     let key = |m: &Membership| (m.member.clone(), m.role.clone());
     let theirs: BTreeMap<_, &Membership> = t.memberships.iter().map(|m| (key(m), m)).collect();
     let ours: BTreeMap<_, &Membership> = s.memberships.iter().map(|m| (key(m), m)).collect();
-    let object = |m: &Membership| format!("the membership of role {} in {}", ident(&m.member), ident(&m.role));
     for m in &s.memberships {
         let member_compared = created.contains(&m.member.as_str()) || targets.contains_key(m.member.as_str());
         if !member_compared {
@@ -202,28 +229,16 @@ fn memberships(
             ));
             continue;
         }
-        match theirs.get(&key(m)) {
-            None => push(p, ObjectKind::Membership, object(m), Side::MissingOnTarget, run(roles::grant(m))),
-            Some(tm) if m.admin && !tm.admin => push(
-                p,
-                ObjectKind::Membership,
-                object(m),
-                differs("WITH ADMIN OPTION", "without ADMIN OPTION"),
-                run(roles::grant(m)),
+        let (side, fix) = match theirs.get(&key(m)) {
+            None => (Side::MissingOnTarget, roles::grant(m)),
+            Some(tm) if m.admin && !tm.admin => (differs("WITH ADMIN OPTION", "without ADMIN OPTION"), roles::grant(m)),
+            Some(tm) if !m.admin && tm.admin => (
+                differs("without ADMIN OPTION", "WITH ADMIN OPTION"),
+                Sql::new("REVOKE ADMIN OPTION FOR ").ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member)),
             ),
-            Some(tm) if !m.admin && tm.admin => {
-                let revoke =
-                    Sql::new("REVOKE ADMIN OPTION FOR ").ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member));
-                push(
-                    p,
-                    ObjectKind::Membership,
-                    object(m),
-                    differs("without ADMIN OPTION", "WITH ADMIN OPTION"),
-                    run(revoke),
-                )
-            }
-            Some(_) => {}
-        }
+            Some(_) => continue,
+        };
+        membership(p, m, side, fix, &t.user);
     }
     let on_source = |name: &str| s.roles.iter().any(|r| r.name == name) || roles::left_out(name).is_some();
     for m in t.memberships.iter().filter(|m| !ours.contains_key(&key(m))) {
@@ -232,8 +247,23 @@ fn memberships(
             continue;
         }
         let revoke = Sql::new("REVOKE ").ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member));
-        push(p, ObjectKind::Membership, object(m), Side::OnlyOnTarget, run(revoke));
+        membership(p, m, Side::OnlyOnTarget, revoke, &t.user);
     }
+}
+
+/// A membership that differs: a difference, or a warning when its member is
+/// the role pgferry connects to the target as.
+fn membership(p: &mut Parity, m: &Membership, side: Side, fix: Sql, user: &str) {
+    let object = format!("the membership of role {} in {}", ident(&m.member), ident(&m.role));
+    if m.member != user {
+        return push(p, ObjectKind::Membership, object, side, run(fix));
+    }
+    let what = match side {
+        Side::MissingOnTarget => format!("{object} is on the source only"),
+        Side::OnlyOnTarget => format!("{object} is on the target only"),
+        Side::Differs { source, target } => format!("{object} is {source} on the source, {target} on the target"),
+    };
+    p.warnings.push(own_user(&what, &fix));
 }
 
 /// The settings of every database (`ALTER ROLE ... SET`); a created role's own in
@@ -499,6 +529,27 @@ mod tests {
         assert!(p.differences.is_empty());
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("passwords could not be compared: the target's user"), "{p:#?}");
+    }
+
+    #[test]
+    fn the_role_pgferry_connects_to_the_target_as_differs_only_as_warnings() {
+        // The same user on both sides: on the target it may create databases and
+        // roles, and PostgreSQL 16 made it an admin of each role it created.
+        let mut source = source();
+        source.roles.push(SourceRole { replication: true, ..login("migrator") });
+        let mut target = source.clone();
+        target.superuser = false;
+        target.user = "migrator".into();
+        target.roles[4] = SourceRole { create_db: true, create_role: true, ..login("migrator") };
+        target.memberships.push(member("app", "migrator", true));
+        source.memberships.push(member("pg_read_all_data", "migrator", false));
+        let p = compare_catalogs(&side(source), &side(target));
+        assert!(p.differences.is_empty(), "a difference no one but a superuser can fix, for ever: {p:#?}");
+        let said =
+            |text: &str| p.warnings.iter().any(|w| w.contains(text) && w.contains("pgferry connects to the target as"));
+        assert!(said(r#"ALTER ROLE "migrator" WITH NOCREATEDB NOCREATEROLE"#), "{p:#?}");
+        assert!(said(r#"REVOKE "app" FROM "migrator""#), "{p:#?}");
+        assert!(said(r#"GRANT "pg_read_all_data" TO "migrator""#), "{p:#?}");
     }
 
     #[test]

@@ -19,7 +19,8 @@ use super::{name, optional_sql, USER_SCHEMA};
 pub(super) async fn server_roles(c: &Client) -> Result<ServerRoles, tokio_postgres::Error> {
     let me = c
         .query_one(
-            "SELECT rolsuper, rolreplication, rolbypassrls, has_table_privilege('pg_catalog.pg_authid', 'SELECT')
+            "SELECT rolsuper, rolreplication, rolbypassrls, has_table_privilege('pg_catalog.pg_authid', 'SELECT'),
+                    rolname::text
              FROM pg_roles WHERE rolname = current_user",
             &[],
         )
@@ -47,6 +48,7 @@ pub(super) async fn server_roles(c: &Client) -> Result<ServerRoles, tokio_postgr
         superuser: me.get(0),
         replication: me.get(1),
         bypass_rls: me.get(2),
+        user: me.get(4),
     })
 }
 
