@@ -120,7 +120,7 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
         }
     }
     let exists_after = |name: &str| on_target.contains(name) || created.contains(&name);
-    memberships(s, t, &targets, &created, &exists_after, p);
+    memberships(s, t, &targets, &created, &exists_after, target.server_version_num, p);
     settings(source, target, &targets, &created, &model.database, p);
     passwords(s, t, &targets, p);
 }
@@ -210,6 +210,7 @@ fn memberships(
     targets: &BTreeMap<&str, &SourceRole>,
     created: &[&str],
     exists_after: &dyn Fn(&str) -> bool,
+    version: i32,
     p: &mut Parity,
 ) {
     let key = |m: &Membership| (m.member.clone(), m.role.clone());
@@ -232,10 +233,9 @@ fn memberships(
         let (side, fix) = match theirs.get(&key(m)) {
             None => (Side::MissingOnTarget, roles::grant(m)),
             Some(tm) if m.admin && !tm.admin => (differs("WITH ADMIN OPTION", "without ADMIN OPTION"), roles::grant(m)),
-            Some(tm) if !m.admin && tm.admin => (
-                differs("without ADMIN OPTION", "WITH ADMIN OPTION"),
-                Sql::new("REVOKE ADMIN OPTION FOR ").ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member)),
-            ),
+            Some(tm) if !m.admin && tm.admin => {
+                (differs("without ADMIN OPTION", "WITH ADMIN OPTION"), revoke("REVOKE ADMIN OPTION FOR ", tm, version))
+            }
             Some(_) => continue,
         };
         membership(p, m, side, fix, &t.user);
@@ -246,9 +246,27 @@ fn memberships(
         if !targets.contains_key(m.member.as_str()) || !on_source(&m.member) || !on_source(&m.role) {
             continue;
         }
-        let revoke = Sql::new("REVOKE ").ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member));
-        membership(p, m, Side::OnlyOnTarget, revoke, &t.user);
+        membership(p, m, Side::OnlyOnTarget, revoke("REVOKE ", m, version), &t.user);
     }
+}
+
+/// `REVOKE` of the target's membership `m`. From PostgreSQL 16 each grantor's
+/// grant is its own, and a `REVOKE` without `GRANTED BY` takes back only the
+/// revoker's (a superuser's: the bootstrap superuser's), leaving the others
+/// with a mere warning: one `REVOKE ... GRANTED BY` per grantor.
+fn revoke(what: &'static str, m: &Membership, version: i32) -> Sql {
+    let one = || Sql::new(what).ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member));
+    if version < 160_000 || m.grantors.is_empty() {
+        return one();
+    }
+    let mut sql = Sql::new("");
+    for (i, grantor) in m.grantors.iter().enumerate() {
+        if i > 0 {
+            sql = sql.push("; ");
+        }
+        sql = sql.append(one().push(" GRANTED BY ").ident(&ident(grantor)));
+    }
+    sql
 }
 
 /// A membership that differs: a difference, or a warning when its member is
@@ -399,7 +417,7 @@ mod tests {
     }
 
     fn member(role: &str, member: &str, admin: bool) -> Membership {
-        Membership { role: role.into(), member: member.into(), admin }
+        Membership { role: role.into(), member: member.into(), admin, grantors: vec!["postgres".into()] }
     }
 
     fn setting(role: &str, scope: Scope, setting: &str) -> RoleSetting {
@@ -529,6 +547,33 @@ mod tests {
         assert!(p.differences.is_empty());
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("passwords could not be compared: the target's user"), "{p:#?}");
+    }
+
+    #[test]
+    fn from_postgresql_16_a_membership_is_taken_back_from_every_grantor() {
+        // A REVOKE without GRANTED BY leaves another grantor's grant (a mere
+        // warning), and the gate would refuse the cutover again after it ran.
+        let mut target = source();
+        target.memberships.push(Membership {
+            role: "team".into(),
+            member: "owner".into(),
+            admin: false,
+            grantors: vec!["dba".into(), "postgres".into()],
+        });
+        target.memberships[0].admin = true;
+        target.memberships[0].grantors = vec!["dba \"x\"".into()];
+        let on_18 = |server: ServerRoles| Catalog { server_version_num: 180_000, ..side(server) };
+        let p = compare_catalogs(&on_18(source()), &on_18(target.clone()));
+        assert_eq!(
+            ddl(&p),
+            [
+                r#"REVOKE ADMIN OPTION FOR "owner" FROM "app" GRANTED BY "dba ""x""""#,
+                r#"REVOKE "team" FROM "owner" GRANTED BY "dba"; REVOKE "team" FROM "owner" GRANTED BY "postgres""#,
+            ],
+            "{p:#?}"
+        );
+        let p = compare_catalogs(&side(source()), &side(target));
+        assert_eq!(ddl(&p), [r#"REVOKE ADMIN OPTION FOR "owner" FROM "app""#, r#"REVOKE "team" FROM "owner""#]);
     }
 
     #[test]
