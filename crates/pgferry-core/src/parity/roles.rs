@@ -318,7 +318,9 @@ fn settings(
     for r in &s.settings {
         let is_created = created.contains(&r.role.as_str());
         let both = targets.contains_key(r.role.as_str()) && r.scope == Scope::EveryDatabase;
-        if !is_created && !both {
+        // Another database's: that database's gate compares it, once the role exists.
+        let elsewhere = matches!(r.scope, Scope::OtherDatabase(_));
+        if (!is_created && !both) || elsewhere {
             continue;
         }
         let (name, value) = split(r);
@@ -469,6 +471,7 @@ mod tests {
             setting("app", Scope::EveryDatabase, "search_path=app, \"my s\""),
             setting("new \"one\"", Scope::EveryDatabase, "statement_timeout=5s"),
             setting("app", Scope::OtherDatabase("other".into()), "work_mem=1MB"),
+            setting("new \"one\"", Scope::OtherDatabase("other".into()), "work_mem=2MB"),
         ];
         changed.passwords = passwords(&[("app", Some("d2")), ("owner", Some("d3")), ("new \"one\"", Some("d4"))]);
         let mut target = source();
@@ -493,6 +496,7 @@ mod tests {
         );
         let created = &p.differences[0];
         assert!(created.fix.contains("a login role: set its password"), "{created:?}");
+        assert!(p.warnings.iter().all(|w| !w.contains("not of the form")), "another database's setting: {p:#?}");
         let password: Vec<&str> = p.differences.iter().filter(|d| d.ddl.is_none()).map(|d| d.object.as_str()).collect();
         assert_eq!(password, ["the password of role \"app\"", "the password of role \"owner\""]);
         let shown = format!("{p:?}");
