@@ -35,6 +35,8 @@ pub struct SourceRole {
     pub connection_limit: i32,
     /// `rolvaliduntil` as the server prints it (in UTC, so both sides' agree).
     pub valid_until: Option<String>,
+    /// Its OID on its server (0: not read). A physical copy keeps it, a rename too.
+    pub oid: u32,
 }
 
 /// `member` is a member of `role`.

@@ -102,7 +102,8 @@ pub(crate) async fn read_roles(c: &Client) -> std::result::Result<Vec<SourceRole
                     CASE WHEN isfinite(rolvaliduntil)
                          THEN rtrim(rtrim(to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), '0'), '.')
                               || '+00'
-                         ELSE rolvaliduntil::text END
+                         ELSE rolvaliduntil::text END,
+                    oid
              FROM pg_roles WHERE oid >= 16384 ORDER BY 1",
         &[],
     )
@@ -119,6 +120,7 @@ pub(crate) async fn read_roles(c: &Client) -> std::result::Result<Vec<SourceRole
         bypass_rls: r.get(7),
         connection_limit: r.get(8),
         valid_until: r.get(9),
+        oid: r.get(10),
     })
     .collect())
 }

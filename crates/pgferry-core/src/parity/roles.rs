@@ -105,6 +105,13 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
         if role.login {
             fix = fix.note("; a login role: set its password on the target (pgferry never copies passwords)");
         }
+        if let Some(old) = renamed(role, t, &on_source) {
+            let rename = Sql::new("ALTER ROLE ").ident(&ident(&old.name)).push(" RENAME TO ").ident(&ident(&role.name));
+            fix = fix.note(&format!(
+                "; or, if it is role {} renamed on the source since the snapshot (the target's role of that name has this role's OID, as a physical copy keeps it), run instead: {rename} (it keeps its objects, privileges and password; an MD5 password is cleared by a rename: set it again)",
+                ident(&old.name)
+            ));
+        }
         push(p, ObjectKind::Role, format!("role {}", ident(&role.name)), Side::MissingOnTarget, fix);
         created.push(&role.name);
     }
@@ -123,6 +130,17 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
     memberships(s, t, &targets, &created, &exists_after, target.server_version_num, p);
     settings(source, target, &targets, &created, &model.database, p);
     passwords(s, t, &targets, p);
+}
+
+/// The target's role that has `role`'s OID and whose name the source lacks, on
+/// a physical copy: possibly `role` under its name at the snapshot (a rename
+/// keeps the OID). Only possibly: a role made on either side since the snapshot
+/// may take the same OID as one made on the other, so it is a hint, never the fix.
+fn renamed<'a>(role: &SourceRole, t: &'a ServerRoles, on_source: &BTreeSet<&str>) -> Option<&'a SourceRole> {
+    if !t.physical_copy || role.oid == 0 {
+        return None;
+    }
+    t.roles.iter().find(|r| r.oid == role.oid && compared(r) && !on_source.contains(r.name.as_str()))
 }
 
 /// The attributes `ALTER ROLE` changes, as each side has them.
@@ -551,6 +569,21 @@ mod tests {
         assert!(p.differences.is_empty());
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("passwords could not be compared: the target's user"), "{p:#?}");
+    }
+
+    #[test]
+    fn a_role_renamed_on_the_source_after_the_snapshot_is_created_or_renamed_back_on_a_physical_copy() {
+        let mut renamed = source();
+        renamed.roles[0] = SourceRole { oid: 16400, ..login("app \"v2\"") };
+        let mut target = source();
+        target.roles[0].oid = 16400;
+        let p = compare_catalogs(&side(renamed.clone()), &side(target.clone()));
+        let created = p.differences.iter().find(|d| d.object == r#"role "app ""v2""""#).expect("missing role");
+        assert!(created.fix.contains(r#"run instead: ALTER ROLE "app" RENAME TO "app ""v2""""#), "{created:?}");
+        // After a logical copy the OIDs are the target's own: no hint.
+        target.physical_copy = false;
+        let p = compare_catalogs(&side(renamed), &side(target));
+        assert!(p.differences.iter().all(|d| !d.fix.contains("RENAME")), "{p:#?}");
     }
 
     #[test]
