@@ -68,6 +68,9 @@ pub struct ServerRoles {
     pub bypass_rls: bool,
     /// The role pgferry connects as (`current_user`).
     pub user: String,
+    /// The settings only a superuser may set that this side's user may not
+    /// (lower case): a role's value of one is no fix this user can run.
+    pub superuser_settings: BTreeSet<String>,
 }
 
 fn ident(name: &str) -> Ident {
@@ -357,11 +360,19 @@ fn settings(
             p.warnings.push(format!("{}: {:?} is not of the form name=value", object(r, &name), r.setting));
             continue;
         };
-        match theirs.get(&(r.role.clone(), name.clone())).filter(|_| !is_created) {
-            None => push(p, ObjectKind::Role, object(r, &name), Side::MissingOnTarget, run(set)),
-            Some(v) if *v != value => push(p, ObjectKind::Role, object(r, &name), differs(&value, v), run(set)),
-            Some(_) => {}
+        let side = match theirs.get(&(r.role.clone(), name.clone())).filter(|_| !is_created) {
+            None => Side::MissingOnTarget,
+            Some(v) if *v != value => differs(&value, v),
+            Some(_) => continue,
+        };
+        if t.superuser_settings.contains(&lower) {
+            p.warnings.push(format!(
+                "{} differs from the source's ({value}): the target's user may not set {name} (a superuser's setting), so it is not asked for; a superuser can: {set}",
+                object(r, &name)
+            ));
+            continue;
         }
+        push(p, ObjectKind::Role, object(r, &name), side, run(set));
     }
     for ((role, name), _) in theirs.iter().filter(|(k, _)| !ours.contains(*k)) {
         if !targets.contains_key(role.as_str()) || !s.roles.iter().any(|r| &r.name == role) {
@@ -584,6 +595,21 @@ mod tests {
         target.physical_copy = false;
         let p = compare_catalogs(&side(renamed), &side(target));
         assert!(p.differences.iter().all(|d| !d.fix.contains("RENAME")), "{p:#?}");
+    }
+
+    #[test]
+    fn a_setting_the_targets_user_may_not_set_is_a_warning() {
+        let mut changed = source();
+        changed.settings.push(setting("app", Scope::EveryDatabase, "log_statement=all"));
+        let mut target = source();
+        target.superuser_settings = ["log_statement".to_string()].into();
+        let p = compare_catalogs(&side(changed), &side(target));
+        assert!(p.differences.is_empty(), "no fix the target's user can run: {p:#?}");
+        assert!(
+            p.warnings.iter().any(|w| w.contains("may not set log_statement")
+                && w.contains(r#"ALTER ROLE "app" SET "log_statement" = 'all'"#)),
+            "{p:#?}"
+        );
     }
 
     #[test]
