@@ -34,6 +34,8 @@
 //!   was given by the server (PostgreSQL 16 grants a role's creator ADMIN on it,
 //!   so every role `pgferry roles` made adds one), so such a difference would
 //!   refuse every cutover; and taking them away could take what pgferry needs.
+//! - a setting only a superuser may set, which the target's user may not (nor
+//!   was granted `SET` on), is a warning with the statement for a superuser.
 //!
 //! The cutover's fence does not touch roles (it revokes `CONNECT` on the
 //! database and makes it read-only, see [`crate::fence`]), and the gate is not
