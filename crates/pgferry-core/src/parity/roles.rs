@@ -425,6 +425,14 @@ fn passwords(s: &ServerRoles, t: &ServerRoles, targets: &BTreeMap<&str, &SourceR
                 Side::MissingOnTarget,
                 format!("a login role with no password on the target: set it there (ALTER ROLE {name} PASSWORD ...; pgferry never copies passwords)"),
             ),
+            // Removed on the source since the snapshot: the old one would still log in.
+            (None, Some(_)) if physical => push(
+                p,
+                ObjectKind::Role,
+                object,
+                Side::OnlyOnTarget,
+                run(Sql::new("ALTER ROLE ").ident(&name).push(" PASSWORD NULL")),
+            ),
             _ => {}
         }
     }
@@ -597,6 +605,18 @@ mod tests {
         target.physical_copy = false;
         let p = compare_catalogs(&side(renamed), &side(target));
         assert!(p.differences.iter().all(|d| !d.fix.contains("RENAME")), "{p:#?}");
+    }
+
+    #[test]
+    fn a_password_removed_on_the_source_after_the_snapshot_is_removed_on_the_target() {
+        let mut removed = source();
+        removed.passwords = passwords(&[("app", None), ("owner", None)]);
+        let p = compare_catalogs(&side(removed.clone()), &side(source()));
+        assert_eq!(ddl(&p), [r#"ALTER ROLE "app" PASSWORD NULL"#], "the old password would still log in: {p:#?}");
+        assert!(!format!("{p:?}").contains("d1"), "no digest shown");
+        let mut logical = source();
+        logical.physical_copy = false;
+        assert_eq!(compare_catalogs(&side(removed), &side(logical)), Parity::default(), "set there on purpose");
     }
 
     #[test]
