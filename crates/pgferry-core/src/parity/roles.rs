@@ -25,7 +25,9 @@
 //!   stop it when the target is a physical copy of the source (a seeded
 //!   migration: it started with the same hashes, so one was changed since);
 //!   after a logical copy a password set anew on the target has a salt of its
-//!   own, so a difference is said once as a warning;
+//!   own, so a difference is said once as a warning. On a seeded target a
+//!   password the source no longer has (removed since the snapshot) stops it
+//!   too, fixed by `PASSWORD NULL`: the old one would still log in;
 //! - the predefined roles (`pg_*`), the bootstrap superuser and the provider's
 //!   own (`rdsadmin`, `rds_*`, ...) are left out, as `pgferry roles` leaves them;
 //! - the attributes and memberships of the role pgferry connects to the target
