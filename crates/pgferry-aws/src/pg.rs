@@ -44,7 +44,7 @@ impl SeedSide for PgSeed {
     async fn databases(&self, selection: &Selection) -> Result<InstancePlan> {
         let plan = pgferry::instance::planned(&self.source, selection).await?;
         // Every database's slot before the snapshot: all of them must fit.
-        pgferry::instance::refuse_without_room(&self.source, &self.migration, &plan.databases, false).await?;
+        pgferry::instance::refuse_without_room(&self.source, &self.migration, &plan.databases, false, 0).await?;
         Ok(plan)
     }
 

@@ -317,7 +317,8 @@ pub(crate) async fn start(
 ) -> Result<ExitCode> {
     let (plan, paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
     refuse_missing(&paired, "nothing was started")?;
-    pgferry::instance::refuse_without_room(source, &options.follow.migration, &plan.databases, true).await?;
+    let resuming = pgferry::instance::resuming_copies(&paired, &options.follow.migration).await?;
+    pgferry::instance::refuse_without_room(source, &options.follow.migration, &plan.databases, true, resuming).await?;
     for (name, why) in plan.left_out.iter().filter(|(_, why)| why.loses_writes()) {
         tracing::warn!(target: crate::logging::EVENTS, "database {name:?} is left out: {}", why.as_str());
     }

@@ -169,7 +169,7 @@ pub(crate) async fn seed(command: SeedCommand) -> Result<ExitCode> {
     // follow would stay frozen at the snapshot on the target. Every database is
     // prepared before the operator takes the one snapshot.
     let plan = pgferry::instance::planned(&source, &args.instance.selection()).await?;
-    pgferry::instance::refuse_without_room(&source, &migration, &plan.databases, false).await?;
+    pgferry::instance::refuse_without_room(&source, &migration, &plan.databases, false, 0).await?;
     for (name, why) in plan.left_out.iter().filter(|(_, why)| why.loses_writes()) {
         tracing::warn!(target: crate::logging::EVENTS, "database {name:?} is left out: {}", why.as_str());
     }

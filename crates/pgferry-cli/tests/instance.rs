@@ -685,3 +685,60 @@ fn an_instance_that_does_not_fit_in_the_source_servers_slots_is_refused_before_a
     ]);
     assert_eq!(json(&out)["capacity"], serde_json::json!([]), "{}", json(&out));
 }
+
+/// A copy stopped while it read the tables resumes under a temporary slot
+/// beside the one it kept: a rerun of `start --all-databases` after every
+/// database made its slot needs one slot more per resumed copy. When the first
+/// run fit exactly, the rerun is refused before anything starts, naming that
+/// (was: counted as needing none, every resumed copy then failed for want of a
+/// slot).
+#[test]
+fn a_rerun_whose_copies_resume_needs_a_temporary_slot_for_each_and_is_refused_without_room() {
+    let source = Cluster::builder(PgVersion::V15).setting("max_replication_slots", "2").start();
+    let target = Cluster::start(PgVersion::V15);
+    let names = ["a", "b"];
+    for db in names {
+        source.create_database(db);
+        source.psql(db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1000)");
+        target.create_database(db);
+    }
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let args = ["start", "--source", &s, "--target", &t, "--all-databases", "--database", "a", "--database", "b"];
+    let pause = tempfile::tempdir().unwrap();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .arg("--until-caught-up")
+        .env("PGFERRY_PAUSE", format!("copy-piece-read:{}", pause.path().display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let phase = "SELECT coalesce((SELECT phase FROM pgferry.migration), 'none')";
+    let slots = "SELECT count(*) FROM pg_replication_slots WHERE NOT temporary";
+    let both_reading = || {
+        source.psql("postgres", slots) == "2"
+            && names.iter().all(|db| {
+                target.psql(db, "SELECT to_regclass('pgferry.migration') IS NOT NULL") == "t"
+                    && target.psql(db, phase) == "data"
+            })
+    };
+    for _ in 0..600 {
+        if both_reading() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(both_reading(), "both databases made their slot and are reading their tables");
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args).arg("--until-caught-up").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("2 resumed cop(ies) each take a temporary slot"), "{stderr}");
+    assert!(stderr.contains("nothing was started"), "{stderr}");
+    assert!(stderr.contains("hint: raise max_replication_slots to at least 4"), "{stderr}");
+    for db in names {
+        assert_eq!(target.psql(db, phase), "data", "{db}: nothing started");
+    }
+}

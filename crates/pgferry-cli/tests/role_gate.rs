@@ -214,3 +214,75 @@ fn roles_changed_on_the_source_after_a_copy_stop_the_cutover_and_a_password_set_
         "5 true"
     );
 }
+
+/// A role renamed on the source after the snapshot: the gate asks for it on
+/// the target and offers the rename of the target's role with its OID instead
+/// of a new role; that one statement (which keeps its privileges and its
+/// password) makes the gate pass.
+#[test]
+fn a_role_renamed_on_the_source_after_the_snapshot_is_renamed_back_into_parity() {
+    let source = Cluster::start(PgVersion::V15);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE \"Report ing\" LOGIN PASSWORD 'rep-pw';
+         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO \"Report ing\"; INSERT INTO t VALUES (1)",
+    );
+    ok(pgferry(&["seed", "prepare", "--source", &source.url("app")]));
+    let target = source.physical_copy();
+    let (s, t) = (source.url("app"), target.url("app"));
+    let log = target.log_path().display().to_string();
+    ok(pgferry(&["start", "--source", &s, "--target", &t, "--seeded", "--seed-log", &log, "--until-caught-up"]));
+    source.psql("app", "ALTER ROLE \"Report ing\" RENAME TO \"reporter é\"");
+    let dry =
+        |format: &'static str| pgferry(&["cutover", "--source", &s, "--target", &t, "--dry-run", "--format", format]);
+    let json = dry("json");
+    assert_eq!(json.status.code(), Some(1), "{}", said(&json));
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
+    let created = plan["parity"]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["object"] == "role \"reporter é\"")
+        .unwrap_or_else(|| panic!("the renamed role is missing on the target: {plan:#}"))
+        .clone();
+    let fix = created["fix"].as_str().unwrap();
+    let rename = "ALTER ROLE \"Report ing\" RENAME TO \"reporter é\"";
+    assert!(fix.contains(&format!("run instead: {rename}")), "{fix}");
+    target.psql("app", rename);
+    let planned = said(&dry("table"));
+    assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
+}
+
+/// From PostgreSQL 16 a membership is one grant per grantor, and a `REVOKE`
+/// takes back only the revoker's: a membership granted on the target by
+/// another role is taken back by the gate's fix as given (`GRANTED BY` each
+/// grantor), and the gate passes (was: a plain `REVOKE`, a mere warning, and
+/// the same refusal again).
+#[test]
+fn a_membership_another_role_granted_on_the_target_is_taken_back_by_the_fix_as_given() {
+    let source = Cluster::start(PgVersion::V18);
+    source.create_database("app");
+    source.psql(
+        "app",
+        "CREATE ROLE team; CREATE ROLE owner LOGIN; CREATE ROLE admin CREATEROLE; GRANT team TO admin WITH ADMIN OPTION;
+         CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)",
+    );
+    ok(pgferry(&["seed", "prepare", "--source", &source.url("app")]));
+    let target = source.physical_copy();
+    let (s, t) = (source.url("app"), target.url("app"));
+    let log = target.log_path().display().to_string();
+    ok(pgferry(&["start", "--source", &s, "--target", &t, "--seeded", "--seed-log", &log, "--until-caught-up"]));
+    target.psql("app", "SET ROLE admin; GRANT team TO owner");
+    let dry =
+        |format: &'static str| pgferry(&["cutover", "--source", &s, "--target", &t, "--dry-run", "--format", format]);
+    let json = dry("json");
+    assert_eq!(json.status.code(), Some(1), "{}", said(&json));
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the plan in JSON");
+    let ddl: Vec<&str> =
+        plan["parity"]["differences"].as_array().unwrap().iter().filter_map(|d| d["ddl"].as_str()).collect();
+    assert_eq!(ddl, ["REVOKE \"team\" FROM \"owner\" GRANTED BY \"admin\""], "{plan:#}");
+    target.psql("app", ddl[0]);
+    let planned = said(&dry("table"));
+    assert!(planned.contains("catalog parity: the target's catalog matches the source's"), "{planned}");
+}

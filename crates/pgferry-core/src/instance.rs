@@ -120,6 +120,9 @@ pub struct ReplicationCapacity {
     /// Of the plan's databases, those whose migration slot exists already (kept, not
     /// made again).
     pub own_slots: i32,
+    /// Of those, the ones whose copy was stopped while it read the tables: each
+    /// resumes under a temporary slot beside its own, so needs one slot more.
+    pub resuming_copies: i32,
     pub max_senders: i32,
     /// WAL senders running now.
     pub used_senders: i32,
@@ -136,7 +139,7 @@ pub struct ReplicationCapacity {
 pub fn capacity_problems(capacity: &ReplicationCapacity, databases: usize, streaming: bool) -> Vec<Finding> {
     let databases = i32::try_from(databases).unwrap_or(i32::MAX);
     let mut out = Vec::new();
-    let new_slots = databases - capacity.own_slots;
+    let new_slots = databases - capacity.own_slots + capacity.resuming_copies;
     let free_slots = capacity.max_slots - capacity.used_slots;
     if new_slots > free_slots {
         out.push(Finding {
@@ -148,6 +151,13 @@ pub fn capacity_problems(capacity: &ReplicationCapacity, databases: usize, strea
                  max_replication_slots = {} are in use: {free_slots} free",
                 if capacity.own_slots > 0 {
                     format!("; {} kept from an earlier run", capacity.own_slots)
+                } else {
+                    String::new()
+                } + &if capacity.resuming_copies > 0 {
+                    format!(
+                        "; {} resumed cop(ies) each take a temporary slot beside their own",
+                        capacity.resuming_copies
+                    )
                 } else {
                     String::new()
                 },
@@ -189,7 +199,7 @@ mod tests {
     use super::*;
 
     fn capacity(used_slots: i32, own_slots: i32, used_senders: i32) -> ReplicationCapacity {
-        ReplicationCapacity { max_slots: 10, used_slots, own_slots, max_senders: 10, used_senders }
+        ReplicationCapacity { max_slots: 10, used_slots, own_slots, resuming_copies: 0, max_senders: 10, used_senders }
     }
 
     #[test]
@@ -209,6 +219,15 @@ mod tests {
             .iter()
             .any(|f| f.code == "instance_replication_slots"));
         assert_eq!(capacity_problems(&ReplicationCapacity { max_slots: 12, ..capacity(10, 8, 0) }, 10, false), []);
+        // A rerun after every database made its slot and was stopped while copying
+        // its tables (the first run fit exactly): each resumed copy takes a
+        // temporary slot beside its own, and none is free.
+        let resumed = ReplicationCapacity { resuming_copies: 10, ..capacity(10, 10, 0) };
+        let problems = capacity_problems(&resumed, 10, true);
+        assert_eq!(problems.iter().map(|f| f.code).collect::<Vec<_>>(), ["instance_replication_slots"]);
+        assert!(problems[0].what.contains("10 resumed cop(ies)"), "{}", problems[0].what);
+        assert!(problems[0].fix.contains("at least 20"), "{}", problems[0].fix);
+        assert_eq!(capacity_problems(&ReplicationCapacity { max_slots: 20, ..resumed }, 10, true), []);
         // Exactly enough is enough.
         assert_eq!(capacity_problems(&capacity(0, 0, 0), 10, true), []);
         assert_eq!(capacity_problems(&capacity(0, 0, 9), 10, false), []);

@@ -35,14 +35,19 @@ pub struct SourceRole {
     pub connection_limit: i32,
     /// `rolvaliduntil` as the server prints it (in UTC, so both sides' agree).
     pub valid_until: Option<String>,
+    /// Its OID on its server (0: not read). A physical copy keeps it, a rename too.
+    pub oid: u32,
 }
 
 /// `member` is a member of `role`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Membership {
     pub role: String,
     pub member: String,
     pub admin: bool,
+    /// The roles that granted it (from PostgreSQL 16 one grant each, and a
+    /// `REVOKE` takes back only the revoker's unless `GRANTED BY` names another).
+    pub grantors: Vec<String>,
 }
 
 /// Where a per-role setting applies.
@@ -333,10 +338,15 @@ mod tests {
         };
         let source = [role("owner"), rw, role("existing"), role("pg_read_all_data"), role("rds_superuser")];
         let memberships = [
-            Membership { role: "owner".into(), member: "app \"rw\"".into(), admin: true },
-            Membership { role: "pg_read_all_data".into(), member: "app \"rw\"".into(), admin: false },
-            Membership { role: "owner".into(), member: "existing".into(), admin: false },
-            Membership { role: "rds_superuser".into(), member: "owner".into(), admin: false },
+            Membership { role: "owner".into(), member: "app \"rw\"".into(), admin: true, ..Membership::default() },
+            Membership {
+                role: "pg_read_all_data".into(),
+                member: "app \"rw\"".into(),
+                admin: false,
+                ..Membership::default()
+            },
+            Membership { role: "owner".into(), member: "existing".into(), admin: false, ..Membership::default() },
+            Membership { role: "rds_superuser".into(), member: "owner".into(), admin: false, ..Membership::default() },
         ];
         let settings = [
             RoleSetting {

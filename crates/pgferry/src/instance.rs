@@ -14,6 +14,7 @@ use pgferry_core::instance::{
     capacity_problems, plan, InstancePlan, ReplicationCapacity, Selection, SourceDatabase, UnknownDatabase,
 };
 use pgferry_core::names::MigrationName;
+use pgferry_core::phase::MigrationPhase;
 use pgferry_core::preflight::{CheckPlan, Finding};
 use pgferry_core::sql::{Ident, Sql};
 use pgferry_pg::ConnSpec;
@@ -128,13 +129,16 @@ pub async fn check(
 /// Refuses, before anything is made, a plan whose databases do not all fit in
 /// the source server's replication capacity at once ([`capacity_problems`]).
 /// `streaming`: they will follow side by side in this run.
+/// `resuming`: how many of them resume a copy ([`resuming_copies`]).
 pub async fn refuse_without_room(
     source: &ConnSpec,
     migration: &MigrationName,
     databases: &[String],
     streaming: bool,
+    resuming: usize,
 ) -> Result<()> {
-    let capacity = replication_capacity(source, Some(migration), databases).await?;
+    let mut capacity = replication_capacity(source, Some(migration), databases).await?;
+    capacity.resuming_copies = i32::try_from(resuming).unwrap_or(i32::MAX);
     let problems = capacity_problems(&capacity, databases.len(), streaming);
     if problems.is_empty() {
         return Ok(());
@@ -142,6 +146,19 @@ pub async fn refuse_without_room(
     let what: Vec<&str> = problems.iter().map(|f| f.what.as_str()).collect();
     let fix: Vec<&str> = problems.iter().map(|f| f.fix.as_str()).collect();
     Err(Error::new(ErrorKind::Refused, format!("{}; nothing was started", what.join("; "))).with_hint(fix.join("; ")))
+}
+
+/// How many of the paired databases hold `migration`'s copy stopped while it
+/// read the tables: `start` resumes each under a temporary slot beside its own
+/// ([`crate::copy`]), one slot more than the slot it kept.
+pub async fn resuming_copies(paired: &[PairedDatabase], migration: &MigrationName) -> Result<usize> {
+    let mut resuming = 0;
+    for target in paired.iter().filter_map(|db| db.target.as_ref()) {
+        let dst = pgferry_pg::connect(target).await?;
+        let phase = crate::copy::journal::phase_if_journaled(&dst, migration).await?;
+        resuming += usize::from(matches!(phase, Some((MigrationPhase::Data, _))));
+    }
+    Ok(resuming)
 }
 
 /// The source server's replication capacity for `databases`. A database whose
@@ -186,6 +203,7 @@ pub async fn replication_capacity(
         max_slots: row.get(0),
         used_slots: row.get(1),
         own_slots: i32::try_from(kept.len()).unwrap_or(i32::MAX),
+        resuming_copies: 0,
         max_senders: row.get(2),
         used_senders: row.get(3),
     })

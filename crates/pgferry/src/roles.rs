@@ -102,7 +102,8 @@ pub(crate) async fn read_roles(c: &Client) -> std::result::Result<Vec<SourceRole
                     CASE WHEN isfinite(rolvaliduntil)
                          THEN rtrim(rtrim(to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), '0'), '.')
                               || '+00'
-                         ELSE rolvaliduntil::text END
+                         ELSE rolvaliduntil::text END,
+                    oid
              FROM pg_roles WHERE oid >= 16384 ORDER BY 1",
         &[],
     )
@@ -119,21 +120,25 @@ pub(crate) async fn read_roles(c: &Client) -> std::result::Result<Vec<SourceRole
         bypass_rls: r.get(7),
         connection_limit: r.get(8),
         valid_until: r.get(9),
+        oid: r.get(10),
     })
     .collect())
 }
 
-/// The memberships of those roles, one per role and member (any grantor).
+/// The memberships of those roles, one per role and member, with every grantor
+/// (a grantor dropped before PostgreSQL 16 tracked them is left out).
 pub(crate) async fn read_memberships(c: &Client) -> std::result::Result<Vec<Membership>, tokio_postgres::Error> {
     Ok(c.query(
-        "SELECT g.rolname::text, m.rolname::text, bool_or(a.admin_option)
+        "SELECT g.rolname::text, m.rolname::text, bool_or(a.admin_option),
+                array_remove(array_agg(DISTINCT b.rolname::text ORDER BY b.rolname::text), NULL)
              FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
+             LEFT JOIN pg_roles b ON b.oid = a.grantor
              WHERE m.oid >= 16384 GROUP BY 1, 2 ORDER BY 2, 1",
         &[],
     )
     .await?
     .iter()
-    .map(|r| Membership { role: r.get(0), member: r.get(1), admin: r.get(2) })
+    .map(|r| Membership { role: r.get(0), member: r.get(1), admin: r.get(2), grantors: r.get(3) })
     .collect())
 }
 

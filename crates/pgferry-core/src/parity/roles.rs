@@ -25,9 +25,19 @@
 //!   stop it when the target is a physical copy of the source (a seeded
 //!   migration: it started with the same hashes, so one was changed since);
 //!   after a logical copy a password set anew on the target has a salt of its
-//!   own, so a difference is said once as a warning;
+//!   own, so a difference is said once as a warning. On a seeded target a
+//!   password the source no longer has (removed since the snapshot) stops it
+//!   too, fixed by `PASSWORD NULL`: the old one would still log in;
 //! - the predefined roles (`pg_*`), the bootstrap superuser and the provider's
-//!   own (`rdsadmin`, `rds_*`, ...) are left out, as `pgferry roles` leaves them.
+//!   own (`rdsadmin`, `rds_*`, ...) are left out, as `pgferry roles` leaves them;
+//! - the attributes and memberships of the role pgferry connects to the target
+//!   as are warnings: it is the operator's tool, not the application's; a
+//!   non-superuser cannot change its own attributes, nor revoke a membership it
+//!   was given by the server (PostgreSQL 16 grants a role's creator ADMIN on it,
+//!   so every role `pgferry roles` made adds one), so such a difference would
+//!   refuse every cutover; and taking them away could take what pgferry needs.
+//! - a setting only a superuser may set, which the target's user may not (nor
+//!   was granted `SET` on), is a warning with the statement for a superuser.
 //!
 //! The cutover's fence does not touch roles (it revokes `CONNECT` on the
 //! database and makes it read-only, see [`crate::fence`]), and the gate is not
@@ -60,6 +70,11 @@ pub struct ServerRoles {
     pub superuser: bool,
     pub replication: bool,
     pub bypass_rls: bool,
+    /// The role pgferry connects as (`current_user`).
+    pub user: String,
+    /// The settings only a superuser may set that this side's user may not
+    /// (lower case): a role's value of one is no fix this user can run.
+    pub superuser_settings: BTreeSet<String>,
 }
 
 fn ident(name: &str) -> Ident {
@@ -97,6 +112,13 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
         if role.login {
             fix = fix.note("; a login role: set its password on the target (pgferry never copies passwords)");
         }
+        if let Some(old) = renamed(role, t, &on_source) {
+            let rename = Sql::new("ALTER ROLE ").ident(&ident(&old.name)).push(" RENAME TO ").ident(&ident(&role.name));
+            fix = fix.note(&format!(
+                "; or, if it is role {} renamed on the source since the snapshot (the target's role of that name has this role's OID, as a physical copy keeps it), run instead: {rename} (it keeps its objects, privileges and password; an MD5 password is cleared by a rename: set it again)",
+                ident(&old.name)
+            ));
+        }
         push(p, ObjectKind::Role, format!("role {}", ident(&role.name)), Side::MissingOnTarget, fix);
         created.push(&role.name);
     }
@@ -108,17 +130,28 @@ pub(super) fn compare(source: &Catalog, target: &Catalog, p: &mut Parity) {
     }
     for role in s.roles.iter().filter(|r| compared(r)) {
         if let Some(theirs) = targets.get(role.name.as_str()) {
-            attributes(role, theirs, &model, p);
+            attributes(role, theirs, &model, &t.user, p);
         }
     }
     let exists_after = |name: &str| on_target.contains(name) || created.contains(&name);
-    memberships(s, t, &targets, &created, &exists_after, p);
+    memberships(s, t, &targets, &created, &exists_after, target.server_version_num, p);
     settings(source, target, &targets, &created, &model.database, p);
     passwords(s, t, &targets, p);
 }
 
+/// The target's role that has `role`'s OID and whose name the source lacks, on
+/// a physical copy: possibly `role` under its name at the snapshot (a rename
+/// keeps the OID). Only possibly: a role made on either side since the snapshot
+/// may take the same OID as one made on the other, so it is a hint, never the fix.
+fn renamed<'a>(role: &SourceRole, t: &'a ServerRoles, on_source: &BTreeSet<&str>) -> Option<&'a SourceRole> {
+    if !t.physical_copy || role.oid == 0 {
+        return None;
+    }
+    t.roles.iter().find(|r| r.oid == role.oid && compared(r) && !on_source.contains(r.name.as_str()))
+}
+
 /// The attributes `ALTER ROLE` changes, as each side has them.
-fn attributes(source: &SourceRole, target: &SourceRole, model: &Target, p: &mut Parity) {
+fn attributes(source: &SourceRole, target: &SourceRole, model: &Target, user: &str, p: &mut Parity) {
     let flag = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
     let mut sql = Sql::new("ALTER ROLE ").ident(&ident(&source.name)).push(" WITH");
     let (mut theirs, mut ours) = (Vec::new(), Vec::new());
@@ -170,10 +203,30 @@ fn attributes(source: &SourceRole, target: &SourceRole, model: &Target, p: &mut 
         theirs.push(show(until(source)));
         ours.push(show(until(target)));
     }
-    if !theirs.is_empty() {
+    if theirs.is_empty() {
+        return;
+    }
+    if source.name == user {
+        p.warnings.push(own_user(
+            &format!(
+                "role {} is {} on the source, {} on the target",
+                ident(&source.name),
+                theirs.join(", "),
+                ours.join(", ")
+            ),
+            &sql,
+        ));
+    } else {
         let side = differs(theirs.join(", "), ours.join(", "));
         push(p, ObjectKind::Role, format!("role {}", ident(&source.name)), side, run(sql));
     }
+}
+
+/// A difference of the role pgferry connects to the target as, said as a warning.
+fn own_user(what: &str, sql: &Sql) -> String {
+    format!(
+        "{what}: left as it is, since pgferry connects to the target as that role (a non-superuser cannot change its own attributes, nor revoke what the server granted it, and pgferry may need them); if the application logs in as it too, run as a superuser after the cutover: {sql}"
+    )
 }
 
 fn memberships(
@@ -182,12 +235,12 @@ fn memberships(
     targets: &BTreeMap<&str, &SourceRole>,
     created: &[&str],
     exists_after: &dyn Fn(&str) -> bool,
+    version: i32,
     p: &mut Parity,
 ) {
     let key = |m: &Membership| (m.member.clone(), m.role.clone());
     let theirs: BTreeMap<_, &Membership> = t.memberships.iter().map(|m| (key(m), m)).collect();
     let ours: BTreeMap<_, &Membership> = s.memberships.iter().map(|m| (key(m), m)).collect();
-    let object = |m: &Membership| format!("the membership of role {} in {}", ident(&m.member), ident(&m.role));
     for m in &s.memberships {
         let member_compared = created.contains(&m.member.as_str()) || targets.contains_key(m.member.as_str());
         if !member_compared {
@@ -202,28 +255,15 @@ fn memberships(
             ));
             continue;
         }
-        match theirs.get(&key(m)) {
-            None => push(p, ObjectKind::Membership, object(m), Side::MissingOnTarget, run(roles::grant(m))),
-            Some(tm) if m.admin && !tm.admin => push(
-                p,
-                ObjectKind::Membership,
-                object(m),
-                differs("WITH ADMIN OPTION", "without ADMIN OPTION"),
-                run(roles::grant(m)),
-            ),
+        let (side, fix) = match theirs.get(&key(m)) {
+            None => (Side::MissingOnTarget, roles::grant(m)),
+            Some(tm) if m.admin && !tm.admin => (differs("WITH ADMIN OPTION", "without ADMIN OPTION"), roles::grant(m)),
             Some(tm) if !m.admin && tm.admin => {
-                let revoke =
-                    Sql::new("REVOKE ADMIN OPTION FOR ").ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member));
-                push(
-                    p,
-                    ObjectKind::Membership,
-                    object(m),
-                    differs("without ADMIN OPTION", "WITH ADMIN OPTION"),
-                    run(revoke),
-                )
+                (differs("without ADMIN OPTION", "WITH ADMIN OPTION"), revoke("REVOKE ADMIN OPTION FOR ", tm, version))
             }
-            Some(_) => {}
-        }
+            Some(_) => continue,
+        };
+        membership(p, m, side, fix, &t.user);
     }
     let on_source = |name: &str| s.roles.iter().any(|r| r.name == name) || roles::left_out(name).is_some();
     for m in t.memberships.iter().filter(|m| !ours.contains_key(&key(m))) {
@@ -231,9 +271,42 @@ fn memberships(
         if !targets.contains_key(m.member.as_str()) || !on_source(&m.member) || !on_source(&m.role) {
             continue;
         }
-        let revoke = Sql::new("REVOKE ").ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member));
-        push(p, ObjectKind::Membership, object(m), Side::OnlyOnTarget, run(revoke));
+        membership(p, m, Side::OnlyOnTarget, revoke("REVOKE ", m, version), &t.user);
     }
+}
+
+/// `REVOKE` of the target's membership `m`. From PostgreSQL 16 each grantor's
+/// grant is its own, and a `REVOKE` without `GRANTED BY` takes back only the
+/// revoker's (a superuser's: the bootstrap superuser's), leaving the others
+/// with a mere warning: one `REVOKE ... GRANTED BY` per grantor.
+fn revoke(what: &'static str, m: &Membership, version: i32) -> Sql {
+    let one = || Sql::new(what).ident(&ident(&m.role)).push(" FROM ").ident(&ident(&m.member));
+    if version < 160_000 || m.grantors.is_empty() {
+        return one();
+    }
+    let mut sql = Sql::new("");
+    for (i, grantor) in m.grantors.iter().enumerate() {
+        if i > 0 {
+            sql = sql.push("; ");
+        }
+        sql = sql.append(one().push(" GRANTED BY ").ident(&ident(grantor)));
+    }
+    sql
+}
+
+/// A membership that differs: a difference, or a warning when its member is
+/// the role pgferry connects to the target as.
+fn membership(p: &mut Parity, m: &Membership, side: Side, fix: Sql, user: &str) {
+    let object = format!("the membership of role {} in {}", ident(&m.member), ident(&m.role));
+    if m.member != user {
+        return push(p, ObjectKind::Membership, object, side, run(fix));
+    }
+    let what = match side {
+        Side::MissingOnTarget => format!("{object} is on the source only"),
+        Side::OnlyOnTarget => format!("{object} is on the target only"),
+        Side::Differs { source, target } => format!("{object} is {source} on the source, {target} on the target"),
+    };
+    p.warnings.push(own_user(&what, &fix));
 }
 
 /// The settings of every database (`ALTER ROLE ... SET`); a created role's own in
@@ -270,7 +343,9 @@ fn settings(
     for r in &s.settings {
         let is_created = created.contains(&r.role.as_str());
         let both = targets.contains_key(r.role.as_str()) && r.scope == Scope::EveryDatabase;
-        if !is_created && !both {
+        // Another database's: that database's gate compares it, once the role exists.
+        let elsewhere = matches!(r.scope, Scope::OtherDatabase(_));
+        if (!is_created && !both) || elsewhere {
             continue;
         }
         let (name, value) = split(r);
@@ -289,11 +364,19 @@ fn settings(
             p.warnings.push(format!("{}: {:?} is not of the form name=value", object(r, &name), r.setting));
             continue;
         };
-        match theirs.get(&(r.role.clone(), name.clone())).filter(|_| !is_created) {
-            None => push(p, ObjectKind::Role, object(r, &name), Side::MissingOnTarget, run(set)),
-            Some(v) if *v != value => push(p, ObjectKind::Role, object(r, &name), differs(&value, v), run(set)),
-            Some(_) => {}
+        let side = match theirs.get(&(r.role.clone(), name.clone())).filter(|_| !is_created) {
+            None => Side::MissingOnTarget,
+            Some(v) if *v != value => differs(&value, v),
+            Some(_) => continue,
+        };
+        if t.superuser_settings.contains(&lower) {
+            p.warnings.push(format!(
+                "{} differs from the source's ({value}): the target's user may not set {name} (a superuser's setting), so it is not asked for; a superuser can: {set}",
+                object(r, &name)
+            ));
+            continue;
         }
+        push(p, ObjectKind::Role, object(r, &name), side, run(set));
     }
     for ((role, name), _) in theirs.iter().filter(|(k, _)| !ours.contains(*k)) {
         if !targets.contains_key(role.as_str()) || !s.roles.iter().any(|r| &r.name == role) {
@@ -344,6 +427,14 @@ fn passwords(s: &ServerRoles, t: &ServerRoles, targets: &BTreeMap<&str, &SourceR
                 Side::MissingOnTarget,
                 format!("a login role with no password on the target: set it there (ALTER ROLE {name} PASSWORD ...; pgferry never copies passwords)"),
             ),
+            // Removed on the source since the snapshot: the old one would still log in.
+            (None, Some(_)) if physical => push(
+                p,
+                ObjectKind::Role,
+                object,
+                Side::OnlyOnTarget,
+                run(Sql::new("ALTER ROLE ").ident(&name).push(" PASSWORD NULL")),
+            ),
             _ => {}
         }
     }
@@ -369,7 +460,7 @@ mod tests {
     }
 
     fn member(role: &str, member: &str, admin: bool) -> Membership {
-        Membership { role: role.into(), member: member.into(), admin }
+        Membership { role: role.into(), member: member.into(), admin, grantors: vec!["postgres".into()] }
     }
 
     fn setting(role: &str, scope: Scope, setting: &str) -> RoleSetting {
@@ -421,6 +512,7 @@ mod tests {
             setting("app", Scope::EveryDatabase, "search_path=app, \"my s\""),
             setting("new \"one\"", Scope::EveryDatabase, "statement_timeout=5s"),
             setting("app", Scope::OtherDatabase("other".into()), "work_mem=1MB"),
+            setting("new \"one\"", Scope::OtherDatabase("other".into()), "work_mem=2MB"),
         ];
         changed.passwords = passwords(&[("app", Some("d2")), ("owner", Some("d3")), ("new \"one\"", Some("d4"))]);
         let mut target = source();
@@ -445,6 +537,7 @@ mod tests {
         );
         let created = &p.differences[0];
         assert!(created.fix.contains("a login role: set its password"), "{created:?}");
+        assert!(p.warnings.iter().all(|w| !w.contains("not of the form")), "another database's setting: {p:#?}");
         let password: Vec<&str> = p.differences.iter().filter(|d| d.ddl.is_none()).map(|d| d.object.as_str()).collect();
         assert_eq!(password, ["the password of role \"app\"", "the password of role \"owner\""]);
         let shown = format!("{p:?}");
@@ -499,6 +592,96 @@ mod tests {
         assert!(p.differences.is_empty());
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("passwords could not be compared: the target's user"), "{p:#?}");
+    }
+
+    #[test]
+    fn a_role_renamed_on_the_source_after_the_snapshot_is_created_or_renamed_back_on_a_physical_copy() {
+        let mut renamed = source();
+        renamed.roles[0] = SourceRole { oid: 16400, ..login("app \"v2\"") };
+        let mut target = source();
+        target.roles[0].oid = 16400;
+        let p = compare_catalogs(&side(renamed.clone()), &side(target.clone()));
+        let created = p.differences.iter().find(|d| d.object == r#"role "app ""v2""""#).expect("missing role");
+        assert!(created.fix.contains(r#"run instead: ALTER ROLE "app" RENAME TO "app ""v2""""#), "{created:?}");
+        // After a logical copy the OIDs are the target's own: no hint.
+        target.physical_copy = false;
+        let p = compare_catalogs(&side(renamed), &side(target));
+        assert!(p.differences.iter().all(|d| !d.fix.contains("RENAME")), "{p:#?}");
+    }
+
+    #[test]
+    fn a_password_removed_on_the_source_after_the_snapshot_is_removed_on_the_target() {
+        let mut removed = source();
+        removed.passwords = passwords(&[("app", None), ("owner", None)]);
+        let p = compare_catalogs(&side(removed.clone()), &side(source()));
+        assert_eq!(ddl(&p), [r#"ALTER ROLE "app" PASSWORD NULL"#], "the old password would still log in: {p:#?}");
+        assert!(!format!("{p:?}").contains("d1"), "no digest shown");
+        let mut logical = source();
+        logical.physical_copy = false;
+        assert_eq!(compare_catalogs(&side(removed), &side(logical)), Parity::default(), "set there on purpose");
+    }
+
+    #[test]
+    fn a_setting_the_targets_user_may_not_set_is_a_warning() {
+        let mut changed = source();
+        changed.settings.push(setting("app", Scope::EveryDatabase, "log_statement=all"));
+        let mut target = source();
+        target.superuser_settings = ["log_statement".to_string()].into();
+        let p = compare_catalogs(&side(changed), &side(target));
+        assert!(p.differences.is_empty(), "no fix the target's user can run: {p:#?}");
+        assert!(
+            p.warnings.iter().any(|w| w.contains("may not set log_statement")
+                && w.contains(r#"ALTER ROLE "app" SET "log_statement" = 'all'"#)),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn from_postgresql_16_a_membership_is_taken_back_from_every_grantor() {
+        // A REVOKE without GRANTED BY leaves another grantor's grant (a mere
+        // warning), and the gate would refuse the cutover again after it ran.
+        let mut target = source();
+        target.memberships.push(Membership {
+            role: "team".into(),
+            member: "owner".into(),
+            admin: false,
+            grantors: vec!["dba".into(), "postgres".into()],
+        });
+        target.memberships[0].admin = true;
+        target.memberships[0].grantors = vec!["dba \"x\"".into()];
+        let on_18 = |server: ServerRoles| Catalog { server_version_num: 180_000, ..side(server) };
+        let p = compare_catalogs(&on_18(source()), &on_18(target.clone()));
+        assert_eq!(
+            ddl(&p),
+            [
+                r#"REVOKE ADMIN OPTION FOR "owner" FROM "app" GRANTED BY "dba ""x""""#,
+                r#"REVOKE "team" FROM "owner" GRANTED BY "dba"; REVOKE "team" FROM "owner" GRANTED BY "postgres""#,
+            ],
+            "{p:#?}"
+        );
+        let p = compare_catalogs(&side(source()), &side(target));
+        assert_eq!(ddl(&p), [r#"REVOKE ADMIN OPTION FOR "owner" FROM "app""#, r#"REVOKE "team" FROM "owner""#]);
+    }
+
+    #[test]
+    fn the_role_pgferry_connects_to_the_target_as_differs_only_as_warnings() {
+        // The same user on both sides: on the target it may create databases and
+        // roles, and PostgreSQL 16 made it an admin of each role it created.
+        let mut source = source();
+        source.roles.push(SourceRole { replication: true, ..login("migrator") });
+        let mut target = source.clone();
+        target.superuser = false;
+        target.user = "migrator".into();
+        target.roles[4] = SourceRole { create_db: true, create_role: true, ..login("migrator") };
+        target.memberships.push(member("app", "migrator", true));
+        source.memberships.push(member("pg_read_all_data", "migrator", false));
+        let p = compare_catalogs(&side(source), &side(target));
+        assert!(p.differences.is_empty(), "a difference no one but a superuser can fix, for ever: {p:#?}");
+        let said =
+            |text: &str| p.warnings.iter().any(|w| w.contains(text) && w.contains("pgferry connects to the target as"));
+        assert!(said(r#"ALTER ROLE "migrator" WITH NOCREATEDB NOCREATEROLE"#), "{p:#?}");
+        assert!(said(r#"REVOKE "app" FROM "migrator""#), "{p:#?}");
+        assert!(said(r#"GRANT "pg_read_all_data" TO "migrator""#), "{p:#?}");
     }
 
     #[test]

@@ -19,7 +19,8 @@ use super::{name, optional_sql, USER_SCHEMA};
 pub(super) async fn server_roles(c: &Client) -> Result<ServerRoles, tokio_postgres::Error> {
     let me = c
         .query_one(
-            "SELECT rolsuper, rolreplication, rolbypassrls, has_table_privilege('pg_catalog.pg_authid', 'SELECT')
+            "SELECT rolsuper, rolreplication, rolbypassrls, has_table_privilege('pg_catalog.pg_authid', 'SELECT'),
+                    rolname::text
              FROM pg_roles WHERE rolname = current_user",
             &[],
         )
@@ -38,6 +39,19 @@ pub(super) async fn server_roles(c: &Client) -> Result<ServerRoles, tokio_postgr
             .collect(),
         ),
     };
+    // Who may set a superuser's setting: a superuser, and from PostgreSQL 15 a
+    // role granted SET on it (has_parameter_privilege is not older).
+    let version: i32 = c.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.get(0);
+    let may_set = if version >= 150_000 { "has_parameter_privilege(name, 'SET')" } else { "false" };
+    let superuser_settings = match me.get::<_, bool>(0) {
+        true => Default::default(),
+        false => c
+            .query(&format!("SELECT lower(name) FROM pg_settings WHERE context = 'superuser' AND NOT {may_set}"), &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    };
     Ok(ServerRoles {
         roles: crate::roles::read_roles(c).await?,
         memberships: crate::roles::read_memberships(c).await?,
@@ -47,6 +61,8 @@ pub(super) async fn server_roles(c: &Client) -> Result<ServerRoles, tokio_postgr
         superuser: me.get(0),
         replication: me.get(1),
         bypass_rls: me.get(2),
+        user: me.get(4),
+        superuser_settings,
     })
 }
 
