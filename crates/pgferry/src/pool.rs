@@ -74,7 +74,8 @@ mod tests {
                 taken.lock().unwrap().push(job);
                 running.set(running.get() + 1);
                 most.set(most.get().max(running.get()));
-                tokio::time::sleep(Duration::from_millis(job * 10)).await;
+                // 200 ms apart: a loaded machine's scheduling jitter does not reorder them.
+                tokio::time::sleep(Duration::from_millis(job * 200)).await;
                 running.set(running.get() - 1);
                 Ok((*session, job))
             },
