@@ -17,6 +17,12 @@
 //! follow` must be stopped by the operator (the go/no-go says so when the slot is
 //! still in use). A cutover that took over and then fails says that change
 //! capture is no longer running.
+//!
+//! The downtime holds only what must happen with writes stopped: the drain is
+//! started before the fence and applies only the tail inside it
+//! ([`crate::apply::FencedDrain`]), and the steps inside run on the cutover's own
+//! two sessions (a new session costs the server as much as a small step, and
+//! sixteen databases cut over side by side pay it sixteen times on the same cores).
 
 use std::time::{Duration, Instant};
 
