@@ -16,6 +16,7 @@
 
 mod aws;
 mod cli;
+mod closed_stdout;
 mod commands;
 mod config;
 mod demo;
@@ -36,6 +37,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    closed_stdout::exit_quietly_when_closed();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Err(err) = config::load(&args) {
         eprintln!("error: {}", err.message);
