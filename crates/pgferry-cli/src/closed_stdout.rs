@@ -6,7 +6,7 @@
 //! reader leaves (141, 128 + SIGPIPE), and every other panic is reported as before.
 
 /// Installs the hook (once, before any output).
-pub fn exit_quietly_when_closed() {
+pub(crate) fn exit_quietly_when_closed() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let message = info
