@@ -12,7 +12,7 @@
 //! for EQUAL and 1 for DIFFERENT; 5 the migration's replication slot is lost
 //! (`ErrorKind::SlotLost`: dropped or invalidated; `follow`, `start`, `status`,
 //! `validate`; abort, then copy or seed again); `demo` stopped by SIGINT or SIGTERM exits 130 or 143 after
-//! removing its clusters.
+//! removing its clusters; 141 when the reader of stdout went away (`| head`).
 
 mod aws;
 mod cli;
