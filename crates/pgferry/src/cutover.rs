@@ -353,7 +353,7 @@ async fn cutover_locked(
     let mut laps = Vec::new();
     let mut fenced_at = Instant::now();
     let fencing = async {
-        let drain = open_drain(source, target, &src, name).await?;
+        let drain = open_drain(source, target, &src, &dst, name).await?;
         fenced_at = Instant::now();
         before_switch(source, target, &src, &dst, options, &plan, drain, &mut laps, events).await
     };
@@ -791,12 +791,17 @@ type Drain<'a> = (
 );
 
 /// Starts the drain while the application still writes, and returns once its
-/// change stream is open: its walsender then holds the slot, which is what the
-/// fence spares (a session still opening would be ended as the application's).
+/// change stream is open (its walsender then holds the slot, which is what the
+/// fence spares: a session still opening would be ended as the application's)
+/// and it has caught up with where the source was then, or after
+/// [`CATCH_UP_WITHIN`]: the slot's first decoding (from its restart point, through
+/// the WAL of every database on the server) and any backlog cost nothing of the
+/// downtime.
 async fn open_drain<'a>(
     source: &'a ConnSpec,
     target: &'a ConnSpec,
     src: &Client,
+    dst: &Client,
     name: &MigrationName,
 ) -> Result<Drain<'a>> {
     let (drain, end) = FencedDrain::read(src).await?;
@@ -821,7 +826,46 @@ async fn open_drain<'a>(
         ended = &mut draining => return Err(drain_ended_early(ended)),
         _ = open.wait_for(|open| *open) => {}
     }
+    let slot = crate::slot::resolve(src, dst, name).await?;
+    tokio::select! {
+        biased;
+        ended = &mut draining => return Err(drain_ended_early(ended)),
+        caught_up = caught_up(src, &slot) => caught_up?,
+    }
     Ok((draining, end))
+}
+
+/// How long the cutover waits for its drain to catch up before the fence; past
+/// it, the fence goes up all the same and the drain catches up inside.
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(10);
+
+/// Returns once the slot's confirmed position (the drain acknowledges what it
+/// applied, and a quiet stream's position at least every second) reaches the
+/// source's current one, or after [`CATCH_UP_WITHIN`].
+async fn caught_up(src: &Client, slot: &str) -> Result<()> {
+    let started = Instant::now();
+    let now: String = src
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| Error::server("reading the source's position", e))?
+        .get(0);
+    while started.elapsed() < CATCH_UP_WITHIN {
+        let reached: bool = src
+            .query_one(
+                "SELECT coalesce(bool_and(confirmed_flush_lsn >= $2::text::pg_lsn), true)
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot, &now],
+            )
+            .await
+            .map_err(|e| Error::server("reading the migration's slot", e))?
+            .get(0);
+        if reached {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::debug!(slot, "the drain had not caught up within {CATCH_UP_WITHIN:?}: the fence goes up all the same");
+    Ok(())
 }
 
 /// A drain that returned before it was given its end: its error.
