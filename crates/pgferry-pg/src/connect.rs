@@ -83,14 +83,15 @@ pub const TCP_USER_TIMEOUT: Duration =
 /// Connects and spawns the connection's I/O task: a session of pgferry's own,
 /// the application's time limits and read-only default lifted.
 pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
-    open(spec, &[LIFT_TIMEOUTS, LIFT_READ_ONLY]).await
+    let [idle, transaction] = LIFT_TIMEOUTS;
+    open(spec, &[idle, transaction, LIFT_READ_ONLY]).await
 }
 
 /// A session as the application's start: read-only where the database or the
 /// role says so (the fence's probe, the switchover's write probe); only the
 /// time limits lifted.
 pub async fn connect_as_application(spec: &ConnSpec) -> Result<Client, ConnectError> {
-    open(spec, &[LIFT_TIMEOUTS]).await
+    open(spec, &LIFT_TIMEOUTS).await
 }
 
 async fn open(spec: &ConnSpec, lifts: &[Lift]) -> Result<Client, ConnectError> {
@@ -109,28 +110,36 @@ async fn open(spec: &ConnSpec, lifts: &[Lift]) -> Result<Client, ConnectError> {
             tracing::debug!(error = %e, "connection closed with an error");
         }
     });
-    lift(&client, lifts).await.map_err(|e| {
+    lift(&client, spec.options.as_deref(), lifts).await.map_err(|e| {
         let (failure, cause) = classify(&e);
         fail(failure, cause)
     })?;
     Ok(client)
 }
 
-/// A setting of the application's that pgferry's sessions lift: a cheap probe
-/// of whether it is in effect at all, and the statement that lifts it.
+/// A setting of the application's that pgferry's sessions lift where the
+/// database, the role or the server set it, never where the connection asked
+/// for it (the URL's `options` or `PGOPTIONS`, which win).
 struct Lift {
+    name: &'static str,
     /// A boolean SQL expression: whether the setting is in effect.
     probe: &'static str,
-    /// Lifts it where the database, the role or the server set it.
+    /// Lifts it for the session.
     statement: &'static str,
 }
 
-/// Runs the lifts whose setting is in effect. Their statements read
-/// `pg_settings`, which builds every setting of the server and costs about as
-/// much as the connection itself (1-2 ms of the server's time on a fresh
-/// session); the probes read only the settings concerned, in one round trip, so
-/// a server that sets none of them pays nothing more.
-async fn lift(client: &Client, lifts: &[Lift]) -> Result<(), tokio_postgres::Error> {
+/// Runs the lifts whose setting is in effect and that the connection's own
+/// options do not name. The probes read only the settings concerned, in one
+/// round trip, and a lift is a plain `SET`: reading `pg_settings` to learn
+/// where a value came from builds every setting of the server and costs about
+/// as much as the connection itself, which a fenced database (read-only by
+/// default) would make every session of the cutover pay.
+async fn lift(client: &Client, options: Option<&str>, lifts: &[Lift]) -> Result<(), tokio_postgres::Error> {
+    let asked = |lift: &&Lift| options.is_some_and(|o| o.contains(lift.name));
+    let lifts: Vec<&Lift> = lifts.iter().filter(|l| !asked(l)).collect();
+    if lifts.is_empty() {
+        return Ok(());
+    }
     let probes: Vec<&str> = lifts.iter().map(|l| l.probe).collect();
     let answers = client.simple_query(&["SELECT ", &probes.join(", ")].concat()).await?;
     let Some(row) = answers.iter().find_map(|m| match m {
@@ -152,26 +161,30 @@ async fn lift(client: &Client, lifts: &[Lift]) -> Result<(), tokio_postgres::Err
 /// settings to the target) would cancel a long COPY, index build or validation
 /// half way. The limits every supported server knows are given at startup
 /// ([`STARTUP_LIMITS`], ahead of the URL's own `options`, which win); those of
-/// newer servers are lifted by this query right after, where they are set for
-/// the database, the role or the server.
+/// newer servers (absent from older ones: their probe reads NULL) are lifted
+/// right after.
 /// ([Client connection defaults](https://www.postgresql.org/docs/current/runtime-config-client.html))
-const LIFT_TIMEOUTS: Lift = Lift {
-    probe: "coalesce(current_setting('idle_session_timeout', true), '0') <> '0'
-        OR coalesce(current_setting('transaction_timeout', true), '0') <> '0'",
-    statement: "SELECT set_config(name, '0', false) FROM pg_settings
-        WHERE name IN ('idle_session_timeout', 'transaction_timeout')
-          AND source NOT IN ('default', 'client', 'session') AND setting <> '0'",
-};
+const LIFT_TIMEOUTS: [Lift; 2] = [
+    Lift {
+        name: "idle_session_timeout",
+        probe: "coalesce(current_setting('idle_session_timeout', true), '0') <> '0'",
+        statement: "SET idle_session_timeout = 0",
+    },
+    Lift {
+        name: "transaction_timeout",
+        probe: "coalesce(current_setting('transaction_timeout', true), '0') <> '0'",
+        statement: "SET transaction_timeout = 0",
+    },
+];
 
 /// A database, role or server that starts sessions read-only
-/// (`default_transaction_read_only`, which the copy carries to the target too)
-/// would refuse pgferry's own writes: the publication, the journal, the rows it
-/// applies. Lifted where it is set for them, not where the connection asked for it.
+/// (`default_transaction_read_only`, which the copy carries to the target too,
+/// and which the fence sets on the source) would refuse pgferry's own writes:
+/// the publication, the journal, the rows it applies.
 const LIFT_READ_ONLY: Lift = Lift {
+    name: "default_transaction_read_only",
     probe: "current_setting('default_transaction_read_only') = 'on'",
-    statement: "SELECT set_config(name, 'off', false) FROM pg_settings
-        WHERE name = 'default_transaction_read_only' AND setting = 'on'
-          AND source NOT IN ('default', 'client', 'session')",
+    statement: "SET default_transaction_read_only = off",
 };
 
 /// The startup options that lift the application's time limits.

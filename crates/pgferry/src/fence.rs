@@ -213,9 +213,9 @@ pub(crate) async fn verify_no_write_since(
             .await;
         match peeked {
             Ok(rows) => break rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && attempts < 50 => {
+            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && attempts < 200 => {
                 attempts += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err(e) => return Err(fail(e)),
         }

@@ -883,7 +883,11 @@ impl Run<'_> {
     /// Waits (briefly) until the source was told the applied position, so the
     /// slot releases what was applied, then ends the stream.
     async fn finish(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // The server hears the last position within the transport's status
+        // interval (100 ms). The cutover's drain does not wait for it: its
+        // proof of quiet reads the slot by commit positions, not from the
+        // confirmed one, and every millisecond here is downtime.
+        let deadline = Instant::now() + if self.options.drain { Duration::ZERO } else { Duration::from_secs(5) };
         while self.stream.acknowledged() < self.totals.applied && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
