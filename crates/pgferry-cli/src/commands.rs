@@ -146,21 +146,23 @@ pub(crate) async fn validate_one(
         max_differences: args.max_differences,
         show_values: args.show_values,
     };
-    let run = || async {
-        if args.changed_only {
-            let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
-            pgferry::validate::validate_changed(
-                pgferry::validate::Sessions { source, target, src: &src, dst: &dst },
-                migration,
-                &options,
-                pgferry::validate::Recording::Record,
-                pgferry::validate::Unapplied::Counted,
-                events,
-            )
-            .await
-        } else {
-            pgferry::validate::validate(source, target, Some(migration), &options, events).await
-        }
+    let run = || {
+        Box::pin(async {
+            if args.changed_only {
+                let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
+                pgferry::validate::validate_changed(
+                    pgferry::validate::Sessions { source, target, src: &src, dst: &dst },
+                    migration,
+                    &options,
+                    pgferry::validate::Recording::Record,
+                    pgferry::validate::Unapplied::Counted,
+                    events,
+                )
+                .await
+            } else {
+                pgferry::validate::validate(source, target, Some(migration), &options, events).await
+            }
+        })
     };
     if args.repair {
         // Before the first validation, which records its verdict on the target.

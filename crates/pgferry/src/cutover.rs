@@ -309,7 +309,7 @@ async fn cutover_locked(
         }
         Recovery::Finish => {
             ensure_journal(&dst).await?;
-            return finish(source, target, &dst, name, entry.as_ref(), events).await;
+            return Box::pin(finish(source, target, &dst, name, entry.as_ref(), events)).await;
         }
         Recovery::AskOperator => return Err(switch_unknown(entry.as_ref())),
         Recovery::WaitForSwitch => {
@@ -400,7 +400,7 @@ async fn cutover_locked(
     record(&dst, name, CutoverStep::Opened, events).await?;
     failpoint::hit("cutover-after-opened");
     let views_refreshed_after_switch = match options.views {
-        ViewRefresh::AfterSwitch => Some(refresh_after_switch(source, target, name).await?),
+        ViewRefresh::AfterSwitch => Some(Box::pin(refresh_after_switch(source, target, name)).await?),
         ViewRefresh::BeforeSwitch => None,
     };
     record(&dst, name, CutoverStep::Reported, events).await?;
@@ -481,7 +481,6 @@ struct Fenced {
 
 /// Fence, drain, sequences, the changed rows' check: everything before the point
 /// of no return. Any error here, or a signal, is rolled back by the caller.
-#[allow(clippy::too_many_arguments)]
 #[allow(clippy::too_many_arguments)]
 async fn before_switch(
     source: &ConnSpec,
@@ -679,7 +678,7 @@ async fn finish(
     // The stopped run may have ended before its refresh after the switch (or
     // inside it): the refresh is idempotent, so it runs again.
     let refreshed = match entry.is_some_and(|e| e.views_after_switch) {
-        true => Some(refresh_after_switch(source, target, name).await?),
+        true => Some(Box::pin(refresh_after_switch(source, target, name)).await?),
         false => None,
     };
     record(dst, name, CutoverStep::Reported, events).await?;
@@ -934,7 +933,7 @@ async fn refresh_after_switch(source: &ConnSpec, target: &ConnSpec, name: &Migra
         let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
         refresh_materialized_views(&src, &dst, name, "cutover").await
     };
-    let refreshed = refreshing.await.map_err(|e: Error| {
+    let refreshed = Box::pin(refreshing).await.map_err(|e: Error| {
         Error { message: format!("the application was switched to the target, but refreshing its materialized views failed: {}", e.message), ..e }
             .with_hint("the views are stale until refreshed: rerun pgferry cutover (it finishes and refreshes them), or run REFRESH MATERIALIZED VIEW on the target yourself")
     })?;
