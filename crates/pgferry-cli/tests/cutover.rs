@@ -639,3 +639,89 @@ fn validate_cutover_or_rehearse_before_the_copy_change_nothing_and_refuse_the_cu
     }
     assert_eq!(target.psql("app", "SELECT to_regclass('pgferry.validation') IS NULL"), "t", "no verdict recorded");
 }
+
+/// The application writing, as its own role, for as long as it may: one
+/// session at a time, reconnecting whenever the fence ends it (and failing to
+/// while fenced). Every row it commits on the source must reach the target once.
+struct LiveApplication {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl LiveApplication {
+    fn start(source: &Cluster) -> LiveApplication {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let url = format!("postgresql://app:app-pw@127.0.0.1:{}/app?sslmode=disable", source.port());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let mut psql = Command::new("psql")
+                    .args([url.as_str(), "-Xq", "-v", "ON_ERROR_STOP=1"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let mut input = psql.stdin.take().unwrap();
+                while !stopping.load(Ordering::Relaxed)
+                    && writeln!(input, "INSERT INTO orders (note) VALUES ('live');").is_ok()
+                    && input.flush().is_ok()
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                drop(input);
+                let _ = psql.wait();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        LiveApplication { stop, handle }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap();
+    }
+}
+
+/// The drain runs across the fence (#18): the application writes up to the
+/// moment its session is ended, and a cutover killed inside the fence is rolled
+/// back by the rerun while it writes again. Whatever the source committed
+/// reaches the target exactly once.
+#[test]
+fn a_cutover_under_live_writes_loses_and_doubles_nothing_even_when_killed_inside_the_fence() {
+    for failpoint in [None, Some("fence-after-raise:1"), Some("cutover-after-fenced:1")] {
+        let pair = migrated();
+        let before = app_role(&pair.source);
+        let urls = pair.urls();
+        let live = LiveApplication::start(&pair.source);
+        let count = || pair.source.psql("app", "SELECT count(*) FROM orders WHERE note = 'live'");
+        let started = std::time::Instant::now();
+        while count().parse::<u64>().unwrap() < 50 {
+            assert!(started.elapsed().as_secs() < 30, "the application never wrote");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if let Some(failpoint) = failpoint {
+            let out = pgferry(&pair.args("cutover", &urls), &[("PGFERRY_FAILPOINT", failpoint)]);
+            assert_eq!(out.status.code(), Some(137), "{failpoint}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = pgferry(&pair.args("cutover", &urls), &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.code() == Some(3) && stderr.contains("rolled back"), "{failpoint}: {stderr}");
+            assert_eq!(app_role(&pair.source), before, "{failpoint}: unfenced exactly");
+            let written = count().parse::<u64>().unwrap();
+            let started = std::time::Instant::now();
+            while count().parse::<u64>().unwrap() < written + 50 {
+                assert!(started.elapsed().as_secs() < 30, "{failpoint}: the application never wrote again");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let report = ok(pgferry(&pair.args("cutover", &urls), &[]));
+        assert!(report.contains("cut over"), "{failpoint:?}: {report}");
+        let written = count();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(count(), written, "{failpoint:?}: the fenced source took no write after the cutover");
+        live.stop();
+        assert_eq!(content(&pair.source), content(&pair.target), "{failpoint:?}: {report}");
+    }
+}

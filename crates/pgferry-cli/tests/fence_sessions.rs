@@ -131,9 +131,42 @@ fn only_this_migrations_captured_ddl_among_logical_messages_rolls_the_cutover_ba
     }
 }
 
+/// A prepared transaction outlives the fence's ending of its session (#18
+/// hostile pass): the go/no-go refuses one open before the fence, but one
+/// prepared after it (here by a superuser, right before the proof of quiet;
+/// for an application using two-phase commit, in the moment between the gate
+/// and the fence) holds writes that could commit on the old source after the
+/// switch. The cutover rolls back naming it; once committed, the rerun carries it.
+#[test]
+fn a_transaction_prepared_inside_the_fence_rolls_the_cutover_back() {
+    let source = Cluster::builder(PgVersion::V15).setting("max_prepared_transactions", "4").start();
+    let (source, target) = copied_with_a_superuser_on(source);
+    let (src, dst) = (source.url("app"), target.url("app"));
+    let pair = |command: &'static str| vec![command, "--source", &src, "--target", &dst];
+    let prepare = "BEGIN; INSERT INTO orders (note) VALUES ('prepared inside the fence'); PREPARE TRANSACTION 'late'";
+    let out = cutover_with_superuser_sql(&source, &pair("cutover"), prepare);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("prepared transaction(s) are open on the fenced source (late)")
+            && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    assert_eq!(source.psql("app", "SELECT has_database_privilege('public', 'app', 'CONNECT')"), "t", "unfenced");
+    source.psql("app", "COMMIT PREPARED 'late'");
+    let stdout = ok(pgferry(&[pair("cutover"), vec!["--switch-command", "true"]].concat()));
+    assert!(stdout.contains("cut over"), "{stdout}");
+    let row = "SELECT count(*) FROM orders WHERE note = 'prepared inside the fence'";
+    assert_eq!(target.psql("app", row), "1", "the prepared transaction's row reached the target once");
+}
+
 /// Copied and caught up, with a login superuser `dba` on the source.
 fn copied_with_a_superuser() -> (Cluster, Cluster) {
-    let source = Cluster::start(PgVersion::V15);
+    copied_with_a_superuser_on(Cluster::start(PgVersion::V15))
+}
+
+/// The same, from the source cluster given.
+fn copied_with_a_superuser_on(source: Cluster) -> (Cluster, Cluster) {
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
