@@ -725,3 +725,27 @@ fn a_cutover_under_live_writes_loses_and_doubles_nothing_even_when_killed_inside
         assert_eq!(content(&pair.source), content(&pair.target), "{failpoint:?}: {report}");
     }
 }
+
+/// The drain's stream, open across the fence (#18), ended while fenced (here
+/// by the outside fence's command, as an administrator might): the drain
+/// opens it again (pgferry's role keeps CONNECT) and the cutover completes
+/// with nothing lost.
+#[test]
+fn the_drains_stream_ended_inside_the_fence_is_opened_again() {
+    let pair = migrated();
+    let urls = pair.urls();
+    pair.source.psql("app", "INSERT INTO orders (note) SELECT 'inside ' || g FROM generate_series(1, 50) g");
+    let dir = tempfile::tempdir().unwrap();
+    let ended = dir.path().join("ended");
+    let end_stream = format!(
+        "psql '{}' -XAtc \"SELECT count(*) FILTER (WHERE pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE active\" > {}",
+        urls[0],
+        ended.display()
+    );
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--fence-command", &end_stream, "--unfence-command", "true", "--switch-command", "true"]);
+    let report = ok(pgferry(&args, &[]));
+    assert!(report.contains("cut over") && report.contains("0 session(s) ended"), "{report}");
+    assert_eq!(std::fs::read_to_string(&ended).unwrap().trim(), "1", "the drain's stream was ended while fenced");
+    assert_eq!(content(&pair.source), content(&pair.target));
+}
