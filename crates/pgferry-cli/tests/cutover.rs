@@ -749,3 +749,49 @@ fn the_drains_stream_ended_inside_the_fence_is_opened_again() {
     assert_eq!(std::fs::read_to_string(&ended).unwrap().trim(), "1", "the drain's stream was ended while fenced");
     assert_eq!(content(&pair.source), content(&pair.target));
 }
+
+/// The fence goes up only once the drain's walsender holds the slot (#18):
+/// a slot held for a moment by another session when the drain opens its
+/// stream (here pg_recvlogical, as a lingering walsender would) is waited for
+/// before the fence, not inside it, and the fence ends none of pgferry's own.
+#[test]
+fn the_fence_waits_until_the_drain_holds_the_slot() {
+    let pair = migrated();
+    let urls = pair.urls();
+    ok(pgferry(&[pair.args("follow", &urls), vec!["--until-caught-up"]].concat(), &[]));
+    let slot = pair.source.psql("app", "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%'");
+    let dir = tempfile::tempdir().unwrap();
+    let pause = format!("cutover-before-drain:{}", dir.path().display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", "true"]);
+    let cutover = spawn(&args, &[("PGFERRY_PAUSE", &pause)]);
+    wait_for(&dir.path().join("cutover-before-drain.reached"));
+    let conninfo =
+        format!("host={} port={} user=postgres dbname=app", pair.source.socket_dir().display(), pair.source.port());
+    let mut holder = pair
+        .source
+        .version()
+        .client_command("pg_recvlogical")
+        .args(["-d", &conninfo, "--slot", &slot, "--start", "--no-loop", "-f", "/dev/null"])
+        .args(["-o", "proto_version=1", "-o", "publication_names=pgferry_main"])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while pair.source.psql("app", &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'")) != "t"
+    {
+        assert!(started.elapsed().as_secs() < 20, "pg_recvlogical never held the slot");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(dir.path().join("cutover-before-drain.go"), b"").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let out = cutover.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("; 0 session(s) ended."), "{report}");
+    let downtime: f64 =
+        report.split("Downtime (fence to switch): ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(downtime < 1.5, "the wait for the slot was inside the fence: {report}");
+    assert_eq!(content(&pair.source), content(&pair.target));
+}

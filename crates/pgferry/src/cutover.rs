@@ -350,6 +350,7 @@ async fn cutover_locked(
     let mut laps = Vec::new();
     let mut fenced_at = Instant::now();
     let fencing = async {
+        failpoint::pause("cutover-before-drain").await;
         let drain = open_drain(source, target, &src, name).await?;
         fenced_at = Instant::now();
         before_switch(source, target, &src, &dst, options, &plan, drain, &mut laps, events).await

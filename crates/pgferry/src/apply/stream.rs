@@ -28,6 +28,7 @@
 
 use bytes::Bytes;
 use pgferry_core::names::MigrationName;
+use pgferry_pg::connect::within_connect_timeout;
 use pgferry_pg::replication::{open_gated, replication_config};
 use pgferry_pg::ConnSpec;
 use pgferry_pgoutput::Lsn;
@@ -88,6 +89,13 @@ pub(crate) async fn open(
         .with_wakeup_interval(liveness.status_wakeup());
     let mut stream = open_gated(source, config).await?;
     stream.start().await?;
+    // Open once the server accepted START_REPLICATION, not once it was sent:
+    // the slot is then this session's (the cutover raises its fence only once
+    // its drain holds the slot, which is what the fence spares), and a slot
+    // another session holds is an error here, not at the first read.
+    within_connect_timeout(source, stream.wait_started())
+        .await
+        .map_err(|timeout| PgWireError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout)))??;
     Ok(Stream(stream))
 }
 
