@@ -640,9 +640,9 @@ fn validate_cutover_or_rehearse_before_the_copy_change_nothing_and_refuse_the_cu
     assert_eq!(target.psql("app", "SELECT to_regclass('pgferry.validation') IS NULL"), "t", "no verdict recorded");
 }
 
-/// The application writing, as its own role, for as long as it may: one
-/// session at a time, reconnecting whenever the fence ends it (and failing to
-/// while fenced). Every row it commits on the source must reach the target once.
+/// The application writing, as its own role and with `synchronous_commit`
+/// off, for as long as it may: one session at a time, reconnecting whenever
+/// the fence ends it (and failing to while fenced). Every row it commits on the source must reach the target once.
 struct LiveApplication {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     handle: std::thread::JoinHandle<()>,
@@ -665,6 +665,8 @@ impl LiveApplication {
                     .spawn()
                     .unwrap();
                 let mut input = psql.stdin.take().unwrap();
+                // Its last commits may not be flushed when the fence ends it.
+                let _ = writeln!(input, "SET synchronous_commit = off;");
                 while !stopping.load(Ordering::Relaxed)
                     && writeln!(input, "INSERT INTO orders (note) VALUES ('live');").is_ok()
                     && input.flush().is_ok()
