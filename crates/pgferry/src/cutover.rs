@@ -518,6 +518,7 @@ async fn before_switch(
     lap(laps, "fence (verified)");
     // The fenced source's end, flushed at once (decoding reads only flushed
     // WAL, and nothing else may commit on the fenced source to flush it).
+    failpoint::pause("cutover-before-mark").await;
     let end = crate::apply::mark(src).await?;
     fence::flush_wal(src, name).await?;
     drain_end.send_replace(Some(end));
