@@ -797,3 +797,35 @@ fn the_fence_waits_until_the_drain_holds_the_slot() {
     assert!(downtime < 1.5, "the wait for the slot was inside the fence: {report}");
     assert_eq!(content(&pair.source), content(&pair.target));
 }
+
+/// The drain failing for good inside the fence (#18: it runs across it): here
+/// its slot is dropped once the source is fenced. The cutover rolls back both
+/// fences exactly and says why.
+#[test]
+fn a_slot_dropped_inside_the_fence_rolls_the_cutover_back_exactly() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("outside-fence-up");
+    let drop_slot = format!(
+        "touch {}; psql '{}' -Xq -c \"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active\" \
+         -c \"SELECT pg_sleep(0.5)\" -c \"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots\"",
+        flag.display(),
+        urls[0]
+    );
+    let lift = format!("rm {}", flag.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--fence-command", &drop_slot, "--unfence-command", &lift, "--switch-command", "true"]);
+    let out = pgferry(&args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the cutover was rolled back, the source is unfenced")
+            && stderr.contains("no longer exists on the source"),
+        "{stderr}"
+    );
+    assert_eq!(pair.source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0", "the slot was dropped");
+    assert_eq!(app_role(&pair.source), before, "unfenced exactly");
+    assert!(!flag.exists(), "the outside fence lifted too");
+}
