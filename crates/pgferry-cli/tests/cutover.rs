@@ -829,3 +829,30 @@ fn a_slot_dropped_inside_the_fence_rolls_the_cutover_back_exactly() {
     assert_eq!(app_role(&pair.source), before, "unfenced exactly");
     assert!(!flag.exists(), "the outside fence lifted too");
 }
+
+/// SIGINT while fenced with the drain still following (#18: the fence is up,
+/// its end not yet marked): the drain is stopped, the fence lifted exactly,
+/// and the rerun cuts over with every row once.
+#[test]
+fn sigint_while_the_drain_follows_inside_the_fence_rolls_back_and_the_rerun_completes() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let pause = format!("cutover-before-mark:{}", dir.path().display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", "true"]);
+    let child = spawn(&args, &[("PGFERRY_PAUSE", &pause)]);
+    wait_for(&dir.path().join("cutover-before-mark.reached"));
+    assert!(!app_may_connect(&pair.source), "fenced");
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("rolled back") && stderr.contains("stopped by a signal"), "{stderr}");
+    assert_eq!(app_role(&pair.source), before, "unfenced exactly");
+    pair.source.psql("app", "INSERT INTO orders (note) VALUES ('after the interrupted cutover')");
+    let report = ok(pgferry(&args, &[]));
+    assert!(report.contains("cut over"), "{report}");
+    assert_eq!(content(&pair.source), content(&pair.target));
+}
