@@ -639,3 +639,220 @@ fn validate_cutover_or_rehearse_before_the_copy_change_nothing_and_refuse_the_cu
     }
     assert_eq!(target.psql("app", "SELECT to_regclass('pgferry.validation') IS NULL"), "t", "no verdict recorded");
 }
+
+/// The application writing, as its own role and with `synchronous_commit`
+/// off, for as long as it may: one session at a time, reconnecting whenever
+/// the fence ends it (and failing to while fenced). Every row it commits on the source must reach the target once.
+struct LiveApplication {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl LiveApplication {
+    fn start(source: &Cluster) -> LiveApplication {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let url = format!("postgresql://app:app-pw@127.0.0.1:{}/app?sslmode=disable", source.port());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let mut psql = Command::new("psql")
+                    .args([url.as_str(), "-Xq", "-v", "ON_ERROR_STOP=1"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let mut input = psql.stdin.take().unwrap();
+                // Its last commits may not be flushed when the fence ends it.
+                let _ = writeln!(input, "SET synchronous_commit = off;");
+                while !stopping.load(Ordering::Relaxed)
+                    && writeln!(input, "INSERT INTO orders (note) VALUES ('live');").is_ok()
+                    && input.flush().is_ok()
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                drop(input);
+                let _ = psql.wait();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        LiveApplication { stop, handle }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap();
+    }
+}
+
+/// The drain runs across the fence (#18): the application writes up to the
+/// moment its session is ended, and a cutover killed inside the fence is rolled
+/// back by the rerun while it writes again. Whatever the source committed
+/// reaches the target exactly once.
+#[test]
+fn a_cutover_under_live_writes_loses_and_doubles_nothing_even_when_killed_inside_the_fence() {
+    for failpoint in [None, Some("fence-after-raise:1"), Some("cutover-after-fenced:1")] {
+        let pair = migrated();
+        let before = app_role(&pair.source);
+        let urls = pair.urls();
+        let live = LiveApplication::start(&pair.source);
+        let count = || pair.source.psql("app", "SELECT count(*) FROM orders WHERE note = 'live'");
+        let started = std::time::Instant::now();
+        while count().parse::<u64>().unwrap() < 50 {
+            assert!(started.elapsed().as_secs() < 30, "the application never wrote");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if let Some(failpoint) = failpoint {
+            let out = pgferry(&pair.args("cutover", &urls), &[("PGFERRY_FAILPOINT", failpoint)]);
+            assert_eq!(out.status.code(), Some(137), "{failpoint}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = pgferry(&pair.args("cutover", &urls), &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.code() == Some(3) && stderr.contains("rolled back"), "{failpoint}: {stderr}");
+            assert_eq!(app_role(&pair.source), before, "{failpoint}: unfenced exactly");
+            let written = count().parse::<u64>().unwrap();
+            let started = std::time::Instant::now();
+            while count().parse::<u64>().unwrap() < written + 50 {
+                assert!(started.elapsed().as_secs() < 30, "{failpoint}: the application never wrote again");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let report = ok(pgferry(&pair.args("cutover", &urls), &[]));
+        assert!(report.contains("cut over"), "{failpoint:?}: {report}");
+        let written = count();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(count(), written, "{failpoint:?}: the fenced source took no write after the cutover");
+        live.stop();
+        assert_eq!(content(&pair.source), content(&pair.target), "{failpoint:?}: {report}");
+    }
+}
+
+/// The drain's stream, open across the fence (#18), ended while fenced (here
+/// by the outside fence's command, as an administrator might): the drain
+/// opens it again (pgferry's role keeps CONNECT) and the cutover completes
+/// with nothing lost.
+#[test]
+fn the_drains_stream_ended_inside_the_fence_is_opened_again() {
+    let pair = migrated();
+    let urls = pair.urls();
+    pair.source.psql("app", "INSERT INTO orders (note) SELECT 'inside ' || g FROM generate_series(1, 50) g");
+    let dir = tempfile::tempdir().unwrap();
+    let ended = dir.path().join("ended");
+    let end_stream = format!(
+        "psql '{}' -XAtc \"SELECT count(*) FILTER (WHERE pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE active\" > {}",
+        urls[0],
+        ended.display()
+    );
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--fence-command", &end_stream, "--unfence-command", "true", "--switch-command", "true"]);
+    let report = ok(pgferry(&args, &[]));
+    assert!(report.contains("cut over") && report.contains("0 session(s) ended"), "{report}");
+    assert_eq!(std::fs::read_to_string(&ended).unwrap().trim(), "1", "the drain's stream was ended while fenced");
+    assert_eq!(content(&pair.source), content(&pair.target));
+}
+
+/// The fence goes up only once the drain's walsender holds the slot (#18):
+/// a slot held for a moment by another session when the drain opens its
+/// stream (here pg_recvlogical, as a lingering walsender would) is waited for
+/// before the fence, not inside it, and the fence ends none of pgferry's own.
+#[test]
+fn the_fence_waits_until_the_drain_holds_the_slot() {
+    let pair = migrated();
+    let urls = pair.urls();
+    ok(pgferry(&[pair.args("follow", &urls), vec!["--until-caught-up"]].concat(), &[]));
+    let slot = pair.source.psql("app", "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%'");
+    let dir = tempfile::tempdir().unwrap();
+    let pause = format!("cutover-before-drain:{}", dir.path().display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", "true"]);
+    let cutover = spawn(&args, &[("PGFERRY_PAUSE", &pause)]);
+    wait_for(&dir.path().join("cutover-before-drain.reached"));
+    let conninfo =
+        format!("host={} port={} user=postgres dbname=app", pair.source.socket_dir().display(), pair.source.port());
+    let mut holder = pair
+        .source
+        .version()
+        .client_command("pg_recvlogical")
+        .args(["-d", &conninfo, "--slot", &slot, "--start", "--no-loop", "-f", "/dev/null"])
+        .args(["-o", "proto_version=1", "-o", "publication_names=pgferry_main"])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while pair.source.psql("app", &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'")) != "t"
+    {
+        assert!(started.elapsed().as_secs() < 20, "pg_recvlogical never held the slot");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(dir.path().join("cutover-before-drain.go"), b"").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let out = cutover.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("; 0 session(s) ended."), "{report}");
+    let downtime: f64 =
+        report.split("Downtime (fence to switch): ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(downtime < 1.5, "the wait for the slot was inside the fence: {report}");
+    assert_eq!(content(&pair.source), content(&pair.target));
+}
+
+/// The drain failing for good inside the fence (#18: it runs across it): here
+/// its slot is dropped once the source is fenced. The cutover rolls back both
+/// fences exactly and says why.
+#[test]
+fn a_slot_dropped_inside_the_fence_rolls_the_cutover_back_exactly() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("outside-fence-up");
+    let drop_slot = format!(
+        "touch {}; psql '{}' -Xq -c \"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active\" \
+         -c \"SELECT pg_sleep(0.5)\" -c \"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots\"",
+        flag.display(),
+        urls[0]
+    );
+    let lift = format!("rm {}", flag.display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--fence-command", &drop_slot, "--unfence-command", &lift, "--switch-command", "true"]);
+    let out = pgferry(&args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the cutover was rolled back, the source is unfenced")
+            && stderr.contains("no longer exists on the source"),
+        "{stderr}"
+    );
+    assert_eq!(pair.source.psql("app", "SELECT count(*) FROM pg_replication_slots"), "0", "the slot was dropped");
+    assert_eq!(app_role(&pair.source), before, "unfenced exactly");
+    assert!(!flag.exists(), "the outside fence lifted too");
+}
+
+/// SIGINT while fenced with the drain still following (#18: the fence is up,
+/// its end not yet marked): the drain is stopped, the fence lifted exactly,
+/// and the rerun cuts over with every row once.
+#[test]
+fn sigint_while_the_drain_follows_inside_the_fence_rolls_back_and_the_rerun_completes() {
+    let pair = migrated();
+    let before = app_role(&pair.source);
+    let urls = pair.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let pause = format!("cutover-before-mark:{}", dir.path().display());
+    let mut args = pair.args("cutover", &urls);
+    args.extend(["--switch-command", "true"]);
+    let child = spawn(&args, &[("PGFERRY_PAUSE", &pause)]);
+    wait_for(&dir.path().join("cutover-before-mark.reached"));
+    assert!(!app_may_connect(&pair.source), "fenced");
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("rolled back") && stderr.contains("stopped by a signal"), "{stderr}");
+    assert_eq!(app_role(&pair.source), before, "unfenced exactly");
+    pair.source.psql("app", "INSERT INTO orders (note) VALUES ('after the interrupted cutover')");
+    let report = ok(pgferry(&args, &[]));
+    assert!(report.contains("cut over"), "{report}");
+    assert_eq!(content(&pair.source), content(&pair.target));
+}

@@ -131,9 +131,42 @@ fn only_this_migrations_captured_ddl_among_logical_messages_rolls_the_cutover_ba
     }
 }
 
+/// A prepared transaction outlives the fence's ending of its session (#18
+/// hostile pass): the go/no-go refuses one open before the fence, but one
+/// prepared after it (here by a superuser, right before the proof of quiet;
+/// for an application using two-phase commit, in the moment between the gate
+/// and the fence) holds writes that could commit on the old source after the
+/// switch. The cutover rolls back naming it; once committed, the rerun carries it.
+#[test]
+fn a_transaction_prepared_inside_the_fence_rolls_the_cutover_back() {
+    let source = Cluster::builder(PgVersion::V15).setting("max_prepared_transactions", "4").start();
+    let (source, target) = copied_with_a_superuser_on(source);
+    let (src, dst) = (source.url("app"), target.url("app"));
+    let pair = |command: &'static str| vec![command, "--source", &src, "--target", &dst];
+    let prepare = "BEGIN; INSERT INTO orders (note) VALUES ('prepared inside the fence'); PREPARE TRANSACTION 'late'";
+    let out = cutover_with_superuser_sql(&source, &pair("cutover"), prepare);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("prepared transaction(s) are open on the fenced source (late)")
+            && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    assert_eq!(source.psql("app", "SELECT has_database_privilege('public', 'app', 'CONNECT')"), "t", "unfenced");
+    source.psql("app", "COMMIT PREPARED 'late'");
+    let stdout = ok(pgferry(&[pair("cutover"), vec!["--switch-command", "true"]].concat()));
+    assert!(stdout.contains("cut over"), "{stdout}");
+    let row = "SELECT count(*) FROM orders WHERE note = 'prepared inside the fence'";
+    assert_eq!(target.psql("app", row), "1", "the prepared transaction's row reached the target once");
+}
+
 /// Copied and caught up, with a login superuser `dba` on the source.
 fn copied_with_a_superuser() -> (Cluster, Cluster) {
-    let source = Cluster::start(PgVersion::V15);
+    copied_with_a_superuser_on(Cluster::start(PgVersion::V15))
+}
+
+/// The same, from the source cluster given.
+fn copied_with_a_superuser_on(source: Cluster) -> (Cluster, Cluster) {
     let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
@@ -183,4 +216,76 @@ fn cutover_with_superuser_sql(source: &Cluster, args: &[&str], sql: &str) -> Out
     assert!(wrote.status.success(), "{}", String::from_utf8_lossy(&wrote.stderr));
     std::fs::write(pause.path().join("cutover-before-quiet-check.go"), b"").unwrap();
     cutover.wait_with_output().unwrap()
+}
+
+/// A superuser's transaction that wrote before the drain's end and commits
+/// after it (#18: the drain runs across the fence and stops at a mark written
+/// once fenced): its changes reach no drain, and its commit is after the
+/// drained position, so the proof of quiet sees it and the cutover rolls back;
+/// the rerun carries its row.
+#[test]
+fn a_superuser_transaction_open_across_the_drains_end_rolls_the_cutover_back() {
+    use std::io::Write;
+    let (source, target) = copied_with_a_superuser();
+    let (src, dst) = (source.url("app"), target.url("app"));
+    let pair = |command: &'static str| vec![command, "--source", &src, "--target", &dst];
+    let pause = tempfile::tempdir().unwrap();
+    let cutover = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([&pair("cutover")[..], &["--switch-command", "true"]].concat())
+        .env("PGFERRY_PAUSE", format!("cutover-before-mark,cutover-before-quiet-check:{}", pause.path().display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = |name: &str| {
+        let path = pause.path().join(format!("{name}.reached"));
+        let started = std::time::Instant::now();
+        while !path.exists() {
+            assert!(started.elapsed() < Duration::from_secs(60), "the cutover reached {name}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    reached("cutover-before-mark");
+    let dba = format!("host={} port={} user=dba dbname=app", source.socket_dir().display(), source.port());
+    let mut session = source
+        .version()
+        .client_command("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &dba])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = session.stdin.take().unwrap();
+    writeln!(
+        input,
+        "SET default_transaction_read_only = off; BEGIN; INSERT INTO orders (note) VALUES ('open across the drain');"
+    )
+    .unwrap();
+    let written = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'dba' AND backend_xid IS NOT NULL AND state = 'idle in transaction'";
+    let started = std::time::Instant::now();
+    while source.psql("postgres", written) != "1" {
+        assert!(started.elapsed() < Duration::from_secs(20), "the superuser's transaction wrote");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(pause.path().join("cutover-before-mark.go"), b"").unwrap();
+    reached("cutover-before-quiet-check");
+    writeln!(input, "COMMIT;").unwrap();
+    drop(input);
+    let committed = session.wait_with_output().unwrap();
+    assert!(committed.status.success(), "{}", String::from_utf8_lossy(&committed.stderr));
+    std::fs::write(pause.path().join("cutover-before-quiet-check.go"), b"").unwrap();
+    let out = cutover.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains(
+            "1 row change(s) and 0 captured DDL command(s) were written on the fenced source after the drain"
+        ) && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    assert_eq!(source.psql("app", "SELECT has_database_privilege('public', 'app', 'CONNECT')"), "t", "unfenced");
+    let stdout = ok(pgferry(&[pair("cutover"), vec!["--switch-command", "true"]].concat()));
+    assert!(stdout.contains("cut over"), "{stdout}");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM orders WHERE note = 'open across the drain'"), "1");
 }

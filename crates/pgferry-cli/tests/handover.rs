@@ -196,6 +196,8 @@ fn a_cutover_takes_over_from_a_running_start_under_writes_and_a_rehearsal_hands_
     let out = pgferry(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("taken over from the running pgferry start"), "{}", text(&out));
+    // The application's one session; none of start's, nor the drain's (#18: it runs across the fence).
+    assert!(text(&out).contains("; 1 session(s) ended."), "{}", text(&out));
     let started = start.wait_with_output().unwrap();
     assert_eq!(started.status.code(), Some(0), "{}", text(&started));
     assert!(text(&started).contains("change capture stopped: the cutover (pid"), "{}", text(&started));

@@ -353,6 +353,7 @@ async fn cutover_locked(
     let mut laps = Vec::new();
     let mut fenced_at = Instant::now();
     let fencing = async {
+        failpoint::pause("cutover-before-drain").await;
         let drain = open_drain(source, target, &src, &dst, name).await?;
         fenced_at = Instant::now();
         before_switch(source, target, &src, &dst, options, &plan, drain, &mut laps, events).await
@@ -520,6 +521,7 @@ async fn before_switch(
     lap(laps, "fence (verified)");
     // The fenced source's end, flushed at once (decoding reads only flushed
     // WAL, and nothing else may commit on the fenced source to flush it).
+    failpoint::pause("cutover-before-mark").await;
     let end = crate::apply::mark(src).await?;
     fence::flush_wal(src, name).await?;
     drain_end.send_replace(Some(end));

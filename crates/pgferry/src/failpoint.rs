@@ -38,11 +38,12 @@ pub fn hit(name: &str) {
 /// Marks a point where a test needs pgferry to wait while it acts on the
 /// servers. `PGFERRY_PAUSE=<name>:<dir>` makes the process, on reaching the pause
 /// `<name>`, create `<dir>/<name>.reached` and wait until `<dir>/<name>.go`
-/// exists. Unset, a pause costs one environment look-up.
+/// exists; `<name>,<name>:<dir>` pauses at each of them. Unset, a pause costs
+/// one environment look-up.
 pub async fn pause(name: &str) {
     let Ok(value) = std::env::var("PGFERRY_PAUSE") else { return };
     let Some((paused, dir)) = value.split_once(':') else { return };
-    if paused != name {
+    if !paused.split(',').any(|p| p == name) {
         return;
     }
     let dir = std::path::Path::new(dir);

@@ -169,7 +169,8 @@ pub(crate) async fn flush_wal(src: &Client, migration: &MigrationName) -> Result
 /// with the logical messages written outside a transaction after it. A row
 /// change, a TRUNCATE or a DDL capture message there was written by a session
 /// the fence could not stop (a superuser's): the switch would leave it on the
-/// old source, so the cutover must roll back instead.
+/// old source, so the cutover must roll back instead. So must a prepared
+/// transaction ([`refuse_prepared`]).
 ///
 /// One decoding pass: the slot is not moved to `applied` first (which would
 /// decode the same WAL once more); a commit's record ends at its LSN, so the
@@ -187,6 +188,8 @@ pub(crate) async fn verify_no_write_since(
 ) -> Result<()> {
     let fail = |e| Error::server("checking that nothing was written on the fenced source since the drain", e);
     let publications = format!("{},{}", migration.publication().as_str(), migration.insert_only_publication().as_str());
+    // Before the peek: one committed between the two is in the peek's WAL.
+    refuse_prepared(src).await?;
     flush_wal(src, migration).await?;
     // The drain's walsender may take a moment to let the slot go.
     let mut attempts = 0;
@@ -254,6 +257,25 @@ pub(crate) async fn verify_no_write_since(
         ),
     )
     .with_hint("stop whatever writes to the source as a superuser (an application must never log in as one), then rerun pgferry cutover; nothing written there is lost"))
+}
+
+/// A prepared transaction outlives the fence's ending of its session, and its
+/// writes are in no stream until it commits: one prepared after the go/no-go
+/// looked (an application's two-phase commit between the gate and the fence, a
+/// superuser's inside it) could commit on the old source after the switch.
+async fn refuse_prepared(src: &Client) -> Result<()> {
+    let prepared = prepared_transactions(src).await?;
+    if prepared.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Precondition,
+        format!(
+            "prepared transaction(s) are open on the fenced source ({}): they could commit after the switch and stay on the old source only",
+            prepared.join(", ")
+        ),
+    )
+    .with_hint("COMMIT PREPARED or ROLLBACK PREPARED each of them (see pg_prepared_xacts), then rerun pgferry cutover"))
 }
 
 /// The superusers that can log in, other than pgferry's role and the

@@ -468,6 +468,11 @@ async fn stream_session(
         }
         e => Stop::stream(e),
     })?;
+    if let Err(e) = source_stream.started(source).await {
+        // At once, as below: a worker still waiting would hold the slot.
+        source_stream.abort();
+        return Err(Stop::stream(e));
+    }
     events.follow(FollowEvent::Started { from: state.start });
     let mut run = Run {
         applier: Applier::new(dst, &options.migration, &state.skip_before),

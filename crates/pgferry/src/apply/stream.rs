@@ -28,6 +28,7 @@
 
 use bytes::Bytes;
 use pgferry_core::names::MigrationName;
+use pgferry_pg::connect::within_connect_timeout;
 use pgferry_pg::replication::{open_gated, replication_config};
 use pgferry_pg::ConnSpec;
 use pgferry_pgoutput::Lsn;
@@ -112,6 +113,17 @@ pub(crate) enum Event {
 pub(crate) struct Stream(ReplicationClient);
 
 impl Stream {
+    /// Waits until the server accepted START_REPLICATION ([`open`] returns
+    /// once it is sent): the slot is then this session's. The cutover raises
+    /// its fence only once its drain holds the slot, which is what the fence
+    /// spares. The server's refusal (a slot another session holds) is the
+    /// error the first read would have returned.
+    pub(crate) async fn started(&mut self, source: &ConnSpec) -> Result<(), PgWireError> {
+        within_connect_timeout(source, self.0.wait_started())
+            .await
+            .map_err(|timeout| PgWireError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout)))?
+    }
+
     /// The next event; `None` when the server ended the stream.
     pub(crate) async fn recv(&mut self) -> Result<Option<Event>, PgWireError> {
         Ok(self.0.recv().await?.map(|event| match event {
