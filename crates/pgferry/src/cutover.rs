@@ -500,6 +500,7 @@ async fn before_switch(
         batch: BatchLimits::default(),
         shutdown: None,
         drain: true,
+        lanes: 1,
     };
     let drained = follow(source, target, &follow_options, &crate::events::Events::silent()).await?;
     lap(laps, "drain");
