@@ -374,7 +374,17 @@ impl<'a> Applier<'a> {
     /// Maps a description onto the target: a mismatch is kept, to stop change
     /// capture at the relation's first change.
     async fn map(&self, relation: &pgferry_pgoutput::Relation) -> Result<Result<Arc<Mapped>, Error>, Stop> {
-        match map_relation(self.target, relation, &self.type_names).await {
+        // The mapping's reads use savepoints: a lane without an open batch
+        // ([`super::parallel`]) reads in a transaction of their own.
+        let own = !self.open_on_target;
+        if own {
+            self.target.batch_execute("BEGIN").await.map_err(|e| Stop::target("reading the target's catalog", e))?;
+        }
+        let mapped = map_relation(self.target, relation, &self.type_names).await;
+        if own {
+            self.target.batch_execute("COMMIT").await.map_err(|e| Stop::target("reading the target's catalog", e))?;
+        }
+        match mapped {
             Ok(mapped) => Ok(Ok(Arc::new(mapped))),
             Err(Stop::Fatal(e)) => Ok(Err(e)),
             Err(transient) => Err(transient),

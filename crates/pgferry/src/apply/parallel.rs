@@ -71,10 +71,24 @@ pub(crate) struct Lanes<'a> {
     committing: Option<Committing<'a>>,
     committed: Vec<Committed>,
     rate: Option<f64>,
-    /// The committing batch replayed DDL: once it is committed, the other
-    /// lanes map their relations again (lane 0 did already).
-    remap_after_commit: bool,
-    remap_due: bool,
+    /// Descriptions lane 0 took in a serial batch: the other lanes take them
+    /// once that batch is committed. Not before: a lane reading a catalog
+    /// would wait behind the locks of lane 0's TRUNCATE or DDL, while lane 0
+    /// waits to commit (`pg_partition_tree` locks the partitions).
+    deferred: Vec<pgferry_pgoutput::Relation>,
+    /// What the committing batch leaves the other lanes to take once committed.
+    after_commit: AfterCommit,
+    /// What they take before their next statement.
+    due: AfterCommit,
+}
+
+/// What the other lanes catch up with once a serial batch is committed: its
+/// descriptions, and a new mapping of every relation after a replayed DDL
+/// command (lane 0 mapped them again already).
+#[derive(Default)]
+struct AfterCommit {
+    describe: Vec<pgferry_pgoutput::Relation>,
+    remap: bool,
 }
 
 /// The source transaction being read, with each change's lane.
@@ -117,8 +131,9 @@ impl<'a> Lanes<'a> {
             committing: None,
             committed: Vec::new(),
             rate: None,
-            remap_after_commit: false,
-            remap_due: false,
+            deferred: Vec::new(),
+            after_commit: AfterCommit::default(),
+            due: AfterCommit::default(),
         }
     }
 
@@ -152,7 +167,12 @@ impl<'a> Lanes<'a> {
                     self.to_serial().await?;
                 }
                 self.settle().await?;
-                for lane in &mut self.lanes {
+                self.lanes[0].describe(relation.clone()).await?;
+                if self.serial {
+                    self.deferred.push(relation);
+                    return Ok(());
+                }
+                for lane in self.lanes.iter_mut().skip(1) {
                     lane.describe(relation.clone()).await?;
                 }
                 Ok(())
@@ -257,7 +277,8 @@ impl<'a> Lanes<'a> {
         self.rate = rate;
         self.tally = Tally::default();
         if std::mem::take(&mut self.serial) {
-            self.remap_after_commit = self.lanes[0].batch.replayed_ddl;
+            self.after_commit =
+                AfterCommit { describe: std::mem::take(&mut self.deferred), remap: self.lanes[0].batch.replayed_ddl };
             self.lanes[0].commit_batch(rate).await?;
             self.committing = self.lanes[0].committing.take();
             return Ok(());
@@ -298,15 +319,19 @@ impl<'a> Lanes<'a> {
         Ok(())
     }
 
-    /// Waits for the running commit; then the other lanes map their
-    /// relations again when it held a replayed DDL command.
+    /// Waits for the running commit; then the other lanes take what lane 0
+    /// took in it ([`AfterCommit`]).
     async fn settle(&mut self) -> Result<(), Stop> {
         if let Some(committing) = self.committing.take() {
             let done = committing.await;
             self.committed_now(done)?;
         }
-        if std::mem::take(&mut self.remap_due) {
-            for lane in self.lanes.iter_mut().skip(1) {
+        let due = std::mem::take(&mut self.due);
+        for lane in self.lanes.iter_mut().skip(1) {
+            for relation in &due.describe {
+                lane.describe(relation.clone()).await?;
+            }
+            if due.remap {
                 lane.remap_relations().await?;
             }
         }
@@ -316,7 +341,9 @@ impl<'a> Lanes<'a> {
     fn committed_now(&mut self, done: Result<Committed, Stop>) -> Result<(), Stop> {
         self.committing = None;
         self.committed.push(done?);
-        self.remap_due |= std::mem::take(&mut self.remap_after_commit);
+        let after = std::mem::take(&mut self.after_commit);
+        self.due.describe.extend(after.describe);
+        self.due.remap |= after.remap;
         Ok(())
     }
 }
