@@ -487,7 +487,7 @@ async fn appliers<'a>(
 ) -> Result<Apply<'a>, Stop> {
     let single = Applier::new(dst, migration, &state.skip_before);
     if lanes.is_empty() && state.ahead.is_none() {
-        return Ok(Apply::Single(single));
+        return Ok(Apply::Single(Box::new(single)));
     }
     let count = lanes.len() + 1;
     let ahead = match &state.ahead {
@@ -511,7 +511,7 @@ async fn appliers<'a>(
     for (i, lane) in lanes.iter().enumerate() {
         all.push(Applier::new(lane, migration, &state.skip_before).in_lane(i + 1, count, ahead.clone()));
     }
-    Ok(Apply::Lanes(Lanes::new(all)))
+    Ok(Apply::Lanes(Box::new(Lanes::new(all))))
 }
 
 fn undecodable(e: pgferry_pgoutput::DecodeError) -> Stop {

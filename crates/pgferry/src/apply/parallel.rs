@@ -11,11 +11,18 @@
 //! session, inside its own target transaction, so the target works on N
 //! statements at once.
 //!
-//! Anything whose order across keys can be seen is a barrier: an UPDATE
-//! changing a key (the old key and the new one may be in two lanes), TRUNCATE,
-//! a replayed DDL command, a change to a table with another unique index,
-//! an exclusion constraint, a replica-mode trigger, REPLICA IDENTITY FULL or
-//! no key (inserts only, kept in order), and a transaction too large to hold.
+//! A table that does not fold (another unique index, a deferrable or
+//! exclusion constraint, REPLICA IDENTITY FULL, no key: the order of its
+//! changes across keys can be seen) has all its changes applied on lane 0,
+//! in stream order, as one session would: no other lane touches it, and
+//! under replica role no constraint or trigger relates two tables.
+//!
+//! Anything whose order across lanes can be seen is a barrier: an UPDATE
+//! changing the key of a folding table (the old key and the new one may be in
+//! two lanes), TRUNCATE (an exclusive lock, and rows of the table in every
+//! lane), a replayed DDL command, a change to a table with a trigger or rule
+//! firing in replica mode (it may read any table), a new description of a
+//! table the held transaction changed, and a transaction too large to hold.
 //! At a barrier the lanes commit what they hold (whole earlier transactions),
 //! and the rest of the batch, from the barrier's transaction on, is applied
 //! on lane 0 alone, in stream order, exactly as with one lane. The next batch
@@ -55,8 +62,8 @@ const MAX_HELD_BYTES: usize = 16 << 20;
 
 /// Change capture's apply: one target session, or lanes.
 pub(crate) enum Apply<'a> {
-    Single(Applier<'a>),
-    Lanes(Lanes<'a>),
+    Single(Box<Applier<'a>>),
+    Lanes(Box<Lanes<'a>>),
 }
 
 /// N appliers, each on its own target session; lane 0's also applies what
@@ -164,7 +171,7 @@ impl<'a> Lanes<'a> {
                 if !self.serial
                     && self.held.as_ref().is_some_and(|h| h.messages.iter().any(|m| relation_of(&m.0) == oid))
                 {
-                    self.to_serial().await?;
+                    self.barrier().await?;
                 }
                 self.settle().await?;
                 self.lanes[0].describe(relation.clone()).await?;
@@ -192,7 +199,7 @@ impl<'a> Lanes<'a> {
                 held.bytes += bytes;
                 held.messages.push((message, bytes, lane.unwrap_or(0)));
                 if lane.is_none() || held.changes > MAX_HELD_CHANGES || held.bytes > MAX_HELD_BYTES {
-                    self.to_serial().await?;
+                    self.barrier().await?;
                 }
                 Ok(())
             }
@@ -213,8 +220,12 @@ impl<'a> Lanes<'a> {
             Ok(None) => return Some(0),
             Err(_) => return None,
         };
-        if table.folding != Folding::ByKey {
+        if table.replica_logic {
             return None;
+        }
+        if table.folding != Folding::ByKey {
+            // Every change of the table on lane 0, in stream order.
+            return Some(0);
         }
         let is_key = |i: usize| table.columns[i].is_key;
         let key = match message {
@@ -229,7 +240,7 @@ impl<'a> Lanes<'a> {
     /// A barrier in the held transaction: the lanes commit the batch's
     /// earlier transactions, then lane 0 applies this one from its start, and
     /// the rest of the batch.
-    async fn to_serial(&mut self) -> Result<(), Stop> {
+    async fn barrier(&mut self) -> Result<(), Stop> {
         let held = self.held.take();
         if self.lanes.iter().any(|l| l.has_work() || l.batch.transactions > 0) {
             self.commit_lanes(self.rate).await?;
@@ -247,7 +258,7 @@ impl<'a> Lanes<'a> {
 
     async fn ddl(&mut self, at: Lsn, content: &[u8]) -> Result<(), Stop> {
         if !self.serial {
-            self.to_serial().await?;
+            self.barrier().await?;
         }
         self.lanes[0].ddl(at, content).await
     }
