@@ -73,6 +73,10 @@ pub(crate) struct Lanes<'a> {
     /// The batch goes on lane 0 alone, from a barrier to its end.
     serial: bool,
     held: Option<Held>,
+    /// Complete transactions read while the previous batch commits (with
+    /// their end and commit time): sent once it has committed, meanwhile the
+    /// stream is read on.
+    queued: Vec<(Held, Lsn, i64)>,
     tally: Tally,
     /// The lanes' commits of the last batch, lane 0's last.
     committing: Option<Committing<'a>>,
@@ -134,6 +138,7 @@ impl<'a> Lanes<'a> {
             lanes,
             serial: false,
             held: None,
+            queued: Vec::new(),
             tally: Tally::default(),
             committing: None,
             committed: Vec::new(),
@@ -162,8 +167,8 @@ impl<'a> Lanes<'a> {
             self.tally.bytes += bytes;
         }
         match message {
-            // Every lane needs every description: the lanes' own transactions
-            // must be over before lane 0 reads the catalogs in a new one.
+            // Every lane needs every description, taken once the running
+            // commit is over (nothing is sent on a lane while it commits).
             Message::Relation(relation) => {
                 // Changes held before a new description are applied under the
                 // old one, on lane 0 in order.
@@ -173,7 +178,7 @@ impl<'a> Lanes<'a> {
                 {
                     self.barrier().await?;
                 }
-                self.settle().await?;
+                self.dispatch_queued().await?;
                 self.lanes[0].describe(relation.clone()).await?;
                 if self.serial {
                     self.deferred.push(relation);
@@ -242,6 +247,7 @@ impl<'a> Lanes<'a> {
     /// the rest of the batch.
     async fn barrier(&mut self) -> Result<(), Stop> {
         let held = self.held.take();
+        self.dispatch_queued().await?;
         if self.lanes.iter().any(|l| l.has_work() || l.batch.transactions > 0) {
             self.commit_lanes(self.rate).await?;
         }
@@ -263,14 +269,41 @@ impl<'a> Lanes<'a> {
         self.lanes[0].ddl(at, content).await
     }
 
-    /// The held transaction is complete: each lane applies its part.
+    /// The held transaction is complete: each lane applies its part, once
+    /// the previous batch has committed.
     async fn end_transaction(&mut self, end: Lsn, commit_time: i64) -> Result<(), Stop> {
         let Some(held) = self.held.take() else {
             self.lanes[0].end_transaction(end, commit_time);
             return Ok(());
         };
-        // Nothing of a batch is sent before the previous one committed.
+        self.queued.push((held, end, commit_time));
+        if self.commit_running()? {
+            return Ok(());
+        }
+        self.dispatch_queued().await
+    }
+
+    /// Whether the previous batch's commit still runs (looking, without
+    /// waiting, whether it just finished).
+    fn commit_running(&mut self) -> Result<bool, Stop> {
+        let Some(committing) = self.committing.as_mut() else { return Ok(false) };
+        match futures_util::FutureExt::now_or_never(committing.as_mut()) {
+            Some(done) => self.committed_now(done).map(|()| false),
+            None => Ok(true),
+        }
+    }
+
+    /// Sends the queued transactions, after the previous batch's commit:
+    /// nothing of a batch is sent before the previous one committed.
+    async fn dispatch_queued(&mut self) -> Result<(), Stop> {
         self.settle().await?;
+        for (held, end, commit_time) in std::mem::take(&mut self.queued) {
+            self.dispatch(held, end, commit_time).await?;
+        }
+        Ok(())
+    }
+
+    async fn dispatch(&mut self, held: Held, end: Lsn, commit_time: i64) -> Result<(), Stop> {
         for lane in &mut self.lanes {
             lane.begin(held.final_lsn);
         }
@@ -284,7 +317,7 @@ impl<'a> Lanes<'a> {
     }
 
     async fn commit_batch(&mut self, rate: Option<f64>) -> Result<(), Stop> {
-        self.settle().await?;
+        self.dispatch_queued().await?;
         self.rate = rate;
         self.tally = Tally::default();
         if std::mem::take(&mut self.serial) {
@@ -458,13 +491,7 @@ impl<'a> Apply<'a> {
     pub(crate) fn commit_finished(&mut self) -> Result<bool, Stop> {
         match self {
             Apply::Single(a) => a.commit_finished(),
-            Apply::Lanes(l) => {
-                let Some(committing) = l.committing.as_mut() else { return Ok(true) };
-                match futures_util::FutureExt::now_or_never(committing.as_mut()) {
-                    Some(done) => l.committed_now(done).map(|()| true),
-                    None => Ok(false),
-                }
-            }
+            Apply::Lanes(l) => l.commit_running().map(|running| !running),
         }
     }
 
