@@ -94,6 +94,7 @@ if [[ $PARTS == *downtime* ]]; then
       # shellcheck disable=SC2046
       report=$("$PGFERRY" cutover --source "$(server_url "$SRC_PORT")" --target "$(server_url "$TGT_PORT")" \
         --all-databases $(selection "$n") --switch-command true --keyless-tables-are-insert-only 2>&1) || true
+      echo "$report" > "$BENCH_DIR/instance-cutover-$n-$run.txt"
       kill "$follower" 2>/dev/null || true; wait "$follower" 2>/dev/null || true
       kill "${writers[@]}" 2>/dev/null || true; wait "${writers[@]}" 2>/dev/null || true
       downtime=$(echo "$report" | sed -n 's/^instance: .* downtime \([0-9.]*\) s.*/\1/p')

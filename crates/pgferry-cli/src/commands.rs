@@ -148,12 +148,13 @@ pub(crate) async fn validate_one(
     };
     let run = || async {
         if args.changed_only {
+            let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
             pgferry::validate::validate_changed(
-                source,
-                target,
+                pgferry::validate::Sessions { source, target, src: &src, dst: &dst },
                 migration,
                 &options,
                 pgferry::validate::Recording::Record,
+                pgferry::validate::Unapplied::Counted,
                 events,
             )
             .await

@@ -67,6 +67,19 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
 }
 
+/// Runs `run` with a session of pgferry's on each side, as the cutover passes its own.
+fn on_sessions<T>(
+    source: &Cluster,
+    target: &Cluster,
+    run: impl AsyncFnOnce(&tokio_postgres::Client, &tokio_postgres::Client) -> T,
+) -> T {
+    runtime().block_on(async {
+        let src = pgferry_pg::connect(&spec(source)).await.unwrap();
+        let dst = pgferry_pg::connect(&spec(target)).await.unwrap();
+        run(&src, &dst).await
+    })
+}
+
 /// The targets each test moves a PostgreSQL 15 source to.
 const TARGETS: [PgVersion; 2] = [PgVersion::V15, PgVersion::V18];
 
@@ -125,14 +138,11 @@ fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_valid
             "{report}"
         );
 
-        let refreshed = runtime()
-            .block_on(pgferry::materialized_views::refresh_materialized_views(
-                &spec(&source),
-                &spec(&target),
-                &pgferry_core::names::MigrationName::new("mv").unwrap(),
-                "test",
-            ))
-            .unwrap();
+        let mv = pgferry_core::names::MigrationName::new("mv").unwrap();
+        let refreshed = on_sessions(&source, &target, async |s, t| {
+            pgferry::materialized_views::refresh_materialized_views(s, t, &mv, "test").await
+        })
+        .unwrap();
         let order: Vec<(&str, &str)> = refreshed.views.iter().map(|v| (v.view.as_str(), v.action)).collect();
         assert_eq!(
             order,
@@ -150,14 +160,11 @@ fn materialized_views_are_populated_after_the_copy_refreshed_on_demand_and_valid
 
         // Unpopulated on the source again: emptied on the target.
         source.psql("app", "REFRESH MATERIALIZED VIEW never_filled WITH NO DATA");
-        let refreshed = runtime()
-            .block_on(pgferry::materialized_views::refresh_materialized_views(
-                &spec(&source),
-                &spec(&target),
-                &pgferry_core::names::MigrationName::new("mv").unwrap(),
-                "test",
-            ))
-            .unwrap();
+        let mv = pgferry_core::names::MigrationName::new("mv").unwrap();
+        let refreshed = on_sessions(&source, &target, async |s, t| {
+            pgferry::materialized_views::refresh_materialized_views(s, t, &mv, "test").await
+        })
+        .unwrap();
         assert!(
             refreshed.views.iter().any(|v| v.view == "\"public\".\"never_filled\"" && v.action == "emptied"),
             "{refreshed:?}"
@@ -215,8 +222,7 @@ fn large_objects_are_compared_by_content_and_brought_up_to_date() {
             "{report}"
         );
 
-        let synced =
-            runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
+        let synced = on_sessions(&source, &target, pgferry::large_objects::sync_large_objects).unwrap();
         assert_eq!(
             synced.bytes_copied,
             80000 * 32 + 200 * 32 + 100 * 32,
@@ -224,8 +230,7 @@ fn large_objects_are_compared_by_content_and_brought_up_to_date() {
         );
         assert_eq!(large_objects(&target), large_objects(&source), "on {version:?}");
         assert!(validate(&source, &target).0);
-        let again =
-            runtime().block_on(pgferry::large_objects::sync_large_objects(&spec(&source), &spec(&target))).unwrap();
+        let again = on_sessions(&source, &target, pgferry::large_objects::sync_large_objects).unwrap();
         assert!(again.differences.is_empty() && again.bytes_copied == 0, "nothing left to copy: {again:?}");
     }
 }
@@ -330,9 +335,9 @@ fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_on
             "nothing holds the cutover back"
         );
         let name = pgferry_core::names::MigrationName::new("parts").unwrap();
-        let uncovered = runtime()
-            .block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name))
-            .unwrap();
+        let uncovered =
+            on_sessions(&source, &target, async |s, t| pgferry::partitions::uncovered_partitions(s, t, &name).await)
+                .unwrap();
         let named = |list: &[pgferry_core::sql::QualifiedName]| {
             list.iter().map(|t| t.name.as_str().to_string()).collect::<Vec<_>>()
         };
@@ -342,9 +347,9 @@ fn a_partition_created_or_attached_during_change_capture_is_covered_a_missing_on
             .block_on(pgferry::partitions::recopy_partitions(&spec(&source), &spec(&target), &name, &uncovered.all()))
             .unwrap();
         assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "after the recopy, on {version:?}");
-        let after = runtime()
-            .block_on(pgferry::partitions::uncovered_partitions(&spec(&source), &spec(&target), &name))
-            .unwrap();
+        let after =
+            on_sessions(&source, &target, async |s, t| pgferry::partitions::uncovered_partitions(s, t, &name).await)
+                .unwrap();
         assert_eq!(after, Default::default());
     }
 }

@@ -93,7 +93,7 @@ pub async fn connect_as_application(spec: &ConnSpec) -> Result<Client, ConnectEr
     open(spec, &[LIFT_TIMEOUTS]).await
 }
 
-async fn open(spec: &ConnSpec, lifts: &[&str]) -> Result<Client, ConnectError> {
+async fn open(spec: &ConnSpec, lifts: &[Lift]) -> Result<Client, ConnectError> {
     let fail = |failure, cause: String| ConnectError { server: spec.to_string(), failure, cause };
     let tls = client_config(spec).map_err(|e: TlsConfigError| fail(ConnectFailure::Tls, e.to_string()))?;
     let config = pg_config(spec);
@@ -109,11 +109,42 @@ async fn open(spec: &ConnSpec, lifts: &[&str]) -> Result<Client, ConnectError> {
             tracing::debug!(error = %e, "connection closed with an error");
         }
     });
-    client.simple_query(&lifts.join(";")).await.map_err(|e| {
+    lift(&client, lifts).await.map_err(|e| {
         let (failure, cause) = classify(&e);
         fail(failure, cause)
     })?;
     Ok(client)
+}
+
+/// A setting of the application's that pgferry's sessions lift: a cheap probe
+/// of whether it is in effect at all, and the statement that lifts it.
+struct Lift {
+    /// A boolean SQL expression: whether the setting is in effect.
+    probe: &'static str,
+    /// Lifts it where the database, the role or the server set it.
+    statement: &'static str,
+}
+
+/// Runs the lifts whose setting is in effect. Their statements read
+/// `pg_settings`, which builds every setting of the server and costs about as
+/// much as the connection itself (1-2 ms of the server's time on a fresh
+/// session); the probes read only the settings concerned, in one round trip, so
+/// a server that sets none of them pays nothing more.
+async fn lift(client: &Client, lifts: &[Lift]) -> Result<(), tokio_postgres::Error> {
+    let probes: Vec<&str> = lifts.iter().map(|l| l.probe).collect();
+    let answers = client.simple_query(&["SELECT ", &probes.join(", ")].concat()).await?;
+    let Some(row) = answers.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let needed: Vec<&str> =
+        lifts.iter().enumerate().filter(|(i, _)| row.get(*i) == Some("t")).map(|(_, l)| l.statement).collect();
+    if !needed.is_empty() {
+        client.simple_query(&needed.join(";")).await?;
+    }
+    Ok(())
 }
 
 /// The application's time limits, lifted for pgferry's sessions: a database or
@@ -124,17 +155,24 @@ async fn open(spec: &ConnSpec, lifts: &[&str]) -> Result<Client, ConnectError> {
 /// newer servers are lifted by this query right after, where they are set for
 /// the database, the role or the server.
 /// ([Client connection defaults](https://www.postgresql.org/docs/current/runtime-config-client.html))
-const LIFT_TIMEOUTS: &str = "SELECT set_config(name, '0', false) FROM pg_settings
-    WHERE name IN ('idle_session_timeout', 'transaction_timeout')
-      AND source NOT IN ('default', 'client', 'session') AND setting <> '0'";
+const LIFT_TIMEOUTS: Lift = Lift {
+    probe: "coalesce(current_setting('idle_session_timeout', true), '0') <> '0'
+        OR coalesce(current_setting('transaction_timeout', true), '0') <> '0'",
+    statement: "SELECT set_config(name, '0', false) FROM pg_settings
+        WHERE name IN ('idle_session_timeout', 'transaction_timeout')
+          AND source NOT IN ('default', 'client', 'session') AND setting <> '0'",
+};
 
 /// A database, role or server that starts sessions read-only
 /// (`default_transaction_read_only`, which the copy carries to the target too)
 /// would refuse pgferry's own writes: the publication, the journal, the rows it
 /// applies. Lifted where it is set for them, not where the connection asked for it.
-const LIFT_READ_ONLY: &str = "SELECT set_config(name, 'off', false) FROM pg_settings
-    WHERE name = 'default_transaction_read_only' AND setting = 'on'
-      AND source NOT IN ('default', 'client', 'session')";
+const LIFT_READ_ONLY: Lift = Lift {
+    probe: "current_setting('default_transaction_read_only') = 'on'",
+    statement: "SELECT set_config(name, 'off', false) FROM pg_settings
+        WHERE name = 'default_transaction_read_only' AND setting = 'on'
+          AND source NOT IN ('default', 'client', 'session')",
+};
 
 /// The startup options that lift the application's time limits.
 macro_rules! time_limits {

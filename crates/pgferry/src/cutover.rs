@@ -17,6 +17,12 @@
 //! follow` must be stopped by the operator (the go/no-go says so when the slot is
 //! still in use). A cutover that took over and then fails says that change
 //! capture is no longer running.
+//!
+//! The downtime holds only what must happen with writes stopped: the drain is
+//! started before the fence and applies only the tail inside it
+//! ([`crate::apply::FencedDrain`]), and the steps inside run on the cutover's own
+//! two sessions (a new session costs the server as much as a small step, and
+//! sixteen databases cut over side by side pay it sixteen times on the same cores).
 
 use std::time::{Duration, Instant};
 
@@ -34,14 +40,14 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
-use crate::apply::{follow, BatchLimits, FollowOptions, Until};
+use crate::apply::{follow, BatchLimits, FencedDrain, FollowEvent, FollowOptions, Until};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Events, Phase};
 use crate::handover::TookOver;
 use crate::materialized_views::{refresh_materialized_views, PlannedView, ViewRefresh};
 use crate::outside_fence::{self, OutsideFence};
 use crate::switch_barrier::SwitchBarrier;
-use crate::validate::{validate_changed, ValidateOptions};
+use crate::validate::{validate_changed, Recording, Sessions, Unapplied, ValidateOptions};
 use crate::{failpoint, fence, shell};
 
 /// What the operator asked for.
@@ -335,16 +341,21 @@ async fn cutover_locked(
     }
     crate::parity::warn(&observed.parity);
     // The bulk of the large objects before the fence; inside it, only what changed again.
-    crate::large_objects::sync_large_objects(source, target).await?;
+    crate::large_objects::sync_large_objects(&src, &dst).await?;
     let plan = fence::planned(&src, &options.administrators).await?;
     let lift_statements = plan.lift_statements();
     ensure_journal(&dst).await?;
     record_decided(&dst, name, pair.source(), options.views == ViewRefresh::AfterSwitch).await?;
     events.emit(Event::CutoverStep { step: CutoverStep::Decided.as_str() });
     let mut laps = Vec::new();
-    let fenced_at = Instant::now();
+    let mut fenced_at = Instant::now();
+    let fencing = async {
+        let drain = open_drain(source, target, &src, name).await?;
+        fenced_at = Instant::now();
+        before_switch(source, target, &src, &dst, options, &plan, drain, &mut laps, events).await
+    };
     let outcome = tokio::select! {
-        outcome = before_switch(source, target, &src, &dst, options, &plan, &mut laps, events) => outcome,
+        outcome = fencing => outcome,
         () = stop_requested(&mut shutdown) => Err(interrupted("stopped by a signal")),
     };
     let fenced = match outcome {
@@ -471,6 +482,7 @@ struct Fenced {
 /// Fence, drain, sequences, the changed rows' check: everything before the point
 /// of no return. Any error here, or a signal, is rolled back by the caller.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 async fn before_switch(
     source: &ConnSpec,
     target: &ConnSpec,
@@ -478,6 +490,7 @@ async fn before_switch(
     dst: &Client,
     options: &CutoverOptions,
     plan: &fence::RecordedFence,
+    (mut draining, drain_end): Drain<'_>,
     laps: &mut Vec<(&'static str, f64)>,
     events: &Events,
 ) -> Result<Fenced> {
@@ -487,22 +500,28 @@ async fn before_switch(
         laps.push((what, clock.elapsed().as_secs_f64()));
         clock = Instant::now();
     };
-    let report = fence::raise(source, src, name, plan, &options.administrators).await?;
-    record(dst, name, CutoverStep::Fenced, events).await?;
-    if let Some(outside) = &options.outside_fence {
-        outside_fence::raise(src, name, outside).await?;
-    }
+    let fencing = async {
+        let report = fence::raise(source, src, name, plan, &options.administrators).await?;
+        record(dst, name, CutoverStep::Fenced, events).await?;
+        if let Some(outside) = &options.outside_fence {
+            outside_fence::raise(src, name, outside).await?;
+        }
+        Ok::<_, Error>(report)
+    };
+    // The drain applies what the application writes until the fence is up.
+    let report = tokio::select! {
+        biased;
+        fenced = fencing => fenced?,
+        ended = &mut draining => return Err(drain_ended_early(ended)),
+    };
     failpoint::hit("cutover-after-fenced");
     lap(laps, "fence (verified)");
-    let follow_options = FollowOptions {
-        migration: name.clone(),
-        until: Until::CaughtUp,
-        batch: BatchLimits::default(),
-        shutdown: None,
-        drain: true,
-        lanes: 1,
-    };
-    let drained = follow(source, target, &follow_options, &crate::events::Events::silent()).await?;
+    // The fenced source's end, flushed at once (decoding reads only flushed
+    // WAL, and nothing else may commit on the fenced source to flush it).
+    let end = crate::apply::mark(src).await?;
+    fence::flush_wal(src, name).await?;
+    drain_end.send_replace(Some(end));
+    let drained = draining.await?;
     lap(laps, "drain");
     if options.policy.keyless_tables == KeylessTables::Recopy {
         let keyless: Vec<_> = crate::copy::list_tables(src)
@@ -516,15 +535,15 @@ async fn before_switch(
         lap(laps, "re-copy keyless tables");
     }
     // What logical replication does not carry, carried once writes have stopped.
-    let uncovered = crate::partitions::uncovered_partitions(source, target, name).await?.all();
+    let uncovered = crate::partitions::uncovered_partitions(src, dst, name).await?.all();
     if !uncovered.is_empty() {
         crate::partitions::recopy_partitions(source, target, name, &uncovered).await?;
         lap(laps, "re-copy partitions truncated or attached since the copy");
     }
-    let large_objects = crate::large_objects::sync_large_objects(source, target).await?;
+    let large_objects = crate::large_objects::sync_large_objects(src, dst).await?;
     let views = match options.views {
         ViewRefresh::BeforeSwitch => {
-            let views = refresh_materialized_views(source, target, name, "cutover").await?;
+            let views = refresh_materialized_views(src, dst, name, "cutover").await?;
             lap(laps, "large objects and materialized views");
             Some(views.views.len())
         }
@@ -541,10 +560,18 @@ async fn before_switch(
     // pgferry's own engine changes no constraint or trigger on the target: the
     // step is recorded so that the journal's order is the same for every engine.
     record(dst, name, CutoverStep::ConstraintsRestored, events).await?;
-    let rows_checked = check_changed_rows(source, target, name, events).await?;
+    // With other databases cut over side by side, they are the parallelism:
+    // one worker each (two sessions fewer per database inside the downtime).
+    let jobs = if options.instance_switch.is_some() { 1 } else { 2 };
+    let sessions = Sessions { source, target, src, dst };
+    let checked = check_changed_rows(sessions, name, jobs, events).await;
     failpoint::pause("cutover-before-quiet-check").await;
     let slot = crate::slot::resolve(src, dst, name).await?;
+    // The check counted no change as pending: this proves there is none. A
+    // write after the drain also explains any difference the check found, so
+    // it is the error said first.
     fence::verify_no_write_since(src, &slot, name, &drained.applied_lsn, &options.administrators).await?;
+    let rows_checked = checked?;
     record(dst, name, CutoverStep::Validated, events).await?;
     lap(laps, "validate changed rows; nothing written since the drain");
     failpoint::hit("cutover-before-switch");
@@ -603,15 +630,13 @@ async fn run_switch_command(dst: &Client, name: &MigrationName, options: &Cutove
 }
 
 /// The exact check after the drain: every row change capture touched since it
-/// was last found equal is compared; a difference rolls the cutover back.
-async fn check_changed_rows(
-    source: &ConnSpec,
-    target: &ConnSpec,
-    name: &MigrationName,
-    events: &Events,
-) -> Result<i64> {
-    let options = ValidateOptions { jobs: 2, chunk_rows: 100_000, max_differences: 10, show_values: false };
-    let report = validate_changed(source, target, name, &options, crate::validate::Recording::Record, events).await?;
+/// was last found equal is compared; a difference rolls the cutover back. It
+/// counts no change as pending: its caller proves right after it that nothing
+/// was written since the drain ([`fence::verify_no_write_since`]).
+async fn check_changed_rows(sessions: Sessions<'_>, name: &MigrationName, jobs: usize, events: &Events) -> Result<i64> {
+    let options = ValidateOptions { jobs, chunk_rows: 100_000, max_differences: 10, show_values: false };
+    let report =
+        validate_changed(sessions, name, &options, Recording::Record, Unapplied::ProvenByCaller, events).await?;
     // The check is the cutover's own step.
     events.emit(Event::Phase(Phase::Cutover));
     if report.equal {
@@ -756,6 +781,53 @@ fn requested(shutdown: &Option<watch::Receiver<bool>>) -> bool {
     shutdown.as_ref().is_some_and(|s| *s.borrow())
 }
 
+/// The cutover's drain, following from before the fence, and the sender of
+/// its end position ([`FencedDrain`]).
+type Drain<'a> = (
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<crate::apply::FollowReport>> + 'a>>,
+    watch::Sender<Option<pgferry_pgoutput::Lsn>>,
+);
+
+/// Starts the drain while the application still writes, and returns once its
+/// change stream is open: its walsender then holds the slot, which is what the
+/// fence spares (a session still opening would be ended as the application's).
+async fn open_drain<'a>(
+    source: &'a ConnSpec,
+    target: &'a ConnSpec,
+    src: &Client,
+    name: &MigrationName,
+) -> Result<Drain<'a>> {
+    let (drain, end) = FencedDrain::read(src).await?;
+    let options = FollowOptions {
+        migration: name.clone(),
+        until: Until::Fenced(drain),
+        batch: BatchLimits::default(),
+        shutdown: None,
+        drain: true,
+        lanes: 1,
+    };
+    let (opened, mut open) = watch::channel(false);
+    let observer = move |event: &Event| {
+        if matches!(event, Event::Follow(FollowEvent::Started { .. })) {
+            opened.send_replace(true);
+        }
+    };
+    let events = Events::to(vec![std::sync::Arc::new(observer)]);
+    let mut draining: std::pin::Pin<Box<dyn std::future::Future<Output = _> + 'a>> =
+        Box::pin(async move { follow(source, target, &options, &events).await });
+    tokio::select! {
+        biased;
+        ended = &mut draining => return Err(drain_ended_early(ended)),
+        _ = open.wait_for(|open| *open) => {}
+    }
+    Ok((draining, end))
+}
+
+/// A drain that returned before it was given its end: its error.
+fn drain_ended_early(ended: Result<crate::apply::FollowReport>) -> Error {
+    ended.err().unwrap_or_else(|| Error::new(ErrorKind::Server, "the drain ended before the source was fenced"))
+}
+
 /// Resolves once a stop is requested; never without a shutdown channel.
 async fn stop_requested(shutdown: &mut Option<watch::Receiver<bool>>) {
     match shutdown {
@@ -859,7 +931,11 @@ async fn record_decided(dst: &Client, name: &MigrationName, source: &DatabaseIde
 /// a failure cannot roll back; it says so and how to finish. The views count
 /// and the seconds it took.
 async fn refresh_after_switch(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<(usize, f64)> {
-    let refreshed = refresh_materialized_views(source, target, name, "cutover").await.map_err(|e| {
+    let refreshing = async {
+        let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
+        refresh_materialized_views(&src, &dst, name, "cutover").await
+    };
+    let refreshed = refreshing.await.map_err(|e: Error| {
         Error { message: format!("the application was switched to the target, but refreshing its materialized views failed: {}", e.message), ..e }
             .with_hint("the views are stale until refreshed: rerun pgferry cutover (it finishes and refreshes them), or run REFRESH MATERIALIZED VIEW on the target yourself")
     })?;

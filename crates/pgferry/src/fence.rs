@@ -159,12 +159,22 @@ pub(crate) async fn flush_wal(src: &Client, migration: &MigrationName) -> Result
 }
 
 /// Proves that nothing was written on the fenced source since the drain: the
-/// slot is moved to the drained position (`applied`, durable on the target),
-/// then its next changes are peeked at without being consumed
-/// ([pg_logical_slot_peek_binary_changes](https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION)).
-/// A row change, a TRUNCATE or a DDL capture message there was written by a
-/// session the fence could not stop (a superuser's): the switch would leave it
-/// on the old source, so the cutover must roll back instead.
+/// slot's changes are peeked at without being consumed
+/// ([pg_logical_slot_peek_binary_changes](https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-REPLICATION))
+/// up to the flushed end of the WAL, and those of the transactions committed
+/// after the drained position (`applied`, durable on the target) are kept,
+/// with the logical messages written outside a transaction after it. A row
+/// change, a TRUNCATE or a DDL capture message there was written by a session
+/// the fence could not stop (a superuser's): the switch would leave it on the
+/// old source, so the cutover must roll back instead.
+///
+/// One decoding pass: the slot is not moved to `applied` first (which would
+/// decode the same WAL once more); a commit's record ends at its LSN, so the
+/// transactions the drain applied, still after the slot's confirmed position
+/// when the drain's last acknowledgement did not reach it, are left out by
+/// their commit's LSN. Decoding reads the whole server's WAL (every database's),
+/// so on an instance of many databases each pass costs in proportion to all of
+/// their writes.
 pub(crate) async fn verify_no_write_since(
     src: &Client,
     slot: &str,
@@ -178,21 +188,26 @@ pub(crate) async fn verify_no_write_since(
     // The drain's walsender may take a moment to let the slot go.
     let mut attempts = 0;
     // Each message's kind, and a logical message's prefix (pgoutput 'M': flags,
-    // LSN, then the prefix up to its NUL).
+    // LSN, then the prefix up to its NUL; flags 0 is a message written outside
+    // any transaction). 'C' (67) is a commit.
     let kinds: Vec<(String, Option<String>)> = loop {
-        let peeked = async {
-            src.execute("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)", &[&slot, &applied]).await?;
-            src.query(
-                "SELECT chr(get_byte(data, 0)),
+        let peeked = src
+            .query(
+                "WITH c AS MATERIALIZED (
+                     SELECT lsn, xid, data FROM pg_logical_slot_peek_binary_changes($1, pg_current_wal_flush_lsn(), NULL,
+                         'proto_version', '1', 'publication_names', $2, 'messages', 'true')
+                 ), later AS (
+                     SELECT xid FROM c WHERE get_byte(data, 0) = 67 AND lsn > $3::text::pg_lsn
+                 )
+                 SELECT chr(get_byte(data, 0)),
                         CASE WHEN get_byte(data, 0) = 77 THEN convert_from(
                             substring(data FROM 11 FOR position('\\x00'::bytea IN substring(data FROM 11)) - 1), 'UTF8') END
-                 FROM pg_logical_slot_peek_binary_changes($1, NULL, 1000,
-                     'proto_version', '1', 'publication_names', $2, 'messages', 'true')",
-                &[&slot, &publications],
+                 FROM c
+                 WHERE xid IN (SELECT xid FROM later)
+                    OR (get_byte(data, 0) = 77 AND get_byte(data, 1) = 0 AND lsn > $3::text::pg_lsn)",
+                &[&slot, &publications, &applied],
             )
-            .await
-        }
-        .await;
+            .await;
         match peeked {
             Ok(rows) => break rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
             Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && attempts < 50 => {

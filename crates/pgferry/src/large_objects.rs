@@ -17,9 +17,8 @@ use std::time::Instant;
 
 use pgferry_core::fidelity::{large_object_differences, LargeObjectDifferences};
 use pgferry_core::sql::{Ident, Sql};
-use pgferry_pg::ConnSpec;
 use serde::Serialize;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, Result};
 
@@ -118,20 +117,36 @@ pub struct LargeObjectsSynced {
 
 /// Makes the target's large objects those of the source: the ones missing or
 /// changed on the target copied (with their owner when that role exists on the
-/// target), the ones the source no longer has unlinked.
-pub async fn sync_large_objects(source: &ConnSpec, target: &ConnSpec) -> Result<LargeObjectsSynced> {
+/// target), the ones the source no longer has unlinked, in one transaction on
+/// `dst` (the caller's session: the cutover's, inside its fence, opens none).
+pub async fn sync_large_objects(src: &Client, dst: &Client) -> Result<LargeObjectsSynced> {
     let started = Instant::now();
-    let src = pgferry_pg::connect(source).await?;
-    let mut dst = pgferry_pg::connect(target).await?;
-    let (a, b) = tokio::try_join!(digests(&src, "source"), digests(&dst, "target"))?;
+    let (a, b) = tokio::try_join!(digests(src, "source"), digests(dst, "target"))?;
     let differences = large_object_differences(&a, &b);
     if differences.is_empty() {
         return Ok(LargeObjectsSynced { differences, bytes_copied: 0, seconds: started.elapsed().as_secs_f64() });
     }
-    let tx = dst
-        .transaction()
+    dst.batch_execute("BEGIN")
         .await
         .map_err(|e| Error::server("starting the large objects' transaction on the target", e))?;
+    match copy_differences(src, dst, &differences).await {
+        Ok(bytes_copied) => {
+            dst.batch_execute("COMMIT")
+                .await
+                .map_err(|e| Error::server("committing the large objects on the target", e))?;
+            Ok(LargeObjectsSynced { differences, bytes_copied, seconds: started.elapsed().as_secs_f64() })
+        }
+        Err(e) => {
+            // The session is the caller's: it is left outside any transaction.
+            let _ = dst.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Inside the target's open transaction: the differing objects unlinked and
+/// copied; returns the bytes copied.
+async fn copy_differences(src: &Client, tx: &Client, differences: &LargeObjectDifferences) -> Result<u64> {
     let fail = |doing: &str, oid: u32| {
         let doing = format!("{doing} the large object {oid} on the target");
         move |e| Error::server(&doing, e)
@@ -159,8 +174,7 @@ pub async fn sync_large_objects(source: &ConnSpec, target: &ConnSpec) -> Result<
                 break;
             }
         }
-        owned_and_granted(&src, &tx, oid).await?;
+        owned_and_granted(src, tx, oid).await?;
     }
-    tx.commit().await.map_err(|e| Error::server("committing the large objects on the target", e))?;
-    Ok(LargeObjectsSynced { differences, bytes_copied, seconds: started.elapsed().as_secs_f64() })
+    Ok(bytes_copied)
 }

@@ -24,7 +24,6 @@ use pgferry_core::fidelity::refresh_order;
 use pgferry_core::names::{MigrationName, STATE_SCHEMA};
 use pgferry_core::sql::{QualifiedName, Sql};
 use pgferry_pg::facts::USER_RELATION;
-use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -88,19 +87,17 @@ struct SourceView {
 /// dependency order, populated exactly where the source's are; each view's time
 /// is journaled as measured `by` (a command's name).
 pub async fn refresh_materialized_views(
-    source: &ConnSpec,
-    target: &ConnSpec,
+    src: &Client,
+    dst: &Client,
     name: &MigrationName,
     by: &str,
 ) -> Result<MaterializedViewsRefreshed> {
     let started = Instant::now();
-    let src = pgferry_pg::connect(source).await?;
-    let dst = pgferry_pg::connect(target).await?;
-    let views = source_views(&src).await?;
+    let views = source_views(src).await?;
     let mut done = Vec::with_capacity(views.len());
     for view in views {
         let clock = Instant::now();
-        let populated_on_target = populated(&dst, &view.name).await?;
+        let populated_on_target = populated(dst, &view.name).await?;
         let (action, sql) = match (view.populated, populated_on_target) {
             (true, _) => ("refreshed", Some(Sql::new("REFRESH MATERIALIZED VIEW ").name(&view.name))),
             (false, true) => {
@@ -115,7 +112,7 @@ pub async fn refresh_materialized_views(
         }
         done.push(RefreshedView { view: view.name.to_string(), action, seconds: clock.elapsed().as_secs_f64() });
     }
-    record_times(&dst, name, by, &done).await?;
+    record_times(dst, name, by, &done).await?;
     Ok(MaterializedViewsRefreshed { views: done, seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -150,6 +147,9 @@ pub async fn planned(src: &Client, dst: &Client, name: &MigrationName) -> Result
 }
 
 async fn record_times(dst: &Client, name: &MigrationName, by: &str, done: &[RefreshedView]) -> Result<()> {
+    if done.is_empty() {
+        return Ok(());
+    }
     let fail = |e| Error::server("journaling the materialized views' refresh times", e);
     crate::state::ensure(dst, pgferry_core::state::Side::Target).await?;
     for view in done {

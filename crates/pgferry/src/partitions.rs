@@ -37,12 +37,7 @@ impl UncoveredPartitions {
 /// A migration whose publication lists the partitions themselves (made before
 /// pgferry published through the root) receives their TRUNCATEs: nothing to
 /// name.
-pub async fn uncovered_partitions(
-    source: &ConnSpec,
-    target: &ConnSpec,
-    name: &MigrationName,
-) -> Result<UncoveredPartitions> {
-    let src = pgferry_pg::connect(source).await?;
+pub async fn uncovered_partitions(src: &Client, dst: &Client, name: &MigrationName) -> Result<UncoveredPartitions> {
     let via_root: bool = src
         .query_one(
             "SELECT coalesce(bool_or(pubviaroot), false) FROM pg_publication WHERE pubname = $1",
@@ -54,11 +49,10 @@ pub async fn uncovered_partitions(
     if !via_root {
         return Ok(UncoveredPartitions::default());
     }
-    let dst = pgferry_pg::connect(target).await?;
-    journal::ensure(&dst).await?;
-    let recorded = journal::partition_files(&dst, name).await?;
+    journal::ensure(dst).await?;
+    let recorded = journal::partition_files(dst, name).await?;
     let mut uncovered = UncoveredPartitions::default();
-    for (partition, file) in current_files(&src).await? {
+    for (partition, file) in current_files(src).await? {
         match recorded.iter().find(|(t, _)| *t == partition) {
             Some((_, copied)) if *copied == file => {}
             Some(_) => uncovered.rewritten.push(partition),

@@ -31,7 +31,7 @@ use crate::apply::{follow, BatchLimits, FollowOptions, Until};
 use crate::cutover::CutoverOptions;
 use crate::error::{Error, Result};
 use crate::materialized_views::{refresh_materialized_views, RefreshedView, ViewRefresh};
-use crate::validate::{validate_changed, Recording, ValidateOptions, ValidationReport};
+use crate::validate::{validate_changed, Recording, Sessions, Unapplied, ValidateOptions, ValidationReport};
 
 /// What raising and verifying the fence cost in the benchmark (bench/RESULTS.md):
 /// added to the measured steps to estimate the downtime.
@@ -96,18 +96,18 @@ pub async fn rehearse(
     };
     let drained = follow(source, target, &follow_options, &crate::events::Events::silent()).await?;
     let drain_seconds = started.elapsed().as_secs_f64();
-    let large_objects = crate::large_objects::sync_large_objects(source, target).await?;
-    let views = refresh_materialized_views(source, target, &options.migration, "rehearse").await?;
+    let large_objects = crate::large_objects::sync_large_objects(&src, &dst).await?;
+    let views = refresh_materialized_views(&src, &dst, &options.migration, "rehearse").await?;
     let started = Instant::now();
     let sequences = count_sequences(&src, &dst).await?;
     let sequence_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let report = validate_changed(
-        source,
-        target,
+        Sessions { source, target, src: &src, dst: &dst },
         &options.migration,
         validation,
         Recording::Discard,
+        Unapplied::Counted,
         &crate::events::Events::silent(),
     )
     .await?;

@@ -121,7 +121,7 @@ pub struct FollowOptions {
 }
 
 /// When `follow` returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Until {
     /// Runs until stopped.
     Stopped,
@@ -129,6 +129,56 @@ pub enum Until {
     Lsn(Lsn),
     /// Once every transaction committed on the source before the start is applied.
     CaughtUp,
+    /// The cutover's drain, started before its fence ([`FencedDrain`]).
+    Fenced(FencedDrain),
+}
+
+/// The cutover's drain, started while the application still writes: its
+/// connections, the slot's decoding start and the tables' descriptions then
+/// cost nothing of the downtime, and inside the fence only the tail is applied.
+/// It follows as change capture always does until the fenced source's end
+/// position is given ([`Self::read`]'s sender); once every transaction
+/// committed before it is applied, it returns. It opens no session on the
+/// source but its change stream, which the fence spares: the fence ends every
+/// other session on the database, so what the drain needs of the source is
+/// read on the caller's session.
+#[derive(Clone, Debug)]
+pub struct FencedDrain {
+    liveness: Liveness,
+    source_version: i32,
+    end: tokio::sync::watch::Receiver<Option<Lsn>>,
+}
+
+impl FencedDrain {
+    /// Reads what the drain needs of the source on `src`; returns the drain and
+    /// the sender of its end position.
+    pub(crate) async fn read(src: &Client) -> Result<(FencedDrain, tokio::sync::watch::Sender<Option<Lsn>>)> {
+        let row = src
+            .query_one("SELECT current_setting('wal_sender_timeout'), current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| Error::server("reading the source's wal_sender_timeout and version", e))?;
+        let shown: String = row.get(0);
+        let liveness = Liveness::from_shown(&shown).ok_or_else(|| {
+            Error::new(ErrorKind::Server, format!("the source shows an unreadable wal_sender_timeout: {shown}"))
+        })?;
+        let (sender, end) = tokio::sync::watch::channel(None);
+        Ok((FencedDrain { liveness, source_version: row.get(1), end }, sender))
+    }
+}
+
+/// Where a run stops: a position known at its start, or one given later
+/// ([`Until::Fenced`]).
+#[derive(Clone, Default)]
+struct StopAt {
+    known: Option<Lsn>,
+    later: Option<tokio::sync::watch::Receiver<Option<Lsn>>>,
+}
+
+impl StopAt {
+    /// The position as far as it is known now.
+    fn now(&self) -> Option<Lsn> {
+        self.known.or_else(|| self.later.as_ref().and_then(|end| *end.borrow()))
+    }
 }
 
 /// Progress, for whoever draws it.
@@ -257,10 +307,11 @@ pub async fn follow(
     options: &FollowOptions,
     events: &Events,
 ) -> Result<FollowReport> {
-    let stop_at = match options.until {
-        Until::Stopped => None,
-        Until::Lsn(lsn) => Some(lsn),
-        Until::CaughtUp => Some(caught_up_mark(source).await?),
+    let stop_at = match &options.until {
+        Until::Stopped => StopAt::default(),
+        Until::Lsn(lsn) => StopAt { known: Some(*lsn), later: None },
+        Until::CaughtUp => StopAt { known: Some(caught_up_mark(source).await?), later: None },
+        Until::Fenced(drain) => StopAt { known: None, later: Some(drain.end.clone()) },
     };
     events.emit(Event::Phase(Phase::Follow));
     if !options.drain {
@@ -276,7 +327,7 @@ pub async fn follow(
     let mut previous: Vec<watchdog::ApplySession> = Vec::new();
     loop {
         let heard_before = totals.heard_sessions;
-        match session(source, target, options, stop_at, events, &mut totals, first, &mut previous).await {
+        match session(source, target, options, &stop_at, events, &mut totals, first, &mut previous).await {
             Ok(()) => break,
             // A row holding a label the source added while change capture ran
             // (`invalid input value for enum`): the labels are added, and the
@@ -329,14 +380,22 @@ async fn enum_labels(source: &ConnSpec, target: &ConnSpec, name: &MigrationName)
 /// every transaction that committed before it has been delivered too.
 async fn caught_up_mark(source: &ConnSpec) -> Result<Lsn> {
     let client = pgferry_pg::connect(source).await?;
-    let marking = client.query_one("SELECT pg_logical_emit_message(false, $1, '')::text", &[&CAUGHT_UP_PREFIX]);
-    let row = watchdog::within(watchdog::connect_limit(source), "the source", "marking its current position", marking)
+    let marking = mark(&client);
+    watchdog::within(watchdog::connect_limit(source), "the source", "marking its current position", marking)
         .await
         .map_err(|stop| match stop {
             Stop::Transient(e) | Stop::Fatal(e) => e,
             // A time limit ends in one of the above; no stream is read here.
             Stop::Reopen => Error::new(ErrorKind::Server, "marking the source's current position was cut short"),
         })?
+}
+
+/// Writes the caught-up mark on `src` and returns its position (see
+/// [`caught_up_mark`]); a [`FencedDrain`]'s end, written on the fence's session.
+pub(crate) async fn mark(src: &Client) -> Result<Lsn> {
+    let row = src
+        .query_one("SELECT pg_logical_emit_message(false, $1, '')::text", &[&CAUGHT_UP_PREFIX])
+        .await
         .map_err(|e| Error::server("marking the source's current position", e))?;
     row.get::<_, String>(0)
         .parse()
@@ -351,13 +410,16 @@ async fn session(
     source: &ConnSpec,
     target: &ConnSpec,
     options: &FollowOptions,
-    stop_at: Option<Lsn>,
+    stop_at: &StopAt,
     events: &Events,
     totals: &mut Totals,
     first: bool,
     previous: &mut Vec<watchdog::ApplySession>,
 ) -> Result<(), Stop> {
-    let liveness = watchdog::read_liveness(source, first).await?;
+    let liveness = match &options.until {
+        Until::Fenced(drain) => drain.liveness,
+        _ => watchdog::read_liveness(source, first).await?,
+    };
     let dst = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
     let probe = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
     let limit = liveness.probe_answer_within();
@@ -408,7 +470,7 @@ async fn stream_session(
     dst: &Client,
     lanes: &[Client],
     options: &FollowOptions,
-    stop_at: Option<Lsn>,
+    stop_at: &StopAt,
     events: &Events,
     totals: &mut Totals,
     first: bool,
@@ -423,19 +485,25 @@ async fn stream_session(
     }
     let state = progress::start_state(dst, &options.migration).await?;
     let applier = appliers(dst, lanes, &options.migration, &state).await?;
-    let src = pgferry_pg::connect(source).await.map_err(|e| watchdog::connect_stop(e, first))?;
+    let (src, source_version) = match &options.until {
+        Until::Fenced(drain) => (None, drain.source_version),
+        _ => {
+            let src = pgferry_pg::connect(source).await.map_err(|e| watchdog::connect_stop(e, first))?;
+            let version: i32 = src
+                .query_one("SELECT current_setting('server_version_num')::int", &[])
+                .await
+                .map_err(|e| Stop::target("reading the source's version", e))?
+                .get(0);
+            (Some(src), version)
+        }
+    };
     let dst_catalog = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
     totals.applied = state.start;
-    if stop_at.is_some_and(|s| state.start >= s) {
+    if stop_at.now().is_some_and(|s| state.start >= s) {
         return Ok(());
     }
     let slot =
         crate::slot::on_target(dst, &options.migration).await?.unwrap_or_else(|| options.migration.legacy_slot());
-    let source_version: i32 = src
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| Stop::target("reading the source's version", e))?
-        .get(0);
     let opening = stream::open(source, &options.migration, &slot, state.start, liveness, source_version);
     let mut source_stream = opening.await.map_err(|e| match e {
         e if first && !sqlstate::of_transport(&e).reopens_stream() => {
@@ -455,6 +523,7 @@ async fn stream_session(
         status: (Instant::now(), 0),
         events,
         shutdown: options.shutdown.clone(),
+        end: stop_at.later.clone(),
         rate: None,
         idle_recorded: Instant::now(),
         liveness,
@@ -532,7 +601,8 @@ async fn slot_lost(source: &ConnSpec, target: &ConnSpec, migration: &MigrationNa
 
 /// The source's relations last found unreplicated, and when.
 struct Relations {
-    source: Client,
+    /// `None` in a [`FencedDrain`], which opens no session on the source.
+    source: Option<Client>,
     /// Not the apply session's: its batch may be open.
     target: Client,
     checked: Option<Instant>,
@@ -554,6 +624,8 @@ struct Run<'a> {
     status: (Instant, u64),
     events: &'a Events,
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// A [`FencedDrain`]'s end position, until it is given.
+    end: Option<tokio::sync::watch::Receiver<Option<Lsn>>>,
     /// Changes per second over the last status interval, journaled for `status`.
     rate: Option<f64>,
     /// When a keepalive's position was last recorded.
@@ -574,10 +646,11 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    async fn stream_until(&mut self, stop_at: Option<Lsn>) -> Result<(), Stop> {
+    async fn stream_until(&mut self, end: &StopAt) -> Result<(), Stop> {
         let mut decoder = Decoder::new();
         loop {
             let event = self.next_event().await?;
+            let stop_at = end.now();
             match event {
                 Next::Committed | Next::StatusDue => {}
                 Next::Idle if self.applier.in_transaction() => {}
@@ -605,7 +678,7 @@ impl Run<'_> {
                 Next::Event(_) => {}
             }
             self.acknowledge_committed();
-            let stopping = stop_at.is_some_and(|s| self.totals.applied >= s) || self.shutdown_requested();
+            let stopping = end.now().is_some_and(|s| self.totals.applied >= s) || self.shutdown_requested();
             if stopping && !self.applier.in_transaction() {
                 self.flush().await?;
                 self.applier.wait_committed().await?;
@@ -706,12 +779,14 @@ impl Run<'_> {
     /// capture a table the target lacks is on its way in the stream: only
     /// unpublished ones count.
     async fn check_relations(&mut self) -> Result<(), Stop> {
-        if self.relations.checked.is_some_and(|at| at.elapsed() < RELATIONS_EVERY) {
+        // The drain reads no catalog: the gate compared them already.
+        if self.options.drain || self.relations.checked.is_some_and(|at| at.elapsed() < RELATIONS_EVERY) {
             return Ok(());
         }
+        let Some(source) = &self.relations.source else { return Ok(()) };
         self.relations.checked = Some(Instant::now());
         let name = &self.options.migration;
-        let (source, target) = (&self.relations.source, &self.relations.target);
+        let target = &self.relations.target;
         let reading = async {
             let mut found = crate::ddl::unreplicated(source, target, name).await?;
             if crate::ddl::installed(source, name).await? {
@@ -769,6 +844,17 @@ impl Run<'_> {
                 _ => std::future::pending().await,
             }
         };
+        // The end given wakes a loop waiting on a quiet (fenced) source.
+        let end_given = async {
+            match self.end.as_mut() {
+                Some(end) if end.borrow().is_none() => {
+                    if end.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
         let committing = async {
             match self.applier.committing() {
                 Some(committing) => committing.await,
@@ -790,6 +876,7 @@ impl Run<'_> {
                 Err(_) => return Ok(Next::Idle),
             },
             () = shutdown => return Ok(Next::Idle),
+            () = end_given => return Ok(Next::Idle),
             done = committing => {
                 self.applier.committed_now(done)?;
                 return Ok(Next::Committed);
@@ -930,7 +1017,10 @@ impl Run<'_> {
         let migration = &self.options.migration;
         let (source, target) = (&self.relations.source, &self.relations.target);
         let sampling = async {
-            let retained = samples::slot_retained_bytes(source, self.slot).await?;
+            let retained = match source {
+                Some(source) => samples::slot_retained_bytes(source, self.slot).await?,
+                None => None,
+            };
             samples::record(target, migration, &sample, retained).await?;
             Ok::<_, Error>(retained)
         };

@@ -330,7 +330,10 @@ async fn copy_steps(
         };
         let sequences_views_and_statistics = async {
             source::sync_sequences(&src, &dst).await?;
-            let views = crate::materialized_views::refresh_materialized_views(source, target, name, "copy").await?;
+            // Sessions of their own: the foreign keys' validation runs on `dst` side by side.
+            let (view_src, view_dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
+            let views =
+                crate::materialized_views::refresh_materialized_views(&view_src, &view_dst, name, "copy").await?;
             let mut relations: Vec<(QualifiedName, i8)> =
                 leftover_statistics.into_iter().chain(statistics.deferred()).map(|t| (t, b'r' as i8)).collect();
             relations.extend(relations_of_kinds(&dst, kinds).await?);

@@ -37,29 +37,76 @@ pub enum Recording {
     Discard,
 }
 
+/// What a changed-rows check knows of the source's changes not applied yet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Unapplied {
+    /// Unknown: they are counted from the slot (or seen live), so a difference
+    /// they may explain is NOT PROVEN rather than DIFFERENT.
+    Counted,
+    /// There are none, and the caller proves it right after the check: the
+    /// cutover's, on a fenced and drained source, checks that nothing was
+    /// written since the drain. Counting them would decode the WAL once more
+    /// inside the downtime.
+    ProvenByCaller,
+}
+
+/// Both servers, and a session of pgferry's on each (the caller's: the
+/// cutover's own, inside its fence, so that the check opens no more than its
+/// workers). The check's snapshot transactions open and end on them.
+#[derive(Clone, Copy)]
+pub struct Sessions<'a> {
+    pub source: &'a ConnSpec,
+    pub target: &'a ConnSpec,
+    pub src: &'a Client,
+    pub dst: &'a Client,
+}
+
 /// Compares the rows touched by change capture since they were last found equal.
 pub async fn validate_changed(
-    source: &ConnSpec,
-    target: &ConnSpec,
+    sessions: Sessions<'_>,
     name: &MigrationName,
     options: &ValidateOptions,
     recording: Recording,
+    unapplied: Unapplied,
     events: &Events,
 ) -> Result<ValidationReport> {
-    let src = pgferry_pg::connect(source).await?;
-    let dst = pgferry_pg::connect(target).await?;
-    crate::pairing::require(&src, &dst, name, "validate --changed-only", pgferry_core::pairing::Need::JournalOrNone)
+    let Sessions { src, dst, .. } = sessions;
+    crate::pairing::require(src, dst, name, "validate --changed-only", pgferry_core::pairing::Need::JournalOrNone)
         .await?;
-    crate::slot::refuse_lost(&src, &dst, name, super::SLOT_LOST).await?;
+    crate::slot::refuse_lost(src, dst, name, super::SLOT_LOST).await?;
     events.emit(Event::Phase(Phase::Validate));
-    let sides = Sides::export(source, target, &src, &dst).await?;
-    let applied = applied(&dst, name).await?;
-    let slot = crate::slot::resolve(&src, &dst, name).await?;
-    let touched = touched::read(&dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
-    let listed = tables::list(&src).await?;
+    let compared = compare_changed(sessions, name, options, unapplied).await;
+    // The snapshots end whatever the outcome: the sessions are the caller's.
+    let ended = tokio::try_join!(super::end_snapshot(src), super::end_snapshot(dst));
+    let (report, applied) = compared?;
+    ended?;
+    if recording == Recording::Record {
+        super::journal::record(dst, name, "changed_only", &report).await?;
+        if let (Some(applied), true) = (applied, report.equal) {
+            mark_checked(dst, name, applied).await?;
+        }
+    }
+    events.emit(report.event());
+    Ok(report)
+}
+
+/// The comparison under both snapshots, concluded; with the applied position
+/// the target's snapshot held.
+async fn compare_changed(
+    sessions: Sessions<'_>,
+    name: &MigrationName,
+    options: &ValidateOptions,
+    unapplied: Unapplied,
+) -> Result<(ValidationReport, Option<String>)> {
+    let Sessions { source, target, src, dst } = sessions;
+    let sides = Sides::export(source, target, src, dst).await?;
+    let applied = applied(dst, name).await?;
+    let slot = crate::slot::resolve(src, dst, name).await?;
+    let touched = touched::read(dst, name).await.map_err(|e| Error::server("reading the touched rows", e))?;
+    let listed = tables::list(src).await?;
     // A partitioned table's changes are recorded under its root (published
     // through it): its partitions are compared.
-    let roots = crate::copy::partition_roots(&src).await?;
+    let roots = crate::copy::partition_roots(src).await?;
     let mut tables: Vec<ValidatedTable> = Vec::new();
     let mut verdicts = Vec::new();
     let mut chunks = Vec::new();
@@ -71,7 +118,7 @@ pub async fn validate_changed(
         let index = tables.len();
         tables.push(table.clone());
         verdicts.push(verdict(&table.name, !table.key.is_empty()));
-        if !exists(&dst, &table.name).await? {
+        if !exists(dst, &table.name).await? {
             verdicts[index].problem = Some("missing on the target".into());
             continue;
         }
@@ -82,26 +129,24 @@ pub async fn validate_changed(
                     chunks.push(Chunk { table: index, scope: Scope::Keys(columns) });
                 }
             }
-            _ => chunks.extend(range_chunks(&src, index, table, options.chunk_rows).await?),
+            _ => chunks.extend(range_chunks(src, index, table, options.chunk_rows).await?),
         }
     }
-    let live = Live::open(source, target, name, &slot).await?;
+    let live = match unapplied {
+        Unapplied::Counted => Live::open(source, target, name, &slot).await?,
+        Unapplied::ProvenByCaller => None,
+    };
     let mut report = compare(&sides, &tables, chunks, verdicts, live.as_ref(), options).await?;
     // Change capture not running: the changes not applied yet are not among
     // the touched rows, so the report says how far behind the target is.
-    let behind = match live {
-        None => super::lag::behind(source, name, &slot, applied.as_deref(), &sides.source_lsn).await?,
-        Some(_) => None,
+    let behind = match (unapplied, live) {
+        (Unapplied::Counted, None) => {
+            super::lag::behind(source, name, &slot, applied.as_deref(), &sides.source_lsn).await?
+        }
+        _ => None,
     };
     report.conclude(behind, true);
-    if recording == Recording::Record {
-        super::journal::record(target, name, "changed_only", &report).await?;
-        if let (Some(applied), true) = (applied, report.equal) {
-            mark_checked(target, name, applied).await?;
-        }
-    }
-    events.emit(report.event());
-    Ok(report)
+    Ok((report, applied))
 }
 
 /// The migration's applied position, as the target's snapshot sees it.
@@ -122,9 +167,8 @@ pub(super) async fn applied(dst: &Client, name: &MigrationName) -> Result<Option
 }
 
 /// Forgets the touched rows recorded up to `applied`: they were found equal.
-pub(super) async fn mark_checked(target: &ConnSpec, name: &MigrationName, applied: String) -> Result<()> {
-    let client = pgferry_pg::connect(target).await?;
-    touched::forget_up_to(&client, name, &applied)
+pub(super) async fn mark_checked(dst: &Client, name: &MigrationName, applied: String) -> Result<()> {
+    touched::forget_up_to(dst, name, &applied)
         .await
         .map_err(|e| Error::server("marking the touched rows checked", e))?;
     Ok(())

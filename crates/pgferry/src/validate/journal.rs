@@ -4,7 +4,6 @@
 
 use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
-use pgferry_pg::ConnSpec;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -30,13 +29,7 @@ pub struct LastValidation {
 /// whose copy has not finished gets no record (nor a journal where there is
 /// none): a verdict about a target not copied yet would stop the cutover after
 /// the copy.
-pub(super) async fn record(
-    target: &ConnSpec,
-    name: &MigrationName,
-    mode: &str,
-    report: &ValidationReport,
-) -> Result<()> {
-    let client = pgferry_pg::connect(target).await?;
+pub(super) async fn record(client: &Client, name: &MigrationName, mode: &str, report: &ValidationReport) -> Result<()> {
     let phase = crate::copy::journal::phase_if_journaled(&client, name).await?;
     if phase.is_none_or(|(phase, _)| phase != MigrationPhase::Copied) {
         return Ok(());

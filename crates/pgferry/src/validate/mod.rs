@@ -19,7 +19,7 @@ mod lag;
 mod live;
 mod tables;
 
-pub use changed::{validate_changed, Recording};
+pub use changed::{validate_changed, Recording, Sessions, Unapplied};
 pub use fidelity::LargeObjectsVerdict;
 pub use journal::{last_validation, LastValidation};
 pub use lag::Behind;
@@ -170,7 +170,7 @@ pub async fn validate(
     // Before the snapshots are exported: reading the copy's journal of partition
     // files may bring its table up to date, which would wait for them.
     let uncovered = match migration {
-        Some(name) => crate::partitions::uncovered_partitions(source, target, name).await?.all(),
+        Some(name) => crate::partitions::uncovered_partitions(&src, &dst, name).await?.all(),
         None => Vec::new(),
     };
     let sides = Sides::export(source, target, &src, &dst).await?;
@@ -230,9 +230,11 @@ pub async fn validate(
     }
     report.large_objects = Some(large_objects);
     if let Some(name) = migration {
-        journal::record(target, name, "full", &report).await?;
+        // The workers are done: the exporting session records the outcome.
+        end_snapshot(&dst).await?;
+        journal::record(&dst, name, "full", &report).await?;
         if let (Some(applied), true) = (applied, report.equal) {
-            changed::mark_checked(target, name, applied).await?;
+            changed::mark_checked(&dst, name, applied).await?;
         }
     }
     events.emit(report.event());
@@ -368,6 +370,11 @@ fn verdict(name: &QualifiedName, keyed: bool) -> TableVerdict {
         differences: Vec::new(),
         problem: None,
     }
+}
+
+/// Ends an exporting session's snapshot transaction once the workers are done.
+async fn end_snapshot(client: &Client) -> Result<()> {
+    client.batch_execute("COMMIT").await.map_err(|e| Error::server("ending the validation's snapshot", e))
 }
 
 /// Opens a snapshot transaction whose snapshot the workers import; the returned
