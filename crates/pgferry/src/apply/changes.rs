@@ -201,9 +201,7 @@ impl<'a> Applier<'a> {
     /// lane is past the current source transaction ([`super::lanes`]).
     fn lane_holds(&self, table: &Mapped, key: impl FnOnce() -> Option<Key>) -> bool {
         match (&self.ahead, self.current) {
-            (Some(ahead), Some(at)) if table.folding == Folding::ByKey => {
-                key().is_some_and(|key| ahead.holds(&table.table, &key, at))
-            }
+            (Some(ahead), Some(at)) => key().is_some_and(|key| ahead.holds(&table.table, &key, at)),
             _ => false,
         }
     }
@@ -285,7 +283,8 @@ impl<'a> Applier<'a> {
                         touched::record(target, migration, end, &batch.touched).await?;
                     }
                     (Some((end, _)), Some((lane, lanes))) => {
-                        super::lanes::record(target, migration, lane, lanes, end).await?;
+                        let tables: Vec<String> = batch.stats.keys().map(ToString::to_string).collect();
+                        super::lanes::record(target, migration, lane, lanes, end, &tables).await?;
                         progress::record_stats(target, migration, &batch.stats).await?;
                         touched::record(target, migration, end, &batch.touched).await?;
                     }

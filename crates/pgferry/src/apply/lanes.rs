@@ -15,9 +15,14 @@
 //! run starts the stream at lane 0's position and, for the source transactions
 //! between it and the furthest lane ([`Ahead`]), skips a change when its lane
 //! committed that transaction already: nothing is applied twice, nothing
-//! lost. Until every lane has passed the furthest one, the lane count of the
+//! lost. Which tables a lane committed changes of past lane 0 is journaled
+//! with its position, so the skip never depends on how the next run maps a
+//! table (its unique indexes may have changed by hand in between): a change
+//! of another table was applied by lane 0, which committed none of it. Until every lane has passed the furthest one, the lane count of the
 //! run that wrote the rows is kept whatever `--apply-lanes` says, since the
 //! rows say which keys each lane holds only under that count.
+
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use pgferry_core::names::MigrationName;
@@ -64,6 +69,9 @@ pub(crate) struct Ahead {
     pub(crate) lanes: usize,
     /// Per lane, the end of the last source transaction it committed.
     pub(crate) applied: Vec<Lsn>,
+    /// Per lane, the tables it committed changes of past lane 0 (as
+    /// `QualifiedName` displays them).
+    pub(crate) tables: Vec<BTreeSet<String>>,
 }
 
 impl Ahead {
@@ -72,7 +80,8 @@ impl Ahead {
     /// lane's position exactly when it starts before it, positions being
     /// transactions' ends: the rule of [`super::batch::already_copied`]).
     pub(crate) fn holds(&self, table: &QualifiedName, key: &[Bytes], final_lsn: Lsn) -> bool {
-        final_lsn < self.applied[lane_of(table, key, self.lanes)]
+        let lane = lane_of(table, key, self.lanes);
+        final_lsn < self.applied[lane] && self.tables[lane].contains(&table.to_string())
     }
 
     /// The furthest lane's position: past it, no change is skipped.
@@ -86,7 +95,7 @@ impl Ahead {
 pub(crate) async fn ahead(target: &Client, name: &MigrationName, start: Lsn) -> Result<Option<Ahead>> {
     let rows = target
         .query(
-            "SELECT lane, lanes, applied_lsn::text FROM pgferry.apply_lane
+            "SELECT lane, lanes, applied_lsn::text, tables FROM pgferry.apply_lane
              WHERE migration = $1 AND applied_lsn > $2::text::pg_lsn ORDER BY lane",
             &[&name.as_str(), &start.to_string()],
         )
@@ -95,6 +104,7 @@ pub(crate) async fn ahead(target: &Client, name: &MigrationName, start: Lsn) -> 
     let Some(first) = rows.first() else { return Ok(None) };
     let lanes = first.get::<_, i32>(1) as usize;
     let mut applied = vec![start; lanes];
+    let mut tables = vec![BTreeSet::new(); lanes];
     for row in &rows {
         let (lane, written_under) = (row.get::<_, i32>(0) as usize, row.get::<_, i32>(1) as usize);
         if written_under != lanes || lane == 0 || lane >= lanes {
@@ -105,8 +115,9 @@ pub(crate) async fn ahead(target: &Client, name: &MigrationName, start: Lsn) -> 
             .with_hint("the journal was changed by hand: copy the migration again"));
         }
         applied[lane] = parse_lsn(&row.get::<_, String>(2))?;
+        tables[lane] = row.get::<_, Vec<String>>(3).into_iter().collect();
     }
-    Ok(Some(Ahead { lanes, applied }))
+    Ok(Some(Ahead { lanes, applied, tables }))
 }
 
 /// Drops the lanes' rows every lane has passed (all at or before lane 0's
@@ -122,22 +133,31 @@ pub(crate) async fn forget_passed(target: &Client, name: &MigrationName, start: 
     Ok(())
 }
 
-/// Records lane `lane`'s position; runs inside the lane's batch transaction.
-/// A position never goes back: after a kill a lane ahead of lane 0 commits
-/// batches whose changes it skipped, ending before its recorded position.
+/// Records lane `lane`'s position and the tables of its batch; runs inside
+/// the lane's batch transaction. A position never goes back: after a kill a
+/// lane ahead of lane 0 commits batches whose changes it skipped, ending
+/// before its recorded position. The tables add to those it holds past lane
+/// 0's position (read as lane 0 last committed it), and replace them once
+/// lane 0 has passed them.
 pub(crate) async fn record(
     target: &Client,
     name: &MigrationName,
     lane: usize,
     lanes: usize,
     end_lsn: Lsn,
+    tables: &[String],
 ) -> Result<(), tokio_postgres::Error> {
     target
         .execute(
-            "INSERT INTO pgferry.apply_lane AS l (migration, lane, lanes, applied_lsn) VALUES ($1, $2, $3, $4::text::pg_lsn)
+            "INSERT INTO pgferry.apply_lane AS l (migration, lane, lanes, applied_lsn, tables)
+             VALUES ($1, $2, $3, $4::text::pg_lsn, $5)
              ON CONFLICT (migration, lane) DO UPDATE SET lanes = excluded.lanes,
-                 applied_lsn = greatest(l.applied_lsn, excluded.applied_lsn)",
-            &[&name.as_str(), &(lane as i32), &(lanes as i32), &end_lsn.to_string()],
+                 applied_lsn = greatest(l.applied_lsn, excluded.applied_lsn),
+                 tables = CASE WHEN l.applied_lsn > coalesce(
+                         (SELECT p.applied_lsn FROM pgferry.apply_progress p WHERE p.migration = l.migration), '0/0')
+                     THEN ARRAY(SELECT DISTINCT t FROM unnest(l.tables || excluded.tables) t ORDER BY t)
+                     ELSE excluded.tables END",
+            &[&name.as_str(), &(lane as i32), &(lanes as i32), &end_lsn.to_string(), &tables],
         )
         .await?;
     Ok(())
@@ -187,11 +207,16 @@ mod tests {
         let lane = lane_of(&table, &k, 2);
         let mut applied = vec![Lsn(100); 2];
         applied[lane] = Lsn(200);
-        let ahead = Ahead { lanes: 2, applied };
+        let mut tables = vec![BTreeSet::new(); 2];
+        tables[lane].insert(table.to_string());
+        let ahead = Ahead { lanes: 2, applied, tables };
         assert!(ahead.holds(&table, &k, Lsn(150)));
         assert!(!ahead.holds(&table, &k, Lsn(200)), "a commit record starting at the position is after it");
         let other_key = (0..).map(|i| key(&i.to_string())).find(|k| lane_of(&table, k, 2) != lane).unwrap();
         assert!(!ahead.holds(&table, &other_key, Lsn(150)), "the other lane stands at lane 0's position");
+        let elsewhere = QualifiedName::from_catalog("public", "u");
+        let k = (0..).map(|i| key(&i.to_string())).find(|k| lane_of(&elsewhere, k, 2) == lane).unwrap();
+        assert!(!ahead.holds(&elsewhere, &k, Lsn(150)), "the lane committed no change of that table: lane 0's");
         assert_eq!(ahead.furthest(), Lsn(200));
     }
 }
