@@ -148,7 +148,8 @@ pub(crate) async fn validate_one(
     };
     let run = || async {
         if args.changed_only {
-            let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
+            let (src, dst) =
+                Box::pin(async { tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target)) }).await?;
             pgferry::validate::validate_changed(
                 pgferry::validate::Sessions { source, target, src: &src, dst: &dst },
                 migration,

@@ -387,7 +387,7 @@ pub(crate) async fn cutover(
         let target = db.target.as_ref().expect("refused above when missing");
         let planned = pgferry::cutover::plan(&db.source, target, &options).await?;
         if let pgferry_core::cutover::Decision::NoGo(reasons) = &planned.decision {
-            refusals.extend(reasons.iter().map(|r| format!("database {:?}: {r}", db.database)));
+            refusals.extend(reasons.iter().map(|r| (db.database.clone(), r.clone())));
         }
         plans.push((db.database.clone(), planned));
     }
@@ -422,7 +422,7 @@ pub(crate) async fn cutover(
     if !refusals.is_empty() {
         return Err(pgferry::Error::new(
             pgferry::ErrorKind::Refused,
-            format!("the instance's cutover may not start:\n  - {}", refusals.join("\n  - ")),
+            format!("the instance's cutover may not start:\n  - {}", by_reason(&refusals).join("\n  - ")),
         )
         .with_hint("nothing was changed in any database; fix the reasons above and rerun"));
     }
@@ -559,4 +559,46 @@ fn refuse_missing(paired: &[PairedDatabase], changed: &str) -> Result<()> {
     .with_hint(
         "create them first: pgferry check --all-databases prints the CREATE DATABASE of each, as the source has it",
     ))
+}
+
+/// Each reason once, with the databases it holds for: a server-wide one (a
+/// role the target lacks) is found by every database's go/no-go.
+fn by_reason(refusals: &[(String, String)]) -> Vec<String> {
+    let mut grouped: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (database, reason) in refusals {
+        match grouped.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, databases)) => databases.push(database),
+            None => grouped.push((reason, vec![database])),
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(reason, databases)| {
+            let names: Vec<String> = databases.iter().map(|d| format!("{d:?}")).collect();
+            match names.as_slice() {
+                [one] => format!("database {one}: {reason}"),
+                many => format!("databases {}: {reason}", many.join(", ")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod reasons {
+    use super::by_reason;
+
+    #[test]
+    fn a_reason_every_database_finds_is_said_once_with_their_names() {
+        let found = |d: &str, r: &str| (d.to_string(), r.to_string());
+        let refusals = [
+            found("a", "role app is missing on the target"),
+            found("a", "lag 20 MB"),
+            found("b", "role app is missing on the target"),
+            found("c", "role app is missing on the target"),
+        ];
+        assert_eq!(
+            by_reason(&refusals),
+            ["databases \"a\", \"b\", \"c\": role app is missing on the target", "database \"a\": lag 20 MB",]
+        );
+    }
 }

@@ -12,10 +12,11 @@
 //! for EQUAL and 1 for DIFFERENT; 5 the migration's replication slot is lost
 //! (`ErrorKind::SlotLost`: dropped or invalidated; `follow`, `start`, `status`,
 //! `validate`; abort, then copy or seed again); `demo` stopped by SIGINT or SIGTERM exits 130 or 143 after
-//! removing its clusters.
+//! removing its clusters; 141 when the reader of stdout went away (`| head`).
 
 mod aws;
 mod cli;
+mod closed_stdout;
 mod commands;
 mod config;
 mod demo;
@@ -36,6 +37,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    closed_stdout::exit_quietly_when_closed();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Err(err) = config::load(&args) {
         eprintln!("error: {}", err.message);

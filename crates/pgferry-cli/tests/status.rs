@@ -56,4 +56,17 @@ fn status_follows_the_migration_from_nothing_to_streaming_and_warns_when_the_slo
     let text = String::from_utf8_lossy(&pgferry(&["status", "--source", &s, "--target", &t]).stdout).into_owned();
     let slot = target.psql("app", "SELECT slot_name FROM pgferry.migration");
     assert!(text.contains(&format!("WARNING: the slot {slot} is at risk")), "{text}");
+
+    // A reader that leaves at once (`pgferry status | head -0`): a quiet exit, no panic.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["status", "--source", &s, "--target", &t])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pgferry");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

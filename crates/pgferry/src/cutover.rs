@@ -309,7 +309,7 @@ async fn cutover_locked(
         }
         Recovery::Finish => {
             ensure_journal(&dst).await?;
-            return finish(source, target, &dst, name, entry.as_ref(), events).await;
+            return Box::pin(finish(source, target, &dst, name, entry.as_ref(), events)).await;
         }
         Recovery::AskOperator => return Err(switch_unknown(entry.as_ref())),
         Recovery::WaitForSwitch => {
@@ -343,6 +343,9 @@ async fn cutover_locked(
     // The bulk of the large objects before the fence; inside it, only what changed again.
     crate::large_objects::sync_large_objects(&src, &dst).await?;
     let plan = fence::planned(&src, &options.administrators).await?;
+    // The source's pgferry state (its fence journal) made current now, not
+    // inside the downtime.
+    crate::state::ensure(&src, pgferry_core::state::Side::Source).await?;
     let lift_statements = plan.lift_statements();
     ensure_journal(&dst).await?;
     record_decided(&dst, name, pair.source(), options.views == ViewRefresh::AfterSwitch).await?;
@@ -350,7 +353,7 @@ async fn cutover_locked(
     let mut laps = Vec::new();
     let mut fenced_at = Instant::now();
     let fencing = async {
-        let drain = open_drain(source, target, &src, name).await?;
+        let drain = open_drain(source, target, &src, &dst, name).await?;
         fenced_at = Instant::now();
         before_switch(source, target, &src, &dst, options, &plan, drain, &mut laps, events).await
     };
@@ -400,7 +403,7 @@ async fn cutover_locked(
     record(&dst, name, CutoverStep::Opened, events).await?;
     failpoint::hit("cutover-after-opened");
     let views_refreshed_after_switch = match options.views {
-        ViewRefresh::AfterSwitch => Some(refresh_after_switch(source, target, name).await?),
+        ViewRefresh::AfterSwitch => Some(Box::pin(refresh_after_switch(source, target, name)).await?),
         ViewRefresh::BeforeSwitch => None,
     };
     record(&dst, name, CutoverStep::Reported, events).await?;
@@ -481,7 +484,6 @@ struct Fenced {
 
 /// Fence, drain, sequences, the changed rows' check: everything before the point
 /// of no return. Any error here, or a signal, is rolled back by the caller.
-#[allow(clippy::too_many_arguments)]
 #[allow(clippy::too_many_arguments)]
 async fn before_switch(
     source: &ConnSpec,
@@ -679,7 +681,7 @@ async fn finish(
     // The stopped run may have ended before its refresh after the switch (or
     // inside it): the refresh is idempotent, so it runs again.
     let refreshed = match entry.is_some_and(|e| e.views_after_switch) {
-        true => Some(refresh_after_switch(source, target, name).await?),
+        true => Some(Box::pin(refresh_after_switch(source, target, name)).await?),
         false => None,
     };
     record(dst, name, CutoverStep::Reported, events).await?;
@@ -789,12 +791,17 @@ type Drain<'a> = (
 );
 
 /// Starts the drain while the application still writes, and returns once its
-/// change stream is open: its walsender then holds the slot, which is what the
-/// fence spares (a session still opening would be ended as the application's).
+/// change stream is open (its walsender then holds the slot, which is what the
+/// fence spares: a session still opening would be ended as the application's)
+/// and it has caught up with where the source was then, or after
+/// [`CATCH_UP_WITHIN`]: the slot's first decoding (from its restart point, through
+/// the WAL of every database on the server) and any backlog cost nothing of the
+/// downtime.
 async fn open_drain<'a>(
     source: &'a ConnSpec,
     target: &'a ConnSpec,
     src: &Client,
+    dst: &Client,
     name: &MigrationName,
 ) -> Result<Drain<'a>> {
     let (drain, end) = FencedDrain::read(src).await?;
@@ -820,7 +827,46 @@ async fn open_drain<'a>(
         ended = &mut draining => return Err(drain_ended_early(ended)),
         _ = open.wait_for(|open| *open) => {}
     }
+    let slot = crate::slot::resolve(src, dst, name).await?;
+    tokio::select! {
+        biased;
+        ended = &mut draining => return Err(drain_ended_early(ended)),
+        caught_up = caught_up(src, &slot) => caught_up?,
+    }
     Ok((draining, end))
+}
+
+/// How long the cutover waits for its drain to catch up before the fence; past
+/// it, the fence goes up all the same and the drain catches up inside.
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(10);
+
+/// Returns once the slot's confirmed position (the drain acknowledges what it
+/// applied, and a quiet stream's position at least every second) reaches the
+/// source's current one, or after [`CATCH_UP_WITHIN`].
+async fn caught_up(src: &Client, slot: &str) -> Result<()> {
+    let started = Instant::now();
+    let now: String = src
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| Error::server("reading the source's position", e))?
+        .get(0);
+    while started.elapsed() < CATCH_UP_WITHIN {
+        let reached: bool = src
+            .query_one(
+                "SELECT coalesce(bool_and(confirmed_flush_lsn >= $2::text::pg_lsn), true)
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot, &now],
+            )
+            .await
+            .map_err(|e| Error::server("reading the migration's slot", e))?
+            .get(0);
+        if reached {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::debug!(slot, "the drain had not caught up within {CATCH_UP_WITHIN:?}: the fence goes up all the same");
+    Ok(())
 }
 
 /// A drain that returned before it was given its end: its error.
@@ -932,10 +978,11 @@ async fn record_decided(dst: &Client, name: &MigrationName, source: &DatabaseIde
 /// and the seconds it took.
 async fn refresh_after_switch(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<(usize, f64)> {
     let refreshing = async {
-        let (src, dst) = tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target))?;
+        let (src, dst) =
+            Box::pin(async { tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target)) }).await?;
         refresh_materialized_views(&src, &dst, name, "cutover").await
     };
-    let refreshed = refreshing.await.map_err(|e: Error| {
+    let refreshed = Box::pin(refreshing).await.map_err(|e: Error| {
         Error { message: format!("the application was switched to the target, but refreshing its materialized views failed: {}", e.message), ..e }
             .with_hint("the views are stale until refreshed: rerun pgferry cutover (it finishes and refreshes them), or run REFRESH MATERIALIZED VIEW on the target yourself")
     })?;

@@ -37,6 +37,9 @@ use crate::failpoint;
 
 /// How long terminated sessions may take to go away.
 const TERMINATE_WAIT: Duration = Duration::from_secs(10);
+/// How often the ended sessions are looked for: a terminated backend is gone
+/// within a millisecond or two, and every wait here is downtime.
+const TERMINATE_POLL: Duration = Duration::from_millis(5);
 
 /// What the fence did.
 #[derive(Debug, Serialize)]
@@ -596,7 +599,7 @@ async fn terminate_sessions(src: &Client, own: &[i32]) -> Result<i64> {
                 format!("{left} session(s) on the source did not end within {} s", TERMINATE_WAIT.as_secs()),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(TERMINATE_POLL).await;
     }
 }
 

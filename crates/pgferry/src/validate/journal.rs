@@ -30,7 +30,7 @@ pub struct LastValidation {
 /// none): a verdict about a target not copied yet would stop the cutover after
 /// the copy.
 pub(super) async fn record(client: &Client, name: &MigrationName, mode: &str, report: &ValidationReport) -> Result<()> {
-    let phase = crate::copy::journal::phase_if_journaled(&client, name).await?;
+    let phase = crate::copy::journal::phase_if_journaled(client, name).await?;
     if phase.is_none_or(|(phase, _)| phase != MigrationPhase::Copied) {
         return Ok(());
     }
@@ -45,7 +45,7 @@ pub(super) async fn record(client: &Client, name: &MigrationName, mode: &str, re
     let verdict = report.verdict.as_str();
     let rows_compared = sum(|t| t.source_rows);
     let detail = serde_json::json!({"mode": mode, "mismatched_chunks": mismatched, "rows_compared": rows_compared});
-    crate::state::ensure(&client, pgferry_core::state::Side::Target).await?;
+    crate::state::ensure(client, pgferry_core::state::Side::Target).await?;
     let write = || async {
         // One statement: the history row and the verdict are written together.
         client
