@@ -66,6 +66,7 @@ impl SeedSide for PgSeed {
             batch: BatchLimits::default(),
             shutdown: None,
             drain: false,
+            lanes: 1,
         };
         follow(&source, &target, &options, &self.events).await?;
         Ok(())

@@ -347,6 +347,11 @@ pub(crate) struct FollowArgs {
     /// Stop once every transaction committed on the source before the start is applied.
     #[arg(long)]
     pub(crate) until_caught_up: bool,
+    /// Target sessions change capture applies a batch over, split by key where order across keys
+    /// cannot matter (1: one session; a key change, TRUNCATE, DDL or a table with another unique
+    /// index is applied on one session in order).
+    #[arg(long, default_value = "1", value_parser = crate::cli::parse_count)]
+    pub(crate) apply_lanes: usize,
     /// SQL run on the target first, in place of the schema change change capture stopped at
     /// (journaled; '' when nothing is needed); change capture then continues where it stopped.
     #[arg(long)]

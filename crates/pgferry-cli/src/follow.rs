@@ -28,8 +28,14 @@ pub(crate) async fn follow(args: FollowArgs) -> Result<ExitCode> {
         "stopping after the current transaction (signal again to exit at once)",
         crate::signals::Second::Exits,
     )?;
-    let options =
-        FollowOptions { migration, until, batch: BatchLimits::default(), shutdown: Some(shutdown), drain: false };
+    let options = FollowOptions {
+        migration,
+        until,
+        batch: BatchLimits::default(),
+        shutdown: Some(shutdown),
+        drain: false,
+        lanes: args.apply_lanes,
+    };
     let mut runner = pgferry::start::RunnerLock::take(&target, &options.migration).await?;
     let command = pgferry_core::lifecycle::Command::Follow;
     pgferry::lifecycle::refuse_unless_allowed(&source, Some(&target), &options.migration, command).await?;

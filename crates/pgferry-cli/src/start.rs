@@ -44,6 +44,11 @@ pub(crate) struct StartArgs {
     /// Stop once the target has caught up with the source instead of following until stopped.
     #[arg(long)]
     pub(crate) until_caught_up: bool,
+    /// Target sessions change capture applies a batch over, split by key where order across keys
+    /// cannot matter (1: one session; a key change, TRUNCATE, DDL or a table with another unique
+    /// index is applied on one session in order).
+    #[arg(long, default_value = "1", value_parser = crate::cli::parse_count)]
+    pub(crate) apply_lanes: usize,
     /// Capture the source's DDL (an event trigger emits each command into the WAL) and replay it on the target.
     #[arg(long)]
     pub(crate) capture_ddl: bool,
@@ -97,6 +102,7 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
             batch: BatchLimits::default(),
             shutdown: Some(shutdown),
             drain: false,
+            lanes: args.apply_lanes,
         },
         keyless_tables_are_insert_only: args.keyless_tables_are_insert_only,
         capture_ddl: args.capture_ddl,

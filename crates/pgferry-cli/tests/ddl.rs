@@ -91,13 +91,24 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical() {
+    captured_ddl_is_replayed_in_order(&["--apply-lanes", "1"]);
+}
+
+/// The same with parallel apply: each replayed command is a barrier, the
+/// lanes take the new descriptions once it is committed.
+#[test]
+fn captured_ddl_is_replayed_in_order_with_four_apply_lanes() {
+    captured_ddl_is_replayed_in_order(&["--apply-lanes", "4"]);
+}
+
+fn captured_ddl_is_replayed_in_order(lanes: &[&str]) {
     for version in TARGETS {
         let (source, target) = clusters(version);
         for c in [&source, &target] {
             c.psql("app", "CREATE ROLE app_owner LOGIN PASSWORD 'owner-pw'");
         }
         source.psql("app", "GRANT CREATE, USAGE ON SCHEMA app TO app_owner");
-        start(&source, &target, "ddl", &["--capture-ddl"]);
+        start(&source, &target, "ddl", &[&["--capture-ddl"], lanes].concat());
         assert_eq!(
             source.psql("app", "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'pgferry_ddl__%'"),
             "2"
@@ -151,7 +162,7 @@ fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical(
         source.psql("app", "ALTER TABLE app.items DROP COLUMN name");
         source
             .psql("app", "UPDATE app.items SET note = 'after drop' WHERE id > 90; DELETE FROM app.items WHERE id = 2");
-        assert_ok(&follow(&source, &target, "ddl", &[]));
+        assert_ok(&follow(&source, &target, "ddl", lanes));
 
         assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "rows, to PostgreSQL {version:?}");
         assert_eq!(schema(&target), schema(&source), "schema dumps, to PostgreSQL {version:?}");
@@ -169,7 +180,7 @@ fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical(
         // capture stops naming it, and the operator's DDL stands in for it.
         source.psql("app", "CREATE TABLE app.mixed (id int); INSERT INTO app.mixed VALUES (1), (2)");
         source.psql("app", "INSERT INTO app.mixed VALUES (3)");
-        let stopped = follow(&source, &target, "ddl", &[]);
+        let stopped = follow(&source, &target, "ddl", lanes);
         assert!(!stopped.status.success());
         let said = stderr(&stopped);
         assert!(said.contains("CREATE TABLE app.mixed") && said.contains("--apply-ddl"), "{said}");
@@ -178,7 +189,8 @@ fn captured_ddl_is_replayed_in_order_with_the_rows_and_both_sides_end_identical(
             target.psql("app", "SELECT state FROM pgferry.ddl WHERE source_command LIKE '%app.mixed%'"),
             "pending"
         );
-        assert_ok(&follow(&source, &target, "ddl", &["--apply-ddl", "CREATE TABLE app.mixed (id int)"]));
+        let apply_ddl = [&["--apply-ddl", "CREATE TABLE app.mixed (id int)"], lanes].concat();
+        assert_ok(&follow(&source, &target, "ddl", &apply_ddl));
         assert_eq!(target.fingerprints("app"), source.fingerprints("app"), "after --apply-ddl, to {version:?}");
         assert_eq!(schema(&target), schema(&source));
         assert_eq!(

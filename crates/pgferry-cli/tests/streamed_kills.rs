@@ -6,7 +6,8 @@
 //! several depths, and transactions rolled back whole (or by a deadlock),
 //! while `pgferry follow` is killed (SIGKILL) again and again at random moments
 //! and at its failpoints. The target ends identical to the source, with no
-//! transaction applied twice or lost (15 -> 15 and 15 -> 18).
+//! transaction applied twice or lost (15 -> 15 and 15 -> 18; and 15 -> 18 with
+//! four apply lanes).
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,10 +163,10 @@ fn seed() -> u64 {
     seed
 }
 
-fn spawn_follow(source: &Cluster, target: &Cluster, envs: &[(&str, &str)]) -> Child {
+fn spawn_follow(source: &Cluster, target: &Cluster, envs: &[(&str, &str)], lanes: &str) -> Child {
     let (s, t) = (source.url("app"), target.url("app"));
     Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(["follow", "--source", &s, "--target", &t, "--name", "main"])
+        .args(["follow", "--source", &s, "--target", &t, "--name", "main", "--apply-lanes", lanes])
         .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -180,15 +181,23 @@ const LOG_SUMMARY: &str = "SELECT coalesce(string_agg(note || '=' || n || '/' ||
 
 #[test]
 fn killed_again_and_again_under_interleaved_streamed_writes_15_to_15() {
-    killed_under_streamed_writes(PgVersion::V15);
+    killed_under_streamed_writes(PgVersion::V15, "1");
 }
 
 #[test]
 fn killed_again_and_again_under_interleaved_streamed_writes_15_to_18() {
-    killed_under_streamed_writes(PgVersion::V18);
+    killed_under_streamed_writes(PgVersion::V18, "1");
 }
 
-fn killed_under_streamed_writes(to: PgVersion) {
+/// The same with parallel apply: a streamed transaction is split over the
+/// lanes at its commit like a whole one (on lane 0 alone when it holds a
+/// barrier, a key change or TRUNCATE, or is larger than a lane holds).
+#[test]
+fn killed_again_and_again_under_interleaved_streamed_writes_with_four_apply_lanes_15_to_18() {
+    killed_under_streamed_writes(PgVersion::V18, "4");
+}
+
+fn killed_under_streamed_writes(to: PgVersion, lanes: &str) {
     let source = streaming_source();
     let target = Cluster::start(to);
     target.create_database("app");
@@ -210,7 +219,7 @@ fn killed_under_streamed_writes(to: PgVersion) {
             _ => None,
         };
         let envs: Vec<(&str, &str)> = failpoint.iter().map(|f| ("PGFERRY_FAILPOINT", f.as_str())).collect();
-        let mut child = spawn_follow(&source, &target, &envs);
+        let mut child = spawn_follow(&source, &target, &envs, lanes);
         let wait = if failpoint.is_some() { 20_000 } else { 300 + rng.below(3000) };
         let deadline = Instant::now() + Duration::from_millis(wait);
         while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
@@ -223,7 +232,9 @@ fn killed_under_streamed_writes(to: PgVersion) {
     stop.store(true, Ordering::SeqCst);
     let committed: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
     assert!(committed > 20, "the writers committed only {committed} transactions");
-    assert_ok(&pgferry(&["follow", "--source", &s, "--target", &t, "--name", "main", "--until-caught-up"], &[]));
+    let catch_up =
+        ["follow", "--source", &s, "--target", &t, "--name", "main", "--until-caught-up", "--apply-lanes", lanes];
+    assert_ok(&pgferry(&catch_up, &[]));
     assert_eq!(source.psql("app", LOG_SUMMARY), target.psql("app", LOG_SUMMARY), "seed {seed}");
     assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "seed {seed}");
     let sums = "SELECT count(*) || '/' || sum(n) || '/' || sum(length(doc)) FROM kv";

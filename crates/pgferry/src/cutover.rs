@@ -813,6 +813,7 @@ async fn open_drain<'a>(
         batch: BatchLimits::default(),
         shutdown: None,
         drain: true,
+        lanes: 1,
     };
     let (opened, mut open) = watch::channel(false);
     let observer = move |event: &Event| {

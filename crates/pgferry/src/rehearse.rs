@@ -92,6 +92,7 @@ pub async fn rehearse(
         batch: BatchLimits::default(),
         shutdown: None,
         drain: true,
+        lanes: 1,
     };
     let drained = follow(source, target, &follow_options, &crate::events::Events::silent()).await?;
     let drain_seconds = started.elapsed().as_secs_f64();

@@ -200,6 +200,7 @@ async fn encrypt_seeds_every_database_of_a_physical_copy_from_the_log_with_nothi
                 batch: BatchLimits::default(),
                 shutdown: None,
                 drain: false,
+                lanes: 1,
             },
             keyless_tables_are_insert_only: false,
             capture_ddl: false,

@@ -138,6 +138,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         batch: BatchLimits::default(),
         shutdown: None,
         drain: false,
+        lanes: 1,
     };
     let followed = pgferry::apply::follow(&src, &tgt, &follow_options, &Events::to(vec![Arc::new(LogLines)])).await?;
     eprintln!("pgferry demo: caught up: {} changes applied", followed.changes);

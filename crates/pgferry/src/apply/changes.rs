@@ -19,7 +19,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::batch::{already_copied, Batch};
-use super::net::{kept_key, key_of, TableNet};
+use super::lanes::Ahead;
+use super::net::{kept_key, key_of, Key, TableNet};
 use super::relation::{map_relation, Folding, Mapped};
 use super::statements::{matching, update_shape, Shape, Statements};
 use super::{progress, touched, Stop};
@@ -103,7 +104,7 @@ pub(crate) struct Committed {
 
 /// A batch's commit on its way: its statements' answers checked, its journal
 /// rows written, COMMIT. It runs while the next batch is read and folded.
-type Committing<'a> = Pin<Box<dyn Future<Output = Result<Committed, Stop>> + Send + 'a>>;
+pub(crate) type Committing<'a> = Pin<Box<dyn Future<Output = Result<Committed, Stop>> + Send + 'a>>;
 
 /// The apply state of one target session.
 pub(crate) struct Applier<'a> {
@@ -135,6 +136,11 @@ pub(crate) struct Applier<'a> {
     ddl_replayed: Vec<pgferry_core::ddl::ReplayKey>,
     /// The DDL change capture stopped at, for the journal.
     pub(crate) refused_ddl: Option<RefusedDdl>,
+    /// In parallel apply, a lane other than lane 0: its index and the lane
+    /// count, and its position goes to `pgferry.apply_lane` ([`super::lanes`]).
+    lane: Option<(usize, usize)>,
+    /// Lanes an earlier run committed past the start: their changes skipped.
+    ahead: Option<Arc<Ahead>>,
 }
 
 impl<'a> Applier<'a> {
@@ -162,6 +168,41 @@ impl<'a> Applier<'a> {
             pending_bytes: 0,
             ddl_replayed: Vec::new(),
             refused_ddl: None,
+            lane: None,
+            ahead: None,
+        }
+    }
+
+    /// The applier of lane `lane` of `lanes` in parallel apply ([`super::parallel`]).
+    pub(crate) fn in_lane(mut self, lane: usize, lanes: usize, ahead: Option<Arc<Ahead>>) -> Self {
+        self.lane = (lane > 0).then_some((lane, lanes));
+        self.ahead = ahead;
+        self
+    }
+
+    /// Whether the batch sent anything, or holds net changes to send.
+    pub(crate) fn has_work(&self) -> bool {
+        self.open_on_target || !self.pending.is_empty()
+    }
+
+    /// Ends a batch that sent nothing (a lane none of its changes reached):
+    /// there is nothing to commit, and its position is lane 0's.
+    pub(crate) fn discard_batch(&mut self) {
+        self.batch = Batch::default();
+    }
+
+    /// The mapping of a described relation (`None`: the copy holds the
+    /// transaction at `at`), as a change of it would be applied.
+    pub(crate) fn mapped(&self, oid: Oid, at: Option<Lsn>) -> Result<Option<Arc<Mapped>>, Stop> {
+        self.relation(oid, at)
+    }
+
+    /// Whether an earlier run's lane committed this change already: its key's
+    /// lane is past the current source transaction ([`super::lanes`]).
+    fn lane_holds(&self, table: &Mapped, key: impl FnOnce() -> Option<Key>) -> bool {
+        match (&self.ahead, self.current) {
+            (Some(ahead), Some(at)) => key().is_some_and(|key| ahead.holds(&table.table, &key, at)),
+            _ => false,
         }
     }
 
@@ -228,7 +269,7 @@ impl<'a> Applier<'a> {
         let batch = std::mem::take(&mut self.batch);
         let in_flight = std::mem::take(&mut self.in_flight);
         self.in_flight_bytes = 0;
-        let (target, migration) = (self.target, self.migration);
+        let (target, migration, lane) = (self.target, self.migration, self.lane);
         self.open_on_target = false;
         self.committing = Some(Box::pin(async move {
             for mut sent in in_flight {
@@ -236,15 +277,28 @@ impl<'a> Applier<'a> {
                 check(&sent.expect, answer)?;
             }
             let commit = || async {
-                if let Some((end, commit_time)) = batch.end {
-                    progress::record(target, migration, end, Some(commit_time), &batch.stats, rate).await?;
-                    touched::record(target, migration, end, &batch.touched).await?;
+                match (batch.end, lane) {
+                    (Some((end, commit_time)), None) => {
+                        progress::record(target, migration, end, Some(commit_time), &batch.stats, rate).await?;
+                        touched::record(target, migration, end, &batch.touched).await?;
+                    }
+                    (Some((end, _)), Some((lane, lanes))) => {
+                        let tables: Vec<String> = batch.stats.keys().map(ToString::to_string).collect();
+                        super::lanes::record(target, migration, lane, lanes, end, &tables).await?;
+                        progress::record_stats(target, migration, &batch.stats).await?;
+                        touched::record(target, migration, end, &batch.touched).await?;
+                    }
+                    (None, _) => {}
                 }
                 failpoint::hit("apply-before-commit");
                 target.batch_execute("COMMIT").await
             };
             commit().await.map_err(|e| Stop::target("committing applied changes on the target", e))?;
             failpoint::hit("apply-after-commit");
+            if lane.is_some() {
+                // A lane committed, lane 0 not yet ([`super::lanes`]).
+                failpoint::hit("apply-lane-after-commit");
+            }
             let seconds = batch.age().as_secs_f64();
             Ok(Committed {
                 end: batch.end,
@@ -271,18 +325,7 @@ impl<'a> Applier<'a> {
             Message::Relation(relation) => {
                 self.send_pending(relation.oid).await?;
                 self.open_target().await?;
-                self.statements.forget(relation.oid);
-                // The catalog reads below would only report an aborted
-                // transaction if a statement sent before them failed: its own
-                // error is the one to stop with.
-                while !self.in_flight.is_empty() {
-                    self.settle_one().await?;
-                }
-                let mapped = self.map(&relation).await?;
-                let table = QualifiedName::from_catalog(&relation.namespace, &relation.name);
-                let copied_at = self.skip_before.get(&table).copied();
-                self.relations.insert(relation.oid, Relation { described: relation, mapped, copied_at });
-                return Ok(());
+                return self.describe(relation).await;
             }
             Message::Type(t) => {
                 self.type_names.insert(t.oid, (t.namespace, t.name));
@@ -308,10 +351,39 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// Takes a relation's description: maps it onto the target, inside the
+    /// open target transaction if there is one (parallel apply describes
+    /// every relation to every lane, idle ones outside a transaction).
+    pub(crate) async fn describe(&mut self, relation: pgferry_pgoutput::Relation) -> Result<(), Stop> {
+        self.send_pending(relation.oid).await?;
+        self.statements.forget(relation.oid);
+        // The catalog reads below would only report an aborted
+        // transaction if a statement sent before them failed: its own
+        // error is the one to stop with.
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        let mapped = self.map(&relation).await?;
+        let table = QualifiedName::from_catalog(&relation.namespace, &relation.name);
+        let copied_at = self.skip_before.get(&table).copied();
+        self.relations.insert(relation.oid, Relation { described: relation, mapped, copied_at });
+        Ok(())
+    }
+
     /// Maps a description onto the target: a mismatch is kept, to stop change
     /// capture at the relation's first change.
     async fn map(&self, relation: &pgferry_pgoutput::Relation) -> Result<Result<Arc<Mapped>, Error>, Stop> {
-        match map_relation(self.target, relation, &self.type_names).await {
+        // The mapping's reads use savepoints: a lane without an open batch
+        // ([`super::parallel`]) reads in a transaction of their own.
+        let own = !self.open_on_target;
+        if own {
+            self.target.batch_execute("BEGIN").await.map_err(|e| Stop::target("reading the target's catalog", e))?;
+        }
+        let mapped = map_relation(self.target, relation, &self.type_names).await;
+        if own {
+            self.target.batch_execute("COMMIT").await.map_err(|e| Stop::target("reading the target's catalog", e))?;
+        }
+        match mapped {
             Ok(mapped) => Ok(Ok(Arc::new(mapped))),
             Err(Stop::Fatal(e)) => Ok(Err(e)),
             Err(transient) => Err(transient),
@@ -344,6 +416,9 @@ impl<'a> Applier<'a> {
 
     async fn insert(&mut self, insert: Insert, at: Option<Lsn>) -> Result<(), Stop> {
         let Some(table) = self.relation(insert.relation_oid, at)? else { return Ok(()) };
+        if self.lane_holds(&table, || key_of(&insert.new_tuple, |i| table.columns[i].is_key)) {
+            return Ok(());
+        }
         let oid = insert.relation_oid;
         self.batch.touched.row(&table, &insert.new_tuple);
         self.batch.counts(&table.table).inserts += 1;
@@ -377,6 +452,9 @@ impl<'a> Applier<'a> {
         let Some(table) = self.relation(update.relation_oid, at)? else { return Ok(()) };
         require_identity(&table, "UPDATE")?;
         let old = update.old_tuple.as_ref().map(OldTuple::columns);
+        if self.lane_holds(&table, || kept_key(old, &update.new_tuple, |i| table.columns[i].is_key)) {
+            return Ok(());
+        }
         if let Some(old) = old {
             self.batch.touched.row(&table, old);
         }
@@ -407,6 +485,9 @@ impl<'a> Applier<'a> {
         let Some(table) = self.relation(delete.relation_oid, at)? else { return Ok(()) };
         require_identity(&table, "DELETE")?;
         let old = delete.old_tuple.columns();
+        if self.lane_holds(&table, || key_of(old, |i| table.columns[i].is_key)) {
+            return Ok(());
+        }
         self.batch.touched.row(&table, old);
         self.batch.counts(&table.table).deletes += 1;
         if table.folding == Folding::ByKey {

@@ -23,6 +23,10 @@
 //! - **Fast where it is safe.** Within a batch, a table's changes fold into net
 //!   set statements when only its key's unique index could see their order
 //!   ([`net`]), and a batch commits while the next one is read ([`batch`]).
+//! - **Parallel where order cannot be seen** (`--apply-lanes N`): a batch is
+//!   split by key over N target sessions, with barriers where order across
+//!   keys matters, and each lane's position is journaled in its own commit
+//!   ([`parallel`], [`lanes`]).
 //! - **Schema changes stop apply** before the changed table is touched, naming the
 //!   table and column ([`relation`]); with DDL capture ([`crate::ddl`]) the
 //!   source's commands arrive in the stream and are replayed in order instead.
@@ -40,8 +44,10 @@
 
 mod batch;
 mod changes;
+mod lanes;
 mod liveness;
 mod net;
+mod parallel;
 mod progress;
 mod relation;
 mod samples;
@@ -67,6 +73,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Events, Phase};
 use changes::Applier;
 use liveness::Liveness;
+use parallel::{Apply, Lanes};
 
 /// The prefix of the logical message that marks "caught up" in the stream.
 const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
@@ -107,6 +114,10 @@ pub struct FollowOptions {
     /// gate compared the catalogs already, only the stream runs (no catalog
     /// read to lengthen the downtime).
     pub drain: bool,
+    /// Target sessions a batch is split over by key ([`parallel`]); 1 applies
+    /// every batch on one session. A run after a kill keeps the lane count of
+    /// the killed run until its lanes agree again ([`lanes`]).
+    pub lanes: usize,
 }
 
 /// When `follow` returns.
@@ -313,7 +324,7 @@ pub async fn follow(
     // The current episode of failures: when it began, and the attempts since.
     let mut episode: Option<(Instant, u32)> = None;
     let mut first = true;
-    let mut previous: Option<watchdog::ApplySession> = None;
+    let mut previous: Vec<watchdog::ApplySession> = Vec::new();
     loop {
         let heard_before = totals.heard_sessions;
         match session(source, target, options, &stop_at, events, &mut totals, first, &mut previous).await {
@@ -392,7 +403,7 @@ pub(crate) async fn mark(src: &Client) -> Result<Lsn> {
 }
 
 /// One connection to each side (and a probe of the target), until the end
-/// position or an error. `previous`: the last session's apply session, ended
+/// position or an error. `previous`: the last session's apply sessions, ended
 /// before this one reads where to start.
 #[allow(clippy::too_many_arguments)]
 async fn session(
@@ -403,7 +414,7 @@ async fn session(
     events: &Events,
     totals: &mut Totals,
     first: bool,
-    previous: &mut Option<watchdog::ApplySession>,
+    previous: &mut Vec<watchdog::ApplySession>,
 ) -> Result<(), Stop> {
     let liveness = match &options.until {
         Until::Fenced(drain) => drain.liveness,
@@ -413,14 +424,40 @@ async fn session(
     let probe = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
     let limit = liveness.probe_answer_within();
     let this = watchdog::identify(&dst, limit).await?;
-    if let Some(before) = previous.as_ref() {
+    for before in previous.iter() {
         watchdog::retire(&dst, before, liveness.silence_limit()).await?;
     }
-    let apply_pid = this.pid;
-    *previous = Some(this);
+    *previous = vec![this];
+    let count = lane_count(&dst, options).await?;
+    let mut lanes = Vec::with_capacity(count - 1);
+    for _ in 1..count {
+        let lane = pgferry_pg::connect(target).await.map_err(|e| watchdog::connect_stop(e, first))?;
+        previous.push(watchdog::identify(&lane, limit).await?);
+        lanes.push(lane);
+    }
+    let pids: Vec<i32> = previous.iter().map(|s| s.pid).collect();
     tokio::select! {
-        result = stream_session(source, target, &dst, options, stop_at, events, totals, first, liveness) => result,
-        dead = watchdog::watch_target(&probe, apply_pid, liveness) => Err(dead),
+        result = stream_session(source, target, &dst, &lanes, options, stop_at, events, totals, first, liveness) => result,
+        dead = watchdog::watch_target(&probe, &pids, liveness) => Err(dead),
+    }
+}
+
+/// How many lanes this session applies with: the requested count, or the
+/// count of a killed run whose lanes do not agree yet ([`lanes`]).
+async fn lane_count(dst: &Client, options: &FollowOptions) -> Result<usize, Stop> {
+    let journaled = dst
+        .query_opt(
+            "SELECT a.lanes FROM pgferry.apply_lane a LEFT JOIN pgferry.apply_progress p USING (migration)
+             WHERE to_regclass('pgferry.apply_lane') IS NOT NULL AND a.migration = $1
+               AND a.applied_lsn > coalesce(p.applied_lsn, '0/0') LIMIT 1",
+            &[&options.migration.as_str()],
+        )
+        .await;
+    match journaled {
+        Ok(row) => Ok(row.map_or(options.lanes, |r| r.get::<_, i32>(0) as usize).max(1)),
+        // Before the state's upgrade 4 (a journal of an earlier release): no lanes ran.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(options.lanes.max(1)),
+        Err(e) => Err(Stop::target("reading the lanes' applied positions", e)),
     }
 }
 
@@ -431,6 +468,7 @@ async fn stream_session(
     source: &ConnSpec,
     target: &ConnSpec,
     dst: &Client,
+    lanes: &[Client],
     options: &FollowOptions,
     stop_at: &StopAt,
     events: &Events,
@@ -438,10 +476,15 @@ async fn stream_session(
     first: bool,
     liveness: Liveness,
 ) -> Result<(), Stop> {
-    dst.batch_execute(&format!("{}; {}", stream::TARGET_SESSION_SQL, liveness.target_session_sql()))
-        .await
-        .map_err(|e| Stop::target("setting up the apply session on the target", e))?;
+    let session_sql = format!("{}; {}", stream::TARGET_SESSION_SQL, liveness.target_session_sql());
+    for client in std::iter::once(dst).chain(lanes) {
+        client
+            .batch_execute(&session_sql)
+            .await
+            .map_err(|e| Stop::target("setting up the apply session on the target", e))?;
+    }
     let state = progress::start_state(dst, &options.migration).await?;
+    let applier = appliers(dst, lanes, &options.migration, &state).await?;
     let (src, source_version) = match &options.until {
         Until::Fenced(drain) => (None, drain.source_version),
         _ => {
@@ -475,7 +518,7 @@ async fn stream_session(
     }
     events.follow(FollowEvent::Started { from: state.start });
     let mut run = Run {
-        applier: Applier::new(dst, &options.migration, &state.skip_before),
+        applier,
         stream: &mut source_stream,
         target: dst,
         options,
@@ -497,7 +540,7 @@ async fn stream_session(
     };
     run.check_relations().await?;
     let result = run.stream_until(stop_at).await;
-    if let (Err(Stop::Fatal(_)), Some(refused)) = (&result, run.applier.refused_ddl.take()) {
+    if let (Err(Stop::Fatal(_)), Some(refused)) = (&result, run.applier.take_refused_ddl()) {
         crate::ddl::record_pending(target, &options.migration, refused.at, &refused.command, &refused.reason).await?;
     }
     drop(run);
@@ -507,6 +550,42 @@ async fn stream_session(
         source_stream.abort();
     }
     result
+}
+
+/// The session's apply: one applier, or one per lane ([`parallel`]).
+async fn appliers<'a>(
+    dst: &'a Client,
+    lanes: &'a [Client],
+    migration: &'a MigrationName,
+    state: &'a progress::StartState,
+) -> Result<Apply<'a>, Stop> {
+    let single = Applier::new(dst, migration, &state.skip_before);
+    if lanes.is_empty() && state.ahead.is_none() {
+        return Ok(Apply::Single(Box::new(single)));
+    }
+    let count = lanes.len() + 1;
+    let ahead = match &state.ahead {
+        Some(ahead) if ahead.lanes != count => {
+            // The journal changed between the two reads (another run): read again.
+            return Err(Stop::Transient(Error::new(
+                ErrorKind::Precondition,
+                format!("the lanes' journal holds {} lanes, this session opened {count}", ahead.lanes),
+            )));
+        }
+        Some(ahead) => {
+            tracing::info!(lanes = count, up_to = %ahead.furthest(), "lanes of an earlier run are ahead of lane 0: their changes up to there are skipped");
+            Some(std::sync::Arc::new(ahead.clone()))
+        }
+        None => {
+            lanes::forget_passed(dst, migration, state.start).await?;
+            None
+        }
+    };
+    let mut all = vec![single.in_lane(0, count, ahead.clone())];
+    for (i, lane) in lanes.iter().enumerate() {
+        all.push(Applier::new(lane, migration, &state.skip_before).in_lane(i + 1, count, ahead.clone()));
+    }
+    Ok(Apply::Lanes(Box::new(Lanes::new(all))))
 }
 
 fn undecodable(e: pgferry_pgoutput::DecodeError) -> Stop {
@@ -537,7 +616,7 @@ struct Relations {
 
 /// The state of one session's loop.
 struct Run<'a> {
-    applier: Applier<'a>,
+    applier: Apply<'a>,
     stream: &'a mut stream::Stream,
     target: &'a Client,
     options: &'a FollowOptions,
@@ -673,7 +752,7 @@ impl Run<'_> {
         if !reopen {
             return self.end_transaction(commit.end_lsn, commit.commit_time.0, stop_at).await;
         }
-        self.applier.end_transaction(commit.end_lsn, commit.commit_time.0);
+        self.applier.end_transaction(commit.end_lsn, commit.commit_time.0).await?;
         self.flush().await?;
         self.applier.wait_committed().await?;
         self.acknowledge_committed();
@@ -682,12 +761,18 @@ impl Run<'_> {
 
     /// A source transaction ended at `end`: its batch commits when it is due.
     async fn end_transaction(&mut self, end: Lsn, commit_time_micros: i64, stop_at: Option<Lsn>) -> Result<(), Stop> {
-        self.applier.end_transaction(end, commit_time_micros);
+        self.applier.end_transaction(end, commit_time_micros).await?;
         let target_idle = self.applier.commit_finished()?;
-        let batch = &self.applier.batch;
+        let batch = &self.applier;
         if stop_at.is_some_and(|s| end >= s)
-            || batch.replayed_ddl
-            || batch::should_flush(&self.options.batch, batch.changes, batch.bytes, batch.age(), target_idle)
+            || batch.replayed_ddl()
+            || batch::should_flush(
+                &self.options.batch,
+                batch.batch_changes(),
+                batch.batch_bytes(),
+                batch.batch_age(),
+                target_idle,
+            )
         {
             self.flush().await?;
         }
@@ -744,16 +829,16 @@ impl Run<'_> {
     /// commit; `Idle` when an open batch has waited long enough, a status is
     /// due, or a shutdown was just requested.
     async fn next_event(&mut self) -> Result<Next, Stop> {
-        let waiting = self.applier.batch.opened.is_some() && !self.applier.in_transaction();
+        let waiting = self.applier.batch_open() && !self.applier.in_transaction();
         // A batch between transactions commits when it is old enough; sooner,
         // when the target is free and the stream pauses for [`QUIET`]: under a
         // light load each transaction is applied as it arrives, while a backlog
         // (no pause) still fills batches.
         let left = match waiting {
-            true if self.applier.committing.is_none() => {
-                self.options.batch.max_age.saturating_sub(self.applier.batch.age()).min(QUIET)
+            true if self.applier.committing().is_none() => {
+                self.options.batch.max_age.saturating_sub(self.applier.batch_age()).min(QUIET)
             }
-            true => self.options.batch.max_age.saturating_sub(self.applier.batch.age()),
+            true => self.options.batch.max_age.saturating_sub(self.applier.batch_age()),
             false => Duration::MAX,
         };
         let shutdown = async {
@@ -776,7 +861,7 @@ impl Run<'_> {
             }
         };
         let committing = async {
-            match self.applier.committing.as_mut() {
+            match self.applier.committing() {
                 Some(committing) => committing.await,
                 None => std::future::pending().await,
             }
@@ -828,7 +913,7 @@ impl Run<'_> {
 
     /// Ends the open batch: its commit runs on while the stream is read.
     async fn flush(&mut self) -> Result<(), Stop> {
-        if self.applier.batch.opened.is_none() {
+        if !self.applier.batch_open() {
             return Ok(());
         }
         self.applier.commit_batch(self.rate).await
@@ -867,7 +952,7 @@ impl Run<'_> {
         if self.applier.in_transaction() || position <= self.totals.applied {
             return Ok(());
         }
-        let busy = self.applier.batch.opened.is_some() || self.applier.committing.is_some();
+        let busy = self.applier.batch_open() || self.applier.committing().is_some();
         if when == Advance::WhenQuiet && (busy || self.idle_recorded.elapsed() < IDLE_RECORD_EVERY) {
             return Ok(());
         }
@@ -922,7 +1007,7 @@ impl Run<'_> {
         };
         // The open batch's changes count too: a large transaction applies for
         // minutes before its commit, and its rate is what the operator watches.
-        let changes = self.totals.changes + self.applier.batch.changes as u64;
+        let changes = self.totals.changes + self.applier.batch_changes() as u64;
         let changes_per_second = changes.saturating_sub(changes_then) as f64 / since.elapsed().as_secs_f64();
         self.rate = Some(changes_per_second);
         self.status = (Instant::now(), changes);

@@ -38,6 +38,8 @@ pub(crate) struct StartState {
     /// Tables copied again under a later snapshot than the slot's, with that
     /// snapshot's position.
     pub(crate) skip_before: HashMap<QualifiedName, Lsn>,
+    /// Lanes of a parallel apply that committed past `start` ([`super::lanes`]).
+    pub(crate) ahead: Option<super::lanes::Ahead>,
 }
 
 /// Creates the tables when missing and reads where to start. The copy must be
@@ -92,7 +94,9 @@ pub(crate) async fn start_state(target: &Client, name: &MigrationName) -> Result
     if !skip_before.is_empty() {
         add_partition_roots(target, &mut skip_before).await?;
     }
-    Ok(StartState { start: applied.unwrap_or(slot_lsn).max(slot_lsn), skip_before })
+    let start = applied.unwrap_or(slot_lsn).max(slot_lsn);
+    let ahead = super::lanes::ahead(target, name, start).await?;
+    Ok(StartState { start, skip_before, ahead })
 }
 
 /// Partitioned tables are published through their root, so their changes
@@ -125,7 +129,7 @@ async fn add_partition_roots(target: &Client, skip_before: &mut HashMap<Qualifie
     Ok(())
 }
 
-fn parse_lsn(text: &str) -> Result<Lsn> {
+pub(crate) fn parse_lsn(text: &str) -> Result<Lsn> {
     text.parse().map_err(|e| Error::new(ErrorKind::Precondition, format!("the journal holds an invalid position: {e}")))
 }
 
@@ -150,6 +154,15 @@ pub(crate) async fn record(
             &[&name.as_str(), &end_lsn.to_string(), &commit_time_micros, &changes_per_second],
         )
         .await?;
+    record_stats(target, name, stats).await
+}
+
+/// Adds a batch's per-table counters; runs inside the batch's transaction.
+pub(crate) async fn record_stats(
+    target: &Client,
+    name: &MigrationName,
+    stats: &BTreeMap<QualifiedName, Counts>,
+) -> Result<(), tokio_postgres::Error> {
     if stats.is_empty() {
         return Ok(());
     }

@@ -72,6 +72,9 @@ pub(crate) struct Mapped {
     /// A partitioned table (changes published through its root): statements
     /// reach its partitions, so they are written without ONLY.
     pub(crate) partitioned: bool,
+    /// A trigger or rule fires in replica mode: it may read other tables, so
+    /// parallel apply applies its changes between barriers ([`super::parallel`]).
+    pub(crate) replica_logic: bool,
 }
 
 /// Whether a table's changes in a batch may be folded into net changes
@@ -278,7 +281,7 @@ pub(crate) async fn map_relation(
     let (uniques, replica_logic, partitioned) = target_constraints(target, &table).await?;
     let key: Vec<&str> = mapped.iter().filter(|c| c.is_key).map(|c| c.name.as_str()).collect();
     let folding = folding(full, &key, &uniques, replica_logic);
-    Ok(Mapped { table, columns: mapped, full, folding, partitioned })
+    Ok(Mapped { table, columns: mapped, full, folding, partitioned, replica_logic })
 }
 
 /// The target table's unique indexes and exclusion constraints (their key

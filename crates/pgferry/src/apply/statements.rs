@@ -327,6 +327,7 @@ mod tests {
             full,
             folding: Folding::InOrder,
             partitioned: false,
+            replica_logic: false,
         }
     }
 

@@ -253,6 +253,7 @@ mod tests {
             full: false,
             folding: Folding::InOrder,
             partitioned: false,
+            replica_logic: false,
         };
         let full = Mapped {
             table: QualifiedName::from_catalog("s", "f"),
@@ -260,6 +261,7 @@ mod tests {
             full: true,
             folding: Folding::InOrder,
             partitioned: false,
+            replica_logic: false,
         };
         let keyless = Mapped {
             table: QualifiedName::from_catalog("s", "l"),
@@ -267,6 +269,7 @@ mod tests {
             full: false,
             folding: Folding::InOrder,
             partitioned: false,
+            replica_logic: false,
         };
         let mut touched = Touched::default();
         touched.row(&keyed, &[text("1"), text("x")]);
@@ -294,6 +297,7 @@ mod tests {
             full: false,
             folding: Folding::InOrder,
             partitioned: false,
+            replica_logic: false,
         };
         let (small, big) = (keyed("small"), keyed("big"));
         let mut touched = Touched::default();

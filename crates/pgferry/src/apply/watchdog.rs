@@ -118,26 +118,28 @@ pub(crate) async fn retire(dst: &Client, previous: &ApplySession, limit: Duratio
         .map_err(|e| Stop::target("ending the previous apply session on the target", e))
 }
 
-/// Probes the apply session (backend `apply_pid`) until the target is found
-/// dead; never returns while it is alive.
-pub(crate) async fn watch_target(probe: &Client, apply_pid: i32, liveness: Liveness) -> Stop {
+/// Probes the apply sessions (backends `apply_pids`, one per lane) until the
+/// target is found dead; never returns while it is alive.
+pub(crate) async fn watch_target(probe: &Client, apply_pids: &[i32], liveness: Liveness) -> Stop {
     let limit = liveness.probe_answer_within();
     loop {
         tokio::time::sleep(liveness.probe_every()).await;
-        let asked = within(limit, "the target", "probing the apply session", async {
-            probe.query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&apply_pid]).await
-        })
-        .await;
-        match asked {
-            Err(dead) => return dead,
-            Ok(Err(e)) => return Stop::target("probing the apply session on the target", e),
-            Ok(Ok(None)) => {
-                return Stop::Transient(Error::new(
-                    ErrorKind::Connection,
-                    format!("the target ended the apply session (backend {apply_pid})"),
-                ))
+        for apply_pid in apply_pids {
+            let asked = within(limit, "the target", "probing the apply session", async {
+                probe.query_opt("SELECT state FROM pg_stat_activity WHERE pid = $1", &[apply_pid]).await
+            })
+            .await;
+            match asked {
+                Err(dead) => return dead,
+                Ok(Err(e)) => return Stop::target("probing the apply session on the target", e),
+                Ok(Ok(None)) => {
+                    return Stop::Transient(Error::new(
+                        ErrorKind::Connection,
+                        format!("the target ended the apply session (backend {apply_pid})"),
+                    ))
+                }
+                Ok(Ok(Some(_))) => {}
             }
-            Ok(Ok(Some(_))) => {}
         }
     }
 }

@@ -29,7 +29,12 @@ use tokio_postgres::Client;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The target's upgrades, in order: upgrade `n` is `TARGET[n - 1]`.
-const TARGET: &[&str] = &[include_str!("target_1.sql"), include_str!("target_2.sql"), include_str!("target_3.sql")];
+const TARGET: &[&str] = &[
+    include_str!("target_1.sql"),
+    include_str!("target_2.sql"),
+    include_str!("target_3.sql"),
+    include_str!("target_4.sql"),
+];
 
 /// The source's upgrades, in order.
 const SOURCE: &[&str] = &[include_str!("source_1.sql")];

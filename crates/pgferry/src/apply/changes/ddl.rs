@@ -137,7 +137,7 @@ impl Applier<'_> {
 
     /// Maps every described relation again (the replayed command may have
     /// changed any of them), and forgets their prepared statements.
-    async fn remap_relations(&mut self) -> Result<(), Stop> {
+    pub(crate) async fn remap_relations(&mut self) -> Result<(), Stop> {
         let oids: Vec<_> = self.relations.keys().copied().collect();
         for oid in oids {
             self.statements.forget(oid);
