@@ -6,9 +6,10 @@
 //! transaction; pgferry instead applies many of them, in order, inside one target
 //! transaction and commits it together with the applied position. Commit order is
 //! kept because a single session applies them sequentially. A batch ends at a
-//! source transaction boundary when it holds enough changes or bytes, when it is
-//! old enough, or when the stream goes quiet, so lag stays bounded, and after a
-//! source transaction whose DDL it replayed.
+//! source transaction boundary: at once when nothing more has arrived and the
+//! target is free (lag as low as applying each transaction alone), otherwise
+//! when it holds enough changes or bytes or is old enough, so a backlog folds
+//! and lag stays bounded; and after a source transaction whose DDL it replayed.
 //!
 //! Inside a batch, changes to tables whose key is their only unique constraint
 //! are folded into net changes ([`super::net`]); the batch's end state is the
@@ -32,9 +33,9 @@ pub struct BatchLimits {
     pub max_changes: usize,
     pub max_bytes: usize,
     pub max_age: Duration,
-    /// A batch this old commits as soon as the target has finished the previous
-    /// one: under a light load changes become visible within about this time,
-    /// while a backlog still fills batches up to the limits above.
+    /// Behind the head of the stream, a batch this old commits as soon as the
+    /// target has finished the previous one; a backlog still fills batches up
+    /// to the limits above ([`should_flush`]).
     pub min_age: Duration,
 }
 
@@ -49,19 +50,28 @@ impl Default for BatchLimits {
     }
 }
 
-/// Whether a batch that just completed a source transaction is to be committed;
-/// `target_idle`: no earlier batch is still committing.
+/// Whether a batch that just completed a source transaction is to be committed.
+///
+/// `target_idle`: no earlier batch is still committing; `at_head`: nothing
+/// more has arrived from the source (the transport holds no message read
+/// ahead). At the head of the stream with the target free, the batch commits
+/// at once, so under a light or steady load each transaction is visible on the
+/// target as soon as it is applied, as with PostgreSQL's own apply worker.
+/// Behind the head (a backlog) or while the target still commits the previous
+/// batch, the batch grows (group commit), until it is `min_age` old and the
+/// target is free, or a limit is reached: that is what lets a backlog fold.
 pub(crate) fn should_flush(
     limits: &BatchLimits,
     changes: usize,
     bytes: usize,
     age: Duration,
     target_idle: bool,
+    at_head: bool,
 ) -> bool {
     changes >= limits.max_changes
         || bytes >= limits.max_bytes
         || age >= limits.max_age
-        || (target_idle && age >= limits.min_age)
+        || (target_idle && (at_head || age >= limits.min_age))
 }
 
 /// Whether a transaction's changes to a table are already in the copy.
@@ -115,20 +125,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_end_on_size_bytes_or_age_or_early_when_the_target_is_idle() {
+    fn batches_end_on_size_bytes_or_age_or_at_once_at_the_head_of_the_stream() {
         let limits = BatchLimits {
             max_changes: 10,
             max_bytes: 100,
             max_age: Duration::from_millis(50),
             min_age: Duration::from_millis(5),
         };
-        assert!(!should_flush(&limits, 9, 99, Duration::from_millis(49), false));
-        assert!(should_flush(&limits, 10, 0, Duration::ZERO, false));
-        assert!(should_flush(&limits, 1, 100, Duration::ZERO, false));
-        assert!(should_flush(&limits, 1, 1, Duration::from_millis(50), false));
-        assert!(!should_flush(&limits, 1, 1, Duration::from_millis(4), true), "too young even for an idle target");
-        assert!(should_flush(&limits, 1, 1, Duration::from_millis(5), true), "old enough, and the target is idle");
-        assert!(!should_flush(&limits, 1, 1, Duration::from_millis(5), false), "the target is busy: the batch grows");
+        let young = Duration::from_millis(4);
+        assert!(!should_flush(&limits, 9, 99, Duration::from_millis(49), false, false));
+        assert!(should_flush(&limits, 10, 0, Duration::ZERO, false, false));
+        assert!(should_flush(&limits, 1, 100, Duration::ZERO, false, false));
+        assert!(should_flush(&limits, 1, 1, Duration::from_millis(50), false, false));
+        assert!(!should_flush(&limits, 1, 1, young, true, false), "a backlog: too young even for an idle target");
+        assert!(
+            should_flush(&limits, 1, 1, Duration::from_millis(5), true, false),
+            "old enough, and the target is idle"
+        );
+        assert!(
+            !should_flush(&limits, 1, 1, Duration::from_millis(5), false, false),
+            "the target is busy: the batch grows"
+        );
+        assert!(should_flush(&limits, 1, 1, Duration::ZERO, true, true), "at the head with the target idle: at once");
+        assert!(!should_flush(&limits, 1, 1, young, false, true), "at the head but the target busy: group commit");
     }
 
     #[test]

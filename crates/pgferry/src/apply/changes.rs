@@ -68,9 +68,12 @@ fn held_bytes<'v>(values: impl Iterator<Item = &'v Option<String>>) -> usize {
     values.map(|v| v.as_ref().map_or(0, String::len) + VALUE_OVERHEAD).sum()
 }
 
+/// The target's answer to a statement already sent: the rows it touched.
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
+
 /// A statement sent to the target whose answer is still to be checked.
 struct InFlight<'a> {
-    answer: Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>,
+    answer: Answer<'a>,
     expect: Expect,
     bytes: usize,
 }
@@ -226,6 +229,8 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         self.wait_committed().await?;
+        // Answered before anything follows: a BEGIN that failed (a cancel, say)
+        // would leave the batch's statements each committing on its own.
         self.target.batch_execute("BEGIN").await.map_err(|e| Stop::target("opening a transaction on the target", e))?;
         self.open_on_target = true;
         Ok(())
@@ -278,15 +283,20 @@ impl<'a> Applier<'a> {
             }
             let commit = || async {
                 match (batch.end, lane) {
+                    // The journal's rows go out together: one round trip.
                     (Some((end, commit_time)), None) => {
-                        progress::record(target, migration, end, Some(commit_time), &batch.stats, rate).await?;
-                        touched::record(target, migration, end, &batch.touched).await?;
+                        tokio::try_join!(
+                            progress::record(target, migration, end, Some(commit_time), &batch.stats, rate),
+                            touched::record(target, migration, end, &batch.touched),
+                        )?;
                     }
                     (Some((end, _)), Some((lane, lanes))) => {
                         let tables: Vec<String> = batch.stats.keys().map(ToString::to_string).collect();
-                        super::lanes::record(target, migration, lane, lanes, end, &tables).await?;
-                        progress::record_stats(target, migration, &batch.stats).await?;
-                        touched::record(target, migration, end, &batch.touched).await?;
+                        tokio::try_join!(
+                            super::lanes::record(target, migration, lane, lanes, end, &tables),
+                            progress::record_stats(target, migration, &batch.stats),
+                            touched::record(target, migration, end, &batch.touched),
+                        )?;
                     }
                     (None, _) => {}
                 }
@@ -574,8 +584,7 @@ impl<'a> Applier<'a> {
             .await
             .map_err(|e| Stop::target(&format!("applying a change ({verb} {}) on the target", table.table), e))?;
         let client = self.target;
-        let mut answer: Pin<Box<dyn Future<Output = _> + Send + 'a>> =
-            Box::pin(async move { client.execute_raw(&statement, params.iter()).await });
+        let mut answer: Answer<'a> = Box::pin(async move { client.execute_raw(&statement, params.iter()).await });
         // The first poll sends the request, so requests leave in stream order.
         let expect = Expect { table: table.table.clone(), verb, rows: sent.rows, at: self.current };
         match futures_util::poll!(answer.as_mut()) {

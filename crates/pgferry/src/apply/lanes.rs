@@ -28,6 +28,7 @@ use bytes::Bytes;
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::QualifiedName;
 use pgferry_pgoutput::Lsn;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::progress::parse_lsn;
@@ -148,7 +149,7 @@ pub(crate) async fn record(
     tables: &[String],
 ) -> Result<(), tokio_postgres::Error> {
     target
-        .execute(
+        .query_typed(
             "INSERT INTO pgferry.apply_lane AS l (migration, lane, lanes, applied_lsn, tables)
              VALUES ($1, $2, $3, $4::text::pg_lsn, $5)
              ON CONFLICT (migration, lane) DO UPDATE SET lanes = excluded.lanes,
@@ -157,7 +158,13 @@ pub(crate) async fn record(
                          (SELECT p.applied_lsn FROM pgferry.apply_progress p WHERE p.migration = l.migration), '0/0')
                      THEN ARRAY(SELECT DISTINCT t FROM unnest(l.tables || excluded.tables) t ORDER BY t)
                      ELSE excluded.tables END",
-            &[&name.as_str(), &(lane as i32), &(lanes as i32), &end_lsn.to_string(), &tables],
+            &[
+                (&name.as_str(), Type::TEXT),
+                (&(lane as i32), Type::INT4),
+                (&(lanes as i32), Type::INT4),
+                (&end_lsn.to_string(), Type::TEXT),
+                (&tables, Type::TEXT_ARRAY),
+            ],
         )
         .await?;
     Ok(())

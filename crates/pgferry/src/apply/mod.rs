@@ -82,9 +82,6 @@ const CAUGHT_UP_PREFIX: &str = "pgferry_caught_up";
 const RETRY_FOR: Duration = Duration::from_secs(120);
 /// How often, at most, a keepalive's position is recorded while quiet.
 const IDLE_RECORD_EVERY: Duration = Duration::from_secs(1);
-/// A pause in the stream this long, with the target free, commits the batch:
-/// the source has nothing more in flight just now.
-const QUIET: Duration = Duration::from_millis(2);
 /// How often a status is emitted and sampled into the journal ([`samples`]).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// The longest a status waits for its sample to be journaled.
@@ -763,6 +760,7 @@ impl Run<'_> {
     async fn end_transaction(&mut self, end: Lsn, commit_time_micros: i64, stop_at: Option<Lsn>) -> Result<(), Stop> {
         self.applier.end_transaction(end, commit_time_micros).await?;
         let target_idle = self.applier.commit_finished()?;
+        let at_head = self.stream.buffered() == 0;
         let batch = &self.applier;
         if stop_at.is_some_and(|s| end >= s)
             || batch.replayed_ddl()
@@ -772,6 +770,7 @@ impl Run<'_> {
                 batch.batch_bytes(),
                 batch.batch_age(),
                 target_idle,
+                at_head,
             )
         {
             self.flush().await?;
@@ -830,14 +829,13 @@ impl Run<'_> {
     /// due, or a shutdown was just requested.
     async fn next_event(&mut self) -> Result<Next, Stop> {
         let waiting = self.applier.batch_open() && !self.applier.in_transaction();
-        // A batch between transactions commits when it is old enough; sooner,
-        // when the target is free and the stream pauses for [`QUIET`]: under a
-        // light load each transaction is applied as it arrives, while a backlog
-        // (no pause) still fills batches.
+        // A batch between transactions commits when it is old enough; at once
+        // when the target is free and nothing more has arrived (the previous
+        // commit just ended, say, or a keepalive was the last message): the
+        // stream is then looked at, not waited for (the timer's resolution
+        // makes that up to 1 ms; [`batch::should_flush`]).
         let left = match waiting {
-            true if self.applier.committing().is_none() => {
-                self.options.batch.max_age.saturating_sub(self.applier.batch_age()).min(QUIET)
-            }
+            true if self.applier.committing().is_none() && self.stream.buffered() == 0 => Duration::ZERO,
             true => self.options.batch.max_age.saturating_sub(self.applier.batch_age()),
             false => Duration::MAX,
         };

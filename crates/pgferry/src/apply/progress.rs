@@ -18,6 +18,7 @@ use pgferry_core::names::MigrationName;
 use pgferry_core::phase::MigrationPhase;
 use pgferry_core::sql::QualifiedName;
 use pgferry_pgoutput::Lsn;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -143,18 +144,24 @@ pub(crate) async fn record(
     stats: &BTreeMap<QualifiedName, Counts>,
     changes_per_second: Option<f64>,
 ) -> Result<(), tokio_postgres::Error> {
-    target
-        .execute(
-            "INSERT INTO pgferry.apply_progress (migration, applied_lsn, applied_at, source_commit_time, changes_per_second)
+    let (migration, lsn) = (name.as_str(), end_lsn.to_string());
+    let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 4] = [
+        (&migration, Type::TEXT),
+        (&lsn, Type::TEXT),
+        (&commit_time_micros, Type::INT8),
+        (&changes_per_second, Type::FLOAT8),
+    ];
+    let position = target.query_typed(
+        "INSERT INTO pgferry.apply_progress (migration, applied_lsn, applied_at, source_commit_time, changes_per_second)
              VALUES ($1, $2::text::pg_lsn, now(),
                      timestamptz '2000-01-01 00:00:00+00' + $3::bigint * interval '1 microsecond', $4)
              ON CONFLICT (migration) DO UPDATE SET applied_lsn = excluded.applied_lsn, applied_at = excluded.applied_at,
                  source_commit_time = coalesce(excluded.source_commit_time, pgferry.apply_progress.source_commit_time),
                  changes_per_second = coalesce(excluded.changes_per_second, pgferry.apply_progress.changes_per_second)",
-            &[&name.as_str(), &end_lsn.to_string(), &commit_time_micros, &changes_per_second],
-        )
-        .await?;
-    record_stats(target, name, stats).await
+        &params,
+    );
+    tokio::try_join!(position, record_stats(target, name, stats))?;
+    Ok(())
 }
 
 /// Adds a batch's per-table counters; runs inside the batch's transaction.
@@ -170,20 +177,20 @@ pub(crate) async fn record_stats(
     let schemas: Vec<&str> = stats.keys().map(|t| t.schema.as_str()).collect();
     let tables: Vec<&str> = stats.keys().map(|t| t.name.as_str()).collect();
     target
-        .execute(
+        .query_typed(
             "INSERT INTO pgferry.apply_table_stats AS s (migration, table_schema, table_name, inserts, updates, deletes, truncates)
              SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
              ON CONFLICT (migration, table_schema, table_name) DO UPDATE SET
                  inserts = s.inserts + excluded.inserts, updates = s.updates + excluded.updates,
                  deletes = s.deletes + excluded.deletes, truncates = s.truncates + excluded.truncates",
             &[
-                &name.as_str(),
-                &schemas,
-                &tables,
-                &column(|c| c.inserts),
-                &column(|c| c.updates),
-                &column(|c| c.deletes),
-                &column(|c| c.truncates),
+                (&name.as_str(), Type::TEXT),
+                (&schemas, Type::TEXT_ARRAY),
+                (&tables, Type::TEXT_ARRAY),
+                (&column(|c| c.inserts), Type::INT8_ARRAY),
+                (&column(|c| c.updates), Type::INT8_ARRAY),
+                (&column(|c| c.deletes), Type::INT8_ARRAY),
+                (&column(|c| c.truncates), Type::INT8_ARRAY),
             ],
         )
         .await?;

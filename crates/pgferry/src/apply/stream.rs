@@ -133,6 +133,12 @@ impl Stream {
             .map_err(|timeout| PgWireError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout)))?
     }
 
+    /// How many events have arrived and wait to be received: none means
+    /// apply is at the head of the stream.
+    pub(crate) fn buffered(&self) -> usize {
+        self.0.buffered()
+    }
+
     /// The next event; `None` when the server ended the stream.
     pub(crate) async fn recv(&mut self) -> Result<Option<Event>, PgWireError> {
         Ok(self.0.recv().await?.map(|event| match event {

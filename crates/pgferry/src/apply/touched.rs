@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use pgferry_core::names::MigrationName;
 use pgferry_core::sql::QualifiedName;
 use pgferry_pgoutput::{Column, Lsn};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::relation::Mapped;
@@ -127,11 +128,19 @@ pub(crate) async fn record(
         reasons.push(touch.reason.as_deref());
     }
     target
-        .execute(
+        .query_typed(
             "INSERT INTO pgferry.touched_keys (migration, lsn, table_schema, table_name, whole, keys, reason)
              SELECT $1, $2::text::pg_lsn, s, t, w, k::jsonb, r
              FROM unnest($3::text[], $4::text[], $5::bool[], $6::text[], $7::text[]) AS u(s, t, w, k, r)",
-            &[&name.as_str(), &lsn.to_string(), &schemas, &tables, &wholes, &keys, &reasons],
+            &[
+                (&name.as_str(), Type::TEXT),
+                (&lsn.to_string(), Type::TEXT),
+                (&schemas, Type::TEXT_ARRAY),
+                (&tables, Type::TEXT_ARRAY),
+                (&wholes, Type::BOOL_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&reasons, Type::TEXT_ARRAY),
+            ],
         )
         .await?;
     Ok(())

@@ -285,6 +285,13 @@ impl ReplicationClient {
         }
     }
 
+    /// Added by pgferry. How many events the worker has read ahead and [`Self::recv`] would
+    /// return without waiting (pgferry: a consumer at the head of the stream
+    /// commits at once, one behind it groups).
+    pub fn buffered(&self) -> usize {
+        self.rx.len()
+    }
+
     /// Receive the next replication event.
     ///
     /// - `Ok(Some(event))` => received an event
