@@ -277,33 +277,27 @@ impl<'a> Applier<'a> {
         let (target, migration, lane) = (self.target, self.migration, self.lane);
         self.open_on_target = false;
         self.committing = Some(Box::pin(async move {
-            for mut sent in in_flight {
-                let answer = sent.answer.as_mut().await;
-                check(&sent.expect, answer)?;
-            }
-            let commit = || async {
-                match (batch.end, lane) {
-                    // The journal's rows go out together: one round trip.
-                    (Some((end, commit_time)), None) => {
-                        tokio::try_join!(
-                            progress::record(target, migration, end, Some(commit_time), &batch.stats, rate),
-                            touched::record(target, migration, end, &batch.touched),
-                        )?;
-                    }
-                    (Some((end, _)), Some((lane, lanes))) => {
-                        let tables: Vec<String> = batch.stats.keys().map(ToString::to_string).collect();
-                        tokio::try_join!(
-                            super::lanes::record(target, migration, lane, lanes, end, &tables),
-                            progress::record_stats(target, migration, &batch.stats),
-                            touched::record(target, migration, end, &batch.touched),
-                        )?;
-                    }
-                    (None, _) => {}
+            // The journal's rows go out right behind the batch's statements,
+            // before their answers are read; COMMIT only once every answer is
+            // checked (a statement that failed aborted the transaction, and one
+            // that touched other rows than it should is never committed).
+            {
+                let mut journal = std::pin::pin!(journal(target, migration, lane, &batch, rate));
+                let journal_sent = futures_util::poll!(journal.as_mut());
+                for mut sent in in_flight {
+                    let answer = sent.answer.as_mut().await;
+                    check(&sent.expect, answer)?;
                 }
-                failpoint::hit("apply-before-commit");
-                target.batch_execute("COMMIT").await
-            };
-            commit().await.map_err(|e| Stop::target("committing applied changes on the target", e))?;
+                let commit = || async {
+                    match journal_sent {
+                        Poll::Ready(journaled) => journaled?,
+                        Poll::Pending => journal.await?,
+                    }
+                    failpoint::hit("apply-before-commit");
+                    target.batch_execute("COMMIT").await
+                };
+                commit().await.map_err(|e| Stop::target("committing applied changes on the target", e))?;
+            }
             failpoint::hit("apply-after-commit");
             if lane.is_some() {
                 // A lane committed, lane 0 not yet ([`super::lanes`]).
@@ -613,6 +607,36 @@ impl<'a> Applier<'a> {
 /// A row the source routed to a partition the target lacks: change capture
 /// stops before anything of its batch is committed, with the partition key's
 /// values the server reported.
+/// A batch's journal rows, in its transaction: the applied position (lane
+/// 0), or the lane's position and tables; per-table counts; touched keys.
+/// Sent together: one round trip.
+async fn journal(
+    target: &Client,
+    migration: &MigrationName,
+    lane: Option<(usize, usize)>,
+    batch: &Batch,
+    rate: Option<f64>,
+) -> Result<(), tokio_postgres::Error> {
+    match (batch.end, lane) {
+        (Some((end, commit_time)), None) => {
+            tokio::try_join!(
+                progress::record(target, migration, end, Some(commit_time), &batch.stats, rate),
+                touched::record(target, migration, end, &batch.touched),
+            )?;
+        }
+        (Some((end, _)), Some((lane, lanes))) => {
+            let tables: Vec<String> = batch.stats.keys().map(ToString::to_string).collect();
+            tokio::try_join!(
+                super::lanes::record(target, migration, lane, lanes, end, &tables),
+                progress::record_stats(target, migration, &batch.stats),
+                touched::record(target, migration, end, &batch.touched),
+            )?;
+        }
+        (None, _) => {}
+    }
+    Ok(())
+}
+
 fn missing_partition(table: &QualifiedName, e: &tokio_postgres::Error, at: &str) -> Option<Stop> {
     let db = e.as_db_error()?;
     if *db.code() != SqlState::CHECK_VIOLATION || !db.message().starts_with("no partition of relation") {
