@@ -20,8 +20,9 @@ clusters_up
 psql_s -d postgres -c "ALTER SYSTEM SET logical_decoding_work_mem = '$LDWM'" -c "SELECT pg_reload_conf()" >/dev/null
 : > "$OUT"
 
-# Waits until the slot named $2 on source database $1 is streamed to a consumer.
-active() { until [ "$(psql_s -d "$1" -Atc "SELECT bool_or(active) FROM pg_replication_slots WHERE slot_name LIKE '$2'")" = t ]; do sleep 0.1; done; }
+# Waits until the slot named like $2 of source database $1 is streamed to a consumer
+# (slots of other databases, left by other benchmarks, are not looked at).
+active() { until [ "$(psql_s -d "$1" -Atc "SELECT bool_or(active) FROM pg_replication_slots WHERE slot_name LIKE '$2' AND database = current_database()")" = t ]; do sleep 0.1; done; }
 # Runs the UPDATE on source database $1; prints its duration and its commit's end position.
 update_all() {
   local start end lsn
@@ -35,7 +36,7 @@ update_all() {
 confirmed_after() {
   local start end
   start=$(now)
-  until [ "$(psql_s -d "$1" -Atc "SELECT bool_and(confirmed_flush_lsn >= '$3') FROM pg_replication_slots WHERE slot_name LIKE '$2'")" = t ]; do sleep 0.05; done
+  until [ "$(psql_s -d "$1" -Atc "SELECT bool_and(confirmed_flush_lsn >= '$3') FROM pg_replication_slots WHERE slot_name LIKE '$2' AND database = current_database()")" = t ]; do sleep 0.05; done
   end=$(now)
   echo "$end - $start" | bc
 }

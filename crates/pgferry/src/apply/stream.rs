@@ -44,11 +44,17 @@ const OUTPUT_SETTINGS: &str =
 /// replica mode (user triggers and foreign-key triggers do not fire, as for
 /// PostgreSQL's own subscriber, see
 /// [session_replication_role](https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SESSION-REPLICATION-ROLE)),
-/// an empty search_path (type names are read schema-qualified); its timeouts
-/// come from [`Liveness::target_session_sql`].
+/// an empty search_path (type names are read schema-qualified), and generic
+/// plans from 12 on ([plan_cache_mode](https://www.postgresql.org/docs/current/runtime-config-query.html#GUC-PLAN-CACHE-MODE)):
+/// a custom plan of a set statement sees its 50,000 keys and hashes the whole
+/// table to join them (a 5-million-row table hashed for each of the first five
+/// statements), where the generic plan looks each key up in its index, which a
+/// folding table always has. Its timeouts come from
+/// [`Liveness::target_session_sql`].
 pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalstyle = postgres; SET timezone = UTC;
     SET extra_float_digits = 3; SET bytea_output = hex; SET lc_monetary = 'C';
-    SET session_replication_role = replica; SET search_path = ''";
+    SET session_replication_role = replica; SET search_path = '';
+    SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000";
 
 /// The first source version whose pgoutput streams in-progress transactions
 /// (protocol version 2).
