@@ -604,9 +604,6 @@ impl<'a> Applier<'a> {
     }
 }
 
-/// A row the source routed to a partition the target lacks: change capture
-/// stops before anything of its batch is committed, with the partition key's
-/// values the server reported.
 /// A batch's journal rows, in its transaction: the applied position (lane
 /// 0), or the lane's position and tables; per-table counts; touched keys.
 /// Sent together: one round trip.
@@ -637,6 +634,9 @@ async fn journal(
     Ok(())
 }
 
+/// A row the source routed to a partition the target lacks: change capture
+/// stops before anything of its batch is committed, with the partition key's
+/// values the server reported.
 fn missing_partition(table: &QualifiedName, e: &tokio_postgres::Error, at: &str) -> Option<Stop> {
     let db = e.as_db_error()?;
     if *db.code() != SqlState::CHECK_VIOLATION || !db.message().starts_with("no partition of relation") {
