@@ -71,6 +71,8 @@ done
 
 echo; echo "median wall seconds and CPU seconds, servers and clients (JOBS=$JOBS, REPEAT=$REPEAT):"
 for peer in $PEERS; do
+  # A peer that did not run (pgcopydb not installed) has no line.
+  awk -v p="$peer" '$1 == p' "$OUT" | grep -q . || continue
   m=$(awk -v p="$peer" '$1 == p {print $3}' "$OUT" | median)
   c=$(awk -v p="$peer" '$1 == p {print $5}' "$OUT" | median)
   [ -n "$m" ] && printf '%-10s %6.2f s  runs: %s  verify: %s cpu %6.2f s  runs: %s\n' "$peer" "$m" \
