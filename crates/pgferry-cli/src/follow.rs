@@ -89,6 +89,11 @@ fn follow_line(event: &FollowEvent) {
             "change capture"
         ),
         FollowEvent::Reconnecting { cause } => warn!(target: EVENTS, cause = %cause, "reconnecting"),
+        FollowEvent::StreamingOff { cause } => warn!(
+            target: EVENTS,
+            cause = %cause,
+            "the source failed decoding a transaction streamed in progress (a PostgreSQL bug); following on with each transaction sent whole at its commit"
+        ),
         FollowEvent::Unreplicated { relations } => {
             for r in relations {
                 warn!(target: EVENTS, relation = %r.relation, "{}", r.why);

@@ -37,8 +37,12 @@ fn migrated() -> Pair {
 
 /// The same, with extra set-up on the source before the copy.
 fn migrated_with(extra: impl Fn(&Cluster) -> String) -> Pair {
+    migrated_onto(Cluster::start(PgVersion::V15), extra)
+}
+
+/// The same, onto `target`.
+fn migrated_onto(target: Cluster, extra: impl Fn(&Cluster) -> String) -> Pair {
     let source = Cluster::start(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V15);
     source.create_database("app");
     target.create_database("app");
     // Roles are the server's: the operator makes them on the target (the cutover's gate compares them).
@@ -113,6 +117,23 @@ fn a_cutover_leaves_an_equal_target_with_sequences_ahead_and_reports_the_downtim
     assert!(String::from_utf8_lossy(&out.stderr).contains("was cut over"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!app_may_connect(&pair.source));
     // New rows on the target continue the sequence without a collision.
+    pair.target.psql("app", "INSERT INTO orders (note) VALUES ('first on the target')");
+    assert_eq!(pair.target.psql("app", "SELECT max(id) FROM orders"), "1701");
+}
+
+/// A target that commits asynchronously (`synchronous_commit = off`, as every
+/// test cluster here, its WAL writer waking every 10 s) crashes right after the
+/// cutover: the rows drained inside the fence and the sequences set before the
+/// switch are still there after its recovery.
+#[test]
+fn a_target_crashed_right_after_the_cutover_keeps_the_drained_rows_and_the_sequences() {
+    let target = Cluster::builder(PgVersion::V15).setting("wal_writer_delay", "'10s'").start();
+    let pair = migrated_onto(target, |_| String::new());
+    let urls = pair.urls();
+    ok(pgferry(&pair.args("cutover", &urls), &[]));
+    pair.target.crash();
+    pair.target.resume();
+    assert_eq!(content(&pair.source), content(&pair.target));
     pair.target.psql("app", "INSERT INTO orders (note) VALUES ('first on the target')");
     assert_eq!(pair.target.psql("app", "SELECT max(id) FROM orders"), "1701");
 }

@@ -424,6 +424,43 @@ fn killed_ten_times_during_apply_then_resumed_the_target_is_identical() {
     assert_eq!(source.psql("app", audit), target.psql("app", audit), "seed {seed}");
 }
 
+/// A target whose server commits asynchronously (`synchronous_commit = off`, as
+/// every test cluster here, its WAL writer waking every 10 s) crashes while
+/// change capture applies a stream of small transactions: what the source was
+/// told the target holds must survive the crash, since the source does not
+/// send it again. Apply commits with at least a local flush whatever the
+/// target's default.
+#[test]
+fn a_target_committing_asynchronously_that_crashes_loses_nothing_the_source_released() {
+    let source = Cluster::start(PgVersion::V15);
+    load(&source);
+    let target = Cluster::builder(PgVersion::V15).setting("wal_writer_delay", "'10s'").start();
+    target.create_database("app");
+    copy(&source, &target, "main");
+    let seed = seed();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(source.url("app"), 0, 1, seed, stop.clone());
+    let mut child = spawn_follow(&source, &target, "main", &[]);
+    let applied = || target.try_psql("app", "SELECT applied_lsn FROM pgferry.apply_progress").unwrap_or_default();
+    assert!(wait_for(|| !applied().is_empty()), "nothing applied before the crash");
+    thread::sleep(Duration::from_millis(1000));
+    // The last transactions' commits sit in the target's last, partly filled
+    // WAL page, which its WAL writer writes only when it wakes.
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let end = source.psql("app", "SELECT pg_current_wal_lsn()");
+    let released = format!("SELECT bool_and(confirmed_flush_lsn >= '{end}') FROM pg_replication_slots");
+    assert!(wait_for(|| source.psql("app", &released) == "t"), "the source was not told everything was applied");
+    target.crash();
+    target.resume();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ok(&catch_up(&source, &target, "main"));
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "seed {seed}");
+    let audit = "SELECT count(*) || '/' || count(DISTINCT seq) FROM audit";
+    assert_eq!(source.psql("app", audit), target.psql("app", audit));
+}
+
 #[test]
 fn source_and_target_restarts_during_streaming_are_survived() {
     let source = Cluster::start(PgVersion::V15);

@@ -234,6 +234,55 @@ fn streamed_transactions_arrive_exactly_once(from: PgVersion, to: &[(PgVersion, 
     }
 }
 
+/// PostgreSQL 15.18's walsender has been seen to fail decoding a TRUNCATE in a
+/// transaction streamed in progress (`could not open relation with OID`,
+/// `XX000`) where decoding it whole at its commit works. Such a failure, in the
+/// middle of a streamed transaction whose first blocks are spooled, cannot be
+/// produced on demand, so it is injected (`PGFERRY_FAULT`): change capture goes
+/// on with each transaction sent whole at its commit, says so, and applies
+/// every transaction exactly once.
+#[test]
+fn a_walsender_failing_to_decode_a_streamed_transaction_is_followed_on_without_streaming_15_to_15() {
+    let source = streaming_source(PgVersion::V15);
+    let target = Cluster::start(PgVersion::V15);
+    target.create_database("app");
+    copy(&source, &target, "main");
+    source.psql(
+        "app",
+        "BEGIN;
+         INSERT INTO big SELECT g, 1, repeat('x', 20) FROM generate_series(1000, 30999) g;
+         INSERT INTO log SELECT g, 'one' FROM generate_series(1, 30000) g;
+         SAVEPOINT s;
+         INSERT INTO log SELECT g, 'rolled back' FROM generate_series(1, 20000) g;
+         ROLLBACK TO s;
+         UPDATE big SET v = v + 1 WHERE id BETWEEN 1000 AND 20999;
+         COMMIT;
+         INSERT INTO log SELECT g, 'two' FROM generate_series(1, 20000) g;",
+    );
+    let (s, t) = (source.url("app"), target.url("app"));
+    let args = ["follow", "--source", &s, "--target", &t, "--name", "main", "--until-caught-up"];
+    let out = pgferry(&args, &[("PGFERRY_FAULT", "stream-decoding-fails:3")]);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed decoding a transaction streamed in progress"), "{stderr}");
+    assert!(stderr.contains("injected by PGFERRY_FAULT"), "the cause is named: {stderr}");
+    let expected = "one=30000/450015000 two=20000/200010000";
+    assert_eq!(source.psql("app", LOG_SUMMARY), expected);
+    assert_eq!(target.psql("app", LOG_SUMMARY), expected);
+    assert_eq!(source.fingerprints("app"), target.fingerprints("app"));
+    // The first blocks were streamed before the failure (the source's
+    // statistics reach the view within moments).
+    let slot = slot_of(&target, "main");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while streamed_transactions(&source, &slot) < 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(streamed_transactions(&source, &slot) >= 1, "nothing was streamed");
+    // A rerun (streaming again) finds nothing more to apply.
+    assert_ok(&catch_up(&source, &target, "main"));
+    assert_eq!(target.psql("app", LOG_SUMMARY), expected);
+}
+
 #[test]
 fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit_nothing_is_lost_or_doubled_15_to_15() {
     killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(PgVersion::V15);

@@ -246,7 +246,13 @@ impl Cluster {
         self.pg_ctl(&["stop", "-m", "fast"]).expect("stop cluster");
     }
 
-    /// Starts a server stopped by [`Cluster::stop`].
+    /// Stops the server as a crash would (immediate shutdown: what its WAL
+    /// buffers held unwritten is lost); [`Cluster::resume`] recovers it.
+    pub fn crash(&self) {
+        self.pg_ctl(&["stop", "-m", "immediate"]).expect("crash cluster");
+    }
+
+    /// Starts a server stopped by [`Cluster::stop`] or [`Cluster::crash`].
     pub fn resume(&self) {
         self.pg_ctl(&["start"]).expect("start cluster");
     }

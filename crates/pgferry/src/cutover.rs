@@ -241,7 +241,11 @@ async fn connect_target(
         options.shutdown.as_ref(),
     )
     .await?;
-    Ok((runner, pgferry_pg::connect(target).await?, took_over))
+    let dst = pgferry_pg::connect(target).await?;
+    dst.batch_execute(crate::apply::DURABLE_COMMITS)
+        .await
+        .map_err(|e| Error::server("making the cutover's commits on the target durable", e))?;
+    Ok((runner, dst, took_over))
 }
 
 /// Runs (or after a stop, finishes or rolls back) the cutover.

@@ -35,6 +35,24 @@ pub fn hit(name: &str) {
     }
 }
 
+/// Marks a point where a test injects a failure that the servers cannot be
+/// made to produce on demand (a PostgreSQL bug). `PGFERRY_FAULT=<name>:<n>`
+/// makes it return true the `n`-th time the point `<name>` is passed; unset,
+/// it costs one environment look-up per process.
+pub fn fault(name: &str) -> bool {
+    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static PASSES: AtomicU64 = AtomicU64::new(0);
+    let armed = ARMED.get_or_init(|| {
+        let value = std::env::var("PGFERRY_FAULT").ok()?;
+        let (name, n) = value.rsplit_once(':')?;
+        Some((name.to_string(), n.parse().ok()?))
+    });
+    match armed {
+        Some((armed_name, at)) if armed_name == name => PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *at,
+        _ => false,
+    }
+}
+
 /// Marks a point where a test needs pgferry to wait while it acts on the
 /// servers. `PGFERRY_PAUSE=<name>:<dir>` makes the process, on reaching the pause
 /// `<name>`, create `<dir>/<name>.reached` and wait until `<dir>/<name>.go`

@@ -68,6 +68,7 @@ use tokio_postgres::Client;
 
 pub use batch::BatchLimits;
 pub use progress::Counts as TableChanges;
+pub(crate) use stream::DURABLE_COMMITS;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Events, Phase};
@@ -207,6 +208,12 @@ pub enum FollowEvent {
     Reconnecting {
         cause: String,
     },
+    /// The source's walsender failed decoding a transaction streamed in
+    /// progress (`cause`): change capture goes on with each transaction sent
+    /// whole at its commit ([`Stop::Decoder`]).
+    StreamingOff {
+        cause: String,
+    },
     /// Relations of the source that change capture does not carry (named when
     /// the list changes).
     Unreplicated {
@@ -230,6 +237,16 @@ pub(crate) enum Stop {
     /// Nothing failed: the session ends so that a new one starts from what the
     /// target committed ([`Run::apply_streamed`]).
     Reopen,
+    /// The source's walsender failed while decoding with an internal error
+    /// (`XX000`): a PostgreSQL bug. The decoding of transactions streamed in
+    /// progress has been seen to hit one (`could not open relation with OID`
+    /// for a TRUNCATE in a streamed transaction, on 15.18) where decoding each
+    /// transaction whole at its commit does not: the next session asks for
+    /// that ([`Attempt::stream_in_progress`]); without streaming it is fatal.
+    Decoder {
+        error: Error,
+        streamed: bool,
+    },
 }
 
 impl From<Error> for Stop {
@@ -252,15 +269,21 @@ impl Stop {
         }
     }
 
-    fn stream(e: pgwire_replication::PgWireError) -> Stop {
+    /// A failure of the stream; `streamed`: the session asked for transactions
+    /// streamed in progress.
+    fn stream(e: pgwire_replication::PgWireError, streamed: bool) -> Stop {
         let reopens = sqlstate::of_transport(&e).reopens_stream();
+        let code = sqlstate::code_of_transport(&e);
+        let internal = code.as_ref() == Some(&tokio_postgres::error::SqlState::INTERNAL_ERROR);
         let error = Error::from(ReplicationError {
             doing: "reading the source's change stream".into(),
             cause: e.to_string(),
-            code: sqlstate::code_of_transport(&e),
+            code,
         });
         if reopens {
             Stop::Transient(error)
+        } else if internal {
+            Stop::Decoder { error, streamed }
         } else {
             Stop::Fatal(error)
         }
@@ -284,6 +307,16 @@ enum Next {
     StatusDue,
     /// Nothing arrived in time, or a shutdown was requested.
     Idle,
+}
+
+/// What a session is told by those before it.
+#[derive(Clone, Copy)]
+struct Attempt {
+    /// No session ran before it: a refusal is final ([`watchdog::connect_stop`]).
+    first: bool,
+    /// Ask a source of 14 or later to stream transactions in progress: on,
+    /// until its walsender failed decoding them ([`Stop::Decoder`]).
+    stream_in_progress: bool,
 }
 
 /// Totals across sessions.
@@ -320,11 +353,11 @@ pub async fn follow(
     let mut totals = Totals::default();
     // The current episode of failures: when it began, and the attempts since.
     let mut episode: Option<(Instant, u32)> = None;
-    let mut first = true;
+    let mut attempt = Attempt { first: true, stream_in_progress: true };
     let mut previous: Vec<watchdog::ApplySession> = Vec::new();
     loop {
         let heard_before = totals.heard_sessions;
-        match session(source, target, options, &stop_at, events, &mut totals, first, &mut previous).await {
+        match session(source, target, options, &stop_at, events, &mut totals, attempt, &mut previous).await {
             Ok(()) => break,
             // A row holding a label the source added while change capture ran
             // (`invalid input value for enum`): the labels are added, and the
@@ -337,7 +370,13 @@ pub async fn follow(
                 tracing::info!("change capture continues with the enum labels the source added: {}", e.message);
             }
             Err(Stop::Reopen) => {}
-            Err(Stop::Fatal(e)) => return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e)),
+            Err(Stop::Decoder { error, streamed: true }) => {
+                attempt.stream_in_progress = false;
+                events.follow(FollowEvent::StreamingOff { cause: error.message });
+            }
+            Err(Stop::Fatal(e) | Stop::Decoder { error: e, streamed: false }) => {
+                return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e))
+            }
             Err(Stop::Transient(e)) => {
                 if totals.heard_sessions != heard_before {
                     episode = None;
@@ -354,7 +393,7 @@ pub async fn follow(
                 tokio::time::sleep(liveness::backoff(*attempts)).await;
             }
         }
-        first = false;
+        attempt.first = false;
     }
     Ok(FollowReport {
         migration: options.migration.to_string(),
@@ -381,7 +420,7 @@ async fn caught_up_mark(source: &ConnSpec) -> Result<Lsn> {
     watchdog::within(watchdog::connect_limit(source), "the source", "marking its current position", marking)
         .await
         .map_err(|stop| match stop {
-            Stop::Transient(e) | Stop::Fatal(e) => e,
+            Stop::Transient(e) | Stop::Fatal(e) | Stop::Decoder { error: e, .. } => e,
             // A time limit ends in one of the above; no stream is read here.
             Stop::Reopen => Error::new(ErrorKind::Server, "marking the source's current position was cut short"),
         })?
@@ -410,9 +449,10 @@ async fn session(
     stop_at: &StopAt,
     events: &Events,
     totals: &mut Totals,
-    first: bool,
+    attempt: Attempt,
     previous: &mut Vec<watchdog::ApplySession>,
 ) -> Result<(), Stop> {
+    let first = attempt.first;
     let liveness = match &options.until {
         Until::Fenced(drain) => drain.liveness,
         _ => watchdog::read_liveness(source, first).await?,
@@ -434,7 +474,7 @@ async fn session(
     }
     let pids: Vec<i32> = previous.iter().map(|s| s.pid).collect();
     tokio::select! {
-        result = stream_session(source, target, &dst, &lanes, options, stop_at, events, totals, first, liveness) => result,
+        result = stream_session(source, target, &dst, &lanes, options, stop_at, events, totals, attempt, liveness) => result,
         dead = watchdog::watch_target(&probe, &pids, liveness) => Err(dead),
     }
 }
@@ -470,10 +510,12 @@ async fn stream_session(
     stop_at: &StopAt,
     events: &Events,
     totals: &mut Totals,
-    first: bool,
+    attempt: Attempt,
     liveness: Liveness,
 ) -> Result<(), Stop> {
-    let session_sql = format!("{}; {}", stream::TARGET_SESSION_SQL, liveness.target_session_sql());
+    let first = attempt.first;
+    let session_sql =
+        format!("{}; {}; {}", stream::TARGET_SESSION_SQL, stream::DURABLE_COMMITS, liveness.target_session_sql());
     for client in std::iter::once(dst).chain(lanes) {
         client
             .batch_execute(&session_sql)
@@ -501,17 +543,18 @@ async fn stream_session(
     }
     let slot =
         crate::slot::on_target(dst, &options.migration).await?.unwrap_or_else(|| options.migration.legacy_slot());
-    let opening = stream::open(source, &options.migration, &slot, state.start, liveness, source_version);
+    let streams = attempt.stream_in_progress && source_version >= stream::STREAMING_SINCE;
+    let opening = stream::open(source, &options.migration, &slot, state.start, liveness, streams);
     let mut source_stream = opening.await.map_err(|e| match e {
         e if first && !sqlstate::of_transport(&e).reopens_stream() => {
             Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
         }
-        e => Stop::stream(e),
+        e => Stop::stream(e, streams),
     })?;
     if let Err(e) = source_stream.started(source).await {
         // At once, as below: a worker still waiting would hold the slot.
         source_stream.abort();
-        return Err(Stop::stream(e));
+        return Err(Stop::stream(e, streams));
     }
     events.follow(FollowEvent::Started { from: state.start });
     let mut run = Run {
@@ -709,6 +752,14 @@ impl Run<'_> {
             Message::StreamStop => {
                 self.streamed.stop();
                 crate::failpoint::hit("streamed-block-spooled");
+                if crate::failpoint::fault("stream-decoding-fails") {
+                    return Err(Stop::stream(
+                        pgwire_replication::PgWireError::Server(
+                            "could not open relation (injected by PGFERRY_FAULT) (SQLSTATE XX000)".into(),
+                        ),
+                        true,
+                    ));
+                }
                 Ok(())
             }
             Message::StreamAbort(abort) => self.streamed.abort(&abort),
@@ -885,7 +936,7 @@ impl Run<'_> {
                 return Ok(Next::Committed);
             }
         };
-        match received.map_err(Stop::stream)? {
+        match received.map_err(|e| Stop::stream(e, self.stream.streams_in_progress()))? {
             Some(event) => {
                 self.heard = Some(Instant::now());
                 if !std::mem::replace(&mut self.heard_anything, true) {

@@ -19,7 +19,9 @@
 //! ([Logical Streaming Replication Protocol](https://www.postgresql.org/docs/current/protocol-logical-replication.html)):
 //! a transaction larger than its `logical_decoding_work_mem` then arrives in
 //! blocks while it runs, instead of being held on the source's disk until it
-//! commits ([`super::streamed`] spools them). Older sources speak version 1.
+//! commits ([`super::streamed`] spools them). Older sources speak version 1,
+//! and so does a session after the source's walsender failed decoding a
+//! transaction streamed in progress ([`super::Stop::Decoder`]).
 //! The transport is `pgwire-replication`, vendored with these two additions
 //! (`vendor/pgwire-replication/README.pgferry.md`).
 //!
@@ -49,26 +51,40 @@ const OUTPUT_SETTINGS: &str =
 /// a custom plan of a set statement sees its 50,000 keys and hashes the whole
 /// table to join them (a 5-million-row table hashed for each of the first five
 /// statements), where the generic plan looks each key up in its index, which a
-/// folding table always has. Its timeouts come from
-/// [`Liveness::target_session_sql`].
+/// folding table always has. With [`DURABLE_COMMITS`]; its timeouts come
+/// from [`Liveness::target_session_sql`].
 pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalstyle = postgres; SET timezone = UTC;
     SET extra_float_digits = 3; SET bytea_output = hex; SET lc_monetary = 'C';
     SET session_replication_role = replica; SET search_path = '';
     SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000";
 
+/// A target session whose commits are flushed to the target's disk before
+/// they are answered
+/// ([synchronous_commit](https://www.postgresql.org/docs/current/runtime-config-wal.html#GUC-SYNCHRONOUS-COMMIT)
+/// `local` where the target's default is `off`; a stronger one, `on` or
+/// `remote_apply`, is kept). The source is told a transaction is applied once
+/// its batch commits, and releases it for good: a commit that a crash of the
+/// target could still undo would be lost (the last transactions were, in
+/// `tests/follow.rs`, on a target crashed right after the source was told).
+/// The cutover's session too: its last commit before the switch makes
+/// everything before it durable (the sequences set, the re-copies).
+pub(crate) const DURABLE_COMMITS: &str =
+    "SELECT set_config('synchronous_commit', 'local', false) WHERE current_setting('synchronous_commit') = 'off'";
+
 /// The first source version whose pgoutput streams in-progress transactions
 /// (protocol version 2).
-const STREAMING_SINCE: i32 = 140_000;
+pub(crate) const STREAMING_SINCE: i32 = 140_000;
 
 /// Opens the stream at `start`, with the status updates [`Liveness`] needs;
-/// `source_version` is the source's `server_version_num`.
+/// `streaming`: ask for transactions streamed in progress (a source of
+/// [`STREAMING_SINCE`] or later).
 pub(crate) async fn open(
     source: &ConnSpec,
     name: &MigrationName,
     slot: &str,
     start: Lsn,
     liveness: Liveness,
-    source_version: i32,
+    streaming: bool,
 ) -> Result<Stream, PgWireError> {
     let publications =
         vec![name.publication().as_str().to_string(), name.insert_only_publication().as_str().to_string()];
@@ -82,7 +98,6 @@ pub(crate) async fn open(
         None => settings,
     });
     let start = wire(start);
-    let streaming = source_version >= STREAMING_SINCE;
     config = config
         .with_protocol(if streaming { 2 } else { 1 }, streaming)
         .with_start_lsn(start)
@@ -96,7 +111,7 @@ pub(crate) async fn open(
         .with_buffer_size(BUFFERED_MESSAGES);
     let mut stream = open_gated(source, config).await?;
     stream.start().await?;
-    Ok(Stream(stream))
+    Ok(Stream { client: stream, streaming })
 }
 
 /// Messages the transport reads ahead of apply. The buffer is counted in
@@ -125,7 +140,11 @@ pub(crate) enum Event {
 }
 
 /// The migration slot's change stream.
-pub(crate) struct Stream(ReplicationClient);
+pub(crate) struct Stream {
+    client: ReplicationClient,
+    /// Transactions are streamed in progress.
+    streaming: bool,
+}
 
 impl Stream {
     /// Waits until the server accepted START_REPLICATION ([`open`] returns
@@ -134,20 +153,25 @@ impl Stream {
     /// spares. The server's refusal (a slot another session holds) is the
     /// error the first read would have returned.
     pub(crate) async fn started(&mut self, source: &ConnSpec) -> Result<(), PgWireError> {
-        within_connect_timeout(source, self.0.wait_started())
+        within_connect_timeout(source, self.client.wait_started())
             .await
             .map_err(|timeout| PgWireError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout)))?
+    }
+
+    /// Whether transactions arrive streamed in progress.
+    pub(crate) fn streams_in_progress(&self) -> bool {
+        self.streaming
     }
 
     /// How many events have arrived and wait to be received: none means
     /// apply is at the head of the stream.
     pub(crate) fn buffered(&self) -> usize {
-        self.0.buffered()
+        self.client.buffered()
     }
 
     /// The next event; `None` when the server ended the stream.
     pub(crate) async fn recv(&mut self) -> Result<Option<Event>, PgWireError> {
-        Ok(self.0.recv().await?.map(|event| match event {
+        Ok(self.client.recv().await?.map(|event| match event {
             ReplicationEvent::Begin { final_lsn, .. } => Event::Begin { final_lsn: lsn(final_lsn) },
             ReplicationEvent::XLogData { data, wal_end, .. } => Event::Data { data, wal_end: lsn(wal_end) },
             ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
@@ -164,22 +188,22 @@ impl Stream {
     /// Tells the server everything up to `position` is applied (sent with the
     /// next status update).
     pub(crate) fn acknowledge(&mut self, position: Lsn) {
-        self.0.update_applied_lsn(wire(position));
+        self.client.update_applied_lsn(wire(position));
     }
 
     /// The applied position the server was last told (by a status update).
     pub(crate) fn acknowledged(&self) -> Lsn {
-        lsn(self.0.metrics().last_applied_lsn())
+        lsn(self.client.metrics().last_applied_lsn())
     }
 
     /// Ends the stream politely.
     pub(crate) async fn shutdown(&mut self) -> Result<(), PgWireError> {
-        self.0.shutdown().await
+        self.client.shutdown().await
     }
 
     /// Ends the stream at once.
     pub(crate) fn abort(&mut self) {
-        self.0.abort();
+        self.client.abort();
     }
 }
 
