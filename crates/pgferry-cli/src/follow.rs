@@ -89,11 +89,8 @@ fn follow_line(event: &FollowEvent) {
             "change capture"
         ),
         FollowEvent::Reconnecting { cause } => warn!(target: EVENTS, cause = %cause, "reconnecting"),
-        FollowEvent::StreamingOff { cause } => warn!(
-            target: EVENTS,
-            cause = %cause,
-            "the source failed decoding a transaction streamed in progress (a PostgreSQL bug); following on with each transaction sent whole at its commit"
-        ),
+        // Warned where it happens (`apply::follow`), for every command.
+        FollowEvent::StreamingOff { .. } => {}
         FollowEvent::Unreplicated { relations } => {
             for r in relations {
                 warn!(target: EVENTS, relation = %r.relation, "{}", r.why);

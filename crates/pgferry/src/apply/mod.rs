@@ -269,8 +269,9 @@ impl Stop {
         }
     }
 
-    /// A failure of the stream; `streamed`: the session asked for transactions
-    /// streamed in progress.
+    /// A failure of the stream; `streamed`: the session received a block of a
+    /// transaction streamed in progress (the walsender sends a block's start
+    /// before it decodes the block's changes).
     fn stream(e: pgwire_replication::PgWireError, streamed: bool) -> Stop {
         let reopens = sqlstate::of_transport(&e).reopens_stream();
         let code = sqlstate::code_of_transport(&e);
@@ -308,6 +309,9 @@ enum Next {
     /// Nothing arrived in time, or a shutdown was requested.
     Idle,
 }
+
+/// The warning of [`FollowEvent::StreamingOff`].
+const STREAMING_OFF: &str = "the source's walsender failed decoding a transaction streamed in progress (an internal error, possibly a PostgreSQL bug in that decoding); change capture goes on for this run with each transaction sent whole at its commit (a large one then waits on the source's disk until it commits)";
 
 /// What a session is told by those before it.
 #[derive(Clone, Copy)]
@@ -357,7 +361,13 @@ pub async fn follow(
     let mut previous: Vec<watchdog::ApplySession> = Vec::new();
     loop {
         let heard_before = totals.heard_sessions;
-        match session(source, target, options, &stop_at, events, &mut totals, attempt, &mut previous).await {
+        let ended = session(source, target, options, &stop_at, events, &mut totals, attempt, &mut previous).await;
+        // A session that heard from the source ends the episode of failures,
+        // however it ended itself.
+        if totals.heard_sessions != heard_before {
+            episode = None;
+        }
+        match ended {
             Ok(()) => break,
             // A row holding a label the source added while change capture ran
             // (`invalid input value for enum`): the labels are added, and the
@@ -372,15 +382,15 @@ pub async fn follow(
             Err(Stop::Reopen) => {}
             Err(Stop::Decoder { error, streamed: true }) => {
                 attempt.stream_in_progress = false;
+                // Said here too: the cutover's drain and a rehearsal show no
+                // change capture events.
+                tracing::warn!(cause = %error.message, "{STREAMING_OFF}");
                 events.follow(FollowEvent::StreamingOff { cause: error.message });
             }
             Err(Stop::Fatal(e) | Stop::Decoder { error: e, streamed: false }) => {
                 return Err(slot_lost(source, target, &options.migration).await.unwrap_or(e))
             }
             Err(Stop::Transient(e)) => {
-                if totals.heard_sessions != heard_before {
-                    episode = None;
-                }
                 let (since, attempts) = episode.get_or_insert_with(|| {
                     events.follow(FollowEvent::Reconnecting { cause: e.message.clone() });
                     (Instant::now(), 0)
@@ -549,12 +559,12 @@ async fn stream_session(
         e if first && !sqlstate::of_transport(&e).reopens_stream() => {
             Stop::Fatal(Error::new(ErrorKind::Connection, format!("opening the change stream on the source: {e}")))
         }
-        e => Stop::stream(e, streams),
+        e => Stop::stream(e, false),
     })?;
     if let Err(e) = source_stream.started(source).await {
         // At once, as below: a worker still waiting would hold the slot.
         source_stream.abort();
-        return Err(Stop::stream(e, streams));
+        return Err(Stop::stream(e, false));
     }
     events.follow(FollowEvent::Started { from: state.start });
     let mut run = Run {
@@ -757,7 +767,7 @@ impl Run<'_> {
                         pgwire_replication::PgWireError::Server(
                             "could not open relation (injected by PGFERRY_FAULT) (SQLSTATE XX000)".into(),
                         ),
-                        true,
+                        self.streamed.seen_block(),
                     ));
                 }
                 Ok(())
@@ -936,7 +946,7 @@ impl Run<'_> {
                 return Ok(Next::Committed);
             }
         };
-        match received.map_err(|e| Stop::stream(e, self.stream.streams_in_progress()))? {
+        match received.map_err(|e| Stop::stream(e, self.streamed.seen_block()))? {
             Some(event) => {
                 self.heard = Some(Instant::now());
                 if !std::mem::replace(&mut self.heard_anything, true) {
@@ -1100,5 +1110,24 @@ impl Run<'_> {
             changes_per_second,
             slot_retained_bytes,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> pgwire_replication::PgWireError {
+        pgwire_replication::PgWireError::Server(format!("it failed (SQLSTATE {code})"))
+    }
+
+    #[test]
+    fn only_an_internal_error_of_the_walsender_is_the_decoders() {
+        assert!(matches!(Stop::stream(server("XX000"), true), Stop::Decoder { streamed: true, .. }));
+        assert!(matches!(Stop::stream(server("XX000"), false), Stop::Decoder { streamed: false, .. }));
+        assert!(matches!(Stop::stream(server("57P01"), true), Stop::Transient(_)));
+        assert!(matches!(Stop::stream(server("42704"), true), Stop::Fatal(_)));
+        // Corrupted data is not a decoding bug that another protocol avoids.
+        assert!(matches!(Stop::stream(server("XX001"), true), Stop::Fatal(_)));
     }
 }

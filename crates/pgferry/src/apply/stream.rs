@@ -58,18 +58,20 @@ pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalst
     SET session_replication_role = replica; SET search_path = '';
     SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000";
 
-/// A target session whose commits are flushed to the target's disk before
-/// they are answered
+/// A target session whose commits are flushed to the target's disk (and to
+/// its synchronous standbys, if it has any) before they are answered
 /// ([synchronous_commit](https://www.postgresql.org/docs/current/runtime-config-wal.html#GUC-SYNCHRONOUS-COMMIT)
-/// `local` where the target's default is `off`; a stronger one, `on` or
-/// `remote_apply`, is kept). The source is told a transaction is applied once
-/// its batch commits, and releases it for good: a commit that a crash of the
-/// target could still undo would be lost (the last transactions were, in
-/// `tests/follow.rs`, on a target crashed right after the source was told).
-/// The cutover's session too: its last commit before the switch makes
-/// everything before it durable (the sequences set, the re-copies).
-pub(crate) const DURABLE_COMMITS: &str =
-    "SELECT set_config('synchronous_commit', 'local', false) WHERE current_setting('synchronous_commit') = 'off'";
+/// `on` where the target's default is `off`; a stronger one, `remote_apply`,
+/// is kept), pinned in the session so that a reload of the target's
+/// configuration does not change it under a long run. The source is told a
+/// transaction is applied once its batch commits, and releases it for good: a
+/// commit that a crash of the target could still undo would be lost (the last
+/// transactions were, in `tests/follow.rs`, on a target crashed right after
+/// the source was told). The cutover's session too: its last commit before
+/// the switch makes everything before it durable (the sequences set, the
+/// re-copies).
+pub(crate) const DURABLE_COMMITS: &str = "SELECT set_config('synchronous_commit',
+    CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, false)";
 
 /// The first source version whose pgoutput streams in-progress transactions
 /// (protocol version 2).
@@ -111,7 +113,7 @@ pub(crate) async fn open(
         .with_buffer_size(BUFFERED_MESSAGES);
     let mut stream = open_gated(source, config).await?;
     stream.start().await?;
-    Ok(Stream { client: stream, streaming })
+    Ok(Stream(stream))
 }
 
 /// Messages the transport reads ahead of apply. The buffer is counted in
@@ -140,11 +142,7 @@ pub(crate) enum Event {
 }
 
 /// The migration slot's change stream.
-pub(crate) struct Stream {
-    client: ReplicationClient,
-    /// Transactions are streamed in progress.
-    streaming: bool,
-}
+pub(crate) struct Stream(ReplicationClient);
 
 impl Stream {
     /// Waits until the server accepted START_REPLICATION ([`open`] returns
@@ -153,25 +151,20 @@ impl Stream {
     /// spares. The server's refusal (a slot another session holds) is the
     /// error the first read would have returned.
     pub(crate) async fn started(&mut self, source: &ConnSpec) -> Result<(), PgWireError> {
-        within_connect_timeout(source, self.client.wait_started())
+        within_connect_timeout(source, self.0.wait_started())
             .await
             .map_err(|timeout| PgWireError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, timeout)))?
-    }
-
-    /// Whether transactions arrive streamed in progress.
-    pub(crate) fn streams_in_progress(&self) -> bool {
-        self.streaming
     }
 
     /// How many events have arrived and wait to be received: none means
     /// apply is at the head of the stream.
     pub(crate) fn buffered(&self) -> usize {
-        self.client.buffered()
+        self.0.buffered()
     }
 
     /// The next event; `None` when the server ended the stream.
     pub(crate) async fn recv(&mut self) -> Result<Option<Event>, PgWireError> {
-        Ok(self.client.recv().await?.map(|event| match event {
+        Ok(self.0.recv().await?.map(|event| match event {
             ReplicationEvent::Begin { final_lsn, .. } => Event::Begin { final_lsn: lsn(final_lsn) },
             ReplicationEvent::XLogData { data, wal_end, .. } => Event::Data { data, wal_end: lsn(wal_end) },
             ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
@@ -188,22 +181,22 @@ impl Stream {
     /// Tells the server everything up to `position` is applied (sent with the
     /// next status update).
     pub(crate) fn acknowledge(&mut self, position: Lsn) {
-        self.client.update_applied_lsn(wire(position));
+        self.0.update_applied_lsn(wire(position));
     }
 
     /// The applied position the server was last told (by a status update).
     pub(crate) fn acknowledged(&self) -> Lsn {
-        lsn(self.client.metrics().last_applied_lsn())
+        lsn(self.0.metrics().last_applied_lsn())
     }
 
     /// Ends the stream politely.
     pub(crate) async fn shutdown(&mut self) -> Result<(), PgWireError> {
-        self.client.shutdown().await
+        self.0.shutdown().await
     }
 
     /// Ends the stream at once.
     pub(crate) fn abort(&mut self) {
-        self.client.abort();
+        self.0.abort();
     }
 }
 

@@ -56,6 +56,8 @@ pub(crate) struct Streamed {
     open: HashMap<Xid, Spool>,
     /// The transaction of the stream block being received.
     block: Option<Xid>,
+    /// A stream block arrived in this session.
+    seen_block: bool,
 }
 
 /// One transaction's spooled messages: each a 4-byte length, then the bytes.
@@ -69,8 +71,14 @@ struct Spool {
 }
 
 impl Streamed {
+    /// Whether a stream block arrived in this session.
+    pub(crate) fn seen_block(&self) -> bool {
+        self.seen_block
+    }
+
     /// Stream Start: the messages up to the next Stream Stop belong to `start.xid`.
     pub(crate) fn start(&mut self, start: &StreamStart) -> Result<(), Stop> {
+        self.seen_block = true;
         if start.first_segment {
             let spool = Spool::new().map_err(|e| match e.raw_os_error() {
                 Some(code) if code == nix::errno::Errno::EMFILE as i32 => too_many_open(self.open.len(), e),
