@@ -36,6 +36,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system's malloc: change capture allocates and frees
+/// small buffers for every value of every row, and a profile of a 1-million-row
+/// transaction applied showed glibc's malloc and free (chunk consolidation
+/// above all) taking a third of pgferry's CPU (`bench/RESULTS.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     closed_stdout::exit_quietly_when_closed();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -311,7 +311,7 @@ enum Next {
 }
 
 /// The warning of [`FollowEvent::StreamingOff`].
-const STREAMING_OFF: &str = "the source's walsender failed decoding a transaction streamed in progress (an internal error, possibly a PostgreSQL bug in that decoding); change capture goes on for this run with each transaction sent whole at its commit (a large one then waits on the source's disk until it commits)";
+const STREAMING_OFF: &str = "the source's walsender failed decoding a transaction streamed in progress (an internal error, possibly a PostgreSQL bug in that decoding); change capture goes on with each transaction sent whole at its commit until it restarts (a large one then waits on the source's disk until it commits)";
 
 /// What a session is told by those before it.
 #[derive(Clone, Copy)]
@@ -893,8 +893,9 @@ impl Run<'_> {
         // A batch between transactions commits when it is old enough; at once
         // when the target is free and nothing more has arrived (the previous
         // commit just ended, say, or a keepalive was the last message): the
-        // transport's task is let run once to pass on what it has read, and
-        // the stream is then looked at, not waited for ([`batch::should_flush`]).
+        // runtime is yielded to once (a transport task already woken passes on
+        // what it read), and the stream is then looked at, not waited for
+        // ([`batch::should_flush`]).
         // A timer of zero would wait for the timer's next tick, up to 1 ms
         // (measured: 0.44 ms at the median for each such batch under a steady
         // load, a tenth of its lag).

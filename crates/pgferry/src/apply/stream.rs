@@ -58,20 +58,22 @@ pub(crate) const TARGET_SESSION_SQL: &str = "SET datestyle = ISO; SET intervalst
     SET session_replication_role = replica; SET search_path = '';
     SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000";
 
-/// A target session whose commits are flushed to the target's disk (and to
-/// its synchronous standbys, if it has any) before they are answered
+/// A target session whose commits are flushed to the target's own disk before
+/// they are answered
 /// ([synchronous_commit](https://www.postgresql.org/docs/current/runtime-config-wal.html#GUC-SYNCHRONOUS-COMMIT)
-/// `on` where the target's default is `off`; a stronger one, `remote_apply`,
-/// is kept), pinned in the session so that a reload of the target's
-/// configuration does not change it under a long run. The source is told a
-/// transaction is applied once its batch commits, and releases it for good: a
-/// commit that a crash of the target could still undo would be lost (the last
-/// transactions were, in `tests/follow.rs`, on a target crashed right after
-/// the source was told). The cutover's session too: its last commit before
-/// the switch makes everything before it durable (the sequences set, the
-/// re-copies).
+/// `local` where the target's default is `off`; any other default, which
+/// flushes as much or more, is kept), pinned in the session so that a reload
+/// of the target's configuration does not change it under a long run. The
+/// source is told a transaction is applied once its batch commits, and
+/// releases it for good: a commit that a crash of the target could still undo
+/// would be lost (the last transactions were, in `tests/follow.rs`, on a target
+/// crashed right after the source was told). Whether a commit also waits for
+/// the target's own synchronous standbys stays the target's setting: forcing
+/// it would stall change capture on a standby that is down. The cutover's
+/// session too: its last commit before the switch makes everything before it
+/// durable (the sequences set, the re-copies).
 pub(crate) const DURABLE_COMMITS: &str = "SELECT set_config('synchronous_commit',
-    CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, false)";
+    CASE current_setting('synchronous_commit') WHEN 'off' THEN 'local' ELSE current_setting('synchronous_commit') END, false)";
 
 /// The first source version whose pgoutput streams in-progress transactions
 /// (protocol version 2).
