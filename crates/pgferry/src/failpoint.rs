@@ -12,13 +12,14 @@ use std::sync::OnceLock;
 /// Parsed once: the armed failpoint's name and the pass that fires it.
 fn armed() -> Option<&'static (String, u64)> {
     static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    ARMED
-        .get_or_init(|| {
-            let value = std::env::var("PGFERRY_FAILPOINT").ok()?;
-            let (name, n) = value.rsplit_once(':')?;
-            Some((name.to_string(), n.parse().ok()?))
-        })
-        .as_ref()
+    ARMED.get_or_init(|| armed_by("PGFERRY_FAILPOINT")).as_ref()
+}
+
+/// A point's name and pass, `<name>:<n>`, from the environment variable `var`.
+fn armed_by(var: &str) -> Option<(String, u64)> {
+    let value = std::env::var(var).ok()?;
+    let (name, n) = value.rsplit_once(':')?;
+    Some((name.to_string(), n.parse().ok()?))
 }
 
 static PASSES: AtomicU64 = AtomicU64::new(0);
@@ -42,12 +43,7 @@ pub fn hit(name: &str) {
 pub fn fault(name: &str) -> bool {
     static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
     static PASSES: AtomicU64 = AtomicU64::new(0);
-    let armed = ARMED.get_or_init(|| {
-        let value = std::env::var("PGFERRY_FAULT").ok()?;
-        let (name, n) = value.rsplit_once(':')?;
-        Some((name.to_string(), n.parse().ok()?))
-    });
-    match armed {
+    match ARMED.get_or_init(|| armed_by("PGFERRY_FAULT")) {
         Some((armed_name, at)) if armed_name == name => PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *at,
         _ => false,
     }
