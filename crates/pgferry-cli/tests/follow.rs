@@ -424,6 +424,53 @@ fn killed_ten_times_during_apply_then_resumed_the_target_is_identical() {
     assert_eq!(source.psql("app", audit), target.psql("app", audit), "seed {seed}");
 }
 
+/// A loaded source copied onto a target, one writer on the source and `follow`
+/// applying, something already applied.
+struct Following {
+    source: Cluster,
+    target: Cluster,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    writer: Option<thread::JoinHandle<u64>>,
+    child: Child,
+}
+
+impl Following {
+    fn start(target: Cluster) -> Following {
+        let source = Cluster::start(PgVersion::V15);
+        load(&source);
+        target.create_database("app");
+        copy(&source, &target, "main");
+        let seed = seed();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = Some(spawn_writer(source.url("app"), 0, 1, seed, stop.clone()));
+        let child = spawn_follow(&source, &target, "main", &[]);
+        let applied = || target.try_psql("app", "SELECT applied_lsn FROM pgferry.apply_progress").unwrap_or_default();
+        assert!(wait_for(|| !applied().is_empty()), "nothing applied yet");
+        Following { source, target, seed, stop, writer, child }
+    }
+
+    fn stop_writer(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(writer) = self.writer.take() {
+            writer.join().unwrap();
+        }
+    }
+
+    /// Ends the writer and `follow`; a catch-up then leaves the target
+    /// identical, each audit row once.
+    fn caught_up_identical(mut self) {
+        self.stop_writer();
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (source, target) = (&self.source, &self.target);
+        assert_ok(&catch_up(source, target, "main"));
+        assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "seed {}", self.seed);
+        let audit = "SELECT count(*) || '/' || count(DISTINCT seq) FROM audit";
+        assert_eq!(source.psql("app", audit), target.psql("app", audit));
+    }
+}
+
 /// A target whose server commits asynchronously (`synchronous_commit = off`, as
 /// every test cluster here, its WAL writer waking every 10 s) crashes while
 /// change capture applies a stream of small transactions: what the source was
@@ -432,48 +479,23 @@ fn killed_ten_times_during_apply_then_resumed_the_target_is_identical() {
 /// target's default.
 #[test]
 fn a_target_committing_asynchronously_that_crashes_loses_nothing_the_source_released() {
-    let source = Cluster::start(PgVersion::V15);
-    load(&source);
-    let target = Cluster::builder(PgVersion::V15).setting("wal_writer_delay", "'10s'").start();
-    target.create_database("app");
-    copy(&source, &target, "main");
-    let seed = seed();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(source.url("app"), 0, 1, seed, stop.clone());
-    let mut child = spawn_follow(&source, &target, "main", &[]);
-    let applied = || target.try_psql("app", "SELECT applied_lsn FROM pgferry.apply_progress").unwrap_or_default();
-    assert!(wait_for(|| !applied().is_empty()), "nothing applied before the crash");
+    let mut run = Following::start(Cluster::builder(PgVersion::V15).setting("wal_writer_delay", "'10s'").start());
     thread::sleep(Duration::from_millis(1000));
     // The last transactions' commits sit in the target's last, partly filled
     // WAL page, which its WAL writer writes only when it wakes.
-    stop.store(true, Ordering::SeqCst);
-    writer.join().unwrap();
-    let end = source.psql("app", "SELECT pg_current_wal_lsn()");
+    run.stop_writer();
+    let end = run.source.psql("app", "SELECT pg_current_wal_lsn()");
     let released = format!("SELECT bool_and(confirmed_flush_lsn >= '{end}') FROM pg_replication_slots");
-    assert!(wait_for(|| source.psql("app", &released) == "t"), "the source was not told everything was applied");
-    target.crash();
-    target.resume();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_ok(&catch_up(&source, &target, "main"));
-    assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "seed {seed}");
-    let audit = "SELECT count(*) || '/' || count(DISTINCT seq) FROM audit";
-    assert_eq!(source.psql("app", audit), target.psql("app", audit));
+    assert!(wait_for(|| run.source.psql("app", &released) == "t"), "the source was not told everything was applied");
+    run.target.crash();
+    run.target.resume();
+    run.caught_up_identical();
 }
 
 #[test]
 fn source_and_target_restarts_during_streaming_are_survived() {
-    let source = Cluster::start(PgVersion::V15);
-    load(&source);
-    let target = Cluster::start(PgVersion::V15);
-    target.create_database("app");
-    copy(&source, &target, "main");
-    let seed = seed();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(source.url("app"), 0, 1, seed, stop.clone());
-    let mut child = spawn_follow(&source, &target, "main", &[]);
-    let applied = || target.try_psql("app", "SELECT applied_lsn FROM pgferry.apply_progress").unwrap_or_default();
-    assert!(wait_for(|| !applied().is_empty()), "nothing applied before the restarts");
+    let mut run = Following::start(Cluster::start(PgVersion::V15));
+    let (source, target) = (&run.source, &run.target);
     target.restart();
     let after_target = source.psql("app", "SELECT pg_current_wal_lsn()");
     assert!(
@@ -493,15 +515,8 @@ fn source_and_target_restarts_during_streaming_are_survived() {
         ) == "t"),
         "apply did not continue after the source's restart"
     );
-    assert!(child.try_wait().unwrap().is_none(), "follow exited");
-    stop.store(true, Ordering::SeqCst);
-    writer.join().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_ok(&catch_up(&source, &target, "main"));
-    assert_eq!(source.fingerprints("app"), target.fingerprints("app"), "seed {seed}");
-    let audit = "SELECT count(*) || '/' || count(DISTINCT seq) FROM audit";
-    assert_eq!(source.psql("app", audit), target.psql("app", audit));
+    assert!(run.child.try_wait().unwrap().is_none(), "follow exited");
+    run.caught_up_identical();
 }
 
 #[test]
