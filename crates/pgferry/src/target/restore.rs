@@ -48,17 +48,14 @@ pub async fn restore(source: &ConnSpec, target: &ConnSpec, validate_now: bool) -
     let started = Instant::now();
     // Each step commits with its journal row, so a step lost in a server crash is
     // lost with its row and redone by a rerun: the steps need not wait for their
-    // own WAL flush. One synchronous commit at the end makes them all durable
-    // before writes are allowed to resume.
+    // own WAL flush. One flush makes them all durable before writes are allowed
+    // to resume, another the validations before the report says so.
     client
         .batch_execute("SET synchronous_commit = off")
         .await
         .map_err(|e| Error::server("configuring the target session", e))?;
     let mut objects = run_steps(&mut client, RESTORE_FAILPOINT, &plan.steps[..split]).await?;
-    client
-        .batch_execute("SET synchronous_commit = on; BEGIN; SELECT txid_current(); COMMIT;")
-        .await
-        .map_err(|e| Error::server("flushing the restored objects to disk", e))?;
+    flush_wal(&client).await?;
     eprintln!(
         "restore: foreign keys, triggers and sequences done in {:.1} s; writes may resume{}",
         started.elapsed().as_secs_f64(),
@@ -68,6 +65,7 @@ pub async fn restore(source: &ConnSpec, target: &ConnSpec, validate_now: bool) -
         }
     );
     objects.extend(run_steps(&mut client, RESTORE_FAILPOINT, &plan.steps[split..]).await?);
+    flush_wal(&client).await?;
     Ok(TargetReport {
         command: "target restore",
         target: target.to_string(),
@@ -104,4 +102,19 @@ async fn connect(spec: &ConnSpec, side: &str) -> Result<Client> {
 
 async fn read_journal(client: &Client) -> Result<pgferry_core::journal::Journal> {
     pgferry_pg::journal::read_journal(client).await.map_err(|e| Error::server("reading the target's journal", e))
+}
+
+/// Flushes the target's WAL up to here, and with it every step committed
+/// asynchronously before. A commit waits for the flush only if it wrote WAL
+/// itself (one that only took a transaction id, as `SELECT txid_current()`,
+/// flushes nothing): this one writes a transactional logical message, which
+/// needs no table (pgoutput sends such messages only to a consumer that asks for
+/// them).
+async fn flush_wal(client: &Client) -> Result<()> {
+    client
+        .batch_execute(
+            "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_logical_emit_message(true, 'pgferry', 'flush'); COMMIT",
+        )
+        .await
+        .map_err(|e| Error::server("flushing the restored objects to disk", e))
 }
