@@ -50,6 +50,39 @@ fn copy(source: &Cluster, target: &Cluster, name: &str) {
     ));
 }
 
+/// A target of `version` holding the copy of `source`'s `app` (migration `main`).
+fn copied_target(source: &Cluster, version: PgVersion) -> Cluster {
+    let target = Cluster::start(version);
+    target.create_database("app");
+    copy(source, &target, "main");
+    target
+}
+
+/// An 18 target that `start --capture-ddl` copied `source`'s `app` to and
+/// caught up (migration `ddl`).
+fn capturing_ddl(source: &Cluster) -> Cluster {
+    let target = Cluster::start(PgVersion::V18);
+    target.create_database("app");
+    let (s, t) = (source.url("app"), target.url("app"));
+    let bin = source.version().bin_dir();
+    assert_ok(&pgferry(
+        &[
+            "start",
+            "--source",
+            &s,
+            "--target",
+            &t,
+            "--name",
+            "ddl",
+            "--until-caught-up",
+            "--capture-ddl",
+            "--keyless-tables-are-insert-only",
+        ],
+        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
+    ));
+    target
+}
+
 fn catch_up(source: &Cluster, target: &Cluster, name: &str) -> Output {
     let (s, t) = (source.url("app"), target.url("app"));
     pgferry(&["follow", "--source", &s, "--target", &t, "--name", name, "--until-caught-up"], &[])
@@ -244,9 +277,7 @@ fn streamed_transactions_arrive_exactly_once(from: PgVersion, to: &[(PgVersion, 
 #[test]
 fn a_walsender_failing_to_decode_a_streamed_transaction_is_followed_on_without_streaming_15_to_15() {
     let source = streaming_source(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V15);
-    target.create_database("app");
-    copy(&source, &target, "main");
+    let target = copied_target(&source, PgVersion::V15);
     source.psql(
         "app",
         "BEGIN;
@@ -300,9 +331,7 @@ fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit_nothing_
 
 fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(to: PgVersion) {
     let source = streaming_source(PgVersion::V15);
-    let target = Cluster::start(to);
-    target.create_database("app");
-    copy(&source, &target, "main");
+    let target = copied_target(&source, to);
     let mut open = Session::open(&source);
     open.run(
         "BEGIN;
@@ -362,25 +391,7 @@ fn killed_while_a_streamed_transaction_is_spooled_and_around_its_commit(to: PgVe
 #[test]
 fn a_command_inside_a_streamed_transaction_is_replayed_in_place() {
     let source = streaming_source(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V18);
-    target.create_database("app");
-    let (s, t) = (source.url("app"), target.url("app"));
-    let bin = source.version().bin_dir();
-    assert_ok(&pgferry(
-        &[
-            "start",
-            "--source",
-            &s,
-            "--target",
-            &t,
-            "--name",
-            "ddl",
-            "--until-caught-up",
-            "--capture-ddl",
-            "--keyless-tables-are-insert-only",
-        ],
-        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
-    ));
+    let target = capturing_ddl(&source);
     // Statement by statement (psql sends each on its own), as an application would.
     Session::open(&source).run(
         "BEGIN;
@@ -416,9 +427,7 @@ fn a_table_first_described_in_a_rolled_back_subtransaction_is_still_known_15_to_
         "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
          CREATE TABLE feel (id bigint PRIMARY KEY, m mood NOT NULL);",
     );
-    let target = Cluster::start(PgVersion::V18);
-    target.create_database("app");
-    copy(&source, &target, "main");
+    let target = copied_target(&source, PgVersion::V18);
     // The first change of each table in this session is in a subtransaction
     // that rolls back (nested one level down for `feel`).
     source.psql(
@@ -477,9 +486,7 @@ fn spawn_catch_up(source: &Cluster, target: &Cluster, name: &str) -> Child {
 #[test]
 fn a_large_streamed_transaction_applies_in_bounded_memory_15_to_18() {
     let source = streaming_source(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V18);
-    target.create_database("app");
-    copy(&source, &target, "main");
+    let target = copied_target(&source, PgVersion::V18);
     source.psql(
         "app",
         "BEGIN;
@@ -510,9 +517,7 @@ fn a_large_streamed_transaction_applies_in_bounded_memory_15_to_18() {
 #[test]
 fn a_cutover_with_a_streamed_transaction_open_drains_what_committed_and_drops_the_aborted_15_to_18() {
     let source = streaming_source(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V18);
-    target.create_database("app");
-    copy(&source, &target, "main");
+    let target = copied_target(&source, PgVersion::V18);
     assert_ok(&catch_up(&source, &target, "main"));
     let mut open = Session::open(&source);
     open.run("BEGIN; INSERT INTO log SELECT g, 'open' FROM generate_series(1, 30000) g; UPDATE big SET v = -1;");
@@ -551,9 +556,7 @@ fn a_cutover_with_a_streamed_transaction_open_drains_what_committed_and_drops_th
 #[test]
 fn a_streamed_transaction_without_a_usable_temporary_directory_stops_clearly_and_a_rerun_applies_it() {
     let source = streaming_source(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V18);
-    target.create_database("app");
-    copy(&source, &target, "main");
+    let target = copied_target(&source, PgVersion::V18);
     source.psql("app", "INSERT INTO log VALUES (1, 'before')");
     source.psql("app", "INSERT INTO log SELECT g, 'streamed' FROM generate_series(1, 30000) g");
     let missing = tempfile::tempdir().unwrap().path().join("gone");
@@ -585,9 +588,7 @@ fn a_streamed_prepared_transaction_arrives_at_commit_prepared_only_15_to_15() {
         .start();
     source.create_database("app");
     source.psql("app", "CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL, pad text); CREATE TABLE log (seq bigint, note text); INSERT INTO big SELECT g, 0, 'seed' FROM generate_series(1, 100) g;");
-    let target = Cluster::start(PgVersion::V15);
-    target.create_database("app");
-    copy(&source, &target, "main");
+    let target = copied_target(&source, PgVersion::V15);
     source.psql(
         "app",
         "BEGIN; INSERT INTO log SELECT g, 'prepared' FROM generate_series(1, 30000) g; UPDATE big SET v = v + 1;
@@ -616,25 +617,7 @@ fn a_streamed_prepared_transaction_arrives_at_commit_prepared_only_15_to_15() {
 #[test]
 fn a_command_in_a_rolled_back_part_of_a_streamed_transaction_is_not_replayed() {
     let source = streaming_source(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V18);
-    target.create_database("app");
-    let (s, t) = (source.url("app"), target.url("app"));
-    let bin = source.version().bin_dir();
-    assert_ok(&pgferry(
-        &[
-            "start",
-            "--source",
-            &s,
-            "--target",
-            &t,
-            "--name",
-            "ddl",
-            "--until-caught-up",
-            "--capture-ddl",
-            "--keyless-tables-are-insert-only",
-        ],
-        &[("PGFERRY_PG_BIN", bin.to_str().unwrap())],
-    ));
+    let target = capturing_ddl(&source);
     let mut session = Session::open(&source);
     session.run(
         "BEGIN;
@@ -686,9 +669,7 @@ fn catch_up_limited(source: &Cluster, target: &Cluster, name: &str, hard: u32) -
 #[test]
 fn many_streamed_transactions_open_at_once_pass_a_low_soft_open_files_limit() {
     let source = streaming_source(PgVersion::V15);
-    let target = Cluster::start(PgVersion::V15);
-    target.create_database("app");
-    copy(&source, &target, "main");
+    let target = copied_target(&source, PgVersion::V15);
     let mut sessions: Vec<Session> = (0..30)
         .map(|i| {
             let mut session = Session::open(&source);
