@@ -429,7 +429,7 @@ impl WorkerState {
             if drained > 0 {
                 // Check stop signal without blocking
                 if self.stop_rx.has_changed().unwrap_or(false) && *self.stop_rx.borrow() {
-                    let _ = write_copy_done(stream).await;
+                    self.end_stream(stream).await;
                     return Ok(());
                 }
                 continue;
@@ -456,7 +456,7 @@ impl WorkerState {
 
                 _ = self.stop_rx.changed() => {
                     if *self.stop_rx.borrow() {
-                        let _ = write_copy_done(stream).await;
+                        self.end_stream(stream).await;
                         return Ok(());
                     }
                     continue;
@@ -714,15 +714,14 @@ impl WorkerState {
         let stall_start = Instant::now();
         loop {
             let deadline = *last_status_sent + self.cfg.status_interval;
-            tokio::select! {
+            let stop = tokio::select! {
                 biased;
 
                 _ = self.stop_rx.changed() => {
-                    if *self.stop_rx.borrow() {
-                        let _ = write_copy_done(stream).await;
-                        return Ok(true);
+                    if !*self.stop_rx.borrow() {
+                        continue;
                     }
-                    continue;
+                    true
                 }
 
                 permit = self.out.reserve() => {
@@ -740,7 +739,11 @@ impl WorkerState {
                     return Ok(false);
                 }
 
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = tokio::time::sleep_until(deadline) => false,
+            };
+            if stop {
+                self.end_stream(stream).await;
+                return Ok(true);
             }
             // The status interval elapsed while parked.
             let applied = self.progress.load_applied();
@@ -865,6 +868,17 @@ impl WorkerState {
     ///
     /// The position is recorded as sent only once the write succeeded, so a
     /// failed send leaves it pending.
+    /// Added by pgferry: ends the stream on a stop request, telling the server
+    /// first the applied LSN it has not heard yet, so that a consumer stopping
+    /// after its last commit need not wait a status interval for it to leave.
+    async fn end_stream<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) {
+        let applied = self.progress.load_applied();
+        if self.last_sent.is_none_or(|sent| applied > sent) {
+            let _ = self.send_feedback(stream, applied, false).await;
+        }
+        let _ = write_copy_done(stream).await;
+    }
+
     async fn send_feedback<S: AsyncWrite + Unpin>(
         &mut self,
         stream: &mut S,
@@ -1275,6 +1289,48 @@ mod tests {
             !sent.contains("options"),
             "startup message should omit 'options' when unset: {sent:?}"
         );
+    }
+
+    /// Added by pgferry: a stop sends the applied LSN the server has not heard
+    /// yet before CopyDone, however long until the next status update.
+    #[tokio::test]
+    async fn a_stop_tells_the_server_the_applied_lsn_before_copy_done() {
+        use tokio::io::AsyncReadExt;
+
+        let cfg = ReplicationConfig::default().with_status_interval(std::time::Duration::from_secs(3600));
+        let progress = Arc::new(SharedProgress::new(Lsn(100)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tx, _rx) = mpsc::channel(16);
+        let metrics = Arc::new(ReplicationMetrics::default());
+        let mut worker = WorkerState::new(cfg, Arc::clone(&progress), stop_rx, tx, metrics);
+        let (worker_end, mut test_end) = tokio::io::duplex(64 * 1024);
+        let worker_task = tokio::spawn(async move {
+            let mut buf = BufReader::with_capacity(1024, worker_end);
+            worker.stream_loop(&mut buf).await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        progress.update_applied(Lsn(500));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), worker_task)
+            .await
+            .expect("the worker stops")
+            .unwrap()
+            .unwrap();
+        let mut sent = Vec::new();
+        test_end.read_to_end(&mut sent).await.unwrap();
+        // Each status update: 'd', length, 'r', then write/flush/apply LSNs.
+        let mut applied = Vec::new();
+        let mut at = 0;
+        while at < sent.len() {
+            let len = i32::from_be_bytes(sent[at + 1..at + 5].try_into().unwrap()) as usize;
+            if sent[at] == b'd' && sent[at + 5] == b'r' {
+                applied.push(u64::from_be_bytes(sent[at + 6..at + 14].try_into().unwrap()));
+            }
+            at += 1 + len;
+        }
+        assert_eq!(applied, vec![100, 500], "the first status at the start, the last before the end");
+        assert_eq!(&sent[sent.len() - 5..], b"c\0\0\0\x04", "CopyDone last");
     }
 
     /// The worker must build its reader from `cfg.max_message_size`. Without
