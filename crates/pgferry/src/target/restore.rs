@@ -107,14 +107,27 @@ async fn read_journal(client: &Client) -> Result<pgferry_core::journal::Journal>
 /// Flushes the target's WAL up to here, and with it every step committed
 /// asynchronously before. A commit waits for the flush only if it wrote WAL
 /// itself (one that only took a transaction id, as `SELECT txid_current()`,
-/// flushes nothing): this one writes a transactional logical message, which
-/// needs no table (pgoutput sends such messages only to a consumer that asks for
-/// them).
+/// flushes nothing), so this one writes: pgferry's own state row, which `target
+/// prepare` made, or where there is none (sequences set without a journal) a
+/// transactional logical message with pgferry's prefix. It waits for the local
+/// flush only: a synchronous standby that is down must not hold the restore.
 async fn flush_wal(client: &Client) -> Result<()> {
-    client
-        .batch_execute(
-            "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_logical_emit_message(true, 'pgferry', 'flush'); COMMIT",
-        )
-        .await
-        .map_err(|e| Error::server("flushing the restored objects to disk", e))
+    let flush = client.batch_execute(
+        "BEGIN; SET LOCAL synchronous_commit = local;
+         DO $$BEGIN
+           IF to_regclass('pgferry.state_version') IS NOT NULL THEN
+             UPDATE pgferry.state_version SET release = release WHERE side = 'target';
+             IF FOUND THEN RETURN; END IF;
+           END IF;
+           PERFORM pg_logical_emit_message(true, 'pgferry_flush', '');
+         END$$;
+         COMMIT",
+    );
+    match flush.await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(Error::server("flushing the restored objects to disk", e))
+        }
+    }
 }

@@ -420,6 +420,7 @@ impl WorkerState {
                         )
                         .await?
                 {
+                    await_server_end(stream, &mut reader).await;
                     return Ok(());
                 }
             }
@@ -430,6 +431,7 @@ impl WorkerState {
                 // Check stop signal without blocking
                 if self.stop_rx.has_changed().unwrap_or(false) && *self.stop_rx.borrow() {
                     self.end_stream(stream).await;
+                    await_server_end(stream, &mut reader).await;
                     return Ok(());
                 }
                 continue;
@@ -457,6 +459,7 @@ impl WorkerState {
                 _ = self.stop_rx.changed() => {
                     if *self.stop_rx.borrow() {
                         self.end_stream(stream).await;
+                        await_server_end(stream, &mut reader).await;
                         return Ok(());
                     }
                     continue;
@@ -503,6 +506,7 @@ impl WorkerState {
                     )
                     .await?
             {
+                await_server_end(stream, &mut reader).await;
                 return Ok(());
             }
         }
@@ -864,10 +868,6 @@ impl WorkerState {
         }
     }
 
-    /// Send standby status update to server.
-    ///
-    /// The position is recorded as sent only once the write succeeded, so a
-    /// failed send leaves it pending.
     /// Added by pgferry: ends the stream on a stop request, telling the server
     /// first the applied LSN it has not heard yet, so that a consumer stopping
     /// after its last commit need not wait a status interval for it to leave.
@@ -879,6 +879,10 @@ impl WorkerState {
         let _ = write_copy_done(stream).await;
     }
 
+    /// Send standby status update to server.
+    ///
+    /// The position is recorded as sent only once the write succeeded, so a
+    /// failed send leaves it pending.
     async fn send_feedback<S: AsyncWrite + Unpin>(
         &mut self,
         stream: &mut S,
@@ -910,6 +914,25 @@ impl WorkerState {
 /// Run `sql` with the simple query protocol and collect its rows (text
 /// format). A server ErrorResponse is returned once the server is ready for
 /// the next query.
+/// Added by pgferry: after the client's CopyDone, reads (and drops) what the
+/// server still sends until its own CopyDone, CommandComplete or an error, for
+/// at most [`SERVER_END_WITHIN`]. The server answers CopyDone only once it has
+/// read everything before it, the last status update included: closing the
+/// connection earlier could make a TCP reset discard that update unread.
+async fn await_server_end<R: AsyncRead + Unpin>(stream: &mut R, reader: &mut MessageReader) {
+    let until_end = async {
+        while let Ok(msg) = reader.read(stream).await {
+            if matches!(msg.tag, b'c' | b'C' | b'Z' | b'E') {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SERVER_END_WITHIN, until_end).await;
+}
+
+/// The longest [`await_server_end`] waits.
+const SERVER_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn simple_query<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     sql: &str,
@@ -1292,10 +1315,12 @@ mod tests {
     }
 
     /// Added by pgferry: a stop sends the applied LSN the server has not heard
-    /// yet before CopyDone, however long until the next status update.
+    /// yet before CopyDone, however long until the next status update, and the
+    /// worker ends only once the server answered with its own CopyDone (so it
+    /// read the update).
     #[tokio::test]
     async fn a_stop_tells_the_server_the_applied_lsn_before_copy_done() {
-        use tokio::io::AsyncReadExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         let cfg = ReplicationConfig::default().with_status_interval(std::time::Duration::from_secs(3600));
         let progress = Arc::new(SharedProgress::new(Lsn(100)));
@@ -1312,25 +1337,30 @@ mod tests {
         progress.update_applied(Lsn(500));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         stop_tx.send(true).unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(5), worker_task)
+        // Each frame: its tag and payload; a status update's payload is 'r',
+        // then the write/flush/apply LSNs.
+        let mut applied = Vec::new();
+        loop {
+            let (tag, payload) = read_frontend(&mut test_end).await;
+            if tag == b'd' && payload[0] == b'r' {
+                applied.push(u64::from_be_bytes(payload[1..9].try_into().unwrap()));
+            }
+            if tag == b'c' {
+                break;
+            }
+        }
+        assert_eq!(applied, vec![100, 500], "the first status at the start, the last before CopyDone");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!worker_task.is_finished(), "the worker waits for the server's CopyDone");
+        test_end.write_all(b"c\0\0\0\x04").await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), worker_task)
             .await
-            .expect("the worker stops")
+            .expect("the worker ends at the server's CopyDone")
             .unwrap()
             .unwrap();
-        let mut sent = Vec::new();
-        test_end.read_to_end(&mut sent).await.unwrap();
-        // Each status update: 'd', length, 'r', then write/flush/apply LSNs.
-        let mut applied = Vec::new();
-        let mut at = 0;
-        while at < sent.len() {
-            let len = i32::from_be_bytes(sent[at + 1..at + 5].try_into().unwrap()) as usize;
-            if sent[at] == b'd' && sent[at + 5] == b'r' {
-                applied.push(u64::from_be_bytes(sent[at + 6..at + 14].try_into().unwrap()));
-            }
-            at += 1 + len;
-        }
-        assert_eq!(applied, vec![100, 500], "the first status at the start, the last before the end");
-        assert_eq!(&sent[sent.len() - 5..], b"c\0\0\0\x04", "CopyDone last");
+        let mut rest = Vec::new();
+        test_end.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing after CopyDone: {rest:?}");
     }
 
     /// The worker must build its reader from `cfg.max_message_size`. Without
@@ -2029,6 +2059,16 @@ mod tests {
         progress.update_applied(Lsn(900)); // pending until the interval passes
         let t = Instant::now();
         r.stop.send(true).unwrap();
+        // Changed by pgferry: the pending position goes before CopyDone, and
+        // the worker ends at the server's CopyDone.
+        assert_eq!(r.server.status().await.applied, 900);
+        loop {
+            let msg = r.server.reader.read(&mut r.server.end).await.expect("stream open");
+            if msg.tag == b'c' {
+                break;
+            }
+        }
+        r.server.send(b"c\0\0\0\x04").await;
         let ended = tokio::time::timeout(SECOND, r.task)
             .await
             .expect("the worker ends without waiting for the timer");
