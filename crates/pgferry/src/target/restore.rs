@@ -64,8 +64,10 @@ pub async fn restore(source: &ConnSpec, target: &ConnSpec, validate_now: bool) -
             n => format!(" while {n} foreign key(s) are validated"),
         }
     );
-    objects.extend(run_steps(&mut client, RESTORE_FAILPOINT, &plan.steps[split..]).await?);
-    flush_wal(&client).await?;
+    if split < plan.steps.len() {
+        objects.extend(run_steps(&mut client, RESTORE_FAILPOINT, &plan.steps[split..]).await?);
+        flush_wal(&client).await?;
+    }
     Ok(TargetReport {
         command: "target restore",
         target: target.to_string(),

@@ -911,9 +911,6 @@ impl WorkerState {
     }
 }
 
-/// Run `sql` with the simple query protocol and collect its rows (text
-/// format). A server ErrorResponse is returned once the server is ready for
-/// the next query.
 /// Added by pgferry: after the client's CopyDone, reads (and drops) what the
 /// server still sends until its own CopyDone, CommandComplete or an error, for
 /// at most [`SERVER_END_WITHIN`]. The server answers CopyDone only once it has
@@ -933,6 +930,9 @@ async fn await_server_end<R: AsyncRead + Unpin>(stream: &mut R, reader: &mut Mes
 /// The longest [`await_server_end`] waits.
 const SERVER_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Run `sql` with the simple query protocol and collect its rows (text
+/// format). A server ErrorResponse is returned once the server is ready for
+/// the next query.
 async fn simple_query<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     sql: &str,
