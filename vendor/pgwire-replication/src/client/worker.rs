@@ -1333,17 +1333,18 @@ mod tests {
             let mut buf = BufReader::with_capacity(1024, worker_end);
             worker.stream_loop(&mut buf).await
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        progress.update_applied(Lsn(500));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        stop_tx.send(true).unwrap();
         // Each frame: its tag and payload; a status update's payload is 'r',
         // then the write/flush/apply LSNs.
-        let mut applied = Vec::new();
+        let status = |payload: &[u8]| u64::from_be_bytes(payload[1..9].try_into().unwrap());
+        let (tag, payload) = read_frontend(&mut test_end).await;
+        assert_eq!((tag, payload[0]), (b'd', b'r'), "a status update at the start");
+        let mut applied = vec![status(&payload)];
+        progress.update_applied(Lsn(500));
+        stop_tx.send(true).unwrap();
         loop {
             let (tag, payload) = read_frontend(&mut test_end).await;
             if tag == b'd' && payload[0] == b'r' {
-                applied.push(u64::from_be_bytes(payload[1..9].try_into().unwrap()));
+                applied.push(status(&payload));
             }
             if tag == b'c' {
                 break;
