@@ -19,8 +19,10 @@ use pgferry::events::Observer;
 use pgferry::start::StartOptions;
 use tracing::Instrument;
 
+use pgferry::cutover::StoppedCutover;
 use pgferry::instance::PairedDatabase;
 use pgferry::Result;
+use pgferry_core::cutover::{instance_switch, instance_word, CutoverStep, SwitchWord};
 use pgferry_core::names::MigrationName;
 use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
@@ -414,10 +416,9 @@ pub(crate) async fn cutover(
     }
     // Databases whose earlier cutover stopped: this run only recovers them
     // (each rolls back, or finishes a switch that ran), as a cutover of one does.
-    let recovering: Vec<&PairedDatabase> =
-        paired.iter().zip(&plans).filter(|(_, (_, p))| p.recovery.is_some()).map(|(db, _)| db).collect();
-    if !recovering.is_empty() {
-        return recover(&recovering, &options).await;
+    let recovering: Vec<bool> = plans.iter().map(|(_, p)| p.recovery.is_some()).collect();
+    if recovering.contains(&true) {
+        return recover(&paired, &recovering, &options).await;
     }
     if !refusals.is_empty() {
         return Err(pgferry::Error::new(
@@ -488,20 +489,63 @@ pub(crate) async fn cutover(
     finished(failures, ExitCode::SUCCESS)
 }
 
-/// The databases whose earlier cutover stopped, each recovered by its own
-/// cutover run (no new cutover starts anywhere): the report of each that
-/// finished, the error of each rolled back, then exit as the worst of them.
-async fn recover(recovering: &[&PairedDatabase], options: &pgferry::cutover::CutoverOptions) -> Result<ExitCode> {
-    let mut failures = Vec::new();
-    for db in recovering {
+/// The databases whose earlier cutover stopped (`recovering`, by the index of
+/// `paired`), each recovered by its own cutover run (no new cutover starts
+/// anywhere): the report of each that finished, the error of each rolled
+/// back, then exit as the worst of them. A database stopped at the instance's
+/// switch is recovered as the other databases of the same instance cutover
+/// prove ([`pgferry_core::cutover::instance_switch`]): one stopped before its
+/// switch proves the switch never ran, one past it that it ran; only when
+/// every one stopped at the switch is the operator's word needed. Those go
+/// first, while the others' journals still hold what they prove.
+async fn recover(
+    paired: &[PairedDatabase],
+    recovering: &[bool],
+    options: &pgferry::cutover::CutoverOptions,
+) -> Result<ExitCode> {
+    let mut stopped = Vec::new();
+    for db in paired {
         let target = db.target.as_ref().expect("refused above when missing");
+        let at = pgferry::cutover::stopped_cutover(&db.source, target, &options.migration)
+            .await
+            .map_err(|e| named(&db.database, e))?;
+        stopped.push(at);
+    }
+    let mut order: Vec<usize> = (0..paired.len()).filter(|&i| recovering[i]).collect();
+    order.sort_by_key(|&i| stopped[i].last_step != Some(CutoverStep::Switching));
+    let mut words = Vec::new();
+    for &i in &order {
+        let word = switch_word(&stopped, i, options.switch_word).map_err(|why| {
+            named(&paired[i].database, pgferry::Error::new(pgferry::ErrorKind::Usage, why))
+                .with_hint("nothing was changed in any database; rerun pgferry cutover --all-databases without it")
+        })?;
+        words.push((i, word));
+    }
+    let mut failures = Vec::new();
+    for (i, word) in words {
+        let db = &paired[i];
+        let target = db.target.as_ref().expect("refused above when missing");
+        let options = pgferry::cutover::CutoverOptions { switch_word: word, ..options.clone() };
         let events = pgferry::events::Events::silent();
-        match Box::pin(pgferry::cutover::cutover(&db.source, target, options, &events)).await {
+        match Box::pin(pgferry::cutover::cutover(&db.source, target, &options, &events)).await {
             Ok(report) => print!("{}{}", heading(&db.database), render::cutover(&report)),
             Err(e) => failures.push(named(&db.database, e)),
         }
     }
     finished(failures, ExitCode::SUCCESS)
+}
+
+/// The word database `i` of `stopped` is recovered with: the operator's only
+/// for a database stopped at its switch, and there weighed against what the
+/// other databases of the same instance cutover prove.
+fn switch_word(stopped: &[StoppedCutover], i: usize, operator: SwitchWord) -> std::result::Result<SwitchWord, String> {
+    if stopped[i].last_step != Some(CutoverStep::Switching) {
+        return Ok(SwitchWord::Unspoken);
+    }
+    let Some(instance) = &stopped[i].instance else { return Ok(operator) };
+    let steps: Vec<CutoverStep> =
+        stopped.iter().filter(|s| s.instance.as_ref() == Some(instance)).filter_map(|s| s.last_step).collect();
+    instance_word(instance_switch(&steps), operator)
 }
 
 /// `rehearse --all-databases`: each database rehearsed in turn (one at a time:

@@ -40,23 +40,26 @@ const VERSIONS: &str =
 fn a_migration_started_before_numbered_upgrades_is_continued_and_cut_over() {
     let (source, target) = migrated();
     let (s, t) = (source.url("app"), target.url("app"));
-    assert_eq!(target.psql("app", VERSIONS), "target:4", "the stored format is pinned");
+    assert_eq!(target.psql("app", VERSIONS), "target:5", "the stored format is pinned");
     // The previous release's state: the same tables, no version recorded.
     target.psql("app", "DROP TABLE pgferry.state_version");
     source.psql("app", "DROP TABLE IF EXISTS pgferry.state_version");
     source.psql("app", "INSERT INTO orders (note) SELECT 'later ' || g FROM generate_series(1, 30) g");
     ok(pgferry(&["follow", "--source", &s, "--target", &t, "--until-caught-up"]));
-    assert_eq!(target.psql("app", VERSIONS), "target:4", "brought up to date in place");
-    // A state of upgrade 1 (before the report's tables, the handover and the lanes) receives upgrades 2 to 4.
+    assert_eq!(target.psql("app", VERSIONS), "target:5", "brought up to date in place");
+    // A state of upgrade 1 (before the report's tables, the handover, the lanes and the instance cutover) receives upgrades 2 to 5.
     target.psql(
         "app",
-        "DROP TABLE pgferry.timeline, pgferry.follow_sample, pgferry.handover, pgferry.apply_lane; UPDATE pgferry.state_version SET version = 1",
+        "DROP TABLE pgferry.timeline, pgferry.follow_sample, pgferry.handover, pgferry.apply_lane;
+         ALTER TABLE pgferry.cutover DROP COLUMN instance_cutover; UPDATE pgferry.state_version SET version = 1",
     );
     ok(pgferry(&["follow", "--source", &s, "--target", &t, "--until-caught-up"]));
-    assert_eq!(target.psql("app", VERSIONS), "target:4");
+    assert_eq!(target.psql("app", VERSIONS), "target:5");
     let made =
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'pgferry' AND tablename IN ('timeline', 'follow_sample', 'handover')";
     assert_eq!(target.psql("app", made), "3");
+    let column = "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'pgferry' AND table_name = 'cutover' AND column_name = 'instance_cutover'";
+    assert_eq!(target.psql("app", column), "1");
     let out = ok(pgferry(&["cutover", "--source", &s, "--target", &t, "--switch-command", "true"]));
     assert!(out.contains("cut over"), "{out}");
     assert_eq!(source.psql("app", VERSIONS), "source:1");

@@ -266,6 +266,45 @@ pub fn recovery(resumed: &Resumed) -> Result<Recovery, String> {
     })
 }
 
+/// What the stopped cutovers of one instance's cutover (`cutover
+/// --all-databases`: every database journals the same instance cutover) prove
+/// about its one switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceSwitch {
+    /// A database stopped before journaling that its switch starts. The switch
+    /// command runs only once every database journaled it, so it never ran.
+    NeverRan,
+    /// A database journaled the switch's success, so the command ran and succeeded.
+    Ran,
+    /// Every database stopped at the switch: only the operator can say.
+    Unknown,
+}
+
+/// The instance switch's fate from the last steps of the databases that
+/// journaled one instance cutover (the source's record of a switch counted).
+pub fn instance_switch(steps: &[CutoverStep]) -> InstanceSwitch {
+    if steps.iter().any(|s| *s < CutoverStep::Switching) {
+        InstanceSwitch::NeverRan
+    } else if steps.iter().any(|s| *s > CutoverStep::Switching) {
+        InstanceSwitch::Ran
+    } else {
+        InstanceSwitch::Unknown
+    }
+}
+
+/// The word a database stopped at the switch of an instance cutover is
+/// recovered with: what the other databases prove, else the operator's; an
+/// operator's word that the journals contradict is refused.
+pub fn instance_word(switch: InstanceSwitch, operator: SwitchWord) -> Result<SwitchWord, String> {
+    match (switch, operator) {
+        (InstanceSwitch::NeverRan, SwitchWord::Ran) => Err("--switch-ran: pgferry's switch command never ran, since a database of the same instance cutover stopped before its switch".into()),
+        (InstanceSwitch::NeverRan, _) => Ok(SwitchWord::DidNotRun),
+        (InstanceSwitch::Ran, SwitchWord::DidNotRun) => Err("--switch-did-not-run: the switch command ran and succeeded, as a database of the same instance cutover journaled".into()),
+        (InstanceSwitch::Ran, _) => Ok(SwitchWord::Ran),
+        (InstanceSwitch::Unknown, word) => Ok(word),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +432,23 @@ mod tests {
     fn the_decision_serializes_with_its_reasons() {
         let json = serde_json::to_string(&Decision::NoGo(vec!["lag".into()])).unwrap();
         assert_eq!(json, r#"{"decision":"no_go","reasons":["lag"]}"#);
+    }
+
+    #[test]
+    fn an_instance_switch_is_proved_by_any_database_of_its_cutover() {
+        use CutoverStep::*;
+        assert_eq!(instance_switch(&[Switching, Validated, Switching]), InstanceSwitch::NeverRan);
+        assert_eq!(instance_switch(&[Switching, Decided]), InstanceSwitch::NeverRan);
+        assert_eq!(instance_switch(&[Switching, Switched, Switching]), InstanceSwitch::Ran);
+        assert_eq!(instance_switch(&[Switching, Reported]), InstanceSwitch::Ran);
+        assert_eq!(instance_switch(&[Switching, Switching]), InstanceSwitch::Unknown);
+        assert_eq!(instance_word(InstanceSwitch::NeverRan, SwitchWord::Unspoken), Ok(SwitchWord::DidNotRun));
+        assert_eq!(instance_word(InstanceSwitch::NeverRan, SwitchWord::DidNotRun), Ok(SwitchWord::DidNotRun));
+        assert!(instance_word(InstanceSwitch::NeverRan, SwitchWord::Ran).is_err());
+        assert_eq!(instance_word(InstanceSwitch::Ran, SwitchWord::Unspoken), Ok(SwitchWord::Ran));
+        assert!(instance_word(InstanceSwitch::Ran, SwitchWord::DidNotRun).is_err());
+        for word in [SwitchWord::Unspoken, SwitchWord::Ran, SwitchWord::DidNotRun] {
+            assert_eq!(instance_word(InstanceSwitch::Unknown, word), Ok(word));
+        }
     }
 }

@@ -27,7 +27,7 @@ pub use cluster::{Cluster, ClusterBuilder};
 pub use install::PgVersion;
 pub use proxy::Proxy;
 pub use tls::TlsFiles;
-pub use workload::Writer;
+pub use workload::{LiveWriter, Writer};
 
 /// Names that break naive quoting, for tests that create objects with them.
 pub const HOSTILE_NAMES: &[&str] = &[

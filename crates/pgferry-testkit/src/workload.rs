@@ -66,3 +66,79 @@ impl Writer {
         self.handle.join().expect("writer thread")
     }
 }
+
+/// An application that outlives a fence: like [`Writer`], but a refused
+/// connection or a failed round is not an error. It reconnects (every 50 ms)
+/// and goes on until stopped, the way a real application retries while its
+/// database is fenced and after a rollback. Which rounds committed is the
+/// source's to say: compare the servers, not the counts.
+pub struct LiveWriter {
+    stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
+    handle: JoinHandle<()>,
+}
+
+impl LiveWriter {
+    /// Starts writing to `url`, `round(n)` as one `batch_execute` per round;
+    /// returns once a few rounds committed.
+    ///
+    /// # Panics
+    /// When no round commits within 30 s.
+    pub fn start(url: String, round: impl Fn(u64) -> String + Send + 'static) -> LiveWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let committed = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&committed);
+        let handle = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
+            runtime.block_on(async move {
+                let mut n = 0;
+                while !stopping.load(Ordering::Relaxed) {
+                    let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    tokio::spawn(connection);
+                    while !stopping.load(Ordering::Relaxed) && !client.is_closed() {
+                        n += 1;
+                        match client.batch_execute(&round(n)).await {
+                            Ok(()) => {
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                }
+            })
+        });
+        let writer = LiveWriter { stop, committed, handle };
+        writer.wait_for_rounds(20);
+        writer
+    }
+
+    /// The rounds committed so far.
+    pub fn rounds(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` rounds beyond those committed so far commit.
+    ///
+    /// # Panics
+    /// When they do not within 30 s.
+    pub fn wait_for_rounds(&self, more: u64) {
+        let until = self.rounds() + more;
+        let started = std::time::Instant::now();
+        while self.rounds() < until {
+            assert!(started.elapsed() < Duration::from_secs(30), "the writer committed no round for 30 s");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops after the round in progress; the rounds committed.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("writer thread");
+        self.committed.load(Ordering::Relaxed)
+    }
+}

@@ -352,7 +352,8 @@ async fn cutover_locked(
     crate::state::ensure(&src, pgferry_core::state::Side::Source).await?;
     let lift_statements = plan.lift_statements();
     ensure_journal(&dst).await?;
-    record_decided(&dst, name, pair.source(), options.views == ViewRefresh::AfterSwitch).await?;
+    let instance = options.instance_switch.as_deref().map(SwitchBarrier::id);
+    record_decided(&dst, name, pair.source(), options.views == ViewRefresh::AfterSwitch, instance).await?;
     events.emit(Event::CutoverStep { step: CutoverStep::Decided.as_str() });
     let mut laps = Vec::new();
     let mut fenced_at = Instant::now();
@@ -473,6 +474,25 @@ pub(crate) async fn pending_recovery(src: &Client, dst: &Client, name: &Migratio
             "the switch command of a stopped cutover of migration {name} is still running: wait for it to end, see where the application points, then rerun pgferry cutover with --switch-ran or --switch-did-not-run"
         )),
     })
+}
+
+/// Where a stopped cutover stands, as the rerun of an instance's cutover weighs
+/// it against the other databases' ([`pgferry_core::cutover::instance_switch`]).
+#[derive(Clone, Debug, Default)]
+pub struct StoppedCutover {
+    /// The last journaled step, the source's record of a switch counted.
+    pub last_step: Option<CutoverStep>,
+    /// The instance cutover it was part of ([`SwitchBarrier::id`]).
+    pub instance: Option<String>,
+}
+
+/// Where migration `name`'s cutover stopped, read without changing anything.
+pub async fn stopped_cutover(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<StoppedCutover> {
+    let (src, dst) =
+        Box::pin(async { tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target)) }).await?;
+    let entry = journal_entry(&dst, name).await?;
+    let last_step = resumed(&src, name, entry.as_ref(), SwitchWord::Unspoken).await?.last_step;
+    Ok(StoppedCutover { last_step, instance: entry.and_then(|e| e.instance) })
 }
 
 /// What the part before the switch did.
@@ -896,7 +916,7 @@ fn switch_unknown(entry: Option<&JournalEntry>) -> Error {
     let at = entry.and_then(|e| e.switch_host.clone()).map(|h| format!(" on {h}")).unwrap_or_default();
     Error::new(
         ErrorKind::Refused,
-        format!("an earlier cutover was stopped while its switch command ran{at}: the application may already point at the target, so nothing was rolled back and the source stays fenced"),
+        format!("an earlier cutover was stopped at its switch: its switch command may have run{at}, and the application may already point at the target, so nothing was rolled back and the source stays fenced"),
     )
     .with_hint("see where the application points, then rerun with --switch-ran (the cutover finishes; the source stays fenced) or --switch-did-not-run (the cutover rolls back; the source takes writes again)")
 }
@@ -908,6 +928,8 @@ struct JournalEntry {
     switch_host: Option<String>,
     downtime_seconds: Option<f64>,
     views_after_switch: bool,
+    /// The instance cutover it was part of ([`SwitchBarrier::id`]).
+    instance: Option<String>,
 }
 
 impl JournalEntry {
@@ -935,7 +957,7 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
     ensure_journal(dst).await?;
     let row = dst
         .query_opt(
-            "SELECT step, switch_pid, switch_host, downtime_seconds, views_after_switch
+            "SELECT step, switch_pid, switch_host, downtime_seconds, views_after_switch, instance_cutover
              FROM pgferry.cutover WHERE migration = $1",
             &[&name.as_str()],
         )
@@ -956,23 +978,32 @@ async fn journal_entry(dst: &Client, name: &MigrationName) -> Result<Option<Jour
         switch_host: row.get(2),
         downtime_seconds: row.get(3),
         views_after_switch: row.get(4),
+        instance: row.get(5),
     }))
 }
 
 /// Journals the decision: its step, whether the views are left for after the
-/// switch (a rerun that finishes this cutover refreshes them then), and the
-/// source's identity, which outlives the migration's row (`cleanup` keeps this
-/// one) for the pairing check ([`crate::pairing`]).
-async fn record_decided(dst: &Client, name: &MigrationName, source: &DatabaseIdentity, after: bool) -> Result<()> {
+/// switch (a rerun that finishes this cutover refreshes them then), the
+/// instance cutover it is part of, and the source's identity, which outlives
+/// the migration's row (`cleanup` keeps this one) for the pairing check
+/// ([`crate::pairing`]).
+async fn record_decided(
+    dst: &Client,
+    name: &MigrationName,
+    source: &DatabaseIdentity,
+    after: bool,
+    instance: Option<&str>,
+) -> Result<()> {
     dst.execute(
         "WITH history AS (INSERT INTO pgferry.timeline (migration, kind, name) VALUES ($1, 'cutover_step', $2))
-         INSERT INTO pgferry.cutover (migration, step, views_after_switch, source_system_identifier, source_database_oid)
-         VALUES ($1, $2, $3, $4, $5)
+         INSERT INTO pgferry.cutover (migration, step, views_after_switch, source_system_identifier, source_database_oid, instance_cutover)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (migration) DO UPDATE SET step = excluded.step, updated_at = now(),
              views_after_switch = excluded.views_after_switch,
              source_system_identifier = excluded.source_system_identifier,
-             source_database_oid = excluded.source_database_oid",
-        &[&name.as_str(), &CutoverStep::Decided.as_str(), &after, &source.system_identifier, &source.database_oid],
+             source_database_oid = excluded.source_database_oid,
+             instance_cutover = excluded.instance_cutover",
+        &[&name.as_str(), &CutoverStep::Decided.as_str(), &after, &source.system_identifier, &source.database_oid, &instance],
     )
     .await
     .map(|_| ())

@@ -12,6 +12,11 @@
 //! check, a signal) aborts the barrier, and every other one then rolls back:
 //! no database is switched unless all are. Once all have arrived the outcome is
 //! the switch command's alone; an abort then changes nothing.
+//!
+//! Each database journals the barrier's [`SwitchBarrier::id`] with its cutover,
+//! so a rerun after a kill knows which databases stopped in one instance
+//! cutover: one of them stopped before its switch proves that the switch never
+//! ran for any ([`pgferry_core::cutover::instance_switch`]).
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -34,6 +39,7 @@ enum Stage {
 /// The cutovers' meeting point before their one switch.
 #[derive(Debug)]
 pub struct SwitchBarrier {
+    id: String,
     expected: usize,
     /// How many are ready, and how many arrived at the switch.
     counts: Mutex<(usize, usize)>,
@@ -43,7 +49,18 @@ pub struct SwitchBarrier {
 impl SwitchBarrier {
     /// A barrier for `expected` cutovers.
     pub fn new(expected: usize) -> SwitchBarrier {
-        SwitchBarrier { expected, counts: Mutex::new((0, 0)), stage: watch::channel(Stage::Gathering).0 }
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        SwitchBarrier {
+            id: format!("{}.{:09}-{}", started.as_secs(), started.subsec_nanos(), std::process::id()),
+            expected,
+            counts: Mutex::new((0, 0)),
+            stage: watch::channel(Stage::Gathering).0,
+        }
+    }
+
+    /// This instance cutover's name in each database's journal.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {

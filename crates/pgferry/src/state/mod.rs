@@ -34,6 +34,7 @@ const TARGET: &[&str] = &[
     include_str!("target_2.sql"),
     include_str!("target_3.sql"),
     include_str!("target_4.sql"),
+    include_str!("target_5.sql"),
 ];
 
 /// The source's upgrades, in order.
