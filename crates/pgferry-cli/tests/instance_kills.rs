@@ -3,8 +3,9 @@
 //! small written by two application roles, one empty), moved by a logical copy
 //! and by a physical copy (the seeded path). A kill before the switch is rolled
 //! back in every database by the rerun, never half of them; a kill while the
-//! switch runs leaves the word to the operator for all of them at once; and at
-//! the end every database is identical on both sides.
+//! switch runs leaves the word to the operator for all of them at once, and
+//! one past it is finished in every database; at the end every database is
+//! identical on both sides.
 
 use std::process::{Command, Output};
 
@@ -103,6 +104,12 @@ fn fences(c: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// Where the last cutover is killed, past the point of no return.
+enum PastTheSwitch {
+    WhileItRuns,
+    OnceOneOpened,
+}
+
 struct Instance {
     source: Cluster,
     target: Cluster,
@@ -153,8 +160,10 @@ impl Instance {
     /// Killed at each step boundary before the switch, each rerun rolls every
     /// database back (the fences lifted exactly, the application writing
     /// again); killed while the switch command runs, the rerun asks the
-    /// operator once for every database, and `--switch-ran` finishes them all.
-    fn cut_over_killed_at_every_step(&self, writers: Vec<LiveWriter>) {
+    /// operator once for every database, and `--switch-ran` finishes them all;
+    /// killed once one database journaled the switch's success, the rerun
+    /// finishes them all with no question.
+    fn cut_over_killed_at_every_step(&self, writers: Vec<LiveWriter>, past_the_switch: PastTheSwitch) {
         let before = fences(&self.source);
         for failpoint in [
             "fence-after-raise:1",
@@ -186,16 +195,45 @@ impl Instance {
             }
         }
         self.catch_up();
-        let killed = self.cutover(&[], Some("cutover-during-switch:1"));
-        assert_eq!(killed.status.code(), Some(137), "{}", text(&killed));
-        let asked = self.cutover(&[], None);
-        let said = text(&asked);
-        assert!(!asked.status.success() && said.contains("--switch-ran"), "{said}");
-        assert!(!said.contains("has been rolled back"), "nothing rolled back while the switch may have run: {said}");
-        assert!(fences(&self.source).iter().zip(&before).all(|(now, was)| now != was), "every database still fenced");
-        let finished = ok(self.cutover(&["--switch-ran"], None));
-        assert!(finished.contains("cut over"), "{finished}");
+        match past_the_switch {
+            PastTheSwitch::WhileItRuns => {
+                let killed = self.cutover(&[], Some("cutover-during-switch:1"));
+                assert_eq!(killed.status.code(), Some(137), "{}", text(&killed));
+                let asked = self.cutover(&[], None);
+                let said = text(&asked);
+                assert!(!asked.status.success() && said.contains("--switch-ran"), "{said}");
+                assert!(
+                    !said.contains("has been rolled back"),
+                    "nothing rolled back while the switch may have run: {said}"
+                );
+                assert!(
+                    fences(&self.source).iter().zip(&before).all(|(now, was)| now != was),
+                    "every database still fenced"
+                );
+                let finished = ok(self.cutover(&["--switch-ran"], None));
+                assert!(finished.contains("cut over"), "{finished}");
+            }
+            PastTheSwitch::OnceOneOpened => {
+                let killed = self.cutover(&[], Some("cutover-after-opened:1"));
+                assert_eq!(killed.status.code(), Some(137), "{}", text(&killed));
+                // A kill between two databases' journal writes after the switch:
+                // one opened, the others still at the switch.
+                let opened = ["postgres"]
+                    .into_iter()
+                    .chain(DATABASES)
+                    .filter(|db| self.target.psql(db, "SELECT step FROM pgferry.cutover") == "opened")
+                    .collect::<Vec<_>>();
+                for db in ["postgres"].into_iter().chain(DATABASES).filter(|db| *db != opened[0]) {
+                    self.target.psql(db, "UPDATE pgferry.cutover SET step = 'switching' WHERE step <> 'switching'");
+                }
+                let contradicted = self.cutover(&["--switch-did-not-run"], None);
+                assert_eq!(contradicted.status.code(), Some(2), "{}", text(&contradicted));
+                let finished = ok(self.cutover(&[], None));
+                assert!(finished.contains("cut over") && !finished.contains("--switch-ran"), "{finished}");
+            }
+        }
         assert_eq!(self.switches(), 1, "the switch ran once");
+        assert!(fences(&self.source).iter().zip(&before).all(|(now, was)| now != was), "every old database fenced");
         let written: u64 = writers.into_iter().map(LiveWriter::stop).sum();
         assert!(written > 100, "the application wrote throughout");
         for db in ["postgres"].iter().chain(DATABASES.iter()) {
@@ -225,7 +263,7 @@ fn a_copied_instance_cut_over_under_writes_and_killed_at_every_step_ends_identic
     );
     instance.catch_up();
     let writers = writers(&instance.source);
-    instance.cut_over_killed_at_every_step(writers);
+    instance.cut_over_killed_at_every_step(writers, PastTheSwitch::WhileItRuns);
 }
 
 #[test]
@@ -239,5 +277,5 @@ fn a_seeded_instance_cut_over_under_writes_and_killed_at_every_step_ends_identic
     let instance =
         Instance { source, target: copy, name: Some("inst"), switched: tempfile::NamedTempFile::new().unwrap() };
     ok(instance.run("start", &["--seeded", "--seed-log", &log, "--until-caught-up"], None));
-    instance.cut_over_killed_at_every_step(writers);
+    instance.cut_over_killed_at_every_step(writers, PastTheSwitch::OnceOneOpened);
 }
