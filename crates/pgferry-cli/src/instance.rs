@@ -34,7 +34,7 @@ use crate::render;
 use crate::start::StartArgs;
 
 /// What the target server lacks, said in place of a database's report.
-const MISSING: &str = "missing on the target server: nothing of it was moved (pgferry check --all-databases prints the CREATE DATABASE that makes it)";
+const MISSING: &str = "missing on the target server: nothing of it was moved (pgferry start --all-databases creates it; pgferry check --all-databases prints the CREATE DATABASE)";
 
 #[derive(Serialize)]
 struct DatabaseResult<T: Serialize> {
@@ -307,8 +307,9 @@ pub(crate) async fn remove(
 /// `start --all-databases`: one process moving every database of the plan side
 /// by side, each its own migration (slot, publications, journal in its own
 /// database), the copy's `--jobs` and `--index-jobs` shared out among them; log
-/// lines and metrics name the database. A database the target server lacks
-/// refuses the whole run before anything starts. One that stops (refused,
+/// lines and metrics name the database. A database the target server lacks is
+/// created there first as the source has it (a seeded target's lacking one
+/// refuses the whole run before anything starts). One that stops (refused,
 /// failed) is said at once, the others go on; the run fails at the end, naming
 /// each.
 pub(crate) async fn start(
@@ -317,7 +318,13 @@ pub(crate) async fn start(
     args: &StartArgs,
     options: StartOptions,
 ) -> Result<ExitCode> {
-    let (plan, paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
+    let (plan, mut paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
+    // A seeded target is the snapshot: a database missing there was dropped since.
+    if !args.seeded {
+        for database in pgferry::instance::create_missing(target, &mut paired).await? {
+            tracing::info!(target: crate::logging::EVENTS, "created database {database:?} on the target, as the source has it");
+        }
+    }
     refuse_missing(&paired, "nothing was started")?;
     let resuming = pgferry::instance::resuming_copies(&paired, &options.follow.migration).await?;
     pgferry::instance::refuse_without_room(source, &options.follow.migration, &plan.databases, true, resuming).await?;
@@ -601,7 +608,7 @@ fn refuse_missing(paired: &[PairedDatabase], changed: &str) -> Result<()> {
         format!("the target server lacks {}: {changed}", missing.join(", ")),
     )
     .with_hint(
-        "create them first: pgferry check --all-databases prints the CREATE DATABASE of each, as the source has it",
+        "move them first (pgferry start --all-databases creates them on a copied target; a seeded target lacks them only if they were dropped since the snapshot), or leave them out with --exclude-database",
     ))
 }
 

@@ -198,16 +198,26 @@ fn validate_and_status_cover_every_database_of_the_instance() {
     }
 }
 
-/// `start --all-databases`: refused with nothing started while the target server
-/// lacks a database; then one process copies and follows every database side by
-/// side (each its own migration, log lines naming the database), and the
-/// instance validates EQUAL.
+/// `start --all-databases`: refused with nothing created or started while a
+/// database's owner is missing on the target server; then it creates every
+/// database the target lacks as the source has it (owner, encoding, locale;
+/// its settings carried by the copy), and one process copies and follows every
+/// database side by side (each its own migration, log lines naming the
+/// database), and the instance validates EQUAL.
 #[test]
 fn start_all_databases_moves_every_database_side_by_side() {
     let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
     let names = ["shop", "Ünïcode db", "reports"];
+    for sql in [
+        "CREATE ROLE shop_owner",
+        "CREATE DATABASE shop OWNER shop_owner",
+        "ALTER DATABASE shop SET work_mem = '8MB'",
+        "CREATE DATABASE \"Ünïcode db\"",
+        "CREATE DATABASE reports TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' LC_COLLATE 'C' LC_CTYPE 'C'",
+    ] {
+        source.psql("postgres", sql);
+    }
     for db in names {
-        source.create_database(db);
         source.psql(db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
     }
     let (s, t) = (source.url("postgres"), target.url("postgres"));
@@ -221,20 +231,23 @@ fn start_all_databases_moves_every_database_side_by_side() {
     assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("the target server lacks") && stderr.contains("\"shop\"") && stderr.contains("CREATE DATABASE"),
+        stderr.contains("database \"shop\" is owned by role \"shop_owner\", which the target server lacks")
+            && stderr.contains("pgferry roles"),
         "{stderr}"
     );
     assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0", "nothing started");
+    assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname IN ('shop', 'reports')"), "0");
 
-    for db in names {
-        target.create_database(db);
-    }
+    target.psql("postgres", "CREATE ROLE shop_owner");
     let out = start(&["--jobs", "4"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     for db in names {
         assert!(stderr.contains(&format!("database={db}")), "log lines name {db}: {stderr}");
+        assert!(stderr.contains(&format!("created database {db:?} on the target")), "{stderr}");
+        assert_eq!(definition(&target, db), definition(&source, db), "{db} created as the source has it");
     }
+    assert_eq!(target.psql("shop", "SHOW work_mem"), "8MB", "the database's settings carried");
     assert_eq!(
         source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"),
         "4",

@@ -248,10 +248,8 @@ impl Instance {
 #[test]
 fn a_copied_instance_cut_over_under_writes_and_killed_at_every_step_ends_identical() {
     let source = source_instance();
+    // The target server has none of the databases: start creates them.
     let target = Cluster::start(PgVersion::V18);
-    for db in DATABASES {
-        target.create_database(db);
-    }
     let instance = Instance { source, target, name: None, switched: tempfile::NamedTempFile::new().unwrap() };
     let (s, t) = (instance.source.url("postgres"), instance.target.url("postgres"));
     let made = ok(pgferry(&["roles", "--source", &s, "--target", &t], None));

@@ -6,8 +6,9 @@
 //! The URLs name the servers; their database is only the one pgferry connects to
 //! first. A database the target server lacks is reported with the statement that
 //! creates it as the source has it (encoding, collation and character type,
-//! locale provider, owner) from `template0`, so that nothing the source's
-//! collations sort differs on the target
+//! locale provider, owner) from `template0`, and `start --all-databases` runs
+//! it ([`create_missing`]), so that nothing the source's collations sort
+//! differs on the target
 //! ([CREATE DATABASE](https://www.postgresql.org/docs/current/sql-createdatabase.html)).
 
 use pgferry_core::instance::{
@@ -98,6 +99,60 @@ pub async fn paired(
         });
     }
     Ok((instance, databases))
+}
+
+/// Creates on the target server every database of the plan it lacks, as the
+/// source has it ([`create_statement`]), and pairs each; the copy then carries
+/// the database's settings, comment and connection limit like any other
+/// database's (`parity::database::carry`). Every owner must exist on the target
+/// first: one missing refuses the whole run before anything is created, naming
+/// each. Run again after a kill, a database created already is simply paired.
+/// Returns the names created.
+pub async fn create_missing(target: &ConnSpec, paired: &mut [PairedDatabase]) -> Result<Vec<String>> {
+    let mut statements = Vec::new();
+    let mut owners = Vec::new();
+    for db in paired.iter().filter(|db| db.target.is_none()) {
+        let src = pgferry_pg::connect(&db.source).await?;
+        let owner: String = src
+            .query_one("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()", &[])
+            .await
+            .map_err(|e| Error::server("reading the source database's owner", e))?
+            .get(0);
+        owners.push((db.database.clone(), owner));
+        statements.push((db.database.clone(), create_statement(&src).await?));
+    }
+    if statements.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dst = pgferry_pg::connect(target).await?;
+    let mut lacking = Vec::new();
+    for (database, owner) in &owners {
+        let exists = dst
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[owner])
+            .await
+            .map_err(|e| Error::server("reading the target server's roles", e))?
+            .is_some();
+        if !exists {
+            lacking.push(format!("database {database:?} is owned by role {owner:?}, which the target server lacks"));
+        }
+    }
+    if !lacking.is_empty() {
+        return Err(Error::new(ErrorKind::Refused, format!("{}; nothing was created or started", lacking.join("; ")))
+            .with_hint("create the source's roles on the target first: pgferry roles --source ... --target ... (never their passwords), then rerun"));
+    }
+    let mut created = Vec::new();
+    for (database, statement) in statements {
+        let statement = statement.into_string();
+        dst.batch_execute(&statement).await.map_err(|e| {
+            Error::server(&format!("creating database {database:?} on the target"), e).with_hint(format!(
+                "the target's user needs CREATEDB and membership in the owner's role; or create it yourself: {statement}"
+            ))
+        })?;
+        let db = paired.iter_mut().find(|db| db.database == database).expect("planned above");
+        db.target = Some(target.with_dbname(&database));
+        created.push(database);
+    }
+    Ok(created)
 }
 
 /// Checks every database of the plan against the target server's database of
