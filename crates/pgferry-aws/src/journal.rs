@@ -8,6 +8,12 @@
 //! security groups before the fence); whether a call took effect is read from
 //! the cloud itself, never assumed from the file. Entries hold identifiers and
 //! settings only, never credentials.
+//!
+//! One command at a time acts on a migration's journal: [`Journal::open_for`]
+//! holds an exclusive `flock(2)` on `<state dir>/lock` until the journal is
+//! dropped (the kernel releases it when the process ends, also on `kill -9`),
+//! so a second `aws encrypt` (or `fence`, `switch`, `finish`) started on the
+//! same migration is refused instead of making the same calls a second time.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -19,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 const FILE: &str = "aws-journal.jsonl";
+/// The file whose lock says a command is acting on the journal; it holds that process's id.
+const LOCK: &str = "lock";
 /// The name of the migration whose journal the directory holds.
 const MIGRATION_MARK: &str = "migration";
 
@@ -51,11 +59,50 @@ pub struct Entry {
 pub struct Journal {
     path: PathBuf,
     entries: Vec<Entry>,
+    /// Held from [`Journal::open_for`] until the journal is dropped.
+    _lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Usage, format!("{what} {}: {e}", path.display()))
         .with_hint("--state-dir must be a writable directory kept between runs of the same migration")
+}
+
+/// Takes the exclusive lock on `dir`'s journal, or says which process holds it.
+fn lock(dir: &Path, migration: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::io::{Read, Seek};
+    let path = dir.join(LOCK);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_error("cannot open", &path, e))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut held) => {
+            let written = held
+                .set_len(0)
+                .and_then(|()| held.rewind())
+                .and_then(|()| held.write_all(format!("{}\n", std::process::id()).as_bytes()));
+            written.map_err(|e| io_error("cannot write", &path, e))?;
+            Ok(held)
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (process {pid})"),
+            };
+            Err(Error::new(
+                ErrorKind::Refused,
+                format!("another pgferry aws command is acting on migration {migration}{holder}: its journal in {} is held; nothing was done", dir.display()),
+            )
+            .with_hint("wait for it to end (or stop it), then rerun; two commands at once would make the same cloud calls twice"))
+        }
+        Err((_, errno)) => Err(io_error("cannot lock", &path, std::io::Error::from(errno))),
+    }
 }
 
 impl Journal {
@@ -84,7 +131,7 @@ impl Journal {
             })?;
             entries.push(entry);
         }
-        Ok(Journal { path, entries })
+        Ok(Journal { path, entries, _lock: None })
     }
 
     /// Opens the journal of `migration` in `dir`. The directory is marked with
@@ -92,8 +139,12 @@ impl Journal {
     /// migration's journal is refused, since a shared journal would make one
     /// migration adopt the other's resources, slots and target. A directory of
     /// an earlier release (no mark) is marked by the first migration to open it.
+    ///
+    /// The journal is held for this process alone ([`lock`]).
     pub fn open_for(dir: &Path, migration: &str) -> Result<Journal> {
-        let journal = Journal::open(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
+        let held = lock(dir, migration)?;
+        let journal = Journal { _lock: Some(held), ..Journal::open(dir)? };
         let mark = dir.join(MIGRATION_MARK);
         match std::fs::read_to_string(&mark) {
             Ok(owner) if owner.trim() == migration => Ok(journal),
@@ -200,6 +251,22 @@ mod tests {
         Journal::open(earlier.path()).unwrap().record("plan", Event::Intent, "db", Value::Null).unwrap();
         assert_eq!(Journal::open_for(earlier.path(), "main").unwrap().entries().len(), 1);
         assert!(Journal::open_for(earlier.path(), "other").is_err());
+    }
+
+    #[test]
+    fn one_command_at_a_time_holds_a_migrations_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Journal::open_for(dir.path(), "main").unwrap();
+        let err = Journal::open_for(dir.path(), "main").err().expect("a second opener is refused");
+        assert_eq!(err.kind, ErrorKind::Refused);
+        let pid = std::process::id();
+        assert!(
+            err.message.contains(&format!("another pgferry aws command is acting on migration main (process {pid})")),
+            "{}",
+            err.message
+        );
+        drop(held);
+        Journal::open_for(dir.path(), "main").unwrap().record("plan", Event::Intent, "db", Value::Null).unwrap();
     }
 
     #[test]
