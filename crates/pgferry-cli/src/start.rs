@@ -52,6 +52,11 @@ pub(crate) struct StartArgs {
     /// Capture the source's DDL (an event trigger emits each command into the WAL) and replay it on the target.
     #[arg(long)]
     pub(crate) capture_ddl: bool,
+    /// First create the source's roles the target lacks, as `pgferry roles` does (attributes,
+    /// memberships, settings; never a password: the report names the login roles to set one for).
+    /// A seeded target has the source's roles already.
+    #[arg(long, conflicts_with = "seeded")]
+    pub(crate) roles: bool,
     /// Run as a service: log lines instead of progress bars.
     #[arg(long)]
     pub(crate) service: bool,
@@ -107,6 +112,16 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
         keyless_tables_are_insert_only: args.keyless_tables_are_insert_only,
         capture_ddl: args.capture_ddl,
     };
+    // Roles are the server's: made once, before any database's copy needs them as owners and grantees.
+    if args.roles {
+        let made = pgferry::roles::roles(&source, &target, false).await?;
+        match args.format {
+            Format::Table => print!("{}", render::roles(&made)),
+            Format::Json => {
+                tracing::info!(target: crate::logging::EVENTS, "roles: ran {} statement(s) on the target", made.statements.len())
+            }
+        }
+    }
     if args.instance.all_databases {
         return crate::instance::start(&source, &target, &args, options).await;
     }
