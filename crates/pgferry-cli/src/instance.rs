@@ -19,10 +19,9 @@ use pgferry::events::Observer;
 use pgferry::start::StartOptions;
 use tracing::Instrument;
 
-use pgferry::cutover::StoppedCutover;
 use pgferry::instance::PairedDatabase;
 use pgferry::Result;
-use pgferry_core::cutover::{instance_switch, instance_word, CutoverStep, SwitchWord};
+use pgferry_core::cutover::{finished_in_unfinished_instance, instance_recovery, CutoverStep, StoppedCutover};
 use pgferry_core::names::MigrationName;
 use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
@@ -389,10 +388,18 @@ pub(crate) async fn cutover(
     options: pgferry::cutover::CutoverOptions,
 ) -> Result<ExitCode> {
     let (plan, paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
-    refuse_missing(&paired, "nothing was fenced")?;
+    refuse_missing(&paired, "nothing was changed")?;
+    let stopped = stopped_cutovers(&paired, &options.migration).await?;
     let mut plans = Vec::new();
     let mut refusals = Vec::new();
-    for db in &paired {
+    let mut done = Vec::new();
+    for (i, db) in paired.iter().enumerate() {
+        // Cut over by a run of this instance cutover that stopped before
+        // finishing the others: left as it is while they are finished.
+        if finished_in_unfinished_instance(&stopped, i) {
+            done.push(db.database.clone());
+            continue;
+        }
         let target = db.target.as_ref().expect("refused above when missing");
         let planned = pgferry::cutover::plan(&db.source, target, &options).await?;
         if let pgferry_core::cutover::Decision::NoGo(reasons) = &planned.decision {
@@ -405,6 +412,9 @@ pub(crate) async fn cutover(
             Format::Table => {
                 for (database, planned) in &plans {
                     print!("{}{}", heading(database), render::cutover_plan(planned));
+                }
+                for database in &done {
+                    println!("{}{FINISHED}", heading(database));
                 }
                 print!("{}", left_out_lines(&plan.left_out));
             }
@@ -423,9 +433,17 @@ pub(crate) async fn cutover(
     }
     // Databases whose earlier cutover stopped: this run only recovers them
     // (each rolls back, or finishes a switch that ran), as a cutover of one does.
-    let recovering: Vec<bool> = plans.iter().map(|(_, p)| p.recovery.is_some()).collect();
-    if recovering.contains(&true) {
-        return recover(&paired, &recovering, &options).await;
+    let recovering: Vec<usize> = paired
+        .iter()
+        .enumerate()
+        .filter(|(_, db)| plans.iter().any(|(name, p)| *name == db.database && p.recovery.is_some()))
+        .map(|(i, _)| i)
+        .collect();
+    if !recovering.is_empty() {
+        for database in &done {
+            println!("{}{FINISHED}", heading(database));
+        }
+        return recover(&paired, &stopped, &recovering, &options).await;
     }
     if !refusals.is_empty() {
         return Err(pgferry::Error::new(
@@ -496,38 +514,49 @@ pub(crate) async fn cutover(
     finished(failures, ExitCode::SUCCESS)
 }
 
-/// The databases whose earlier cutover stopped (`recovering`, by the index of
-/// `paired`), each recovered by its own cutover run (no new cutover starts
-/// anywhere): the report of each that finished, the error of each rolled
-/// back, then exit as the worst of them. A database stopped at the instance's
-/// switch is recovered as the other databases of the same instance cutover
-/// prove ([`pgferry_core::cutover::instance_switch`]): one stopped before its
-/// switch proves the switch never ran, one past it that it ran; only when
-/// every one stopped at the switch is the operator's word needed. Those go
-/// first, while the others' journals still hold what they prove.
-async fn recover(
-    paired: &[PairedDatabase],
-    recovering: &[bool],
-    options: &pgferry::cutover::CutoverOptions,
-) -> Result<ExitCode> {
+/// Said of a database an earlier run of the instance's cutover finished.
+const FINISHED: &str = "cut over already, by the earlier run of this instance cutover; left as it is";
+
+/// Whether database `db`'s journals still record its cutover at the switch
+/// (also when they cannot be read).
+async fn still_at_switch(db: &PairedDatabase, migration: &MigrationName) -> bool {
+    let target = db.target.as_ref().expect("refused above when missing");
+    pgferry::cutover::stopped_cutover(&db.source, target, migration)
+        .await
+        .map_or(true, |at| at.last_step == Some(CutoverStep::Switching))
+}
+
+/// Where each database's earlier cutover stopped, if anywhere.
+async fn stopped_cutovers(paired: &[PairedDatabase], migration: &MigrationName) -> Result<Vec<StoppedCutover>> {
     let mut stopped = Vec::new();
     for db in paired {
         let target = db.target.as_ref().expect("refused above when missing");
-        let at = pgferry::cutover::stopped_cutover(&db.source, target, &options.migration)
+        let at = pgferry::cutover::stopped_cutover(&db.source, target, migration)
             .await
             .map_err(|e| named(&db.database, e))?;
         stopped.push(at);
     }
-    let mut order: Vec<usize> = (0..paired.len()).filter(|&i| recovering[i]).collect();
-    order.sort_by_key(|&i| stopped[i].last_step != Some(CutoverStep::Switching));
-    let mut words = Vec::new();
-    for &i in &order {
-        let word = switch_word(&stopped, i, options.switch_word).map_err(|why| {
-            named(&paired[i].database, pgferry::Error::new(pgferry::ErrorKind::Usage, why))
-                .with_hint("nothing was changed in any database; rerun pgferry cutover --all-databases without it")
-        })?;
-        words.push((i, word));
-    }
+    Ok(stopped)
+}
+
+/// The databases whose earlier cutover stopped (`recovering`, by the index of
+/// `paired`), each recovered by its own cutover run (no new cutover starts
+/// anywhere) with the word [`instance_recovery`] gives: a database stopped at
+/// the instance's switch as the other databases of the same instance cutover
+/// prove (one stopped before its switch: the switch never ran; one past it:
+/// it ran), the operator's word only when they cannot tell. Those go first,
+/// while the others' journals still hold what they prove, and the first of
+/// them that fails stops the run there, the others untouched.
+async fn recover(
+    paired: &[PairedDatabase],
+    stopped: &[StoppedCutover],
+    recovering: &[usize],
+    options: &pgferry::cutover::CutoverOptions,
+) -> Result<ExitCode> {
+    let words = instance_recovery(stopped, recovering, options.switch_word).map_err(|(i, why)| {
+        named(&paired[i].database, pgferry::Error::new(pgferry::ErrorKind::Usage, why))
+            .with_hint("nothing was changed in any database; rerun pgferry cutover --all-databases without it")
+    })?;
     let mut failures = Vec::new();
     for (i, word) in words {
         let db = &paired[i];
@@ -536,23 +565,20 @@ async fn recover(
         let events = pgferry::events::Events::silent();
         match Box::pin(pgferry::cutover::cutover(&db.source, target, &options, &events)).await {
             Ok(report) => print!("{}{}", heading(&db.database), render::cutover(&report)),
+            // A rollback says so as an error; one that did not get past the
+            // switch's record leaves the others' proof untouched.
+            Err(e) if still_at_switch(db, &options.migration).await => {
+                failures.push(named(&db.database, e));
+                failures.push(pgferry::Error::new(
+                    pgferry::ErrorKind::Precondition,
+                    "the other databases were left as they are, so that their journals still say whether the switch ran: rerun pgferry cutover --all-databases once the cause above is fixed",
+                ));
+                break;
+            }
             Err(e) => failures.push(named(&db.database, e)),
         }
     }
     finished(failures, ExitCode::SUCCESS)
-}
-
-/// The word database `i` of `stopped` is recovered with: the operator's only
-/// for a database stopped at its switch, and there weighed against what the
-/// other databases of the same instance cutover prove.
-fn switch_word(stopped: &[StoppedCutover], i: usize, operator: SwitchWord) -> std::result::Result<SwitchWord, String> {
-    if stopped[i].last_step != Some(CutoverStep::Switching) {
-        return Ok(SwitchWord::Unspoken);
-    }
-    let Some(instance) = &stopped[i].instance else { return Ok(operator) };
-    let steps: Vec<CutoverStep> =
-        stopped.iter().filter(|s| s.instance.as_ref() == Some(instance)).filter_map(|s| s.last_step).collect();
-    instance_word(instance_switch(&steps), operator)
 }
 
 /// `rehearse --all-databases`: each database rehearsed in turn (one at a time:

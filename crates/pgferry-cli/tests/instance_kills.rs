@@ -107,7 +107,7 @@ fn fences(c: &Cluster) -> Vec<String> {
 /// Where the last cutover is killed, past the point of no return.
 enum PastTheSwitch {
     WhileItRuns,
-    OnceOneOpened,
+    OnceOneFinished,
 }
 
 struct Instance {
@@ -146,6 +146,8 @@ impl Instance {
     /// failpoint stops the process at the first, but the others' writes may
     /// land in the same moment, so the test puts them back). Its name.
     fn only_one_journaled_its_switch(&self) -> &'static str {
+        // The killed process's last statements reach the servers first.
+        std::thread::sleep(std::time::Duration::from_millis(300));
         let all = ["postgres"].into_iter().chain(DATABASES);
         let switching: Vec<&str> =
             all.clone().filter(|db| self.target.psql(db, "SELECT step FROM pgferry.cutover") == "switching").collect();
@@ -161,8 +163,8 @@ impl Instance {
     /// database back (the fences lifted exactly, the application writing
     /// again); killed while the switch command runs, the rerun asks the
     /// operator once for every database, and `--switch-ran` finishes them all;
-    /// killed once one database journaled the switch's success, the rerun
-    /// finishes them all with no question.
+    /// killed once one database finished, the rerun finishes the others with
+    /// no question and leaves that one as it is.
     fn cut_over_killed_at_every_step(&self, writers: Vec<LiveWriter>, past_the_switch: PastTheSwitch) {
         let before = fences(&self.source);
         for failpoint in [
@@ -175,20 +177,28 @@ impl Instance {
             self.catch_up();
             let killed = self.cutover(&[], Some(failpoint));
             assert_eq!(killed.status.code(), Some(137), "{failpoint}: {}", text(&killed));
-            if failpoint.starts_with("cutover-after-switching") {
+            let killed_with = fences(&self.source);
+            let contradicted = if failpoint.starts_with("cutover-after-switching") {
                 let kept = self.only_one_journaled_its_switch();
-                let contradicted = self.cutover(&["--switch-ran"], None);
-                let said = text(&contradicted);
-                assert_eq!(contradicted.status.code(), Some(2), "{said}");
-                assert!(said.contains("never ran") && said.contains(&format!("database {kept:?}")), "{said}");
-                assert!(fences(&self.source).iter().zip(&before).all(|(now, was)| now != was), "nothing lifted");
+                Some((self.cutover(&["--switch-ran"], None), format!("database {kept:?}"), "never ran".to_string()))
+            } else if failpoint.starts_with("cutover-before-switch") {
+                let word = "no database stopped at its switch".to_string();
+                Some((self.cutover(&["--switch-ran"], None), String::new(), word))
+            } else {
+                None
+            };
+            if let Some((refused, database, why)) = contradicted {
+                let said = text(&refused);
+                assert_eq!(refused.status.code(), Some(2), "{failpoint}: {said}");
+                assert!(said.contains(&why) && said.contains(&database), "{failpoint}: {said}");
+                assert_eq!(fences(&self.source), killed_with, "{failpoint}: nothing lifted");
             }
             let rerun = self.cutover(&[], None);
             let said = text(&rerun);
             assert_eq!(rerun.status.code(), Some(3), "{failpoint}: {said}");
             assert!(said.contains("rolled back"), "{failpoint}: {said}");
             assert!(!said.contains("--switch-ran"), "{failpoint}: the switch never ran, nobody is asked: {said}");
-            assert_eq!(fences(&self.source), before, "{failpoint}: every database unfenced exactly");
+            assert_eq!(fences(&self.source), before, "{failpoint}: every database unfenced exactly: {said}");
             assert_eq!(self.switches(), 0, "{failpoint}: no switch ran");
             for w in &writers {
                 w.wait_for_rounds(10);
@@ -213,23 +223,34 @@ impl Instance {
                 let finished = ok(self.cutover(&["--switch-ran"], None));
                 assert!(finished.contains("cut over"), "{finished}");
             }
-            PastTheSwitch::OnceOneOpened => {
+            PastTheSwitch::OnceOneFinished => {
                 let killed = self.cutover(&[], Some("cutover-after-opened:1"));
                 assert_eq!(killed.status.code(), Some(137), "{}", text(&killed));
-                // A kill between two databases' journal writes after the switch:
-                // one opened, the others still at the switch.
-                let opened = ["postgres"]
-                    .into_iter()
-                    .chain(DATABASES)
-                    .filter(|db| self.target.psql(db, "SELECT step FROM pgferry.cutover") == "opened")
-                    .collect::<Vec<_>>();
-                for db in ["postgres"].into_iter().chain(DATABASES).filter(|db| *db != opened[0]) {
-                    self.target.psql(db, "UPDATE pgferry.cutover SET step = 'switching' WHERE step <> 'switching'");
+                // A kill between two databases' journal writes after the
+                // switch: one finished (reported), the others still at it.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let all = || ["postgres"].into_iter().chain(DATABASES);
+                let step = |db: &str| self.target.psql(db, "SELECT step FROM pgferry.cutover");
+                let kept = all().find(|db| step(db) == "opened").expect("the failpoint stops the first to open");
+                self.target.psql(kept, "UPDATE pgferry.cutover SET step = 'reported'");
+                for db in all().filter(|db| *db != kept) {
+                    self.target.psql(db, "UPDATE pgferry.cutover SET step = 'switching'");
                 }
+                let steps = || all().map(step).collect::<Vec<_>>();
+                let journaled = steps();
                 let contradicted = self.cutover(&["--switch-did-not-run"], None);
-                assert_eq!(contradicted.status.code(), Some(2), "{}", text(&contradicted));
-                let finished = ok(self.cutover(&[], None));
-                assert!(finished.contains("cut over") && !finished.contains("--switch-ran"), "{finished}");
+                let said = text(&contradicted);
+                assert_eq!(contradicted.status.code(), Some(2), "{said}");
+                assert!(said.contains("the switch went through"), "{said}");
+                assert_eq!(steps(), journaled, "nothing changed: {said}");
+                let finished = self.cutover(&[], None);
+                let said = text(&finished);
+                assert!(finished.status.success(), "{said}");
+                assert!(
+                    said.contains("cut over already, by the earlier run") && !said.contains("--switch-ran"),
+                    "{said}"
+                );
+                assert!(steps().iter().all(|s| s == "reported"), "{said}");
             }
         }
         assert_eq!(self.switches(), 1, "the switch ran once");
@@ -274,5 +295,5 @@ fn a_seeded_instance_cut_over_under_writes_and_killed_at_every_step_ends_identic
     let instance =
         Instance { source, target: copy, name: Some("inst"), switched: tempfile::NamedTempFile::new().unwrap() };
     ok(instance.run("start", &["--seeded", "--seed-log", &log, "--until-caught-up"], None));
-    instance.cut_over_killed_at_every_step(writers, PastTheSwitch::OnceOneOpened);
+    instance.cut_over_killed_at_every_step(writers, PastTheSwitch::OnceOneFinished);
 }

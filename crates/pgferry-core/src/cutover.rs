@@ -256,6 +256,13 @@ pub fn recovery(resumed: &Resumed) -> Result<Recovery, String> {
         // not reach the target to clear its journal): nothing to undo.
         _ if before_switch => Recovery::Start,
         Some(CutoverStep::Switching) if switch_running => Recovery::WaitForSwitch,
+        // The fence was lowered since (a rollback that could not clear the
+        // target's journal): the source takes writes, so nothing is left to
+        // roll back, and nothing may be finished.
+        Some(CutoverStep::Switching) if !fence_recorded => match word {
+            SwitchWord::Ran => return Err("--switch-ran: the source is not fenced any more (an earlier rollback lifted its fence after deciding the switch had not run), so this cutover cannot be finished".into()),
+            _ => Recovery::Start,
+        },
         Some(CutoverStep::Switching) => match word {
             SwitchWord::Unspoken => Recovery::AskOperator,
             SwitchWord::DidNotRun => Recovery::RollBack,
@@ -299,10 +306,71 @@ pub fn instance_word(switch: InstanceSwitch, operator: SwitchWord) -> Result<Swi
     match (switch, operator) {
         (InstanceSwitch::NeverRan, SwitchWord::Ran) => Err("--switch-ran: pgferry's switch command never ran, since a database of the same instance cutover stopped before its switch".into()),
         (InstanceSwitch::NeverRan, _) => Ok(SwitchWord::DidNotRun),
-        (InstanceSwitch::Ran, SwitchWord::DidNotRun) => Err("--switch-did-not-run: the switch command ran and succeeded, as a database of the same instance cutover journaled".into()),
+        (InstanceSwitch::Ran, SwitchWord::DidNotRun) => Err("--switch-did-not-run: the switch went through, as a database of the same instance cutover journaled past it".into()),
         (InstanceSwitch::Ran, _) => Ok(SwitchWord::Ran),
         (InstanceSwitch::Unknown, word) => Ok(word),
     }
+}
+
+/// Where one database's earlier cutover stopped, as the rerun of an
+/// instance's cutover weighs it against the other databases'.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoppedCutover {
+    /// The last journaled step, the source's record of a switch counted.
+    pub last_step: Option<CutoverStep>,
+    /// The instance cutover it was part of (`None`: cut over alone, or journaled by an earlier release).
+    pub instance: Option<String>,
+}
+
+impl StoppedCutover {
+    fn same_instance<'a>(&self, all: &'a [StoppedCutover]) -> impl Iterator<Item = CutoverStep> + 'a {
+        let instance = self.instance.clone();
+        all.iter().filter(move |s| instance.is_some() && s.instance == instance).filter_map(|s| s.last_step)
+    }
+}
+
+/// Database `i` completed its cutover in an instance cutover that another
+/// database has not completed yet: the rerun finishes the others and leaves
+/// it as it is, instead of refusing the whole instance as cut over already.
+pub fn finished_in_unfinished_instance(stopped: &[StoppedCutover], i: usize) -> bool {
+    stopped[i].last_step == Some(CutoverStep::Reported)
+        && stopped[i].same_instance(stopped).any(|step| step != CutoverStep::Reported)
+}
+
+/// How the rerun of an instance's cutover recovers the databases whose
+/// cutover stopped (`recovering`, by index): each one's word, the databases
+/// stopped at the switch first (their proof lies in the others' journals,
+/// which recovering the others clears). The operator's word answers only for
+/// those at the switch, weighed against what the others of the same instance
+/// cutover prove ([`instance_switch`]); given where none is at the switch, it
+/// is refused as for one database. `Err`: the database and why, nothing done.
+pub fn instance_recovery(
+    stopped: &[StoppedCutover],
+    recovering: &[usize],
+    operator: SwitchWord,
+) -> Result<Vec<(usize, SwitchWord)>, (usize, String)> {
+    let at_switch = |i: &usize| stopped[*i].last_step == Some(CutoverStep::Switching);
+    let mut order: Vec<usize> = recovering.to_vec();
+    order.sort_by_key(|i| !at_switch(i));
+    if operator != SwitchWord::Unspoken {
+        if let Some(&first) = order.first().filter(|i| !at_switch(i)) {
+            let step = stopped[first].last_step.map_or("none".to_string(), |s| s.to_string());
+            return Err((first, format!("--switch-ran and --switch-did-not-run answer for a switch command that was running when pgferry stopped; no database stopped at its switch (this one's last step: {step})")));
+        }
+    }
+    order
+        .into_iter()
+        .map(|i| {
+            if !at_switch(&i) {
+                return Ok((i, SwitchWord::Unspoken));
+            }
+            if stopped[i].instance.is_none() {
+                return Ok((i, operator));
+            }
+            let steps: Vec<CutoverStep> = stopped[i].same_instance(stopped).collect();
+            instance_word(instance_switch(&steps), operator).map(|word| (i, word)).map_err(|why| (i, why))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -432,6 +500,52 @@ mod tests {
     fn the_decision_serializes_with_its_reasons() {
         let json = serde_json::to_string(&Decision::NoGo(vec!["lag".into()])).unwrap();
         assert_eq!(json, r#"{"decision":"no_go","reasons":["lag"]}"#);
+    }
+
+    fn at(step: Option<CutoverStep>, instance: Option<&str>) -> StoppedCutover {
+        StoppedCutover { last_step: step, instance: instance.map(String::from) }
+    }
+
+    #[test]
+    fn an_instance_rerun_recovers_the_databases_at_the_switch_first_by_the_others_proof() {
+        use CutoverStep::*;
+        let stopped = [at(Some(Validated), Some("a")), at(Some(Switching), Some("a")), at(None, None)];
+        assert_eq!(
+            instance_recovery(&stopped, &[0, 1], SwitchWord::Unspoken),
+            Ok(vec![(1, SwitchWord::DidNotRun), (0, SwitchWord::Unspoken)]),
+            "the one at the switch first, rolled back by the other's proof"
+        );
+        assert!(instance_recovery(&stopped, &[0, 1], SwitchWord::Ran)
+            .is_err_and(|(i, why)| i == 1 && why.contains("never ran")));
+        // Another instance cutover's journal proves nothing.
+        let stopped = [at(Some(Validated), Some("old")), at(Some(Switching), Some("a"))];
+        assert_eq!(
+            instance_recovery(&stopped, &[0, 1], SwitchWord::Unspoken),
+            Ok(vec![(1, SwitchWord::Unspoken), (0, SwitchWord::Unspoken)])
+        );
+        // Past the switch: finished, a contrary word refused.
+        let stopped = [at(Some(Reported), Some("a")), at(Some(Switching), Some("a")), at(Some(Opened), Some("a"))];
+        assert_eq!(
+            instance_recovery(&stopped, &[1, 2], SwitchWord::Unspoken),
+            Ok(vec![(1, SwitchWord::Ran), (2, SwitchWord::Unspoken)])
+        );
+        assert!(instance_recovery(&stopped, &[1, 2], SwitchWord::DidNotRun).is_err());
+        assert!(finished_in_unfinished_instance(&stopped, 0));
+        assert!(!finished_in_unfinished_instance(&[at(Some(Reported), Some("a")), at(Some(Reported), Some("a"))], 0));
+        assert!(!finished_in_unfinished_instance(&[at(Some(Reported), None), at(Some(Switching), None)], 0));
+        // A word where no database stopped at its switch: refused, as for one database.
+        let stopped = [at(Some(Validated), Some("a")), at(Some(Fenced), Some("a"))];
+        assert!(instance_recovery(&stopped, &[0, 1], SwitchWord::Ran)
+            .is_err_and(|(_, why)| why.contains("no database stopped at its switch")));
+        assert!(instance_recovery(&stopped, &[0, 1], SwitchWord::Unspoken).is_ok());
+    }
+
+    #[test]
+    fn a_switch_journaled_whose_fence_a_rollback_lowered_is_over() {
+        assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::Unspoken), Ok(Recovery::Start));
+        assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::DidNotRun), Ok(Recovery::Start));
+        assert!(after(Some(CutoverStep::Switching), false, SwitchWord::Ran)
+            .is_err_and(|why| why.contains("not fenced any more")));
     }
 
     #[test]

@@ -27,7 +27,8 @@
 use std::time::{Duration, Instant};
 
 use pgferry_core::cutover::{
-    go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery, Resumed, SwitchWord,
+    go_no_go, recovery, CutoverStep, Decision, KeylessTables, Observed, Policy, Recovery, Resumed, StoppedCutover,
+    SwitchWord,
 };
 use pgferry_core::fence::FenceChange;
 use pgferry_core::handover::Asker;
@@ -299,8 +300,14 @@ async fn cutover_locked(
     let decided = recovery(&resumed)
         .map_err(|reason| Error::new(ErrorKind::Usage, reason).with_hint("run pgferry cutover without it"))?;
     match decided {
-        Recovery::Start if entry.is_some() => clear_journal(&dst, name).await?,
-        Recovery::Start => {}
+        Recovery::Start => {
+            if entry.is_some() {
+                clear_journal(&dst, name).await?;
+            }
+            // A record of a switch whose fence a rollback lowered, left by a
+            // rollback stopped before it could forget it: not this cutover's.
+            fence::forget_switch(&src, name).await?;
+        }
         Recovery::RollBack => {
             ensure_journal(&dst).await?;
             drop((src, dst));
@@ -476,17 +483,8 @@ pub(crate) async fn pending_recovery(src: &Client, dst: &Client, name: &Migratio
     })
 }
 
-/// Where a stopped cutover stands, as the rerun of an instance's cutover weighs
-/// it against the other databases' ([`pgferry_core::cutover::instance_switch`]).
-#[derive(Clone, Debug, Default)]
-pub struct StoppedCutover {
-    /// The last journaled step, the source's record of a switch counted.
-    pub last_step: Option<CutoverStep>,
-    /// The instance cutover it was part of ([`SwitchBarrier::id`]).
-    pub instance: Option<String>,
-}
-
-/// Where migration `name`'s cutover stopped, read without changing anything.
+/// Where migration `name`'s cutover stopped ([`StoppedCutover`]); it changes
+/// nothing but an out-of-date journal's state, brought up to this release.
 pub async fn stopped_cutover(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<StoppedCutover> {
     let (src, dst) =
         Box::pin(async { tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target)) }).await?;
@@ -913,10 +911,13 @@ async fn stop_requested(shutdown: &mut Option<watch::Receiver<bool>>) {
 }
 
 fn switch_unknown(entry: Option<&JournalEntry>) -> Error {
-    let at = entry.and_then(|e| e.switch_host.clone()).map(|h| format!(" on {h}")).unwrap_or_default();
+    let at = entry
+        .and_then(|e| e.switch_host.clone())
+        .map(|h| format!(" (its switch command started on {h})"))
+        .unwrap_or_default();
     Error::new(
         ErrorKind::Refused,
-        format!("an earlier cutover was stopped at its switch: its switch command may have run{at}, and the application may already point at the target, so nothing was rolled back and the source stays fenced"),
+        format!("an earlier cutover was stopped at its switch{at}: the application may already point at the target, so nothing was rolled back and the source stays fenced"),
     )
     .with_hint("see where the application points, then rerun with --switch-ran (the cutover finishes; the source stays fenced) or --switch-did-not-run (the cutover rolls back; the source takes writes again)")
 }
