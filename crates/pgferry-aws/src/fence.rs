@@ -352,6 +352,20 @@ pub async fn lift<C: ControlPlane>(
         if let Some(group) = prepared_group(journal) {
             return lift_prepared(cloud, pacing, journal, migration, source, group).await;
         }
+        // Lifted already (by the same fence's lift for another database of an
+        // instance's cutover, or a lift run twice): nothing to do.
+        if let Some(done) = last_fence(journal) {
+            same_instance(&done, source)?;
+            return Ok(FenceReport {
+                source: source.to_owned(),
+                fence_group: done.detail["group"].as_str().unwrap_or_default().to_owned(),
+                own_group: own,
+                previous: groups(&done.detail, "previous"),
+                now: groups(&done.detail, "previous"),
+                notes: vec!["lifted already: nothing was changed".to_owned()],
+                ..Default::default()
+            });
+        }
         return Err(Error::new(
             ErrorKind::Precondition,
             format!("no fence of {source} is recorded in this state directory"),

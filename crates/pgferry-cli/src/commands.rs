@@ -289,6 +289,7 @@ fn cutover_options(args: &CutoverArgs) -> Result<(ConnSpec, ConnSpec, pgferry::c
         },
         shutdown: None,
         instance_switch: None,
+        instance_recovery: false,
         handover_timeout: std::time::Duration::from_secs(args.handover_timeout),
         views: match args.refresh_materialized_views {
             crate::cli::RefreshViews::BeforeSwitch => pgferry::materialized_views::ViewRefresh::BeforeSwitch,

@@ -21,7 +21,9 @@ use tracing::Instrument;
 
 use pgferry::instance::PairedDatabase;
 use pgferry::Result;
-use pgferry_core::cutover::{finished_in_unfinished_instance, instance_recovery, CutoverStep, StoppedCutover};
+use pgferry_core::cutover::{
+    finished_in_unfinished_instance, instance_recovery, CutoverStep, StoppedCutover, SwitchWord,
+};
 use pgferry_core::names::MigrationName;
 use pgferry_core::slot::SlotVerdict;
 use pgferry_core::validation::Verdict;
@@ -318,15 +320,32 @@ pub(crate) async fn start(
     options: StartOptions,
 ) -> Result<ExitCode> {
     let (plan, mut paired) = pgferry::instance::paired(source, target, &args.instance.selection()).await?;
-    // A seeded target is the snapshot: a database missing there was dropped since.
+    let migration = &options.follow.migration;
+    // A database whose target was dropped after it was moved is not moved
+    // again from nothing behind the operator's back; a seeded target is the
+    // snapshot, so one missing there was dropped since.
+    let mut stranded = Vec::new();
+    for db in paired.iter().filter(|db| db.target.is_none()) {
+        match Missing::of(db, migration).await? {
+            Missing::Stranded(text) if !args.seeded => stranded.push(named(
+                &db.database,
+                pgferry::Error::new(pgferry::ErrorKind::Refused, format!("{text}; nothing was started")),
+            )),
+            _ if args.seeded => refuse_missing(&paired, "nothing was started")?,
+            _ => {}
+        }
+    }
+    if !stranded.is_empty() {
+        return Err(pgferry::Error::combine(stranded));
+    }
+    let resuming = pgferry::instance::resuming_copies(&paired, migration).await?;
+    pgferry::instance::refuse_without_room(source, migration, &plan.databases, true, resuming).await?;
     if !args.seeded {
         for database in pgferry::instance::create_missing(target, &mut paired).await? {
             tracing::info!(target: crate::logging::EVENTS, "created database {database:?} on the target, as the source has it");
         }
     }
     refuse_missing(&paired, "nothing was started")?;
-    let resuming = pgferry::instance::resuming_copies(&paired, &options.follow.migration).await?;
-    pgferry::instance::refuse_without_room(source, &options.follow.migration, &plan.databases, true, resuming).await?;
     for (name, why) in plan.left_out.iter().filter(|(_, why)| why.loses_writes()) {
         tracing::warn!(target: crate::logging::EVENTS, "database {name:?} is left out: {}", why.as_str());
     }
@@ -445,6 +464,24 @@ pub(crate) async fn cutover(
         }
         return recover(&paired, &stopped, &recovering, &options).await;
     }
+    // Nothing to recover: a word about a switch answers nothing, and must
+    // not reach the databases' cutovers (each would first take its runner
+    // lock over from a running start).
+    if options.switch_word != SwitchWord::Unspoken {
+        return Err(pgferry::Error::new(
+            pgferry::ErrorKind::Usage,
+            "--switch-ran and --switch-did-not-run answer for a switch command that was running when pgferry stopped; no database of the instance stopped at its switch",
+        )
+        .with_hint("nothing was changed in any database; rerun pgferry cutover --all-databases without it"));
+    }
+    if !done.is_empty() {
+        let names: Vec<String> = done.iter().map(|d| format!("{d:?}")).collect();
+        return Err(pgferry::Error::new(
+            pgferry::ErrorKind::Refused,
+            format!("{} cut over by an earlier run of this instance cutover, but nothing of the other databases' cutover is left to finish or roll back; nothing was changed", names.join(", ")),
+        )
+        .with_hint("pgferry status --all-databases shows where each database stands; to cut the others over, leave the finished ones out with --exclude-database"));
+    }
     if !refusals.is_empty() {
         return Err(pgferry::Error::new(
             pgferry::ErrorKind::Refused,
@@ -561,7 +598,8 @@ async fn recover(
     for (i, word) in words {
         let db = &paired[i];
         let target = db.target.as_ref().expect("refused above when missing");
-        let options = pgferry::cutover::CutoverOptions { switch_word: word, ..options.clone() };
+        let options =
+            pgferry::cutover::CutoverOptions { switch_word: word, instance_recovery: true, ..options.clone() };
         let events = pgferry::events::Events::silent();
         match Box::pin(pgferry::cutover::cutover(&db.source, target, &options, &events)).await {
             Ok(report) => print!("{}{}", heading(&db.database), render::cutover(&report)),

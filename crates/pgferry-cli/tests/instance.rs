@@ -303,6 +303,11 @@ fn one_cutover_for_the_instance_switches_every_database_once_or_none() {
     let switch = format!("echo switched >> {}", switched.path().display());
     let switches = || std::fs::read_to_string(switched.path()).unwrap().lines().count();
     let open = vec!["t".to_string(); 3];
+    // A word about a switch where no cutover stopped: refused before anything.
+    let word = run("cutover", &["--switch-did-not-run", "--switch-command", &switch]);
+    let stderr = String::from_utf8_lossy(&word.stderr);
+    assert_eq!(word.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no database of the instance stopped at its switch"), "{stderr}");
 
     // A go/no-go refusal in one database: nothing fenced anywhere.
     target.psql("reports", "CREATE INDEX extra ON t (v)");
@@ -513,6 +518,16 @@ fn a_database_dropped_on_the_target_after_its_copy_is_not_called_unmoved() {
     assert_eq!(status.status.code(), Some(1), "{text}");
     assert!(text.contains("its replication slot keeps the source's WAL") && text.contains("--target-lost"), "{text}");
     assert!(!text.contains("nothing of it was moved"), "{text}");
+
+    // start does not make it again empty and copy it anew: refused, nothing made.
+    let out = pgferry(&["start", "--source", &s, "--target", &t, "--all-databases", "--until-caught-up"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("still holds migration main's objects there") && stderr.contains("nothing was started"),
+        "{stderr}"
+    );
+    assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'gone \"db\"'"), "0");
 
     let out = pgferry(&["abort", "--source", &s, "--target", &t, "--all-databases"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -180,6 +180,16 @@ impl Instance {
             let killed_with = fences(&self.source);
             let contradicted = if failpoint.starts_with("cutover-after-switching") {
                 let kept = self.only_one_journaled_its_switch();
+                // One database's word alone could switch it and roll the others back: refused.
+                let (s, t) = (self.source.url(kept), self.target.url(kept));
+                let mut alone = vec!["cutover", "--source", &s, "--target", &t, "--switch-did-not-run"];
+                if let Some(name) = self.name {
+                    alone.extend(["--name", name]);
+                }
+                let refused = pgferry(&alone, None);
+                let said = text(&refused);
+                assert_eq!(refused.status.code(), Some(1), "{said}");
+                assert!(said.contains("stopped at the one switch of an instance cutover"), "{said}");
                 Some((self.cutover(&["--switch-ran"], None), format!("database {kept:?}"), "never ran".to_string()))
             } else if failpoint.starts_with("cutover-before-switch") {
                 let word = "no database stopped at its switch".to_string();

@@ -256,13 +256,6 @@ pub fn recovery(resumed: &Resumed) -> Result<Recovery, String> {
         // not reach the target to clear its journal): nothing to undo.
         _ if before_switch => Recovery::Start,
         Some(CutoverStep::Switching) if switch_running => Recovery::WaitForSwitch,
-        // The fence was lowered since (a rollback that could not clear the
-        // target's journal): the source takes writes, so nothing is left to
-        // roll back, and nothing may be finished.
-        Some(CutoverStep::Switching) if !fence_recorded => match word {
-            SwitchWord::Ran => return Err("--switch-ran: the source is not fenced any more (an earlier rollback lifted its fence after deciding the switch had not run), so this cutover cannot be finished".into()),
-            _ => Recovery::Start,
-        },
         Some(CutoverStep::Switching) => match word {
             SwitchWord::Unspoken => Recovery::AskOperator,
             SwitchWord::DidNotRun => Recovery::RollBack,

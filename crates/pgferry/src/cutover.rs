@@ -77,6 +77,11 @@ pub struct CutoverOptions {
     /// With other databases' cutovers (`--all-databases`): one switch for all of
     /// them ([`SwitchBarrier`]).
     pub instance_switch: Option<std::sync::Arc<SwitchBarrier>>,
+    /// Recovering this database for the rerun of an instance's cutover, with
+    /// the word the instance's journals gave (`switch_word`); else a database
+    /// stopped at an instance's switch is refused alone, since a word given
+    /// database by database could switch some and roll others back.
+    pub instance_recovery: bool,
 }
 
 impl CutoverOptions {
@@ -295,19 +300,25 @@ async fn cutover_locked(
     fence::allow_writes(&src).await?;
     let entry = journal_entry(&dst, name).await?;
     let resumed = resumed(&src, name, entry.as_ref(), options.switch_word).await?;
+    let in_instance = entry.as_ref().is_some_and(|e| e.instance.is_some());
+    if in_instance
+        && resumed.last_step == Some(CutoverStep::Switching)
+        && options.instance_switch.is_none()
+        && !options.instance_recovery
+    {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("migration {name}'s cutover in this database stopped at the one switch of an instance cutover (cutover --all-databases); nothing was done"),
+        )
+        .with_hint("rerun pgferry cutover --all-databases with the same databases: it weighs the other databases' journals, and asks once for all of them only when they cannot tell"));
+    }
     // A completed cutover is not run again (the lifecycle's guard, as for every command).
     crate::lifecycle::check(name, Command::Cutover, &crate::lifecycle::record(&src, Some(&dst), name).await?)?;
     let decided = recovery(&resumed)
         .map_err(|reason| Error::new(ErrorKind::Usage, reason).with_hint("run pgferry cutover without it"))?;
     match decided {
-        Recovery::Start => {
-            if entry.is_some() {
-                clear_journal(&dst, name).await?;
-            }
-            // A record of a switch whose fence a rollback lowered, left by a
-            // rollback stopped before it could forget it: not this cutover's.
-            fence::forget_switch(&src, name).await?;
-        }
+        Recovery::Start if entry.is_some() => clear_journal(&dst, name).await?,
+        Recovery::Start => {}
         Recovery::RollBack => {
             ensure_journal(&dst).await?;
             drop((src, dst));

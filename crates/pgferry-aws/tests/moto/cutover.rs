@@ -90,8 +90,9 @@ async fn fence_creates_its_own_group_in_the_vpc_and_lift_restores_the_list_and_d
     assert_eq!(cloud.calls("ec2:DeleteSecurityGroup"), 2);
     assert!(security_groups_named(&config, "pgferry-fen-own-fence").is_empty(), "the group is deleted");
     assert_eq!(events(&dir, "delete-fence-group"), [Event::Intent, Event::Call, Event::Outcome]);
-    let again = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_own"), "fen-own").await;
-    assert!(again.is_err(), "nothing left to lift");
+    let again = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_own"), "fen-own").await.unwrap();
+    assert_eq!(again.notes, ["lifted already: nothing was changed"], "nothing left to lift");
+    assert_eq!(cloud.calls("ec2:DeleteSecurityGroup"), 2);
 }
 
 #[tokio::test]
@@ -158,7 +159,7 @@ async fn a_prepared_group_is_used_by_the_fence_and_the_source_is_untouched_until
 }
 
 #[tokio::test]
-async fn fence_then_lift_restores_the_exact_list() {
+async fn fence_then_lift_restores_the_exact_list_and_a_second_lift_changes_nothing() {
     let (cloud, config) = cloud().await;
     let before = with_two_groups(&config, "fen-lift").await;
     let fence_group = security_group_id("fen-lift-fence");
@@ -177,10 +178,12 @@ async fn fence_then_lift_restores_the_exact_list() {
     let lifted = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_lift"), "fen-lift").await.unwrap();
     assert_eq!(lifted.now, before);
     assert_eq!(groups(&config, "fen-lift").await, before);
-    assert!(
-        lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_lift"), "fen-lift").await.is_err(),
-        "nothing left to lift"
-    );
+    // A second lift (another database's rollback in an instance's cutover) changes nothing.
+    let calls = cloud.calls("rds:ModifyDBInstance");
+    let again = lift(&cloud, &pacing(), &mut journal(&dir), &migration("fen_lift"), "fen-lift").await.unwrap();
+    assert_eq!((again.now, again.notes), (before.clone(), vec!["lifted already: nothing was changed".to_string()]));
+    assert_eq!(cloud.calls("rds:ModifyDBInstance"), calls);
+    assert_eq!(groups(&config, "fen-lift").await, before);
 }
 
 #[tokio::test]

@@ -157,6 +157,7 @@ async fn demo(binaries: Binaries, size_mb: u32) -> Result<ExitCode> {
         views: Default::default(),
         handover_timeout: CutoverOptions::HANDOVER_TIMEOUT,
         instance_switch: None,
+        instance_recovery: false,
     };
     let cut = Box::pin(pgferry::cutover::cutover(&src, &tgt, &cutover_options, &Events::silent())).await?;
     eprint!("{}", render::cutover(&cut));
