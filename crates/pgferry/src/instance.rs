@@ -138,7 +138,7 @@ pub async fn create_missing(target: &ConnSpec, paired: &mut [PairedDatabase]) ->
     }
     if !lacking.is_empty() {
         return Err(Error::new(ErrorKind::Refused, format!("{}; nothing was created or started", lacking.join("; ")))
-            .with_hint("create the source's roles on the target first: pgferry roles --source ... --target ... (never their passwords), then rerun"));
+            .with_hint("create the source's roles on the target first: pgferry roles --source ... --target ..., or rerun with start --roles (never their passwords)"));
     }
     let mut created = Vec::new();
     for (database, statement) in statements {
