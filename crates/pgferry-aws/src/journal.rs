@@ -12,11 +12,8 @@
 //! One command at a time acts on a migration's journal: [`Journal::open_for`]
 //! holds an exclusive `flock(2)` on `<state dir>/lock` until the journal is
 //! dropped (the kernel releases it when the process ends, also on `kill -9`),
-//! so a second `aws encrypt` (or `switch`, `finish`) started on the same
-//! migration is refused instead of making the same calls a second time. `aws
-//! fence` waits its turn instead (up to two minutes): `cutover --all-databases`
-//! runs the outside fence once per database, side by side, and each run after
-//! the first finds the fence raised (or lifted) already.
+//! so a second `aws encrypt` (or `fence`, `switch`, `finish`) started on the
+//! same migration is refused instead of making the same calls a second time.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -143,19 +140,10 @@ impl Journal {
     /// migration adopt the other's resources, slots and target. A directory of
     /// an earlier release (no mark) is marked by the first migration to open it.
     ///
-    /// The journal is held for this process alone ([`lock`]); one held by
-    /// another process is waited for up to `wait`, then refused.
-    pub fn open_for(dir: &Path, migration: &str, wait: std::time::Duration) -> Result<Journal> {
+    /// The journal is held for this process alone ([`lock`]).
+    pub fn open_for(dir: &Path, migration: &str) -> Result<Journal> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
-        let deadline = std::time::Instant::now() + wait;
-        let held = loop {
-            match lock(dir, migration) {
-                Err(e) if e.kind == ErrorKind::Refused && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                held => break held?,
-            }
-        };
+        let held = lock(dir, migration)?;
         let journal = Journal { _lock: Some(held), ..Journal::open(dir)? };
         let mark = dir.join(MIGRATION_MARK);
         match std::fs::read_to_string(&mark) {
@@ -252,30 +240,24 @@ mod tests {
     #[test]
     fn a_directory_holding_another_migrations_journal_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        Journal::open_for(dir.path(), "first", std::time::Duration::ZERO)
-            .unwrap()
-            .record("plan", Event::Intent, "db", Value::Null)
-            .unwrap();
-        assert_eq!(Journal::open_for(dir.path(), "first", std::time::Duration::ZERO).unwrap().entries().len(), 1);
-        let err = Journal::open_for(dir.path(), "second", std::time::Duration::ZERO)
-            .err()
-            .expect("another migration's journal is refused");
+        Journal::open_for(dir.path(), "first").unwrap().record("plan", Event::Intent, "db", Value::Null).unwrap();
+        assert_eq!(Journal::open_for(dir.path(), "first").unwrap().entries().len(), 1);
+        let err = Journal::open_for(dir.path(), "second").err().expect("another migration's journal is refused");
         assert_eq!(err.kind, ErrorKind::Usage);
         assert!(err.message.contains("holds the journal of migration first, not second"), "{}", err.message);
         assert!(err.hint.unwrap().contains("--name first"));
         // An earlier release's directory, unmarked, is the first opener's.
         let earlier = tempfile::tempdir().unwrap();
         Journal::open(earlier.path()).unwrap().record("plan", Event::Intent, "db", Value::Null).unwrap();
-        assert_eq!(Journal::open_for(earlier.path(), "main", std::time::Duration::ZERO).unwrap().entries().len(), 1);
-        assert!(Journal::open_for(earlier.path(), "other", std::time::Duration::ZERO).is_err());
+        assert_eq!(Journal::open_for(earlier.path(), "main").unwrap().entries().len(), 1);
+        assert!(Journal::open_for(earlier.path(), "other").is_err());
     }
 
     #[test]
     fn one_command_at_a_time_holds_a_migrations_journal() {
         let dir = tempfile::tempdir().unwrap();
-        let held = Journal::open_for(dir.path(), "main", std::time::Duration::ZERO).unwrap();
-        let err =
-            Journal::open_for(dir.path(), "main", std::time::Duration::ZERO).err().expect("a second opener is refused");
+        let held = Journal::open_for(dir.path(), "main").unwrap();
+        let err = Journal::open_for(dir.path(), "main").err().expect("a second opener is refused");
         assert_eq!(err.kind, ErrorKind::Refused);
         let pid = std::process::id();
         assert!(
@@ -283,17 +265,8 @@ mod tests {
             "{}",
             err.message
         );
-        // One that waits gets it once the holder lets go.
-        let path = dir.path().to_path_buf();
-        let waiting =
-            std::thread::spawn(move || Journal::open_for(&path, "main", std::time::Duration::from_secs(5)).map(|_| ()));
-        std::thread::sleep(std::time::Duration::from_millis(300));
         drop(held);
-        waiting.join().unwrap().unwrap();
-        Journal::open_for(dir.path(), "main", std::time::Duration::ZERO)
-            .unwrap()
-            .record("plan", Event::Intent, "db", Value::Null)
-            .unwrap();
+        Journal::open_for(dir.path(), "main").unwrap().record("plan", Event::Intent, "db", Value::Null).unwrap();
     }
 
     #[test]

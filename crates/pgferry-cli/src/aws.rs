@@ -56,14 +56,9 @@ pub(crate) struct State {
 
 impl State {
     fn open(&self) -> Result<(MigrationName, Journal)> {
-        self.open_waiting(Duration::ZERO)
-    }
-
-    /// Waits up to `wait` for another command holding the journal.
-    fn open_waiting(&self, wait: Duration) -> Result<(MigrationName, Journal)> {
         let migration = parse_migration(&self.name)?;
         let dir = self.state_dir.clone().unwrap_or_else(|| PathBuf::from("pgferry-state").join(&self.name));
-        let journal = Journal::open_for(&dir, migration.as_str(), wait)?;
+        let journal = Journal::open_for(&dir, migration.as_str())?;
         Ok((migration, journal))
     }
 }
@@ -361,9 +356,7 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 None if args.lift => FenceGroup::Own { allow: Vec::new() },
                 None => FenceGroup::Own { allow: allowed_ranges(&args.allow_cidr)? },
             };
-            // As the outside fence of an instance's cutover it runs once per
-            // database at the same time: each waits for the one before.
-            let (migration, mut journal) = args.state.open_waiting(Duration::from_secs(120))?;
+            let (migration, mut journal) = args.state.open()?;
             let report = if args.lift {
                 Box::pin(pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &migration, &args.source_instance))
                     .await?

@@ -205,62 +205,6 @@ fn fence_lift_and_switch_through_the_command_line() {
     assert!(state.path().join("aws-journal.jsonl").exists());
 }
 
-/// `cutover --all-databases --fence-command "pgferry aws fence ..."` runs the
-/// command once per database, side by side, on one state directory: each
-/// waits its turn for the journal, the first swaps the groups and the others
-/// find the fence raised (the groups before it recorded once: never the fence
-/// group itself); the lifts likewise, the later ones changing nothing.
-#[test]
-fn the_fence_run_for_every_database_at_once_raises_and_lifts_one_fence() {
-    let moto = Moto::shared();
-    let group = runtime().block_on(async {
-        let config = moto.config().await;
-        create_source(&config, "cli-many", Some("1"), 0).await.security_group
-    });
-    let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().to_str().unwrap().to_string();
-    let fence_group = security_group_id("cli-many-fence");
-    let at_once = |lift: bool| -> Vec<Output> {
-        let runs: Vec<_> = (0..3)
-            .map(|_| {
-                let (state_dir, fence_group) = (state_dir.clone(), fence_group.clone());
-                std::thread::spawn(move || {
-                    let moto = Moto::shared();
-                    let mut args = vec![
-                        "aws",
-                        "fence",
-                        "--source-instance",
-                        "cli-many",
-                        "--name",
-                        "many",
-                        "--state-dir",
-                        &state_dir,
-                    ];
-                    match lift {
-                        true => args.push("--lift"),
-                        false => args.extend(["--fence-group", &fence_group]),
-                    }
-                    pgferry(moto, &args)
-                })
-            })
-            .collect();
-        runs.into_iter().map(|run| run.join().unwrap()).collect()
-    };
-    for fenced in at_once(false) {
-        assert_eq!(fenced.status.code(), Some(0), "{}", stderr(&fenced));
-        assert_eq!(json(&fenced)["previous"], serde_json::json!([group]), "the groups before the fence, each time");
-    }
-    assert_eq!(instance_groups(moto, "cli-many"), std::slice::from_ref(&fence_group));
-    let lifted = at_once(true);
-    for out in &lifted {
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
-        assert_eq!(json(out)["now"], serde_json::json!([group]));
-    }
-    let unchanged = lifted.iter().filter(|o| stdout(o).contains("lifted already")).count();
-    assert_eq!(unchanged, 2, "one lift did it, the two others changed nothing");
-    assert_eq!(instance_groups(moto, "cli-many"), [group]);
-}
-
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

@@ -363,6 +363,38 @@ fn one_cutover_for_the_instance_switches_every_database_once_or_none() {
     }
 }
 
+/// The outside fence (`--fence-command`) is the instance's: one cutover of two
+/// databases runs it once, and a rollback runs the lift once (run per database
+/// at the same moment, `pgferry aws fence` on one state directory would refuse
+/// all but one, and a second lift would find nothing to lift).
+#[test]
+fn the_outside_fence_is_raised_once_for_the_instance_and_lifted_once() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    let names = ["shop", "reports"];
+    for db in names {
+        database_with_rows(&source, &target, db, 100);
+    }
+    let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let calls = tempfile::NamedTempFile::new().unwrap();
+    let (raise, lift) =
+        (format!("echo raise >> {}", calls.path().display()), format!("echo lift >> {}", calls.path().display()));
+    let run = |command: &str, extra: &[&str]| {
+        pgferry(&[&[command, "--source", &s, "--target", &t, "--all-databases"], &selection[..], extra].concat())
+    };
+    let out = run("start", &["--until-caught-up"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hooks = ["--fence-command", raise.as_str(), "--unfence-command", lift.as_str()];
+    let failed = run("cutover", &[&hooks[..], &["--switch-command", "exit 3"]].concat());
+    assert!(!failed.status.success(), "{}", String::from_utf8_lossy(&failed.stderr));
+    let said = || std::fs::read_to_string(calls.path()).unwrap();
+    assert_eq!(said(), "raise\nlift\n", "raised once, lifted once");
+    assert_eq!(connect_allowed(&source, &names), ["t", "t"]);
+    let done = run("cutover", &[&hooks[..], &["--switch-command", "true"]].concat());
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(said(), "raise\nlift\nraise\n", "raised once more, and kept");
+}
+
 /// `cutover --all-databases` killed while its databases are fenced and not yet
 /// switched: a rerun rolls every database back by itself (nothing asks the
 /// operator whether a switch ran), and the next run cuts the instance over.

@@ -256,6 +256,13 @@ pub fn recovery(resumed: &Resumed) -> Result<Recovery, String> {
         // not reach the target to clear its journal): nothing to undo.
         _ if before_switch => Recovery::Start,
         Some(CutoverStep::Switching) if switch_running => Recovery::WaitForSwitch,
+        // A rollback lowered the fence but could not clear the target's
+        // journal: the source takes writes again, so the rollback is only
+        // finished (the journal cleared), and the cutover may not be.
+        Some(CutoverStep::Switching) if !fence_recorded => match word {
+            SwitchWord::Ran => return Err("--switch-ran: the source is not fenced any more (an earlier rollback lifted its fence), so this cutover cannot be finished; rerun pgferry cutover without it".into()),
+            _ => Recovery::RollBack,
+        },
         Some(CutoverStep::Switching) => match word {
             SwitchWord::Unspoken => Recovery::AskOperator,
             SwitchWord::DidNotRun => Recovery::RollBack,
@@ -535,8 +542,8 @@ mod tests {
 
     #[test]
     fn a_switch_journaled_whose_fence_a_rollback_lowered_is_over() {
-        assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::Unspoken), Ok(Recovery::Start));
-        assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::DidNotRun), Ok(Recovery::Start));
+        assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::Unspoken), Ok(Recovery::RollBack));
+        assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::DidNotRun), Ok(Recovery::RollBack));
         assert!(after(Some(CutoverStep::Switching), false, SwitchWord::Ran)
             .is_err_and(|why| why.contains("not fenced any more")));
     }

@@ -262,6 +262,10 @@ pub async fn cutover(
     events: &Events,
 ) -> Result<CutoverReport> {
     let name = &options.migration;
+    // Before a running start is asked to hand over.
+    if options.instance_switch.is_none() && !options.instance_recovery {
+        refuse_alone_at_instance_switch(source, target, name).await?;
+    }
     let src = pgferry_pg::connect(source).await?;
     let (runner, dst, took_over) = match connect_target(target, options).await {
         Ok(connected) => connected,
@@ -283,6 +287,23 @@ pub async fn cutover(
     }
 }
 
+/// A database whose cutover stopped at the one switch of an instance cutover
+/// is recovered with the others (`cutover --all-databases` weighs their
+/// journals): words given database by database could switch some and roll
+/// others back. A journal that cannot be read here is left to the cutover's
+/// own checks.
+async fn refuse_alone_at_instance_switch(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<()> {
+    let Ok(stopped) = stopped_cutover(source, target, name).await else { return Ok(()) };
+    if stopped.instance.is_none() || stopped.last_step != Some(CutoverStep::Switching) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Refused,
+        format!("migration {name}'s cutover in this database stopped at the one switch of an instance cutover (cutover --all-databases); nothing was done"),
+    )
+    .with_hint("rerun pgferry cutover --all-databases with the same databases: it weighs the other databases' journals, and asks once for all of them only when they cannot tell"))
+}
+
 /// The cutover, once this process holds the runner lock.
 async fn cutover_locked(
     source: &ConnSpec,
@@ -300,18 +321,6 @@ async fn cutover_locked(
     fence::allow_writes(&src).await?;
     let entry = journal_entry(&dst, name).await?;
     let resumed = resumed(&src, name, entry.as_ref(), options.switch_word).await?;
-    let in_instance = entry.as_ref().is_some_and(|e| e.instance.is_some());
-    if in_instance
-        && resumed.last_step == Some(CutoverStep::Switching)
-        && options.instance_switch.is_none()
-        && !options.instance_recovery
-    {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!("migration {name}'s cutover in this database stopped at the one switch of an instance cutover (cutover --all-databases); nothing was done"),
-        )
-        .with_hint("rerun pgferry cutover --all-databases with the same databases: it weighs the other databases' journals, and asks once for all of them only when they cannot tell"));
-    }
     // A completed cutover is not run again (the lifecycle's guard, as for every command).
     crate::lifecycle::check(name, Command::Cutover, &crate::lifecycle::record(&src, Some(&dst), name).await?)?;
     let decided = recovery(&resumed)
@@ -485,6 +494,9 @@ pub(crate) async fn pending_recovery(src: &Client, dst: &Client, name: &Migratio
         Ok(Recovery::Finish) => Some(format!(
             "an earlier cutover of migration {name} switched the application and stopped after it: the next pgferry cutover finishes it (the old source stays fenced)"
         )),
+        Ok(Recovery::AskOperator) if entry.as_ref().is_some_and(|e| e.instance.is_some()) => Some(format!(
+            "a cutover of migration {name} was stopped at the one switch of an instance cutover: rerun pgferry cutover --all-databases with the same databases; it asks where the application points only when the other databases' journals cannot tell"
+        )),
         Ok(Recovery::AskOperator) => Some(format!(
             "a cutover of migration {name} was stopped while its switch command ran: the application may point at either side; see where it points, then rerun pgferry cutover with --switch-ran or --switch-did-not-run"
         )),
@@ -540,7 +552,10 @@ async fn before_switch(
         let report = fence::raise(source, src, name, plan, &options.administrators).await?;
         record(dst, name, CutoverStep::Fenced, events).await?;
         if let Some(outside) = &options.outside_fence {
-            outside_fence::raise(src, name, outside).await?;
+            match &options.instance_switch {
+                Some(barrier) => barrier.outside_fence_once(outside_fence::raise(src, name, outside)).await?,
+                None => outside_fence::raise(src, name, outside).await?,
+            }
         }
         Ok::<_, Error>(report)
     };

@@ -16,7 +16,8 @@
 //! Each database journals the barrier's [`SwitchBarrier::id`] with its cutover,
 //! so a rerun after a kill knows which databases stopped in one instance
 //! cutover: one of them stopped before its switch proves that the switch never
-//! ran for any ([`pgferry_core::cutover::instance_switch`]).
+//! ran for any ([`pgferry_core::cutover::instance_switch`]). The outside fence
+//! is raised once for all of them ([`SwitchBarrier::outside_fence_once`]).
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -40,6 +41,8 @@ enum Stage {
 #[derive(Debug)]
 pub struct SwitchBarrier {
     id: String,
+    /// The outside fence's outcome, raised once for the instance.
+    outside: tokio::sync::OnceCell<std::result::Result<(), String>>,
     expected: usize,
     /// How many are ready, and how many arrived at the switch.
     counts: Mutex<(usize, usize)>,
@@ -52,6 +55,7 @@ impl SwitchBarrier {
         let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         SwitchBarrier {
             id: format!("{}.{:09}-{}", started.as_secs(), started.subsec_nanos(), std::process::id()),
+            outside: tokio::sync::OnceCell::new(),
             expected,
             counts: Mutex::new((0, 0)),
             stage: watch::channel(Stage::Gathering).0,
@@ -61,6 +65,17 @@ impl SwitchBarrier {
     /// This instance cutover's name in each database's journal.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The outside fence (`--fence-command`) is the instance's, not a
+    /// database's: the first database to reach it runs `raise` (journaled on
+    /// its own source, so that its rollback lifts it), every other one waits
+    /// for that outcome and runs nothing.
+    pub(crate) async fn outside_fence_once(&self, raise: impl Future<Output = Result<()>>) -> Result<()> {
+        let outcome = self.outside.get_or_init(|| async { raise.await.map_err(|e| e.message) }).await;
+        outcome.clone().map_err(|why| {
+            Error::new(ErrorKind::Precondition, format!("the instance's outside fence was not raised: {why}"))
+        })
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {
@@ -158,6 +173,26 @@ mod tests {
         );
         assert!(a.is_ok() && b.is_ok() && c.is_ok());
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_outside_fence_is_raised_once_for_every_database() {
+        let barrier = SwitchBarrier::new(3);
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let raise = || async {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Err(Error::new(ErrorKind::Server, "the security group refused"))
+        };
+        let (a, b, c) = tokio::join!(
+            barrier.outside_fence_once(raise()),
+            barrier.outside_fence_once(raise()),
+            barrier.outside_fence_once(raise())
+        );
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        for outcome in [a, b, c] {
+            assert!(outcome.unwrap_err().message.contains("the security group refused"));
+        }
     }
 
     #[tokio::test]
