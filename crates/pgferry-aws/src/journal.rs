@@ -14,6 +14,10 @@
 //! dropped (the kernel releases it when the process ends, also on `kill -9`),
 //! so a second `aws encrypt` (or `fence`, `switch`, `finish`) started on the
 //! same migration is refused instead of making the same calls a second time.
+//! `aws fence --lift` waits (up to five minutes) instead: after a cutover was
+//! killed while its fence command ran, that command may still be running, and
+//! the rerun's lift must come after it, not be refused (and the fence then
+//! raised by it behind the lift).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -142,8 +146,22 @@ impl Journal {
     ///
     /// The journal is held for this process alone ([`lock`]).
     pub fn open_for(dir: &Path, migration: &str) -> Result<Journal> {
+        Journal::open_for_waiting(dir, migration, std::time::Duration::ZERO)
+    }
+
+    /// [`Journal::open_for`], waiting up to `wait` for another process that
+    /// holds the journal to end.
+    pub fn open_for_waiting(dir: &Path, migration: &str, wait: std::time::Duration) -> Result<Journal> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
-        let held = lock(dir, migration)?;
+        let deadline = std::time::Instant::now() + wait;
+        let held = loop {
+            match lock(dir, migration) {
+                Err(e) if e.kind == ErrorKind::Refused && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                held => break held?,
+            }
+        };
         let journal = Journal { _lock: Some(held), ..Journal::open(dir)? };
         let mark = dir.join(MIGRATION_MARK);
         match std::fs::read_to_string(&mark) {
@@ -265,7 +283,14 @@ mod tests {
             "{}",
             err.message
         );
+        // One that waits gets it once the holder lets go.
+        let path = dir.path().to_path_buf();
+        let waiting = std::thread::spawn(move || {
+            Journal::open_for_waiting(&path, "main", std::time::Duration::from_secs(5)).map(|_| ())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
         drop(held);
+        waiting.join().unwrap().unwrap();
         Journal::open_for(dir.path(), "main").unwrap().record("plan", Event::Intent, "db", Value::Null).unwrap();
     }
 

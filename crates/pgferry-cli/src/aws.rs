@@ -56,9 +56,14 @@ pub(crate) struct State {
 
 impl State {
     fn open(&self) -> Result<(MigrationName, Journal)> {
+        self.open_waiting(Duration::ZERO)
+    }
+
+    /// Waits up to `wait` for another command holding the journal to end.
+    fn open_waiting(&self, wait: Duration) -> Result<(MigrationName, Journal)> {
         let migration = parse_migration(&self.name)?;
         let dir = self.state_dir.clone().unwrap_or_else(|| PathBuf::from("pgferry-state").join(&self.name));
-        let journal = Journal::open_for(&dir, migration.as_str())?;
+        let journal = Journal::open_for_waiting(&dir, migration.as_str(), wait)?;
         Ok((migration, journal))
     }
 }
@@ -356,7 +361,10 @@ pub(crate) async fn run(command: AwsCommand) -> Result<ExitCode> {
                 None if args.lift => FenceGroup::Own { allow: Vec::new() },
                 None => FenceGroup::Own { allow: allowed_ranges(&args.allow_cidr)? },
             };
-            let (migration, mut journal) = args.state.open()?;
+            // A cutover's rollback may lift while the raise of a killed run
+            // still runs: the lift waits for it.
+            let wait = if args.lift { Duration::from_secs(300) } else { Duration::ZERO };
+            let (migration, mut journal) = args.state.open_waiting(wait)?;
             let report = if args.lift {
                 Box::pin(pgferry_aws::fence::lift(&cloud, &pacing, &mut journal, &migration, &args.source_instance))
                     .await?

@@ -256,13 +256,12 @@ pub fn recovery(resumed: &Resumed) -> Result<Recovery, String> {
         // not reach the target to clear its journal): nothing to undo.
         _ if before_switch => Recovery::Start,
         Some(CutoverStep::Switching) if switch_running => Recovery::WaitForSwitch,
-        // A rollback lowered the fence but could not clear the target's
-        // journal: the source takes writes again, so the rollback is only
-        // finished (the journal cleared), and the cutover may not be.
-        Some(CutoverStep::Switching) if !fence_recorded => match word {
-            SwitchWord::Ran => return Err("--switch-ran: the source is not fenced any more (an earlier rollback lifted its fence), so this cutover cannot be finished; rerun pgferry cutover without it".into()),
-            _ => Recovery::RollBack,
-        },
+        // No fence recorded any more (a rollback lowered it but could not clear
+        // the target's journal, or the source's journal was lost): finishing
+        // would open the target over a source that may take writes.
+        Some(CutoverStep::Switching) if !fence_recorded && word == SwitchWord::Ran => {
+            return Err("--switch-ran: the source's fence is not recorded any more (an earlier rollback may have lowered it), so pgferry cannot finish this cutover over it; see whether the source takes writes: --switch-did-not-run rolls the cutover back".into())
+        }
         Some(CutoverStep::Switching) => match word {
             SwitchWord::Unspoken => Recovery::AskOperator,
             SwitchWord::DidNotRun => Recovery::RollBack,
@@ -318,6 +317,8 @@ pub fn instance_word(switch: InstanceSwitch, operator: SwitchWord) -> Result<Swi
 pub struct StoppedCutover {
     /// The last journaled step, the source's record of a switch counted.
     pub last_step: Option<CutoverStep>,
+    /// The source's journal holds a fence of it.
+    pub fenced: bool,
     /// The instance cutover it was part of (`None`: cut over alone, or journaled by an earlier release).
     pub instance: Option<String>,
 }
@@ -503,7 +504,7 @@ mod tests {
     }
 
     fn at(step: Option<CutoverStep>, instance: Option<&str>) -> StoppedCutover {
-        StoppedCutover { last_step: step, instance: instance.map(String::from) }
+        StoppedCutover { last_step: step, fenced: true, instance: instance.map(String::from) }
     }
 
     #[test]
@@ -541,11 +542,11 @@ mod tests {
     }
 
     #[test]
-    fn a_switch_journaled_whose_fence_a_rollback_lowered_is_over() {
-        assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::Unspoken), Ok(Recovery::RollBack));
+    fn a_switch_journaled_whose_fence_is_no_longer_recorded_is_never_finished() {
+        assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::Unspoken), Ok(Recovery::AskOperator));
         assert_eq!(after(Some(CutoverStep::Switching), false, SwitchWord::DidNotRun), Ok(Recovery::RollBack));
         assert!(after(Some(CutoverStep::Switching), false, SwitchWord::Ran)
-            .is_err_and(|why| why.contains("not fenced any more")));
+            .is_err_and(|why| why.contains("not recorded any more")));
     }
 
     #[test]

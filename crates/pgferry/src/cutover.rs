@@ -294,7 +294,7 @@ pub async fn cutover(
 /// own checks.
 async fn refuse_alone_at_instance_switch(source: &ConnSpec, target: &ConnSpec, name: &MigrationName) -> Result<()> {
     let Ok(stopped) = stopped_cutover(source, target, name).await else { return Ok(()) };
-    if stopped.instance.is_none() || stopped.last_step != Some(CutoverStep::Switching) {
+    if stopped.instance.is_none() || stopped.last_step != Some(CutoverStep::Switching) || !stopped.fenced {
         return Ok(());
     }
     Err(Error::new(
@@ -342,7 +342,7 @@ async fn cutover_locked(
             ensure_journal(&dst).await?;
             return Box::pin(finish(source, target, &dst, name, entry.as_ref(), events)).await;
         }
-        Recovery::AskOperator => return Err(switch_unknown(entry.as_ref())),
+        Recovery::AskOperator => return Err(switch_unknown(entry.as_ref(), resumed.fence_recorded)),
         Recovery::WaitForSwitch => {
             return Err(Error::new(
                 ErrorKind::Refused,
@@ -494,9 +494,13 @@ pub(crate) async fn pending_recovery(src: &Client, dst: &Client, name: &Migratio
         Ok(Recovery::Finish) => Some(format!(
             "an earlier cutover of migration {name} switched the application and stopped after it: the next pgferry cutover finishes it (the old source stays fenced)"
         )),
-        Ok(Recovery::AskOperator) if entry.as_ref().is_some_and(|e| e.instance.is_some()) => Some(format!(
+        Ok(Recovery::AskOperator | Recovery::WaitForSwitch)
+            if resumed.fence_recorded && entry.as_ref().is_some_and(|e| e.instance.is_some()) =>
+        {
+            Some(format!(
             "a cutover of migration {name} was stopped at the one switch of an instance cutover: rerun pgferry cutover --all-databases with the same databases; it asks where the application points only when the other databases' journals cannot tell"
-        )),
+        ))
+        }
         Ok(Recovery::AskOperator) => Some(format!(
             "a cutover of migration {name} was stopped while its switch command ran: the application may point at either side; see where it points, then rerun pgferry cutover with --switch-ran or --switch-did-not-run"
         )),
@@ -512,8 +516,12 @@ pub async fn stopped_cutover(source: &ConnSpec, target: &ConnSpec, name: &Migrat
     let (src, dst) =
         Box::pin(async { tokio::try_join!(pgferry_pg::connect(source), pgferry_pg::connect(target)) }).await?;
     let entry = journal_entry(&dst, name).await?;
-    let last_step = resumed(&src, name, entry.as_ref(), SwitchWord::Unspoken).await?.last_step;
-    Ok(StoppedCutover { last_step, instance: entry.and_then(|e| e.instance) })
+    let resumed = resumed(&src, name, entry.as_ref(), SwitchWord::Unspoken).await?;
+    Ok(StoppedCutover {
+        last_step: resumed.last_step,
+        fenced: resumed.fence_recorded,
+        instance: entry.and_then(|e| e.instance),
+    })
 }
 
 /// What the part before the switch did.
@@ -936,11 +944,18 @@ async fn stop_requested(shutdown: &mut Option<watch::Receiver<bool>>) {
     }
 }
 
-fn switch_unknown(entry: Option<&JournalEntry>) -> Error {
+fn switch_unknown(entry: Option<&JournalEntry>, fenced: bool) -> Error {
     let at = entry
         .and_then(|e| e.switch_host.clone())
         .map(|h| format!(" (its switch command started on {h})"))
         .unwrap_or_default();
+    if !fenced {
+        return Error::new(
+            ErrorKind::Refused,
+            format!("an earlier cutover was stopped at its switch{at}, and the source's fence is not recorded any more (a rollback may have lowered it): nothing was done"),
+        )
+        .with_hint("see where the application points and whether the source takes writes; rerun with --switch-did-not-run to clear the cutover (pgferry cannot finish it over an unrecorded fence)");
+    }
     Error::new(
         ErrorKind::Refused,
         format!("an earlier cutover was stopped at its switch{at}: the application may already point at the target, so nothing was rolled back and the source stays fenced"),

@@ -43,6 +43,8 @@ pub struct SwitchBarrier {
     id: String,
     /// The outside fence's outcome, raised once for the instance.
     outside: tokio::sync::OnceCell<std::result::Result<(), String>>,
+    /// A database began raising it (a cancelled raise is never run again by another).
+    outside_started: std::sync::atomic::AtomicBool,
     expected: usize,
     /// How many are ready, and how many arrived at the switch.
     counts: Mutex<(usize, usize)>,
@@ -56,6 +58,7 @@ impl SwitchBarrier {
         SwitchBarrier {
             id: format!("{}.{:09}-{}", started.as_secs(), started.subsec_nanos(), std::process::id()),
             outside: tokio::sync::OnceCell::new(),
+            outside_started: std::sync::atomic::AtomicBool::new(false),
             expected,
             counts: Mutex::new((0, 0)),
             stage: watch::channel(Stage::Gathering).0,
@@ -70,9 +73,19 @@ impl SwitchBarrier {
     /// The outside fence (`--fence-command`) is the instance's, not a
     /// database's: the first database to reach it runs `raise` (journaled on
     /// its own source, so that its rollback lifts it), every other one waits
-    /// for that outcome and runs nothing.
+    /// for that outcome and runs nothing. When the raising database stops
+    /// before the command ended (its drain failed, say), the others fail too:
+    /// the command is not run a second time beside that database's lift.
     pub(crate) async fn outside_fence_once(&self, raise: impl Future<Output = Result<()>>) -> Result<()> {
-        let outcome = self.outside.get_or_init(|| async { raise.await.map_err(|e| e.message) }).await;
+        let outcome = self
+            .outside
+            .get_or_init(|| async {
+                if self.outside_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return Err("the database raising it stopped before its command ended".to_string());
+                }
+                raise.await.map_err(|e| e.message)
+            })
+            .await;
         outcome.clone().map_err(|why| {
             Error::new(ErrorKind::Precondition, format!("the instance's outside fence was not raised: {why}"))
         })
@@ -193,6 +206,23 @@ mod tests {
         for outcome in [a, b, c] {
             assert!(outcome.unwrap_err().message.contains("the security group refused"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_raise_cancelled_midway_is_not_run_again_by_another_database() {
+        let barrier = SwitchBarrier::new(2);
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let raise = || async {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            Ok(())
+        };
+        let cancelled =
+            tokio::time::timeout(std::time::Duration::from_millis(20), barrier.outside_fence_once(raise())).await;
+        assert!(cancelled.is_err(), "the first database's future dropped midway");
+        let second = barrier.outside_fence_once(raise()).await;
+        assert!(second.unwrap_err().message.contains("stopped before its command ended"));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
