@@ -282,16 +282,9 @@ fn connect_allowed(c: &Cluster, databases: &[&str]) -> Vec<String> {
 /// database is fenced, drained and checked, and the switch command runs once.
 #[test]
 fn one_cutover_for_the_instance_switches_every_database_once_or_none() {
-    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V18));
     let names = ["shop", "it's odd", "reports"];
-    for db in names {
-        database_with_rows(&source, &target, db, 300);
-    }
-    let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
-    let (s, t) = (source.url("postgres"), target.url("postgres"));
-    let run = |command: &str, extra: &[&str]| {
-        pgferry(&[&[command, "--source", &s, "--target", &t, "--all-databases"], &selection[..], extra].concat())
-    };
+    let (source, target, instance) = instance_of(PgVersion::V18, &names, 300);
+    let run = |command: &str, extra: &[&str]| on_instance(command, &instance, extra);
     let out = run("start", &["--until-caught-up"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for db in names {
@@ -369,19 +362,12 @@ fn one_cutover_for_the_instance_switches_every_database_once_or_none() {
 /// all but one, and a second lift would find nothing to lift).
 #[test]
 fn the_outside_fence_is_raised_once_for_the_instance_and_lifted_once() {
-    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
     let names = ["shop", "reports"];
-    for db in names {
-        database_with_rows(&source, &target, db, 100);
-    }
-    let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
-    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let (source, _target, instance) = instance_of(PgVersion::V15, &names, 100);
     let calls = tempfile::NamedTempFile::new().unwrap();
     let (raise, lift) =
         (format!("echo raise >> {}", calls.path().display()), format!("echo lift >> {}", calls.path().display()));
-    let run = |command: &str, extra: &[&str]| {
-        pgferry(&[&[command, "--source", &s, "--target", &t, "--all-databases"], &selection[..], extra].concat())
-    };
+    let run = |command: &str, extra: &[&str]| on_instance(command, &instance, extra);
     let out = run("start", &["--until-caught-up"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let hooks = ["--fence-command", raise.as_str(), "--unfence-command", lift.as_str()];
@@ -400,19 +386,10 @@ fn the_outside_fence_is_raised_once_for_the_instance_and_lifted_once() {
 /// operator whether a switch ran), and the next run cuts the instance over.
 #[test]
 fn an_instance_cutover_killed_before_its_switch_rolls_back_on_the_rerun() {
-    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
     let names = ["shop", "reports"];
-    for db in names {
-        database_with_rows(&source, &target, db, 100);
-    }
-    let selection: Vec<&str> = names.iter().flat_map(|n| ["--database", *n]).collect();
-    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let (source, _target, instance) = instance_of(PgVersion::V15, &names, 100);
     let args = |command: &'static str, extra: &[&'static str]| -> Vec<String> {
-        [&[command, "--source", &s, "--target", &t, "--all-databases"], &selection[..], extra]
-            .concat()
-            .into_iter()
-            .map(String::from)
-            .collect()
+        [&[command.to_string()][..], &instance, &extra.iter().map(|e| e.to_string()).collect::<Vec<_>>()].concat()
     };
     let out = Command::new(env!("CARGO_BIN_EXE_pgferry")).args(args("start", &["--until-caught-up"])).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -671,6 +648,28 @@ fn an_instance_cutover_takes_over_from_a_running_instance_start() {
     for db in names {
         assert_eq!(target.psql(db, "SELECT count(*) FROM t WHERE id = 1000"), "1", "{db}: drained by the cutover");
     }
+}
+
+/// A source (15) and a target server (`target`) with the databases `names`,
+/// each with a table `t` of `rows` rows on the source; and the arguments that
+/// name the instance and those databases, after the command's name.
+fn instance_of(target: PgVersion, names: &[&str], rows: u32) -> (Cluster, Cluster, Vec<String>) {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(target));
+    for db in names {
+        database_with_rows(&source, &target, db, rows);
+    }
+    let mut args = vec!["--source".into(), source.url("postgres"), "--target".into(), target.url("postgres")];
+    args.push("--all-databases".into());
+    args.extend(names.iter().flat_map(|n| ["--database".to_string(), n.to_string()]));
+    (source, target, args)
+}
+
+/// `pgferry <command> <instance> <extra>`.
+fn on_instance(command: &str, instance: &[String], extra: &[&str]) -> Output {
+    let mut args = vec![command];
+    args.extend(instance.iter().map(String::as_str));
+    args.extend(extra);
+    pgferry(&args)
 }
 
 /// Database `db` on both servers, with a table `t` of `rows` rows on the source.

@@ -7,6 +7,24 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+/// Runs `write(stop, committed)` on a runtime of its own in a new thread: the
+/// flag that asks it to stop, the rounds it counts as committed, the thread.
+fn in_a_thread<T, F>(
+    write: impl FnOnce(Arc<AtomicBool>, Arc<AtomicU64>) -> F + Send + 'static,
+) -> (Arc<AtomicBool>, Arc<AtomicU64>, JoinHandle<T>)
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    let (stop, committed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let (stopping, counter) = (Arc::clone(&stop), Arc::clone(&committed));
+    let handle = thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
+        runtime.block_on(write(stopping, counter))
+    });
+    (stop, committed, handle)
+}
+
 /// A running writer; [`Writer::stop`] ends it and returns the rounds committed.
 pub struct Writer {
     stop: Arc<AtomicBool>,
@@ -21,27 +39,20 @@ impl Writer {
     /// # Panics
     /// In the writer thread when a round fails (seen at [`Writer::stop`]).
     pub fn start(url: String, round: impl Fn(u64) -> String + Send + 'static) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let committed = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&committed);
-        let handle = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
-            runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("writer connects");
-                tokio::spawn(connection);
-                let mut n = 0;
-                while !stopping.load(Ordering::Relaxed) {
-                    n += 1;
-                    client.batch_execute(&round(n)).await.unwrap_or_else(|e| {
-                        let cause = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_string());
-                        panic!("writer round {n}: {cause}")
-                    });
-                    counter.store(n, Ordering::Relaxed);
-                }
-                n
-            })
+        let (stop, committed, handle) = in_a_thread(move |stopping, counter| async move {
+            let (client, connection) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("writer connects");
+            tokio::spawn(connection);
+            let mut n = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                n += 1;
+                client.batch_execute(&round(n)).await.unwrap_or_else(|e| {
+                    let cause = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_string());
+                    panic!("writer round {n}: {cause}")
+                });
+                counter.store(n, Ordering::Relaxed);
+            }
+            n
         });
         while committed.load(Ordering::Relaxed) < 20 && !handle.is_finished() {
             thread::sleep(Duration::from_millis(5));
@@ -85,32 +96,25 @@ impl LiveWriter {
     /// # Panics
     /// When no round commits within 30 s.
     pub fn start(url: String, round: impl Fn(u64) -> String + Send + 'static) -> LiveWriter {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let committed = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&committed);
-        let handle = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
-            runtime.block_on(async move {
-                let mut n = 0;
-                while !stopping.load(Ordering::Relaxed) {
-                    let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    tokio::spawn(connection);
-                    while !stopping.load(Ordering::Relaxed) && !client.is_closed() {
-                        n += 1;
-                        match client.batch_execute(&round(n)).await {
-                            Ok(()) => {
-                                counter.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(Duration::from_millis(2)).await;
-                            }
-                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        let (stop, committed, handle) = in_a_thread(move |stopping, counter| async move {
+            let mut n = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                tokio::spawn(connection);
+                while !stopping.load(Ordering::Relaxed) && !client.is_closed() {
+                    n += 1;
+                    match client.batch_execute(&round(n)).await {
+                        Ok(()) => {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(2)).await;
                         }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
-            })
+            }
         });
         let writer = LiveWriter { stop, committed, handle };
         writer.wait_for_rounds(20);
