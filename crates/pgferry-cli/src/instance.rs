@@ -47,6 +47,24 @@ struct DatabaseResult<T: Serialize> {
     /// Why this database's command failed (the others were still done).
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Why nothing was done there ([`FINISHED`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'static str>,
+}
+
+impl<T: Serialize> DatabaseResult<T> {
+    fn reported(database: String, report: T) -> Self {
+        DatabaseResult { database, report: Some(report), missing: None, error: None, note: None }
+    }
+
+    fn failed(database: String, error: String) -> Self {
+        DatabaseResult { database, report: None, missing: None, error: Some(error), note: None }
+    }
+
+    /// A database an earlier run of the instance's cutover finished.
+    fn finished(database: String) -> Self {
+        DatabaseResult { database, report: None, missing: None, error: None, note: Some(FINISHED) }
+    }
 }
 
 /// What is said of a database the target server lacks: nothing of it moved, or
@@ -111,6 +129,9 @@ struct InstanceResult<T: Serialize> {
     databases: Vec<DatabaseResult<T>>,
     /// Left out by the plan, with why.
     left_out: Vec<(String, pgferry_core::instance::LeftOut)>,
+    /// The roles `start --roles` created on the target server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<pgferry::roles::RolesReport>,
 }
 
 async fn databases(
@@ -150,7 +171,7 @@ pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
                 if args.format == Format::Table {
                     println!("{}could not be validated: {error}", heading(&db.database));
                 }
-                results.push(DatabaseResult { database: db.database, missing: None, report: None, error: Some(error) });
+                results.push(DatabaseResult::failed(db.database, error));
                 continue;
             }
         };
@@ -164,7 +185,7 @@ pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
             }
         }
         let missing = missing.map(|m| m.text().to_string());
-        results.push(DatabaseResult { database: db.database, missing, report, error: None });
+        results.push(DatabaseResult { database: db.database, missing, report, error: None, note: None });
     }
     match args.format {
         Format::Table => {
@@ -181,7 +202,8 @@ pub(crate) async fn validate(args: ValidateArgs) -> Result<ExitCode> {
         }
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("report serializes")
+            serde_json::to_string_pretty(&InstanceResult { databases: results, left_out, roles: None })
+                .expect("report serializes")
         ),
     }
     finished(failures, verdict_exit_code(verdict))
@@ -225,7 +247,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
                 if args.format == Format::Table {
                     println!("{}status could not be read: {error}", heading(&db.database));
                 }
-                results.push(DatabaseResult { database: db.database, missing: None, report: None, error: Some(error) });
+                results.push(DatabaseResult::failed(db.database, error));
                 continue;
             }
         };
@@ -242,13 +264,14 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode> {
             }
         }
         let missing = missing.map(|m| m.text().to_string());
-        results.push(DatabaseResult { database: db.database, missing, report: status, error: None });
+        results.push(DatabaseResult { database: db.database, missing, report: status, error: None, note: None });
     }
     match args.format {
         Format::Table => print!("{}", left_out_lines(&left_out)),
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&InstanceResult { databases: results, left_out }).expect("status serializes")
+            serde_json::to_string_pretty(&InstanceResult { databases: results, left_out, roles: None })
+                .expect("status serializes")
         ),
     }
     finished(failures, ExitCode::from(code))
@@ -298,9 +321,9 @@ pub(crate) async fn remove(
             Ok(None) => (None, None),
         };
         let missing = (report.is_none() && error.is_none()).then(|| MISSING.to_string());
-        results.push(DatabaseResult { database: db.database, missing, report, error });
+        results.push(DatabaseResult { database: db.database, missing, report, error, note: None });
     }
-    let report = InstanceResult { databases: results, left_out: plan.left_out };
+    let report = InstanceResult { databases: results, left_out: plan.left_out, roles: None };
     println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     finished(failures, ExitCode::SUCCESS)
 }
@@ -340,6 +363,16 @@ pub(crate) async fn start(
     }
     let resuming = pgferry::instance::resuming_copies(&paired, migration).await?;
     pgferry::instance::refuse_without_room(source, migration, &plan.databases, true, resuming).await?;
+    // Roles are the server's: made once, after the instance's refusals and
+    // before a missing database needs its owner or a copy its grantees.
+    let mut options = options;
+    let roles = match std::mem::take(&mut options.roles) {
+        true => Some(pgferry::roles::roles(source, target, false).await?),
+        false => None,
+    };
+    if let (Some(made), Format::Table) = (&roles, args.format) {
+        print!("{}", render::roles(made));
+    }
     if !args.seeded {
         for database in pgferry::instance::create_missing(target, &mut paired).await? {
             tracing::info!(target: crate::logging::EVENTS, "created database {database:?} on the target, as the source has it");
@@ -376,16 +409,18 @@ pub(crate) async fn start(
                 if args.format == Format::Table {
                     print!("{}{}", heading(&database), crate::start::start_summary(&report));
                 }
-                results.push(DatabaseResult { database, report: Some(report), missing: None, error: None });
+                results.push(DatabaseResult::reported(database, report));
             }
             Err(e) => {
                 tracing::error!(target: crate::logging::EVENTS, "database {database:?} stopped: {}", e.message);
-                failures.push(named(&database, e));
+                let e = named(&database, e);
+                results.push(DatabaseResult::failed(database, e.message.clone()));
+                failures.push(e);
             }
         }
     }
     if args.format == Format::Json {
-        let report = InstanceResult { databases: results, left_out: plan.left_out };
+        let report = InstanceResult { databases: results, left_out: plan.left_out, roles };
         println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     }
     finished(failures, ExitCode::SUCCESS)
@@ -438,13 +473,10 @@ pub(crate) async fn cutover(
                 print!("{}", left_out_lines(&plan.left_out));
             }
             Format::Json => {
-                let databases = plans.into_iter().map(|(database, p)| DatabaseResult {
-                    database,
-                    report: Some(p),
-                    missing: None,
-                    error: None,
-                });
-                let report = InstanceResult { databases: databases.collect(), left_out: plan.left_out };
+                let mut databases: Vec<_> =
+                    plans.into_iter().map(|(database, p)| DatabaseResult::reported(database, p)).collect();
+                databases.extend(done.into_iter().map(DatabaseResult::finished));
+                let report = InstanceResult { databases, left_out: plan.left_out, roles: None };
                 println!("{}", serde_json::to_string_pretty(&report).expect("plan serializes"));
             }
         }
@@ -459,10 +491,9 @@ pub(crate) async fn cutover(
         .map(|(i, _)| i)
         .collect();
     if !recovering.is_empty() {
-        for database in &done {
-            println!("{}{FINISHED}", heading(database));
-        }
-        return recover(&paired, &stopped, &recovering, &options).await;
+        let done = done.into_iter().map(DatabaseResult::finished).collect();
+        let recovery = Recovery { paired: &paired, stopped: &stopped, recovering: &recovering, done };
+        return recover(recovery, &options, args.format, plan.left_out).await;
     }
     // Nothing to recover: a word about a switch answers nothing, and must
     // not reach the databases' cutovers (each would first take its runner
@@ -524,10 +555,11 @@ pub(crate) async fn cutover(
     let mut failures = Vec::new();
     while let Some((database, outcome)) = runs.next().await {
         match outcome {
-            Ok(report) => results.push(DatabaseResult { database, report: Some(report), missing: None, error: None }),
+            Ok(report) => results.push(DatabaseResult::reported(database, report)),
             Err(e) => {
                 let e = named(&database, e);
                 barrier.abort(&e.message);
+                results.push(DatabaseResult::failed(database, e.message.clone()));
                 failures.push(e);
             }
         }
@@ -537,14 +569,16 @@ pub(crate) async fn cutover(
     match args.format {
         Format::Table => {
             for r in &results {
-                print!("{}{}", heading(&r.database), render::cutover(r.report.as_ref().expect("reports only")));
+                if let Some(report) = &r.report {
+                    print!("{}{}", heading(&r.database), render::cutover(report));
+                }
             }
             if failures.is_empty() {
                 println!("instance: {} database(s) cut over with one switch; downtime {downtime:.3} s (the longest database's, from its fence to the switch's end)", results.len());
             }
         }
         Format::Json => {
-            let report = InstanceResult { databases: results, left_out: plan.left_out };
+            let report = InstanceResult { databases: results, left_out: plan.left_out, roles: None };
             println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
         }
     }
@@ -585,15 +619,22 @@ async fn stopped_cutovers(paired: &[PairedDatabase], migration: &MigrationName) 
 /// while the others' journals still hold what they prove, and the first of
 /// them that fails stops the run there, the others untouched.
 async fn recover(
-    paired: &[PairedDatabase],
-    stopped: &[StoppedCutover],
-    recovering: &[usize],
+    recovery: Recovery<'_>,
     options: &pgferry::cutover::CutoverOptions,
+    format: Format,
+    left_out: Vec<(String, pgferry_core::instance::LeftOut)>,
 ) -> Result<ExitCode> {
+    let Recovery { paired, stopped, recovering, done } = recovery;
     let words = instance_recovery(stopped, recovering, options.switch_word).map_err(|(i, why)| {
         named(&paired[i].database, pgferry::Error::new(pgferry::ErrorKind::Usage, why))
             .with_hint("nothing was changed in any database; rerun pgferry cutover --all-databases without it")
     })?;
+    if format == Format::Table {
+        for r in &done {
+            println!("{}{FINISHED}", heading(&r.database));
+        }
+    }
+    let mut results = done;
     let mut failures = Vec::new();
     for (i, word) in words {
         let db = &paired[i];
@@ -601,22 +642,49 @@ async fn recover(
         let options =
             pgferry::cutover::CutoverOptions { switch_word: word, instance_recovery: true, ..options.clone() };
         let events = pgferry::events::Events::silent();
-        match Box::pin(pgferry::cutover::cutover(&db.source, target, &options, &events)).await {
-            Ok(report) => print!("{}{}", heading(&db.database), render::cutover(&report)),
-            // A rollback says so as an error; one that did not get past the
-            // switch's record leaves the others' proof untouched.
-            Err(e) if still_at_switch(db, &options.migration).await => {
-                failures.push(named(&db.database, e));
-                failures.push(pgferry::Error::new(
-                    pgferry::ErrorKind::Precondition,
-                    "the other databases were left as they are, so that their journals still say whether the switch ran: rerun pgferry cutover --all-databases once the cause above is fixed",
-                ));
-                break;
+        let outcome = Box::pin(pgferry::cutover::cutover(&db.source, target, &options, &events)).await;
+        // A rollback says so as an error; one that did not get past the
+        // switch's record leaves the others' proof untouched.
+        let stop_here = match &outcome {
+            Err(_) => still_at_switch(db, &options.migration).await,
+            Ok(_) => false,
+        };
+        match outcome {
+            Ok(report) => {
+                if format == Format::Table {
+                    print!("{}{}", heading(&db.database), render::cutover(&report));
+                }
+                results.push(DatabaseResult::reported(db.database.clone(), report));
             }
-            Err(e) => failures.push(named(&db.database, e)),
+            Err(e) => {
+                let e = named(&db.database, e);
+                results.push(DatabaseResult::failed(db.database.clone(), e.message.clone()));
+                failures.push(e);
+            }
+        }
+        if stop_here {
+            failures.push(pgferry::Error::new(
+                pgferry::ErrorKind::Precondition,
+                "the other databases were left as they are, so that their journals still say whether the switch ran: rerun pgferry cutover --all-databases once the cause above is fixed",
+            ));
+            break;
         }
     }
+    if format == Format::Json {
+        let report = InstanceResult { databases: results, left_out, roles: None };
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    }
     finished(failures, ExitCode::SUCCESS)
+}
+
+/// The databases of an instance cutover that stopped, as [`recover`] takes them.
+struct Recovery<'a> {
+    paired: &'a [PairedDatabase],
+    stopped: &'a [StoppedCutover],
+    /// By the index of `paired`.
+    recovering: &'a [usize],
+    /// Finished by the earlier run: left as they are.
+    done: Vec<DatabaseResult<pgferry::cutover::CutoverReport>>,
 }
 
 /// `rehearse --all-databases`: each database rehearsed in turn (one at a time:
@@ -646,15 +714,10 @@ pub(crate) async fn rehearse(
         if args.format == Format::Table {
             print!("{}{}", heading(&db.database), render::rehearsal(&rehearsal));
         }
-        results.push(DatabaseResult {
-            database: db.database.clone(),
-            report: Some(rehearsal),
-            missing: None,
-            error: None,
-        });
+        results.push(DatabaseResult::reported(db.database.clone(), rehearsal));
     }
     if args.format == Format::Json {
-        let report = InstanceResult { databases: results, left_out: plan.left_out };
+        let report = InstanceResult { databases: results, left_out: plan.left_out, roles: None };
         println!("{}", serde_json::to_string_pretty(&report).expect("rehearsal serializes"));
     }
     Ok(ExitCode::from(worst))

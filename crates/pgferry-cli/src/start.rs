@@ -111,17 +111,8 @@ pub(crate) async fn start(args: StartArgs) -> Result<ExitCode> {
         },
         keyless_tables_are_insert_only: args.keyless_tables_are_insert_only,
         capture_ddl: args.capture_ddl,
+        roles: args.roles,
     };
-    // Roles are the server's: made once, before any database's copy needs them as owners and grantees.
-    if args.roles {
-        let made = pgferry::roles::roles(&source, &target, false).await?;
-        match args.format {
-            Format::Table => print!("{}", render::roles(&made)),
-            Format::Json => {
-                tracing::info!(target: crate::logging::EVENTS, "roles: ran {} statement(s) on the target", made.statements.len())
-            }
-        }
-    }
     if args.instance.all_databases {
         return crate::instance::start(&source, &target, &args, options).await;
     }
@@ -155,11 +146,12 @@ fn seed_position(args: &StartArgs) -> Result<Option<SeedPosition>> {
 
 /// What `start` did, for the table format.
 pub(crate) fn start_summary(report: &pgferry::start::StartReport) -> String {
-    let mut out = match &report.data {
+    let mut out = report.roles.as_ref().map(render::roles).unwrap_or_default();
+    out.push_str(&match &report.data {
         Some(DataStep::Copied(copy)) => render::copy_summary(copy),
         Some(DataStep::Seeded(seed)) => render::seed_attached(seed),
         None => "stopped before change capture started; rerun pgferry start to continue\n".to_string(),
-    };
+    });
     if let Some(follow) = &report.follow {
         out.push_str(&format!(
             "migration {}: applied up to {} ({} transactions, {} changes in this run)\n",

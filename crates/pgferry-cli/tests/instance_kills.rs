@@ -253,13 +253,23 @@ impl Instance {
                 assert_eq!(contradicted.status.code(), Some(2), "{said}");
                 assert!(said.contains("the switch went through"), "{said}");
                 assert_eq!(steps(), journaled, "nothing changed: {said}");
-                let finished = self.cutover(&[], None);
+                // In JSON, one document: the finished database said so, the others' reports.
+                let finished = self.cutover(&["--format", "json"], None);
                 let said = text(&finished);
-                assert!(finished.status.success(), "{said}");
-                assert!(
-                    said.contains("cut over already, by the earlier run") && !said.contains("--switch-ran"),
-                    "{said}"
-                );
+                assert!(finished.status.success() && !said.contains("--switch-ran"), "{said}");
+                let report: serde_json::Value =
+                    serde_json::from_slice(&finished.stdout).unwrap_or_else(|e| panic!("{e}: {said}"));
+                let databases = report["databases"].as_array().expect("every database");
+                assert_eq!(databases.len(), 1 + DATABASES.len(), "{said}");
+                let finished_before = |db: &serde_json::Value| {
+                    db["note"].as_str().is_some_and(|n| n.contains("cut over already, by the earlier run"))
+                };
+                for db in databases {
+                    // (The killed run's last writes may have finished another one too.)
+                    let reported = db["report"]["downtime_seconds"].is_number();
+                    assert!(db["error"].is_null() && (reported || finished_before(db)), "{said}");
+                }
+                assert!(databases.iter().any(|db| db["database"] == kept && finished_before(db)), "{said}");
                 assert!(steps().iter().all(|s| s == "reported"), "{said}");
             }
         }

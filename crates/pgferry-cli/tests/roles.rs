@@ -139,3 +139,31 @@ fn the_sources_roles_are_created_on_the_target_as_they_are_and_nothing_else_chan
     assert!(out.contains("nothing to do"), "{out}");
     assert_eq!(every_role(&target), after, "a rerun changes nothing");
 }
+
+/// `start --roles` creates the roles only once the preflight passed: a refused
+/// start (here a target that is not empty) creates none; the run that goes
+/// through creates them before the copy restores their ownership, and its JSON
+/// report lists what it ran.
+#[test]
+fn start_with_roles_creates_none_when_refused_and_reports_them_in_json() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    source.create_database("app");
+    target.create_database("app");
+    source.psql("app", "CREATE ROLE app_owner; CREATE TABLE t (id int PRIMARY KEY); ALTER TABLE t OWNER TO app_owner");
+    target.psql("app", "CREATE TABLE leftover (id int)");
+    let (s, t) = (source.url("app"), target.url("app"));
+    let start =
+        || pgferry(&["start", "--source", &s, "--target", &t, "--roles", "--until-caught-up", "--format", "json"]);
+    let refused = start();
+    let said = format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert_eq!(target.psql("app", "SELECT count(*) FROM pg_roles WHERE rolname = 'app_owner'"), "0", "{said}");
+
+    target.psql("app", "DROP TABLE leftover");
+    let out = start();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+    let statements = report["roles"]["statements"].as_array().expect("the roles ran, listed");
+    assert!(statements.iter().any(|s| s.as_str().unwrap().starts_with("CREATE ROLE \"app_owner\"")), "{report}");
+    assert_eq!(target.psql("app", "SELECT tableowner FROM pg_tables WHERE tablename = 't'"), "app_owner");
+}

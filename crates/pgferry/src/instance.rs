@@ -271,30 +271,100 @@ async fn create_statement(src: &Client) -> Result<Sql> {
         .query_one(
             "SELECT d.datname::text, pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.encoding),
                     d.datcollate::text, d.datctype::text, coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'),
-                    coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale')
+                    coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale'),
+                    to_jsonb(d) ->> 'daticurules'
              FROM pg_database d WHERE d.datname = current_database()",
             &[],
         )
         .await
         .map_err(|e| Error::server("reading the source database's definition", e))?;
-    let (name, owner): (String, String) = (row.get(0), row.get(1));
-    let (encoding, collate, ctype, provider): (String, String, String, String) =
-        (row.get(2), row.get(3), row.get(4), row.get(5));
-    let locale: Option<String> = row.get(6);
-    let mut sql = Sql::new("CREATE DATABASE ")
-        .ident(&Ident::from_catalog(name))
-        .push(" OWNER ")
-        .ident(&Ident::from_catalog(owner))
-        .push(" TEMPLATE template0 ENCODING ")
-        .literal(&encoding)
-        .push(" LC_COLLATE ")
-        .literal(&collate)
-        .push(" LC_CTYPE ")
-        .literal(&ctype);
-    sql = match (provider.as_str(), locale) {
-        ("i", Some(locale)) => sql.push(" LOCALE_PROVIDER icu ICU_LOCALE ").literal(&locale),
-        ("b", Some(locale)) => sql.push(" LOCALE_PROVIDER builtin BUILTIN_LOCALE ").literal(&locale),
-        _ => sql,
-    };
-    Ok(sql)
+    Ok(DatabaseDefinition {
+        name: row.get(0),
+        owner: row.get(1),
+        encoding: row.get(2),
+        collate: row.get(3),
+        ctype: row.get(4),
+        provider: row.get(5),
+        locale: row.get(6),
+        icu_rules: row.get(7),
+    }
+    .create())
+}
+
+/// A database as `pg_database` describes it, as far as `CREATE DATABASE`
+/// takes it.
+struct DatabaseDefinition {
+    name: String,
+    owner: String,
+    encoding: String,
+    collate: String,
+    ctype: String,
+    /// `datlocprovider`: `c` (libc), `i` (ICU), `b` (builtin, 17+).
+    provider: String,
+    locale: Option<String>,
+    /// An ICU database's tailoring rules (16+): they change how its text sorts
+    /// and compares, so a database created without them orders its indexes
+    /// and answers its unique constraints differently.
+    icu_rules: Option<String>,
+}
+
+impl DatabaseDefinition {
+    fn create(self) -> Sql {
+        let mut sql = Sql::new("CREATE DATABASE ")
+            .ident(&Ident::from_catalog(self.name))
+            .push(" OWNER ")
+            .ident(&Ident::from_catalog(self.owner))
+            .push(" TEMPLATE template0 ENCODING ")
+            .literal(&self.encoding)
+            .push(" LC_COLLATE ")
+            .literal(&self.collate)
+            .push(" LC_CTYPE ")
+            .literal(&self.ctype);
+        sql = match (self.provider.as_str(), self.locale) {
+            ("i", Some(locale)) => sql.push(" LOCALE_PROVIDER icu ICU_LOCALE ").literal(&locale),
+            ("b", Some(locale)) => sql.push(" LOCALE_PROVIDER builtin BUILTIN_LOCALE ").literal(&locale),
+            _ => sql,
+        };
+        match (self.provider.as_str(), self.icu_rules) {
+            ("i", Some(rules)) if !rules.is_empty() => sql.push(" ICU_RULES ").literal(&rules),
+            _ => sql,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(provider: &str, locale: Option<&str>, icu_rules: Option<&str>) -> DatabaseDefinition {
+        DatabaseDefinition {
+            name: "Intl db".into(),
+            owner: "shop_owner".into(),
+            encoding: "UTF8".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            provider: provider.into(),
+            locale: locale.map(Into::into),
+            icu_rules: icu_rules.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_database_is_created_with_its_provider_locale_and_icu_rules() {
+        let base = "CREATE DATABASE \"Intl db\" OWNER \"shop_owner\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'";
+        assert_eq!(definition("c", None, None).create().as_str(), base);
+        assert_eq!(
+            definition("i", Some("de-DE"), Some("&a < g; &'x' < y")).create().as_str(),
+            format!("{base} LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' ICU_RULES '&a < g; &''x'' < y'")
+        );
+        assert_eq!(
+            definition("i", Some("de-DE"), Some("")).create().as_str(),
+            format!("{base} LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'"),
+            "no rules: none given"
+        );
+        assert_eq!(
+            definition("b", Some("C.UTF-8"), None).create().as_str(),
+            format!("{base} LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'")
+        );
+    }
 }

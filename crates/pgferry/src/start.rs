@@ -40,6 +40,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::Events;
 use crate::failpoint;
 use crate::handover::Released;
+use crate::roles::RolesReport;
 use crate::seed::{attach, AttachReport, SeedPosition};
 
 /// What the operator asked for.
@@ -54,6 +55,10 @@ pub struct StartOptions {
     /// The operator's consent to DDL capture ([`crate::ddl`]): installed on the
     /// source before the copy's slot, so every later command is in the stream.
     pub capture_ddl: bool,
+    /// Create the source's roles the target lacks ([`crate::roles`]) once the
+    /// preflight passed, before the copy needs them as owners and grantees: a
+    /// refused run creates none.
+    pub roles: bool,
 }
 
 /// How the data reached the target.
@@ -74,6 +79,9 @@ pub struct StartReport {
     /// The cutover that took the runner lock over ("cutover (pid 123 on host-a)"):
     /// change capture has stopped for good in this process.
     pub handed_over_to: Option<String>,
+    /// The roles created on the target (`StartOptions::roles`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<RolesReport>,
 }
 
 /// Runs (or resumes) the migration up to change capture, then follows until
@@ -94,6 +102,10 @@ pub async fn start(
         preflight(source, target, options).await?;
     }
     failpoint::hit("start-after-check");
+    let roles = match options.roles {
+        true => Some(crate::roles::roles(source, target, false).await?),
+        false => None,
+    };
     if options.capture_ddl {
         crate::ddl::install(source, name).await?;
     }
@@ -111,7 +123,7 @@ pub async fn start(
         };
         let data = tokio::select! {
             data = data => data?,
-            () = requested(shutdown.as_mut()) => return Ok(StartReport { data: None, follow: None, handed_over_to: None }),
+            () = requested(shutdown.as_mut()) => return Ok(StartReport { data: None, follow: None, handed_over_to: None, roles: None }),
         };
         failpoint::hit("start-after-data");
         phase.send_replace(RunnerPhase::Following);
@@ -131,9 +143,11 @@ pub async fn start(
             let Some(request) = accepted.borrow_mut().take() else { break };
             match crate::handover::release(lock, request, &accepted, operator.as_ref(), source, name).await? {
                 Released::Ended(by) => {
-                    return Ok(StartReport { data: Some(data), follow: total, handed_over_to: Some(by) })
+                    return Ok(StartReport { data: Some(data), follow: total, handed_over_to: Some(by), roles: None })
                 }
-                Released::Stopped => return Ok(StartReport { data: Some(data), follow: total, handed_over_to: None }),
+                Released::Stopped => {
+                    return Ok(StartReport { data: Some(data), follow: total, handed_over_to: None, roles: None })
+                }
                 Released::Resumed(again) => lock = again,
             }
             // A rehearsal may have been followed by a cutover in between.
@@ -147,7 +161,7 @@ pub async fn start(
             }
         }
         drop(lock);
-        Ok(StartReport { data: Some(data), follow: total, handed_over_to: None })
+        Ok(StartReport { data: Some(data), follow: total, handed_over_to: None, roles: None })
     };
     let forward = async {
         if let Some(mut operator) = operator.clone() {
@@ -157,7 +171,7 @@ pub async fn start(
         std::future::pending::<()>().await
     };
     tokio::select! {
-        report = work => report,
+        report = work => report.map(|report| StartReport { roles, ..report }),
         () = crate::handover::respond(target, name, &phase_seen, &stop, &accepted) => unreachable!("answers for ever"),
         () = forward => unreachable!("pending for ever"),
     }

@@ -204,6 +204,7 @@ async fn encrypt_seeds_every_database_of_a_physical_copy_from_the_log_with_nothi
             },
             keyless_tables_are_insert_only: false,
             capture_ddl: false,
+            roles: false,
         };
         let (from, to) = (source.url(&db.database), copy.url(&db.database));
         let started =
