@@ -47,9 +47,9 @@ struct DatabaseResult<T: Serialize> {
     /// Why this database's command failed (the others were still done).
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    /// Why nothing was done there ([`FINISHED`]).
+    /// Why nothing was done there ([`FINISHED`], say).
     #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<&'static str>,
+    note: Option<String>,
 }
 
 impl<T: Serialize> DatabaseResult<T> {
@@ -61,9 +61,14 @@ impl<T: Serialize> DatabaseResult<T> {
         DatabaseResult { database, report: None, missing: None, error: Some(error), note: None }
     }
 
+    /// A database left as it is, and why.
+    fn left(database: String, why: impl Into<String>) -> Self {
+        DatabaseResult { database, report: None, missing: None, error: None, note: Some(why.into()) }
+    }
+
     /// A database an earlier run of the instance's cutover finished.
     fn finished(database: String) -> Self {
-        DatabaseResult { database, report: None, missing: None, error: None, note: Some(FINISHED) }
+        Self::left(database, FINISHED)
     }
 }
 
@@ -363,26 +368,42 @@ pub(crate) async fn start(
     }
     let resuming = pgferry::instance::resuming_copies(&paired, migration).await?;
     pgferry::instance::refuse_without_room(source, migration, &plan.databases, true, resuming).await?;
-    // Roles are the server's: made once, after the instance's refusals and
-    // before a missing database needs its owner or a copy its grantees.
+    // Every refusal before anything is created: each database the target has
+    // asked as its start would ask it (a database created below is asked by
+    // its own start, once it exists).
+    let mut refused = Vec::new();
+    for db in &paired {
+        if let Some(target) = &db.target {
+            if let Err(e) = pgferry::start::refusals(&db.source, target, &options).await {
+                refused.push(named(&db.database, e));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(pgferry::Error::combine(refused));
+    }
+    let definitions = match args.seeded {
+        true => Vec::new(),
+        false => pgferry::instance::missing_definitions(target, &paired).await?,
+    };
+    let serving = crate::metrics::serve_if_asked(&args.metrics)?;
+    // Roles are the server's: made once, before a missing database needs its
+    // owner or a copy its grantees.
     let mut options = options;
     let roles = match std::mem::take(&mut options.roles) {
-        true => Some(pgferry::roles::roles(source, target, false).await?),
+        true => Some(pgferry::start::made_roles(source, target).await?),
         false => None,
     };
     if let (Some(made), Format::Table) = (&roles, args.format) {
         print!("{}", render::roles(made));
     }
-    if !args.seeded {
-        for database in pgferry::instance::create_missing(target, &mut paired).await? {
-            tracing::info!(target: crate::logging::EVENTS, "created database {database:?} on the target, as the source has it");
-        }
+    for database in pgferry::instance::create_missing(target, &mut paired, definitions).await? {
+        tracing::info!(target: crate::logging::EVENTS, "created database {database:?} on the target, as the source has it");
     }
     refuse_missing(&paired, "nothing was started")?;
     for (name, why) in plan.left_out.iter().filter(|(_, why)| why.loses_writes()) {
         tracing::warn!(target: crate::logging::EVENTS, "database {name:?} is left out: {}", why.as_str());
     }
-    let serving = crate::metrics::serve_if_asked(&args.metrics)?;
     let shares = paired.len().max(1);
     let mut runs: FuturesUnordered<_> = paired
         .iter()
@@ -625,6 +646,9 @@ async fn recover(
     left_out: Vec<(String, pgferry_core::instance::LeftOut)>,
 ) -> Result<ExitCode> {
     let Recovery { paired, stopped, recovering, done } = recovery;
+    let mut untouched: Vec<usize> = (0..paired.len())
+        .filter(|i| !recovering.contains(i) && !done.iter().any(|d| d.database == paired[*i].database))
+        .collect();
     let words = instance_recovery(stopped, recovering, options.switch_word).map_err(|(i, why)| {
         named(&paired[i].database, pgferry::Error::new(pgferry::ErrorKind::Usage, why))
             .with_hint("nothing was changed in any database; rerun pgferry cutover --all-databases without it")
@@ -667,9 +691,22 @@ async fn recover(
                 pgferry::ErrorKind::Precondition,
                 "the other databases were left as they are, so that their journals still say whether the switch ran: rerun pgferry cutover --all-databases once the cause above is fixed",
             ));
+            let why = format!("left as it is: the recovery stopped at database {:?}", db.database);
+            let rest: Vec<String> = recovering
+                .iter()
+                .map(|j| paired[*j].database.clone())
+                .filter(|name| !results.iter().any(|r| r.database == *name))
+                .collect();
+            results.extend(rest.into_iter().map(|name| DatabaseResult::left(name, why.as_str())));
             break;
         }
     }
+    untouched.retain(|i| !results.iter().any(|r| r.database == paired[*i].database));
+    results.extend(
+        untouched
+            .into_iter()
+            .map(|i| DatabaseResult::left(paired[i].database.clone(), "no cutover of it stopped: nothing to recover")),
+    );
     if format == Format::Json {
         let report = InstanceResult { databases: results, left_out, roles: None };
         println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));

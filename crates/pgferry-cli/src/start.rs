@@ -52,8 +52,9 @@ pub(crate) struct StartArgs {
     /// Capture the source's DDL (an event trigger emits each command into the WAL) and replay it on the target.
     #[arg(long)]
     pub(crate) capture_ddl: bool,
-    /// First create the source's roles the target lacks, as `pgferry roles` does (attributes,
-    /// memberships, settings; never a password: the report names the login roles to set one for).
+    /// Create the source's roles the target lacks, as `pgferry roles` does (attributes,
+    /// memberships, settings; never a password: the report names the login roles to set one for),
+    /// once the checks passed and before the copy: a refused run creates none.
     /// A seeded target has the source's roles already.
     #[arg(long, conflicts_with = "seeded")]
     pub(crate) roles: bool,

@@ -198,6 +198,28 @@ fn validate_and_status_cover_every_database_of_the_instance() {
     }
 }
 
+/// `start --all-databases --roles`: a database whose start would be refused
+/// (here a target that is not empty) refuses the whole run before any role or
+/// database is created.
+#[test]
+fn start_all_databases_refused_anywhere_creates_no_role_and_no_database() {
+    let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
+    for sql in ["CREATE ROLE shop_owner", "CREATE DATABASE shop OWNER shop_owner", "CREATE DATABASE reports"] {
+        source.psql("postgres", sql);
+    }
+    source.psql("shop", "CREATE TABLE t (id int PRIMARY KEY)");
+    target.create_database("shop");
+    target.psql("shop", "CREATE TABLE leftover (id int)");
+    let (s, t) = (source.url("postgres"), target.url("postgres"));
+    let out = pgferry(&["start", "--source", &s, "--target", &t, "--all-databases", "--roles", "--until-caught-up"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("database \"shop\""), "the refusing database named: {said}");
+    assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'shop_owner'"), "0", "{said}");
+    assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'reports'"), "0", "{said}");
+    assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0", "nothing started");
+}
+
 /// `start --all-databases`: refused with nothing created or started while a
 /// database's owner is missing on the target server; then it creates every
 /// database the target lacks as the source has it (owner, encoding, locale;

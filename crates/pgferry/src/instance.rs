@@ -101,48 +101,75 @@ pub async fn paired(
     Ok((instance, databases))
 }
 
-/// Creates on the target server every database of the plan it lacks, as the
-/// source has it ([`create_statement`]), and pairs each; the copy then carries
-/// the database's settings, comment and connection limit like any other
-/// database's (`parity::database::carry`). Every owner must exist on the target
-/// first: one missing refuses the whole run before anything is created, naming
-/// each. Run again after a kill, a database created already is simply paired.
-/// Returns the names created.
-pub async fn create_missing(target: &ConnSpec, paired: &mut [PairedDatabase]) -> Result<Vec<String>> {
-    let mut statements = Vec::new();
-    let mut owners = Vec::new();
+/// The databases of the plan the target server lacks, as the source defines
+/// them, to be made by [`create_missing`]. Refused, naming each, when the
+/// target server's release cannot make one as the source has it (its locale
+/// provider or ICU rules are newer): nothing is created then, and this comes
+/// before `start --roles` creates anything.
+pub async fn missing_definitions(target: &ConnSpec, paired: &[PairedDatabase]) -> Result<Vec<DatabaseDefinition>> {
+    let mut definitions = Vec::new();
     for db in paired.iter().filter(|db| db.target.is_none()) {
         let src = pgferry_pg::connect(&db.source).await?;
-        let owner: String = src
-            .query_one("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()", &[])
-            .await
-            .map_err(|e| Error::server("reading the source database's owner", e))?
-            .get(0);
-        owners.push((db.database.clone(), owner));
-        statements.push((db.database.clone(), create_statement(&src).await?));
+        definitions.push(definition(&src).await?);
     }
-    if statements.is_empty() {
+    if definitions.is_empty() {
+        return Ok(definitions);
+    }
+    let dst = pgferry_pg::connect(target).await?;
+    let version: i32 = dst
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| Error::server("reading the target server's version", e))?
+        .get(0);
+    let problems: Vec<String> = definitions.iter().filter_map(|d| d.beyond(version)).collect();
+    if !problems.is_empty() {
+        return Err(Error::new(ErrorKind::Refused, format!("{}; nothing was created or started", problems.join("; ")))
+            .with_hint(
+                "move to a target server of that release or later, or leave the database out with --exclude-database",
+            ));
+    }
+    Ok(definitions)
+}
+
+/// Creates on the target server every database [`missing_definitions`] found,
+/// as the source has it, and pairs each; the copy then carries the database's
+/// settings, comment and connection limit like any other database's
+/// (`parity::database::carry`). Every owner must exist on the target first:
+/// one missing refuses the whole run before any database is created, naming
+/// each. Run again after a kill, a database created already is simply paired.
+/// Returns the names created.
+pub async fn create_missing(
+    target: &ConnSpec,
+    paired: &mut [PairedDatabase],
+    definitions: Vec<DatabaseDefinition>,
+) -> Result<Vec<String>> {
+    if definitions.is_empty() {
         return Ok(Vec::new());
     }
     let dst = pgferry_pg::connect(target).await?;
     let mut lacking = Vec::new();
-    for (database, owner) in &owners {
+    for d in &definitions {
         let exists = dst
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[owner])
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&d.owner])
             .await
             .map_err(|e| Error::server("reading the target server's roles", e))?
             .is_some();
         if !exists {
-            lacking.push(format!("database {database:?} is owned by role {owner:?}, which the target server lacks"));
+            lacking
+                .push(format!("database {:?} is owned by role {:?}, which the target server lacks", d.name, d.owner));
         }
     }
     if !lacking.is_empty() {
-        return Err(Error::new(ErrorKind::Refused, format!("{}; nothing was created or started", lacking.join("; ")))
-            .with_hint("create the source's roles on the target first: pgferry roles --source ... --target ..., or rerun with start --roles (never their passwords)"));
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("{}; no database was created and nothing started", lacking.join("; ")),
+        )
+        .with_hint("create the source's roles on the target first: pgferry roles --source ... --target ..., or rerun with start --roles (never their passwords); a role pgferry roles leaves out (it names them) you create yourself"));
     }
     let mut created = Vec::new();
-    for (database, statement) in statements {
-        let statement = statement.into_string();
+    for d in definitions {
+        let database = d.name.clone();
+        let statement = d.create().into_string();
         dst.batch_execute(&statement).await.map_err(|e| {
             Error::server(&format!("creating database {database:?} on the target"), e).with_hint(format!(
                 "the target's user needs CREATEDB and membership in the owner's role; or create it yourself: {statement}"
@@ -265,8 +292,14 @@ pub async fn replication_capacity(
 }
 
 /// `CREATE DATABASE` for the database `src` is connected to, as the source has
-/// it. Columns that differ between releases are read through `to_jsonb`.
+/// it.
 async fn create_statement(src: &Client) -> Result<Sql> {
+    Ok(definition(src).await?.create())
+}
+
+/// The definition of the database `src` is connected to. Columns that differ
+/// between releases are read through `to_jsonb`.
+async fn definition(src: &Client) -> Result<DatabaseDefinition> {
     let row = src
         .query_one(
             "SELECT d.datname::text, pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.encoding),
@@ -287,13 +320,12 @@ async fn create_statement(src: &Client) -> Result<Sql> {
         provider: row.get(5),
         locale: row.get(6),
         icu_rules: row.get(7),
-    }
-    .create())
+    })
 }
 
 /// A database as `pg_database` describes it, as far as `CREATE DATABASE`
 /// takes it.
-struct DatabaseDefinition {
+pub struct DatabaseDefinition {
     name: String,
     owner: String,
     encoding: String,
@@ -309,6 +341,26 @@ struct DatabaseDefinition {
 }
 
 impl DatabaseDefinition {
+    /// Why a server of `version` (`server_version_num`) cannot create it as
+    /// the source has it: its locale provider, or its ICU rules, came later.
+    fn beyond(&self, version: i32) -> Option<String> {
+        let needs = match self.provider.as_str() {
+            "i" if self.icu_rules.as_ref().is_some_and(|r| !r.is_empty()) => (160000, "ICU rules"),
+            "i" => (150000, "the ICU locale provider"),
+            "b" => (170000, "the builtin locale provider"),
+            _ => return None,
+        };
+        (version < needs.0).then(|| {
+            format!(
+                "database {:?} uses {}, which PostgreSQL {} and later have and the target server ({}) has not",
+                self.name,
+                needs.1,
+                needs.0 / 10000,
+                version / 10000
+            )
+        })
+    }
+
     fn create(self) -> Sql {
         let mut sql = Sql::new("CREATE DATABASE ")
             .ident(&Ident::from_catalog(self.name))
@@ -366,5 +418,19 @@ mod tests {
             definition("b", Some("C.UTF-8"), None).create().as_str(),
             format!("{base} LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'")
         );
+        assert_eq!(definition("c", None, Some("&a < g")).create().as_str(), base, "rules belong to ICU alone");
+    }
+
+    #[test]
+    fn a_target_older_than_the_locale_it_needs_is_named() {
+        let rules = definition("i", Some("de-DE"), Some("&a < g"));
+        assert_eq!(rules.beyond(160000), None);
+        assert_eq!(
+            rules.beyond(150004).as_deref(),
+            Some("database \"Intl db\" uses ICU rules, which PostgreSQL 16 and later have and the target server (15) has not")
+        );
+        assert_eq!(definition("i", Some("de-DE"), None).beyond(150004), None);
+        assert!(definition("b", Some("C.UTF-8"), None).beyond(160010).is_some_and(|w| w.contains("builtin")));
+        assert_eq!(definition("c", None, None).beyond(130000), None);
     }
 }

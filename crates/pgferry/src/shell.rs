@@ -8,6 +8,7 @@
 //! in the last two pgferry knows it is no longer running.
 //! See [setpgid(2)](https://man7.org/linux/man-pages/man2/setpgid.2.html).
 
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -25,15 +26,20 @@ pub(crate) struct Running {
     what: &'static str,
 }
 
-/// Starts `command` with `sh -c` in a new process group.
+/// Starts `command` with `sh -c` in a new process group. What it prints goes
+/// to pgferry's stderr, with the log: stdout holds pgferry's report alone (one
+/// JSON document under `--format json`).
 pub(crate) fn spawn(what: &'static str, command: &str) -> Result<Running> {
+    let cannot_start = |e: std::io::Error| Error::new(ErrorKind::Precondition, format!("{what} could not start: {e}"));
+    let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot_start)?;
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .process_group(0)
         .stdin(std::process::Stdio::null())
+        .stdout(stderr)
         .spawn()
-        .map_err(|e| Error::new(ErrorKind::Precondition, format!("{what} could not start: {e}")))?;
+        .map_err(cannot_start)?;
     let pid = child.id().map_or(0, |id| id as i32);
     Ok(Running { child, pid, what })
 }

@@ -56,8 +56,8 @@ pub struct StartOptions {
     /// source before the copy's slot, so every later command is in the stream.
     pub capture_ddl: bool,
     /// Create the source's roles the target lacks ([`crate::roles`]) once the
-    /// preflight passed, before the copy needs them as owners and grantees: a
-    /// refused run creates none.
+    /// run's refusals are past (the preflight, DDL capture's install), before
+    /// the copy needs them as owners and grantees: a refused run creates none.
     pub roles: bool,
 }
 
@@ -96,19 +96,19 @@ pub async fn start(
     let name = &options.copy.migration;
     let lock = RunnerLock::take(target, name).await?;
     failpoint::hit("start-after-lock");
-    let command = if options.seed.is_some() { Command::StartSeeded } else { Command::Start };
+    let command = command_of(options);
     crate::lifecycle::refuse_unless_allowed(source, Some(target), name, command).await?;
     if crate::copy::journal::phase_if_journaled(lock.client(), name).await?.is_none() {
         preflight(source, target, options).await?;
     }
     failpoint::hit("start-after-check");
-    let roles = match options.roles {
-        true => Some(crate::roles::roles(source, target, false).await?),
-        false => None,
-    };
     if options.capture_ddl {
         crate::ddl::install(source, name).await?;
     }
+    let roles = match options.roles {
+        true => Some(made_roles(source, target).await?),
+        false => None,
+    };
     let (phase, phase_seen) = watch::channel(RunnerPhase::Building);
     let (stop, stopped) = watch::channel(false);
     let accepted = RefCell::new(None);
@@ -184,6 +184,38 @@ async fn requested(shutdown: Option<&mut watch::Receiver<bool>>) {
         }
         None => std::future::pending().await,
     }
+}
+
+fn command_of(options: &StartOptions) -> Command {
+    if options.seed.is_some() {
+        Command::StartSeeded
+    } else {
+        Command::Start
+    }
+}
+
+/// What refuses a start before it changes anything, as [`start`] checks it
+/// (the lifecycle's guard; the preflight unless the migration is journaled),
+/// without taking the runner lock: `start --all-databases` asks every
+/// database first, so that a refusal anywhere creates no role and no database.
+pub async fn refusals(source: &ConnSpec, target: &ConnSpec, options: &StartOptions) -> Result<()> {
+    let name = &options.copy.migration;
+    crate::lifecycle::refuse_unless_allowed(source, Some(target), name, command_of(options)).await?;
+    let dst = pgferry_pg::connect(target).await?;
+    if crate::copy::journal::phase_if_journaled(&dst, name).await?.is_none() {
+        preflight(source, target, options).await?;
+    }
+    Ok(())
+}
+
+/// Creates the source's roles the target lacks, said in the log at once (the
+/// report comes with the run's end).
+pub async fn made_roles(source: &ConnSpec, target: &ConnSpec) -> Result<RolesReport> {
+    let made = crate::roles::roles(source, target, false).await?;
+    if !made.statements.is_empty() {
+        tracing::info!("created the source's roles the target lacked: {}", made.statements.join("; "));
+    }
+    Ok(made)
 }
 
 async fn preflight(source: &ConnSpec, target: &ConnSpec, options: &StartOptions) -> Result<()> {
