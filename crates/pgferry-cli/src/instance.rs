@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use pgferry::events::Observer;
-use pgferry::start::StartOptions;
+use pgferry::start::{StartOptions, TargetDatabase};
 use tracing::Instrument;
 
 use pgferry::instance::PairedDatabase;
@@ -373,10 +373,12 @@ pub(crate) async fn start(
     // its own start, once it exists).
     let mut refused = Vec::new();
     for db in &paired {
-        if let Some(target) = &db.target {
-            if let Err(e) = pgferry::start::refusals(&db.source, target, &options).await {
-                refused.push(named(&db.database, e));
-            }
+        let on_target = match &db.target {
+            Some(target) => TargetDatabase::Exists(target),
+            None => TargetDatabase::ToCreate(target),
+        };
+        if let Err(e) = pgferry::start::refusals(&db.source, on_target, &options).await {
+            refused.push(named(&db.database, e));
         }
     }
     if !refused.is_empty() {
@@ -386,6 +388,11 @@ pub(crate) async fn start(
         true => Vec::new(),
         false => pgferry::instance::missing_definitions(target, &paired).await?,
     };
+    let planned_roles: Vec<String> = match options.roles && !definitions.is_empty() {
+        true => pgferry::roles::roles(source, target, true).await?.created.into_iter().map(|r| r.name).collect(),
+        false => Vec::new(),
+    };
+    pgferry::instance::refuse_lacking_owners(target, &definitions, &planned_roles).await?;
     let serving = crate::metrics::serve_if_asked(&args.metrics)?;
     // Roles are the server's: made once, before a missing database needs its
     // owner or a copy its grantees.

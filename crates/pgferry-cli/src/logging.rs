@@ -24,7 +24,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 /// The tracing target of pgferry's own events.
-pub(crate) const EVENTS: &str = "pgferry_events";
+pub(crate) const EVENTS: &str = pgferry::events::LOGGED;
 
 /// How lines on stderr are written.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

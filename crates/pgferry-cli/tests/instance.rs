@@ -199,8 +199,9 @@ fn validate_and_status_cover_every_database_of_the_instance() {
 }
 
 /// `start --all-databases --roles`: a database whose start would be refused
-/// (here a target that is not empty) refuses the whole run before any role or
-/// database is created.
+/// refuses the whole run before any role or database is created, whether the
+/// target has it (here not empty) or the run is to create it (here with a
+/// table no row of which could be updated on the target: no replica identity).
 #[test]
 fn start_all_databases_refused_anywhere_creates_no_role_and_no_database() {
     let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
@@ -217,6 +218,20 @@ fn start_all_databases_refused_anywhere_creates_no_role_and_no_database() {
     assert!(said.contains("database \"shop\""), "the refusing database named: {said}");
     assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'shop_owner'"), "0", "{said}");
     assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'reports'"), "0", "{said}");
+    assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0", "nothing started");
+
+    target.psql("postgres", "DROP DATABASE shop");
+    source.psql("reports", "CREATE TABLE log (msg text)");
+    let out = pgferry(&["start", "--source", &s, "--target", &t, "--all-databases", "--roles", "--until-caught-up"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("database \"reports\"") && said.contains("replica_identity"), "{said}");
+    assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'shop_owner'"), "0", "{said}");
+    assert_eq!(
+        target.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname IN ('shop', 'reports')"),
+        "0",
+        "{said}"
+    );
     assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0", "nothing started");
 }
 

@@ -111,6 +111,23 @@ pub async fn check_source(source: &ConnSpec, plan: &CheckPlan) -> Result<Vec<Fin
     Ok(evaluate(&facts, &facts, &no_tools, plan).into_iter().filter(|f| f.side == Side::Source).collect())
 }
 
+/// The preflight of a database the target server lacks and `start
+/// --all-databases` is to create ([`crate::instance::create_missing`]), against
+/// the target server's database `target_server` names: the source's findings
+/// and the target server's (its version, extensions, this machine's tools);
+/// not those about the target database itself, which will be made empty, as
+/// the source has it, owned by its owner.
+pub async fn check_before_creation(
+    source: &ConnSpec,
+    target_server: &ConnSpec,
+    plan: &CheckPlan,
+) -> Result<Vec<Finding>> {
+    const OF_THE_DATABASE: [&str; 5] =
+        ["target_not_empty", "encoding", "collation", "create_privilege", "missing_roles"];
+    let report = check(source, target_server, plan).await?;
+    Ok(report.findings.into_iter().filter(|f| !(f.side == Side::Target && OF_THE_DATABASE.contains(&f.code))).collect())
+}
+
 /// The preflight as a gate: every blocking problem at once, as an error of kind
 /// [`ErrorKind::Refused`], before the caller changes anything.
 /// `keyless_tables_settled`: see [`blocking`].
@@ -121,9 +138,14 @@ pub(crate) async fn refuse_unless_ready(
     keyless_tables_settled: bool,
 ) -> Result<Vec<Finding>> {
     let report = check(source, target, plan).await?;
-    let problems = blocking(&report.findings, keyless_tables_settled);
+    refuse_problems(report.findings, keyless_tables_settled)
+}
+
+/// The findings, or every blocking one at once as a refusal.
+pub(crate) fn refuse_problems(findings: Vec<Finding>, keyless_tables_settled: bool) -> Result<Vec<Finding>> {
+    let problems = blocking(&findings, keyless_tables_settled);
     if problems.is_empty() {
-        return Ok(report.findings);
+        return Ok(findings);
     }
     let lines: Vec<String> = problems
         .iter()

@@ -13,6 +13,11 @@
 
 use std::sync::Arc;
 
+/// The tracing target of what the operator must see in the log whatever its
+/// level filter (the CLI always writes it): for what happens once and has no
+/// event of its own, such as the roles `start --roles` created.
+pub const LOGGED: &str = "pgferry_events";
+
 pub use crate::apply::FollowEvent;
 pub use crate::copy::CopyEvent;
 pub use crate::seed::SeedEvent;

@@ -131,6 +131,37 @@ pub async fn missing_definitions(target: &ConnSpec, paired: &[PairedDatabase]) -
     Ok(definitions)
 }
 
+/// Refuses, naming each, a database to create whose owner the target server
+/// lacks and `start --roles` is not to create (`to_be_created`: the roles its
+/// dry run plans; `pgferry roles` leaves some out, a provider's own, say).
+pub async fn refuse_lacking_owners(
+    target: &ConnSpec,
+    definitions: &[DatabaseDefinition],
+    to_be_created: &[String],
+) -> Result<()> {
+    if definitions.is_empty() {
+        return Ok(());
+    }
+    let dst = pgferry_pg::connect(target).await?;
+    let mut lacking = Vec::new();
+    for d in definitions.iter().filter(|d| !to_be_created.contains(&d.owner)) {
+        let exists = dst
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&d.owner])
+            .await
+            .map_err(|e| Error::server("reading the target server's roles", e))?
+            .is_some();
+        if !exists {
+            lacking
+                .push(format!("database {:?} is owned by role {:?}, which the target server lacks", d.name, d.owner));
+        }
+    }
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::Refused, format!("{}; no role or database was created and nothing started", lacking.join("; ")))
+        .with_hint("create the source's roles on the target first: pgferry roles --source ... --target ..., or rerun with start --roles (never their passwords); a role pgferry roles leaves out (it names them) you create yourself"))
+}
+
 /// Creates on the target server every database [`missing_definitions`] found,
 /// as the source has it, and pairs each; the copy then carries the database's
 /// settings, comment and connection limit like any other database's
@@ -146,26 +177,8 @@ pub async fn create_missing(
     if definitions.is_empty() {
         return Ok(Vec::new());
     }
+    refuse_lacking_owners(target, &definitions, &[]).await?;
     let dst = pgferry_pg::connect(target).await?;
-    let mut lacking = Vec::new();
-    for d in &definitions {
-        let exists = dst
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&d.owner])
-            .await
-            .map_err(|e| Error::server("reading the target server's roles", e))?
-            .is_some();
-        if !exists {
-            lacking
-                .push(format!("database {:?} is owned by role {:?}, which the target server lacks", d.name, d.owner));
-        }
-    }
-    if !lacking.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!("{}; no database was created and nothing started", lacking.join("; ")),
-        )
-        .with_hint("create the source's roles on the target first: pgferry roles --source ... --target ..., or rerun with start --roles (never their passwords); a role pgferry roles leaves out (it names them) you create yourself"));
-    }
     let mut created = Vec::new();
     for d in definitions {
         let database = d.name.clone();

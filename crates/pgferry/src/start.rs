@@ -8,19 +8,21 @@
 //! 2. the lifecycle's guard ([`crate::lifecycle`]): nothing starts once the
 //!    migration was cut over; then the preflight, on a migration not journaled yet: every blocking problem at
 //!    once, nothing changed;
-//! 3. the data: the copy ([`crate::copy`]), or for a seeded target the attach
+//! 3. with `--capture-ddl`, DDL capture's install on the source ([`crate::ddl`]); with
+//!    `--roles`, the source's roles the target lacks ([`crate::roles`]);
+//! 4. the data: the copy ([`crate::copy`]), or for a seeded target the attach
 //!    ([`crate::seed`]);
-//! 4. change capture ([`crate::apply`]) until stopped: a shutdown request
+//! 5. change capture ([`crate::apply`]) until stopped: a shutdown request
 //!    finishes the current source transaction, commits, and returns.
 //!
-//! A shutdown during step 3 cancels it; what committed stays journaled and the
+//! A shutdown during step 4 cancels it; what committed stays journaled and the
 //! next run continues from there, exactly as after a kill.
 //!
 //! Throughout, `start` answers a `cutover` or `rehearse` that asks for the
-//! runner lock through the target ([`crate::handover`]): during step 4 it stops
+//! runner lock through the target ([`crate::handover`]): during step 5 it stops
 //! change capture as for a shutdown and hands the lock over; it ends once a
 //! cutover holds it, and resumes change capture after a rehearsal, or when the
-//! requester died or gave up before taking it. During steps 2 and 3 it refuses.
+//! requester died or gave up before taking it. During steps 2 to 4 it refuses.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -194,16 +196,36 @@ fn command_of(options: &StartOptions) -> Command {
     }
 }
 
+/// Where a database of `start --all-databases` is on the target server.
+pub enum TargetDatabase<'a> {
+    /// It exists: its URL.
+    Exists(&'a ConnSpec),
+    /// The run is to create it ([`crate::instance::create_missing`]): the
+    /// target server's URL (its database stands in for the server).
+    ToCreate(&'a ConnSpec),
+}
+
 /// What refuses a start before it changes anything, as [`start`] checks it
-/// (the lifecycle's guard; the preflight unless the migration is journaled),
-/// without taking the runner lock: `start --all-databases` asks every
-/// database first, so that a refusal anywhere creates no role and no database.
-pub async fn refusals(source: &ConnSpec, target: &ConnSpec, options: &StartOptions) -> Result<()> {
+/// (the lifecycle's guard; the preflight unless the migration is journaled;
+/// for a database still to create, the source's findings and the target
+/// server's, [`crate::check::check_before_creation`]), without taking the
+/// runner lock: `start --all-databases` asks every database first, so that a
+/// refusal anywhere creates no role and no database.
+pub async fn refusals(source: &ConnSpec, target: TargetDatabase<'_>, options: &StartOptions) -> Result<()> {
     let name = &options.copy.migration;
-    crate::lifecycle::refuse_unless_allowed(source, Some(target), name, command_of(options)).await?;
-    let dst = pgferry_pg::connect(target).await?;
-    if crate::copy::journal::phase_if_journaled(&dst, name).await?.is_none() {
-        preflight(source, target, options).await?;
+    match target {
+        TargetDatabase::Exists(target) => {
+            crate::lifecycle::refuse_unless_allowed(source, Some(target), name, command_of(options)).await?;
+            let dst = pgferry_pg::connect(target).await?;
+            if crate::copy::journal::phase_if_journaled(&dst, name).await?.is_none() {
+                preflight(source, target, options).await?;
+            }
+        }
+        TargetDatabase::ToCreate(server) => {
+            crate::lifecycle::refuse_unless_allowed(source, None, name, command_of(options)).await?;
+            let findings = crate::check::check_before_creation(source, server, &check_plan(options)).await?;
+            crate::check::refuse_problems(findings, keyless_settled(options))?;
+        }
     }
     Ok(())
 }
@@ -213,15 +235,21 @@ pub async fn refusals(source: &ConnSpec, target: &ConnSpec, options: &StartOptio
 pub async fn made_roles(source: &ConnSpec, target: &ConnSpec) -> Result<RolesReport> {
     let made = crate::roles::roles(source, target, false).await?;
     if !made.statements.is_empty() {
-        tracing::info!("created the source's roles the target lacked: {}", made.statements.join("; "));
+        tracing::info!(target: crate::events::LOGGED, "created the source's roles the target lacked: {}", made.statements.join("; "));
     }
     Ok(made)
 }
 
 async fn preflight(source: &ConnSpec, target: &ConnSpec, options: &StartOptions) -> Result<()> {
-    let plan = CheckPlan { full_copy: options.seed.is_none(), ..CheckPlan::default() };
-    let keyless_settled = options.keyless_tables_are_insert_only || options.copy.replica_identity_full;
-    crate::check::refuse_unless_ready(source, target, &plan, keyless_settled).await.map(|_| ())
+    crate::check::refuse_unless_ready(source, target, &check_plan(options), keyless_settled(options)).await.map(|_| ())
+}
+
+fn check_plan(options: &StartOptions) -> CheckPlan {
+    CheckPlan { full_copy: options.seed.is_none(), ..CheckPlan::default() }
+}
+
+fn keyless_settled(options: &StartOptions) -> bool {
+    options.keyless_tables_are_insert_only || options.copy.replica_identity_full
 }
 
 /// The migration's runner lock: a session advisory lock on the target, held by
