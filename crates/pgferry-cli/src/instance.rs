@@ -392,7 +392,13 @@ pub(crate) async fn start(
         true => pgferry::roles::roles(source, target, true).await?.created.into_iter().map(|r| r.name).collect(),
         false => Vec::new(),
     };
-    pgferry::instance::refuse_lacking_owners(target, &definitions, &planned_roles).await?;
+    pgferry::instance::refuse_lacking_owners(
+        target,
+        &definitions,
+        &planned_roles,
+        "no role or database was created and nothing started",
+    )
+    .await?;
     let serving = crate::metrics::serve_if_asked(&args.metrics)?;
     // Roles are the server's: made once, before a missing database needs its
     // owner or a copy its grantees.

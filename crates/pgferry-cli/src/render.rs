@@ -24,6 +24,12 @@ pub(crate) fn instance_check(report: &pgferry::instance::InstanceCheck) -> Strin
             (Some(check), _) => out.push_str(&check_table(check)),
             (None, Some(create)) => {
                 let _ = writeln!(out, "missing on the target server: create it as the source has it:\n  {create};");
+                if !db.findings_before_creation.is_empty() {
+                    let _ = writeln!(out, "what its start would find (the source, and the target server):");
+                }
+                for f in &db.findings_before_creation {
+                    finding_lines(&mut out, f);
+                }
             }
             (None, None) => {}
         }
@@ -66,21 +72,26 @@ pub(crate) fn check_table(report: &CheckReport) -> String {
             let _ = writeln!(out, "  ok      no problems found");
         }
         for f in findings {
-            let label = match f.severity {
-                Severity::Problem => "PROBLEM",
-                Severity::Warning => "warning",
-            };
-            let _ = writeln!(out, "  {label:<7} [{}] {}", f.code, f.what);
-            let _ = writeln!(out, "          fix: {}", f.fix);
-            for object in &f.objects {
-                let _ = writeln!(out, "          - {object}");
-            }
+            finding_lines(&mut out, f);
         }
         out.push('\n');
     }
     let verdict = if report.ready { "READY" } else { "NOT READY" };
     let _ = writeln!(out, "{verdict}: {problems} problem(s), {warnings} warning(s)");
     out
+}
+
+/// A finding of the preflight: its label, code and what; its fix; its objects.
+fn finding_lines(out: &mut String, f: &Finding) {
+    let label = match f.severity {
+        Severity::Problem => "PROBLEM",
+        Severity::Warning => "warning",
+    };
+    let _ = writeln!(out, "  {label:<7} [{}] {}", f.code, f.what);
+    let _ = writeln!(out, "          fix: {}", f.fix);
+    for object in &f.objects {
+        let _ = writeln!(out, "          - {object}");
+    }
 }
 
 fn tools_line(report: &CheckReport) -> String {

@@ -201,7 +201,9 @@ fn validate_and_status_cover_every_database_of_the_instance() {
 /// `start --all-databases --roles`: a database whose start would be refused
 /// refuses the whole run before any role or database is created, whether the
 /// target has it (here not empty) or the run is to create it (here with a
-/// table no row of which could be updated on the target: no replica identity).
+/// table no row of which could be updated on the target: no replica identity,
+/// which `check --all-databases` says beforehand), or because the target's user
+/// could not create it (no CREATEDB, not a member of its owner's role).
 #[test]
 fn start_all_databases_refused_anywhere_creates_no_role_and_no_database() {
     let (source, target) = (Cluster::start(PgVersion::V15), Cluster::start(PgVersion::V15));
@@ -221,6 +223,37 @@ fn start_all_databases_refused_anywhere_creates_no_role_and_no_database() {
     assert_eq!(source.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0", "nothing started");
 
     target.psql("postgres", "DROP DATABASE shop");
+    // The check says beforehand what the start of a database still to create would find.
+    source.psql("reports", "CREATE TABLE log (msg text)");
+    let checked = pgferry(&["check", "--source", &s, "--target", &t, "--all-databases"]);
+    let said = String::from_utf8_lossy(&checked.stdout).into_owned();
+    let reports = said.split("=== database reports").nth(1).unwrap_or_else(|| panic!("{said}"));
+    assert!(reports.contains("CREATE DATABASE") && reports.contains("[replica_identity]"), "{said}");
+    source.psql("reports", "DROP TABLE log");
+    // A target user without CREATEDB, who would not be a member of the owner --roles makes.
+    target.psql("postgres", "CREATE ROLE mover LOGIN PASSWORD 'mover-pw' CREATEROLE");
+    let as_mover = target.url_as("mover", "mover-pw", "postgres");
+    let out = pgferry(&[
+        "start",
+        "--source",
+        &s,
+        "--target",
+        &as_mover,
+        "--all-databases",
+        "--exclude-database",
+        "postgres",
+        "--roles",
+        "--until-caught-up",
+    ]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("\"mover\" may not create databases (it has no CREATEDB)"), "{said}");
+    assert!(
+        said.contains("owned by role \"shop_owner\", which the target's user \"mover\" may not give a database to"),
+        "{said}"
+    );
+    assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'shop_owner'"), "0", "{said}");
+
     source.psql("reports", "CREATE TABLE log (msg text)");
     let out = pgferry(&["start", "--source", &s, "--target", &t, "--all-databases", "--roles", "--until-caught-up"]);
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -47,6 +47,10 @@ pub struct DatabaseCheck {
     /// The statement that creates it on the target as the source has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub create_on_target: Option<String>,
+    /// For a database the target server lacks, what its start would find
+    /// before creating it ([`crate::check::check_before_creation`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings_before_creation: Vec<Finding>,
 }
 
 /// Reads the source server's databases and decides which are moved.
@@ -131,35 +135,72 @@ pub async fn missing_definitions(target: &ConnSpec, paired: &[PairedDatabase]) -
     Ok(definitions)
 }
 
-/// Refuses, naming each, a database to create whose owner the target server
-/// lacks and `start --roles` is not to create (`to_be_created`: the roles its
-/// dry run plans; `pgferry roles` leaves some out, a provider's own, say).
+/// Refuses, naming each, a database to create that the target's user could
+/// not create as the source has it: the user may not create databases (no
+/// CREATEDB), its owner is missing on the target server and `start --roles`
+/// is not to create it (`to_be_created`: the roles its dry run plans;
+/// `pgferry roles` leaves some out, a provider's own, say), or the user may not
+/// give a database to its owner (`CREATE DATABASE ... OWNER` needs membership
+/// in the owner's role, with SET from 16 on, unless a superuser; a role the
+/// user creates does not make it a member). `unchanged`: what the refusal
+/// left as it was, for its message.
 pub async fn refuse_lacking_owners(
     target: &ConnSpec,
     definitions: &[DatabaseDefinition],
     to_be_created: &[String],
+    unchanged: &str,
 ) -> Result<()> {
     if definitions.is_empty() {
         return Ok(());
     }
     let dst = pgferry_pg::connect(target).await?;
-    let mut lacking = Vec::new();
-    for d in definitions.iter().filter(|d| !to_be_created.contains(&d.owner)) {
-        let exists = dst
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&d.owner])
-            .await
-            .map_err(|e| Error::server("reading the target server's roles", e))?
-            .is_some();
-        if !exists {
-            lacking
+    let read = |e| Error::server("reading the target server's roles", e);
+    let me = dst
+        .query_one(
+            "SELECT current_user::text, rolsuper, rolcreatedb, current_setting('server_version_num')::int
+             FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(read)?;
+    let (user, superuser, createdb, version): (String, bool, bool, i32) = (me.get(0), me.get(1), me.get(2), me.get(3));
+    let mut problems = Vec::new();
+    if !superuser && !createdb {
+        problems.push(format!("the target's user {user:?} may not create databases (it has no CREATEDB)"));
+    }
+    let right = if version >= 160000 { "SET" } else { "MEMBER" };
+    for d in definitions {
+        let exists =
+            dst.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&d.owner]).await.map_err(read)?.is_some();
+        if !exists && !to_be_created.contains(&d.owner) {
+            problems
                 .push(format!("database {:?} is owned by role {:?}, which the target server lacks", d.name, d.owner));
+            continue;
+        }
+        if superuser || d.owner == user {
+            continue;
+        }
+        let may = exists
+            && dst
+                .query_one("SELECT pg_has_role(current_user, $1::text::name, $2::text)", &[&d.owner, &right])
+                .await
+                .map_err(read)?
+                .get::<_, bool>(0);
+        if !may {
+            problems.push(format!(
+                "database {:?} is owned by role {:?}, which the target's user {user:?} may not give a database to (it is no member of it{})",
+                d.name,
+                d.owner,
+                if version >= 160000 { " with SET" } else { "" }
+            ));
         }
     }
-    if lacking.is_empty() {
+    if problems.is_empty() {
         return Ok(());
     }
-    Err(Error::new(ErrorKind::Refused, format!("{}; no role or database was created and nothing started", lacking.join("; ")))
-        .with_hint("create the source's roles on the target first: pgferry roles --source ... --target ..., or rerun with start --roles (never their passwords); a role pgferry roles leaves out (it names them) you create yourself"))
+    Err(Error::new(ErrorKind::Refused, format!("{}; {unchanged}", problems.join("; "))).with_hint(
+        "create the source's roles on the target first (pgferry roles --source ... --target ..., or start --roles; never their passwords; a role pgferry roles leaves out, it names them, you create yourself); the target's user needs CREATEDB and membership in each owner's role (GRANT owner TO user, WITH SET TRUE from 16 on), or create the databases yourself (pgferry check --all-databases prints each CREATE DATABASE)",
+    ))
 }
 
 /// Creates on the target server every database [`missing_definitions`] found,
@@ -177,7 +218,7 @@ pub async fn create_missing(
     if definitions.is_empty() {
         return Ok(Vec::new());
     }
-    refuse_lacking_owners(target, &definitions, &[]).await?;
+    refuse_lacking_owners(target, &definitions, &[], "no database was created and nothing started").await?;
     let dst = pgferry_pg::connect(target).await?;
     let mut created = Vec::new();
     for d in definitions {
@@ -206,11 +247,15 @@ pub async fn check(
     let (instance, paired) = paired(source, target, selection).await?;
     let mut databases = Vec::new();
     for db in paired {
-        let (report, create_on_target) = match &db.target {
-            Some(target) => (Some(crate::check::check(&db.source, target, plan).await?), None),
-            None => (None, Some(create_statement(&pgferry_pg::connect(&db.source).await?).await?.into_string())),
+        let (report, create_on_target, findings_before_creation) = match &db.target {
+            Some(target) => (Some(crate::check::check(&db.source, target, plan).await?), None, Vec::new()),
+            None => (
+                None,
+                Some(create_statement(&pgferry_pg::connect(&db.source).await?).await?.into_string()),
+                crate::check::check_before_creation(&db.source, target, plan).await?,
+            ),
         };
-        databases.push(DatabaseCheck { database: db.database, report, create_on_target });
+        databases.push(DatabaseCheck { database: db.database, report, create_on_target, findings_before_creation });
     }
     let capacity = capacity_problems(
         &replication_capacity(source, None, &instance.databases).await?,

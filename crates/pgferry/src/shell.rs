@@ -8,6 +8,7 @@
 //! in the last two pgferry knows it is no longer running.
 //! See [setpgid(2)](https://man7.org/linux/man-pages/man2/setpgid.2.html).
 
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -23,37 +24,30 @@ pub(crate) struct Running {
     child: tokio::process::Child,
     pid: i32,
     what: &'static str,
-    /// Where the command writes (its stdout and stderr): a file, not a pipe, so
-    /// that it runs to its end when pgferry is killed (a pipe with no reader
-    /// would end a switch midway with SIGPIPE); logged once it ended.
-    output: tempfile::NamedTempFile,
 }
 
-/// How much of a command's output is logged: its end.
-const LOGGED_OUTPUT_BYTES: u64 = 16 * 1024;
-
-/// Starts `command` with `sh -c` in a new process group. Its output goes to a
-/// file of its own and into pgferry's log once it ended, never to pgferry's
-/// stdout (which holds the report: one JSON document under `--format json`)
-/// nor straight to stderr (one JSON object per line under `--log-format
-/// json`), and never to a terminal (a pager there would wait for a key).
+/// Starts `command` with `sh -c` in a new process group. What it prints goes
+/// to pgferry's stderr as it comes, beside the log (under `--log-format json`
+/// its lines are its own, not JSON): stdout holds pgferry's report alone (one
+/// JSON document under `--format json`). A kill of pgferry leaves it running
+/// and still writing there. Pagers are turned off (`PAGER=cat`, `AWS_PAGER`
+/// empty): in a process group of its own, one waiting on the terminal would
+/// stop the command until its time limit.
 pub(crate) fn spawn(what: &'static str, command: &str) -> Result<Running> {
     let cannot_start = |e: std::io::Error| Error::new(ErrorKind::Precondition, format!("{what} could not start: {e}"));
-    let output = tempfile::Builder::new().prefix("pgferry-command-").suffix(".log").tempfile().map_err(cannot_start)?;
-    // One open file, shared: the two streams write at one offset, one after the other.
-    let shared = || output.as_file().try_clone().map_err(cannot_start);
-    let (stdout, stderr) = (shared()?, shared()?);
+    let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot_start)?;
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .process_group(0)
         .stdin(std::process::Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(stderr)
+        .env("PAGER", "cat")
+        .env("AWS_PAGER", "")
         .spawn()
         .map_err(cannot_start)?;
     let pid = child.id().map_or(0, |id| id as i32);
-    Ok(Running { child, pid, what, output })
+    Ok(Running { child, pid, what })
 }
 
 impl Running {
@@ -65,12 +59,6 @@ impl Running {
     /// Waits for the command, at most `limit`; past it the whole group is stopped
     /// (SIGTERM, then SIGKILL) and the result is an error saying so.
     pub(crate) async fn wait(mut self, limit: Duration) -> Result<()> {
-        let waited = self.wait_within(limit).await;
-        self.log_output();
-        waited
-    }
-
-    async fn wait_within(&mut self, limit: Duration) -> Result<()> {
         let status = match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => {
                 status.map_err(|e| Error::new(ErrorKind::Precondition, format!("waiting for {}: {e}", self.what)))?
@@ -87,30 +75,6 @@ impl Running {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::Precondition, format!("{} failed ({status})", self.what)))
-        }
-    }
-
-    /// The end of what the command wrote, into the log, a line per line.
-    fn log_output(&self) {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut text = String::new();
-        let read = self.output.reopen().and_then(|mut file| {
-            let len = file.metadata()?.len();
-            file.seek(SeekFrom::Start(len.saturating_sub(LOGGED_OUTPUT_BYTES)))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)?;
-            text = String::from_utf8_lossy(&bytes).into_owned();
-            Ok(len)
-        });
-        match read {
-            Ok(len) if len > LOGGED_OUTPUT_BYTES => {
-                tracing::info!(target: crate::events::LOGGED, "{} wrote {len} bytes; the last {LOGGED_OUTPUT_BYTES}:", self.what)
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("reading what {} wrote: {e}", self.what),
-        }
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(target: crate::events::LOGGED, "{}: {line}", self.what);
         }
     }
 

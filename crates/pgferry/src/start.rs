@@ -234,8 +234,10 @@ pub async fn refusals(source: &ConnSpec, target: TargetDatabase<'_>, options: &S
 /// report comes with the run's end).
 pub async fn made_roles(source: &ConnSpec, target: &ConnSpec) -> Result<RolesReport> {
     let made = crate::roles::roles(source, target, false).await?;
-    if !made.statements.is_empty() {
-        tracing::info!(target: crate::events::LOGGED, "created the source's roles the target lacked: {}", made.statements.join("; "));
+    if !made.created.is_empty() {
+        // Names only: a role's settings may hold what the log should not.
+        let names: Vec<String> = made.created.iter().map(|r| format!("{:?}", r.name)).collect();
+        tracing::info!(target: crate::events::LOGGED, "created the source's roles the target lacked: {}", names.join(", "));
     }
     Ok(made)
 }
