@@ -249,7 +249,7 @@ fn start_all_databases_refused_anywhere_creates_no_role_and_no_database() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("\"mover\" may not create databases (it has no CREATEDB)"), "{said}");
     assert!(
-        said.contains("owned by role \"shop_owner\", which the target's user \"mover\" may not give a database to"),
+        said.contains("owned by role \"shop_owner\", which --roles would create, but the target's user \"mover\" would not be a member"),
         "{said}"
     );
     assert_eq!(target.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'shop_owner'"), "0", "{said}");

@@ -180,18 +180,30 @@ pub async fn refuse_lacking_owners(
         if superuser || d.owner == user {
             continue;
         }
-        let may = exists
-            && dst
-                .query_one("SELECT pg_has_role(current_user, $1::text::name, $2::text)", &[&d.owner, &right])
-                .await
-                .map_err(read)?
-                .get::<_, bool>(0);
+        if !exists {
+            problems.push(format!(
+                "database {:?} is to be owned by role {:?}, which --roles would create, but the target's user {user:?} would not be a member of it (creating a role does not make its creator one), and CREATE DATABASE ... OWNER needs that",
+                d.name, d.owner
+            ));
+            continue;
+        }
+        // Membership to give it the database (SET from 16 on), and its
+        // privileges inherited: the database's start then acts as its owner.
+        let may: bool = dst
+            .query_one(
+                "SELECT pg_has_role(current_user, $1::text::name, $2::text)
+                    AND pg_has_role(current_user, $1::text::name, 'USAGE')",
+                &[&d.owner, &right],
+            )
+            .await
+            .map_err(read)?
+            .get(0);
         if !may {
             problems.push(format!(
-                "database {:?} is owned by role {:?}, which the target's user {user:?} may not give a database to (it is no member of it{})",
+                "database {:?} is owned by role {:?}, of which the target's user {user:?} is no member with {}INHERIT: it could not create the database or act as its owner",
                 d.name,
                 d.owner,
-                if version >= 160000 { " with SET" } else { "" }
+                if version >= 160000 { "SET and " } else { "" }
             ));
         }
     }
@@ -199,7 +211,7 @@ pub async fn refuse_lacking_owners(
         return Ok(());
     }
     Err(Error::new(ErrorKind::Refused, format!("{}; {unchanged}", problems.join("; "))).with_hint(
-        "create the source's roles on the target first (pgferry roles --source ... --target ..., or start --roles; never their passwords; a role pgferry roles leaves out, it names them, you create yourself); the target's user needs CREATEDB and membership in each owner's role (GRANT owner TO user, WITH SET TRUE from 16 on), or create the databases yourself (pgferry check --all-databases prints each CREATE DATABASE)",
+        "create the source's roles on the target first (pgferry roles --source ... --target ...; never their passwords; a role it leaves out, it names them, you create yourself); the target's user needs CREATEDB and to be a member of each owner's role: GRANT owner TO user (WITH SET TRUE, INHERIT TRUE from 16 on), as a superuser, the master user or the role's admin; or create the databases yourself (pgferry check --all-databases prints each CREATE DATABASE)",
     ))
 }
 

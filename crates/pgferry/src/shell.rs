@@ -8,7 +8,9 @@
 //! in the last two pgferry knows it is no longer running.
 //! See [setpgid(2)](https://man7.org/linux/man-pages/man2/setpgid.2.html).
 
-use std::os::fd::AsFd;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -18,36 +20,71 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// How long a command stopped at its time limit gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How often what a command wrote is copied to pgferry's stderr.
+const COPY_EVERY: Duration = Duration::from_millis(100);
+/// The most of a command's output copied at once.
+const COPIED_AT_ONCE: u64 = 1 << 20;
 
 /// A command running in its own process group.
 pub(crate) struct Running {
     child: tokio::process::Child,
     pid: i32,
     what: &'static str,
+    /// Its output's file, and how much of it was copied to stderr.
+    output: Option<(PathBuf, u64)>,
 }
 
-/// Starts `command` with `sh -c` in a new process group. What it prints goes
-/// to pgferry's stderr as it comes, beside the log (under `--log-format json`
-/// its lines are its own, not JSON): stdout holds pgferry's report alone (one
-/// JSON document under `--format json`). A kill of pgferry leaves it running
-/// and still writing there. Pagers are turned off (`PAGER=cat`, `AWS_PAGER`
-/// empty): in a process group of its own, one waiting on the terminal would
-/// stop the command until its time limit.
+/// Starts `command` with `sh -c` in a new process group.
+///
+/// What it prints (stdout and stderr) goes to a file of its own, whose path is
+/// logged at once, and pgferry copies it to its stderr as it comes: never to
+/// stdout (the report: one JSON document under `--format json`), and never
+/// through a pipe or terminal that could end the command midway (a reader of
+/// pgferry's stderr gone, a `| tee` stopped by Ctrl-C or an SSH session
+/// dropped, would kill a switch writing there with SIGPIPE or EIO while pgferry
+/// still waits for it). The file stays when the command failed or pgferry was
+/// killed (the evidence of how far a switch got); one that succeeded is removed.
+/// Where no file can be made, the command writes to pgferry's stderr, said so.
+/// Pagers are turned off (`PAGER=cat`, `AWS_PAGER` empty): in a process group
+/// of its own, one waiting on the terminal would stop the command until its
+/// time limit.
 pub(crate) fn spawn(what: &'static str, command: &str) -> Result<Running> {
     let cannot_start = |e: std::io::Error| Error::new(ErrorKind::Precondition, format!("{what} could not start: {e}"));
-    let stderr = std::io::stderr().as_fd().try_clone_to_owned().map_err(cannot_start)?;
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
+    let mut sh = tokio::process::Command::new("sh");
+    sh.arg("-c")
         .arg(command)
         .process_group(0)
         .stdin(std::process::Stdio::null())
-        .stdout(stderr)
         .env("PAGER", "cat")
-        .env("AWS_PAGER", "")
-        .spawn()
-        .map_err(cannot_start)?;
+        .env("AWS_PAGER", "");
+    let output = match output_file() {
+        Ok((path, file)) => {
+            let shared = || file.try_clone().map_err(cannot_start);
+            sh.stdout(shared()?).stderr(shared()?);
+            Some(path)
+        }
+        Err(e) => {
+            tracing::warn!(target: crate::events::LOGGED, "{what} writes to pgferry's stderr: no file for its output could be made ({e})");
+            let stderr = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned().map_err(cannot_start)?;
+            sh.stdout(stderr);
+            None
+        }
+    };
+    let child = sh.spawn().map_err(cannot_start)?;
     let pid = child.id().map_or(0, |id| id as i32);
-    Ok(Running { child, pid, what })
+    if let Some(path) = &output {
+        tracing::info!(target: crate::events::LOGGED, "{what} (process group {pid}) writes its output to {}", path.display());
+    }
+    Ok(Running { child, pid, what, output: output.map(|path| (path, 0)) })
+}
+
+/// A new file for a command's output, in the temporary directory, named for
+/// this process and the moment.
+fn output_file() -> std::io::Result<(PathBuf, std::fs::File)> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let path = std::env::temp_dir().join(format!("pgferry-command-{}-{nanos}.log", std::process::id()));
+    let file = std::fs::OpenOptions::new().append(true).create_new(true).mode(0o600).open(&path)?;
+    Ok((path, file))
 }
 
 impl Running {
@@ -56,14 +93,37 @@ impl Running {
         self.pid
     }
 
-    /// Waits for the command, at most `limit`; past it the whole group is stopped
-    /// (SIGTERM, then SIGKILL) and the result is an error saying so.
+    /// Waits for the command, at most `limit`, copying its output to stderr;
+    /// past the limit the whole group is stopped (SIGTERM, then SIGKILL) and
+    /// the result is an error saying so.
     pub(crate) async fn wait(mut self, limit: Duration) -> Result<()> {
-        let status = match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(status) => {
-                status.map_err(|e| Error::new(ErrorKind::Precondition, format!("waiting for {}: {e}", self.what)))?
+        let waited = self.wait_copying(limit).await;
+        self.copy_rest();
+        if let Some((path, _)) = &self.output {
+            match &waited {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(_) => {
+                    tracing::info!(target: crate::events::LOGGED, "{}'s output is kept in {}", self.what, path.display())
+                }
             }
-            Err(_) => {
+        }
+        waited
+    }
+
+    async fn wait_copying(&mut self, limit: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let status = loop {
+            tokio::select! {
+                status = self.child.wait() => {
+                    break status.map_err(|e| Error::new(ErrorKind::Precondition, format!("waiting for {}: {e}", self.what)))?;
+                }
+                () = tokio::time::sleep(COPY_EVERY) => {
+                    self.copy_output();
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
                 self.stop_group().await;
                 return Err(Error::new(
                     ErrorKind::Precondition,
@@ -75,6 +135,31 @@ impl Running {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::Precondition, format!("{} failed ({status})", self.what)))
+        }
+    }
+
+    /// Copies what the command wrote since the last copy to pgferry's stderr,
+    /// at most [`COPIED_AT_ONCE`]; an error (stderr gone) changes nothing for
+    /// the command. Whether anything was copied.
+    fn copy_output(&mut self) -> bool {
+        let Some((path, copied)) = &mut self.output else { return false };
+        let Ok(mut file) = std::fs::File::open(&*path) else { return false };
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(*copied)).is_err() || file.take(COPIED_AT_ONCE).read_to_end(&mut bytes).is_err() {
+            return false;
+        }
+        *copied += bytes.len() as u64;
+        let _ = std::io::stderr().write_all(&bytes);
+        !bytes.is_empty()
+    }
+
+    /// Copies the rest of the output once the command ended (bounded: a
+    /// process that left its group may go on writing).
+    fn copy_rest(&mut self) {
+        for _ in 0..64 {
+            if !self.copy_output() {
+                break;
+            }
         }
     }
 
