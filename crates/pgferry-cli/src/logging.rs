@@ -80,9 +80,13 @@ pub(crate) fn error(err: &pgferry::Error) {
         }
         return;
     }
-    eprintln!("error: {}", err.message);
+    // Written, not printed: a reader of stderr gone (`2>&1 | tee` stopped)
+    // must not turn the documented exit code into a panic's.
+    use std::io::Write;
+    let mut stderr = std::io::stderr();
+    let _ = writeln!(stderr, "error: {}", err.message);
     if let Some(hint) = &err.hint {
-        eprintln!("hint: {hint}");
+        let _ = writeln!(stderr, "hint: {hint}");
     }
 }
 

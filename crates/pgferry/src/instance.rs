@@ -141,8 +141,10 @@ pub async fn missing_definitions(target: &ConnSpec, paired: &[PairedDatabase]) -
 /// is not to create it (`to_be_created`: the roles its dry run plans;
 /// `pgferry roles` leaves some out, a provider's own, say), or the user may not
 /// give a database to its owner (`CREATE DATABASE ... OWNER` needs membership
-/// in the owner's role, with SET from 16 on, unless a superuser; a role the
-/// user creates does not make it a member). `unchanged`: what the refusal
+/// in the owner's role, with SET from 16 on, and its privileges inherited for
+/// the database's start, unless a superuser; a role the user creates makes it
+/// a member only from 16 on, with the options `createrole_self_grant` names).
+/// `unchanged`: what the refusal
 /// left as it was, for its message.
 pub async fn refuse_lacking_owners(
     target: &ConnSpec,
@@ -157,13 +159,18 @@ pub async fn refuse_lacking_owners(
     let read = |e| Error::server("reading the target server's roles", e);
     let me = dst
         .query_one(
-            "SELECT current_user::text, rolsuper, rolcreatedb, current_setting('server_version_num')::int
+            "SELECT current_user::text, rolsuper, rolcreatedb, current_setting('server_version_num')::int,
+                    coalesce(current_setting('createrole_self_grant', true), '')
              FROM pg_roles WHERE rolname = current_user",
             &[],
         )
         .await
         .map_err(read)?;
     let (user, superuser, createdb, version): (String, bool, bool, i32) = (me.get(0), me.get(1), me.get(2), me.get(3));
+    // From 16 on, a role the user creates makes it a member with these options.
+    let self_grant: String = me.get(4);
+    let member_of_created =
+        version >= 160000 && ["set", "inherit"].iter().all(|o| self_grant.to_lowercase().contains(o));
     let mut problems = Vec::new();
     if !superuser && !createdb {
         problems.push(format!("the target's user {user:?} may not create databases (it has no CREATEDB)"));
@@ -180,9 +187,12 @@ pub async fn refuse_lacking_owners(
         if superuser || d.owner == user {
             continue;
         }
+        if !exists && member_of_created {
+            continue;
+        }
         if !exists {
             problems.push(format!(
-                "database {:?} is to be owned by role {:?}, which --roles would create, but the target's user {user:?} would not be a member of it (creating a role does not make its creator one), and CREATE DATABASE ... OWNER needs that",
+                "database {:?} is to be owned by role {:?}, which --roles would create, but the target's user {user:?} would not be a member of it (creating a role makes its creator one only from 16 on, with the options of its createrole_self_grant setting: 'set, inherit'), and CREATE DATABASE ... OWNER needs that",
                 d.name, d.owner
             ));
             continue;

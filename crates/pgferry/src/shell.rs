@@ -8,9 +8,10 @@
 //! in the last two pgferry knows it is no longer running.
 //! See [setpgid(2)](https://man7.org/linux/man-pages/man2/setpgid.2.html).
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -22,32 +23,45 @@ use crate::error::{Error, ErrorKind, Result};
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How often what a command wrote is copied to pgferry's stderr.
 const COPY_EVERY: Duration = Duration::from_millis(100);
-/// The most of a command's output copied at once.
-const COPIED_AT_ONCE: u64 = 1 << 20;
+/// How long the end of a command's output is waited for once it ended.
+const LAST_COPY_WITHIN: Duration = Duration::from_secs(1);
 
 /// A command running in its own process group.
 pub(crate) struct Running {
     child: tokio::process::Child,
     pid: i32,
     what: &'static str,
-    /// Its output's file, and how much of it was copied to stderr.
-    output: Option<(PathBuf, u64)>,
+    /// Its output's file and the thread copying it to stderr.
+    output: Option<Output>,
+}
+
+/// A command's output file, copied to pgferry's stderr by a thread of its own
+/// (a stderr that blocks, a terminal paused or a slow `tee`, blocks that thread
+/// only, never the runtime the cutover runs on).
+struct Output {
+    path: PathBuf,
+    /// Set once the command ended: the copier copies what is left and stops.
+    ended: Arc<AtomicBool>,
+    /// Set when a write to stderr failed: the output reached nobody, so the
+    /// file is kept.
+    lost: Arc<AtomicBool>,
+    copier: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Starts `command` with `sh -c` in a new process group.
 ///
 /// What it prints (stdout and stderr) goes to a file of its own, whose path is
-/// logged at once, and pgferry copies it to its stderr as it comes: never to
-/// stdout (the report: one JSON document under `--format json`), and never
-/// through a pipe or terminal that could end the command midway (a reader of
-/// pgferry's stderr gone, a `| tee` stopped by Ctrl-C or an SSH session
-/// dropped, would kill a switch writing there with SIGPIPE or EIO while pgferry
-/// still waits for it). The file stays when the command failed or pgferry was
-/// killed (the evidence of how far a switch got); one that succeeded is removed.
-/// Where no file can be made, the command writes to pgferry's stderr, said so.
-/// Pagers are turned off (`PAGER=cat`, `AWS_PAGER` empty): in a process group
-/// of its own, one waiting on the terminal would stop the command until its
-/// time limit.
+/// logged at once, and a thread copies it to pgferry's stderr as it comes: never
+/// to stdout (the report: one JSON document under `--format json`; on stderr the
+/// command's lines are its own, not JSON), and never through a pipe or terminal
+/// that could end the command midway (a reader of pgferry's stderr gone, a `|
+/// tee` stopped by Ctrl-C, would kill a switch writing there with SIGPIPE while
+/// pgferry still waits for it). The file stays when the command failed, when
+/// its output reached nobody, or when pgferry was killed (the evidence of how
+/// far a switch got); otherwise it is removed. Where no file can be made, the
+/// command writes to pgferry's stderr, said so. Pagers are turned off
+/// (`PAGER=cat`, `AWS_PAGER` empty): in a process group of its own, one waiting
+/// on the terminal would stop the command until its time limit.
 pub(crate) fn spawn(what: &'static str, command: &str) -> Result<Running> {
     let cannot_start = |e: std::io::Error| Error::new(ErrorKind::Precondition, format!("{what} could not start: {e}"));
     let mut sh = tokio::process::Command::new("sh");
@@ -57,12 +71,17 @@ pub(crate) fn spawn(what: &'static str, command: &str) -> Result<Running> {
         .stdin(std::process::Stdio::null())
         .env("PAGER", "cat")
         .env("AWS_PAGER", "");
-    let output = match output_file() {
-        Ok((path, file)) => {
-            let shared = || file.try_clone().map_err(cannot_start);
-            sh.stdout(shared()?).stderr(shared()?);
-            Some(path)
-        }
+    let file = match output_file() {
+        Ok((path, writer, reader)) => match writer.try_clone() {
+            Ok(err) => {
+                sh.stdout(writer).stderr(err);
+                Some((path, reader))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(cannot_start(e));
+            }
+        },
         Err(e) => {
             tracing::warn!(target: crate::events::LOGGED, "{what} writes to pgferry's stderr: no file for its output could be made ({e})");
             let stderr = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned().map_err(cannot_start)?;
@@ -70,21 +89,59 @@ pub(crate) fn spawn(what: &'static str, command: &str) -> Result<Running> {
             None
         }
     };
-    let child = sh.spawn().map_err(cannot_start)?;
+    let child = match sh.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some((path, _)) = &file {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(cannot_start(e));
+        }
+    };
     let pid = child.id().map_or(0, |id| id as i32);
-    if let Some(path) = &output {
+    let output = file.map(|(path, file)| {
         tracing::info!(target: crate::events::LOGGED, "{what} (process group {pid}) writes its output to {}", path.display());
-    }
-    Ok(Running { child, pid, what, output: output.map(|path| (path, 0)) })
+        let (ended, lost) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let copier = {
+            let (ended, lost) = (ended.clone(), lost.clone());
+            std::thread::Builder::new().name("command-output".into()).spawn(move || copy(file, &ended, &lost)).ok()
+        };
+        Output { path, ended, lost, copier }
+    });
+    Ok(Running { child, pid, what, output })
 }
 
-/// A new file for a command's output, in the temporary directory, named for
-/// this process and the moment.
-fn output_file() -> std::io::Result<(PathBuf, std::fs::File)> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let path = std::env::temp_dir().join(format!("pgferry-command-{}-{nanos}.log", std::process::id()));
-    let file = std::fs::OpenOptions::new().append(true).create_new(true).mode(0o600).open(&path)?;
-    Ok((path, file))
+/// A new file for a command's output (mode 0600, never an existing path), in
+/// the temporary directory, named for this process: its path, the file the
+/// command writes to, and a reader of its own (its own offset: the command's
+/// writes move the writer's).
+fn output_file() -> std::io::Result<(PathBuf, std::fs::File, std::fs::File)> {
+    let file = tempfile::Builder::new()
+        .prefix(&format!("pgferry-command-{}-", std::process::id()))
+        .suffix(".log")
+        .tempfile()?;
+    let reader = file.reopen()?;
+    let (writer, path) = file.keep().map_err(|e| e.error)?;
+    Ok((path, writer, reader))
+}
+
+/// Copies `file` to stderr as it grows, until the command ended and all of it
+/// was copied.
+fn copy(mut file: std::fs::File, ended: &AtomicBool, lost: &AtomicBool) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        // Read before looking at `ended`: what was written before it was set is copied.
+        let done = ended.load(Ordering::Acquire);
+        match file.read(&mut buffer) {
+            Ok(0) | Err(_) if done => return,
+            Ok(0) | Err(_) => std::thread::sleep(COPY_EVERY),
+            Ok(n) => {
+                if std::io::stderr().write_all(&buffer[..n]).is_err() {
+                    lost.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
 }
 
 impl Running {
@@ -93,37 +150,33 @@ impl Running {
         self.pid
     }
 
-    /// Waits for the command, at most `limit`, copying its output to stderr;
-    /// past the limit the whole group is stopped (SIGTERM, then SIGKILL) and
-    /// the result is an error saying so.
+    /// Waits for the command, at most `limit`, its output copied to stderr as it
+    /// comes; past the limit the whole group is stopped (SIGTERM, then SIGKILL)
+    /// and the result is an error saying so.
     pub(crate) async fn wait(mut self, limit: Duration) -> Result<()> {
-        let waited = self.wait_copying(limit).await;
-        self.copy_rest();
-        if let Some((path, _)) = &self.output {
-            match &waited {
-                Ok(()) => {
-                    let _ = std::fs::remove_file(path);
-                }
-                Err(_) => {
-                    tracing::info!(target: crate::events::LOGGED, "{}'s output is kept in {}", self.what, path.display())
-                }
+        let waited = self.wait_within(limit).await;
+        if let Some(output) = &mut self.output {
+            output.ended.store(true, Ordering::Release);
+            if let Some(copier) = output.copier.take() {
+                let joined = tokio::task::spawn_blocking(move || copier.join());
+                let _ = tokio::time::timeout(LAST_COPY_WITHIN, joined).await;
+            }
+            let empty = std::fs::metadata(&output.path).is_ok_and(|m| m.len() == 0);
+            if empty || (waited.is_ok() && !output.lost.load(Ordering::Acquire)) {
+                let _ = std::fs::remove_file(&output.path);
+            } else {
+                tracing::info!(target: crate::events::LOGGED, "{}'s output is kept in {}", self.what, output.path.display());
             }
         }
         waited
     }
 
-    async fn wait_copying(&mut self, limit: Duration) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + limit;
-        let status = loop {
-            tokio::select! {
-                status = self.child.wait() => {
-                    break status.map_err(|e| Error::new(ErrorKind::Precondition, format!("waiting for {}: {e}", self.what)))?;
-                }
-                () = tokio::time::sleep(COPY_EVERY) => {
-                    self.copy_output();
-                }
+    async fn wait_within(&mut self, limit: Duration) -> Result<()> {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => {
+                status.map_err(|e| Error::new(ErrorKind::Precondition, format!("waiting for {}: {e}", self.what)))?
             }
-            if tokio::time::Instant::now() >= deadline {
+            Err(_) => {
                 self.stop_group().await;
                 return Err(Error::new(
                     ErrorKind::Precondition,
@@ -135,31 +188,6 @@ impl Running {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::Precondition, format!("{} failed ({status})", self.what)))
-        }
-    }
-
-    /// Copies what the command wrote since the last copy to pgferry's stderr,
-    /// at most [`COPIED_AT_ONCE`]; an error (stderr gone) changes nothing for
-    /// the command. Whether anything was copied.
-    fn copy_output(&mut self) -> bool {
-        let Some((path, copied)) = &mut self.output else { return false };
-        let Ok(mut file) = std::fs::File::open(&*path) else { return false };
-        let mut bytes = Vec::new();
-        if file.seek(SeekFrom::Start(*copied)).is_err() || file.take(COPIED_AT_ONCE).read_to_end(&mut bytes).is_err() {
-            return false;
-        }
-        *copied += bytes.len() as u64;
-        let _ = std::io::stderr().write_all(&bytes);
-        !bytes.is_empty()
-    }
-
-    /// Copies the rest of the output once the command ended (bounded: a
-    /// process that left its group may go on writing).
-    fn copy_rest(&mut self) {
-        for _ in 0..64 {
-            if !self.copy_output() {
-                break;
-            }
         }
     }
 
@@ -180,6 +208,11 @@ impl Drop for Running {
     fn drop(&mut self) {
         if self.pid > 0 && is_alive(self.pid) {
             signal_group(self.pid, Signal::SIGKILL);
+        }
+        // The copier copies what is left and stops; the file stays, said so.
+        if let Some(output) = self.output.as_ref().filter(|o| o.copier.is_some()) {
+            output.ended.store(true, Ordering::Release);
+            tracing::info!(target: crate::events::LOGGED, "{}'s output is kept in {}", self.what, output.path.display());
         }
     }
 }
