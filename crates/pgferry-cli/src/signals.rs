@@ -1,7 +1,5 @@
-//! SIGINT, SIGTERM and SIGHUP as a stop request: the library finishes or rolls
-//! back the step at hand and returns a summary, instead of the process dying
-//! wherever it is (a dropped SSH session sends SIGHUP: a cutover it reached
-//! mid-switch must still see its switch command through).
+//! SIGINT and SIGTERM as a stop request: the library finishes or rolls back the
+//! step at hand and returns a summary, instead of the process dying wherever it is.
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -24,14 +22,12 @@ pub(crate) fn stop_on_signals(first: &'static str, second: Second) -> Result<wat
     let signal_error = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("installing signal handlers: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         for round in 0.. {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
-                _ = hup.recv() => {}
             }
             if round > 0 && second == Second::Exits {
                 std::process::exit(143);

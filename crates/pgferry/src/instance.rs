@@ -160,7 +160,7 @@ pub async fn refuse_lacking_owners(
     let me = dst
         .query_one(
             "SELECT current_user::text, rolsuper, rolcreatedb, current_setting('server_version_num')::int,
-                    coalesce(current_setting('createrole_self_grant', true), '')
+                    coalesce(current_setting('createrole_self_grant', true), ''), rolcreaterole
              FROM pg_roles WHERE rolname = current_user",
             &[],
         )
@@ -169,8 +169,9 @@ pub async fn refuse_lacking_owners(
     let (user, superuser, createdb, version): (String, bool, bool, i32) = (me.get(0), me.get(1), me.get(2), me.get(3));
     // From 16 on, a role the user creates makes it a member with these options.
     let self_grant: String = me.get(4);
+    let createrole: bool = me.get(5);
     let member_of_created =
-        version >= 160000 && ["set", "inherit"].iter().all(|o| self_grant.to_lowercase().contains(o));
+        version >= 160000 && createrole && ["set", "inherit"].iter().all(|o| self_grant.to_lowercase().contains(o));
     let mut problems = Vec::new();
     if !superuser && !createdb {
         problems.push(format!("the target's user {user:?} may not create databases (it has no CREATEDB)"));

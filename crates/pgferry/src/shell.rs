@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How often what a command wrote is copied to pgferry's stderr.
 const COPY_EVERY: Duration = Duration::from_millis(100);
-/// How long the end of a command's output is waited for once it ended.
+/// How long the end of a command's output is copied for once it ended.
 const LAST_COPY_WITHIN: Duration = Duration::from_secs(1);
 
 /// A command running in its own process group.
@@ -36,8 +36,8 @@ pub(crate) struct Running {
 }
 
 /// A command's output file, copied to pgferry's stderr by a thread of its own
-/// (a stderr that blocks, a terminal paused or a slow `tee`, blocks that thread
-/// only, never the runtime the cutover runs on).
+/// (the command itself never writes to stderr, so a stderr that blocks or went
+/// away never stops or ends it).
 struct Output {
     path: PathBuf,
     /// Set once the command ended: the copier copies what is left and stops.
@@ -106,6 +106,8 @@ pub(crate) fn spawn(what: &'static str, command: &str) -> Result<Running> {
             let (ended, lost) = (ended.clone(), lost.clone());
             std::thread::Builder::new().name("command-output".into()).spawn(move || copy(file, &ended, &lost)).ok()
         };
+        // No copier: the output reaches nobody, and its file is kept.
+        lost.store(copier.is_none(), Ordering::Release);
         Output { path, ended, lost, copier }
     });
     Ok(Running { child, pid, what, output })
@@ -119,6 +121,7 @@ fn output_file() -> std::io::Result<(PathBuf, std::fs::File, std::fs::File)> {
     let file = tempfile::Builder::new()
         .prefix(&format!("pgferry-command-{}-", std::process::id()))
         .suffix(".log")
+        .append(true)
         .tempfile()?;
     let reader = file.reopen()?;
     let (writer, path) = file.keep().map_err(|e| e.error)?;
@@ -126,15 +129,24 @@ fn output_file() -> std::io::Result<(PathBuf, std::fs::File, std::fs::File)> {
 }
 
 /// Copies `file` to stderr as it grows, until the command ended and all of it
-/// was copied.
+/// was copied, or [`LAST_COPY_WITHIN`] after it ended (a process that left the
+/// group may go on writing). Parked between reads: [`Running::wait`] wakes it
+/// once the command ended.
 fn copy(mut file: std::fs::File, ended: &AtomicBool, lost: &AtomicBool) {
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut ended_at = None;
     loop {
-        // Read before looking at `ended`: what was written before it was set is copied.
-        let done = ended.load(Ordering::Acquire);
+        // `ended` is looked at before reading: a read that finds nothing after
+        // the command ended means all it wrote was copied.
+        if ended.load(Ordering::Acquire) {
+            let since = *ended_at.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > LAST_COPY_WITHIN {
+                return;
+            }
+        }
         match file.read(&mut buffer) {
-            Ok(0) | Err(_) if done => return,
-            Ok(0) | Err(_) => std::thread::sleep(COPY_EVERY),
+            Ok(0) | Err(_) if ended_at.is_some() => return,
+            Ok(0) | Err(_) => std::thread::park_timeout(COPY_EVERY),
             Ok(n) => {
                 if std::io::stderr().write_all(&buffer[..n]).is_err() {
                     lost.store(true, Ordering::Release);
@@ -157,12 +169,19 @@ impl Running {
         let waited = self.wait_within(limit).await;
         if let Some(output) = &mut self.output {
             output.ended.store(true, Ordering::Release);
+            // The copier's end, awaited without blocking the runtime (a copier
+            // stuck on a stalled stderr is left behind, detached).
+            let mut copied = false;
             if let Some(copier) = output.copier.take() {
-                let joined = tokio::task::spawn_blocking(move || copier.join());
-                let _ = tokio::time::timeout(LAST_COPY_WITHIN, joined).await;
+                copier.thread().unpark();
+                let deadline = tokio::time::Instant::now() + LAST_COPY_WITHIN + COPY_EVERY;
+                while !copier.is_finished() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                copied = copier.is_finished();
             }
             let empty = std::fs::metadata(&output.path).is_ok_and(|m| m.len() == 0);
-            if empty || (waited.is_ok() && !output.lost.load(Ordering::Acquire)) {
+            if empty || (waited.is_ok() && copied && !output.lost.load(Ordering::Acquire)) {
                 let _ = std::fs::remove_file(&output.path);
             } else {
                 tracing::info!(target: crate::events::LOGGED, "{}'s output is kept in {}", self.what, output.path.display());
